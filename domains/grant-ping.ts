@@ -1,0 +1,178 @@
+/**
+ * The foundation's guest workload: write and read back its own memory,
+ * offer pages to peers through grants, map the peers' offers, read them,
+ * unmap; a privileged domain also foreign-maps its frontends' pages; now
+ * and then a hypercall with a guest buffer and a balloon out/in.
+ * Every value read is checked against what was written (CHECK_FAILS).
+ */
+import type { GuestCpu } from '../hypervisor/public/guest.js';
+import { ACCESS } from '../hypervisor/public/guest.js';
+import { GNTST_okay } from '../hypervisor/public/errno.js';
+import { domid, gfn, grantRef } from '../hypervisor/public/types.js';
+import { DOM_WORDS, MB, SLOTS, SLOT_WORDS, ST, slotBase, slotRef } from './mailbox.js';
+import type { GuestEnv, Workload } from './workload.js';
+
+export interface GrantPingStats {
+  selfChecks: number;
+  checkFails: number;
+  offers: number;
+  maps: number;
+  mapFails: number;
+  endBusy: number;
+  foreignPeeks: number;
+}
+
+export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: number, ops: number) => void): Workload {
+  const me = cpu.domid as number;
+  const v = cpu.vcpu as number;
+  const ps = cpu.page_size_bytes;
+  const share = SLOTS * cpu.nr_vcpus;
+  // Pages [0, priv) are split between this domain's vCPUs; the last `share`
+  // pages are offered to peers; one page per vCPU is the balloon page.
+  const priv = Math.max(0, cpu.memory_pages - share - cpu.nr_vcpus);
+  const per = Math.max(1, Math.floor(priv / cpu.nr_vcpus));
+  const myFirst = v * per;
+  const balloonGfn = cpu.memory_pages - share - cpu.nr_vcpus + v;
+  let ballooned = false;
+  const shadow = new Map<number, number>();
+  let ops = 0;
+  let fails = 0;
+  let tick = 0;
+
+  const rnd32 = (): number => (cpu.random() * 0x100000000) >>> 0;
+  const fail = (): void => {
+    fails++;
+  };
+
+  function ownMemory(): void {
+    if (priv < cpu.nr_vcpus) return;
+    const g = myFirst + Math.floor(cpu.random() * per);
+    const off = Math.floor(cpu.random() * (ps / 4)) * 4;
+    const key = g * ps + off;
+    const want = shadow.get(key);
+    if (want !== undefined && cpu.read32(gfn(g), off) !== want) fail();
+    const val = rnd32();
+    cpu.write32(gfn(g), off, val);
+    shadow.set(key, val);
+    if (cpu.read32(gfn(g), off) !== val) fail();
+    ops++;
+  }
+
+  function offer(): void {
+    if (env.peers.length === 0 || cpu.memory_pages < share + cpu.nr_vcpus) return;
+    const k = tick % SLOTS;
+    const b = slotBase(me, v, k);
+    const st = Atomics.load(cpu.store, b + MB.STATE);
+    const ref = grantRef(slotRef(v, k));
+    const g = gfn(cpu.memory_pages - share + v * SLOTS + k);
+    if (st === ST.EMPTY) {
+      const peer = env.peers[Math.floor(cpu.random() * env.peers.length)] ?? me;
+      const val = rnd32();
+      cpu.write32(g, 0, val);
+      cpu.write32(g, ps - 4, val);
+      const ro = cpu.random() < 0.5;
+      cpu.grants.grant_access(ref, domid(peer), g, ro);
+      cpu.store[b + MB.TO] = peer;
+      cpu.store[b + MB.REF] = ref;
+      cpu.store[b + MB.VALUE] = val;
+      cpu.store[b + MB.RO] = ro ? 1 : 0;
+      Atomics.store(cpu.store, b + MB.STATE, ST.OFFERED);
+      ops++;
+    } else if (st === ST.DONE) {
+      if (cpu.grants.end_access(ref)) {
+        // A writable mapper left its mark at offset 4.
+        if (cpu.store[b + MB.RO] === 0 && cpu.read32(g, 4) !== ((cpu.store[b + MB.VALUE]! + 1) >>> 0)) fail();
+        Atomics.store(cpu.store, b + MB.STATE, ST.EMPTY);
+      }
+    }
+  }
+
+  function take(): void {
+    for (const p of env.peers) {
+      const base = p * DOM_WORDS;
+      const n = DOM_WORDS / SLOT_WORDS;
+      const start = Math.floor(cpu.random() * n);
+      for (let j = 0; j < n; j++) {
+        const b = base + ((start + j) % n) * SLOT_WORDS;
+        if (Atomics.load(cpu.store, b + MB.STATE) !== ST.OFFERED || cpu.store[b + MB.TO] !== me) continue;
+        if (Atomics.compareExchange(cpu.store, b + MB.STATE, ST.OFFERED, ST.TAKEN) !== ST.OFFERED) continue;
+        mapOne(p, b, (start + j) % n);
+        Atomics.store(cpu.store, b + MB.STATE, ST.DONE);
+        return;
+      }
+    }
+  }
+
+  function mapOne(p: number, b: number, j: number): void {
+    const ro = cpu.store[b + MB.RO] === 1;
+    const val = cpu.store[b + MB.VALUE]! >>> 0;
+    const at = gfn(env.map_window_gfn + (j % Math.max(1, env.map_window_pages - 1)));
+    const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(p), ref: grantRef(cpu.store[b + MB.REF]!), host_gfn: at, readonly: ro });
+    if (r.status !== GNTST_okay) {
+      fail();
+      return;
+    }
+    if (cpu.read32(at, 0) !== val || cpu.read32(at, ps - 4) !== val) fail();
+    if (!ro) cpu.write32(at, 4, (val + 1) | 0);
+    if (cpu.hc.gnttab_unmap_grant_ref(r.handle) !== GNTST_okay) fail();
+    ops++;
+  }
+
+  function foreignPeek(): void {
+    if (env.frontends.length === 0) return;
+    const fe = env.frontends[Math.floor(cpu.random() * env.frontends.length)]!;
+    const pages = env.memory_pages[fe] ?? 0;
+    if (pages === 0) return;
+    const at = gfn(env.map_window_gfn + env.map_window_pages - 1);
+    const rc = cpu.hc.foreign_map(domid(fe), gfn(Math.floor(cpu.random() * pages)), at);
+    if (rc === 0) {
+      cpu.read32(at, 0);
+      if (cpu.last_access !== ACCESS.OK) fail();
+      if (cpu.hc.remove_from_physmap(at) !== 0) fail();
+      ops++;
+    }
+  }
+
+  function hypercallBuffer(): void {
+    if (priv < cpu.nr_vcpus) return;
+    const g = gfn(myFirst + Math.floor(cpu.random() * per));
+    if (cpu.hc.buffer_copy('from_guest', g, 0, 64) !== 0) fail();
+    ops++;
+  }
+
+  function balloon(): void {
+    if (balloonGfn < 0 || balloonGfn >= cpu.memory_pages) return;
+    if (!ballooned) {
+      if (cpu.hc.decrease_reservation([gfn(balloonGfn)]) === 1) ballooned = true;
+      else fail();
+    } else if (cpu.hc.populate_physmap([gfn(balloonGfn)]) === 1) {
+      // Freshly populated memory must read as zero (it was scrubbed).
+      if (cpu.read32(gfn(balloonGfn), 0) !== 0) fail();
+      ballooned = false;
+    }
+    ops++;
+  }
+
+  return {
+    step(): void {
+      tick++;
+      ownMemory();
+      offer();
+      take();
+      if (tick % 16 === 0) hypercallBuffer();
+      if (tick % 64 === 0) balloon();
+      if (tick % 8 === 0 && env.frontends.length > 0) foreignPeek();
+      if (tick % 256 === 0) report(fails, ops);
+    },
+    finish(): void {
+      // Leave no offer behind that a peer could still take.
+      for (let k = 0; k < SLOTS; k++) {
+        const b = slotBase(me, v, k);
+        if (Atomics.compareExchange(cpu.store, b + MB.STATE, ST.OFFERED, ST.EMPTY) === ST.OFFERED) {
+          cpu.grants.end_access(grantRef(slotRef(v, k)));
+        }
+      }
+      report(fails, ops);
+    },
+  };
+}

@@ -1,0 +1,29 @@
+/** Workload registry: the workload kinds guests can run. */
+import type { GuestCpu } from '../hypervisor/public/guest.js';
+import { grantPingWorkload } from './grant-ping.js';
+import { idleWorkload } from './idle.js';
+import type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
+
+export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
+
+export interface WorkloadReport {
+  fails: number;
+  ops: number;
+}
+
+export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, report: WorkloadReport): Workload {
+  const sink = (fails: number, ops: number): void => {
+    report.fails = fails;
+    report.ops = ops;
+  };
+  switch (spec.kind) {
+    case 'idle':
+      return idleWorkload(cpu);
+    case 'grant-ping':
+      return grantPingWorkload(cpu, env, sink);
+    default:
+      // GPU workloads (render, compute-svm, adversary) arrive with the
+      // primitives and the IOREQ path; until then they idle.
+      return idleWorkload(cpu);
+  }
+}

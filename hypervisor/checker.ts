@@ -1,0 +1,186 @@
+/**
+ * The invariant checker (DESIGN §6). `checkRunning` runs periodically on
+ * the hypervisor's main thread while vCPUs race; `checkQuiescent` runs when
+ * every vCPU is offline and compares counts exactly; `checkNoLeaks` runs
+ * after every domain was destroyed. Each records checks and violations in
+ * the shared InvariantLog (lock order and scrubbing are checked inline, in
+ * locks.ts and mm.ts; use after unmap in the MMU).
+ */
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { GTF_reading, GTF_writing, P2M } from './public/types.js';
+import { DOM, DS } from './layout/domains.js';
+import { PGC_allocated, PGC_count_mask, PS } from './layout/frametable.js';
+import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
+import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
+import { GLOBAL_LOCK, type Machine } from './machine.js';
+
+function liveDomains(m: Machine): number[] {
+  const out: number[] = [];
+  for (let d = 0; d < MAX_DOMAINS; d++) if (m.dom.state(d) !== DS.FREE) out.push(d);
+  return out;
+}
+
+/** Invariant 3: Σ tot_pages + free + in flight = RAM, tot_pages ≤ max_pages; under every page_alloc lock and the heap lock. */
+export function checkFramesConserved(m: Machine): boolean {
+  for (let d = 0; d < MAX_DOMAINS; d++) m.lock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC), 'checker.frames_conserved', d);
+  m.lock(GLOBAL_LOCK.HEAP, 'checker.frames_conserved');
+  let sum = 0;
+  const over: string[] = [];
+  for (let d = 0; d < MAX_DOMAINS; d++) {
+    const tot = m.dom.at(d, DOM.TOT_PAGES);
+    sum += tot;
+    if (m.dom.state(d) !== DS.FREE && tot > m.dom.at(d, DOM.MAX_PAGES)) over.push(`d${d} tot ${tot} > max ${m.dom.at(d, DOM.MAX_PAGES)}`);
+  }
+  const free = m.heap.free;
+  const inflight = m.heap.inflight;
+  m.unlock(GLOBAL_LOCK.HEAP);
+  for (let d = MAX_DOMAINS - 1; d >= 0; d--) m.unlock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC));
+  m.log.checked('frames_conserved');
+  const ok = sum + free + inflight === m.config.nr_frames && over.length === 0;
+  if (sum + free + inflight !== m.config.nr_frames) {
+    m.log.violated('frames_conserved', `Σ tot_pages ${sum} + free ${free} + in flight ${inflight} ≠ ${m.config.nr_frames} frames`);
+  }
+  for (const o of over) m.log.violated('frames_conserved', o);
+  return ok;
+}
+
+/** Invariant 5: GTF_reading/GTF_writing set exactly while pins exist (per entry, under its locks). */
+export function checkGrantFlags(m: Machine): void {
+  for (const d of liveDomains(m)) {
+    const gl = m.dom.at(d, DOM.LOCK_GRANT);
+    m.lock(gl, 'checker.grant_flags', d);
+    for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
+      const al = m.dom.at(d, DOM.ACTIVE_LOCK_BASE) + ref;
+      m.lock(al, 'checker.grant_flags', ref);
+      const a = m.grants.actIdx(d, ref);
+      const r = m.grants.active[a + ACT.RPIN]!;
+      const w = m.grants.active[a + ACT.WPIN]!;
+      const flags = Atomics.load(m.grants.shared, m.grants.sharedIdx(d, ref)) & 0xffff;
+      m.unlock(al);
+      m.log.checked('grant_flags');
+      const reading = (flags & GTF_reading) !== 0;
+      const writing = (flags & GTF_writing) !== 0;
+      if (r < 0 || w < 0 || reading !== r + w > 0 || writing !== w > 0) {
+        m.log.violated('grant_flags', `d${d} ref ${ref}: pins r${r} w${w} but flags${reading ? ' reading' : ''}${writing ? ' writing' : ''}`);
+      }
+    }
+    m.unlock(gl);
+  }
+}
+
+/**
+ * Invariant 2 floor, and invariant 4 as far as ownership goes: an in-use
+ * frame has a count ≥ 1 (≥ 1 with PGC_allocated, which an owner implies),
+ * and a ram_rw/ram_ro entry maps only a frame its domain owns — so a frame
+ * that changed hands (stolen, freed, reused) is never still RAM elsewhere.
+ */
+export function checkRefFloorsAndOwnership(m: Machine): void {
+  const nf = m.config.nr_frames;
+  for (let mfn = 0; mfn < nf; mfn++) {
+    const st = m.ft.state(mfn);
+    if (st !== PS.INUSE) continue;
+    const ci = m.ft.countInfo(mfn);
+    m.log.checked('refcounts');
+    if ((ci & PGC_count_mask) < ((ci & PGC_allocated) !== 0 ? 1 : 0) || (ci & PGC_count_mask) === 0) {
+      // A racing free may have just dropped it to zero; only a negative or
+      // inconsistent count is a violation while running.
+      if (m.ft.state(mfn) === PS.INUSE && m.ft.countInfo(mfn) === ci && (ci & PGC_count_mask) === 0 && (ci & PGC_allocated) !== 0) {
+        m.log.violated('refcounts', `mfn ${mfn} allocated with count 0`);
+      }
+    }
+  }
+  for (const d of liveDomains(m)) {
+    const base = m.dom.at(d, DOM.P2M_BASE);
+    const size = m.dom.at(d, DOM.P2M_SIZE);
+    for (let g = 0; g < size; g++) {
+      const e = Atomics.load(m.p2m.entries, base + g);
+      if (e === P2M_HOLE) continue;
+      const t = entryType(e);
+      if (t !== P2M.ram_rw && t !== P2M.ram_ro) continue;
+      const gen = Atomics.load(m.p2m.gen, base + g);
+      if ((gen & 1) !== 0) continue; // being removed right now
+      m.log.checked('mapped_not_ram');
+      const mfn = entryMfn(e);
+      const owner = m.ft.owner(mfn);
+      // Re-read: the entry may have been removed (and the frame freed) since.
+      if (owner !== d && Atomics.load(m.p2m.entries, base + g) === e && Atomics.load(m.p2m.gen, base + g) === gen && m.ft.owner(mfn) !== d) {
+        m.log.violated('mapped_not_ram', `d${d} gfn ${g} is ${t === P2M.ram_rw ? 'ram_rw' : 'ram_ro'} on mfn ${mfn} owned by d${owner}`);
+      }
+    }
+  }
+}
+
+export function checkRunning(m: Machine): void {
+  checkFramesConserved(m);
+  checkGrantFlags(m);
+  checkRefFloorsAndOwnership(m);
+}
+
+/**
+ * With every vCPU offline: each frame's count equals the references that
+ * exist (allocation + foreign and grant map entries), and each active
+ * entry's pins equal the maptrack handles that name it.
+ */
+export function checkQuiescent(m: Machine): void {
+  checkRunning(m);
+  const nf = m.config.nr_frames;
+  const expected = new Int32Array(nf);
+  for (let mfn = 0; mfn < nf; mfn++) if ((m.ft.countInfo(mfn) & PGC_allocated) !== 0) expected[mfn] = 1;
+  for (const d of liveDomains(m)) {
+    const base = m.dom.at(d, DOM.P2M_BASE);
+    const size = m.dom.at(d, DOM.P2M_SIZE);
+    for (let g = 0; g < size; g++) {
+      const e = m.p2m.entries[base + g]!;
+      if (e === P2M_HOLE) continue;
+      const t = entryType(e);
+      if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro) {
+        const mfn = entryMfn(e);
+        if (mfn < nf) expected[mfn]! += 1;
+      }
+    }
+  }
+  for (let mfn = 0; mfn < nf; mfn++) {
+    m.log.checked('refcounts');
+    const got = m.ft.count(mfn);
+    if (got !== expected[mfn]) m.log.violated('refcounts', `mfn ${mfn}: count ${got}, references that exist ${expected[mfn]}`);
+  }
+  const handles = new Map<string, number>();
+  for (const d of liveDomains(m)) {
+    for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
+      const i = m.grants.mtIdx(d, h);
+      if ((m.grants.maptrack[i + MT.FLAGS]! & MT_INUSE) === 0) continue;
+      const key = `${m.grants.maptrack[i + MT.GRANTER]! - 1}:${m.grants.maptrack[i + MT.REF]}`;
+      handles.set(key, (handles.get(key) ?? 0) + 1);
+    }
+  }
+  for (const d of liveDomains(m)) {
+    for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
+      const a = m.grants.actIdx(d, ref);
+      const pins = m.grants.active[a + ACT.RPIN]! + m.grants.active[a + ACT.WPIN]!;
+      const maps = handles.get(`${d}:${ref}`) ?? 0;
+      m.log.checked('grant_flags');
+      if (pins !== maps) m.log.violated('grant_flags', `d${d} ref ${ref}: ${pins} pins but ${maps} maptrack handles`);
+    }
+  }
+}
+
+/** Invariant 8: after every domain was destroyed, nothing is left. */
+export function checkNoLeaks(m: Machine): boolean {
+  const problems: string[] = [];
+  const nf = m.config.nr_frames;
+  if (m.heap.free !== nf) problems.push(`${nf - m.heap.free} of ${nf} frames not free`);
+  for (let d = 0; d < MAX_DOMAINS; d++) {
+    const st = m.dom.state(d);
+    if (st !== DS.FREE) problems.push(`d${d} still ${['free', 'creating', 'running', 'crashed', 'dying', 'zombie'][st]} with ${m.dom.at(d, DOM.TOT_PAGES)} pages`);
+    if (m.grants.maptrack[m.grants.mtHdr(d) + MT_HDR.INUSE] !== 0 && st !== DS.FREE) problems.push(`d${d} maptrack in use`);
+  }
+  let pinned = 0;
+  for (let i = 0; i < m.grants.active.length; i += ACT.WORDS) pinned += m.grants.active[i + ACT.RPIN]! + m.grants.active[i + ACT.WPIN]!;
+  if (pinned !== 0) problems.push(`${pinned} grant pins left`);
+  let mapped = 0;
+  for (let i = 0; i < m.p2m.entries.length; i++) if (m.p2m.entries[i] !== P2M_HOLE) mapped++;
+  if (mapped !== 0) problems.push(`${mapped} p2m entries left`);
+  m.log.checked('no_leaks');
+  for (const p of problems) m.log.violated('no_leaks', p);
+  return problems.length === 0;
+}

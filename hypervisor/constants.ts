@@ -1,0 +1,61 @@
+/**
+ * Every static limit of the simulated machine, in one place (STYLE §6).
+ * Shared memory is allocated up front from these; relations between them are
+ * asserted at module load.
+ */
+export const DEFAULT_PAGE_SIZE_BYTES = 4096;
+export const MIN_PAGE_SIZE_BYTES = 256;
+
+/** Domains per host, including dom0 (Xen: DOMID_FIRST_RESERVED is 0x7ff0). */
+export const MAX_DOMAINS = 128;
+/** vCPUs per domain. */
+export const MAX_VCPUS_PER_DOMAIN = 8;
+/** vCPUs per host (all domains). */
+export const MAX_VCPUS = MAX_DOMAINS * 2;
+
+/** Grant table v1 entries per domain (Xen: max_grant_frames × 512). */
+export const NR_GRANT_ENTRIES = 256;
+/** Maptrack handles per domain (Xen: max_maptrack_frames × 256). */
+export const NR_MAPTRACK_ENTRIES = 512;
+
+/** Software TLB entries per vCPU (direct mapped, power of two). */
+export const TLB_ENTRIES = 64;
+/**
+ * Guest accesses between two checks of the domain's flush epoch — the
+ * simulated "instruction boundary". A TLB shootdown waits at most for every
+ * running vCPU to finish one such batch, so this is part of Revoke's bound.
+ */
+export const TLB_BATCH_ACCESSES = 64;
+
+/** Spins before a lock or waiter falls back to Atomics.wait (DESIGN §9). */
+export const SPIN_BEFORE_WAIT = 256;
+/**
+ * Longest a TLB shootdown waits for one vCPU's acknowledgement before the
+ * hypervisor treats it as a broken invariant (a guest cannot extend it: the
+ * epoch check is in the MMU, not in guest code).
+ */
+export const TLB_SHOOTDOWN_BOUND_MS = 5000;
+
+/** Lock classes and lockdep sizes. */
+export const MAX_LOCK_CLASSES = 64;
+export const LOCKDEP_SITE_SLAB_BYTES = 64 * 1024;
+/** The checker holds every page_alloc lock at once (frames conserved). */
+export const MAX_HELD_LOCKS = MAX_DOMAINS + 32;
+
+/** Violation log entries kept in shared memory (the rest are only counted). */
+export const VIOLATION_LOG_ENTRIES = 256;
+export const VIOLATION_TEXT_BYTES = 240;
+
+/** Words of the guests' shared mailbox (a tiny xenstore). */
+export const XENSTORE_WORDS = 64 * 1024;
+
+/** IOREQ servers per target domain (Xen: MAX_NR_IOREQ_SERVERS). */
+export const MAX_IOREQ_SERVERS_PER_DOMAIN = 8;
+
+function assert(cond: boolean, what: string): void {
+  if (!cond) throw new Error(`constants: ${what}`);
+}
+assert((TLB_ENTRIES & (TLB_ENTRIES - 1)) === 0, 'TLB_ENTRIES is a power of two');
+assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
+assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
+assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');

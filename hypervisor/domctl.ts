@@ -1,0 +1,85 @@
+/**
+ * domctl (xen/common/domctl.c) for a privileged caller: max_mem,
+ * iomem_permission, destroydomain. All under the global domctl lock, as
+ * do_domctl takes domctl_lock.
+ */
+import { MAX_DOMAINS } from './constants.js';
+import { DOM, DS, MAX_IOMEM_RANGES } from './layout/domains.js';
+import { GLOBAL_LOCK, type Machine } from './machine.js';
+import { domainDestroy } from './domain.js';
+import { EINVAL, ENOSPC, ENOENT, EPERM, ESRCH } from './public/errno.js';
+
+function privileged(m: Machine, ld: number): boolean {
+  return m.dom.at(ld, DOM.PRIVILEGED) !== 0;
+}
+function live(m: Machine, d: number): boolean {
+  if (d < 0 || d >= MAX_DOMAINS) return false;
+  const st = m.dom.state(d);
+  return st === DS.RUNNING || st === DS.CRASHED;
+}
+
+export function domctlMaxMem(m: Machine, ld: number, d: number, max_pages: number): number {
+  if (!privileged(m, ld)) return -EPERM;
+  if (!Number.isInteger(max_pages) || max_pages < 0) return -EINVAL;
+  if (!live(m, d)) return -ESRCH;
+  const lk = m.dom.at(d, DOM.LOCK_PAGE_ALLOC);
+  m.lock(lk, 'domctl.max_mem', d);
+  // Like XEN_DOMCTL_max_mem: a max below tot_pages is accepted; it only stops further growth.
+  m.dom.set(d, DOM.MAX_PAGES, max_pages);
+  m.unlock(lk);
+  return 0;
+}
+
+/** XEN_DOMCTL_iomem_permission: grant or revoke a domain's access to machine frames of MMIO. */
+export function domctlIomemPermission(m: Machine, ld: number, d: number, first: number, nr: number, allow: boolean): number {
+  if (!privileged(m, ld)) return -EPERM;
+  if (!Number.isInteger(first) || !Number.isInteger(nr) || nr <= 0 || first < m.config.nr_frames || first + nr > m.mfnLimit) return -EINVAL;
+  if (!live(m, d)) return -ESRCH;
+  m.lock(GLOBAL_LOCK.DOMCTL, 'domctl.iomem_permission');
+  try {
+    return allow ? iomemAdd(m, d, first, nr) : iomemRemove(m, d, first, nr);
+  } finally {
+    m.unlock(GLOBAL_LOCK.DOMCTL);
+  }
+}
+
+/** Caller holds domctl (or is the single-threaded toolstack at boot). */
+export function iomemAdd(m: Machine, d: number, first: number, nr: number): number {
+  const n = m.dom.at(d, DOM.NR_IOMEM);
+  if (n >= MAX_IOMEM_RANGES) return -ENOSPC;
+  m.dom.set(d, DOM.IOMEM + 2 * n, first);
+  m.dom.set(d, DOM.IOMEM + 2 * n + 1, nr);
+  m.dom.set(d, DOM.NR_IOMEM, n + 1);
+  return 0;
+}
+
+function iomemRemove(m: Machine, d: number, first: number, nr: number): number {
+  const n = m.dom.at(d, DOM.NR_IOMEM);
+  for (let i = 0; i < n; i++) {
+    if (m.dom.at(d, DOM.IOMEM + 2 * i) === first && m.dom.at(d, DOM.IOMEM + 2 * i + 1) === nr) {
+      const last = n - 1;
+      m.dom.set(d, DOM.IOMEM + 2 * i, m.dom.at(d, DOM.IOMEM + 2 * last));
+      m.dom.set(d, DOM.IOMEM + 2 * i + 1, m.dom.at(d, DOM.IOMEM + 2 * last + 1));
+      m.dom.set(d, DOM.NR_IOMEM, last);
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
+/** Does d's iomem_caps cover [first, first + nr)? (Xen: iomem_access_permitted.) */
+export function iomemPermitted(m: Machine, d: number, first: number, nr: number): boolean {
+  const n = m.dom.at(d, DOM.NR_IOMEM);
+  for (let i = 0; i < n; i++) {
+    const s = m.dom.at(d, DOM.IOMEM + 2 * i);
+    const c = m.dom.at(d, DOM.IOMEM + 2 * i + 1);
+    if (first >= s && first + nr <= s + c) return true;
+  }
+  return false;
+}
+
+export function domctlDestroy(m: Machine, ld: number, d: number, selfSlot: number): number {
+  if (!privileged(m, ld)) return -EPERM;
+  if (d === ld) return -EINVAL;
+  return domainDestroy(m, d, selfSlot);
+}

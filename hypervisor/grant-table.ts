@@ -1,0 +1,321 @@
+/**
+ * Grant tables v1 (xen/common/grant_table.c): map_grant_ref,
+ * unmap_grant_ref, copy, and the guest-side entry edits.
+ *
+ * Lock order (docs/locks.md): grant table lock → active entry lock →
+ * (page references, which may take page_alloc → heap when a count drops to
+ * zero); maptrack and p2m locks are taken with no grant lock held; never
+ * two domains' grant locks at once (XSA-380) — a copy between two grant
+ * refs pins one side, releases its locks, then pins the other.
+ */
+import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { BUGS } from './buggify.js';
+import {
+  GNTST_bad_copy_arg, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr,
+  GNTST_general_error, GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
+} from './public/errno.js';
+import type { CopyPtr, GrantCopy, MapGrantRef, MapGrantResult } from './public/guest.js';
+import {
+  GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writing, P2M,
+  grantHandle,
+} from './public/types.js';
+import { DOM } from './layout/domains.js';
+import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
+import { entryMfn, entryType, p2mEntry } from './layout/p2m.js';
+import { BUG_ON } from './layout/region.js';
+import type { Machine } from './machine.js';
+import { getDomain, putDomain } from './domain.js';
+import { getPage, putPage } from './mm.js';
+import { p2mGet, p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
+
+/** Attempts at setting status bits on an entry the guest keeps changing (Xen: 4). */
+const SET_STATUS_RETRIES = 4;
+
+function grantLock(m: Machine, d: number, site: string): void {
+  m.lock(m.dom.at(d, DOM.LOCK_GRANT), site, d);
+}
+function grantUnlock(m: Machine, d: number): void {
+  m.unlock(m.dom.at(d, DOM.LOCK_GRANT));
+}
+function activeLock(m: Machine, d: number, ref: number, site: string): void {
+  m.lock(m.dom.at(d, DOM.ACTIVE_LOCK_BASE) + ref, site, ref);
+}
+function activeUnlock(m: Machine, d: number, ref: number): void {
+  m.unlock(m.dom.at(d, DOM.ACTIVE_LOCK_BASE) + ref);
+}
+
+// ---------------------------------------------------------------- guest side
+
+/** Linux's gnttab_grant_foreign_access_ref: frame, then (wmb) flags | domid. */
+export function guestGrantAccess(m: Machine, d: number, ref: number, to: number, gfn: number, readonly: boolean): void {
+  const i = m.grants.sharedIdx(d, ref);
+  Atomics.store(m.grants.shared, i + 1, gfn);
+  Atomics.store(m.grants.shared, i, GTF_permit_access | (readonly ? GTF_readonly : 0) | (to << 16));
+}
+
+/** Linux's gnttab_end_foreign_access_ref: clear flags unless reading/writing. */
+export function guestEndAccess(m: Machine, d: number, ref: number): boolean {
+  const i = m.grants.sharedIdx(d, ref);
+  for (;;) {
+    const w0 = Atomics.load(m.grants.shared, i);
+    if ((w0 & (GTF_reading | GTF_writing)) !== 0) return false;
+    if (Atomics.compareExchange(m.grants.shared, i, w0, w0 & ~0xffff) === w0) return true;
+  }
+}
+
+// ---------------------------------------------------------------- pins
+
+interface Pin {
+  status: number;
+  mfn: number;
+}
+
+/**
+ * Pin grant `ref` of domain rd for domain ld (reading, or writing if !ro):
+ * validate the shared entry (read once), set its status bits, resolve the
+ * frame and take a page reference, all under rd's grant lock and the
+ * entry's active lock (Xen: map_grant_ref / acquire_grant_for_copy).
+ */
+function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, site: string): Pin {
+  grantLock(m, rd, site);
+  activeLock(m, rd, ref, site);
+  try {
+    const a = m.grants.actIdx(rd, ref);
+    const act = m.grants.active;
+    const rpin = act[a + ACT.RPIN]!;
+    const wpin = act[a + ACT.WPIN]!;
+    const si = m.grants.sharedIdx(rd, ref);
+    let frame = -1;
+    if (rpin + wpin === 0 || (!ro && wpin === 0)) {
+      const st = setStatus(m, si, ld, ro);
+      if (st.status !== GNTST_okay) return { status: st.status, mfn: -1 };
+      frame = st.frame;
+    }
+    if (rpin + wpin === 0) {
+      // Resolve the granted frame in the granter's p2m. The frame number was
+      // read with the flags, once: no double fetch.
+      const e = p2mGet(m, rd, frame);
+      const t = entryType(e);
+      const mfn = entryMfn(e);
+      if ((t !== P2M.ram_rw && !(ro && t === P2M.ram_ro)) || !getPage(m, mfn, rd)) {
+        clearStatus(m, si, ro, true);
+        return { status: GNTST_bad_page, mfn: -1 };
+      }
+      act[a + ACT.DOMID] = ld + 1;
+      act[a + ACT.GFN] = frame;
+      act[a + ACT.MFN] = mfn;
+    } else {
+      if (act[a + ACT.DOMID] !== ld + 1) return { status: GNTST_permission_denied, mfn: -1 };
+      const mfn = act[a + ACT.MFN]!;
+      if (!getPage(m, mfn, rd)) return { status: GNTST_bad_page, mfn: -1 };
+    }
+    if (ro) act[a + ACT.RPIN] = rpin + 1;
+    else act[a + ACT.WPIN] = wpin + 1;
+    const mfn = act[a + ACT.MFN]!;
+    if (!ro) m.ft.addType(mfn, 1);
+    return { status: GNTST_okay, mfn };
+  } finally {
+    activeUnlock(m, rd, ref);
+    grantUnlock(m, rd);
+  }
+}
+
+/**
+ * Xen's _set_status_v1: read the guest-writable entry once, validate the
+ * copy, and set GTF_reading (and GTF_writing) with a compareExchange that
+ * fails if the guest changed the entry meanwhile; retry a few times.
+ */
+function setStatus(m: Machine, si: number, ld: number, ro: boolean): { status: number; frame: number } {
+  let w0 = Atomics.load(m.grants.shared, si);
+  const frame = Atomics.load(m.grants.shared, si + 1);
+  for (let tries = 0; ; tries++) {
+    const flags = w0 & 0xffff;
+    const gdom = w0 >>> 16;
+    if ((flags & GTF_type_mask) !== GTF_permit_access || gdom !== ld) return { status: GNTST_permission_denied, frame };
+    if (!ro && (flags & GTF_readonly) !== 0) return { status: GNTST_permission_denied, frame };
+    const want = w0 | GTF_reading | (ro ? 0 : GTF_writing);
+    const prev = Atomics.compareExchange(m.grants.shared, si, w0, want);
+    if (prev === w0) break;
+    if (tries === SET_STATUS_RETRIES) return { status: GNTST_general_error, frame }; // "shared grant entry is unstable"
+    w0 = prev;
+  }
+  return { status: GNTST_okay, frame };
+}
+
+function clearStatus(m: Machine, si: number, ro: boolean, noPinsLeft: boolean): void {
+  if (!ro) Atomics.and(m.grants.shared, si, ~GTF_writing);
+  if (noPinsLeft) Atomics.and(m.grants.shared, si, ~GTF_reading);
+}
+
+/** Drop a pin taken by pinGrant (and its page/type references). */
+function unpinGrant(m: Machine, rd: number, ref: number, ro: boolean, site: string): void {
+  let mfn: number;
+  grantLock(m, rd, site);
+  activeLock(m, rd, ref, site);
+  try {
+    const a = m.grants.actIdx(rd, ref);
+    const act = m.grants.active;
+    mfn = act[a + ACT.MFN]!;
+    const field = ro ? ACT.RPIN : ACT.WPIN;
+    const n = act[a + field]!;
+    BUG_ON(n <= 0, `unpin of d${rd} ref ${ref}: no ${ro ? 'read' : 'write'} pin`);
+    act[a + field] = n - 1;
+    const si = m.grants.sharedIdx(rd, ref);
+    const left = act[a + ACT.RPIN]! + act[a + ACT.WPIN]!;
+    if (!ro && act[a + ACT.WPIN] === 0) Atomics.and(m.grants.shared, si, ~GTF_writing);
+    if (left === 0) {
+      Atomics.and(m.grants.shared, si, ~GTF_reading);
+      act[a + ACT.DOMID] = 0;
+    }
+  } finally {
+    activeUnlock(m, rd, ref);
+    grantUnlock(m, rd);
+  }
+  if (!ro) m.ft.addType(mfn, -1);
+  putPage(m, mfn);
+}
+
+// ---------------------------------------------------------------- maptrack
+
+function maptrackAlloc(m: Machine, ld: number): number {
+  const lk = m.dom.at(ld, DOM.LOCK_MAPTRACK);
+  m.lock(lk, 'grant.get_maptrack_handle', ld);
+  const mt = m.grants.maptrack;
+  const h0 = m.grants.mtHdr(ld);
+  const h = mt[h0 + MT_HDR.HEAD]!;
+  if (h >= 0) {
+    mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
+    mt[h0 + MT_HDR.INUSE]! += 1;
+  }
+  m.unlock(lk);
+  return h;
+}
+
+function maptrackFree(m: Machine, ld: number, h: number): void {
+  const lk = m.dom.at(ld, DOM.LOCK_MAPTRACK);
+  m.lock(lk, 'grant.put_maptrack_handle', ld);
+  const mt = m.grants.maptrack;
+  const h0 = m.grants.mtHdr(ld);
+  const i = m.grants.mtIdx(ld, h);
+  Atomics.store(mt, i + MT.FLAGS, 0);
+  mt[i + MT.NEXT] = mt[h0 + MT_HDR.HEAD]!;
+  mt[h0 + MT_HDR.HEAD] = h;
+  mt[h0 + MT_HDR.INUSE]! -= 1;
+  m.unlock(lk);
+}
+
+// ---------------------------------------------------------------- hypercalls
+
+export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantResult {
+  const rd = op.dom as number;
+  const ref = op.ref as number;
+  const fail = (status: number): MapGrantResult => ({ status, handle: grantHandle(-1) });
+  if (!Number.isInteger(ref) || ref < 0 || ref >= NR_GRANT_ENTRIES) return fail(GNTST_bad_gntref);
+  if (p2mIndex(m, ld, op.host_gfn) < 0) return fail(GNTST_bad_virt_addr);
+  if (!getDomain(m, rd)) return fail(GNTST_bad_domain);
+  try {
+    const h = maptrackAlloc(m, ld);
+    if (h < 0) return fail(GNTST_no_device_space);
+    const pin = pinGrant(m, rd, ref, ld, op.readonly, 'grant.map_grant_ref');
+    if (pin.status !== GNTST_okay) {
+      maptrackFree(m, ld, h);
+      return fail(pin.status);
+    }
+    p2mLock(m, ld, 'grant.map_grant_ref');
+    const ok = p2mInsert(m, ld, op.host_gfn, p2mEntry(pin.mfn, op.readonly ? P2M.grant_map_ro : P2M.grant_map_rw));
+    p2mUnlock(m, ld);
+    if (!ok) {
+      unpinGrant(m, rd, ref, op.readonly, 'grant.map_grant_ref.undo');
+      maptrackFree(m, ld, h);
+      return fail(GNTST_general_error);
+    }
+    const mt = m.grants.maptrack;
+    const i = m.grants.mtIdx(ld, h);
+    mt[i + MT.GRANTER] = rd + 1;
+    mt[i + MT.REF] = ref;
+    mt[i + MT.HOST_GFN] = op.host_gfn;
+    Atomics.store(mt, i + MT.FLAGS, MT_INUSE | GNTMAP_host_map | (op.readonly ? GNTMAP_readonly : 0));
+    return { status: GNTST_okay, handle: grantHandle(h) };
+  } finally {
+    putDomain(m, rd);
+  }
+}
+
+export function unmapGrantRef(m: Machine, ld: number, handle: number): number {
+  if (!Number.isInteger(handle) || handle < 0 || handle >= NR_MAPTRACK_ENTRIES) return GNTST_bad_handle;
+  return unmapGrantHandle(m, ld, handle);
+}
+
+/**
+ * Tear down maptrack handle h of domain ld: the p2m entry goes and every
+ * TLB is flushed BEFORE the pin drops (so the granter cannot end access
+ * and reuse the frame while a stale translation could still write it).
+ */
+export function unmapGrantHandle(m: Machine, ld: number, h: number): number {
+  const mt = m.grants.maptrack;
+  const i = m.grants.mtIdx(ld, h);
+  // Claim the handle: exactly one of two racing unmaps gets it.
+  const flags = Atomics.load(mt, i + MT.FLAGS);
+  if ((flags & MT_INUSE) === 0) return GNTST_bad_handle;
+  if (Atomics.compareExchange(mt, i + MT.FLAGS, flags, flags & ~MT_INUSE) !== flags) return GNTST_bad_handle;
+  const rd = mt[i + MT.GRANTER]! - 1;
+  const ref = mt[i + MT.REF]!;
+  const gfn = mt[i + MT.HOST_GFN]!;
+  const ro = (flags & GNTMAP_readonly) !== 0;
+  p2mLock(m, ld, 'grant.unmap_grant_ref');
+  const e = p2mGet(m, ld, gfn);
+  const t = entryType(e);
+  BUG_ON(t !== (ro ? P2M.grant_map_ro : P2M.grant_map_rw), `unmap: d${ld} gfn ${gfn} is not the grant mapping of handle ${h}`);
+  p2mRemoveLocked(m, ld, [gfn], undefined, { skipFlushBug: BUGS['skip-tlb-flush-on-unmap'] });
+  p2mUnlock(m, ld);
+  if (m.control.buggy(BUGS['grant-unmap-skip-unpin'])) {
+    // The bug: the pin (and its page reference) is never dropped.
+  } else {
+    unpinGrant(m, rd, ref, ro, 'grant.unmap_grant_ref');
+  }
+  maptrackFree(m, ld, h);
+  return GNTST_okay;
+}
+
+/** GNTTABOP_copy: both sides resolved and referenced, copied, released. */
+export function gnttabCopy(m: Machine, ld: number, op: GrantCopy): number {
+  const ps = m.config.page_size_bytes;
+  if (op.len < 0 || op.src.offset < 0 || op.dst.offset < 0 || op.src.offset + op.len > ps || op.dst.offset + op.len > ps) {
+    return GNTST_bad_copy_arg;
+  }
+  const src = acquireForCopy(m, ld, op.src, true);
+  if (src.status !== GNTST_okay) return src.status;
+  const dst = acquireForCopy(m, ld, op.dst, false);
+  if (dst.status !== GNTST_okay) {
+    releaseForCopy(m, op.src, true, src.mfn);
+    return dst.status;
+  }
+  const u8 = m.frames.u8;
+  u8.copyWithin(dst.mfn * ps + op.dst.offset, src.mfn * ps + op.src.offset, src.mfn * ps + op.src.offset + op.len);
+  releaseForCopy(m, op.dst, false, dst.mfn);
+  releaseForCopy(m, op.src, true, src.mfn);
+  return GNTST_okay;
+}
+
+function acquireForCopy(m: Machine, ld: number, p: CopyPtr, ro: boolean): Pin {
+  if (p.kind === 'gfn') {
+    const e = p2mGet(m, ld, p.gfn);
+    const t = entryType(e);
+    const mfn = entryMfn(e);
+    if ((t !== P2M.ram_rw && !(ro && t === P2M.ram_ro)) || !getPage(m, mfn, ld)) return { status: GNTST_bad_page, mfn: -1 };
+    return { status: GNTST_okay, mfn };
+  }
+  const rd = p.domid as number;
+  if (!Number.isInteger(p.ref) || p.ref < 0 || p.ref >= NR_GRANT_ENTRIES) return { status: GNTST_bad_gntref, mfn: -1 };
+  if (!getDomain(m, rd)) return { status: GNTST_bad_domain, mfn: -1 };
+  try {
+    return pinGrant(m, rd, p.ref, ld, ro, 'grant.acquire_grant_for_copy');
+  } finally {
+    putDomain(m, rd);
+  }
+}
+
+function releaseForCopy(m: Machine, p: CopyPtr, ro: boolean, mfn: number): void {
+  if (p.kind === 'gfn') putPage(m, mfn);
+  else unpinGrant(m, p.domid as number, p.ref, ro, 'grant.release_grant_for_copy');
+}

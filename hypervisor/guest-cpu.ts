@@ -1,0 +1,222 @@
+/**
+ * The GuestCpu a workload runs on: its MMU for memory accesses, and the
+ * hypercall gate. A hypercall runs inline on this (the vCPU's) thread in
+ * "hypervisor mode", as on Xen where it executes on the pCPU of the vCPU
+ * that made it: GUEST → HYPERVISOR, the operation under the shared locks,
+ * HYPERVISOR → GUEST, then the entry-to-guest TLB check.
+ */
+import { DOM, DS } from './layout/domains.js';
+import { STAT } from './layout/vcpus.js';
+import type { Machine } from './machine.js';
+import { Mmu } from './mmu.js';
+import { VS, vcpuTransition } from './vcpu.js';
+import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRef } from './grant-table.js';
+import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
+import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
+import { NR_GRANT_ENTRIES } from './constants.js';
+import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
+import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, vcpuid } from './public/types.js';
+import { GNTST_okay } from './public/errno.js';
+import { sched } from './sched.js';
+import { CTL } from './layout/control.js';
+
+/** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
+export class Rng {
+  private s0: number;
+  private s1: number;
+  constructor(seed: number) {
+    this.s0 = (seed ^ 0x9e3779b9) | 0 || 1;
+    this.s1 = (Math.imul(seed, 0x85ebca6b) ^ 0xc2b2ae35) | 0 || 2;
+    for (let i = 0; i < 8; i++) this.next();
+  }
+  next(): number {
+    let x = this.s0;
+    const y = this.s1;
+    this.s0 = y;
+    x ^= x << 23;
+    x ^= x >>> 17;
+    x ^= y ^ (y >>> 26);
+    this.s1 = x;
+    return ((this.s0 + this.s1) >>> 0) / 4294967296;
+  }
+}
+
+export interface VcpuIdentity {
+  domid: number;
+  vcpu: number;
+  slot: number;
+  memory_pages: number;
+  seed: number;
+}
+
+export class VcpuContext implements GuestCpu {
+  readonly mmu: Mmu;
+  readonly hc: Hypercalls;
+  readonly grants: GrantTable;
+  readonly domid: DomId;
+  readonly vcpu: VcpuId;
+  readonly nr_vcpus: number;
+  readonly memory_pages: number;
+  readonly page_size_bytes: number;
+  readonly store: Int32Array;
+  private readonly rng: Rng;
+  private readonly statBase: number;
+  private readonly scratch: Uint8Array;
+
+  constructor(
+    readonly m: Machine,
+    readonly id: VcpuIdentity,
+  ) {
+    this.domid = domid(id.domid);
+    this.vcpu = vcpuid(id.vcpu);
+    this.nr_vcpus = m.dom.at(id.domid, DOM.NR_VCPUS);
+    this.memory_pages = id.memory_pages;
+    this.page_size_bytes = m.config.page_size_bytes;
+    this.mmu = new Mmu(m, id.domid, id.slot);
+    this.rng = new Rng(id.seed);
+    this.statBase = id.slot * STAT.WORDS;
+    this.scratch = new Uint8Array(m.config.page_size_bytes * 4);
+    this.store = new Int32Array(m.sabs.store);
+    this.hc = this.makeHypercalls();
+    this.grants = this.makeGrantTable();
+  }
+
+  /** OFFLINE → GUEST, with the entry-to-guest TLB check. */
+  start(): void {
+    vcpuTransition(this.m, this.id.slot, VS.OFFLINE, VS.GUEST);
+    this.mmu.boundary();
+  }
+
+  /** → OFFLINE; publishes the access count. */
+  stop(from: typeof VS.GUEST | typeof VS.HYPERVISOR = VS.GUEST): void {
+    this.flushStats();
+    this.mmu.flushAll();
+    vcpuTransition(this.m, this.id.slot, from, VS.OFFLINE);
+  }
+
+  flushStats(): void {
+    this.m.vcpus.stats[this.statBase + STAT.ACCESSES] = this.mmu.accesses;
+  }
+
+  stat(s: number, n = 1): void {
+    this.m.vcpus.stats[this.statBase + s]! += n;
+  }
+
+  get stopping(): boolean {
+    return Atomics.load(this.m.control.w, CTL.STOP) !== 0 || this.m.dom.state(this.id.domid) !== DS.RUNNING;
+  }
+
+  get last_access(): AccessOutcome {
+    return this.mmu.last;
+  }
+
+  read32(gfn: Gfn, offset: number): number {
+    return this.mmu.read32(gfn, offset);
+  }
+  write32(gfn: Gfn, offset: number, value: number): void {
+    this.mmu.write32(gfn, offset, value);
+  }
+  read(gfn: Gfn, offset: number, width: AccessWidth): bigint {
+    return this.mmu.read(gfn, offset, width);
+  }
+  write(gfn: Gfn, offset: number, width: AccessWidth, value: bigint): void {
+    this.mmu.write(gfn, offset, width, value);
+  }
+  random(): number {
+    return this.rng.next();
+  }
+  yield(): void {
+    // Blocked vCPUs hold no TLB entries the hypervisor must wait for.
+    vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    sched().yield();
+    vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
+    this.mmu.boundary();
+  }
+
+  /** Run `fn` in hypervisor mode. */
+  hypercall<T>(fn: () => T, isError: (r: T) => boolean): T {
+    const slot = this.id.slot;
+    this.stat(STAT.HYPERCALLS);
+    vcpuTransition(this.m, slot, VS.GUEST, VS.HYPERVISOR);
+    let r: T;
+    try {
+      r = fn();
+    } finally {
+      vcpuTransition(this.m, slot, VS.HYPERVISOR, VS.GUEST);
+      this.mmu.boundary();
+    }
+    if (isError(r)) this.stat(STAT.ERRORS);
+    return r;
+  }
+
+  private makeHypercalls(): Hypercalls {
+    const m = this.m;
+    const d = this.id.domid;
+    const neg = (r: number): boolean => r < 0;
+    const gnt = (r: number): boolean => r !== GNTST_okay;
+    return {
+      populate_physmap: (gfns: readonly Gfn[]) => {
+        this.stat(STAT.POPULATES);
+        return this.hypercall(() => populatePhysmap(m, d, gfns), neg);
+      },
+      decrease_reservation: (gfns: readonly Gfn[]) => {
+        this.stat(STAT.BALLOONS);
+        return this.hypercall(() => decreaseReservation(m, d, gfns), neg);
+      },
+      current_reservation: () => this.hypercall(() => m.dom.at(d, DOM.TOT_PAGES), neg),
+      maximum_reservation: () => this.hypercall(() => m.dom.at(d, DOM.MAX_PAGES), neg),
+      gnttab_map_grant_ref: (op: MapGrantRef): MapGrantResult => {
+        this.stat(STAT.GRANT_MAPS);
+        return this.hypercall(() => mapGrantRef(m, d, op), (r) => r.status !== GNTST_okay);
+      },
+      gnttab_unmap_grant_ref: (h: GrantHandle) => {
+        this.stat(STAT.GRANT_UNMAPS);
+        return this.hypercall(() => unmapGrantRef(m, d, h), gnt);
+      },
+      gnttab_copy: (op: GrantCopy) => {
+        this.stat(STAT.GRANT_COPIES);
+        return this.hypercall(() => gnttabCopy(m, d, op), gnt);
+      },
+      gnttab_query_size: () =>
+        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), max_nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), status: GNTST_okay }), () => false),
+      foreign_map: (from: DomId, gfn: Gfn, at: Gfn) => {
+        this.stat(STAT.FOREIGN_MAPS);
+        return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg);
+      },
+      remove_from_physmap: (at: Gfn) => this.hypercall(() => removeFromPhysmap(m, d, at), neg),
+      buffer_copy: (dir, gfn, offset, bytes) => {
+        this.stat(STAT.COPIES);
+        return this.hypercall(() => bufferCopy(m, d, dir, gfn, offset, bytes, this.scratch), neg);
+      },
+      domctl_max_mem: (dom: DomId, pages: number) => this.hypercall(() => domctlMaxMem(m, d, dom, pages), neg),
+      domctl_iomem_permission: (dom: DomId, first: number, nr: number, allow: boolean) =>
+        this.hypercall(() => domctlIomemPermission(m, d, dom, first, nr, allow), neg),
+      domctl_destroy: (dom: DomId) => this.hypercall(() => domctlDestroy(m, d, dom, this.id.slot), neg),
+    };
+  }
+
+  private makeGrantTable(): GrantTable {
+    const m = this.m;
+    const d = this.id.domid;
+    const inRange = (ref: number): boolean => Number.isInteger(ref) && ref >= 0 && ref < NR_GRANT_ENTRIES;
+    return {
+      nr_entries: NR_GRANT_ENTRIES,
+      grant_access: (ref: GrantRef, to: DomId, gfn: Gfn, readonly: boolean) => {
+        if (inRange(ref)) guestGrantAccess(m, d, ref, to, gfn, readonly);
+      },
+      end_access: (ref: GrantRef) => inRange(ref) && guestEndAccess(m, d, ref),
+      write_raw: (ref: GrantRef, w0: number, frame: number) => {
+        if (!inRange(ref)) return;
+        const i = m.grants.sharedIdx(d, ref);
+        // A guest may write its entry non-atomically; this is that write.
+        m.grants.shared[i + 1] = frame;
+        m.grants.shared[i] = w0;
+      },
+      read_raw: (ref: GrantRef): [number, number] => {
+        if (!inRange(ref)) return [0, 0];
+        const i = m.grants.sharedIdx(d, ref);
+        return [Atomics.load(m.grants.shared, i), Atomics.load(m.grants.shared, i + 1)];
+      },
+    };
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * One simulated physical machine (DESIGN §1): the hypervisor's main thread
+ * plays toolstack and invariant checker; every vCPU of every domain is a
+ * long-lived piscina task on its own worker thread.
+ */
+import { Piscina } from 'piscina';
+import { MAX_DOMAINS } from './constants.js';
+import type { GuestEnv, WorkloadSpec } from '../domains/index.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from './checker.js';
+import { iomemAdd } from './domctl.js';
+import { domainCreate, domainDestroy, populateRange } from './domain.js';
+import { INVARIANTS, type Invariant } from './invariants.js';
+import { CTL } from './layout/control.js';
+import { DOM, DS, DS_NAMES } from './layout/domains.js';
+import { STAT, VC } from './layout/vcpus.js';
+import { createMachineSabs, Machine, type MachineSabs } from './machine.js';
+import { distModule } from './worker-path.js';
+import type { VcpuResult, VcpuTask } from './vcpu-worker.js';
+import { statusName } from './public/errno.js';
+
+export interface HostDomainSpec {
+  name: string;
+  domid: number;
+  role: 'backend' | 'frontend';
+  memory_pages: number;
+  max_pages: number;
+  vcpus: number;
+  privileged: boolean;
+  devices: Array<{ name: string; bar_pages: number }>;
+  workload: WorkloadSpec;
+  /** Domids this domain exchanges grants with (symmetric). */
+  peers: number[];
+}
+
+export interface HostSpec {
+  nr_frames: number;
+  page_size_bytes: number;
+  domains: HostDomainSpec[];
+  seed: number;
+  checking: boolean;
+  buggify: number;
+  check_interval_ms: number;
+}
+
+/** Gfns per vCPU above RAM for grant and foreign mappings. */
+export const MAP_WINDOW_PAGES = 64;
+
+export interface HostReport {
+  duration_ms: number;
+  domains: Array<{ name: string; domid: number; state: string; tot_pages: number; max_pages: number }>;
+  stats: Record<string, number>;
+  invariants: Record<string, { checks: number; violations: number }>;
+  violations: Array<{ invariant: Invariant; text: string }>;
+  frames: { total: number; free: number; conserved: boolean };
+  threads: number[];
+  vcpu_results: VcpuResult[];
+  errors: string[];
+}
+
+/** Invariants with a checker in this build (the rest arrive with their features). */
+export const CHECKED_INVARIANTS: readonly Invariant[] = INVARIANTS.filter((i) => i !== 'ioreq_forward');
+
+export class Host {
+  readonly sabs: MachineSabs;
+  readonly m: Machine;
+  private pools: Piscina[] = [];
+  private tasks: Array<Promise<VcpuResult>> = [];
+  private checkTimer: NodeJS.Timeout | undefined;
+  private started_us = 0;
+  readonly errors: string[] = [];
+  private results: VcpuResult[] = [];
+
+  constructor(readonly spec: HostSpec) {
+    const p2mSizes = spec.domains.map((d) => p2mSize(d));
+    this.sabs = createMachineSabs({
+      nr_frames: spec.nr_frames,
+      page_size_bytes: spec.page_size_bytes,
+      p2m_entries: p2mSizes.reduce((a, b) => a + b, 0) + 4096,
+      bars: spec.domains.flatMap((d) => d.devices.map((dev) => ({ name: dev.name, owner: d.domid, nr_pages: dev.bar_pages }))),
+      checking: spec.checking,
+      buggify: spec.buggify,
+      seed: spec.seed,
+    });
+    this.m = new Machine(this.sabs);
+    if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);
+  }
+
+  /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
+  boot(): void {
+    for (const d of this.spec.domains) {
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, p2m_size: p2mSize(d), privileged: d.privileged });
+      if (id !== d.domid) throw new Error(`creating ${d.name}: ${id < 0 ? statusName(id) : `got domid ${id}`}`);
+      const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
+      if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
+    }
+    for (const b of this.sabs.bars) iomemAdd(this.m, b.owner, b.base_mfn, b.nr_pages);
+  }
+
+  /** Start every vCPU thread. */
+  start(): void {
+    this.started_us = performance.now() * 1000;
+    const filename = distModule('hypervisor/vcpu-worker');
+    const frontends = this.spec.domains.filter((d) => d.role === 'frontend').map((d) => d.domid);
+    const memory_pages: Record<number, number> = {};
+    for (const d of this.spec.domains) memory_pages[d.domid] = d.memory_pages;
+    for (const d of this.spec.domains) {
+      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1 });
+      this.pools.push(pool);
+      const vbase = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) {
+        const env: GuestEnv = {
+          peers: d.peers,
+          frontends: d.privileged ? frontends : [],
+          memory_pages,
+          map_window_gfn: d.memory_pages + v * MAP_WINDOW_PAGES,
+          map_window_pages: MAP_WINDOW_PAGES,
+        };
+        const task: VcpuTask = {
+          kind: 'run-vcpu',
+          sabs: this.sabs,
+          domid: d.domid,
+          vcpu: v,
+          slot: vbase + v,
+          memory_pages: d.memory_pages,
+          seed: (this.spec.seed * 1000003 + d.domid * 131 + v) | 0,
+          workload: d.workload,
+          env,
+        };
+        const p = pool.run(task) as Promise<VcpuResult>;
+        p.catch((e: unknown) => this.errors.push(`d${d.domid}v${v}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+        this.tasks.push(p);
+      }
+    }
+    if (this.spec.check_interval_ms > 0) {
+      this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
+    }
+  }
+
+  private periodicCheck(): void {
+    try {
+      checkRunning(this.m);
+    } catch (e) {
+      this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** vCPUs of every domain, summed, as of now. */
+  stats(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const names = Object.keys(STAT).filter((k) => k !== 'WORDS') as Array<Exclude<keyof typeof STAT, 'WORDS'>>;
+    for (const n of names) out[n.toLowerCase()] = 0;
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) for (const n of names) out[n.toLowerCase()]! += this.m.vcpus.stat(base + v, STAT[n]);
+    }
+    return out;
+  }
+
+  /** Every vCPU's heartbeat (for progress and the hung-vCPU watchdog). */
+  heartbeats(): number[] {
+    const out: number[] = [];
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) out.push(this.m.vcpus.at(base + v, VC.HEARTBEAT));
+    }
+    return out;
+  }
+
+  /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
+  async shutdown(): Promise<HostReport> {
+    Atomics.store(this.m.control.w, CTL.STOP, 1);
+    const settled = await Promise.allSettled(this.tasks);
+    this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
+    const duration_ms = (performance.now() * 1000 - this.started_us) / 1000;
+    const domains = this.spec.domains.map((d) => ({
+      name: d.name,
+      domid: d.domid,
+      state: DS_NAMES[this.m.dom.state(d.domid)] ?? 'unknown',
+      tot_pages: this.m.dom.at(d.domid, DOM.TOT_PAGES),
+      max_pages: this.m.dom.at(d.domid, DOM.MAX_PAGES),
+    }));
+    const stats = this.stats();
+    this.m.log.checked('no_use_after_revoke', stats['accesses'] ?? 0);
+    try {
+      checkQuiescent(this.m);
+    } catch (e) {
+      this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    // Frontends first, backends last, as a toolstack tears a system down.
+    const order = [...this.spec.domains].sort((a, b) => (a.role === b.role ? b.domid - a.domid : a.role === 'frontend' ? -1 : 1));
+    for (const d of order) {
+      const st = this.m.dom.state(d.domid);
+      if (st === DS.RUNNING || st === DS.CRASHED) domainDestroy(this.m, d.domid);
+    }
+    let conserved = false;
+    try {
+      conserved = checkFramesConserved(this.m);
+    } catch (e) {
+      this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    checkNoLeaks(this.m);
+    await Promise.all(this.pools.map((p) => p.destroy()));
+    const counts = this.m.log.counts();
+    const invariants: Record<string, { checks: number; violations: number }> = {};
+    for (const i of CHECKED_INVARIANTS) invariants[i] = counts[i];
+    return {
+      duration_ms,
+      domains,
+      stats,
+      invariants,
+      violations: this.m.log.records(),
+      frames: { total: this.spec.nr_frames, free: this.m.heap.free, conserved },
+      threads: this.results.map((r) => r.threadId),
+      vcpu_results: this.results,
+      errors: this.errors,
+    };
+  }
+}
+
+export function p2mSize(d: Pick<HostDomainSpec, 'memory_pages' | 'max_pages' | 'vcpus'>): number {
+  return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;
+}

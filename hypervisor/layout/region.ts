@@ -1,0 +1,18 @@
+/**
+ * Helpers shared by the layout modules: each shared region names its record
+ * size and field offsets once, and asserts the SAB it is handed matches.
+ */
+export function expectBytes(region: string, sab: SharedArrayBuffer, bytes: number): void {
+  if (sab.byteLength !== bytes) {
+    throw new Error(`${region}: region is ${sab.byteLength} bytes, layout expects ${bytes}`);
+  }
+}
+
+/** Fatal hypervisor assertion (STYLE §4: a broken hypervisor invariant fails loudly). */
+export class HypervisorBug extends Error {
+  override readonly name = 'HypervisorBug';
+}
+
+export function BUG_ON(cond: boolean, what: string): void {
+  if (cond) throw new HypervisorBug(what);
+}

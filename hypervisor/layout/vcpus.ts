@@ -1,0 +1,62 @@
+/**
+ * The vCPU table: Xen's `struct vcpu` for every vCPU of the host.
+ *
+ * Int32 record, writers:
+ *   STATE      the vCPU's run state (vcpu.ts state machine), compareExchange
+ *              by its own thread; STOP requests come from the host.
+ *   ACK_EPOCH  the domain flush epoch this vCPU's TLB is known to be clean
+ *              for; stored by the vCPU thread after it dropped its TLB.
+ *   HEARTBEAT  incremented by the vCPU at every batch (progress watchdog).
+ *   DOMID, VCPU written once at creation.
+ * Float64 stats (STAT_*), written only by the owning thread, read by the
+ * host for summaries (plain, possibly a batch stale).
+ */
+import { MAX_VCPUS } from '../constants.js';
+import { expectBytes } from './region.js';
+
+export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, WORDS: 8 } as const;
+
+export const STAT = {
+  ACCESSES: 0,
+  HYPERCALLS: 1,
+  GRANT_MAPS: 2,
+  GRANT_UNMAPS: 3,
+  GRANT_COPIES: 4,
+  FOREIGN_MAPS: 5,
+  POPULATES: 6,
+  BALLOONS: 7,
+  COPIES: 8,
+  NULL_IO: 9, // accesses that hit the null handler (no IOREQ server)
+  GUEST_FAULTS: 10, // #GP injected (write to a read-only mapping, …)
+  ERRORS: 11, // hypercalls that returned an error
+  TLB_FLUSHES: 12,
+  WORKLOAD_OPS: 13,
+  CHECK_FAILS: 14, // workload self-checks that failed (data not as expected)
+  WORDS: 16,
+} as const;
+export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
+
+export class VcpuTable {
+  readonly w: Int32Array;
+  readonly stats: Float64Array;
+  static bytes(): number {
+    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8);
+  }
+  constructor(readonly sab: SharedArrayBuffer) {
+    expectBytes('vcpus', sab, VcpuTable.bytes());
+    this.stats = new Float64Array(sab, 0, MAX_VCPUS * STAT.WORDS);
+    this.w = new Int32Array(sab, MAX_VCPUS * STAT.WORDS * 8, MAX_VCPUS * VC.WORDS);
+  }
+  at(slot: number, field: number): number {
+    return Atomics.load(this.w, slot * VC.WORDS + field);
+  }
+  set(slot: number, field: number, v: number): void {
+    Atomics.store(this.w, slot * VC.WORDS + field, v);
+  }
+  idx(slot: number, field: number): number {
+    return slot * VC.WORDS + field;
+  }
+  stat(slot: number, s: number): number {
+    return this.stats[slot * STAT.WORDS + s] ?? 0;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The simulated physical machine: every shared region, created once by the
+ * host main thread and attached by every thread (vCPU workers, pCPU
+ * workers). `MachineSabs` is what crosses thread boundaries (structured
+ * clone shares SharedArrayBuffers); `Machine` is a thread's typed view.
+ */
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from './constants.js';
+import { InvariantLog } from './invariants.js';
+import { CTL, ControlRegion } from './layout/control.js';
+import { DOM, DomainTable } from './layout/domains.js';
+import { Frames } from './layout/frames.js';
+import { FrameTable } from './layout/frametable.js';
+import { GrantRegion } from './layout/grants.js';
+import { HEAP, HeapRegion } from './layout/heap.js';
+import { P2mArena } from './layout/p2m.js';
+import { VcpuTable } from './layout/vcpus.js';
+import { type LockId, LockSpace } from './locks.js';
+import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
+
+export interface BarConfig {
+  name: string;
+  owner: number;
+  nr_pages: number;
+}
+
+export interface MachineConfig {
+  nr_frames: number;
+  page_size_bytes: number;
+  /** Total p2m entries shared by all domains' p2m slices. */
+  p2m_entries: number;
+  bars: readonly BarConfig[];
+  checking: boolean;
+  buggify: number;
+  seed: number;
+}
+
+export interface BarSab {
+  name: string;
+  owner: number;
+  base_mfn: number;
+  nr_pages: number;
+  sab: SharedArrayBuffer;
+}
+
+export interface MachineSabs {
+  config: MachineConfig;
+  control: SharedArrayBuffer;
+  frames: SharedArrayBuffer;
+  frametable: SharedArrayBuffer;
+  heap: SharedArrayBuffer;
+  domains: SharedArrayBuffer;
+  p2m: SharedArrayBuffer;
+  grants: SharedArrayBuffer;
+  vcpus: SharedArrayBuffer;
+  locks: SharedArrayBuffer;
+  log: SharedArrayBuffer;
+  /** A tiny xenstore: words guests use to advertise grant refs to each other. */
+  store: SharedArrayBuffer;
+  bars: BarSab[];
+}
+
+/** Lock ids of the global locks; per-domain ones live in the domain table. */
+export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2 } as const;
+const PER_DOMAIN_LOCKS = 5;
+const NR_LOCKS = 3 + MAX_DOMAINS * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
+
+export class Machine {
+  readonly control: ControlRegion;
+  readonly frames: Frames;
+  readonly ft: FrameTable;
+  readonly heap: HeapRegion;
+  readonly dom: DomainTable;
+  readonly p2m: P2mArena;
+  readonly grants: GrantRegion;
+  readonly vcpus: VcpuTable;
+  readonly locks: LockSpace;
+  readonly log: InvariantLog;
+  /** Word views of RAM (region 0) and each BAR (regions 1…), indexed by region. */
+  readonly regions: Int32Array[];
+  readonly regionBase: number[];
+  readonly config: MachineConfig;
+
+  constructor(readonly sabs: MachineSabs) {
+    const c = sabs.config;
+    this.config = c;
+    this.control = new ControlRegion(sabs.control);
+    this.frames = new Frames(sabs.frames, c.nr_frames, c.page_size_bytes);
+    this.ft = new FrameTable(sabs.frametable, c.nr_frames);
+    this.heap = new HeapRegion(sabs.heap, c.nr_frames);
+    this.dom = new DomainTable(sabs.domains);
+    this.p2m = new P2mArena(sabs.p2m, c.p2m_entries);
+    this.grants = new GrantRegion(sabs.grants);
+    this.vcpus = new VcpuTable(sabs.vcpus);
+    this.log = new InvariantLog(sabs.log);
+    this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
+    this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
+    this.regionBase = [0, ...sabs.bars.map((b) => b.base_mfn)];
+  }
+
+  get checking(): boolean {
+    return this.control.checking;
+  }
+
+  lock(id: number, site: string, key = 0): void {
+    this.locks.lock(id as LockId, site, key);
+  }
+
+  unlock(id: number): void {
+    this.locks.unlock(id as LockId);
+  }
+
+  /** Region index and word offset of an MFN (RAM or BAR), or -1. */
+  regionOf(mfn: number): number {
+    if (mfn < this.config.nr_frames) return mfn >= 0 ? 0 : -1;
+    for (let r = 1; r < this.regionBase.length; r++) {
+      const b = this.sabs.bars[r - 1];
+      if (b !== undefined && mfn >= b.base_mfn && mfn < b.base_mfn + b.nr_pages) return r;
+    }
+    return -1;
+  }
+
+  /** Total MFNs including BARs (one past the highest BAR MFN). */
+  get mfnLimit(): number {
+    const last = this.sabs.bars[this.sabs.bars.length - 1];
+    return last === undefined ? this.config.nr_frames : last.base_mfn + last.nr_pages;
+  }
+}
+
+const attached = new WeakMap<SharedArrayBuffer, Machine>();
+
+/** This thread's view of a machine (cached: a worker thread may run many tasks of one host). */
+export function attachMachine(sabs: MachineSabs): Machine {
+  let m = attached.get(sabs.control);
+  if (m === undefined) {
+    m = new Machine(sabs);
+    attached.set(sabs.control, m);
+  }
+  return m;
+}
+
+/** Allocate and initialise every region. Host main thread only, before any worker starts. */
+export function createMachineSabs(config: MachineConfig): MachineSabs {
+  const { nr_frames, page_size_bytes } = config;
+  if (nr_frames <= 0 || !Number.isInteger(nr_frames)) throw new Error(`nr_frames must be a positive integer, got ${nr_frames}`);
+  let next_mfn = nr_frames;
+  const bars: BarSab[] = config.bars.map((b) => {
+    const bar: BarSab = {
+      name: b.name,
+      owner: b.owner,
+      base_mfn: next_mfn,
+      nr_pages: b.nr_pages,
+      sab: new SharedArrayBuffer(b.nr_pages * page_size_bytes),
+    };
+    next_mfn += b.nr_pages;
+    return bar;
+  });
+  const log = new SharedArrayBuffer(InvariantLog.bytes());
+  const sabs: MachineSabs = {
+    config,
+    control: new SharedArrayBuffer(ControlRegion.bytes()),
+    frames: new SharedArrayBuffer(Frames.bytes(nr_frames, page_size_bytes)),
+    frametable: new SharedArrayBuffer(FrameTable.bytes(nr_frames)),
+    heap: new SharedArrayBuffer(HeapRegion.bytes(nr_frames)),
+    domains: new SharedArrayBuffer(DomainTable.bytes()),
+    p2m: new SharedArrayBuffer(P2mArena.bytes(config.p2m_entries)),
+    grants: new SharedArrayBuffer(GrantRegion.bytes()),
+    vcpus: new SharedArrayBuffer(VcpuTable.bytes()),
+    locks: new SharedArrayBuffer(LockSpace.bytes(NR_LOCKS)),
+    log,
+    store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
+    bars,
+  };
+  const ctl = new Int32Array(sabs.control);
+  ctl[CTL.BUGGIFY] = config.buggify;
+  ctl[CTL.CHECKING] = config.checking ? 1 : 0;
+  ctl[CTL.SEED_LO] = config.seed | 0;
+  ctl[CTL.SEED_HI] = Math.floor(config.seed / 2 ** 32) | 0;
+
+  // Every frame starts free, scrubbed (a fresh SAB is zero), on the heap.
+  const heap = new Int32Array(sabs.heap);
+  for (let i = 0; i < nr_frames; i++) heap[HEAP.STACK + i] = nr_frames - 1 - i;
+  heap[HEAP.TOP] = nr_frames;
+  heap[HEAP.FREE] = nr_frames;
+
+  // Locks: global ones first (ids fixed by GLOBAL_LOCK), then per domain.
+  const locks = new LockSpace(sabs.locks, new InvariantLog(log), { checking: config.checking });
+  const ids = [locks.alloc(LOCK_CLASSES.domctl), locks.alloc(LOCK_CLASSES.registry), locks.alloc(LOCK_CLASSES.heap)];
+  if (ids[0] !== GLOBAL_LOCK.DOMCTL || ids[1] !== GLOBAL_LOCK.REGISTRY || ids[2] !== GLOBAL_LOCK.HEAP) {
+    throw new Error('lock ids of global locks are not as GLOBAL_LOCK says');
+  }
+  const dom = new DomainTable(sabs.domains);
+  for (let d = 0; d < MAX_DOMAINS; d++) {
+    dom.set(d, DOM.LOCK_P2M, locks.alloc(LOCK_CLASSES.p2m));
+    dom.set(d, DOM.LOCK_PAGE_ALLOC, locks.alloc(LOCK_CLASSES.page_alloc));
+    dom.set(d, DOM.LOCK_GRANT, locks.alloc(LOCK_CLASSES.grant));
+    dom.set(d, DOM.LOCK_MAPTRACK, locks.alloc(LOCK_CLASSES.maptrack));
+    locks.alloc(LOCK_CLASSES.ioreq_server);
+    const first = locks.alloc(LOCK_CLASSES.active);
+    for (let r = 1; r < NR_GRANT_ENTRIES; r++) locks.alloc(LOCK_CLASSES.active);
+    dom.set(d, DOM.ACTIVE_LOCK_BASE, first);
+  }
+  return sabs;
+}

@@ -1,0 +1,254 @@
+/**
+ * A vCPU's MMU: a private, direct-mapped software TLB filled from the
+ * shared p2m, and the guest's memory accesses through it.
+ *
+ * The flush protocol (p2m.ts) relies on two things here:
+ *  - `boundary()` runs at least every TLB_BATCH_ACCESSES accesses and on
+ *    every entry to guest mode; it loads the domain's flush epoch with
+ *    Atomics.load (a plain read could be hoisted by the JIT, DESIGN §9),
+ *    drops the whole TLB if it moved, and acknowledges the new epoch.
+ *  - A fill reads GEN, the entry, and GEN again (seqlock); it caches only a
+ *    stable, even GEN, and remembers it. With checking on, every access
+ *    through a cached entry re-loads GEN: a value two or more above the
+ *    remembered one means a removal of that entry *completed* after the
+ *    fill — a use after unmap/revoke, reported exactly, on whatever thread.
+ */
+import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
+import { DOM } from './layout/domains.js';
+import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
+import { STAT, VC } from './layout/vcpus.js';
+import type { Machine } from './machine.js';
+import { p2mIndex } from './p2m.js';
+import { ACCESS, type AccessOutcome } from './public/guest.js';
+import { P2M } from './public/types.js';
+
+const PERM_NONE = 0;
+const PERM_RO = 1;
+const PERM_RW = 2;
+
+/** How a p2m type may be accessed by the CPU, and what else happens. */
+function permOf(type: number): number {
+  switch (type) {
+    case P2M.ram_rw:
+    case P2M.grant_map_rw:
+    case P2M.map_foreign:
+    case P2M.mmio_direct:
+    case P2M.ram_logdirty:
+      return PERM_RW;
+    case P2M.ram_ro:
+    case P2M.grant_map_ro:
+    case P2M.ram_shared:
+      return PERM_RO;
+    default:
+      return PERM_NONE;
+  }
+}
+
+/** Hook for accesses that become ioreqs (mmio_dm, holes). The IOREQ path plugs in here. */
+export type EmulateHook = (mmu: Mmu, gfn: number, offset: number, width: number, write: boolean, value: number) => { outcome: AccessOutcome; value: number };
+
+/** Xen's null handler (hvm_ioreq / null_handler): reads all ones, writes dropped. */
+export const nullHandler: EmulateHook = () => ({ outcome: ACCESS.NULL_IO, value: -1 });
+
+export class Mmu {
+  private readonly tag = new Int32Array(TLB_ENTRIES).fill(-1);
+  private readonly perm = new Uint8Array(TLB_ENTRIES);
+  private readonly region = new Uint8Array(TLB_ENTRIES);
+  /** Word index of the frame's first word in its region. */
+  private readonly wbase = new Int32Array(TLB_ENTRIES);
+  private readonly tgen = new Int32Array(TLB_ENTRIES);
+  private readonly tidx = new Int32Array(TLB_ENTRIES);
+  private budget = 0;
+  private epoch = -1;
+  private readonly epochIdx: number;
+  private readonly p2mBase: number;
+  private readonly p2mSize: number;
+  private readonly wordsShift: number;
+  private readonly pageMask: number;
+  private readonly statBase: number;
+  private readonly checking: boolean;
+  accesses = 0;
+  last: AccessOutcome = ACCESS.OK;
+  emulate: EmulateHook = nullHandler;
+
+  constructor(
+    readonly m: Machine,
+    readonly domid: number,
+    readonly slot: number,
+  ) {
+    this.epochIdx = m.dom.epochIndex(domid);
+    this.p2mBase = m.dom.at(domid, DOM.P2M_BASE);
+    this.p2mSize = m.dom.at(domid, DOM.P2M_SIZE);
+    this.wordsShift = m.frames.shift - 2;
+    this.pageMask = m.config.page_size_bytes - 1;
+    this.statBase = slot * STAT.WORDS;
+    this.checking = m.checking;
+  }
+
+  /** The instruction boundary: take pending TLB flushes, acknowledge them. */
+  boundary(): void {
+    this.budget = TLB_BATCH_ACCESSES;
+    const e = Atomics.load(this.m.dom.w, this.epochIdx);
+    if (e !== this.epoch) {
+      this.tag.fill(-1);
+      this.epoch = e;
+      Atomics.store(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.ACK_EPOCH), e);
+      this.m.vcpus.stats[this.statBase + STAT.TLB_FLUSHES]! += 1;
+    }
+    Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
+  }
+
+  /** Drop every cached translation (on leaving guest mode for good). */
+  flushAll(): void {
+    this.tag.fill(-1);
+  }
+
+  /**
+   * Translate for an access; returns the TLB slot, or -1 when the access
+   * must be emulated (or faulted: `this.last` says which).
+   */
+  private translate(gfn: number, write: boolean): number {
+    if (--this.budget < 0) this.boundary();
+    this.accesses++;
+    const s = gfn & (TLB_ENTRIES - 1);
+    if (this.tag[s] === gfn) {
+      const p = this.perm[s]!;
+      if (p === PERM_RW || (!write && p === PERM_RO)) {
+        if (this.checking) this.checkStale(s, gfn, write);
+        return s;
+      }
+    }
+    return this.fill(s, gfn, write);
+  }
+
+  private checkStale(s: number, gfn: number, write: boolean): void {
+    const cur = Atomics.load(this.m.p2m.gen, this.tidx[s]!);
+    if (cur - this.tgen[s]! >= 2) {
+      this.m.log.violated(
+        'no_use_after_revoke',
+        `d${this.domid} slot ${this.slot} ${write ? 'wrote' : 'read'} gfn ${gfn} through a TLB entry whose removal completed (gen ${this.tgen[s]} → ${cur})`,
+      );
+      // Report once per entry.
+      this.tgen[s] = cur & ~1;
+    }
+  }
+
+  private fill(s: number, gfn: number, write: boolean): number {
+    if (gfn < 0 || gfn >= this.p2mSize || !Number.isInteger(gfn)) {
+      this.last = ACCESS.NULL_IO;
+      return -1;
+    }
+    const i = this.p2mBase + gfn;
+    const g1 = Atomics.load(this.m.p2m.gen, i);
+    const e = Atomics.load(this.m.p2m.entries, i);
+    const g2 = Atomics.load(this.m.p2m.gen, i);
+    if (e === P2M_HOLE) {
+      this.last = ACCESS.NULL_IO;
+      return -1;
+    }
+    const type = entryType(e);
+    const p = permOf(type);
+    if (p === PERM_NONE) {
+      this.last = ACCESS.NULL_IO;
+      return -1;
+    }
+    if (write && p === PERM_RO) {
+      // Xen: a write to p2m_grant_map_ro injects #GP; to p2m_ram_ro it is discarded.
+      this.last = type === P2M.grant_map_ro ? ACCESS.FAULT : ACCESS.OK;
+      return -1;
+    }
+    const mfn = entryMfn(e);
+    const r = this.m.regionOf(mfn);
+    if (r < 0) {
+      this.last = ACCESS.NULL_IO;
+      return -1;
+    }
+    const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
+    if ((g1 & 1) !== 0 || g1 !== g2) {
+      // A removal is in flight: this one access may still use the old
+      // translation (the remover cannot finish before our next boundary),
+      // but it must not be cached.
+      this.tag[s] = -1;
+      this.scratchRegion = r;
+      this.scratchBase = base;
+      return TLB_ENTRIES;
+    }
+    this.tag[s] = gfn;
+    this.perm[s] = p;
+    this.region[s] = r;
+    this.wbase[s] = base;
+    this.tgen[s] = g1;
+    this.tidx[s] = i;
+    return s;
+  }
+  private scratchRegion = 0;
+  private scratchBase = 0;
+
+  private view(s: number): Int32Array {
+    return this.m.regions[s === TLB_ENTRIES ? this.scratchRegion : this.region[s]!]!;
+  }
+  private wordOf(s: number, offset: number): number {
+    return (s === TLB_ENTRIES ? this.scratchBase : this.wbase[s]!) + ((offset & this.pageMask) >> 2);
+  }
+
+  read32(gfn: number, offset: number): number {
+    const s = this.translate(gfn, false);
+    if (s < 0) return this.emulated(gfn, offset, 4, false, 0);
+    this.last = ACCESS.OK;
+    return this.view(s)[this.wordOf(s, offset)]! >>> 0;
+  }
+
+  write32(gfn: number, offset: number, value: number): void {
+    const s = this.translate(gfn, true);
+    if (s < 0) {
+      if (this.last !== ACCESS.OK) this.emulated(gfn, offset, 4, true, value);
+      return;
+    }
+    this.last = ACCESS.OK;
+    this.view(s)[this.wordOf(s, offset)] = value | 0;
+  }
+
+  read(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
+    const s = this.translate(gfn, false);
+    if (s < 0) {
+      const v = this.emulated(gfn, offset, width, false, 0);
+      return width === 8 && v === 0xffffffff ? 0xffffffffffffffffn : BigInt(v >>> 0);
+    }
+    this.last = ACCESS.OK;
+    const v = this.view(s);
+    const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    const at = (this.wordOf(s, 0) << 2) + (offset & this.pageMask);
+    let out = 0n;
+    for (let b = width - 1; b >= 0; b--) out = (out << 8n) | BigInt(bytes[at + b] ?? 0);
+    return out;
+  }
+
+  write(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
+    const s = this.translate(gfn, true);
+    if (s < 0) {
+      if (this.last !== ACCESS.OK) this.emulated(gfn, offset, width, true, Number(value & 0xffffffffn));
+      return;
+    }
+    this.last = ACCESS.OK;
+    const v = this.view(s);
+    const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    const at = (this.wordOf(s, 0) << 2) + (offset & this.pageMask);
+    let x = value;
+    for (let b = 0; b < width; b++) {
+      bytes[at + b] = Number(x & 0xffn);
+      x >>= 8n;
+    }
+  }
+
+  private emulated(gfn: number, offset: number, width: number, write: boolean, value: number): number {
+    if (this.last === ACCESS.FAULT) {
+      this.m.vcpus.stats[this.statBase + STAT.GUEST_FAULTS]! += 1;
+      return 0xffffffff;
+    }
+    if (this.last === ACCESS.OK) return 0; // write discarded (ram_ro)
+    const r = this.emulate(this, gfn, offset, width, write, value);
+    this.last = r.outcome;
+    if (r.outcome === ACCESS.NULL_IO) this.m.vcpus.stats[this.statBase + STAT.NULL_IO]! += 1;
+    return r.value >>> 0;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * What a guest sees of the machine (STYLE §1: the ABI is the only door).
+ * Domain code receives a `GuestCpu` for the vCPU it runs on and may import
+ * nothing else from hypervisor/ but this folder.
+ */
+import type { DomId, Gfn, GrantHandle, GrantRef, VcpuId } from './types.js';
+
+export type AccessWidth = 1 | 2 | 4 | 8;
+
+/** Result of an access that did not reach RAM. */
+export const ACCESS = {
+  /** Reached memory. */
+  OK: 0,
+  /** Became an ioreq that the null handler answered (no IOREQ server): reads all ones, writes dropped. */
+  NULL_IO: 1,
+  /** A fault was injected into the guest (#GP: write to a read-only grant mapping). */
+  FAULT: 2,
+  /** Became an ioreq answered by an IOREQ server. */
+  IOREQ: 3,
+  /** Became an IOREQ_TYPE_FAULT (revoked range). */
+  IOREQ_FAULT: 4,
+} as const;
+export type AccessOutcome = (typeof ACCESS)[keyof typeof ACCESS];
+
+export interface MapGrantRef {
+  dom: DomId;
+  ref: GrantRef;
+  /** Guest frame where the grant appears (GNTMAP_host_map on an HVM guest). */
+  host_gfn: Gfn;
+  readonly: boolean;
+}
+export interface MapGrantResult {
+  status: number; // GNTST_*
+  handle: GrantHandle;
+}
+
+/** One side of GNTTABOP_copy: a grant ref of `domid`, or a gfn of the caller. */
+export type CopyPtr = { kind: 'ref'; domid: DomId; ref: GrantRef; offset: number } | { kind: 'gfn'; gfn: Gfn; offset: number };
+export interface GrantCopy {
+  src: CopyPtr;
+  dst: CopyPtr;
+  len: number;
+}
+
+export interface Hypercalls {
+  // memory_op (XENMEM_*): return the number of extents done, or a negative errno when none was.
+  populate_physmap(gfns: readonly Gfn[]): number;
+  decrease_reservation(gfns: readonly Gfn[]): number;
+  current_reservation(): number;
+  maximum_reservation(): number;
+  // grant_table_op (GNTTABOP_*)
+  gnttab_map_grant_ref(op: MapGrantRef): MapGrantResult;
+  gnttab_unmap_grant_ref(handle: GrantHandle): number;
+  gnttab_copy(op: GrantCopy): number;
+  gnttab_query_size(): { nr_frames: number; max_nr_frames: number; status: number };
+  // foreign mapping by a privileged domain (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign)
+  foreign_map(from: DomId, gfn: Gfn, at: Gfn): number;
+  /** XENMEM_remove_from_physmap of a foreign (or any) entry at `at`. */
+  remove_from_physmap(at: Gfn): number;
+  /**
+   * A hypercall whose argument is a guest buffer: copies `bytes` between the
+   * caller's memory at (gfn, offset) and the hypervisor, holding a page
+   * reference for each page during the copy (copy_from_guest/copy_to_guest).
+   */
+  buffer_copy(dir: 'from_guest' | 'to_guest', gfn: Gfn, offset: number, bytes: number): number;
+  // domctl (privileged)
+  domctl_max_mem(dom: DomId, max_pages: number): number;
+  domctl_iomem_permission(dom: DomId, first_mfn: number, nr_mfns: number, allow: boolean): number;
+  domctl_destroy(dom: DomId): number;
+}
+
+/** The guest's own grant table (shared, guest-writable entries). */
+export interface GrantTable {
+  readonly nr_entries: number;
+  /** gnttab_grant_foreign_access_ref: frame and domid first, then flags (Linux order). */
+  grant_access(ref: GrantRef, to: DomId, gfn: Gfn, readonly: boolean): void;
+  /** gnttab_end_foreign_access_ref: succeeds only if no one is reading or writing. */
+  end_access(ref: GrantRef): boolean;
+  /** Raw words of an entry (flags | domid << 16, frame) — for adversaries. */
+  write_raw(ref: GrantRef, word0: number, frame: number): void;
+  read_raw(ref: GrantRef): [number, number];
+}
+
+export interface GuestCpu {
+  readonly domid: DomId;
+  readonly vcpu: VcpuId;
+  readonly nr_vcpus: number;
+  /** Pages of RAM populated at gfn 0 … at creation. */
+  readonly memory_pages: number;
+  readonly page_size_bytes: number;
+  readonly hc: Hypercalls;
+  readonly grants: GrantTable;
+  /** Memory access through the p2m, as the guest's MMU would. */
+  read32(gfn: Gfn, offset: number): number;
+  write32(gfn: Gfn, offset: number, value: number): void;
+  read(gfn: Gfn, offset: number, width: AccessWidth): bigint;
+  write(gfn: Gfn, offset: number, width: AccessWidth, value: bigint): void;
+  /** Outcome of the last access (ACCESS.*). */
+  readonly last_access: AccessOutcome;
+  /** True once the host asked this vCPU to stop (or its domain died). */
+  readonly stopping: boolean;
+  /** Deterministic per-vCPU random numbers in [0, 1). */
+  random(): number;
+  /** Give the physical CPU away briefly. */
+  yield(): void;
+  /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */
+  readonly store: Int32Array;
+}

@@ -1,0 +1,56 @@
+/**
+ * The one scheduling interface (issue 2 §6). Every place where a thread
+ * spins, blocks, yields or reads the clock goes through `sched`, so a
+ * deterministic scheduler can replace the real one without touching callers.
+ */
+export interface Sched {
+  /** One iteration of a spin loop; `iteration` counts from 0. */
+  relax(iteration: number): void;
+  /**
+   * Block while `word[index] === expected`, at most `timeout_ms` (Infinity
+   * for no bound). Returns false on timeout.
+   */
+  wait(word: Int32Array, index: number, expected: number, timeout_ms: number): boolean;
+  /** Wake up to `count` threads blocked in `wait` on that word. */
+  wake(word: Int32Array, index: number, count: number): void;
+  /** Give the CPU away briefly (a descheduling point). */
+  yield(): void;
+  /** Monotonic time in microseconds (simulated under the deterministic scheduler). */
+  now_us(): number;
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+/** The real-thread scheduler: Atomics for blocking, performance.now for time. */
+export const realSched: Sched = {
+  relax(iteration: number): void {
+    // Short spins stay on the core; longer ones give it away, since with
+    // more vCPU threads than cores the thread we wait for may be the one the
+    // OS preempted to run us.
+    if (iteration >= 128 && (iteration & 7) === 0) Atomics.wait(sleepCell, 0, 0, 0.02);
+  },
+  wait(word, index, expected, timeout_ms) {
+    return Atomics.wait(word, index, expected, timeout_ms) !== 'timed-out';
+  },
+  wake(word, index, count) {
+    Atomics.notify(word, index, count);
+  },
+  yield() {
+    Atomics.wait(sleepCell, 0, 0, 0.02);
+  },
+  now_us() {
+    return performance.now() * 1000;
+  },
+};
+
+let current: Sched = realSched;
+
+/** The scheduler of this thread. */
+export function sched(): Sched {
+  return current;
+}
+
+/** Install another scheduler on this thread (deterministic simulation, tests). */
+export function setSched(s: Sched): void {
+  current = s;
+}

@@ -1,0 +1,76 @@
+/**
+ * A vCPU thread: a long-lived piscina task that runs one vCPU's guest
+ * workload until the host stops it or its domain dies. Errors of the
+ * hypervisor (HypervisorBug, illegal state transitions) end the task with
+ * a rejection the host reports; guest misbehaviour never throws.
+ */
+import { threadId } from 'node:worker_threads';
+import { makeWorkload, type GuestEnv, type WorkloadReport, type WorkloadSpec } from '../domains/index.js';
+import { DS } from './layout/domains.js';
+import { STAT } from './layout/vcpus.js';
+import { attachMachine, type MachineSabs } from './machine.js';
+import { VcpuContext } from './guest-cpu.js';
+import { VS } from './vcpu.js';
+
+export interface VcpuTask {
+  kind: 'run-vcpu';
+  sabs: MachineSabs;
+  domid: number;
+  vcpu: number;
+  slot: number;
+  memory_pages: number;
+  seed: number;
+  workload: WorkloadSpec;
+  env: GuestEnv;
+}
+
+export interface VcpuResult {
+  kind: 'vcpu-done';
+  domid: number;
+  vcpu: number;
+  threadId: number;
+  steps: number;
+  accesses: number;
+  workload_ops: number;
+  check_fails: number;
+}
+
+export function decodeTask(x: unknown): VcpuTask {
+  const t = x as Partial<VcpuTask> | null;
+  if (t === null || typeof t !== 'object' || t.kind !== 'run-vcpu' || typeof t.domid !== 'number' || typeof t.slot !== 'number' || t.sabs === undefined) {
+    throw new Error('vcpu-worker: malformed task');
+  }
+  return t as VcpuTask;
+}
+
+export default function runVcpu(raw: unknown): VcpuResult {
+  const task = decodeTask(raw);
+  const m = attachMachine(task.sabs);
+  const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
+  const report: WorkloadReport = { fails: 0, ops: 0 };
+  const wl = makeWorkload(cpu, task.workload, task.env, report);
+  cpu.start();
+  let steps = 0;
+  try {
+    while (!cpu.stopping) {
+      wl.step();
+      steps++;
+      if ((steps & 63) === 0) cpu.flushStats();
+    }
+    if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.(); // an orderly stop
+  } finally {
+    cpu.stat(STAT.WORKLOAD_OPS, report.ops);
+    cpu.stat(STAT.CHECK_FAILS, report.fails);
+    cpu.stop(VS.GUEST);
+  }
+  return {
+    kind: 'vcpu-done',
+    domid: task.domid,
+    vcpu: task.vcpu,
+    threadId,
+    steps,
+    accesses: cpu.mmu.accesses,
+    workload_ops: report.ops,
+    check_fails: report.fails,
+  };
+}

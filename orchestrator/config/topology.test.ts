@@ -1,0 +1,168 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { isInputError } from './errors.js';
+import { ATTACKS, loadTopology, parseTopology, type Topology } from './topology.js';
+
+/** The example of SCENARIOS.md, verbatim. */
+const GPU_DESKTOP = `name: gpu-desktop
+seed: 42                    # optional; printed either way, so any run can be replayed
+duration: 10s               # optional; ms, s, m
+host:
+  frames: 65536             # RAM frames; or ram: 256MiB
+  page_size: 4096           # optional
+  pcpus: 2                  # hypervisor pCPU threads
+transport: auto             # auto | redis | ring   (auto: redis if reachable, else ring)
+domains:
+  - name: dom0
+    role: backend           # backend | frontend
+    memory: 32MiB           # or frames: N; max_pages defaults to the same
+    vcpus: 2
+    devices:
+      - { kind: virtio-gpu, name: gpu0, bar: 16MiB }
+  - name: guest1
+    role: frontend
+    backend: dom0
+    memory: 16MiB
+    vcpus: 2
+    workload: { kind: render, buffers: 16, buffer_pages: 8 }
+  - name: evil
+    role: frontend
+    backend: dom0
+    workload: { kind: adversary, attacks: [grant-then-steal, hypercall-on-mapped] }
+`;
+
+function errorOf(text: string): string {
+  try {
+    parseTopology(text, 't.yaml');
+  } catch (e) {
+    if (isInputError(e)) return e.toString();
+    throw e;
+  }
+  throw new Error('expected an InputError');
+}
+
+describe('parseTopology', () => {
+  it('normalizes the SCENARIOS.md example', () => {
+    const t = parseTopology(GPU_DESKTOP, 'gpu-desktop.yaml');
+    const want: Topology = {
+      name: 'gpu-desktop',
+      seed: 42,
+      duration_ms: 10_000,
+      host: { frames: 65536, page_size_bytes: 4096, pcpus: 2 },
+      transport: 'auto',
+      domains: [
+        {
+          name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
+          devices: [{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 4096 }], workload: { kind: 'idle' }, privileged: true,
+        },
+        {
+          name: 'guest1', domid: 1, role: 'frontend', backend: 'dom0', memory_pages: 4096, max_pages: 4096, vcpus: 2,
+          devices: [], workload: { kind: 'render', buffers: 16, buffer_pages: 8 }, privileged: false,
+        },
+        {
+          name: 'evil', domid: 2, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1,
+          devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'] }, privileged: false,
+        },
+      ],
+    };
+    expect(t).toEqual(want);
+  });
+
+  it('loads examples/two-guests.yaml', () => {
+    const file = fileURLToPath(new URL('../../examples/two-guests.yaml', import.meta.url));
+    const t = loadTopology(file);
+    expect(t.name).toBe('two-guests');
+    expect(t.host).toEqual({ frames: 16384, page_size_bytes: 4096, pcpus: 2 });
+    expect(t.domains.map((d) => [d.name, d.domid, d.role, d.vcpus, d.memory_pages, d.privileged])).toEqual([
+      ['dom0', 0, 'backend', 2, 2048, true],
+      ['guest1', 1, 'frontend', 2, 2048, false],
+      ['guest2', 2, 'frontend', 2, 2048, false],
+    ]);
+    expect(t.domains[1]?.workload).toEqual({ kind: 'grant-ping', peer: 'guest2', pages: 4 });
+    expect(t.domains[2]?.workload).toEqual({ kind: 'grant-ping', peer: 'guest1', pages: 4 });
+    expect(t.domains[1]?.backend).toBe('dom0');
+  });
+
+  it('fills defaults for a minimal topology', () => {
+    const t = parseTopology('domains:\n  - name: dom0\n  - name: fe\n', 'dir/minimal.yml');
+    expect(t).toEqual({
+      name: 'minimal',
+      host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 2 },
+      transport: 'auto',
+      domains: [
+        { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
+        {
+          name: 'fe', domid: 1, role: 'frontend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [],
+          workload: { kind: 'grant-ping', peer: 'dom0', pages: 1 }, privileged: false,
+        },
+      ],
+    } satisfies Topology);
+    expect('seed' in t).toBe(false);
+    expect('duration_ms' in t).toBe(false);
+    expect('backend' in (t.domains[1] ?? {})).toBe(false);
+  });
+
+  it('converts sizes with the host page size', () => {
+    const t = parseTopology(
+      `host: { ram: 1MiB, page_size: 1KiB, pcpus: 4 }
+domains:
+  - { name: dom0, frames: 64, max_frames: 128 }
+  - { name: fe, memory: 64K, max_memory: "0x20000", backend: dom0, workload: { kind: idle } }
+duration: 1m30s
+transport: ring
+`,
+      't.yaml',
+    );
+    expect(t.host).toEqual({ frames: 1024, page_size_bytes: 1024, pcpus: 4 });
+    expect(t.duration_ms).toBe(90_000);
+    expect(t.transport).toBe('ring');
+    expect(t.domains.map((d) => [d.memory_pages, d.max_pages])).toEqual([[64, 128], [64, 128]]);
+  });
+
+  it('picks grant-ping peers: another grant-ping domain, else the backend', () => {
+    const t = parseTopology(
+      `domains:
+  - { name: dom0 }
+  - { name: a, backend: dom0 }
+  - { name: b, backend: dom0 }
+  - { name: c, backend: dom0, workload: { kind: grant-ping, pages: 2 } }
+  - { name: solo, backend: dom0, workload: { kind: compute-svm, buffers: 2, buffer_pages: 4 } }
+`,
+      't.yaml',
+    );
+    expect(t.domains.map((d) => d.workload)).toEqual([
+      { kind: 'idle' },
+      { kind: 'grant-ping', peer: 'b', pages: 1 },
+      { kind: 'grant-ping', peer: 'c', pages: 1 },
+      { kind: 'grant-ping', peer: 'a', pages: 2 },
+      { kind: 'compute-svm', buffers: 2, buffer_pages: 4 },
+    ]);
+    const lone = parseTopology('domains:\n  - { name: dom0 }\n  - { name: fe, backend: dom0 }\n  - { name: x, workload: { kind: idle } }\n', 't.yaml');
+    expect(lone.domains[1]?.workload).toEqual({ kind: 'grant-ping', peer: 'dom0', pages: 1 });
+  });
+
+  it('defaults workload parameters and adversary attacks', () => {
+    const t = parseTopology(
+      'domains:\n  - { name: dom0 }\n  - { name: r, backend: dom0, workload: { kind: render } }\n  - { name: e, workload: { kind: adversary } }\n',
+      't.yaml',
+    );
+    expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 16, buffer_pages: 8 });
+    expect(t.domains[2]?.workload).toEqual({ kind: 'adversary', attacks: [...ATTACKS] });
+    expect(ATTACKS).toHaveLength(11);
+  });
+
+  it('accepts an explicit domid equal to the list position and explicit roles', () => {
+    const t = parseTopology('domains:\n  - { name: dom0, domid: 0, role: backend }\n  - { name: dm, domid: 1, role: backend }\n  - { name: fe, backend: dm }\n', 't.yaml');
+    expect(t.domains.map((d) => [d.domid, d.role, d.privileged])).toEqual([[0, 'backend', true], [1, 'backend', false], [2, 'frontend', false]]);
+  });
+
+  it('reports errors with file:line:col and key path', () => {
+    expect(errorOf('domains:\n  - name: dom0\n  - name: guest1\n    backend: dom1\n')).toBe(
+      't.yaml:4:14: domains[1].backend: unknown backend `dom1`; domains are: dom0, guest1; did you mean `dom0`?',
+    );
+    expect(errorOf('domains:\n  - name: dom0\n    memroy: 4MiB\n')).toBe('t.yaml:3:5: domains[0].memroy: unknown key `memroy`; did you mean `memory`?');
+    expect(errorOf('domains:\n  - { name: dom0, memory: 4MiB }\n  - { name: g, memory: 8MiB, backend: dom0 }\nhost: { frames: 2000 }\n')).toBe(
+      't.yaml:4:17: host.frames: domains need 3072 frames of memory (dom0 1024, g 2048) but the host has 2000',
+    );
+  });
+});

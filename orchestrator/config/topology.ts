@@ -1,0 +1,386 @@
+/**
+ * Topologies (SCENARIOS.md "Topology"): the zod schema of what users write,
+ * and the normalization to a fully typed, fully defaulted `Topology` with
+ * every unit converted to pages. Cross-field errors point at the YAML text
+ * that is wrong.
+ *
+ * Defaults and decisions:
+ * - `role`: the first domain (dom0) is a backend, the others frontends. dom0
+ *   must be a backend: it is privileged, and a privileged frontend would
+ *   bypass the checks the simulation exists to test.
+ * - `memory: <size>` or `frames: N`, not both; neither means 4MiB. The size
+ *   must be a whole number of host pages. `max_memory`/`max_frames` default
+ *   to the memory and may not be below it.
+ * - `host.frames` or `host.ram`, not both; neither means Σ domain memory +
+ *   1024 free frames. `page_size`: a power of two in [256, 65536], default
+ *   4096. `pcpus` default 2.
+ * - Device names are unique across the host (scenario `map` steps name a BAR
+ *   by its device name).
+ * - Workloads: frontends default to `grant-ping`, backends to `idle`.
+ *   `render`/`compute-svm` run on frontends that have a backend; `adversary`
+ *   never runs in dom0. A grant-ping without `peer` pings the next domain in
+ *   list order (wrapping) that also runs grant-ping, else its backend, else
+ *   the next domain.
+ */
+import { z } from 'zod';
+import { duration, ident, int, list, obj, oneOf, size, str, tagged } from './fields.js';
+import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
+import { bytesToPages, formatBytes } from './units.js';
+import {
+  DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
+  DEFAULT_PAGE_SIZE_BYTES, DEFAULT_PCPUS, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
+  MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
+  NR_GRANT_ENTRIES,
+} from './limits.js';
+
+// ---------------------------------------------------------------- public types
+
+export const TRANSPORTS = ['auto', 'redis', 'ring'] as const;
+export type TransportChoice = (typeof TRANSPORTS)[number];
+
+export const ROLES = ['backend', 'frontend'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** DESIGN.md §7, in its order. */
+export const ATTACKS = [
+  'grant-then-steal',
+  'hypercall-on-mapped',
+  'balloon-mapped',
+  'flip-grant',
+  'exhaust-grants',
+  'exhaust-maptrack',
+  'exhaust-ioreq',
+  'race-revoke',
+  'nested-map-evasion',
+  'die-while-mapped',
+  'fault-storm',
+] as const;
+export type AttackName = (typeof ATTACKS)[number];
+
+export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping'] as const;
+export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
+
+export const DEVICE_KINDS = ['virtio-gpu'] as const;
+export type DeviceKind = (typeof DEVICE_KINDS)[number];
+
+export type WorkloadSpec =
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number }
+  | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number }
+  | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[] }
+  /** Write/read own memory, grant `pages` pages to `peer`, which maps, reads and unmaps them. */
+  | { readonly kind: 'grant-ping'; readonly peer: string; readonly pages: number };
+
+export interface DeviceSpec {
+  readonly kind: DeviceKind;
+  readonly name: string;
+  readonly bar_pages: number;
+}
+
+export interface DomainSpec {
+  readonly name: string;
+  /** List order; dom0 = 0. */
+  readonly domid: number;
+  readonly role: Role;
+  /** Name of the backend domain serving this frontend. */
+  readonly backend?: string;
+  /** Populated as ram_rw at gfns 0…memory_pages−1 at creation. */
+  readonly memory_pages: number;
+  readonly max_pages: number;
+  readonly vcpus: number;
+  readonly devices: readonly DeviceSpec[];
+  readonly workload: WorkloadSpec;
+  /** True for domid 0 only. */
+  readonly privileged: boolean;
+}
+
+export interface HostSpec {
+  readonly frames: number;
+  readonly page_size_bytes: number;
+  readonly pcpus: number;
+}
+
+export interface Topology {
+  readonly name: string;
+  readonly seed?: number;
+  readonly duration_ms?: number;
+  readonly host: HostSpec;
+  readonly transport: TransportChoice;
+  readonly domains: readonly DomainSpec[];
+}
+
+// ---------------------------------------------------------------- schema (what users write)
+
+const kindOf = <const K extends string>(k: K) => oneOf([k] as const, 'kind');
+const buffers = () => int({ min: 1, max: MAX_BUFFERS }).default(DEFAULT_BUFFERS);
+const bufferPages = () => int({ min: 1, max: MAX_BUFFER_PAGES }).default(DEFAULT_BUFFER_PAGES);
+
+export const workloadSchema = tagged(
+  'kind',
+  {
+    idle: obj({ kind: kindOf('idle') }),
+    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages() }),
+    'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages() }),
+    adversary: obj({ kind: kindOf('adversary'), attacks: list(oneOf(ATTACKS, 'attack'), { min: 1 }).optional() }),
+    'grant-ping': obj({
+      kind: kindOf('grant-ping'),
+      peer: ident().optional(),
+      pages: int({ min: 1, max: NR_GRANT_ENTRIES }).default(DEFAULT_GRANT_PING_PAGES),
+    }),
+  },
+  'workload kind',
+);
+
+export const deviceSchema = obj({
+  kind: oneOf(DEVICE_KINDS, 'device kind'),
+  name: ident(),
+  bar: size(),
+});
+
+export const domainSchema = obj({
+  name: ident(),
+  /** Optional, for readability; must equal the list position. */
+  domid: int({ max: MAX_DOMAINS - 1 }).optional(),
+  role: oneOf(ROLES, 'role').optional(),
+  backend: ident().optional(),
+  memory: size().optional(),
+  frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
+  max_memory: size().optional(),
+  max_frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
+  vcpus: int({ min: 1, max: MAX_VCPUS_PER_DOMAIN }).optional(),
+  devices: list(deviceSchema).optional(),
+  workload: workloadSchema.optional(),
+});
+
+export const hostSchema = obj({
+  frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
+  ram: size().optional(),
+  page_size: size().optional(),
+  pcpus: int({ min: 1, max: MAX_PCPUS }).optional(),
+});
+
+export const topologySchema = obj({
+  name: str().optional(),
+  seed: int({ max: MAX_SEED }).optional(),
+  duration: duration().optional(),
+  host: hostSchema.optional(),
+  transport: oneOf(TRANSPORTS, 'transport').optional(),
+  domains: list(domainSchema, { min: 1, max: MAX_DOMAINS }),
+});
+
+export type RawTopology = z.output<typeof topologySchema>;
+type RawDomain = z.output<typeof domainSchema>;
+type RawWorkload = z.output<typeof workloadSchema>;
+
+// ---------------------------------------------------------------- normalization
+
+export interface NormalizeOptions {
+  /** Where the topology sits in its document: [] for a topology file, ['topology'] in a scenario. */
+  readonly path: Path;
+  /** Scenarios ignore workloads and duration (steps drive the domains). */
+  readonly forScenario: boolean;
+  /** Name to use when the topology has none. */
+  readonly defaultName: string;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+/** Cross-field checks and defaults; `raw` is what topologySchema produced for `src` at `opts.path`. */
+export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: NormalizeOptions): Topology {
+  const at = (...p: (string | number)[]): Path => [...opts.path, ...p];
+  const fail = (p: Path, msg: string): never => {
+    throw errorAt(src, p, msg);
+  };
+
+  // Host page size first: every size converts with it.
+  const pageSize = raw.host?.page_size ?? DEFAULT_PAGE_SIZE_BYTES;
+  if (!isPowerOfTwo(pageSize)) fail(at('host', 'page_size'), `page size ${pageSize} is not a power of two`);
+  if (pageSize < MIN_PAGE_SIZE_BYTES || pageSize > MAX_PAGE_SIZE_BYTES) {
+    fail(at('host', 'page_size'), `page size must be between ${MIN_PAGE_SIZE_BYTES} and ${MAX_PAGE_SIZE_BYTES} bytes, got ${pageSize}`);
+  }
+  const toPages = (bytes: number, p: Path): number => {
+    const r = bytesToPages(bytes, pageSize);
+    if (!r.ok) return fail(p, r.error);
+    return r.value;
+  };
+
+  const names = raw.domains.map((d) => d.name);
+  const byName = new Map<string, { index: number; raw: RawDomain; role: Role }>();
+  const roles: Role[] = raw.domains.map((d, i) => d.role ?? (i === 0 ? 'backend' : 'frontend'));
+  raw.domains.forEach((d, i) => {
+    const prev = byName.get(d.name);
+    if (prev !== undefined) fail(at('domains', i, 'name'), `duplicate domain name \`${d.name}\` (also domains[${prev.index}])`);
+    byName.set(d.name, { index: i, raw: d, role: roles[i] ?? 'frontend' });
+    if (d.domid !== undefined && d.domid !== i) {
+      fail(at('domains', i, 'domid'), `domids follow list order: \`${d.name}\` is domain ${i}, so its domid is ${i}, not ${d.domid}`);
+    }
+  });
+  if (roles[0] !== 'backend') {
+    fail(at('domains', 0, 'role'), `the first domain is dom0 (domid 0, privileged) and must be a backend`);
+  }
+
+  // Memory, vCPUs, devices.
+  let totalVcpus = 0;
+  const deviceOwners = new Map<string, string>();
+  const sized = raw.domains.map((d, i) => {
+    const p = (...k: (string | number)[]) => at('domains', i, ...k);
+    if (d.memory !== undefined && d.frames !== undefined) fail(p('frames'), 'give either `memory` or `frames`, not both');
+    const memoryPages =
+      d.frames ?? (d.memory !== undefined ? toPages(d.memory, p('memory')) : DEFAULT_DOMAIN_MEMORY_BYTES / pageSize);
+    if (d.max_memory !== undefined && d.max_frames !== undefined) fail(p('max_frames'), 'give either `max_memory` or `max_frames`, not both');
+    const maxKey = d.max_frames !== undefined ? 'max_frames' : 'max_memory';
+    const maxPages = d.max_frames ?? (d.max_memory !== undefined ? toPages(d.max_memory, p('max_memory')) : memoryPages);
+    if (maxPages < memoryPages) {
+      fail(p(maxKey), `${maxKey} (${maxPages} pages) is below the domain's memory (${memoryPages} pages)`);
+    }
+    const vcpus = d.vcpus ?? DEFAULT_VCPUS;
+    totalVcpus += vcpus;
+    if (totalVcpus > MAX_VCPUS) fail(p('vcpus'), `the host runs at most ${MAX_VCPUS} vCPUs in all; this domain brings it to ${totalVcpus}`);
+    const devices: DeviceSpec[] = (d.devices ?? []).map((dev, j) => {
+      const owner = deviceOwners.get(dev.name);
+      if (owner !== undefined) fail(p('devices', j, 'name'), `duplicate device name \`${dev.name}\` (also on \`${owner}\`)`);
+      deviceOwners.set(dev.name, d.name);
+      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')) };
+    });
+    return { memoryPages, maxPages, vcpus, devices };
+  });
+
+  // Backends.
+  raw.domains.forEach((d, i) => {
+    if (d.backend === undefined) return;
+    const p = at('domains', i, 'backend');
+    if (roles[i] === 'backend') fail(p, `\`${d.name}\` is a backend; only frontends name a \`backend\``);
+    const b = byName.get(d.backend);
+    if (b === undefined) fail(p, `unknown backend \`${d.backend}\`; domains are: ${names.join(', ')}${didYouMean(d.backend, names)}`);
+    else if (b.role !== 'backend') fail(p, `\`${d.backend}\` is a frontend, not a backend`);
+  });
+
+  // Workloads.
+  const explicitKind = (d: RawDomain, i: number): WorkloadKind => d.workload?.kind ?? (roles[i] === 'backend' ? 'idle' : 'grant-ping');
+  const workloads: WorkloadSpec[] = raw.domains.map((d, i): WorkloadSpec => {
+    if (opts.forScenario) return { kind: 'idle' };
+    return normalizeWorkload(d, i, d.workload);
+  });
+
+  function normalizeWorkload(d: RawDomain, i: number, w: RawWorkload | undefined): WorkloadSpec {
+    const p = (...k: (string | number)[]) => at('domains', i, 'workload', ...k);
+    const kind = explicitKind(d, i);
+    const memoryPages = sized[i]?.memoryPages ?? 0;
+    if ((kind === 'render' || kind === 'compute-svm')) {
+      if (roles[i] === 'backend') fail(p('kind'), `workload \`${kind}\` runs on a frontend; \`${d.name}\` is a backend`);
+      if (d.backend === undefined) fail(p('kind'), `workload \`${kind}\` needs a backend: add \`backend: <name>\` to \`${d.name}\``);
+    }
+    if (kind === 'adversary' && i === 0) fail(p('kind'), 'dom0 is trusted and cannot run the `adversary` workload');
+    if (w === undefined) {
+      return kind === 'idle' ? { kind: 'idle' } : { kind: 'grant-ping', peer: defaultPeer(i), pages: DEFAULT_GRANT_PING_PAGES };
+    }
+    switch (w.kind) {
+      case 'idle':
+        return { kind: 'idle' };
+      case 'render':
+        return { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages };
+      case 'compute-svm':
+        // Steal takes the frontend's own RAM, so the buffers must fit in it.
+        if (w.buffers * w.buffer_pages > memoryPages) {
+          fail(p('buffers'), `${w.buffers} buffers × ${w.buffer_pages} pages exceed \`${d.name}\`'s ${memoryPages} pages of memory`);
+        }
+        return { kind: 'compute-svm', buffers: w.buffers, buffer_pages: w.buffer_pages };
+      case 'adversary': {
+        const attacks = w.attacks ?? [...ATTACKS];
+        const seen = new Set<string>();
+        attacks.forEach((a, j) => {
+          if (seen.has(a)) fail(p('attacks', j), `attack \`${a}\` is listed twice`);
+          seen.add(a);
+        });
+        return { kind: 'adversary', attacks };
+      }
+      case 'grant-ping': {
+        if (w.pages > memoryPages) fail(p('pages'), `\`${d.name}\` has only ${memoryPages} pages to grant, not ${w.pages}`);
+        if (w.peer === undefined) return { kind: 'grant-ping', peer: defaultPeer(i), pages: w.pages };
+        if (w.peer === d.name) fail(p('peer'), 'a grant-ping peer must be another domain');
+        if (!byName.has(w.peer)) {
+          fail(p('peer'), `unknown peer \`${w.peer}\`; domains are: ${names.join(', ')}${didYouMean(w.peer, names.filter((n) => n !== d.name))}`);
+        }
+        return { kind: 'grant-ping', peer: w.peer, pages: w.pages };
+      }
+    }
+  }
+
+  function defaultPeer(i: number): string {
+    const n = raw.domains.length;
+    const others = Array.from({ length: n - 1 }, (_, k) => (i + 1 + k) % n);
+    const pick =
+      others.find((j) => raw.domains[j] !== undefined && explicitKind(raw.domains[j], j) === 'grant-ping') ??
+      others.find((j) => raw.domains[j]?.name === raw.domains[i]?.backend) ??
+      others[0];
+    const peer = pick === undefined ? undefined : raw.domains[pick]?.name;
+    if (peer === undefined) return fail(at('domains', i), 'the grant-ping workload needs a peer domain, and there is no other domain');
+    return peer;
+  }
+
+  // Host RAM.
+  const totalMemory = sized.reduce((s, d) => s + d.memoryPages, 0);
+  const host = raw.host;
+  if (host?.frames !== undefined && host.ram !== undefined) fail(at('host', 'ram'), 'give either `frames` or `ram`, not both');
+  const framesKey = host?.ram !== undefined ? 'ram' : 'frames';
+  if (host?.ram !== undefined && host.ram > MAX_HOST_RAM_BYTES) fail(at('host', 'ram'), `host RAM is at most ${formatBytes(MAX_HOST_RAM_BYTES)}`);
+  const frames = host?.frames ?? (host?.ram !== undefined ? toPages(host.ram, at('host', 'ram')) : totalMemory + DEFAULT_FREE_FRAMES);
+  if (frames > MAX_HOST_FRAMES) fail(at('host', framesKey), `host RAM is at most ${MAX_HOST_FRAMES} frames, got ${frames}`);
+  if (frames * pageSize > MAX_HOST_RAM_BYTES) fail(at('host', framesKey), `host RAM is at most ${formatBytes(MAX_HOST_RAM_BYTES)}, got ${formatBytes(frames * pageSize)}`);
+  if (totalMemory > frames) {
+    const parts = raw.domains.map((d, i) => `${d.name} ${sized[i]?.memoryPages ?? 0}`).join(', ');
+    fail(at('host', framesKey), `domains need ${totalMemory} frames of memory (${parts}) but the host has ${frames}`);
+  }
+
+  if (!opts.forScenario && raw.duration === 0) fail(at('duration'), 'must be positive, got 0');
+
+  const domains: DomainSpec[] = raw.domains.map((d, i) => {
+    const s = sized[i];
+    const workload = workloads[i];
+    if (s === undefined || workload === undefined) throw new Error('topology: domain tables out of step');
+    return {
+      name: d.name,
+      domid: i,
+      role: roles[i] ?? 'frontend',
+      ...(d.backend !== undefined ? { backend: d.backend } : {}),
+      memory_pages: s.memoryPages,
+      max_pages: s.maxPages,
+      vcpus: s.vcpus,
+      devices: s.devices,
+      workload,
+      privileged: i === 0,
+    };
+  });
+
+  return {
+    name: raw.name ?? opts.defaultName,
+    ...(raw.seed !== undefined ? { seed: raw.seed } : {}),
+    ...(raw.duration !== undefined && !opts.forScenario ? { duration_ms: raw.duration } : {}),
+    host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? DEFAULT_PCPUS },
+    transport: raw.transport ?? 'auto',
+    domains,
+  };
+}
+
+/** `examples/two-guests.yaml` → `two-guests`. */
+export function baseName(file: string): string {
+  const b = file.split(/[\\/]/).pop() ?? file;
+  return b.replace(/\.ya?ml$/i, '');
+}
+
+function fromSource(src: YamlSource): Topology {
+  const raw = validate(src, topologySchema);
+  return normalizeTopology(src, raw, { path: [], forScenario: false, defaultName: baseName(src.file) });
+}
+
+/** Parse topology text; throws InputError naming `file:line:col` of the first problem. */
+export function parseTopology(text: string, file: string): Topology {
+  return fromSource(parseYaml(text, file));
+}
+
+/** Read and parse a topology file; throws InputError. */
+export function loadTopology(file: string): Topology {
+  return fromSource(readYamlFile(file));
+}
