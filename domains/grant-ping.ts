@@ -143,6 +143,8 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
   function balloon(): void {
     if (balloonGfn < 0 || balloonGfn >= cpu.memory_pages) return;
     if (!ballooned) {
+      // A page the guest used, then gives back: its data must not reach the next owner.
+      cpu.write32(gfn(balloonGfn), 0, rnd32() | 1);
       if (cpu.hc.decrease_reservation([gfn(balloonGfn)]) === 1) ballooned = true;
       else fail();
     } else if (cpu.hc.populate_physmap([gfn(balloonGfn)]) === 1) {

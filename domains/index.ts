@@ -2,6 +2,7 @@
 import type { GuestCpu } from '../hypervisor/public/guest.js';
 import { grantPingWorkload } from './grant-ping.js';
 import { idleWorkload } from './idle.js';
+import { makeRaceWorkload } from './race.js';
 import type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
 
 export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
@@ -9,6 +10,8 @@ export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
 export interface WorkloadReport {
   fails: number;
   ops: number;
+  /** Outcome counters of the race programs. */
+  out: Record<string, number>;
 }
 
 export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, report: WorkloadReport): Workload {
@@ -24,6 +27,6 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
     default:
       // GPU workloads (render, compute-svm, adversary) arrive with the
       // primitives and the IOREQ path; until then they idle.
-      return idleWorkload(cpu);
+      return makeRaceWorkload(cpu, spec as Record<string, unknown> & { kind: string }, env, report.out) ?? idleWorkload(cpu);
   }
 }

@@ -56,7 +56,9 @@ export function checkGrantFlags(m: Machine): void {
       const r = m.grants.active[a + ACT.RPIN]!;
       const w = m.grants.active[a + ACT.WPIN]!;
       const flags = Atomics.load(m.grants.shared, m.grants.sharedIdx(d, ref)) & 0xffff;
+      const tampered = Atomics.load(m.grants.active, a + ACT.TAMPERED) !== 0;
       m.unlock(al);
+      if (tampered) continue;
       m.log.checked('grant_flags');
       const reading = (flags & GTF_reading) !== 0;
       const writing = (flags & GTF_writing) !== 0;
@@ -138,6 +140,17 @@ export function checkQuiescent(m: Machine): void {
         if (mfn < nf) expected[mfn]! += 1;
       }
     }
+  }
+  // tot_pages is exactly the number of frames a domain owns.
+  const owned = new Map<number, number>();
+  for (let mfn = 0; mfn < nf; mfn++) {
+    const o = m.ft.owner(mfn);
+    if (o >= 0) owned.set(o, (owned.get(o) ?? 0) + 1);
+  }
+  for (const d of liveDomains(m)) {
+    m.log.checked('frames_conserved');
+    const tot = m.dom.at(d, DOM.TOT_PAGES);
+    if (tot !== (owned.get(d) ?? 0)) m.log.violated('frames_conserved', `d${d}: tot_pages ${tot} but owns ${owned.get(d) ?? 0} frames`);
   }
   for (let mfn = 0; mfn < nf; mfn++) {
     m.log.checked('refcounts');

@@ -166,6 +166,7 @@ function unpinGrant(m: Machine, rd: number, ref: number, ro: boolean, site: stri
     if (left === 0) {
       Atomics.and(m.grants.shared, si, ~GTF_reading);
       act[a + ACT.DOMID] = 0;
+      Atomics.store(act, a + ACT.TAMPERED, 0);
     }
   } finally {
     activeUnlock(m, rd, ref);

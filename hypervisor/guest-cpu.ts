@@ -19,6 +19,7 @@ import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, dom
 import { GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
 import { CTL } from './layout/control.js';
+import { ACT } from './layout/grants.js';
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
 export class Rng {
@@ -211,6 +212,7 @@ export class VcpuContext implements GuestCpu {
         // A guest may write its entry non-atomically; this is that write.
         m.grants.shared[i + 1] = frame;
         m.grants.shared[i] = w0;
+        Atomics.store(m.grants.active, m.grants.actIdx(d, ref) + ACT.TAMPERED, 1);
       },
       read_raw: (ref: GrantRef): [number, number] => {
         if (!inRange(ref)) return [0, 0];

@@ -18,7 +18,6 @@ import { DOM } from './layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { STAT, VC } from './layout/vcpus.js';
 import type { Machine } from './machine.js';
-import { p2mIndex } from './p2m.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
 import { P2M } from './public/types.js';
 

@@ -33,6 +33,7 @@ export interface VcpuResult {
   accesses: number;
   workload_ops: number;
   check_fails: number;
+  out: Record<string, number>;
 }
 
 export function decodeTask(x: unknown): VcpuTask {
@@ -47,7 +48,7 @@ export default function runVcpu(raw: unknown): VcpuResult {
   const task = decodeTask(raw);
   const m = attachMachine(task.sabs);
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
-  const report: WorkloadReport = { fails: 0, ops: 0 };
+  const report: WorkloadReport = { fails: 0, ops: 0, out: {} };
   const wl = makeWorkload(cpu, task.workload, task.env, report);
   cpu.start();
   let steps = 0;
@@ -72,5 +73,6 @@ export default function runVcpu(raw: unknown): VcpuResult {
     accesses: cpu.mmu.accesses,
     workload_ops: report.ops,
     check_fails: report.fails,
+    out: report.out,
   };
 }

@@ -1,0 +1,72 @@
+/**
+ * The xgsim command line. Exit codes: 0 pass, 1 a violation or failed run,
+ * 2 bad input or unusable environment — always one line, never a stack
+ * trace (XGSIM_VERBOSE=1 or --verbose shows it).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
+import { isInputError } from './config/errors.js';
+import { EXIT, UsageError } from './errors.js';
+import { HostDied, up } from './up.js';
+
+const program = new Command();
+program
+  .name('xgsim')
+  .description('A truly concurrent simulator of the Xen memory-management primitives GPU virtualization needs from an IOREQ server.')
+  .option('--verbose', 'show stack traces of errors')
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program
+  .command('up')
+  .description('launch a multi-domain topology, run its workloads, check invariants, print a summary')
+  .argument('<topology>', 'topology YAML (format: SCENARIOS.md)')
+  .option('-d, --duration <time>', 'how long to run: 500ms, 10s, 2m (default: the topology\'s, else 10s)')
+  .option('--seed <n>', 'seed for the guests\' randomness (default: the topology\'s, else random; always printed)')
+  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary")')
+  .addOption(new Option('--transport <kind>', 'IOREQ transport').choices(['auto', 'redis', 'ring']))
+  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ xgsim up examples/two-guests.yaml
+  $ xgsim up examples/two-guests.yaml --duration 10s --json
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7`,
+  )
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; checkInterval?: string; checks?: boolean }) => {
+    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+    const { exitCode } = await up(file, { ...opts, buggify });
+    process.exitCode = exitCode;
+  });
+
+async function main(): Promise<void> {
+  const verbose = process.argv.includes('--verbose') || process.env['XGSIM_VERBOSE'] === '1';
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander already printed its one-line message; help and version are not errors.
+      process.exitCode = e.exitCode === 0 ? EXIT.PASS : EXIT.BAD_INPUT;
+      return;
+    }
+    if (isInputError(e) || e instanceof UsageError || e instanceof BuggifyError) {
+      process.stderr.write(`xgsim: ${isInputError(e) ? e.toString() : e.message}\n`);
+      if (verbose && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
+      process.exitCode = EXIT.BAD_INPUT;
+      return;
+    }
+    if (e instanceof HostDied) {
+      process.stderr.write(`xgsim: ${e.message}\n`);
+      process.exitCode = EXIT.FAIL;
+      return;
+    }
+    process.stderr.write(`xgsim: internal error: ${e instanceof Error ? e.message : String(e)}${verbose ? '' : ' (--verbose for the stack)'}\n`);
+    if (verbose && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
+    process.exitCode = EXIT.FAIL;
+  }
+}
+
+await main();

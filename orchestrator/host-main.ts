@@ -1,0 +1,67 @@
+/**
+ * A host process: one simulated machine, driven over IPC by the
+ * orchestrator. It runs until the duration ends or a stop arrives (Ctrl-C
+ * in the orchestrator), then shuts down and sends its report.
+ */
+import { Host, type HostSpec } from '../hypervisor/host.js';
+import { decodeToHost, type FromHost } from './ipc.js';
+
+function send(msg: FromHost): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.send === undefined) {
+      resolve();
+      return;
+    }
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+let stopRequested: (() => void) | undefined;
+let running = false;
+
+process.on('message', (raw) => {
+  const msg = decodeToHost(raw);
+  if (msg === undefined) return;
+  if (msg.kind === 'stop') {
+    stopRequested?.();
+    return;
+  }
+  if (running) return;
+  running = true;
+  void run(msg.spec, msg.duration_ms, msg.progress_ms).then(
+    () => process.exit(0),
+    async (e: unknown) => {
+      await send({ kind: 'error', message: e instanceof Error ? e.message : String(e), ...(e instanceof Error && e.stack !== undefined ? { stack: e.stack } : {}) });
+      process.exit(1);
+    },
+  );
+});
+// The orchestrator handles Ctrl-C and tells us to stop; don't die first.
+process.on('SIGINT', () => stopRequested?.());
+process.on('disconnect', () => stopRequested?.());
+
+async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Promise<void> {
+  const t0 = performance.now();
+  const host = new Host(spec);
+  host.boot();
+  host.start();
+  await send({ kind: 'started', threads: spec.domains.reduce((a, d) => a + d.vcpus, 0), boot_ms: performance.now() - t0 });
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      const st = host.stats();
+      void send({
+        kind: 'progress',
+        progress: { elapsed_ms: performance.now() - t0, accesses: st['accesses'] ?? 0, hypercalls: st['hypercalls'] ?? 0, violations: host.m.log.totalViolations(), heartbeats: host.heartbeats() },
+      });
+    }, progress_ms);
+    const finish = (): void => {
+      clearTimeout(end);
+      clearInterval(tick);
+      resolve();
+    };
+    const end = setTimeout(finish, duration_ms);
+    stopRequested = finish;
+  });
+  const report = await host.shutdown();
+  await send({ kind: 'report', report });
+}

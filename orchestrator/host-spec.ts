@@ -1,0 +1,43 @@
+/** From a validated topology to what the host process boots. */
+import type { HostDomainSpec, HostSpec } from '../hypervisor/host.js';
+import type { Topology } from './config/topology.js';
+
+export interface RunOptions {
+  seed: number;
+  checking: boolean;
+  buggify: number;
+  check_interval_ms: number;
+}
+
+export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
+  const byName = new Map(t.domains.map((d) => [d.name, d.domid]));
+  const peers = new Map<number, Set<number>>(t.domains.map((d) => [d.domid, new Set<number>()]));
+  for (const d of t.domains) {
+    if (d.workload.kind !== 'grant-ping') continue;
+    const p = byName.get(d.workload.peer);
+    if (p === undefined || p === d.domid) continue;
+    peers.get(d.domid)?.add(p);
+    peers.get(p)?.add(d.domid);
+  }
+  const domains: HostDomainSpec[] = t.domains.map((d) => ({
+    name: d.name,
+    domid: d.domid,
+    role: d.role,
+    memory_pages: d.memory_pages,
+    max_pages: d.max_pages,
+    vcpus: d.vcpus,
+    privileged: d.privileged,
+    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages })),
+    workload: { ...d.workload },
+    peers: [...(peers.get(d.domid) ?? [])],
+  }));
+  return {
+    nr_frames: t.host.frames,
+    page_size_bytes: t.host.page_size_bytes,
+    domains,
+    seed: o.seed,
+    checking: o.checking,
+    buggify: o.buggify,
+    check_interval_ms: o.check_interval_ms,
+  };
+}

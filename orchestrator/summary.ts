@@ -1,0 +1,79 @@
+/** The run summary of SCENARIOS.md ("Summary (`--json` of `up`, `stress`, `chaos`)"). */
+import type { HostReport } from '../hypervisor/host.js';
+
+export interface Summary {
+  seed: number;
+  transport: string;
+  duration_ms: number;
+  domains: HostReport['domains'];
+  ops: Record<string, number>;
+  revoke_us: { p50: number; p99: number; max: number };
+  ioreq: { sent: number; completed: number; faults: number; duplicates_dropped: number; rtt_us: { p50: number; p99: number } };
+  faults_injected: Array<{ at_ms: number; kind: string; target: string }>;
+  invariants: HostReport['invariants'];
+  frames: HostReport['frames'];
+  threads: { vcpus: number; distinct: number };
+  violations: HostReport['violations'];
+  errors: string[];
+  buggify: string[];
+  verdict: 'pass' | 'fail';
+}
+
+export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
+  const s = r.stats;
+  const n = (k: string): number => s[k] ?? 0;
+  const violations = Object.values(r.invariants).reduce((a, v) => a + v.violations, 0);
+  const ok = violations === 0 && r.errors.length === 0 && r.frames.conserved && r.frames.free === r.frames.total && n('check_fails') === 0;
+  return {
+    seed: o.seed,
+    transport: o.transport,
+    duration_ms: Math.round(r.duration_ms),
+    domains: r.domains,
+    ops: {
+      map: 0,
+      revoke: 0,
+      steal: 0,
+      return: 0,
+      hypercalls: n('hypercalls'),
+      accesses: n('accesses'),
+      grant_map: n('grant_maps'),
+      grant_unmap: n('grant_unmaps'),
+      grant_copy: n('grant_copies'),
+      foreign_map: n('foreign_maps'),
+      populate: n('populates'),
+      balloon: n('balloons'),
+      hypercall_copy: n('copies'),
+      tlb_flush: n('tlb_flushes'),
+      null_io: n('null_io'),
+      guest_faults: n('guest_faults'),
+      hypercall_errors: n('errors'),
+      workload_ops: n('workload_ops'),
+      workload_check_fails: n('check_fails'),
+    },
+    revoke_us: { p50: 0, p99: 0, max: 0 },
+    ioreq: { sent: 0, completed: 0, faults: 0, duplicates_dropped: 0, rtt_us: { p50: 0, p99: 0 } },
+    faults_injected: [],
+    invariants: r.invariants,
+    frames: r.frames,
+    threads: { vcpus: r.vcpu_results.length, distinct: new Set(r.threads).size },
+    violations: r.violations,
+    errors: r.errors,
+    buggify: o.buggify,
+    verdict: ok ? 'pass' : 'fail',
+  };
+}
+
+export function formatSummary(s: Summary): string {
+  const lines: string[] = [];
+  lines.push(`verdict: ${s.verdict.toUpperCase()}   seed ${s.seed}   transport ${s.transport}   ${(s.duration_ms / 1000).toFixed(1)} s${s.buggify.length > 0 ? `   BUGGIFY ${s.buggify.join(',')}` : ''}`);
+  lines.push(`domains: ${s.domains.map((d) => `${d.name}(d${d.domid}, ${d.state}, ${d.tot_pages}/${d.max_pages} pages)`).join('  ')}`);
+  lines.push(`vCPU threads: ${s.threads.vcpus} (${s.threads.distinct} distinct)`);
+  const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
+  lines.push(`ops: ${ops.join(', ')}`);
+  lines.push('invariants:');
+  for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${v.checks} checks, ${v.violations} violations`);
+  lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
+  for (const v of s.violations.slice(0, 10)) lines.push(`  violation [${v.invariant}] ${v.text}`);
+  for (const e of s.errors.slice(0, 5)) lines.push(`  error: ${e.split('\n')[0]}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,73 @@
+/**
+ * Test harness: a host in this process (its vCPUs on real worker threads),
+ * seeded from SEED or at random, the seed printed so any run can be
+ * replayed with `SEED=<n> npx vitest run <file>`.
+ */
+import { Host, type HostDomainSpec, type HostReport } from '../hypervisor/host.js';
+import { parseBuggify } from '../hypervisor/buggify.js';
+import type { WorkloadSpec } from '../domains/index.js';
+
+export function testSeed(name: string): number {
+  const env = process.env['SEED'];
+  const seed = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.floor(Math.random() * 2 ** 31);
+  console.log(`[${name}] seed ${seed} (replay: SEED=${seed} npx vitest run -t "${name}")`);
+  return seed;
+}
+
+export interface DomSpec {
+  name?: string;
+  memory_pages?: number;
+  vcpus?: number;
+  privileged?: boolean;
+  workload: WorkloadSpec;
+  peers?: number[];
+}
+
+export function hostOf(doms: DomSpec[], o: { seed: number; bugs?: string; nr_frames?: number; check_interval_ms?: number }): Host {
+  const domains: HostDomainSpec[] = doms.map((d, i) => ({
+    name: d.name ?? `d${i}`,
+    domid: i,
+    role: i === 0 ? 'backend' : 'frontend',
+    memory_pages: d.memory_pages ?? 256,
+    max_pages: d.memory_pages ?? 256,
+    vcpus: d.vcpus ?? 2,
+    privileged: d.privileged ?? i === 0,
+    devices: [],
+    workload: d.workload,
+    peers: d.peers ?? [],
+  }));
+  return new Host({
+    nr_frames: o.nr_frames ?? 4096,
+    page_size_bytes: 4096,
+    domains,
+    seed: o.seed,
+    checking: true,
+    buggify: parseBuggify(o.bugs),
+    check_interval_ms: o.check_interval_ms ?? 100,
+  });
+}
+
+/** Boot, run for `ms`, shut down; returns the report (violations included). */
+export async function runFor(host: Host, ms: number, during?: (host: Host) => void | Promise<void>): Promise<HostReport> {
+  host.boot();
+  host.start();
+  // Worker threads take a while to come up on two cores; time the run from
+  // when every vCPU has made progress.
+  for (let i = 0; i < 1500 && host.heartbeats().some((h) => h === 0); i++) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, ms));
+  await during?.(host);
+  return host.shutdown();
+}
+
+/** Sum of one outcome counter over the vCPUs of a domain. */
+export function outOf(r: HostReport, domid: number, key: string): number {
+  return r.vcpu_results.filter((v) => v.domid === domid).reduce((a, v) => a + (v.out[key] ?? 0), 0);
+}
+
+export function totalViolations(r: HostReport): number {
+  return Object.values(r.invariants).reduce((a, v) => a + v.violations, 0);
+}
+
+export function explain(r: HostReport): string {
+  return JSON.stringify({ invariants: r.invariants, violations: r.violations.slice(0, 5), errors: r.errors, out: r.vcpu_results.map((v) => [v.domid, v.vcpu, v.out]) });
+}
