@@ -18,7 +18,9 @@ import { VC } from './layout/vcpus.js';
 import { MT, MT_INUSE } from './layout/grants.js';
 import { BUG_ON } from './layout/region.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { allocDomFrame, putPage, relinquishFrame, setReapHook } from './mm.js';
+import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
+import { putDomain } from './domain-ref.js';
+export { getDomain, putDomain, reapDomain } from './domain-ref.js';
 import { p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
 import { p2mEntry } from './layout/p2m.js';
 import { sched } from './sched.js';
@@ -42,31 +44,6 @@ export function domainState(m: Machine, d: number): DomainState {
 export function isAlive(m: Machine, d: number): boolean {
   return d >= 0 && d < MAX_DOMAINS && m.dom.state(d) === DS.RUNNING;
 }
-
-/** get_domain: a reference that keeps d's slot from being freed. Fails unless d is running. */
-export function getDomain(m: Machine, d: number): boolean {
-  if (d < 0 || d >= MAX_DOMAINS) return false;
-  m.dom.add(d, DOM.REFCNT, 1);
-  if (m.dom.state(d) !== DS.RUNNING) {
-    putDomain(m, d);
-    return false;
-  }
-  return true;
-}
-
-export function putDomain(m: Machine, d: number): void {
-  const n = m.dom.add(d, DOM.REFCNT, -1);
-  BUG_ON(n < 0, `domain d${d} refcount below zero`);
-  if (n === 0) reapDomain(m, d);
-}
-
-/** Free a zombie's slot when nothing references it any more. */
-export function reapDomain(m: Machine, d: number): void {
-  if (m.dom.state(d) !== DS.ZOMBIE) return;
-  if (m.dom.at(d, DOM.TOT_PAGES) !== 0 || m.dom.at(d, DOM.REFCNT) !== 0) return;
-  m.dom.cas(d, DOM.STATE, DS.ZOMBIE, DS.FREE);
-}
-setReapHook(reapDomain);
 
 /** First-fit a p2m slice among live domains' slices (caller holds domctl). */
 function allocP2mSlice(m: Machine, size: number): number {

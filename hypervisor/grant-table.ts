@@ -24,7 +24,7 @@ import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
 import { entryMfn, entryType, p2mEntry } from './layout/p2m.js';
 import { BUG_ON } from './layout/region.js';
 import type { Machine } from './machine.js';
-import { getDomain, putDomain } from './domain.js';
+import { getDomain, putDomain } from './domain-ref.js';
 import { getPage, putPage } from './mm.js';
 import { p2mGet, p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
 

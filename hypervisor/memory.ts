@@ -7,7 +7,8 @@
 import { DOM } from './layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from './layout/p2m.js';
 import type { Machine } from './machine.js';
-import { getDomain, populateOne, putDomain } from './domain.js';
+import { populateOne } from './domain.js';
+import { getDomain, putDomain } from './domain-ref.js';
 import { getPage, putPage, relinquishFrame } from './mm.js';
 import { p2mGet, p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
 import { EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from './public/errno.js';

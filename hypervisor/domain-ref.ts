@@ -1,0 +1,36 @@
+/**
+ * Domain references (Xen's get_domain/put_domain): an operation on another
+ * domain holds one so the slot cannot be freed (and its domid reused) under
+ * it. A zombie's slot is freed when its last page and last reference go.
+ */
+import { MAX_DOMAINS } from './constants.js';
+import { DOM, DS } from './layout/domains.js';
+import { BUG_ON } from './layout/region.js';
+import type { Machine } from './machine.js';
+import { setReapHook } from './mm.js';
+
+/** get_domain: a reference that keeps d's slot from being freed. Fails unless d is running. */
+export function getDomain(m: Machine, d: number): boolean {
+  if (d < 0 || d >= MAX_DOMAINS) return false;
+  m.dom.add(d, DOM.REFCNT, 1);
+  if (m.dom.state(d) !== DS.RUNNING) {
+    putDomain(m, d);
+    return false;
+  }
+  return true;
+}
+
+export function putDomain(m: Machine, d: number): void {
+  const n = m.dom.add(d, DOM.REFCNT, -1);
+  BUG_ON(n < 0, `domain d${d} refcount below zero`);
+  if (n === 0) reapDomain(m, d);
+}
+
+/** Free a zombie's slot when nothing references it any more. */
+export function reapDomain(m: Machine, d: number): void {
+  if (m.dom.state(d) !== DS.ZOMBIE) return;
+  if (m.dom.at(d, DOM.TOT_PAGES) !== 0 || m.dom.at(d, DOM.REFCNT) !== 0) return;
+  m.dom.cas(d, DOM.STATE, DS.ZOMBIE, DS.FREE);
+}
+setReapHook(reapDomain);
+

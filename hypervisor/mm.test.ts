@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { E2BIG, EEXIST, EINVAL, EFAULT, EPERM } from './public/errno.js';
+import { P2M } from './public/types.js';
+import { testMachine } from './test-machine.js';
+import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
+import { p2mGet } from './p2m.js';
+import { entryMfn, entryType, p2mEntry, MAX_MFN } from './layout/p2m.js';
+import { DOM } from './layout/domains.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent } from './checker.js';
+import { domainDestroy } from './domain.js';
+import { getPage, putPage } from './mm.js';
+
+describe('p2m entry encoding', () => {
+  it('round-trips mfn and type in one word, with 0 as the hole', () => {
+    for (const mfn of [0, 1, 4095, MAX_MFN]) {
+      for (const t of [P2M.ram_rw, P2M.mmio_direct, P2M.map_foreign, P2M.ioreq_server]) {
+        const e = p2mEntry(mfn, t);
+        expect(e).not.toBe(0);
+        expect(entryMfn(e)).toBe(mfn);
+        expect(entryType(e)).toBe(t);
+      }
+    }
+    expect(entryType(0)).toBe(P2M.mmio_dm);
+  });
+});
+
+describe('memory_op', () => {
+  it('populate and balloon move frames between the heap and a domain, conserving them', () => {
+    const m = testMachine({ domains: [{ memory_pages: 8, max_pages: 10, privileged: true }] });
+    expect(m.dom.at(0, DOM.TOT_PAGES)).toBe(8);
+    expect(populatePhysmap(m, 0, [20, 21])).toBe(2);
+    expect(populatePhysmap(m, 0, [22])).toBe(-E2BIG);
+    // Like Xen, the frame is allocated before the p2m is looked at: at the
+    // limit even a populated gfn is E2BIG; below it, EEXIST.
+    expect(populatePhysmap(m, 0, [20])).toBe(-E2BIG);
+    expect(decreaseReservation(m, 0, [21])).toBe(1);
+    expect(populatePhysmap(m, 0, [20])).toBe(-EEXIST);
+    expect(populatePhysmap(m, 0, [21])).toBe(1);
+    expect(decreaseReservation(m, 0, [20, 21, 22])).toBe(2); // stops at the hole
+    expect(decreaseReservation(m, 0, [500])).toBe(-EINVAL);
+    expect(m.dom.at(0, DOM.TOT_PAGES)).toBe(8);
+    expect(checkFramesConserved(m)).toBe(true);
+  });
+
+  it('scrubs a frame before its next owner sees it', () => {
+    const m = testMachine({ domains: [{ memory_pages: 4, max_pages: 8, privileged: true }] });
+    const mfn = entryMfn(p2mGet(m, 0, 1));
+    m.frames.i32[(mfn * 4096) / 4] = 0x5ec12e7;
+    expect(decreaseReservation(m, 0, [1])).toBe(1);
+    expect(populatePhysmap(m, 0, [1])).toBe(1);
+    expect(entryMfn(p2mGet(m, 0, 1))).toBe(mfn); // LIFO heap: same frame back
+    expect(m.frames.i32[(mfn * 4096) / 4]).toBe(0);
+    expect(m.log.counts().scrubbed.violations).toBe(0);
+  });
+
+  it('with no-scrub the old data reaches the next owner and the checker fires', () => {
+    const m = testMachine({ domains: [{ memory_pages: 4, max_pages: 8, privileged: true }], bugs: 'no-scrub' });
+    const mfn = entryMfn(p2mGet(m, 0, 1));
+    m.frames.i32[(mfn * 4096) / 4] = 0x5ec12e7;
+    decreaseReservation(m, 0, [1]);
+    populatePhysmap(m, 0, [1]);
+    expect(m.log.counts().scrubbed.violations).toBe(1);
+  });
+
+  it('foreign map needs privilege, takes a page reference, and keeps a ballooned page alive', () => {
+    const m = testMachine();
+    expect(foreignMap(m, 1, 2, 3, 100)).toBe(-EPERM);
+    expect(foreignMap(m, 0, 2, 3, 100)).toBe(0);
+    const mfn = entryMfn(p2mGet(m, 2, 3));
+    expect(entryType(p2mGet(m, 0, 100))).toBe(P2M.map_foreign);
+    expect(m.ft.count(mfn)).toBe(2);
+    expect(decreaseReservation(m, 2, [3])).toBe(1);
+    expect(m.ft.owner(mfn)).toBe(2); // still d2's, alive by the foreign reference
+    expect(removeFromPhysmap(m, 0, 100)).toBe(0);
+    expect(m.ft.owner(mfn)).toBe(-1);
+    checkQuiescent(m);
+    expect(m.log.totalViolations()).toBe(0);
+  });
+
+  it('hypercall buffers reference their pages and refuse what is not the caller\'s RAM', () => {
+    const m = testMachine();
+    const scratch = new Uint8Array(8192);
+    expect(bufferCopy(m, 1, 'to_guest', 2, 4000, 200, scratch)).toBe(0); // spans two pages
+    expect(bufferCopy(m, 1, 'from_guest', 200, 0, 16, scratch)).toBe(-EFAULT); // a hole
+    expect(foreignMap(m, 0, 1, 4, 100)).toBe(0);
+    expect(bufferCopy(m, 0, 'from_guest', 100, 0, 16, scratch)).toBe(-EFAULT); // a foreign map
+    expect(getPage(m, 1_000_000, 0)).toBe(false); // MMIO / outside RAM: no page_info
+    const mfn = entryMfn(p2mGet(m, 1, 0));
+    expect(getPage(m, mfn, 2)).toBe(false); // not the owner
+    expect(getPage(m, mfn, 1)).toBe(true);
+    putPage(m, mfn);
+    removeFromPhysmap(m, 0, 100);
+  });
+
+  it('destroying every domain leaves nothing behind', () => {
+    const m = testMachine();
+    foreignMap(m, 0, 1, 4, 100);
+    for (const d of [1, 2, 0]) expect(domainDestroy(m, d)).toBe(0);
+    expect(checkNoLeaks(m)).toBe(true);
+    expect(m.log.totalViolations()).toBe(0);
+  });
+});

@@ -1,0 +1,32 @@
+/** A small machine for unit tests: domains created and populated, no vCPU threads. */
+import { domainCreate, populateRange } from './domain.js';
+import { createMachineSabs, Machine } from './machine.js';
+import { parseBuggify } from './buggify.js';
+
+export interface TestMachineOptions {
+  nr_frames?: number;
+  domains?: Array<{ memory_pages: number; max_pages?: number; privileged?: boolean; p2m_size?: number; vcpus?: number }>;
+  bugs?: string;
+  bars?: Array<{ name: string; owner: number; nr_pages: number }>;
+}
+
+export function testMachine(o: TestMachineOptions = {}): Machine {
+  const domains = o.domains ?? [{ memory_pages: 64, privileged: true }, { memory_pages: 64 }, { memory_pages: 64 }];
+  const m = new Machine(
+    createMachineSabs({
+      nr_frames: o.nr_frames ?? 1024,
+      page_size_bytes: 4096,
+      p2m_entries: 16384,
+      bars: o.bars ?? [],
+      checking: true,
+      buggify: parseBuggify(o.bugs),
+      seed: 1,
+    }),
+  );
+  domains.forEach((d, i) => {
+    const id = domainCreate(m, { domid: i, max_pages: d.max_pages ?? d.memory_pages, nr_vcpus: d.vcpus ?? 1, p2m_size: d.p2m_size ?? d.memory_pages + 256, privileged: d.privileged ?? i === 0 });
+    if (id !== i) throw new Error(`testMachine: create d${i} → ${id}`);
+    if (populateRange(m, i, 0, d.memory_pages) !== 0) throw new Error(`testMachine: populate d${i}`);
+  });
+  return m;
+}

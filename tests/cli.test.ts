@@ -1,0 +1,90 @@
+/**
+ * The command line as a new user meets it: `xgsim up` end to end (forked
+ * host process, real threads), and bad input → one line, exit 2.
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+
+const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
+
+function xgsim(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('xgsim up', () => {
+  it('runs examples/two-guests.yaml: dom0 + 2 guests × 2 vCPUs, pass, everything checked, every frame free', () => {
+    const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
+    console.log(`[xgsim up] seed ${seed}`);
+    const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '3s', '--json', '--seed', seed]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`seed ${seed}`);
+    const s = JSON.parse(r.stdout) as {
+      seed: number;
+      verdict: string;
+      domains: Array<{ name: string; state: string }>;
+      ops: Record<string, number>;
+      invariants: Record<string, { checks: number; violations: number }>;
+      frames: { total: number; free: number; conserved: boolean };
+      threads: { vcpus: number; distinct: number };
+    };
+    expect(s.seed).toBe(Number(seed));
+    expect(s.verdict).toBe('pass');
+    expect(s.domains.map((d) => d.name)).toEqual(['dom0', 'guest1', 'guest2']);
+    expect(s.threads).toEqual({ vcpus: 6, distinct: 6 });
+    for (const k of ['hypercalls', 'accesses', 'grant_map', 'grant_unmap', 'foreign_map', 'populate', 'balloon', 'hypercall_copy']) {
+      expect(s.ops[k], k).toBeGreaterThan(0);
+    }
+    for (const [name, v] of Object.entries(s.invariants)) {
+      expect(v.checks, name).toBeGreaterThan(0);
+      expect(v.violations, name).toBe(0);
+    }
+    expect(s.frames.conserved).toBe(true);
+    expect(s.frames.free).toBe(s.frames.total);
+  });
+
+  it('with XGSIM_BUGGIFY=no-scrub fails with exit 1 and prints a replay line', () => {
+    const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '2s', '--seed', '5'], { XGSIM_BUGGIFY: 'no-scrub' });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toContain('FAIL');
+    expect(r.stderr).toContain('replay: XGSIM_BUGGIFY=no-scrub npx xgsim up examples/two-guests.yaml --seed 5');
+  });
+});
+
+describe('bad input exits 2 with one line', () => {
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ['syntax error', ['up', 'examples/bad/topology-syntax-error.yaml'], {}, /topology-syntax-error\.yaml:\d+:\d+/],
+    ['missing file', ['up', 'examples/nope.yaml'], {}, /nope\.yaml/],
+    ['bad duration flag', ['up', 'examples/two-guests.yaml', '--duration', '10 parsecs'], {}, /--duration/],
+    ['bad seed flag', ['up', 'examples/two-guests.yaml', '--seed', '-3'], {}, /--seed/],
+    ['unknown bug', ['up', 'examples/two-guests.yaml'], { XGSIM_BUGGIFY: 'skip-everything' }, /unknown bug `skip-everything`/],
+    ['unknown command', ['frobnicate'], {}, /unknown command/],
+    ['bad transport', ['up', 'examples/two-guests.yaml', '--transport', 'carrier-pigeon'], {}, /transport/],
+  ];
+  for (const [name, args, env, re] of cases) {
+    it(name, () => {
+      const r = xgsim(args, env);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(re);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  // Every malformed topology under examples/bad/ through the real CLI.
+  const topologies = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith('topology-'));
+  it(`${topologies.length} malformed topologies: file:line:col, exit 2, no stack trace`, () => {
+    expect(topologies.length).toBeGreaterThanOrEqual(30);
+    for (const f of topologies) {
+      const first = readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!;
+      const m = /line (\d+), col (\d+)/.exec(first);
+      const r = xgsim(['up', `examples/bad/${f}`, '--duration', '1ms']);
+      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
+      if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
+      expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
+    }
+  });
+});
