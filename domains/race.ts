@@ -134,7 +134,10 @@ function holdingMapper(cpu: GuestCpu, spec: Record<string, unknown>, env: GuestE
         const name = GNTST_NAMES[r.status] ?? String(r.status);
         bump(out, `map_${name}`);
         if (r.status === -2 && (out['live_at_first_bad_domain'] === undefined)) out['live_at_first_bad_domain'] = live.length;
-        if (r.status === 0) live.push({ h: r.handle as number, at, i });
+        if (r.status === 0) {
+          live.push({ h: r.handle as number, at, i });
+          Atomics.add(cpu.store, AREA + 100 + granter, 1);
+        }
         return;
       }
       const x = live.shift()!;
@@ -149,15 +152,17 @@ function holdingMapper(cpu: GuestCpu, spec: Record<string, unknown>, env: GuestE
   };
 }
 
-/** Privileged: destroy `target` once after `after` steps. */
+/** Privileged: destroy `target` once its grants were mapped `after` times (race-holding-mapper counts them). */
 function destroyer(cpu: GuestCpu, spec: Record<string, unknown>, out: Out): Workload {
   const target = num(spec, 'target', 1);
-  const after = num(spec, 'after', 2000);
-  let steps = 0;
+  const after = num(spec, 'after', 50);
+  let done = false;
   return {
     step() {
-      if (++steps === after && (cpu.vcpu as number) === 0) out['destroy_rc'] = cpu.hc.domctl_destroy(domid(target));
-      else cpu.yield();
+      if (!done && (cpu.vcpu as number) === 0 && Atomics.load(cpu.store, AREA + 100 + target) >= after) {
+        out['destroy_rc'] = cpu.hc.domctl_destroy(domid(target));
+        done = true;
+      } else cpu.yield();
     },
   };
 }

@@ -16,7 +16,6 @@ import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from './layout/domains.js
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { VC } from './layout/vcpus.js';
 import { MT, MT_INUSE } from './layout/grants.js';
-import { BUG_ON } from './layout/region.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
 import { putDomain } from './domain-ref.js';
@@ -35,6 +34,8 @@ export interface DomainCreateSpec {
   /** Size of the guest physical address space, in frames. */
   p2m_size: number;
   privileged: boolean;
+  /** The domain running this one's IOREQ server (allowed to Map/Revoke/Steal/Return on it). */
+  backend?: number;
 }
 
 export function domainState(m: Machine, d: number): DomainState {
@@ -98,6 +99,8 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     m.dom.set(d, DOM.P2M_SIZE, spec.p2m_size);
     m.dom.set(d, DOM.PRIVILEGED, spec.privileged ? 1 : 0);
     m.dom.set(d, DOM.NR_IOMEM, 0);
+    m.dom.set(d, DOM.RATCHET, 0);
+    m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
     m.dom.add(d, DOM.GENERATION, 1);
     m.p2m.entries.fill(0, p2mBase, p2mBase + spec.p2m_size);
     // GEN keeps counting up across domains in the same slice, so a stale

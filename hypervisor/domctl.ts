@@ -24,8 +24,10 @@ export function domctlMaxMem(m: Machine, ld: number, d: number, max_pages: numbe
   if (!live(m, d)) return -ESRCH;
   const lk = m.dom.at(d, DOM.LOCK_PAGE_ALLOC);
   m.lock(lk, 'domctl.max_mem', d);
-  // Like XEN_DOMCTL_max_mem: a max below tot_pages is accepted; it only stops further growth.
+  // Like XEN_DOMCTL_max_mem: a max below tot_pages is accepted; the domain
+  // may only ratchet down to it (no allocation succeeds meanwhile).
   m.dom.set(d, DOM.MAX_PAGES, max_pages);
+  m.dom.set(d, DOM.RATCHET, m.dom.at(d, DOM.TOT_PAGES) > max_pages ? 1 : 0);
   m.unlock(lk);
   return 0;
 }

@@ -30,6 +30,7 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages })),
     workload: { ...d.workload },
     peers: [...(peers.get(d.domid) ?? [])],
+    ...(d.backend !== undefined && byName.has(d.backend) ? { backend: byName.get(d.backend)! } : {}),
   }));
   return {
     nr_frames: t.host.frames,

@@ -50,7 +50,7 @@ describe('races', () => {
     const seed = testSeed('destroy while mapped');
     const host = hostOf(
       [
-        { workload: { kind: 'race-destroyer', target: 1, after: 400 }, vcpus: 1 },
+        { workload: { kind: 'race-destroyer', target: 1, after: 50 }, vcpus: 1 },
         { workload: { kind: 'race-static-granter', peer: 2, refs: 8 }, vcpus: 2 },
         { workload: { kind: 'race-holding-mapper', granter: 1, refs: 8 }, vcpus: 2 },
       ],

@@ -10,7 +10,7 @@ export const CTL = {
   BUGGIFY: 0, // bit set of enabled deliberate bugs (buggify.ts)
   CHECKING: 1, // 1: invariant checks in the hot paths (use-after-unmap detection, scrub check)
   STOP: 2, // 1: vCPUs leave their run loops
-  SEQ: 3, // global sequence, e.g. for p2m removal generations
+  SEQ: 3, // global sequence (mapping ids)
   SEED_LO: 4,
   SEED_HI: 5,
   NEXT_VCPU_SLOT: 6,

@@ -35,7 +35,11 @@ export const DOM = {
   ACTIVE_LOCK_BASE: 15,
   NR_IOMEM: 16,
   IOMEM: 17, // MAX_IOMEM_RANGES × (first mfn, count)
-  WORDS: 17 + 2 * MAX_IOMEM_RANGES + 1,
+  /** 1 while max_pages was set below tot_pages by domctl (Xen lets a domain ratchet down). */
+  RATCHET: 17 + 2 * MAX_IOMEM_RANGES,
+  /** domid + 1 of the domain running this one's IOREQ server (its backend), 0 if none. */
+  BACKEND: 18 + 2 * MAX_IOMEM_RANGES,
+  WORDS: 20 + 2 * MAX_IOMEM_RANGES,
 } as const;
 
 export class DomainTable {

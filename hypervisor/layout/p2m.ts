@@ -9,9 +9,10 @@
  * Writers: the hypervisor, under the domain's p2m lock (Atomics.store).
  * Readers: anyone, lock-free (Atomics.load) — the vCPU's TLB fill included.
  *
- * Beside each entry, a removal generation (GEN): after a removal or
- * downgrade has been flushed from every TLB and *before* the remover returns,
- * the remover stores a fresh global sequence number there. A vCPU that
+ * Beside each entry, a removal generation (GEN), bumped twice by every
+ * removal or downgrade: once before the entry changes (odd: in flight) and
+ * once after every TLB has been flushed, before the remover returns (even:
+ * complete). GEN only ever grows, also across domains reusing a slice. A vCPU that
  * caches the entry remembers the generation it saw; an access through a
  * cached entry whose generation has since moved is an access after the
  * removal returned (use after unmap/revoke, invariant 1) — exact, whatever
