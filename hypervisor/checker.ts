@@ -6,13 +6,14 @@
  * the shared InvariantLog (lock order and scrubbing are checked inline, in
  * locks.ts and mm.ts; use after unmap in the MMU).
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { MAX_DOMAINS, MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { GTF_reading, GTF_writing, P2M } from './public/types.js';
 import { DOM, DS } from './layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from './layout/frametable.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
+import { KIND, REC } from './layout/registry.js';
 
 function liveDomains(m: Machine): number[] {
   const out: number[] = [];
@@ -107,6 +108,10 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
       const mfn = entryMfn(e);
       const owner = m.ft.owner(mfn);
       // Re-read: the entry may have been removed (and the frame freed) since.
+      if (!m.ft.isRam(mfn)) {
+        m.log.violated('mapped_not_ram', `d${d} gfn ${g} is RAM-typed on MMIO mfn ${mfn}`);
+        continue;
+      }
       if (owner !== d && Atomics.load(m.p2m.entries, base + g) === e && Atomics.load(m.p2m.gen, base + g) === gen && m.ft.owner(mfn) !== d) {
         m.log.violated('mapped_not_ram', `d${d} gfn ${g} is ${t === P2M.ram_rw ? 'ram_rw' : 'ram_ro'} on mfn ${mfn} owned by d${owner}`);
       }
@@ -114,10 +119,57 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
   }
 }
 
+/**
+ * Invariant 4 against the registry (under its lock, so no primitive is half
+ * done): every frame-carrying mmio_direct/mmio_dm entry of a domain is a
+ * live page of a mapping into that domain, on that mapping's frame; a
+ * nested mapping's parent still maps the pages it was made from (a nested
+ * mapping that outlived its parent's Revoke is a use-after-revoke path).
+ */
+export function checkMappings(m: Machine): void {
+  m.lock(GLOBAL_LOCK.REGISTRY, 'checker.mappings');
+  try {
+    const reg = m.reg;
+    const owner = new Map<number, number>(); // p2m arena index → record
+    for (let r = 0; r < MAX_MAPPINGS; r++) {
+      if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;
+      const fe = reg.at(r, REC.FRONTEND);
+      const base = m.dom.at(fe, DOM.P2M_BASE);
+      for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i)) owner.set(base + reg.at(r, REC.FE_GFN) + i, r);
+      const parent = reg.at(r, REC.PARENT) - 1;
+      if (reg.at(r, REC.KIND) === KIND.MAP_NESTED) {
+        m.log.checked('mapped_not_ram');
+        const src = reg.at(r, REC.SRC);
+        let orphan = parent < 0 || reg.at(parent, REC.STATE) !== 1;
+        for (let i = 0; !orphan && i < reg.at(r, REC.COUNT); i++) {
+          if (!reg.live(r, i)) continue;
+          const j = src + i - reg.at(parent, REC.FE_GFN);
+          if (j < 0 || j >= reg.at(parent, REC.COUNT) || !reg.live(parent, j)) orphan = true;
+        }
+        if (orphan) m.log.violated('no_use_after_revoke', `nested mapping ${reg.at(r, REC.ID)} (d${reg.at(r, REC.BACKEND)}→d${fe}) still maps pages its parent's Revoke took`);
+      }
+    }
+    for (const d of liveDomains(m)) {
+      const base = m.dom.at(d, DOM.P2M_BASE);
+      const size = m.dom.at(d, DOM.P2M_SIZE);
+      for (let g = 0; g < size; g++) {
+        const e = Atomics.load(m.p2m.entries, base + g);
+        const t = entryType(e);
+        if (e === P2M_HOLE || (t !== P2M.mmio_direct && t !== P2M.mmio_dm) || entryMfn(e) < 0) continue;
+        m.log.checked('mapped_not_ram');
+        if (!owner.has(base + g)) m.log.violated('mapped_not_ram', `d${d} gfn ${g}: ${t === P2M.mmio_direct ? 'mmio_direct' : 'mmio_dm'} on mfn ${entryMfn(e)} with no live mapping`);
+      }
+    }
+  } finally {
+    m.unlock(GLOBAL_LOCK.REGISTRY);
+  }
+}
+
 export function checkRunning(m: Machine): void {
   checkFramesConserved(m);
   checkGrantFlags(m);
   checkRefFloorsAndOwnership(m);
+  checkMappings(m);
 }
 
 /**
@@ -137,7 +189,9 @@ export function checkQuiescent(m: Machine): void {
       const e = m.p2m.entries[base + g]!;
       if (e === P2M_HOLE) continue;
       const t = entryType(e);
-      if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro) {
+      // Foreign and grant maps hold a reference; so does every live page of
+      // a Map (RAM frames only; a BAR has no page_info).
+      if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro || ((t === P2M.mmio_direct || t === P2M.mmio_dm) && entryMfn(e) >= 0)) {
         const mfn = entryMfn(e);
         if (mfn < nf) expected[mfn]! += 1;
       }
@@ -195,6 +249,8 @@ export function checkNoLeaks(m: Machine): boolean {
   let mapped = 0;
   for (let i = 0; i < m.p2m.entries.length; i++) if (m.p2m.entries[i] !== P2M_HOLE) mapped++;
   if (mapped !== 0) problems.push(`${mapped} p2m entries left`);
+  const records = m.reg.activeCount();
+  if (records !== 0) problems.push(`${records} mapping records left`);
   m.log.checked('no_leaks');
   for (const p of problems) m.log.violated('no_leaks', p);
   return problems.length === 0;

@@ -46,6 +46,13 @@ export const MAX_HELD_LOCKS = MAX_DOMAINS + 32;
 export const VIOLATION_LOG_ENTRIES = 256;
 export const VIOLATION_TEXT_BYTES = 240;
 
+/** Mapping records (Map and Steal) per host. */
+export const MAX_MAPPINGS = 2048;
+/** Pages one Map/Steal/Return/Revoke may cover. */
+export const MAX_PAGES_PER_OP = 512;
+/** I/O ranges per IOREQ server. */
+export const MAX_IOREQ_RANGES = 8;
+
 /** Words of the guests' shared mailbox (a tiny xenstore). */
 export const XENSTORE_WORDS = 64 * 1024;
 
@@ -59,3 +66,4 @@ assert((TLB_ENTRIES & (TLB_ENTRIES - 1)) === 0, 'TLB_ENTRIES is a power of two')
 assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
 assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
+assert(MAX_PAGES_PER_OP % 32 === 0, 'a mapping record keeps one bit per page in whole words');

@@ -14,7 +14,9 @@ import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from './public/errno.js';
 import { P2M } from './public/types.js';
 import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from './layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
-import { VC } from './layout/vcpus.js';
+import { STAT, VC } from './layout/vcpus.js';
+import { registryDomainDying } from './primitives.js';
+import { ioreqServersDomainDying } from './ioreq-server.js';
 import { MT, MT_INUSE } from './layout/grants.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
@@ -113,7 +115,7 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
       m.vcpus.set(s, VC.STATE, VS.OFFLINE);
       m.vcpus.set(s, VC.ACK_EPOCH, m.dom.at(d, DOM.FLUSH_EPOCH));
       m.vcpus.set(s, VC.HEARTBEAT, 0);
-      m.vcpus.stats.fill(0, s * 16, s * 16 + 16);
+      m.vcpus.stats.fill(0, s * STAT.WORDS, (s + 1) * STAT.WORDS);
       m.vcpus.set(s, VC.IN_USE, 1);
     }
     m.dom.set(d, DOM.STATE, DS.RUNNING);
@@ -170,6 +172,10 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
   // Pin the slot while we work on it.
   m.dom.add(d, DOM.REFCNT, 1);
   waitVcpusOffline(m, d, selfSlot);
+
+  // 0. Mappings it is either side of (revoked, nested first), its IOREQ servers.
+  registryDomainDying(m, d);
+  ioreqServersDomainDying(m, d);
 
   // 1. Grant maps this domain holds of others (its maptrack).
   for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {

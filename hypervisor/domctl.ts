@@ -4,10 +4,12 @@
  * do_domctl takes domctl_lock.
  */
 import { MAX_DOMAINS } from './constants.js';
-import { DOM, DS, MAX_IOMEM_RANGES } from './layout/domains.js';
+import { DOM, DS } from './layout/domains.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { domainDestroy } from './domain.js';
-import { EINVAL, ENOSPC, ENOENT, EPERM, ESRCH } from './public/errno.js';
+import { iomemAdd, iomemRemove } from './iomem.js';
+export { iomemAdd, iomemPermitted } from './iomem.js';
+import { EINVAL, EPERM, ESRCH } from './public/errno.js';
 
 function privileged(m: Machine, ld: number): boolean {
   return m.dom.at(ld, DOM.PRIVILEGED) !== 0;
@@ -43,41 +45,6 @@ export function domctlIomemPermission(m: Machine, ld: number, d: number, first: 
   } finally {
     m.unlock(GLOBAL_LOCK.DOMCTL);
   }
-}
-
-/** Caller holds domctl (or is the single-threaded toolstack at boot). */
-export function iomemAdd(m: Machine, d: number, first: number, nr: number): number {
-  const n = m.dom.at(d, DOM.NR_IOMEM);
-  if (n >= MAX_IOMEM_RANGES) return -ENOSPC;
-  m.dom.set(d, DOM.IOMEM + 2 * n, first);
-  m.dom.set(d, DOM.IOMEM + 2 * n + 1, nr);
-  m.dom.set(d, DOM.NR_IOMEM, n + 1);
-  return 0;
-}
-
-function iomemRemove(m: Machine, d: number, first: number, nr: number): number {
-  const n = m.dom.at(d, DOM.NR_IOMEM);
-  for (let i = 0; i < n; i++) {
-    if (m.dom.at(d, DOM.IOMEM + 2 * i) === first && m.dom.at(d, DOM.IOMEM + 2 * i + 1) === nr) {
-      const last = n - 1;
-      m.dom.set(d, DOM.IOMEM + 2 * i, m.dom.at(d, DOM.IOMEM + 2 * last));
-      m.dom.set(d, DOM.IOMEM + 2 * i + 1, m.dom.at(d, DOM.IOMEM + 2 * last + 1));
-      m.dom.set(d, DOM.NR_IOMEM, last);
-      return 0;
-    }
-  }
-  return -ENOENT;
-}
-
-/** Does d's iomem_caps cover [first, first + nr)? (Xen: iomem_access_permitted.) */
-export function iomemPermitted(m: Machine, d: number, first: number, nr: number): boolean {
-  const n = m.dom.at(d, DOM.NR_IOMEM);
-  for (let i = 0; i < n; i++) {
-    const s = m.dom.at(d, DOM.IOMEM + 2 * i);
-    const c = m.dom.at(d, DOM.IOMEM + 2 * i + 1);
-    if (first >= s && first + nr <= s + c) return true;
-  }
-  return false;
 }
 
 export function domctlDestroy(m: Machine, ld: number, d: number, selfSlot: number): number {

@@ -13,10 +13,13 @@ import { VS, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
+import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from './primitives.js';
+import { ioreqServerCreate } from './ioreq-server.js';
+import { domainCrash } from './domain.js';
 import { NR_GRANT_ENTRIES } from './constants.js';
 import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
-import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, vcpuid } from './public/types.js';
-import { GNTST_okay } from './public/errno.js';
+import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from './public/types.js';
+import { ESRCH, GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
 import { CTL } from './layout/control.js';
 import { ACT } from './layout/grants.js';
@@ -155,6 +158,7 @@ export class VcpuContext implements GuestCpu {
     const d = this.id.domid;
     const neg = (r: number): boolean => r < 0;
     const gnt = (r: number): boolean => r !== GNTST_okay;
+    const dmErr = (r: PrimResult): boolean => r.rc < 0;
     return {
       populate_physmap: (gfns: readonly Gfn[]) => {
         this.stat(STAT.POPULATES);
@@ -193,6 +197,25 @@ export class VcpuContext implements GuestCpu {
       domctl_iomem_permission: (dom: DomId, first: number, nr: number, allow: boolean) =>
         this.hypercall(() => domctlIomemPermission(m, d, dom, first, nr, allow), neg),
       domctl_destroy: (dom: DomId) => this.hypercall(() => domctlDestroy(m, d, dom, this.id.slot), neg),
+      dm_map: (fe, source, count, at, type) => {
+        this.stat(STAT.MAPS);
+        const src = source.kind === 'ram' ? { kind: 'ram' as const, gfn: source.gfn as number } : { kind: 'bar' as const, mfn: source.mfn };
+        return this.hypercall(() => dmMap(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr);
+      },
+      dm_revoke: (target) => {
+        this.stat(STAT.REVOKES);
+        return this.hypercall(() => dmRevoke(m, d, target), neg);
+      },
+      dm_steal: (fe, gfn, count, into) => {
+        this.stat(STAT.STEALS);
+        return this.hypercall(() => dmSteal(m, d, { fe, gfn, count, ...(into !== undefined ? { into } : {}) }), dmErr);
+      },
+      dm_return: (fe, gfn, count, at) => {
+        this.stat(STAT.RETURNS);
+        return this.hypercall(() => dmReturn(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr);
+      },
+      dm_create_ioreq_server: (fe, ranges, policy) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy), neg),
+      sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg),
     };
   }
 

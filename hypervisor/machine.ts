@@ -14,6 +14,8 @@ import { GrantRegion } from './layout/grants.js';
 import { HEAP, HeapRegion } from './layout/heap.js';
 import { P2mArena } from './layout/p2m.js';
 import { VcpuTable } from './layout/vcpus.js';
+import { Registry } from './layout/registry.js';
+import { IoreqServers } from './layout/ioreq.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
 
@@ -28,6 +30,8 @@ export interface MachineConfig {
   page_size_bytes: number;
   /** Total p2m entries shared by all domains' p2m slices. */
   p2m_entries: number;
+  /** Nested Map allowed (and revoked transitively); off: re-Mapping a received range is -EPERM. */
+  transitive_revoke?: boolean;
   bars: readonly BarConfig[];
   checking: boolean;
   buggify: number;
@@ -56,6 +60,8 @@ export interface MachineSabs {
   log: SharedArrayBuffer;
   /** A tiny xenstore: words guests use to advertise grant refs to each other. */
   store: SharedArrayBuffer;
+  registry: SharedArrayBuffer;
+  ioreq: SharedArrayBuffer;
   bars: BarSab[];
 }
 
@@ -75,6 +81,8 @@ export class Machine {
   readonly vcpus: VcpuTable;
   readonly locks: LockSpace;
   readonly log: InvariantLog;
+  readonly reg: Registry;
+  readonly ioreq: IoreqServers;
   /** Word views of RAM (region 0) and each BAR (regions 1…), indexed by region. */
   readonly regions: Int32Array[];
   readonly regionBase: number[];
@@ -92,6 +100,8 @@ export class Machine {
     this.grants = new GrantRegion(sabs.grants);
     this.vcpus = new VcpuTable(sabs.vcpus);
     this.log = new InvariantLog(sabs.log);
+    this.reg = new Registry(sabs.registry);
+    this.ioreq = new IoreqServers(sabs.ioreq);
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
     this.regionBase = [0, ...sabs.bars.map((b) => b.base_mfn)];
@@ -168,6 +178,8 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     locks: new SharedArrayBuffer(LockSpace.bytes(NR_LOCKS)),
     log,
     store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
+    registry: new SharedArrayBuffer(Registry.bytes()),
+    ioreq: new SharedArrayBuffer(IoreqServers.bytes()),
     bars,
   };
   const ctl = new Int32Array(sabs.control);
@@ -194,10 +206,11 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     dom.set(d, DOM.LOCK_PAGE_ALLOC, locks.alloc(LOCK_CLASSES.page_alloc));
     dom.set(d, DOM.LOCK_GRANT, locks.alloc(LOCK_CLASSES.grant));
     dom.set(d, DOM.LOCK_MAPTRACK, locks.alloc(LOCK_CLASSES.maptrack));
-    locks.alloc(LOCK_CLASSES.ioreq_server);
+    const ioreqLock = locks.alloc(LOCK_CLASSES.ioreq_server);
     const first = locks.alloc(LOCK_CLASSES.active);
     for (let r = 1; r < NR_GRANT_ENTRIES; r++) locks.alloc(LOCK_CLASSES.active);
     dom.set(d, DOM.ACTIVE_LOCK_BASE, first);
+    dom.set(d, DOM.LOCK_IOREQ, ioreqLock);
   }
   return sabs;
 }

@@ -49,6 +49,12 @@ export type EmulateHook = (mmu: Mmu, gfn: number, offset: number, width: number,
 /** Xen's null handler (hvm_ioreq / null_handler): reads all ones, writes dropped. */
 export const nullHandler: EmulateHook = () => ({ outcome: ACCESS.NULL_IO, value: -1 });
 
+let defaultHook: EmulateHook = nullHandler;
+/** Set by the IOREQ layer (ioreq-server.ts) for every MMU created afterwards. */
+export function setDefaultEmulateHook(h: EmulateHook): void {
+  defaultHook = h;
+}
+
 export class Mmu {
   private readonly tag = new Int32Array(TLB_ENTRIES).fill(-1);
   private readonly perm = new Uint8Array(TLB_ENTRIES);
@@ -68,7 +74,7 @@ export class Mmu {
   private readonly checking: boolean;
   accesses = 0;
   last: AccessOutcome = ACCESS.OK;
-  emulate: EmulateHook = nullHandler;
+  emulate: EmulateHook = defaultHook;
 
   constructor(
     readonly m: Machine,
@@ -247,7 +253,10 @@ export class Mmu {
     if (this.last === ACCESS.OK) return 0; // write discarded (ram_ro)
     const r = this.emulate(this, gfn, offset, width, write, value);
     this.last = r.outcome;
-    if (r.outcome === ACCESS.NULL_IO) this.m.vcpus.stats[this.statBase + STAT.NULL_IO]! += 1;
+    const st = this.m.vcpus.stats;
+    if (r.outcome === ACCESS.NULL_IO) st[this.statBase + STAT.NULL_IO]! += 1;
+    else if (r.outcome === ACCESS.IOREQ) st[this.statBase + STAT.IOREQS]! += 1;
+    else if (r.outcome === ACCESS.IOREQ_FAULT) st[this.statBase + STAT.IOREQ_FAULTS]! += 1;
     return r.value >>> 0;
   }
 }

@@ -18,7 +18,7 @@
 import { TLB_SHOOTDOWN_BOUND_MS } from './constants.js';
 import { BUGS } from './buggify.js';
 import { DOM } from './layout/domains.js';
-import { P2M_HOLE } from './layout/p2m.js';
+import { P2M_HOLE, P2M_REVOKED } from './layout/p2m.js';
 import { BUG_ON, HypervisorBug } from './layout/region.js';
 import { VC } from './layout/vcpus.js';
 import type { Machine } from './machine.js';
@@ -49,6 +49,23 @@ export function p2mInsert(m: Machine, d: number, gfn: number, entry: number): bo
   const i = p2mIndex(m, d, gfn);
   if (i < 0) return false;
   return Atomics.compareExchange(m.p2m.entries, i, P2M_HOLE, entry) === P2M_HOLE;
+}
+
+/** A hole or a revoked gfn: what a Map, Steal or Return may fill. */
+export function p2mIsEmpty(e: number): boolean {
+  return e === P2M_HOLE || e === P2M_REVOKED;
+}
+
+/**
+ * Replace an entry without a flush (caller holds d's p2m lock): only for
+ * changes that take no access right away from a cached translation — filling
+ * an empty gfn, or re-typing a frame the vCPU may keep reaching (Steal turns
+ * fe's ram_rw into mmio_direct on the same frame).
+ */
+export function p2mSetLocked(m: Machine, d: number, gfn: number, entry: number): void {
+  const i = p2mIndex(m, d, gfn);
+  BUG_ON(i < 0, `p2m set: gfn ${gfn} out of range for d${d}`);
+  Atomics.store(m.p2m.entries, i, entry);
 }
 
 export interface RemoveOptions {

@@ -39,6 +39,7 @@ export const DOM = {
   RATCHET: 17 + 2 * MAX_IOMEM_RANGES,
   /** domid + 1 of the domain running this one's IOREQ server (its backend), 0 if none. */
   BACKEND: 18 + 2 * MAX_IOMEM_RANGES,
+  LOCK_IOREQ: 19 + 2 * MAX_IOMEM_RANGES,
   WORDS: 20 + 2 * MAX_IOMEM_RANGES,
 } as const;
 

@@ -32,7 +32,9 @@ export class FrameTable {
     expectBytes('frametable', sab, FrameTable.bytes(nr_frames));
     this.w = new Int32Array(sab);
   }
+  /** Owner domid, −1 for none — and for an MFN with no frame-table entry (MMIO). */
   owner(mfn: number): number {
+    if (mfn < 0 || mfn >= this.nr_frames) return -1;
     return Atomics.load(this.w, mfn * FT.WORDS + FT.OWNER) - 1;
   }
   setOwner(mfn: number, domid: number): void {

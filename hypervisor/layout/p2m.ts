@@ -19,10 +19,16 @@
  * thread made it. GEN is odd while a removal is in flight (seqlock style),
  * so a fill racing a removal is not cached.
  */
-import { expectBytes } from './region.js';
 import { P2M, type P2mType } from '../public/types.js';
+import { expectBytes } from './region.js';
 
 export const P2M_HOLE = 0;
+/**
+ * A revoked frontend gfn: mmio_dm with no frame. Unlike a hole it is in the
+ * frontend's FAULT set (an access becomes IOREQ_TYPE_FAULT when an IOREQ
+ * server serves the domain); like a hole, a new Map may fill it.
+ */
+export const P2M_REVOKED = P2M.mmio_dm;
 export const TYPE_BITS = 5;
 export const TYPE_MASK = (1 << TYPE_BITS) - 1;
 export const MAX_MFN = (1 << (31 - TYPE_BITS)) * 2 - 2;

@@ -32,7 +32,13 @@ export const STAT = {
   TLB_FLUSHES: 12,
   WORKLOAD_OPS: 13,
   CHECK_FAILS: 14, // workload self-checks that failed (data not as expected)
-  WORDS: 16,
+  IOREQS: 15, // accesses that became an ioreq to a server
+  IOREQ_FAULTS: 16, // accesses to revoked gfns (IOREQ_TYPE_FAULT)
+  MAPS: 17,
+  REVOKES: 18,
+  STEALS: 19,
+  RETURNS: 20,
+  WORDS: 24,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 

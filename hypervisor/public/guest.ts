@@ -42,6 +42,20 @@ export interface GrantCopy {
   len: number;
 }
 
+/** Source of a Map: backend RAM (its gfns) or machine frames of a BAR. */
+export type MapSource = { kind: 'ram'; gfn: Gfn } | { kind: 'bar'; mfn: number };
+export type MapType = 'mmio_direct' | 'mmio_dm';
+export interface DmResult {
+  /** 0 or a negative errno. */
+  rc: number;
+  /** First failing page (all-or-nothing), −1 if none or an argument error. */
+  index: number;
+  /** The mapping made (Map, Steal's implicit Map), 0 if none. */
+  id: number;
+}
+export type RevokeTarget = { id: number } | { fe: DomId; gfn: Gfn; count: number };
+export type FaultPolicy = 'remap' | 'fail' | 'none';
+
 export interface Hypercalls {
   // memory_op (XENMEM_*): return the number of extents done, or a negative errno when none was.
   populate_physmap(gfns: readonly Gfn[]): number;
@@ -67,6 +81,14 @@ export interface Hypercalls {
   domctl_max_mem(dom: DomId, max_pages: number): number;
   domctl_iomem_permission(dom: DomId, first_mfn: number, nr_mfns: number, allow: boolean): number;
   domctl_destroy(dom: DomId): number;
+  // dm_op on a frontend this domain serves (docs/primitives.md)
+  dm_map(fe: DomId, source: MapSource, count: number, at: Gfn, type?: MapType): DmResult;
+  dm_revoke(target: RevokeTarget): number;
+  dm_steal(fe: DomId, gfn: Gfn, count: number, into?: Gfn): DmResult;
+  dm_return(fe: DomId, gfn: Gfn, count: number, at?: Gfn): DmResult;
+  dm_create_ioreq_server(fe: DomId, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number;
+  /** SCHEDOP_shutdown(SHUTDOWN_crash): the calling domain crashes itself. */
+  sched_crash(): number;
 }
 
 /** The guest's own grant table (shared, guest-writable entries). */

@@ -1,0 +1,99 @@
+/**
+ * The mapping registry (new in xgsim): one record per Map or Steal.
+ *
+ * Record (Int32 words), written only under the global registry lock:
+ *   STATE   0 free, 1 active
+ *   KIND    MAP_RAM, MAP_BAR, MAP_NESTED (re-Map of a received range), STEAL
+ *   BACKEND, FRONTEND  domids
+ *   SRC     MAP_RAM/MAP_NESTED: first backend gfn; MAP_BAR: first mfn;
+ *           STEAL: first backend gfn the pages went to (`into`)
+ *   FE_GFN  first frontend gfn (Map destination; Steal: where stolen from)
+ *   COUNT   pages covered; LIVE pages not yet revoked/returned
+ *   TYPE    p2m type given to the frontend (Maps)
+ *   PARENT  record + 1 of the mapping a MAP_NESTED re-maps, else 0
+ *   LINK    STEAL ↔ its implicit Map: record + 1 of the other, else 0
+ *   ID      the handle given to the caller (unique over the run)
+ *   LIVEMAP one bit per page (MAX_PAGES_PER_OP bits)
+ * Readers outside the lock (the checker) take the lock too.
+ */
+import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../constants.js';
+import { expectBytes } from './region.js';
+
+export const REC = {
+  STATE: 0,
+  KIND: 1,
+  BACKEND: 2,
+  FRONTEND: 3,
+  SRC: 4,
+  FE_GFN: 5,
+  COUNT: 6,
+  LIVE: 7,
+  TYPE: 8,
+  PARENT: 9,
+  LINK: 10,
+  ID: 11,
+  LIVEMAP: 16,
+  WORDS: 16 + MAX_PAGES_PER_OP / 32,
+} as const;
+export const KIND = { MAP_RAM: 1, MAP_BAR: 2, MAP_NESTED: 3, STEAL: 4 } as const;
+export const KIND_NAMES = ['', 'map-ram', 'map-bar', 'map-nested', 'steal'] as const;
+/** Words after the records: a counter handing out ids. */
+const HDR_NEXT_ID = 0;
+
+export class Registry {
+  readonly w: Int32Array;
+  private readonly hdr: number;
+  static bytes(): number {
+    return (MAX_MAPPINGS * REC.WORDS + 4) * 4;
+  }
+  constructor(readonly sab: SharedArrayBuffer) {
+    expectBytes('registry', sab, Registry.bytes());
+    this.w = new Int32Array(sab);
+    this.hdr = MAX_MAPPINGS * REC.WORDS;
+  }
+  at(r: number, f: number): number {
+    return this.w[r * REC.WORDS + f]!;
+  }
+  set(r: number, f: number, v: number): void {
+    this.w[r * REC.WORDS + f] = v;
+  }
+  live(r: number, i: number): boolean {
+    return ((this.w[r * REC.WORDS + REC.LIVEMAP + (i >> 5)]! >>> (i & 31)) & 1) !== 0;
+  }
+  setLive(r: number, i: number, on: boolean): void {
+    const k = r * REC.WORDS + REC.LIVEMAP + (i >> 5);
+    const bit = 1 << (i & 31);
+    this.w[k] = on ? this.w[k]! | bit : this.w[k]! & ~bit;
+  }
+  nextId(): number {
+    return ++this.w[this.hdr + HDR_NEXT_ID]!;
+  }
+  /** Record index of a live id, or -1. */
+  find(id: number): number {
+    for (let r = 0; r < MAX_MAPPINGS; r++) if (this.at(r, REC.STATE) === 1 && this.at(r, REC.ID) === id) return r;
+    return -1;
+  }
+  alloc(): number {
+    for (let r = 0; r < MAX_MAPPINGS; r++) {
+      if (this.at(r, REC.STATE) === 0) {
+        this.w.fill(0, r * REC.WORDS, (r + 1) * REC.WORDS);
+        return r;
+      }
+    }
+    return -1;
+  }
+  free(r: number): void {
+    this.w.fill(0, r * REC.WORDS, (r + 1) * REC.WORDS);
+  }
+  /** Free records, counting up to `enough`. */
+  freeCount(enough: number): number {
+    let n = 0;
+    for (let r = 0; r < MAX_MAPPINGS && n < enough; r++) if (this.at(r, REC.STATE) === 0) n++;
+    return n;
+  }
+  activeCount(): number {
+    let n = 0;
+    for (let r = 0; r < MAX_MAPPINGS; r++) if (this.at(r, REC.STATE) === 1) n++;
+    return n;
+  }
+}
