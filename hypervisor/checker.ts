@@ -140,7 +140,7 @@ export function checkMappings(m: Machine): void {
       if (reg.at(r, REC.KIND) === KIND.MAP_NESTED) {
         m.log.checked('mapped_not_ram');
         const src = reg.at(r, REC.SRC);
-        let orphan = parent < 0 || reg.at(parent, REC.STATE) !== 1;
+        let orphan = parent < 0 || reg.at(parent, REC.STATE) !== 1 || reg.at(parent, REC.ID) !== reg.at(r, REC.PARENT_ID);
         for (let i = 0; !orphan && i < reg.at(r, REC.COUNT); i++) {
           if (!reg.live(r, i)) continue;
           const j = src + i - reg.at(parent, REC.FE_GFN);

@@ -217,7 +217,9 @@ export class Mmu {
     const s = this.translate(gfn, false);
     if (s < 0) {
       const v = this.emulated(gfn, offset, width, false, 0);
-      return width === 8 && v === 0xffffffff ? 0xffffffffffffffffn : BigInt(v >>> 0);
+      // An emulated read of all ones is all ones of the access width.
+      if (v === 0xffffffff) return (1n << BigInt(8 * width)) - 1n;
+      return BigInt(v >>> 0) & ((1n << BigInt(8 * width)) - 1n);
     }
     this.last = ACCESS.OK;
     const v = this.view(s);

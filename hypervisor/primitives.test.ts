@@ -39,7 +39,9 @@ describe('Map / Revoke', () => {
     expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
     expect(p2mGet(m, 1, 100)).toBe(P2M_REVOKED);
     expect(m.ft.count(entryMfn(p2mGet(m, 0, 4)))).toBe(1);
-    expect(dmRevoke(m, 0, { id: r.id })).toBe(-ENOENT);
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0); // idempotent
+    expect(dmRevoke(m, 0, { id: 9999 })).toBe(-ENOENT);
+    expect(dmRevoke(m, 2, { id: r.id })).toBe(-ENOENT); // not d2's mapping
     // A revoked gfn may be mapped again.
     expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
     clean(m);

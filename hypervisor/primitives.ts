@@ -207,6 +207,7 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): PrimResul
     reg.set(r, REC.LIVE, a.count);
     reg.set(r, REC.TYPE, type);
     reg.set(r, REC.PARENT, parent + 1);
+    reg.set(r, REC.PARENT_ID, parent >= 0 ? reg.at(parent, REC.ID) : 0);
     reg.set(r, REC.ID, id);
     for (let i = 0; i < a.count; i++) reg.setLive(r, i, true);
     reg.set(r, REC.STATE, 1);
@@ -225,7 +226,8 @@ export function dmRevoke(m: Machine, be: number, t: RevokeTarget): number {
     try {
       const r = m.reg.find(t.id);
       if (r < 0 || m.reg.at(r, REC.BACKEND) !== be || m.reg.at(r, REC.KIND) === KIND.STEAL) return -ENOENT;
-      revokeRecord(m, r, allLive(m, r));
+      // A tombstone (all pages revoked already): nothing to do, and that is success.
+      if (m.reg.at(r, REC.STATE) === 1) revokeRecord(m, r, allLive(m, r));
       return 0;
     } finally {
       m.unlock(GLOBAL_LOCK.REGISTRY);
@@ -307,7 +309,7 @@ export function revokeRecord(m: Machine, r: number, pages: readonly number[]): v
   if (reg.at(r, REC.LIVE) === 0) {
     const link = reg.at(r, REC.LINK);
     if (link !== 0) reg.set(link - 1, REC.LINK, 0);
-    reg.free(r);
+    reg.retire(r);
   }
 }
 
@@ -431,11 +433,20 @@ function fill(
   reg.set(r, REC.STATE, 1);
 }
 
-/** Lowest run of `count` holes above d's RAM (where a backend puts what it steals). */
+/**
+ * Lowest run of `count` holes above d's highest RAM gfn — where a backend
+ * puts what it steals when it names no place (not into a balloon hole the
+ * guest may populate again).
+ */
 function findHoles(m: Machine, d: number, count: number): number {
   const size = m.dom.at(d, DOM.P2M_SIZE);
+  let top = -1;
+  for (let g = size - 1; g >= 0 && top < 0; g--) {
+    const t = entryType(p2mGet(m, d, g));
+    if (p2mGet(m, d, g) !== P2M_HOLE && (t === P2M.ram_rw || t === P2M.ram_ro)) top = g;
+  }
   let run = 0;
-  for (let g = m.dom.at(d, DOM.MAX_PAGES); g < size; g++) {
+  for (let g = top + 1; g < size; g++) {
     run = p2mGet(m, d, g) === P2M_HOLE ? run + 1 : 0;
     if (run === count) return g - count + 1;
   }

@@ -7,7 +7,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, UsageError } from './errors.js';
-import { HostDied, up } from './up.js';
+import { HostDied, parseSeed, up } from './up.js';
+import { scenarioCommand } from './scenario/command.js';
 
 const program = new Command();
 program
@@ -39,6 +40,27 @@ Examples:
   .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; checkInterval?: string; checks?: boolean }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await up(file, { ...opts, buggify });
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('scenario')
+  .description('run declarative step-by-step scenarios, one verdict per file: SUCCESS / FAILURE / ERROR / SKIP')
+  .argument('<files...>', 'scenario YAML files (format: SCENARIOS.md)')
+  .option('--json', 'print [{file, name, verdict, step, expected, got}]')
+  .option('--seed <n>', 'seed for the vCPU contexts of the steps')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ xgsim scenario examples/scenarios/*.yaml
+  $ xgsim scenario examples/scenarios/steal-refused-while-granted.yaml --json
+  $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml`,
+  )
+  .action(async (files: string[], opts: { json?: boolean; seed?: string }) => {
+    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+    const seed = parseSeed(opts.seed);
+    const { exitCode } = await scenarioCommand(files, { ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), buggify });
     process.exitCode = exitCode;
   });
 

@@ -2,7 +2,9 @@
  * The mapping registry (new in xgsim): one record per Map or Steal.
  *
  * Record (Int32 words), written only under the global registry lock:
- *   STATE   0 free, 1 active
+ *   STATE   0 free, 1 active, 2 revoked (a tombstone: its id and backend
+ *           stay known so a repeated Revoke of it is 0; the slot is reused
+ *           once no free one is left)
  *   KIND    MAP_RAM, MAP_BAR, MAP_NESTED (re-Map of a received range), STEAL
  *   BACKEND, FRONTEND  domids
  *   SRC     MAP_RAM/MAP_NESTED: first backend gfn; MAP_BAR: first mfn;
@@ -10,7 +12,8 @@
  *   FE_GFN  first frontend gfn (Map destination; Steal: where stolen from)
  *   COUNT   pages covered; LIVE pages not yet revoked/returned
  *   TYPE    p2m type given to the frontend (Maps)
- *   PARENT  record + 1 of the mapping a MAP_NESTED re-maps, else 0
+ *   PARENT  record + 1 of the mapping a MAP_NESTED re-maps, else 0;
+ *           PARENT_ID its id (a record slot may be reused, an id never)
  *   LINK    STEAL ↔ its implicit Map: record + 1 of the other, else 0
  *   ID      the handle given to the caller (unique over the run)
  *   LIVEMAP one bit per page (MAX_PAGES_PER_OP bits)
@@ -32,6 +35,7 @@ export const REC = {
   PARENT: 9,
   LINK: 10,
   ID: 11,
+  PARENT_ID: 12,
   LIVEMAP: 16,
   WORDS: 16 + MAX_PAGES_PER_OP / 32,
 } as const;
@@ -68,27 +72,45 @@ export class Registry {
   nextId(): number {
     return ++this.w[this.hdr + HDR_NEXT_ID]!;
   }
-  /** Record index of a live id, or -1. */
+  /** Record index of an id, live or revoked, or -1. */
   find(id: number): number {
-    for (let r = 0; r < MAX_MAPPINGS; r++) if (this.at(r, REC.STATE) === 1 && this.at(r, REC.ID) === id) return r;
+    for (let r = 0; r < MAX_MAPPINGS; r++) if (this.at(r, REC.STATE) !== 0 && this.at(r, REC.ID) === id) return r;
     return -1;
   }
   alloc(): number {
+    let tomb = -1;
+    let oldest = Infinity;
     for (let r = 0; r < MAX_MAPPINGS; r++) {
-      if (this.at(r, REC.STATE) === 0) {
-        this.w.fill(0, r * REC.WORDS, (r + 1) * REC.WORDS);
-        return r;
+      const st = this.at(r, REC.STATE);
+      if (st === 0) return this.clear(r);
+      if (st === 2 && this.at(r, REC.ID) < oldest) {
+        oldest = this.at(r, REC.ID);
+        tomb = r;
       }
     }
-    return -1;
+    return tomb < 0 ? -1 : this.clear(tomb);
+  }
+  private clear(r: number): number {
+    this.w.fill(0, r * REC.WORDS, (r + 1) * REC.WORDS);
+    return r;
+  }
+  /** A Map whose last page went: keep id, kind and backend as a tombstone. */
+  retire(r: number): void {
+    const keep = [this.at(r, REC.KIND), this.at(r, REC.BACKEND), this.at(r, REC.FRONTEND), this.at(r, REC.ID)] as const;
+    this.clear(r);
+    this.set(r, REC.KIND, keep[0]);
+    this.set(r, REC.BACKEND, keep[1]);
+    this.set(r, REC.FRONTEND, keep[2]);
+    this.set(r, REC.ID, keep[3]);
+    this.set(r, REC.STATE, 2);
   }
   free(r: number): void {
-    this.w.fill(0, r * REC.WORDS, (r + 1) * REC.WORDS);
+    this.clear(r);
   }
-  /** Free records, counting up to `enough`. */
+  /** Allocatable records (free or tombstones), counting up to `enough`. */
   freeCount(enough: number): number {
     let n = 0;
-    for (let r = 0; r < MAX_MAPPINGS && n < enough; r++) if (this.at(r, REC.STATE) === 0) n++;
+    for (let r = 0; r < MAX_MAPPINGS && n < enough; r++) if (this.at(r, REC.STATE) !== 1) n++;
     return n;
   }
   activeCount(): number {

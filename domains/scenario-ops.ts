@@ -1,0 +1,152 @@
+/**
+ * Scenario steps as guest programs: each op runs on a GuestCpu of the
+ * domain that issues it, through the public ABI only — the same code on the
+ * main thread (sequential steps) and on vCPU threads (`concurrently`).
+ * Names (Map ids, grant handles) live in a table the caller passes.
+ */
+import { ACCESS, type AccessWidth, type GuestCpu } from '../hypervisor/public/guest.js';
+import { EBUSY, EINVAL, ENOENT } from '../hypervisor/public/errno.js';
+import { domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
+
+export type Ref = { kind: 'name'; name: string } | { kind: 'raw'; value: number };
+
+export type GuestOp =
+  | { op: 'populate' | 'balloon_out'; gfn: number; count: number }
+  | { op: 'grant'; ref: number; to: number; gfn: number; readonly: boolean }
+  | { op: 'end_grant'; ref: number }
+  | { op: 'map_grant'; from: number; ref: number; at: number; readonly: boolean; name?: string }
+  | { op: 'unmap_grant'; handle?: Ref; at?: number }
+  | { op: 'foreign_map'; from: number; gfn: number; at: number }
+  | { op: 'foreign_unmap'; at: number }
+  | { op: 'map'; fe: number; source: { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number }; count: number; at: number; type: 'mmio_direct' | 'mmio_dm'; name?: string }
+  | { op: 'revoke'; target: { kind: 'id'; id: Ref } | { kind: 'range'; fe: number; gfn: number; count: number } }
+  | { op: 'steal'; fe: number; gfn: number; count: number; into?: number; name?: string }
+  | { op: 'return'; fe: number; gfn: number; count: number; at?: number }
+  | { op: 'read'; gfn: number; offset: number; width: AccessWidth }
+  | { op: 'write'; gfn: number; offset: number; width: AccessWidth; value: bigint }
+  | { op: 'hypercall_copy'; gfn: number; dir: 'from_guest' | 'to_guest'; bytes: number }
+  | { op: 'iomem_permit'; dom: number; start: number; count: number; allow: boolean }
+  | { op: 'ioreq_server'; fe: number; ranges: Array<{ start: number; count: number }>; policy: 'remap' | 'fail' | 'none' }
+  | { op: 'destroy'; dom: number }
+  | { op: 'crash' };
+
+export type Access = 'ok' | 'null_io' | 'fault' | 'ioreq' | 'gp';
+export type OpOutcome =
+  | { kind: 'rc'; rc: number }
+  | { kind: 'gntst'; status: number }
+  | { kind: 'read'; value: bigint; access: Access }
+  | { kind: 'write'; access: Access };
+
+/** Names made by steps: Map ids, grant handles; `@d:gfn` → the grant handle mapped there. */
+export type Names = Map<string, number>;
+
+function access(cpu: GuestCpu): Access {
+  switch (cpu.last_access) {
+    case ACCESS.OK:
+      return 'ok';
+    case ACCESS.NULL_IO:
+      return 'null_io';
+    case ACCESS.IOREQ:
+      return 'ioreq';
+    case ACCESS.IOREQ_FAULT:
+      return 'fault';
+    default:
+      return 'gp';
+  }
+}
+
+function resolve(ref: Ref, names: Names): number | undefined {
+  return ref.kind === 'raw' ? ref.value : names.get(ref.name);
+}
+
+/** memory_op reports extents done; a step of `count` pages is OK only if all were. */
+function extents(rc: number, count: number): number {
+  return rc === count ? 0 : rc < 0 ? rc : -EINVAL;
+}
+
+export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome {
+  const me = cpu.domid as number;
+  const rc = (n: number): OpOutcome => ({ kind: 'rc', rc: n });
+  const range = (first: number, count: number) => Array.from({ length: count }, (_, i) => gfn(first + i));
+  switch (op.op) {
+    case 'populate':
+      return rc(extents(cpu.hc.populate_physmap(range(op.gfn, op.count)), op.count));
+    case 'balloon_out':
+      return rc(extents(cpu.hc.decrease_reservation(range(op.gfn, op.count)), op.count));
+    case 'grant':
+      cpu.grants.grant_access(grantRef(op.ref), domid(op.to), gfn(op.gfn), op.readonly);
+      return rc(0);
+    case 'end_grant':
+      return rc(cpu.grants.end_access(grantRef(op.ref)) ? 0 : -EBUSY);
+    case 'map_grant': {
+      const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(op.from), ref: grantRef(op.ref), host_gfn: gfn(op.at), readonly: op.readonly });
+      if (r.status === 0) {
+        if (op.name !== undefined) names.set(op.name, r.handle as number);
+        names.set(`@${me}:${op.at}`, r.handle as number);
+      }
+      return { kind: 'gntst', status: r.status };
+    }
+    case 'unmap_grant': {
+      const h = op.handle !== undefined ? resolve(op.handle, names) : op.at !== undefined ? names.get(`@${me}:${op.at}`) : undefined;
+      const st = cpu.hc.gnttab_unmap_grant_ref(grantHandle(h ?? -1));
+      if (st === 0 && op.at !== undefined) names.delete(`@${me}:${op.at}`);
+      return { kind: 'gntst', status: st };
+    }
+    case 'foreign_map':
+      return rc(cpu.hc.foreign_map(domid(op.from), gfn(op.gfn), gfn(op.at)));
+    case 'foreign_unmap':
+      return rc(cpu.hc.remove_from_physmap(gfn(op.at)));
+    case 'map': {
+      const src = op.source.kind === 'ram' ? { kind: 'ram' as const, gfn: gfn(op.source.gfn) } : op.source;
+      const r = cpu.hc.dm_map(domid(op.fe), src, op.count, gfn(op.at), op.type);
+      if (r.rc === 0 && op.name !== undefined) names.set(op.name, r.id);
+      return rc(r.rc);
+    }
+    case 'revoke': {
+      if (op.target.kind === 'id') {
+        const id = resolve(op.target.id, names);
+        return rc(id === undefined ? -ENOENT : cpu.hc.dm_revoke({ id }));
+      }
+      return rc(cpu.hc.dm_revoke({ fe: domid(op.target.fe), gfn: gfn(op.target.gfn), count: op.target.count }));
+    }
+    case 'steal': {
+      const r = cpu.hc.dm_steal(domid(op.fe), gfn(op.gfn), op.count, op.into === undefined ? undefined : gfn(op.into));
+      if (r.rc === 0 && op.name !== undefined) names.set(op.name, r.id);
+      return rc(r.rc);
+    }
+    case 'return':
+      return rc(cpu.hc.dm_return(domid(op.fe), gfn(op.gfn), op.count, op.at === undefined ? undefined : gfn(op.at)).rc);
+    case 'read': {
+      const value = cpu.read(gfn(op.gfn), op.offset, op.width);
+      return { kind: 'read', value, access: access(cpu) };
+    }
+    case 'write':
+      cpu.write(gfn(op.gfn), op.offset, op.width, op.value);
+      return { kind: 'write', access: access(cpu) };
+    case 'hypercall_copy':
+      return rc(cpu.hc.buffer_copy(op.dir, gfn(op.gfn), 0, op.bytes));
+    case 'iomem_permit':
+      return rc(cpu.hc.domctl_iomem_permission(domid(op.dom), op.start, op.count, op.allow));
+    case 'ioreq_server': {
+      const r = cpu.hc.dm_create_ioreq_server(domid(op.fe), op.ranges, op.policy);
+      return rc(r < 0 ? r : 0);
+    }
+    case 'destroy':
+      return rc(cpu.hc.domctl_destroy(domid(op.dom)));
+    case 'crash':
+      return rc(cpu.hc.sched_crash());
+  }
+}
+
+export function describeOutcome(o: OpOutcome): string {
+  switch (o.kind) {
+    case 'rc':
+      return o.rc === 0 ? 'OK' : `rc ${o.rc}`;
+    case 'gntst':
+      return `GNTST ${o.status}`;
+    case 'read':
+      return `${o.access} 0x${o.value.toString(16)}`;
+    case 'write':
+      return o.access;
+  }
+}

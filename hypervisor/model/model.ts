@@ -1,0 +1,1108 @@
+/**
+ * The sequential reference model of the machine (docs/primitives.md).
+ *
+ * Plain data, one thread, no SharedArrayBuffers and no locks: frames with
+ * owner / reference count / PGC_allocated and their bytes, domains with
+ * their p2m (a Map per domain), grant tables with pins, maptrack handles,
+ * the mapping registry of Map / Steal records, iomem_caps and IOREQ
+ * servers. Every operation is atomic here; the real, concurrent
+ * implementation is correct if what it shows a scenario — status codes,
+ * values read, tot_pages, which gfns are RAM / Map'd / revoked — can be
+ * produced by applying the same steps to this model in *some* order that
+ * respects each thread's order (see interleave.ts).
+ *
+ * MFNs are never compared with the real implementation: the allocator here
+ * simply hands out the lowest free frame. Frames are scrubbed when freed, so
+ * the choice of frame is not observable.
+ *
+ * Guest and backend errors are return values; only a caller bug in the
+ * harness (an access width that is not 1/2/4/8, an offset past the page)
+ * throws a RangeError.
+ */
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../constants.js';
+import {
+  E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH,
+  GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
+  GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
+} from '../public/errno.js';
+import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writing } from '../public/types.js';
+
+/** docs/primitives.md, common check 1. */
+export const MAX_PAGES_PER_OP = 512;
+/** Ranges in a domain's iomem_caps (hypervisor/layout/domains.ts). */
+export const MAX_IOMEM_RANGES = 8;
+/** Default size of the mapping registry (live Map / Steal records). */
+export const DEFAULT_MAX_MAPPINGS = 1024;
+/** Pages of the per-domain hypercall scratch buffer (guest-cpu.ts: 4 pages per vCPU). */
+export const SCRATCH_PAGES = 4;
+
+// ------------------------------------------------------------------ types
+
+export type DomainStateName = 'running' | 'crashed' | 'dying' | 'zombie' | 'free';
+export type P2mView = 'ram_rw' | 'ram_ro' | 'mmio_direct' | 'mmio_dm' | 'revoked' | 'grant_map_rw' | 'grant_map_ro' | 'map_foreign';
+export type MapType = 'mmio_direct' | 'mmio_dm';
+export type AccessOutcome = 'ok' | 'null_io' | 'fault' | 'ioreq' | 'gp';
+export type FaultPolicy = 'remap' | 'fail' | 'none';
+export type MappingKind = 'ram' | 'bar' | 'nested' | 'steal';
+
+export type MapSource = { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number };
+export type RevokeTarget = { id: number } | { fe: number; gfn: number; count: number };
+
+export interface PrimitiveResult {
+  rc: number;
+  index: number;
+  id: number;
+}
+export interface ReturnResult {
+  rc: number;
+  index: number;
+}
+export interface GrantMapResult {
+  status: number;
+  handle: number;
+}
+export interface ReadResult {
+  value: bigint;
+  outcome: AccessOutcome;
+}
+export interface WriteResult {
+  outcome: AccessOutcome;
+}
+
+/** Whatever one step of a scenario can produce. */
+export type Outcome =
+  | { rc: number }
+  | ReturnResult
+  | PrimitiveResult
+  | GrantMapResult
+  | ReadResult
+  | WriteResult
+  | { ok: boolean }
+  | { none: true };
+
+export interface ModelDomainConfig {
+  /** RAM populated at gfns 0 … memory_pages − 1, as the toolstack does at boot. */
+  memory_pages: number;
+  max_pages: number;
+  privileged: boolean;
+  /** The domain running this one's IOREQ server (authority for the primitives). */
+  backend?: number;
+  p2m_size: number;
+}
+
+export interface ModelBarConfig {
+  owner: number;
+  nr_pages: number;
+  base_mfn: number;
+}
+
+export interface ModelConfig {
+  page_size_bytes: number;
+  nr_frames: number;
+  /** Domain i has domid i. */
+  domains: ModelDomainConfig[];
+  /** Each BAR is put in its owner's iomem_caps at boot. */
+  bars: ModelBarConfig[];
+  /** Nested Map (and so transitive Revoke) allowed; default true. */
+  transitive_revoke?: boolean;
+  /** Live Map / Steal records the registry holds before Map says -ENOSPC. */
+  max_mappings?: number;
+}
+
+export interface Observation {
+  domains: Array<{ state: DomainStateName; tot_pages: number }>;
+  p2m: Array<Array<[number, P2mView]>>;
+  free_frames: number;
+}
+
+export interface MappingInfo {
+  id: number;
+  kind: MappingKind;
+  be: number;
+  fe: number;
+  type: MapType;
+  /** First source: be's gfn (ram, nested, steal: where be received the page) or first MFN (bar). */
+  src: number;
+  /** First frontend gfn. */
+  at: number;
+  count: number;
+  /** Parent mapping of a nested Map, else 0. */
+  parent: number;
+  /** Pages not yet revoked. */
+  live: number;
+}
+
+export interface PageInfo {
+  type: P2mView;
+  /** −1 for a revoked entry. */
+  mfn: number;
+  /** Owner of a RAM frame, −1 for BAR or none. */
+  owner: number;
+  /** General reference count including the allocation reference. */
+  count: number;
+  allocated: boolean;
+  /** Domain the frame was stolen from, or −1. */
+  stolen_from: number;
+}
+
+// ------------------------------------------------------------------ internal state
+
+/** A p2m entry. Immutable: every update replaces the object. */
+interface Entry {
+  readonly t: P2mView;
+  /** Frame (RAM or BAR); −1 when revoked. */
+  readonly mfn: number;
+  /** For a Map'd page: the mapping record id and page index; 0 / −1 otherwise. */
+  readonly rec: number;
+  readonly page: number;
+}
+
+interface GrantEntry {
+  /** Low 16 bits of word 0: GTF_* including the status bits reading/writing. */
+  flags: number;
+  domid: number;
+  frame: number;
+}
+
+interface ActiveEntry {
+  rpin: number;
+  wpin: number;
+  /** Grantee domid + 1 while pinned, else 0. */
+  domid: number;
+  gfn: number;
+  mfn: number;
+}
+
+interface Handle {
+  granter: number;
+  ref: number;
+  gfn: number;
+  ro: boolean;
+}
+
+interface IoreqServer {
+  by: number;
+  ranges: Array<{ start: number; count: number }>;
+  fault_policy: FaultPolicy;
+}
+
+interface Dom {
+  state: DomainStateName;
+  tot_pages: number;
+  max_pages: number;
+  privileged: boolean;
+  backend: number;
+  p2m_size: number;
+  p2m: Map<number, Entry>;
+  iomem: Array<{ first: number; count: number }>;
+  grants: Map<number, GrantEntry>;
+  active: Map<number, ActiveEntry>;
+  maptrack: Map<number, Handle>;
+  /** Maptrack free list = mtFreed (top first) followed by mtFresh, mtFresh + 1, … (grants.ts reset). */
+  mtFreed: number[];
+  mtFresh: number;
+  ioreq: IoreqServer[];
+  scratch: Uint8Array | undefined;
+}
+
+interface Rec {
+  id: number;
+  kind: MappingKind;
+  be: number;
+  fe: number;
+  type: MapType;
+  src: number;
+  at: number;
+  count: number;
+  parent: number;
+  mfns: number[];
+  live: boolean[];
+  liveCount: number;
+}
+
+interface Stolen {
+  fe: number;
+  gfn: number;
+  /** Id of the Steal's implicit Map. */
+  id: number;
+}
+
+const HOLE_FREE = -1;
+
+function entry(t: P2mView, mfn: number, rec = 0, page = -1): Entry {
+  return { t, mfn, rec, page };
+}
+
+const REVOKED: Entry = entry('revoked', -1);
+
+function allOnes(width: number): bigint {
+  return (1n << BigInt(8 * width)) - 1n;
+}
+
+// ------------------------------------------------------------------ the model
+
+export class Model {
+  readonly page_size: number;
+  readonly nr_frames: number;
+  readonly transitive: boolean;
+  readonly max_mappings: number;
+  private readonly bars: readonly ModelBarConfig[];
+  private readonly mfnLimit: number;
+
+  private owner!: Int32Array;
+  private count!: Int32Array;
+  private allocated!: Uint8Array;
+  private freeCount = 0;
+  private lowFree = 0;
+  /** Frame bytes by MFN (RAM and BAR); absent = zeros. Copy-on-write across clones. */
+  private mem = new Map<number, Uint8Array>();
+  private memOwned = new Set<number>();
+  private stolen = new Map<number, Stolen>();
+  private doms: Dom[] = [];
+  /** Records with at least one live page. */
+  private recs = new Map<number, Rec>();
+  /** Records whose pages were all revoked: id → backend (for Revoke {id}). */
+  private retired = new Map<number, number>();
+  private nextId = 1;
+
+  constructor(cfg: ModelConfig, _clone?: 'clone') {
+    this.page_size = cfg.page_size_bytes;
+    this.nr_frames = cfg.nr_frames;
+    this.transitive = cfg.transitive_revoke ?? true;
+    this.max_mappings = cfg.max_mappings ?? DEFAULT_MAX_MAPPINGS;
+    this.bars = cfg.bars.map((b) => ({ ...b }));
+    this.mfnLimit = this.bars.reduce((a, b) => Math.max(a, b.base_mfn + b.nr_pages), cfg.nr_frames);
+    if (_clone === 'clone') return;
+
+    if (!Number.isInteger(cfg.page_size_bytes) || cfg.page_size_bytes < 8) throw new RangeError(`page_size_bytes ${cfg.page_size_bytes}`);
+    if (!Number.isInteger(cfg.nr_frames) || cfg.nr_frames <= 0) throw new RangeError(`nr_frames ${cfg.nr_frames}`);
+    for (const b of this.bars) {
+      if (b.base_mfn < cfg.nr_frames) throw new RangeError(`BAR at mfn ${b.base_mfn} overlaps RAM`);
+    }
+    this.owner = new Int32Array(cfg.nr_frames).fill(-1);
+    this.count = new Int32Array(cfg.nr_frames);
+    this.allocated = new Uint8Array(cfg.nr_frames);
+    this.freeCount = cfg.nr_frames;
+    this.doms = cfg.domains.map((d) => ({
+      state: 'running',
+      tot_pages: 0,
+      max_pages: d.max_pages,
+      privileged: d.privileged,
+      backend: d.backend ?? -1,
+      p2m_size: d.p2m_size,
+      p2m: new Map(),
+      iomem: [],
+      grants: new Map(),
+      active: new Map(),
+      maptrack: new Map(),
+      mtFreed: [],
+      mtFresh: 0,
+      ioreq: [],
+      scratch: undefined,
+    }));
+    cfg.domains.forEach((d, i) => {
+      const rc = this.populate(i, 0, d.memory_pages);
+      if (d.memory_pages > 0 && rc !== d.memory_pages) throw new RangeError(`model: populating d${i}: ${rc}`);
+    });
+    for (const b of this.bars) {
+      const o = this.doms[b.owner];
+      if (o !== undefined && o.iomem.length < MAX_IOMEM_RANGES) o.iomem.push({ first: b.base_mfn, count: b.nr_pages });
+    }
+  }
+
+  /** A deep copy (frame bytes are shared copy-on-write). */
+  clone(): Model {
+    const c = new Model(
+      { page_size_bytes: this.page_size, nr_frames: this.nr_frames, domains: [], bars: [...this.bars], transitive_revoke: this.transitive, max_mappings: this.max_mappings },
+      'clone',
+    );
+    c.owner = this.owner.slice();
+    c.count = this.count.slice();
+    c.allocated = this.allocated.slice();
+    c.freeCount = this.freeCount;
+    c.lowFree = this.lowFree;
+    c.mem = new Map(this.mem);
+    // Neither copy may now write a shared array in place.
+    this.memOwned = new Set();
+    c.memOwned = new Set();
+    c.stolen = new Map(this.stolen);
+    c.doms = this.doms.map((d) => ({
+      ...d,
+      p2m: new Map(d.p2m),
+      iomem: d.iomem.map((r) => ({ ...r })),
+      grants: new Map([...d.grants].map(([k, g]) => [k, { ...g }])),
+      active: new Map([...d.active].map(([k, a]) => [k, { ...a }])),
+      maptrack: new Map(d.maptrack),
+      mtFreed: [...d.mtFreed],
+      ioreq: d.ioreq.map((s) => ({ ...s, ranges: s.ranges.map((r) => ({ ...r })) })),
+      scratch: d.scratch?.slice(),
+    }));
+    c.recs = new Map([...this.recs].map(([k, r]) => [k, { ...r, mfns: [...r.mfns], live: [...r.live] }]));
+    c.retired = new Map(this.retired);
+    c.nextId = this.nextId;
+    return c;
+  }
+
+  // ================================================================ helpers
+
+  private dom(d: number): Dom | undefined {
+    return Number.isInteger(d) && d >= 0 ? this.doms[d] : undefined;
+  }
+  private running(d: number): boolean {
+    return this.dom(d)?.state === 'running';
+  }
+  private privileged(d: number): boolean {
+    return this.dom(d)?.privileged === true;
+  }
+  private inP2m(d: number, gfn: number): boolean {
+    const x = this.dom(d);
+    return x !== undefined && Number.isInteger(gfn) && gfn >= 0 && gfn < x.p2m_size;
+  }
+  private ent(d: number, gfn: number): Entry | undefined {
+    return this.dom(d)?.p2m.get(gfn);
+  }
+  private isRam(mfn: number): boolean {
+    return mfn >= 0 && mfn < this.nr_frames;
+  }
+  private authority(be: number, fe: number): boolean {
+    return this.dom(fe)?.backend === be || this.privileged(be);
+  }
+
+  /** get_page: a general reference on a RAM frame owned by d. */
+  private getPage(mfn: number, d: number): boolean {
+    if (!this.isRam(mfn) || this.count[mfn]! === 0 || this.owner[mfn] !== d) return false;
+    this.count[mfn]! += 1;
+    return true;
+  }
+
+  private putPage(mfn: number): void {
+    if (!this.isRam(mfn)) return;
+    const n = this.count[mfn]! - 1;
+    if (n < 0) throw new Error(`model: put_page on mfn ${mfn} with count 0`);
+    this.count[mfn] = n;
+    if (n === 0) this.freeFrame(mfn);
+  }
+
+  /** Drop the allocation reference (guest_remove_page). */
+  private relinquish(mfn: number): void {
+    if (this.allocated[mfn] === 0) return;
+    this.allocated[mfn] = 0;
+    this.putPage(mfn);
+  }
+
+  private freeFrame(mfn: number): void {
+    const o = this.owner[mfn]!;
+    const d = this.dom(o);
+    this.owner[mfn] = HOLE_FREE;
+    this.allocated[mfn] = 0;
+    this.mem.delete(mfn); // scrubbed
+    this.memOwned.delete(mfn);
+    this.stolen.delete(mfn);
+    this.freeCount++;
+    if (mfn < this.lowFree) this.lowFree = mfn;
+    if (d !== undefined) {
+      d.tot_pages--;
+      if (d.tot_pages === 0 && d.state === 'zombie') d.state = 'free';
+    }
+  }
+
+  /** alloc_domheap_page: the lowest free frame, owned by d. */
+  private allocFrame(d: number): number {
+    if (this.freeCount === 0) return -ENOMEM;
+    const x = this.dom(d);
+    if (x === undefined || x.state !== 'running') return -ESRCH;
+    if (x.tot_pages >= x.max_pages) return -E2BIG;
+    let mfn = this.lowFree;
+    while (this.owner[mfn] !== HOLE_FREE || this.count[mfn] !== 0) mfn++;
+    this.lowFree = mfn + 1;
+    this.freeCount--;
+    this.owner[mfn] = d;
+    this.count[mfn] = 1;
+    this.allocated[mfn] = 1;
+    x.tot_pages++;
+    return mfn;
+  }
+
+  private bytesOf(mfn: number): Uint8Array | undefined {
+    return this.mem.get(mfn);
+  }
+  private writableBytes(mfn: number): Uint8Array {
+    let b = this.mem.get(mfn);
+    if (b !== undefined && this.memOwned.has(mfn)) return b;
+    b = b === undefined ? new Uint8Array(this.page_size) : b.slice();
+    this.mem.set(mfn, b);
+    this.memOwned.add(mfn);
+    return b;
+  }
+
+  private extents(done: number, rc: number): number {
+    return done > 0 || rc === 0 ? done : rc;
+  }
+
+  // ================================================================ memory_op
+
+  /** XENMEM_populate_physmap of gfn … gfn + count − 1: extents done, or −errno when none. */
+  populate(d: number, gfn: number, count: number): number {
+    let done = 0;
+    for (let i = 0; i < count; i++) {
+      const g = gfn + i;
+      if (!this.inP2m(d, g)) return this.extents(done, -EINVAL);
+      // The frame is allocated before the p2m is looked at (populateOne).
+      const mfn = this.allocFrame(d);
+      if (mfn < 0) return this.extents(done, mfn);
+      const x = this.dom(d)!;
+      if (x.p2m.has(g)) {
+        this.relinquish(mfn);
+        return this.extents(done, -EEXIST);
+      }
+      x.p2m.set(g, entry('ram_rw', mfn));
+      done++;
+    }
+    return done;
+  }
+
+  /** XENMEM_decrease_reservation: each gfn must be RAM (rw or ro) owned by d. */
+  balloonOut(d: number, gfn: number, count: number): number {
+    let done = 0;
+    for (let i = 0; i < count; i++) {
+      const g = gfn + i;
+      if (!this.inP2m(d, g)) return this.extents(done, -EINVAL);
+      const e = this.ent(d, g);
+      if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || this.owner[e.mfn] !== d) return this.extents(done, -EINVAL);
+      this.dom(d)!.p2m.delete(g);
+      this.relinquish(e.mfn);
+      done++;
+    }
+    return done;
+  }
+
+  // ================================================================ grant tables
+
+  private grantEntry(d: Dom, ref: number): GrantEntry {
+    let g = d.grants.get(ref);
+    if (g === undefined) {
+      g = { flags: 0, domid: 0, frame: 0 };
+      d.grants.set(ref, g);
+    }
+    return g;
+  }
+  private static refOk(ref: number): boolean {
+    return Number.isInteger(ref) && ref >= 0 && ref < NR_GRANT_ENTRIES;
+  }
+
+  /** gnttab_grant_foreign_access_ref: the whole entry is rewritten (status bits included). */
+  grant(d: number, ref: number, to: number, gfn: number, readonly: boolean): void {
+    const x = this.dom(d);
+    if (x === undefined || !Model.refOk(ref)) return;
+    x.grants.set(ref, { flags: GTF_permit_access | (readonly ? GTF_readonly : 0), domid: to & 0xffff, frame: gfn | 0 });
+  }
+
+  /** gnttab_end_foreign_access_ref: clears the flags unless reading/writing is set. */
+  endGrant(d: number, ref: number): boolean {
+    const x = this.dom(d);
+    if (x === undefined || !Model.refOk(ref)) return false;
+    const g = this.grantEntry(x, ref);
+    if ((g.flags & (GTF_reading | GTF_writing)) !== 0) return false;
+    g.flags = 0;
+    return true;
+  }
+
+  /** pinGrant (grant-table.ts): status, and the frame with a page reference taken. */
+  private pin(rd: number, ref: number, ld: number, ro: boolean): { status: number; mfn: number } {
+    const x = this.dom(rd)!;
+    const g = this.grantEntry(x, ref);
+    let act = x.active.get(ref);
+    if (act === undefined) {
+      act = { rpin: 0, wpin: 0, domid: 0, gfn: 0, mfn: 0 };
+      x.active.set(ref, act);
+    }
+    let frame = -1;
+    if (act.rpin + act.wpin === 0 || (!ro && act.wpin === 0)) {
+      if ((g.flags & GTF_type_mask) !== GTF_permit_access || g.domid !== ld) return { status: GNTST_permission_denied, mfn: -1 };
+      if (!ro && (g.flags & GTF_readonly) !== 0) return { status: GNTST_permission_denied, mfn: -1 };
+      g.flags |= GTF_reading | (ro ? 0 : GTF_writing);
+      frame = g.frame;
+    }
+    if (act.rpin + act.wpin === 0) {
+      const e = this.ent(rd, frame);
+      const okType = e !== undefined && (e.t === 'ram_rw' || (ro && e.t === 'ram_ro'));
+      if (!okType || !this.getPage(e.mfn, rd)) {
+        if (!ro) g.flags &= ~GTF_writing;
+        g.flags &= ~GTF_reading;
+        return { status: GNTST_bad_page, mfn: -1 };
+      }
+      act.domid = ld + 1;
+      act.gfn = frame;
+      act.mfn = e.mfn;
+    } else {
+      if (act.domid !== ld + 1) return { status: GNTST_permission_denied, mfn: -1 };
+      if (!this.getPage(act.mfn, rd)) return { status: GNTST_bad_page, mfn: -1 };
+    }
+    if (ro) act.rpin++;
+    else act.wpin++;
+    return { status: GNTST_okay, mfn: act.mfn };
+  }
+
+  private unpin(rd: number, ref: number, ro: boolean): void {
+    const x = this.dom(rd)!;
+    const act = x.active.get(ref)!;
+    const g = this.grantEntry(x, ref);
+    const mfn = act.mfn;
+    if (ro) act.rpin--;
+    else act.wpin--;
+    if (!ro && act.wpin === 0) g.flags &= ~GTF_writing;
+    if (act.rpin + act.wpin === 0) {
+      g.flags &= ~GTF_reading;
+      act.domid = 0;
+    }
+    this.putPage(mfn);
+  }
+
+  private maptrackAlloc(x: Dom): number {
+    const h = x.mtFreed.pop();
+    if (h !== undefined) return h;
+    if (x.mtFresh >= NR_MAPTRACK_ENTRIES) return -1;
+    return x.mtFresh++;
+  }
+
+  /** GNTTABOP_map_grant_ref by d of `from`'s grant `ref` at d's gfn `at`. */
+  mapGrant(d: number, from: number, ref: number, at: number, readonly: boolean): GrantMapResult {
+    const fail = (status: number): GrantMapResult => ({ status, handle: -1 });
+    if (!Model.refOk(ref)) return fail(GNTST_bad_gntref);
+    if (!this.inP2m(d, at)) return fail(GNTST_bad_virt_addr);
+    if (!this.running(from)) return fail(GNTST_bad_domain);
+    const x = this.dom(d)!;
+    const h = this.maptrackAlloc(x);
+    if (h < 0) return fail(GNTST_no_device_space);
+    const p = this.pin(from, ref, d, readonly);
+    if (p.status !== GNTST_okay) {
+      x.mtFreed.push(h);
+      return fail(p.status);
+    }
+    if (x.p2m.has(at)) {
+      this.unpin(from, ref, readonly);
+      x.mtFreed.push(h);
+      return fail(GNTST_general_error);
+    }
+    x.p2m.set(at, entry(readonly ? 'grant_map_ro' : 'grant_map_rw', p.mfn));
+    x.maptrack.set(h, { granter: from, ref, gfn: at, ro: readonly });
+    return { status: GNTST_okay, handle: h };
+  }
+
+  /** GNTTABOP_unmap_grant_ref. */
+  unmapGrant(d: number, handle: number): number {
+    if (!Number.isInteger(handle) || handle < 0 || handle >= NR_MAPTRACK_ENTRIES) return GNTST_bad_handle;
+    const x = this.dom(d);
+    const h = x?.maptrack.get(handle);
+    if (x === undefined || h === undefined) return GNTST_bad_handle;
+    this.unmapHandle(x, handle, h);
+    return GNTST_okay;
+  }
+
+  private unmapHandle(x: Dom, handle: number, h: Handle): void {
+    x.maptrack.delete(handle);
+    x.p2m.delete(h.gfn);
+    this.unpin(h.granter, h.ref, h.ro);
+    x.mtFreed.push(handle);
+  }
+
+  // ================================================================ foreign mapping
+
+  /** XENMAPSPACE_gmfn_foreign: privileged `by` maps `from`'s RAM gfn at its own gfn `at`. */
+  foreignMap(by: number, from: number, gfn: number, at: number): number {
+    if (!this.privileged(by)) return -EPERM;
+    if (!this.inP2m(by, at)) return -EINVAL;
+    if (!this.running(from)) return -ESRCH;
+    const e = this.ent(from, gfn);
+    if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || !this.getPage(e.mfn, from)) return -EINVAL;
+    const x = this.dom(by)!;
+    if (x.p2m.has(at)) {
+      this.putPage(e.mfn);
+      return -EEXIST;
+    }
+    x.p2m.set(at, entry('map_foreign', e.mfn));
+    return 0;
+  }
+
+  /** XENMEM_remove_from_physmap: foreign entries drop their reference, RAM its allocation. */
+  foreignUnmap(by: number, at: number): number {
+    if (!this.inP2m(by, at)) return -EINVAL;
+    const x = this.dom(by)!;
+    const e = x.p2m.get(at);
+    if (e === undefined) return -ENOENT;
+    if (e.t !== 'map_foreign' && e.t !== 'ram_rw' && e.t !== 'ram_ro') return -EINVAL;
+    x.p2m.delete(at);
+    if (e.t === 'map_foreign') this.putPage(e.mfn);
+    else if (this.owner[e.mfn] === by) this.relinquish(e.mfn);
+    return 0;
+  }
+
+  // ================================================================ hypercall buffers
+
+  /** copy_{from,to}_guest of `bytes` at (gfn, offset 0) of d's own RAM. */
+  hypercallCopy(d: number, gfn: number, dir: 'from_guest' | 'to_guest', bytes: number): number {
+    const ps = this.page_size;
+    const x = this.dom(d);
+    if (!Number.isInteger(bytes) || bytes < 0 || bytes > SCRATCH_PAGES * ps) return -EINVAL;
+    let done = 0;
+    let g = gfn;
+    while (done < bytes) {
+      const e = this.ent(d, g);
+      if (x === undefined || e === undefined || !(e.t === 'ram_rw' || (dir === 'from_guest' && e.t === 'ram_ro'))) return -EFAULT;
+      if (!this.getPage(e.mfn, d)) return -EFAULT;
+      const n = Math.min(ps, bytes - done);
+      x.scratch ??= new Uint8Array(SCRATCH_PAGES * ps);
+      if (dir === 'from_guest') {
+        const src = this.bytesOf(e.mfn);
+        if (src === undefined) x.scratch.fill(0, done, done + n);
+        else x.scratch.set(src.subarray(0, n), done);
+      } else {
+        this.writableBytes(e.mfn).set(x.scratch.subarray(done, done + n), 0);
+      }
+      this.putPage(e.mfn);
+      done += n;
+      g++;
+    }
+    return 0;
+  }
+
+  // ================================================================ domctl
+
+  /** XEN_DOMCTL_iomem_permission. */
+  iomemPermit(by: number, d: number, first_mfn: number, count: number, allow: boolean): number {
+    if (!this.privileged(by)) return -EPERM;
+    if (!Number.isInteger(first_mfn) || !Number.isInteger(count) || count <= 0 || first_mfn < this.nr_frames || first_mfn + count > this.mfnLimit) return -EINVAL;
+    const x = this.dom(d);
+    if (x === undefined || (x.state !== 'running' && x.state !== 'crashed')) return -ESRCH;
+    if (allow) {
+      if (x.iomem.length >= MAX_IOMEM_RANGES) return -ENOSPC;
+      x.iomem.push({ first: first_mfn, count });
+      return 0;
+    }
+    const i = x.iomem.findIndex((r) => r.first === first_mfn && r.count === count);
+    if (i < 0) return -ENOENT;
+    // iomemRemove: the last range moves into the hole.
+    const last = x.iomem.pop()!;
+    if (i < x.iomem.length) x.iomem[i] = last;
+    return 0;
+  }
+
+  private iomemPermitted(d: number, first: number, count: number): boolean {
+    return (this.dom(d)?.iomem ?? []).some((r) => first >= r.first && first + count <= r.first + r.count);
+  }
+
+  /** dm_op create IOREQ server run by `by` for `forDom`. */
+  ioreqServer(by: number, forDom: number, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number {
+    if (fault_policy !== 'remap' && fault_policy !== 'fail' && fault_policy !== 'none') return -EINVAL;
+    for (const r of ranges) if (!Number.isInteger(r.start) || !Number.isInteger(r.count) || r.start < 0 || r.count < 0) return -EINVAL;
+    const x = this.dom(forDom);
+    if (x === undefined) return -ESRCH;
+    if (!this.authority(by, forDom)) return -EPERM;
+    if (x.state !== 'running') return -ESRCH;
+    if (x.ioreq.length >= MAX_IOREQ_SERVERS_PER_DOMAIN) return -ENOSPC;
+    x.ioreq.push({ by, ranges: ranges.map((r) => ({ start: r.start, count: r.count })), fault_policy });
+    return 0;
+  }
+
+  /** domain_crash: running → crashed (the toolstack destroys it later). */
+  crash(d: number): number {
+    const x = this.dom(d);
+    if (x === undefined || x.state !== 'running') return -ESRCH;
+    x.state = 'crashed';
+    return 0;
+  }
+
+  /**
+   * XEN_DOMCTL_destroydomain by privileged `by`: every Map d made is
+   * revoked (nested ones first), every mapping into d is torn down, its
+   * IOREQ servers go, its grant maps are unmapped, its p2m is emptied
+   * (RAM drops its allocation reference, foreign maps their reference).
+   * d is a zombie until its last page is freed.
+   */
+  destroy(by: number, d: number): number {
+    if (!this.privileged(by)) return -EPERM;
+    if (d === by) return -EINVAL;
+    const x = this.dom(d);
+    if (x === undefined || (x.state !== 'running' && x.state !== 'crashed')) return -ESRCH;
+    x.state = 'dying';
+    // 1. Maps d made, as a backend: revoked in their (live) frontends.
+    for (const r of [...this.recs.values()]) if (r.be === d) this.revokeRecord(r);
+    // 2. Mappings into d, as a frontend: torn down (nested ones, made by d, went in 1).
+    for (const r of [...this.recs.values()]) if (r.fe === d) this.revokeRecord(r);
+    // 3. IOREQ servers run by d, or serving d.
+    x.ioreq = [];
+    for (const o of this.doms) o.ioreq = o.ioreq.filter((s) => s.by !== d);
+    // 4. Grant maps d holds.
+    for (const [h, m] of [...x.maptrack]) this.unmapHandle(x, h, m);
+    // 5. Its p2m.
+    const old = [...x.p2m.values()];
+    x.p2m.clear();
+    for (const e of old) {
+      if (e.t === 'ram_rw' || e.t === 'ram_ro') {
+        if (this.owner[e.mfn] === d) this.relinquish(e.mfn);
+      } else if (e.t === 'map_foreign') {
+        this.putPage(e.mfn);
+      }
+    }
+    x.iomem = [];
+    x.scratch = undefined;
+    x.state = x.tot_pages === 0 ? 'free' : 'zombie';
+    return 0;
+  }
+
+  // ================================================================ the four primitives
+
+  /** Common checks 1–3 (docs/primitives.md); 0 when they pass. */
+  private common(be: number, fe: number, count: number): number {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_PAGES_PER_OP) return -EINVAL;
+    if (!this.running(fe)) return -ESRCH;
+    // Not in the doc: a backend that is not running cannot issue a dm_op.
+    if (!this.running(be)) return -ESRCH;
+    if (be === fe) return -EINVAL;
+    if (!this.authority(be, fe)) return -EPERM;
+    return 0;
+  }
+
+  private liveEntryRec(e: Entry | undefined): Rec | undefined {
+    if (e === undefined || (e.t !== 'mmio_direct' && e.t !== 'mmio_dm') || e.rec === 0) return undefined;
+    const r = this.recs.get(e.rec);
+    return r !== undefined && r.live[e.page] === true ? r : undefined;
+  }
+
+  /** Map(be, fe, source, count, at, type). */
+  map(be: number, fe: number, source: MapSource, count: number, at: number, type: MapType = 'mmio_direct'): PrimitiveResult {
+    const fail = (rc: number, index = -1): PrimitiveResult => ({ rc, index, id: 0 });
+    const c = this.common(be, fe, count);
+    if (c !== 0) return fail(c);
+    if (type !== 'mmio_direct' && type !== 'mmio_dm') return fail(-EINVAL);
+    if (source.kind === 'bar') {
+      const first = source.mfn;
+      const inOne = Number.isInteger(first) && this.bars.some((b) => first >= b.base_mfn && first + count <= b.base_mfn + b.nr_pages);
+      if (!inOne) return fail(-EINVAL);
+      if (!this.iomemPermitted(be, first, count)) return fail(-EPERM);
+    } else if (source.kind !== 'ram') {
+      return fail(-EINVAL);
+    }
+    const mfns: number[] = [];
+    let kind: MappingKind = source.kind === 'bar' ? 'bar' : 'ram';
+    let parent = 0;
+    for (let i = 0; i < count; i++) {
+      let mfn: number;
+      if (source.kind === 'ram') {
+        const e = this.ent(be, source.gfn + i);
+        let pk: MappingKind;
+        let pp = 0;
+        const pr = this.liveEntryRec(e);
+        if (e !== undefined && e.t === 'ram_rw' && this.isRam(e.mfn) && this.owner[e.mfn] === be) {
+          pk = 'ram';
+        } else if (e !== undefined && pr !== undefined && pr.fe === be) {
+          if (!this.transitive) return fail(-EPERM, i);
+          pk = 'nested';
+          pp = pr.id;
+        } else {
+          return fail(-EINVAL, i);
+        }
+        if (i === 0) {
+          kind = pk;
+          parent = pp;
+        } else if (pk !== kind || pp !== parent) {
+          return fail(-EINVAL, i);
+        }
+        mfn = e.mfn;
+      } else {
+        mfn = source.mfn + i;
+      }
+      if (!this.inP2m(fe, at + i)) return fail(-EINVAL, i);
+      const d = this.ent(fe, at + i);
+      if (d !== undefined && d.t !== 'revoked') return fail(-EEXIST, i);
+      mfns.push(mfn);
+    }
+    if (this.recs.size >= this.max_mappings) return fail(-ENOSPC);
+    const r = this.addRecord(kind, be, fe, type, source.kind === 'ram' ? source.gfn : source.mfn, at, parent, mfns);
+    for (const mfn of mfns) if (this.isRam(mfn)) this.count[mfn]! += 1;
+    return { rc: 0, index: -1, id: r.id };
+  }
+
+  private addRecord(kind: MappingKind, be: number, fe: number, type: MapType, src: number, at: number, parent: number, mfns: number[]): Rec {
+    const r: Rec = { id: this.nextId++, kind, be, fe, type, src, at, count: mfns.length, parent, mfns, live: mfns.map(() => true), liveCount: mfns.length };
+    this.recs.set(r.id, r);
+    const x = this.dom(fe)!;
+    mfns.forEach((mfn, i) => x.p2m.set(at + i, entry(type, mfn, r.id, i)));
+    return r;
+  }
+
+  /**
+   * Revoke page i of mapping r: nested mappings made from it first, then
+   * fe's entry becomes revoked (removed if fe is being destroyed), then the
+   * page reference goes.
+   */
+  private revokePage(r: Rec, i: number): void {
+    if (r.live[i] !== true) return;
+    const g = r.at + i;
+    for (const c of [...this.recs.values()]) {
+      if (c.parent !== r.id || c.be !== r.fe) continue;
+      for (let j = 0; j < c.count; j++) if (c.src + j === g) this.revokePage(c, j);
+    }
+    r.live[i] = false;
+    r.liveCount--;
+    const x = this.dom(r.fe)!;
+    if (x.state === 'dying') x.p2m.delete(g);
+    else x.p2m.set(g, REVOKED);
+    if (r.liveCount === 0) {
+      this.recs.delete(r.id);
+      this.retired.set(r.id, r.be);
+    }
+    this.putPage(r.mfns[i]!);
+  }
+
+  private revokeRecord(r: Rec): void {
+    for (let i = 0; i < r.count; i++) this.revokePage(r, i);
+  }
+
+  /** Revoke(be, target): 0 for valid arguments. */
+  revoke(be: number, target: RevokeTarget): number {
+    if ('id' in target) {
+      const r = this.recs.get(target.id);
+      if (r !== undefined) {
+        if (r.be !== be) return -ENOENT;
+        this.revokeRecord(r);
+        return 0;
+      }
+      return this.retired.get(target.id) === be ? 0 : -ENOENT;
+    }
+    const c = this.common(be, target.fe, target.count);
+    if (c !== 0) return c;
+    for (let i = 0; i < target.count; i++) {
+      const e = this.ent(target.fe, target.gfn + i);
+      const r = this.liveEntryRec(e);
+      if (r !== undefined && r.be === be && r.fe === target.fe) this.revokePage(r, e!.page);
+    }
+    return 0;
+  }
+
+  private grantsFrame(x: Dom, gfn: number): boolean {
+    for (const g of x.grants.values()) if ((g.flags & GTF_type_mask) === GTF_permit_access && g.frame === gfn) return true;
+    return false;
+  }
+
+  /** Lowest run of `count` holes above be's highest RAM gfn. */
+  private holeRun(be: number, count: number): number {
+    const x = this.dom(be)!;
+    let top = -1;
+    for (const [g, e] of x.p2m) if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === be && g > top) top = g;
+    let run = 0;
+    for (let g = top + 1; g < x.p2m_size; g++) {
+      run = x.p2m.has(g) ? 0 : run + 1;
+      if (run === count) return g - count + 1;
+    }
+    return -1;
+  }
+
+  /** Steal(be, fe, gfn, count, into). */
+  steal(be: number, fe: number, gfn: number, count: number, into?: number): PrimitiveResult {
+    const fail = (rc: number, index = -1): PrimitiveResult => ({ rc, index, id: 0 });
+    const c = this.common(be, fe, count);
+    if (c !== 0) return fail(c);
+    const f = this.dom(fe)!;
+    const b = this.dom(be)!;
+    const mfns: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const e = this.ent(fe, gfn + i);
+      if (e === undefined || e.t !== 'ram_rw' || !this.isRam(e.mfn) || this.owner[e.mfn] !== fe) return fail(-EINVAL, i);
+      if (this.grantsFrame(f, gfn + i)) return fail(-EBUSY, i);
+      if (this.allocated[e.mfn] !== 1 || this.count[e.mfn] !== 1) return fail(-EBUSY, i);
+      if (into !== undefined) {
+        if (!this.inP2m(be, into + i)) return fail(-EINVAL, i);
+        if (b.p2m.has(into + i)) return fail(-EEXIST, i);
+      }
+      mfns.push(e.mfn);
+    }
+    const dst = into ?? this.holeRun(be, count);
+    if (dst < 0) return fail(-ENOSPC);
+    if (b.tot_pages + count > b.max_pages) return fail(-E2BIG);
+    if (this.recs.size >= this.max_mappings) return fail(-ENOSPC);
+    f.tot_pages -= count;
+    b.tot_pages += count;
+    mfns.forEach((mfn, i) => {
+      this.owner[mfn] = be;
+      b.p2m.set(dst + i, entry('ram_rw', mfn));
+    });
+    const r = this.addRecord('steal', be, fe, 'mmio_direct', dst, gfn, 0, mfns);
+    mfns.forEach((mfn, i) => {
+      this.count[mfn]! += 1;
+      this.stolen.set(mfn, { fe, gfn: gfn + i, id: r.id });
+    });
+    return { rc: 0, index: -1, id: r.id };
+  }
+
+  /** Return(be, fe, gfn, count, at): be's gfns back to fe. */
+  ret(be: number, fe: number, gfn: number, count: number, at?: number): ReturnResult {
+    const fail = (rc: number, index = -1): ReturnResult => ({ rc, index });
+    const c = this.common(be, fe, count);
+    if (c !== 0) return fail(c);
+    const f = this.dom(fe)!;
+    const b = this.dom(be)!;
+    const pages: Array<{ mfn: number; dst: number }> = [];
+    for (let i = 0; i < count; i++) {
+      const e = this.ent(be, gfn + i);
+      const st = e === undefined ? undefined : this.stolen.get(e.mfn);
+      if (e === undefined || e.t !== 'ram_rw' || !this.isRam(e.mfn) || this.owner[e.mfn] !== be || st === undefined || st.fe !== fe) return fail(-EINVAL, i);
+      const dst = at === undefined ? st.gfn : at + i;
+      if (!this.inP2m(fe, dst)) return fail(-EINVAL, i);
+      const d = f.p2m.get(dst);
+      const own = d !== undefined && d.rec === st.id && d.mfn === e.mfn && this.liveEntryRec(d) !== undefined;
+      if (d !== undefined && d.t !== 'revoked' && !own) return fail(-EEXIST, i);
+      pages.push({ mfn: e.mfn, dst });
+    }
+    if (f.tot_pages + count > f.max_pages) return fail(-E2BIG);
+    // Every outstanding Map of those frames goes first, transitively.
+    for (const p of pages) {
+      for (const r of [...this.recs.values()]) {
+        for (let j = 0; j < r.count; j++) if (r.live[j] === true && r.mfns[j] === p.mfn) this.revokePage(r, j);
+      }
+    }
+    for (let i = 0; i < pages.length; i++) {
+      const mfn = pages[i]!.mfn;
+      if (this.allocated[mfn] !== 1 || this.count[mfn] !== 1) return fail(-EBUSY, i);
+    }
+    b.tot_pages -= count;
+    f.tot_pages += count;
+    pages.forEach((p, i) => {
+      this.owner[p.mfn] = fe;
+      this.stolen.delete(p.mfn);
+      b.p2m.delete(gfn + i);
+      f.p2m.set(p.dst, entry('ram_rw', p.mfn));
+    });
+    return { rc: 0, index: -1 };
+  }
+
+  // ================================================================ guest accesses
+
+  private checkAccess(offset: number, width: number): void {
+    if (width !== 1 && width !== 2 && width !== 4 && width !== 8) throw new RangeError(`access width ${width}`);
+    if (!Number.isInteger(offset) || offset < 0 || offset + width > this.page_size) throw new RangeError(`access at offset ${offset} width ${width} leaves the page`);
+  }
+
+  private serverClaims(x: Dom, gfn: number): boolean {
+    return x.ioreq.some((s) => s.ranges.some((r) => gfn >= r.start && gfn < r.start + r.count));
+  }
+
+  /** What an access to d's gfn turns into; 'mem' reaches the frame. */
+  private classify(d: number, gfn: number, write: boolean): { kind: 'mem'; mfn: number } | { kind: AccessOutcome } {
+    const x = this.dom(d);
+    const e = x?.p2m.get(gfn);
+    if (x === undefined || e === undefined) return { kind: 'null_io' };
+    switch (e.t) {
+      case 'ram_rw':
+      case 'grant_map_rw':
+      case 'map_foreign':
+      case 'mmio_direct':
+        return { kind: 'mem', mfn: e.mfn };
+      case 'ram_ro':
+        return write ? { kind: 'ok' } : { kind: 'mem', mfn: e.mfn };
+      case 'grant_map_ro':
+        return write ? { kind: 'gp' } : { kind: 'mem', mfn: e.mfn };
+      case 'mmio_dm':
+        return { kind: this.serverClaims(x, gfn) ? 'ioreq' : 'null_io' };
+      case 'revoked':
+        return { kind: x.ioreq.length > 0 ? 'fault' : 'null_io' };
+    }
+  }
+
+  /**
+   * A guest read of `width` bytes (little-endian). Null handler and fault:
+   * all ones. An ioreq's value is the device model's business: 0 here.
+   */
+  read(d: number, gfn: number, offset: number, width: number): ReadResult {
+    this.checkAccess(offset, width);
+    const k = this.classify(d, gfn, false);
+    if (k.kind !== 'mem') return { value: k.kind === 'ioreq' ? 0n : allOnes(width), outcome: k.kind };
+    const b = this.bytesOf(k.mfn);
+    let v = 0n;
+    if (b !== undefined) for (let i = width - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[offset + i]!);
+    return { value: v, outcome: 'ok' };
+  }
+
+  /** A guest write (little-endian, value truncated to the width). */
+  write(d: number, gfn: number, offset: number, width: number, value: bigint): WriteResult {
+    this.checkAccess(offset, width);
+    const k = this.classify(d, gfn, true);
+    if (k.kind !== 'mem') return { outcome: k.kind };
+    const b = this.writableBytes(k.mfn);
+    let v = BigInt.asUintN(8 * width, value);
+    for (let i = 0; i < width; i++) {
+      b[offset + i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
+    return { outcome: 'ok' };
+  }
+
+  // ================================================================ observation
+
+  observe(): Observation {
+    return {
+      domains: this.doms.map((d) => ({ state: d.state, tot_pages: d.tot_pages })),
+      p2m: this.doms.map((d) => [...d.p2m].sort((a, b) => a[0] - b[0]).map(([g, e]): [number, P2mView] => [g, e.t])),
+      free_frames: this.freeCount,
+    };
+  }
+
+  /** The entry at (d, gfn) with its frame's bookkeeping, or undefined for a hole. For tests and debugging. */
+  page(d: number, gfn: number): PageInfo | undefined {
+    const e = this.ent(d, gfn);
+    if (e === undefined) return undefined;
+    const ram = this.isRam(e.mfn);
+    return {
+      type: e.t,
+      mfn: e.mfn,
+      owner: ram ? this.owner[e.mfn]! : -1,
+      count: ram ? this.count[e.mfn]! : 0,
+      allocated: ram && this.allocated[e.mfn] === 1,
+      stolen_from: this.stolen.get(e.mfn)?.fe ?? -1,
+    };
+  }
+
+  /** Live registry records (at least one page not revoked). */
+  mappings(): MappingInfo[] {
+    return [...this.recs.values()].map((r) => ({
+      id: r.id, kind: r.kind, be: r.be, fe: r.fe, type: r.type, src: r.src, at: r.at, count: r.count, parent: r.parent, live: r.liveCount,
+    }));
+  }
+
+  /** Grant entry flags (GTF_*, status bits included) of d's `ref`. */
+  grantFlags(d: number, ref: number): number {
+    return this.dom(d)?.grants.get(ref)?.flags ?? 0;
+  }
+
+  /** Internal consistency (for tests): reference counts equal the references that exist. */
+  checkConsistency(): string[] {
+    const errs: string[] = [];
+    const want = new Int32Array(this.nr_frames);
+    for (let m = 0; m < this.nr_frames; m++) if (this.allocated[m] === 1) want[m]! += 1;
+    for (const x of this.doms) {
+      for (const e of x.p2m.values()) if (e.t === 'map_foreign') want[e.mfn]! += 1;
+      for (const a of x.active.values()) if (a.rpin + a.wpin > 0) want[a.mfn]! += a.rpin + a.wpin;
+    }
+    for (const r of this.recs.values()) r.mfns.forEach((m, i) => { if (r.live[i] === true && this.isRam(m)) want[m]! += 1; });
+    let free = 0;
+    const tot = this.doms.map(() => 0);
+    for (let m = 0; m < this.nr_frames; m++) {
+      if (want[m] !== this.count[m]) errs.push(`mfn ${m}: count ${this.count[m]}, references ${want[m]}`);
+      if (this.count[m] === 0) {
+        free++;
+        if (this.owner[m] !== HOLE_FREE) errs.push(`mfn ${m}: free but owned by d${this.owner[m]}`);
+      } else if (this.owner[m]! >= 0) {
+        tot[this.owner[m]!]! += 1;
+      }
+    }
+    if (free !== this.freeCount) errs.push(`free frames ${this.freeCount}, counted ${free}`);
+    this.doms.forEach((x, d) => {
+      if (x.tot_pages !== tot[d]) errs.push(`d${d}: tot_pages ${x.tot_pages}, owns ${tot[d]}`);
+      if (x.state === 'running' && x.tot_pages > x.max_pages) errs.push(`d${d}: tot_pages over max_pages`);
+      for (const [g, e] of x.p2m) {
+        if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] !== d) errs.push(`d${d} gfn ${g}: RAM of mfn ${e.mfn} owned by d${this.owner[e.mfn]}`);
+      }
+    });
+    return errs;
+  }
+}

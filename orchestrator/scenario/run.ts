@@ -1,0 +1,427 @@
+/**
+ * `xgsim scenario`: run declarative step-by-step scenarios (SCENARIOS.md),
+ * XTF style — one verdict per file.
+ *
+ * Sequential steps run on the main thread, each on vCPU 0 of the domain
+ * that issues it (only that vCPU is in guest mode meanwhile, so TLB
+ * shootdowns never wait on an idle context). A `concurrently` step runs its
+ * lists on separate worker threads, as vCPUs 1, 2, … of the domains they
+ * use, released together by a gate; its outcomes are then explained: some
+ * interleaving of the lists (each step atomic), replayed sequentially on a
+ * copy of the machine taken just before, must give exactly the outcomes
+ * seen — a linearizability check against the implementation's own
+ * sequential semantics, which the rest of the scenarios pin down.
+ */
+import { Piscina } from 'piscina';
+import type { GuestOp, OpOutcome, Ref } from '../../domains/scenario-ops.js';
+import { describeOutcome } from '../../domains/scenario-ops.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker.js';
+import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/domain.js';
+import { p2mSize } from '../../hypervisor/host.js';
+import { iomemAdd } from '../../hypervisor/iomem.js';
+import { DOM, DS } from '../../hypervisor/layout/domains.js';
+import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/machine.js';
+import { VcpuContext } from '../../hypervisor/guest-cpu.js';
+import { ESRCH } from '../../hypervisor/public/errno.js';
+import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/scenario-worker.js';
+import { distModule } from '../../hypervisor/worker-path.js';
+import type { Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
+
+export type Verdict = 'SUCCESS' | 'FAILURE' | 'ERROR' | 'SKIP';
+export interface ScenarioResult {
+  file: string;
+  name: string;
+  verdict: Verdict;
+  reason: string;
+  step?: number;
+  expected?: string;
+  got?: string;
+}
+
+export interface RunOptions {
+  buggify: number;
+  seed: number;
+  pool?: Piscina;
+}
+
+class StepFailure extends Error {
+  constructor(
+    readonly line: number,
+    readonly expected: string,
+    readonly got: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Leaf = Exclude<Step, { op: 'concurrently' } | { op: 'check' }>;
+
+/** What one leaf step becomes: the issuing domain and its guest op, or a toolstack action. */
+type Plan = { kind: 'guest'; domid: number; op: GuestOp } | { kind: 'toolstack-destroy'; domid: number };
+
+export function maxThreads(steps: readonly Step[]): number {
+  return steps.reduce((n, s) => (s.op === 'concurrently' ? Math.max(n, s.threads.length) : n), 0);
+}
+
+export function newScenarioPool(threads: number): Piscina {
+  return new Piscina({ filename: distModule('hypervisor/scenario-worker'), minThreads: threads, maxThreads: threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+}
+
+export async function runScenario(file: string, sc: Scenario, o: RunOptions): Promise<ScenarioResult> {
+  const base = { file, name: sc.name };
+  if (sc.skip !== undefined) return { ...base, verdict: 'SKIP', reason: sc.skip };
+  const runner = new Runner(sc, o);
+  try {
+    await runner.run();
+    const v = runner.m.log.records();
+    if (v.length > 0) return { ...base, verdict: 'FAILURE', reason: `invariant ${v[0]!.invariant}: ${v[0]!.text}` };
+    return { ...base, verdict: 'SUCCESS', reason: `${sc.steps.length} steps` };
+  } catch (e) {
+    if (e instanceof StepFailure) return { ...base, verdict: 'FAILURE', reason: e.message, step: e.line, expected: e.expected, got: e.got };
+    return { ...base, verdict: 'ERROR', reason: e instanceof Error ? e.message : String(e) };
+  } finally {
+    await runner.close();
+  }
+}
+
+class Runner {
+  readonly sabs: MachineSabs;
+  readonly m: Machine;
+  private readonly domid = new Map<string, number>();
+  private readonly bars = new Map<string, { base: number; pages: number }>();
+  private readonly names = new Map<string, number>();
+  private readonly threads: number;
+  private pool: Piscina | undefined;
+  private readonly ownPool: boolean;
+
+  constructor(
+    readonly sc: Scenario,
+    readonly o: RunOptions,
+  ) {
+    const t = sc.topology;
+    this.threads = maxThreads(sc.steps);
+    const vcpus = (n: number): number => Math.max(n, 1 + this.threads);
+    const specs = t.domains.map((d) => ({ ...d, vcpus: vcpus(d.vcpus) }));
+    this.sabs = createMachineSabs({
+      nr_frames: t.host.frames,
+      page_size_bytes: t.host.page_size_bytes,
+      p2m_entries: specs.reduce((a, d) => a + p2mSize(d), 0) + 1024,
+      bars: t.domains.flatMap((d) => d.devices.map((dev) => ({ name: dev.name, owner: d.domid, nr_pages: dev.bar_pages }))),
+      checking: true,
+      buggify: o.buggify,
+      seed: o.seed,
+    });
+    this.m = new Machine(this.sabs);
+    for (const d of t.domains) this.domid.set(d.name, d.domid);
+    for (const d of specs) {
+      const backend = d.backend !== undefined ? this.domid.get(d.backend) : undefined;
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, p2m_size: p2mSize(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
+      if (id !== d.domid) throw new Error(`creating ${d.name}: ${id}`);
+      const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
+      if (rc < 0) throw new Error(`populating ${d.name}: ${rc}`);
+    }
+    for (const b of this.sabs.bars) {
+      iomemAdd(this.m, b.owner, b.base_mfn, b.nr_pages);
+      this.bars.set(b.name, { base: b.base_mfn, pages: b.nr_pages });
+    }
+    this.ownPool = o.pool === undefined;
+    this.pool = o.pool;
+  }
+
+  async close(): Promise<void> {
+    if (this.ownPool && this.pool !== undefined) await this.pool.destroy();
+  }
+
+  async run(): Promise<void> {
+    const main = new Contexts(this.m, 0, this.o.seed);
+    for (const step of this.sc.steps) {
+      if (step.op === 'check') this.check(step.checks, step.line);
+      else if (step.op === 'concurrently') await this.concurrently(step);
+      else {
+        const got = execPlan(this.m, main, this.plan(step), this.names);
+        this.expectOne(step, got);
+      }
+    }
+    // Every scenario ends with the machine checked at rest.
+    checkQuiescent(this.m);
+  }
+
+  private check(checks: readonly string[], line: number): void {
+    const before = this.m.log.totalViolations();
+    for (const c of checks) {
+      if (c === 'invariants') checkQuiescent(this.m);
+      else if (c === 'frames_conserved') checkFramesConserved(this.m);
+      else if (c === 'no_leaks') checkNoLeaks(this.m);
+    }
+    if (this.m.log.totalViolations() > before) {
+      const v = this.m.log.records().slice(-1)[0];
+      throw new StepFailure(line, checks.join(', '), v === undefined ? 'violations' : `${v.invariant}: ${v.text}`, `line ${line}: check ${checks.join(', ')}: ${v?.invariant}: ${v?.text}`);
+    }
+  }
+
+  private expectOne(step: Leaf, got: OpOutcome): void {
+    if (!matches(step.expect, got)) {
+      const exp = expectName(step.expect);
+      throw new StepFailure(step.line, exp, describeOutcome(got), `line ${step.line}: ${step.op} expected ${exp}, got ${describeOutcome(got)}`);
+    }
+  }
+
+  /** Resolve names and numbers: which domain issues the step, and what it does. */
+  plan(s: Leaf): Plan {
+    const dom = (name: string): number => {
+      const d = this.domid.get(name);
+      if (d === undefined) throw new Error(`unknown domain ${name}`);
+      return d;
+    };
+    const ref = (h: HandleRef): Ref => (h.kind === 'name' ? { kind: 'name', name: h.name } : { kind: 'raw', value: h.value });
+    const g = (d: number, op: GuestOp): Plan => ({ kind: 'guest', domid: d, op });
+    switch (s.op) {
+      case 'populate':
+      case 'balloon_out':
+        return g(dom(s.domain), { op: s.op, gfn: s.gfn, count: s.count });
+      case 'grant':
+        return g(dom(s.domain), { op: 'grant', ref: s.ref, to: dom(s.to), gfn: s.gfn, readonly: s.readonly });
+      case 'end_grant':
+        return g(dom(s.domain), { op: 'end_grant', ref: s.ref });
+      case 'map_grant':
+        return g(dom(s.domain), { op: 'map_grant', from: dom(s.from), ref: s.ref, at: s.at, readonly: s.readonly, ...(typeof s.handle === 'string' ? { name: s.handle } : {}) });
+      case 'unmap_grant':
+        return g(dom(s.domain), { op: 'unmap_grant', ...(s.handle !== undefined ? { handle: ref(s.handle) } : {}), ...(s.at !== undefined ? { at: s.at } : {}) });
+      case 'foreign_map':
+        return g(dom(s.by), { op: 'foreign_map', from: dom(s.from), gfn: s.gfn, at: s.at });
+      case 'foreign_unmap':
+        return g(dom(s.by), { op: 'foreign_unmap', at: s.at });
+      case 'map': {
+        // (bar, offset) names machine frames of that BAR; a range leaving the
+        // BAR becomes an MFN no BAR has, so the dm_op refuses it (-EINVAL).
+        const barMfn = (bar: string, offset: number, count: number): number => {
+          const b = this.bars.get(bar);
+          return b === undefined || offset < 0 || offset + count > b.pages ? -1 : b.base + offset;
+        };
+        const source = s.source.kind === 'ram' ? { kind: 'ram' as const, gfn: s.source.gfn } : { kind: 'bar' as const, mfn: barMfn(s.source.bar, s.source.offset, s.count) };
+        return g(dom(s.by), { op: 'map', fe: dom(s.to), source, count: s.count, at: s.at, type: s.type ?? 'mmio_direct', ...(s.id !== undefined ? { name: s.id } : {}) });
+      }
+      case 'revoke':
+        return g(dom(s.by), {
+          op: 'revoke',
+          target: s.target.kind === 'id' ? { kind: 'id', id: ref(s.target.id) } : { kind: 'range', fe: dom(s.target.domain), gfn: s.target.gfn, count: s.target.count },
+        });
+      case 'steal':
+        return g(dom(s.by), { op: 'steal', fe: dom(s.from), gfn: s.gfn, count: s.count, ...(s.into !== undefined ? { into: s.into } : {}) });
+      case 'return':
+        return g(dom(s.by), { op: 'return', fe: dom(s.to), gfn: s.gfn, count: s.count, ...(s.at !== undefined ? { at: s.at } : {}) });
+      case 'read':
+        return g(dom(s.domain), { op: 'read', gfn: s.gfn, offset: s.offset, width: s.width });
+      case 'write':
+        return g(dom(s.domain), { op: 'write', gfn: s.gfn, offset: s.offset, width: s.width, value: s.value });
+      case 'hypercall_copy':
+        return g(dom(s.domain), { op: 'hypercall_copy', gfn: s.gfn, dir: s.dir, bytes: s.bytes });
+      case 'iomem_permit':
+        return g(0, { op: 'iomem_permit', dom: dom(s.domain), start: s.start, count: s.count, allow: s.allow });
+      case 'ioreq_server':
+        return g(dom(s.by), { op: 'ioreq_server', fe: dom(s.for), ranges: s.ranges.map((r) => ({ start: r.start, count: r.count })), policy: s.fault_policy });
+      case 'destroy': {
+        const d = dom(s.domain);
+        // dom0 destroys others with a domctl; dom0 itself (or anything once dom0 is gone) goes by the toolstack.
+        return d === 0 || this.m.dom.state(0) !== DS.RUNNING ? { kind: 'toolstack-destroy', domid: d } : g(0, { op: 'destroy', dom: d });
+      }
+      case 'crash':
+        return g(dom(s.domain), { op: 'crash' });
+    }
+  }
+
+  private async concurrently(step: Extract<Step, { op: 'concurrently' }>): Promise<void> {
+    this.pool ??= newScenarioPool(this.threads);
+    for (let rep = 0; rep < step.repeat; rep++) {
+      const plans = step.threads.map((list) => list.map((s) => this.leaf(s)));
+      const snapshot = cloneSabs(this.sabs);
+      const namesBefore = new Map(this.names);
+      const gate = new SharedArrayBuffer(8);
+      const tasks = plans.map((list, t) => {
+        const ops: ThreadOp[] = list.map((p) => {
+          if (p.kind !== 'guest') throw new Error('destroy of dom0 cannot run inside `concurrently`');
+          return { domid: p.domid, slot: this.m.dom.at(p.domid, DOM.VCPU_BASE) + 1 + t, op: p.op };
+        });
+        const task: ScenarioThreadTask = { kind: 'scenario-thread', sabs: this.sabs, gate, ops, names: [...this.names], seed: this.o.seed + rep };
+        return this.pool!.run(task) as Promise<ScenarioThreadResult>;
+      });
+      const g = new Int32Array(gate);
+      while (Atomics.load(g, 1) < tasks.length) await new Promise((r) => setImmediate(r));
+      Atomics.store(g, 0, 1);
+      const results = await Promise.all(tasks);
+      const observed = results.map((r) => r.outcomes.map(describeOutcome));
+      for (const r of results) for (const [k, v] of r.names) if (!namesBefore.has(k) || namesBefore.get(k) !== v) this.names.set(k, v);
+      const ex = explain(snapshot, plans, observed, namesBefore, this.o.seed);
+      const lines = step.threads.map((list) => list.map((s) => s.line));
+      if (!ex.explained) {
+        throw new StepFailure(step.line, 'an outcome some sequential order allows', observed.map((o) => `[${o.join(', ')}]`).join(' '), `line ${step.line}: concurrently (repetition ${rep + 1}): outcomes ${observed.map((o) => `[${o.join(', ')}]`).join(' ')} are not those of any sequential order`);
+      }
+      // An `expect` inside `concurrently` must be what some order gives.
+      step.threads.forEach((list, t) =>
+        list.forEach((s, k) => {
+          if (s.op === 'concurrently' || s.op === 'check') return;
+          const possible = ex.possible[t]![k]!;
+          if (![...possible].some((o) => matchesDescribed(s.expect, o))) {
+            throw new StepFailure(lines[t]![k]!, expectName(s.expect), [...possible].join(' | '), `line ${lines[t]![k]}: expected ${expectName(s.expect)}, but no sequential order gives it (possible: ${[...possible].join(' | ')})`);
+          }
+        }),
+      );
+    }
+  }
+
+  private leaf(s: Step): Plan {
+    if (s.op === 'concurrently' || s.op === 'check') throw new Error(`${s.op} cannot be nested in concurrently`);
+    return this.plan(s);
+  }
+}
+
+/** vCPU contexts of one thread for every domain: slot = domain's first vCPU + offset. */
+class Contexts {
+  private readonly byDom = new Map<number, VcpuContext>();
+  constructor(
+    readonly m: Machine,
+    readonly offset: number,
+    readonly seed: number,
+  ) {}
+  get(d: number): VcpuContext {
+    let c = this.byDom.get(d);
+    if (c === undefined) {
+      c = new VcpuContext(this.m, { domid: d, vcpu: this.offset, slot: this.m.dom.at(d, DOM.VCPU_BASE) + this.offset, memory_pages: 0, seed: this.seed + d });
+      this.byDom.set(d, c);
+    }
+    return c;
+  }
+}
+
+function execPlan(m: Machine, ctx: Contexts, p: Plan, names: Map<string, number>): OpOutcome {
+  if (p.kind === 'toolstack-destroy') return { kind: 'rc', rc: domainDestroy(m, p.domid) };
+  if (m.dom.state(p.domid) !== DS.RUNNING) return { kind: 'rc', rc: -ESRCH };
+  return runOnVcpu(ctx.get(p.domid), p.op, names);
+}
+
+export function cloneSabs(s: MachineSabs): MachineSabs {
+  const copy = (b: SharedArrayBuffer): SharedArrayBuffer => {
+    const n = new SharedArrayBuffer(b.byteLength);
+    new Uint8Array(n).set(new Uint8Array(b));
+    return n;
+  };
+  return {
+    config: s.config,
+    control: copy(s.control),
+    frames: copy(s.frames),
+    frametable: copy(s.frametable),
+    heap: copy(s.heap),
+    domains: copy(s.domains),
+    p2m: copy(s.p2m),
+    grants: copy(s.grants),
+    vcpus: copy(s.vcpus),
+    locks: copy(s.locks),
+    log: copy(s.log),
+    store: copy(s.store),
+    registry: copy(s.registry),
+    ioreq: copy(s.ioreq),
+    bars: s.bars.map((b) => ({ ...b, sab: copy(b.sab) })),
+  };
+}
+
+/** All merges of the lists that keep each list's order. */
+export function* interleavings(lengths: readonly number[]): Generator<number[]> {
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const pos = lengths.map(() => 0);
+  const order: number[] = [];
+  function* go(): Generator<number[]> {
+    if (order.length === total) {
+      yield [...order];
+      return;
+    }
+    for (let t = 0; t < lengths.length; t++) {
+      if (pos[t]! < lengths[t]!) {
+        pos[t]!++;
+        order.push(t);
+        yield* go();
+        order.pop();
+        pos[t]!--;
+      }
+    }
+  }
+  yield* go();
+}
+
+function explain(
+  snapshot: MachineSabs,
+  plans: Plan[][],
+  observed: string[][],
+  names: Map<string, number>,
+  seed: number,
+): { explained: boolean; possible: Array<Array<Set<string>>> } {
+  const possible = plans.map((l) => l.map(() => new Set<string>()));
+  let explained = false;
+  for (const order of interleavings(plans.map((l) => l.length))) {
+    const m = new Machine(cloneSabs(snapshot));
+    const ctxs = plans.map((_, t) => new Contexts(m, 1 + t, seed));
+    const nm = new Map(names);
+    const pos = plans.map(() => 0);
+    const got: string[][] = plans.map(() => []);
+    for (const t of order) {
+      const p = plans[t]![pos[t]!]!;
+      const o = describeOutcome(execPlan(m, ctxs[t]!, p, nm));
+      possible[t]![pos[t]!]!.add(o);
+      got[t]!.push(o);
+      pos[t]!++;
+    }
+    if (got.every((list, t) => list.every((o, k) => o === observed[t]![k]))) explained = true;
+  }
+  return { explained, possible };
+}
+
+export function matches(e: Expect, o: OpOutcome): boolean {
+  switch (e.kind) {
+    case 'ok':
+      return o.kind === 'rc' ? o.rc === 0 : o.kind === 'gntst' ? o.status === 0 : o.access === 'ok' || o.access === 'null_io';
+    case 'errno':
+      return o.kind === 'rc' && o.rc === -e.errno;
+    case 'gntst':
+      return o.kind === 'gntst' && o.status === e.status;
+    case 'fault':
+      return (o.kind === 'read' || o.kind === 'write') && (o.access === 'fault' || o.access === 'gp');
+    case 'ioreq':
+      return (o.kind === 'read' || o.kind === 'write') && o.access === 'ioreq';
+    case 'value':
+      return o.kind === 'read' && o.value === e.value;
+  }
+}
+
+/** The same test on an outcome's description (for the outcomes of replayed orders). */
+function matchesDescribed(e: Expect, d: string): boolean {
+  switch (e.kind) {
+    case 'ok':
+      return d === 'OK' || d === 'GNTST 0' || d === 'ok' || d === 'null_io' || d.startsWith('ok ') || d.startsWith('null_io ');
+    case 'errno':
+      return d === `rc ${-e.errno}`;
+    case 'gntst':
+      return d === `GNTST ${e.status}`;
+    case 'fault':
+      return /^(fault|gp)\b/.test(d);
+    case 'ioreq':
+      return /^ioreq\b/.test(d);
+    case 'value':
+      return new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d);
+  }
+}
+
+export function expectName(e: Expect): string {
+  switch (e.kind) {
+    case 'ok':
+      return 'OK';
+    case 'errno':
+    case 'gntst':
+      return e.name;
+    case 'fault':
+      return 'FAULT';
+    case 'ioreq':
+      return 'IOREQ';
+    case 'value':
+      return `0x${e.value.toString(16)}`;
+  }
+}
