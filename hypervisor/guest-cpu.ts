@@ -66,6 +66,7 @@ export class VcpuContext implements GuestCpu {
   private readonly rng: Rng;
   private readonly statBase: number;
   private readonly scratch: Uint8Array;
+  private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(
     readonly m: Machine,
@@ -91,10 +92,13 @@ export class VcpuContext implements GuestCpu {
     this.mmu.boundary();
   }
 
-  /** → OFFLINE; publishes the access count. */
+  /**
+   * → OFFLINE; publishes the access count. The TLB is kept, as a real
+   * vCPU's is across a deschedule: an offline vCPU acknowledges shootdowns
+   * implicitly and `start` takes any flush that happened meanwhile.
+   */
   stop(from: typeof VS.GUEST | typeof VS.HYPERVISOR = VS.GUEST): void {
     this.flushStats();
-    this.mmu.flushAll();
     vcpuTransition(this.m, this.id.slot, from, VS.OFFLINE);
   }
 
@@ -135,6 +139,17 @@ export class VcpuContext implements GuestCpu {
     sched().yield();
     vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
     this.mmu.boundary();
+  }
+
+  sleep(ms: number): void {
+    vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    sched().wait(this.sleepCell, 0, 0, ms); // nobody wakes it: sleeps the whole time
+    vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
+    this.mmu.boundary();
+  }
+
+  now_us(): number {
+    return sched().now_us();
   }
 
   /** Run `fn` in hypervisor mode. */

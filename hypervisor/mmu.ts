@@ -17,6 +17,9 @@ import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
 import { DOM } from './layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { STAT, VC } from './layout/vcpus.js';
+import { CTL } from './layout/control.js';
+import { sched } from './sched.js';
+import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
 import { P2M } from './public/types.js';
@@ -93,6 +96,12 @@ export class Mmu {
   /** The instruction boundary: take pending TLB flushes, acknowledge them. */
   boundary(): void {
     this.budget = TLB_BATCH_ACCESSES;
+    this.ack();
+    Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
+    if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+  }
+
+  private ack(): void {
     const e = Atomics.load(this.m.dom.w, this.epochIdx);
     if (e !== this.epoch) {
       this.tag.fill(-1);
@@ -100,7 +109,20 @@ export class Mmu {
       Atomics.store(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.ACK_EPOCH), e);
       this.m.vcpus.stats[this.statBase + STAT.TLB_FLUSHES]! += 1;
     }
-    Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
+  }
+
+  /**
+   * A shootdown is waiting somewhere: give this core away for a moment
+   * (descheduled: BLOCKED, which acknowledges our own domain's shootdowns
+   * too), so a preempted vCPU it waits for can run — the "yield to a
+   * preempted vCPU" of paravirtual spinlocks, done by everyone else.
+   */
+  private stepAside(): void {
+    const st = this.m.vcpus.idx(this.slot, VC.STATE);
+    if (Atomics.compareExchange(this.m.vcpus.w, st, VS.GUEST, VS.BLOCKED) !== VS.GUEST) return;
+    sched().yield();
+    Atomics.store(this.m.vcpus.w, st, VS.GUEST);
+    this.ack();
   }
 
   /** Drop every cached translation (on leaving guest mode for good). */

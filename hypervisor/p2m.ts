@@ -17,6 +17,7 @@
  */
 import { TLB_SHOOTDOWN_BOUND_MS } from './constants.js';
 import { BUGS } from './buggify.js';
+import { CTL } from './layout/control.js';
 import { DOM } from './layout/domains.js';
 import { P2M_HOLE, P2M_REVOKED } from './layout/p2m.js';
 import { BUG_ON, HypervisorBug } from './layout/region.js';
@@ -105,6 +106,18 @@ export function p2mRemove(m: Machine, d: number, gfns: readonly number[], site: 
  * bound is a hypervisor bug, not a guest's doing.
  */
 export function tlbShootdown(m: Machine, d: number): void {
+  // Running vCPUs see this at their next boundary and step aside for a
+  // moment (Mmu.boundary): with more vCPU threads than cores, the vCPU we
+  // wait for is often one the OS preempted, and it needs a core to ack.
+  Atomics.add(m.control.w, CTL.SHOOTDOWNS, 1);
+  try {
+    waitForAcks(m, d);
+  } finally {
+    Atomics.sub(m.control.w, CTL.SHOOTDOWNS, 1);
+  }
+}
+
+function waitForAcks(m: Machine, d: number): void {
   const e = Atomics.add(m.dom.w, m.dom.epochIndex(d), 1) + 1;
   const base = m.dom.at(d, DOM.VCPU_BASE);
   const n = m.dom.at(d, DOM.NR_VCPUS);

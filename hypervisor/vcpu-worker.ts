@@ -34,6 +34,7 @@ export interface VcpuResult {
   workload_ops: number;
   check_fails: number;
   out: Record<string, number>;
+  samples: Record<string, number[]>;
 }
 
 export function decodeTask(x: unknown): VcpuTask {
@@ -48,13 +49,16 @@ export default function runVcpu(raw: unknown): VcpuResult {
   const task = decodeTask(raw);
   const m = attachMachine(task.sabs);
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
-  const report: WorkloadReport = { fails: 0, ops: 0, out: {} };
+  const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
   const wl = makeWorkload(cpu, task.workload, task.env, report);
   cpu.start();
   let steps = 0;
   try {
     while (!cpu.stopping) {
       wl.step();
+      // Between two steps of guest code: the timer tick. A guest that spins
+      // without touching memory still passes an instruction boundary here.
+      cpu.mmu.boundary();
       steps++;
       if ((steps & 63) === 0) cpu.flushStats();
     }
@@ -74,5 +78,6 @@ export default function runVcpu(raw: unknown): VcpuResult {
     workload_ops: report.ops,
     check_fails: report.fails,
     out: report.out,
+    samples: report.samples,
   };
 }

@@ -9,6 +9,7 @@ import { isInputError } from './config/errors.js';
 import { EXIT, UsageError } from './errors.js';
 import { HostDied, parseSeed, up } from './up.js';
 import { scenarioCommand } from './scenario/command.js';
+import { ADVERSARIES, stressRevoke } from './stress.js';
 
 const program = new Command();
 program
@@ -61,6 +62,32 @@ Examples:
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const seed = parseSeed(opts.seed);
     const { exitCode } = await scenarioCommand(files, { ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), buggify });
+    process.exitCode = exitCode;
+  });
+
+const stress = program.command('stress').description('stress tests of the primitives under concurrent load');
+stress
+  .command('revoke')
+  .description('backend threads Map / Revoke / re-Map buffers while every frontend vCPU hammers them; revoke latency, cycles/s, violations')
+  .option('--guests <n>', 'frontend domains', '4')
+  .option('--vcpus <n>', 'vCPUs per frontend', '2')
+  .option('--backend-vcpus <n>', 'dom0 vCPUs issuing Map/Revoke', '2')
+  .option('--pages <n>', 'pages per mapped buffer', '8')
+  .option('-d, --duration <time>', 'how long to run', '10s')
+  .option('--seed <n>', 'seed (default random; always printed)')
+  .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
+  .option('--json', 'print the summary as JSON')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
+  $ xgsim stress revoke --adversary mix --duration 10s
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations`,
+  )
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean }) => {
+    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+    const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
   });
 

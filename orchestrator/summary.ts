@@ -1,5 +1,6 @@
 /** The run summary of SCENARIOS.md ("Summary (`--json` of `up`, `stress`, `chaos`)"). */
 import type { HostReport } from '../hypervisor/host.js';
+import { percentiles } from './stats.js';
 
 export interface Summary {
   seed: number;
@@ -22,7 +23,16 @@ export interface Summary {
 export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
   const s = r.stats;
   const n = (k: string): number => s[k] ?? 0;
-  const violations = Object.values(r.invariants).reduce((a, v) => a + v.violations, 0);
+  // A frontend that read the poison a backend writes after Revoke returned
+  // saw a frame after its Revoke: a use after revoke seen in the data.
+  const poison = r.vcpu_results.reduce((a, v) => a + (v.out['poison_seen'] ?? 0), 0);
+  const invariants = { ...r.invariants };
+  if (invariants['no_use_after_revoke'] !== undefined && poison > 0) {
+    invariants['no_use_after_revoke'] = { ...invariants['no_use_after_revoke'], violations: invariants['no_use_after_revoke'].violations + poison };
+  }
+  const violations = Object.values(invariants).reduce((a, v) => a + v.violations, 0);
+  const revoke = percentiles(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
+  const out = (k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
   const ok = violations === 0 && r.errors.length === 0 && r.frames.conserved && r.frames.free === r.frames.total && n('check_fails') === 0;
   return {
     seed: o.seed,
@@ -30,10 +40,10 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     duration_ms: Math.round(r.duration_ms),
     domains: r.domains,
     ops: {
-      map: 0,
-      revoke: 0,
-      steal: 0,
-      return: 0,
+      map: n('maps'),
+      revoke: n('revokes'),
+      steal: n('steals'),
+      return: n('returns'),
       hypercalls: n('hypercalls'),
       accesses: n('accesses'),
       grant_map: n('grant_maps'),
@@ -45,15 +55,16 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       hypercall_copy: n('copies'),
       tlb_flush: n('tlb_flushes'),
       null_io: n('null_io'),
+      revoke_faults: out('faults'),
       guest_faults: n('guest_faults'),
       hypercall_errors: n('errors'),
       workload_ops: n('workload_ops'),
       workload_check_fails: n('check_fails'),
     },
-    revoke_us: { p50: 0, p99: 0, max: 0 },
-    ioreq: { sent: 0, completed: 0, faults: 0, duplicates_dropped: 0, rtt_us: { p50: 0, p99: 0 } },
+    revoke_us: { p50: revoke.p50, p99: revoke.p99, max: revoke.max },
+    ioreq: { sent: n('ioreqs'), completed: n('ioreqs'), faults: n('ioreq_faults'), duplicates_dropped: 0, rtt_us: { p50: 0, p99: 0 } },
     faults_injected: [],
-    invariants: r.invariants,
+    invariants,
     frames: r.frames,
     threads: { vcpus: r.vcpu_results.length, distinct: new Set(r.threads).size },
     violations: r.violations,

@@ -14,6 +14,7 @@ export const CTL = {
   SEED_LO: 4,
   SEED_HI: 5,
   NEXT_VCPU_SLOT: 6,
+  SHOOTDOWNS: 7, // TLB shootdowns in flight (Atomics.add by removers; vCPUs read it at boundaries)
   WORDS: 16,
 } as const;
 

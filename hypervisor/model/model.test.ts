@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
@@ -536,6 +537,45 @@ describe('Steal', () => {
   });
 });
 
+describe('ids, order and dead parties', () => {
+  it('a Steal uses two ids (its implicit Map\'s, returned, and its record\'s)', () => {
+    const m = fresh();
+    expect(m.map(0, 1, ram(1), 1, 40).id).toBe(1);
+    expect(m.steal(0, 1, 6, 1, 30).id).toBe(2);
+    expect(m.map(0, 1, ram(2), 1, 41).id).toBe(4);
+    expect(m.revoke(0, { id: 3 })).toBe(-ENOENT); // a Steal record is not revocable
+  });
+
+  it('Steal checks every source page before any destination page', () => {
+    const m = fresh();
+    expect(m.steal(0, 1, 15, 2, 0)).toEqual({ rc: -EINVAL, index: 1, id: 0 }); // gfn 16 is a hole; d0's gfn 0 is RAM
+    expect(m.steal(0, 1, 14, 2, 63)).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect(m.steal(0, 1, 14, 2, 0)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
+  });
+
+  it('Revoke by range reaches a crashed frontend; Map, Steal and Return need it running', () => {
+    const m = fresh();
+    const r = m.map(0, 1, ram(4), 2, 40);
+    expect(m.crash(1)).toBe(0);
+    expect(m.map(0, 1, ram(5), 1, 50).rc).toBe(-ESRCH);
+    expect(m.steal(0, 1, 6, 1, 30).rc).toBe(-ESRCH);
+    expect(m.revoke(0, { fe: 1, gfn: 40, count: 1 })).toBe(0);
+    expect(type(m, 1, 40)).toBe('revoked');
+    expect(m.revoke(0, { id: r.id })).toBe(0);
+    expect(m.destroy(0, 1)).toBe(0);
+    expect(m.revoke(0, { fe: 1, gfn: 40, count: 1 })).toBe(-ESRCH); // gone
+  });
+
+  it('a backend that is not running cannot Map, Steal or Return (choice: -ESRCH)', () => {
+    const m = new Model({ ...cfg(), domains: cfg().domains.map((d, i) => (i === 3 ? { ...d, privileged: true } : d)) });
+    expect(m.crash(0)).toBe(0);
+    expect(m.map(0, 1, bar(BAR0), 1, 40).rc).toBe(-ESRCH);
+    expect(m.steal(0, 1, 6, 1).rc).toBe(-ESRCH);
+    expect(m.ret(0, 1, 30, 1).rc).toBe(-ESRCH);
+    expect(m.revoke(0, { fe: 1, gfn: 0, count: 1 })).toBe(0);
+  });
+});
+
 describe('Return', () => {
   it('gives the pages back with the contents the backend left; quotas move back', () => {
     const m = fresh();
@@ -628,7 +668,8 @@ describe('life cycle', () => {
     // d2's nested mapping (made by d1) was revoked.
     expect(type(m, 2, 20)).toBe('revoked');
     expect(m.page(0, 4)!.count).toBe(1);
-    expect(m.page(0, 30)).toMatchObject({ owner: 0, count: 1, stolen_from: 1 });
+    // The Steal record went with d1: the page is plain RAM of d0 now.
+    expect(m.page(0, 30)).toMatchObject({ owner: 0, count: 1, stolen_from: -1 });
     expect(m.read(0, 30, 0, 4).value).toBe(0x66n);
     expect(m.observe().domains[0]!.tot_pages).toBe(17);
     expect(m.ret(0, 1, 30, 1).rc).toBe(-ESRCH);
@@ -699,12 +740,29 @@ describe('domctl and IOREQ servers', () => {
 
   it('ioreq_server: -EPERM without authority, at most 8 per target', () => {
     const m = fresh();
+    expect(m.ioreqServer(3, 9, [], 'none')).toBe(-ESRCH);
+    expect(m.ioreqServer(1, 1, [], 'none')).toBe(-EINVAL);
     expect(m.ioreqServer(3, 1, [], 'none')).toBe(-EPERM);
     expect(m.ioreqServer(1, 3, [], 'none')).toBe(-EPERM);
-    expect(m.ioreqServer(1, 2, [], 'none')).toBe(0);
-    for (let i = 1; i < 8; i++) expect(m.ioreqServer(0, 2, [], 'none')).toBe(0);
-    expect(m.ioreqServer(0, 2, [], 'none')).toBe(-ENOSPC);
+    expect(m.ioreqServer(0, 1, [{ start: 0, count: 0 }], 'none')).toBe(-EINVAL);
+    expect(m.ioreqServer(0, 1, Array.from({ length: 9 }, (_, i) => ({ start: i, count: 1 })), 'none')).toBe(-EINVAL);
     expect(m.ioreqServer(0, 1, [], 'bogus' as 'none')).toBe(-EINVAL);
+    // The result is the server's slot; slots free up when the owner dies.
+    expect(m.ioreqServer(1, 2, [], 'none')).toBe(0);
+    for (let i = 1; i < 8; i++) expect(m.ioreqServer(0, 2, [], 'none')).toBe(i);
+    expect(m.ioreqServer(0, 2, [], 'none')).toBe(-ENOSPC);
+    expect(m.destroy(0, 1)).toBe(0);
+    expect(m.ioreqServer(0, 2, [], 'none')).toBe(0);
+    expect(m.ioreqServer(0, 2, [], 'none')).toBe(-ENOSPC);
+  });
+
+  it('a hole (or a gfn outside the p2m) that a server claims becomes an ioreq; reads are all ones', () => {
+    const m = fresh();
+    expect(m.ioreqServer(0, 1, [{ start: 60, count: 10 }], 'remap')).toBe(0);
+    expect(m.read(1, 60, 0, 2)).toEqual({ value: 0xffffn, outcome: 'ioreq' });
+    expect(m.read(1, 65, 0, 1)).toEqual({ value: 0xffn, outcome: 'ioreq' });
+    expect(m.write(1, 61, 0, 4, 0n)).toEqual({ outcome: 'ioreq' });
+    expect(m.read(1, 59, 0, 1)).toEqual({ value: 0xffn, outcome: 'null_io' });
   });
 });
 
@@ -799,5 +857,63 @@ describe('interleavings and explainable', () => {
     expect(sameOutcome({ value: 1n, outcome: 'ok' }, { value: 1n, outcome: 'ok' })).toBe(true);
     expect(sameOutcome({ value: 1n, outcome: 'ok' }, { value: 2n, outcome: 'ok' })).toBe(false);
     expect(sameOutcome({ rc: 0 }, { rc: 0, index: -1 })).toBe(false);
+  });
+});
+
+describe('random sequences', () => {
+  type Op = (m: Model) => unknown;
+  const d = fc.integer({ min: 0, max: 4 });
+  const g = fc.integer({ min: 0, max: 66 });
+  const n = fc.integer({ min: 0, max: 4 });
+  // Mostly pairs with authority, so the primitives get past their common checks.
+  const pair = fc.constantFrom([0, 1], [1, 2], [0, 2], [0, 3], [3, 1], [1, 1]);
+  const low = fc.integer({ min: 0, max: 20 });
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.tuple(d, g, n).map(([a, b, c]): Op => (m) => m.populate(a, b, c)),
+    fc.tuple(d, g, n).map(([a, b, c]): Op => (m) => m.balloonOut(a, b, c)),
+    fc.tuple(d, n, d, g, fc.boolean()).map(([a, r, to, b, ro]): Op => (m) => m.grant(a, r, to, b, ro)),
+    fc.tuple(d, n).map(([a, r]): Op => (m) => m.endGrant(a, r)),
+    fc.tuple(d, d, n, g, fc.boolean()).map(([a, f, r, at, ro]): Op => (m) => m.mapGrant(a, f, r, at, ro)),
+    fc.tuple(d, n).map(([a, h]): Op => (m) => m.unmapGrant(a, h)),
+    fc.tuple(d, d, g, g).map(([a, f, b, at]): Op => (m) => m.foreignMap(a, f, b, at)),
+    fc.tuple(d, g).map(([a, at]): Op => (m) => m.foreignUnmap(a, at)),
+    fc.tuple(pair, g, n, g, fc.boolean()).map(([[be, fe], b, c, at, dm]): Op => (m) => m.map(be!, fe!, ram(b), c, at, dm ? 'mmio_dm' : 'mmio_direct')),
+    fc.tuple(pair, n, n, g).map(([[be, fe], o, c, at]): Op => (m) => m.map(be!, fe!, bar(BAR0 + o), c, at)),
+    fc.tuple(d, fc.integer({ min: 0, max: 12 })).map(([be, id]): Op => (m) => m.revoke(be, { id })),
+    fc.tuple(pair, g, n).map(([[be, fe], b, c]): Op => (m) => m.revoke(be!, { fe: fe!, gfn: b, count: c })),
+    fc.tuple(pair, low, n, fc.option(g, { nil: undefined })).map(([[be, fe], b, c, i]): Op => (m) => m.steal(be!, fe!, b, c, i)),
+    fc.tuple(pair, g, n, fc.option(low, { nil: undefined })).map(([[be, fe], b, c, at]): Op => (m) => m.ret(be!, fe!, b, c, at)),
+    fc.tuple(pair, fc.integer({ min: 16, max: 24 }), n).map(([[be, fe], b, c]): Op => (m) => m.ret(be!, fe!, b, c)),
+    fc.tuple(d, g, fc.bigInt({ min: 0n, max: 1n << 32n })).map(([a, b, v]): Op => (m) => m.write(a, b, 0, 4, v)),
+    fc.tuple(d, g, fc.boolean(), n).map(([a, b, to, c]): Op => (m) => m.hypercallCopy(a, b, to ? 'to_guest' : 'from_guest', c * 100)),
+    fc.tuple(d, d).map(([by, x]): Op => (m) => m.destroy(by, x)),
+    d.map((x): Op => (m) => m.crash(x)),
+    fc.tuple(d, d).map(([by, x]): Op => (m) => m.ioreqServer(by, x, [{ start: 40, count: 8 }], 'fail')),
+  );
+
+  it('keep references, ownership and frame counts consistent; clones replay identically', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const m = fresh({ max_mappings: 6 });
+        const half = Math.floor(ops.length / 2);
+        ops.slice(0, half).forEach((o) => o(m));
+        const c = m.clone();
+        for (const o of ops.slice(half)) {
+          const a = o(m);
+          const b = o(c);
+          expect(sameOutcome(a, b)).toBe(true);
+          expect(m.checkConsistency()).toEqual([]);
+        }
+        const obs = m.observe();
+        expect(c.observe()).toEqual(obs);
+        expect(obs.domains.reduce((s, x) => s + x.tot_pages, 0) + obs.free_frames).toBe(NR);
+        obs.domains.forEach((x) => {
+          if (x.state === 'free') expect(x.tot_pages).toBe(0);
+        });
+        // Invariant 4: a Map'd, revoked or stolen gfn is never frontend RAM.
+        for (const r of m.mappings()) expect(m.page(r.fe, r.at)?.type).not.toBe('ram_rw');
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -31,8 +31,10 @@ import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writin
 export const MAX_PAGES_PER_OP = 512;
 /** Ranges in a domain's iomem_caps (hypervisor/layout/domains.ts). */
 export const MAX_IOMEM_RANGES = 8;
-/** Default size of the mapping registry (live Map / Steal records). */
-export const DEFAULT_MAX_MAPPINGS = 1024;
+/** Default size of the mapping registry (constants.ts MAX_MAPPINGS): live Map records + live Steal records. */
+export const DEFAULT_MAX_MAPPINGS = 2048;
+/** I/O ranges per IOREQ server (constants.ts MAX_IOREQ_RANGES). */
+export const MAX_IOREQ_RANGES = 8;
 /** Pages of the per-domain hypercall scratch buffer (guest-cpu.ts: 4 pages per vCPU). */
 export const SCRATCH_PAGES = 4;
 
@@ -105,7 +107,10 @@ export interface ModelConfig {
   bars: ModelBarConfig[];
   /** Nested Map (and so transitive Revoke) allowed; default true. */
   transitive_revoke?: boolean;
-  /** Live Map / Steal records the registry holds before Map says -ENOSPC. */
+  /**
+   * Registry slots (default 2048): a Map takes one, a Steal two (its record
+   * and its implicit Map) while any of its pages is still stolen.
+   */
   max_mappings?: number;
 }
 
@@ -201,7 +206,8 @@ interface Dom {
   /** Maptrack free list = mtFreed (top first) followed by mtFresh, mtFresh + 1, … (grants.ts reset). */
   mtFreed: number[];
   mtFresh: number;
-  ioreq: IoreqServer[];
+  /** Server slots (index = the id ioreqServer returns); undefined = free. */
+  ioreq: Array<IoreqServer | undefined>;
   scratch: Uint8Array | undefined;
 }
 
@@ -225,9 +231,20 @@ interface Stolen {
   gfn: number;
   /** Id of the Steal's implicit Map. */
   id: number;
+  /** Id of the Steal record (the id after the implicit Map's). */
+  steal: number;
+}
+
+/** A Steal record: occupies a registry slot while any of its pages is still stolen. */
+interface StealRec {
+  be: number;
+  fe: number;
+  live: number;
 }
 
 const HOLE_FREE = -1;
+/** Constructor tag for clone(): skip boot. Not exported, so only clone() can pass it. */
+const CLONE: unique symbol = Symbol('clone');
 
 function entry(t: P2mView, mfn: number, rec = 0, page = -1): Entry {
   return { t, mfn, rec, page };
@@ -258,6 +275,7 @@ export class Model {
   private mem = new Map<number, Uint8Array>();
   private memOwned = new Set<number>();
   private stolen = new Map<number, Stolen>();
+  private steals = new Map<number, StealRec>();
   private doms: Dom[] = [];
   /** Records with at least one live page. */
   private recs = new Map<number, Rec>();
@@ -265,14 +283,14 @@ export class Model {
   private retired = new Map<number, number>();
   private nextId = 1;
 
-  constructor(cfg: ModelConfig, _clone?: 'clone') {
+  constructor(cfg: ModelConfig, clone?: typeof CLONE) {
     this.page_size = cfg.page_size_bytes;
     this.nr_frames = cfg.nr_frames;
     this.transitive = cfg.transitive_revoke ?? true;
     this.max_mappings = cfg.max_mappings ?? DEFAULT_MAX_MAPPINGS;
     this.bars = cfg.bars.map((b) => ({ ...b }));
     this.mfnLimit = this.bars.reduce((a, b) => Math.max(a, b.base_mfn + b.nr_pages), cfg.nr_frames);
-    if (_clone === 'clone') return;
+    if (clone === CLONE) return;
 
     if (!Number.isInteger(cfg.page_size_bytes) || cfg.page_size_bytes < 8) throw new RangeError(`page_size_bytes ${cfg.page_size_bytes}`);
     if (!Number.isInteger(cfg.nr_frames) || cfg.nr_frames <= 0) throw new RangeError(`nr_frames ${cfg.nr_frames}`);
@@ -314,7 +332,7 @@ export class Model {
   clone(): Model {
     const c = new Model(
       { page_size_bytes: this.page_size, nr_frames: this.nr_frames, domains: [], bars: [...this.bars], transitive_revoke: this.transitive, max_mappings: this.max_mappings },
-      'clone',
+      CLONE,
     );
     c.owner = this.owner.slice();
     c.count = this.count.slice();
@@ -326,6 +344,7 @@ export class Model {
     this.memOwned = new Set();
     c.memOwned = new Set();
     c.stolen = new Map(this.stolen);
+    c.steals = new Map([...this.steals].map(([k, v]) => [k, { ...v }]));
     c.doms = this.doms.map((d) => ({
       ...d,
       p2m: new Map(d.p2m),
@@ -334,7 +353,7 @@ export class Model {
       active: new Map([...d.active].map(([k, a]) => [k, { ...a }])),
       maptrack: new Map(d.maptrack),
       mtFreed: [...d.mtFreed],
-      ioreq: d.ioreq.map((s) => ({ ...s, ranges: s.ranges.map((r) => ({ ...r })) })),
+      ioreq: d.ioreq.map((s) => (s === undefined ? undefined : { ...s, ranges: s.ranges.map((r) => ({ ...r })) })),
       scratch: d.scratch?.slice(),
     }));
     c.recs = new Map([...this.recs].map(([k, r]) => [k, { ...r, mfns: [...r.mfns], live: [...r.live] }]));
@@ -397,13 +416,27 @@ export class Model {
     this.allocated[mfn] = 0;
     this.mem.delete(mfn); // scrubbed
     this.memOwned.delete(mfn);
-    this.stolen.delete(mfn);
+    this.unsteal(mfn);
     this.freeCount++;
     if (mfn < this.lowFree) this.lowFree = mfn;
     if (d !== undefined) {
       d.tot_pages--;
       if (d.tot_pages === 0 && d.state === 'zombie') d.state = 'free';
     }
+  }
+
+  /** The frame is no longer stolen (returned, freed, or its Steal record dropped). */
+  private unsteal(mfn: number): void {
+    const st = this.stolen.get(mfn);
+    if (st === undefined) return;
+    this.stolen.delete(mfn);
+    const s = this.steals.get(st.steal);
+    if (s !== undefined && --s.live === 0) this.steals.delete(st.steal);
+  }
+
+  /** Registry slots in use: live Map records and live Steal records. */
+  private registryUsed(): number {
+    return this.recs.size + this.steals.size;
   }
 
   /** alloc_domheap_page: the lowest free frame, owned by d. */
@@ -691,17 +724,23 @@ export class Model {
     return (this.dom(d)?.iomem ?? []).some((r) => first >= r.first && first + count <= r.first + r.count);
   }
 
-  /** dm_op create IOREQ server run by `by` for `forDom`. */
+  /**
+   * dm_op create IOREQ server run by `by` for `forDom` (ioreq-server.ts):
+   * the server's slot (0 … 7) or a negative errno.
+   */
   ioreqServer(by: number, forDom: number, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number {
-    if (fault_policy !== 'remap' && fault_policy !== 'fail' && fault_policy !== 'none') return -EINVAL;
-    for (const r of ranges) if (!Number.isInteger(r.start) || !Number.isInteger(r.count) || r.start < 0 || r.count < 0) return -EINVAL;
     const x = this.dom(forDom);
-    if (x === undefined) return -ESRCH;
+    if (x === undefined || x.state !== 'running') return -ESRCH;
+    if (by === forDom) return -EINVAL;
     if (!this.authority(by, forDom)) return -EPERM;
-    if (x.state !== 'running') return -ESRCH;
-    if (x.ioreq.length >= MAX_IOREQ_SERVERS_PER_DOMAIN) return -ENOSPC;
-    x.ioreq.push({ by, ranges: ranges.map((r) => ({ start: r.start, count: r.count })), fault_policy });
-    return 0;
+    if (ranges.length > MAX_IOREQ_RANGES || ranges.some((r) => !Number.isInteger(r.start) || !Number.isInteger(r.count) || r.start < 0 || r.count < 1)) return -EINVAL;
+    if (fault_policy !== 'remap' && fault_policy !== 'fail' && fault_policy !== 'none') return -EINVAL;
+    for (let slot = 0; slot < MAX_IOREQ_SERVERS_PER_DOMAIN; slot++) {
+      if (x.ioreq[slot] !== undefined) continue;
+      x.ioreq[slot] = { by, ranges: ranges.map((r) => ({ start: r.start, count: r.count })), fault_policy };
+      return slot;
+    }
+    return -ENOSPC;
   }
 
   /** domain_crash: running → crashed (the toolstack destroys it later). */
@@ -729,9 +768,15 @@ export class Model {
     for (const r of [...this.recs.values()]) if (r.be === d) this.revokeRecord(r);
     // 2. Mappings into d, as a frontend: torn down (nested ones, made by d, went in 1).
     for (const r of [...this.recs.values()]) if (r.fe === d) this.revokeRecord(r);
+    // Steal records with d on either side go: pages stolen from d stay the
+    // backend's (no longer returnable), pages d stole go with d's RAM.
+    for (const [mfn, st] of [...this.stolen]) {
+      const r = this.steals.get(st.steal);
+      if (r !== undefined && (r.fe === d || r.be === d)) this.unsteal(mfn);
+    }
     // 3. IOREQ servers run by d, or serving d.
     x.ioreq = [];
-    for (const o of this.doms) o.ioreq = o.ioreq.filter((s) => s.by !== d);
+    for (const o of this.doms) o.ioreq = o.ioreq.map((s) => (s?.by === d ? undefined : s));
     // 4. Grant maps d holds.
     for (const [h, m] of [...x.maptrack]) this.unmapHandle(x, h, m);
     // 5. Its p2m.
@@ -752,12 +797,19 @@ export class Model {
 
   // ================================================================ the four primitives
 
-  /** Common checks 1–3 (docs/primitives.md); 0 when they pass. */
-  private common(be: number, fe: number, count: number): number {
+  /**
+   * Common checks 1–3 (docs/primitives.md); 0 when they pass. `feLive`
+   * says which frontends count as present: Map/Steal/Return need it
+   * running; Revoke by range only needs it not gone (a crashed frontend's
+   * mappings stand until it is destroyed, and Revoke must reach them).
+   */
+  private common(be: number, fe: number, count: number, op: 'map' | 'revoke'): number {
     if (!Number.isInteger(count) || count < 1 || count > MAX_PAGES_PER_OP) return -EINVAL;
-    if (!this.running(fe)) return -ESRCH;
-    // Not in the doc: a backend that is not running cannot issue a dm_op.
-    if (!this.running(be)) return -ESRCH;
+    const f = this.dom(fe);
+    if (op === 'revoke' ? f === undefined || f.state === 'free' : f?.state !== 'running') return -ESRCH;
+    // Not in the doc: a backend that is not running cannot issue Map/Steal/Return
+    // (a Steal into a dead backend would leak the pages).
+    if (op === 'map' && !this.running(be)) return -ESRCH;
     if (be === fe) return -EINVAL;
     if (!this.authority(be, fe)) return -EPERM;
     return 0;
@@ -772,7 +824,7 @@ export class Model {
   /** Map(be, fe, source, count, at, type). */
   map(be: number, fe: number, source: MapSource, count: number, at: number, type: MapType = 'mmio_direct'): PrimitiveResult {
     const fail = (rc: number, index = -1): PrimitiveResult => ({ rc, index, id: 0 });
-    const c = this.common(be, fe, count);
+    const c = this.common(be, fe, count, 'map');
     if (c !== 0) return fail(c);
     if (type !== 'mmio_direct' && type !== 'mmio_dm') return fail(-EINVAL);
     if (source.kind === 'bar') {
@@ -817,7 +869,7 @@ export class Model {
       if (d !== undefined && d.t !== 'revoked') return fail(-EEXIST, i);
       mfns.push(mfn);
     }
-    if (this.recs.size >= this.max_mappings) return fail(-ENOSPC);
+    if (this.registryUsed() + 1 > this.max_mappings) return fail(-ENOSPC);
     const r = this.addRecord(kind, be, fe, type, source.kind === 'ram' ? source.gfn : source.mfn, at, parent, mfns);
     for (const mfn of mfns) if (this.isRam(mfn)) this.count[mfn]! += 1;
     return { rc: 0, index: -1, id: r.id };
@@ -870,7 +922,7 @@ export class Model {
       }
       return this.retired.get(target.id) === be ? 0 : -ENOENT;
     }
-    const c = this.common(be, target.fe, target.count);
+    const c = this.common(be, target.fe, target.count, 'revoke');
     if (c !== 0) return c;
     for (let i = 0; i < target.count; i++) {
       const e = this.ent(target.fe, target.gfn + i);
@@ -898,10 +950,14 @@ export class Model {
     return -1;
   }
 
-  /** Steal(be, fe, gfn, count, into). */
+  /**
+   * Steal(be, fe, gfn, count, into). Order as primitives.ts: every source
+   * page, then the destination (default or given), then the registry, then
+   * be's quota.
+   */
   steal(be: number, fe: number, gfn: number, count: number, into?: number): PrimitiveResult {
     const fail = (rc: number, index = -1): PrimitiveResult => ({ rc, index, id: 0 });
-    const c = this.common(be, fe, count);
+    const c = this.common(be, fe, count, 'map');
     if (c !== 0) return fail(c);
     const f = this.dom(fe)!;
     const b = this.dom(be)!;
@@ -911,16 +967,16 @@ export class Model {
       if (e === undefined || e.t !== 'ram_rw' || !this.isRam(e.mfn) || this.owner[e.mfn] !== fe) return fail(-EINVAL, i);
       if (this.grantsFrame(f, gfn + i)) return fail(-EBUSY, i);
       if (this.allocated[e.mfn] !== 1 || this.count[e.mfn] !== 1) return fail(-EBUSY, i);
-      if (into !== undefined) {
-        if (!this.inP2m(be, into + i)) return fail(-EINVAL, i);
-        if (b.p2m.has(into + i)) return fail(-EEXIST, i);
-      }
       mfns.push(e.mfn);
     }
     const dst = into ?? this.holeRun(be, count);
     if (dst < 0) return fail(-ENOSPC);
+    for (let i = 0; i < count; i++) {
+      if (!this.inP2m(be, dst + i)) return fail(-EINVAL, i);
+      if (b.p2m.has(dst + i)) return fail(-EEXIST, i);
+    }
+    if (this.registryUsed() + 2 > this.max_mappings) return fail(-ENOSPC);
     if (b.tot_pages + count > b.max_pages) return fail(-E2BIG);
-    if (this.recs.size >= this.max_mappings) return fail(-ENOSPC);
     f.tot_pages -= count;
     b.tot_pages += count;
     mfns.forEach((mfn, i) => {
@@ -928,9 +984,12 @@ export class Model {
       b.p2m.set(dst + i, entry('ram_rw', mfn));
     });
     const r = this.addRecord('steal', be, fe, 'mmio_direct', dst, gfn, 0, mfns);
+    // The Steal record takes the next id (primitives.ts hands out two).
+    const steal = this.nextId++;
+    this.steals.set(steal, { be, fe, live: count });
     mfns.forEach((mfn, i) => {
       this.count[mfn]! += 1;
-      this.stolen.set(mfn, { fe, gfn: gfn + i, id: r.id });
+      this.stolen.set(mfn, { fe, gfn: gfn + i, id: r.id, steal });
     });
     return { rc: 0, index: -1, id: r.id };
   }
@@ -938,7 +997,7 @@ export class Model {
   /** Return(be, fe, gfn, count, at): be's gfns back to fe. */
   ret(be: number, fe: number, gfn: number, count: number, at?: number): ReturnResult {
     const fail = (rc: number, index = -1): ReturnResult => ({ rc, index });
-    const c = this.common(be, fe, count);
+    const c = this.common(be, fe, count, 'map');
     if (c !== 0) return fail(c);
     const f = this.dom(fe)!;
     const b = this.dom(be)!;
@@ -969,7 +1028,7 @@ export class Model {
     f.tot_pages += count;
     pages.forEach((p, i) => {
       this.owner[p.mfn] = fe;
-      this.stolen.delete(p.mfn);
+      this.unsteal(p.mfn);
       b.p2m.delete(gfn + i);
       f.p2m.set(p.dst, entry('ram_rw', p.mfn));
     });
@@ -984,14 +1043,16 @@ export class Model {
   }
 
   private serverClaims(x: Dom, gfn: number): boolean {
-    return x.ioreq.some((s) => s.ranges.some((r) => gfn >= r.start && gfn < r.start + r.count));
+    return x.ioreq.some((s) => s !== undefined && s.ranges.some((r) => gfn >= r.start && gfn < r.start + r.count));
   }
 
   /** What an access to d's gfn turns into; 'mem' reaches the frame. */
   private classify(d: number, gfn: number, write: boolean): { kind: 'mem'; mfn: number } | { kind: AccessOutcome } {
     const x = this.dom(d);
     const e = x?.p2m.get(gfn);
-    if (x === undefined || e === undefined) return { kind: 'null_io' };
+    if (x === undefined) return { kind: 'null_io' };
+    // Holes (and gfns outside the p2m) are emulated like mmio_dm.
+    if (e === undefined) return { kind: this.serverClaims(x, gfn) ? 'ioreq' : 'null_io' };
     switch (e.t) {
       case 'ram_rw':
       case 'grant_map_rw':
@@ -1005,18 +1066,19 @@ export class Model {
       case 'mmio_dm':
         return { kind: this.serverClaims(x, gfn) ? 'ioreq' : 'null_io' };
       case 'revoked':
-        return { kind: x.ioreq.length > 0 ? 'fault' : 'null_io' };
+        return { kind: x.ioreq.some((s) => s !== undefined) ? 'fault' : 'null_io' };
     }
   }
 
   /**
-   * A guest read of `width` bytes (little-endian). Null handler and fault:
-   * all ones. An ioreq's value is the device model's business: 0 here.
+   * A guest read of `width` bytes (little-endian). Anything that does not
+   * reach memory reads all ones of the width: the null handler, a fault,
+   * and an ioreq (as ioreq-server.ts answers until a transport exists).
    */
   read(d: number, gfn: number, offset: number, width: number): ReadResult {
     this.checkAccess(offset, width);
     const k = this.classify(d, gfn, false);
-    if (k.kind !== 'mem') return { value: k.kind === 'ioreq' ? 0n : allOnes(width), outcome: k.kind };
+    if (k.kind !== 'mem') return { value: allOnes(width), outcome: k.kind };
     const b = this.bytesOf(k.mfn);
     let v = 0n;
     if (b !== undefined) for (let i = width - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[offset + i]!);

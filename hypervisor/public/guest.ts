@@ -125,6 +125,10 @@ export interface GuestCpu {
   random(): number;
   /** Give the physical CPU away briefly. */
   yield(): void;
+  /** Block (descheduled, holding no TLB the hypervisor waits for) for about `ms`. */
+  sleep(ms: number): void;
+  /** Monotonic time in microseconds (simulated under a deterministic scheduler). */
+  now_us(): number;
   /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */
   readonly store: Int32Array;
 }

@@ -1,0 +1,103 @@
+/**
+ * `xgsim stress revoke`: concurrent Map / access / Revoke load on a host
+ * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
+ */
+import { bugNames } from '../hypervisor/buggify.js';
+import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
+import { UsageError } from './errors.js';
+import { formatSummary, summarize, type Summary } from './summary.js';
+import { parseDurationFlag, parseSeed, runHost } from './up.js';
+
+export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
+export type Adversary = (typeof ADVERSARIES)[number];
+const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
+
+export interface StressOptions {
+  guests?: string;
+  vcpus?: string;
+  backendVcpus?: string;
+  pages?: string;
+  duration?: string;
+  seed?: string;
+  adversary?: string;
+  json?: boolean;
+  buggify: number;
+}
+
+function intFlag(flag: string, s: string | undefined, dflt: number, lo: number, hi: number): number {
+  if (s === undefined) return dflt;
+  if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
+  return Number(s);
+}
+
+export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number }): HostSpec {
+  const fePages = 64;
+  const window = fePages + 8;
+  const bePages = 16 + o.guests * o.pages + 64;
+  const frontends = Array.from({ length: o.guests }, (_, i) => i + 1);
+  const domains: HostDomainSpec[] = [
+    {
+      name: 'dom0',
+      domid: 0,
+      role: 'backend',
+      memory_pages: bePages,
+      max_pages: bePages,
+      vcpus: o.backendVcpus,
+      privileged: true,
+      devices: [],
+      workload: { kind: 'stress-backend', frontends, pages: o.pages, window },
+      peers: [],
+    },
+    ...frontends.map(
+      (d, i): HostDomainSpec => ({
+        name: `guest${d}`,
+        domid: d,
+        role: 'frontend',
+        memory_pages: fePages,
+        max_pages: fePages,
+        vcpus: o.vcpus,
+        privileged: false,
+        devices: [],
+        workload: { kind: 'stress-frontend', pages: o.pages, window, mode: o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary },
+        peers: [],
+        backend: 0,
+      }),
+    ),
+  ];
+  return {
+    nr_frames: bePages + o.guests * fePages + 1024,
+    page_size_bytes: 4096,
+    domains,
+    seed: o.seed,
+    checking: true,
+    buggify: o.buggify,
+    check_interval_ms: 250,
+  };
+}
+
+export async function stressRevoke(o: StressOptions): Promise<{ summary: Summary; exitCode: number }> {
+  const guests = intFlag('--guests', o.guests, 4, 1, 64);
+  const vcpus = intFlag('--vcpus', o.vcpus, 2, 1, 8);
+  const backendVcpus = intFlag('--backend-vcpus', o.backendVcpus, 2, 1, 8);
+  const pages = intFlag('--pages', o.pages, 8, 1, MAP_WINDOW_PAGES - 8);
+  const adversary = (o.adversary ?? 'none') as Adversary;
+  if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
+  const duration_ms = parseDurationFlag('--duration', o.duration) ?? 10_000;
+  const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
+  const bugs = bugNames(o.buggify);
+  process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  const report = await runHost(stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), duration_ms);
+  const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
+  const cycles = summary.ops['revoke'] ?? 0;
+  const extended = { ...summary, stress: { cycles, cycles_per_s: Math.round((cycles * 1000) / Math.max(1, summary.duration_ms)), adversary } };
+  if (o.json === true) process.stdout.write(`${JSON.stringify(extended, null, 2)}\n`);
+  else {
+    process.stdout.write(`${formatSummary(summary)}\n`);
+    process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
+  }
+  if (summary.verdict !== 'pass') {
+    const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
+    process.stderr.write(`replay: ${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms\n`);
+  }
+  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
+}
