@@ -6,7 +6,7 @@
  * the shared InvariantLog (lock order and scrubbing are checked inline, in
  * locks.ts and mm.ts; use after unmap in the MMU).
  */
-import { MAX_DOMAINS, MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { GTF_reading, GTF_writing, P2M } from './public/types.js';
 import { DOM, DS } from './layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from './layout/frametable.js';
@@ -17,17 +17,17 @@ import { KIND, REC } from './layout/registry.js';
 
 function liveDomains(m: Machine): number[] {
   const out: number[] = [];
-  for (let d = 0; d < MAX_DOMAINS; d++) if (m.dom.state(d) !== DS.FREE) out.push(d);
+  for (let d = 0; d < m.nd; d++) if (m.dom.state(d) !== DS.FREE) out.push(d);
   return out;
 }
 
 /** Invariant 3: Σ tot_pages + free + in flight = RAM, tot_pages ≤ max_pages; under every page_alloc lock and the heap lock. */
 export function checkFramesConserved(m: Machine): boolean {
-  for (let d = 0; d < MAX_DOMAINS; d++) m.lock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC), 'checker.frames_conserved', d);
+  for (let d = 0; d < m.nd; d++) m.lock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC), 'checker.frames_conserved', d);
   m.lock(GLOBAL_LOCK.HEAP, 'checker.frames_conserved');
   let sum = 0;
   const over: string[] = [];
-  for (let d = 0; d < MAX_DOMAINS; d++) {
+  for (let d = 0; d < m.nd; d++) {
     const tot = m.dom.at(d, DOM.TOT_PAGES);
     sum += tot;
     // A domain whose max was lowered below its tot_pages by domctl is
@@ -37,7 +37,7 @@ export function checkFramesConserved(m: Machine): boolean {
   const free = m.heap.free;
   const inflight = m.heap.inflight;
   m.unlock(GLOBAL_LOCK.HEAP);
-  for (let d = MAX_DOMAINS - 1; d >= 0; d--) m.unlock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC));
+  for (let d = m.nd - 1; d >= 0; d--) m.unlock(m.dom.at(d, DOM.LOCK_PAGE_ALLOC));
   m.log.checked('frames_conserved');
   const ok = sum + free + inflight === m.config.nr_frames && over.length === 0;
   if (sum + free + inflight !== m.config.nr_frames) {
@@ -238,7 +238,7 @@ export function checkNoLeaks(m: Machine): boolean {
   const problems: string[] = [];
   const nf = m.config.nr_frames;
   if (m.heap.free !== nf) problems.push(`${nf - m.heap.free} of ${nf} frames not free`);
-  for (let d = 0; d < MAX_DOMAINS; d++) {
+  for (let d = 0; d < m.nd; d++) {
     const st = m.dom.state(d);
     if (st !== DS.FREE) problems.push(`d${d} still ${['free', 'creating', 'running', 'crashed', 'dying', 'zombie'][st]} with ${m.dom.at(d, DOM.TOT_PAGES)} pages`);
     if (m.grants.maptrack[m.grants.mtHdr(d) + MT_HDR.INUSE] !== 0 && st !== DS.FREE) problems.push(`d${d} maptrack in use`);

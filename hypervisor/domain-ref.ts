@@ -3,7 +3,6 @@
  * domain holds one so the slot cannot be freed (and its domid reused) under
  * it. A zombie's slot is freed when its last page and last reference go.
  */
-import { MAX_DOMAINS } from './constants.js';
 import { DOM, DS } from './layout/domains.js';
 import { BUG_ON } from './layout/region.js';
 import type { Machine } from './machine.js';
@@ -11,7 +10,7 @@ import { setReapHook } from './mm.js';
 
 /** get_domain: a reference that keeps d's slot from being freed. Fails unless d is running. */
 export function getDomain(m: Machine, d: number): boolean {
-  if (d < 0 || d >= MAX_DOMAINS) return false;
+  if (!Number.isInteger(d) || d < 0 || d >= m.nd) return false;
   m.dom.add(d, DOM.REFCNT, 1);
   if (m.dom.state(d) !== DS.RUNNING) {
     putDomain(m, d);

@@ -9,7 +9,7 @@
  * A domain's slot (and its domid) is reused only once it is FREE: every
  * page it owned has been freed and no operation holds a domain reference.
  */
-import { MAX_DOMAINS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from './public/errno.js';
 import { P2M } from './public/types.js';
 import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from './layout/domains.js';
@@ -45,13 +45,13 @@ export function domainState(m: Machine, d: number): DomainState {
 }
 
 export function isAlive(m: Machine, d: number): boolean {
-  return d >= 0 && d < MAX_DOMAINS && m.dom.state(d) === DS.RUNNING;
+  return d >= 0 && d < m.nd && m.dom.state(d) === DS.RUNNING;
 }
 
 /** First-fit a p2m slice among live domains' slices (caller holds domctl). */
 function allocP2mSlice(m: Machine, size: number): number {
   const used: Array<[number, number]> = [];
-  for (let d = 0; d < MAX_DOMAINS; d++) {
+  for (let d = 0; d < m.nd; d++) {
     if (m.dom.state(d) !== DS.FREE) used.push([m.dom.at(d, DOM.P2M_BASE), m.dom.at(d, DOM.P2M_SIZE)]);
   }
   used.sort((a, b) => a[0] - b[0]);
@@ -80,12 +80,12 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
   try {
     let d = spec.domid;
     if (d >= 0) {
-      if (d >= MAX_DOMAINS) return -EINVAL;
+      if (d >= m.nd) return -EINVAL;
       if (m.dom.state(d) !== DS.FREE) return -EEXIST;
     } else {
       d = 0;
-      while (d < MAX_DOMAINS && m.dom.state(d) !== DS.FREE) d++;
-      if (d === MAX_DOMAINS) return -ENOSPC;
+      while (d < m.nd && m.dom.state(d) !== DS.FREE) d++;
+      if (d === m.nd) return -ENOSPC;
     }
     const p2mBase = allocP2mSlice(m, spec.p2m_size);
     if (p2mBase < 0) return -ENOMEM;
@@ -163,7 +163,7 @@ export function domainCrash(m: Machine, d: number, _reason: string): boolean {
  * not waited for.
  */
 export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
-  if (d < 0 || d >= MAX_DOMAINS) return -ESRCH;
+  if (!Number.isInteger(d) || d < 0 || d >= m.nd) return -ESRCH;
   for (;;) {
     const st = m.dom.state(d);
     if (st !== DS.RUNNING && st !== DS.CRASHED) return -ESRCH;

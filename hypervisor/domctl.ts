@@ -3,7 +3,6 @@
  * iomem_permission, destroydomain. All under the global domctl lock, as
  * do_domctl takes domctl_lock.
  */
-import { MAX_DOMAINS } from './constants.js';
 import { DOM, DS } from './layout/domains.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { domainDestroy } from './domain.js';
@@ -15,7 +14,7 @@ function privileged(m: Machine, ld: number): boolean {
   return m.dom.at(ld, DOM.PRIVILEGED) !== 0;
 }
 function live(m: Machine, d: number): boolean {
-  if (d < 0 || d >= MAX_DOMAINS) return false;
+  if (!Number.isInteger(d) || d < 0 || d >= m.nd) return false;
   const st = m.dom.state(d);
   return st === DS.RUNNING || st === DS.CRASHED;
 }

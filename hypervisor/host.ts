@@ -82,6 +82,7 @@ export class Host {
       checking: spec.checking,
       buggify: spec.buggify,
       seed: spec.seed,
+      max_domains: Math.max(1, ...spec.domains.map((d) => d.domid + 1)),
     });
     this.m = new Machine(this.sabs);
     if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);

@@ -3,7 +3,7 @@
  * and map_io_range_to_ioreq_server). The transport that carries the ioreqs
  * comes later; what is here decides which accesses become which ioreq.
  */
-import { MAX_DOMAINS, MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
+import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { DOM, DS } from './layout/domains.js';
 import { FAULT_POLICY, type FaultPolicy, SRV } from './layout/ioreq.js';
 import { P2M_REVOKED } from './layout/p2m.js';
@@ -20,7 +20,7 @@ export interface IoRange {
 
 /** Create a server for `target` owned by `by`; returns its index (≥ 0) or a negative errno. */
 export function ioreqServerCreate(m: Machine, by: number, target: number, ranges: readonly IoRange[], policy: FaultPolicy): number {
-  if (!Number.isInteger(target) || target < 0 || target >= MAX_DOMAINS || m.dom.state(target) !== DS.RUNNING) return -ESRCH;
+  if (!Number.isInteger(target) || target < 0 || target >= m.nd || m.dom.state(target) !== DS.RUNNING) return -ESRCH;
   if (by === target) return -EINVAL;
   if (m.dom.at(target, DOM.BACKEND) !== by + 1 && m.dom.at(by, DOM.PRIVILEGED) === 0) return -EPERM;
   if (ranges.length > MAX_IOREQ_RANGES || ranges.some((r) => !Number.isInteger(r.start) || !Number.isInteger(r.count) || r.start < 0 || r.count < 1)) return -EINVAL;
@@ -50,7 +50,7 @@ export function ioreqServerCreate(m: Machine, by: number, target: number, ranges
 
 /** Servers for d, or owned by d, go when d dies. */
 export function ioreqServersDomainDying(m: Machine, d: number): void {
-  for (let t = 0; t < MAX_DOMAINS; t++) {
+  for (let t = 0; t < m.nd; t++) {
     for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) {
       if (!m.ioreq.active(t, s)) continue;
       const i = m.ioreq.idx(t, s);

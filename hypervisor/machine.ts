@@ -30,6 +30,8 @@ export interface MachineConfig {
   page_size_bytes: number;
   /** Total p2m entries shared by all domains' p2m slices. */
   p2m_entries: number;
+  /** Domain slots (domids 0 … max_domains−1); shared regions are sized by it. Default MAX_DOMAINS. */
+  max_domains?: number;
   /** Nested Map allowed (and revoked transitively); off: re-Mapping a received range is -EPERM. */
   transitive_revoke?: boolean;
   bars: readonly BarConfig[];
@@ -68,7 +70,7 @@ export interface MachineSabs {
 /** Lock ids of the global locks; per-domain ones live in the domain table. */
 export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2 } as const;
 const PER_DOMAIN_LOCKS = 5;
-const NR_LOCKS = 3 + MAX_DOMAINS * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
+const nrLocks = (nd: number): number => 3 + nd * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
 
 export class Machine {
   readonly control: ControlRegion;
@@ -87,6 +89,8 @@ export class Machine {
   readonly regions: Int32Array[];
   readonly regionBase: number[];
   readonly config: MachineConfig;
+  /** Domain slots of this machine. */
+  readonly nd: number;
 
   constructor(readonly sabs: MachineSabs) {
     const c = sabs.config;
@@ -95,13 +99,14 @@ export class Machine {
     this.frames = new Frames(sabs.frames, c.nr_frames, c.page_size_bytes);
     this.ft = new FrameTable(sabs.frametable, c.nr_frames);
     this.heap = new HeapRegion(sabs.heap, c.nr_frames);
-    this.dom = new DomainTable(sabs.domains);
+    this.nd = c.max_domains ?? MAX_DOMAINS;
+    this.dom = new DomainTable(sabs.domains, this.nd);
     this.p2m = new P2mArena(sabs.p2m, c.p2m_entries);
-    this.grants = new GrantRegion(sabs.grants);
+    this.grants = new GrantRegion(sabs.grants, this.nd);
     this.vcpus = new VcpuTable(sabs.vcpus);
     this.log = new InvariantLog(sabs.log);
     this.reg = new Registry(sabs.registry);
-    this.ioreq = new IoreqServers(sabs.ioreq);
+    this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
     this.regionBase = [0, ...sabs.bars.map((b) => b.base_mfn)];
@@ -151,6 +156,8 @@ export function attachMachine(sabs: MachineSabs): Machine {
 /** Allocate and initialise every region. Host main thread only, before any worker starts. */
 export function createMachineSabs(config: MachineConfig): MachineSabs {
   const { nr_frames, page_size_bytes } = config;
+  const nd = config.max_domains ?? MAX_DOMAINS;
+  if (!Number.isInteger(nd) || nd < 1 || nd > MAX_DOMAINS) throw new Error(`max_domains must be 1…${MAX_DOMAINS}, got ${nd}`);
   if (nr_frames <= 0 || !Number.isInteger(nr_frames)) throw new Error(`nr_frames must be a positive integer, got ${nr_frames}`);
   let next_mfn = nr_frames;
   const bars: BarSab[] = config.bars.map((b) => {
@@ -171,15 +178,15 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     frames: new SharedArrayBuffer(Frames.bytes(nr_frames, page_size_bytes)),
     frametable: new SharedArrayBuffer(FrameTable.bytes(nr_frames)),
     heap: new SharedArrayBuffer(HeapRegion.bytes(nr_frames)),
-    domains: new SharedArrayBuffer(DomainTable.bytes()),
+    domains: new SharedArrayBuffer(DomainTable.bytes(nd)),
     p2m: new SharedArrayBuffer(P2mArena.bytes(config.p2m_entries)),
-    grants: new SharedArrayBuffer(GrantRegion.bytes()),
+    grants: new SharedArrayBuffer(GrantRegion.bytes(nd)),
     vcpus: new SharedArrayBuffer(VcpuTable.bytes()),
-    locks: new SharedArrayBuffer(LockSpace.bytes(NR_LOCKS)),
+    locks: new SharedArrayBuffer(LockSpace.bytes(nrLocks(nd))),
     log,
     store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
     registry: new SharedArrayBuffer(Registry.bytes()),
-    ioreq: new SharedArrayBuffer(IoreqServers.bytes()),
+    ioreq: new SharedArrayBuffer(IoreqServers.bytes(nd)),
     bars,
   };
   const ctl = new Int32Array(sabs.control);
@@ -200,8 +207,8 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
   if (ids[0] !== GLOBAL_LOCK.DOMCTL || ids[1] !== GLOBAL_LOCK.REGISTRY || ids[2] !== GLOBAL_LOCK.HEAP) {
     throw new Error('lock ids of global locks are not as GLOBAL_LOCK says');
   }
-  const dom = new DomainTable(sabs.domains);
-  for (let d = 0; d < MAX_DOMAINS; d++) {
+  const dom = new DomainTable(sabs.domains, nd);
+  for (let d = 0; d < nd; d++) {
     dom.set(d, DOM.LOCK_P2M, locks.alloc(LOCK_CLASSES.p2m));
     dom.set(d, DOM.LOCK_PAGE_ALLOC, locks.alloc(LOCK_CLASSES.page_alloc));
     dom.set(d, DOM.LOCK_GRANT, locks.alloc(LOCK_CLASSES.grant));

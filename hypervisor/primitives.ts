@@ -10,7 +10,7 @@
  * against the other users of the p2m (populate, balloon, grant and foreign
  * maps, copies, which all look a gfn up under or against that lock).
  */
-import { MAX_DOMAINS, MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from './constants.js';
+import { MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from './constants.js';
 import { BUGS } from './buggify.js';
 import { iomemPermitted } from './iomem.js';
 import { DOM, DS } from './layout/domains.js';
@@ -61,7 +61,9 @@ const fail = (rc: number, index = -1): PrimResult => ({ rc, index, id: 0 });
 // ---------------------------------------------------------------- helpers
 
 function authority(m: Machine, be: number, fe: number): number {
-  if (!Number.isInteger(fe) || fe < 0 || fe >= MAX_DOMAINS || m.dom.state(fe) !== DS.RUNNING) return -ESRCH;
+  if (!Number.isInteger(fe) || fe < 0 || fe >= m.nd || m.dom.state(fe) !== DS.RUNNING) return -ESRCH;
+  // A backend that crashed or is dying makes no new mappings (its pages would be stranded).
+  if (m.dom.state(be) !== DS.RUNNING) return -ESRCH;
   if (be === fe) return -EINVAL;
   if (m.dom.at(fe, DOM.BACKEND) === be + 1 || m.dom.at(be, DOM.PRIVILEGED) !== 0) return 0;
   return -EPERM;
@@ -234,7 +236,7 @@ export function dmRevoke(m: Machine, be: number, t: RevokeTarget): number {
     }
   }
   if (!countOk(t.count)) return -EINVAL;
-  if (!Number.isInteger(t.fe) || t.fe < 0 || t.fe >= MAX_DOMAINS || m.dom.state(t.fe) === DS.FREE) return -ESRCH;
+  if (!Number.isInteger(t.fe) || t.fe < 0 || t.fe >= m.nd || m.dom.state(t.fe) === DS.FREE) return -ESRCH;
   if (t.fe === be) return -EINVAL;
   if (m.dom.at(t.fe, DOM.BACKEND) !== be + 1 && m.dom.at(be, DOM.PRIVILEGED) === 0) return -EPERM;
   m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.revoke');
@@ -467,10 +469,33 @@ export function dmReturn(m: Machine, be: number, a: ReturnArgs): PrimResult {
   }
 }
 
-function returnLocked(m: Machine, be: number, a: ReturnArgs): PrimResult {
+interface ReturnPage {
+  steal: number;
+  i: number;
+  mfn: number;
+  at: number;
+}
+
+/**
+ * Return's first phase, for the scenario runner's sequential replays (the
+ * real Return runs both phases under one registry lock, but accesses, which
+ * take no lock, can see the frontend between them): the checks and, if they
+ * pass, the revocation of every outstanding Map of the pages.
+ */
+export function dmReturnRevokePhase(m: Machine, be: number, a: ReturnArgs): void {
+  if (!countOk(a.count) || authority(m, be, a.fe) !== 0) return;
+  m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.return');
+  try {
+    if (Array.isArray(returnChecks(m, be, a))) revokeMapsOfBackendGfns(m, be, a.gfn, a.count);
+  } finally {
+    m.unlock(GLOBAL_LOCK.REGISTRY);
+  }
+}
+
+function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | PrimResult {
   const fe = a.fe;
   const reg = m.reg;
-  const pages: Array<{ steal: number; i: number; mfn: number; at: number }> = [];
+  const pages: ReturnPage[] = [];
   for (let k = 0; k < a.count; k++) {
     const g = a.gfn + k;
     const e = p2mGet(m, be, g);
@@ -486,6 +511,15 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): PrimResult {
     pages.push({ steal: s, i, mfn, at });
   }
   if (m.dom.at(fe, DOM.TOT_PAGES) + a.count > m.dom.at(fe, DOM.MAX_PAGES)) return fail(-E2BIG);
+  return pages;
+}
+
+function returnLocked(m: Machine, be: number, a: ReturnArgs): PrimResult {
+  const fe = a.fe;
+  const reg = m.reg;
+  const checked = returnChecks(m, be, a);
+  if (!Array.isArray(checked)) return checked;
+  const pages = checked;
   // Every outstanding Map of these pages goes first — the implicit one,
   // others the backend made of its gfns, and their nested children.
   revokeMapsOfBackendGfns(m, be, a.gfn, a.count);

@@ -45,11 +45,14 @@ export const DOM = {
 
 export class DomainTable {
   readonly w: Int32Array;
-  static bytes(): number {
-    return MAX_DOMAINS * DOM.WORDS * 4;
+  static bytes(nd = MAX_DOMAINS): number {
+    return nd * DOM.WORDS * 4;
   }
-  constructor(readonly sab: SharedArrayBuffer) {
-    expectBytes('domains', sab, DomainTable.bytes());
+  constructor(
+    readonly sab: SharedArrayBuffer,
+    readonly nd = MAX_DOMAINS,
+  ) {
+    expectBytes('domains', sab, DomainTable.bytes(nd));
     this.w = new Int32Array(sab);
   }
   at(d: number, field: number): number {

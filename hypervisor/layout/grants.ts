@@ -43,18 +43,21 @@ export class GrantRegion {
   readonly active: Int32Array;
   readonly maptrack: Int32Array;
 
-  static bytes(): number {
-    return MAX_DOMAINS * (sharedPerDom + activePerDom + mtPerDom) * 4;
+  static bytes(nd = MAX_DOMAINS): number {
+    return nd * (sharedPerDom + activePerDom + mtPerDom) * 4;
   }
 
-  constructor(readonly sab: SharedArrayBuffer) {
-    expectBytes('grants', sab, GrantRegion.bytes());
+  constructor(
+    readonly sab: SharedArrayBuffer,
+    readonly nd = MAX_DOMAINS,
+  ) {
+    expectBytes('grants', sab, GrantRegion.bytes(nd));
     let off = 0;
-    this.shared = new Int32Array(sab, off, MAX_DOMAINS * sharedPerDom);
-    off += MAX_DOMAINS * sharedPerDom * 4;
-    this.active = new Int32Array(sab, off, MAX_DOMAINS * activePerDom);
-    off += MAX_DOMAINS * activePerDom * 4;
-    this.maptrack = new Int32Array(sab, off, MAX_DOMAINS * mtPerDom);
+    this.shared = new Int32Array(sab, off, nd * sharedPerDom);
+    off += nd * sharedPerDom * 4;
+    this.active = new Int32Array(sab, off, nd * activePerDom);
+    off += nd * activePerDom * 4;
+    this.maptrack = new Int32Array(sab, off, nd * mtPerDom);
   }
 
   /** Word index of a shared entry's word 0. */

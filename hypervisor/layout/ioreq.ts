@@ -13,11 +13,14 @@ export type FaultPolicy = keyof typeof FAULT_POLICY;
 
 export class IoreqServers {
   readonly w: Int32Array;
-  static bytes(): number {
-    return MAX_DOMAINS * MAX_IOREQ_SERVERS_PER_DOMAIN * SRV.WORDS * 4;
+  static bytes(nd = MAX_DOMAINS): number {
+    return nd * MAX_IOREQ_SERVERS_PER_DOMAIN * SRV.WORDS * 4;
   }
-  constructor(readonly sab: SharedArrayBuffer) {
-    expectBytes('ioreq servers', sab, IoreqServers.bytes());
+  constructor(
+    readonly sab: SharedArrayBuffer,
+    readonly nd = MAX_DOMAINS,
+  ) {
+    expectBytes('ioreq servers', sab, IoreqServers.bytes(nd));
     this.w = new Int32Array(sab);
   }
   idx(d: number, s: number): number {
