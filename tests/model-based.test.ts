@@ -1,0 +1,292 @@
+/**
+ * Model-based tests (issue 3 §9): the implementation against the plain
+ * sequential reference model (hypervisor/model/).
+ *
+ * 1. Random op sequences on one thread: every op's outcome must agree with
+ *    the model's, op by op, and the p2m views must agree at the end.
+ * 2. Random small concurrent histories on real vCPU threads: the outcomes
+ *    must be explainable by some sequential order of the model.
+ *
+ * Seeds: fast-check's seed is printed; replay with SEED=<n>.
+ */
+import fc from 'fast-check';
+import { Piscina } from 'piscina';
+import { describe, expect, it } from 'vitest';
+import { describeOutcome, type GuestOp, type OpOutcome } from '../domains/scenario-ops.js';
+import { domainCreate, populateRange } from '../hypervisor/domain.js';
+import { VcpuContext } from '../hypervisor/guest-cpu.js';
+import { DOM, DS } from '../hypervisor/layout/domains.js';
+import { entryType, P2M_HOLE, P2M_REVOKED } from '../hypervisor/layout/p2m.js';
+import { createMachineSabs, Machine } from '../hypervisor/machine.js';
+import { explain, type Cloneable } from '../hypervisor/model/interleave.js';
+import { Model, type Outcome } from '../hypervisor/model/model.js';
+import { p2mGet } from '../hypervisor/p2m.js';
+import { EBUSY, EINVAL, ESRCH } from '../hypervisor/public/errno.js';
+import { P2M_NAMES } from '../hypervisor/public/types.js';
+import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '../hypervisor/scenario-worker.js';
+import { distModule } from '../hypervisor/worker-path.js';
+
+const PAGES = 48; // RAM per domain: gfns 0…47
+const P2M_SIZE = 96; // gfns 48…95 empty
+const DOMS = [
+  { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true, p2m_size: P2M_SIZE },
+  { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0, p2m_size: P2M_SIZE },
+  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 0, p2m_size: P2M_SIZE },
+];
+const NR_FRAMES = 256;
+
+/** An op as the generator makes it: who issues it, and what; Map ids by the index of the mapping made. */
+type Op = { by: number; op: GuestOp; idIndex?: number };
+
+function seedOf(name: string): number {
+  const env = process.env['SEED'];
+  const seed = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.floor(Math.random() * 2 ** 31);
+  console.log(`[${name}] seed ${seed} (replay: SEED=${seed} npx vitest run tests/model-based.test.ts)`);
+  return seed;
+}
+
+// ---------------------------------------------------------------- generators
+
+const dom = fc.integer({ min: 0, max: 2 });
+const fe = fc.integer({ min: 1, max: 2 });
+const ram = fc.integer({ min: 0, max: PAGES - 1 });
+const hole = fc.integer({ min: PAGES, max: PAGES + 23 });
+const anyGfn = fc.integer({ min: 0, max: PAGES + 23 });
+const ref = fc.integer({ min: 8, max: 11 });
+const cnt = fc.integer({ min: 1, max: 3 });
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ by: dom, gfn: anyGfn, count: cnt }).map((a): Op => ({ by: a.by, op: { op: 'populate', gfn: a.gfn, count: a.count } })),
+  fc.record({ by: dom, gfn: anyGfn }).map((a): Op => ({ by: a.by, op: { op: 'balloon_out', gfn: a.gfn, count: 1 } })),
+  fc.record({ by: dom, ref, to: dom, gfn: anyGfn, ro: fc.boolean() }).map((a): Op => ({ by: a.by, op: { op: 'grant', ref: a.ref, to: a.to, gfn: a.gfn, readonly: a.ro } })),
+  fc.record({ by: dom, ref }).map((a): Op => ({ by: a.by, op: { op: 'end_grant', ref: a.ref } })),
+  fc.record({ by: dom, from: dom, ref, at: hole, ro: fc.boolean() }).map((a): Op => ({ by: a.by, op: { op: 'map_grant', from: a.from, ref: a.ref, at: a.at, readonly: a.ro } })),
+  fc.record({ by: dom, at: hole }).map((a): Op => ({ by: a.by, op: { op: 'unmap_grant', at: a.at } })),
+  fc.record({ from: fe, gfn: anyGfn, at: hole }).map((a): Op => ({ by: 0, op: { op: 'foreign_map', from: a.from, gfn: a.gfn, at: a.at } })),
+  fc.record({ at: hole }).map((a): Op => ({ by: 0, op: { op: 'foreign_unmap', at: a.at } })),
+  fc.record({ be: fc.integer({ min: 0, max: 1 }), fe, gfn: anyGfn, count: cnt, at: hole, dm: fc.boolean() }).map(
+    (a): Op => ({ by: a.be, op: { op: 'map', fe: a.fe, source: { kind: 'ram', gfn: a.gfn }, count: a.count, at: a.at, type: a.dm ? 'mmio_dm' : 'mmio_direct' } }),
+  ),
+  fc.record({ be: fc.integer({ min: 0, max: 1 }), k: fc.integer({ min: 0, max: 5 }) }).map((a): Op => ({ by: a.be, op: { op: 'revoke', target: { kind: 'id', id: { kind: 'raw', value: -1 } } }, idIndex: a.k })),
+  fc.record({ fe, gfn: hole, count: cnt }).map((a): Op => ({ by: 0, op: { op: 'revoke', target: { kind: 'range', fe: a.fe, gfn: a.gfn, count: a.count } } })),
+  fc.record({ fe, gfn: ram, count: cnt, into: fc.option(hole, { nil: undefined }) }).map(
+    (a): Op => ({ by: 0, op: { op: 'steal', fe: a.fe, gfn: a.gfn, count: a.count, ...(a.into !== undefined ? { into: a.into } : {}) } }),
+  ),
+  fc.record({ fe, gfn: hole, count: cnt }).map((a): Op => ({ by: 0, op: { op: 'return', fe: a.fe, gfn: a.gfn, count: a.count } })),
+  fc.record({ by: dom, gfn: anyGfn, off: fc.constantFrom(0, 4, 4092) }).map((a): Op => ({ by: a.by, op: { op: 'read', gfn: a.gfn, offset: a.off, width: 4 } })),
+  fc.record({ by: dom, gfn: anyGfn, v: fc.bigInt({ min: 0n, max: 0xffffffffn }) }).map((a): Op => ({ by: a.by, op: { op: 'write', gfn: a.gfn, offset: 0, width: 4, value: a.v } })),
+  fc.record({ by: dom, gfn: anyGfn, dir: fc.constantFrom('from_guest' as const, 'to_guest' as const) }).map((a): Op => ({ by: a.by, op: { op: 'hypercall_copy', gfn: a.gfn, dir: a.dir, bytes: 64 } })),
+  fc.record({ fe }).map((a): Op => ({ by: 0, op: { op: 'destroy', dom: a.fe } })),
+  fc.record({ fe }).map((a): Op => ({ by: a.fe, op: { op: 'crash' } })),
+);
+
+// ---------------------------------------------------------------- the two sides
+
+class Real {
+  readonly m: Machine;
+  readonly cpus: VcpuContext[];
+  readonly names = new Map<string, number>();
+  readonly ids: number[] = [];
+  constructor(vcpus = 1) {
+    this.m = new Machine(createMachineSabs({ nr_frames: NR_FRAMES, page_size_bytes: 4096, p2m_entries: 3 * P2M_SIZE, bars: [], checking: true, buggify: 0, seed: 1, max_domains: 3 }));
+    DOMS.forEach((d, i) => {
+      domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, p2m_size: d.p2m_size, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      populateRange(this.m, i, 0, d.memory_pages);
+    });
+    this.cpus = DOMS.map((_, i) => new VcpuContext(this.m, { domid: i, vcpu: 0, slot: this.m.dom.at(i, DOM.VCPU_BASE), memory_pages: PAGES, seed: i }));
+  }
+  running(d: number): boolean {
+    return this.m.dom.state(d) === DS.RUNNING;
+  }
+  apply(o: Op): string {
+    const base = resolveId(o, this.ids);
+    const op: GuestOp = base.op === 'map' || base.op === 'steal' ? { ...base, name: '__last' } : base;
+    const out = runOnVcpu(this.cpus[o.by]!, op, this.names);
+    recordId(o, out, this.names, this.ids);
+    return norm(out);
+  }
+  view(d: number): string[] {
+    return Array.from({ length: P2M_SIZE }, (_, g) => {
+      const e = p2mGet(this.m, d, g);
+      return e === P2M_HOLE ? 'hole' : e === P2M_REVOKED ? 'revoked' : P2M_NAMES[entryType(e)]!;
+    });
+  }
+}
+
+function resolveId(o: Op, ids: number[]): GuestOp {
+  if (o.op.op !== 'revoke' || o.idIndex === undefined) return o.op;
+  return { op: 'revoke', target: { kind: 'id', id: { kind: 'raw', value: ids[o.idIndex] ?? 999_999 } } };
+}
+function recordId(o: Op, out: OpOutcome, names: Map<string, number>, ids: number[]): void {
+  // The ids of successful Maps and Steals, in order, so "revoke the k-th mapping" means the same on both sides.
+  if ((o.op.op === 'map' || o.op.op === 'steal') && out.kind === 'rc' && out.rc === 0) ids.push(names.get('__last') ?? -1);
+}
+
+/** One vocabulary for both sides. */
+function norm(o: OpOutcome): string {
+  return describeOutcome(o);
+}
+
+function modelApply(md: Model, o: Op, ids: number[], grantHandles: Map<string, number>): string {
+  const op = o.op;
+  const by = o.by;
+  const rc = (n: number): string => describeOutcome({ kind: 'rc', rc: n });
+  const extents = (n: number, count: number): number => (n === count ? 0 : n < 0 ? n : -EINVAL);
+  switch (op.op) {
+    case 'populate':
+      return rc(extents(md.populate(by, op.gfn, op.count), op.count));
+    case 'balloon_out':
+      return rc(extents(md.balloonOut(by, op.gfn, op.count), op.count));
+    case 'grant':
+      md.grant(by, op.ref, op.to, op.gfn, op.readonly);
+      return rc(0);
+    case 'end_grant':
+      return rc(md.endGrant(by, op.ref) ? 0 : -EBUSY);
+    case 'map_grant': {
+      const r = md.mapGrant(by, op.from, op.ref, op.at, op.readonly);
+      if (r.status === 0) grantHandles.set(`@${by}:${op.at}`, r.handle);
+      return describeOutcome({ kind: 'gntst', status: r.status });
+    }
+    case 'unmap_grant': {
+      const h = op.at !== undefined ? grantHandles.get(`@${by}:${op.at}`) : undefined;
+      const st = md.unmapGrant(by, h ?? -1);
+      if (st === 0 && op.at !== undefined) grantHandles.delete(`@${by}:${op.at}`);
+      return describeOutcome({ kind: 'gntst', status: st });
+    }
+    case 'foreign_map':
+      return rc(md.foreignMap(by, op.from, op.gfn, op.at));
+    case 'foreign_unmap':
+      return rc(md.foreignUnmap(by, op.at));
+    case 'map': {
+      const r = md.map(by, op.fe, op.source.kind === 'ram' ? { kind: 'ram', gfn: op.source.gfn } : { kind: 'bar', mfn: op.source.mfn }, op.count, op.at, op.type);
+      if (r.rc === 0) ids.push(r.id);
+      return rc(r.rc);
+    }
+    case 'revoke': {
+      if (op.target.kind === 'id') return rc(md.revoke(by, { id: ids[o.idIndex ?? -1] ?? 999_999 }));
+      return rc(md.revoke(by, { fe: op.target.fe, gfn: op.target.gfn, count: op.target.count }));
+    }
+    case 'steal': {
+      const r = md.steal(by, op.fe, op.gfn, op.count, op.into);
+      if (r.rc === 0) ids.push(r.id);
+      return rc(r.rc);
+    }
+    case 'return':
+      return rc(md.ret(by, op.fe, op.gfn, op.count, op.at).rc);
+    case 'read': {
+      const r = md.read(by, op.gfn, op.offset, op.width);
+      return describeOutcome({ kind: 'read', value: r.value, access: r.outcome });
+    }
+    case 'write':
+      return describeOutcome({ kind: 'write', access: md.write(by, op.gfn, op.offset, op.width, op.value).outcome });
+    case 'hypercall_copy':
+      return rc(md.hypercallCopy(by, op.gfn, op.dir, op.bytes));
+    case 'destroy':
+      return rc(md.destroy(by, op.dom));
+    case 'crash':
+      return rc(md.crash(by));
+    default:
+      throw new Error(`model adapter: ${op.op} not generated`);
+  }
+}
+
+function newModel(): Model {
+  return new Model({ page_size_bytes: 4096, nr_frames: NR_FRAMES, domains: DOMS, bars: [] });
+}
+
+function modelView(md: Model, d: number): string[] {
+  const obs = md.observe();
+  const m = new Map(obs.p2m[d] ?? []);
+  return Array.from({ length: P2M_SIZE }, (_, g) => m.get(g) ?? 'hole');
+}
+
+// ---------------------------------------------------------------- 1. sequential, op by op
+
+describe('model-based: sequential', () => {
+  it('random op sequences agree with the reference model op by op', () => {
+    const seed = seedOf('sequential model agreement');
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => {
+        const real = new Real();
+        const md = newModel();
+        const mIds: number[] = [];
+        const handles = new Map<string, number>();
+        for (let i = 0; i < ops.length; i++) {
+          const o = ops[i]!;
+          if (!real.running(o.by)) continue; // a dead domain issues nothing
+          const got = real.apply(o);
+          const want = modelApply(md, o, mIds, handles);
+          if (got !== want) throw new Error(`op ${i} ${JSON.stringify(o, (_, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}: implementation ${got}, model ${want}`);
+        }
+        for (let d = 0; d < DOMS.length; d++) {
+          if (!real.running(d)) continue;
+          expect(real.view(d), `p2m of d${d}`).toEqual(modelView(md, d));
+          expect(real.m.dom.at(d, DOM.TOT_PAGES), `tot_pages of d${d}`).toBe(md.observe().domains[d]!.tot_pages);
+        }
+        expect(real.m.log.records()).toEqual([]);
+      }),
+      { seed, numRuns: Number(process.env['MODEL_RUNS'] ?? 1000) },
+    );
+  });
+});
+
+// ---------------------------------------------------------------- 2. concurrent histories
+
+const atomicOps = opArb.filter((o) => !['hypercall_copy', 'return', 'destroy', 'crash', 'revoke'].includes(o.op.op) || (o.op.op === 'revoke' && o.idIndex === undefined));
+
+class ModelBox implements Cloneable<ModelBox> {
+  constructor(
+    readonly md: Model,
+    readonly ids: number[],
+    readonly handles: Map<string, number>,
+  ) {}
+  clone(): ModelBox {
+    return new ModelBox(this.md.clone(), [...this.ids], new Map(this.handles));
+  }
+}
+
+describe('model-based: concurrent histories', () => {
+  it('outcomes of two vCPU threads racing are those of some sequential order of the model', async () => {
+    const seed = seedOf('concurrent histories');
+    const pool = new Piscina({ filename: distModule('hypervisor/scenario-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(atomicOps, { minLength: 0, maxLength: 6 }), fc.array(fc.array(atomicOps, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 2 }), async (prefix, threads) => {
+          const real = new Real(3);
+          const md = newModel();
+          const box = new ModelBox(md, [], new Map());
+          for (const o of prefix) {
+            if (!real.running(o.by)) continue;
+            real.apply(o);
+            modelApply(md, o, box.ids, box.handles);
+          }
+          const gate = new SharedArrayBuffer(8);
+          const tasks = threads.map((list, t) => {
+            const task: ScenarioThreadTask = {
+              kind: 'scenario-thread',
+              sabs: real.m.sabs,
+              gate,
+              ops: list.map((o) => ({ domid: o.by, slot: real.m.dom.at(o.by, DOM.VCPU_BASE) + 1 + t, op: o.op })),
+              names: [...real.names],
+              seed,
+            };
+            return pool.run(task) as Promise<ScenarioThreadResult>;
+          });
+          const g = new Int32Array(gate);
+          while (Atomics.load(g, 1) < tasks.length) await new Promise((r) => setImmediate(r));
+          Atomics.store(g, 0, 1);
+          const observed = (await Promise.all(tasks)).map((r) => r.outcomes.map(norm));
+          const apply = (b: ModelBox, o: Op): string => (b.md.observe().domains[o.by]?.state === 'running' ? modelApply(b.md, o, b.ids, b.handles) : describeOutcome({ kind: 'rc', rc: -ESRCH }));
+          const witness = explain(box, threads, observed, apply, (a, b) => a === b);
+          if (witness === undefined) throw new Error(`not explainable: threads ${JSON.stringify(threads.map((l) => l.map((o) => ({ by: o.by, ...o.op }))), (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))} observed ${JSON.stringify(observed)}`);
+          expect(real.m.log.records()).toEqual([]);
+        }),
+        { seed, numRuns: Number(process.env['MODEL_CONCURRENT_RUNS'] ?? 150) },
+      );
+    } finally {
+      await pool.destroy();
+    }
+  });
+});
+
+export type { Outcome };
