@@ -4,6 +4,8 @@ import { grantPingWorkload } from './grant-ping.js';
 import { idleWorkload } from './idle.js';
 import { makeRaceWorkload } from './race.js';
 import { makeStressWorkload } from './stress.js';
+import { deviceModel, gpuKernel } from './gpu/device-model.js';
+import { adversaryWorkload, computeSvmWorkload, renderWorkload } from './gpu/driver.js';
 import type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
 
 export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
@@ -27,6 +29,24 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       return idleWorkload(cpu);
     case 'grant-ping':
       return grantPingWorkload(cpu, env, sink);
+    case 'gpu-backend': {
+      // dom0: vCPU 0 is the device model (userspace), vCPU 1 the kernel (GPU engine, MMU notifier).
+      if (env.gpu === undefined) return idleWorkload(cpu);
+      const v = cpu.vcpu as number;
+      if (v === 0) return deviceModel(cpu, env.gpu, report);
+      if (v === 1) return gpuKernel(cpu, env.gpu, report);
+      return idleWorkload(cpu);
+    }
+    case 'render':
+    case 'compute-svm':
+    case 'adversary': {
+      const fe = env.gpu?.frontends.find((f) => f.domid === (cpu.domid as number));
+      if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
+      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report);
+      if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report);
+      const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
+      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report);
+    }
     default:
       // GPU workloads (render, compute-svm, adversary) arrive with the
       // primitives and the IOREQ path; until then they idle.

@@ -39,7 +39,8 @@ function stressBackend(cpu: GuestCpu, spec: Record<string, unknown>, report: Rep
   const lat: number[] = [];
   report.samples['revoke_us'] = lat;
   const out = report.out;
-  const st = mine.map((fe, k) => ({ fe, buf: 16 + (v * mine.length + k) * pages, id: 0, hold: 0, cycle: 0 }));
+  // Each frontend's buffer by its place in the whole list: disjoint whatever the split between vCPUs.
+  const st = mine.map((fe) => ({ fe, buf: 16 + frontends.indexOf(fe) * pages, id: 0, hold: 0, cycle: 0 }));
   let next = 0;
   const bump = (k: string): void => {
     out[k] = (out[k] ?? 0) + 1;

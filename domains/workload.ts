@@ -6,10 +6,12 @@
 import type { GuestCpu } from '../hypervisor/public/guest.js';
 
 export interface Workload {
-  /** One bounded slice of guest work. */
-  step(): void;
+  /** One bounded slice of guest work (a device model's may await its transport, idle). */
+  step(): void | Promise<void>;
   /** Called once when the vCPU is asked to stop (release what can be released). */
   finish?(): void;
+  /** Release outside resources (transport connections); also after a crash. */
+  close?(): Promise<void>;
 }
 
 /** What the toolstack told the guest about its world (xenstore, in Xen). */
@@ -24,6 +26,30 @@ export interface GuestEnv {
   map_window_gfn: number;
   /** Gfns in the window per vCPU. */
   map_window_pages: number;
+  /** The virtio-GPU device, for a GPU frontend (its driver) or its backend (the device model). */
+  gpu?: GpuEnv;
+}
+
+export interface GpuFrontendEnv {
+  domid: number;
+  /** The device's MMIO register page (claimed by the IOREQ server). */
+  mmio_gfn: number;
+  /** First gfn where blobs are mapped; BLOB window of RES_PER_FE × MAX_BLOB_PAGES gfns. */
+  window_gfn: number;
+  /** Index of the IOREQ server serving it. */
+  server: number;
+  fault_policy: 'remap' | 'fail' | 'none';
+}
+
+export interface GpuEnv {
+  backend: number;
+  frontends: GpuFrontendEnv[];
+  /** The backend's RAM and max pages: blob backing lives in its RAM, stolen pages above it. */
+  backend_memory_pages: number;
+  backend_max_pages: number;
+  bar?: { base_mfn: number; nr_pages: number };
+  /** MMU-notifier evictions per second (memory pressure), 0 for none. */
+  evictions_per_s: number;
 }
 
 export type WorkloadSpec =

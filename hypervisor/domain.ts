@@ -149,10 +149,7 @@ export function populateOne(m: Machine, d: number, gfn: number): number {
   return 0;
 }
 
-/** domain_crash: stop the guest; the toolstack destroys it later (on_crash=destroy). */
-export function domainCrash(m: Machine, d: number, _reason: string): boolean {
-  return m.dom.cas(d, DOM.STATE, DS.RUNNING, DS.CRASHED);
-}
+export { domainCrash } from './domain-crash.js';
 
 /**
  * domain_kill + domain_relinquish_resources. Stops d's vCPUs (bounded wait:

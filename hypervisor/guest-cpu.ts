@@ -14,7 +14,9 @@ import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRe
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
 import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from './primitives.js';
-import { ioreqServerCreate } from './ioreq-server.js';
+import { ioreqServerCreate, ioreqServerSetState } from './ioreq-server.js';
+import type { IoreqServerEnd } from './public/ioreq.js';
+import { makeServerEnd } from './transport-ends.js';
 import { domainCrash } from './domain.js';
 import { NR_GRANT_ENTRIES } from './constants.js';
 import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
@@ -152,6 +154,26 @@ export class VcpuContext implements GuestCpu {
     return sched().now_us();
   }
 
+  cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number {
+    return this.mmu.cmpxchg32(gfn, offset, expected, value);
+  }
+
+  async idle<T>(p: Promise<T>): Promise<T> {
+    vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    try {
+      return await p;
+    } finally {
+      vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
+      this.mmu.boundary();
+    }
+  }
+
+  ioreqServerEnd(): IoreqServerEnd {
+    this.serverEnd ??= makeServerEnd(this.m, this.id.domid);
+    return this.serverEnd;
+  }
+  private serverEnd: IoreqServerEnd | undefined;
+
   /** Run `fn` in hypervisor mode. */
   hypercall<T>(fn: () => T, isError: (r: T) => boolean): T {
     const slot = this.id.slot;
@@ -231,6 +253,7 @@ export class VcpuContext implements GuestCpu {
       },
       dm_create_ioreq_server: (fe, ranges, policy) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy), neg),
       sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg),
+      dm_set_ioreq_server_state: (fe, server, enabled) => this.hypercall(() => ioreqServerSetState(m, d, fe, server, enabled), neg),
     };
   }
 

@@ -5,6 +5,9 @@
  */
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS } from './constants.js';
+import { ioreqServerCreate } from './ioreq-server.js';
+import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
+import type { GpuEnv } from '../domains/workload.js';
 import type { GuestEnv, WorkloadSpec } from '../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from './checker.js';
 import { iomemAdd } from './domctl.js';
@@ -72,7 +75,10 @@ export class Host {
   readonly errors: string[] = [];
   private results: VcpuResult[] = [];
 
+  private readonly gpu: Map<number, GpuEnv>;
+
   constructor(readonly spec: HostSpec) {
+    this.gpu = gpuLayout(spec);
     const p2mSizes = spec.domains.map((d) => p2mSize(d));
     this.sabs = createMachineSabs({
       nr_frames: spec.nr_frames,
@@ -97,6 +103,17 @@ export class Host {
       if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
     }
     for (const b of this.sabs.bars) iomemAdd(this.m, b.owner, b.base_mfn, b.nr_pages);
+    // Each GPU frontend's IOREQ server, owned by its backend, claiming the MMIO page;
+    // the device model enables it when it starts.
+    for (const [be, g] of this.gpu) {
+      const bar = this.sabs.bars.find((b) => b.owner === be);
+      if (bar !== undefined) g.bar = { base_mfn: bar.base_mfn, nr_pages: bar.nr_pages };
+      for (const f of g.frontends) {
+        const s = ioreqServerCreate(this.m, be, f.domid, [{ start: f.mmio_gfn, count: 1 }], f.fault_policy);
+        if (s < 0) throw new Error(`ioreq server for d${f.domid}: ${statusName(s)}`);
+        f.server = s;
+      }
+    }
   }
 
   /** Start every vCPU thread. */
@@ -115,8 +132,9 @@ export class Host {
           peers: d.peers,
           frontends: d.privileged ? frontends : [],
           memory_pages,
-          map_window_gfn: d.memory_pages + v * MAP_WINDOW_PAGES,
+          map_window_gfn: Math.max(d.memory_pages, d.max_pages) + v * MAP_WINDOW_PAGES,
           map_window_pages: MAP_WINDOW_PAGES,
+          ...gpuEnvOf(this.gpu, d),
         };
         const task: VcpuTask = {
           kind: 'run-vcpu',
@@ -126,7 +144,7 @@ export class Host {
           slot: vbase + v,
           memory_pages: d.memory_pages,
           seed: (this.spec.seed * 1000003 + d.domid * 131 + v) | 0,
-          workload: d.workload,
+          workload: this.gpu.has(d.domid) ? { kind: 'gpu-backend' } : d.workload,
           env,
         };
         const p = pool.run(task) as Promise<VcpuResult>;
@@ -141,6 +159,8 @@ export class Host {
 
   private periodicCheck(): void {
     try {
+      // on_crash=destroy: the toolstack reaps crashed guests.
+      for (const d of this.spec.domains) if (this.m.dom.state(d.domid) === DS.CRASHED) domainDestroy(this.m, d.domid);
       checkRunning(this.m);
     } catch (e) {
       this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
@@ -222,6 +242,39 @@ export class Host {
   }
 }
 
+/** Gfns above the mapping windows for a GPU frontend's blob window and MMIO page. */
+export const GPU_WINDOW_PAGES = RES_PER_FE * MAX_BLOB_PAGES + 8;
+
 export function p2mSize(d: Pick<HostDomainSpec, 'memory_pages' | 'max_pages' | 'vcpus'>): number {
-  return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;
+  return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES + GPU_WINDOW_PAGES;
+}
+
+const GPU_KINDS = new Set(['render', 'compute-svm', 'adversary']);
+
+/** The GPU frontends of a backend: where their device sits, which server serves them. */
+function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
+  const out = new Map<number, GpuEnv>();
+  for (const be of spec.domains) {
+    const fes = spec.domains.filter((d) => d.backend === be.domid && GPU_KINDS.has(d.workload.kind));
+    if (fes.length === 0) continue;
+    out.set(be.domid, {
+      backend: be.domid,
+      frontends: fes.map((d) => {
+        const window_gfn = Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;
+        const policy = (d.workload as Record<string, unknown>)['fault_policy'];
+        return { domid: d.domid, window_gfn, mmio_gfn: window_gfn + RES_PER_FE * MAX_BLOB_PAGES, server: 0, fault_policy: policy === 'fail' || policy === 'none' ? policy : 'remap' };
+      }),
+      backend_memory_pages: be.memory_pages,
+      backend_max_pages: be.max_pages,
+      evictions_per_s: 20,
+    });
+  }
+  return out;
+}
+
+function gpuEnvOf(gpu: Map<number, GpuEnv>, d: HostDomainSpec): { gpu?: GpuEnv } {
+  const own = gpu.get(d.domid);
+  if (own !== undefined) return { gpu: own };
+  const be = d.backend !== undefined ? gpu.get(d.backend) : undefined;
+  return be !== undefined && be.frontends.some((f) => f.domid === d.domid) ? { gpu: be } : {};
 }

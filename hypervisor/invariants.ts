@@ -28,6 +28,7 @@ const N = INVARIANTS.length;
 const index = new Map<Invariant, number>(INVARIANTS.map((n, i) => [n, i]));
 
 const LOG_BASE = 2 * N + 1;
+const EVENT_TAG = 0x7f;
 const ENTRY_WORDS = 1 + VIOLATION_TEXT_BYTES / 4;
 
 export interface ViolationRecord {
@@ -66,6 +67,22 @@ export class InvariantLog {
     Atomics.store(this.words, base, idx(inv) + 1);
   }
 
+  /** Something worth knowing that is not a violation (a guest crashed for a protocol error, …). */
+  event(text: string): void {
+    const slot = Atomics.add(this.words, LOG_BASE - 1, 1);
+    if (slot >= VIOLATION_LOG_ENTRIES) return;
+    const base = LOG_BASE + slot * ENTRY_WORDS;
+    const enc = new TextEncoder().encode(text).subarray(0, VIOLATION_TEXT_BYTES - 1);
+    const at = (base + 1) * 4;
+    this.bytes.fill(0, at, at + VIOLATION_TEXT_BYTES);
+    this.bytes.set(enc, at);
+    Atomics.store(this.words, base, EVENT_TAG);
+  }
+
+  events(): string[] {
+    return this.entries(true).map((r) => r.text);
+  }
+
   counts(): Record<Invariant, { checks: number; violations: number }> {
     const out = {} as Record<Invariant, { checks: number; violations: number }>;
     INVARIANTS.forEach((name, i) => {
@@ -81,17 +98,21 @@ export class InvariantLog {
   }
 
   records(): ViolationRecord[] {
+    return this.entries(false);
+  }
+
+  private entries(events: boolean): ViolationRecord[] {
     const out: ViolationRecord[] = [];
     const n = Math.min(Atomics.load(this.words, LOG_BASE - 1), VIOLATION_LOG_ENTRIES);
     const dec = new TextDecoder();
     for (let slot = 0; slot < n; slot++) {
       const base = LOG_BASE + slot * ENTRY_WORDS;
       const tag = Atomics.load(this.words, base);
-      if (tag === 0) continue;
+      if (tag === 0 || (tag === EVENT_TAG) !== events) continue;
       const at = (base + 1) * 4;
       const raw = this.bytes.slice(at, at + VIOLATION_TEXT_BYTES);
       const end = raw.indexOf(0);
-      out.push({ invariant: INVARIANTS[tag - 1] as Invariant, text: dec.decode(end < 0 ? raw : raw.subarray(0, end)) });
+      out.push({ invariant: (INVARIANTS[tag - 1] ?? 'no_leaks') as Invariant, text: dec.decode(end < 0 ? raw : raw.subarray(0, end)) });
     }
     return out;
   }

@@ -5,12 +5,18 @@
  */
 import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { DOM, DS } from './layout/domains.js';
-import { FAULT_POLICY, type FaultPolicy, SRV } from './layout/ioreq.js';
+import { FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from './layout/ioreq.js';
 import { P2M_REVOKED } from './layout/p2m.js';
 import type { Machine } from './machine.js';
 import { type Mmu, setDefaultEmulateHook } from './mmu.js';
-import { p2mGet } from './p2m.js';
-import { EINVAL, ENOSPC, EPERM, ESRCH } from './public/errno.js';
+import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from './public/errno.js';
+import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer } from './public/ioreq.js';
+import { IOS } from './layout/ioreq-slots.js';
+import { STAT, VC } from './layout/vcpus.js';
+import { CTL } from './layout/control.js';
+import { sched } from './sched.js';
+import { VS } from './vcpu.js';
+import { domainCrash } from './domain-crash.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
 
 export interface IoRange {
@@ -39,7 +45,7 @@ export function ioreqServerCreate(m: Machine, by: number, target: number, ranges
         w[i + SRV.RANGES + 2 * k + 1] = r.count;
       });
       Atomics.store(w, i + SRV.NR_RANGES, ranges.length);
-      Atomics.store(w, i + SRV.STATE, 1);
+      Atomics.store(w, i + SRV.STATE, SRV_STATE.INLINE);
       return s;
     }
     return -ENOSPC;
@@ -59,19 +65,122 @@ export function ioreqServersDomainDying(m: Machine, d: number): void {
   }
 }
 
+/** Xen's set_ioreq_server_state: `enabled` hands the server's ioreqs to its device model over the transport. */
+export function ioreqServerSetState(m: Machine, by: number, target: number, server: number, enabled: boolean): number {
+  if (!Number.isInteger(target) || target < 0 || target >= m.nd || !Number.isInteger(server) || server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN) return -EINVAL;
+  if (!m.ioreq.active(target, server)) return -ENOENT;
+  if (m.ioreq.owner(target, server) !== by) return -EPERM;
+  Atomics.store(m.ioreq.w, m.ioreq.idx(target, server) + SRV.STATE, enabled ? SRV_STATE.ENABLED : SRV_STATE.INLINE);
+  return 0;
+}
+
 /**
  * What an access to a non-RAM gfn becomes (the MMU's emulation hook): a
  * revoked gfn is IOREQ_TYPE_FAULT when a server serves the domain; a gfn a
- * server claims is an ioreq; everything else meets Xen's null handler
- * (reads all ones, writes dropped). Until the transport exists, a server's
- * answer to a read is all ones.
+ * server claims is an IOREQ_TYPE_COPY ioreq; everything else meets Xen's
+ * null handler (reads all ones, writes dropped). An enabled server answers
+ * over the transport while the vCPU blocks; a server with no device model
+ * attached is answered inline by its fault policy.
  */
-export function emulateAccess(mmu: Mmu, gfn: number): { outcome: AccessOutcome; value: number } {
+export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: number, write: boolean, value: number): { outcome: AccessOutcome; value: number } {
   const m = mmu.m;
   const d = mmu.domid;
-  if (p2mGet(m, d, gfn) === P2M_REVOKED) return { outcome: m.ioreq.any(d) ? ACCESS.IOREQ_FAULT : ACCESS.NULL_IO, value: -1 };
-  if (m.ioreq.claiming(d, gfn) >= 0) return { outcome: ACCESS.IOREQ, value: -1 };
-  return { outcome: ACCESS.NULL_IO, value: -1 };
+  const revoked = mmu.seenEntry === P2M_REVOKED;
+  const s = revoked ? m.ioreq.first(d) : m.ioreq.claiming(d, gfn);
+  if (s < 0) return { outcome: ACCESS.NULL_IO, value: -1 };
+  const policy = m.ioreq.policy(d, s);
+  if (m.ioreq.state(d, s) !== SRV_STATE.ENABLED) {
+    if (!revoked) return { outcome: ACCESS.IOREQ, value: -1 };
+    return { outcome: policy === FAULT_POLICY.fail ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
+  }
+  const a = sendIoreq(mmu, s, revoked ? IOREQ_TYPE.FAULT : IOREQ_TYPE.COPY, write, gfn, offset, width, value);
+  if (a === undefined) return { outcome: ACCESS.NULL_IO, value: -1 }; // the vCPU is going away
+  if (!revoked) return { outcome: ACCESS.IOREQ, value: a.data };
+  if (a.fault === FAULT_ANSWER.RETRY) return { outcome: ACCESS.RETRY, value: 0 };
+  return { outcome: a.fault === FAULT_ANSWER.FAIL ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
 }
 
-setDefaultEmulateHook((mmu, gfn) => emulateAccess(mmu, gfn));
+/** Spins on the answer before blocking: a hot server answers within a spin round trip. */
+const IOREQ_SPINS = 2000;
+
+/**
+ * Build the ioreq in the vCPU's slot, signal the server's owner, block until
+ * IORESP_READY (no timeout, as Xen; the host's watchdog reports a vCPU that
+ * waits too long). Every state seen must move forward: a server that moves
+ * one backwards, or answers garbage, crashes the guest (never the
+ * hypervisor). Returns undefined if the vCPU must stop instead.
+ */
+export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean, gfn: number, offset: number, size: number, data: number): IoreqAnswer | undefined {
+  const m = mmu.m;
+  const d = mmu.domid;
+  const slots = m.ios.slots;
+  const i = m.ios.idx(mmu.slot);
+  const seq = ++mmu.ioreqSeq;
+  slots[i + IOS.TYPE] = type;
+  slots[i + IOS.DIR] = write ? IOREQ_DIR.WRITE : IOREQ_DIR.READ;
+  slots[i + IOS.SIZE] = size;
+  slots[i + IOS.GFN] = gfn;
+  slots[i + IOS.OFFSET] = offset;
+  slots[i + IOS.DATA] = write ? data : 0;
+  slots[i + IOS.TARGET] = d;
+  slots[i + IOS.SERVER] = server;
+  slots[i + IOS.FAULT] = 0;
+  slots[i + IOS.DOMID] = d;
+  slots[i + IOS.VCPU] = m.vcpus.at(mmu.slot, VC.VCPU);
+  Atomics.store(slots, i + IOS.SEQ, seq);
+  m.log.checked('ioreq_forward');
+  Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
+  mmu.stat(STAT.IOREQS_SENT);
+  const ev = m.ios.events;
+  const owner = m.ioreq.owner(d, server);
+  Atomics.add(ev, owner, 1);
+  Atomics.notify(ev, owner);
+  // Waiting for the device model is being blocked: no TLB the hypervisor
+  // must wait for, and not a guest that runs.
+  const st = m.vcpus.idx(mmu.slot, VC.STATE);
+  const wasGuest = Atomics.compareExchange(m.vcpus.w, st, VS.GUEST, VS.BLOCKED) === VS.GUEST;
+  try {
+    let prev: number = IOREQ_STATE.READY;
+    for (let k = 0; ; k++) {
+      const cur = Atomics.load(slots, i + IOS.STATE);
+      if (cur !== prev) {
+        m.log.checked('ioreq_forward');
+        if (cur < prev || cur > IOREQ_STATE.IORESP_READY || cur === IOREQ_STATE.NONE || Atomics.load(slots, i + IOS.SEQ) !== seq) {
+          serverBroke(m, d, `d${d} vCPU slot ${mmu.slot}: ioreq ${seq} state went ${prev} → ${cur}`);
+          Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+          return undefined;
+        }
+        prev = cur;
+      }
+      if (cur === IOREQ_STATE.IORESP_READY) break;
+      if (k < IOREQ_SPINS) continue;
+      if ((k & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
+        Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+        return undefined;
+      }
+      sched().wait(slots, i + IOS.STATE, cur, 50);
+    }
+    const answer = { data: slots[i + IOS.DATA]! >>> 0, fault: slots[i + IOS.FAULT]! };
+    if (type === IOREQ_TYPE.FAULT && (answer.fault < FAULT_ANSWER.NONE || answer.fault > FAULT_ANSWER.RETRY)) {
+      serverBroke(m, d, `d${d}: FAULT ioreq ${seq} answered with ${answer.fault}`);
+      Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+      return undefined;
+    }
+    Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+    mmu.stat(STAT.IOREQS_DONE);
+    return answer;
+  } finally {
+    if (wasGuest) {
+      Atomics.store(m.vcpus.w, st, VS.GUEST);
+      mmu.boundary();
+    }
+  }
+}
+
+/** A device model broke the ioreq protocol: the guest it served is crashed, the event logged. */
+function serverBroke(m: Machine, d: number, what: string): void {
+  m.log.event(`ioreq protocol error, crashing d${d}: ${what}`);
+  domainCrash(m, d, what);
+}
+
+setDefaultEmulateHook(emulateAccess);

@@ -16,6 +16,7 @@ import { P2mArena } from './layout/p2m.js';
 import { VcpuTable } from './layout/vcpus.js';
 import { Registry } from './layout/registry.js';
 import { IoreqServers } from './layout/ioreq.js';
+import { IoreqSlots } from './layout/ioreq-slots.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
 
@@ -64,6 +65,7 @@ export interface MachineSabs {
   store: SharedArrayBuffer;
   registry: SharedArrayBuffer;
   ioreq: SharedArrayBuffer;
+  ioreqSlots: SharedArrayBuffer;
   bars: BarSab[];
 }
 
@@ -85,6 +87,7 @@ export class Machine {
   readonly log: InvariantLog;
   readonly reg: Registry;
   readonly ioreq: IoreqServers;
+  readonly ios: IoreqSlots;
   /** Word views of RAM (region 0) and each BAR (regions 1…), indexed by region. */
   readonly regions: Int32Array[];
   readonly regionBase: number[];
@@ -107,6 +110,7 @@ export class Machine {
     this.log = new InvariantLog(sabs.log);
     this.reg = new Registry(sabs.registry);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
+    this.ios = new IoreqSlots(sabs.ioreqSlots, this.nd);
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
     this.regionBase = [0, ...sabs.bars.map((b) => b.base_mfn)];
@@ -187,6 +191,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
     registry: new SharedArrayBuffer(Registry.bytes()),
     ioreq: new SharedArrayBuffer(IoreqServers.bytes(nd)),
+    ioreqSlots: new SharedArrayBuffer(IoreqSlots.bytes(nd)),
     bars,
   };
   const ctl = new Int32Array(sabs.control);

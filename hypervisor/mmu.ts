@@ -76,6 +76,14 @@ export class Mmu {
   private readonly statBase: number;
   private readonly checking: boolean;
   accesses = 0;
+  /**
+   * The p2m entry the last failed translation saw (a hole, revoked, mmio_dm…):
+   * the emulation path decides on it rather than re-reading the p2m, which
+   * may have changed since (no double fetch).
+   */
+  seenEntry = 0;
+  /** Sequence of this vCPU's ioreqs: (domid, vcpu, seq) names one for ever. */
+  ioreqSeq = 0;
   last: AccessOutcome = ACCESS.OK;
   emulate: EmulateHook = defaultHook;
 
@@ -125,6 +133,10 @@ export class Mmu {
     this.ack();
   }
 
+  stat(s: number, n = 1): void {
+    this.m.vcpus.stats[this.statBase + s]! += n;
+  }
+
   /** Drop every cached translation (on leaving guest mode for good). */
   flushAll(): void {
     this.tag.fill(-1);
@@ -163,12 +175,14 @@ export class Mmu {
   private fill(s: number, gfn: number, write: boolean): number {
     if (gfn < 0 || gfn >= this.p2mSize || !Number.isInteger(gfn)) {
       this.last = ACCESS.NULL_IO;
+      this.seenEntry = P2M_HOLE;
       return -1;
     }
     const i = this.p2mBase + gfn;
     const g1 = Atomics.load(this.m.p2m.gen, i);
     const e = Atomics.load(this.m.p2m.entries, i);
     const g2 = Atomics.load(this.m.p2m.gen, i);
+    this.seenEntry = e;
     if (e === P2M_HOLE) {
       this.last = ACCESS.NULL_IO;
       return -1;
@@ -218,14 +232,74 @@ export class Mmu {
     return (s === TLB_ENTRIES ? this.scratchBase : this.wbase[s]!) + ((offset & this.pageMask) >> 2);
   }
 
+  /** A server that answers a FAULT with RETRY has mapped the gfn again; accesses retry this often. */
+  private static readonly RETRIES = 4;
+
   read32(gfn: number, offset: number): number {
+    for (let r = 0; ; r++) {
+      const v = this.read32Once(gfn, offset);
+      if (this.last !== ACCESS.RETRY) return v;
+      if (r === Mmu.RETRIES) return this.gaveUp();
+    }
+  }
+
+  write32(gfn: number, offset: number, value: number): void {
+    for (let r = 0; ; r++) {
+      this.write32Once(gfn, offset, value);
+      if (this.last !== ACCESS.RETRY) return;
+      if (r === Mmu.RETRIES) {
+        this.gaveUp();
+        return;
+      }
+    }
+  }
+
+  read(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
+    for (let r = 0; ; r++) {
+      const v = this.readOnce(gfn, offset, width);
+      if (this.last !== ACCESS.RETRY) return v;
+      if (r === Mmu.RETRIES) {
+        this.gaveUp();
+        return (1n << BigInt(8 * width)) - 1n;
+      }
+    }
+  }
+
+  write(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
+    for (let r = 0; ; r++) {
+      this.writeOnce(gfn, offset, width, value);
+      if (this.last !== ACCESS.RETRY) return;
+      if (r === Mmu.RETRIES) {
+        this.gaveUp();
+        return;
+      }
+    }
+  }
+
+  /** LOCK CMPXCHG on guest memory: only on memory the vCPU may write; elsewhere the value is all ones. */
+  cmpxchg32(gfn: number, offset: number, expected: number, value: number): number {
+    const s = this.translate(gfn, true);
+    if (s < 0) {
+      if (this.last === ACCESS.OK) this.last = ACCESS.FAULT;
+      return 0xffffffff;
+    }
+    this.last = ACCESS.OK;
+    return Atomics.compareExchange(this.view(s), this.wordOf(s, offset), expected | 0, value | 0) >>> 0;
+  }
+
+  private gaveUp(): number {
+    this.last = ACCESS.IOREQ_FAULT;
+    return 0xffffffff;
+  }
+
+  private read32Once(gfn: number, offset: number): number {
     const s = this.translate(gfn, false);
     if (s < 0) return this.emulated(gfn, offset, 4, false, 0);
     this.last = ACCESS.OK;
     return this.view(s)[this.wordOf(s, offset)]! >>> 0;
   }
 
-  write32(gfn: number, offset: number, value: number): void {
+  private write32Once(gfn: number, offset: number, value: number): void {
     const s = this.translate(gfn, true);
     if (s < 0) {
       if (this.last !== ACCESS.OK) this.emulated(gfn, offset, 4, true, value);
@@ -235,7 +309,7 @@ export class Mmu {
     this.view(s)[this.wordOf(s, offset)] = value | 0;
   }
 
-  read(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
+  private readOnce(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
     const s = this.translate(gfn, false);
     if (s < 0) {
       const v = this.emulated(gfn, offset, width, false, 0);
@@ -252,7 +326,7 @@ export class Mmu {
     return out;
   }
 
-  write(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
+  private writeOnce(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
     const s = this.translate(gfn, true);
     if (s < 0) {
       if (this.last !== ACCESS.OK) this.emulated(gfn, offset, width, true, Number(value & 0xffffffffn));
@@ -280,7 +354,7 @@ export class Mmu {
     const st = this.m.vcpus.stats;
     if (r.outcome === ACCESS.NULL_IO) st[this.statBase + STAT.NULL_IO]! += 1;
     else if (r.outcome === ACCESS.IOREQ) st[this.statBase + STAT.IOREQS]! += 1;
-    else if (r.outcome === ACCESS.IOREQ_FAULT) st[this.statBase + STAT.IOREQ_FAULTS]! += 1;
+    else if (r.outcome === ACCESS.IOREQ_FAULT || r.outcome === ACCESS.FAULT || r.outcome === ACCESS.RETRY) st[this.statBase + STAT.IOREQ_FAULTS]! += 1;
     return r.value >>> 0;
   }
 }

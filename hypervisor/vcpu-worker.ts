@@ -45,7 +45,7 @@ export function decodeTask(x: unknown): VcpuTask {
   return t as VcpuTask;
 }
 
-export default function runVcpu(raw: unknown): VcpuResult {
+export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   const task = decodeTask(raw);
   const m = attachMachine(task.sabs);
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
@@ -55,7 +55,8 @@ export default function runVcpu(raw: unknown): VcpuResult {
   let steps = 0;
   try {
     while (!cpu.stopping) {
-      wl.step();
+      const r = wl.step();
+      if (r !== undefined) await r;
       // Between two steps of guest code: the timer tick. A guest that spins
       // without touching memory still passes an instruction boundary here.
       cpu.mmu.boundary();
@@ -64,6 +65,7 @@ export default function runVcpu(raw: unknown): VcpuResult {
     }
     if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.(); // an orderly stop
   } finally {
+    await wl.close?.();
     cpu.stat(STAT.WORKLOAD_OPS, report.ops);
     cpu.stat(STAT.CHECK_FAILS, report.fails);
     cpu.stop(VS.GUEST);

@@ -55,7 +55,7 @@ program
     `
 Examples:
   $ xgsim scenario examples/scenarios/*.yaml
-  $ xgsim scenario examples/scenarios/steal-refused-while-granted.yaml --json
+  $ xgsim scenario examples/scenarios/steal-granted-ebusy.yaml --json
   $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml`,
   )
   .action(async (files: string[], opts: { json?: boolean; seed?: string }) => {

@@ -7,7 +7,13 @@
 import { MAX_DOMAINS, MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from '../constants.js';
 import { expectBytes } from './region.js';
 
+/**
+ * STATE 0 free, 1 created (answered inline by the hypervisor per its fault
+ * policy: no device model attached — scenarios), 2 enabled (a device model
+ * serves it over the transport; Xen's set_ioreq_server_state(enabled)).
+ */
 export const SRV = { STATE: 0, OWNER: 1, POLICY: 2, NR_RANGES: 3, ID: 4, RANGES: 8, WORDS: 8 + 2 * MAX_IOREQ_RANGES } as const;
+export const SRV_STATE = { FREE: 0, INLINE: 1, ENABLED: 2 } as const;
 export const FAULT_POLICY = { none: 0, fail: 1, remap: 2 } as const;
 export type FaultPolicy = keyof typeof FAULT_POLICY;
 
@@ -29,10 +35,22 @@ export class IoreqServers {
   active(d: number, s: number): boolean {
     return Atomics.load(this.w, this.idx(d, s) + SRV.STATE) !== 0;
   }
-  /** Any server for d (revoked gfns fault to it). */
+  /** The first server for d (revoked gfns fault to it), or -1. */
+  first(d: number): number {
+    for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) if (this.active(d, s)) return s;
+    return -1;
+  }
   any(d: number): boolean {
-    for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) if (this.active(d, s)) return true;
-    return false;
+    return this.first(d) >= 0;
+  }
+  state(d: number, s: number): number {
+    return Atomics.load(this.w, this.idx(d, s) + SRV.STATE);
+  }
+  owner(d: number, s: number): number {
+    return Atomics.load(this.w, this.idx(d, s) + SRV.OWNER);
+  }
+  policy(d: number, s: number): number {
+    return Atomics.load(this.w, this.idx(d, s) + SRV.POLICY);
   }
   /** A server of d whose ranges cover gfn, or -1. */
   claiming(d: number, gfn: number): number {

@@ -38,6 +38,8 @@ export const STAT = {
   REVOKES: 18,
   STEALS: 19,
   RETURNS: 20,
+  IOREQS_SENT: 21, // ioreqs handed to a device model over the transport
+  IOREQS_DONE: 22, // … and answered
   WORDS: 24,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;

@@ -4,6 +4,7 @@
  * nothing else from hypervisor/ but this folder.
  */
 import type { DomId, Gfn, GrantHandle, GrantRef, VcpuId } from './types.js';
+import type { IoreqServerEnd } from './ioreq.js';
 
 export type AccessWidth = 1 | 2 | 4 | 8;
 
@@ -19,6 +20,8 @@ export const ACCESS = {
   IOREQ: 3,
   /** Became an IOREQ_TYPE_FAULT (revoked range). */
   IOREQ_FAULT: 4,
+  /** Internal: the server re-mapped the gfn; the MMU retries the access. Never seen by guests. */
+  RETRY: 5,
 } as const;
 export type AccessOutcome = (typeof ACCESS)[keyof typeof ACCESS];
 
@@ -89,6 +92,8 @@ export interface Hypercalls {
   dm_create_ioreq_server(fe: DomId, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number;
   /** SCHEDOP_shutdown(SHUTDOWN_crash): the calling domain crashes itself. */
   sched_crash(): number;
+  /** Xen's set_ioreq_server_state: enabled → the server's ioreqs go to this domain's device model. */
+  dm_set_ioreq_server_state(fe: DomId, server: number, enabled: boolean): number;
 }
 
 /** The guest's own grant table (shared, guest-writable entries). */
@@ -129,6 +134,12 @@ export interface GuestCpu {
   sleep(ms: number): void;
   /** Monotonic time in microseconds (simulated under a deterministic scheduler). */
   now_us(): number;
+  /** Atomic compare-and-exchange of a 32-bit word of guest memory (LOCK CMPXCHG); returns the old value. */
+  cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
+  /** Await something outside the guest (an event channel, a socket) descheduled: no TLB is held meanwhile. */
+  idle<T>(p: Promise<T>): Promise<T>;
+  /** A device model's end of the IOREQ transport, serving this domain's enabled servers. */
+  ioreqServerEnd(): IoreqServerEnd;
   /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */
   readonly store: Int32Array;
 }

@@ -334,6 +334,7 @@ export function cloneSabs(s: MachineSabs): MachineSabs {
     store: copy(s.store),
     registry: copy(s.registry),
     ioreq: copy(s.ioreq),
+    ioreqSlots: copy(s.ioreqSlots),
     bars: s.bars.map((b) => ({ ...b, sab: copy(b.sab) })),
   };
 }

@@ -1,0 +1,325 @@
+/**
+ * dom0's virtio-GPU backend: the device model (the IOREQ server, vCPU 0)
+ * and the kernel part (vCPU 1): the MMU notifier that evicts blobs under
+ * memory pressure by calling Revoke directly — never waiting for the device
+ * model — and the simulated GPU engine that writes userptr (SVM) buffers.
+ *
+ * dom0-internal state both parts share lives in dom0's own RAM (pages 1–3),
+ * updated with cmpxchg through dom0's MMU, like kernel data structures.
+ */
+import type { GuestCpu } from '../../hypervisor/public/guest.js';
+import { FAULT_ANSWER, IOREQ_DIR, IOREQ_TYPE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../../hypervisor/public/ioreq.js';
+import { domid, gfn, grantHandle, grantRef } from '../../hypervisor/public/types.js';
+import type { GpuEnv, GpuFrontendEnv, Workload } from '../workload.js';
+import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
+
+/** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
+const STATE_GFN = 1;
+const MAPID_GFN = 2;
+const JOB_GFN = 3;
+const POOL_GFN = 16;
+const RS = { FREE: 0, CREATED: 1, MAPPED: 2, EVICTING: 3, EVICTED: 4, UNMAPPED: 5, STOLEN: 6 } as const;
+const JOB = { STATE: 0, INTO: 1, PAGES: 2, VALUE: 3 } as const;
+
+interface Report {
+  out: Record<string, number>;
+  samples: Record<string, number[]>;
+}
+const bump = (r: Report, k: string, n = 1): void => {
+  r.out[k] = (r.out[k] ?? 0) + n;
+};
+
+/** Index of (frontend, resource) in the shared tables. */
+const slotOf = (fe: number, res: number): number => fe * RES_PER_FE + res;
+const wordAt = (i: number): [number, number] => [Math.floor(i / 1024), (i % 1024) * 4];
+
+class Shared {
+  constructor(readonly cpu: GuestCpu) {}
+  state(i: number): number {
+    const [p, o] = wordAt(i);
+    return this.cpu.read32(gfn(STATE_GFN + p * 4), o);
+  }
+  cas(i: number, from: number, to: number): boolean {
+    const [p, o] = wordAt(i);
+    return this.cpu.cmpxchg32(gfn(STATE_GFN + p * 4), o, from, to) === from;
+  }
+  set(i: number, v: number): void {
+    const [p, o] = wordAt(i);
+    this.cpu.cmpxchg32(gfn(STATE_GFN + p * 4), o, this.state(i), v);
+  }
+  mapId(i: number): number {
+    const [p, o] = wordAt(i);
+    return this.cpu.read32(gfn(MAPID_GFN + p * 4), o);
+  }
+  setMapId(i: number, id: number): void {
+    const [p, o] = wordAt(i);
+    this.cpu.write32(gfn(MAPID_GFN + p * 4), o, id);
+  }
+}
+
+interface Resource {
+  pages: number;
+  bar: boolean;
+  backing: number; // dom0 gfn (RAM) or BAR mfn
+  at: number; // frontend gfn while mapped
+  into: number; // dom0 gfn of stolen pages
+  userptr_gfn: number;
+}
+
+export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
+  const end: IoreqServerEnd = cpu.ioreqServerEnd();
+  const shared = new Shared(cpu);
+  const res = new Map<number, Resource>();
+  const queues = new Map<number, { handle: number; at: number }>();
+  const fes = new Map<number, GpuFrontendEnv>(gpu.frontends.map((f) => [f.domid, f]));
+  const inlineEngine = cpu.nr_vcpus < 2;
+  let started = false;
+
+  function start(): void {
+    // Hand our servers' ioreqs to this device model (set_ioreq_server_state(enabled)).
+    for (const f of gpu.frontends) cpu.hc.dm_set_ioreq_server_state(domid(f.domid), f.server, true);
+    started = true;
+  }
+
+  function queueGfn(fe: number): number {
+    return queues.get(fe)?.at ?? -1;
+  }
+
+  function mmio(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {
+    if (req.dir === IOREQ_DIR.READ) return { data: req.offset === REG_STATUS ? 1 : 0xffffffff, fault: 0 };
+    if (req.offset === REG_QUEUE) {
+      const old = queues.get(fe.domid);
+      if (old !== undefined) cpu.hc.gnttab_unmap_grant_ref(grantHandle(old.handle));
+      const host = queueMapGfn(fe.domid);
+      const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(fe.domid), ref: grantRef(req.data), host_gfn: gfn(host), readonly: false });
+      if (r.status === 0) queues.set(fe.domid, { handle: r.handle as number, at: host });
+      else {
+        queues.delete(fe.domid);
+        bump(report, 'queue_map_fail');
+      }
+      return { data: 0, fault: 0 };
+    }
+    if (req.offset === REG_DOORBELL) {
+      execute(fe, req.data);
+      return { data: 0, fault: 0 };
+    }
+    return { data: 0, fault: 0 };
+  }
+
+  function queueMapGfn(fe: number): number {
+    // dom0's vCPU 0 mapping window (above its max_pages), one page per frontend.
+    return Math.max(gpu.backend_memory_pages, gpu.backend_max_pages) + fe;
+  }
+
+  function execute(fe: GpuFrontendEnv, k: number): void {
+    const q = queueGfn(fe.domid);
+    if (q < 0 || k < 0 || k >= 4096 / 4 / CMD_WORDS) return;
+    const base = k * CMD_WORDS * 4;
+    const rd = (f: number): number => cpu.read32(gfn(q), base + f * 4);
+    const wr = (f: number, v: number): void => cpu.write32(gfn(q), base + f * 4, v);
+    if (rd(CMD.STATUS) !== CMD_STATUS.PENDING) return;
+    const op = rd(CMD.OP);
+    const r = rd(CMD.RES);
+    const a0 = rd(CMD.A0);
+    const a1 = rd(CMD.A1);
+    const rc = r < RES_PER_FE ? command(fe, op, r, a0, a1) : -22;
+    wr(CMD.RESULT, rc);
+    wr(CMD.STATUS, rc >= 0 ? CMD_STATUS.DONE : CMD_STATUS.ERROR);
+    bump(report, 'commands');
+  }
+
+  function command(fe: GpuFrontendEnv, op: number, r: number, a0: number, a1: number): number {
+    const i = slotOf(fe.domid, r);
+    const cur = res.get(i);
+    switch (op) {
+      case OP.CREATE_BLOB: {
+        if (cur !== undefined || a0 < 1 || a0 > MAX_BLOB_PAGES) return -16;
+        const bar = a1 === 1 && gpu.bar !== undefined && gpu.bar.nr_pages >= MAX_BLOB_PAGES;
+        const backing = bar ? gpu.bar!.base_mfn + ((i * MAX_BLOB_PAGES) % (gpu.bar!.nr_pages - MAX_BLOB_PAGES + 1)) : POOL_GFN + i * MAX_BLOB_PAGES;
+        res.set(i, { pages: a0, bar, backing, at: -1, into: -1, userptr_gfn: -1 });
+        shared.set(i, RS.CREATED);
+        bump(report, bar ? 'blobs_bar' : 'blobs_ram');
+        return 0;
+      }
+      case OP.MAP_BLOB: {
+        if (cur === undefined || cur.into >= 0 || shared.state(i) !== RS.CREATED) return -22;
+        const rc = mapBlob(fe, i, cur, a0);
+        return rc;
+      }
+      case OP.UNMAP_BLOB:
+        if (cur === undefined) return -22;
+        unmapBlob(i);
+        shared.set(i, RS.CREATED);
+        return 0;
+      case OP.CHECK_BLOB: {
+        if (cur === undefined || cur.bar) return -22;
+        let bad = 0;
+        for (let p = 0; p < cur.pages; p++) for (let w = 0; w < CHECK_WORDS; w++) if ((cpu.read32(gfn(cur.backing + p), w * 4) | 0) !== pattern(a0, p, w)) bad++;
+        if (bad > 0) bump(report, 'blob_check_mismatch');
+        return bad;
+      }
+      case OP.DESTROY_BLOB:
+        if (cur === undefined || cur.into >= 0) return -22;
+        unmapBlob(i);
+        res.delete(i);
+        shared.set(i, RS.FREE);
+        return 0;
+      case OP.CREATE_USERPTR: {
+        if (cur !== undefined || a1 < 1 || a1 > MAX_BLOB_PAGES) return -16;
+        const into = gpu.backend_memory_pages + i * MAX_BLOB_PAGES;
+        const st = cpu.hc.dm_steal(domid(fe.domid), gfn(a0), a1, gfn(into));
+        if (st.rc !== 0) {
+          bump(report, `steal_refused_${st.rc}_${st.index}`);
+          return st.rc;
+        }
+        res.set(i, { pages: a1, bar: false, backing: -1, at: -1, into, userptr_gfn: a0 });
+        shared.set(i, RS.STOLEN);
+        return 0;
+      }
+      case OP.GPU_RUN:
+        if (cur === undefined || cur.into < 0) return -22;
+        runGpu(cur.into, cur.pages, a0);
+        return 0;
+      case OP.RELEASE_USERPTR: {
+        if (cur === undefined || cur.into < 0) return -22;
+        const rt = cpu.hc.dm_return(domid(fe.domid), gfn(cur.into), cur.pages, gfn(cur.userptr_gfn));
+        if (rt.rc !== 0) return rt.rc;
+        res.delete(i);
+        shared.set(i, RS.FREE);
+        return 0;
+      }
+      default:
+        return -95;
+    }
+  }
+
+  function mapBlob(fe: GpuFrontendEnv, i: number, cur: Resource, at: number): number {
+    const src = cur.bar ? ({ kind: 'bar', mfn: cur.backing } as const) : ({ kind: 'ram', gfn: gfn(cur.backing) } as const);
+    const r = cpu.hc.dm_map(domid(fe.domid), src, cur.pages, gfn(at), 'mmio_direct');
+    if (r.rc !== 0) return r.rc;
+    cur.at = at;
+    shared.setMapId(i, r.id);
+    shared.set(i, RS.MAPPED);
+    return 0;
+  }
+
+  /** Revoke a blob's mapping unless the MMU notifier already did (waits for an eviction in progress). */
+  function unmapBlob(i: number): void {
+    for (;;) {
+      const st = shared.state(i);
+      if (st === RS.MAPPED) {
+        if (!shared.cas(i, RS.MAPPED, RS.UNMAPPED)) continue;
+        cpu.hc.dm_revoke({ id: shared.mapId(i) });
+        return;
+      }
+      if (st === RS.EVICTING) continue; // the kernel is revoking it: short, bounded
+      return;
+    }
+  }
+
+  function runGpu(into: number, pages: number, value: number): void {
+    if (inlineEngine) {
+      gpuWrite(cpu, into, pages, value);
+      return;
+    }
+    cpu.write32(gfn(JOB_GFN), JOB.INTO * 4, into);
+    cpu.write32(gfn(JOB_GFN), JOB.PAGES * 4, pages);
+    cpu.write32(gfn(JOB_GFN), JOB.VALUE * 4, value);
+    cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 0, 1);
+    while (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) !== 2) {
+      if (cpu.stopping) return; // the engine stops with the host
+      cpu.sleep(0.05);
+    }
+    cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 2, 0);
+    bump(report, 'gpu_runs');
+  }
+
+  function fault(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {
+    bump(report, 'faults_seen');
+    if (fe.fault_policy === 'fail') return { data: 0, fault: FAULT_ANSWER.FAIL };
+    if (fe.fault_policy === 'none') return { data: 0, fault: FAULT_ANSWER.NONE };
+    // remap: if the gfn belongs to a blob the kernel evicted, map it back and let the access retry.
+    for (const [i, cur] of res) {
+      if (Math.floor(i / RES_PER_FE) !== fe.domid || cur.at < 0 || req.gfn < cur.at || req.gfn >= cur.at + cur.pages) continue;
+      const st = shared.state(i);
+      if (st === RS.EVICTING) return { data: 0, fault: FAULT_ANSWER.RETRY };
+      if (st === RS.EVICTED && shared.cas(i, RS.EVICTED, RS.CREATED)) {
+        if (mapBlob(fe, i, cur, cur.at) === 0) {
+          bump(report, 'remaps');
+          return { data: 0, fault: FAULT_ANSWER.RETRY };
+        }
+      }
+    }
+    return { data: 0, fault: FAULT_ANSWER.FAIL };
+  }
+
+  return {
+    async step() {
+      if (!started) start();
+      const reqs = await cpu.idle(end.recv(16, 20));
+      for (const req of reqs) {
+        const fe = fes.get(req.domid);
+        let a: IoreqAnswer = { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
+        if (fe !== undefined) a = req.type === IOREQ_TYPE.FAULT ? fault(req, fe) : req.gfn === fe.mmio_gfn ? mmio(req, fe) : a;
+        await end.respond(req, a);
+        bump(report, 'ioreqs');
+      }
+    },
+    finish() {
+      for (const q of queues.values()) cpu.hc.gnttab_unmap_grant_ref(grantHandle(q.handle));
+      queues.clear();
+    },
+    async close() {
+      await end.close();
+    },
+  };
+}
+
+/** What the simulated GPU does: write the pattern into the (stolen, now dom0's) pages. */
+function gpuWrite(cpu: GuestCpu, into: number, pages: number, value: number): void {
+  for (let p = 0; p < pages; p++) for (let w = 0; w < CHECK_WORDS; w++) cpu.write32(gfn(into + p), w * 4, pattern(value, p, w));
+}
+
+/**
+ * dom0's kernel side (vCPU 1): the GPU engine runs queued jobs; the MMU
+ * notifier evicts mapped RAM blobs under memory pressure with a direct
+ * Revoke — it never waits for the device model.
+ */
+export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
+  const shared = new Shared(cpu);
+  const lat: number[] = [];
+  report.samples['revoke_us'] = lat;
+  const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
+  let next_us = cpu.now_us() + period_us;
+  return {
+    step() {
+      if (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) === 1) {
+        gpuWrite(cpu, cpu.read32(gfn(JOB_GFN), JOB.INTO * 4), cpu.read32(gfn(JOB_GFN), JOB.PAGES * 4), cpu.read32(gfn(JOB_GFN), JOB.VALUE * 4) | 0);
+        cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 1, 2);
+        bump(report, 'gpu_jobs');
+        return;
+      }
+      const now = cpu.now_us();
+      if (now < next_us) {
+        cpu.sleep(0.2);
+        return;
+      }
+      next_us = now + period_us;
+      // Memory pressure: evict one mapped RAM-backed blob of a random frontend.
+      const fe = gpu.frontends[Math.floor(cpu.random() * gpu.frontends.length)];
+      if (fe === undefined) return;
+      const r0 = Math.floor(cpu.random() * RES_PER_FE);
+      for (let k = 0; k < RES_PER_FE; k++) {
+        const i = slotOf(fe.domid, (r0 + k) % RES_PER_FE);
+        if (shared.state(i) !== RS.MAPPED || !shared.cas(i, RS.MAPPED, RS.EVICTING)) continue;
+        const t0 = cpu.now_us();
+        const rc = cpu.hc.dm_revoke({ id: shared.mapId(i) });
+        lat.push(cpu.now_us() - t0);
+        shared.set(i, RS.EVICTED);
+        bump(report, rc === 0 ? 'evictions' : 'eviction_fail');
+        return;
+      }
+    },
+  };
+}
+

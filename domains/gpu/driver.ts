@@ -1,0 +1,270 @@
+/**
+ * The frontend's virtio-GPU driver and its workloads: `render` (blobs:
+ * create, map, draw, check what dom0 sees, release — and nothing after),
+ * `compute-svm` (userptr: the pages are Stolen, the GPU writes them, they
+ * are Returned, the guest checks every word), `adversary` (DESIGN §7).
+ */
+import type { GuestCpu } from '../../hypervisor/public/guest.js';
+import { ACCESS } from '../../hypervisor/public/guest.js';
+import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
+import type { GpuFrontendEnv, Workload } from '../workload.js';
+import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, QUEUE_GFN, QUEUE_REF, REG_DOORBELL, REG_QUEUE, REG_STATUS } from './protocol.js';
+
+interface Report {
+  out: Record<string, number>;
+  samples: Record<string, number[]>;
+  fails: number;
+}
+const bump = (r: Report, k: string, n = 1): void => {
+  r.out[k] = (r.out[k] ?? 0) + n;
+};
+/** A driver flag page: word 0 is 1 once vCPU 0 set the device up. */
+const FLAGS_GFN = 1;
+
+export class GpuDriver {
+  readonly mmio: Gfn;
+  ready = false;
+  constructor(
+    readonly cpu: GuestCpu,
+    readonly env: GpuFrontendEnv,
+    readonly backend: number,
+  ) {
+    this.mmio = gfn(env.mmio_gfn);
+  }
+
+  /** vCPU 0 grants the queue page and tells the device; the others wait for it. */
+  init(): boolean {
+    const cpu = this.cpu;
+    if ((cpu.vcpu as number) === 0) {
+      cpu.grants.grant_access(grantRef(QUEUE_REF), domid(this.backend), gfn(QUEUE_GFN), false);
+      cpu.write32(this.mmio, REG_QUEUE, QUEUE_REF);
+      if (cpu.read32(this.mmio, REG_STATUS) !== 1) return false;
+      cpu.write32(gfn(FLAGS_GFN), 0, 1);
+    } else if (cpu.read32(gfn(FLAGS_GFN), 0) !== 1) {
+      cpu.yield();
+      return false;
+    }
+    this.ready = true;
+    return true;
+  }
+
+  /** One command through the queue slot of this vCPU and a doorbell ioreq. */
+  cmd(op: number, res: number, a0 = 0, a1 = 0): number {
+    const cpu = this.cpu;
+    const base = (cpu.vcpu as number) * CMD_WORDS * 4;
+    const q = gfn(QUEUE_GFN);
+    cpu.write32(q, base + CMD.OP * 4, op);
+    cpu.write32(q, base + CMD.RES * 4, res);
+    cpu.write32(q, base + CMD.A0 * 4, a0);
+    cpu.write32(q, base + CMD.A1 * 4, a1);
+    cpu.write32(q, base + CMD.STATUS * 4, CMD_STATUS.PENDING);
+    cpu.write32(this.mmio, REG_DOORBELL, cpu.vcpu as number);
+    const st = cpu.read32(q, base + CMD.STATUS * 4);
+    const rc = cpu.read32(q, base + CMD.RESULT * 4) | 0;
+    if (st === CMD_STATUS.DONE) return rc;
+    return st === CMD_STATUS.ERROR ? Math.min(rc, -1) : -5; // not executed (EIO)
+  }
+}
+
+export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report): Workload {
+  const drv = new GpuDriver(cpu, env, backend);
+  const v = cpu.vcpu as number;
+  let i = 0;
+  return {
+    step() {
+      if (!drv.ready && !drv.init()) return;
+      const res = v * 4 + (i++ % 4);
+      const pages = 1 + Math.floor(cpu.random() * MAX_BLOB_PAGES);
+      const bar = hasBar && cpu.random() < 0.3;
+      if (drv.cmd(OP.CREATE_BLOB, res, pages, bar ? 1 : 0) !== 0) {
+        bump(report, 'create_fail');
+        return;
+      }
+      const at = env.window_gfn + res * MAX_BLOB_PAGES;
+      if (drv.cmd(OP.MAP_BLOB, res, at) !== 0) {
+        bump(report, 'map_fail');
+        drv.cmd(OP.DESTROY_BLOB, res);
+        return;
+      }
+      // Draw. An eviction by dom0's MMU notifier makes an access fault; the
+      // device model maps the blob back (policy remap) and the access retries.
+      const value = (cpu.random() * 0x7fffffff) | 0;
+      for (let p = 0; p < pages; p++) for (let w = 0; w < CHECK_WORDS; w++) cpu.write32(gfn(at + p), w * 4, pattern(value, p, w));
+      let lost = 0;
+      for (let p = 0; p < pages; p++) {
+        const got = cpu.read32(gfn(at + p), 0) | 0;
+        if (cpu.last_access === ACCESS.OK && got !== pattern(value, p, 0)) report.fails++;
+        if (cpu.last_access !== ACCESS.OK) lost++;
+      }
+      if (lost > 0) bump(report, 'draw_faults', lost);
+      // Every byte the guest drew is what dom0 sees (RAM-backed blobs).
+      if (!bar && lost === 0) {
+        const bad = drv.cmd(OP.CHECK_BLOB, res, value);
+        if (bad !== 0) report.fails++;
+        else bump(report, 'blobs_checked');
+      }
+      if (drv.cmd(OP.UNMAP_BLOB, res) !== 0) bump(report, 'unmap_fail');
+      // …and nothing after Revoke.
+      cpu.read32(gfn(at), 0);
+      if (cpu.last_access === ACCESS.OK) report.fails++;
+      else bump(report, 'after_revoke_faults');
+      drv.cmd(OP.DESTROY_BLOB, res);
+      bump(report, 'frames_rendered');
+    },
+  };
+}
+
+export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, report: Report): Workload {
+  const drv = new GpuDriver(cpu, env, backend);
+  const v = cpu.vcpu as number;
+  let i = 0;
+  return {
+    step() {
+      if (!drv.ready && !drv.init()) return;
+      const k = i++ % 4;
+      const res = 16 + v * 4 + k;
+      const buf = 16 + (v * 4 + k) * MAX_BLOB_PAGES;
+      if (buf + MAX_BLOB_PAGES > cpu.memory_pages) return;
+      const pages = 1 + Math.floor(cpu.random() * MAX_BLOB_PAGES);
+      for (let p = 0; p < pages; p++) cpu.write32(gfn(buf + p), 0, 0x1badcafe);
+      const rc = drv.cmd(OP.CREATE_USERPTR, res, buf, pages);
+      if (rc !== 0) {
+        bump(report, 'userptr_refused');
+        return;
+      }
+      const value = (cpu.random() * 0x7fffffff) | 0;
+      if (drv.cmd(OP.GPU_RUN, res, value) !== 0) bump(report, 'gpu_run_fail');
+      if (drv.cmd(OP.RELEASE_USERPTR, res) !== 0) {
+        bump(report, 'release_fail');
+        return;
+      }
+      // Every word the GPU wrote is what the guest reads after Return.
+      for (let p = 0; p < pages; p++) {
+        for (let w = 0; w < CHECK_WORDS; w++) {
+          if ((cpu.read32(gfn(buf + p), w * 4) | 0) !== pattern(value, p, w)) {
+            report.fails++;
+            return;
+          }
+        }
+      }
+      bump(report, 'svm_jobs_checked');
+    },
+  };
+}
+
+export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-ioreq', 'race-revoke', 'die-while-mapped'] as const;
+
+/**
+ * A hostile frontend: each attack must be refused or harmless. An attack
+ * that works counts as a failure (and the invariant checker watches too).
+ */
+export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report): Workload {
+  const drv = new GpuDriver(cpu, env, backend);
+  const v = cpu.vcpu as number;
+  const list = attacks.length > 0 ? attacks : ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped');
+  let i = 0;
+  const refused = (name: string): void => bump(report, `refused_${name}`);
+  const worked = (name: string): void => {
+    bump(report, `succeeded_${name}`);
+    report.fails++;
+  };
+  /** Create and map a 2-page blob; returns its gfn, or -1. */
+  const blob = (res: number): number => {
+    if (drv.cmd(OP.CREATE_BLOB, res, 2, 0) !== 0) return -1;
+    const at = env.window_gfn + res * MAX_BLOB_PAGES;
+    if (drv.cmd(OP.MAP_BLOB, res, at) !== 0) {
+      drv.cmd(OP.DESTROY_BLOB, res);
+      return -1;
+    }
+    return at;
+  };
+  const drop = (res: number): void => {
+    drv.cmd(OP.UNMAP_BLOB, res);
+    drv.cmd(OP.DESTROY_BLOB, res);
+  };
+  return {
+    step() {
+      if (!drv.ready && !drv.init()) return;
+      const name = list[i++ % list.length]!;
+      const res = 24 + v;
+      switch (name) {
+        case 'hypercall-on-mapped': {
+          const at = blob(res);
+          if (at < 0) return;
+          (cpu.hc.buffer_copy('from_guest', gfn(at), 0, 64) < 0 && cpu.hc.buffer_copy('to_guest', gfn(at), 0, 64) < 0 ? refused : worked)(name);
+          drop(res);
+          return;
+        }
+        case 'balloon-mapped': {
+          const at = blob(res);
+          if (at < 0) return;
+          (cpu.hc.decrease_reservation([gfn(at)]) < 0 ? refused : worked)(name);
+          drop(res);
+          return;
+        }
+        case 'grant-then-steal': {
+          const g = 8 + v;
+          cpu.grants.grant_access(grantRef(100 + v), domid(backend), gfn(g), false);
+          const rc = drv.cmd(OP.CREATE_USERPTR, res, g, 1);
+          if (rc === 0) {
+            worked(name);
+            drv.cmd(OP.RELEASE_USERPTR, res);
+          } else refused(name);
+          cpu.grants.end_access(grantRef(100 + v));
+          return;
+        }
+        case 'fault-storm': {
+          const at = blob(res);
+          if (at < 0) return;
+          drop(res);
+          let ok = 0;
+          for (let k = 0; k < 32; k++) {
+            cpu.read32(gfn(at), 0);
+            if (cpu.last_access === ACCESS.OK) ok++;
+          }
+          (ok === 0 ? refused : worked)(name);
+          return;
+        }
+        case 'flip-grant': {
+          // Rewrite the queue grant while the device model has it mapped, then restore it.
+          const [w0, frame] = cpu.grants.read_raw(grantRef(QUEUE_REF));
+          cpu.grants.write_raw(grantRef(QUEUE_REF), (w0 & 0xffff) | ((backend + 1) << 16), frame + 1);
+          cpu.grants.write_raw(grantRef(QUEUE_REF), w0, frame);
+          refused(name);
+          return;
+        }
+        case 'nested-map-evasion': {
+          // A frontend cannot re-Map into a domain it does not serve.
+          const at = blob(res);
+          if (at < 0) return;
+          const r = cpu.hc.dm_map(domid(backend), { kind: 'ram', gfn: gfn(at) }, 1, gfn(env.window_gfn), 'mmio_direct');
+          (r.rc < 0 ? refused : worked)(name);
+          drop(res);
+          return;
+        }
+        case 'exhaust-ioreq': {
+          const rc = cpu.hc.dm_create_ioreq_server(domid(cpu.domid as number), [{ start: 0, count: 1 }], 'none');
+          (rc < 0 ? refused : worked)(name);
+          return;
+        }
+        case 'race-revoke': {
+          const at = blob(res);
+          if (at < 0) return;
+          for (let k = 0; k < 256; k++) cpu.write32(gfn(at + (k & 1)), (k & 63) * 4, k);
+          drop(res);
+          refused(name);
+          return;
+        }
+        case 'die-while-mapped': {
+          if (blob(res) >= 0) {
+            bump(report, 'died_while_mapped');
+            cpu.hc.sched_crash();
+          }
+          return;
+        }
+        default:
+          return;
+      }
+    },
+  };
+}

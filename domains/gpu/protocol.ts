@@ -1,0 +1,41 @@
+/**
+ * A virtio-GPU-like device, as guest driver and device model both know it.
+ *
+ * MMIO register page (emulated: every access is an ioreq to dom0's device model):
+ *   REG_QUEUE    (write) grant ref of the command queue page the guest granted to the backend
+ *   REG_DOORBELL (write) index of the queue slot to execute (one slot per guest vCPU)
+ *   REG_STATUS   (read)  1 once the device is ready
+ * Command queue: a guest RAM page, granted to the backend and mapped by it;
+ * slot k = words [k·CMD_WORDS, (k+1)·CMD_WORDS): OP, RES, A0, A1, A2, STATUS, RESULT.
+ */
+export const REG_QUEUE = 0x0;
+export const REG_DOORBELL = 0x4;
+export const REG_STATUS = 0x8;
+
+export const CMD_WORDS = 8;
+export const CMD = { OP: 0, RES: 1, A0: 2, A1: 3, A2: 4, STATUS: 5, RESULT: 6 } as const;
+export const CMD_STATUS = { IDLE: 0, PENDING: 1, DONE: 2, ERROR: 3 } as const;
+export const OP = {
+  CREATE_BLOB: 1, // A0 pages, A1 backing (0 RAM, 1 BAR)
+  MAP_BLOB: 2, // A0 frontend gfn
+  UNMAP_BLOB: 3,
+  CHECK_BLOB: 4, // A0 pattern: RESULT = words dom0 sees that differ from it
+  DESTROY_BLOB: 5,
+  CREATE_USERPTR: 6, // A0 frontend gfn, A1 pages: the pages are Stolen
+  GPU_RUN: 7, // A0 value: the GPU engine writes pattern(value) into the userptr pages
+  RELEASE_USERPTR: 8, // the pages are Returned
+} as const;
+
+/** Resources per frontend, pages per blob, and the grant ref of the queue. */
+export const RES_PER_FE = 32;
+export const MAX_BLOB_PAGES = 8;
+export const QUEUE_REF = 1;
+/** The guest's gfn 0 is its command queue page. */
+export const QUEUE_GFN = 0;
+/** Words of each page a blob check and a GPU run cover. */
+export const CHECK_WORDS = 16;
+
+/** What the GPU writes, and what a guest draws: word w of page p. */
+export function pattern(value: number, page: number, word: number): number {
+  return (Math.imul(value ^ 0x9e3779b9, 0x85ebca6b) + page * 977 + word * 31) | 0;
+}

@@ -1,0 +1,60 @@
+/**
+ * The IOREQ ABI (xen/include/public/hvm/ioreq.h), as a device model sees it,
+ * plus the server end a device model is handed by the machine.
+ */
+export const IOREQ_STATE = { NONE: 0, READY: 1, INPROCESS: 2, IORESP_READY: 3 } as const;
+export const IOREQ_TYPE = {
+  PIO: 0,
+  COPY: 1, // MMIO
+  PCI_CONFIG: 2,
+  TIMEOFFSET: 7,
+  INVALIDATE: 8,
+  /**
+   * New in xgsim: an access to a revoked gfn (in the server's FAULT set).
+   * The next value Xen leaves free after IOREQ_TYPE_INVALIDATE.
+   */
+  FAULT: 9,
+} as const;
+export const IOREQ_DIR = { WRITE: 0, READ: 1 } as const;
+
+/** What a server answers to a FAULT ioreq. */
+export const FAULT_ANSWER = {
+  /** Reads all ones, writes dropped (policy `none`). */
+  NONE: 0,
+  /** The access fails; the guest sees the error (policy `fail`). */
+  FAIL: 1,
+  /** The server mapped something at the gfn again; the access is retried (policy `remap`). */
+  RETRY: 2,
+} as const;
+
+export interface IoreqRequest {
+  /** Frontend and vCPU that made the access. */
+  domid: number;
+  vcpu: number;
+  /** Per-vCPU sequence number: (domid, vcpu, seq) names one ioreq for ever. */
+  seq: number;
+  /** Index of the server among the frontend's servers. */
+  server: number;
+  type: number;
+  dir: number;
+  gfn: number;
+  offset: number;
+  size: number;
+  data: number;
+}
+
+export interface IoreqAnswer {
+  data: number;
+  /** For FAULT ioreqs: FAULT_ANSWER.*. */
+  fault: number;
+}
+
+/** The device model's end of the IOREQ transport. */
+export interface IoreqServerEnd {
+  readonly kind: 'ring' | 'redis';
+  /** Requests for the servers this end serves; waits up to `block_ms` for the first. */
+  recv(max: number, block_ms: number): Promise<IoreqRequest[]>;
+  /** Answer a request (exactly once; a duplicate answer is dropped). */
+  respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void>;
+  close(): Promise<void>;
+}
