@@ -245,8 +245,10 @@ export class Host {
 /** Gfns above the mapping windows for a GPU frontend's blob window and MMIO page. */
 export const GPU_WINDOW_PAGES = RES_PER_FE * MAX_BLOB_PAGES + 8;
 
-export function p2mSize(d: Pick<HostDomainSpec, 'memory_pages' | 'max_pages' | 'vcpus'>): number {
-  return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES + GPU_WINDOW_PAGES;
+/** A domain's guest physical space: RAM (up to max), a mapping window per vCPU (+1), and a GPU frontend's device window. */
+export function p2mSize(d: Pick<HostDomainSpec, 'memory_pages' | 'max_pages' | 'vcpus'> & { workload?: { kind: string } }): number {
+  const gpu = d.workload !== undefined && GPU_KINDS.has(d.workload.kind) ? GPU_WINDOW_PAGES : 0;
+  return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES + gpu;
 }
 
 const GPU_KINDS = new Set(['render', 'compute-svm', 'adversary']);
