@@ -18,7 +18,9 @@ import { DOM, DS, DS_NAMES } from './layout/domains.js';
 import { STAT, VC } from './layout/vcpus.js';
 import { createMachineSabs, Machine, type MachineSabs } from './machine.js';
 import { distModule } from './worker-path.js';
-import type { VcpuResult, VcpuTask } from './vcpu-worker.js';
+import type { TransportChoice, VcpuResult, VcpuTask } from './vcpu-worker.js';
+import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
+import { DM_KILLED } from './transport-ends.js';
 import { statusName } from './public/errno.js';
 
 export interface HostDomainSpec {
@@ -45,6 +47,8 @@ export interface HostSpec {
   checking: boolean;
   buggify: number;
   check_interval_ms: number;
+  /** IOREQ transport (default ring). */
+  transport?: TransportChoice;
 }
 
 /** Gfns per vCPU above RAM for grant and foreign mappings. */
@@ -60,6 +64,8 @@ export interface HostReport {
   threads: number[];
   vcpu_results: VcpuResult[];
   errors: string[];
+  transport: { kind: string; published: number; completed: number; duplicates_dropped: number; malformed: number; guests_crashed: number; dm_restarts: number };
+  events: string[];
 }
 
 /** Invariants with a checker in this build (the rest arrive with their features). */
@@ -116,7 +122,17 @@ export class Host {
     }
   }
 
-  /** Start every vCPU thread. */
+  private dispatcher: RedisDispatcher | undefined;
+  private transportStats: Partial<DispatcherStats> = {};
+
+  /** Start the transport's hypervisor side, then every vCPU thread. */
+  async startAsync(): Promise<void> {
+    const tr = this.spec.transport;
+    if (tr?.kind === 'redis') this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid));
+    this.start();
+  }
+
+  /** Start every vCPU thread (ring transport). */
   start(): void {
     this.started_us = performance.now() * 1000;
     const filename = distModule('hypervisor/vcpu-worker');
@@ -146,15 +162,38 @@ export class Host {
           seed: (this.spec.seed * 1000003 + d.domid * 131 + v) | 0,
           workload: this.gpu.has(d.domid) ? { kind: 'gpu-backend' } : d.workload,
           env,
+          transport: this.spec.transport ?? { kind: 'ring' },
         };
-        const p = pool.run(task) as Promise<VcpuResult>;
-        p.catch((e: unknown) => this.errors.push(`d${d.domid}v${v}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
-        this.tasks.push(p);
+        this.tasks.push(this.runTask(pool, task));
       }
     }
     if (this.spec.check_interval_ms > 0) {
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
+  }
+
+  /** Run a vCPU; a device model killed by chaos is restarted on the same vCPU. */
+  private async runTask(pool: Piscina, task: VcpuTask): Promise<VcpuResult> {
+    for (;;) {
+      try {
+        return (await pool.run(task)) as VcpuResult;
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        if (msg.includes(DM_KILLED) && !this.m.control.stopping) {
+          this.dmRestarts++;
+          this.m.log.event(`device model of d${task.domid} killed; restarted`);
+          continue;
+        }
+        this.errors.push(`d${task.domid}v${task.vcpu}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        throw e;
+      }
+    }
+  }
+  dmRestarts = 0;
+
+  /** Chaos: kill the device model after it claims its next requests. */
+  killDeviceModel(): void {
+    Atomics.store(this.m.control.w, CTL.KILL_DM, 1);
   }
 
   private periodicCheck(): void {
@@ -193,6 +232,10 @@ export class Host {
   async shutdown(): Promise<HostReport> {
     Atomics.store(this.m.control.w, CTL.STOP, 1);
     const settled = await Promise.allSettled(this.tasks);
+    if (this.dispatcher !== undefined) {
+      this.transportStats = { ...this.dispatcher.stats };
+      await this.dispatcher.stop();
+    }
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     const duration_ms = (performance.now() * 1000 - this.started_us) / 1000;
@@ -238,6 +281,8 @@ export class Host {
       threads: this.results.map((r) => r.threadId),
       vcpu_results: this.results,
       errors: this.errors,
+      transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
+      events: this.m.log.events(),
     };
   }
 }

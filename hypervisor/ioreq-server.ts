@@ -131,10 +131,16 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   m.log.checked('ioreq_forward');
   Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
   mmu.stat(STAT.IOREQS_SENT);
-  const ev = m.ios.events;
-  const owner = m.ioreq.owner(d, server);
-  Atomics.add(ev, owner, 1);
-  Atomics.notify(ev, owner);
+  if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
+    // redis: the host's dispatcher publishes it on the server's stream.
+    Atomics.add(m.control.w, CTL.DISPATCH, 1);
+    Atomics.notify(m.control.w, CTL.DISPATCH);
+  } else {
+    const ev = m.ios.events;
+    const owner = m.ioreq.owner(d, server);
+    Atomics.add(ev, owner, 1);
+    Atomics.notify(ev, owner);
+  }
   // Waiting for the device model is being blocked: no TLB the hypervisor
   // must wait for, and not a guest that runs.
   const st = m.vcpus.idx(mmu.slot, VC.STATE);

@@ -5,6 +5,7 @@
 import type { Machine } from './machine.js';
 import type { IoreqServerEnd } from './public/ioreq.js';
 import { RingServerEnd } from '../transport/ring.js';
+import { CTL } from './layout/control.js';
 
 export type ServerEndFactory = (m: Machine, owner: number) => IoreqServerEnd;
 
@@ -15,6 +16,27 @@ export function setServerEndFactory(f: ServerEndFactory): void {
   factory = f;
 }
 
+export const DM_KILLED = 'device model killed (chaos)';
+
+/**
+ * The end a device model gets, wrapped so the host can kill it (chaos
+ * `kill-device-model`): the kill lands right after the device model has
+ * claimed requests and before it answers any — the worst moment for the
+ * transport. The host restarts the device model; its successor must
+ * complete those requests exactly once.
+ */
 export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
-  return factory(m, owner);
+  const inner = factory(m, owner);
+  const killable: IoreqServerEnd = {
+    kind: inner.kind,
+    async recv(max, block_ms) {
+      const reqs = await inner.recv(max, block_ms);
+      if (reqs.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
+      return reqs;
+    },
+    respond: (req, a) => inner.respond(req, a),
+    close: () => inner.close(),
+  };
+  if (inner.answered !== undefined) killable.answered = (req) => inner.answered!(req);
+  return killable;
 }

@@ -11,6 +11,10 @@ import { STAT } from './layout/vcpus.js';
 import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { VS } from './vcpu.js';
+import { setServerEndFactory } from './transport-ends.js';
+import { RedisServerEnd } from '../transport/redis-end.js';
+
+export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
 
 export interface VcpuTask {
   kind: 'run-vcpu';
@@ -22,6 +26,7 @@ export interface VcpuTask {
   seed: number;
   workload: WorkloadSpec;
   env: GuestEnv;
+  transport: TransportChoice;
 }
 
 export interface VcpuResult {
@@ -48,6 +53,11 @@ export function decodeTask(x: unknown): VcpuTask {
 export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   const task = decodeTask(raw);
   const m = attachMachine(task.sabs);
+  const tr = task.transport;
+  if (tr.kind === 'redis') {
+    const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
+    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
+  }
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
   const wl = makeWorkload(cpu, task.workload, task.env, report);

@@ -27,7 +27,8 @@ program
   .option('-d, --duration <time>', 'how long to run: 500ms, 10s, 2m (default: the topology\'s, else 10s)')
   .option('--seed <n>', 'seed for the guests\' randomness (default: the topology\'s, else random; always printed)')
   .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary")')
-  .addOption(new Option('--transport <kind>', 'IOREQ transport').choices(['auto', 'redis', 'ring']))
+  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring').choices(['auto', 'redis', 'ring']))
+  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
   .addHelpText(
@@ -36,9 +37,10 @@ program
 Examples:
   $ xgsim up examples/two-guests.yaml
   $ xgsim up examples/two-guests.yaml --duration 10s --json
+  $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; checkInterval?: string; checks?: boolean }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await up(file, { ...opts, buggify });
     process.exitCode = exitCode;

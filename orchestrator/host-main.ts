@@ -44,7 +44,7 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
   const t0 = performance.now();
   const host = new Host(spec);
   host.boot();
-  host.start();
+  await host.startAsync();
   await send({ kind: 'started', threads: spec.domains.reduce((a, d) => a + d.vcpus, 0), boot_ms: performance.now() - t0 });
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {

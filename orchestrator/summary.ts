@@ -9,7 +9,7 @@ export interface Summary {
   domains: HostReport['domains'];
   ops: Record<string, number>;
   revoke_us: { p50: number; p99: number; max: number };
-  ioreq: { sent: number; completed: number; faults: number; duplicates_dropped: number; rtt_us: { p50: number; p99: number } };
+  ioreq: { sent: number; completed: number; faults: number; duplicates_dropped: number; guests_crashed: number; rtt_us: { p50: number; p99: number } };
   faults_injected: Array<{ at_ms: number; kind: string; target: string }>;
   invariants: HostReport['invariants'];
   frames: HostReport['frames'];
@@ -70,7 +70,14 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       workload_check_fails: n('check_fails'),
     },
     revoke_us: { p50: revoke.p50, p99: revoke.p99, max: revoke.max },
-    ioreq: { sent: n('ioreqs_sent'), completed: n('ioreqs_done'), faults: n('ioreq_faults'), duplicates_dropped: 0, rtt_us: { p50: 0, p99: 0 } },
+    ioreq: {
+      sent: n('ioreqs_sent'),
+      completed: n('ioreqs_done'),
+      faults: n('ioreq_faults'),
+      duplicates_dropped: r.transport.duplicates_dropped + out('duplicates'),
+      guests_crashed: r.transport.guests_crashed,
+      rtt_us: { p50: 0, p99: 0 },
+    },
     faults_injected: [],
     invariants,
     frames: r.frames,

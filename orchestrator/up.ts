@@ -14,8 +14,36 @@ import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import type { HostReport } from '../hypervisor/host.js';
 import { fileURLToPath } from 'node:url';
+import { hostname } from 'node:os';
+import { RedisIoreqBus } from '../transport/redis-bus.js';
+import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * `--transport auto|redis|ring`: auto takes Redis if it answers, else the
+ * embedded ring; redis that does not answer is an unusable environment.
+ * Keys are namespaced per host, process and run so parallel runs never meet.
+ */
+export async function chooseTransport(
+  want: string,
+  url: string | undefined,
+  seed: number,
+): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
+  if (!['auto', 'redis', 'ring'].includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
+  const redisUrl = url ?? process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
+  if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
+  const up = await RedisIoreqBus.reachable(redisUrl, 500);
+  if (!up) {
+    if (want === 'redis') throw new UsageError(`--transport redis: no Redis answers at ${redisUrl} (set --redis-url or REDIS_URL)`);
+    return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redisUrl})` };
+  }
+  const namespace = `xgsim:${hostname()}:${process.pid}:${seed}:${Date.now().toString(36)}`;
+  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redisUrl}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
+}
 
 export interface UpOptions {
+  redisUrl?: string;
   duration?: string;
   seed?: string;
   json?: boolean;
@@ -44,16 +72,12 @@ export async function up(file: string, o: UpOptions): Promise<{ summary: Summary
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? topo.duration_ms ?? 10_000;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
   const seed = parseSeed(o.seed) ?? topo.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const transportChoice = o.transport ?? topo.transport;
-  if (!['auto', 'redis', 'ring'].includes(transportChoice)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${transportChoice}\``);
-  if (transportChoice === 'redis') {
-    throw new UsageError('--transport redis: the Redis IOREQ transport is not in this build yet (issue 4); use ring or auto');
-  }
-  const transport = 'ring';
+  const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
+  const transport = tr.kind;
   const bugs = bugNames(o.buggify);
-  process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${transport}${transportChoice === 'auto' ? ' (auto: no IOREQ traffic in this build)' : ''}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
 
-  const spec = hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms });
+  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice };
   const report = await runHost(spec, duration_ms);
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);

@@ -50,7 +50,7 @@ export function hostOf(doms: DomSpec[], o: { seed: number; bugs?: string; nr_fra
 /** Boot, run for `ms`, shut down; returns the report (violations included). */
 export async function runFor(host: Host, ms: number, during?: (host: Host) => void | Promise<void>): Promise<HostReport> {
   host.boot();
-  host.start();
+  await host.startAsync();
   // Worker threads take a while to come up on two cores; time the run from
   // when every vCPU has made progress.
   for (let i = 0; i < 1500 && host.heartbeats().some((h) => h === 0); i++) await new Promise((r) => setTimeout(r, 20));

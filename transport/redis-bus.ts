@@ -362,6 +362,43 @@ export class RedisIoreqBus {
     return this.#reader(name).conn;
   }
 
+  // ── exactly-once across device-model restarts ───────────────────────
+
+  /**
+   * Remember the answer given to (domid, vcpu, seq) before acknowledging
+   * the request, so a device model that restarts and reclaims it answers
+   * the same again instead of applying it twice.
+   */
+  async markApplied(key: string, data: number, fault: number): Promise<void> {
+    this.#live();
+    await this.#cmd.hset(`${this.namespace}:applied`, key, `${data >>> 0}:${fault | 0}`);
+  }
+
+  async applied(key: string): Promise<{ data: number; fault: number } | undefined> {
+    this.#live();
+    const v = await this.#cmd.hget(`${this.namespace}:applied`, key);
+    if (v === null) return undefined;
+    const [d, f] = v.split(':').map(Number);
+    return { data: (d ?? 0) >>> 0, fault: f ?? 0 };
+  }
+
+  /** Delete every key of this namespace (end of a run). */
+  async destroyNamespace(): Promise<void> {
+    this.#live();
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.#cmd.scan(cursor, 'MATCH', `${this.namespace}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await this.#cmd.del(...keys);
+    } while (cursor !== '0');
+  }
+
+  /** Raw XADD into a response stream (chaos and tests: malformed answers). */
+  async injectRawResponse(domid: number, raw: Buffer): Promise<void> {
+    this.#live();
+    await this.#cmd.xaddBuffer(this.keys.resp(domid), '*', ENTRY_FIELD, raw);
+  }
+
   stats(): BusStats {
     return { ...this.#stats };
   }

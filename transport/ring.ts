@@ -23,16 +23,22 @@ export class RingServerEnd implements IoreqServerEnd {
     readonly owner: number,
   ) {}
 
+  /** The first scan also takes over requests a predecessor claimed and never answered (it was killed). */
+  private takeover = true;
+
   private scan(max: number, out: IoreqRequest[]): void {
     const slots = this.m.ios.slots;
+    const takeover = this.takeover;
+    this.takeover = false;
     for (let v = 0; v < MAX_VCPUS && out.length < max; v++) {
       const i = this.m.ios.idx(v);
-      if (Atomics.load(slots, i + IOS.STATE) !== IOREQ_STATE.READY) continue;
+      const st = Atomics.load(slots, i + IOS.STATE);
+      if (st !== IOREQ_STATE.READY && !(takeover && st === IOREQ_STATE.INPROCESS)) continue;
       const target = slots[i + IOS.TARGET]!;
       const server = slots[i + IOS.SERVER]!;
       if (server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN || this.m.ioreq.owner(target, server) !== this.owner) continue;
       // Claim it (READY → INPROCESS); the fields were published before READY.
-      if (Atomics.compareExchange(slots, i + IOS.STATE, IOREQ_STATE.READY, IOREQ_STATE.INPROCESS) !== IOREQ_STATE.READY) continue;
+      if (st === IOREQ_STATE.READY && Atomics.compareExchange(slots, i + IOS.STATE, IOREQ_STATE.READY, IOREQ_STATE.INPROCESS) !== IOREQ_STATE.READY) continue;
       out.push({
         domid: slots[i + IOS.DOMID]!,
         vcpu: slots[i + IOS.VCPU]!,

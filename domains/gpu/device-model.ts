@@ -260,8 +260,15 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       for (const req of reqs) {
         const fe = fes.get(req.domid);
         let a: IoreqAnswer = { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
+        const before = end.answered !== undefined ? await cpu.idle(end.answered(req)) : undefined;
+        if (before !== undefined) {
+          // Applied already (a duplicate, or our predecessor's): answer the same, do nothing twice.
+          await cpu.idle(end.respond(req, before));
+          bump(report, 'duplicates');
+          continue;
+        }
         if (fe !== undefined) a = req.type === IOREQ_TYPE.FAULT ? fault(req, fe) : req.gfn === fe.mmio_gfn ? mmio(req, fe) : a;
-        await end.respond(req, a);
+        await cpu.idle(end.respond(req, a));
         bump(report, 'ioreqs');
       }
     },

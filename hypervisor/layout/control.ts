@@ -15,6 +15,9 @@ export const CTL = {
   SEED_HI: 5,
   NEXT_VCPU_SLOT: 6,
   SHOOTDOWNS: 7, // TLB shootdowns in flight (Atomics.add by removers; vCPUs read it at boundaries)
+  TRANSPORT: 8, // 0 ring, 1 redis (set by the host before vCPUs start)
+  DISPATCH: 9, // kicked (add + notify) by a vCPU that published an ioreq, under the redis transport
+  KILL_DM: 10, // chaos: the device model dies after claiming its next requests (the host restarts it)
   WORDS: 16,
 } as const;
 

@@ -56,5 +56,10 @@ export interface IoreqServerEnd {
   recv(max: number, block_ms: number): Promise<IoreqRequest[]>;
   /** Answer a request (exactly once; a duplicate answer is dropped). */
   respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void>;
+  /**
+   * The answer already given to this request, if any (a duplicate, or one a
+   * restarted device model took over): the device model must not apply it twice.
+   */
+  answered?(req: IoreqRequest): Promise<IoreqAnswer | undefined>;
   close(): Promise<void>;
 }

@@ -1,0 +1,121 @@
+/**
+ * The `redis` transport's device-model end: one request stream per IOREQ
+ * server, read through the consumer group; answers go to the frontend's
+ * response stream. Exactly once: an answer is remembered (in Redis) before
+ * the request is acknowledged, so a duplicate — ioredis re-sending after a
+ * reconnect, or a restarted device model reclaiming its predecessor's
+ * pending entries with XAUTOCLAIM — gets the same answer again and is
+ * never applied twice.
+ */
+import { hostname } from 'node:os';
+import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../hypervisor/public/ioreq.js';
+import { IOREQ_STATE } from '../hypervisor/public/ioreq.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../hypervisor/constants.js';
+import { isWireError, type IoreqMsg } from './messages.js';
+import { RedisIoreqBus } from './redis-bus.js';
+
+export interface RedisEndOptions {
+  url: string;
+  namespace: string;
+  /** (frontend, server index) pairs this device model serves. */
+  servers: Array<{ target: number; index: number }>;
+  page_size_bytes: number;
+  consumer: string;
+}
+
+export const serverId = (target: number, index: number): number => target * MAX_IOREQ_SERVERS_PER_DOMAIN + index;
+
+interface Pending {
+  server: number;
+  id: string;
+}
+
+export class RedisServerEnd implements IoreqServerEnd {
+  readonly kind = 'redis' as const;
+  private bus: RedisIoreqBus | undefined;
+  private reclaimed = false;
+  private readonly pending = new Map<string, Pending>();
+  private next = 0;
+  duplicates = 0;
+
+  constructor(readonly o: RedisEndOptions) {}
+
+  private async connect(): Promise<RedisIoreqBus> {
+    this.bus ??= await RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.consumer}` });
+    return this.bus;
+  }
+
+  async recv(max: number, block_ms: number): Promise<IoreqRequest[]> {
+    const bus = await this.connect();
+    const out: IoreqRequest[] = [];
+    const servers = this.o.servers.map((s) => serverId(s.target, s.index));
+    if (!this.reclaimed) {
+      // A predecessor that died left entries pending: take them over.
+      this.reclaimed = true;
+      for (const s of servers) for (const item of await bus.reclaim(s, this.o.consumer, 0, 256)) this.accept(s, item.id, item.msg, out);
+      if (out.length > 0) return out;
+    }
+    // Round robin over the servers' streams; the blocking wait goes to one of them.
+    for (let k = 0; k < servers.length && out.length === 0; k++) {
+      const s = servers[(this.next + k) % servers.length]!;
+      const items = await bus.readRequests(s, this.o.consumer, k === servers.length - 1 ? Math.max(1, Math.min(block_ms, 20)) : 0, max);
+      for (const it of items) this.accept(s, it.id, it.msg, out);
+    }
+    this.next++;
+    return out;
+  }
+
+  private accept(server: number, id: string, msg: IoreqMsg | { error: string }, out: IoreqRequest[]): void {
+    if ('error' in msg && typeof msg.error === 'string') {
+      // Garbage in a request stream: acknowledge it away, answer nothing.
+      void this.bus?.ack(server, [id]);
+      return;
+    }
+    const m = msg as IoreqMsg;
+    const req: IoreqRequest = {
+      domid: m.domid,
+      vcpu: m.vcpu,
+      seq: m.seq,
+      server: m.server % MAX_IOREQ_SERVERS_PER_DOMAIN,
+      type: m.type,
+      dir: m.dir,
+      gfn: Math.floor(m.addr / this.o.page_size_bytes),
+      offset: m.addr % this.o.page_size_bytes,
+      size: m.size,
+      data: m.data,
+    };
+    this.pending.set(key(req), { server, id });
+    out.push(req);
+  }
+
+  /** Answer once; a request already answered (a duplicate) gets the remembered answer. */
+  async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
+    const bus = await this.connect();
+    const k = key(req);
+    const p = this.pending.get(k);
+    this.pending.delete(k);
+    const before = await bus.applied(k);
+    if (before !== undefined) this.duplicates++;
+    const a = before ?? answer;
+    if (before === undefined) await bus.markApplied(k, a.data, a.fault);
+    await bus.publishResponse(req.domid, { host: hostname().slice(0, 200) || 'host', domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault });
+    if (p !== undefined) await bus.ack(p.server, [p.id]);
+  }
+
+  /** Has this request been answered already (by us or a predecessor)? The device model skips applying it again. */
+  async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
+    const bus = await this.connect();
+    return bus.applied(key(req));
+  }
+
+  async close(): Promise<void> {
+    await this.bus?.close();
+    this.bus = undefined;
+  }
+}
+
+function key(r: { domid: number; vcpu: number; seq: number }): string {
+  return `${r.domid}:${r.vcpu}:${r.seq}`;
+}
+
+export { isWireError };
