@@ -42,12 +42,12 @@ for (const transport of ['ring', 'redis'] as const) {
   describe(`gpu-desktop over ${transport}`, () => {
     (transport === 'redis' ? redisIt : it)('render, compute-svm and an adversary: every primitive and IOREQ kind used, contents checked, nothing leaks', async () => {
       const seed = testSeed(`gpu-desktop ${transport}`);
-      const r = await runFor(new Host(await gpuSpec(seed, transport)), transport === 'redis' ? 4000 : 2500);
+      const r = await runFor(new Host(await gpuSpec(seed, transport)), 5000);
       expectHealthy(r);
       for (const k of ['maps', 'revokes', 'steals', 'returns', 'ioreqs_sent', 'ioreq_faults']) expect(r.stats[k], k).toBeGreaterThan(0);
       // Contents: dom0 saw every word a guest drew into a blob; a guest read every word the GPU wrote.
-      expect(outOf(r, 1, 'blobs_checked')).toBeGreaterThan(0);
-      expect(outOf(r, 2, 'svm_jobs_checked')).toBeGreaterThan(0);
+      expect(outOf(r, 1, 'blobs_checked'), explain(r)).toBeGreaterThan(0);
+      expect(outOf(r, 2, 'svm_jobs_checked'), explain(r)).toBeGreaterThan(0);
       // Nothing after Revoke: every read after UNMAP faulted.
       expect(outOf(r, 1, 'after_revoke_faults')).toBe(outOf(r, 1, 'frames_rendered'));
       // The adversary's attacks were all refused.
@@ -67,7 +67,7 @@ for (const transport of ['ring', 'redis'] as const) {
       expectHealthy(r);
       expect(r.transport.dm_restarts).toBeGreaterThan(0);
       // Guests kept running after the restarts, and commands were never applied twice (the guests' checks would fail).
-      expect(outOf(r, 2, 'svm_jobs_checked')).toBeGreaterThan(0);
+      expect(outOf(r, 2, 'svm_jobs_checked'), explain(r)).toBeGreaterThan(0);
     });
   });
 }
@@ -91,7 +91,7 @@ describe('redis transport failures', () => {
         await new Promise((res) => setTimeout(res, 800));
       });
       expectHealthy(r);
-      expect(outOf(r, 2, 'svm_jobs_checked')).toBeGreaterThan(0);
+      expect(outOf(r, 2, 'svm_jobs_checked'), explain(r)).toBeGreaterThan(0);
     } finally {
       admin.disconnect();
     }
