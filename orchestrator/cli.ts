@@ -10,6 +10,7 @@ import { EXIT, UsageError } from './errors.js';
 import { HostDied, parseSeed, up } from './up.js';
 import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
+import { formatBench, runBench } from './bench.js';
 
 const program = new Command();
 program
@@ -91,6 +92,24 @@ Examples:
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
+  });
+
+program
+  .command('bench')
+  .description('measure the hot paths as ratios to floors measured in the same run (Atomics ping-pong, typed-array access, lock pair, raw Redis stream round trip)')
+  .option('--json', 'print the report as JSON')
+  .option('--quick', 'few repetitions: a smoke test (CI)')
+  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq)')
+  .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
+  .addHelpText('after', `
+Examples:
+  $ xgsim bench
+  $ xgsim bench --quick --json
+  $ xgsim bench --filter ioreq`)
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; redisUrl?: string }) => {
+    const tty = process.stderr.isTTY === true;
+    const r = await runBench({ quick: opts.quick === true, ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}), progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`) });
+    process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
   });
 
 async function main(): Promise<void> {

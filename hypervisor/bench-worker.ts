@@ -1,0 +1,87 @@
+/**
+ * The other side of the benchmark's measurements: ping-pong partners and
+ * the two ends of an IOREQ round trip (a guest vCPU reading an emulated
+ * register, a device model answering at once), each on its own thread.
+ */
+import { threadId } from 'node:worker_threads';
+import { attachMachine, type MachineSabs } from './machine.js';
+import { VcpuContext } from './guest-cpu.js';
+import { setServerEndFactory } from './transport-ends.js';
+import { RedisServerEnd } from '../transport/redis-end.js';
+import { gfn } from './public/types.js';
+import type { TransportChoice } from './vcpu-worker.js';
+
+export type BenchTask =
+  | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
+  | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number }
+  | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
+
+type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
+type Client = Extract<BenchTask, { role: 'ioreq-client' }>;
+type Echo = Extract<BenchTask, { role: 'echo-dm' }>;
+
+export default async function bench(t: BenchTask): Promise<number[]> {
+  switch (t.role) {
+    case 'pong-spin':
+    case 'pong-wait':
+      return pong(t);
+    case 'ioreq-client':
+      return client(t);
+    case 'echo-dm':
+      return echo(t);
+  }
+}
+
+/** Answer every ping (odd) with a pong (even). */
+function pong(t: Pong): number[] {
+  const c = new Int32Array(t.cell);
+  const wait = t.role === 'pong-wait';
+  for (let i = 0; i < t.n; i++) {
+    for (;;) {
+      const v = Atomics.load(c, 0);
+      if (v === 2 * i + 1) break;
+      if (wait) Atomics.wait(c, 0, v, 100);
+    }
+    Atomics.store(c, 0, 2 * i + 2);
+    if (wait) Atomics.notify(c, 0);
+  }
+  return [];
+}
+
+function client(t: Client): number[] {
+  const m = attachMachine(t.sabs);
+  {
+    const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });
+    cpu.start();
+    const out: number[] = [];
+    for (let i = 0; i < t.warmup + t.n; i++) {
+      if (t.idle_ms > 0) cpu.sleep(t.idle_ms); // let the server go idle (futex wait) before each
+      const t0 = performance.now();
+      cpu.read32(gfn(t.gfn), 0);
+      const dt = (performance.now() - t0) * 1000;
+      if (i >= t.warmup) out.push(dt);
+    }
+    cpu.stop();
+    return out;
+  }
+}
+
+async function echo(t: Echo): Promise<number[]> {
+  const m = attachMachine(t.sabs);
+  const tr = t.transport;
+  if (tr.kind === 'redis') {
+    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}` }));
+  }
+  const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });
+  cpu.start();
+  const end = cpu.ioreqServerEnd();
+  for (const s of t.servers) cpu.hc.dm_set_ioreq_server_state(s.target as never, s.index, true);
+  const stop = new Int32Array(t.stop);
+  while (Atomics.load(stop, 0) === 0) {
+    const reqs = await cpu.idle(end.recv(16, 20));
+    for (const r of reqs) await end.respond(r, { data: 0x1234, fault: 0 });
+  }
+  await end.close();
+  cpu.stop();
+  return [];
+}

@@ -1,0 +1,219 @@
+/**
+ * `xgsim bench`: every figure is a ratio to a floor measured in the same
+ * run, on this machine, now (DESIGN §9): Atomics ping-pong (spin and
+ * wait/notify), raw typed-array access, an uncontended lock pair, the raw
+ * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
+ */
+import { cpus } from 'node:os';
+import { Piscina } from 'piscina';
+import type { BenchTask } from '../hypervisor/bench-worker.js';
+import { domainCreate, populateRange } from '../hypervisor/domain.js';
+import { VcpuContext } from '../hypervisor/guest-cpu.js';
+import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
+import { DOM } from '../hypervisor/layout/domains.js';
+import { createMachineSabs, GLOBAL_LOCK, Machine } from '../hypervisor/machine.js';
+import { gfn } from '../hypervisor/public/types.js';
+import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
+import { distModule } from '../hypervisor/worker-path.js';
+import { rawStreamRoundTrip } from '../transport/raw-floor.js';
+import { percentiles } from './stats.js';
+import { chooseTransport } from './up.js';
+
+export interface BenchRow {
+  figure: string;
+  value: number;
+  unit: string;
+  floor: string;
+  floor_value: number;
+  ratio: number;
+  goal: string;
+  pass: boolean | null;
+}
+
+export interface BenchReport {
+  date: string;
+  machine: { cores: number; node: string; cpu: string };
+  quick: boolean;
+  floors: Record<string, number>;
+  rows: BenchRow[];
+}
+
+const median = (xs: number[]): number => percentiles(xs).p50;
+
+function timeIt(reps: number, f: () => number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < reps; r++) out.push(f());
+  return out;
+}
+
+/** Raw typed-array reads + writes per second (the floor of a guest access). */
+function rawAccessRate(n: number): number {
+  const a = new Int32Array(new SharedArrayBuffer(4096 * 64));
+  let acc = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const k = (i * 7) & (a.length - 1);
+    acc += a[k]!;
+    a[k] = i;
+  }
+  const dt = performance.now() - t0;
+  if (acc === 42) console.log('');
+  return (2 * n) / (dt / 1000);
+}
+
+function machineFor(frontends = 1): Machine {
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_entries: 8192, bars: [], checking: false, buggify: 0, seed: 1, max_domains: 1 + frontends }));
+  for (let d = 0; d <= frontends; d++) {
+    domainCreate(m, { domid: d, max_pages: 512, nr_vcpus: 2, p2m_size: 1024, privileged: d === 0, ...(d > 0 ? { backend: 0 } : {}) });
+    populateRange(m, d, 0, 512);
+  }
+  return m;
+}
+
+/** Guest accesses per second through the p2m and the software TLB (hot TLB). */
+function mmuAccessRate(n: number): number {
+  const m = machineFor(0);
+  const cpu = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 512, seed: 1 });
+  cpu.start();
+  let acc = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const g = gfn(i & 31);
+    acc += cpu.read32(g, (i & 255) * 4);
+    cpu.write32(g, (i & 255) * 4, i);
+  }
+  const dt = performance.now() - t0;
+  cpu.stop();
+  if (acc === 42) console.log('');
+  return (2 * n) / (dt / 1000);
+}
+
+function lockPairNs(n: number): number {
+  const m = machineFor(0);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    m.lock(GLOBAL_LOCK.REGISTRY, 'bench');
+    m.unlock(GLOBAL_LOCK.REGISTRY);
+  }
+  return ((performance.now() - t0) * 1e6) / n;
+}
+
+function nullHypercallNs(n: number): number {
+  const m = machineFor(0);
+  const cpu = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 512, seed: 1 });
+  cpu.start();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) cpu.hc.current_reservation();
+  const ns = ((performance.now() - t0) * 1e6) / n;
+  cpu.stop();
+  return ns;
+}
+
+async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number): Promise<number[]> {
+  const cell = new SharedArrayBuffer(4);
+  const c = new Int32Array(cell);
+  const task: BenchTask = { role, cell, n };
+  const done = pool.run(task);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    Atomics.store(c, 0, 2 * i + 1);
+    if (role === 'pong-wait') Atomics.notify(c, 0);
+    for (;;) {
+      const v = Atomics.load(c, 0);
+      if (v === 2 * i + 2) break;
+      if (role === 'pong-wait') Atomics.wait(c, 0, v, 100);
+    }
+    out.push((performance.now() - t0) * 1000);
+  }
+  await done;
+  return out;
+}
+
+/** IOREQ round trips: a guest vCPU thread reads an emulated register; a device-model thread answers. */
+async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number): Promise<number[]> {
+  const m = machineFor(1);
+  const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
+  const tr = await chooseTransport(transport, undefined, 1);
+  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, [1]) : undefined;
+  const stop = new SharedArrayBuffer(4);
+  const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: 1, index: s }], stop };
+  const dmDone = pool.run(dm);
+  // Wait for the device model to enable the server.
+  while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
+  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(50, n), idle_ms };
+  const out = (await pool.run(client)) as number[];
+  Atomics.store(new Int32Array(stop), 0, 1);
+  await dmDone;
+  await dispatcher?.stop();
+  return out;
+}
+
+export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: string; progress: (s: string) => void }): Promise<BenchReport> {
+  const q = o.quick;
+  const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
+  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const floors: Record<string, number> = {};
+  const rows: BenchRow[] = [];
+  const add = (r: Omit<BenchRow, 'pass' | 'ratio'> & { ratio: number; ok?: (ratio: number) => boolean }): void => {
+    rows.push({ figure: r.figure, value: round(r.value), unit: r.unit, floor: r.floor, floor_value: round(r.floor_value), ratio: round(r.ratio, 3), goal: r.goal, pass: r.ok === undefined ? null : r.ok(r.ratio) });
+  };
+  try {
+    const reps = q ? 3 : 7;
+    o.progress('floors: typed-array access, lock pair, Atomics ping-pong');
+    floors['raw_access_per_s'] = median(timeIt(reps, () => rawAccessRate(q ? 2e6 : 2e7)));
+    floors['lock_pair_ns'] = median(timeIt(reps, () => lockPairNs(q ? 2e5 : 2e6)));
+    const spin = percentiles(await pingPong(pool, 'pong-spin', q ? 2000 : 20000));
+    const wait = percentiles(await pingPong(pool, 'pong-wait', q ? 300 : 2000));
+    floors['spin_pingpong_p50_us'] = spin.p50;
+    floors['wait_pingpong_p50_us'] = wait.p50;
+    const tr = await chooseTransport('auto', o.redisUrl, 1);
+    if (tr.kind === 'redis' && tr.choice.kind === 'redis') {
+      o.progress('floor: raw Redis stream round trip');
+      floors['redis_stream_rtt_p50_us'] = percentiles(await rawStreamRoundTrip(tr.choice.url, q ? 200 : 2000)).p50;
+    }
+    if (want('access')) {
+      o.progress('guest access through p2m + TLB');
+      const v = median(timeIt(reps, () => mmuAccessRate(q ? 2e6 : 2e7)));
+      add({ figure: 'guest access through p2m + software TLB', value: v / 1e6, unit: 'M/s', floor: 'raw typed-array access', floor_value: floors['raw_access_per_s']! / 1e6, ratio: v / floors['raw_access_per_s']!, goal: '≥ 0.25× throughput', ok: (r) => r >= 0.25 });
+    }
+    if (want('hypercall')) {
+      o.progress('null hypercall');
+      const v = median(timeIt(reps, () => nullHypercallNs(q ? 2e5 : 2e6)));
+      add({ figure: 'null hypercall on a vCPU thread', value: v, unit: 'ns', floor: 'uncontended lock pair', floor_value: floors['lock_pair_ns']!, ratio: v / floors['lock_pair_ns']!, goal: '≤ 3×', ok: (r) => r <= 3 });
+    }
+    if (want('ioreq')) {
+      o.progress('ring IOREQ round trip (server hot)');
+      const hot = percentiles(await ioreqRtt(pool, 'ring', q ? 500 : 5000, 0));
+      add({ figure: 'ring IOREQ round trip, server hot (p50)', value: hot.p50, unit: 'µs', floor: 'spin ping-pong p50', floor_value: spin.p50, ratio: hot.p50 / spin.p50, goal: '≤ 3× p50', ok: (r) => r <= 3 });
+      add({ figure: 'ring IOREQ round trip, server hot (p99)', value: hot.p99, unit: 'µs', floor: 'spin ping-pong p99', floor_value: spin.p99, ratio: hot.p99 / spin.p99, goal: '—' });
+      o.progress('ring IOREQ round trip (server idle)');
+      const idle = percentiles(await ioreqRtt(pool, 'ring', q ? 100 : 500, 2));
+      add({ figure: 'ring IOREQ round trip, server idle (p50)', value: idle.p50, unit: 'µs', floor: 'wait/notify ping-pong p50', floor_value: wait.p50, ratio: idle.p50 / wait.p50, goal: '≤ 1.5× p50', ok: (r) => r <= 1.5 });
+      if (floors['redis_stream_rtt_p50_us'] !== undefined) {
+        o.progress('Redis IOREQ round trip');
+        const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0));
+        add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p50 / floors['redis_stream_rtt_p50_us'], goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
+        add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p99 / floors['redis_stream_rtt_p50_us'], goal: '—' });
+      }
+    }
+  } finally {
+    await pool.destroy();
+  }
+  return { date: new Date().toISOString(), machine: { cores: cpus().length, node: process.version, cpu: cpus()[0]?.model ?? 'unknown' }, quick: q, floors, rows };
+}
+
+function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function formatBench(r: BenchReport): string {
+  const lines = [`xgsim bench — ${r.date}, ${r.machine.cores} cores, Node ${r.machine.node}${r.quick ? ' (quick)' : ''}`, 'floors:'];
+  for (const [k, v] of Object.entries(r.floors)) lines.push(`  ${k.padEnd(26)} ${round(v)}`);
+  lines.push('', `${'figure'.padEnd(44)} ${'value'.padStart(12)}  ${'floor'.padEnd(28)} ${'ratio'.padStart(8)}  goal          result`);
+  for (const x of r.rows) {
+    lines.push(`${x.figure.padEnd(44)} ${`${x.value} ${x.unit}`.padStart(12)}  ${`${x.floor} ${x.floor_value}`.padEnd(28)} ${String(x.ratio).padStart(8)}  ${x.goal.padEnd(13)} ${x.pass === null ? '' : x.pass ? 'pass' : 'MISS'}`);
+  }
+  return lines.join('\n');
+}
