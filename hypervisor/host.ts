@@ -21,6 +21,7 @@ import { distModule } from './worker-path.js';
 import type { TransportChoice, VcpuResult, VcpuTask } from './vcpu-worker.js';
 import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
+import { VS } from './vcpu.js';
 import { statusName } from './public/errno.js';
 
 export interface HostDomainSpec {
@@ -50,6 +51,9 @@ export interface HostSpec {
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
 }
+
+/** A vCPU blocked this long without progress is reported by the watchdog. */
+export const HUNG_VCPU_MS = 5000;
 
 /** Gfns per vCPU above RAM for grant and foreign mappings. */
 export const MAP_WINDOW_PAGES = 64;
@@ -196,8 +200,35 @@ export class Host {
     Atomics.store(this.m.control.w, CTL.KILL_DM, 1);
   }
 
+  /** Last heartbeat seen per vCPU slot and when it last moved (the hung-vCPU watchdog). */
+  private readonly beats = new Map<number, { beat: number; since_ms: number; reported: boolean }>();
+  hungReports = 0;
+
+  /**
+   * Xen waits on an ioreq with no timeout; so does xgsim — and says so when
+   * a vCPU of a running domain has made no progress for HUNG_VCPU_MS.
+   */
+  private watchdog(): void {
+    const now = performance.now();
+    for (const d of this.spec.domains) {
+      if (this.m.dom.state(d.domid) !== DS.RUNNING) continue;
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) {
+        const beat = this.m.vcpus.at(base + v, VC.HEARTBEAT);
+        const b = this.beats.get(base + v);
+        if (b === undefined || b.beat !== beat) this.beats.set(base + v, { beat, since_ms: now, reported: false });
+        else if (!b.reported && now - b.since_ms > HUNG_VCPU_MS && this.m.vcpus.at(base + v, VC.STATE) === VS.BLOCKED) {
+          b.reported = true;
+          this.hungReports++;
+          this.m.log.event(`watchdog: ${d.name} vCPU ${v} blocked without progress for ${Math.round(now - b.since_ms)} ms`);
+        }
+      }
+    }
+  }
+
   private periodicCheck(): void {
     try {
+      this.watchdog();
       // on_crash=destroy: the toolstack reaps crashed guests.
       for (const d of this.spec.domains) if (this.m.dom.state(d.domid) === DS.CRASHED) domainDestroy(this.m, d.domid);
       checkRunning(this.m);

@@ -16,6 +16,8 @@ export interface Summary {
   threads: { vcpus: number; distinct: number };
   violations: HostReport['violations'];
   errors: string[];
+  /** Things worth knowing that are not violations: guests crashed for protocol errors, device-model restarts, hung vCPUs. */
+  events: string[];
   buggify: string[];
   verdict: 'pass' | 'fail';
 }
@@ -84,6 +86,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     threads: { vcpus: r.vcpu_results.length, distinct: new Set(r.threads).size },
     violations: r.violations,
     errors: r.errors,
+    events: r.events,
     buggify: o.buggify,
     verdict: ok ? 'pass' : 'fail',
   };
@@ -100,6 +103,7 @@ export function formatSummary(s: Summary): string {
   for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${v.checks} checks, ${v.violations} violations`);
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
   for (const v of s.violations.slice(0, 10)) lines.push(`  violation [${v.invariant}] ${v.text}`);
+  for (const e of s.events.slice(0, 10)) lines.push(`  event: ${e}`);
   for (const e of s.errors.slice(0, 5)) lines.push(`  error: ${e.split('\n')[0]}`);
   return lines.join('\n');
 }
