@@ -68,6 +68,8 @@ export interface HostReport {
   threads: number[];
   vcpu_results: VcpuResult[];
   errors: string[];
+  /** IOREQ round trips, log2 µs buckets. */
+  rtt_hist: number[];
   transport: { kind: string; published: number; completed: number; duplicates_dropped: number; malformed: number; guests_crashed: number; dm_restarts: number };
   events: string[];
 }
@@ -184,6 +186,9 @@ export class Host {
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         if (msg.includes(DM_KILLED) && !this.m.control.stopping) {
+          // Held down (a test, a chaos plan): stay dead until released or the host stops.
+          while (this.dmHeld && !this.m.control.stopping) await new Promise((r) => setTimeout(r, 10));
+          if (this.m.control.stopping) return { kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: -1, steps: 0, accesses: 0, workload_ops: 0, check_fails: 0, out: {}, samples: {} };
           this.dmRestarts++;
           this.m.log.event(`device model of d${task.domid} killed; restarted`);
           continue;
@@ -195,9 +200,18 @@ export class Host {
   }
   dmRestarts = 0;
 
-  /** Chaos: kill the device model after it claims its next requests. */
-  killDeviceModel(): void {
+  /** Chaos: kill the device model after it claims its next requests; `hold` keeps it down until released. */
+  killDeviceModel(hold = false): void {
+    this.dmHeld = hold;
     Atomics.store(this.m.control.w, CTL.KILL_DM, 1);
+  }
+  releaseDeviceModel(): void {
+    this.dmHeld = false;
+  }
+  private dmHeld = false;
+  /** Whether the device model is running (false between a kill and its restart). */
+  deviceModelDown(): boolean {
+    return Atomics.load(this.m.control.w, CTL.KILL_DM) === 0 && this.m.vcpus.at(this.m.dom.at(0, DOM.VCPU_BASE), VC.STATE) === VS.OFFLINE;
   }
 
   /** Last heartbeat seen per vCPU slot and when it last moved (the hung-vCPU watchdog). */
@@ -240,13 +254,23 @@ export class Host {
   /** vCPUs of every domain, summed, as of now. */
   stats(): Record<string, number> {
     const out: Record<string, number> = {};
-    const names = Object.keys(STAT).filter((k) => k !== 'WORDS') as Array<Exclude<keyof typeof STAT, 'WORDS'>>;
+    const names = Object.keys(STAT).filter((k) => k !== 'WORDS' && k !== 'RTT_HIST' && k !== 'RTT_BUCKETS') as Array<Exclude<keyof typeof STAT, 'WORDS' | 'RTT_HIST' | 'RTT_BUCKETS'>>;
     for (const n of names) out[n.toLowerCase()] = 0;
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) for (const n of names) out[n.toLowerCase()]! += this.m.vcpus.stat(base + v, STAT[n]);
     }
     return out;
+  }
+
+  /** The merged IOREQ round-trip histogram (log2 µs buckets) of every vCPU. */
+  rttHistogram(): number[] {
+    const h = new Array<number>(STAT.RTT_BUCKETS).fill(0);
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) for (let k = 0; k < STAT.RTT_BUCKETS; k++) h[k]! += this.m.vcpus.stat(base + v, STAT.RTT_HIST + k);
+    }
+    return h;
   }
 
   /** Every vCPU's heartbeat (for progress and the hung-vCPU watchdog). */
@@ -278,6 +302,7 @@ export class Host {
       max_pages: this.m.dom.at(d.domid, DOM.MAX_PAGES),
     }));
     const stats = this.stats();
+    const rtt_hist = this.rttHistogram();
     // Every access through a cached translation was checked against its removal generation.
     if (this.spec.checking) this.m.log.checked('no_use_after_revoke', stats['accesses'] ?? 0);
     try {
@@ -314,6 +339,7 @@ export class Host {
       errors: this.errors,
       transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
       events: this.m.log.events(),
+      rtt_hist,
     };
   }
 }

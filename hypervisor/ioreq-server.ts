@@ -129,6 +129,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   slots[i + IOS.VCPU] = m.vcpus.at(mmu.slot, VC.VCPU);
   Atomics.store(slots, i + IOS.SEQ, seq);
   m.log.checked('ioreq_forward');
+  const t0_us = sched().now_us();
   Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
   mmu.stat(STAT.IOREQS_SENT);
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
@@ -174,6 +175,8 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     }
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
     mmu.stat(STAT.IOREQS_DONE);
+    const rtt = sched().now_us() - t0_us;
+    mmu.stat(STAT.RTT_HIST + Math.min(STAT.RTT_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, rtt))))));
     return answer;
   } finally {
     if (wasGuest) {

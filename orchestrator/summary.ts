@@ -78,7 +78,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       faults: n('ioreq_faults'),
       duplicates_dropped: r.transport.duplicates_dropped + out('duplicates'),
       guests_crashed: r.transport.guests_crashed,
-      rtt_us: { p50: 0, p99: 0 },
+      // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
+      rtt_us: { p50: histQuantile(r.rtt_hist, 0.5), p99: histQuantile(r.rtt_hist, 0.99) },
     },
     faults_injected: [],
     invariants,
@@ -99,6 +100,10 @@ export function formatSummary(s: Summary): string {
   lines.push(`vCPU threads: ${s.threads.vcpus} (${s.threads.distinct} distinct)`);
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
+  if (s.ioreq.sent > 0) {
+    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ≤ ${s.ioreq.rtt_us.p50} µs, p99 ≤ ${s.ioreq.rtt_us.p99} µs`);
+  }
+  if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${s.revoke_us.p50} µs, p99 ${s.revoke_us.p99} µs, max ${s.revoke_us.max} µs`);
   lines.push('invariants:');
   for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${v.checks} checks, ${v.violations} violations`);
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
@@ -106,4 +111,16 @@ export function formatSummary(s: Summary): string {
   for (const e of s.events.slice(0, 10)) lines.push(`  event: ${e}`);
   for (const e of s.errors.slice(0, 5)) lines.push(`  error: ${e.split('\n')[0]}`);
   return lines.join('\n');
+}
+
+/** Upper bound of the bucket holding quantile q of a log2 histogram (bucket k: [2^k, 2^(k+1)) µs). */
+export function histQuantile(h: readonly number[], q: number): number {
+  const total = h.reduce((a, b) => a + b, 0);
+  if (total === 0) return 0;
+  let seen = 0;
+  for (let k = 0; k < h.length; k++) {
+    seen += h[k]!;
+    if (seen >= q * total) return 2 ** (k + 1);
+  }
+  return 2 ** h.length;
 }

@@ -157,7 +157,7 @@ export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: 
   };
 }
 
-export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-ioreq', 'race-revoke', 'die-while-mapped'] as const;
+export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke', 'die-while-mapped'] as const;
 
 /**
  * A hostile frontend: each attack must be refused or harmless. An attack
@@ -257,6 +257,31 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
           if (at < 0) return;
           for (let k = 0; k < 256; k++) cpu.write32(gfn(at + (k & 1)), (k & 63) * 4, k);
           drop(res);
+          refused(name);
+          return;
+        }
+        case 'exhaust-grants': {
+          // Grant every spare ref to the backend, then take them back: the table fills, nothing breaks.
+          let n = 0;
+          for (let r = 200; r < cpu.grants.nr_entries; r++, n++) cpu.grants.grant_access(grantRef(r), domid(backend), gfn(2), true);
+          for (let r = 200; r < cpu.grants.nr_entries; r++) cpu.grants.end_access(grantRef(r));
+          (n > 0 ? refused : worked)(name);
+          return;
+        }
+        case 'exhaust-maptrack': {
+          // Map one of its own grants at every free gfn of a 64-gfn window (maptrack filling up;
+          // the full exhaustion to GNTST_no_device_space is scenario adversary-exhaust-maptrack), then unmap all.
+          cpu.grants.grant_access(grantRef(199), domid(cpu.domid as number), gfn(3), true);
+          const handles: number[] = [];
+          let full = false;
+          for (let k = 0; k < 600 && !full; k++) {
+            const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(cpu.domid as number), ref: grantRef(199), host_gfn: gfn(env.window_gfn + (k % (8 * MAX_BLOB_PAGES))), readonly: true });
+            if (r.status === 0) handles.push(r.handle as number);
+            else full = r.status === -7; // GNTST_no_device_space
+            if (r.status !== 0 && !full) break; // the gfn was taken: our window is small, stop here
+          }
+          for (const h of handles) cpu.hc.gnttab_unmap_grant_ref(h as never);
+          cpu.grants.end_access(grantRef(199));
           refused(name);
           return;
         }

@@ -40,7 +40,10 @@ export const STAT = {
   RETURNS: 20,
   IOREQS_SENT: 21, // ioreqs handed to a device model over the transport
   IOREQS_DONE: 22, // … and answered
-  WORDS: 24,
+  /** IOREQ round trips, a log2 histogram: bucket k counts RTTs in [2^k, 2^(k+1)) µs. */
+  RTT_HIST: 24,
+  RTT_BUCKETS: 24,
+  WORDS: 48,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 
