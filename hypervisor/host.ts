@@ -185,7 +185,8 @@ export class Host {
         return (await pool.run(task)) as VcpuResult;
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        if (msg.includes(DM_KILLED) && !this.m.control.stopping) {
+        // A device model killed by chaos is never an error, whenever it dies.
+        if (msg.includes(DM_KILLED)) {
           // Held down (a test, a chaos plan): stay dead until released or the host stops.
           while (this.dmHeld && !this.m.control.stopping) await new Promise((r) => setTimeout(r, 10));
           if (this.m.control.stopping) return { kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: -1, steps: 0, accesses: 0, workload_ops: 0, check_fails: 0, out: {}, samples: {} };

@@ -17,7 +17,13 @@ import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, R
 const STATE_GFN = 1;
 const MAPID_GFN = 2;
 const JOB_GFN = 3;
-const POOL_GFN = 16;
+/** Per frontend: the queue grant's handle + 1 and the dom0 gfn it is mapped at (a restarted device model takes them over). */
+const QUEUE_TBL_GFN = 4;
+/** Per resource, RES_WORDS words: its description, so a restarted device model knows every resource. */
+const RES_TBL_GFN = 8;
+const RES_WORDS = 8;
+const RESF = { PAGES: 0, BAR: 1, BACKING: 2, AT: 3, INTO: 4, UPTR: 5 } as const;
+const POOL_GFN = 64;
 const RS = { FREE: 0, CREATED: 1, MAPPED: 2, EVICTING: 3, EVICTED: 4, UNMAPPED: 5, STOLEN: 6 } as const;
 const JOB = { STATE: 0, INTO: 1, PAGES: 2, VALUE: 3 } as const;
 
@@ -66,11 +72,66 @@ interface Resource {
   userptr_gfn: number;
 }
 
+/**
+ * The device model's tables live in dom0 RAM, not in the device model's
+ * own memory: a device model that is killed and restarted finds every
+ * resource and every queue mapping its predecessor made.
+ */
+class ResourceTable {
+  constructor(
+    readonly cpu: GuestCpu,
+    readonly shared: Shared,
+  ) {}
+  private at(i: number, f: number): [number, number] {
+    const w = i * RES_WORDS + f;
+    return [RES_TBL_GFN + Math.floor(w / 1024), (w % 1024) * 4];
+  }
+  get(i: number): Resource | undefined {
+    if (this.shared.state(i) === RS.FREE) return undefined;
+    const rd = (f: number): number => {
+      const [g, o] = this.at(i, f);
+      return this.cpu.read32(gfn(g), o) | 0;
+    };
+    return { pages: rd(RESF.PAGES), bar: rd(RESF.BAR) === 1, backing: rd(RESF.BACKING), at: rd(RESF.AT), into: rd(RESF.INTO), userptr_gfn: rd(RESF.UPTR) };
+  }
+  put(i: number, r: Resource): void {
+    const wr = (f: number, v: number): void => {
+      const [g, o] = this.at(i, f);
+      this.cpu.write32(gfn(g), o, v);
+    };
+    wr(RESF.PAGES, r.pages);
+    wr(RESF.BAR, r.bar ? 1 : 0);
+    wr(RESF.BACKING, r.backing);
+    wr(RESF.AT, r.at);
+    wr(RESF.INTO, r.into);
+    wr(RESF.UPTR, r.userptr_gfn);
+  }
+  /** Resources of a frontend, with their indices. */
+  *of(fe: number): Generator<[number, Resource]> {
+    for (let i = fe * RES_PER_FE; i < (fe + 1) * RES_PER_FE; i++) {
+      const r = this.get(i);
+      if (r !== undefined) yield [i, r];
+    }
+  }
+}
+
+class QueueTable {
+  constructor(readonly cpu: GuestCpu) {}
+  get(fe: number): { handle: number; at: number } | undefined {
+    const h = this.cpu.read32(gfn(QUEUE_TBL_GFN), fe * 8) | 0;
+    return h === 0 ? undefined : { handle: h - 1, at: this.cpu.read32(gfn(QUEUE_TBL_GFN), fe * 8 + 4) | 0 };
+  }
+  set(fe: number, q: { handle: number; at: number } | undefined): void {
+    this.cpu.write32(gfn(QUEUE_TBL_GFN), fe * 8 + 4, q?.at ?? 0);
+    this.cpu.write32(gfn(QUEUE_TBL_GFN), fe * 8, q === undefined ? 0 : q.handle + 1);
+  }
+}
+
 export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
   const end: IoreqServerEnd = cpu.ioreqServerEnd();
   const shared = new Shared(cpu);
-  const res = new Map<number, Resource>();
-  const queues = new Map<number, { handle: number; at: number }>();
+  const table = new ResourceTable(cpu, shared);
+  const queues = new QueueTable(cpu);
   const fes = new Map<number, GpuFrontendEnv>(gpu.frontends.map((f) => [f.domid, f]));
   const inlineEngine = cpu.nr_vcpus < 2;
   let started = false;
@@ -89,14 +150,14 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     if (req.dir === IOREQ_DIR.READ) return { data: req.offset === REG_STATUS ? 1 : 0xffffffff, fault: 0 };
     if (req.offset === REG_QUEUE) {
       const old = queues.get(fe.domid);
-      if (old !== undefined) cpu.hc.gnttab_unmap_grant_ref(grantHandle(old.handle));
+      if (old !== undefined) {
+        cpu.hc.gnttab_unmap_grant_ref(grantHandle(old.handle));
+        queues.set(fe.domid, undefined);
+      }
       const host = queueMapGfn(fe.domid);
       const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(fe.domid), ref: grantRef(req.data), host_gfn: gfn(host), readonly: false });
       if (r.status === 0) queues.set(fe.domid, { handle: r.handle as number, at: host });
-      else {
-        queues.delete(fe.domid);
-        bump(report, 'queue_map_fail');
-      }
+      else bump(report, 'queue_map_fail');
       return { data: 0, fault: 0 };
     }
     if (req.offset === REG_DOORBELL) {
@@ -130,13 +191,13 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
 
   function command(fe: GpuFrontendEnv, op: number, r: number, a0: number, a1: number): number {
     const i = slotOf(fe.domid, r);
-    const cur = res.get(i);
+    const cur = table.get(i);
     switch (op) {
       case OP.CREATE_BLOB: {
         if (cur !== undefined || a0 < 1 || a0 > MAX_BLOB_PAGES) return -16;
         const bar = a1 === 1 && gpu.bar !== undefined && gpu.bar.nr_pages >= MAX_BLOB_PAGES;
         const backing = bar ? gpu.bar!.base_mfn + ((i * MAX_BLOB_PAGES) % (gpu.bar!.nr_pages - MAX_BLOB_PAGES + 1)) : POOL_GFN + i * MAX_BLOB_PAGES;
-        res.set(i, { pages: a0, bar, backing, at: -1, into: -1, userptr_gfn: -1 });
+        table.put(i, { pages: a0, bar, backing, at: -1, into: -1, userptr_gfn: -1 });
         shared.set(i, RS.CREATED);
         bump(report, bar ? 'blobs_bar' : 'blobs_ram');
         return 0;
@@ -161,7 +222,6 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       case OP.DESTROY_BLOB:
         if (cur === undefined || cur.into >= 0) return -22;
         unmapBlob(i);
-        res.delete(i);
         shared.set(i, RS.FREE);
         return 0;
       case OP.CREATE_USERPTR: {
@@ -172,7 +232,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
           bump(report, `steal_refused_${st.rc}_${st.index}`);
           return st.rc;
         }
-        res.set(i, { pages: a1, bar: false, backing: -1, at: -1, into, userptr_gfn: a0 });
+        table.put(i, { pages: a1, bar: false, backing: -1, at: -1, into, userptr_gfn: a0 });
         shared.set(i, RS.STOLEN);
         return 0;
       }
@@ -184,7 +244,6 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
         if (cur === undefined || cur.into < 0) return -22;
         const rt = cpu.hc.dm_return(domid(fe.domid), gfn(cur.into), cur.pages, gfn(cur.userptr_gfn));
         if (rt.rc !== 0) return rt.rc;
-        res.delete(i);
         shared.set(i, RS.FREE);
         return 0;
       }
@@ -198,6 +257,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     const r = cpu.hc.dm_map(domid(fe.domid), src, cur.pages, gfn(at), 'mmio_direct');
     if (r.rc !== 0) return r.rc;
     cur.at = at;
+    table.put(i, cur);
     shared.setMapId(i, r.id);
     shared.set(i, RS.MAPPED);
     return 0;
@@ -239,8 +299,8 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     if (fe.fault_policy === 'fail') return { data: 0, fault: FAULT_ANSWER.FAIL };
     if (fe.fault_policy === 'none') return { data: 0, fault: FAULT_ANSWER.NONE };
     // remap: if the gfn belongs to a blob the kernel evicted, map it back and let the access retry.
-    for (const [i, cur] of res) {
-      if (Math.floor(i / RES_PER_FE) !== fe.domid || cur.at < 0 || req.gfn < cur.at || req.gfn >= cur.at + cur.pages) continue;
+    for (const [i, cur] of table.of(fe.domid)) {
+      if (cur.at < 0 || req.gfn < cur.at || req.gfn >= cur.at + cur.pages) continue;
       const st = shared.state(i);
       if (st === RS.EVICTING) return { data: 0, fault: FAULT_ANSWER.RETRY };
       if (st === RS.EVICTED && shared.cas(i, RS.EVICTED, RS.CREATED)) {
@@ -273,8 +333,12 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       }
     },
     finish() {
-      for (const q of queues.values()) cpu.hc.gnttab_unmap_grant_ref(grantHandle(q.handle));
-      queues.clear();
+      for (let fe = 0; fe < 512; fe++) {
+        const q = queues.get(fe);
+        if (q === undefined) continue;
+        cpu.hc.gnttab_unmap_grant_ref(grantHandle(q.handle));
+        queues.set(fe, undefined);
+      }
     },
     async close() {
       await end.close();
