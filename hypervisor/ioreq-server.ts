@@ -1,7 +1,8 @@
 /**
- * IOREQ server registration (xen/common/ioreq.c, dm_op create_ioreq_server
- * and map_io_range_to_ioreq_server). The transport that carries the ioreqs
- * comes later; what is here decides which accesses become which ioreq.
+ * IOREQ servers (xen/common/ioreq.c: create_ioreq_server,
+ * map_io_range_to_ioreq_server, set_ioreq_server_state) and the vCPU's side
+ * of an ioreq: which accesses become which ioreq, and the blocking wait for
+ * the answer over the transport (docs/ioreq.md).
  */
 import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { DOM, DS } from './layout/domains.js';

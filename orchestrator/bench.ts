@@ -131,10 +131,10 @@ async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: numbe
 }
 
 /** IOREQ round trips: a guest vCPU thread reads an emulated register; a device-model thread answers. */
-async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number): Promise<number[]> {
+async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
   const m = machineFor(1);
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
-  const tr = await chooseTransport(transport, undefined, 1);
+  const tr = await chooseTransport(transport, redisUrl, 1);
   const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, [1]) : undefined;
   const stop = new SharedArrayBuffer(4);
   const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: 1, index: s }], stop };
@@ -192,7 +192,7 @@ export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: 
       add({ figure: 'ring IOREQ round trip, server idle (p50)', value: idle.p50, unit: 'µs', floor: 'wait/notify ping-pong p50', floor_value: wait.p50, ratio: idle.p50 / wait.p50, goal: '≤ 1.5× p50', ok: (r) => r <= 1.5 });
       if (floors['redis_stream_rtt_p50_us'] !== undefined) {
         o.progress('Redis IOREQ round trip');
-        const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0));
+        const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0, o.redisUrl));
         add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p50 / floors['redis_stream_rtt_p50_us'], goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
         add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p99 / floors['redis_stream_rtt_p50_us'], goal: '—' });
       }
