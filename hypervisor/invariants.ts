@@ -57,18 +57,16 @@ export class InvariantLog {
   /** Record a violation: counted always, its text kept while the log has room. */
   violated(inv: Invariant, text: string): void {
     Atomics.add(this.words, 2 * idx(inv) + 1, 1);
-    const slot = Atomics.add(this.words, LOG_BASE - 1, 1);
-    if (slot >= VIOLATION_LOG_ENTRIES) return;
-    const base = LOG_BASE + slot * ENTRY_WORDS;
-    const enc = new TextEncoder().encode(text).subarray(0, VIOLATION_TEXT_BYTES - 1);
-    const at = (base + 1) * 4;
-    this.bytes.fill(0, at, at + VIOLATION_TEXT_BYTES);
-    this.bytes.set(enc, at);
-    Atomics.store(this.words, base, idx(inv) + 1);
+    this.append(idx(inv) + 1, text);
   }
 
   /** Something worth knowing that is not a violation (a guest crashed for a protocol error, …). */
   event(text: string): void {
+    this.append(EVENT_TAG, text);
+  }
+
+  /** Claim a log slot, write the text, publish the tag (the protocol in the file comment). */
+  private append(tag: number, text: string): void {
     const slot = Atomics.add(this.words, LOG_BASE - 1, 1);
     if (slot >= VIOLATION_LOG_ENTRIES) return;
     const base = LOG_BASE + slot * ENTRY_WORDS;
@@ -76,7 +74,7 @@ export class InvariantLog {
     const at = (base + 1) * 4;
     this.bytes.fill(0, at, at + VIOLATION_TEXT_BYTES);
     this.bytes.set(enc, at);
-    Atomics.store(this.words, base, EVENT_TAG);
+    Atomics.store(this.words, base, tag);
   }
 
   events(): string[] {
