@@ -147,7 +147,10 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
   }
 
   function mmio(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {
-    if (req.dir === IOREQ_DIR.READ) return { data: req.offset === REG_STATUS ? 1 : 0xffffffff, fault: 0 };
+    // STATUS reads 1 only once this frontend's queue is mapped: the driver
+    // retries its set-up until then (its first REG_QUEUE write may have met
+    // the server before this device model enabled it, and been dropped).
+    if (req.dir === IOREQ_DIR.READ) return { data: req.offset === REG_STATUS ? (queues.get(fe.domid) !== undefined ? 1 : 0) : 0xffffffff, fault: 0 };
     if (req.offset === REG_QUEUE) {
       const old = queues.get(fe.domid);
       if (old !== undefined) {

@@ -4,7 +4,7 @@
  * MMIO register page (emulated: every access is an ioreq to dom0's device model):
  *   REG_QUEUE    (write) grant ref of the command queue page the guest granted to the backend
  *   REG_DOORBELL (write) index of the queue slot to execute (one slot per guest vCPU)
- *   REG_STATUS   (read)  1 once the device is ready
+ *   REG_STATUS   (read)  1 once the device is ready (the queue of this frontend is mapped)
  * Command queue: a guest RAM page, granted to the backend and mapped by it;
  * slot k = words [k·CMD_WORDS, (k+1)·CMD_WORDS): OP, RES, A0, A1, A2, STATUS, RESULT.
  */
