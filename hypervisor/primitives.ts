@@ -387,9 +387,14 @@ function stealLocked(m: Machine, be: number, a: StealArgs): PrimResult {
       }
       frozen.push(expect);
     }
+    // Ordered so that no p2m ever holds a RAM entry on a frame its domain does
+    // not own (invariant 4), at any instant a lock-free observer could see:
+    // 1. fe's entries stop being RAM: the same frames, now as an implicit Map
+    //    (no flush: a cached translation's access rights do not grow);
+    for (let i = 0; i < a.count; i++) p2mSetLocked(m, fe, a.gfn + i, p2mEntry(mfns[i]!, P2M.mmio_direct));
+    // 2. the frames change hands, with the implicit Map's reference;
     for (const mfn of mfns) {
       m.ft.setOwner(mfn, be);
-      // The implicit Map's reference comes with the allocation one.
       m.ft.storeCount(mfn, PGC_allocated | 2);
     }
     m.dom.set(fe, DOM.TOT_PAGES, m.dom.at(fe, DOM.TOT_PAGES) - a.count);
@@ -397,12 +402,8 @@ function stealLocked(m: Machine, be: number, a: StealArgs): PrimResult {
   } finally {
     unlockPa();
   }
-  // fe keeps reaching the same frames, now as an implicit Map: no flush
-  // needed for the re-typing (the access rights of a cached entry do not grow).
-  for (let i = 0; i < a.count; i++) {
-    p2mSetLocked(m, be, into + i, p2mEntry(mfns[i]!, P2M.ram_rw));
-    p2mSetLocked(m, fe, a.gfn + i, p2mEntry(mfns[i]!, P2M.mmio_direct));
-  }
+  // 3. only now the backend gets its RAM entries.
+  for (let i = 0; i < a.count; i++) p2mSetLocked(m, be, into + i, p2mEntry(mfns[i]!, P2M.ram_rw));
   const reg = m.reg;
   const steal = m.reg.alloc();
   reg.set(steal, REC.STATE, 1);
@@ -525,14 +526,19 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): PrimResult {
   revokeMapsOfBackendGfns(m, be, a.gfn, a.count);
   const unlock = lockPair(m, be, fe, 'primitives.return');
   try {
+    // Frozen first (all or nothing), then ordered so that no p2m ever holds a
+    // RAM entry on a frame its domain does not own (invariant 4):
+    for (let k = 0; k < pages.length; k++) {
+      if (!m.ft.casCount(pages[k]!.mfn, PGC_allocated | 1, 0)) {
+        for (let j = 0; j < k; j++) m.ft.storeCount(pages[j]!.mfn, PGC_allocated | 1);
+        return fail(-EBUSY, k);
+      }
+    }
+    // 1. the backend loses its translation (flushed) while it still owns the frames;
+    p2mRemoveLocked(m, be, pages.map((_, k) => a.gfn + k));
+    // 2. the frames change hands;
     const unlockPa = pageAllocPair(m, be, fe, 'primitives.return');
     try {
-      for (let k = 0; k < pages.length; k++) {
-        if (!m.ft.casCount(pages[k]!.mfn, PGC_allocated | 1, 0)) {
-          for (let j = 0; j < k; j++) m.ft.storeCount(pages[j]!.mfn, PGC_allocated | 1);
-          return fail(-EBUSY, k);
-        }
-      }
       for (const p of pages) {
         m.ft.setOwner(p.mfn, fe);
         m.ft.storeCount(p.mfn, PGC_allocated | 1);
@@ -542,8 +548,7 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): PrimResult {
     } finally {
       unlockPa();
     }
-    // The backend loses its translation (flushed) before the frontend gets RAM back.
-    p2mRemoveLocked(m, be, pages.map((_, k) => a.gfn + k));
+    // 3. the frontend has RAM there again, with what the backend left in it.
     for (const p of pages) p2mSetLocked(m, fe, p.at, p2mEntry(p.mfn, P2M.ram_rw));
   } finally {
     unlock();
