@@ -10,15 +10,13 @@ import { E2BIG, EEXIST, EINVAL, statusName } from '../hypervisor/public/errno.js
 import { GNTST_NAMES } from '../hypervisor/public/errno.js';
 import { GTF_permit_access, GTF_readonly, domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
 import type { GuestEnv, Workload } from './workload.js';
+import { bump, type Counters } from './counters.js';
 
 /** xenstore words from here on belong to the race programs. */
 const AREA = 40_000;
 export const RACE_FIRST_REF = 8;
 
-type Out = Record<string, number>;
-const bump = (out: Out, k: string, n = 1): void => {
-  out[k] = (out[k] ?? 0) + n;
-};
+type Out = Counters;
 const num = (spec: Record<string, unknown>, k: string, dflt: number): number => (typeof spec[k] === 'number' ? (spec[k] as number) : dflt);
 
 /** Granter: grants, ends access, and scribbles on its own entries, at random. */

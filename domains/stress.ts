@@ -13,6 +13,7 @@ import type { GuestCpu } from '../hypervisor/public/guest.js';
 import { ACCESS } from '../hypervisor/public/guest.js';
 import { domid, gfn } from '../hypervisor/public/types.js';
 import type { GuestEnv, Workload } from './workload.js';
+import { bump as count } from './counters.js';
 
 const POISON = 0xdead0000;
 /** xenstore words from here: per frontend, the cycle currently mapped. */
@@ -42,9 +43,7 @@ function stressBackend(cpu: GuestCpu, spec: Record<string, unknown>, report: Rep
   // Each frontend's buffer by its place in the whole list: disjoint whatever the split between vCPUs.
   const st = mine.map((fe) => ({ fe, buf: 16 + frontends.indexOf(fe) * pages, id: 0, hold: 0, cycle: 0 }));
   let next = 0;
-  const bump = (k: string): void => {
-    out[k] = (out[k] ?? 0) + 1;
-  };
+  const bump = (k: string): void => count(out, k);
   return {
     step() {
       if (st.length === 0) {
@@ -86,9 +85,7 @@ function stressFrontend(cpu: GuestCpu, spec: Record<string, unknown>, env: Guest
   const window = num(spec, 'window', 0);
   const mode = typeof spec['mode'] === 'string' ? (spec['mode'] as string) : 'hammer';
   const out = report.out;
-  const bump = (k: string, n = 1): void => {
-    out[k] = (out[k] ?? 0) + n;
-  };
+  const bump = (k: string, n = 1): void => count(out, k, n);
   let x = 1;
   return {
     step() {

@@ -11,6 +11,7 @@ import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { FAULT_ANSWER, IOREQ_DIR, IOREQ_TYPE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../../hypervisor/public/ioreq.js';
 import { domid, gfn, grantHandle, grantRef } from '../../hypervisor/public/types.js';
 import type { GpuEnv, GpuFrontendEnv, Workload } from '../workload.js';
+import { bump as count } from '../counters.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
 
 /** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
@@ -31,9 +32,7 @@ interface Report {
   out: Record<string, number>;
   samples: Record<string, number[]>;
 }
-const bump = (r: Report, k: string, n = 1): void => {
-  r.out[k] = (r.out[k] ?? 0) + n;
-};
+const bump = (r: Report, k: string, n = 1): void => count(r.out, k, n);
 
 /** Index of (frontend, resource) in the shared tables. */
 const slotOf = (fe: number, res: number): number => fe * RES_PER_FE + res;

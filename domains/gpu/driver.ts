@@ -8,6 +8,7 @@ import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { ACCESS } from '../../hypervisor/public/guest.js';
 import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
 import type { GpuFrontendEnv, Workload } from '../workload.js';
+import { bump as count } from '../counters.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, QUEUE_GFN, QUEUE_REF, REG_DOORBELL, REG_QUEUE, REG_STATUS } from './protocol.js';
 
 interface Report {
@@ -15,9 +16,7 @@ interface Report {
   samples: Record<string, number[]>;
   fails: number;
 }
-const bump = (r: Report, k: string, n = 1): void => {
-  r.out[k] = (r.out[k] ?? 0) + n;
-};
+const bump = (r: Report, k: string, n = 1): void => count(r.out, k, n);
 /** A driver flag page: word 0 is 1 once vCPU 0 set the device up. */
 const FLAGS_GFN = 1;
 

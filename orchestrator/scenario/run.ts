@@ -31,6 +31,7 @@ import { dmReturnRevokePhase } from '../../hypervisor/primitives.js';
 import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/scenario-worker.js';
 import { distModule } from '../../hypervisor/worker-path.js';
 import type { Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
+import { interleavings } from '../../hypervisor/model/interleave.js';
 
 /** Orders enumerated to check the `expect`s of a `concurrently` step; beyond it they are not checked. */
 const EXPECT_CHECK_ORDERS = 400;
@@ -339,29 +340,6 @@ export function cloneSabs(s: MachineSabs): MachineSabs {
   };
 }
 
-/** All merges of the lists that keep each list's order. */
-export function* interleavings(lengths: readonly number[]): Generator<number[]> {
-  const total = lengths.reduce((a, b) => a + b, 0);
-  const pos = lengths.map(() => 0);
-  const order: number[] = [];
-  function* go(): Generator<number[]> {
-    if (order.length === total) {
-      yield [...order];
-      return;
-    }
-    for (let t = 0; t < lengths.length; t++) {
-      if (pos[t]! < lengths[t]!) {
-        pos[t]!++;
-        order.push(t);
-        yield* go();
-        order.pop();
-        pos[t]!--;
-      }
-    }
-  }
-  yield* go();
-}
-
 /**
  * How a step looks to the sequential rules. Most steps are atomic. Two are
  * not, because other vCPUs can see them half done: a hypercall copy holds
@@ -470,7 +448,8 @@ function possibleOutcomes(snapshot: MachineSabs, plans: Plan[][], names: Map<str
   const evs = plans.map(events);
   const possible = plans.map((l) => l.map(() => new Set<string>()));
   let n = 0;
-  for (const order of interleavings(evs.map((l) => l.length))) {
+  // Each list's events named by its thread index: a merge of them is an order of threads.
+  for (const order of interleavings(evs.map((l, t) => l.map(() => t)))) {
     if (++n > limit) return undefined;
     const b = new Branch(new Machine(cloneSabs(snapshot)), plans.length, seed, new Map(names), new Map());
     const pos = evs.map(() => 0);
