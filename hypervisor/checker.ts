@@ -58,10 +58,14 @@ export function checkGrantFlags(m: Machine): void {
       const a = m.grants.actIdx(d, ref);
       const r = m.grants.active[a + ACT.RPIN]!;
       const w = m.grants.active[a + ACT.WPIN]!;
+      const s1 = Atomics.load(m.grants.active, a + ACT.TSEQ);
       const flags = Atomics.load(m.grants.shared, m.grants.sharedIdx(d, ref)) & 0xffff;
-      const tampered = Atomics.load(m.grants.active, a + ACT.TAMPERED) !== 0;
+      const s2 = Atomics.load(m.grants.active, a + ACT.TSEQ);
+      const base = m.grants.active[a + ACT.PIN_TSEQ]!;
       m.unlock(al);
-      if (tampered) continue;
+      // The guest stored over its entry since these pins began (or is doing
+      // so now): the flags are its own doing, not the hypervisor's.
+      if ((s1 & 1) !== 0 || s1 !== s2 || s1 !== base) continue;
       m.log.checked('grant_flags');
       const reading = (flags & GTF_reading) !== 0;
       const writing = (flags & GTF_writing) !== 0;

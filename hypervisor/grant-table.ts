@@ -46,11 +46,29 @@ function activeUnlock(m: Machine, d: number, ref: number): void {
 
 // ---------------------------------------------------------------- guest side
 
-/** Linux's gnttab_grant_foreign_access_ref: frame, then (wmb) flags | domid. */
+/**
+ * Bracket a guest's plain store over its own shared entry (checker
+ * bookkeeping, not Xen): TSEQ is odd while the store is under way, so the
+ * checker can tell flags the guest wrote from flags the hypervisor owes.
+ */
+export function guestStoreBegin(m: Machine, d: number, ref: number): void {
+  Atomics.add(m.grants.active, m.grants.actIdx(d, ref) + ACT.TSEQ, 1);
+}
+export function guestStoreEnd(m: Machine, d: number, ref: number): void {
+  Atomics.add(m.grants.active, m.grants.actIdx(d, ref) + ACT.TSEQ, 1);
+}
+
+/**
+ * Linux's gnttab_grant_foreign_access_ref: frame, then (wmb) flags | domid.
+ * A plain store: a guest that re-grants an entry still pinned wipes the
+ * status bits the hypervisor set (its own foot, Xen does not stop it).
+ */
 export function guestGrantAccess(m: Machine, d: number, ref: number, to: number, gfn: number, readonly: boolean): void {
   const i = m.grants.sharedIdx(d, ref);
+  guestStoreBegin(m, d, ref);
   Atomics.store(m.grants.shared, i + 1, gfn);
   Atomics.store(m.grants.shared, i, GTF_permit_access | (readonly ? GTF_readonly : 0) | (to << 16));
+  guestStoreEnd(m, d, ref);
 }
 
 /** Linux's gnttab_end_foreign_access_ref: clear flags unless reading/writing. */
@@ -86,6 +104,9 @@ function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, 
     const wpin = act[a + ACT.WPIN]!;
     const si = m.grants.sharedIdx(rd, ref);
     let frame = -1;
+    // The checker's baseline for a new run of pins, read before setStatus: a
+    // guest store under way (odd) or begun since (moved on) excuses the entry.
+    const tseq = Atomics.load(act, a + ACT.TSEQ);
     if (rpin + wpin === 0 || (!ro && wpin === 0)) {
       const st = setStatus(m, si, ld, ro);
       if (st.status !== GNTST_okay) return { status: st.status, mfn: -1 };
@@ -102,6 +123,7 @@ function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, 
         return { status: GNTST_bad_page, mfn: -1 };
       }
       act[a + ACT.DOMID] = ld + 1;
+      act[a + ACT.PIN_TSEQ] = tseq;
       act[a + ACT.GFN] = frame;
       act[a + ACT.MFN] = mfn;
     } else {
@@ -166,7 +188,6 @@ function unpinGrant(m: Machine, rd: number, ref: number, ro: boolean, site: stri
     if (left === 0) {
       Atomics.and(m.grants.shared, si, ~GTF_reading);
       act[a + ACT.DOMID] = 0;
-      Atomics.store(act, a + ACT.TAMPERED, 0);
     }
   } finally {
     activeUnlock(m, rd, ref);

@@ -10,7 +10,7 @@ import { STAT } from './layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
 import { VS, vcpuTransition } from './vcpu.js';
-import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRef } from './grant-table.js';
+import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
 import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from './primitives.js';
@@ -24,7 +24,6 @@ import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, dom
 import { ESRCH, GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
 import { CTL } from './layout/control.js';
-import { ACT } from './layout/grants.js';
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
 export class Rng {
@@ -271,9 +270,10 @@ export class VcpuContext implements GuestCpu {
         if (!inRange(ref)) return;
         const i = m.grants.sharedIdx(d, ref);
         // A guest may write its entry non-atomically; this is that write.
+        guestStoreBegin(m, d, ref);
         m.grants.shared[i + 1] = frame;
         m.grants.shared[i] = w0;
-        Atomics.store(m.grants.active, m.grants.actIdx(d, ref) + ACT.TAMPERED, 1);
+        guestStoreEnd(m, d, ref);
       },
       read_raw: (ref: GrantRef): [number, number] => {
         if (!inRange(ref)) return [0, 0];

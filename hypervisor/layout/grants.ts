@@ -12,12 +12,13 @@
  *    changed flags or domid in between (Xen's _set_status_v1).
  *
  * 2. Active entries, hypervisor-private: RPIN, WPIN (pin counts), DOMID
- *    (grantee + 1), GFN, MFN; TAMPERED is the checker's note that the guest
- *    rewrote the shared entry raw while it was pinned (the guest may clear
- *    GTF_reading/writing in its own memory — Xen does not stop it — so
- *    invariant 5 holds the hypervisor to the flags only on untampered
- *    entries; pins vs maptrack is checked regardless). Written only under the granter's grant lock
- *    and the entry's active lock (Xen's active_entry_acquire).
+ *    (grantee + 1), GFN, MFN; TSEQ / PIN_TSEQ are the checker's note that the
+ *    guest stored over the shared entry since its pins began (the guest may
+ *    clear GTF_reading/writing in its own memory — Xen does not stop it — so
+ *    invariant 5 holds the hypervisor to the flags only on entries the guest
+ *    left alone; pins vs maptrack is checked regardless). Pins are written only
+ *    under the granter's grant lock and the entry's active lock (Xen's
+ *    active_entry_acquire); TSEQ is the guest's, bumped atomically.
  *
  * 3. Maptrack of the *mapping* domain: NR_MAPTRACK_ENTRIES records
  *    (FLAGS, GRANTER domid + 1, REF, HOST_GFN, NEXT free) plus a header
@@ -28,7 +29,13 @@ import { MAX_DOMAINS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../constants
 import { expectBytes } from './region.js';
 
 export const SHARED_WORDS = 2;
-export const ACT = { RPIN: 0, WPIN: 1, DOMID: 2, GFN: 3, MFN: 4, TAMPERED: 5, WORDS: 8 } as const;
+/**
+ * Active entry. TSEQ counts the guest's own plain writes to the shared entry
+ * (odd while one is under way); PIN_TSEQ is TSEQ when the current run of pins
+ * began — the checker holds the hypervisor to invariant 5 only for entries the
+ * guest has not rewritten since (a guest may clobber its own status bits).
+ */
+export const ACT = { RPIN: 0, WPIN: 1, DOMID: 2, GFN: 3, MFN: 4, TSEQ: 5, PIN_TSEQ: 6, WORDS: 8 } as const;
 export const MT = { FLAGS: 0, GRANTER: 1, REF: 2, HOST_GFN: 3, NEXT: 4, WORDS: 8 } as const;
 export const MT_HDR = { HEAD: 0, INUSE: 1, WORDS: 4 } as const;
 /** Set in a maptrack FLAGS word while the handle is live. */
