@@ -59,6 +59,17 @@ export const XENSTORE_WORDS = 64 * 1024;
 /** IOREQ servers per target domain (Xen: MAX_NR_IOREQ_SERVERS). */
 export const MAX_IOREQ_SERVERS_PER_DOMAIN = 8;
 
+/**
+ * Timeline capture (`--trace`, `--report`; docs/trace-and-report.md): events
+ * per vCPU ring (a power of two; 4 float64 each, so 512 KiB a ring), how
+ * often the host drains the rings, and how many drained events the host
+ * keeps for the trace file (the rest are only counted; the report's
+ * aggregates see every drained event).
+ */
+export const TRACE_RING_EVENTS = 16 * 1024;
+export const TRACE_DRAIN_MS = 100;
+export const TRACE_MAX_EVENTS = 300_000;
+
 function assert(cond: boolean, what: string): void {
   if (!cond) throw new Error(`constants: ${what}`);
 }
@@ -67,3 +78,5 @@ assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
 assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
 assert(MAX_PAGES_PER_OP % 32 === 0, 'a mapping record keeps one bit per page in whole words');
+assert((TRACE_RING_EVENTS & (TRACE_RING_EVENTS - 1)) === 0, 'TRACE_RING_EVENTS is a power of two (ring indices wrap with a mask)');
+assert(TRACE_MAX_EVENTS >= TRACE_RING_EVENTS, 'the host keeps at least one full ring');

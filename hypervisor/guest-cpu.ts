@@ -24,6 +24,8 @@ import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, dom
 import { ESRCH, GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
 import { CTL } from './layout/control.js';
+import { HC } from './layout/trace.js';
+import { tracer, type TraceWriter } from './trace.js';
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
 export class Rng {
@@ -173,8 +175,13 @@ export class VcpuContext implements GuestCpu {
   }
   private serverEnd: IoreqServerEnd | undefined;
 
-  /** Run `fn` in hypervisor mode. */
-  hypercall<T>(fn: () => T, isError: (r: T) => boolean): T {
+  /**
+   * Run `fn` in hypervisor mode. `op` names it in the timeline (an HC id:
+   * a small constant, so naming costs nothing when tracing is off).
+   */
+  hypercall<T>(fn: () => T, isError: (r: T) => boolean, op: number = HC.other): T {
+    const tw = tracer;
+    if (tw !== null) return this.hypercallTraced(fn, isError, op, tw);
     const slot = this.id.slot;
     this.stat(STAT.HYPERCALLS);
     vcpuTransition(this.m, slot, VS.GUEST, VS.HYPERVISOR);
@@ -189,6 +196,26 @@ export class VcpuContext implements GuestCpu {
     return r;
   }
 
+  /** The gate with its entry and exit on the timeline (one HC event, written at the exit). */
+  private hypercallTraced<T>(fn: () => T, isError: (r: T) => boolean, op: number, tw: TraceWriter): T {
+    const slot = this.id.slot;
+    this.stat(STAT.HYPERCALLS);
+    const t0_us = tw.now();
+    vcpuTransition(this.m, slot, VS.GUEST, VS.HYPERVISOR);
+    let r: T;
+    let err = true; // a hypercall that throws (HypervisorBug) is an error on the timeline too
+    try {
+      r = fn();
+      err = isError(r);
+    } finally {
+      vcpuTransition(this.m, slot, VS.HYPERVISOR, VS.GUEST);
+      this.mmu.boundary();
+      tw.hypercall(t0_us, op, err);
+    }
+    if (err) this.stat(STAT.ERRORS);
+    return r;
+  }
+
   private makeHypercalls(): Hypercalls {
     const m = this.m;
     const d = this.id.domid;
@@ -198,61 +225,61 @@ export class VcpuContext implements GuestCpu {
     return {
       populate_physmap: (gfns: readonly Gfn[]) => {
         this.stat(STAT.POPULATES);
-        return this.hypercall(() => populatePhysmap(m, d, gfns), neg);
+        return this.hypercall(() => populatePhysmap(m, d, gfns), neg, HC.populate_physmap);
       },
       decrease_reservation: (gfns: readonly Gfn[]) => {
         this.stat(STAT.BALLOONS);
-        return this.hypercall(() => decreaseReservation(m, d, gfns), neg);
+        return this.hypercall(() => decreaseReservation(m, d, gfns), neg, HC.decrease_reservation);
       },
-      current_reservation: () => this.hypercall(() => m.dom.at(d, DOM.TOT_PAGES), neg),
-      maximum_reservation: () => this.hypercall(() => m.dom.at(d, DOM.MAX_PAGES), neg),
+      current_reservation: () => this.hypercall(() => m.dom.at(d, DOM.TOT_PAGES), neg, HC.current_reservation),
+      maximum_reservation: () => this.hypercall(() => m.dom.at(d, DOM.MAX_PAGES), neg, HC.maximum_reservation),
       gnttab_map_grant_ref: (op: MapGrantRef): MapGrantResult => {
         this.stat(STAT.GRANT_MAPS);
-        return this.hypercall(() => mapGrantRef(m, d, op), (r) => r.status !== GNTST_okay);
+        return this.hypercall(() => mapGrantRef(m, d, op), (r) => r.status !== GNTST_okay, HC.gnttab_map_grant_ref);
       },
       gnttab_unmap_grant_ref: (h: GrantHandle) => {
         this.stat(STAT.GRANT_UNMAPS);
-        return this.hypercall(() => unmapGrantRef(m, d, h), gnt);
+        return this.hypercall(() => unmapGrantRef(m, d, h), gnt, HC.gnttab_unmap_grant_ref);
       },
       gnttab_copy: (op: GrantCopy) => {
         this.stat(STAT.GRANT_COPIES);
-        return this.hypercall(() => gnttabCopy(m, d, op), gnt);
+        return this.hypercall(() => gnttabCopy(m, d, op), gnt, HC.gnttab_copy);
       },
       gnttab_query_size: () =>
-        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), max_nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), status: GNTST_okay }), () => false),
+        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), max_nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), status: GNTST_okay }), () => false, HC.gnttab_query_size),
       foreign_map: (from: DomId, gfn: Gfn, at: Gfn) => {
         this.stat(STAT.FOREIGN_MAPS);
-        return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg);
+        return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg, HC.foreign_map);
       },
-      remove_from_physmap: (at: Gfn) => this.hypercall(() => removeFromPhysmap(m, d, at), neg),
+      remove_from_physmap: (at: Gfn) => this.hypercall(() => removeFromPhysmap(m, d, at), neg, HC.remove_from_physmap),
       buffer_copy: (dir, gfn, offset, bytes) => {
         this.stat(STAT.COPIES);
-        return this.hypercall(() => bufferCopy(m, d, dir, gfn, offset, bytes, this.scratch), neg);
+        return this.hypercall(() => bufferCopy(m, d, dir, gfn, offset, bytes, this.scratch), neg, HC.buffer_copy);
       },
-      domctl_max_mem: (dom: DomId, pages: number) => this.hypercall(() => domctlMaxMem(m, d, dom, pages), neg),
+      domctl_max_mem: (dom: DomId, pages: number) => this.hypercall(() => domctlMaxMem(m, d, dom, pages), neg, HC.domctl_max_mem),
       domctl_iomem_permission: (dom: DomId, first: number, nr: number, allow: boolean) =>
-        this.hypercall(() => domctlIomemPermission(m, d, dom, first, nr, allow), neg),
-      domctl_destroy: (dom: DomId) => this.hypercall(() => domctlDestroy(m, d, dom, this.id.slot), neg),
+        this.hypercall(() => domctlIomemPermission(m, d, dom, first, nr, allow), neg, HC.domctl_iomem_permission),
+      domctl_destroy: (dom: DomId) => this.hypercall(() => domctlDestroy(m, d, dom, this.id.slot), neg, HC.domctl_destroy),
       dm_map: (fe, source, count, at, type) => {
         this.stat(STAT.MAPS);
         const src = source.kind === 'ram' ? { kind: 'ram' as const, gfn: source.gfn as number } : { kind: 'bar' as const, mfn: source.mfn };
-        return this.hypercall(() => dmMap(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr);
+        return this.hypercall(() => dmMap(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr, HC.dm_map);
       },
       dm_revoke: (target) => {
         this.stat(STAT.REVOKES);
-        return this.hypercall(() => dmRevoke(m, d, target), neg);
+        return this.hypercall(() => dmRevoke(m, d, target), neg, HC.dm_revoke);
       },
       dm_steal: (fe, gfn, count, into) => {
         this.stat(STAT.STEALS);
-        return this.hypercall(() => dmSteal(m, d, { fe, gfn, count, ...(into !== undefined ? { into } : {}) }), dmErr);
+        return this.hypercall(() => dmSteal(m, d, { fe, gfn, count, ...(into !== undefined ? { into } : {}) }), dmErr, HC.dm_steal);
       },
       dm_return: (fe, gfn, count, at) => {
         this.stat(STAT.RETURNS);
-        return this.hypercall(() => dmReturn(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr);
+        return this.hypercall(() => dmReturn(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr, HC.dm_return);
       },
-      dm_create_ioreq_server: (fe, ranges, policy) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy), neg),
-      sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg),
-      dm_set_ioreq_server_state: (fe, server, enabled) => this.hypercall(() => ioreqServerSetState(m, d, fe, server, enabled), neg),
+      dm_create_ioreq_server: (fe, ranges, policy) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy), neg, HC.dm_create_ioreq_server),
+      sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg, HC.sched_crash),
+      dm_set_ioreq_server_state: (fe, server, enabled) => this.hypercall(() => ioreqServerSetState(m, d, fe, server, enabled), neg, HC.dm_set_ioreq_server_state),
     };
   }
 

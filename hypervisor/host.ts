@@ -23,6 +23,8 @@ import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
 import { VS } from './vcpu.js';
 import { statusName } from './public/errno.js';
+import { TraceCollector, type TraceData } from './trace-collector.js';
+import { clearTracer, hostRing, setHostTracer } from './trace.js';
 
 export interface HostDomainSpec {
   name: string;
@@ -50,6 +52,10 @@ export interface HostSpec {
   check_interval_ms: number;
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
+  /** Capture the timeline (`--trace`, `--report`): rings in shared memory, drained by the host. */
+  trace?: boolean;
+  /** Drained events kept for the trace file (default TRACE_MAX_EVENTS; 0: aggregates only). */
+  trace_max_events?: number;
 }
 
 /** A vCPU blocked this long without progress is reported by the watchdog. */
@@ -72,6 +78,8 @@ export interface HostReport {
   rtt_hist: number[];
   transport: { kind: string; published: number; completed: number; duplicates_dropped: number; malformed: number; guests_crashed: number; dm_restarts: number };
   events: string[];
+  /** The timeline, when the spec asked for it. */
+  trace?: TraceData;
 }
 
 /**
@@ -104,6 +112,8 @@ export class Host {
       buggify: spec.buggify,
       seed: spec.seed,
       max_domains: Math.max(1, ...spec.domains.map((d) => d.domid + 1)),
+      // A ring per vCPU slot (boot allocates them from 0, first fit) and one for this thread.
+      ...(spec.trace === true ? { trace_rings: spec.domains.reduce((a, d) => a + d.vcpus, 0) + 1 } : {}),
     });
     this.m = new Machine(this.sabs);
     if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);
@@ -179,6 +189,36 @@ export class Host {
     if (this.spec.check_interval_ms > 0) {
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
+    this.startTrace();
+  }
+
+  private collector: TraceCollector | undefined;
+
+  /** Drain the timeline rings from now on (tracing on only); this thread's own events go to the host ring. */
+  private startTrace(): void {
+    const t = this.m.trace;
+    if (t === undefined) return;
+    const threads = [{ ring: hostRing(t), domid: -1, vcpu: 0 }];
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) threads.push({ ring: base + v, domid: d.domid, vcpu: v });
+    }
+    this.collector = new TraceCollector(this.m, {
+      domains: this.spec.domains.map((d) => ({ domid: d.domid, name: d.name })),
+      threads,
+      stats: () => this.stats(),
+      ...(this.spec.trace_max_events !== undefined ? { max_events: this.spec.trace_max_events } : {}),
+    });
+    setHostTracer(t);
+    this.collector.start();
+  }
+
+  private finishTrace(): TraceData | undefined {
+    const c = this.collector;
+    if (c === undefined) return undefined;
+    this.collector = undefined;
+    clearTracer();
+    return c.finish();
   }
 
   /** Run a vCPU; a device model killed by chaos is restarted on the same vCPU. */
@@ -331,6 +371,7 @@ export class Host {
     const counts = this.m.log.counts();
     const invariants: Record<string, { checks: number; violations: number }> = {};
     for (const i of CHECKED_INVARIANTS) if (i !== 'ioreq_forward' || counts[i].checks > 0) invariants[i] = counts[i];
+    const trace = this.finishTrace();
     return {
       duration_ms,
       domains,
@@ -344,6 +385,7 @@ export class Host {
       transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
       events: this.m.log.events(),
       rtt_hist,
+      ...(trace !== undefined ? { trace } : {}),
     };
   }
 }

@@ -19,6 +19,8 @@ import { sched } from './sched.js';
 import { VS } from './vcpu.js';
 import { domainCrash } from './domain-crash.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
+import { IO_END, TK, kindWord } from './layout/trace.js';
+import { tracer } from './trace.js';
 
 export interface IoRange {
   start: number;
@@ -90,6 +92,10 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
   const s = revoked ? m.ioreq.first(d) : m.ioreq.claiming(d, gfn);
   if (s < 0) return { outcome: ACCESS.NULL_IO, value: -1 };
   const policy = m.ioreq.policy(d, s);
+  if (revoked) {
+    const tw = tracer;
+    if (tw !== null) tw.put(tw.now(), kindWord(TK.FAULT, s), gfn, 0);
+  }
   if (m.ioreq.state(d, s) !== SRV_STATE.ENABLED) {
     if (!revoked) return { outcome: ACCESS.IOREQ, value: -1 };
     return { outcome: policy === FAULT_POLICY.fail ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
@@ -133,6 +139,9 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   const t0_us = sched().now_us();
   Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
   mmu.stat(STAT.IOREQS_SENT);
+  const tw = tracer;
+  if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_SEND, type | ((write ? IOREQ_DIR.WRITE : IOREQ_DIR.READ) << 4)), seq, gfn);
+  let how: number = IO_END.ABANDONED;
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
     // redis: the host's dispatcher publishes it on the server's stream.
     Atomics.add(m.control.w, CTL.DISPATCH, 1);
@@ -154,6 +163,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       if (cur !== prev) {
         m.log.checked('ioreq_forward');
         if (cur < prev || cur > IOREQ_STATE.IORESP_READY || cur === IOREQ_STATE.NONE || Atomics.load(slots, i + IOS.SEQ) !== seq) {
+          how = IO_END.PROTOCOL_ERROR;
           serverBroke(m, d, `d${d} vCPU slot ${mmu.slot}: ioreq ${seq} state went ${prev} → ${cur}`);
           Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
           return undefined;
@@ -170,16 +180,19 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     }
     const answer = { data: slots[i + IOS.DATA]! >>> 0, fault: slots[i + IOS.FAULT]! };
     if (type === IOREQ_TYPE.FAULT && (answer.fault < FAULT_ANSWER.NONE || answer.fault > FAULT_ANSWER.RETRY)) {
+      how = IO_END.PROTOCOL_ERROR;
       serverBroke(m, d, `d${d}: FAULT ioreq ${seq} answered with ${answer.fault}`);
       Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
       return undefined;
     }
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+    how = IO_END.ANSWERED;
     mmu.stat(STAT.IOREQS_DONE);
     const rtt = sched().now_us() - t0_us;
     mmu.stat(STAT.RTT_HIST + Math.min(STAT.RTT_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, rtt))))));
     return answer;
   } finally {
+    if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_DONE, how), seq, 0);
     if (wasGuest) {
       Atomics.store(m.vcpus.w, st, VS.GUEST);
       mmu.boundary();

@@ -4,7 +4,7 @@
  * workers). `MachineSabs` is what crosses thread boundaries (structured
  * clone shares SharedArrayBuffers); `Machine` is a thread's typed view.
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from './constants.js';
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, TRACE_RING_EVENTS, XENSTORE_WORDS } from './constants.js';
 import { InvariantLog } from './invariants.js';
 import { CTL, ControlRegion } from './layout/control.js';
 import { DOM, DomainTable } from './layout/domains.js';
@@ -17,6 +17,7 @@ import { VcpuTable } from './layout/vcpus.js';
 import { Registry } from './layout/registry.js';
 import { IoreqServers } from './layout/ioreq.js';
 import { IoreqSlots } from './layout/ioreq-slots.js';
+import { TraceRegion } from './layout/trace.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
 
@@ -39,6 +40,10 @@ export interface MachineConfig {
   checking: boolean;
   buggify: number;
   seed: number;
+  /** Timeline rings (layout/trace.ts): one per vCPU slot plus the host's; absent or 0: no tracing. */
+  trace_rings?: number;
+  /** Events per ring (default TRACE_RING_EVENTS). */
+  trace_ring_events?: number;
 }
 
 export interface BarSab {
@@ -67,6 +72,8 @@ export interface MachineSabs {
   ioreq: SharedArrayBuffer;
   ioreqSlots: SharedArrayBuffer;
   bars: BarSab[];
+  /** The timeline rings, only when tracing was asked for. */
+  trace?: SharedArrayBuffer;
 }
 
 /** Lock ids of the global locks; per-domain ones live in the domain table. */
@@ -88,6 +95,7 @@ export class Machine {
   readonly reg: Registry;
   readonly ioreq: IoreqServers;
   readonly ios: IoreqSlots;
+  readonly trace: TraceRegion | undefined;
   /** Word views of RAM (region 0) and each BAR (regions 1…), indexed by region. */
   readonly regions: Int32Array[];
   readonly regionBase: number[];
@@ -111,6 +119,7 @@ export class Machine {
     this.reg = new Registry(sabs.registry);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
     this.ios = new IoreqSlots(sabs.ioreqSlots, this.nd);
+    this.trace = sabs.trace !== undefined ? new TraceRegion(sabs.trace) : undefined;
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
     this.regionBase = [0, ...sabs.bars.map((b) => b.base_mfn)];
@@ -194,6 +203,9 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     ioreqSlots: new SharedArrayBuffer(IoreqSlots.bytes(nd)),
     bars,
   };
+  if (config.trace_rings !== undefined && config.trace_rings > 0) {
+    sabs.trace = TraceRegion.create({ nr_rings: config.trace_rings, ring_events: config.trace_ring_events ?? TRACE_RING_EVENTS }, performance.timeOrigin + performance.now());
+  }
   const ctl = new Int32Array(sabs.control);
   ctl[CTL.BUGGIFY] = config.buggify;
   ctl[CTL.CHECKING] = config.checking ? 1 : 0;

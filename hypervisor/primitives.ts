@@ -23,6 +23,8 @@ import { getPage, putPage } from './mm.js';
 import { p2mGet, p2mIndex, p2mIsEmpty, p2mLock, p2mRemoveLocked, p2mSetLocked, p2mUnlock } from './p2m.js';
 import { E2BIG, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from './public/errno.js';
 import { GTF_permit_access, GTF_type_mask, P2M, type P2mType } from './public/types.js';
+import { PRIM } from './layout/trace.js';
+import { tracePrim, tracer } from './trace.js';
 
 export type MapSource = { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number };
 export interface MapArgs {
@@ -56,6 +58,7 @@ export interface PrimResult {
 }
 
 const ok = (id = 0): PrimResult => ({ rc: 0, index: -1, id });
+const rcOf = (r: PrimResult): number => r.rc;
 const fail = (rc: number, index = -1): PrimResult => ({ rc, index, id: 0 });
 
 // ---------------------------------------------------------------- helpers
@@ -129,6 +132,11 @@ function barOf(m: Machine, mfn: number, count: number): boolean {
 // ---------------------------------------------------------------- Map
 
 export function dmMap(m: Machine, be: number, a: MapArgs): PrimResult {
+  const tw = tracer;
+  return tw === null ? dmMapUntraced(m, be, a) : tracePrim(tw, PRIM.MAP, a.fe, a.count, () => dmMapUntraced(m, be, a), rcOf);
+}
+
+function dmMapUntraced(m: Machine, be: number, a: MapArgs): PrimResult {
   if (!countOk(a.count)) return fail(-EINVAL);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
@@ -280,6 +288,12 @@ function revokeRange(m: Machine, which: (r: number) => boolean, fe: number, gfn:
  *     the frames.
  */
 export function revokeRecord(m: Machine, r: number, pages: readonly number[]): void {
+  const tw = tracer;
+  if (tw === null) revokeRecordUntraced(m, r, pages);
+  else tracePrim(tw, PRIM.REVOKE, m.reg.at(r, REC.FRONTEND), pages.length, () => revokeRecordUntraced(m, r, pages), () => 0);
+}
+
+function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[]): void {
   const reg = m.reg;
   const fe = reg.at(r, REC.FRONTEND);
   const first = reg.at(r, REC.FE_GFN);
@@ -318,6 +332,11 @@ export function revokeRecord(m: Machine, r: number, pages: readonly number[]): v
 // ---------------------------------------------------------------- Steal
 
 export function dmSteal(m: Machine, be: number, a: StealArgs): PrimResult {
+  const tw = tracer;
+  return tw === null ? dmStealUntraced(m, be, a) : tracePrim(tw, PRIM.STEAL, a.fe, a.count, () => dmStealUntraced(m, be, a), rcOf);
+}
+
+function dmStealUntraced(m: Machine, be: number, a: StealArgs): PrimResult {
   if (!countOk(a.count)) return fail(-EINVAL);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
@@ -459,6 +478,11 @@ function findHoles(m: Machine, d: number, count: number): number {
 // ---------------------------------------------------------------- Return
 
 export function dmReturn(m: Machine, be: number, a: ReturnArgs): PrimResult {
+  const tw = tracer;
+  return tw === null ? dmReturnUntraced(m, be, a) : tracePrim(tw, PRIM.RETURN, a.fe, a.count, () => dmReturnUntraced(m, be, a), rcOf);
+}
+
+function dmReturnUntraced(m: Machine, be: number, a: ReturnArgs): PrimResult {
   if (!countOk(a.count)) return fail(-EINVAL);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);

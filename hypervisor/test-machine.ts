@@ -10,6 +10,8 @@ export interface TestMachineOptions {
   transitive_revoke?: boolean;
   bugs?: string;
   bars?: Array<{ name: string; owner: number; nr_pages: number }>;
+  /** Timeline rings (layout/trace.ts) and their size; none by default. */
+  trace?: { rings: number; ring_events: number };
 }
 
 export function testMachine(o: TestMachineOptions = {}): Machine {
@@ -25,6 +27,7 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
       checking: true,
       buggify: parseBuggify(o.bugs),
       seed: 1,
+      ...(o.trace !== undefined ? { trace_rings: o.trace.rings, trace_ring_events: o.trace.ring_events } : {}),
     }),
   );
   domains.forEach((d, i) => {

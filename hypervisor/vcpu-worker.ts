@@ -13,6 +13,7 @@ import { VcpuContext } from './guest-cpu.js';
 import { VS } from './vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { RedisServerEnd } from '../transport/redis-end.js';
+import { setVcpuTracer } from './trace.js';
 
 export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
 
@@ -53,6 +54,8 @@ export function decodeTask(x: unknown): VcpuTask {
 export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   const task = decodeTask(raw);
   const m = attachMachine(task.sabs);
+  // This thread produces the timeline of its vCPU slot (when the host traces).
+  setVcpuTracer(m.trace, task.slot);
   const tr = task.transport;
   if (tr.kind === 'redis') {
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));

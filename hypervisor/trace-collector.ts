@@ -1,0 +1,256 @@
+/**
+ * The consumer side of the timeline (layout/trace.ts has the ring
+ * protocol): the host main thread drains every ring each TRACE_DRAIN_MS
+ * into a bounded list, samples host-side counters, and keeps the
+ * aggregates the report plots. What it hands back (TraceData) travels in
+ * the HostReport to the orchestrator, which writes the Chrome trace and
+ * the report (docs/trace-and-report.md).
+ *
+ * Drop policy. A full ring drops new events (the producer counts them and
+ * marks the gap). The host keeps drained events up to `max_events`, whole
+ * drains at a time: the first drain that would overflow the cap and every
+ * later one are only counted, so the kept timeline is one prefix of the run
+ * for every thread, cut at `truncated_at_us`. The aggregates (Revoke
+ * latencies, faults per bin, counter samples) see every drained event.
+ */
+import { TRACE_DRAIN_MS, TRACE_MAX_EVENTS } from './constants.js';
+import { DOM } from './layout/domains.js';
+import { EV, HC, RING, TK, extraOf, kindOf, type TraceRegion } from './layout/trace.js';
+import type { Machine } from './machine.js';
+
+/** Words per kept event: ring, then the ring's EV words. */
+export const KEPT_WORDS = 1 + EV.WORDS;
+/** Revoke latency histogram: bucket k holds [2^(k/4), 2^((k+1)/4)) µs (bucket 0 also everything below 1 µs). */
+export const REVOKE_HIST_PER_OCTAVE = 4;
+export const REVOKE_HIST_BUCKETS = 26 * REVOKE_HIST_PER_OCTAVE;
+/** Individual Revoke latencies and counter samples kept for plots over time (evenly thinned beyond). */
+const MAX_POINTS = 4096;
+
+export interface TraceThread {
+  ring: number;
+  /** -1 for the host main thread. */
+  domid: number;
+  vcpu: number;
+}
+
+export interface TraceData {
+  format: 1;
+  /** The epoch all `*_us` times count from, in Unix ms. */
+  epoch_unix_ms: number;
+  started_us: number;
+  ended_us: number;
+  drain_ms: number;
+  threads: TraceThread[];
+  domains: Array<{ domid: number; name: string }>;
+  /** Kept events, KEPT_WORDS float64 each (ring, ts, kind, a, b), base64 of the little-endian bytes. */
+  events_b64: string;
+  events: number;
+  dropped: {
+    /** Per ring: events a full ring refused. */
+    ring_full: number[];
+    /** Drained events not kept (over `cap`). */
+    over_cap: number;
+    cap: number;
+    /** Where the kept timeline ends when events were dropped over the cap. */
+    truncated_at_us: number | null;
+  };
+  /** Host-side counters sampled at each drain (thinned to MAX_POINTS). */
+  samples: {
+    t_us: number[];
+    free_frames: number[];
+    /** tot_pages per domain, in `domains` order. */
+    tot_pages: number[][];
+    /** Cumulative op counts (Host.stats()). */
+    ops: Record<string, number[]>;
+  };
+  revoke: {
+    /** dm_revoke hypercall latencies, log buckets (REVOKE_HIST_PER_OCTAVE per octave from 1 µs). */
+    hist: number[];
+    per_octave: number;
+    /** (t_us, latency_us) pairs, evenly thinned to MAX_POINTS. */
+    points: Array<[number, number]>;
+    count: number;
+  };
+  /** FAULT ioreqs per bin of `bin_us` from `started_us`. */
+  faults: { bin_us: number; counts: number[] };
+}
+
+export interface CollectorOptions {
+  domains: Array<{ domid: number; name: string }>;
+  threads: TraceThread[];
+  stats: () => Record<string, number>;
+  max_events?: number;
+  drain_ms?: number;
+}
+
+/** A list that keeps at most `max` items by dropping every other one and then keeping only every 2^k-th new one. */
+class Thinned<T> {
+  readonly items: T[] = [];
+  private stride = 1;
+  private seen = 0;
+  constructor(private readonly max: number) {}
+  push(x: T): void {
+    if (this.seen++ % this.stride !== 0) return;
+    this.items.push(x);
+    if (this.items.length >= this.max) {
+      let w = 0;
+      for (let r = 0; r < this.items.length; r += 2) this.items[w++] = this.items[r]!;
+      this.items.length = w;
+      this.stride *= 2;
+    }
+  }
+}
+
+export class TraceCollector {
+  private readonly t: TraceRegion;
+  private readonly cap: number;
+  private readonly drain_ms: number;
+  private readonly chunks: Float64Array[] = [];
+  private kept = 0;
+  private overCap = 0;
+  private truncatedAt: number | null = null;
+  private scratch: Float64Array;
+  private timer: NodeJS.Timeout | undefined;
+  private started_us = 0;
+  private last_us = 0;
+  private readonly off_ms: number;
+  private readonly samples = new Thinned<{ t: number; free: number; tot: number[]; ops: Record<string, number> }>(MAX_POINTS);
+  private readonly revokeHist = new Array<number>(REVOKE_HIST_BUCKETS).fill(0);
+  private readonly revokePoints = new Thinned<[number, number]>(MAX_POINTS);
+  private revokes = 0;
+  private readonly faults: number[] = [];
+
+  constructor(
+    readonly m: Machine,
+    readonly o: CollectorOptions,
+  ) {
+    if (m.trace === undefined) throw new Error('trace collector: the machine has no trace region');
+    this.t = m.trace;
+    this.cap = o.max_events ?? TRACE_MAX_EVENTS;
+    this.drain_ms = o.drain_ms ?? TRACE_DRAIN_MS;
+    this.scratch = new Float64Array(this.t.nr_rings * this.t.ring_events * KEPT_WORDS);
+    this.off_ms = performance.timeOrigin - this.t.epoch_ms;
+  }
+
+  now(): number {
+    return (this.off_ms + performance.now()) * 1000;
+  }
+
+  /** Start draining; the vCPUs start now. */
+  start(): void {
+    this.started_us = this.now();
+    this.timer = setInterval(() => this.drain(), this.drain_ms);
+  }
+
+  /** Drain every ring (steps 3–4 of the protocol), then sample the counters. */
+  drain(): void {
+    const t = this.t;
+    let n = 0;
+    for (let r = 0; r < t.nr_rings; r++) {
+      const headIdx = t.ringIdx(r, RING.HEAD);
+      const tailIdx = t.ringIdx(r, RING.TAIL);
+      const head = Atomics.load(t.rings, headIdx);
+      let tail = t.rings[tailIdx]!;
+      for (; tail !== head; tail = (tail + 1) | 0) {
+        const i = t.eventIdx(r, tail);
+        const o = n * KEPT_WORDS;
+        this.scratch[o] = r;
+        for (let w = 0; w < EV.WORDS; w++) this.scratch[o + 1 + w] = t.ev[i + w]!;
+        n++;
+      }
+      Atomics.store(t.rings, tailIdx, head);
+    }
+    const now = this.now();
+    this.aggregate(n);
+    if (this.truncatedAt === null && this.kept + n <= this.cap) {
+      if (n > 0) this.chunks.push(this.scratch.slice(0, n * KEPT_WORDS));
+      this.kept += n;
+    } else {
+      this.truncatedAt ??= this.last_us;
+      this.overCap += n;
+    }
+    this.last_us = now;
+    this.sample(now);
+  }
+
+  private aggregate(n: number): void {
+    const s = this.scratch;
+    const bin_us = this.drain_ms * 1000;
+    for (let k = 0; k < n; k++) {
+      const o = k * KEPT_WORDS + 1;
+      const ts = s[o + EV.TS]!;
+      const word = s[o + EV.KIND]!;
+      const kind = kindOf(word);
+      if (kind === TK.HC && (extraOf(word) & 0xff) === HC.dm_revoke) {
+        const us = s[o + EV.A]!;
+        const b = us < 1 ? 0 : Math.min(REVOKE_HIST_BUCKETS - 1, Math.floor(Math.log2(us) * REVOKE_HIST_PER_OCTAVE));
+        this.revokeHist[b]!++;
+        this.revokes++;
+        this.revokePoints.push([ts, us]);
+      } else if (kind === TK.FAULT) {
+        const b = Math.max(0, Math.floor((ts - this.started_us) / bin_us));
+        while (this.faults.length <= b) this.faults.push(0);
+        this.faults[b]!++;
+      }
+    }
+  }
+
+  private sample(t_us: number): void {
+    this.samples.push({
+      t: t_us,
+      free: this.m.heap.free,
+      tot: this.o.domains.map((d) => this.m.dom.at(d.domid, DOM.TOT_PAGES)),
+      ops: this.o.stats(),
+    });
+  }
+
+  /** Stop the timer, drain what is left, and hand everything over. */
+  finish(): TraceData {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.drain();
+    const all = new Float64Array(this.kept * KEPT_WORDS);
+    let at = 0;
+    for (const c of this.chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    const samples = this.samples.items;
+    const opNames = Object.keys(samples[0]?.ops ?? {});
+    return {
+      format: 1,
+      epoch_unix_ms: this.t.epoch_ms,
+      started_us: this.started_us,
+      ended_us: this.last_us,
+      drain_ms: this.drain_ms,
+      threads: this.o.threads,
+      domains: this.o.domains,
+      events_b64: Buffer.from(all.buffer, all.byteOffset, all.byteLength).toString('base64'),
+      events: this.kept,
+      dropped: {
+        ring_full: Array.from({ length: this.t.nr_rings }, (_, r) => this.t.dropped(r)),
+        over_cap: this.overCap,
+        cap: this.cap,
+        truncated_at_us: this.truncatedAt,
+      },
+      samples: {
+        t_us: samples.map((x) => x.t),
+        free_frames: samples.map((x) => x.free),
+        tot_pages: this.o.domains.map((_, i) => samples.map((x) => x.tot[i] ?? 0)),
+        ops: Object.fromEntries(opNames.map((k) => [k, samples.map((x) => x.ops[k] ?? 0)])),
+      },
+      revoke: { hist: [...this.revokeHist], per_octave: REVOKE_HIST_PER_OCTAVE, points: this.revokePoints.items, count: this.revokes },
+      faults: { bin_us: this.drain_ms * 1000, counts: [...this.faults] },
+    };
+  }
+}
+
+/** The kept events of a TraceData, decoded (KEPT_WORDS float64 per event). */
+export function decodeEvents(d: Pick<TraceData, 'events_b64' | 'events'>): Float64Array {
+  const buf = Buffer.from(d.events_b64, 'base64');
+  if (buf.byteLength !== d.events * KEPT_WORDS * 8) throw new Error(`trace: ${buf.byteLength} bytes of events, expected ${d.events} × ${KEPT_WORDS} × 8`);
+  // Copy into an aligned buffer: Buffer.from may hand back a slice of a pool at any offset.
+  const out = new Float64Array(d.events * KEPT_WORDS);
+  new Uint8Array(out.buffer).set(buf);
+  return out;
+}

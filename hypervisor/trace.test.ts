@@ -1,0 +1,115 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { testMachine } from './test-machine.js';
+import { EV, HC, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord } from './layout/trace.js';
+import { KEPT_WORDS, TraceCollector, decodeEvents, type TraceData } from './trace-collector.js';
+import { clearTracer, setVcpuTracer, TraceWriter, tracer } from './trace.js';
+import { VcpuContext } from './guest-cpu.js';
+import { DOM } from './layout/domains.js';
+import { domid, gfn } from './public/types.js';
+import { dmMap, dmRevoke } from './primitives.js';
+
+interface Ev {
+  ring: number;
+  ts: number;
+  kind: number;
+  x: number;
+  a: number;
+  b: number;
+}
+function events(d: TraceData): Ev[] {
+  const f = decodeEvents(d);
+  const out: Ev[] = [];
+  for (let o = 0; o < f.length; o += KEPT_WORDS) {
+    const w = f[o + 1 + EV.KIND]!;
+    out.push({ ring: f[o]!, ts: f[o + 1 + EV.TS]!, kind: kindOf(w), x: extraOf(w), a: f[o + 1 + EV.A]!, b: f[o + 1 + EV.B]! });
+  }
+  return out;
+}
+const tracedMachine = (ring_events = 8) => testMachine({ trace: { rings: 3, ring_events } });
+const collector = (m: ReturnType<typeof tracedMachine>, max_events?: number) =>
+  new TraceCollector(m, { domains: [{ domid: 0, name: 'dom0' }], threads: [], stats: () => ({ hypercalls: 0 }), ...(max_events !== undefined ? { max_events } : {}) });
+
+afterEach(() => clearTracer());
+
+describe('timeline rings', () => {
+  it('carry events in order across many wraps of the counters', () => {
+    const m = tracedMachine();
+    const w = new TraceWriter(m.trace!, 1);
+    const c = collector(m);
+    let k = 0;
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 5; i++, k++) w.put(k, kindWord(TK.FAULT, 3), k * 2, 0);
+      c.drain();
+    }
+    const ev = events(c.finish());
+    expect(ev.map((e) => e.a)).toEqual(Array.from({ length: 50 }, (_, i) => i * 2));
+    expect(ev.every((e) => e.ring === 1 && e.kind === TK.FAULT && e.x === 3)).toBe(true);
+  });
+
+  it('a full ring drops new events, counts them and marks the gap once', () => {
+    const m = tracedMachine();
+    const w = new TraceWriter(m.trace!, 0);
+    const c = collector(m);
+    for (let i = 0; i < 20; i++) w.put(i, TK.FAULT, i, 0);
+    expect(m.trace!.dropped(0)).toBe(13);
+    c.drain();
+    for (let i = 20; i < 22; i++) w.put(i, TK.FAULT, i, 0);
+    const d = c.finish();
+    const ev = events(d);
+    // 7 events, the GAP in the slot kept for it, then writing resumes after the drain.
+    expect(ev.map((e) => (e.kind === TK.GAP ? 'gap' : e.a))).toEqual([0, 1, 2, 3, 4, 5, 6, 'gap', 20, 21]);
+    expect(d.dropped.ring_full[0]).toBe(13);
+  });
+
+  it('the host keeps whole drains up to the cap, and the aggregates still see everything', () => {
+    const m = tracedMachine(16);
+    const w = new TraceWriter(m.trace!, 0);
+    const c = collector(m, 10);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 6; i++) w.put(w.now(), kindWord(TK.HC, HC.dm_revoke), 10 + i, 0);
+      c.drain();
+    }
+    const d = c.finish();
+    expect(d.events).toBe(6);
+    expect(d.dropped.over_cap).toBe(12);
+    expect(d.dropped.truncated_at_us).not.toBeNull();
+    expect(d.revoke.count).toBe(18);
+    expect(d.revoke.hist.reduce((a, b) => a + b, 0)).toBe(18);
+    expect(d.samples.t_us.length).toBe(4);
+  });
+
+  it('hypercalls and the primitives inside them are recorded on the calling vCPU ring, nested', () => {
+    const m = tracedMachine(64);
+    const slot = m.dom.at(0, DOM.VCPU_BASE);
+    setVcpuTracer(m.trace, slot);
+    expect(tracer).not.toBeNull();
+    const cpu = new VcpuContext(m, { domid: 0, vcpu: 0, slot, memory_pages: 64, seed: 1 });
+    cpu.start();
+    const r = cpu.hc.dm_map(domid(1), { kind: 'ram', gfn: gfn(4) }, 2, gfn(100));
+    expect(r.rc).toBe(0);
+    expect(cpu.hc.dm_revoke({ id: r.id })).toBe(0);
+    expect(cpu.hc.dm_revoke({ id: 999_999 })).toBeLessThan(0);
+    cpu.stop();
+    const c = collector(m);
+    const ev = events(c.finish());
+    const names = ev.map((e) => (e.kind === TK.HC ? `${HC_NAMES[e.x & 0xff]}${e.x & 0x100 ? '!' : ''}` : e.kind === TK.PRIM_B ? `B${e.x}:${e.b}` : e.kind === TK.PRIM_E ? `E${e.x}:${e.a}` : `?${e.kind}`));
+    // An HC event is written at the hypercall's exit, after the primitive it contains.
+    expect(names).toEqual([`B${PRIM.MAP}:2`, `E${PRIM.MAP}:0`, 'dm_map', `B${PRIM.REVOKE}:2`, `E${PRIM.REVOKE}:0`, 'dm_revoke', 'dm_revoke!']);
+    expect(ev.every((e) => e.ring === slot)).toBe(true);
+    const hc = ev.filter((e) => e.kind === TK.HC);
+    const prims = ev.filter((e) => e.kind === TK.PRIM_B || e.kind === TK.PRIM_E);
+    // Each primitive lies within its hypercall's [entry, entry + duration].
+    expect(prims[0]!.ts).toBeGreaterThanOrEqual(hc[0]!.ts);
+    expect(prims[1]!.ts).toBeLessThanOrEqual(hc[0]!.ts + hc[0]!.a);
+    expect(prims[2]!.ts).toBeGreaterThanOrEqual(hc[1]!.ts);
+    expect(prims[3]!.ts).toBeLessThanOrEqual(hc[1]!.ts + hc[1]!.a);
+  });
+
+  it('nothing is recorded when this thread does not trace', () => {
+    const m = tracedMachine(64);
+    expect(tracer).toBeNull();
+    const id = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).id;
+    expect(dmRevoke(m, 0, { id })).toBe(0);
+    expect(collector(m).finish().events).toBe(0);
+  });
+});
