@@ -15,7 +15,7 @@
  */
 import { TRACE_DRAIN_MS, TRACE_MAX_EVENTS } from './constants.js';
 import { DOM } from './layout/domains.js';
-import { EV, HC, RING, TK, extraOf, kindOf, type TraceRegion } from './layout/trace.js';
+import { EV, PRIM, RING, TK, extraOf, kindOf, type TraceRegion } from './layout/trace.js';
 import type { Machine } from './machine.js';
 
 /** Words per kept event: ring, then the ring's EV words. */
@@ -64,7 +64,11 @@ export interface TraceData {
     ops: Record<string, number[]>;
   };
   revoke: {
-    /** dm_revoke hypercall latencies, log buckets (REVOKE_HIST_PER_OCTAVE per octave from 1 µs). */
+    /**
+     * Revoke latencies (µs from begin to end of each outermost Revoke: a
+     * dm_revoke's, Return's revoke phase, a teardown's), log buckets
+     * (REVOKE_HIST_PER_OCTAVE per octave from 1 µs).
+     */
     hist: number[];
     per_octave: number;
     /** (t_us, latency_us) pairs, evenly thinned to MAX_POINTS. */
@@ -118,6 +122,9 @@ export class TraceCollector {
   private readonly revokeHist = new Array<number>(REVOKE_HIST_BUCKETS).fill(0);
   private readonly revokePoints = new Thinned<[number, number]>(MAX_POINTS);
   private revokes = 0;
+  /** Per ring: nesting depth of Revoke slices, and when the outermost began. */
+  private readonly revokeDepth: Int32Array;
+  private readonly revokeBegin: Float64Array;
   private readonly faults: number[] = [];
 
   constructor(
@@ -130,6 +137,8 @@ export class TraceCollector {
     this.drain_ms = o.drain_ms ?? TRACE_DRAIN_MS;
     this.scratch = new Float64Array(this.t.nr_rings * this.t.ring_events * KEPT_WORDS);
     this.off_ms = performance.timeOrigin - this.t.epoch_ms;
+    this.revokeDepth = new Int32Array(this.t.nr_rings);
+    this.revokeBegin = new Float64Array(this.t.nr_rings);
   }
 
   now(): number {
@@ -177,22 +186,30 @@ export class TraceCollector {
     const s = this.scratch;
     const bin_us = this.drain_ms * 1000;
     for (let k = 0; k < n; k++) {
+      const ring = s[k * KEPT_WORDS]!;
       const o = k * KEPT_WORDS + 1;
       const ts = s[o + EV.TS]!;
       const word = s[o + EV.KIND]!;
       const kind = kindOf(word);
-      if (kind === TK.HC && (extraOf(word) & 0xff) === HC.dm_revoke) {
-        const us = s[o + EV.A]!;
-        const b = us < 1 ? 0 : Math.min(REVOKE_HIST_BUCKETS - 1, Math.floor(Math.log2(us) * REVOKE_HIST_PER_OCTAVE));
-        this.revokeHist[b]!++;
-        this.revokes++;
-        this.revokePoints.push([ts, us]);
+      if (kind === TK.PRIM_B && extraOf(word) === PRIM.REVOKE) {
+        if (this.revokeDepth[ring]!++ === 0) this.revokeBegin[ring] = ts;
+      } else if (kind === TK.PRIM_E && extraOf(word) === PRIM.REVOKE && this.revokeDepth[ring]! > 0) {
+        if (--this.revokeDepth[ring]! === 0) this.revokeSample(this.revokeBegin[ring]!, ts - this.revokeBegin[ring]!);
+      } else if (kind === TK.GAP) {
+        this.revokeDepth[ring] = 0; // its end may have been dropped
       } else if (kind === TK.FAULT) {
         const b = Math.max(0, Math.floor((ts - this.started_us) / bin_us));
         while (this.faults.length <= b) this.faults.push(0);
         this.faults[b]!++;
       }
     }
+  }
+
+  private revokeSample(t_us: number, us: number): void {
+    const b = us < 1 ? 0 : Math.min(REVOKE_HIST_BUCKETS - 1, Math.floor(Math.log2(us) * REVOKE_HIST_PER_OCTAVE));
+    this.revokeHist[b]!++;
+    this.revokes++;
+    this.revokePoints.push([t_us, us]);
   }
 
   private sample(t_us: number): void {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from './test-machine.js';
-import { EV, HC, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord } from './layout/trace.js';
+import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord } from './layout/trace.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents, type TraceData } from './trace-collector.js';
 import { clearTracer, setVcpuTracer, TraceWriter, tracer } from './trace.js';
 import { VcpuContext } from './guest-cpu.js';
@@ -66,16 +66,43 @@ describe('timeline rings', () => {
     const w = new TraceWriter(m.trace!, 0);
     const c = collector(m, 10);
     for (let round = 0; round < 3; round++) {
-      for (let i = 0; i < 6; i++) w.put(w.now(), kindWord(TK.HC, HC.dm_revoke), 10 + i, 0);
+      for (let i = 0; i < 3; i++) {
+        w.put(100 * i, kindWord(TK.PRIM_B, PRIM.REVOKE), 1, 8);
+        w.put(100 * i + 10 + i, kindWord(TK.PRIM_E, PRIM.REVOKE), 0, 0);
+      }
       c.drain();
     }
     const d = c.finish();
     expect(d.events).toBe(6);
     expect(d.dropped.over_cap).toBe(12);
     expect(d.dropped.truncated_at_us).not.toBeNull();
-    expect(d.revoke.count).toBe(18);
-    expect(d.revoke.hist.reduce((a, b) => a + b, 0)).toBe(18);
+    expect(d.revoke.count).toBe(9);
+    expect(d.revoke.hist.reduce((a, b) => a + b, 0)).toBe(9);
+    expect(d.revoke.points.slice(0, 3)).toEqual([
+      [0, 10],
+      [100, 11],
+      [200, 12],
+    ]);
     expect(d.samples.t_us.length).toBe(4);
+  });
+
+  it('Revoke latency counts the outermost Revoke only, and forgets one cut by a gap', () => {
+    const m = tracedMachine(16);
+    const w = new TraceWriter(m.trace!, 0);
+    const c = collector(m);
+    const R = (ts: number, begin: boolean): void => w.put(ts, kindWord(begin ? TK.PRIM_B : TK.PRIM_E, PRIM.REVOKE), 0, 1);
+    R(0, true);
+    R(5, true); // nested: revoked first, part of the outer one
+    R(7, false);
+    R(50, false);
+    w.put(60, kindWord(TK.PRIM_B, PRIM.RETURN), 1, 1);
+    R(61, true);
+    c.drain();
+    w.put(62, TK.GAP, 0, 0);
+    R(70, false); // its begin is older than the gap: not a sample
+    w.put(71, kindWord(TK.PRIM_E, PRIM.RETURN), 0, 0);
+    const d = c.finish();
+    expect(d.revoke.points).toEqual([[0, 50]]);
   });
 
   it('hypercalls and the primitives inside them are recorded on the calling vCPU ring, nested', () => {

@@ -11,6 +11,8 @@ import { HostDied, parseSeed, up } from './up.js';
 import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
+import { loadSavedRun } from './report/saved-run.js';
+import { writeReportDir } from './outputs.js';
 
 const program = new Command();
 program
@@ -32,6 +34,8 @@ program
   .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
+  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
   .addHelpText(
     'after',
     `
@@ -39,9 +43,10 @@ Examples:
   $ xgsim up examples/two-guests.yaml
   $ xgsim up examples/two-guests.yaml --duration 10s --json
   $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
+  $ xgsim up examples/gpu-desktop.yaml --duration 5s --trace run.json --report run-report/
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await up(file, { ...opts, buggify });
     process.exitCode = exitCode;
@@ -80,18 +85,40 @@ stress
   .option('--seed <n>', 'seed (default random; always printed)')
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
   .option('--json', 'print the summary as JSON')
+  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
+  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
   .addHelpText(
     'after',
     `
 Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
+  $ xgsim stress revoke --duration 3s --trace revoke.json --report revoke-report/
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean }) => {
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
+  });
+
+program
+  .command('report')
+  .description('render the report of a saved run again: <summary.json> (written by --report) → <dir>/index.html')
+  .argument('<summary.json>', 'a saved run, as `up --report <dir>` or `stress revoke --report <dir>` wrote it')
+  .argument('<dir>', 'output directory (created if missing)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ xgsim up examples/gpu-desktop.yaml --duration 5s --report run-report/
+  $ xgsim report run-report/summary.json again/
+  $ chromium again/index.html`,
+  )
+  .action((file: string, dir: string) => {
+    const run = loadSavedRun(file);
+    const index = writeReportDir(dir, run);
+    process.stderr.write(`report: ${index}\n`);
   });
 
 program

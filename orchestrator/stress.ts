@@ -7,12 +7,13 @@ import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervi
 import { UsageError } from './errors.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { parseDurationFlag, parseSeed, runHost } from './up.js';
+import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
 export type Adversary = (typeof ADVERSARIES)[number];
 const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
 
-export interface StressOptions {
+export interface StressOptions extends OutputFlags {
   guests?: string;
   vcpus?: string;
   backendVcpus?: string;
@@ -84,9 +85,10 @@ export async function stressRevoke(o: StressOptions): Promise<{ summary: Summary
   if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? 10_000;
   const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
+  const outputs = prepareOutputs(o);
   const bugs = bugNames(o.buggify);
   process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-  const report = await runHost(stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), duration_ms);
+  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), ...outputs.spec }, duration_ms);
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
   const cycles = summary.ops['revoke'] ?? 0;
   const extended = { ...summary, stress: { cycles, cycles_per_s: Math.round((cycles * 1000) / Math.max(1, summary.duration_ms)), adversary } };
@@ -95,9 +97,11 @@ export async function stressRevoke(o: StressOptions): Promise<{ summary: Summary
     process.stdout.write(`${formatSummary(summary)}\n`);
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
-  if (summary.verdict !== 'pass') {
-    const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-    process.stderr.write(`replay: ${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms\n`);
-  }
+  const replay =
+    summary.verdict !== 'pass'
+      ? `${bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : ''}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms`
+      : null;
+  if (replay !== null) process.stderr.write(`replay: ${replay}\n`);
+  for (const line of writeOutputs(outputs, { report, summary: extended, replay })) process.stderr.write(`${line}\n`);
   return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
 }

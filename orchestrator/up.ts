@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
+import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -42,7 +43,7 @@ export async function chooseTransport(
   return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redisUrl}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
 }
 
-export interface UpOptions {
+export interface UpOptions extends OutputFlags {
   redisUrl?: string;
   duration?: string;
   seed?: string;
@@ -72,20 +73,20 @@ export async function up(file: string, o: UpOptions): Promise<{ summary: Summary
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? topo.duration_ms ?? 10_000;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
   const seed = parseSeed(o.seed) ?? topo.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const outputs = prepareOutputs(o);
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
   const bugs = bugNames(o.buggify);
   process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
 
-  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice };
+  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
   const report = await runHost(spec, duration_ms);
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else process.stdout.write(`${formatSummary(summary)}\n`);
-  if (summary.verdict !== 'pass') {
-    const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-    process.stderr.write(`replay: ${env}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms\n`);
-  }
+  const replay = summary.verdict !== 'pass' ? `${bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : ''}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms` : null;
+  if (replay !== null) process.stderr.write(`replay: ${replay}\n`);
+  for (const line of writeOutputs(outputs, { report, summary, replay })) process.stderr.write(`${line}\n`);
   return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
 }
 

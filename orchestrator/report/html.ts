@@ -1,0 +1,188 @@
+/**
+ * The run report: one self-contained HTML page (inline CSS and SVG, a few
+ * lines of inline JS, nothing fetched) with the summary table and the
+ * plots, and summary.json beside it to render it again
+ * (docs/trace-and-report.md).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SavedRun } from './saved-run.js';
+import { esc, fmt, fmtUs, histogram, linePlot, scatterPlot, timeline, type Line } from './svg.js';
+
+/** The plots every report has, by their `data-plot` name. */
+export const PLOTS = ['revoke-latency-hist', 'revoke-latency-time', 'ops-rate', 'accesses-rate', 'ioreq-rtt-hist', 'faults-timeline', 'frames'] as const;
+
+/** Op counters plotted as rates, with their labels. */
+const RATE_OPS: ReadonlyArray<[string, string]> = [
+  ['hypercalls', 'hypercalls'],
+  ['maps', 'Map'],
+  ['revokes', 'Revoke'],
+  ['steals', 'Steal'],
+  ['returns', 'Return'],
+  ['ioreqs_sent', 'ioreqs'],
+  ['ioreq_faults', 'FAULTs'],
+];
+
+/** Per-interval rates (per second) of a cumulative counter sampled at t_ms. */
+export function rates(t_ms: readonly number[], c: readonly number[]): { xs: number[]; ys: number[] } {
+  const xs: number[] = [];
+  const ys: number[] = [];
+  for (let i = 1; i < t_ms.length; i++) {
+    const dt = (t_ms[i]! - t_ms[i - 1]!) / 1000;
+    if (dt <= 0) continue;
+    xs.push(t_ms[i]!);
+    ys.push(Math.max(0, (c[i]! - c[i - 1]!) / dt));
+  }
+  return { xs, ys };
+}
+
+export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
+  const s = run.series;
+  const t = s?.samples.t_ms ?? [];
+  const rev = s?.revoke;
+  // Revoke latency histogram: log buckets (per_octave per doubling from 1 µs), first to last non-empty.
+  const hist = rev?.hist ?? [];
+  const per = rev?.per_octave ?? 4;
+  const first = hist.findIndex((c) => c > 0);
+  const last = hist.length - 1 - [...hist].reverse().findIndex((c) => c > 0);
+  const lo = first < 0 ? 0 : Math.floor(first / per) * per;
+  const hi = first < 0 ? 0 : Math.ceil((last + 1) / per) * per;
+  const edgeUs = (k: number): number => 2 ** (k / per);
+  const revokeBars = hist.slice(lo, hi).map((c, i) => ({ label: `${fmtUs(edgeUs(lo + i))}–${fmtUs(edgeUs(lo + i + 1))}`, value: c }));
+
+  // Revoke latency over time: every sample, and the worst per 250 ms.
+  const pts = rev?.points ?? [];
+  const bin = 250;
+  const worst = new Map<number, number>();
+  for (const [tm, us] of pts) worst.set(Math.floor(tm / bin), Math.max(worst.get(Math.floor(tm / bin)) ?? 0, us));
+  const wk = [...worst.keys()].sort((a, b) => a - b);
+  const worstLine: Line = { label: `worst per ${bin} ms`, xs: wk.map((k) => (k + 0.5) * bin), ys: wk.map((k) => worst.get(k)!) };
+
+  const ops = s?.samples.ops ?? {};
+  const opLines: Line[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));
+  const acc = rates(t, ops['accesses'] ?? []);
+
+  // IOREQ round trips: log2 buckets of the summary, first to last non-empty.
+  const rtt = run.rtt_hist;
+  const r0 = rtt.findIndex((c) => c > 0);
+  const r1 = rtt.length - 1 - [...rtt].reverse().findIndex((c) => c > 0);
+  const rttBars = r0 < 0 ? [] : rtt.slice(r0, r1 + 1).map((c, i) => ({ label: `${fmtUs(2 ** (r0 + i))}–${fmtUs(2 ** (r0 + i + 1))}`, value: c }));
+
+  const frames: Line[] = [
+    ...(s?.samples.domains ?? []).map((d) => ({ label: `${d.name} tot_pages`, xs: t, ys: d.tot_pages })),
+    { label: 'free frames', xs: t, ys: s?.samples.free_frames ?? [] },
+  ];
+  const end_ms = Math.max(run.summary.duration_ms, t[t.length - 1] ?? 0);
+  const markers = run.summary.faults_injected.map((f) => ({ t_ms: f.at_ms, label: `${f.kind} → ${f.target}` }));
+
+  return {
+    'revoke-latency-hist': histogram(
+      { name: 'revoke-latency-hist', title: `Revoke latency (${rev?.count ?? 0} Revokes, hypervisor side)`, xLabel: 'latency (log scale)', yLabel: 'Revokes' },
+      revokeBars,
+      (i) => fmtUs(edgeUs(lo + i)),
+      per,
+    ),
+    'revoke-latency-time': scatterPlot({ name: 'revoke-latency-time', title: 'Revoke latency over time', xLabel: 'time (s)', yLabel: 'latency (µs, log)' }, pts, { line: worstLine, pointsLabel: 'each Revoke', yTick: (v) => fmtUs(v) }),
+    'ops-rate': linePlot({ name: 'ops-rate', title: 'Operations per second', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { logY: true }),
+    'accesses-rate': linePlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }]),
+    'ioreq-rtt-hist': histogram({ name: 'ioreq-rtt-hist', title: 'IOREQ round trip (log2 buckets)', xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBars, (i) => fmtUs(2 ** (r0 + i)), 1),
+    'faults-timeline': timeline({ name: 'faults-timeline', title: 'FAULT ioreqs and injected faults', xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, s?.faults.bin_ms ?? 100, s?.faults.counts ?? [], markers, end_ms),
+    frames: linePlot({ name: 'frames', title: 'Frames per domain, and free', xLabel: 'time (s)', yLabel: 'frames' }, frames),
+  };
+}
+
+const CSS = `
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;color:#222;background:#fafafa}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
+.pass{background:#2a8a3a}.fail{background:#c62828}
+table{border-collapse:collapse;background:#fff;margin:4px 0}
+td,th{border:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top} th{background:#f0f0f0;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#c62828;font-weight:600}.ok{color:#2a8a3a}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(640px,1fr));gap:16px}
+svg.plot{background:#fff;border:1px solid #ddd;border-radius:4px;max-width:100%;height:auto}
+svg .title{font-size:13px;font-weight:600;fill:#222} svg .axis-label,svg .tick-label,svg .legend,svg .marker-label{font-size:11px;fill:#555}
+svg .axis{stroke:#888} svg .tick{stroke:#888} svg .grid{stroke:#eee}
+svg .bar{fill:#1f77b4} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
+.replay{background:#fff3f3;border:1px solid #f0c0c0;padding:8px;border-radius:4px}
+ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
+`;
+
+// A JS error while the page loads is shown on the page (the headless test reads the DOM);
+// then each plot is tagged with how many marks it drew.
+const JS = `
+window.addEventListener('error',function(e){var d=document.createElement('div');d.className='render-error';d.textContent='render error: '+(e.message||'script error');document.body.appendChild(d);});
+document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll('svg[data-plot]').forEach(function(s){s.setAttribute('data-marks',String(s.querySelectorAll('path,rect,circle').length));});document.body.setAttribute('data-ready','1');});
+`;
+
+function row(k: string, v: string, cls = ''): string {
+  return `<tr><th>${esc(k)}</th><td class="${cls}">${v}</td></tr>`;
+}
+
+export function renderReport(run: SavedRun): string {
+  const s = run.summary;
+  const p = plots(run);
+  const inv = Object.entries(s.invariants)
+    .map(([k, v]) => `<tr><td class="mono">${esc(k)}</td><td class="num">${v.checks}</td><td class="num ${v.violations > 0 ? 'bad' : ''}">${v.violations}</td><td class="${v.violations > 0 ? 'bad' : 'ok'}">${v.violations > 0 ? 'FAIL' : 'ok'}</td></tr>`)
+    .join('');
+  const ops = Object.entries(s.ops)
+    .filter(([, v]) => v !== 0)
+    .map(([k, v]) => `<tr><td class="mono">${esc(k)}</td><td class="num">${v}</td></tr>`)
+    .join('');
+  const doms = s.domains.map((d) => `<tr><td>${esc(d.name)}</td><td class="num">d${d.domid}</td><td>${esc(d.state)}</td><td class="num">${d.tot_pages}/${d.max_pages}</td></tr>`).join('');
+  const list = (xs: readonly string[], cls = ''): string => (xs.length === 0 ? '<p class="note">none</p>' : `<ul class="log ${cls}">${xs.slice(0, 50).map((x) => `<li class="mono">${esc(x)}</li>`).join('')}${xs.length > 50 ? `<li class="note">… ${xs.length - 50} more</li>` : ''}</ul>`);
+  const tr = run.series?.trace;
+  const traceNote =
+    tr === undefined
+      ? 'no timeline in this run'
+      : `${tr.events_kept} timeline events kept (cap ${tr.cap})${tr.dropped_over_cap > 0 ? `, ${tr.dropped_over_cap} over the cap (timeline cut at ${(tr.truncated_at_ms! / 1000).toFixed(2)} s)` : ''}${tr.dropped_ring_full > 0 ? `, ${tr.dropped_ring_full} dropped by full rings` : ''}; the plots count every event`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>xgsim run: ${esc(s.verdict.toUpperCase())}, seed ${s.seed}</title>
+<style>${CSS}</style>
+<script>${JS}</script>
+</head><body>
+<h1>xgsim run <span class="verdict ${s.verdict === 'pass' ? 'pass' : 'fail'}">${esc(s.verdict.toUpperCase())}</span></h1>
+<p class="mono">${esc(run.command)}</p>
+${run.replay !== null ? `<p class="replay">replay: <code>${esc(run.replay)}</code></p>` : ''}
+<h2>Summary</h2>
+<table class="summary">
+${row('verdict', `<span class="verdict ${s.verdict === 'pass' ? 'pass' : 'fail'}">${esc(s.verdict.toUpperCase())}</span>`)}
+${row('seed', String(s.seed), 'num')}
+${row('transport', esc(s.transport))}
+${row('duration', `${(s.duration_ms / 1000).toFixed(2)} s`)}
+${row('BUGGIFY', s.buggify.length > 0 ? esc(s.buggify.join(', ')) : 'none')}
+${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`, s.frames.conserved && s.frames.free === s.frames.total ? '' : 'bad')}
+${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
+${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ≤ ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ≤ ${fmtUs(s.ioreq.rtt_us.p99)}`)}
+${row('injections', s.faults_injected.length > 0 ? esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind} → ${f.target}`).join('; ')) : 'none')}
+${row('timeline', esc(traceNote))}
+</table>
+<h2>Invariants</h2>
+<table class="invariants"><tr><th>invariant</th><th>checks</th><th>violations</th><th></th></tr>${inv}</table>
+<h2>Plots</h2>
+<div class="plots">
+${Object.values(p).join('\n')}
+</div>
+<h2>Domains</h2>
+<table><tr><th>domain</th><th>domid</th><th>state at the end</th><th>pages</th></tr>${doms}</table>
+<h2>Operations</h2>
+<table><tr><th>op</th><th>count</th></tr>${ops}</table>
+<h2>Violations</h2>${list(s.violations.map((v) => `[${v.invariant}] ${v.text}`), 'violations')}
+<h2>Events</h2>${list(s.events)}
+<h2>Errors</h2>${list(s.errors.map((e) => e.split('\n')[0] ?? e))}
+<p class="note">xgsim report, ${esc(fmt(s.duration_ms))} ms run. Re-render: <code>xgsim report summary.json &lt;dir&gt;</code></p>
+</body></html>
+`;
+}
+
+/** Write dir/index.html and dir/summary.json (the directory must exist and be writable). */
+export function writeReport(dir: string, run: SavedRun): { index: string; summary: string } {
+  const index = join(dir, 'index.html');
+  const summary = join(dir, 'summary.json');
+  writeFileSync(summary, `${JSON.stringify(run)}\n`);
+  writeFileSync(index, renderReport(run));
+  return { index, summary };
+}

@@ -1,0 +1,127 @@
+/**
+ * A saved run (`--report dir/` writes it as dir/summary.json): the run's
+ * Summary, the IOREQ round-trip histogram and the time series the report
+ * plots, so `xgsim report dir/summary.json out/` renders the same report
+ * again. Loading validates what the renderer reads and lets the rest pass.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import type { TraceData } from '../../hypervisor/trace-collector.js';
+import { UsageError } from '../errors.js';
+import type { Summary } from '../summary.js';
+
+export const SAVED_RUN_FORMAT = 'xgsim-run';
+export const SAVED_RUN_VERSION = 1;
+
+/** Series over the run; times in ms from the moment the vCPUs started. */
+export interface RunSeries {
+  samples: {
+    t_ms: number[];
+    free_frames: number[];
+    domains: Array<{ name: string; domid: number; tot_pages: number[] }>;
+    /** Cumulative op counts of every vCPU (hypercalls, accesses, maps, revokes, …). */
+    ops: Record<string, number[]>;
+  };
+  revoke: { hist: number[]; per_octave: number; points: Array<[number, number]>; count: number };
+  faults: { bin_ms: number; counts: number[] };
+  trace: { events_kept: number; cap: number; dropped_over_cap: number; dropped_ring_full: number; truncated_at_ms: number | null };
+}
+
+export interface SavedRun {
+  format: typeof SAVED_RUN_FORMAT;
+  version: typeof SAVED_RUN_VERSION;
+  /** The command that made the run, and the one that replays it when it failed. */
+  command: string;
+  replay: string | null;
+  summary: Summary;
+  /** IOREQ round trips, log2 µs buckets (bucket k: [2^k, 2^(k+1)) µs). */
+  rtt_hist: number[];
+  series: RunSeries | null;
+}
+
+/** The report's series from the host's timeline aggregates. */
+export function seriesOf(d: TraceData): RunSeries {
+  const ms = (us: number): number => Math.round((us - d.started_us) / 10) / 100;
+  return {
+    samples: {
+      t_ms: d.samples.t_us.map(ms),
+      free_frames: d.samples.free_frames,
+      domains: d.domains.map((x, i) => ({ name: x.name, domid: x.domid, tot_pages: d.samples.tot_pages[i] ?? [] })),
+      ops: d.samples.ops,
+    },
+    revoke: { hist: d.revoke.hist, per_octave: d.revoke.per_octave, points: d.revoke.points.map(([t, us]) => [ms(t), Math.round(us * 10) / 10]), count: d.revoke.count },
+    faults: { bin_ms: d.faults.bin_us / 1000, counts: d.faults.counts },
+    trace: {
+      events_kept: d.events,
+      cap: d.dropped.cap,
+      dropped_over_cap: d.dropped.over_cap,
+      dropped_ring_full: d.dropped.ring_full.reduce((a, b) => a + b, 0),
+      truncated_at_ms: d.dropped.truncated_at_us === null ? null : ms(d.dropped.truncated_at_us),
+    },
+  };
+}
+
+const num = z.number().finite();
+const nums = z.array(num);
+const counts = z.record(z.string(), num);
+const SeriesSchema = z.looseObject({
+  samples: z.looseObject({
+    t_ms: nums,
+    free_frames: nums,
+    domains: z.array(z.looseObject({ name: z.string(), domid: num, tot_pages: nums })),
+    ops: z.record(z.string(), nums),
+  }),
+  revoke: z.looseObject({ hist: nums, per_octave: num.positive(), points: z.array(z.tuple([num, num])), count: num }),
+  faults: z.looseObject({ bin_ms: num.positive(), counts: nums }),
+  trace: z.looseObject({ events_kept: num, cap: num, dropped_over_cap: num, dropped_ring_full: num, truncated_at_ms: num.nullable() }),
+});
+const SummarySchema = z.looseObject({
+  seed: num,
+  transport: z.string(),
+  duration_ms: num,
+  domains: z.array(z.looseObject({ name: z.string(), domid: num, state: z.string(), tot_pages: num, max_pages: num })),
+  ops: counts,
+  revoke_us: z.looseObject({ p50: num, p99: num, max: num }),
+  ioreq: z.looseObject({ sent: num, completed: num, faults: num, duplicates_dropped: num, rtt_us: z.looseObject({ p50: num, p99: num }) }),
+  faults_injected: z.array(z.looseObject({ at_ms: num, kind: z.string(), target: z.string() })),
+  invariants: z.record(z.string(), z.looseObject({ checks: num, violations: num })),
+  frames: z.looseObject({ total: num, free: num, conserved: z.boolean() }),
+  violations: z.array(z.looseObject({ invariant: z.string(), text: z.string() })),
+  errors: z.array(z.string()),
+  events: z.array(z.string()),
+  buggify: z.array(z.string()),
+  verdict: z.enum(['pass', 'fail']),
+});
+const SavedRunSchema = z.looseObject({
+  format: z.literal(SAVED_RUN_FORMAT),
+  version: z.literal(SAVED_RUN_VERSION),
+  command: z.string(),
+  replay: z.string().nullable(),
+  summary: SummarySchema,
+  rtt_hist: nums,
+  series: SeriesSchema.nullable(),
+});
+
+/** Read and check a saved run; anything wrong is a UsageError naming the file and the first problem. */
+export function loadSavedRun(file: string): SavedRun {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`${file}: cannot read: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file}: not JSON (${(e as Error).message})`);
+  }
+  const r = SavedRunSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue === undefined || issue.path.length === 0 ? '' : `${issue.path.join('.')}: `;
+    throw new UsageError(`${file}: not a saved xgsim run (${where}${issue?.message ?? 'invalid'}); --report writes one as <dir>/summary.json`);
+  }
+  return r.data as unknown as SavedRun;
+}

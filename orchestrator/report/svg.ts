@@ -1,0 +1,266 @@
+/**
+ * Small SVG plots for the report, drawn as strings: no library, no network.
+ * Every plot is an `<svg data-plot="name">`. Its data marks are paths,
+ * rects and circles; the frame, axes and ticks are lines and text only, so
+ * counting paths/rects/circles counts data. A plot with no data says
+ * "no data"; a plot that fails to draw says "render error: …".
+ */
+
+export const W = 640;
+export const H = 260;
+const M = { left: 62, right: 16, top: 30, bottom: 42 };
+const PLOT_W = W - M.left - M.right;
+const PLOT_H = H - M.top - M.bottom;
+export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
+
+export function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** 1234 → 1.2k, 0.5 → 0.5, 3e6 → 3M. */
+export function fmt(n: number): string {
+  const a = Math.abs(n);
+  if (a >= 1e9) return `${+(n / 1e9).toFixed(1)}G`;
+  if (a >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
+  if (a >= 1e4) return `${+(n / 1e3).toFixed(0)}k`;
+  if (a >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
+  if (a >= 10 || a === 0) return `${Math.round(n)}`;
+  return `${+n.toPrecision(2)}`;
+}
+
+/** A duration in µs: 750 µs, 1.5 ms, 2 s. */
+export function fmtUs(us: number): string {
+  if (us >= 1e6) return `${+(us / 1e6).toPrecision(3)} s`;
+  if (us >= 1e3) return `${+(us / 1e3).toPrecision(3)} ms`;
+  return `${+us.toPrecision(3)} µs`;
+}
+
+/** Round tick values between lo and hi (1-2-5 steps). */
+export function niceTicks(lo: number, hi: number, want = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / want;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((k) => k * mag).find((s) => s >= raw) ?? 10 * mag;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+interface Axis {
+  lo: number;
+  hi: number;
+  log: boolean;
+}
+function scale(a: Axis, r0: number, r1: number): (v: number) => number {
+  if (a.log) {
+    const l0 = Math.log10(a.lo);
+    const l1 = Math.log10(a.hi);
+    return (v) => r0 + ((Math.log10(Math.max(v, a.lo)) - l0) / (l1 - l0 || 1)) * (r1 - r0);
+  }
+  return (v) => r0 + ((v - a.lo) / (a.hi - a.lo || 1)) * (r1 - r0);
+}
+function logTicks(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) if (10 ** e >= lo * 0.999 && 10 ** e <= hi * 1.001) out.push(10 ** e);
+  return out.length > 0 ? out : [lo, hi];
+}
+const px = (v: number): string => (Math.round(v * 10) / 10).toString();
+
+interface Shell {
+  name: string;
+  title: string;
+  xLabel: string;
+  yLabel: string;
+}
+
+function open(s: Shell, extraClass = ''): string {
+  return `<svg data-plot="${esc(s.name)}" class="plot${extraClass}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(s.title)}" xmlns="http://www.w3.org/2000/svg">
+<text class="title" x="${M.left}" y="18">${esc(s.title)}</text>
+<text class="axis-label" x="${M.left + PLOT_W / 2}" y="${H - 6}" text-anchor="middle">${esc(s.xLabel)}</text>
+<text class="axis-label" transform="translate(14 ${M.top + PLOT_H / 2}) rotate(-90)" text-anchor="middle">${esc(s.yLabel)}</text>
+`;
+}
+const close = '</svg>';
+
+/** The frame of an empty plot: axes and the words "no data". */
+export function noData(s: Shell, why = 'no data'): string {
+  return `${open(s, ' empty')}<line class="axis" x1="${M.left}" y1="${M.top + PLOT_H}" x2="${M.left + PLOT_W}" y2="${M.top + PLOT_H}"/><line class="axis" x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + PLOT_H}"/>
+<text class="no-data" x="${M.left + PLOT_W / 2}" y="${M.top + PLOT_H / 2}" text-anchor="middle">${esc(why)}</text>${close}`;
+}
+
+/** A plot that threw while drawing: say so where it would have been (the report test looks for it). */
+export function renderError(s: Shell, e: unknown): string {
+  return `${open(s, ' render-error')}<text class="render-error-text" x="${M.left}" y="${M.top + 20}">render error: ${esc(e instanceof Error ? e.message : String(e))}</text>${close}`;
+}
+
+/** Draw with `draw`, or the error in place of the plot. */
+export function guarded(s: Shell, draw: () => string): string {
+  try {
+    return draw();
+  } catch (e) {
+    return renderError(s, e);
+  }
+}
+
+function axes(x: Axis, y: Axis, xTick: (v: number) => string, yTick: (v: number) => string, xTicks?: number[]): string {
+  const sx = scale(x, M.left, M.left + PLOT_W);
+  const sy = scale(y, M.top + PLOT_H, M.top);
+  const parts: string[] = [];
+  parts.push(`<line class="axis" x1="${M.left}" y1="${M.top + PLOT_H}" x2="${M.left + PLOT_W}" y2="${M.top + PLOT_H}"/>`);
+  parts.push(`<line class="axis" x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + PLOT_H}"/>`);
+  for (const v of xTicks ?? (x.log ? logTicks(x.lo, x.hi) : niceTicks(x.lo, x.hi, 6))) {
+    const p = px(sx(v));
+    parts.push(`<line class="tick" x1="${p}" y1="${M.top + PLOT_H}" x2="${p}" y2="${M.top + PLOT_H + 4}"/><text class="tick-label" x="${p}" y="${M.top + PLOT_H + 16}" text-anchor="middle">${esc(xTick(v))}</text>`);
+  }
+  for (const v of y.log ? logTicks(y.lo, y.hi) : niceTicks(y.lo, y.hi, 5)) {
+    const p = px(sy(v));
+    parts.push(`<line class="grid" x1="${M.left}" y1="${p}" x2="${M.left + PLOT_W}" y2="${p}"/><text class="tick-label" x="${M.left - 6}" y="${p}" dy="0.32em" text-anchor="end">${esc(yTick(v))}</text>`);
+  }
+  return parts.join('\n');
+}
+
+function legend(labels: ReadonlyArray<{ label: string; color: string }>): string {
+  let x = M.left + 8;
+  const out: string[] = [];
+  for (const l of labels) {
+    out.push(`<line class="legend-swatch" x1="${x}" y1="${M.top + 6}" x2="${x + 14}" y2="${M.top + 6}" stroke="${l.color}" stroke-width="3"/><text class="legend" x="${x + 18}" y="${M.top + 6}" dy="0.32em">${esc(l.label)}</text>`);
+    x += 26 + l.label.length * 6.5;
+  }
+  return out.join('');
+}
+
+export interface Bar {
+  /** Label of the bar (tooltip) and value. */
+  label: string;
+  value: number;
+}
+
+/**
+ * A histogram over equal-width bins (log buckets are equal in log space):
+ * one rect per non-empty bin, `every`-th bin edge labelled with `edge(i)`.
+ */
+export function histogram(s: Shell, bars: readonly Bar[], edge: (i: number) => string, every: number): string {
+  return guarded(s, () => {
+    const total = bars.reduce((a, b) => a + b.value, 0);
+    if (bars.length === 0 || total === 0) return noData(s);
+    const n = bars.length;
+    const ymax = Math.max(...bars.map((b) => b.value));
+    const x: Axis = { lo: 0, hi: n, log: false };
+    const y: Axis = { lo: 0, hi: ymax * 1.08, log: false };
+    const sx = scale(x, M.left, M.left + PLOT_W);
+    const sy = scale(y, M.top + PLOT_H, M.top);
+    const ticks: number[] = [];
+    for (let i = 0; i <= n; i += every) ticks.push(i);
+    const parts = [open(s), axes(x, y, (v) => edge(v), fmt, ticks)];
+    const bw = PLOT_W / n;
+    bars.forEach((b, i) => {
+      if (b.value <= 0) return;
+      const top = sy(b.value);
+      parts.push(`<rect class="mark bar" x="${px(sx(i) + 1)}" y="${px(top)}" width="${px(Math.max(1, bw - 2))}" height="${px(M.top + PLOT_H - top)}"><title>${esc(`${b.label}: ${b.value}`)}</title></rect>`);
+    });
+    parts.push(close);
+    return parts.join('\n');
+  });
+}
+
+export interface Line {
+  label: string;
+  xs: readonly number[];
+  ys: readonly number[];
+}
+
+/** Lines over a shared x axis (time in ms → shown in s); `logY` for series of very different sizes. */
+export function linePlot(s: Shell, lines: readonly Line[], o: { logY?: boolean; yTick?: (v: number) => string } = {}): string {
+  return guarded(s, () => {
+    const pts = lines.flatMap((l) => l.xs.map((x, i) => [x, l.ys[i] ?? Number.NaN] as const)).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
+    if (pts.length === 0 || lines.every((l) => l.ys.every((y) => y === 0))) return noData(s);
+    // The x axis spans every sample, also those a log axis cannot show (zeros).
+    const xs = lines.flatMap((l) => l.xs.filter((v) => Number.isFinite(v)));
+    const ys = pts.map(([, y]) => y);
+    const x: Axis = { lo: Math.min(...xs), hi: Math.max(...xs), log: false };
+    if (x.hi === x.lo) x.hi = x.lo + 1;
+    const y: Axis = o.logY ? { lo: Math.max(1e-3, Math.min(...ys)) / 1.5, hi: Math.max(...ys) * 1.5, log: true } : { lo: 0, hi: Math.max(1, ...ys) * 1.08, log: false };
+    const sx = scale(x, M.left, M.left + PLOT_W);
+    const sy = scale(y, M.top + PLOT_H, M.top);
+    const parts = [open(s), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, o.yTick ?? fmt)];
+    const shown: Array<{ label: string; color: string }> = [];
+    lines.forEach((l, k) => {
+      const color = PALETTE[k % PALETTE.length]!;
+      let d = '';
+      let pen = false;
+      l.xs.forEach((xv, i) => {
+        const yv = l.ys[i];
+        if (yv === undefined || !Number.isFinite(yv) || (o.logY === true && yv <= 0)) {
+          pen = false;
+          return;
+        }
+        d += `${pen ? 'L' : 'M'}${px(sx(xv))},${px(sy(yv))}`;
+        pen = true;
+      });
+      if (d === '') return;
+      shown.push({ label: l.label, color });
+      parts.push(`<path class="mark line" d="${d}" fill="none" stroke="${color}" stroke-width="1.6"><title>${esc(l.label)}</title></path>`);
+    });
+    parts.push(legend(shown), close);
+    return parts.join('\n');
+  });
+}
+
+/** Points (t in ms, value) on a log y axis, with an optional line over them. */
+export function scatterPlot(s: Shell, points: ReadonlyArray<readonly [number, number]>, o: { line?: Line; pointsLabel?: string; yTick?: (v: number) => string } = {}): string {
+  return guarded(s, () => {
+    const pts = points.filter(([t, v]) => Number.isFinite(t) && Number.isFinite(v) && v > 0);
+    if (pts.length === 0) return noData(s);
+    const ts = pts.map(([t]) => t);
+    const vs = pts.map(([, v]) => v);
+    const x: Axis = { lo: Math.min(0, ...ts), hi: Math.max(...ts), log: false };
+    if (x.hi === x.lo) x.hi = x.lo + 1;
+    const y: Axis = { lo: Math.min(...vs) / 1.5, hi: Math.max(...vs) * 1.5, log: true };
+    const sx = scale(x, M.left, M.left + PLOT_W);
+    const sy = scale(y, M.top + PLOT_H, M.top);
+    const parts = [open(s), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, o.yTick ?? fmt)];
+    for (const [t, v] of pts) {
+      parts.push(`<circle class="mark point" cx="${px(sx(t))}" cy="${px(sy(v))}" r="2.2" fill="${PALETTE[0]}" fill-opacity="0.55"><title>${esc(`${(t / 1000).toFixed(3)} s: ${o.yTick ? o.yTick(v) : fmt(v)}`)}</title></circle>`);
+    }
+    if (o.line !== undefined) {
+      let d = '';
+      o.line.xs.forEach((xv, i) => {
+        const yv = o.line!.ys[i];
+        if (yv !== undefined && yv > 0) d += `${d === '' ? 'M' : 'L'}${px(sx(xv))},${px(sy(yv))}`;
+      });
+      if (d !== '') parts.push(`<path class="mark line" d="${d}" fill="none" stroke="${PALETTE[1]}" stroke-width="1.4"><title>${esc(o.line.label)}</title></path>`, legend([{ label: o.pointsLabel ?? 'samples', color: PALETTE[0]! }, { label: o.line.label, color: PALETTE[1]! }]));
+    }
+    parts.push(close);
+    return parts.join('\n');
+  });
+}
+
+export interface Marker {
+  t_ms: number;
+  label: string;
+}
+
+/** Counts per time bin as bars, with labelled vertical markers (injections) over them. */
+export function timeline(s: Shell, bin_ms: number, counts: readonly number[], markers: readonly Marker[], end_ms: number): string {
+  return guarded(s, () => {
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0 && markers.length === 0) return noData(s);
+    const x: Axis = { lo: 0, hi: Math.max(end_ms, counts.length * bin_ms, ...markers.map((m) => m.t_ms), 1), log: false };
+    const y: Axis = { lo: 0, hi: Math.max(1, ...counts) * 1.08, log: false };
+    const sx = scale(x, M.left, M.left + PLOT_W);
+    const sy = scale(y, M.top + PLOT_H, M.top);
+    const parts = [open(s), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, fmt)];
+    const bw = Math.max(1, sx(bin_ms) - sx(0) - 0.5);
+    counts.forEach((c, i) => {
+      if (c <= 0) return;
+      const top = sy(c);
+      parts.push(`<rect class="mark bar" x="${px(sx(i * bin_ms))}" y="${px(top)}" width="${px(bw)}" height="${px(M.top + PLOT_H - top)}" fill="${PALETTE[1]}"><title>${esc(`${((i * bin_ms) / 1000).toFixed(1)} s: ${c} FAULT ioreqs`)}</title></rect>`);
+    });
+    markers.forEach((mk, i) => {
+      const p = px(sx(mk.t_ms));
+      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 10 + (i % 4) * 11}" dx="3">${esc(mk.label)}</text>`);
+    });
+    parts.push(legend([{ label: 'FAULT ioreqs per bin', color: PALETTE[1]! }, ...(markers.length > 0 ? [{ label: 'injections', color: PALETTE[4]! }] : [])]), close);
+    return parts.join('\n');
+  });
+}
