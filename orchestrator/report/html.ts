@@ -105,7 +105,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 svg.plot{background:#fff;border:1px solid #ddd;border-radius:4px;max-width:100%;height:auto}
 svg .title{font-size:13px;font-weight:600;fill:#222} svg .axis-label,svg .tick-label,svg .legend,svg .marker-label{font-size:11px;fill:#555}
 svg .axis{stroke:#888} svg .tick{stroke:#888} svg .grid{stroke:#eee}
-svg .bar{fill:#1f77b4} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
+svg .bar{fill:#1f77b4} svg .fault-bar{fill:#d62728} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
 .replay{background:#fff3f3;border:1px solid #f0c0c0;padding:8px;border-radius:4px}
 ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
 `;

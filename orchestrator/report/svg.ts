@@ -8,7 +8,7 @@
 
 export const W = 640;
 export const H = 260;
-const M = { left: 62, right: 16, top: 30, bottom: 42 };
+const M = { left: 62, right: 30, top: 30, bottom: 42 };
 const PLOT_W = W - M.left - M.right;
 const PLOT_H = H - M.top - M.bottom;
 export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
@@ -254,11 +254,11 @@ export function timeline(s: Shell, bin_ms: number, counts: readonly number[], ma
     counts.forEach((c, i) => {
       if (c <= 0) return;
       const top = sy(c);
-      parts.push(`<rect class="mark bar" x="${px(sx(i * bin_ms))}" y="${px(top)}" width="${px(bw)}" height="${px(M.top + PLOT_H - top)}" fill="${PALETTE[1]}"><title>${esc(`${((i * bin_ms) / 1000).toFixed(1)} s: ${c} FAULT ioreqs`)}</title></rect>`);
+      parts.push(`<rect class="mark bar fault-bar" x="${px(sx(i * bin_ms))}" y="${px(top)}" width="${px(bw)}" height="${px(M.top + PLOT_H - top)}"><title>${esc(`${((i * bin_ms) / 1000).toFixed(1)} s: ${c} FAULT ioreqs`)}</title></rect>`);
     });
     markers.forEach((mk, i) => {
       const p = px(sx(mk.t_ms));
-      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 10 + (i % 4) * 11}" dx="3">${esc(mk.label)}</text>`);
+      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 26 + (i % 4) * 11}" dx="3">${esc(mk.label)}</text>`);
     });
     parts.push(legend([{ label: 'FAULT ioreqs per bin', color: PALETTE[1]! }, ...(markers.length > 0 ? [{ label: 'injections', color: PALETTE[4]! }] : [])]), close);
     return parts.join('\n');

@@ -1,0 +1,134 @@
+/**
+ * The `--report` page in a real browser: headless Chromium loads
+ * index.html from disk (no network), runs its inline script, and the
+ * dumped DOM must hold every plot with real marks — or "no data" where the
+ * run had none — and no render error. Without /usr/bin/chromium the tests
+ * are skipped loudly, except under CI, where a missing browser fails them.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PLOTS, writeReport } from '../orchestrator/report/html.js';
+import { checkChromeTrace, syntheticRun } from './trace-format.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+const inCI = process.env['CI'] !== undefined;
+if (!haveChromium) {
+  console.warn(`\n!!! ${CHROMIUM} is not installed: the headless report tests are SKIPPED${inCI ? ' — and CI is set, so they FAIL' : ''} !!!\n`);
+}
+const chromiumIt = haveChromium || inCI ? it : it.skip;
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'xgsim-report-'));
+
+/** The DOM after load (and the page's own script), as headless Chromium serializes it. */
+function dumpDom(html: string, screenshot?: string): string {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing and CI is set: the report must be checked in a real browser`);
+  const profile = tmp();
+  try {
+    const common = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--virtual-time-budget=2000'];
+    const url = pathToFileURL(html).href;
+    const r = spawnSync(CHROMIUM, [...common, '--dump-dom', url], { encoding: 'utf8', timeout: 90_000, maxBuffer: 64 * 1024 * 1024 });
+    if (r.status !== 0 || r.stdout.trim() === '') throw new Error(`chromium exited ${r.status ?? r.signal}: ${r.stderr.slice(-2000)}`);
+    if (screenshot !== undefined) spawnSync(CHROMIUM, [...common, '--window-size=1400,2600', `--screenshot=${screenshot}`, url], { encoding: 'utf8', timeout: 90_000 });
+    return r.stdout;
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+interface PlotDom {
+  marks: number;
+  /** What the page's script counted (proves it ran). */
+  dataMarks: string | undefined;
+  noData: boolean;
+  renderError: boolean;
+}
+
+/** Each `<svg data-plot>` of the dumped DOM, with its marks (paths, rects, circles) counted. */
+function plotsOf(dom: string): Map<string, PlotDom> {
+  const out = new Map<string, PlotDom>();
+  for (const m of dom.matchAll(/<svg\b([^>]*)\bdata-plot="([^"]+)"([^>]*)>([\s\S]*?)<\/svg>/g)) {
+    const attrs = `${m[1] ?? ''} ${m[3] ?? ''}`;
+    const body = m[4] ?? '';
+    out.set(m[2]!, {
+      marks: (body.match(/<(path|rect|circle)\b/g) ?? []).length,
+      dataMarks: /data-marks="(\d+)"/.exec(attrs)?.[1],
+      noData: body.includes('>no data<'),
+      renderError: /render-error/.test(attrs) || body.includes('render error'),
+    });
+  }
+  return out;
+}
+
+/** The page's text and markup without its own script and style (which name the error marker). */
+const withoutCode = (dom: string): string => dom.replace(/<script\b[\s\S]*?<\/script>/g, '').replace(/<style\b[\s\S]*?<\/style>/g, '');
+
+describe('the report in headless Chromium', () => {
+  chromiumIt('a run with data: every plot drawn with marks, the page script ran, nothing fetched', () => {
+    const dir = tmp();
+    const { index } = writeReport(dir, syntheticRun());
+    const shot = join(dir, 'shot.png');
+    const dom = dumpDom(index, shot);
+    expect(dom).toMatch(/<body[^>]*data-ready="1"/);
+    expect(withoutCode(dom)).not.toMatch(/render error/i);
+    const plots = plotsOf(dom);
+    expect([...plots.keys()].sort()).toEqual([...PLOTS].sort());
+    const least: Record<string, number> = { 'revoke-latency-hist': 10, 'revoke-latency-time': 100, 'ops-rate': 5, 'accesses-rate': 1, 'ioreq-rtt-hist': 5, 'faults-timeline': 5, frames: 3 };
+    for (const [name, p] of plots) {
+      expect(p.renderError, name).toBe(false);
+      expect(p.noData, name).toBe(false);
+      expect(p.marks, name).toBeGreaterThanOrEqual(least[name] ?? 1);
+      expect(p.dataMarks, name).toBe(String(p.marks));
+    }
+    // The injection is on the fault timeline; the summary table is there.
+    expect(dom).toContain('kill-device-model → dom0');
+    expect(dom).toMatch(/<table class="summary">[\s\S]*seed[\s\S]*>7</);
+    // Self-contained: no external references, and Chromium drew it.
+    expect(readFileSync(index, 'utf8')).not.toMatch(/\b(src|href)="(https?:)?\/\//);
+    if (existsSync(shot)) expect(statSync(shot).size).toBeGreaterThan(20_000);
+  }, 120_000);
+
+  chromiumIt('a failed run with no series: every plot says "no data", the replay command and the escaped violation are shown', () => {
+    const dir = tmp();
+    const { index } = writeReport(dir, syntheticRun({ empty: true }));
+    const dom = dumpDom(index);
+    const plots = plotsOf(dom);
+    expect([...plots.keys()].sort()).toEqual([...PLOTS].sort());
+    for (const [name, p] of plots) {
+      expect(p.noData, name).toBe(true);
+      expect(p.marks, name).toBe(0);
+      expect(p.renderError, name).toBe(false);
+    }
+    expect(dom).toContain('replay: <code>npx xgsim up examples/synthetic.yaml --seed 7 --duration 4000ms</code>');
+    expect(dom).toContain('after its Revoke &lt;script&gt;');
+    expect(dom).toMatch(/class="verdict fail"/);
+  }, 120_000);
+
+  chromiumIt('a real `xgsim stress revoke --trace --report` run: the trace is well formed and the page renders', () => {
+    const dir = tmp();
+    const trace = join(dir, 'revoke.json');
+    const report = join(dir, 'report');
+    const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'stress', 'revoke', '--guests', '2', '--duration', '2s', '--seed', '11', '--trace', trace, '--report', report], {
+      cwd: PROJECT_ROOT,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/report: .*index\.html/);
+    const facts = checkChromeTrace(JSON.parse(readFileSync(trace, 'utf8')));
+    expect(facts.problems.slice(0, 10)).toEqual([]);
+    expect(facts.vcpuThreads.size).toBe(2 + 2 * 2);
+    const dom = dumpDom(join(report, 'index.html'));
+    expect(withoutCode(dom)).not.toMatch(/render error/i);
+    const plots = plotsOf(dom);
+    expect([...plots.keys()].sort()).toEqual([...PLOTS].sort());
+    // A loaded machine may start its vCPUs late: whatever did not happen says "no data"; frames are sampled regardless.
+    for (const [name, p] of plots) expect(p.marks > 0 || p.noData, name).toBe(true);
+    expect(plots.get('frames')!.marks).toBeGreaterThan(0);
+  }, 180_000);
+});
