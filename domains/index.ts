@@ -45,7 +45,7 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report);
       if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
-      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report);
+      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true);
     }
     default:
       // GPU workloads (render, compute-svm, adversary) arrive with the

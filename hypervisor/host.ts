@@ -23,6 +23,7 @@ import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
 import { VS } from './vcpu.js';
 import { statusName } from './public/errno.js';
+import { Chaos, type Injection, type NemesisAction } from './chaos.js';
 
 export interface HostDomainSpec {
   name: string;
@@ -50,6 +51,8 @@ export interface HostSpec {
   check_interval_ms: number;
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
+  /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/chaos.ts expands a plan into these). */
+  chaos?: NemesisAction[];
 }
 
 /** A vCPU blocked this long without progress is reported by the watchdog. */
@@ -72,6 +75,10 @@ export interface HostReport {
   rtt_hist: number[];
   transport: { kind: string; published: number; completed: number; duplicates_dropped: number; malformed: number; guests_crashed: number; dm_restarts: number };
   events: string[];
+  /** Chaos: every injection with its time, target and recovery; what the transport nemesis did. */
+  injections: Injection[];
+  /** What the transport nemesis did; duplicates_skipped: deliveries the device model recognized as answered (any cause). */
+  nemesis: { delayed: number; duplicated: number; dropped: number; reordered: number; duplicates_skipped: number };
 }
 
 /**
@@ -139,7 +146,13 @@ export class Host {
     const tr = this.spec.transport;
     if (tr?.kind === 'redis') this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid));
     this.start();
+    if (this.spec.chaos !== undefined) {
+      this.chaos = new Chaos(this);
+      this.chaos.schedule(this.spec.chaos);
+    }
   }
+  /** The chaos executor, when the spec has nemeses (or a test made one). */
+  chaos: Chaos | undefined;
 
   /** Start every vCPU thread (ring transport). */
   start(): void {
@@ -289,6 +302,7 @@ export class Host {
 
   /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
   async shutdown(): Promise<HostReport> {
+    const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
     Atomics.store(this.m.control.w, CTL.STOP, 1);
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
@@ -344,6 +358,14 @@ export class Host {
       transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
       events: this.m.log.events(),
       rtt_hist,
+      injections,
+      nemesis: {
+        delayed: Atomics.load(this.m.control.w, CTL.NEM_DELAYED),
+        duplicated: Atomics.load(this.m.control.w, CTL.NEM_DUPLICATED),
+        dropped: Atomics.load(this.m.control.w, CTL.NEM_DROPPED),
+        reordered: Atomics.load(this.m.control.w, CTL.NEM_REORDERED),
+        duplicates_skipped: Atomics.load(this.m.control.w, CTL.DUPLICATES_SKIPPED),
+      },
     };
   }
 }

@@ -156,6 +156,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
         if (cur < prev || cur > IOREQ_STATE.IORESP_READY || cur === IOREQ_STATE.NONE || Atomics.load(slots, i + IOS.SEQ) !== seq) {
           serverBroke(m, d, `d${d} vCPU slot ${mmu.slot}: ioreq ${seq} state went ${prev} → ${cur}`);
           Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+          mmu.stat(STAT.IOREQS_ABANDONED);
           return undefined;
         }
         prev = cur;
@@ -164,6 +165,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       if (k < IOREQ_SPINS) continue;
       if ((k & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
         Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+        mmu.stat(STAT.IOREQS_ABANDONED);
         return undefined;
       }
       sched().wait(slots, i + IOS.STATE, cur, 50);
@@ -172,6 +174,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     if (type === IOREQ_TYPE.FAULT && (answer.fault < FAULT_ANSWER.NONE || answer.fault > FAULT_ANSWER.RETRY)) {
       serverBroke(m, d, `d${d}: FAULT ioreq ${seq} answered with ${answer.fault}`);
       Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+      mmu.stat(STAT.IOREQS_ABANDONED);
       return undefined;
     }
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);

@@ -4,6 +4,7 @@
  * `compute-svm` (userptr: the pages are Stolen, the GPU writes them, they
  * are Returned, the guest checks every word), `adversary` (DESIGN §7).
  */
+import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { ACCESS } from '../../hypervisor/public/guest.js';
 import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
@@ -162,7 +163,7 @@ export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'gran
  * A hostile frontend: each attack must be refused or harmless. An attack
  * that works counts as a failure (and the invariant checker watches too).
  */
-export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report): Workload {
+export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report, dormant = false): Workload {
   const drv = new GpuDriver(cpu, env, backend);
   const v = cpu.vcpu as number;
   const list = attacks.length > 0 ? attacks : ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped');
@@ -188,6 +189,15 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
   };
   return {
     step() {
+      if (dormant) {
+        // A sleeper: behaves until the toolstack (chaos adversary-on) wakes it.
+        if (xsRead(cpu.store, cpu.domid as number, XS_KEY.ADVERSARY_ON) === 0) {
+          cpu.sleep(5);
+          return;
+        }
+        dormant = false;
+        bump(report, 'woken');
+      }
       if (!drv.ready && !drv.init()) return;
       const name = list[i++ % list.length]!;
       const res = 24 + v;

@@ -61,7 +61,7 @@ describe('parseTopology', () => {
         },
         {
           name: 'evil', domid: 2, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1,
-          devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'] }, privileged: false,
+          devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'], dormant: false }, privileged: false,
         },
       ],
     };

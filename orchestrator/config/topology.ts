@@ -67,7 +67,8 @@ export type WorkloadSpec =
   | { readonly kind: 'idle' }
   | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number }
   | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number }
-  | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[] }
+  /** `dormant`: attacks only once chaos `adversary-on` switches it on (xenstore key ADVERSARY_ON). */
+  | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[]; readonly dormant: boolean }
   /** Write/read own memory, grant `pages` pages to `peer`, which maps, reads and unmaps them. */
   | { readonly kind: 'grant-ping'; readonly peer: string; readonly pages: number };
 
@@ -121,7 +122,7 @@ export const workloadSchema = tagged(
     idle: obj({ kind: kindOf('idle') }),
     render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages() }),
     'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages() }),
-    adversary: obj({ kind: kindOf('adversary'), attacks: list(oneOf(ATTACKS, 'attack'), { min: 1 }).optional() }),
+    adversary: obj({ kind: kindOf('adversary'), attacks: list(oneOf(ATTACKS, 'attack'), { min: 1 }).optional(), start: oneOf(['running', 'dormant'] as const, 'start').default('running') }),
     'grant-ping': obj({
       kind: kindOf('grant-ping'),
       peer: ident().optional(),
@@ -294,7 +295,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
           if (seen.has(a)) fail(p('attacks', j), `attack \`${a}\` is listed twice`);
           seen.add(a);
         });
-        return { kind: 'adversary', attacks };
+        return { kind: 'adversary', attacks, dormant: w.start === 'dormant' };
       }
       case 'grant-ping': {
         if (w.pages > memoryPages) fail(p('pages'), `\`${d.name}\` has only ${memoryPages} pages to grant, not ${w.pages}`);
