@@ -6,7 +6,7 @@
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS } from './constants.js';
 import { ioreqServerCreate } from './ioreq-server.js';
-import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
 import type { GpuEnv } from '../domains/workload.js';
 import type { GuestEnv, WorkloadSpec } from '../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from './checker.js';
@@ -33,7 +33,7 @@ export interface HostDomainSpec {
   max_pages: number;
   vcpus: number;
   privileged: boolean;
-  devices: Array<{ name: string; bar_pages: number }>;
+  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number }>;
   workload: WorkloadSpec;
   /** Domids this domain exchanges grants with (symmetric). */
   peers: number[];
@@ -396,7 +396,7 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
       }),
       backend_memory_pages: be.memory_pages,
       backend_max_pages: be.max_pages,
-      evictions_per_s: 20,
+      evictions_per_s: be.devices[0]?.evictions_per_s ?? DEFAULT_EVICTIONS_PER_S,
     });
   }
   return out;
