@@ -19,6 +19,8 @@ export interface WorkloadReport {
   samples: Record<string, number[]>;
 }
 
+const num = (x: unknown, dflt: number): number => (typeof x === 'number' && Number.isInteger(x) && x > 0 ? x : dflt);
+
 export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, report: WorkloadReport): Workload {
   const sink = (fails: number, ops: number): void => {
     report.fails = fails;
@@ -42,10 +44,11 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
     case 'adversary': {
       const fe = env.gpu?.frontends.find((f) => f.domid === (cpu.domid as number));
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
-      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report);
-      if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report);
+      const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
+      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes);
+      if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
-      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report);
+      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true);
     }
     default:
       // GPU workloads (render, compute-svm, adversary) arrive with the

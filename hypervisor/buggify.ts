@@ -17,6 +17,8 @@ export const BUGS = {
   'steal-skip-grant-check': 1 << 5,
   'steal-skip-refcount-check': 1 << 6,
   'map-as-ram-rw': 1 << 7,
+  // Issue 4/5: the device model's end forgets what it answered, so a duplicate delivery is applied again.
+  'ioreq-no-dedup': 1 << 8,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

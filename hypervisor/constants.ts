@@ -3,6 +3,8 @@
  * Shared memory is allocated up front from these; relations between them are
  * asserted at module load.
  */
+import { XS_MAX_DOMAINS, XS_STORE_WORDS } from './public/xenstore.js';
+
 export const DEFAULT_PAGE_SIZE_BYTES = 4096;
 export const MIN_PAGE_SIZE_BYTES = 256;
 
@@ -77,6 +79,7 @@ assert((TLB_ENTRIES & (TLB_ENTRIES - 1)) === 0, 'TLB_ENTRIES is a power of two')
 assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
 assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
+assert(XENSTORE_WORDS === XS_STORE_WORDS && MAX_DOMAINS === XS_MAX_DOMAINS, 'public/xenstore.ts knows the store and the domain limit');
 assert(MAX_PAGES_PER_OP % 32 === 0, 'a mapping record keeps one bit per page in whole words');
 assert((TRACE_RING_EVENTS & (TRACE_RING_EVENTS - 1)) === 0, 'TRACE_RING_EVENTS is a power of two (ring indices wrap with a mask)');
 assert(TRACE_MAX_EVENTS >= TRACE_RING_EVENTS, 'the host keeps at least one full ring');

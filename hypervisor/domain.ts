@@ -9,6 +9,8 @@
  * A domain's slot (and its domid) is reused only once it is FREE: every
  * page it owned has been freed and no operation holds a domain reference.
  */
+import { IOS } from './layout/ioreq-slots.js';
+import { XS_KEY, xsKey } from './public/xenstore.js';
 import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from './public/errno.js';
 import { P2M } from './public/types.js';
@@ -108,6 +110,8 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     // GEN keeps counting up across domains in the same slice, so a stale
     // TLB entry of an earlier owner can never look current.
     m.grants.reset(d);
+    const store = new Int32Array(m.sabs.store);
+    for (const k of Object.values(XS_KEY)) Atomics.store(store, xsKey(d, k), 0);
     for (let v = 0; v < spec.nr_vcpus; v++) {
       const s = vbase + v;
       m.vcpus.set(s, VC.DOMID, d);
@@ -115,6 +119,8 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
       m.vcpus.set(s, VC.STATE, VS.OFFLINE);
       m.vcpus.set(s, VC.ACK_EPOCH, m.dom.at(d, DOM.FLUSH_EPOCH));
       m.vcpus.set(s, VC.HEARTBEAT, 0);
+      m.vcpus.set(s, VC.HANG_MS, 0);
+      Atomics.store(m.ios.slots, m.ios.idx(s) + IOS.APPLIED, 0);
       m.vcpus.stats.fill(0, s * STAT.WORDS, (s + 1) * STAT.WORDS);
       m.vcpus.set(s, VC.IN_USE, 1);
     }

@@ -6,7 +6,7 @@
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS } from './constants.js';
 import { ioreqServerCreate } from './ioreq-server.js';
-import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
 import type { GpuEnv } from '../domains/workload.js';
 import type { GuestEnv, WorkloadSpec } from '../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from './checker.js';
@@ -25,6 +25,7 @@ import { VS } from './vcpu.js';
 import { statusName } from './public/errno.js';
 import { TraceCollector, type TraceData } from './trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
+import { Chaos, type Injection, type NemesisAction } from './chaos.js';
 
 export interface HostDomainSpec {
   name: string;
@@ -34,7 +35,7 @@ export interface HostDomainSpec {
   max_pages: number;
   vcpus: number;
   privileged: boolean;
-  devices: Array<{ name: string; bar_pages: number }>;
+  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number }>;
   workload: WorkloadSpec;
   /** Domids this domain exchanges grants with (symmetric). */
   peers: number[];
@@ -56,6 +57,8 @@ export interface HostSpec {
   trace?: boolean;
   /** Drained events kept for the trace file (default TRACE_MAX_EVENTS; 0: aggregates only). */
   trace_max_events?: number;
+  /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/chaos.ts expands a plan into these). */
+  chaos?: NemesisAction[];
 }
 
 /** A vCPU blocked this long without progress is reported by the watchdog. */
@@ -80,6 +83,10 @@ export interface HostReport {
   events: string[];
   /** The timeline, when the spec asked for it. */
   trace?: TraceData;
+  /** Chaos: every injection with its time, target and recovery; what the transport nemesis did. */
+  injections: Injection[];
+  /** What the transport nemesis did; duplicates_skipped: deliveries the device model recognized as answered (any cause). */
+  nemesis: { delayed: number; duplicated: number; dropped: number; reordered: number; duplicates_skipped: number };
 }
 
 /**
@@ -149,7 +156,13 @@ export class Host {
     const tr = this.spec.transport;
     if (tr?.kind === 'redis') this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid));
     this.start();
+    if (this.spec.chaos !== undefined) {
+      this.chaos = new Chaos(this);
+      this.chaos.schedule(this.spec.chaos);
+    }
   }
+  /** The chaos executor, when the spec has nemeses (or a test made one). */
+  chaos: Chaos | undefined;
 
   /** Start every vCPU thread (ring transport). */
   start(): void {
@@ -213,12 +226,24 @@ export class Host {
     this.collector.start();
   }
 
-  private finishTrace(): TraceData | undefined {
+  private finishTrace(injections: readonly Injection[]): TraceData | undefined {
     const c = this.collector;
     if (c === undefined) return undefined;
     this.collector = undefined;
     clearTracer();
-    return c.finish();
+    const data = c.finish();
+    // Injections count from chaos's t0 (every vCPU running): put them on the timeline's clock.
+    const t0 = this.chaos?.t0_ms;
+    if (t0 !== undefined && injections.length > 0) {
+      data.injections = injections.map((i) => ({
+        at_us: c.clock(t0 + i.at_ms),
+        ...(i.end_ms !== undefined ? { end_us: c.clock(t0 + i.end_ms) } : {}),
+        kind: i.kind,
+        target: i.target,
+        ...(i.detail !== undefined ? { detail: i.detail } : i.skipped !== undefined ? { detail: `skipped: ${i.skipped}` } : {}),
+      }));
+    }
+    return data;
   }
 
   /** Run a vCPU; a device model killed by chaos is restarted on the same vCPU. */
@@ -329,6 +354,7 @@ export class Host {
 
   /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
   async shutdown(): Promise<HostReport> {
+    const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
     Atomics.store(this.m.control.w, CTL.STOP, 1);
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
@@ -371,7 +397,7 @@ export class Host {
     const counts = this.m.log.counts();
     const invariants: Record<string, { checks: number; violations: number }> = {};
     for (const i of CHECKED_INVARIANTS) if (i !== 'ioreq_forward' || counts[i].checks > 0) invariants[i] = counts[i];
-    const trace = this.finishTrace();
+    const trace = this.finishTrace(injections);
     return {
       duration_ms,
       domains,
@@ -386,6 +412,14 @@ export class Host {
       events: this.m.log.events(),
       rtt_hist,
       ...(trace !== undefined ? { trace } : {}),
+      injections,
+      nemesis: {
+        delayed: Atomics.load(this.m.control.w, CTL.NEM_DELAYED),
+        duplicated: Atomics.load(this.m.control.w, CTL.NEM_DUPLICATED),
+        dropped: Atomics.load(this.m.control.w, CTL.NEM_DROPPED),
+        reordered: Atomics.load(this.m.control.w, CTL.NEM_REORDERED),
+        duplicates_skipped: Atomics.load(this.m.control.w, CTL.DUPLICATES_SKIPPED),
+      },
     };
   }
 }
@@ -416,7 +450,7 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
       }),
       backend_memory_pages: be.memory_pages,
       backend_max_pages: be.max_pages,
-      evictions_per_s: 20,
+      evictions_per_s: be.devices[0]?.evictions_per_s ?? DEFAULT_EVICTIONS_PER_S,
     });
   }
   return out;

@@ -166,6 +166,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
           how = IO_END.PROTOCOL_ERROR;
           serverBroke(m, d, `d${d} vCPU slot ${mmu.slot}: ioreq ${seq} state went ${prev} → ${cur}`);
           Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+          mmu.stat(STAT.IOREQS_ABANDONED);
           return undefined;
         }
         prev = cur;
@@ -174,6 +175,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       if (k < IOREQ_SPINS) continue;
       if ((k & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
         Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+        mmu.stat(STAT.IOREQS_ABANDONED);
         return undefined;
       }
       sched().wait(slots, i + IOS.STATE, cur, 50);
@@ -183,6 +185,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       how = IO_END.PROTOCOL_ERROR;
       serverBroke(m, d, `d${d}: FAULT ioreq ${seq} answered with ${answer.fault}`);
       Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
+      mmu.stat(STAT.IOREQS_ABANDONED);
       return undefined;
     }
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);

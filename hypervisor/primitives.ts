@@ -12,6 +12,8 @@
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from './constants.js';
 import { BUGS } from './buggify.js';
+import { CTL } from './layout/control.js';
+import { sched } from './sched.js';
 import { iomemPermitted } from './iomem.js';
 import { DOM, DS } from './layout/domains.js';
 import { PGC_allocated } from './layout/frametable.js';
@@ -138,6 +140,7 @@ export function dmMap(m: Machine, be: number, a: MapArgs): PrimResult {
 
 function dmMapUntraced(m: Machine, be: number, a: MapArgs): PrimResult {
   if (!countOk(a.count)) return fail(-EINVAL);
+  if (Atomics.load(m.control.w, CTL.MIDMAP_FE) === a.fe + 1) midMapRendezvous(m, a.fe);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
   const type = a.type ?? P2M.mmio_direct;
@@ -162,6 +165,19 @@ function dmMapUntraced(m: Machine, be: number, a: MapArgs): PrimResult {
     if (bar) m.unlock(GLOBAL_LOCK.DOMCTL);
   }
 }
+
+/**
+ * Chaos destroy-mid-map: this Map into `fe` tells the host it has begun and
+ * waits (bounded, holding no lock) until the host has started destroying
+ * fe, so the destroy and the rest of the Map really race.
+ */
+function midMapRendezvous(m: Machine, fe: number): void {
+  if (Atomics.compareExchange(m.control.w, CTL.MIDMAP_FE, fe + 1, -(fe + 1)) !== fe + 1) return;
+  Atomics.notify(m.control.w, CTL.MIDMAP_FE);
+  const until = sched().now_us() + MIDMAP_WAIT_US;
+  for (let k = 0; Atomics.load(m.control.w, CTL.MIDMAP_FE) === -(fe + 1) && sched().now_us() < until; k++) sched().relax(k);
+}
+const MIDMAP_WAIT_US = 50_000;
 
 function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): PrimResult {
   const unlock = lockPair(m, be, a.fe, 'primitives.map');

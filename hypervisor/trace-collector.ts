@@ -77,6 +77,8 @@ export interface TraceData {
   };
   /** FAULT ioreqs per bin of `bin_us` from `started_us`. */
   faults: { bin_us: number; counts: number[] };
+  /** The run's injections (chaos) on this clock; absent when the host injected nothing. */
+  injections?: Array<{ at_us: number; end_us?: number; kind: string; target: string; detail?: string }>;
 }
 
 export interface CollectorOptions {
@@ -142,7 +144,12 @@ export class TraceCollector {
   }
 
   now(): number {
-    return (this.off_ms + performance.now()) * 1000;
+    return this.clock(performance.now());
+  }
+
+  /** A performance.now() reading of this thread, in µs on the timeline's clock. */
+  clock(perf_ms: number): number {
+    return (this.off_ms + perf_ms) * 1000;
   }
 
   /** Start draining; the vCPUs start now. */

@@ -5,7 +5,10 @@
 import type { Machine } from './machine.js';
 import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from './public/ioreq.js';
 import { RingServerEnd } from '../transport/ring.js';
-import { CTL } from './layout/control.js';
+import { BUGS } from './buggify.js';
+import { CTL, NEMESIS_IOREQ } from './layout/control.js';
+import { DOM } from './layout/domains.js';
+import { IOS } from './layout/ioreq-slots.js';
 import { TK, kindWord, requester } from './layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
 
@@ -20,27 +23,73 @@ export function setServerEndFactory(f: ServerEndFactory): void {
 
 export const DM_KILLED = 'device model killed (chaos)';
 
+/** Chance that an ioreq meets the transport nemesis while its window is open. */
+const NEMESIS_P = 0.5;
+
 /**
- * The end a device model gets, wrapped so the host can kill it (chaos
- * `kill-device-model`): the kill lands right after the device model has
- * claimed requests and before it answers any — the worst moment for the
- * transport. The host restarts the device model; its successor must
- * complete those requests exactly once.
+ * The end a device model gets, wrapped for chaos:
+ *  - `kill-device-model`: the kill lands right after the device model has
+ *    claimed requests and before it answers any — the worst moment for the
+ *    transport. The host restarts the device model; its successor must
+ *    complete those requests exactly once.
+ *  - the transport nemesis (CTL.IOREQ_NEMESIS, host-set for a window):
+ *    delay (the end holds the batch), duplicate (a request is delivered
+ *    again later: the device model must not apply it twice), drop (the
+ *    delivery is lost: the ring loses the event and the request waits in
+ *    its slot for the next scan; Redis leaves it pending until XAUTOCLAIM
+ *    hands it out again), reorder (a batch is reversed, or a lone request
+ *    held back behind the next one).
  */
 export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   const inner = factory(m, owner);
+  const later: IoreqRequest[] = [];
+  let rng = (Atomics.load(m.control.w, CTL.SEED_LO) ^ Math.imul(owner + 1, 0x9e3779b1)) | 1;
+  const random = (): number => {
+    rng ^= rng << 13;
+    rng ^= rng >>> 17;
+    rng ^= rng << 5;
+    return (rng >>> 0) / 2 ** 32;
+  };
+  const count = (w: number, n = 1): void => void Atomics.add(m.control.w, w, n);
+  /** What the transport hands the device model, after the kill check and the nemesis. */
+  const deliver = async (max: number, block_ms: number): Promise<IoreqRequest[]> => {
+    const fresh = await inner.recv(max, later.length > 0 ? 0 : block_ms);
+    if (fresh.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
+    const nem = Atomics.load(m.control.w, CTL.IOREQ_NEMESIS);
+    const held = later.splice(0);
+    if (nem === 0 || fresh.length === 0) return [...fresh, ...held];
+    let out: IoreqRequest[] = [];
+    for (const req of fresh) {
+      if ((nem & NEMESIS_IOREQ.DROP) !== 0 && inner.drop !== undefined && random() < NEMESIS_P) {
+        inner.drop(req);
+        count(CTL.NEM_DROPPED);
+        continue;
+      }
+      out.push(req);
+      if ((nem & NEMESIS_IOREQ.DUPLICATE) !== 0 && random() < NEMESIS_P) {
+        later.push({ ...req });
+        count(CTL.NEM_DUPLICATED);
+      }
+    }
+    if ((nem & NEMESIS_IOREQ.REORDER) !== 0 && out.length > 0 && random() < NEMESIS_P) {
+      if (out.length > 1) out = out.reverse();
+      else later.unshift(out.pop()!); // behind whatever comes next
+      count(CTL.NEM_REORDERED);
+    }
+    if ((nem & NEMESIS_IOREQ.DELAY) !== 0 && out.length > 0) {
+      const us = Atomics.load(m.control.w, CTL.IOREQ_DELAY_US);
+      if (us > 0) await new Promise((r) => setTimeout(r, us / 1000));
+      count(CTL.NEM_DELAYED, out.length);
+    }
+    return [...out, ...held];
+  };
   const killable: IoreqServerEnd = {
     kind: inner.kind,
     async recv(max, block_ms) {
-      const reqs = await inner.recv(max, block_ms);
-      // The device model's receipt of each request, on its vCPU's timeline, whatever the transport.
+      const reqs = await deliver(max, block_ms);
+      // What the device model takes, on its vCPU's timeline, whatever the transport and the nemesis did.
       const tw = tracer;
-      if (tw !== null && reqs.length > 0) {
-        const t0_us = tw.now();
-        for (const r of reqs) tw.put(tw.now(), kindWord(TK.IO_RECV, requester(r.domid, r.vcpu)), r.seq, r.type);
-        tw.put(t0_us, TK.IO_BATCH, tw.now() - t0_us, reqs.length);
-      }
-      if (reqs.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
+      if (tw !== null && reqs.length > 0) traceReceipt(tw, reqs);
       return reqs;
     },
     respond(req, a) {
@@ -49,8 +98,35 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
     },
     close: () => inner.close(),
   };
-  if (inner.answered !== undefined) killable.answered = (req) => inner.answered!(req);
+  if (inner.answered !== undefined) {
+    killable.answered = async (req) => {
+      const a = m.control.buggy(BUGS['ioreq-no-dedup']) ? undefined : await inner.answered!(req);
+      if (a === undefined) ledger(m, req);
+      else Atomics.add(m.control.w, CTL.DUPLICATES_SKIPPED, 1);
+      return a;
+    };
+  }
   return killable;
+}
+
+/**
+ * The exactly-once check (invariant 6's ledger): a request the device model
+ * is about to apply must be newer than the last one applied for that vCPU —
+ * each vCPU has one ioreq outstanding and numbers them upwards.
+ */
+function ledger(m: Machine, req: IoreqRequest): void {
+  if (req.domid < 0 || req.domid >= m.nd || req.vcpu < 0 || req.vcpu >= m.dom.at(req.domid, DOM.NR_VCPUS)) return;
+  const i = m.ios.idx(m.dom.at(req.domid, DOM.VCPU_BASE) + req.vcpu) + IOS.APPLIED;
+  const prev = Atomics.exchange(m.ios.slots, i, req.seq);
+  m.log.checked('ioreq_forward');
+  if (prev >= req.seq) m.log.violated('ioreq_forward', `d${req.domid} vCPU ${req.vcpu}: ioreq ${req.seq} applied after ${prev} (applied twice or out of order)`);
+}
+
+/** The device model took these requests (one event each, then the batch). */
+function traceReceipt(tw: TraceWriter, reqs: readonly IoreqRequest[]): void {
+  const t0_us = tw.now();
+  for (const r of reqs) tw.put(tw.now(), kindWord(TK.IO_RECV, requester(r.domid, r.vcpu)), r.seq, r.type);
+  tw.put(t0_us, TK.IO_BATCH, tw.now() - t0_us, reqs.length);
 }
 
 /** An answer on the device model's timeline: from respond()'s entry to its completion. */

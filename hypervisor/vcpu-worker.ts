@@ -7,7 +7,7 @@
 import { threadId } from 'node:worker_threads';
 import { makeWorkload, type GuestEnv, type WorkloadReport, type WorkloadSpec } from '../domains/index.js';
 import { DS } from './layout/domains.js';
-import { STAT } from './layout/vcpus.js';
+import { STAT, VC } from './layout/vcpus.js';
 import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { VS } from './vcpu.js';
@@ -66,6 +66,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   const wl = makeWorkload(cpu, task.workload, task.env, report);
   cpu.start();
   let steps = 0;
+  const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
   try {
     while (!cpu.stopping) {
       const r = wl.step();
@@ -73,6 +74,10 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       // Between two steps of guest code: the timer tick. A guest that spins
       // without touching memory still passes an instruction boundary here.
       cpu.mmu.boundary();
+      // Chaos hang-vcpu: the host's scheduler leaves this vCPU off every pCPU
+      // for a while (descheduled: no TLB held, nothing for Revoke to wait on).
+      const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);
+      if (hang > 0) cpu.sleep(hang);
       steps++;
       if ((steps & 63) === 0) cpu.flushStats();
     }

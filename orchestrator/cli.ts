@@ -13,6 +13,8 @@ import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { loadSavedRun } from './report/saved-run.js';
 import { writeReportDir } from './outputs.js';
+import { chaos } from './chaos.js';
+import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 
 const program = new Command();
 program
@@ -119,6 +121,32 @@ Examples:
     const run = loadSavedRun(file);
     const index = writeReportDir(dir, run);
     process.stderr.write(`report: ${index}\n`);
+  });
+
+program
+  .command('chaos')
+  .description('run a topology while injecting faults from a chaos plan (schedule and/or random rates); every injection logged, invariants checked throughout, recovery measured')
+  .argument('<plan>', 'chaos plan YAML (format: docs/chaos.md)')
+  .option('-d, --duration <time>', "how long to run (default: the plan's, else the topology's, else 30s)")
+  .option('--seed <n>', 'seed for the random nemeses and the guests (default: the plan\'s, else random; always printed)')
+  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary", plus `chaos`)')
+  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto, redis, ring (default: the plan\'s, else the topology\'s)').choices(['auto', 'redis', 'ring']))
+  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .addHelpText(
+    'after',
+    `
+Nemeses: ${NEMESIS_KINDS.join(', ')}
+
+Examples:
+  $ xgsim chaos examples/chaos/everything.yaml --duration 60s --json
+  $ xgsim chaos examples/chaos/device-model-kills.yaml --seed 7
+  $ xgsim chaos examples/chaos/transport.yaml --transport ring`,
+  )
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string }) => {
+    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+    const { exitCode } = await chaos(file, { ...opts, buggify });
+    process.exitCode = exitCode;
   });
 
 program

@@ -27,7 +27,7 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     max_pages: d.max_pages,
     vcpus: d.vcpus,
     privileged: d.privileged,
-    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages })),
+    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s })),
     workload: { ...d.workload },
     peers: [...(peers.get(d.domid) ?? [])],
     ...(d.backend !== undefined && byName.has(d.backend) ? { backend: byName.get(d.backend)! } : {}),

@@ -9,8 +9,21 @@ export interface Summary {
   domains: HostReport['domains'];
   ops: Record<string, number>;
   revoke_us: { p50: number; p99: number; max: number };
-  ioreq: { sent: number; completed: number; faults: number; duplicates_dropped: number; guests_crashed: number; rtt_us: { p50: number; p99: number } };
-  faults_injected: Array<{ at_ms: number; kind: string; target: string }>;
+  ioreq: {
+    sent: number;
+    completed: number;
+    /** Given up unanswered because the vCPU stopped, its domain died or its server broke the protocol. */
+    abandoned: number;
+    /** sent − completed − abandoned: an ioreq lost without trace (must be 0). */
+    unaccounted: number;
+    faults: number;
+    duplicates_dropped: number;
+    guests_crashed: number;
+    rtt_us: { p50: number; p99: number };
+    /** What the chaos transport nemesis did to deliveries. */
+    nemesis: HostReport['nemesis'];
+  };
+  faults_injected: HostReport['injections'];
   invariants: HostReport['invariants'];
   frames: HostReport['frames'];
   threads: { vcpus: number; distinct: number };
@@ -35,7 +48,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
   const violations = Object.values(invariants).reduce((a, v) => a + v.violations, 0);
   const revoke = percentiles(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
   const out = (k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
-  const ok = violations === 0 && r.errors.length === 0 && r.frames.conserved && r.frames.free === r.frames.total && n('check_fails') === 0;
+  const unaccounted = n('ioreqs_sent') - n('ioreqs_done') - n('ioreqs_abandoned');
+  const ok = violations === 0 && r.errors.length === 0 && r.frames.conserved && r.frames.free === r.frames.total && n('check_fails') === 0 && unaccounted === 0;
   return {
     seed: o.seed,
     transport: o.transport,
@@ -75,13 +89,18 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     ioreq: {
       sent: n('ioreqs_sent'),
       completed: n('ioreqs_done'),
+      abandoned: n('ioreqs_abandoned'),
+      unaccounted,
       faults: n('ioreq_faults'),
-      duplicates_dropped: r.transport.duplicates_dropped + out('duplicates'),
+      // Hypervisor side (Redis responses seen twice) + device-model side (deliveries answered already),
+      // counted in shared memory so a killed device model's count survives it.
+      duplicates_dropped: r.transport.duplicates_dropped + r.nemesis.duplicates_skipped,
       guests_crashed: r.transport.guests_crashed,
       // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
       rtt_us: { p50: histQuantile(r.rtt_hist, 0.5), p99: histQuantile(r.rtt_hist, 0.99) },
+      nemesis: r.nemesis,
     },
-    faults_injected: [],
+    faults_injected: r.injections,
     invariants,
     frames: r.frames,
     threads: { vcpus: r.vcpu_results.length, distinct: new Set(r.threads).size },
@@ -101,7 +120,16 @@ export function formatSummary(s: Summary): string {
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
   if (s.ioreq.sent > 0) {
-    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ≤ ${s.ioreq.rtt_us.p50} µs, p99 ≤ ${s.ioreq.rtt_us.p99} µs`);
+    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ≤ ${s.ioreq.rtt_us.p50} µs, p99 ≤ ${s.ioreq.rtt_us.p99} µs`);
+  }
+  const nem = s.ioreq.nemesis;
+  if (nem.delayed + nem.duplicated + nem.dropped + nem.reordered > 0) lines.push(`transport nemesis: ${nem.delayed} delayed, ${nem.duplicated} duplicated, ${nem.dropped} dropped, ${nem.reordered} reordered`);
+  if (s.faults_injected.length > 0) {
+    lines.push(`injections: ${s.faults_injected.length}`);
+    for (const f of s.faults_injected) {
+      const rec = f.recovery_ms !== undefined ? `recovered in ${f.recovery_ms} ms` : f.skipped !== undefined ? `skipped: ${f.skipped}` : 'not recovered by the end';
+      lines.push(`  ${(f.at_ms / 1000).toFixed(2).padStart(7)} s  ${f.kind.padEnd(18)} ${(f.target || '-').padEnd(16)} ${f.detail ?? ''}${f.detail !== undefined ? '; ' : ''}${rec}`);
+    }
   }
   if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${s.revoke_us.p50} µs, p99 ${s.revoke_us.p99} µs, max ${s.revoke_us.max} µs`);
   lines.push('invariants:');

@@ -40,7 +40,12 @@ export async function chooseTransport(
     return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redisUrl})` };
   }
   const namespace = `xgsim:${hostname()}:${process.pid}:${seed}:${Date.now().toString(36)}`;
-  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redisUrl}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
+  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
+}
+
+/** A Redis URL fit to print: the password (redis://:secret@host) replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
 
 export interface UpOptions extends OutputFlags {

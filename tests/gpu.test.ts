@@ -7,7 +7,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Host, MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
-import { loadTopology } from '../orchestrator/config/topology.js';
+import { loadTopology, parseTopology } from '../orchestrator/config/topology.js';
 import { hostSpecOf } from '../orchestrator/host-spec.js';
 import { chooseTransport } from '../orchestrator/up.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
@@ -189,3 +189,37 @@ function mappedIn(h: Host, fe: number): number {
   }
   return n;
 }
+
+describe('topology knobs of the GPU device', () => {
+  const topo = (policy: string): string => `
+host: { frames: 16384 }
+domains:
+  - name: dom0
+    memory: 16MiB
+    vcpus: 2
+    devices: [{ kind: virtio-gpu, name: gpu0, bar: 4MiB, evictions_per_s: 3000 }]
+  - name: desktop
+    backend: dom0
+    memory: 4MiB
+    vcpus: 1
+    workload: { kind: render, buffers: 2, buffer_pages: 8, fault_policy: ${policy} }
+`;
+  for (const policy of ['remap', 'fail'] as const) {
+    it(`fault_policy ${policy} under an eviction storm (evictions_per_s 3000): ${policy === 'remap' ? 'evicted blobs are mapped back' : 'the guest sees its accesses fail, nothing is remapped'}`, async () => {
+      const seed = testSeed(`gpu fault_policy ${policy}`);
+      const t = parseTopology(topo(policy), 'knobs.yaml');
+      const spec = { ...hostSpecOf(t, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: { kind: 'ring' as const } };
+      const r = await runFor(new Host(spec), 1500, async (h) => {
+        for (let i = 0; i < 200 && (h.stats()['ioreq_faults'] ?? 0) < 20; i++) await new Promise((res) => setTimeout(res, 50));
+      });
+      expectHealthy(r);
+      expect(outOf(r, 0, 'evictions'), explain(r)).toBeGreaterThan(0);
+      expect(r.stats['ioreq_faults'], explain(r)).toBeGreaterThan(0);
+      if (policy === 'remap') expect(outOf(r, 0, 'remaps'), explain(r)).toBeGreaterThan(0);
+      else {
+        expect(outOf(r, 0, 'remaps'), explain(r)).toBe(0);
+        expect(outOf(r, 1, 'draw_faults'), explain(r)).toBeGreaterThan(0);
+      }
+    });
+  }
+});

@@ -23,6 +23,10 @@ export interface RedisEndOptions {
   consumer: string;
 }
 
+/** How often a device model looks for deliveries it lost, and how long one must idle to count as lost. */
+const RECLAIM_EVERY_MS = 250;
+const RECLAIM_IDLE_MS = 500;
+
 export const serverId = (target: number, index: number): number => target * MAX_IOREQ_SERVERS_PER_DOMAIN + index;
 
 interface Pending {
@@ -34,6 +38,7 @@ export class RedisServerEnd implements IoreqServerEnd {
   readonly kind = 'redis' as const;
   private bus: RedisIoreqBus | undefined;
   private reclaimed = false;
+  private lastReclaim = 0;
   private readonly pending = new Map<string, Pending>();
   private next = 0;
   duplicates = 0;
@@ -41,7 +46,7 @@ export class RedisServerEnd implements IoreqServerEnd {
   constructor(readonly o: RedisEndOptions) {}
 
   private async connect(): Promise<RedisIoreqBus> {
-    this.bus ??= await RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.consumer}` });
+    this.bus ??= await RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.namespace}:${this.o.consumer}` });
     return this.bus;
   }
 
@@ -52,7 +57,14 @@ export class RedisServerEnd implements IoreqServerEnd {
     if (!this.reclaimed) {
       // A predecessor that died left entries pending: take them over.
       this.reclaimed = true;
+      this.lastReclaim = performance.now();
       for (const s of servers) for (const item of await bus.reclaim(s, this.o.consumer, 0, 256)) this.accept(s, item.id, item.msg, out);
+      if (out.length > 0) return out;
+    } else if (performance.now() - this.lastReclaim > RECLAIM_EVERY_MS) {
+      // Entries delivered but never answered (a lost delivery) idle in the
+      // pending list: hand them out again. `answered` keeps this exactly once.
+      this.lastReclaim = performance.now();
+      for (const s of servers) for (const item of await bus.reclaim(s, this.o.consumer, RECLAIM_IDLE_MS, 64)) this.accept(s, item.id, item.msg, out);
       if (out.length > 0) return out;
     }
     // Round robin over the servers' streams; the blocking wait goes to one of them.
@@ -86,6 +98,11 @@ export class RedisServerEnd implements IoreqServerEnd {
     };
     this.pending.set(key(req), { server, id });
     out.push(req);
+  }
+
+  /** A delivery lost (chaos `ioreq-drop`): forget it unanswered and unacknowledged; reclaim brings it back. */
+  drop(req: IoreqRequest): void {
+    this.pending.delete(key(req));
   }
 
   /** Answer once; a request already answered (a duplicate) gets the remembered answer. */

@@ -11,6 +11,8 @@ import type { Machine } from '../hypervisor/machine.js';
 import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
 const SPINS = 4000;
+/** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
+const LOST_POLL_MS = 20;
 
 export class RingServerEnd implements IoreqServerEnd {
   readonly kind = 'ring' as const;
@@ -62,6 +64,7 @@ export class RingServerEnd implements IoreqServerEnd {
     for (let k = 0; !this.closed; k++) {
       const seen = Atomics.load(ev, this.owner);
       this.scan(max, out);
+      this.polled(out);
       if (out.length > 0) return out;
       if (k < SPINS) continue;
       const left = deadline - performance.now();
@@ -70,6 +73,16 @@ export class RingServerEnd implements IoreqServerEnd {
       if (w.async) await w.value;
     }
     return out;
+  }
+
+  /** Requests lost earlier whose poll came due. */
+  private polled(out: IoreqRequest[]): void {
+    if (this.lost.length === 0) return;
+    const now = performance.now();
+    for (let j = 0; j < this.lost.length; ) {
+      if (this.lost[j]!.at <= now) out.push(this.lost.splice(j, 1)[0]!.req);
+      else j++;
+    }
   }
 
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
@@ -87,6 +100,29 @@ export class RingServerEnd implements IoreqServerEnd {
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
     Atomics.notify(slots, i + IOS.STATE);
   }
+
+  /**
+   * Answered already? On the ring a request is live exactly while its slot
+   * holds its sequence number in INPROCESS; anything else means it was
+   * answered (or its vCPU gave up), and a second delivery must not be applied.
+   */
+  async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
+    const slot = (req as IoreqRequest & { slot?: number }).slot;
+    if (slot === undefined) return undefined;
+    const i = this.m.ios.idx(slot);
+    const live = Atomics.load(this.m.ios.slots, i + IOS.SEQ) === req.seq && Atomics.load(this.m.ios.slots, i + IOS.STATE) === IOREQ_STATE.INPROCESS;
+    return live ? undefined : { data: 0, fault: 0 };
+  }
+
+  /**
+   * A lost event: the device model missed this request; it stays INPROCESS
+   * in its slot (states never move backwards) and the server's periodic
+   * poll of its page finds it LOST_POLL_MS later.
+   */
+  drop(req: IoreqRequest): void {
+    this.lost.push({ req, at: performance.now() + LOST_POLL_MS });
+  }
+  private readonly lost: Array<{ req: IoreqRequest; at: number }> = [];
 
   async close(): Promise<void> {
     this.closed = true;

@@ -8,6 +8,7 @@
  * updated with cmpxchg through dom0's MMU, like kernel data structures.
  */
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
+import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import { FAULT_ANSWER, IOREQ_DIR, IOREQ_TYPE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../../hypervisor/public/ioreq.js';
 import { domid, gfn, grantHandle, grantRef } from '../../hypervisor/public/types.js';
 import type { GpuEnv, GpuFrontendEnv, Workload } from '../workload.js';
@@ -364,6 +365,7 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload 
   report.samples['revoke_us'] = lat;
   const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
   let next_us = cpu.now_us() + period_us;
+  let last_us = cpu.now_us();
   return {
     step() {
       if (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) === 1) {
@@ -373,11 +375,16 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload 
         return;
       }
       const now = cpu.now_us();
-      if (now < next_us) {
+      // Memory pressure the toolstack announces (chaos: an MMU-notifier storm) adds evictions.
+      const pressure = xsRead(cpu.store, cpu.domid as number, XS_KEY.MEMORY_PRESSURE);
+      const period = pressure > 0 ? 1e6 / (gpu.evictions_per_s + pressure) : period_us;
+      if (now < next_us && now < last_us + period) {
         cpu.sleep(0.2);
         return;
       }
+      last_us = now;
       next_us = now + period_us;
+      if (pressure > 0) bump(report, 'pressure_scans');
       // Memory pressure: evict one mapped RAM-backed blob of a random frontend.
       const fe = gpu.frontends[Math.floor(cpu.random() * gpu.frontends.length)];
       if (fe === undefined) return;

@@ -4,6 +4,7 @@
  * `compute-svm` (userptr: the pages are Stolen, the GPU writes them, they
  * are Returned, the guest checks every word), `adversary` (DESIGN §7).
  */
+import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { ACCESS } from '../../hypervisor/public/guest.js';
 import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
@@ -65,15 +66,34 @@ export class GpuDriver {
   }
 }
 
-export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report): Workload {
+/** The topology's `buffers` / `buffer_pages`: how many buffers a guest cycles through, and their largest size. */
+export interface BufferSizes {
+  buffers: number;
+  buffer_pages: number;
+}
+
+/** Resources per vCPU of each kind (the device has 16 render and 16 userptr resources per guest). */
+const RES_PER_VCPU = 4;
+
+/** This vCPU's share of the domain's buffers: at least one, at most RES_PER_VCPU. */
+function share(cpu: GuestCpu, buffers: number): number {
+  const v = cpu.vcpu as number;
+  const n = Math.max(1, cpu.nr_vcpus);
+  const mine = Math.floor(buffers / n) + (v < buffers % n ? 1 : 0);
+  return Math.max(1, Math.min(RES_PER_VCPU, mine));
+}
+
+export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes): Workload {
   const drv = new GpuDriver(cpu, env, backend);
   const v = cpu.vcpu as number;
+  const nres = share(cpu, sizes.buffers);
+  const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
   let i = 0;
   return {
     step() {
       if (!drv.ready && !drv.init()) return;
-      const res = v * 4 + (i++ % 4);
-      const pages = 1 + Math.floor(cpu.random() * MAX_BLOB_PAGES);
+      const res = v * RES_PER_VCPU + (i++ % nres);
+      const pages = 1 + Math.floor(cpu.random() * maxPages);
       const bar = hasBar && cpu.random() < 0.3;
       if (drv.cmd(OP.CREATE_BLOB, res, pages, bar ? 1 : 0) !== 0) {
         bump(report, 'create_fail');
@@ -118,18 +138,20 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
   };
 }
 
-export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, report: Report): Workload {
+export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, report: Report, sizes: BufferSizes): Workload {
   const drv = new GpuDriver(cpu, env, backend);
   const v = cpu.vcpu as number;
+  const nres = share(cpu, sizes.buffers);
+  const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
   let i = 0;
   return {
     step() {
       if (!drv.ready && !drv.init()) return;
-      const k = i++ % 4;
-      const res = 16 + v * 4 + k;
-      const buf = 16 + (v * 4 + k) * MAX_BLOB_PAGES;
+      const k = i++ % nres;
+      const res = 16 + v * RES_PER_VCPU + k;
+      const buf = 16 + (v * RES_PER_VCPU + k) * MAX_BLOB_PAGES;
       if (buf + MAX_BLOB_PAGES > cpu.memory_pages) return;
-      const pages = 1 + Math.floor(cpu.random() * MAX_BLOB_PAGES);
+      const pages = 1 + Math.floor(cpu.random() * maxPages);
       for (let p = 0; p < pages; p++) cpu.write32(gfn(buf + p), 0, 0x1badcafe);
       const rc = drv.cmd(OP.CREATE_USERPTR, res, buf, pages);
       if (rc !== 0) {
@@ -162,7 +184,7 @@ export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'gran
  * A hostile frontend: each attack must be refused or harmless. An attack
  * that works counts as a failure (and the invariant checker watches too).
  */
-export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report): Workload {
+export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report, dormant = false): Workload {
   const drv = new GpuDriver(cpu, env, backend);
   const v = cpu.vcpu as number;
   const list = attacks.length > 0 ? attacks : ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped');
@@ -182,12 +204,32 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
     }
     return at;
   };
-  const drop = (res: number): void => {
-    drv.cmd(OP.UNMAP_BLOB, res);
+  /**
+   * Unmap and destroy a blob; false if the device never executed the unmap
+   * (-EIO: its device model was down — killed by chaos — so the doorbell met
+   * no server). Then the blob may still be mapped and an attack that reads it
+   * proves nothing.
+   */
+  const drop = (res: number): boolean => {
+    let rc = drv.cmd(OP.UNMAP_BLOB, res);
+    for (let k = 0; rc === -5 && k < 100 && !cpu.stopping; k++) {
+      cpu.sleep(2);
+      rc = drv.cmd(OP.UNMAP_BLOB, res);
+    }
     drv.cmd(OP.DESTROY_BLOB, res);
+    return rc === 0;
   };
   return {
     step() {
+      if (dormant) {
+        // A sleeper: behaves until the toolstack (chaos adversary-on) wakes it.
+        if (xsRead(cpu.store, cpu.domid as number, XS_KEY.ADVERSARY_ON) === 0) {
+          cpu.sleep(5);
+          return;
+        }
+        dormant = false;
+        bump(report, 'woken');
+      }
       if (!drv.ready && !drv.init()) return;
       const name = list[i++ % list.length]!;
       const res = 24 + v;
@@ -220,7 +262,10 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
         case 'fault-storm': {
           const at = blob(res);
           if (at < 0) return;
-          drop(res);
+          if (!drop(res)) {
+            bump(report, `inconclusive_${name}`);
+            return;
+          }
           let ok = 0;
           for (let k = 0; k < 32; k++) {
             cpu.read32(gfn(at), 0);

@@ -29,6 +29,8 @@ export const OP = {
 /** Resources per frontend, pages per blob, and the grant ref of the queue. */
 export const RES_PER_FE = 32;
 export const MAX_BLOB_PAGES = 8;
+/** dom0's MMU notifier evicts this many mapped RAM blobs per second at rest (a device's `evictions_per_s`). */
+export const DEFAULT_EVICTIONS_PER_S = 20;
 export const QUEUE_REF = 1;
 /** The guest's gfn 0 is its command queue page. */
 export const QUEUE_GFN = 0;

@@ -18,8 +18,21 @@ export const CTL = {
   TRANSPORT: 8, // 0 ring, 1 redis (set by the host before vCPUs start)
   DISPATCH: 9, // kicked (add + notify) by a vCPU that published an ioreq, under the redis transport
   KILL_DM: 10, // chaos: the device model dies after claiming its next requests (the host restarts it)
-  WORDS: 16,
+  // Chaos, the transport nemesis (host-set; read by the device model's server end):
+  IOREQ_NEMESIS: 11, // bit set of NEMESIS_IOREQ: what happens to ioreqs on their way to the device model
+  IOREQ_DELAY_US: 12, // how long a delayed ioreq is held
+  MIDMAP_FE: 13, // chaos destroy-mid-map: fe + 1 armed by the host; -(fe + 1) once a Map into fe has begun
+  // What the transport nemesis did (Atomics.add by the server end):
+  NEM_DELAYED: 14,
+  NEM_DUPLICATED: 15,
+  NEM_DROPPED: 16,
+  NEM_REORDERED: 17,
+  DUPLICATES_SKIPPED: 18, // deliveries a device model recognized as answered already and did not apply again
+  WORDS: 32,
 } as const;
+
+/** Bits of CTL.IOREQ_NEMESIS. */
+export const NEMESIS_IOREQ = { DELAY: 1, DUPLICATE: 2, DROP: 4, REORDER: 8 } as const;
 
 export class ControlRegion {
   readonly w: Int32Array;

@@ -29,6 +29,8 @@ export const IOS = {
   FAULT: 10,
   DOMID: 11,
   VCPU: 12,
+  /** The checker's ledger: the last seq a device model took to apply for this vCPU (exactly-once check). */
+  APPLIED: 13,
   WORDS: 16,
 } as const;
 

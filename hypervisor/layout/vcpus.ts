@@ -7,6 +7,8 @@
  *   ACK_EPOCH  the domain flush epoch this vCPU's TLB is known to be clean
  *              for; stored by the vCPU thread after it dropped its TLB.
  *   HEARTBEAT  incremented by the vCPU at every batch (progress watchdog).
+ *   HANG_MS    chaos hang-vcpu: set by the host, exchanged to 0 by the vCPU,
+ *              which then sits descheduled that long (holding no TLB).
  *   DOMID, VCPU written once at creation.
  * Float64 stats (STAT_*), written only by the owning thread, read by the
  * host for summaries (plain, possibly a batch stale).
@@ -14,7 +16,7 @@
 import { MAX_VCPUS } from '../constants.js';
 import { expectBytes } from './region.js';
 
-export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, WORDS: 8 } as const;
+export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, HANG_MS: 6, WORDS: 8 } as const;
 
 export const STAT = {
   ACCESSES: 0,
@@ -40,6 +42,7 @@ export const STAT = {
   RETURNS: 20,
   IOREQS_SENT: 21, // ioreqs handed to a device model over the transport
   IOREQS_DONE: 22, // … and answered
+  IOREQS_ABANDONED: 23, // … and given up unanswered: the vCPU stopped, its domain died, or the server broke the protocol
   /** IOREQ round trips, a log2 histogram: bucket k counts RTTs in [2^k, 2^(k+1)) µs. */
   RTT_HIST: 24,
   RTT_BUCKETS: 24,

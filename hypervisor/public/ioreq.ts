@@ -61,5 +61,10 @@ export interface IoreqServerEnd {
    * restarted device model took over): the device model must not apply it twice.
    */
   answered?(req: IoreqRequest): Promise<IoreqAnswer | undefined>;
+  /**
+   * Transport internal (chaos `ioreq-drop`): forget a delivered request
+   * without answering it; the transport must deliver it again later.
+   */
+  drop?(req: IoreqRequest): void;
   close(): Promise<void>;
 }

@@ -76,7 +76,7 @@ describe('parseScenario', () => {
     const s = parseScenario(`name: x\n${TOPO.replace('topology:\n', 'topology:\n  duration: 5s\n')}steps:\n  - check: no_leaks\n`, 's.yaml');
     expect(s.topology.domains.every((d) => d.workload.kind === 'idle')).toBe(true);
     expect('duration_ms' in s.topology).toBe(false);
-    expect(s.topology.domains[0]?.devices).toEqual([{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 256 }]);
+    expect(s.topology.domains[0]?.devices).toEqual([{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 256, evictions_per_s: 20 }]);
   });
 
   it('keeps the optional scenario fields', () => {

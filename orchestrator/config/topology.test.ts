@@ -53,15 +53,15 @@ describe('parseTopology', () => {
       domains: [
         {
           name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
-          devices: [{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 4096 }], workload: { kind: 'idle' }, privileged: true,
+          devices: [{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 4096, evictions_per_s: 20 }], workload: { kind: 'idle' }, privileged: true,
         },
         {
           name: 'guest1', domid: 1, role: 'frontend', backend: 'dom0', memory_pages: 4096, max_pages: 4096, vcpus: 2,
-          devices: [], workload: { kind: 'render', buffers: 16, buffer_pages: 8 }, privileged: false,
+          devices: [], workload: { kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' }, privileged: false,
         },
         {
           name: 'evil', domid: 2, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1,
-          devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'] }, privileged: false,
+          devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'], dormant: false, fault_policy: 'remap' }, privileged: false,
         },
       ],
     };
@@ -135,7 +135,7 @@ transport: ring
       { kind: 'grant-ping', peer: 'b', pages: 1 },
       { kind: 'grant-ping', peer: 'c', pages: 1 },
       { kind: 'grant-ping', peer: 'a', pages: 2 },
-      { kind: 'compute-svm', buffers: 2, buffer_pages: 4 },
+      { kind: 'compute-svm', buffers: 2, buffer_pages: 4, fault_policy: 'remap' },
     ]);
     const lone = parseTopology('domains:\n  - { name: dom0 }\n  - { name: fe, backend: dom0 }\n  - { name: x, workload: { kind: idle } }\n', 't.yaml');
     expect(lone.domains[1]?.workload).toEqual({ kind: 'grant-ping', peer: 'dom0', pages: 1 });
@@ -146,8 +146,8 @@ transport: ring
       'domains:\n  - { name: dom0 }\n  - { name: r, backend: dom0, workload: { kind: render } }\n  - { name: e, workload: { kind: adversary } }\n',
       't.yaml',
     );
-    expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 16, buffer_pages: 8 });
-    expect(t.domains[2]?.workload).toEqual({ kind: 'adversary', attacks: [...ATTACKS] });
+    expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' });
+    expect(t.domains[2]?.workload).toEqual({ kind: 'adversary', attacks: [...ATTACKS], dormant: false, fault_policy: 'remap' });
     expect(ATTACKS).toHaveLength(11);
   });
 

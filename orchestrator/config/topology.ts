@@ -22,6 +22,8 @@
  *   list order (wrapping) that also runs grant-ping, else its backend, else
  *   the next domain.
  */
+import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
 import { duration, ident, int, list, obj, oneOf, size, str, tagged } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
@@ -65,9 +67,10 @@ export type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export type WorkloadSpec =
   | { readonly kind: 'idle' }
-  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number }
-  | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number }
-  | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[] }
+  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
+  | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
+  /** `dormant`: attacks only once chaos `adversary-on` switches it on (xenstore key ADVERSARY_ON). */
+  | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[]; readonly dormant: boolean; readonly fault_policy: FaultPolicyName }
   /** Write/read own memory, grant `pages` pages to `peer`, which maps, reads and unmaps them. */
   | { readonly kind: 'grant-ping'; readonly peer: string; readonly pages: number };
 
@@ -75,6 +78,8 @@ export interface DeviceSpec {
   readonly kind: DeviceKind;
   readonly name: string;
   readonly bar_pages: number;
+  /** dom0's MMU notifier: RAM-backed blobs evicted per second (memory pressure at rest). */
+  readonly evictions_per_s: number;
 }
 
 export interface DomainSpec {
@@ -114,14 +119,27 @@ export interface Topology {
 const kindOf = <const K extends string>(k: K) => oneOf([k] as const, 'kind');
 const buffers = () => int({ min: 1, max: MAX_BUFFERS }).default(DEFAULT_BUFFERS);
 const bufferPages = () => int({ min: 1, max: MAX_BUFFER_PAGES }).default(DEFAULT_BUFFER_PAGES);
+/** What the device model answers an access to a revoked range of this guest (DESIGN §5). */
+/** Render and userptr buffers per guest: half the device's resources each. */
+const GPU_BUFFERS_PER_GUEST = RES_PER_FE / 2;
+/** Command slots (and resource shares) per virtio-gpu guest. */
+const GPU_MAX_VCPUS = 4;
+export const FAULT_POLICIES = ['remap', 'fail', 'none'] as const;
+export type FaultPolicyName = (typeof FAULT_POLICIES)[number];
+const faultPolicy = () => oneOf(FAULT_POLICIES, 'fault policy').default('remap');
 
 export const workloadSchema = tagged(
   'kind',
   {
     idle: obj({ kind: kindOf('idle') }),
-    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages() }),
-    'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages() }),
-    adversary: obj({ kind: kindOf('adversary'), attacks: list(oneOf(ATTACKS, 'attack'), { min: 1 }).optional() }),
+    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
+    'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
+    adversary: obj({
+      kind: kindOf('adversary'),
+      attacks: list(oneOf(ATTACKS, 'attack'), { min: 1 }).optional(),
+      start: oneOf(['running', 'dormant'] as const, 'start').default('running'),
+      fault_policy: faultPolicy(),
+    }),
     'grant-ping': obj({
       kind: kindOf('grant-ping'),
       peer: ident().optional(),
@@ -135,6 +153,7 @@ export const deviceSchema = obj({
   kind: oneOf(DEVICE_KINDS, 'device kind'),
   name: ident(),
   bar: size(),
+  evictions_per_s: int({ min: 0, max: 100_000 }).default(DEFAULT_EVICTIONS_PER_S),
 });
 
 export const domainSchema = obj({
@@ -242,7 +261,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       const owner = deviceOwners.get(dev.name);
       if (owner !== undefined) fail(p('devices', j, 'name'), `duplicate device name \`${dev.name}\` (also on \`${owner}\`)`);
       deviceOwners.set(dev.name, d.name);
-      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')) };
+      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s };
     });
     return { memoryPages, maxPages, vcpus, devices };
   });
@@ -264,6 +283,13 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     return normalizeWorkload(d, i, d.workload);
   });
 
+  /** The virtio-GPU device's limits: 16 resources of each kind per guest, blobs of at most MAX_BLOB_PAGES pages. */
+  function gpuBuffers(i: number, w: { buffers: number; buffer_pages: number }): void {
+    const p = (...k: (string | number)[]) => at('domains', i, 'workload', ...k);
+    if (w.buffer_pages > MAX_BLOB_PAGES) fail(p('buffer_pages'), `the virtio-gpu device's buffers are at most ${MAX_BLOB_PAGES} pages, got ${w.buffer_pages}`);
+    if (w.buffers > GPU_BUFFERS_PER_GUEST) fail(p('buffers'), `the virtio-gpu device has ${GPU_BUFFERS_PER_GUEST} buffers of each kind per guest, got ${w.buffers}`);
+  }
+
   function normalizeWorkload(d: RawDomain, i: number, w: RawWorkload | undefined): WorkloadSpec {
     const p = (...k: (string | number)[]) => at('domains', i, 'workload', ...k);
     const kind = explicitKind(d, i);
@@ -273,6 +299,10 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       if (d.backend === undefined) fail(p('kind'), `workload \`${kind}\` needs a backend: add \`backend: <name>\` to \`${d.name}\``);
     }
     if (kind === 'adversary' && i === 0) fail(p('kind'), 'dom0 is trusted and cannot run the `adversary` workload');
+    const vcpus = sized[i]?.vcpus ?? 1;
+    if ((kind === 'render' || kind === 'compute-svm' || kind === 'adversary') && vcpus > GPU_MAX_VCPUS) {
+      fail(at('domains', i, 'vcpus'), `a virtio-gpu guest (\`${kind}\`) has at most ${GPU_MAX_VCPUS} vCPUs (one command slot each), got ${vcpus}`);
+    }
     if (w === undefined) {
       return kind === 'idle' ? { kind: 'idle' } : { kind: 'grant-ping', peer: defaultPeer(i), pages: DEFAULT_GRANT_PING_PAGES };
     }
@@ -280,13 +310,15 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       case 'idle':
         return { kind: 'idle' };
       case 'render':
-        return { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages };
+        gpuBuffers(i, w);
+        return { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy };
       case 'compute-svm':
         // Steal takes the frontend's own RAM, so the buffers must fit in it.
         if (w.buffers * w.buffer_pages > memoryPages) {
           fail(p('buffers'), `${w.buffers} buffers × ${w.buffer_pages} pages exceed \`${d.name}\`'s ${memoryPages} pages of memory`);
         }
-        return { kind: 'compute-svm', buffers: w.buffers, buffer_pages: w.buffer_pages };
+        gpuBuffers(i, w);
+        return { kind: 'compute-svm', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy };
       case 'adversary': {
         const attacks = w.attacks ?? [...ATTACKS];
         const seen = new Set<string>();
@@ -294,7 +326,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
           if (seen.has(a)) fail(p('attacks', j), `attack \`${a}\` is listed twice`);
           seen.add(a);
         });
-        return { kind: 'adversary', attacks };
+        return { kind: 'adversary', attacks, dormant: w.start === 'dormant', fault_policy: w.fault_policy };
       }
       case 'grant-ping': {
         if (w.pages > memoryPages) fail(p('pages'), `\`${d.name}\` has only ${memoryPages} pages to grant, not ${w.pages}`);

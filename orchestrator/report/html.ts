@@ -73,7 +73,8 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
     { label: 'free frames', xs: t, ys: s?.samples.free_frames ?? [] },
   ];
   const end_ms = Math.max(run.summary.duration_ms, t[t.length - 1] ?? 0);
-  const markers = run.summary.faults_injected.map((f) => ({ t_ms: f.at_ms, label: `${f.kind} → ${f.target}` }));
+  // Injections on the series' time axis when the timeline has them; else as the summary counts them (from when every vCPU ran).
+  const markers = s?.injections?.map((i) => ({ t_ms: i.t_ms, label: i.label })) ?? run.summary.faults_injected.map((f) => ({ t_ms: f.at_ms, label: `${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}` }));
 
   return {
     'revoke-latency-hist': histogram(

@@ -24,6 +24,8 @@ export interface RunSeries {
   };
   revoke: { hist: number[]; per_octave: number; points: Array<[number, number]>; count: number };
   faults: { bin_ms: number; counts: number[] };
+  /** The run's injections on this time axis. */
+  injections?: Array<{ t_ms: number; label: string }>;
   trace: { events_kept: number; cap: number; dropped_over_cap: number; dropped_ring_full: number; truncated_at_ms: number | null };
 }
 
@@ -51,6 +53,7 @@ export function seriesOf(d: TraceData): RunSeries {
     },
     revoke: { hist: d.revoke.hist, per_octave: d.revoke.per_octave, points: d.revoke.points.map(([t, us]) => [ms(t), Math.round(us * 10) / 10]), count: d.revoke.count },
     faults: { bin_ms: d.faults.bin_us / 1000, counts: d.faults.counts },
+    ...(d.injections !== undefined ? { injections: d.injections.map((i) => ({ t_ms: ms(i.at_us), label: `${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}` })) } : {}),
     trace: {
       events_kept: d.events,
       cap: d.dropped.cap,
@@ -73,6 +76,7 @@ const SeriesSchema = z.looseObject({
   }),
   revoke: z.looseObject({ hist: nums, per_octave: num.positive(), points: z.array(z.tuple([num, num])), count: num }),
   faults: z.looseObject({ bin_ms: num.positive(), counts: nums }),
+  injections: z.array(z.looseObject({ t_ms: num, label: z.string() })).optional(),
   trace: z.looseObject({ events_kept: num, cap: num, dropped_over_cap: num, dropped_ring_full: num, truncated_at_ms: num.nullable() }),
 });
 const SummarySchema = z.looseObject({

@@ -199,9 +199,13 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
     });
   });
 
-  // The run's injections and the trace's own truncation, as global instants.
-  for (const f of ctx.faults_injected) {
-    out.push({ ph: 'i', ts: round(d.started_us + f.at_ms * 1000), pid: HOST_PID, tid: hostTid, s: 'g', name: `inject ${f.kind}`, cat: 'chaos', args: { target: f.target } });
+  // The run's injections (on the timeline's clock when the host put them there) and the trace's own truncation, as global instants.
+  const injections: NonNullable<TraceData['injections']> = d.injections ?? ctx.faults_injected.map((f) => ({ at_us: d.started_us + f.at_ms * 1000, kind: f.kind, target: f.target }));
+  for (const f of injections) {
+    const args: Record<string, string | number> = { target: f.target };
+    if (f.end_us !== undefined) args['window_ms'] = Math.round((f.end_us - f.at_us) / 100) / 10;
+    if (f.detail !== undefined) args['detail'] = f.detail;
+    out.push({ ph: 'i', ts: round(f.at_us), pid: HOST_PID, tid: hostTid, s: 'g', name: `inject ${f.kind}`, cat: 'chaos', args });
   }
   if (truncated !== null) {
     out.push({ ph: 'i', ts: round(truncated), pid: HOST_PID, tid: hostTid, s: 'g', name: `trace truncated: ${d.dropped.over_cap} events over the cap of ${d.dropped.cap}`, cat: 'trace' });
