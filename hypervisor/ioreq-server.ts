@@ -137,11 +137,12 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   Atomics.store(slots, i + IOS.SEQ, seq);
   m.log.checked('ioreq_forward');
   const t0_us = sched().now_us();
-  Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
-  mmu.stat(STAT.IOREQS_SENT);
+  // On the timeline before the publish: a hot device model may answer before a preempted vCPU runs again.
   const tw = tracer;
   if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_SEND, type | ((write ? IOREQ_DIR.WRITE : IOREQ_DIR.READ) << 4)), seq, gfn);
   let how: number = IO_END.ABANDONED;
+  Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
+  mmu.stat(STAT.IOREQS_SENT);
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
     // redis: the host's dispatcher publishes it on the server's stream.
     Atomics.add(m.control.w, CTL.DISPATCH, 1);

@@ -94,7 +94,7 @@ export function checkChromeTrace(json: unknown): TraceFacts {
     if (f === undefined) problems.push(`flow ${k}: start without end`);
     else {
       facts.flowPairs++;
-      if ((f['ts'] as number) < (s['ts'] as number) - 1000) problems.push(`flow ${k}: ends long before it starts`);
+      if ((f['ts'] as number) < (s['ts'] as number) - 20) problems.push(`flow ${k}: ends before it starts (${String(s['ts'])} → ${String(f['ts'])})`);
     }
   }
   for (const k of flowF.keys()) if (!flowS.has(k)) problems.push(`flow ${k}: end without start`);

@@ -33,7 +33,13 @@ describe('timeline of a gpu-desktop run', () => {
   it('becomes a Chrome trace: per-domain processes, a thread per vCPU, balanced slices, IOREQ flows; and a report that renders again', async () => {
     const seed = testSeed('trace gpu-desktop');
     const topo = loadTopology('examples/gpu-desktop.yaml');
-    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: { kind: 'ring' as const }, trace: true };
+    // A device-model kill early on: the injection must land on the timeline.
+    const spec = {
+      ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 200 }),
+      transport: { kind: 'ring' as const },
+      trace: true,
+      chaos: [{ at_ms: 300, kind: 'kill-device-model' as const, target: 'dom0' }],
+    };
     // Run until ioreqs were answered and a Revoke happened (a loaded machine is slow), at most 20 s.
     const r = await runFor(new Host(spec), 1000, async (h) => {
       for (let i = 0; i < 200; i++) {
@@ -67,6 +73,13 @@ describe('timeline of a gpu-desktop run', () => {
     expect(Object.keys(facts.slices)).toEqual(expect.arrayContaining(['ioreq COPY', 'answer']));
     expect(Object.keys(facts.slices).some((k) => k.startsWith('dm_'))).toBe(true);
     expect(json.otherData['seed']).toBe(seed);
+    // The injection: a global instant at the time chaos logged it, counted from when every vCPU ran.
+    expect(r.injections.length).toBe(1);
+    const inj = json.traceEvents.find((e) => e['ph'] === 'i' && e['name'] === 'inject kill-device-model')!;
+    expect(inj).toBeDefined();
+    expect(inj['s']).toBe('g');
+    expect(inj['ts']).toBeGreaterThan(data.started_us + r.injections[0]!.at_ms * 1000);
+    expect(inj['ts']).toBeLessThan(data.ended_us);
     // An ioreq's request flow goes from the frontend's vCPU to dom0 (the device model) and its answer back.
     const s = json.traceEvents.find((e) => e['ph'] === 's' && e['name'] === 'ioreq')!;
     const f = json.traceEvents.find((e) => e['ph'] === 'f' && e['id'] === s['id'] && e['name'] === 'ioreq')!;
@@ -76,6 +89,7 @@ describe('timeline of a gpu-desktop run', () => {
     // The report and its saved run: the same page again from summary.json.
     const run = loadSavedRun(join(dir, 'report', 'summary.json'));
     expect(run.series).not.toBeNull();
+    expect(run.series!.injections).toEqual([{ t_ms: expect.any(Number) as unknown, label: 'kill-device-model → dom0' }]);
     const html = readFileSync(join(dir, 'report', 'index.html'), 'utf8');
     for (const p of PLOTS) expect(html).toContain(`data-plot="${p}"`);
     expect(renderReport(run)).toBe(html);
