@@ -74,6 +74,8 @@ export interface TraceData {
     /** (t_us, latency_us) pairs, evenly thinned to MAX_POINTS. */
     points: Array<[number, number]>;
     count: number;
+    /** The worst latency (µs) of the Revokes that began in each bin of `faults.bin_us` from `started_us` (exact, never thinned). */
+    max_per_bin: number[];
   };
   /** FAULT ioreqs per bin of `bin_us` from `started_us`. */
   faults: { bin_us: number; counts: number[] };
@@ -124,6 +126,7 @@ export class TraceCollector {
   private readonly revokeHist = new Array<number>(REVOKE_HIST_BUCKETS).fill(0);
   private readonly revokePoints = new Thinned<[number, number]>(MAX_POINTS);
   private revokes = 0;
+  private readonly revokeMax: number[] = [];
   /** Per ring: nesting depth of Revoke slices, and when the outermost began. */
   private readonly revokeDepth: Int32Array;
   private readonly revokeBegin: Float64Array;
@@ -217,6 +220,9 @@ export class TraceCollector {
     this.revokeHist[b]!++;
     this.revokes++;
     this.revokePoints.push([t_us, us]);
+    const bin = Math.max(0, Math.floor((t_us - this.started_us) / (this.drain_ms * 1000)));
+    while (this.revokeMax.length <= bin) this.revokeMax.push(0);
+    this.revokeMax[bin] = Math.max(this.revokeMax[bin]!, us);
   }
 
   private sample(t_us: number): void {
@@ -263,7 +269,7 @@ export class TraceCollector {
         tot_pages: this.o.domains.map((_, i) => samples.map((x) => x.tot[i] ?? 0)),
         ops: Object.fromEntries(opNames.map((k) => [k, samples.map((x) => x.ops[k] ?? 0)])),
       },
-      revoke: { hist: [...this.revokeHist], per_octave: REVOKE_HIST_PER_OCTAVE, points: this.revokePoints.items, count: this.revokes },
+      revoke: { hist: [...this.revokeHist], per_octave: REVOKE_HIST_PER_OCTAVE, points: this.revokePoints.items, count: this.revokes, max_per_bin: [...this.revokeMax] },
       faults: { bin_us: this.drain_ms * 1000, counts: [...this.faults] },
     };
   }

@@ -103,6 +103,7 @@ describe('timeline rings', () => {
     w.put(71, kindWord(TK.PRIM_E, PRIM.RETURN), 0, 0);
     const d = c.finish();
     expect(d.revoke.points).toEqual([[0, 50]]);
+    expect(d.revoke.max_per_bin).toEqual([50]);
   });
 
   it('hypercalls and the primitives inside them are recorded on the calling vCPU ring, nested', () => {

@@ -179,6 +179,7 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
               per_octave: 4,
               points: Array.from({ length: 200 }, (_, i) => [i * 20, 10 + ((i * 37) % 500)] as [number, number]),
               count: 200,
+              max_per_bin: t_ms.map((_, i) => 400 + ((i * 53) % 500)),
             },
             faults: { bin_ms: 100, counts: t_ms.map((_, i) => (i % 5 === 0 ? i : 0)) },
             injections: [{ t_ms: 1500, label: 'kill-device-model → dom0' }],

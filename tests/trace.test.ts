@@ -125,7 +125,7 @@ describe('trace JSON from recorded events', () => {
         events: 5,
         dropped: { ring_full: [3], over_cap: 0, cap: 10, truncated_at_us: null },
         samples: { t_us: [], free_frames: [], tot_pages: [[]], ops: {} },
-        revoke: { hist: [], per_octave: 4, points: [], count: 0 },
+        revoke: { hist: [], per_octave: 4, points: [], count: 0, max_per_bin: [] },
         faults: { bin_us: 100_000, counts: [] },
       },
       { seed: 1, verdict: 'pass', command: 'test', faults_injected: [{ at_ms: 0.05, kind: 'kill-device-model', target: 'dom0' }] },

@@ -50,13 +50,11 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   const edgeUs = (k: number): number => 2 ** (k / per);
   const revokeBars = hist.slice(lo, hi).map((c, i) => ({ label: `${fmtUs(edgeUs(lo + i))}–${fmtUs(edgeUs(lo + i + 1))}`, value: c }));
 
-  // Revoke latency over time: every sample, and the worst per 250 ms.
+  // Revoke latency over time: the samples kept, and the worst of every Revoke per bin (exact).
   const pts = rev?.points ?? [];
-  const bin = 250;
-  const worst = new Map<number, number>();
-  for (const [tm, us] of pts) worst.set(Math.floor(tm / bin), Math.max(worst.get(Math.floor(tm / bin)) ?? 0, us));
-  const wk = [...worst.keys()].sort((a, b) => a - b);
-  const worstLine: Line = { label: `worst per ${bin} ms`, xs: wk.map((k) => (k + 0.5) * bin), ys: wk.map((k) => worst.get(k)!) };
+  const bin = s?.faults.bin_ms ?? 100;
+  const maxes = rev?.max_per_bin ?? [];
+  const worstLine: Line = { label: `worst per ${bin} ms`, xs: maxes.map((_, k) => (k + 0.5) * bin), ys: maxes.map((us) => (us > 0 ? us : Number.NaN)) };
 
   const ops = s?.samples.ops ?? {};
   const opLines: Line[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));

@@ -22,7 +22,8 @@ export interface RunSeries {
     /** Cumulative op counts of every vCPU (hypercalls, accesses, maps, revokes, …). */
     ops: Record<string, number[]>;
   };
-  revoke: { hist: number[]; per_octave: number; points: Array<[number, number]>; count: number };
+  /** max_per_bin: the worst Revoke (µs) per bin of faults.bin_ms. */
+  revoke: { hist: number[]; per_octave: number; points: Array<[number, number]>; count: number; max_per_bin?: number[] };
   faults: { bin_ms: number; counts: number[] };
   /** The run's injections on this time axis. */
   injections?: Array<{ t_ms: number; label: string }>;
@@ -51,7 +52,13 @@ export function seriesOf(d: TraceData): RunSeries {
       domains: d.domains.map((x, i) => ({ name: x.name, domid: x.domid, tot_pages: d.samples.tot_pages[i] ?? [] })),
       ops: d.samples.ops,
     },
-    revoke: { hist: d.revoke.hist, per_octave: d.revoke.per_octave, points: d.revoke.points.map(([t, us]) => [ms(t), Math.round(us * 10) / 10]), count: d.revoke.count },
+    revoke: {
+      hist: d.revoke.hist,
+      per_octave: d.revoke.per_octave,
+      points: d.revoke.points.map(([t, us]) => [ms(t), Math.round(us * 10) / 10]),
+      count: d.revoke.count,
+      max_per_bin: d.revoke.max_per_bin.map((us) => Math.round(us * 10) / 10),
+    },
     faults: { bin_ms: d.faults.bin_us / 1000, counts: d.faults.counts },
     ...(d.injections !== undefined ? { injections: d.injections.map((i) => ({ t_ms: ms(i.at_us), label: `${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}` })) } : {}),
     trace: {
@@ -74,7 +81,7 @@ const SeriesSchema = z.looseObject({
     domains: z.array(z.looseObject({ name: z.string(), domid: num, tot_pages: nums })),
     ops: z.record(z.string(), nums),
   }),
-  revoke: z.looseObject({ hist: nums, per_octave: num.positive(), points: z.array(z.tuple([num, num])), count: num }),
+  revoke: z.looseObject({ hist: nums, per_octave: num.positive(), points: z.array(z.tuple([num, num])), count: num, max_per_bin: nums.optional() }),
   faults: z.looseObject({ bin_ms: num.positive(), counts: nums }),
   injections: z.array(z.looseObject({ t_ms: num, label: z.string() })).optional(),
   trace: z.looseObject({ events_kept: num, cap: num, dropped_over_cap: num, dropped_ring_full: num, truncated_at_ms: num.nullable() }),

@@ -119,12 +119,19 @@ function axes(x: Axis, y: Axis, xTick: (v: number) => string, yTick: (v: number)
   return parts.join('\n');
 }
 
+/** Swatches and labels across the top of the plot area, wrapping onto more rows when they do not fit. */
 function legend(labels: ReadonlyArray<{ label: string; color: string }>): string {
   let x = M.left + 8;
+  let y = M.top + 6;
   const out: string[] = [];
   for (const l of labels) {
-    out.push(`<line class="legend-swatch" x1="${x}" y1="${M.top + 6}" x2="${x + 14}" y2="${M.top + 6}" stroke="${l.color}" stroke-width="3"/><text class="legend" x="${x + 18}" y="${M.top + 6}" dy="0.32em">${esc(l.label)}</text>`);
-    x += 26 + l.label.length * 6.5;
+    const w = 26 + l.label.length * 6.2;
+    if (x > M.left + 8 && x + w > M.left + PLOT_W) {
+      x = M.left + 8;
+      y += 13;
+    }
+    out.push(`<line class="legend-swatch" x1="${x}" y1="${y}" x2="${x + 14}" y2="${y}" stroke="${l.color}" stroke-width="3"/><text class="legend" x="${x + 18}" y="${y}" dy="0.32em">${esc(l.label)}</text>`);
+    x += w;
   }
   return out.join('');
 }
@@ -149,8 +156,10 @@ export function histogram(s: Shell, bars: readonly Bar[], edge: (i: number) => s
     const y: Axis = { lo: 0, hi: ymax * 1.08, log: false };
     const sx = scale(x, M.left, M.left + PLOT_W);
     const sy = scale(y, M.top + PLOT_H, M.top);
+    // At most 7 labelled edges, on multiples of `every`.
+    const step = every * Math.max(1, Math.ceil(n / every / 7));
     const ticks: number[] = [];
-    for (let i = 0; i <= n; i += every) ticks.push(i);
+    for (let i = 0; i <= n; i += step) ticks.push(i);
     const parts = [open(s), axes(x, y, (v) => edge(v), fmt, ticks)];
     const bw = PLOT_W / n;
     bars.forEach((b, i) => {
