@@ -69,6 +69,8 @@ export const MAX_IOREQ_SERVERS_PER_DOMAIN = 8;
  * aggregates see every drained event).
  */
 export const TRACE_RING_EVENTS = 16 * 1024;
+/** The whole trace region at most (a host with hundreds of vCPUs gets smaller rings). */
+export const TRACE_REGION_MAX_BYTES = 64 * 1024 * 1024;
 export const TRACE_DRAIN_MS = 100;
 export const TRACE_MAX_EVENTS = 300_000;
 

@@ -4,7 +4,7 @@
  * workers). `MachineSabs` is what crosses thread boundaries (structured
  * clone shares SharedArrayBuffers); `Machine` is a thread's typed view.
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, TRACE_RING_EVENTS, XENSTORE_WORDS } from './constants.js';
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from './constants.js';
 import { InvariantLog } from './invariants.js';
 import { CTL, ControlRegion } from './layout/control.js';
 import { DOM, DomainTable } from './layout/domains.js';
@@ -17,7 +17,7 @@ import { VcpuTable } from './layout/vcpus.js';
 import { Registry } from './layout/registry.js';
 import { IoreqServers } from './layout/ioreq.js';
 import { IoreqSlots } from './layout/ioreq-slots.js';
-import { TraceRegion } from './layout/trace.js';
+import { TraceRegion, ringEventsFor } from './layout/trace.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
 
@@ -42,7 +42,7 @@ export interface MachineConfig {
   seed: number;
   /** Timeline rings (layout/trace.ts): one per vCPU slot plus the host's; absent or 0: no tracing. */
   trace_rings?: number;
-  /** Events per ring (default TRACE_RING_EVENTS). */
+  /** Events per ring (default TRACE_RING_EVENTS, less when many rings would pass TRACE_REGION_MAX_BYTES). */
   trace_ring_events?: number;
 }
 
@@ -204,7 +204,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     bars,
   };
   if (config.trace_rings !== undefined && config.trace_rings > 0) {
-    sabs.trace = TraceRegion.create({ nr_rings: config.trace_rings, ring_events: config.trace_ring_events ?? TRACE_RING_EVENTS }, performance.timeOrigin + performance.now());
+    sabs.trace = TraceRegion.create({ nr_rings: config.trace_rings, ring_events: config.trace_ring_events ?? ringEventsFor(config.trace_rings) }, performance.timeOrigin + performance.now());
   }
   const ctl = new Int32Array(sabs.control);
   ctl[CTL.BUGGIFY] = config.buggify;

@@ -140,7 +140,7 @@ export class TraceCollector {
     this.t = m.trace;
     this.cap = o.max_events ?? TRACE_MAX_EVENTS;
     this.drain_ms = o.drain_ms ?? TRACE_DRAIN_MS;
-    this.scratch = new Float64Array(this.t.nr_rings * this.t.ring_events * KEPT_WORDS);
+    this.scratch = new Float64Array(1024 * KEPT_WORDS);
     this.off_ms = performance.timeOrigin - this.t.epoch_ms;
     this.revokeDepth = new Int32Array(this.t.nr_rings);
     this.revokeBegin = new Float64Array(this.t.nr_rings);
@@ -164,11 +164,18 @@ export class TraceCollector {
   /** Drain every ring (steps 3–4 of the protocol), then sample the counters. */
   drain(): void {
     const t = this.t;
+    // Step 3: the heads (acquire), and room for everything up to them.
+    const heads = new Int32Array(t.nr_rings);
+    let total = 0;
+    for (let r = 0; r < t.nr_rings; r++) {
+      heads[r] = Atomics.load(t.rings, t.ringIdx(r, RING.HEAD));
+      total += (heads[r]! - t.rings[t.ringIdx(r, RING.TAIL)]!) | 0;
+    }
+    if (total * KEPT_WORDS > this.scratch.length) this.scratch = new Float64Array(Math.max(total, 2 * this.scratch.length / KEPT_WORDS) * KEPT_WORDS);
     let n = 0;
     for (let r = 0; r < t.nr_rings; r++) {
-      const headIdx = t.ringIdx(r, RING.HEAD);
       const tailIdx = t.ringIdx(r, RING.TAIL);
-      const head = Atomics.load(t.rings, headIdx);
+      const head = heads[r]!;
       let tail = t.rings[tailIdx]!;
       for (; tail !== head; tail = (tail + 1) | 0) {
         const i = t.eventIdx(r, tail);
@@ -184,6 +191,8 @@ export class TraceCollector {
     if (this.truncatedAt === null && this.kept + n <= this.cap) {
       if (n > 0) this.chunks.push(this.scratch.slice(0, n * KEPT_WORDS));
       this.kept += n;
+    } else if (this.cap === 0) {
+      this.overCap += n; // nothing is kept (a report without a trace file): not a truncation
     } else {
       this.truncatedAt ??= this.last_us;
       this.overCap += n;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from './test-machine.js';
-import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord } from './layout/trace.js';
+import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord, ringEventsFor } from './layout/trace.js';
+import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from './constants.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents, type TraceData } from './trace-collector.js';
 import { clearTracer, setVcpuTracer, TraceWriter, tracer } from './trace.js';
 import { VcpuContext } from './guest-cpu.js';
@@ -84,6 +85,25 @@ describe('timeline rings', () => {
       [200, 12],
     ]);
     expect(d.samples.t_us.length).toBe(4);
+  });
+
+  it('with a cap of 0 (a report without a trace file) nothing is kept and nothing is called truncated', () => {
+    const m = tracedMachine(16);
+    const w = new TraceWriter(m.trace!, 0);
+    const c = collector(m, 0);
+    w.put(1, kindWord(TK.PRIM_B, PRIM.REVOKE), 1, 1);
+    w.put(3, kindWord(TK.PRIM_E, PRIM.REVOKE), 0, 0);
+    const d = c.finish();
+    expect(d.events).toBe(0);
+    expect(d.dropped.over_cap).toBe(2);
+    expect(d.dropped.truncated_at_us).toBeNull();
+    expect(d.revoke.count).toBe(1);
+  });
+
+  it('rings shrink so that many vCPUs stay within the region budget', () => {
+    expect(ringEventsFor(10)).toBe(TRACE_RING_EVENTS);
+    for (const n of [129, 257, 1000]) expect(n * ringEventsFor(n) * EV.WORDS * 8 <= TRACE_REGION_MAX_BYTES || ringEventsFor(n) === 1024).toBe(true);
+    expect(ringEventsFor(257)).toBe(4096);
   });
 
   it('Revoke latency counts the outermost Revoke only, and forgets one cut by a gap', () => {

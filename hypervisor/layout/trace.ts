@@ -27,6 +27,7 @@
  *     DROPPED; the first drop of a run of drops writes a GAP event into the
  *     slot kept free for it, so the consumer knows where events went missing.
  */
+import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from '../constants.js';
 import type { Hypercalls } from '../public/guest.js';
 import { expectBytes } from './region.js';
 
@@ -98,6 +99,13 @@ export const extraOf = (word: number): number => word >>> 8;
 export const kindWord = (tk: number, x: number): number => tk | (x << 8);
 /** A requester (frontend vCPU) in one number, as IO_RECV and IO_ANSWER carry it. */
 export const requester = (domid: number, vcpu: number): number => (domid << 8) | vcpu;
+
+/** Events per ring for `nr_rings` rings: TRACE_RING_EVENTS, halved until the region fits TRACE_REGION_MAX_BYTES (at least 1024). */
+export function ringEventsFor(nr_rings: number): number {
+  let n = TRACE_RING_EVENTS;
+  while (n > 1024 && nr_rings * n * EV.WORDS * 8 > TRACE_REGION_MAX_BYTES) n /= 2;
+  return n;
+}
 
 export interface TraceGeometry {
   nr_rings: number;

@@ -136,7 +136,9 @@ export function renderReport(run: SavedRun): string {
   const traceNote =
     tr === undefined
       ? 'no timeline in this run'
-      : `${tr.events_kept} timeline events kept (cap ${tr.cap})${tr.dropped_over_cap > 0 ? `, ${tr.dropped_over_cap} over the cap (timeline cut at ${(tr.truncated_at_ms! / 1000).toFixed(2)} s)` : ''}${tr.dropped_ring_full > 0 ? `, ${tr.dropped_ring_full} dropped by full rings` : ''}; the plots count every event`;
+      : tr.cap === 0
+        ? `${tr.dropped_over_cap} timeline events counted into the plots (no trace file asked for)${tr.dropped_ring_full > 0 ? `; ${tr.dropped_ring_full} dropped by full rings` : ''}`
+        : `${tr.events_kept} timeline events kept (cap ${tr.cap})${tr.dropped_over_cap > 0 ? `, ${tr.dropped_over_cap} over the cap (timeline cut at ${(tr.truncated_at_ms! / 1000).toFixed(2)} s)` : ''}${tr.dropped_ring_full > 0 ? `, ${tr.dropped_ring_full} dropped by full rings` : ''}; the plots count every event`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>xgsim run: ${esc(s.verdict.toUpperCase())}, seed ${s.seed}</title>
