@@ -11,6 +11,7 @@ import { HostDied, parseSeed, up } from './up.js';
 import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
+import { replay } from './replay.js';
 
 const program = new Command();
 program
@@ -32,6 +33,7 @@ program
   .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
@@ -39,9 +41,10 @@ Examples:
   $ xgsim up examples/two-guests.yaml
   $ xgsim up examples/two-guests.yaml --duration 10s --json
   $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
-  $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7`,
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
+  $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; save?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await up(file, { ...opts, buggify });
     process.exitCode = exitCode;
@@ -80,17 +83,41 @@ stress
   .option('--seed <n>', 'seed (default random; always printed)')
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
   .option('--json', 'print the summary as JSON')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
 Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
-  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations`,
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
+  $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean }) => {
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean; save?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('replay')
+  .description('run a recorded run again (same seed, flags and BUGGIFY bugs); with --attempts, until the failure shows again')
+  .argument('<record>', 'a run record: saved by a failing up / stress revoke / chaos run (xgsim-runs/), by --save, or by a campaign')
+  .option('--attempts <n>', 'run up to n times, stopping at the first failure (threads interleave differently each run)', '1')
+  .option('--json', 'print {record, attempts, reproduced, runs, summary} as JSON')
+  .option('--redis-url <url>', 'Redis for runs over the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .addHelpText(
+    'after',
+    `
+Exit codes: 1 a run failed (the failure reproduced), 0 every attempt passed, 2 a bad or missing record.
+
+Examples:
+  $ xgsim replay xgsim-runs/stress-revoke-seed-1234-20261126-101500-123.json
+  $ xgsim replay xgsim-runs/campaign-revoke-chaos-7-m3x1a/job-17-seed-99.json --attempts 10
+  $ xgsim replay runs/two-guests.json --json`,
+  )
+  .action(async (file: string, opts: { attempts?: string; json?: boolean; redisUrl?: string }) => {
+    const { exitCode } = await replay(file, opts);
     process.exitCode = exitCode;
   });
 
