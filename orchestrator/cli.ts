@@ -12,6 +12,8 @@ import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { replay } from './replay.js';
+import { campaign } from './campaign.js';
+import { hostCommand } from './campaign-host.js';
 
 const program = new Command();
 program
@@ -118,6 +120,58 @@ Examples:
   )
   .action(async (file: string, opts: { attempts?: string; json?: boolean; redisUrl?: string }) => {
     const { exitCode } = await replay(file, opts);
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('campaign')
+  .description('run many seeded stress / chaos / up runs over Redis on `xgsim host` workers; pass/fail per seed, failing seeds with replay commands, merged Revoke latency, total violations')
+  .argument('<plan>', 'campaign plan YAML (format: docs/campaigns.md)')
+  .option('--runs <n>', 'how many runs (jobs) to enqueue')
+  .option('--redis-url <url>', 'the Redis of the job and result streams (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .option('--spawn-hosts <k>', 'also start k local `xgsim host` processes (stopped at the end; logs in the campaign directory)', '0')
+  .option('--json', 'print the campaign report as JSON')
+  .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
+  .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')
+  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', 'default')
+  .option('--dir <dir>', 'where the report, failing runs\' records and host logs go (default: xgsim-runs/campaign-<id>)')
+  .addHelpText(
+    'after',
+    `
+BUGGIFY bugs come from XGSIM_BUGGIFY and are recorded in every job. Exit codes: 0 every run passed,
+1 a run failed, errored, timed out or was never accounted, 2 bad input or no Redis.
+
+Examples:
+  $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 200 --spawn-hosts 2
+  $ xgsim host &  xgsim host &  xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 200
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
+  $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
+  )
+  .action(async (file: string, opts: { runs?: string; redisUrl?: string; spawnHosts?: string; json?: boolean; timeout?: string; seed?: string; pool?: string; dir?: string }) => {
+    const { exitCode } = await campaign(file, opts);
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('host')
+  .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process, publish the result; reclaims the jobs of dead hosts')
+  .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
+  .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')
+  .option('--pool <name>', 'serve the campaigns of this pool', 'default')
+  .addHelpText(
+    'after',
+    `
+Ctrl-C (or SIGTERM) stops the job in hand and gives it back, so another host takes it at once; a second Ctrl-C kills it.
+Hosts resolve a job's files (topologies, chaos plans) from their working directory: run them from the repository root.
+
+Examples:
+  $ xgsim host
+  $ xgsim host --name lab-1 --redis-url redis://10.0.0.5:6379
+  $ xgsim host --max-jobs 10 --pool nightly`,
+  )
+  .action(async (opts: { redisUrl?: string; name?: string; maxJobs?: string; pool?: string }) => {
+    const { exitCode } = await hostCommand(opts);
     process.exitCode = exitCode;
   });
 

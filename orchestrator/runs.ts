@@ -97,3 +97,10 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
     }
   }
 }
+
+/** The command line that runs `s` directly (no record needed), e.g. for a job that never produced one. */
+export function directCommand(s: Pick<RunSpec, 'kind' | 'file' | 'flags' | 'seed'>, bugs: readonly string[]): string {
+  const cmd = s.kind === 'stress-revoke' ? 'stress revoke' : `${s.kind} ${s.file ?? ''}`;
+  const flags = Object.entries(s.flags).map(([k, v]) => (v === false ? ` --no-${k}` : v === true ? ` --${k}` : ` --${k} ${v}`));
+  return `${buggifyPrefix(bugs)}npx xgsim ${cmd}${flags.join('')} --seed ${s.seed}`;
+}
