@@ -1,13 +1,15 @@
 /**
  * Every file under examples/bad/ must be rejected with the error its first
  * line announces: `# expect: <substring of the error line>, line L, col C`.
- * Files named scenario-*.yaml are scenarios, the others topologies.
+ * Files named scenario-*.yaml are scenarios, campaign-*.yaml campaign
+ * plans, the others topologies.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isInputError } from './errors.js';
+import { loadCampaignPlan } from './campaign.js';
 import { loadScenario } from './scenario.js';
 import { loadTopology } from './topology.js';
 
@@ -16,10 +18,11 @@ const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
 const EXPECT_RE = /^# expect: (.+), line (\d+), col (\d+)\s*$/;
 
 describe('examples/bad', () => {
-  it('has at least 30 malformed inputs of both kinds', () => {
+  it('has at least 30 malformed inputs of every kind together, and some of each', () => {
     expect(files.length).toBeGreaterThanOrEqual(30);
     expect(files.some((f) => f.startsWith('scenario-'))).toBe(true);
     expect(files.some((f) => f.startsWith('topology-'))).toBe(true);
+    expect(files.some((f) => f.startsWith('campaign-'))).toBe(true);
   });
 
   it.each(files)('%s', (name) => {
@@ -30,7 +33,7 @@ describe('examples/bad', () => {
     const [, substring = '', line = '', col = ''] = m;
     let got: string | undefined;
     try {
-      (name.startsWith('scenario-') ? loadScenario : loadTopology)(file);
+      (name.startsWith('scenario-') ? loadScenario : name.startsWith('campaign-') ? loadCampaignPlan : loadTopology)(file);
     } catch (e) {
       if (!isInputError(e)) throw e;
       got = e.toString();
