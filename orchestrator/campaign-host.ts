@@ -132,21 +132,21 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       }
       busy = true;
       try {
-        await runJob(t);
+        if (await runJob(t)) done++;
       } finally {
         busy = false;
       }
-      done++;
     }
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await queue.close();
   }
-  say(`done: ${done} job${done === 1 ? '' : 's'} run`);
+  say(`done: ${done} job${done === 1 ? '' : 's'} answered`);
   return { exitCode: 0 };
 
-  async function runJob(t: TakenJob): Promise<void> {
+  /** Runs and answers one job; false when it was given back instead. */
+  async function runJob(t: TakenJob): Promise<boolean> {
     const t0 = performance.now();
     const base = { v: CAMPAIGN_WIRE_VERSION, campaign: t.campaign, host: name, deliveries: t.deliveries } as const;
     const finish = async (index: number, status: ResultStatus, error: string, outcome?: RunOutcome): Promise<void> => {
@@ -172,17 +172,17 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         say(`entry ${t.id} of campaign ${t.campaign}: malformed (${job.error}); dropped`);
         await queue.drop(t);
       }
-      return;
+      return true;
     }
     const tag = `job ${t.campaign}#${job.index} (${job.template}, seed ${job.seed})`;
     if (job.campaign !== t.campaign) {
       await finish(job.index, 'error', `job of campaign ${job.campaign} found on the stream of ${t.campaign}`);
-      return;
+      return true;
     }
     if (t.deliveries > MAX_DELIVERIES) {
       say(`${tag}: handed out ${t.deliveries} times; answered 'error'`);
       await finish(job.index, 'error', `handed out ${t.deliveries} times: every host that had it died or gave it up`);
-      return;
+      return true;
     }
     say(`${tag}: started${t.reclaimed ? ` (reclaimed, delivery ${t.deliveries})` : ''}`);
 
@@ -235,11 +235,12 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     if (stopping) {
       const back = await queue.giveBack(t, name);
       say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`);
-      return;
+      return false;
     }
     await finish(job.index, status, error, outcome);
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     const why = status === 'fail' && outcome !== undefined ? ` — ${resultSummary(outcome.summary).violations} violations` : error !== '' ? ` — ${error}` : '';
     say(`${tag}: ${status.toUpperCase()} in ${secs} s${why}`);
+    return true;
   }
 }

@@ -371,7 +371,8 @@ export function formatCampaign(r: CampaignReport): string {
   if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged log buckets): p50 ≤ ${r.revoke_us.p50} µs, p99 ≤ ${r.revoke_us.p99} µs, max ${r.revoke_us.max} µs`);
   lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${n} runs`).join(', ')})` : ''}`);
   if (r.failing.length > 0) {
-    lines.push(`failing seeds (${r.failing.length}):`);
+    const missing = r.failing.filter((f) => f.status === 'missing').length;
+    lines.push(missing === 0 ? `failing seeds (${r.failing.length}):` : `failing seeds and jobs without a result (${r.failing.length - missing} + ${missing}):`);
     for (const f of r.failing.slice(0, 50)) {
       lines.push(`  job ${f.index}  seed ${f.seed}  ${f.template}  ${f.status.toUpperCase()}${f.host !== '' ? ` on ${f.host}` : ''}${f.violations > 0 ? `  ${f.violations} violations (${f.failed.join(', ')})` : ''}${f.error !== '' && f.violations === 0 ? `  ${f.error}` : ''}`);
       if (f.replay !== undefined) lines.push(`    replay: ${f.replay}`);
