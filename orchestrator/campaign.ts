@@ -29,7 +29,7 @@ import { RedisIoreqBus } from '../transport/redis-bus.js';
 import { loadCampaignPlan, materializeJobs, type CampaignJob } from './config/campaign.js';
 import { UsageError } from './errors.js';
 import { parsePool, redisUrlOf } from './campaign-host.js';
-import { parseRecord, saveRecord } from './run-record.js';
+import { parseRecord, recordDir, saveRecord } from './run-record.js';
 import { directCommand } from './runs.js';
 import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram, type Percentiles } from './stats.js';
 import { parseDurationFlag, parseSeed } from './up.js';
@@ -127,7 +127,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${url} (set --redis-url or REDIS_URL)`);
 
   const id = `${plan.name}-${seed}-${Date.now().toString(36)}`;
-  const dir = o.dir ?? join('xgsim-runs', `campaign-${id}`);
+  const dir = o.dir ?? join(recordDir(), `campaign-${id}`);
   const jobs = materializeJobs(plan, { seed, runs, buggify: bugs });
   const byIndex = new Map(jobs.map((j) => [j.index, j]));
   const kinds = new Map<string, number>();

@@ -6,7 +6,8 @@
  * (replay.ts) runs it again.
  *
  * Every failing `up` / `stress revoke` / `chaos` run saves its record
- * (default `xgsim-runs/`, or `--save <file>`, which saves passing runs too)
+ * (default `xgsim-runs/` or XGSIM_RUNS_DIR, or `--save <file>`, which saves
+ * passing runs too)
  * and prints `replay: npx xgsim replay <file>`. Quiet runs (`print: false`:
  * campaign hosts, replay itself) save nothing unless told where; their
  * caller gets the record.
@@ -29,6 +30,12 @@ export const RUN_RECORD_VERSION = 1;
 export const RUN_KINDS = ['up', 'stress-revoke', 'chaos'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 export const DEFAULT_RECORD_DIR = 'xgsim-runs';
+
+/** Where records go by default: XGSIM_RUNS_DIR, else xgsim-runs/ (relative to the working directory). */
+export function recordDir(): string {
+  const d = process.env['XGSIM_RUNS_DIR'];
+  return d !== undefined && d !== '' ? d : DEFAULT_RECORD_DIR;
+}
 
 /** The flags each kind of run records (CLI long names, without the dashes). */
 export interface RunFlags {
@@ -70,7 +77,7 @@ export function buggifyPrefix(bugs: readonly string[]): string {
 }
 
 /** `xgsim-runs/stress-revoke-seed-7-20261126-233401-123.json` */
-export function defaultRecordPath(rec: RunRecord, dir: string = DEFAULT_RECORD_DIR): string {
+export function defaultRecordPath(rec: RunRecord, dir: string = recordDir()): string {
   const stamp = rec.created_at.replace(/[-:]/g, '').replace('T', '-').replace('.', '-').replace('Z', '');
   return join(dir, `${rec.kind}-seed-${rec.seed}-${stamp}.json`);
 }

@@ -32,12 +32,14 @@
  *     (resetting its idle time, JUSTID so the delivery count stays) only
  *     while XPENDING still names this host as its owner, so a host that was
  *     only slow never takes a job back from the host that reclaimed it;
- *  3. the result is XADDed and the job XACKed in one MULTI/EXEC.
+ *  3. the result is XADDed and the job XACKed in one Lua script, which does
+ *     nothing once the campaign's lease is gone (an XADD would recreate the
+ *     results stream of a campaign that ended).
  * A host that gives a job up (Ctrl-C) XCLAIMs it to itself with a huge IDLE,
  * so the next XAUTOCLAIM anywhere takes it at once.
  *
  * Exactly once is the campaign's part: a job can still run twice (its host
- * was paused past RECLAIM_IDLE_MS, or a MULTI's reply was lost and ioredis
+ * was paused past RECLAIM_IDLE_MS, or a script's reply was lost and ioredis
  * re-sent it), so the campaign counts results by job index and drops the
  * duplicates.
  *
