@@ -166,7 +166,7 @@ describe('xgsim campaign / host', () => {
     await expectCleanedUp(rep.campaign, p);
   });
 
-  redisIt('a host answers bad jobs with an error result and keeps serving', async () => {
+  redisIt('a host answers bad jobs with an error result, kills a job that outlives its timeout, and keeps serving', async () => {
     const seed = testSeed('campaign bad jobs');
     const p = pool('badjob');
     const id = `badjobs-${seed}-${Date.now().toString(36)}`;
@@ -178,16 +178,19 @@ describe('xgsim campaign / host', () => {
         { ...job, index: 0, flags: { guests: '999', duration: '200ms' } },
         { ...job, index: 1, kind: 'up', file: 'examples/no-such-topology.yaml', flags: { duration: '200ms' } },
         { ...job, index: 2, flags: { warp: 'on' } },
+        // Outlives its timeout: its host process is killed, and the host goes on.
+        { ...job, index: 3, flags: { guests: '1', vcpus: '1', 'backend-vcpus': '1', duration: '60s' }, timeout_ms: 2500 },
       ]);
-      await q.injectRawJob(id, Buffer.from([0xc1])); // not msgpack at all: acked and dropped
-      const h = await xgsim(['host', '--pool', p, '--name', 'sturdy', '--max-jobs', '4']).done;
+      await q.injectRawJob(id, Buffer.from([0xc1])); // not a job at all, and no identity: acked and dropped
+      const h = await xgsim(['host', '--pool', p, '--name', 'sturdy', '--max-jobs', '5']).done;
       expect(h.code, h.stderr).toBe(0);
       const { items } = await q.readResults(id, '0-0', 0, 100);
       const results = items.filter((x): x is ResultMsg => 'v' in x).sort((x, y) => x.index - y.index);
-      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error']]);
+      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'timeout']]);
       expect(results[0]!.error).toContain('--guests');
       expect(results[1]!.error).toContain('no-such-topology.yaml');
       expect(results[2]!.error).toContain('unknown flag `warp`');
+      expect(results[3]!.elapsed_ms).toBeLessThan(20_000);
       expect(h.stderr).toContain('malformed');
       expect(await q.progress(id)).toMatchObject({ pending: 0, queued: 0 });
     } finally {
