@@ -113,6 +113,7 @@ program
   .addOption(new Option('--transport <kind>', 'IOREQ transport: auto, redis, ring (default: the plan\'s, else the topology\'s)').choices(['auto', 'redis', 'ring']))
   .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
@@ -120,10 +121,10 @@ Nemeses: ${NEMESIS_KINDS.join(', ')}
 
 Examples:
   $ xgsim chaos examples/chaos/everything.yaml --duration 60s --json
-  $ xgsim chaos examples/chaos/device-model-kills.yaml --seed 7
-  $ xgsim chaos examples/chaos/transport.yaml --transport ring`,
+  $ xgsim chaos examples/chaos/smoke.yaml --transport ring --seed 7
+  $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await chaos(file, { ...opts, buggify });
     process.exitCode = exitCode;

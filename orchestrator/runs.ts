@@ -6,13 +6,11 @@
  * the commands' own parsing, so a bad value is the same UsageError (exit 2,
  * or a job result 'error') as on the command line.
  */
-import { bugNames } from '../hypervisor/buggify.js';
 import { chaos } from './chaos.js';
 import { UsageError } from './errors.js';
-import { buggifyPrefix, makeRecord, type RunKind } from './run-record.js';
+import { buggifyPrefix, type RunKind } from './run-record.js';
 import { stressRevoke } from './stress.js';
 import { up, type RunOutcome } from './up.js';
-import { histogramOf, type LatencyHistogram } from './stats.js';
 
 export interface RunSpec {
   kind: RunKind;
@@ -81,19 +79,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
       });
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
-      const file = s.file;
-      const r = await chaos(file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('redisUrl', o.redisUrl) });
-      // chaos() may come to return its own record and latencies; until then, build them here.
-      const extra = r as Partial<RunOutcome>;
-      const bugs = bugNames(s.buggify);
-      const duration = flag('duration');
-      const transport = flag('transport');
-      const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${s.seed}${duration !== undefined ? ` --duration ${duration}` : ''}${transport !== undefined ? ` --transport ${transport}` : ''}`;
-      const record =
-        extra.record ??
-        makeRecord({ kind: 'chaos', file, flags: { duration: duration ?? `${r.summary.duration_ms}ms`, ...(transport !== undefined ? { transport } : {}) }, seed: s.seed, buggify: bugs, transport: r.summary.transport, summary: r.summary, replay });
-      const revoke_hist: LatencyHistogram = extra.revoke_hist ?? histogramOf([]);
-      return { summary: r.summary, exitCode: r.exitCode, record, revoke_hist };
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('redisUrl', o.redisUrl) });
     }
   }
 }
