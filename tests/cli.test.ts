@@ -93,4 +93,19 @@ describe('bad input exits 2 with one line', () => {
       expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
     }
   });
+
+  // …and every malformed chaos plan through `xgsim chaos`.
+  const plans = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith('chaos-'));
+  it(`${plans.length} malformed chaos plans: file:line:col, exit 2, no stack trace`, () => {
+    expect(plans.length).toBeGreaterThanOrEqual(10);
+    for (const f of plans) {
+      const first = readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!;
+      const m = /line (\d+), col (\d+)/.exec(first);
+      const r = xgsim(['chaos', `examples/bad/${f}`, '--duration', '1ms', '--transport', 'ring']);
+      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
+      if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
+      expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
+      expect(r.stderr, f).not.toMatch(/\n\s+at /);
+    }
+  });
 });
