@@ -13,7 +13,8 @@ import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { expandPlan, loadChaosPlan } from './config/chaos-plan.js';
 import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { chooseTransport, parseDurationFlag, parseSeed, runHost } from './up.js';
+import { keepRecord, makeRecord } from './run-record.js';
+import { chooseTransport, parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
 
 export interface ChaosOptions {
   duration?: string;
@@ -25,6 +26,8 @@ export interface ChaosOptions {
   buggify: number;
   /** Print the summary (default true); campaign hosts run quietly. */
   print?: boolean;
+  /** `--save <file>`: save the run record there, pass or fail. */
+  save?: string;
 }
 
 export interface ChaosSummary extends Summary {
@@ -39,7 +42,7 @@ export interface ChaosSummary extends Summary {
   };
 }
 
-export async function chaos(file: string, o: ChaosOptions): Promise<{ summary: ChaosSummary; exitCode: number }> {
+export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? plan.duration_ms ?? 30_000;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
@@ -52,7 +55,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<{ summary: C
     process.stderr.write(`xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   }
   const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions };
-  const report = await runHost(spec, duration_ms);
+  const report = await runHost(spec, duration_ms, { quiet: !print });
   const base = summarize(report, { seed, transport: tr.kind, buggify: bugs });
   const acted = base.faults_injected.filter((f) => f.skipped === undefined);
   const kinds: Record<string, number> = {};
@@ -76,10 +79,11 @@ export async function chaos(file: string, o: ChaosOptions): Promise<{ summary: C
       const c = summary.chaos;
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
-    if (summary.verdict !== 'pass') {
-      const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-      process.stderr.write(`replay: ${env}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}\n`);
-    }
   }
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
+  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
+  const replay = `${env}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
+  if (print && summary.verdict !== 'pass') process.stderr.write(`replay: ${replay}\n`);
+  const record = makeRecord({ kind: 'chaos', file, flags: { duration: `${duration_ms}ms`, transport: tr.kind }, seed, buggify: bugs, transport: tr.kind, summary, replay });
+  keepRecord(record, { print, save: o.save });
+  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
 }

@@ -15,6 +15,9 @@ import { loadSavedRun } from './report/saved-run.js';
 import { writeReportDir } from './outputs.js';
 import { chaos } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
+import { replay } from './replay.js';
+import { campaign } from './campaign.js';
+import { hostCommand } from './campaign-host.js';
 
 const program = new Command();
 program
@@ -38,6 +41,7 @@ program
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
   .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
   .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
@@ -46,9 +50,10 @@ Examples:
   $ xgsim up examples/two-guests.yaml --duration 10s --json
   $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
   $ xgsim up examples/gpu-desktop.yaml --duration 5s --trace run.json --report run-report/
-  $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7`,
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
+  $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; trace?: string; report?: string }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; save?: string; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await up(file, { ...opts, buggify });
     process.exitCode = exitCode;
@@ -89,6 +94,7 @@ stress
   .option('--json', 'print the summary as JSON')
   .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
   .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
@@ -96,9 +102,10 @@ Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
   $ xgsim stress revoke --duration 3s --trace revoke.json --report revoke-report/
-  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations`,
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
+  $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean; trace?: string; report?: string }) => {
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean; save?: string; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
@@ -133,6 +140,7 @@ program
   .addOption(new Option('--transport <kind>', 'IOREQ transport: auto, redis, ring (default: the plan\'s, else the topology\'s)').choices(['auto', 'redis', 'ring']))
   .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
   .addHelpText(
     'after',
     `
@@ -140,12 +148,86 @@ Nemeses: ${NEMESIS_KINDS.join(', ')}
 
 Examples:
   $ xgsim chaos examples/chaos/everything.yaml --duration 60s --json
-  $ xgsim chaos examples/chaos/device-model-kills.yaml --seed 7
-  $ xgsim chaos examples/chaos/transport.yaml --transport ring`,
+  $ xgsim chaos examples/chaos/smoke.yaml --transport ring --seed 7
+  $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await chaos(file, { ...opts, buggify });
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('replay')
+  .description('run a recorded run again (same seed, flags and BUGGIFY bugs); with --attempts, until the failure shows again')
+  .argument('<record>', 'a run record: saved by a failing up / stress revoke / chaos run (xgsim-runs/), by --save, or by a campaign')
+  .option('--attempts <n>', 'run up to n times, stopping at the first failure (threads interleave differently each run)', '1')
+  .option('--json', 'print {record, attempts, reproduced, runs, summary} as JSON')
+  .option('--redis-url <url>', 'Redis for runs over the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .addHelpText(
+    'after',
+    `
+Exit codes: 1 a run failed (the failure reproduced), 0 every attempt passed, 2 a bad or missing record.
+
+Examples:
+  $ xgsim replay xgsim-runs/stress-revoke-seed-1234-20261126-101500-123.json
+  $ xgsim replay xgsim-runs/campaign-revoke-chaos-7-m3x1a/job-17-seed-99.json --attempts 10
+  $ xgsim replay runs/two-guests.json --json`,
+  )
+  .action(async (file: string, opts: { attempts?: string; json?: boolean; redisUrl?: string }) => {
+    const { exitCode } = await replay(file, opts);
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('campaign')
+  .description('run many seeded stress / chaos / up runs over Redis on `xgsim host` workers; pass/fail per seed, failing seeds with replay commands, merged Revoke latency, total violations')
+  .argument('<plan>', 'campaign plan YAML (format: docs/campaigns.md)')
+  .option('--runs <n>', 'how many runs (jobs) to enqueue')
+  .option('--redis-url <url>', 'the Redis of the job and result streams (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .option('--spawn-hosts <k>', 'also start k local `xgsim host` processes (stopped at the end; logs in the campaign directory)', '0')
+  .option('--json', 'print the campaign report as JSON')
+  .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
+  .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')
+  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', 'default')
+  .option('--dir <dir>', 'where the report, failing runs\' records and host logs go (default: xgsim-runs/campaign-<id>)')
+  .addHelpText(
+    'after',
+    `
+BUGGIFY bugs come from XGSIM_BUGGIFY and are recorded in every job. Exit codes: 0 every run passed,
+1 a run failed, errored, timed out or was never accounted, 2 bad input or no Redis.
+
+Examples:
+  $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 200 --spawn-hosts 2
+  $ xgsim host &  xgsim host &  xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 200
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
+  $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
+  )
+  .action(async (file: string, opts: { runs?: string; redisUrl?: string; spawnHosts?: string; json?: boolean; timeout?: string; seed?: string; pool?: string; dir?: string }) => {
+    const { exitCode } = await campaign(file, opts);
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('host')
+  .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process, publish the result; reclaims the jobs of dead hosts')
+  .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
+  .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
+  .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')
+  .option('--pool <name>', 'serve the campaigns of this pool', 'default')
+  .addHelpText(
+    'after',
+    `
+Ctrl-C (or SIGTERM) stops the job in hand and gives it back, so another host takes it at once; a second Ctrl-C kills it.
+Hosts resolve a job's files (topologies, chaos plans) from their working directory: run them from the repository root.
+
+Examples:
+  $ xgsim host
+  $ xgsim host --name lab-1 --redis-url redis://10.0.0.5:6379
+  $ xgsim host --max-jobs 10 --pool nightly`,
+  )
+  .action(async (opts: { redisUrl?: string; name?: string; maxJobs?: string; pool?: string }) => {
+    const { exitCode } = await hostCommand(opts);
     process.exitCode = exitCode;
   });
 

@@ -5,8 +5,9 @@
 import { bugNames } from '../hypervisor/buggify.js';
 import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
-import { formatSummary, summarize, type Summary } from './summary.js';
-import { parseDurationFlag, parseSeed, runHost } from './up.js';
+import { formatSummary, summarize } from './summary.js';
+import { makeRecord, keepRecord } from './run-record.js';
+import { parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
 import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
@@ -23,6 +24,10 @@ export interface StressOptions extends OutputFlags {
   adversary?: string;
   json?: boolean;
   buggify: number;
+  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
+  print?: boolean;
+  /** `--save <file>`: save the run record there, pass or fail. */
+  save?: string;
 }
 
 function intFlag(flag: string, s: string | undefined, dflt: number, lo: number, hi: number): number {
@@ -76,7 +81,8 @@ export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: num
   };
 }
 
-export async function stressRevoke(o: StressOptions): Promise<{ summary: Summary; exitCode: number }> {
+export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
+  const print = o.print !== false;
   const guests = intFlag('--guests', o.guests, 4, 1, 64);
   const vcpus = intFlag('--vcpus', o.vcpus, 2, 1, 8);
   const backendVcpus = intFlag('--backend-vcpus', o.backendVcpus, 2, 1, 8);
@@ -87,21 +93,25 @@ export async function stressRevoke(o: StressOptions): Promise<{ summary: Summary
   const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
   const outputs = prepareOutputs(o);
   const bugs = bugNames(o.buggify);
-  process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), ...outputs.spec }, duration_ms);
+  if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), ...outputs.spec }, duration_ms, { quiet: !print });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
   const cycles = summary.ops['revoke'] ?? 0;
   const extended = { ...summary, stress: { cycles, cycles_per_s: Math.round((cycles * 1000) / Math.max(1, summary.duration_ms)), adversary } };
-  if (o.json === true) process.stdout.write(`${JSON.stringify(extended, null, 2)}\n`);
-  else {
+  if (print && o.json === true) process.stdout.write(`${JSON.stringify(extended, null, 2)}\n`);
+  else if (print) {
     process.stdout.write(`${formatSummary(summary)}\n`);
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
-  const replay =
-    summary.verdict !== 'pass'
-      ? `${bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : ''}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms`
-      : null;
-  if (replay !== null) process.stderr.write(`replay: ${replay}\n`);
-  for (const line of writeOutputs(outputs, { report, summary: extended, replay })) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
+  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
+  const replay = `${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms`;
+  if (print && summary.verdict !== 'pass') {
+    process.stderr.write(`replay: ${replay}\n`);
+  }
+  const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms` };
+  const record = makeRecord({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay });
+  keepRecord(record, { print, save: o.save });
+  const written = writeOutputs(outputs, { report, summary: extended, replay: summary.verdict !== 'pass' ? replay : null });
+  if (print) for (const line of written) process.stderr.write(`${line}\n`);
+  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
 }

@@ -2,7 +2,7 @@
  * `xgsim up <topology.yaml>`: fork a host process, boot the topology, run
  * its workloads for the duration, shut down, print the summary.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
 import { bugNames } from '../hypervisor/buggify.js';
 import { distModule } from '../hypervisor/worker-path.js';
@@ -12,6 +12,8 @@ import { UsageError } from './errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
+import { keepRecord, makeRecord, type RunRecord } from './run-record.js';
+import { histogramOf, type LatencyHistogram } from './stats.js';
 import type { HostReport } from '../hypervisor/host.js';
 import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
@@ -57,6 +59,24 @@ export interface UpOptions extends OutputFlags {
   checks?: boolean;
   checkInterval?: string;
   buggify: number;
+  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
+  print?: boolean;
+  /** `--save <file>`: save the run record there, pass or fail (failures are saved under xgsim-runs/ anyway when printing). */
+  save?: string;
+}
+
+/** What a run gives back besides its exit code: enough for a run record and for a campaign to merge. */
+export interface RunOutcome {
+  summary: Summary;
+  exitCode: number;
+  record: RunRecord;
+  /** Revoke latencies of the run in log buckets (campaigns merge them). */
+  revoke_hist: LatencyHistogram;
+}
+
+/** Every Revoke latency sample the run's vCPUs kept. */
+export function revokeHistogram(r: HostReport): LatencyHistogram {
+  return histogramOf(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
 }
 
 export function parseSeed(s: string | undefined): number | undefined {
@@ -73,7 +93,8 @@ export function parseDurationFlag(flag: string, s: string | undefined): number |
   return r.value;
 }
 
-export async function up(file: string, o: UpOptions): Promise<{ summary: Summary; exitCode: number }> {
+export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
+  const print = o.print !== false;
   const topo = loadTopology(file);
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? topo.duration_ms ?? 10_000;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
@@ -82,31 +103,51 @@ export async function up(file: string, o: UpOptions): Promise<{ summary: Summary
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
   const bugs = bugNames(o.buggify);
-  process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  if (print) process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
 
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
-  const report = await runHost(spec, duration_ms);
+  const report = await runHost(spec, duration_ms, { quiet: !print });
   const summary = summarize(report, { seed, transport, buggify: bugs });
-  if (o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-  else process.stdout.write(`${formatSummary(summary)}\n`);
-  const replay = summary.verdict !== 'pass' ? `${bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : ''}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms` : null;
-  if (replay !== null) process.stderr.write(`replay: ${replay}\n`);
-  for (const line of writeOutputs(outputs, { report, summary, replay })) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1 };
+  if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
+  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
+  const replay = `${env}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
+  if (print && summary.verdict !== 'pass') {
+    process.stderr.write(`replay: ${replay}\n`);
+  }
+  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}) };
+  const record = makeRecord({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay });
+  keepRecord(record, { print, save: o.save });
+  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
+  if (print) for (const line of written) process.stderr.write(`${line}\n`);
+  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+}
+
+/**
+ * Host processes forked by runHost and not yet exited. A campaign host
+ * stops them when it abandons a job (Ctrl-C, SIGTERM) and kills them when a
+ * job outlives its timeout, whichever command (up, stress, chaos) forked them.
+ */
+export const liveHostChildren = new Set<ChildProcess>();
+
+export interface RunHostOptions {
+  /** No progress bar or lines, no Ctrl-C message (campaign hosts, replay). */
+  quiet?: boolean;
 }
 
 /** Fork a host process and drive it; a host that dies is reported, never waited for forever. */
-export function runHost(spec: import('../hypervisor/host.js').HostSpec, duration_ms: number): Promise<HostReport> {
+export function runHost(spec: import('../hypervisor/host.js').HostSpec, duration_ms: number, ro: RunHostOptions = {}): Promise<HostReport> {
   const hostMain = fileURLToPath(distModule('orchestrator/host-main'));
   const child = fork(hostMain, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const tty = process.stderr.isTTY === true;
+  liveHostChildren.add(child);
+  const tty = process.stderr.isTTY === true && ro.quiet !== true;
   const bar = tty ? new cliProgress.SingleBar({ format: 'running [{bar}] {percentage}% | {accesses} accesses | {hypercalls} hypercalls | {violations} violations', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
   let lastLine = 0;
   return new Promise<HostReport>((resolve, reject) => {
     let report: HostReport | undefined;
     let error: string | undefined;
     const onSigint = (): void => {
-      process.stderr.write('\nxgsim: stopping (Ctrl-C); the summary so far follows\n');
+      if (ro.quiet !== true) process.stderr.write('\nxgsim: stopping (Ctrl-C); the summary so far follows\n');
       child.send({ kind: 'stop' });
     };
     process.on('SIGINT', onSigint);
@@ -125,6 +166,7 @@ export function runHost(spec: import('../hypervisor/host.js').HostSpec, duration
       }
     });
     child.on('exit', (code, signal) => {
+      liveHostChildren.delete(child);
       process.off('SIGINT', onSigint);
       bar?.stop();
       if (report !== undefined) resolve(report);
@@ -135,7 +177,7 @@ export function runHost(spec: import('../hypervisor/host.js').HostSpec, duration
     function showProgress(p: Progress): void {
       if (bar !== undefined) {
         bar.update(Math.min(100, Math.round((100 * p.elapsed_ms) / duration_ms)), { accesses: p.accesses, hypercalls: p.hypercalls, violations: p.violations });
-      } else if (p.elapsed_ms - lastLine >= 5000) {
+      } else if (ro.quiet !== true && p.elapsed_ms - lastLine >= 5000) {
         lastLine = p.elapsed_ms;
         process.stderr.write(`  ${(p.elapsed_ms / 1000).toFixed(0)} s: ${p.accesses} accesses, ${p.hypercalls} hypercalls, ${p.violations} violations\n`);
       }

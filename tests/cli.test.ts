@@ -3,7 +3,8 @@
  * host process, real threads), and bad input → one line, exit 2.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
@@ -47,10 +48,15 @@ describe('xgsim up', () => {
   });
 
   it('with XGSIM_BUGGIFY=no-scrub fails with exit 1 and prints a replay line', () => {
-    const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '2s', '--seed', '5'], { XGSIM_BUGGIFY: 'no-scrub' });
+    const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '2s', '--seed', '5'], { XGSIM_BUGGIFY: 'no-scrub', XGSIM_RUNS_DIR: mkdtempSync(join(tmpdir(), 'xgsim-cli-test-')) });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stdout).toContain('FAIL');
     expect(r.stderr).toContain('replay: XGSIM_BUGGIFY=no-scrub npx xgsim up examples/two-guests.yaml --seed 5');
+    // …and saves a run record that `xgsim replay` takes (tests/campaign.test.ts replays records).
+    const rec = /replay: npx xgsim replay (\S+up-seed-5-\S+\.json)/.exec(r.stderr)?.[1];
+    expect(rec, r.stderr).toBeDefined();
+    const saved = JSON.parse(readFileSync(rec!, 'utf8')) as { kind: string; file: string; seed: number; buggify: string[]; verdict: string };
+    expect(saved).toMatchObject({ kind: 'up', file: 'examples/two-guests.yaml', seed: 5, buggify: ['no-scrub'], verdict: 'fail' });
   });
 });
 
@@ -85,6 +91,21 @@ describe('bad input exits 2 with one line', () => {
       expect(r.code, `${f}: ${r.stderr}`).toBe(2);
       if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
       expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
+    }
+  });
+
+  // …and every malformed chaos plan through `xgsim chaos`.
+  const plans = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith('chaos-'));
+  it(`${plans.length} malformed chaos plans: file:line:col, exit 2, no stack trace`, () => {
+    expect(plans.length).toBeGreaterThanOrEqual(10);
+    for (const f of plans) {
+      const first = readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!;
+      const m = /line (\d+), col (\d+)/.exec(first);
+      const r = xgsim(['chaos', `examples/bad/${f}`, '--duration', '1ms', '--transport', 'ring']);
+      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
+      if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
+      expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
+      expect(r.stderr, f).not.toMatch(/\n\s+at /);
     }
   });
 });

@@ -1,8 +1,8 @@
 /**
  * Every file under examples/bad/ must be rejected with the error its first
  * line announces: `# expect: <substring of the error line>, line L, col C`.
- * Files named scenario-*.yaml are scenarios, chaos-*.yaml chaos plans, the
- * others topologies.
+ * Files named scenario-*.yaml are scenarios, chaos-*.yaml chaos plans,
+ * campaign-*.yaml campaign plans, the others topologies.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isInputError } from './errors.js';
 import { loadChaosPlan } from './chaos-plan.js';
+import { loadCampaignPlan } from './campaign.js';
 import { loadScenario } from './scenario.js';
 import { loadTopology } from './topology.js';
 
@@ -18,10 +19,11 @@ const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
 const EXPECT_RE = /^# expect: (.+), line (\d+), col (\d+)\s*$/;
 
 describe('examples/bad', () => {
-  it('has at least 30 malformed inputs of every kind', () => {
+  it('has at least 30 malformed inputs of every kind together, and some of each', () => {
     expect(files.length).toBeGreaterThanOrEqual(30);
     expect(files.some((f) => f.startsWith('scenario-'))).toBe(true);
     expect(files.some((f) => f.startsWith('topology-'))).toBe(true);
+    expect(files.some((f) => f.startsWith('campaign-'))).toBe(true);
     expect(files.some((f) => f.startsWith('chaos-'))).toBe(true);
   });
 
@@ -33,7 +35,7 @@ describe('examples/bad', () => {
     const [, substring = '', line = '', col = ''] = m;
     let got: string | undefined;
     try {
-      (name.startsWith('scenario-') ? loadScenario : name.startsWith('chaos-') ? loadChaosPlan : loadTopology)(file);
+      (name.startsWith('scenario-') ? loadScenario : name.startsWith('chaos-') ? loadChaosPlan : name.startsWith('campaign-') ? loadCampaignPlan : loadTopology)(file);
     } catch (e) {
       if (!isInputError(e)) throw e;
       got = e.toString();

@@ -1,0 +1,385 @@
+/**
+ * `xgsim campaign <plan.yaml> --runs N`: many seeded runs over Redis
+ * (DESIGN §1 "Multi-process and scale-out"; docs/campaigns.md).
+ *
+ * 1. Load the plan (config/campaign.ts) and draw N jobs from the campaign
+ *    seed: job i's seed and template depend on the seed and i only. The
+ *    BUGGIFY bugs of the environment are recorded in every job.
+ * 2. Enqueue them on the campaign's jobs stream and announce the campaign
+ *    in its pool (transport/campaign-queue.ts); `--spawn-hosts K` starts K
+ *    local `xgsim host` processes, logging into the campaign's directory.
+ * 3. Read results until every job index has one. A job is counted once:
+ *    results are deduplicated by index (a job reclaimed from a host that was
+ *    only slow, or a re-sent publish, runs or arrives twice).
+ * 4. Report: pass/fail per job, failing seeds with their replay commands
+ *    (records saved under `xgsim-runs/campaign-<id>/`), Revoke latency
+ *    percentiles of the merged histograms, total violations. Exit 1 if any
+ *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
+ *    for bad input or no Redis.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { bugNames, parseBuggify } from '../hypervisor/buggify.js';
+import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { CampaignQueue, ALIVE_TTL_MS } from '../transport/campaign-queue.js';
+import { CAMPAIGN_WIRE_VERSION, type JobMsg, type ResultMsg } from '../transport/campaign-messages.js';
+import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { loadCampaignPlan, materializeJobs, type CampaignJob } from './config/campaign.js';
+import { UsageError } from './errors.js';
+import { parsePool, redisUrlOf } from './campaign-host.js';
+import { parseRecord, recordDir, saveRecord } from './run-record.js';
+import { directCommand } from './runs.js';
+import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram, type Percentiles } from './stats.js';
+import { parseDurationFlag, parseSeed } from './up.js';
+
+export const MAX_RUNS = 100_000;
+export const MAX_SPAWN_HOSTS = 32;
+/** Progress lines when stderr is not a terminal. */
+const STATUS_EVERY_MS = 5000;
+/** Warn when no host has shown up for this long. */
+const NO_HOST_WARNING_MS = 10_000;
+
+export interface CampaignOptions {
+  runs?: string;
+  redisUrl?: string;
+  spawnHosts?: string;
+  json?: boolean;
+  timeout?: string;
+  seed?: string;
+  pool?: string;
+  dir?: string;
+}
+
+export interface FailingJob {
+  index: number;
+  seed: number;
+  template: string;
+  kind: string;
+  status: 'fail' | 'error' | 'timeout' | 'missing';
+  host: string;
+  violations: number;
+  failed: string[];
+  error: string;
+  /** Saved run record (failing runs only). */
+  record?: string;
+  /** `npx xgsim replay <record>`, when there is a record. */
+  replay?: string;
+  /** The direct command line. */
+  direct: string;
+}
+
+export interface CampaignReport {
+  campaign: string;
+  name: string;
+  file: string;
+  seed: number;
+  buggify: string[];
+  pool: string;
+  runs: number;
+  /** Jobs with a result (each counted once). */
+  accounted: number;
+  /** Indexes of jobs without a result (interrupted or timed out campaigns). */
+  missing: number[];
+  duplicates_dropped: number;
+  malformed_results: number;
+  /** Results of jobs taken over from a host that died or gave them up. */
+  reclaimed: number;
+  pass: number;
+  fail: number;
+  error: number;
+  timeout: number;
+  wall_ms: number;
+  hosts: Record<string, number>;
+  templates: Record<string, { kind: string; runs: number; failed: number }>;
+  /** Percentiles of every Revoke of every run, from the merged histograms. */
+  revoke_us: Percentiles;
+  violations: number;
+  failed_invariants: Record<string, number>;
+  failing: FailingJob[];
+  dir: string;
+  interrupted: boolean;
+  verdict: 'pass' | 'fail';
+}
+
+function intFlag(flag: string, s: string | undefined, lo: number, hi: number): number | undefined {
+  if (s === undefined) return undefined;
+  if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
+  return Number(s);
+}
+
+function fmtMs(ms: number): string {
+  const s = ms / 1000;
+  return s < 120 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+export async function campaign(file: string, o: CampaignOptions): Promise<{ report: CampaignReport; exitCode: number }> {
+  const runs = intFlag('--runs', o.runs, 1, MAX_RUNS);
+  if (runs === undefined) throw new UsageError('--runs: how many runs? e.g. --runs 200');
+  const spawnHosts = intFlag('--spawn-hosts', o.spawnHosts, 0, MAX_SPAWN_HOSTS) ?? 0;
+  const deadline_ms = parseDurationFlag('--timeout', o.timeout);
+  const pool = parsePool(o.pool);
+  const url = redisUrlOf(o.redisUrl);
+  const plan = loadCampaignPlan(file);
+  const seed = parseSeed(o.seed) ?? plan.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const bugs = bugNames(parseBuggify(process.env['XGSIM_BUGGIFY']));
+  if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${url} (set --redis-url or REDIS_URL)`);
+
+  const id = `${plan.name}-${seed}-${Date.now().toString(36)}`;
+  const dir = o.dir ?? join(recordDir(), `campaign-${id}`);
+  const jobs = materializeJobs(plan, { seed, runs, buggify: bugs });
+  const byIndex = new Map(jobs.map((j) => [j.index, j]));
+  const kinds = new Map<string, number>();
+  for (const j of jobs) kinds.set(j.template, (kinds.get(j.template) ?? 0) + 1);
+  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  say(
+    `xgsim campaign ${file}: ${plan.name}, ${runs} runs, seed ${seed}, id ${id}, pool \`${pool}\`, Redis ${url}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n` +
+      `  jobs: ${[...kinds].map(([t, n]) => `${t} (${byTemplate(t)}) ×${n}`).join(', ')}`,
+  );
+  function byTemplate(t: string): string {
+    return plan.templates.find((x) => x.name === t)?.kind ?? '?';
+  }
+
+  const queue = await CampaignQueue.connect({ url, clientName: `xgsim-campaign:${id}` });
+  const t0 = performance.now();
+  const children: ChildProcess[] = [];
+  let interrupted = false;
+  let wake: (() => void) | undefined;
+  const onSigint = (): void => {
+    if (interrupted) return;
+    interrupted = true;
+    say('\nxgsim campaign: interrupted (Ctrl-C); reporting what is in');
+    wake?.();
+  };
+  process.on('SIGINT', onSigint);
+  let alive: NodeJS.Timeout | undefined;
+
+  // What the results say, each job counted once.
+  const seen = new Map<number, ResultMsg>();
+  let duplicates = 0;
+  let malformed = 0;
+  let hist: LatencyHistogram = histogramOf([]);
+  const failing: FailingJob[] = [];
+  const counts = { pass: 0, fail: 0, error: 0, timeout: 0 };
+
+  try {
+    await queue.create(id, pool, { name: plan.name, file, runs: String(runs), seed: String(seed), pool, created: new Date().toISOString() });
+    alive = setInterval(() => void queue.keepAlive(id).catch(() => undefined), ALIVE_TTL_MS / 3);
+    await queue.enqueue(id, jobs.map((j) => toWire(id, j)));
+    mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < spawnHosts; i++) children.push(spawnHost(i));
+    if (spawnHosts > 0) say(`  started ${spawnHosts} local host${spawnHosts === 1 ? '' : 's'}; their logs: ${join(dir, 'host-*.log')}`);
+
+    const tty = process.stderr.isTTY === true;
+    const multi = tty ? new cliProgress.MultiBar({ format: 'campaign [{bar}] {value}/{total} | failed {failed} | running {running} | queued {queued} | hosts {hosts}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+    const bar = multi?.create(runs, 0, { failed: 0, running: 0, queued: runs, hosts: 0 });
+    const log = (s: string): void => (multi !== undefined ? multi.log(`${s}\n`) : say(s));
+    let lastStatus = performance.now();
+    let lastProgress = 0;
+    let everHost = false;
+    let warned = false;
+    let cursor = '0-0';
+    let progress = { pending: 0, queued: runs, hosts: 0 };
+
+    while (seen.size < runs && !interrupted) {
+      if (deadline_ms !== undefined && performance.now() - t0 > deadline_ms) {
+        log(`xgsim campaign: --timeout ${fmtMs(deadline_ms)} reached with ${runs - seen.size} jobs not accounted`);
+        interrupted = true;
+        break;
+      }
+      const batch = await Promise.race([queue.readResults(id, cursor, 1000, 256), new Promise<undefined>((r) => (wake = () => r(undefined)))]);
+      wake = undefined;
+      if (batch === undefined) break;
+      cursor = batch.cursor;
+      for (const r of batch.items) {
+        if (!('v' in r)) {
+          malformed++;
+          log(`  malformed result ignored: ${r.error}`);
+          continue;
+        }
+        if (r.campaign !== id || !byIndex.has(r.index)) {
+          malformed++;
+          log(`  result for an unknown job ignored: ${r.campaign}#${r.index}`);
+          continue;
+        }
+        if (seen.has(r.index)) {
+          duplicates++;
+          continue;
+        }
+        seen.set(r.index, r);
+        counts[r.status]++;
+        if (r.revoke_hist !== null && r.revoke_hist.sub === hist.sub) hist = mergeHistograms(hist, r.revoke_hist);
+        if (r.status !== 'pass') {
+          const f = failingOf(r);
+          failing.push(f);
+          log(`  job ${f.index} (${f.template}, seed ${f.seed}) ${f.status.toUpperCase()} on ${f.host}${f.violations > 0 ? `: ${f.violations} violations (${f.failed.join(', ')})` : f.error !== '' ? `: ${f.error}` : ''}${f.replay !== undefined ? ` — ${f.replay}` : ''}`);
+        }
+      }
+      const now = performance.now();
+      if (now - lastProgress >= 1000) {
+        lastProgress = now;
+        progress = await queue.progress(id).catch(() => progress);
+        if (progress.hosts > 0 || seen.size > 0) everHost = true;
+        if (!everHost && !warned && now - t0 > NO_HOST_WARNING_MS) {
+          warned = true;
+          log(`  no host has joined yet: start \`xgsim host --pool ${pool}${o.redisUrl !== undefined ? ` --redis-url ${url}` : ''}\` (here or on other machines), or use --spawn-hosts`);
+        }
+      }
+      const failed = counts.fail + counts.error + counts.timeout;
+      bar?.update(seen.size, { failed, running: progress.pending, queued: progress.queued, hosts: progress.hosts });
+      if (bar === undefined && now - lastStatus >= STATUS_EVERY_MS) {
+        lastStatus = now;
+        log(`  ${fmtMs(now - t0)}: ${seen.size}/${runs} done (${failed} failed), ${progress.pending} running, ${progress.queued} queued, ${progress.hosts} hosts`);
+      }
+    }
+    multi?.stop();
+  } finally {
+    process.off('SIGINT', onSigint);
+    clearInterval(alive);
+    await stopHosts(children);
+    await queue.finish(id, pool).catch(() => undefined);
+    await queue.close();
+  }
+
+  const missing = jobs.filter((j) => !seen.has(j.index)).map((j) => j.index);
+  for (const i of missing.slice(0, 1000)) {
+    const j = byIndex.get(i)!;
+    failing.push({ index: i, seed: j.seed, template: j.template, kind: j.kind, status: 'missing', host: '', violations: 0, failed: [], error: 'no result', direct: directCommand(j, j.buggify) });
+  }
+  failing.sort((a, b) => a.index - b.index);
+  const hosts: Record<string, number> = {};
+  const templates: CampaignReport['templates'] = {};
+  const failedInvariants: Record<string, number> = {};
+  let violations = 0;
+  let reclaimed = 0;
+  for (const j of jobs) templates[j.template] ??= { kind: j.kind, runs: 0, failed: 0 };
+  for (const r of seen.values()) {
+    hosts[r.host] = (hosts[r.host] ?? 0) + 1;
+    const j = byIndex.get(r.index)!;
+    const t = templates[j.template]!;
+    t.runs++;
+    if (r.status !== 'pass') t.failed++;
+    if (r.deliveries > 1) reclaimed++;
+    if (r.summary !== null) {
+      violations += r.summary.violations;
+      for (const inv of r.summary.failed) failedInvariants[inv] = (failedInvariants[inv] ?? 0) + 1;
+    }
+  }
+  const ok = counts.fail + counts.error + counts.timeout === 0 && missing.length === 0;
+  const report: CampaignReport = {
+    campaign: id,
+    name: plan.name,
+    file,
+    seed,
+    buggify: bugs,
+    pool,
+    runs,
+    accounted: seen.size,
+    missing,
+    duplicates_dropped: duplicates,
+    malformed_results: malformed,
+    reclaimed,
+    ...counts,
+    wall_ms: Math.round(performance.now() - t0),
+    hosts,
+    templates,
+    revoke_us: histogramPercentiles(hist),
+    violations,
+    failed_invariants: failedInvariants,
+    failing,
+    dir,
+    interrupted,
+    verdict: ok ? 'pass' : 'fail',
+  };
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'campaign.json'), `${JSON.stringify(report, null, 2)}\n`);
+  } catch (e) {
+    say(`xgsim campaign: could not write ${join(dir, 'campaign.json')}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  process.stdout.write(o.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${formatCampaign(report)}\n`);
+  return { report, exitCode: ok ? 0 : 1 };
+
+  function failingOf(r: ResultMsg): FailingJob {
+    const j = byIndex.get(r.index)!;
+    const f: FailingJob = {
+      index: r.index,
+      seed: j.seed,
+      template: j.template,
+      kind: j.kind,
+      status: r.status === 'pass' ? 'fail' : r.status,
+      host: r.host,
+      violations: r.summary?.violations ?? 0,
+      failed: r.summary?.failed ?? [],
+      error: r.error !== '' ? r.error : (r.summary?.errors[0] ?? ''),
+      direct: directCommand(j, j.buggify),
+    };
+    if (r.record !== null) {
+      const where = join(dir, `job-${r.index}-seed-${j.seed}.json`);
+      try {
+        // Re-validated: it came over the wire from a host that may run another version.
+        const rec = parseRecord(JSON.stringify(r.record), `result of job ${r.index}`);
+        saveRecord(rec, where);
+        f.record = where;
+        f.replay = `npx xgsim replay ${where}`;
+        f.direct = rec.replay;
+      } catch (e) {
+        f.error = `${f.error !== '' ? `${f.error}; ` : ''}record not saved: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    return f;
+  }
+
+  function spawnHost(i: number): ChildProcess {
+    const name = `${id}-h${i + 1}`.slice(-128);
+    const logFile = join(dir, `host-${i + 1}.log`);
+    const fd = openSync(logFile, 'a');
+    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--redis-url', url, '--pool', pool, '--name', name], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    c.on('exit', (code, signal) => {
+      if (code !== 0 && signal === null) say(`  host ${name} exited with code ${code}; see ${logFile}`);
+    });
+    return c;
+  }
+}
+
+function toWire(id: string, j: CampaignJob): JobMsg {
+  return { v: CAMPAIGN_WIRE_VERSION, campaign: id, index: j.index, template: j.template, kind: j.kind, file: j.file ?? '', flags: { ...j.flags }, seed: j.seed, buggify: [...j.buggify], timeout_ms: j.timeout_ms };
+}
+
+/** SIGTERM the spawned hosts (each gives back a job in hand), then SIGKILL the ones still there after 10 s. */
+async function stopHosts(children: readonly ChildProcess[]): Promise<void> {
+  const live = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  if (live.length === 0) return;
+  const exited = Promise.all(live.map((c) => new Promise<void>((r) => c.once('exit', () => r()))));
+  for (const c of live) c.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 10_000)))]);
+  clearTimeout(timer);
+  if (late) for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+export function formatCampaign(r: CampaignReport): string {
+  const lines: string[] = [];
+  const failed = r.fail + r.error + r.timeout;
+  lines.push(`campaign ${r.name} (${r.campaign}): ${r.runs} runs, seed ${r.seed}${r.buggify.length > 0 ? `, BUGGIFY ${r.buggify.join(',')}` : ''}, ${fmtMs(r.wall_ms)}${r.interrupted ? ', INTERRUPTED' : ''}`);
+  lines.push(`  accounted: ${r.accounted}/${r.runs} (each once; ${r.duplicates_dropped} duplicate results dropped, ${r.reclaimed} reclaimed from hosts that died or gave up${r.malformed_results > 0 ? `, ${r.malformed_results} malformed results ignored` : ''})`);
+  lines.push(`  pass ${r.pass}   fail ${r.fail}   error ${r.error}   timeout ${r.timeout}${r.missing.length > 0 ? `   missing ${r.missing.length}` : ''}`);
+  lines.push(`  jobs: ${Object.entries(r.templates).map(([t, v]) => `${t} (${v.kind}) ${v.runs}${v.failed > 0 ? `, ${v.failed} failed` : ''}`).join('; ')}`);
+  lines.push(`  hosts: ${Object.entries(r.hosts).map(([h, n]) => `${h} ${n}`).join(', ') || 'none'}`);
+  if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged log buckets): p50 ≤ ${r.revoke_us.p50} µs, p99 ≤ ${r.revoke_us.p99} µs, max ${r.revoke_us.max} µs`);
+  lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${n} runs`).join(', ')})` : ''}`);
+  if (r.failing.length > 0) {
+    const missing = r.failing.filter((f) => f.status === 'missing').length;
+    lines.push(missing === 0 ? `failing seeds (${r.failing.length}):` : `failing seeds and jobs without a result (${r.failing.length - missing} + ${missing}):`);
+    for (const f of r.failing.slice(0, 50)) {
+      lines.push(`  job ${f.index}  seed ${f.seed}  ${f.template}  ${f.status.toUpperCase()}${f.host !== '' ? ` on ${f.host}` : ''}${f.violations > 0 ? `  ${f.violations} violations (${f.failed.join(', ')})` : ''}${f.error !== '' && f.violations === 0 ? `  ${f.error}` : ''}`);
+      if (f.replay !== undefined) lines.push(`    replay: ${f.replay}`);
+      lines.push(`    direct: ${f.direct}`);
+    }
+    if (r.failing.length > 50) lines.push(`  … and ${r.failing.length - 50} more (see ${join(r.dir, 'campaign.json')})`);
+  }
+  lines.push(`verdict: ${r.verdict.toUpperCase()}${failed + r.missing.length > 0 ? ` (${failed} of ${r.runs} runs failed${r.missing.length > 0 ? `, ${r.missing.length} not accounted` : ''})` : ''}   report: ${join(r.dir, 'campaign.json')}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,239 @@
+/**
+ * Campaigns over the real Redis (REDIS_URL), through the real CLI: jobs
+ * spread over `xgsim host` processes and each counted once, a host killed
+ * with SIGKILL mid-job whose job is reclaimed and finished by the other,
+ * BUGGIFY failures reported with replay commands that reproduce, bad jobs
+ * that never take a host down, and bad records and plans that exit 2.
+ *
+ * Runs are tiny (200 ms stress runs of one guest with one vCPU) so the file
+ * stays around a minute on two cores. Every test prints its campaign seed;
+ * replay one with `SEED=<n> npx vitest run tests/campaign.test.ts -t "<name>"`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import type { CampaignReport } from '../orchestrator/campaign.js';
+import { CampaignQueue, campaignKeys, poolKey } from '../transport/campaign-queue.js';
+import { CAMPAIGN_WIRE_VERSION, type JobMsg, type ResultMsg } from '../transport/campaign-messages.js';
+import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { testSeed } from './harness.js';
+
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const IN_CI = process.env['CI'] !== undefined && !['', '0', 'false'].includes(process.env['CI']);
+const redisUp = await RedisIoreqBus.reachable(REDIS_URL, 1000);
+if (!redisUp) {
+  if (IN_CI) throw new Error(`tests/campaign.test.ts: no Redis at ${REDIS_URL}, and CI is set — campaigns must be tested in CI`);
+  console.warn(`\n${'!'.repeat(72)}\n!! SKIPPING the campaign tests: no Redis answers at ${REDIS_URL}\n!! (start one, or set REDIS_URL; with CI set this is a failure)\n${'!'.repeat(72)}\n`);
+}
+const redisIt = redisUp ? it : it.skip;
+
+const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
+const work = mkdtempSync(join(tmpdir(), 'xgsim-campaign-test-'));
+const TINY = join(work, 'tiny.yaml');
+writeFileSync(TINY, ['name: tiny', 'jobs:', '  - name: tiny', '    kind: stress-revoke', '    guests: 1', '    vcpus: 1', '    backend_vcpus: 1', '    duration: 200ms', '    timeout: 60s', ''].join('\n'));
+/** Each test its own pool, so no host of one test (or of anyone else on this Redis) takes another's jobs. */
+const pool = (name: string): string => `test-${name}-${process.pid}-${Date.now().toString(36)}`;
+
+const children = new Set<ChildProcess>();
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI to completion, in the background (hosts and campaigns run side by side). */
+function xgsim(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Ran>; stderrSoFar: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REDIS_URL, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<Ran>((resolve) => {
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code: code ?? (signal !== null ? 128 : -1), stdout, stderr });
+    });
+  });
+  return { child, done, stderrSoFar: () => stderr };
+}
+
+function xgsimSync(args: string[], env: Record<string, string> = {}): Ran {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, REDIS_URL, ...env }, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+async function until(what: string, cond: () => boolean, timeout_ms: number): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The campaign's keys are gone and it left its pool. */
+async function expectCleanedUp(id: string, p: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    const k = campaignKeys(id);
+    expect(await r.exists(k.jobs, k.results, k.alive, k.meta)).toBe(0);
+    expect(await r.zscore(poolKey(p), id)).toBeNull();
+  } finally {
+    r.disconnect();
+  }
+}
+
+function report(out: string): CampaignReport {
+  return JSON.parse(out) as CampaignReport;
+}
+
+describe('xgsim campaign / host', () => {
+  redisIt('8 jobs on 2 spawned hosts: every job accounted exactly once, merged latency, keys cleaned up', async () => {
+    const seed = testSeed('campaign 8 jobs 2 hosts');
+    const p = pool('eight');
+    const r = await xgsim(['campaign', TINY, '--runs', '8', '--spawn-hosts', '2', '--seed', String(seed), '--pool', p, '--json', '--dir', join(work, 'eight')]).done;
+    expect(r.code, r.stderr).toBe(0);
+    const rep = report(r.stdout);
+    expect(rep.seed).toBe(seed);
+    expect(rep.accounted).toBe(8);
+    expect(rep.missing).toEqual([]);
+    expect(rep.pass).toBe(8);
+    expect(rep.fail + rep.error + rep.timeout).toBe(0);
+    expect(Object.values(rep.hosts).reduce((a, b) => a + b, 0)).toBe(8);
+    expect(rep.templates['tiny']).toEqual({ kind: 'stress-revoke', runs: 8, failed: 0 });
+    expect(rep.revoke_us.n).toBeGreaterThan(0);
+    expect(rep.revoke_us.p50).toBeLessThanOrEqual(rep.revoke_us.p99);
+    expect(rep.violations).toBe(0);
+    expect(rep.verdict).toBe('pass');
+    await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('a host killed with SIGKILL mid-job: its job is reclaimed and finished by the other host, every job counted once', async () => {
+    const seed = testSeed('campaign host killed');
+    const p = pool('kill');
+    const a = xgsim(['host', '--pool', p, '--name', 'victim']);
+    const b = xgsim(['host', '--pool', p, '--name', 'survivor']);
+    await until('both hosts to serve', () => a.stderrSoFar().includes('serving') && b.stderrSoFar().includes('serving'), 30_000);
+    const c = xgsim(['campaign', TINY, '--runs', '6', '--seed', String(seed), '--pool', p, '--json', '--dir', join(work, 'kill')]);
+    await until('the victim to start a job', () => a.stderrSoFar().includes(': started'), 60_000);
+    const victimJob = /#(\d+) \(tiny, seed \d+\): started/.exec(a.stderrSoFar())?.[1];
+    a.child.kill('SIGKILL');
+    const r = await c.done;
+    b.child.kill('SIGTERM');
+    const bOut = await b.done;
+    expect(r.code, r.stderr).toBe(0);
+    const rep = report(r.stdout);
+    expect(rep.accounted).toBe(6);
+    expect(rep.missing).toEqual([]);
+    expect(rep.pass).toBe(6);
+    expect(rep.hosts).toEqual({ survivor: 6 });
+    expect(rep.reclaimed).toBeGreaterThanOrEqual(1);
+    expect(bOut.stderr).toMatch(new RegExp(`#${victimJob} \\(tiny, seed \\d+\\): started \\(reclaimed, delivery 2\\)`));
+    expect(bOut.code).toBe(0);
+    await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('with XGSIM_BUGGIFY=skip-tlb-flush-on-revoke the campaign exits 1 listing failing seeds, and replay of one reproduces it', async () => {
+    const seed = testSeed('campaign buggify');
+    const p = pool('bug');
+    const dir = join(work, 'bug');
+    const r = await xgsim(['campaign', TINY, '--runs', '4', '--spawn-hosts', '2', '--seed', String(seed), '--pool', p, '--dir', dir], { XGSIM_BUGGIFY: 'skip-tlb-flush-on-revoke' }).done;
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toContain('failing seeds');
+    expect(r.stdout).toMatch(/verdict: FAIL/);
+    const seeds = [...r.stdout.matchAll(/job \d+ {2}seed (\d+) {2}tiny {2}FAIL/g)].map((m) => Number(m[1]));
+    expect(seeds.length).toBeGreaterThan(0);
+    const rep = JSON.parse(readFileSync(join(dir, 'campaign.json'), 'utf8')) as CampaignReport;
+    expect(rep.accounted).toBe(4);
+    expect(rep.fail).toBe(seeds.length);
+    expect(rep.failed_invariants['no_use_after_revoke']).toBeGreaterThan(0);
+    const first = rep.failing.find((f) => f.record !== undefined);
+    expect(first?.replay).toBe(`npx xgsim replay ${first?.record}`);
+    expect(first?.direct).toContain('XGSIM_BUGGIFY=skip-tlb-flush-on-revoke npx xgsim stress revoke');
+    expect(readdirSync(dir).filter((f) => /^job-\d+-seed-\d+\.json$/.test(f))).toHaveLength(seeds.length);
+    // The record carries the bug: no XGSIM_BUGGIFY needed to replay it.
+    const rr = xgsimSync(['replay', first!.record!, '--attempts', '3'], { XGSIM_BUGGIFY: '' });
+    expect(rr.code, rr.stderr).toBe(1);
+    expect(rr.stdout).toMatch(/replay: FAIL — reproduced the failure after [123] attempts?/);
+    await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('a host answers bad jobs with an error result, kills a job that outlives its timeout, and keeps serving', async () => {
+    const seed = testSeed('campaign bad jobs');
+    const p = pool('badjob');
+    const id = `badjobs-${seed}-${Date.now().toString(36)}`;
+    const q = await CampaignQueue.connect({ url: REDIS_URL, clientName: `test:${id}` });
+    try {
+      await q.create(id, p, {});
+      const job: Omit<JobMsg, 'index' | 'flags'> = { v: CAMPAIGN_WIRE_VERSION, campaign: id, template: 't', kind: 'stress-revoke', file: '', seed, buggify: [], timeout_ms: 60_000 };
+      await q.enqueue(id, [
+        { ...job, index: 0, flags: { guests: '999', duration: '200ms' } },
+        { ...job, index: 1, kind: 'up', file: 'examples/no-such-topology.yaml', flags: { duration: '200ms' } },
+        { ...job, index: 2, flags: { warp: 'on' } },
+        // Outlives its timeout: its host process is killed, and the host goes on.
+        { ...job, index: 3, flags: { guests: '1', vcpus: '1', 'backend-vcpus': '1', duration: '60s' }, timeout_ms: 2500 },
+      ]);
+      await q.injectRawJob(id, Buffer.from([0xc1])); // not a job at all, and no identity: acked and dropped
+      const h = await xgsim(['host', '--pool', p, '--name', 'sturdy', '--max-jobs', '5']).done;
+      expect(h.code, h.stderr).toBe(0);
+      const { items } = await q.readResults(id, '0-0', 0, 100);
+      const results = items.filter((x): x is ResultMsg => 'v' in x).sort((x, y) => x.index - y.index);
+      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'timeout']]);
+      expect(results[0]!.error).toContain('--guests');
+      expect(results[1]!.error).toContain('no-such-topology.yaml');
+      expect(results[2]!.error).toContain('unknown flag `warp`');
+      expect(results[3]!.elapsed_ms).toBeLessThan(20_000);
+      expect(h.stderr).toContain('malformed');
+      expect(await q.progress(id)).toMatchObject({ pending: 0, queued: 0 });
+    } finally {
+      await q.finish(id, p);
+      await q.close();
+    }
+  });
+});
+
+describe('bad input exits 2 with one line', () => {
+  const one = (r: Ran): void => {
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  };
+
+  it('replay of a malformed record: file:line:col', () => {
+    const bad = join(work, 'malformed.json');
+    writeFileSync(bad, '{\n  "version": 1,\n  "kind": "stress-revoke",\n  "seed": 7\n  "flags": {}\n}\n');
+    const r = xgsimSync(['replay', bad]);
+    one(r);
+    expect(r.stderr).toContain(`${bad}:5:3: not a run record: malformed JSON`);
+  });
+
+  it('replay of a record with a bad field, and of a missing record', () => {
+    const bad = join(work, 'bad-kind.json');
+    writeFileSync(bad, JSON.stringify({ version: 1, kind: 'stress-revok', seed: 7 }, null, 2));
+    const r = xgsimSync(['replay', bad]);
+    one(r);
+    expect(r.stderr).toContain('did you mean `stress-revoke`');
+    const m = xgsimSync(['replay', join(work, 'nope.json')]);
+    one(m);
+    expect(m.stderr).toContain('no such file');
+  });
+
+  it('campaign with a malformed plan, without --runs, or without Redis', () => {
+    const r = xgsimSync(['campaign', 'examples/bad/campaign-unknown-job-key.yaml', '--runs', '2']);
+    one(r);
+    expect(r.stderr).toMatch(/campaign-unknown-job-key\.yaml:\d+:\d+: jobs\[0\]\./);
+    one(xgsimSync(['campaign', TINY]));
+    const n = xgsimSync(['campaign', TINY, '--runs', '2', '--redis-url', 'redis://127.0.0.1:1']);
+    one(n);
+    expect(n.stderr).toContain('no Redis answers');
+    one(xgsimSync(['host', '--redis-url', 'redis://127.0.0.1:1']));
+  });
+});
