@@ -15,8 +15,9 @@ import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { keepRecord, makeRecord } from './run-record.js';
 import { chooseTransport, parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
+import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
 
-export interface ChaosOptions {
+export interface ChaosOptions extends OutputFlags {
   duration?: string;
   seed?: string;
   json?: boolean;
@@ -47,6 +48,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? plan.duration_ms ?? 30_000;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
   const seed = parseSeed(o.seed) ?? plan.seed ?? plan.topology.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const outputs = prepareOutputs(o);
   const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
   const bugs = bugNames(o.buggify);
   const actions = expandPlan(plan, seed, duration_ms);
@@ -54,7 +56,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   if (print) {
     process.stderr.write(`xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   }
-  const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions };
+  const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions, ...outputs.spec };
   const report = await runHost(spec, duration_ms, { quiet: !print });
   const base = summarize(report, { seed, transport: tr.kind, buggify: bugs });
   const acted = base.faults_injected.filter((f) => f.skipped === undefined);
@@ -85,5 +87,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   if (print && summary.verdict !== 'pass') process.stderr.write(`replay: ${replay}\n`);
   const record = makeRecord({ kind: 'chaos', file, flags: { duration: `${duration_ms}ms`, transport: tr.kind }, seed, buggify: bugs, transport: tr.kind, summary, replay });
   keepRecord(record, { print, save: o.save });
+  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
+  if (print) for (const line of written) process.stderr.write(`${line}\n`);
   return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
 }

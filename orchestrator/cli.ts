@@ -141,6 +141,8 @@ program
   .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
   .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
+  .option('--trace <file>', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)')
+  .option('--report <dir>', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json')
   .addHelpText(
     'after',
     `
@@ -149,9 +151,10 @@ Nemeses: ${NEMESIS_KINDS.join(', ')}
 Examples:
   $ xgsim chaos examples/chaos/everything.yaml --duration 60s --json
   $ xgsim chaos examples/chaos/smoke.yaml --transport ring --seed 7
+  $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string }) => {
+  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await chaos(file, { ...opts, buggify });
     process.exitCode = exitCode;

@@ -139,8 +139,8 @@ describe('trace JSON from recorded events', () => {
 });
 
 describe('CLI', () => {
-  it('up and stress revoke take --trace and --report; report has examples', () => {
-    for (const args of [['up', '--help'], ['stress', 'revoke', '--help']]) {
+  it('up, stress revoke and chaos take --trace and --report; report has examples', () => {
+    for (const args of [['up', '--help'], ['stress', 'revoke', '--help'], ['chaos', '--help']]) {
       const r = xgsim(args);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/--trace <file>/);

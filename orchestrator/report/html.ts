@@ -158,7 +158,7 @@ ${row('BUGGIFY', s.buggify.length > 0 ? esc(s.buggify.join(', ')) : 'none')}
 ${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`, s.frames.conserved && s.frames.free === s.frames.total ? '' : 'bad')}
 ${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
 ${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ≤ ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ≤ ${fmtUs(s.ioreq.rtt_us.p99)}`)}
-${row('injections', s.faults_injected.length > 0 ? esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind} → ${f.target}`).join('; ')) : 'none')}
+${row('injections', s.faults_injected.length > 0 ? `${esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}`).join('; '))} <span class="note">(s from when every vCPU ran)</span>` : 'none')}
 ${row('timeline', esc(traceNote))}
 </table>
 <h2>Invariants</h2>

@@ -267,7 +267,7 @@ export function timeline(s: Shell, bin_ms: number, counts: readonly number[], ma
     });
     markers.forEach((mk, i) => {
       const p = px(sx(mk.t_ms));
-      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 26 + (i % 4) * 11}" dx="3">${esc(mk.label)}</text>`);
+      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 26 + (i % 4) * 11}" ${sx(mk.t_ms) > M.left + PLOT_W * 0.7 ? 'dx="-3" text-anchor="end"' : 'dx="3"'}>${esc(mk.label)}</text>`);
     });
     parts.push(legend([{ label: 'FAULT ioreqs per bin', color: PALETTE[1]! }, ...(markers.length > 0 ? [{ label: 'injections', color: PALETTE[4]! }] : [])]), close);
     return parts.join('\n');

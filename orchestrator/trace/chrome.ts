@@ -158,7 +158,9 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
           const dom = x >>> 8;
           const vcpu = x & 0xff;
           out.push({ ph: 'X', ts: round(ts), dur: round(dur), pid, tid, name: 'answer', cat: 'ioreq', args: { frontend: `d${dom} vCPU ${vcpu}`, seq: a } });
-          ansStart.set(flowKey(dom, vcpu, a), { pid, tid, ts: inside(ts, dur, ts) });
+          // A duplicate delivery (transport nemesis, a takeover) is answered again later: the first answer is the one the vCPU got.
+          const key = flowKey(dom, vcpu, a);
+          if (!ansStart.has(key)) ansStart.set(key, { pid, tid, ts: inside(ts, dur, ts) });
           break;
         }
         case TK.FAULT:
@@ -176,16 +178,16 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
     closeAll(Math.max(endOfTrace, lastTs(ev, offsets)), truncated !== null ? 'truncated' : 'unfinished');
   }
 
-  // Flow arrows, only where both ends were kept.
+  // Flow arrows, only where both ends were kept and the end does not come before the start.
   for (const [key, s] of reqStart) {
     const f = reqEnd.get(key);
-    if (f === undefined) continue;
+    if (f === undefined || f.ts < s.ts) continue;
     out.push({ ph: 's', ts: round(s.ts), pid: s.pid, tid: s.tid, id: key * 2, name: 'ioreq', cat: 'ioreq' });
     out.push({ ph: 'f', ts: round(f.ts), pid: f.pid, tid: f.tid, id: key * 2, name: 'ioreq', cat: 'ioreq', bp: 'e' });
   }
   for (const [key, s] of ansStart) {
     const f = ansEnd.get(key);
-    if (f === undefined) continue;
+    if (f === undefined || f.ts < s.ts) continue;
     out.push({ ph: 's', ts: round(s.ts), pid: s.pid, tid: s.tid, id: key * 2 + 1, name: 'ioreq answer', cat: 'ioreq' });
     out.push({ ph: 'f', ts: round(f.ts), pid: f.pid, tid: f.tid, id: key * 2 + 1, name: 'ioreq answer', cat: 'ioreq', bp: 'e' });
   }
