@@ -63,6 +63,7 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
   // eat a short run whole (a 300 ms stress run did no Revoke at all). A
   // chaos plan's clock starts at the same moment.
   await allVcpusRunning(host, VCPU_START_BOUND_MS);
+  host.markRunning();
   const t1 = performance.now();
   await send({ kind: 'started', threads: spec.domains.reduce((a, d) => a + d.vcpus, 0), boot_ms: t1 - t0 });
   await new Promise<void>((resolve) => {
