@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { jobSeed, loadCampaignPlan, materializeJobs, parseCampaignPlan } from './campaign.js';
 
 describe('campaign plans', () => {
-  it('loads examples/campaigns/revoke-chaos.yaml: stress-revoke templates only while chaos is a stub', () => {
+  it('loads examples/campaigns/revoke-chaos.yaml: stress-revoke templates and a chaos one', () => {
     const p = loadCampaignPlan('examples/campaigns/revoke-chaos.yaml');
     expect(p.name).toBe('revoke-chaos');
     expect(p.templates.length).toBeGreaterThanOrEqual(3);
-    expect(new Set(p.templates.map((t) => t.kind))).toEqual(new Set(['stress-revoke']));
+    expect(new Set(p.templates.map((t) => t.kind))).toEqual(new Set(['stress-revoke', 'chaos']));
     expect(p.timeout_ms).toBe(60_000);
   });
 
