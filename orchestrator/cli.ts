@@ -3,6 +3,7 @@
  * 2 bad input or unusable environment — always one line, never a stack
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
+import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
@@ -11,6 +12,7 @@ import { HostDied, parseSeed, up } from './up.js';
 import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
+import { CURVES, curveNames } from './bench-curves.js';
 import { chaos } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 
@@ -127,16 +129,34 @@ program
   .description('measure the hot paths as ratios to floors measured in the same run (Atomics ping-pong, typed-array access, lock pair, raw Redis stream round trip)')
   .option('--json', 'print the report as JSON')
   .option('--quick', 'few repetitions: a smoke test (CI)')
-  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq)')
+  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq, revoke, steal, topology)')
+  .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
+  .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
 Examples:
   $ xgsim bench
   $ xgsim bench --quick --json
-  $ xgsim bench --filter ioreq`)
-  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; redisUrl?: string }) => {
+  $ xgsim bench --filter ioreq
+  $ xgsim bench --curves hostile,pages --out curves.json`)
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
-    const r = await runBench({ quick: opts.quick === true, ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}), progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`) });
+    let curves: string[] | undefined;
+    if (opts.curves !== undefined) {
+      try {
+        curves = curveNames(opts.curves === true ? 'all' : String(opts.curves));
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
+    const r = await runBench({
+      quick: opts.quick === true,
+      ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+      ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}),
+      ...(curves !== undefined ? { curves } : {}),
+      progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
+    });
+    if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
   });
 
