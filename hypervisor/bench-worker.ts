@@ -7,7 +7,6 @@ import { threadId } from 'node:worker_threads';
 import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { setServerEndFactory } from './transport-ends.js';
-import { RedisServerEnd } from '../transport/redis-end.js';
 import { gfn } from './public/types.js';
 import type { TransportChoice } from './vcpu-worker.js';
 
@@ -70,6 +69,7 @@ async function echo(t: Echo): Promise<number[]> {
   const m = attachMachine(t.sabs);
   const tr = t.transport;
   if (tr.kind === 'redis') {
+    const { RedisServerEnd } = await import('../transport/redis-end.js');
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}` }));
   }
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });

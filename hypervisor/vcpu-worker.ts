@@ -12,7 +12,6 @@ import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { VS } from './vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
-import { RedisServerEnd } from '../transport/redis-end.js';
 
 export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
 
@@ -55,6 +54,9 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   const m = attachMachine(task.sabs);
   const tr = task.transport;
   if (tr.kind === 'redis') {
+    // Loaded only for the redis transport: ioredis and msgpackr cost every
+    // vCPU thread megabytes and start-up time it would not use otherwise.
+    const { RedisServerEnd } = await import('../transport/redis-end.js');
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
   }
