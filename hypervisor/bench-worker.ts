@@ -12,7 +12,7 @@ import type { TransportChoice } from './vcpu-worker.js';
 
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
-  | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number }
+  | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number; server_owner: number }
   | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
 
 type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
@@ -54,7 +54,11 @@ function client(t: Client): number[] {
     cpu.start();
     const out: number[] = [];
     for (let i = 0; i < t.warmup + t.n; i++) {
-      if (t.idle_ms > 0) cpu.sleep(t.idle_ms); // let the server go idle (futex wait) before each
+      if (t.idle_ms > 0) {
+        // Let the server go idle before each, and make sure it is: parked on its event word.
+        cpu.sleep(t.idle_ms);
+        while (Atomics.load(m.ios.parked, t.server_owner) === 0) cpu.sleep(1);
+      }
       const t0 = performance.now();
       cpu.read32(gfn(t.gfn), 0);
       const dt = (performance.now() - t0) * 1000;

@@ -117,7 +117,7 @@ function nullHypercallNs(n: number): number {
   return ns;
 }
 
-async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number): Promise<number[]> {
+export async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number): Promise<number[]> {
   const cell = new SharedArrayBuffer(4);
   const c = new Int32Array(cell);
   const task: BenchTask = { role, cell, n };
@@ -139,7 +139,7 @@ async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: numbe
 }
 
 /** IOREQ round trips: a guest vCPU thread reads an emulated register; a device-model thread answers. */
-async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
+export async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
   const m = machineFor(1);
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
   const tr = await chooseTransport(transport, redisUrl, 1);
@@ -149,7 +149,7 @@ async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, i
   const dmDone = pool.run(dm);
   // Wait for the device model to enable the server.
   while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
-  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(50, n), idle_ms };
+  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(50, n), idle_ms, server_owner: 0 };
   const out = (await pool.run(client)) as number[];
   Atomics.store(new Int32Array(stop), 0, 1);
   await dmDone;
