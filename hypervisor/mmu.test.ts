@@ -90,6 +90,28 @@ describe('Mmu', () => {
     expect(m.vcpus.at(c.mmu.slot, VC.HEARTBEAT) - beat0).toBe(Math.floor(2000 / TLB_BATCH_ACCESSES));
   });
 
+  it('a BAR frame is cached apart from RAM: a RAM gfn and a BAR gfn sharing a slot each reach their own frame, and Revoke ends the BAR one', () => {
+    const m = testMachine({ bars: [{ name: 'gpu', owner: 0, nr_pages: 4 }] });
+    const fe = cpuOf(m, 1);
+    const bar = m.sabs.bars[0]!;
+    const at = 64 + 5; // slot 5, as RAM gfn 5
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar.base_mfn + 1 }, count: 1, at });
+    expect(r.rc).toBe(0);
+    fe.write32(gfn(5), 8, 0x55);
+    for (let i = 0; i < 3; i++) {
+      fe.write32(gfn(at), 8, 0xb00 + i);
+      expect(fe.read32(gfn(at), 8)).toBe(0xb00 + i);
+      expect(fe.read32(gfn(5), 8)).toBe(0x55);
+    }
+    expect(m.regions[1]![(4096 >> 2) + 2]).toBe(0xb02); // the BAR's page 1, word 2
+    fe.stop();
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+    fe.start();
+    expect(fe.read32(gfn(at), 8)).toBe(0xffffffff);
+    expect(fe.read32(gfn(5), 8)).toBe(0x55);
+    expect(m.log.records()).toEqual([]);
+  });
+
   it('a read-only entry is read through the TLB, and a write to it is discarded, not cached as writable', () => {
     const m = testMachine();
     const c = cpuOf(m, 1);

@@ -18,7 +18,9 @@
  * that access and `~slot` otherwise — a value no gfn indexing that slot can
  * equal, so an empty or flushed slot can never hit, whatever number a guest
  * passes as a gfn (an empty tag of -1 once let gfn -1 hit slot 63's stale
- * translation after a flush). The frame's view is kept per slot.
+ * translation after a flush). Those two tags hold RAM translations only, so
+ * the hit path indexes RAM directly; a slot holding a BAR frame has its own
+ * pair of tags, which only the slow path looks at.
  */
 import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
 import { DOM } from './layout/domains.js';
@@ -70,12 +72,17 @@ const TLB_MASK = TLB_ENTRIES - 1;
 const EMPTY_TAGS = Int32Array.from({ length: TLB_ENTRIES }, (_, s) => ~s);
 
 export class Mmu {
-  /** Per slot: the gfn if the cached translation may be read through, else ~slot. */
+  /** Per slot: the gfn if the slot caches a RAM frame that may be read through, else ~slot. */
   private readonly rtag = EMPTY_TAGS.slice();
-  /** Per slot: the gfn if the cached translation may be written through, else ~slot. */
+  /** Per slot: the gfn if the slot caches a RAM frame that may be written through, else ~slot. */
   private readonly wtag = EMPTY_TAGS.slice();
-  /** Per slot: the region (RAM or a BAR) the frame is in. */
+  /** The same two for a slot caching a BAR frame (MMIO mapped direct). */
+  private readonly barRtag = EMPTY_TAGS.slice();
+  private readonly barWtag = EMPTY_TAGS.slice();
+  /** Per slot: the region (RAM or a BAR) the frame is in, for the slow path. */
   private readonly sview: Int32Array[];
+  /** RAM's words: the hit path's region. */
+  private readonly ram: Int32Array;
   /** Word index of the frame's first word in its region. */
   private readonly wbase = new Int32Array(TLB_ENTRIES);
   private readonly tgen = new Int32Array(TLB_ENTRIES);
@@ -115,6 +122,7 @@ export class Mmu {
     this.pageMask = m.config.page_size_bytes - 1;
     this.statBase = slot * STAT.WORDS;
     this.checking = m.checking;
+    this.ram = m.frames.i32;
     this.sview = Array.from({ length: TLB_ENTRIES }, () => m.frames.i32);
     this.scratchView = m.frames.i32;
   }
@@ -169,6 +177,8 @@ export class Mmu {
   private dropAll(): void {
     this.rtag.set(EMPTY_TAGS);
     this.wtag.set(EMPTY_TAGS);
+    this.barRtag.set(EMPTY_TAGS);
+    this.barWtag.set(EMPTY_TAGS);
   }
 
   /**
@@ -181,7 +191,7 @@ export class Mmu {
     if (this.budget <= 0) this.boundary();
     this.budget--;
     const s = gfn & TLB_MASK;
-    if ((write ? this.wtag[s] : this.rtag[s]) === gfn) {
+    if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.barWtag[s] : this.barRtag[s]) === gfn) {
       if (this.checking) this.checkStale(s, gfn, write);
       return s;
     }
@@ -238,8 +248,7 @@ export class Mmu {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),
       // but it must not be cached.
-      this.rtag[s] = ~s;
-      this.wtag[s] = ~s;
+      this.clearSlot(s);
       this.scratchView = view;
       this.scratchBase = base;
       return TLB_ENTRIES;
@@ -248,11 +257,21 @@ export class Mmu {
     this.wbase[s] = base;
     this.tgen[s] = g1;
     this.tidx[s] = i;
-    this.rtag[s] = gfn;
-    this.wtag[s] = p === PERM_RW ? gfn : ~s;
+    this.clearSlot(s);
+    const rt = r === 0 ? this.rtag : this.barRtag;
+    const wt = r === 0 ? this.wtag : this.barWtag;
+    rt[s] = gfn;
+    wt[s] = p === PERM_RW ? gfn : ~s;
     return s;
   }
   private scratchView: Int32Array;
+
+  private clearSlot(s: number): void {
+    this.rtag[s] = ~s;
+    this.wtag[s] = ~s;
+    this.barRtag[s] = ~s;
+    this.barWtag[s] = ~s;
+  }
   private scratchBase = 0;
 
   private view(s: number): Int32Array {
@@ -266,20 +285,20 @@ export class Mmu {
   private static readonly RETRIES = 4;
 
   /**
-   * A 32-bit read. The hit path is inline: one tag compare, the GEN check
-   * when checking, the load. Everything else (a boundary due, a miss, an
-   * emulated access, a retry) is the slow path, which counts the access.
+   * A 32-bit read. The hit path is inline: the boundary when one is due,
+   * one tag compare, the GEN check when checking, the load. Everything else
+   * (a miss, a BAR frame, an emulated access, a retry) is the slow path,
+   * which counts the access itself.
    */
   read32(gfn: number, offset: number): number {
-    if (--this.budget >= 0) {
-      const s = gfn & TLB_MASK;
-      if (this.rtag[s] === gfn) {
-        if (this.checking) this.checkStale(s, gfn, false);
-        this.last = ACCESS.OK;
-        return this.sview[s]![this.wbase[s]! + ((offset & this.pageMask) >> 2)]! >>> 0;
-      }
+    if (this.budget <= 0) this.boundary();
+    const s = gfn & TLB_MASK;
+    if (this.rtag[s] === gfn) {
+      this.budget--;
+      if (this.checking) this.checkStale(s, gfn, false);
+      this.last = ACCESS.OK;
+      return this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)]! >>> 0;
     }
-    this.budget++;
     return this.read32Slow(gfn, offset);
   }
 
@@ -293,16 +312,15 @@ export class Mmu {
 
   /** A 32-bit write; the hit path is inline, as for read32. */
   write32(gfn: number, offset: number, value: number): void {
-    if (--this.budget >= 0) {
-      const s = gfn & TLB_MASK;
-      if (this.wtag[s] === gfn) {
-        if (this.checking) this.checkStale(s, gfn, true);
-        this.last = ACCESS.OK;
-        this.sview[s]![this.wbase[s]! + ((offset & this.pageMask) >> 2)] = value | 0;
-        return;
-      }
+    if (this.budget <= 0) this.boundary();
+    const s = gfn & TLB_MASK;
+    if (this.wtag[s] === gfn) {
+      this.budget--;
+      if (this.checking) this.checkStale(s, gfn, true);
+      this.last = ACCESS.OK;
+      this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)] = value | 0;
+      return;
     }
-    this.budget++;
     this.write32Slow(gfn, offset, value);
   }
 
