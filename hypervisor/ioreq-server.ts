@@ -108,7 +108,7 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
  * of this thread. Measured in time, not iterations: an iteration's cost
  * varies with the load on the machine.
  */
-const IOREQ_SPIN_US = 20;
+const IOREQ_SPIN_US = 10;
 
 /**
  * Build the ioreq in the vCPU's slot, signal the server's owner, block until

@@ -149,7 +149,7 @@ export async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: nu
   const dmDone = pool.run(dm);
   // Wait for the device model to enable the server.
   while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
-  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(50, n), idle_ms, server_owner: 0 };
+  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(1000, n), idle_ms, server_owner: 0 };
   const out = (await pool.run(client)) as number[];
   Atomics.store(new Int32Array(stop), 0, 1);
   await dmDone;

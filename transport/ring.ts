@@ -18,7 +18,7 @@ import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd }
  * parks: long enough to cover a round trip of the vCPU it serves (so a
  * busy vCPU finds it awake), short enough to give the core back soon.
  */
-const SPIN_MS = 1;
+const SPIN_MS = 0.05;
 /** Device models run on vCPU worker threads, which may block; a main thread may not. */
 const SYNC_PARK = !isMainThread;
 /** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
