@@ -151,6 +151,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   // must wait for, and not a guest that runs.
   const st = m.vcpus.idx(mmu.slot, VC.STATE);
   const wasGuest = Atomics.compareExchange(m.vcpus.w, st, VS.GUEST, VS.BLOCKED) === VS.GUEST;
+  if (wasGuest) mmu.givePcpu();
   try {
     let prev: number = IOREQ_STATE.READY;
     let spinning = true;
@@ -196,6 +197,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     return answer;
   } finally {
     if (wasGuest) {
+      mmu.takePcpu();
       Atomics.store(m.vcpus.w, st, VS.GUEST);
       mmu.boundary();
     }

@@ -28,6 +28,7 @@ import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { STAT, VC } from './layout/vcpus.js';
 import { CTL } from './layout/control.js';
 import { sched } from './sched.js';
+import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './pcpu.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
@@ -125,6 +126,24 @@ export class Mmu {
     this.ram = m.frames.i32;
     this.sview = Array.from({ length: TLB_ENTRIES }, () => m.frames.i32);
     this.scratchView = m.frames.i32;
+    this.pcpus = pcpuCount(m);
+  }
+
+  /** The host's pCPUs (0: none, hypervisor/pcpu.ts); fixed before any vCPU starts. */
+  private readonly pcpus: number;
+  /** When this vCPU last took a pCPU: its slice runs from there. */
+  private pcpuSince_us = 0;
+
+  /** Wait for a pCPU (the vCPU is OFFLINE, BLOCKED or PAUSED); its slice starts. */
+  takePcpu(): void {
+    if (this.pcpus === 0) return;
+    pcpuTake(this.m, this.slot);
+    this.pcpuSince_us = sched().now_us();
+  }
+
+  /** Give the pCPU back (the vCPU has just left GUEST for a state that holds none). */
+  givePcpu(): void {
+    if (this.pcpus !== 0) pcpuGive(this.m, this.slot);
   }
 
   /** Guest accesses made so far (each read or write, hit, miss or emulated). */
@@ -138,7 +157,25 @@ export class Mmu {
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
     Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
-    if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+    if (this.pcpus !== 0) {
+      // With pCPUs, a vCPU in GUEST is one the OS runs; the others acknowledge implicitly.
+      if (pcpuWanted(this.m) && pcpuSliceOver(this.pcpuSince_us)) this.deschedule();
+    } else if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+  }
+
+  /**
+   * The slice is over and a vCPU waits for a pCPU: GUEST → PAUSED (which
+   * acknowledges shootdowns implicitly), give the pCPU, wait for one in
+   * turn, back to GUEST, then take the flushes that came meanwhile. Only at
+   * a boundary, so never in the middle of a batch of accesses.
+   */
+  private deschedule(): void {
+    const st = this.m.vcpus.idx(this.slot, VC.STATE);
+    if (Atomics.compareExchange(this.m.vcpus.w, st, VS.GUEST, VS.PAUSED) !== VS.GUEST) return;
+    this.givePcpu();
+    this.takePcpu();
+    Atomics.store(this.m.vcpus.w, st, VS.GUEST);
+    this.ack();
   }
 
   private ack(): void {

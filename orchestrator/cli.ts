@@ -4,6 +4,7 @@
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
@@ -83,6 +84,7 @@ stress
   .option('-d, --duration <time>', 'how long to run', '10s')
   .option('--seed <n>', 'seed (default random; always printed)')
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
+  .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
   .option('--json', 'print the summary as JSON')
   .addHelpText(
     'after',
@@ -90,9 +92,10 @@ stress
 Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
+  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus auto
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean }) => {
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; pcpus?: string; json?: boolean }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
@@ -132,6 +135,7 @@ program
   .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq, revoke, steal, topology)')
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
+  .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
 Examples:
@@ -139,7 +143,7 @@ Examples:
   $ xgsim bench --quick --json
   $ xgsim bench --filter ioreq
   $ xgsim bench --curves hostile,pages --out curves.json`)
-  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; redisUrl?: string }) => {
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; pcpus?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
     let curves: string[] | undefined;
     if (opts.curves !== undefined) {
@@ -154,11 +158,18 @@ Examples:
       ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
       ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}),
       ...(curves !== undefined ? { curves } : {}),
+      ...(opts.pcpus !== undefined ? { pcpus: pcpusFlag(opts.pcpus) } : {}),
       progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
     });
     if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
   });
+
+function pcpusFlag(s: string): number {
+  if (s === 'auto') return availableParallelism();
+  if (!/^\d+$/.test(s) || Number(s) > 256) throw new UsageError(`--pcpus: expected auto or an integer 0…256, got \`${s}\``);
+  return Number(s);
+}
 
 async function main(): Promise<void> {
   const verbose = process.argv.includes('--verbose') || process.env['XGSIM_VERBOSE'] === '1';
