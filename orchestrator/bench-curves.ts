@@ -20,6 +20,8 @@ export interface CurvePoint {
 
 export interface Curve {
   name: string;
+  /** pCPUs the vCPUs ran on (0: the OS scheduled every vCPU thread). */
+  pcpus: number;
   /** What x is. */
   x: string;
   /** What was held while x moved. */
@@ -59,21 +61,21 @@ export function curveNames(list: string): string[] {
   return names;
 }
 
-export async function runCurve(name: string, o: { quick: boolean; seed: number; progress: (s: string) => void }): Promise<Curve> {
+export async function runCurve(name: string, o: { quick: boolean; seed: number; pcpus: number; progress: (s: string) => void }): Promise<Curve> {
   const def = CURVES[name];
   if (def === undefined) throw new Error(`unknown curve ${name}`);
   const points: CurvePoint[] = [];
   for (const x of o.quick ? def.quickXs : def.xs) {
     o.progress(`curve ${name}: x = ${x}`);
     const load = def.load(x);
-    const r = await revokeLoad({ ...load, duration_ms: o.quick ? 300 : 3000, seed: o.seed + x });
+    const r = await revokeLoad({ ...load, duration_ms: o.quick ? 300 : 3000, seed: o.seed + x, pcpus: o.pcpus });
     points.push({ x, n: r.lat.n, p50_us: r.lat.p50, p99_us: r.lat.p99, max_us: r.lat.max, per_page_p50_us: Math.round((r.lat.p50 / load.pages) * 1000) / 1000, revokes_per_s: Math.round(r.revokes_per_s), problems: r.problems });
   }
-  return { name, x: def.x, held: def.held, points };
+  return { name, pcpus: o.pcpus, x: def.x, held: def.held, points };
 }
 
 export function formatCurve(c: Curve): string {
-  const lines = [`curve ${c.name}: Revoke latency vs ${c.x} (${c.held})`, `${'x'.padStart(6)} ${'n'.padStart(7)} ${'p50 µs'.padStart(9)} ${'p99 µs'.padStart(9)} ${'max µs'.padStart(9)} ${'p50/page'.padStart(9)} ${'revokes/s'.padStart(10)}`];
+  const lines = [`curve ${c.name}: Revoke latency vs ${c.x} (${c.held}; ${c.pcpus > 0 ? `${c.pcpus} pCPUs` : 'vCPU threads scheduled by the OS'})`, `${'x'.padStart(6)} ${'n'.padStart(7)} ${'p50 µs'.padStart(9)} ${'p99 µs'.padStart(9)} ${'max µs'.padStart(9)} ${'p50/page'.padStart(9)} ${'revokes/s'.padStart(10)}`];
   for (const p of c.points) {
     lines.push(`${String(p.x).padStart(6)} ${String(p.n).padStart(7)} ${String(p.p50_us).padStart(9)} ${String(p.p99_us).padStart(9)} ${String(p.max_us).padStart(9)} ${String(p.per_page_p50_us).padStart(9)} ${String(p.revokes_per_s).padStart(10)}${p.problems.length > 0 ? `  PROBLEMS: ${p.problems.join('; ')}` : ''}`);
   }

@@ -22,6 +22,8 @@ export interface RevokeLoad {
   pages: number;
   duration_ms: number;
   seed: number;
+  /** pCPUs the vCPUs are scheduled on (hypervisor/pcpu.ts); 0: the OS schedules every vCPU thread. */
+  pcpus: number;
 }
 
 export interface RevokeLoadResult {
@@ -66,7 +68,7 @@ export function revokeLoadSpec(o: RevokeLoad): HostSpec {
       backend: 0,
     },
   ];
-  return { nr_frames: bePages + FE_PAGES + 1024, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0 };
+  return { nr_frames: bePages + FE_PAGES + 1024, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0, pcpus: o.pcpus };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
