@@ -38,6 +38,8 @@ describe('xgsim bench --quick', () => {
       'Revoke of 512 pages (p50)',
       'Steal + Return, 512 pages per call',
     ]) expect(figures).toContain(f);
+    expect(figures.some((f) => /^Revoke p99, 8 vCPUs hammering \(1 page\), \d+ pCPUs$/.test(f))).toBe(true);
+    expect(rep.floors['revoke_idle_pcpus_p50_us']).toBeGreaterThan(0);
     expect(figures.some((f) => f.startsWith('boot, '))).toBe(true);
     expect(figures.some((f) => f.startsWith('RSS, '))).toBe(true);
     for (const x of rep.rows) {
