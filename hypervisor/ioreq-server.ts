@@ -102,11 +102,9 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
 }
 
 /**
- * How long the vCPU spins on the answer before it sleeps: a hot server
- * answers within a spin round trip, and a parked one within about a futex
- * wake-up of its thread — waiting that long awake saves a second wake-up,
- * of this thread. Measured in time, not iterations: an iteration's cost
- * varies with the load on the machine.
+ * How long the vCPU spins on the answer of an awake server before it
+ * sleeps: a hot server answers within a spin round trip. Measured in time,
+ * not iterations: an iteration's cost varies with the load on the machine.
  */
 const IOREQ_SPIN_US = 10;
 
@@ -139,13 +137,16 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   const t0_us = sched().now_us();
   Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
   mmu.stat(STAT.IOREQS_SENT);
+  // Spin for the answer only if the server is awake: waking a parked one
+  // takes a futex wake-up, and spinning meanwhile only keeps a core from it.
+  let spin_us = IOREQ_SPIN_US;
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
     // redis: the host's dispatcher publishes it on the server's stream.
     Atomics.add(m.control.w, CTL.DISPATCH, 1);
     Atomics.notify(m.control.w, CTL.DISPATCH);
   } else {
     // The owner's pending bit, its event word, and a futex wake only if it sleeps.
-    m.ios.kick(m.ioreq.owner(d, server), mmu.slot);
+    if (m.ios.kick(m.ioreq.owner(d, server), mmu.slot)) spin_us = 0;
   }
   // Waiting for the device model is being blocked: no TLB the hypervisor
   // must wait for, and not a guest that runs.
@@ -170,7 +171,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       }
       if (cur === IOREQ_STATE.IORESP_READY) break;
       if (spinning) {
-        if ((k & 15) !== 15 || sched().now_us() - t0_us < IOREQ_SPIN_US) continue;
+        if ((k & 15) !== 15 || sched().now_us() - t0_us < spin_us) continue;
         spinning = false;
       }
       if ((waits++ & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {

@@ -117,13 +117,16 @@ function nullHypercallNs(n: number): number {
   return ns;
 }
 
-export async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number): Promise<number[]> {
+/** Ping-pong round trips; with `idle_ms`, the partner has slept that long before each ping (a cold wake-up). */
+async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number, idle_ms = 0): Promise<number[]> {
   const cell = new SharedArrayBuffer(4);
   const c = new Int32Array(cell);
   const task: BenchTask = { role, cell, n };
   const done = pool.run(task);
   const out: number[] = [];
+  const nap = new Int32Array(new SharedArrayBuffer(4));
   for (let i = 0; i < n; i++) {
+    if (idle_ms > 0) Atomics.wait(nap, 0, 0, idle_ms);
     const t0 = performance.now();
     Atomics.store(c, 0, 2 * i + 1);
     if (role === 'pong-wait') Atomics.notify(c, 0);
@@ -139,7 +142,7 @@ export async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n
 }
 
 /** IOREQ round trips: a guest vCPU thread reads an emulated register; a device-model thread answers. */
-export async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
+async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
   const m = machineFor(1);
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
   const tr = await chooseTransport(transport, redisUrl, 1);
@@ -211,8 +214,11 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
     floors['lock_pair_ns'] = median(timeIt(reps, () => lockPairNs(q ? 2e5 : 2e6)));
     const spin = percentiles(await pingPong(pool, 'pong-spin', q ? 2000 : 20000));
     const wait = percentiles(await pingPong(pool, 'pong-wait', q ? 300 : 2000));
+    // The same with the partner parked 2 ms before each ping, as the idle server is.
+    const cold = percentiles(await pingPong(pool, 'pong-wait', q ? 100 : 500, 2));
     floors['spin_pingpong_p50_us'] = spin.p50;
     floors['wait_pingpong_p50_us'] = wait.p50;
+    floors['cold_wait_pingpong_p50_us'] = cold.p50;
     const tr = await chooseTransport('auto', o.redisUrl, 1);
     if (tr.kind === 'redis' && tr.choice.kind === 'redis') {
       o.progress('floor: raw Redis stream round trip');
@@ -236,6 +242,7 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
       o.progress('ring IOREQ round trip (server idle)');
       const idle = percentiles(await ioreqRtt(pool, 'ring', q ? 100 : 500, 2));
       add({ figure: 'ring IOREQ round trip, server idle (p50)', value: idle.p50, unit: 'µs', floor: 'wait/notify ping-pong p50', floor_value: wait.p50, ratio: idle.p50 / wait.p50, goal: '≤ 1.5× p50', ok: (r) => r <= 1.5 });
+      add({ figure: 'ring IOREQ round trip, server idle (p50), vs cold', value: idle.p50, unit: 'µs', floor: 'wait/notify, parked 2 ms, p50', floor_value: cold.p50, ratio: idle.p50 / cold.p50, goal: '—' });
       const floor = floors['redis_stream_rtt_p50_us'];
       if (floor !== undefined) {
         o.progress('Redis IOREQ round trip');

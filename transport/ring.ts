@@ -14,11 +14,17 @@ import type { Machine } from '../hypervisor/machine.js';
 import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
 /**
- * How long the device model keeps polling after its last request before it
- * parks: long enough to cover a round trip of the vCPU it serves (so a
- * busy vCPU finds it awake), short enough to give the core back soon.
+ * How long the device model keeps polling before it parks, while it is
+ * hot: long enough to cover a round trip of the vCPU it serves (so a busy
+ * vCPU finds it awake), short enough to give the core back soon.
  */
 const SPIN_MS = 0.05;
+/**
+ * Hot: the last request came within this long of the answer before it (a
+ * vCPU issuing ioreqs back to back). A cold device model parks at once: a
+ * spin would only keep a core from the vCPU it has just woken.
+ */
+const HOT_GAP_MS = 0.2;
 /** Device models run on vCPU worker threads, which may block; a main thread may not. */
 const SYNC_PARK = !isMainThread;
 /** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
@@ -109,9 +115,12 @@ export class RingServerEnd implements IoreqServerEnd {
       const seen = Atomics.load(ev, this.owner);
       this.scan(max, out);
       this.polled(out);
-      if (out.length > 0) return out;
       const now = performance.now();
-      if (now - t0 < SPIN_MS) continue;
+      if (out.length > 0) {
+        this.hot = now - this.answeredAt < HOT_GAP_MS;
+        return out;
+      }
+      if (this.hot && now - t0 < SPIN_MS) continue;
       const left = deadline - now;
       if (left <= 0) break;
       // Wake up for the next full scan (and the lost requests' poll) too.
@@ -164,7 +173,12 @@ export class RingServerEnd implements IoreqServerEnd {
     }
   }
 
+  /** Whether the device model spins before it parks (see HOT_GAP_MS), and when it last answered. */
+  private hot = true;
+  private answeredAt = -Infinity;
+
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
+    this.answeredAt = performance.now();
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     const slots = this.m.ios.slots;
     if (slot === undefined) throw new Error('ring: respond to a request this end did not receive');

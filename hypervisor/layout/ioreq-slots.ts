@@ -89,11 +89,17 @@ export class IoreqSlots {
   eventIdx(target: number, server: number): number {
     return target * MAX_IOREQ_SERVERS_PER_DOMAIN + server;
   }
-  /** Step 1 of the ring: tell `owner` that vCPU slot `slot` has a request for it; wake it if it sleeps. */
-  kick(owner: number, slot: number): void {
+  /**
+   * Step 1 of the ring: tell `owner` that vCPU slot `slot` has a request
+   * for it; wake it if it sleeps. Returns whether it had to be woken (then
+   * the answer is at least a futex wake-up away).
+   */
+  kick(owner: number, slot: number): boolean {
     Atomics.or(this.pending, owner * PENDING_WORDS + (slot >> 5), 1 << (slot & 31));
     Atomics.add(this.events, owner, 1);
-    if (Atomics.load(this.parked, owner) !== 0) Atomics.notify(this.events, owner);
+    if (Atomics.load(this.parked, owner) === 0) return false;
+    Atomics.notify(this.events, owner);
+    return true;
   }
   /** Step 3: the answer is published; wake the vCPU if it sleeps on its slot. */
   wakeVcpu(slot: number): void {
