@@ -157,17 +157,26 @@ export class Mmu {
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
     Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
-    if (this.pcpus !== 0) {
-      // With pCPUs, a vCPU in GUEST is one the OS runs; the others acknowledge implicitly.
-      if (pcpuWanted(this.m) && pcpuSliceOver(this.pcpuSince_us)) this.deschedule();
-    } else if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+    // With pCPUs, a vCPU in GUEST is one the OS runs; the others acknowledge implicitly.
+    if (this.pcpus === 0 && Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+  }
+
+  /**
+   * The timer tick: a boundary after guest time passed (a batch of
+   * accesses, a workload step), where the pCPU slice may end. Not at the
+   * boundaries of an entry to guest mode (hypercall exit, end of a wait):
+   * a vCPU is descheduled while running guest code, not on its way back.
+   */
+  tick(): void {
+    this.boundary();
+    if (this.pcpus !== 0 && pcpuWanted(this.m) && pcpuSliceOver(this.pcpuSince_us)) this.deschedule();
   }
 
   /**
    * The slice is over and a vCPU waits for a pCPU: GUEST → PAUSED (which
    * acknowledges shootdowns implicitly), give the pCPU, wait for one in
    * turn, back to GUEST, then take the flushes that came meanwhile. Only at
-   * a boundary, so never in the middle of a batch of accesses.
+   * a tick, so never in the middle of a batch of accesses.
    */
   private deschedule(): void {
     const st = this.m.vcpus.idx(this.slot, VC.STATE);
@@ -225,7 +234,7 @@ export class Mmu {
   private translate(gfn: number, write: boolean): number {
     // The boundary comes before the access that would exceed the batch, so
     // a batch is exactly TLB_BATCH_ACCESSES accesses (Revoke's bound).
-    if (this.budget <= 0) this.boundary();
+    if (this.budget <= 0) this.tick();
     this.budget--;
     const s = gfn & TLB_MASK;
     if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.barWtag[s] : this.barRtag[s]) === gfn) {
@@ -328,7 +337,7 @@ export class Mmu {
    * which counts the access itself.
    */
   read32(gfn: number, offset: number): number {
-    if (this.budget <= 0) this.boundary();
+    if (this.budget <= 0) this.tick();
     const s = gfn & TLB_MASK;
     if (this.rtag[s] === gfn) {
       this.budget--;
@@ -349,7 +358,7 @@ export class Mmu {
 
   /** A 32-bit write; the hit path is inline, as for read32. */
   write32(gfn: number, offset: number, value: number): void {
-    if (this.budget <= 0) this.boundary();
+    if (this.budget <= 0) this.tick();
     const s = gfn & TLB_MASK;
     if (this.wtag[s] === gfn) {
       this.budget--;

@@ -72,7 +72,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       if (r !== undefined) await r;
       // Between two steps of guest code: the timer tick. A guest that spins
       // without touching memory still passes an instruction boundary here.
-      cpu.mmu.boundary();
+      cpu.mmu.tick();
       // Chaos hang-vcpu: the host's scheduler leaves this vCPU off every pCPU
       // for a while (descheduled: no TLB held, nothing for Revoke to wait on).
       const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);
