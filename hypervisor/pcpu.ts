@@ -3,8 +3,9 @@
  * on a pCPU — in GUEST or HYPERVISOR — at once, as on a Xen host with that
  * many pCPUs; the others wait, descheduled (PAUSED or BLOCKED), in FIFO
  * order. A vCPU keeps its pCPU for a slice (PCPU_SLICE_US) and gives it up
- * at an instruction boundary once the slice is over and another vCPU waits
- * (Xen's credit scheduler, in miniature). Blocking (yield, sleep, an ioreq,
+ * at a tick (Mmu.tick: a batch boundary, or between two workload steps)
+ * once the slice is over and another vCPU waits (Xen's credit scheduler, in
+ * miniature). Blocking (yield, sleep, an ioreq,
  * a device model awaiting its transport) gives the pCPU up too.
  *
  * Why: with more vCPU threads than cores, the OS preempts vCPU threads in
