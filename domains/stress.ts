@@ -3,7 +3,8 @@
  * hammer, Revoke (timed), then reuse the pages at once — writing poison into
  * them — and Map again; frontend vCPUs read and write the mapped window as
  * fast as they can, or play an adversary: spin without touching memory,
- * flood faults on revoked gfns, or sit descheduled.
+ * flood faults on revoked gfns, or sit descheduled; or halt (an idle guest,
+ * the baseline `xgsim bench` compares the adversaries with).
  *
  * A frontend read that returns the poison saw a frame after Revoke of it
  * returned (the backend only poisons after); the MMU's generation check
@@ -98,6 +99,11 @@ function stressFrontend(cpu: GuestCpu, spec: Record<string, unknown>, env: Guest
       if (mode === 'descheduled') {
         cpu.sleep(5 + cpu.random() * 20);
         bump('sleeps');
+        return;
+      }
+      if (mode === 'halt') {
+        // An idle guest (HLT): blocked, so it acknowledges flushes implicitly.
+        cpu.sleep(10);
         return;
       }
       let ok = 0;

@@ -7,13 +7,12 @@ import { threadId } from 'node:worker_threads';
 import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { setServerEndFactory } from './transport-ends.js';
-import { RedisServerEnd } from '../transport/redis-end.js';
 import { gfn } from './public/types.js';
 import type { TransportChoice } from './vcpu-worker.js';
 
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
-  | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number }
+  | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number; server_owner: number }
   | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
 
 type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
@@ -55,7 +54,11 @@ function client(t: Client): number[] {
     cpu.start();
     const out: number[] = [];
     for (let i = 0; i < t.warmup + t.n; i++) {
-      if (t.idle_ms > 0) cpu.sleep(t.idle_ms); // let the server go idle (futex wait) before each
+      if (t.idle_ms > 0) {
+        // Let the server go idle before each, and make sure it is: parked on its event word.
+        cpu.sleep(t.idle_ms);
+        while (Atomics.load(m.ios.parked, t.server_owner) === 0) cpu.sleep(1);
+      }
       const t0 = performance.now();
       cpu.read32(gfn(t.gfn), 0);
       const dt = (performance.now() - t0) * 1000;
@@ -70,6 +73,7 @@ async function echo(t: Echo): Promise<number[]> {
   const m = attachMachine(t.sabs);
   const tr = t.transport;
   if (tr.kind === 'redis') {
+    const { RedisServerEnd } = await import('../transport/redis-end.js');
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}` }));
   }
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });

@@ -29,6 +29,12 @@ export const TLB_ENTRIES = 64;
  */
 export const TLB_BATCH_ACCESSES = 64;
 
+/**
+ * How long a vCPU keeps its pCPU before giving it to a waiting vCPU, when
+ * the host has pCPUs (hypervisor/pcpu.ts; Xen credit2's rate limit is 1 ms).
+ */
+export const PCPU_SLICE_US = 1000;
+
 /** Spins before a lock or waiter falls back to Atomics.wait (DESIGN §9). */
 export const SPIN_BEFORE_WAIT = 256;
 /**

@@ -27,6 +27,7 @@ export { getDomain, putDomain, reapDomain } from './domain-ref.js';
 import { p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
 import { p2mEntry } from './layout/p2m.js';
 import { sched } from './sched.js';
+import { pcpuCount, pcpuGive, pcpuTake } from './pcpu.js';
 import { VS } from './vcpu.js';
 import { unmapGrantHandle } from './grant-table.js';
 
@@ -120,6 +121,7 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
       m.vcpus.set(s, VC.ACK_EPOCH, m.dom.at(d, DOM.FLUSH_EPOCH));
       m.vcpus.set(s, VC.HEARTBEAT, 0);
       m.vcpus.set(s, VC.HANG_MS, 0);
+      m.vcpus.set(s, VC.PCPU, 0);
       Atomics.store(m.ios.slots, m.ios.idx(s) + IOS.APPLIED, 0);
       m.vcpus.stats.fill(0, s * STAT.WORDS, (s + 1) * STAT.WORDS);
       m.vcpus.set(s, VC.IN_USE, 1);
@@ -215,9 +217,17 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
 function waitVcpusOffline(m: Machine, d: number, selfSlot: number): void {
   const vbase = m.dom.at(d, DOM.VCPU_BASE);
   const s = sched();
-  for (let v = 0; v < m.dom.at(d, DOM.NR_VCPUS); v++) {
-    const slot = vbase + v;
-    if (slot === selfSlot) continue;
-    for (let i = 0; m.vcpus.at(slot, VC.STATE) !== VS.OFFLINE; i++) s.relax(i + 1000);
+  // A vCPU destroying a domain gives its pCPU up while it waits: the vCPUs
+  // it waits for may need one to reach their next step and go offline.
+  const held = selfSlot >= 0 && pcpuCount(m) > 0 && m.vcpus.at(selfSlot, VC.PCPU) === 1;
+  if (held) pcpuGive(m, selfSlot);
+  try {
+    for (let v = 0; v < m.dom.at(d, DOM.NR_VCPUS); v++) {
+      const slot = vbase + v;
+      if (slot === selfSlot) continue;
+      for (let i = 0; m.vcpus.at(slot, VC.STATE) !== VS.OFFLINE; i++) s.relax(i + 1000);
+    }
+  } finally {
+    if (held) pcpuTake(m, selfSlot);
   }
 }

@@ -91,6 +91,7 @@ export class VcpuContext implements GuestCpu {
 
   /** OFFLINE → GUEST, with the entry-to-guest TLB check. */
   start(): void {
+    this.mmu.takePcpu();
     vcpuTransition(this.m, this.id.slot, VS.OFFLINE, VS.GUEST);
     this.mmu.boundary();
   }
@@ -103,6 +104,7 @@ export class VcpuContext implements GuestCpu {
   stop(from: typeof VS.GUEST | typeof VS.HYPERVISOR = VS.GUEST): void {
     this.flushStats();
     vcpuTransition(this.m, this.id.slot, from, VS.OFFLINE);
+    this.mmu.givePcpu();
   }
 
   flushStats(): void {
@@ -139,14 +141,18 @@ export class VcpuContext implements GuestCpu {
   yield(): void {
     // Blocked vCPUs hold no TLB entries the hypervisor must wait for.
     vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    this.mmu.givePcpu();
     sched().yield();
+    this.mmu.takePcpu();
     vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
     this.mmu.boundary();
   }
 
   sleep(ms: number): void {
     vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    this.mmu.givePcpu();
     sched().wait(this.sleepCell, 0, 0, ms); // nobody wakes it: sleeps the whole time
+    this.mmu.takePcpu();
     vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
     this.mmu.boundary();
   }
@@ -161,9 +167,11 @@ export class VcpuContext implements GuestCpu {
 
   async idle<T>(p: Promise<T>): Promise<T> {
     vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    this.mmu.givePcpu();
     try {
       return await p;
     } finally {
+      this.mmu.takePcpu();
       vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
       this.mmu.boundary();
     }

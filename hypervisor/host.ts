@@ -22,6 +22,7 @@ import type { TransportChoice, VcpuResult, VcpuTask } from './vcpu-worker.js';
 import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
 import { VS } from './vcpu.js';
+import { pcpuInit } from './pcpu.js';
 import { statusName } from './public/errno.js';
 import { TraceCollector, type TraceData } from './trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
@@ -59,6 +60,12 @@ export interface HostSpec {
   trace_max_events?: number;
   /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/chaos.ts expands a plan into these). */
   chaos?: NemesisAction[];
+  /**
+   * pCPUs the vCPUs are scheduled on (hypervisor/pcpu.ts): at most this many
+   * in guest or hypervisor mode at once. 0 or absent: none, every vCPU
+   * thread runs whenever the OS runs it.
+   */
+  pcpus?: number;
 }
 
 /** A vCPU blocked this long without progress is reported by the watchdog. */
@@ -133,6 +140,7 @@ export class Host {
     });
     this.m = new Machine(this.sabs);
     if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);
+    pcpuInit(this.m, spec.pcpus ?? 0);
   }
 
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */

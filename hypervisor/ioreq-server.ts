@@ -107,8 +107,12 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
   return { outcome: a.fault === FAULT_ANSWER.FAIL ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
 }
 
-/** Spins on the answer before blocking: a hot server answers within a spin round trip. */
-const IOREQ_SPINS = 2000;
+/**
+ * How long the vCPU spins on the answer of an awake server before it
+ * sleeps: a hot server answers within a spin round trip. Measured in time,
+ * not iterations: an iteration's cost varies with the load on the machine.
+ */
+const IOREQ_SPIN_US = 10;
 
 /**
  * Build the ioreq in the vCPU's slot, signal the server's owner, block until
@@ -143,22 +147,26 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   let how: number = IO_END.ABANDONED;
   Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.READY);
   mmu.stat(STAT.IOREQS_SENT);
+  // Spin for the answer only if the server is awake: waking a parked one
+  // takes a futex wake-up, and spinning meanwhile only keeps a core from it.
+  let spin_us = IOREQ_SPIN_US;
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
     // redis: the host's dispatcher publishes it on the server's stream.
     Atomics.add(m.control.w, CTL.DISPATCH, 1);
     Atomics.notify(m.control.w, CTL.DISPATCH);
   } else {
-    const ev = m.ios.events;
-    const owner = m.ioreq.owner(d, server);
-    Atomics.add(ev, owner, 1);
-    Atomics.notify(ev, owner);
+    // The owner's pending bit, its event word, and a futex wake only if it sleeps.
+    if (m.ios.kick(m.ioreq.owner(d, server), mmu.slot)) spin_us = 0;
   }
   // Waiting for the device model is being blocked: no TLB the hypervisor
   // must wait for, and not a guest that runs.
   const st = m.vcpus.idx(mmu.slot, VC.STATE);
   const wasGuest = Atomics.compareExchange(m.vcpus.w, st, VS.GUEST, VS.BLOCKED) === VS.GUEST;
+  if (wasGuest) mmu.givePcpu();
   try {
     let prev: number = IOREQ_STATE.READY;
+    let spinning = true;
+    let waits = 0;
     for (let k = 0; ; k++) {
       const cur = Atomics.load(slots, i + IOS.STATE);
       if (cur !== prev) {
@@ -173,13 +181,19 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
         prev = cur;
       }
       if (cur === IOREQ_STATE.IORESP_READY) break;
-      if (k < IOREQ_SPINS) continue;
-      if ((k & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
+      if (spinning) {
+        if ((k & 15) !== 15 || sched().now_us() - t0_us < spin_us) continue;
+        spinning = false;
+      }
+      if ((waits++ & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
         Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
         mmu.stat(STAT.IOREQS_ABANDONED);
         return undefined;
       }
+      // Say we sleep before sleeping, so the server knows to wake us (layout/ioreq-slots.ts).
+      Atomics.store(slots, i + IOS.WAITING, 1);
       sched().wait(slots, i + IOS.STATE, cur, 50);
+      Atomics.store(slots, i + IOS.WAITING, 0);
     }
     const answer = { data: slots[i + IOS.DATA]! >>> 0, fault: slots[i + IOS.FAULT]! };
     if (type === IOREQ_TYPE.FAULT && (answer.fault < FAULT_ANSWER.NONE || answer.fault > FAULT_ANSWER.RETRY)) {
@@ -198,6 +212,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   } finally {
     if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_DONE, how), seq, 0);
     if (wasGuest) {
+      mmu.takePcpu();
       Atomics.store(m.vcpus.w, st, VS.GUEST);
       mmu.boundary();
     }

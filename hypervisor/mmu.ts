@@ -12,6 +12,15 @@
  *    through a cached entry re-loads GEN: a value two or more above the
  *    remembered one means a removal of that entry *completed* after the
  *    fill — a use after unmap/revoke, reported exactly, on whatever thread.
+ *
+ * The hit path (read32/write32) is one tag compare: a slot has a tag for
+ * reads and one for writes, each the gfn when the cached translation allows
+ * that access and `~slot` otherwise — a value no gfn indexing that slot can
+ * equal, so an empty or flushed slot can never hit, whatever number a guest
+ * passes as a gfn (an empty tag of -1 once let gfn -1 hit slot 63's stale
+ * translation after a flush). Those two tags hold RAM translations only, so
+ * the hit path indexes RAM directly; a slot holding a BAR frame has its own
+ * pair of tags, which only the slow path looks at.
  */
 import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
 import { DOM } from './layout/domains.js';
@@ -19,6 +28,7 @@ import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { STAT, VC } from './layout/vcpus.js';
 import { CTL } from './layout/control.js';
 import { sched } from './sched.js';
+import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './pcpu.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
 import { ACCESS, type AccessOutcome } from './public/guest.js';
@@ -58,15 +68,30 @@ export function setDefaultEmulateHook(h: EmulateHook): void {
   defaultHook = h;
 }
 
+const TLB_MASK = TLB_ENTRIES - 1;
+/** A slot's tag when it holds nothing for that kind of access: `~s` indexes slot TLB_MASK − s, never s. */
+const EMPTY_TAGS = Int32Array.from({ length: TLB_ENTRIES }, (_, s) => ~s);
+
 export class Mmu {
-  private readonly tag = new Int32Array(TLB_ENTRIES).fill(-1);
-  private readonly perm = new Uint8Array(TLB_ENTRIES);
-  private readonly region = new Uint8Array(TLB_ENTRIES);
+  /** Per slot: the gfn if the slot caches a RAM frame that may be read through, else ~slot. */
+  private readonly rtag = EMPTY_TAGS.slice();
+  /** Per slot: the gfn if the slot caches a RAM frame that may be written through, else ~slot. */
+  private readonly wtag = EMPTY_TAGS.slice();
+  /** The same two for a slot caching a BAR frame (MMIO mapped direct). */
+  private readonly barRtag = EMPTY_TAGS.slice();
+  private readonly barWtag = EMPTY_TAGS.slice();
+  /** Per slot: the region (RAM or a BAR) the frame is in, for the slow path. */
+  private readonly sview: Int32Array[];
+  /** RAM's words: the hit path's region. */
+  private readonly ram: Int32Array;
   /** Word index of the frame's first word in its region. */
   private readonly wbase = new Int32Array(TLB_ENTRIES);
   private readonly tgen = new Int32Array(TLB_ENTRIES);
   private readonly tidx = new Int32Array(TLB_ENTRIES);
+  /** Accesses left before the next instruction boundary; every access takes one, hit or miss. */
   private budget = 0;
+  /** accesses = this + TLB_BATCH_ACCESSES − budget (the budget starts at 0: a boundary is due). */
+  private accessesBefore = -TLB_BATCH_ACCESSES;
   private epoch = -1;
   private readonly epochIdx: number;
   private readonly p2mBase: number;
@@ -75,7 +100,6 @@ export class Mmu {
   private readonly pageMask: number;
   private readonly statBase: number;
   private readonly checking: boolean;
-  accesses = 0;
   /**
    * The p2m entry the last failed translation saw (a hole, revoked, mmio_dm…):
    * the emulation path decides on it rather than re-reading the p2m, which
@@ -99,20 +123,74 @@ export class Mmu {
     this.pageMask = m.config.page_size_bytes - 1;
     this.statBase = slot * STAT.WORDS;
     this.checking = m.checking;
+    this.ram = m.frames.i32;
+    this.sview = Array.from({ length: TLB_ENTRIES }, () => m.frames.i32);
+    this.scratchView = m.frames.i32;
+    this.pcpus = pcpuCount(m);
+  }
+
+  /** The host's pCPUs (0: none, hypervisor/pcpu.ts); fixed before any vCPU starts. */
+  private readonly pcpus: number;
+  /** When this vCPU last took a pCPU: its slice runs from there. */
+  private pcpuSince_us = 0;
+
+  /** Wait for a pCPU (the vCPU is OFFLINE, BLOCKED or PAUSED); its slice starts. */
+  takePcpu(): void {
+    if (this.pcpus === 0) return;
+    pcpuTake(this.m, this.slot);
+    this.pcpuSince_us = sched().now_us();
+  }
+
+  /** Give the pCPU back (the vCPU has just left GUEST for a state that holds none). */
+  givePcpu(): void {
+    if (this.pcpus !== 0) pcpuGive(this.m, this.slot);
+  }
+
+  /** Guest accesses made so far (each read or write, hit, miss or emulated). */
+  get accesses(): number {
+    return this.accessesBefore + TLB_BATCH_ACCESSES - this.budget;
   }
 
   /** The instruction boundary: take pending TLB flushes, acknowledge them. */
   boundary(): void {
+    this.accessesBefore += TLB_BATCH_ACCESSES - this.budget;
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
     Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
-    if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+    // With pCPUs, a vCPU in GUEST is one the OS runs; the others acknowledge implicitly.
+    if (this.pcpus === 0 && Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+  }
+
+  /**
+   * The timer tick: a boundary after guest time passed (a batch of
+   * accesses, a workload step), where the pCPU slice may end. Not at the
+   * boundaries of an entry to guest mode (hypercall exit, end of a wait):
+   * a vCPU is descheduled while running guest code, not on its way back.
+   */
+  tick(): void {
+    this.boundary();
+    if (this.pcpus !== 0 && pcpuWanted(this.m) && pcpuSliceOver(this.pcpuSince_us)) this.deschedule();
+  }
+
+  /**
+   * The slice is over and a vCPU waits for a pCPU: GUEST → PAUSED (which
+   * acknowledges shootdowns implicitly), give the pCPU, wait for one in
+   * turn, back to GUEST, then take the flushes that came meanwhile. Only at
+   * a tick, so never in the middle of a batch of accesses.
+   */
+  private deschedule(): void {
+    const st = this.m.vcpus.idx(this.slot, VC.STATE);
+    if (Atomics.compareExchange(this.m.vcpus.w, st, VS.GUEST, VS.PAUSED) !== VS.GUEST) return;
+    this.givePcpu();
+    this.takePcpu();
+    Atomics.store(this.m.vcpus.w, st, VS.GUEST);
+    this.ack();
   }
 
   private ack(): void {
     const e = Atomics.load(this.m.dom.w, this.epochIdx);
     if (e !== this.epoch) {
-      this.tag.fill(-1);
+      this.dropAll();
       this.epoch = e;
       Atomics.store(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.ACK_EPOCH), e);
       this.m.vcpus.stats[this.statBase + STAT.TLB_FLUSHES]! += 1;
@@ -139,7 +217,14 @@ export class Mmu {
 
   /** Drop every cached translation (on leaving guest mode for good). */
   flushAll(): void {
-    this.tag.fill(-1);
+    this.dropAll();
+  }
+
+  private dropAll(): void {
+    this.rtag.set(EMPTY_TAGS);
+    this.wtag.set(EMPTY_TAGS);
+    this.barRtag.set(EMPTY_TAGS);
+    this.barWtag.set(EMPTY_TAGS);
   }
 
   /**
@@ -147,15 +232,14 @@ export class Mmu {
    * must be emulated (or faulted: `this.last` says which).
    */
   private translate(gfn: number, write: boolean): number {
-    if (--this.budget < 0) this.boundary();
-    this.accesses++;
-    const s = gfn & (TLB_ENTRIES - 1);
-    if (this.tag[s] === gfn) {
-      const p = this.perm[s]!;
-      if (p === PERM_RW || (!write && p === PERM_RO)) {
-        if (this.checking) this.checkStale(s, gfn, write);
-        return s;
-      }
+    // The boundary comes before the access that would exceed the batch, so
+    // a batch is exactly TLB_BATCH_ACCESSES accesses (Revoke's bound).
+    if (this.budget <= 0) this.tick();
+    this.budget--;
+    const s = gfn & TLB_MASK;
+    if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.barWtag[s] : this.barRtag[s]) === gfn) {
+      if (this.checking) this.checkStale(s, gfn, write);
+      return s;
     }
     return this.fill(s, gfn, write);
   }
@@ -205,28 +289,39 @@ export class Mmu {
       return -1;
     }
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
+    const view = this.m.regions[r]!;
     if ((g1 & 1) !== 0 || g1 !== g2) {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),
       // but it must not be cached.
-      this.tag[s] = -1;
-      this.scratchRegion = r;
+      this.clearSlot(s);
+      this.scratchView = view;
       this.scratchBase = base;
       return TLB_ENTRIES;
     }
-    this.tag[s] = gfn;
-    this.perm[s] = p;
-    this.region[s] = r;
+    this.sview[s] = view;
     this.wbase[s] = base;
     this.tgen[s] = g1;
     this.tidx[s] = i;
+    this.clearSlot(s);
+    const rt = r === 0 ? this.rtag : this.barRtag;
+    const wt = r === 0 ? this.wtag : this.barWtag;
+    rt[s] = gfn;
+    wt[s] = p === PERM_RW ? gfn : ~s;
     return s;
   }
-  private scratchRegion = 0;
+  private scratchView: Int32Array;
+
+  private clearSlot(s: number): void {
+    this.rtag[s] = ~s;
+    this.wtag[s] = ~s;
+    this.barRtag[s] = ~s;
+    this.barWtag[s] = ~s;
+  }
   private scratchBase = 0;
 
   private view(s: number): Int32Array {
-    return this.m.regions[s === TLB_ENTRIES ? this.scratchRegion : this.region[s]!]!;
+    return s === TLB_ENTRIES ? this.scratchView : this.sview[s]!;
   }
   private wordOf(s: number, offset: number): number {
     return (s === TLB_ENTRIES ? this.scratchBase : this.wbase[s]!) + ((offset & this.pageMask) >> 2);
@@ -235,7 +330,25 @@ export class Mmu {
   /** A server that answers a FAULT with RETRY has mapped the gfn again; accesses retry this often. */
   private static readonly RETRIES = 4;
 
+  /**
+   * A 32-bit read. The hit path is inline: the boundary when one is due,
+   * one tag compare, the GEN check when checking, the load. Everything else
+   * (a miss, a BAR frame, an emulated access, a retry) is the slow path,
+   * which counts the access itself.
+   */
   read32(gfn: number, offset: number): number {
+    if (this.budget <= 0) this.tick();
+    const s = gfn & TLB_MASK;
+    if (this.rtag[s] === gfn) {
+      this.budget--;
+      if (this.checking) this.checkStale(s, gfn, false);
+      this.last = ACCESS.OK;
+      return this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)]! >>> 0;
+    }
+    return this.read32Slow(gfn, offset);
+  }
+
+  private read32Slow(gfn: number, offset: number): number {
     for (let r = 0; ; r++) {
       const v = this.read32Once(gfn, offset);
       if (this.last !== ACCESS.RETRY) return v;
@@ -243,7 +356,21 @@ export class Mmu {
     }
   }
 
+  /** A 32-bit write; the hit path is inline, as for read32. */
   write32(gfn: number, offset: number, value: number): void {
+    if (this.budget <= 0) this.tick();
+    const s = gfn & TLB_MASK;
+    if (this.wtag[s] === gfn) {
+      this.budget--;
+      if (this.checking) this.checkStale(s, gfn, true);
+      this.last = ACCESS.OK;
+      this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)] = value | 0;
+      return;
+    }
+    this.write32Slow(gfn, offset, value);
+  }
+
+  private write32Slow(gfn: number, offset: number, value: number): void {
     for (let r = 0; ; r++) {
       this.write32Once(gfn, offset, value);
       if (this.last !== ACCESS.RETRY) return;

@@ -112,13 +112,43 @@ export function recordAt(m: Machine, fe: number, gfn: number): number {
   return -1;
 }
 
-/** The live steal record whose page went to backend gfn (be, gfn), and the page's index; or [-1, -1]. */
-function stealAt(m: Machine, be: number, gfn: number): [number, number] {
+/**
+ * Whether live mapping record r put frontend gfn (fe, gfn) there: the same
+ * answer as `recordAt(m, fe, gfn) === r` without the scan, because at most
+ * one live record covers a frontend gfn (Map and Steal fill only entries
+ * that are empty or the frontend's own RAM, and a page's live bit goes
+ * when its entry is revoked). Registry lock held.
+ */
+function recordCovers(m: Machine, r: number, fe: number, gfn: number): boolean {
   const reg = m.reg;
+  if (r < 0 || reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL || reg.at(r, REC.FRONTEND) !== fe) return false;
+  const i = gfn - reg.at(r, REC.FE_GFN);
+  return i >= 0 && i < reg.at(r, REC.COUNT) && reg.live(r, i);
+}
+
+/** Index of backend gfn (be, gfn) in live steal record r, or -1. */
+function stealIndex(m: Machine, r: number, be: number, gfn: number): number {
+  const reg = m.reg;
+  if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.BACKEND) !== be) return -1;
+  const i = gfn - reg.at(r, REC.SRC);
+  return i >= 0 && i < reg.at(r, REC.COUNT) && reg.live(r, i) ? i : -1;
+}
+
+/**
+ * The live steal record whose page went to backend gfn (be, gfn), and the
+ * page's index; or [-1, -1]. `hint` is a record to try first (the one that
+ * held the previous gfn of a range): at most one live steal record holds a
+ * backend gfn (Steal fills only holes of be, and Return clears the page's
+ * live bit), so a hit is the record the scan would find.
+ */
+function stealAt(m: Machine, be: number, gfn: number, hint = -1): [number, number] {
+  if (hint >= 0) {
+    const i = stealIndex(m, hint, be, gfn);
+    if (i >= 0) return [hint, i];
+  }
   for (let r = 0; r < MAX_MAPPINGS; r++) {
-    if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.BACKEND) !== be) continue;
-    const i = gfn - reg.at(r, REC.SRC);
-    if (i >= 0 && i < reg.at(r, REC.COUNT) && reg.live(r, i)) return [r, i];
+    const i = stealIndex(m, r, be, gfn);
+    if (i >= 0) return [r, i];
   }
   return [-1, -1];
 }
@@ -537,17 +567,19 @@ function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | Pri
   const fe = a.fe;
   const reg = m.reg;
   const pages: ReturnPage[] = [];
+  let hint = -1;
   for (let k = 0; k < a.count; k++) {
     const g = a.gfn + k;
     const e = p2mGet(m, be, g);
     const mfn = entryMfn(e);
-    const [s, i] = stealAt(m, be, g);
+    const [s, i] = stealAt(m, be, g, hint);
+    hint = s;
     if (e === P2M_HOLE || entryType(e) !== P2M.ram_rw || s < 0 || reg.at(s, REC.FRONTEND) !== fe || m.ft.owner(mfn) !== be) return fail(-EINVAL, k);
     const at = a.at === undefined ? reg.at(s, REC.FE_GFN) + i : a.at + k;
     if (p2mIndex(m, fe, at) < 0) return fail(-EINVAL, k);
     const fe_e = p2mGet(m, fe, at);
     const implicit = reg.at(s, REC.LINK) - 1;
-    const ownImplicit = implicit >= 0 && recordAt(m, fe, at) === implicit && entryMfn(fe_e) === mfn;
+    const ownImplicit = recordCovers(m, implicit, fe, at) && entryMfn(fe_e) === mfn;
     if (!p2mIsEmpty(fe_e) && !ownImplicit) return fail(-EEXIST, k);
     pages.push({ steal: s, i, mfn, at });
   }

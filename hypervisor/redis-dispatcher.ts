@@ -138,7 +138,7 @@ export class RedisDispatcher {
     slots[i + IOS.DATA] = r.data | 0;
     slots[i + IOS.FAULT] = r.error;
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
-    Atomics.notify(slots, i + IOS.STATE);
+    this.m.ios.wakeVcpu(slot);
     this.stats.completed++;
   }
 

@@ -12,7 +12,6 @@ import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { VS } from './vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
-import { RedisServerEnd } from '../transport/redis-end.js';
 import { setVcpuTracer } from './trace.js';
 
 export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
@@ -58,6 +57,9 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   setVcpuTracer(m.trace, task.slot);
   const tr = task.transport;
   if (tr.kind === 'redis') {
+    // Loaded only for the redis transport: ioredis and msgpackr cost every
+    // vCPU thread megabytes and start-up time it would not use otherwise.
+    const { RedisServerEnd } = await import('../transport/redis-end.js');
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
   }
@@ -73,7 +75,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       if (r !== undefined) await r;
       // Between two steps of guest code: the timer tick. A guest that spins
       // without touching memory still passes an instruction boundary here.
-      cpu.mmu.boundary();
+      cpu.mmu.tick();
       // Chaos hang-vcpu: the host's scheduler leaves this vCPU off every pCPU
       // for a while (descheduled: no TLB held, nothing for Revoke to wait on).
       const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);

@@ -4,7 +4,7 @@
  * wait/notify), raw typed-array access, an uncontended lock pair, the raw
  * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
  */
-import { cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { Piscina } from 'piscina';
 import type { BenchTask } from '../hypervisor/bench-worker.js';
 import { domainCreate, populateRange } from '../hypervisor/domain.js';
@@ -17,6 +17,9 @@ import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
 import { distModule } from '../hypervisor/worker-path.js';
 import { rawStreamRoundTrip } from '../transport/raw-floor.js';
 import { percentiles } from './stats.js';
+import { bareWorkers, revokeLoad, topologyBoot } from './bench-host.js';
+import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './bench-primitives.js';
+import { formatCurve, runCurve, type Curve } from './bench-curves.js';
 import { chooseTransport } from './up.js';
 
 export interface BenchRow {
@@ -28,14 +31,19 @@ export interface BenchRow {
   ratio: number;
   goal: string;
   pass: boolean | null;
+  /** What went wrong in the run behind the figure (violations, errors): the row fails. */
+  note?: string;
 }
 
 export interface BenchReport {
   date: string;
   machine: { cores: number; node: string; cpu: string };
   quick: boolean;
+  /** The 1, 5 and 15 minute load averages when the report was made (other work on the machine skews every figure). */
+  load: number[];
   floors: Record<string, number>;
   rows: BenchRow[];
+  curves?: Curve[];
 }
 
 const median = (xs: number[]): number => percentiles(xs).p50;
@@ -109,13 +117,16 @@ function nullHypercallNs(n: number): number {
   return ns;
 }
 
-async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number): Promise<number[]> {
+/** Ping-pong round trips; with `idle_ms`, the partner has slept that long before each ping (a cold wake-up). */
+async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: number, idle_ms = 0): Promise<number[]> {
   const cell = new SharedArrayBuffer(4);
   const c = new Int32Array(cell);
   const task: BenchTask = { role, cell, n };
   const done = pool.run(task);
   const out: number[] = [];
+  const nap = new Int32Array(new SharedArrayBuffer(4));
   for (let i = 0; i < n; i++) {
+    if (idle_ms > 0) Atomics.wait(nap, 0, 0, idle_ms);
     const t0 = performance.now();
     Atomics.store(c, 0, 2 * i + 1);
     if (role === 'pong-wait') Atomics.notify(c, 0);
@@ -141,7 +152,7 @@ async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, i
   const dmDone = pool.run(dm);
   // Wait for the device model to enable the server.
   while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
-  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(50, n), idle_ms };
+  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(1000, n), idle_ms, server_owner: 0 };
   const out = (await pool.run(client)) as number[];
   Atomics.store(new Int32Array(stop), 0, 1);
   await dmDone;
@@ -149,15 +160,53 @@ async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, i
   return out;
 }
 
-export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: string; progress: (s: string) => void }): Promise<BenchReport> {
-  const q = o.quick;
+export interface BenchOptions {
+  quick: boolean;
+  filter?: string;
+  redisUrl?: string;
+  /** Curves to sweep instead of the figures (names of CURVES, or all). */
+  curves?: string[];
+  /** pCPUs for the curves' machines (0: the OS schedules the vCPU threads). */
+  pcpus?: number;
+  progress: (s: string) => void;
+}
+
+type RowInput = Omit<BenchRow, 'pass' | 'ratio' | 'note'> & { ratio: number; ok?: (ratio: number, value: number) => boolean; problems?: string[] };
+
+/** What every section of the benchmark gets: the options, the floors so far, and where its rows go. */
+interface Ctx {
+  o: BenchOptions;
+  q: boolean;
+  floors: Record<string, number>;
+  add: (r: RowInput) => void;
+  seed: number;
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
-  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   const floors: Record<string, number> = {};
   const rows: BenchRow[] = [];
-  const add = (r: Omit<BenchRow, 'pass' | 'ratio'> & { ratio: number; ok?: (ratio: number) => boolean }): void => {
-    rows.push({ figure: r.figure, value: round(r.value), unit: r.unit, floor: r.floor, floor_value: round(r.floor_value), ratio: round(r.ratio, 3), goal: r.goal, pass: r.ok === undefined ? null : r.ok(r.ratio) });
+  const add = (r: RowInput): void => {
+    const problems = r.problems ?? [];
+    const pass = r.ok === undefined ? null : problems.length === 0 && r.ok(r.ratio, r.value);
+    rows.push({ figure: r.figure, value: round(r.value), unit: r.unit, floor: r.floor, floor_value: round(r.floor_value), ratio: round(r.ratio, 3), goal: r.goal, pass, ...(problems.length > 0 ? { note: problems.join('; ') } : {}) });
   };
+  const c: Ctx = { o, q: o.quick, floors, add, seed: 1 };
+  if (o.curves !== undefined) {
+    const curves: Curve[] = [];
+    for (const name of o.curves) curves.push(await runCurve(name, { quick: c.q, seed: c.seed, pcpus: o.pcpus ?? 0, progress: o.progress }));
+    return { ...reportHead(c.q), floors, rows, curves };
+  }
+  if (want('access') || want('hypercall') || want('ioreq')) await threadRows(c, want);
+  if (want('revoke')) await revokeRows(c);
+  if (want('steal')) stealRows(c);
+  if (want('topology')) await topologyRows(c);
+  return { ...reportHead(c.q), floors, rows };
+}
+
+/** Floors and figures of one thread and of two threads handing over: access, hypercall, IOREQ. */
+async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => boolean): Promise<void> {
+  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   try {
     const reps = q ? 3 : 7;
     o.progress('floors: typed-array access, lock pair, Atomics ping-pong');
@@ -165,8 +214,11 @@ export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: 
     floors['lock_pair_ns'] = median(timeIt(reps, () => lockPairNs(q ? 2e5 : 2e6)));
     const spin = percentiles(await pingPong(pool, 'pong-spin', q ? 2000 : 20000));
     const wait = percentiles(await pingPong(pool, 'pong-wait', q ? 300 : 2000));
+    // The same with the partner parked 2 ms before each ping, as the idle server is.
+    const cold = percentiles(await pingPong(pool, 'pong-wait', q ? 100 : 500, 2));
     floors['spin_pingpong_p50_us'] = spin.p50;
     floors['wait_pingpong_p50_us'] = wait.p50;
+    floors['cold_wait_pingpong_p50_us'] = cold.p50;
     const tr = await chooseTransport('auto', o.redisUrl, 1);
     if (tr.kind === 'redis' && tr.choice.kind === 'redis') {
       o.progress('floor: raw Redis stream round trip');
@@ -175,12 +227,12 @@ export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: 
     if (want('access')) {
       o.progress('guest access through p2m + TLB');
       const v = median(timeIt(reps, () => mmuAccessRate(q ? 2e6 : 2e7)));
-      add({ figure: 'guest access through p2m + software TLB', value: v / 1e6, unit: 'M/s', floor: 'raw typed-array access', floor_value: floors['raw_access_per_s']! / 1e6, ratio: v / floors['raw_access_per_s']!, goal: '≥ 0.25× throughput', ok: (r) => r >= 0.25 });
+      add({ figure: 'guest access through p2m + software TLB', value: v / 1e6, unit: 'M/s', floor: 'raw typed-array access', floor_value: floors['raw_access_per_s'] / 1e6, ratio: v / floors['raw_access_per_s'], goal: '≥ 0.25× throughput', ok: (r) => r >= 0.25 });
     }
     if (want('hypercall')) {
       o.progress('null hypercall');
       const v = median(timeIt(reps, () => nullHypercallNs(q ? 2e5 : 2e6)));
-      add({ figure: 'null hypercall on a vCPU thread', value: v, unit: 'ns', floor: 'uncontended lock pair', floor_value: floors['lock_pair_ns']!, ratio: v / floors['lock_pair_ns']!, goal: '≤ 3×', ok: (r) => r <= 3 });
+      add({ figure: 'null hypercall on a vCPU thread', value: v, unit: 'ns', floor: 'uncontended lock pair', floor_value: floors['lock_pair_ns'], ratio: v / floors['lock_pair_ns'], goal: '≤ 3×', ok: (r) => r <= 3 });
     }
     if (want('ioreq')) {
       o.progress('ring IOREQ round trip (server hot)');
@@ -190,17 +242,91 @@ export async function runBench(o: { quick: boolean; filter?: string; redisUrl?: 
       o.progress('ring IOREQ round trip (server idle)');
       const idle = percentiles(await ioreqRtt(pool, 'ring', q ? 100 : 500, 2));
       add({ figure: 'ring IOREQ round trip, server idle (p50)', value: idle.p50, unit: 'µs', floor: 'wait/notify ping-pong p50', floor_value: wait.p50, ratio: idle.p50 / wait.p50, goal: '≤ 1.5× p50', ok: (r) => r <= 1.5 });
-      if (floors['redis_stream_rtt_p50_us'] !== undefined) {
+      add({ figure: 'ring IOREQ round trip, server idle (p50), vs cold', value: idle.p50, unit: 'µs', floor: 'wait/notify, parked 2 ms, p50', floor_value: cold.p50, ratio: idle.p50 / cold.p50, goal: '—' });
+      const floor = floors['redis_stream_rtt_p50_us'];
+      if (floor !== undefined) {
         o.progress('Redis IOREQ round trip');
         const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0, o.redisUrl));
-        add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p50 / floors['redis_stream_rtt_p50_us'], goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
-        add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floors['redis_stream_rtt_p50_us'], ratio: rd.p99 / floors['redis_stream_rtt_p50_us'], goal: '—' });
+        add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p50 / floor, goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
+        add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p99 / floor, goal: '—' });
       }
     }
   } finally {
     await pool.destroy();
   }
-  return { date: new Date().toISOString(), machine: { cores: cpus().length, node: process.version, cpu: cpus()[0]?.model ?? 'unknown' }, quick: q, floors, rows };
+}
+
+/** Revoke against hostile vCPU threads, against RAM size, and batched. */
+async function revokeRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
+  const duration_ms = q ? 300 : 4000;
+  // Twice: with the vCPU threads scheduled by the OS (the default), and on
+  // as many pCPUs as cores (hypervisor/pcpu.ts, HostSpec.pcpus).
+  for (const pcpus of [0, availableParallelism()]) {
+    const on = pcpus === 0 ? '' : `, ${pcpus} pCPUs`;
+    o.progress(`Revoke, 8 frontend vCPUs halted (idle)${on}`);
+    const idle = await revokeLoad({ fe_vcpus: 8, mode: 'halt', pages: 1, duration_ms, seed, pcpus });
+    o.progress(`Revoke, 8 frontend vCPUs hammering (hostile)${on}`);
+    const hostile = await revokeLoad({ fe_vcpus: 8, mode: 'hammer', pages: 1, duration_ms, seed, pcpus });
+    floors[pcpus === 0 ? 'revoke_idle_p50_us' : 'revoke_idle_pcpus_p50_us'] = idle.lat.p50;
+    const problems = [...idle.problems, ...hostile.problems];
+    add({ figure: `Revoke p99, 8 vCPUs hammering (1 page)${on}`, value: hostile.lat.p99, unit: 'µs', floor: 'idle Revoke p50', floor_value: idle.lat.p50, ratio: hostile.lat.p99 / idle.lat.p50, goal: '≤ 20×', ok: (r) => r <= 20, problems });
+    add({ figure: `Revoke p50, 8 vCPUs hammering (1 page)${on}`, value: hostile.lat.p50, unit: 'µs', floor: 'idle Revoke p50', floor_value: idle.lat.p50, ratio: hostile.lat.p50 / idle.lat.p50, goal: '—', problems });
+  }
+
+  o.progress('Revoke of 1 page with 16k and 1M frames of RAM');
+  const n = q ? 300 : 3000;
+  revokeOnePageUs(16 * 1024, n); // warm-up: the first machine pays for the JIT
+  // Alternated, so a burst of other load on the machine hits both sizes alike.
+  const smalls: number[] = [];
+  const bigs: number[] = [];
+  for (let r = 0; r < (q ? 1 : 3); r++) {
+    smalls.push(revokeOnePageUs(16 * 1024, n));
+    bigs.push(revokeOnePageUs(1024 * 1024, n));
+  }
+  const small = median(smalls);
+  const big = median(bigs);
+  floors['revoke_16k_frames_p50_us'] = small;
+  add({ figure: 'Revoke of 1 page, 1M frames of RAM (p50)', value: big, unit: 'µs', floor: 'same, 16k frames', floor_value: small, ratio: big / small, goal: '≤ 1.2×', ok: (r) => r <= 1.2 });
+
+  o.progress('Revoke of 1 and of 512 pages, 2 frontend vCPUs hammering');
+  const one = await revokeLoad({ fe_vcpus: 2, mode: 'hammer', pages: 1, duration_ms, seed, pcpus: 0 });
+  const many = await revokeLoad({ fe_vcpus: 2, mode: 'hammer', pages: 512, duration_ms, seed, pcpus: 0 });
+  floors['revoke_1_page_busy_p50_us'] = one.lat.p50;
+  add({ figure: 'Revoke of 512 pages (p50)', value: many.lat.p50, unit: 'µs', floor: '512 × Revoke of 1 page', floor_value: 512 * one.lat.p50, ratio: many.lat.p50 / (512 * one.lat.p50), goal: '≤ 0.5×', ok: (r) => r <= 0.5, problems: [...one.problems, ...many.problems] });
+}
+
+function stealRows({ o, q, floors, add }: Ctx): void {
+  o.progress('Steal + Return, 512 pages per call, 1024 other Maps live');
+  const reps = q ? 3 : 7;
+  rawPageMoveRate(512, 200); // warm-up (JIT)
+  const floor = median(timeIt(reps, () => rawPageMoveRate(512, q ? 200 : 2000)));
+  floors['raw_page_move_per_s'] = floor;
+  stealReturnRate(512, 20, BACKGROUND_MAPS); // warm-up (JIT)
+  const v = median(timeIt(reps, () => stealReturnRate(512, q ? 20 : 200, BACKGROUND_MAPS)));
+  add({ figure: 'Steal + Return, 512 pages per call', value: v / 1000, unit: 'k pages/s', floor: 'raw per-page atomics', floor_value: floor / 1000, ratio: v / floor, goal: '≥ 200k pages/s', ok: (_r, x) => x >= 200 });
+}
+
+/** Live Maps beside the Steal + Return figure: half the registry. */
+const BACKGROUND_MAPS = 1024;
+
+async function topologyRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
+  // --quick boots a small topology: the smoke test checks the report, not the figure.
+  const t = q ? { domains: 8, vcpus: 2, ram_mib: 128 } : { domains: 64, vcpus: 2, ram_mib: 1024 };
+  const name = `${t.domains} domains × ${t.vcpus} vCPUs, ${t.ram_mib >= 1024 ? `${t.ram_mib / 1024} GiB` : `${t.ram_mib} MiB`}`;
+  const threads = t.domains * t.vcpus;
+  o.progress(`floor: ${threads} bare worker threads`);
+  const bare = await bareWorkers(threads);
+  floors['bare_workers_boot_ms'] = bare.boot_ms;
+  floors['bare_workers_rss_mib'] = bare.rss_bytes / 2 ** 20;
+  o.progress(`topology ${name}: boot`);
+  const top = await topologyBoot({ ...t, seed });
+  add({ figure: `boot, ${name}`, value: top.boot_ms / 1000, unit: 's', floor: `${threads} bare threads`, floor_value: bare.boot_ms / 1000, ratio: top.boot_ms / bare.boot_ms, goal: '≤ 3 s', ok: (_r, x) => x <= 3, problems: top.problems });
+  const gib = 1024 ** 3;
+  add({ figure: `RSS, ${name}`, value: top.rss_bytes / gib, unit: 'GiB', floor: 'simulated RAM', floor_value: top.ram_bytes / gib, ratio: top.rss_bytes / top.ram_bytes, goal: '≤ 1.3×', ok: (r) => r <= 1.3, problems: top.problems });
+}
+
+function reportHead(quick: boolean): Pick<BenchReport, 'date' | 'machine' | 'quick' | 'load'> {
+  return { date: new Date().toISOString(), machine: { cores: cpus().length, node: process.version, cpu: cpus()[0]?.model ?? 'unknown' }, quick, load: loadavg().map((x) => round(x)) };
 }
 
 function round(x: number, digits = 2): number {
@@ -209,11 +335,14 @@ function round(x: number, digits = 2): number {
 }
 
 export function formatBench(r: BenchReport): string {
-  const lines = [`xgsim bench — ${r.date}, ${r.machine.cores} cores, Node ${r.machine.node}${r.quick ? ' (quick)' : ''}`, 'floors:'];
-  for (const [k, v] of Object.entries(r.floors)) lines.push(`  ${k.padEnd(26)} ${round(v)}`);
-  lines.push('', `${'figure'.padEnd(44)} ${'value'.padStart(12)}  ${'floor'.padEnd(28)} ${'ratio'.padStart(8)}  goal          result`);
+  const lines = [`xgsim bench — ${r.date}, ${r.machine.cores} cores, Node ${r.machine.node}, load ${r.load.join(' ')}${r.quick ? ' (quick)' : ''}`];
+  if (Object.keys(r.floors).length > 0) lines.push('floors:');
+  for (const [k, v] of Object.entries(r.floors)) lines.push(`  ${k.padEnd(28)} ${round(v)}`);
+  if (r.rows.length > 0) lines.push('', `${'figure'.padEnd(46)} ${'value'.padStart(14)}  ${'floor'.padEnd(36)} ${'ratio'.padStart(8)}  ${'goal'.padEnd(18)} result`);
   for (const x of r.rows) {
-    lines.push(`${x.figure.padEnd(44)} ${`${x.value} ${x.unit}`.padStart(12)}  ${`${x.floor} ${x.floor_value}`.padEnd(28)} ${String(x.ratio).padStart(8)}  ${x.goal.padEnd(13)} ${x.pass === null ? '' : x.pass ? 'pass' : 'MISS'}`);
+    const result = x.pass === null ? '' : x.pass ? 'pass' : 'MISS';
+    lines.push(`${x.figure.padEnd(46)} ${`${x.value} ${x.unit}`.padStart(14)}  ${`${x.floor} ${x.floor_value}`.padEnd(36)} ${String(x.ratio).padStart(8)}  ${x.goal.padEnd(18)} ${result}${x.note !== undefined ? ` (${x.note})` : ''}`);
   }
+  for (const c of r.curves ?? []) lines.push('', formatCurve(c));
   return lines.join('\n');
 }

@@ -3,6 +3,8 @@
  * 2 bad input or unusable environment — always one line, never a stack
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
+import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
@@ -13,6 +15,7 @@ import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { loadSavedRun } from './report/saved-run.js';
 import { writeReportDir } from './outputs.js';
+import { CURVES, curveNames } from './bench-curves.js';
 import { chaos } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { replay } from './replay.js';
@@ -91,6 +94,7 @@ stress
   .option('-d, --duration <time>', 'how long to run', '10s')
   .option('--seed <n>', 'seed (default random; always printed)')
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
+  .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
   .option('--json', 'print the summary as JSON')
   .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
   .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
@@ -102,10 +106,11 @@ Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
   $ xgsim stress revoke --duration 3s --trace revoke.json --report revoke-report/
+  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus auto
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; json?: boolean; save?: string; trace?: string; report?: string }) => {
+  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; pcpus?: string; json?: boolean; save?: string; trace?: string; report?: string }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const { exitCode } = await stressRevoke({ ...opts, buggify });
     process.exitCode = exitCode;
@@ -239,18 +244,44 @@ program
   .description('measure the hot paths as ratios to floors measured in the same run (Atomics ping-pong, typed-array access, lock pair, raw Redis stream round trip)')
   .option('--json', 'print the report as JSON')
   .option('--quick', 'few repetitions: a smoke test (CI)')
-  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq)')
+  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq, revoke, steal, topology)')
+  .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
+  .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
+  .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
 Examples:
   $ xgsim bench
   $ xgsim bench --quick --json
-  $ xgsim bench --filter ioreq`)
-  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; redisUrl?: string }) => {
+  $ xgsim bench --filter ioreq
+  $ xgsim bench --curves hostile,pages --out curves.json`)
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; pcpus?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
-    const r = await runBench({ quick: opts.quick === true, ...(opts.filter !== undefined ? { filter: opts.filter } : {}), ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}), progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`) });
+    let curves: string[] | undefined;
+    if (opts.curves !== undefined) {
+      try {
+        curves = curveNames(opts.curves === true ? 'all' : String(opts.curves));
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
+    const r = await runBench({
+      quick: opts.quick === true,
+      ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+      ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}),
+      ...(curves !== undefined ? { curves } : {}),
+      ...(opts.pcpus !== undefined ? { pcpus: pcpusFlag(opts.pcpus) } : {}),
+      progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
+    });
+    if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
   });
+
+function pcpusFlag(s: string): number {
+  if (s === 'auto') return availableParallelism();
+  if (!/^\d+$/.test(s) || Number(s) > 256) throw new UsageError(`--pcpus: expected auto or an integer 0…256, got \`${s}\``);
+  return Number(s);
+}
 
 async function main(): Promise<void> {
   const verbose = process.argv.includes('--verbose') || process.env['XGSIM_VERBOSE'] === '1';

@@ -2,6 +2,7 @@
  * `xgsim stress revoke`: concurrent Map / access / Revoke load on a host
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
+import { availableParallelism } from 'node:os';
 import { bugNames } from '../hypervisor/buggify.js';
 import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
@@ -23,6 +24,7 @@ export interface StressOptions extends OutputFlags {
   seed?: string;
   adversary?: string;
   json?: boolean;
+  pcpus?: string;
   buggify: number;
   /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
   print?: boolean;
@@ -36,7 +38,7 @@ function intFlag(flag: string, s: string | undefined, dflt: number, lo: number, 
   return Number(s);
 }
 
-export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number }): HostSpec {
+export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number }): HostSpec {
   const fePages = 64;
   const window = fePages + 8;
   const bePages = 16 + o.guests * o.pages + 64;
@@ -78,6 +80,7 @@ export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: num
     checking: true,
     buggify: o.buggify,
     check_interval_ms: 250,
+    ...(o.pcpus !== undefined && o.pcpus > 0 ? { pcpus: o.pcpus } : {}),
   };
 }
 
@@ -92,9 +95,10 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? 10_000;
   const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
   const outputs = prepareOutputs(o);
+  const pcpus = o.pcpus === 'auto' ? availableParallelism() : intFlag('--pcpus', o.pcpus, 0, 0, 256);
   const bugs = bugNames(o.buggify);
-  if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify }), ...outputs.spec }, duration_ms, { quiet: !print });
+  if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
   const cycles = summary.ops['revoke'] ?? 0;
   const extended = { ...summary, stress: { cycles, cycles_per_s: Math.round((cycles * 1000) / Math.max(1, summary.duration_ms)), adversary } };
@@ -104,7 +108,7 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
   const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --seed ${seed} --duration ${duration_ms}ms`;
+  const replay = `${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
   if (print && summary.verdict !== 'pass') {
     process.stderr.write(`replay: ${replay}\n`);
   }

@@ -8,18 +8,70 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
 
+const XGSIM = join(PROJECT_ROOT, 'bin', 'xgsim.js');
+
+interface Row {
+  figure: string;
+  value: number;
+  ratio: number;
+  floor: string;
+  floor_value: number;
+  goal: string;
+  pass: boolean | null;
+  note?: string;
+}
+
 describe('xgsim bench --quick', () => {
   it('measures the floors and reports every figure as a ratio to one', () => {
-    const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'bench', '--quick', '--json'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
     expect(r.status, r.stderr).toBe(0);
-    const rep = JSON.parse(r.stdout) as { floors: Record<string, number>; rows: Array<{ figure: string; ratio: number; floor_value: number }>; machine: { cores: number } };
-    for (const f of ['raw_access_per_s', 'lock_pair_ns', 'spin_pingpong_p50_us', 'wait_pingpong_p50_us']) expect(rep.floors[f], f).toBeGreaterThan(0);
+    const rep = JSON.parse(r.stdout) as { floors: Record<string, number>; rows: Row[]; machine: { cores: number }; load: number[] };
+    for (const f of ['raw_access_per_s', 'lock_pair_ns', 'spin_pingpong_p50_us', 'wait_pingpong_p50_us', 'revoke_idle_p50_us', 'raw_page_move_per_s', 'bare_workers_boot_ms']) expect(rep.floors[f], f).toBeGreaterThan(0);
     const figures = rep.rows.map((x) => x.figure);
-    for (const f of ['guest access through p2m + software TLB', 'null hypercall on a vCPU thread', 'ring IOREQ round trip, server hot (p50)', 'ring IOREQ round trip, server idle (p50)']) expect(figures).toContain(f);
+    for (const f of [
+      'guest access through p2m + software TLB',
+      'null hypercall on a vCPU thread',
+      'ring IOREQ round trip, server hot (p50)',
+      'ring IOREQ round trip, server idle (p50)',
+      'Revoke p99, 8 vCPUs hammering (1 page)',
+      'Revoke of 1 page, 1M frames of RAM (p50)',
+      'Revoke of 512 pages (p50)',
+      'Steal + Return, 512 pages per call',
+    ]) expect(figures).toContain(f);
+    expect(figures.some((f) => /^Revoke p99, 8 vCPUs hammering \(1 page\), \d+ pCPUs$/.test(f))).toBe(true);
+    expect(rep.floors['revoke_idle_pcpus_p50_us']).toBeGreaterThan(0);
+    expect(figures.some((f) => f.startsWith('boot, '))).toBe(true);
+    expect(figures.some((f) => f.startsWith('RSS, '))).toBe(true);
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);
+      expect(Number.isFinite(x.value), x.figure).toBe(true);
+      expect(x.floor.length, x.figure).toBeGreaterThan(0);
       expect(x.floor_value, x.figure).toBeGreaterThan(0);
+      // A figure with a goal says whether it met it; the runs behind it were clean (no violation, no error).
+      if (x.goal !== '—') expect(typeof x.pass, x.figure).toBe('boolean');
+      expect(x.note, x.figure).toBeUndefined();
     }
     expect(rep.machine.cores).toBeGreaterThan(0);
+    expect(rep.load).toHaveLength(3);
+  });
+
+  it('--curves sweeps a parameter and reports one point per value', () => {
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json', '--curves', 'hostile'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout) as { curves: Array<{ name: string; points: Array<{ x: number; n: number; p50_us: number; p99_us: number; problems: string[] }> }> };
+    expect(rep.curves.map((c) => c.name)).toEqual(['hostile']);
+    const pts = rep.curves[0]!.points;
+    expect(pts.map((p) => p.x)).toEqual([0, 8]); // --quick: the ends of the sweep
+    for (const p of pts) {
+      expect(p.n, `x=${p.x}`).toBeGreaterThan(0);
+      expect(p.p99_us, `x=${p.x}`).toBeGreaterThanOrEqual(p.p50_us);
+      expect(p.problems, `x=${p.x}`).toEqual([]);
+    }
+  });
+
+  it('refuses an unknown curve with a one-line reason', () => {
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--curves', 'nope'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--curves: unknown curve `nope`/);
   });
 });

@@ -7,13 +7,14 @@
 import { describe, expect, it } from 'vitest';
 import { TLB_SHOOTDOWN_BOUND_MS } from '../hypervisor/constants.js';
 import { Host } from '../hypervisor/host.js';
+import { VC } from '../hypervisor/layout/vcpus.js';
 import { parseBuggify } from '../hypervisor/buggify.js';
 import { stressSpec, type Adversary } from '../orchestrator/stress.js';
 import { percentiles } from '../orchestrator/stats.js';
 import { explain, runFor, testSeed, totalViolations } from './harness.js';
 
-function stressHost(seed: number, adversary: Adversary, bugs = ''): Host {
-  return new Host(stressSpec({ guests: 4, vcpus: 2, backendVcpus: 2, pages: 8, adversary, seed, buggify: parseBuggify(bugs) }));
+function stressHost(seed: number, adversary: Adversary, bugs = '', pcpus = 0): Host {
+  return new Host(stressSpec({ guests: 4, vcpus: 2, backendVcpus: 2, pages: 8, adversary, seed, buggify: parseBuggify(bugs), pcpus }));
 }
 const sum = (r: Awaited<ReturnType<typeof runFor>>, k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
 
@@ -34,6 +35,36 @@ describe('stress revoke', () => {
   it('with skip-tlb-flush-on-revoke the late accesses are caught', async () => {
     const seed = testSeed('stress revoke skip-tlb-flush-on-revoke');
     const r = await runFor(stressHost(seed, 'none', 'skip-tlb-flush-on-revoke'), 2000);
+    expect(r.invariants['no_use_after_revoke']!.violations + sum(r, 'poison_seen'), explain(r)).toBeGreaterThan(0);
+  });
+
+  it('on 2 pCPUs: never more than 2 vCPUs on one, every vCPU runs, Revoke stays exact against the adversaries', async () => {
+    const seed = testSeed('stress revoke on pcpus');
+    const host = stressHost(seed, 'mix', '', 2);
+    let most = 0;
+    const r = await runFor(host, 2500, async () => {
+      // Sample who holds a pCPU while the run goes on.
+      for (let i = 0; i < 200; i++) {
+        let n = 0;
+        for (let s = 0; s < 10; s++) n += host.m.vcpus.at(s, VC.PCPU);
+        most = Math.max(most, n);
+        await new Promise((res) => setTimeout(res, 2));
+      }
+    });
+    expect(r.errors).toEqual([]);
+    expect(totalViolations(r), explain(r)).toBe(0);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(2);
+    expect(sum(r, 'revoke')).toBeGreaterThan(10);
+    expect(sum(r, 'spins')).toBeGreaterThan(0);
+    expect(sum(r, 'accesses_ok')).toBeGreaterThan(0);
+    expect(sum(r, 'poison_seen')).toBe(0);
+    expect(r.frames.free).toBe(r.frames.total);
+  });
+
+  it('on 2 pCPUs, skip-tlb-flush-on-revoke is still caught (a descheduled vCPU keeps its TLB)', async () => {
+    const seed = testSeed('stress revoke on pcpus skip-tlb-flush-on-revoke');
+    const r = await runFor(stressHost(seed, 'none', 'skip-tlb-flush-on-revoke', 2), 2000);
     expect(r.invariants['no_use_after_revoke']!.violations + sum(r, 'poison_seen'), explain(r)).toBeGreaterThan(0);
   });
 

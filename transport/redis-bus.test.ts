@@ -232,6 +232,25 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
     await expect(b.publishRequest(SERVER, req(1))).rejects.toThrow(/after close/);
   });
 
+  it('answerOnce records and publishes in one step; a second answer gets the first back and publishes nothing', async () => {
+    const b = await bus('answer-once');
+    try {
+      const m = req(7, 1);
+      const first = respFor(m);
+      expect(await b.answerOnce('1:1:7', first.data, 0, first)).toBeUndefined();
+      expect(await b.applied('1:1:7')).toStrictEqual({ data: first.data, fault: 0 });
+      // A duplicate (a re-sent command, a successor re-applying): the first answer wins, no second entry.
+      expect(await b.answerOnce('1:1:7', 5, 2, { ...first, data: 5, error: 2 })).toStrictEqual({ data: first.data, fault: 0 });
+      const batch = await b.readResponses(DOMID, START_ID, 1000, 10);
+      expect(batch.items).toStrictEqual([first]);
+      expect(b.stats().published).toBe(1);
+      expect(await b.answerOnce('1:1:8', 1, 0, { ...first, seq: 8, data: 1 })).toBeUndefined();
+      expect((await b.readResponses(DOMID, batch.lastId, 1000, 10)).items.map((r) => (isWireError(r as never) ? -1 : (r as IoreqResp).seq))).toStrictEqual([8]);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('a consumer dies with entries read but not acked; another reclaims them with XAUTOCLAIM, each handled exactly once', async () => {
     const rnd = prng(SEED ^ 0x5eed);
     const n = 40;

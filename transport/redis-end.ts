@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 import { IOREQ_STATE } from '../hypervisor/public/ioreq.js';
 import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../hypervisor/constants.js';
-import { isWireError, type IoreqMsg } from './messages.js';
+import { isWireError, type IoreqMsg, type IoreqResp } from './messages.js';
 import { RedisIoreqBus } from './redis-bus.js';
 
 export interface RedisEndOptions {
@@ -26,6 +26,8 @@ export interface RedisEndOptions {
 /** How often a device model looks for deliveries it lost, and how long one must idle to count as lost. */
 const RECLAIM_EVERY_MS = 250;
 const RECLAIM_IDLE_MS = 500;
+
+const HOST = hostname().slice(0, 200) || 'host';
 
 export const serverId = (target: number, index: number): number => target * MAX_IOREQ_SERVERS_PER_DOMAIN + index;
 
@@ -106,17 +108,45 @@ export class RedisServerEnd implements IoreqServerEnd {
   }
 
   /** Answer once; a request already answered (a duplicate) gets the remembered answer. */
+  /**
+   * The XACK of the last answer, off the IOREQ's critical path (it follows
+   * the answer's publication, as it must, but the device model need not
+   * wait for it before reading the next request); the next respond or
+   * close waits for it and throws its error.
+   */
+  private acking: Promise<void> = Promise.resolve();
+  private ackError: unknown = undefined;
+
+  private async acked(): Promise<void> {
+    await this.acking;
+    if (this.ackError !== undefined) {
+      const e = this.ackError;
+      this.ackError = undefined;
+      throw e;
+    }
+  }
+
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
+    await this.acked();
     const bus = await this.connect();
     const k = key(req);
     const p = this.pending.get(k);
     this.pending.delete(k);
-    const before = await bus.applied(k);
-    if (before !== undefined) this.duplicates++;
-    const a = before ?? answer;
-    if (before === undefined) await bus.markApplied(k, a.data, a.fault);
-    await bus.publishResponse(req.domid, { host: hostname().slice(0, 200) || 'host', domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault });
-    if (p !== undefined) await bus.ack(p.server, [p.id]);
+    const resp = (a: IoreqAnswer): IoreqResp => ({ host: HOST, domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault });
+    // Recorded and published in one step, or — a duplicate — the recorded answer published again.
+    const before = await bus.answerOnce(k, answer.data, answer.fault, resp(answer));
+    if (before !== undefined) {
+      this.duplicates++;
+      await bus.publishResponse(req.domid, resp(before));
+    }
+    if (p !== undefined) {
+      this.acking = bus.ack(p.server, [p.id]).then(
+        () => undefined,
+        (e: unknown) => {
+          this.ackError = e;
+        },
+      );
+    }
   }
 
   /** Has this request been answered already (by us or a predecessor)? The device model skips applying it again. */
@@ -126,6 +156,7 @@ export class RedisServerEnd implements IoreqServerEnd {
   }
 
   async close(): Promise<void> {
+    await this.acking;
     await this.bus?.close();
     this.bus = undefined;
   }

@@ -1,16 +1,32 @@
 /**
  * The `ring` transport: the shared ioreq slots themselves (a SAB, like Xen's
- * shared ioreq page) plus an Atomics event word per server owner (the event
- * channel). The device model spins briefly, then waits asynchronously, so a
- * hot server answers in about a spin round trip and an idle one costs one
- * futex wake-up.
+ * shared ioreq page) plus, per server owner, an Atomics event word (the
+ * event channel) and a pending bitmap saying which slots to look at. The
+ * device model spins briefly, then parks on the event word (a plain futex
+ * wait), so a hot server answers in about a spin round trip and an idle
+ * one costs one futex wake-up. A vCPU notifies the event word only while the server is
+ * parked, and the server the vCPU only while it waits (layout/ioreq-slots.ts).
  */
+import { isMainThread } from 'node:worker_threads';
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/constants.js';
-import { IOS } from '../hypervisor/layout/ioreq-slots.js';
+import { IOS, PENDING_WORDS } from '../hypervisor/layout/ioreq-slots.js';
 import type { Machine } from '../hypervisor/machine.js';
 import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
-const SPINS = 4000;
+/**
+ * How long the device model keeps polling before it parks, while it is
+ * hot: long enough to cover a round trip of the vCPU it serves (so a busy
+ * vCPU finds it awake), short enough to give the core back soon.
+ */
+const SPIN_MS = 0.05;
+/**
+ * Hot: the last request came within this long of the answer before it (a
+ * vCPU issuing ioreqs back to back). A cold device model parks at once: a
+ * spin would only keep a core from the vCPU it has just woken.
+ */
+const HOT_GAP_MS = 0.2;
+/** Device models run on vCPU worker threads, which may block; a main thread may not. */
+const SYNC_PARK = !isMainThread;
 /** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
 const LOST_POLL_MS = 20;
 
@@ -27,52 +43,124 @@ export class RingServerEnd implements IoreqServerEnd {
 
   /** The first scan also takes over requests a predecessor claimed and never answered (it was killed). */
   private takeover = true;
+  /** When the next full scan of every slot is due (the periodic poll of the ioreq page). */
+  private fullScanAt = 0;
 
+  /**
+   * Claim this owner's READY requests: from the pending bitmap, or — on
+   * the first scan (takeover) and every LOST_POLL_MS — from every slot, so
+   * a request whose hint went astray (its server changed hands) waits at
+   * most one poll period.
+   */
   private scan(max: number, out: IoreqRequest[]): void {
-    const slots = this.m.ios.slots;
-    const takeover = this.takeover;
-    this.takeover = false;
-    for (let v = 0; v < MAX_VCPUS && out.length < max; v++) {
-      const i = this.m.ios.idx(v);
-      const st = Atomics.load(slots, i + IOS.STATE);
-      if (st !== IOREQ_STATE.READY && !(takeover && st === IOREQ_STATE.INPROCESS)) continue;
-      const target = slots[i + IOS.TARGET]!;
-      const server = slots[i + IOS.SERVER]!;
-      if (server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN || this.m.ioreq.owner(target, server) !== this.owner) continue;
-      // Claim it (READY → INPROCESS); the fields were published before READY.
-      if (st === IOREQ_STATE.READY && Atomics.compareExchange(slots, i + IOS.STATE, IOREQ_STATE.READY, IOREQ_STATE.INPROCESS) !== IOREQ_STATE.READY) continue;
-      out.push({
-        domid: slots[i + IOS.DOMID]!,
-        vcpu: slots[i + IOS.VCPU]!,
-        seq: slots[i + IOS.SEQ]!,
-        server,
-        type: slots[i + IOS.TYPE]!,
-        dir: slots[i + IOS.DIR]!,
-        gfn: slots[i + IOS.GFN]!,
-        offset: slots[i + IOS.OFFSET]!,
-        size: slots[i + IOS.SIZE]!,
-        data: slots[i + IOS.DATA]! >>> 0,
-        slot: v,
-      } as IoreqRequest & { slot: number });
+    const now = performance.now();
+    if (this.takeover || now >= this.fullScanAt) {
+      this.fullScanAt = now + LOST_POLL_MS;
+      const takeover = this.takeover;
+      this.takeover = false;
+      for (let v = 0; v < MAX_VCPUS && out.length < max; v++) this.claim(v, takeover, out);
+      return;
+    }
+    const pend = this.m.ios.pending;
+    const base = this.owner * PENDING_WORDS;
+    for (let w = 0; w < PENDING_WORDS; w++) {
+      if (Atomics.load(pend, base + w) === 0) continue;
+      let bits = Atomics.exchange(pend, base + w, 0);
+      while (bits !== 0) {
+        const low = bits & -bits;
+        bits ^= low;
+        // Full: hand the hint back for the next recv.
+        if (out.length >= max) Atomics.or(pend, base + w, low);
+        else this.claim(w * 32 + 31 - Math.clz32(low), false, out);
+      }
     }
   }
 
+  /** Claim slot v if it holds a READY request for one of this owner's servers (or, on takeover, an INPROCESS one). */
+  private claim(v: number, takeover: boolean, out: IoreqRequest[]): void {
+    const slots = this.m.ios.slots;
+    const i = this.m.ios.idx(v);
+    const st = Atomics.load(slots, i + IOS.STATE);
+    if (st !== IOREQ_STATE.READY && !(takeover && st === IOREQ_STATE.INPROCESS)) return;
+    const target = slots[i + IOS.TARGET]!;
+    const server = slots[i + IOS.SERVER]!;
+    if (server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN || this.m.ioreq.owner(target, server) !== this.owner) return;
+    // Claim it (READY → INPROCESS); the fields were published before READY.
+    if (st === IOREQ_STATE.READY && Atomics.compareExchange(slots, i + IOS.STATE, IOREQ_STATE.READY, IOREQ_STATE.INPROCESS) !== IOREQ_STATE.READY) return;
+    out.push({
+      domid: slots[i + IOS.DOMID]!,
+      vcpu: slots[i + IOS.VCPU]!,
+      seq: slots[i + IOS.SEQ]!,
+      server,
+      type: slots[i + IOS.TYPE]!,
+      dir: slots[i + IOS.DIR]!,
+      gfn: slots[i + IOS.GFN]!,
+      offset: slots[i + IOS.OFFSET]!,
+      size: slots[i + IOS.SIZE]!,
+      data: slots[i + IOS.DATA]! >>> 0,
+      slot: v,
+    } as IoreqRequest & { slot: number });
+  }
+
   async recv(max: number, block_ms: number): Promise<IoreqRequest[]> {
+    // The device model hands this promise to GuestCpu.idle, which marks its
+    // vCPU BLOCKED only once recv has returned it; everything below the
+    // await runs BLOCKED, so no TLB shootdown waits for the spin or the park.
+    await Promise.resolve();
     const out: IoreqRequest[] = [];
     const ev = this.m.ios.events;
-    const deadline = performance.now() + block_ms;
-    for (let k = 0; !this.closed; k++) {
+    const t0 = performance.now();
+    const deadline = t0 + block_ms;
+    while (!this.closed) {
       const seen = Atomics.load(ev, this.owner);
       this.scan(max, out);
       this.polled(out);
-      if (out.length > 0) return out;
-      if (k < SPINS) continue;
-      const left = deadline - performance.now();
-      if (left <= 0) return out;
-      const w = Atomics.waitAsync(ev, this.owner, seen, Math.min(left, 50));
-      if (w.async) await w.value;
+      const now = performance.now();
+      if (out.length > 0) {
+        this.hot = now - this.answeredAt < HOT_GAP_MS;
+        return out;
+      }
+      if (this.hot && now - t0 < SPIN_MS) continue;
+      const left = deadline - now;
+      if (left <= 0) break;
+      // Wake up for the next full scan (and the lost requests' poll) too.
+      const ms = Math.min(left, Math.max(0.05, this.fullScanAt - performance.now()));
+      if (SYNC_PARK) this.park(seen, ms);
+      else await this.parkAsync(seen, ms);
     }
+    // Nothing came: let this thread's event loop turn once before the device model asks again.
+    if (SYNC_PARK) await new Promise((r) => setImmediate(r));
     return out;
+  }
+
+  /**
+   * Sleep on the event word as a plain futex wait: a vCPU's notify wakes
+   * this thread directly, where a waitAsync waiter is woken through its
+   * event loop (a task posted to it), which costs several times a futex
+   * wake-up. The vCPU running the device model is BLOCKED meanwhile
+   * (GuestCpu.idle), so no shootdown waits for it.
+   */
+  private park(seen: number, ms: number): void {
+    const parked = this.m.ios.parked;
+    // Parked: from here vCPUs notify the event word (layout/ioreq-slots.ts).
+    Atomics.add(parked, this.owner, 1);
+    try {
+      Atomics.wait(this.m.ios.events, this.owner, seen, ms);
+    } finally {
+      Atomics.sub(parked, this.owner, 1);
+    }
+  }
+
+  /** The same where a thread must not block (a main thread). */
+  private async parkAsync(seen: number, ms: number): Promise<void> {
+    const parked = this.m.ios.parked;
+    Atomics.add(parked, this.owner, 1);
+    try {
+      const w = Atomics.waitAsync(this.m.ios.events, this.owner, seen, ms);
+      if (w.async) await w.value;
+    } finally {
+      Atomics.sub(parked, this.owner, 1);
+    }
   }
 
   /** Requests lost earlier whose poll came due. */
@@ -85,7 +173,12 @@ export class RingServerEnd implements IoreqServerEnd {
     }
   }
 
+  /** Whether the device model spins before it parks (see HOT_GAP_MS), and when it last answered. */
+  private hot = true;
+  private answeredAt = -Infinity;
+
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
+    this.answeredAt = performance.now();
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     const slots = this.m.ios.slots;
     if (slot === undefined) throw new Error('ring: respond to a request this end did not receive');
@@ -98,7 +191,7 @@ export class RingServerEnd implements IoreqServerEnd {
     slots[i + IOS.DATA] = answer.data | 0;
     slots[i + IOS.FAULT] = answer.fault;
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
-    Atomics.notify(slots, i + IOS.STATE);
+    this.m.ios.wakeVcpu(slot);
   }
 
   /**

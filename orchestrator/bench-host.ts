@@ -1,0 +1,192 @@
+/**
+ * The benchmark's figures that need a whole machine of vCPU threads: Revoke
+ * latency while frontend vCPUs (real threads, `stress-frontend`) hammer the
+ * pages or sit halted, and the boot time and memory of a large topology.
+ * The Host runs in this process (no fork), with the checks on — the
+ * default of `xgsim up` and `xgsim stress` — so a hostile run also proves
+ * that no access got through after a Revoke returned.
+ */
+import { Worker } from 'node:worker_threads';
+import { Host, type HostDomainSpec, type HostReport, type HostSpec } from '../hypervisor/host.js';
+import { DOM } from '../hypervisor/layout/domains.js';
+import { STAT } from '../hypervisor/layout/vcpus.js';
+import { percentiles, type Percentiles } from './stats.js';
+
+export type FrontendMode = 'hammer' | 'halt' | 'spin' | 'fault-flood' | 'descheduled';
+
+export interface RevokeLoad {
+  /** Frontend vCPU threads, all playing `mode`. */
+  fe_vcpus: number;
+  mode: FrontendMode;
+  /** Pages per Map, and so per Revoke. */
+  pages: number;
+  duration_ms: number;
+  seed: number;
+  /** pCPUs the vCPUs are scheduled on (hypervisor/pcpu.ts); 0: the OS schedules every vCPU thread. */
+  pcpus: number;
+}
+
+export interface RevokeLoadResult {
+  /** Latency of the whole dm_revoke hypercall as the backend vCPU sees it, µs. */
+  lat: Percentiles;
+  revokes_per_s: number;
+  /** Violations, poison reads and errors of the run: a fast Revoke that let an access through is no result. */
+  problems: string[];
+}
+
+const FE_PAGES = 64;
+const WINDOW = FE_PAGES + 8;
+
+/** dom0 (one vCPU: Map → hold → Revoke → poison, timed) and one frontend of `fe_vcpus` threads. */
+export function revokeLoadSpec(o: RevokeLoad): HostSpec {
+  const bePages = 16 + o.pages + 64;
+  const domains: HostDomainSpec[] = [
+    {
+      name: 'dom0',
+      domid: 0,
+      role: 'backend',
+      memory_pages: bePages,
+      max_pages: bePages,
+      vcpus: 1,
+      privileged: true,
+      devices: [],
+      workload: { kind: 'stress-backend', frontends: [1], pages: o.pages, window: WINDOW, hold_steps: 8 },
+      peers: [],
+    },
+    {
+      name: 'guest1',
+      domid: 1,
+      role: 'frontend',
+      memory_pages: FE_PAGES,
+      // Room in the guest physical space for a window of up to 512 pages above RAM.
+      max_pages: Math.max(FE_PAGES, WINDOW + o.pages),
+      vcpus: Math.max(1, o.fe_vcpus),
+      privileged: false,
+      devices: [],
+      workload: { kind: 'stress-frontend', pages: o.pages, window: WINDOW, mode: o.fe_vcpus === 0 ? 'halt' : o.mode },
+      peers: [],
+      backend: 0,
+    },
+  ];
+  return { nr_frames: bePages + FE_PAGES + 1024, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0, pcpus: o.pcpus };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Until every vCPU has passed its first boundary (worker threads take a while on two cores). */
+async function allStarted(host: Host, limit_ms: number): Promise<boolean> {
+  const until = performance.now() + limit_ms;
+  while (host.heartbeats().some((h) => h === 0)) {
+    if (performance.now() > until) return false;
+    await sleep(2);
+  }
+  return true;
+}
+
+function problemsOf(r: HostReport): string[] {
+  const out = [...r.errors];
+  for (const [k, v] of Object.entries(r.invariants)) if (v.violations > 0) out.push(`${k}: ${v.violations} violations`);
+  const poison = r.vcpu_results.reduce((a, v) => a + (v.out['poison_seen'] ?? 0), 0);
+  if (poison > 0) out.push(`poison read ${poison} times after Revoke returned`);
+  const failed = r.vcpu_results.reduce((a, v) => a + (v.out['revoke_fail'] ?? 0) + (v.out['map_fail'] ?? 0), 0);
+  if (failed > 0) out.push(`${failed} Map/Revoke failures`);
+  return out;
+}
+
+/**
+ * Run the load for `duration_ms` once every vCPU thread is up; Revokes the
+ * backend made before that (while frontend threads were still starting) are
+ * left out.
+ */
+export async function revokeLoad(o: RevokeLoad): Promise<RevokeLoadResult> {
+  const host = new Host(revokeLoadSpec(o));
+  host.boot();
+  host.start();
+  const beSlot = host.m.dom.at(0, DOM.VCPU_BASE);
+  const up = await allStarted(host, 60_000);
+  const skip = host.m.vcpus.stat(beSlot, STAT.REVOKES);
+  const t0 = performance.now();
+  await sleep(o.duration_ms);
+  const r = await host.shutdown();
+  const dt_s = (performance.now() - t0) / 1000;
+  const all = r.vcpu_results.filter((v) => v.domid === 0).flatMap((v) => v.samples['revoke_us'] ?? []);
+  const samples = all.slice(Math.min(skip, all.length));
+  const problems = problemsOf(r);
+  if (!up) problems.push('the vCPU threads did not all start within 60 s');
+  if (samples.length === 0) problems.push('no Revoke completed');
+  return { lat: percentiles(samples), revokes_per_s: samples.length / dt_s, problems };
+}
+
+export interface TopologyResult {
+  /** From `new Host` to every vCPU thread past its first boundary. */
+  boot_ms: number;
+  /** The process's resident set once booted (RAM populated: with the checks on, every frame has been read). */
+  rss_bytes: number;
+  /** The same process before the host was made. */
+  rss_before_bytes: number;
+  ram_bytes: number;
+  problems: string[];
+}
+
+/**
+ * `domains` domains × `vcpus` vCPUs sharing `ram_mib` of RAM, each
+ * populated with its share and halted: how long the machine takes to come
+ * up and how much memory it holds.
+ */
+export async function topologyBoot(o: { domains: number; vcpus: number; ram_mib: number; seed: number }): Promise<TopologyResult> {
+  const nr_frames = (o.ram_mib * 1024 * 1024) / 4096;
+  // Nearly all of RAM goes to the domains; a little stays free, as on a real host.
+  const per = Math.floor((nr_frames * 0.97) / o.domains);
+  const domains: HostDomainSpec[] = Array.from({ length: o.domains }, (_, d) => ({
+    name: d === 0 ? 'dom0' : `guest${d}`,
+    domid: d,
+    role: d === 0 ? 'backend' : 'frontend',
+    memory_pages: per,
+    max_pages: per,
+    vcpus: o.vcpus,
+    privileged: d === 0,
+    devices: [],
+    workload: { kind: 'stress-frontend', mode: 'halt' },
+    peers: [],
+    ...(d > 0 ? { backend: 0 } : {}),
+  }));
+  const rss_before_bytes = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const host = new Host({ nr_frames, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0 });
+  host.boot();
+  host.start();
+  const up = await allStarted(host, 120_000);
+  const boot_ms = performance.now() - t0;
+  const rss_bytes = process.memoryUsage().rss;
+  const r = await host.shutdown();
+  const problems = problemsOf(r);
+  if (!up) problems.push('the vCPU threads did not all start within 120 s');
+  return { boot_ms, rss_bytes, rss_before_bytes, ram_bytes: nr_frames * 4096, problems };
+}
+
+/**
+ * The floor of a thread-per-vCPU machine: `n` bare worker threads (an empty
+ * module each), started at once; their start-up time, and the resident set
+ * they add.
+ */
+export async function bareWorkers(n: number): Promise<{ boot_ms: number; rss_bytes: number }> {
+  const before = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const ws: Worker[] = [];
+  await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<void>((res, rej) => {
+          const w = new Worker('setInterval(() => {}, 1 << 30)', { eval: true });
+          ws.push(w);
+          w.once('online', () => res());
+          w.once('error', rej);
+        }),
+    ),
+  );
+  const boot_ms = performance.now() - t0;
+  const rss_bytes = process.memoryUsage().rss - before;
+  await Promise.all(ws.map((w) => w.terminate()));
+  return { boot_ms, rss_bytes };
+}
