@@ -22,7 +22,8 @@
  *                 (Atomics.add by a vCPU giving one up, then notify)
  * A vCPU holds a pCPU exactly while its VC.PCPU word is 1 (its own thread
  * writes it): taking one asserts it held none, giving one back asserts it
- * held one.
+ * held one. It holds one in GUEST and HYPERVISOR, and also while it steps
+ * aside for a shootdown (Mmu.stepAside: BLOCKED for ~20 µs).
  */
 import { PCPU_SLICE_US } from './constants.js';
 import { CTL } from './layout/control.js';
