@@ -122,18 +122,11 @@ export class Chaos {
    * an injection before the guests run would test nothing).
    */
   schedule(actions: readonly NemesisAction[]): void {
-    const boot = performance.now();
-    const wait = setInterval(() => {
-      if (this.stopped) {
-        clearInterval(wait);
-        return;
-      }
-      if (this.host.heartbeats().some((h) => h === 0) && performance.now() - boot < 15_000) return;
-      clearInterval(wait);
+    void this.host.allVcpusRunning(15_000).then(() => {
+      if (this.stopped) return;
       this.t0 = performance.now();
       this.arm(actions);
-    }, 10);
-    this.timers.add(wait);
+    });
   }
 
   private arm(actions: readonly NemesisAction[]): void {

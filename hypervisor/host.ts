@@ -359,6 +359,21 @@ export class Host {
     return h;
   }
 
+  /**
+   * Resolves true once every vCPU has passed its first boundary (worker
+   * threads take a while to come up on two loaded cores), false if that
+   * took longer than `bound_ms` (a vCPU that never starts is the watchdog's
+   * to report).
+   */
+  async allVcpusRunning(bound_ms: number): Promise<boolean> {
+    const until = performance.now() + bound_ms;
+    while (this.heartbeats().some((b) => b === 0)) {
+      if (performance.now() > until) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
+  }
+
   /** Every vCPU's heartbeat (for progress and the hung-vCPU watchdog). */
   heartbeats(): number[] {
     const out: number[] = [];

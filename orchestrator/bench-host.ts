@@ -73,16 +73,6 @@ export function revokeLoadSpec(o: RevokeLoad): HostSpec {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Until every vCPU has passed its first boundary (worker threads take a while on two cores). */
-async function allStarted(host: Host, limit_ms: number): Promise<boolean> {
-  const until = performance.now() + limit_ms;
-  while (host.heartbeats().some((h) => h === 0)) {
-    if (performance.now() > until) return false;
-    await sleep(2);
-  }
-  return true;
-}
-
 function problemsOf(r: HostReport): string[] {
   const out = [...r.errors];
   for (const [k, v] of Object.entries(r.invariants)) if (v.violations > 0) out.push(`${k}: ${v.violations} violations`);
@@ -103,7 +93,7 @@ export async function revokeLoad(o: RevokeLoad): Promise<RevokeLoadResult> {
   host.boot();
   host.start();
   const beSlot = host.m.dom.at(0, DOM.VCPU_BASE);
-  const up = await allStarted(host, 60_000);
+  const up = await host.allVcpusRunning(60_000);
   const skip = host.m.vcpus.stat(beSlot, STAT.REVOKES);
   const t0 = performance.now();
   await sleep(o.duration_ms);
@@ -155,7 +145,7 @@ export async function topologyBoot(o: { domains: number; vcpus: number; ram_mib:
   const host = new Host({ nr_frames, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0 });
   host.boot();
   host.start();
-  const up = await allStarted(host, 120_000);
+  const up = await host.allVcpusRunning(120_000);
   const boot_ms = performance.now() - t0;
   const rss_bytes = process.memoryUsage().rss;
   const r = await host.shutdown();

@@ -43,14 +43,6 @@ process.on('disconnect', () => stopRequested?.());
 /** How long the host waits for its vCPU threads to start before it starts the clock anyway. */
 const VCPU_START_BOUND_MS = 10_000;
 
-/** Resolves once every vCPU's heartbeat moved (or after bound_ms; a vCPU that never starts is the watchdog's to report). */
-async function allVcpusRunning(host: Host, bound_ms: number): Promise<void> {
-  const t0 = performance.now();
-  while (host.heartbeats().some((b) => b === 0) && performance.now() - t0 < bound_ms) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Promise<void> {
   const t0 = performance.now();
   const host = new Host(spec);
@@ -62,7 +54,7 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
   // modules takes 0.2–1 s on a loaded 2-core machine, which would otherwise
   // eat a short run whole (a 300 ms stress run did no Revoke at all). A
   // chaos plan's clock starts at the same moment.
-  await allVcpusRunning(host, VCPU_START_BOUND_MS);
+  await host.allVcpusRunning(VCPU_START_BOUND_MS);
   host.markRunning();
   const t1 = performance.now();
   await send({ kind: 'started', threads: spec.domains.reduce((a, d) => a + d.vcpus, 0), boot_ms: t1 - t0 });

@@ -53,7 +53,7 @@ export async function runFor(host: Host, ms: number, during?: (host: Host) => vo
   await host.startAsync();
   // Worker threads take a while to come up on two cores; time the run from
   // when every vCPU has made progress.
-  for (let i = 0; i < 1500 && host.heartbeats().some((h) => h === 0); i++) await new Promise((r) => setTimeout(r, 20));
+  await host.allVcpusRunning(30_000);
   await new Promise((r) => setTimeout(r, ms));
   await during?.(host);
   return host.shutdown();
