@@ -78,8 +78,11 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       cpu.mmu.tick();
       // Chaos hang-vcpu: the host's scheduler leaves this vCPU off every pCPU
       // for a while (descheduled: no TLB held, nothing for Revoke to wait on).
-      const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);
-      if (hang > 0) cpu.sleep(hang);
+      // A plain atomic load every step; the exchange only when a hang is set.
+      if (Atomics.load(m.vcpus.w, hangIdx) !== 0) {
+        const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);
+        if (hang > 0) cpu.sleep(hang);
+      }
       steps++;
       if ((steps & 63) === 0) cpu.flushStats();
     }
