@@ -59,8 +59,8 @@ export interface ChaosPlan {
   topology: Topology;
   /** Where the topology came from (a file, or `inline`). */
   topology_file: string;
-  schedule: Array<NemesisAction & { line: number }>;
-  random: Array<Omit<NemesisAction, 'at_ms'> & { every_ms: number; line: number }>;
+  schedule: NemesisAction[];
+  random: Array<Omit<NemesisAction, 'at_ms'> & { every_ms: number }>;
 }
 
 const WINDOWED = new Set<NemesisKind>(['kill-device-model', 'memory-pressure', 'redis-pause', 'ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'hang-vcpu']);
@@ -123,21 +123,17 @@ export function loadChaosPlan(file: string): ChaosPlan {
     ...(e.delay !== undefined ? { delay_ms: e.delay } : {}),
     ...(e.rate !== undefined ? { rate: e.rate } : {}),
   });
-  const lineOf = (path: Path): number => {
-    const pos = errorAt(src, path, '').line;
-    return pos ?? 0;
-  };
   const schedule = (raw.schedule ?? []).map((e, i) => {
     const path: Path = ['schedule', i];
     check(e, path);
     if (duration_ms !== undefined && e.at >= duration_ms) throw errorAt(src, [...path, 'at'], `at ${e.at} ms is not before the end of the run (${duration_ms} ms)`);
-    return { ...action(e), at_ms: e.at, source: 'schedule' as const, line: lineOf(path) };
+    return { ...action(e), at_ms: e.at, source: 'schedule' as const };
   });
   const random = (raw.random ?? []).map((e, i) => {
     const path: Path = ['random', i];
     check(e, path);
     if (e.every < 100) throw errorAt(src, [...path, 'every'], `at least 100ms, got ${e.every} ms`);
-    return { ...action(e), every_ms: e.every, source: 'random' as const, line: lineOf(path) };
+    return { ...action(e), every_ms: e.every, source: 'random' as const };
   });
   if (schedule.length === 0 && random.length === 0) throw errorAt(src, [], 'a chaos plan needs `schedule` or `random` nemeses (or both)');
   return {
@@ -166,9 +162,9 @@ export function expandPlan(plan: ChaosPlan, seed: number, duration_ms: number): 
     s ^= s << 5;
     return ((s >>> 0) + 0.5) / 2 ** 32;
   };
-  const out: NemesisAction[] = plan.schedule.filter((a) => a.at_ms < duration_ms).map(({ line: _l, ...a }) => a);
+  const out: NemesisAction[] = plan.schedule.filter((a) => a.at_ms < duration_ms);
   for (const r of plan.random) {
-    const { line: _l, every_ms, ...a } = r;
+    const { every_ms, ...a } = r;
     for (let t = -Math.log(random()) * every_ms; t < duration_ms && out.length < MAX_INJECTIONS; t += -Math.log(random()) * every_ms) {
       out.push({ ...a, at_ms: Math.round(t) });
     }
