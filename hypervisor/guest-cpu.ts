@@ -107,6 +107,37 @@ export class VcpuContext implements GuestCpu {
     this.mmu.givePcpu();
   }
 
+  /**
+   * Between two steps of guest code (the vCPU loop's, real or simulated):
+   * the timer tick — a guest that spins without touching memory still
+   * passes an instruction boundary here — then chaos hang-vcpu: the host's
+   * scheduler leaves this vCPU off every pCPU for a while (descheduled: no
+   * TLB held, nothing for Revoke to wait on). A plain atomic load every
+   * step; the exchange only when a hang is set. `hangIdx` is
+   * m.vcpus.idx(slot, VC.HANG_MS).
+   */
+  endOfStep(hangIdx: number): void {
+    this.mmu.tick();
+    if (Atomics.load(this.m.vcpus.w, hangIdx) !== 0) {
+      const hang = Atomics.exchange(this.m.vcpus.w, hangIdx, 0);
+      if (hang > 0) this.sleep(hang);
+    }
+  }
+
+  /**
+   * The deterministic simulator takes the (one) CPU away between steps:
+   * GUEST → PAUSED, which acknowledges shootdowns implicitly; the TLB is
+   * kept, as a descheduled vCPU's is, and `resume` takes the flushes that
+   * came meanwhile before the next access.
+   */
+  pause(): void {
+    vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.PAUSED);
+  }
+  resume(): void {
+    vcpuTransition(this.m, this.id.slot, VS.PAUSED, VS.GUEST);
+    this.mmu.boundary();
+  }
+
   flushStats(): void {
     this.m.vcpus.stats[this.statBase + STAT.ACCESSES] = this.mmu.accesses;
   }

@@ -181,16 +181,17 @@ export class Host {
   /** The chaos executor, when the spec has nemeses (or a test made one). */
   chaos: Chaos | undefined;
 
-  /** Start every vCPU thread (ring transport). */
-  start(): void {
-    this.started_us = performance.now() * 1000;
-    const filename = distModule('hypervisor/vcpu-worker');
+  /**
+   * What each vCPU runs: its slot, seed, workload and what the toolstack
+   * told it (GuestEnv), in domain order. The same tasks run on piscina
+   * threads (start) or under the deterministic simulator (hypervisor/sim).
+   */
+  vcpuTasks(): Array<{ domain: HostDomainSpec; task: VcpuTask }> {
+    const out: Array<{ domain: HostDomainSpec; task: VcpuTask }> = [];
     const frontends = this.spec.domains.filter((d) => d.role === 'frontend').map((d) => d.domid);
     const memory_pages: Record<number, number> = {};
     for (const d of this.spec.domains) memory_pages[d.domid] = d.memory_pages;
     for (const d of this.spec.domains) {
-      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1 });
-      this.pools.push(pool);
       const vbase = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) {
         const env: GuestEnv = {
@@ -213,9 +214,23 @@ export class Host {
           env,
           transport: this.spec.transport ?? { kind: 'ring' },
         };
-        this.tasks.push(this.runTask(pool, task));
+        out.push({ domain: d, task });
       }
     }
+    return out;
+  }
+
+  /** Start every vCPU thread (ring transport). */
+  start(): void {
+    this.started_us = performance.now() * 1000;
+    const filename = distModule('hypervisor/vcpu-worker');
+    const pools = new Map<number, Piscina>();
+    for (const d of this.spec.domains) {
+      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1 });
+      this.pools.push(pool);
+      pools.set(d.domid, pool);
+    }
+    for (const { domain, task } of this.vcpuTasks()) this.tasks.push(this.runTask(pools.get(domain.domid)!, task));
     if (this.spec.check_interval_ms > 0) {
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }

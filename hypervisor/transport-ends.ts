@@ -11,6 +11,7 @@ import { DOM } from './layout/domains.js';
 import { IOS } from './layout/ioreq-slots.js';
 import { TK, kindWord, requester } from './layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
+import { sched } from './sched.js';
 
 export type ServerEndFactory = (m: Machine, owner: number) => IoreqServerEnd;
 
@@ -51,13 +52,12 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
     return (rng >>> 0) / 2 ** 32;
   };
   const count = (w: number, n = 1): void => void Atomics.add(m.control.w, w, n);
-  /** What the transport hands the device model, after the kill check and the nemesis. */
-  const deliver = async (max: number, block_ms: number): Promise<IoreqRequest[]> => {
-    const fresh = await inner.recv(max, later.length > 0 ? 0 : block_ms);
+  /** The kill check and the nemesis on a fresh batch: what to hand the device model, and how long to hold it first. */
+  const shape = (fresh: IoreqRequest[]): { out: IoreqRequest[]; delay_us: number } => {
     if (fresh.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
     const nem = Atomics.load(m.control.w, CTL.IOREQ_NEMESIS);
     const held = later.splice(0);
-    if (nem === 0 || fresh.length === 0) return [...fresh, ...held];
+    if (nem === 0 || fresh.length === 0) return { out: [...fresh, ...held], delay_us: 0 };
     let out: IoreqRequest[] = [];
     for (const req of fresh) {
       if ((nem & NEMESIS_IOREQ.DROP) !== 0 && inner.drop !== undefined && random() < NEMESIS_P) {
@@ -76,12 +76,18 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
       else later.unshift(out.pop()!); // behind whatever comes next
       count(CTL.NEM_REORDERED);
     }
+    let delay_us = 0;
     if ((nem & NEMESIS_IOREQ.DELAY) !== 0 && out.length > 0) {
-      const us = Atomics.load(m.control.w, CTL.IOREQ_DELAY_US);
-      if (us > 0) await new Promise((r) => setTimeout(r, us / 1000));
+      delay_us = Math.max(0, Atomics.load(m.control.w, CTL.IOREQ_DELAY_US));
       count(CTL.NEM_DELAYED, out.length);
     }
-    return [...out, ...held];
+    return { out: [...out, ...held], delay_us };
+  };
+  /** What the transport hands the device model, after the kill check and the nemesis. */
+  const deliver = async (max: number, block_ms: number): Promise<IoreqRequest[]> => {
+    const { out, delay_us } = shape(await inner.recv(max, later.length > 0 ? 0 : block_ms));
+    if (delay_us > 0) await new Promise((r) => setTimeout(r, delay_us / 1000));
+    return out;
   };
   const killable: IoreqServerEnd = {
     kind: inner.kind,
@@ -101,6 +107,30 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   if (inner.answered !== undefined) {
     killable.answered = async (req) => {
       const a = m.control.buggy(BUGS['ioreq-no-dedup']) ? undefined : await inner.answered!(req);
+      if (a === undefined) ledger(m, req);
+      else Atomics.add(m.control.w, CTL.DUPLICATES_SKIPPED, 1);
+      return a;
+    };
+  }
+  const { recvNow, respondNow, answeredNow } = inner;
+  if (recvNow !== undefined && respondNow !== undefined && answeredNow !== undefined) {
+    // The polled end (deterministic simulator): the same kill and nemesis;
+    // a delayed batch is held until the scheduler's clock passes its time.
+    const delayed: Array<{ at_us: number; reqs: IoreqRequest[] }> = [];
+    killable.recvNow = (max) => {
+      const { out, delay_us } = shape(recvNow.call(inner, max));
+      const now_us = sched().now_us();
+      if (delay_us > 0 && out.length > 0) delayed.push({ at_us: now_us + delay_us, reqs: out });
+      const due = delay_us > 0 ? [] : out;
+      for (let j = 0; j < delayed.length; ) {
+        if (delayed[j]!.at_us <= now_us) due.push(...delayed.splice(j, 1)[0]!.reqs);
+        else j++;
+      }
+      return due;
+    };
+    killable.respondNow = (req, a) => respondNow.call(inner, req, a);
+    killable.answeredNow = (req) => {
+      const a = m.control.buggy(BUGS['ioreq-no-dedup']) ? undefined : answeredNow.call(inner, req);
       if (a === undefined) ledger(m, req);
       else Atomics.add(m.control.w, CTL.DUPLICATES_SKIPPED, 1);
       return a;

@@ -73,16 +73,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     while (!cpu.stopping) {
       const r = wl.step();
       if (r !== undefined) await r;
-      // Between two steps of guest code: the timer tick. A guest that spins
-      // without touching memory still passes an instruction boundary here.
-      cpu.mmu.tick();
-      // Chaos hang-vcpu: the host's scheduler leaves this vCPU off every pCPU
-      // for a while (descheduled: no TLB held, nothing for Revoke to wait on).
-      // A plain atomic load every step; the exchange only when a hang is set.
-      if (Atomics.load(m.vcpus.w, hangIdx) !== 0) {
-        const hang = Atomics.exchange(m.vcpus.w, hangIdx, 0);
-        if (hang > 0) cpu.sleep(hang);
-      }
+      cpu.endOfStep(hangIdx);
       steps++;
       if ((steps & 63) === 0) cpu.flushStats();
     }

@@ -11,6 +11,7 @@ import { isMainThread } from 'node:worker_threads';
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/constants.js';
 import { IOS, PENDING_WORDS } from '../hypervisor/layout/ioreq-slots.js';
 import type { Machine } from '../hypervisor/machine.js';
+import { sched } from '../hypervisor/sched.js';
 import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
 /**
@@ -29,6 +30,9 @@ const HOT_GAP_MS = 0.2;
 const SYNC_PARK = !isMainThread;
 /** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
 const LOST_POLL_MS = 20;
+
+/** The scheduler's clock (simulated time under the deterministic simulator), in ms. */
+const nowMs = (): number => sched().now_us() / 1000;
 
 export class RingServerEnd implements IoreqServerEnd {
   readonly kind = 'ring' as const;
@@ -52,8 +56,8 @@ export class RingServerEnd implements IoreqServerEnd {
    * a request whose hint went astray (its server changed hands) waits at
    * most one poll period.
    */
-  private scan(max: number, out: IoreqRequest[]): void {
-    const now = performance.now();
+  protected scan(max: number, out: IoreqRequest[]): void {
+    const now = nowMs();
     if (this.takeover || now >= this.fullScanAt) {
       this.fullScanAt = now + LOST_POLL_MS;
       const takeover = this.takeover;
@@ -109,13 +113,13 @@ export class RingServerEnd implements IoreqServerEnd {
     await Promise.resolve();
     const out: IoreqRequest[] = [];
     const ev = this.m.ios.events;
-    const t0 = performance.now();
+    const t0 = nowMs();
     const deadline = t0 + block_ms;
     while (!this.closed) {
       const seen = Atomics.load(ev, this.owner);
       this.scan(max, out);
       this.polled(out);
-      const now = performance.now();
+      const now = nowMs();
       if (out.length > 0) {
         this.hot = now - this.answeredAt < HOT_GAP_MS;
         return out;
@@ -124,7 +128,7 @@ export class RingServerEnd implements IoreqServerEnd {
       const left = deadline - now;
       if (left <= 0) break;
       // Wake up for the next full scan (and the lost requests' poll) too.
-      const ms = Math.min(left, Math.max(0.05, this.fullScanAt - performance.now()));
+      const ms = Math.min(left, Math.max(0.05, this.fullScanAt - nowMs()));
       if (SYNC_PARK) this.park(seen, ms);
       else await this.parkAsync(seen, ms);
     }
@@ -164,9 +168,9 @@ export class RingServerEnd implements IoreqServerEnd {
   }
 
   /** Requests lost earlier whose poll came due. */
-  private polled(out: IoreqRequest[]): void {
+  protected polled(out: IoreqRequest[]): void {
     if (this.lost.length === 0) return;
-    const now = performance.now();
+    const now = nowMs();
     for (let j = 0; j < this.lost.length; ) {
       if (this.lost[j]!.at <= now) out.push(this.lost.splice(j, 1)[0]!.req);
       else j++;
@@ -178,7 +182,11 @@ export class RingServerEnd implements IoreqServerEnd {
   private answeredAt = -Infinity;
 
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
-    this.answeredAt = performance.now();
+    this.respondSync(req, answer);
+  }
+
+  protected respondSync(req: IoreqRequest, answer: IoreqAnswer): void {
+    this.answeredAt = nowMs();
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     const slots = this.m.ios.slots;
     if (slot === undefined) throw new Error('ring: respond to a request this end did not receive');
@@ -200,6 +208,10 @@ export class RingServerEnd implements IoreqServerEnd {
    * answered (or its vCPU gave up), and a second delivery must not be applied.
    */
   async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
+    return this.answeredSync(req);
+  }
+
+  protected answeredSync(req: IoreqRequest): IoreqAnswer | undefined {
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     if (slot === undefined) return undefined;
     const i = this.m.ios.idx(slot);
@@ -213,11 +225,31 @@ export class RingServerEnd implements IoreqServerEnd {
    * poll of its page finds it LOST_POLL_MS later.
    */
   drop(req: IoreqRequest): void {
-    this.lost.push({ req, at: performance.now() + LOST_POLL_MS });
+    this.lost.push({ req, at: nowMs() + LOST_POLL_MS });
   }
   private readonly lost: Array<{ req: IoreqRequest; at: number }> = [];
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+}
+
+/**
+ * The ring end of the deterministic simulator (hypervisor/sim): no spin, no
+ * park — the simulator gives the device model its turn, and each turn takes
+ * what the ioreq page holds now. Same slots, same claim and answer rules.
+ */
+export class PolledRingServerEnd extends RingServerEnd {
+  recvNow(max: number): IoreqRequest[] {
+    const out: IoreqRequest[] = [];
+    this.scan(max, out);
+    this.polled(out);
+    return out;
+  }
+  respondNow(req: IoreqRequest, answer: IoreqAnswer): void {
+    this.respondSync(req, answer);
+  }
+  answeredNow(req: IoreqRequest): IoreqAnswer | undefined {
+    return this.answeredSync(req);
   }
 }

@@ -133,7 +133,10 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
   const table = new ResourceTable(cpu, shared);
   const queues = new QueueTable(cpu);
   const fes = new Map<number, GpuFrontendEnv>(gpu.frontends.map((f) => [f.domid, f]));
-  const inlineEngine = cpu.nr_vcpus < 2;
+  // One vCPU, or the deterministic simulator's polled end (one thread: a
+  // device model waiting for the kernel's engine would wait on an actor the
+  // simulator cannot run beneath it): the device model runs GPU jobs itself.
+  const inlineEngine = cpu.nr_vcpus < 2 || end.recvNow !== undefined;
   let started = false;
 
   function start(): void {
@@ -316,24 +319,47 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     return { data: 0, fault: FAULT_ANSWER.FAIL };
   }
 
-  return {
-    async step() {
-      if (!started) start();
-      const reqs = await cpu.idle(end.recv(16, 20));
-      for (const req of reqs) {
-        const fe = fes.get(req.domid);
-        let a: IoreqAnswer = { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
-        const before = end.answered !== undefined ? await cpu.idle(end.answered(req)) : undefined;
-        if (before !== undefined) {
-          // Applied already (a duplicate, or our predecessor's): answer the same, do nothing twice.
-          await cpu.idle(end.respond(req, before));
-          bump(report, 'duplicates');
-          continue;
-        }
-        if (fe !== undefined) a = req.type === IOREQ_TYPE.FAULT ? fault(req, fe) : req.gfn === fe.mmio_gfn ? mmio(req, fe) : a;
-        await cpu.idle(end.respond(req, a));
-        bump(report, 'ioreqs');
+  /** The answer to one request the device model has not applied yet. */
+  function serve(req: IoreqRequest): IoreqAnswer {
+    const fe = fes.get(req.domid);
+    if (fe === undefined) return { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
+    return req.type === IOREQ_TYPE.FAULT ? fault(req, fe) : req.gfn === fe.mmio_gfn ? mmio(req, fe) : { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
+  }
+
+  async function stepAsync(): Promise<void> {
+    const reqs = await cpu.idle(end.recv(16, 20));
+    for (const req of reqs) {
+      const before = end.answered !== undefined ? await cpu.idle(end.answered(req)) : undefined;
+      if (before !== undefined) {
+        // Applied already (a duplicate, or our predecessor's): answer the same, do nothing twice.
+        await cpu.idle(end.respond(req, before));
+        bump(report, 'duplicates');
+        continue;
       }
+      await cpu.idle(end.respond(req, serve(req)));
+      bump(report, 'ioreqs');
+    }
+  }
+
+  return {
+    step() {
+      if (!started) start();
+      // A polled end (the deterministic simulator): one batch, nothing awaited.
+      const { recvNow, respondNow, answeredNow } = end;
+      if (recvNow !== undefined && respondNow !== undefined && answeredNow !== undefined) {
+        for (const req of recvNow.call(end, 16)) {
+          const before = answeredNow.call(end, req);
+          if (before !== undefined) {
+            respondNow.call(end, req, before);
+            bump(report, 'duplicates');
+            continue;
+          }
+          respondNow.call(end, req, serve(req));
+          bump(report, 'ioreqs');
+        }
+        return;
+      }
+      return stepAsync();
     },
     finish() {
       for (let fe = 0; fe < 512; fe++) {

@@ -66,5 +66,14 @@ export interface IoreqServerEnd {
    * without answering it; the transport must deliver it again later.
    */
   drop?(req: IoreqRequest): void;
+  /**
+   * A polled end (the deterministic simulator's, hypervisor/sim): the same
+   * three operations, synchronous and never blocking — `recvNow` returns
+   * what is there now, possibly nothing. Present only on such an end; a
+   * device model that finds them serves one batch per step without awaiting.
+   */
+  recvNow?(max: number): IoreqRequest[];
+  respondNow?(req: IoreqRequest, answer: IoreqAnswer): void;
+  answeredNow?(req: IoreqRequest): IoreqAnswer | undefined;
   close(): Promise<void>;
 }
