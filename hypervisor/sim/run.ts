@@ -1,0 +1,352 @@
+/**
+ * One deterministic simulation run (issue 7): the host boots a topology as
+ * in a real run, but every vCPU is a SimActor on this thread, the device
+ * model reads a polled ring end, time is simulated, chaos nemeses are
+ * switched on per run (BUGGIFY-style) and injected at seeded steps, and the
+ * same checkers as a real run judge the result. Same inputs, same hash.
+ */
+import { makeWorkload, type WorkloadReport } from '../../domains/index.js';
+import { checkRunning } from '../checker.js';
+import { domainCrash } from '../domain-crash.js';
+import { domainDestroy } from '../domain.js';
+import { VcpuContext } from '../guest-cpu.js';
+import { Host, type HostReport, type HostSpec } from '../host.js';
+import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
+import { DOM, DS } from '../layout/domains.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { XS_KEY, xsKey } from '../public/xenstore.js';
+import { realSched, setSched } from '../sched.js';
+import { setServerEndFactory } from '../transport-ends.js';
+import { VS } from '../vcpu.js';
+import { PolledRingServerEnd, RingServerEnd } from '../../transport/ring.js';
+import { FNV_OFFSET, fnv, SimRng, SimSched, type SimActor, type Strategy } from './sim-sched.js';
+import type { ViolationRecord } from '../invariants.js';
+
+/** The nemeses a simulation can inject (the chaos kinds that need no Redis and no second thread). */
+export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on'] as const;
+export type SimNemesis = (typeof SIM_NEMESES)[number];
+
+
+export interface SimOptions {
+  seed: number;
+  steps: number;
+  /**
+   * Steps over which PCT change points and injections are drawn (default:
+   * `steps`). A replay cut short at step k passes the original horizon, so
+   * it takes exactly the decisions of the longer run up to k.
+   */
+  horizon?: number;
+  /** 'mixed' (default): each seed picks random walk or PCT. */
+  strategy?: Strategy | 'mixed';
+  /** Chaos nemeses, each on or off per run by the seed; false: none. */
+  chaos?: boolean;
+  /** Nemeses forced off (the shrinker). */
+  nemeses_off?: readonly SimNemesis[];
+  /** Actors (vCPUs, by index) left out (the shrinker). */
+  exclude?: readonly number[];
+  /** Top-level steps between runs of the running checker. */
+  check_every_steps?: number;
+  /** Stop at the first violation or error (exploration); default true. */
+  stop_on_failure?: boolean;
+  /** Called now and then with the decisions taken so far. */
+  progress?: (steps: number) => void;
+}
+
+export interface SimInjection {
+  step: number;
+  kind: SimNemesis;
+  target: string;
+}
+
+export interface SimResult {
+  seed: number;
+  steps: number;
+  strategy: Strategy;
+  hash: string;
+  sim_us: number;
+  real_ms: number;
+  steps_per_s: number;
+  /** Simulated time per real time. */
+  sim_ratio: number;
+  max_depth: number;
+  nested_steps: number;
+  actors: string[];
+  nemeses: SimNemesis[];
+  injections: SimInjection[];
+  verdict: 'pass' | 'fail';
+  /** The decision after which the first failure was seen (replay with --steps this). */
+  failed_at_step: number | null;
+  violations: ViolationRecord[];
+  errors: string[];
+  report: HostReport;
+}
+
+interface Actor extends SimActor {
+  readonly cpu: VcpuContext;
+  readonly domid: number;
+  retire(): void;
+  retired: boolean;
+  /** The workload's own failed checks (an attack that worked, a wrong value read). */
+  fails(): number;
+  /** What they were, as far as the workload's counters say. */
+  failures(): string;
+}
+
+export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> {
+  const t0 = performance.now();
+  const planRng = new SimRng(o.seed ^ 0x51f15eed);
+  const strategy: Strategy = o.strategy === 'random' || o.strategy === 'pct' ? o.strategy : planRng.chance(0.5) ? 'random' : 'pct';
+  const host = new Host({ ...spec, pcpus: 0, transport: { kind: 'ring' }, check_interval_ms: 0, trace: false });
+  const m = host.m;
+  const horizon = o.horizon ?? o.steps;
+  const sim = new SimSched({ seed: o.seed, max_steps: o.steps, strategy, pct_depth: 3, horizon_steps: horizon, locks: m.locks });
+  setSched(sim);
+  setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
+  const errors: string[] = [];
+  let failedAt: number | null = null;
+  const actors: Actor[] = [];
+  try {
+    host.boot();
+    const tasks = host.vcpuTasks();
+    // Device models are never spinning on the simulator: a vCPU that sends
+    // an ioreq notifies and waits (layout/ioreq-slots.ts), never spins.
+    for (const { task } of tasks) if (task.workload.kind === 'gpu-backend') Atomics.store(m.ios.parked, task.domid, 1);
+    for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task));
+    sim.setActors(actors);
+    if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
+    sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
+    sim.onSpin = () => {
+      for (const a of actors) if (!a.retired && m.dom.state(a.domid) !== DS.RUNNING && m.vcpus.at(a.cpu.id.slot, VC.STATE) === VS.PAUSED) a.retire();
+    };
+
+    const plan = o.chaos === false ? [] : planChaos(planRng, horizon, spec, o.nemeses_off ?? []);
+    const nemeses = [...new Set(plan.map((p) => p.kind))];
+    const injections: SimInjection[] = [];
+    const closing: Array<{ step: number; undo: () => void }> = [];
+    const checkEvery = o.check_every_steps ?? 2000;
+    const stopOnFailure = o.stop_on_failure !== false;
+    let nextCheck = checkEvery;
+    let nextProgress = 10_000;
+    const failed = (): boolean => m.log.totalViolations() > 0 || errors.length > 0 || actors.some((a) => a.fails() > 0);
+    if (stopOnFailure) sim.failedHook = failed;
+
+    while (!sim.exhausted) {
+      // Injections due, and windows to close (only here: nothing is on the stack).
+      while (plan.length > 0 && plan[0]!.step <= sim.steps) {
+        const p = plan.shift()!;
+        const target = inject(m, p, actors, planRng, closing, sim.steps);
+        if (target !== undefined) {
+          injections.push({ step: sim.steps, kind: p.kind, target });
+          sim.hash = fnv(sim.hash, SIM_NEMESES.indexOf(p.kind) + 100);
+        }
+      }
+      for (let k = 0; k < closing.length; ) {
+        if (closing[k]!.step <= sim.steps) closing.splice(k, 1)[0]!.undo();
+        else k++;
+      }
+      const i = sim.pick('step');
+      if (i < 0) break; // every vCPU is gone
+      try {
+        sim.run(i);
+      } catch (e) {
+        errors.push(`${actors[i]!.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (sim.steps >= nextCheck) {
+        nextCheck = sim.steps + checkEvery;
+        reap(m, actors);
+        try {
+          checkRunning(m);
+        } catch (e) {
+          errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+      if (failedAt === null && failed()) {
+        failedAt = sim.failed_at ?? sim.steps;
+        if (stopOnFailure) break;
+      }
+      if (o.progress !== undefined && sim.steps >= nextProgress) {
+        nextProgress = sim.steps + 10_000;
+        o.progress(sim.steps);
+      }
+    }
+    for (const c of closing) c.undo();
+    // An orderly stop, then the same end-of-run checks as a real host.
+    for (const a of actors) if (!a.retired) {
+      try {
+        a.retire();
+      } catch (e) {
+        errors.push(`${a.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    const report = await host.shutdown();
+    errors.push(...report.errors);
+    for (const a of actors) if (a.fails() > 0) errors.push(a.failures());
+    if (failedAt === null && (report.violations.length > 0 || errors.length > 0)) failedAt = sim.steps;
+    const real_ms = performance.now() - t0;
+    return {
+      seed: o.seed,
+      steps: sim.steps,
+      strategy,
+      hash: (fnv(sim.hash, stateDigest(host)) >>> 0).toString(16).padStart(8, '0'),
+      sim_us: Math.round(sim.clock_us),
+      real_ms: Math.round(real_ms),
+      steps_per_s: Math.round(sim.steps / Math.max(real_ms / 1000, 1e-6)),
+      sim_ratio: sim.clock_us / 1000 / Math.max(real_ms, 1e-6),
+      max_depth: sim.max_depth,
+      nested_steps: sim.nested_steps,
+      actors: actors.map((a) => a.name),
+      nemeses,
+      injections,
+      verdict: failedAt === null ? 'pass' : 'fail',
+      failed_at_step: failedAt,
+      violations: report.violations,
+      errors,
+      report,
+    };
+  } finally {
+    setSched(realSched);
+    setServerEndFactory((mm, owner) => new RingServerEnd(mm, owner));
+  }
+}
+
+/** A vCPU as the simulator runs it: the loop body of hypervisor/vcpu-worker.ts, one step per turn. */
+function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpuTasks']>[number]['task']): Actor {
+  const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
+  const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
+  const wl = makeWorkload(cpu, task.workload, task.env, report);
+  const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
+  const stateIdx = m.vcpus.idx(task.slot, VC.STATE);
+  cpu.start();
+  cpu.pause();
+  let steps = 0;
+  const actor: Actor = {
+    name: `${domainName}/v${task.vcpu}`,
+    cpu,
+    domid: task.domid,
+    retired: false,
+    ready: () => !actor.retired,
+    fails: () => report.fails,
+    failures: () => {
+      const worked = Object.keys(report.out).filter((k) => k.startsWith('succeeded_')).map((k) => k.slice('succeeded_'.length));
+      return `${actor.name}: ${report.fails} failed workload check(s)${worked.length > 0 ? ` (attack worked: ${worked.join(', ')})` : ''}`;
+    },
+    blocked: () => Atomics.load(m.vcpus.w, stateIdx) === VS.BLOCKED,
+    step() {
+      if (cpu.stopping) {
+        actor.retire();
+        return;
+      }
+      cpu.resume();
+      const r = wl.step();
+      if (r !== undefined) throw new Error(`${actor.name}: its workload awaited under the simulator (no polled transport end?)`);
+      cpu.endOfStep(hangIdx);
+      if ((++steps & 63) === 0) cpu.flushStats();
+      cpu.pause();
+    },
+    retire() {
+      actor.retired = true;
+      cpu.resume();
+      if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.();
+      void wl.close?.();
+      cpu.stat(STAT.WORKLOAD_OPS, report.ops);
+      cpu.stat(STAT.CHECK_FAILS, report.fails);
+      cpu.stop(VS.GUEST);
+    },
+  };
+  return actor;
+}
+
+/** on_crash=destroy: the toolstack reaps crashed guests once their vCPUs are off. */
+function reap(m: Host['m'], actors: Actor[]): void {
+  for (let d = 0; d < m.nd; d++) {
+    if (m.dom.state(d) !== DS.CRASHED) continue;
+    for (const a of actors) if (a.domid === d && !a.retired) a.retire();
+    domainDestroy(m, d);
+  }
+}
+
+interface Planned {
+  step: number;
+  kind: SimNemesis;
+}
+
+/** BUGGIFY-style: each nemesis on or off for this run; the ones on strike one to three times at seeded steps. */
+function planChaos(rng: SimRng, horizon: number, spec: HostSpec, off: readonly SimNemesis[]): Planned[] {
+  const out: Planned[] = [];
+  for (const kind of SIM_NEMESES) {
+    const on = rng.chance(0.5);
+    const times = 1 + rng.below(3);
+    const steps = Array.from({ length: times }, () => rng.below(Math.max(1, horizon)));
+    if (!on || off.includes(kind)) continue;
+    if (kind === 'crash-domain' && !spec.domains.some((d) => d.role === 'frontend')) continue;
+    if (kind === 'adversary-on' && !spec.domains.some((d) => (d.workload as Record<string, unknown>)['dormant'] === true)) continue;
+    for (const s of steps) out.push({ step: s, kind });
+  }
+  return out.sort((a, b) => a.step - b.step || SIM_NEMESES.indexOf(a.kind) - SIM_NEMESES.indexOf(b.kind));
+}
+
+const IOREQ_BIT: Partial<Record<SimNemesis, number>> = {
+  'ioreq-delay': NEMESIS_IOREQ.DELAY,
+  'ioreq-duplicate': NEMESIS_IOREQ.DUPLICATE,
+  'ioreq-drop': NEMESIS_IOREQ.DROP,
+  'ioreq-reorder': NEMESIS_IOREQ.REORDER,
+};
+
+/** Carry one injection out; returns its target, or undefined when there was none alive. */
+function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing: Array<{ step: number; undo: () => void }>, now: number): string | undefined {
+  const window = 500 + rng.below(5000);
+  const store = new Int32Array(m.sabs.store);
+  const live = actors.filter((a) => !a.retired && m.dom.state(a.domid) === DS.RUNNING);
+  const bit = IOREQ_BIT[p.kind];
+  if (bit !== undefined) {
+    if (p.kind === 'ioreq-delay') Atomics.store(m.control.w, CTL.IOREQ_DELAY_US, 50 + rng.below(500));
+    Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, bit);
+    closing.push({ step: now + window, undo: () => void Atomics.and(m.control.w, CTL.IOREQ_NEMESIS, ~bit) });
+    return 'transport';
+  }
+  switch (p.kind) {
+    case 'memory-pressure': {
+      const backends = [...new Set(live.filter((a) => m.dom.at(a.domid, DOM.PRIVILEGED) !== 0).map((a) => a.domid))];
+      if (backends.length === 0) return undefined;
+      const be = backends[rng.below(backends.length)]!;
+      Atomics.store(store, xsKey(be, XS_KEY.MEMORY_PRESSURE), 2000 + rng.below(20000));
+      closing.push({ step: now + window, undo: () => Atomics.store(store, xsKey(be, XS_KEY.MEMORY_PRESSURE), 0) });
+      return `d${be}`;
+    }
+    case 'hang-vcpu': {
+      if (live.length === 0) return undefined;
+      const a = live[rng.below(live.length)]!;
+      Atomics.store(m.vcpus.w, m.vcpus.idx(a.cpu.id.slot, VC.HANG_MS), 1 + rng.below(5));
+      return a.name;
+    }
+    case 'crash-domain': {
+      const fes = [...new Set(live.filter((a) => m.dom.at(a.domid, DOM.PRIVILEGED) === 0).map((a) => a.domid))];
+      if (fes.length === 0) return undefined;
+      const d = fes[rng.below(fes.length)]!;
+      domainCrash(m, d, 'sim crash-domain');
+      return `d${d}`;
+    }
+    case 'adversary-on': {
+      const doms = [...new Set(live.map((a) => a.domid))].filter((d) => Atomics.load(store, xsKey(d, XS_KEY.ADVERSARY_ON)) === 0);
+      if (doms.length === 0) return undefined;
+      const d = doms[rng.below(doms.length)]!;
+      Atomics.store(store, xsKey(d, XS_KEY.ADVERSARY_ON), 1);
+      return `d${d}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A digest of the machine's state at the end (what the hash adds to the decisions). */
+function stateDigest(host: Host): number {
+  const s = host.m.sabs;
+  let h = FNV_OFFSET;
+  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.registry, s.ioreqSlots, s.vcpus, s.store]) {
+    const w = new Int32Array(sab);
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) h = fnv(fnv(h, i), w[i]!);
+  }
+  const f = new Int32Array(s.frames);
+  for (let i = 0; i < f.length; i += 61) if (f[i] !== 0) h = fnv(fnv(h, i), f[i]!);
+  return h;
+}

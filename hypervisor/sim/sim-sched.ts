@@ -1,0 +1,250 @@
+/**
+ * The deterministic scheduler (issue 7): every vCPU of a topology runs on
+ * ONE thread, and every scheduling point of hypervisor/sched.ts — a wait
+ * (ioreq block, sleep), a yield, a lock spin, a clock read — is either a
+ * decision of a seeded scheduler or a step of simulated time. Same seed,
+ * same decisions, same trace hash (docs/sim.md says why one thread and not
+ * a Coyote-style controller over real threads).
+ *
+ * How a blocking wait works on one thread: the waiting actor stays on the
+ * JavaScript stack and the scheduler runs other actors' steps *nested*
+ * inside the wait until the awaited word changes or simulated time passes
+ * the deadline. Nesting is allowed only where a real vCPU could be
+ * descheduled and hold nothing: its state is BLOCKED (so it acknowledges
+ * TLB shootdowns implicitly, DESIGN §2) and it holds no hypervisor lock (so
+ * a nested actor can never spin on a lock whose holder cannot run). A spin
+ * or wait that no nested actor may end is a finding, never a hang: a
+ * SimStuck error names it.
+ */
+import type { LockSpace } from '../locks.js';
+import { setThreadTag } from '../locks.js';
+import type { Sched } from '../sched.js';
+
+/** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
+export interface SimActor {
+  readonly name: string;
+  /** Run one step (resume, a workload step, the end-of-step tick, pause). */
+  step(): void;
+  /** Whether it may be given a step now (alive; excluded ones are not). */
+  ready(): boolean;
+  /** Whether it is descheduled-safe at this moment: BLOCKED, so a nested step may run meanwhile. */
+  blocked(): boolean;
+}
+
+export class SimStuck extends Error {
+  override readonly name = 'SimStuck';
+}
+
+export type Strategy = 'random' | 'pct';
+
+export interface SimSchedOptions {
+  seed: number;
+  /** Decisions after which nothing new is started (waits only run out their time). */
+  max_steps: number;
+  strategy: Strategy;
+  /** PCT: number of priority change points (depth of the bugs it aims at). */
+  pct_depth: number;
+  /** Steps the PCT change points are drawn from (independent of max_steps, so a shorter replay takes the same decisions). */
+  horizon_steps: number;
+  locks: LockSpace;
+}
+
+/** Simulated time one decision costs (a step of guest code, a slice of a wait). */
+export const STEP_US = 2;
+/** Simulated time a clock read or one spin iteration costs. */
+export const TICK_US = 0.05;
+/** A spin that outlasts this many iterations with nobody able to end it is stuck. */
+export const MAX_SPIN = 2_000_000;
+
+const KIND = { step: 1, wait: 2, yield: 3 } as const;
+export type DecisionKind = keyof typeof KIND;
+
+/** xorshift32: small, fast, and the same on every machine. */
+export class SimRng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) | 0) || 0x1234567;
+    for (let i = 0; i < 4; i++) this.u32();
+  }
+  u32(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x;
+    return x >>> 0;
+  }
+  /** Uniform in [0, n). */
+  below(n: number): number {
+    return this.u32() % n;
+  }
+  chance(p: number): boolean {
+    return this.u32() / 2 ** 32 < p;
+  }
+}
+
+/** FNV-1a, 32 bits, over 32-bit words. */
+export function fnv(h: number, word: number): number {
+  let x = h;
+  for (let k = 0; k < 4; k++) {
+    x ^= (word >>> (k * 8)) & 0xff;
+    x = Math.imul(x, 0x01000193);
+  }
+  return x >>> 0;
+}
+export const FNV_OFFSET = 0x811c9dc5;
+
+export class SimSched implements Sched {
+  clock_us = 0;
+  /** Decisions taken (top-level steps and nested ones). */
+  steps = 0;
+  /** Rolling hash of every decision: (step, actor, kind). */
+  hash = FNV_OFFSET;
+  /** Deepest nesting reached. */
+  max_depth = 0;
+  nested_steps = 0;
+  readonly rng: SimRng;
+  private actors: SimActor[] = [];
+  private onStack: boolean[] = [];
+  private readonly stack: number[] = [];
+  private prio: number[] = [];
+  private readonly changeAt = new Set<number>();
+  private lowest = 0;
+  /** Actors the shrinker left out (never scheduled). */
+  excluded = new Set<number>();
+  /**
+   * Called once when the last decision is taken: the simulator stops the
+   * machine there (CTL.STOP), so whatever is still on the stack winds down
+   * by itself — an ioreq wait gives up, a sleep runs out its time.
+   */
+  onExhausted: (() => void) | undefined;
+  /** Asked every few decisions whether the run has failed already (exploration stops there). */
+  failedHook: (() => boolean) | undefined;
+  /** The decision at which failedHook first said yes. */
+  failed_at: number | null = null;
+  /** Called when a spin runs long (the simulator retires vCPUs of dead domains there). */
+  onSpin: (() => void) | undefined;
+
+  constructor(readonly o: SimSchedOptions) {
+    this.rng = new SimRng(o.seed);
+  }
+
+  setActors(actors: SimActor[]): void {
+    this.actors = actors;
+    this.onStack = actors.map(() => false);
+    // PCT (Burckhardt et al.): random distinct priorities, d-1 change points
+    // spread over the run; at a change point the running actor drops below all.
+    const perm = actors.map((_, i) => i);
+    for (let i = perm.length - 1; i > 0; i--) {
+      const j = this.rng.below(i + 1);
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    this.prio = perm.map((p) => p + 1000);
+    for (let k = 0; k < this.o.pct_depth - 1; k++) this.changeAt.add(1 + this.rng.below(Math.max(1, this.o.horizon_steps)));
+  }
+
+  get depth(): number {
+    return this.stack.length;
+  }
+  get current(): number {
+    return this.stack.length === 0 ? -1 : this.stack[this.stack.length - 1]!;
+  }
+  get exhausted(): boolean {
+    return this.steps >= this.o.max_steps;
+  }
+
+  /** Choose who runs next among those not on the stack; -1 when nobody can. */
+  pick(kind: DecisionKind): number {
+    const cand: number[] = [];
+    for (let i = 0; i < this.actors.length; i++) if (!this.onStack[i] && !this.excluded.has(i) && this.actors[i]!.ready()) cand.push(i);
+    if (cand.length === 0) return -1;
+    let chosen: number;
+    if (this.o.strategy === 'random') chosen = cand[this.rng.below(cand.length)]!;
+    else {
+      chosen = cand[0]!;
+      for (const i of cand) if (this.prio[i]! > this.prio[chosen]!) chosen = i;
+    }
+    this.steps++;
+    if ((this.steps & 15) === 0 && this.failed_at === null && this.failedHook?.() === true) {
+      // Stop here, exactly as a replay with --steps <this step> stops.
+      this.failed_at = this.steps;
+      this.o.max_steps = this.steps;
+    }
+    if (this.steps === this.o.max_steps) this.onExhausted?.();
+    if (this.o.strategy === 'pct' && this.changeAt.has(this.steps)) this.prio[chosen] = --this.lowest;
+    this.hash = fnv(fnv(fnv(this.hash, this.steps), chosen), KIND[kind]);
+    this.clock_us += STEP_US;
+    return chosen;
+  }
+
+  /** Run one step of actor i (on top of whatever is on the stack). */
+  run(i: number): void {
+    this.stack.push(i);
+    this.onStack[i] = true;
+    if (this.stack.length > this.max_depth) this.max_depth = this.stack.length;
+    if (this.stack.length > 1) this.nested_steps++;
+    // Lock ownership is per actor, as it is per thread in real runs.
+    setThreadTag(i + 2);
+    try {
+      this.actors[i]!.step();
+    } finally {
+      this.stack.pop();
+      this.onStack[i] = false;
+      setThreadTag(this.current + 2);
+    }
+  }
+
+  /** Whether the actor on top may be descheduled for a nested step now. */
+  private mayNest(): boolean {
+    const top = this.current;
+    return (
+      top >= 0 &&
+      !this.exhausted &&
+      this.o.locks.heldCount() === 0 &&
+      this.actors[top]!.blocked()
+    );
+  }
+
+  // ---- Sched -----------------------------------------------------------------
+
+  relax(iteration: number): void {
+    this.clock_us += TICK_US;
+    if (iteration === 10_000) this.onSpin?.();
+    if (iteration >= MAX_SPIN) throw new SimStuck(`${this.who()} spins with nobody able to end it (${this.o.locks.heldCount()} locks held)`);
+  }
+
+  wait(word: Int32Array, index: number, expected: number, timeout_ms: number): boolean {
+    const deadline_us = timeout_ms === Infinity ? Infinity : this.clock_us + timeout_ms * 1000;
+    for (;;) {
+      if (Atomics.load(word, index) !== expected) return true;
+      if (this.clock_us >= deadline_us) return false;
+      const j = this.mayNest() ? this.pick('wait') : -1;
+      if (j >= 0) {
+        this.run(j);
+        continue;
+      }
+      // Nobody else may run now: only time can end this wait.
+      if (deadline_us === Infinity) throw new SimStuck(`${this.who()} waits for ever with nobody able to wake it`);
+      this.clock_us = deadline_us;
+    }
+  }
+
+  wake(_word: Int32Array, _index: number, _count: number): void {
+    // Waiters re-check their word when the scheduler gets back to them.
+  }
+
+  yield(): void {
+    // A yield only gives the CPU away: the top-level loop hands it on anyway.
+    this.clock_us += STEP_US;
+  }
+
+  now_us(): number {
+    this.clock_us += TICK_US;
+    return this.clock_us;
+  }
+
+  private who(): string {
+    const top = this.current;
+    return top < 0 ? 'the simulator' : (this.actors[top]?.name ?? `actor ${top}`);
+  }
+}
