@@ -4,11 +4,14 @@
  * main thread (sequential steps) and on vCPU threads (`concurrently`).
  * Names (Map ids, grant handles) live in a table the caller passes.
  */
-import { ACCESS, type AccessWidth, type GuestCpu } from '../hypervisor/public/guest.js';
+import { ACCESS, type AccessWidth, type CopyPtr, type GuestCpu } from '../hypervisor/public/guest.js';
 import { EBUSY, EINVAL, ENOENT } from '../hypervisor/public/errno.js';
 import { domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
 
 export type Ref = { kind: 'name'; name: string } | { kind: 'raw'; value: number };
+
+/** One side of a GNTTABOP_copy step: a grant ref of another domain, or a gfn of the caller. */
+export type CopySide = { kind: 'ref'; dom: number; ref: number; offset: number } | { kind: 'gfn'; gfn: number; offset: number };
 
 export type GuestOp =
   | { op: 'populate' | 'balloon_out'; gfn: number; count: number }
@@ -16,6 +19,7 @@ export type GuestOp =
   | { op: 'end_grant'; ref: number }
   | { op: 'map_grant'; from: number; ref: number; at: number; readonly: boolean; name?: string }
   | { op: 'unmap_grant'; handle?: Ref; at?: number }
+  | { op: 'grant_copy'; src: CopySide; dst: CopySide; len: number }
   | { op: 'foreign_map'; from: number; gfn: number; at: number }
   | { op: 'foreign_unmap'; at: number }
   | { op: 'map'; fe: number; source: { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number }; count: number; at: number; type: 'mmio_direct' | 'mmio_dm'; name?: string }
@@ -26,7 +30,7 @@ export type GuestOp =
   | { op: 'write'; gfn: number; offset: number; width: AccessWidth; value: bigint }
   | { op: 'hypercall_copy'; gfn: number; dir: 'from_guest' | 'to_guest'; bytes: number }
   | { op: 'iomem_permit'; dom: number; start: number; count: number; allow: boolean }
-  | { op: 'ioreq_server'; fe: number; ranges: Array<{ start: number; count: number }>; policy: 'remap' | 'fail' | 'none' }
+  | { op: 'ioreq_server'; fe: number; ranges: Array<{ start: number; count: number }>; policy: 'remap' | 'fail' | 'none' | 'retry' }
   | { op: 'destroy'; dom: number }
   | { op: 'crash' };
 
@@ -91,6 +95,11 @@ export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome
       const st = cpu.hc.gnttab_unmap_grant_ref(grantHandle(h ?? -1));
       if (st === 0 && op.at !== undefined) names.delete(`@${me}:${op.at}`);
       return { kind: 'gntst', status: st };
+    }
+    case 'grant_copy': {
+      const side = (s: CopySide): CopyPtr =>
+        s.kind === 'ref' ? { kind: 'ref', domid: domid(s.dom), ref: grantRef(s.ref), offset: s.offset } : { kind: 'gfn', gfn: gfn(s.gfn), offset: s.offset };
+      return { kind: 'gntst', status: cpu.hc.gnttab_copy({ src: side(op.src), dst: side(op.dst), len: op.len }) };
     }
     case 'foreign_map':
       return rc(cpu.hc.foreign_map(domid(op.from), gfn(op.gfn), gfn(op.at)));

@@ -19,6 +19,19 @@ export const BUGS = {
   'map-as-ram-rw': 1 << 7,
   // Issue 4/5: the device model's end forgets what it answered, so a duplicate delivery is applied again.
   'ioreq-no-dedup': 1 << 8,
+  // Issue 7, the XSA-class suite (docs/xsa.md, examples/xsa/).
+  /** get_maptrack_handle reads the free-list head without the lock and pops it later unchecked: a handle handed out twice (XSA-228). */
+  'maptrack-racy-pop': 1 << 9,
+  /** Steal checks the page under its locks, drops them, then moves ownership with plain stores, no count freeze (XSA-287). */
+  'steal-unlocked-transfer': 1 << 10,
+  /** GNTTABOP_copy between two domains' refs validates both under both grant-table locks at once (double_gt_lock; XSA-380 class). */
+  'gnttab-copy-double-lock': 1 << 11,
+  /** Foreign map inserts into the caller's p2m while it still holds the source's p2m lock: two domains' p2m locks, not in domid order (XSA-411 class). */
+  'foreign-map-p2m-lock-inversion': 1 << 12,
+  /** The MMU retries an access for as long as the device model answers its FAULT with RETRY: no bound (XSA-262 class). */
+  'ioreq-retry-unbounded': 1 << 13,
+  /** map_grant_ref validates the granted frame from one read of the shared entry and maps it from a second read (double fetch). */
+  'grant-double-fetch': 1 << 14,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

@@ -43,6 +43,12 @@ export const SPIN_BEFORE_WAIT = 256;
  * epoch check is in the MMU, not in guest code).
  */
 export const TLB_SHOOTDOWN_BOUND_MS = 5000;
+/**
+ * The watchdog on one emulated access's retries (Mmu.retriesExhausted): far
+ * above the protocol's bound of 4, so only a broken bound reaches it, where
+ * it is a fatal assertion instead of a hung vCPU (XSA-262 class).
+ */
+export const EMULATION_WATCHDOG_RETRIES = 10_000;
 
 /** Lock classes and lockdep sizes. */
 export const MAX_LOCK_CLASSES = 64;

@@ -10,6 +10,7 @@
  */
 import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { BUGS } from './buggify.js';
+import { hookPoint } from './hooks.js';
 import {
   GNTST_bad_copy_arg, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr,
   GNTST_general_error, GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
@@ -122,10 +123,23 @@ function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, 
         clearStatus(m, si, ro, true);
         return { status: GNTST_bad_page, mfn: -1 };
       }
+      // The granter may rewrite its entry at any moment; here it changes
+      // nothing, because what is mapped is what was validated.
+      hookPoint('grant.after_validate');
+      let usedFrame = frame;
+      let usedMfn = mfn;
+      if (m.control.buggy(BUGS['grant-double-fetch'])) {
+        // The bug: the frame is fetched again from the guest-writable entry
+        // and that second value is what gets mapped — validated from one
+        // read, used from another (STYLE §3; Xen reads the entry once into
+        // locals in _set_status_v1 for exactly this reason).
+        usedFrame = Atomics.load(m.grants.shared, si + 1);
+        usedMfn = entryMfn(p2mGet(m, rd, usedFrame));
+      }
       act[a + ACT.DOMID] = ld + 1;
       act[a + ACT.PIN_TSEQ] = tseq;
-      act[a + ACT.GFN] = frame;
-      act[a + ACT.MFN] = mfn;
+      act[a + ACT.GFN] = usedFrame;
+      act[a + ACT.MFN] = usedMfn;
     } else {
       if (act[a + ACT.DOMID] !== ld + 1) return { status: GNTST_permission_denied, mfn: -1 };
       const mfn = act[a + ACT.MFN]!;
@@ -201,14 +215,37 @@ function unpinGrant(m: Machine, rd: number, ref: number, ro: boolean, site: stri
 
 function maptrackAlloc(m: Machine, ld: number): number {
   const lk = m.dom.at(ld, DOM.LOCK_MAPTRACK);
-  m.lock(lk, 'grant.get_maptrack_handle', ld);
   const mt = m.grants.maptrack;
   const h0 = m.grants.mtHdr(ld);
+  if (m.control.buggy(BUGS['maptrack-racy-pop'])) return maptrackAllocRacy(m, ld, lk);
+  // A racing vCPU's get or put of a handle lands wholly before this pop: the
+  // head is read under the lock that every change of the list holds.
+  hookPoint('maptrack.pop');
+  m.lock(lk, 'grant.get_maptrack_handle', ld);
   const h = mt[h0 + MT_HDR.HEAD]!;
   if (h >= 0) {
     mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
     mt[h0 + MT_HDR.INUSE]! += 1;
   }
+  m.unlock(lk);
+  return h;
+}
+
+/**
+ * The bug (XSA-228, "race conditions with maptrack free list handling"):
+ * the head is read without the lock and popped later on the assumption that
+ * it is still the head. A racing get_maptrack_handle in between pops it too,
+ * and both callers get the same handle.
+ */
+function maptrackAllocRacy(m: Machine, ld: number, lk: number): number {
+  const mt = m.grants.maptrack;
+  const h0 = m.grants.mtHdr(ld);
+  const h = Atomics.load(mt, h0 + MT_HDR.HEAD);
+  hookPoint('maptrack.pop');
+  if (h < 0) return h;
+  m.lock(lk, 'grant.get_maptrack_handle', ld);
+  mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
+  mt[h0 + MT_HDR.INUSE]! += 1;
   m.unlock(lk);
   return h;
 }
@@ -305,6 +342,10 @@ export function gnttabCopy(m: Machine, ld: number, op: GrantCopy): number {
   if (op.len < 0 || op.src.offset < 0 || op.dst.offset < 0 || op.src.offset + op.len > ps || op.dst.offset + op.len > ps) {
     return GNTST_bad_copy_arg;
   }
+  if (m.control.buggy(BUGS['gnttab-copy-double-lock']) && op.src.kind === 'ref' && op.dst.kind === 'ref' && op.src.domid !== op.dst.domid) {
+    const st = precheckBothLocked(m, ld, op.src, op.dst);
+    if (st !== GNTST_okay) return st;
+  }
   const src = acquireForCopy(m, ld, op.src, true);
   if (src.status !== GNTST_okay) return src.status;
   const dst = acquireForCopy(m, ld, op.dst, false);
@@ -317,6 +358,35 @@ export function gnttabCopy(m: Machine, ld: number, op: GrantCopy): number {
   releaseForCopy(m, op.dst, false, dst.mfn);
   releaseForCopy(m, op.src, true, src.mfn);
   return GNTST_okay;
+}
+
+/**
+ * The bug (XSA-380 class): Xen's double_gt_lock — both domains' grant-table
+ * locks held at once (lower domid first) to look at both entries together.
+ * One guest can then make the hypervisor hold its table lock while waiting
+ * for another guest's; xgsim's rule is never two grant locks at once
+ * (docs/locks.md rule 3), which the correct copy keeps by pinning one side,
+ * releasing, then pinning the other.
+ */
+function precheckBothLocked(m: Machine, ld: number, src: Extract<CopyPtr, { kind: 'ref' }>, dst: Extract<CopyPtr, { kind: 'ref' }>): number {
+  const a = src.domid as number;
+  const b = dst.domid as number;
+  if (!Number.isInteger(a) || a < 0 || a >= m.nd || !Number.isInteger(b) || b < 0 || b >= m.nd) return GNTST_bad_domain;
+  const lo = Math.min(a, b);
+  const hi = Math.max(a, b);
+  grantLock(m, lo, 'grant.copy.double_gt_lock');
+  grantLock(m, hi, 'grant.copy.double_gt_lock');
+  try {
+    for (const p of [src, dst]) {
+      if (!Number.isInteger(p.ref) || p.ref < 0 || p.ref >= NR_GRANT_ENTRIES) return GNTST_bad_gntref;
+      const w0 = Atomics.load(m.grants.shared, m.grants.sharedIdx(p.domid as number, p.ref));
+      if ((w0 & GTF_type_mask) !== GTF_permit_access || w0 >>> 16 !== ld) return GNTST_permission_denied;
+    }
+    return GNTST_okay;
+  } finally {
+    grantUnlock(m, hi);
+    grantUnlock(m, lo);
+  }
 }
 
 function acquireForCopy(m: Machine, ld: number, p: CopyPtr, ro: boolean): Pin {

@@ -98,6 +98,10 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
   }
   if (m.ioreq.state(d, s) !== SRV_STATE.ENABLED) {
     if (!revoked) return { outcome: ACCESS.IOREQ, value: -1 };
+    // `retry` plays a device model that answers every FAULT with RETRY and
+    // never maps anything (buggy or hostile): the MMU's retry bound is all
+    // that ends the access (XSA-262 class, docs/xsa.md).
+    if (policy === FAULT_POLICY.retry) return { outcome: ACCESS.RETRY, value: 0 };
     return { outcome: policy === FAULT_POLICY.fail ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
   }
   const a = sendIoreq(mmu, s, revoked ? IOREQ_TYPE.FAULT : IOREQ_TYPE.COPY, write, gfn, offset, width, value);

@@ -4,6 +4,7 @@
  * domain, remove_from_physmap, and hypercall-buffer copies that hold a page
  * reference for the whole copy (copy_from_guest / copy_to_guest).
  */
+import { BUGS } from './buggify.js';
 import { DOM } from './layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from './layout/p2m.js';
 import type { Machine } from './machine.js';
@@ -72,11 +73,17 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
     const t = entryType(e);
     const mfn = entryMfn(e);
     const ok = e !== P2M_HOLE && (t === P2M.ram_rw || t === P2M.ram_ro) && getPage(m, mfn, from);
-    p2mUnlock(m, from);
+    // The bug (XSA-411 class): the caller's p2m is locked while the source's
+    // is still held — two domains' locks in the order the operation names
+    // them, not by domid (docs/locks.md rule 2), so two such operations in
+    // opposite directions can deadlock. Correct: the source's lock goes first.
+    const nested = ok && m.control.buggy(BUGS['foreign-map-p2m-lock-inversion']);
+    if (!nested) p2mUnlock(m, from);
     if (!ok) return -EINVAL;
     p2mLock(m, ld, 'memory.add_to_physmap_foreign');
     const placed = p2mInsert(m, ld, at, p2mEntry(mfn, P2M.map_foreign));
     p2mUnlock(m, ld);
+    if (nested) p2mUnlock(m, from);
     if (!placed) {
       putPage(m, mfn);
       return -EEXIST;

@@ -22,7 +22,9 @@
  * the hit path indexes RAM directly; a slot holding a BAR frame has its own
  * pair of tags, which only the slow path looks at.
  */
-import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
+import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
+import { BUGS } from './buggify.js';
+import { HypervisorBug } from './layout/region.js';
 import { DOM } from './layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
 import { STAT, VC } from './layout/vcpus.js';
@@ -335,6 +337,22 @@ export class Mmu {
   private static readonly RETRIES = 4;
 
   /**
+   * After `r` retries of an access to `gfn`, whether to give up. The bound
+   * is what keeps a device model from holding the vCPU in the hypervisor
+   * for ever (XSA-262: a device model driving Xen into an unbounded loop).
+   * The watchdog is the simulator's NMI watchdog: a loop that goes on far
+   * beyond any bound is a fatal assertion, never a hang of the run. Only
+   * the retry path pays for either.
+   */
+  private retriesExhausted(gfn: number, r: number): boolean {
+    if (r >= EMULATION_WATCHDOG_RETRIES) {
+      throw new HypervisorBug(`watchdog: d${this.domid} vCPU slot ${this.slot} retried an emulated access to gfn ${gfn} ${r} times; the device model's answers drive the hypervisor in an unbounded loop`);
+    }
+    // The bug: retry for as long as the device model answers RETRY.
+    return r >= Mmu.RETRIES && !this.m.control.buggy(BUGS['ioreq-retry-unbounded']);
+  }
+
+  /**
    * A 32-bit read. The hit path is inline: the boundary when one is due,
    * one tag compare, the GEN check when checking, the load. Everything else
    * (a miss, a BAR frame, an emulated access, a retry) is the slow path,
@@ -356,7 +374,7 @@ export class Mmu {
     for (let r = 0; ; r++) {
       const v = this.read32Once(gfn, offset);
       if (this.last !== ACCESS.RETRY) return v;
-      if (r === Mmu.RETRIES) return this.gaveUp();
+      if (this.retriesExhausted(gfn, r)) return this.gaveUp();
     }
   }
 
@@ -378,7 +396,7 @@ export class Mmu {
     for (let r = 0; ; r++) {
       this.write32Once(gfn, offset, value);
       if (this.last !== ACCESS.RETRY) return;
-      if (r === Mmu.RETRIES) {
+      if (this.retriesExhausted(gfn, r)) {
         this.gaveUp();
         return;
       }
@@ -389,7 +407,7 @@ export class Mmu {
     for (let r = 0; ; r++) {
       const v = this.readOnce(gfn, offset, width);
       if (this.last !== ACCESS.RETRY) return v;
-      if (r === Mmu.RETRIES) {
+      if (this.retriesExhausted(gfn, r)) {
         this.gaveUp();
         return (1n << BigInt(8 * width)) - 1n;
       }
@@ -400,7 +418,7 @@ export class Mmu {
     for (let r = 0; ; r++) {
       this.writeOnce(gfn, offset, width, value);
       if (this.last !== ACCESS.RETRY) return;
-      if (r === Mmu.RETRIES) {
+      if (this.retriesExhausted(gfn, r)) {
         this.gaveUp();
         return;
       }

@@ -12,6 +12,7 @@
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from './constants.js';
 import { BUGS } from './buggify.js';
+import { hookPoint } from './hooks.js';
 import { CTL } from './layout/control.js';
 import { sched } from './sched.js';
 import { iomemPermitted } from './iomem.js';
@@ -392,12 +393,21 @@ function dmStealUntraced(m: Machine, be: number, a: StealArgs): PrimResult {
   const gl = m.dom.at(a.fe, DOM.LOCK_GRANT);
   m.lock(gl, 'primitives.steal', a.fe);
   const unlock = lockPair(m, be, a.fe, 'primitives.steal');
-  try {
-    return stealLocked(m, be, a);
-  } finally {
+  let held = true;
+  const release = (): void => {
+    if (!held) return;
+    held = false;
     unlock();
     m.unlock(gl);
+  };
+  try {
+    return stealLocked(m, be, a, release);
+  } finally {
+    release();
     m.unlock(GLOBAL_LOCK.REGISTRY);
+    // A racing grant, map or copy of the frontend page gets its locks here,
+    // after the Steal, and finds the page no longer RAM.
+    hookPoint('steal.window');
   }
 }
 
@@ -413,7 +423,7 @@ function grantedFrames(m: Machine, fe: number): Set<number> {
   return out;
 }
 
-function stealLocked(m: Machine, be: number, a: StealArgs): PrimResult {
+function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void): PrimResult {
   const fe = a.fe;
   const skipGrant = m.control.buggy(BUGS['steal-skip-grant-check']);
   const skipRefs = m.control.buggy(BUGS['steal-skip-refcount-check']);
@@ -436,6 +446,15 @@ function stealLocked(m: Machine, be: number, a: StealArgs): PrimResult {
   }
   if (m.reg.freeCount(2) < 2) return fail(-ENOSPC); // the Steal record and its implicit Map
 
+  const unlocked = m.control.buggy(BUGS['steal-unlocked-transfer']);
+  if (unlocked) {
+    // The bug (XSA-287, steal_page violating the page_struct access
+    // discipline): the pages were checked under the grant and p2m locks,
+    // which are dropped here; the transfer below trusts that check instead
+    // of freezing the counts it saw. A grant, foreign map or copy gets in.
+    release();
+    hookPoint('steal.window');
+  }
   const unlockPa = pageAllocPair(m, be, fe, 'primitives.steal');
   try {
     if (m.dom.at(be, DOM.TOT_PAGES) + a.count > m.dom.at(be, DOM.MAX_PAGES)) return fail(-E2BIG);
@@ -445,7 +464,7 @@ function stealLocked(m: Machine, be: number, a: StealArgs): PrimResult {
     for (let i = 0; i < mfns.length; i++) {
       const mfn = mfns[i]!;
       const x = m.ft.countInfo(mfn);
-      const expect = skipRefs ? x : PGC_allocated | 1;
+      const expect = skipRefs || unlocked ? x : PGC_allocated | 1;
       if ((x & PGC_allocated) === 0 || !m.ft.casCount(mfn, expect, 0)) {
         for (let j = 0; j < frozen.length; j++) m.ft.storeCount(mfns[j]!, frozen[j]!);
         return fail(-EBUSY, i);

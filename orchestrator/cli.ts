@@ -68,18 +68,22 @@ program
   .argument('<files...>', 'scenario YAML files (format: SCENARIOS.md)')
   .option('--json', 'print [{file, name, verdict, step, expected, got}]')
   .option('--seed <n>', 'seed for the vCPU contexts of the steps')
+  .option('--own-bug', 'run each file with the bug its `buggify:` field names switched on (besides XGSIM_BUGGIFY); it must then FAIL')
   .addHelpText(
     'after',
     `
 Examples:
   $ xgsim scenario examples/scenarios/*.yaml
   $ xgsim scenario examples/scenarios/steal-granted-ebusy.yaml --json
-  $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml`,
+  $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml
+  $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE`,
   )
-  .action(async (files: string[], opts: { json?: boolean; seed?: string }) => {
+  .action(async (files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
     const seed = parseSeed(opts.seed);
-    const { exitCode } = await scenarioCommand(files, { ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), buggify });
+    const { exitCode } = await scenarioCommand(files, {
+      ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), ...(opts.ownBug === true ? { ownBug: true } : {}), buggify,
+    });
     process.exitCode = exitCode;
   });
 

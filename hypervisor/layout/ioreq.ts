@@ -14,7 +14,7 @@ import { expectBytes } from './region.js';
  */
 export const SRV = { STATE: 0, OWNER: 1, POLICY: 2, NR_RANGES: 3, ID: 4, RANGES: 8, WORDS: 8 + 2 * MAX_IOREQ_RANGES } as const;
 export const SRV_STATE = { FREE: 0, INLINE: 1, ENABLED: 2 } as const;
-export const FAULT_POLICY = { none: 0, fail: 1, remap: 2 } as const;
+export const FAULT_POLICY = { none: 0, fail: 1, remap: 2, retry: 3 } as const;
 export type FaultPolicy = keyof typeof FAULT_POLICY;
 
 export class IoreqServers {

@@ -57,7 +57,7 @@ export interface DmResult {
   id: number;
 }
 export type RevokeTarget = { id: number } | { fe: DomId; gfn: Gfn; count: number };
-export type FaultPolicy = 'remap' | 'fail' | 'none';
+export type FaultPolicy = 'remap' | 'fail' | 'none' | 'retry';
 
 export interface Hypercalls {
   // memory_op (XENMEM_*): return the number of extents done, or a negative errno when none was.

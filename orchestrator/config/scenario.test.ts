@@ -98,6 +98,8 @@ describe('parseScenario', () => {
   - unmap_grant: { domain: peer, at: 0x400 }
   - foreign_map: { by: dom0, from: fe, gfn: 5, at: 0x3000 }
   - foreign_unmap: { by: dom0, at: 0x3000 }
+  - grant_copy: { domain: peer, from: fe, ref: 1, to_gfn: 0x20, dst_offset: 8, expect: GNTST_okay }
+  - on_hook: { hook: maptrack.pop, steps: [{ grant: { domain: fe, ref: 2, to: peer, gfn: 4 } }] }
   - map: { by: dom0, to: fe, gfn: 0x100, count: 8, at: 0x1000, id: m1 }
   - map: { by: dom0, to: fe, bar: gpu0, offset: 4, count: 2, at: 0x1100, type: mmio_direct }
   - revoke: { by: dom0, id: m1 }
@@ -127,6 +129,11 @@ describe('parseScenario', () => {
       { op: 'unmap_grant', domain: 'peer', at: 0x400, expect: ok },
       { op: 'foreign_map', by: 'dom0', from: 'fe', gfn: 5, at: 0x3000, expect: ok },
       { op: 'foreign_unmap', by: 'dom0', at: 0x3000, expect: ok },
+      {
+        op: 'grant_copy', domain: 'peer', src: { kind: 'ref', domain: 'fe', ref: 1, offset: 0 }, dst: { kind: 'gfn', gfn: 0x20, offset: 8 }, len: 4,
+        expect: { kind: 'gntst', name: 'GNTST_okay', status: 0 },
+      },
+      { op: 'on_hook', hook: 'maptrack.pop', steps: [{ op: 'grant', domain: 'fe', ref: 2, to: 'peer', gfn: 4, readonly: false, expect: ok, line: 19 }] },
       { op: 'map', by: 'dom0', to: 'fe', source: { kind: 'ram', gfn: 0x100 }, count: 8, at: 0x1000, id: 'm1', expect: ok },
       { op: 'map', by: 'dom0', to: 'fe', source: { kind: 'bar', bar: 'gpu0', offset: 4 }, count: 2, at: 0x1100, type: 'mmio_direct', expect: ok },
       { op: 'revoke', by: 'dom0', target: { kind: 'id', id: { kind: 'name', name: 'm1' } }, expect: ok },

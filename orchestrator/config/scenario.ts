@@ -23,6 +23,8 @@
  */
 import { z } from 'zod';
 import { ERRNO_NAMES, GNTST_NAMES } from '../../hypervisor/public/errno.js';
+import { BUG_NAMES, type BugName } from '../../hypervisor/buggify.js';
+import { HOOK_NAMES, type HookName } from '../../hypervisor/hooks.js';
 import { bool, describe, duration, field, ident, int, isRecord, list, obj, oneOf, str, toBigInt, u64 } from './fields.js';
 import { didYouMean, errorAt, lineOf, parseYaml, readYamlFile, validate, type Path, type YamlSource } from './load.js';
 import { MAX_COPY_BYTES, MAX_REPEAT, MAX_SCENARIO_STEPS, MAX_SEED, MAX_STEP_COUNT_PAGES, MAX_THREADS } from './limits.js';
@@ -85,7 +87,7 @@ export const MAP_TYPES = ['mmio_direct', 'mmio_dm'] as const;
 export type MapType = (typeof MAP_TYPES)[number];
 export const COPY_DIRS = ['from_guest', 'to_guest'] as const;
 export type CopyDir = (typeof COPY_DIRS)[number];
-export const FAULT_POLICIES = ['remap', 'fail', 'none'] as const;
+export const FAULT_POLICIES = ['remap', 'fail', 'none', 'retry'] as const;
 export type FaultPolicy = (typeof FAULT_POLICIES)[number];
 export const WIDTHS = [1, 2, 4, 8] as const;
 export type Width = (typeof WIDTHS)[number];
@@ -113,6 +115,7 @@ export type Step =
       readonly op: 'unmap_grant'; readonly domain: string; readonly handle?: HandleRef; readonly at?: number;
       readonly from?: string; readonly ref?: number;
     })
+  | (Expecting & { readonly op: 'grant_copy'; readonly domain: string; readonly src: CopySide; readonly dst: CopySide; readonly len: number })
   | (Expecting & { readonly op: 'foreign_map'; readonly by: string; readonly from: string; readonly gfn: number; readonly at: number })
   | (Expecting & { readonly op: 'foreign_unmap'; readonly by: string; readonly at: number; readonly from?: string; readonly gfn?: number })
   | (Expecting & {
@@ -134,10 +137,16 @@ export type Step =
     })
   | (Expecting & { readonly op: 'destroy' | 'crash'; readonly domain: string })
   | (At & { readonly op: 'concurrently'; readonly repeat: number; readonly threads: readonly (readonly Step[])[] })
-  | (At & { readonly op: 'check'; readonly checks: readonly CheckName[] });
+  | (At & { readonly op: 'check'; readonly checks: readonly CheckName[] })
+  /** Run `steps` at hook point `hook` inside the next step (docs/xsa.md). */
+  | (At & { readonly op: 'on_hook'; readonly hook: HookName; readonly steps: readonly Step[] });
 
 export type StepOp = Step['op'];
 
+/** One side of a `grant_copy`: a grant ref of `domain`, or a gfn of the calling domain. */
+export type CopySide =
+  | { readonly kind: 'ref'; readonly domain: string; readonly ref: number; readonly offset: number }
+  | { readonly kind: 'gfn'; readonly gfn: number; readonly offset: number };
 /** Map's source: backend RAM at `gfn`, or page `offset` of device `bar`'s BAR. */
 export type MapSource = { readonly kind: 'ram'; readonly gfn: number } | { readonly kind: 'bar'; readonly bar: string; readonly offset: number };
 /** Revoke's target: a Map by id, or a frontend range. */
@@ -156,6 +165,12 @@ export interface Scenario {
   readonly skip?: string;
   readonly seed?: number;
   readonly timeout_ms?: number;
+  /**
+   * The deliberate bug (XGSIM_BUGGIFY name) this scenario guards against:
+   * documentation, and what `xgsim scenario --own-bug` switches on. It does
+   * not change the verdict of a normal run.
+   */
+  readonly buggify?: BugName;
   readonly topology: Topology;
   readonly steps: readonly Step[];
 }
@@ -192,6 +207,11 @@ const ARGS = {
     domain: name(), handle: handleRef().optional(), at: num().optional(), from: name().optional(), ref: ref().optional(), readonly: bool().optional(),
     expect: expectSchema(),
   }),
+  grant_copy: obj({
+    domain: name(), from: name().optional(), ref: ref().optional(), gfn: num().optional(), src_offset: num().default(0),
+    to: name().optional(), to_ref: ref().optional(), to_gfn: num().optional(), dst_offset: num().default(0),
+    len: int({ min: 0, max: MAX_COPY_BYTES }).default(4), expect: expectSchema(),
+  }),
   foreign_map: obj({ by: name(), from: name(), gfn: num(), at: num(), expect: expectSchema() }),
   foreign_unmap: obj({ by: name(), at: num(), from: name().optional(), gfn: num().optional(), expect: expectSchema() }),
   map: obj({
@@ -216,6 +236,7 @@ const ARGS = {
   }),
   destroy: obj({ domain: name(), expect: expectSchema() }),
   crash: obj({ domain: name(), expect: expectSchema() }),
+  on_hook: obj({ hook: oneOf(HOOK_NAMES, 'hook point'), steps: list(z.unknown(), { min: 1 }) }),
   concurrently: obj({ repeat: int({ min: 1, max: MAX_REPEAT }).default(1), threads: list(list(z.unknown(), { min: 1 }), { min: 1, max: MAX_THREADS }) }),
 } as const;
 
@@ -232,6 +253,7 @@ export const scenarioSchema = obj({
   skip: str().optional(),
   seed: int({ max: MAX_SEED }).optional(),
   timeout: duration().optional(),
+  buggify: str().optional(),
   topology: topologySchema,
   steps: list(z.unknown(), { min: 1, max: MAX_SCENARIO_STEPS }),
 });
@@ -285,6 +307,9 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
   const key = op as keyof typeof ARGS;
   if (key === 'concurrently' && nested) {
     throw errorAt(src, [...path, op], '`concurrently` cannot be nested; put its steps in the outer block\'s threads', { key: true });
+  }
+  if (key === 'on_hook' && nested) {
+    throw errorAt(src, [...path, op], '`on_hook` runs only between sequential steps, not inside `concurrently` or another `on_hook`', { key: true });
   }
   const args = validate(src, ARGS[key], { value, path: argsPath }) as Record<string, unknown>;
   const argsOf = <K extends keyof typeof ARGS>(_k: K): z.output<(typeof ARGS)[K]> => args as z.output<(typeof ARGS)[K]>;
@@ -345,6 +370,19 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
         op: 'unmap_grant', domain: a.domain, ...opt('handle', a.handle), ...opt('at', a.at), ...opt('from', a.from), ...opt('ref', a.ref),
         expect: exp(a), line,
       };
+    }
+    case 'grant_copy': {
+      const a = argsOf('grant_copy');
+      const side = (domain: string | undefined, r: number | undefined, g: number | undefined, offset: number, keys: [string, string, string]): CopySide => {
+        const [dk, rk, gk] = keys;
+        if (g !== undefined && (domain !== undefined || r !== undefined)) fail(gk, `give either \`${gk}\` (a gfn of the caller) or \`${dk}\` and \`${rk}\` (a grant ref), not both`);
+        if (g !== undefined) return { kind: 'gfn', gfn: g, offset };
+        if (domain === undefined || r === undefined) return fail(domain === undefined ? dk : rk, `grant_copy needs \`${dk}\` and \`${rk}\` (a grant ref) or \`${gk}\` (a gfn of the caller)`);
+        return { kind: 'ref', domain, ref: r, offset };
+      };
+      const srcSide = side(a.from, a.ref, a.gfn, a.src_offset, ['from', 'ref', 'gfn']);
+      const dstSide = side(a.to, a.to_ref, a.to_gfn, a.dst_offset, ['to', 'to_ref', 'to_gfn']);
+      return { op: 'grant_copy', domain: a.domain, src: srcSide, dst: dstSide, len: a.len, expect: exp(a), line };
     }
     case 'foreign_map': {
       const a = argsOf('foreign_map');
@@ -432,6 +470,13 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
       const a = argsOf(key);
       return { op: key, domain: a.domain, expect: exp(a), line };
     }
+    case 'on_hook': {
+      const a = argsOf('on_hook');
+      const steps = parseSteps(ctx, a.steps, [...argsPath, 'steps'], defined, true);
+      const k = steps.findIndex((s) => s.op === 'check');
+      if (k >= 0) throw errorAt(src, [...argsPath, 'steps', k], '`check` cannot run inside a hypercall; put it after the step `on_hook` interposes in');
+      return { op: 'on_hook', hook: a.hook, steps, line };
+    }
     case 'concurrently': {
       const a = argsOf('concurrently');
       const after = new Set(defined);
@@ -460,12 +505,22 @@ function fromSource(src: YamlSource): Scenario {
     deviceNames: topology.domains.flatMap((d) => d.devices.map((dev) => dev.name)),
   };
   const steps = parseSteps(ctx, raw.steps, ['steps'], new Set(), false);
+  steps.forEach((s, i) => {
+    const next = steps[i + 1];
+    if (s.op === 'on_hook' && (next === undefined || next.op === 'on_hook' || next.op === 'check' || next.op === 'concurrently')) {
+      throw errorAt(src, ['steps', i, 'on_hook'], '`on_hook` arms its hook point for the next step, which must be an operation (not `check`, `concurrently` or another `on_hook`)', { key: true });
+    }
+  });
+  if (raw.buggify !== undefined && !(BUG_NAMES as readonly string[]).includes(raw.buggify)) {
+    throw errorAt(src, ['buggify'], `unknown bug \`${raw.buggify}\`${didYouMean(raw.buggify, BUG_NAMES)} (known: ${BUG_NAMES.join(', ')})`);
+  }
   return {
     name,
     ...(raw.description !== undefined ? { description: raw.description } : {}),
     ...(raw.skip !== undefined ? { skip: raw.skip } : {}),
     ...(raw.seed !== undefined ? { seed: raw.seed } : {}),
     ...(raw.timeout !== undefined ? { timeout_ms: raw.timeout } : {}),
+    ...(raw.buggify !== undefined ? { buggify: raw.buggify as BugName } : {}),
     topology,
     steps,
   };

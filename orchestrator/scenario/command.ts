@@ -1,5 +1,6 @@
 /** `xgsim scenario <file…>`: validate every file first (bad input → exit 2), then one verdict per file. */
 import type { Piscina } from 'piscina';
+import { BUGS } from '../../hypervisor/buggify.js';
 import { loadScenario, type Scenario } from '../config/scenario.js';
 import { maxThreads, newScenarioPool, runScenario, type ScenarioResult } from './run.js';
 
@@ -8,6 +9,8 @@ export interface ScenarioCmdOptions {
   seed?: number;
   buggify: number;
   quiet?: boolean;
+  /** Also switch on, per file, the bug its `buggify:` field names (docs/xsa.md). */
+  ownBug?: boolean;
 }
 
 export async function scenarioCommand(files: string[], o: ScenarioCmdOptions): Promise<{ results: ScenarioResult[]; exitCode: number }> {
@@ -18,7 +21,8 @@ export async function scenarioCommand(files: string[], o: ScenarioCmdOptions): P
   const results: ScenarioResult[] = [];
   try {
     for (const [file, sc] of loaded) {
-      const r = await runScenario(file, sc, { buggify: o.buggify, seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
+      const own = o.ownBug === true && sc.buggify !== undefined ? BUGS[sc.buggify] : 0;
+      const r = await runScenario(file, sc, { buggify: o.buggify | own, seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
       results.push(r);
       if (o.json !== true && o.quiet !== true) process.stdout.write(`${r.name}: ${r.verdict} — ${r.reason}\n`);
     }

@@ -13,7 +13,7 @@
  * sequential semantics, which the rest of the scenarios pin down.
  */
 import { Piscina } from 'piscina';
-import type { GuestOp, OpOutcome, Ref } from '../../domains/scenario-ops.js';
+import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../domains/scenario-ops.js';
 import { describeOutcome } from '../../domains/scenario-ops.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/domain.js';
@@ -30,8 +30,11 @@ import { getPage, putPage } from '../../hypervisor/mm.js';
 import { dmReturnRevokePhase } from '../../hypervisor/primitives.js';
 import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/scenario-worker.js';
 import { distModule } from '../../hypervisor/worker-path.js';
-import type { Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
+import type { CopySide, Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
 import { interleavings } from '../../hypervisor/model/interleave.js';
+import { armHook, disarmHooks } from '../../hypervisor/hooks.js';
+import { HypervisorBug } from '../../hypervisor/layout/region.js';
+import { LockFault } from '../../hypervisor/locks.js';
 
 /** Orders enumerated to check the `expect`s of a `concurrently` step; beyond it they are not checked. */
 const EXPECT_CHECK_ORDERS = 400;
@@ -64,7 +67,8 @@ class StepFailure extends Error {
   }
 }
 
-type Leaf = Exclude<Step, { op: 'concurrently' } | { op: 'check' }>;
+type Leaf = Exclude<Step, { op: 'concurrently' } | { op: 'check' } | { op: 'on_hook' }>;
+type OnHook = Extract<Step, { op: 'on_hook' }>;
 
 /** What one leaf step becomes: the issuing domain and its guest op, or a toolstack action. */
 type Plan = { kind: 'guest'; domid: number; op: GuestOp } | { kind: 'toolstack-destroy'; domid: number };
@@ -101,6 +105,8 @@ class Runner {
   private readonly bars = new Map<string, { base: number; pages: number }>();
   private readonly names = new Map<string, number>();
   private readonly threads: number;
+  /** The vCPU offset `on_hook` steps run on: one past the `concurrently` threads' (0 when the scenario has none). */
+  private readonly hookOffset: number;
   private pool: Piscina | undefined;
   private readonly ownPool: boolean;
 
@@ -110,7 +116,9 @@ class Runner {
   ) {
     const t = sc.topology;
     this.threads = maxThreads(sc.steps);
-    const vcpus = (n: number): number => Math.max(n, 1 + this.threads);
+    const hooks = sc.steps.some((s) => s.op === 'on_hook');
+    this.hookOffset = hooks ? 1 + this.threads : 0;
+    const vcpus = (n: number): number => Math.max(n, 1 + this.threads + (hooks ? 1 : 0));
     const specs = t.domains.map((d) => ({ ...d, vcpus: vcpus(d.vcpus) }));
     this.sabs = createMachineSabs({
       nr_frames: t.host.frames,
@@ -146,16 +154,55 @@ class Runner {
 
   async run(): Promise<void> {
     const main = new Contexts(this.m, 0, this.o.seed);
+    const interposer = new Contexts(this.m, this.hookOffset, this.o.seed);
+    let hook: OnHook | undefined;
     for (const step of this.sc.steps) {
-      if (step.op === 'check') this.check(step.checks, step.line);
+      if (step.op === 'on_hook') hook = step;
+      else if (step.op === 'check') this.check(step.checks, step.line);
       else if (step.op === 'concurrently') await this.concurrently(step);
       else {
-        const got = execPlan(this.m, main, this.plan(step), this.names);
-        this.expectOne(step, got);
+        this.leafStep(step, main, interposer, hook);
+        hook = undefined;
       }
     }
     // Every scenario ends with the machine checked at rest.
     checkQuiescent(this.m);
+  }
+
+  /**
+   * One sequential step; with `hook`, the hook's steps run at its point
+   * inside this one, on vCPUs of their own (`interposer`), and their
+   * `expect`s are checked after this step's. A fatal hypervisor assertion
+   * (HypervisorBug, LockFault) is the run failing loudly (DESIGN §3): a
+   * FAILURE of the step, not an ERROR of the scenario.
+   */
+  private leafStep(step: Leaf, main: Contexts, interposer: Contexts, hook: OnHook | undefined): void {
+    const nested: Array<[Leaf, OpOutcome]> = [];
+    if (hook !== undefined) {
+      armHook(hook.hook, () => {
+        for (const s of hook.steps) {
+          const leaf = this.leaf(s);
+          nested.push([s as Leaf, execPlan(this.m, interposer, leaf, this.names)]);
+        }
+      });
+    }
+    let got: OpOutcome;
+    let missed = false;
+    try {
+      got = execPlan(this.m, main, this.plan(step), this.names);
+    } catch (e) {
+      if (e instanceof HypervisorBug || e instanceof LockFault) {
+        throw new StepFailure(step.line, expectName(step.expect), `${e.name}: ${e.message}`, `line ${step.line}: ${step.op}: fatal hypervisor assertion: ${e.message}`);
+      }
+      throw e;
+    } finally {
+      if (hook !== undefined) missed = disarmHooks(hook.hook);
+    }
+    if (hook !== undefined && missed) {
+      throw new StepFailure(hook.line, `hook ${hook.hook} reached`, 'never reached', `line ${hook.line}: on_hook ${hook.hook}: the hook point was never reached during the step at line ${step.line}`);
+    }
+    this.expectOne(step, got);
+    for (const [s, o] of nested) this.expectOne(s, o);
   }
 
   private check(checks: readonly string[], line: number): void {
@@ -199,6 +246,10 @@ class Runner {
         return g(dom(s.domain), { op: 'map_grant', from: dom(s.from), ref: s.ref, at: s.at, readonly: s.readonly, ...(typeof s.handle === 'string' ? { name: s.handle } : {}) });
       case 'unmap_grant':
         return g(dom(s.domain), { op: 'unmap_grant', ...(s.handle !== undefined ? { handle: ref(s.handle) } : {}), ...(s.at !== undefined ? { at: s.at } : {}) });
+      case 'grant_copy': {
+        const side = (c: CopySide): GuestCopySide => (c.kind === 'ref' ? { kind: 'ref', dom: dom(c.domain), ref: c.ref, offset: c.offset } : c);
+        return g(dom(s.domain), { op: 'grant_copy', src: side(s.src), dst: side(s.dst), len: s.len });
+      }
       case 'foreign_map':
         return g(dom(s.by), { op: 'foreign_map', from: dom(s.from), gfn: s.gfn, at: s.at });
       case 'foreign_unmap':
@@ -273,7 +324,7 @@ class Runner {
       if (possible !== undefined) {
         step.threads.forEach((list, t) =>
           list.forEach((s, k) => {
-            if (s.op === 'concurrently' || s.op === 'check') return;
+            if (s.op === 'concurrently' || s.op === 'check' || s.op === 'on_hook') return;
             const can = possible[t]![k]!;
             if (![...can].some((o) => matchesDescribed(s.expect, o))) {
               throw new StepFailure(s.line, expectName(s.expect), [...can].join(' | '), `line ${s.line}: expected ${expectName(s.expect)}, but no sequential order gives it (possible: ${[...can].join(' | ')})`);
@@ -285,7 +336,7 @@ class Runner {
   }
 
   private leaf(s: Step): Plan {
-    if (s.op === 'concurrently' || s.op === 'check') throw new Error(`${s.op} cannot be nested in concurrently`);
+    if (s.op === 'concurrently' || s.op === 'check' || s.op === 'on_hook') throw new Error(`${s.op} cannot be nested in concurrently`);
     return this.plan(s);
   }
 }

@@ -1,0 +1,57 @@
+/**
+ * Interposition points: named places in hypervisor code where a scenario
+ * (the `on_hook` step, docs/xsa.md) makes other guests act in the middle of
+ * a hypercall — deterministically, on the same thread, instead of hoping a
+ * racing vCPU lands in a window a few instructions wide.
+ *
+ * Each point sits where a racing vCPU's operation would take effect, in the
+ * correct code as well as in the buggy variant that opens a window: in the
+ * correct code that is where the locks let the racer in (before the
+ * critical section, or after it), so the same scenario shows the fix
+ * holding and the bug breaking. A point holds no lock that the operations
+ * documented for it need (a nested operation that does take a held lock is
+ * a recursive-lock fault, reported, never a hang).
+ *
+ * Hooks are per thread (module state) and one-shot: only the thread that
+ * armed a point sees it, and it fires at most once. Unarmed, a point costs
+ * one load of a module variable.
+ */
+export const HOOKS = {
+  /** get_maptrack_handle, before it pops the free list's head (buggy: between reading the head and popping it). No lock held. */
+  'maptrack.pop': 'get_maptrack_handle, at the pop of the maptrack free list',
+  /**
+   * map_grant_ref / acquire_grant_for_copy, right after the granted frame was
+   * validated and referenced, before it is recorded and mapped. The granter's
+   * grant-table and active-entry locks are held: only guest-side steps of the
+   * granter (grant, end_grant, write…) belong here.
+   */
+  'grant.after_validate': 'map_grant_ref, between validating the granted frame and mapping it',
+  /** Steal, the first moment another hypercall may touch the frontend's pages (correct: after Steal; buggy: between check and transfer). */
+  'steal.window': 'Steal, where a racing hypercall on the frontend page gets in',
+} as const;
+export type HookName = keyof typeof HOOKS;
+export const HOOK_NAMES = Object.keys(HOOKS) as HookName[];
+
+let armed: Map<HookName, () => void> | null = null;
+
+/** A point in hypervisor code: runs (once) what is armed here, if anything. */
+export function hookPoint(name: HookName): void {
+  if (armed === null) return;
+  const f = armed.get(name);
+  if (f === undefined) return;
+  armed.delete(name);
+  if (armed.size === 0) armed = null;
+  f();
+}
+
+/** Run `f` the next time this thread reaches point `name`. */
+export function armHook(name: HookName, f: () => void): void {
+  (armed ??= new Map()).set(name, f);
+}
+
+/** Forget every armed point of this thread; true if `name` was still armed (never reached). */
+export function disarmHooks(name?: HookName): boolean {
+  const was = name !== undefined && armed !== null && armed.has(name);
+  armed = null;
+  return was;
+}
