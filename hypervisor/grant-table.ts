@@ -125,7 +125,7 @@ function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, 
       }
       // The granter may rewrite its entry at any moment; here it changes
       // nothing, because what is mapped is what was validated.
-      hookPoint('grant.after_validate');
+      hookPoint('grant.after_validate', rd, ref);
       let usedFrame = frame;
       let usedMfn = mfn;
       if (m.control.buggy(BUGS['grant-double-fetch'])) {
@@ -220,7 +220,7 @@ function maptrackAlloc(m: Machine, ld: number): number {
   if (m.control.buggy(BUGS['maptrack-racy-pop'])) return maptrackAllocRacy(m, ld, lk);
   // A racing vCPU's get or put of a handle lands wholly before this pop: the
   // head is read under the lock that every change of the list holds.
-  hookPoint('maptrack.pop');
+  hookPoint('maptrack.pop', ld);
   m.lock(lk, 'grant.get_maptrack_handle', ld);
   const h = mt[h0 + MT_HDR.HEAD]!;
   if (h >= 0) {
@@ -241,7 +241,7 @@ function maptrackAllocRacy(m: Machine, ld: number, lk: number): number {
   const mt = m.grants.maptrack;
   const h0 = m.grants.mtHdr(ld);
   const h = Atomics.load(mt, h0 + MT_HDR.HEAD);
-  hookPoint('maptrack.pop');
+  hookPoint('maptrack.pop', ld);
   if (h < 0) return h;
   m.lock(lk, 'grant.get_maptrack_handle', ld);
   mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;

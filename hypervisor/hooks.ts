@@ -34,8 +34,22 @@ export const HOOK_NAMES = Object.keys(HOOKS) as HookName[];
 
 let armed: Map<HookName, () => void> | null = null;
 
+/**
+ * The deterministic simulator's view of the same points: where another vCPU
+ * may act in the middle of this hypercall (hypervisor/sim). `a`, `b` say on
+ * what (maptrack.pop: the domain; grant.after_validate: granter and ref;
+ * steal.window: frontend and first gfn).
+ */
+export type Preempter = (name: HookName, a: number, b: number) => void;
+let preempter: Preempter | null = null;
+
+export function setPreempter(f: Preempter | null): void {
+  preempter = f;
+}
+
 /** A point in hypervisor code: runs (once) what is armed here, if anything. */
-export function hookPoint(name: HookName): void {
+export function hookPoint(name: HookName, a = -1, b = -1): void {
+  if (preempter !== null) preempter(name, a, b);
   if (armed === null) return;
   const f = armed.get(name);
   if (f === undefined) return;

@@ -132,6 +132,14 @@ export function threadTag(): number {
 
 // ---- errors -------------------------------------------------------------------
 
+/** A held stack set aside (LockSpace.stashHeld). */
+export interface HeldStash {
+  lock: Int32Array;
+  cls: Int32Array;
+  key: Float64Array;
+  site: string[];
+}
+
 export type LockFaultKind = 'not_held' | 'recursive' | 'too_many_held' | 'corrupt' | 'config' | 'bad_lock';
 
 /**
@@ -339,6 +347,28 @@ export class LockSpace {
   /** Slow-path entries of this lock so far (contention statistics). */
   contended(id: LockId): number {
     return Atomics.load(this.words, LOCKS_AT + id * LOCK_WORDS + L_CONTENDED);
+  }
+
+  /**
+   * Set this thread's held stack aside, and put it back: the deterministic
+   * simulator runs another vCPU's operation on this thread at a point where
+   * this one holds locks (hypervisor/sim), and lockdep must see that
+   * operation as the other thread it stands for.
+   */
+  stashHeld(): HeldStash {
+    const d = this.depth;
+    const out: HeldStash = { lock: this.heldLock.slice(0, d), cls: this.heldClass.slice(0, d), key: this.heldKey.slice(0, d), site: this.heldSite.slice(0, d) };
+    for (let i = 0; i < d; i++) this.heldSite[i] = '';
+    this.depth = 0;
+    return out;
+  }
+  unstashHeld(h: HeldStash): void {
+    if (this.depth !== 0) throw new LockFault('not_held', `unstashHeld: the operation run in between left ${this.depth} lock(s) held`);
+    this.heldLock.set(h.lock);
+    this.heldClass.set(h.cls);
+    this.heldKey.set(h.key);
+    h.site.forEach((x, i) => (this.heldSite[i] = x));
+    this.depth = h.lock.length;
   }
 
   /** Number of locks this thread holds (checking only; 0 otherwise). */

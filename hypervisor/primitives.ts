@@ -407,7 +407,7 @@ function dmStealUntraced(m: Machine, be: number, a: StealArgs): PrimResult {
     m.unlock(GLOBAL_LOCK.REGISTRY);
     // A racing grant, map or copy of the frontend page gets its locks here,
     // after the Steal, and finds the page no longer RAM.
-    hookPoint('steal.window');
+    hookPoint('steal.window', a.fe, a.gfn);
   }
 }
 
@@ -453,7 +453,7 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
     // which are dropped here; the transfer below trusts that check instead
     // of freezing the counts it saw. A grant, foreign map or copy gets in.
     release();
-    hookPoint('steal.window');
+    hookPoint('steal.window', a.fe, a.gfn);
   }
   const unlockPa = pageAllocPair(m, be, fe, 'primitives.steal');
   try {

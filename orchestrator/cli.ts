@@ -21,6 +21,7 @@ import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { replay } from './replay.js';
 import { campaign } from './campaign.js';
 import { hostCommand } from './campaign-host.js';
+import { simCommand } from './sim.js';
 
 const program = new Command();
 program
@@ -240,6 +241,39 @@ Examples:
   )
   .action(async (opts: { redisUrl?: string; name?: string; maxJobs?: string; pool?: string }) => {
     const { exitCode } = await hostCommand(opts);
+    process.exitCode = exitCode;
+  });
+
+program
+  .command('sim')
+  .description('deterministic simulation: every vCPU of a topology on one thread under a seeded scheduler (random walk or PCT), seeded nemeses, simulated time; same seed, same hash')
+  .argument('[topology]', 'topology YAML (default: examples/sim/default.yaml)')
+  .option('--seed <n>', 'the seed (default: random; always printed)')
+  .option('--seeds <a..b>', 'explore seeds a..b: failing seeds with the command that replays each')
+  .option('--steps <n>', `scheduling decisions per run (default ${20_000})`)
+  .option('--horizon <n>', 'steps the nemeses and PCT change points are spread over (default: --steps; replay commands set it)')
+  .option('--strategy <s>', 'random (a random walk), pct (priorities with change points) or mixed (each seed picks)', 'mixed')
+  .option('--no-chaos', 'no nemeses (default: each nemesis on or off per seed, BUGGIFY-style)')
+  .option('--check-determinism', 'run twice and compare the hashes (exit 1 if they differ)')
+  .option('--shrink', 'shrink the (first) failing run — fewer steps, nemeses, vCPUs — and write it as a replay file')
+  .option('--write <file>', 'where --shrink writes the replay file (default xgsim-runs/sim-seed-<n>.yaml)')
+  .option('--replay <file>', 'run a replay file written by --shrink')
+  .option('--json', 'print the result as JSON')
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 pass (and identical hashes), 1 a failure (or different hashes), 2 bad input.
+
+Examples:
+  $ xgsim sim --seed 7 --steps 200000 --check-determinism --json
+  $ xgsim sim --seeds 1..1000
+  $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim sim --seeds 1..1000 --shrink
+  $ xgsim sim --replay xgsim-runs/sim-seed-12-skip-tlb-flush-on-revoke.yaml
+  $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct`,
+  )
+  .action(async (file: string | undefined, opts: { seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+    const { exitCode } = await simCommand(file, { ...opts, buggify });
     process.exitCode = exitCode;
   });
 

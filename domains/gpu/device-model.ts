@@ -302,6 +302,8 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
 
   function fault(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {
     bump(report, 'faults_seen');
+    // A misbehaving device model (the toolstack's test key): RETRY for ever.
+    if (xsRead(cpu.store, cpu.domid as number, XS_KEY.DM_RETRY_STORM) !== 0) return { data: 0, fault: FAULT_ANSWER.RETRY };
     if (fe.fault_policy === 'fail') return { data: 0, fault: FAULT_ANSWER.FAIL };
     if (fe.fault_policy === 'none') return { data: 0, fault: FAULT_ANSWER.NONE };
     // remap: if the gfn belongs to a blob the kernel evicted, map it back and let the access retry.
@@ -385,8 +387,9 @@ function gpuWrite(cpu: GuestCpu, into: number, pages: number, value: number): vo
  * notifier evicts mapped RAM blobs under memory pressure with a direct
  * Revoke — it never waits for the device model.
  */
-export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
+export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = -1): Workload {
   const shared = new Shared(cpu);
+  const dma = dmaPeek(cpu, gpu, report, dma_gfn);
   const lat: number[] = [];
   report.samples['revoke_us'] = lat;
   const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
@@ -405,7 +408,7 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload 
       const pressure = xsRead(cpu.store, cpu.domid as number, XS_KEY.MEMORY_PRESSURE);
       const period = pressure > 0 ? 1e6 / (gpu.evictions_per_s + pressure) : period_us;
       if (now < next_us && now < last_us + period) {
-        cpu.sleep(0.2);
+        if (!dma.step()) cpu.sleep(0.2);
         return;
       }
       last_us = now;
@@ -426,6 +429,44 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload 
         return;
       }
     },
+    finish() {
+      dma.release();
+    },
   };
 }
 
+/** Frontend gfns a DMA peek picks from: where the drivers keep their buffers (driver.ts: from gfn 16 on). */
+const DMA_FIRST_GFN = 16;
+const DMA_SPAN_PAGES = 64;
+
+/**
+ * Device DMA emulation, as QEMU does it with xenforeignmemory_map: now and
+ * then dom0's kernel maps a page of a frontend's buffers for a few steps,
+ * reads it, and unmaps it. A Steal of that page meanwhile must fail
+ * -EBUSY (DESIGN §4: referenced by nobody else, not foreign-mapped). Returns
+ * whether it did something this step.
+ */
+function dmaPeek(cpu: GuestCpu, gpu: GpuEnv, report: Report, at_gfn: number): { step(): boolean; release(): void } {
+  let held = 0;
+  const release = (): void => {
+    if (held > 0 && cpu.hc.remove_from_physmap(gfn(at_gfn)) !== 0) bump(report, 'dma_unmap_fail');
+    held = 0;
+  };
+  const step = (): boolean => {
+    if (at_gfn < 0 || gpu.frontends.length === 0) return false;
+    if (held > 0) {
+      if (--held === 0 && cpu.hc.remove_from_physmap(gfn(at_gfn)) !== 0) bump(report, 'dma_unmap_fail');
+      return true;
+    }
+    if (cpu.random() >= 0.25) return false;
+    const fe = gpu.frontends[Math.floor(cpu.random() * gpu.frontends.length)]!;
+    const g = DMA_FIRST_GFN + Math.floor(cpu.random() * DMA_SPAN_PAGES);
+    // Refused when the page is not the frontend's RAM just now (stolen, Map'd, ballooned): fine.
+    if (cpu.hc.foreign_map(domid(fe.domid), gfn(g), gfn(at_gfn)) !== 0) return true;
+    cpu.read32(gfn(at_gfn), 0);
+    held = 1 + Math.floor(cpu.random() * 8);
+    bump(report, 'dma_maps');
+    return true;
+  };
+  return { step, release };
+}

@@ -14,6 +14,13 @@ export const XS_KEY = {
   MEMORY_PRESSURE: 0,
   /** 1 once an adversary workload that starts dormant is switched on. */
   ADVERSARY_ON: 1,
+  /**
+   * Non-zero while the backend's device model misbehaves (sim nemesis
+   * dm-retry-storm): it answers every FAULT ioreq with RETRY, as a buggy or
+   * compromised device model might (XSA-262 class: the hypervisor must bound
+   * what a device model's answers make it do).
+   */
+  DM_RETRY_STORM: 2,
 } as const;
 const XS_KEY_WORDS = 4;
 const XS_TOOLSTACK_BASE = XS_STORE_WORDS - XS_MAX_DOMAINS * XS_KEY_WORDS;

@@ -19,11 +19,15 @@ import { realSched, setSched } from '../sched.js';
 import { setServerEndFactory } from '../transport-ends.js';
 import { VS } from '../vcpu.js';
 import { PolledRingServerEnd, RingServerEnd } from '../../transport/ring.js';
-import { FNV_OFFSET, fnv, SimRng, SimSched, type SimActor, type Strategy } from './sim-sched.js';
+import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
 import type { ViolationRecord } from '../invariants.js';
+import { setPreempter } from '../hooks.js';
+import { setThreadTag, threadTag } from '../locks.js';
+import { foreignMap, removeFromPhysmap } from '../memory.js';
+import { guestStoreBegin, guestStoreEnd } from '../grant-table.js';
 
 /** The nemeses a simulation can inject (the chaos kinds that need no Redis and no second thread). */
-export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on'] as const;
+export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on', 'dm-retry-storm'] as const;
 export type SimNemesis = (typeof SIM_NEMESES)[number];
 
 
@@ -70,10 +74,14 @@ export interface SimResult {
   sim_ratio: number;
   max_depth: number;
   nested_steps: number;
+  /** Operations run in the middle of another vCPU's hypercall, by hook point. */
+  races: Record<string, number>;
   actors: string[];
   nemeses: SimNemesis[];
   injections: SimInjection[];
-  verdict: 'pass' | 'fail';
+  /** stuck: the simulator could not go on (a limit of one thread, docs/sim.md), which says nothing either way. */
+  verdict: 'pass' | 'fail' | 'stuck';
+  stuck?: string;
   /** The decision after which the first failure was seen (replay with --steps this). */
   failed_at_step: number | null;
   violations: ViolationRecord[];
@@ -104,6 +112,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
   setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
   const errors: string[] = [];
   let failedAt: number | null = null;
+  let stuck: string | null = null;
   const actors: Actor[] = [];
   try {
     host.boot();
@@ -115,6 +124,9 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     sim.setActors(actors);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
+    const dom0Last = tasks.filter((t) => t.task.domid === 0).at(-1);
+    const racer = new Racer(m, sim, dom0Last === undefined ? -1 : dom0Last.task.env.map_window_gfn + 1);
+    setPreempter((name, a, b) => racer.at(name, a, b));
     sim.onSpin = () => {
       for (const a of actors) if (!a.retired && m.dom.state(a.domid) !== DS.RUNNING && m.vcpus.at(a.cpu.id.slot, VC.STATE) === VS.PAUSED) a.retire();
     };
@@ -130,8 +142,8 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     const failed = (): boolean => m.log.totalViolations() > 0 || errors.length > 0 || actors.some((a) => a.fails() > 0);
     if (stopOnFailure) sim.failedHook = failed;
 
-    while (!sim.exhausted) {
-      // Injections due, and windows to close (only here: nothing is on the stack).
+    sim.beforePick = () => {
+      // Injections due, and windows to close.
       while (plan.length > 0 && plan[0]!.step <= sim.steps) {
         const p = plan.shift()!;
         const target = inject(m, p, actors, planRng, closing, sim.steps);
@@ -144,32 +156,43 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
         if (closing[k]!.step <= sim.steps) closing.splice(k, 1)[0]!.undo();
         else k++;
       }
-      const i = sim.pick('step');
-      if (i < 0) break; // every vCPU is gone
-      try {
-        sim.run(i);
-      } catch (e) {
-        errors.push(`${actors[i]!.name}: ${e instanceof Error ? e.message : String(e)}`);
-      }
       if (sim.steps >= nextCheck) {
         nextCheck = sim.steps + checkEvery;
-        reap(m, actors);
         try {
           checkRunning(m);
         } catch (e) {
           errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
-      if (failedAt === null && failed()) {
-        failedAt = sim.failed_at ?? sim.steps;
-        if (stopOnFailure) break;
-      }
       if (o.progress !== undefined && sim.steps >= nextProgress) {
         nextProgress = sim.steps + 10_000;
         o.progress(sim.steps);
       }
+    };
+    while (!sim.exhausted) {
+      // on_crash=destroy, here where no vCPU is in the middle of anything.
+      reap(m, actors);
+      racer.settle();
+      const i = sim.pick('step');
+      if (i < 0) break; // every vCPU is gone
+      try {
+        sim.run(i);
+      } catch (e) {
+        if (e instanceof SimStuck) {
+          // The stack unwound through half-done hypercalls: what the end-of-run
+          // checks find now says nothing about the design.
+          stuck = e.message;
+          break;
+        }
+        errors.push(`${actors[i]!.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (failedAt === null && failed()) {
+        failedAt = sim.failed_at ?? sim.steps;
+        if (stopOnFailure) break;
+      }
     }
     for (const c of closing) c.undo();
+    racer.settle();
     // An orderly stop, then the same end-of-run checks as a real host.
     for (const a of actors) if (!a.retired) {
       try {
@@ -181,7 +204,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     const report = await host.shutdown();
     errors.push(...report.errors);
     for (const a of actors) if (a.fails() > 0) errors.push(a.failures());
-    if (failedAt === null && (report.violations.length > 0 || errors.length > 0)) failedAt = sim.steps;
+    if (failedAt === null && stuck === null && (report.violations.length > 0 || errors.length > 0)) failedAt = sim.steps;
     const real_ms = performance.now() - t0;
     return {
       seed: o.seed,
@@ -193,17 +216,20 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
       steps_per_s: Math.round(sim.steps / Math.max(real_ms / 1000, 1e-6)),
       sim_ratio: sim.clock_us / 1000 / Math.max(real_ms, 1e-6),
       max_depth: sim.max_depth,
+      races: racer.counts,
       nested_steps: sim.nested_steps,
       actors: actors.map((a) => a.name),
       nemeses,
       injections,
-      verdict: failedAt === null ? 'pass' : 'fail',
+      verdict: failedAt !== null ? 'fail' : stuck !== null ? 'stuck' : 'pass',
+      ...(stuck !== null ? { stuck } : {}),
       failed_at_step: failedAt,
       violations: report.violations,
       errors,
       report,
     };
   } finally {
+    setPreempter(null);
     setSched(realSched);
     setServerEndFactory((mm, owner) => new RingServerEnd(mm, owner));
   }
@@ -231,6 +257,8 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
       return `${actor.name}: ${report.fails} failed workload check(s)${worked.length > 0 ? ` (attack worked: ${worked.join(', ')})` : ''}`;
     },
     blocked: () => Atomics.load(m.vcpus.w, stateIdx) === VS.BLOCKED,
+    inHypervisor: () => Atomics.load(m.vcpus.w, stateIdx) === VS.HYPERVISOR,
+    serves: task.workload.kind === 'gpu-backend' && task.vcpu === 0,
     step() {
       if (cpu.stopping) {
         actor.retire();
@@ -275,7 +303,7 @@ function planChaos(rng: SimRng, horizon: number, spec: HostSpec, off: readonly S
   const out: Planned[] = [];
   for (const kind of SIM_NEMESES) {
     const on = rng.chance(0.5);
-    const times = 1 + rng.below(3);
+    const times = kind === 'crash-domain' ? 1 : 1 + rng.below(3);
     const steps = Array.from({ length: times }, () => rng.below(Math.max(1, horizon)));
     if (!on || off.includes(kind)) continue;
     if (kind === 'crash-domain' && !spec.domains.some((d) => d.role === 'frontend')) continue;
@@ -311,6 +339,15 @@ function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing:
       const be = backends[rng.below(backends.length)]!;
       Atomics.store(store, xsKey(be, XS_KEY.MEMORY_PRESSURE), 2000 + rng.below(20000));
       closing.push({ step: now + window, undo: () => Atomics.store(store, xsKey(be, XS_KEY.MEMORY_PRESSURE), 0) });
+      return `d${be}`;
+    }
+    case 'dm-retry-storm': {
+      const backends = [...new Set(live.filter((a) => m.dom.at(a.domid, DOM.PRIVILEGED) !== 0).map((a) => a.domid))];
+      if (backends.length === 0) return undefined;
+      const be = backends[rng.below(backends.length)]!;
+      // Broken for good: a device model that answers RETRY for ever must
+      // cost its guests a bounded number of retries, not a hung vCPU.
+      Atomics.store(store, xsKey(be, XS_KEY.DM_RETRY_STORM), 1);
       return `d${be}`;
     }
     case 'hang-vcpu': {
@@ -349,4 +386,76 @@ function stateDigest(host: Host): number {
   const f = new Int32Array(s.frames);
   for (let i = 0; i < f.length; i += 61) if (f[i] !== 0) h = fnv(fnv(h, i), f[i]!);
   return h;
+}
+
+/** The lock owner tag of operations the simulator runs on behalf of "another pCPU". */
+const RACER_TAG = 0x7ffffff0;
+
+/**
+ * What other vCPUs do in the middle of a hypercall, at the hook points of
+ * hypervisor/hooks.ts. Where the hypercall holds no lock, any other vCPU
+ * may run a step there (SimSched.preempt). Where it does, only what needs
+ * none of those locks can get in, so the simulator runs that operation
+ * itself, with the held-lock stack set aside so lockdep sees another thread:
+ *  - steal.window: dom0 foreign-maps the page being stolen (device DMA);
+ *  - grant.after_validate: the granter rewrites the frame of the entry
+ *    being mapped (a guest store needs no lock: the double-fetch window).
+ */
+class Racer {
+  readonly counts: Record<string, number> = {};
+  private mapped = false;
+  constructor(
+    private readonly m: Host['m'],
+    private readonly sim: SimSched,
+    private readonly at_gfn: number,
+  ) {}
+
+  at(name: string, a: number, b: number): void {
+    const sim = this.sim;
+    if (sim.exhausted) return;
+    if (sim.preempt()) this.count(`${name}:step`);
+    switch (name) {
+      case 'steal.window':
+        if (this.at_gfn >= 0 && !this.mapped && sim.rng.chance(0.5)) this.asAnother(() => {
+          this.mapped = foreignMap(this.m, 0, a, b, this.at_gfn) === 0;
+          if (this.mapped) this.count('steal.window:foreign_map');
+        });
+        break;
+      case 'grant.after_validate':
+        if (sim.rng.chance(0.25)) {
+          const si = this.m.grants.sharedIdx(a, b);
+          guestStoreBegin(this.m, a, b);
+          Atomics.store(this.m.grants.shared, si + 1, Atomics.load(this.m.grants.shared, si + 1) ^ 1);
+          guestStoreEnd(this.m, a, b);
+          this.count('grant.after_validate:rewrite');
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** At the top level: undo what the racers left (dom0's DMA mapping). */
+  settle(): void {
+    if (this.mapped && this.m.dom.state(0) === DS.RUNNING) removeFromPhysmap(this.m, 0, this.at_gfn);
+    this.mapped = false;
+  }
+
+  private asAnother(f: () => void): void {
+    const tag = threadTag();
+    const held = this.m.locks.stashHeld();
+    setThreadTag(RACER_TAG);
+    try {
+      f();
+    } finally {
+      setThreadTag(tag);
+      this.m.locks.unstashHeld(held);
+    }
+    this.sim.hash = fnv(this.sim.hash, 0x4ace);
+  }
+
+  private count(k: string): void {
+    this.counts[k] = (this.counts[k] ?? 0) + 1;
+    this.sim.hash = fnv(this.sim.hash, k.length);
+  }
 }

@@ -29,6 +29,14 @@ export interface SimActor {
   ready(): boolean;
   /** Whether it is descheduled-safe at this moment: BLOCKED, so a nested step may run meanwhile. */
   blocked(): boolean;
+  /** Whether it is inside a hypercall (HYPERVISOR): another vCPU may act meanwhile at a lock-free point, as on another pCPU. */
+  inHypervisor(): boolean;
+  /**
+   * Whether others wait for it (a device model answers ioreqs): it is never
+   * preempted, since on one thread a vCPU suspended beneath a waiter cannot
+   * answer it.
+   */
+  readonly serves: boolean;
 }
 
 export class SimStuck extends Error {
@@ -55,8 +63,10 @@ export const STEP_US = 2;
 export const TICK_US = 0.05;
 /** A spin that outlasts this many iterations with nobody able to end it is stuck. */
 export const MAX_SPIN = 2_000_000;
+/** Waits in a row that only time ended, with nobody else able to run, before the run is declared stuck. */
+export const MAX_IDLE_JUMPS = 10_000;
 
-const KIND = { step: 1, wait: 2, yield: 3 } as const;
+const KIND = { step: 1, wait: 2, yield: 3, preempt: 4 } as const;
 export type DecisionKind = keyof typeof KIND;
 
 /** xorshift32: small, fast, and the same on every machine. */
@@ -103,6 +113,7 @@ export class SimSched implements Sched {
   /** Deepest nesting reached. */
   max_depth = 0;
   nested_steps = 0;
+  private idleJumps = 0;
   readonly rng: SimRng;
   private actors: SimActor[] = [];
   private onStack: boolean[] = [];
@@ -153,8 +164,16 @@ export class SimSched implements Sched {
     return this.steps >= this.o.max_steps;
   }
 
+  /**
+   * Called before every decision, where nothing holds a lock (the top
+   * level, or a wait that may nest): injections and the running checker go
+   * there, so they land between any two steps, nested or not.
+   */
+  beforePick: (() => void) | undefined;
+
   /** Choose who runs next among those not on the stack; -1 when nobody can. */
   pick(kind: DecisionKind): number {
+    this.beforePick?.();
     const cand: number[] = [];
     for (let i = 0; i < this.actors.length; i++) if (!this.onStack[i] && !this.excluded.has(i) && this.actors[i]!.ready()) cand.push(i);
     if (cand.length === 0) return -1;
@@ -205,6 +224,23 @@ export class SimSched implements Sched {
     );
   }
 
+  /**
+   * A lock-free point inside a hypercall (hypervisor/hooks.ts): with even
+   * odds another vCPU runs a step here, as it would on another pCPU. Returns
+   * whether one did.
+   */
+  preempt(): boolean {
+    const top = this.current;
+    if (top < 0 || this.exhausted || this.o.locks.heldCount() !== 0) return false;
+    const a = this.actors[top]!;
+    if (a.serves || (!a.inHypervisor() && !a.blocked())) return false;
+    if (!this.rng.chance(0.5)) return false;
+    const j = this.pick('preempt');
+    if (j < 0) return false;
+    this.run(j);
+    return true;
+  }
+
   // ---- Sched -----------------------------------------------------------------
 
   relax(iteration: number): void {
@@ -215,17 +251,23 @@ export class SimSched implements Sched {
 
   wait(word: Int32Array, index: number, expected: number, timeout_ms: number): boolean {
     const deadline_us = timeout_ms === Infinity ? Infinity : this.clock_us + timeout_ms * 1000;
+    if (deadline_us === this.clock_us) return Atomics.load(word, index) !== expected;
     for (;;) {
       if (Atomics.load(word, index) !== expected) return true;
       if (this.clock_us >= deadline_us) return false;
       const j = this.mayNest() ? this.pick('wait') : -1;
       if (j >= 0) {
+        this.idleJumps = 0;
         this.run(j);
         continue;
       }
       // Nobody else may run now: only time can end this wait.
       if (deadline_us === Infinity) throw new SimStuck(`${this.who()} waits for ever with nobody able to wake it`);
       this.clock_us = deadline_us;
+      // A caller that waits again and again for what only a vCPU suspended
+      // beneath it could do: a limit of one thread, not a finding.
+      if (++this.idleJumps > MAX_IDLE_JUMPS) throw new SimStuck(`${this.who()} keeps waiting with every other vCPU suspended beneath it (depth ${this.depth})`);
+      return false;
     }
   }
 

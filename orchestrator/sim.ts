@@ -1,0 +1,376 @@
+/**
+ * `xgsim sim`: the deterministic simulator (hypervisor/sim) from the command
+ * line — one seed, a range of seeds (exploration), the determinism check,
+ * shrinking a failure and writing it down as a replay file.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { bugNames } from '../hypervisor/buggify.js';
+import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../hypervisor/sim/run.js';
+import type { Strategy } from '../hypervisor/sim/sim-sched.js';
+import { loadTopology } from './config/topology.js';
+import { hostSpecOf } from './host-spec.js';
+import { summarize, type Summary } from './summary.js';
+import { EXIT, UsageError } from './errors.js';
+
+export const DEFAULT_SIM_TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
+export const DEFAULT_SIM_STEPS = 20_000;
+
+export interface SimCliOptions {
+  seed?: string;
+  seeds?: string;
+  steps?: string;
+  horizon?: string;
+  strategy?: string;
+  chaos?: boolean;
+  checkDeterminism?: boolean;
+  json?: boolean;
+  shrink?: boolean;
+  write?: string;
+  replay?: string;
+  buggify: number;
+}
+
+/** One run as the command reports it: the simulator's result, the summary of the same end-of-run report, the replay command. */
+export interface SimRun extends Omit<SimResult, 'report'> {
+  summary: Summary;
+  replay: string;
+}
+
+interface Plan {
+  topology: string;
+  steps: number;
+  horizon: number | undefined;
+  strategy: SimOptions['strategy'];
+  chaos: boolean;
+  nemeses_off: SimNemesis[];
+  exclude: string[];
+  buggify: number;
+}
+
+function posInt(flag: string, s: string | undefined, dflt: number, max = 100_000_000): number {
+  if (s === undefined) return dflt;
+  if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > max) throw new UsageError(`${flag}: expected an integer 1…${max}, got \`${s}\``);
+  return Number(s);
+}
+
+function seedOf(s: string): number {
+  if (!/^\d+$/.test(s) || Number(s) > 2 ** 31 - 1) throw new UsageError(`--seed: expected an integer 0…2147483647, got \`${s}\``);
+  return Number(s);
+}
+
+/** `a..b` (inclusive) or a single seed. */
+export function parseSeedRange(s: string): [number, number] {
+  const m = /^(\d+)(?:\.\.(\d+))?$/.exec(s.trim());
+  if (m === null) throw new UsageError(`--seeds: expected a..b (e.g. 1..1000), got \`${s}\``);
+  const a = Number(m[1]);
+  const b = m[2] === undefined ? a : Number(m[2]);
+  if (a > b) throw new UsageError(`--seeds: ${a}..${b} is empty (the first seed is above the last)`);
+  if (b > 2 ** 31 - 1) throw new UsageError(`--seeds: seeds go up to 2147483647, got ${b}`);
+  if (b - a >= 1_000_000) throw new UsageError(`--seeds: at most 1000000 seeds at once, got ${b - a + 1}`);
+  return [a, b];
+}
+
+function strategyOf(s: string | undefined): SimOptions['strategy'] {
+  if (s === undefined || s === 'mixed') return 'mixed';
+  if (s === 'random' || s === 'pct') return s;
+  throw new UsageError(`--strategy: expected random, pct or mixed, got \`${s}\``);
+}
+
+async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOptions> = {}): Promise<SimRun> {
+  const topo = loadTopology(p.topology);
+  const spec = hostSpecOf(topo, { seed, checking: true, buggify: p.buggify, check_interval_ms: 0 });
+  const names = spec.domains.flatMap((d) => Array.from({ length: d.vcpus }, (_, v) => `${d.name}/v${v}`));
+  const exclude = p.exclude.map((n) => names.indexOf(n)).filter((i) => i >= 0);
+  const r = await runSim(spec, {
+    seed,
+    steps,
+    ...(p.horizon !== undefined ? { horizon: p.horizon } : {}),
+    ...(p.strategy !== undefined ? { strategy: p.strategy } : {}),
+    chaos: p.chaos,
+    nemeses_off: p.nemeses_off,
+    exclude,
+    ...o,
+  });
+  const { report, ...rest } = r;
+  const bugs = bugNames(p.buggify);
+  const summary = summarize(report, { seed, transport: 'sim', buggify: bugs });
+  summary.duration_ms = Math.round(r.sim_us / 1000);
+  let verdict = rest.verdict;
+  let failed_at_step = rest.failed_at_step;
+  if (verdict === 'pass' && summary.verdict === 'fail') {
+    verdict = 'fail';
+    failed_at_step = rest.steps;
+  }
+  const horizon = p.horizon ?? steps;
+  const replaySteps = failed_at_step ?? steps;
+  const replay = replayCommand(p, seed, replaySteps, horizon, rest.strategy);
+  return { ...rest, verdict, failed_at_step, summary, replay };
+}
+
+function replayCommand(p: Plan, seed: number, steps: number, horizon: number, strategy: Strategy): string {
+  const bugs = bugNames(p.buggify);
+  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
+  const topo = p.topology === DEFAULT_SIM_TOPOLOGY ? '' : ` ${relative(process.cwd(), p.topology) || p.topology}`;
+  const parts = [`${env}npx xgsim sim${topo} --seed ${seed} --steps ${steps}`];
+  if (horizon !== steps) parts.push(`--horizon ${horizon}`);
+  if (p.strategy === 'mixed' || p.strategy === undefined) parts.push(`--strategy ${strategy}`);
+  else parts.push(`--strategy ${p.strategy}`);
+  if (!p.chaos) parts.push('--no-chaos');
+  return parts.join(' ');
+}
+
+/** Why a run failed, in one line. */
+export function firstReason(r: SimRun): string {
+  const v = r.violations[0];
+  if (v !== undefined) return `${v.invariant}: ${v.text}`;
+  return r.errors[0] ?? r.stuck ?? r.summary.errors[0] ?? 'the end-of-run checks failed';
+}
+
+function line(r: SimRun): string {
+  const secs = (r.real_ms / 1000).toFixed(2);
+  const verdict = r.verdict.toUpperCase();
+  return `sim: ${verdict}   seed ${r.seed}   hash ${r.hash}   ${r.steps} steps in ${secs} s (${r.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(r.sim_us / 1e6).toFixed(3)} s (${r.sim_ratio.toFixed(2)}× real time)   ${r.strategy}, max depth ${r.max_depth}`;
+}
+
+export async function simCommand(file: string | undefined, o: SimCliOptions): Promise<{ exitCode: number }> {
+  if (o.replay !== undefined) return replayFile(o);
+  const topology = file ?? DEFAULT_SIM_TOPOLOGY;
+  loadTopology(topology); // bad input: one line, exit 2, before anything runs
+  const p: Plan = {
+    topology,
+    steps: posInt('--steps', o.steps, DEFAULT_SIM_STEPS),
+    horizon: o.horizon !== undefined ? posInt('--horizon', o.horizon, 0) : undefined,
+    strategy: strategyOf(o.strategy),
+    chaos: o.chaos !== false,
+    nemeses_off: [],
+    exclude: [],
+    buggify: o.buggify,
+  };
+  if (o.seeds !== undefined && o.seed !== undefined) throw new UsageError('--seed and --seeds: give one of them');
+  if (o.seeds !== undefined) return explore(p, parseSeedRange(o.seeds), o);
+  const seed = o.seed !== undefined ? seedOf(o.seed) : Math.floor(Math.random() * 2 ** 31);
+  const bugs = bugNames(p.buggify);
+  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  say(`xgsim sim ${relative(process.cwd(), topology) || topology}: seed ${seed}, ${p.steps} steps${p.horizon !== undefined ? ` (horizon ${p.horizon})` : ''}, strategy ${p.strategy}, chaos ${p.chaos ? 'on' : 'off'}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`);
+  const a = await runOne(p, seed, p.steps, progressOption(o));
+  const runs = [a];
+  let deterministic: boolean | undefined;
+  if (o.checkDeterminism === true) {
+    const b = await runOne(p, seed, p.steps);
+    runs.push(b);
+    deterministic = a.hash === b.hash && a.steps === b.steps && a.verdict === b.verdict;
+  }
+  let written: string | undefined;
+  if (a.verdict === 'fail' && o.shrink === true) written = await shrinkAndWrite(p, a, o.write);
+  if (o.json === true) {
+    const out = { ...a, ...(deterministic !== undefined ? { determinism: { runs: runs.map((r) => ({ hash: r.hash, steps: r.steps, real_ms: r.real_ms, steps_per_s: r.steps_per_s })), identical: deterministic } } : {}), ...(written !== undefined ? { written } : {}) };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    for (const r of runs) process.stdout.write(`${line(r)}\n`);
+    if (deterministic !== undefined) process.stdout.write(`determinism: ${deterministic ? 'identical' : 'DIFFERENT'} hashes (${runs.map((r) => r.hash).join(' ')})\n`);
+    if (a.nemeses.length > 0) process.stdout.write(`nemeses on: ${a.nemeses.join(', ')} (${a.injections.length} injections)\n`);
+    if (a.verdict !== 'pass') process.stdout.write(`${a.verdict === 'fail' ? `failed at step ${a.failed_at_step}` : 'stuck'}: ${firstReason(a)}\n`);
+  }
+  if (a.verdict === 'fail') say(`replay: ${a.replay}`);
+  if (written !== undefined) say(`shrunk replay written to ${written}`);
+  const bad = a.verdict === 'fail' || deterministic === false;
+  return { exitCode: bad ? EXIT.FAIL : EXIT.PASS };
+}
+
+function progressOption(o: SimCliOptions): Partial<SimOptions> {
+  if (process.stderr.isTTY !== true || o.json === true) return {};
+  return { progress: (steps) => void process.stderr.write(`\r  sim: ${steps.toLocaleString('en-US')} steps`) };
+}
+
+export interface ExploreReport {
+  topology: string;
+  seeds: [number, number];
+  steps: number;
+  buggify: string[];
+  runs: number;
+  failed: number;
+  stuck: number;
+  /** The first seed that failed (seeds-to-detection when exploring from 1). */
+  first_failing_seed: number | null;
+  failures: Array<{ seed: number; step: number | null; reason: string; replay: string }>;
+  stuck_seeds: number[];
+  steps_total: number;
+  real_ms: number;
+  steps_per_s: number;
+  written?: string;
+}
+
+async function explore(p: Plan, [a, b]: [number, number], o: SimCliOptions): Promise<{ exitCode: number }> {
+  const bugs = bugNames(p.buggify);
+  const tty = process.stderr.isTTY === true;
+  process.stderr.write(`xgsim sim ${relative(process.cwd(), p.topology) || p.topology}: seeds ${a}..${b}, ${p.steps} steps each, strategy ${p.strategy}, chaos ${p.chaos ? 'on' : 'off'}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
+  const t0 = performance.now();
+  const rep: ExploreReport = { topology: p.topology, seeds: [a, b], steps: p.steps, buggify: bugs, runs: 0, failed: 0, stuck: 0, first_failing_seed: null, failures: [], stuck_seeds: [], steps_total: 0, real_ms: 0, steps_per_s: 0 };
+  let firstFail: SimRun | undefined;
+  let lastLine = t0;
+  for (let seed = a; seed <= b; seed++) {
+    const r = await runOne(p, seed, p.steps);
+    rep.runs++;
+    rep.steps_total += r.steps;
+    if (r.verdict === 'fail') {
+      rep.failed++;
+      rep.first_failing_seed ??= seed;
+      firstFail ??= r;
+      if (rep.failures.length < 100) rep.failures.push({ seed, step: r.failed_at_step, reason: firstReason(r), replay: r.replay });
+    } else if (r.verdict === 'stuck') {
+      rep.stuck++;
+      rep.stuck_seeds.push(seed);
+    }
+    const now = performance.now();
+    // Progress: a bar-like line on a TTY, a line every 10 s otherwise.
+    if (tty && o.json !== true) process.stderr.write(`\r  sim: seed ${seed} (${rep.runs}/${b - a + 1}), ${rep.failed} failed`);
+    else if (now - lastLine > 10_000) {
+      lastLine = now;
+      process.stderr.write(`  sim: ${rep.runs}/${b - a + 1} seeds, ${rep.failed} failed\n`);
+    }
+  }
+  if (tty && o.json !== true) process.stderr.write('\n');
+  rep.real_ms = Math.round(performance.now() - t0);
+  rep.steps_per_s = Math.round(rep.steps_total / Math.max(rep.real_ms / 1000, 1e-6));
+  if (firstFail !== undefined && o.shrink === true) rep.written = await shrinkAndWrite(p, firstFail, o.write);
+  if (o.json === true) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
+  else {
+    process.stdout.write(`sim: ${rep.runs} seeds, ${rep.failed} failed, ${rep.stuck} stuck   ${rep.steps_total.toLocaleString('en-US')} steps in ${(rep.real_ms / 1000).toFixed(1)} s (${rep.steps_per_s.toLocaleString('en-US')} steps/s)${rep.first_failing_seed !== null ? `   first failing seed ${rep.first_failing_seed}` : ''}\n`);
+    for (const f of rep.failures.slice(0, 10)) process.stdout.write(`  seed ${f.seed} at step ${f.step}: ${f.reason}\n    replay: ${f.replay}\n`);
+    if (rep.failures.length > 10) process.stdout.write(`  … ${rep.failed - 10} more (--json lists up to 100)\n`);
+    if (rep.stuck > 0) process.stdout.write(`  stuck (a limit of the simulator, not a finding): seeds ${rep.stuck_seeds.slice(0, 20).join(', ')}\n`);
+    if (rep.written !== undefined) process.stdout.write(`shrunk replay of seed ${rep.first_failing_seed} written to ${rep.written}\n`);
+  }
+  return { exitCode: rep.failed > 0 ? EXIT.FAIL : EXIT.PASS };
+}
+
+/**
+ * Shrink a failing run: the shortest prefix is where it failed; then, one
+ * at a time, switch off each nemesis that was on and leave out each vCPU,
+ * keeping every change after which the run still fails. Writes the result
+ * as a replay file (`xgsim sim --replay <file>`).
+ */
+async function shrinkAndWrite(p: Plan, failed: SimRun, file: string | undefined): Promise<string> {
+  const cur: Plan = { ...p, horizon: p.horizon ?? p.steps, strategy: failed.strategy, nemeses_off: [...p.nemeses_off], exclude: [...p.exclude] };
+  let best = failed;
+  let steps = failed.failed_at_step ?? failed.steps;
+  const tryPlan = async (q: Plan): Promise<SimRun | undefined> => {
+    const r = await runOne(q, failed.seed, steps);
+    return r.verdict === 'fail' ? r : undefined;
+  };
+  for (const n of failed.nemeses) {
+    const q = { ...cur, nemeses_off: [...cur.nemeses_off, n] };
+    const r = await tryPlan(q);
+    if (r !== undefined) {
+      cur.nemeses_off = q.nemeses_off;
+      best = r;
+      steps = r.failed_at_step ?? steps;
+    }
+  }
+  for (const actor of failed.actors) {
+    const q = { ...cur, exclude: [...cur.exclude, actor] };
+    const r = await tryPlan(q);
+    if (r !== undefined) {
+      cur.exclude = q.exclude;
+      best = r;
+      steps = r.failed_at_step ?? steps;
+    }
+  }
+  const bugs = bugNames(p.buggify);
+  const out = file ?? join('xgsim-runs', `sim-seed-${failed.seed}${bugs.length > 0 ? `-${bugs.join('+')}` : ''}.yaml`);
+  mkdirSync(dirname(out), { recursive: true });
+  const lines = [
+    `# xgsim sim replay — run it with: npx xgsim sim --replay ${out}`,
+    `# Found: seed ${failed.seed} failed at step ${failed.failed_at_step} of ${failed.steps}; shrunk to ${steps} steps,`,
+    `# ${cur.nemeses_off.length} nemesis(es) off and ${cur.exclude.length} vCPU(s) left out. It fails with:`,
+    `#   ${firstReason(best).replace(/\n/g, ' ')}`,
+    'kind: sim-replay',
+    `topology: ${JSON.stringify(relative(dirname(resolve(out)), resolve(p.topology)))}   # relative to this file`,
+    `seed: ${failed.seed}`,
+    `steps: ${steps}`,
+    `horizon: ${cur.horizon}`,
+    `strategy: ${failed.strategy}`,
+    `chaos: ${cur.chaos}`,
+    `buggify: [${bugs.join(', ')}]`,
+    `nemeses_off: [${cur.nemeses_off.join(', ')}]`,
+    `exclude: [${cur.exclude.map((x) => JSON.stringify(x)).join(', ')}]`,
+    'expect: fail',
+    '',
+  ];
+  writeFileSync(out, lines.join('\n'));
+  return out;
+}
+
+interface ReplayFile {
+  topology: string;
+  seed: number;
+  steps: number;
+  horizon: number;
+  strategy: Strategy;
+  chaos: boolean;
+  buggify: string[];
+  nemeses_off: SimNemesis[];
+  exclude: string[];
+  expect: 'fail' | 'pass';
+}
+
+/** Read a replay file; a malformed one is bad input (file:line:col where the YAML says). */
+export function loadReplayFile(file: string): ReplayFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`${file}: cannot read the replay file`);
+  }
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const pos = e.linePos?.[0];
+    throw new UsageError(`${file}${pos !== undefined ? `:${pos.line}:${pos.col}` : ''}: ${e.message.split('\n')[0]}`);
+  }
+  const raw = doc.toJS() as Record<string, unknown> | null;
+  const bad = (what: string): never => {
+    throw new UsageError(`${file}: ${what}`);
+  };
+  if (raw === null || typeof raw !== 'object') return bad('expected a mapping (kind: sim-replay, …)');
+  if (raw['kind'] !== 'sim-replay') return bad('`kind: sim-replay` missing: not a replay file of `xgsim sim --shrink`');
+  const int = (k: string): number => (typeof raw[k] === 'number' && Number.isInteger(raw[k]) && (raw[k] as number) >= 0 ? (raw[k] as number) : bad(`\`${k}\`: expected a non-negative integer`));
+  const strs = (k: string): string[] => (raw[k] === undefined || raw[k] === null ? [] : Array.isArray(raw[k]) && (raw[k] as unknown[]).every((x) => typeof x === 'string') ? (raw[k] as string[]) : bad(`\`${k}\`: expected a list of names`));
+  const strategy = raw['strategy'];
+  if (strategy !== 'random' && strategy !== 'pct') bad('`strategy`: expected random or pct');
+  const nemeses_off = strs('nemeses_off');
+  for (const n of nemeses_off) if (!(SIM_NEMESES as readonly string[]).includes(n)) bad(`\`nemeses_off\`: unknown nemesis \`${n}\`; known: ${SIM_NEMESES.join(', ')}`);
+  if (typeof raw['topology'] !== 'string') bad('`topology`: expected the path of a topology file');
+  return {
+    topology: resolve(dirname(resolve(file)), raw['topology'] as string),
+    seed: int('seed'),
+    steps: int('steps'),
+    horizon: int('horizon'),
+    strategy: strategy as Strategy,
+    chaos: raw['chaos'] !== false,
+    buggify: strs('buggify'),
+    nemeses_off: nemeses_off as SimNemesis[],
+    exclude: strs('exclude'),
+    expect: raw['expect'] === 'pass' ? 'pass' : 'fail',
+  };
+}
+
+async function replayFile(o: SimCliOptions): Promise<{ exitCode: number }> {
+  const file = o.replay!;
+  const f = loadReplayFile(file);
+  const { parseBuggify } = await import('../hypervisor/buggify.js');
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | o.buggify };
+  loadTopology(p.topology);
+  process.stderr.write(`xgsim sim --replay ${file}: seed ${f.seed}, ${f.steps} steps, expecting ${f.expect}\n`);
+  const r = await runOne(p, f.seed, f.steps);
+  if (o.json === true) process.stdout.write(`${JSON.stringify({ ...r, expected: f.expect, reproduced: r.verdict === f.expect }, null, 2)}\n`);
+  else {
+    process.stdout.write(`${line(r)}\n`);
+    if (r.verdict !== 'pass') process.stdout.write(`${r.verdict === 'fail' ? `failed at step ${r.failed_at_step}` : 'stuck'}: ${firstReason(r)}\n`);
+    process.stdout.write(`expected ${f.expect}: ${r.verdict === f.expect ? 'reproduced' : 'NOT reproduced'}\n`);
+  }
+  return { exitCode: r.verdict === 'fail' ? EXIT.FAIL : EXIT.PASS };
+}
