@@ -1,15 +1,16 @@
 /**
  * The foundation's guest workload: write and read back its own memory,
  * offer pages to peers through grants, map the peers' offers, read them,
- * unmap; a privileged domain also foreign-maps its frontends' pages; now
- * and then a hypercall with a guest buffer and a balloon out/in.
+ * unmap — or, one take in four, copy them with GNTTABOP_copy instead; a
+ * privileged domain also foreign-maps its frontends' pages; now and then a
+ * hypercall with a guest buffer and a balloon out/in.
  * Every value read is checked against what was written (CHECK_FAILS).
  */
 import type { GuestCpu } from '../hypervisor/public/guest.js';
-import { ACCESS } from '../hypervisor/public/guest.js';
+import { ACCESS, type CopyPtr } from '../hypervisor/public/guest.js';
 import { GNTST_bad_domain, GNTST_okay } from '../hypervisor/public/errno.js';
 import { domid, gfn, grantRef } from '../hypervisor/public/types.js';
-import { DOM_WORDS, MB, SLOTS, SLOT_WORDS, ST, slotBase, slotRef } from './mailbox.js';
+import { DOM_WORDS, FIRST_REF, MAX_VCPUS_SEEN, MB, SLOTS, SLOT_WORDS, ST, slotBase, slotRef } from './mailbox.js';
 import type { GuestEnv, Workload } from './workload.js';
 
 export interface GrantPingStats {
@@ -32,6 +33,14 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
   const priv = Math.max(0, cpu.memory_pages - share - cpu.nr_vcpus);
   const per = Math.max(1, Math.floor(priv / cpu.nr_vcpus));
   const myFirst = v * per;
+  // The last private page of each vCPU is its copy scratch page, granted to
+  // its own domain (ref above every offer ref), so a copy can land in it by
+  // gfn or through a grant ref — grant to grant, as a backend copying between
+  // two frontends does (GNTTABOP_copy with two refs; the XSA-380 path).
+  const scratch = per >= 2 && v < MAX_VCPUS_SEEN ? myFirst + per - 1 : -1;
+  const scratchRef = grantRef(FIRST_REF + MAX_VCPUS_SEEN * SLOTS + v);
+  const ownPages = scratch >= 0 ? per - 1 : per;
+  let scratchGranted = false;
   const balloonGfn = cpu.memory_pages - share - cpu.nr_vcpus + v;
   let ballooned = false;
   const shadow = new Map<number, number>();
@@ -46,7 +55,7 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
 
   function ownMemory(): void {
     if (priv < cpu.nr_vcpus) return;
-    const g = myFirst + Math.floor(cpu.random() * per);
+    const g = myFirst + Math.floor(cpu.random() * ownPages);
     const off = Math.floor(cpu.random() * (ps / 4)) * 4;
     const key = g * ps + off;
     const want = shadow.get(key);
@@ -96,7 +105,8 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
         const b = base + ((start + j) % n) * SLOT_WORDS;
         if (Atomics.load(cpu.store, b + MB.STATE) !== ST.OFFERED || cpu.store[b + MB.TO] !== me) continue;
         if (Atomics.compareExchange(cpu.store, b + MB.STATE, ST.OFFERED, ST.TAKEN) !== ST.OFFERED) continue;
-        mapOne(p, b, (start + j) % n);
+        if (scratch >= 0 && cpu.random() < 0.25) copyOne(p, b);
+        else mapOne(p, b, (start + j) % n);
         Atomics.store(cpu.store, b + MB.STATE, ST.DONE);
         return;
       }
@@ -117,6 +127,42 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
     if (cpu.read32(at, 0) !== val || cpu.read32(at, ps - 4) !== val) fail();
     if (!ro) cpu.write32(at, 4, (val + 1) | 0);
     if (cpu.hc.gnttab_unmap_grant_ref(r.handle) !== GNTST_okay) fail();
+    ops++;
+  }
+
+  /**
+   * Take an offer by copying instead of mapping: the whole granted page into
+   * the scratch page, then check it; a writable offer gets its mark (value+1
+   * at offset 4) copied back into the granter's page.
+   */
+  function copyOne(p: number, b: number): void {
+    const ro = cpu.store[b + MB.RO] === 1;
+    const val = cpu.store[b + MB.VALUE]! >>> 0;
+    const ref = grantRef(cpu.store[b + MB.REF]!);
+    const sg = gfn(scratch);
+    if (!scratchGranted) {
+      cpu.grants.grant_access(scratchRef, domid(me), sg, false);
+      scratchGranted = true;
+    }
+    const viaRef = cpu.random() < 0.5;
+    const mine = (offset: number): CopyPtr => (viaRef ? { kind: 'ref', domid: domid(me), ref: scratchRef, offset } : { kind: 'gfn', gfn: sg, offset });
+    const theirs = (offset: number): CopyPtr => ({ kind: 'ref', domid: domid(p), ref, offset });
+    // Poison first: a copy that claims success but moved nothing is caught.
+    cpu.write32(sg, 0, ~val);
+    cpu.write32(sg, ps - 4, ~val);
+    const st = cpu.hc.gnttab_copy({ src: theirs(0), dst: mine(0), len: ps });
+    // A peer that died since its offer (chaos crash-domain) is not our failure.
+    if (st === GNTST_bad_domain) return;
+    if (st !== GNTST_okay) {
+      fail();
+      return;
+    }
+    if (cpu.read32(sg, 0) >>> 0 !== val || cpu.read32(sg, ps - 4) >>> 0 !== val) fail();
+    if (!ro) {
+      cpu.write32(sg, 8, (val + 1) | 0);
+      const back = cpu.hc.gnttab_copy({ src: mine(8), dst: theirs(4), len: 4 });
+      if (back !== GNTST_okay && back !== GNTST_bad_domain) fail();
+    }
     ops++;
   }
 
@@ -169,6 +215,7 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
       if (tick % 256 === 0) report(fails, ops);
     },
     finish(): void {
+      if (scratchGranted && cpu.grants.end_access(scratchRef)) scratchGranted = false;
       // Leave no offer behind that a peer could still take.
       for (let k = 0; k < SLOTS; k++) {
         const b = slotBase(me, v, k);

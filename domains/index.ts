@@ -6,6 +6,7 @@ import { makeRaceWorkload } from './race.js';
 import { makeStressWorkload } from './stress.js';
 import { deviceModel, gpuKernel } from './gpu/device-model.js';
 import { adversaryWorkload, computeSvmWorkload, renderWorkload } from './gpu/driver.js';
+import { viewerWorkload } from './gpu/viewer.js';
 import type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
 
 export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
@@ -45,11 +46,13 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       const fe = env.gpu?.frontends.find((f) => f.domid === (cpu.domid as number));
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
       const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
-      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes);
+      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, env.share);
       if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
       return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true);
     }
+    case 'viewer':
+      return env.viewing === undefined ? idleWorkload(cpu) : viewerWorkload(cpu, env.viewing.compositor, report);
     default:
       // GPU workloads (render, compute-svm, adversary) arrive with the
       // primitives and the IOREQ path; until then they idle.

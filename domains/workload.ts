@@ -4,6 +4,7 @@
  * machine only through the GuestCpu of hypervisor/public/.
  */
 import type { GuestCpu } from '../hypervisor/public/guest.js';
+import type { ShareEnv } from './gpu/share.js';
 
 export interface Workload {
   /** One bounded slice of guest work (a device model's may await its transport, idle). */
@@ -28,6 +29,10 @@ export interface GuestEnv {
   map_window_pages: number;
   /** The virtio-GPU device, for a GPU frontend (its driver) or its backend (the device model). */
   gpu?: GpuEnv;
+  /** A `render` frontend with `share_with`: the viewer it serves and its share window there (docs/gpu.md §12). */
+  share?: ShareEnv;
+  /** A `viewer`: the compositor (its backend) whose shares it reads. */
+  viewing?: { compositor: number };
 }
 
 export interface GpuFrontendEnv {

@@ -201,6 +201,7 @@ export class Host {
           map_window_gfn: Math.max(d.memory_pages, d.max_pages) + v * MAP_WINDOW_PAGES,
           map_window_pages: MAP_WINDOW_PAGES,
           ...gpuEnvOf(this.gpu, d),
+          ...shareEnvOf(this.spec, d),
         };
         const task: VcpuTask = {
           kind: 'run-vcpu',
@@ -508,4 +509,19 @@ function gpuEnvOf(gpu: Map<number, GpuEnv>, d: HostDomainSpec): { gpu?: GpuEnv }
   if (own !== undefined) return { gpu: own };
   const be = d.backend !== undefined ? gpu.get(d.backend) : undefined;
   return be !== undefined && be.frontends.some((f) => f.domid === d.domid) ? { gpu: be } : {};
+}
+
+/**
+ * The compositor chain (docs/gpu.md §12): a `render` frontend with
+ * `share_with` learns its viewer and the viewer's share window — the spare
+ * mapping window above the viewer's per-vCPU ones, which nothing else uses;
+ * a `viewer` learns its compositor (its backend).
+ */
+function shareEnvOf(spec: HostSpec, d: HostDomainSpec): Pick<GuestEnv, 'share' | 'viewing'> {
+  const w = d.workload as Record<string, unknown>;
+  if (d.workload.kind === 'viewer' && d.backend !== undefined) return { viewing: { compositor: d.backend } };
+  if (d.workload.kind !== 'render' || typeof w['share_with'] !== 'string') return {};
+  const v = spec.domains.find((x) => x.name === w['share_with'] && x.backend === d.domid);
+  if (v === undefined) return {};
+  return { share: { viewer: v.domid, window_gfn: Math.max(v.memory_pages, v.max_pages) + v.vcpus * MAP_WINDOW_PAGES, window_pages: MAP_WINDOW_PAGES } };
 }

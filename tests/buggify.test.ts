@@ -62,6 +62,18 @@ describe('BUGGIFY', () => {
     const r = await runFor(grantPing(seed, ''), 1000);
     expect(totalViolations(r), explain(r)).toBe(0);
     expect(r.errors).toEqual([]);
+    expect(r.stats['check_fails'], explain(r)).toBe(0);
+    // Some takes were grant copies (grant to gfn and grant to grant).
+    expect(r.stats['grant_copies'], explain(r)).toBeGreaterThan(0);
     expect(r.frames.free).toBe(r.frames.total);
+  });
+
+  it('gnttab-copy-double-lock: grant-ping\'s grant-to-grant copies hold two grant-table locks, and lockdep says so', async () => {
+    const seed = testSeed('gnttab-copy-double-lock grant-ping');
+    const r = await runFor(grantPing(seed, 'gnttab-copy-double-lock'), 1000);
+    expect(r.invariants['lock_order']!.violations, explain(r)).toBeGreaterThan(0);
+    expect(r.violations.some((v) => v.text.includes('grant.copy.double_gt_lock'))).toBe(true);
+    // The copies themselves are right either way.
+    expect(r.stats['check_fails'], explain(r)).toBe(0);
   });
 });

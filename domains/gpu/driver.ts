@@ -10,6 +10,7 @@ import { ACCESS } from '../../hypervisor/public/guest.js';
 import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
 import type { GpuFrontendEnv, Workload } from '../workload.js';
 import { bump as count } from '../counters.js';
+import { Sharer, type ShareEnv, type Shared } from './share.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, QUEUE_GFN, QUEUE_REF, REG_DOORBELL, REG_QUEUE, REG_STATUS } from './protocol.js';
 
 interface Report {
@@ -83,8 +84,9 @@ function share(cpu: GuestCpu, buffers: number): number {
   return Math.max(1, Math.min(RES_PER_VCPU, mine));
 }
 
-export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes): Workload {
+export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes, shareEnv?: ShareEnv): Workload {
   const drv = new GpuDriver(cpu, env, backend);
+  const sharer = shareEnv !== undefined ? new Sharer(cpu, shareEnv, report) : undefined;
   const v = cpu.vcpu as number;
   const nres = share(cpu, sizes.buffers);
   const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
@@ -131,7 +133,22 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
         if (bad > 0) report.fails++; // dom0 saw other bytes than the guest drew
         else if (bad === 0) bump(report, 'blobs_checked');
       }
-      if (drv.cmd(OP.UNMAP_BLOB, res) !== 0) {
+      // The compositor chain: pass some of the drawn pages on to the viewer
+      // (nested Map), give it a moment to look, then take them back itself
+      // or leave that to the transitive Revoke of UNMAP_BLOB.
+      let shared: Shared | undefined;
+      if (sharer !== undefined && lost === 0) {
+        shared = sharer.share(res, at, pages, value);
+        if (shared !== undefined) {
+          cpu.sleep(1);
+          if (cpu.random() < 0.5) {
+            sharer.revoke(shared);
+            shared = undefined;
+          }
+        }
+      }
+      const unmapped = shared !== undefined && sharer !== undefined ? sharer.leave(shared, () => drv.cmd(OP.UNMAP_BLOB, res)) : drv.cmd(OP.UNMAP_BLOB, res);
+      if (unmapped !== 0) {
         // Not executed (the device model is going away with the host): nothing to check.
         bump(report, 'unmap_fail');
         drv.cmd(OP.DESTROY_BLOB, res);

@@ -156,6 +156,16 @@ transport: ring
     expect(t.domains.map((d) => [d.domid, d.role, d.privileged])).toEqual([[0, 'backend', true], [1, 'backend', false], [2, 'frontend', false]]);
   });
 
+  it('accepts a compositor chain: a frontend served by a frontend, render share_with, a viewer', () => {
+    const t = loadTopology(fileURLToPath(new URL('../../examples/compositor.yaml', import.meta.url)));
+    expect(t.domains.map((d) => [d.name, d.role, d.backend])).toEqual([['dom0', 'backend', undefined], ['compositor', 'frontend', 'dom0'], ['viewer', 'frontend', 'compositor']]);
+    expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 8, buffer_pages: 8, fault_policy: 'remap', share_with: 'viewer' });
+    expect(t.domains[2]?.workload).toEqual({ kind: 'viewer' });
+    // A chain of frontends that never reaches a backend is allowed; a loop is not.
+    expect(parseTopology('domains:\n  - { name: dom0 }\n  - { name: a }\n  - { name: b, backend: a }\n', 't.yaml').domains[2]?.backend).toBe('a');
+    expect(errorOf('domains:\n  - { name: dom0 }\n  - { name: a, backend: c }\n  - { name: b, backend: a }\n  - { name: c, backend: b }\n')).toContain('backends loop: a → c → b → a');
+  });
+
   it('reports errors with file:line:col and key path', () => {
     expect(errorOf('domains:\n  - name: dom0\n  - name: guest1\n    backend: dom1\n')).toBe(
       't.yaml:4:14: domains[1].backend: unknown backend `dom1`; domains are: dom0, guest1; did you mean `dom0`?',

@@ -21,6 +21,13 @@
  *   never runs in dom0. A grant-ping without `peer` pings the next domain in
  *   list order (wrapping) that also runs grant-ping, else its backend, else
  *   the next domain.
+ * - A frontend's `backend` is a backend, or another frontend that serves it
+ *   (a compositor chain, docs/gpu.md §12): that frontend may re-Map what it
+ *   received into it (nested Map). Not itself, no loops. The GPU workloads
+ *   need a backend-role domain (the device model runs there).
+ * - `render` `share_with: <viewer>` names a frontend whose backend is the
+ *   render domain; `viewer` runs on a frontend whose backend runs `render`
+ *   with `share_with` naming it.
  */
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
@@ -59,7 +66,7 @@ export const ATTACKS = [
 ] as const;
 export type AttackName = (typeof ATTACKS)[number];
 
-export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping'] as const;
+export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping', 'viewer'] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export const DEVICE_KINDS = ['virtio-gpu'] as const;
@@ -67,12 +74,15 @@ export type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export type WorkloadSpec =
   | { readonly kind: 'idle' }
-  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
+  /** `share_with`: a frontend this one serves; blobs' pages are re-Mapped into it (nested Map, docs/gpu.md §12). */
+  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName; readonly share_with?: string }
   | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
   /** `dormant`: attacks only once chaos `adversary-on` switches it on (xenstore key ADVERSARY_ON). */
   | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[]; readonly dormant: boolean; readonly fault_policy: FaultPolicyName }
   /** Write/read own memory, grant `pages` pages to `peer`, which maps, reads and unmaps them. */
-  | { readonly kind: 'grant-ping'; readonly peer: string; readonly pages: number };
+  | { readonly kind: 'grant-ping'; readonly peer: string; readonly pages: number }
+  /** Reads the blob pages its backend (a `render` frontend with `share_with` naming it) re-Maps into it. */
+  | { readonly kind: 'viewer' };
 
 export interface DeviceSpec {
   readonly kind: DeviceKind;
@@ -132,7 +142,7 @@ export const workloadSchema = tagged(
   'kind',
   {
     idle: obj({ kind: kindOf('idle') }),
-    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
+    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy(), share_with: ident().optional() }),
     'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
     adversary: obj({
       kind: kindOf('adversary'),
@@ -145,6 +155,7 @@ export const workloadSchema = tagged(
       peer: ident().optional(),
       pages: int({ min: 1, max: NR_GRANT_ENTRIES }).default(DEFAULT_GRANT_PING_PAGES),
     }),
+    viewer: obj({ kind: kindOf('viewer') }),
   },
   'workload kind',
 );
@@ -271,9 +282,15 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     if (d.backend === undefined) return;
     const p = at('domains', i, 'backend');
     if (roles[i] === 'backend') fail(p, `\`${d.name}\` is a backend; only frontends name a \`backend\``);
+    if (d.backend === d.name) fail(p, `\`${d.name}\` cannot be its own backend`);
     const b = byName.get(d.backend);
-    if (b === undefined) fail(p, `unknown backend \`${d.backend}\`; domains are: ${names.join(', ')}${didYouMean(d.backend, names)}`);
-    else if (b.role !== 'backend') fail(p, `\`${d.backend}\` is a frontend, not a backend`);
+    if (b === undefined) fail(p, `unknown backend \`${d.backend}\`; domains are: ${names.join(', ')}${didYouMean(d.backend, names.filter((n) => n !== d.name))}`);
+    // A frontend serving a frontend (a compositor chain): follow the chain up to a backend; a loop never gets there.
+    const chain = [d.name];
+    for (let cur = b; cur !== undefined && cur.role === 'frontend'; cur = cur.raw.backend !== undefined ? byName.get(cur.raw.backend) : undefined) {
+      if (chain.includes(cur.raw.name)) fail(p, `backends loop: ${[...chain, cur.raw.name].join(' → ')}`);
+      chain.push(cur.raw.name);
+    }
   });
 
   // Workloads.
@@ -298,6 +315,9 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       if (roles[i] === 'backend') fail(p('kind'), `workload \`${kind}\` runs on a frontend; \`${d.name}\` is a backend`);
       if (d.backend === undefined) fail(p('kind'), `workload \`${kind}\` needs a backend: add \`backend: <name>\` to \`${d.name}\``);
     }
+    if ((kind === 'render' || kind === 'compute-svm' || kind === 'adversary') && d.backend !== undefined && byName.get(d.backend)?.role === 'frontend') {
+      fail(at('domains', i, 'backend'), `workload \`${kind}\` needs a GPU backend (its device model), and \`${d.backend}\` is a frontend`);
+    }
     if (kind === 'adversary' && i === 0) fail(p('kind'), 'dom0 is trusted and cannot run the `adversary` workload');
     const vcpus = sized[i]?.vcpus ?? 1;
     if ((kind === 'render' || kind === 'compute-svm' || kind === 'adversary') && vcpus > GPU_MAX_VCPUS) {
@@ -309,9 +329,27 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     switch (w.kind) {
       case 'idle':
         return { kind: 'idle' };
-      case 'render':
+      case 'render': {
         gpuBuffers(i, w);
-        return { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy };
+        const base = { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy } as const;
+        if (w.share_with === undefined) return base;
+        const v = byName.get(w.share_with);
+        if (v === undefined) {
+          fail(p('share_with'), `unknown domain \`${w.share_with}\`; domains are: ${names.join(', ')}${didYouMean(w.share_with, names.filter((n) => n !== d.name))}`);
+        } else if (v.raw.name === d.name) fail(p('share_with'), `\`${d.name}\` cannot share with itself`);
+        else if (v.role !== 'frontend' || v.raw.backend !== d.name) {
+          fail(p('share_with'), `\`${w.share_with}\` must be a frontend that \`${d.name}\` serves: give it \`backend: ${d.name}\``);
+        }
+        return { ...base, share_with: w.share_with };
+      }
+      case 'viewer': {
+        const b = d.backend === undefined ? undefined : byName.get(d.backend);
+        const bw = b?.raw.workload;
+        if (b === undefined || bw?.kind !== 'render' || bw.share_with !== d.name) {
+          fail(p('kind'), `workload \`viewer\` reads what its backend shares: \`${d.name}\` needs \`backend: <a render domain>\` whose workload has \`share_with: ${d.name}\``);
+        }
+        return { kind: 'viewer' };
+      }
       case 'compute-svm':
         // Steal takes the frontend's own RAM, so the buffers must fit in it.
         if (w.buffers * w.buffer_pages > memoryPages) {
