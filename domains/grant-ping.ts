@@ -9,9 +9,13 @@
 import type { GuestCpu } from '../hypervisor/public/guest.js';
 import { ACCESS, type CopyPtr } from '../hypervisor/public/guest.js';
 import { GNTST_bad_domain, GNTST_okay } from '../hypervisor/public/errno.js';
-import { domid, gfn, grantRef } from '../hypervisor/public/types.js';
+import { domid, gfn, grantRef, type GrantHandle } from '../hypervisor/public/types.js';
 import { DOM_WORDS, FIRST_REF, MAX_VCPUS_SEEN, MB, SLOTS, SLOT_WORDS, ST, slotBase, slotRef } from './mailbox.js';
 import type { GuestEnv, Workload } from './workload.js';
+
+/** Window gfns (from the vCPU's map window) of held mappings, above the per-slot ones (DOM_WORDS / SLOT_WORDS = 32). */
+const HOLD_FIRST = 32;
+const HOLD_SLOTS = 8;
 
 export interface GrantPingStats {
   selfChecks: number;
@@ -47,6 +51,7 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
   let ops = 0;
   let fails = 0;
   let tick = 0;
+  const held: Array<{ handle: GrantHandle; until: number } | undefined> = new Array<{ handle: GrantHandle; until: number } | undefined>(HOLD_SLOTS).fill(undefined);
 
   const rnd32 = (): number => (cpu.random() * 0x100000000) >>> 0;
   const fail = (): void => {
@@ -116,7 +121,8 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
   function mapOne(p: number, b: number, j: number): void {
     const ro = cpu.store[b + MB.RO] === 1;
     const val = cpu.store[b + MB.VALUE]! >>> 0;
-    const at = gfn(env.map_window_gfn + (j % Math.max(1, env.map_window_pages - 1)));
+    const k = holdSlot();
+    const at = gfn(env.map_window_gfn + (k >= 0 ? HOLD_FIRST + k : j % Math.max(1, Math.min(HOLD_FIRST, env.map_window_pages - 1))));
     const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(p), ref: grantRef(cpu.store[b + MB.REF]!), host_gfn: at, readonly: ro });
     // A peer that died since its offer (chaos crash-domain) is not our failure.
     if (r.status === GNTST_bad_domain) return;
@@ -126,8 +132,30 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
     }
     if (cpu.read32(at, 0) !== val || cpu.read32(at, ps - 4) !== val) fail();
     if (!ro) cpu.write32(at, 4, (val + 1) | 0);
-    if (cpu.hc.gnttab_unmap_grant_ref(r.handle) !== GNTST_okay) fail();
+    if (k >= 0) held[k] = { handle: r.handle, until: tick + 1 + Math.floor(cpu.random() * 8) };
+    else if (cpu.hc.gnttab_unmap_grant_ref(r.handle) !== GNTST_okay) fail();
     ops++;
+  }
+
+  /**
+   * Persistent grants (as blkback keeps them): one map in four is held for
+   * a few steps in one of HOLD_SLOTS window gfns above the per-slot ones,
+   * so this domain's maptrack has handles in use while its other vCPUs map
+   * and unmap (the maptrack free-list race, XSA-228).
+   */
+  function holdSlot(): number {
+    if (cpu.random() >= 0.25) return -1;
+    for (let k = 0; k < HOLD_SLOTS; k++) if (held[k] === undefined && HOLD_FIRST + k < env.map_window_pages - 1) return k;
+    return -1;
+  }
+
+  function releaseHeld(all: boolean): void {
+    for (let k = 0; k < HOLD_SLOTS; k++) {
+      const h = held[k];
+      if (h === undefined || (!all && tick < h.until)) continue;
+      held[k] = undefined;
+      if (cpu.hc.gnttab_unmap_grant_ref(h.handle) !== GNTST_okay) fail();
+    }
   }
 
   /**
@@ -206,6 +234,7 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
   return {
     step(): void {
       tick++;
+      releaseHeld(false);
       ownMemory();
       offer();
       take();
@@ -215,6 +244,7 @@ export function grantPingWorkload(cpu: GuestCpu, env: GuestEnv, report: (fails: 
       if (tick % 256 === 0) report(fails, ops);
     },
     finish(): void {
+      releaseHeld(true);
       if (scratchGranted && cpu.grants.end_access(scratchRef)) scratchGranted = false;
       // Leave no offer behind that a peer could still take.
       for (let k = 0; k < SLOTS; k++) {

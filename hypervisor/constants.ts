@@ -48,7 +48,7 @@ export const TLB_SHOOTDOWN_BOUND_MS = 5000;
  * above the protocol's bound of 4, so only a broken bound reaches it, where
  * it is a fatal assertion instead of a hung vCPU (XSA-262 class).
  */
-export const EMULATION_WATCHDOG_RETRIES = 10_000;
+export const EMULATION_WATCHDOG_RETRIES = 1000;
 
 /** Lock classes and lockdep sizes. */
 export const MAX_LOCK_CLASSES = 64;

@@ -23,6 +23,7 @@ import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, Hyper
 import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from './public/types.js';
 import { ESRCH, GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
+import { exitHook } from './hooks.js';
 import { CTL } from './layout/control.js';
 import { HC } from './layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
@@ -228,6 +229,7 @@ export class VcpuContext implements GuestCpu {
     try {
       r = fn();
     } finally {
+      if (exitHook !== null) exitHook();
       vcpuTransition(this.m, slot, VS.HYPERVISOR, VS.GUEST);
       this.mmu.boundary();
     }
@@ -247,6 +249,7 @@ export class VcpuContext implements GuestCpu {
       r = fn();
       err = isError(r);
     } finally {
+      if (exitHook !== null) exitHook();
       vcpuTransition(this.m, slot, VS.HYPERVISOR, VS.GUEST);
       this.mmu.boundary();
       tw.hypercall(t0_us, op, err);

@@ -43,9 +43,17 @@ let armed: Map<HookName, () => void> | null = null;
 export type Preempter = (name: HookName, a: number, b: number) => void;
 let preempter: Preempter | null = null;
 
-export function setPreempter(f: Preempter | null): void {
+export function setPreempter(f: Preempter | null, onExit: (() => void) | null = null): void {
   preempter = f;
+  exitHook = onExit;
 }
+
+/**
+ * Called by the hypercall gate (guest-cpu.ts) as every hypercall returns,
+ * when the simulator asked for it: what a racer changed for the length of
+ * one hypercall is undone there.
+ */
+export let exitHook: (() => void) | null = null;
 
 /** A point in hypervisor code: runs (once) what is armed here, if anything. */
 export function hookPoint(name: HookName, a = -1, b = -1): void {

@@ -31,6 +31,15 @@ export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ior
 export type SimNemesis = (typeof SIM_NEMESES)[number];
 
 
+/**
+ * PCT on actors that never finish: one priority change point per this many
+ * steps (a handful over a whole run would leave one vCPU running and every
+ * other starved). Between two change points the highest-priority vCPU runs
+ * uninterrupted — long stretches, where the random walk switches at every
+ * step: the two strategies explore different interleavings.
+ */
+export const PCT_STEPS_PER_CHANGE = 500;
+
 export interface SimOptions {
   seed: number;
   steps: number;
@@ -107,7 +116,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
   const host = new Host({ ...spec, pcpus: 0, transport: { kind: 'ring' }, check_interval_ms: 0, trace: false });
   const m = host.m;
   const horizon = o.horizon ?? o.steps;
-  const sim = new SimSched({ seed: o.seed, max_steps: o.steps, strategy, pct_depth: 3, horizon_steps: horizon, locks: m.locks });
+  const sim = new SimSched({ seed: o.seed, max_steps: o.steps, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks });
   setSched(sim);
   setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
   const errors: string[] = [];
@@ -126,7 +135,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
     const dom0Last = tasks.filter((t) => t.task.domid === 0).at(-1);
     const racer = new Racer(m, sim, dom0Last === undefined ? -1 : dom0Last.task.env.map_window_gfn + 1);
-    setPreempter((name, a, b) => racer.at(name, a, b));
+    setPreempter((name, a, b) => racer.at(name, a, b), () => racer.unflip());
     sim.onSpin = () => {
       for (const a of actors) if (!a.retired && m.dom.state(a.domid) !== DS.RUNNING && m.vcpus.at(a.cpu.id.slot, VC.STATE) === VS.PAUSED) a.retire();
     };
@@ -143,6 +152,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     if (stopOnFailure) sim.failedHook = failed;
 
     sim.beforePick = () => {
+      racer.unflip();
       // Injections due, and windows to close.
       while (plan.length > 0 && plan[0]!.step <= sim.steps) {
         const p = plan.shift()!;
@@ -199,6 +209,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
         a.retire();
       } catch (e) {
         errors.push(`${a.name}: ${e instanceof Error ? e.message : String(e)}`);
+        Atomics.store(m.vcpus.w, m.vcpus.idx(a.cpu.id.slot, VC.STATE), VS.OFFLINE);
       }
     }
     const report = await host.shutdown();
@@ -273,7 +284,15 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     },
     retire() {
       actor.retired = true;
-      cpu.resume();
+      const st = Atomics.load(m.vcpus.w, stateIdx);
+      if (st !== VS.PAUSED && st !== VS.GUEST) {
+        // A step that threw (the run failed there) left it mid-hypercall or
+        // mid-wait: it is gone, like a vCPU thread that died.
+        cpu.mmu.flushAll();
+        Atomics.store(m.vcpus.w, stateIdx, VS.OFFLINE);
+        return;
+      }
+      if (st === VS.PAUSED) cpu.resume();
       if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.();
       void wl.close?.();
       cpu.stat(STAT.WORKLOAD_OPS, report.ops);
@@ -422,17 +441,36 @@ class Racer {
         });
         break;
       case 'grant.after_validate':
-        if (sim.rng.chance(0.25)) {
+        if (this.flipped === undefined && sim.rng.chance(0.25)) {
           const si = this.m.grants.sharedIdx(a, b);
-          guestStoreBegin(this.m, a, b);
-          Atomics.store(this.m.grants.shared, si + 1, Atomics.load(this.m.grants.shared, si + 1) ^ 1);
-          guestStoreEnd(this.m, a, b);
+          const frame = Atomics.load(this.m.grants.shared, si + 1);
+          this.store(a, b, frame ^ 1);
+          this.flipped = { d: a, ref: b, frame };
           this.count('grant.after_validate:rewrite');
         }
         break;
       default:
         break;
     }
+  }
+
+  /**
+   * When the hypercall that saw the flip returns (or, sooner, before the
+   * next decision), the granter flips its entry back, as a double-fetch
+   * attacker does: no later hypercall meets the rewritten frame.
+   */
+  unflip(): void {
+    const f = this.flipped;
+    if (f === undefined) return;
+    this.flipped = undefined;
+    this.store(f.d, f.ref, f.frame);
+  }
+  private flipped: { d: number; ref: number; frame: number } | undefined;
+
+  private store(d: number, ref: number, frame: number): void {
+    guestStoreBegin(this.m, d, ref);
+    Atomics.store(this.m.grants.shared, this.m.grants.sharedIdx(d, ref) + 1, frame);
+    guestStoreEnd(this.m, d, ref);
   }
 
   /** At the top level: undo what the racers left (dom0's DMA mapping). */
