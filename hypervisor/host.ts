@@ -184,12 +184,16 @@ export class Host {
   /** Start every vCPU thread (ring transport). */
   start(): void {
     this.started_us = performance.now() * 1000;
-    const filename = distModule('hypervisor/vcpu-worker');
+    // The vCPU worker as one CommonJS file (`npm run bundle:vcpu`): a thread
+    // that loads 54 ES modules spends more on the loader than on everything
+    // else it does before its first boundary (docs/architecture.md §1).
+    const filename = distModule('bundle/vcpu-worker', '.cjs');
     const frontends = this.spec.domains.filter((d) => d.role === 'frontend').map((d) => d.domid);
     const memory_pages: Record<number, number> = {};
     for (const d of this.spec.domains) memory_pages[d.domid] = d.memory_pages;
     for (const d of this.spec.domains) {
-      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1 });
+      // recordTiming off: two HDR histograms per pool that nobody reads.
+      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1, recordTiming: false });
       this.pools.push(pool);
       const vbase = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) {
