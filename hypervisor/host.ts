@@ -68,6 +68,9 @@ export interface HostSpec {
   pcpus?: number;
 }
 
+/** The start gate opens at the latest this long after start(), every vCPU thread ready or not. */
+export const RELEASE_BOUND_MS = 30_000;
+
 /** A vCPU blocked this long without progress is reported by the watchdog. */
 export const HUNG_VCPU_MS = 5000;
 
@@ -220,10 +223,42 @@ export class Host {
         this.tasks.push(this.runTask(pool, task));
       }
     }
-    if (this.spec.check_interval_ms > 0) {
+    this.releaseWhenReady(this.tasks.length);
+    this.startTrace();
+  }
+
+  private releaseTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Open the start gate (vcpu-worker.ts) once all `n` vCPU threads are
+   * ready, or RELEASE_BOUND_MS after start at the latest (a thread that
+   * failed to start is then the watchdog's and the report's to tell).
+   */
+  private releaseWhenReady(n: number): void {
+    const until_ms = performance.now() + RELEASE_BOUND_MS;
+    const poll = (): void => {
+      this.releaseTimer = undefined;
+      if (Atomics.load(this.m.control.w, CTL.VCPUS_READY) >= n || performance.now() > until_ms) this.release();
+      else this.releaseTimer = setTimeout(poll, 2);
+    };
+    poll();
+  }
+
+  /**
+   * Let every vCPU waiting at the start gate run (once), and start the
+   * periodic checks: before, no guest code has run, and walking the frame
+   * table of a large machine every check interval took CPU from the threads
+   * that were starting.
+   */
+  private release(): void {
+    if (this.releaseTimer !== undefined) clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    if (Atomics.load(this.m.control.w, CTL.RELEASED) === 1) return;
+    Atomics.store(this.m.control.w, CTL.RELEASED, 1);
+    Atomics.notify(this.m.control.w, CTL.RELEASED);
+    if (this.spec.check_interval_ms > 0 && !this.m.control.stopping) {
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
-    this.startTrace();
   }
 
   private collector: TraceCollector | undefined;
@@ -284,6 +319,8 @@ export class Host {
           continue;
         }
         this.errors.push(`d${task.domid}v${task.vcpu}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        // A thread that died before the gate will never be ready: the others need not wait for the bound.
+        this.release();
         throw e;
       }
     }
@@ -392,6 +429,7 @@ export class Host {
   async shutdown(): Promise<HostReport> {
     const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
     Atomics.store(this.m.control.w, CTL.STOP, 1);
+    this.release();
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
       this.transportStats = { ...this.dispatcher.stats };
