@@ -68,6 +68,9 @@ export interface HostSpec {
   pcpus?: number;
 }
 
+/** The start gate opens at the latest this long after start(), every vCPU thread ready or not. */
+export const RELEASE_BOUND_MS = 30_000;
+
 /** A vCPU blocked this long without progress is reported by the watchdog. */
 export const HUNG_VCPU_MS = 5000;
 
@@ -224,18 +227,54 @@ export class Host {
   /** Start every vCPU thread (ring transport). */
   start(): void {
     this.started_us = performance.now() * 1000;
-    const filename = distModule('hypervisor/vcpu-worker');
+    // The vCPU worker as one CommonJS file (`npm run bundle:vcpu`): a thread
+    // that loads 54 ES modules spends more on the loader than on everything
+    // else it does before its first boundary (docs/architecture.md §1).
+    const filename = distModule('bundle/vcpu-worker', '.cjs');
     const pools = new Map<number, Piscina>();
     for (const d of this.spec.domains) {
-      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1 });
+      // recordTiming off: two HDR histograms per pool that nobody reads.
+      const pool = new Piscina({ filename, minThreads: d.vcpus, maxThreads: d.vcpus, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: 1, recordTiming: false });
       this.pools.push(pool);
       pools.set(d.domid, pool);
     }
     for (const { domain, task } of this.vcpuTasks()) this.tasks.push(this.runTask(pools.get(domain.domid)!, task));
-    if (this.spec.check_interval_ms > 0) {
+    this.releaseWhenReady(this.tasks.length);
+    this.startTrace();
+  }
+
+  private releaseTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Open the start gate (vcpu-worker.ts) once all `n` vCPU threads are
+   * ready, or RELEASE_BOUND_MS after start at the latest (a thread that
+   * failed to start is then the watchdog's and the report's to tell).
+   */
+  private releaseWhenReady(n: number): void {
+    const until_ms = performance.now() + RELEASE_BOUND_MS;
+    const poll = (): void => {
+      this.releaseTimer = undefined;
+      if (Atomics.load(this.m.control.w, CTL.VCPUS_READY) >= n || performance.now() > until_ms) this.release();
+      else this.releaseTimer = setTimeout(poll, 2);
+    };
+    poll();
+  }
+
+  /**
+   * Let every vCPU waiting at the start gate run (once), and start the
+   * periodic checks: before, no guest code has run, and walking the frame
+   * table of a large machine every check interval took CPU from the threads
+   * that were starting.
+   */
+  private release(): void {
+    if (this.releaseTimer !== undefined) clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    if (Atomics.load(this.m.control.w, CTL.RELEASED) === 1) return;
+    Atomics.store(this.m.control.w, CTL.RELEASED, 1);
+    Atomics.notify(this.m.control.w, CTL.RELEASED);
+    if (this.spec.check_interval_ms > 0 && !this.m.control.stopping) {
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
-    this.startTrace();
   }
 
   private collector: TraceCollector | undefined;
@@ -296,6 +335,8 @@ export class Host {
           continue;
         }
         this.errors.push(`d${task.domid}v${task.vcpu}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        // A thread that died before the gate will never be ready: the others need not wait for the bound.
+        this.release();
         throw e;
       }
     }
@@ -404,6 +445,7 @@ export class Host {
   async shutdown(): Promise<HostReport> {
     const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
     Atomics.store(this.m.control.w, CTL.STOP, 1);
+    this.release();
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
       this.transportStats = { ...this.dispatcher.stats };

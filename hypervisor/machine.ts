@@ -217,6 +217,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
   for (let i = 0; i < nr_frames; i++) heap[HEAP.STACK + i] = nr_frames - 1 - i;
   heap[HEAP.TOP] = nr_frames;
   heap[HEAP.FREE] = nr_frames;
+  heap[HEAP.FRESH] = nr_frames;
 
   // Locks: global ones first (ids fixed by GLOBAL_LOCK), then per domain.
   const locks = new LockSpace(sabs.locks, new InvariantLog(log), { checking: config.checking });

@@ -11,8 +11,8 @@ const inDist = here.split(/[\\/]/).includes('dist');
 const root = inDist ? join(here, '..', '..') : join(here, '..');
 
 /** Absolute file URL of a compiled module, given its path from the project root without extension. */
-export function distModule(pathFromRoot: string): string {
-  const file = join(root, 'dist', `${pathFromRoot}.js`);
+export function distModule(pathFromRoot: string, ext = '.js'): string {
+  const file = join(root, 'dist', `${pathFromRoot}${ext}`);
   if (!existsSync(file)) {
     throw new Error(`compiled module ${relative(root, file)} is missing — run \`npm run build\``);
   }

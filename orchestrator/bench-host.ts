@@ -110,6 +110,8 @@ export async function revokeLoad(o: RevokeLoad): Promise<RevokeLoadResult> {
 export interface TopologyResult {
   /** From `new Host` to every vCPU thread past its first boundary. */
   boot_ms: number;
+  /** CPU time of the whole process (every thread) over the same span: less skewed by other work on the machine than boot_ms. */
+  boot_cpu_ms: number;
   /** The process's resident set once booted (RAM populated: with the checks on, every frame has been read). */
   rss_bytes: number;
   /** The same process before the host was made. */
@@ -141,26 +143,31 @@ export async function topologyBoot(o: { domains: number; vcpus: number; ram_mib:
     ...(d > 0 ? { backend: 0 } : {}),
   }));
   const rss_before_bytes = process.memoryUsage().rss;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const host = new Host({ nr_frames, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0 });
   host.boot();
   host.start();
   const up = await host.allVcpusRunning(120_000);
   const boot_ms = performance.now() - t0;
+  const boot_cpu_ms = cpuMs(process.cpuUsage(cpu0));
   const rss_bytes = process.memoryUsage().rss;
   const r = await host.shutdown();
   const problems = problemsOf(r);
   if (!up) problems.push('the vCPU threads did not all start within 120 s');
-  return { boot_ms, rss_bytes, rss_before_bytes, ram_bytes: nr_frames * 4096, problems };
+  return { boot_ms, boot_cpu_ms, rss_bytes, rss_before_bytes, ram_bytes: nr_frames * 4096, problems };
 }
+
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
 /**
  * The floor of a thread-per-vCPU machine: `n` bare worker threads (an empty
  * module each), started at once; their start-up time, and the resident set
  * they add.
  */
-export async function bareWorkers(n: number): Promise<{ boot_ms: number; rss_bytes: number }> {
+export async function bareWorkers(n: number): Promise<{ boot_ms: number; cpu_ms: number; rss_bytes: number }> {
   const before = process.memoryUsage().rss;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const ws: Worker[] = [];
   await Promise.all(
@@ -176,7 +183,8 @@ export async function bareWorkers(n: number): Promise<{ boot_ms: number; rss_byt
     ),
   );
   const boot_ms = performance.now() - t0;
+  const cpu_ms = cpuMs(process.cpuUsage(cpu0));
   const rss_bytes = process.memoryUsage().rss - before;
   await Promise.all(ws.map((w) => w.terminate()));
-  return { boot_ms, rss_bytes };
+  return { boot_ms, cpu_ms, rss_bytes };
 }

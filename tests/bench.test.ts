@@ -26,7 +26,7 @@ describe('xgsim bench --quick', () => {
     const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
     expect(r.status, r.stderr).toBe(0);
     const rep = JSON.parse(r.stdout) as { floors: Record<string, number>; rows: Row[]; machine: { cores: number }; load: number[] };
-    for (const f of ['raw_access_per_s', 'lock_pair_ns', 'spin_pingpong_p50_us', 'wait_pingpong_p50_us', 'revoke_idle_p50_us', 'raw_page_move_per_s', 'bare_workers_boot_ms']) expect(rep.floors[f], f).toBeGreaterThan(0);
+    for (const f of ['raw_access_per_s', 'lock_pair_ns', 'spin_pingpong_p50_us', 'wait_pingpong_p50_us', 'revoke_idle_p50_us', 'raw_page_move_per_s', 'bare_workers_boot_ms', 'bare_workers_cpu_ms']) expect(rep.floors[f], f).toBeGreaterThan(0);
     const figures = rep.rows.map((x) => x.figure);
     for (const f of [
       'guest access through p2m + software TLB',
@@ -42,6 +42,7 @@ describe('xgsim bench --quick', () => {
     expect(rep.floors['revoke_idle_pcpus_p50_us']).toBeGreaterThan(0);
     expect(figures.some((f) => f.startsWith('boot, '))).toBe(true);
     expect(figures.some((f) => f.startsWith('RSS, '))).toBe(true);
+    expect(figures.some((f) => f.startsWith('boot CPU time, '))).toBe(true);
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);
       expect(Number.isFinite(x.value), x.figure).toBe(true);

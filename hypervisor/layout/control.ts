@@ -32,6 +32,10 @@ export const CTL = {
   PCPUS: 19,
   PCPU_TICKET: 20, // next ticket (Atomics.add by a vCPU that wants a pCPU)
   PCPU_GRANTED: 21, // tickets below it may run (PCPUS + pCPUs given back; Atomics.add by the giver)
+  // The start gate (vcpu-worker.ts, Host.start): a vCPU thread that is ready to run Atomics.adds
+  // VCPUS_READY and waits until the host stores 1 in RELEASED (and notifies it), once every vCPU is ready.
+  VCPUS_READY: 22,
+  RELEASED: 23,
   WORDS: 32,
 } as const;
 

@@ -38,8 +38,15 @@ export class Frames {
     this.words_per_page = page_size_bytes >> 2;
   }
 
-  /** Scrub (zero) a frame before anyone else may own it. */
+  /**
+   * Scrub (zero) a frame before anyone else may own it. A frame that is
+   * already all zeros is left alone: a page of a new SharedArrayBuffer that
+   * nobody wrote is still the OS's shared zero page, and storing zeros into
+   * it would make the OS give it memory of its own (tearing down an idle
+   * 1 GiB machine made all of its RAM resident, and spent seconds doing it).
+   */
   scrub(mfn: number): void {
+    if (this.isScrubbed(mfn)) return;
     const w = mfn * this.words_per_page;
     this.i32.fill(0, w, w + this.words_per_page);
   }
