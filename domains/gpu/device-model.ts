@@ -195,6 +195,25 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     bump(report, 'commands');
   }
 
+  /**
+   * Where stolen pages go: a free chunk of MAX_BLOB_PAGES gfns between
+   * dom0's RAM and its max_pages (the room its quota leaves), found from the
+   * resource table itself so a restarted device model sees the same. A
+   * fixed place per resource slot ran past dom0's p2m (into its vCPUs'
+   * mapping windows) once a frontend's domid was 4 or more — found by
+   * `xgsim sim` on a topology with seven domains.
+   */
+  function freeStealChunk(): number {
+    const used = new Set<number>();
+    for (const f of gpu.frontends) for (const [, r] of table.of(f.domid)) if (r.into >= 0) used.add(r.into);
+    const chunks = Math.floor((gpu.backend_max_pages - gpu.backend_memory_pages) / MAX_BLOB_PAGES);
+    for (let c = 0; c < chunks; c++) {
+      const g = gpu.backend_memory_pages + c * MAX_BLOB_PAGES;
+      if (!used.has(g)) return g;
+    }
+    return -1;
+  }
+
   function command(fe: GpuFrontendEnv, op: number, r: number, a0: number, a1: number): number {
     const i = slotOf(fe.domid, r);
     const cur = table.get(i);
@@ -232,7 +251,8 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
         return 0;
       case OP.CREATE_USERPTR: {
         if (cur !== undefined || a1 < 1 || a1 > MAX_BLOB_PAGES) return -16;
-        const into = gpu.backend_memory_pages + i * MAX_BLOB_PAGES;
+        const into = freeStealChunk();
+        if (into < 0) return -28; // ENOSPC: dom0 has no room for more stolen pages
         const st = cpu.hc.dm_steal(domid(fe.domid), gfn(a0), a1, gfn(into));
         if (st.rc !== 0) {
           bump(report, `steal_refused_${st.rc}_${st.index}`);

@@ -14,10 +14,12 @@ import { Host, type HostReport, type HostSpec } from '../host.js';
 import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
 import { DOM, DS } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
+import { PENDING_WORDS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
 import { realSched, setSched } from '../sched.js';
 import { setServerEndFactory } from '../transport-ends.js';
 import { VS } from '../vcpu.js';
+import type { VcpuResult } from '../vcpu-worker.js';
 import { PolledRingServerEnd, RingServerEnd } from '../../transport/ring.js';
 import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
 import type { ViolationRecord } from '../invariants.js';
@@ -107,6 +109,8 @@ interface Actor extends SimActor {
   fails(): number;
   /** What they were, as far as the workload's counters say. */
   failures(): string;
+  /** The vCPU's result, as hypervisor/vcpu-worker.ts returns it. */
+  result(): VcpuResult;
 }
 
 export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> {
@@ -129,7 +133,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     // Device models are never spinning on the simulator: a vCPU that sends
     // an ioreq notifies and waits (layout/ioreq-slots.ts), never spins.
     for (const { task } of tasks) if (task.workload.kind === 'gpu-backend') Atomics.store(m.ios.parked, task.domid, 1);
-    for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task));
+    for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
@@ -153,6 +157,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
 
     sim.beforePick = () => {
       racer.unflip();
+      racer.settle();
       // Injections due, and windows to close.
       while (plan.length > 0 && plan[0]!.step <= sim.steps) {
         const p = plan.shift()!;
@@ -182,7 +187,6 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     while (!sim.exhausted) {
       // on_crash=destroy, here where no vCPU is in the middle of anything.
       reap(m, actors);
-      racer.settle();
       const i = sim.pick('step');
       if (i < 0) break; // every vCPU is gone
       try {
@@ -213,6 +217,8 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
       }
     }
     const report = await host.shutdown();
+    // What each vCPU's workload counted, as a vCPU thread returns it.
+    report.vcpu_results = actors.map((a) => a.result());
     errors.push(...report.errors);
     for (const a of actors) if (a.fails() > 0) errors.push(a.failures());
     if (failedAt === null && stuck === null && (report.violations.length > 0 || errors.length > 0)) failedAt = sim.steps;
@@ -247,7 +253,10 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
 }
 
 /** A vCPU as the simulator runs it: the loop body of hypervisor/vcpu-worker.ts, one step per turn. */
-function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpuTasks']>[number]['task']): Actor {
+/** A device model with nothing pending still gets a turn this often, in simulated µs (its periodic poll finds dropped and delayed requests). */
+const DM_POLL_US = 1000;
+
+function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpuTasks']>[number]['task'], now_us: () => number): Actor {
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
   const wl = makeWorkload(cpu, task.workload, task.env, report);
@@ -256,13 +265,16 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
   cpu.start();
   cpu.pause();
   let steps = 0;
+  let lastStep = 0;
   const actor: Actor = {
     name: `${domainName}/v${task.vcpu}`,
     cpu,
     domid: task.domid,
     retired: false,
-    ready: () => !actor.retired,
+    // A device model is worth a turn when a request waits for it, or when its poll is due.
+    ready: () => !actor.retired && (!actor.serves || hasPending(m, task.domid) || now_us() - lastStep >= DM_POLL_US),
     fails: () => report.fails,
+    result: () => ({ kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: 0, steps, accesses: cpu.mmu.accesses, workload_ops: report.ops, check_fails: report.fails, out: report.out, samples: report.samples }),
     failures: () => {
       const worked = Object.keys(report.out).filter((k) => k.startsWith('succeeded_')).map((k) => k.slice('succeeded_'.length));
       return `${actor.name}: ${report.fails} failed workload check(s)${worked.length > 0 ? ` (attack worked: ${worked.join(', ')})` : ''}`;
@@ -275,6 +287,7 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
         actor.retire();
         return;
       }
+      lastStep = now_us();
       cpu.resume();
       const r = wl.step();
       if (r !== undefined) throw new Error(`${actor.name}: its workload awaited under the simulator (no polled transport end?)`);
@@ -431,7 +444,6 @@ class Racer {
 
   at(name: string, a: number, b: number): void {
     const sim = this.sim;
-    if (sim.exhausted) return;
     if (sim.preempt()) this.count(`${name}:step`);
     switch (name) {
       case 'steal.window':
@@ -473,7 +485,7 @@ class Racer {
     guestStoreEnd(this.m, d, ref);
   }
 
-  /** At the top level: undo what the racers left (dom0's DMA mapping). */
+  /** Before the next decision: dom0's DMA mapping of the racer is over (it lasted one hypercall and what came right after). */
   settle(): void {
     if (this.mapped && this.m.dom.state(0) === DS.RUNNING) removeFromPhysmap(this.m, 0, this.at_gfn);
     this.mapped = false;
@@ -496,4 +508,11 @@ class Racer {
     this.counts[k] = (this.counts[k] ?? 0) + 1;
     this.sim.hash = fnv(this.sim.hash, k.length);
   }
+}
+
+/** Whether any ioreq slot hints a request for owner `d` (layout/ioreq-slots.ts pending bitmap). */
+function hasPending(m: Host['m'], d: number): boolean {
+  const base = d * PENDING_WORDS;
+  for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(m.ios.pending, base + w) !== 0) return true;
+  return false;
 }

@@ -63,8 +63,17 @@ export const STEP_US = 2;
 export const TICK_US = 0.05;
 /** A spin that outlasts this many iterations with nobody able to end it is stuck. */
 export const MAX_SPIN = 2_000_000;
+/**
+ * Stack depth up to which any vCPU may run nested inside a wait; deeper,
+ * only a vCPU that serves others (a device model, which never waits) may —
+ * so an ioreq is always answered, and no more than this many vCPUs are
+ * frozen beneath the top (a frame can only return once those above it did).
+ */
+export const MAX_NEST_DEPTH = 3;
+/** The most simulated time one idle moment skips (a device model's poll period). */
+export const JUMP_QUANTUM_US = 1000;
 /** Waits in a row that only time ended, with nobody else able to run, before the run is declared stuck. */
-export const MAX_IDLE_JUMPS = 10_000;
+export const MAX_IDLE_JUMPS = 100_000;
 
 const KIND = { step: 1, wait: 2, yield: 3, preempt: 4 } as const;
 export type DecisionKind = keyof typeof KIND;
@@ -114,6 +123,7 @@ export class SimSched implements Sched {
   max_depth = 0;
   nested_steps = 0;
   private idleJumps = 0;
+  private stopped = false;
   readonly rng: SimRng;
   private actors: SimActor[] = [];
   private onStack: boolean[] = [];
@@ -124,9 +134,10 @@ export class SimSched implements Sched {
   /** Actors the shrinker left out (never scheduled). */
   excluded = new Set<number>();
   /**
-   * Called once when the last decision is taken: the simulator stops the
-   * machine there (CTL.STOP), so whatever is still on the stack winds down
-   * by itself — an ioreq wait gives up, a sleep runs out its time.
+   * Called once, when a decision is asked for after the last one: the
+   * simulator stops the machine there (CTL.STOP), so whatever is still on
+   * the stack winds down by itself — an ioreq wait gives up, a sleep runs
+   * out its time.
    */
   onExhausted: (() => void) | undefined;
   /** Asked every few decisions whether the run has failed already (exploration stops there). */
@@ -175,8 +186,23 @@ export class SimSched implements Sched {
   pick(kind: DecisionKind): number {
     this.beforePick?.();
     const cand: number[] = [];
-    for (let i = 0; i < this.actors.length; i++) if (!this.onStack[i] && !this.excluded.has(i) && this.actors[i]!.ready()) cand.push(i);
+    const serversOnly = this.stack.length >= MAX_NEST_DEPTH;
+    for (let i = 0; i < this.actors.length; i++) {
+      const a = this.actors[i]!;
+      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && a.ready()) cand.push(i);
+    }
     if (cand.length === 0) return -1;
+    if (this.exhausted) {
+      // The decision after the last: none is taken. Exhaustion changes
+      // nothing else (no coin is skipped), so a run cut at step k is the
+      // longer run up to k; from here the machine is stopped so that what is
+      // on the stack winds down (an ioreq wait gives up, a sleep runs out).
+      if (!this.stopped) {
+        this.stopped = true;
+        this.onExhausted?.();
+      }
+      return -1;
+    }
     let chosen: number;
     if (this.o.strategy === 'random') chosen = cand[this.rng.below(cand.length)]!;
     else {
@@ -189,7 +215,6 @@ export class SimSched implements Sched {
       this.failed_at = this.steps;
       this.o.max_steps = this.steps;
     }
-    if (this.steps === this.o.max_steps) this.onExhausted?.();
     if (this.o.strategy === 'pct' && this.changeAt.has(this.steps)) this.prio[chosen] = --this.lowest;
     this.hash = fnv(fnv(fnv(this.hash, this.steps), chosen), KIND[kind]);
     this.clock_us += STEP_US;
@@ -218,7 +243,6 @@ export class SimSched implements Sched {
     const top = this.current;
     return (
       top >= 0 &&
-      !this.exhausted &&
       this.o.locks.heldCount() === 0 &&
       this.actors[top]!.blocked()
     );
@@ -231,7 +255,7 @@ export class SimSched implements Sched {
    */
   preempt(): boolean {
     const top = this.current;
-    if (top < 0 || this.exhausted || this.o.locks.heldCount() !== 0) return false;
+    if (top < 0 || this.o.locks.heldCount() !== 0) return false;
     const a = this.actors[top]!;
     if (a.serves || (!a.inHypervisor() && !a.blocked())) return false;
     if (!this.rng.chance(0.5)) return false;
@@ -263,11 +287,12 @@ export class SimSched implements Sched {
       }
       // Nobody else may run now: only time can end this wait.
       if (deadline_us === Infinity) throw new SimStuck(`${this.who()} waits for ever with nobody able to wake it`);
-      this.clock_us = deadline_us;
+      // Time moves on by at most a quantum: a vCPU that is only waiting for
+      // its time (a device model's poll) becomes ready on the way.
+      this.clock_us = Math.min(deadline_us, this.clock_us + JUMP_QUANTUM_US);
       // A caller that waits again and again for what only a vCPU suspended
       // beneath it could do: a limit of one thread, not a finding.
       if (++this.idleJumps > MAX_IDLE_JUMPS) throw new SimStuck(`${this.who()} keeps waiting with every other vCPU suspended beneath it (depth ${this.depth})`);
-      return false;
     }
   }
 
