@@ -3,14 +3,14 @@
  * line — one seed, a range of seeds (exploration), the determinism check,
  * shrinking a failure and writing it down as a replay file.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
 import { bugNames } from '../hypervisor/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
 import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../hypervisor/sim/run.js';
 import type { Strategy } from '../hypervisor/sim/sim-sched.js';
 import { loadTopology } from './config/topology.js';
+import { readYamlFile } from './config/load.js';
 import { hostSpecOf } from './host-spec.js';
 import { summarize, type Summary } from './summary.js';
 import { EXIT, UsageError } from './errors.js';
@@ -319,25 +319,18 @@ interface ReplayFile {
 
 /** Read a replay file; a malformed one is bad input (file:line:col where the YAML says). */
 export function loadReplayFile(file: string): ReplayFile {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UsageError(`${file}: cannot read the replay file`);
-  }
-  const doc = parseDocument(text, { prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const pos = e.linePos?.[0];
-    throw new UsageError(`${file}${pos !== undefined ? `:${pos.line}:${pos.col}` : ''}: ${e.message.split('\n')[0]}`);
-  }
-  const raw = doc.toJS() as Record<string, unknown> | null;
+  const src = readYamlFile(file);
+  const raw = src.data as Record<string, unknown> | null;
   const bad = (what: string): never => {
     throw new UsageError(`${file}: ${what}`);
   };
   if (raw === null || typeof raw !== 'object') return bad('expected a mapping (kind: sim-replay, …)');
   if (raw['kind'] !== 'sim-replay') return bad('`kind: sim-replay` missing: not a replay file of `xgsim sim --shrink`');
-  const int = (k: string): number => (typeof raw[k] === 'number' && Number.isInteger(raw[k]) && (raw[k] as number) >= 0 ? (raw[k] as number) : bad(`\`${k}\`: expected a non-negative integer`));
+  const int = (k: string): number => {
+    const v = raw[k];
+    if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+    return bad(`\`${k}\`: expected a non-negative integer`);
+  };
   const strs = (k: string): string[] => (raw[k] === undefined || raw[k] === null ? [] : Array.isArray(raw[k]) && (raw[k] as unknown[]).every((x) => typeof x === 'string') ? (raw[k] as string[]) : bad(`\`${k}\`: expected a list of names`));
   const strategy = raw['strategy'];
   if (strategy !== 'random' && strategy !== 'pct') bad('`strategy`: expected random or pct');
