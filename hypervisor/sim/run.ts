@@ -105,6 +105,8 @@ interface Actor extends SimActor {
   readonly domid: number;
   retire(): void;
   retired: boolean;
+  /** hang-vcpu: descheduled until this simulated time. */
+  hungUntil_us: number;
   /** The workload's own failed checks (an attack that worked, a wrong value read). */
   fails(): number;
   /** What they were, as far as the workload's counters say. */
@@ -161,7 +163,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
       // Injections due, and windows to close.
       while (plan.length > 0 && plan[0]!.step <= sim.steps) {
         const p = plan.shift()!;
-        const target = inject(m, p, actors, planRng, closing, sim.steps);
+        const target = inject(m, p, actors, planRng, closing, sim.steps, sim.clock_us);
         if (target !== undefined) {
           injections.push({ step: sim.steps, kind: p.kind, target });
           sim.hash = fnv(sim.hash, SIM_NEMESES.indexOf(p.kind) + 100);
@@ -271,8 +273,9 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     cpu,
     domid: task.domid,
     retired: false,
+    hungUntil_us: 0,
     // A device model is worth a turn when a request waits for it, or when its poll is due.
-    ready: () => !actor.retired && (!actor.serves || hasPending(m, task.domid) || now_us() - lastStep >= DM_POLL_US),
+    ready: () => !actor.retired && now_us() >= actor.hungUntil_us && (!actor.serves || hasPending(m, task.domid) || now_us() - lastStep >= DM_POLL_US),
     fails: () => report.fails,
     result: () => ({ kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: 0, steps, accesses: cpu.mmu.accesses, workload_ops: report.ops, check_fails: report.fails, out: report.out, samples: report.samples }),
     failures: () => {
@@ -353,7 +356,7 @@ const IOREQ_BIT: Partial<Record<SimNemesis, number>> = {
 };
 
 /** Carry one injection out; returns its target, or undefined when there was none alive. */
-function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing: Array<{ step: number; undo: () => void }>, now: number): string | undefined {
+function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing: Array<{ step: number; undo: () => void }>, now: number, clock_us: number): string | undefined {
   const window = 500 + rng.below(5000);
   const store = new Int32Array(m.sabs.store);
   const live = actors.filter((a) => !a.retired && m.dom.state(a.domid) === DS.RUNNING);
@@ -385,7 +388,11 @@ function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing:
     case 'hang-vcpu': {
       if (live.length === 0) return undefined;
       const a = live[rng.below(live.length)]!;
-      Atomics.store(m.vcpus.w, m.vcpus.idx(a.cpu.id.slot, VC.HANG_MS), 1 + rng.below(5));
+      // Descheduled: not given a turn until then (PAUSED meanwhile, so it
+      // holds no TLB anyone waits for). Not the vCPU's own hang word: a
+      // vCPU that slept inside its step would sit on the stack, and a device
+      // model there could answer nobody above it.
+      a.hungUntil_us = clock_us + 1000 * (1 + rng.below(5));
       return a.name;
     }
     case 'crash-domain': {
