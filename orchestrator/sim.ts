@@ -163,6 +163,7 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   say(`xgsim sim ${relative(process.cwd(), topology) || topology}: seed ${seed}, ${p.steps} steps${p.horizon !== undefined ? ` (horizon ${p.horizon})` : ''}, strategy ${p.strategy}, chaos ${p.chaos ? 'on' : 'off'}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`);
   const a = await runOne(p, seed, p.steps, progressOption(o));
+  if (process.stderr.isTTY === true && o.json !== true) process.stderr.write('\r\x1b[K');
   const runs = [a];
   let deterministic: boolean | undefined;
   if (o.checkDeterminism === true) {
