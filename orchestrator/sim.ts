@@ -359,6 +359,22 @@ export function loadReplayFile(file: string): ReplayFile {
   };
 }
 
+/**
+ * A replay file as a scenario (`xgsim scenario found.yaml`): SUCCESS when the
+ * run ends as the file expects (`expect: fail` while the bug is there; set
+ * `expect: pass` once it is fixed and keep the file as a regression test).
+ */
+export async function replayAsScenario(file: string, buggify: number): Promise<{ name: string; ok: boolean; expected: string; got: string; reason: string }> {
+  const f = loadReplayFile(file);
+  const { parseBuggify } = await import('../hypervisor/buggify.js');
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
+  loadTopology(p.topology);
+  const r = await runOne(p, f.seed, f.steps);
+  const got = r.verdict;
+  const what = r.verdict === 'fail' ? `failed at step ${r.failed_at_step}: ${firstReason(r)}` : r.verdict === 'stuck' ? `stuck: ${r.stuck ?? ''}` : `passed ${r.steps} steps`;
+  return { name: `sim seed ${f.seed}`, ok: got === f.expect, expected: f.expect, got, reason: `${what} (hash ${r.hash})` };
+}
+
 async function replayFile(o: SimCliOptions): Promise<{ exitCode: number }> {
   const file = o.replay!;
   const f = loadReplayFile(file);

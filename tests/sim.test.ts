@@ -73,6 +73,14 @@ describe('xgsim sim', () => {
     const rep = xgsim(['sim', '--replay', file]);
     expect(rep.code, rep.stderr).toBe(1);
     expect(rep.stdout).toContain('expected fail: reproduced');
+    // …and is a scenario: SUCCESS while it fails as expected, FAILURE once it says `expect: pass`.
+    const sc = xgsim(['scenario', file]);
+    expect(sc.code, sc.stderr + sc.stdout).toBe(0);
+    expect(sc.stdout).toMatch(/sim seed \d+: SUCCESS — failed at step \d+/);
+    writeFileSync(file, text.replace('expect: fail', 'expect: pass'));
+    const sc2 = xgsim(['scenario', file]);
+    expect(sc2.code).toBe(1);
+    expect(sc2.stdout).toContain('FAILURE');
   });
 
   it('bad input: one line, exit 2', () => {

@@ -3,6 +3,14 @@ import type { Piscina } from 'piscina';
 import { BUGS } from '../../hypervisor/buggify.js';
 import { loadScenario, type Scenario } from '../config/scenario.js';
 import { maxThreads, newScenarioPool, runScenario, type ScenarioResult } from './run.js';
+import { readYamlFile } from '../config/load.js';
+import { loadReplayFile, replayAsScenario } from '../sim.js';
+
+/** A replay file written by `xgsim sim --shrink` (kind: sim-replay) rather than a step-by-step scenario. */
+function isSimReplay(file: string): boolean {
+  const d = readYamlFile(file).data as Record<string, unknown> | null;
+  return d !== null && typeof d === 'object' && d['kind'] === 'sim-replay';
+}
 
 export interface ScenarioCmdOptions {
   json?: boolean;
@@ -14,7 +22,9 @@ export interface ScenarioCmdOptions {
 }
 
 export async function scenarioCommand(files: string[], o: ScenarioCmdOptions): Promise<{ results: ScenarioResult[]; exitCode: number }> {
-  const loaded: Array<[string, Scenario]> = files.map((f) => [f, loadScenario(f)]);
+  const replays = new Set(files.filter(isSimReplay));
+  for (const f of replays) loadReplayFile(f); // bad input before anything runs
+  const loaded: Array<[string, Scenario]> = files.filter((f) => !replays.has(f)).map((f) => [f, loadScenario(f)]);
   const threads = loaded.reduce((n, [, s]) => Math.max(n, maxThreads(s.steps)), 0);
   const pool: Piscina | undefined = threads > 0 ? newScenarioPool(threads) : undefined;
   const seed = o.seed ?? 1;
@@ -23,6 +33,12 @@ export async function scenarioCommand(files: string[], o: ScenarioCmdOptions): P
     for (const [file, sc] of loaded) {
       const own = o.ownBug === true && sc.buggify !== undefined ? BUGS[sc.buggify] : 0;
       const r = await runScenario(file, sc, { buggify: o.buggify | own, seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
+      results.push(r);
+      if (o.json !== true && o.quiet !== true) process.stdout.write(`${r.name}: ${r.verdict} — ${r.reason}\n`);
+    }
+    for (const file of replays) {
+      const x = await replayAsScenario(file, o.buggify);
+      const r: ScenarioResult = { file, name: x.name, verdict: x.ok ? 'SUCCESS' : 'FAILURE', reason: x.reason, expected: x.expected, got: x.got };
       results.push(r);
       if (o.json !== true && o.quiet !== true) process.stdout.write(`${r.name}: ${r.verdict} — ${r.reason}\n`);
     }
