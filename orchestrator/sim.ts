@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { bugNames } from '../hypervisor/buggify.js';
+import { bugNames, parseBuggify } from '../hypervisor/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
 import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../hypervisor/sim/run.js';
 import type { Strategy } from '../hypervisor/sim/sim-sched.js';
@@ -262,30 +262,25 @@ async function explore(p: Plan, [a, b]: [number, number], o: SimCliOptions): Pro
  * as a replay file (`xgsim sim --replay <file>`).
  */
 async function shrinkAndWrite(p: Plan, failed: SimRun, file: string | undefined): Promise<string> {
-  const cur: Plan = { ...p, horizon: p.horizon ?? p.steps, strategy: failed.strategy, nemeses_off: [...p.nemeses_off], exclude: [...p.exclude] };
+  let cur: Plan = { ...p, horizon: p.horizon ?? p.steps, strategy: failed.strategy, nemeses_off: [...p.nemeses_off], exclude: [...p.exclude] };
   let best = failed;
   let steps = failed.failed_at_step ?? failed.steps;
   const tryPlan = async (q: Plan): Promise<SimRun | undefined> => {
     const r = await runOne(q, failed.seed, steps);
     return r.verdict === 'fail' ? r : undefined;
   };
-  for (const n of failed.nemeses) {
-    const q = { ...cur, nemeses_off: [...cur.nemeses_off, n] };
+  // One change at a time, kept when the run still fails: each nemesis off, then each vCPU left out.
+  const edits: Array<(q: Plan) => Plan> = [
+    ...failed.nemeses.map((n) => (q: Plan): Plan => ({ ...q, nemeses_off: [...q.nemeses_off, n] })),
+    ...failed.actors.map((a) => (q: Plan): Plan => ({ ...q, exclude: [...q.exclude, a] })),
+  ];
+  for (const edit of edits) {
+    const q = edit(cur);
     const r = await tryPlan(q);
-    if (r !== undefined) {
-      cur.nemeses_off = q.nemeses_off;
-      best = r;
-      steps = r.failed_at_step ?? steps;
-    }
-  }
-  for (const actor of failed.actors) {
-    const q = { ...cur, exclude: [...cur.exclude, actor] };
-    const r = await tryPlan(q);
-    if (r !== undefined) {
-      cur.exclude = q.exclude;
-      best = r;
-      steps = r.failed_at_step ?? steps;
-    }
+    if (r === undefined) continue;
+    cur = q;
+    best = r;
+    steps = r.failed_at_step ?? steps;
   }
   const bugs = bugNames(p.buggify);
   const out = file ?? join('xgsim-runs', `sim-seed-${failed.seed}${bugs.length > 0 ? `-${bugs.join('+')}` : ''}.yaml`);
@@ -359,6 +354,13 @@ export function loadReplayFile(file: string): ReplayFile {
   };
 }
 
+/** What a replay file runs: its topology, steps, nemeses off, vCPUs left out, and its bugs plus `buggify`. */
+function planOfReplay(f: ReplayFile, buggify: number): Plan {
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
+  loadTopology(p.topology);
+  return p;
+}
+
 /**
  * A replay file as a scenario (`xgsim scenario found.yaml`): SUCCESS when the
  * run ends as the file expects (`expect: fail` while the bug is there; set
@@ -366,10 +368,7 @@ export function loadReplayFile(file: string): ReplayFile {
  */
 export async function replayAsScenario(file: string, buggify: number): Promise<{ name: string; ok: boolean; expected: string; got: string; reason: string }> {
   const f = loadReplayFile(file);
-  const { parseBuggify } = await import('../hypervisor/buggify.js');
-  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
-  loadTopology(p.topology);
-  const r = await runOne(p, f.seed, f.steps);
+  const r = await runOne(planOfReplay(f, buggify), f.seed, f.steps);
   const got = r.verdict;
   const what = r.verdict === 'fail' ? `failed at step ${r.failed_at_step}: ${firstReason(r)}` : r.verdict === 'stuck' ? `stuck: ${r.stuck ?? ''}` : `passed ${r.steps} steps`;
   return { name: `sim seed ${f.seed}`, ok: got === f.expect, expected: f.expect, got, reason: `${what} (hash ${r.hash})` };
@@ -378,9 +377,7 @@ export async function replayAsScenario(file: string, buggify: number): Promise<{
 async function replayFile(o: SimCliOptions): Promise<{ exitCode: number }> {
   const file = o.replay!;
   const f = loadReplayFile(file);
-  const { parseBuggify } = await import('../hypervisor/buggify.js');
-  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | o.buggify };
-  loadTopology(p.topology);
+  const p = planOfReplay(f, o.buggify);
   process.stderr.write(`xgsim sim --replay ${file}: seed ${f.seed}, ${f.steps} steps, expecting ${f.expect}\n`);
   const r = await runOne(p, f.seed, f.steps);
   if (o.json === true) process.stdout.write(`${JSON.stringify({ ...r, expected: f.expect, reproduced: r.verdict === f.expect }, null, 2)}\n`);
