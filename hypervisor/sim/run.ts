@@ -10,7 +10,7 @@ import { checkRunning } from '../checker.js';
 import { domainCrash } from '../domain-crash.js';
 import { domainDestroy } from '../domain.js';
 import { VcpuContext } from '../guest-cpu.js';
-import { Host, type HostReport, type HostSpec } from '../host.js';
+import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
 import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
 import { DOM, DS } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
@@ -139,8 +139,11 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     sim.setActors(actors);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
-    const dom0Last = tasks.filter((t) => t.task.domid === 0).at(-1);
-    const racer = new Racer(m, sim, dom0Last === undefined ? -1 : dom0Last.task.env.map_window_gfn + 1);
+    // The racer's DMA mapping goes to the last gfn of dom0's spare window
+    // (the one above its vCPUs' mapping windows, p2mSize in host.ts).
+    const dom0 = tasks.filter((t) => t.task.domid === 0);
+    const racerGfn = dom0[0] === undefined ? -1 : dom0[0].task.env.map_window_gfn + (dom0.length + 1) * MAP_WINDOW_PAGES - 1;
+    const racer = new Racer(m, sim, racerGfn);
     setPreempter((name, a, b) => racer.at(name, a, b), () => racer.unflip());
     sim.onSpin = () => {
       for (const a of actors) if (!a.retired && m.dom.state(a.domid) !== DS.RUNNING && m.vcpus.at(a.cpu.id.slot, VC.STATE) === VS.PAUSED) a.retire();
