@@ -118,7 +118,9 @@ interface Actor extends SimActor {
 export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> {
   const t0 = performance.now();
   const planRng = new SimRng(o.seed ^ 0x51f15eed);
-  const strategy: Strategy = o.strategy === 'random' || o.strategy === 'pct' ? o.strategy : planRng.chance(0.5) ? 'random' : 'pct';
+  // Its own generator: naming the strategy a mixed run picked (the replay
+  // command does) must not change anything else about the run.
+  const strategy: Strategy = o.strategy === 'random' || o.strategy === 'pct' ? o.strategy : new SimRng(o.seed ^ 0x57a7e6).chance(0.5) ? 'random' : 'pct';
   const host = new Host({ ...spec, pcpus: 0, transport: { kind: 'ring' }, check_interval_ms: 0, trace: false });
   const m = host.m;
   const horizon = o.horizon ?? o.steps;

@@ -36,6 +36,11 @@ describe('deterministic simulation', () => {
       expect(a.report.stats['maps'] ?? 0).toBeGreaterThan(0);
       expect(a.nested_steps).toBeGreaterThan(0);
     }
+    // The replay commands name the strategy a mixed run picked: the same run.
+    const mixed = await sim(11);
+    const named = await sim(11, '', { strategy: mixed.strategy });
+    expect(named.hash).toBe(mixed.hash);
+    expect(named.injections).toEqual(mixed.injections);
     const c = await sim(9, '', { strategy: 'random' });
     const d = await sim(10, '', { strategy: 'random' });
     expect(c.hash).not.toBe(d.hash);
