@@ -258,6 +258,23 @@ describe('sim jobs', () => {
     await expectCleanedUp(rep.campaign, p);
   });
 
+  redisIt('a sim job that holds its host\'s thread past the reclaim time keeps its claim: an idle host never takes it over', async () => {
+    const seed = testSeed('campaign sim long');
+    const p = pool('simlong');
+    const dir = join(work, 'simlong');
+    const plan = join(work, 'sim-long.yaml');
+    // ≈ 25 000 steps/s: about 10 s on the thread, twice RECLAIM_IDLE_MS; the claim is renewed from inside the run.
+    writeFileSync(plan, ['name: simlong', 'jobs:', '  - { kind: sim, steps: 250000, strategy: random, timeout: 5m }', ''].join('\n'));
+    const r = await xgsim(['campaign', plan, '--runs', '2', '--spawn-hosts', '3', '--seed', String(seed), '--pool', p, '--json', '--dir', dir], { XGSIM_BUGGIFY: '' }).done;
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const rep = report(r.stdout);
+    expect(rep).toMatchObject({ accounted: 2, pass: 2, reclaimed: 0, duplicates_dropped: 0 });
+    const logs = readdirSync(dir).filter((f) => f.startsWith('host-')).map((f) => readFileSync(join(dir, f), 'utf8')).join('');
+    expect(logs).toMatch(/PASS in (\d{2,}|[6-9])\.\d s/); // it did outlast the reclaim time
+    expect(logs).not.toContain('reclaimed');
+    expect(logs).not.toContain('claim lost');
+  });
+
   redisIt('a host answers bad sim jobs with an error, stops a sim run past its timeout, and keeps serving', async () => {
     const seed = testSeed('campaign sim bad jobs');
     const p = pool('simbad');
