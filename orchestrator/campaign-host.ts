@@ -17,9 +17,21 @@
  * - Ctrl-C or SIGTERM: the job in hand is stopped and given back (any host
  *   reclaims it at once), then the host leaves. A second Ctrl-C kills the
  *   job's processes and exits at once.
+ * - A `sim` job runs the deterministic simulator here, on this thread: no
+ *   process to fork, and it holds the thread until it ends (a 20 000-step
+ *   seed takes about a second), so timers do not fire meanwhile. Every
+ *   10 000 steps the run calls back: the claim is renewed there (the script
+ *   goes out on the socket at once; its reply is read after the run), and a
+ *   run past its timeout is stopped there by throwing SimStuck, which the
+ *   simulator unwinds like any run that cannot go on. Signals are seen
+ *   when the run ends; a sim run that ended is answered, not given back.
+ *   Its result: pass, fail (error = the first violation or error), or
+ *   error for a run the simulator could not finish (stuck), with no Revoke
+ *   histogram (simulated time).
  */
 import { hostname } from 'node:os';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
+import { SimStuck } from '../hypervisor/sim/sim-sched.js';
 import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../transport/campaign-queue.js';
 import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../transport/campaign-messages.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
@@ -150,14 +162,17 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     const t0 = performance.now();
     const base = { v: CAMPAIGN_WIRE_VERSION, campaign: t.campaign, host: name, deliveries: t.deliveries } as const;
     const finish = async (index: number, status: ResultStatus, error: string, outcome?: RunOutcome): Promise<void> => {
+      // A stuck sim run's end-of-run checks saw half-done hypercalls: its summary says nothing either way.
+      const judged = outcome !== undefined && outcome.sim?.verdict !== 'stuck';
       const result: ResultMsg = {
         ...base,
         index,
         status,
         elapsed_ms: Math.round(performance.now() - t0),
-        error,
-        summary: outcome !== undefined ? resultSummary(outcome.summary) : null,
-        revoke_hist: outcome !== undefined ? outcome.revoke_hist : null,
+        error: error.slice(0, 4000),
+        summary: judged ? resultSummary(outcome.summary) : null,
+        // Sim latencies are simulated time: never merged with real runs'.
+        revoke_hist: judged && outcome.sim === undefined ? outcome.revoke_hist : null,
         record: outcome !== undefined && status === 'fail' ? (JSON.parse(JSON.stringify(outcome.record)) as Record<string, unknown>) : null,
       };
       if (!(await queue.complete(t, result))) say(`campaign ${t.campaign} is gone; result of job ${index} dropped`);
@@ -209,17 +224,38 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       giveUp = setTimeout(() => resolve('deadline'), job.timeout_ms + TIMEOUT_GRACE_MS);
     });
 
+    // Sim runs hold this thread: the claim is renewed, and the timeout kept, from inside the run.
+    let lastRefresh = performance.now();
+    const simProgress = (): void => {
+      const now = performance.now();
+      if (now - t0 > job.timeout_ms) {
+        timedOut = true;
+        throw new SimStuck(`stopped by its host: timed out after ${job.timeout_ms} ms`);
+      }
+      if (now - lastRefresh >= CLAIM_REFRESH_MS) {
+        lastRefresh = now;
+        queue.refresh(t, name).catch(() => undefined);
+      }
+    };
+
     let status: ResultStatus;
     let error = '';
     let outcome: RunOutcome | undefined;
     try {
       const r = await Promise.race([
-        runSpec({ kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: parseBuggify(job.buggify.join(',')) }, { redisUrl: url }),
+        runSpec(
+          { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: parseBuggify(job.buggify.join(',')) },
+          { redisUrl: url, ...(job.kind === 'sim' ? { simProgress } : {}) },
+        ),
         deadline,
       ]);
       if (r === 'deadline') {
         status = 'timeout';
         error = `still running ${TIMEOUT_GRACE_MS} ms after its timeout of ${job.timeout_ms} ms`;
+      } else if (r.sim !== undefined) {
+        outcome = r;
+        status = timedOut ? 'timeout' : r.sim.verdict === 'stuck' ? 'error' : r.sim.verdict;
+        error = timedOut ? `timed out after ${job.timeout_ms} ms (stopped at step ${r.sim.steps})` : r.sim.verdict === 'stuck' ? `stuck (a limit of the simulator, not a finding): ${r.sim.reason}` : r.sim.reason;
       } else {
         outcome = r;
         status = r.summary.verdict;
@@ -232,14 +268,15 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       clearTimeout(killer);
       clearTimeout(giveUp);
     }
-    if (stopping) {
+    // A sim run that ended is worth its result: it held the thread, so the stop request came too late to cut it short.
+    if (stopping && !(job.kind === 'sim' && outcome !== undefined)) {
       const back = await queue.giveBack(t, name);
       say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`);
       return false;
     }
     await finish(job.index, status, error, outcome);
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    const why = status === 'fail' && outcome !== undefined ? ` — ${resultSummary(outcome.summary).violations} violations` : error !== '' ? ` — ${error}` : '';
+    const why = status === 'fail' && outcome !== undefined && outcome.sim === undefined ? ` — ${resultSummary(outcome.summary).violations} violations` : error !== '' ? ` — ${error}` : '';
     say(`${tag}: ${status.toUpperCase()} in ${secs} s${why}`);
     return true;
   }

@@ -12,8 +12,10 @@
  *    results are deduplicated by index (a job reclaimed from a host that was
  *    only slow, or a re-sent publish, runs or arrives twice).
  * 4. Report: pass/fail per job, failing seeds with their replay commands
- *    (records saved under `xgsim-runs/campaign-<id>/`), Revoke latency
- *    percentiles of the merged histograms, total violations. Exit 1 if any
+ *    (records saved under `xgsim-runs/campaign-<id>/`; a sim job's direct
+ *    command is the `xgsim sim … --seed N --steps D` that reproduces it bit
+ *    for bit), Revoke latency percentiles of the merged histograms (real
+ *    runs only: a sim run's latencies are simulated time), total violations. Exit 1 if any
  *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
  *    for bad input or no Redis.
  */
@@ -93,7 +95,7 @@ export interface CampaignReport {
   wall_ms: number;
   hosts: Record<string, number>;
   templates: Record<string, { kind: string; runs: number; failed: number }>;
-  /** Percentiles of every Revoke of every run, from the merged histograms. */
+  /** Percentiles of every Revoke of every run, from the merged histograms (sim jobs' simulated time left out). */
   revoke_us: Percentiles;
   violations: number;
   failed_invariants: Record<string, number>;
@@ -213,7 +215,9 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
         if (r.status !== 'pass') {
           const f = failingOf(r);
           failing.push(f);
-          log(`  job ${f.index} (${f.template}, seed ${f.seed}) ${f.status.toUpperCase()} on ${f.host}${f.violations > 0 ? `: ${f.violations} violations (${f.failed.join(', ')})` : f.error !== '' ? `: ${f.error}` : ''}${f.replay !== undefined ? ` — ${f.replay}` : ''}`);
+          // A sim job's own command replays it bit for bit: that is the one to show.
+          const again = f.kind === 'sim' && f.status === 'fail' ? f.direct : f.replay;
+          log(`  job ${f.index} (${f.template}, seed ${f.seed}) ${f.status.toUpperCase()} on ${f.host}${f.violations > 0 && f.kind !== 'sim' ? `: ${f.violations} violations (${f.failed.join(', ')})` : f.error !== '' ? `: ${f.error}` : ''}${again !== undefined ? ` — ${again}` : ''}`);
         }
       }
       const now = performance.now();
@@ -374,7 +378,7 @@ export function formatCampaign(r: CampaignReport): string {
     const missing = r.failing.filter((f) => f.status === 'missing').length;
     lines.push(missing === 0 ? `failing seeds (${r.failing.length}):` : `failing seeds and jobs without a result (${r.failing.length - missing} + ${missing}):`);
     for (const f of r.failing.slice(0, 50)) {
-      lines.push(`  job ${f.index}  seed ${f.seed}  ${f.template}  ${f.status.toUpperCase()}${f.host !== '' ? ` on ${f.host}` : ''}${f.violations > 0 ? `  ${f.violations} violations (${f.failed.join(', ')})` : ''}${f.error !== '' && f.violations === 0 ? `  ${f.error}` : ''}`);
+      lines.push(`  job ${f.index}  seed ${f.seed}  ${f.template}  ${f.status.toUpperCase()}${f.host !== '' ? ` on ${f.host}` : ''}${f.violations > 0 ? `  ${f.violations} violations (${f.failed.join(', ')})` : ''}${f.error !== '' && (f.violations === 0 || f.kind === 'sim') ? `  ${f.error}` : ''}`);
       if (f.replay !== undefined) lines.push(`    replay: ${f.replay}`);
       lines.push(`    direct: ${f.direct}`);
     }

@@ -173,7 +173,7 @@ Examples:
 program
   .command('replay')
   .description('run a recorded run again (same seed, flags and BUGGIFY bugs); with --attempts, until the failure shows again')
-  .argument('<record>', 'a run record: saved by a failing up / stress revoke / chaos run (xgsim-runs/), by --save, or by a campaign')
+  .argument('<record>', 'a run record: saved by a failing up / stress revoke / chaos run (xgsim-runs/), by --save, or by a campaign (sim jobs too)')
   .option('--attempts <n>', 'run up to n times, stopping at the first failure (threads interleave differently each run)', '1')
   .option('--json', 'print {record, attempts, reproduced, runs, summary} as JSON')
   .option('--redis-url <url>', 'Redis for runs over the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
@@ -194,7 +194,7 @@ Examples:
 
 program
   .command('campaign')
-  .description('run many seeded stress / chaos / up runs over Redis on `xgsim host` workers; pass/fail per seed, failing seeds with replay commands, merged Revoke latency, total violations')
+  .description('run many seeded stress / chaos / up / sim runs over Redis on `xgsim host` workers; pass/fail per seed, failing seeds with replay commands, merged Revoke latency, total violations')
   .argument('<plan>', 'campaign plan YAML (format: docs/campaigns.md)')
   .option('--runs <n>', 'how many runs (jobs) to enqueue')
   .option('--redis-url <url>', 'the Redis of the job and result streams (default: REDIS_URL or redis://127.0.0.1:6379)')
@@ -223,7 +223,7 @@ Examples:
 
 program
   .command('host')
-  .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process, publish the result; reclaims the jobs of dead hosts')
+  .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process (sim jobs on its own thread), publish the result; reclaims the jobs of dead hosts')
   .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
   .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')

@@ -43,7 +43,28 @@ describe('run records', () => {
     expect(errorOf(JSON.stringify({ ...rec, kind: 'up' }))).toContain('file: required key is missing');
   });
 
+  it('sim records keep the run\'s hash and reason; file is optional (the default topology)', () => {
+    const facts = { hash: '0badf00d', steps: 300, failed_at_step: 300, reason: 'no_use_after_revoke: …' };
+    const sim = makeRecord({
+      kind: 'sim',
+      flags: { steps: '20000', strategy: 'pct', chaos: false },
+      seed: 9,
+      buggify: [],
+      transport: 'sim',
+      summary,
+      replay: 'npx xgsim sim --seed 9 --steps 300 --horizon 20000 --strategy pct --no-chaos',
+      sim: facts,
+    });
+    expect(parseRecord(JSON.stringify(sim, null, 2), 'r.json')).toEqual(sim);
+    const pass = { ...sim, sim: { hash: '0badf00d', steps: 20000, reason: '' } };
+    expect(parseRecord(JSON.stringify(pass), 'r.json')).toEqual(pass);
+    expect(errorOf(JSON.stringify({ ...sim, sim: { ...facts, hash: undefined } }))).toContain('sim.hash: required key is missing');
+    expect(errorOf(JSON.stringify({ ...sim, flags: { ...sim.flags, duration: '1s' } }))).toContain('flags.duration: unknown key `duration`');
+  });
+
   it('direct commands spell the flags as the CLI does', () => {
+    expect(directCommand({ kind: 'sim', flags: { steps: '500', strategy: 'random', chaos: false }, seed: 5 }, [])).toBe('npx xgsim sim --steps 500 --strategy random --no-chaos --seed 5');
+    expect(directCommand({ kind: 'sim', file: 'examples/two-guests.yaml', flags: { steps: '500', strategy: 'pct' }, seed: 5 }, [])).toBe('npx xgsim sim examples/two-guests.yaml --steps 500 --strategy pct --seed 5');
     expect(directCommand({ kind: 'up', file: 'a.yaml', flags: { duration: '1s', checks: false }, seed: 3 }, [])).toBe('npx xgsim up a.yaml --duration 1s --no-checks --seed 3');
     expect(directCommand({ kind: 'stress-revoke', flags: { guests: '2' }, seed: 4 }, ['no-scrub'])).toBe('XGSIM_BUGGIFY=no-scrub npx xgsim stress revoke --guests 2 --seed 4');
   });

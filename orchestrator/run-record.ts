@@ -1,6 +1,6 @@
 /**
  * Run records: everything needed to run a run again — what ran (`up` of a
- * topology, `stress revoke`, `chaos` of a plan), its flag values, seed,
+ * topology, `stress revoke`, `chaos` of a plan, `sim` of a topology), its flag values, seed,
  * BUGGIFY bugs and transport — with the verdict and Summary it produced
  * and the one-line direct replay command. `xgsim replay <record.json>`
  * (replay.ts) runs it again.
@@ -27,7 +27,7 @@ import { MAX_SEED } from './config/limits.js';
 import type { Summary } from './summary.js';
 
 export const RUN_RECORD_VERSION = 1;
-export const RUN_KINDS = ['up', 'stress-revoke', 'chaos'] as const;
+export const RUN_KINDS = ['up', 'stress-revoke', 'chaos', 'sim'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 export const DEFAULT_RECORD_DIR = 'xgsim-runs';
 
@@ -42,6 +42,20 @@ export interface RunFlags {
   up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean };
   'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string };
   chaos: { duration: string; transport?: string };
+  /** As given: random, pct, or mixed (the seed picks, as `xgsim sim` does; campaign jobs always name one). */
+  sim: { steps: string; strategy: string; chaos?: boolean };
+}
+
+/** What a sim run adds to its record: the deterministic simulator's own facts, so a replay can say it was the same run. */
+export interface SimFacts {
+  /** The run's hash (hypervisor/sim/run.ts): equal hashes, the same run. */
+  hash: string;
+  /** Decisions taken. */
+  steps: number;
+  /** The decision after which the failure was seen; absent for a passing run. */
+  failed_at_step?: number;
+  /** The failure in one line (orchestrator/sim.ts firstReason); '' for a passing run. */
+  reason: string;
 }
 
 interface RecordBase {
@@ -62,7 +76,8 @@ interface RecordBase {
 export type RunRecord =
   | (RecordBase & { kind: 'up'; file: string; flags: RunFlags['up'] })
   | (RecordBase & { kind: 'stress-revoke'; flags: RunFlags['stress-revoke'] })
-  | (RecordBase & { kind: 'chaos'; file: string; flags: RunFlags['chaos'] });
+  | (RecordBase & { kind: 'chaos'; file: string; flags: RunFlags['chaos'] })
+  | (RecordBase & { kind: 'sim'; file?: string; flags: RunFlags['sim']; sim: SimFacts });
 
 type Dist<T> = T extends unknown ? Omit<T, 'version' | 'verdict' | 'created_at'> : never;
 export type RecordInput = Dist<RunRecord>;
@@ -126,6 +141,8 @@ const summary = field((v) => {
   if (v['verdict'] !== 'pass' && v['verdict'] !== 'fail') return { ok: false, error: 'the summary has no verdict (pass or fail)' };
   return { ok: true, value: v };
 });
+/** A string, possibly empty. */
+const anyText = field((v) => (typeof v === 'string' ? { ok: true, value: v } : { ok: false, error: `expected a string, got ${describe(v)}` }));
 const base = {
   version,
   seed: int({ max: MAX_SEED }),
@@ -147,6 +164,13 @@ const recordSchema = tagged(
       flags: obj({ guests: str(), vcpus: str(), 'backend-vcpus': str(), pages: str(), adversary: str(), duration: str() }),
     }),
     chaos: obj({ ...base, kind: kindOf('chaos'), file: str(), flags: obj({ duration: str(), transport: str().optional() }) }),
+    sim: obj({
+      ...base,
+      kind: kindOf('sim'),
+      file: str().optional(),
+      flags: obj({ steps: str(), strategy: str(), chaos: bool().optional() }),
+      sim: obj({ hash: str(), steps: int(), failed_at_step: int().optional(), reason: anyText }),
+    }),
   },
   'run kind',
 );

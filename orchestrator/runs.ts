@@ -1,14 +1,17 @@
 /**
- * One run of a recorded kind (`up`, `stress-revoke`, `chaos`) from its
+ * One run of a recorded kind (`up`, `stress-revoke`, `chaos`, `sim`) from its
  * flags, seed and bugs, through the same functions as the command line:
  * what `xgsim replay` re-runs from a record and what an `xgsim host` runs
  * for a campaign job. Flags arrive as the CLI spells them and go through
  * the commands' own parsing, so a bad value is the same UsageError (exit 2,
  * or a job result 'error') as on the command line.
  */
+import { bugNames } from '../hypervisor/buggify.js';
 import { chaos } from './chaos.js';
-import { UsageError } from './errors.js';
-import { buggifyPrefix, type RunKind } from './run-record.js';
+import { EXIT, UsageError } from './errors.js';
+import { buggifyPrefix, keepRecord, makeRecord, type RunFlags, type RunKind, type SimFacts } from './run-record.js';
+import { firstReason, simOnce, type SimRun } from './sim.js';
+import { histogramOf } from './stats.js';
 import { stressRevoke } from './stress.js';
 import { up, type RunOutcome } from './up.js';
 
@@ -30,18 +33,31 @@ export interface RunSpecOptions {
   json?: boolean;
   /** Redis for runs whose transport is redis (default REDIS_URL). */
   redisUrl?: string | undefined;
+  /**
+   * Sim runs: called every 10 000 decisions, on the simulator's thread, in
+   * the middle of the run (a campaign host renews its claim here, and
+   * throws to stop a job past its timeout: the run holds the thread).
+   */
+  simProgress?: ((steps: number) => void) | undefined;
 }
+
+/** Most decisions of one sim run from a record or a job (as `xgsim sim --steps`). */
+export const MAX_SIM_STEPS = 100_000_000;
+const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
   up: ['duration', 'transport', 'check-interval', 'checks'],
   'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration'],
   chaos: ['duration', 'transport'],
+  sim: ['steps', 'strategy', 'chaos'],
 };
+/** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
+const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos'];
 
 export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOutcome> {
   for (const [k, v] of Object.entries(s.flags)) {
     if (!KNOWN_FLAGS[s.kind].includes(k)) throw new UsageError(`${s.kind}: unknown flag \`${k}\` (known: ${KNOWN_FLAGS[s.kind].join(', ')})`);
-    if (typeof v !== 'string' && !(k === 'checks' && typeof v === 'boolean')) throw new UsageError(`${s.kind}: flag \`${k}\` has a ${typeof v} value`);
+    if (typeof v !== 'string' && !(BOOLEAN_FLAGS.includes(k) && typeof v === 'boolean')) throw new UsageError(`${s.kind}: flag \`${k}\` has a ${typeof v} value`);
   }
   const flag = (k: string): string | undefined => {
     const v = s.flags[k];
@@ -81,12 +97,52 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
       return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('redisUrl', o.redisUrl) });
     }
+    case 'sim':
+      return sim(s, flag('steps'), flag('strategy'), o);
   }
+}
+
+async function sim(s: RunSpec, stepsFlag: string | undefined, strategyFlag: string | undefined, o: RunSpecOptions): Promise<RunOutcome> {
+  if (stepsFlag === undefined) throw new UsageError('sim: the run names no --steps');
+  if (!/^\d+$/.test(stepsFlag) || Number(stepsFlag) < 1 || Number(stepsFlag) > MAX_SIM_STEPS) throw new UsageError(`--steps: expected an integer 1…${MAX_SIM_STEPS}, got \`${stepsFlag}\``);
+  const strategy = strategyFlag ?? 'mixed';
+  if (!(SIM_STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy: expected random, pct or mixed, got \`${strategy}\``);
+  const chaosOn = s.flags['chaos'] !== false;
+  const run = await simOnce({
+    ...(s.file !== undefined ? { topology: s.file } : {}),
+    seed: s.seed,
+    steps: Number(stepsFlag),
+    strategy: strategy as (typeof SIM_STRATEGIES)[number],
+    chaos: chaosOn,
+    buggify: s.buggify,
+    ...(o.simProgress !== undefined ? { progress: o.simProgress } : {}),
+  });
+  return simOutcome(s, run, { steps: stepsFlag, strategy, ...(chaosOn ? {} : { chaos: false }) }, o);
+}
+
+/** A sim run as every other kind ends: a Summary, a record, an exit code — and the simulator's own facts beside them. */
+function simOutcome(s: RunSpec, run: SimRun, flags: RunFlags['sim'], o: RunSpecOptions): RunOutcome {
+  const reason = run.verdict === 'pass' ? '' : firstReason(run).split('\n')[0] ?? '';
+  const violations = Object.values(run.summary.invariants).reduce((a, v) => a + v.violations, 0);
+  // A failure the end-of-run report does not show (a workload's own check, an actor that threw) still says why.
+  const errors = run.verdict === 'fail' && violations === 0 && run.summary.errors.length === 0 ? [reason] : run.summary.errors;
+  const summary = { ...run.summary, errors, verdict: run.verdict === 'fail' ? ('fail' as const) : run.summary.verdict };
+  const facts: SimFacts = { hash: run.hash, steps: run.steps, ...(run.failed_at_step !== null ? { failed_at_step: run.failed_at_step } : {}), reason };
+  const record = makeRecord({ kind: 'sim', ...(s.file !== undefined ? { file: s.file } : {}), flags, seed: s.seed, buggify: bugNames(s.buggify), transport: 'sim', summary, replay: run.replay, sim: facts });
+  keepRecord(record, { print: o.print === true, save: o.save });
+  return {
+    summary,
+    exitCode: run.verdict === 'fail' ? EXIT.FAIL : EXIT.PASS,
+    record,
+    // Revoke latencies of a sim run are simulated time: not merged with real runs' (docs/campaigns.md).
+    revoke_hist: histogramOf([]),
+    sim: { ...facts, verdict: run.verdict, replay: run.replay },
+  };
 }
 
 /** The command line that runs `s` directly (no record needed), e.g. for a job that never produced one. */
 export function directCommand(s: Pick<RunSpec, 'kind' | 'file' | 'flags' | 'seed'>, bugs: readonly string[]): string {
-  const cmd = s.kind === 'stress-revoke' ? 'stress revoke' : `${s.kind} ${s.file ?? ''}`;
+  const cmd = s.kind === 'stress-revoke' ? 'stress revoke' : s.file !== undefined && s.file !== '' ? `${s.kind} ${s.file}` : s.kind;
   const flags = Object.entries(s.flags).map(([k, v]) => (v === false ? ` --no-${k}` : v === true ? ` --${k}` : ` --${k} ${v}`));
   return `${buggifyPrefix(bugs)}npx xgsim ${cmd}${flags.join('')} --seed ${s.seed}`;
 }

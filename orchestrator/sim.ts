@@ -111,10 +111,10 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
 }
 
 /** One simulation of one seed, as the command runs it (campaign jobs, replays of run records). */
-export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; buggify: number }): Promise<SimRun> {
+export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; buggify: number; progress?: SimOptions['progress'] }): Promise<SimRun> {
   const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, nemeses_off: [], exclude: [], buggify: o.buggify };
   loadTopology(p.topology);
-  return runOne(p, o.seed, o.steps);
+  return runOne(p, o.seed, o.steps, o.progress !== undefined ? { progress: o.progress } : {});
 }
 
 function replayCommand(p: Plan, seed: number, steps: number, horizon: number, strategy: Strategy): string {

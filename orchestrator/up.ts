@@ -12,7 +12,7 @@ import { UsageError } from './errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { keepRecord, makeRecord, type RunRecord } from './run-record.js';
+import { keepRecord, makeRecord, type RunRecord, type SimFacts } from './run-record.js';
 import { histogramOf, type LatencyHistogram } from './stats.js';
 import type { HostReport } from '../hypervisor/host.js';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +72,8 @@ export interface RunOutcome {
   record: RunRecord;
   /** Revoke latencies of the run in log buckets (campaigns merge them). */
   revoke_hist: LatencyHistogram;
+  /** Sim runs only: the simulator's verdict (stuck is neither pass nor fail), facts and replay command. */
+  sim?: SimFacts & { verdict: 'pass' | 'fail' | 'stuck'; replay: string };
 }
 
 /** Every Revoke latency sample the run's vCPUs kept. */

@@ -3,7 +3,9 @@
  * spread over `xgsim host` processes and each counted once, a host killed
  * with SIGKILL mid-job whose job is reclaimed and finished by the other,
  * BUGGIFY failures reported with replay commands that reproduce, bad jobs
- * that never take a host down, and bad records and plans that exit 2.
+ * that never take a host down, sim jobs (passing without a bug; with one,
+ * a failing seed whose `xgsim sim` command and record reproduce it bit for
+ * bit; stopped at their timeout), and bad records and plans that exit 2.
  *
  * Runs are tiny (200 ms stress runs of one guest with one vCPU) so the file
  * stays around a minute on two cores. Every test prints its campaign seed;
@@ -35,6 +37,9 @@ const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 const work = mkdtempSync(join(tmpdir(), 'xgsim-campaign-test-'));
 const TINY = join(work, 'tiny.yaml');
 writeFileSync(TINY, ['name: tiny', 'jobs:', '  - name: tiny', '    kind: stress-revoke', '    guests: 1', '    vcpus: 1', '    backend_vcpus: 1', '    duration: 200ms', '    timeout: 60s', ''].join('\n'));
+/** Sim jobs: one seed of the deterministic simulator each, run on the host's own thread. */
+const SIM = join(work, 'sim.yaml');
+writeFileSync(SIM, ['name: sim', 'jobs:', '  - name: sim', '    kind: sim', '    steps: 5000', '    timeout: 60s', ''].join('\n'));
 /** Each test its own pool, so no host of one test (or of anyone else on this Redis) takes another's jobs. */
 const pool = (name: string): string => `test-${name}-${process.pid}-${Date.now().toString(36)}`;
 
@@ -200,6 +205,114 @@ describe('xgsim campaign / host', () => {
   });
 });
 
+/** Run a printed command (`[XGSIM_BUGGIFY=x ]npx xgsim …`) through bin/xgsim.js. */
+function runPrinted(cmd: string, extra: string[] = []): Ran {
+  const m = /^(?:XGSIM_BUGGIFY=(\S+) )?npx xgsim (.*)$/.exec(cmd);
+  expect(m, cmd).not.toBeNull();
+  return xgsimSync([...m![2]!.split(' '), ...extra], { XGSIM_BUGGIFY: m![1] ?? '' });
+}
+
+describe('sim jobs', () => {
+  redisIt('a campaign of sim seeds without a bug passes, every job once, nothing merged into the Revoke latency', async () => {
+    const seed = testSeed('campaign sim pass');
+    const p = pool('sim');
+    const r = await xgsim(['campaign', SIM, '--runs', '6', '--spawn-hosts', '2', '--seed', String(seed), '--pool', p, '--json', '--dir', join(work, 'sim')], { XGSIM_BUGGIFY: '' }).done;
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const rep = report(r.stdout);
+    expect(rep).toMatchObject({ accounted: 6, missing: [], pass: 6, fail: 0, error: 0, timeout: 0, violations: 0, verdict: 'pass' });
+    expect(rep.templates['sim']).toEqual({ kind: 'sim', runs: 6, failed: 0 });
+    expect(rep.revoke_us.n).toBe(0);
+    await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('with XGSIM_BUGGIFY a failing seed is reported with its xgsim sim command, which reproduces it bit for bit, and its record replays at attempt 1', async () => {
+    const seed = testSeed('campaign sim buggify');
+    const p = pool('simbug');
+    const dir = join(work, 'simbug');
+    const bug = 'skip-tlb-flush-on-revoke';
+    const r = await xgsim(['campaign', SIM, '--runs', '4', '--spawn-hosts', '2', '--seed', String(seed), '--pool', p, '--dir', dir], { XGSIM_BUGGIFY: bug }).done;
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/job \d+ {2}seed \d+ {2}sim {2}FAIL/);
+    expect(r.stdout).toMatch(/direct: XGSIM_BUGGIFY=skip-tlb-flush-on-revoke npx xgsim sim --seed \d+ --steps \d+/);
+    const rep = JSON.parse(readFileSync(join(dir, 'campaign.json'), 'utf8')) as CampaignReport;
+    expect(rep.accounted).toBe(4);
+    expect(rep.fail).toBeGreaterThan(0);
+    const f = rep.failing.find((x) => x.status === 'fail' && x.record !== undefined)!;
+    expect(f.kind).toBe('sim');
+    expect(f.error).toMatch(/^no_use_after_revoke: /);
+    expect(f.replay).toBe(`npx xgsim replay ${f.record}`);
+    const rec = JSON.parse(readFileSync(f.record!, 'utf8')) as { kind: string; seed: number; replay: string; sim: { hash: string; failed_at_step: number; reason: string } };
+    expect(rec).toMatchObject({ kind: 'sim', seed: f.seed, replay: f.direct });
+    expect(f.direct).toBe(`XGSIM_BUGGIFY=${bug} npx xgsim sim --seed ${f.seed} --steps ${rec.sim.failed_at_step} --horizon 5000 --strategy ${/--strategy (random|pct)/.exec(f.direct)?.[1]}`);
+    // The printed command: the same run (same hash), failing at the same step for the same reason.
+    const again = runPrinted(f.direct, ['--json']);
+    expect(again.code, again.stderr).toBe(1);
+    const j = JSON.parse(again.stdout) as { hash: string; failed_at_step: number };
+    expect(j).toMatchObject({ hash: rec.sim.hash, failed_at_step: rec.sim.failed_at_step });
+    expect(f.error).toBe(rec.sim.reason);
+    // The record: deterministic, so attempt 1 is the same run; the bug comes from the record, not the environment.
+    const rr = xgsimSync(['replay', f.record!, '--attempts', '5'], { XGSIM_BUGGIFY: '' });
+    expect(rr.code, rr.stderr).toBe(1);
+    expect(rr.stdout).toContain('replay: FAIL — reproduced the failure after 1 attempt');
+    expect(rr.stderr).toContain(`hash ${rec.sim.hash} (the recorded one: the same run)`);
+    await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('a sim job that holds its host\'s thread past the reclaim time keeps its claim: an idle host never takes it over', async () => {
+    const seed = testSeed('campaign sim long');
+    const p = pool('simlong');
+    const dir = join(work, 'simlong');
+    const plan = join(work, 'sim-long.yaml');
+    // ≈ 25 000 steps/s: about 10 s on the thread, twice RECLAIM_IDLE_MS; the claim is renewed from inside the run.
+    writeFileSync(plan, ['name: simlong', 'jobs:', '  - { kind: sim, steps: 250000, strategy: random, timeout: 5m }', ''].join('\n'));
+    const r = await xgsim(['campaign', plan, '--runs', '2', '--spawn-hosts', '3', '--seed', String(seed), '--pool', p, '--json', '--dir', dir], { XGSIM_BUGGIFY: '' }).done;
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const rep = report(r.stdout);
+    expect(rep).toMatchObject({ accounted: 2, pass: 2, reclaimed: 0, duplicates_dropped: 0 });
+    const logs = readdirSync(dir).filter((f) => f.startsWith('host-')).map((f) => readFileSync(join(dir, f), 'utf8')).join('');
+    expect(logs).toMatch(/PASS in (\d{2,}|[6-9])\.\d s/); // it did outlast the reclaim time
+    expect(logs).not.toContain('reclaimed');
+    expect(logs).not.toContain('claim lost');
+  });
+
+  redisIt('a host answers bad sim jobs with an error, stops a sim run past its timeout, and keeps serving', async () => {
+    const seed = testSeed('campaign sim bad jobs');
+    const p = pool('simbad');
+    const id = `simbad-${seed}-${Date.now().toString(36)}`;
+    const q = await CampaignQueue.connect({ url: REDIS_URL, clientName: `test:${id}` });
+    try {
+      await q.create(id, p, {});
+      const job: Omit<JobMsg, 'index' | 'flags'> = { v: CAMPAIGN_WIRE_VERSION, campaign: id, template: 't', kind: 'sim', file: '', seed, buggify: [], timeout_ms: 60_000 };
+      await q.enqueue(id, [
+        { ...job, index: 0, flags: { steps: '0' } },
+        { ...job, index: 1, flags: { steps: '1000', strategy: 'fifo' } },
+        { ...job, index: 2, file: 'examples/no-such-topology.yaml', flags: { steps: '1000' } },
+        { ...job, index: 3, flags: { steps: '1000', duration: '1s' } },
+        // Holds the host's thread far past its timeout unless stopped from inside the run.
+        { ...job, index: 4, flags: { steps: '50000000', strategy: 'random' }, timeout_ms: 2000 },
+        { ...job, index: 5, flags: { steps: '2000', strategy: 'pct' } },
+      ]);
+      const h = await xgsim(['host', '--pool', p, '--name', 'simhost', '--max-jobs', '6'], { XGSIM_BUGGIFY: '' }).done;
+      expect(h.code, h.stderr).toBe(0);
+      const { items } = await q.readResults(id, '0-0', 0, 100);
+      const results = items.filter((x): x is ResultMsg => 'v' in x).sort((x, y) => x.index - y.index);
+      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'error'], [4, 'timeout'], [5, 'pass']]);
+      expect(results[0]!.error).toContain('--steps');
+      expect(results[1]!.error).toContain('--strategy');
+      expect(results[2]!.error).toContain('no-such-topology.yaml');
+      expect(results[3]!.error).toContain('unknown flag `duration`');
+      expect(results[4]!.error).toMatch(/timed out after 2000 ms \(stopped at step \d+\)/);
+      expect(results[4]!.elapsed_ms).toBeLessThan(20_000);
+      expect(results[5]!.revoke_hist).toBeNull();
+      expect(results[5]!.summary).toMatchObject({ verdict: 'pass', transport: 'sim', violations: 0 });
+      expect(await q.progress(id)).toMatchObject({ pending: 0, queued: 0 });
+    } finally {
+      await q.finish(id, p);
+      await q.close();
+    }
+  });
+});
+
 describe('bad input exits 2 with one line', () => {
   const one = (r: Ran): void => {
     expect(r.code, r.stderr).toBe(2);
@@ -230,6 +343,9 @@ describe('bad input exits 2 with one line', () => {
     const r = xgsimSync(['campaign', 'examples/bad/campaign-unknown-job-key.yaml', '--runs', '2']);
     one(r);
     expect(r.stderr).toMatch(/campaign-unknown-job-key\.yaml:\d+:\d+: jobs\[0\]\./);
+    const s = xgsimSync(['campaign', 'examples/bad/campaign-sim-bad-strategy.yaml', '--runs', '2']);
+    one(s);
+    expect(s.stderr).toContain('campaign-sim-bad-strategy.yaml:5:15: jobs[0].strategy: unknown strategy `pcts`; did you mean `pct`?');
     one(xgsimSync(['campaign', TINY]));
     const n = xgsimSync(['campaign', TINY, '--runs', '2', '--redis-url', 'redis://127.0.0.1:1']);
     one(n);

@@ -15,6 +15,9 @@ describe('campaign wire format', () => {
     expect(decodeJob(encodeJob(job))).toEqual(job);
     expect(decodeResult(encodeResult(result))).toEqual(result);
     expect(isWireError(decodeResult(encodeResult(result)))).toBe(false);
+    const sim: JobMsg = { ...job, kind: 'sim', flags: { steps: '20000', strategy: 'pct', chaos: false } };
+    expect(decodeJob(encodeJob(sim))).toEqual(sim);
+    expect(decodeJob(pack({ ...job, kind: 'simulate' }))).toEqual({ error: expect.stringContaining('JobMsg.kind must be one of') });
   });
 
   it('names the first bad field of whatever arrives, and never throws', () => {

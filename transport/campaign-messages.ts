@@ -20,7 +20,8 @@ const MAX_BUGS = 32;
 const MAX_TEXT = 4096;
 const MAX_HIST_BUCKETS = 1024;
 
-export const JOB_KINDS = ['stress-revoke', 'up', 'chaos'] as const;
+/** 'sim' came later under the same wire version: a host that predates it answers a sim job 'error' (malformed job), never runs it wrong. */
+export const JOB_KINDS = ['stress-revoke', 'up', 'chaos', 'sim'] as const;
 export type WireJobKind = (typeof JOB_KINDS)[number];
 export const RESULT_STATUSES = ['pass', 'fail', 'error', 'timeout'] as const;
 export type ResultStatus = (typeof RESULT_STATUSES)[number];
@@ -32,7 +33,7 @@ export interface JobMsg {
   index: number;
   template: string;
   kind: WireJobKind;
-  /** Topology or chaos plan; '' when the kind takes none. */
+  /** Topology or chaos plan; '' when the kind takes none (stress-revoke) or uses its default (sim). */
   file: string;
   flags: Record<string, string | boolean>;
   seed: number;
@@ -72,7 +73,7 @@ export interface ResultMsg {
   elapsed_ms: number;
   /** Times the job was handed out (> 1: reclaimed from a host that died or gave up). */
   deliveries: number;
-  /** Why, for error and timeout; '' otherwise. */
+  /** Why, for error and timeout, and for a failing sim run (its first violation or error, one line); '' otherwise. */
   error: string;
   summary: ResultSummary | null;
   revoke_hist: WireHistogram | null;

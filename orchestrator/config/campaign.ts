@@ -1,8 +1,8 @@
 /**
  * Campaign plans (`xgsim campaign <plan.yaml>`, docs/campaigns.md): a name,
  * an optional seed, and job templates — stress-revoke with its flags, up of
- * a topology, chaos of a plan — each with a weight and an optional
- * timeout. `materializeJobs` turns a plan, a campaign seed and a run count
+ * a topology, chaos of a plan, sim (one seed of the deterministic
+ * simulator) — each with a weight and an optional timeout. `materializeJobs` turns a plan, a campaign seed and a run count
  * into concrete jobs: job i's seed and template are functions of the
  * campaign seed and i alone, so a campaign is reproducible job by job and a
  * job can be re-run without the others.
@@ -19,19 +19,26 @@
  *   or the same image).
  * - `weight: 0` switches a template off; at least one must be positive.
  * - A job's timeout: its template's `timeout`, else the plan's, else
- *   60 s + 3 × its duration.
+ *   60 s + 3 × its duration (sim: 60 s + 1 ms per step).
+ * - sim: `steps` is a count or `{min, max}`, drawn per job like a duration.
+ *   `strategy: mixed` (the default) is resolved here: each job draws random
+ *   or pct from its seed and names it, because `xgsim sim`'s own mixed pick
+ *   shares its generator with the nemesis plan — a run that names its
+ *   strategy gets other nemeses than the mixed run of the same seed, so only
+ *   a job that names it is replayed bit for bit by its replay command.
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { z } from 'zod';
 import { MAP_WINDOW_PAGES } from '../../hypervisor/host.js';
+import { DEFAULT_SIM_STEPS } from '../sim.js';
 import { ADVERSARIES } from '../stress.js';
-import { describe, duration, forwardIssues, ident, int, isRecord, list, MISSING, obj, oneOf, str, tagged } from './fields.js';
+import { bool, describe, duration, forwardIssues, ident, int, isRecord, list, MISSING, obj, oneOf, str, tagged } from './fields.js';
 import { errorAt, parseYaml, readYamlFile, validate, type YamlSource } from './load.js';
 import { loadTopology, baseName, TRANSPORTS } from './topology.js';
 import { parseDuration } from './units.js';
 
-export const JOB_KINDS = ['stress-revoke', 'up', 'chaos'] as const;
+export const JOB_KINDS = ['stress-revoke', 'up', 'chaos', 'sim'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 /** Largest campaign seed (job seeds are 31-bit, as `--seed` takes them). */
@@ -43,10 +50,18 @@ export const MAX_JOB_DURATION_MS = 10 * 60_000;
 export const MAX_JOB_TIMEOUT_MS = 60 * 60_000;
 /** Base of the default timeout: forking a host and starting its threads can take seconds on a loaded machine. */
 export const DEFAULT_TIMEOUT_BASE_MS = 60_000;
+/** Most scheduling decisions of one sim job (≈ 25 000 steps/s on one core: minutes, not hours). */
+export const MAX_SIM_JOB_STEPS = 10_000_000;
+export const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 export interface DurationRange {
   readonly min_ms: number;
   readonly max_ms: number;
+}
+
+export interface CountRange {
+  readonly min: number;
+  readonly max: number;
 }
 
 interface TemplateBase {
@@ -68,7 +83,15 @@ export type JobTemplate =
       readonly duration: DurationRange;
     })
   | (TemplateBase & { readonly kind: 'up'; readonly topology: string; readonly transport?: string })
-  | (TemplateBase & { readonly kind: 'chaos'; readonly plan: string; readonly transport?: string });
+  | (TemplateBase & { readonly kind: 'chaos'; readonly plan: string; readonly transport?: string })
+  | (TemplateBase & {
+      readonly kind: 'sim';
+      /** Relative to the working directory; absent: the simulator's default topology. */
+      readonly topology?: string;
+      readonly steps: CountRange;
+      readonly strategy: (typeof SIM_STRATEGIES)[number];
+      readonly chaos: boolean;
+    });
 
 export interface CampaignPlan {
   readonly file: string;
@@ -84,7 +107,7 @@ export interface CampaignJob {
   readonly index: number;
   readonly template: string;
   readonly kind: JobKind;
-  /** Topology (up) or chaos plan (chaos), relative to the working directory. */
+  /** Topology (up, sim) or chaos plan (chaos), relative to the working directory; absent for sim's default topology. */
   readonly file?: string;
   /** Flags as the CLI spells them (run-record.ts). */
   readonly flags: Readonly<Record<string, string | boolean>>;
@@ -141,6 +164,33 @@ function durationRange(): z.ZodType<DurationRange, unknown> {
   });
 }
 
+const countRangeSchema = obj({ min: int({ min: 1, max: MAX_SIM_JOB_STEPS }), max: int({ min: 1, max: MAX_SIM_JOB_STEPS }) });
+
+/** `20000`, or `{min: 5000, max: 50000}`: sim steps, drawn per job like a duration. */
+function stepsRange(): z.ZodType<CountRange, unknown> {
+  const one = int({ min: 1, max: MAX_SIM_JOB_STEPS });
+  return z.unknown().transform((v, ctx): CountRange => {
+    if (isRecord(v)) {
+      const r = countRangeSchema.safeParse(v);
+      if (!r.success) {
+        forwardIssues(ctx, r.error.issues);
+        return z.NEVER;
+      }
+      if (r.data.min > r.data.max) {
+        ctx.addIssue({ code: 'custom', path: ['max'], message: `max (${r.data.max}) is below min (${r.data.min})` });
+        return z.NEVER;
+      }
+      return { min: r.data.min, max: r.data.max };
+    }
+    const r = one.safeParse(v);
+    if (!r.success) {
+      ctx.addIssue({ code: 'custom', message: Array.isArray(v) ? `expected a step count such as 20000 or {min: 5000, max: 50000}, got ${describe(v)}` : (r.error.issues[0]?.message ?? 'bad step count') });
+      return z.NEVER;
+    }
+    return { min: r.data, max: r.data };
+  });
+}
+
 const timeout = () =>
   duration()
     .refine((ms) => ms > 0, { message: 'must be positive' })
@@ -167,6 +217,7 @@ export const templateSchema = tagged(
     }),
     up: obj({ ...common, kind: kindOf('up'), topology: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
     chaos: obj({ ...common, kind: kindOf('chaos'), plan: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
+    sim: obj({ ...common, kind: kindOf('sim'), topology: str().optional(), steps: stepsRange().optional(), strategy: oneOf(SIM_STRATEGIES, 'strategy').default('mixed'), chaos: bool().default(true) }),
   },
   'job kind',
 );
@@ -209,6 +260,11 @@ function fromSource(src: YamlSource): CampaignPlan {
       }
       case 'chaos':
         return { ...base, kind: t.kind, plan: pathAt(i, 'plan', t.plan), ...(t.duration !== undefined ? { duration: t.duration } : {}), ...(t.transport !== undefined ? { transport: t.transport } : {}) };
+      case 'sim': {
+        const topology = t.topology === undefined ? undefined : pathAt(i, 'topology', t.topology);
+        if (topology !== undefined) loadTopology(topology);
+        return { ...base, kind: t.kind, ...(topology !== undefined ? { topology } : {}), steps: t.steps ?? { min: DEFAULT_SIM_STEPS, max: DEFAULT_SIM_STEPS }, strategy: t.strategy, chaos: t.chaos };
+      }
     }
   });
   if (templates.every((t) => t.weight === 0)) throw errorAt(src, ['jobs'], 'every job has weight 0: nothing would run');
@@ -265,7 +321,8 @@ export function materializeJobs(plan: CampaignPlan, o: MaterializeOptions): Camp
     if (t === undefined) throw new RangeError('materializeJobs: no template picked');
     const d = t.duration;
     const duration_ms = d === undefined ? undefined : d.min_ms + Math.floor(u(2) * (d.max_ms - d.min_ms + 1));
-    const timeout_ms = t.timeout_ms ?? plan.timeout_ms ?? DEFAULT_TIMEOUT_BASE_MS + 3 * (duration_ms ?? 10_000);
+    const steps = t.kind === 'sim' ? t.steps.min + Math.floor(u(2) * (t.steps.max - t.steps.min + 1)) : 0;
+    const timeout_ms = t.timeout_ms ?? plan.timeout_ms ?? DEFAULT_TIMEOUT_BASE_MS + (t.kind === 'sim' ? steps : 3 * (duration_ms ?? 10_000));
     const dur = duration_ms === undefined ? {} : { duration: `${duration_ms}ms` };
     const common = { index, template: t.name, seed, buggify: [...o.buggify], timeout_ms };
     switch (t.kind) {
@@ -279,6 +336,11 @@ export function materializeJobs(plan: CampaignPlan, o: MaterializeOptions): Camp
         return { ...common, kind: t.kind, file: t.topology, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}) } };
       case 'chaos':
         return { ...common, kind: t.kind, file: t.plan, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}) } };
+      case 'sim': {
+        // mixed: the job draws and names its strategy (see the top of this file).
+        const strategy = t.strategy === 'mixed' ? (u(3) < 0.5 ? 'random' : 'pct') : t.strategy;
+        return { ...common, kind: t.kind, ...(t.topology !== undefined ? { file: t.topology } : {}), flags: { steps: String(steps), strategy, ...(t.chaos ? {} : { chaos: false }) } };
+      }
     }
   });
 }
