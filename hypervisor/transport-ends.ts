@@ -55,8 +55,8 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   /** The kill check and the nemesis on a fresh batch: what to hand the device model, and how long to hold it first. */
   const shape = (fresh: IoreqRequest[], nem = Atomics.load(m.control.w, CTL.IOREQ_NEMESIS)): { out: IoreqRequest[]; delay_us: number } => {
     if (fresh.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
+    if (nem === 0 || fresh.length === 0) return { out: later.length === 0 ? fresh : [...fresh, ...later.splice(0)], delay_us: 0 };
     const held = later.splice(0);
-    if (nem === 0 || fresh.length === 0) return { out: [...fresh, ...held], delay_us: 0 };
     let out: IoreqRequest[] = [];
     for (const req of fresh) {
       if ((nem & NEMESIS_IOREQ.DROP) !== 0 && inner.drop !== undefined && random() < NEMESIS_P) {

@@ -157,7 +157,7 @@ export class RingServerEnd implements IoreqServerEnd {
       this.scan(max, out, now);
       this.polled(out);
       if (out.length > 0) {
-        this.hot = nowMs() - this.answeredAt < HOT_GAP_MS;
+        this.hot = now - this.answeredAt < HOT_GAP_MS;
         return out;
       }
       if (!this.hot || this.closed) return out;
