@@ -1,7 +1,8 @@
 /**
  * The other side of the benchmark's measurements: ping-pong partners and
  * the two ends of an IOREQ round trip (a guest vCPU reading an emulated
- * register, a device model answering at once), each on its own thread.
+ * register, a device model answering at once, through the device model's
+ * own loop), each on its own thread.
  */
 import { threadId } from 'node:worker_threads';
 import { attachMachine, type MachineSabs } from './machine.js';
@@ -9,6 +10,8 @@ import { VcpuContext } from './guest-cpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { gfn } from './public/types.js';
 import type { TransportChoice } from './vcpu-worker.js';
+import { VC } from './layout/vcpus.js';
+import { ioreqLoop } from '../domains/ioreq-loop.js';
 
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
@@ -81,9 +84,13 @@ async function echo(t: Echo): Promise<number[]> {
   const end = cpu.ioreqServerEnd();
   for (const s of t.servers) cpu.hc.dm_set_ioreq_server_state(s.target as never, s.index, true);
   const stop = new Int32Array(t.stop);
+  // The device model's own loop (domains/ioreq-loop.ts), stepped as the vCPU worker steps a workload.
+  const step = ioreqLoop(cpu, end, { apply: () => ({ data: 0x1234, fault: 0 }) });
+  const hangIdx = m.vcpus.idx(t.slot, VC.HANG_MS);
   while (Atomics.load(stop, 0) === 0) {
-    const reqs = await cpu.idle(end.recv(16, 20));
-    for (const r of reqs) await end.respond(r, { data: 0x1234, fault: 0 });
+    const r = step();
+    if (r !== undefined) await r;
+    cpu.endOfStep(hangIdx);
   }
   await end.close();
   cpu.stop();

@@ -209,6 +209,18 @@ export class VcpuContext implements GuestCpu {
     }
   }
 
+  idleNow<T>(f: () => T): T {
+    vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
+    this.mmu.givePcpu();
+    try {
+      return f();
+    } finally {
+      this.mmu.takePcpu();
+      vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
+      this.mmu.boundary();
+    }
+  }
+
   ioreqServerEnd(): IoreqServerEnd {
     this.serverEnd ??= makeServerEnd(this.m, this.id.domid);
     return this.serverEnd;

@@ -117,6 +117,27 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
  * not iterations: an iteration's cost varies with the load on the machine.
  */
 const IOREQ_SPIN_US = 10;
+/** A vCPU whose spins stopped paying spins again, once, every this many ioreqs (a probe). */
+const IOREQ_SPIN_PROBE_EVERY = 32;
+
+/**
+ * Whether spinning pays, per vCPU — adaptive, as KVM's halt polling
+ * (`grow_halt_poll_ns` / `shrink_halt_poll_ns`) adapts its window. A spin
+ * pays when the answer comes during it. When it runs out with the request
+ * still READY, the server never got to claim it while we spun: on a host
+ * whose other cores are busy, the spinning vCPU was keeping the device
+ * model off the one core the two share (measured: 21 µs round trips with
+ * the spin, 2 µs without, BENCHMARKS.md). Then the vCPU goes straight to
+ * its futex wait, and probes with one full spin every
+ * IOREQ_SPIN_PROBE_EVERY ioreqs. A spin that runs out with the request
+ * INPROCESS (a slow command) changes nothing. Keyed by the Mmu: a new
+ * machine (the simulator's second run of a seed) starts afresh.
+ */
+interface SpinPolicy {
+  window_us: number;
+  sinceProbe: number;
+}
+const spinPolicies = new WeakMap<Mmu, SpinPolicy>();
 
 /**
  * Build the ioreq in the vCPU's slot, signal the server's owner, block until
@@ -153,14 +174,22 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   mmu.stat(STAT.IOREQS_SENT);
   // Spin for the answer only if the server is awake: waking a parked one
   // takes a futex wake-up, and spinning meanwhile only keeps a core from it.
-  let spin_us = IOREQ_SPIN_US;
+  let awake = true;
   if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
     // redis: the host's dispatcher publishes it on the server's stream.
     Atomics.add(m.control.w, CTL.DISPATCH, 1);
     Atomics.notify(m.control.w, CTL.DISPATCH);
   } else {
     // The owner's pending bit, its event word, and a futex wake only if it sleeps.
-    if (m.ios.kick(m.ioreq.owner(d, server), mmu.slot)) spin_us = 0;
+    if (m.ios.kick(m.ioreq.owner(d, server), mmu.slot)) awake = false;
+  }
+  // And only while spinning pays (SpinPolicy).
+  let pol = spinPolicies.get(mmu);
+  if (pol === undefined) spinPolicies.set(mmu, (pol = { window_us: IOREQ_SPIN_US, sinceProbe: 0 }));
+  let spin_us = awake ? pol.window_us : 0;
+  if (awake && spin_us === 0 && ++pol.sinceProbe >= IOREQ_SPIN_PROBE_EVERY) {
+    pol.sinceProbe = 0;
+    spin_us = IOREQ_SPIN_US;
   }
   // Waiting for the device model is being blocked: no TLB the hypervisor
   // must wait for, and not a guest that runs.
@@ -184,10 +213,15 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
         }
         prev = cur;
       }
-      if (cur === IOREQ_STATE.IORESP_READY) break;
+      if (cur === IOREQ_STATE.IORESP_READY) {
+        if (spinning && spin_us > 0) pol.window_us = IOREQ_SPIN_US; // the spin paid
+        break;
+      }
       if (spinning) {
         if ((k & 15) !== 15 || sched().now_us() - t0_us < spin_us) continue;
         spinning = false;
+        // Never claimed while we spun: the spin kept the server off its core, or it is not running.
+        if (spin_us > 0 && cur === IOREQ_STATE.READY) pol.window_us = 0;
       }
       if ((waits++ & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
         Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);

@@ -53,11 +53,10 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   };
   const count = (w: number, n = 1): void => void Atomics.add(m.control.w, w, n);
   /** The kill check and the nemesis on a fresh batch: what to hand the device model, and how long to hold it first. */
-  const shape = (fresh: IoreqRequest[]): { out: IoreqRequest[]; delay_us: number } => {
+  const shape = (fresh: IoreqRequest[], nem = Atomics.load(m.control.w, CTL.IOREQ_NEMESIS)): { out: IoreqRequest[]; delay_us: number } => {
     if (fresh.length > 0 && Atomics.compareExchange(m.control.w, CTL.KILL_DM, 1, 0) === 1) throw new Error(DM_KILLED);
-    const nem = Atomics.load(m.control.w, CTL.IOREQ_NEMESIS);
+    if (nem === 0 || fresh.length === 0) return { out: later.length === 0 ? fresh : [...fresh, ...later.splice(0)], delay_us: 0 };
     const held = later.splice(0);
-    if (nem === 0 || fresh.length === 0) return { out: [...fresh, ...held], delay_us: 0 };
     let out: IoreqRequest[] = [];
     for (const req of fresh) {
       if ((nem & NEMESIS_IOREQ.DROP) !== 0 && inner.drop !== undefined && random() < NEMESIS_P) {
@@ -112,7 +111,32 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
       return a;
     };
   }
-  const { recvNow, respondNow, answeredNow } = inner;
+  const { recvNow, recvHot, respondNow, answeredNow } = inner;
+  if (respondNow !== undefined && answeredNow !== undefined) {
+    killable.respondNow = (req, a) => {
+      const tw = tracer;
+      if (tw === null) respondNow.call(inner, req, a);
+      else respondNowTraced(tw, () => respondNow.call(inner, req, a), req);
+    };
+    killable.answeredNow = (req) => {
+      const a = m.control.buggy(BUGS['ioreq-no-dedup']) ? undefined : answeredNow.call(inner, req);
+      if (a === undefined) ledger(m, req);
+      else Atomics.add(m.control.w, CTL.DUPLICATES_SKIPPED, 1);
+      return a;
+    };
+    if (recvHot !== undefined) {
+      // The hot path (ring): the same kill check. A nemesis, or a request it
+      // holds back, sends the device model to recv, where a batch can be
+      // held for its delay.
+      killable.recvHot = (max) => {
+        if (later.length > 0 || Atomics.load(m.control.w, CTL.IOREQ_NEMESIS) !== 0) return [];
+        const reqs = shape(recvHot.call(inner, max), 0).out;
+        const tw = tracer;
+        if (tw !== null && reqs.length > 0) traceReceipt(tw, reqs);
+        return reqs;
+      };
+    }
+  }
   if (recvNow !== undefined && respondNow !== undefined && answeredNow !== undefined) {
     // The polled end (deterministic simulator): the same kill and nemesis;
     // a delayed batch is held until the scheduler's clock passes its time.
@@ -127,13 +151,6 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
         else j++;
       }
       return due;
-    };
-    killable.respondNow = (req, a) => respondNow.call(inner, req, a);
-    killable.answeredNow = (req) => {
-      const a = m.control.buggy(BUGS['ioreq-no-dedup']) ? undefined : answeredNow.call(inner, req);
-      if (a === undefined) ledger(m, req);
-      else Atomics.add(m.control.w, CTL.DUPLICATES_SKIPPED, 1);
-      return a;
     };
   }
   return killable;
@@ -157,6 +174,13 @@ function traceReceipt(tw: TraceWriter, reqs: readonly IoreqRequest[]): void {
   const t0_us = tw.now();
   for (const r of reqs) tw.put(tw.now(), kindWord(TK.IO_RECV, requester(r.domid, r.vcpu)), r.seq, r.type);
   tw.put(t0_us, TK.IO_BATCH, tw.now() - t0_us, reqs.length);
+}
+
+/** The same for the synchronous answer of the hot path. */
+function respondNowTraced(tw: TraceWriter, respond: () => void, req: IoreqRequest): void {
+  const t0_us = tw.now();
+  respond();
+  tw.put(t0_us, kindWord(TK.IO_ANSWER, requester(req.domid, req.vcpu)), req.seq, tw.now() - t0_us);
 }
 
 /** An answer on the device model's timeline: from respond()'s entry to its completion. */

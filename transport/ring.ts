@@ -6,6 +6,10 @@
  * wait), so a hot server answers in about a spin round trip and an idle
  * one costs one futex wake-up. A vCPU notifies the event word only while the server is
  * parked, and the server the vCPU only while it waits (layout/ioreq-slots.ts).
+ *
+ * Two ways in: `recv` (a promise: it may park) and, for a hot device model,
+ * `recvHot` + `respondNow` (synchronous: no microtask, no event-loop turn
+ * between two back-to-back requests; docs/ioreq.md §7).
  */
 import { isMainThread } from 'node:worker_threads';
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/constants.js';
@@ -56,8 +60,7 @@ export class RingServerEnd implements IoreqServerEnd {
    * a request whose hint went astray (its server changed hands) waits at
    * most one poll period.
    */
-  protected scan(max: number, out: IoreqRequest[]): void {
-    const now = nowMs();
+  protected scan(max: number, out: IoreqRequest[], now = nowMs()): void {
     if (this.takeover || now >= this.fullScanAt) {
       this.fullScanAt = now + LOST_POLL_MS;
       const takeover = this.takeover;
@@ -138,6 +141,40 @@ export class RingServerEnd implements IoreqServerEnd {
   }
 
   /**
+   * The hot path: the requests there now or — while the end is hot — within
+   * SPIN_MS, synchronously and without parking; `recv`'s spin, minus the
+   * promise. Empty when nothing came: the end is cold from then on (its spin
+   * is spent), and the device model goes back to `recv`, which parks at once.
+   * The caller must be descheduled meanwhile (GuestCpu.idleNow), as in `recv`.
+   */
+  recvHot(max: number): IoreqRequest[] {
+    const out: IoreqRequest[] = [];
+    const pend = this.m.ios.pending;
+    const base = this.owner * PENDING_WORDS;
+    const t0 = nowMs();
+    let now = t0;
+    for (;;) {
+      this.scan(max, out, now);
+      this.polled(out);
+      if (out.length > 0) {
+        this.hot = now - this.answeredAt < HOT_GAP_MS;
+        return out;
+      }
+      if (!this.hot || this.closed) return out;
+      // Between two scans, watch the pending words only, and read the clock every 16 looks.
+      let news = false;
+      for (let j = 0; j < 16 && !news; j++) {
+        for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(pend, base + w) !== 0) news = true;
+      }
+      now = nowMs();
+      if (!news && now - t0 >= SPIN_MS) {
+        this.hot = false;
+        return out;
+      }
+    }
+  }
+
+  /**
    * Sleep on the event word as a plain futex wait: a vCPU's notify wakes
    * this thread directly, where a waitAsync waiter is woken through its
    * event loop (a task posted to it), which costs several times a futex
@@ -182,10 +219,11 @@ export class RingServerEnd implements IoreqServerEnd {
   private answeredAt = -Infinity;
 
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
-    this.respondSync(req, answer);
+    this.respondNow(req, answer);
   }
 
-  protected respondSync(req: IoreqRequest, answer: IoreqAnswer): void {
+  /** `respond`, synchronous: the ring's answer is a few stores and at most a notify. */
+  respondNow(req: IoreqRequest, answer: IoreqAnswer): void {
     this.answeredAt = nowMs();
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     const slots = this.m.ios.slots;
@@ -208,10 +246,10 @@ export class RingServerEnd implements IoreqServerEnd {
    * answered (or its vCPU gave up), and a second delivery must not be applied.
    */
   async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
-    return this.answeredSync(req);
+    return this.answeredNow(req);
   }
 
-  protected answeredSync(req: IoreqRequest): IoreqAnswer | undefined {
+  answeredNow(req: IoreqRequest): IoreqAnswer | undefined {
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     if (slot === undefined) return undefined;
     const i = this.m.ios.idx(slot);
@@ -245,11 +283,5 @@ export class PolledRingServerEnd extends RingServerEnd {
     this.scan(max, out);
     this.polled(out);
     return out;
-  }
-  respondNow(req: IoreqRequest, answer: IoreqAnswer): void {
-    this.respondSync(req, answer);
-  }
-  answeredNow(req: IoreqRequest): IoreqAnswer | undefined {
-    return this.answeredSync(req);
   }
 }

@@ -13,6 +13,7 @@ import { FAULT_ANSWER, IOREQ_DIR, IOREQ_TYPE, type IoreqAnswer, type IoreqReques
 import { domid, gfn, grantHandle, grantRef } from '../../hypervisor/public/types.js';
 import type { GpuEnv, GpuFrontendEnv, Workload } from '../workload.js';
 import { bump as count } from '../counters.js';
+import { ioreqLoop } from '../ioreq-loop.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
 
 /** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
@@ -348,40 +349,12 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     return req.type === IOREQ_TYPE.FAULT ? fault(req, fe) : req.gfn === fe.mmio_gfn ? mmio(req, fe) : { data: 0xffffffff, fault: FAULT_ANSWER.NONE };
   }
 
-  async function stepAsync(): Promise<void> {
-    const reqs = await cpu.idle(end.recv(16, 20));
-    for (const req of reqs) {
-      const before = end.answered !== undefined ? await cpu.idle(end.answered(req)) : undefined;
-      if (before !== undefined) {
-        // Applied already (a duplicate, or our predecessor's): answer the same, do nothing twice.
-        await cpu.idle(end.respond(req, before));
-        bump(report, 'duplicates');
-        continue;
-      }
-      await cpu.idle(end.respond(req, serve(req)));
-      bump(report, 'ioreqs');
-    }
-  }
+  const serveStep = ioreqLoop(cpu, end, { apply: serve, served: (applied) => bump(report, applied ? 'ioreqs' : 'duplicates') });
 
   return {
     step() {
       if (!started) start();
-      // A polled end (the deterministic simulator): one batch, nothing awaited.
-      const { recvNow, respondNow, answeredNow } = end;
-      if (recvNow !== undefined && respondNow !== undefined && answeredNow !== undefined) {
-        for (const req of recvNow.call(end, 16)) {
-          const before = answeredNow.call(end, req);
-          if (before !== undefined) {
-            respondNow.call(end, req, before);
-            bump(report, 'duplicates');
-            continue;
-          }
-          respondNow.call(end, req, serve(req));
-          bump(report, 'ioreqs');
-        }
-        return;
-      }
-      return stepAsync();
+      return serveStep();
     },
     finish() {
       for (let fe = 0; fe < 512; fe++) {

@@ -138,6 +138,11 @@ export interface GuestCpu {
   cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
   /** Await something outside the guest (an event channel, a socket) descheduled: no TLB is held meanwhile. */
   idle<T>(p: Promise<T>): Promise<T>;
+  /**
+   * The same for a synchronous poll (`IoreqServerEnd.recvHot`): run `f`
+   * descheduled and return what it returns. `f` must not touch guest memory.
+   */
+  idleNow<T>(f: () => T): T;
   /** A device model's end of the IOREQ transport, serving this domain's enabled servers. */
   ioreqServerEnd(): IoreqServerEnd;
   /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */

@@ -67,12 +67,21 @@ export interface IoreqServerEnd {
    */
   drop?(req: IoreqRequest): void;
   /**
-   * A polled end (the deterministic simulator's, hypervisor/sim): the same
-   * three operations, synchronous and never blocking — `recvNow` returns
-   * what is there now, possibly nothing. Present only on such an end; a
-   * device model that finds them serves one batch per step without awaiting.
+   * A polled end (the deterministic simulator's, hypervisor/sim): `recvNow`
+   * returns what is there now, possibly nothing, synchronously and never
+   * blocking. Present only on such an end; a device model that finds it
+   * serves one batch per step without awaiting.
    */
   recvNow?(max: number): IoreqRequest[];
+  /**
+   * The hot path of an end that has one (the ring): the requests there now
+   * or, while the end is hot (its device model answering back-to-back
+   * ioreqs), arriving within its short spin window; synchronous, never
+   * parks. Empty: go back to `recv`, which parks. Call it descheduled
+   * (`GuestCpu.idleNow`), and answer with `respondNow`, without awaiting.
+   */
+  recvHot?(max: number): IoreqRequest[];
+  /** `respond` and `answered`, synchronous: on the polled end, and on an end with `recvHot`. */
   respondNow?(req: IoreqRequest, answer: IoreqAnswer): void;
   answeredNow?(req: IoreqRequest): IoreqAnswer | undefined;
   close(): Promise<void>;
