@@ -24,8 +24,8 @@ function cpuOf(m: Machine, d: number): VcpuContext {
 }
 
 /** Backend d0 Maps its gfn 10 at fe d1's gfn `at`; the frontend reads it once (cached). */
-function mappedAndCached(bugs: string, at: number): { m: Machine; be: VcpuContext; fe: VcpuContext; id: number } {
-  const m = testMachine({ bugs });
+function mappedAndCached(bugs: string, at: number, checking = true): { m: Machine; be: VcpuContext; fe: VcpuContext; id: number } {
+  const m = testMachine({ bugs, checking });
   const be = cpuOf(m, 0);
   const fe = cpuOf(m, 1);
   be.write32(gfn(10), 0, 0x1234);
@@ -36,10 +36,10 @@ function mappedAndCached(bugs: string, at: number): { m: Machine; be: VcpuContex
 }
 
 describe('Mmu', () => {
-  it('after a flush no gfn hits a slot it does not index, not even -1 (an empty tag of -1 once let it reach a revoked frame)', () => {
+  it.each([true, false])('after a flush no gfn hits a slot it does not index, not even -1 (an empty tag of -1 once let it reach a revoked frame); checking %s', (checking) => {
     // gfn 127 sits in slot 63, the slot gfn -1 indexes.
     const at = 64 + TLB_ENTRIES - 1;
-    const { m, be, fe, id } = mappedAndCached('', at);
+    const { m, be, fe, id } = mappedAndCached('', at, checking);
     fe.stop();
     expect(dmRevoke(m, 0, { id })).toBe(0);
     fe.start();
@@ -68,9 +68,9 @@ describe('Mmu', () => {
     expect(v[0]!.text).toMatch(/d1 slot \d+ read gfn 70 through a TLB entry whose removal completed/);
   });
 
-  it('with the flush, the access after Revoke goes to emulation and nothing is reported', () => {
+  it.each([true, false])('with the flush, the access after Revoke goes to emulation and nothing is reported; checking %s', (checking) => {
     const at = 70;
-    const { m, fe, id } = mappedAndCached('', at);
+    const { m, fe, id } = mappedAndCached('', at, checking);
     fe.stop();
     expect(dmRevoke(m, 0, { id })).toBe(0);
     fe.start();
@@ -79,8 +79,8 @@ describe('Mmu', () => {
     expect(m.log.records()).toEqual([]);
   });
 
-  it('counts every access, hit, miss or emulated, and passes a boundary every TLB_BATCH_ACCESSES', () => {
-    const m = testMachine();
+  it.each([true, false])('counts every access, hit, miss or emulated, and passes a boundary every TLB_BATCH_ACCESSES; checking %s', (checking) => {
+    const m = testMachine({ checking });
     const c = cpuOf(m, 1);
     const beat0 = m.vcpus.at(c.mmu.slot, VC.HEARTBEAT);
     const before = c.mmu.accesses;
@@ -90,8 +90,8 @@ describe('Mmu', () => {
     expect(m.vcpus.at(c.mmu.slot, VC.HEARTBEAT) - beat0).toBe(Math.floor(2000 / TLB_BATCH_ACCESSES));
   });
 
-  it('a BAR frame is cached apart from RAM: a RAM gfn and a BAR gfn sharing a slot each reach their own frame, and Revoke ends the BAR one', () => {
-    const m = testMachine({ bars: [{ name: 'gpu', owner: 0, nr_pages: 4 }] });
+  it.each([true, false])('a BAR frame is cached apart from RAM: a RAM gfn and a BAR gfn sharing a slot each reach their own frame, and Revoke ends the BAR one; checking %s', (checking) => {
+    const m = testMachine({ bars: [{ name: 'gpu', owner: 0, nr_pages: 4 }], checking });
     const fe = cpuOf(m, 1);
     const bar = m.sabs.bars[0]!;
     const at = 64 + 5; // slot 5, as RAM gfn 5
@@ -112,8 +112,8 @@ describe('Mmu', () => {
     expect(m.log.records()).toEqual([]);
   });
 
-  it('a read-only entry is read through the TLB, and a write to it is discarded, not cached as writable', () => {
-    const m = testMachine();
+  it.each([true, false])('a read-only entry is read through the TLB, and a write to it is discarded, not cached as writable; checking %s', (checking) => {
+    const m = testMachine({ checking });
     const c = cpuOf(m, 1);
     c.write32(gfn(3), 0, 0xabc);
     const mfn = entryMfn(p2mGet(m, 1, 3));
@@ -125,5 +125,25 @@ describe('Mmu', () => {
     expect(c.last_access).toBe(ACCESS.OK);
     expect(c.read32(gfn(100), 0)).toBe(0xabc);
     expect(c.read32(gfn(3), 0)).toBe(0xabc);
+  });
+
+  it.each([true, false])('last_access is the outcome of the last access, a hit included (a hit stores no outcome); checking %s', (checking) => {
+    const m = testMachine({ checking });
+    const c = cpuOf(m, 1);
+    c.write32(gfn(3), 0, 7); // fills the slot
+    for (let i = 0; i < 3 * TLB_BATCH_ACCESSES; i++) {
+      expect(c.read32(gfn(500), 0)).toBe(0xffffffff); // beyond RAM: null handler
+      expect(c.last_access).toBe(ACCESS.NULL_IO);
+      expect(c.read32(gfn(3), 0)).toBe(7);
+      expect(c.last_access).toBe(ACCESS.OK);
+      c.write32(gfn(500), 0, 1);
+      expect(c.last_access).toBe(ACCESS.NULL_IO);
+      c.write32(gfn(3), 0, 7);
+      expect(c.last_access).toBe(ACCESS.OK);
+    }
+    // Across a boundary of a hypercall, the outcome stays the last access's.
+    expect(c.read32(gfn(500), 0)).toBe(0xffffffff);
+    c.hc.current_reservation();
+    expect(c.last_access).toBe(ACCESS.NULL_IO);
   });
 });
