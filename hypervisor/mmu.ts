@@ -104,6 +104,11 @@ export class Mmu {
   private accessesBefore = -TLB_BATCH_ACCESSES;
   private epoch = -1;
   private readonly epochIdx: number;
+  /** The shared words a boundary touches, looked up once. */
+  private readonly domW: Int32Array;
+  private readonly vcpuW: Int32Array;
+  private readonly controlW: Int32Array;
+  private readonly heartbeatIdx: number;
   private readonly p2mBase: number;
   private readonly p2mSize: number;
   private readonly wordsShift: number;
@@ -136,6 +141,10 @@ export class Mmu {
     readonly slot: number,
   ) {
     this.epochIdx = m.dom.epochIndex(domid);
+    this.domW = m.dom.w;
+    this.vcpuW = m.vcpus.w;
+    this.controlW = m.control.w;
+    this.heartbeatIdx = m.vcpus.idx(slot, VC.HEARTBEAT);
     this.p2mBase = m.dom.at(domid, DOM.P2M_BASE);
     this.p2mSize = m.dom.at(domid, DOM.P2M_SIZE);
     this.wordsShift = m.frames.shift - 2;
@@ -171,13 +180,22 @@ export class Mmu {
     return this.accessesBefore + TLB_BATCH_ACCESSES - this.budget;
   }
 
-  /** The instruction boundary: take pending TLB flushes, acknowledge them. */
+  /**
+   * The instruction boundary: take pending TLB flushes, acknowledge them.
+   * Two atomic loads (the epoch, CTL.SHOOTDOWNS) and the heartbeat. The
+   * heartbeat is a plain load and store: this vCPU is its only writer
+   * while it runs (domain.ts zeroes it before), and its readers (the
+   * host's and chaos's watchdogs) only compare it with an earlier value;
+   * an `Atomics.add` here was a locked read-modify-write per batch for
+   * nothing.
+   */
   boundary(): void {
     this.accessesBefore += TLB_BATCH_ACCESSES - this.budget;
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
-    Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
-    if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+    const vw = this.vcpuW;
+    vw[this.heartbeatIdx] = vw[this.heartbeatIdx]! + 1;
+    if (Atomics.load(this.controlW, CTL.SHOOTDOWNS) > 0) this.stepAside();
   }
 
   /**
@@ -207,7 +225,7 @@ export class Mmu {
   }
 
   private ack(): void {
-    const e = Atomics.load(this.m.dom.w, this.epochIdx);
+    const e = Atomics.load(this.domW, this.epochIdx);
     if (e !== this.epoch) {
       this.dropAll();
       this.epoch = e;
