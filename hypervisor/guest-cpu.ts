@@ -161,6 +161,12 @@ export class VcpuContext implements GuestCpu {
   write32(gfn: Gfn, offset: number, value: number): void {
     this.mmu.write32(gfn, offset, value);
   }
+  readWords(gfn: Gfn, offset: number, into: Uint32Array): void {
+    this.mmu.readWords(gfn, offset, into);
+  }
+  writeWords(gfn: Gfn, offset: number, from: Uint32Array): void {
+    this.mmu.writeWords(gfn, offset, from);
+  }
   read(gfn: Gfn, offset: number, width: AccessWidth): bigint {
     return this.mmu.read(gfn, offset, width);
   }

@@ -4,6 +4,7 @@
  * acknowledgement from this thread) keeps its TLB, as a descheduled vCPU
  * does, and takes the flush when it starts again.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
 import { VcpuContext } from './guest-cpu.js';
@@ -145,5 +146,75 @@ describe('Mmu', () => {
     expect(c.read32(gfn(500), 0)).toBe(0xffffffff);
     c.hc.current_reservation();
     expect(c.last_access).toBe(ACCESS.NULL_IO);
+  });
+
+  type RunOp = { kind: 'read' | 'write'; gfn: number; offset: number; words: number; seed: number } | { kind: 'balloon'; gfn: number };
+  const runOp: fc.Arbitrary<RunOp> = fc.oneof(
+    fc.record({ kind: fc.constantFrom('read' as const, 'write' as const), gfn: fc.integer({ min: -2, max: 70 }), offset: fc.integer({ min: -8, max: 4100 }), words: fc.integer({ min: 0, max: 2600 }), seed: fc.integer() }),
+    fc.record({ kind: fc.constant('balloon' as const), gfn: fc.integer({ min: 0, max: 63 }) }),
+  );
+
+  it.each([true, false])('readWords/writeWords are exactly the loop of read32/write32 they stand for (values, outcomes, access count, boundaries, memory); checking %s', (checking) => {
+    fc.assert(
+      fc.property(fc.array(runOp, { maxLength: 12 }), (ops) => {
+        const run = testMachine({ checking });
+        const loop = testMachine({ checking });
+        const a = cpuOf(run, 1);
+        const b = cpuOf(loop, 1);
+        for (const c of [a, b]) {
+          // gfn 66 read-only (writes discarded) over gfn 3's frame; 64, 65, 67… are holes (null handler).
+          const mfn = entryMfn(p2mGet(c.m, 1, 3));
+          p2mLock(c.m, 1, 'test');
+          p2mSetLocked(c.m, 1, 66, p2mEntry(mfn, P2M.ram_ro));
+          p2mUnlock(c.m, 1);
+        }
+        const wpp = 4096 / 4;
+        for (const op of ops) {
+          if (op.kind === 'balloon') {
+            expect(a.hc.decrease_reservation([gfn(op.gfn)])).toBe(b.hc.decrease_reservation([gfn(op.gfn)]));
+            continue;
+          }
+          const w0 = (op.offset >> 2) & (wpp - 1);
+          const at = (k: number): [number, number] => [op.gfn + Math.floor((w0 + k) / wpp), ((w0 + k) % wpp) * 4];
+          if (op.kind === 'read') {
+            const got = new Uint32Array(op.words);
+            a.readWords(gfn(op.gfn), op.offset, got);
+            const want = new Uint32Array(op.words);
+            for (let k = 0; k < op.words; k++) want[k] = b.read32(gfn(at(k)[0]), at(k)[1]);
+            let bad = -1;
+            for (let k = 0; k < op.words && bad < 0; k++) if (got[k] !== want[k]) bad = k;
+            expect(bad, `first word read differently (${got[bad]} vs ${want[bad]})`).toBe(-1);
+          } else {
+            const from = Uint32Array.from({ length: op.words }, (_, k) => Math.imul(op.seed ^ k, 0x9e3779b1) >>> 0);
+            a.writeWords(gfn(op.gfn), op.offset, from);
+            for (let k = 0; k < op.words; k++) b.write32(gfn(at(k)[0]), at(k)[1], from[k]!);
+          }
+          expect(a.last_access).toBe(b.last_access);
+          expect(a.mmu.accesses).toBe(b.mmu.accesses);
+          expect(run.vcpus.at(a.mmu.slot, VC.HEARTBEAT)).toBe(loop.vcpus.at(b.mmu.slot, VC.HEARTBEAT));
+        }
+        const fa = run.frames.i32;
+        const fb = loop.frames.i32;
+        let firstDiff = -1;
+        for (let i = 0; i < fa.length && firstDiff < 0; i++) if (fa[i] !== fb[i]) firstDiff = i;
+        expect(firstDiff, 'first RAM word that differs').toBe(-1);
+        expect(run.log.records()).toEqual([]);
+        expect(loop.log.records()).toEqual([]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('with checking on, every word of a run through a stale entry is checked: skip-tlb-flush-on-revoke is reported', () => {
+    const at = 70;
+    const { m, be, fe, id } = mappedAndCached('skip-tlb-flush-on-revoke', at);
+    fe.stop();
+    expect(dmRevoke(m, 0, { id })).toBe(0);
+    fe.start();
+    be.write32(gfn(10), 0, 0x7777);
+    const got = new Uint32Array(4);
+    fe.readWords(gfn(at), 0, got);
+    expect(got[0]).toBe(0x7777);
+    expect(m.log.records().filter((x) => x.invariant === 'no_use_after_revoke')).toHaveLength(1);
   });
 });

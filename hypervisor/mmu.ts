@@ -452,6 +452,74 @@ export class Mmu {
     }
   }
 
+  /**
+   * A run of 32-bit reads: `into.length` consecutive words from (gfn,
+   * offset) on — offset taken as read32 takes it, the word in the page —
+   * running on into gfn + 1, gfn + 2… Exactly the reads a loop of read32
+   * would make, in the same order, each word one access with its own
+   * outcome (`last` is the last word's): the same budget, the boundary
+   * before the access that would exceed a batch, a miss or an emulated
+   * word through the slow path. What it saves is the call and the tag
+   * compare per word: a run of hits on one slot (at most the rest of the
+   * page and of the batch, so no boundary and no fill falls inside it,
+   * and nothing but a boundary or a fill changes a tag) is one compare,
+   * one budget store and a copy loop.
+   */
+  readWords(gfn: number, offset: number, into: Uint32Array): void {
+    const words = this.wordMask + 1;
+    const n = into.length;
+    let g = gfn;
+    let w = (offset >> 2) & this.wordMask;
+    let k = 0;
+    while (k < n) {
+      const s = g & TLB_MASK;
+      const b = this.budget;
+      if (this.rtag[s] === g && b > 0) {
+        const run = Math.min(n - k, words - w, b);
+        this.budget = b - run;
+        const ram = this.ram;
+        const from = this.wbase[s]! + w - k;
+        for (const end = k + run; k < end; k++) into[k] = ram[from + k]!;
+        w += run;
+      } else {
+        into[k++] = this.read32Slow(g, w << 2);
+        w++;
+      }
+      if (w === words) {
+        w = 0;
+        g++;
+      }
+    }
+  }
+
+  /** A run of 32-bit writes, `from.length` words: as readWords, the writes of a loop of write32. */
+  writeWords(gfn: number, offset: number, from: Uint32Array): void {
+    const words = this.wordMask + 1;
+    const n = from.length;
+    let g = gfn;
+    let w = (offset >> 2) & this.wordMask;
+    let k = 0;
+    while (k < n) {
+      const s = g & TLB_MASK;
+      const b = this.budget;
+      if (this.wtag[s] === g && b > 0) {
+        const run = Math.min(n - k, words - w, b);
+        this.budget = b - run;
+        const ram = this.ram;
+        const to = this.wbase[s]! + w - k;
+        for (const end = k + run; k < end; k++) ram[to + k] = from[k]!;
+        w += run;
+      } else {
+        this.write32Slow(g, w << 2, from[k++]!);
+        w++;
+      }
+      if (w === words) {
+        w = 0;
+        g++;
+      }
+    }
+  }
+
   read(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
     for (let r = 0; ; r++) {
       let v = this.readOnce(gfn, offset, width);

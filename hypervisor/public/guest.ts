@@ -120,6 +120,15 @@ export interface GuestCpu {
   /** Memory access through the p2m, as the guest's MMU would. */
   read32(gfn: Gfn, offset: number): number;
   write32(gfn: Gfn, offset: number, value: number): void;
+  /**
+   * Runs of 32-bit words: `into.length` (`from.length`) consecutive words
+   * from (gfn, offset) on, running on into the following gfns — exactly
+   * what a loop of read32 (write32) over them would do, word by word (each
+   * word one access, with its own translation and outcome; `last_access`
+   * is the last word's), in one call.
+   */
+  readWords(gfn: Gfn, offset: number, into: Uint32Array): void;
+  writeWords(gfn: Gfn, offset: number, from: Uint32Array): void;
   read(gfn: Gfn, offset: number, width: AccessWidth): bigint;
   write(gfn: Gfn, offset: number, width: AccessWidth, value: bigint): void;
   /** Outcome of the last access (ACCESS.*). */
