@@ -217,4 +217,18 @@ describe('Mmu', () => {
     expect(got[0]).toBe(0x7777);
     expect(m.log.records().filter((x) => x.invariant === 'no_use_after_revoke')).toHaveLength(1);
   });
+
+  it('GuestCpu.mem is the same MMU: accesses through either door count together and share last_access', () => {
+    const m = testMachine({ checking: false });
+    const c = cpuOf(m, 1);
+    const mem = c.mem;
+    const before = c.mmu.accesses;
+    mem.write32(gfn(3), 8, 0xfeed);
+    expect(c.read32(gfn(3), 8)).toBe(0xfeed);
+    expect(mem.read32(gfn(500), 0)).toBe(0xffffffff);
+    expect(c.last_access).toBe(ACCESS.NULL_IO);
+    c.write32(gfn(3), 0, 1);
+    expect(mem.last_access).toBe(ACCESS.OK);
+    expect(c.mmu.accesses - before).toBe(4);
+  });
 });

@@ -36,7 +36,7 @@ import { sched } from './sched.js';
 import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './pcpu.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
-import { ACCESS, type AccessOutcome } from './public/guest.js';
+import { ACCESS, type AccessOutcome, type GuestMemory } from './public/guest.js';
 import { P2M } from './public/types.js';
 
 const PERM_NONE = 0;
@@ -77,7 +77,7 @@ const TLB_MASK = TLB_ENTRIES - 1;
 /** A slot's tag when it holds nothing for that kind of access: `~s` indexes slot TLB_MASK − s, never s. */
 const EMPTY_TAGS = Int32Array.from({ length: TLB_ENTRIES }, (_, s) => ~s);
 
-export class Mmu {
+export class Mmu implements GuestMemory {
   /** Per slot, the hit path's tags: the gfn if the slot caches a RAM frame that may be read through (checking off), else ~slot. */
   private readonly rtag = EMPTY_TAGS.slice();
   /** Per slot: the gfn if the slot caches a RAM frame that may be written through (checking off), else ~slot. */
@@ -392,6 +392,10 @@ export class Mmu {
   /** Outcome of the last access (ACCESS.*): OK unless the last access was a slow-path one that ended otherwise. */
   get last(): AccessOutcome {
     return this.outcomeAt === this.accesses ? this.outcome : ACCESS.OK;
+  }
+
+  get last_access(): AccessOutcome {
+    return this.last;
   }
 
   /** A slow-path access ends here: `outcome` is now the outcome of access number `accesses`. */
