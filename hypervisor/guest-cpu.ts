@@ -19,7 +19,7 @@ import type { IoreqServerEnd } from './public/ioreq.js';
 import { makeServerEnd } from './transport-ends.js';
 import { domainCrash } from './domain.js';
 import { NR_GRANT_ENTRIES } from './constants.js';
-import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
+import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
 import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from './public/types.js';
 import { ESRCH, GNTST_okay } from './public/errno.js';
 import { sched } from './sched.js';
@@ -59,6 +59,8 @@ export interface VcpuIdentity {
 
 export class VcpuContext implements GuestCpu {
   readonly mmu: Mmu;
+  /** GuestCpu.mem: the MMU, seen through the ABI's GuestMemory. */
+  readonly mem: GuestMemory;
   readonly hc: Hypercalls;
   readonly grants: GrantTable;
   readonly domid: DomId;
@@ -82,6 +84,7 @@ export class VcpuContext implements GuestCpu {
     this.memory_pages = id.memory_pages;
     this.page_size_bytes = m.config.page_size_bytes;
     this.mmu = new Mmu(m, id.domid, id.slot);
+    this.mem = this.mmu;
     this.rng = new Rng(id.seed);
     this.statBase = id.slot * STAT.WORDS;
     this.scratch = new Uint8Array(m.config.page_size_bytes * 4);
@@ -160,6 +163,12 @@ export class VcpuContext implements GuestCpu {
   }
   write32(gfn: Gfn, offset: number, value: number): void {
     this.mmu.write32(gfn, offset, value);
+  }
+  readWords(gfn: Gfn, offset: number, into: Uint32Array): void {
+    this.mmu.readWords(gfn, offset, into);
+  }
+  writeWords(gfn: Gfn, offset: number, from: Uint32Array): void {
+    this.mmu.writeWords(gfn, offset, from);
   }
   read(gfn: Gfn, offset: number, width: AccessWidth): bigint {
     return this.mmu.read(gfn, offset, width);

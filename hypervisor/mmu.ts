@@ -13,14 +13,17 @@
  *    remembered one means a removal of that entry *completed* after the
  *    fill — a use after unmap/revoke, reported exactly, on whatever thread.
  *
- * The hit path (read32/write32) is one tag compare: a slot has a tag for
- * reads and one for writes, each the gfn when the cached translation allows
- * that access and `~slot` otherwise — a value no gfn indexing that slot can
- * equal, so an empty or flushed slot can never hit, whatever number a guest
- * passes as a gfn (an empty tag of -1 once let gfn -1 hit slot 63's stale
- * translation after a flush). Those two tags hold RAM translations only, so
- * the hit path indexes RAM directly; a slot holding a BAR frame has its own
- * pair of tags, which only the slow path looks at.
+ * The hit path (read32/write32) is one tag compare and the budget: a slot
+ * has a tag for reads and one for writes, each the gfn when the cached
+ * translation allows that access and `~slot` otherwise — a value no gfn
+ * indexing that slot can equal, so an empty or flushed slot can never hit,
+ * whatever number a guest passes as a gfn (an empty tag of -1 once let gfn
+ * -1 hit slot 63's stale translation after a flush). Those two tags hold
+ * RAM translations only, and only with checking off, so the hit path
+ * indexes RAM directly and has no GEN check to branch over; a slot holding
+ * a BAR frame, or any frame with checking on, has its own pair of tags,
+ * which only the slow path looks at (and checks GEN there, on every
+ * access). A hit stores nothing but the budget: `last` is derived.
  */
 import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
 import { BUGS } from './buggify.js';
@@ -33,7 +36,7 @@ import { sched } from './sched.js';
 import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './pcpu.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
-import { ACCESS, type AccessOutcome } from './public/guest.js';
+import { ACCESS, type AccessOutcome, type GuestMemory } from './public/guest.js';
 import { P2M } from './public/types.js';
 
 const PERM_NONE = 0;
@@ -74,14 +77,19 @@ const TLB_MASK = TLB_ENTRIES - 1;
 /** A slot's tag when it holds nothing for that kind of access: `~s` indexes slot TLB_MASK − s, never s. */
 const EMPTY_TAGS = Int32Array.from({ length: TLB_ENTRIES }, (_, s) => ~s);
 
-export class Mmu {
-  /** Per slot: the gfn if the slot caches a RAM frame that may be read through, else ~slot. */
+export class Mmu implements GuestMemory {
+  /** Per slot, the hit path's tags: the gfn if the slot caches a RAM frame that may be read through (checking off), else ~slot. */
   private readonly rtag = EMPTY_TAGS.slice();
-  /** Per slot: the gfn if the slot caches a RAM frame that may be written through, else ~slot. */
+  /** Per slot: the gfn if the slot caches a RAM frame that may be written through (checking off), else ~slot. */
   private readonly wtag = EMPTY_TAGS.slice();
-  /** The same two for a slot caching a BAR frame (MMIO mapped direct). */
-  private readonly barRtag = EMPTY_TAGS.slice();
-  private readonly barWtag = EMPTY_TAGS.slice();
+  /**
+   * The same two for a slot only the slow path may use: one caching a BAR
+   * frame (MMIO mapped direct), or any frame when checking is on, so that
+   * the GEN check runs on every access through a cached entry without a
+   * branch on the hit path.
+   */
+  private readonly slowRtag = EMPTY_TAGS.slice();
+  private readonly slowWtag = EMPTY_TAGS.slice();
   /** Per slot: the region (RAM or a BAR) the frame is in, for the slow path. */
   private readonly sview: Int32Array[];
   /** RAM's words: the hit path's region. */
@@ -96,10 +104,17 @@ export class Mmu {
   private accessesBefore = -TLB_BATCH_ACCESSES;
   private epoch = -1;
   private readonly epochIdx: number;
+  /** The shared words a boundary touches, looked up once. */
+  private readonly domW: Int32Array;
+  private readonly vcpuW: Int32Array;
+  private readonly controlW: Int32Array;
+  private readonly heartbeatIdx: number;
   private readonly p2mBase: number;
   private readonly p2mSize: number;
   private readonly wordsShift: number;
   private readonly pageMask: number;
+  /** Words per page − 1: `(offset >> 2) & wordMask` is `(offset & pageMask) >> 2`. */
+  private readonly wordMask: number;
   private readonly statBase: number;
   private readonly checking: boolean;
   /**
@@ -110,7 +125,14 @@ export class Mmu {
   seenEntry = 0;
   /** Sequence of this vCPU's ioreqs: (domid, vcpu, seq) names one for ever. */
   ioreqSeq = 0;
-  last: AccessOutcome = ACCESS.OK;
+  /**
+   * The outcome of the last slow-path access, and the access count right
+   * after it (`accesses` never repeats a value: every access takes one
+   * from the budget, and a boundary keeps the count). A hit sets neither,
+   * so it stores nothing but the budget; `last` derives its OK.
+   */
+  private outcome: AccessOutcome = ACCESS.OK;
+  private outcomeAt = -1;
   emulate: EmulateHook = defaultHook;
 
   constructor(
@@ -119,10 +141,15 @@ export class Mmu {
     readonly slot: number,
   ) {
     this.epochIdx = m.dom.epochIndex(domid);
+    this.domW = m.dom.w;
+    this.vcpuW = m.vcpus.w;
+    this.controlW = m.control.w;
+    this.heartbeatIdx = m.vcpus.idx(slot, VC.HEARTBEAT);
     this.p2mBase = m.dom.at(domid, DOM.P2M_BASE);
     this.p2mSize = m.dom.at(domid, DOM.P2M_SIZE);
     this.wordsShift = m.frames.shift - 2;
     this.pageMask = m.config.page_size_bytes - 1;
+    this.wordMask = (m.config.page_size_bytes >> 2) - 1;
     this.statBase = slot * STAT.WORDS;
     this.checking = m.checking;
     this.ram = m.frames.i32;
@@ -153,13 +180,22 @@ export class Mmu {
     return this.accessesBefore + TLB_BATCH_ACCESSES - this.budget;
   }
 
-  /** The instruction boundary: take pending TLB flushes, acknowledge them. */
+  /**
+   * The instruction boundary: take pending TLB flushes, acknowledge them.
+   * Two atomic loads (the epoch, CTL.SHOOTDOWNS) and the heartbeat. The
+   * heartbeat is a plain load and store: this vCPU is its only writer
+   * while it runs (domain.ts zeroes it before), and its readers (the
+   * host's and chaos's watchdogs) only compare it with an earlier value;
+   * an `Atomics.add` here was a locked read-modify-write per batch for
+   * nothing.
+   */
   boundary(): void {
     this.accessesBefore += TLB_BATCH_ACCESSES - this.budget;
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
-    Atomics.add(this.m.vcpus.w, this.m.vcpus.idx(this.slot, VC.HEARTBEAT), 1);
-    if (Atomics.load(this.m.control.w, CTL.SHOOTDOWNS) > 0) this.stepAside();
+    const vw = this.vcpuW;
+    vw[this.heartbeatIdx] = vw[this.heartbeatIdx]! + 1;
+    if (Atomics.load(this.controlW, CTL.SHOOTDOWNS) > 0) this.stepAside();
   }
 
   /**
@@ -189,7 +225,7 @@ export class Mmu {
   }
 
   private ack(): void {
-    const e = Atomics.load(this.m.dom.w, this.epochIdx);
+    const e = Atomics.load(this.domW, this.epochIdx);
     if (e !== this.epoch) {
       this.dropAll();
       this.epoch = e;
@@ -229,13 +265,13 @@ export class Mmu {
   private dropAll(): void {
     this.rtag.set(EMPTY_TAGS);
     this.wtag.set(EMPTY_TAGS);
-    this.barRtag.set(EMPTY_TAGS);
-    this.barWtag.set(EMPTY_TAGS);
+    this.slowRtag.set(EMPTY_TAGS);
+    this.slowWtag.set(EMPTY_TAGS);
   }
 
   /**
    * Translate for an access; returns the TLB slot, or -1 when the access
-   * must be emulated (or faulted: `this.last` says which).
+   * must be emulated (or faulted: `this.outcome` says which).
    */
   private translate(gfn: number, write: boolean): number {
     // The boundary comes before the access that would exceed the batch, so
@@ -243,7 +279,7 @@ export class Mmu {
     if (this.budget <= 0) this.tick();
     this.budget--;
     const s = gfn & TLB_MASK;
-    if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.barWtag[s] : this.barRtag[s]) === gfn) {
+    if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.slowWtag[s] : this.slowRtag[s]) === gfn) {
       if (this.checking) this.checkStale(s, gfn, write);
       return s;
     }
@@ -264,7 +300,7 @@ export class Mmu {
 
   private fill(s: number, gfn: number, write: boolean): number {
     if (gfn < 0 || gfn >= this.p2mSize || !Number.isInteger(gfn)) {
-      this.last = ACCESS.NULL_IO;
+      this.outcome = ACCESS.NULL_IO;
       this.seenEntry = P2M_HOLE;
       return -1;
     }
@@ -274,24 +310,24 @@ export class Mmu {
     const g2 = Atomics.load(this.m.p2m.gen, i);
     this.seenEntry = e;
     if (e === P2M_HOLE) {
-      this.last = ACCESS.NULL_IO;
+      this.outcome = ACCESS.NULL_IO;
       return -1;
     }
     const type = entryType(e);
     const p = permOf(type);
     if (p === PERM_NONE) {
-      this.last = ACCESS.NULL_IO;
+      this.outcome = ACCESS.NULL_IO;
       return -1;
     }
     if (write && p === PERM_RO) {
       // Xen: a write to p2m_grant_map_ro injects #GP; to p2m_ram_ro it is discarded.
-      this.last = type === P2M.grant_map_ro ? ACCESS.FAULT : ACCESS.OK;
+      this.outcome = type === P2M.grant_map_ro ? ACCESS.FAULT : ACCESS.OK;
       return -1;
     }
     const mfn = entryMfn(e);
     const r = this.m.regionOf(mfn);
     if (r < 0) {
-      this.last = ACCESS.NULL_IO;
+      this.outcome = ACCESS.NULL_IO;
       return -1;
     }
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
@@ -310,8 +346,9 @@ export class Mmu {
     this.tgen[s] = g1;
     this.tidx[s] = i;
     this.clearSlot(s);
-    const rt = r === 0 ? this.rtag : this.barRtag;
-    const wt = r === 0 ? this.wtag : this.barWtag;
+    const hit = r === 0 && !this.checking;
+    const rt = hit ? this.rtag : this.slowRtag;
+    const wt = hit ? this.wtag : this.slowWtag;
     rt[s] = gfn;
     wt[s] = p === PERM_RW ? gfn : ~s;
     return s;
@@ -321,8 +358,8 @@ export class Mmu {
   private clearSlot(s: number): void {
     this.rtag[s] = ~s;
     this.wtag[s] = ~s;
-    this.barRtag[s] = ~s;
-    this.barWtag[s] = ~s;
+    this.slowRtag[s] = ~s;
+    this.slowWtag[s] = ~s;
   }
   private scratchBase = 0;
 
@@ -352,41 +389,56 @@ export class Mmu {
     return r >= Mmu.RETRIES && !this.m.control.buggy(BUGS['ioreq-retry-unbounded']);
   }
 
+  /** Outcome of the last access (ACCESS.*): OK unless the last access was a slow-path one that ended otherwise. */
+  get last(): AccessOutcome {
+    return this.outcomeAt === this.accesses ? this.outcome : ACCESS.OK;
+  }
+
+  get last_access(): AccessOutcome {
+    return this.last;
+  }
+
+  /** A slow-path access ends here: `outcome` is now the outcome of access number `accesses`. */
+  private settle(): void {
+    this.outcomeAt = this.accesses;
+  }
+
   /**
-   * A 32-bit read. The hit path is inline: the boundary when one is due,
-   * one tag compare, the GEN check when checking, the load. Everything else
-   * (a miss, a BAR frame, an emulated access, a retry) is the slow path,
-   * which counts the access itself.
+   * A 32-bit read. The hit path is inline: one tag compare and the budget
+   * (a boundary is due when it is 0: the slow path passes it), one store
+   * (the budget), the load. Everything else (a miss, a boundary, a BAR
+   * frame, any frame with checking on, an emulated access, a retry) is the
+   * slow path, which counts the access itself.
    */
   read32(gfn: number, offset: number): number {
-    if (this.budget <= 0) this.tick();
     const s = gfn & TLB_MASK;
-    if (this.rtag[s] === gfn) {
-      this.budget--;
-      if (this.checking) this.checkStale(s, gfn, false);
-      this.last = ACCESS.OK;
-      return this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)]! >>> 0;
+    const b = this.budget;
+    if (this.rtag[s] === gfn && b > 0) {
+      this.budget = b - 1;
+      return this.ram[this.wbase[s]! + ((offset >> 2) & this.wordMask)]! >>> 0;
     }
     return this.read32Slow(gfn, offset);
   }
 
   private read32Slow(gfn: number, offset: number): number {
     for (let r = 0; ; r++) {
-      const v = this.read32Once(gfn, offset);
-      if (this.last !== ACCESS.RETRY) return v;
-      if (this.retriesExhausted(gfn, r)) return this.gaveUp();
+      let v = this.read32Once(gfn, offset);
+      if (this.outcome === ACCESS.RETRY) {
+        if (!this.retriesExhausted(gfn, r)) continue;
+        v = this.gaveUp();
+      }
+      this.settle();
+      return v;
     }
   }
 
   /** A 32-bit write; the hit path is inline, as for read32. */
   write32(gfn: number, offset: number, value: number): void {
-    if (this.budget <= 0) this.tick();
     const s = gfn & TLB_MASK;
-    if (this.wtag[s] === gfn) {
-      this.budget--;
-      if (this.checking) this.checkStale(s, gfn, true);
-      this.last = ACCESS.OK;
-      this.ram[this.wbase[s]! + ((offset & this.pageMask) >> 2)] = value | 0;
+    const b = this.budget;
+    if (this.wtag[s] === gfn && b > 0) {
+      this.budget = b - 1;
+      this.ram[this.wbase[s]! + ((offset >> 2) & this.wordMask)] = value | 0;
       return;
     }
     this.write32Slow(gfn, offset, value);
@@ -395,66 +447,141 @@ export class Mmu {
   private write32Slow(gfn: number, offset: number, value: number): void {
     for (let r = 0; ; r++) {
       this.write32Once(gfn, offset, value);
-      if (this.last !== ACCESS.RETRY) return;
-      if (this.retriesExhausted(gfn, r)) {
+      if (this.outcome === ACCESS.RETRY) {
+        if (!this.retriesExhausted(gfn, r)) continue;
         this.gaveUp();
-        return;
+      }
+      this.settle();
+      return;
+    }
+  }
+
+  /**
+   * A run of 32-bit reads: `into.length` consecutive words from (gfn,
+   * offset) on — offset taken as read32 takes it, the word in the page —
+   * running on into gfn + 1, gfn + 2… Exactly the reads a loop of read32
+   * would make, in the same order, each word one access with its own
+   * outcome (`last` is the last word's): the same budget, the boundary
+   * before the access that would exceed a batch, a miss or an emulated
+   * word through the slow path. What it saves is the call and the tag
+   * compare per word: a run of hits on one slot (at most the rest of the
+   * page and of the batch, so no boundary and no fill falls inside it,
+   * and nothing but a boundary or a fill changes a tag) is one compare,
+   * one budget store and a copy loop.
+   */
+  readWords(gfn: number, offset: number, into: Uint32Array): void {
+    const words = this.wordMask + 1;
+    const n = into.length;
+    let g = gfn;
+    let w = (offset >> 2) & this.wordMask;
+    let k = 0;
+    while (k < n) {
+      const s = g & TLB_MASK;
+      const b = this.budget;
+      if (this.rtag[s] === g && b > 0) {
+        const run = Math.min(n - k, words - w, b);
+        this.budget = b - run;
+        const ram = this.ram;
+        const from = this.wbase[s]! + w - k;
+        for (const end = k + run; k < end; k++) into[k] = ram[from + k]!;
+        w += run;
+      } else {
+        into[k++] = this.read32Slow(g, w << 2);
+        w++;
+      }
+      if (w === words) {
+        w = 0;
+        g++;
+      }
+    }
+  }
+
+  /** A run of 32-bit writes, `from.length` words: as readWords, the writes of a loop of write32. */
+  writeWords(gfn: number, offset: number, from: Uint32Array): void {
+    const words = this.wordMask + 1;
+    const n = from.length;
+    let g = gfn;
+    let w = (offset >> 2) & this.wordMask;
+    let k = 0;
+    while (k < n) {
+      const s = g & TLB_MASK;
+      const b = this.budget;
+      if (this.wtag[s] === g && b > 0) {
+        const run = Math.min(n - k, words - w, b);
+        this.budget = b - run;
+        const ram = this.ram;
+        const to = this.wbase[s]! + w - k;
+        for (const end = k + run; k < end; k++) ram[to + k] = from[k]!;
+        w += run;
+      } else {
+        this.write32Slow(g, w << 2, from[k++]!);
+        w++;
+      }
+      if (w === words) {
+        w = 0;
+        g++;
       }
     }
   }
 
   read(gfn: number, offset: number, width: 1 | 2 | 4 | 8): bigint {
     for (let r = 0; ; r++) {
-      const v = this.readOnce(gfn, offset, width);
-      if (this.last !== ACCESS.RETRY) return v;
-      if (this.retriesExhausted(gfn, r)) {
+      let v = this.readOnce(gfn, offset, width);
+      if (this.outcome === ACCESS.RETRY) {
+        if (!this.retriesExhausted(gfn, r)) continue;
         this.gaveUp();
-        return (1n << BigInt(8 * width)) - 1n;
+        v = (1n << BigInt(8 * width)) - 1n;
       }
+      this.settle();
+      return v;
     }
   }
 
   write(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
     for (let r = 0; ; r++) {
       this.writeOnce(gfn, offset, width, value);
-      if (this.last !== ACCESS.RETRY) return;
-      if (this.retriesExhausted(gfn, r)) {
+      if (this.outcome === ACCESS.RETRY) {
+        if (!this.retriesExhausted(gfn, r)) continue;
         this.gaveUp();
-        return;
       }
+      this.settle();
+      return;
     }
   }
 
   /** LOCK CMPXCHG on guest memory: only on memory the vCPU may write; elsewhere the value is all ones. */
   cmpxchg32(gfn: number, offset: number, expected: number, value: number): number {
     const s = this.translate(gfn, true);
+    let v = 0xffffffff;
     if (s < 0) {
-      if (this.last === ACCESS.OK) this.last = ACCESS.FAULT;
-      return 0xffffffff;
+      if (this.outcome === ACCESS.OK) this.outcome = ACCESS.FAULT;
+    } else {
+      this.outcome = ACCESS.OK;
+      v = Atomics.compareExchange(this.view(s), this.wordOf(s, offset), expected | 0, value | 0) >>> 0;
     }
-    this.last = ACCESS.OK;
-    return Atomics.compareExchange(this.view(s), this.wordOf(s, offset), expected | 0, value | 0) >>> 0;
+    this.settle();
+    return v;
   }
 
   private gaveUp(): number {
-    this.last = ACCESS.IOREQ_FAULT;
+    this.outcome = ACCESS.IOREQ_FAULT;
     return 0xffffffff;
   }
 
   private read32Once(gfn: number, offset: number): number {
     const s = this.translate(gfn, false);
     if (s < 0) return this.emulated(gfn, offset, 4, false, 0);
-    this.last = ACCESS.OK;
+    this.outcome = ACCESS.OK;
     return this.view(s)[this.wordOf(s, offset)]! >>> 0;
   }
 
   private write32Once(gfn: number, offset: number, value: number): void {
     const s = this.translate(gfn, true);
     if (s < 0) {
-      if (this.last !== ACCESS.OK) this.emulated(gfn, offset, 4, true, value);
+      if (this.outcome !== ACCESS.OK) this.emulated(gfn, offset, 4, true, value);
       return;
     }
-    this.last = ACCESS.OK;
+    this.outcome = ACCESS.OK;
     this.view(s)[this.wordOf(s, offset)] = value | 0;
   }
 
@@ -466,7 +593,7 @@ export class Mmu {
       if (v === 0xffffffff) return (1n << BigInt(8 * width)) - 1n;
       return BigInt(v >>> 0) & ((1n << BigInt(8 * width)) - 1n);
     }
-    this.last = ACCESS.OK;
+    this.outcome = ACCESS.OK;
     const v = this.view(s);
     const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     const at = (this.wordOf(s, 0) << 2) + (offset & this.pageMask);
@@ -478,10 +605,10 @@ export class Mmu {
   private writeOnce(gfn: number, offset: number, width: 1 | 2 | 4 | 8, value: bigint): void {
     const s = this.translate(gfn, true);
     if (s < 0) {
-      if (this.last !== ACCESS.OK) this.emulated(gfn, offset, width, true, Number(value & 0xffffffffn));
+      if (this.outcome !== ACCESS.OK) this.emulated(gfn, offset, width, true, Number(value & 0xffffffffn));
       return;
     }
-    this.last = ACCESS.OK;
+    this.outcome = ACCESS.OK;
     const v = this.view(s);
     const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     const at = (this.wordOf(s, 0) << 2) + (offset & this.pageMask);
@@ -493,13 +620,13 @@ export class Mmu {
   }
 
   private emulated(gfn: number, offset: number, width: number, write: boolean, value: number): number {
-    if (this.last === ACCESS.FAULT) {
+    if (this.outcome === ACCESS.FAULT) {
       this.m.vcpus.stats[this.statBase + STAT.GUEST_FAULTS]! += 1;
       return 0xffffffff;
     }
-    if (this.last === ACCESS.OK) return 0; // write discarded (ram_ro)
+    if (this.outcome === ACCESS.OK) return 0; // write discarded (ram_ro)
     const r = this.emulate(this, gfn, offset, width, write, value);
-    this.last = r.outcome;
+    this.outcome = r.outcome;
     const st = this.m.vcpus.stats;
     if (r.outcome === ACCESS.NULL_IO) st[this.statBase + STAT.NULL_IO]! += 1;
     else if (r.outcome === ACCESS.IOREQ) st[this.statBase + STAT.IOREQS]! += 1;

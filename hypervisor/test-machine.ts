@@ -10,6 +10,8 @@ export interface TestMachineOptions {
   transitive_revoke?: boolean;
   bugs?: string;
   bars?: Array<{ name: string; owner: number; nr_pages: number }>;
+  /** The invariant checks (on by default); off, the MMU's hit path is the one the benchmarks time. */
+  checking?: boolean;
   /** Timeline rings (layout/trace.ts) and their size; none by default. */
   trace?: { rings: number; ring_events: number };
 }
@@ -24,7 +26,7 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
       p2m_entries: 16384,
       ...(o.transitive_revoke !== undefined ? { transitive_revoke: o.transitive_revoke } : {}),
       bars: o.bars ?? [],
-      checking: true,
+      checking: o.checking ?? true,
       buggify: parseBuggify(o.bugs),
       seed: 1,
       ...(o.trace !== undefined ? { trace_rings: o.trace.rings, trace_ring_events: o.trace.ring_events } : {}),

@@ -6,7 +6,8 @@
  *              by its own thread; STOP requests come from the host.
  *   ACK_EPOCH  the domain flush epoch this vCPU's TLB is known to be clean
  *              for; stored by the vCPU thread after it dropped its TLB.
- *   HEARTBEAT  incremented by the vCPU at every batch (progress watchdog).
+ *   HEARTBEAT  incremented by the vCPU at every batch (progress watchdog);
+ *              its only writer while it runs, so a plain load and store.
  *   HANG_MS    chaos hang-vcpu: set by the host, exchanged to 0 by the vCPU,
  *              which then sits descheduled that long (holding no TLB).
  *   PCPU       1 while the vCPU holds one of the host's pCPUs (pcpu.ts);
