@@ -248,6 +248,7 @@ program
   .command('sim')
   .description('deterministic simulation: every vCPU of a topology on one thread under a seeded scheduler (random walk or PCT), seeded nemeses, simulated time; same seed, same hash')
   .argument('[topology]', 'topology YAML (default: examples/sim/default.yaml)')
+  .option('--topology <file>', 'the same as the argument')
   .option('--seed <n>', 'the seed (default: random; always printed)')
   .option('--seeds <a..b>', 'explore seeds a..b: failing seeds with the command that replays each')
   .option('--steps <n>', `scheduling decisions per run (default ${20_000})`)
@@ -269,11 +270,14 @@ Examples:
   $ xgsim sim --seeds 1..1000
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim sim --seeds 1..1000 --shrink
   $ xgsim sim --replay xgsim-runs/sim-seed-12-skip-tlb-flush-on-revoke.yaml
-  $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct`,
+  $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
+  $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action(async (file: string | undefined, opts: { seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
     const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await simCommand(file, { ...opts, buggify });
+    if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
+    const { topology, ...rest } = opts;
+    const { exitCode } = await simCommand(file ?? topology, { ...rest, buggify });
     process.exitCode = exitCode;
   });
 

@@ -41,7 +41,7 @@ describe('xgsim sim', () => {
   });
 
   it('--seeds explores a range: no failure without a bug', () => {
-    const r = xgsim(['sim', '--seeds', '1..4', '--json']);
+    const r = xgsim(['sim', '--topology', 'examples/sim/default.yaml', '--seeds', '1..4', '--json']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const j = JSON.parse(r.stdout) as { runs: number; failed: number; stuck: number };
     expect(j).toMatchObject({ runs: 4, failed: 0, stuck: 0 });
@@ -96,6 +96,8 @@ describe('xgsim sim', () => {
       [['sim', '--strategy', 'fifo'], /--strategy: expected random, pct or mixed/],
       [['sim', '--seed', '1', '--seeds', '1..2'], /give one of them/],
       [['sim', 'examples/no-such.yaml'], /no-such\.yaml/],
+      [['sim', '--topology', 'examples/no-such.yaml'], /no-such\.yaml/],
+      [['sim', 'examples/two-guests.yaml', '--topology', 'examples/gpu-desktop.yaml'], /two topologies/],
       [['sim', '--replay', badYaml], /bad\.yaml:\d+:\d+: /],
       [['sim', '--replay', notReplay], /kind: sim-replay` missing/],
     ];
