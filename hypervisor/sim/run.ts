@@ -32,7 +32,6 @@ import { guestStoreBegin, guestStoreEnd } from '../grant-table.js';
 export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on', 'dm-retry-storm'] as const;
 export type SimNemesis = (typeof SIM_NEMESES)[number];
 
-
 /**
  * PCT on actors that never finish: one priority change point per this many
  * steps (a handful over a whole run would leave one vCPU running and every
@@ -259,10 +258,10 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
   }
 }
 
-/** A vCPU as the simulator runs it: the loop body of hypervisor/vcpu-worker.ts, one step per turn. */
 /** A device model with nothing pending still gets a turn this often, in simulated µs (its periodic poll finds dropped and delayed requests). */
 const DM_POLL_US = 1000;
 
+/** A vCPU as the simulator runs it: the loop body of hypervisor/vcpu-worker.ts, one step per turn. */
 function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpuTasks']>[number]['task'], now_us: () => number): Actor {
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
