@@ -448,8 +448,9 @@ export class Host {
     this.release();
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
-      this.transportStats = { ...this.dispatcher.stats };
       await this.dispatcher.stop();
+      this.transportStats = { ...this.dispatcher.stats };
+      for (const e of this.dispatcher.errors) this.errors.push(`transport: ${e}`);
     }
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
