@@ -448,9 +448,8 @@ export class Host {
     this.release();
     const settled = await Promise.allSettled(this.tasks);
     if (this.dispatcher !== undefined) {
-      await this.dispatcher.stop();
       this.transportStats = { ...this.dispatcher.stats };
-      for (const e of this.dispatcher.errors) this.errors.push(`transport: ${e}`);
+      await this.dispatcher.stop();
     }
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);

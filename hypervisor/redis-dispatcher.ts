@@ -1,31 +1,23 @@
 /**
- * The hypervisor's side of the `redis` transport: ioreqs a vCPU publishes
- * in its slot go out on the serving IOREQ server's request stream; answers
- * come back on the frontend's response stream and complete the slot.
- *
- * Two halves on two threads. The requests are published by a thread of
- * their own (redis-publisher.ts), woken by the vCPU's kick; the answers are
- * read here, on the host's main thread, where the checker and the
- * toolstack run. Every answer is validated on receipt: garbage, or a state
- * that does not move the ioreq forward, crashes the guest — never the
- * hypervisor. Duplicates (ioredis re-sends, a restarted device model) are
- * recognised by (domid, vcpu, seq) and dropped.
+ * The hypervisor's side of the `redis` transport, on the host's main
+ * thread: ioreqs a vCPU publishes in its slot go out on the serving
+ * IOREQ server's request stream; answers come back on the frontend's
+ * response stream and complete the slot. Every answer is validated on
+ * receipt: garbage, or a state that does not move the ioreq forward,
+ * crashes the guest — never the hypervisor. Duplicates (ioredis re-sends,
+ * a restarted device model) are recognised by (domid, vcpu, seq) and dropped.
  */
 import { hostname } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { MAX_VCPUS } from './constants.js';
 import { domainCrash } from './domain-crash.js';
 import { CTL } from './layout/control.js';
 import { DOM, DS } from './layout/domains.js';
 import { IOS } from './layout/ioreq-slots.js';
 import type { Machine } from './machine.js';
 import { IOREQ_STATE } from './public/ioreq.js';
-import type { PublisherData, PublisherMessage } from './redis-publisher.js';
-import { distModule } from './worker-path.js';
 import { isWireError, type IoreqResp } from '../transport/messages.js';
 import { RedisIoreqBus, START_ID } from '../transport/redis-bus.js';
-
-/** How long stop() gives the publisher thread to finish its in-flight XADDs. */
-const PUBLISHER_STOP_MS = 2000;
+import { serverId } from '../transport/redis-end.js';
 
 export interface DispatcherStats {
   published: number;
@@ -36,64 +28,67 @@ export interface DispatcherStats {
 }
 
 export class RedisDispatcher {
-  readonly #stats = { completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0 };
+  readonly stats: DispatcherStats = { published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0 };
+  private readonly published = new Map<number, number>(); // slot → seq published
   private running = true;
   private loops: Array<Promise<void>> = [];
+  private readonly host = hostname().slice(0, 200) || 'host';
+
   private constructor(
     readonly m: Machine,
     readonly bus: RedisIoreqBus,
     readonly domids: number[],
-    private readonly publisher: Worker,
-    private readonly publisherDone: Promise<void>,
-    /** What went wrong with the publisher thread, if anything (the host reports it). */
-    readonly errors: string[],
   ) {}
-
-  /** XADDs Redis acknowledged (the publisher thread counts them in shared memory), and what this thread counted. */
-  get stats(): DispatcherStats {
-    return { published: Atomics.load(this.m.control.w, CTL.PUB_PUBLISHED), ...this.#stats };
-  }
 
   static async start(m: Machine, url: string, namespace: string, domids: number[]): Promise<RedisDispatcher> {
     const bus = await RedisIoreqBus.connect({ url, namespace, clientName: `xgsim-hv:${namespace}` });
-    const w = m.control.w;
-    Atomics.store(w, CTL.PUB_STOP, 0);
-    const data: PublisherData = { kind: 'redis-publisher', sabs: m.sabs, url, namespace, hostname: hostname().slice(0, 200) || 'host' };
-    const publisher = new Worker(new URL(distModule('hypervisor/redis-publisher')), { workerData: data, name: 'xgsim-redis-publisher' });
-    let ready!: () => void;
-    let failed!: (e: Error) => void;
-    const up = new Promise<void>((res, rej) => {
-      ready = res;
-      failed = rej;
-    });
-    const errors: string[] = [];
-    const publisherDone = new Promise<void>((res) => {
-      publisher.on('message', (msg: PublisherMessage) => {
-        if (msg.kind === 'ready') ready();
-        else if (msg.kind === 'failed') failed(new Error(`redis request publisher: ${msg.error}`));
-      });
-      publisher.on('error', (e: Error) => {
-        failed(e);
-        const why = `redis request publisher thread failed: ${e.message}`;
-        errors.push(why);
-        m.log.event(why);
-      });
-      publisher.on('exit', () => {
-        failed(new Error('redis request publisher: the thread exited before it was ready'));
-        res();
-      });
-    });
-    try {
-      await up;
-    } catch (e) {
-      await publisher.terminate();
-      await bus.close();
-      throw e;
-    }
-    const d = new RedisDispatcher(m, bus, domids, publisher, publisherDone, errors);
-    Atomics.store(w, CTL.TRANSPORT, 1);
-    d.loops = domids.map((x) => d.responses(x));
+    const d = new RedisDispatcher(m, bus, domids);
+    Atomics.store(m.control.w, CTL.TRANSPORT, 1);
+    d.loops = [d.requests(), ...domids.map((x) => d.responses(x))];
     return d;
+  }
+
+  /** Publish every READY slot not yet published (the vCPUs kick CTL.DISPATCH). */
+  private async requests(): Promise<void> {
+    const w = this.m.control.w;
+    const slots = this.m.ios.slots;
+    const ps = this.m.config.page_size_bytes;
+    while (this.running) {
+      const seen = Atomics.load(w, CTL.DISPATCH);
+      for (let v = 0; v < MAX_VCPUS; v++) {
+        const i = this.m.ios.idx(v);
+        if (Atomics.load(slots, i + IOS.STATE) !== IOREQ_STATE.READY) continue;
+        const seq = slots[i + IOS.SEQ]!;
+        if (this.published.get(v) === seq) continue;
+        this.published.set(v, seq);
+        const target = slots[i + IOS.TARGET]!;
+        const index = slots[i + IOS.SERVER]!;
+        const server = serverId(target, index);
+        try {
+          await this.bus.publishRequest(server, {
+            host: this.host,
+            domid: slots[i + IOS.DOMID]!,
+            vcpu: slots[i + IOS.VCPU]!,
+            seq,
+            server,
+            type: slots[i + IOS.TYPE]!,
+            dir: slots[i + IOS.DIR]! === 0 ? 0 : 1,
+            addr: slots[i + IOS.GFN]! * ps + slots[i + IOS.OFFSET]!,
+            size: slots[i + IOS.SIZE]! as 1 | 2 | 4 | 8,
+            data: slots[i + IOS.DATA]! >>> 0,
+            count: 1,
+            df: 0,
+            data_is_ptr: 0,
+            state: IOREQ_STATE.READY,
+          });
+          this.stats.published++;
+        } catch {
+          this.published.delete(v); // try again on the next pass
+        }
+      }
+      const r = Atomics.waitAsync(w, CTL.DISPATCH, seen, 20);
+      if (r.async) await r.value;
+    }
   }
 
   /** Answers for one frontend, from its response stream. */
@@ -115,7 +110,7 @@ export class RedisDispatcher {
 
   private complete(domid: number, item: IoreqResp | { error: string }): void {
     if (isWireError(item as never) || typeof (item as { error: unknown }).error === 'string') {
-      this.#stats.malformed++;
+      this.stats.malformed++;
       this.crash(domid, `malformed answer on its response stream: ${(item as { error: string }).error}`);
       return;
     }
@@ -133,7 +128,7 @@ export class RedisDispatcher {
     const st = Atomics.load(slots, i + IOS.STATE);
     if (r.seq !== seq || (st !== IOREQ_STATE.READY && st !== IOREQ_STATE.INPROCESS)) {
       // Answered already (or never asked): a duplicate, harmless by construction.
-      this.#stats.duplicates_dropped++;
+      this.stats.duplicates_dropped++;
       return;
     }
     if (r.state !== IOREQ_STATE.IORESP_READY) {
@@ -144,28 +139,18 @@ export class RedisDispatcher {
     slots[i + IOS.FAULT] = r.error;
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
     this.m.ios.wakeVcpu(slot);
-    this.#stats.completed++;
+    this.stats.completed++;
   }
 
   private crash(domid: number, why: string): void {
     this.m.log.event(`redis transport: crashing d${domid}: ${why}`);
-    if (domainCrash(this.m, domid, why)) this.#stats.guests_crashed++;
+    if (domainCrash(this.m, domid, why)) this.stats.guests_crashed++;
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    const w = this.m.control.w;
-    Atomics.store(w, CTL.PUB_STOP, 1);
-    Atomics.add(w, CTL.DISPATCH, 1);
-    Atomics.notify(w, CTL.DISPATCH);
-    // It exits once its in-flight XADDs have settled; a Redis that stopped answering must not hold the host.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((res) => (timer = setTimeout(() => res(true), PUBLISHER_STOP_MS)));
-    if (await Promise.race([this.publisherDone.then(() => false), late])) {
-      this.errors.push(`redis request publisher: still running ${PUBLISHER_STOP_MS} ms after stop; terminated`);
-      await this.publisher.terminate();
-    }
-    clearTimeout(timer);
+    Atomics.add(this.m.control.w, CTL.DISPATCH, 1);
+    Atomics.notify(this.m.control.w, CTL.DISPATCH);
     await Promise.allSettled(this.loops);
     try {
       await this.bus.destroyNamespace();

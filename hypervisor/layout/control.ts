@@ -36,11 +36,6 @@ export const CTL = {
   // VCPUS_READY and waits until the host stores 1 in RELEASED (and notifies it), once every vCPU is ready.
   VCPUS_READY: 22,
   RELEASED: 23,
-  // The redis transport's request publisher thread (redis-publisher.ts): the host's dispatcher sets
-  // PUB_STOP (then kicks DISPATCH); the publisher Atomics.adds its counts of XADDs acknowledged and failed.
-  PUB_STOP: 24,
-  PUB_PUBLISHED: 25,
-  PUB_FAILED: 26,
   WORDS: 32,
 } as const;
 
