@@ -43,6 +43,8 @@ export class RedisServerEnd implements IoreqServerEnd {
   private lastReclaim = 0;
   private readonly pending = new Map<string, Pending>();
   private next = 0;
+  /** Per `domid:vcpu`, the highest seq this end applied and recorded itself (see answered). */
+  private readonly fresh = new Map<string, number>();
   duplicates = 0;
 
   constructor(readonly o: RedisEndOptions) {}
@@ -138,6 +140,9 @@ export class RedisServerEnd implements IoreqServerEnd {
     if (before !== undefined) {
       this.duplicates++;
       await bus.publishResponse(req.domid, resp(before));
+    } else {
+      const k2 = vcpuKey(req);
+      if (req.seq > (this.fresh.get(k2) ?? -1)) this.fresh.set(k2, req.seq);
     }
     if (p !== undefined) {
       this.acking = bus.ack(p.server, [p.id]).then(
@@ -149,8 +154,30 @@ export class RedisServerEnd implements IoreqServerEnd {
     }
   }
 
-  /** Has this request been answered already (by us or a predecessor)? The device model skips applying it again. */
+  /**
+   * Has this request been answered already (by us or a predecessor)? The
+   * device model skips applying it again.
+   *
+   * Usually answered without asking Redis (the HGET was a whole round trip
+   * on the IOREQ's critical path): once this end has itself applied and
+   * recorded seq s of a vCPU, a request of that vCPU with a higher seq is
+   * new. A vCPU has one ioreq in flight and numbers them upwards, so it
+   * issued that request after it had our answer to s — after this end
+   * started, so after any predecessor had stopped (a killed device model is
+   * restarted only once its task has ended, and it answered nothing after
+   * its last recv) — and this end has not answered it, or `fresh` would
+   * have moved past it. Everything else asks Redis: a vCPU's first request
+   * to this end, a seq at or below the mark (a duplicate: ioredis
+   * re-sending an XADD, a re-read or reclaimed entry, chaos
+   * `ioreq-duplicate`). How the request came (read, re-read, reclaimed)
+   * does not matter to the argument. This holds while one device model at a
+   * time serves a server, as in xgsim (dom0's vCPU 0; docs/ioreq.md §9);
+   * two live consumers of one group would each need the HGET.
+   */
   async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
+    const k = vcpuKey(req);
+    const mark = this.fresh.get(k);
+    if (mark !== undefined && req.seq > mark) return undefined;
     const bus = await this.connect();
     return bus.applied(key(req));
   }
@@ -164,6 +191,10 @@ export class RedisServerEnd implements IoreqServerEnd {
 
 function key(r: { domid: number; vcpu: number; seq: number }): string {
   return `${r.domid}:${r.vcpu}:${r.seq}`;
+}
+
+function vcpuKey(r: { domid: number; vcpu: number }): string {
+  return `${r.domid}:${r.vcpu}`;
 }
 
 export { isWireError };
