@@ -16,10 +16,12 @@ import { ioreqLoop } from '../domains/ioreq-loop.js';
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
   | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number; server_owner: number }
+  | { role: 'ioreq-burst'; sabs: MachineSabs; domid: number; vcpu: number; slot: number; gfn: number; warmup: number; duration_ms: number; gate: SharedArrayBuffer }
   | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
 
 type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
 type Client = Extract<BenchTask, { role: 'ioreq-client' }>;
+type Burst = Extract<BenchTask, { role: 'ioreq-burst' }>;
 type Echo = Extract<BenchTask, { role: 'echo-dm' }>;
 
 export default async function bench(t: BenchTask): Promise<number[]> {
@@ -29,6 +31,8 @@ export default async function bench(t: BenchTask): Promise<number[]> {
       return pong(t);
     case 'ioreq-client':
       return client(t);
+    case 'ioreq-burst':
+      return burst(t);
     case 'echo-dm':
       return echo(t);
   }
@@ -70,6 +74,33 @@ function client(t: Client): number[] {
     cpu.stop();
     return out;
   }
+}
+
+/**
+ * Throughput: `warmup` reads, then check in at the gate (word 0 counts the
+ * clients ready) and wait for word 1 (go); then back-to-back reads of the
+ * emulated register for `duration_ms`. Returns [reads, elapsed ms].
+ */
+function burst(t: Burst): number[] {
+  const m = attachMachine(t.sabs);
+  const cpu = new VcpuContext(m, { domid: t.domid, vcpu: t.vcpu, slot: t.slot, memory_pages: 0, seed: 1 });
+  cpu.start();
+  const g = new Int32Array(t.gate);
+  for (let i = 0; i < t.warmup; i++) cpu.read32(gfn(t.gfn), 0);
+  Atomics.add(g, 0, 1);
+  Atomics.notify(g, 0);
+  while (Atomics.load(g, 1) === 0) Atomics.wait(g, 1, 0, 100);
+  const t0 = performance.now();
+  const end = t0 + t.duration_ms;
+  let n = 0;
+  for (;;) {
+    for (let k = 0; k < 16; k++) cpu.read32(gfn(t.gfn), 0);
+    n += 16;
+    if (performance.now() >= end) break;
+  }
+  const dt = performance.now() - t0;
+  cpu.stop();
+  return [n, dt];
 }
 
 async function echo(t: Echo): Promise<number[]> {

@@ -15,7 +15,7 @@ import { createMachineSabs, GLOBAL_LOCK, Machine } from '../hypervisor/machine.j
 import { gfn } from '../hypervisor/public/types.js';
 import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
 import { distModule } from '../hypervisor/worker-path.js';
-import { rawStreamRoundTrip } from '../transport/raw-floor.js';
+import { rawPipelinedXadd, rawStreamRoundTrip } from '../transport/raw-floor.js';
 import { percentiles } from './stats.js';
 import { bareWorkers, revokeLoad, topologyBoot } from './bench-host.js';
 import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './bench-primitives.js';
@@ -221,6 +221,56 @@ async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, i
   return out;
 }
 
+/**
+ * IOREQ throughput: `dms` device-model domains (an echo-dm thread each),
+ * each the backend of one frontend of `fe_vcpus` vCPU threads reading its
+ * emulated register back to back for `duration_ms` (hypervisor/bench-worker.ts
+ * `ioreq-burst`: every client warms up, then all start at once). Returns
+ * ioreqs per second over all clients.
+ */
+export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: number; fe_vcpus: number; duration_ms: number; warmup: number; redisUrl?: string | undefined }): Promise<{ ioreqs_per_s: number; ioreqs: number }> {
+  const nd = 2 * o.dms;
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_entries: 8192, bars: [], checking: false, buggify: 0, seed: 1, max_domains: nd }));
+  for (let d = 0; d < nd; d++) {
+    const dm = d < o.dms;
+    domainCreate(m, { domid: d, max_pages: 64, nr_vcpus: dm ? 1 : o.fe_vcpus, p2m_size: 1024, privileged: d === 0, ...(d > 0 ? { backend: dm ? 0 : d - o.dms } : {}) });
+    populateRange(m, d, 0, 64);
+  }
+  const fes = Array.from({ length: o.dms }, (_, i) => o.dms + i);
+  const servers = fes.map((fe, i) => ({ dm: i, target: fe, index: ioreqServerCreate(m, i, fe, [{ start: 600, count: 1 }], 'none') }));
+  const tr = await chooseTransport(o.transport, o.redisUrl, 1);
+  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: o.dms * (1 + o.fe_vcpus), maxThreads: o.dms * (1 + o.fe_vcpus), idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes) : undefined;
+  const stop = new SharedArrayBuffer(4);
+  try {
+    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: s.target, index: s.index }], stop } satisfies BenchTask));
+    for (const s of servers) while (m.ioreq.state(s.target, s.index) !== 2) await new Promise((r) => setTimeout(r, 5));
+    const gate = new SharedArrayBuffer(8);
+    const g = new Int32Array(gate);
+    const clients: Array<Promise<number[]>> = [];
+    for (const fe of fes)
+      for (let v = 0; v < o.fe_vcpus; v++) clients.push(pool.run({ role: 'ioreq-burst', sabs: m.sabs, domid: fe, vcpu: v, slot: m.dom.at(fe, DOM.VCPU_BASE) + v, gfn: 600, warmup: o.warmup, duration_ms: o.duration_ms, gate } satisfies BenchTask) as Promise<number[]>);
+    while (Atomics.load(g, 0) < clients.length) await new Promise((r) => setTimeout(r, 2));
+    Atomics.store(g, 1, 1);
+    Atomics.notify(g, 1);
+    const res = await Promise.all(clients);
+    Atomics.store(new Int32Array(stop), 0, 1);
+    await Promise.all(dmDone);
+    const ioreqs = res.reduce((a, r) => a + r[0]!, 0);
+    const span_ms = Math.max(...res.map((r) => r[1]!));
+    return { ioreqs, ioreqs_per_s: ioreqs / (span_ms / 1000) };
+  } finally {
+    Atomics.store(new Int32Array(stop), 0, 1);
+    await dispatcher?.stop();
+    await pool.destroy();
+  }
+}
+
+/** Frontend vCPU threads of the Redis throughput figure (--quick: 2). */
+const REDIS_PIPELINE_VCPUS = 4;
+/** XADDs per pipeline of its floor. */
+const RAW_XADD_BATCH = 64;
+
 export interface BenchOptions {
   quick: boolean;
   filter?: string;
@@ -281,6 +331,7 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
     floors['wait_pingpong_p50_us'] = wait.p50;
     floors['cold_wait_pingpong_p50_us'] = cold.p50;
     const tr = await chooseTransport('auto', o.redisUrl, 1);
+    const redisUrl = tr.choice.kind === 'redis' ? tr.choice.url : undefined;
     if (tr.kind === 'redis' && tr.choice.kind === 'redis') {
       o.progress('floor: raw Redis stream round trip');
       floors['redis_stream_rtt_p50_us'] = percentiles(await rawStreamRoundTrip(tr.choice.url, q ? 200 : 2000)).p50;
@@ -326,11 +377,20 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
       add({ figure: 'ring IOREQ round trip, server idle (p50)', value: idle.p50, unit: 'µs', floor: 'wait/notify ping-pong p50', floor_value: wait.p50, ratio: idle.p50 / wait.p50, goal: '≤ 1.5× p50', ok: (r) => r <= 1.5 });
       add({ figure: 'ring IOREQ round trip, server idle (p50), vs cold', value: idle.p50, unit: 'µs', floor: 'wait/notify, parked 2 ms, p50', floor_value: cold.p50, ratio: idle.p50 / cold.p50, goal: '—' });
       const floor = floors['redis_stream_rtt_p50_us'];
-      if (floor !== undefined) {
+      if (floor !== undefined && redisUrl !== undefined) {
         o.progress('Redis IOREQ round trip');
         const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0, o.redisUrl));
         add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p50 / floor, goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
         add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p99 / floor, goal: '—' });
+        // Throughput: K frontend vCPU threads reading back to back, one device model, the same time as the floor.
+        const k = q ? 2 : REDIS_PIPELINE_VCPUS;
+        const duration_ms = q ? 300 : 2000;
+        o.progress(`floor: raw pipelined XADD (${RAW_XADD_BATCH} per pipeline)`);
+        const raw = await rawPipelinedXadd(redisUrl, duration_ms, RAW_XADD_BATCH);
+        floors['redis_pipelined_xadd_per_s'] = raw.entries_per_s;
+        o.progress(`Redis IOREQ throughput, ${k} vCPUs`);
+        const tp = await ioreqThroughput({ transport: 'redis', dms: 1, fe_vcpus: k, duration_ms, warmup: q ? 5 : 50, redisUrl: o.redisUrl });
+        add({ figure: 'Redis IOREQ throughput, pipelined', value: tp.ioreqs_per_s / 1000, unit: 'k/s', floor: `raw pipelined XADD (${RAW_XADD_BATCH}/pipeline)`, floor_value: raw.entries_per_s / 1000, ratio: tp.ioreqs_per_s / raw.entries_per_s, goal: '≥ 0.5×', ok: (r) => r >= 0.5 });
       }
     }
   } finally {

@@ -84,3 +84,41 @@ function firstPayload(reply: unknown): { id: string; payload: Buffer } {
   if (!Buffer.isBuffer(payload)) throw new Error('rawStreamRoundTrip: entry without payload');
   return { id: entry[0].toString(), payload };
 }
+
+/**
+ * The floor of pipelined IOREQ throughput over Redis: one client XADDing the
+ * real msgpackr request payloads (encoded each time) in pipelines of `batch`
+ * entries, one pipeline in flight, for `duration_ms`. Nothing reads them;
+ * the stream is deleted at the end. Returns entries per second.
+ */
+export async function rawPipelinedXadd(url: string, duration_ms: number, batch = 64): Promise<{ entries: number; entries_per_s: number }> {
+  if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new RangeError(`rawPipelinedXadd: batch must be an integer in [1, 10000], got ${batch}`);
+  const key = `xgsim:rawxadd:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const r = new Redis(url, { connectionName: 'xgsim-rawfloor:xadd', maxRetriesPerRequest: 1 });
+  r.on('error', () => undefined);
+  try {
+    let seq = 0;
+    const round = async (): Promise<void> => {
+      const p = r.pipeline();
+      for (let k = 0; k < batch; k++, seq++) {
+        const req: IoreqMsg = { host: 'rawfloor', domid: 1, vcpu: seq & 7, seq, server: 8, type: 1, dir: 1, addr: 0x1000_0000 + 8 * (seq & 0xffff), size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: 1 };
+        p.xadd(key, '*', ENTRY_FIELD, encode(req));
+      }
+      const res = await p.exec();
+      const bad = res?.find(([e]) => e !== null);
+      if (res === null || bad !== undefined) throw new Error(`rawPipelinedXadd: ${String(bad?.[0] ?? 'pipeline aborted')}`);
+    };
+    for (let w = 0; w < 5; w++) await round(); // warm-up
+    let entries = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < duration_ms) {
+      await round();
+      entries += batch;
+    }
+    const dt = performance.now() - t0;
+    return { entries, entries_per_s: entries / (dt / 1000) };
+  } finally {
+    await r.del(key).catch(() => undefined);
+    r.disconnect();
+  }
+}
