@@ -7,6 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { RedisIoreqBus } from '../transport/redis-bus.js';
+
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const haveRedis = await RedisIoreqBus.reachable(REDIS_URL, 500);
+const inCI = process.env['CI'] !== undefined;
+if (!haveRedis) {
+  console.warn(`\n!!! no Redis at ${REDIS_URL}: the Redis rows of the bench smoke test are NOT CHECKED${inCI ? ' — and CI is set, so it FAILS' : ''} !!!\n`);
+}
 
 const XGSIM = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 
@@ -43,6 +51,14 @@ describe('xgsim bench --quick', () => {
     expect(figures.some((f) => f.startsWith('boot, '))).toBe(true);
     expect(figures.some((f) => f.startsWith('RSS, '))).toBe(true);
     expect(figures.some((f) => f.startsWith('boot CPU time, '))).toBe(true);
+    if (haveRedis || inCI) {
+      // The Redis rows, and the throughput one against its floor of the same run.
+      for (const f of ['Redis IOREQ round trip (p50)', 'Redis IOREQ throughput, pipelined']) expect(figures, f).toContain(f);
+      expect(rep.floors['redis_pipelined_xadd_per_s']).toBeGreaterThan(0);
+      const tp = rep.rows.find((x) => x.figure === 'Redis IOREQ throughput, pipelined')!;
+      expect(tp.value).toBeGreaterThan(0);
+      expect(tp.floor).toMatch(/^raw pipelined XADD/);
+    }
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);
       expect(Number.isFinite(x.value), x.figure).toBe(true);
@@ -67,6 +83,28 @@ describe('xgsim bench --quick', () => {
       expect(p.n, `x=${p.x}`).toBeGreaterThan(0);
       expect(p.p99_us, `x=${p.x}`).toBeGreaterThanOrEqual(p.p50_us);
       expect(p.problems, `x=${p.x}`).toEqual([]);
+    }
+  });
+
+  it('--curves domains,ioreq-servers: boot time vs domains, ring IOREQ throughput vs pairs', () => {
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json', '--curves', 'domains,ioreq-servers'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout) as { curves: Array<{ name: string; kind: string; points: Array<{ x: number; n: number; boot_ms?: number; ioreqs_per_s?: number; problems: string[] }> }> };
+    expect(rep.curves.map((c) => [c.name, c.kind])).toEqual([
+      ['domains', 'boot'],
+      ['ioreq-servers', 'ioreq'],
+    ]);
+    const [boot, io] = rep.curves;
+    expect(boot!.points.map((p) => p.x)).toEqual([2, 4]);
+    expect(io!.points.map((p) => p.x)).toEqual([1, 2]);
+    for (const p of boot!.points) {
+      expect(p.boot_ms, `domains=${p.x}`).toBeGreaterThan(0);
+      expect(p.n, `domains=${p.x}`).toBe(2 * p.x);
+      expect(p.problems, `domains=${p.x}`).toEqual([]);
+    }
+    for (const p of io!.points) {
+      expect(p.ioreqs_per_s, `pairs=${p.x}`).toBeGreaterThan(0);
+      expect(p.n, `pairs=${p.x}`).toBeGreaterThan(0);
     }
   });
 

@@ -1,0 +1,58 @@
+/**
+ * IOREQ throughput on a machine of its own (the Redis throughput figure of
+ * `xgsim bench`, and the `ioreq-servers` curve).
+ */
+import { Piscina } from 'piscina';
+import type { BenchTask } from '../hypervisor/bench-worker.js';
+import { domainCreate, populateRange } from '../hypervisor/domain.js';
+import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
+import { DOM } from '../hypervisor/layout/domains.js';
+import { createMachineSabs, Machine } from '../hypervisor/machine.js';
+import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
+import { distModule } from '../hypervisor/worker-path.js';
+import { chooseTransport } from './up.js';
+
+/**
+ * IOREQ throughput: `dms` device-model domains (an echo-dm thread each),
+ * each the backend of one frontend of `fe_vcpus` vCPU threads reading its
+ * emulated register back to back for `duration_ms` (hypervisor/bench-worker.ts
+ * `ioreq-burst`: every client warms up, then all start at once). Returns
+ * ioreqs per second over all clients.
+ */
+export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: number; fe_vcpus: number; duration_ms: number; warmup: number; redisUrl?: string | undefined }): Promise<{ ioreqs_per_s: number; ioreqs: number }> {
+  const nd = 2 * o.dms;
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_entries: 8192, bars: [], checking: false, buggify: 0, seed: 1, max_domains: nd }));
+  for (let d = 0; d < nd; d++) {
+    const dm = d < o.dms;
+    domainCreate(m, { domid: d, max_pages: 64, nr_vcpus: dm ? 1 : o.fe_vcpus, p2m_size: 1024, privileged: d === 0, ...(d > 0 ? { backend: dm ? 0 : d - o.dms } : {}) });
+    populateRange(m, d, 0, 64);
+  }
+  const fes = Array.from({ length: o.dms }, (_, i) => o.dms + i);
+  const servers = fes.map((fe, i) => ({ dm: i, target: fe, index: ioreqServerCreate(m, i, fe, [{ start: 600, count: 1 }], 'none') }));
+  const tr = await chooseTransport(o.transport, o.redisUrl, 1);
+  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: o.dms * (1 + o.fe_vcpus), maxThreads: o.dms * (1 + o.fe_vcpus), idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes) : undefined;
+  const stop = new SharedArrayBuffer(4);
+  try {
+    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: s.target, index: s.index }], stop } satisfies BenchTask));
+    for (const s of servers) while (m.ioreq.state(s.target, s.index) !== 2) await new Promise((r) => setTimeout(r, 5));
+    const gate = new SharedArrayBuffer(8);
+    const g = new Int32Array(gate);
+    const clients: Array<Promise<number[]>> = [];
+    for (const fe of fes)
+      for (let v = 0; v < o.fe_vcpus; v++) clients.push(pool.run({ role: 'ioreq-burst', sabs: m.sabs, domid: fe, vcpu: v, slot: m.dom.at(fe, DOM.VCPU_BASE) + v, gfn: 600, warmup: o.warmup, duration_ms: o.duration_ms, gate } satisfies BenchTask) as Promise<number[]>);
+    while (Atomics.load(g, 0) < clients.length) await new Promise((r) => setTimeout(r, 2));
+    Atomics.store(g, 1, 1);
+    Atomics.notify(g, 1);
+    const res = await Promise.all(clients);
+    Atomics.store(new Int32Array(stop), 0, 1);
+    await Promise.all(dmDone);
+    const ioreqs = res.reduce((a, r) => a + r[0]!, 0);
+    const span_ms = Math.max(...res.map((r) => r[1]!));
+    return { ioreqs, ioreqs_per_s: ioreqs / (span_ms / 1000) };
+  } finally {
+    Atomics.store(new Int32Array(stop), 0, 1);
+    await dispatcher?.stop();
+    await pool.destroy();
+  }
+}
