@@ -14,7 +14,8 @@ import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { loadSavedRun } from './report/saved-run.js';
-import { writeReportDir } from './outputs.js';
+import { commandLine, prepareOutputs, writeReportDir } from './outputs.js';
+import { writeCurvesReport } from './report/curves.js';
 import { CURVES, curveNames } from './bench-curves.js';
 import { chaos } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
@@ -289,6 +290,7 @@ program
   .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq, revoke, steal, topology)')
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
+  .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')
   .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
@@ -296,9 +298,12 @@ Examples:
   $ xgsim bench
   $ xgsim bench --quick --json
   $ xgsim bench --filter ioreq
-  $ xgsim bench --curves hostile,pages --out curves.json`)
-  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; pcpus?: string; redisUrl?: string }) => {
+  $ xgsim bench --curves hostile,pages --out curves.json
+  $ xgsim bench --curves --report curves-report/`)
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; report?: string; pcpus?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
+    if (opts.report !== undefined && opts.curves === undefined) throw new UsageError('--report: only with --curves (the figures are a table: --json, --out)');
+    if (opts.report !== undefined) prepareOutputs({ report: opts.report });
     let curves: string[] | undefined;
     if (opts.curves !== undefined) {
       try {
@@ -317,6 +322,7 @@ Examples:
     });
     if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
+    if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
 
 function pcpusFlag(s: string): number {

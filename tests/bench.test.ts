@@ -4,6 +4,8 @@
  * to the benchmark itself, not to the tests).
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
@@ -87,8 +89,17 @@ describe('xgsim bench --quick', () => {
   });
 
   it('--curves domains,ioreq-servers: boot time vs domains, ring IOREQ throughput vs pairs', () => {
-    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json', '--curves', 'domains,ioreq-servers'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-curves-'));
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json', '--curves', 'domains,ioreq-servers', '--report', dir], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
     expect(r.status, r.stderr).toBe(0);
+    // The report: a plot per curve, each with a line drawn (not "no data").
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    for (const name of ['domains', 'ioreq-servers']) {
+      const svg = new RegExp(`<svg data-plot="curve-${name}"[\\s\\S]*?</svg>`).exec(html)?.[0] ?? '';
+      expect(svg, name).toContain('class="mark line"');
+      expect(svg, name).not.toContain('no data');
+    }
+    expect(JSON.parse(readFileSync(join(dir, 'curves.json'), 'utf8'))).toHaveLength(2);
     const rep = JSON.parse(r.stdout) as { curves: Array<{ name: string; kind: string; points: Array<{ x: number; n: number; boot_ms?: number; ioreqs_per_s?: number; problems: string[] }> }> };
     expect(rep.curves.map((c) => [c.name, c.kind])).toEqual([
       ['domains', 'boot'],
@@ -106,6 +117,13 @@ describe('xgsim bench --quick', () => {
       expect(p.ioreqs_per_s, `pairs=${p.x}`).toBeGreaterThan(0);
       expect(p.n, `pairs=${p.x}`).toBeGreaterThan(0);
     }
+  });
+
+  it('--report without --curves: one line, exit 2', () => {
+    const r = spawnSync(process.execPath, [XGSIM, 'bench', '--report', join(tmpdir(), 'x')], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--report: only with --curves/);
   });
 
   it('refuses an unknown curve with a one-line reason', () => {

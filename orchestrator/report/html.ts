@@ -90,7 +90,7 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   };
 }
 
-const CSS = `
+export const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
@@ -111,7 +111,7 @@ ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
 
 // A JS error while the page loads is shown on the page (the headless test reads the DOM);
 // then each plot is tagged with how many marks it drew.
-const JS = `
+export const JS = `
 window.addEventListener('error',function(e){var d=document.createElement('div');d.className='render-error';d.textContent='render error: '+(e.message||'script error');document.body.appendChild(d);});
 document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll('svg[data-plot]').forEach(function(s){s.setAttribute('data-marks',String(s.querySelectorAll('path,rect,circle').length));});document.body.setAttribute('data-ready','1');});
 `;
