@@ -17,12 +17,12 @@
  * topology's default), so a replay passes them through the same parsing
  * as the command line.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BUG_NAMES } from '../hypervisor/buggify.js';
 import { InputError } from './config/errors.js';
 import { bool, describe, field, int, isRecord, list, obj, oneOf, str, tagged } from './config/fields.js';
-import { parseYaml, validate } from './config/load.js';
+import { parseYaml, readInputFile, validate } from './config/load.js';
 import { MAX_SEED } from './config/limits.js';
 import type { Summary } from './summary.js';
 
@@ -200,12 +200,5 @@ export function parseRecord(text: string, file: string): RunRecord {
 }
 
 export function loadRecord(file: string): RunRecord {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read the run record: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : String((e as Error).message)}`, { file });
-  }
-  return parseRecord(text, file);
+  return parseRecord(readInputFile(file, 'the run record'), file);
 }

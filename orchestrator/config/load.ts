@@ -31,17 +31,20 @@ export interface Position {
   readonly col: number;
 }
 
-/** Read and parse a YAML file; unreadable files and syntax errors are InputErrors. */
-export function readYamlFile(file: string): YamlSource {
-  let text: string;
+/** Read an input file as text; an unreadable one is an InputError (`file: cannot read[ what]: why`). */
+export function readInputFile(file: string, what = ''): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : String((e as Error).message);
-    throw new InputError(`cannot read: ${why}`, { file });
+    throw new InputError(`cannot read${what === '' ? '' : ` ${what}`}: ${why}`, { file });
   }
-  return parseYaml(text, file);
+}
+
+/** Read and parse a YAML file; unreadable files and syntax errors are InputErrors. */
+export function readYamlFile(file: string): YamlSource {
+  return parseYaml(readInputFile(file), file);
 }
 
 /** Parse YAML text; the first syntax error becomes an InputError with its position. */

@@ -4,7 +4,7 @@
  * plots, so `xgsim report dir/summary.json out/` renders the same report
  * again. Loading validates what the renderer reads and lets the rest pass.
  */
-import { readFileSync } from 'node:fs';
+import { readInputFile } from '../config/load.js';
 import { z } from 'zod';
 import type { TraceData } from '../../hypervisor/trace-collector.js';
 import { UsageError } from '../errors.js';
@@ -117,10 +117,9 @@ const SavedRunSchema = z.looseObject({
 export function loadSavedRun(file: string): SavedRun {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFile(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`${file}: cannot read: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+    throw new UsageError(String(e)); // `file: cannot read: why`, as before
   }
   let raw: unknown;
   try {
