@@ -21,17 +21,10 @@ import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
 import type { CampaignReport } from '../orchestrator/campaign.js';
 import { CampaignQueue, campaignKeys, poolKey } from '../transport/campaign-queue.js';
 import { CAMPAIGN_WIRE_VERSION, type JobMsg, type ResultMsg } from '../transport/campaign-messages.js';
-import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { testSeed } from './harness.js';
 
-const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const IN_CI = process.env['CI'] !== undefined && !['', '0', 'false'].includes(process.env['CI']);
-const redisUp = await RedisIoreqBus.reachable(REDIS_URL, 1000);
-if (!redisUp) {
-  if (IN_CI) throw new Error(`tests/campaign.test.ts: no Redis at ${REDIS_URL}, and CI is set — campaigns must be tested in CI`);
-  console.warn(`\n${'!'.repeat(72)}\n!! SKIPPING the campaign tests: no Redis answers at ${REDIS_URL}\n!! (start one, or set REDIS_URL; with CI set this is a failure)\n${'!'.repeat(72)}\n`);
-}
-const redisIt = redisUp ? it : it.skip;
+const redisIt = itIf(await redisGate('tests/campaign.test.ts', 'the campaign tests'));
 
 const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 const work = mkdtempSync(join(tmpdir(), 'xgsim-campaign-test-'));

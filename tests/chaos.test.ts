@@ -10,13 +10,10 @@ import { parseBuggify } from '../hypervisor/buggify.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { chaos } from '../orchestrator/chaos.js';
 import { expandPlan, loadChaosPlan } from '../orchestrator/config/chaos-plan.js';
-import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { testSeed } from './harness.js';
 
-const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const redisUp = await RedisIoreqBus.reachable(REDIS_URL, 1000);
-if (!redisUp) console.warn(`\n!!! Redis is not reachable at ${REDIS_URL}: the chaos-over-Redis test is SKIPPED${process.env['CI'] !== undefined ? ' — and CI is set, so it FAILS' : ''} !!!\n`);
-const redisIt = redisUp || process.env['CI'] !== undefined ? it : it.skip;
+const redisIt = itIf(await redisGate('tests/chaos.test.ts', 'the chaos-over-Redis test'));
 
 const SMOKE = 'examples/chaos/smoke.yaml';
 const REDIS_KINDS = new Set(['redis-kill', 'redis-pause']);

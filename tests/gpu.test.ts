@@ -11,6 +11,7 @@ import { loadTopology, parseTopology } from '../orchestrator/config/topology.js'
 import { hostSpecOf } from '../orchestrator/host-spec.js';
 import { chooseTransport } from '../orchestrator/up.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { encode } from '../transport/messages.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { DOM } from '../hypervisor/layout/domains.js';
@@ -21,13 +22,7 @@ import { P2M } from '../hypervisor/public/types.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
 import { explain, outOf, runFor, testSeed, totalViolations } from './harness.js';
 
-const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const redisUp = await RedisIoreqBus.reachable(REDIS_URL, 1000);
-if (!redisUp) {
-  const msg = `\n!!! Redis is not reachable at ${REDIS_URL}: the redis-transport tests are SKIPPED${process.env['CI'] !== undefined ? ' — and CI is set, so they FAIL' : ''} !!!\n`;
-  console.warn(msg);
-}
-const redisIt = redisUp || process.env['CI'] !== undefined ? it : it.skip;
+const redisIt = itIf(await redisGate('tests/gpu.test.ts', 'the redis-transport tests'));
 
 async function gpuSpec(seed: number, transport: 'ring' | 'redis'): Promise<HostSpec> {
   const t = loadTopology('examples/gpu-desktop.yaml');

@@ -13,15 +13,9 @@ import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { encode, isWireError, type IoreqMsg, type IoreqResp } from './messages.js';
 import { rawStreamRoundTrip } from './raw-floor.js';
 import { ENTRY_FIELD, REQUEST_GROUP, RedisIoreqBus, START_ID, SeenSet } from './redis-bus.js';
+import { REDIS_URL, redisGate } from '../tests/redis-gate.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const IN_CI = process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI);
-const UP = await RedisIoreqBus.reachable(REDIS_URL, 2000);
-if (!UP) {
-  if (IN_CI) throw new Error(`transport/redis-bus.test.ts: no Redis at ${REDIS_URL}, and CI is set — the Redis transport must be tested in CI`);
-  const bar = '!'.repeat(78);
-  console.warn(`\n${bar}\n!! SKIPPING the Redis transport tests: no Redis answers at ${REDIS_URL}\n!! (start one, or set REDIS_URL; with CI set this is a failure)\n${bar}\n`);
-}
+const UP = await redisGate('transport/redis-bus.test.ts', 'the Redis transport tests', 2000);
 
 const SEED = process.env.XGSIM_SEED !== undefined ? Number(process.env.XGSIM_SEED) : Math.floor(Math.random() * 2 ** 31);
 console.log(`transport/redis-bus.test.ts: seed ${SEED} (replay with XGSIM_SEED=${SEED})`);

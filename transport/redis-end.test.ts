@@ -11,15 +11,9 @@ import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { isWireError, type IoreqMsg } from './messages.js';
 import { RedisIoreqBus } from './redis-bus.js';
 import { RedisServerEnd, serverId } from './redis-end.js';
+import { REDIS_URL, redisGate } from '../tests/redis-gate.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const IN_CI = process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI);
-const UP = await RedisIoreqBus.reachable(REDIS_URL, 2000);
-if (!UP) {
-  if (IN_CI) throw new Error(`transport/redis-end.test.ts: no Redis at ${REDIS_URL}, and CI is set — the Redis transport must be tested in CI`);
-  const bar = '!'.repeat(78);
-  console.warn(`\n${bar}\n!! SKIPPING the Redis device-model end tests: no Redis answers at ${REDIS_URL}\n!! (start one, or set REDIS_URL; with CI set this is a failure)\n${bar}\n`);
-}
+const UP = await redisGate('transport/redis-end.test.ts', 'the Redis device-model end tests', 2000);
 
 const RUN = `xgsim:test-end:${process.pid}:${randomBytes(4).toString('hex')}`;
 const TARGET = 1;
