@@ -115,28 +115,6 @@ export interface GrantTable {
  * once, outside a hot loop.
  */
 export interface GuestMemory {
-  read32(gfn: Gfn, offset: number): number;
-  write32(gfn: Gfn, offset: number, value: number): void;
-  readWords(gfn: Gfn, offset: number, into: Uint32Array): void;
-  writeWords(gfn: Gfn, offset: number, from: Uint32Array): void;
-  read(gfn: Gfn, offset: number, width: AccessWidth): bigint;
-  write(gfn: Gfn, offset: number, width: AccessWidth, value: bigint): void;
-  cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
-  /** Outcome of the last access (ACCESS.*), whichever door it went through. */
-  readonly last_access: AccessOutcome;
-}
-
-export interface GuestCpu {
-  readonly domid: DomId;
-  readonly vcpu: VcpuId;
-  readonly nr_vcpus: number;
-  /** Pages of RAM populated at gfn 0 … at creation. */
-  readonly memory_pages: number;
-  readonly page_size_bytes: number;
-  readonly hc: Hypercalls;
-  readonly grants: GrantTable;
-  /** This vCPU's memory, the MMU itself (see GuestMemory): the same accesses as the methods below. */
-  readonly mem: GuestMemory;
   /** Memory access through the p2m, as the guest's MMU would. */
   read32(gfn: Gfn, offset: number): number;
   write32(gfn: Gfn, offset: number, value: number): void;
@@ -151,8 +129,24 @@ export interface GuestCpu {
   writeWords(gfn: Gfn, offset: number, from: Uint32Array): void;
   read(gfn: Gfn, offset: number, width: AccessWidth): bigint;
   write(gfn: Gfn, offset: number, width: AccessWidth, value: bigint): void;
-  /** Outcome of the last access (ACCESS.*). */
+  /** Atomic compare-and-exchange of a 32-bit word of guest memory (LOCK CMPXCHG); returns the old value. */
+  cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
+  /** Outcome of the last access (ACCESS.*), whichever door it went through. */
   readonly last_access: AccessOutcome;
+}
+
+/** A vCPU: its memory accesses (GuestMemory, also reachable as `mem`), hypercalls, grants and the rest. */
+export interface GuestCpu extends GuestMemory {
+  readonly domid: DomId;
+  readonly vcpu: VcpuId;
+  readonly nr_vcpus: number;
+  /** Pages of RAM populated at gfn 0 … at creation. */
+  readonly memory_pages: number;
+  readonly page_size_bytes: number;
+  readonly hc: Hypercalls;
+  readonly grants: GrantTable;
+  /** This vCPU's memory, the MMU itself (see GuestMemory): the same accesses as the methods below. */
+  readonly mem: GuestMemory;
   /** True once the host asked this vCPU to stop (or its domain died). */
   readonly stopping: boolean;
   /** Deterministic per-vCPU random numbers in [0, 1). */
@@ -163,8 +157,6 @@ export interface GuestCpu {
   sleep(ms: number): void;
   /** Monotonic time in microseconds (simulated under a deterministic scheduler). */
   now_us(): number;
-  /** Atomic compare-and-exchange of a 32-bit word of guest memory (LOCK CMPXCHG); returns the old value. */
-  cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
   /** Await something outside the guest (an event channel, a socket) descheduled: no TLB is held meanwhile. */
   idle<T>(p: Promise<T>): Promise<T>;
   /**
