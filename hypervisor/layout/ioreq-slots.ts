@@ -101,6 +101,11 @@ export class IoreqSlots {
     Atomics.notify(this.events, owner);
     return true;
   }
+  /** Whether any slot hints a request for `owner` (a pending bit its scan has not taken yet). */
+  hasPending(owner: number): boolean {
+    for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(this.pending, owner * PENDING_WORDS + w) !== 0) return true;
+    return false;
+  }
   /** Step 3: the answer is published; wake the vCPU if it sleeps on its slot. */
   wakeVcpu(slot: number): void {
     const i = slot * IOS.WORDS;

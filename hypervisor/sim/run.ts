@@ -14,7 +14,6 @@ import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.
 import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
 import { DOM, DS } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
-import { PENDING_WORDS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
 import { realSched, setSched } from '../sched.js';
 import { setServerEndFactory } from '../transport-ends.js';
@@ -279,7 +278,7 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     retired: false,
     hungUntil_us: 0,
     // A device model is worth a turn when a request waits for it, or when its poll is due.
-    ready: () => !actor.retired && now_us() >= actor.hungUntil_us && (!actor.serves || hasPending(m, task.domid) || now_us() - lastStep >= DM_POLL_US),
+    ready: () => !actor.retired && now_us() >= actor.hungUntil_us && (!actor.serves || m.ios.hasPending(task.domid) || now_us() - lastStep >= DM_POLL_US),
     fails: () => report.fails,
     result: () => ({ kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: 0, steps, accesses: cpu.mmu.accesses, workload_ops: report.ops, check_fails: report.fails, out: report.out, samples: report.samples }),
     failures: () => {
@@ -519,11 +518,4 @@ class Racer {
     this.counts[k] = (this.counts[k] ?? 0) + 1;
     this.sim.hash = fnv(this.sim.hash, k.length);
   }
-}
-
-/** Whether any ioreq slot hints a request for owner `d` (layout/ioreq-slots.ts pending bitmap). */
-function hasPending(m: Host['m'], d: number): boolean {
-  const base = d * PENDING_WORDS;
-  for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(m.ios.pending, base + w) !== 0) return true;
-  return false;
 }
