@@ -340,7 +340,7 @@ export class VcpuContext implements GuestCpu {
         this.stat(STAT.RETURNS);
         return this.hypercall(() => dmReturn(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr, HC.dm_return);
       },
-      dm_create_ioreq_server: (fe, ranges, policy) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy), neg, HC.dm_create_ioreq_server),
+      dm_create_ioreq_server: (fe, ranges, policy, opts) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy, opts), neg, HC.dm_create_ioreq_server),
       sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg, HC.sched_crash),
       dm_set_ioreq_server_state: (fe, server, enabled) => this.hypercall(() => ioreqServerSetState(m, d, fe, server, enabled), neg, HC.dm_set_ioreq_server_state),
     };

@@ -6,7 +6,7 @@
  */
 import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { DOM, DS } from './layout/domains.js';
-import { FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from './layout/ioreq.js';
+import { BUF, BUF_SLOTS, FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from './layout/ioreq.js';
 import { P2M_REVOKED } from './layout/p2m.js';
 import type { Machine } from './machine.js';
 import { type Mmu, setDefaultEmulateHook } from './mmu.js';
@@ -25,10 +25,17 @@ import { tracer } from './trace.js';
 export interface IoRange {
   start: number;
   count: number;
+  /** Writes to this range may be posted (buffered ioreqs) when the server has a buffered ring (docs/ioreq.md §10). */
+  posted?: boolean;
+}
+
+export interface IoreqServerOptions {
+  /** A buffered ioreq ring (Xen's handle_bufioreq, HVM_IOREQSRV_BUFIOREQ_ATOMIC). */
+  bufioreq?: boolean;
 }
 
 /** Create a server for `target` owned by `by`; returns its index (≥ 0) or a negative errno. */
-export function ioreqServerCreate(m: Machine, by: number, target: number, ranges: readonly IoRange[], policy: FaultPolicy): number {
+export function ioreqServerCreate(m: Machine, by: number, target: number, ranges: readonly IoRange[], policy: FaultPolicy, opts: IoreqServerOptions = {}): number {
   if (!Number.isInteger(target) || target < 0 || target >= m.nd || m.dom.state(target) !== DS.RUNNING) return -ESRCH;
   if (by === target) return -EINVAL;
   if (m.dom.at(target, DOM.BACKEND) !== by + 1 && m.dom.at(by, DOM.PRIVILEGED) === 0) return -EPERM;
@@ -43,10 +50,15 @@ export function ioreqServerCreate(m: Machine, by: number, target: number, ranges
       w.fill(0, i, i + SRV.WORDS);
       w[i + SRV.OWNER] = by;
       w[i + SRV.POLICY] = FAULT_POLICY[policy];
+      let posted = 0;
       ranges.forEach((r, k) => {
         w[i + SRV.RANGES + 2 * k] = r.start;
         w[i + SRV.RANGES + 2 * k + 1] = r.count;
+        if (r.posted === true) posted |= 1 << k;
       });
+      m.ioreq.resetBuf(target, s);
+      w[i + SRV.BUFIOREQ] = opts.bufioreq === true ? 1 : 0;
+      w[i + SRV.POSTED] = posted;
       Atomics.store(w, i + SRV.NR_RANGES, ranges.length);
       Atomics.store(w, i + SRV.STATE, SRV_STATE.INLINE);
       return s;
@@ -104,6 +116,8 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
     if (policy === FAULT_POLICY.retry) return { outcome: ACCESS.RETRY, value: 0 };
     return { outcome: policy === FAULT_POLICY.fail ? ACCESS.FAULT : ACCESS.IOREQ_FAULT, value: -1 };
   }
+  // A posted write goes into the server's buffered ring, unless it is full (then the normal way, as Xen).
+  if (write && !revoked && m.ioreq.posted(d, s, gfn) && sendBuffered(mmu, s, gfn, offset, width, value)) return { outcome: ACCESS.IOREQ, value: 0 };
   const a = sendIoreq(mmu, s, revoked ? IOREQ_TYPE.FAULT : IOREQ_TYPE.COPY, write, gfn, offset, width, value);
   if (a === undefined) return { outcome: ACCESS.NULL_IO, value: -1 }; // the vCPU is going away
   if (!revoked) return { outcome: ACCESS.IOREQ, value: a.data };
@@ -255,6 +269,48 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       mmu.boundary();
     }
   }
+}
+
+/**
+ * Xen's ioreq_send_buffered: put a posted write into server s's buffered
+ * ring and notify its owner; the vCPU goes on without waiting. False when
+ * the ring is full (the caller sends it the synchronous way; xen/common/
+ * ioreq.c does the same). A device model applies buffered ioreqs in
+ * position order, and those of a server before that server's next
+ * synchronous ioreq is handled (QEMU's handle_buffered_iopage first), so a
+ * read that follows posted writes sees them.
+ */
+function sendBuffered(mmu: Mmu, s: number, gfn: number, offset: number, size: number, data: number): boolean {
+  const m = mmu.m;
+  const d = mmu.domid;
+  const buf = m.ioreq.buf;
+  const b = m.ioreq.bufIdx(d, s);
+  let pos: number;
+  for (;;) {
+    pos = Atomics.load(buf, b + BUF.RESERVE);
+    if (((pos - Atomics.load(buf, b + BUF.READ)) | 0) >= BUF_SLOTS) {
+      mmu.stat(STAT.BUFIOREQ_FULL);
+      return false;
+    }
+    if (Atomics.compareExchange(buf, b + BUF.RESERVE, pos, (pos + 1) | 0) === pos) break;
+  }
+  const e = m.ioreq.bufEntry(b, pos);
+  buf[e + BUF.GFN] = gfn;
+  buf[e + BUF.OFFSET] = offset;
+  buf[e + BUF.META] = size | (IOREQ_TYPE.COPY << 4) | (m.vcpus.at(mmu.slot, VC.VCPU) << 8);
+  buf[e + BUF.DATA] = data | 0;
+  // Complete: the consumer reads the entry only once COMMIT names this position.
+  Atomics.store(buf, e + BUF.COMMIT, (pos + 1) | 0);
+  mmu.stat(STAT.BUFIOREQS);
+  const tw = tracer;
+  if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_POST, s), pos, gfn);
+  if (Atomics.load(m.control.w, CTL.TRANSPORT) === 1) {
+    Atomics.add(m.control.w, CTL.DISPATCH, 1);
+    Atomics.notify(m.control.w, CTL.DISPATCH);
+  } else {
+    m.ios.kickBuffered(m.ioreq.owner(d, s));
+  }
+  return true;
 }
 
 /** A device model broke the ioreq protocol: the guest it served is crashed, the event logged. */

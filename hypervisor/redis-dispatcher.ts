@@ -8,27 +8,41 @@
  * a restarted device model) are recognised by (domid, vcpu, seq) and dropped.
  */
 import { hostname } from 'node:os';
-import { MAX_VCPUS } from './constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from './constants.js';
 import { domainCrash } from './domain-crash.js';
 import { CTL } from './layout/control.js';
 import { DOM, DS } from './layout/domains.js';
 import { IOS } from './layout/ioreq-slots.js';
+import { BUF, SRV_STATE } from './layout/ioreq.js';
 import type { Machine } from './machine.js';
 import { IOREQ_STATE } from './public/ioreq.js';
-import { isWireError, type IoreqResp } from '../transport/messages.js';
+import { isWireError, type IoreqMsg, type IoreqResp } from '../transport/messages.js';
 import { RedisIoreqBus, START_ID } from '../transport/redis-bus.js';
 import { serverId } from '../transport/redis-end.js';
 
 export interface DispatcherStats {
   published: number;
+  /** Pipelines the requests went out in (published / pipelines: the mean batch). */
+  pipelines: number;
   completed: number;
   duplicates_dropped: number;
   malformed: number;
   guests_crashed: number;
 }
 
+/** A frontend's buffered ring as the dispatcher sees it; positions count on without wrapping. */
+interface BufRing {
+  target: number;
+  index: number;
+  base: number;
+  /** The next position to publish. */
+  pub: number;
+  /** READ: every position below it applied by the device model. */
+  read: number;
+}
+
 export class RedisDispatcher {
-  readonly stats: DispatcherStats = { published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0 };
+  readonly stats: DispatcherStats = { published: 0, pipelines: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0 };
   private readonly published = new Map<number, number>(); // slot → seq published
   private running = true;
   private loops: Array<Promise<void>> = [];
@@ -48,24 +62,40 @@ export class RedisDispatcher {
     return d;
   }
 
-  /** Publish every READY slot not yet published (the vCPUs kick CTL.DISPATCH). */
+  /**
+   * Publish, in one pipeline per pass: every buffered ioreq of the
+   * frontends' buffered rings not yet published, and every READY slot not
+   * yet published — each after the buffered ioreqs of its server, which its
+   * vCPU made before it (the order the device model applies them in). The
+   * vCPUs kick CTL.DISPATCH.
+   */
   private async requests(): Promise<void> {
     const w = this.m.control.w;
     const slots = this.m.ios.slots;
     const ps = this.m.config.page_size_bytes;
+    const io = this.m.ioreq;
     while (this.running) {
       const seen = Atomics.load(w, CTL.DISPATCH);
+      const batch: Array<{ server: number; msg: IoreqMsg }> = [];
+      const sync: number[] = [];
+      const rings: BufRing[] = [];
+      for (const d of this.domids) {
+        for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) if (io.state(d, s) === SRV_STATE.ENABLED && io.bufioreq(d, s)) this.drain(d, s, batch, rings);
+      }
       for (let v = 0; v < MAX_VCPUS; v++) {
         const i = this.m.ios.idx(v);
         if (Atomics.load(slots, i + IOS.STATE) !== IOREQ_STATE.READY) continue;
         const seq = slots[i + IOS.SEQ]!;
         if (this.published.get(v) === seq) continue;
         this.published.set(v, seq);
+        sync.push(v);
         const target = slots[i + IOS.TARGET]!;
         const index = slots[i + IOS.SERVER]!;
+        if (index >= 0 && index < MAX_IOREQ_SERVERS_PER_DOMAIN && target >= 0 && target < this.m.nd && io.bufioreq(target, index)) this.drain(target, index, batch, rings);
         const server = serverId(target, index);
-        try {
-          await this.bus.publishRequest(server, {
+        batch.push({
+          server,
+          msg: {
             host: this.host,
             domid: slots[i + IOS.DOMID]!,
             vcpu: slots[i + IOS.VCPU]!,
@@ -80,15 +110,98 @@ export class RedisDispatcher {
             df: 0,
             data_is_ptr: 0,
             state: IOREQ_STATE.READY,
-          });
-          this.stats.published++;
+            buf: 0,
+          },
+        });
+      }
+      if (batch.length > 0) {
+        try {
+          await this.bus.publishRequests(batch);
+          this.stats.published += batch.length;
+          this.stats.pipelines++;
         } catch {
-          this.published.delete(v); // try again on the next pass
+          // Try again on the next pass; what did go out is a duplicate the device model drops.
+          for (const v of sync) this.published.delete(v);
+          for (const r of rings) r.pub = r.read;
         }
       }
       const r = Atomics.waitAsync(w, CTL.DISPATCH, seen, 20);
       if (r.async) await r.value;
     }
+  }
+
+  /** Per buffered ring (by its index in the layout): what was published, what the device model applied. */
+  private readonly rings = new Map<number, BufRing>();
+
+  private ring(target: number, index: number): BufRing {
+    const base = this.m.ioreq.bufIdx(target, index);
+    let r = this.rings.get(base);
+    const read = Atomics.load(this.m.ioreq.buf, base + BUF.READ);
+    // New to us, or created again (its READ moved without us): start at READ.
+    if (r === undefined || (r.read | 0) !== read) this.rings.set(base, (r = { target, index, base, pub: read >>> 0, read: read >>> 0 }));
+    return r;
+  }
+
+  /**
+   * Add server `index` of `target`'s complete buffered ioreqs not yet
+   * published to the batch, in position order. Positions on the wire count
+   * on from READ without wrapping (the ring's int32 positions wrap).
+   */
+  private drain(target: number, index: number, batch: Array<{ server: number; msg: IoreqMsg }>, rings: BufRing[]): void {
+    const io = this.m.ioreq;
+    const buf = io.buf;
+    const r = this.ring(target, index);
+    const reserve = Atomics.load(buf, r.base + BUF.RESERVE);
+    if ((r.pub | 0) === reserve) return;
+    const server = serverId(target, index);
+    const ps = this.m.config.page_size_bytes;
+    const from = r.pub;
+    while ((r.pub | 0) !== reserve) {
+      const e = io.bufEntry(r.base, r.pub);
+      if (Atomics.load(buf, e + BUF.COMMIT) !== ((r.pub + 1) | 0)) break; // reserved, not complete yet: its vCPU kicks again
+      const meta = buf[e + BUF.META]!;
+      batch.push({
+        server,
+        msg: {
+          host: this.host,
+          domid: target,
+          vcpu: meta >>> 8,
+          seq: r.pub,
+          server,
+          type: (meta >>> 4) & 0xf,
+          dir: 0,
+          addr: buf[e + BUF.GFN]! * ps + buf[e + BUF.OFFSET]!,
+          size: (meta & 0xf) as 1 | 2 | 4 | 8,
+          data: buf[e + BUF.DATA]! >>> 0,
+          count: 1,
+          df: 0,
+          data_is_ptr: 0,
+          state: IOREQ_STATE.READY,
+          buf: 1,
+        },
+      });
+      r.pub++;
+    }
+    if (r.pub !== from && !rings.includes(r)) rings.push(r);
+  }
+
+  /** The device model applied server `index`'s buffered ioreqs below `upto`: free their places (Xen: it advances read_pointer). */
+  private bufApplied(domid: number, index: number, upto: number): void {
+    if (index < 0 || index >= MAX_IOREQ_SERVERS_PER_DOMAIN) {
+      this.crash(domid, `buffered ioreqs of server ${index} said applied`);
+      return;
+    }
+    const r = this.rings.get(this.m.ioreq.bufIdx(domid, index));
+    if (r === undefined || upto <= r.read) {
+      this.stats.duplicates_dropped++; // an old word, or one about a ring created again
+      return;
+    }
+    if (upto > r.pub) {
+      this.crash(domid, `buffered ioreqs of server ${index} said applied up to ${upto}, only ${r.pub} were published`);
+      return;
+    }
+    r.read = upto;
+    Atomics.store(this.m.ioreq.buf, r.base + BUF.READ, upto | 0);
   }
 
   /** Answers for one frontend, from its response stream. */
@@ -116,6 +229,10 @@ export class RedisDispatcher {
     }
     const r = item as IoreqResp;
     if (r.domid !== domid || this.m.dom.state(domid) !== DS.RUNNING) return;
+    if (r.buf === 1) {
+      this.bufApplied(domid, r.vcpu, r.seq);
+      return;
+    }
     const nv = this.m.dom.at(domid, DOM.NR_VCPUS);
     if (r.vcpu >= nv) {
       this.crash(domid, `answer for vCPU ${r.vcpu} of ${nv}`);

@@ -9,6 +9,8 @@ import { BUGS } from './buggify.js';
 import { CTL, NEMESIS_IOREQ } from './layout/control.js';
 import { DOM } from './layout/domains.js';
 import { IOS } from './layout/ioreq-slots.js';
+import { BUF } from './layout/ioreq.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { TK, kindWord, requester } from './layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
 import { sched } from './sched.js';
@@ -58,7 +60,19 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
     if (nem === 0 || fresh.length === 0) return { out: later.length === 0 ? fresh : [...fresh, ...later.splice(0)], delay_us: 0 };
     const held = later.splice(0);
     let out: IoreqRequest[] = [];
+    // Buffered ioreqs keep their order (a ring applied in position order,
+    // whatever carries it): the nemesis may delay or duplicate them, never
+    // drop or reorder them; they stay ahead of the synchronous ones.
+    const posted: IoreqRequest[] = [];
     for (const req of fresh) {
+      if (req.buffered === true) {
+        posted.push(req);
+        if ((nem & NEMESIS_IOREQ.DUPLICATE) !== 0 && random() < NEMESIS_P) {
+          later.push({ ...req });
+          count(CTL.NEM_DUPLICATED);
+        }
+        continue;
+      }
       if ((nem & NEMESIS_IOREQ.DROP) !== 0 && inner.drop !== undefined && random() < NEMESIS_P) {
         inner.drop(req);
         count(CTL.NEM_DROPPED);
@@ -76,11 +90,11 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
       count(CTL.NEM_REORDERED);
     }
     let delay_us = 0;
-    if ((nem & NEMESIS_IOREQ.DELAY) !== 0 && out.length > 0) {
+    if ((nem & NEMESIS_IOREQ.DELAY) !== 0 && out.length + posted.length > 0) {
       delay_us = Math.max(0, Atomics.load(m.control.w, CTL.IOREQ_DELAY_US));
-      count(CTL.NEM_DELAYED, out.length);
+      count(CTL.NEM_DELAYED, out.length + posted.length);
     }
-    return { out: [...out, ...held], delay_us };
+    return { out: [...posted, ...out, ...held], delay_us };
   };
   /** What the transport hands the device model, after the kill check and the nemesis. */
   const deliver = async (max: number, block_ms: number): Promise<IoreqRequest[]> => {
@@ -99,7 +113,7 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
     },
     respond(req, a) {
       const tw = tracer;
-      return tw === null ? inner.respond(req, a) : respondTraced(tw, inner, req, a);
+      return tw === null || req.buffered === true ? inner.respond(req, a) : respondTraced(tw, inner, req, a);
     },
     close: () => inner.close(),
   };
@@ -115,7 +129,7 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   if (respondNow !== undefined && answeredNow !== undefined) {
     killable.respondNow = (req, a) => {
       const tw = tracer;
-      if (tw === null) respondNow.call(inner, req, a);
+      if (tw === null || req.buffered === true) respondNow.call(inner, req, a);
       else respondNowTraced(tw, () => respondNow.call(inner, req, a), req);
     };
     killable.answeredNow = (req) => {
@@ -162,6 +176,14 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
  * each vCPU has one ioreq outstanding and numbers them upwards.
  */
 function ledger(m: Machine, req: IoreqRequest): void {
+  if (req.buffered === true) {
+    // A buffered ring's entries are applied one by one in position order: each the one after the last.
+    if (req.domid < 0 || req.domid >= m.nd || req.server < 0 || req.server >= MAX_IOREQ_SERVERS_PER_DOMAIN) return;
+    const prev = Atomics.exchange(m.ioreq.buf, m.ioreq.bufIdx(req.domid, req.server) + BUF.APPLIED, (req.seq + 1) | 0);
+    m.log.checked('ioreq_forward');
+    if (prev !== req.seq) m.log.violated('ioreq_forward', `d${req.domid} server ${req.server}: buffered ioreq ${req.seq} applied after ${prev - 1} (applied twice or out of order)`);
+    return;
+  }
   if (req.domid < 0 || req.domid >= m.nd || req.vcpu < 0 || req.vcpu >= m.dom.at(req.domid, DOM.NR_VCPUS)) return;
   const i = m.ios.idx(m.dom.at(req.domid, DOM.VCPU_BASE) + req.vcpu) + IOS.APPLIED;
   const prev = Atomics.exchange(m.ios.slots, i, req.seq);
@@ -172,7 +194,7 @@ function ledger(m: Machine, req: IoreqRequest): void {
 /** The device model took these requests (one event each, then the batch). */
 function traceReceipt(tw: TraceWriter, reqs: readonly IoreqRequest[]): void {
   const t0_us = tw.now();
-  for (const r of reqs) tw.put(tw.now(), kindWord(TK.IO_RECV, requester(r.domid, r.vcpu)), r.seq, r.type);
+  for (const r of reqs) if (r.buffered !== true) tw.put(tw.now(), kindWord(TK.IO_RECV, requester(r.domid, r.vcpu)), r.seq, r.type);
   tw.put(t0_us, TK.IO_BATCH, tw.now() - t0_us, reqs.length);
 }
 

@@ -119,8 +119,8 @@ describe('redis transport failures', () => {
         // compute (d2): a well-formed answer that moves its ioreq back to READY.
         const slot = h.m.dom.at(2, DOM.VCPU_BASE);
         const seq = Atomics.load(h.m.ios.slots, h.m.ios.idx(slot) + IOS.SEQ);
-        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq: seq + 1, data: 0, state: 1, error: 0 }));
-        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq, data: 0, state: 1, error: 0 }));
+        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq: seq + 1, data: 0, state: 1, error: 0, buf: 0 }));
+        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq, data: 0, state: 1, error: 0, buf: 0 }));
       } finally {
         await bus.close();
       }

@@ -33,6 +33,7 @@ const reqArb: fc.Arbitrary<IoreqMsg> = fc.record({
   df: fc.constantFrom(0 as const, 1 as const),
   data_is_ptr: fc.constantFrom(0 as const, 1 as const),
   state,
+  buf: fc.constantFrom(0 as const, 1 as const),
 });
 
 const respArb: fc.Arbitrary<IoreqResp> = fc.record({
@@ -40,10 +41,11 @@ const respArb: fc.Arbitrary<IoreqResp> = fc.record({
   data: u32,
   state,
   error: fc.integer({ min: -MAX_RESP_ERROR, max: MAX_RESP_ERROR }),
+  buf: fc.constantFrom(0 as const, 1 as const),
 });
 
-const REQ: IoreqMsg = { host: 'h1', domid: 1, vcpu: 0, seq: 7, server: 8, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY };
-const RESP: IoreqResp = { host: 'h1', domid: 1, vcpu: 0, seq: 7, data: 0xffff_ffff, state: IOREQ_STATE.IORESP_READY, error: 0 };
+const REQ: IoreqMsg = { host: 'h1', domid: 1, vcpu: 0, seq: 7, server: 8, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
+const RESP: IoreqResp = { host: 'h1', domid: 1, vcpu: 0, seq: 7, data: 0xffff_ffff, state: IOREQ_STATE.IORESP_READY, error: 0, buf: 0 };
 const raw = new Packr({ useRecords: false });
 
 function errorOf(x: IoreqMsg | IoreqResp | { error: string }): string {
@@ -146,8 +148,8 @@ describe('messages: field ranges', () => {
     for (const size of [0, 3, 5, 16, -4]) expect(errorOf(req({ size }))).toContain('IoreqMsg.size');
   });
 
-  it('dir, df and data_is_ptr are 0 or 1', () => {
-    for (const k of ['dir', 'df', 'data_is_ptr']) {
+  it('dir, df, data_is_ptr and buf are 0 or 1', () => {
+    for (const k of ['dir', 'df', 'data_is_ptr', 'buf']) {
       expect(isWireError(req({ [k]: 1 }))).toBe(false);
       expect(errorOf(req({ [k]: 2 }))).toContain(`IoreqMsg.${k}`);
     }

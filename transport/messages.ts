@@ -44,6 +44,12 @@ export interface IoreqMsg {
   data_is_ptr: 0 | 1;
   /** IOREQ_STATE.* — READY on a fresh request. */
   state: number;
+  /**
+   * 1: a buffered ioreq (a posted write from the server's buffered ring);
+   * `seq` is then its position in that ring, counted from the ring's
+   * creation without wrapping, and `vcpu` the vCPU that made it.
+   */
+  buf: 0 | 1;
 }
 
 /** A server's answer, on its way back to the hypervisor. */
@@ -58,6 +64,13 @@ export interface IoreqResp {
   state: number;
   /** 0, a negative errno, or a small positive server code (|error| ≤ MAX_RESP_ERROR). */
   error: number;
+  /**
+   * 1: not an answer but the device model's word that it applied the
+   * buffered ioreqs of server `vcpu` (the server's index among the
+   * frontend's) below position `seq`: the hypervisor may reuse their places
+   * in the ring (Xen: the device model advancing read_pointer).
+   */
+  buf: 0 | 1;
 }
 
 export interface WireError {
@@ -113,6 +126,7 @@ const REQ_FIELDS = {
   df: oneOf([0, 1]),
   data_is_ptr: oneOf([0, 1]),
   state: oneOf(IOREQ_STATES),
+  buf: oneOf([0, 1]),
 } as const satisfies Record<keyof IoreqMsg, Check>;
 
 const RESP_FIELDS = {
@@ -120,6 +134,7 @@ const RESP_FIELDS = {
   data: intIn(0, U32_MAX),
   state: oneOf(IOREQ_STATES),
   error: intIn(-MAX_RESP_ERROR, MAX_RESP_ERROR),
+  buf: oneOf([0, 1]),
 } as const satisfies Record<keyof IoreqResp, Check>;
 
 /**

@@ -42,10 +42,10 @@ function sleep(ms: number): Promise<void> {
 }
 
 function req(seq: number, vcpu = 0, server = SERVER): IoreqMsg {
-  return { host: 'test', domid: DOMID, vcpu, seq, server, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000 + 4 * seq, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY };
+  return { host: 'test', domid: DOMID, vcpu, seq, server, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000 + 4 * seq, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
 }
 function respFor(m: IoreqMsg): IoreqResp {
-  return { host: m.host, domid: m.domid, vcpu: m.vcpu, seq: m.seq, data: (m.seq * 2654435761) >>> 0, state: IOREQ_STATE.IORESP_READY, error: 0 };
+  return { host: m.host, domid: m.domid, vcpu: m.vcpu, seq: m.seq, data: (m.seq * 2654435761) >>> 0, state: IOREQ_STATE.IORESP_READY, error: 0, buf: 0 };
 }
 
 async function bus(name: string, opts: { clientName?: string; maxLen_entries?: number } = {}): Promise<RedisIoreqBus> {

@@ -255,6 +255,26 @@ export class RedisIoreqBus {
   }
 
   /**
+   * Appends several requests, each to its server's stream, in one pipeline
+   * (one write, one round trip), in the order given: Redis applies them in
+   * that order. Each message must be valid (the caller's bug otherwise).
+   */
+  async publishRequests(items: ReadonlyArray<{ server: number; msg: IoreqMsg }>): Promise<void> {
+    this.#live();
+    if (items.length === 0) return;
+    const p = this.#cmd.pipeline();
+    for (const { server, msg } of items) {
+      needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
+      need(msg.server === server, `publishRequests: message for server ${msg.server} published to server ${server}`);
+      p.xaddBuffer(this.keys.req(server), 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, encode(msg));
+    }
+    const res = await p.exec();
+    need(res !== null && res.length === items.length, 'publishRequests: the pipeline was discarded');
+    for (const [err] of res) if (err !== null) throw err;
+    this.#stats.published += items.length;
+  }
+
+  /**
    * Responses for `domid` after `lastId` (START_ID at first), waiting up to
    * block_ms (0: do not wait) for the first. Malformed entries come back as
    * `{ error, raw }`, and reading goes on past them.
@@ -414,6 +434,37 @@ export class RedisIoreqBus {
       return undefined;
     }
     return parseApplied(Buffer.isBuffer(v) ? v.toString() : String(v));
+  }
+
+  /**
+   * A device model applied buffered ioreqs of a server below position
+   * `r.seq` (r.buf = 1): record that mark (the `bufmark` hash, field
+   * `field`), tell the hypervisor (r on the frontend's response stream),
+   * then acknowledge the entries — one pipeline, in that order, as
+   * answerOnce records before it publishes and the caller acks after.
+   */
+  async bufApplied(server: number, ids: readonly string[], field: string, r: IoreqResp): Promise<void> {
+    this.#live();
+    needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
+    needInt(r.domid, 0, MAX_DOMAINS - 1, 'domid');
+    need(r.buf === 1, 'bufApplied: the response must say buf: 1');
+    for (const id of ids) need(ID_RE.test(id), `bufApplied: not a stream id: ${JSON.stringify(id)}`);
+    const p = this.#cmd.pipeline();
+    p.hset(`${this.namespace}:bufmark`, field, r.seq);
+    p.xaddBuffer(this.keys.resp(r.domid), 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, encode(r));
+    if (ids.length > 0) p.xack(this.keys.req(server), REQUEST_GROUP, ...ids);
+    const res = await p.exec();
+    need(res !== null, 'bufApplied: the pipeline was discarded');
+    for (const [err] of res) if (err !== null) throw err;
+    this.#stats.published++;
+    this.#stats.acked += ids.length;
+  }
+
+  /** The recorded mark of `bufApplied` for `field` (every position below it applied), or undefined. */
+  async bufMark(field: string): Promise<number | undefined> {
+    this.#live();
+    const v = await this.#cmd.hget(`${this.namespace}:bufmark`, field);
+    return v === null ? undefined : Number(v);
   }
 
   async applied(key: string): Promise<{ data: number; fault: number } | undefined> {

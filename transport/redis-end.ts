@@ -56,6 +56,7 @@ export class RedisServerEnd implements IoreqServerEnd {
 
   async recv(max: number, block_ms: number): Promise<IoreqRequest[]> {
     const bus = await this.connect();
+    this.flushBuffered(bus);
     const out: IoreqRequest[] = [];
     const servers = this.o.servers.map((s) => serverId(s.target, s.index));
     if (!this.reclaimed) {
@@ -99,14 +100,65 @@ export class RedisServerEnd implements IoreqServerEnd {
       offset: m.addr % this.o.page_size_bytes,
       size: m.size,
       data: m.data,
+      ...(m.buf === 1 ? { buffered: true } : {}),
     };
-    this.pending.set(key(req), { server, id });
+    this.pending.set(pendingKey(req), { server, id });
     out.push(req);
+  }
+
+  /**
+   * Buffered ioreqs: per `domid:server`, the position below which every
+   * one was applied (by this end, or — read once from Redis — a
+   * predecessor); a delivery below it is a duplicate.
+   */
+  private readonly bufMarks = new Map<string, number>();
+  /** Buffered ioreqs applied since the last flush, per ring: the mark to record and the entries to acknowledge. */
+  private readonly bufDone = new Map<string, { server: number; domid: number; index: number; mark: number; ids: string[] }>();
+
+  private async bufMark(req: IoreqRequest): Promise<number> {
+    const k = bufKey(req);
+    let mark = this.bufMarks.get(k);
+    if (mark === undefined) {
+      mark = (await (await this.connect()).bufMark(k)) ?? 0;
+      // A mark this end moved meanwhile (never backwards).
+      mark = Math.max(mark, this.bufMarks.get(k) ?? 0);
+      this.bufMarks.set(k, mark);
+    }
+    return mark;
+  }
+
+  /** A buffered ioreq was applied (`respond`): remember it; `flushBuffered` tells Redis and the hypervisor, one pipeline per ring. */
+  private bufApplied(req: IoreqRequest, p: Pending | undefined): void {
+    const k = bufKey(req);
+    this.bufMarks.set(k, Math.max(this.bufMarks.get(k) ?? 0, req.seq + 1));
+    let d = this.bufDone.get(k);
+    if (d === undefined) this.bufDone.set(k, (d = { server: serverId(req.domid, req.server), domid: req.domid, index: req.server, mark: 0, ids: [] }));
+    d.mark = Math.max(d.mark, req.seq + 1);
+    if (p !== undefined) d.ids.push(p.id);
+  }
+
+  /**
+   * Record, announce and acknowledge what was applied, off the critical
+   * path (chained on `acking`, as the synchronous answers' XACK): before the
+   * next recv, and at close.
+   */
+  private flushBuffered(bus: RedisIoreqBus): void {
+    if (this.bufDone.size === 0) return;
+    const done = [...this.bufDone.values()];
+    this.bufDone.clear();
+    const prev = this.acking;
+    this.acking = prev.then(async () => {
+      try {
+        for (const d of done) await bus.bufApplied(d.server, d.ids, `${d.domid}:${d.index}`, { host: HOST, domid: d.domid, vcpu: d.index, seq: d.mark, data: 0, state: IOREQ_STATE.IORESP_READY, error: 0, buf: 1 });
+      } catch (e) {
+        this.ackError = e;
+      }
+    });
   }
 
   /** A delivery lost (chaos `ioreq-drop`): forget it unanswered and unacknowledged; reclaim brings it back. */
   drop(req: IoreqRequest): void {
-    this.pending.delete(key(req));
+    this.pending.delete(pendingKey(req));
   }
 
   /** Answer once; a request already answered (a duplicate) gets the remembered answer. */
@@ -129,12 +181,19 @@ export class RedisServerEnd implements IoreqServerEnd {
   }
 
   async respond(req: IoreqRequest, answer: IoreqAnswer): Promise<void> {
+    if (req.buffered === true) {
+      // No answer to send: the next flush records it applied.
+      const k = pendingKey(req);
+      this.bufApplied(req, this.pending.get(k));
+      this.pending.delete(k);
+      return;
+    }
     await this.acked();
     const bus = await this.connect();
     const k = key(req);
     const p = this.pending.get(k);
     this.pending.delete(k);
-    const resp = (a: IoreqAnswer): IoreqResp => ({ host: HOST, domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault });
+    const resp = (a: IoreqAnswer): IoreqResp => ({ host: HOST, domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault, buf: 0 });
     // Recorded and published in one step, or — a duplicate — the recorded answer published again.
     const before = await bus.answerOnce(k, answer.data, answer.fault, resp(answer));
     if (before !== undefined) {
@@ -175,6 +234,7 @@ export class RedisServerEnd implements IoreqServerEnd {
    * two live consumers of one group would each need the HGET.
    */
   async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
+    if (req.buffered === true) return req.seq < (await this.bufMark(req)) ? { data: 0, fault: 0 } : undefined;
     const k = vcpuKey(req);
     const mark = this.fresh.get(k);
     if (mark !== undefined && req.seq > mark) return undefined;
@@ -183,6 +243,7 @@ export class RedisServerEnd implements IoreqServerEnd {
   }
 
   async close(): Promise<void> {
+    if (this.bus !== undefined) this.flushBuffered(this.bus);
     await this.acking;
     await this.bus?.close();
     this.bus = undefined;
@@ -191,6 +252,16 @@ export class RedisServerEnd implements IoreqServerEnd {
 
 function key(r: { domid: number; vcpu: number; seq: number }): string {
   return `${r.domid}:${r.vcpu}:${r.seq}`;
+}
+
+/** A delivery in hand: a synchronous ioreq by its key, a buffered one by its ring and position. */
+function pendingKey(r: IoreqRequest): string {
+  return r.buffered === true ? `b${bufKey(r)}:${r.seq}` : key(r);
+}
+
+/** A buffered ring: the frontend and the server's index among its servers. */
+function bufKey(r: { domid: number; server: number }): string {
+  return `${r.domid}:${r.server}`;
 }
 
 function vcpuKey(r: { domid: number; vcpu: number }): string {

@@ -16,7 +16,8 @@ import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/constants
 import { IOS, PENDING_WORDS } from '../hypervisor/layout/ioreq-slots.js';
 import type { Machine } from '../hypervisor/machine.js';
 import { sched } from '../hypervisor/sched.js';
-import { IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
+import { BUF, BUF_SLOTS, SRV_STATE } from '../hypervisor/layout/ioreq.js';
+import { IOREQ_DIR, IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
 /**
  * How long the device model keeps polling before it parks, while it is
@@ -65,8 +66,16 @@ export class RingServerEnd implements IoreqServerEnd {
       this.fullScanAt = now + LOST_POLL_MS;
       const takeover = this.takeover;
       this.takeover = false;
+      this.findBufServers();
+      Atomics.store(this.m.ios.bufPending, this.owner, 0);
+      for (const b of this.bufServers) this.drainBuf(b.target, b.server, out);
       for (let v = 0; v < MAX_VCPUS && out.length < max; v++) this.claim(v, takeover, out);
       return;
+    }
+    if (Atomics.load(this.m.ios.bufPending, this.owner) !== 0) {
+      Atomics.store(this.m.ios.bufPending, this.owner, 0);
+      if (this.bufServers.length === 0) this.findBufServers();
+      for (const b of this.bufServers) this.drainBuf(b.target, b.server, out);
     }
     const pend = this.m.ios.pending;
     const base = this.owner * PENDING_WORDS;
@@ -94,6 +103,8 @@ export class RingServerEnd implements IoreqServerEnd {
     if (server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN || this.m.ioreq.owner(target, server) !== this.owner) return;
     // Claim it (READY → INPROCESS); the fields were published before READY.
     if (st === IOREQ_STATE.READY && Atomics.compareExchange(slots, i + IOS.STATE, IOREQ_STATE.READY, IOREQ_STATE.INPROCESS) !== IOREQ_STATE.READY) return;
+    // The posted writes this vCPU made before it are complete now: they go first (QEMU's handle_buffered_iopage).
+    if (this.m.ioreq.bufioreq(target, server)) this.drainBuf(target, server, out);
     out.push({
       domid: slots[i + IOS.DOMID]!,
       vcpu: slots[i + IOS.VCPU]!,
@@ -107,6 +118,58 @@ export class RingServerEnd implements IoreqServerEnd {
       data: slots[i + IOS.DATA]! >>> 0,
       slot: v,
     } as IoreqRequest & { slot: number });
+  }
+
+  /** This owner's servers that have a buffered ring (found again at each full scan: servers come and go). */
+  private bufServers: Array<{ target: number; server: number }> = [];
+  /** Per buffered ring (by its index in the layout): the next position to take; READ at first (takeover). */
+  private readonly bufCursor = new Map<number, number>();
+
+  private findBufServers(): void {
+    const io = this.m.ioreq;
+    this.bufServers = [];
+    for (let t = 0; t < this.m.nd; t++) {
+      for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) {
+        if (io.state(t, s) === SRV_STATE.ENABLED && io.owner(t, s) === this.owner && io.bufioreq(t, s)) this.bufServers.push({ target: t, server: s });
+      }
+    }
+  }
+
+  /**
+   * Take every complete entry of server s of `target`'s buffered ring from
+   * this end's cursor on, in position order (a ring holds at most BUF_SLOTS:
+   * `out` may outgrow recv's `max` by that much). An entry reserved but not
+   * yet complete stops the take; its vCPU kicks again once it is.
+   */
+  private drainBuf(target: number, server: number, out: IoreqRequest[]): void {
+    const io = this.m.ioreq;
+    const buf = io.buf;
+    const b = io.bufIdx(target, server);
+    const read = Atomics.load(buf, b + BUF.READ);
+    let cur = this.bufCursor.get(b) ?? read;
+    const ahead = (cur - read) | 0;
+    if (ahead < 0 || ahead > BUF_SLOTS) cur = read; // the server was created again
+    const reserve = Atomics.load(buf, b + BUF.RESERVE);
+    while (cur !== reserve) {
+      const e = io.bufEntry(b, cur);
+      if (Atomics.load(buf, e + BUF.COMMIT) !== ((cur + 1) | 0)) break;
+      const meta = buf[e + BUF.META]!;
+      out.push({
+        domid: target,
+        vcpu: meta >>> 8,
+        seq: cur,
+        server,
+        type: (meta >>> 4) & 0xf,
+        dir: IOREQ_DIR.WRITE,
+        gfn: buf[e + BUF.GFN]!,
+        offset: buf[e + BUF.OFFSET]!,
+        size: meta & 0xf,
+        data: buf[e + BUF.DATA]! >>> 0,
+        buffered: true,
+      });
+      cur = (cur + 1) | 0;
+    }
+    this.bufCursor.set(b, cur);
   }
 
   async recv(max: number, block_ms: number): Promise<IoreqRequest[]> {
@@ -165,6 +228,7 @@ export class RingServerEnd implements IoreqServerEnd {
       let news = false;
       for (let j = 0; j < 16 && !news; j++) {
         for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(pend, base + w) !== 0) news = true;
+        if (Atomics.load(this.m.ios.bufPending, this.owner) !== 0) news = true;
       }
       now = nowMs();
       if (!news && now - t0 >= SPIN_MS) {
@@ -225,6 +289,12 @@ export class RingServerEnd implements IoreqServerEnd {
   /** `respond`, synchronous: the ring's answer is a few stores and at most a notify. */
   respondNow(req: IoreqRequest, answer: IoreqAnswer): void {
     this.answeredAt = nowMs();
+    if (req.buffered === true) {
+      // Applied: its place in the ring is free (in position order; anything else was applied before).
+      const r = this.m.ioreq.bufIdx(req.domid, req.server) + BUF.READ;
+      if (Atomics.compareExchange(this.m.ioreq.buf, r, req.seq, (req.seq + 1) | 0) !== req.seq) this.duplicates++;
+      return;
+    }
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     const slots = this.m.ios.slots;
     if (slot === undefined) throw new Error('ring: respond to a request this end did not receive');
@@ -250,6 +320,10 @@ export class RingServerEnd implements IoreqServerEnd {
   }
 
   answeredNow(req: IoreqRequest): IoreqAnswer | undefined {
+    if (req.buffered === true) {
+      const read = Atomics.load(this.m.ioreq.buf, this.m.ioreq.bufIdx(req.domid, req.server) + BUF.READ);
+      return ((read - req.seq) | 0) > 0 ? { data: 0, fault: 0 } : undefined;
+    }
     const slot = (req as IoreqRequest & { slot?: number }).slot;
     if (slot === undefined) return undefined;
     const i = this.m.ios.idx(slot);
@@ -263,6 +337,7 @@ export class RingServerEnd implements IoreqServerEnd {
    * poll of its page finds it LOST_POLL_MS later.
    */
   drop(req: IoreqRequest): void {
+    if (req.buffered === true) throw new Error('ring: a buffered ioreq cannot be dropped (its ring is applied in order)');
     this.lost.push({ req, at: nowMs() + LOST_POLL_MS });
   }
   private readonly lost: Array<{ req: IoreqRequest; at: number }> = [];

@@ -64,8 +64,15 @@ export class IoreqSlots {
   readonly pending: Int32Array;
   /** Per owner domid: how many of its ring ends sleep on its event word (Atomics.add/sub by the end). */
   readonly parked: Int32Array;
+  /**
+   * Per owner domid: 1 once a vCPU posted a buffered ioreq for one of its
+   * servers (the bufioreq event channel), taken by the owner's ring end
+   * (Atomics.exchange to 0) before it looks at its buffered rings. A hint,
+   * as `pending`.
+   */
+  readonly bufPending: Int32Array;
   static bytes(nd: number): number {
-    return (MAX_VCPUS * IOS.WORDS + nd * MAX_IOREQ_SERVERS_PER_DOMAIN + nd * PENDING_WORDS + nd) * 4;
+    return (MAX_VCPUS * IOS.WORDS + nd * MAX_IOREQ_SERVERS_PER_DOMAIN + nd * PENDING_WORDS + 2 * nd) * 4;
   }
   constructor(
     readonly sab: SharedArrayBuffer,
@@ -82,6 +89,7 @@ export class IoreqSlots {
     this.events = take(nd * MAX_IOREQ_SERVERS_PER_DOMAIN);
     this.pending = take(nd * PENDING_WORDS);
     this.parked = take(nd);
+    this.bufPending = take(nd);
   }
   idx(slot: number): number {
     return slot * IOS.WORDS;
@@ -101,8 +109,15 @@ export class IoreqSlots {
     Atomics.notify(this.events, owner);
     return true;
   }
-  /** Whether any slot hints a request for `owner` (a pending bit its scan has not taken yet). */
+  /** The same for a buffered ioreq (no slot: the server's buffered ring holds it); Xen notifies the bufioreq event channel. */
+  kickBuffered(owner: number): void {
+    if (Atomics.load(this.bufPending, owner) === 0) Atomics.store(this.bufPending, owner, 1);
+    Atomics.add(this.events, owner, 1);
+    if (Atomics.load(this.parked, owner) !== 0) Atomics.notify(this.events, owner);
+  }
+  /** Whether any slot, or a buffered ring, hints a request for `owner` (a hint its scan has not taken yet). */
   hasPending(owner: number): boolean {
+    if (Atomics.load(this.bufPending, owner) !== 0) return true;
     for (let w = 0; w < PENDING_WORDS; w++) if (Atomics.load(this.pending, owner * PENDING_WORDS + w) !== 0) return true;
     return false;
   }

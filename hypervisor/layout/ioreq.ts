@@ -11,26 +11,101 @@ import { expectBytes } from './region.js';
  * STATE 0 free, 1 created (answered inline by the hypervisor per its fault
  * policy: no device model attached — scenarios), 2 enabled (a device model
  * serves it over the transport; Xen's set_ioreq_server_state(enabled)).
+ * BUFIOREQ 1: the server has a buffered ioreq ring (Xen's handle_bufioreq =
+ * HVM_IOREQSRV_BUFIOREQ_ATOMIC); POSTED: bit r set when writes to range r
+ * may be posted through it (xgsim's choice of which writes are buffered,
+ * docs/ioreq.md §10; Xen buffers the standard VGA's).
  */
-export const SRV = { STATE: 0, OWNER: 1, POLICY: 2, NR_RANGES: 3, ID: 4, RANGES: 8, WORDS: 8 + 2 * MAX_IOREQ_RANGES } as const;
+export const SRV = { STATE: 0, OWNER: 1, POLICY: 2, NR_RANGES: 3, ID: 4, BUFIOREQ: 5, POSTED: 6, RANGES: 8, WORDS: 8 + 2 * MAX_IOREQ_RANGES } as const;
 export const SRV_STATE = { FREE: 0, INLINE: 1, ENABLED: 2 } as const;
 export const FAULT_POLICY = { none: 0, fail: 1, remap: 2, retry: 3 } as const;
 export type FaultPolicy = keyof typeof FAULT_POLICY;
 
+/**
+ * The buffered ioreq page of a server (xen/include/public/hvm/ioreq.h
+ * `buffered_iopage_t`, filled by xen/common/ioreq.c `ioreq_send_buffered`):
+ * posted writes the vCPU does not wait for, applied by the device model in
+ * the order they were made. BUF_SLOTS entries, a power of two (Xen has 511,
+ * the header sharing the page) so that positions can wrap with the int32.
+ *
+ * Positions count entries for ever (int32, wrapping). RESERVE: the next
+ * position a vCPU takes (compareExchange; Xen takes the server's
+ * bufioreq_lock instead, with the same effect). READ: the first position
+ * not yet applied — advanced by the consumer only after applying (the ring
+ * end's device model, or under Redis the hypervisor's dispatcher when the
+ * device model says so). A vCPU may take position p only while
+ * p − READ < BUF_SLOTS; when the ring is full the write goes the
+ * synchronous way, as in Xen. APPLIED: the exactly-once ledger of the
+ * checker (the last position a device model took to apply).
+ *
+ * Entry words: COMMIT (position + 1, stored last: the entry is complete),
+ * GFN, OFFSET, META (size | type << 4 | vCPU << 8), DATA.
+ */
+export const BUF_SLOTS = 512;
+export const BUF = { RESERVE: 0, READ: 1, APPLIED: 2, HEADER: 4, COMMIT: 0, GFN: 1, OFFSET: 2, META: 3, DATA: 4, ENTRY: 5 } as const;
+const BUF_WORDS = BUF.HEADER + BUF_SLOTS * BUF.ENTRY;
+
 export class IoreqServers {
   readonly w: Int32Array;
+  /** The buffered rings, BUF_WORDS per server, in server order. */
+  readonly buf: Int32Array;
   static bytes(nd = MAX_DOMAINS): number {
-    return nd * MAX_IOREQ_SERVERS_PER_DOMAIN * SRV.WORDS * 4;
+    return nd * MAX_IOREQ_SERVERS_PER_DOMAIN * (SRV.WORDS + BUF_WORDS) * 4;
   }
   constructor(
     readonly sab: SharedArrayBuffer,
     readonly nd = MAX_DOMAINS,
   ) {
     expectBytes('ioreq servers', sab, IoreqServers.bytes(nd));
-    this.w = new Int32Array(sab);
+    const n = nd * MAX_IOREQ_SERVERS_PER_DOMAIN;
+    this.w = new Int32Array(sab, 0, n * SRV.WORDS);
+    this.buf = new Int32Array(sab, n * SRV.WORDS * 4, n * BUF_WORDS);
   }
   idx(d: number, s: number): number {
     return (d * MAX_IOREQ_SERVERS_PER_DOMAIN + s) * SRV.WORDS;
+  }
+  /** Where server s of d's buffered ring starts in `buf`. */
+  bufIdx(d: number, s: number): number {
+    return (d * MAX_IOREQ_SERVERS_PER_DOMAIN + s) * BUF_WORDS;
+  }
+  /** Where the entry at position `pos` is, in `buf`. */
+  bufEntry(base: number, pos: number): number {
+    return base + BUF.HEADER + (pos & (BUF_SLOTS - 1)) * BUF.ENTRY;
+  }
+  /**
+   * A server created (again) in this place: its ring starts empty, its
+   * positions going on from where the last one's stopped, so that a device
+   * model's record of the positions it applied stays true. Entries left
+   * behind are dropped with their server (an entry's COMMIT names its own
+   * position, never a later one's).
+   */
+  resetBuf(d: number, s: number): void {
+    const b = this.bufIdx(d, s);
+    const pos = Atomics.load(this.buf, b + BUF.RESERVE);
+    Atomics.store(this.buf, b + BUF.READ, pos);
+    Atomics.store(this.buf, b + BUF.APPLIED, pos);
+  }
+  /** Whether s serves d with a buffered ring. */
+  bufioreq(d: number, s: number): boolean {
+    return Atomics.load(this.w, this.idx(d, s) + SRV.BUFIOREQ) !== 0;
+  }
+  /** Whether a write to gfn may be posted to s (a POSTED range of a server with a buffered ring covers it). */
+  posted(d: number, s: number, gfn: number): boolean {
+    const i = this.idx(d, s);
+    const mask = Atomics.load(this.w, i + SRV.POSTED);
+    if (mask === 0 || Atomics.load(this.w, i + SRV.BUFIOREQ) === 0) return false;
+    const n = Atomics.load(this.w, i + SRV.NR_RANGES);
+    for (let r = 0; r < n; r++) {
+      if ((mask & (1 << r)) === 0) continue;
+      const start = Atomics.load(this.w, i + SRV.RANGES + 2 * r);
+      if (gfn >= start && gfn < start + Atomics.load(this.w, i + SRV.RANGES + 2 * r + 1)) return true;
+    }
+    return false;
+  }
+  /** Whether s of d has buffered entries not yet applied (a hint: they may be reserved, not yet complete). */
+  bufPending(d: number, s: number): boolean {
+    const b = this.bufIdx(d, s);
+    return Atomics.load(this.buf, b + BUF.RESERVE) !== Atomics.load(this.buf, b + BUF.READ);
   }
   active(d: number, s: number): boolean {
     return Atomics.load(this.w, this.idx(d, s) + SRV.STATE) !== 0;

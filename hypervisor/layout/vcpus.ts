@@ -49,7 +49,9 @@ export const STAT = {
   /** IOREQ round trips, a log2 histogram: bucket k counts RTTs in [2^k, 2^(k+1)) µs. */
   RTT_HIST: 24,
   RTT_BUCKETS: 24,
-  WORDS: 48,
+  BUFIOREQS: 48, // posted writes put into a server's buffered ring (no wait)
+  BUFIOREQ_FULL: 49, // … that found it full and went the synchronous way
+  WORDS: 50,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 

@@ -89,7 +89,12 @@ export interface Hypercalls {
   dm_revoke(target: RevokeTarget): number;
   dm_steal(fe: DomId, gfn: Gfn, count: number, into?: Gfn): DmResult;
   dm_return(fe: DomId, gfn: Gfn, count: number, at?: Gfn): DmResult;
-  dm_create_ioreq_server(fe: DomId, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number;
+  /**
+   * `bufioreq`: the server gets a buffered ioreq ring (Xen's handle_bufioreq);
+   * writes to its `posted` ranges then go through it without the vCPU
+   * waiting, unless it is full (docs/ioreq.md §10).
+   */
+  dm_create_ioreq_server(fe: DomId, ranges: ReadonlyArray<{ start: number; count: number; posted?: boolean }>, fault_policy: FaultPolicy, opts?: { bufioreq?: boolean }): number;
   /** SCHEDOP_shutdown(SHUTDOWN_crash): the calling domain crashes itself. */
   sched_crash(): number;
   /** Xen's set_ioreq_server_state: enabled → the server's ioreqs go to this domain's device model. */

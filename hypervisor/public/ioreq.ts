@@ -31,8 +31,20 @@ export interface IoreqRequest {
   /** Frontend and vCPU that made the access. */
   domid: number;
   vcpu: number;
-  /** Per-vCPU sequence number: (domid, vcpu, seq) names one ioreq for ever. */
+  /**
+   * Per-vCPU sequence number: (domid, vcpu, seq) names one ioreq for ever.
+   * A buffered ioreq's is its position in the server's buffered ring
+   * instead: (domid, server, seq) names it.
+   */
   seq: number;
+  /**
+   * A posted write from the server's buffered ring (Xen's buf_ioreq_t): the
+   * vCPU did not wait for it. Apply it, then `respond` (any answer): that
+   * tells the transport it was applied, which frees its place in the ring.
+   * Buffered ioreqs of a server come in position order, and before any
+   * synchronous ioreq made after them.
+   */
+  buffered?: boolean;
   /** Index of the server among the frontend's servers. */
   server: number;
   type: number;

@@ -163,6 +163,9 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
           if (!ansStart.has(key)) ansStart.set(key, { pid, tid, ts: inside(ts, dur, ts) });
           break;
         }
+        case TK.IO_POST:
+          out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: 'posted write', cat: 'ioreq', args: { server: x, position: a, gfn: b } });
+          break;
         case TK.FAULT:
           out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: 'FAULT', cat: 'fault', args: { gfn: a, server: x } });
           break;
