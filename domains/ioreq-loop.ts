@@ -22,7 +22,7 @@ import type { GuestCpu } from '../hypervisor/public/guest.js';
 import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 
 /** Requests taken at once. */
-const BATCH = 64;
+const BATCH = 256;
 /** How long recv may park: the device model's step ends, and its vCPU passes a boundary, at least this often. */
 const BLOCK_MS = 20;
 

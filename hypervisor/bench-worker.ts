@@ -16,7 +16,7 @@ import { ioreqLoop } from '../domains/ioreq-loop.js';
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
   | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number; server_owner: number }
-  | { role: 'ioreq-burst'; sabs: MachineSabs; domid: number; vcpu: number; slot: number; gfn: number; warmup: number; duration_ms: number; gate: SharedArrayBuffer }
+  | { role: 'ioreq-burst'; sabs: MachineSabs; domid: number; vcpu: number; slot: number; gfn: number; warmup: number; duration_ms: number; gate: SharedArrayBuffer; write?: boolean }
   | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
 
 type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
@@ -77,16 +77,20 @@ function client(t: Client): number[] {
 }
 
 /**
- * Throughput: `warmup` reads, then check in at the gate (word 0 counts the
- * clients ready) and wait for word 1 (go); then back-to-back reads of the
- * emulated register for `duration_ms`. Returns [reads, elapsed ms].
+ * Throughput: `warmup` reads (writes with `write`), then check in at the
+ * gate (word 0 counts the clients ready) and wait for word 1 (go); then
+ * back-to-back accesses of the emulated register for `duration_ms`.
+ * Returns [accesses, elapsed ms].
  */
 function burst(t: Burst): number[] {
   const m = attachMachine(t.sabs);
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: t.vcpu, slot: t.slot, memory_pages: 0, seed: 1 });
   cpu.start();
   const g = new Int32Array(t.gate);
-  for (let i = 0; i < t.warmup; i++) cpu.read32(gfn(t.gfn), 0);
+  const at = gfn(t.gfn);
+  // Writes: posted when the range is (buffered ioreqs), else each a round trip as a read is.
+  const io = t.write === true ? (k: number): void => cpu.write32(at, 0, k) : (): void => void cpu.read32(at, 0);
+  for (let i = 0; i < t.warmup; i++) io(i);
   Atomics.add(g, 0, 1);
   Atomics.notify(g, 0);
   while (Atomics.load(g, 1) === 0) Atomics.wait(g, 1, 0, 100);
@@ -94,7 +98,7 @@ function burst(t: Burst): number[] {
   const end = t0 + t.duration_ms;
   let n = 0;
   for (;;) {
-    for (let k = 0; k < 16; k++) cpu.read32(gfn(t.gfn), 0);
+    for (let k = 0; k < 16; k++) io(n + k);
     n += 16;
     if (performance.now() >= end) break;
   }

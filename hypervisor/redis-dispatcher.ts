@@ -30,16 +30,28 @@ export interface DispatcherStats {
   guests_crashed: number;
 }
 
-/** A frontend's buffered ring as the dispatcher sees it; positions count on without wrapping. */
+/**
+ * A frontend's buffered ring as the dispatcher sees it; positions count on
+ * without wrapping. Under Redis the dispatcher is the ring's consumer: it
+ * moves READ once entries are safely on the server's stream, and the
+ * stream is the device model's queue. So that the stream stays bounded
+ * (the ring's back-pressure, carried over), it publishes at most BUF_WINDOW
+ * positions beyond what the device model said it applied.
+ */
 interface BufRing {
   target: number;
   index: number;
   base: number;
   /** The next position to publish. */
   pub: number;
-  /** READ: every position below it applied by the device model. */
+  /** READ: every position below it is on the stream (published, the pipeline answered). */
   read: number;
+  /** Every position below it applied by the device model (its word on the response stream). */
+  applied: number;
 }
+
+/** Buffered ioreqs of one server published but not yet applied, at most (the stream's share of the ring's bound). */
+const BUF_WINDOW = 4096;
 
 export class RedisDispatcher {
   readonly stats: DispatcherStats = { published: 0, pipelines: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0 };
@@ -91,7 +103,7 @@ export class RedisDispatcher {
         sync.push(v);
         const target = slots[i + IOS.TARGET]!;
         const index = slots[i + IOS.SERVER]!;
-        if (index >= 0 && index < MAX_IOREQ_SERVERS_PER_DOMAIN && target >= 0 && target < this.m.nd && io.bufioreq(target, index)) this.drain(target, index, batch, rings);
+        if (index >= 0 && index < MAX_IOREQ_SERVERS_PER_DOMAIN && target >= 0 && target < this.m.nd && io.bufioreq(target, index)) this.drain(target, index, batch, rings, true);
         const server = serverId(target, index);
         batch.push({
           server,
@@ -119,6 +131,11 @@ export class RedisDispatcher {
           await this.bus.publishRequests(batch);
           this.stats.published += batch.length;
           this.stats.pipelines++;
+          // On the stream: their places in the ring are free.
+          for (const r of rings) {
+            r.read = r.pub;
+            Atomics.store(this.m.ioreq.buf, r.base + BUF.READ, r.read | 0);
+          }
         } catch {
           // Try again on the next pass; what did go out is a duplicate the device model drops.
           for (const v of sync) this.published.delete(v);
@@ -138,7 +155,7 @@ export class RedisDispatcher {
     let r = this.rings.get(base);
     const read = Atomics.load(this.m.ioreq.buf, base + BUF.READ);
     // New to us, or created again (its READ moved without us): start at READ.
-    if (r === undefined || (r.read | 0) !== read) this.rings.set(base, (r = { target, index, base, pub: read >>> 0, read: read >>> 0 }));
+    if (r === undefined || (r.read | 0) !== read) this.rings.set(base, (r = { target, index, base, pub: read >>> 0, read: read >>> 0, applied: read >>> 0 }));
     return r;
   }
 
@@ -147,7 +164,7 @@ export class RedisDispatcher {
    * published to the batch, in position order. Positions on the wire count
    * on from READ without wrapping (the ring's int32 positions wrap).
    */
-  private drain(target: number, index: number, batch: Array<{ server: number; msg: IoreqMsg }>, rings: BufRing[]): void {
+  private drain(target: number, index: number, batch: Array<{ server: number; msg: IoreqMsg }>, rings: BufRing[], beforeSync = false): void {
     const io = this.m.ioreq;
     const buf = io.buf;
     const r = this.ring(target, index);
@@ -156,7 +173,9 @@ export class RedisDispatcher {
     const server = serverId(target, index);
     const ps = this.m.config.page_size_bytes;
     const from = r.pub;
-    while ((r.pub | 0) !== reserve) {
+    // Past the window, only what must go ahead of a synchronous ioreq (at most a ring's worth).
+    const upto = beforeSync ? Infinity : r.applied + BUF_WINDOW;
+    while ((r.pub | 0) !== reserve && r.pub < upto) {
       const e = io.bufEntry(r.base, r.pub);
       if (Atomics.load(buf, e + BUF.COMMIT) !== ((r.pub + 1) | 0)) break; // reserved, not complete yet: its vCPU kicks again
       const meta = buf[e + BUF.META]!;
@@ -185,14 +204,14 @@ export class RedisDispatcher {
     if (r.pub !== from && !rings.includes(r)) rings.push(r);
   }
 
-  /** The device model applied server `index`'s buffered ioreqs below `upto`: free their places (Xen: it advances read_pointer). */
+  /** The device model applied server `index`'s buffered ioreqs below `upto` (Xen: it advances read_pointer; here the window moves on). */
   private bufApplied(domid: number, index: number, upto: number): void {
     if (index < 0 || index >= MAX_IOREQ_SERVERS_PER_DOMAIN) {
       this.crash(domid, `buffered ioreqs of server ${index} said applied`);
       return;
     }
     const r = this.rings.get(this.m.ioreq.bufIdx(domid, index));
-    if (r === undefined || upto <= r.read) {
+    if (r === undefined || upto <= r.applied) {
       this.stats.duplicates_dropped++; // an old word, or one about a ring created again
       return;
     }
@@ -200,8 +219,17 @@ export class RedisDispatcher {
       this.crash(domid, `buffered ioreqs of server ${index} said applied up to ${upto}, only ${r.pub} were published`);
       return;
     }
-    r.read = upto;
-    Atomics.store(this.m.ioreq.buf, r.base + BUF.READ, upto | 0);
+    r.applied = upto;
+    // Entries held back by the window may go now.
+    Atomics.add(this.m.control.w, CTL.DISPATCH, 1);
+    Atomics.notify(this.m.control.w, CTL.DISPATCH);
+  }
+
+  /** Buffered ioreqs taken from the rings and not yet applied by a device model (the benchmark waits for none). */
+  bufInFlight(): number {
+    let n = 0;
+    for (const r of this.rings.values()) n += r.pub - r.applied;
+    return n;
   }
 
   /** Answers for one frontend, from its response stream. */

@@ -29,6 +29,7 @@ interface Row {
   goal: string;
   pass: boolean | null;
   note?: string;
+  detail?: string;
 }
 
 describe('xgsim bench --quick', () => {
@@ -60,6 +61,10 @@ describe('xgsim bench --quick', () => {
       const tp = rep.rows.find((x) => x.figure === 'Redis IOREQ throughput, pipelined')!;
       expect(tp.value).toBeGreaterThan(0);
       expect(tp.floor).toMatch(/^raw pipelined XADD/);
+      // Made of posted writes (buffered ioreqs), most of them posted; the synchronous figure beside it.
+      expect(tp.detail).toMatch(/^posted writes \(buffered ioreqs\)/);
+      expect(Number(/: (\d+)% posted/.exec(tp.detail!)?.[1])).toBeGreaterThan(50);
+      expect(figures).toContain('Redis IOREQ throughput, synchronous reads');
     }
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);

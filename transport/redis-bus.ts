@@ -263,13 +263,18 @@ export class RedisIoreqBus {
     this.#live();
     if (items.length === 0) return;
     const p = this.#cmd.pipeline();
+    const streams = new Set<string>();
     for (const { server, msg } of items) {
       needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
       need(msg.server === server, `publishRequests: message for server ${msg.server} published to server ${server}`);
-      p.xaddBuffer(this.keys.req(server), 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, encode(msg));
+      const key = this.keys.req(server);
+      streams.add(key);
+      p.xaddBuffer(key, '*', ENTRY_FIELD, encode(msg));
     }
+    // The bound of every XADD (MAXLEN ~), once per stream at the end of the pipeline.
+    for (const key of streams) p.xtrim(key, 'MAXLEN', '~', this.maxLen_entries);
     const res = await p.exec();
-    need(res !== null && res.length === items.length, 'publishRequests: the pipeline was discarded');
+    need(res !== null && res.length === items.length + streams.size, 'publishRequests: the pipeline was discarded');
     for (const [err] of res) if (err !== null) throw err;
     this.#stats.published += items.length;
   }
