@@ -37,14 +37,14 @@ function setup(opts: { posted?: boolean; bufioreq?: boolean } = {}): { m: Machin
   return { m, dm, fe, server, applied, step };
 }
 
-const ring = (m: Machine, server: number): { reserve: number; read: number } => {
+const ring = (m: Machine, server: number): { write: number; read: number } => {
   const b = m.ioreq.bufIdx(1, server);
-  return { reserve: Atomics.load(m.ioreq.buf, b + BUF.RESERVE), read: Atomics.load(m.ioreq.buf, b + BUF.READ) };
+  return { write: Atomics.load(m.ioreq.buf, b + BUF.WRITE), read: Atomics.load(m.ioreq.buf, b + BUF.READ) };
 };
 
 /** Run the device model's steps until the ring is applied up to its last reservation. */
 async function drain(m: Machine, server: number, step: () => void | Promise<void>): Promise<void> {
-  for (let k = 0; k < 100 && ring(m, server).read !== ring(m, server).reserve; k++) await step();
+  for (let k = 0; k < 100 && ring(m, server).read !== ring(m, server).write; k++) await step();
 }
 
 describe('buffered ioreqs over the ring', () => {
@@ -53,13 +53,13 @@ describe('buffered ioreqs over the ring', () => {
     for (let k = 0; k < 300; k++) fe.write32(gfn(MMIO + (k & 1)), 4 * (k % 8), 0x1000 + k);
     // Nothing applied yet: the vCPU did not wait.
     expect(applied).toEqual([]);
-    expect(ring(m, server)).toEqual({ reserve: 300, read: 0 });
+    expect(ring(m, server)).toEqual({ write: 300, read: 0 });
     await drain(m, server, step);
     expect(applied.map((r) => r.data)).toEqual(Array.from({ length: 300 }, (_, k) => 0x1000 + k));
     expect(applied.every((r) => r.buffered === true && r.dir === IOREQ_DIR.WRITE && r.type === IOREQ_TYPE.COPY && r.size === 4 && r.domid === 1 && r.vcpu === 0)).toBe(true);
     expect(applied.map((r) => r.gfn)).toEqual(Array.from({ length: 300 }, (_, k) => MMIO + (k & 1)));
     expect(applied.map((r) => r.seq)).toEqual(Array.from({ length: 300 }, (_, k) => k));
-    expect(ring(m, server)).toEqual({ reserve: 300, read: 300 });
+    expect(ring(m, server)).toEqual({ write: 300, read: 300 });
     expect(m.vcpus.stat(fe.id.slot, STAT.BUFIOREQS)).toBe(300);
     expect(m.vcpus.stat(fe.id.slot, STAT.IOREQS_SENT)).toBe(0);
     expect(m.log.records()).toEqual([]);
@@ -69,7 +69,7 @@ describe('buffered ioreqs over the ring', () => {
     const { m, fe, server, applied, step } = setup();
     const b = m.ioreq.bufIdx(1, server);
     const start = 0x7fff_fff0 | 0;
-    for (const w of [BUF.RESERVE, BUF.READ, BUF.APPLIED]) Atomics.store(m.ioreq.buf, b + w, start);
+    for (const w of [BUF.WRITE, BUF.READ, BUF.APPLIED]) Atomics.store(m.ioreq.buf, b + w, start);
     for (let k = 0; k < 40; k++) fe.write32(gfn(MMIO), 0, k);
     await drain(m, server, step);
     expect(applied.map((r) => r.data)).toEqual(Array.from({ length: 40 }, (_, k) => k));
@@ -112,7 +112,7 @@ describe('buffered ioreqs over the ring', () => {
     const { m, fe, server } = setup();
     const b = m.ioreq.bufIdx(1, server);
     // Full: every place taken and none applied.
-    Atomics.store(m.ioreq.buf, b + BUF.RESERVE, BUF_SLOTS);
+    Atomics.store(m.ioreq.buf, b + BUF.WRITE, BUF_SLOTS);
     const sent = m.vcpus.stat(fe.id.slot, STAT.BUFIOREQ_FULL);
     // The write would block on the synchronous path; take the server's state away so the vCPU gets no answer and gives up at once.
     Atomics.store(m.control.w, CTL.STOP, 1);
@@ -120,7 +120,7 @@ describe('buffered ioreqs over the ring', () => {
     expect(m.vcpus.stat(fe.id.slot, STAT.BUFIOREQ_FULL)).toBe(sent + 1);
     expect(m.vcpus.stat(fe.id.slot, STAT.IOREQS_SENT)).toBe(1);
     expect(m.vcpus.stat(fe.id.slot, STAT.IOREQS_ABANDONED)).toBe(1);
-    expect(Atomics.load(m.ioreq.buf, b + BUF.RESERVE)).toBe(BUF_SLOTS);
+    expect(Atomics.load(m.ioreq.buf, b + BUF.WRITE)).toBe(BUF_SLOTS);
     expect(m.ioreq.posted(1, server, MMIO)).toBe(true);
     expect(m.ioreq.posted(1, server, MMIO + 2)).toBe(false);
     const plain = setup({ posted: false });

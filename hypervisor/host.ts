@@ -161,7 +161,8 @@ export class Host {
       const bar = this.sabs.bars.find((b) => b.owner === be);
       if (bar !== undefined) g.bar = { base_mfn: bar.base_mfn, nr_pages: bar.nr_pages };
       for (const f of g.frontends) {
-        const s = ioreqServerCreate(this.m, be, f.domid, [{ start: f.mmio_gfn, count: 1 }], f.fault_policy);
+        // The register page is posted, through a buffered ring (domains/gpu/protocol.ts).
+        const s = ioreqServerCreate(this.m, be, f.domid, [{ start: f.mmio_gfn, count: 1, posted: true }], f.fault_policy, { bufioreq: true });
         if (s < 0) throw new Error(`ioreq server for d${f.domid}: ${statusName(s)}`);
         f.server = s;
       }

@@ -25,7 +25,7 @@ import { tracer } from './trace.js';
 export interface IoRange {
   start: number;
   count: number;
-  /** Writes to this range may be posted (buffered ioreqs) when the server has a buffered ring (docs/ioreq.md §10). */
+  /** Writes to this range may be posted (buffered ioreqs) when the server has a buffered ring (docs/ioreq.md §13). */
   posted?: boolean;
 }
 
@@ -285,22 +285,25 @@ function sendBuffered(mmu: Mmu, s: number, gfn: number, offset: number, size: nu
   const d = mmu.domid;
   const buf = m.ioreq.buf;
   const b = m.ioreq.bufIdx(d, s);
+  const lk = m.dom.at(d, DOM.LOCK_BUFIOREQ);
   let pos: number;
-  for (;;) {
-    pos = Atomics.load(buf, b + BUF.RESERVE);
+  m.lock(lk, 'ioreq.send_buffered', d);
+  try {
+    pos = buf[b + BUF.WRITE]!;
     if (((pos - Atomics.load(buf, b + BUF.READ)) | 0) >= BUF_SLOTS) {
       mmu.stat(STAT.BUFIOREQ_FULL);
       return false;
     }
-    if (Atomics.compareExchange(buf, b + BUF.RESERVE, pos, (pos + 1) | 0) === pos) break;
+    const e = m.ioreq.bufEntry(b, pos);
+    buf[e + BUF.GFN] = gfn;
+    buf[e + BUF.OFFSET] = offset;
+    buf[e + BUF.META] = size | (IOREQ_TYPE.COPY << 4) | (m.vcpus.at(mmu.slot, VC.VCPU) << 8);
+    buf[e + BUF.DATA] = data | 0;
+    // The entry before the write pointer (Xen's smp_wmb): below WRITE, every entry is complete.
+    Atomics.store(buf, b + BUF.WRITE, (pos + 1) | 0);
+  } finally {
+    m.unlock(lk);
   }
-  const e = m.ioreq.bufEntry(b, pos);
-  buf[e + BUF.GFN] = gfn;
-  buf[e + BUF.OFFSET] = offset;
-  buf[e + BUF.META] = size | (IOREQ_TYPE.COPY << 4) | (m.vcpus.at(mmu.slot, VC.VCPU) << 8);
-  buf[e + BUF.DATA] = data | 0;
-  // Complete: the consumer reads the entry only once COMMIT names this position.
-  Atomics.store(buf, e + BUF.COMMIT, (pos + 1) | 0);
   mmu.stat(STAT.BUFIOREQS);
   const tw = tracer;
   if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_POST, s), pos, gfn);

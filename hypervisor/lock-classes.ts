@@ -135,6 +135,8 @@ export const LOCK_CLASS = Object.freeze({
   page_alloc: defineLockClass({ name: 'page_alloc', rank: 80, scope: 'domain', nest: 'ordered' }),
   /** Xen's global heap_lock (common/page_alloc.c): innermost of the allocator, taken under page_alloc_lock by free_domheap_pages. */
   heap: defineLockClass({ name: 'heap', rank: 90, scope: 'global' }),
+  /** Xen's ioreq_server->bufioreq_lock (ioreq_send_buffered): a vCPU puts one posted write into a buffered ring under it; takes nothing but the log. */
+  bufioreq: defineLockClass({ name: 'bufioreq', rank: 95, scope: 'domain' }),
   /** Leaf (console/trace buffers, Xen's console_lock): may be taken under anything, takes nothing. */
   log: defineLockClass({ name: 'log', rank: 100, scope: 'global' }),
 });

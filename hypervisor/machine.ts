@@ -78,7 +78,7 @@ export interface MachineSabs {
 
 /** Lock ids of the global locks; per-domain ones live in the domain table. */
 export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2 } as const;
-const PER_DOMAIN_LOCKS = 5;
+const PER_DOMAIN_LOCKS = 6;
 const nrLocks = (nd: number): number => 3 + nd * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
 
 export class Machine {
@@ -236,6 +236,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     for (let r = 1; r < NR_GRANT_ENTRIES; r++) locks.alloc(LOCK_CLASSES.active);
     dom.set(d, DOM.ACTIVE_LOCK_BASE, first);
     dom.set(d, DOM.LOCK_IOREQ, ioreqLock);
+    dom.set(d, DOM.LOCK_BUFIOREQ, locks.alloc(LOCK_CLASSES.bufioreq));
   }
   return sabs;
 }

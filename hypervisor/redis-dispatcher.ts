@@ -160,24 +160,23 @@ export class RedisDispatcher {
   }
 
   /**
-   * Add server `index` of `target`'s complete buffered ioreqs not yet
-   * published to the batch, in position order. Positions on the wire count
+   * Add server `index` of `target`'s buffered ioreqs not yet published
+   * (up to WRITE) to the batch, in position order. Positions on the wire count
    * on from READ without wrapping (the ring's int32 positions wrap).
    */
   private drain(target: number, index: number, batch: Array<{ server: number; msg: IoreqMsg }>, rings: BufRing[], beforeSync = false): void {
     const io = this.m.ioreq;
     const buf = io.buf;
     const r = this.ring(target, index);
-    const reserve = Atomics.load(buf, r.base + BUF.RESERVE);
-    if ((r.pub | 0) === reserve) return;
+    const write = Atomics.load(buf, r.base + BUF.WRITE);
+    if ((r.pub | 0) === write) return;
     const server = serverId(target, index);
     const ps = this.m.config.page_size_bytes;
     const from = r.pub;
     // Past the window, only what must go ahead of a synchronous ioreq (at most a ring's worth).
     const upto = beforeSync ? Infinity : r.applied + BUF_WINDOW;
-    while ((r.pub | 0) !== reserve && r.pub < upto) {
+    while ((r.pub | 0) !== write && r.pub < upto) {
       const e = io.bufEntry(r.base, r.pub);
-      if (Atomics.load(buf, e + BUF.COMMIT) !== ((r.pub + 1) | 0)) break; // reserved, not complete yet: its vCPU kicks again
       const meta = buf[e + BUF.META]!;
       batch.push({
         server,

@@ -153,17 +153,18 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   }
   if (recvNow !== undefined && respondNow !== undefined && answeredNow !== undefined) {
     // The polled end (deterministic simulator): the same kill and nemesis;
-    // a delayed batch is held until the scheduler's clock passes its time.
+    // a delayed batch is held until the scheduler's clock passes its time,
+    // and what comes after it waits behind it (first in, first out, as the
+    // device model's own loop takes them under real threads): a delay must
+    // not reorder a buffered ring.
     const delayed: Array<{ at_us: number; reqs: IoreqRequest[] }> = [];
     killable.recvNow = (max) => {
       const { out, delay_us } = shape(recvNow.call(inner, max));
       const now_us = sched().now_us();
-      if (delay_us > 0 && out.length > 0) delayed.push({ at_us: now_us + delay_us, reqs: out });
-      const due = delay_us > 0 ? [] : out;
-      for (let j = 0; j < delayed.length; ) {
-        if (delayed[j]!.at_us <= now_us) due.push(...delayed.splice(j, 1)[0]!.reqs);
-        else j++;
-      }
+      if (delayed.length === 0 && delay_us === 0) return out;
+      if (out.length > 0) delayed.push({ at_us: now_us + delay_us, reqs: out });
+      const due: IoreqRequest[] = [];
+      while (delayed.length > 0 && delayed[0]!.at_us <= now_us) due.push(...delayed.shift()!.reqs);
       return due;
     };
   }
@@ -181,7 +182,7 @@ function ledger(m: Machine, req: IoreqRequest): void {
     if (req.domid < 0 || req.domid >= m.nd || req.server < 0 || req.server >= MAX_IOREQ_SERVERS_PER_DOMAIN) return;
     const prev = Atomics.exchange(m.ioreq.buf, m.ioreq.bufIdx(req.domid, req.server) + BUF.APPLIED, (req.seq + 1) | 0);
     m.log.checked('ioreq_forward');
-    if (prev !== req.seq) m.log.violated('ioreq_forward', `d${req.domid} server ${req.server}: buffered ioreq ${req.seq} applied after ${prev - 1} (applied twice or out of order)`);
+    if (prev !== (req.seq | 0)) m.log.violated('ioreq_forward', `d${req.domid} server ${req.server}: buffered ioreq ${req.seq} applied after ${prev - 1} (applied twice or out of order)`);
     return;
   }
   if (req.domid < 0 || req.domid >= m.nd || req.vcpu < 0 || req.vcpu >= m.dom.at(req.domid, DOM.NR_VCPUS)) return;

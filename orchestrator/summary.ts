@@ -20,6 +20,9 @@ export interface Summary {
     duplicates_dropped: number;
     guests_crashed: number;
     rtt_us: { p50: number; p99: number };
+    /** Posted writes put into a buffered ring (buffered ioreqs: not in `sent`, no round trip), and those that found it full and went the synchronous way. */
+    posted: number;
+    posted_ring_full: number;
     /** What the chaos transport nemesis did to deliveries. */
     nemesis: HostReport['nemesis'];
   };
@@ -98,6 +101,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       guests_crashed: r.transport.guests_crashed,
       // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
       rtt_us: { p50: histQuantile(r.rtt_hist, 0.5), p99: histQuantile(r.rtt_hist, 0.99) },
+      posted: n('bufioreqs'),
+      posted_ring_full: n('bufioreq_full'),
       nemesis: r.nemesis,
     },
     faults_injected: r.injections,
@@ -122,6 +127,7 @@ export function formatSummary(s: Summary): string {
   if (s.ioreq.sent > 0) {
     lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ≤ ${s.ioreq.rtt_us.p50} µs, p99 ≤ ${s.ioreq.rtt_us.p99} µs`);
   }
+  if (s.ioreq.posted > 0) lines.push(`posted writes (buffered ioreqs): ${s.ioreq.posted}, ${s.ioreq.posted_ring_full} more found the ring full and went the synchronous way`);
   const nem = s.ioreq.nemesis;
   if (nem.delayed + nem.duplicated + nem.dropped + nem.reordered > 0) lines.push(`transport nemesis: ${nem.delayed} delayed, ${nem.duplicated} duplicated, ${nem.dropped} dropped, ${nem.reordered} reordered`);
   if (s.faults_injected.length > 0) {

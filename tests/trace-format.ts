@@ -142,6 +142,8 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
       duplicates_dropped: 0,
       guests_crashed: 0,
       rtt_us: { p50: 64, p99: 1024 },
+      posted: 12,
+      posted_ring_full: 0,
       nemesis: { delayed: 0, duplicated: 0, dropped: 0, reordered: 0, duplicates_skipped: 0 },
     },
     faults_injected: o.empty === true ? [] : [{ at_ms: 1500, kind: 'kill-device-model', target: 'dom0' }],

@@ -136,10 +136,9 @@ export class RingServerEnd implements IoreqServerEnd {
   }
 
   /**
-   * Take every complete entry of server s of `target`'s buffered ring from
-   * this end's cursor on, in position order (a ring holds at most BUF_SLOTS:
-   * `out` may outgrow recv's `max` by that much). An entry reserved but not
-   * yet complete stops the take; its vCPU kicks again once it is.
+   * Take every entry of server s of `target`'s buffered ring from this
+   * end's cursor up to WRITE, in position order (a ring holds at most
+   * BUF_SLOTS: `out` may outgrow recv's `max` by that much).
    */
   private drainBuf(target: number, server: number, out: IoreqRequest[]): void {
     const io = this.m.ioreq;
@@ -149,10 +148,9 @@ export class RingServerEnd implements IoreqServerEnd {
     let cur = this.bufCursor.get(b) ?? read;
     const ahead = (cur - read) | 0;
     if (ahead < 0 || ahead > BUF_SLOTS) cur = read; // the server was created again
-    const reserve = Atomics.load(buf, b + BUF.RESERVE);
-    while (cur !== reserve) {
+    const write = Atomics.load(buf, b + BUF.WRITE);
+    while (cur !== write) {
       const e = io.bufEntry(b, cur);
-      if (Atomics.load(buf, e + BUF.COMMIT) !== ((cur + 1) | 0)) break;
       const meta = buf[e + BUF.META]!;
       out.push({
         domid: target,

@@ -60,6 +60,8 @@ export class GpuDriver {
     cpu.write32(q, base + CMD.A1 * 4, a1);
     cpu.write32(q, base + CMD.STATUS * 4, CMD_STATUS.PENDING);
     cpu.write32(this.mmio, REG_DOORBELL, cpu.vcpu as number);
+    // The doorbell is posted: the flushing read makes sure it was applied.
+    cpu.read32(this.mmio, REG_STATUS);
     const st = cpu.read32(q, base + CMD.STATUS * 4);
     const rc = cpu.read32(q, base + CMD.RESULT * 4) | 0;
     if (st === CMD_STATUS.DONE) return rc;

@@ -5,6 +5,12 @@
  *   REG_QUEUE    (write) grant ref of the command queue page the guest granted to the backend
  *   REG_DOORBELL (write) index of the queue slot to execute (one slot per guest vCPU)
  *   REG_STATUS   (read)  1 once the device is ready (the queue of this frontend is mapped)
+ * The page is a posted range of its IOREQ server, which has a buffered ring:
+ * the writes are posted (buffered ioreqs: the vCPU does not wait for them,
+ * as a PCIe MMIO write is posted), and a read of REG_STATUS is the flushing
+ * read — the device model applies every posted write of that vCPU before
+ * it answers (docs/ioreq.md §13). So the driver reads REG_STATUS after a
+ * doorbell before it looks at the command's result.
  * Command queue: a guest RAM page, granted to the backend and mapped by it;
  * slot k = words [k·CMD_WORDS, (k+1)·CMD_WORDS): OP, RES, A0, A1, A2, STATUS, RESULT.
  */

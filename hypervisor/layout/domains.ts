@@ -40,7 +40,9 @@ export const DOM = {
   /** domid + 1 of the domain running this one's IOREQ server (its backend), 0 if none. */
   BACKEND: 18 + 2 * MAX_IOMEM_RANGES,
   LOCK_IOREQ: 19 + 2 * MAX_IOMEM_RANGES,
-  WORDS: 20 + 2 * MAX_IOMEM_RANGES,
+  /** The lock of the domain's buffered ioreq rings (Xen: each server's bufioreq_lock). */
+  LOCK_BUFIOREQ: 20 + 2 * MAX_IOMEM_RANGES,
+  WORDS: 21 + 2 * MAX_IOMEM_RANGES,
 } as const;
 
 export class DomainTable {

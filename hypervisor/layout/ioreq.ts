@@ -14,7 +14,7 @@ import { expectBytes } from './region.js';
  * BUFIOREQ 1: the server has a buffered ioreq ring (Xen's handle_bufioreq =
  * HVM_IOREQSRV_BUFIOREQ_ATOMIC); POSTED: bit r set when writes to range r
  * may be posted through it (xgsim's choice of which writes are buffered,
- * docs/ioreq.md §10; Xen buffers the standard VGA's).
+ * docs/ioreq.md §13; Xen buffers the standard VGA's).
  */
 export const SRV = { STATE: 0, OWNER: 1, POLICY: 2, NR_RANGES: 3, ID: 4, BUFIOREQ: 5, POSTED: 6, RANGES: 8, WORDS: 8 + 2 * MAX_IOREQ_RANGES } as const;
 export const SRV_STATE = { FREE: 0, INLINE: 1, ENABLED: 2 } as const;
@@ -28,9 +28,12 @@ export type FaultPolicy = keyof typeof FAULT_POLICY;
  * the order they were made. BUF_SLOTS entries, a power of two (Xen has 511,
  * the header sharing the page) so that positions can wrap with the int32.
  *
- * Positions count entries for ever (int32, wrapping). RESERVE: the next
- * position a vCPU takes (compareExchange; Xen takes the server's
- * bufioreq_lock instead, with the same effect). READ: the first position
+ * Positions count entries for ever (int32, wrapping). WRITE: the next
+ * position a vCPU fills — under the domain's bufioreq lock (Xen: the
+ * server's bufioreq_lock), the entry first, WRITE last, so every position
+ * below WRITE holds a complete entry and none waits on a preempted writer
+ * (a consumer must never stop at a gap: a vCPU's flushing read would then
+ * overtake its own posted write behind another vCPU's). READ: the first position
  * not yet applied — advanced by the consumer only after applying (the ring
  * end's device model, or under Redis the hypervisor's dispatcher when the
  * device model says so). A vCPU may take position p only while
@@ -38,11 +41,10 @@ export type FaultPolicy = keyof typeof FAULT_POLICY;
  * synchronous way, as in Xen. APPLIED: the exactly-once ledger of the
  * checker (the last position a device model took to apply).
  *
- * Entry words: COMMIT (position + 1, stored last: the entry is complete),
- * GFN, OFFSET, META (size | type << 4 | vCPU << 8), DATA.
+ * Entry words: GFN, OFFSET, META (size | type << 4 | vCPU << 8), DATA.
  */
 export const BUF_SLOTS = 512;
-export const BUF = { RESERVE: 0, READ: 1, APPLIED: 2, HEADER: 4, COMMIT: 0, GFN: 1, OFFSET: 2, META: 3, DATA: 4, ENTRY: 5 } as const;
+export const BUF = { WRITE: 0, READ: 1, APPLIED: 2, HEADER: 4, GFN: 0, OFFSET: 1, META: 2, DATA: 3, ENTRY: 4 } as const;
 const BUF_WORDS = BUF.HEADER + BUF_SLOTS * BUF.ENTRY;
 
 export class IoreqServers {
@@ -76,12 +78,11 @@ export class IoreqServers {
    * A server created (again) in this place: its ring starts empty, its
    * positions going on from where the last one's stopped, so that a device
    * model's record of the positions it applied stays true. Entries left
-   * behind are dropped with their server (an entry's COMMIT names its own
-   * position, never a later one's).
+   * behind are dropped with their server.
    */
   resetBuf(d: number, s: number): void {
     const b = this.bufIdx(d, s);
-    const pos = Atomics.load(this.buf, b + BUF.RESERVE);
+    const pos = Atomics.load(this.buf, b + BUF.WRITE);
     Atomics.store(this.buf, b + BUF.READ, pos);
     Atomics.store(this.buf, b + BUF.APPLIED, pos);
   }
@@ -102,10 +103,10 @@ export class IoreqServers {
     }
     return false;
   }
-  /** Whether s of d has buffered entries not yet applied (a hint: they may be reserved, not yet complete). */
+  /** Whether s of d has buffered entries not yet applied . */
   bufPending(d: number, s: number): boolean {
     const b = this.bufIdx(d, s);
-    return Atomics.load(this.buf, b + BUF.RESERVE) !== Atomics.load(this.buf, b + BUF.READ);
+    return Atomics.load(this.buf, b + BUF.WRITE) !== Atomics.load(this.buf, b + BUF.READ);
   }
   active(d: number, s: number): boolean {
     return Atomics.load(this.w, this.idx(d, s) + SRV.STATE) !== 0;

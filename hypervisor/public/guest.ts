@@ -92,7 +92,7 @@ export interface Hypercalls {
   /**
    * `bufioreq`: the server gets a buffered ioreq ring (Xen's handle_bufioreq);
    * writes to its `posted` ranges then go through it without the vCPU
-   * waiting, unless it is full (docs/ioreq.md §10).
+   * waiting, unless it is full (docs/ioreq.md §13).
    */
   dm_create_ioreq_server(fe: DomId, ranges: ReadonlyArray<{ start: number; count: number; posted?: boolean }>, fault_policy: FaultPolicy, opts?: { bufioreq?: boolean }): number;
   /** SCHEDOP_shutdown(SHUTDOWN_crash): the calling domain crashes itself. */
