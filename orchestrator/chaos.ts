@@ -8,28 +8,16 @@
  * the host starts: the list is printed (and in --json), so a run is
  * replayed with the same seed, plan and duration.
  */
-import { bugNames } from '../hypervisor/buggify.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { expandPlan, loadChaosPlan } from './config/chaos-plan.js';
 import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { keepRecord, makeRecord } from './run-record.js';
-import { chooseTransport, parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { chooseTransport, revokeHistogram, runHost, type RunOutcome } from './up.js';
+import { writeOutputs } from './outputs.js';
+import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
-export interface ChaosOptions extends OutputFlags {
-  duration?: string;
-  seed?: string;
-  json?: boolean;
-  transport?: string;
-  redisUrl?: string;
-  checkInterval?: string;
-  buggify: number;
-  /** Print the summary (default true); campaign hosts run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail. */
-  save?: string;
-}
+export type ChaosOptions = TopologyRunFlags;
 
 export interface ChaosSummary extends Summary {
   chaos: {
@@ -45,14 +33,9 @@ export interface ChaosSummary extends Summary {
 
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? plan.duration_ms ?? 30_000;
-  const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
-  const seed = parseSeed(o.seed) ?? plan.seed ?? plan.topology.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
+  const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
   const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
-  const bugs = bugNames(o.buggify);
   const actions = expandPlan(plan, seed, duration_ms);
-  const print = o.print !== false;
   if (print) {
     process.stderr.write(`xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   }

@@ -3,39 +3,25 @@
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
 import { availableParallelism } from 'node:os';
-import { bugNames } from '../hypervisor/buggify.js';
 import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
 import { formatSummary, summarize } from './summary.js';
 import { makeRecord, keepRecord } from './run-record.js';
-import { parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { revokeHistogram, runHost, type RunOutcome } from './up.js';
+import { writeOutputs } from './outputs.js';
+import { parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
 export type Adversary = (typeof ADVERSARIES)[number];
 const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
 
-export interface StressOptions extends OutputFlags {
+export interface StressOptions extends RunFlags {
   guests?: string;
   vcpus?: string;
   backendVcpus?: string;
   pages?: string;
-  duration?: string;
-  seed?: string;
   adversary?: string;
-  json?: boolean;
   pcpus?: string;
-  buggify: number;
-  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail. */
-  save?: string;
-}
-
-function intFlag(flag: string, s: string | undefined, dflt: number, lo: number, hi: number): number {
-  if (s === undefined) return dflt;
-  if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
-  return Number(s);
 }
 
 export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number }): HostSpec {
@@ -85,18 +71,14 @@ export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: num
 }
 
 export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
-  const print = o.print !== false;
-  const guests = intFlag('--guests', o.guests, 4, 1, 64);
-  const vcpus = intFlag('--vcpus', o.vcpus, 2, 1, 8);
-  const backendVcpus = intFlag('--backend-vcpus', o.backendVcpus, 2, 1, 8);
-  const pages = intFlag('--pages', o.pages, 8, 1, MAP_WINDOW_PAGES - 8);
+  const guests = parseIntFlag('--guests', o.guests, 1, 64) ?? 4;
+  const vcpus = parseIntFlag('--vcpus', o.vcpus, 1, 8) ?? 2;
+  const backendVcpus = parseIntFlag('--backend-vcpus', o.backendVcpus, 1, 8) ?? 2;
+  const pages = parseIntFlag('--pages', o.pages, 1, MAP_WINDOW_PAGES - 8) ?? 8;
   const adversary = (o.adversary ?? 'none') as Adversary;
   if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? 10_000;
-  const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
-  const pcpus = o.pcpus === 'auto' ? availableParallelism() : intFlag('--pcpus', o.pcpus, 0, 0, 256);
-  const bugs = bugNames(o.buggify);
+  const { print, duration_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: 10_000 });
+  const pcpus = o.pcpus === 'auto' ? availableParallelism() : (parseIntFlag('--pcpus', o.pcpus, 0, 256) ?? 0);
   if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });

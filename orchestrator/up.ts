@@ -4,10 +4,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
-import { bugNames } from '../hypervisor/buggify.js';
 import { distModule } from '../hypervisor/worker-path.js';
 import { loadTopology } from './config/topology.js';
-import { parseDuration } from './config/units.js';
 import { UsageError } from './errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
@@ -19,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { writeOutputs } from './outputs.js';
+import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -50,19 +49,9 @@ export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
 
-export interface UpOptions extends OutputFlags {
-  redisUrl?: string;
-  duration?: string;
-  seed?: string;
-  json?: boolean;
-  transport?: string;
+export interface UpOptions extends TopologyRunFlags {
+  /** `--no-checks`: false turns the hot-path checks off. */
   checks?: boolean;
-  checkInterval?: string;
-  buggify: number;
-  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail (failures are saved under xgsim-runs/ anyway when printing). */
-  save?: string;
 }
 
 /** What a run gives back besides its exit code: enough for a run record and for a campaign to merge. */
@@ -81,30 +70,11 @@ export function revokeHistogram(r: HostReport): LatencyHistogram {
   return histogramOf(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
 }
 
-export function parseSeed(s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^\d+$/.test(s) || Number(s) > 2 ** 31 - 1) throw new UsageError(`--seed: expected an integer 0…2147483647, got \`${s}\``);
-  return Number(s);
-}
-
-export function parseDurationFlag(flag: string, s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  const r = parseDuration(s);
-  if (!r.ok) throw new UsageError(`${flag}: ${r.error}`);
-  if (r.value <= 0) throw new UsageError(`${flag}: must be positive, got \`${s}\``);
-  return r.value;
-}
-
 export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
-  const print = o.print !== false;
   const topo = loadTopology(file);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? topo.duration_ms ?? 10_000;
-  const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
-  const seed = parseSeed(o.seed) ?? topo.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
+  const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
-  const bugs = bugNames(o.buggify);
   if (print) process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
 
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
