@@ -5,20 +5,20 @@
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, UsageError } from './errors.js';
-import { HostDied, up } from './up.js';
-import { parseSeed } from './run-flags.js';
+import { HostDied, up, type UpOptions } from './up.js';
+import { parseSeed, runFlag, type CliFlags } from './run-flags.js';
 import { scenarioCommand } from './scenario/command.js';
-import { ADVERSARIES, stressRevoke } from './stress.js';
+import { ADVERSARIES, stressRevoke, type StressOptions } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { loadSavedRun } from './report/saved-run.js';
 import { commandLine, prepareOutputs, writeReportDir } from './outputs.js';
 import { writeCurvesReport } from './report/curves.js';
 import { CURVES, curveNames } from './bench-curves.js';
-import { chaos } from './chaos.js';
+import { chaos, type ChaosOptions } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { replay } from './replay.js';
 import { campaign } from './campaign.js';
@@ -38,16 +38,16 @@ program
   .command('up')
   .description('launch a multi-domain topology, run its workloads, check invariants, print a summary')
   .argument('<topology>', 'topology YAML (format: SCENARIOS.md)')
-  .option('-d, --duration <time>', 'how long to run: 500ms, 10s, 2m (default: the topology\'s, else 10s)')
-  .option('--seed <n>', 'seed for the guests\' randomness (default: the topology\'s, else random; always printed)')
-  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary")')
-  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring').choices(['auto', 'redis', 'ring']))
-  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
-  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .addOption(runFlag('duration', "how long to run: 500ms, 10s, 2m (default: the topology's, else 10s)"))
+  .addOption(runFlag('seed', "seed for the guests' randomness (default: the topology's, else random; always printed)"))
+  .addOption(runFlag('json', 'print the summary as JSON (SCENARIOS.md "Summary")'))
+  .addOption(runFlag('transport'))
+  .addOption(runFlag('redisUrl'))
+  .addOption(runFlag('checkInterval'))
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
+  .addOption(runFlag('trace'))
+  .addOption(runFlag('report'))
+  .addOption(runFlag('save'))
   .addHelpText(
     'after',
     `
@@ -59,11 +59,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await up(file, { ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CliFlags<UpOptions>) => runWithBugs((buggify) => up(file, { ...opts, buggify })));
 
 program
   .command('scenario')
@@ -98,14 +94,14 @@ stress
   .option('--vcpus <n>', 'vCPUs per frontend', '2')
   .option('--backend-vcpus <n>', 'dom0 vCPUs issuing Map/Revoke', '2')
   .option('--pages <n>', 'pages per mapped buffer', '8')
-  .option('-d, --duration <time>', 'how long to run', '10s')
-  .option('--seed <n>', 'seed (default random; always printed)')
+  .addOption(runFlag('duration').default('10s'))
+  .addOption(runFlag('seed'))
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
   .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
-  .option('--json', 'print the summary as JSON')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
+  .addOption(runFlag('json'))
+  .addOption(runFlag('trace'))
+  .addOption(runFlag('report'))
+  .addOption(runFlag('save'))
   .addHelpText(
     'after',
     `
@@ -117,11 +113,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; pcpus?: string; json?: boolean; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await stressRevoke({ ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((opts: CliFlags<StressOptions>) => runWithBugs((buggify) => stressRevoke({ ...opts, buggify })));
 
 program
   .command('report')
@@ -146,15 +138,15 @@ program
   .command('chaos')
   .description('run a topology while injecting faults from a chaos plan (schedule and/or random rates); every injection logged, invariants checked throughout, recovery measured')
   .argument('<plan>', 'chaos plan YAML (format: docs/chaos.md)')
-  .option('-d, --duration <time>', "how long to run (default: the plan's, else the topology's, else 30s)")
-  .option('--seed <n>', 'seed for the random nemeses and the guests (default: the plan\'s, else random; always printed)')
-  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary", plus `chaos`)')
-  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto, redis, ring (default: the plan\'s, else the topology\'s)').choices(['auto', 'redis', 'ring']))
-  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
-  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json')
+  .addOption(runFlag('duration', "how long to run (default: the plan's, else the topology's, else 30s)"))
+  .addOption(runFlag('seed', "seed for the random nemeses and the guests (default: the plan's, else random; always printed)"))
+  .addOption(runFlag('json', 'print the summary as JSON (SCENARIOS.md "Summary", plus `chaos`)'))
+  .addOption(runFlag('transport', "IOREQ transport: auto, redis, ring (default: the plan's, else the topology's)"))
+  .addOption(runFlag('redisUrl'))
+  .addOption(runFlag('checkInterval'))
+  .addOption(runFlag('save'))
+  .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
+  .addOption(runFlag('report', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json'))
   .addHelpText(
     'after',
     `
@@ -166,11 +158,7 @@ Examples:
   $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await chaos(file, { ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CliFlags<ChaosOptions>) => runWithBugs((buggify) => chaos(file, { ...opts, buggify })));
 
 program
   .command('replay')
@@ -325,6 +313,12 @@ Examples:
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
+
+/** Run a command with the bugs XGSIM_BUGGIFY names; its exit code becomes the process's. */
+async function runWithBugs(run: (buggify: number) => Promise<{ exitCode: number }>): Promise<void> {
+  const { exitCode } = await run(parseBuggify(process.env['XGSIM_BUGGIFY']));
+  process.exitCode = exitCode;
+}
 
 function pcpusFlag(s: string): number {
   if (s === 'auto') return availableParallelism();

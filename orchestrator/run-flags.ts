@@ -1,9 +1,11 @@
 /**
- * The flags `xgsim up`, `stress revoke` and `chaos` share: typed once,
- * parsed once. A replayed record and a
+ * The flags `xgsim up`, `stress revoke` and `chaos` share: spelt once
+ * (commander options, with the help text all three agree on unless a
+ * command says its own), typed once, parsed once. A replayed record and a
  * campaign job go through the same parsers (runs.ts), so a bad value fails
  * alike everywhere: one line, exit 2.
  */
+import { Option } from 'commander';
 import { bugNames, type BugName } from '../hypervisor/buggify.js';
 import { parseDuration } from './config/units.js';
 import { UsageError } from './errors.js';
@@ -27,6 +29,31 @@ export interface TopologyRunFlags extends RunFlags {
   transport?: string;
   redisUrl?: string;
   checkInterval?: string;
+}
+
+/** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */
+export type CliFlags<F extends RunFlags> = Omit<F, 'buggify' | 'print'>;
+
+const FLAGS = {
+  duration: { flags: '-d, --duration <time>', help: 'how long to run' },
+  seed: { flags: '--seed <n>', help: 'seed (default random; always printed)' },
+  json: { flags: '--json', help: 'print the summary as JSON' },
+  transport: { flags: '--transport <kind>', help: 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring' },
+  redisUrl: { flags: '--redis-url <url>', help: 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)' },
+  checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker' },
+  trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
+  report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },
+  save: { flags: '--save <file>', help: 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)' },
+} as const;
+
+export type RunFlagName = keyof typeof FLAGS;
+
+/** A shared run flag as a commander option, with the command's own help text if it has one. */
+export function runFlag(name: RunFlagName, help: string = FLAGS[name].help): Option {
+  const o = new Option(FLAGS[name].flags, help);
+  if (name === 'transport') o.choices(['auto', 'redis', 'ring']);
+  if (name === 'checkInterval') o.default('250ms');
+  return o;
 }
 
 export function parseSeed(s: string | undefined): number | undefined {
