@@ -3,13 +3,14 @@
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
 import { availableParallelism } from 'node:os';
-import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
+import { MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
 import { formatSummary, summarize } from './summary.js';
 import { makeRecord, keepRecord } from './run-record.js';
 import { revokeHistogram, runHost, type RunOutcome } from './up.js';
 import { writeOutputs } from './outputs.js';
 import { parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
+import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
 export type Adversary = (typeof ADVERSARIES)[number];
@@ -25,49 +26,16 @@ export interface StressOptions extends RunFlags {
 }
 
 export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number }): HostSpec {
-  const fePages = 64;
-  const window = fePages + 8;
-  const bePages = 16 + o.guests * o.pages + 64;
-  const frontends = Array.from({ length: o.guests }, (_, i) => i + 1);
-  const domains: HostDomainSpec[] = [
-    {
-      name: 'dom0',
-      domid: 0,
-      role: 'backend',
-      memory_pages: bePages,
-      max_pages: bePages,
-      vcpus: o.backendVcpus,
-      privileged: true,
-      devices: [],
-      workload: { kind: 'stress-backend', frontends, pages: o.pages, window },
-      peers: [],
-    },
-    ...frontends.map(
-      (d, i): HostDomainSpec => ({
-        name: `guest${d}`,
-        domid: d,
-        role: 'frontend',
-        memory_pages: fePages,
-        max_pages: fePages,
-        vcpus: o.vcpus,
-        privileged: false,
-        devices: [],
-        workload: { kind: 'stress-frontend', pages: o.pages, window, mode: o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary },
-        peers: [],
-        backend: 0,
-      }),
-    ),
-  ];
-  return {
-    nr_frames: bePages + o.guests * fePages + 1024,
-    page_size_bytes: 4096,
-    domains,
+  const mode = (i: number): FrontendMode => (o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary);
+  return stressMachineSpec({
+    frontends: Array.from({ length: o.guests }, (_, i) => ({ vcpus: o.vcpus, mode: mode(i), max_pages: STRESS_FE_PAGES })),
+    backend_vcpus: o.backendVcpus,
+    pages: o.pages,
     seed: o.seed,
-    checking: true,
     buggify: o.buggify,
     check_interval_ms: 250,
-    ...(o.pcpus !== undefined && o.pcpus > 0 ? { pcpus: o.pcpus } : {}),
-  };
+    pcpus: o.pcpus,
+  });
 }
 
 export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
