@@ -20,9 +20,9 @@ import { writeCurvesReport } from './report/curves.js';
 import { CURVES, curveNames } from './bench-curves.js';
 import { chaos, type ChaosOptions } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
-import { replay } from './replay.js';
-import { campaign } from './campaign.js';
-import { hostCommand } from './campaign-host.js';
+import { replay, type ReplayOptions } from './replay.js';
+import { campaign, type CampaignOptions } from './campaign.js';
+import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign-host.js';
 import { simCommand } from './sim.js';
 
 const program = new Command();
@@ -59,7 +59,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action((file: string, opts: CliFlags<UpOptions>) => runWithBugs((buggify) => up(file, { ...opts, buggify })));
+  .action((file: string, opts: CliFlags<UpOptions>) => exitWith(up(file, { ...opts, buggify: envBuggify() })));
 
 program
   .command('scenario')
@@ -77,13 +77,12 @@ Examples:
   $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml
   $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE`,
   )
-  .action(async (files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+  .action((files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
+    const buggify = envBuggify();
     const seed = parseSeed(opts.seed);
-    const { exitCode } = await scenarioCommand(files, {
+    return exitWith(scenarioCommand(files, {
       ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), ...(opts.ownBug === true ? { ownBug: true } : {}), buggify,
-    });
-    process.exitCode = exitCode;
+    }));
   });
 
 const stress = program.command('stress').description('stress tests of the primitives under concurrent load');
@@ -113,7 +112,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action((opts: CliFlags<StressOptions>) => runWithBugs((buggify) => stressRevoke({ ...opts, buggify })));
+  .action((opts: CliFlags<StressOptions>) => exitWith(stressRevoke({ ...opts, buggify: envBuggify() })));
 
 program
   .command('report')
@@ -158,7 +157,7 @@ Examples:
   $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action((file: string, opts: CliFlags<ChaosOptions>) => runWithBugs((buggify) => chaos(file, { ...opts, buggify })));
+  .action((file: string, opts: CliFlags<ChaosOptions>) => exitWith(chaos(file, { ...opts, buggify: envBuggify() })));
 
 program
   .command('replay')
@@ -177,10 +176,7 @@ Examples:
   $ xgsim replay xgsim-runs/campaign-revoke-chaos-7-m3x1a/job-17-seed-99.json --attempts 10
   $ xgsim replay runs/two-guests.json --json`,
   )
-  .action(async (file: string, opts: { attempts?: string; json?: boolean; redisUrl?: string }) => {
-    const { exitCode } = await replay(file, opts);
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: ReplayOptions) => exitWith(replay(file, opts)));
 
 program
   .command('campaign')
@@ -192,7 +188,7 @@ program
   .option('--json', 'print the campaign report as JSON')
   .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
   .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')
-  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', 'default')
+  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', DEFAULT_POOL)
   .option('--dir <dir>', 'where the report, failing runs\' records and host logs go (default: xgsim-runs/campaign-<id>)')
   .addHelpText(
     'after',
@@ -206,10 +202,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
   $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
   )
-  .action(async (file: string, opts: { runs?: string; redisUrl?: string; spawnHosts?: string; json?: boolean; timeout?: string; seed?: string; pool?: string; dir?: string }) => {
-    const { exitCode } = await campaign(file, opts);
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CampaignOptions) => exitWith(campaign(file, opts)));
 
 program
   .command('host')
@@ -217,7 +210,7 @@ program
   .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
   .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')
-  .option('--pool <name>', 'serve the campaigns of this pool', 'default')
+  .option('--pool <name>', 'serve the campaigns of this pool', DEFAULT_POOL)
   .addHelpText(
     'after',
     `
@@ -229,10 +222,7 @@ Examples:
   $ xgsim host --name lab-1 --redis-url redis://10.0.0.5:6379
   $ xgsim host --max-jobs 10 --pool nightly`,
   )
-  .action(async (opts: { redisUrl?: string; name?: string; maxJobs?: string; pool?: string }) => {
-    const { exitCode } = await hostCommand(opts);
-    process.exitCode = exitCode;
-  });
+  .action((opts: HostCommandOptions) => exitWith(hostCommand(opts)));
 
 program
   .command('sim')
@@ -263,12 +253,11 @@ Examples:
   $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
   $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+  .action((file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+    const buggify = envBuggify();
     if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
     const { topology, ...rest } = opts;
-    const { exitCode } = await simCommand(file ?? topology, { ...rest, buggify });
-    process.exitCode = exitCode;
+    return exitWith(simCommand(file ?? topology, { ...rest, buggify }));
   });
 
 program
@@ -314,10 +303,14 @@ Examples:
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
 
-/** Run a command with the bugs XGSIM_BUGGIFY names; its exit code becomes the process's. */
-async function runWithBugs(run: (buggify: number) => Promise<{ exitCode: number }>): Promise<void> {
-  const { exitCode } = await run(parseBuggify(process.env['XGSIM_BUGGIFY']));
-  process.exitCode = exitCode;
+/** The bugs XGSIM_BUGGIFY names, as bits (a name it does not know: BuggifyError, exit 2). */
+function envBuggify(): number {
+  return parseBuggify(process.env['XGSIM_BUGGIFY']);
+}
+
+/** A command's exit code becomes the process's. */
+async function exitWith(run: Promise<{ exitCode: number }>): Promise<void> {
+  process.exitCode = (await run).exitCode;
 }
 
 function pcpusFlag(s: string): number {
