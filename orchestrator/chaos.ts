@@ -12,9 +12,8 @@ import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { expandPlan, loadChaosPlan } from './config/chaos-plan.js';
 import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { keepRecord, makeRecord } from './run-record.js';
-import { chooseTransport, revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { writeOutputs } from './outputs.js';
+import { buggifyPrefix } from './run-record.js';
+import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
 import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
 export type ChaosOptions = TopologyRunFlags;
@@ -65,12 +64,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
   }
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
-  if (print && summary.verdict !== 'pass') process.stderr.write(`replay: ${replay}\n`);
-  const record = makeRecord({ kind: 'chaos', file, flags: { duration: `${duration_ms}ms`, transport: tr.kind }, seed, buggify: bugs, transport: tr.kind, summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
+  return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, outputs, report }), summary };
 }

@@ -6,9 +6,8 @@ import { availableParallelism } from 'node:os';
 import { MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
 import { formatSummary, summarize } from './summary.js';
-import { makeRecord, keepRecord } from './run-record.js';
-import { revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { writeOutputs } from './outputs.js';
+import { buggifyPrefix } from './run-record.js';
+import { finishRun, runHost, type RunOutcome } from './up.js';
 import { parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
@@ -57,15 +56,7 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
     process.stdout.write(`${formatSummary(summary)}\n`);
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
-  if (print && summary.verdict !== 'pass') {
-    process.stderr.write(`replay: ${replay}\n`);
-  }
+  const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms` };
-  const record = makeRecord({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary: extended, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  return finishRun({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay }, { print, save: o.save, outputs, report, shown: extended });
 }

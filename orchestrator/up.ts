@@ -10,14 +10,14 @@ import { UsageError } from './errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { keepRecord, makeRecord, type RunRecord, type SimFacts } from './run-record.js';
+import { buggifyPrefix, keepRecord, makeRecord, type RecordInput, type RunRecord, type SimFacts } from './run-record.js';
 import { histogramOf, type LatencyHistogram } from './stats.js';
 import type { HostReport } from '../hypervisor/host.js';
 import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
-import { writeOutputs } from './outputs.js';
+import { writeOutputs, type Outputs } from './outputs.js';
 import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -82,17 +82,33 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
-  if (print && summary.verdict !== 'pass') {
-    process.stderr.write(`replay: ${replay}\n`);
-  }
+  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}) };
-  const record = makeRecord({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, outputs, report });
+}
+
+export interface FinishOptions {
+  print: boolean;
+  save: string | undefined;
+  outputs: Outputs;
+  report: HostReport;
+  /** The summary --report shows, when the command adds to the record's (stress revoke). */
+  shown?: Summary;
+}
+
+/**
+ * How a run of `up`, `stress revoke` or `chaos` ends once its summary is
+ * printed: the direct replay line of a failure, the run record kept, the
+ * --trace and --report files written, the outcome handed back.
+ */
+export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
+  const failed = r.summary.verdict !== 'pass';
+  if (o.print && failed) process.stderr.write(`replay: ${r.replay}\n`);
+  const record = makeRecord(r);
+  keepRecord(record, { print: o.print, save: o.save });
+  const written = writeOutputs(o.outputs, { report: o.report, summary: o.shown ?? r.summary, replay: failed ? r.replay : null });
+  if (o.print) for (const line of written) process.stderr.write(`${line}\n`);
+  return { summary: r.summary, exitCode: failed ? 1 : 0, record, revoke_hist: revokeHistogram(o.report) };
 }
 
 /**
