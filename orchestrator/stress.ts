@@ -8,7 +8,7 @@ import { UsageError } from './errors.js';
 import { formatSummary, summarize } from './summary.js';
 import { buggifyPrefix } from './run-record.js';
 import { finishRun, runHost, type RunOutcome } from './up.js';
-import { parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
+import { DEFAULT_CHECK_INTERVAL_MS, parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
@@ -32,7 +32,7 @@ export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: num
     pages: o.pages,
     seed: o.seed,
     buggify: o.buggify,
-    check_interval_ms: 250,
+    check_interval_ms: DEFAULT_CHECK_INTERVAL_MS,
     pcpus: o.pcpus,
   });
 }

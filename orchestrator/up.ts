@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
 import { writeOutputs, type Outputs } from './outputs.js';
-import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
+import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -32,7 +32,7 @@ export async function chooseTransport(
   url: string | undefined,
   seed: number,
 ): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
-  if (!['auto', 'redis', 'ring'].includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
+  if (!(TRANSPORTS as readonly string[]).includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
   const redisUrl = url ?? process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
   const up = await RedisIoreqBus.reachable(redisUrl, 500);
