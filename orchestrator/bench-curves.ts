@@ -6,7 +6,8 @@
  * takes to boot as domains are added; how ring IOREQ throughput scales with
  * device-model/frontend pairs.
  */
-import { revokeLoad, topologyBoot, type FrontendMode } from './bench-host.js';
+import { revokeLoad, topologyBoot } from './bench-host.js';
+import type { FrontendMode } from './stress-spec.js';
 import { ioreqThroughput } from './bench-ioreq.js';
 
 /** What a curve measures at each x: Revoke latency, boot time, or IOREQ throughput. */

@@ -11,8 +11,7 @@ import { Host, type HostDomainSpec, type HostReport, type HostSpec } from '../hy
 import { DOM } from '../hypervisor/layout/domains.js';
 import { STAT } from '../hypervisor/layout/vcpus.js';
 import { percentiles, type Percentiles } from './stats.js';
-
-export type FrontendMode = 'hammer' | 'halt' | 'spin' | 'fault-flood' | 'descheduled';
+import { STRESS_FE_PAGES, STRESS_WINDOW_GFN, stressMachineSpec, type FrontendMode, type StressFrontend } from './stress-spec.js';
 
 export interface RevokeLoad {
   /** Frontend vCPU threads, all playing `mode`. */
@@ -34,41 +33,15 @@ export interface RevokeLoadResult {
   problems: string[];
 }
 
-const FE_PAGES = 64;
-const WINDOW = FE_PAGES + 8;
-
 /** dom0 (one vCPU: Map → hold → Revoke → poison, timed) and one frontend of `fe_vcpus` threads. */
 export function revokeLoadSpec(o: RevokeLoad): HostSpec {
-  const bePages = 16 + o.pages + 64;
-  const domains: HostDomainSpec[] = [
-    {
-      name: 'dom0',
-      domid: 0,
-      role: 'backend',
-      memory_pages: bePages,
-      max_pages: bePages,
-      vcpus: 1,
-      privileged: true,
-      devices: [],
-      workload: { kind: 'stress-backend', frontends: [1], pages: o.pages, window: WINDOW, hold_steps: 8 },
-      peers: [],
-    },
-    {
-      name: 'guest1',
-      domid: 1,
-      role: 'frontend',
-      memory_pages: FE_PAGES,
-      // Room in the guest physical space for a window of up to 512 pages above RAM.
-      max_pages: Math.max(FE_PAGES, WINDOW + o.pages),
-      vcpus: Math.max(1, o.fe_vcpus),
-      privileged: false,
-      devices: [],
-      workload: { kind: 'stress-frontend', pages: o.pages, window: WINDOW, mode: o.fe_vcpus === 0 ? 'halt' : o.mode },
-      peers: [],
-      backend: 0,
-    },
-  ];
-  return { nr_frames: bePages + FE_PAGES + 1024, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0, pcpus: o.pcpus };
+  const frontend: StressFrontend = {
+    vcpus: Math.max(1, o.fe_vcpus),
+    mode: o.fe_vcpus === 0 ? 'halt' : o.mode,
+    // Room in the guest physical space for a window of up to 512 pages above RAM.
+    max_pages: Math.max(STRESS_FE_PAGES, STRESS_WINDOW_GFN + o.pages),
+  };
+  return stressMachineSpec({ frontends: [frontend], backend_vcpus: 1, pages: o.pages, hold_steps: 8, seed: o.seed, buggify: 0, check_interval_ms: 0, pcpus: o.pcpus });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

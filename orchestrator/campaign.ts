@@ -34,7 +34,7 @@ import { parsePool, redisUrlOf } from './campaign-host.js';
 import { parseRecord, recordDir, saveRecord } from './run-record.js';
 import { directCommand } from './runs.js';
 import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram, type Percentiles } from './stats.js';
-import { parseDurationFlag, parseSeed } from './up.js';
+import { parseDurationFlag, parseIntFlag, parseSeed } from './run-flags.js';
 
 export const MAX_RUNS = 100_000;
 export const MAX_SPAWN_HOSTS = 32;
@@ -105,21 +105,15 @@ export interface CampaignReport {
   verdict: 'pass' | 'fail';
 }
 
-function intFlag(flag: string, s: string | undefined, lo: number, hi: number): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
-  return Number(s);
-}
-
 function fmtMs(ms: number): string {
   const s = ms / 1000;
   return s < 120 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
 export async function campaign(file: string, o: CampaignOptions): Promise<{ report: CampaignReport; exitCode: number }> {
-  const runs = intFlag('--runs', o.runs, 1, MAX_RUNS);
+  const runs = parseIntFlag('--runs', o.runs, 1, MAX_RUNS);
   if (runs === undefined) throw new UsageError('--runs: how many runs? e.g. --runs 200');
-  const spawnHosts = intFlag('--spawn-hosts', o.spawnHosts, 0, MAX_SPAWN_HOSTS) ?? 0;
+  const spawnHosts = parseIntFlag('--spawn-hosts', o.spawnHosts, 0, MAX_SPAWN_HOSTS) ?? 0;
   const deadline_ms = parseDurationFlag('--timeout', o.timeout);
   const pool = parsePool(o.pool);
   const url = redisUrlOf(o.redisUrl);

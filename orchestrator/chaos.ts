@@ -8,28 +8,15 @@
  * the host starts: the list is printed (and in --json), so a run is
  * replayed with the same seed, plan and duration.
  */
-import { bugNames } from '../hypervisor/buggify.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
 import { expandPlan, loadChaosPlan } from './config/chaos-plan.js';
 import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { keepRecord, makeRecord } from './run-record.js';
-import { chooseTransport, parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { buggifyPrefix } from './run-record.js';
+import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
+import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
-export interface ChaosOptions extends OutputFlags {
-  duration?: string;
-  seed?: string;
-  json?: boolean;
-  transport?: string;
-  redisUrl?: string;
-  checkInterval?: string;
-  buggify: number;
-  /** Print the summary (default true); campaign hosts run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail. */
-  save?: string;
-}
+export type ChaosOptions = TopologyRunFlags;
 
 export interface ChaosSummary extends Summary {
   chaos: {
@@ -45,14 +32,9 @@ export interface ChaosSummary extends Summary {
 
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? plan.duration_ms ?? 30_000;
-  const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
-  const seed = parseSeed(o.seed) ?? plan.seed ?? plan.topology.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
+  const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
   const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
-  const bugs = bugNames(o.buggify);
   const actions = expandPlan(plan, seed, duration_ms);
-  const print = o.print !== false;
   if (print) {
     process.stderr.write(`xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   }
@@ -82,12 +64,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
   }
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
-  if (print && summary.verdict !== 'pass') process.stderr.write(`replay: ${replay}\n`);
-  const record = makeRecord({ kind: 'chaos', file, flags: { duration: `${duration_ms}ms`, transport: tr.kind }, seed, buggify: bugs, transport: tr.kind, summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
+  return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, outputs, report }), summary };
 }

@@ -5,23 +5,24 @@
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, UsageError } from './errors.js';
-import { HostDied, parseSeed, up } from './up.js';
+import { HostDied, up, type UpOptions } from './up.js';
+import { parseSeed, runFlag, type CliFlags } from './run-flags.js';
 import { scenarioCommand } from './scenario/command.js';
-import { ADVERSARIES, stressRevoke } from './stress.js';
+import { ADVERSARIES, stressRevoke, type StressOptions } from './stress.js';
 import { formatBench, runBench } from './bench.js';
 import { loadSavedRun } from './report/saved-run.js';
 import { commandLine, prepareOutputs, writeReportDir } from './outputs.js';
 import { writeCurvesReport } from './report/curves.js';
 import { CURVES, curveNames } from './bench-curves.js';
-import { chaos } from './chaos.js';
+import { chaos, type ChaosOptions } from './chaos.js';
 import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
-import { replay } from './replay.js';
-import { campaign } from './campaign.js';
-import { hostCommand } from './campaign-host.js';
+import { replay, type ReplayOptions } from './replay.js';
+import { campaign, type CampaignOptions } from './campaign.js';
+import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign-host.js';
 import { simCommand } from './sim.js';
 
 const program = new Command();
@@ -37,16 +38,16 @@ program
   .command('up')
   .description('launch a multi-domain topology, run its workloads, check invariants, print a summary')
   .argument('<topology>', 'topology YAML (format: SCENARIOS.md)')
-  .option('-d, --duration <time>', 'how long to run: 500ms, 10s, 2m (default: the topology\'s, else 10s)')
-  .option('--seed <n>', 'seed for the guests\' randomness (default: the topology\'s, else random; always printed)')
-  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary")')
-  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring').choices(['auto', 'redis', 'ring']))
-  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
-  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
+  .addOption(runFlag('duration', "how long to run: 500ms, 10s, 2m (default: the topology's, else 10s)"))
+  .addOption(runFlag('seed', "seed for the guests' randomness (default: the topology's, else random; always printed)"))
+  .addOption(runFlag('json', 'print the summary as JSON (SCENARIOS.md "Summary")'))
+  .addOption(runFlag('transport'))
+  .addOption(runFlag('redisUrl'))
+  .addOption(runFlag('checkInterval'))
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
+  .addOption(runFlag('trace'))
+  .addOption(runFlag('report'))
+  .addOption(runFlag('save'))
   .addHelpText(
     'after',
     `
@@ -58,11 +59,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; checks?: boolean; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await up(file, { ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CliFlags<UpOptions>) => exitWith(up(file, { ...opts, buggify: envBuggify() })));
 
 program
   .command('scenario')
@@ -80,13 +77,12 @@ Examples:
   $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml
   $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE`,
   )
-  .action(async (files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+  .action((files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
+    const buggify = envBuggify();
     const seed = parseSeed(opts.seed);
-    const { exitCode } = await scenarioCommand(files, {
+    return exitWith(scenarioCommand(files, {
       ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), ...(opts.ownBug === true ? { ownBug: true } : {}), buggify,
-    });
-    process.exitCode = exitCode;
+    }));
   });
 
 const stress = program.command('stress').description('stress tests of the primitives under concurrent load');
@@ -97,14 +93,14 @@ stress
   .option('--vcpus <n>', 'vCPUs per frontend', '2')
   .option('--backend-vcpus <n>', 'dom0 vCPUs issuing Map/Revoke', '2')
   .option('--pages <n>', 'pages per mapped buffer', '8')
-  .option('-d, --duration <time>', 'how long to run', '10s')
-  .option('--seed <n>', 'seed (default random; always printed)')
+  .addOption(runFlag('duration').default('10s'))
+  .addOption(runFlag('seed'))
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
   .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
-  .option('--json', 'print the summary as JSON')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
+  .addOption(runFlag('json'))
+  .addOption(runFlag('trace'))
+  .addOption(runFlag('report'))
+  .addOption(runFlag('save'))
   .addHelpText(
     'after',
     `
@@ -116,11 +112,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action(async (opts: { guests?: string; vcpus?: string; backendVcpus?: string; pages?: string; duration?: string; seed?: string; adversary?: string; pcpus?: string; json?: boolean; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await stressRevoke({ ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((opts: CliFlags<StressOptions>) => exitWith(stressRevoke({ ...opts, buggify: envBuggify() })));
 
 program
   .command('report')
@@ -145,15 +137,15 @@ program
   .command('chaos')
   .description('run a topology while injecting faults from a chaos plan (schedule and/or random rates); every injection logged, invariants checked throughout, recovery measured')
   .argument('<plan>', 'chaos plan YAML (format: docs/chaos.md)')
-  .option('-d, --duration <time>', "how long to run (default: the plan's, else the topology's, else 30s)")
-  .option('--seed <n>', 'seed for the random nemeses and the guests (default: the plan\'s, else random; always printed)')
-  .option('--json', 'print the summary as JSON (SCENARIOS.md "Summary", plus `chaos`)')
-  .addOption(new Option('--transport <kind>', 'IOREQ transport: auto, redis, ring (default: the plan\'s, else the topology\'s)').choices(['auto', 'redis', 'ring']))
-  .option('--redis-url <url>', 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)')
-  .option('--check-interval <time>', 'period of the running invariant checker', '250ms')
-  .option('--save <file>', 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)')
-  .option('--trace <file>', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)')
-  .option('--report <dir>', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json')
+  .addOption(runFlag('duration', "how long to run (default: the plan's, else the topology's, else 30s)"))
+  .addOption(runFlag('seed', "seed for the random nemeses and the guests (default: the plan's, else random; always printed)"))
+  .addOption(runFlag('json', 'print the summary as JSON (SCENARIOS.md "Summary", plus `chaos`)'))
+  .addOption(runFlag('transport', "IOREQ transport: auto, redis, ring (default: the plan's, else the topology's)"))
+  .addOption(runFlag('redisUrl'))
+  .addOption(runFlag('checkInterval'))
+  .addOption(runFlag('save'))
+  .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
+  .addOption(runFlag('report', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json'))
   .addHelpText(
     'after',
     `
@@ -165,11 +157,7 @@ Examples:
   $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: { duration?: string; seed?: string; json?: boolean; transport?: string; redisUrl?: string; checkInterval?: string; save?: string; trace?: string; report?: string }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
-    const { exitCode } = await chaos(file, { ...opts, buggify });
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CliFlags<ChaosOptions>) => exitWith(chaos(file, { ...opts, buggify: envBuggify() })));
 
 program
   .command('replay')
@@ -188,10 +176,7 @@ Examples:
   $ xgsim replay xgsim-runs/campaign-revoke-chaos-7-m3x1a/job-17-seed-99.json --attempts 10
   $ xgsim replay runs/two-guests.json --json`,
   )
-  .action(async (file: string, opts: { attempts?: string; json?: boolean; redisUrl?: string }) => {
-    const { exitCode } = await replay(file, opts);
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: ReplayOptions) => exitWith(replay(file, opts)));
 
 program
   .command('campaign')
@@ -203,7 +188,7 @@ program
   .option('--json', 'print the campaign report as JSON')
   .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
   .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')
-  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', 'default')
+  .option('--pool <name>', 'the pool of hosts to use (hosts serve the campaigns of their pool)', DEFAULT_POOL)
   .option('--dir <dir>', 'where the report, failing runs\' records and host logs go (default: xgsim-runs/campaign-<id>)')
   .addHelpText(
     'after',
@@ -217,10 +202,7 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
   $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
   )
-  .action(async (file: string, opts: { runs?: string; redisUrl?: string; spawnHosts?: string; json?: boolean; timeout?: string; seed?: string; pool?: string; dir?: string }) => {
-    const { exitCode } = await campaign(file, opts);
-    process.exitCode = exitCode;
-  });
+  .action((file: string, opts: CampaignOptions) => exitWith(campaign(file, opts)));
 
 program
   .command('host')
@@ -228,7 +210,7 @@ program
   .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
   .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')
-  .option('--pool <name>', 'serve the campaigns of this pool', 'default')
+  .option('--pool <name>', 'serve the campaigns of this pool', DEFAULT_POOL)
   .addHelpText(
     'after',
     `
@@ -240,10 +222,7 @@ Examples:
   $ xgsim host --name lab-1 --redis-url redis://10.0.0.5:6379
   $ xgsim host --max-jobs 10 --pool nightly`,
   )
-  .action(async (opts: { redisUrl?: string; name?: string; maxJobs?: string; pool?: string }) => {
-    const { exitCode } = await hostCommand(opts);
-    process.exitCode = exitCode;
-  });
+  .action((opts: HostCommandOptions) => exitWith(hostCommand(opts)));
 
 program
   .command('sim')
@@ -274,12 +253,11 @@ Examples:
   $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
   $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
-    const buggify = parseBuggify(process.env['XGSIM_BUGGIFY']);
+  .action((file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+    const buggify = envBuggify();
     if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
     const { topology, ...rest } = opts;
-    const { exitCode } = await simCommand(file ?? topology, { ...rest, buggify });
-    process.exitCode = exitCode;
+    return exitWith(simCommand(file ?? topology, { ...rest, buggify }));
   });
 
 program
@@ -324,6 +302,16 @@ Examples:
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
+
+/** The bugs XGSIM_BUGGIFY names, as bits (a name it does not know: BuggifyError, exit 2). */
+function envBuggify(): number {
+  return parseBuggify(process.env['XGSIM_BUGGIFY']);
+}
+
+/** A command's exit code becomes the process's. */
+async function exitWith(run: Promise<{ exitCode: number }>): Promise<void> {
+  process.exitCode = (await run).exitCode;
+}
 
 function pcpusFlag(s: string): number {
   if (s === 'auto') return availableParallelism();

@@ -3,100 +3,49 @@
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
 import { availableParallelism } from 'node:os';
-import { bugNames } from '../hypervisor/buggify.js';
-import { MAP_WINDOW_PAGES, type HostDomainSpec, type HostSpec } from '../hypervisor/host.js';
+import { MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
 import { UsageError } from './errors.js';
 import { formatSummary, summarize } from './summary.js';
-import { makeRecord, keepRecord } from './run-record.js';
-import { parseDurationFlag, parseSeed, revokeHistogram, runHost, type RunOutcome } from './up.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { buggifyPrefix } from './run-record.js';
+import { finishRun, runHost, type RunOutcome } from './up.js';
+import { DEFAULT_CHECK_INTERVAL_MS, parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
+import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
 export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
 export type Adversary = (typeof ADVERSARIES)[number];
 const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
 
-export interface StressOptions extends OutputFlags {
+export interface StressOptions extends RunFlags {
   guests?: string;
   vcpus?: string;
   backendVcpus?: string;
   pages?: string;
-  duration?: string;
-  seed?: string;
   adversary?: string;
-  json?: boolean;
   pcpus?: string;
-  buggify: number;
-  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail. */
-  save?: string;
-}
-
-function intFlag(flag: string, s: string | undefined, dflt: number, lo: number, hi: number): number {
-  if (s === undefined) return dflt;
-  if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
-  return Number(s);
 }
 
 export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number }): HostSpec {
-  const fePages = 64;
-  const window = fePages + 8;
-  const bePages = 16 + o.guests * o.pages + 64;
-  const frontends = Array.from({ length: o.guests }, (_, i) => i + 1);
-  const domains: HostDomainSpec[] = [
-    {
-      name: 'dom0',
-      domid: 0,
-      role: 'backend',
-      memory_pages: bePages,
-      max_pages: bePages,
-      vcpus: o.backendVcpus,
-      privileged: true,
-      devices: [],
-      workload: { kind: 'stress-backend', frontends, pages: o.pages, window },
-      peers: [],
-    },
-    ...frontends.map(
-      (d, i): HostDomainSpec => ({
-        name: `guest${d}`,
-        domid: d,
-        role: 'frontend',
-        memory_pages: fePages,
-        max_pages: fePages,
-        vcpus: o.vcpus,
-        privileged: false,
-        devices: [],
-        workload: { kind: 'stress-frontend', pages: o.pages, window, mode: o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary },
-        peers: [],
-        backend: 0,
-      }),
-    ),
-  ];
-  return {
-    nr_frames: bePages + o.guests * fePages + 1024,
-    page_size_bytes: 4096,
-    domains,
+  const mode = (i: number): FrontendMode => (o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary);
+  return stressMachineSpec({
+    frontends: Array.from({ length: o.guests }, (_, i) => ({ vcpus: o.vcpus, mode: mode(i), max_pages: STRESS_FE_PAGES })),
+    backend_vcpus: o.backendVcpus,
+    pages: o.pages,
     seed: o.seed,
-    checking: true,
     buggify: o.buggify,
-    check_interval_ms: 250,
-    ...(o.pcpus !== undefined && o.pcpus > 0 ? { pcpus: o.pcpus } : {}),
-  };
+    check_interval_ms: DEFAULT_CHECK_INTERVAL_MS,
+    pcpus: o.pcpus,
+  });
 }
 
 export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
-  const print = o.print !== false;
-  const guests = intFlag('--guests', o.guests, 4, 1, 64);
-  const vcpus = intFlag('--vcpus', o.vcpus, 2, 1, 8);
-  const backendVcpus = intFlag('--backend-vcpus', o.backendVcpus, 2, 1, 8);
-  const pages = intFlag('--pages', o.pages, 8, 1, MAP_WINDOW_PAGES - 8);
+  const guests = parseIntFlag('--guests', o.guests, 1, 64) ?? 4;
+  const vcpus = parseIntFlag('--vcpus', o.vcpus, 1, 8) ?? 2;
+  const backendVcpus = parseIntFlag('--backend-vcpus', o.backendVcpus, 1, 8) ?? 2;
+  const pages = parseIntFlag('--pages', o.pages, 1, MAP_WINDOW_PAGES - 8) ?? 8;
   const adversary = (o.adversary ?? 'none') as Adversary;
   if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? 10_000;
-  const seed = parseSeed(o.seed) ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
-  const pcpus = o.pcpus === 'auto' ? availableParallelism() : intFlag('--pcpus', o.pcpus, 0, 0, 256);
-  const bugs = bugNames(o.buggify);
+  const { print, duration_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: 10_000 });
+  const pcpus = o.pcpus === 'auto' ? availableParallelism() : (parseIntFlag('--pcpus', o.pcpus, 0, 256) ?? 0);
   if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
@@ -107,15 +56,7 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
     process.stdout.write(`${formatSummary(summary)}\n`);
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
-  if (print && summary.verdict !== 'pass') {
-    process.stderr.write(`replay: ${replay}\n`);
-  }
+  const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms` };
-  const record = makeRecord({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary: extended, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  return finishRun({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay }, { print, save: o.save, outputs, report, shown: extended });
 }

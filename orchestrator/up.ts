@@ -4,22 +4,21 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
-import { bugNames } from '../hypervisor/buggify.js';
 import { distModule } from '../hypervisor/worker-path.js';
 import { loadTopology } from './config/topology.js';
-import { parseDuration } from './config/units.js';
 import { UsageError } from './errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { keepRecord, makeRecord, type RunRecord, type SimFacts } from './run-record.js';
+import { buggifyPrefix, keepRecord, makeRecord, type RecordInput, type RunRecord, type SimFacts } from './run-record.js';
 import { histogramOf, type LatencyHistogram } from './stats.js';
 import type { HostReport } from '../hypervisor/host.js';
 import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
-import { prepareOutputs, writeOutputs, type OutputFlags } from './outputs.js';
+import { writeOutputs, type Outputs } from './outputs.js';
+import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -33,7 +32,7 @@ export async function chooseTransport(
   url: string | undefined,
   seed: number,
 ): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
-  if (!['auto', 'redis', 'ring'].includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
+  if (!(TRANSPORTS as readonly string[]).includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
   const redisUrl = url ?? process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
   const up = await RedisIoreqBus.reachable(redisUrl, 500);
@@ -50,19 +49,9 @@ export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
 
-export interface UpOptions extends OutputFlags {
-  redisUrl?: string;
-  duration?: string;
-  seed?: string;
-  json?: boolean;
-  transport?: string;
+export interface UpOptions extends TopologyRunFlags {
+  /** `--no-checks`: false turns the hot-path checks off. */
   checks?: boolean;
-  checkInterval?: string;
-  buggify: number;
-  /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
-  print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail (failures are saved under xgsim-runs/ anyway when printing). */
-  save?: string;
 }
 
 /** What a run gives back besides its exit code: enough for a run record and for a campaign to merge. */
@@ -81,30 +70,11 @@ export function revokeHistogram(r: HostReport): LatencyHistogram {
   return histogramOf(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
 }
 
-export function parseSeed(s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^\d+$/.test(s) || Number(s) > 2 ** 31 - 1) throw new UsageError(`--seed: expected an integer 0…2147483647, got \`${s}\``);
-  return Number(s);
-}
-
-export function parseDurationFlag(flag: string, s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  const r = parseDuration(s);
-  if (!r.ok) throw new UsageError(`${flag}: ${r.error}`);
-  if (r.value <= 0) throw new UsageError(`${flag}: must be positive, got \`${s}\``);
-  return r.value;
-}
-
 export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
-  const print = o.print !== false;
   const topo = loadTopology(file);
-  const duration_ms = parseDurationFlag('--duration', o.duration) ?? topo.duration_ms ?? 10_000;
-  const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? 250;
-  const seed = parseSeed(o.seed) ?? topo.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
+  const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
-  const bugs = bugNames(o.buggify);
   if (print) process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
 
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
@@ -112,17 +82,33 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
-  const env = bugs.length > 0 ? `XGSIM_BUGGIFY=${bugs.join(',')} ` : '';
-  const replay = `${env}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
-  if (print && summary.verdict !== 'pass') {
-    process.stderr.write(`replay: ${replay}\n`);
-  }
+  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}) };
-  const record = makeRecord({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay });
-  keepRecord(record, { print, save: o.save });
-  const written = writeOutputs(outputs, { report, summary, replay: summary.verdict !== 'pass' ? replay : null });
-  if (print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary, exitCode: summary.verdict === 'pass' ? 0 : 1, record, revoke_hist: revokeHistogram(report) };
+  return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, outputs, report });
+}
+
+export interface FinishOptions {
+  print: boolean;
+  save: string | undefined;
+  outputs: Outputs;
+  report: HostReport;
+  /** The summary --report shows, when the command adds to the record's (stress revoke). */
+  shown?: Summary;
+}
+
+/**
+ * How a run of `up`, `stress revoke` or `chaos` ends once its summary is
+ * printed: the direct replay line of a failure, the run record kept, the
+ * --trace and --report files written, the outcome handed back.
+ */
+export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
+  const failed = r.summary.verdict !== 'pass';
+  if (o.print && failed) process.stderr.write(`replay: ${r.replay}\n`);
+  const record = makeRecord(r);
+  keepRecord(record, { print: o.print, save: o.save });
+  const written = writeOutputs(o.outputs, { report: o.report, summary: o.shown ?? r.summary, replay: failed ? r.replay : null });
+  if (o.print) for (const line of written) process.stderr.write(`${line}\n`);
+  return { summary: r.summary, exitCode: failed ? 1 : 0, record, revoke_hist: revokeHistogram(o.report) };
 }
 
 /**
