@@ -33,8 +33,9 @@ export interface DispatcherStats {
 /**
  * A frontend's buffered ring as the dispatcher sees it; positions count on
  * without wrapping. Under Redis the dispatcher is the ring's consumer: it
- * moves READ once entries are safely on the server's stream, and the
- * stream is the device model's queue. So that the stream stays bounded
+ * moves READ once it has copied entries into a batch for the server's
+ * stream (a batch whose pipeline fails is sent again from that copy), and
+ * the stream is the device model's queue. So that the stream stays bounded
  * (the ring's back-pressure, carried over), it publishes at most BUF_WINDOW
  * positions beyond what the device model said it applied.
  */
@@ -44,7 +45,7 @@ interface BufRing {
   base: number;
   /** The next position to publish. */
   pub: number;
-  /** READ: every position below it is on the stream (published, the pipeline answered). */
+  /** READ: every position below it was taken into a batch (on the stream, or on its way there). */
   read: number;
   /** Every position below it applied by the device model (its word on the response stream). */
   applied: number;
@@ -89,7 +90,6 @@ export class RedisDispatcher {
     while (this.running) {
       const seen = Atomics.load(w, CTL.DISPATCH);
       const batch: Array<{ server: number; msg: IoreqMsg }> = [];
-      const sync: number[] = [];
       const rings: BufRing[] = [];
       for (const d of this.domids) {
         for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) if (io.state(d, s) === SRV_STATE.ENABLED && io.bufioreq(d, s)) this.drain(d, s, batch, rings);
@@ -100,7 +100,6 @@ export class RedisDispatcher {
         const seq = slots[i + IOS.SEQ]!;
         if (this.published.get(v) === seq) continue;
         this.published.set(v, seq);
-        sync.push(v);
         const target = slots[i + IOS.TARGET]!;
         const index = slots[i + IOS.SERVER]!;
         if (index >= 0 && index < MAX_IOREQ_SERVERS_PER_DOMAIN && target >= 0 && target < this.m.nd && io.bufioreq(target, index)) this.drain(target, index, batch, rings, true);
@@ -126,26 +125,30 @@ export class RedisDispatcher {
           },
         });
       }
-      if (batch.length > 0) {
+      // The batch holds copies of the entries: their places in the ring are
+      // free now, and the vCPUs fill them while the pipeline is on its way.
+      for (const r of rings) {
+        r.read = r.pub;
+        Atomics.store(this.m.ioreq.buf, r.base + BUF.READ, r.read | 0);
+      }
+      const out = this.retry.length > 0 ? [...this.retry.splice(0), ...batch] : batch;
+      if (out.length > 0) {
         try {
-          await this.bus.publishRequests(batch);
-          this.stats.published += batch.length;
+          await this.bus.publishRequests(out);
+          this.stats.published += out.length;
           this.stats.pipelines++;
-          // On the stream: their places in the ring are free.
-          for (const r of rings) {
-            r.read = r.pub;
-            Atomics.store(this.m.ioreq.buf, r.base + BUF.READ, r.read | 0);
-          }
         } catch {
-          // Try again on the next pass; what did go out is a duplicate the device model drops.
-          for (const v of sync) this.published.delete(v);
-          for (const r of rings) r.pub = r.read;
+          // Again, first, on the next pass (the ring no longer holds them); what did go out is a duplicate the device model drops.
+          this.retry = out;
         }
       }
       const r = Atomics.waitAsync(w, CTL.DISPATCH, seen, 20);
       if (r.async) await r.value;
     }
   }
+
+  /** A batch whose pipeline failed: sent again, before anything newer, on the next pass. */
+  private retry: Array<{ server: number; msg: IoreqMsg }> = [];
 
   /** Per buffered ring (by its index in the layout): what was published, what the device model applied. */
   private readonly rings = new Map<number, BufRing>();

@@ -262,6 +262,11 @@ export class RedisIoreqBus {
   async publishRequests(items: ReadonlyArray<{ server: number; msg: IoreqMsg }>): Promise<void> {
     this.#live();
     if (items.length === 0) return;
+    if (items.length === 1) {
+      // One request (a synchronous ioreq, mostly): a plain XADD, no pipeline to build.
+      await this.publishRequest(items[0]!.server, items[0]!.msg);
+      return;
+    }
     const p = this.#cmd.pipeline();
     const streams = new Set<string>();
     for (const { server, msg } of items) {
