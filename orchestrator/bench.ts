@@ -4,7 +4,9 @@
  * wait/notify), raw typed-array access, an uncontended lock pair, the raw
  * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
  */
+import { spawn } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import type { BenchTask } from '../hypervisor/bench-worker.js';
 import { domainCreate, populateRange } from '../hypervisor/domain.js';
@@ -14,7 +16,7 @@ import { DOM } from '../hypervisor/layout/domains.js';
 import { createMachineSabs, GLOBAL_LOCK, Machine } from '../hypervisor/machine.js';
 import { gfn } from '../hypervisor/public/types.js';
 import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
-import { distModule } from '../hypervisor/worker-path.js';
+import { distModule, PROJECT_ROOT } from '../hypervisor/worker-path.js';
 import { rawPipelinedXadd, rawStreamRoundTrip } from '../transport/raw-floor.js';
 import { percentiles } from './stats.js';
 import { bareWorkers, revokeLoad, topologyBoot } from './bench-host.js';
@@ -271,8 +273,26 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (want('access') || want('hypercall') || want('ioreq')) await threadRows(c, want);
   if (want('revoke')) await revokeRows(c);
   if (want('steal')) stealRows(c);
-  if (want('topology')) await topologyRows(c);
+  if (want('topology')) {
+    // After other sections, in a process of its own: their heap would count in the RSS figure.
+    if (rows.length > 0) await topologyInChild(c, rows);
+    else await topologyRows(c);
+  }
   return { ...reportHead(c.q), floors, rows };
+}
+
+/** The topology section in a child `xgsim bench --filter topology` (a fresh process), its rows and floors taken into this report. */
+async function topologyInChild({ o, q, floors }: Ctx, rows: BenchRow[]): Promise<void> {
+  o.progress('topology: in a process of its own');
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'bench', '--filter', 'topology', '--json', ...(q ? ['--quick'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => (out += d));
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  if (code !== 0) throw new Error(`the topology section's process exited with ${code}`);
+  const r = JSON.parse(out) as BenchReport;
+  Object.assign(floors, r.floors);
+  rows.push(...r.rows);
 }
 
 /** Floors and figures of one thread and of two threads handing over: access, hypercall, IOREQ. */
