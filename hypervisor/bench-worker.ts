@@ -9,6 +9,7 @@ import { attachMachine, type MachineSabs } from './machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { gfn } from './public/types.js';
+import { IOREQ_DIR, type IoreqAnswer, type IoreqRequest } from './public/ioreq.js';
 import type { TransportChoice } from './vcpu-worker.js';
 import { VC } from './layout/vcpus.js';
 import { ioreqLoop } from '../domains/ioreq-loop.js';
@@ -16,8 +17,8 @@ import { ioreqLoop } from '../domains/ioreq-loop.js';
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
   | { role: 'ioreq-client'; sabs: MachineSabs; domid: number; slot: number; gfn: number; n: number; warmup: number; idle_ms: number; server_owner: number }
-  | { role: 'ioreq-burst'; sabs: MachineSabs; domid: number; vcpu: number; slot: number; gfn: number; warmup: number; duration_ms: number; gate: SharedArrayBuffer; write?: boolean }
-  | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer };
+  | { role: 'ioreq-burst'; sabs: MachineSabs; domid: number; vcpu: number; slot: number; gfn: number; warmup: number; duration_ms: number; gate: SharedArrayBuffer; write?: boolean; check?: number }
+  | { role: 'echo-dm'; sabs: MachineSabs; domid: number; slot: number; transport: TransportChoice; servers: Array<{ target: number; index: number }>; stop: SharedArrayBuffer; lastWrite?: boolean };
 
 type Pong = Extract<BenchTask, { role: 'pong-spin' | 'pong-wait' }>;
 type Client = Extract<BenchTask, { role: 'ioreq-client' }>;
@@ -89,7 +90,19 @@ function burst(t: Burst): number[] {
   const g = new Int32Array(t.gate);
   const at = gfn(t.gfn);
   // Writes: posted when the range is (buffered ioreqs), else each a round trip as a read is.
-  const io = t.write === true ? (k: number): void => cpu.write32(at, 0, k) : (): void => void cpu.read32(at, 0);
+  let mismatches = 0;
+  const check = t.check;
+  const io =
+    check !== undefined
+      ? (k: number): void => {
+          // A posted write, then the flushing read: the device model must have applied the write before it answers.
+          const v = (check + k) | 0;
+          cpu.write32(at, 0, v);
+          if ((cpu.read32(at, 0) | 0) !== v) mismatches++;
+        }
+      : t.write === true
+        ? (k: number): void => cpu.write32(at, 0, k)
+        : (): void => void cpu.read32(at, 0);
   for (let i = 0; i < t.warmup; i++) io(i);
   Atomics.add(g, 0, 1);
   Atomics.notify(g, 0);
@@ -104,7 +117,7 @@ function burst(t: Burst): number[] {
   }
   const dt = performance.now() - t0;
   cpu.stop();
-  return [n, dt];
+  return [n, dt, mismatches];
 }
 
 async function echo(t: Echo): Promise<number[]> {
@@ -120,7 +133,10 @@ async function echo(t: Echo): Promise<number[]> {
   for (const s of t.servers) cpu.hc.dm_set_ioreq_server_state(s.target as never, s.index, true);
   const stop = new Int32Array(t.stop);
   // The device model's own loop (domains/ioreq-loop.ts), stepped as the vCPU worker steps a workload.
-  const step = ioreqLoop(cpu, end, { apply: () => ({ data: 0x1234, fault: 0 }) });
+  // `lastWrite`: a read answers the last value written by the same vCPU (the flushing-read check); else a constant.
+  const last = new Map<string, number>();
+  const apply = t.lastWrite === true ? (r: IoreqRequest): IoreqAnswer => (r.dir === IOREQ_DIR.WRITE ? (last.set(`${r.domid}:${r.vcpu}`, r.data), { data: 0, fault: 0 }) : { data: last.get(`${r.domid}:${r.vcpu}`) ?? 0, fault: 0 }) : (): IoreqAnswer => ({ data: 0x1234, fault: 0 });
+  const step = ioreqLoop(cpu, end, { apply });
   const hangIdx = m.vcpus.idx(t.slot, VC.HANG_MS);
   while (Atomics.load(stop, 0) === 0) {
     const r = step();

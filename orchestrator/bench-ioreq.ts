@@ -24,9 +24,12 @@ import { chooseTransport } from './up.js';
  * sends one the synchronous way), and the figure counts until the device
  * models have applied the last. Returns ioreqs per second over all clients,
  * how many of them were posted, and — under Redis — how many requests the
- * dispatcher put in one pipeline on average.
+ * dispatcher put in one pipeline on average. With `check` (and `posted`),
+ * each client follows every posted write (of `check` + k) with a read, which
+ * the device model answers with the last value that vCPU wrote: `mismatches`
+ * counts reads that overtook their vCPU's write (docs/ioreq.md §13).
  */
-export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: number; fe_vcpus: number; duration_ms: number; warmup: number; redisUrl?: string | undefined; posted?: boolean }): Promise<{ ioreqs_per_s: number; ioreqs: number; posted: number; per_pipeline: number }> {
+export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: number; fe_vcpus: number; duration_ms: number; warmup: number; redisUrl?: string | undefined; posted?: boolean; check?: number }): Promise<{ ioreqs_per_s: number; ioreqs: number; posted: number; per_pipeline: number; mismatches: number }> {
   const nd = 2 * o.dms;
   const posted = o.posted === true;
   const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_entries: 8192, bars: [], checking: false, buggify: 0, seed: 1, max_domains: nd }));
@@ -42,13 +45,13 @@ export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: num
   const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes) : undefined;
   const stop = new SharedArrayBuffer(4);
   try {
-    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: s.target, index: s.index }], stop } satisfies BenchTask));
+    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: s.target, index: s.index }], stop, ...(o.check !== undefined ? { lastWrite: true } : {}) } satisfies BenchTask));
     for (const s of servers) while (m.ioreq.state(s.target, s.index) !== 2) await new Promise((r) => setTimeout(r, 5));
     const gate = new SharedArrayBuffer(8);
     const g = new Int32Array(gate);
     const clients: Array<Promise<number[]>> = [];
     for (const fe of fes)
-      for (let v = 0; v < o.fe_vcpus; v++) clients.push(pool.run({ role: 'ioreq-burst', sabs: m.sabs, domid: fe, vcpu: v, slot: m.dom.at(fe, DOM.VCPU_BASE) + v, gfn: 600, warmup: o.warmup, duration_ms: o.duration_ms, gate, write: posted } satisfies BenchTask) as Promise<number[]>);
+      for (let v = 0; v < o.fe_vcpus; v++) clients.push(pool.run({ role: 'ioreq-burst', sabs: m.sabs, domid: fe, vcpu: v, slot: m.dom.at(fe, DOM.VCPU_BASE) + v, gfn: 600, warmup: o.warmup, duration_ms: o.duration_ms, gate, write: posted, ...(o.check !== undefined ? { check: o.check } : {}) } satisfies BenchTask) as Promise<number[]>);
     while (Atomics.load(g, 0) < clients.length) await new Promise((r) => setTimeout(r, 2));
     // The warm-up's posted writes applied before the start.
     await applied(m, servers, dispatcher);
@@ -69,7 +72,7 @@ export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: num
     const ioreqs = res.reduce((a, r) => a + r[0]!, 0);
     const pipelines = (dispatcher?.stats.pipelines ?? 0) - before.pipelines;
     const per_pipeline = pipelines > 0 ? ((dispatcher?.stats.published ?? 0) - before.published) / pipelines : 0;
-    return { ioreqs, ioreqs_per_s: ioreqs / (span_ms / 1000), posted: postedSoFar() - before.posted, per_pipeline };
+    return { ioreqs, ioreqs_per_s: ioreqs / (span_ms / 1000), posted: postedSoFar() - before.posted, per_pipeline, mismatches: res.reduce((a, r) => a + (r[2] ?? 0), 0) };
   } finally {
     Atomics.store(new Int32Array(stop), 0, 1);
     await dispatcher?.stop();
