@@ -7,7 +7,7 @@
  * No timing is asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { testMachine } from '../hypervisor/test-machine.js';
+import { publishIoreq, testMachine } from '../hypervisor/test-machine.js';
 import { VcpuContext } from '../hypervisor/guest-cpu.js';
 import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
 import { CTL, NEMESIS_IOREQ } from '../hypervisor/layout/control.js';
@@ -16,7 +16,7 @@ import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { VC } from '../hypervisor/layout/vcpus.js';
 import { DM_KILLED } from '../hypervisor/transport-ends.js';
 import { VS } from '../hypervisor/vcpu.js';
-import { IOREQ_STATE, IOREQ_TYPE, IOREQ_DIR, type IoreqRequest } from '../hypervisor/public/ioreq.js';
+import { IOREQ_STATE, IOREQ_DIR, type IoreqRequest } from '../hypervisor/public/ioreq.js';
 import type { Machine } from '../hypervisor/machine.js';
 import { ioreqLoop } from './ioreq-loop.js';
 
@@ -30,23 +30,8 @@ function setup(): { m: Machine; cpu: VcpuContext; server: number; publish: (v?: 
   const slotOf = (v: number): number => m.dom.at(1, DOM.VCPU_BASE) + v;
   // sendIoreq's step 1, by hand: fields, SEQ, READY, kick.
   const publish = (v = 0): number => {
-    const s = m.ios.slots;
-    const i = m.ios.idx(slotOf(v));
-    s[i + IOS.TYPE] = IOREQ_TYPE.COPY;
-    s[i + IOS.DIR] = IOREQ_DIR.READ;
-    s[i + IOS.SIZE] = 4;
-    s[i + IOS.GFN] = 600;
-    s[i + IOS.OFFSET] = 0;
-    s[i + IOS.DATA] = 0;
-    s[i + IOS.TARGET] = 1;
-    s[i + IOS.SERVER] = server;
-    s[i + IOS.FAULT] = 0;
-    s[i + IOS.DOMID] = 1;
-    s[i + IOS.VCPU] = v;
     const seq = ++seqs[v]!;
-    Atomics.store(s, i + IOS.SEQ, seq);
-    Atomics.store(s, i + IOS.STATE, IOREQ_STATE.READY);
-    m.ios.kick(0, slotOf(v));
+    publishIoreq(m, { slot: slotOf(v), fe: 1, vcpu: v, server, owner: 0, seq, gfn: 600, dir: IOREQ_DIR.READ });
     return seq;
   };
   const state = (v = 0): number => Atomics.load(m.ios.slots, m.ios.idx(slotOf(v)) + IOS.STATE);

@@ -7,11 +7,10 @@
  * model's steps run here by hand; no timing is asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { testMachine } from './test-machine.js';
+import { dmAndFrontend, publishIoreq, testMachine } from './test-machine.js';
 import { VcpuContext } from './guest-cpu.js';
 import { ioreqServerCreate } from './ioreq-server.js';
 import { CTL, NEMESIS_IOREQ } from './layout/control.js';
-import { DOM } from './layout/domains.js';
 import { BUF, BUF_SLOTS } from './layout/ioreq.js';
 import { IOS } from './layout/ioreq-slots.js';
 import { STAT } from './layout/vcpus.js';
@@ -27,11 +26,7 @@ function setup(opts: { posted?: boolean; bufioreq?: boolean } = {}): { m: Machin
   const m = testMachine({ domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0, vcpus: 2 }] });
   const server = ioreqServerCreate(m, 0, 1, [{ start: MMIO, count: 2, posted: opts.posted ?? true }], 'none', { bufioreq: opts.bufioreq ?? true });
   expect(server).toBeGreaterThanOrEqual(0);
-  const dm = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-  dm.start();
-  expect(dm.hc.dm_set_ioreq_server_state(1 as never, server, true)).toBe(0);
-  const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-  fe.start();
+  const { dm, fe } = dmAndFrontend(m, 1, server);
   const applied: IoreqRequest[] = [];
   const step = ioreqLoop(dm, dm.ioreqServerEnd(), { apply: (r) => (applied.push(r), { data: 0x5a5a, fault: 0 }) });
   return { m, dm, fe, server, applied, step };
@@ -87,21 +82,9 @@ describe('buffered ioreqs over the ring', () => {
     // The bufioreq event lost (taken by a scan that ran before the writes completed): the claim of the read must still drain them first.
     Atomics.store(m.ios.bufPending, 0, 0);
     // The vCPU's read, published by hand (sendIoreq's step 1: it would block here).
+    publishIoreq(m, { slot: fe.id.slot, fe: 1, vcpu: 0, server, owner: 0, seq: 1, gfn: MMIO, dir: IOREQ_DIR.READ });
     const s = m.ios.slots;
     const i = m.ios.idx(fe.id.slot);
-    s[i + IOS.TYPE] = IOREQ_TYPE.COPY;
-    s[i + IOS.DIR] = IOREQ_DIR.READ;
-    s[i + IOS.SIZE] = 4;
-    s[i + IOS.GFN] = MMIO;
-    s[i + IOS.OFFSET] = 0;
-    s[i + IOS.DATA] = 0;
-    s[i + IOS.TARGET] = 1;
-    s[i + IOS.SERVER] = server;
-    s[i + IOS.DOMID] = 1;
-    s[i + IOS.VCPU] = 0;
-    Atomics.store(s, i + IOS.SEQ, 1);
-    Atomics.store(s, i + IOS.STATE, IOREQ_STATE.READY);
-    m.ios.kick(0, fe.id.slot);
     for (let k = 0; k < 10 && Atomics.load(s, i + IOS.STATE) !== IOREQ_STATE.IORESP_READY; k++) await step();
     expect(Atomics.load(s, i + IOS.STATE)).toBe(IOREQ_STATE.IORESP_READY);
     expect(applied.map((r) => (r.buffered === true ? `w${r.data - 0x100}` : 'read'))).toEqual(['w0', 'w1', 'w2', 'w3', 'w4', 'read']);
@@ -159,11 +142,7 @@ describe('buffered ioreqs over the ring', () => {
   it('the ledger catches a device model that applies a buffered ioreq twice (ioreq-no-dedup)', async () => {
     const m = testMachine({ domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }], bugs: 'ioreq-no-dedup' });
     const server = ioreqServerCreate(m, 0, 1, [{ start: MMIO, count: 1, posted: true }], 'none', { bufioreq: true });
-    const dm = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-    dm.start();
-    dm.hc.dm_set_ioreq_server_state(1 as never, server, true);
-    const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-    fe.start();
+    const { dm, fe } = dmAndFrontend(m, 1, server);
     const step = ioreqLoop(dm, dm.ioreqServerEnd(), { apply: () => ({ data: 0, fault: 0 }) });
     Atomics.store(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.DUPLICATE);
     for (let k = 0; k < 30; k++) fe.write32(gfn(MMIO), 0, k);

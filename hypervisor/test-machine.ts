@@ -3,6 +3,10 @@ import { domainCreate, populateRange } from './domain.js';
 import { createMachineSabs, Machine } from './machine.js';
 import { parseBuggify } from './buggify.js';
 import { iomemAdd } from './iomem.js';
+import { VcpuContext } from './guest-cpu.js';
+import { DOM } from './layout/domains.js';
+import { IOS } from './layout/ioreq-slots.js';
+import { IOREQ_STATE, IOREQ_TYPE } from './public/ioreq.js';
 
 export interface TestMachineOptions {
   nr_frames?: number;
@@ -39,4 +43,41 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
   });
   for (const b of m.sabs.bars) iomemAdd(m, b.owner, b.base_mfn, b.nr_pages);
   return m;
+}
+
+/**
+ * A device model and a frontend vCPU on this thread, for IOREQ tests: dom0's
+ * vCPU 0 (started, the server enabled) and d`fe`'s vCPU 0 (started).
+ */
+export function dmAndFrontend(m: Machine, fe: number, server: number): { dm: VcpuContext; fe: VcpuContext } {
+  const dm = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+  dm.start();
+  const rc = dm.hc.dm_set_ioreq_server_state(fe as never, server, true);
+  if (rc !== 0) throw new Error(`dmAndFrontend: set_ioreq_server_state → ${rc}`);
+  const f = new VcpuContext(m, { domid: fe, vcpu: 0, slot: m.dom.at(fe, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+  f.start();
+  return { dm, fe: f };
+}
+
+/**
+ * sendIoreq's step 1 by hand (a vCPU would block right after it): a COPY
+ * ioreq of vCPU slot `slot` of d`fe` to `server`, READY, its owner kicked.
+ */
+export function publishIoreq(m: Machine, o: { slot: number; fe: number; vcpu: number; server: number; owner: number; seq: number; gfn: number; dir: number }): void {
+  const s = m.ios.slots;
+  const i = m.ios.idx(o.slot);
+  s[i + IOS.TYPE] = IOREQ_TYPE.COPY;
+  s[i + IOS.DIR] = o.dir;
+  s[i + IOS.SIZE] = 4;
+  s[i + IOS.GFN] = o.gfn;
+  s[i + IOS.OFFSET] = 0;
+  s[i + IOS.DATA] = 0;
+  s[i + IOS.TARGET] = o.fe;
+  s[i + IOS.SERVER] = o.server;
+  s[i + IOS.FAULT] = 0;
+  s[i + IOS.DOMID] = o.fe;
+  s[i + IOS.VCPU] = o.vcpu;
+  Atomics.store(s, i + IOS.SEQ, o.seq);
+  Atomics.store(s, i + IOS.STATE, IOREQ_STATE.READY);
+  m.ios.kick(o.owner, o.slot);
 }

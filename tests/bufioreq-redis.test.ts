@@ -11,10 +11,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect } from 'vitest';
-import { testMachine } from '../hypervisor/test-machine.js';
+import { dmAndFrontend, testMachine } from '../hypervisor/test-machine.js';
 import { VcpuContext } from '../hypervisor/guest-cpu.js';
 import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
-import { DOM, DS } from '../hypervisor/layout/domains.js';
+import { DS } from '../hypervisor/layout/domains.js';
 import { BUF } from '../hypervisor/layout/ioreq.js';
 import { STAT } from '../hypervisor/layout/vcpus.js';
 import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
@@ -57,11 +57,7 @@ async function rig(name: string): Promise<Rig> {
   const ns = `xgsim:test-bufioreq:${process.pid}:${randomBytes(4).toString('hex')}:${name}`;
   const dispatcher = await RedisDispatcher.start(m, REDIS_URL, ns, [1]);
   cleanup.push(() => dispatcher.stop());
-  const dmCpu = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-  dmCpu.start();
-  expect(dmCpu.hc.dm_set_ioreq_server_state(1 as never, server, true)).toBe(0);
-  const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
-  fe.start();
+  const { dm: dmCpu, fe } = dmAndFrontend(m, 1, server);
   const applied: IoreqRequest[] = [];
   let n = 0;
   const dm = (): { step: () => void | Promise<void>; end: RedisServerEnd } => {
