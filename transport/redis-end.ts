@@ -130,10 +130,12 @@ export class RedisServerEnd implements IoreqServerEnd {
   /** A buffered ioreq was applied (`respond`): remember it; `flushBuffered` tells Redis and the hypervisor, one pipeline per ring. */
   private bufApplied(req: IoreqRequest, p: Pending | undefined): void {
     const k = bufKey(req);
-    this.bufMarks.set(k, Math.max(this.bufMarks.get(k) ?? 0, req.seq + 1));
+    const mark = Math.max(this.bufMarks.get(k) ?? 0, req.seq + 1);
+    this.bufMarks.set(k, mark);
     let d = this.bufDone.get(k);
     if (d === undefined) this.bufDone.set(k, (d = { server: serverId(req.domid, req.server), domid: req.domid, index: req.server, mark: 0, ids: [] }));
-    d.mark = Math.max(d.mark, req.seq + 1);
+    // The end's mark, not this request's: a duplicate below it must not record a lower one.
+    d.mark = mark;
     if (p !== undefined) d.ids.push(p.id);
   }
 
