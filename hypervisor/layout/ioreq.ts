@@ -33,10 +33,11 @@ export type FaultPolicy = keyof typeof FAULT_POLICY;
  * server's bufioreq_lock), the entry first, WRITE last, so every position
  * below WRITE holds a complete entry and none waits on a preempted writer
  * (a consumer must never stop at a gap: a vCPU's flushing read would then
- * overtake its own posted write behind another vCPU's). READ: the first position
- * not yet applied — advanced by the consumer only after applying (the ring
- * end's device model, or under Redis the hypervisor's dispatcher when the
- * device model says so). A vCPU may take position p only while
+ * overtake its own posted write behind another vCPU's). READ: the first
+ * position whose place is not free yet — moved by the ring's one consumer:
+ * the ring end's device model once it has applied the entry, or under
+ * Redis the hypervisor's dispatcher once it has copied the entry into a
+ * pipeline (it bounds what is in flight beyond that itself). A vCPU may take position p only while
  * p − READ < BUF_SLOTS; when the ring is full the write goes the
  * synchronous way, as in Xen. APPLIED: the exactly-once ledger of the
  * checker (the last position a device model took to apply).
@@ -103,7 +104,7 @@ export class IoreqServers {
     }
     return false;
   }
-  /** Whether s of d has buffered entries not yet applied . */
+  /** Whether s of d has buffered entries whose places are not free yet. */
   bufPending(d: number, s: number): boolean {
     const b = this.bufIdx(d, s);
     return Atomics.load(this.buf, b + BUF.WRITE) !== Atomics.load(this.buf, b + BUF.READ);
