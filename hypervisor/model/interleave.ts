@@ -45,9 +45,17 @@ export interface Scheduled {
   step: number;
 }
 
-export interface ExplainOptions {
+export interface ExplainOptions<S = unknown, O = unknown> {
   /** Give up (return undefined) after applying this many steps in total; default unlimited. */
   max_steps?: number;
+  /**
+   * Outcomes thread t's step `s` may also have while changing nothing: a
+   * failure the sequential model cannot give but a concurrent step of
+   * another thread can cause in passing (a transient page reference making
+   * a Steal fail -EBUSY, as in Xen). Tried, with the model as it is, before
+   * the model's own outcome.
+   */
+  unchanged?: (s: S, t: number) => readonly O[];
 }
 
 /**
@@ -61,7 +69,7 @@ export function explain<M extends Cloneable<M>, S, O>(
   observed: ReadonlyArray<ReadonlyArray<O>>,
   apply: (m: M, s: S) => O,
   eq: (expected: O, observed: O) => boolean,
-  opts: ExplainOptions = {},
+  opts: ExplainOptions<S, O> = {},
 ): Scheduled[] | undefined {
   if (observed.length !== threads.length) return undefined;
   for (let t = 0; t < threads.length; t++) if (observed[t]!.length !== threads[t]!.length) return undefined;
@@ -80,6 +88,14 @@ export function explain<M extends Cloneable<M>, S, O>(
       budget--;
       const t = ready[k]!;
       const p = pos[t]!;
+      const obs = observed[t]![p]!;
+      if (opts.unchanged?.(threads[t]![p]!, t).some((o) => eq(o, obs)) === true) {
+        pos[t] = p + 1;
+        order.push({ thread: t, step: p });
+        if (search(m.clone())) return true;
+        order.pop();
+        pos[t] = p;
+      }
       const mm = k === ready.length - 1 ? m : m.clone();
       const out = apply(mm, threads[t]![p]!);
       if (!eq(observed[t]![p]!, out)) continue;

@@ -853,6 +853,29 @@ describe('interleavings and explainable', () => {
     expect(explainable(m, threads, [[g], [stolen]], apply, sameOutcome)).toBe(false);
   });
 
+  it('unchanged: a transient failure the other thread may cause is explainable, with the model as it was', () => {
+    const m = fresh();
+    // A steal that failed -EBUSY (another thread's foreign map held the page for a moment, then failed) next to a read.
+    const threads: Step[][] = [[{ op: 'steal', gfn: 6, into: 30 }], [{ op: 'read', d: 1, gfn: 6 }]];
+    const busy = { rc: -EBUSY, index: 0, id: 0 };
+    const read = apply(m.clone(), { op: 'read', d: 1, gfn: 6 });
+    expect(explainable(m, threads, [[busy], [read]], apply, sameOutcome)).toBe(false);
+    const unchanged = (s: Step): Outcome[] => (s.op === 'steal' ? [busy] : []);
+    expect(explain(m, threads, [[busy], [read]], apply, sameOutcome, { unchanged })).toBeDefined();
+    // And the failed steal changed nothing: the same page stolen again right after succeeds as a first steal does.
+    const first = apply(m.clone(), { op: 'steal', gfn: 6, into: 31 });
+    expect(first).toEqual({ rc: 0, index: -1, id: 1 });
+    const again: Step[][] = [[{ op: 'steal', gfn: 6, into: 30 }, { op: 'steal', gfn: 6, into: 31 }], []];
+    expect(explain(m, again, [[busy, first], []], apply, sameOutcome, { unchanged })).toBeDefined();
+    // Had it changed the model (the page stolen), the second steal could not succeed.
+    const stolenTwice = (() => {
+      const c = m.clone();
+      apply(c, { op: 'steal', gfn: 6, into: 30 });
+      return apply(c, { op: 'steal', gfn: 6, into: 31 });
+    })();
+    expect(sameOutcome(stolenTwice, first)).toBe(false);
+  });
+
   it('sameOutcome compares bigints and shapes', () => {
     expect(sameOutcome({ value: 1n, outcome: 'ok' }, { value: 1n, outcome: 'ok' })).toBe(true);
     expect(sameOutcome({ value: 1n, outcome: 'ok' }, { value: 2n, outcome: 'ok' })).toBe(false);
