@@ -36,6 +36,20 @@ function mappedAndCached(bugs: string, at: number, checking = true): { m: Machin
   return { m, be, fe, id: r.id };
 }
 
+/**
+ * With skip-tlb-flush-on-revoke: the frontend's TLB still holds gfn `at`
+ * after Revoke returned (it was stopped meanwhile: a Revoke does not wait
+ * for it), and the backend wrote 0x7777 into the frame since.
+ */
+function staleAfterRevoke(at: number): { m: Machine; fe: VcpuContext } {
+  const { m, be, fe, id } = mappedAndCached('skip-tlb-flush-on-revoke', at);
+  fe.stop();
+  expect(dmRevoke(m, 0, { id })).toBe(0);
+  fe.start();
+  be.write32(gfn(10), 0, 0x7777);
+  return { m, fe };
+}
+
 describe('Mmu', () => {
   it.each([true, false])('after a flush no gfn hits a slot it does not index, not even -1 (an empty tag of -1 once let it reach a revoked frame); checking %s', (checking) => {
     // gfn 127 sits in slot 63, the slot gfn -1 indexes.
@@ -55,11 +69,7 @@ describe('Mmu', () => {
 
   it('with skip-tlb-flush-on-revoke, the stale access is a use after revoke, reported once per entry', () => {
     const at = 70;
-    const { m, be, fe, id } = mappedAndCached('skip-tlb-flush-on-revoke', at);
-    fe.stop();
-    expect(dmRevoke(m, 0, { id })).toBe(0);
-    fe.start();
-    be.write32(gfn(10), 0, 0x7777);
+    const { m, fe } = staleAfterRevoke(at);
     // The frontend still reaches the frame: that is the bug, and the GEN check names it.
     expect(fe.read32(gfn(at), 0)).toBe(0x7777);
     fe.write32(gfn(at), 0, 1);
@@ -207,11 +217,7 @@ describe('Mmu', () => {
 
   it('with checking on, every word of a run through a stale entry is checked: skip-tlb-flush-on-revoke is reported', () => {
     const at = 70;
-    const { m, be, fe, id } = mappedAndCached('skip-tlb-flush-on-revoke', at);
-    fe.stop();
-    expect(dmRevoke(m, 0, { id })).toBe(0);
-    fe.start();
-    be.write32(gfn(10), 0, 0x7777);
+    const { m, fe } = staleAfterRevoke(at);
     const got = new Uint32Array(4);
     fe.readWords(gfn(at), 0, got);
     expect(got[0]).toBe(0x7777);
