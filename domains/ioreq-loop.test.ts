@@ -7,17 +7,17 @@
  * No timing is asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { publishIoreq, testMachine } from '../hypervisor/test-machine.js';
-import { VcpuContext } from '../hypervisor/guest-cpu.js';
-import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
+import { publishIoreq, testMachine } from '../tests/test-machine.js';
+import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
+import { ioreqServerCreate } from '../hypervisor/xen/ioreq.js';
 import { CTL, NEMESIS_IOREQ } from '../hypervisor/layout/control.js';
 import { DOM } from '../hypervisor/layout/domains.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { VC } from '../hypervisor/layout/vcpus.js';
-import { DM_KILLED } from '../hypervisor/transport-ends.js';
-import { VS } from '../hypervisor/vcpu.js';
+import { DM_KILLED } from '../hypervisor/host/transport-ends.js';
+import { VS } from '../hypervisor/xen/vcpu.js';
 import { IOREQ_STATE, IOREQ_DIR, type IoreqRequest } from '../hypervisor/public/ioreq.js';
-import type { Machine } from '../hypervisor/machine.js';
+import type { Machine } from '../hypervisor/xen/machine.js';
 import { ioreqLoop } from './ioreq-loop.js';
 
 function setup(): { m: Machine; cpu: VcpuContext; server: number; publish: (v?: number) => number; state: (v?: number) => number } {

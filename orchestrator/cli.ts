@@ -6,24 +6,24 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
-import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
+import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, UsageError } from './errors.js';
-import { HostDied, up, type UpOptions } from './up.js';
-import { parseSeed, runFlag, type CliFlags } from './run-flags.js';
+import { HostDied, up, type UpOptions } from './up/up.js';
+import { parseSeed, runFlag, type CliFlags } from './up/run-flags.js';
 import { scenarioCommand } from './scenario/command.js';
-import { ADVERSARIES, stressRevoke, type StressOptions } from './stress.js';
-import { formatBench, runBench } from './bench.js';
+import { ADVERSARIES, stressRevoke, type StressOptions } from './up/stress.js';
+import { formatBench, runBench } from './bench/bench.js';
 import { loadSavedRun } from './report/saved-run.js';
-import { commandLine, prepareOutputs, writeReportDir } from './outputs.js';
+import { commandLine, prepareOutputs, writeReportDir } from './up/outputs.js';
 import { writeCurvesReport } from './report/curves.js';
-import { CURVES, curveNames } from './bench-curves.js';
-import { chaos, type ChaosOptions } from './chaos.js';
-import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
-import { replay, type ReplayOptions } from './replay.js';
-import { campaign, type CampaignOptions } from './campaign.js';
-import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign-host.js';
-import { simCommand } from './sim.js';
+import { CURVES, curveNames } from './bench/curves.js';
+import { chaos, type ChaosOptions } from './up/chaos.js';
+import { NEMESIS_KINDS } from '../hypervisor/host/chaos.js';
+import { replay, type ReplayOptions } from './runs/replay.js';
+import { campaign, type CampaignOptions } from './campaign/campaign.js';
+import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign/host.js';
+import { simCommand } from './sim/sim.js';
 
 const program = new Command();
 program

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';

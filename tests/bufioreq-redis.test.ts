@@ -11,17 +11,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect } from 'vitest';
-import { dmAndFrontend, testMachine } from '../hypervisor/test-machine.js';
-import { VcpuContext } from '../hypervisor/guest-cpu.js';
-import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
+import { dmAndFrontend, testMachine } from './test-machine.js';
+import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
+import { ioreqServerCreate } from '../hypervisor/xen/ioreq.js';
 import { DS } from '../hypervisor/layout/domains.js';
 import { BUF } from '../hypervisor/layout/ioreq.js';
 import { STAT } from '../hypervisor/layout/vcpus.js';
-import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
-import { setServerEndFactory } from '../hypervisor/transport-ends.js';
+import { RedisDispatcher } from '../hypervisor/host/redis-dispatcher.js';
+import { setServerEndFactory } from '../hypervisor/host/transport-ends.js';
 import { IOREQ_STATE, IOREQ_TYPE, type IoreqRequest } from '../hypervisor/public/ioreq.js';
 import { gfn } from '../hypervisor/public/types.js';
-import type { Machine } from '../hypervisor/machine.js';
+import type { Machine } from '../hypervisor/xen/machine.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import { RedisServerEnd, serverId } from '../transport/redis-end.js';
 import { RingServerEnd } from '../transport/ring.js';

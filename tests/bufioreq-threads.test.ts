@@ -11,7 +11,7 @@
  */
 import { describe, expect } from 'vitest';
 import { it as vit } from 'vitest';
-import { ioreqThroughput } from '../orchestrator/bench-ioreq.js';
+import { ioreqThroughput } from '../orchestrator/bench/ioreq.js';
 import { testSeed } from './harness.js';
 import { REDIS_URL, itIf, redisGate } from './redis-gate.js';
 

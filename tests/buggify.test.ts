@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { explain, hostOf, outOf, runFor, testSeed, totalViolations } from './harness.js';
-import type { Host } from '../hypervisor/host.js';
+import type { Host } from '../hypervisor/host/host.js';
 
 function unmapUnderWriter(seed: number, bugs: string): Host {
   return hostOf(

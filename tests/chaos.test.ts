@@ -6,9 +6,9 @@
  * catches a device model that applies a duplicate.
  */
 import { describe, expect, it } from 'vitest';
-import { parseBuggify } from '../hypervisor/buggify.js';
-import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
-import { chaos } from '../orchestrator/chaos.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { NEMESIS_KINDS } from '../hypervisor/host/chaos.js';
+import { chaos } from '../orchestrator/up/chaos.js';
 import { expandPlan, loadChaosPlan } from '../orchestrator/config/chaos-plan.js';
 import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { testSeed } from './harness.js';

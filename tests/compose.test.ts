@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { checkCompose, checkDockerfile, composeConfig, dclintVersion, findComposeTools, runDclint, type DockerfileContext } from './compose-check.js';
 
 const COMPOSE_FILE = join(PROJECT_ROOT, 'docker-compose.yml');

@@ -6,17 +6,17 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Host, MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
+import { Host, MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host/host.js';
 import { loadTopology, parseTopology } from '../orchestrator/config/topology.js';
-import { hostSpecOf } from '../orchestrator/host-spec.js';
-import { chooseTransport } from '../orchestrator/up.js';
+import { hostSpecOf } from '../orchestrator/up/host-spec.js';
+import { chooseTransport } from '../orchestrator/up/up.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { encode } from '../transport/messages.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { DOM } from '../hypervisor/layout/domains.js';
-import { dmRevoke } from '../hypervisor/primitives.js';
-import { p2mGet } from '../hypervisor/p2m.js';
+import { dmRevoke } from '../hypervisor/designs/primitives/primitives.js';
+import { p2mGet } from '../hypervisor/xen/p2m.js';
 import { entryType } from '../hypervisor/layout/p2m.js';
 import { P2M } from '../hypervisor/public/types.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';

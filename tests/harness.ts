@@ -3,8 +3,8 @@
  * seeded from SEED or at random, the seed printed so any run can be
  * replayed with `SEED=<n> npx vitest run <file>`.
  */
-import { Host, type HostDomainSpec, type HostReport } from '../hypervisor/host.js';
-import { parseBuggify } from '../hypervisor/buggify.js';
+import { Host, type HostDomainSpec, type HostReport } from '../hypervisor/host/host.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
 import type { WorkloadSpec } from '../domains/index.js';
 
 export function testSeed(name: string): number {

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 
 const DIRS = ['hypervisor', 'domains', 'transport', 'orchestrator'];
 

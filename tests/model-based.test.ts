@@ -13,18 +13,18 @@ import fc from 'fast-check';
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { describeOutcome, type GuestOp, type OpOutcome } from '../domains/scenario-ops.js';
-import { domainCreate, populateRange } from '../hypervisor/domain.js';
-import { VcpuContext } from '../hypervisor/guest-cpu.js';
+import { domainCreate, populateRange } from '../hypervisor/xen/domain.js';
+import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
 import { DOM, DS } from '../hypervisor/layout/domains.js';
 import { entryType, P2M_HOLE, P2M_REVOKED } from '../hypervisor/layout/p2m.js';
-import { createMachineSabs, Machine } from '../hypervisor/machine.js';
+import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
 import { explain, type Cloneable } from '../hypervisor/model/interleave.js';
 import { Model, type Outcome } from '../hypervisor/model/model.js';
-import { p2mGet } from '../hypervisor/p2m.js';
+import { p2mGet } from '../hypervisor/xen/p2m.js';
 import { EBUSY, EINVAL, ESRCH } from '../hypervisor/public/errno.js';
 import { P2M_NAMES } from '../hypervisor/public/types.js';
-import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '../hypervisor/scenario-worker.js';
-import { distModule } from '../hypervisor/worker-path.js';
+import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '../hypervisor/host/scenario-worker.js';
+import { distModule } from '../hypervisor/host/worker-path.js';
 
 const PAGES = 48; // RAM per domain: gfns 0…47
 const P2M_SIZE = 96; // gfns 48…95 empty
@@ -255,7 +255,7 @@ class ModelBox implements Cloneable<ModelBox> {
 describe('model-based: concurrent histories', () => {
   it('outcomes of two vCPU threads racing are those of some sequential order of the model', async () => {
     const seed = seedOf('concurrent histories');
-    const pool = new Piscina({ filename: distModule('hypervisor/scenario-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+    const pool = new Piscina({ filename: distModule('hypervisor/host/scenario-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
     try {
       await fc.assert(
         fc.asyncProperty(fc.array(atomicOps, { minLength: 0, maxLength: 6 }), fc.array(fc.array(atomicOps, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 2 }), async (prefix, threads) => {

@@ -7,11 +7,11 @@
  * the chain crashing is not a failure of the other.
  */
 import { describe, expect, it } from 'vitest';
-import { Host, type HostSpec } from '../hypervisor/host.js';
-import { parseBuggify } from '../hypervisor/buggify.js';
-import { domainCrash } from '../hypervisor/domain-crash.js';
+import { Host, type HostSpec } from '../hypervisor/host/host.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { domainCrash } from '../hypervisor/xen/domain-crash.js';
 import { loadTopology } from '../orchestrator/config/topology.js';
-import { hostSpecOf } from '../orchestrator/host-spec.js';
+import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { explain, outOf, runFor, testSeed, totalViolations } from './harness.js';
 
 function spec(seed: number, bugs = ''): HostSpec {

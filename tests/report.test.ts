@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { PLOTS, writeReport } from '../orchestrator/report/html.js';
 import { checkChromeTrace, syntheticRun } from './trace-format.js';
 

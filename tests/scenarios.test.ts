@@ -6,8 +6,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBuggify } from '../hypervisor/buggify.js';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
 
 const dir = join(PROJECT_ROOT, 'examples', 'scenarios');

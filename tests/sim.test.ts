@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 
 const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 

@@ -1,4 +1,4 @@
-import { Host } from '../hypervisor/host.js';
+import { Host } from '../hypervisor/host/host.js';
 const spec = {
   nr_frames: 16384, page_size_bytes: 4096, seed: 1, checking: true, buggify: Number(process.env.BUGS ?? 0), check_interval_ms: Number(process.env.CI_MS ?? 200),
   domains: [

@@ -5,11 +5,11 @@
  * itself enforces — whatever the guests do (docs/revoke.md).
  */
 import { describe, expect, it } from 'vitest';
-import { TLB_SHOOTDOWN_BOUND_MS } from '../hypervisor/constants.js';
-import { Host } from '../hypervisor/host.js';
+import { TLB_SHOOTDOWN_BOUND_MS } from '../hypervisor/layout/constants.js';
+import { Host } from '../hypervisor/host/host.js';
 import { VC } from '../hypervisor/layout/vcpus.js';
-import { parseBuggify } from '../hypervisor/buggify.js';
-import { stressSpec, type Adversary } from '../orchestrator/stress.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { stressSpec, type Adversary } from '../orchestrator/up/stress.js';
 import { percentiles } from '../orchestrator/stats.js';
 import { explain, runFor, testSeed, totalViolations } from './harness.js';
 

@@ -1,12 +1,12 @@
 /** A small machine for unit tests: domains created and populated, no vCPU threads. */
-import { domainCreate, populateRange } from './domain.js';
-import { createMachineSabs, Machine } from './machine.js';
-import { parseBuggify } from './buggify.js';
-import { iomemAdd } from './iomem.js';
-import { VcpuContext } from './guest-cpu.js';
-import { DOM } from './layout/domains.js';
-import { IOS } from './layout/ioreq-slots.js';
-import { IOREQ_STATE, IOREQ_TYPE } from './public/ioreq.js';
+import { domainCreate, populateRange } from '../hypervisor/xen/domain.js';
+import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { iomemAdd } from '../hypervisor/xen/iomem.js';
+import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
+import { DOM } from '../hypervisor/layout/domains.js';
+import { IOS } from '../hypervisor/layout/ioreq-slots.js';
+import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 
 export interface TestMachineOptions {
   nr_frames?: number;

@@ -4,7 +4,7 @@
  * with data for every plot, for the report tests.
  */
 import type { SavedRun } from '../orchestrator/report/saved-run.js';
-import type { Summary } from '../orchestrator/summary.js';
+import type { Summary } from '../orchestrator/up/summary.js';
 
 type Ev = Record<string, unknown>;
 

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BUG_NAMES, parseBuggify } from '../hypervisor/buggify.js';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
+import { BUG_NAMES, parseBuggify } from '../hypervisor/xen/buggify.js';
+import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { loadScenario } from '../orchestrator/config/scenario.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
 

@@ -77,7 +77,7 @@ export interface ResultMsg {
   error: string;
   summary: ResultSummary | null;
   revoke_hist: WireHistogram | null;
-  /** The run record (run-record.ts) of a failing run; null for passing runs and errors. */
+  /** The run record (runs/record.ts) of a failing run; null for passing runs and errors. */
   record: Record<string, unknown> | null;
 }
 

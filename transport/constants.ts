@@ -1,9 +1,9 @@
 /**
  * The transport's static limits (STYLE §6). They sit here rather than in
- * hypervisor/constants.ts only because transport/ is its own module; the
+ * hypervisor/layout/constants.ts only because transport/ is its own module; the
  * relations to the machine's limits are asserted below, at module load.
  */
-import { MAX_DOMAINS, MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/constants.js';
+import { MAX_DOMAINS, MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/layout/constants.js';
 
 /**
  * Host-wide IOREQ server ids: `target * MAX_IOREQ_SERVERS_PER_DOMAIN + index`

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/constants.js';
+import { MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/layout/constants.js';
 import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { MAX_HOST_CHARS, MAX_IOREQ_SERVER_IDS, MAX_RESP_ERROR, MAX_WIRE_BYTES } from './constants.js';
 import { decodeReq, decodeResp, encode, isWireError, type IoreqMsg, type IoreqResp } from './messages.js';

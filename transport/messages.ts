@@ -14,7 +14,7 @@
  * has a string one: tell them apart with `isWireError`, not `'error' in x`.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/constants.js';
+import { MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN } from '../hypervisor/layout/constants.js';
 import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { MAX_HOST_CHARS, MAX_IOREQ_SERVER_IDS, MAX_RESP_ERROR, MAX_WIRE_BYTES } from './constants.js';
 

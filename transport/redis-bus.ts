@@ -73,7 +73,7 @@
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { MAX_BLOCK_MS, MAX_IOREQ_SERVER_IDS, MAX_READ_COUNT, STREAM_MAXLEN_ENTRIES } from './constants.js';
-import { MAX_DOMAINS } from '../hypervisor/constants.js';
+import { MAX_DOMAINS } from '../hypervisor/layout/constants.js';
 import { decodeReq, decodeResp, encode, isWireError, type IoreqMsg, type IoreqResp, type WireError } from './messages.js';
 
 export { SeenSet } from './seen-set.js';

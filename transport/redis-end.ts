@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 import { IOREQ_STATE } from '../hypervisor/public/ioreq.js';
-import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../hypervisor/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../hypervisor/layout/constants.js';
 import { isWireError, type IoreqMsg, type IoreqResp } from './messages.js';
 import { RedisIoreqBus } from './redis-bus.js';
 

@@ -12,10 +12,10 @@
  * between two back-to-back requests; docs/ioreq.md §7).
  */
 import { isMainThread } from 'node:worker_threads';
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../hypervisor/layout/constants.js';
 import { IOS, PENDING_WORDS } from '../hypervisor/layout/ioreq-slots.js';
-import type { Machine } from '../hypervisor/machine.js';
-import { sched } from '../hypervisor/sched.js';
+import type { Machine } from '../hypervisor/xen/machine.js';
+import { sched } from '../hypervisor/xen/platform.js';
 import { BUF, BUF_SLOTS, SRV_STATE } from '../hypervisor/layout/ioreq.js';
 import { IOREQ_DIR, IOREQ_STATE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../hypervisor/public/ioreq.js';
 

@@ -6,14 +6,14 @@
  * the shared InvariantLog (lock order and scrubbing are checked inline, in
  * locks.ts and mm.ts; use after unmap in the MMU).
  */
-import { MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
-import { GTF_reading, GTF_writing, P2M } from './public/types.js';
-import { DOM, DS } from './layout/domains.js';
-import { PGC_allocated, PGC_count_mask, PS } from './layout/frametable.js';
-import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
-import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
-import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { KIND, REC } from './layout/registry.js';
+import { MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { GTF_reading, GTF_writing, P2M } from '../public/types.js';
+import { DOM, DS } from '../layout/domains.js';
+import { PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
+import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
+import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { GLOBAL_LOCK, type Machine } from '../xen/machine.js';
+import { KIND, REC } from '../designs/primitives/registry.js';
 
 function liveDomains(m: Machine): number[] {
   const out: number[] = [];

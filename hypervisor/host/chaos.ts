@@ -6,14 +6,14 @@
  * time from the end of the injection until every vCPU of every running
  * domain has made progress again (its heartbeat moved).
  */
-import { RedisAdmin } from '../transport/redis-admin.js';
-import { domainCrash } from './domain-crash.js';
-import { domainDestroy } from './domain.js';
+import { RedisAdmin } from '../../transport/redis-admin.js';
+import { domainCrash } from '../xen/domain-crash.js';
+import { domainDestroy } from '../xen/domain.js';
 import type { Host } from './host.js';
-import { CTL, NEMESIS_IOREQ } from './layout/control.js';
-import { DOM, DS } from './layout/domains.js';
-import { VC } from './layout/vcpus.js';
-import { XS_KEY, xsKey } from './public/xenstore.js';
+import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
+import { DOM, DS } from '../layout/domains.js';
+import { VC } from '../layout/vcpus.js';
+import { XS_KEY, xsKey } from '../public/xenstore.js';
 
 export const NEMESIS_KINDS = [
   'kill-device-model',

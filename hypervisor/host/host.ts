@@ -4,28 +4,28 @@
  * long-lived piscina task on its own worker thread.
  */
 import { Piscina } from 'piscina';
-import { MAX_DOMAINS } from './constants.js';
-import { ioreqServerCreate } from './ioreq-server.js';
-import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
-import type { GpuEnv } from '../domains/workload.js';
-import type { GuestEnv, WorkloadSpec } from '../domains/index.js';
-import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from './checker.js';
-import { iomemAdd } from './domctl.js';
-import { domainCreate, domainDestroy, populateRange } from './domain.js';
-import { INVARIANTS, type Invariant } from './invariants.js';
-import { CTL } from './layout/control.js';
-import { DOM, DS, DS_NAMES } from './layout/domains.js';
-import { STAT, VC } from './layout/vcpus.js';
-import { createMachineSabs, Machine, type MachineSabs } from './machine.js';
+import { MAX_DOMAINS } from '../layout/constants.js';
+import { ioreqServerCreate } from '../xen/ioreq.js';
+import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
+import type { GpuEnv } from '../../domains/workload.js';
+import type { GuestEnv, WorkloadSpec } from '../../domains/index.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from '../checker/checker.js';
+import { iomemAdd } from '../xen/domctl.js';
+import { domainCreate, domainDestroy, populateRange } from '../xen/domain.js';
+import { INVARIANTS, type Invariant } from '../layout/invariants.js';
+import { CTL } from '../layout/control.js';
+import { DOM, DS, DS_NAMES } from '../layout/domains.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { createMachineSabs, Machine, type MachineSabs } from '../xen/machine.js';
 import { distModule } from './worker-path.js';
 import type { TransportChoice, VcpuResult, VcpuTask } from './vcpu-worker.js';
 import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
-import { VS } from './vcpu.js';
-import { pcpuInit } from './pcpu.js';
-import { statusName } from './public/errno.js';
+import { VS } from '../xen/vcpu.js';
+import { pcpuInit } from '../xen/schedule.js';
+import { statusName } from '../public/errno.js';
 import { TraceCollector, type TraceData } from './trace-collector.js';
-import { clearTracer, hostRing, setHostTracer } from './trace.js';
+import { clearTracer, hostRing, setHostTracer } from '../xen/trace.js';
 import { Chaos, type Injection, type NemesisAction } from './chaos.js';
 
 export interface HostDomainSpec {
@@ -58,10 +58,10 @@ export interface HostSpec {
   trace?: boolean;
   /** Drained events kept for the trace file (default TRACE_MAX_EVENTS; 0: aggregates only). */
   trace_max_events?: number;
-  /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/chaos.ts expands a plan into these). */
+  /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/up/chaos.ts expands a plan into these). */
   chaos?: NemesisAction[];
   /**
-   * pCPUs the vCPUs are scheduled on (hypervisor/pcpu.ts): at most this many
+   * pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts): at most this many
    * in guest or hypervisor mode at once. 0 or absent: none, every vCPU
    * thread runs whenever the OS runs it.
    */

@@ -8,17 +8,17 @@
  * a restarted device model) are recognised by (domid, vcpu, seq) and dropped.
  */
 import { hostname } from 'node:os';
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from './constants.js';
-import { domainCrash } from './domain-crash.js';
-import { CTL } from './layout/control.js';
-import { DOM, DS } from './layout/domains.js';
-import { IOS } from './layout/ioreq-slots.js';
-import { BUF, SRV_STATE } from './layout/ioreq.js';
-import type { Machine } from './machine.js';
-import { IOREQ_STATE } from './public/ioreq.js';
-import { isWireError, type IoreqMsg, type IoreqResp } from '../transport/messages.js';
-import { RedisIoreqBus, START_ID } from '../transport/redis-bus.js';
-import { serverId } from '../transport/redis-end.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../layout/constants.js';
+import { domainCrash } from '../xen/domain-crash.js';
+import { CTL } from '../layout/control.js';
+import { DOM, DS } from '../layout/domains.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { BUF, SRV_STATE } from '../layout/ioreq.js';
+import type { Machine } from '../xen/machine.js';
+import { IOREQ_STATE } from '../public/ioreq.js';
+import { isWireError, type IoreqMsg, type IoreqResp } from '../../transport/messages.js';
+import { RedisIoreqBus, START_ID } from '../../transport/redis-bus.js';
+import { serverId } from '../../transport/redis-end.js';
 
 export interface DispatcherStats {
   published: number;

@@ -3,11 +3,11 @@
  * guest ops, each on a vCPU of the domain that issues it (a slot no other
  * thread uses), after a start gate so the threads really race.
  */
-import { execGuestOp, type GuestOp, type OpOutcome } from '../domains/scenario-ops.js';
-import { DS } from './layout/domains.js';
-import { attachMachine, type MachineSabs } from './machine.js';
-import { VcpuContext } from './guest-cpu.js';
-import { ESRCH } from './public/errno.js';
+import { execGuestOp, type GuestOp, type OpOutcome } from '../../domains/scenario-ops.js';
+import { DS } from '../layout/domains.js';
+import { attachMachine, type MachineSabs } from '../xen/machine.js';
+import { VcpuContext } from '../xen/guest-cpu.js';
+import { ESRCH } from '../public/errno.js';
 
 export interface ThreadOp {
   domid: number;

@@ -13,10 +13,10 @@
  * for every thread, cut at `truncated_at_us`. The aggregates (Revoke
  * latencies, faults per bin, counter samples) see every drained event.
  */
-import { TRACE_DRAIN_MS, TRACE_MAX_EVENTS } from './constants.js';
-import { DOM } from './layout/domains.js';
-import { EV, PRIM, RING, TK, extraOf, kindOf, type TraceRegion } from './layout/trace.js';
-import type { Machine } from './machine.js';
+import { TRACE_DRAIN_MS, TRACE_MAX_EVENTS } from '../layout/constants.js';
+import { DOM } from '../layout/domains.js';
+import { EV, PRIM, RING, TK, extraOf, kindOf, type TraceRegion } from '../layout/trace.js';
+import type { Machine } from '../xen/machine.js';
 
 /** Words per kept event: ring, then the ring's EV words. */
 export const KEPT_WORDS = 1 + EV.WORDS;

@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { testMachine } from './test-machine.js';
-import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord, ringEventsFor } from './layout/trace.js';
-import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from './constants.js';
+import { testMachine } from '../../tests/test-machine.js';
+import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord, ringEventsFor } from '../layout/trace.js';
+import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from '../layout/constants.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents, type TraceData } from './trace-collector.js';
-import { clearTracer, setVcpuTracer, TraceWriter, tracer } from './trace.js';
-import { VcpuContext } from './guest-cpu.js';
-import { DOM } from './layout/domains.js';
-import { domid, gfn } from './public/types.js';
-import { dmMap, dmRevoke } from './primitives.js';
+import { clearTracer, setVcpuTracer, TraceWriter, tracer } from '../xen/trace.js';
+import { VcpuContext } from '../xen/guest-cpu.js';
+import { DOM } from '../layout/domains.js';
+import { domid, gfn } from '../public/types.js';
+import { dmMap, dmRevoke } from '../designs/primitives/primitives.js';
 
 interface Ev {
   ring: number;

@@ -2,18 +2,18 @@
  * Which transport end a device model gets: the host chooses the transport
  * (`--transport`); the device model only sees IoreqServerEnd.
  */
-import type { Machine } from './machine.js';
-import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from './public/ioreq.js';
-import { RingServerEnd } from '../transport/ring.js';
-import { BUGS } from './buggify.js';
-import { CTL, NEMESIS_IOREQ } from './layout/control.js';
-import { DOM } from './layout/domains.js';
-import { IOS } from './layout/ioreq-slots.js';
-import { BUF } from './layout/ioreq.js';
-import { MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
-import { TK, kindWord, requester } from './layout/trace.js';
-import { tracer, type TraceWriter } from './trace.js';
-import { sched } from './sched.js';
+import type { Machine } from '../xen/machine.js';
+import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../public/ioreq.js';
+import { RingServerEnd } from '../../transport/ring.js';
+import { BUGS } from '../xen/buggify.js';
+import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
+import { DOM } from '../layout/domains.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { BUF } from '../layout/ioreq.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../layout/constants.js';
+import { TK, kindWord, requester } from '../layout/trace.js';
+import { tracer, type TraceWriter } from '../xen/trace.js';
+import { sched } from '../xen/platform.js';
 
 export type ServerEndFactory = (m: Machine, owner: number) => IoreqServerEnd;
 

@@ -5,15 +5,15 @@
  * a rejection the host reports; guest misbehaviour never throws.
  */
 import { threadId } from 'node:worker_threads';
-import { makeWorkload, type GuestEnv, type WorkloadReport, type WorkloadSpec } from '../domains/index.js';
-import { DS } from './layout/domains.js';
-import { STAT, VC } from './layout/vcpus.js';
-import { attachMachine, type Machine, type MachineSabs } from './machine.js';
-import { CTL } from './layout/control.js';
-import { VcpuContext } from './guest-cpu.js';
-import { VS } from './vcpu.js';
+import { makeWorkload, type GuestEnv, type WorkloadReport, type WorkloadSpec } from '../../domains/index.js';
+import { DS } from '../layout/domains.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { attachMachine, type Machine, type MachineSabs } from '../xen/machine.js';
+import { CTL } from '../layout/control.js';
+import { VcpuContext } from '../xen/guest-cpu.js';
+import { VS } from '../xen/vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
-import { setVcpuTracer } from './trace.js';
+import { setVcpuTracer } from '../xen/trace.js';
 
 export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
 
@@ -74,7 +74,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   if (tr.kind === 'redis') {
     // Loaded only for the redis transport: ioredis and msgpackr cost every
     // vCPU thread megabytes and start-up time it would not use otherwise.
-    const { RedisServerEnd } = await import('../transport/redis-end.js');
+    const { RedisServerEnd } = await import('../../transport/redis-end.js');
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
   }

@@ -7,8 +7,14 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const inDist = here.split(/[\\/]/).includes('dist');
-const root = inDist ? join(here, '..', '..') : join(here, '..');
+/** The project root: the nearest folder above this file with a package.json (dist/ has none). */
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+const root = findRoot(here);
 
 /** Absolute file URL of a compiled module, given its path from the project root without extension. */
 export function distModule(pathFromRoot: string, ext = '.js'): string {

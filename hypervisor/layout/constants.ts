@@ -3,7 +3,7 @@
  * Shared memory is allocated up front from these; relations between them are
  * asserted at module load.
  */
-import { XS_MAX_DOMAINS, XS_STORE_WORDS } from './public/xenstore.js';
+import { XS_MAX_DOMAINS, XS_STORE_WORDS } from '../public/xenstore.js';
 
 export const DEFAULT_PAGE_SIZE_BYTES = 4096;
 export const MIN_PAGE_SIZE_BYTES = 256;
@@ -31,7 +31,7 @@ export const TLB_BATCH_ACCESSES = 64;
 
 /**
  * How long a vCPU keeps its pCPU before giving it to a waiting vCPU, when
- * the host has pCPUs (hypervisor/pcpu.ts; Xen credit2's rate limit is 1 ms).
+ * the host has pCPUs (hypervisor/xen/schedule.ts; Xen credit2's rate limit is 1 ms).
  */
 export const PCPU_SLICE_US = 1000;
 

@@ -28,7 +28,7 @@ export const CTL = {
   NEM_DROPPED: 16,
   NEM_REORDERED: 17,
   DUPLICATES_SKIPPED: 18, // deliveries a device model recognized as answered already and did not apply again
-  // The host's pCPUs (hypervisor/pcpu.ts), host-set before any vCPU starts; 0: none, the OS schedules vCPU threads.
+  // The host's pCPUs (hypervisor/xen/schedule.ts), host-set before any vCPU starts; 0: none, the OS schedules vCPU threads.
   PCPUS: 19,
   PCPU_TICKET: 20, // next ticket (Atomics.add by a vCPU that wants a pCPU)
   PCPU_GRANTED: 21, // tickets below it may run (PCPUS + pCPUs given back; Atomics.add by the giver)

@@ -7,7 +7,7 @@
  * Atomics.add from any remover of a p2m entry; the lock ids and the p2m
  * slice are written once at creation before STATE publishes RUNNING.
  */
-import { MAX_DOMAINS } from '../constants.js';
+import { MAX_DOMAINS } from './constants.js';
 import { expectBytes } from './region.js';
 
 export const DS = { FREE: 0, CREATING: 1, RUNNING: 2, CRASHED: 3, DYING: 4, ZOMBIE: 5 } as const;

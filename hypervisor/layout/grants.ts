@@ -25,7 +25,7 @@
  *    (free-list HEAD, INUSE). Written under the mapper's maptrack lock;
  *    a handle's fields are published before FLAGS becomes non-zero.
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../constants.js';
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
 import { expectBytes } from './region.js';
 
 export const SHARED_WORDS = 2;

@@ -24,7 +24,7 @@
  * If the waker's load misses the flag, the sleeper's store comes later, so
  * its wait's value check sees the news and does not sleep.
  */
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from '../constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, MAX_VCPUS } from './constants.js';
 import { expectBytes } from './region.js';
 
 export const IOS = {

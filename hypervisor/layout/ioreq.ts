@@ -4,7 +4,7 @@
  * under the target's ioreq_server lock; read lock-free by the emulation
  * path (a server appears with STATE stored last, goes with STATE first).
  */
-import { MAX_DOMAINS, MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from '../constants.js';
+import { MAX_DOMAINS, MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
 import { expectBytes } from './region.js';
 
 /**

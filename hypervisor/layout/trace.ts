@@ -27,7 +27,7 @@
  *     DROPPED; the first drop of a run of drops writes a GAP event into the
  *     slot kept free for it, so the consumer knows where events went missing.
  */
-import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from '../constants.js';
+import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from './constants.js';
 import type { Hypercalls } from '../public/guest.js';
 import { expectBytes } from './region.js';
 

@@ -10,13 +10,13 @@
  *              its only writer while it runs, so a plain load and store.
  *   HANG_MS    chaos hang-vcpu: set by the host, exchanged to 0 by the vCPU,
  *              which then sits descheduled that long (holding no TLB).
- *   PCPU       1 while the vCPU holds one of the host's pCPUs (pcpu.ts);
+ *   PCPU       1 while the vCPU holds one of the host's pCPUs (xen/schedule.ts);
  *              written by the vCPU's own thread.
  *   DOMID, VCPU written once at creation.
  * Float64 stats (STAT_*), written only by the owning thread, read by the
  * host for summaries (plain, possibly a batch stale).
  */
-import { MAX_VCPUS } from '../constants.js';
+import { MAX_VCPUS } from './constants.js';
 import { expectBytes } from './region.js';
 
 export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, HANG_MS: 6, PCPU: 7, WORDS: 8 } as const;

@@ -19,7 +19,7 @@
  * harness (an access width that is not 1/2/4/8, an offset past the page)
  * throws a RangeError.
  */
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
@@ -725,7 +725,7 @@ export class Model {
   }
 
   /**
-   * dm_op create IOREQ server run by `by` for `forDom` (ioreq-server.ts):
+   * dm_op create IOREQ server run by `by` for `forDom` (xen/ioreq.ts):
    * the server's slot (0 … 7) or a negative errno.
    */
   ioreqServer(by: number, forDom: number, ranges: ReadonlyArray<{ start: number; count: number }>, fault_policy: FaultPolicy): number {
@@ -1073,7 +1073,7 @@ export class Model {
   /**
    * A guest read of `width` bytes (little-endian). Anything that does not
    * reach memory reads all ones of the width: the null handler, a fault,
-   * and an ioreq (as ioreq-server.ts answers until a transport exists).
+   * and an ioreq (as xen/ioreq.ts answers until a transport exists).
    */
   read(d: number, gfn: number, offset: number, width: number): ReadResult {
     this.checkAccess(offset, width);

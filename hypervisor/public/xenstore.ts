@@ -5,7 +5,7 @@
  * store belongs to the toolstack; the words below are the guests' mailbox.
  */
 
-/** The store's size and the machine's domain limit (hypervisor/constants.ts asserts they agree). */
+/** The store's size and the machine's domain limit (hypervisor/layout/constants.ts asserts they agree). */
 export const XS_STORE_WORDS = 64 * 1024;
 export const XS_MAX_DOMAINS = 128;
 

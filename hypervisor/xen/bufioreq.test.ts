@@ -7,18 +7,18 @@
  * model's steps run here by hand; no timing is asserted.
  */
 import { describe, expect, it } from 'vitest';
-import { dmAndFrontend, publishIoreq, testMachine } from './test-machine.js';
+import { dmAndFrontend, publishIoreq, testMachine } from '../../tests/test-machine.js';
 import { VcpuContext } from './guest-cpu.js';
-import { ioreqServerCreate } from './ioreq-server.js';
-import { CTL, NEMESIS_IOREQ } from './layout/control.js';
-import { BUF, BUF_SLOTS } from './layout/ioreq.js';
-import { IOS } from './layout/ioreq-slots.js';
-import { STAT } from './layout/vcpus.js';
-import { DM_KILLED } from './transport-ends.js';
-import { IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqRequest } from './public/ioreq.js';
-import { gfn } from './public/types.js';
+import { ioreqServerCreate } from './ioreq.js';
+import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
+import { BUF, BUF_SLOTS } from '../layout/ioreq.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { STAT } from '../layout/vcpus.js';
+import { DM_KILLED } from '../host/transport-ends.js';
+import { IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqRequest } from '../public/ioreq.js';
+import { gfn } from '../public/types.js';
 import type { Machine } from './machine.js';
-import { ioreqLoop } from '../domains/ioreq-loop.js';
+import { ioreqLoop } from '../../domains/ioreq-loop.js';
 
 const MMIO = 600;
 

@@ -3,8 +3,8 @@
  * domain holds one so the slot cannot be freed (and its domid reused) under
  * it. A zombie's slot is freed when its last page and last reference go.
  */
-import { DOM, DS } from './layout/domains.js';
-import { BUG_ON } from './layout/region.js';
+import { DOM, DS } from '../layout/domains.js';
+import { BUG_ON } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { setReapHook } from './mm.js';
 

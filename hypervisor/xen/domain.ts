@@ -9,25 +9,25 @@
  * A domain's slot (and its domid) is reused only once it is FREE: every
  * page it owned has been freed and no operation holds a domain reference.
  */
-import { IOS } from './layout/ioreq-slots.js';
-import { XS_KEY, xsKey } from './public/xenstore.js';
-import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from './constants.js';
-import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from './public/errno.js';
-import { P2M } from './public/types.js';
-import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from './layout/domains.js';
-import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
-import { STAT, VC } from './layout/vcpus.js';
-import { registryDomainDying } from './primitives.js';
-import { ioreqServersDomainDying } from './ioreq-server.js';
-import { MT, MT_INUSE } from './layout/grants.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { XS_KEY, xsKey } from '../public/xenstore.js';
+import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
+import { P2M } from '../public/types.js';
+import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from '../layout/domains.js';
+import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { registryDomainDying } from '../designs/primitives/primitives.js';
+import { ioreqServersDomainDying } from './ioreq.js';
+import { MT, MT_INUSE } from '../layout/grants.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
 import { putDomain } from './domain-ref.js';
 export { getDomain, putDomain, reapDomain } from './domain-ref.js';
 import { p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
-import { p2mEntry } from './layout/p2m.js';
-import { sched } from './sched.js';
-import { pcpuCount, pcpuGive, pcpuTake } from './pcpu.js';
+import { p2mEntry } from '../layout/p2m.js';
+import { sched } from './platform.js';
+import { pcpuCount, pcpuGive, pcpuTake } from './schedule.js';
 import { VS } from './vcpu.js';
 import { unmapGrantHandle } from './grant-table.js';
 

@@ -3,12 +3,12 @@
  * iomem_permission, destroydomain. All under the global domctl lock, as
  * do_domctl takes domctl_lock.
  */
-import { DOM, DS } from './layout/domains.js';
+import { DOM, DS } from '../layout/domains.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { domainDestroy } from './domain.js';
 import { iomemAdd, iomemRemove } from './iomem.js';
 export { iomemAdd, iomemPermitted } from './iomem.js';
-import { EINVAL, EPERM, ESRCH } from './public/errno.js';
+import { EINVAL, EPERM, ESRCH } from '../public/errno.js';
 
 function privileged(m: Machine, ld: number): boolean {
   return m.dom.at(ld, DOM.PRIVILEGED) !== 0;

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_okay, GNTST_permission_denied, GNTST_general_error, GNTST_bad_copy_arg } from './public/errno.js';
-import { domid, gfn, grantRef, GTF_reading, GTF_writing, P2M } from './public/types.js';
+import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_okay, GNTST_permission_denied, GNTST_general_error, GNTST_bad_copy_arg } from '../public/errno.js';
+import { domid, gfn, grantRef, GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRef } from './grant-table.js';
-import { testMachine } from './test-machine.js';
+import { testMachine } from '../../tests/test-machine.js';
 import { p2mGet } from './p2m.js';
-import { entryMfn, entryType } from './layout/p2m.js';
-import { checkQuiescent } from './checker.js';
+import { entryMfn, entryType } from '../layout/p2m.js';
+import { checkQuiescent } from '../checker/checker.js';
 import { domainDestroy } from './domain.js';
-import { DS } from './layout/domains.js';
+import { DS } from '../layout/domains.js';
 
 const map = (m: ReturnType<typeof testMachine>, ld: number, rd: number, ref: number, at: number, ro = false) =>
   mapGrantRef(m, ld, { dom: domid(rd), ref: grantRef(ref), host_gfn: gfn(at), readonly: ro });

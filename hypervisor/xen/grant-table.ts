@@ -8,22 +8,22 @@
  * two domains' grant locks at once (XSA-380) — a copy between two grant
  * refs pins one side, releases its locks, then pins the other.
  */
-import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from './constants.js';
+import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { hookPoint } from './hooks.js';
 import {
   GNTST_bad_copy_arg, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr,
   GNTST_general_error, GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
-} from './public/errno.js';
-import type { CopyPtr, GrantCopy, MapGrantRef, MapGrantResult } from './public/guest.js';
+} from '../public/errno.js';
+import type { CopyPtr, GrantCopy, MapGrantRef, MapGrantResult } from '../public/guest.js';
 import {
   GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writing, P2M,
   grantHandle,
-} from './public/types.js';
-import { DOM } from './layout/domains.js';
-import { ACT, MT, MT_HDR, MT_INUSE } from './layout/grants.js';
-import { entryMfn, entryType, p2mEntry } from './layout/p2m.js';
-import { BUG_ON } from './layout/region.js';
+} from '../public/types.js';
+import { DOM } from '../layout/domains.js';
+import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
+import { entryMfn, entryType, p2mEntry } from '../layout/p2m.js';
+import { BUG_ON } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { getPage, putPage } from './mm.js';

@@ -5,27 +5,27 @@
  * that made it: GUEST → HYPERVISOR, the operation under the shared locks,
  * HYPERVISOR → GUEST, then the entry-to-guest TLB check.
  */
-import { DOM, DS } from './layout/domains.js';
-import { STAT } from './layout/vcpus.js';
+import { DOM, DS } from '../layout/domains.js';
+import { STAT } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
 import { VS, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
-import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from './primitives.js';
-import { ioreqServerCreate, ioreqServerSetState } from './ioreq-server.js';
-import type { IoreqServerEnd } from './public/ioreq.js';
-import { makeServerEnd } from './transport-ends.js';
+import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from '../designs/primitives/primitives.js';
+import { ioreqServerCreate, ioreqServerSetState } from './ioreq.js';
+import type { IoreqServerEnd } from '../public/ioreq.js';
+import { makeServerEnd } from '../host/transport-ends.js';
 import { domainCrash } from './domain.js';
-import { NR_GRANT_ENTRIES } from './constants.js';
-import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from './public/guest.js';
-import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from './public/types.js';
-import { ESRCH, GNTST_okay } from './public/errno.js';
-import { sched } from './sched.js';
+import { NR_GRANT_ENTRIES } from '../layout/constants.js';
+import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
+import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from '../public/types.js';
+import { ESRCH, GNTST_okay } from '../public/errno.js';
+import { sched } from './platform.js';
 import { exitHook } from './hooks.js';
-import { CTL } from './layout/control.js';
-import { HC } from './layout/trace.js';
+import { CTL } from '../layout/control.js';
+import { HC } from '../layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */

@@ -3,9 +3,9 @@
  * d->iomem_caps rangeset, iomem_access_permitted). Written under the domctl
  * lock (or by the toolstack before vCPUs run); read lock-free.
  */
-import { DOM, MAX_IOMEM_RANGES } from './layout/domains.js';
+import { DOM, MAX_IOMEM_RANGES } from '../layout/domains.js';
 import type { Machine } from './machine.js';
-import { ENOENT, ENOSPC } from './public/errno.js';
+import { ENOENT, ENOSPC } from '../public/errno.js';
 
 /** Caller holds domctl (or is the single-threaded toolstack at boot). */
 export function iomemAdd(m: Machine, d: number, first: number, nr: number): number {

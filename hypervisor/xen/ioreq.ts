@@ -4,22 +4,22 @@
  * of an ioreq: which accesses become which ioreq, and the blocking wait for
  * the answer over the transport (docs/ioreq.md).
  */
-import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from './constants.js';
-import { DOM, DS } from './layout/domains.js';
-import { BUF, BUF_SLOTS, FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from './layout/ioreq.js';
-import { P2M_REVOKED } from './layout/p2m.js';
+import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from '../layout/constants.js';
+import { DOM, DS } from '../layout/domains.js';
+import { BUF, BUF_SLOTS, FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from '../layout/ioreq.js';
+import { P2M_REVOKED } from '../layout/p2m.js';
 import type { Machine } from './machine.js';
 import { type Mmu, setDefaultEmulateHook } from './mmu.js';
-import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from './public/errno.js';
-import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer } from './public/ioreq.js';
-import { IOS } from './layout/ioreq-slots.js';
-import { STAT, VC } from './layout/vcpus.js';
-import { CTL } from './layout/control.js';
-import { sched } from './sched.js';
+import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../public/errno.js';
+import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer } from '../public/ioreq.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { CTL } from '../layout/control.js';
+import { sched } from './platform.js';
 import { VS } from './vcpu.js';
 import { domainCrash } from './domain-crash.js';
-import { ACCESS, type AccessOutcome } from './public/guest.js';
-import { IO_END, TK, kindWord } from './layout/trace.js';
+import { ACCESS, type AccessOutcome } from '../public/guest.js';
+import { IO_END, TK, kindWord } from '../layout/trace.js';
 import { tracer } from './trace.js';
 
 export interface IoRange {

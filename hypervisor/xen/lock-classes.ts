@@ -11,7 +11,7 @@
  * _check_lock_level: "mm locking order violation"); xgsim applies it to every
  * lock and adds lockdep-style cycle detection on top.
  */
-import { MAX_LOCK_CLASSES } from './constants.js';
+import { MAX_LOCK_CLASSES } from '../layout/constants.js';
 
 export type LockClass = number & { readonly __brand: 'LockClass' };
 

@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_HELD_LOCKS } from './constants.js';
-import { InvariantLog } from './invariants.js';
+import { MAX_HELD_LOCKS } from '../layout/constants.js';
+import { InvariantLog } from '../layout/invariants.js';
 import { LOCK_CLASS, lockClassInfo, type LockClass } from './lock-classes.js';
-import type { LocksTestJob, LocksTestResult } from './locks-test-worker.js';
+import type { LocksTestJob, LocksTestResult } from '../../tests/workers/locks-worker.js';
 import { LockFault, LockSpace, TEST_A, TEST_B, lockdepReport, setThreadTag, threadTag, type LockId } from './locks.js';
-import { distModule } from './worker-path.js';
+import { distModule } from '../host/worker-path.js';
 
 function seedFromEnv(): number {
   const seed = process.env.SEED !== undefined ? Number(process.env.SEED) : Math.floor(Math.random() * 0x7fffffff);
@@ -27,7 +27,7 @@ function lockOrderTexts(log: InvariantLog): string[] {
 
 function runWorker(job: LocksTestJob): Promise<LocksTestResult> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(new URL(distModule('hypervisor/locks-test-worker')), { workerData: job });
+    const w = new Worker(new URL(distModule('tests/workers/locks-worker')), { workerData: job });
     let result: LocksTestResult | undefined;
     w.once('message', (m: LocksTestResult) => {
       result = m;

@@ -35,8 +35,8 @@
  *                writes the report, so each is written once per region.
  */
 import { threadId } from 'node:worker_threads';
-import { LOCKDEP_SITE_SLAB_BYTES, MAX_HELD_LOCKS, MAX_LOCK_CLASSES, SPIN_BEFORE_WAIT } from './constants.js';
-import type { InvariantLog } from './invariants.js';
+import { LOCKDEP_SITE_SLAB_BYTES, MAX_HELD_LOCKS, MAX_LOCK_CLASSES, SPIN_BEFORE_WAIT } from '../layout/constants.js';
+import type { InvariantLog } from '../layout/invariants.js';
 import {
   freezeLockClasses,
   lockClassCount,
@@ -44,7 +44,7 @@ import {
   type LockClass,
   type LockClassInfo,
 } from './lock-classes.js';
-import { sched } from './sched.js';
+import { sched } from './platform.js';
 
 export {
   defineLockClass,

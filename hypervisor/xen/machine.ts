@@ -4,20 +4,20 @@
  * workers). `MachineSabs` is what crosses thread boundaries (structured
  * clone shares SharedArrayBuffers); `Machine` is a thread's typed view.
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from './constants.js';
-import { InvariantLog } from './invariants.js';
-import { CTL, ControlRegion } from './layout/control.js';
-import { DOM, DomainTable } from './layout/domains.js';
-import { Frames } from './layout/frames.js';
-import { FrameTable } from './layout/frametable.js';
-import { GrantRegion } from './layout/grants.js';
-import { HEAP, HeapRegion } from './layout/heap.js';
-import { P2mArena } from './layout/p2m.js';
-import { VcpuTable } from './layout/vcpus.js';
-import { Registry } from './layout/registry.js';
-import { IoreqServers } from './layout/ioreq.js';
-import { IoreqSlots } from './layout/ioreq-slots.js';
-import { TraceRegion, ringEventsFor } from './layout/trace.js';
+import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from '../layout/constants.js';
+import { InvariantLog } from '../layout/invariants.js';
+import { CTL, ControlRegion } from '../layout/control.js';
+import { DOM, DomainTable } from '../layout/domains.js';
+import { Frames } from '../layout/frames.js';
+import { FrameTable } from '../layout/frametable.js';
+import { GrantRegion } from '../layout/grants.js';
+import { HEAP, HeapRegion } from '../layout/heap.js';
+import { P2mArena } from '../layout/p2m.js';
+import { VcpuTable } from '../layout/vcpus.js';
+import { Registry } from '../designs/primitives/registry.js';
+import { IoreqServers } from '../layout/ioreq.js';
+import { IoreqSlots } from '../layout/ioreq-slots.js';
+import { TraceRegion, ringEventsFor } from '../layout/trace.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
 

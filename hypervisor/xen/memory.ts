@@ -5,15 +5,15 @@
  * reference for the whole copy (copy_from_guest / copy_to_guest).
  */
 import { BUGS } from './buggify.js';
-import { DOM } from './layout/domains.js';
-import { entryMfn, entryType, p2mEntry, P2M_HOLE } from './layout/p2m.js';
+import { DOM } from '../layout/domains.js';
+import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
 import type { Machine } from './machine.js';
 import { populateOne } from './domain.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { getPage, putPage, relinquishFrame } from './mm.js';
 import { p2mGet, p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
-import { EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from './public/errno.js';
-import { P2M } from './public/types.js';
+import { EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from '../public/errno.js';
+import { P2M } from '../public/types.js';
 
 /** Xen returns the number of extents done; we return a negative errno only when none was. */
 function extents(done: number, rc: number): number {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { E2BIG, EEXIST, EINVAL, EFAULT, EPERM } from './public/errno.js';
-import { P2M } from './public/types.js';
-import { testMachine } from './test-machine.js';
+import { E2BIG, EEXIST, EINVAL, EFAULT, EPERM } from '../public/errno.js';
+import { P2M } from '../public/types.js';
+import { testMachine } from '../../tests/test-machine.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { p2mGet } from './p2m.js';
-import { entryMfn, entryType, p2mEntry, MAX_MFN } from './layout/p2m.js';
-import { DOM } from './layout/domains.js';
-import { checkFramesConserved, checkNoLeaks, checkQuiescent } from './checker.js';
+import { entryMfn, entryType, p2mEntry, MAX_MFN } from '../layout/p2m.js';
+import { DOM } from '../layout/domains.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../checker/checker.js';
 import { domainDestroy } from './domain.js';
 import { getPage, putPage } from './mm.js';
 

@@ -7,12 +7,12 @@
  * scrubbed) → FREE. A count is never raised from 0, so a page that started
  * to be freed cannot be resurrected by a racing get_page.
  */
-import { E2BIG, ENOMEM, ESRCH } from './public/errno.js';
+import { E2BIG, ENOMEM, ESRCH } from '../public/errno.js';
 import { BUGS } from './buggify.js';
-import { DOM, DS } from './layout/domains.js';
-import { FT, PGC_allocated, PGC_count_mask, PS } from './layout/frametable.js';
-import { HEAP } from './layout/heap.js';
-import { BUG_ON } from './layout/region.js';
+import { DOM, DS } from '../layout/domains.js';
+import { FT, PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
+import { HEAP } from '../layout/heap.js';
+import { BUG_ON } from '../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 
 /** Pop a scrubbed frame off the heap, or -1. The frame is counted in flight until assigned. */

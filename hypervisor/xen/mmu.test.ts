@@ -6,17 +6,17 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
+import { TLB_BATCH_ACCESSES, TLB_ENTRIES } from '../layout/constants.js';
 import { VcpuContext } from './guest-cpu.js';
-import { DOM } from './layout/domains.js';
-import { VC } from './layout/vcpus.js';
+import { DOM } from '../layout/domains.js';
+import { VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from './p2m.js';
-import { entryMfn, p2mEntry } from './layout/p2m.js';
-import { dmMap, dmRevoke } from './primitives.js';
-import { ACCESS } from './public/guest.js';
-import { gfn, P2M } from './public/types.js';
-import { testMachine } from './test-machine.js';
+import { entryMfn, p2mEntry } from '../layout/p2m.js';
+import { dmMap, dmRevoke } from '../designs/primitives/primitives.js';
+import { ACCESS } from '../public/guest.js';
+import { gfn, P2M } from '../public/types.js';
+import { testMachine } from '../../tests/test-machine.js';
 
 function cpuOf(m: Machine, d: number): VcpuContext {
   const c = new VcpuContext(m, { domid: d, vcpu: 0, slot: m.dom.at(d, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });

@@ -25,19 +25,19 @@
  * which only the slow path looks at (and checks GEN there, on every
  * access). A hit stores nothing but the budget: `last` is derived.
  */
-import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from './constants.js';
+import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
-import { HypervisorBug } from './layout/region.js';
-import { DOM } from './layout/domains.js';
-import { entryMfn, entryType, P2M_HOLE } from './layout/p2m.js';
-import { STAT, VC } from './layout/vcpus.js';
-import { CTL } from './layout/control.js';
-import { sched } from './sched.js';
-import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './pcpu.js';
+import { HypervisorBug } from '../layout/region.js';
+import { DOM } from '../layout/domains.js';
+import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import { CTL } from '../layout/control.js';
+import { sched } from './platform.js';
+import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
-import { ACCESS, type AccessOutcome, type GuestMemory } from './public/guest.js';
-import { P2M } from './public/types.js';
+import { ACCESS, type AccessOutcome, type GuestMemory } from '../public/guest.js';
+import { P2M } from '../public/types.js';
 
 const PERM_NONE = 0;
 const PERM_RO = 1;
@@ -68,7 +68,7 @@ export type EmulateHook = (mmu: Mmu, gfn: number, offset: number, width: number,
 export const nullHandler: EmulateHook = () => ({ outcome: ACCESS.NULL_IO, value: -1 });
 
 let defaultHook: EmulateHook = nullHandler;
-/** Set by the IOREQ layer (ioreq-server.ts) for every MMU created afterwards. */
+/** Set by the IOREQ layer (xen/ioreq.ts) for every MMU created afterwards. */
 export function setDefaultEmulateHook(h: EmulateHook): void {
   defaultHook = h;
 }
@@ -158,7 +158,7 @@ export class Mmu implements GuestMemory {
     this.pcpus = pcpuCount(m);
   }
 
-  /** The host's pCPUs (0: none, hypervisor/pcpu.ts); fixed before any vCPU starts. */
+  /** The host's pCPUs (0: none, hypervisor/xen/schedule.ts); fixed before any vCPU starts. */
   private readonly pcpus: number;
   /** When this vCPU last took a pCPU: its slice runs from there. */
   private pcpuSince_us = 0;

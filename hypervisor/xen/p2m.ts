@@ -15,15 +15,15 @@
  * accesses in the MMU itself, so guest code cannot withhold it; a vCPU that
  * is blocked, paused or in the hypervisor acknowledges implicitly.
  */
-import { TLB_SHOOTDOWN_BOUND_MS } from './constants.js';
+import { TLB_SHOOTDOWN_BOUND_MS } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
-import { CTL } from './layout/control.js';
-import { DOM } from './layout/domains.js';
-import { P2M_HOLE, P2M_REVOKED } from './layout/p2m.js';
-import { BUG_ON, HypervisorBug } from './layout/region.js';
-import { VC } from './layout/vcpus.js';
+import { CTL } from '../layout/control.js';
+import { DOM } from '../layout/domains.js';
+import { P2M_HOLE, P2M_REVOKED } from '../layout/p2m.js';
+import { BUG_ON, HypervisorBug } from '../layout/region.js';
+import { VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
-import { sched } from './sched.js';
+import { sched } from './platform.js';
 import { VS } from './vcpu.js';
 
 /** Index of (d, gfn) in the p2m arena, or -1 if gfn is outside d's p2m. */

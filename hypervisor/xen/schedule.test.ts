@@ -4,13 +4,13 @@
  * exact) is in tests/stress.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { CTL } from './layout/control.js';
-import { DOM } from './layout/domains.js';
-import { VC } from './layout/vcpus.js';
-import { pcpuCount, pcpuGive, pcpuInit, pcpuTake, pcpuWanted } from './pcpu.js';
-import { HypervisorBug } from './layout/region.js';
+import { CTL } from '../layout/control.js';
+import { DOM } from '../layout/domains.js';
+import { VC } from '../layout/vcpus.js';
+import { pcpuCount, pcpuGive, pcpuInit, pcpuTake, pcpuWanted } from './schedule.js';
+import { HypervisorBug } from '../layout/region.js';
 import { VcpuContext } from './guest-cpu.js';
-import { testMachine } from './test-machine.js';
+import { testMachine } from '../../tests/test-machine.js';
 import { VS } from './vcpu.js';
 
 describe('pCPUs', () => {

@@ -25,12 +25,12 @@
  * held one. It holds one in GUEST and HYPERVISOR, and also while it steps
  * aside for a shootdown (Mmu.stepAside: BLOCKED for ~20 µs).
  */
-import { PCPU_SLICE_US } from './constants.js';
-import { CTL } from './layout/control.js';
-import { BUG_ON } from './layout/region.js';
-import { VC } from './layout/vcpus.js';
+import { PCPU_SLICE_US } from '../layout/constants.js';
+import { CTL } from '../layout/control.js';
+import { BUG_ON } from '../layout/region.js';
+import { VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
-import { sched } from './sched.js';
+import { sched } from './platform.js';
 
 /** pCPUs of this host, 0 when vCPU threads run as the OS schedules them. */
 export function pcpuCount(m: Machine): number {

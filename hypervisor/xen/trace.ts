@@ -5,7 +5,7 @@
  * tracing off `tracer` is null, and every instrumented place costs one
  * predictable branch on it (`const tw = tracer; if (tw !== null) …`).
  */
-import { EV, RING, TK, kindWord, type TraceRegion } from './layout/trace.js';
+import { EV, RING, TK, kindWord, type TraceRegion } from '../layout/trace.js';
 
 export class TraceWriter {
   private head: number;

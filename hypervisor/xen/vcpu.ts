@@ -13,7 +13,7 @@
  * TLB entries: any other state acknowledges TLB shootdowns implicitly, and
  * re-entering GUEST re-checks the flush epoch before the next access.
  */
-import { VC } from './layout/vcpus.js';
+import { VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 
 export const VS = { OFFLINE: 0, GUEST: 1, HYPERVISOR: 2, BLOCKED: 3, PAUSED: 4 } as const;

@@ -5,14 +5,14 @@
  * own loop), each on its own thread.
  */
 import { threadId } from 'node:worker_threads';
-import { attachMachine, type MachineSabs } from './machine.js';
-import { VcpuContext } from './guest-cpu.js';
-import { setServerEndFactory } from './transport-ends.js';
-import { gfn } from './public/types.js';
-import { IOREQ_DIR, type IoreqAnswer, type IoreqRequest } from './public/ioreq.js';
-import type { TransportChoice } from './vcpu-worker.js';
-import { VC } from './layout/vcpus.js';
-import { ioreqLoop } from '../domains/ioreq-loop.js';
+import { attachMachine, type MachineSabs } from '../../hypervisor/xen/machine.js';
+import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
+import { setServerEndFactory } from '../../hypervisor/host/transport-ends.js';
+import { gfn } from '../../hypervisor/public/types.js';
+import { IOREQ_DIR, type IoreqAnswer, type IoreqRequest } from '../../hypervisor/public/ioreq.js';
+import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
+import { VC } from '../../hypervisor/layout/vcpus.js';
+import { ioreqLoop } from '../../domains/ioreq-loop.js';
 
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
@@ -124,7 +124,7 @@ async function echo(t: Echo): Promise<number[]> {
   const m = attachMachine(t.sabs);
   const tr = t.transport;
   if (tr.kind === 'redis') {
-    const { RedisServerEnd } = await import('../transport/redis-end.js');
+    const { RedisServerEnd } = await import('../../transport/redis-end.js');
     setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}` }));
   }
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });

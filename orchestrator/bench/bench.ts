@@ -8,22 +8,22 @@ import { spawn } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import type { BenchTask } from '../hypervisor/bench-worker.js';
-import { domainCreate, populateRange } from '../hypervisor/domain.js';
-import { VcpuContext } from '../hypervisor/guest-cpu.js';
-import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
-import { DOM } from '../hypervisor/layout/domains.js';
-import { createMachineSabs, GLOBAL_LOCK, Machine } from '../hypervisor/machine.js';
-import { gfn } from '../hypervisor/public/types.js';
-import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
-import { distModule, PROJECT_ROOT } from '../hypervisor/worker-path.js';
-import { rawPipelinedXadd, rawStreamRoundTrip } from '../transport/raw-floor.js';
-import { percentiles } from './stats.js';
-import { bareWorkers, revokeLoad, topologyBoot } from './bench-host.js';
-import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './bench-primitives.js';
-import { formatCurve, runCurve, type Curve } from './bench-curves.js';
-import { chooseTransport } from './up.js';
-import { ioreqThroughput } from './bench-ioreq.js';
+import type { BenchTask } from './bench-worker.js';
+import { domainCreate, populateRange } from '../../hypervisor/xen/domain.js';
+import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
+import { ioreqServerCreate } from '../../hypervisor/xen/ioreq.js';
+import { DOM } from '../../hypervisor/layout/domains.js';
+import { createMachineSabs, GLOBAL_LOCK, Machine } from '../../hypervisor/xen/machine.js';
+import { gfn } from '../../hypervisor/public/types.js';
+import { RedisDispatcher } from '../../hypervisor/host/redis-dispatcher.js';
+import { distModule, PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
+import { rawPipelinedXadd, rawStreamRoundTrip } from '../../transport/raw-floor.js';
+import { percentiles } from '../stats.js';
+import { bareWorkers, revokeLoad, topologyBoot } from './host.js';
+import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './primitives.js';
+import { formatCurve, runCurve, type Curve } from './curves.js';
+import { chooseTransport } from '../up/up.js';
+import { ioreqThroughput } from './ioreq.js';
 
 export interface BenchRow {
   figure: string;
@@ -297,7 +297,7 @@ async function topologyInChild({ o, q, floors }: Ctx, rows: BenchRow[]): Promise
 
 /** Floors and figures of one thread and of two threads handing over: access, hypercall, IOREQ. */
 async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => boolean): Promise<void> {
-  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const pool = new Piscina({ filename: distModule('orchestrator/bench/bench-worker'), minThreads: 2, maxThreads: 2, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   try {
     const reps = q ? 3 : 7;
     o.progress('floors: typed-array access, lock pair, Atomics ping-pong');
@@ -389,7 +389,7 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
 async function revokeRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
   const duration_ms = q ? 300 : 4000;
   // Twice: with the vCPU threads scheduled by the OS (the default), and on
-  // as many pCPUs as cores (hypervisor/pcpu.ts, HostSpec.pcpus).
+  // as many pCPUs as cores (hypervisor/xen/schedule.ts, HostSpec.pcpus).
   for (const pcpus of [0, availableParallelism()]) {
     const on = pcpus === 0 ? '' : `, ${pcpus} pCPUs`;
     o.progress(`Revoke, 8 frontend vCPUs halted (idle)${on}`);

@@ -1,14 +1,14 @@
 /**
  * `xgsim bench --curves`: one parameter swept, the rest held, each point a
- * run of the same machine (orchestrator/bench-host.ts) — how Revoke's
+ * run of the same machine (orchestrator/bench/host.ts) — how Revoke's
  * latency grows with the number of frontend vCPUs hammering the pages it
  * takes away, and with the pages one Revoke covers; how long a topology
  * takes to boot as domains are added; how ring IOREQ throughput scales with
  * device-model/frontend pairs.
  */
-import { revokeLoad, topologyBoot } from './bench-host.js';
-import type { FrontendMode } from './stress-spec.js';
-import { ioreqThroughput } from './bench-ioreq.js';
+import { revokeLoad, topologyBoot } from './host.js';
+import type { FrontendMode } from '../up/stress-spec.js';
+import { ioreqThroughput } from './ioreq.js';
 
 /** What a curve measures at each x: Revoke latency, boot time, or IOREQ throughput. */
 export type CurveKind = 'revoke' | 'boot' | 'ioreq';

@@ -7,11 +7,11 @@
  * that no access got through after a Revoke returned.
  */
 import { Worker } from 'node:worker_threads';
-import { Host, type HostDomainSpec, type HostReport, type HostSpec } from '../hypervisor/host.js';
-import { DOM } from '../hypervisor/layout/domains.js';
-import { STAT } from '../hypervisor/layout/vcpus.js';
-import { percentiles, type Percentiles } from './stats.js';
-import { STRESS_FE_PAGES, STRESS_WINDOW_GFN, stressMachineSpec, type FrontendMode, type StressFrontend } from './stress-spec.js';
+import { Host, type HostDomainSpec, type HostReport, type HostSpec } from '../../hypervisor/host/host.js';
+import { DOM } from '../../hypervisor/layout/domains.js';
+import { STAT } from '../../hypervisor/layout/vcpus.js';
+import { percentiles, type Percentiles } from '../stats.js';
+import { STRESS_FE_PAGES, STRESS_WINDOW_GFN, stressMachineSpec, type FrontendMode, type StressFrontend } from '../up/stress-spec.js';
 
 export interface RevokeLoad {
   /** Frontend vCPU threads, all playing `mode`. */
@@ -21,7 +21,7 @@ export interface RevokeLoad {
   pages: number;
   duration_ms: number;
   seed: number;
-  /** pCPUs the vCPUs are scheduled on (hypervisor/pcpu.ts); 0: the OS schedules every vCPU thread. */
+  /** pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts); 0: the OS schedules every vCPU thread. */
   pcpus: number;
 }
 

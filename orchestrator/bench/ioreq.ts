@@ -3,20 +3,20 @@
  * `xgsim bench`, and the `ioreq-servers` curve).
  */
 import { Piscina } from 'piscina';
-import type { BenchTask } from '../hypervisor/bench-worker.js';
-import { domainCreate, populateRange } from '../hypervisor/domain.js';
-import { ioreqServerCreate } from '../hypervisor/ioreq-server.js';
-import { DOM } from '../hypervisor/layout/domains.js';
-import { STAT } from '../hypervisor/layout/vcpus.js';
-import { createMachineSabs, Machine } from '../hypervisor/machine.js';
-import { RedisDispatcher } from '../hypervisor/redis-dispatcher.js';
-import { distModule } from '../hypervisor/worker-path.js';
-import { chooseTransport } from './up.js';
+import type { BenchTask } from './bench-worker.js';
+import { domainCreate, populateRange } from '../../hypervisor/xen/domain.js';
+import { ioreqServerCreate } from '../../hypervisor/xen/ioreq.js';
+import { DOM } from '../../hypervisor/layout/domains.js';
+import { STAT } from '../../hypervisor/layout/vcpus.js';
+import { createMachineSabs, Machine } from '../../hypervisor/xen/machine.js';
+import { RedisDispatcher } from '../../hypervisor/host/redis-dispatcher.js';
+import { distModule } from '../../hypervisor/host/worker-path.js';
+import { chooseTransport } from '../up/up.js';
 
 /**
  * IOREQ throughput: `dms` device-model domains (an echo-dm thread each),
  * each the backend of one frontend of `fe_vcpus` vCPU threads accessing its
- * emulated register back to back for `duration_ms` (hypervisor/bench-worker.ts
+ * emulated register back to back for `duration_ms` (orchestrator/bench/bench-worker.ts
  * `ioreq-burst`: every client warms up, then all start at once). Reads are
  * synchronous ioreqs, one in flight per vCPU. With `posted`, the clients
  * write instead, the register's range is posted and its server has a
@@ -41,7 +41,7 @@ export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: num
   const fes = Array.from({ length: o.dms }, (_, i) => o.dms + i);
   const servers = fes.map((fe, i) => ({ dm: i, target: fe, index: ioreqServerCreate(m, i, fe, [{ start: 600, count: 1, posted }], 'none', { bufioreq: posted }) }));
   const tr = await chooseTransport(o.transport, o.redisUrl, 1);
-  const pool = new Piscina({ filename: distModule('hypervisor/bench-worker'), minThreads: o.dms * (1 + o.fe_vcpus), maxThreads: o.dms * (1 + o.fe_vcpus), idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const pool = new Piscina({ filename: distModule('orchestrator/bench/bench-worker'), minThreads: o.dms * (1 + o.fe_vcpus), maxThreads: o.dms * (1 + o.fe_vcpus), idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes) : undefined;
   const stop = new SharedArrayBuffer(4);
   try {

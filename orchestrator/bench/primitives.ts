@@ -5,12 +5,12 @@
  * itself as RAM grows, and how many pages per second Steal + Return move.
  * Checks off, like the other in-place figures.
  */
-import { domainCreate, populateRange } from '../hypervisor/domain.js';
-import { VcpuContext } from '../hypervisor/guest-cpu.js';
-import { DOM } from '../hypervisor/layout/domains.js';
-import { createMachineSabs, Machine } from '../hypervisor/machine.js';
-import { domid, gfn } from '../hypervisor/public/types.js';
-import { percentiles } from './stats.js';
+import { domainCreate, populateRange } from '../../hypervisor/xen/domain.js';
+import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
+import { DOM } from '../../hypervisor/layout/domains.js';
+import { createMachineSabs, Machine } from '../../hypervisor/xen/machine.js';
+import { domid, gfn } from '../../hypervisor/public/types.js';
+import { percentiles } from '../stats.js';
 
 /** dom0 (privileged backend) and d1 (its frontend), `be_pages` and `fe_pages` of RAM; `window` gfns above the frontend's RAM. */
 function pairMachine(o: { nr_frames: number; be_pages: number; be_room: number; fe_pages: number; window: number }): { m: Machine; cpu: VcpuContext } {

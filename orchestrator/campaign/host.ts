@@ -3,7 +3,7 @@
  * campaign worker (DESIGN §1). It joins the consumer group of every live
  * campaign in its pool, takes one job at a time, runs it quietly in a forked
  * host process (the same up / stress revoke / chaos functions as the command
- * line, runs.ts), publishes the result and acknowledges the job
+ * line, runs/store.ts), publishes the result and acknowledges the job
  * (transport/campaign-queue.ts has the stream protocol).
  *
  * - Jobs of dead hosts first: each round it tries XAUTOCLAIM on every live
@@ -30,16 +30,16 @@
  *   histogram (simulated time).
  */
 import { hostname } from 'node:os';
-import { BuggifyError, parseBuggify } from '../hypervisor/buggify.js';
-import { SimStuck } from '../hypervisor/sim/sim-sched.js';
-import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../transport/campaign-queue.js';
-import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../transport/campaign-messages.js';
-import { RedisIoreqBus } from '../transport/redis-bus.js';
-import { isInputError } from './config/errors.js';
-import { UsageError } from './errors.js';
-import { runSpec } from './runs.js';
-import type { Summary } from './summary.js';
-import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, type RunOutcome } from './up.js';
+import { BuggifyError, parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { SimStuck } from '../../hypervisor/host/sim/sim-sched.js';
+import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../../transport/campaign-queue.js';
+import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../../transport/campaign-messages.js';
+import { RedisIoreqBus } from '../../transport/redis-bus.js';
+import { isInputError } from '../config/errors.js';
+import { UsageError } from '../errors.js';
+import { runSpec } from '../runs/store.js';
+import type { Summary } from '../up/summary.js';
+import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, type RunOutcome } from '../up/up.js';
 
 export const DEFAULT_POOL = 'default';
 /** After a job's timeout, how long its run may take to wind down before the host stops waiting for it. */

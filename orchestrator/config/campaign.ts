@@ -30,9 +30,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { z } from 'zod';
-import { MAP_WINDOW_PAGES } from '../../hypervisor/host.js';
-import { DEFAULT_SIM_STEPS } from '../sim.js';
-import { ADVERSARIES } from '../stress.js';
+import { MAP_WINDOW_PAGES } from '../../hypervisor/host/host.js';
+import { DEFAULT_SIM_STEPS } from '../sim/sim.js';
+import { ADVERSARIES } from '../up/stress.js';
 import { bool, describe, duration, forwardIssues, ident, int, isRecord, list, MISSING, obj, oneOf, str, tagged } from './fields.js';
 import { errorAt, parseYaml, readYamlFile, validate, type YamlSource } from './load.js';
 import { loadTopology, baseName, TRANSPORTS } from './topology.js';
@@ -109,7 +109,7 @@ export interface CampaignJob {
   readonly kind: JobKind;
   /** Topology (up, sim) or chaos plan (chaos), relative to the working directory; absent for sim's default topology. */
   readonly file?: string;
-  /** Flags as the CLI spells them (run-record.ts). */
+  /** Flags as the CLI spells them (runs/record.ts). */
   readonly flags: Readonly<Record<string, string | boolean>>;
   readonly seed: number;
   readonly buggify: readonly string[];

@@ -15,7 +15,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { NEMESIS_KINDS, type NemesisAction, type NemesisKind } from '../../hypervisor/chaos.js';
+import { NEMESIS_KINDS, type NemesisAction, type NemesisKind } from '../../hypervisor/host/chaos.js';
 import { didYouMean, errorAt, readYamlFile, validate, type Path } from './load.js';
 import { duration, ident, int, isRecord, list, obj, oneOf, str } from './fields.js';
 import { baseName, loadTopology, normalizeTopology, topologySchema, type Topology } from './topology.js';

@@ -1,6 +1,6 @@
 /**
  * Bounds and defaults of the input formats. Machine limits come from
- * hypervisor/constants.ts (STYLE §6: one place); the rest are the input
+ * hypervisor/layout/constants.ts (STYLE §6: one place); the rest are the input
  * layer's own choices, asserted against them.
  */
 import {
@@ -10,7 +10,7 @@ import {
   MAX_VCPUS_PER_DOMAIN,
   MIN_PAGE_SIZE_BYTES,
   NR_GRANT_ENTRIES,
-} from '../../hypervisor/constants.js';
+} from '../../hypervisor/layout/constants.js';
 
 export { DEFAULT_PAGE_SIZE_BYTES, MAX_DOMAINS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES, NR_GRANT_ENTRIES };
 

@@ -23,8 +23,8 @@
  */
 import { z } from 'zod';
 import { ERRNO_NAMES, GNTST_NAMES } from '../../hypervisor/public/errno.js';
-import { BUG_NAMES, type BugName } from '../../hypervisor/buggify.js';
-import { HOOK_NAMES, type HookName } from '../../hypervisor/hooks.js';
+import { BUG_NAMES, type BugName } from '../../hypervisor/xen/buggify.js';
+import { HOOK_NAMES, type HookName } from '../../hypervisor/xen/hooks.js';
 import { bool, describe, duration, field, ident, int, isRecord, list, obj, oneOf, str, toBigInt, u64 } from './fields.js';
 import { didYouMean, errorAt, lineOf, parseYaml, readYamlFile, validate, type Path, type YamlSource } from './load.js';
 import { MAX_COPY_BYTES, MAX_REPEAT, MAX_SCENARIO_STEPS, MAX_SEED, MAX_STEP_COUNT_PAGES, MAX_THREADS } from './limits.js';

@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Curve, CurvePoint } from '../bench-curves.js';
+import type { Curve, CurvePoint } from '../bench/curves.js';
 import { CSS, JS } from './html.js';
 import { esc, fmt, fmtUs, linePlot, type Line } from './svg.js';
 

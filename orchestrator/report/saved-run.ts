@@ -6,9 +6,9 @@
  */
 import { readInputFile } from '../config/load.js';
 import { z } from 'zod';
-import type { TraceData } from '../../hypervisor/trace-collector.js';
+import type { TraceData } from '../../hypervisor/host/trace-collector.js';
 import { UsageError } from '../errors.js';
-import type { Summary } from '../summary.js';
+import type { Summary } from '../up/summary.js';
 
 export const SAVED_RUN_FORMAT = 'xgsim-run';
 export const SAVED_RUN_VERSION = 1;

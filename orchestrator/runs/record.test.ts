@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isInputError } from './config/errors.js';
-import { defaultRecordPath, makeRecord, parseRecord } from './run-record.js';
-import { directCommand } from './runs.js';
-import type { Summary } from './summary.js';
+import { isInputError } from '../config/errors.js';
+import { defaultRecordPath, makeRecord, parseRecord } from './record.js';
+import { directCommand } from './store.js';
+import type { Summary } from '../up/summary.js';
 
 const summary = { seed: 7, verdict: 'fail', invariants: { no_use_after_revoke: { checks: 10, violations: 3 } } } as unknown as Summary;
 const rec = makeRecord({

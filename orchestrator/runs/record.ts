@@ -19,12 +19,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BUG_NAMES } from '../hypervisor/buggify.js';
-import { InputError } from './config/errors.js';
-import { bool, describe, field, int, isRecord, list, obj, oneOf, str, tagged } from './config/fields.js';
-import { parseYaml, readInputFile, validate } from './config/load.js';
-import { MAX_SEED } from './config/limits.js';
-import type { Summary } from './summary.js';
+import { BUG_NAMES } from '../../hypervisor/xen/buggify.js';
+import { InputError } from '../config/errors.js';
+import { bool, describe, field, int, isRecord, list, obj, oneOf, str, tagged } from '../config/fields.js';
+import { parseYaml, readInputFile, validate } from '../config/load.js';
+import { MAX_SEED } from '../config/limits.js';
+import type { Summary } from '../up/summary.js';
 
 export const RUN_RECORD_VERSION = 1;
 export const RUN_KINDS = ['up', 'stress-revoke', 'chaos', 'sim'] as const;
@@ -48,13 +48,13 @@ export interface RunFlags {
 
 /** What a sim run adds to its record: the deterministic simulator's own facts, so a replay can say it was the same run. */
 export interface SimFacts {
-  /** The run's hash (hypervisor/sim/run.ts): equal hashes, the same run. */
+  /** The run's hash (hypervisor/host/sim/run.ts): equal hashes, the same run. */
   hash: string;
   /** Decisions taken. */
   steps: number;
   /** The decision after which the failure was seen; absent for a passing run. */
   failed_at_step?: number;
-  /** The failure in one line (orchestrator/sim.ts firstReason); '' for a passing run. */
+  /** The failure in one line (orchestrator/sim/sim.ts firstReason); '' for a passing run. */
   reason: string;
 }
 

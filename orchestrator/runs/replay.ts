@@ -15,11 +15,11 @@
  * Exit 1: a run failed (the failure reproduced); 0: every attempt passed;
  * 2: a bad or missing record, or a record whose run cannot start.
  */
-import { parseBuggify } from '../hypervisor/buggify.js';
-import { UsageError } from './errors.js';
-import { loadRecord, type RunRecord } from './run-record.js';
-import { runSpec } from './runs.js';
-import { formatSummary, type Summary } from './summary.js';
+import { parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { UsageError } from '../errors.js';
+import { loadRecord, type RunRecord } from './record.js';
+import { runSpec } from './store.js';
+import { formatSummary, type Summary } from '../up/summary.js';
 
 export const MAX_ATTEMPTS = 1000;
 

@@ -6,14 +6,14 @@
  * the commands' own parsing, so a bad value is the same UsageError (exit 2,
  * or a job result 'error') as on the command line.
  */
-import { bugNames } from '../hypervisor/buggify.js';
-import { chaos } from './chaos.js';
-import { EXIT, UsageError } from './errors.js';
-import { buggifyPrefix, keepRecord, makeRecord, type RunFlags, type RunKind, type SimFacts } from './run-record.js';
-import { firstReason, simOnce, type SimRun } from './sim.js';
-import { histogramOf } from './stats.js';
-import { stressRevoke } from './stress.js';
-import { up, type RunOutcome } from './up.js';
+import { bugNames } from '../../hypervisor/xen/buggify.js';
+import { chaos } from '../up/chaos.js';
+import { EXIT, UsageError } from '../errors.js';
+import { buggifyPrefix, keepRecord, makeRecord, type RunFlags, type RunKind, type SimFacts } from './record.js';
+import { firstReason, simOnce, type SimRun } from '../sim/sim.js';
+import { histogramOf } from '../stats.js';
+import { stressRevoke } from '../up/stress.js';
+import { up, type RunOutcome } from '../up/up.js';
 
 export interface RunSpec {
   kind: RunKind;

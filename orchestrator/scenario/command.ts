@@ -1,10 +1,10 @@
 /** `xgsim scenario <file…>`: validate every file first (bad input → exit 2), then one verdict per file. */
 import type { Piscina } from 'piscina';
-import { BUGS } from '../../hypervisor/buggify.js';
+import { BUGS } from '../../hypervisor/xen/buggify.js';
 import { loadScenario, type Scenario } from '../config/scenario.js';
 import { maxThreads, newScenarioPool, runScenario, type ScenarioResult } from './run.js';
 import { readYamlFile } from '../config/load.js';
-import { loadReplayFile, replayAsScenario } from '../sim.js';
+import { loadReplayFile, replayAsScenario } from '../sim/sim.js';
 
 /** A replay file written by `xgsim sim --shrink` (kind: sim-replay) rather than a step-by-step scenario. */
 function isSimReplay(file: string): boolean {

@@ -15,26 +15,26 @@
 import { Piscina } from 'piscina';
 import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../domains/scenario-ops.js';
 import { describeOutcome } from '../../domains/scenario-ops.js';
-import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker.js';
-import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/domain.js';
-import { p2mSize } from '../../hypervisor/host.js';
-import { iomemAdd } from '../../hypervisor/iomem.js';
+import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker/checker.js';
+import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/xen/domain.js';
+import { p2mSize } from '../../hypervisor/host/host.js';
+import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
-import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/machine.js';
-import { VcpuContext } from '../../hypervisor/guest-cpu.js';
+import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
+import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
 import { EFAULT, ESRCH } from '../../hypervisor/public/errno.js';
 import { P2M } from '../../hypervisor/public/types.js';
 import { entryMfn, entryType } from '../../hypervisor/layout/p2m.js';
-import { p2mGet } from '../../hypervisor/p2m.js';
-import { getPage, putPage } from '../../hypervisor/mm.js';
-import { dmReturnRevokePhase } from '../../hypervisor/primitives.js';
-import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/scenario-worker.js';
-import { distModule } from '../../hypervisor/worker-path.js';
+import { p2mGet } from '../../hypervisor/xen/p2m.js';
+import { getPage, putPage } from '../../hypervisor/xen/mm.js';
+import { dmReturnRevokePhase } from '../../hypervisor/designs/primitives/primitives.js';
+import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/host/scenario-worker.js';
+import { distModule } from '../../hypervisor/host/worker-path.js';
 import type { CopySide, Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
 import { interleavings } from '../../hypervisor/model/interleave.js';
-import { armHook, disarmHooks } from '../../hypervisor/hooks.js';
+import { armHook, disarmHooks } from '../../hypervisor/xen/hooks.js';
 import { HypervisorBug } from '../../hypervisor/layout/region.js';
-import { LockFault } from '../../hypervisor/locks.js';
+import { LockFault } from '../../hypervisor/xen/locks.js';
 
 /** Orders enumerated to check the `expect`s of a `concurrently` step; beyond it they are not checked. */
 const EXPECT_CHECK_ORDERS = 400;
@@ -78,7 +78,7 @@ export function maxThreads(steps: readonly Step[]): number {
 }
 
 export function newScenarioPool(threads: number): Piscina {
-  return new Piscina({ filename: distModule('hypervisor/scenario-worker'), minThreads: threads, maxThreads: threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  return new Piscina({ filename: distModule('hypervisor/host/scenario-worker'), minThreads: threads, maxThreads: threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
 }
 
 export async function runScenario(file: string, sc: Scenario, o: RunOptions): Promise<ScenarioResult> {

@@ -5,15 +5,15 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { bugNames, parseBuggify } from '../hypervisor/buggify.js';
-import { PROJECT_ROOT } from '../hypervisor/worker-path.js';
-import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../hypervisor/sim/run.js';
-import type { Strategy } from '../hypervisor/sim/sim-sched.js';
-import { loadTopology } from './config/topology.js';
-import { readYamlFile } from './config/load.js';
-import { hostSpecOf } from './host-spec.js';
-import { summarize, type Summary } from './summary.js';
-import { EXIT, UsageError } from './errors.js';
+import { bugNames, parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
+import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../../hypervisor/host/sim/run.js';
+import type { Strategy } from '../../hypervisor/host/sim/sim-sched.js';
+import { loadTopology } from '../config/topology.js';
+import { readYamlFile } from '../config/load.js';
+import { hostSpecOf } from '../up/host-spec.js';
+import { summarize, type Summary } from '../up/summary.js';
+import { EXIT, UsageError } from '../errors.js';
 
 export const DEFAULT_SIM_TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 export const DEFAULT_SIM_STEPS = 20_000;

@@ -13,7 +13,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { EV, HC_NAMES, IO_END, PRIM_NAMES, TK, extraOf, kindOf } from '../../hypervisor/layout/trace.js';
-import { KEPT_WORDS, decodeEvents, type TraceData } from '../../hypervisor/trace-collector.js';
+import { KEPT_WORDS, decodeEvents, type TraceData } from '../../hypervisor/host/trace-collector.js';
 import { IOREQ_TYPE } from '../../hypervisor/public/ioreq.js';
 
 export type ChromeEvent = Record<string, string | number | boolean | Record<string, string | number | boolean>>;

@@ -8,11 +8,11 @@
  * the host starts: the list is printed (and in --json), so a run is
  * replayed with the same seed, plan and duration.
  */
-import { NEMESIS_KINDS } from '../hypervisor/chaos.js';
-import { expandPlan, loadChaosPlan } from './config/chaos-plan.js';
+import { NEMESIS_KINDS } from '../../hypervisor/host/chaos.js';
+import { expandPlan, loadChaosPlan } from '../config/chaos-plan.js';
 import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { buggifyPrefix } from './run-record.js';
+import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
 import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 

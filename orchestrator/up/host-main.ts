@@ -3,7 +3,7 @@
  * orchestrator. It runs until the duration ends or a stop arrives (Ctrl-C
  * in the orchestrator), then shuts down and sends its report.
  */
-import { Host, type HostSpec } from '../hypervisor/host.js';
+import { Host, type HostSpec } from '../../hypervisor/host/host.js';
 import { decodeToHost, type FromHost } from './ipc.js';
 
 function send(msg: FromHost): Promise<void> {

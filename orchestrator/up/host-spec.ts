@@ -1,6 +1,6 @@
 /** From a validated topology to what the host process boots. */
-import type { HostDomainSpec, HostSpec } from '../hypervisor/host.js';
-import type { Topology } from './config/topology.js';
+import type { HostDomainSpec, HostSpec } from '../../hypervisor/host/host.js';
+import type { Topology } from '../config/topology.js';
 
 export interface RunOptions {
   seed: number;

@@ -1,5 +1,5 @@
 /** Messages between the orchestrator and a host process (typed unions, validated on receipt). */
-import type { HostReport, HostSpec } from '../hypervisor/host.js';
+import type { HostReport, HostSpec } from '../../hypervisor/host/host.js';
 
 export type ToHost = { kind: 'run'; spec: HostSpec; duration_ms: number; progress_ms: number } | { kind: 'stop' };
 

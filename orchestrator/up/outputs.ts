@@ -12,12 +12,12 @@
  */
 import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { HostReport, HostSpec } from '../hypervisor/host.js';
-import { UsageError } from './errors.js';
-import { writeReport } from './report/html.js';
-import { SAVED_RUN_FORMAT, SAVED_RUN_VERSION, seriesOf, type SavedRun } from './report/saved-run.js';
+import type { HostReport, HostSpec } from '../../hypervisor/host/host.js';
+import { UsageError } from '../errors.js';
+import { writeReport } from '../report/html.js';
+import { SAVED_RUN_FORMAT, SAVED_RUN_VERSION, seriesOf, type SavedRun } from '../report/saved-run.js';
 import type { Summary } from './summary.js';
-import { chromeTrace, writeChromeTrace } from './trace/chrome.js';
+import { chromeTrace, writeChromeTrace } from '../trace/chrome.js';
 
 export interface OutputFlags {
   trace?: string;

@@ -2,13 +2,13 @@
  * The flags `xgsim up`, `stress revoke` and `chaos` share: spelt once
  * (commander options, with the help text all three agree on unless a
  * command says its own), typed once, parsed once. A replayed record and a
- * campaign job go through the same parsers (runs.ts), so a bad value fails
+ * campaign job go through the same parsers (runs/store.ts), so a bad value fails
  * alike everywhere: one line, exit 2.
  */
 import { Option } from 'commander';
-import { bugNames, type BugName } from '../hypervisor/buggify.js';
-import { parseDuration } from './config/units.js';
-import { UsageError } from './errors.js';
+import { bugNames, type BugName } from '../../hypervisor/xen/buggify.js';
+import { parseDuration } from '../config/units.js';
+import { UsageError } from '../errors.js';
 import { prepareOutputs, type OutputFlags, type Outputs } from './outputs.js';
 
 /** What every run command takes besides its own flags (`--trace`, `--report` from OutputFlags). */

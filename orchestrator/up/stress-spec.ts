@@ -3,10 +3,10 @@
  * every frontend's RAM into a window above it, holds them and Revokes them
  * (stress-backend), while each frontend's vCPUs touch the window or play an
  * adversary (stress-frontend). `xgsim stress revoke` (stress.ts) and the
- * bench's Revoke figures (bench-host.ts) build it here and differ only in
+ * bench's Revoke figures (bench/host.ts) build it here and differ only in
  * the knobs of StressMachine.
  */
-import type { HostDomainSpec, HostSpec } from '../hypervisor/host.js';
+import type { HostDomainSpec, HostSpec } from '../../hypervisor/host/host.js';
 
 /** RAM of each frontend. */
 export const STRESS_FE_PAGES = 64;

@@ -3,10 +3,10 @@
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
 import { availableParallelism } from 'node:os';
-import { MAP_WINDOW_PAGES, type HostSpec } from '../hypervisor/host.js';
-import { UsageError } from './errors.js';
+import { MAP_WINDOW_PAGES, type HostSpec } from '../../hypervisor/host/host.js';
+import { UsageError } from '../errors.js';
 import { formatSummary, summarize } from './summary.js';
-import { buggifyPrefix } from './run-record.js';
+import { buggifyPrefix } from '../runs/record.js';
 import { finishRun, runHost, type RunOutcome } from './up.js';
 import { DEFAULT_CHECK_INTERVAL_MS, parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';

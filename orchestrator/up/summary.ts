@@ -1,6 +1,6 @@
 /** The run summary of SCENARIOS.md ("Summary (`--json` of `up`, `stress`, `chaos`)"). */
-import type { HostReport } from '../hypervisor/host.js';
-import { percentiles } from './stats.js';
+import type { HostReport } from '../../hypervisor/host/host.js';
+import { percentiles } from '../stats.js';
 
 export interface Summary {
   seed: number;

@@ -4,19 +4,19 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
-import { distModule } from '../hypervisor/worker-path.js';
-import { loadTopology } from './config/topology.js';
-import { UsageError } from './errors.js';
+import { distModule } from '../../hypervisor/host/worker-path.js';
+import { loadTopology } from '../config/topology.js';
+import { UsageError } from '../errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
-import { buggifyPrefix, keepRecord, makeRecord, type RecordInput, type RunRecord, type SimFacts } from './run-record.js';
-import { histogramOf, type LatencyHistogram } from './stats.js';
-import type { HostReport } from '../hypervisor/host.js';
+import { buggifyPrefix, keepRecord, makeRecord, type RecordInput, type RunRecord, type SimFacts } from '../runs/record.js';
+import { histogramOf, type LatencyHistogram } from '../stats.js';
+import type { HostReport } from '../../hypervisor/host/host.js';
 import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
-import { RedisIoreqBus } from '../transport/redis-bus.js';
-import type { TransportChoice } from '../hypervisor/vcpu-worker.js';
+import { RedisIoreqBus } from '../../transport/redis-bus.js';
+import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { writeOutputs, type Outputs } from './outputs.js';
 import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 
@@ -124,8 +124,8 @@ export interface RunHostOptions {
 }
 
 /** Fork a host process and drive it; a host that dies is reported, never waited for forever. */
-export function runHost(spec: import('../hypervisor/host.js').HostSpec, duration_ms: number, ro: RunHostOptions = {}): Promise<HostReport> {
-  const hostMain = fileURLToPath(distModule('orchestrator/host-main'));
+export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, duration_ms: number, ro: RunHostOptions = {}): Promise<HostReport> {
+  const hostMain = fileURLToPath(distModule('orchestrator/up/host-main'));
   const child = fork(hostMain, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   liveHostChildren.add(child);
   const tty = process.stderr.isTTY === true && ro.quiet !== true;

@@ -1,11 +1,11 @@
 /**
- * Worker for hypervisor/locks.test.ts: real threads contending on real
+ * Worker for hypervisor/xen/locks.test.ts: real threads contending on real
  * shared locks. Loaded compiled from dist/ (worker-path.ts). One job per
  * worker, from workerData; the result is posted once.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { InvariantLog } from './invariants.js';
-import { LockSpace, type LockId } from './locks.js';
+import { InvariantLog } from '../../hypervisor/layout/invariants.js';
+import { LockSpace, type LockId } from '../../hypervisor/xen/locks.js';
 
 /** The counter region is one Int32 word, deliberately updated without atomics. */
 const COUNTER_WORD = 0;

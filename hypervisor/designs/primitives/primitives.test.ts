@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { testMachine } from './test-machine.js';
+import { testMachine } from '../../../tests/test-machine.js';
 import { dmMap, dmReturn, dmRevoke, dmSteal } from './primitives.js';
-import { E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from './public/errno.js';
-import { GNTST_bad_page, GNTST_okay } from './public/errno.js';
-import { P2M } from './public/types.js';
-import { p2mGet } from './p2m.js';
-import { entryMfn, entryType, P2M_REVOKED } from './layout/p2m.js';
-import { DOM } from './layout/domains.js';
-import { checkNoLeaks, checkQuiescent } from './checker.js';
-import { bufferCopy, decreaseReservation, foreignMap } from './memory.js';
-import { guestGrantAccess, mapGrantRef } from './grant-table.js';
-import { domid, gfn, grantRef } from './public/types.js';
-import { domainDestroy } from './domain.js';
+import { E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
+import { GNTST_bad_page, GNTST_okay } from '../../public/errno.js';
+import { P2M } from '../../public/types.js';
+import { p2mGet } from '../../xen/p2m.js';
+import { entryMfn, entryType, P2M_REVOKED } from '../../layout/p2m.js';
+import { DOM } from '../../layout/domains.js';
+import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
+import { bufferCopy, decreaseReservation, foreignMap } from '../../xen/memory.js';
+import { guestGrantAccess, mapGrantRef } from '../../xen/grant-table.js';
+import { domid, gfn, grantRef } from '../../public/types.js';
+import { domainDestroy } from '../../xen/domain.js';
 
 const word = (m: ReturnType<typeof testMachine>, d: number, g: number): number => {
   const mfn = entryMfn(p2mGet(m, d, g));

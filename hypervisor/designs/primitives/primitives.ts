@@ -10,24 +10,24 @@
  * against the other users of the p2m (populate, balloon, grant and foreign
  * maps, copies, which all look a gfn up under or against that lock).
  */
-import { MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from './constants.js';
-import { BUGS } from './buggify.js';
-import { hookPoint } from './hooks.js';
-import { CTL } from './layout/control.js';
-import { sched } from './sched.js';
-import { iomemPermitted } from './iomem.js';
-import { DOM, DS } from './layout/domains.js';
-import { PGC_allocated } from './layout/frametable.js';
-import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from './layout/p2m.js';
-import { KIND, REC } from './layout/registry.js';
-import { BUG_ON } from './layout/region.js';
-import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { getPage, putPage } from './mm.js';
-import { p2mGet, p2mIndex, p2mIsEmpty, p2mLock, p2mRemoveLocked, p2mSetLocked, p2mUnlock } from './p2m.js';
-import { E2BIG, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from './public/errno.js';
-import { GTF_permit_access, GTF_type_mask, P2M, type P2mType } from './public/types.js';
-import { PRIM } from './layout/trace.js';
-import { tracePrim, tracer } from './trace.js';
+import { MAX_MAPPINGS, MAX_PAGES_PER_OP, NR_GRANT_ENTRIES } from '../../layout/constants.js';
+import { BUGS } from '../../xen/buggify.js';
+import { hookPoint } from '../../xen/hooks.js';
+import { CTL } from '../../layout/control.js';
+import { sched } from '../../xen/platform.js';
+import { iomemPermitted } from '../../xen/iomem.js';
+import { DOM, DS } from '../../layout/domains.js';
+import { PGC_allocated } from '../../layout/frametable.js';
+import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
+import { KIND, REC } from './registry.js';
+import { BUG_ON } from '../../layout/region.js';
+import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
+import { getPage, putPage } from '../../xen/mm.js';
+import { p2mGet, p2mIndex, p2mIsEmpty, p2mLock, p2mRemoveLocked, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { E2BIG, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { GTF_permit_access, GTF_type_mask, P2M, type P2mType } from '../../public/types.js';
+import { PRIM } from '../../layout/trace.js';
+import { tracePrim, tracer } from '../../xen/trace.js';
 
 export type MapSource = { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number };
 export interface MapArgs {

@@ -19,8 +19,8 @@
  *   LIVEMAP one bit per page (MAX_PAGES_PER_OP bits)
  * Readers outside the lock (the checker) take the lock too.
  */
-import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../constants.js';
-import { expectBytes } from './region.js';
+import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { expectBytes } from '../../layout/region.js';
 
 export const REC = {
   STATE: 0,

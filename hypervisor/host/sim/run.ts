@@ -5,27 +5,27 @@
  * switched on per run (BUGGIFY-style) and injected at seeded steps, and the
  * same checkers as a real run judge the result. Same inputs, same hash.
  */
-import { makeWorkload, type WorkloadReport } from '../../domains/index.js';
-import { checkRunning } from '../checker.js';
-import { domainCrash } from '../domain-crash.js';
-import { domainDestroy } from '../domain.js';
-import { VcpuContext } from '../guest-cpu.js';
+import { makeWorkload, type WorkloadReport } from '../../../domains/index.js';
+import { checkRunning } from '../../checker/checker.js';
+import { domainCrash } from '../../xen/domain-crash.js';
+import { domainDestroy } from '../../xen/domain.js';
+import { VcpuContext } from '../../xen/guest-cpu.js';
 import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
-import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
-import { DOM, DS } from '../layout/domains.js';
-import { STAT, VC } from '../layout/vcpus.js';
-import { XS_KEY, xsKey } from '../public/xenstore.js';
-import { realSched, setSched } from '../sched.js';
+import { CTL, NEMESIS_IOREQ } from '../../layout/control.js';
+import { DOM, DS } from '../../layout/domains.js';
+import { STAT, VC } from '../../layout/vcpus.js';
+import { XS_KEY, xsKey } from '../../public/xenstore.js';
+import { realSched, setSched } from '../../xen/platform.js';
 import { setServerEndFactory } from '../transport-ends.js';
-import { VS } from '../vcpu.js';
+import { VS } from '../../xen/vcpu.js';
 import type { VcpuResult } from '../vcpu-worker.js';
-import { PolledRingServerEnd, RingServerEnd } from '../../transport/ring.js';
+import { PolledRingServerEnd, RingServerEnd } from '../../../transport/ring.js';
 import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
-import type { ViolationRecord } from '../invariants.js';
-import { setPreempter } from '../hooks.js';
-import { setThreadTag, threadTag } from '../locks.js';
-import { foreignMap, removeFromPhysmap } from '../memory.js';
-import { guestStoreBegin, guestStoreEnd } from '../grant-table.js';
+import type { ViolationRecord } from '../../layout/invariants.js';
+import { setPreempter } from '../../xen/hooks.js';
+import { setThreadTag, threadTag } from '../../xen/locks.js';
+import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
+import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
 
 /** The nemeses a simulation can inject (the chaos kinds that need no Redis and no second thread). */
 export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on', 'dm-retry-storm'] as const;
@@ -109,7 +109,7 @@ interface Actor extends SimActor {
   fails(): number;
   /** What they were, as far as the workload's counters say. */
   failures(): string;
-  /** The vCPU's result, as hypervisor/vcpu-worker.ts returns it. */
+  /** The vCPU's result, as hypervisor/host/vcpu-worker.ts returns it. */
   result(): VcpuResult;
 }
 
@@ -260,7 +260,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
 /** A device model with nothing pending still gets a turn this often, in simulated µs (its periodic poll finds dropped and delayed requests). */
 const DM_POLL_US = 1000;
 
-/** A vCPU as the simulator runs it: the loop body of hypervisor/vcpu-worker.ts, one step per turn. */
+/** A vCPU as the simulator runs it: the loop body of hypervisor/host/vcpu-worker.ts, one step per turn. */
 function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpuTasks']>[number]['task'], now_us: () => number): Actor {
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
@@ -435,7 +435,7 @@ const RACER_TAG = 0x7ffffff0;
 
 /**
  * What other vCPUs do in the middle of a hypercall, at the hook points of
- * hypervisor/hooks.ts. Where the hypercall holds no lock, any other vCPU
+ * hypervisor/xen/hooks.ts. Where the hypercall holds no lock, any other vCPU
  * may run a step there (SimSched.preempt). Where it does, only what needs
  * none of those locks can get in, so the simulator runs that operation
  * itself, with the held-lock stack set aside so lockdep sees another thread:

@@ -1,6 +1,6 @@
 /**
  * The deterministic scheduler (issue 7): every vCPU of a topology runs on
- * ONE thread, and every scheduling point of hypervisor/sched.ts — a wait
+ * ONE thread, and every scheduling point of hypervisor/xen/platform.ts — a wait
  * (ioreq block, sleep), a yield, a lock spin, a clock read — is either a
  * decision of a seeded scheduler or a step of simulated time. Same seed,
  * same decisions, same trace hash (docs/sim.md says why one thread and not
@@ -16,9 +16,9 @@
  * or wait that no nested actor may end is a finding, never a hang: a
  * SimStuck error names it.
  */
-import type { LockSpace } from '../locks.js';
-import { setThreadTag } from '../locks.js';
-import type { Sched } from '../sched.js';
+import type { LockSpace } from '../../xen/locks.js';
+import { setThreadTag } from '../../xen/locks.js';
+import type { Sched } from '../../xen/platform.js';
 
 /** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
 export interface SimActor {
@@ -249,7 +249,7 @@ export class SimSched implements Sched {
   }
 
   /**
-   * A lock-free point inside a hypercall (hypervisor/hooks.ts): with even
+   * A lock-free point inside a hypercall (hypervisor/xen/hooks.ts): with even
    * odds another vCPU runs a step here, as it would on another pCPU. Returns
    * whether one did.
    */

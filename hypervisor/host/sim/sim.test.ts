@@ -7,12 +7,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { BUG_NAMES, parseBuggify, type BugName } from '../buggify.js';
+import { BUG_NAMES, parseBuggify, type BugName } from '../../xen/buggify.js';
 import { PROJECT_ROOT } from '../worker-path.js';
-import { loadTopology } from '../../orchestrator/config/topology.js';
-import { hostSpecOf } from '../../orchestrator/host-spec.js';
+import { loadTopology } from '../../../orchestrator/config/topology.js';
+import { hostSpecOf } from '../../../orchestrator/up/host-spec.js';
 import { runSim, type SimOptions, type SimResult } from './run.js';
-import { testSeed } from '../../tests/harness.js';
+import { testSeed } from '../../../tests/harness.js';
 
 const TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 const STEPS = 20_000;
