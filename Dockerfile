@@ -20,6 +20,8 @@ COPY hypervisor/ hypervisor/
 COPY domains/ domains/
 COPY transport/ transport/
 COPY orchestrator/ orchestrator/
+# The test-only workers the suite loads compiled (tsconfig.build.json); a few KiB.
+COPY tests/workers/ tests/workers/
 RUN npm run build
 
 # ---- runtime: production dependencies, compiled JS, examples --------------

@@ -1,5 +1,5 @@
 /**
- * The checker is proven, not assumed (DESIGN §6): each deliberate bug makes
+ * The checker is proven, not assumed (docs/semantics.md §6): each deliberate bug makes
  * the invariant it breaks fire, and the same run without it is clean.
  */
 import { describe, expect, it } from 'vitest';

@@ -15,7 +15,7 @@ import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { encode } from '../transport/messages.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { DOM } from '../hypervisor/layout/domains.js';
-import { dmRevoke } from '../hypervisor/designs/primitives/primitives.js';
+import { dmRevoke } from '../hypervisor/designs/primitives/revoke.js';
 import { p2mGet } from '../hypervisor/xen/p2m.js';
 import { entryType } from '../hypervisor/layout/p2m.js';
 import { P2M } from '../hypervisor/public/types.js';

@@ -1,7 +1,11 @@
 /**
- * STYLE §1: the ABI is the only door. Guest code (domains/) imports nothing
- * from hypervisor/ but hypervisor/public/; hypervisor/public/ imports only
- * itself; only transport/ imports ioredis; and value imports have no cycles.
+ * The folder map of docs/architecture.md, enforced. The ABI is the only
+ * door: guest code (domains/) imports nothing from hypervisor/ but
+ * hypervisor/public/, which imports only itself. Each level of hypervisor/
+ * imports only the levels below it: public/ ← layout/ ← xen/ ← a design
+ * (designs/<name>/) ← checker/ ← host/. The Xen core knows a design only
+ * through xen/design.ts; a design knows no other design and nothing of the
+ * host. Only transport/ imports ioredis. No cycles, type imports included.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -34,7 +38,7 @@ interface Imp {
 function importsOf(file: string): Imp[] {
   const text = readFileSync(join(PROJECT_ROOT, file), 'utf8');
   const out: Imp[] = [];
-  const re = /^\s*(import|export)\s+(type\s+)?[^'";]*?from\s+'([^']+)'/gm;
+  const re = /^\s*(import|export)\s+(type\s+)?(?:[^'";]*?from\s+)?'([^']+)'/gm;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) out.push({ spec: m[3]!, typeOnly: m[2] !== undefined });
   const dyn = /import\('([^']+)'\)/g;
   for (let m = dyn.exec(text); m !== null; m = dyn.exec(text)) out.push({ spec: m[1]!, typeOnly: true });
@@ -75,22 +79,61 @@ describe('import rules', () => {
     expect(bad).toEqual([]);
   });
 
+  /** Imports of files under `from` that reach outside `allowed` (folders, with their trailing slash). */
+  const reachingOutside = (from: string, allowed: (f: string) => string[]): string[] => {
+    const bad: string[] = [];
+    for (const f of files.filter((x) => x.startsWith(from))) {
+      for (const i of importsOf(f)) {
+        const t = resolveLocal(f, i.spec);
+        if (t !== undefined && !allowed(f).some((a) => t.startsWith(a))) bad.push(`${f} → ${t}`);
+      }
+    }
+    return bad;
+  };
+
+  it('finds every level of hypervisor/ (the rules below would pass vacuously without them)', () => {
+    for (const level of ['hypervisor/public/', 'hypervisor/layout/', 'hypervisor/xen/', 'hypervisor/designs/primitives/', 'hypervisor/checker/', 'hypervisor/host/']) {
+      expect(files.some((f) => f.startsWith(level)), level).toBe(true);
+    }
+  });
+
+  it('hypervisor/layout/ imports only itself and public/', () => {
+    expect(reachingOutside('hypervisor/layout/', () => ['hypervisor/layout/', 'hypervisor/public/'])).toEqual([]);
+  });
+
+  it('the Xen core (hypervisor/xen/) imports nothing from the host, a design, the checker or outside hypervisor/', () => {
+    expect(reachingOutside('hypervisor/xen/', () => ['hypervisor/xen/', 'hypervisor/layout/', 'hypervisor/public/'])).toEqual([]);
+  });
+
+  it('a design imports only the Xen core, layout/ and public/, never another design', () => {
+    const own = (f: string): string => f.split('/').slice(0, 3).join('/') + '/';
+    const inDesign = (f: string): string[] => (f === 'hypervisor/designs/index.ts' ? ['hypervisor/designs/', 'hypervisor/xen/design.ts'] : [own(f), 'hypervisor/xen/', 'hypervisor/layout/', 'hypervisor/public/']);
+    expect(reachingOutside('hypervisor/designs/', inDesign)).toEqual([]);
+  });
+
+  it('the checker reads the machine, and a design only through the Xen core', () => {
+    expect(reachingOutside('hypervisor/checker/', () => ['hypervisor/checker/', 'hypervisor/xen/', 'hypervisor/layout/', 'hypervisor/public/'])).toEqual([]);
+  });
+
+  it('nothing under hypervisor/ or domains/ imports the orchestrator', () => {
+    const bad = files.filter((f) => !f.startsWith('orchestrator/')).flatMap((f) => importsOf(f).map((i) => [f, resolveLocal(f, i.spec)] as const)).filter(([, t]) => t?.startsWith('orchestrator/') === true);
+    expect(bad).toEqual([]);
+  });
+
   it('only transport/ imports ioredis', () => {
     const bad = files.filter((f) => !f.startsWith('transport/') && importsOf(f).some((i) => i.spec === 'ioredis'));
     expect(bad).toEqual([]);
   });
 
-  it('value imports have no cycles', () => {
+  it('imports have no cycles, type imports included', () => {
     const graph = new Map<string, string[]>();
     for (const f of files) {
       graph.set(
         f,
-        importsOf(f)
-          .filter((i) => !i.typeOnly)
-          .flatMap((i) => {
-            const t = resolveLocal(f, i.spec);
-            return t === undefined ? [] : [t];
-          }),
+        importsOf(f).flatMap((i) => {
+          const t = resolveLocal(f, i.spec);
+          return t === undefined ? [] : [t];
+        }),
       );
     }
     const state = new Map<string, 1 | 2>();

@@ -9,6 +9,8 @@
  *
  * Seeds: fast-check's seed is printed; replay with SEED=<n>.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../hypervisor/designs/index.js';
 import fc from 'fast-check';
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';

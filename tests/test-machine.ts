@@ -1,4 +1,8 @@
 /** A small machine for unit tests: domains created and populated, no vCPU threads. */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../hypervisor/designs/index.js';
+// Installs the ioreq transport ends the device models of a test machine use (xen/ioreq.ts openServerEnd).
+import '../hypervisor/host/transport-ends.js';
 import { domainCreate, populateRange } from '../hypervisor/xen/domain.js';
 import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
 import { parseBuggify } from '../hypervisor/xen/buggify.js';

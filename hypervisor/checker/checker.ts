@@ -1,25 +1,21 @@
 /**
- * The invariant checker (DESIGN §6). `checkRunning` runs periodically on
+ * The invariant checker (docs/semantics.md §6). `checkRunning` runs periodically on
  * the hypervisor's main thread while vCPUs race; `checkQuiescent` runs when
  * every vCPU is offline and compares counts exactly; `checkNoLeaks` runs
  * after every domain was destroyed. Each records checks and violations in
  * the shared InvariantLog (lock order and scrubbing are checked inline, in
- * locks.ts and mm.ts; use after unmap in the MMU).
+ * locks.ts and mm.ts; use after unmap in the MMU). What a design keeps
+ * of its own (its records) it checks itself, through MemoryDesign.check
+ * and liveRecords (xen/design.ts).
  */
-import { MAX_MAPPINGS, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { designOf } from '../xen/design.js';
+import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import { GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import { DOM, DS } from '../layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
 import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
 import { GLOBAL_LOCK, type Machine } from '../xen/machine.js';
-import { KIND, REC } from '../designs/primitives/registry.js';
-
-function liveDomains(m: Machine): number[] {
-  const out: number[] = [];
-  for (let d = 0; d < m.nd; d++) if (m.dom.state(d) !== DS.FREE) out.push(d);
-  return out;
-}
 
 /** Invariant 3: Σ tot_pages + free + in flight = RAM, tot_pages ≤ max_pages; under every page_alloc lock and the heap lock. */
 export function checkFramesConserved(m: Machine): boolean {
@@ -49,7 +45,7 @@ export function checkFramesConserved(m: Machine): boolean {
 
 /** Invariant 5: GTF_reading/GTF_writing set exactly while pins exist (per entry, under its locks). */
 export function checkGrantFlags(m: Machine): void {
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     const gl = m.dom.at(d, DOM.LOCK_GRANT);
     m.lock(gl, 'checker.grant_flags', d);
     for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
@@ -98,7 +94,7 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
       }
     }
   }
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     const base = m.dom.at(d, DOM.P2M_BASE);
     const size = m.dom.at(d, DOM.P2M_SIZE);
     for (let g = 0; g < size; g++) {
@@ -123,57 +119,11 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
   }
 }
 
-/**
- * Invariant 4 against the registry (under its lock, so no primitive is half
- * done): every frame-carrying mmio_direct/mmio_dm entry of a domain is a
- * live page of a mapping into that domain, on that mapping's frame; a
- * nested mapping's parent still maps the pages it was made from (a nested
- * mapping that outlived its parent's Revoke is a use-after-revoke path).
- */
-export function checkMappings(m: Machine): void {
-  m.lock(GLOBAL_LOCK.REGISTRY, 'checker.mappings');
-  try {
-    const reg = m.reg;
-    const owner = new Map<number, number>(); // p2m arena index → record
-    for (let r = 0; r < MAX_MAPPINGS; r++) {
-      if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;
-      const fe = reg.at(r, REC.FRONTEND);
-      const base = m.dom.at(fe, DOM.P2M_BASE);
-      for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i)) owner.set(base + reg.at(r, REC.FE_GFN) + i, r);
-      const parent = reg.at(r, REC.PARENT) - 1;
-      if (reg.at(r, REC.KIND) === KIND.MAP_NESTED) {
-        m.log.checked('mapped_not_ram');
-        const src = reg.at(r, REC.SRC);
-        let orphan = parent < 0 || reg.at(parent, REC.STATE) !== 1 || reg.at(parent, REC.ID) !== reg.at(r, REC.PARENT_ID);
-        for (let i = 0; !orphan && i < reg.at(r, REC.COUNT); i++) {
-          if (!reg.live(r, i)) continue;
-          const j = src + i - reg.at(parent, REC.FE_GFN);
-          if (j < 0 || j >= reg.at(parent, REC.COUNT) || !reg.live(parent, j)) orphan = true;
-        }
-        if (orphan) m.log.violated('no_use_after_revoke', `nested mapping ${reg.at(r, REC.ID)} (d${reg.at(r, REC.BACKEND)}→d${fe}) still maps pages its parent's Revoke took`);
-      }
-    }
-    for (const d of liveDomains(m)) {
-      const base = m.dom.at(d, DOM.P2M_BASE);
-      const size = m.dom.at(d, DOM.P2M_SIZE);
-      for (let g = 0; g < size; g++) {
-        const e = Atomics.load(m.p2m.entries, base + g);
-        const t = entryType(e);
-        if (e === P2M_HOLE || (t !== P2M.mmio_direct && t !== P2M.mmio_dm) || entryMfn(e) < 0) continue;
-        m.log.checked('mapped_not_ram');
-        if (!owner.has(base + g)) m.log.violated('mapped_not_ram', `d${d} gfn ${g}: ${t === P2M.mmio_direct ? 'mmio_direct' : 'mmio_dm'} on mfn ${entryMfn(e)} with no live mapping`);
-      }
-    }
-  } finally {
-    m.unlock(GLOBAL_LOCK.REGISTRY);
-  }
-}
-
 export function checkRunning(m: Machine): void {
   checkFramesConserved(m);
   checkGrantFlags(m);
   checkRefFloorsAndOwnership(m);
-  checkMappings(m);
+  designOf(m).check(m);
 }
 
 /**
@@ -186,7 +136,7 @@ export function checkQuiescent(m: Machine): void {
   const nf = m.config.nr_frames;
   const expected = new Int32Array(nf);
   for (let mfn = 0; mfn < nf; mfn++) if ((m.ft.countInfo(mfn) & PGC_allocated) !== 0) expected[mfn] = 1;
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     const base = m.dom.at(d, DOM.P2M_BASE);
     const size = m.dom.at(d, DOM.P2M_SIZE);
     for (let g = 0; g < size; g++) {
@@ -207,7 +157,7 @@ export function checkQuiescent(m: Machine): void {
     const o = m.ft.owner(mfn);
     if (o >= 0) owned.set(o, (owned.get(o) ?? 0) + 1);
   }
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     m.log.checked('frames_conserved');
     const tot = m.dom.at(d, DOM.TOT_PAGES);
     if (tot !== (owned.get(d) ?? 0)) m.log.violated('frames_conserved', `d${d}: tot_pages ${tot} but owns ${owned.get(d) ?? 0} frames`);
@@ -218,7 +168,7 @@ export function checkQuiescent(m: Machine): void {
     if (got !== expected[mfn]) m.log.violated('refcounts', `mfn ${mfn}: count ${got}, references that exist ${expected[mfn]}`);
   }
   const handles = new Map<string, number>();
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
       const i = m.grants.mtIdx(d, h);
       if ((m.grants.maptrack[i + MT.FLAGS]! & MT_INUSE) === 0) continue;
@@ -226,7 +176,7 @@ export function checkQuiescent(m: Machine): void {
       handles.set(key, (handles.get(key) ?? 0) + 1);
     }
   }
-  for (const d of liveDomains(m)) {
+  for (const d of m.dom.inUse()) {
     for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
       const a = m.grants.actIdx(d, ref);
       const pins = m.grants.active[a + ACT.RPIN]! + m.grants.active[a + ACT.WPIN]!;
@@ -253,8 +203,8 @@ export function checkNoLeaks(m: Machine): boolean {
   let mapped = 0;
   for (let i = 0; i < m.p2m.entries.length; i++) if (m.p2m.entries[i] !== P2M_HOLE) mapped++;
   if (mapped !== 0) problems.push(`${mapped} p2m entries left`);
-  const records = m.reg.activeCount();
-  if (records !== 0) problems.push(`${records} mapping records left`);
+  const records = designOf(m).liveRecords(m);
+  if (records !== 0) problems.push(`${records} ${designOf(m).name} records left`);
   m.log.checked('no_leaks');
   for (const p of problems) m.log.violated('no_leaks', p);
   return problems.length === 0;

@@ -9,69 +9,24 @@
 import { RedisAdmin } from '../../transport/redis-admin.js';
 import { domainCrash } from '../xen/domain-crash.js';
 import { domainDestroy } from '../xen/domain.js';
-import type { Host } from './host.js';
+import type { Machine } from '../xen/machine.js';
+import { type Injection, type NemesisAction, type NemesisKind, WINDOW_DEFAULT_MS } from './nemesis.js';
+import type { HostSpec } from './spec.js';
+
+export { NEMESIS_KINDS, WINDOW_DEFAULT_MS, type Injection, type NemesisAction, type NemesisKind } from './nemesis.js';
+
+/** What the nemeses need of the host they run in (host.ts's Host). */
+export interface ChaosHost {
+  readonly m: Machine;
+  readonly spec: HostSpec;
+  allVcpusRunning(bound_ms: number): Promise<boolean>;
+  killDeviceModel(hold?: boolean): void;
+  releaseDeviceModel(): void;
+}
 import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
 import { DOM, DS } from '../layout/domains.js';
 import { VC } from '../layout/vcpus.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
-
-export const NEMESIS_KINDS = [
-  'kill-device-model',
-  'crash-domain',
-  'destroy-mid-map',
-  'memory-pressure',
-  'redis-kill',
-  'redis-pause',
-  'ioreq-delay',
-  'ioreq-duplicate',
-  'ioreq-drop',
-  'ioreq-reorder',
-  'hang-vcpu',
-  'adversary-on',
-] as const;
-export type NemesisKind = (typeof NEMESIS_KINDS)[number];
-
-/** One concrete injection: what, when (ms after start), against whom, for how long. */
-export interface NemesisAction {
-  at_ms: number;
-  kind: NemesisKind;
-  /** Domain name; omitted: a fitting one chosen with the run's seed. */
-  target?: string;
-  /** hang-vcpu: which vCPU (default: chosen). */
-  vcpu?: number;
-  /** Window of the windowed kinds (hold of kill-device-model, hang, pause, pressure, ioreq-*). */
-  for_ms?: number;
-  /** ioreq-delay: how long each batch is held. */
-  delay_ms?: number;
-  /** memory-pressure: extra MMU-notifier evictions per second. */
-  rate?: number;
-  /** Where it came from: the plan's schedule, or a random rate. */
-  source?: 'schedule' | 'random';
-}
-
-/** The log line of an injection (the Summary's `faults_injected`, extended). */
-export interface Injection {
-  at_ms: number;
-  kind: NemesisKind;
-  target: string;
-  detail?: string;
-  /** Why it did nothing (no live target, not this transport, …). */
-  skipped?: string;
-  /** When the injection's window closed (ms after start). */
-  end_ms?: number;
-  /** From end_ms until every vCPU of every running domain progressed again; absent if it never did before the run ended. */
-  recovery_ms?: number;
-}
-
-export const WINDOW_DEFAULT_MS: Partial<Record<NemesisKind, number>> = {
-  'hang-vcpu': 1000,
-  'redis-pause': 300,
-  'memory-pressure': 2000,
-  'ioreq-delay': 1000,
-  'ioreq-duplicate': 1000,
-  'ioreq-drop': 1000,
-  'ioreq-reorder': 1000,
-};
 
 const IOREQ_BITS: Partial<Record<NemesisKind, number>> = {
   'ioreq-delay': NEMESIS_IOREQ.DELAY,
@@ -93,7 +48,7 @@ export class Chaos {
   private stopped = false;
 
   constructor(
-    private readonly host: Host,
+    private readonly host: ChaosHost,
     t0 = performance.now(),
   ) {
     this.t0 = t0;
@@ -162,13 +117,13 @@ export class Chaos {
     return this.log;
   }
 
-  private domain(name: string | undefined, eligible: (d: Host['spec']['domains'][number]) => boolean): Host['spec']['domains'][number] | undefined {
+  private domain(name: string | undefined, eligible: (d: HostSpec['domains'][number]) => boolean): HostSpec['domains'][number] | undefined {
     const live = this.host.spec.domains.filter((d) => this.host.m.dom.state(d.domid) === DS.RUNNING && eligible(d));
     if (name !== undefined) return live.find((d) => d.name === name);
     return live.length === 0 ? undefined : live[Math.floor(this.random() * live.length)];
   }
 
-  private backendOf(name: string | undefined): Host['spec']['domains'][number] | undefined {
+  private backendOf(name: string | undefined): HostSpec['domains'][number] | undefined {
     return this.domain(name, (d) => this.host.spec.domains.some((f) => f.backend === d.domid) && d.devices.length > 0);
   }
 

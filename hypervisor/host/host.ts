@@ -1,14 +1,16 @@
 /**
- * One simulated physical machine (DESIGN §1): the hypervisor's main thread
+ * One simulated physical machine (docs/semantics.md §1): the hypervisor's main thread
  * plays toolstack and invariant checker; every vCPU of every domain is a
  * long-lived piscina task on its own worker thread.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../designs/index.js';
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS } from '../layout/constants.js';
 import { ioreqServerCreate } from '../xen/ioreq.js';
 import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import type { GpuEnv } from '../../domains/workload.js';
-import type { GuestEnv, WorkloadSpec } from '../../domains/index.js';
+import type { GuestEnv } from '../../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from '../checker/checker.js';
 import { iomemAdd } from '../xen/domctl.js';
 import { domainCreate, domainDestroy, populateRange } from '../xen/domain.js';
@@ -18,7 +20,7 @@ import { DOM, DS, DS_NAMES } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../xen/machine.js';
 import { distModule } from './worker-path.js';
-import type { TransportChoice, VcpuResult, VcpuTask } from './vcpu-worker.js';
+import type { VcpuResult, VcpuTask } from './vcpu-worker.js';
 import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
 import { VS } from '../xen/vcpu.js';
@@ -26,47 +28,11 @@ import { pcpuInit } from '../xen/schedule.js';
 import { statusName } from '../public/errno.js';
 import { TraceCollector, type TraceData } from './trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from '../xen/trace.js';
-import { Chaos, type Injection, type NemesisAction } from './chaos.js';
+import { Chaos } from './chaos.js';
+import type { Injection } from './nemesis.js';
+import type { HostDomainSpec, HostSpec } from './spec.js';
 
-export interface HostDomainSpec {
-  name: string;
-  domid: number;
-  role: 'backend' | 'frontend';
-  memory_pages: number;
-  max_pages: number;
-  vcpus: number;
-  privileged: boolean;
-  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number }>;
-  workload: WorkloadSpec;
-  /** Domids this domain exchanges grants with (symmetric). */
-  peers: number[];
-  /** Domid of the domain serving this one (its IOREQ server), if any. */
-  backend?: number;
-}
-
-export interface HostSpec {
-  nr_frames: number;
-  page_size_bytes: number;
-  domains: HostDomainSpec[];
-  seed: number;
-  checking: boolean;
-  buggify: number;
-  check_interval_ms: number;
-  /** IOREQ transport (default ring). */
-  transport?: TransportChoice;
-  /** Capture the timeline (`--trace`, `--report`): rings in shared memory, drained by the host. */
-  trace?: boolean;
-  /** Drained events kept for the trace file (default TRACE_MAX_EVENTS; 0: aggregates only). */
-  trace_max_events?: number;
-  /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/up/chaos.ts expands a plan into these). */
-  chaos?: NemesisAction[];
-  /**
-   * pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts): at most this many
-   * in guest or hypervisor mode at once. 0 or absent: none, every vCPU
-   * thread runs whenever the OS runs it.
-   */
-  pcpus?: number;
-}
+export type { HostDomainSpec, HostSpec } from './spec.js';
 
 /** The start gate opens at the latest this long after start(), every vCPU thread ready or not. */
 export const RELEASE_BOUND_MS = 30_000;

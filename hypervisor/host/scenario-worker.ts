@@ -3,6 +3,8 @@
  * guest ops, each on a vCPU of the domain that issues it (a slot no other
  * thread uses), after a start gate so the threads really race.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../designs/index.js';
 import { execGuestOp, type GuestOp, type OpOutcome } from '../../domains/scenario-ops.js';
 import { DS } from '../layout/domains.js';
 import { attachMachine, type MachineSabs } from '../xen/machine.js';

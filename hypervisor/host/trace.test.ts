@@ -7,7 +7,8 @@ import { clearTracer, setVcpuTracer, TraceWriter, tracer } from '../xen/trace.js
 import { VcpuContext } from '../xen/guest-cpu.js';
 import { DOM } from '../layout/domains.js';
 import { domid, gfn } from '../public/types.js';
-import { dmMap, dmRevoke } from '../designs/primitives/primitives.js';
+import { dmMap } from '../designs/primitives/map.js';
+import { dmRevoke } from '../designs/primitives/revoke.js';
 
 interface Ev {
   ring: number;

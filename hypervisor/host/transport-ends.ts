@@ -14,6 +14,7 @@ import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../layout/constants.js';
 import { TK, kindWord, requester } from '../layout/trace.js';
 import { tracer, type TraceWriter } from '../xen/trace.js';
 import { sched } from '../xen/platform.js';
+import { setServerEndMaker } from '../xen/ioreq.js';
 
 export type ServerEndFactory = (m: Machine, owner: number) => IoreqServerEnd;
 
@@ -23,6 +24,9 @@ let factory: ServerEndFactory = (m, owner) => new RingServerEnd(m, owner);
 export function setServerEndFactory(f: ServerEndFactory): void {
   factory = f;
 }
+
+// The Xen core asks for a device model's end through this (xen/ioreq.ts openServerEnd).
+setServerEndMaker(makeServerEnd);
 
 export const DM_KILLED = 'device model killed (chaos)';
 

@@ -4,6 +4,8 @@
  * hypervisor (HypervisorBug, illegal state transitions) end the task with
  * a rejection the host reports; guest misbehaviour never throws.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../designs/index.js';
 import { threadId } from 'node:worker_threads';
 import { makeWorkload, type GuestEnv, type WorkloadReport, type WorkloadSpec } from '../../domains/index.js';
 import { DS } from '../layout/domains.js';

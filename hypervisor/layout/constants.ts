@@ -1,5 +1,5 @@
 /**
- * Every static limit of the simulated machine, in one place (STYLE §6).
+ * Every static limit of the simulated machine, in one place (docs/style.md §6).
  * Shared memory is allocated up front from these; relations between them are
  * asserted at module load.
  */
@@ -35,7 +35,7 @@ export const TLB_BATCH_ACCESSES = 64;
  */
 export const PCPU_SLICE_US = 1000;
 
-/** Spins before a lock or waiter falls back to Atomics.wait (DESIGN §9). */
+/** Spins before a lock or waiter falls back to Atomics.wait (docs/semantics.md §9). */
 export const SPIN_BEFORE_WAIT = 256;
 /**
  * Longest a TLB shootdown waits for one vCPU's acknowledgement before the

@@ -60,6 +60,12 @@ export class DomainTable {
   at(d: number, field: number): number {
     return Atomics.load(this.w, d * DOM.WORDS + field);
   }
+  /** The domids whose slot is not FREE (running, crashed, dying or zombie). */
+  inUse(): number[] {
+    const out: number[] = [];
+    for (let d = 0; d < this.nd; d++) if (this.state(d) !== DS.FREE) out.push(d);
+    return out;
+  }
   set(d: number, field: number, v: number): void {
     Atomics.store(this.w, d * DOM.WORDS + field, v);
   }

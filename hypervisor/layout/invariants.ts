@@ -1,5 +1,5 @@
 /**
- * The invariants of DESIGN §6 and their shared counters. Every thread that
+ * The invariants of docs/semantics.md §6 and their shared counters. Every thread that
  * checks or breaks an invariant records it here; the summary reads it.
  *
  * Region layout (Int32 words):

@@ -1,6 +1,6 @@
 /**
  * The p2m arena: every domain's p2m is a slice of one Int32Array, one word
- * per gfn, so an update is one atomic store (DESIGN §2).
+ * per gfn, so an update is one atomic store (docs/semantics.md §2).
  *
  * Entry word: 0 is a hole (reads as mmio_dm with INVALID_MFN, as Xen's
  * p2m lookup of a missing entry does); otherwise ((mfn + 1) << 5) | type,

@@ -8,7 +8,7 @@ export function expectBytes(region: string, sab: SharedArrayBuffer, bytes: numbe
   }
 }
 
-/** Fatal hypervisor assertion (STYLE §4: a broken hypervisor invariant fails loudly). */
+/** Fatal hypervisor assertion (docs/style.md §4: a broken hypervisor invariant fails loudly). */
 export class HypervisorBug extends Error {
   override readonly name = 'HypervisorBug';
 }

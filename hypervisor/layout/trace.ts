@@ -12,7 +12,7 @@
  *   [128, …)    per ring RING.WORDS Int32: HEAD, TAIL, DROPPED
  *   then        per ring RING_EVENTS events of EV.WORDS Float64 (8-byte aligned)
  *
- * Writers and protocol (STYLE §3). The producer of ring r is the one
+ * Writers and protocol (docs/style.md §3). The producer of ring r is the one
  * thread running vCPU slot r (or, for the last ring, the host main thread);
  * the consumer is the host main thread. HEAD and TAIL are free-running
  * Int32 counters that wrap; an event's place is `counter & (RING_EVENTS − 1)`.

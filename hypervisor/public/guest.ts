@@ -1,5 +1,5 @@
 /**
- * What a guest sees of the machine (STYLE §1: the ABI is the only door).
+ * What a guest sees of the machine (docs/style.md §1: the ABI is the only door).
  * Domain code receives a `GuestCpu` for the vCPU it runs on and may import
  * nothing else from hypervisor/ but this folder.
  */

@@ -1,7 +1,7 @@
 /**
- * XGSIM_BUGGIFY: deliberate bugs, compiled in, off by default, switchable by
+ * xgsim's own, no Xen counterpart. XGSIM_BUGGIFY: deliberate bugs, compiled in, off by default, switchable by
  * name. Each reintroduces a known class of Xen memory-management bug so that
- * tests can prove the checker catches it (DESIGN §6: "a checker that never
+ * tests can prove the checker catches it (docs/semantics.md §6: "a checker that never
  * fires proves nothing").
  */
 export const BUGS = {

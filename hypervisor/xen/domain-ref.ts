@@ -1,5 +1,6 @@
 /**
- * Domain references (Xen's get_domain/put_domain): an operation on another
+ * Domain references (Xen's get_domain/put_domain, xen/common/domain.c and
+ * include/xen/sched.h): an operation on another
  * domain holds one so the slot cannot be freed (and its domid reused) under
  * it. A zombie's slot is freed when its last page and last reference go.
  */

@@ -9,6 +9,7 @@
  * A domain's slot (and its domid) is reused only once it is FREE: every
  * page it owned has been freed and no operation holds a domain reference.
  */
+import { designOf } from './design.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
 import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
@@ -17,7 +18,6 @@ import { P2M } from '../public/types.js';
 import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from '../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
-import { registryDomainDying } from '../designs/primitives/primitives.js';
 import { ioreqServersDomainDying } from './ioreq.js';
 import { MT, MT_INUSE } from '../layout/grants.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
@@ -179,7 +179,7 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
   waitVcpusOffline(m, d, selfSlot);
 
   // 0. Mappings it is either side of (revoked, nested first), its IOREQ servers.
-  registryDomainDying(m, d);
+  designOf(m).domainDying(m, d);
   ioreqServersDomainDying(m, d);
 
   // 1. Grant maps this domain holds of others (its maptrack).

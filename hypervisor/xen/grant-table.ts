@@ -131,7 +131,7 @@ function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, 
       if (m.control.buggy(BUGS['grant-double-fetch'])) {
         // The bug: the frame is fetched again from the guest-writable entry
         // and that second value is what gets mapped — validated from one
-        // read, used from another (STYLE §3; Xen reads the entry once into
+        // read, used from another (docs/style.md §3; Xen reads the entry once into
         // locals in _set_status_v1 for exactly this reason).
         usedFrame = Atomics.load(m.grants.shared, si + 1);
         usedMfn = entryMfn(p2mGet(m, rd, usedFrame));

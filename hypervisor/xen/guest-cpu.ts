@@ -3,7 +3,10 @@
  * hypercall gate. A hypercall runs inline on this (the vCPU's) thread in
  * "hypervisor mode", as on Xen where it executes on the pCPU of the vCPU
  * that made it: GUEST → HYPERVISOR, the operation under the shared locks,
- * HYPERVISOR → GUEST, then the entry-to-guest TLB check.
+ * HYPERVISOR → GUEST, then the entry-to-guest TLB check. Xen's side:
+ * hvm_hypercall (xen/arch/x86/hvm/hypercall.c) dispatching to
+ * do_memory_op, do_grant_table_op, do_domctl and dm_op; the check on the
+ * way back is the INVEPT Xen does at the next VM entry.
  */
 import { DOM, DS } from '../layout/domains.js';
 import { STAT } from '../layout/vcpus.js';
@@ -13,10 +16,9 @@ import { VS, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
-import { dmMap, dmReturn, dmRevoke, dmSteal, type PrimResult } from '../designs/primitives/primitives.js';
-import { ioreqServerCreate, ioreqServerSetState } from './ioreq.js';
+import { designOf, type DmOpResult } from './design.js';
+import { ioreqServerCreate, ioreqServerSetState, openServerEnd } from './ioreq.js';
 import type { IoreqServerEnd } from '../public/ioreq.js';
-import { makeServerEnd } from '../host/transport-ends.js';
 import { domainCrash } from './domain.js';
 import { NR_GRANT_ENTRIES } from '../layout/constants.js';
 import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
@@ -231,7 +233,7 @@ export class VcpuContext implements GuestCpu {
   }
 
   ioreqServerEnd(): IoreqServerEnd {
-    this.serverEnd ??= makeServerEnd(this.m, this.id.domid);
+    this.serverEnd ??= openServerEnd(this.m, this.id.domid);
     return this.serverEnd;
   }
   private serverEnd: IoreqServerEnd | undefined;
@@ -284,7 +286,7 @@ export class VcpuContext implements GuestCpu {
     const d = this.id.domid;
     const neg = (r: number): boolean => r < 0;
     const gnt = (r: number): boolean => r !== GNTST_okay;
-    const dmErr = (r: PrimResult): boolean => r.rc < 0;
+    const dmErr = (r: DmOpResult): boolean => r.rc < 0;
     return {
       populate_physmap: (gfns: readonly Gfn[]) => {
         this.stat(STAT.POPULATES);
@@ -326,19 +328,19 @@ export class VcpuContext implements GuestCpu {
       dm_map: (fe, source, count, at, type) => {
         this.stat(STAT.MAPS);
         const src = source.kind === 'ram' ? { kind: 'ram' as const, gfn: source.gfn as number } : { kind: 'bar' as const, mfn: source.mfn };
-        return this.hypercall(() => dmMap(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr, HC.dm_map);
+        return this.hypercall(() => designOf(m).map(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr, HC.dm_map);
       },
       dm_revoke: (target) => {
         this.stat(STAT.REVOKES);
-        return this.hypercall(() => dmRevoke(m, d, target), neg, HC.dm_revoke);
+        return this.hypercall(() => designOf(m).revoke(m, d, target), neg, HC.dm_revoke);
       },
       dm_steal: (fe, gfn, count, into) => {
         this.stat(STAT.STEALS);
-        return this.hypercall(() => dmSteal(m, d, { fe, gfn, count, ...(into !== undefined ? { into } : {}) }), dmErr, HC.dm_steal);
+        return this.hypercall(() => designOf(m).steal(m, d, { fe, gfn, count, ...(into !== undefined ? { into } : {}) }), dmErr, HC.dm_steal);
       },
       dm_return: (fe, gfn, count, at) => {
         this.stat(STAT.RETURNS);
-        return this.hypercall(() => dmReturn(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr, HC.dm_return);
+        return this.hypercall(() => designOf(m).return(m, d, { fe, gfn, count, ...(at !== undefined ? { at } : {}) }), dmErr, HC.dm_return);
       },
       dm_create_ioreq_server: (fe, ranges, policy, opts) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy, opts), neg, HC.dm_create_ioreq_server),
       sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg, HC.sched_crash),

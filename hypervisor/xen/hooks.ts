@@ -1,5 +1,5 @@
 /**
- * Interposition points: named places in hypervisor code where a scenario
+ * xgsim's own, no Xen counterpart. Interposition points: named places in hypervisor code where a scenario
  * (the `on_hook` step, docs/xsa.md) makes other guests act in the middle of
  * a hypercall — deterministically, on the same thread, instead of hoping a
  * racing vCPU lands in a window a few instructions wide.

@@ -4,6 +4,7 @@
  * of an ioreq: which accesses become which ioreq, and the blocking wait for
  * the answer over the transport (docs/ioreq.md).
  */
+import { designOf } from './design.js';
 import { MAX_IOREQ_RANGES, MAX_IOREQ_SERVERS_PER_DOMAIN } from '../layout/constants.js';
 import { DOM, DS } from '../layout/domains.js';
 import { BUF, BUF_SLOTS, FAULT_POLICY, type FaultPolicy, SRV, SRV_STATE } from '../layout/ioreq.js';
@@ -11,7 +12,7 @@ import { P2M_REVOKED } from '../layout/p2m.js';
 import type { Machine } from './machine.js';
 import { type Mmu, setDefaultEmulateHook } from './mmu.js';
 import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../public/errno.js';
-import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer } from '../public/ioreq.js';
+import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer, type IoreqServerEnd } from '../public/ioreq.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { CTL } from '../layout/control.js';
@@ -21,6 +22,26 @@ import { domainCrash } from './domain-crash.js';
 import { ACCESS, type AccessOutcome } from '../public/guest.js';
 import { IO_END, TK, kindWord } from '../layout/trace.js';
 import { tracer } from './trace.js';
+
+/**
+ * The device model's end of its ioreq channel (its mapped ioreq pages and
+ * event channel, what libxendevicemodel hands QEMU). Which transport
+ * carries it is the host's choice, not Xen's: the host installs the maker
+ * (hypervisor/host/transport-ends.ts) in every thread that runs a device
+ * model, before any asks for its end.
+ */
+export type ServerEndMaker = (m: Machine, owner: number) => IoreqServerEnd;
+let serverEndMaker: ServerEndMaker | null = null;
+
+export function setServerEndMaker(f: ServerEndMaker): void {
+  serverEndMaker = f;
+}
+
+/** A new end for the device model of domain `owner`. */
+export function openServerEnd(m: Machine, owner: number): IoreqServerEnd {
+  if (serverEndMaker === null) throw new Error('no ioreq transport installed in this thread (import hypervisor/host/transport-ends.js)');
+  return serverEndMaker(m, owner);
+}
 
 export interface IoRange {
   start: number;
@@ -101,7 +122,7 @@ export function emulateAccess(mmu: Mmu, gfn: number, offset: number, width: numb
   const m = mmu.m;
   const d = mmu.domid;
   const revoked = mmu.seenEntry === P2M_REVOKED;
-  const s = revoked ? m.ioreq.first(d) : m.ioreq.claiming(d, gfn);
+  const s = revoked ? designOf(m).faultServer(m, d, gfn) : m.ioreq.claiming(d, gfn);
   if (s < 0) return { outcome: ACCESS.NULL_IO, value: -1 };
   const policy = m.ioreq.policy(d, s);
   if (revoked) {

@@ -123,7 +123,7 @@ export const LOCK_CLASS = Object.freeze({
   registry: defineLockClass({ name: 'registry', rank: 20, scope: 'global' }),
   /** Xen's d->ioreq_server.lock (common/ioreq.c): held across range/type changes that then update the p2m. */
   ioreq_server: defineLockClass({ name: 'ioreq_server', rank: 30, scope: 'domain' }),
-  /** Xen's grant_table->lock (common/grant_table.c); never two domains' at once (DESIGN §3, docs/locks.md). */
+  /** Xen's grant_table->lock (common/grant_table.c); never two domains' at once (docs/semantics.md §3, docs/locks.md). */
   grant: defineLockClass({ name: 'grant', rank: 40, scope: 'domain', nest: 'never' }),
   /** Xen's active_grant_entry->lock, taken under the table lock (active_entry_acquire); one entry at a time. */
   active: defineLockClass({ name: 'active', rank: 50, scope: 'entry', nest: 'never' }),

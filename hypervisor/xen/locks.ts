@@ -1,10 +1,13 @@
 /**
- * Spinlocks in shared memory, with a lockdep-style order checker whose
+ * Spinlocks in shared memory (xen/common/spinlock.c _spin_lock /
+ * _spin_unlock, and its lock profiling's per-lock site), with a
+ * lockdep-style order checker (Linux's lockdep; Xen has only the mm lock
+ * levels, lock-classes.ts) whose
  * knowledge (the class graph) lives in the same SharedArrayBuffer, so an
  * A→B on one thread and a B→A on another are reported even if the two never
  * overlap in time — the report does not need the deadlock to happen.
  *
- * One layout module for the lock region (STYLE §2). Int32 words:
+ * One layout module for the lock region (docs/style.md §2). Int32 words:
  *
  *   [0 .. HEADER_WORDS)              header, see H_* below
  *   [EDGES_AT .. +C²)                edge matrix, C = MAX_LOCK_CLASSES:
@@ -15,7 +18,7 @@
  *   [SLAB_AT .. +SLAB_WORDS)         site slab, LOCKDEP_SITE_SLAB_BYTES bytes
  *   [LOCKS_AT .. +nlocks·LOCK_WORDS) locks, see L_* below
  *
- * Who writes what (STYLE §3):
+ * Who writes what (docs/style.md §3):
  *   L_STATE      any thread, only with Atomics RMW (protocol in docs/locks.md):
  *                FREE 0, HELD 1, CONTENDED 2 (held, maybe waiters).
  *   L_CLASS      host set-up thread in alloc() (class id + 1), then read-only;
@@ -143,7 +146,7 @@ export interface HeldStash {
 export type LockFaultKind = 'not_held' | 'recursive' | 'too_many_held' | 'corrupt' | 'config' | 'bad_lock';
 
 /**
- * A broken invariant of the lock code or its caller: fatal (DESIGN §3 — the
+ * A broken invariant of the lock code or its caller: fatal (docs/semantics.md §3 — the
  * hypervisor's own bug, like Xen's BUG_ON in _spin_unlock's check_lock).
  * Lock-order violations are not faults: they are reported to the InvariantLog
  * and the run continues, as lockdep does.
@@ -161,7 +164,7 @@ export class LockFault extends Error {
 // ---- the lock space -------------------------------------------------------------
 
 export interface LockSpaceOptions {
-  /** Run the lockdep checker on this thread (DESIGN §6 invariant 7). */
+  /** Run the lockdep checker on this thread (docs/semantics.md §6 invariant 7). */
   checking: boolean;
   /** Allow alloc() of test-only classes (TEST_A, TEST_B). Default false. */
   testClasses?: boolean;
@@ -393,7 +396,7 @@ export class LockSpace {
   /**
    * Futex-style contention (Drepper, "Futexes are tricky", mutex #3), steps
    * 2–4 of docs/locks.md: spin briefly, because a futex hand-over costs about
-   * 100 µs here (DESIGN §9) while most hold times are sub-microsecond; then
+   * 100 µs here (docs/semantics.md §9) while most hold times are sub-microsecond; then
    * announce a waiter with CONTENDED and sleep on the word.
    */
   private lockSlow(id: LockId, base: number): void {
@@ -480,7 +483,7 @@ export class LockSpace {
    * Same-class nesting. 'ordered' classes follow Xen's double locking
    * (double_gt_lock, get_two_gfns): a fixed order by key — here ascending
    * domid — so two threads locking the same pair cannot ABBA. 'never'
-   * classes may not nest at all (two grant tables: DESIGN §3).
+   * classes may not nest at all (two grant tables: docs/semantics.md §3).
    */
   private checkNesting(cls: number, i: number, site: string, key: number): void {
     const heldKey = this.heldKey[i] as number;

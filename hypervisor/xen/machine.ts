@@ -3,6 +3,10 @@
  * host main thread and attached by every thread (vCPU workers, pCPU
  * workers). `MachineSabs` is what crosses thread boundaries (structured
  * clone shares SharedArrayBuffers); `Machine` is a thread's typed view.
+ * Xen has no one counterpart: these are the machine's RAM and BARs and
+ * Xen's own global data (frame_table, the heap, struct domain and
+ * struct vcpu, the grant tables, the ioreq servers), each laid out by one
+ * module of hypervisor/layout/.
  */
 import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from '../layout/constants.js';
 import { InvariantLog } from '../layout/invariants.js';
@@ -14,7 +18,6 @@ import { GrantRegion } from '../layout/grants.js';
 import { HEAP, HeapRegion } from '../layout/heap.js';
 import { P2mArena } from '../layout/p2m.js';
 import { VcpuTable } from '../layout/vcpus.js';
-import { Registry } from '../designs/primitives/registry.js';
 import { IoreqServers } from '../layout/ioreq.js';
 import { IoreqSlots } from '../layout/ioreq-slots.js';
 import { TraceRegion, ringEventsFor } from '../layout/trace.js';
@@ -34,6 +37,8 @@ export interface MachineConfig {
   p2m_entries: number;
   /** Domain slots (domids 0 … max_domains−1); shared regions are sized by it. Default MAX_DOMAINS. */
   max_domains?: number;
+  /** The memory-sharing design this machine runs (xen/design.ts); default 'primitives'. */
+  design?: string;
   /** Nested Map allowed (and revoked transitively); off: re-Mapping a received range is -EPERM. */
   transitive_revoke?: boolean;
   bars: readonly BarConfig[];
@@ -68,7 +73,8 @@ export interface MachineSabs {
   log: SharedArrayBuffer;
   /** A tiny xenstore: words guests use to advertise grant refs to each other. */
   store: SharedArrayBuffer;
-  registry: SharedArrayBuffer;
+  /** The design's own shared region (its records), sized by MemoryDesign.regionBytes. */
+  design: SharedArrayBuffer;
   ioreq: SharedArrayBuffer;
   ioreqSlots: SharedArrayBuffer;
   bars: BarSab[];
@@ -92,7 +98,6 @@ export class Machine {
   readonly vcpus: VcpuTable;
   readonly locks: LockSpace;
   readonly log: InvariantLog;
-  readonly reg: Registry;
   readonly ioreq: IoreqServers;
   readonly ios: IoreqSlots;
   readonly trace: TraceRegion | undefined;
@@ -116,7 +121,6 @@ export class Machine {
     this.grants = new GrantRegion(sabs.grants, this.nd);
     this.vcpus = new VcpuTable(sabs.vcpus);
     this.log = new InvariantLog(sabs.log);
-    this.reg = new Registry(sabs.registry);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
     this.ios = new IoreqSlots(sabs.ioreqSlots, this.nd);
     this.trace = sabs.trace !== undefined ? new TraceRegion(sabs.trace) : undefined;
@@ -154,6 +158,17 @@ export class Machine {
   }
 }
 
+/**
+ * The size of the design's region for a config: installed by xen/design.ts
+ * when it loads (the design the config names decides), so that this module
+ * needs nothing of the designs.
+ */
+let designRegionBytes: ((config: MachineConfig) => number) | null = null;
+
+export function setDesignRegionSizer(f: (config: MachineConfig) => number): void {
+  designRegionBytes = f;
+}
+
 const attached = new WeakMap<SharedArrayBuffer, Machine>();
 
 /** This thread's view of a machine (cached: a worker thread may run many tasks of one host). */
@@ -184,6 +199,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     next_mfn += b.nr_pages;
     return bar;
   });
+  if (designRegionBytes === null) throw new Error('no design registered in this thread (import hypervisor/designs/index.js first)');
   const log = new SharedArrayBuffer(InvariantLog.bytes());
   const sabs: MachineSabs = {
     config,
@@ -198,7 +214,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     locks: new SharedArrayBuffer(LockSpace.bytes(nrLocks(nd))),
     log,
     store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
-    registry: new SharedArrayBuffer(Registry.bytes()),
+    design: new SharedArrayBuffer(designRegionBytes(config)),
     ioreq: new SharedArrayBuffer(IoreqServers.bytes(nd)),
     ioreqSlots: new SharedArrayBuffer(IoreqSlots.bytes(nd)),
     bars,

@@ -1,11 +1,15 @@
 /**
  * A vCPU's MMU: a private, direct-mapped software TLB filled from the
- * shared p2m, and the guest's memory accesses through it.
+ * shared p2m, and the guest's memory accesses through it. This is the
+ * hardware's part (the EPT/NPT walk and the TLB); Xen's begins where an
+ * access misses the p2m: hvm_hap_nested_page_fault (xen/arch/x86/hvm/hvm.c)
+ * sending it to emulation (handle_mmio → hvmemul_do_io, here the emulate
+ * hook, xen/ioreq.ts emulateAccess).
  *
  * The flush protocol (p2m.ts) relies on two things here:
  *  - `boundary()` runs at least every TLB_BATCH_ACCESSES accesses and on
  *    every entry to guest mode; it loads the domain's flush epoch with
- *    Atomics.load (a plain read could be hoisted by the JIT, DESIGN §9),
+ *    Atomics.load (a plain read could be hoisted by the JIT, docs/semantics.md §9),
  *    drops the whole TLB if it moved, and acknowledges the new epoch.
  *  - A fill reads GEN, the entry, and GEN again (seqlock); it caches only a
  *    stable, even GEN, and remembers it. With checking on, every access

@@ -1,7 +1,9 @@
 /**
- * The one scheduling interface (issue 2 §6). Every place where a thread
- * spins, blocks, yields or reads the clock goes through `sched`, so a
- * deterministic scheduler can replace the real one without touching callers.
+ * What the hardware and the host OS give the Xen core: cpu_relax, NOW(),
+ * waiting on a word and waking its waiters, yielding the core. Every place
+ * where a thread spins, blocks, yields or reads the clock goes through
+ * `sched()`, so the deterministic simulator (hypervisor/host/sim/) can
+ * replace the real one without touching callers.
  */
 export interface Sched {
   /** One iteration of a spin loop; `iteration` counts from 0. */

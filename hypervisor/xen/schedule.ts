@@ -1,4 +1,8 @@
 /**
+ * The pCPU scheduler — Xen's own (xen/common/sched/core.c schedule(),
+ * vcpu_sleep_nosync / vcpu_wake; the credit scheduler's time slice,
+ * common/sched/credit.c), so it sits in the Xen core.
+ *
  * The host's pCPUs (opt-in, `HostSpec.pcpus`): at most CTL.PCPUS vCPUs are
  * on a pCPU — in GUEST or HYPERVISOR — at once, as on a Xen host with that
  * many pCPUs; the others wait, descheduled (PAUSED or BLOCKED), in FIFO

@@ -1,5 +1,7 @@
 /**
- * The producer side of the timeline (layout/trace.ts has the ring protocol).
+ * The producer side of the timeline (layout/trace.ts has the ring protocol),
+ * as xentrace's trace() in xen/common/trace.c: per-CPU buffers, written
+ * by their CPU only.
  * Each thread that produces events has one current writer: a vCPU thread
  * writes to its slot's ring, the host main thread to the last ring. With
  * tracing off `tracer` is null, and every instrumented place costs one

@@ -1,5 +1,7 @@
 /**
- * The vCPU run-state machine (STYLE §8; Firecracker-style explicit states).
+ * The vCPU run-state machine (docs/style.md §8; Firecracker-style explicit states);
+ * Xen's struct vcpu runstate (RUNSTATE_running / runnable / blocked /
+ * offline), changed by vcpu_runstate_change in xen/common/sched/core.c.
  *
  *   OFFLINE ──start──▶ GUEST ◀──────────▶ HYPERVISOR   (hypercall entry/exit)
  *                        │  ▲

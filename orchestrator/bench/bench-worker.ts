@@ -4,6 +4,8 @@
  * register, a device model answering at once, through the device model's
  * own loop), each on its own thread.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../../hypervisor/designs/index.js';
 import { threadId } from 'node:worker_threads';
 import { attachMachine, type MachineSabs } from '../../hypervisor/xen/machine.js';
 import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';

@@ -1,9 +1,11 @@
 /**
  * `xgsim bench`: every figure is a ratio to a floor measured in the same
- * run, on this machine, now (DESIGN §9): Atomics ping-pong (spin and
+ * run, on this machine, now (docs/semantics.md §9): Atomics ping-pong (spin and
  * wait/notify), raw typed-array access, an uncontended lock pair, the raw
  * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../../hypervisor/designs/index.js';
 import { spawn } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';

@@ -2,6 +2,8 @@
  * IOREQ throughput on a machine of its own (the Redis throughput figure of
  * `xgsim bench`, and the `ioreq-servers` curve).
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../../hypervisor/designs/index.js';
 import { Piscina } from 'piscina';
 import type { BenchTask } from './bench-worker.js';
 import { domainCreate, populateRange } from '../../hypervisor/xen/domain.js';

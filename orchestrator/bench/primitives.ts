@@ -5,6 +5,8 @@
  * itself as RAM grows, and how many pages per second Steal + Return move.
  * Checks off, like the other in-place figures.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../../hypervisor/designs/index.js';
 import { domainCreate, populateRange } from '../../hypervisor/xen/domain.js';
 import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
 import { DOM } from '../../hypervisor/layout/domains.js';

@@ -1,6 +1,6 @@
 /**
  * `xgsim campaign <plan.yaml> --runs N`: many seeded runs over Redis
- * (DESIGN §1 "Multi-process and scale-out"; docs/campaigns.md).
+ * (docs/semantics.md §1 "Multi-process and scale-out"; docs/campaigns.md).
  *
  * 1. Load the plan (config/campaign.ts) and draw N jobs from the campaign
  *    seed: job i's seed and template depend on the seed and i only. The

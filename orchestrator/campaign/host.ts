@@ -1,6 +1,6 @@
 /**
  * `xgsim host [--redis-url URL] [--name N] [--max-jobs M] [--pool P]`: a
- * campaign worker (DESIGN §1). It joins the consumer group of every live
+ * campaign worker (docs/semantics.md §1). It joins the consumer group of every live
  * campaign in its pool, takes one job at a time, runs it quietly in a forked
  * host process (the same up / stress revoke / chaos functions as the command
  * line, runs/store.ts), publishes the result and acknowledges the job

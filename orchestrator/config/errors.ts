@@ -1,10 +1,10 @@
 /**
- * The one error type of the input layer (STYLE §12: one error type per
+ * The one error type of the input layer (docs/style.md §12: one error type per
  * module). Everything a user wrote wrong — a YAML syntax error, an unknown
  * key, a size that is not a whole number of pages, a backend that does not
  * exist — becomes an InputError naming the file, the position of the
  * offending text and its key path. The CLI prints `toString()` (one line, no
- * stack) and exits 2 (DESIGN §8).
+ * stack) and exits 2 (docs/semantics.md §8).
  */
 export interface InputErrorOptions {
   /** The file the input came from, as the user named it. */

@@ -1,6 +1,6 @@
 /**
  * Bounds and defaults of the input formats. Machine limits come from
- * hypervisor/layout/constants.ts (STYLE §6: one place); the rest are the input
+ * hypervisor/layout/constants.ts (docs/style.md §6: one place); the rest are the input
  * layer's own choices, asserted against them.
  */
 import {
@@ -25,7 +25,7 @@ export const MAX_PCPUS = 64;
 export const DEFAULT_VCPUS = 1;
 /**
  * Memory of a domain that gives neither `memory` nor `frames` (the `evil`
- * domain of SCENARIOS.md has none): 4MiB, a whole number of pages for every
+ * domain of docs/formats.md has none): 4MiB, a whole number of pages for every
  * allowed page size.
  */
 export const DEFAULT_DOMAIN_MEMORY_BYTES = 4 * 1024 * 1024;
@@ -34,7 +34,7 @@ export const DEFAULT_DOMAIN_MEMORY_BYTES = 4 * 1024 * 1024;
  * many free frames (for populate, Steal's `into`, Return, scrub-and-reuse).
  */
 export const DEFAULT_FREE_FRAMES = 1024;
-/** Workload defaults (render/compute-svm) — the SCENARIOS.md example's values. */
+/** Workload defaults (render/compute-svm) — the docs/formats.md example's values. */
 export const DEFAULT_BUFFERS = 16;
 export const DEFAULT_BUFFER_PAGES = 8;
 export const MAX_BUFFERS = 4096;

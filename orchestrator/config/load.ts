@@ -1,6 +1,6 @@
 /**
  * YAML in, validated values out, and every error pointing at the text that
- * caused it: `file:line:col: key.path: message` (DESIGN §8: bad input exits 2
+ * caused it: `file:line:col: key.path: message` (docs/semantics.md §8: bad input exits 2
  * with a one-line reason, never a stack trace).
  *
  * The document is parsed once with positions (parseDocument + LineCounter);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isInputError } from './errors.js';
 import { parseExpect, parseScenario, STEP_OPS, type Scenario, type Step } from './scenario.js';
 
-/** The example of SCENARIOS.md, verbatim. */
+/** A scenario in the shape docs/formats.md §3 documents (the original contract's example: it parses; §3 shows one that also runs). */
 const STEAL_REFUSED = `name: steal-refused-while-granted
 topology:                      # same schema as above; durations/workloads ignored
   domains:
@@ -42,7 +42,7 @@ function errorOf(body: string): string {
 }
 
 describe('parseScenario', () => {
-  it('normalizes the SCENARIOS.md example', () => {
+  it('normalizes the docs/formats.md example', () => {
     const s = parseScenario(STEAL_REFUSED, 'steal.yaml');
     const want: Scenario = {
       name: 'steal-refused-while-granted',

@@ -1,7 +1,7 @@
 /**
- * Scenarios (SCENARIOS.md "Scenario"): a topology and a list of steps, each
+ * Scenarios (docs/formats.md §3): a topology and a list of steps, each
  * normalized to a typed union member that keeps its source line for verdict
- * messages. The step table of SCENARIOS.md is the vocabulary; argument names
+ * messages. The step table of docs/formats.md is the vocabulary; argument names
  * are kept as written there.
  *
  * Decisions:

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isInputError } from './errors.js';
 import { ATTACKS, loadTopology, parseTopology, type Topology } from './topology.js';
 
-/** The example of SCENARIOS.md, verbatim. */
+/** A topology in the shape docs/formats.md §2 documents (the original contract's example). */
 const GPU_DESKTOP = `name: gpu-desktop
 seed: 42                    # optional; printed either way, so any run can be replayed
 duration: 10s               # optional; ms, s, m
@@ -42,7 +42,7 @@ function errorOf(text: string): string {
 }
 
 describe('parseTopology', () => {
-  it('normalizes the SCENARIOS.md example', () => {
+  it('normalizes the docs/formats.md example', () => {
     const t = parseTopology(GPU_DESKTOP, 'gpu-desktop.yaml');
     const want: Topology = {
       name: 'gpu-desktop',

@@ -1,5 +1,5 @@
 /**
- * Topologies (SCENARIOS.md "Topology"): the zod schema of what users write,
+ * Topologies (docs/formats.md §2): the zod schema of what users write,
  * and the normalization to a fully typed, fully defaulted `Topology` with
  * every unit converted to pages. Cross-field errors point at the YAML text
  * that is wrong.
@@ -50,7 +50,7 @@ export type TransportChoice = (typeof TRANSPORTS)[number];
 export const ROLES = ['backend', 'frontend'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** DESIGN.md §7, in its order. */
+/** docs/semantics.md §7, in its order. */
 export const ATTACKS = [
   'grant-then-steal',
   'hypercall-on-mapped',
@@ -129,7 +129,7 @@ export interface Topology {
 const kindOf = <const K extends string>(k: K) => oneOf([k] as const, 'kind');
 const buffers = () => int({ min: 1, max: MAX_BUFFERS }).default(DEFAULT_BUFFERS);
 const bufferPages = () => int({ min: 1, max: MAX_BUFFER_PAGES }).default(DEFAULT_BUFFER_PAGES);
-/** What the device model answers an access to a revoked range of this guest (DESIGN §5). */
+/** What the device model answers an access to a revoked range of this guest (docs/semantics.md §5). */
 /** Render and userptr buffers per guest: half the device's resources each. */
 const GPU_BUFFERS_PER_GUEST = RES_PER_FE / 2;
 /** Command slots (and resource shares) per virtio-gpu guest. */

@@ -3,7 +3,7 @@
  * instead of throwing, so the schema layer can attach the YAML position of the
  * value to the message.
  *
- * Decisions (documented for users in SCENARIOS.md terms):
+ * Decisions (documented for users in docs/formats.md terms):
  * - Sizes: a plain integer (or decimal/hex string of one) is bytes. Suffixes
  *   `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` are binary (powers of 1024),
  *   as in xl.cfg and QEMU. `KB`/`MB`/`GB` are rejected as ambiguous (SI or

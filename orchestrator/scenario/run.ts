@@ -1,5 +1,5 @@
 /**
- * `xgsim scenario`: run declarative step-by-step scenarios (SCENARIOS.md),
+ * `xgsim scenario`: run declarative step-by-step scenarios (docs/formats.md),
  * XTF style — one verdict per file.
  *
  * Sequential steps run on the main thread, each on vCPU 0 of the domain
@@ -12,6 +12,8 @@
  * seen — a linearizability check against the implementation's own
  * sequential semantics, which the rest of the scenarios pin down.
  */
+// Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import '../../hypervisor/designs/index.js';
 import { Piscina } from 'piscina';
 import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../domains/scenario-ops.js';
 import { describeOutcome } from '../../domains/scenario-ops.js';
@@ -27,7 +29,7 @@ import { P2M } from '../../hypervisor/public/types.js';
 import { entryMfn, entryType } from '../../hypervisor/layout/p2m.js';
 import { p2mGet } from '../../hypervisor/xen/p2m.js';
 import { getPage, putPage } from '../../hypervisor/xen/mm.js';
-import { dmReturnRevokePhase } from '../../hypervisor/designs/primitives/primitives.js';
+import { dmReturnRevokePhase } from '../../hypervisor/designs/primitives/return.js';
 import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask, type ThreadOp } from '../../hypervisor/host/scenario-worker.js';
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import type { CopySide, Expect, HandleRef, Scenario, Step } from '../config/scenario.js';
@@ -173,7 +175,7 @@ class Runner {
    * One sequential step; with `hook`, the hook's steps run at its point
    * inside this one, on vCPUs of their own (`interposer`), and their
    * `expect`s are checked after this step's. A fatal hypervisor assertion
-   * (HypervisorBug, LockFault) is the run failing loudly (DESIGN §3): a
+   * (HypervisorBug, LockFault) is the run failing loudly (docs/semantics.md §3): a
    * FAILURE of the step, not an ERROR of the scenario.
    */
   private leafStep(step: Leaf, main: Contexts, interposer: Contexts, hook: OnHook | undefined): void {
@@ -384,7 +386,7 @@ export function cloneSabs(s: MachineSabs): MachineSabs {
     locks: copy(s.locks),
     log: copy(s.log),
     store: copy(s.store),
-    registry: copy(s.registry),
+    design: copy(s.design),
     ioreq: copy(s.ioreq),
     ioreqSlots: copy(s.ioreqSlots),
     bars: s.bars.map((b) => ({ ...b, sab: copy(b.sab) })),

@@ -1,4 +1,4 @@
-/** The run summary of SCENARIOS.md ("Summary (`--json` of `up`, `stress`, `chaos`)"). */
+/** The run summary of docs/formats.md §7. */
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 

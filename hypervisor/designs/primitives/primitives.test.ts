@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { testMachine } from '../../../tests/test-machine.js';
-import { dmMap, dmReturn, dmRevoke, dmSteal } from './primitives.js';
+import { dmMap } from './map.js';
+import { dmReturn } from './return.js';
+import { dmRevoke } from './revoke.js';
+import { dmSteal } from './steal.js';
 import { E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
 import { GNTST_bad_page, GNTST_okay } from '../../public/errno.js';
 import { P2M } from '../../public/types.js';

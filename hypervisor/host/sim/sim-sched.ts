@@ -11,7 +11,7 @@
  * inside the wait until the awaited word changes or simulated time passes
  * the deadline. Nesting is allowed only where a real vCPU could be
  * descheduled and hold nothing: its state is BLOCKED (so it acknowledges
- * TLB shootdowns implicitly, DESIGN §2) and it holds no hypervisor lock (so
+ * TLB shootdowns implicitly, docs/semantics.md §2) and it holds no hypervisor lock (so
  * a nested actor can never spin on a lock whose holder cannot run). A spin
  * or wait that no nested actor may end is a finding, never a hang: a
  * SimStuck error names it.

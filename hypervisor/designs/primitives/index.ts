@@ -1,0 +1,37 @@
+/**
+ * The seed's design (xen-devel, "Xen memory management primitives for GPU
+ * virtualization", Feb 2025): Map, Revoke, Steal and Return as dm_ops of
+ * the backend that runs the frontend's IOREQ server, with a host-wide
+ * mapping registry of their records (registry.ts). Semantics, check order
+ * and status codes: docs/primitives.md; Revoke's algorithm and bound:
+ * docs/revoke.md.
+ *
+ *   common.ts    checks and look-ups every primitive shares
+ *   map.ts       Map            revoke.ts  Revoke (and the transitive walk)
+ *   steal.ts     Steal          return.ts  Return
+ *   teardown.ts  a dying domain's records
+ *   check.ts     invariant 4 against the registry
+ */
+import type { MemoryDesign } from '../../xen/design.js';
+import { registryOf } from './common.js';
+import { checkMappings } from './check.js';
+import { dmMap } from './map.js';
+import { Registry } from './registry.js';
+import { dmReturn } from './return.js';
+import { dmRevoke } from './revoke.js';
+import { dmSteal } from './steal.js';
+import { registryDomainDying } from './teardown.js';
+
+export const primitives: MemoryDesign = {
+  name: 'primitives',
+  regionBytes: () => Registry.bytes(),
+  map: dmMap,
+  revoke: dmRevoke,
+  steal: dmSteal,
+  return: dmReturn,
+  domainDying: registryDomainDying,
+  // A FAULT goes to the frontend's first server (docs/decisions.md).
+  faultServer: (m, d) => m.ioreq.first(d),
+  check: checkMappings,
+  liveRecords: (m) => registryOf(m).activeCount(),
+};
