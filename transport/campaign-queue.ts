@@ -1,5 +1,5 @@
 /**
- * The Redis Streams mechanics of campaigns (DESIGN §1 "Multi-process and
+ * The Redis Streams mechanics of campaigns (docs/semantics.md §1 "Multi-process and
  * scale-out"): a campaign enqueues seeded jobs, `xgsim host` workers of a
  * consumer group take them one at a time and publish results. This module
  * moves validated messages; it knows nothing of runs.

@@ -1,5 +1,5 @@
 /**
- * The transport's static limits (STYLE §6). They sit here rather than in
+ * The transport's static limits (docs/style.md §6). They sit here rather than in
  * hypervisor/layout/constants.ts only because transport/ is its own module; the
  * relations to the machine's limits are asserted below, at module load.
  */
@@ -41,7 +41,7 @@ export const MAX_READ_COUNT = 1024;
 export const MAX_BLOCK_MS = 60_000;
 
 /**
- * Largest |error| in an IoreqResp: 0, a negative errno (STYLE §4; Linux's
+ * Largest |error| in an IoreqResp: 0, a negative errno (docs/style.md §4; Linux's
  * MAX_ERRNO is 4095), or a small positive server-defined code such as a
  * FAULT_ANSWER.
  */

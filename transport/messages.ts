@@ -6,7 +6,7 @@
  * arrives from Redis was written by another process — possibly a buggy or
  * hostile device model — so it is decoded once, every field is range-checked,
  * and a fresh object is built from the checked locals (the double-fetch rule
- * of STYLE §3). Decoding never throws: a malformed entry becomes
+ * of docs/style.md §3). Decoding never throws: a malformed entry becomes
  * `{ error }`, naming the first field that was wrong. Encoding validates
  * too, and throws, because an invalid outgoing message is the caller's bug.
  *

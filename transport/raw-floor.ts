@@ -1,5 +1,5 @@
 /**
- * The "raw Redis stream round trip" floor of DESIGN §9: what one IOREQ costs
+ * The "raw Redis stream round trip" floor of docs/semantics.md §9: what one IOREQ costs
  * over Redis with nothing of the bus around it — XADD a request, a server
  * already blocked in XREADGROUP receives it and XADDs a response, a
  * dispatcher already blocked in XREAD receives that. Payloads are the real

@@ -495,7 +495,7 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
     }
   });
 
-  it('raw stream round trip floor (DESIGN §9)', async () => {
+  it('raw stream round trip floor (docs/semantics.md §9)', async () => {
     const us = await rawStreamRoundTrip(REDIS_URL, 500);
     expect(us).toHaveLength(500);
     expect(us.every((x) => Number.isFinite(x) && x > 0)).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * The Redis Streams mechanics of the `redis` IOREQ transport (DESIGN §1, §5).
+ * The Redis Streams mechanics of the `redis` IOREQ transport (docs/semantics.md §1, §5).
  * The hypervisor's dispatcher and the device model each hold a bus; this
  * module knows nothing of vCPUs or slots — it moves validated messages.
  *

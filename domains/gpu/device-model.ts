@@ -436,7 +436,7 @@ const DMA_SPAN_PAGES = 64;
  * Device DMA emulation, as QEMU does it with xenforeignmemory_map: now and
  * then dom0's kernel maps a page of a frontend's buffers for a few steps,
  * reads it, and unmaps it. A Steal of that page meanwhile must fail
- * -EBUSY (DESIGN §4: referenced by nobody else, not foreign-mapped). Returns
+ * -EBUSY (docs/semantics.md §4: referenced by nobody else, not foreign-mapped). Returns
  * whether it did something this step.
  */
 function dmaPeek(cpu: GuestCpu, gpu: GpuEnv, report: Report, at_gfn: number): { step(): boolean; release(): void } {

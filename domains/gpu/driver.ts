@@ -2,7 +2,7 @@
  * The frontend's virtio-GPU driver and its workloads: `render` (blobs:
  * create, map, draw, check what dom0 sees, release — and nothing after),
  * `compute-svm` (userptr: the pages are Stolen, the GPU writes them, they
- * are Returned, the guest checks every word), `adversary` (DESIGN §7).
+ * are Returned, the guest checks every word), `adversary` (docs/semantics.md §7).
  */
 import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
