@@ -31,6 +31,12 @@ describe('scenarios', () => {
     ['steal-skip-grant-check', ['steal-granted-ebusy']],
     ['steal-skip-refcount-check', ['steal-foreign-mapped-ebusy', 'steal-grant-mapped-ebusy']],
     ['map-as-ram-rw', ['lifecycle-destroy-frontend-with-maps', 'map-ram-roundtrip']],
+    // Issue 13, fidelity: each switch brings an old deviation back (docs/fidelity.md).
+    ['steal-record-by-gfn', ['fidelity-steal-tied-to-frame']],
+    ['revoke-dead-frontend-esrch', ['fidelity-revoke-dead-frontend']],
+    ['steal-keeps-quota', ['fidelity-steal-quota-moves', 'return-quota-moves-back']],
+    ['return-revoke-before-checks', ['fidelity-return-all-or-nothing', 'return-ebusy-backend-reference']],
+    ['fault-to-first-server', ['fidelity-fault-to-mapping-backend']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {

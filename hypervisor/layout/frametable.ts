@@ -12,10 +12,15 @@
  *          being freed).
  *   TYPE   type count: writable-type references (grant map rw, Map of RAM).
  *   STATE  FREE / INUSE / FREEING.
+ *   FREES  how many times the frame went back to the heap (Atomics.add by
+ *          freeHeapFrame, before the frame is on the heap again; read
+ *          lock-free). An mfn and its FREES together name one allocation
+ *          of the frame: whoever remembers a frame (a design's Steal) can
+ *          tell it was freed and handed out again since (no ABA).
  */
 import { expectBytes } from './region.js';
 
-export const FT = { OWNER: 0, COUNT: 1, TYPE: 2, STATE: 3, WORDS: 4 } as const;
+export const FT = { OWNER: 0, COUNT: 1, TYPE: 2, STATE: 3, FREES: 4, WORDS: 5 } as const;
 export const PGC_allocated = 1 << 30;
 export const PGC_count_mask = (1 << 24) - 1;
 export const PS = { FREE: 0, INUSE: 1, FREEING: 2 } as const;
@@ -63,6 +68,13 @@ export class FrameTable {
   }
   setState(mfn: number, s: number): void {
     Atomics.store(this.w, mfn * FT.WORDS + FT.STATE, s);
+  }
+  /** Times the frame was freed (FREES): with the mfn, the identity of one allocation. */
+  frees(mfn: number): number {
+    return Atomics.load(this.w, mfn * FT.WORDS + FT.FREES);
+  }
+  countFree(mfn: number): void {
+    Atomics.add(this.w, mfn * FT.WORDS + FT.FREES, 1);
   }
   isRam(mfn: number): boolean {
     return mfn >= 0 && mfn < this.nr_frames;

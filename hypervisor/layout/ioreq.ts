@@ -117,6 +117,11 @@ export class IoreqServers {
     for (let s = 0; s < MAX_IOREQ_SERVERS_PER_DOMAIN; s++) if (this.active(d, s)) return s;
     return -1;
   }
+  /** The server for d that domain `owner` runs (the newest, as ioreq_server_select searches), or -1. */
+  ownedBy(d: number, owner: number): number {
+    for (let s = MAX_IOREQ_SERVERS_PER_DOMAIN - 1; s >= 0; s--) if (this.active(d, s) && this.owner(d, s) === owner) return s;
+    return -1;
+  }
   any(d: number): boolean {
     return this.first(d) >= 0;
   }

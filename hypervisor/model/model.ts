@@ -160,6 +160,8 @@ interface Entry {
   /** For a Map'd page: the mapping record id and page index; 0 / −1 otherwise. */
   readonly rec: number;
   readonly page: number;
+  /** A revoked gfn: the backend whose mapping was revoked there (its IOREQ server gets the FAULTs); −1 otherwise. */
+  readonly by: number;
 }
 
 interface GrantEntry {
@@ -247,10 +249,13 @@ const HOLE_FREE = -1;
 const CLONE: unique symbol = Symbol('clone');
 
 function entry(t: P2mView, mfn: number, rec = 0, page = -1): Entry {
-  return { t, mfn, rec, page };
+  return { t, mfn, rec, page, by: -1 };
 }
 
-const REVOKED: Entry = entry('revoked', -1);
+/** A gfn revoked from backend `by`'s mapping: in the FAULT set of by's IOREQ server. */
+function revokedBy(by: number): Entry {
+  return { ...entry('revoked', -1), by };
+}
 
 function allOnes(width: number): bigint {
   return (1n << BigInt(8 * width)) - 1n;
@@ -899,7 +904,7 @@ export class Model {
     r.liveCount--;
     const x = this.dom(r.fe)!;
     if (x.state === 'dying') x.p2m.delete(g);
-    else x.p2m.set(g, REVOKED);
+    else x.p2m.set(g, revokedBy(r.be));
     if (r.liveCount === 0) {
       this.recs.delete(r.id);
       this.retired.set(r.id, r.be);
@@ -922,6 +927,8 @@ export class Model {
       }
       return this.retired.get(target.id) === be ? 0 : -ENOENT;
     }
+    // A frontend that is gone: its teardown revoked everything, nothing left to do.
+    if (Number.isInteger(target.count) && target.count >= 1 && target.count <= MAX_PAGES_PER_OP && this.dom(target.fe)?.state === 'free') return 0;
     const c = this.common(be, target.fe, target.count, 'revoke');
     if (c !== 0) return c;
     for (let i = 0; i < target.count; i++) {
@@ -976,9 +983,11 @@ export class Model {
       if (b.p2m.has(dst + i)) return fail(-EEXIST, i);
     }
     if (this.registryUsed() + 2 > this.max_mappings) return fail(-ENOSPC);
-    if (b.tot_pages + count > b.max_pages) return fail(-E2BIG);
+    // The quota moves with the pages (the seed), so no E2BIG for the backend.
     f.tot_pages -= count;
     b.tot_pages += count;
+    f.max_pages -= count;
+    b.max_pages += count;
     mfns.forEach((mfn, i) => {
       this.owner[mfn] = be;
       b.p2m.set(dst + i, entry('ram_rw', mfn));
@@ -1009,23 +1018,26 @@ export class Model {
       const dst = at === undefined ? st.gfn : at + i;
       if (!this.inP2m(fe, dst)) return fail(-EINVAL, i);
       const d = f.p2m.get(dst);
-      const own = d !== undefined && d.rec === st.id && d.mfn === e.mfn && this.liveEntryRec(d) !== undefined;
-      if (d !== undefined && d.t !== 'revoked' && !own) return fail(-EEXIST, i);
+      // A Map of this very frame at the return gfn (the implicit one or
+      // another) is revoked with the others; anything else is in the way.
+      const mapOfThis = d !== undefined && d.mfn === e.mfn && this.liveEntryRec(d) !== undefined;
+      if (d !== undefined && d.t !== 'revoked' && !mapOfThis) return fail(-EEXIST, i);
+      // Its references: the allocation and one per live page of a mapping of it (which Return revokes); nothing else.
+      let maps = 0;
+      for (const r of this.recs.values()) for (let j = 0; j < r.count; j++) if (r.live[j] === true && r.mfns[j] === e.mfn) maps++;
+      if (this.allocated[e.mfn] !== 1 || this.count[e.mfn] !== 1 + maps) return fail(-EBUSY, i);
       pages.push({ mfn: e.mfn, dst });
     }
-    if (f.tot_pages + count > f.max_pages) return fail(-E2BIG);
-    // Every outstanding Map of those frames goes first, transitively.
+    // All checked: every outstanding Map of those frames goes, transitively.
     for (const p of pages) {
       for (const r of [...this.recs.values()]) {
         for (let j = 0; j < r.count; j++) if (r.live[j] === true && r.mfns[j] === p.mfn) this.revokePage(r, j);
       }
     }
-    for (let i = 0; i < pages.length; i++) {
-      const mfn = pages[i]!.mfn;
-      if (this.allocated[mfn] !== 1 || this.count[mfn] !== 1) return fail(-EBUSY, i);
-    }
     b.tot_pages -= count;
     f.tot_pages += count;
+    b.max_pages -= count;
+    f.max_pages += count;
     pages.forEach((p, i) => {
       this.owner[p.mfn] = fe;
       this.unsteal(p.mfn);
@@ -1066,7 +1078,8 @@ export class Model {
       case 'mmio_dm':
         return { kind: this.serverClaims(x, gfn) ? 'ioreq' : 'null_io' };
       case 'revoked':
-        return { kind: x.ioreq.some((s) => s !== undefined) ? 'fault' : 'null_io' };
+        // To the IOREQ server of the backend whose mapping was revoked here, if it runs one for d.
+        return { kind: x.ioreq.some((s) => s !== undefined && s.by === e.by) ? 'fault' : 'null_io' };
     }
   }
 

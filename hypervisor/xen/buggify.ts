@@ -32,6 +32,17 @@ export const BUGS = {
   'ioreq-retry-unbounded': 1 << 13,
   /** map_grant_ref validates the granted frame from one read of the shared entry and maps it from a second read (double fetch). */
   'grant-double-fetch': 1 << 14,
+  // Issue 13, fidelity: each brings back a deviation from Xen or the seed (docs/fidelity.md).
+  /** A Steal is remembered by the backend's gfn only: Return hands a frontend whatever frame sits there now. */
+  'steal-record-by-gfn': 1 << 15,
+  /** Revoke of a mapping into a frontend that is gone fails -ESRCH (or -ENOENT once its record is reused). */
+  'revoke-dead-frontend-esrch': 1 << 16,
+  /** Steal and Return move tot_pages only, not the quota (max_pages). */
+  'steal-keeps-quota': 1 << 17,
+  /** Return revokes the pages' Maps before its last check, which may then fail -EBUSY; a Map at the return gfn is -EEXIST. */
+  'return-revoke-before-checks': 1 << 18,
+  /** A FAULT on a revoked gfn goes to the frontend's first IOREQ server, not the Mapping backend's. */
+  'fault-to-first-server': 1 << 19,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

@@ -54,6 +54,7 @@ export function freeHeapFrame(m: Machine, mfn: number): void {
   if (!m.control.buggy(BUGS['no-scrub'])) m.frames.scrub(mfn);
   m.ft.storeCount(mfn, 0);
   m.ft.w[mfn * FT.WORDS + FT.TYPE] = 0;
+  m.ft.countFree(mfn);
   m.ft.setState(mfn, PS.FREE);
   const h = m.heap.w;
   m.lock(GLOBAL_LOCK.HEAP, 'mm.free_heap_pages');

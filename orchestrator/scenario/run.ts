@@ -528,7 +528,8 @@ export function matches(e: Expect, o: OpOutcome): boolean {
     case 'ioreq':
       return (o.kind === 'read' || o.kind === 'write') && o.access === 'ioreq';
     case 'value':
-      return o.kind === 'read' && o.value === e.value;
+      // A value read is one the guest got: a faulting access gives it none.
+      return o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value;
   }
 }
 
@@ -546,7 +547,7 @@ function matchesDescribed(e: Expect, d: string): boolean {
     case 'ioreq':
       return /^ioreq\b/.test(d);
     case 'value':
-      return new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d);
+      return !/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d);
   }
 }
 

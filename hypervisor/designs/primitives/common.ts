@@ -8,7 +8,8 @@
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
-import { KIND, REC, Registry } from './registry.js';
+import { KIND, REC, Registry, STOLEN } from './registry.js';
+import { BUG_ON } from '../../layout/region.js';
 import type { DmOpResult } from '../../xen/design.js';
 import { type Machine } from '../../xen/machine.js';
 import { p2mLock, p2mUnlock } from '../../xen/p2m.js';
@@ -25,7 +26,7 @@ const views = new WeakMap<Machine, Registry>();
 export function registryOf(m: Machine): Registry {
   let r = views.get(m);
   if (r === undefined) {
-    r = new Registry(m.sabs.design);
+    r = new Registry(m.sabs.design, m.config.nr_frames, m.config.p2m_entries);
     views.set(m, r);
   }
   return r;
@@ -119,6 +120,83 @@ export function stealAt(m: Machine, be: number, gfn: number, hint = -1): [number
     if (i >= 0) return [r, i];
   }
   return [-1, -1];
+}
+
+/**
+ * The Steal that holds RAM frame `mfn` now: its record and page, and the
+ * frontend it came from; undefined when the frame is not stolen — never
+ * was, was returned, or was freed since (its FREES moved: that Steal is
+ * over, whatever frame sits at its gfn now). Registry lock held.
+ */
+export function stealOf(m: Machine, mfn: number): { r: number; i: number; fe: number } | undefined {
+  const reg = registryOf(m);
+  const k = mfn * STOLEN.WORDS;
+  const from = reg.stolen[k + STOLEN.FROM]!;
+  if (from === 0 || reg.stolen[k + STOLEN.FREES] !== m.ft.frees(mfn)) return undefined;
+  const r = reg.stolen[k + STOLEN.REC]! - 1;
+  const i = reg.stolen[k + STOLEN.IDX]!;
+  BUG_ON(reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.FRONTEND) !== from - 1 || !reg.live(r, i), `stolen mfn ${mfn}: its Steal record ${r} page ${i} is not live`);
+  return { r, i, fe: from - 1 };
+}
+
+/** Steal record r's page i is frame mfn, stolen from fe. Registry lock held. */
+export function holdStolen(m: Machine, mfn: number, fe: number, r: number, i: number): void {
+  const reg = registryOf(m);
+  const k = mfn * STOLEN.WORDS;
+  if (reg.stolen[k + STOLEN.FROM] !== 0) {
+    // An earlier Steal of this frame: it was freed since (a held frame is
+    // the backend's, not a frontend's RAM that Steal could take), so that
+    // Steal is over; its page ends before this one takes the entry.
+    BUG_ON(reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn), `mfn ${mfn} stolen twice without a free`);
+    endStealPage(m, reg.stolen[k + STOLEN.REC]! - 1, reg.stolen[k + STOLEN.IDX]!);
+  }
+  reg.stolen[k + STOLEN.FROM] = fe + 1;
+  reg.stolen[k + STOLEN.FREES] = m.ft.frees(mfn);
+  reg.stolen[k + STOLEN.REC] = r + 1;
+  reg.stolen[k + STOLEN.IDX] = i;
+}
+
+/** Frame mfn is no longer stolen (returned). Registry lock held. */
+export function releaseStolen(m: Machine, mfn: number): void {
+  registryOf(m).stolen.fill(0, mfn * STOLEN.WORDS, (mfn + 1) * STOLEN.WORDS);
+}
+
+/** Ends page i of Steal record r (the record too, with its last page). Registry lock held. */
+function endStealPage(m: Machine, r: number, i: number): void {
+  const reg = registryOf(m);
+  BUG_ON(!reg.live(r, i), `Steal record ${r} page ${i} ended twice`);
+  reg.setLive(r, i, false);
+  reg.set(r, REC.LIVE, reg.at(r, REC.LIVE) - 1);
+  if (reg.at(r, REC.LIVE) === 0) {
+    const link = reg.at(r, REC.LINK);
+    if (link !== 0) reg.set(link - 1, REC.LINK, 0);
+    reg.free(r);
+  }
+}
+
+/** Frame mfn went back to its frontend (Return): its Steal's page ends. Registry lock held. */
+export function returnStolen(m: Machine, mfn: number, r: number, i: number): void {
+  releaseStolen(m, mfn);
+  endStealPage(m, r, i);
+}
+
+/**
+ * End every Steal page whose frame was freed since (its FREES moved): the
+ * Steal is over the moment the backend frees the frame (stealOf already
+ * says so); this gives its record back. `forget`: also end the pages of
+ * these Steal records (a dying domain's, teardown.ts). One pass over the
+ * stolen-frame table. Registry lock held.
+ */
+export function reapSteals(m: Machine, forget: (r: number) => boolean = () => false): void {
+  const reg = registryOf(m);
+  for (let mfn = 0; mfn < m.config.nr_frames; mfn++) {
+    const k = mfn * STOLEN.WORDS;
+    if (reg.stolen[k + STOLEN.FROM] === 0) continue;
+    const r = reg.stolen[k + STOLEN.REC]! - 1;
+    if (reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn) && !forget(r)) continue;
+    endStealPage(m, r, reg.stolen[k + STOLEN.IDX]!);
+    releaseStolen(m, mfn);
+  }
 }
 
 export function isRamMfn(m: Machine, mfn: number): boolean {

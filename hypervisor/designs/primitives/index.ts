@@ -18,20 +18,19 @@ import { checkMappings } from './check.js';
 import { dmMap } from './map.js';
 import { Registry } from './registry.js';
 import { dmReturn } from './return.js';
-import { dmRevoke } from './revoke.js';
+import { dmRevoke, faultServer } from './revoke.js';
 import { dmSteal } from './steal.js';
 import { registryDomainDying } from './teardown.js';
 
 export const primitives: MemoryDesign = {
   name: 'primitives',
-  regionBytes: () => Registry.bytes(),
+  regionBytes: (c) => Registry.bytes(c.nr_frames, c.p2m_entries),
   map: dmMap,
   revoke: dmRevoke,
   steal: dmSteal,
   return: dmReturn,
   domainDying: registryDomainDying,
-  // A FAULT goes to the frontend's first server (docs/decisions.md).
-  faultServer: (m, d) => m.ioreq.first(d),
+  faultServer,
   check: checkMappings,
   liveRecords: (m) => registryOf(m).activeCount(),
 };

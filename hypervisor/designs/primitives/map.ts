@@ -20,7 +20,7 @@ import { EEXIST, EINVAL, ENOSPC, EPERM } from '../../public/errno.js';
 import { P2M, type P2mType } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, barOf, countOk, fail, isRamMfn, lockPair, ok, rcOf, recordAt, registryOf } from './common.js';
+import { authority, barOf, countOk, fail, isRamMfn, lockPair, ok, rcOf, reapSteals, recordAt, registryOf } from './common.js';
 import type { DmOpResult, MapArgs } from '../../xen/design.js';
 
 
@@ -105,6 +105,7 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
       if (p2mIndex(m, a.fe, at) < 0) return fail(-EINVAL, i);
       if (!p2mIsEmpty(p2mGet(m, a.fe, at))) return fail(-EEXIST, i);
     }
+    if (registryOf(m).freeCount(1) < 1) reapSteals(m); // Steals whose frames were freed give their records back
     const r = registryOf(m).alloc();
     if (r < 0) return fail(-ENOSPC);
     // Page references for the mapping's life: one per RAM frame (a nested

@@ -18,6 +18,26 @@
  *   ID      the handle given to the caller (unique over the run)
  *   LIVEMAP one bit per page (MAX_PAGES_PER_OP bits)
  * Readers outside the lock (the checker) take the lock too.
+ *
+ * After the records and their header, two tables of the primitives' region:
+ *
+ * Stolen frames, one entry per RAM frame (STOLEN.*), written and read under
+ * the registry lock: the Steal that holds the frame — FROM the frontend it
+ * was stolen from (domid + 1; 0: not stolen), FREES the frame's free count
+ * (frametable FREES) when it was stolen, REC the Steal record + 1 and IDX
+ * its page there. A Steal is tied to the frame and the frontend it came
+ * from, not to a gfn: the entry is current only while FREES still equals
+ * the frame's, so once the backend frees the frame that Steal is over,
+ * whatever lands at its gfn later (stolenFrom).
+ *
+ * Fault owners, one word per p2m arena entry: for a revoked gfn, the domid
+ * + 1 of the backend whose mapping was revoked there. The revoked gfns of
+ * one frontend that share an owner are that backend's IOREQ server's FAULT
+ * set (Roger Pau Monné's per-ioreq-server rangeset in the seed thread),
+ * kept here per gfn, exactly. Written by Revoke under the registry lock
+ * and the frontend's p2m lock, before the entry becomes revoked; read
+ * lock-free by the fault path (Atomics.load) once it has seen the revoked
+ * entry, so it reads the owner the entry was revoked with or a later one.
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { expectBytes } from '../../layout/region.js';
@@ -43,16 +63,29 @@ export const KIND = { MAP_RAM: 1, MAP_BAR: 2, MAP_NESTED: 3, STEAL: 4 } as const
 export const KIND_NAMES = ['', 'map-ram', 'map-bar', 'map-nested', 'steal'] as const;
 /** Words after the records: a counter handing out ids. */
 const HDR_NEXT_ID = 0;
+const HDR_WORDS = 4;
+export const STOLEN = { FROM: 0, FREES: 1, REC: 2, IDX: 3, WORDS: 4 } as const;
 
 export class Registry {
   readonly w: Int32Array;
+  /** STOLEN.WORDS per RAM frame (above). */
+  readonly stolen: Int32Array;
+  /** Per p2m arena entry: the backend + 1 whose revoked mapping left it (above). */
+  readonly faultOwner: Int32Array;
   private readonly hdr: number;
-  static bytes(): number {
-    return (MAX_MAPPINGS * REC.WORDS + 4) * 4;
+  static bytes(nr_frames: number, p2m_entries: number): number {
+    return (MAX_MAPPINGS * REC.WORDS + HDR_WORDS + nr_frames * STOLEN.WORDS + p2m_entries) * 4;
   }
-  constructor(readonly sab: SharedArrayBuffer) {
-    expectBytes('registry', sab, Registry.bytes());
-    this.w = new Int32Array(sab);
+  constructor(
+    readonly sab: SharedArrayBuffer,
+    nr_frames: number,
+    p2m_entries: number,
+  ) {
+    expectBytes('registry', sab, Registry.bytes(nr_frames, p2m_entries));
+    const recWords = MAX_MAPPINGS * REC.WORDS + HDR_WORDS;
+    this.w = new Int32Array(sab, 0, recWords);
+    this.stolen = new Int32Array(sab, recWords * 4, nr_frames * STOLEN.WORDS);
+    this.faultOwner = new Int32Array(sab, (recWords + nr_frames * STOLEN.WORDS) * 4, p2m_entries);
     this.hdr = MAX_MAPPINGS * REC.WORDS;
   }
   at(r: number, f: number): number {
@@ -71,6 +104,10 @@ export class Registry {
   }
   nextId(): number {
     return ++this.w[this.hdr + HDR_NEXT_ID]!;
+  }
+  /** Whether `id` was ever handed out (ids count up from 1 and are never reused). */
+  issued(id: number): boolean {
+    return Number.isInteger(id) && id >= 1 && id <= this.w[this.hdr + HDR_NEXT_ID]!;
   }
   /** Record index of an id, live or revoked, or -1. */
   find(id: number): number {

@@ -16,7 +16,8 @@ import { E2BIG, EBUSY, EEXIST, EINVAL } from '../../public/errno.js';
 import { P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, countOk, fail, lockPair, ok, pageAllocPair, rcOf, recordCovers, registryOf, stealAt } from './common.js';
+import { authority, countOk, fail, isRamMfn, lockPair, ok, pageAllocPair, rcOf, recordAt, recordCovers, registryOf, returnStolen, stealAt, stealOf } from './common.js';
+import { BUGS } from '../../xen/buggify.js';
 import { revokeRecord } from './revoke.js';
 import type { DmOpResult, ReturnArgs } from '../../xen/design.js';
 
@@ -34,17 +35,21 @@ function dmReturnUntraced(m: Machine, be: number, a: ReturnArgs): DmOpResult {
   if (auth !== 0) return fail(auth);
   m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.return');
   try {
-    return returnLocked(m, be, a);
+    return m.control.buggy(BUGS['return-revoke-before-checks']) ? returnRevokingFirst(m, be, a) : returnLocked(m, be, a);
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);
   }
 }
 
 interface ReturnPage {
+  /** The Steal record and page that hold the frame. */
   steal: number;
   i: number;
   mfn: number;
+  /** The frontend gfn it goes back to. */
   at: number;
+  /** References the pages' Maps hold on the frame, which Return revokes. */
+  maps: number;
 }
 
 /**
@@ -63,52 +68,112 @@ export function dmReturnRevokePhase(m: Machine, be: number, a: ReturnArgs): void
   }
 }
 
+/**
+ * Every check of Return, before anything changes (all-or-nothing), in
+ * order, per page k (be's gfn `gfn + k`):
+ *  1. be's entry is ram_rw on a frame be owns that a Steal from fe holds
+ *     (stealOf: tied to the frame, not the gfn) → else -EINVAL;
+ *  2. the return gfn is inside fe's p2m → else -EINVAL;
+ *  3. fe's entry there is a hole, revoked, or a Map of this very frame
+ *     (the Steal's implicit Map, or one be made since: Return revokes it)
+ *     → else -EEXIST;
+ *  4. the frame's references are its allocation and those of the Maps
+ *     Return will revoke, nothing else (no grant or foreign map, no copy
+ *     in flight) → else -EBUSY.
+ * Registry lock held.
+ */
 function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | DmOpResult {
   const fe = a.fe;
   const reg = registryOf(m);
+  // The bug brings back the old checks: only the Steal's own implicit Map
+  // may sit at the return gfn, and the references are checked after the
+  // revocations (returnRevokingFirst), not here.
+  const old = m.control.buggy(BUGS['return-revoke-before-checks']);
+  const byGfn = m.control.buggy(BUGS['steal-record-by-gfn']);
+  const maps = mapRefsOfBackendGfns(m, be, a.gfn, a.count);
   const pages: ReturnPage[] = [];
   let hint = -1;
   for (let k = 0; k < a.count; k++) {
     const g = a.gfn + k;
     const e = p2mGet(m, be, g);
     const mfn = entryMfn(e);
-    const [s, i] = stealAt(m, be, g, hint);
-    hint = s;
-    if (e === P2M_HOLE || entryType(e) !== P2M.ram_rw || s < 0 || reg.at(s, REC.FRONTEND) !== fe || m.ft.owner(mfn) !== be) return fail(-EINVAL, k);
+    if (e === P2M_HOLE || entryType(e) !== P2M.ram_rw || !isRamMfn(m, mfn) || m.ft.owner(mfn) !== be) return fail(-EINVAL, k);
+    let s: number;
+    let i: number;
+    if (byGfn) {
+      // The bug: whatever Steal record once put a page at this gfn.
+      [s, i] = stealAt(m, be, g, hint);
+      hint = s;
+      if (s < 0 || reg.at(s, REC.FRONTEND) !== fe) return fail(-EINVAL, k);
+    } else {
+      const held = stealOf(m, mfn);
+      if (held === undefined || held.fe !== fe) return fail(-EINVAL, k);
+      s = held.r;
+      i = held.i;
+    }
     const at = a.at === undefined ? reg.at(s, REC.FE_GFN) + i : a.at + k;
     if (p2mIndex(m, fe, at) < 0) return fail(-EINVAL, k);
     const fe_e = p2mGet(m, fe, at);
-    const implicit = reg.at(s, REC.LINK) - 1;
-    const ownImplicit = recordCovers(m, implicit, fe, at) && entryMfn(fe_e) === mfn;
-    if (!p2mIsEmpty(fe_e) && !ownImplicit) return fail(-EEXIST, k);
-    pages.push({ steal: s, i, mfn, at });
+    const mapOfThis = old ? recordCovers(m, reg.at(s, REC.LINK) - 1, fe, at) && entryMfn(fe_e) === mfn : entryMfn(fe_e) === mfn && recordAt(m, fe, at) >= 0;
+    if (!p2mIsEmpty(fe_e) && !mapOfThis) return fail(-EEXIST, k);
+    const n = maps.get(mfn) ?? 0;
+    if (!old && (m.ft.countInfo(mfn) !== (PGC_allocated | (1 + n)) || m.ft.typeCount(mfn) !== 0)) return fail(-EBUSY, k);
+    pages.push({ steal: s, i, mfn, at, maps: n });
   }
-  if (m.dom.at(fe, DOM.TOT_PAGES) + a.count > m.dom.at(fe, DOM.MAX_PAGES)) return fail(-E2BIG);
+  if (m.control.buggy(BUGS['steal-keeps-quota']) && m.dom.at(fe, DOM.TOT_PAGES) + a.count > m.dom.at(fe, DOM.MAX_PAGES)) return fail(-E2BIG);
   return pages;
 }
 
 function returnLocked(m: Machine, be: number, a: ReturnArgs): DmOpResult {
-  const fe = a.fe;
-  const reg = registryOf(m);
   const checked = returnChecks(m, be, a);
   if (!Array.isArray(checked)) return checked;
   const pages = checked;
-  // Every outstanding Map of these pages goes first — the implicit one,
-  // others the backend made of its gfns, and their nested children.
+  // Freeze each count at 0 with the Maps' references in it (steal_page's
+  // cmpxchg): from here no get_page on these frames succeeds, so nothing the
+  // checks saw can change. A racing reference taken since the checks makes
+  // the freeze fail, and nothing has changed yet (all or nothing).
+  for (let k = 0; k < pages.length; k++) {
+    const p = pages[k]!;
+    if (!m.ft.casCount(p.mfn, PGC_allocated | (1 + p.maps), 0)) {
+      for (let j = 0; j < k; j++) m.ft.storeCount(pages[j]!.mfn, PGC_allocated | (1 + pages[j]!.maps));
+      return fail(-EBUSY, k);
+    }
+  }
+  // Every outstanding Map of these pages goes — the implicit one, others
+  // the backend made of its gfns, and their nested children — their
+  // references already taken by the frozen counts.
+  revokeMapsOfBackendGfns(m, be, a.gfn, a.count, new Set(pages.map((p) => p.mfn)));
+  transfer(m, be, a, pages);
+  return ok();
+}
+
+/** The bug `return-revoke-before-checks`: the Maps go first, then the reference check may fail -EBUSY with them gone. */
+function returnRevokingFirst(m: Machine, be: number, a: ReturnArgs): DmOpResult {
+  const checked = returnChecks(m, be, a);
+  if (!Array.isArray(checked)) return checked;
   revokeMapsOfBackendGfns(m, be, a.gfn, a.count);
+  const pages = checked.map((p) => ({ ...p, maps: 0 }));
+  for (let k = 0; k < pages.length; k++) {
+    if (!m.ft.casCount(pages[k]!.mfn, PGC_allocated | 1, 0)) {
+      for (let j = 0; j < k; j++) m.ft.storeCount(pages[j]!.mfn, PGC_allocated | 1);
+      return fail(-EBUSY, k);
+    }
+  }
+  transfer(m, be, a, pages);
+  return ok();
+}
+
+/**
+ * The frozen frames go back to fe, ordered so that no p2m ever holds a RAM
+ * entry on a frame its domain does not own (invariant 4). Registry lock held.
+ */
+function transfer(m: Machine, be: number, a: ReturnArgs, pages: readonly ReturnPage[]): void {
+  const fe = a.fe;
   const unlock = lockPair(m, be, fe, 'primitives.return');
   try {
-    // Frozen first (all or nothing), then ordered so that no p2m ever holds a
-    // RAM entry on a frame its domain does not own (invariant 4):
-    for (let k = 0; k < pages.length; k++) {
-      if (!m.ft.casCount(pages[k]!.mfn, PGC_allocated | 1, 0)) {
-        for (let j = 0; j < k; j++) m.ft.storeCount(pages[j]!.mfn, PGC_allocated | 1);
-        return fail(-EBUSY, k);
-      }
-    }
     // 1. the backend loses its translation (flushed) while it still owns the frames;
     p2mRemoveLocked(m, be, pages.map((_, k) => a.gfn + k));
-    // 2. the frames change hands;
+    // 2. the frames change hands, and the quota with them (Steal moved it);
     const unlockPa = pageAllocPair(m, be, fe, 'primitives.return');
     try {
       for (const p of pages) {
@@ -117,6 +182,10 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): DmOpResult {
       }
       m.dom.set(be, DOM.TOT_PAGES, m.dom.at(be, DOM.TOT_PAGES) - pages.length);
       m.dom.set(fe, DOM.TOT_PAGES, m.dom.at(fe, DOM.TOT_PAGES) + pages.length);
+      if (!m.control.buggy(BUGS['steal-keeps-quota'])) {
+        m.dom.set(be, DOM.MAX_PAGES, m.dom.at(be, DOM.MAX_PAGES) - pages.length);
+        m.dom.set(fe, DOM.MAX_PAGES, m.dom.at(fe, DOM.MAX_PAGES) + pages.length);
+      }
     } finally {
       unlockPa();
     }
@@ -125,22 +194,53 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): DmOpResult {
   } finally {
     unlock();
   }
-  for (const p of pages) {
-    reg.setLive(p.steal, p.i, false);
-    reg.set(p.steal, REC.LIVE, reg.at(p.steal, REC.LIVE) - 1);
-    if (reg.at(p.steal, REC.LIVE) === 0) reg.free(p.steal);
-  }
-  return ok();
+  for (const p of pages) returnStolen(m, p.mfn, p.steal, p.i);
 }
 
-/** Revoke every live Map whose source is backend RAM at be's gfns [gfn, gfn+count). Registry lock held. */
-function revokeMapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): void {
+/** The live Maps whose source is backend RAM at be's gfns [gfn, gfn+count), and their nested children, page by page. Registry lock held. */
+function mapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): Array<[number, number[]]> {
   const reg = registryOf(m);
+  const out: Array<[number, number[]]> = [];
   for (let r = 0; r < MAX_MAPPINGS; r++) {
     if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.MAP_RAM || reg.at(r, REC.BACKEND) !== be) continue;
     const src = reg.at(r, REC.SRC);
     const pages: number[] = [];
     for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i) && src + i >= gfn && src + i < gfn + count) pages.push(i);
-    if (pages.length > 0) revokeRecord(m, r, pages);
+    if (pages.length > 0) out.push([r, pages]);
   }
+  return out;
+}
+
+/** Revoke every live Map whose source is backend RAM at be's gfns [gfn, gfn+count) (nested children first). Registry lock held. */
+function revokeMapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number, absorbed?: ReadonlySet<number>): void {
+  for (const [r, pages] of mapsOfBackendGfns(m, be, gfn, count)) revokeRecord(m, r, pages, absorbed);
+}
+
+/**
+ * Per frame, the references that revokeMapsOfBackendGfns would drop: one
+ * per live page of each of those Maps and of each nested Map made from
+ * them, transitively (every RAM-backed mapping page holds one, map.ts).
+ * Registry lock held.
+ */
+function mapRefsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): Map<number, number> {
+  const reg = registryOf(m);
+  const refs = new Map<number, number>();
+  const visit = (r: number, pages: readonly number[]): void => {
+    const fe = reg.at(r, REC.FRONTEND);
+    const first = reg.at(r, REC.FE_GFN);
+    for (const i of pages) {
+      const mfn = entryMfn(p2mGet(m, fe, first + i));
+      refs.set(mfn, (refs.get(mfn) ?? 0) + 1);
+    }
+    const gfns = new Set(pages.map((i) => first + i));
+    for (let c = 0; c < MAX_MAPPINGS; c++) {
+      if (reg.at(c, REC.STATE) !== 1 || reg.at(c, REC.KIND) !== KIND.MAP_NESTED || reg.at(c, REC.PARENT) !== r + 1) continue;
+      const src = reg.at(c, REC.SRC);
+      const sub: number[] = [];
+      for (let j = 0; j < reg.at(c, REC.COUNT); j++) if (reg.live(c, j) && gfns.has(src + j)) sub.push(j);
+      if (sub.length > 0) visit(c, sub);
+    }
+  };
+  for (const [r, pages] of mapsOfBackendGfns(m, be, gfn, count)) visit(r, pages);
+  return refs;
 }

@@ -14,7 +14,7 @@ import { entryMfn, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { putPage } from '../../xen/mm.js';
-import { p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
+import { p2mIndex, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
 import { EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -24,22 +24,35 @@ import type { RevokeTarget } from '../../xen/design.js';
 
 // ---------------------------------------------------------------- Revoke
 
-/** Revoke never fails for valid arguments; an invalid id is -ENOENT (a backend bug). */
+/**
+ * Revoke never fails for valid arguments (the seed: it "does not fail
+ * unless the backend or Xen is buggy"): an id never handed out is -ENOENT,
+ * a backend bug. Whatever teardown already undid is nothing left to do: a
+ * mapping into a frontend that is dying, a zombie or gone is revoked (or
+ * was, by domain_relinquish_resources' part, teardown.ts), and the call
+ * returns 0 — the MMU-notifier path that calls it cannot take a failure.
+ */
 export function dmRevoke(m: Machine, be: number, t: RevokeTarget): number {
   if ('id' in t) {
     m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.revoke');
     try {
-      const r = registryOf(m).find(t.id);
-      if (r < 0 || registryOf(m).at(r, REC.BACKEND) !== be || registryOf(m).at(r, REC.KIND) === KIND.STEAL) return -ENOENT;
+      const reg = registryOf(m);
+      const r = reg.find(t.id);
+      // Its record is gone: its pages were all revoked (by an earlier Revoke
+      // or the frontend's teardown) and the tombstone reused since.
+      if (r < 0) return reg.issued(t.id) && !m.control.buggy(BUGS['revoke-dead-frontend-esrch']) ? 0 : -ENOENT;
+      if (reg.at(r, REC.BACKEND) !== be || reg.at(r, REC.KIND) === KIND.STEAL) return -ENOENT;
       // A tombstone (all pages revoked already): nothing to do, and that is success.
-      if (registryOf(m).at(r, REC.STATE) === 1) revokeRecord(m, r, allLive(m, r));
+      if (reg.at(r, REC.STATE) === 1) revokeRecord(m, r, allLive(m, r));
       return 0;
     } finally {
       m.unlock(GLOBAL_LOCK.REGISTRY);
     }
   }
   if (!countOk(t.count)) return -EINVAL;
-  if (!Number.isInteger(t.fe) || t.fe < 0 || t.fe >= m.nd || m.dom.state(t.fe) === DS.FREE) return -ESRCH;
+  if (!Number.isInteger(t.fe) || t.fe < 0 || t.fe >= m.nd) return -ESRCH;
+  // A freed frontend: its teardown revoked every mapping into it.
+  if (m.dom.state(t.fe) === DS.FREE) return m.control.buggy(BUGS['revoke-dead-frontend-esrch']) ? -ESRCH : 0;
   if (t.fe === be) return -EINVAL;
   if (m.dom.at(t.fe, DOM.BACKEND) !== be + 1 && m.dom.at(be, DOM.PRIVILEGED) === 0) return -EPERM;
   m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.revoke');
@@ -82,13 +95,18 @@ function revokeRange(m: Machine, which: (r: number) => boolean, fe: number, gfn:
  *  3. Only then the mapping's page references go, so the backend may reuse
  *     the frames.
  */
-export function revokeRecord(m: Machine, r: number, pages: readonly number[]): void {
+export function revokeRecord(m: Machine, r: number, pages: readonly number[], absorbed?: ReadonlySet<number>): void {
   const tw = tracer;
-  if (tw === null) revokeRecordUntraced(m, r, pages);
-  else tracePrim(tw, PRIM.REVOKE, registryOf(m).at(r, REC.FRONTEND), pages.length, () => revokeRecordUntraced(m, r, pages), () => 0);
+  if (tw === null) revokeRecordUntraced(m, r, pages, absorbed);
+  else tracePrim(tw, PRIM.REVOKE, registryOf(m).at(r, REC.FRONTEND), pages.length, () => revokeRecordUntraced(m, r, pages, absorbed), () => 0);
 }
 
-function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[]): void {
+/**
+ * `absorbed`: frames whose count the caller froze with these mappings'
+ * references counted in (Return, return.ts): their references are not put
+ * one by one, the caller's frozen count already took them.
+ */
+function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], absorbed: ReadonlySet<number> | undefined): void {
   const reg = registryOf(m);
   const fe = reg.at(r, REC.FRONTEND);
   const first = reg.at(r, REC.FE_GFN);
@@ -99,7 +117,7 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[]): 
       const src = reg.at(c, REC.SRC);
       const sub: number[] = [];
       for (let j = 0; j < reg.at(c, REC.COUNT); j++) if (reg.live(c, j) && gfns.has(src + j)) sub.push(j);
-      if (sub.length > 0) revokeRecord(m, c, sub);
+      if (sub.length > 0) revokeRecord(m, c, sub, absorbed);
     }
   }
   const live = pages.filter((i) => reg.live(r, i));
@@ -107,6 +125,10 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[]): 
   p2mLock(m, fe, 'primitives.revoke');
   let old: number[];
   try {
+    // The revoked gfns join the FAULT set of this mapping's backend (its
+    // IOREQ server gets their faults), before they become revoked.
+    const owner = reg.at(r, REC.BACKEND) + 1;
+    for (const i of live) Atomics.store(reg.faultOwner, p2mIndex(m, fe, first + i), owner);
     old = p2mRemoveLocked(m, fe, live.map((i) => first + i), P2M_REVOKED, { skipFlushBug: BUGS['skip-tlb-flush-on-revoke'] });
   } finally {
     p2mUnlock(m, fe);
@@ -115,11 +137,25 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[]): 
   reg.set(r, REC.LIVE, reg.at(r, REC.LIVE) - live.length);
   for (const e of old) {
     const mfn = entryMfn(e);
-    if (e !== P2M_HOLE && isRamMfn(m, mfn)) putPage(m, mfn);
+    if (e !== P2M_HOLE && isRamMfn(m, mfn) && absorbed?.has(mfn) !== true) putPage(m, mfn);
   }
   if (reg.at(r, REC.LIVE) === 0) {
     const link = reg.at(r, REC.LINK);
     if (link !== 0) reg.set(link - 1, REC.LINK, 0);
     reg.retire(r);
   }
+}
+
+/**
+ * The IOREQ server a FAULT on d's revoked `gfn` goes to: the one run by the
+ * backend whose mapping was revoked there (the seed thread: revoked gfns
+ * join a per-IOREQ-server FAULT rangeset of the server of the backend that
+ * Mapped them), or -1 when that backend runs none for d (Xen's null
+ * handler answers). Lock-free, on the faulting vCPU.
+ */
+export function faultServer(m: Machine, d: number, gfn: number): number {
+  if (m.control.buggy(BUGS['fault-to-first-server'])) return m.ioreq.first(d);
+  const idx = p2mIndex(m, d, gfn);
+  const owner = idx < 0 ? 0 : Atomics.load(registryOf(m).faultOwner, idx);
+  return owner === 0 ? -1 : m.ioreq.ownedBy(d, owner - 1);
 }

@@ -21,7 +21,7 @@ import { E2BIG, EBUSY, EEXIST, EINVAL, ENOSPC } from '../../public/errno.js';
 import { GTF_permit_access, GTF_type_mask, P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, countOk, fail, isRamMfn, lockPair, ok, pageAllocPair, rcOf, registryOf } from './common.js';
+import { authority, countOk, fail, holdStolen, isRamMfn, lockPair, ok, pageAllocPair, rcOf, reapSteals, registryOf } from './common.js';
 import type { DmOpResult, StealArgs } from '../../xen/design.js';
 
 
@@ -93,7 +93,9 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
     if (p2mIndex(m, be, into + i) < 0) return fail(-EINVAL, i);
     if (p2mGet(m, be, into + i) !== P2M_HOLE) return fail(-EEXIST, i);
   }
-  if (registryOf(m).freeCount(2) < 2) return fail(-ENOSPC); // the Steal record and its implicit Map
+  // The Steal record and its implicit Map; Steals whose frames were freed give theirs back first.
+  if (registryOf(m).freeCount(2) < 2) reapSteals(m);
+  if (registryOf(m).freeCount(2) < 2) return fail(-ENOSPC);
 
   const unlocked = m.control.buggy(BUGS['steal-unlocked-transfer']);
   if (unlocked) {
@@ -106,7 +108,11 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
   }
   const unlockPa = pageAllocPair(m, be, fe, 'primitives.steal');
   try {
-    if (m.dom.at(be, DOM.TOT_PAGES) + a.count > m.dom.at(be, DOM.MAX_PAGES)) return fail(-E2BIG);
+    // The quota moves with the pages (the seed: "the frontend's quota is
+    // decreased by the number of pages stolen, and the backend's quota is
+    // increased by the same amount"), so a backend at its max may steal.
+    const keepQuota = m.control.buggy(BUGS['steal-keeps-quota']);
+    if (keepQuota && m.dom.at(be, DOM.TOT_PAGES) + a.count > m.dom.at(be, DOM.MAX_PAGES)) return fail(-E2BIG);
     // Xen's steal_page: freeze each count at 0 (no get_page can succeed on a
     // frozen page), then change the owner. All or nothing.
     const frozen: number[] = [];
@@ -132,6 +138,10 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
     }
     m.dom.set(fe, DOM.TOT_PAGES, m.dom.at(fe, DOM.TOT_PAGES) - a.count);
     m.dom.set(be, DOM.TOT_PAGES, m.dom.at(be, DOM.TOT_PAGES) + a.count);
+    if (!keepQuota) {
+      m.dom.set(fe, DOM.MAX_PAGES, m.dom.at(fe, DOM.MAX_PAGES) - a.count);
+      m.dom.set(be, DOM.MAX_PAGES, m.dom.at(be, DOM.MAX_PAGES) + a.count);
+    }
   } finally {
     unlockPa();
   }
@@ -145,6 +155,8 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
   const stealId = reg.nextId();
   fill(m, steal, { kind: KIND.STEAL, be, fe, src: into, fe_gfn: a.gfn, count: a.count, type: P2M.ram_rw, parent: 0, link: map + 1, id: stealId });
   fill(m, map, { kind: KIND.MAP_RAM, be, fe, src: into, fe_gfn: a.gfn, count: a.count, type: P2M.mmio_direct, parent: 0, link: steal + 1, id: mapId });
+  // Tied to the frames and the frontend they came from, not to be's gfns.
+  for (let i = 0; i < a.count; i++) holdStolen(m, mfns[i]!, fe, steal, i);
   return ok(mapId);
 }
 

@@ -6,7 +6,8 @@
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
-import { registryOf } from './common.js';
+import { reapSteals, registryOf } from './common.js';
+import { BUG_ON } from '../../layout/region.js';
 import { allLive, revokeRecord } from './revoke.js';
 
 
@@ -26,13 +27,11 @@ export function registryDomainDying(m: Machine, d: number): void {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;
       if (reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d) revokeRecord(m, r, allLive(m, r));
     }
+    // Its Steals end: the frames stay where they are (the backend's).
+    reapSteals(m, (r) => reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d);
     for (let r = 0; r < MAX_MAPPINGS; r++) {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL) continue;
-      if (reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d) {
-        const link = reg.at(r, REC.LINK);
-        if (link !== 0) reg.set(link - 1, REC.LINK, 0);
-        reg.free(r);
-      }
+      BUG_ON(reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d, `d${d} dying: Steal record ${r} outlived its pages`);
     }
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);
