@@ -32,6 +32,10 @@ export const BUGS = {
   'ioreq-retry-unbounded': 1 << 13,
   /** map_grant_ref validates the granted frame from one read of the shared entry and maps it from a second read (double fetch). */
   'grant-double-fetch': 1 << 14,
+  /** iomem_caps is a list of exact ranges again: a permit appends (-ENOSPC when full), a deny must name a permitted range exactly (-ENOENT), nothing merges or splits. */
+  'iomem-exact-ranges': 1 << 22,
+  /** XEN_DOMCTL_iomem_permission skips iomem_access_permitted(current->domain): a privileged caller grants and denies MMIO it does not hold. */
+  'iomem-permission-unchecked-caller': 1 << 27,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
