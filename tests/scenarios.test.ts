@@ -31,6 +31,8 @@ describe('scenarios', () => {
     ['steal-skip-grant-check', ['steal-granted-ebusy']],
     ['steal-skip-refcount-check', ['steal-foreign-mapped-ebusy', 'steal-grant-mapped-ebusy']],
     ['map-as-ram-rw', ['lifecycle-destroy-frontend-with-maps', 'map-ram-roundtrip']],
+    ['iomem-exact-ranges', ['fidelity-iomem-rangeset', 'map-bar-iomem-caps-eperm']],
+    ['iomem-permission-unchecked-caller', ['fidelity-iomem-caller-caps', 'foundation-iomem-permit', 'map-bar-frontend-caps-ignored']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {
