@@ -37,6 +37,8 @@ describe('scenarios', () => {
     ['steal-keeps-quota', ['fidelity-steal-quota-moves', 'return-quota-moves-back']],
     ['return-revoke-before-checks', ['fidelity-return-all-or-nothing', 'return-ebusy-backend-reference']],
     ['fault-to-first-server', ['fidelity-fault-to-mapping-backend']],
+    ['iomem-exact-ranges', ['fidelity-iomem-rangeset', 'map-bar-iomem-caps-eperm']],
+    ['iomem-permission-unchecked-caller', ['fidelity-iomem-caller-caps', 'foundation-iomem-permit', 'map-bar-frontend-caps-ignored']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {

@@ -66,6 +66,21 @@ export const MAX_MAPPINGS = 2048;
 export const MAX_PAGES_PER_OP = 512;
 /** I/O ranges per IOREQ server. */
 export const MAX_IOREQ_RANGES = 8;
+/**
+ * Disjoint ranges one domain's iomem_caps may hold (layout/domains.ts).
+ * Xen's d->iomem_caps is an unlimited rangeset (domain_create calls
+ * rangeset_new and no rangeset_limit); xgsim's is a fixed table, and a
+ * permit or deny whose result would need more ranges is -ENOMEM, what
+ * rangeset_add_range/rangeset_remove_range return when alloc_range fails
+ * (docs/decisions.md, "iomem_caps").
+ */
+export const MAX_IOMEM_RANGES = 8;
+/**
+ * One past the highest MFN an iomem range may name: a range's ends are
+ * Int32 words of the domain table. XEN_DOMCTL_iomem_permission refuses a
+ * range that wraps (-EINVAL); xgsim also refuses one that reaches this.
+ */
+export const IOMEM_MFN_LIMIT = 2 ** 31;
 
 /** Words of the guests' shared mailbox (a tiny xenstore). */
 export const XENSTORE_WORDS = 64 * 1024;
@@ -94,6 +109,7 @@ assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
 assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
 assert(XENSTORE_WORDS === XS_STORE_WORDS && MAX_DOMAINS === XS_MAX_DOMAINS, 'public/xenstore.ts knows the store and the domain limit');
+assert(MAX_IOMEM_RANGES >= 2, 'iomem_caps can hold a range split in two (rangeset_remove_range)');
 assert(MAX_PAGES_PER_OP % 32 === 0, 'a mapping record keeps one bit per page in whole words');
 assert((TRACE_RING_EVENTS & (TRACE_RING_EVENTS - 1)) === 0, 'TRACE_RING_EVENTS is a power of two (ring indices wrap with a mask)');
 assert(TRACE_MAX_EVENTS >= TRACE_RING_EVENTS, 'the host keeps at least one full ring');

@@ -292,16 +292,17 @@ describe('Map', () => {
     const m = fresh();
     const a = m.map(0, 1, bar(BAR0 + 1), 2, 40);
     expect(a.rc).toBe(0);
-    expect(m.iomemPermit(0, 0, BAR0, 4, false)).toBe(0);
+    // dom0 denies itself page 0: the rest of the BAR stays permitted.
+    expect(m.iomemPermit(0, 0, BAR0, 1, false)).toBe(0);
     expect(m.map(0, 1, bar(BAR0), 1, 50).rc).toBe(-EPERM);
-    expect(m.iomemPermit(0, 0, BAR0, 4, true)).toBe(0);
+    expect(m.iomemPermit(0, 0, BAR0, 4, true)).toBe(-EPERM); // it no longer holds page 0 to grant
     const b = m.map(0, 1, bar(BAR0 + 2), 1, 50);
     expect(b.rc).toBe(0);
     m.write(1, 41, 16, 4, 0x77n);
     expect(m.read(1, 50, 16, 4).value).toBe(0x77n);
     expect(m.page(1, 41)!.count).toBe(0);
-    // The frontend's iomem_caps were neither read nor widened.
-    expect(m.iomemPermit(0, 1, BAR0, 4, false)).toBe(-ENOENT);
+    // The frontend's iomem_caps were neither read nor widened: d1 may not Map the BAR into d2.
+    expect(m.map(1, 2, bar(BAR0 + 1), 1, 20).rc).toBe(-EPERM);
     consistent(m);
   });
 
@@ -723,19 +724,55 @@ describe('life cycle', () => {
 });
 
 describe('domctl and IOREQ servers', () => {
-  it('iomem_permission: privileged only, MMIO frames only, exact-range removal', () => {
+  it('iomem_permission: Xen\'s order of checks; the caller grants only what it holds', () => {
     const m = fresh();
-    expect(m.iomemPermit(1, 1, BAR0, 1, true)).toBe(-EPERM);
-    expect(m.iomemPermit(0, 1, 0, 1, true)).toBe(-EINVAL);
-    expect(m.iomemPermit(0, 1, BAR1 + 1, 2, true)).toBe(-EINVAL);
+    expect(m.iomemPermit(1, 9, BAR0, 1, true)).toBe(-EPERM); // no such domain, unprivileged caller
     expect(m.iomemPermit(0, 9, BAR0, 1, true)).toBe(-ESRCH);
+    expect(m.iomemPermit(1, 1, BAR0, 0, true)).toBe(-EINVAL); // the range before privilege
+    expect(m.iomemPermit(0, 1, -1, 2, true)).toBe(-EINVAL);
+    expect(m.iomemPermit(0, 1, 2 ** 31 - 1, 2, true)).toBe(-EINVAL);
+    expect(m.iomemPermit(1, 1, BAR0, 1, true)).toBe(-EPERM);
+    expect(m.iomemPermit(0, 1, 0, 1, true)).toBe(-EPERM); // a RAM frame: dom0 does not hold it
+    expect(m.iomemPermit(0, 1, BAR1, 1, true)).toBe(-EPERM); // d3's BAR: nor that
+    expect(m.iomemPermit(0, 1, BAR0 + 3, 2, true)).toBe(-EPERM); // straddles BAR0 and BAR1
+    expect(m.iomemPermit(0, 3, BAR1, 2, false)).toBe(-EPERM); // nor deny it
     expect(m.iomemPermit(0, 1, BAR0, 1, true)).toBe(0);
-    expect(m.iomemPermit(0, 1, BAR0, 2, false)).toBe(-ENOENT);
-    for (let i = 1; i < 8; i++) expect(m.iomemPermit(0, 1, BAR0, 1, true)).toBe(0);
-    expect(m.iomemPermit(0, 1, BAR0, 1, true)).toBe(-ENOSPC);
     // d1 may now Map BAR0 page 0 into d2, which it serves.
     expect(m.map(1, 2, bar(BAR0), 1, 20).rc).toBe(0);
     expect(m.map(1, 2, bar(BAR0), 2, 21).rc).toBe(-EPERM);
+  });
+
+  it('iomem_caps is a rangeset: merges, splits, permits across a seam, denies what is absent', () => {
+    const m = fresh();
+    // Permitted twice, denied once: gone.
+    expect(m.iomemPermit(0, 1, BAR0, 2, true)).toBe(0);
+    expect(m.iomemPermit(0, 1, BAR0, 2, true)).toBe(0);
+    expect(m.iomemPermit(0, 1, BAR0, 2, false)).toBe(0);
+    expect(m.map(1, 2, bar(BAR0), 1, 20).rc).toBe(-EPERM);
+    // Denying what is not there is 0.
+    expect(m.iomemPermit(0, 1, BAR0, 4, false)).toBe(0);
+    // Two adjacent permits cover a range across their seam.
+    expect(m.iomemPermit(0, 1, BAR0, 2, true)).toBe(0);
+    expect(m.iomemPermit(0, 1, BAR0 + 2, 2, true)).toBe(0);
+    expect(m.map(1, 2, bar(BAR0 + 1), 2, 20).rc).toBe(0);
+    // A deny inside a range splits it.
+    expect(m.iomemPermit(0, 1, BAR0 + 1, 1, false)).toBe(0);
+    expect(m.map(1, 2, bar(BAR0 + 1), 1, 22).rc).toBe(-EPERM);
+    expect(m.map(1, 2, bar(BAR0), 1, 22).rc).toBe(0);
+    expect(m.map(1, 2, bar(BAR0 + 2), 2, 23).rc).toBe(0);
+  });
+
+  it('iomem_caps holds at most 8 disjoint ranges: -ENOMEM and nothing changed past that; a merge makes room', () => {
+    const m = fresh({ bars: [{ owner: 0, nr_pages: 32, base_mfn: BAR0 }] });
+    for (let i = 0; i < 8; i++) expect(m.iomemPermit(0, 1, BAR0 + 2 * i, 1, true)).toBe(0);
+    expect(m.iomemPermit(0, 1, BAR0 + 16, 1, true)).toBe(-ENOMEM);
+    expect(m.map(1, 2, bar(BAR0 + 16), 1, 20).rc).toBe(-EPERM);
+    expect(m.iomemPermit(0, 1, BAR0 + 13, 1, false)).toBe(0); // no such frame held: no split, no change
+    expect(m.iomemPermit(0, 1, BAR0 + 1, 1, true)).toBe(0); // joins pages 0 and 2: 7 ranges
+    expect(m.iomemPermit(0, 1, BAR0 + 16, 1, true)).toBe(0);
+    // A split that needs a ninth range is -ENOMEM, and the range stays whole.
+    expect(m.iomemPermit(0, 1, BAR0 + 1, 1, false)).toBe(-ENOMEM);
+    expect(m.map(1, 2, bar(BAR0), 3, 20).rc).toBe(0);
   });
 
   it('ioreq_server: -EPERM without authority, at most 8 per target', () => {

@@ -29,8 +29,10 @@ import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writin
 
 /** docs/primitives.md, common check 1. */
 export const MAX_PAGES_PER_OP = 512;
-/** Ranges in a domain's iomem_caps (hypervisor/layout/domains.ts). */
+/** Disjoint ranges a domain's iomem_caps may hold (constants.ts MAX_IOMEM_RANGES). */
 export const MAX_IOMEM_RANGES = 8;
+/** One past the highest MFN an iomem range may name (constants.ts IOMEM_MFN_LIMIT). */
+export const IOMEM_MFN_LIMIT = 2 ** 31;
 /** Default size of the mapping registry (constants.ts MAX_MAPPINGS): live Map records + live Steal records. */
 export const DEFAULT_MAX_MAPPINGS = 2048;
 /** I/O ranges per IOREQ server (constants.ts MAX_IOREQ_RANGES). */
@@ -201,7 +203,8 @@ interface Dom {
   backend: number;
   p2m_size: number;
   p2m: Map<number, Entry>;
-  iomem: Array<{ first: number; count: number }>;
+  /** iomem_caps: sorted, disjoint, non-adjacent inclusive MFN ranges (a rangeset). */
+  iomem: IomemSpan[];
   grants: Map<number, GrantEntry>;
   active: Map<number, ActiveEntry>;
   maptrack: Map<number, Handle>;
@@ -211,6 +214,36 @@ interface Dom {
   /** Server slots (index = the id ioreqServer returns); undefined = free. */
   ioreq: Array<IoreqServer | undefined>;
   scratch: Uint8Array | undefined;
+}
+
+interface IomemSpan {
+  s: number;
+  e: number;
+}
+
+/**
+ * The rangeset a domain's iomem_caps is (Xen's rangeset.c): `spans` with
+ * [s, e] added (join = true) or taken out, merged so that overlapping and
+ * touching spans are one, sorted.
+ */
+function iomemUpdate(spans: readonly IomemSpan[], s: number, e: number, join: boolean): IomemSpan[] {
+  const pieces: IomemSpan[] = [];
+  for (const x of spans) {
+    if (join || x.e < s || x.s > e) pieces.push({ ...x });
+    else {
+      if (x.s < s) pieces.push({ s: x.s, e: s - 1 });
+      if (x.e > e) pieces.push({ s: e + 1, e: x.e });
+    }
+  }
+  if (join) pieces.push({ s, e });
+  pieces.sort((a, b) => a.s - b.s);
+  const out: IomemSpan[] = [];
+  for (const p of pieces) {
+    const last = out[out.length - 1];
+    if (last !== undefined && p.s <= last.e + 1) last.e = Math.max(last.e, p.e);
+    else out.push(p);
+  }
+  return out;
 }
 
 interface Rec {
@@ -329,7 +362,9 @@ export class Model {
     });
     for (const b of this.bars) {
       const o = this.doms[b.owner];
-      if (o !== undefined && o.iomem.length < MAX_IOMEM_RANGES) o.iomem.push({ first: b.base_mfn, count: b.nr_pages });
+      if (o === undefined) continue;
+      const next = iomemUpdate(o.iomem, b.base_mfn, b.base_mfn + b.nr_pages - 1, true);
+      if (next.length <= MAX_IOMEM_RANGES) o.iomem = next;
     }
   }
 
@@ -706,27 +741,29 @@ export class Model {
 
   // ================================================================ domctl
 
-  /** XEN_DOMCTL_iomem_permission. */
+  /**
+   * XEN_DOMCTL_iomem_permission (xen/common/domctl.c): target not found →
+   * -ESRCH (-EPERM for an unprivileged caller); a range that is not whole
+   * numbers, empty, or reaches IOMEM_MFN_LIMIT → -EINVAL; unprivileged →
+   * -EPERM; the caller's own caps do not cover the range → -EPERM; then the
+   * target's caps gain or lose it, -ENOMEM (unchanged) if the result has
+   * more than MAX_IOMEM_RANGES ranges. Denying what is not there is 0.
+   */
   iomemPermit(by: number, d: number, first_mfn: number, count: number, allow: boolean): number {
-    if (!this.privileged(by)) return -EPERM;
-    if (!Number.isInteger(first_mfn) || !Number.isInteger(count) || count <= 0 || first_mfn < this.nr_frames || first_mfn + count > this.mfnLimit) return -EINVAL;
     const x = this.dom(d);
-    if (x === undefined || (x.state !== 'running' && x.state !== 'crashed')) return -ESRCH;
-    if (allow) {
-      if (x.iomem.length >= MAX_IOMEM_RANGES) return -ENOSPC;
-      x.iomem.push({ first: first_mfn, count });
-      return 0;
-    }
-    const i = x.iomem.findIndex((r) => r.first === first_mfn && r.count === count);
-    if (i < 0) return -ENOENT;
-    // iomemRemove: the last range moves into the hole.
-    const last = x.iomem.pop()!;
-    if (i < x.iomem.length) x.iomem[i] = last;
+    if (x === undefined || (x.state !== 'running' && x.state !== 'crashed')) return this.privileged(by) ? -ESRCH : -EPERM;
+    if (!Number.isInteger(first_mfn) || !Number.isInteger(count) || first_mfn < 0 || count < 1 || first_mfn + count > IOMEM_MFN_LIMIT) return -EINVAL;
+    if (!this.privileged(by)) return -EPERM;
+    if (!this.iomemPermitted(by, first_mfn, count)) return -EPERM;
+    const next = iomemUpdate(x.iomem, first_mfn, first_mfn + count - 1, allow);
+    if (next.length > MAX_IOMEM_RANGES) return -ENOMEM;
+    x.iomem = next;
     return 0;
   }
 
+  /** iomem_access_permitted: one range of d's caps covers all `count` frames from `first`. */
   private iomemPermitted(d: number, first: number, count: number): boolean {
-    return (this.dom(d)?.iomem ?? []).some((r) => first >= r.first && first + count <= r.first + r.count);
+    return (this.dom(d)?.iomem ?? []).some((r) => first >= r.s && first + count - 1 <= r.e);
   }
 
   /**
@@ -794,7 +831,7 @@ export class Model {
         this.putPage(e.mfn);
       }
     }
-    x.iomem = [];
+    // iomem_caps stay with the dead domain (Xen frees rangesets in _domain_destroy).
     x.scratch = undefined;
     x.state = x.tot_pages === 0 ? 'free' : 'zombie';
     return 0;

@@ -43,6 +43,10 @@ export const BUGS = {
   'return-revoke-before-checks': 1 << 18,
   /** A FAULT on a revoked gfn goes to the frontend's first IOREQ server, not the Mapping backend's. */
   'fault-to-first-server': 1 << 19,
+  /** iomem_caps is a list of exact ranges again: a permit appends (-ENOSPC when full), a deny must name a permitted range exactly (-ENOENT), nothing merges or splits. */
+  'iomem-exact-ranges': 1 << 22,
+  /** XEN_DOMCTL_iomem_permission skips iomem_access_permitted(current->domain): a privileged caller grants and denies MMIO it does not hold. */
+  'iomem-permission-unchecked-caller': 1 << 27,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

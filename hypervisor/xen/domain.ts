@@ -15,7 +15,7 @@ import { XS_KEY, xsKey } from '../public/xenstore.js';
 import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
-import { DOM, DS, type DomainState, MAX_IOMEM_RANGES } from '../layout/domains.js';
+import { DOM, DS, type DomainState } from '../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { ioreqServersDomainDying } from './ioreq.js';
@@ -23,6 +23,7 @@ import { MT, MT_INUSE } from '../layout/grants.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
 import { putDomain } from './domain-ref.js';
+import { iomemReset } from './iomem.js';
 export { getDomain, putDomain, reapDomain } from './domain-ref.js';
 import { p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
 import { p2mEntry } from '../layout/p2m.js';
@@ -103,7 +104,7 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     m.dom.set(d, DOM.P2M_BASE, p2mBase);
     m.dom.set(d, DOM.P2M_SIZE, spec.p2m_size);
     m.dom.set(d, DOM.PRIVILEGED, spec.privileged ? 1 : 0);
-    m.dom.set(d, DOM.NR_IOMEM, 0);
+    iomemReset(m, d); // under domctl, as every write of iomem_caps (xen/iomem.ts)
     m.dom.set(d, DOM.RATCHET, 0);
     m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
     m.dom.add(d, DOM.GENERATION, 1);
@@ -207,8 +208,9 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
   // 3. vCPU slots go back.
   const vbase = m.dom.at(d, DOM.VCPU_BASE);
   for (let v = 0; v < m.dom.at(d, DOM.NR_VCPUS); v++) m.vcpus.set(vbase + v, VC.IN_USE, 0);
-  for (let i = 0; i < MAX_IOMEM_RANGES * 2; i++) m.dom.set(d, DOM.IOMEM + i, 0);
-  m.dom.set(d, DOM.NR_IOMEM, 0);
+  // iomem_caps stay until the slot is reused (iomemReset at creation), as
+  // Xen frees a domain's rangesets only in _domain_destroy: a dying domain
+  // maps nothing, and only domctl (which holds domctl) writes them.
   m.dom.cas(d, DOM.STATE, DS.DYING, DS.ZOMBIE);
   putDomain(m, d);
   return 0;

@@ -1,13 +1,15 @@
 /**
  * domctl (xen/common/domctl.c) for a privileged caller: max_mem,
- * iomem_permission, destroydomain. All under the global domctl lock, as
- * do_domctl takes domctl_lock.
+ * iomem_permission, destroydomain. iomem_permission holds the global domctl
+ * lock, which also guards every domain's iomem_caps (xen/iomem.ts).
  */
 import { DOM, DS } from '../layout/domains.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { domainDestroy } from './domain.js';
-import { iomemAdd, iomemRemove } from './iomem.js';
+import { iomemAccessPermitted, iomemDenyAccess, iomemPermitAccess } from './iomem.js';
 export { iomemAdd, iomemPermitted } from './iomem.js';
+import { BUGS } from './buggify.js';
+import { IOMEM_MFN_LIMIT } from '../layout/constants.js';
 import { EINVAL, EPERM, ESRCH } from '../public/errno.js';
 
 function privileged(m: Machine, ld: number): boolean {
@@ -33,14 +35,40 @@ export function domctlMaxMem(m: Machine, ld: number, d: number, max_pages: numbe
   return 0;
 }
 
-/** XEN_DOMCTL_iomem_permission: grant or revoke a domain's access to machine frames of MMIO. */
+/**
+ * XEN_DOMCTL_iomem_permission (xen/common/domctl.c, do_domctl): grant or
+ * revoke d's access to the `nr` machine frames from `first`, in Xen's order
+ * of checks:
+ *   1. d is looked up: none → -ESRCH for a privileged caller, -EPERM for
+ *      anyone else (rcu_lock_domain_by_id failing in do_domctl);
+ *   2. the range wraps → -EINVAL (here: not whole numbers, nr < 1, or
+ *      reaching IOMEM_MFN_LIMIT);
+ *   3. xsm_iomem_permission(XSM_PRIV): the caller is not privileged → -EPERM;
+ *   4. with the caps locked: the caller's own iomem_caps do not contain the
+ *      range → -EPERM (iomem_access_permitted(current->domain, …)): a
+ *      domain grants or denies only MMIO it holds itself;
+ *   5. iomem_permit_access / iomem_deny_access: 0, or -ENOMEM with nothing
+ *      changed. Denying frames d does not hold is 0.
+ * Xen takes the two domains' caps_lock (iocaps_double_lock, in domid order,
+ * XSA-492) instead of domctl_lock; xgsim's domctl lock covers every
+ * domain's caps (xen/iomem.ts). Xen's memory_type_changed after a change
+ * has no counterpart: xgsim has no cache attributes.
+ */
 export function domctlIomemPermission(m: Machine, ld: number, d: number, first: number, nr: number, allow: boolean): number {
+  // do_domctl's rcu_lock_domain_by_id also finds a dying domain until its
+  // last reference goes; xgsim's domctls take a running or crashed one only.
+  if (!live(m, d)) return privileged(m, ld) ? -ESRCH : -EPERM;
+  if (!Number.isInteger(first) || !Number.isInteger(nr) || first < 0 || nr < 1 || first + nr > IOMEM_MFN_LIMIT) return -EINVAL;
   if (!privileged(m, ld)) return -EPERM;
-  if (!Number.isInteger(first) || !Number.isInteger(nr) || nr <= 0 || first < m.config.nr_frames || first + nr > m.mfnLimit) return -EINVAL;
-  if (!live(m, d)) return -ESRCH;
+  const s = first;
+  const e = first + nr - 1;
   m.lock(GLOBAL_LOCK.DOMCTL, 'domctl.iomem_permission');
   try {
-    return allow ? iomemAdd(m, d, first, nr) : iomemRemove(m, d, first, nr);
+    // The lookup that counts: domain creation holds domctl too, so the
+    // caps written below are those of the domain found here.
+    if (!live(m, d)) return -ESRCH;
+    if (!m.control.buggy(BUGS['iomem-permission-unchecked-caller']) && !iomemAccessPermitted(m, ld, s, e)) return -EPERM;
+    return allow ? iomemPermitAccess(m, d, s, e) : iomemDenyAccess(m, d, s, e);
   } finally {
     m.unlock(GLOBAL_LOCK.DOMCTL);
   }
