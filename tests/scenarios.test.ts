@@ -31,6 +31,10 @@ describe('scenarios', () => {
     ['steal-skip-grant-check', ['steal-granted-ebusy']],
     ['steal-skip-refcount-check', ['steal-foreign-mapped-ebusy', 'steal-grant-mapped-ebusy']],
     ['map-as-ram-rw', ['lifecycle-destroy-frontend-with-maps', 'map-ram-roundtrip']],
+    ['mapped-gfn-distinguishable', ['fidelity-memop-mapped-like-hole', 'fidelity-foreign-map-onto-populated']],
+    ['foreign-map-old-rules', ['fidelity-foreign-map-authority', 'fidelity-foreign-map-crashed', 'fidelity-foreign-map-onto-populated']],
+    ['memop-errno-per-call', ['fidelity-memop-extents-done']],
+    ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {
