@@ -17,6 +17,7 @@ import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
 import type { Machine } from './machine.js';
+import { BUG_ON } from '../layout/region.js';
 import { domainCrash } from './domain-crash.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { allocDomFrame, getPage, putPage, relinquishFrame } from './mm.js';
@@ -83,8 +84,9 @@ function populateExtent(m: Machine, d: number, gfn: number): number {
   const e = p2mGet(m, d, gfn);
   const t = entryType(e);
   if (e === P2M_HOLE) {
-    p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
+    const placed = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
     p2mUnlock(m, d);
+    BUG_ON(!placed, `populate_physmap: d${d} gfn ${gfn} changed under the p2m lock`);
     return 0;
   }
   if (t === P2M.mmio_dm) {
@@ -241,7 +243,10 @@ function placeForeign(m: Machine, ld: number, at: number, mfn: number, old: bool
   const entry = p2mEntry(mfn, P2M.map_foreign);
   const res = (rc: number, placed = false, freed = -1, crash = false): Placed => ({ rc, placed, freed, crash });
   const prev = p2mGet(m, ld, at);
-  if (prev === P2M_HOLE) return res(0, p2mInsert(m, ld, at, entry));
+  if (prev === P2M_HOLE) {
+    BUG_ON(!p2mInsert(m, ld, at, entry), `foreign map: d${ld} gfn ${at} changed under the p2m lock`);
+    return res(0, true);
+  }
   if (old) return res(-EEXIST);
   const t = entryType(prev);
   if (isMappedOrRevoked(prev)) {
