@@ -143,7 +143,11 @@ export function populateRange(m: Machine, d: number, first: number, count: numbe
   return 0;
 }
 
-/** Allocate one frame and map it ram_rw at gfn (XENMEM_populate_physmap, one extent). */
+/**
+ * Allocate one frame and map it ram_rw at a hole (the toolstack building a
+ * domain). -EEXIST if the gfn is not a hole. A guest's XENMEM_populate_physmap
+ * is memory.ts populatePhysmap, which does what Xen does over occupied gfns.
+ */
 export function populateOne(m: Machine, d: number, gfn: number): number {
   if (p2mIndex(m, d, gfn) < 0) return -EINVAL;
   const mfn = allocDomFrame(m, d);
