@@ -6,7 +6,7 @@
  */
 import type { GuestCpu } from '../hypervisor/public/guest.js';
 import { ACCESS } from '../hypervisor/public/guest.js';
-import { E2BIG, EEXIST, EINVAL, statusName } from '../hypervisor/public/errno.js';
+import { statusName } from '../hypervisor/public/errno.js';
 import { GNTST_NAMES } from '../hypervisor/public/errno.js';
 import { GTF_permit_access, GTF_readonly, domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
 import type { GuestEnv, Workload } from './workload.js';
@@ -72,7 +72,12 @@ function grantHammer(cpu: GuestCpu, spec: Record<string, unknown>, env: GuestEnv
   };
 }
 
-/** Two vCPUs of one domain: vCPU 0 populates, vCPU 1 balloons out, the same gfns. */
+/**
+ * Two vCPUs of one domain: vCPU 0 populates, vCPU 1 balloons out, the same
+ * gfns. A populate over RAM replaces the page and leaves the old one
+ * allocated (Xen's p2m_add_page), so the quota fills up over time and both
+ * sides then mostly do nothing (`_none`).
+ */
 function memoryRace(cpu: GuestCpu, spec: Record<string, unknown>, out: Out): Workload {
   const first = num(spec, 'first', 0);
   const count = num(spec, 'count', 16);
@@ -90,7 +95,7 @@ function memoryRace(cpu: GuestCpu, spec: Record<string, unknown>, out: Out): Wor
           if (cpu.last_access === ACCESS.OK && v !== 0) bump(out, 'populated_dirty');
         }
         if (populate) cpu.write32(g, 0, 0xd1e7);
-      } else if (rc === -EEXIST || rc === -EINVAL || rc === -E2BIG) bump(out, `${what}_${statusName(rc)}`);
+      } else if (rc === 0) bump(out, `${what}_none`); // memory_op counts extents done: nothing done
       else bump(out, `${what}_unexpected_${statusName(rc)}`);
     },
   };

@@ -5,7 +5,7 @@
  * Names (Map ids, grant handles) live in a table the caller passes.
  */
 import { ACCESS, type AccessWidth, type CopyPtr, type GuestCpu } from '../hypervisor/public/guest.js';
-import { EBUSY, EINVAL, ENOENT } from '../hypervisor/public/errno.js';
+import { EBUSY, ENOENT } from '../hypervisor/public/errno.js';
 import { domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
 
 export type Ref = { kind: 'name'; name: string } | { kind: 'raw'; value: number };
@@ -39,7 +39,9 @@ export type OpOutcome =
   | { kind: 'rc'; rc: number }
   | { kind: 'gntst'; status: number }
   | { kind: 'read'; value: bigint; access: Access }
-  | { kind: 'write'; access: Access };
+  | { kind: 'write'; access: Access }
+  /** A memory_op (populate, balloon_out): `done` of `count` extents (Xen's nr_done). */
+  | { kind: 'extents'; done: number; count: number };
 
 /** Names made by steps: Map ids, grant handles; `@d:gfn` → the grant handle mapped there. */
 export type Names = Map<string, number>;
@@ -63,9 +65,9 @@ function resolve(ref: Ref, names: Names): number | undefined {
   return ref.kind === 'raw' ? ref.value : names.get(ref.name);
 }
 
-/** memory_op reports extents done; a step of `count` pages is OK only if all were. */
-function extents(rc: number, count: number): number {
-  return rc === count ? 0 : rc < 0 ? rc : -EINVAL;
+/** memory_op reports the extents done (a negative errno only under the memop-errno-per-call bug). */
+function extents(done: number, count: number): OpOutcome {
+  return done < 0 ? { kind: 'rc', rc: done } : { kind: 'extents', done, count };
 }
 
 export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome {
@@ -74,9 +76,9 @@ export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome
   const range = (first: number, count: number) => Array.from({ length: count }, (_, i) => gfn(first + i));
   switch (op.op) {
     case 'populate':
-      return rc(extents(cpu.hc.populate_physmap(range(op.gfn, op.count)), op.count));
+      return extents(cpu.hc.populate_physmap(range(op.gfn, op.count)), op.count);
     case 'balloon_out':
-      return rc(extents(cpu.hc.decrease_reservation(range(op.gfn, op.count)), op.count));
+      return extents(cpu.hc.decrease_reservation(range(op.gfn, op.count)), op.count);
     case 'grant':
       cpu.grants.grant_access(grantRef(op.ref), domid(op.to), gfn(op.gfn), op.readonly);
       return rc(0);
@@ -157,5 +159,7 @@ export function describeOutcome(o: OpOutcome): string {
       return `${o.access} 0x${o.value.toString(16)}`;
     case 'write':
       return o.access;
+    case 'extents':
+      return o.done === o.count ? 'OK' : `${o.done} of ${o.count} done`;
   }
 }

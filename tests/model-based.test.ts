@@ -23,7 +23,7 @@ import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
 import { explain, type Cloneable } from '../hypervisor/model/interleave.js';
 import { Model, type Outcome } from '../hypervisor/model/model.js';
 import { p2mGet } from '../hypervisor/xen/p2m.js';
-import { EBUSY, EINVAL, ESRCH } from '../hypervisor/public/errno.js';
+import { EBUSY, ESRCH } from '../hypervisor/public/errno.js';
 import { P2M_NAMES } from '../hypervisor/public/types.js';
 import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '../hypervisor/host/scenario-worker.js';
 import { distModule } from '../hypervisor/host/worker-path.js';
@@ -33,7 +33,7 @@ const P2M_SIZE = 96; // gfns 48…95 empty
 const DOMS = [
   { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true, p2m_size: P2M_SIZE },
   { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0, p2m_size: P2M_SIZE },
-  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 0, p2m_size: P2M_SIZE },
+  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 1, p2m_size: P2M_SIZE },
 ];
 const NR_FRAMES = 256;
 
@@ -65,7 +65,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ by: dom, from: dom, ref, at: hole, ro: fc.boolean() }).map((a): Op => ({ by: a.by, op: { op: 'map_grant', from: a.from, ref: a.ref, at: a.at, readonly: a.ro } })),
   fc.record({ by: dom, at: hole }).map((a): Op => ({ by: a.by, op: { op: 'unmap_grant', at: a.at } })),
   fc.record({ from: fe, gfn: anyGfn, at: hole }).map((a): Op => ({ by: 0, op: { op: 'foreign_map', from: a.from, gfn: a.gfn, at: a.at } })),
-  fc.record({ at: hole }).map((a): Op => ({ by: 0, op: { op: 'foreign_unmap', at: a.at } })),
+  // Any mapper (dom0, d2's backend d1, or neither), any source (itself too), onto anything (its own RAM is replaced).
+  fc.record({ by: dom, from: dom, gfn: anyGfn, at: anyGfn }).map((a): Op => ({ by: a.by, op: { op: 'foreign_map', from: a.from, gfn: a.gfn, at: a.at } })),
+  fc.record({ by: dom, at: anyGfn }).map((a): Op => ({ by: a.by, op: { op: 'foreign_unmap', at: a.at } })),
   fc.record({ be: fc.integer({ min: 0, max: 1 }), fe, gfn: anyGfn, count: cnt, at: hole, dm: fc.boolean() }).map(
     (a): Op => ({ by: a.be, op: { op: 'map', fe: a.fe, source: { kind: 'ram', gfn: a.gfn }, count: a.count, at: a.at, type: a.dm ? 'mmio_dm' : 'mmio_direct' } }),
   ),
@@ -133,12 +135,12 @@ function modelApply(md: Model, o: Op, ids: number[], grantHandles: Map<string, n
   const op = o.op;
   const by = o.by;
   const rc = (n: number): string => describeOutcome({ kind: 'rc', rc: n });
-  const extents = (n: number, count: number): number => (n === count ? 0 : n < 0 ? n : -EINVAL);
+  const extents = (done: number, count: number): string => describeOutcome({ kind: 'extents', done, count });
   switch (op.op) {
     case 'populate':
-      return rc(extents(md.populate(by, op.gfn, op.count), op.count));
+      return extents(md.populate(by, op.gfn, op.count), op.count);
     case 'balloon_out':
-      return rc(extents(md.balloonOut(by, op.gfn, op.count), op.count));
+      return extents(md.balloonOut(by, op.gfn, op.count), op.count);
     case 'grant':
       md.grant(by, op.ref, op.to, op.gfn, op.readonly);
       return rc(0);

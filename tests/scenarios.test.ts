@@ -39,6 +39,10 @@ describe('scenarios', () => {
     ['fault-to-first-server', ['fidelity-fault-to-mapping-backend']],
     ['iomem-exact-ranges', ['fidelity-iomem-rangeset', 'map-bar-iomem-caps-eperm']],
     ['iomem-permission-unchecked-caller', ['fidelity-iomem-caller-caps', 'foundation-iomem-permit', 'map-bar-frontend-caps-ignored']],
+    ['mapped-gfn-distinguishable', ['fidelity-memop-mapped-like-hole', 'fidelity-foreign-map-onto-populated']],
+    ['foreign-map-old-rules', ['fidelity-foreign-map-authority', 'fidelity-foreign-map-crashed', 'fidelity-foreign-map-onto-populated']],
+    ['memop-errno-per-call', ['fidelity-memop-extents-done']],
+    ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {

@@ -272,7 +272,8 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
         case 'balloon-mapped': {
           const at = blob(res);
           if (at < 0) return;
-          (cpu.hc.decrease_reservation([gfn(at)]) < 0 ? refused : worked)(name);
+          // memory_op answers with the extents done: 0 is the refusal.
+          (cpu.hc.decrease_reservation([gfn(at)]) === 1 ? worked : refused)(name);
           drop(res);
           return;
         }

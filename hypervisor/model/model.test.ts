@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH,
+  E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
   GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
 } from '../public/errno.js';
@@ -61,24 +61,40 @@ describe('boot and memory_op', () => {
     consistent(m);
   });
 
-  it('populate: extents done; -E2BIG at max_pages even onto a populated gfn; else -EEXIST', () => {
+  it('populate: extents done (nr_done), the quota first; over RAM the old page stays allocated, unmapped', () => {
     const m = fresh();
-    expect(m.populate(2, 0, 1)).toBe(-E2BIG); // d2 is at max_pages: allocation fails first
-    expect(m.populate(1, 0, 1)).toBe(-EEXIST);
+    expect(m.populate(2, 0, 1)).toBe(0); // d2 is at max_pages: allocation fails first, nothing done
+    m.write(1, 0, 0, 4, 0x55n);
+    expect(m.populate(1, 0, 1)).toBe(1); // p2m_add_page replaces RAM...
+    expect(m.read(1, 0, 0, 4).value).toBe(0n);
+    expect(m.observe().domains[1]!.tot_pages).toBe(17); // ...and the old page is still counted
     expect(m.populate(1, 20, 2)).toBe(2);
-    expect(m.populate(1, 30, 5)).toBe(2); // 20 max: two done, then E2BIG → a short count
-    expect(m.populate(1, 64, 1)).toBe(-EINVAL);
+    expect(m.populate(1, 30, 5)).toBe(1); // 20 max: one done, then the quota → a short count
+    expect(m.populate(1, 64, 1)).toBe(0); // outside the p2m
     expect(m.observe().domains[1]!.tot_pages).toBe(20);
+    consistent(m);
+    expect(m.destroy(0, 1)).toBe(0); // the unmapped page goes with the domain
+    expect(m.observe().domains[1]!.state).toBe('free');
     consistent(m);
   });
 
-  it('populate: -ENOMEM when the heap is empty, -ESRCH for a dead domain', () => {
+  it('populate: nothing done when the heap is empty or the domain is dead', () => {
     const m = new Model({ ...cfg(), nr_frames: 50, bars: [] });
     expect(m.populate(0, 16, 10)).toBe(2);
-    expect(m.populate(0, 30, 1)).toBe(-ENOMEM);
+    expect(m.populate(0, 30, 1)).toBe(0);
     expect(m.balloonOut(0, 16, 2)).toBe(2);
     expect(m.destroy(0, 3)).toBe(0);
-    expect(m.populate(3, 20, 1)).toBe(-ESRCH);
+    expect(m.populate(3, 20, 1)).toBe(0);
+  });
+
+  it('populate over a grant or foreign map crashes the guest (p2m_add_page: a special entry)', () => {
+    const m = fresh();
+    m.grant(3, 2, 1, 1, false);
+    expect(m.mapGrant(1, 3, 2, 40, false).status).toBe(GNTST_okay);
+    expect(m.populate(1, 39, 2)).toBe(1);
+    expect(m.observe().domains[1]!.state).toBe('crashed');
+    expect(m.observe().domains[1]!.tot_pages).toBe(17); // the extent done; the crashing one undone
+    consistent(m);
   });
 
   it('balloon out: RAM of the caller only; short count on the first failure', () => {
@@ -86,7 +102,7 @@ describe('boot and memory_op', () => {
     m.write(1, 3, 0, 4, 0xdeadbeefn);
     expect(m.balloonOut(1, 3, 1)).toBe(1);
     expect(type(m, 1, 3)).toBe('hole');
-    expect(m.balloonOut(1, 3, 1)).toBe(-EINVAL);
+    expect(m.balloonOut(1, 3, 1)).toBe(0);
     expect(m.balloonOut(1, 14, 4)).toBe(2);
     expect(m.observe().domains[1]!.tot_pages).toBe(13);
     // The frame came back scrubbed.
@@ -217,19 +233,68 @@ describe('grant tables', () => {
 });
 
 describe('foreign mapping', () => {
-  it('checks in order: EPERM, EINVAL (at), ESRCH, EINVAL (source), EEXIST', () => {
+  it('checks in order (p2m_add_foreign): ESRCH, EPERM (self), EPERM (XSM_TARGET), EINVAL (source), EINVAL (at)', () => {
     const m = fresh();
-    expect(m.foreignMap(1, 3, 0, 40)).toBe(-EPERM);
+    expect(m.foreignMap(0, 9, 0, 64)).toBe(-ESRCH); // the source before the destination
+    expect(m.foreignMap(1, 1, 0, 40)).toBe(-EPERM); // a domain cannot map itself
+    expect(m.foreignMap(1, 3, 0, 40)).toBe(-EPERM); // d1 is not d3's device model
+    expect(m.foreignMap(0, 3, 20, 64)).toBe(-EINVAL); // the source before the destination
     expect(m.foreignMap(0, 3, 0, 64)).toBe(-EINVAL);
-    expect(m.foreignMap(0, 9, 0, 40)).toBe(-ESRCH);
-    expect(m.foreignMap(0, 3, 20, 40)).toBe(-EINVAL);
-    expect(m.foreignMap(0, 3, 0, 1)).toBe(-EEXIST);
     expect(m.foreignMap(0, 3, 0, 40)).toBe(0);
     expect(type(m, 0, 40)).toBe('map_foreign');
     expect(m.page(3, 0)!.count).toBe(2);
     expect(m.foreignUnmap(0, 40)).toBe(0);
     expect(m.foreignUnmap(0, 40)).toBe(-ENOENT);
-    expect(m.foreignUnmap(0, 64)).toBe(-EINVAL);
+    expect(m.foreignUnmap(0, 64)).toBe(-ENOENT);
+    consistent(m);
+  });
+
+  it('a device model maps its target, a crashed one too; not a zombie\'s pages', () => {
+    const m = fresh();
+    m.write(2, 3, 0, 4, 0x2020n);
+    expect(m.foreignMap(1, 2, 3, 40)).toBe(0); // d1 is d2's backend (d->target)
+    expect(m.read(1, 40, 0, 4).value).toBe(0x2020n);
+    expect(m.crash(2)).toBe(0);
+    expect(m.foreignMap(1, 2, 4, 41)).toBe(0); // a core dump maps a crashed guest
+    expect(m.destroy(0, 2)).toBe(0);
+    expect(m.observe().domains[2]!.state).toBe('zombie'); // d1 still holds two of its pages
+    expect(m.foreignMap(0, 2, 5, 42)).toBe(-EINVAL); // its p2m is gone
+    expect(m.foreignUnmap(1, 40)).toBe(0);
+    expect(m.foreignUnmap(1, 41)).toBe(0);
+    expect(m.observe().domains[2]!.state).toBe('free');
+    expect(m.foreignMap(0, 2, 5, 42)).toBe(-ESRCH);
+    consistent(m);
+  });
+
+  it('onto the caller\'s RAM the old page is freed; onto a grant or foreign map ENXIO; onto a Map\'d gfn a hole\'s answer', () => {
+    const m = fresh();
+    expect(m.foreignMap(0, 3, 0, 5)).toBe(0);
+    expect(type(m, 0, 5)).toBe('map_foreign');
+    expect(m.observe().domains[0]!.tot_pages).toBe(15); // guest_remove_page freed d0's page
+    expect(m.foreignMap(0, 3, 1, 5)).toBe(-ENXIO);
+    m.grant(3, 2, 0, 2, false);
+    expect(m.mapGrant(0, 3, 2, 41, false).status).toBe(GNTST_okay);
+    expect(m.foreignMap(0, 3, 1, 41)).toBe(-ENXIO);
+    // d1, a frontend of d0 and d2's device model, maps d2's page onto the gfn d0 Map'd into it.
+    m.write(0, 6, 0, 4, 0x66n);
+    expect(m.map(0, 1, ram(6), 1, 40).rc).toBe(0);
+    expect(m.foreignMap(1, 2, 4, 40)).toBe(0); // as onto a hole...
+    expect(m.read(1, 40, 0, 4).value).toBe(0x66n); // ...but the Map stays
+    expect(m.page(2, 4)!.count).toBe(1); // and no reference is held
+    expect(m.foreignUnmap(1, 40)).toBe(-ENOENT); // as for a hole
+    expect(m.foreignUnmap(1, 41)).toBe(-ENOENT);
+    expect(m.revoke(0, { fe: 1, gfn: 40, count: 1 })).toBe(0);
+    expect(m.foreignMap(1, 2, 4, 40)).toBe(0);
+    expect(type(m, 1, 40)).toBe('revoked');
+    consistent(m);
+  });
+
+  it('remove_from_physmap of the caller\'s RAM: the gfn goes, the page stays allocated', () => {
+    const m = fresh();
+    expect(m.foreignUnmap(2, 3)).toBe(0);
+    expect(type(m, 2, 3)).toBe('hole');
+    expect(m.observe().domains[2]!.tot_pages).toBe(8);
+    expect(m.populate(2, 3, 1)).toBe(0); // still at max_pages
     consistent(m);
   });
 });
@@ -313,9 +378,9 @@ describe('Map', () => {
     m.grant(1, 3, 3, 40, false);
     expect(m.mapGrant(3, 1, 3, 20, false).status).toBe(GNTST_bad_page);
     expect(m.foreignMap(0, 1, 40, 50)).toBe(-EINVAL);
-    expect(m.balloonOut(1, 40, 1)).toBe(-EINVAL);
+    expect(m.balloonOut(1, 40, 1)).toBe(0); // as for a hole: nothing done
     expect(m.steal(0, 1, 40, 1).rc).toBe(-EINVAL);
-    expect(m.foreignUnmap(1, 40)).toBe(-EINVAL);
+    expect(m.foreignUnmap(1, 40)).toBe(-ENOENT); // as for a hole
     consistent(m);
   });
 
@@ -345,18 +410,23 @@ describe('Map', () => {
     expect(m.read(0, 4, 0, 4).value).toBe(0n); // the write went to the device model, not the frame
   });
 
-  it('onto a revoked gfn is allowed; onto any other special entry is -EEXIST', () => {
+  it('onto a revoked gfn is allowed; onto any other special entry is -EEXIST; the frontend\'s memory ops see a hole', () => {
     const m = fresh();
     const r = m.map(0, 1, ram(4), 1, 40);
     expect(m.map(0, 1, ram(5), 1, 40)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
     expect(m.revoke(0, { id: r.id })).toBe(0);
     expect(type(m, 1, 40)).toBe('revoked');
-    expect(m.populate(1, 40, 1)).toBe(-EEXIST);
+    expect(m.populate(1, 40, 1)).toBe(1); // as onto a hole; the page is charged, the gfn stays revoked
+    expect(m.observe().domains[1]!.tot_pages).toBe(17);
+    expect(type(m, 1, 40)).toBe('revoked');
     expect(m.foreignMap(0, 1, 40, 50)).toBe(-EINVAL);
-    expect(m.balloonOut(1, 40, 1)).toBe(-EINVAL);
-    expect(m.foreignUnmap(1, 40)).toBe(-EINVAL);
+    expect(m.balloonOut(1, 40, 1)).toBe(0);
+    expect(m.foreignUnmap(1, 40)).toBe(-ENOENT);
     expect(m.map(0, 1, ram(5), 1, 40).rc).toBe(0);
     expect(type(m, 1, 40)).toBe('mmio_direct');
+    expect(m.populate(1, 40, 1)).toBe(0); // over mmio_direct: p2m_add_page crashes the guest
+    expect(m.observe().domains[1]!.state).toBe('crashed');
+    expect(m.observe().domains[1]!.tot_pages).toBe(17);
     consistent(m);
   });
 
@@ -472,7 +542,7 @@ describe('Steal', () => {
     expect(m.read(1, 6, 0, 8).value).toBe(0xfeedfacen);
     // Stolen gfns are not frontend RAM any more.
     expect(m.hypercallCopy(1, 6, 'to_guest', 1)).toBe(-EFAULT);
-    expect(m.balloonOut(1, 6, 1)).toBe(-EINVAL);
+    expect(m.balloonOut(1, 6, 1)).toBe(0);
     expect(m.steal(0, 1, 6, 1, 40).rc).toBe(-EINVAL);
     // The backend may use them as its RAM: copy, Map.
     expect(m.hypercallCopy(0, 30, 'from_guest', 8)).toBe(0);
@@ -717,7 +787,8 @@ describe('life cycle', () => {
     expect(m.crash(2)).toBe(0);
     expect(m.crash(2)).toBe(-ESRCH);
     expect(m.observe().domains[2]!.state).toBe('crashed');
-    expect(m.foreignMap(0, 2, 0, 40)).toBe(-ESRCH);
+    expect(m.foreignMap(0, 2, 0, 40)).toBe(0); // a crashed domain can still be mapped (core dumps)
+    expect(m.foreignUnmap(0, 40)).toBe(0);
     expect(m.destroy(0, 2)).toBe(0);
     expect(m.destroy(0, 2)).toBe(-ESRCH);
   });

@@ -21,7 +21,7 @@
  */
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import {
-  E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH,
+  E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
   GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
 } from '../public/errno.js';
@@ -508,40 +508,45 @@ export class Model {
     return b;
   }
 
-  private extents(done: number, rc: number): number {
-    return done > 0 || rc === 0 ? done : rc;
-  }
-
   // ================================================================ memory_op
 
-  /** XENMEM_populate_physmap of gfn … gfn + count − 1: extents done, or −errno when none. */
+  /**
+   * XENMEM_populate_physmap of gfn … gfn + count − 1: the extents done, up
+   * to the first failure (do_memory_op's nr_done). Per extent, as
+   * memory.ts populateExtent: the frame is charged first, then by what the
+   * gfn holds — a hole is filled; RAM is replaced and the old page stays
+   * allocated, unmapped; a Map'd mmio_dm or revoked gfn keeps its mapping
+   * and the new page stays allocated, unmapped; anything else (mmio_direct,
+   * grant and foreign maps) crashes the domain (p2m_add_page).
+   */
   populate(d: number, gfn: number, count: number): number {
     let done = 0;
     for (let i = 0; i < count; i++) {
       const g = gfn + i;
-      if (!this.inP2m(d, g)) return this.extents(done, -EINVAL);
-      // The frame is allocated before the p2m is looked at (populateOne).
+      if (!this.inP2m(d, g)) return done;
       const mfn = this.allocFrame(d);
-      if (mfn < 0) return this.extents(done, mfn);
+      if (mfn < 0) return done;
       const x = this.dom(d)!;
-      if (x.p2m.has(g)) {
+      const e = x.p2m.get(g);
+      if (e === undefined || e.t === 'ram_rw' || e.t === 'ram_ro') {
+        x.p2m.set(g, entry('ram_rw', mfn));
+      } else if (e.t !== 'mmio_dm' && e.t !== 'revoked') {
         this.relinquish(mfn);
-        return this.extents(done, -EEXIST);
+        this.crash(d);
+        return done;
       }
-      x.p2m.set(g, entry('ram_rw', mfn));
       done++;
     }
     return done;
   }
 
-  /** XENMEM_decrease_reservation: each gfn must be RAM (rw or ro) owned by d. */
+  /** XENMEM_decrease_reservation: RAM (rw or ro) owned by d goes; the first other gfn ends it. Extents done. */
   balloonOut(d: number, gfn: number, count: number): number {
     let done = 0;
     for (let i = 0; i < count; i++) {
       const g = gfn + i;
-      if (!this.inP2m(d, g)) return this.extents(done, -EINVAL);
       const e = this.ent(d, g);
-      if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || this.owner[e.mfn] !== d) return this.extents(done, -EINVAL);
+      if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || this.owner[e.mfn] !== d) return done;
       this.dom(d)!.p2m.delete(g);
       this.relinquish(e.mfn);
       done++;
@@ -681,33 +686,68 @@ export class Model {
 
   // ================================================================ foreign mapping
 
-  /** XENMAPSPACE_gmfn_foreign: privileged `by` maps `from`'s RAM gfn at its own gfn `at`. */
+  /**
+   * XENMAPSPACE_gmfn_foreign (p2m_add_foreign): `by` maps `from`'s RAM gfn
+   * at its own gfn `at`. `from` must still exist (crashed and zombie
+   * domains too; −ESRCH) and not be `by` (−EPERM); `by` is dom0 or `from`'s
+   * backend (XSM_TARGET; −EPERM); the source is RAM of `from` (−EINVAL);
+   * `at` is inside the p2m (−EINVAL). The destination: a hole is filled;
+   * `by`'s own RAM is freed and replaced; a Map'd or revoked gfn answers 0
+   * and keeps its mapping (a BAR-backed mmio_direct one crashes `by`);
+   * anything else (grant and foreign maps) is −ENXIO.
+   */
   foreignMap(by: number, from: number, gfn: number, at: number): number {
-    if (!this.privileged(by)) return -EPERM;
-    if (!this.inP2m(by, at)) return -EINVAL;
-    if (!this.running(from)) return -ESRCH;
+    const f = this.dom(from);
+    if (f === undefined || f.state === 'free') return -ESRCH;
+    if (from === by) return -EPERM;
+    if (!this.privileged(by) && f.backend !== by) return -EPERM;
     const e = this.ent(from, gfn);
     if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || !this.getPage(e.mfn, from)) return -EINVAL;
-    const x = this.dom(by)!;
-    if (x.p2m.has(at)) {
+    if (!this.inP2m(by, at)) {
       this.putPage(e.mfn);
-      return -EEXIST;
+      return -EINVAL;
     }
-    x.p2m.set(at, entry('map_foreign', e.mfn));
-    return 0;
+    const x = this.dom(by)!;
+    const prev = x.p2m.get(at);
+    if (prev === undefined) {
+      x.p2m.set(at, entry('map_foreign', e.mfn));
+      return 0;
+    }
+    if (prev.t === 'mmio_direct' || prev.t === 'mmio_dm' || prev.t === 'revoked') {
+      this.putPage(e.mfn);
+      if (prev.t === 'mmio_direct' && !this.isRam(prev.mfn)) {
+        this.crash(by);
+        return -EPERM;
+      }
+      return 0;
+    }
+    if ((prev.t === 'ram_rw' || prev.t === 'ram_ro') && this.owner[prev.mfn] === by) {
+      x.p2m.set(at, entry('map_foreign', e.mfn));
+      this.relinquish(prev.mfn);
+      return 0;
+    }
+    this.putPage(e.mfn);
+    return -ENXIO;
   }
 
-  /** XENMEM_remove_from_physmap: foreign entries drop their reference, RAM its allocation. */
+  /**
+   * XENMEM_remove_from_physmap: a foreign map drops its reference; RAM `by`
+   * owns loses its gfn and stays allocated; anything else is −ENOENT.
+   */
   foreignUnmap(by: number, at: number): number {
-    if (!this.inP2m(by, at)) return -EINVAL;
-    const x = this.dom(by)!;
-    const e = x.p2m.get(at);
-    if (e === undefined) return -ENOENT;
-    if (e.t !== 'map_foreign' && e.t !== 'ram_rw' && e.t !== 'ram_ro') return -EINVAL;
-    x.p2m.delete(at);
-    if (e.t === 'map_foreign') this.putPage(e.mfn);
-    else if (this.owner[e.mfn] === by) this.relinquish(e.mfn);
-    return 0;
+    const x = this.dom(by);
+    const e = x?.p2m.get(at);
+    if (x === undefined || e === undefined) return -ENOENT;
+    if (e.t === 'map_foreign') {
+      x.p2m.delete(at);
+      this.putPage(e.mfn);
+      return 0;
+    }
+    if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === by) {
+      x.p2m.delete(at);
+      return 0;
+    }
+    return -ENOENT;
   }
 
   // ================================================================ hypercall buffers
@@ -831,6 +871,8 @@ export class Model {
         this.putPage(e.mfn);
       }
     }
+    // Pages d still owns that no gfn holds (left by populate, remove_from_physmap): relinquish_memory.
+    for (let mfn = 0; mfn < this.nr_frames; mfn++) if (this.owner[mfn] === d && this.allocated[mfn] === 1) this.relinquish(mfn);
     // iomem_caps stay with the dead domain (Xen frees rangesets in _domain_destroy).
     x.scratch = undefined;
     x.state = x.tot_pages === 0 ? 'free' : 'zombie';

@@ -6,6 +6,7 @@
 export const EPERM = 1;
 export const ENOENT = 2;
 export const ESRCH = 3;
+export const ENXIO = 6;
 export const E2BIG = 7;
 export const EAGAIN = 11;
 export const ENOMEM = 12;
@@ -19,7 +20,7 @@ export const ERANGE = 34;
 export const EOPNOTSUPP = 95;
 
 export const ERRNO_NAMES: Readonly<Record<number, string>> = {
-  [EPERM]: 'EPERM', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH', [E2BIG]: 'E2BIG', [EAGAIN]: 'EAGAIN',
+  [EPERM]: 'EPERM', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH', [ENXIO]: 'ENXIO', [E2BIG]: 'E2BIG', [EAGAIN]: 'EAGAIN',
   [ENOMEM]: 'ENOMEM', [EACCES]: 'EACCES', [EFAULT]: 'EFAULT', [EBUSY]: 'EBUSY', [EEXIST]: 'EEXIST',
   [EINVAL]: 'EINVAL', [ENOSPC]: 'ENOSPC', [ERANGE]: 'ERANGE', [EOPNOTSUPP]: 'EOPNOTSUPP',
 };

@@ -60,19 +60,30 @@ export type RevokeTarget = { id: number } | { fe: DomId; gfn: Gfn; count: number
 export type FaultPolicy = 'remap' | 'fail' | 'none' | 'retry';
 
 export interface Hypercalls {
-  // memory_op (XENMEM_*): return the number of extents done, or a negative errno when none was.
+  // memory_op (XENMEM_*)
+  /**
+   * XENMEM_populate_physmap / XENMEM_decrease_reservation: the number of
+   * extents done, in order, up to the first that failed (0 if the first
+   * did), never an errno (Xen's do_memory_op returns nr_done).
+   */
   populate_physmap(gfns: readonly Gfn[]): number;
   decrease_reservation(gfns: readonly Gfn[]): number;
+  /** XENMEM_current_reservation: the caller's tot_pages. */
   current_reservation(): number;
+  /** XENMEM_maximum_reservation: the caller's max_pages. */
   maximum_reservation(): number;
   // grant_table_op (GNTTABOP_*)
   gnttab_map_grant_ref(op: MapGrantRef): MapGrantResult;
   gnttab_unmap_grant_ref(handle: GrantHandle): number;
   gnttab_copy(op: GrantCopy): number;
   gnttab_query_size(): { nr_frames: number; max_nr_frames: number; status: number };
-  // foreign mapping by a privileged domain (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign)
+  /**
+   * Foreign mapping (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign):
+   * by the control domain, or by `from`'s device model (its backend), of a
+   * domain that still exists (crashed ones too); 0 or a negative errno.
+   */
   foreign_map(from: DomId, gfn: Gfn, at: Gfn): number;
-  /** XENMEM_remove_from_physmap of a foreign (or any) entry at `at`. */
+  /** XENMEM_remove_from_physmap of a foreign map or of the caller's RAM at `at`; anything else -ENOENT. */
   remove_from_physmap(at: Gfn): number;
   /**
    * A hypercall whose argument is a guest buffer: copies `bytes` between the

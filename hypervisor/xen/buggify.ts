@@ -47,6 +47,15 @@ export const BUGS = {
   'iomem-exact-ranges': 1 << 22,
   /** XEN_DOMCTL_iomem_permission skips iomem_access_permitted(current->domain): a privileged caller grants and denies MMIO it does not hold. */
   'iomem-permission-unchecked-caller': 1 << 27,
+  // Fidelity (memory ops and foreign maps as Xen's source has them; docs/decisions.md "Hypercall semantics").
+  /** A frontend's Map'd or revoked gfn answers memory ops unlike a hole: remove_from_physmap EINVAL (a hole: ENOENT), populate and a foreign map onto it EEXIST. */
+  'mapped-gfn-distinguishable': 1 << 23,
+  /** Foreign maps by dom0 only, of running domains only, a domain mapping itself allowed, onto a populated gfn EEXIST (Xen's p2m_add_foreign: XSM_TARGET, any live domain, EPERM, the old page freed). */
+  'foreign-map-old-rules': 1 << 24,
+  /** populate_physmap / decrease_reservation return a negative errno when no extent was done (Xen's do_memory_op returns nr_done), and remove_from_physmap EINVAL where Xen's is ENOENT. */
+  'memop-errno-per-call': 1 << 25,
+  /** populate_physmap onto an occupied gfn EEXIST (Xen's p2m_add_page replaces RAM, leaving the old page allocated, and crashes the guest over special entries); remove_from_physmap frees the RAM it unmaps. */
+  'occupied-gfn-eexist': 1 << 28,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

@@ -17,6 +17,7 @@ import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { DOM, DS, type DomainState } from '../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { PGC_allocated } from '../layout/frametable.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { ioreqServersDomainDying } from './ioreq.js';
 import { MT, MT_INUSE } from '../layout/grants.js';
@@ -143,7 +144,11 @@ export function populateRange(m: Machine, d: number, first: number, count: numbe
   return 0;
 }
 
-/** Allocate one frame and map it ram_rw at gfn (XENMEM_populate_physmap, one extent). */
+/**
+ * Allocate one frame and map it ram_rw at a hole (the toolstack building a
+ * domain). -EEXIST if the gfn is not a hole. A guest's XENMEM_populate_physmap
+ * is memory.ts populatePhysmap, which does what Xen does over occupied gfns.
+ */
 export function populateOne(m: Machine, d: number, gfn: number): number {
   if (p2mIndex(m, d, gfn) < 0) return -EINVAL;
   const mfn = allocDomFrame(m, d);
@@ -203,6 +208,15 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
     } else if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro) {
       // grant maps were removed with the maptrack above; a foreign map holds a page reference.
       if (t === P2M.map_foreign) putPage(m, mfn);
+    }
+  }
+  // 2b. Pages it owns that no gfn holds any more: the page populate_physmap
+  // displaced or left unmapped, the RAM remove_from_physmap unmapped (memory.ts).
+  // Xen's relinquish_memory walks d->page_list; xgsim has no page list, so the
+  // frame table is searched, and only if some page is still counted.
+  if (m.dom.at(d, DOM.TOT_PAGES) > 0) {
+    for (let mfn = 0; mfn < m.ft.nr_frames; mfn++) {
+      if (m.ft.owner(mfn) === d && (m.ft.countInfo(mfn) & PGC_allocated) !== 0) relinquishFrame(m, mfn);
     }
   }
   // 3. vCPU slots go back.

@@ -288,13 +288,14 @@ export class VcpuContext implements GuestCpu {
     const gnt = (r: number): boolean => r !== GNTST_okay;
     const dmErr = (r: DmOpResult): boolean => r.rc < 0;
     return {
+      // do_memory_op: the extents done (nr_done); the call failed if fewer than asked.
       populate_physmap: (gfns: readonly Gfn[]) => {
         this.stat(STAT.POPULATES);
-        return this.hypercall(() => populatePhysmap(m, d, gfns), neg, HC.populate_physmap);
+        return this.hypercall(() => populatePhysmap(m, d, gfns), (r) => r !== gfns.length, HC.populate_physmap);
       },
       decrease_reservation: (gfns: readonly Gfn[]) => {
         this.stat(STAT.BALLOONS);
-        return this.hypercall(() => decreaseReservation(m, d, gfns), neg, HC.decrease_reservation);
+        return this.hypercall(() => decreaseReservation(m, d, gfns), (r) => r !== gfns.length, HC.decrease_reservation);
       },
       current_reservation: () => this.hypercall(() => m.dom.at(d, DOM.TOT_PAGES), neg, HC.current_reservation),
       maximum_reservation: () => this.hypercall(() => m.dom.at(d, DOM.MAX_PAGES), neg, HC.maximum_reservation),

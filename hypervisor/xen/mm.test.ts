@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { E2BIG, EEXIST, EINVAL, EFAULT, EPERM } from '../public/errno.js';
+import { EFAULT, EPERM } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
@@ -29,15 +29,15 @@ describe('memory_op', () => {
     const m = testMachine({ domains: [{ memory_pages: 8, max_pages: 10, privileged: true }] });
     expect(m.dom.at(0, DOM.TOT_PAGES)).toBe(8);
     expect(populatePhysmap(m, 0, [20, 21])).toBe(2);
-    expect(populatePhysmap(m, 0, [22])).toBe(-E2BIG);
+    // do_memory_op returns the extents done (nr_done), never an errno.
+    expect(populatePhysmap(m, 0, [22])).toBe(0);
     // Like Xen, the frame is allocated before the p2m is looked at: at the
-    // limit even a populated gfn is E2BIG; below it, EEXIST.
-    expect(populatePhysmap(m, 0, [20])).toBe(-E2BIG);
+    // limit even a populated gfn is not done.
+    expect(populatePhysmap(m, 0, [20])).toBe(0);
     expect(decreaseReservation(m, 0, [21])).toBe(1);
-    expect(populatePhysmap(m, 0, [20])).toBe(-EEXIST);
     expect(populatePhysmap(m, 0, [21])).toBe(1);
     expect(decreaseReservation(m, 0, [20, 21, 22])).toBe(2); // stops at the hole
-    expect(decreaseReservation(m, 0, [500])).toBe(-EINVAL);
+    expect(decreaseReservation(m, 0, [500])).toBe(0);
     expect(m.dom.at(0, DOM.TOT_PAGES)).toBe(8);
     expect(checkFramesConserved(m)).toBe(true);
   });

@@ -13,7 +13,8 @@
  *   bytes, `hypercall_copy.bytes` to one page, `concurrently.repeat` to 1.
  *   read/write accesses are naturally aligned and inside one page.
  * - `expect` defaults to OK. A numeric expect is a read's value (`value:` on
- *   a read means the same). Handles (`map_grant.handle`) and ids (`map.id`)
+ *   a read means the same), or the extents a populate / balloon_out did
+ *   (memory_op returns nr_done; OK means all of them). Handles (`map_grant.handle`) and ids (`map.id`)
  *   are names defined by an earlier step; an integer is passed through raw,
  *   for tests of bogus handles.
  * - Range-like arguments (gfns, refs, mfns) are not checked against the
@@ -73,7 +74,7 @@ export function parseExpect(v: unknown): Parsed<Expect> {
   const hint = typeof v === 'string' ? didYouMean(v, EXPECT_WORDS) : '';
   return {
     ok: false,
-    error: `unknown expect ${describe(v)}${hint} (expected OK, an errno name such as EBUSY, a GNTST_* name, FAULT, IOREQ, or a value for reads)`,
+    error: `unknown expect ${describe(v)}${hint} (expected OK, an errno name such as EBUSY, a GNTST_* name, FAULT, IOREQ, or a number: a read's value, the extents a populate or balloon_out did)`,
   };
 }
 
@@ -329,8 +330,12 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
       fail(k, `${what} \`${h.name}\` is not defined by an earlier step${didYouMean(h.name, defined)}`);
     }
   };
-  const exp = (a: { expect?: Expect | undefined }): Expect => {
-    if (a.expect?.kind === 'value') fail('expect', `a value is expected only of a read; use OK, an errno name, a GNTST_* name, FAULT or IOREQ`);
+  /** `count`: the step is a memory_op, whose numeric expect is the extents done. */
+  const exp = (a: { expect?: Expect | undefined }, count?: number): Expect => {
+    if (a.expect?.kind === 'value') {
+      if (count === undefined) fail('expect', `a value is expected only of a read, or of populate and balloon_out (the extents done); use OK, an errno name, a GNTST_* name, FAULT or IOREQ`);
+      else if (a.expect.value > BigInt(count)) fail('expect', `${a.expect.value} extents done, but the step asks for ${count}`);
+    }
     return a.expect ?? { kind: 'ok' };
   };
   const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]?: V }));
@@ -347,7 +352,7 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
     case 'populate':
     case 'balloon_out': {
       const a = argsOf(key);
-      return { op: key, domain: a.domain, gfn: a.gfn, count: a.count, expect: exp(a), line };
+      return { op: key, domain: a.domain, gfn: a.gfn, count: a.count, expect: exp(a, a.count), line };
     }
     case 'grant': {
       const a = argsOf('grant');

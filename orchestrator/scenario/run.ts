@@ -518,6 +518,7 @@ function possibleOutcomes(snapshot: MachineSabs, plans: Plan[][], names: Map<str
 export function matches(e: Expect, o: OpOutcome): boolean {
   switch (e.kind) {
     case 'ok':
+      if (o.kind === 'extents') return o.done === o.count;
       return o.kind === 'rc' ? o.rc === 0 : o.kind === 'gntst' ? o.status === 0 : o.access === 'ok' || o.access === 'null_io';
     case 'errno':
       return o.kind === 'rc' && o.rc === -e.errno;
@@ -528,8 +529,8 @@ export function matches(e: Expect, o: OpOutcome): boolean {
     case 'ioreq':
       return (o.kind === 'read' || o.kind === 'write') && o.access === 'ioreq';
     case 'value':
-      // A value read is one the guest got: a faulting access gives it none.
-      return o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value;
+      // A read's value — one the guest got: a faulting access gives it none — or the extents a memory_op did.
+      return (o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value) || (o.kind === 'extents' && BigInt(o.done) === e.value);
   }
 }
 
@@ -547,7 +548,7 @@ function matchesDescribed(e: Expect, d: string): boolean {
     case 'ioreq':
       return /^ioreq\b/.test(d);
     case 'value':
-      return !/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d);
+      return (!/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d)) || d.startsWith(`${e.value} of `);
   }
 }
 
