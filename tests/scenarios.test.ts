@@ -6,7 +6,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { NOT_FOUND_BY_SIM, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
 
@@ -44,6 +44,12 @@ describe('scenarios', () => {
     ['memop-errno-per-call', ['fidelity-memop-extents-done']],
     ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied']],
   ];
+  it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {
+    const byScenario = new Set(catches.map(([b]) => b));
+    const missing = Object.entries(NOT_FOUND_BY_SIM).filter(([b, why]) => !byScenario.has(b) && !/tests\/[\w-]+\.test\.ts/.test(why ?? ''));
+    expect(missing).toEqual([]);
+  });
+
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {
       const picked = names.map((n) => join('examples', 'scenarios', `${n}.yaml`));

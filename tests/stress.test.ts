@@ -38,6 +38,12 @@ describe('stress revoke', () => {
     expect(r.invariants['no_use_after_revoke']!.violations + sum(r, 'poison_seen'), explain(r)).toBeGreaterThan(0);
   });
 
+  it('with revoke-put-before-flush the isolation oracle sees frontends reach frames they lost the right to (no other invariant does)', async () => {
+    const seed = testSeed('stress revoke revoke-put-before-flush');
+    const r = await runFor(stressHost(seed, 'none', 'revoke-put-before-flush'), 2000);
+    expect(r.invariants['isolation']!.violations, explain(r)).toBeGreaterThan(0);
+  });
+
   it('on 2 pCPUs: never more than 2 vCPUs on one, every vCPU runs, Revoke stays exact against the adversaries', async () => {
     const seed = testSeed('stress revoke on pcpus');
     const host = stressHost(seed, 'mix', '', 2);

@@ -203,6 +203,8 @@ export function checkNoLeaks(m: Machine): boolean {
   let mapped = 0;
   for (let i = 0; i < m.p2m.entries.length; i++) if (m.p2m.entries[i] !== P2M_HOLE) mapped++;
   if (mapped !== 0) problems.push(`${mapped} p2m entries left`);
+  const rights = m.reach.rightsLeft();
+  if (rights !== 0) problems.push(`${rights} rights left in the isolation record`);
   const records = designOf(m).liveRecords(m);
   if (records !== 0) problems.push(`${records} ${designOf(m).name} records left`);
   m.log.checked('no_leaks');

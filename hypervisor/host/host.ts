@@ -431,7 +431,11 @@ export class Host {
     const stats = this.stats();
     const rtt_hist = this.rttHistogram();
     // Every access through a cached translation was checked against its removal generation.
-    if (this.spec.checking) this.m.log.checked('no_use_after_revoke', stats['accesses'] ?? 0);
+    if (this.spec.checking) {
+      // Every access with checking on is checked for both (xen/mmu.ts).
+      this.m.log.checked('no_use_after_revoke', stats['accesses'] ?? 0);
+      this.m.log.checked('isolation', stats['accesses'] ?? 0);
+    }
     try {
       checkQuiescent(this.m);
     } catch (e) {

@@ -22,6 +22,7 @@ export const INVARIANTS = [
   'lock_order', // 7
   'no_leaks', // 8
   'scrubbed', // 9
+  'isolation', // 10: every reach of a frame explained by a right (layout/reach.ts)
 ] as const;
 export type Invariant = (typeof INVARIANTS)[number];
 const N = INVARIANTS.length;

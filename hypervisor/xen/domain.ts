@@ -9,6 +9,7 @@
  * A domain's slot (and its domid) is reused only once it is FREE: every
  * page it owned has been freed and no operation holds a domain reference.
  */
+import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
@@ -207,7 +208,10 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
       if (m.ft.owner(mfn) === d) relinquishFrame(m, mfn);
     } else if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro) {
       // grant maps were removed with the maptrack above; a foreign map holds a page reference.
-      if (t === P2M.map_foreign) putPage(m, mfn);
+      if (t === P2M.map_foreign) {
+        m.reach.release(mfn, d, REACH.FOREIGN);
+        putPage(m, mfn);
+      }
     }
   }
   // 2b. Pages it owns that no gfn holds any more: the page populate_physmap

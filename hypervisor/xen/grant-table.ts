@@ -8,6 +8,8 @@
  * two domains' grant locks at once (XSA-380) — a copy between two grant
  * refs pins one side, releases its locks, then pins the other.
  */
+import { checkReach } from './isolation.js';
+import { REACH } from '../layout/reach.js';
 import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { hookPoint } from './hooks.js';
@@ -280,10 +282,13 @@ export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantRe
       maptrackFree(m, ld, h);
       return fail(pin.status);
     }
+    // The mapper's right to the frame, before the entry is published (layout/reach.ts).
+    m.reach.grant(pin.mfn, ld, REACH.GRANT);
     p2mLock(m, ld, 'grant.map_grant_ref');
     const ok = p2mInsert(m, ld, op.host_gfn, p2mEntry(pin.mfn, op.readonly ? P2M.grant_map_ro : P2M.grant_map_rw));
     p2mUnlock(m, ld);
     if (!ok) {
+      m.reach.release(pin.mfn, ld, REACH.GRANT);
       unpinGrant(m, rd, ref, op.readonly, 'grant.map_grant_ref.undo');
       maptrackFree(m, ld, h);
       return fail(GNTST_general_error);
@@ -327,6 +332,8 @@ export function unmapGrantHandle(m: Machine, ld: number, h: number): number {
   BUG_ON(t !== (ro ? P2M.grant_map_ro : P2M.grant_map_rw), `unmap: d${ld} gfn ${gfn} is not the grant mapping of handle ${h}`);
   p2mRemoveLocked(m, ld, [gfn], undefined, { skipFlushBug: BUGS['skip-tlb-flush-on-unmap'] });
   p2mUnlock(m, ld);
+  // Out of ld's p2m and every TLB of ld: its right to the frame goes.
+  m.reach.release(entryMfn(e), ld, REACH.GRANT);
   if (m.control.buggy(BUGS['grant-unmap-skip-unpin'])) {
     // The bug: the pin (and its page reference) is never dropped.
   } else {
@@ -350,13 +357,15 @@ export function gnttabCopy(m: Machine, ld: number, op: GrantCopy): number {
   if (src.status !== GNTST_okay) return src.status;
   const dst = acquireForCopy(m, ld, op.dst, false);
   if (dst.status !== GNTST_okay) {
-    releaseForCopy(m, op.src, true, src.mfn);
+    releaseForCopy(m, ld, op.src, true, src.mfn);
     return dst.status;
   }
+  checkReach(m, ld, src.mfn, 'copied from (grant copy)');
+  checkReach(m, ld, dst.mfn, 'copied to (grant copy)');
   const u8 = m.frames.u8;
   u8.copyWithin(dst.mfn * ps + op.dst.offset, src.mfn * ps + op.src.offset, src.mfn * ps + op.src.offset + op.len);
-  releaseForCopy(m, op.dst, false, dst.mfn);
-  releaseForCopy(m, op.src, true, src.mfn);
+  releaseForCopy(m, ld, op.dst, false, dst.mfn);
+  releaseForCopy(m, ld, op.src, true, src.mfn);
   return GNTST_okay;
 }
 
@@ -401,13 +410,20 @@ function acquireForCopy(m: Machine, ld: number, p: CopyPtr, ro: boolean): Pin {
   if (!Number.isInteger(p.ref) || p.ref < 0 || p.ref >= NR_GRANT_ENTRIES) return { status: GNTST_bad_gntref, mfn: -1 };
   if (!getDomain(m, rd)) return { status: GNTST_bad_domain, mfn: -1 };
   try {
-    return pinGrant(m, rd, p.ref, ld, ro, 'grant.acquire_grant_for_copy');
+    const pin = pinGrant(m, rd, p.ref, ld, ro, 'grant.acquire_grant_for_copy');
+    // For the copy, ld reaches the granted frame through the grant.
+    if (pin.status === GNTST_okay) m.reach.grant(pin.mfn, ld, REACH.GRANT);
+    return pin;
   } finally {
     putDomain(m, rd);
   }
 }
 
-function releaseForCopy(m: Machine, p: CopyPtr, ro: boolean, mfn: number): void {
-  if (p.kind === 'gfn') putPage(m, mfn);
-  else unpinGrant(m, p.domid as number, p.ref, ro, 'grant.release_grant_for_copy');
+function releaseForCopy(m: Machine, ld: number, p: CopyPtr, ro: boolean, mfn: number): void {
+  if (p.kind === 'gfn') {
+    putPage(m, mfn);
+    return;
+  }
+  m.reach.release(mfn, ld, REACH.GRANT);
+  unpinGrant(m, p.domid as number, p.ref, ro, 'grant.release_grant_for_copy');
 }

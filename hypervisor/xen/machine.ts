@@ -20,6 +20,7 @@ import { P2mArena } from '../layout/p2m.js';
 import { VcpuTable } from '../layout/vcpus.js';
 import { IoreqServers } from '../layout/ioreq.js';
 import { IoreqSlots } from '../layout/ioreq-slots.js';
+import { ReachTable } from '../layout/reach.js';
 import { TraceRegion, ringEventsFor } from '../layout/trace.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
@@ -77,6 +78,8 @@ export interface MachineSabs {
   design: SharedArrayBuffer;
   ioreq: SharedArrayBuffer;
   ioreqSlots: SharedArrayBuffer;
+  /** The isolation oracle's rights (layout/reach.ts). */
+  reach: SharedArrayBuffer;
   bars: BarSab[];
   /** The timeline rings, only when tracing was asked for. */
   trace?: SharedArrayBuffer;
@@ -100,6 +103,7 @@ export class Machine {
   readonly log: InvariantLog;
   readonly ioreq: IoreqServers;
   readonly ios: IoreqSlots;
+  readonly reach: ReachTable;
   readonly trace: TraceRegion | undefined;
   /** Word views of RAM (region 0) and each BAR (regions 1…), indexed by region. */
   readonly regions: Int32Array[];
@@ -123,6 +127,7 @@ export class Machine {
     this.log = new InvariantLog(sabs.log);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
     this.ios = new IoreqSlots(sabs.ioreqSlots, this.nd);
+    this.reach = new ReachTable(sabs.reach, c.nr_frames);
     this.trace = sabs.trace !== undefined ? new TraceRegion(sabs.trace) : undefined;
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];
@@ -217,6 +222,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     design: new SharedArrayBuffer(designRegionBytes(config)),
     ioreq: new SharedArrayBuffer(IoreqServers.bytes(nd)),
     ioreqSlots: new SharedArrayBuffer(IoreqSlots.bytes(nd)),
+    reach: new SharedArrayBuffer(ReachTable.bytes(nr_frames)),
     bars,
   };
   if (config.trace_rings !== undefined && config.trace_rings > 0) {

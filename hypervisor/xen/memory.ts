@@ -13,6 +13,8 @@
  * op of the frontend's takes the backend's mapping away
  * (docs/decisions.md, "Hypercall semantics").
  */
+import { checkReach } from './isolation.js';
+import { REACH } from '../layout/reach.js';
 import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
@@ -216,12 +218,17 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
       putPage(m, mfn);
       return -EINVAL;
     }
+    // The caller's right to the page, before the entry is published (layout/reach.ts).
+    m.reach.grant(mfn, ld, REACH.FOREIGN);
     p2mLock(m, ld, 'memory.add_to_physmap_foreign');
     const r = placeForeign(m, ld, at, mfn, old);
     p2mUnlock(m, ld);
     if (nested) p2mUnlock(m, from);
     if (r.freed >= 0) relinquishFrame(m, r.freed);
-    if (r.rc !== 0 || !r.placed) putPage(m, mfn);
+    if (r.rc !== 0 || !r.placed) {
+      m.reach.release(mfn, ld, REACH.FOREIGN);
+      putPage(m, mfn);
+    }
     if (r.crash) domainCrash(m, ld, `set_typed_p2m_entry: foreign map onto gfn ${at}, a special entry`);
     return r.rc;
   } finally {
@@ -287,8 +294,10 @@ export function removeFromPhysmap(m: Machine, ld: number, at: number): number {
   }
   p2mRemoveLocked(m, ld, [at]);
   p2mUnlock(m, ld);
-  if (t === P2M.map_foreign) putPage(m, mfn);
-  else if (m.control.buggy(BUGS['occupied-gfn-eexist'])) relinquishFrame(m, mfn);
+  if (t === P2M.map_foreign) {
+    m.reach.release(mfn, ld, REACH.FOREIGN);
+    putPage(m, mfn);
+  } else if (m.control.buggy(BUGS['occupied-gfn-eexist'])) relinquishFrame(m, mfn);
   return 0;
 }
 
@@ -312,6 +321,7 @@ export function bufferCopy(m: Machine, d: number, dir: 'from_guest' | 'to_guest'
     const writable = t === P2M.ram_rw;
     if (e === P2M_HOLE || !(writable || (dir === 'from_guest' && t === P2M.ram_ro))) return -EFAULT;
     if (!getPage(m, mfn, d)) return -EFAULT;
+    checkReach(m, d, mfn, dir === 'from_guest' ? `copied from gfn ${g} (hypercall buffer)` : `copied to gfn ${g} (hypercall buffer)`);
     const n = Math.min(ps - off, bytes - done);
     const at = mfn * ps + off;
     if (dir === 'from_guest') scratch.set(m.frames.u8.subarray(at, at + n), done);

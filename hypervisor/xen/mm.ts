@@ -7,6 +7,7 @@
  * scrubbed) → FREE. A count is never raised from 0, so a page that started
  * to be freed cannot be resurrected by a racing get_page.
  */
+import { REACH } from '../layout/reach.js';
 import { E2BIG, ENOMEM, ESRCH } from '../public/errno.js';
 import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
@@ -85,6 +86,8 @@ export function assignFrame(m: Machine, d: number, mfn: number): number {
     m.unlock(lk);
     return -E2BIG;
   }
+  // The right first: the caller publishes the page in d's p2m after this.
+  m.reach.grant(mfn, d, REACH.OWNER);
   m.ft.setOwner(mfn, d);
   m.ft.storeCount(mfn, PGC_allocated | 1);
   m.dom.set(d, DOM.TOT_PAGES, tot + 1);
@@ -166,6 +169,7 @@ function freeDomFrame(m: Machine, mfn: number): void {
   const tot = m.dom.add(d, DOM.TOT_PAGES, -1);
   Atomics.add(m.heap.w, HEAP.INFLIGHT, 1);
   m.ft.setOwner(mfn, -1);
+  m.reach.release(mfn, d, REACH.OWNER);
   m.unlock(lk);
   BUG_ON(tot < 0, `tot_pages of d${d} below zero`);
   freeHeapFrame(m, mfn);

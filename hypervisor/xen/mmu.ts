@@ -29,6 +29,7 @@
  * which only the slow path looks at (and checks GEN there, on every
  * access). A hit stores nothing but the budget: `last` is derived.
  */
+import { checkReach } from './isolation.js';
 import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { HypervisorBug } from '../layout/region.js';
@@ -102,6 +103,8 @@ export class Mmu implements GuestMemory {
   private readonly wbase = new Int32Array(TLB_ENTRIES);
   private readonly tgen = new Int32Array(TLB_ENTRIES);
   private readonly tidx = new Int32Array(TLB_ENTRIES);
+  /** The RAM frame a slot caches (−1: a BAR frame, which the isolation oracle does not watch). */
+  private readonly tmfn = new Int32Array(TLB_ENTRIES);
   /** Accesses left before the next instruction boundary; every access takes one, hit or miss. */
   private budget = 0;
   /** accesses = this + TLB_BATCH_ACCESSES − budget (the budget starts at 0: a boundary is due). */
@@ -291,6 +294,10 @@ export class Mmu implements GuestMemory {
   }
 
   private checkStale(s: number, gfn: number, write: boolean): void {
+    // Every access with checking on comes here or through fill: the
+    // isolation oracle is asked about each (layout/reach.ts).
+    const mfn = this.tmfn[s]!;
+    if (mfn >= 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
     const cur = Atomics.load(this.m.p2m.gen, this.tidx[s]!);
     if (cur - this.tgen[s]! >= 2) {
       this.m.log.violated(
@@ -336,6 +343,7 @@ export class Mmu implements GuestMemory {
     }
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
     const view = this.m.regions[r]!;
+    if (this.checking && r === 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
     if ((g1 & 1) !== 0 || g1 !== g2) {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),
@@ -349,6 +357,7 @@ export class Mmu implements GuestMemory {
     this.wbase[s] = base;
     this.tgen[s] = g1;
     this.tidx[s] = i;
+    this.tmfn[s] = r === 0 ? mfn : -1;
     this.clearSlot(s);
     const hit = r === 0 && !this.checking;
     const rt = hit ? this.rtag : this.slowRtag;

@@ -389,6 +389,7 @@ export function cloneSabs(s: MachineSabs): MachineSabs {
     design: copy(s.design),
     ioreq: copy(s.ioreq),
     ioreqSlots: copy(s.ioreqSlots),
+    reach: copy(s.reach),
     bars: s.bars.map((b) => ({ ...b, sab: copy(b.sab) })),
   };
 }

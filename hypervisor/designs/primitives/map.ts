@@ -6,6 +6,7 @@
  * iomem_access_permitted) and a foreign map for RAM (p2m_add_foreign,
  * which takes a page reference on insert).
  */
+import { REACH } from '../../layout/reach.js';
 import { BUGS } from '../../xen/buggify.js';
 import { CTL } from '../../layout/control.js';
 import { sched } from '../../xen/platform.js';
@@ -113,6 +114,8 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
     for (let i = 0; i < mfns.length; i++) {
       const mfn = mfns[i]!;
       if (isRamMfn(m, mfn)) BUG_ON(!getPage(m, mfn, m.ft.owner(mfn)), `map: get_page of mfn ${mfn} failed under the p2m lock`);
+      // The frontend's right to the frame, before its entry is published (layout/reach.ts).
+      m.reach.grant(mfn, a.fe, REACH.MAP);
     }
     const installed = m.control.buggy(BUGS['map-as-ram-rw']) ? P2M.ram_rw : type;
     for (let i = 0; i < mfns.length; i++) p2mSetLocked(m, a.fe, a.at + i, p2mEntry(mfns[i]!, installed));

@@ -5,6 +5,7 @@
  * check comes before any change (all-or-nothing). Xen's nearest is
  * assign_pages (xen/common/page_alloc.c) of a stolen page to its new owner.
  */
+import { REACH } from '../../layout/reach.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { DOM } from '../../layout/domains.js';
 import { PGC_allocated } from '../../layout/frametable.js';
@@ -177,8 +178,10 @@ function transfer(m: Machine, be: number, a: ReturnArgs, pages: readonly ReturnP
     const unlockPa = pageAllocPair(m, be, fe, 'primitives.return');
     try {
       for (const p of pages) {
+        m.reach.grant(p.mfn, fe, REACH.OWNER);
         m.ft.setOwner(p.mfn, fe);
         m.ft.storeCount(p.mfn, PGC_allocated | 1);
+        m.reach.release(p.mfn, be, REACH.OWNER); // be's entry went, flushed, in step 1
       }
       m.dom.set(be, DOM.TOT_PAGES, m.dom.at(be, DOM.TOT_PAGES) - pages.length);
       m.dom.set(fe, DOM.TOT_PAGES, m.dom.at(fe, DOM.TOT_PAGES) + pages.length);

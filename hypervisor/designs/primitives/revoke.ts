@@ -7,6 +7,7 @@
  * still reach it (the XSA-217 class). Nested mappings made from the pages
  * go first (transitive Revoke).
  */
+import { REACH } from '../../layout/reach.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { BUGS } from '../../xen/buggify.js';
 import { DOM, DS } from '../../layout/domains.js';
@@ -14,7 +15,7 @@ import { entryMfn, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { putPage } from '../../xen/mm.js';
-import { p2mIndex, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
+import { p2mGet, p2mIndex, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
 import { EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -122,6 +123,11 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
   }
   const live = pages.filter((i) => reg.live(r, i));
   if (live.length === 0) return;
+  // The bug: the references (and fe's rights) go before the entries are
+  // removed and flushed, so the frames may be freed and handed out while fe
+  // still reaches them. Only the isolation oracle sees it (issue 19).
+  const early = m.control.buggy(BUGS['revoke-put-before-flush']) && absorbed === undefined;
+  if (early) dropMapRefs(m, fe, live.map((i) => p2mGet(m, fe, first + i)), absorbed);
   p2mLock(m, fe, 'primitives.revoke');
   let old: number[];
   try {
@@ -135,14 +141,25 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
   }
   for (const i of live) reg.setLive(r, i, false);
   reg.set(r, REC.LIVE, reg.at(r, REC.LIVE) - live.length);
-  for (const e of old) {
-    const mfn = entryMfn(e);
-    if (e !== P2M_HOLE && isRamMfn(m, mfn) && absorbed?.has(mfn) !== true) putPage(m, mfn);
-  }
+  if (!early) dropMapRefs(m, fe, old, absorbed);
   if (reg.at(r, REC.LIVE) === 0) {
     const link = reg.at(r, REC.LINK);
     if (link !== 0) reg.set(link - 1, REC.LINK, 0);
     reg.retire(r);
+  }
+}
+
+/**
+ * A mapping's hold on its RAM frames, once its entries (`old`) are out of
+ * fe's p2m and every TLB of fe: fe's right to each frame and the page
+ * reference (unless the caller froze it into the count: `absorbed`).
+ */
+function dropMapRefs(m: Machine, fe: number, old: readonly number[], absorbed: ReadonlySet<number> | undefined): void {
+  for (const e of old) {
+    const mfn = entryMfn(e);
+    if (e === P2M_HOLE || !isRamMfn(m, mfn)) continue;
+    m.reach.release(mfn, fe, REACH.MAP);
+    if (absorbed?.has(mfn) !== true) putPage(m, mfn);
   }
 }
 

@@ -8,6 +8,7 @@
  * racing get_page either came first (the steal fails) or fails itself;
  * then it unlinks the page from the owner under page_alloc_lock.
  */
+import { REACH } from '../../layout/reach.js';
 import { NR_GRANT_ENTRIES } from '../../layout/constants.js';
 import { BUGS } from '../../xen/buggify.js';
 import { hookPoint } from '../../xen/hooks.js';
@@ -130,11 +131,15 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
     // not own (invariant 4), at any instant a lock-free observer could see:
     // 1. fe's entries stop being RAM: the same frames, now as an implicit Map
     //    (no flush: a cached translation's access rights do not grow);
+    //    (its right becomes the implicit Map's before the owner's goes);
+    for (const mfn of mfns) m.reach.grant(mfn, fe, REACH.MAP);
     for (let i = 0; i < a.count; i++) p2mSetLocked(m, fe, a.gfn + i, p2mEntry(mfns[i]!, P2M.mmio_direct));
     // 2. the frames change hands, with the implicit Map's reference;
     for (const mfn of mfns) {
+      m.reach.grant(mfn, be, REACH.OWNER);
       m.ft.setOwner(mfn, be);
       m.ft.storeCount(mfn, PGC_allocated | 2);
+      m.reach.release(mfn, fe, REACH.OWNER);
     }
     m.dom.set(fe, DOM.TOT_PAGES, m.dom.at(fe, DOM.TOT_PAGES) - a.count);
     m.dom.set(be, DOM.TOT_PAGES, m.dom.at(be, DOM.TOT_PAGES) + a.count);

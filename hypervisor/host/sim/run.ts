@@ -421,7 +421,7 @@ function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing:
 function stateDigest(host: Host): number {
   const s = host.m.sabs;
   let h = FNV_OFFSET;
-  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store]) {
+  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store, s.reach]) {
     const w = new Int32Array(sab);
     for (let i = 0; i < w.length; i++) if (w[i] !== 0) h = fnv(fnv(h, i), w[i]!);
   }

