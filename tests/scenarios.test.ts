@@ -31,6 +31,8 @@ describe('scenarios', () => {
     ['steal-skip-grant-check', ['steal-granted-ebusy']],
     ['steal-skip-refcount-check', ['steal-foreign-mapped-ebusy', 'steal-grant-mapped-ebusy']],
     ['map-as-ram-rw', ['lifecycle-destroy-frontend-with-maps', 'map-ram-roundtrip']],
+    ['grant-map-status-before-checks', ['fidelity-grant-refused-map-no-status']],
+    ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
   ];
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {

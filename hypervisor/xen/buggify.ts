@@ -32,6 +32,13 @@ export const BUGS = {
   'ioreq-retry-unbounded': 1 << 13,
   /** map_grant_ref validates the granted frame from one read of the shared entry and maps it from a second read (double fetch). */
   'grant-double-fetch': 1 << 14,
+  /**
+   * A grant map or copy sets GTF_reading/GTF_writing before its later checks (the active entry's domid, the frame, the
+   * host mapping) and leaves them set when one of those refuses it: the granter's end_access is EBUSY with no pin held.
+   */
+  'grant-map-status-before-checks': 1 << 20,
+  /** A grant map or copy of a granter that is not running (crashed, dying, a zombie) is GNTST_bad_domain; Xen only refuses a domain no longer in its domain list. */
+  'grant-map-refuse-crashed-granter': 1 << 21,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
