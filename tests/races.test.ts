@@ -21,12 +21,13 @@ describe('races', () => {
     expect(r.errors).toEqual([]);
     expect(totalViolations(r), explain(r)).toBe(0);
     expect(outOf(r, 2, 'map_GNTST_okay'), explain(r)).toBeGreaterThan(0);
-    expect(outOf(r, 2, 'map_GNTST_permission_denied'), explain(r)).toBeGreaterThan(0);
+    // A scribbled entry (wrong grantee, read-only) is refused by _set_status_v1: GNTST_general_error.
+    expect(outOf(r, 2, 'map_GNTST_general_error'), explain(r)).toBeGreaterThan(0);
     expect(outOf(r, 1, 'end_busy'), explain(r)).toBeGreaterThan(0);
     expect(outOf(r, 1, 'end_ok')).toBeGreaterThan(0);
     expect(outOf(r, 2, 'unmap_fail')).toBe(0);
     expect(outOf(r, 2, 'bad_access')).toBe(0);
-    const legal = new Set(['map_GNTST_okay', 'map_GNTST_permission_denied', 'map_GNTST_general_error', 'map_GNTST_bad_page', 'unmap_ok']);
+    const legal = new Set(['map_GNTST_okay', 'map_GNTST_general_error', 'map_GNTST_bad_page', 'unmap_ok']);
     for (const v of r.vcpu_results.filter((x) => x.domid === 2)) for (const k of Object.keys(v.out)) expect(legal, k).toContain(k);
     expect(r.frames.free).toBe(r.frames.total);
   });
@@ -65,7 +66,9 @@ describe('races', () => {
     expect(outOf(r, 0, 'destroy_rc'), explain(r)).toBe(0);
     expect(sawZombie).toBe(true);
     expect(outOf(r, 2, 'map_GNTST_okay')).toBeGreaterThan(0);
-    expect(outOf(r, 2, 'map_GNTST_bad_domain'), explain(r)).toBeGreaterThan(0);
+    // The dying granter is still found (Xen's rcu_lock_domain_by_id) while the mapper keeps it a
+    // zombie; an entry nobody pins meets its torn-down p2m: GNTST_bad_page.
+    expect(outOf(r, 2, 'map_GNTST_bad_page'), explain(r)).toBeGreaterThan(0);
     expect(outOf(r, 2, 'unmap_fail')).toBe(0);
     expect(outOf(r, 2, 'bad_content')).toBe(0);
     expect(r.domains[1]!.state).not.toBe('running');

@@ -43,6 +43,8 @@ describe('scenarios', () => {
     ['foreign-map-old-rules', ['fidelity-foreign-map-authority', 'fidelity-foreign-map-crashed', 'fidelity-foreign-map-onto-populated']],
     ['memop-errno-per-call', ['fidelity-memop-extents-done']],
     ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied']],
+    ['grant-map-status-before-checks', ['fidelity-grant-refused-map-no-status']],
+    ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
   ];
   it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {
     const byScenario = new Set(catches.map(([b]) => b));

@@ -343,14 +343,14 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
         }
         case 'exhaust-maptrack': {
           // Map one of its own grants at every free gfn of a 64-gfn window (maptrack filling up;
-          // the full exhaustion to GNTST_no_device_space is scenario adversary-exhaust-maptrack), then unmap all.
+          // the full exhaustion to GNTST_no_space is scenario adversary-exhaust-maptrack), then unmap all.
           cpu.grants.grant_access(grantRef(199), domid(cpu.domid as number), gfn(3), true);
           const handles: number[] = [];
           let full = false;
           for (let k = 0; k < 600 && !full; k++) {
             const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(cpu.domid as number), ref: grantRef(199), host_gfn: gfn(env.window_gfn + (k % (8 * MAX_BLOB_PAGES))), readonly: true });
             if (r.status === 0) handles.push(r.handle as number);
-            else full = r.status === -7; // GNTST_no_device_space
+            else full = r.status === -13; // GNTST_no_space
             if (r.status !== 0 && !full) break; // the gfn was taken: our window is small, stop here
           }
           for (const h of handles) cpu.hc.gnttab_unmap_grant_ref(h as never);

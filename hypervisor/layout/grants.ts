@@ -31,9 +31,11 @@ import { expectBytes } from './region.js';
 export const SHARED_WORDS = 2;
 /**
  * Active entry. TSEQ counts the guest's own plain writes to the shared entry
- * (odd while one is under way); PIN_TSEQ is TSEQ when the current run of pins
- * began — the checker holds the hypervisor to invariant 5 only for entries the
- * guest has not rewritten since (a guest may clobber its own status bits).
+ * (odd while one is under way); PIN_TSEQ is TSEQ when the hypervisor last set
+ * the status bits of an entry with no pins (the current run of pins began, or
+ * a refused map or copy that had to take them off again) — the checker holds
+ * the hypervisor to invariant 5 only for entries the guest has not rewritten
+ * since (a guest may clobber its own status bits).
  */
 export const ACT = { RPIN: 0, WPIN: 1, DOMID: 2, GFN: 3, MFN: 4, TSEQ: 5, PIN_TSEQ: 6, WORDS: 8 } as const;
 export const MT = { FLAGS: 0, GRANTER: 1, REF: 2, HOST_GFN: 3, NEXT: 4, WORDS: 8 } as const;

@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
-  GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
-  GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
+  GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
 } from '../public/errno.js';
 import { GTF_reading, GTF_writing } from '../public/types.js';
 import { Model, type ModelConfig, type Outcome } from './model.js';
@@ -170,30 +169,61 @@ describe('grant tables', () => {
     consistent(m);
   });
 
-  it('map_grant_ref check order', () => {
+  it('map_grant_ref check order (Xen\'s: granter, maptrack, ref, pin, host mapping); a refusal leaves the entry as it was', () => {
     const m = fresh();
+    const status = (d: number, ref: number) => m.grantFlags(d, ref) & (GTF_reading | GTF_writing);
     m.grant(1, 8, 3, 5, false);
     m.grant(1, 9, 3, 6, true);
     m.grant(1, 10, 3, 40, false); // not RAM of the granter
+    expect(m.mapGrant(3, 77, 256, 999, false).status).toBe(GNTST_bad_domain);
     expect(m.mapGrant(3, 1, 256, 999, false).status).toBe(GNTST_bad_gntref);
-    expect(m.mapGrant(3, 1, 8, 999, false).status).toBe(GNTST_bad_virt_addr);
-    expect(m.mapGrant(3, 77, 8, 999, false).status).toBe(GNTST_bad_virt_addr);
-    expect(m.mapGrant(3, 77, 8, 20, false).status).toBe(GNTST_bad_domain);
-    expect(m.mapGrant(2, 1, 8, 20, false).status).toBe(GNTST_permission_denied); // granted to d3
-    expect(m.mapGrant(3, 1, 9, 20, false).status).toBe(GNTST_permission_denied); // ro grant, rw map
-    expect(m.mapGrant(3, 1, 10, 20, false).status).toBe(GNTST_bad_page);
-    expect(m.grantFlags(1, 10) & (GTF_reading | GTF_writing)).toBe(0);
+    // The host mapping comes last: outside the p2m or onto RAM, GNTST_general_error, the pin undone.
+    expect(m.mapGrant(3, 1, 8, 999, false).status).toBe(GNTST_general_error);
     expect(m.mapGrant(3, 1, 8, 0, false).status).toBe(GNTST_general_error); // gfn 0 is RAM
-    expect(m.grantFlags(1, 8) & (GTF_reading | GTF_writing)).toBe(0);
+    expect(status(1, 8)).toBe(0);
+    expect(m.mapGrant(2, 1, 8, 20, false).status).toBe(GNTST_general_error); // granted to d3
+    expect(m.mapGrant(3, 1, 9, 20, false).status).toBe(GNTST_general_error); // ro grant, rw map
+    expect(m.mapGrant(3, 1, 10, 20, false).status).toBe(GNTST_bad_page);
+    expect(status(1, 10)).toBe(0);
     expect(m.mapGrant(3, 1, 9, 20, true).status).toBe(GNTST_okay);
+    expect(m.endGrant(1, 8)).toBe(true);
     consistent(m);
   });
 
-  it('maptrack handles are reused last-freed first and run out with GNTST_no_device_space', () => {
+  it('an entry pinned by one grantee refuses another before setting anything, even re-granted to it', () => {
+    const m = fresh();
+    m.grant(1, 8, 3, 5, false);
+    const r = m.mapGrant(3, 1, 8, 20, true);
+    expect(r.status).toBe(GNTST_okay);
+    // Re-granted to d2 while d3 holds its read pin: the plain store wipes the status bits.
+    m.grant(1, 8, 2, 5, false);
+    expect(m.mapGrant(2, 1, 8, 20, false).status).toBe(GNTST_general_error);
+    expect(m.grantFlags(1, 8) & (GTF_reading | GTF_writing)).toBe(0);
+    expect(m.unmapGrant(3, r.handle)).toBe(GNTST_okay);
+    expect(m.endGrant(1, 8)).toBe(true);
+    // Pinned, the entry's type and grantee are not looked at again: d3 adds a write pin to an entry granted to d2.
+    m.grant(1, 9, 3, 6, false);
+    const a = m.mapGrant(3, 1, 9, 21, true);
+    m.grant(1, 9, 2, 6, false);
+    const b = m.mapGrant(3, 1, 9, 22, false);
+    expect(b.status).toBe(GNTST_okay);
+    expect(m.grantFlags(1, 9) & (GTF_reading | GTF_writing)).toBe(GTF_reading | GTF_writing);
+    expect(m.unmapGrant(3, b.handle)).toBe(GNTST_okay);
+    expect(m.grantFlags(1, 9) & (GTF_reading | GTF_writing)).toBe(GTF_reading);
+    expect(m.unmapGrant(3, a.handle)).toBe(GNTST_okay);
+    expect(m.endGrant(1, 9)).toBe(true);
+    consistent(m);
+  });
+
+  it('maptrack handles are reused last-freed first and run out with GNTST_no_space; 128 pins of a kind per entry', () => {
     const m = new Model({ ...cfg(), domains: [{ memory_pages: 1, max_pages: 1, privileged: true, p2m_size: 600 }, { memory_pages: 1, max_pages: 1, privileged: false, p2m_size: 4 }] , bars: [] });
-    m.grant(1, 0, 0, 0, true);
-    for (let h = 0; h < 512; h++) expect(m.mapGrant(0, 1, 0, 1 + h, true)).toEqual({ status: GNTST_okay, handle: h });
-    expect(m.mapGrant(0, 1, 0, 599, true).status).toBe(GNTST_no_device_space);
+    for (let ref = 0; ref < 5; ref++) m.grant(1, ref, 0, 0, false);
+    for (let h = 0; h < 128; h++) expect(m.mapGrant(0, 1, 0, 1 + h, true)).toEqual({ status: GNTST_okay, handle: h });
+    // Xen's 8-bit pin counters: the 129th read pin is refused, a write pin still fits.
+    expect(m.mapGrant(0, 1, 0, 200, true)).toEqual({ status: GNTST_general_error, handle: -1 });
+    expect(m.mapGrant(0, 1, 0, 200, false)).toEqual({ status: GNTST_okay, handle: 128 });
+    for (let h = 129; h < 512; h++) expect(m.mapGrant(0, 1, 1 + (h >> 7), 72 + h, true)).toEqual({ status: GNTST_okay, handle: h });
+    expect(m.mapGrant(0, 1, 4, 599, true).status).toBe(GNTST_no_space);
     expect(m.unmapGrant(0, 7)).toBe(GNTST_okay);
     expect(m.unmapGrant(0, 3)).toBe(GNTST_okay);
     expect(m.mapGrant(0, 1, 0, 599, true).handle).toBe(3);
@@ -202,22 +232,41 @@ describe('grant tables', () => {
     expect(m.mapGrant(0, 1, 0, 8, true).handle).toBe(7);
   });
 
+  it('crashed granter: its grants still map (it is not gone until destroyed)', () => {
+    const m = fresh();
+    m.write(3, 2, 0, 4, 0x55n);
+    m.grant(3, 1, 1, 2, false);
+    expect(m.crash(3)).toBe(0);
+    const r = m.mapGrant(1, 3, 1, 30, false);
+    expect(r.status).toBe(GNTST_okay);
+    expect(m.read(1, 30, 0, 4)).toEqual({ value: 0x55n, outcome: 'ok' });
+    expect(m.unmapGrant(1, r.handle)).toBe(GNTST_okay);
+    consistent(m);
+  });
+
   it('zombie granter: the peer\'s grant map keeps the frame and the domain until unmapped', () => {
     const m = fresh();
     m.write(3, 2, 0, 4, 0x55n);
     m.grant(3, 1, 1, 2, false);
+    m.grant(3, 2, 1, 3, false);
     const r = m.mapGrant(1, 3, 1, 30, false);
     expect(r.status).toBe(GNTST_okay);
     expect(m.destroy(0, 3)).toBe(0);
     expect(m.observe().domains[3]).toEqual({ state: 'zombie', tot_pages: 1 });
     expect(m.observe().p2m[3]).toEqual([]);
     expect(m.read(1, 30, 0, 4)).toEqual({ value: 0x55n, outcome: 'ok' });
-    expect(m.mapGrant(1, 3, 1, 31, false).status).toBe(GNTST_bad_domain);
+    // Still in Xen's domain list: an entry nobody pins meets the torn-down p2m…
+    expect(m.mapGrant(1, 3, 2, 31, false).status).toBe(GNTST_bad_page);
+    // …and the grantee maps the entry it pins once more (map_grant_ref looks no further than act->mfn).
+    const again = m.mapGrant(1, 3, 1, 31, true);
+    expect(again.status).toBe(GNTST_okay);
     expect(m.destroy(0, 3)).toBe(-ESRCH);
+    expect(m.unmapGrant(1, again.handle)).toBe(GNTST_okay);
     const free = m.observe().free_frames;
     expect(m.unmapGrant(1, r.handle)).toBe(GNTST_okay);
     expect(m.observe().domains[3]).toEqual({ state: 'free', tot_pages: 0 });
     expect(m.observe().free_frames).toBe(free + 1);
+    expect(m.mapGrant(1, 3, 1, 31, false).status).toBe(GNTST_bad_domain); // freed: gone from the domain list
     consistent(m);
   });
 

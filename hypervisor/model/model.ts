@@ -22,10 +22,9 @@
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
-  GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_general_error,
-  GNTST_no_device_space, GNTST_okay, GNTST_permission_denied,
+  GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
 } from '../public/errno.js';
-import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_type_mask, GTF_writing } from '../public/types.js';
+import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing } from '../public/types.js';
 
 /** docs/primitives.md, common check 1. */
 export const MAX_PAGES_PER_OP = 512;
@@ -585,7 +584,20 @@ export class Model {
     return true;
   }
 
-  /** pinGrant (grant-table.ts): status, and the frame with a page reference taken. */
+  /**
+   * map_grant_ref's look-up of the granter (rcu_lock_domain_by_id): any
+   * domain not yet freed — running, crashed, dying or a zombie (which still
+   * has pages) — not only a running one.
+   */
+  private granterFound(d: number): boolean {
+    const s = this.dom(d)?.state;
+    return s === 'running' || s === 'crashed' || s === 'dying' || s === 'zombie';
+  }
+
+  /**
+   * pinGrant (grant-table.ts) for a map: status, and the frame with a page
+   * reference taken; a refusal leaves flags, pins and counts as they were.
+   */
   private pin(rd: number, ref: number, ld: number, ro: boolean): { status: number; mfn: number } {
     const x = this.dom(rd)!;
     const g = this.grantEntry(x, ref);
@@ -594,31 +606,41 @@ export class Model {
       act = { rpin: 0, wpin: 0, domid: 0, gfn: 0, mfn: 0 };
       x.active.set(ref, act);
     }
-    let frame = -1;
-    if (act.rpin + act.wpin === 0 || (!ro && act.wpin === 0)) {
-      if ((g.flags & GTF_type_mask) !== GTF_permit_access || g.domid !== ld) return { status: GNTST_permission_denied, mfn: -1 };
-      if (!ro && (g.flags & GTF_readonly) !== 0) return { status: GNTST_permission_denied, mfn: -1 };
+    const pinned = act.rpin + act.wpin > 0;
+    const refuse = (status: number): { status: number; mfn: number } => {
+      this.reduceStatus(g, act, ro);
+      return { status, mfn: -1 };
+    };
+    // Pinned already: by ld only, and at most PIN_LIMIT pins of each kind.
+    if (pinned && (act.domid !== ld + 1 || (ro ? act.rpin : act.wpin) >= Model.PIN_LIMIT)) return { status: GNTST_general_error, mfn: -1 };
+    if (!pinned || (!ro && act.wpin === 0)) {
+      // _set_status_v1: type and grantee only for an entry with no pins.
+      if (!pinned && ((g.flags & (GTF_type_mask | GTF_sub_page)) !== GTF_permit_access || g.domid !== ld)) return { status: GNTST_general_error, mfn: -1 };
+      if (!ro && (g.flags & GTF_readonly) !== 0) return { status: GNTST_general_error, mfn: -1 };
       g.flags |= GTF_reading | (ro ? 0 : GTF_writing);
-      frame = g.frame;
     }
-    if (act.rpin + act.wpin === 0) {
-      const e = this.ent(rd, frame);
+    if (!pinned) {
+      const e = this.ent(rd, g.frame);
       const okType = e !== undefined && (e.t === 'ram_rw' || (ro && e.t === 'ram_ro'));
-      if (!okType || !this.getPage(e.mfn, rd)) {
-        if (!ro) g.flags &= ~GTF_writing;
-        g.flags &= ~GTF_reading;
-        return { status: GNTST_bad_page, mfn: -1 };
-      }
+      if (!okType || !this.getPage(e.mfn, rd)) return refuse(GNTST_bad_page);
       act.domid = ld + 1;
-      act.gfn = frame;
+      act.gfn = g.frame;
       act.mfn = e.mfn;
-    } else {
-      if (act.domid !== ld + 1) return { status: GNTST_permission_denied, mfn: -1 };
-      if (!this.getPage(act.mfn, rd)) return { status: GNTST_bad_page, mfn: -1 };
+    } else if (!this.getPage(act.mfn, rd)) {
+      return refuse(GNTST_general_error);
     }
     if (ro) act.rpin++;
     else act.wpin++;
     return { status: GNTST_okay, mfn: act.mfn };
+  }
+
+  /** Xen's GNTPIN_incr2oflow_mask: 8-bit pin counters take no pin once their top bit is set. */
+  private static readonly PIN_LIMIT = 128;
+
+  /** reduce_status_for_pin: drop the status bits the pins no longer justify. */
+  private reduceStatus(g: GrantEntry, act: ActiveEntry, ro: boolean): void {
+    if (!ro && act.wpin === 0) g.flags &= ~GTF_writing;
+    if (act.rpin + act.wpin === 0) g.flags &= ~GTF_reading;
   }
 
   private unpin(rd: number, ref: number, ro: boolean): void {
@@ -628,11 +650,8 @@ export class Model {
     const mfn = act.mfn;
     if (ro) act.rpin--;
     else act.wpin--;
-    if (!ro && act.wpin === 0) g.flags &= ~GTF_writing;
-    if (act.rpin + act.wpin === 0) {
-      g.flags &= ~GTF_reading;
-      act.domid = 0;
-    }
+    this.reduceStatus(g, act, ro);
+    if (act.rpin + act.wpin === 0) act.domid = 0;
     this.putPage(mfn);
   }
 
@@ -643,21 +662,24 @@ export class Model {
     return x.mtFresh++;
   }
 
-  /** GNTTABOP_map_grant_ref by d of `from`'s grant `ref` at d's gfn `at`. */
+  /**
+   * GNTTABOP_map_grant_ref by d of `from`'s grant `ref` at d's gfn `at`, in
+   * map_grant_ref's order: granter, maptrack handle, ref, pin, host mapping
+   * (outside d's p2m or not empty: GNTST_general_error, the pin undone).
+   */
   mapGrant(d: number, from: number, ref: number, at: number, readonly: boolean): GrantMapResult {
     const fail = (status: number): GrantMapResult => ({ status, handle: -1 });
-    if (!Model.refOk(ref)) return fail(GNTST_bad_gntref);
-    if (!this.inP2m(d, at)) return fail(GNTST_bad_virt_addr);
-    if (!this.running(from)) return fail(GNTST_bad_domain);
-    const x = this.dom(d)!;
+    if (!this.granterFound(from)) return fail(GNTST_bad_domain);
+    const x = this.dom(d);
+    if (x === undefined) return fail(GNTST_general_error); // no such caller (the model's own guard)
     const h = this.maptrackAlloc(x);
-    if (h < 0) return fail(GNTST_no_device_space);
-    const p = this.pin(from, ref, d, readonly);
+    if (h < 0) return fail(GNTST_no_space);
+    const p = Model.refOk(ref) ? this.pin(from, ref, d, readonly) : { status: GNTST_bad_gntref, mfn: -1 };
     if (p.status !== GNTST_okay) {
       x.mtFreed.push(h);
       return fail(p.status);
     }
-    if (x.p2m.has(at)) {
+    if (!this.inP2m(d, at) || x.p2m.has(at)) {
       this.unpin(from, ref, readonly);
       x.mtFreed.push(h);
       return fail(GNTST_general_error);

@@ -38,6 +38,8 @@ export const GNTST_bad_page = -9;
 export const GNTST_bad_copy_arg = -10;
 export const GNTST_address_too_big = -11;
 export const GNTST_eagain = -12;
+/** Out of space (maptrack handles): Xen 4.16 and later; older Xen said GNTST_no_device_space. */
+export const GNTST_no_space = -13;
 
 export const GNTST_NAMES: Readonly<Record<number, string>> = {
   [GNTST_okay]: 'GNTST_okay', [GNTST_general_error]: 'GNTST_general_error',
@@ -46,7 +48,7 @@ export const GNTST_NAMES: Readonly<Record<number, string>> = {
   [GNTST_bad_dev_addr]: 'GNTST_bad_dev_addr', [GNTST_no_device_space]: 'GNTST_no_device_space',
   [GNTST_permission_denied]: 'GNTST_permission_denied', [GNTST_bad_page]: 'GNTST_bad_page',
   [GNTST_bad_copy_arg]: 'GNTST_bad_copy_arg', [GNTST_address_too_big]: 'GNTST_address_too_big',
-  [GNTST_eagain]: 'GNTST_eagain',
+  [GNTST_eagain]: 'GNTST_eagain', [GNTST_no_space]: 'GNTST_no_space',
 };
 
 /** Name of a hypercall status: 'OK', an errno name, or a count. */

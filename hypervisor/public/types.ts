@@ -51,6 +51,8 @@ export const GTF_type_mask = 3;
 export const GTF_readonly = 1 << 2;
 export const GTF_reading = 1 << 3;
 export const GTF_writing = 1 << 4;
+/** v2 sub-page grants; in a v1 entry, a map (not a copy) refuses it (_set_status_v1's mask). */
+export const GTF_sub_page = 1 << 8;
 
 /** Grant map flags. */
 export const GNTMAP_host_map = 1 << 1;

@@ -59,6 +59,13 @@ export const BUGS = {
   // Issue 13's isolation oracle (layout/reach.ts): a bug only it sees.
   /** Revoke drops its page references (and the frontend's rights) before the entries are removed and flushed (issue 19's "caught by nothing"). */
   'revoke-put-before-flush': 1 << 29,
+  /**
+   * A grant map or copy sets GTF_reading/GTF_writing before its later checks (the active entry's domid, the frame, the
+   * host mapping) and leaves them set when one of those refuses it: the granter's end_access is EBUSY with no pin held.
+   */
+  'grant-map-status-before-checks': 1 << 20,
+  /** A grant map or copy of a granter that is not running (crashed, dying, a zombie) is GNTST_bad_domain; Xen only refuses a domain no longer in its domain list. */
+  'grant-map-refuse-crashed-granter': 1 << 21,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];

@@ -1,17 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_okay, GNTST_permission_denied, GNTST_general_error, GNTST_bad_copy_arg } from '../public/errno.js';
+import {
+  GNTST_bad_copy_arg, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
+} from '../public/errno.js';
 import { domid, gfn, grantRef, GTF_reading, GTF_writing, P2M } from '../public/types.js';
-import { gnttabCopy, guestEndAccess, guestGrantAccess, mapGrantRef, unmapGrantRef } from './grant-table.js';
+import type { CopyPtr } from '../public/guest.js';
+import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { p2mGet } from './p2m.js';
 import { entryMfn, entryType } from '../layout/p2m.js';
 import { checkQuiescent } from '../checker/checker.js';
 import { domainDestroy } from './domain.js';
+import { domainCrash } from './domain-crash.js';
 import { DS } from '../layout/domains.js';
+import { NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
 
 const map = (m: ReturnType<typeof testMachine>, ld: number, rd: number, ref: number, at: number, ro = false) =>
   mapGrantRef(m, ld, { dom: domid(rd), ref: grantRef(ref), host_gfn: gfn(at), readonly: ro });
 const flags = (m: ReturnType<typeof testMachine>, d: number, ref: number) => Atomics.load(m.grants.shared, m.grants.sharedIdx(d, ref)) & 0xffff;
+const status = (m: ReturnType<typeof testMachine>, d: number, ref: number) => flags(m, d, ref) & (GTF_reading | GTF_writing);
+const viaRef = (d: number, ref: number, offset = 0): CopyPtr => ({ kind: 'ref', domid: domid(d), ref: grantRef(ref), offset });
+const viaGfn = (g: number, offset = 0): CopyPtr => ({ kind: 'gfn', gfn: gfn(g), offset });
+const copy = (m: ReturnType<typeof testMachine>, ld: number, src: CopyPtr, dst: CopyPtr, len = 4) => gnttabCopy(m, ld, { src, dst, len });
+const clean = (m: ReturnType<typeof testMachine>) => {
+  checkQuiescent(m);
+  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
+};
 
 describe('grant table v1', () => {
   it('map shares the granter\'s frame, sets the status bits, and unmap clears them', () => {
@@ -38,7 +51,7 @@ describe('grant table v1', () => {
   it('read-only grants map read-only and refuse writable maps', () => {
     const m = testMachine();
     guestGrantAccess(m, 1, 9, 2, 6, true);
-    expect(map(m, 2, 1, 9, 100).status).toBe(GNTST_permission_denied);
+    expect(map(m, 2, 1, 9, 100).status).toBe(GNTST_general_error); // _set_status_v1: "write-pin a r/o grant entry"
     const r = map(m, 2, 1, 9, 100, true);
     expect(r.status).toBe(GNTST_okay);
     expect(entryType(p2mGet(m, 2, 100))).toBe(P2M.grant_map_ro);
@@ -46,47 +59,172 @@ describe('grant table v1', () => {
     expect(unmapGrantRef(m, 2, r.handle)).toBe(GNTST_okay);
   });
 
-  it('validates refs, domains, grantee and destination', () => {
+  it('checks in map_grant_ref\'s order, with its codes: granter, maptrack, ref, entry, frame, host mapping', () => {
     const m = testMachine();
     guestGrantAccess(m, 1, 8, 2, 5, false);
+    expect(map(m, 2, 77, 100000, 100).status).toBe(GNTST_bad_domain); // the granter before the ref
     expect(map(m, 2, 1, 100000, 100).status).toBe(GNTST_bad_gntref);
-    expect(map(m, 2, 77, 8, 100).status).toBe(GNTST_bad_domain);
-    expect(map(m, 0, 1, 8, 100).status).toBe(GNTST_permission_denied); // granted to d2, not d0
-    expect(map(m, 2, 1, 8, 3).status).toBe(GNTST_general_error); // gfn 3 is RAM, not empty
+    expect(map(m, 0, 1, 8, 100).status).toBe(GNTST_general_error); // granted to d2, not d0
     // A granted gfn that is not RAM of the granter.
     guestGrantAccess(m, 1, 10, 2, 200, false);
     expect(map(m, 2, 1, 10, 101).status).toBe(GNTST_bad_page);
-    expect(flags(m, 1, 10) & (GTF_reading | GTF_writing)).toBe(0);
-    checkQuiescent(m);
-    expect(m.log.totalViolations()).toBe(0);
+    expect(status(m, 1, 10)).toBe(0);
+    // The host mapping comes last (create_grant_p2m_mapping): outside the p2m or onto RAM, the pin is undone.
+    expect(map(m, 2, 1, 8, 3).status).toBe(GNTST_general_error); // gfn 3 is RAM, not empty
+    expect(map(m, 2, 1, 8, 100000).status).toBe(GNTST_general_error); // outside d2's p2m
+    expect(status(m, 1, 8)).toBe(0);
+    expect(guestEndAccess(m, 1, 8)).toBe(true);
+    clean(m);
   });
 
-  it('copy moves bytes between a grant and the caller\'s own page, and checks its arguments', () => {
+  it('maptrack exhaustion is GNTST_no_space, checked before the ref; 128 pins of a kind per entry', () => {
+    const m = testMachine({ domains: [{ memory_pages: 8, privileged: true }, { memory_pages: 8, backend: 0, p2m_size: 8 + NR_MAPTRACK_ENTRIES + 8 }] });
+    for (let r = 0; r < 5; r++) guestGrantAccess(m, 0, r, 1, r, false);
+    const handles: number[] = [];
+    for (let h = 0; h < 128; h++) handles.push(map(m, 1, 0, 0, 8 + h, true).handle);
+    expect(map(m, 1, 0, 0, 8 + 128, true).status).toBe(GNTST_general_error); // Xen's 8-bit pin counter is full
+    const w = map(m, 1, 0, 0, 8 + 128, false); // a write pin still fits
+    expect(w.status).toBe(GNTST_okay);
+    handles.push(w.handle);
+    for (let h = 129; h < NR_MAPTRACK_ENTRIES; h++) {
+      const r = map(m, 1, 0, 1 + (h >> 7), 8 + h, true);
+      expect(r.status).toBe(GNTST_okay);
+      handles.push(r.handle);
+    }
+    expect(map(m, 1, 0, 100000, 8, true).status).toBe(GNTST_no_space); // no handle: the ref is never looked at
+    expect(status(m, 0, 4)).toBe(GTF_reading);
+    for (const h of handles) expect(unmapGrantRef(m, 1, h)).toBe(GNTST_okay);
+    for (let r = 0; r < 5; r++) expect(guestEndAccess(m, 0, r)).toBe(true);
+    clean(m);
+  });
+
+  it('an entry pinned by one grantee refuses another before setting its status bits (class 3)', () => {
+    const m = testMachine();
+    guestGrantAccess(m, 1, 8, 2, 5, false);
+    const r = map(m, 2, 1, 8, 100, true);
+    expect(r.status).toBe(GNTST_okay);
+    // Re-granted to d0 while d2 holds a read pin (the plain store wipes GTF_reading; the guest's own foot).
+    guestGrantAccess(m, 1, 8, 0, 5, false);
+    expect(map(m, 0, 1, 8, 100).status).toBe(GNTST_general_error);
+    expect(status(m, 1, 8)).toBe(0); // nothing set by the refused map
+    expect(unmapGrantRef(m, 2, r.handle)).toBe(GNTST_okay);
+    expect(guestEndAccess(m, 1, 8)).toBe(true);
+    clean(m);
+  });
+
+  it('with grant-map-status-before-checks a refused map leaves the status bits, end_access is EBUSY, and the checker says so', () => {
+    const m = testMachine({ bugs: 'grant-map-status-before-checks' });
+    guestGrantAccess(m, 1, 10, 2, 200, false); // not RAM of the granter
+    expect(map(m, 2, 1, 10, 101).status).toBe(GNTST_bad_page);
+    expect(status(m, 1, 10)).toBe(GTF_reading | GTF_writing);
+    expect(guestEndAccess(m, 1, 10)).toBe(false);
+    checkQuiescent(m);
+    expect(m.log.counts().grant_flags.violations).toBeGreaterThan(0);
+  });
+
+  it('a refused host mapping undoes the pin and the status bits (unless the bug leaves them)', () => {
+    for (const bugs of ['', 'grant-map-status-before-checks']) {
+      const m = testMachine({ bugs });
+      guestGrantAccess(m, 1, 8, 2, 5, false);
+      const count = m.ft.count(entryMfn(p2mGet(m, 1, 5)));
+      expect(map(m, 2, 1, 8, 3).status).toBe(GNTST_general_error);
+      expect(m.ft.count(entryMfn(p2mGet(m, 1, 5)))).toBe(count);
+      expect(status(m, 1, 8)).toBe(bugs === '' ? 0 : GTF_reading | GTF_writing);
+      expect(guestEndAccess(m, 1, 8)).toBe(bugs === '');
+    }
+  });
+
+  it('copy moves bytes between a grant and the caller\'s own page', () => {
     const m = testMachine();
     const ps = m.config.page_size_bytes;
     const src = entryMfn(p2mGet(m, 1, 5));
     m.frames.u8.set([1, 2, 3, 4], src * ps + 16);
     guestGrantAccess(m, 1, 8, 2, 5, true);
-    expect(gnttabCopy(m, 2, { src: { kind: 'ref', domid: domid(1), ref: grantRef(8), offset: 16 }, dst: { kind: 'gfn', gfn: gfn(7), offset: 0 }, len: 4 })).toBe(GNTST_okay);
+    expect(copy(m, 2, viaRef(1, 8, 16), viaGfn(7))).toBe(GNTST_okay);
     const dst = entryMfn(p2mGet(m, 2, 7));
     expect([...m.frames.u8.subarray(dst * ps, dst * ps + 4)]).toEqual([1, 2, 3, 4]);
-    // Writing into a read-only grant is refused.
-    expect(gnttabCopy(m, 2, { src: { kind: 'gfn', gfn: gfn(7), offset: 0 }, dst: { kind: 'ref', domid: domid(1), ref: grantRef(8), offset: 0 }, len: 4 })).toBe(GNTST_permission_denied);
-    expect(gnttabCopy(m, 2, { src: { kind: 'gfn', gfn: gfn(7), offset: ps - 2 }, dst: { kind: 'gfn', gfn: gfn(8), offset: 0 }, len: 4 })).toBe(GNTST_bad_copy_arg);
-    expect(flags(m, 1, 8) & (GTF_reading | GTF_writing)).toBe(0);
-    checkQuiescent(m);
-    expect(m.log.totalViolations()).toBe(0);
+    // Writing into a read-only grant is refused (_set_status_v1).
+    expect(copy(m, 2, viaGfn(7), viaRef(1, 8))).toBe(GNTST_general_error);
+    expect(copy(m, 2, viaGfn(7, ps - 2), viaGfn(8))).toBe(GNTST_bad_copy_arg);
+    expect(status(m, 1, 8)).toBe(0);
+    clean(m);
+  });
+
+  it('copy checks in gnttab_copy_one\'s order: length 0, both domains, source, destination, then offsets', () => {
+    const m = testMachine();
+    const ps = m.config.page_size_bytes;
+    guestGrantAccess(m, 1, 8, 2, 5, false);
+    expect(copy(m, 2, viaRef(77, 100000), viaRef(77, 0), 0)).toBe(GNTST_okay); // nothing to copy, nothing checked
+    expect(copy(m, 2, viaRef(1, 100000, ps), viaRef(77, 0))).toBe(GNTST_bad_domain); // both domains first
+    expect(copy(m, 2, viaRef(1, 100000, ps), viaGfn(7))).toBe(GNTST_bad_gntref); // before the offset
+    expect(copy(m, 2, viaRef(1, 8), viaGfn(100000))).toBe(GNTST_bad_page); // the source was claimed, then released
+    expect(copy(m, 2, viaRef(1, 8, ps - 2), viaGfn(7))).toBe(GNTST_bad_copy_arg); // both claimed, then released
+    expect(copy(m, 0, viaRef(1, 8), viaGfn(7))).toBe(GNTST_general_error); // granted to d2
+    expect(status(m, 1, 8)).toBe(0);
+    expect(guestEndAccess(m, 1, 8)).toBe(true);
+    clean(m);
+  });
+
+  it('a copy writing into an entry the caller pins read-only: the frame is looked up again and must be the pinned one', () => {
+    const m = testMachine();
+    guestGrantAccess(m, 1, 8, 2, 5, false);
+    const r = map(m, 2, 1, 8, 100, true);
+    expect(r.status).toBe(GNTST_okay);
+    expect(copy(m, 2, viaGfn(7), viaRef(1, 8))).toBe(GNTST_okay);
+    // The granter points its (pinned) entry at another frame.
+    guestStoreBegin(m, 1, 8);
+    Atomics.store(m.grants.shared, m.grants.sharedIdx(1, 8) + 1, 6);
+    guestStoreEnd(m, 1, 8);
+    expect(copy(m, 2, viaGfn(7), viaRef(1, 8))).toBe(GNTST_general_error);
+    expect(status(m, 1, 8)).toBe(GTF_reading); // GTF_writing taken off again
+    expect(unmapGrantRef(m, 2, r.handle)).toBe(GNTST_okay);
+    expect(guestEndAccess(m, 1, 8)).toBe(true);
+    clean(m);
+  });
+
+  it('a crashed granter is still there: its grants map and copy until it is destroyed', () => {
+    const m = testMachine();
+    guestGrantAccess(m, 1, 8, 2, 5, false);
+    expect(domainCrash(m, 1, 'test')).toBe(true);
+    const r = map(m, 2, 1, 8, 100);
+    expect(r.status).toBe(GNTST_okay);
+    expect(copy(m, 2, viaRef(1, 8), viaGfn(7))).toBe(GNTST_okay);
+    expect(unmapGrantRef(m, 2, r.handle)).toBe(GNTST_okay);
+    expect(domainDestroy(m, 1)).toBe(0);
+    expect(m.dom.state(1)).toBe(DS.FREE);
+    expect(map(m, 2, 1, 8, 100).status).toBe(GNTST_bad_domain);
+    clean(m);
+  });
+
+  it('with grant-map-refuse-crashed-granter a crashed granter\'s grant is GNTST_bad_domain', () => {
+    const m = testMachine({ bugs: 'grant-map-refuse-crashed-granter' });
+    guestGrantAccess(m, 1, 8, 2, 5, false);
+    expect(domainCrash(m, 1, 'test')).toBe(true);
+    expect(map(m, 2, 1, 8, 100).status).toBe(GNTST_bad_domain);
+    expect(copy(m, 2, viaRef(1, 8), viaGfn(7))).toBe(GNTST_bad_domain);
   });
 
   it('a destroyed granter stays a zombie while its frame is mapped, then is freed', () => {
     const m = testMachine();
     guestGrantAccess(m, 1, 8, 2, 5, false);
+    guestGrantAccess(m, 1, 9, 2, 6, false);
     const r = map(m, 2, 1, 8, 100);
     expect(domainDestroy(m, 1)).toBe(0);
     expect(m.dom.state(1)).toBe(DS.ZOMBIE);
-    expect(map(m, 2, 1, 8, 101).status).toBe(GNTST_bad_domain);
+    // Still in Xen's domain list: an entry nobody pins meets the torn-down p2m…
+    expect(map(m, 2, 1, 9, 101).status).toBe(GNTST_bad_page);
+    expect(copy(m, 2, viaRef(1, 9), viaGfn(7))).toBe(GNTST_bad_page);
+    expect(status(m, 1, 9)).toBe(0);
+    // …a further map of the entry d2 pins succeeds (map_grant_ref looks no further than act->mfn)…
+    const again = map(m, 2, 1, 8, 101, true);
+    expect(again.status).toBe(GNTST_okay);
+    // …and a copy through it is refused: acquire_grant_for_copy checks rd->is_dying.
+    expect(copy(m, 2, viaRef(1, 8), viaGfn(7))).toBe(GNTST_bad_domain);
+    expect(unmapGrantRef(m, 2, again.handle)).toBe(GNTST_okay);
     expect(unmapGrantRef(m, 2, r.handle)).toBe(GNTST_okay);
     expect(m.dom.state(1)).toBe(DS.FREE);
+    expect(map(m, 2, 1, 8, 101).status).toBe(GNTST_bad_domain);
+    clean(m);
   });
 
   it('with grant-unmap-skip-unpin the pins outlive the mapping and the checker says so', () => {
