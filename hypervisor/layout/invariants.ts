@@ -23,6 +23,7 @@ export const INVARIANTS = [
   'no_leaks', // 8
   'scrubbed', // 9
   'isolation', // 10: every reach of a frame explained by a right (layout/reach.ts)
+  'records_match_frames', // 11: every live record of a design names frames owned by whom it says
 ] as const;
 export type Invariant = (typeof INVARIANTS)[number];
 const N = INVARIANTS.length;

@@ -294,10 +294,6 @@ export class Mmu implements GuestMemory {
   }
 
   private checkStale(s: number, gfn: number, write: boolean): void {
-    // Every access with checking on comes here or through fill: the
-    // isolation oracle is asked about each (layout/reach.ts).
-    const mfn = this.tmfn[s]!;
-    if (mfn >= 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
     const cur = Atomics.load(this.m.p2m.gen, this.tidx[s]!);
     if (cur - this.tgen[s]! >= 2) {
       this.m.log.violated(
@@ -307,7 +303,13 @@ export class Mmu implements GuestMemory {
       // Report once per entry.
       this.tgen[s] = cur & ~1;
     }
+    // Every access with checking on comes here or through fill: the
+    // isolation oracle is asked about each (layout/reach.ts), after the
+    // more specific stale-entry check above.
+    const mfn = this.tmfn[s]!;
+    if (mfn >= 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
   }
+
 
   private fill(s: number, gfn: number, write: boolean): number {
     if (gfn < 0 || gfn >= this.p2mSize || !Number.isInteger(gfn)) {

@@ -1,14 +1,16 @@
 /**
  * The primitives' part of the checker (MemoryDesign.check, xen/design.ts):
- * invariant 4 against the mapping registry.
+ * invariant 4 against the mapping registry, and the registry against the
+ * frames (`records_match_frames`).
  */
-import { MAX_MAPPINGS } from '../../layout/constants.js';
+import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM } from '../../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../../layout/p2m.js';
 import { P2M } from '../../public/types.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
-import { registryOf } from './common.js';
-import { KIND, REC } from './registry.js';
+import { isRamMfn, registryOf, stealOf } from './common.js';
+import { p2mGet } from '../../xen/p2m.js';
+import { KIND, REC, STOLEN } from './registry.js';
 
 /**
  * Invariant 4 against the registry (under its lock, so no primitive is half
@@ -20,6 +22,7 @@ import { KIND, REC } from './registry.js';
 export function checkMappings(m: Machine): void {
   m.lock(GLOBAL_LOCK.REGISTRY, 'checker.mappings');
   try {
+    checkRecordsMatchFrames(m);
     const reg = registryOf(m);
     const owner = new Map<number, number>(); // p2m arena index → record
     for (let r = 0; r < MAX_MAPPINGS; r++) {
@@ -53,5 +56,62 @@ export function checkMappings(m: Machine): void {
     }
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);
+  }
+}
+
+/**
+ * Every live record names frames owned by whom it says (registry lock
+ * held): a live page of a Map of RAM (or of a nested Map, traced to its
+ * root) is mapped in its frontend on a frame its root backend owns; a
+ * stolen frame (the STOLEN table, still current) is owned by its Steal's
+ * backend, and that Steal is live, from the frontend the table names, with
+ * that page live. A record that outlived its frame, or a frame that
+ * changed hands under a live record, is how one domain's data reaches
+ * another (issue 13, class 1).
+ */
+function checkRecordsMatchFrames(m: Machine): void {
+  const reg = registryOf(m);
+  const root = (r: number): number => {
+    let x = r;
+    for (let hops = 0; reg.at(x, REC.KIND) === KIND.MAP_NESTED && hops < MAX_MAPPINGS; hops++) x = reg.at(x, REC.PARENT) - 1;
+    return x;
+  };
+  for (let r = 0; r < MAX_MAPPINGS; r++) {
+    const kind = reg.at(r, REC.KIND);
+    if (reg.at(r, REC.STATE) !== 1 || (kind !== KIND.MAP_RAM && kind !== KIND.MAP_NESTED)) continue;
+    const fe = reg.at(r, REC.FRONTEND);
+    const first = reg.at(r, REC.FE_GFN);
+    const top = root(r);
+    if (top < 0 || reg.at(top, REC.KIND) !== KIND.MAP_RAM) continue; // a nested Map of a BAR: no frame table entry
+    const be = reg.at(top, REC.BACKEND);
+    for (let i = 0; i < reg.at(r, REC.COUNT); i++) {
+      if (!reg.live(r, i)) continue;
+      m.log.checked('records_match_frames');
+      const mfn = entryMfn(p2mGet(m, fe, first + i));
+      if (!isRamMfn(m, mfn) || m.ft.owner(mfn) !== be) {
+        m.log.violated('records_match_frames', `mapping ${reg.at(r, REC.ID)} page ${i} (d${reg.at(r, REC.BACKEND)}→d${fe} gfn ${first + i}): frame ${mfn} owned by d${m.ft.owner(mfn)}, not its backend d${be}`);
+      }
+    }
+  }
+  // Each live Steal page has its frame's entry in the stolen-frame table
+  // (current, or stale once the frame was freed, until reapSteals); each
+  // current entry's frame is its Steal's backend's.
+  const entries = new Set<number>();
+  for (let mfn = 0; mfn < m.config.nr_frames; mfn++) {
+    const k = mfn * STOLEN.WORDS;
+    if (reg.stolen[k + STOLEN.FROM] !== 0) entries.add((reg.stolen[k + STOLEN.REC]! - 1) * MAX_PAGES_PER_OP + reg.stolen[k + STOLEN.IDX]!);
+    const held = stealOf(m, mfn);
+    if (held === undefined) continue;
+    m.log.checked('records_match_frames');
+    const be = reg.at(held.r, REC.BACKEND);
+    if (m.ft.owner(mfn) !== be) m.log.violated('records_match_frames', `stolen frame ${mfn} (from d${held.fe}) owned by d${m.ft.owner(mfn)}, not its Steal's backend d${be}`);
+  }
+  for (let r = 0; r < MAX_MAPPINGS; r++) {
+    if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL) continue;
+    for (let i = 0; i < reg.at(r, REC.COUNT); i++) {
+      if (!reg.live(r, i)) continue;
+      m.log.checked('records_match_frames');
+      if (!entries.has(r * MAX_PAGES_PER_OP + i)) m.log.violated('records_match_frames', `Steal ${reg.at(r, REC.ID)} page ${i} (d${reg.at(r, REC.FRONTEND)}→d${reg.at(r, REC.BACKEND)}) is live but no frame is recorded as taken by it`);
+    }
   }
 }
