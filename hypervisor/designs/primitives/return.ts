@@ -19,7 +19,7 @@ import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
 import { authority, countOk, fail, isRamMfn, lockPair, ok, pageAllocPair, rcOf, recordAt, recordCovers, registryOf, returnStolen, stealAt, stealOf } from './common.js';
 import { BUGS } from '../../xen/buggify.js';
-import { revokeRecord } from './revoke.js';
+import { nestedMapsOf, revokeRecord } from './revoke.js';
 import type { DmOpResult, ReturnArgs } from '../../xen/design.js';
 
 
@@ -235,14 +235,7 @@ function mapRefsOfBackendGfns(m: Machine, be: number, gfn: number, count: number
       const mfn = entryMfn(p2mGet(m, fe, first + i));
       refs.set(mfn, (refs.get(mfn) ?? 0) + 1);
     }
-    const gfns = new Set(pages.map((i) => first + i));
-    for (let c = 0; c < MAX_MAPPINGS; c++) {
-      if (reg.at(c, REC.STATE) !== 1 || reg.at(c, REC.KIND) !== KIND.MAP_NESTED || reg.at(c, REC.PARENT) !== r + 1) continue;
-      const src = reg.at(c, REC.SRC);
-      const sub: number[] = [];
-      for (let j = 0; j < reg.at(c, REC.COUNT); j++) if (reg.live(c, j) && gfns.has(src + j)) sub.push(j);
-      if (sub.length > 0) visit(c, sub);
-    }
+    for (const [c, sub] of nestedMapsOf(m, r, pages)) visit(c, sub);
   };
   for (const [r, pages] of mapsOfBackendGfns(m, be, gfn, count)) visit(r, pages);
   return refs;

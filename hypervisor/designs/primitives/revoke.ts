@@ -111,16 +111,7 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
   const reg = registryOf(m);
   const fe = reg.at(r, REC.FRONTEND);
   const first = reg.at(r, REC.FE_GFN);
-  if (!m.control.buggy(BUGS['revoke-skip-nested'])) {
-    const gfns = new Set(pages.map((i) => first + i));
-    for (let c = 0; c < MAX_MAPPINGS; c++) {
-      if (reg.at(c, REC.STATE) !== 1 || reg.at(c, REC.KIND) !== KIND.MAP_NESTED || reg.at(c, REC.PARENT) !== r + 1) continue;
-      const src = reg.at(c, REC.SRC);
-      const sub: number[] = [];
-      for (let j = 0; j < reg.at(c, REC.COUNT); j++) if (reg.live(c, j) && gfns.has(src + j)) sub.push(j);
-      if (sub.length > 0) revokeRecord(m, c, sub, absorbed);
-    }
-  }
+  if (!m.control.buggy(BUGS['revoke-skip-nested'])) for (const [c, sub] of nestedMapsOf(m, r, pages)) revokeRecord(m, c, sub, absorbed);
   const live = pages.filter((i) => reg.live(r, i));
   if (live.length === 0) return;
   // The bug: the references (and fe's rights) go before the entries are
@@ -147,6 +138,22 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
     if (link !== 0) reg.set(link - 1, REC.LINK, 0);
     reg.retire(r);
   }
+}
+
+/** The live nested Maps made from pages `pages` of mapping r, with their pages made from them. Registry lock held. */
+export function nestedMapsOf(m: Machine, r: number, pages: readonly number[]): Array<[number, number[]]> {
+  const reg = registryOf(m);
+  const first = reg.at(r, REC.FE_GFN);
+  const gfns = new Set(pages.map((i) => first + i));
+  const out: Array<[number, number[]]> = [];
+  for (let c = 0; c < MAX_MAPPINGS; c++) {
+    if (reg.at(c, REC.STATE) !== 1 || reg.at(c, REC.KIND) !== KIND.MAP_NESTED || reg.at(c, REC.PARENT) !== r + 1) continue;
+    const src = reg.at(c, REC.SRC);
+    const sub: number[] = [];
+    for (let j = 0; j < reg.at(c, REC.COUNT); j++) if (reg.live(c, j) && gfns.has(src + j)) sub.push(j);
+    if (sub.length > 0) out.push([c, sub]);
+  }
+  return out;
 }
 
 /**
