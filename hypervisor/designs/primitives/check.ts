@@ -71,6 +71,9 @@ export function checkMappings(m: Machine): void {
  */
 function checkRecordsMatchFrames(m: Machine): void {
   const reg = registryOf(m);
+  // One for the pass over the whole registry and stolen-frame table (a
+  // machine with no record has been checked too), one per page below.
+  m.log.checked('records_match_frames');
   const root = (r: number): number => {
     let x = r;
     for (let hops = 0; reg.at(x, REC.KIND) === KIND.MAP_NESTED && hops < MAX_MAPPINGS; hops++) x = reg.at(x, REC.PARENT) - 1;
