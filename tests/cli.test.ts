@@ -2,7 +2,7 @@
  * The command line as a new user meets it: `xgsim up` end to end (forked
  * host process, real threads), and bad input → one line, exit 2.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,39 @@ describe('xgsim up', () => {
     }
     expect(s.frames.conserved).toBe(true);
     expect(s.frames.free).toBe(s.frames.total);
+  });
+
+  /** `xgsim up` of two-guests for a minute, sent `signals` once it said it started (its first line), one after another. */
+  function interrupted(signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const c = spawn(process.execPath, [BIN, 'up', 'examples/two-guests.yaml', '--duration', '60s', '--json', '--seed', '3'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let sent = false;
+      c.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      c.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+        if (sent || !stderr.includes('\n')) return;
+        sent = true;
+        for (const sig of signals) c.kill(sig);
+      });
+      c.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  it('a run stopped by Ctrl-C or SIGTERM says it was interrupted (not a pass) and exits 130', async () => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const r = await interrupted([sig]);
+      expect(r.code, r.stderr).toBe(130);
+      expect((JSON.parse(r.stdout) as { verdict: string }).verdict, sig).toBe('interrupted');
+    }
+  });
+
+  it('a second signal stops the run at once, with no summary, exit 130', async () => {
+    const r = await interrupted(['SIGTERM', 'SIGTERM']);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/stopping at once/);
   });
 
   it('with XGSIM_BUGGIFY=no-scrub fails with exit 1 and prints a replay line', () => {

@@ -63,6 +63,8 @@ export interface HostReport {
   injections: Injection[];
   /** What the transport nemesis did; duplicates_skipped: deliveries the device model recognized as answered (any cause). */
   nemesis: { delayed: number; duplicated: number; dropped: number; reordered: number; duplicates_skipped: number };
+  /** Set by the orchestrator (orchestrator/up/up.ts runHost) when a signal stopped the run before its duration. */
+  stopped_early?: boolean;
 }
 
 /**

@@ -89,7 +89,7 @@ export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'fault-to-first-server': BY_SCENARIO,
   'iomem-exact-ranges': BY_SCENARIO,
   'iomem-permission-unchecked-caller': BY_SCENARIO,
-  'mapped-gfn-distinguishable': BY_MODEL,
+  'mapped-gfn-distinguishable': BY_SCENARIO,
   'foreign-map-old-rules': BY_MODEL,
   'memop-errno-per-call': BY_MODEL,
   'occupied-gfn-eexist': BY_MODEL,

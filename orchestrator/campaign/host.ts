@@ -70,7 +70,8 @@ export function parsePool(s: string | undefined): string {
 export function resultSummary(s: Summary): ResultSummary {
   const failed = Object.entries(s.invariants).filter(([, v]) => v.violations > 0).map(([k]) => k);
   return {
-    verdict: s.verdict,
+    // An interrupted run is the job's error (host.ts), not a finding: its trimmed verdict is not a pass.
+    verdict: s.verdict === 'pass' ? 'pass' : 'fail',
     transport: s.transport,
     duration_ms: s.duration_ms,
     violations: Object.values(s.invariants).reduce((a, v) => a + v.violations, 0),
@@ -117,8 +118,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     }
     stopping = true;
     say(busy ? `${sig}: stopping the job in hand and giving it back (again to kill it now)` : `${sig}: leaving`);
-    // runHost forwards Ctrl-C to its child itself; SIGTERM reaches only us.
-    if (sig !== 'SIGINT') for (const c of liveHostChildren) if (c.connected) c.send({ kind: 'stop' });
+    // runHost forwards Ctrl-C and SIGTERM to its child itself.
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -258,7 +258,8 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         error = timedOut ? `timed out after ${job.timeout_ms} ms (stopped at step ${r.sim.steps})` : r.sim.verdict === 'stuck' ? `stuck (a limit of the simulator, not a finding): ${r.sim.reason}` : r.sim.reason;
       } else {
         outcome = r;
-        status = r.summary.verdict;
+        status = r.summary.verdict === 'interrupted' ? 'error' : r.summary.verdict;
+        if (r.summary.verdict === 'interrupted') error = 'interrupted: the run was stopped early (not a finding)';
       }
     } catch (e) {
       status = timedOut ? 'timeout' : 'error';

@@ -94,7 +94,7 @@ export const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
+.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}.verdict.interrupted{background:#b26b00}
 .pass{background:#2a8a3a}.fail{background:#c62828}
 table{border-collapse:collapse;background:#fff;margin:4px 0}
 td,th{border:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top} th{background:#f0f0f0;font-weight:600}
@@ -145,12 +145,12 @@ export function renderReport(run: SavedRun): string {
 <style>${CSS}</style>
 <script>${JS}</script>
 </head><body>
-<h1>xgsim run <span class="verdict ${s.verdict === 'pass' ? 'pass' : 'fail'}">${esc(s.verdict.toUpperCase())}</span></h1>
+<h1>xgsim run <span class="verdict ${s.verdict}">${esc(s.verdict.toUpperCase())}</span></h1>
 <p class="mono">${esc(run.command)}</p>
 ${run.replay !== null ? `<p class="replay">replay: <code>${esc(run.replay)}</code></p>` : ''}
 <h2>Summary</h2>
 <table class="summary">
-${row('verdict', `<span class="verdict ${s.verdict === 'pass' ? 'pass' : 'fail'}">${esc(s.verdict.toUpperCase())}</span>`)}
+${row('verdict', `<span class="verdict ${s.verdict}">${esc(s.verdict.toUpperCase())}</span>`)}
 ${row('seed', String(s.seed), 'num')}
 ${row('transport', esc(s.transport))}
 ${row('duration', `${(s.duration_ms / 1000).toFixed(2)} s`)}

@@ -17,6 +17,7 @@
  * topology's default), so a replay passes them through the same parsing
  * as the command line.
  */
+import type { Verdict } from '../up/summary.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BUG_NAMES } from '../../hypervisor/xen/buggify.js';
@@ -65,7 +66,7 @@ interface RecordBase {
   buggify: string[];
   /** The transport the run used (`ring`, `redis`). */
   transport: string;
-  verdict: 'pass' | 'fail';
+  verdict: Verdict;
   summary: Summary;
   /** The direct replay command, e.g. `XGSIM_BUGGIFY=… npx xgsim stress revoke … --seed 7 --duration 300ms`. */
   replay: string;
@@ -118,7 +119,7 @@ export interface KeepOptions {
  * failure of the run. Returns the path written, if any.
  */
 export function keepRecord(rec: RunRecord, o: KeepOptions): string | undefined {
-  if (o.save === undefined && (!o.print || rec.verdict === 'pass')) return undefined;
+  if (o.save === undefined && (!o.print || rec.verdict !== 'fail')) return undefined;
   const file = o.save ?? defaultRecordPath(rec);
   try {
     saveRecord(rec, file);
@@ -138,7 +139,7 @@ const version = field((v) => {
 });
 const summary = field((v) => {
   if (!isRecord(v)) return { ok: false, error: `expected the run's summary (a mapping), got ${describe(v)}` };
-  if (v['verdict'] !== 'pass' && v['verdict'] !== 'fail') return { ok: false, error: 'the summary has no verdict (pass or fail)' };
+  if (v['verdict'] !== 'pass' && v['verdict'] !== 'fail' && v['verdict'] !== 'interrupted') return { ok: false, error: 'the summary has no verdict (pass, fail or interrupted)' };
   return { ok: true, value: v };
 });
 /** A string, possibly empty. */
@@ -148,7 +149,7 @@ const base = {
   seed: int({ max: MAX_SEED }),
   buggify: list(oneOf(BUG_NAMES, 'bug')),
   transport: str(),
-  verdict: oneOf(['pass', 'fail'] as const, 'verdict'),
+  verdict: oneOf(['pass', 'fail', 'interrupted'] as const, 'verdict'),
   summary,
   replay: str(),
   created_at: str(),

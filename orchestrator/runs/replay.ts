@@ -15,6 +15,7 @@
  * Exit 1: a run failed (the failure reproduced); 0: every attempt passed;
  * 2: a bad or missing record, or a record whose run cannot start.
  */
+import type { Verdict } from '../up/summary.js';
 import { parseBuggify } from '../../hypervisor/xen/buggify.js';
 import { UsageError } from '../errors.js';
 import { loadRecord, type RunRecord } from './record.js';
@@ -34,12 +35,12 @@ export interface ReplayResult {
   kind: RunRecord['kind'];
   seed: number;
   buggify: string[];
-  recorded_verdict: 'pass' | 'fail';
+  recorded_verdict: Verdict;
   /** Runs made (≤ the attempts asked for). */
   attempts: number;
   /** Whether a run failed. */
   reproduced: boolean;
-  runs: Array<{ attempt: number; verdict: 'pass' | 'fail'; violations: number; errors: number; duration_ms: number }>;
+  runs: Array<{ attempt: number; verdict: Verdict; violations: number; errors: number; duration_ms: number }>;
   /** The failing run's summary, else the last one's. */
   summary: Summary;
   /** sim records: the recorded and the replayed hash (equal: the same run, bit for bit). */

@@ -35,11 +35,9 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
   const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
   const actions = expandPlan(plan, seed, duration_ms);
-  if (print) {
-    process.stderr.write(`xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-  }
+  const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions, ...outputs.spec };
-  const report = await runHost(spec, duration_ms, { quiet: !print });
+  const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const base = summarize(report, { seed, transport: tr.kind, buggify: bugs });
   const acted = base.faults_injected.filter((f) => f.skipped === undefined);
   const kinds: Record<string, number> = {};

@@ -17,13 +17,20 @@ function send(msg: FromHost): Promise<void> {
 }
 
 let stopRequested: (() => void) | undefined;
+/** A stop that came before the run's clock started (during boot): honoured as soon as it starts. */
+let stopPending = false;
 let running = false;
+
+function requestStop(): void {
+  if (stopRequested !== undefined) stopRequested();
+  else stopPending = true;
+}
 
 process.on('message', (raw) => {
   const msg = decodeToHost(raw);
   if (msg === undefined) return;
   if (msg.kind === 'stop') {
-    stopRequested?.();
+    requestStop();
     return;
   }
   if (running) return;
@@ -37,8 +44,9 @@ process.on('message', (raw) => {
   );
 });
 // The orchestrator handles Ctrl-C and tells us to stop; don't die first.
-process.on('SIGINT', () => stopRequested?.());
-process.on('disconnect', () => stopRequested?.());
+process.on('SIGINT', requestStop);
+process.on('SIGTERM', requestStop);
+process.on('disconnect', requestStop);
 
 /** How long the host waits for its vCPU threads to start before it starts the clock anyway. */
 const VCPU_START_BOUND_MS = 10_000;
@@ -73,6 +81,7 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
     };
     const end = setTimeout(finish, duration_ms);
     stopRequested = finish;
+    if (stopPending) finish();
   });
   const report = await host.shutdown();
   await send({ kind: 'report', report });

@@ -46,8 +46,8 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
   if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
   const { print, duration_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: 10_000 });
   const pcpus = o.pcpus === 'auto' ? availableParallelism() : (parseIntFlag('--pcpus', o.pcpus, 0, 256) ?? 0);
-  if (print) process.stderr.write(`xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print });
+  const startLine = `xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
   const cycles = summary.ops['revoke'] ?? 0;
   const extended = { ...summary, stress: { cycles, cycles_per_s: Math.round((cycles * 1000) / Math.max(1, summary.duration_ms)), adversary } };

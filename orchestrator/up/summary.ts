@@ -35,8 +35,15 @@ export interface Summary {
   /** Things worth knowing that are not violations: guests crashed for protocol errors, device-model restarts, hung vCPUs. */
   events: string[];
   buggify: string[];
-  verdict: 'pass' | 'fail';
+  /**
+   * `interrupted`: stopped early (a signal) with nothing found so far — not
+   * a pass, since the run did not see what it was asked to; a violation
+   * found before the stop is still `fail`.
+   */
+  verdict: Verdict;
 }
+
+export type Verdict = 'pass' | 'fail' | 'interrupted';
 
 export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
   const s = r.stats;
@@ -113,12 +120,13 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     errors: r.errors,
     events: r.events,
     buggify: o.buggify,
-    verdict: ok ? 'pass' : 'fail',
+    verdict: !ok ? 'fail' : r.stopped_early === true ? 'interrupted' : 'pass',
   };
 }
 
 export function formatSummary(s: Summary): string {
   const lines: string[] = [];
+  if (s.verdict === 'interrupted') lines.push('interrupted: the run was stopped early, so it checked less than it was asked to; not a pass');
   lines.push(`verdict: ${s.verdict.toUpperCase()}   seed ${s.seed}   transport ${s.transport}   ${(s.duration_ms / 1000).toFixed(1)} s${s.buggify.length > 0 ? `   BUGGIFY ${s.buggify.join(',')}` : ''}`);
   lines.push(`domains: ${s.domains.map((d) => `${d.name}(d${d.domid}, ${d.state}, ${d.tot_pages}/${d.max_pages} pages)`).join('  ')}`);
   lines.push(`vCPU threads: ${s.threads.vcpus} (${s.threads.distinct} distinct)`);

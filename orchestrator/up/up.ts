@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { loadTopology } from '../config/topology.js';
-import { UsageError } from '../errors.js';
+import { EXIT, RunInterrupted, UsageError } from '../errors.js';
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
@@ -75,10 +75,9 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
-  if (print) process.stderr.write(`xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
-
+  const startLine = `xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
-  const report = await runHost(spec, duration_ms, { quiet: !print });
+  const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
@@ -102,13 +101,14 @@ export interface FinishOptions {
  * --trace and --report files written, the outcome handed back.
  */
 export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
-  const failed = r.summary.verdict !== 'pass';
+  const failed = r.summary.verdict === 'fail';
   if (o.print && failed) process.stderr.write(`replay: ${r.replay}\n`);
   const record = makeRecord(r);
   keepRecord(record, { print: o.print, save: o.save });
   const written = writeOutputs(o.outputs, { report: o.report, summary: o.shown ?? r.summary, replay: failed ? r.replay : null });
   if (o.print) for (const line of written) process.stderr.write(`${line}\n`);
-  return { summary: r.summary, exitCode: failed ? 1 : 0, record, revoke_hist: revokeHistogram(o.report) };
+  const exitCode = failed ? EXIT.FAIL : r.summary.verdict === 'interrupted' ? EXIT.INTERRUPTED : EXIT.PASS;
+  return { summary: r.summary, exitCode, record, revoke_hist: revokeHistogram(o.report) };
 }
 
 /**
@@ -121,6 +121,8 @@ export const liveHostChildren = new Set<ChildProcess>();
 export interface RunHostOptions {
   /** No progress bar or lines, no Ctrl-C message (campaign hosts, replay). */
   quiet?: boolean;
+  /** Printed (unless quiet) once Ctrl-C and SIGTERM are ours: from then on a signal stops the run and still gets its summary. */
+  startLine?: string;
 }
 
 /** Fork a host process and drive it; a host that dies is reported, never waited for forever. */
@@ -134,11 +136,22 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
   return new Promise<HostReport>((resolve, reject) => {
     let report: HostReport | undefined;
     let error: string | undefined;
-    const onSigint = (): void => {
-      if (ro.quiet !== true) process.stderr.write('\nxgsim: stopping (Ctrl-C); the summary so far follows\n');
-      child.send({ kind: 'stop' });
+    // The first Ctrl-C or SIGTERM stops the run and still gets its summary
+    // (verdict interrupted); a second one does not wait for it.
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        if (ro.quiet !== true) process.stderr.write(`\nxgsim: stopping (${sig === 'SIGINT' ? 'Ctrl-C' : sig}); the summary so far follows (again to stop at once)\n`);
+        if (child.connected) child.send({ kind: 'stop' });
+        return;
+      }
+      if (ro.quiet !== true) process.stderr.write(`xgsim: stopping at once (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again); no summary\n`);
+      child.kill('SIGKILL');
     };
-    process.on('SIGINT', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    if (ro.quiet !== true && ro.startLine !== undefined) process.stderr.write(`${ro.startLine}\n`);
     child.on('message', (raw) => {
       const msg = decodeFromHost(raw);
       if (msg === undefined) return;
@@ -155,9 +168,11 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
     });
     child.on('exit', (code, signal) => {
       liveHostChildren.delete(child);
-      process.off('SIGINT', onSigint);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       bar?.stop();
-      if (report !== undefined) resolve(report);
+      if (signals > 1) reject(new RunInterrupted(`stopped at once by a second signal; no summary (seed ${spec.seed})`));
+      else if (report !== undefined) resolve(signals > 0 ? { ...report, stopped_early: true } : report);
       else reject(new HostDied(`host process ${signal !== null ? `killed by ${signal}` : `exited with code ${code}`}${error !== undefined ? `: ${error}` : ''} (seed ${spec.seed})`));
     });
     child.send({ kind: 'run', spec, duration_ms, progress_ms: 1000 });
