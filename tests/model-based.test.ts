@@ -81,6 +81,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ by: dom, gfn: anyGfn, off: fc.constantFrom(0, 4, 4092) }).map((a): Op => ({ by: a.by, op: { op: 'read', gfn: a.gfn, offset: a.off, width: 4 } })),
   fc.record({ by: dom, gfn: anyGfn, v: fc.bigInt({ min: 0n, max: 0xffffffffn }) }).map((a): Op => ({ by: a.by, op: { op: 'write', gfn: a.gfn, offset: 0, width: 4, value: a.v } })),
   fc.record({ by: dom, gfn: anyGfn, dir: fc.constantFrom('from_guest' as const, 'to_guest' as const) }).map((a): Op => ({ by: a.by, op: { op: 'hypercall_copy', gfn: a.gfn, dir: a.dir, bytes: 64 } })),
+  // An IOREQ server for a frontend, by dom0 or d1 (d2's backend): which one a revoked gfn faults to is the Mapping backend's.
+  fc.record({ be: fc.integer({ min: 0, max: 1 }), fe }).map((a): Op => ({ by: a.be, op: { op: 'ioreq_server', fe: a.fe, ranges: [], policy: 'none' } })),
   fc.record({ fe }).map((a): Op => ({ by: 0, op: { op: 'destroy', dom: a.fe } })),
   fc.record({ fe }).map((a): Op => ({ by: a.fe, op: { op: 'crash' } })),
 );
@@ -186,6 +188,11 @@ function modelApply(md: Model, o: Op, ids: number[], grantHandles: Map<string, n
       return describeOutcome({ kind: 'write', access: md.write(by, op.gfn, op.offset, op.width, op.value).outcome });
     case 'hypercall_copy':
       return rc(md.hypercallCopy(by, op.gfn, op.dir, op.bytes));
+    case 'ioreq_server': {
+      if (op.policy === 'retry') throw new Error('model adapter: fault policy retry not generated');
+      const r = md.ioreqServer(by, op.fe, op.ranges, op.policy);
+      return rc(r < 0 ? r : 0);
+    }
     case 'destroy':
       return rc(md.destroy(by, op.dom));
     case 'crash':
