@@ -25,6 +25,18 @@ import { campaign, type CampaignOptions } from './campaign/campaign.js';
 import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign/host.js';
 import { simCommand } from './sim/sim.js';
 
+/**
+ * A reader that went away (`xgsim scenario … | head -1`): stop quietly, as a
+ * Unix tool killed by SIGPIPE would (128 + 13), instead of an unhandled
+ * EPIPE's stack trace. Node ignores SIGPIPE, so the write fails instead.
+ */
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT.BROKEN_PIPE);
+    throw e;
+  });
+}
+
 const program = new Command();
 program
   .name('xgsim')

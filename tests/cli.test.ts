@@ -47,6 +47,13 @@ describe('xgsim up', () => {
     expect(s.frames.free).toBe(s.frames.total);
   });
 
+  it('a reader that goes away (| head -1) ends it quietly: no stack trace, the code of SIGPIPE', () => {
+    const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" scenario examples/scenarios/steal-*.yaml | head -1`], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout.split('\n').filter((l) => l !== '')).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/EPIPE|Error|at /);
+    expect(r.status).toBe(141);
+  });
+
   /** `xgsim up` of two-guests for a minute, sent `signals` once it said it started (its first line), one after another. */
   function interrupted(signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
