@@ -3,7 +3,7 @@
  * host process, real threads), and bad input → one line, exit 2.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -45,6 +45,24 @@ describe('xgsim up', () => {
     }
     expect(s.frames.conserved).toBe(true);
     expect(s.frames.free).toBe(s.frames.total);
+  });
+
+  it('only regular files of a bounded size are read: /dev/zero, a FIFO and an oversized file are one line and exit 2', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-cli-input-'));
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const big = join(dir, 'big.yaml');
+    writeFileSync(big, `name: big\n# ${'x'.repeat(2 * 1024 * 1024)}\n`);
+    for (const [file, env, why] of [
+      ['/dev/zero', {}, 'not a regular file'],
+      [fifo, {}, 'not a regular file'],
+      [big, { XGSIM_MAX_INPUT_MIB: '1' }, 'over the 1 MiB limit'],
+    ] as const) {
+      const r = xgsim(['up', file], env);
+      expect(r.code, `${file}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.trim().split('\n'), file).toHaveLength(1);
+      expect(r.stderr).toContain(why);
+    }
   });
 
   it('a reader that goes away (| head -1) ends it quietly: no stack trace, the code of SIGPIPE', () => {

@@ -7,7 +7,7 @@
  * validation runs on its plain JS value, and each error's key path is mapped
  * back to the YAML node it came from.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { InputError } from './errors.js';
@@ -31,14 +31,44 @@ export interface Position {
   readonly col: number;
 }
 
-/** Read an input file as text; an unreadable one is an InputError (`file: cannot read[ what]: why`). */
+/**
+ * Input files larger than this are refused (a YAML of many megabytes takes
+ * gigabytes to parse): 16 MiB, or XGSIM_MAX_INPUT_MIB.
+ */
+export function maxInputBytes(): number {
+  const env = process.env['XGSIM_MAX_INPUT_MIB'];
+  return (env !== undefined && /^\d+$/.test(env) && Number(env) > 0 ? Number(env) : 16) * 1024 * 1024;
+}
+
+/**
+ * Read an input file as text; an unreadable one is an InputError (`file:
+ * cannot read[ what]: why`). Only a regular file, no larger than
+ * maxInputBytes (`/dev/zero` or a FIFO would be read for ever). Opened
+ * without blocking (a FIFO with no writer would hang the open), then
+ * judged and read through the same descriptor, so what was checked is
+ * what is read.
+ */
 export function readInputFile(file: string, what = ''): string {
+  const cannot = (why: string): InputError => new InputError(`cannot read${what === '' ? '' : ` ${what}`}: ${why}`, { file });
+  let fd: number;
   try {
-    return readFileSync(file, 'utf8');
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : String((e as Error).message);
-    throw new InputError(`cannot read${what === '' ? '' : ` ${what}`}: ${why}`, { file });
+    throw cannot(code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : String((e as Error).message));
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw cannot('is a directory');
+    if (!st.isFile()) throw cannot('not a regular file');
+    const max = maxInputBytes();
+    if (st.size > max) throw cannot(`${(st.size / 1024 / 1024).toFixed(1)} MiB, over the ${max / 1024 / 1024} MiB limit (XGSIM_MAX_INPUT_MIB raises it)`);
+    return readFileSync(fd, 'utf8');
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw cannot(String((e as Error).message));
+  } finally {
+    closeSync(fd);
   }
 }
 
