@@ -19,6 +19,7 @@
  *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
  *    for bad input or no Redis.
  */
+import { redactUrl } from '../up/up.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,7 +121,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   const plan = loadCampaignPlan(file);
   const seed = parseSeed(o.seed) ?? plan.seed ?? Math.floor(Math.random() * 2 ** 31);
   const bugs = bugNames(parseBuggify(process.env['XGSIM_BUGGIFY']));
-  if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${url} (set --redis-url or REDIS_URL)`);
+  if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${redactUrl(url)} (set --redis-url or REDIS_URL)`);
 
   const id = `${plan.name}-${seed}-${Date.now().toString(36)}`;
   const dir = o.dir ?? join(recordDir(), `campaign-${id}`);
@@ -130,7 +131,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   for (const j of jobs) kinds.set(j.template, (kinds.get(j.template) ?? 0) + 1);
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   say(
-    `xgsim campaign ${file}: ${plan.name}, ${runs} runs, seed ${seed}, id ${id}, pool \`${pool}\`, Redis ${url}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n` +
+    `xgsim campaign ${file}: ${plan.name}, ${runs} runs, seed ${seed}, id ${id}, pool \`${pool}\`, Redis ${redactUrl(url)}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n` +
       `  jobs: ${[...kinds].map(([t, n]) => `${t} (${byTemplate(t)}) ×${n}`).join(', ')}`,
   );
   function byTemplate(t: string): string {
@@ -221,7 +222,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
         if (progress.hosts > 0 || seen.size > 0) everHost = true;
         if (!everHost && !warned && now - t0 > NO_HOST_WARNING_MS) {
           warned = true;
-          log(`  no host has joined yet: start \`xgsim host --pool ${pool}${o.redisUrl !== undefined ? ` --redis-url ${url}` : ''}\` (here or on other machines), or use --spawn-hosts`);
+          log(`  no host has joined yet: start \`xgsim host --pool ${pool}${o.redisUrl !== undefined ? ` --redis-url ${redactUrl(url)}` : ''}\` (here or on other machines), or use --spawn-hosts`);
         }
       }
       const failed = counts.fail + counts.error + counts.timeout;
@@ -333,7 +334,8 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     const name = `${id}-h${i + 1}`.slice(-128);
     const logFile = join(dir, `host-${i + 1}.log`);
     const fd = openSync(logFile, 'a');
-    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--redis-url', url, '--pool', pool, '--name', name], { stdio: ['ignore', fd, fd] });
+    // The URL (and its password) through the environment, not the command line `ps` shows.
+    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--pool', pool, '--name', name], { stdio: ['ignore', fd, fd], env: { ...process.env, REDIS_URL: url } });
     closeSync(fd);
     c.on('exit', (code, signal) => {
       if (code !== 0 && signal === null) say(`  host ${name} exited with code ${code}; see ${logFile}`);

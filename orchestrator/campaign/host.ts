@@ -39,7 +39,7 @@ import { isInputError } from '../config/errors.js';
 import { UsageError } from '../errors.js';
 import { runSpec } from '../runs/store.js';
 import type { Summary } from '../up/summary.js';
-import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, type RunOutcome } from '../up/up.js';
+import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
 
 export const DEFAULT_POOL = 'default';
 /** After a job's timeout, how long its run may take to wind down before the host stops waiting for it. */
@@ -102,7 +102,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     if (!/^\d+$/.test(o.maxJobs) || Number(o.maxJobs) < 1) throw new UsageError(`--max-jobs: expected a positive integer, got \`${o.maxJobs}\``);
     maxJobs = Number(o.maxJobs);
   }
-  if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${url} (set --redis-url or REDIS_URL)`);
+  if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${redactUrl(url)} (set --redis-url or REDIS_URL)`);
   const queue = await CampaignQueue.connect({ url, clientName: `xgsim-host:${name}` });
   const say = (s: string): void => void process.stderr.write(`xgsim host ${name}: ${s}\n`);
 
@@ -123,7 +123,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  say(`serving pool \`${pool}\` at ${url}${Number.isFinite(maxJobs) ? `, at most ${maxJobs} jobs` : ''}`);
+  say(`serving pool \`${pool}\` at ${redactUrl(url)}${Number.isFinite(maxJobs) ? `, at most ${maxJobs} jobs` : ''}`);
   let done = 0;
   try {
     while (!stopping && done < maxJobs) {

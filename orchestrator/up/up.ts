@@ -37,14 +37,15 @@ export async function chooseTransport(
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
   const up = await RedisIoreqBus.reachable(redisUrl, 500);
   if (!up) {
-    if (want === 'redis') throw new UsageError(`--transport redis: no Redis answers at ${redisUrl} (set --redis-url or REDIS_URL)`);
-    return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redisUrl})` };
+    if (want === 'redis') throw new UsageError(`--transport redis: no Redis answers at ${redactUrl(redisUrl)} (set --redis-url or REDIS_URL)`);
+    return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redactUrl(redisUrl)})` };
   }
   const namespace = `xgsim:${hostname()}:${process.pid}:${seed}:${Date.now().toString(36)}`;
   return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
 }
 
 /** A Redis URL fit to print: the password (redis://:secret@host) replaced by `***`. */
+/** A Redis URL fit to print: its password (if any) as `***` — never in a banner, log, error or command line. */
 export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
