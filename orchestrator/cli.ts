@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
-import { EXIT, RunInterrupted, UsageError } from './errors.js';
+import { EXIT, RunInterrupted, UsageError, printable } from './errors.js';
 import { HostDied, up, type UpOptions } from './up/up.js';
 import { parseSeed, runFlag, type CliFlags } from './up/run-flags.js';
 import { scenarioCommand } from './scenario/command.js';
@@ -342,22 +342,22 @@ async function main(): Promise<void> {
       return;
     }
     if (isInputError(e) || e instanceof UsageError || e instanceof BuggifyError) {
-      process.stderr.write(`xgsim: ${isInputError(e) ? e.toString() : e.message}\n`);
+      process.stderr.write(`xgsim: ${printable(isInputError(e) ? e.toString() : e.message)}\n`);
       if (verbose && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
       process.exitCode = EXIT.BAD_INPUT;
       return;
     }
     if (e instanceof HostDied) {
-      process.stderr.write(`xgsim: ${e.message}\n`);
+      process.stderr.write(`xgsim: ${printable(e.message)}\n`);
       process.exitCode = EXIT.FAIL;
       return;
     }
     if (e instanceof RunInterrupted) {
-      process.stderr.write(`xgsim: ${e.message}\n`);
+      process.stderr.write(`xgsim: ${printable(e.message)}\n`);
       process.exitCode = EXIT.INTERRUPTED;
       return;
     }
-    process.stderr.write(`xgsim: internal error: ${e instanceof Error ? e.message : String(e)}${verbose ? '' : ' (--verbose for the stack)'}\n`);
+    process.stderr.write(`xgsim: internal error: ${printable(e instanceof Error ? e.message : String(e))}${verbose ? '' : ' (--verbose for the stack)'}\n`);
     if (verbose && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
     process.exitCode = EXIT.FAIL;
   }

@@ -9,3 +9,17 @@ export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, INTERRUPTED: 130, BROKEN_P
 export class RunInterrupted extends Error {
   override readonly name = 'RunInterrupted';
 }
+
+/**
+ * Text from outside (a file, a flag, a record) made fit for a terminal:
+ * control characters (C0, DEL, C1), line breaks and bidirectional
+ * overrides become `\xNN` / `\u{NNNN}`, so an error stays one line and no
+ * escape sequence reaches the terminal.
+ */
+export function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const n = c.codePointAt(0)!;
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+  });
+}

@@ -65,6 +65,15 @@ describe('xgsim up', () => {
     }
   });
 
+  it('an error that quotes the input shows its control characters escaped: no escape sequence reaches the terminal', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'xgsim-cli-esc-')), 'esc.yaml');
+    writeFileSync(file, 'name: x\ndomains:\n  - { name: dom0, role: backend, memory: 1MiB }\n"evil\u001b]0;pwned\u0007": 1\n');
+    const r = xgsim(['up', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('evil\\x1b]0;pwned\\x07');
+    expect([...r.stderr].filter((c) => c !== '\n' && (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f))).toEqual([]);
+  });
+
   it('a reader that goes away (| head -1) ends it quietly: no stack trace, the code of SIGPIPE', () => {
     const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" scenario examples/scenarios/steal-*.yaml | head -1`], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000 });
     expect(r.stdout.split('\n').filter((l) => l !== '')).toHaveLength(1);

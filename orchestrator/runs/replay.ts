@@ -17,7 +17,7 @@
  */
 import type { Verdict } from '../up/summary.js';
 import { parseBuggify } from '../../hypervisor/xen/buggify.js';
-import { UsageError } from '../errors.js';
+import { printable, UsageError } from '../errors.js';
 import { loadRecord, type RunRecord } from './record.js';
 import { runSpec } from './store.js';
 import { formatSummary, type Summary } from '../up/summary.js';
@@ -64,14 +64,15 @@ export async function replay(file: string, o: ReplayOptions): Promise<{ result: 
   const buggify = parseBuggify(rec.buggify.join(','));
   const envBugs = process.env['XGSIM_BUGGIFY'] ?? '';
   if (envBugs.trim() !== '' && envBugs.split(',').map((b) => b.trim()).filter((b) => b !== '').sort().join(',') !== [...rec.buggify].sort().join(',')) {
-    process.stderr.write(`xgsim replay: XGSIM_BUGGIFY=${envBugs} ignored; the record's bugs are used: ${rec.buggify.join(',') || 'none'}\n`);
+    process.stderr.write(`xgsim replay: XGSIM_BUGGIFY=${printable(envBugs)} ignored; the record's bugs are used: ${rec.buggify.join(',') || 'none'}\n`);
   }
-  const what = rec.kind === 'stress-revoke' ? 'stress revoke' : rec.kind === 'sim' ? `sim ${rec.file ?? '(default topology)'} --steps ${rec.flags.steps}` : `${rec.kind} ${rec.file}`;
+  // The record is input: its text reaches the terminal only printable.
+  const what = printable(rec.kind === 'stress-revoke' ? 'stress revoke' : rec.kind === 'sim' ? `sim ${rec.file ?? '(default topology)'} --steps ${rec.flags.steps}` : `${rec.kind} ${rec.file}`);
   const tries = rec.kind === 'sim' ? 1 : attempts;
   if (tries < attempts) process.stderr.write(`xgsim replay: a sim run is deterministic: one attempt (of the ${attempts} asked) is the same run as any other\n`);
   process.stderr.write(
     `xgsim replay ${file}: ${what}, seed ${rec.seed}${rec.buggify.length > 0 ? `, BUGGIFY ${rec.buggify.join(',')}` : ''}; ` +
-      `recorded ${rec.verdict.toUpperCase()}${rec.verdict === 'fail' ? ` (${violationsOf(rec.summary)} violations)` : ''} on ${rec.created_at}\n`,
+      `recorded ${rec.verdict.toUpperCase()}${rec.verdict === 'fail' ? ` (${violationsOf(rec.summary)} violations)` : ''} on ${printable(rec.created_at)}\n`,
   );
   const runs: ReplayResult['runs'] = [];
   let last: Summary | undefined;
