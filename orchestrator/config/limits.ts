@@ -47,7 +47,12 @@ export const MAX_SEED = 0xffff_ffff;
 /** Scenario bounds. */
 export const MAX_SCENARIO_STEPS = 10_000;
 export const MAX_REPEAT = 100_000;
-export const MAX_THREADS = 64;
+/**
+ * Threads of one `concurrently` step: thread t runs as vCPU 1 + t of every
+ * domain it names (vCPU 0 runs the sequential steps, and an `on_hook` block
+ * needs one more), so a domain's vCPU limit bounds them: 6.
+ */
+export const MAX_THREADS = MAX_VCPUS_PER_DOMAIN - 2;
 export const MAX_STEP_COUNT_PAGES = 1 << 20;
 export const MAX_COPY_BYTES = 1 << 30;
 
@@ -57,4 +62,5 @@ function assert(cond: boolean, what: string): void {
 assert(DEFAULT_DOMAIN_MEMORY_BYTES % MAX_PAGE_SIZE_BYTES === 0, 'default memory is whole pages at every page size');
 assert(MIN_PAGE_SIZE_BYTES <= DEFAULT_PAGE_SIZE_BYTES && DEFAULT_PAGE_SIZE_BYTES <= MAX_PAGE_SIZE_BYTES, 'default page size in range');
 assert(DEFAULT_VCPUS <= MAX_VCPUS_PER_DOMAIN, 'default vCPUs within the per-domain limit');
+assert(1 + MAX_THREADS + 1 <= MAX_VCPUS_PER_DOMAIN, 'a scenario thread per vCPU, with vCPU 0 and a hook vCPU, within the per-domain limit');
 assert(DEFAULT_GRANT_PING_PAGES <= NR_GRANT_ENTRIES, 'grant-ping fits the grant table');
