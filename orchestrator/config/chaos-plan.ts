@@ -44,8 +44,10 @@ export const chaosPlanSchema = obj({
   duration: duration().optional(),
   transport: oneOf(['auto', 'redis', 'ring'] as const, 'transport').optional(),
   topology: z.unknown().optional(),
-  schedule: list(scheduledSchema).optional(),
-  random: list(randomSchema).optional(),
+  // As many scheduled injections as a run may make at all, and a random
+  // nemesis per kind and target at most.
+  schedule: list(scheduledSchema, { max: MAX_INJECTIONS }).optional(),
+  random: list(randomSchema, { max: 64 }).optional(),
 });
 
 type Entry = z.output<typeof scheduledSchema> | z.output<typeof randomSchema>;
