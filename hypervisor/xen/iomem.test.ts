@@ -1,12 +1,11 @@
 import fc from 'fast-check';
-import { Worker } from 'node:worker_threads';
+import { runTestWorker } from '../../tests/run-test-worker.js';
 import { describe, expect, it } from 'vitest';
 import { EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../public/errno.js';
 import { MAX_IOMEM_RANGES } from '../layout/constants.js';
 import { DomainTable, type IomemRange } from '../layout/domains.js';
 import { testMachine } from '../../tests/test-machine.js';
 import type { IomemTestJob, IomemTestResult } from '../../tests/workers/iomem-worker.js';
-import { distModule } from '../host/worker-path.js';
 import { domctlIomemPermission } from './domctl.js';
 import { domainDestroy } from './domain.js';
 import { iomemPermitted } from './iomem.js';
@@ -143,19 +142,7 @@ describe('XEN_DOMCTL_iomem_permission', () => {
 });
 
 function runWorker(job: IomemTestJob): Promise<IomemTestResult> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL(distModule('tests/workers/iomem-worker')), { workerData: job });
-    let result: IomemTestResult | undefined;
-    w.once('message', (r: IomemTestResult) => {
-      result = r;
-    });
-    w.once('error', reject);
-    w.once('exit', (code) => {
-      if (result === undefined) reject(new Error(`iomem-worker exited with ${code} and no result`));
-      else if (result.kind === 'error') reject(new Error(result.message));
-      else resolve(result);
-    });
-  });
+  return runTestWorker<IomemTestJob, IomemTestResult>('iomem-worker', job);
 }
 
 describe('iomem_caps publish protocol (layout/domains.ts)', () => {

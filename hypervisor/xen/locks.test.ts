@@ -1,12 +1,11 @@
 import fc from 'fast-check';
-import { Worker } from 'node:worker_threads';
+import { runTestWorker } from '../../tests/run-test-worker.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_HELD_LOCKS } from '../layout/constants.js';
 import { InvariantLog } from '../layout/invariants.js';
 import { LOCK_CLASS, lockClassInfo, type LockClass } from './lock-classes.js';
 import type { LocksTestJob, LocksTestResult } from '../../tests/workers/locks-worker.js';
 import { LockFault, LockSpace, TEST_A, TEST_B, lockdepReport, setThreadTag, threadTag, type LockId } from './locks.js';
-import { distModule } from '../host/worker-path.js';
 
 function seedFromEnv(): number {
   const seed = process.env.SEED !== undefined ? Number(process.env.SEED) : Math.floor(Math.random() * 0x7fffffff);
@@ -26,19 +25,7 @@ function lockOrderTexts(log: InvariantLog): string[] {
 }
 
 function runWorker(job: LocksTestJob): Promise<LocksTestResult> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL(distModule('tests/workers/locks-worker')), { workerData: job });
-    let result: LocksTestResult | undefined;
-    w.once('message', (m: LocksTestResult) => {
-      result = m;
-    });
-    w.once('error', reject);
-    w.once('exit', (code) => {
-      if (result === undefined) reject(new Error(`locks-test-worker exited with ${code} and no result`));
-      else if (result.kind === 'error') reject(new Error(result.message));
-      else resolve(result);
-    });
-  });
+  return runTestWorker<LocksTestJob, LocksTestResult>('locks-worker', job);
 }
 
 const mainTag = threadTag();

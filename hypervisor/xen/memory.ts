@@ -39,15 +39,20 @@ function nrDone(m: Machine, done: number, rc: number): number {
   return done;
 }
 
-/** XENMEM_populate_physmap, extent order 0 (populate_physmap, xen/common/memory.c). */
-export function populatePhysmap(m: Machine, d: number, gfns: readonly number[]): number {
+/** do_memory_op's loop over a request's extents: the first that fails ends it; the answer is the count done (nrDone). */
+function eachExtent(m: Machine, gfns: readonly number[], one: (gfn: number) => number): number {
   let done = 0;
   for (const g of gfns) {
-    const rc = populateExtent(m, d, g);
+    const rc = one(g);
     if (rc < 0) return nrDone(m, done, rc);
     done++;
   }
   return done;
+}
+
+/** XENMEM_populate_physmap, extent order 0 (populate_physmap, xen/common/memory.c). */
+export function populatePhysmap(m: Machine, d: number, gfns: readonly number[]): number {
+  return eachExtent(m, gfns, (g) => populateExtent(m, d, g));
 }
 
 /** A Map'd or revoked gfn: mmio_direct / mmio_dm carrying a mapping's frame, or P2M_REVOKED. */
@@ -121,13 +126,7 @@ function populateExtent(m: Machine, d: number, gfn: number): number {
  * foreign map — -ENXIO in Xen), and the caller sees only the count.
  */
 export function decreaseReservation(m: Machine, d: number, gfns: readonly number[]): number {
-  let done = 0;
-  for (const g of gfns) {
-    const rc = removeRam(m, d, g);
-    if (rc < 0) return nrDone(m, done, rc);
-    done++;
-  }
-  return done;
+  return eachExtent(m, gfns, (g) => removeRam(m, d, g));
 }
 
 function removeRam(m: Machine, d: number, gfn: number): number {
