@@ -81,19 +81,28 @@ describe('xgsim up', () => {
     expect(r.status).toBe(141);
   });
 
-  /** `xgsim up` of two-guests for a minute, sent `signals` once it said it started (its first line), one after another. */
-  function interrupted(signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  /**
+   * `xgsim up` of two-guests for a minute, sent `signals` once it said it
+   * started (its first line). A second signal is sent only once the first was
+   * handled (its "stopping" line): two signals sent at once are one pending
+   * signal to the kernel. With `freezeHost` the host process is stopped
+   * (SIGSTOP) first, so it cannot finish its summary between the two signals.
+   */
+  function interrupted(signals: NodeJS.Signals[], freezeHost = false): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const c = spawn(process.execPath, [BIN, 'up', 'examples/two-guests.yaml', '--duration', '60s', '--json', '--seed', '3'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      let sent = false;
+      let next = 0;
       c.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
       c.stderr.on('data', (b: Buffer) => {
         stderr += b.toString();
-        if (sent || !stderr.includes('\n')) return;
-        sent = true;
-        for (const sig of signals) c.kill(sig);
+        const wanted = next === 0 ? /\n/ : /xgsim: stopping \(/;
+        if (next >= signals.length || !wanted.test(stderr)) return;
+        if (next === 0 && freezeHost) {
+          for (const pid of readFileSync(`/proc/${c.pid}/task/${c.pid}/children`, 'utf8').trim().split(/\s+/)) process.kill(Number(pid), 'SIGSTOP');
+        }
+        c.kill(signals[next++]!);
       });
       c.on('exit', (code) => resolve({ code, stdout, stderr }));
     });
@@ -108,7 +117,7 @@ describe('xgsim up', () => {
   });
 
   it('a second signal stops the run at once, with no summary, exit 130', async () => {
-    const r = await interrupted(['SIGTERM', 'SIGTERM']);
+    const r = await interrupted(['SIGTERM', 'SIGTERM'], true);
     expect(r.code, r.stderr).toBe(130);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/stopping at once/);
