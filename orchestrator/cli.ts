@@ -75,25 +75,34 @@ Examples:
 
 program
   .command('scenario')
-  .description('run declarative step-by-step scenarios, one verdict per file: SUCCESS / FAILURE / ERROR / SKIP')
+  .description('run declarative step-by-step scenarios, one verdict per file: SUCCESS / FAILURE / ERROR / SKIP (exit codes as xtf-runner\'s: the worst decides)')
   .argument('<files...>', 'scenario YAML files (format: docs/formats.md)')
+  .option('-l, --list', 'list the scenarios (name, file) after checking them; run nothing')
+  .option('-q, --quiet', 'once: result lines only (no reasons, no totals); twice: not even SUCCESS lines', (_: string, n: number) => n + 1, 0)
   .option('--json', 'print [{file, name, verdict, step, expected, got}]')
+  .option('--junit <file>', 'also write JUnit XML (one testcase per scenario) for CI systems')
   .option('--seed <n>', 'seed for the vCPU contexts of the steps')
   .option('--own-bug', 'run each file with the bug its `buggify:` field names switched on (besides XGSIM_BUGGIFY); it must then FAIL')
   .addHelpText(
     'after',
     `
+Exit codes (xtf-runner's; the worst result decides): 0 every scenario SUCCESS,
+3 some SKIP, 4 some ERROR, 5 some FAILURE; 2 bad input (nothing run).
+
 Examples:
   $ xgsim scenario examples/scenarios/*.yaml
+  $ xgsim scenario --list examples/scenarios/fidelity-*.yaml
+  $ xgsim scenario -qq examples/scenarios/*.yaml --junit scenarios.xml
   $ xgsim scenario examples/scenarios/steal-granted-ebusy.yaml --json
   $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml
-  $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE`,
+  $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE (exit 5)`,
   )
-  .action((files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean }) => {
+  .action((files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean; list?: boolean; quiet: number; junit?: string }) => {
     const buggify = envBuggify();
     const seed = parseSeed(opts.seed);
     return exitWith(scenarioCommand(files, {
       ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), ...(opts.ownBug === true ? { ownBug: true } : {}), buggify,
+      ...(opts.list === true ? { list: true } : {}), quiet: opts.quiet, ...(opts.junit !== undefined ? { junit: opts.junit } : {}),
     }));
   });
 

@@ -5,6 +5,14 @@ export class UsageError extends Error {
 
 export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, INTERRUPTED: 130, BROKEN_PIPE: 141 } as const;
 
+/**
+ * `xgsim scenario`'s exit codes are xtf-runner's (xen-test-framework's
+ * `exit_code()`): the worst result decides, in the order of its
+ * `all_results` — SUCCESS 0, SKIP 3, ERROR 4, FAILURE 5. xtf-runner keeps 1
+ * and 2 for the interpreter; xgsim keeps 2 for bad input, as everywhere.
+ */
+export const SCENARIO_EXIT = { SUCCESS: 0, SKIP: 3, ERROR: 4, FAILURE: 5 } as const;
+
 /** A run stopped by a second Ctrl-C or SIGTERM, without waiting for its summary: exit 130, as a shell gives for SIGINT. */
 export class RunInterrupted extends Error {
   override readonly name = 'RunInterrupted';

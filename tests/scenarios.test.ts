@@ -59,7 +59,7 @@ describe('scenarios', () => {
       expect(clean.results.map((r) => r.verdict)).toEqual(picked.map(() => 'SUCCESS'));
       const buggy = await scenarioCommand(picked, { buggify: parseBuggify(bug), quiet: true });
       expect(buggy.results.filter((r) => r.verdict === 'FAILURE').length, JSON.stringify(buggy.results)).toBeGreaterThan(0);
-      expect(buggy.exitCode).toBe(1);
+      expect(buggy.exitCode).toBe(5);
     });
   }
 });

@@ -79,7 +79,7 @@ describe('xgsim sim', () => {
     expect(sc.stdout).toMatch(/sim seed \d+: SUCCESS — failed at step \d+/);
     writeFileSync(file, text.replace('expect: fail', 'expect: pass'));
     const sc2 = xgsim(['scenario', file]);
-    expect(sc2.code).toBe(1);
+    expect(sc2.code).toBe(5);
     expect(sc2.stdout).toContain('FAILURE');
   });
 

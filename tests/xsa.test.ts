@@ -61,12 +61,12 @@ describe('XSA-class suite (examples/xsa/)', () => {
         const r = results[0]!;
         expect(r.verdict, r.reason).toBe('FAILURE');
         expect(r.reason).toMatch(fires);
-        expect(exitCode).toBe(1);
+        expect(exitCode).toBe(5);
       }
     });
   }
 
-  it('the CLI: `xgsim scenario examples/xsa/*.yaml --own-bug` fails every file (exit 1), and without it passes (exit 0)', () => {
+  it('the CLI: `xgsim scenario examples/xsa/*.yaml --own-bug` fails every file (exit 5, FAILURE as xtf-runner says it), and without it passes (exit 0)', () => {
     const bin = join(PROJECT_ROOT, 'bin', 'xgsim.js');
     const run = (extra: string[]): { code: number; out: string } => {
       const r = spawnSync(process.execPath, [bin, 'scenario', ...files.map((f) => join(DIR, f)), ...extra], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000 });
@@ -76,7 +76,7 @@ describe('XSA-class suite (examples/xsa/)', () => {
     expect(off.code, off.out).toBe(0);
     expect(off.out).toContain(`${files.length} scenarios: ${files.length} SUCCESS, 0 FAILURE, 0 ERROR`);
     const on = run(['--own-bug']);
-    expect(on.code, on.out).toBe(1);
+    expect(on.code, on.out).toBe(5);
     expect(on.out).toContain(`${files.length} scenarios: 0 SUCCESS, ${files.length} FAILURE, 0 ERROR`);
   });
 });

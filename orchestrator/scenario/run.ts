@@ -50,6 +50,8 @@ export interface ScenarioResult {
   step?: number;
   expected?: string;
   got?: string;
+  /** Wall time of the run (JUnit's `time`); reported, never asserted on. */
+  time_ms?: number;
 }
 
 export interface RunOptions {
