@@ -112,6 +112,14 @@ describe('xgsim campaign / host', () => {
     expect(rep.violations).toBe(0);
     expect(rep.verdict).toBe('pass');
     await expectCleanedUp(rep.campaign, p);
+    // The spawned hosts log to files: JSON lines (pino), each job started and answered once, fields to grep by.
+    const logs = readdirSync(join(work, 'eight')).filter((f) => /^host-.*\.log$/.test(f));
+    expect(logs).toHaveLength(2);
+    const lines = logs.flatMap((f) => readFileSync(join(work, 'eight', f), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { level: number; msg: string; name: string; campaign?: string; job?: number }));
+    const jobLines = lines.filter((l) => l.campaign === rep.campaign && l.job !== undefined);
+    expect(new Set(jobLines.filter((l) => / started/.test(l.msg)).map((l) => l.job)).size).toBe(8);
+    expect(jobLines.filter((l) => / PASS in /.test(l.msg))).toHaveLength(8);
+    expect(lines.every((l) => l.level === 30 && typeof l.name === 'string')).toBe(true);
   });
 
   redisIt('a host killed with SIGKILL mid-job: its job is reclaimed and finished by the other host, every job counted once', async () => {

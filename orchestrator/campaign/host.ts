@@ -37,6 +37,7 @@ import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSu
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { isInputError } from '../config/errors.js';
 import { UsageError } from '../errors.js';
+import { processLog, type LogFields } from '../log.js';
 import { runSpec } from '../runs/store.js';
 import type { Summary } from '../up/summary.js';
 import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
@@ -104,7 +105,8 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
   }
   if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${redactUrl(url)} (set --redis-url or REDIS_URL)`);
   const queue = await CampaignQueue.connect({ url, clientName: `xgsim-host:${name}` });
-  const say = (s: string): void => void process.stderr.write(`xgsim host ${name}: ${s}\n`);
+  const log = processLog(`xgsim host ${name}`, name);
+  const say = (s: string, fields?: LogFields): void => log.info(s, fields);
 
   let stopping = false;
   let busy = false;
@@ -175,31 +177,32 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         revoke_hist: judged && outcome.sim === undefined ? outcome.revoke_hist : null,
         record: outcome !== undefined && status === 'fail' ? (JSON.parse(JSON.stringify(outcome.record)) as Record<string, unknown>) : null,
       };
-      if (!(await queue.complete(t, result))) say(`campaign ${t.campaign} is gone; result of job ${index} dropped`);
+      if (!(await queue.complete(t, result))) say(`campaign ${t.campaign} is gone; result of job ${index} dropped`, { campaign: t.campaign, job: index, event: 'result-dropped' });
     };
     const job = t.job;
     if (!('v' in job)) {
       // An entry that does not decode: answer it if we can tell whose it is, else drop it.
       if (job.identity !== undefined && job.identity.campaign === t.campaign) {
-        say(`job ${t.campaign}#${job.identity.index}: malformed (${job.error}); answered 'error'`);
+        say(`job ${t.campaign}#${job.identity.index}: malformed (${job.error}); answered 'error'`, { campaign: t.campaign, job: job.identity.index, event: 'malformed-job' });
         await finish(job.identity.index, 'error', `malformed job: ${job.error}`);
       } else {
-        say(`entry ${t.id} of campaign ${t.campaign}: malformed (${job.error}); dropped`);
+        say(`entry ${t.id} of campaign ${t.campaign}: malformed (${job.error}); dropped`, { campaign: t.campaign, event: 'malformed-entry' });
         await queue.drop(t);
       }
       return true;
     }
     const tag = `job ${t.campaign}#${job.index} (${job.template}, seed ${job.seed})`;
+    const jf: LogFields = { campaign: t.campaign, job: job.index, template: job.template, seed: job.seed };
     if (job.campaign !== t.campaign) {
       await finish(job.index, 'error', `job of campaign ${job.campaign} found on the stream of ${t.campaign}`);
       return true;
     }
     if (t.deliveries > MAX_DELIVERIES) {
-      say(`${tag}: handed out ${t.deliveries} times; answered 'error'`);
+      say(`${tag}: handed out ${t.deliveries} times; answered 'error'`, jf);
       await finish(job.index, 'error', `handed out ${t.deliveries} times: every host that had it died or gave it up`);
       return true;
     }
-    say(`${tag}: started${t.reclaimed ? ` (reclaimed, delivery ${t.deliveries})` : ''}`);
+    say(`${tag}: started${t.reclaimed ? ` (reclaimed, delivery ${t.deliveries})` : ''}`, jf);
 
     let lost = false;
     const refresher = setInterval(() => {
@@ -207,16 +210,16 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         (mine) => {
           if (!mine && !lost) {
             lost = true;
-            say(`${tag}: claim lost (another host took it over, or the campaign ended); finishing anyway`);
+            say(`${tag}: claim lost (another host took it over, or the campaign ended); finishing anyway`, jf);
           }
         },
-        (e: unknown) => say(`${tag}: claim refresh failed: ${e instanceof Error ? e.message : String(e)}`),
+        (e: unknown) => say(`${tag}: claim refresh failed: ${e instanceof Error ? e.message : String(e)}`, jf),
       );
     }, CLAIM_REFRESH_MS);
     let timedOut = false;
     const killer = setTimeout(() => {
       timedOut = true;
-      say(`${tag}: timed out after ${job.timeout_ms} ms; killing its host processes`);
+      say(`${tag}: timed out after ${job.timeout_ms} ms; killing its host processes`, jf);
       for (const c of liveHostChildren) c.kill('SIGKILL');
     }, job.timeout_ms);
     let giveUp: NodeJS.Timeout | undefined;
@@ -272,13 +275,13 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     // A sim run that ended is worth its result: it held the thread, so the stop request came too late to cut it short.
     if (stopping && !(job.kind === 'sim' && outcome !== undefined)) {
       const back = await queue.giveBack(t, name);
-      say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`);
+      say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`, jf);
       return false;
     }
     await finish(job.index, status, error, outcome);
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     const why = status === 'fail' && outcome !== undefined && outcome.sim === undefined ? ` — ${resultSummary(outcome.summary).violations} violations` : error !== '' ? ` — ${error}` : '';
-    say(`${tag}: ${status.toUpperCase()} in ${secs} s${why}`);
+    say(`${tag}: ${status.toUpperCase()} in ${secs} s${why}`, jf);
     return true;
   }
 }
