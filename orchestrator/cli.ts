@@ -286,7 +286,7 @@ program
   .description('measure the hot paths as ratios to floors measured in the same run (Atomics ping-pong, typed-array access, lock pair, raw Redis stream round trip)')
   .option('--json', 'print the report as JSON')
   .option('--quick', 'few repetitions: a smoke test (CI)')
-  .option('--filter <word>', 'only figures whose name contains it (access, hypercall, ioreq, revoke, steal, topology)')
+  .option('--filter <word>', 'only the sections whose name contains it (access, hypercall, ioreq, revoke, steal, topology); none matching is bad input')
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')

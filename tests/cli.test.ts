@@ -145,6 +145,9 @@ describe('bad input exits 2 with one line', () => {
     ['unknown bug', ['up', 'examples/two-guests.yaml'], { XGSIM_BUGGIFY: 'skip-everything' }, /unknown bug `skip-everything`/],
     ['unknown command', ['frobnicate'], {}, /unknown command/],
     ['bad transport', ['up', 'examples/two-guests.yaml', '--transport', 'carrier-pigeon'], {}, /transport/],
+    ['a --redis-url that is no URL', ['up', 'examples/two-guests.yaml', '--redis-url', 'notaurl'], {}, /--redis-url: `notaurl` is not a Redis URL/],
+    ['a REDIS_URL of another scheme, password kept out', ['up', 'examples/two-guests.yaml', '--transport', 'redis'], { REDIS_URL: 'http://u:hunter2@x' }, /^xgsim: REDIS_URL: `http:\/\/u:\*\*\*@x` is not a Redis URL/],
+    ['bench --filter that matches nothing', ['bench', '--quick', '--filter', 'nothing'], {}, /--filter: `nothing` matches no section/],
   ];
   for (const [name, args, env, re] of cases) {
     it(name, () => {

@@ -5,6 +5,7 @@
  * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import { UsageError } from '../errors.js';
 import '../../hypervisor/designs/index.js';
 import { spawn } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -257,8 +258,14 @@ interface Ctx {
   seed: number;
 }
 
+/** The sections `--filter` picks from (a section runs when its name contains the filter). */
+export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'topology'] as const;
+
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
+  if (o.curves === undefined && !BENCH_SECTIONS.some(want)) {
+    throw new UsageError(`--filter: \`${o.filter ?? ''}\` matches no section of the benchmark (${BENCH_SECTIONS.join(', ')})`);
+  }
   const floors: Record<string, number> = {};
   const rows: BenchRow[] = [];
   const add = (r: RowInput): void => {

@@ -38,9 +38,11 @@ import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { isInputError } from '../config/errors.js';
 import { UsageError } from '../errors.js';
 import { processLog, type LogFields } from '../log.js';
+import { redisUrlOf } from '../redis-url.js';
+export { redisUrlOf };
 import { runSpec } from '../runs/store.js';
 import type { Summary } from '../up/summary.js';
-import { DEFAULT_REDIS_URL, HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
+import { HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
 
 export const DEFAULT_POOL = 'default';
 /** After a job's timeout, how long its run may take to wind down before the host stops waiting for it. */
@@ -57,9 +59,6 @@ export interface HostCommandOptions {
   pool?: string;
 }
 
-export function redisUrlOf(flag: string | undefined): string {
-  return flag ?? process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
-}
 
 export function parsePool(s: string | undefined): string {
   const pool = s ?? DEFAULT_POOL;

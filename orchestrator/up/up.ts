@@ -19,8 +19,9 @@ import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { writeOutputs, type Outputs } from './outputs.js';
 import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
+import { redactUrl, redisUrlOf } from '../redis-url.js';
 
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export { DEFAULT_REDIS_URL, redactUrl } from '../redis-url.js';
 
 /**
  * `--transport auto|redis|ring`: auto takes Redis if it answers, else the
@@ -33,8 +34,8 @@ export async function chooseTransport(
   seed: number,
 ): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
   if (!(TRANSPORTS as readonly string[]).includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
-  const redisUrl = url ?? process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
+  const redisUrl = redisUrlOf(url);
   const up = await RedisIoreqBus.reachable(redisUrl, 500);
   if (!up) {
     if (want === 'redis') throw new UsageError(`--transport redis: no Redis answers at ${redactUrl(redisUrl)} (set --redis-url or REDIS_URL)`);
@@ -46,9 +47,6 @@ export async function chooseTransport(
 
 /** A Redis URL fit to print: the password (redis://:secret@host) replaced by `***`. */
 /** A Redis URL fit to print: its password (if any) as `***` — never in a banner, log, error or command line. */
-export function redactUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
-}
 
 export interface UpOptions extends TopologyRunFlags {
   /** `--no-checks`: false turns the hot-path checks off. */
