@@ -3,27 +3,24 @@
  * 2 bad input or unusable environment — always one line, never a stack
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
-import { EXIT, RunInterrupted, UsageError, printable } from './errors.js';
-import { HostDied, up, type UpOptions } from './up/up.js';
-import { parseSeed, runFlag, type CliFlags } from './up/run-flags.js';
-import { scenarioCommand } from './scenario/command.js';
-import { ADVERSARIES, stressRevoke, type StressOptions } from './up/stress.js';
-import { formatBench, runBench } from './bench/bench.js';
-import { loadSavedRun } from './report/saved-run.js';
-import { commandLine, prepareOutputs, writeReportDir } from './up/outputs.js';
-import { writeCurvesReport } from './report/curves.js';
-import { CURVES, curveNames } from './bench/curves.js';
-import { chaos, type ChaosOptions } from './up/chaos.js';
-import { NEMESIS_KINDS } from '../hypervisor/host/chaos.js';
-import { replay, type ReplayOptions } from './runs/replay.js';
-import { campaign, type CampaignOptions } from './campaign/campaign.js';
-import { DEFAULT_POOL, hostCommand, type HostCommandOptions } from './campaign/host.js';
-import { simCommand } from './sim/sim.js';
+import { EXIT, HostDied, RunInterrupted, UsageError, printable } from './errors.js';
+import { parseSeed, runFlag } from './up/flag-defs.js';
+import type { CliFlags } from './up/run-flags.js';
+import { ADVERSARIES, CURVE_NAMES, DEFAULT_POOL } from './cli-words.js';
+import { NEMESIS_KINDS } from '../hypervisor/host/nemesis.js';
+// Only types and light modules above: each command imports what runs it
+// when it runs, so `xgsim --help` and a bad flag answer at once.
+import type { UpOptions } from './up/up.js';
+import type { StressOptions } from './up/stress.js';
+import type { ChaosOptions } from './up/chaos.js';
+import type { ReplayOptions } from './runs/replay.js';
+import type { CampaignOptions } from './campaign/campaign.js';
+import type { HostCommandOptions } from './campaign/host.js';
 
 /**
  * A reader that went away (`xgsim scenario … | head -1`): stop quietly, as a
@@ -37,9 +34,20 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+/** The package's version, from package.json beside dist/ (bin/xgsim.js runs dist/orchestrator/cli.js). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 const program = new Command();
 program
   .name('xgsim')
+  .version(`xgsim ${packageVersion()} (Node ${process.versions.node})`, '-V, --version', 'print the version and exit')
   .description('A truly concurrent simulator of the Xen memory-management primitives GPU virtualization needs from an IOREQ server.')
   .option('--verbose', 'show stack traces of errors')
   .showHelpAfterError(false)
@@ -71,7 +79,28 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
   )
-  .action((file: string, opts: CliFlags<UpOptions>) => exitWith(up(file, { ...opts, buggify: envBuggify() })));
+  .action(async (file: string, opts: CliFlags<UpOptions>) => {
+    const { up } = await import('./up/up.js');
+    return exitWith(up(file, { ...opts, buggify: envBuggify() }));
+  });
+
+program
+  .command('check')
+  .description('validate topologies, scenarios, chaos plans, campaign plans and sim replay files without running them (one line each; exit 2 if any is bad)')
+  .argument('<files...>', 'YAML files; the kind is told from the top-level keys')
+  .option('--as <kind>', 'read every file as this kind: topology, scenario, chaos, campaign, sim-replay')
+  .option('-q, --quiet', 'print only the errors')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ xgsim check examples/*.yaml examples/scenarios/*.yaml examples/chaos/*.yaml examples/campaigns/*.yaml
+  $ xgsim check my-topology.yaml && xgsim up my-topology.yaml`,
+  )
+  .action(async (files: string[], opts: { as?: string; quiet?: boolean }) => {
+    const { checkCommand } = await import('./check.js');
+    process.exitCode = checkCommand(files, opts).exitCode;
+  });
 
 program
   .command('scenario')
@@ -97,9 +126,10 @@ Examples:
   $ XGSIM_BUGGIFY=steal-skip-grant-check xgsim scenario examples/scenarios/*.yaml
   $ xgsim scenario examples/xsa/*.yaml --own-bug        # every XSA scenario with its own bug: all FAILURE (exit 5)`,
   )
-  .action((files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean; list?: boolean; quiet: number; junit?: string }) => {
+  .action(async (files: string[], opts: { json?: boolean; seed?: string; ownBug?: boolean; list?: boolean; quiet: number; junit?: string }) => {
     const buggify = envBuggify();
     const seed = parseSeed(opts.seed);
+    const { scenarioCommand } = await import('./scenario/command.js');
     return exitWith(scenarioCommand(files, {
       ...(opts.json !== undefined ? { json: opts.json } : {}), ...(seed !== undefined ? { seed } : {}), ...(opts.ownBug === true ? { ownBug: true } : {}), buggify,
       ...(opts.list === true ? { list: true } : {}), quiet: opts.quiet, ...(opts.junit !== undefined ? { junit: opts.junit } : {}),
@@ -133,7 +163,10 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
-  .action((opts: CliFlags<StressOptions>) => exitWith(stressRevoke({ ...opts, buggify: envBuggify() })));
+  .action(async (opts: CliFlags<StressOptions>) => {
+    const { stressRevoke } = await import('./up/stress.js');
+    return exitWith(stressRevoke({ ...opts, buggify: envBuggify() }));
+  });
 
 program
   .command('report')
@@ -148,7 +181,9 @@ Examples:
   $ xgsim report run-report/summary.json again/
   $ chromium again/index.html`,
   )
-  .action((file: string, dir: string) => {
+  .action(async (file: string, dir: string) => {
+    const { loadSavedRun } = await import('./report/saved-run.js');
+    const { writeReportDir } = await import('./up/outputs.js');
     const run = loadSavedRun(file);
     const index = writeReportDir(dir, run);
     process.stderr.write(`report: ${index}\n`);
@@ -178,7 +213,10 @@ Examples:
   $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action((file: string, opts: CliFlags<ChaosOptions>) => exitWith(chaos(file, { ...opts, buggify: envBuggify() })));
+  .action(async (file: string, opts: CliFlags<ChaosOptions>) => {
+    const { chaos } = await import('./up/chaos.js');
+    return exitWith(chaos(file, { ...opts, buggify: envBuggify() }));
+  });
 
 program
   .command('replay')
@@ -197,7 +235,10 @@ Examples:
   $ xgsim replay xgsim-runs/campaign-revoke-chaos-7-m3x1a/job-17-seed-99.json --attempts 10
   $ xgsim replay runs/two-guests.json --json`,
   )
-  .action((file: string, opts: ReplayOptions) => exitWith(replay(file, opts)));
+  .action(async (file: string, opts: ReplayOptions) => {
+    const { replay } = await import('./runs/replay.js');
+    return exitWith(replay(file, opts));
+  });
 
 program
   .command('campaign')
@@ -223,7 +264,10 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
   $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
   )
-  .action((file: string, opts: CampaignOptions) => exitWith(campaign(file, opts)));
+  .action(async (file: string, opts: CampaignOptions) => {
+    const { campaign } = await import('./campaign/campaign.js');
+    return exitWith(campaign(file, opts));
+  });
 
 program
   .command('host')
@@ -243,7 +287,10 @@ Examples:
   $ xgsim host --name lab-1 --redis-url redis://10.0.0.5:6379
   $ xgsim host --max-jobs 10 --pool nightly`,
   )
-  .action((opts: HostCommandOptions) => exitWith(hostCommand(opts)));
+  .action(async (opts: HostCommandOptions) => {
+    const { hostCommand } = await import('./campaign/host.js');
+    return exitWith(hostCommand(opts));
+  });
 
 program
   .command('sim')
@@ -274,10 +321,11 @@ Examples:
   $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
   $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action((file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
     const buggify = envBuggify();
     if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
     const { topology, ...rest } = opts;
+    const { simCommand } = await import('./sim/sim.js');
     return exitWith(simCommand(file ?? topology, { ...rest, buggify }));
   });
 
@@ -287,7 +335,7 @@ program
   .option('--json', 'print the report as JSON')
   .option('--quick', 'few repetitions: a smoke test (CI)')
   .option('--filter <word>', 'only the sections whose name contains it (access, hypercall, ioreq, revoke, steal, topology); none matching is bad input')
-  .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
+  .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${CURVE_NAMES.join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')
   .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
@@ -301,6 +349,9 @@ Examples:
   $ xgsim bench --curves --report curves-report/`)
   .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; report?: string; pcpus?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
+    const [{ writeFileSync }, { formatBench, runBench }, { curveNames }, { writeCurvesReport }, { commandLine, prepareOutputs }] = await Promise.all([
+      import('node:fs'), import('./bench/bench.js'), import('./bench/curves.js'), import('./report/curves.js'), import('./up/outputs.js'),
+    ]);
     if (opts.report !== undefined && opts.curves === undefined) throw new UsageError('--report: only with --curves (the figures are a table: --json, --out)');
     if (opts.report !== undefined) prepareOutputs({ report: opts.report });
     let curves: string[] | undefined;

@@ -13,6 +13,11 @@ export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, INTERRUPTED: 130, BROKEN_P
  */
 export const SCENARIO_EXIT = { SUCCESS: 0, SKIP: 3, ERROR: 4, FAILURE: 5 } as const;
 
+/** The host process of a run died (a signal, a crash) before its report: exit 1 with its seed. */
+export class HostDied extends Error {
+  override readonly name = 'HostDied';
+}
+
 /** A run stopped by a second Ctrl-C or SIGTERM, without waiting for its summary: exit 130, as a shell gives for SIGINT. */
 export class RunInterrupted extends Error {
   override readonly name = 'RunInterrupted';

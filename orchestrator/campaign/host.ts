@@ -44,7 +44,8 @@ import { runSpec } from '../runs/store.js';
 import type { Summary } from '../up/summary.js';
 import { HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
 
-export const DEFAULT_POOL = 'default';
+import { DEFAULT_POOL } from '../cli-words.js';
+export { DEFAULT_POOL };
 /** After a job's timeout, how long its run may take to wind down before the host stops waiting for it. */
 const TIMEOUT_GRACE_MS = 10_000;
 /** How long a host with no campaign to serve waits before it looks again. */

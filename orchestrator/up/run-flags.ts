@@ -5,7 +5,6 @@
  * campaign job go through the same parsers (runs/store.ts), so a bad value fails
  * alike everywhere: one line, exit 2.
  */
-import { Option } from 'commander';
 import { bugNames, type BugName } from '../../hypervisor/xen/buggify.js';
 import { parseDuration } from '../config/units.js';
 import { UsageError } from '../errors.js';
@@ -34,46 +33,8 @@ export interface TopologyRunFlags extends RunFlags {
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */
 export type CliFlags<F extends RunFlags> = Omit<F, 'buggify' | 'print'>;
 
-/** `--transport`: auto takes Redis if it answers, else the embedded ring (up.ts chooseTransport). */
-export const TRANSPORTS = ['auto', 'redis', 'ring'] as const;
-/** `--check-interval` when not given. */
-export const DEFAULT_CHECK_INTERVAL_MS = 250;
-
-interface FlagDecl {
-  flags: string;
-  help: string;
-  choices?: readonly string[];
-  default?: string;
-}
-
-const FLAGS = {
-  duration: { flags: '-d, --duration <time>', help: 'how long to run' },
-  seed: { flags: '--seed <n>', help: 'seed (default random; always printed)' },
-  json: { flags: '--json', help: 'print the summary as JSON' },
-  transport: { flags: '--transport <kind>', help: 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring', choices: TRANSPORTS },
-  redisUrl: { flags: '--redis-url <url>', help: 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)' },
-  checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker', default: `${DEFAULT_CHECK_INTERVAL_MS}ms` },
-  trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
-  report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },
-  save: { flags: '--save <file>', help: 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)' },
-} as const satisfies Record<string, FlagDecl>;
-
-export type RunFlagName = keyof typeof FLAGS;
-
-/** A shared run flag as a commander option, with the command's own help text if it has one. */
-export function runFlag(name: RunFlagName, help?: string): Option {
-  const d: FlagDecl = FLAGS[name];
-  const o = new Option(d.flags, help ?? d.help);
-  if (d.choices !== undefined) o.choices(d.choices);
-  if (d.default !== undefined) o.default(d.default);
-  return o;
-}
-
-export function parseSeed(s: string | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^\d+$/.test(s) || Number(s) > 2 ** 31 - 1) throw new UsageError(`--seed: expected an integer 0…2147483647, got \`${s}\``);
-  return Number(s);
-}
+export { DEFAULT_CHECK_INTERVAL_MS, parseSeed, runFlag, TRANSPORTS, type RunFlagName } from './flag-defs.js';
+import { DEFAULT_CHECK_INTERVAL_MS, parseSeed } from './flag-defs.js';
 
 export function parseDurationFlag(flag: string, s: string | undefined): number | undefined {
   if (s === undefined) return undefined;

@@ -11,8 +11,8 @@ import { finishRun, runHost, type RunOutcome } from './up.js';
 import { DEFAULT_CHECK_INTERVAL_MS, parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
-export const ADVERSARIES = ['none', 'spin', 'fault-flood', 'descheduled', 'mix'] as const;
-export type Adversary = (typeof ADVERSARIES)[number];
+import { ADVERSARIES, type Adversary } from '../cli-words.js';
+export { ADVERSARIES, type Adversary };
 const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
 
 export interface StressOptions extends RunFlags {

@@ -6,7 +6,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import cliProgress from 'cli-progress';
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { loadTopology } from '../config/topology.js';
-import { EXIT, RunInterrupted, UsageError } from '../errors.js';
+import { EXIT, HostDied, RunInterrupted, UsageError } from '../errors.js';
+export { HostDied };
 import { hostSpecOf } from './host-spec.js';
 import { decodeFromHost, type Progress } from './ipc.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
@@ -187,6 +188,3 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
   });
 }
 
-export class HostDied extends Error {
-  override readonly name = 'HostDied';
-}
