@@ -197,7 +197,8 @@ program
   .addOption(runFlag('seed', "seed for the random nemeses and the guests (default: the plan's, else random; always printed)"))
   .addOption(runFlag('json', 'print the summary as JSON (docs/formats.md §7, plus `chaos`)'))
   .addOption(runFlag('transport', "IOREQ transport: auto, redis, ring (default: the plan's, else the topology's)"))
-  .addOption(runFlag('redisUrl'))
+  .addOption(runFlag('redisUrl', 'Redis for the redis transport; a plan with Redis nemeses then has them refused unless --allow-server-nemeses (default: a redis-server xgsim starts for the run)'))
+  .option('--allow-server-nemeses', 'let redis-pause and redis-kill act on the Redis of --redis-url (a pause stops every client of that server)')
   .addOption(runFlag('checkInterval'))
   .addOption(runFlag('save'))
   .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
@@ -206,6 +207,11 @@ program
     'after',
     `
 Nemeses: ${NEMESIS_KINDS.join(', ')}
+
+redis-pause pauses the whole Redis server: a plan that has it (or redis-kill)
+runs on a redis-server xgsim starts for the run on a free port, when one is
+installed; a Redis someone else runs is never paused (those nemeses are then
+refused, and the start line says why).
 
 Examples:
   $ xgsim chaos examples/chaos/everything.yaml --duration 60s --json

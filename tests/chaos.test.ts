@@ -20,7 +20,8 @@ const REDIS_KINDS = new Set(['redis-kill', 'redis-pause']);
 
 async function smoke(transport: 'ring' | 'redis', name: string, bugs = ''): Promise<Awaited<ReturnType<typeof chaos>>['summary']> {
   const seed = testSeed(name);
-  const { summary } = await chaos(SMOKE, { transport, seed: String(seed), print: false, buggify: parseBuggify(bugs), redisUrl: REDIS_URL });
+  // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (never pauses the shared one).
+  const { summary } = await chaos(SMOKE, { transport, seed: String(seed), print: false, buggify: parseBuggify(bugs) });
   return summary;
 }
 
@@ -47,6 +48,12 @@ describe('chaos', () => {
         }
         expect(acted.length, `${k}: ${explain(s)}`).toBeGreaterThan(0);
       }
+      if (transport === 'redis') {
+        // …on a Redis started for the run, not the one REDIS_URL names (the tests' shared server is never paused).
+        expect(s.chaos.redis_nemeses.own).toBe(true);
+        expect(s.chaos.redis_nemeses.on).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+        expect(s.chaos.redis_nemeses.on).not.toBe(REDIS_URL);
+      }
       // What the nemeses did is visible in the counts.
       expect(s.ioreq.nemesis.duplicated, explain(s)).toBeGreaterThan(0);
       expect(s.ioreq.nemesis.delayed, explain(s)).toBeGreaterThan(0);
@@ -57,6 +64,16 @@ describe('chaos', () => {
       for (const f of s.faults_injected.filter((x) => x.skipped === undefined)) expect(f.recovery_ms, `${f.kind}: ${explain(s)}`).toBeGreaterThanOrEqual(0);
     });
   }
+
+  redisIt('with a Redis the user names, the Redis nemeses are refused (a pause would stop everyone\'s clients)', async () => {
+    const seed = testSeed('chaos named redis');
+    const { summary: s } = await chaos(SMOKE, { transport: 'redis', seed: String(seed), duration: '4500ms', print: false, buggify: 0, redisUrl: REDIS_URL });
+    expect(s.verdict, explain(s)).toBe('pass');
+    expect(s.chaos.redis_nemeses).toMatchObject({ own: false, refused: expect.stringMatching(/which xgsim did not start \(--allow-server-nemeses lets it\)/) as unknown });
+    const redis = s.faults_injected.filter((f) => REDIS_KINDS.has(f.kind));
+    expect(redis.map((f) => f.kind).sort()).toEqual(['redis-kill', 'redis-pause']);
+    for (const f of redis) expect(f.skipped, f.kind).toMatch(/did not start/);
+  });
 
   it('the exactly-once ledger catches a device model that applies a duplicate delivery (BUGGIFY ioreq-no-dedup)', async () => {
     const s = await smoke('ring', 'chaos ioreq-no-dedup', 'ioreq-no-dedup');

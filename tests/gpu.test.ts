@@ -12,6 +12,7 @@ import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { chooseTransport } from '../orchestrator/up/up.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
 import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
+import { ownRedisIt } from './own-redis.js';
 import { encode } from '../transport/messages.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { DOM } from '../hypervisor/layout/domains.js';
@@ -24,9 +25,9 @@ import { explain, outOf, runFor, testSeed, totalViolations } from './harness.js'
 
 const redisIt = itIf(await redisGate('tests/gpu.test.ts', 'the redis-transport tests'));
 
-async function gpuSpec(seed: number, transport: 'ring' | 'redis'): Promise<HostSpec> {
+async function gpuSpec(seed: number, transport: 'ring' | 'redis', url = REDIS_URL): Promise<HostSpec> {
   const t = loadTopology('examples/gpu-desktop.yaml');
-  const tr = await chooseTransport(transport, REDIS_URL, seed);
+  const tr = await chooseTransport(transport, url, seed);
   return { ...hostSpecOf(t, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: tr.choice };
 }
 
@@ -82,10 +83,13 @@ for (const transport of ['ring', 'redis'] as const) {
 }
 
 describe('redis transport failures', () => {
-  redisIt('CLIENT KILL and CLIENT PAUSE of the transport mid-run: clients reconnect, nothing lost or applied twice', async () => {
+  // CLIENT PAUSE ALL stops every client of a server: this test pauses a Redis of its own, never REDIS_URL's.
+  const own = ownRedisIt('tests/gpu.test.ts', 'the CLIENT PAUSE test');
+  own.it('CLIENT KILL and CLIENT PAUSE of the transport mid-run: clients reconnect, nothing lost or applied twice', async () => {
     const seed = testSeed('client kill and pause');
-    const spec = await gpuSpec(seed, 'redis');
-    const admin = new Redis(REDIS_URL);
+    const url = own.server().url;
+    const spec = await gpuSpec(seed, 'redis', url);
+    const admin = new Redis(url);
     try {
       const r = await runFor(new Host(spec), 2500, async () => {
         const list = await admin.client('LIST');

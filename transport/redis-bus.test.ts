@@ -14,6 +14,7 @@ import { encode, isWireError, type IoreqMsg, type IoreqResp } from './messages.j
 import { rawStreamRoundTrip } from './raw-floor.js';
 import { ENTRY_FIELD, REQUEST_GROUP, RedisIoreqBus, START_ID, SeenSet } from './redis-bus.js';
 import { REDIS_URL, redisGate } from '../tests/redis-gate.js';
+import { ownRedisIt } from '../tests/own-redis.js';
 
 const UP = await redisGate('transport/redis-bus.test.ts', 'the Redis transport tests', 2000);
 
@@ -371,31 +372,38 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
     }
   });
 
-  it('CLIENT PAUSE 500 ALL mid-run: everything waits, then goes on; no request is lost', async () => {
+  // CLIENT PAUSE ALL stops every client of the server: on a Redis of the test's own, never REDIS_URL's.
+  const own = ownRedisIt('transport/redis-bus.test.ts', 'the CLIENT PAUSE test');
+  own.it('CLIENT PAUSE 500 ALL mid-run: everything waits, then goes on; no request is lost', async () => {
     const rnd = prng(SEED ^ 0x9a05e);
     const vcpus = 4;
     const perVcpu = 100;
     const total = vcpus * perVcpu;
     const pauseAt = 1 + Math.floor(rnd() * (total - 1));
     console.log(`pause: CLIENT PAUSE 500 ALL after ${pauseAt} of ${total} ioreqs`);
-    const hv = await bus('pause', { clientName: 'hv' });
-    const dm = await bus('pause', { clientName: 'dm' });
+    const url = own.server().url;
+    const on = (who: string): Promise<RedisIoreqBus> => RedisIoreqBus.connect({ url, namespace: `${RUN}:pause`, clientName: `${RUN}:pause:${who}` });
+    const hv = await on('hv');
+    const dm = await on('dm');
+    const ownAdmin = new Redis(url);
     const handled = new Map<string, number>();
     const model = deviceModel(dm, 'dm0', new SeenSet(), handled);
     let paused: Promise<unknown> = Promise.resolve();
     try {
       await hypervisor(hv, vcpus, perVcpu, (done) => {
-        if (done === pauseAt) paused = admin.call('CLIENT', 'PAUSE', 500, 'ALL');
+        if (done === pauseAt) paused = ownAdmin.call('CLIENT', 'PAUSE', 500, 'ALL');
       });
       expect(await paused).toBe('OK');
       await model.stop();
       expect(handled.size).toBe(total);
       expect([...handled.values()].every((c) => c === 1)).toBe(true);
-      expect(await pendingCount(dm.namespace)).toBe(0);
+      const pending = (await ownAdmin.call('XPENDING', `${dm.namespace}:req:${SERVER}`, REQUEST_GROUP)) as [number, ...unknown[]];
+      expect(pending[0]).toBe(0);
     } finally {
       await model.stop();
       await hv.close();
       await dm.close();
+      ownAdmin.disconnect();
     }
   });
 

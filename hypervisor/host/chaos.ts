@@ -187,6 +187,8 @@ export class Chaos {
         case 'redis-pause': {
           const tr = this.host.spec.transport;
           if (tr?.kind !== 'redis') return skip('the transport is the ring, not Redis');
+          const refused = this.host.spec.redis_nemeses_refused;
+          if (refused !== undefined) return skip(refused);
           this.admin ??= new RedisAdmin(tr.url, tr.namespace);
           inj.target = 'redis';
           if (a.kind === 'redis-kill') {

@@ -36,6 +36,12 @@ export interface HostSpec {
   /** Chaos: nemeses to inject, at ms after the vCPUs start (orchestrator/up/chaos.ts expands a plan into these). */
   chaos?: NemesisAction[];
   /**
+   * Why the Redis nemeses (`redis-pause`, `redis-kill`) may not act in this
+   * run, if they may not: the transport's Redis is not one xgsim started for
+   * it, and pausing it would pause everyone's clients (orchestrator/up/chaos.ts).
+   */
+  redis_nemeses_refused?: string;
+  /**
    * pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts): at most this many
    * in guest or hypervisor mode at once. 0 or absent: none, every vCPU
    * thread runs whenever the OS runs it.

@@ -95,7 +95,8 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
       });
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('redisUrl', o.redisUrl) });
+      // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (chaos.ts), never on the campaign's Redis.
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

@@ -15,8 +15,39 @@ import { formatSummary, summarize, type Summary } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
 import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
+import { startOwnRedis, type OwnRedis } from '../own-redis.js';
+import { redactUrl } from '../redis-url.js';
 
-export type ChaosOptions = TopologyRunFlags;
+export interface ChaosOptions extends TopologyRunFlags {
+  /** `--allow-server-nemeses`: let redis-pause / redis-kill act on the Redis of --redis-url (default: a Redis of xgsim's own). */
+  allowServerNemeses?: boolean;
+}
+
+/** Nemeses that act on the Redis server itself (a pause stops every client of it, not only this run's). */
+const REDIS_NEMESES: readonly string[] = ['redis-pause', 'redis-kill'];
+
+/** Which Redis the Redis nemeses act on, said at start and in the summary. */
+interface RedisTarget {
+  /** The Redis this run's transport uses when it is its own (undefined: --redis-url, REDIS_URL or the default). */
+  own?: OwnRedis;
+  /** Why the Redis nemeses may not act, if they may not. */
+  refused?: string;
+}
+
+/**
+ * A plan with Redis nemeses, on a transport that may be Redis, runs on a
+ * redis-server started for it — unless the user named a Redis and allowed
+ * them on it. Anyone else's Redis is never paused: the nemeses are refused
+ * (logged as skipped, with this reason) when no redis-server is installed.
+ */
+async function redisTarget(plan: { schedule: Array<{ kind: string }>; random: Array<{ kind: string }> }, want: string, o: ChaosOptions): Promise<RedisTarget> {
+  if (want === 'ring' || ![...plan.schedule, ...plan.random].some((a) => REDIS_NEMESES.includes(a.kind))) return {};
+  if (o.allowServerNemeses === true) return {};
+  if (o.redisUrl !== undefined) return { refused: `it acts on the whole Redis server at ${redactUrl(o.redisUrl)}, which xgsim did not start (--allow-server-nemeses lets it)` };
+  const own = await startOwnRedis();
+  if (own === undefined) return { refused: "redis-server is not installed, so there is no Redis of xgsim's own to act on, and another's is never paused" };
+  return { own };
+}
 
 export interface ChaosSummary extends Summary {
   chaos: {
@@ -27,17 +58,34 @@ export interface ChaosSummary extends Summary {
     /** Kinds of the plan's nemeses that never acted in this run. */
     kinds_missing: string[];
     recovery_ms: { p50: number; max: number; unrecovered: number };
+    /** Which Redis the Redis nemeses acted on (`own`: a redis-server started for the run), or why they were refused. */
+    redis_nemeses: { on: string | null; own: boolean; refused: string | null };
   };
 }
 
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
-  const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
-  const actions = expandPlan(plan, seed, duration_ms);
-  const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
-  const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions, ...outputs.spec };
-  const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
+  const want = o.transport ?? plan.transport ?? plan.topology.transport;
+  const target = await redisTarget(plan, want, o);
+  let report;
+  let tr;
+  try {
+    tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed);
+    const actions = expandPlan(plan, seed, duration_ms);
+    const on = target.own !== undefined ? `, Redis nemeses on ${target.own.url} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
+    const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+    const spec = {
+      ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }),
+      transport: tr.choice,
+      chaos: actions,
+      ...(target.refused !== undefined ? { redis_nemeses_refused: target.refused } : {}),
+      ...outputs.spec,
+    };
+    report = await runHost(spec, duration_ms, { quiet: !print, startLine });
+  } finally {
+    await target.own?.stop();
+  }
   const base = summarize(report, { seed, transport: tr.kind, buggify: bugs });
   const acted = base.faults_injected.filter((f) => f.skipped === undefined);
   const kinds: Record<string, number> = {};
@@ -52,6 +100,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       kinds,
       kinds_missing: NEMESIS_KINDS.filter((k) => planned.has(k) && kinds[k] === undefined),
       recovery_ms: { p50: rec[Math.floor(rec.length / 2)] ?? 0, max: rec[rec.length - 1] ?? 0, unrecovered: acted.length - rec.length },
+      redis_nemeses: target.own !== undefined ? { on: target.own.url, own: true, refused: null } : { on: tr.kind === 'redis' && tr.choice.kind === 'redis' ? redactUrl(tr.choice.url) : null, own: false, refused: target.refused ?? null },
     },
   };
   if (print) {

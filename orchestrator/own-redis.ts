@@ -1,0 +1,74 @@
+/**
+ * A Redis of xgsim's own: a child `redis-server` on a free loopback port,
+ * keeping nothing on disk, for runs whose nemeses act on the server itself
+ * (`redis-pause` pauses every client of the server, not only the run's). A
+ * Redis someone else runs is never paused: chaos.ts starts one of these, or
+ * refuses those nemeses. Stopped by pid when the run ends.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { RedisIoreqBus } from '../transport/redis-bus.js';
+
+/** How long a fresh redis-server may take to answer PING. */
+const OWN_REDIS_START_MS = 10_000;
+
+export interface OwnRedis {
+  readonly url: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/** Whether `redis-server` is installed (on PATH). */
+export function haveRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+}
+
+/** Start a redis-server for this process; undefined if none is installed. Throws if it does not answer in time. */
+export async function startOwnRedis(): Promise<OwnRedis | undefined> {
+  if (!haveRedisServer()) return undefined;
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' });
+  const stop = stopper(child);
+  // Not left behind by a process that ends without reaching our `finally` (an uncaught error's exit).
+  const onExit = (): void => void child.kill('SIGKILL');
+  process.once('exit', onExit);
+  const url = `redis://127.0.0.1:${port}`;
+  const t0 = Date.now();
+  while (!(await RedisIoreqBus.reachable(url, 200))) {
+    if (child.exitCode !== null || Date.now() - t0 > OWN_REDIS_START_MS) {
+      await stop();
+      process.off('exit', onExit);
+      throw new Error(`redis-server on port ${port} did not answer within ${OWN_REDIS_START_MS} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    pid: child.pid ?? -1,
+    stop: async () => {
+      await stop();
+      process.off('exit', onExit);
+    },
+  };
+}
