@@ -108,6 +108,21 @@ describe('xgsim up', () => {
     });
   }
 
+  it('on a terminal (a pseudo-terminal from `script`) the progress bar is cleared before the summary, not left at 80 %', () => {
+    expect(spawnSync('script', ['--version']).status, 'script (util-linux) is needed for the terminal tests').toBe(0);
+    const r = spawnSync('script', ['-qec', `"${process.execPath}" "${BIN}" up examples/two-guests.yaml --duration 2500ms --seed 4`, '/dev/null'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stdout).toBe(0);
+    const out = r.stdout;
+    const lastBar = out.lastIndexOf('running [');
+    const verdict = out.indexOf('verdict: PASS');
+    expect(lastBar, 'a bar was drawn').toBeGreaterThan(0);
+    expect(verdict).toBeGreaterThan(lastBar);
+    // Between the last frame and the summary: the line is erased (ESC[2K), and the cursor shown again.
+    const between = out.slice(lastBar, verdict);
+    expect(between).toContain('\u001b[2K');
+    expect(between).toContain('\u001b[?25h');
+  });
+
   it('a run stopped by Ctrl-C or SIGTERM says it was interrupted (not a pass) and exits 130', async () => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) {
       const r = await interrupted([sig]);

@@ -131,7 +131,13 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
   const child = fork(hostMain, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   liveHostChildren.add(child);
   const tty = process.stderr.isTTY === true && ro.quiet !== true;
-  const bar = tty ? new cliProgress.SingleBar({ format: 'running [{bar}] {percentage}% | {accesses} accesses | {hypercalls} hypercalls | {violations} violations', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+  // Cleared when the run ends or a signal comes, before any other line: no bar left at 75 %, none drawn over a message.
+  const bar = tty ? new cliProgress.SingleBar({ format: 'running [{bar}] {percentage}% | {accesses} accesses | {hypercalls} hypercalls | {violations} violations', stream: process.stderr, clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  let barOn = false;
+  const stopBar = (): void => {
+    if (barOn) bar?.stop();
+    barOn = false;
+  };
   let lastLine = 0;
   return new Promise<HostReport>((resolve, reject) => {
     let report: HostReport | undefined;
@@ -141,6 +147,7 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++;
+      stopBar();
       if (signals === 1) {
         if (ro.quiet !== true) process.stderr.write(`\nxgsim: stopping (${sig === 'SIGINT' ? 'Ctrl-C' : sig}); the summary so far follows (again to stop at once)\n`);
         if (child.connected) child.send({ kind: 'stop' });
@@ -156,7 +163,10 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
       const msg = decodeFromHost(raw);
       if (msg === undefined) return;
       if (msg.kind === 'started') {
-        bar?.start(100, 0, { accesses: 0, hypercalls: 0, violations: 0 });
+        if (signals === 0 && bar !== undefined) {
+          bar.start(100, 0, { accesses: 0, hypercalls: 0, violations: 0 });
+          barOn = true;
+        }
       } else if (msg.kind === 'progress') {
         showProgress(msg.progress);
       } else if (msg.kind === 'report') {
@@ -170,7 +180,7 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
       liveHostChildren.delete(child);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      bar?.stop();
+      stopBar();
       if (signals > 1) reject(new RunInterrupted(`stopped at once by a second signal; no summary (seed ${spec.seed})`));
       else if (report !== undefined) resolve(signals > 0 ? { ...report, stopped_early: true } : report);
       else reject(new HostDied(`host process ${signal !== null ? `killed by ${signal}` : `exited with code ${code}`}${error !== undefined ? `: ${error}` : ''} (seed ${spec.seed})`));
@@ -178,8 +188,8 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
     child.send({ kind: 'run', spec, duration_ms, progress_ms: 1000 });
 
     function showProgress(p: Progress): void {
-      if (bar !== undefined) {
-        bar.update(Math.min(100, Math.round((100 * p.elapsed_ms) / duration_ms)), { accesses: p.accesses, hypercalls: p.hypercalls, violations: p.violations });
+      if (barOn) {
+        bar?.update(Math.min(100, Math.round((100 * p.elapsed_ms) / duration_ms)), { accesses: p.accesses, hypercalls: p.hypercalls, violations: p.violations });
       } else if (ro.quiet !== true && p.elapsed_ms - lastLine >= 5000) {
         lastLine = p.elapsed_ms;
         process.stderr.write(`  ${(p.elapsed_ms / 1000).toFixed(0)} s: ${p.accesses} accesses, ${p.hypercalls} hypercalls, ${p.violations} violations\n`);
