@@ -169,7 +169,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     if (spawnHosts > 0) say(`  started ${spawnHosts} local host${spawnHosts === 1 ? '' : 's'}; their logs: ${join(dir, 'host-*.log')}`);
 
     const tty = process.stderr.isTTY === true;
-    const multi = tty ? new cliProgress.MultiBar({ format: 'campaign [{bar}] {value}/{total} | failed {failed} | running {running} | queued {queued} | hosts {hosts}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+    const multi = tty ? new cliProgress.MultiBar({ format: 'campaign [{bar}] {value}/{total} | failed {failed} | running {running} | queued {queued} | hosts {hosts}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
     const bar = multi?.create(runs, 0, { failed: 0, running: 0, queued: runs, hosts: 0 });
     const log = (s: string): void => (multi !== undefined ? multi.log(`${s}\n`) : say(s));
     let lastStatus = performance.now();
