@@ -19,6 +19,7 @@
  *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
  *    for bad input or no Redis.
  */
+import { plural } from '../text.js';
 import { redactUrl } from '../up/up.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
@@ -131,7 +132,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   for (const j of jobs) kinds.set(j.template, (kinds.get(j.template) ?? 0) + 1);
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   say(
-    `xgsim campaign ${file}: ${plan.name}, ${runs} runs, seed ${seed}, id ${id}, pool \`${pool}\`, Redis ${redactUrl(url)}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n` +
+    `xgsim campaign ${file}: ${plan.name}, ${plural(runs, 'run')}, seed ${seed}, id ${id}, pool \`${pool}\`, Redis ${redactUrl(url)}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n` +
       `  jobs: ${[...kinds].map(([t, n]) => `${t} (${byTemplate(t)}) ×${n}`).join(', ')}`,
   );
   function byTemplate(t: string): string {
@@ -181,7 +182,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
 
     while (seen.size < runs && !interrupted) {
       if (deadline_ms !== undefined && performance.now() - t0 > deadline_ms) {
-        log(`xgsim campaign: --timeout ${fmtMs(deadline_ms)} reached with ${runs - seen.size} jobs not accounted`);
+        log(`xgsim campaign: --timeout ${fmtMs(deadline_ms)} reached with ${plural(runs - seen.size, 'job')} not accounted`);
         interrupted = true;
         break;
       }
@@ -363,13 +364,13 @@ async function stopHosts(children: readonly ChildProcess[]): Promise<void> {
 export function formatCampaign(r: CampaignReport): string {
   const lines: string[] = [];
   const failed = r.fail + r.error + r.timeout;
-  lines.push(`campaign ${r.name} (${r.campaign}): ${r.runs} runs, seed ${r.seed}${r.buggify.length > 0 ? `, BUGGIFY ${r.buggify.join(',')}` : ''}, ${fmtMs(r.wall_ms)}${r.interrupted ? ', INTERRUPTED' : ''}`);
+  lines.push(`campaign ${r.name} (${r.campaign}): ${plural(r.runs, 'run')}, seed ${r.seed}${r.buggify.length > 0 ? `, BUGGIFY ${r.buggify.join(',')}` : ''}, ${fmtMs(r.wall_ms)}${r.interrupted ? ', INTERRUPTED' : ''}`);
   lines.push(`  accounted: ${r.accounted}/${r.runs} (each once; ${r.duplicates_dropped} duplicate results dropped, ${r.reclaimed} reclaimed from hosts that died or gave up${r.malformed_results > 0 ? `, ${r.malformed_results} malformed results ignored` : ''})`);
   lines.push(`  pass ${r.pass}   fail ${r.fail}   error ${r.error}   timeout ${r.timeout}${r.missing.length > 0 ? `   missing ${r.missing.length}` : ''}`);
   lines.push(`  jobs: ${Object.entries(r.templates).map(([t, v]) => `${t} (${v.kind}) ${v.runs}${v.failed > 0 ? `, ${v.failed} failed` : ''}`).join('; ')}`);
   lines.push(`  hosts: ${Object.entries(r.hosts).map(([h, n]) => `${h} ${n}`).join(', ') || 'none'}`);
   if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged log buckets): p50 ≤ ${r.revoke_us.p50} µs, p99 ≤ ${r.revoke_us.p99} µs, max ${r.revoke_us.max} µs`);
-  lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${n} runs`).join(', ')})` : ''}`);
+  lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${plural(n, 'run')}`).join(', ')})` : ''}`);
   if (r.failing.length > 0) {
     const missing = r.failing.filter((f) => f.status === 'missing').length;
     lines.push(missing === 0 ? `failing seeds (${r.failing.length}):` : `failing seeds and jobs without a result (${r.failing.length - missing} + ${missing}):`);
@@ -380,6 +381,6 @@ export function formatCampaign(r: CampaignReport): string {
     }
     if (r.failing.length > 50) lines.push(`  … and ${r.failing.length - 50} more (see ${join(r.dir, 'campaign.json')})`);
   }
-  lines.push(`verdict: ${r.verdict.toUpperCase()}${failed + r.missing.length > 0 ? ` (${failed} of ${r.runs} runs failed${r.missing.length > 0 ? `, ${r.missing.length} not accounted` : ''})` : ''}   report: ${join(r.dir, 'campaign.json')}`);
+  lines.push(`verdict: ${r.verdict.toUpperCase()}${failed + r.missing.length > 0 ? ` (${failed} of ${plural(r.runs, 'run')} failed${r.missing.length > 0 ? `, ${r.missing.length} not accounted` : ''})` : ''}   report: ${join(r.dir, 'campaign.json')}`);
   return lines.join('\n');
 }

@@ -1,4 +1,5 @@
 /** The run summary of docs/formats.md §7. */
+import { plural } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 
@@ -147,11 +148,15 @@ export function formatSummary(s: Summary): string {
   }
   if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${s.revoke_us.p50} µs, p99 ${s.revoke_us.p99} µs, max ${s.revoke_us.max} µs`);
   lines.push('invariants:');
-  for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${v.checks} checks, ${v.violations} violations`);
+  for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${plural(v.checks, 'check')}, ${plural(v.violations, 'violation')}`);
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
-  for (const v of s.violations.slice(0, 10)) lines.push(`  violation [${v.invariant}] ${v.text}`);
-  for (const e of s.events.slice(0, 10)) lines.push(`  event: ${e}`);
-  for (const e of s.errors.slice(0, 5)) lines.push(`  error: ${e.split('\n')[0]}`);
+  const cut = <T>(xs: readonly T[], max: number, line: (x: T) => string, what: string): void => {
+    for (const x of xs.slice(0, max)) lines.push(line(x));
+    if (xs.length > max) lines.push(`  … and ${plural(xs.length - max, what)} more (--json has them all)`);
+  };
+  cut(s.violations, 10, (v) => `  violation [${v.invariant}] ${v.text}`, 'violation');
+  cut(s.events, 10, (e) => `  event: ${e}`, 'event');
+  cut(s.errors, 5, (e) => `  error: ${e.split('\n')[0]}`, 'error');
   return lines.join('\n');
 }
 

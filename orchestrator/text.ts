@@ -1,0 +1,12 @@
+/** Words for counts and lists in what xgsim prints: "1 check", "2 checks"; "a, b, c … and 4 more". */
+
+/** `n word` with the plural the count needs (`plural(1, 'run')` → "1 run"; an irregular plural as the third argument). */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${n} ${n === 1 ? word : many}`;
+}
+
+/** The first `max` items joined with `sep`, then "… and N more" for the rest. */
+export function listCut(items: readonly string[], max: number, sep = ', '): string {
+  if (items.length <= max) return items.join(sep);
+  return `${items.slice(0, max).join(sep)} … and ${items.length - max} more`;
+}
