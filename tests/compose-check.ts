@@ -135,6 +135,9 @@ function checkDependsOnRedisHealthy(name: string, svc: Obj, problems: string[]):
   }
 }
 
+/** A compose-interpolated password (`${REDIS_PASSWORD…}`) or a URL with one, anywhere in a command: it would be in the process's argv. */
+const PASSWORD_IN_ARGV = /\$\{REDIS_PASSWORD|redis:\/\/[^@\s]*:[^@\s]+@/;
+
 function checkXgsimService(name: string, svc: Obj, problems: string[]): string[] | undefined {
   if (svc['image'] !== XGSIM_IMAGE) problems.push(`${name}: image must be ${XGSIM_IMAGE} (one image for orchestrator and hosts)`);
   const build = svc['build'];
@@ -142,15 +145,17 @@ function checkXgsimService(name: string, svc: Obj, problems: string[]): string[]
   if (context !== '.') problems.push(`${name}: must build from the repository root (build: .)`);
   checkDependsOnRedisHealthy(name, svc, problems);
   if ('ports' in svc) problems.push(`${name}: publishes ports; nothing in the scale-out needs to be reached from outside`);
+  const env = svc['environment'];
+  const url = isObj(env) ? env['REDIS_URL'] : undefined;
+  if (typeof url !== 'string' || !REDIS_URL.test(url)) {
+    problems.push(`${name}: environment REDIS_URL must be redis://:\${REDIS_PASSWORD:?…}@redis:6379, got ${JSON.stringify(url)}`);
+  }
   const command = svc['command'];
   if (!Array.isArray(command) || !command.every((c) => typeof c === 'string')) {
-    problems.push(`${name}: command must be a list of strings (exec form: no shell splitting of the password)`);
+    problems.push(`${name}: command must be a list of strings (exec form)`);
     return undefined;
   }
-  const url = flagValue(command, '--redis-url');
-  if (url === undefined || !REDIS_URL.test(url)) {
-    problems.push(`${name}: --redis-url must be redis://:\${REDIS_PASSWORD:?…}@redis:6379, got ${JSON.stringify(url)}`);
-  }
+  if (command.some((c) => PASSWORD_IN_ARGV.test(c) || c === '--redis-url')) problems.push(`${name}: the Redis password must not be on the command line (ps shows it): use REDIS_URL in environment`);
   return command;
 }
 
@@ -175,15 +180,20 @@ export function checkCompose(text: string): string[] {
     // Published ports would put a queue that runs jobs on the host's interfaces.
     if ('ports' in redis) problems.push('redis: must not publish ports (reachable only on the compose network)');
     const command = redis['command'];
-    if (!Array.isArray(command)) {
-      problems.push('redis: command must be a list (exec form)');
+    const env0 = redis['environment'];
+    const pass = isObj(env0) ? env0['REDIS_PASSWORD'] : undefined;
+    if (typeof pass !== 'string' || !REQUIRED_PASSWORD.test(pass)) {
+      problems.push(`redis: environment REDIS_PASSWORD must be \${REDIS_PASSWORD:?…}, got ${JSON.stringify(pass)}`);
+    }
+    const script = Array.isArray(command) && command.length === 3 && command[0] === 'sh' && command[1] === '-c' && typeof command[2] === 'string' ? command[2] : undefined;
+    if (script === undefined) {
+      problems.push('redis: command must be ["sh", "-c", "<write the config, exec redis-server>"] (the password through a config file, not argv)');
     } else {
-      const pass = flagValue(command as string[], '--requirepass');
-      if (pass === undefined || !REQUIRED_PASSWORD.test(pass)) {
-        problems.push(`redis: --requirepass must take \${REDIS_PASSWORD:?…} from the environment, got ${JSON.stringify(pass)}`);
-      }
-      if (flagValue(command as string[], '--save') !== '') problems.push('redis: --save "" (no snapshots of a scratch queue)');
-      if (flagValue(command as string[], '--appendonly') !== 'no') problems.push('redis: --appendonly no');
+      if (PASSWORD_IN_ARGV.test(script) || /--requirepass/.test(script)) problems.push('redis: the password must not be on redis-server\'s command line (ps shows it): write requirepass into its config file');
+      if (!/requirepass %s.*"\$\$REDIS_PASSWORD"\s*>\s*(\S+)/.test(script)) problems.push('redis: the script must write `requirepass` from $$REDIS_PASSWORD (expanded by the container\'s shell) into a config file');
+      if (!/exec redis-server \S+\.conf\b/.test(script)) problems.push('redis: the script must exec redis-server on that config file');
+      if (!/--save ''/.test(script)) problems.push('redis: --save \'\' (no snapshots of a scratch queue)');
+      if (!/--appendonly no\b/.test(script)) problems.push('redis: --appendonly no');
     }
     const health = redis['healthcheck'];
     const test = isObj(health) ? health['test'] : undefined;

@@ -104,22 +104,30 @@ describe('docker-compose.yml: the properties the scale-out relies on', () => {
   });
 
   it('flags a password written into the file', () => {
-    const text = composeWith((d) => {
-      const cmd = d.getIn(['services', 'redis', 'command']) as { items: Array<{ value: unknown }> };
-      cmd.items[2]!.value = 'hunter2';
-    });
-    expect(checkCompose(text)).toEqual(['redis: --requirepass must take ${REDIS_PASSWORD:?…} from the environment, got "hunter2"']);
+    const text = composeWith((d) => d.setIn(['services', 'redis', 'environment', 'REDIS_PASSWORD'], 'hunter2'));
+    expect(checkCompose(text)).toEqual(['redis: environment REDIS_PASSWORD must be ${REDIS_PASSWORD:?…}, got "hunter2"']);
   });
 
   it('flags a password with a default (Compose would start without one)', () => {
-    const text = COMPOSE_TEXT.replace('"--requirepass", "${REDIS_PASSWORD:?set REDIS_PASSWORD}"', '"--requirepass", "${REDIS_PASSWORD:-changeme}"');
+    const text = COMPOSE_TEXT.replace('REDIS_PASSWORD: ${REDIS_PASSWORD:?set REDIS_PASSWORD}', 'REDIS_PASSWORD: ${REDIS_PASSWORD:-changeme}');
     expect(text).not.toBe(COMPOSE_TEXT);
     expect(checkCompose(text)).toHaveLength(1);
   });
 
+  it('flags a password on a command line, where ps and docker inspect show it', () => {
+    const onRedis = composeWith((d) => d.setIn(['services', 'redis', 'command'], ['sh', '-c', "exec redis-server --requirepass \"${REDIS_PASSWORD:?x}\" --save '' --appendonly no"]));
+    expect(checkCompose(onRedis)).toEqual([
+      "redis: the password must not be on redis-server's command line (ps shows it): write requirepass into its config file",
+      "redis: the script must write `requirepass` from $$REDIS_PASSWORD (expanded by the container's shell) into a config file",
+      'redis: the script must exec redis-server on that config file',
+    ]);
+    const onHost = composeWith((d) => d.setIn(['services', 'host', 'command'], ['host', '--redis-url', 'redis://:${REDIS_PASSWORD:?x}@redis:6379']));
+    expect(checkCompose(onHost)).toEqual(['host: the Redis password must not be on the command line (ps shows it): use REDIS_URL in environment']);
+  });
+
   it('flags a healthcheck that cannot authenticate or does not look for PONG', () => {
     const text = composeWith((d) => {
-      d.deleteIn(['services', 'redis', 'environment']);
+      d.deleteIn(['services', 'redis', 'environment', 'REDISCLI_AUTH']);
       d.setIn(['services', 'redis', 'healthcheck', 'test'], ['CMD', 'redis-cli', 'ping']);
     });
     expect(checkCompose(text)).toEqual([
@@ -141,10 +149,21 @@ describe('docker-compose.yml: the properties the scale-out relies on', () => {
 
   it('flags a host pointed at another Redis, and a missing service', () => {
     const text = composeWith((d) => {
-      d.setIn(['services', 'host', 'command'], ['host', '--redis-url', 'redis://127.0.0.1:6379']);
+      d.setIn(['services', 'host', 'environment', 'REDIS_URL'], 'redis://127.0.0.1:6379');
       d.deleteIn(['services', 'orchestrator']);
     });
-    expect(checkCompose(text)).toEqual(['service orchestrator is missing', 'host: --redis-url must be redis://:${REDIS_PASSWORD:?…}@redis:6379, got "redis://127.0.0.1:6379"']);
+    expect(checkCompose(text)).toEqual(['service orchestrator is missing', 'host: environment REDIS_URL must be redis://:${REDIS_PASSWORD:?…}@redis:6379, got "redis://127.0.0.1:6379"']);
+  });
+
+  it("the README's and the file's own `docker compose up` return when the campaign ends, with its exit code", () => {
+    const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
+    // Command lines: `VAR=… docker compose up …`, in the README's shell blocks and the file's header.
+    const ups = [...readme.matchAll(/^(?:[A-Z_]+=\S+\s+)*docker compose up.*$/gm), ...COMPOSE_TEXT.matchAll(/^#\s+(?:[A-Z_]+=\S+\s+)*docker compose up.*$/gm)].map((m) => m[0]);
+    expect(ups.length).toBeGreaterThanOrEqual(2);
+    for (const line of ups) expect(line, line).toMatch(/--exit-code-from orchestrator\b/);
+    // …which needs an orchestrator that exits and is not restarted.
+    const orch = (parseDocument(COMPOSE_TEXT).toJS() as { services: Record<string, { restart?: string }> }).services['orchestrator'];
+    expect(orch?.restart).toBe('no');
   });
 });
 
