@@ -1,4 +1,11 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+// Runs the tests start keep their records here, not in the checkout's
+// xgsim-runs/ (a test that looks at the store sets its own).
+const runsDir = process.env['XGSIM_RUNS_DIR'] ?? mkdtempSync(join(tmpdir(), 'xgsim-test-runs-'));
 
 export default defineConfig({
   test: {
@@ -9,5 +16,6 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 60_000,
+    env: { XGSIM_RUNS_DIR: runsDir },
   },
 });

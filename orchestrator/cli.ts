@@ -68,6 +68,7 @@ program
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
   .addOption(runFlag('save'))
+  .addOption(runFlag('store'))
   .addHelpText(
     'after',
     `
@@ -152,6 +153,7 @@ stress
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
   .addOption(runFlag('save'))
+  .addOption(runFlag('store'))
   .addHelpText(
     'after',
     `
@@ -201,6 +203,7 @@ program
   .option('--allow-server-nemeses', 'let redis-pause and redis-kill act on the Redis of --redis-url (a pause stops every client of that server)')
   .addOption(runFlag('checkInterval'))
   .addOption(runFlag('save'))
+  .addOption(runFlag('store'))
   .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
   .addOption(runFlag('report', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json'))
   .addHelpText(
@@ -222,6 +225,31 @@ Examples:
   .action(async (file: string, opts: CliFlags<ChaosOptions>) => {
     const { chaos } = await import('./up/chaos.js');
     return exitWith(chaos(file, { ...opts, buggify: envBuggify() }));
+  });
+
+program
+  .command('runs')
+  .description('the run store: list the kept runs (newest first), write its HTML index, or prune it')
+  .option('--json', 'print the runs as JSON')
+  .option('--dir <dir>', 'the store (default: XGSIM_RUNS_DIR, else xgsim-runs)')
+  .option('--prune', 'remove runs: with --keep, all but the newest N of each name; with --older-than, those older')
+  .option('--keep <n>', 'with --prune: keep the newest n runs of each name')
+  .option('--older-than <time>', 'with --prune: remove runs older than this (e.g. 7d, 12h, 30m)')
+  .addHelpText(
+    'after',
+    `
+Every run of up, stress revoke and chaos is kept in <store>/<name>/<time>/ (record.json,
+summary.json, index.html), with <store>/<name>/latest, <store>/latest and <store>/index.html.
+
+Examples:
+  $ xgsim runs
+  $ xgsim runs --json | jq '.[] | select(.verdict == "fail")'
+  $ xgsim runs --prune --keep 20
+  $ xgsim runs --prune --older-than 7d`,
+  )
+  .action(async (opts: { json?: boolean; dir?: string; prune?: boolean; keep?: string; olderThan?: string }) => {
+    const { runsCommand } = await import('./runs/runs-command.js');
+    process.exitCode = runsCommand(opts).exitCode;
   });
 
 program

@@ -144,7 +144,7 @@ describe('xgsim up', () => {
     expect(r.stdout).toContain('FAIL');
     expect(r.stderr).toContain('replay: XGSIM_BUGGIFY=no-scrub npx xgsim up examples/two-guests.yaml --seed 5');
     // …and saves a run record that `xgsim replay` takes (tests/campaign.test.ts replays records).
-    const rec = /replay: npx xgsim replay (\S+up-seed-5-\S+\.json)/.exec(r.stderr)?.[1];
+    const rec = /replay: npx xgsim replay (\S+\/two-guests\/\d{8}T\d{6}\.\d{3}\/record\.json)/.exec(r.stderr)?.[1];
     expect(rec, r.stderr).toBeDefined();
     const saved = JSON.parse(readFileSync(rec!, 'utf8')) as { kind: string; file: string; seed: number; buggify: string[]; verdict: string };
     expect(saved).toMatchObject({ kind: 'up', file: 'examples/two-guests.yaml', seed: 5, buggify: ['no-scrub'], verdict: 'fail' });

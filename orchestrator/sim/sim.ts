@@ -249,7 +249,7 @@ async function explore(p: Plan, [a, b]: [number, number], o: SimCliOptions): Pro
   else {
     process.stdout.write(`sim: ${plural(rep.runs, 'seed')}, ${rep.failed} failed, ${rep.stuck} stuck   ${rep.steps_total.toLocaleString('en-US')} steps in ${(rep.real_ms / 1000).toFixed(1)} s (${rep.steps_per_s.toLocaleString('en-US')} steps/s)${rep.first_failing_seed !== null ? `   first failing seed ${rep.first_failing_seed}` : ''}\n`);
     for (const f of rep.failures.slice(0, 10)) process.stdout.write(`  seed ${f.seed} at step ${f.step}: ${f.reason}\n    replay: ${f.replay}\n`);
-    if (rep.failures.length > 10) process.stdout.write(`  … and ${plural(rep.failures.length - 10, 'failing seed')} more (--json has them all)\n`);
+    if (rep.failures.length > 10) process.stdout.write(`  … and ${rep.failures.length - 10} more failing seed${rep.failures.length - 10 === 1 ? '' : 's'} (--json has them all)\n`);
     if (rep.failures.length > 10) process.stdout.write(`  … ${rep.failed - 10} more (--json lists up to 100)\n`);
     if (rep.stuck > 0) process.stdout.write(`  stuck (a limit of the simulator, not a finding): seeds ${listCut(rep.stuck_seeds.map(String), 20)}\n`);
     if (rep.written !== undefined) process.stdout.write(`shrunk replay of seed ${rep.first_failing_seed} written to ${rep.written}\n`);

@@ -113,5 +113,5 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
   const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
-  return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, outputs, report }), summary };
+  return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report }), summary };
 }

@@ -27,7 +27,8 @@ const FLAGS = {
   checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker', default: `${DEFAULT_CHECK_INTERVAL_MS}ms` },
   trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
   report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },
-  save: { flags: '--save <file>', help: 'save the run record (for `xgsim replay`) here, pass or fail (failures go to xgsim-runs/ anyway)' },
+  save: { flags: '--save <file>', help: 'also save the run record (for `xgsim replay`) here, pass or fail' },
+  store: { flags: '--no-store', help: 'keep nothing in the run store (default: every run in xgsim-runs/<name>/<time>/ with its record, summary and report; `xgsim runs`)' },
 } as const satisfies Record<string, FlagDecl>;
 
 export type RunFlagName = keyof typeof FLAGS;

@@ -52,8 +52,12 @@ function probeFile(flag: string, file: string): void {
   if (!existed) unlinkSync(file);
 }
 
-/** Check the output paths before the run; creates the report directory. */
-export function prepareOutputs(f: OutputFlags): Outputs {
+/**
+ * Check the output paths before the run; creates the report directory.
+ * `timeline`: capture the plotted series even without --trace or --report
+ * (a run the store keeps has a report).
+ */
+export function prepareOutputs(f: OutputFlags, timeline = false): Outputs {
   if (f.trace !== undefined) {
     if (f.trace === '') throw new UsageError('--trace: expected a file name');
     probeFile('--trace', f.trace);
@@ -68,7 +72,7 @@ export function prepareOutputs(f: OutputFlags): Outputs {
     if (!statSync(f.report).isDirectory()) throw new UsageError(`--report ${f.report}: not a directory`);
     probeFile('--report', join(f.report, 'index.html'));
   }
-  const on = f.trace !== undefined || f.report !== undefined;
+  const on = f.trace !== undefined || f.report !== undefined || timeline;
   return {
     trace: f.trace,
     report: f.report,
@@ -79,6 +83,20 @@ export function prepareOutputs(f: OutputFlags): Outputs {
 /** The command line as typed (for the report and the trace's metadata). */
 export function commandLine(argv: readonly string[] = process.argv.slice(2)): string {
   return ['xgsim', ...argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ');
+}
+
+/** What `--report` and the run store keep of a run: the summary and the series the plots draw. */
+export function savedRunOf(r: { report: HostReport; summary: Summary; replay: string | null; command?: string }): SavedRun {
+  const data = r.report.trace;
+  return {
+    format: SAVED_RUN_FORMAT,
+    version: SAVED_RUN_VERSION,
+    command: r.command ?? commandLine(),
+    replay: r.replay,
+    summary: r.summary,
+    rtt_hist: r.report.rtt_hist,
+    series: data !== undefined ? seriesOf(data) : null,
+  };
 }
 
 /** Write what was asked for; returns the lines to tell the user where it went. */
@@ -98,15 +116,7 @@ export function writeOutputs(o: Outputs, r: { report: HostReport; summary: Summa
     lines.push(`trace: ${o.trace} (${t.traceEvents.length} trace events from ${data.events} recorded${dropped > 0 ? `, ${dropped} dropped` : ''}; open in https://ui.perfetto.dev)`);
   }
   if (o.report !== undefined) {
-    const run: SavedRun = {
-      format: SAVED_RUN_FORMAT,
-      version: SAVED_RUN_VERSION,
-      command,
-      replay: r.replay,
-      summary: r.summary,
-      rtt_hist: r.report.rtt_hist,
-      series: data !== undefined ? seriesOf(data) : null,
-    };
+    const run = savedRunOf({ ...r, command });
     try {
       const w = writeReport(o.report, run);
       lines.push(`report: ${resolve(w.index)}`);

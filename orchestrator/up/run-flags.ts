@@ -19,8 +19,10 @@ export interface RunFlags extends OutputFlags {
   buggify: number;
   /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
   print?: boolean;
-  /** `--save <file>`: save the run record there, pass or fail (failures are saved under xgsim-runs/ anyway when printing). */
+  /** `--save <file>`: save the run record there too, pass or fail. */
   save?: string;
+  /** `--no-store`: keep nothing in the run store (runs/run-store.ts); printing runs are kept by default. */
+  store?: boolean;
 }
 
 /** What the runs of a topology (`up`, `chaos`) take besides: where the IOREQs go, how often the checker runs. */
@@ -70,6 +72,6 @@ export function parseRunFlags(o: RunFlags & { checkInterval?: string }, dflt: { 
   const duration_ms = parseDurationFlag('--duration', o.duration) ?? dflt.duration_ms;
   const check_interval_ms = parseDurationFlag('--check-interval', o.checkInterval) ?? DEFAULT_CHECK_INTERVAL_MS;
   const seed = parseSeed(o.seed) ?? dflt.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const outputs = prepareOutputs(o);
+  const outputs = prepareOutputs(o, o.print !== false && o.store !== false);
   return { print: o.print !== false, duration_ms, check_interval_ms, seed, outputs, bugs: bugNames(o.buggify) };
 }

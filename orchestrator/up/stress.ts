@@ -58,5 +58,5 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms` };
-  return finishRun({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay }, { print, save: o.save, outputs, report, shown: extended });
+  return finishRun({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report, shown: extended });
 }

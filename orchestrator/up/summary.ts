@@ -152,7 +152,7 @@ export function formatSummary(s: Summary): string {
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
   const cut = <T>(xs: readonly T[], max: number, line: (x: T) => string, what: string): void => {
     for (const x of xs.slice(0, max)) lines.push(line(x));
-    if (xs.length > max) lines.push(`  … and ${plural(xs.length - max, what)} more (--json has them all)`);
+    if (xs.length > max) lines.push(`  … and ${xs.length - max} more ${xs.length - max === 1 ? what : `${what}s`} (--json has them all)`);
   };
   cut(s.violations, 10, (v) => `  violation [${v.invariant}] ${v.text}`, 'violation');
   cut(s.events, 10, (e) => `  event: ${e}`, 'event');

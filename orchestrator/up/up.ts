@@ -18,7 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
-import { writeOutputs, type Outputs } from './outputs.js';
+import { savedRunOf, writeOutputs, type Outputs } from './outputs.js';
+import { storeRun } from '../runs/run-store.js';
+import { join } from 'node:path';
 import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 import { redactUrl, redisUrlOf } from '../redis-url.js';
 
@@ -83,7 +85,7 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
   const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}) };
-  return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, outputs, report });
+  return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report });
 }
 
 export interface FinishOptions {
@@ -93,6 +95,8 @@ export interface FinishOptions {
   report: HostReport;
   /** The summary --report shows, when the command adds to the record's (stress revoke). */
   shown?: Summary;
+  /** Keep the run in the run store (default, when printing; `--no-store` says false). */
+  store?: boolean;
 }
 
 /**
@@ -104,8 +108,17 @@ export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
   const failed = r.summary.verdict === 'fail';
   if (o.print && failed) process.stderr.write(`replay: ${r.replay}\n`);
   const record = makeRecord(r);
-  keepRecord(record, { print: o.print, save: o.save });
-  const written = writeOutputs(o.outputs, { report: o.report, summary: o.shown ?? r.summary, replay: failed ? r.replay : null });
+  const shown = { report: o.report, summary: o.shown ?? r.summary, replay: failed ? r.replay : null };
+  if (o.print && o.store !== false) {
+    // The run store keeps every run; a failure's record is what `xgsim replay` takes.
+    const dir = storeRun(record, o.report.trace !== undefined ? savedRunOf(shown) : null);
+    process.stderr.write(`run: ${dir}${o.report.trace !== undefined ? ` (report: ${join(dir, 'index.html')})` : ''}\n`);
+    if (failed) process.stderr.write(`replay: npx xgsim replay ${join(dir, 'record.json')}\n`);
+    if (o.save !== undefined) keepRecord(record, { print: false, save: o.save });
+  } else {
+    keepRecord(record, { print: o.print, save: o.save });
+  }
+  const written = writeOutputs(o.outputs, shown);
   if (o.print) for (const line of written) process.stderr.write(`${line}\n`);
   const exitCode = failed ? EXIT.FAIL : r.summary.verdict === 'interrupted' ? EXIT.INTERRUPTED : EXIT.PASS;
   return { summary: r.summary, exitCode, record, revoke_hist: revokeHistogram(o.report) };
