@@ -1,3 +1,5 @@
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
+
 /** Percentiles of measured series (nearest rank). */
 export interface Percentiles {
   n: number;
@@ -15,61 +17,65 @@ export function percentiles(xs: readonly number[]): Percentiles {
 }
 
 /**
- * Latencies in log buckets, so that runs can be merged and their
- * percentiles taken over the merged set (a percentile of percentiles is
- * not a percentile). Bucket 0 holds [0, 1) µs; bucket i ≥ 1 holds
- * [2^((i−1)/SUB), 2^(i/SUB)) µs, so a figure read back is at most
- * 2^(1/SUB) − 1 ≈ 9 % above the truth (and never above the true max).
+ * Latencies as an HdrHistogram (hdr-histogram-js), so that runs can be
+ * merged and their percentiles taken over the merged set (a percentile of
+ * percentiles is not a percentile), with HDR_DIGITS significant digits: a
+ * figure read back is within 0.1 % of a recorded value. Values are kept in
+ * tenths of a microsecond (HDR records integers); the histogram travels as
+ * HdrHistogram's compressed base64 encoding, which every HdrHistogram
+ * port reads.
  */
 export interface LatencyHistogram {
-  /** Buckets per octave (HIST_SUB). */
-  sub: number;
-  /** counts[i]: samples in bucket i; trailing empty buckets are dropped. */
-  counts: number[];
+  /** HdrHistogram V2 compressed encoding, base64; values in HDR_UNIT_US. */
+  hdr: string;
   n: number;
   max_us: number;
 }
 
-export const HIST_SUB = 8;
-/** 2^(MAX_BUCKETS/SUB) µs ≈ 1.8 h: anything slower lands in the last bucket. */
-export const HIST_MAX_BUCKETS = 8 * 32;
+/** Significant decimal digits kept (HdrHistogram's numberOfSignificantValueDigits). */
+export const HDR_DIGITS = 3;
+/** One recorded unit: 0.1 µs. */
+export const HDR_UNIT_US = 0.1;
+/** Anything slower than an hour is recorded as an hour. */
+const HDR_MAX_UNITS = 3600e6 / HDR_UNIT_US;
 
-function bucketOf(us: number, sub: number): number {
-  if (!(us >= 1)) return 0;
-  return Math.min(HIST_MAX_BUCKETS - 1, 1 + Math.floor(Math.log2(us) * sub));
+function fresh(): Histogram {
+  return build({ lowestDiscernibleValue: 1, highestTrackableValue: HDR_MAX_UNITS, numberOfSignificantValueDigits: HDR_DIGITS });
+}
+
+function decode(h: LatencyHistogram): Histogram {
+  if (h.n === 0) return fresh();
+  const d = decodeFromCompressedBase64(h.hdr);
+  if (d.totalCount !== h.n) throw new RangeError(`latency histogram: its encoding holds ${d.totalCount} values, it says ${h.n}`);
+  return d;
+}
+
+function encode(x: Histogram, max_us: number): LatencyHistogram {
+  return { hdr: x.totalCount === 0 ? '' : encodeIntoCompressedBase64(x), n: x.totalCount, max_us };
 }
 
 export function histogramOf(xs: readonly number[]): LatencyHistogram {
-  const h: LatencyHistogram = { sub: HIST_SUB, counts: [], n: 0, max_us: 0 };
-  for (const x of xs) {
-    const b = bucketOf(x, HIST_SUB);
-    while (h.counts.length <= b) h.counts.push(0);
-    h.counts[b] = (h.counts[b] ?? 0) + 1;
-    h.n++;
-    if (x > h.max_us) h.max_us = x;
+  const x = fresh();
+  let max_us = 0;
+  for (const v of xs) {
+    x.recordValue(Math.min(HDR_MAX_UNITS, Math.max(0, Math.round(v / HDR_UNIT_US))));
+    if (v > max_us) max_us = v;
   }
-  return h;
+  return encode(x, max_us);
 }
 
-/** The sum of two histograms (same `sub`); neither argument changes. */
+/** The sum of two histograms; neither argument changes. */
 export function mergeHistograms(a: LatencyHistogram, b: LatencyHistogram): LatencyHistogram {
-  if (a.sub !== b.sub) throw new RangeError(`mergeHistograms: ${a.sub} vs ${b.sub} buckets per octave`);
-  const counts = Array.from({ length: Math.max(a.counts.length, b.counts.length) }, (_, i) => (a.counts[i] ?? 0) + (b.counts[i] ?? 0));
-  return { sub: a.sub, counts, n: a.n + b.n, max_us: Math.max(a.max_us, b.max_us) };
+  const x = decode(a);
+  x.add(decode(b));
+  return encode(x, Math.max(a.max_us, b.max_us));
 }
 
-/** Nearest-rank percentiles of a histogram: each figure is its bucket's upper bound, capped at the max. */
+/** Percentiles of a histogram (HdrHistogram's getValueAtPercentile: the highest value equivalent to the rank's), capped at the recorded max. */
 export function histogramPercentiles(h: LatencyHistogram): Percentiles {
   if (h.n === 0) return { n: 0, p50: 0, p99: 0, max: 0 };
-  const at = (q: number): number => {
-    const rank = Math.max(1, Math.ceil(q * h.n));
-    let seen = 0;
-    for (let i = 0; i < h.counts.length; i++) {
-      seen += h.counts[i] ?? 0;
-      if (seen >= rank) return Math.min(h.max_us, i === 0 ? 1 : 2 ** (i / h.sub));
-    }
-    return h.max_us;
-  };
-  const r = (x: number): number => Math.round(x * 10) / 10;
-  return { n: h.n, p50: r(at(0.5)), p99: r(at(0.99)), max: r(h.max_us) };
+  const x = decode(h);
+  const at = (q: number): number => Math.min(h.max_us, x.getValueAtPercentile(q) * HDR_UNIT_US);
+  const r = (v: number): number => Math.round(v * 10) / 10;
+  return { n: h.n, p50: r(at(50)), p99: r(at(99)), max: r(h.max_us) };
 }

@@ -6,7 +6,7 @@ const job: JobMsg = { v: CAMPAIGN_WIRE_VERSION, campaign: 'c-1', index: 3, templ
 const result: ResultMsg = {
   v: CAMPAIGN_WIRE_VERSION, campaign: 'c-1', index: 3, host: 'h', status: 'fail', elapsed_ms: 12.5, deliveries: 2, error: '',
   summary: { verdict: 'fail', transport: 'ring', duration_ms: 300, violations: 4, failed: ['no_use_after_revoke'], errors: [], revokes: 10, accesses: 99 },
-  revoke_hist: { sub: 8, counts: [0, 3], n: 3, max_us: 1.5 },
+  revoke_hist: { hdr: 'HISTFAAAAB14nJNpmSzMwMDAxQABzFCaEUzKf4AIAEJ8Ayk=', n: 3, max_us: 1.5 },
   record: { version: 1 },
 };
 
@@ -28,6 +28,7 @@ describe('campaign wire format', () => {
     expect(decodeJob(pack({ ...job, flags: { 'Bad Flag': 'x' } }))).toEqual({ error: expect.stringContaining('bad flag name') });
     expect(decodeResult(pack({ ...result, summary: { ...result.summary, violations: 'lots' } }))).toEqual({ error: expect.stringContaining('violations') });
     expect(decodeResult(pack({ ...result, status: 'meh' }))).toEqual({ error: expect.stringContaining('ResultMsg.status') });
+    expect(decodeResult(pack({ ...result, revoke_hist: { ...result.revoke_hist, hdr: 'not base64!' } }))).toEqual({ error: expect.stringContaining('revoke_hist') });
     expect(() => encodeJob({ ...job, timeout_ms: 0 })).toThrow(/timeout_ms/);
   });
 

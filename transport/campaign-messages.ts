@@ -9,7 +9,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 
-export const CAMPAIGN_WIRE_VERSION = 1;
+export const CAMPAIGN_WIRE_VERSION = 2;
 /** Largest job entry: a job is a few hundred bytes. */
 export const MAX_JOB_BYTES = 16 * 1024;
 /** Largest result entry: a failing run's record carries its summary (≤ 256 violation texts). */
@@ -18,7 +18,8 @@ const MAX_NAME = 200;
 const MAX_FLAGS = 16;
 const MAX_BUGS = 32;
 const MAX_TEXT = 4096;
-const MAX_HIST_BUCKETS = 1024;
+/** An encoded histogram of 3 significant digits over 0.1 µs…1 h is a few KB; this is far above. */
+const MAX_HDR_CHARS = 1 << 20;
 
 /** 'sim' came later under the same wire version: a host that predates it answers a sim job 'error' (malformed job), never runs it wrong. */
 export const JOB_KINDS = ['stress-revoke', 'up', 'chaos', 'sim'] as const;
@@ -55,9 +56,9 @@ export interface ResultSummary {
   accesses: number;
 }
 
+/** orchestrator/stats.ts LatencyHistogram: an HdrHistogram's compressed base64 encoding, its count and max. */
 export interface WireHistogram {
-  sub: number;
-  counts: number[];
+  hdr: string;
   n: number;
   max_us: number;
 }
@@ -105,6 +106,7 @@ const intIn = (min: number, max: number): Check => (v) =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `must be an integer in [${min}, ${max}], got ${show(v)}`;
 const numIn = (min: number, max: number): Check => (v) => (typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max ? undefined : `must be a number in [${min}, ${max}], got ${show(v)}`);
 const text = (min: number, max: number): Check => (v) => (typeof v === 'string' && v.length >= min && v.length <= max ? undefined : `must be a string of ${min}–${max} characters, got ${show(v)}`);
+const base64 = (max: number): Check => (v) => (typeof v === 'string' && v.length <= max && /^[A-Za-z0-9+/]*={0,2}$/.test(v) ? undefined : `must be base64 of at most ${max} characters, got ${show(v)}`);
 const name: Check = (v) => (typeof v === 'string' && /^[\x21-\x7e]{1,200}$/.test(v) ? undefined : `must be 1–${MAX_NAME} printable ASCII characters, got ${show(v)}`);
 const oneOf = (values: readonly unknown[]): Check => (v) => (values.includes(v) ? undefined : `must be one of ${values.map(show).join(', ')}, got ${show(v)}`);
 const listOf = (max: number, item: Check): Check => (v) => {
@@ -172,8 +174,7 @@ const SUMMARY_FIELDS = {
 } as const satisfies Record<keyof ResultSummary, Check>;
 
 const HIST_FIELDS = {
-  sub: intIn(1, 64),
-  counts: listOf(MAX_HIST_BUCKETS, intIn(0, Number.MAX_SAFE_INTEGER)),
+  hdr: base64(MAX_HDR_CHARS),
   n: intIn(0, Number.MAX_SAFE_INTEGER),
   max_us: numIn(0, Number.MAX_SAFE_INTEGER),
 } as const satisfies Record<keyof WireHistogram, Check>;
