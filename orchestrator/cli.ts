@@ -4,13 +4,12 @@
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
 import { writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, RunInterrupted, UsageError, printable } from './errors.js';
 import { HostDied, up, type UpOptions } from './up/up.js';
-import { parseSeed, runFlag, type CliFlags } from './up/run-flags.js';
+import { parsePcpusFlag, parseSeed, pcpusOf, runFlag, type CliFlags } from './up/run-flags.js';
 import { scenarioCommand } from './scenario/command.js';
 import { ADVERSARIES, stressRevoke, type StressOptions } from './up/stress.js';
 import { formatBench, runBench } from './bench/bench.js';
@@ -57,6 +56,7 @@ program
   .addOption(runFlag('redisUrl'))
   .addOption(runFlag('checkInterval'))
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .addOption(runFlag('pcpus'))
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
   .addOption(runFlag('save'))
@@ -67,6 +67,7 @@ Examples:
   $ xgsim up examples/two-guests.yaml
   $ xgsim up examples/two-guests.yaml --duration 10s --json
   $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
+  $ xgsim up examples/many-domains.yaml --pcpus os       # the OS schedules the vCPU threads (no pCPUs)
   $ xgsim up examples/gpu-desktop.yaml --duration 5s --trace run.json --report run-report/
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
@@ -108,7 +109,7 @@ stress
   .addOption(runFlag('duration').default('10s'))
   .addOption(runFlag('seed'))
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
-  .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
+  .addOption(runFlag('pcpus', 'schedule the vCPUs on n pCPUs, Xen-style; auto: one per core (the default); os: no pCPU scheduler, the OS schedules every vCPU thread'))
   .addOption(runFlag('json'))
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
@@ -120,7 +121,7 @@ Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
   $ xgsim stress revoke --duration 3s --trace revoke.json --report revoke-report/
-  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus auto
+  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus os   # OS-scheduled vCPU threads
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
@@ -155,6 +156,7 @@ program
   .addOption(runFlag('transport', "IOREQ transport: auto, redis, ring (default: the plan's, else the topology's)"))
   .addOption(runFlag('redisUrl'))
   .addOption(runFlag('checkInterval'))
+  .addOption(runFlag('pcpus', "schedule the vCPUs on n pCPUs, Xen-style; auto: one per core; os: no pCPU scheduler, the OS schedules every vCPU thread (default: the topology's, else auto)"))
   .addOption(runFlag('save'))
   .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
   .addOption(runFlag('report', 'write <dir>/index.html (plots with the injections, summary; self-contained) and <dir>/summary.json'))
@@ -281,7 +283,7 @@ program
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${Object.keys(CURVES).join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')
-  .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
+  .option('--pcpus <n|auto|os>', 'the curves\' machines schedule their vCPUs on n pCPUs; auto: one per core (the default); os: the OS schedules the vCPU threads')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
 Examples:
@@ -307,7 +309,7 @@ Examples:
       ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
       ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}),
       ...(curves !== undefined ? { curves } : {}),
-      ...(opts.pcpus !== undefined ? { pcpus: pcpusFlag(opts.pcpus) } : {}),
+      ...(opts.pcpus !== undefined ? { pcpus: pcpusOf(parsePcpusFlag(opts.pcpus)!) } : {}),
       progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
     });
     if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
@@ -323,12 +325,6 @@ function envBuggify(): number {
 /** A command's exit code becomes the process's. */
 async function exitWith(run: Promise<{ exitCode: number }>): Promise<void> {
   process.exitCode = (await run).exitCode;
-}
-
-function pcpusFlag(s: string): number {
-  if (s === 'auto') return availableParallelism();
-  if (!/^\d+$/.test(s) || Number(s) > 256) throw new UsageError(`--pcpus: expected auto or an integer 0…256, got \`${s}\``);
-  return Number(s);
 }
 
 async function main(): Promise<void> {

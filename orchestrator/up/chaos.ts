@@ -14,7 +14,7 @@ import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
-import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
+import { describePcpus, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
 
 export type ChaosOptions = TopologyRunFlags;
 
@@ -33,10 +33,11 @@ export interface ChaosSummary extends Summary {
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
+  const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? plan.topology.host.pcpus);
   const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
   const actions = expandPlan(plan, seed, duration_ms);
-  const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
-  const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions, ...outputs.spec };
+  const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, chaos: actions, ...outputs.spec };
   const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const base = summarize(report, { seed, transport: tr.kind, buggify: bugs });
   const acted = base.faults_injected.filter((f) => f.skipped === undefined);
@@ -62,7 +63,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
   }
-  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
-  const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}`;
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus) };
   return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, outputs, report }), summary };
 }
