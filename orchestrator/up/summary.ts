@@ -92,7 +92,8 @@ function schedSummary(r: HostReport, n: (k: string) => number): SchedSummary {
   };
 }
 
-function formatSched(s: SchedSummary): string {
+/** The summary's `scheduler:` line (also the HTML report's row). */
+export function formatSched(s: SchedSummary): string {
   if (s.pcpus === 0) return 'scheduler: the OS (no pCPUs: every vCPU thread ran whenever the OS ran it)';
   const head = `scheduler: ${s.pcpus} pCPU${s.pcpus === 1 ? '' : 's'}: ${s.context_switches} context switches, ${s.preemptions} preemptions at slice end, ${s.blocks} blocks, ${s.yields} yields`;
   if (s.waits === 0) return `${head}; no vCPU waited for a pCPU`;
