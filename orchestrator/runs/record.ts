@@ -40,7 +40,12 @@ export function recordDir(): string {
 
 /** The flags each kind of run records (CLI long names, without the dashes). */
 export interface RunFlags {
-  /** `pcpus`: n or os, as the run resolved it (absent in records from before pCPUs were the default: OS-scheduled for stress revoke, auto otherwise). */
+  /**
+   * `pcpus`: n or os, as the run resolved it. Absent (campaign jobs, and
+   * records written before pCPUs were the default, which all ran
+   * OS-scheduled): the command's default, one per core — so such an old
+   * record replays on pCPUs, not as it ran.
+   */
   up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean; pcpus?: string };
   'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string };
   chaos: { duration: string; transport?: string; pcpus?: string };
