@@ -4,7 +4,6 @@
  * trace (XGSIM_VERBOSE=1 or --verbose shows it).
  */
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
@@ -65,6 +64,7 @@ program
   .addOption(runFlag('redisUrl'))
   .addOption(runFlag('checkInterval'))
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .addOption(runFlag('pcpus'))
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
   .addOption(runFlag('save'))
@@ -76,6 +76,7 @@ Examples:
   $ xgsim up examples/two-guests.yaml
   $ xgsim up examples/two-guests.yaml --duration 10s --json
   $ xgsim up examples/gpu-desktop.yaml --transport redis --duration 30s
+  $ xgsim up examples/many-domains.yaml --pcpus os       # the OS schedules the vCPU threads (no pCPUs)
   $ xgsim up examples/gpu-desktop.yaml --duration 5s --trace run.json --report run-report/
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-unmap xgsim up examples/two-guests.yaml --seed 7
   $ xgsim up examples/two-guests.yaml --duration 5s --save runs/two-guests.json`,
@@ -148,7 +149,7 @@ stress
   .addOption(runFlag('duration').default('10s'))
   .addOption(runFlag('seed'))
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
-  .option('--pcpus <n|auto>', 'schedule the vCPUs on this many pCPUs, Xen-style (auto: one per core); default none: the OS schedules every vCPU thread')
+  .addOption(runFlag('pcpus', 'schedule the vCPUs on n pCPUs, Xen-style; auto: one per core (the default); os: no pCPU scheduler, the OS schedules every vCPU thread'))
   .addOption(runFlag('json'))
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
@@ -161,7 +162,7 @@ Examples:
   $ xgsim stress revoke --guests 4 --vcpus 2 --duration 20s --json
   $ xgsim stress revoke --adversary mix --duration 10s
   $ xgsim stress revoke --duration 3s --trace revoke.json --report revoke-report/
-  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus auto
+  $ xgsim stress revoke --guests 1 --vcpus 8 --backend-vcpus 1 --pcpus os   # OS-scheduled vCPU threads
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim stress revoke --duration 5s   # must find violations, saves a record
   $ xgsim stress revoke --guests 1 --duration 500ms --save runs/tiny.json`,
   )
@@ -202,6 +203,7 @@ program
   .addOption(runFlag('redisUrl', 'Redis for the redis transport; a plan with Redis nemeses then has them refused unless --allow-server-nemeses (default: a redis-server xgsim starts for the run)'))
   .option('--allow-server-nemeses', 'let redis-pause and redis-kill act on the Redis of --redis-url (a pause stops every client of that server)')
   .addOption(runFlag('checkInterval'))
+  .addOption(runFlag('pcpus', "schedule the vCPUs on n pCPUs, Xen-style; auto: one per core; os: no pCPU scheduler, the OS schedules every vCPU thread (default: the topology's, else auto)"))
   .addOption(runFlag('save'))
   .addOption(runFlag('store'))
   .addOption(runFlag('trace', 'write the timeline as Chrome trace JSON, injections included (open it in ui.perfetto.dev)'))
@@ -372,7 +374,7 @@ program
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${CURVE_NAMES.join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')
-  .option('--pcpus <n|auto>', 'the curves\' machines schedule their vCPUs on this many pCPUs (auto: one per core); default none')
+  .option('--pcpus <n|auto|os>', 'the curves\' machines schedule their vCPUs on n pCPUs; auto: one per core (the default); os: the OS schedules the vCPU threads')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
   .addHelpText('after', `
 Examples:
@@ -383,8 +385,8 @@ Examples:
   $ xgsim bench --curves --report curves-report/`)
   .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; report?: string; pcpus?: string; redisUrl?: string }) => {
     const tty = process.stderr.isTTY === true;
-    const [{ writeFileSync }, { formatBench, runBench }, { curveNames }, { writeCurvesReport }, { commandLine, prepareOutputs }] = await Promise.all([
-      import('node:fs'), import('./bench/bench.js'), import('./bench/curves.js'), import('./report/curves.js'), import('./up/outputs.js'),
+    const [{ writeFileSync }, { formatBench, runBench }, { curveNames }, { writeCurvesReport }, { commandLine, prepareOutputs }, { parsePcpusFlag, pcpusOf }] = await Promise.all([
+      import('node:fs'), import('./bench/bench.js'), import('./bench/curves.js'), import('./report/curves.js'), import('./up/outputs.js'), import('./up/run-flags.js'),
     ]);
     if (opts.report !== undefined && opts.curves === undefined) throw new UsageError('--report: only with --curves (the figures are a table: --json, --out)');
     if (opts.report !== undefined) prepareOutputs({ report: opts.report });
@@ -401,7 +403,7 @@ Examples:
       ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
       ...(opts.redisUrl !== undefined ? { redisUrl: opts.redisUrl } : {}),
       ...(curves !== undefined ? { curves } : {}),
-      ...(opts.pcpus !== undefined ? { pcpus: pcpusFlag(opts.pcpus) } : {}),
+      ...(opts.pcpus !== undefined ? { pcpus: pcpusOf(parsePcpusFlag(opts.pcpus)!) } : {}),
       progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
     });
     if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
@@ -417,12 +419,6 @@ function envBuggify(): number {
 /** A command's exit code becomes the process's. */
 async function exitWith(run: Promise<{ exitCode: number }>): Promise<void> {
   process.exitCode = (await run).exitCode;
-}
-
-function pcpusFlag(s: string): number {
-  if (s === 'auto') return availableParallelism();
-  if (!/^\d+$/.test(s) || Number(s) > 256) throw new UsageError(`--pcpus: expected auto or an integer 0…256, got \`${s}\``);
-  return Number(s);
 }
 
 async function main(): Promise<void> {

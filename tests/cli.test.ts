@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
@@ -31,8 +31,14 @@ describe('xgsim up', () => {
       invariants: Record<string, { checks: number; violations: number }>;
       frames: { total: number; free: number; conserved: boolean };
       threads: { vcpus: number; distinct: number };
+      sched: { pcpus: number; context_switches: number; waits: number };
     };
     expect(s.seed).toBe(Number(seed));
+    // On pCPUs by default, one per core: 6 CPU-bound vCPUs took turns on them.
+    expect(s.sched.pcpus).toBe(Math.min(availableParallelism(), 64));
+    expect(r.stderr).toContain(`${s.sched.pcpus} pCPU`);
+    if (s.sched.pcpus < 6) expect(s.sched.waits).toBeGreaterThan(0);
+    expect(s.sched.context_switches).toBeGreaterThanOrEqual(6);
     expect(s.verdict).toBe('pass');
     expect(s.domains.map((d) => d.name)).toEqual(['dom0', 'guest1', 'guest2']);
     expect(s.threads).toEqual({ vcpus: 6, distinct: 6 });
@@ -45,6 +51,15 @@ describe('xgsim up', () => {
     }
     expect(s.frames.conserved).toBe(true);
     expect(s.frames.free).toBe(s.frames.total);
+  });
+
+  it('--pcpus: auto, os or 1…64, else one line and exit 2', () => {
+    for (const bad of ['0', '65', 'none']) {
+      const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '1ms', '--pcpus', bad]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain('--pcpus: expected auto (one pCPU per core), os (the OS schedules the vCPU threads) or an integer 1…64');
+    }
   });
 
   it('only regular files of a bounded size are read: /dev/zero, a FIFO and an oversized file are one line and exit 2', () => {

@@ -13,7 +13,8 @@ import { stressSpec, type Adversary } from '../orchestrator/up/stress.js';
 import { percentiles } from '../orchestrator/stats.js';
 import { explain, runFor, testSeed, totalViolations } from './harness.js';
 
-function stressHost(seed: number, adversary: Adversary, bugs = '', pcpus = 0): Host {
+/** pcpus absent: one per core, the default of every host; 0: the OS schedules the vCPU threads. */
+function stressHost(seed: number, adversary: Adversary, bugs = '', pcpus?: number): Host {
   return new Host(stressSpec({ guests: 4, vcpus: 2, backendVcpus: 2, pages: 8, adversary, seed, buggify: parseBuggify(bugs), pcpus }));
 }
 const sum = (r: Awaited<ReturnType<typeof runFor>>, k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
@@ -30,6 +31,18 @@ describe('stress revoke', () => {
     expect(sum(r, 'poison_seen')).toBe(0);
     expect(sum(r, 'revoke_fail') + sum(r, 'map_fail')).toBe(0);
     expect(r.frames.free).toBe(r.frames.total);
+  });
+
+  it('with the OS scheduling the vCPU threads (no pCPUs), frontends hammering never reach a frame after Revoke returned either', async () => {
+    const seed = testSeed('stress revoke os-scheduled');
+    const r = await runFor(stressHost(seed, 'none', '', 0), 2000);
+    expect(r.errors).toEqual([]);
+    expect(totalViolations(r), explain(r)).toBe(0);
+    expect(sum(r, 'revoke')).toBeGreaterThan(10);
+    expect(sum(r, 'poison_seen')).toBe(0);
+    // Nothing was scheduled on pCPUs: no pCPU taken, none counted.
+    expect(r.sched.pcpus).toBe(0);
+    expect(r.stats['sched_runs']).toBe(0);
   });
 
   it('with skip-tlb-flush-on-revoke the late accesses are caught', async () => {
@@ -61,6 +74,12 @@ describe('stress revoke', () => {
     expect(totalViolations(r), explain(r)).toBe(0);
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(2);
+    // 10 vCPUs on 2 pCPUs: they took turns, by slices and by blocking (the descheduled adversaries sleep).
+    expect(r.sched.pcpus).toBe(2);
+    expect(r.stats['sched_runs']).toBeGreaterThan(10);
+    expect(r.stats['sched_waits']).toBeGreaterThan(0);
+    expect(r.stats['sched_blocks']).toBeGreaterThan(0);
+    expect(r.stats['sched_wait_us']).toBeGreaterThan(0);
     expect(sum(r, 'revoke')).toBeGreaterThan(10);
     expect(sum(r, 'spins')).toBeGreaterThan(0);
     expect(sum(r, 'accesses_ok')).toBeGreaterThan(0);

@@ -30,7 +30,7 @@ import { TraceCollector, type TraceData } from './trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from '../xen/trace.js';
 import { Chaos } from './chaos.js';
 import type { Injection } from './nemesis.js';
-import type { HostDomainSpec, HostSpec } from './spec.js';
+import { hostPcpus, type HostDomainSpec, type HostSpec } from './spec.js';
 
 export type { HostDomainSpec, HostSpec } from './spec.js';
 
@@ -65,13 +65,19 @@ export interface HostReport {
   nemesis: { delayed: number; duplicated: number; dropped: number; reordered: number; duplicates_skipped: number };
   /** Set by the orchestrator (orchestrator/up/up.ts runHost) when a signal stopped the run before its duration. */
   stopped_early?: boolean;
+  /** The pCPU scheduler: its pCPUs (0: none), how long vCPUs waited for one (log2 µs buckets) and the longest wait; the counters are in `stats` (sched_*). */
+  sched: { pcpus: number; wait_hist: number[]; wait_max_us: number };
 }
+
 
 /**
  * Invariants the summary lists: all of them, but ioreq_forward only when the
  * run had ioreqs to check (a topology without an IOREQ server has none).
  */
 export const CHECKED_INVARIANTS: readonly Invariant[] = INVARIANTS;
+
+/** STAT words that are not counters to sum over vCPUs: histograms (their own report fields) and maxima. */
+const NOT_SUMMED = new Set(['WORDS', 'RTT_HIST', 'RTT_BUCKETS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
 
 export class Host {
   readonly sabs: MachineSabs;
@@ -111,7 +117,7 @@ export class Host {
     });
     this.m = new Machine(this.sabs);
     if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);
-    pcpuInit(this.m, spec.pcpus ?? 0);
+    pcpuInit(this.m, spec.pcpus ?? hostPcpus());
   }
 
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
@@ -366,7 +372,7 @@ export class Host {
   /** vCPUs of every domain, summed, as of now. */
   stats(): Record<string, number> {
     const out: Record<string, number> = {};
-    const names = Object.keys(STAT).filter((k) => k !== 'WORDS' && k !== 'RTT_HIST' && k !== 'RTT_BUCKETS') as Array<Exclude<keyof typeof STAT, 'WORDS' | 'RTT_HIST' | 'RTT_BUCKETS'>>;
+    const names = Object.keys(STAT).filter((k) => !NOT_SUMMED.has(k)) as Array<Exclude<keyof typeof STAT, 'WORDS' | 'RTT_HIST' | 'RTT_BUCKETS'>>;
     for (const n of names) out[n.toLowerCase()] = 0;
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
@@ -377,10 +383,24 @@ export class Host {
 
   /** The merged IOREQ round-trip histogram (log2 µs buckets) of every vCPU. */
   rttHistogram(): number[] {
-    const h = new Array<number>(STAT.RTT_BUCKETS).fill(0);
+    return this.histogram(STAT.RTT_HIST, STAT.RTT_BUCKETS);
+  }
+
+  /** The pCPU scheduler's part of the report (schedule.ts): waits for a pCPU merged over every vCPU. */
+  schedReport(): HostReport['sched'] {
+    let wait_max_us = 0;
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
-      for (let v = 0; v < d.vcpus; v++) for (let k = 0; k < STAT.RTT_BUCKETS; k++) h[k]! += this.m.vcpus.stat(base + v, STAT.RTT_HIST + k);
+      for (let v = 0; v < d.vcpus; v++) wait_max_us = Math.max(wait_max_us, this.m.vcpus.stat(base + v, STAT.SCHED_WAIT_MAX_US));
+    }
+    return { pcpus: Atomics.load(this.m.control.w, CTL.PCPUS), wait_hist: this.histogram(STAT.SCHED_WAIT_HIST, STAT.SCHED_WAIT_BUCKETS), wait_max_us: Math.round(wait_max_us) };
+  }
+
+  private histogram(first: number, buckets: number): number[] {
+    const h = new Array<number>(buckets).fill(0);
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) for (let k = 0; k < buckets; k++) h[k]! += this.m.vcpus.stat(base + v, first + k);
     }
     return h;
   }
@@ -432,6 +452,7 @@ export class Host {
     }));
     const stats = this.stats();
     const rtt_hist = this.rttHistogram();
+    const sched = this.schedReport();
     // Every access through a cached translation was checked against its removal generation.
     if (this.spec.checking) {
       // Every access with checking on is checked for both (xen/mmu.ts).
@@ -474,6 +495,7 @@ export class Host {
       transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
       events: this.m.log.events(),
       rtt_hist,
+      sched,
       ...(trace !== undefined ? { trace } : {}),
       injections,
       nemesis: {

@@ -1,4 +1,6 @@
 /** What a host process boots: the machine, its domains, and what to inject (the orchestrator builds it from a topology). */
+import { availableParallelism } from 'node:os';
+import { MAX_PCPUS } from '../layout/constants.js';
 import type { WorkloadSpec } from '../../domains/index.js';
 import type { NemesisAction } from './nemesis.js';
 import type { TransportChoice } from './vcpu-worker.js';
@@ -42,9 +44,15 @@ export interface HostSpec {
    */
   redis_nemeses_refused?: string;
   /**
-   * pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts): at most this many
-   * in guest or hypervisor mode at once. 0 or absent: none, every vCPU
-   * thread runs whenever the OS runs it.
+   * pCPUs the vCPUs are scheduled on (hypervisor/xen/schedule.ts): at most
+   * this many in guest or hypervisor mode at once. Absent: one per core of
+   * this host (host.ts hostPcpus). 0: none, every vCPU thread runs whenever
+   * the OS runs it (OS scheduling).
    */
   pcpus?: number;
+}
+
+/** pCPUs of a host whose spec does not say: one per core of this machine, as Xen brings up every CPU it finds. */
+export function hostPcpus(): number {
+  return Math.min(availableParallelism(), MAX_PCPUS);
 }

@@ -14,6 +14,8 @@ export const MAX_DOMAINS = 128;
 export const MAX_VCPUS_PER_DOMAIN = 8;
 /** vCPUs per host (all domains). */
 export const MAX_VCPUS = MAX_DOMAINS * 2;
+/** pCPUs a host may have (hypervisor/xen/schedule.ts); by default it has one per core. */
+export const MAX_PCPUS = 64;
 
 /** Grant table v1 entries per domain (Xen: max_grant_frames × 512). */
 export const NR_GRANT_ENTRIES = 256;
@@ -31,7 +33,10 @@ export const TLB_BATCH_ACCESSES = 64;
 
 /**
  * How long a vCPU keeps its pCPU before giving it to a waiting vCPU, when
- * the host has pCPUs (hypervisor/xen/schedule.ts; Xen credit2's rate limit is 1 ms).
+ * the host has pCPUs (hypervisor/xen/schedule.ts): Xen's scheduling rate
+ * limit, SCHED_DEFAULT_RATELIMIT_US (common/sched/private.h), below which
+ * credit2's runq_candidate keeps the running unit; it is also a slice's
+ * credit worth for a woken vCPU's boost.
  */
 export const PCPU_SLICE_US = 1000;
 

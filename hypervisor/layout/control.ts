@@ -30,12 +30,16 @@ export const CTL = {
   DUPLICATES_SKIPPED: 18, // deliveries a device model recognized as answered already and did not apply again
   // The host's pCPUs (hypervisor/xen/schedule.ts), host-set before any vCPU starts; 0: none, the OS schedules vCPU threads.
   PCPUS: 19,
-  PCPU_TICKET: 20, // next ticket (Atomics.add by a vCPU that wants a pCPU)
-  PCPU_GRANTED: 21, // tickets below it may run (PCPUS + pCPUs given back; Atomics.add by the giver)
+  // The run queue (schedule.ts), every word below under RUNQ_LOCK but RUNQ_LEN, also read without it:
+  PCPU_IDLE: 20, // pCPUs nobody holds (never > 0 while a vCPU waits: a given-back pCPU goes to the queue's head)
+  RUNQ_LOCK: 21, // 0 free, 1 held (compareExchange): Xen's per-runqueue schedule lock
   // The start gate (vcpu-worker.ts, Host.start): a vCPU thread that is ready to run Atomics.adds
   // VCPUS_READY and waits until the host stores 1 in RELEASED (and notifies it), once every vCPU is ready.
   VCPUS_READY: 22,
   RELEASED: 23,
+  RUNQ_HEAD: 24, // 2 words, a queue each (RUNQ.BOOST, RUNQ.NORMAL): slot + 1 of the first waiting vCPU, 0 empty
+  RUNQ_TAIL: 26, // 2 words: slot + 1 of the last
+  RUNQ_LEN: 28, // vCPUs waiting in both queues (a tick reads it to decide whether to preempt)
   WORDS: 32,
 } as const;
 

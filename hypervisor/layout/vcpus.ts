@@ -12,6 +12,10 @@
  *              which then sits descheduled that long (holding no TLB).
  *   PCPU       1 while the vCPU holds one of the host's pCPUs (xen/schedule.ts);
  *              written by the vCPU's own thread.
+ *   RUNQ_NEXT  while it waits in a run queue: slot + 1 of the vCPU after it,
+ *              0 if last; written under CTL.RUNQ_LOCK.
+ *   PCPU_GRANT 1 once a vCPU giving its pCPU back handed it to this one (the
+ *              head of a run queue); the waiter sleeps on it and resets it.
  *   DOMID, VCPU written once at creation.
  * Float64 stats (STAT_*), written only by the owning thread, read by the
  * host for summaries (plain, possibly a batch stale).
@@ -19,7 +23,7 @@
 import { MAX_VCPUS } from './constants.js';
 import { expectBytes } from './region.js';
 
-export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, HANG_MS: 6, PCPU: 7, WORDS: 8 } as const;
+export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, HANG_MS: 6, PCPU: 7, RUNQ_NEXT: 8, PCPU_GRANT: 9, WORDS: 10 } as const;
 
 export const STAT = {
   ACCESSES: 0,
@@ -51,7 +55,20 @@ export const STAT = {
   RTT_BUCKETS: 24,
   BUFIOREQS: 48, // posted writes put into a server's buffered ring (no wait)
   BUFIOREQ_FULL: 49, // … that found it full and went the synchronous way
-  WORDS: 50,
+  // The pCPU scheduler (xen/schedule.ts), what Xen's runstate and sched perf counters say:
+  SCHED_RUNS: 50, // pCPUs taken: context switches to this vCPU
+  SCHED_WAITS: 51, // … of which after waiting in a run queue (runnable, no pCPU idle)
+  SCHED_BOOSTS: 52, // … of which queued ahead, woken with credit left (credit2 sorts its runqueue by credit)
+  SCHED_PREEMPTS: 53, // pCPUs given up at a tick: slice over, another vCPU waiting
+  SCHED_BLOCKS: 54, // … to block (sleep, ioreq, device model idle, waiting for a dying domain)
+  SCHED_YIELDS: 55, // … to yield (back to the run queue's tail)
+  SCHED_RUN_US: 56, // time on a pCPU (Xen's RUNSTATE_running)
+  SCHED_WAIT_US: 57, // time waiting for one (RUNSTATE_runnable: the guest's steal time)
+  SCHED_WAIT_MAX_US: 58, // longest such wait (a maximum: not summed over vCPUs)
+  /** Waits for a pCPU, a log2 histogram: bucket k counts waits in [2^k, 2^(k+1)) µs. */
+  SCHED_WAIT_HIST: 59,
+  SCHED_WAIT_BUCKETS: 16,
+  WORDS: 75,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 
@@ -77,5 +94,14 @@ export class VcpuTable {
   }
   stat(slot: number, s: number): number {
     return this.stats[slot * STAT.WORDS + s] ?? 0;
+  }
+  /** Add to a stat (its vCPU's thread only: plain, not atomic). */
+  addStat(slot: number, s: number, n: number): void {
+    this.stats[slot * STAT.WORDS + s]! += n;
+  }
+  /** Raise a maximum stat (its vCPU's thread only). */
+  maxStat(slot: number, s: number, v: number): void {
+    const i = slot * STAT.WORDS + s;
+    if (v > this.stats[i]!) this.stats[i] = v;
   }
 }

@@ -29,6 +29,7 @@ import { exitHook } from './hooks.js';
 import { CTL } from '../layout/control.js';
 import { HC } from '../layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
+import { GIVE } from './schedule.js';
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
 export class Rng {
@@ -110,7 +111,7 @@ export class VcpuContext implements GuestCpu {
   stop(from: typeof VS.GUEST | typeof VS.HYPERVISOR = VS.GUEST): void {
     this.flushStats();
     vcpuTransition(this.m, this.id.slot, from, VS.OFFLINE);
-    this.mmu.givePcpu();
+    this.mmu.givePcpu(GIVE.OFFLINE);
   }
 
   /**
@@ -184,9 +185,9 @@ export class VcpuContext implements GuestCpu {
   yield(): void {
     // Blocked vCPUs hold no TLB entries the hypervisor must wait for.
     vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
-    this.mmu.givePcpu();
+    this.mmu.givePcpu(GIVE.YIELD);
     sched().yield();
-    this.mmu.takePcpu();
+    this.mmu.takePcpu(false);
     vcpuTransition(this.m, this.id.slot, VS.BLOCKED, VS.GUEST);
     this.mmu.boundary();
   }

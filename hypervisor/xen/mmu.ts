@@ -38,7 +38,7 @@ import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { CTL } from '../layout/control.js';
 import { sched } from './platform.js';
-import { pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
+import { GIVE, type GiveReason, pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
 import { ACCESS, type AccessOutcome, type GuestMemory } from '../public/guest.js';
@@ -170,16 +170,20 @@ export class Mmu implements GuestMemory {
   /** When this vCPU last took a pCPU: its slice runs from there. */
   private pcpuSince_us = 0;
 
-  /** Wait for a pCPU (the vCPU is OFFLINE, BLOCKED or PAUSED); its slice starts. */
-  takePcpu(): void {
+  /**
+   * Wait for a pCPU (the vCPU is OFFLINE, BLOCKED or PAUSED); its slice
+   * starts. `woken`: it had blocked (or was offline), so it may be boosted;
+   * false after a yield or a preemption (schedule.ts).
+   */
+  takePcpu(woken = true): void {
     if (this.pcpus === 0) return;
-    pcpuTake(this.m, this.slot);
+    pcpuTake(this.m, this.slot, woken);
     this.pcpuSince_us = sched().now_us();
   }
 
-  /** Give the pCPU back (the vCPU has just left GUEST for a state that holds none). */
-  givePcpu(): void {
-    if (this.pcpus !== 0) pcpuGive(this.m, this.slot);
+  /** Give the pCPU back (the vCPU has just left GUEST for a state that holds none), saying why. */
+  givePcpu(why: GiveReason = GIVE.BLOCK): void {
+    if (this.pcpus !== 0) pcpuGive(this.m, this.slot, why);
   }
 
   /** Guest accesses made so far (each read or write, hit, miss or emulated). */
@@ -225,8 +229,8 @@ export class Mmu implements GuestMemory {
   private deschedule(): void {
     const st = this.m.vcpus.idx(this.slot, VC.STATE);
     if (Atomics.compareExchange(this.m.vcpus.w, st, VS.GUEST, VS.PAUSED) !== VS.GUEST) return;
-    this.givePcpu();
-    this.takePcpu();
+    this.givePcpu(GIVE.PREEMPT);
+    this.takePcpu(false);
     Atomics.store(this.m.vcpus.w, st, VS.GUEST);
     this.ack();
   }

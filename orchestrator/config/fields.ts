@@ -85,6 +85,21 @@ export function int(opts: IntOptions = {}): z.ZodType<number, unknown> {
   return field((v) => checkInt(v, opts));
 }
 
+/** How a host's vCPUs are scheduled: on `auto` pCPUs (one per core), on n, or by the OS (`os`: no pCPU scheduler). */
+export type PcpuChoice = number | 'auto' | 'os';
+
+/** `pcpus` in a topology and `--pcpus` on the command line: auto, os, or an integer 1…max. */
+export function checkPcpus(v: unknown, max: number): Parsed<PcpuChoice> {
+  if (v === 'auto' || v === 'os') return ok(v);
+  const r = checkInt(v, { min: 1, max });
+  return r.ok ? r : fail(`expected auto (one pCPU per core), os (the OS schedules the vCPU threads) or an integer 1…${max}, got ${describe(v)}`);
+}
+
+/** A `pcpus` field (checkPcpus). */
+export function pcpus(max: number): z.ZodType<PcpuChoice, unknown> {
+  return field((v) => checkPcpus(v, max));
+}
+
 export const U64_MAX = (1n << 64n) - 1n;
 
 /** An unsigned 64-bit value (e.g. a word written to memory), exact. */

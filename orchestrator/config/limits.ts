@@ -6,22 +6,20 @@
 import {
   DEFAULT_PAGE_SIZE_BYTES,
   MAX_DOMAINS,
+  MAX_PCPUS,
   MAX_VCPUS,
   MAX_VCPUS_PER_DOMAIN,
   MIN_PAGE_SIZE_BYTES,
   NR_GRANT_ENTRIES,
 } from '../../hypervisor/layout/constants.js';
 
-export { DEFAULT_PAGE_SIZE_BYTES, MAX_DOMAINS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES, NR_GRANT_ENTRIES };
+export { DEFAULT_PAGE_SIZE_BYTES, MAX_DOMAINS, MAX_PCPUS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES, NR_GRANT_ENTRIES };
 
 /** Largest page size a topology may ask for (a power of two). */
 export const MAX_PAGE_SIZE_BYTES = 65536;
 /** Host RAM bound: frames × page size is one SharedArrayBuffer. */
 export const MAX_HOST_FRAMES = 1 << 24;
 export const MAX_HOST_RAM_BYTES = 16 * 1024 ** 3;
-/** Hypervisor pCPU threads. */
-export const DEFAULT_PCPUS = 2;
-export const MAX_PCPUS = 64;
 export const DEFAULT_VCPUS = 1;
 /**
  * Memory of a domain that gives neither `memory` nor `frames` (the `evil`

@@ -48,7 +48,7 @@ describe('parseScenario', () => {
       name: 'steal-refused-while-granted',
       topology: {
         name: 'steal-refused-while-granted',
-        host: { frames: 3 * 1024 + 1024, page_size_bytes: 4096, pcpus: 2 },
+        host: { frames: 3 * 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
         transport: 'auto',
         domains: [
           { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },

@@ -10,7 +10,7 @@ duration: 10s               # optional; ms, s, m
 host:
   frames: 65536             # RAM frames; or ram: 256MiB
   page_size: 4096           # optional
-  pcpus: 2                  # hypervisor pCPU threads
+  pcpus: 2                  # pCPUs the vCPUs are scheduled on (default auto: one per core; os: the OS schedules them)
 transport: auto             # auto | redis | ring   (auto: redis if reachable, else ring)
 domains:
   - name: dom0
@@ -72,7 +72,7 @@ describe('parseTopology', () => {
     const file = fileURLToPath(new URL('../../examples/two-guests.yaml', import.meta.url));
     const t = loadTopology(file);
     expect(t.name).toBe('two-guests');
-    expect(t.host).toEqual({ frames: 16384, page_size_bytes: 4096, pcpus: 2 });
+    expect(t.host).toEqual({ frames: 16384, page_size_bytes: 4096, pcpus: 'auto' });
     expect(t.domains.map((d) => [d.name, d.domid, d.role, d.vcpus, d.memory_pages, d.privileged])).toEqual([
       ['dom0', 0, 'backend', 2, 2048, true],
       ['guest1', 1, 'frontend', 2, 2048, false],
@@ -87,7 +87,7 @@ describe('parseTopology', () => {
     const t = parseTopology('domains:\n  - name: dom0\n  - name: fe\n', 'dir/minimal.yml');
     expect(t).toEqual({
       name: 'minimal',
-      host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 2 },
+      host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
       transport: 'auto',
       domains: [
         { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
@@ -117,6 +117,12 @@ transport: ring
     expect(t.duration_ms).toBe(90_000);
     expect(t.transport).toBe('ring');
     expect(t.domains.map((d) => [d.memory_pages, d.max_pages])).toEqual([[64, 128], [64, 128]]);
+  });
+
+  it('host.pcpus: auto (the default), os (no pCPU scheduler) or 1…64; 0 is not a spelling of os', () => {
+    const host = (v: string): unknown => parseTopology(`host: { pcpus: ${v} }\ndomains:\n  - { name: dom0 }\n`, 't.yaml').host.pcpus;
+    expect([host('auto'), host('os'), host('1'), host('64')]).toEqual(['auto', 'os', 1, 64]);
+    for (const bad of ['0', '65', 'none', '1.5']) expect(errorOf(`host: { pcpus: ${bad} }\ndomains:\n  - { name: dom0 }\n`)).toMatch(/pcpus.*expected auto \(one pCPU per core\), os \(the OS schedules the vCPU threads\) or an integer 1…64/s);
   });
 
   it('picks grant-ping peers: another grant-ping domain, else the backend', () => {

@@ -13,7 +13,10 @@
  *   to the memory and may not be below it.
  * - `host.frames` or `host.ram`, not both; neither means Σ domain memory +
  *   1024 free frames. `page_size`: a power of two in [256, 65536], default
- *   4096. `pcpus` default 2.
+ *   4096. `pcpus`: auto (the default: one pCPU per core of the machine
+ *   that runs it), os (no pCPU scheduler: the OS schedules every vCPU
+ *   thread) or 1…64; resolved to a number where the host is built
+ *   (orchestrator/up/run-flags.ts pcpusOf).
  * - Device names are unique across the host (scenario `map` steps name a BAR
  *   by its device name).
  * - Workloads: frontends default to `grant-ping`, backends to `idle`.
@@ -32,12 +35,12 @@
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
-import { duration, ident, int, list, obj, oneOf, size, str, tagged } from './fields.js';
+import { duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
 import { bytesToPages, formatBytes } from './units.js';
 import {
   DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
-  DEFAULT_PAGE_SIZE_BYTES, DEFAULT_PCPUS, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
+  DEFAULT_PAGE_SIZE_BYTES, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
   MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
   NR_GRANT_ENTRIES,
 } from './limits.js';
@@ -112,7 +115,8 @@ export interface DomainSpec {
 export interface HostSpec {
   readonly frames: number;
   readonly page_size_bytes: number;
-  readonly pcpus: number;
+  /** How the vCPUs are scheduled (auto: on one pCPU per core; os: by the OS). */
+  readonly pcpus: PcpuChoice;
 }
 
 export interface Topology {
@@ -186,7 +190,7 @@ export const hostSchema = obj({
   frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
   ram: size().optional(),
   page_size: size().optional(),
-  pcpus: int({ min: 1, max: MAX_PCPUS }).optional(),
+  pcpus: pcpus(MAX_PCPUS).optional(),
 });
 
 export const topologySchema = obj({
@@ -428,7 +432,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     name: raw.name ?? opts.defaultName,
     ...(raw.seed !== undefined ? { seed: raw.seed } : {}),
     ...(raw.duration !== undefined && !opts.forScenario ? { duration_ms: raw.duration } : {}),
-    host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? DEFAULT_PCPUS },
+    host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? 'auto' },
     transport: raw.transport ?? 'auto',
     domains,
   };

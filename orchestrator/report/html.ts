@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SavedRun } from './saved-run.js';
 import { esc, fmt, fmtUs, histogram, linePlot, scatterPlot, timeline, type Line } from './svg.js';
+import { formatSched } from '../up/summary.js';
 
 /** The plots every report has, by their `data-plot` name. */
 export const PLOTS = ['revoke-latency-hist', 'revoke-latency-time', 'ops-rate', 'accesses-rate', 'ioreq-rtt-hist', 'faults-timeline', 'frames'] as const;
@@ -157,6 +158,7 @@ ${row('duration', `${(s.duration_ms / 1000).toFixed(2)} s`)}
 ${row('BUGGIFY', s.buggify.length > 0 ? esc(s.buggify.join(', ')) : 'none')}
 ${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`, s.frames.conserved && s.frames.free === s.frames.total ? '' : 'bad')}
 ${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
+${row('scheduler', s.sched !== undefined ? esc(formatSched(s.sched).replace(/^scheduler: /, '')) : 'not recorded (a run saved before the pCPU scheduler)')}
 ${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ≤ ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ≤ ${fmtUs(s.ioreq.rtt_us.p99)}`)}
 ${row('injections', s.faults_injected.length > 0 ? `${esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}`).join('; '))} <span class="note">(s from when every vCPU ran)</span>` : 'none')}
 ${row('timeline', esc(traceNote))}

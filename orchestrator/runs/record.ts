@@ -40,9 +40,15 @@ export function recordDir(): string {
 
 /** The flags each kind of run records (CLI long names, without the dashes). */
 export interface RunFlags {
-  up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean };
-  'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string };
-  chaos: { duration: string; transport?: string };
+  /**
+   * `pcpus`: n or os, as the run resolved it. Absent (campaign jobs, and
+   * records written before pCPUs were the default, which all ran
+   * OS-scheduled): the command's default, one per core — so such an old
+   * record replays on pCPUs, not as it ran.
+   */
+  up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean; pcpus?: string };
+  'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string };
+  chaos: { duration: string; transport?: string; pcpus?: string };
   /** As given: random, pct, or mixed (the seed picks, as `xgsim sim` does; campaign jobs always name one). */
   sim: { steps: string; strategy: string; chaos?: boolean };
 }
@@ -158,13 +164,13 @@ const kindOf = <const K extends string>(k: K) => oneOf([k] as const, 'kind');
 const recordSchema = tagged(
   'kind',
   {
-    up: obj({ ...base, kind: kindOf('up'), file: str(), flags: obj({ duration: str(), transport: str(), 'check-interval': str().optional(), checks: bool().optional() }) }),
+    up: obj({ ...base, kind: kindOf('up'), file: str(), flags: obj({ duration: str(), transport: str(), 'check-interval': str().optional(), checks: bool().optional(), pcpus: str().optional() }) }),
     'stress-revoke': obj({
       ...base,
       kind: kindOf('stress-revoke'),
-      flags: obj({ guests: str(), vcpus: str(), 'backend-vcpus': str(), pages: str(), adversary: str(), duration: str() }),
+      flags: obj({ guests: str(), vcpus: str(), 'backend-vcpus': str(), pages: str(), adversary: str(), duration: str(), pcpus: str().optional() }),
     }),
-    chaos: obj({ ...base, kind: kindOf('chaos'), file: str(), flags: obj({ duration: str(), transport: str().optional() }) }),
+    chaos: obj({ ...base, kind: kindOf('chaos'), file: str(), flags: obj({ duration: str(), transport: str().optional(), pcpus: str().optional() }) }),
     sim: obj({
       ...base,
       kind: kindOf('sim'),

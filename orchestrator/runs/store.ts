@@ -46,9 +46,9 @@ export const MAX_SIM_STEPS = 100_000_000;
 const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
-  up: ['duration', 'transport', 'check-interval', 'checks'],
-  'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration'],
-  chaos: ['duration', 'transport'],
+  up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus'],
+  'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus'],
+  chaos: ['duration', 'transport', 'pcpus'],
   sim: ['steps', 'strategy', 'chaos'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
@@ -79,6 +79,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('duration', flag('duration')),
         ...opt('transport', flag('transport')),
         ...opt('checkInterval', flag('check-interval')),
+        ...opt('pcpus', flag('pcpus')),
         ...opt('redisUrl', o.redisUrl),
         ...(s.flags['checks'] === false ? { checks: false } : {}),
       });
@@ -92,11 +93,12 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('pages', flag('pages')),
         ...opt('adversary', flag('adversary')),
         ...opt('duration', flag('duration')),
+        ...opt('pcpus', flag('pcpus')),
       });
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
       // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (chaos.ts), never on the campaign's Redis.
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')) });
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('pcpus', flag('pcpus')) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

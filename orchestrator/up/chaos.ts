@@ -14,7 +14,7 @@ import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
-import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
+import { describePcpus, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
 import { startOwnRedis, type OwnRedis } from '../own-redis.js';
 import { redactUrl } from '../redis-url.js';
 
@@ -66,6 +66,7 @@ export interface ChaosSummary extends Summary {
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
+  const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? plan.topology.host.pcpus);
   const want = o.transport ?? plan.transport ?? plan.topology.transport;
   const target = await redisTarget(plan, want, o);
   let report;
@@ -74,9 +75,9 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
     tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed);
     const actions = expandPlan(plan, seed, duration_ms);
     const on = target.own !== undefined ? `, Redis nemeses on ${target.own.url} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
-    const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+    const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
     const spec = {
-      ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }),
+      ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms, pcpus }),
       transport: tr.choice,
       chaos: actions,
       ...(target.refused !== undefined ? { redis_nemeses_refused: target.refused } : {}),
@@ -111,7 +112,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
   }
-  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
-  const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}`;
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus) };
   return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report }), summary };
 }

@@ -5,6 +5,7 @@
  */
 import { Option } from 'commander';
 import { UsageError } from '../errors.js';
+import { MAX_PCPUS } from '../config/limits.js';
 
 /** `--transport`: auto takes Redis if it answers, else the embedded ring (up.ts chooseTransport). */
 export const TRANSPORTS = ['auto', 'redis', 'ring'] as const;
@@ -28,6 +29,10 @@ const FLAGS = {
   trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
   report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },
   save: { flags: '--save <file>', help: 'also save the run record (for `xgsim replay`) here, pass or fail' },
+  pcpus: {
+    flags: '--pcpus <n|auto|os>',
+    help: `schedule the vCPUs on n pCPUs (1…${MAX_PCPUS}), Xen-style; auto: one per core (the default, unless the topology says); os: no pCPU scheduler, the OS schedules every vCPU thread`,
+  },
   store: { flags: '--no-store', help: 'keep nothing in the run store (default: every run in xgsim-runs/<name>/<time>/ with its record, summary and report; `xgsim runs`)' },
 } as const satisfies Record<string, FlagDecl>;
 

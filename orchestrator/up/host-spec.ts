@@ -1,12 +1,15 @@
 /** From a validated topology to what the host process boots. */
 import type { HostDomainSpec, HostSpec } from '../../hypervisor/host/host.js';
 import type { Topology } from '../config/topology.js';
+import { pcpusOf } from './run-flags.js';
 
 export interface RunOptions {
   seed: number;
   checking: boolean;
   buggify: number;
   check_interval_ms: number;
+  /** pCPUs the vCPUs are scheduled on (0: none, the OS schedules them); absent: the topology's `host.pcpus`. */
+  pcpus?: number;
 }
 
 export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
@@ -40,5 +43,6 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     checking: o.checking,
     buggify: o.buggify,
     check_interval_ms: o.check_interval_ms,
+    pcpus: o.pcpus ?? pcpusOf(t.host.pcpus),
   };
 }

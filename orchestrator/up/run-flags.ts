@@ -7,6 +7,9 @@
  */
 import { bugNames, type BugName } from '../../hypervisor/xen/buggify.js';
 import { parseDuration } from '../config/units.js';
+import { checkPcpus, type PcpuChoice } from '../config/fields.js';
+import { MAX_PCPUS } from '../config/limits.js';
+import { hostPcpus } from '../../hypervisor/host/spec.js';
 import { UsageError } from '../errors.js';
 import { prepareOutputs, type OutputFlags, type Outputs } from './outputs.js';
 
@@ -23,6 +26,8 @@ export interface RunFlags extends OutputFlags {
   save?: string;
   /** `--no-store`: keep nothing in the run store (runs/run-store.ts); printing runs are kept by default. */
   store?: boolean;
+  /** `--pcpus n|auto|os`: how the vCPUs are scheduled (default: the topology's, else auto). */
+  pcpus?: string;
 }
 
 /** What the runs of a topology (`up`, `chaos`) take besides: where the IOREQs go, how often the checker runs. */
@@ -51,6 +56,29 @@ export function parseIntFlag(flag: string, s: string | undefined, lo: number, hi
   if (s === undefined) return undefined;
   if (!/^\d+$/.test(s) || Number(s) < lo || Number(s) > hi) throw new UsageError(`${flag}: expected an integer ${lo}…${hi}, got \`${s}\``);
   return Number(s);
+}
+
+/** `--pcpus`: auto, os or 1…MAX_PCPUS; undefined if not given. */
+export function parsePcpusFlag(s: string | undefined): PcpuChoice | undefined {
+  if (s === undefined) return undefined;
+  const r = checkPcpus(s, MAX_PCPUS);
+  if (!r.ok) throw new UsageError(`--pcpus: ${r.error}`);
+  return r.value;
+}
+
+/** The host's pCPUs for a choice: auto is one per core of this machine, os is 0 (no pCPU scheduler). */
+export function pcpusOf(c: PcpuChoice): number {
+  return c === 'os' ? 0 : c === 'auto' ? hostPcpus() : c;
+}
+
+/** pCPUs as `--pcpus` spells them (a record, a replay line): os for 0. */
+export function pcpusFlag(n: number): string {
+  return n === 0 ? 'os' : String(n);
+}
+
+/** How a run's vCPUs are scheduled, for its start line. */
+export function describePcpus(n: number): string {
+  return n === 0 ? 'OS-scheduled vCPU threads (no pCPUs)' : `${n} pCPU${n === 1 ? '' : 's'}`;
 }
 
 export interface ParsedRunFlags {

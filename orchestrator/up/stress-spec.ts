@@ -33,7 +33,7 @@ export interface StressMachine {
   seed: number;
   buggify: number;
   check_interval_ms: number;
-  /** pCPUs the vCPUs are scheduled on; 0 or absent: none. */
+  /** pCPUs the vCPUs are scheduled on; absent: one per core (the host's default); 0: none, the OS schedules them. */
   pcpus?: number | undefined;
 }
 
@@ -81,6 +81,6 @@ export function stressMachineSpec(o: StressMachine): HostSpec {
     checking: true,
     buggify: o.buggify,
     check_interval_ms: o.check_interval_ms,
-    ...(o.pcpus !== undefined && o.pcpus > 0 ? { pcpus: o.pcpus } : {}),
+    ...(o.pcpus !== undefined ? { pcpus: o.pcpus } : {}),
   };
 }

@@ -2,13 +2,12 @@
  * `xgsim stress revoke`: concurrent Map / access / Revoke load on a host
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
-import { availableParallelism } from 'node:os';
 import { MAP_WINDOW_PAGES, type HostSpec } from '../../hypervisor/host/host.js';
 import { UsageError } from '../errors.js';
 import { formatSummary, summarize } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { finishRun, runHost, type RunOutcome } from './up.js';
-import { DEFAULT_CHECK_INTERVAL_MS, parseIntFlag, parseRunFlags, type RunFlags } from './run-flags.js';
+import { DEFAULT_CHECK_INTERVAL_MS, describePcpus, parseIntFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type RunFlags } from './run-flags.js';
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
 import { ADVERSARIES, type Adversary } from '../cli-words.js';
@@ -21,10 +20,9 @@ export interface StressOptions extends RunFlags {
   backendVcpus?: string;
   pages?: string;
   adversary?: string;
-  pcpus?: string;
 }
 
-export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number }): HostSpec {
+export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number | undefined }): HostSpec {
   const mode = (i: number): FrontendMode => (o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary);
   return stressMachineSpec({
     frontends: Array.from({ length: o.guests }, (_, i) => ({ vcpus: o.vcpus, mode: mode(i), max_pages: STRESS_FE_PAGES })),
@@ -45,8 +43,8 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
   const adversary = (o.adversary ?? 'none') as Adversary;
   if (!ADVERSARIES.includes(adversary)) throw new UsageError(`--adversary: expected one of ${ADVERSARIES.join(', ')}, got \`${o.adversary}\``);
   const { print, duration_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: 10_000 });
-  const pcpus = o.pcpus === 'auto' ? availableParallelism() : (parseIntFlag('--pcpus', o.pcpus, 0, 256) ?? 0);
-  const startLine = `xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${pcpus > 0 ? `${pcpus} pCPUs` : 'no pCPU scheduler'}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? 'auto');
+  const startLine = `xgsim stress revoke: seed ${seed}, ${guests} guests × ${vcpus} vCPUs, dom0 × ${backendVcpus}, ${pages} pages per buffer, adversary ${adversary}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const report = await runHost({ ...stressSpec({ guests, vcpus, backendVcpus, pages, adversary, seed, buggify: o.buggify, pcpus }), ...outputs.spec }, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport: 'ring', buggify: bugs });
   const cycles = summary.ops['revoke'] ?? 0;
@@ -56,7 +54,7 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
     process.stdout.write(`${formatSummary(summary)}\n`);
     process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
   }
-  const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary}${pcpus > 0 ? ` --pcpus ${pcpus}` : ''} --seed ${seed} --duration ${duration_ms}ms`;
-  const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms` };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --pcpus ${pcpusFlag(pcpus)} --seed ${seed} --duration ${duration_ms}ms`;
+  const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms`, pcpus: pcpusFlag(pcpus) };
   return finishRun({ kind: 'stress-revoke', flags, seed, buggify: bugs, transport: 'ring', summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report, shown: extended });
 }

@@ -31,6 +31,8 @@ export interface Summary {
   invariants: HostReport['invariants'];
   frames: HostReport['frames'];
   threads: { vcpus: number; distinct: number };
+  /** How the vCPUs were scheduled; absent in summaries saved before the pCPU scheduler was the default. */
+  sched?: SchedSummary;
   violations: HostReport['violations'];
   errors: string[];
   /** Things worth knowing that are not violations: guests crashed for protocol errors, device-model restarts, hung vCPUs. */
@@ -45,6 +47,59 @@ export interface Summary {
 }
 
 export type Verdict = 'pass' | 'fail' | 'interrupted';
+
+/**
+ * How the vCPUs were scheduled (hypervisor/xen/schedule.ts): what a Xen
+ * engineer reads in the runstate times and the scheduler's counters.
+ */
+export interface SchedSummary {
+  /** pCPUs the vCPUs ran on; 0: none, the OS scheduled every vCPU thread (and nothing below was counted). */
+  pcpus: number;
+  /** pCPUs taken (a vCPU switched in). */
+  context_switches: number;
+  /** Slices ended at a tick because another vCPU waited. */
+  preemptions: number;
+  /** pCPUs given up to block (and woken later), and to yield. */
+  blocks: number;
+  yields: number;
+  /** Times a vCPU waited for a pCPU, and of those how many were queued ahead (woken with credit left). */
+  waits: number;
+  boosted: number;
+  /** Time on a pCPU and time runnable waiting for one, over every vCPU (Xen's RUNSTATE_running and RUNSTATE_runnable). */
+  running_ms: number;
+  runnable_ms: number;
+  /** runnable / (running + runnable), %: the vCPUs' steal time. */
+  runnable_pct: number;
+  /** One wait for a pCPU, µs: p50 and p99 from log2 buckets (each its bucket's upper bound), max exact. */
+  wait_us: { p50: number; p99: number; max: number };
+}
+
+function schedSummary(r: HostReport, n: (k: string) => number): SchedSummary {
+  const running = n('sched_run_us') / 1000;
+  const runnable = n('sched_wait_us') / 1000;
+  const h = r.sched.wait_hist ?? [];
+  return {
+    pcpus: r.sched.pcpus ?? 0,
+    context_switches: n('sched_runs'),
+    preemptions: n('sched_preempts'),
+    blocks: n('sched_blocks'),
+    yields: n('sched_yields'),
+    waits: n('sched_waits'),
+    boosted: n('sched_boosts'),
+    running_ms: Math.round(running),
+    runnable_ms: Math.round(runnable),
+    runnable_pct: running + runnable > 0 ? Math.round((1000 * runnable) / (running + runnable)) / 10 : 0,
+    wait_us: { p50: histQuantile(h, 0.5), p99: histQuantile(h, 0.99), max: r.sched.wait_max_us ?? 0 },
+  };
+}
+
+/** The summary's `scheduler:` line (also the HTML report's row). */
+export function formatSched(s: SchedSummary): string {
+  if (s.pcpus === 0) return 'scheduler: the OS (no pCPUs: every vCPU thread ran whenever the OS ran it)';
+  const head = `scheduler: ${s.pcpus} pCPU${s.pcpus === 1 ? '' : 's'}: ${s.context_switches} context switches, ${s.preemptions} preemptions at slice end, ${s.blocks} blocks, ${s.yields} yields`;
+  if (s.waits === 0) return `${head}; no vCPU waited for a pCPU`;
+  return `${head}; vCPUs waited for a pCPU ${s.waits} times (${s.boosted} woken ahead), ${s.runnable_ms} ms runnable in all (${s.runnable_pct}% of their time), wait p50 ≤ ${s.wait_us.p50} µs, p99 ≤ ${s.wait_us.p99} µs, max ${s.wait_us.max} µs`;
+}
 
 export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
   const s = r.stats;
@@ -117,6 +172,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     invariants,
     frames: r.frames,
     threads: { vcpus: r.vcpu_results.length, distinct: new Set(r.threads).size },
+    sched: schedSummary(r, n),
     violations: r.violations,
     errors: r.errors,
     events: r.events,
@@ -131,6 +187,7 @@ export function formatSummary(s: Summary): string {
   lines.push(`verdict: ${s.verdict.toUpperCase()}   seed ${s.seed}   transport ${s.transport}   ${(s.duration_ms / 1000).toFixed(1)} s${s.buggify.length > 0 ? `   BUGGIFY ${s.buggify.join(',')}` : ''}`);
   lines.push(`domains: ${s.domains.map((d) => `${d.name}(d${d.domid}, ${d.state}, ${d.tot_pages}/${d.max_pages} pages)`).join('  ')}`);
   lines.push(`vCPU threads: ${s.threads.vcpus} (${s.threads.distinct} distinct)`);
+  if (s.sched !== undefined) lines.push(formatSched(s.sched));
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
   if (s.ioreq.sent > 0) {

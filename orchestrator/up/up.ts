@@ -21,7 +21,7 @@ import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { savedRunOf, writeOutputs, type Outputs } from './outputs.js';
 import { storeRun } from '../runs/run-store.js';
 import { join } from 'node:path';
-import { parseRunFlags, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
+import { describePcpus, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 import { redactUrl, redisUrlOf } from '../redis-url.js';
 
 export { DEFAULT_REDIS_URL, redactUrl } from '../redis-url.js';
@@ -75,16 +75,17 @@ export function revokeHistogram(r: HostReport): LatencyHistogram {
 export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const topo = loadTopology(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
+  const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? topo.host.pcpus);
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
   const transport = tr.kind;
-  const startLine = `xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
-  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms }), transport: tr.choice, ...outputs.spec };
+  const startLine = `xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, ...outputs.spec };
   const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
-  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms`;
-  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}) };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms --pcpus ${pcpusFlag(pcpus)}`;
+  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}), pcpus: pcpusFlag(pcpus) };
   return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report });
 }
 
