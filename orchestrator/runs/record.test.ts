@@ -29,7 +29,7 @@ describe('run records', () => {
   it('round-trip through JSON; the verdict is the summary\'s', () => {
     expect(rec.verdict).toBe('fail');
     expect(parseRecord(JSON.stringify(rec, null, 2), 'r.json')).toEqual(rec);
-    expect(defaultRecordPath(rec)).toMatch(/^xgsim-runs\/stress-revoke-seed-7-\d{8}-\d{6}-\d{3}\.json$/);
+    expect(defaultRecordPath(rec, 'xgsim-runs')).toMatch(/^xgsim-runs\/stress-revoke-seed-7-\d{8}-\d{6}-\d{3}\.json$/);
   });
 
   it('malformed JSON and bad fields say file:line:col, key and why, on one line', () => {
