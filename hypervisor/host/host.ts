@@ -4,6 +4,7 @@
  * long-lived piscina task on its own worker thread.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import { RTT_BUCKETS } from '../layout/rtt-hist.js';
 import '../designs/index.js';
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS } from '../layout/constants.js';
@@ -77,7 +78,7 @@ export interface HostReport {
 export const CHECKED_INVARIANTS: readonly Invariant[] = INVARIANTS;
 
 /** STAT words that are not counters to sum over vCPUs: histograms (their own report fields) and maxima. */
-const NOT_SUMMED = new Set(['WORDS', 'RTT_HIST', 'RTT_BUCKETS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
+const NOT_SUMMED = new Set(['WORDS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
 
 export class Host {
   readonly sabs: MachineSabs;
@@ -372,7 +373,7 @@ export class Host {
   /** vCPUs of every domain, summed, as of now. */
   stats(): Record<string, number> {
     const out: Record<string, number> = {};
-    const names = Object.keys(STAT).filter((k) => !NOT_SUMMED.has(k)) as Array<Exclude<keyof typeof STAT, 'WORDS' | 'RTT_HIST' | 'RTT_BUCKETS'>>;
+    const names = Object.keys(STAT).filter((k) => !NOT_SUMMED.has(k)) as Array<Exclude<keyof typeof STAT, 'WORDS'>>;
     for (const n of names) out[n.toLowerCase()] = 0;
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
@@ -381,9 +382,17 @@ export class Host {
     return out;
   }
 
-  /** The merged IOREQ round-trip histogram (log2 µs buckets) of every vCPU. */
+  /** The merged IOREQ round-trip histogram of every vCPU (layout/rtt-hist.ts: log-linear, two significant digits). */
   rttHistogram(): number[] {
-    return this.histogram(STAT.RTT_HIST, STAT.RTT_BUCKETS);
+    const h = new Array<number>(RTT_BUCKETS).fill(0);
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) {
+        const at = (base + v) * RTT_BUCKETS;
+        for (let k = 0; k < RTT_BUCKETS; k++) h[k]! += Atomics.load(this.m.vcpus.rtt, at + k);
+      }
+    }
+    return h;
   }
 
   /** The pCPU scheduler's part of the report (schedule.ts): waits for a pCPU merged over every vCPU. */
