@@ -30,11 +30,11 @@ import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '.
 import { distModule } from '../hypervisor/host/worker-path.js';
 
 const PAGES = 48; // RAM per domain: gfns 0…47
-const P2M_SIZE = 96; // gfns 48…95 empty
+const P2M_SIZE = 96; // the gfns compared: RAM 0…47, empty 48…95 (the ops use 0…71)
 const DOMS = [
-  { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true, p2m_size: P2M_SIZE },
-  { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0, p2m_size: P2M_SIZE },
-  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 1, p2m_size: P2M_SIZE },
+  { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true },
+  { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0 },
+  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 1 },
 ];
 const NR_FRAMES = 256;
 
@@ -95,9 +95,9 @@ class Real {
   readonly names = new Map<string, number>();
   readonly ids: number[] = [];
   constructor(vcpus = 1, buggify = 0) {
-    this.m = new Machine(createMachineSabs({ nr_frames: NR_FRAMES, page_size_bytes: 4096, p2m_entries: 3 * P2M_SIZE, bars: [], checking: true, buggify, seed: 1, max_domains: 3 }));
+    this.m = new Machine(createMachineSabs({ nr_frames: NR_FRAMES, page_size_bytes: 4096, p2m_pool_pages: 3 * 32, bars: [], checking: true, buggify, seed: 1, max_domains: 3 }));
     DOMS.forEach((d, i) => {
-      domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, p2m_size: d.p2m_size, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       populateRange(this.m, i, 0, d.memory_pages);
     });
     this.cpus = DOMS.map((_, i) => new VcpuContext(this.m, { domid: i, vcpu: 0, slot: this.m.dom.at(i, DOM.VCPU_BASE), memory_pages: PAGES, seed: i }));

@@ -36,6 +36,9 @@ export const CTL = {
   // VCPUS_READY and waits until the host stores 1 in RELEASED (and notifies it), once every vCPU is ready.
   VCPUS_READY: 22,
   RELEASED: 23,
+  // p2m work (Atomics.add by whoever does it, xen/p2m.ts): superpages split (ept_split_super_page), TLB shootdowns completed.
+  P2M_SPLITS: 24,
+  TLB_SHOOTDOWNS_DONE: 25,
   WORDS: 32,
 } as const;
 

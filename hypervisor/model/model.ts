@@ -19,7 +19,7 @@
  * harness (an access width that is not 1/2/4/8, an offset past the page)
  * throws a RangeError.
  */
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
@@ -90,7 +90,8 @@ export interface ModelDomainConfig {
   privileged: boolean;
   /** The domain running this one's IOREQ server (authority for the primitives). */
   backend?: number;
-  p2m_size: number;
+  /** Guest physical address width (default 36): gfns below 2^(paddr_bits − 12) exist (hypervisor/layout/p2m.ts). */
+  paddr_bits?: number;
 }
 
 export interface ModelBarConfig {
@@ -200,7 +201,8 @@ interface Dom {
   max_pages: number;
   privileged: boolean;
   backend: number;
-  p2m_size: number;
+  /** One past the highest gfn: 2^(paddr_bits − 12). */
+  gfn_limit: number;
   p2m: Map<number, Entry>;
   /** iomem_caps: sorted, disjoint, non-adjacent inclusive MFN ranges (a rangeset). */
   iomem: IomemSpan[];
@@ -344,7 +346,7 @@ export class Model {
       max_pages: d.max_pages,
       privileged: d.privileged,
       backend: d.backend ?? -1,
-      p2m_size: d.p2m_size,
+      gfn_limit: 2 ** ((d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS) - 12),
       p2m: new Map(),
       iomem: [],
       grants: new Map(),
@@ -414,7 +416,7 @@ export class Model {
   }
   private inP2m(d: number, gfn: number): boolean {
     const x = this.dom(d);
-    return x !== undefined && Number.isInteger(gfn) && gfn >= 0 && gfn < x.p2m_size;
+    return x !== undefined && Number.isInteger(gfn) && gfn >= 0 && gfn < x.gfn_limit;
   }
   private ent(d: number, gfn: number): Entry | undefined {
     return this.dom(d)?.p2m.get(gfn);
@@ -1051,7 +1053,7 @@ export class Model {
     let top = -1;
     for (const [g, e] of x.p2m) if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === be && g > top) top = g;
     let run = 0;
-    for (let g = top + 1; g < x.p2m_size; g++) {
+    for (let g = top + 1; g < x.gfn_limit; g++) {
       run = x.p2m.has(g) ? 0 : run + 1;
       if (run === count) return g - count + 1;
     }

@@ -54,14 +54,17 @@ describe('parseTopology', () => {
         {
           name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
           devices: [{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 4096, evictions_per_s: 20 }], workload: { kind: 'idle' }, privileged: true,
+          paddr_bits: 36,
         },
         {
           name: 'guest1', domid: 1, role: 'frontend', backend: 'dom0', memory_pages: 4096, max_pages: 4096, vcpus: 2,
           devices: [], workload: { kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' }, privileged: false,
+          paddr_bits: 36,
         },
         {
           name: 'evil', domid: 2, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1,
           devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'], dormant: false, fault_policy: 'remap' }, privileged: false,
+          paddr_bits: 36,
         },
       ],
     };
@@ -90,10 +93,11 @@ describe('parseTopology', () => {
       host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 2 },
       transport: 'auto',
       domains: [
-        { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
+        { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true, paddr_bits: 36 },
         {
           name: 'fe', domid: 1, role: 'frontend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [],
           workload: { kind: 'grant-ping', peer: 'dom0', pages: 1 }, privileged: false,
+          paddr_bits: 36,
         },
       ],
     } satisfies Topology);

@@ -16,8 +16,8 @@ import { KIND, REC } from './registry.js';
 import { BUG_ON } from '../../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { getPage } from '../../xen/mm.js';
-import { p2mGet, p2mIndex, p2mIsEmpty, p2mSetLocked } from '../../xen/p2m.js';
-import { EEXIST, EINVAL, ENOSPC, EPERM } from '../../public/errno.js';
+import { p2mGet, p2mInRange, p2mIsEmpty, p2mRoomLocked, p2mSetLocked } from '../../xen/p2m.js';
+import { EEXIST, EINVAL, ENOMEM, ENOSPC, EPERM } from '../../public/errno.js';
 import { P2M, type P2mType } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -103,9 +103,11 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
         mfns.push(mfn);
       }
       const at = a.at + i;
-      if (p2mIndex(m, a.fe, at) < 0) return fail(-EINVAL, i);
+      if (!p2mInRange(m, a.fe, at)) return fail(-EINVAL, i);
       if (!p2mIsEmpty(p2mGet(m, a.fe, at))) return fail(-EEXIST, i);
     }
+    // The frontend's tables for the new entries (a BAR at 32 GiB needs a new path): p2m_set_entry's -ENOMEM, before anything changes.
+    if (p2mRoomLocked(m, a.fe, Array.from({ length: a.count }, (_, i) => a.at + i)) < 0) return fail(-ENOMEM);
     if (registryOf(m).freeCount(1) < 1) reapSteals(m); // Steals whose frames were freed give their records back
     const r = registryOf(m).alloc();
     if (r < 0) return fail(-ENOSPC);
