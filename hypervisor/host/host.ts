@@ -372,6 +372,9 @@ export class Host {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) for (const n of names) out[n.toLowerCase()]! += this.m.vcpus.stat(base + v, STAT[n]);
     }
+    // Host-wide p2m work (xen/p2m.ts): superpages split, TLB shootdowns completed.
+    out['p2m_splits'] = Atomics.load(this.m.control.w, CTL.P2M_SPLITS);
+    out['tlb_shootdowns'] = Atomics.load(this.m.control.w, CTL.TLB_SHOOTDOWNS_DONE);
     return out;
   }
 

@@ -120,7 +120,8 @@ export function allocHeapRun(m: Machine, n: number): number {
     if (top < n) return -1;
     base = topRun(h, top, n);
     if (base >= 0) {
-      // Checked as used frames, fresh or not (a fresh one is zeros: it passes).
+      // All fresh when nothing freed sits above FRESH (a new machine's first run).
+      fresh = top === freshTop;
       if (top - n < freshTop) h[HEAP.FRESH] = top - n;
     } else {
       // Fresh frames: stack[i] = nr − 1 − i for i < FRESH, so mfns nr − FRESH … nr − 1.

@@ -132,15 +132,18 @@ function tableAlloc(m: Machine, d: number): number {
 export function p2mPagesNeeded(m: Machine, d: number, gfns: readonly number[], target = 1): number {
   const root = m.dom.at(d, DOM.P2M_ROOT);
   const levels = m.dom.at(d, DOM.P2M_LEVELS);
-  const missing = new Set<string>();
+  let missing: Set<string> | null = null;
   const w: Walk = { idx: 0, level: 0 };
   for (const g of gfns) {
     BUG_ON(!p2mInRange(m, d, g), `p2m: gfn ${g} out of range for d${d}`);
     p2mWalkFrom(m.p2m.w, root, levels, g, w);
-    // Levels w.level − 1 … target have no table of their own on g's path.
+    // Levels w.level − 1 … target have no table of their own on g's path
+    // (the common case, a path that is there, costs no set).
+    if (w.level - 1 < target) continue;
+    missing ??= new Set<string>();
     for (let k = w.level - 1; k >= target; k--) missing.add(`${k}:${Math.floor(g / LEVEL_SPAN[k + 1]!)}`);
   }
-  return missing.size;
+  return missing === null ? 0 : missing.size;
 }
 
 /** 0 if the 4 KiB updates of `gfns` fit in d's share of the pool, else −ENOMEM (p2m_alloc_ptp failing in p2m_set_entry). */
