@@ -20,6 +20,7 @@
  * throws a RangeError.
  */
 import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
+import { LEVEL_SPAN } from '../layout/p2m.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
@@ -204,6 +205,12 @@ interface Dom {
   /** One past the highest gfn: 2^(paddr_bits − 12). */
   gfn_limit: number;
   p2m: Map<number, Entry>;
+  /**
+   * The superpage entries of its p2m: first gfn → gfns covered (512: 2 MiB,
+   * 512²: 1 GiB). Boot populates every aligned run of RAM as one, as
+   * domain.ts populateRange does on a new machine (meminit_hvm's order).
+   */
+  supers: Map<number, number>;
   /** iomem_caps: sorted, disjoint, non-adjacent inclusive MFN ranges (a rangeset). */
   iomem: IomemSpan[];
   grants: Map<number, GrantEntry>;
@@ -297,6 +304,21 @@ function allOnes(width: number): bigint {
 
 // ------------------------------------------------------------------ the model
 
+/** The superpages boot makes of RAM at gfns 0 … pages − 1: 1 GiB runs, then 2 MiB runs, where aligned (domain.ts populateRange). */
+function bootSuperpages(pages: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let g = 0;
+  while (g < pages) {
+    const span = [LEVEL_SPAN[3]!, LEVEL_SPAN[2]!].find((sp) => g % sp === 0 && g + sp <= pages);
+    if (span === undefined) g++;
+    else {
+      out.set(g, span);
+      g += span;
+    }
+  }
+  return out;
+}
+
 export class Model {
   readonly page_size: number;
   readonly nr_frames: number;
@@ -348,6 +370,7 @@ export class Model {
       backend: d.backend ?? -1,
       gfn_limit: 2 ** ((d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS) - 12),
       p2m: new Map(),
+      supers: new Map(),
       iomem: [],
       grants: new Map(),
       active: new Map(),
@@ -360,6 +383,7 @@ export class Model {
     cfg.domains.forEach((d, i) => {
       const rc = this.populate(i, 0, d.memory_pages);
       if (d.memory_pages > 0 && rc !== d.memory_pages) throw new RangeError(`model: populating d${i}: ${rc}`);
+      this.doms[i]!.supers = bootSuperpages(d.memory_pages);
     });
     for (const b of this.bars) {
       const o = this.doms[b.owner];
@@ -389,6 +413,7 @@ export class Model {
     c.doms = this.doms.map((d) => ({
       ...d,
       p2m: new Map(d.p2m),
+      supers: new Map(d.supers),
       iomem: d.iomem.map((r) => ({ ...r })),
       grants: new Map([...d.grants].map(([k, g]) => [k, { ...g }])),
       active: new Map([...d.active].map(([k, a]) => [k, { ...a }])),
@@ -400,6 +425,7 @@ export class Model {
     c.recs = new Map([...this.recs].map(([k, r]) => [k, { ...r, mfns: [...r.mfns], live: [...r.live] }]));
     c.retired = new Map(this.retired);
     c.nextId = this.nextId;
+    c.splits = this.splits;
     return c;
   }
 
@@ -530,7 +556,7 @@ export class Model {
       const x = this.dom(d)!;
       const e = x.p2m.get(g);
       if (e === undefined || e.t === 'ram_rw' || e.t === 'ram_ro') {
-        x.p2m.set(g, entry('ram_rw', mfn));
+        this.pset(x, g, entry('ram_rw', mfn));
       } else if (e.t !== 'mmio_dm' && e.t !== 'revoked') {
         this.relinquish(mfn);
         this.crash(d);
@@ -548,7 +574,7 @@ export class Model {
       const g = gfn + i;
       const e = this.ent(d, g);
       if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || this.owner[e.mfn] !== d) return done;
-      this.dom(d)!.p2m.delete(g);
+      this.pdel(this.dom(d)!, g);
       this.relinquish(e.mfn);
       done++;
     }
@@ -686,7 +712,7 @@ export class Model {
       x.mtFreed.push(h);
       return fail(GNTST_general_error);
     }
-    x.p2m.set(at, entry(readonly ? 'grant_map_ro' : 'grant_map_rw', p.mfn));
+    this.pset(x, at, entry(readonly ? 'grant_map_ro' : 'grant_map_rw', p.mfn));
     x.maptrack.set(h, { granter: from, ref, gfn: at, ro: readonly });
     return { status: GNTST_okay, handle: h };
   }
@@ -703,7 +729,7 @@ export class Model {
 
   private unmapHandle(x: Dom, handle: number, h: Handle): void {
     x.maptrack.delete(handle);
-    x.p2m.delete(h.gfn);
+    this.pdel(x, h.gfn);
     this.unpin(h.granter, h.ref, h.ro);
     x.mtFreed.push(handle);
   }
@@ -734,7 +760,7 @@ export class Model {
     const x = this.dom(by)!;
     const prev = x.p2m.get(at);
     if (prev === undefined) {
-      x.p2m.set(at, entry('map_foreign', e.mfn));
+      this.pset(x, at, entry('map_foreign', e.mfn));
       return 0;
     }
     if (prev.t === 'mmio_direct' || prev.t === 'mmio_dm' || prev.t === 'revoked') {
@@ -746,7 +772,7 @@ export class Model {
       return 0;
     }
     if ((prev.t === 'ram_rw' || prev.t === 'ram_ro') && this.owner[prev.mfn] === by) {
-      x.p2m.set(at, entry('map_foreign', e.mfn));
+      this.pset(x, at, entry('map_foreign', e.mfn));
       this.relinquish(prev.mfn);
       return 0;
     }
@@ -763,12 +789,12 @@ export class Model {
     const e = x?.p2m.get(at);
     if (x === undefined || e === undefined) return -ENOENT;
     if (e.t === 'map_foreign') {
-      x.p2m.delete(at);
+      this.pdel(x, at);
       this.putPage(e.mfn);
       return 0;
     }
     if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === by) {
-      x.p2m.delete(at);
+      this.pdel(x, at);
       return 0;
     }
     return -ENOENT;
@@ -888,6 +914,7 @@ export class Model {
     // 5. Its p2m.
     const old = [...x.p2m.values()];
     x.p2m.clear();
+    x.supers.clear(); // p2mClearLocked: superpages go whole, no split
     for (const e of old) {
       if (e.t === 'ram_rw' || e.t === 'ram_ro') {
         if (this.owner[e.mfn] === d) this.relinquish(e.mfn);
@@ -987,7 +1014,7 @@ export class Model {
     const r: Rec = { id: this.nextId++, kind, be, fe, type, src, at, count: mfns.length, parent, mfns, live: mfns.map(() => true), liveCount: mfns.length };
     this.recs.set(r.id, r);
     const x = this.dom(fe)!;
-    mfns.forEach((mfn, i) => x.p2m.set(at + i, entry(type, mfn, r.id, i)));
+    mfns.forEach((mfn, i) => this.pset(x, at + i, entry(type, mfn, r.id, i)));
     return r;
   }
 
@@ -1006,8 +1033,8 @@ export class Model {
     r.live[i] = false;
     r.liveCount--;
     const x = this.dom(r.fe)!;
-    if (x.state === 'dying') x.p2m.delete(g);
-    else x.p2m.set(g, revokedBy(r.be));
+    if (x.state === 'dying') this.pdel(x, g);
+    else this.pset(x, g, revokedBy(r.be));
     if (r.liveCount === 0) {
       this.recs.delete(r.id);
       this.retired.set(r.id, r.be);
@@ -1093,7 +1120,7 @@ export class Model {
     b.max_pages += count;
     mfns.forEach((mfn, i) => {
       this.owner[mfn] = be;
-      b.p2m.set(dst + i, entry('ram_rw', mfn));
+      this.pset(b, dst + i, entry('ram_rw', mfn));
     });
     const r = this.addRecord('steal', be, fe, 'mmio_direct', dst, gfn, 0, mfns);
     // The Steal record takes the next id (primitives.ts hands out two).
@@ -1144,8 +1171,8 @@ export class Model {
     pages.forEach((p, i) => {
       this.owner[p.mfn] = fe;
       this.unsteal(p.mfn);
-      b.p2m.delete(gfn + i);
-      f.p2m.set(p.dst, entry('ram_rw', p.mfn));
+      this.pdel(b, gfn + i);
+      this.pset(f, p.dst, entry('ram_rw', p.mfn));
     });
     return { rc: 0, index: -1 };
   }
@@ -1213,6 +1240,38 @@ export class Model {
       v >>= 8n;
     }
     return { outcome: 'ok' };
+  }
+
+  // ================================================================ superpages
+
+  /** p2m_set_entry of one gfn: a superpage it lies in is split first (ept_split_super_page), then the entry changes. */
+  private pset(x: Dom, g: number, e: Entry): void {
+    this.splitAt(x, g);
+    x.p2m.set(g, e);
+  }
+  private pdel(x: Dom, g: number): void {
+    this.splitAt(x, g);
+    x.p2m.delete(g);
+  }
+  /** A 1 GiB superpage splits into 512 of 2 MiB, the one holding g into 4 KiB pages: a split per level, as splitSuper counts. */
+  private splitAt(x: Dom, g: number): void {
+    for (const span of [LEVEL_SPAN[3]!, LEVEL_SPAN[2]!]) {
+      const base = g - (g % span);
+      if (x.supers.get(base) !== span) continue;
+      x.supers.delete(base);
+      this.splits++;
+      if (span === LEVEL_SPAN[3]!) for (let b = base; b < base + span; b += LEVEL_SPAN[2]!) x.supers.set(b, LEVEL_SPAN[2]!);
+    }
+  }
+
+  /** Superpages split so far (the machine's CTL.P2M_SPLITS). */
+  splits = 0;
+
+  /** d's superpage entries: [first gfn, level] by gfn (level 2: 2 MiB, 3: 1 GiB), as p2mForEachLeaf sees them. */
+  superpages(d: number): Array<[number, number]> {
+    const x = this.dom(d);
+    if (x === undefined) return [];
+    return [...x.supers].sort((a, b) => a[0] - b[0]).map(([g, span]): [number, number] => [g, span === LEVEL_SPAN[3] ? 3 : 2]);
   }
 
   // ================================================================ observation
