@@ -14,7 +14,7 @@ import { GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import { DOM, DS } from '../layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
-import { entryMfn, entryType, LEVEL_SPAN, P2M_HOLE, PAGE_GEN } from '../layout/p2m.js';
+import { entryMfn, entryType, LEVEL_SPAN, PAGE_GEN } from '../layout/p2m.js';
 import { p2mForEach, p2mForEachLeaf, p2mGet, p2mTablePages } from '../xen/p2m.js';
 import { GLOBAL_LOCK, type Machine } from '../xen/machine.js';
 

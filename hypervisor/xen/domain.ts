@@ -17,7 +17,7 @@ import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { DOM, DS, type DomainState } from '../layout/domains.js';
-import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { entryMfn, entryType } from '../layout/p2m.js';
 import { PGC_allocated } from '../layout/frametable.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { ioreqServersDomainDying } from './ioreq.js';

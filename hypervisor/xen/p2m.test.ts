@@ -19,6 +19,8 @@ import type { Machine } from './machine.js';
 import { decreaseReservation } from './memory.js';
 import { p2mForEachLeaf, p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock, type P2mLeaf } from './p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../checker/checker.js';
+import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
+import { clearTracer, hostRing, setHostTracer } from './trace.js';
 
 /** dom0 and one frontend, 4 MiB of RAM each: two 2 MiB superpages apiece. */
 function bigMachine(bugs = ''): Machine {
@@ -134,5 +136,24 @@ describe('p2m levels', () => {
     expect(domainCreate(m, { domid: 0, max_pages: 1024, nr_vcpus: 1, privileged: true })).toBe(0);
     expect(populateRange(m, 0, 0, 1024)).toBe(0);
     expect(leaves(m, 0).map((l) => l.level)).toEqual([2, 2]);
+  });
+
+  it('a split and its shootdown are trace events of the thread that made them (TK.P2M)', () => {
+    const m = testMachine({ nr_frames: 4096, trace: { rings: 2, ring_events: 64 }, domains: [{ memory_pages: 1024, privileged: true }] });
+    const t = m.trace!;
+    setHostTracer(t);
+    try {
+      expect(decreaseReservation(m, 0, [600])).toBe(1);
+    } finally {
+      clearTracer();
+    }
+    const ring = hostRing(t);
+    const head = Atomics.load(t.rings, t.ringIdx(ring, RING.HEAD));
+    const evs = Array.from({ length: head }, (_, i) => t.eventIdx(ring, i)).map((i) => [kindOf(t.ev[i + EV.KIND]!), extraOf(t.ev[i + EV.KIND]!), t.ev[i + EV.A]!, t.ev[i + EV.B]!]);
+    const p2m = evs.filter(([k]) => k === TK.P2M).map(([, x, a, b]) => [x, a, b]);
+    expect(p2m).toEqual([
+      [P2M_EV.SPLIT, 0, 2],
+      [P2M_EV.SHOOTDOWN, 0, 0],
+    ]);
   });
 });

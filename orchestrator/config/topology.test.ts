@@ -170,6 +170,14 @@ transport: ring
     expect(errorOf('domains:\n  - { name: dom0 }\n  - { name: a, backend: c }\n  - { name: b, backend: a }\n  - { name: c, backend: b }\n')).toContain('backends loop: a → c → b → a');
   });
 
+  it('paddr_bits: a domain\'s guest physical width, 32…48, default 36 (Xen\'s hap_paddr_bits); its RAM must fit', () => {
+    const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, paddr_bits: 40 }\n', 't.yaml');
+    expect(t.domains.map((d) => d.paddr_bits)).toEqual([36, 40]);
+    expect(errorOf('domains:\n  - { name: dom0, paddr_bits: 50 }\n')).toBe('t.yaml:2:31: domains[0].paddr_bits: must be at most 48, got 50');
+    expect(errorOf('domains:\n  - { name: dom0, paddr_bits: 31 }\n')).toContain('domains[0].paddr_bits: must be at least 32, got 31');
+    expect(errorOf('domains:\n  - { name: dom0, max_memory: 5GiB, paddr_bits: 32 }\n')).toContain('domains[0].paddr_bits: 1310720 pages of RAM do not fit in a 32-bit guest physical space (1048576 gfns)');
+  });
+
   it('reports errors with file:line:col and key path', () => {
     expect(errorOf('domains:\n  - name: dom0\n  - name: guest1\n    backend: dom1\n')).toBe(
       't.yaml:4:14: domains[1].backend: unknown backend `dom1`; domains are: dom0, guest1; did you mean `dom0`?',

@@ -4,7 +4,6 @@
  * frames (`records_match_frames`).
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
-import { DOM } from '../../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../../layout/p2m.js';
 import { P2M } from '../../public/types.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
