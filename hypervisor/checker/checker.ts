@@ -121,7 +121,9 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
  * hypercall running): every domain's linked tables are as many as it is
  * charged for and within its share; no pool page is linked twice or both
  * linked and free; every superpage is aligned, gfn and frame, and is RAM
- * (ram_rw/ram_ro) or MMIO mapped direct — what populate and Map make.
+ * (ram_rw/ram_ro) or a BAR Map's 2 MiB (mmio_direct/mmio_dm) — what
+ * populate and Map make — and each Map superpage has its split's page
+ * reserved.
  */
 export function checkP2mTables(m: Machine): void {
   const seen = new Map<number, number>();
@@ -132,9 +134,11 @@ export function checkP2mTables(m: Machine): void {
     m.log.checked('p2m_tables');
     used += pages.length;
     const charged = m.dom.at(d, DOM.P2M_PAGES);
-    if (pages.length !== charged || charged > m.dom.at(d, DOM.P2M_PAGES_MAX)) {
-      m.log.violated('p2m_tables', `d${d}: ${pages.length} tables linked, ${charged} charged, ${m.dom.at(d, DOM.P2M_PAGES_MAX)} its share`);
+    const reserved = m.dom.at(d, DOM.P2M_RESERVED);
+    if (pages.length !== charged - reserved || charged > m.dom.at(d, DOM.P2M_PAGES_MAX)) {
+      m.log.violated('p2m_tables', `d${d}: ${pages.length} tables linked, ${charged} charged (${reserved} reserved), ${m.dom.at(d, DOM.P2M_PAGES_MAX)} its share`);
     }
+    let mapSupers = 0;
     for (const p of pages) {
       const other = seen.get(p);
       if (other !== undefined) m.log.violated('p2m_tables', `pool page ${p} is a table of d${other} and of d${d}`);
@@ -146,10 +150,14 @@ export function checkP2mTables(m: Machine): void {
       const span = LEVEL_SPAN[l.level]!;
       const t = entryType(l.e);
       const mfn = entryMfn(l.e);
-      if (l.gfn % span !== 0 || mfn % span !== 0 || !(t === P2M.ram_rw || t === P2M.ram_ro || t === P2M.mmio_direct)) {
+      const map = t === P2M.mmio_direct || t === P2M.mmio_dm;
+      if (map) mapSupers++;
+      if (l.gfn % span !== 0 || mfn % span !== 0 || !(t === P2M.ram_rw || t === P2M.ram_ro || (map && l.level === 2))) {
         m.log.violated('p2m_tables', `d${d} gfn ${l.gfn}: a level-${l.level} superpage of type ${t} on mfn ${mfn}, misaligned or of a type no superpage has`);
       }
     });
+    // Each BAR Map superpage holds the page its split will take.
+    if (mapSupers !== reserved) m.log.violated('p2m_tables', `d${d}: ${mapSupers} Map superpages but ${reserved} pages reserved for their splits`);
   }
   m.log.checked('p2m_tables');
   for (let i = 0; i < m.p2m.freePages; i++) {

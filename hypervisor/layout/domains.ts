@@ -93,7 +93,13 @@ export const DOM = {
   P2M_PAGES: 22 + 2 * IOMEM_BANK_WORDS,
   /** Table pages it may hold: its share of the pool, promised at creation (Xen's HAP pool size, hap_set_allocation). */
   P2M_PAGES_MAX: 23 + 2 * IOMEM_BANK_WORDS,
-  WORDS: 24 + 2 * IOMEM_BANK_WORDS,
+  /**
+   * Of P2M_PAGES, those charged but not linked: one per 2 MiB superpage a
+   * BAR Map installed, for the table its split will need (so a Revoke of
+   * part of it never fails for want of a page). Under the p2m lock.
+   */
+  P2M_RESERVED: 24 + 2 * IOMEM_BANK_WORDS,
+  WORDS: 25 + 2 * IOMEM_BANK_WORDS,
 } as const;
 
 export class DomainTable {

@@ -1100,3 +1100,32 @@ describe('random sequences', () => {
     );
   });
 });
+
+describe('superpages', () => {
+  it('boot makes 2 MiB superpages of aligned RAM; a change inside one splits it; a 512-page aligned BAR Map is one, split by a Revoke of one page', () => {
+    const m = new Model({ page_size_bytes: PS, nr_frames: 2048, domains: [{ memory_pages: 1100, max_pages: 1200, privileged: true }, { memory_pages: 16, max_pages: 16, privileged: false, backend: 0 }], bars: [{ owner: 0, nr_pages: 512, base_mfn: 2048 }] });
+    expect(m.superpages(0)).toEqual([[0, 2], [512, 2]]);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.balloonOut(0, 600, 1)).toBe(1);
+    expect(m.superpages(0)).toEqual([[0, 2]]);
+    expect(m.splits).toBe(1);
+    expect(m.balloonOut(0, 601, 1)).toBe(1); // split already
+    expect(m.splits).toBe(1);
+    const r = m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0x800000);
+    expect(r.rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0x800000, 2]]);
+    expect(m.revoke(0, { fe: 1, gfn: 0x800003, count: 1 })).toBe(0);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.splits).toBe(2);
+    expect(m.revoke(0, { id: r.id })).toBe(0);
+    // Revoked gfns keep their 4 KiB table: a new Map there is 4 KiB pages; an untouched aligned range takes a superpage.
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0x800000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0xa00000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0xa00000, 2]]);
+    // Misaligned frame or gfn, or a RAM source: 4 KiB pages.
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2049 }, 511, 0xc00000).rc).toBe(0);
+    expect(m.map(0, 1, { kind: 'ram', gfn: 0 }, 512, 0xe00000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0xa00000, 2]]);
+  });
+});

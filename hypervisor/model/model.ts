@@ -211,6 +211,8 @@ interface Dom {
    * domain.ts populateRange does on a new machine (meminit_hvm's order).
    */
   supers: Map<number, number>;
+  /** The 2 MiB ranges (gfn / 512) that have a 4 KiB table: any entry ever set there, or a split. Tables stay while the domain lives. */
+  tabled: Set<number>;
   /** iomem_caps: sorted, disjoint, non-adjacent inclusive MFN ranges (a rangeset). */
   iomem: IomemSpan[];
   grants: Map<number, GrantEntry>;
@@ -371,6 +373,7 @@ export class Model {
       gfn_limit: 2 ** ((d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS) - 12),
       p2m: new Map(),
       supers: new Map(),
+      tabled: new Set(),
       iomem: [],
       grants: new Map(),
       active: new Map(),
@@ -383,7 +386,9 @@ export class Model {
     cfg.domains.forEach((d, i) => {
       const rc = this.populate(i, 0, d.memory_pages);
       if (d.memory_pages > 0 && rc !== d.memory_pages) throw new RangeError(`model: populating d${i}: ${rc}`);
-      this.doms[i]!.supers = bootSuperpages(d.memory_pages);
+      const x = this.doms[i]!;
+      x.supers = bootSuperpages(d.memory_pages);
+      x.tabled = new Set([...x.tabled].filter((r) => ![...x.supers].some(([g, span]) => r * LEVEL_SPAN[2]! >= g && r * LEVEL_SPAN[2]! < g + span)));
     });
     for (const b of this.bars) {
       const o = this.doms[b.owner];
@@ -414,6 +419,7 @@ export class Model {
       ...d,
       p2m: new Map(d.p2m),
       supers: new Map(d.supers),
+      tabled: new Set(d.tabled),
       iomem: d.iomem.map((r) => ({ ...r })),
       grants: new Map([...d.grants].map(([k, g]) => [k, { ...g }])),
       active: new Map([...d.active].map(([k, a]) => [k, { ...a }])),
@@ -914,7 +920,7 @@ export class Model {
     // 5. Its p2m.
     const old = [...x.p2m.values()];
     x.p2m.clear();
-    x.supers.clear(); // p2mClearLocked: superpages go whole, no split
+    x.supers.clear(); // p2mClearLocked: superpages go whole, no split (the tables stay until the slot is freed)
     for (const e of old) {
       if (e.t === 'ram_rw' || e.t === 'ram_ro') {
         if (this.owner[e.mfn] === d) this.relinquish(e.mfn);
@@ -1014,7 +1020,16 @@ export class Model {
     const r: Rec = { id: this.nextId++, kind, be, fe, type, src, at, count: mfns.length, parent, mfns, live: mfns.map(() => true), liveCount: mfns.length };
     this.recs.set(r.id, r);
     const x = this.dom(fe)!;
-    mfns.forEach((mfn, i) => this.pset(x, at + i, entry(type, mfn, r.id, i)));
+    const span = LEVEL_SPAN[2]!;
+    // A BAR Map's aligned 2 MiB chunk over a range with no table is one superpage (map.ts superChunks, Xen's mmio_order).
+    const superAt = (i: number): boolean => kind === 'bar' && (at + i) % span === 0 && (mfns[i]! % span) === 0 && i + span <= mfns.length && !x.tabled.has((at + i) / span) && x.supers.get(at + i - ((at + i) % LEVEL_SPAN[3]!)) !== LEVEL_SPAN[3] && [...Array(span).keys()].every((k) => !x.p2m.has(at + i + k));
+    for (let i = 0; i < mfns.length; i++) {
+      if (superAt(i)) {
+        for (let k = 0; k < span; k++) x.p2m.set(at + i + k, entry(type, mfns[i + k]!, r.id, i + k));
+        x.supers.set(at + i, span);
+        i += span - 1;
+      } else this.pset(x, at + i, entry(type, mfns[i]!, r.id, i));
+    }
     return r;
   }
 
@@ -1247,10 +1262,12 @@ export class Model {
   /** p2m_set_entry of one gfn: a superpage it lies in is split first (ept_split_super_page), then the entry changes. */
   private pset(x: Dom, g: number, e: Entry): void {
     this.splitAt(x, g);
+    x.tabled.add(Math.floor(g / LEVEL_SPAN[2]!));
     x.p2m.set(g, e);
   }
   private pdel(x: Dom, g: number): void {
     this.splitAt(x, g);
+    x.tabled.add(Math.floor(g / LEVEL_SPAN[2]!));
     x.p2m.delete(g);
   }
   /** A 1 GiB superpage splits into 512 of 2 MiB, the one holding g into 4 KiB pages: a split per level, as splitSuper counts. */

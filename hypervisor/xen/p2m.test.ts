@@ -19,6 +19,8 @@ import type { Machine } from './machine.js';
 import { decreaseReservation } from './memory.js';
 import { p2mForEachLeaf, p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock, type P2mLeaf } from './p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../checker/checker.js';
+import { dmMap } from '../designs/primitives/map.js';
+import { dmRevoke } from '../designs/primitives/revoke.js';
 import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
 
@@ -155,5 +157,43 @@ describe('p2m levels', () => {
       [P2M_EV.SPLIT, 0, 2],
       [P2M_EV.SHOOTDOWN, 0, 0],
     ]);
+  });
+
+  it.each([false, true])('a 2 MiB BAR Map is one superpage with its split page reserved; a Revoke of one page splits it and cannot fail; skip-tlb-flush-on-revoke %s', (skipFlush) => {
+    const m = testMachine({ nr_frames: 4096, bugs: skipFlush ? 'skip-tlb-flush-on-revoke' : '', bars: [{ name: 'gpu', owner: 0, nr_pages: 512 }], domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }] });
+    const bar = m.sabs.bars[0]!.base_mfn;
+    const at = 0x800000;
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar }, count: 512, at });
+    expect(r.rc).toBe(0);
+    expect(leaves(m, 1).filter((l) => l.level === 2).map((l) => [l.gfn, entryType(l.e), entryMfn(l.e)])).toEqual([[at, P2M.mmio_direct, bar]]);
+    expect(m.dom.at(1, DOM.P2M_RESERVED)).toBe(1);
+    const pages = m.dom.at(1, DOM.P2M_PAGES);
+    const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+    fe.start();
+    fe.write32(gfn(at + 7), 0, 0x77);
+    expect(fe.read32(gfn(at + 7), 0)).toBe(0x77); // cached from the superpage
+    fe.stop();
+    const splits = ctl(m, CTL.P2M_SPLITS);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: at + 3, count: 1 })).toBe(0);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(splits + 1);
+    // The reserved page became the table: nothing more charged.
+    expect(m.dom.at(1, DOM.P2M_RESERVED)).toBe(0);
+    expect(m.dom.at(1, DOM.P2M_PAGES)).toBe(pages);
+    expect(entryMfn(p2mGet(m, 1, at + 7))).toBe(bar + 7);
+    fe.start();
+    expect(m.log.records()).toEqual([]);
+    fe.read32(gfn(at + 7), 0);
+    // Without the flush, vCPU 0 still uses the translation it cached from the split superpage.
+    expect(m.log.records().map((v) => v.invariant)).toEqual(skipFlush ? ['no_use_after_revoke'] : []);
+    expect(fe.read32(gfn(at + 3), 0)).toBe(0xffffffff); // revoked: no server, the null handler
+    fe.stop();
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+    if (!skipFlush) {
+      checkQuiescent(m);
+      expect(m.log.records()).toEqual([]);
+    }
+    expect(domainDestroy(m, 1)).toBe(0);
+    expect(domainDestroy(m, 0)).toBe(0);
+    expect(m.p2m.freePages).toBe(m.p2m.nr_pages);
   });
 });

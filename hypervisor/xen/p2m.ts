@@ -31,6 +31,7 @@ import { entryMfn, entryPage, entryType, isTableEntry, LEVEL_SPAN, levelIndex, P
 import { BUG_ON, HypervisorBug } from '../layout/region.js';
 import { VC } from '../layout/vcpus.js';
 import { ENOMEM, EEXIST } from '../public/errno.js';
+import { P2M } from '../public/types.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { sched } from './platform.js';
 import { tracer } from './trace.js';
@@ -110,17 +111,29 @@ export function p2mUnlock(m: Machine, d: number): void {
 
 // ---------------------------------------------------------------- table pages
 
-/** p2m_alloc_ptp: a cleared page charged to d, or −1 past d's share (caller holds d's p2m lock). */
-function tableAlloc(m: Machine, d: number): number {
-  if (m.dom.at(d, DOM.P2M_PAGES) >= m.dom.at(d, DOM.P2M_PAGES_MAX)) return -1;
+/**
+ * p2m_alloc_ptp: a cleared page charged to d, or −1 past d's share (caller
+ * holds d's p2m lock). `reserved`: the page a Map superpage's split was
+ * promised (P2M_RESERVED), charged already.
+ */
+function tableAlloc(m: Machine, d: number, reserved = false): number {
+  if (reserved) BUG_ON(m.dom.at(d, DOM.P2M_RESERVED) <= 0, `p2m: d${d} splits a Map superpage with no page reserved for it`);
+  else if (m.dom.at(d, DOM.P2M_PAGES) >= m.dom.at(d, DOM.P2M_PAGES_MAX)) return -1;
   m.lock(GLOBAL_LOCK.P2M_POOL, 'p2m.alloc_ptp');
   try {
     const page = m.p2m.popLocked();
-    m.dom.add(d, DOM.P2M_PAGES, 1);
+    if (reserved) m.dom.add(d, DOM.P2M_RESERVED, -1);
+    else m.dom.add(d, DOM.P2M_PAGES, 1);
     return page;
   } finally {
     m.unlock(GLOBAL_LOCK.P2M_POOL);
   }
+}
+
+/** A superpage a BAR Map installed (MMIO mapped direct or to the device model): its split has a page reserved. */
+function isMapSuper(e: number, level: number): boolean {
+  const t = entryType(e);
+  return level === 2 && e !== P2M_HOLE && !isTableEntry(e) && (t === P2M.mmio_direct || t === P2M.mmio_dm);
 }
 
 /**
@@ -138,8 +151,9 @@ export function p2mPagesNeeded(m: Machine, d: number, gfns: readonly number[], t
     BUG_ON(!p2mInRange(m, d, g), `p2m: gfn ${g} out of range for d${d}`);
     p2mWalkFrom(m.p2m.w, root, levels, g, w);
     // Levels w.level − 1 … target have no table of their own on g's path
-    // (the common case, a path that is there, costs no set).
-    if (w.level - 1 < target) continue;
+    // (the common case, a path that is there, costs no set). A Map
+    // superpage's split has its page reserved.
+    if (w.level - 1 < target || (target === 1 && isMapSuper(Atomics.load(m.p2m.w, w.idx), w.level))) continue;
     missing ??= new Set<string>();
     for (let k = w.level - 1; k >= target; k--) missing.add(`${k}:${Math.floor(g / LEVEL_SPAN[k + 1]!)}`);
   }
@@ -162,7 +176,7 @@ export function p2mRoomLocked(m: Machine, d: number, gfns: readonly number[], ta
 function splitSuper(m: Machine, d: number, idx: number, level: number, split: number[]): number {
   const e = Atomics.load(m.p2m.w, idx);
   BUG_ON(level < 2 || level > P2M_SUPERPAGE_MAX_LEVEL || isTableEntry(e) || e === P2M_HOLE, `p2m split: d${d} word ${idx} level ${level} holds ${e}, not a superpage`);
-  const page = tableAlloc(m, d);
+  const page = tableAlloc(m, d, isMapSuper(e, level));
   BUG_ON(page < 0, `p2m split: d${d} has no room (p2mRoomLocked not asked)`);
   const span = LEVEL_SPAN[level - 1]!;
   const mfn = entryMfn(e);
@@ -240,6 +254,37 @@ export function p2mInsertSuper(m: Machine, d: number, gfn: number, level: number
   return 0;
 }
 
+/**
+ * A BAR Map's 2 MiB superpage (map_mmio_regions with mmio_order's 2 MiB,
+ * caller holds d's p2m lock and asked p2mMapSuperRoom): one entry, and one
+ * page charged and reserved for the table its split will take, so that a
+ * Revoke of part of it cannot fail. 0 or −EEXIST (something is mapped in
+ * the range, a table included).
+ */
+export function p2mMapSuperLocked(m: Machine, d: number, gfn: number, entry: number): number {
+  BUG_ON(m.dom.at(d, DOM.P2M_PAGES) + p2mPagesNeeded(m, d, [gfn], 2) + 1 > m.dom.at(d, DOM.P2M_PAGES_MAX), `p2m: d${d} has no room for a Map superpage (p2mMapSuperRoom not asked)`);
+  const rc = p2mInsertSuper(m, d, gfn, 2, entry);
+  if (rc === 0) {
+    m.dom.add(d, DOM.P2M_PAGES, 1);
+    m.dom.add(d, DOM.P2M_RESERVED, 1);
+  }
+  return rc;
+}
+
+/** Whether 512 gfns from `gfn` (aligned) are one hole at level 2 or above: where a Map superpage fits. Lock-free. */
+export function p2mSuperFits(m: Machine, d: number, gfn: number): boolean {
+  if (gfn % LEVEL_SPAN[2]! !== 0 || !p2mInRange(m, d, gfn + LEVEL_SPAN[2]! - 1)) return false;
+  const w: Walk = { idx: 0, level: 0 };
+  p2mWalkFrom(m.p2m.w, m.dom.at(d, DOM.P2M_ROOT), m.dom.at(d, DOM.P2M_LEVELS), gfn, w);
+  return w.level >= 2 && Atomics.load(m.p2m.w, w.idx) === P2M_HOLE;
+}
+
+/** Pages Map superpages at `bases` and 4 KiB entries at `gfns` need (an upper bound): 0 if they fit d's share, else −ENOMEM. */
+export function p2mMapRoomLocked(m: Machine, d: number, bases: readonly number[], gfns: readonly number[]): number {
+  const need = p2mPagesNeeded(m, d, bases, 2) + bases.length + p2mPagesNeeded(m, d, gfns, 1);
+  return m.dom.at(d, DOM.P2M_PAGES) + need <= m.dom.at(d, DOM.P2M_PAGES_MAX) ? 0 : -ENOMEM;
+}
+
 /** A hole or a revoked gfn: what a Map, Steal or Return may fill. */
 export function p2mIsEmpty(e: number): boolean {
   return e === P2M_HOLE || e === P2M_REVOKED;
@@ -262,6 +307,8 @@ export function p2mSetLocked(m: Machine, d: number, gfn: number, entry: number):
 export interface RemoveOptions {
   /** Deliberate bug: skip the shootdown (skip-tlb-flush-on-unmap etc.). */
   skipFlushBug?: number;
+  /** Called with each gfn's 4 KiB word once any split is done, before the entry changes (Revoke records the fault owner there). */
+  onLeaf?: (gfn: number, idx: number) => void;
 }
 
 /**
@@ -273,6 +320,7 @@ export interface RemoveOptions {
 export function p2mRemoveLocked(m: Machine, d: number, gfns: readonly number[], replacement = P2M_HOLE, opts: RemoveOptions = {}): number[] {
   const split: number[] = [];
   const idx = gfns.map((g) => ensureLocked(m, d, g, 1, split));
+  if (opts.onLeaf !== undefined) gfns.forEach((g, k) => opts.onLeaf!(g, idx[k]!));
   for (const i of idx) Atomics.add(m.p2m.w, i + PAGE_GEN, 1);
   const old = idx.map((i) => Atomics.exchange(m.p2m.w, i, replacement));
   const skip = opts.skipFlushBug !== undefined && m.control.buggy(opts.skipFlushBug);
@@ -383,6 +431,7 @@ export function p2mCreate(m: Machine, d: number, paddr_bits: number, pages_max: 
     const root = m.p2m.popLocked();
     m.dom.set(d, DOM.P2M_ROOT, root);
     m.dom.set(d, DOM.P2M_PAGES, 1);
+    m.dom.set(d, DOM.P2M_RESERVED, 0);
     m.dom.set(d, DOM.P2M_PAGES_MAX, pages_max);
     m.dom.set(d, DOM.P2M_PADDR_BITS, paddr_bits);
     m.dom.set(d, DOM.P2M_LEVELS, levels);
@@ -405,11 +454,13 @@ export function p2mFreeTables(m: Machine, d: number, reapable: () => boolean): v
   try {
     if (!reapable() || m.dom.at(d, DOM.P2M_LEVELS) === 0) return;
     const pages = p2mTablePages(m, d);
-    BUG_ON(pages.length !== m.dom.at(d, DOM.P2M_PAGES), `p2m teardown: d${d} has ${pages.length} tables linked, ${m.dom.at(d, DOM.P2M_PAGES)} counted`);
+    const linked = m.dom.at(d, DOM.P2M_PAGES) - m.dom.at(d, DOM.P2M_RESERVED);
+    BUG_ON(pages.length !== linked, `p2m teardown: d${d} has ${pages.length} tables linked, ${linked} counted`);
     m.dom.set(d, DOM.P2M_LEVELS, 0);
     for (const p of pages.reverse()) m.p2m.pushLocked(p);
     Atomics.sub(m.p2m.hdr, POOL.RESERVED, m.dom.at(d, DOM.P2M_PAGES_MAX));
     m.dom.set(d, DOM.P2M_PAGES, 0);
+    m.dom.set(d, DOM.P2M_RESERVED, 0);
     m.dom.set(d, DOM.P2M_PAGES_MAX, 0);
   } finally {
     m.unlock(GLOBAL_LOCK.P2M_POOL);

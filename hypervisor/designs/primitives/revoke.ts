@@ -13,7 +13,6 @@ import { BUGS } from '../../xen/buggify.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { entryMfn, entryOrdinal, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
-import { BUG_ON } from '../../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { putPage } from '../../xen/mm.js';
 import { p2mGet, p2mLeafWord, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
@@ -126,14 +125,13 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
     // The revoked gfns join the FAULT set of this mapping's backend (its
     // IOREQ server gets their faults), before they become revoked.
     const owner = reg.at(r, REC.BACKEND) + 1;
-    // A Map'd page is a 4 KiB leaf (Map makes no superpage), so Revoke
-    // splits nothing and never needs a table page: it cannot fail.
-    for (const i of live) {
-      const w = p2mLeafWord(m, fe, first + i);
-      BUG_ON(w < 0, `revoke: d${fe} gfn ${first + i} of a live mapping has no 4 KiB entry`);
+    // A Map'd page is a 4 KiB leaf, or in a BAR Map's superpage, whose
+    // split has its table page reserved: Revoke never fails for want of one.
+    // Each gfn's fault owner goes into its 4 KiB leaf once any split is done.
+    const onLeaf = (_g: number, w: number): void => {
       Atomics.store(reg.faultOwner, entryOrdinal(w), owner);
-    }
-    old = p2mRemoveLocked(m, fe, live.map((i) => first + i), P2M_REVOKED, { skipFlushBug: BUGS['skip-tlb-flush-on-revoke'] });
+    };
+    old = p2mRemoveLocked(m, fe, live.map((i) => first + i), P2M_REVOKED, { skipFlushBug: BUGS['skip-tlb-flush-on-revoke'], onLeaf });
   } finally {
     p2mUnlock(m, fe);
   }
