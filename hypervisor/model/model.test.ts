@@ -1128,4 +1128,17 @@ describe('superpages', () => {
     expect(m.map(0, 1, { kind: 'ram', gfn: 0 }, 512, 0xe00000).rc).toBe(0);
     expect(m.superpages(1)).toEqual([[0xa00000, 2]]);
   });
+
+  it('1 GiB of aligned RAM is one level-3 superpage; a change inside it splits it into 2 MiB ones and the one holding the gfn: two splits', () => {
+    const n = 262144 + 512;
+    const m = new Model({ page_size_bytes: PS, nr_frames: n, domains: [{ memory_pages: n, max_pages: n, privileged: true }], bars: [] });
+    expect(m.superpages(0)).toEqual([[0, 3], [262144, 2]]);
+    expect(m.balloonOut(0, 1000, 1)).toBe(1);
+    expect(m.splits).toBe(2);
+    const sp = m.superpages(0);
+    expect(sp.filter(([, l]) => l === 3)).toEqual([]);
+    expect(sp).toHaveLength(511 + 1);
+    expect(sp.some(([g]) => g === 512)).toBe(false);
+  });
 });
+

@@ -21,6 +21,7 @@ import { p2mForEachLeaf, p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked
 import { checkNoLeaks, checkQuiescent } from '../checker/checker.js';
 import { dmMap } from '../designs/primitives/map.js';
 import { dmRevoke } from '../designs/primitives/revoke.js';
+import { createMachineSabs, Machine as MachineClass } from './machine.js';
 import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
 
@@ -195,5 +196,31 @@ describe('p2m levels', () => {
     expect(domainDestroy(m, 1)).toBe(0);
     expect(domainDestroy(m, 0)).toBe(0);
     expect(m.p2m.freePages).toBe(m.p2m.nr_pages);
+  });
+
+  it('1 GiB of aligned RAM is one level-3 superpage; a page ballooned out of it splits it twice (1 GiB → 2 MiB → 4 KiB)', () => {
+    // 256-byte pages keep the frames small; a gfn is a 4 KiB frame number of the address width whatever the page size.
+    const n = 262144 + 512;
+    const m = new MachineClass(createMachineSabs({ nr_frames: n, page_size_bytes: 256, p2m_pool_pages: 64, bars: [], checking: true, buggify: 0, seed: 1, max_domains: 1 }));
+    expect(domainCreate(m, { domid: 0, max_pages: n, nr_vcpus: 1, privileged: true, p2m_pages: 32 })).toBe(0);
+    expect(populateRange(m, 0, 0, n)).toBe(0);
+    expect(leaves(m, 0).map((l) => [l.gfn, l.level])).toEqual([
+      [0, 3],
+      [262144, 2],
+    ]);
+    expect(m.dom.at(0, DOM.P2M_PAGES)).toBe(2); // the root (level 3) and the level-2 table of gfns from 2^18
+    const frame = entryMfn(p2mGet(m, 0, 1000));
+    expect(decreaseReservation(m, 0, [1000])).toBe(1);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(2);
+    const after = leaves(m, 0);
+    expect(after.filter((l) => l.level === 3)).toHaveLength(0);
+    expect(after.filter((l) => l.level === 2)).toHaveLength(511 + 1);
+    expect(after.filter((l) => l.level === 1)).toHaveLength(511);
+    expect(entryMfn(p2mGet(m, 0, 1001))).toBe(frame + 1);
+    expect(p2mGet(m, 0, 1000)).toBe(P2M_HOLE);
+    checkQuiescent(m);
+    expect(m.log.records()).toEqual([]);
+    expect(domainDestroy(m, 0)).toBe(0);
+    expect(checkNoLeaks(m)).toBe(true);
   });
 });
