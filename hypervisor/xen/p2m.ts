@@ -30,7 +30,7 @@ import { DOM } from '../layout/domains.js';
 import { entryMfn, entryPage, entryType, isTableEntry, LEVEL_SPAN, levelIndex, P2M_HOLE, P2M_REVOKED, PAGE_GEN, POOL, p2mEntry, slotWord, tableEntry } from '../layout/p2m.js';
 import { BUG_ON, HypervisorBug } from '../layout/region.js';
 import { VC } from '../layout/vcpus.js';
-import { ENOMEM, EEXIST } from '../public/errno.js';
+import { EEXIST, EINVAL, ENOMEM } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { sched } from './platform.js';
@@ -221,9 +221,9 @@ function endSplits(m: Machine, d: number, split: readonly number[]): void {
 
 // ---------------------------------------------------------------- updates
 
-/** Fill a hole (caller holds d's p2m lock): 0, −EEXIST if gfn is not a hole, −ENOMEM if a table would not fit. */
+/** Fill a hole (caller holds d's p2m lock): 0, −EINVAL past d's width, −EEXIST if gfn is not a hole, −ENOMEM if a table would not fit. */
 export function p2mInsert(m: Machine, d: number, gfn: number, entry: number): number {
-  if (!p2mInRange(m, d, gfn)) return -EEXIST;
+  if (!p2mInRange(m, d, gfn)) return -EINVAL;
   if (p2mGet(m, d, gfn) !== P2M_HOLE) return -EEXIST;
   if (p2mRoomLocked(m, d, [gfn]) < 0) return -ENOMEM;
   const split: number[] = [];
