@@ -23,6 +23,8 @@ const RATE_OPS: ReadonlyArray<[string, string]> = [
   ['returns', 'Return'],
   ['ioreqs_sent', 'ioreqs'],
   ['ioreq_faults', 'FAULTs'],
+  ['tlb_shootdowns', 'TLB shootdowns'],
+  ['p2m_splits', 'superpage splits'],
 ];
 
 /** Per-interval rates (per second) of a cumulative counter sampled at t_ms. */

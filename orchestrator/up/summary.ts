@@ -137,6 +137,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       balloon: n('balloons'),
       hypercall_copy: n('copies'),
       tlb_flush: n('tlb_flushes'),
+      tlb_shootdown: n('tlb_shootdowns'),
+      p2m_split: n('p2m_splits'),
       null_io: n('null_io'),
       revoke_faults: out('faults'),
       ioreq: n('ioreqs_sent'),
