@@ -22,7 +22,7 @@ const buses: RedisIoreqBus[] = [];
 const ends: RedisServerEnd[] = [];
 
 function req(seq: number, vcpu = 0): IoreqMsg {
-  return { host: 'test', domid: TARGET, vcpu, seq, server: SERVER, type: IOREQ_TYPE.COPY, dir: 1, addr: 0x1000 * 600 + 4, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
+  return { host: 'test', domid: TARGET, vcpu, seq, server: SERVER, type: IOREQ_TYPE.COPY, dir: 1, addr: 0x1000 * 600 + 4, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0, after: 0 };
 }
 
 async function setup(name: string): Promise<{ hv: RedisIoreqBus; end: (consumer: string) => RedisServerEnd }> {

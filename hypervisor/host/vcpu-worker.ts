@@ -16,8 +16,15 @@ import { VcpuContext } from '../xen/guest-cpu.js';
 import { VS } from '../xen/vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { setVcpuTracer } from '../xen/trace.js';
+import type { WireKeys } from '../../transport/auth.js';
 
-export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
+/**
+ * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
+ * are the keys of the IOREQ servers the task's device model serves
+ * (transport/auth.ts), given to a vCPU task by the host, never set by the
+ * orchestrator.
+ */
+export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string; timeout_ms?: number; keys?: WireKeys };
 
 export interface VcpuTask {
   kind: 'run-vcpu';
@@ -76,9 +83,9 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   if (tr.kind === 'redis') {
     // Loaded only for the redis transport: ioredis and msgpackr cost every
     // vCPU thread megabytes and start-up time it would not use otherwise.
-    const { RedisServerEnd } = await import('../../transport/redis-end.js');
+    const { redisEndFactory } = await import('./redis-end-factory.js');
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
-    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
+    setServerEndFactory(redisEndFactory(m, tr, servers, threadId));
   }
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };

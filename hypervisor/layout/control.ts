@@ -36,6 +36,8 @@ export const CTL = {
   // VCPUS_READY and waits until the host stores 1 in RELEASED (and notifies it), once every vCPU is ready.
   VCPUS_READY: 22,
   RELEASED: 23,
+  // Requests a device model's Redis end refused (no or a wrong MAC, what the shared ioreq page does not back; docs/security.md).
+  TRANSPORT_REJECTED: 28,
   WORDS: 32,
 } as const;
 
