@@ -46,9 +46,9 @@ export const MAX_SIM_STEPS = 100_000_000;
 const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
-  up: ['duration', 'transport', 'check-interval', 'checks'],
+  up: ['duration', 'transport', 'check-interval', 'checks', 'transport-timeout'],
   'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration'],
-  chaos: ['duration', 'transport'],
+  chaos: ['duration', 'transport', 'transport-timeout'],
   sim: ['steps', 'strategy', 'chaos'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
@@ -79,6 +79,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('duration', flag('duration')),
         ...opt('transport', flag('transport')),
         ...opt('checkInterval', flag('check-interval')),
+        ...opt('transportTimeout', flag('transport-timeout')),
         ...opt('redisUrl', o.redisUrl),
         ...(s.flags['checks'] === false ? { checks: false } : {}),
       });
@@ -95,7 +96,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
       });
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('redisUrl', o.redisUrl) });
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('transportTimeout', flag('transport-timeout')), ...opt('redisUrl', o.redisUrl) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

@@ -14,7 +14,7 @@ import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
-import { parseRunFlags, type TopologyRunFlags } from './run-flags.js';
+import { parseDurationFlag, parseRunFlags, type TopologyRunFlags } from './run-flags.js';
 
 export type ChaosOptions = TopologyRunFlags;
 
@@ -33,7 +33,8 @@ export interface ChaosSummary extends Summary {
 export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome & { summary: ChaosSummary }> {
   const plan = loadChaosPlan(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
-  const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed);
+  const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
+  const tr = await chooseTransport(o.transport ?? plan.transport ?? plan.topology.transport, o.redisUrl, seed, timeout_ms);
   const actions = expandPlan(plan, seed, duration_ms);
   const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${duration_ms} ms, ${actions.length} injections planned${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms }), transport: tr.choice, chaos: actions, ...outputs.spec };
@@ -63,6 +64,6 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
     }
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind}`;
-  const flags = { duration: `${duration_ms}ms`, transport: tr.kind };
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
   return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, outputs, report }), summary };
 }

@@ -10,6 +10,7 @@ import { bugNames, type BugName } from '../../hypervisor/xen/buggify.js';
 import { parseDuration } from '../config/units.js';
 import { UsageError } from '../errors.js';
 import { prepareOutputs, type OutputFlags, type Outputs } from './outputs.js';
+import { DEFAULT_TRANSPORT_TIMEOUT_MS } from '../../transport/constants.js';
 
 /** What every run command takes besides its own flags (`--trace`, `--report` from OutputFlags). */
 export interface RunFlags extends OutputFlags {
@@ -29,6 +30,8 @@ export interface TopologyRunFlags extends RunFlags {
   transport?: string;
   redisUrl?: string;
   checkInterval?: string;
+  /** `--transport-timeout`: how long Redis may answer nothing before the run ends as `unknown: transport down`. */
+  transportTimeout?: string;
 }
 
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */
@@ -52,6 +55,7 @@ const FLAGS = {
   json: { flags: '--json', help: 'print the summary as JSON' },
   transport: { flags: '--transport <kind>', help: 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring', choices: TRANSPORTS },
   redisUrl: { flags: '--redis-url <url>', help: 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)' },
+  transportTimeout: { flags: '--transport-timeout <time>', help: `how long Redis may answer nothing before the run ends as unknown: transport down (default ${DEFAULT_TRANSPORT_TIMEOUT_MS / 1000}s)` },
   checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker', default: `${DEFAULT_CHECK_INTERVAL_MS}ms` },
   trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
   report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },
