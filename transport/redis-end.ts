@@ -22,6 +22,7 @@ import { isWireError, type IoreqResp } from './messages.js';
 import { RedisIoreqBus, type RequestItem } from './redis-bus.js';
 import { classify, TransportFault } from './faults.js';
 import { TRANSPORT_STOP_BOUND_MS } from './constants.js';
+import { ABANDONED, Abandon } from './abandon.js';
 
 export interface RedisEndOptions {
   url: string;
@@ -39,9 +40,6 @@ export interface RedisEndOptions {
   /** Resolves when the run stops: what waits on Redis then gives up (recv returns nothing, respond sends nothing). */
   untilStop?: () => Promise<void>;
 }
-
-/** What a wait on Redis gives when the run stopped first. */
-const STOPPED = Symbol('stopped');
 
 /** How often a device model looks for deliveries it lost, and how long one must idle to count as lost. */
 const RECLAIM_EVERY_MS = 250;
@@ -76,17 +74,24 @@ export class RedisServerEnd implements IoreqServerEnd {
 
   constructor(readonly o: RedisEndOptions) {}
 
-  /** `p`, or STOPPED once the run stops (the wait on Redis is abandoned; its outcome no longer matters). */
-  private bounded<T>(p: Promise<T>): Promise<T | typeof STOPPED> {
+  /** Fired when the run stops (untilStop). */
+  private abandon: Abandon | undefined;
+
+  /** `p`, or ABANDONED once the run stops (the wait on Redis is abandoned; its outcome no longer matters). */
+  private bounded<T>(p: Promise<T>): Promise<T | typeof ABANDONED> {
     const stop = this.o.untilStop;
     if (stop === undefined) return p;
-    return Promise.race([p, stop().then((): typeof STOPPED => STOPPED)]);
+    if (this.abandon === undefined) {
+      const a = (this.abandon = new Abandon());
+      void stop().then(() => a.fire());
+    }
+    return this.abandon.race(p);
   }
 
-  /** A Redis operation: a TransportFault if Redis refused it for good, STOPPED if the run stopped first. */
-  private async redis<T>(what: string, f: (bus: RedisIoreqBus) => Promise<T>): Promise<T | typeof STOPPED> {
+  /** A Redis operation: a TransportFault if Redis refused it for good, ABANDONED if the run stopped first. */
+  private async redis<T>(what: string, f: (bus: RedisIoreqBus) => Promise<T>): Promise<T | typeof ABANDONED> {
     const bus = await this.connect();
-    if (bus === STOPPED) return STOPPED;
+    if (bus === ABANDONED) return ABANDONED;
     try {
       return await this.bounded(f(bus));
     } catch (e) {
@@ -95,22 +100,22 @@ export class RedisServerEnd implements IoreqServerEnd {
   }
 
   /** The bus, connected; a Redis that does not answer yet (restarting) is waited for, until the run stops. */
-  private async connect(): Promise<RedisIoreqBus | typeof STOPPED> {
+  private async connect(): Promise<RedisIoreqBus | typeof ABANDONED> {
     const keys = this.o.keys;
     while (this.bus === undefined) {
       const b = await this.bounded(
         RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.namespace}:${this.o.consumer}`, ...(keys !== undefined ? { keys: (s: number) => keys.get(s) } : {}) }).catch(() => undefined),
       );
-      if (b === STOPPED) return STOPPED;
+      if (b === ABANDONED) return ABANDONED;
       if (b !== undefined) this.bus = b;
-      else if ((await this.bounded(new Promise((r) => setTimeout(r, 100)))) === STOPPED) return STOPPED;
+      else if ((await this.bounded(new Promise((r) => setTimeout(r, 100)))) === ABANDONED) return ABANDONED;
     }
     return this.bus;
   }
 
   async recv(max: number, block_ms: number): Promise<IoreqRequest[]> {
     const out = await this.redis('recv', (bus) => this.recvFrom(bus, max, block_ms));
-    if (out === STOPPED) return [];
+    if (out === ABANDONED) return [];
     return this.inOrder(out);
   }
 
@@ -223,7 +228,7 @@ export class RedisServerEnd implements IoreqServerEnd {
       let want = next.has(k) ? next.get(k) : undefined;
       if (!next.has(k)) {
         const mark = await this.redis('read a buffered-ioreq mark', () => this.bufMark(r));
-        if (mark === STOPPED) return [];
+        if (mark === ABANDONED) return [];
         want = mark;
         next.set(k, want);
       }
@@ -342,7 +347,7 @@ export class RedisServerEnd implements IoreqServerEnd {
       this.pending.delete(k);
       return;
     }
-    // Once the run stops, nothing is sent (STOPPED): the vCPU has given the ioreq up.
+    // Once the run stops, nothing is sent (ABANDONED): the vCPU has given the ioreq up.
     await this.redis('answer', async (bus) => {
       await this.acked();
       await this.answer(bus, req, answer);
@@ -397,7 +402,7 @@ export class RedisServerEnd implements IoreqServerEnd {
   async answered(req: IoreqRequest): Promise<IoreqAnswer | undefined> {
     // The run stopped while Redis was asked: say "answered", so nothing is applied (the answer is not sent either).
     const said = await this.redis('look up an answer', () => this.lookUp(req));
-    return said === STOPPED ? { data: 0, fault: 0 } : said;
+    return said === ABANDONED ? { data: 0, fault: 0 } : said;
   }
 
   private async lookUp(req: IoreqRequest): Promise<IoreqAnswer | undefined> {

@@ -378,7 +378,9 @@ export class Host {
   private async runTask(pool: Piscina, task: VcpuTask): Promise<VcpuResult> {
     for (;;) {
       try {
-        return (await pool.run(task)) as VcpuResult;
+        const r = (await pool.run(task)) as VcpuResult;
+        if (r.transport_fault !== undefined) this.runError(r.transport_fault);
+        return r;
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         // A device model killed by chaos is never an error, whenever it dies.

@@ -36,6 +36,7 @@ import { RedisIoreqBus, START_ID, type ResponseItem } from '../../transport/redi
 import { serverId } from '../../transport/redis-end.js';
 import { serverKey } from '../../transport/auth.js';
 import { classify, TransportFault } from '../../transport/faults.js';
+import { ABANDONED, Abandon } from '../../transport/abandon.js';
 import { LIVENESS_EVERY_MS, REJECT_EVENTS_MAX, RESEND_AFTER_MS, RESEND_MAX_MS, TRANSPORT_STOP_BOUND_MS } from '../../transport/constants.js';
 
 export interface DispatcherStats {
@@ -118,9 +119,8 @@ export class RedisDispatcher {
   private running = true;
   private loops: Array<Promise<void>> = [];
   private readonly host = hostname().slice(0, 200) || 'host';
-  /** Resolves when stop() begins: every wait on Redis gives up then. */
-  private readonly stopping: Promise<void>;
-  private stopNow: () => void = () => undefined;
+  /** Fired when stop() begins: every wait on Redis gives up then. */
+  private readonly stopping = new Abandon();
   /** performance.now() of the last reply from Redis (any command). */
   private lastOk_ms = performance.now();
   /** Bumped when the run's keys were found gone: the response loops start their cursors again. */
@@ -140,9 +140,7 @@ export class RedisDispatcher {
     readonly bus: RedisIoreqBus,
     readonly domids: number[],
     private readonly o: DispatcherOptions,
-  ) {
-    this.stopping = new Promise((r) => (this.stopNow = r));
-  }
+  ) {}
 
   static async start(m: Machine, url: string, namespace: string, domids: number[], o: DispatcherOptions = {}): Promise<RedisDispatcher> {
     const run = o.runKey;
@@ -188,8 +186,9 @@ export class RedisDispatcher {
 
   /** `p`, or undefined once stop() began (the wait is abandoned). A reply from Redis (`redis`) says it is alive. */
   private async bounded<T>(p: Promise<T>, redis = true): Promise<T | undefined> {
-    const r = await Promise.race([p, this.stopping.then(() => undefined)]);
-    if (r !== undefined && redis) this.lastOk_ms = performance.now();
+    const r = await this.stopping.race(p);
+    if (r === ABANDONED) return undefined;
+    if (redis) this.lastOk_ms = performance.now();
     return r;
   }
 
@@ -561,7 +560,7 @@ export class RedisDispatcher {
    */
   async stop(): Promise<void> {
     this.running = false;
-    this.stopNow();
+    this.stopping.fire();
     if (this.liveTimer !== undefined) clearInterval(this.liveTimer);
     Atomics.add(this.m.control.w, CTL.DISPATCH, 1);
     Atomics.notify(this.m.control.w, CTL.DISPATCH);

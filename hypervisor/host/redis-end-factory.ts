@@ -7,15 +7,14 @@
  */
 import { CTL } from '../layout/control.js';
 import type { Machine } from '../xen/machine.js';
-import { keysFromWire } from '../../transport/auth.js';
+import { keysFromWire, type WireKeys } from '../../transport/auth.js';
 import { REJECT_EVENTS_MAX } from '../../transport/constants.js';
 import { RedisServerEnd } from '../../transport/redis-end.js';
 import type { ServerEndFactory } from './transport-ends.js';
 import { untilStop } from './transport-ends.js';
 import { requestCheck } from './trust.js';
-import type { TransportChoice } from './vcpu-worker.js';
 
-export function redisEndFactory(m: Machine, tr: Extract<TransportChoice, { kind: 'redis' }>, servers: Array<{ target: number; index: number }>, threadId: number): ServerEndFactory {
+export function redisEndFactory(m: Machine, tr: { url: string; namespace: string; keys?: WireKeys }, servers: Array<{ target: number; index: number }>, threadId: number): ServerEndFactory {
   const keys = tr.keys !== undefined ? keysFromWire(tr.keys) : undefined;
   const check = requestCheck(m);
   let told = 0;

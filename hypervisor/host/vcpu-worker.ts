@@ -17,6 +17,7 @@ import { VS } from '../xen/vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { setVcpuTracer } from '../xen/trace.js';
 import type { WireKeys } from '../../transport/auth.js';
+import { isTransportFault } from '../../transport/faults.js';
 
 /**
  * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
@@ -50,6 +51,8 @@ export interface VcpuResult {
   check_fails: number;
   out: Record<string, number>;
   samples: Record<string, number[]>;
+  /** The TransportFault (transport/faults.ts) that ended this vCPU's run loop, if one did: the host ends the run as unknown. */
+  transport_fault?: string;
 }
 
 export function decodeTask(x: unknown): VcpuTask {
@@ -93,6 +96,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   awaitRelease(m);
   cpu.start();
   let steps = 0;
+  let fault: string | undefined;
   const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
   try {
     while (!cpu.stopping) {
@@ -103,6 +107,10 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       if ((steps & 63) === 0) cpu.flushStats();
     }
     if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.(); // an orderly stop
+  } catch (e) {
+    // Redis refused what the device model needs: not this vCPU's bug. Its counters still count.
+    if (!isTransportFault(e)) throw e;
+    fault = e instanceof Error ? e.message : String(e);
   } finally {
     await wl.close?.();
     cpu.stat(STAT.WORKLOAD_OPS, report.ops);
@@ -120,5 +128,6 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     check_fails: report.fails,
     out: report.out,
     samples: report.samples,
+    ...(fault !== undefined ? { transport_fault: fault } : {}),
   };
 }
