@@ -193,6 +193,8 @@ export class RedisDispatcher {
   }
 
   private liveInFlight = false;
+  /** When the liveness check last ran: a late one means this thread was busy, not Redis silent. */
+  private lastTick_ms = performance.now();
 
   /**
    * On a timer: is Redis answering (within the transport timeout), and are
@@ -200,6 +202,12 @@ export class RedisDispatcher {
    * Redis never answers does not stop the clock.
    */
   private liveness(): void {
+    const now = performance.now();
+    // Time this thread could not run (a long check, a GC pause, a loaded machine) is not Redis's silence:
+    // the replies waiting behind it have not been read yet.
+    const late = now - this.lastTick_ms - LIVENESS_EVERY_MS;
+    if (late > LIVENESS_EVERY_MS) this.lastOk_ms = Math.min(now, this.lastOk_ms + late);
+    this.lastTick_ms = now;
     const t = this.o.timeout_ms;
     if (t !== undefined && this.silentFor_ms() > t) {
       this.fault(new TransportFault(`transport down: no answer from Redis for ${Math.round(this.silentFor_ms())} ms (--transport-timeout ${t} ms)`));
