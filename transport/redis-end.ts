@@ -104,7 +104,11 @@ export class RedisServerEnd implements IoreqServerEnd {
     const keys = this.o.keys;
     while (this.bus === undefined) {
       const b = await this.bounded(
-        RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.namespace}:${this.o.consumer}`, ...(keys !== undefined ? { keys: (s: number) => keys.get(s) } : {}) }).catch(() => undefined),
+        RedisIoreqBus.connect({ url: this.o.url, namespace: this.o.namespace, clientName: `xgsim-dm:${this.o.namespace}:${this.o.consumer}`, ...(keys !== undefined ? { keys: (s: number) => keys.get(s) } : {}) }).catch((e: unknown) => {
+          // Bad options are a bug, not an outage: not waited out.
+          if (e instanceof RangeError) throw e;
+          return undefined;
+        }),
       );
       if (b === ABANDONED) return ABANDONED;
       if (b !== undefined) this.bus = b;

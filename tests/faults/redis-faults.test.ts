@@ -15,6 +15,7 @@
  * is left; and the process ended (a generous bound kills a hung one, and
  * the test then fails as hung).
  */
+import { appendFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { answersAfter, HAVE_REDIS_SERVER, OwnRedis, redisNow, runKeys, sleep, startRun, type Outcome } from './harness.js';
@@ -53,8 +54,19 @@ beforeEach(async () => {
   await admin.flushall();
 });
 
+/** XGSIM_FAULTS_LOG=<file>: one JSON line per run (the suite's figures: verdicts, violations, keys left, hangs). */
+function logOutcome(out: Outcome, hung: boolean, keysLeft: number): void {
+  const file = process.env['XGSIM_FAULTS_LOG'];
+  if (file === undefined || file === '') return;
+  const s = out.summary;
+  const line = { test: expect.getState().currentTestName ?? '', code: out.code, hung, summary: s !== undefined, verdict: s?.verdict, violations: s === undefined ? null : Object.values(s.invariants).reduce((a, v) => a + v.violations, 0), errors: s?.errors.length, rejected: s?.ioreq.rejected, resent: s?.ioreq.resent, keys_left: keysLeft, unknown: s?.unknown };
+  appendFileSync(file, `${JSON.stringify(line)}\n`);
+}
+
 /** The checks every fault shares (see the file comment). */
 async function expectHonest(out: Outcome, hung: boolean, want: { verdict: 'pass' | 'unknown' | 'interrupted'; unknown?: RegExp }): Promise<void> {
+  if (!(await admin.ping().then(() => true, () => false))) await redis.up();
+  logOutcome(out, hung, (await runKeys(admin)).length);
   const tail = `\nstdout:\n${out.stdout.slice(-3000)}\nstderr:\n${out.stderr.slice(-3000)}`;
   expect(hung, `the run hung${tail}`).toBe(false);
   expect(out.summary, `no summary printed${tail}`).toBeDefined();
@@ -68,8 +80,7 @@ async function expectHonest(out: Outcome, hung: boolean, want: { verdict: 'pass'
   expect(s.ioreq.unaccounted, tail).toBe(0);
   expect(out.stderr, 'a raw stack trace').not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
   if (want.unknown !== undefined) expect(s.unknown.join('\n'), tail).toMatch(want.unknown);
-  // No key of the run is left (the server may be down: the test's own, brought back empty).
-  if (!(await admin.ping().then(() => true, () => false))) await redis.up();
+  // No key of the run is left (the server may have been down: the test's own, brought back empty above).
   expect(await runKeys(admin)).toEqual([]);
 }
 
