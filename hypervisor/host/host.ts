@@ -579,7 +579,7 @@ export class Host {
       this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
     }
     checkNoLeaks(this.m);
-    await Promise.all(this.pools.map((p) => p.destroy()));
+    if (!this.terminated) await Promise.all(this.pools.map((p) => p.destroy()));
     const counts = this.m.log.counts();
     const invariants: Record<string, { checks: number; violations: number }> = {};
     for (const i of CHECKED_INVARIANTS) if (i !== 'ioreq_forward' || counts[i].checks > 0) invariants[i] = counts[i];
