@@ -220,8 +220,8 @@ export class RedisDispatcher {
     void this.bounded(conn.exists(this.aliveKey))
       .then(async (n) => {
         if (n !== 0 || !this.running) return;
-        await this.bounded(conn.set(this.aliveKey, '1'));
-        this.lostKeys();
+        const ok = await this.bounded(conn.set(this.aliveKey, '1'));
+        if (ok !== undefined && this.running) this.lostKeys();
       })
       .catch((e: unknown) => {
         const c = classify(e, 'check the run\'s keys');

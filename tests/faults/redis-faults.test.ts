@@ -27,7 +27,7 @@ const CI = process.env['CI'] !== undefined && !['', '0', 'false'].includes(proce
 if (!HAVE_REDIS_SERVER) console.warn(`\n!!! redis-server is not installed: the fault suite is SKIPPED${CI ? ' — and CI is set, so it FAILS' : ''} !!!\n`);
 
 /** Most runs: long enough to see the fault and the recovery. Runs a fault ends: long, so the end is the fault's doing. */
-const SHORT = '4s';
+const SHORT = '3s';
 const LONG = '60s';
 /** The bound past which a run counts as hung (not an assertion on speed: a run that recovers ends far sooner). */
 const HANG_MS = 90_000;
