@@ -81,6 +81,8 @@ export const MAX_IOMEM_RANGES = 8;
  * range that wraps (-EINVAL); xgsim also refuses one that reaches this.
  */
 export const IOMEM_MFN_LIMIT = 2 ** 31;
+/** 2^64: XEN_DOMCTL_iomem_permission's MFNs are unsigned longs; a range reaching this wraps (a double holds it exactly). */
+export const MFN_WRAP = 2 ** 64;
 
 /** Words of the guests' shared mailbox (a tiny xenstore). */
 export const XENSTORE_WORDS = 64 * 1024;

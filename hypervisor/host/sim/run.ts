@@ -454,6 +454,8 @@ class Racer {
 
   at(name: string, a: number, b: number): void {
     const sim = this.sim;
+    // A vCPU waiting for its ioreq already lets the others run (the simulator's nested wait).
+    if (name === 'ioreq.wait') return;
     if (sim.preempt()) this.count(`${name}:step`);
     switch (name) {
       case 'steal.window':
