@@ -50,6 +50,7 @@ describe('parseTopology', () => {
       duration_ms: 10_000,
       host: { frames: 65536, page_size_bytes: 4096, pcpus: 2 },
       transport: 'auto',
+      transitive_revoke: true,
       domains: [
         {
           name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
@@ -89,6 +90,7 @@ describe('parseTopology', () => {
       name: 'minimal',
       host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 2 },
       transport: 'auto',
+      transitive_revoke: true,
       domains: [
         { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
         {

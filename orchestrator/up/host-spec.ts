@@ -40,5 +40,6 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     checking: o.checking,
     buggify: o.buggify,
     check_interval_ms: o.check_interval_ms,
+    ...(t.transitive_revoke ? {} : { transitive_revoke: false }),
   };
 }
