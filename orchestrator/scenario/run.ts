@@ -203,7 +203,8 @@ class Runner {
       if (hook !== undefined) missed = disarmHooks(hook.hook) && armed?.done !== true;
     }
     if (hook !== undefined && missed) {
-      throw new StepFailure(hook.line, `hook ${hook.hook} reached`, 'never reached', `line ${hook.line}: on_hook ${hook.hook}: the hook point was never reached during the step at line ${step.line}`);
+      const what = armed !== undefined && armed.ran > 0 ? `reached only ${armed.ran} time(s), for ${hook.steps.length} steps,` : 'never reached';
+      throw new StepFailure(hook.line, `hook ${hook.hook} reached`, what, `line ${hook.line}: on_hook ${hook.hook}: the hook point was ${what} during the step at line ${step.line}`);
     }
     this.expectOne(step, got);
     for (const [s, o] of nested) this.expectOne(s, o);
@@ -215,13 +216,14 @@ class Runner {
    * before the next is stored (a backward move needs two); once they are
    * all done, a further wait means the ioreq was left pending, which no
    * one else would ever answer here: the scenario is an ERROR. `done`:
-   * every step ran.
+   * every step ran; `ran`: how often the point was reached.
    */
-  private armOnHook(hook: OnHook, interposer: Contexts, nested: Array<[Leaf, OpOutcome]>): { done: boolean } {
-    const state = { done: false };
+  private armOnHook(hook: OnHook, interposer: Contexts, nested: Array<[Leaf, OpOutcome]>): { done: boolean; ran: number } {
+    const state = { done: false, ran: 0 };
     const queue = [...hook.steps];
     const perWait = hook.hook === 'ioreq.wait';
     const fire = (): void => {
+      state.ran++;
       for (const s of perWait ? queue.splice(0, 1) : queue.splice(0)) nested.push([s as Leaf, execPlan(this.m, interposer, this.leaf(s), this.names)]);
       if (queue.length > 0) armHook(hook.hook, fire);
       else if (perWait) {
