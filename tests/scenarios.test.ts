@@ -44,6 +44,7 @@ describe('scenarios', () => {
     ['memop-errno-per-call', ['fidelity-memop-extents-done']],
     ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied', 'fidelity-memop-reservation']],
     ['grant-map-status-before-checks', ['fidelity-grant-refused-map-no-status']],
+    ['revoke-put-before-flush', ['fidelity-revoke-rights-until-flushed']],
     ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
   ];
   it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {

@@ -93,7 +93,6 @@ export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'foreign-map-old-rules': BY_MODEL,
   'memop-errno-per-call': BY_MODEL,
   'occupied-gfn-eexist': BY_MODEL,
-  'revoke-put-before-flush': 'its window is inside Revoke, where the simulator does not preempt (issue 19); the isolation oracle catches it on real threads (tests/stress.test.ts)',
 };
 
 export class BuggifyError extends Error {}
