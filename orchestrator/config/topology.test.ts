@@ -150,7 +150,7 @@ transport: ring
     );
     expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' });
     expect(t.domains[2]?.workload).toEqual({ kind: 'adversary', attacks: [...ATTACKS], dormant: false, fault_policy: 'remap' });
-    expect(ATTACKS).toHaveLength(11);
+    expect(ATTACKS).toHaveLength(13);
   });
 
   it('accepts an explicit domid equal to the list position and explicit roles', () => {

@@ -63,6 +63,8 @@ export const ATTACKS = [
   'nested-map-evasion',
   'die-while-mapped',
   'fault-storm',
+  'memop-probe',
+  'steal-reuse',
 ] as const;
 export type AttackName = (typeof ATTACKS)[number];
 

@@ -8,7 +8,7 @@
 import { makeWorkload, type WorkloadReport } from '../../../domains/index.js';
 import { checkRunning } from '../../checker/checker.js';
 import { domainCrash } from '../../xen/domain-crash.js';
-import { domainDestroy } from '../../xen/domain.js';
+import { toolstackDestroy } from '../toolstack.js';
 import { VcpuContext } from '../../xen/guest-cpu.js';
 import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
 import { CTL, NEMESIS_IOREQ } from '../../layout/control.js';
@@ -284,7 +284,10 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     result: () => ({ kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: 0, steps, accesses: cpu.mmu.accesses, workload_ops: report.ops, check_fails: report.fails, out: report.out, samples: report.samples }),
     failures: () => {
       const worked = Object.keys(report.out).filter((k) => k.startsWith('succeeded_')).map((k) => k.slice('succeeded_'.length));
-      return `${actor.name}: ${report.fails} failed workload check(s)${worked.length > 0 ? ` (attack worked: ${worked.join(', ')})` : ''}`;
+      // A check that names itself: a counter `failed_<what>` (domains/).
+      const failed = Object.keys(report.out).filter((k) => k.startsWith('failed_')).map((k) => k.slice('failed_'.length));
+      const why = [...(worked.length > 0 ? [`attack worked: ${worked.join(', ')}`] : []), ...(failed.length > 0 ? [failed.join(', ')] : [])];
+      return `${actor.name}: ${report.fails} failed workload check(s)${why.length > 0 ? ` (${why.join('; ')})` : ''}`;
     },
     blocked: () => Atomics.load(m.vcpus.w, stateIdx) === VS.BLOCKED,
     inHypervisor: () => Atomics.load(m.vcpus.w, stateIdx) === VS.HYPERVISOR,
@@ -328,7 +331,7 @@ function reap(m: Host['m'], actors: Actor[]): void {
   for (let d = 0; d < m.nd; d++) {
     if (m.dom.state(d) !== DS.CRASHED) continue;
     for (const a of actors) if (a.domid === d && !a.retired) a.retire();
-    domainDestroy(m, d);
+    toolstackDestroy(m, d);
   }
 }
 
