@@ -400,6 +400,12 @@ interface Verdicts {
 
 /** Runs of `memop-probe` that use up RAM gfns (three each, from the top of RAM down). */
 const MEMOP_PROBE_RUNS = 16;
+/**
+ * The probes that use gfns up run on a guest of at least this much RAM:
+ * steal-reuse's (32 … 32 + 4 × 16) and memop-probe's (the top 48) stay
+ * apart, above the driver's own pages.
+ */
+const PROBE_MIN_PAGES = 256;
 /** A gfn no p2m reaches. */
 const FAR_GFN = 0x7fff_0000;
 
@@ -427,7 +433,7 @@ function memopProbe(
   const far = cpu.hc.populate_physmap([gfn(FAR_GFN)]);
   if (far !== 0 && !cpu.stopping) failed(report, `populate_far_${far}`);
   const k = probes[name] ?? 0;
-  if (cpu.nr_vcpus !== 1 || k >= MEMOP_PROBE_RUNS || cpu.memory_pages < 64) return;
+  if (cpu.nr_vcpus !== 1 || k >= MEMOP_PROBE_RUNS || cpu.memory_pages < PROBE_MIN_PAGES) return;
   probes[name] = k + 1;
   const top = cpu.memory_pages - 1 - 3 * k;
   const before = cpu.hc.current_reservation();
@@ -442,7 +448,7 @@ function memopProbe(
 }
 
 /** Runs of `steal-reuse`: each leaves one gfn revoked for good. */
-const STEAL_REUSE_RUNS = 8;
+const STEAL_REUSE_RUNS = 16;
 
 /**
  * `steal-reuse`: the guest has a page stolen as a userptr, tells the device
@@ -455,7 +461,7 @@ const STEAL_REUSE_RUNS = 8;
  */
 function stealReuse(cpu: GuestCpu, drv: GpuDriver, name: string, v: number, probes: Record<string, number>, verdict: Verdicts): void {
   const k = probes[name] ?? 0;
-  if (k >= STEAL_REUSE_RUNS || cpu.memory_pages < 64) return;
+  if (k >= STEAL_REUSE_RUNS || cpu.memory_pages < PROBE_MIN_PAGES) return;
   probes[name] = k + 1;
   const first = gfn(32 + v * STEAL_REUSE_RUNS + k); // revoked for good once discarded
   const second = gfn(4 + v);
