@@ -4,7 +4,7 @@
  * main thread (sequential steps) and on vCPU threads (`concurrently`).
  * Names (Map ids, grant handles) live in a table the caller passes.
  */
-import { ACCESS, type AccessWidth, type CopyPtr, type GuestCpu } from '../hypervisor/public/guest.js';
+import { ACCESS, type AccessWidth, type CopyPtr, type GuestCpu, type MapType, type MemType } from '../hypervisor/public/guest.js';
 import { EBUSY, ENOENT } from '../hypervisor/public/errno.js';
 import { domid, gfn, grantHandle, grantRef } from '../hypervisor/public/types.js';
 
@@ -22,7 +22,7 @@ export type GuestOp =
   | { op: 'grant_copy'; src: CopySide; dst: CopySide; len: number }
   | { op: 'foreign_map'; from: number; gfn: number; at: number }
   | { op: 'foreign_unmap'; at: number }
-  | { op: 'map'; fe: number; source: { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number }; count: number; at: number; type: 'mmio_direct' | 'mmio_dm'; name?: string }
+  | { op: 'map'; fe: number; source: { kind: 'ram'; gfn: number } | { kind: 'bar'; mfn: number }; count: number; at: number; type: MapType; name?: string }
   | { op: 'revoke'; target: { kind: 'id'; id: Ref } | { kind: 'range'; fe: number; gfn: number; count: number } }
   | { op: 'steal'; fe: number; gfn: number; count: number; into?: number; name?: string }
   | { op: 'return'; fe: number; gfn: number; count: number; at?: number }
@@ -30,7 +30,10 @@ export type GuestOp =
   | { op: 'write'; gfn: number; offset: number; width: AccessWidth; value: bigint }
   | { op: 'hypercall_copy'; gfn: number; dir: 'from_guest' | 'to_guest'; bytes: number }
   | { op: 'iomem_permit'; dom: number; start: number; count: number; allow: boolean }
-  | { op: 'ioreq_server'; fe: number; ranges: Array<{ start: number; count: number }>; policy: 'remap' | 'fail' | 'none' | 'retry' }
+  | { op: 'current_reservation' | 'maximum_reservation'; of?: number }
+  | { op: 'set_mem_type'; fe: number; gfn: number; count: number; type: MemType }
+  | { op: 'ioreq_server'; fe: number; ranges: Array<{ start: number; count: number }>; policy: 'remap' | 'fail' | 'none' | 'retry'; name?: string }
+  | { op: 'set_ioreq_server_state'; fe: number; id: Ref; enabled: boolean }
   | { op: 'destroy'; dom: number }
   | { op: 'crash' };
 
@@ -41,7 +44,9 @@ export type OpOutcome =
   | { kind: 'read'; value: bigint; access: Access }
   | { kind: 'write'; access: Access }
   /** A memory_op (populate, balloon_out): `done` of `count` extents (Xen's nr_done). */
-  | { kind: 'extents'; done: number; count: number };
+  | { kind: 'extents'; done: number; count: number }
+  /** A reservation (XENMEM_current_reservation, XENMEM_maximum_reservation), in pages. */
+  | { kind: 'pages'; value: number };
 
 /** Names made by steps: Map ids, grant handles; `@d:gfn` → the grant handle mapped there. */
 export type Names = Map<string, number>;
@@ -138,9 +143,22 @@ export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome
       return rc(cpu.hc.buffer_copy(op.dir, gfn(op.gfn), 0, op.bytes));
     case 'iomem_permit':
       return rc(cpu.hc.domctl_iomem_permission(domid(op.dom), op.start, op.count, op.allow));
+    case 'current_reservation':
+    case 'maximum_reservation': {
+      const dom = op.of === undefined ? undefined : domid(op.of);
+      const n = op.op === 'current_reservation' ? cpu.hc.current_reservation(dom) : cpu.hc.maximum_reservation(dom);
+      return n < 0 ? rc(n) : { kind: 'pages', value: n };
+    }
+    case 'set_mem_type':
+      return rc(cpu.hc.dm_set_mem_type(domid(op.fe), gfn(op.gfn), op.count, op.type));
     case 'ioreq_server': {
       const r = cpu.hc.dm_create_ioreq_server(domid(op.fe), op.ranges, op.policy);
+      if (r >= 0 && op.name !== undefined) names.set(op.name, r);
       return rc(r < 0 ? r : 0);
+    }
+    case 'set_ioreq_server_state': {
+      const id = resolve(op.id, names);
+      return rc(id === undefined ? -ENOENT : cpu.hc.dm_set_ioreq_server_state(domid(op.fe), id, op.enabled));
     }
     case 'destroy':
       return rc(cpu.hc.domctl_destroy(domid(op.dom)));
@@ -161,5 +179,7 @@ export function describeOutcome(o: OpOutcome): string {
       return o.access;
     case 'extents':
       return o.done === o.count ? 'OK' : `${o.done} of ${o.count} done`;
+    case 'pages':
+      return `${o.value} pages`;
   }
 }

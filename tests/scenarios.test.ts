@@ -33,8 +33,8 @@ describe('scenarios', () => {
     ['map-as-ram-rw', ['lifecycle-destroy-frontend-with-maps', 'map-ram-roundtrip']],
     // Issue 13, fidelity: each switch brings an old deviation back (docs/fidelity.md).
     ['steal-record-by-gfn', ['fidelity-steal-tied-to-frame']],
-    ['revoke-dead-frontend-esrch', ['fidelity-revoke-dead-frontend']],
-    ['steal-keeps-quota', ['fidelity-steal-quota-moves', 'return-quota-moves-back']],
+    ['revoke-dead-frontend-esrch', ['fidelity-revoke-dead-frontend', 'fidelity-revoke-range-not-a-slot']],
+    ['steal-keeps-quota', ['fidelity-steal-quota-moves', 'return-quota-moves-back', 'fidelity-memop-reservation']],
     ['return-revoke-before-checks', ['fidelity-return-all-or-nothing', 'return-ebusy-backend-reference']],
     ['fault-to-first-server', ['fidelity-fault-to-mapping-backend']],
     ['iomem-exact-ranges', ['fidelity-iomem-rangeset', 'map-bar-iomem-caps-eperm']],
@@ -42,8 +42,9 @@ describe('scenarios', () => {
     ['mapped-gfn-distinguishable', ['fidelity-memop-mapped-like-hole', 'fidelity-foreign-map-onto-populated']],
     ['foreign-map-old-rules', ['fidelity-foreign-map-authority', 'fidelity-foreign-map-crashed', 'fidelity-foreign-map-onto-populated']],
     ['memop-errno-per-call', ['fidelity-memop-extents-done']],
-    ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied']],
+    ['occupied-gfn-eexist', ['fidelity-memop-populate-occupied', 'fidelity-memop-reservation']],
     ['grant-map-status-before-checks', ['fidelity-grant-refused-map-no-status']],
+    ['revoke-put-before-flush', ['fidelity-revoke-rights-until-flushed']],
     ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
   ];
   it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {

@@ -14,6 +14,8 @@ import { domid, gfn, grantHandle, grantRef } from '../../hypervisor/public/types
 import type { GpuEnv, GpuFrontendEnv, Workload } from '../workload.js';
 import { bump as count } from '../counters.js';
 import { ioreqLoop } from '../ioreq-loop.js';
+import { toolstack } from './toolstack.js';
+import { ENOSPC, ESRCH } from '../../hypervisor/public/errno.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
 
 /** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
@@ -27,12 +29,16 @@ const RES_TBL_GFN = 8;
 const RES_WORDS = 8;
 const RESF = { PAGES: 0, BAR: 1, BACKING: 2, AT: 3, INTO: 4, UPTR: 5 } as const;
 const POOL_GFN = 64;
+/** A dom0 RAM page the toolstack tries to foreign-map (it must be refused). */
+const TOOLSTACK_OWN_GFN = 5;
 const RS = { FREE: 0, CREATED: 1, MAPPED: 2, EVICTING: 3, EVICTED: 4, UNMAPPED: 5, STOLEN: 6 } as const;
 const JOB = { STATE: 0, INTO: 1, PAGES: 2, VALUE: 3 } as const;
 
 interface Report {
   out: Record<string, number>;
   samples: Record<string, number[]>;
+  /** Failed checks: an answer of the hypervisor that Xen (or the seed) would not give. */
+  fails: number;
 }
 const bump = (r: Report, k: string, n = 1): void => count(r.out, k, n);
 
@@ -250,33 +256,103 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
         unmapBlob(i);
         shared.set(i, RS.FREE);
         return 0;
-      case OP.CREATE_USERPTR: {
+      case OP.CREATE_USERPTR:
         if (cur !== undefined || a1 < 1 || a1 > MAX_BLOB_PAGES) return -16;
-        const into = freeStealChunk();
-        if (into < 0) return -28; // ENOSPC: dom0 has no room for more stolen pages
-        const st = cpu.hc.dm_steal(domid(fe.domid), gfn(a0), a1, gfn(into));
-        if (st.rc !== 0) {
-          bump(report, `steal_refused_${st.rc}_${st.index}`);
-          return st.rc;
-        }
-        table.put(i, { pages: a1, bar: false, backing: -1, at: -1, into, userptr_gfn: a0 });
-        shared.set(i, RS.STOLEN);
-        return 0;
-      }
+        return createUserptr(fe.domid, i, a0, a1);
       case OP.GPU_RUN:
         if (cur === undefined || cur.into < 0) return -22;
         runGpu(cur.into, cur.pages, a0);
         return 0;
-      case OP.RELEASE_USERPTR: {
+      case OP.RELEASE_USERPTR:
         if (cur === undefined || cur.into < 0) return -22;
-        const rt = cpu.hc.dm_return(domid(fe.domid), gfn(cur.into), cur.pages, gfn(cur.userptr_gfn));
-        if (rt.rc !== 0) return rt.rc;
-        shared.set(i, RS.FREE);
+        return releaseUserptr(fe.domid, i, cur);
+      case OP.DISCARD_USERPTR:
+        if (cur === undefined || cur.into < 0) return -22;
+        discardUserptr(fe.domid, i, cur);
         return 0;
-      }
       default:
         return -95;
     }
+  }
+
+  /** A failed check of the device model: an answer Xen (or the seed) would not give. */
+  function failed(what: string): void {
+    bump(report, `failed_${what}`);
+    report.fails++;
+  }
+
+  /**
+   * The frontend's quota (max_pages) moved by `delta` with a Steal or a
+   * Return (the seed: "the frontend's quota goes down by the number of
+   * pages stolen"). Only this device model steals from or returns to its
+   * frontends, so nothing else moves it meanwhile; a frontend gone since
+   * (ESRCH) is not judged.
+   */
+  function checkQuota(fe: number, before: number, delta: number): void {
+    const after = cpu.hc.maximum_reservation(domid(fe));
+    if (before >= 0 && after >= 0 && after !== before + delta) failed(`quota_moved_${after - before}_not_${delta}`);
+  }
+
+  function createUserptr(fe: number, i: number, at: number, pages: number): number {
+    const into = freeStealChunk();
+    if (into < 0) return -ENOSPC; // dom0 has no room for more stolen pages
+    const before = cpu.hc.maximum_reservation(domid(fe));
+    const st = cpu.hc.dm_steal(domid(fe), gfn(at), pages, gfn(into));
+    if (st.rc !== 0) {
+      bump(report, `steal_refused_${st.rc}_${st.index}`);
+      return st.rc;
+    }
+    checkQuota(fe, before, -pages);
+    table.put(i, { pages, bar: false, backing: -1, at: -1, into, userptr_gfn: at });
+    shared.set(i, RS.STOLEN);
+    return 0;
+  }
+
+  /**
+   * Return the pages. Half the time the device model first showed the
+   * guest its buffer through a Map of its own: the Steal's implicit Map
+   * revoked, an explicit Map of the same frames at the same gfns instead;
+   * Return revokes that one as it would the implicit one (a Map of this very
+   * frame at the return gfn is no conflict). Return fails only for a
+   * frontend that is no longer running (ESRCH): no reference but the Maps'
+   * is ever taken on these frames here.
+   */
+  function releaseUserptr(fe: number, i: number, cur: Resource): number {
+    if (cpu.random() < 0.5) {
+      const rv = cpu.hc.dm_revoke({ fe: domid(fe), gfn: gfn(cur.userptr_gfn), count: cur.pages });
+      if (rv !== 0) failed(`revoke_implicit_map_got_${rv}`);
+      const mp = cpu.hc.dm_map(domid(fe), { kind: 'ram', gfn: gfn(cur.into) }, cur.pages, gfn(cur.userptr_gfn), 'mmio_direct');
+      bump(report, mp.rc === 0 ? 'userptr_remapped' : `userptr_remap_refused_${mp.rc}`);
+    }
+    const before = cpu.hc.maximum_reservation(domid(fe));
+    const rt = cpu.hc.dm_return(domid(fe), gfn(cur.into), cur.pages, gfn(cur.userptr_gfn));
+    if (rt.rc !== 0) {
+      if (rt.rc !== -ESRCH) failed(`return_got_${rt.rc}`);
+      return rt.rc;
+    }
+    checkQuota(fe, before, cur.pages);
+    shared.set(i, RS.FREE);
+    return 0;
+  }
+
+  /**
+   * The guest will not take its buffer back (it unmapped it): the frames
+   * stay dom0's, which frees them — the implicit Map revoked first, so the
+   * guest reaches no freed frame. That Steal is over (the seed: a Steal "is
+   * tied to the frame"); the place in dom0 is free for the next one.
+   */
+  function discardUserptr(fe: number, i: number, cur: Resource): void {
+    const rv = cpu.hc.dm_revoke({ fe: domid(fe), gfn: gfn(cur.userptr_gfn), count: cur.pages });
+    if (rv !== 0) failed(`discard_revoke_got_${rv}`);
+    freeStolen(cur);
+    shared.set(i, RS.FREE);
+  }
+
+  /** dom0 frees stolen frames it holds (balloons them out): every one is its RAM, so every extent is done. */
+  function freeStolen(cur: Resource): void {
+    const gfns = Array.from({ length: cur.pages }, (_, k) => gfn(cur.into + k));
+    const done = cpu.hc.decrease_reservation(gfns);
+    if (done !== cur.pages) failed(`free_stolen_done_${done}_of_${cur.pages}`);
   }
 
   function mapBlob(fe: GpuFrontendEnv, i: number, cur: Resource, at: number): number {
@@ -296,7 +372,9 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       const st = shared.state(i);
       if (st === RS.MAPPED) {
         if (!shared.cas(i, RS.MAPPED, RS.UNMAPPED)) continue;
-        cpu.hc.dm_revoke({ id: shared.mapId(i) });
+        // Revoke of a mapping it made "never fails for valid arguments" (the seed), whatever became of the frontend.
+        const rc = cpu.hc.dm_revoke({ id: shared.mapId(i) });
+        if (rc !== 0) failed(`unmap_revoke_got_${rc}`);
         return;
       }
       if (st === RS.EVICTING) continue; // the kernel is revoking it: short, bounded
@@ -351,9 +429,50 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
 
   const serveStep = ioreqLoop(cpu, end, { apply: serve, served: (applied) => bump(report, applied ? 'ioreqs' : 'duplicates') });
 
+  /**
+   * The toolstack destroyed a frontend (xenstore's @releaseDomain): give up
+   * its queue mapping, revoke everything of its blob window by range, and
+   * free the pages stolen from it (they stayed dom0's). Once the domain is
+   * gone for good — a zombie until the last reference to one of its pages
+   * goes, then XENMEM_current_reservation answers ESRCH — the device model
+   * forgets it, with one last Revoke of the window. Each Revoke must
+   * succeed (the seed: a frontend "dying, a zombie or gone does not make
+   * Revoke fail").
+   */
+  const released = new Map<number, 'released' | 'gone'>();
+  function revokeWindow(f: GpuFrontendEnv, when: string): void {
+    const rc = cpu.hc.dm_revoke({ fe: domid(f.domid), gfn: gfn(f.window_gfn), count: RES_PER_FE * MAX_BLOB_PAGES });
+    if (rc !== 0) failed(`revoke_${when}_frontend_got_${rc}`);
+  }
+  function releaseGone(): void {
+    for (const f of gpu.frontends) {
+      const was = released.get(f.domid);
+      if (was === 'released' && cpu.hc.current_reservation(domid(f.domid)) === -ESRCH) {
+        revokeWindow(f, 'gone');
+        released.set(f.domid, 'gone');
+        bump(report, 'frontends_gone');
+      }
+      if (was !== undefined || xsRead(cpu.store, f.domid, XS_KEY.RELEASED) === 0) continue;
+      released.set(f.domid, 'released');
+      const q = queues.get(f.domid);
+      if (q !== undefined) {
+        cpu.hc.gnttab_unmap_grant_ref(grantHandle(q.handle));
+        queues.set(f.domid, undefined);
+      }
+      revokeWindow(f, 'released');
+      for (const [i, r] of table.of(f.domid)) {
+        if (r.into >= 0) freeStolen(r);
+        else unmapBlob(i);
+        shared.set(i, RS.FREE);
+      }
+      bump(report, 'frontends_released');
+    }
+  }
+
   return {
     step() {
       if (!started) start();
+      releaseGone();
       return serveStep();
     },
     finish() {
@@ -383,6 +502,8 @@ function gpuWrite(cpu: GuestCpu, into: number, pages: number, value: number): vo
 export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = -1): Workload {
   const shared = new Shared(cpu);
   const dma = dmaPeek(cpu, gpu, report, dma_gfn);
+  // The next gfn of the same mapping window: the toolstack's foreign map of dom0's own page would land there.
+  const tools = toolstack(cpu, gpu, report, TOOLSTACK_OWN_GFN, dma_gfn < 0 ? -1 : dma_gfn + 1);
   const lat: number[] = [];
   report.samples['revoke_us'] = lat;
   const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
@@ -396,6 +517,7 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
         bump(report, 'gpu_jobs');
         return;
       }
+      if (tools.step()) return;
       const now = cpu.now_us();
       // Memory pressure the toolstack announces (chaos: an MMU-notifier storm) adds evictions.
       const pressure = xsRead(cpu.store, cpu.domid as number, XS_KEY.MEMORY_PRESSURE);
@@ -419,6 +541,11 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
         lat.push(cpu.now_us() - t0);
         shared.set(i, RS.EVICTED);
         bump(report, rc === 0 ? 'evictions' : 'eviction_fail');
+        // Revoke of a mapping this backend made "never fails for valid arguments" (the seed), whatever became of the frontend.
+        if (rc !== 0) {
+          bump(report, `failed_eviction_revoke_got_${rc}`);
+          report.fails++;
+        }
         return;
       }
     },

@@ -8,6 +8,7 @@ import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { ACCESS } from '../../hypervisor/public/guest.js';
 import { domid, gfn, grantRef, type Gfn } from '../../hypervisor/public/types.js';
+import { ENOENT } from '../../hypervisor/public/errno.js';
 import type { GpuFrontendEnv, Workload } from '../workload.js';
 import { bump as count } from '../counters.js';
 import { Sharer, type ShareEnv, type Shared } from './share.js';
@@ -96,6 +97,7 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
   return {
     step() {
       if (!drv.ready && !drv.init()) return;
+      if (v === 0) sharer?.releaseIfGone();
       const res = v * RES_PER_VCPU + (i++ % nres);
       const pages = 1 + Math.floor(cpu.random() * maxPages);
       const bar = hasBar && cpu.random() < 0.3;
@@ -206,7 +208,10 @@ export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: 
   };
 }
 
-export const ADVERSARY_ATTACKS = ['hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke', 'die-while-mapped'] as const;
+export const ADVERSARY_ATTACKS = [
+  'hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq',
+  'race-revoke', 'die-while-mapped', 'memop-probe', 'steal-reuse',
+] as const;
 
 /**
  * A hostile frontend: each attack must be refused or harmless. An attack
@@ -217,6 +222,8 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
   const v = cpu.vcpu as number;
   const list = attacks.length > 0 ? attacks : ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped');
   let i = 0;
+  /** Attack runs that use up a gfn for good (memop-probe, steal-reuse), per attack. */
+  const probes: Record<string, number> = {};
   const refused = (name: string): void => bump(report, `refused_${name}`);
   const worked = (name: string): void => {
     bump(report, `succeeded_${name}`);
@@ -272,11 +279,19 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
         case 'balloon-mapped': {
           const at = blob(res);
           if (at < 0) return;
-          // memory_op answers with the extents done: 0 is the refusal.
-          (cpu.hc.decrease_reservation([gfn(at)]) === 1 ? worked : refused)(name);
+          // memory_op answers with the extents done (Xen's do_memory_op: nr_done, never an errno): 0 is the refusal.
+          const done = cpu.hc.decrease_reservation([gfn(at)]);
+          if (done < 0) failed(report, `memop_errno_${done}`);
+          (done === 1 ? worked : refused)(name);
           drop(res);
           return;
         }
+        case 'memop-probe':
+          memopProbe(cpu, report, name, res, blob, drop, probes, { worked, refused });
+          return;
+        case 'steal-reuse':
+          stealReuse(cpu, drv, name, v, probes, { worked, refused });
+          return;
         case 'grant-then-steal': {
           const g = 8 + v;
           cpu.grants.grant_access(grantRef(100 + v), domid(backend), gfn(g), false);
@@ -370,4 +385,94 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
       }
     },
   };
+}
+
+/** A check of the workload that failed: counted as `failed_<what>` (docs/gpu.md §8) and as a check failure. */
+function failed(report: Report, what: string): void {
+  bump(report, `failed_${what}`);
+  report.fails++;
+}
+
+interface Verdicts {
+  worked(name: string): void;
+  refused(name: string): void;
+}
+
+/** Runs of `memop-probe` that use up RAM gfns (three each, from the top of RAM down). */
+const MEMOP_PROBE_RUNS = 16;
+/**
+ * The probes that use gfns up run on a guest of at least this much RAM:
+ * steal-reuse's (32 … 32 + 4 × 16) and memop-probe's (the top 48) stay
+ * apart, above the driver's own pages.
+ */
+const PROBE_MIN_PAGES = 256;
+/** A gfn no p2m reaches. */
+const FAR_GFN = 0x7fff_0000;
+
+/**
+ * `memop-probe`: what memory ops tell a hostile guest. On its Map'd blob
+ * gfn, and on it once revoked, remove_from_physmap must answer as on a hole
+ * (-ENOENT): the seed forbids letting the guest learn what is mapped. Then
+ * Xen's answers on its own memory (xen/common/memory.c): populate_physmap
+ * returns the extents done, 0 for a gfn no p2m holds (never an errno);
+ * remove_from_physmap of its RAM leaves the page allocated and counted
+ * (current_reservation unchanged); populate_physmap over its RAM replaces
+ * the page (p2m_add_page: done, the old page still counted). The counts are
+ * judged only on a guest with one vCPU (another would move them meanwhile)
+ * that is still running at the end.
+ */
+function memopProbe(
+  cpu: GuestCpu, report: Report, name: string, res: number, blob: (res: number) => number, drop: (res: number) => boolean, probes: Record<string, number>, v: Verdicts,
+): void {
+  const at = blob(res);
+  if (at >= 0) {
+    const mapped = cpu.hc.remove_from_physmap(gfn(at));
+    const revoked = drop(res) ? cpu.hc.remove_from_physmap(gfn(at)) : -ENOENT;
+    (mapped === -ENOENT && revoked === -ENOENT ? v.refused : v.worked)(name);
+  }
+  const far = cpu.hc.populate_physmap([gfn(FAR_GFN)]);
+  if (far !== 0 && !cpu.stopping) failed(report, `populate_far_${far}`);
+  const k = probes[name] ?? 0;
+  if (cpu.nr_vcpus !== 1 || k >= MEMOP_PROBE_RUNS || cpu.memory_pages < PROBE_MIN_PAGES) return;
+  probes[name] = k + 1;
+  const top = cpu.memory_pages - 1 - 3 * k;
+  const before = cpu.hc.current_reservation();
+  const removed = cpu.hc.remove_from_physmap(gfn(top));
+  const kept = cpu.hc.current_reservation();
+  const out = cpu.hc.decrease_reservation([gfn(top - 1)]);
+  const over = cpu.hc.populate_physmap([gfn(top - 2)]);
+  const after = cpu.hc.current_reservation();
+  if (cpu.stopping) return;
+  if (removed !== 0 || kept !== before) failed(report, `remove_own_ram_${removed}_pages_${kept - before}`);
+  if (out !== 1 || over !== 1 || after !== before) failed(report, `populate_over_ram_${out}_${over}_pages_${after - before}`);
+}
+
+/** Runs of `steal-reuse`: each leaves one gfn revoked for good. */
+const STEAL_REUSE_RUNS = 16;
+
+/**
+ * `steal-reuse`: the guest has a page stolen as a userptr, tells the device
+ * to discard it (dom0 frees the stolen frame: that Steal is over), has
+ * another page stolen — into the same place of dom0's, the lowest free one —
+ * and takes it back. Return must hand it that second page, the one now
+ * stolen from it, whatever record once named the place (the seed: a Steal
+ * is tied to the frame). The guest checks the contents; the checker's
+ * records_match_frames judges the registry.
+ */
+function stealReuse(cpu: GuestCpu, drv: GpuDriver, name: string, v: number, probes: Record<string, number>, verdict: Verdicts): void {
+  const k = probes[name] ?? 0;
+  if (k >= STEAL_REUSE_RUNS || cpu.memory_pages < PROBE_MIN_PAGES) return;
+  probes[name] = k + 1;
+  const first = gfn(32 + v * STEAL_REUSE_RUNS + k); // revoked for good once discarded
+  const second = gfn(4 + v);
+  const [r1, r2] = [28 + v, 24 + v];
+  const marker = (0x5eed0000 | (v << 8) | k) | 0;
+  cpu.write32(second, 0, marker);
+  if (drv.cmd(OP.CREATE_USERPTR, r1, first, 1) !== 0) return;
+  if (drv.cmd(OP.DISCARD_USERPTR, r1) !== 0) return;
+  if (drv.cmd(OP.CREATE_USERPTR, r2, second, 1) !== 0) return;
+  if (drv.cmd(OP.RELEASE_USERPTR, r2) !== 0) return;
+  const got = cpu.read32(second, 0) | 0;
+  if (cpu.stopping) return;
+  (got === marker && cpu.last_access === ACCESS.OK ? verdict.refused : verdict.worked)(name);
 }

@@ -30,6 +30,7 @@ export const OP = {
   CREATE_USERPTR: 6, // A0 frontend gfn, A1 pages: the pages are Stolen
   GPU_RUN: 7, // A0 value: the GPU engine writes pattern(value) into the userptr pages
   RELEASE_USERPTR: 8, // the pages are Returned
+  DISCARD_USERPTR: 9, // the guest will not take the pages back (it unmapped the buffer): dom0 frees them
 } as const;
 
 /** Resources per frontend, pages per blob, and the grant ref of the queue. */

@@ -26,6 +26,8 @@
  */
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { domid, gfn } from '../../hypervisor/public/types.js';
+import { ESRCH } from '../../hypervisor/public/errno.js';
+import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import { bump } from '../counters.js';
 
 /** Render resources a compositor can share: 4 vCPUs × 4 resources (driver.ts RES_PER_VCPU). */
@@ -134,13 +136,41 @@ export class Sharer {
     return { res, id: r.id, where: { count, page, gfn: at }, value };
   }
 
-  /** The compositor takes its share back itself (before the blob goes). */
+  /**
+   * The compositor takes its share back itself (before the blob goes).
+   * Revoke of a Map it made "never fails for valid arguments" (the seed),
+   * even when the viewer died meanwhile and its teardown took the Map.
+   */
   revoke(s: Shared): void {
     const b = this.begin(s.res);
     const rc = this.cpu.hc.dm_revoke({ id: s.id });
-    // -ENOENT: the viewer died and its mappings were torn down; nothing to promise.
     this.end(b, rc === 0 ? SHARE_STATE.GONE : SHARE_STATE.NONE, s.where, s.value);
-    bump(this.report.out, rc === 0 ? 'shares_revoked' : 'share_revoke_enoent');
+    if (rc === 0) bump(this.report.out, 'shares_revoked');
+    else {
+      bump(this.report.out, `failed_share_revoke_got_${rc}`);
+      this.report.fails++;
+    }
+  }
+
+  private gone = false;
+
+  /**
+   * Once the toolstack has destroyed the viewer (xenstore's @releaseDomain)
+   * and it is gone for good (XENMEM_current_reservation of it: ESRCH), the
+   * compositor revokes its whole share window by range, once: its Maps
+   * there went with the viewer's teardown, and Revoke of a frontend that
+   * is gone must succeed anyway (the seed).
+   */
+  releaseIfGone(): void {
+    if (this.gone || xsRead(this.cpu.store, this.env.viewer, XS_KEY.RELEASED) === 0) return;
+    if (this.cpu.hc.current_reservation(domid(this.env.viewer)) !== -ESRCH) return;
+    this.gone = true;
+    const rc = this.cpu.hc.dm_revoke({ fe: domid(this.env.viewer), gfn: gfn(this.env.window_gfn), count: this.env.window_pages });
+    if (rc === 0) bump(this.report.out, 'viewer_gone_revoked');
+    else {
+      bump(this.report.out, `failed_viewer_gone_revoke_got_${rc}`);
+      this.report.fails++;
+    }
   }
 
   /**

@@ -7,6 +7,11 @@
  *    drew; a read that does not (dom0 evicted the blob, and Revoke took the
  *    nested Map with it) is legal and counted;
  *  - GONE: the nested Map was revoked, so no read may reach memory.
+ * A read that does not reach memory is a FAULT its compositor's IOREQ
+ * server answered FAIL (the host gives a viewer two servers: dom0's
+ * platform one first, answering NONE, then its compositor's), or, once the
+ * compositor is gone, the null handler's: never the first server's — a
+ * revoked gfn faults to the server of the backend that Mapped it.
  * A slot whose SEQ moved while it was read, or that is being changed (odd),
  * is skipped. A compositor that crashed leaves its mailbox as it was: its
  * teardown revoked the nested Maps, so reads meet the null handler.
@@ -40,6 +45,11 @@ export function viewerWorkload(cpu: GuestCpu, compositor: number, report: Report
       const w = p & 1 ? CHECK_WORDS - 1 : 0;
       got.push(cpu.read32(gfn(s.gfn + p), w * 4) | 0);
       reached.push(cpu.last_access === ACCESS.OK);
+      // A FAULT answered NONE came from dom0's platform server: not the compositor's, whose Map was revoked there.
+      if (cpu.last_access === ACCESS.IOREQ_FAULT) {
+        bump(report.out, 'failed_viewer_fault_misrouted');
+        report.fails++;
+      }
     }
     if (shareSeq(cpu.store, compositor, res) !== s.seq) {
       bump(report.out, 'viewer_raced');

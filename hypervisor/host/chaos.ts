@@ -8,7 +8,7 @@
  */
 import { RedisAdmin } from '../../transport/redis-admin.js';
 import { domainCrash } from '../xen/domain-crash.js';
-import { domainDestroy } from '../xen/domain.js';
+import { toolstackDestroy } from './toolstack.js';
 import type { Machine } from '../xen/machine.js';
 import { type Injection, type NemesisAction, type NemesisKind, WINDOW_DEFAULT_MS } from './nemesis.js';
 import type { HostSpec } from './spec.js';
@@ -266,7 +266,7 @@ export class Chaos {
     }
     const hit = Atomics.compareExchange(m.control.w, CTL.MIDMAP_FE, -(fe + 1), 0) === -(fe + 1);
     if (!hit) Atomics.store(m.control.w, CTL.MIDMAP_FE, 0);
-    const rc = domainDestroy(m, fe);
+    const rc = toolstackDestroy(m, fe);
     return hit ? `destroyed while a Map into it was under way (rc ${rc})` : `no Map began within 3 s; destroyed anyway (rc ${rc})`;
   }
 

@@ -33,6 +33,8 @@ export interface HostSpec {
   check_interval_ms: number;
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
+  /** Nested Map allowed and revoked transitively (default); false: re-Mapping a received range is -EPERM. */
+  transitive_revoke?: boolean;
   /** Capture the timeline (`--trace`, `--report`): rings in shared memory, drained by the host. */
   trace?: boolean;
   /** Drained events kept for the trace file (default TRACE_MAX_EVENTS; 0: aggregates only). */

@@ -86,6 +86,8 @@ export const MAX_IOMEM_RANGES = 8;
  * range that wraps (-EINVAL); xgsim also refuses one that reaches this.
  */
 export const IOMEM_MFN_LIMIT = 2 ** 31;
+/** 2^64: XEN_DOMCTL_iomem_permission's MFNs are unsigned longs; a range reaching this wraps (a double holds it exactly). */
+export const MFN_WRAP = 2 ** 64;
 
 /**
  * The p2m's shape (layout/p2m.ts), as EPT's (xen/arch/x86/mm/p2m-ept.c):

@@ -90,6 +90,7 @@ export const HC = Object.freeze({
   dm_create_ioreq_server: 19,
   sched_crash: 20,
   dm_set_ioreq_server_state: 21,
+  dm_set_mem_type: 22,
 } as const satisfies Record<keyof Hypercalls | 'other', number>);
 export type HcName = keyof typeof HC;
 /** HC_NAMES[id] is the name of hypercall op `id`. */

@@ -25,7 +25,7 @@ import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
 } from '../public/errno.js';
-import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing } from '../public/types.js';
+import { GTF_permit_access, GTF_reading, GTF_readonly, GTF_sub_page, GTF_type_mask, GTF_writing, type P2mTypeName } from '../public/types.js';
 
 /** docs/primitives.md, common check 1. */
 export const MAX_PAGES_PER_OP = 512;
@@ -963,7 +963,7 @@ export class Model {
   }
 
   /** Map(be, fe, source, count, at, type). */
-  map(be: number, fe: number, source: MapSource, count: number, at: number, type: MapType = 'mmio_direct'): PrimitiveResult {
+  map(be: number, fe: number, source: MapSource, count: number, at: number, type: P2mTypeName = 'mmio_direct'): PrimitiveResult {
     const fail = (rc: number, index = -1): PrimitiveResult => ({ rc, index, id: 0 });
     const c = this.common(be, fe, count, 'map');
     if (c !== 0) return fail(c);

@@ -3,7 +3,7 @@
  * Domain code receives a `GuestCpu` for the vCPU it runs on and may import
  * nothing else from hypervisor/ but this folder.
  */
-import type { DomId, Gfn, GrantHandle, GrantRef, VcpuId } from './types.js';
+import type { DomId, Gfn, GrantHandle, GrantRef, P2mTypeName, VcpuId } from './types.js';
 import type { IoreqServerEnd } from './ioreq.js';
 
 export type AccessWidth = 1 | 2 | 4 | 8;
@@ -47,7 +47,10 @@ export interface GrantCopy {
 
 /** Source of a Map: backend RAM (its gfns) or machine frames of a BAR. */
 export type MapSource = { kind: 'ram'; gfn: Gfn } | { kind: 'bar'; mfn: number };
-export type MapType = 'mmio_direct' | 'mmio_dm';
+/** The p2m type Map makes: mmio_direct or mmio_dm (any other is -EINVAL). */
+export type MapType = P2mTypeName;
+/** What XEN_DMOP_set_mem_type may make of RAM here (HVMMEM_ram_rw, HVMMEM_ram_ro). */
+export type MemType = 'ram_rw' | 'ram_ro';
 export interface DmResult {
   /** 0 or a negative errno. */
   rc: number;
@@ -68,10 +71,14 @@ export interface Hypercalls {
    */
   populate_physmap(gfns: readonly Gfn[]): number;
   decrease_reservation(gfns: readonly Gfn[]): number;
-  /** XENMEM_current_reservation: the caller's tot_pages. */
-  current_reservation(): number;
-  /** XENMEM_maximum_reservation: the caller's max_pages. */
-  maximum_reservation(): number;
+  /**
+   * XENMEM_current_reservation: `dom`'s tot_pages (default: the caller's);
+   * of another domain only for the control domain or `dom`'s device model
+   * (-EPERM), of one that exists (-ESRCH).
+   */
+  current_reservation(dom?: DomId): number;
+  /** XENMEM_maximum_reservation: `dom`'s max_pages, on the same terms. */
+  maximum_reservation(dom?: DomId): number;
   // grant_table_op (GNTTABOP_*)
   gnttab_map_grant_ref(op: MapGrantRef): MapGrantResult;
   gnttab_unmap_grant_ref(handle: GrantHandle): number;
@@ -110,6 +117,12 @@ export interface Hypercalls {
   sched_crash(): number;
   /** Xen's set_ioreq_server_state: enabled → the server's ioreqs go to this domain's device model. */
   dm_set_ioreq_server_state(fe: DomId, server: number, enabled: boolean): number;
+  /**
+   * XEN_DMOP_set_mem_type on `fe`'s RAM gfns [gfn, gfn+count): ram_rw ↔
+   * ram_ro (writes to ram_ro are discarded); 0, or the errno of the first
+   * gfn refused (earlier ones stay changed).
+   */
+  dm_set_mem_type(fe: DomId, gfn: Gfn, count: number, type: MemType): number;
 }
 
 /** The guest's own grant table (shared, guest-writable entries). */

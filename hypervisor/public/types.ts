@@ -41,6 +41,7 @@ export const P2M = {
   ioreq_server: 15,
 } as const;
 export type P2mType = (typeof P2M)[keyof typeof P2M];
+export type P2mTypeName = keyof typeof P2M;
 export const P2M_NAMES: readonly string[] = Object.keys(P2M);
 
 /** Grant entry v1 flags (xen/include/public/grant_table.h). */

@@ -21,6 +21,11 @@ export const XS_KEY = {
    * what a device model's answers make it do).
    */
   DM_RETRY_STORM: 2,
+  /**
+   * 1 once the toolstack has destroyed the domain (Xen's @releaseDomain
+   * watch fires): its backends release what they still hold for it.
+   */
+  RELEASED: 3,
 } as const;
 const XS_KEY_WORDS = 4;
 const XS_TOOLSTACK_BASE = XS_STORE_WORDS - XS_MAX_DOMAINS * XS_KEY_WORDS;

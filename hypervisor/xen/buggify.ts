@@ -73,28 +73,14 @@ export const BUG_NAMES = Object.keys(BUGS) as BugName[];
 /**
  * The bugs `xgsim sim` cannot find yet, each with why and what catches it
  * instead; every other bug it must find within 60 seeds
- * (hypervisor/host/sim/sim.test.ts). The fidelity switches give a caller a
- * wrong answer (a status code, a count, which server gets a FAULT), which
- * breaks no invariant, on paths the simulator's workloads do not take:
- * the scenario that pins each answer catches it (tests/scenarios.test.ts).
- * Making the explorers reach them is issue 19's swarm testing.
+ * (hypervisor/host/sim/sim.test.ts). None today: the fidelity switches,
+ * which give a caller a wrong answer rather than break an invariant, are
+ * found through the answers the simulator's workloads check (docs/sim.md
+ * §3: dom0's toolstack and device model, the adversary's memop-probe and
+ * steal-reuse, the viewer) and revoke-put-before-flush through the racer
+ * at revoke.before_remove.
  */
-const BY_SCENARIO = 'a wrong answer on a path no sim workload takes; its fidelity scenario catches it (tests/scenarios.test.ts)';
-const BY_MODEL = `${BY_SCENARIO}, and so does comparing every answer with the reference model (tests/model-based.test.ts)`;
-export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
-  'steal-record-by-gfn': BY_SCENARIO,
-  'revoke-dead-frontend-esrch': BY_MODEL,
-  'steal-keeps-quota': BY_MODEL,
-  'return-revoke-before-checks': BY_SCENARIO,
-  'fault-to-first-server': BY_SCENARIO,
-  'iomem-exact-ranges': BY_SCENARIO,
-  'iomem-permission-unchecked-caller': BY_SCENARIO,
-  'mapped-gfn-distinguishable': BY_SCENARIO,
-  'foreign-map-old-rules': BY_MODEL,
-  'memop-errno-per-call': BY_MODEL,
-  'occupied-gfn-eexist': BY_MODEL,
-  'revoke-put-before-flush': 'its window is inside Revoke, where the simulator does not preempt (issue 19); the isolation oracle catches it on real threads (tests/stress.test.ts)',
-};
+export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {};
 
 export class BuggifyError extends Error {}
 

@@ -9,7 +9,7 @@ import { domainDestroy } from './domain.js';
 import { iomemAccessPermitted, iomemDenyAccess, iomemPermitAccess } from './iomem.js';
 export { iomemAdd, iomemPermitted } from './iomem.js';
 import { BUGS } from './buggify.js';
-import { IOMEM_MFN_LIMIT } from '../layout/constants.js';
+import { IOMEM_MFN_LIMIT, MFN_WRAP } from '../layout/constants.js';
 import { EINVAL, EPERM, ESRCH } from '../public/errno.js';
 
 function privileged(m: Machine, ld: number): boolean {
@@ -41,8 +41,9 @@ export function domctlMaxMem(m: Machine, ld: number, d: number, max_pages: numbe
  * of checks:
  *   1. d is looked up: none → -ESRCH for a privileged caller, -EPERM for
  *      anyone else (rcu_lock_domain_by_id failing in do_domctl);
- *   2. the range wraps → -EINVAL (here: not whole numbers, nr < 1, or
- *      reaching IOMEM_MFN_LIMIT);
+ *   2. the range wraps past 2^64 (`(mfn + nr_mfns - 1) < mfn`) → -EINVAL;
+ *      xgsim also refuses what its Int32 caps cannot hold: not whole
+ *      numbers, nr < 1, or reaching IOMEM_MFN_LIMIT (docs/fidelity.md D13);
  *   3. xsm_iomem_permission(XSM_PRIV): the caller is not privileged → -EPERM;
  *   4. with the caps locked: the caller's own iomem_caps do not contain the
  *      range → -EPERM (iomem_access_permitted(current->domain, …)): a
@@ -58,6 +59,7 @@ export function domctlIomemPermission(m: Machine, ld: number, d: number, first: 
   // do_domctl's rcu_lock_domain_by_id also finds a dying domain until its
   // last reference goes; xgsim's domctls take a running or crashed one only.
   if (!live(m, d)) return privileged(m, ld) ? -ESRCH : -EPERM;
+  if (first + nr - 1 >= MFN_WRAP) return -EINVAL;
   if (!Number.isInteger(first) || !Number.isInteger(nr) || first < 0 || nr < 1 || first + nr > IOMEM_MFN_LIMIT) return -EINVAL;
   if (!privileged(m, ld)) return -EPERM;
   const s = first;

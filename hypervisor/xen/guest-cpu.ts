@@ -14,7 +14,8 @@ import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
 import { VS, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
-import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
+import { bufferCopy, decreaseReservation, foreignMap, memoryStatReservation, populatePhysmap, removeFromPhysmap } from './memory.js';
+import { dmSetMemType } from './dm.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
 import { designOf, type DmOpResult } from './design.js';
 import { ioreqServerCreate, ioreqServerSetState, openServerEnd } from './ioreq.js';
@@ -298,8 +299,8 @@ export class VcpuContext implements GuestCpu {
         this.stat(STAT.BALLOONS);
         return this.hypercall(() => decreaseReservation(m, d, gfns), (r) => r !== gfns.length, HC.decrease_reservation);
       },
-      current_reservation: () => this.hypercall(() => m.dom.at(d, DOM.TOT_PAGES), neg, HC.current_reservation),
-      maximum_reservation: () => this.hypercall(() => m.dom.at(d, DOM.MAX_PAGES), neg, HC.maximum_reservation),
+      current_reservation: (dom?: DomId) => this.hypercall(() => memoryStatReservation(m, d, dom ?? d, 'current'), neg, HC.current_reservation),
+      maximum_reservation: (dom?: DomId) => this.hypercall(() => memoryStatReservation(m, d, dom ?? d, 'maximum'), neg, HC.maximum_reservation),
       gnttab_map_grant_ref: (op: MapGrantRef): MapGrantResult => {
         this.stat(STAT.GRANT_MAPS);
         return this.hypercall(() => mapGrantRef(m, d, op), (r) => r.status !== GNTST_okay, HC.gnttab_map_grant_ref);
@@ -330,7 +331,8 @@ export class VcpuContext implements GuestCpu {
       dm_map: (fe, source, count, at, type) => {
         this.stat(STAT.MAPS);
         const src = source.kind === 'ram' ? { kind: 'ram' as const, gfn: source.gfn as number } : { kind: 'bar' as const, mfn: source.mfn };
-        return this.hypercall(() => designOf(m).map(m, d, { fe, source: src, count, at, type: type === 'mmio_dm' ? P2M.mmio_dm : P2M.mmio_direct }), dmErr, HC.dm_map);
+        // Any p2m type passes the gate: Map itself refuses all but mmio_direct and mmio_dm.
+        return this.hypercall(() => designOf(m).map(m, d, { fe, source: src, count, at, type: P2M[type ?? 'mmio_direct'] }), dmErr, HC.dm_map);
       },
       dm_revoke: (target) => {
         this.stat(STAT.REVOKES);
@@ -347,6 +349,7 @@ export class VcpuContext implements GuestCpu {
       dm_create_ioreq_server: (fe, ranges, policy, opts) => this.hypercall(() => ioreqServerCreate(m, d, fe, ranges, policy, opts), neg, HC.dm_create_ioreq_server),
       sched_crash: () => this.hypercall(() => (domainCrash(m, d, 'SCHEDOP_shutdown(crash)') ? 0 : -ESRCH), neg, HC.sched_crash),
       dm_set_ioreq_server_state: (fe, server, enabled) => this.hypercall(() => ioreqServerSetState(m, d, fe, server, enabled), neg, HC.dm_set_ioreq_server_state),
+      dm_set_mem_type: (fe, gfn, count, type) => this.hypercall(() => dmSetMemType(m, d, fe, gfn, count, P2M[type]), neg, HC.dm_set_mem_type),
     };
   }
 

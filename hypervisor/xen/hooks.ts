@@ -28,6 +28,20 @@ export const HOOKS = {
   'grant.after_validate': 'map_grant_ref, between validating the granted frame and mapping it',
   /** Steal, the first moment another hypercall may touch the frontend's pages (correct: after Steal; buggy: between check and transfer). */
   'steal.window': 'Steal, where a racing hypercall on the frontend page gets in',
+  /**
+   * Revoke of a mapping's live pages, before their entries are removed and
+   * flushed: a vCPU of the frontend may still reach them here, and must
+   * still have the right to (buggy: revoke-put-before-flush dropped the
+   * references and rights already). The registry lock is held: only
+   * accesses of the frontend (read, write) belong here.
+   */
+  'revoke.before_remove': 'Revoke, before the entries are removed and flushed',
+  /**
+   * sendIoreq (Xen's wait_for_io), each time the vCPU is about to wait for
+   * its ioreq's answer: where its device model stores into the ioreq page.
+   * The vCPU is blocked and holds no lock.
+   */
+  'ioreq.wait': "wait_for_io, each time the vCPU waits for its ioreq's answer",
 } as const;
 export type HookName = keyof typeof HOOKS;
 export const HOOK_NAMES = Object.keys(HOOKS) as HookName[];
@@ -38,7 +52,8 @@ let armed: Map<HookName, () => void> | null = null;
  * The deterministic simulator's view of the same points: where another vCPU
  * may act in the middle of this hypercall (hypervisor/sim). `a`, `b` say on
  * what (maptrack.pop: the domain; grant.after_validate: granter and ref;
- * steal.window: frontend and first gfn).
+ * steal.window: frontend and first gfn; revoke.before_remove: frontend and
+ * the first gfn revoked; ioreq.wait: domain and vCPU slot).
  */
 export type Preempter = (name: HookName, a: number, b: number) => void;
 let preempter: Preempter | null = null;

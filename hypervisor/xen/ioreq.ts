@@ -22,6 +22,9 @@ import { domainCrash } from './domain-crash.js';
 import { ACCESS, type AccessOutcome } from '../public/guest.js';
 import { IO_END, TK, kindWord } from '../layout/trace.js';
 import { tracer } from './trace.js';
+import { hookPoint } from './hooks.js';
+import { lockRemoteDomain } from './memory.js';
+import { putDomain } from './domain-ref.js';
 
 /**
  * The device model's end of its ioreq channel (its mapped ioreq pages and
@@ -101,13 +104,28 @@ export function ioreqServersDomainDying(m: Machine, d: number): void {
   }
 }
 
-/** Xen's set_ioreq_server_state: `enabled` hands the server's ioreqs to its device model over the transport. */
+/**
+ * XEN_DMOP_set_ioreq_server_state: `enabled` hands the server's ioreqs to
+ * its device model over the transport. dm_op's prologue first
+ * (xen/arch/x86/hvm/dm.c): rcu_lock_remote_domain_by_id (the target
+ * exists, -ESRCH; is not the caller, -EPERM), xsm_dm_op(XSM_DM_PRIV) (the
+ * caller is the target's device model — its topology backend — or the
+ * control domain, -EPERM); then ioreq_server_set_state
+ * (xen/common/ioreq.c): get_ioreq_server finds no such server, an index out
+ * of range included → -ENOENT; `s->emulator != current->domain` → -EPERM.
+ */
 export function ioreqServerSetState(m: Machine, by: number, target: number, server: number, enabled: boolean): number {
-  if (!Number.isInteger(target) || target < 0 || target >= m.nd || !Number.isInteger(server) || server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN) return -EINVAL;
-  if (!m.ioreq.active(target, server)) return -ENOENT;
-  if (m.ioreq.owner(target, server) !== by) return -EPERM;
-  Atomics.store(m.ioreq.w, m.ioreq.idx(target, server) + SRV.STATE, enabled ? SRV_STATE.ENABLED : SRV_STATE.INLINE);
-  return 0;
+  const rc = lockRemoteDomain(m, by, target);
+  if (rc < 0) return rc;
+  try {
+    if (m.dom.at(by, DOM.PRIVILEGED) === 0 && m.dom.at(target, DOM.BACKEND) !== by + 1) return -EPERM;
+    if (!Number.isInteger(server) || server < 0 || server >= MAX_IOREQ_SERVERS_PER_DOMAIN || !m.ioreq.active(target, server)) return -ENOENT;
+    if (m.ioreq.owner(target, server) !== by) return -EPERM;
+    Atomics.store(m.ioreq.w, m.ioreq.idx(target, server) + SRV.STATE, enabled ? SRV_STATE.ENABLED : SRV_STATE.INLINE);
+    return 0;
+  } finally {
+    putDomain(m, target);
+  }
 }
 
 /**
@@ -265,6 +283,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       }
       // Say we sleep before sleeping, so the server knows to wake us (layout/ioreq-slots.ts).
       Atomics.store(slots, i + IOS.WAITING, 1);
+      hookPoint('ioreq.wait', d, mmu.slot);
       sched().wait(slots, i + IOS.STATE, cur, 50);
       Atomics.store(slots, i + IOS.WAITING, 0);
     }

@@ -164,7 +164,7 @@ function removeRam(m: Machine, d: number, gfn: number): number {
  * guest) — with a reference held; -ESRCH if there is none, -EPERM if it is
  * the caller.
  */
-function lockRemoteDomain(m: Machine, ld: number, d: number): number {
+export function lockRemoteDomain(m: Machine, ld: number, d: number): number {
   if (!Number.isInteger(d) || d < 0 || d >= m.nd) return -ESRCH;
   m.dom.add(d, DOM.REFCNT, 1);
   const st = m.dom.state(d);
@@ -351,4 +351,19 @@ export function bufferCopy(m: Machine, d: number, dir: 'from_guest' | 'to_guest'
     off = 0;
   }
   return 0;
+}
+
+/**
+ * XENMEM_current_reservation / XENMEM_maximum_reservation (do_memory_op):
+ * rcu_lock_domain_by_any_id (DOMID_SELF or any domain still listed, else
+ * -ESRCH), then xsm_memory_stat_reservation(XSM_TARGET): the domain
+ * itself, its device model (here: its topology `backend`) or the control
+ * domain, else -EPERM; the answer is domain_tot_pages(d) or d->max_pages.
+ */
+export function memoryStatReservation(m: Machine, ld: number, d: number, which: 'current' | 'maximum'): number {
+  if (!Number.isInteger(d) || d < 0 || d >= m.nd) return -ESRCH;
+  const st = m.dom.state(d);
+  if (st === DS.FREE || st === DS.CREATING) return -ESRCH;
+  if (d !== ld && m.dom.at(ld, DOM.PRIVILEGED) === 0 && m.dom.at(d, DOM.BACKEND) !== ld + 1) return -EPERM;
+  return m.dom.at(d, which === 'current' ? DOM.TOT_PAGES : DOM.MAX_PAGES);
 }

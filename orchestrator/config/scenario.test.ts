@@ -50,6 +50,7 @@ describe('parseScenario', () => {
         name: 'steal-refused-while-granted',
         host: { frames: 3 * 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
         transport: 'auto',
+        transitive_revoke: true,
         domains: [
           { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true, paddr_bits: 36 },
           {
@@ -114,6 +115,14 @@ describe('parseScenario', () => {
   - hypercall_copy: { domain: fe, gfn: 0x10, dir: to_guest, bytes: 100, expect: EFAULT }
   - iomem_permit: { domain: fe, start: 0x80000, count: 16, allow: false }
   - ioreq_server: { by: dom0, for: fe, ranges: [{ start: 0x1000, count: 16 }, { start: 0x2000 }], fault_policy: remap, id: s }
+  - iomem_permit: { by: peer, domain: fe, start: 0xffffffffffffffff, count: 2 }
+  - current_reservation: { domain: fe, expect: 256 }
+  - maximum_reservation: { domain: dom0, of: fe, expect: EPERM }
+  - set_mem_type: { by: dom0, domain: fe, gfn: 0x10, count: 2, type: ram_ro }
+  - set_ioreq_server_state: { by: dom0, for: fe, id: s }
+  - on_hook: { hook: ioreq.wait, steps: [{ ioreq_answer: { by: dom0, domain: fe, state: IORESP_READY, data: 7 } }] }
+  - read: { domain: fe, gfn: 0x1000 }
+  - revoke: { by: dom0, domid: 9, gfn: 0x1100 }
   - crash: { domain: peer, expect: IOREQ }
   - destroy: { domain: peer }
   - check: [invariants, frames_conserved, no_leaks]
@@ -146,17 +155,27 @@ describe('parseScenario', () => {
       { op: 'write', domain: 'fe', gfn: 0x10, offset: 4088, width: 8, value: 0xffffffffffffffffn, expect: ok },
       { op: 'hypercall_copy', domain: 'fe', gfn: 0x10, dir: 'from_guest', bytes: 4096, expect: ok },
       { op: 'hypercall_copy', domain: 'fe', gfn: 0x10, dir: 'to_guest', bytes: 100, expect: { kind: 'errno', name: 'EFAULT', errno: 14 } },
-      { op: 'iomem_permit', domain: 'fe', start: 0x80000, count: 16, allow: false, expect: ok },
+      { op: 'iomem_permit', by: 'dom0', domain: 'fe', start: 0x80000, count: 16, allow: false, expect: ok },
       {
         op: 'ioreq_server', by: 'dom0', for: 'fe', ranges: [{ start: 0x1000, count: 16 }, { start: 0x2000, count: 1 }],
         fault_policy: 'remap', id: 's', expect: ok,
       },
+      // A u64 start, as the domctl's first_mfn (2^64 − 1 is the nearest double, 2^64).
+      { op: 'iomem_permit', by: 'peer', domain: 'fe', start: 2 ** 64, count: 2, allow: true, expect: ok },
+      { op: 'current_reservation', domain: 'fe', expect: { kind: 'value', value: 256n } },
+      { op: 'maximum_reservation', domain: 'dom0', of: 'fe', expect: { kind: 'errno', name: 'EPERM', errno: 1 } },
+      { op: 'set_mem_type', by: 'dom0', domain: 'fe', gfn: 0x10, count: 2, type: 'ram_ro', expect: ok },
+      { op: 'set_ioreq_server_state', by: 'dom0', for: 'fe', id: { kind: 'name', name: 's' }, enabled: true, expect: ok },
+      { op: 'on_hook', hook: 'ioreq.wait', steps: [{ op: 'ioreq_answer', by: 'dom0', domain: 'fe', state: 3, data: 7, expect: ok, line: 38 }] },
+      { op: 'read', domain: 'fe', gfn: 0x1000, offset: 0, width: 4, expect: ok },
+      { op: 'revoke', by: 'dom0', target: { kind: 'range', domid: 9, gfn: 0x1100, count: 1 }, expect: ok },
       { op: 'crash', domain: 'peer', expect: { kind: 'ioreq' } },
       { op: 'destroy', domain: 'peer', expect: ok },
       { op: 'check', checks: ['invariants', 'frames_conserved', 'no_leaks'] },
     ]);
-    // Every op of the vocabulary is covered above, except `concurrently` (below).
-    expect(new Set([...got.map((s) => s.op), 'concurrently'])).toEqual(new Set(STEP_OPS));
+    // Every op of the vocabulary is covered above (ioreq_answer inside its on_hook), except `concurrently` (below).
+    const ops = got.flatMap((s) => (s.op === 'on_hook' ? [s.op, ...s.steps.map((x) => x.op)] : [s.op]));
+    expect(new Set([...ops, 'concurrently'])).toEqual(new Set(STEP_OPS));
     expect(got.map((s) => s.line)).toEqual(Array.from({ length: got.length }, (_, i) => 8 + i));
   });
 

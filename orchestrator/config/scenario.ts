@@ -24,6 +24,7 @@
  */
 import { z } from 'zod';
 import { ERRNO_NAMES, GNTST_NAMES } from '../../hypervisor/public/errno.js';
+import { P2M, type P2mTypeName } from '../../hypervisor/public/types.js';
 import { BUG_NAMES, type BugName } from '../../hypervisor/xen/buggify.js';
 import { HOOK_NAMES, type HookName } from '../../hypervisor/xen/hooks.js';
 import { bool, describe, duration, field, ident, int, isRecord, list, obj, oneOf, str, toBigInt, u64 } from './fields.js';
@@ -84,8 +85,17 @@ const expectSchema = () => field(parseExpect).optional();
 
 export const CHECKS = ['invariants', 'frames_conserved', 'no_leaks'] as const;
 export type CheckName = (typeof CHECKS)[number];
-export const MAP_TYPES = ['mmio_direct', 'mmio_dm'] as const;
-export type MapType = (typeof MAP_TYPES)[number];
+/**
+ * Any p2m type may be named: the hypervisor, not the schema, refuses what
+ * Map does not make (everything but mmio_direct and mmio_dm is -EINVAL).
+ */
+export const MAP_TYPES = Object.keys(P2M) as readonly P2mTypeName[];
+export type MapType = P2mTypeName;
+/** XEN_DMOP_set_mem_type's types that xgsim implements (HVMMEM_ram_rw, HVMMEM_ram_ro). */
+export const MEM_TYPES = ['ram_rw', 'ram_ro'] as const;
+export type MemType = (typeof MEM_TYPES)[number];
+/** ioreq_t states a device model may write (xen/include/public/hvm/ioreq.h), or a raw number. */
+export const IOREQ_STATES = ['NONE', 'READY', 'INPROCESS', 'IORESP_READY'] as const;
 export const COPY_DIRS = ['from_guest', 'to_guest'] as const;
 export type CopyDir = (typeof COPY_DIRS)[number];
 export const FAULT_POLICIES = ['remap', 'fail', 'none', 'retry'] as const;
@@ -131,11 +141,24 @@ export type Step =
       readonly op: 'write'; readonly domain: string; readonly gfn: number; readonly offset: number; readonly width: Width; readonly value: bigint;
     })
   | (Expecting & { readonly op: 'hypercall_copy'; readonly domain: string; readonly gfn: number; readonly dir: CopyDir; readonly bytes: number })
-  | (Expecting & { readonly op: 'iomem_permit'; readonly domain: string; readonly start: number; readonly count: number; readonly allow: boolean })
+  | (Expecting & {
+      readonly op: 'iomem_permit'; readonly by: string; readonly domain: string; readonly start: number; readonly count: number; readonly allow: boolean;
+    })
+  /** XENMEM_current_reservation / XENMEM_maximum_reservation of `of` (default: the issuing `domain` itself). */
+  | (Expecting & { readonly op: 'current_reservation' | 'maximum_reservation'; readonly domain: string; readonly of?: string })
+  /** XEN_DMOP_set_mem_type by `by` on `domain`'s gfns. */
+  | (Expecting & { readonly op: 'set_mem_type'; readonly by: string; readonly domain: string; readonly gfn: number; readonly count: number; readonly type: MemType })
   | (Expecting & {
       readonly op: 'ioreq_server'; readonly by: string; readonly for: string; readonly ranges: readonly GfnRange[];
       readonly fault_policy: FaultPolicy; readonly id?: string;
     })
+  /** XEN_DMOP_set_ioreq_server_state by `by` on server `id` (a name from `ioreq_server`, or a raw index) of `for`. */
+  | (Expecting & { readonly op: 'set_ioreq_server_state'; readonly by: string; readonly for: string; readonly id: HandleRef; readonly enabled: boolean })
+  /**
+   * The device model `by` stores into its ioreq page: the state (and data)
+   * of the ioreq `domain`'s vCPU waits on. Only inside `on_hook: ioreq.wait`.
+   */
+  | (Expecting & { readonly op: 'ioreq_answer'; readonly by: string; readonly domain: string; readonly state: number; readonly data: number })
   | (Expecting & { readonly op: 'destroy' | 'crash'; readonly domain: string })
   | (At & { readonly op: 'concurrently'; readonly repeat: number; readonly threads: readonly (readonly Step[])[] })
   | (At & { readonly op: 'check'; readonly checks: readonly CheckName[] })
@@ -150,10 +173,11 @@ export type CopySide =
   | { readonly kind: 'gfn'; readonly gfn: number; readonly offset: number };
 /** Map's source: backend RAM at `gfn`, or page `offset` of device `bar`'s BAR. */
 export type MapSource = { readonly kind: 'ram'; readonly gfn: number } | { readonly kind: 'bar'; readonly bar: string; readonly offset: number };
-/** Revoke's target: a Map by id, or a frontend range. */
+/** Revoke's target: a Map by id, or a frontend range (a domain of the topology, or a raw domid). */
 export type RevokeTarget =
   | { readonly kind: 'id'; readonly id: HandleRef }
-  | { readonly kind: 'range'; readonly domain: string; readonly gfn: number; readonly count: number };
+  | { readonly kind: 'range'; readonly domain: string; readonly gfn: number; readonly count: number }
+  | { readonly kind: 'range'; readonly domid: number; readonly gfn: number; readonly count: number };
 export interface GfnRange {
   readonly start: number;
   readonly count: number;
@@ -189,6 +213,16 @@ const handleRef = () =>
     if (r.ok && r.value >= 0n && r.value <= 0xffff_ffffn) return { ok: true, value: { kind: 'raw', value: Number(r.value) } };
     return { ok: false, error: `expected a handle name or number, got ${describe(v)}` };
   });
+/** An ioreq state: a name of IOREQ_STATES, or a raw number (a device model may store garbage). */
+const ioreqState = () =>
+  field((v): Parsed<number> => {
+    const k = typeof v === 'string' ? (IOREQ_STATES as readonly string[]).indexOf(v) : -1;
+    if (k >= 0) return { ok: true, value: k };
+    const r = toBigInt(v);
+    if (r.ok && r.value >= 0n && r.value <= 0xffn) return { ok: true, value: Number(r.value) };
+    const hint = typeof v === 'string' ? didYouMean(v, IOREQ_STATES) : '';
+    return { ok: false, error: `expected an ioreq state (${IOREQ_STATES.join(', ')}) or a number 0…255, got ${describe(v)}${hint}` };
+  });
 const width = () =>
   field((v): Parsed<Width> => {
     const r = toBigInt(v);
@@ -220,7 +254,8 @@ const ARGS = {
     type: oneOf(MAP_TYPES, 'map type').optional(), id: ident().optional(), expect: expectSchema(),
   }),
   revoke: obj({
-    by: name(), id: handleRef().optional(), domain: name().optional(), gfn: num().optional(), count: count(), expect: expectSchema(),
+    by: name(), id: handleRef().optional(), domain: name().optional(), domid: int({ max: 0xffff }).optional(), gfn: num().optional(), count: count(),
+    expect: expectSchema(),
   }),
   steal: obj({ by: name(), from: name(), gfn: num(), count: count(), into: num().optional(), expect: expectSchema() }),
   return: obj({ by: name(), to: name(), gfn: num(), count: count(), at: num().optional(), expect: expectSchema() }),
@@ -230,11 +265,17 @@ const ARGS = {
     domain: name(), gfn: num(), dir: oneOf(COPY_DIRS, 'copy direction'), bytes: int({ min: 1, max: MAX_COPY_BYTES }).optional(),
     expect: expectSchema(),
   }),
-  iomem_permit: obj({ domain: name(), start: num(), count: count(), allow: bool().default(true), expect: expectSchema() }),
+  // `start` is a u64 MFN, as XEN_DOMCTL_iomem_permission's first_mfn: a range may wrap.
+  iomem_permit: obj({ by: name().optional(), domain: name(), start: u64(), count: count(), allow: bool().default(true), expect: expectSchema() }),
+  current_reservation: obj({ domain: name(), of: name().optional(), expect: expectSchema() }),
+  maximum_reservation: obj({ domain: name(), of: name().optional(), expect: expectSchema() }),
+  set_mem_type: obj({ by: name(), domain: name(), gfn: num(), count: count(), type: oneOf(MEM_TYPES, 'memory type'), expect: expectSchema() }),
   ioreq_server: obj({
     by: name(), for: name(), ranges: list(obj({ start: num(), count: count() })).default([]),
     fault_policy: oneOf(FAULT_POLICIES, 'fault policy').default('none'), id: ident().optional(), expect: expectSchema(),
   }),
+  set_ioreq_server_state: obj({ by: name(), for: name(), id: handleRef(), enabled: bool().default(true), expect: expectSchema() }),
+  ioreq_answer: obj({ by: name(), domain: name(), state: ioreqState(), data: int({ max: 0xffff_ffff }).default(0), expect: expectSchema() }),
   destroy: obj({ domain: name(), expect: expectSchema() }),
   crash: obj({ domain: name(), expect: expectSchema() }),
   on_hook: obj({ hook: oneOf(HOOK_NAMES, 'hook point'), steps: list(z.unknown(), { min: 1 }) }),
@@ -244,7 +285,7 @@ const ARGS = {
 export const STEP_OPS = [...Object.keys(ARGS), 'check'] as readonly string[];
 
 /** Argument keys that name a domain of the topology. */
-const DOMAIN_KEYS = ['domain', 'by', 'from', 'to', 'for'] as const;
+const DOMAIN_KEYS = ['domain', 'by', 'from', 'to', 'for', 'of'] as const;
 
 // ---------------------------------------------------------------- scenario schema
 
@@ -268,11 +309,12 @@ interface StepContext {
   readonly deviceNames: readonly string[];
 }
 
-function parseSteps(ctx: StepContext, items: readonly unknown[], base: Path, defined: Set<string>, nested: boolean): Step[] {
-  return items.map((item, i) => parseStep(ctx, item, [...base, i], defined, nested));
+/** `inHook`: the steps of an `on_hook` (they run inside another step's hypercall or access). */
+function parseSteps(ctx: StepContext, items: readonly unknown[], base: Path, defined: Set<string>, nested: boolean, inHook = false): Step[] {
+  return items.map((item, i) => parseStep(ctx, item, [...base, i], defined, nested, inHook));
 }
 
-function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<string>, nested: boolean): Step {
+function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<string>, nested: boolean, inHook: boolean): Step {
   const { src } = ctx;
   const line = lineOf(src, path);
   if (!isRecord(item)) throw errorAt(src, path, `expected a step such as \`grant: {...}\`, got ${describe(item)}`);
@@ -330,11 +372,15 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
       fail(k, `${what} \`${h.name}\` is not defined by an earlier step${didYouMean(h.name, defined)}`);
     }
   };
-  /** `count`: the step is a memory_op, whose numeric expect is the extents done. */
-  const exp = (a: { expect?: Expect | undefined }, count?: number): Expect => {
+  /**
+   * `numeric`: the step answers a number — a memory_op's extents done (at
+   * most `count`), or a reservation in pages ('pages').
+   */
+  const exp = (a: { expect?: Expect | undefined }, numeric?: number | 'pages'): Expect => {
     if (a.expect?.kind === 'value') {
-      if (count === undefined) fail('expect', `a value is expected only of a read, or of populate and balloon_out (the extents done); use OK, an errno name, a GNTST_* name, FAULT or IOREQ`);
-      else if (a.expect.value > BigInt(count)) fail('expect', `${a.expect.value} extents done, but the step asks for ${count}`);
+      if (numeric === undefined) {
+        fail('expect', `a value is expected only of a read, of populate and balloon_out (the extents done), or of a reservation (pages); use OK, an errno name, a GNTST_* name, FAULT or IOREQ`);
+      } else if (numeric !== 'pages' && a.expect.value > BigInt(numeric)) fail('expect', `${a.expect.value} extents done, but the step asks for ${numeric}`);
     }
     return a.expect ?? { kind: 'ok' };
   };
@@ -422,13 +468,17 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
       const a = argsOf('revoke');
       let target: RevokeTarget;
       if (a.id !== undefined) {
-        if (a.domain !== undefined || a.gfn !== undefined) fail('id', 'give either `id` or (`domain`, `gfn`, `count`), not both');
+        if (a.domain !== undefined || a.domid !== undefined || a.gfn !== undefined) fail('id', 'give either `id` or (`domain`, `gfn`, `count`), not both');
         useRef('id', a.id, 'map id');
         target = { kind: 'id', id: a.id };
+      } else if (a.domain !== undefined && a.domid !== undefined) {
+        return fail('domid', 'give either `domain` (a name) or `domid` (a raw number), not both');
       } else if (a.domain !== undefined && a.gfn !== undefined) {
         target = { kind: 'range', domain: a.domain, gfn: a.gfn, count: a.count };
+      } else if (a.domid !== undefined && a.gfn !== undefined) {
+        target = { kind: 'range', domid: a.domid, gfn: a.gfn, count: a.count };
       } else {
-        return fail(a.domain === undefined ? 'domain' : 'gfn', 'revoke needs `id` (from map) or `domain` and `gfn` (and `count`)');
+        return fail(a.domain === undefined && a.domid === undefined ? 'domain' : 'gfn', 'revoke needs `id` (from map) or `domain` (or a raw `domid`) and `gfn` (and `count`)');
       }
       return { op: 'revoke', by: a.by, target, expect: exp(a), line };
     }
@@ -460,7 +510,27 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
     }
     case 'iomem_permit': {
       const a = argsOf('iomem_permit');
-      return { op: 'iomem_permit', domain: a.domain, start: a.start, count: a.count, allow: a.allow, expect: exp(a), line };
+      // dom0 (the first domain) issues it unless `by` says who. Above 2^53 the MFN is the nearest double: every such range is refused alike.
+      return { op: 'iomem_permit', by: a.by ?? ctx.domainNames[0]!, domain: a.domain, start: Number(a.start), count: a.count, allow: a.allow, expect: exp(a), line };
+    }
+    case 'current_reservation':
+    case 'maximum_reservation': {
+      const a = argsOf(key);
+      return { op: key, domain: a.domain, ...opt('of', a.of), expect: exp(a, 'pages'), line };
+    }
+    case 'set_mem_type': {
+      const a = argsOf('set_mem_type');
+      return { op: 'set_mem_type', by: a.by, domain: a.domain, gfn: a.gfn, count: a.count, type: a.type, expect: exp(a), line };
+    }
+    case 'set_ioreq_server_state': {
+      const a = argsOf('set_ioreq_server_state');
+      useRef('id', a.id, 'ioreq server id');
+      return { op: 'set_ioreq_server_state', by: a.by, for: a.for, id: a.id, enabled: a.enabled, expect: exp(a), line };
+    }
+    case 'ioreq_answer': {
+      const a = argsOf('ioreq_answer');
+      if (!inHook) fail('state', '`ioreq_answer` is the device model storing into its ioreq page while a vCPU waits: put it in the steps of `on_hook: { hook: ioreq.wait }`');
+      return { op: 'ioreq_answer', by: a.by, domain: a.domain, state: a.state, data: a.data, expect: exp(a), line };
     }
     case 'ioreq_server': {
       const a = argsOf('ioreq_server');
@@ -477,7 +547,7 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
     }
     case 'on_hook': {
       const a = argsOf('on_hook');
-      const steps = parseSteps(ctx, a.steps, [...argsPath, 'steps'], defined, true);
+      const steps = parseSteps(ctx, a.steps, [...argsPath, 'steps'], defined, true, true);
       const k = steps.findIndex((s) => s.op === 'check');
       if (k >= 0) throw errorAt(src, [...argsPath, 'steps', k], '`check` cannot run inside a hypercall; put it after the step `on_hook` interposes in');
       return { op: 'on_hook', hook: a.hook, steps, line };

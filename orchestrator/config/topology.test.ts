@@ -50,6 +50,7 @@ describe('parseTopology', () => {
       duration_ms: 10_000,
       host: { frames: 65536, page_size_bytes: 4096, pcpus: 2 },
       transport: 'auto',
+      transitive_revoke: true,
       domains: [
         {
           name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
@@ -92,6 +93,7 @@ describe('parseTopology', () => {
       name: 'minimal',
       host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
       transport: 'auto',
+      transitive_revoke: true,
       domains: [
         { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true, paddr_bits: 36 },
         {
@@ -158,7 +160,7 @@ transport: ring
     );
     expect(t.domains[1]?.workload).toEqual({ kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' });
     expect(t.domains[2]?.workload).toEqual({ kind: 'adversary', attacks: [...ATTACKS], dormant: false, fault_policy: 'remap' });
-    expect(ATTACKS).toHaveLength(11);
+    expect(ATTACKS).toHaveLength(13);
   });
 
   it('accepts an explicit domid equal to the list position and explicit roles', () => {

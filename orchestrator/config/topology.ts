@@ -35,7 +35,7 @@
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
-import { duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
+import { bool, duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
 import { bytesToPages, formatBytes } from './units.js';
 import {
@@ -66,6 +66,8 @@ export const ATTACKS = [
   'nested-map-evasion',
   'die-while-mapped',
   'fault-storm',
+  'memop-probe',
+  'steal-reuse',
 ] as const;
 export type AttackName = (typeof ATTACKS)[number];
 
@@ -127,6 +129,8 @@ export interface Topology {
   readonly duration_ms?: number;
   readonly host: HostSpec;
   readonly transport: TransportChoice;
+  /** Nested Map (a frontend re-Mapping what it received) allowed, and revoked transitively; off: it is -EPERM. */
+  readonly transitive_revoke: boolean;
   readonly domains: readonly DomainSpec[];
 }
 
@@ -202,6 +206,7 @@ export const topologySchema = obj({
   duration: duration().optional(),
   host: hostSchema.optional(),
   transport: oneOf(TRANSPORTS, 'transport').optional(),
+  transitive_revoke: bool().optional(),
   domains: list(domainSchema, { min: 1, max: MAX_DOMAINS }),
 });
 
@@ -440,6 +445,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     ...(raw.duration !== undefined && !opts.forScenario ? { duration_ms: raw.duration } : {}),
     host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? 'auto' },
     transport: raw.transport ?? 'auto',
+    transitive_revoke: raw.transitive_revoke ?? true,
     domains,
   };
 }

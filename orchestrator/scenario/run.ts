@@ -24,7 +24,9 @@ import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
 import { VcpuContext } from '../../hypervisor/xen/guest-cpu.js';
-import { EFAULT, ESRCH } from '../../hypervisor/public/errno.js';
+import { EFAULT, ENOENT, ESRCH } from '../../hypervisor/public/errno.js';
+import { IOREQ_STATE } from '../../hypervisor/public/ioreq.js';
+import { IOS } from '../../hypervisor/layout/ioreq-slots.js';
 import { P2M } from '../../hypervisor/public/types.js';
 import { entryMfn, entryType } from '../../hypervisor/layout/p2m.js';
 import { p2mGet } from '../../hypervisor/xen/p2m.js';
@@ -74,8 +76,14 @@ class StepFailure extends Error {
 type Leaf = Exclude<Step, { op: 'concurrently' } | { op: 'check' } | { op: 'on_hook' }>;
 type OnHook = Extract<Step, { op: 'on_hook' }>;
 
-/** What one leaf step becomes: the issuing domain and its guest op, or a toolstack action. */
-type Plan = { kind: 'guest'; domid: number; op: GuestOp } | { kind: 'toolstack-destroy'; domid: number };
+/**
+ * What one leaf step becomes: the issuing domain and its guest op, a
+ * toolstack action, or a device model's store into its ioreq page.
+ */
+type Plan =
+  | { kind: 'guest'; domid: number; op: GuestOp }
+  | { kind: 'toolstack-destroy'; domid: number }
+  | { kind: 'ioreq-store'; by: number; domid: number; state: number; data: number };
 
 export function maxThreads(steps: readonly Step[]): number {
   return steps.reduce((n, s) => (s.op === 'concurrently' ? Math.max(n, s.threads.length) : n), 0);
@@ -132,6 +140,7 @@ class Runner {
       checking: true,
       buggify: o.buggify,
       seed: o.seed,
+      transitive_revoke: t.transitive_revoke,
       // Only the slots the scenario uses: `concurrently` copies the machine per replayed order.
       max_domains: t.domains.length,
     });
@@ -182,14 +191,7 @@ class Runner {
    */
   private leafStep(step: Leaf, main: Contexts, interposer: Contexts, hook: OnHook | undefined): void {
     const nested: Array<[Leaf, OpOutcome]> = [];
-    if (hook !== undefined) {
-      armHook(hook.hook, () => {
-        for (const s of hook.steps) {
-          const leaf = this.leaf(s);
-          nested.push([s as Leaf, execPlan(this.m, interposer, leaf, this.names)]);
-        }
-      });
-    }
+    const armed = hook === undefined ? undefined : this.armOnHook(hook, interposer, nested);
     let got: OpOutcome;
     let missed = false;
     try {
@@ -200,13 +202,41 @@ class Runner {
       }
       throw e;
     } finally {
-      if (hook !== undefined) missed = disarmHooks(hook.hook);
+      if (hook !== undefined) missed = disarmHooks(hook.hook) && armed?.done !== true;
     }
     if (hook !== undefined && missed) {
-      throw new StepFailure(hook.line, `hook ${hook.hook} reached`, 'never reached', `line ${hook.line}: on_hook ${hook.hook}: the hook point was never reached during the step at line ${step.line}`);
+      const what = armed !== undefined && armed.ran > 0 ? `reached only ${armed.ran} time(s), for ${hook.steps.length} steps,` : 'never reached';
+      throw new StepFailure(hook.line, `hook ${hook.hook} reached`, what, `line ${hook.line}: on_hook ${hook.hook}: the hook point was ${what} during the step at line ${step.line}`);
     }
     this.expectOne(step, got);
     for (const [s, o] of nested) this.expectOne(s, o);
+  }
+
+  /**
+   * Arm `hook`'s point for the next step. At `ioreq.wait` the steps run one
+   * per wait, so the waiting vCPU sees each state a device model stores
+   * before the next is stored (a backward move needs two); once they are
+   * all done, a further wait means the ioreq was left pending, which no
+   * one else would ever answer here: the scenario is an ERROR. `done`:
+   * every step ran; `ran`: how often the point was reached.
+   */
+  private armOnHook(hook: OnHook, interposer: Contexts, nested: Array<[Leaf, OpOutcome]>): { done: boolean; ran: number } {
+    const state = { done: false, ran: 0 };
+    const queue = [...hook.steps];
+    const perWait = hook.hook === 'ioreq.wait';
+    const fire = (): void => {
+      state.ran++;
+      for (const s of perWait ? queue.splice(0, 1) : queue.splice(0)) nested.push([s as Leaf, execPlan(this.m, interposer, this.leaf(s), this.names)]);
+      if (queue.length > 0) armHook(hook.hook, fire);
+      else if (perWait) {
+        state.done = true;
+        armHook(hook.hook, () => {
+          throw new Error(`line ${hook.line}: on_hook ioreq.wait: the ioreq still waits after the last of its steps; end it with IORESP_READY, or a state the hypervisor refuses`);
+        });
+      }
+    };
+    armHook(hook.hook, fire);
+    return state;
   }
 
   private check(checks: readonly string[], line: number): void {
@@ -268,11 +298,11 @@ class Runner {
         const source = s.source.kind === 'ram' ? { kind: 'ram' as const, gfn: s.source.gfn } : { kind: 'bar' as const, mfn: barMfn(s.source.bar, s.source.offset, s.count) };
         return g(dom(s.by), { op: 'map', fe: dom(s.to), source, count: s.count, at: s.at, type: s.type ?? 'mmio_direct', ...(s.id !== undefined ? { name: s.id } : {}) });
       }
-      case 'revoke':
-        return g(dom(s.by), {
-          op: 'revoke',
-          target: s.target.kind === 'id' ? { kind: 'id', id: ref(s.target.id) } : { kind: 'range', fe: dom(s.target.domain), gfn: s.target.gfn, count: s.target.count },
-        });
+      case 'revoke': {
+        const t = s.target;
+        const fe = (r: Exclude<typeof t, { kind: 'id' }>): number => ('domid' in r ? r.domid : dom(r.domain));
+        return g(dom(s.by), { op: 'revoke', target: t.kind === 'id' ? { kind: 'id', id: ref(t.id) } : { kind: 'range', fe: fe(t), gfn: t.gfn, count: t.count } });
+      }
       case 'steal':
         return g(dom(s.by), { op: 'steal', fe: dom(s.from), gfn: s.gfn, count: s.count, ...(s.into !== undefined ? { into: s.into } : {}) });
       case 'return':
@@ -284,9 +314,20 @@ class Runner {
       case 'hypercall_copy':
         return g(dom(s.domain), { op: 'hypercall_copy', gfn: s.gfn, dir: s.dir, bytes: s.bytes });
       case 'iomem_permit':
-        return g(0, { op: 'iomem_permit', dom: dom(s.domain), start: s.start, count: s.count, allow: s.allow });
+        return g(dom(s.by), { op: 'iomem_permit', dom: dom(s.domain), start: s.start, count: s.count, allow: s.allow });
+      case 'current_reservation':
+      case 'maximum_reservation':
+        return g(dom(s.domain), { op: s.op, ...(s.of !== undefined ? { of: dom(s.of) } : {}) });
+      case 'set_mem_type':
+        return g(dom(s.by), { op: 'set_mem_type', fe: dom(s.domain), gfn: s.gfn, count: s.count, type: s.type });
       case 'ioreq_server':
-        return g(dom(s.by), { op: 'ioreq_server', fe: dom(s.for), ranges: s.ranges.map((r) => ({ start: r.start, count: r.count })), policy: s.fault_policy });
+        return g(dom(s.by), {
+          op: 'ioreq_server', fe: dom(s.for), ranges: s.ranges.map((r) => ({ start: r.start, count: r.count })), policy: s.fault_policy, ...(s.id !== undefined ? { name: s.id } : {}),
+        });
+      case 'set_ioreq_server_state':
+        return g(dom(s.by), { op: 'set_ioreq_server_state', fe: dom(s.for), id: ref(s.id), enabled: s.enabled });
+      case 'ioreq_answer':
+        return { kind: 'ioreq-store', by: dom(s.by), domid: dom(s.domain), state: s.state, data: s.data };
       case 'destroy': {
         const d = dom(s.domain);
         // dom0 destroys others with a domctl; dom0 itself (or anything once dom0 is gone) goes by the toolstack.
@@ -365,8 +406,33 @@ class Contexts {
 
 function execPlan(m: Machine, ctx: Contexts, p: Plan, names: Map<string, number>): OpOutcome {
   if (p.kind === 'toolstack-destroy') return { kind: 'rc', rc: domainDestroy(m, p.domid) };
+  if (p.kind === 'ioreq-store') return { kind: 'rc', rc: ioreqStore(m, p) };
   if (m.dom.state(p.domid) !== DS.RUNNING) return { kind: 'rc', rc: -ESRCH };
   return runOnVcpu(ctx.get(p.domid), p.op, names);
+}
+
+/**
+ * `ioreq_answer`: device model `by` stores into the ioreq page it has
+ * mapped (in Xen, acquired with XENMEM_acquire_resource and written by the
+ * emulator directly, no hypercall): the data, then the state, of the
+ * ioreq a vCPU of `domid` waits on for one of `by`'s servers. The
+ * hypervisor's wait (ioreq.ts sendIoreq, Xen's wait_for_io) judges the
+ * state it then sees. No such ioreq → -ENOENT.
+ */
+function ioreqStore(m: Machine, p: Extract<Plan, { kind: 'ioreq-store' }>): number {
+  const slots = m.ios.slots;
+  const base = m.dom.at(p.domid, DOM.VCPU_BASE);
+  for (let v = 0; v < m.dom.at(p.domid, DOM.NR_VCPUS); v++) {
+    const i = m.ios.idx(base + v);
+    const st = Atomics.load(slots, i + IOS.STATE);
+    if ((st !== IOREQ_STATE.READY && st !== IOREQ_STATE.INPROCESS) || slots[i + IOS.TARGET] !== p.domid) continue;
+    if (m.ioreq.owner(p.domid, slots[i + IOS.SERVER]!) !== p.by) continue;
+    slots[i + IOS.DATA] = p.data | 0;
+    Atomics.store(slots, i + IOS.STATE, p.state);
+    Atomics.notify(slots, i + IOS.STATE);
+    return 0;
+  }
+  return -ENOENT;
 }
 
 export function cloneSabs(s: MachineSabs): MachineSabs {
@@ -522,6 +588,7 @@ export function matches(e: Expect, o: OpOutcome): boolean {
   switch (e.kind) {
     case 'ok':
       if (o.kind === 'extents') return o.done === o.count;
+      if (o.kind === 'pages') return true;
       return o.kind === 'rc' ? o.rc === 0 : o.kind === 'gntst' ? o.status === 0 : o.access === 'ok' || o.access === 'null_io';
     case 'errno':
       return o.kind === 'rc' && o.rc === -e.errno;
@@ -533,7 +600,11 @@ export function matches(e: Expect, o: OpOutcome): boolean {
       return (o.kind === 'read' || o.kind === 'write') && o.access === 'ioreq';
     case 'value':
       // A read's value — one the guest got: a faulting access gives it none — or the extents a memory_op did.
-      return (o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value) || (o.kind === 'extents' && BigInt(o.done) === e.value);
+      return (
+        (o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value) ||
+        (o.kind === 'extents' && BigInt(o.done) === e.value) ||
+        (o.kind === 'pages' && BigInt(o.value) === e.value)
+      );
   }
 }
 
@@ -541,7 +612,7 @@ export function matches(e: Expect, o: OpOutcome): boolean {
 function matchesDescribed(e: Expect, d: string): boolean {
   switch (e.kind) {
     case 'ok':
-      return d === 'OK' || d === 'GNTST 0' || d === 'ok' || d === 'null_io' || d.startsWith('ok ') || d.startsWith('null_io ');
+      return d === 'OK' || d === 'GNTST 0' || d === 'ok' || d === 'null_io' || d.startsWith('ok ') || d.startsWith('null_io ') || d.endsWith(' pages');
     case 'errno':
       return d === `rc ${-e.errno}`;
     case 'gntst':
@@ -551,7 +622,7 @@ function matchesDescribed(e: Expect, d: string): boolean {
     case 'ioreq':
       return /^ioreq\b/.test(d);
     case 'value':
-      return (!/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d)) || d.startsWith(`${e.value} of `);
+      return (!/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d)) || d.startsWith(`${e.value} of `) || d === `${e.value} pages`;
   }
 }
 

@@ -45,5 +45,6 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     buggify: o.buggify,
     check_interval_ms: o.check_interval_ms,
     pcpus: o.pcpus ?? pcpusOf(t.host.pcpus),
+    ...(t.transitive_revoke ? {} : { transitive_revoke: false }),
   };
 }

@@ -20,6 +20,7 @@ import { EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
 import { countOk, isRamMfn, registryOf } from './common.js';
+import { hookPoint } from '../../xen/hooks.js';
 import type { RevokeTarget } from '../../xen/design.js';
 
 
@@ -119,6 +120,10 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
   // still reaches them. Only the isolation oracle sees it (issue 19).
   const early = m.control.buggy(BUGS['revoke-put-before-flush']) && absorbed === undefined;
   if (early) dropMapRefs(m, fe, live.map((i) => p2mGet(m, fe, first + i)), absorbed);
+  // Where another pCPU's vCPU of fe may still touch the pages: the entries
+  // are there, so fe's right to the frames must be too (a racing access
+  // asks the isolation oracle).
+  hookPoint('revoke.before_remove', fe, first + live[0]!);
   p2mLock(m, fe, 'primitives.revoke');
   let old: number[];
   try {

@@ -8,7 +8,7 @@
 import { makeWorkload, type WorkloadReport } from '../../../domains/index.js';
 import { checkRunning } from '../../checker/checker.js';
 import { domainCrash } from '../../xen/domain-crash.js';
-import { domainDestroy } from '../../xen/domain.js';
+import { toolstackDestroy } from '../toolstack.js';
 import { VcpuContext } from '../../xen/guest-cpu.js';
 import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
 import { CTL, NEMESIS_IOREQ } from '../../layout/control.js';
@@ -26,6 +26,7 @@ import { setPreempter } from '../../xen/hooks.js';
 import { setThreadTag, threadTag } from '../../xen/locks.js';
 import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
 import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
+import { gfn as gfnOf } from '../../public/types.js';
 
 /** The nemeses a simulation can inject (the chaos kinds that need no Redis and no second thread). */
 export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on', 'dm-retry-storm'] as const;
@@ -143,7 +144,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     // (the one above its vCPUs' mapping windows, p2mSize in host.ts).
     const dom0 = tasks.filter((t) => t.task.domid === 0);
     const racerGfn = dom0[0] === undefined ? -1 : dom0[0].task.env.map_window_gfn + (dom0.length + 1) * MAP_WINDOW_PAGES - 1;
-    const racer = new Racer(m, sim, racerGfn);
+    const racer = new Racer(m, sim, racerGfn, actors);
     setPreempter((name, a, b) => racer.at(name, a, b), () => racer.unflip());
     sim.onSpin = () => {
       for (const a of actors) if (!a.retired && m.dom.state(a.domid) !== DS.RUNNING && m.vcpus.at(a.cpu.id.slot, VC.STATE) === VS.PAUSED) a.retire();
@@ -190,8 +191,14 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
       }
     };
     while (!sim.exhausted) {
-      // on_crash=destroy, here where no vCPU is in the middle of anything.
-      reap(m, actors);
+      // on_crash=destroy, here where no vCPU is in the middle of anything. A
+      // hypervisor assertion in that teardown (a bug left the machine
+      // inconsistent) fails the run, as one in a vCPU's step does.
+      try {
+        reap(m, actors);
+      } catch (e) {
+        errors.push(`toolstack: ${e instanceof Error ? e.message : String(e)}`);
+      }
       const i = sim.pick('step');
       if (i < 0) break; // every vCPU is gone
       try {
@@ -283,7 +290,10 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     result: () => ({ kind: 'vcpu-done', domid: task.domid, vcpu: task.vcpu, threadId: 0, steps, accesses: cpu.mmu.accesses, workload_ops: report.ops, check_fails: report.fails, out: report.out, samples: report.samples }),
     failures: () => {
       const worked = Object.keys(report.out).filter((k) => k.startsWith('succeeded_')).map((k) => k.slice('succeeded_'.length));
-      return `${actor.name}: ${report.fails} failed workload check(s)${worked.length > 0 ? ` (attack worked: ${worked.join(', ')})` : ''}`;
+      // A check that names itself: a counter `failed_<what>` (domains/).
+      const failed = Object.keys(report.out).filter((k) => k.startsWith('failed_')).map((k) => k.slice('failed_'.length));
+      const why = [...(worked.length > 0 ? [`attack worked: ${worked.join(', ')}`] : []), ...(failed.length > 0 ? [failed.join(', ')] : [])];
+      return `${actor.name}: ${report.fails} failed workload check(s)${why.length > 0 ? ` (${why.join('; ')})` : ''}`;
     },
     blocked: () => Atomics.load(m.vcpus.w, stateIdx) === VS.BLOCKED,
     inHypervisor: () => Atomics.load(m.vcpus.w, stateIdx) === VS.HYPERVISOR,
@@ -327,7 +337,7 @@ function reap(m: Host['m'], actors: Actor[]): void {
   for (let d = 0; d < m.nd; d++) {
     if (m.dom.state(d) !== DS.CRASHED) continue;
     for (const a of actors) if (a.domid === d && !a.retired) a.retire();
-    domainDestroy(m, d);
+    toolstackDestroy(m, d);
   }
 }
 
@@ -441,7 +451,11 @@ const RACER_TAG = 0x7ffffff0;
  * itself, with the held-lock stack set aside so lockdep sees another thread:
  *  - steal.window: dom0 foreign-maps the page being stolen (device DMA);
  *  - grant.after_validate: the granter rewrites the frame of the entry
- *    being mapped (a guest store needs no lock: the double-fetch window).
+ *    being mapped (a guest store needs no lock: the double-fetch window);
+ *  - revoke.before_remove: a vCPU of the frontend, on another pCPU, reads
+ *    a page being revoked while its entry is still there (an access takes
+ *    no lock; the isolation oracle asks whether the frontend still has the
+ *    right it uses: revoke-put-before-flush took it away too early).
  */
 class Racer {
   readonly counts: Record<string, number> = {};
@@ -450,10 +464,13 @@ class Racer {
     private readonly m: Host['m'],
     private readonly sim: SimSched,
     private readonly at_gfn: number,
+    private readonly actors: readonly Actor[],
   ) {}
 
   at(name: string, a: number, b: number): void {
     const sim = this.sim;
+    // A vCPU waiting for its ioreq already lets the others run (the simulator's nested wait).
+    if (name === 'ioreq.wait') return;
     if (sim.preempt()) this.count(`${name}:step`);
     switch (name) {
       case 'steal.window':
@@ -461,6 +478,9 @@ class Racer {
           this.mapped = foreignMap(this.m, 0, a, b, this.at_gfn) === 0;
           if (this.mapped) this.count('steal.window:foreign_map');
         });
+        break;
+      case 'revoke.before_remove':
+        if (sim.rng.chance(0.5)) this.asAnother(() => this.touch(a, b));
         break;
       case 'grant.after_validate':
         if (this.flipped === undefined && sim.rng.chance(0.25)) {
@@ -493,6 +513,21 @@ class Racer {
     guestStoreBegin(this.m, d, ref);
     Atomics.store(this.m.grants.shared, this.m.grants.sharedIdx(d, ref) + 1, frame);
     guestStoreEnd(this.m, d, ref);
+  }
+
+  /**
+   * One read of `gfn` by a vCPU of `d` that is off the stack and not
+   * descheduled (PAUSED: it runs on another pCPU for the length of the
+   * access, then is paused again), if there is one.
+   */
+  private touch(d: number, gfn: number): void {
+    if (this.m.dom.state(d) !== DS.RUNNING) return;
+    const a = this.actors.find((x) => x.domid === d && !x.retired && x.hungUntil_us <= this.sim.clock_us && this.m.vcpus.at(x.cpu.id.slot, VC.STATE) === VS.PAUSED);
+    if (a === undefined) return;
+    a.cpu.resume();
+    a.cpu.read32(gfnOf(gfn), 0);
+    a.cpu.pause();
+    this.count('revoke.before_remove:access');
   }
 
   /** Before the next decision: dom0's DMA mapping of the racer is over (it lasted one hypercall and what came right after). */
