@@ -226,7 +226,9 @@ Examples:
   $ xgsim chaos examples/chaos/smoke.yaml --duration 10s --trace chaos.json --report chaos-report/
   $ XGSIM_BUGGIFY=ioreq-no-dedup xgsim chaos examples/chaos/smoke.yaml   # must find violations, saves a record`,
   )
-  .action(async (file: string, opts: CliFlags<ChaosOptions>) => {
+  .option('--allow-outside-paths', 'let the plan name a topology outside its directory and the working directory (XGSIM_ALLOW_OUTSIDE_PATHS=1)')
+  .action(async (file: string, opts: CliFlags<ChaosOptions> & { allowOutsidePaths?: boolean }) => {
+    allowOutsidePaths(opts.allowOutsidePaths);
     const { chaos } = await import('./up/chaos.js');
     return exitWith(chaos(file, { ...opts, buggify: envBuggify() }));
   });
@@ -302,7 +304,9 @@ Examples:
   $ XGSIM_BUGGIFY=skip-tlb-flush-on-revoke xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 20 --spawn-hosts 2
   $ xgsim campaign examples/campaigns/revoke-chaos.yaml --runs 1000 --redis-url redis://redis:6379 --json --timeout 30m`,
   )
-  .action(async (file: string, opts: CampaignOptions) => {
+  .option('--allow-outside-paths', 'let jobs name files outside the plan\'s directory and the working directory (XGSIM_ALLOW_OUTSIDE_PATHS=1; hosts it spawns inherit it)')
+  .action(async (file: string, opts: CampaignOptions & { allowOutsidePaths?: boolean }) => {
+    allowOutsidePaths(opts.allowOutsidePaths);
     const { campaign } = await import('./campaign/campaign.js');
     return exitWith(campaign(file, opts));
   });
@@ -412,6 +416,11 @@ Examples:
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
+
+/** `--allow-outside-paths`: the plan loaders read XGSIM_ALLOW_OUTSIDE_PATHS (config/load.ts planPath). */
+function allowOutsidePaths(on: boolean | undefined): void {
+  if (on === true) process.env['XGSIM_ALLOW_OUTSIDE_PATHS'] = '1';
+}
 
 /** The bugs XGSIM_BUGGIFY names, as bits (a name it does not know: BuggifyError, exit 2). */
 function envBuggify(): number {

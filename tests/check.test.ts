@@ -5,7 +5,8 @@
  * answers.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
@@ -62,6 +63,20 @@ describe('xgsim check', () => {
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/cannot tell what this is: .* say it with --as\n$/);
     expect(xgsim(['check', '--as', 'recipe', 'examples/two-guests.yaml']).stderr).toMatch(/--as: expected one of topology, scenario, chaos, campaign, sim-replay/);
+  });
+
+  it('a plan may not name a file outside its directory and the working directory, unless allowed; the file is never quoted', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-outside-'));
+    const plan = join(dir, 'c.yaml');
+    writeFileSync(plan, 'name: outside\njobs:\n  - { kind: up, topology: /etc/hostname }\n');
+    const secret = readFileSync('/etc/hostname', 'utf8').trim();
+    const r = xgsim(['check', plan]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/c\.yaml:3:\d+: jobs\[0\]\.topology: `\/etc\/hostname` is outside the plan's directory and the working directory \(XGSIM_ALLOW_OUTSIDE_PATHS=1 or --allow-outside-paths allows it\)/);
+    const allowed = spawnSync(process.execPath, [BIN, 'check', plan], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, XGSIM_ALLOW_OUTSIDE_PATHS: '1' } });
+    expect(allowed.status).toBe(2); // read now, and refused as a topology — without its contents
+    expect(allowed.stderr).not.toMatch(/is outside/);
+    if (secret.length >= 4) expect(allowed.stderr + r.stderr).not.toContain(secret);
   });
 
   it('--version prints the package version', () => {

@@ -28,13 +28,13 @@
  *   a job that names it is replayed bit for bit by its replay command.
  */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import { isAbsolute, relative } from 'node:path';
 import { z } from 'zod';
 import { MAP_WINDOW_PAGES } from '../../hypervisor/host/host.js';
 import { DEFAULT_SIM_STEPS } from '../sim/sim.js';
 import { ADVERSARIES } from '../up/stress.js';
 import { bool, describe, duration, forwardIssues, ident, int, isRecord, list, MISSING, obj, oneOf, str, tagged } from './fields.js';
-import { errorAt, parseYaml, readYamlFile, validate, type YamlSource } from './load.js';
+import { errorAt, parseYaml, planPath, readYamlFile, validate, type YamlSource } from './load.js';
 import { loadTopology, baseName, TRANSPORTS } from './topology.js';
 import { parseDuration } from './units.js';
 
@@ -233,10 +233,9 @@ export const campaignSchema = obj({
 
 function fromSource(src: YamlSource): CampaignPlan {
   const raw = validate(src, campaignSchema);
-  const here = dirname(src.file);
   /** A path of the plan, checked to exist, relative to the working directory. */
   const pathAt = (i: number, key: string, p: string): string => {
-    const abs = isAbsolute(p) ? p : join(here, p);
+    const abs = planPath(src, ['jobs', i, key], p);
     if (!existsSync(abs)) throw errorAt(src, ['jobs', i, key], `no such file: ${relative(process.cwd(), abs) || abs} (paths are relative to the campaign file)`);
     if (statSync(abs).isDirectory()) throw errorAt(src, ['jobs', i, key], `is a directory: ${relative(process.cwd(), abs)}`);
     const rel = relative(process.cwd(), abs);

@@ -13,10 +13,9 @@
  *
  * Errors name file:line:col and the key, like every other input.
  */
-import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { NEMESIS_KINDS, type NemesisAction, type NemesisKind } from '../../hypervisor/host/chaos.js';
-import { didYouMean, errorAt, readYamlFile, validate, type Path } from './load.js';
+import { didYouMean, errorAt, planPath, readYamlFile, validate, type Path } from './load.js';
 import { duration, ident, int, isRecord, list, obj, oneOf, str } from './fields.js';
 import { baseName, loadTopology, normalizeTopology, topologySchema, type Topology } from './topology.js';
 import { InputError } from './errors.js';
@@ -75,7 +74,7 @@ export function loadChaosPlan(file: string): ChaosPlan {
   let topology: Topology;
   let topology_file: string;
   if (typeof raw.topology === 'string') {
-    topology_file = resolve(dirname(file), raw.topology);
+    topology_file = planPath(src, at('topology'), raw.topology);
     try {
       topology = loadTopology(topology_file);
     } catch (e) {

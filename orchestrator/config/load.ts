@@ -7,7 +7,8 @@
  * validation runs on its plain JS value, and each error's key path is mapped
  * back to the YAML node it came from.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
+import * as path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { InputError } from './errors.js';
@@ -219,4 +220,30 @@ export function validate<S extends z.ZodType>(src: YamlSource, schema: S, opts: 
   }
   if (best === undefined) throw new InputError('invalid input', { file: src.file });
   throw errorAt(src, best.path, best.message, { key: best.key });
+}
+
+/** XGSIM_ALLOW_OUTSIDE_PATHS=1 (or `--allow-outside-paths`): a plan may name files outside the trees planPath confines it to. */
+export const ALLOW_OUTSIDE_PATHS_ENV = 'XGSIM_ALLOW_OUTSIDE_PATHS';
+
+function inside(dir: string, p: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/**
+ * A file a plan names (a campaign job's topology or plan, a chaos plan's
+ * topology), resolved against the plan's directory. It must lie, symlinks
+ * followed, inside the plan's directory tree or the working directory's
+ * tree (where hosts resolve jobs' files), so that a plan from elsewhere
+ * cannot make xgsim read — and quote in a report — any file the user can
+ * read (/etc/shadow). XGSIM_ALLOW_OUTSIDE_PATHS=1 lifts the rule. A file
+ * that does not exist is left to the caller's own message.
+ */
+export function planPath(src: YamlSource, at: Path, p: string): string {
+  const abs = path.resolve(path.dirname(src.file), p);
+  if (process.env[ALLOW_OUTSIDE_PATHS_ENV] === '1' || !existsSync(abs)) return abs;
+  const real = realpathSync(abs);
+  const roots = [path.dirname(src.file), process.cwd()].map((d) => (existsSync(d) ? realpathSync(d) : path.resolve(d)));
+  if (roots.some((r) => inside(r, real))) return abs;
+  throw errorAt(src, at, `\`${p}\` is outside the plan's directory and the working directory (${ALLOW_OUTSIDE_PATHS_ENV}=1 or --allow-outside-paths allows it)`);
 }
