@@ -11,4 +11,7 @@ import { primitives } from './primitives/index.js';
 
 export const DESIGNS = [primitives] as const;
 
+/** The names a topology's `design:` may take (orchestrator/config/topology.ts). */
+export const DESIGN_NAMES: readonly string[] = DESIGNS.map((d) => d.name);
+
 for (const d of DESIGNS) registerDesign(d);

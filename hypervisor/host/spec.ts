@@ -29,6 +29,8 @@ export interface HostSpec {
   checking: boolean;
   buggify: number;
   check_interval_ms: number;
+  /** The memory-sharing design the machine runs (xen/design.ts); absent: DEFAULT_DESIGN. */
+  design?: string;
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
   /** Capture the timeline (`--trace`, `--report`): rings in shared memory, drained by the host. */

@@ -28,10 +28,16 @@
  *   (a compositor chain, docs/gpu.md §12): that frontend may re-Map what it
  *   received into it (nested Map). Not itself, no loops. The GPU workloads
  *   need a backend-role domain (the device model runs there).
+ * - `design`: the memory-sharing design the machine runs (docs/designs.md),
+ *   one of the designs registered in hypervisor/designs/index.ts; absent
+ *   means the seed's primitives (xen/design.ts DEFAULT_DESIGN), and the
+ *   normalized topology then has no `design` key, so a topology written
+ *   before designs existed normalizes as it did.
  * - `render` `share_with: <viewer>` names a frontend whose backend is the
  *   render domain; `viewer` runs on a frontend whose backend runs `render`
  *   with `share_with` naming it.
  */
+import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
@@ -125,6 +131,8 @@ export interface Topology {
   readonly duration_ms?: number;
   readonly host: HostSpec;
   readonly transport: TransportChoice;
+  /** The memory-sharing design (docs/designs.md); absent: the primitives. */
+  readonly design?: string;
   readonly domains: readonly DomainSpec[];
 }
 
@@ -199,6 +207,7 @@ export const topologySchema = obj({
   duration: duration().optional(),
   host: hostSchema.optional(),
   transport: oneOf(TRANSPORTS, 'transport').optional(),
+  design: oneOf(DESIGN_NAMES, 'design').optional(),
   domains: list(domainSchema, { min: 1, max: MAX_DOMAINS }),
 });
 
@@ -434,6 +443,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     ...(raw.duration !== undefined && !opts.forScenario ? { duration_ms: raw.duration } : {}),
     host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? 'auto' },
     transport: raw.transport ?? 'auto',
+    ...(raw.design !== undefined ? { design: raw.design } : {}),
     domains,
   };
 }

@@ -44,5 +44,6 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     buggify: o.buggify,
     check_interval_ms: o.check_interval_ms,
     pcpus: o.pcpus ?? pcpusOf(t.host.pcpus),
+    ...(t.design !== undefined ? { design: t.design } : {}),
   };
 }

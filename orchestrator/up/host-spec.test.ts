@@ -1,0 +1,36 @@
+/**
+ * A topology's `design:` reaches the machine the host builds
+ * (MachineConfig.design, which every worker reads from the shared config),
+ * and the machine runs that design (xen/design.ts designOf).
+ */
+import { describe, expect, it } from 'vitest';
+import { Host } from '../../hypervisor/host/host.js';
+import { designOf } from '../../hypervisor/xen/design.js';
+import { parseTopology } from '../config/topology.js';
+import { hostSpecOf } from './host-spec.js';
+
+const TOPO = 'domains:\n  - { name: dom0, frames: 64 }\n  - { name: fe, frames: 64, backend: dom0, workload: { kind: idle } }\n';
+const run = { seed: 1, checking: true, buggify: 0, check_interval_ms: 0, pcpus: 0 };
+
+describe('hostSpecOf: design', () => {
+  it('absent: the spec names none and the machine runs the primitives', () => {
+    const spec = hostSpecOf(parseTopology(TOPO, 't.yaml'), run);
+    expect('design' in spec).toBe(false);
+    const host = new Host(spec);
+    expect(host.m.config.design).toBeUndefined();
+    expect(designOf(host.m).name).toBe('primitives');
+  });
+
+  it('named: the spec and the machine config carry it', () => {
+    const spec = hostSpecOf(parseTopology(`design: primitives\n${TOPO}`, 't.yaml'), run);
+    expect(spec.design).toBe('primitives');
+    const host = new Host(spec);
+    expect(host.m.config.design).toBe('primitives');
+    expect(designOf(host.m).name).toBe('primitives');
+  });
+
+  it('a spec naming a design no thread registered is refused when the machine is built', () => {
+    const spec = { ...hostSpecOf(parseTopology(TOPO, 't.yaml'), run), design: 'no-such-design' };
+    expect(() => new Host(spec)).toThrow(/no design 'no-such-design' \(known: primitives\)/);
+  });
+});
