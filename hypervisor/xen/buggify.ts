@@ -66,6 +66,13 @@ export const BUGS = {
   'grant-map-status-before-checks': 1 << 20,
   /** A grant map or copy of a granter that is not running (crashed, dying, a zombie) is GNTST_bad_domain; Xen only refuses a domain no longer in its domain list. */
   'grant-map-refuse-crashed-granter': 1 << 21,
+  // Issue 15, the designs compared (docs/designs.md): each design's unsafe variant.
+  /**
+   * Design `grants`: the frontend kernel's end-access clears the entry while the backend still maps it
+   * (GTF_reading/GTF_writing ignored): the frontend takes its revocation as done and reuses the page while the
+   * backend reaches it (XSA-396 class: Linux frontends that took a failed end-access as done).
+   */
+  'grants-end-access-while-mapped': 1 << 26,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
@@ -93,6 +100,7 @@ export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'foreign-map-old-rules': BY_MODEL,
   'memop-errno-per-call': BY_MODEL,
   'occupied-gfn-eexist': BY_MODEL,
+  'grants-end-access-while-mapped': `no sim workload ends a grant its peer still maps; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
   'revoke-put-before-flush': 'its window is inside Revoke, where the simulator does not preempt (issue 19); the isolation oracle catches it on real threads (tests/stress.test.ts)',
 };
 

@@ -4,6 +4,7 @@
  * and the machine runs that design (xen/design.ts designOf).
  */
 import { describe, expect, it } from 'vitest';
+import { EOPNOTSUPP } from '../../hypervisor/public/errno.js';
 import { Host } from '../../hypervisor/host/host.js';
 import { designOf } from '../../hypervisor/xen/design.js';
 import { parseTopology } from '../config/topology.js';
@@ -29,8 +30,16 @@ describe('hostSpecOf: design', () => {
     expect(designOf(host.m).name).toBe('primitives');
   });
 
+  it('grants: the machine runs it, and its dm_ops are EOPNOTSUPP', () => {
+    const host = new Host(hostSpecOf(parseTopology(`design: grants\n${TOPO}`, 't.yaml'), run));
+    const d = designOf(host.m);
+    expect(d.name).toBe('grants');
+    expect(d.map(host.m, 0, { fe: 1, source: { kind: 'ram', gfn: 1 }, count: 1, at: 0x50 })).toEqual({ rc: -EOPNOTSUPP, index: -1, id: 0 });
+    expect(d.revoke(host.m, 0, { fe: 1, gfn: 0x50, count: 1 })).toBe(-EOPNOTSUPP);
+  });
+
   it('a spec naming a design no thread registered is refused when the machine is built', () => {
     const spec = { ...hostSpecOf(parseTopology(TOPO, 't.yaml'), run), design: 'no-such-design' };
-    expect(() => new Host(spec)).toThrow(/no design 'no-such-design' \(known: primitives\)/);
+    expect(() => new Host(spec)).toThrow(/no design 'no-such-design' \(known: primitives, grants\)/);
   });
 });
