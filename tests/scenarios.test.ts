@@ -47,6 +47,7 @@ describe('scenarios', () => {
     ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
     // Issue 15: each design's unsafe variant fails its refusal scenario (docs/designs.md).
     ['grants-end-access-while-mapped', ['design-grants-refusals', 'foundation-grant-end-while-mapped']],
+    ['pinned-unpin-while-mapped', ['design-pinned-userptr-refusals', 'foundation-foreign-map']],
   ];
   it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {
     const byScenario = new Set(catches.map(([b]) => b));

@@ -123,8 +123,8 @@ transport: ring
     const dom = 'domains:\n  - { name: dom0 }\n';
     expect('design' in parseTopology(dom, 't.yaml')).toBe(false);
     expect(parseTopology(`design: primitives\n${dom}`, 't.yaml').design).toBe('primitives');
-    expect(errorOf(`design: primitive\n${dom}`)).toMatch(/^t\.yaml:1:9: .*unknown design `primitive`.*did you mean `primitives`.*expected one of: primitives, grants/s);
-    expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants\)/s);
+    expect(errorOf(`design: primitive\n${dom}`)).toMatch(/^t\.yaml:1:9: .*unknown design `primitive`.*did you mean `primitives`.*expected one of: primitives, grants, pinned-userptr/s);
+    expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants, pinned-userptr\)/s);
   });
 
   it('host.pcpus: auto (the default), os (no pCPU scheduler) or 1…64; 0 is not a spelling of os', () => {
