@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { listCut, plural } from './text.js';
+import { fmtUs, listCut, plural } from './text.js';
 
 describe('text', () => {
   it('counts take the plural they need', () => {
@@ -8,6 +8,13 @@ describe('text', () => {
     expect(plural(2, 'run')).toBe('2 runs');
     expect(plural(1, 'vCPU')).toBe('1 vCPU');
     expect(plural(3, 'entry', 'entries')).toBe('3 entries');
+  });
+  it('latencies in the unit that fits', () => {
+    expect(fmtUs(5.25)).toBe('5.3 µs');
+    expect(fmtUs(9999)).toBe('9999 µs');
+    expect(fmtUs(15743)).toBe('15.7 ms');
+    expect(fmtUs(460799)).toBe('461 ms');
+    expect(fmtUs(12_345_678)).toBe('12.3 s');
   });
   it('a cut list says how many were left out', () => {
     expect(listCut(['a', 'b'], 3)).toBe('a, b');

@@ -10,3 +10,10 @@ export function listCut(items: readonly string[], max: number, sep = ', '): stri
   if (items.length <= max) return items.join(sep);
   return `${items.slice(0, max).join(sep)} … and ${items.length - max} more`;
 }
+
+/** A latency in the unit that fits: µs below 10 000 µs, ms below 10 s, s beyond (3 significant digits past µs). */
+export function fmtUs(us: number): string {
+  if (us >= 1e7) return `${+(us / 1e6).toPrecision(3)} s`;
+  if (us >= 1e4) return `${+(us / 1e3).toPrecision(3)} ms`;
+  return `${Math.round(us * 10) / 10} µs`;
+}

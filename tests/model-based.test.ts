@@ -23,18 +23,19 @@ import { entryType, P2M_HOLE, P2M_REVOKED } from '../hypervisor/layout/p2m.js';
 import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
 import { explain, type Cloneable } from '../hypervisor/model/interleave.js';
 import { Model, type Outcome } from '../hypervisor/model/model.js';
-import { p2mGet } from '../hypervisor/xen/p2m.js';
+import { p2mForEachLeaf, p2mGet } from '../hypervisor/xen/p2m.js';
+import { CTL } from '../hypervisor/layout/control.js';
 import { EBUSY, ESRCH } from '../hypervisor/public/errno.js';
 import { P2M_NAMES } from '../hypervisor/public/types.js';
 import { runOnVcpu, type ScenarioThreadResult, type ScenarioThreadTask } from '../hypervisor/host/scenario-worker.js';
 import { distModule } from '../hypervisor/host/worker-path.js';
 
 const PAGES = 48; // RAM per domain: gfns 0…47
-const P2M_SIZE = 96; // gfns 48…95 empty
+const P2M_SIZE = 96; // the gfns compared: RAM 0…47, empty 48…95 (the ops use 0…71)
 const DOMS = [
-  { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true, p2m_size: P2M_SIZE },
-  { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0, p2m_size: P2M_SIZE },
-  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 1, p2m_size: P2M_SIZE },
+  { memory_pages: PAGES, max_pages: PAGES + 16, privileged: true },
+  { memory_pages: PAGES, max_pages: PAGES + 4, privileged: false, backend: 0 },
+  { memory_pages: PAGES, max_pages: PAGES, privileged: false, backend: 1 },
 ];
 const NR_FRAMES = 256;
 
@@ -94,13 +95,13 @@ class Real {
   readonly cpus: VcpuContext[];
   readonly names = new Map<string, number>();
   readonly ids: number[] = [];
-  constructor(vcpus = 1, buggify = 0) {
-    this.m = new Machine(createMachineSabs({ nr_frames: NR_FRAMES, page_size_bytes: 4096, p2m_entries: 3 * P2M_SIZE, bars: [], checking: true, buggify, seed: 1, max_domains: 3 }));
-    DOMS.forEach((d, i) => {
-      domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, p2m_size: d.p2m_size, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+  constructor(vcpus = 1, buggify = 0, doms: typeof DOMS = DOMS, nr_frames = NR_FRAMES) {
+    this.m = new Machine(createMachineSabs({ nr_frames, page_size_bytes: 4096, p2m_pool_pages: doms.length * 32, bars: [], checking: true, buggify, seed: 1, max_domains: doms.length }));
+    doms.forEach((d, i) => {
+      domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       populateRange(this.m, i, 0, d.memory_pages);
     });
-    this.cpus = DOMS.map((_, i) => new VcpuContext(this.m, { domid: i, vcpu: 0, slot: this.m.dom.at(i, DOM.VCPU_BASE), memory_pages: PAGES, seed: i }));
+    this.cpus = doms.map((d, i) => new VcpuContext(this.m, { domid: i, vcpu: 0, slot: this.m.dom.at(i, DOM.VCPU_BASE), memory_pages: d.memory_pages, seed: i }));
   }
   running(d: number): boolean {
     return this.m.dom.state(d) === DS.RUNNING;
@@ -112,8 +113,16 @@ class Real {
     recordId(o, out, this.names, this.ids);
     return norm(out);
   }
-  view(d: number): string[] {
-    return Array.from({ length: P2M_SIZE }, (_, g) => {
+  /** d's superpage entries, [first gfn, level], as the model lists them. */
+  superpages(d: number): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    p2mForEachLeaf(this.m, d, (l) => {
+      if (l.level > 1) out.push([l.gfn, l.level]);
+    });
+    return out;
+  }
+  view(d: number, size = P2M_SIZE): string[] {
+    return Array.from({ length: size }, (_, g) => {
       const e = p2mGet(this.m, d, g);
       return e === P2M_HOLE ? 'hole' : e === P2M_REVOKED ? 'revoked' : P2M_NAMES[entryType(e)]!;
     });
@@ -206,10 +215,10 @@ function newModel(): Model {
   return new Model({ page_size_bytes: 4096, nr_frames: NR_FRAMES, domains: DOMS, bars: [] });
 }
 
-function modelView(md: Model, d: number): string[] {
+function modelView(md: Model, d: number, size = P2M_SIZE): string[] {
   const obs = md.observe();
   const m = new Map(obs.p2m[d] ?? []);
-  return Array.from({ length: P2M_SIZE }, (_, g) => m.get(g) ?? 'hole');
+  return Array.from({ length: size }, (_, g) => m.get(g) ?? 'hole');
 }
 
 // ---------------------------------------------------------------- 1. sequential, op by op
@@ -236,6 +245,53 @@ function agreesWithModel(buggify: number): fc.IPropertyWithHooks<[Op[]]> {
     expect(real.m.log.records()).toEqual([]);
   });
 }
+
+// ---------------------------------------------------------------- 1b. superpages
+
+/** 4 MiB of RAM each: boot makes two 2 MiB superpages per domain; the ops change pages inside them. */
+const BIG = 1024;
+const BIG_DOMS = [
+  { memory_pages: BIG, max_pages: BIG + 64, privileged: true },
+  { memory_pages: BIG, max_pages: BIG, privileged: false, backend: 0 },
+];
+const bigRam = fc.integer({ min: 0, max: BIG - 1 });
+const bigAbove = fc.integer({ min: BIG, max: BIG + 15 });
+const bigOpArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ by: fc.integer({ min: 0, max: 1 }), gfn: bigRam, count: cnt }).map((a): Op => ({ by: a.by, op: { op: 'balloon_out', gfn: a.gfn, count: a.count } })),
+  fc.record({ by: fc.integer({ min: 0, max: 1 }), gfn: fc.oneof(bigRam, bigAbove), count: cnt }).map((a): Op => ({ by: a.by, op: { op: 'populate', gfn: a.gfn, count: a.count } })),
+  fc.record({ gfn: bigRam, count: cnt }).map((a): Op => ({ by: 0, op: { op: 'steal', fe: 1, gfn: a.gfn, count: a.count } })),
+  fc.record({ gfn: bigAbove, count: cnt }).map((a): Op => ({ by: 0, op: { op: 'return', fe: 1, gfn: a.gfn, count: a.count } })),
+  fc.record({ gfn: bigRam, at: fc.oneof(bigRam, bigAbove) }).map((a): Op => ({ by: 0, op: { op: 'foreign_map', from: 1, gfn: a.gfn, at: a.at } })),
+  fc.record({ at: fc.oneof(bigRam, bigAbove) }).map((a): Op => ({ by: 0, op: { op: 'foreign_unmap', at: a.at } })),
+  fc.record({ by: fc.integer({ min: 0, max: 1 }), gfn: bigRam }).map((a): Op => ({ by: a.by, op: { op: 'read', gfn: a.gfn, offset: 0, width: 4 } })),
+);
+
+describe('model-based: superpages', () => {
+  it('boot superpages, and the splits of random changes inside them, agree with the model (and so do outcomes and views)', () => {
+    const seed = seedOf('superpage model agreement');
+    fc.assert(
+      fc.property(fc.array(bigOpArb, { minLength: 1, maxLength: 25 }), (ops) => {
+        const real = new Real(1, 0, BIG_DOMS, 4096);
+        const md = new Model({ page_size_bytes: 4096, nr_frames: 4096, domains: BIG_DOMS, bars: [] });
+        const ids: number[] = [];
+        const handles = new Map<string, number>();
+        for (const [d] of BIG_DOMS.entries()) expect(real.superpages(d)).toEqual([[0, 2], [512, 2]]);
+        for (let i = 0; i < ops.length; i++) {
+          const o = ops[i]!;
+          if (!real.running(o.by)) continue; // a crashed domain issues nothing
+          const got = real.apply(o);
+          const want = modelApply(md, o, ids, handles);
+          if (got !== want) throw new Error(`op ${i} ${JSON.stringify(o)}: implementation ${got}, model ${want}`);
+          for (const [d] of BIG_DOMS.entries()) if (real.running(d)) expect(real.superpages(d), `superpages of d${d} after op ${i}`).toEqual(md.superpages(d));
+          expect(Atomics.load(real.m.control.w, CTL.P2M_SPLITS), `splits after op ${i}`).toBe(md.splits);
+        }
+        for (const [d] of BIG_DOMS.entries()) if (real.running(d)) expect(real.view(d, BIG + 16), `p2m of d${d}`).toEqual(modelView(md, d, BIG + 16));
+        expect(real.m.log.records()).toEqual([]);
+      }),
+      { seed, numRuns: Number(process.env['MODEL_RUNS'] ?? 100) },
+    );
+  });
+});
 
 describe('model-based: sequential', () => {
   it('random op sequences agree with the reference model op by op', () => {

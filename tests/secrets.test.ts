@@ -7,12 +7,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { freePort } from '../orchestrator/own-redis.js';
 
 const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 const PASSWORD = `s3cret-${process.pid}-xgsim`;
@@ -20,18 +20,6 @@ const HAVE_REDIS_SERVER = spawnSync('redis-server', ['--version']).status === 0;
 if (!HAVE_REDIS_SERVER) {
   const msg = '\n!!! redis-server is not installed: the password test is SKIPPED' + (process.env['CI'] !== undefined ? ' — and CI is set, so it FAILS' : '') + ' !!!\n';
   console.warn(msg);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Every file under dir, recursively. */

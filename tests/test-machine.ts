@@ -9,6 +9,8 @@ import { parseBuggify } from '../hypervisor/xen/buggify.js';
 import { iomemAdd } from '../hypervisor/xen/iomem.js';
 import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
 import { DOM } from '../hypervisor/layout/domains.js';
+import { P2M_DEFAULT_PADDR_BITS } from '../hypervisor/layout/constants.js';
+import { p2mPoolPagesFor } from '../hypervisor/layout/p2m.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
 import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 
@@ -24,6 +26,11 @@ export interface TestMachineOptions {
   trace?: { rings: number; ring_events: number };
 }
 
+/** A test domain's share of the p2m pool: tables for gfns 0 … p2m_size − 1 (default: its RAM + 256). */
+function p2mShare(d: { memory_pages: number; p2m_size?: number }): number {
+  return p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, d.p2m_size ?? d.memory_pages + 256]]);
+}
+
 export function testMachine(o: TestMachineOptions = {}): Machine {
   // dom0 has headroom above its RAM: a backend can only steal what its max_pages leaves room for.
   const domains = o.domains ?? [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 0 }];
@@ -31,7 +38,8 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
     createMachineSabs({
       nr_frames: o.nr_frames ?? 1024,
       page_size_bytes: 4096,
-      p2m_entries: 16384,
+      // Each domain's share of the pool, and room for the domains a test creates later.
+      p2m_pool_pages: domains.reduce((a, d) => a + p2mShare(d), 0) + 256,
       ...(o.transitive_revoke !== undefined ? { transitive_revoke: o.transitive_revoke } : {}),
       bars: o.bars ?? [],
       checking: o.checking ?? true,
@@ -41,7 +49,7 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
     }),
   );
   domains.forEach((d, i) => {
-    const id = domainCreate(m, { domid: i, max_pages: d.max_pages ?? d.memory_pages, nr_vcpus: d.vcpus ?? 1, p2m_size: d.p2m_size ?? d.memory_pages + 256, privileged: d.privileged ?? i === 0, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+    const id = domainCreate(m, { domid: i, max_pages: d.max_pages ?? d.memory_pages, nr_vcpus: d.vcpus ?? 1, p2m_pages: p2mShare(d), privileged: d.privileged ?? i === 0, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
     if (id !== i) throw new Error(`testMachine: create d${i} → ${id}`);
     if (populateRange(m, i, 0, d.memory_pages) !== 0) throw new Error(`testMachine: populate d${i}`);
   });

@@ -3,6 +3,8 @@
  * chrome://tracing to open it, checked on the parsed JSON; and a saved run
  * with data for every plot, for the report tests.
  */
+import { RTT_BUCKETS, rttBucket } from '../hypervisor/layout/rtt-hist.js';
+import { SAVED_RUN_VERSION } from '../orchestrator/report/saved-run.js';
 import type { SavedRun } from '../orchestrator/report/saved-run.js';
 import type { Summary } from '../orchestrator/up/summary.js';
 
@@ -16,6 +18,13 @@ export interface TraceFacts {
   flowPairs: number;
   slices: Record<string, number>;
   counters: number;
+}
+
+/** Round trips of [µs, count] in layout/rtt-hist.ts's buckets. */
+function rttHist(values: Array<[number, number]>): number[] {
+  const h = new Array<number>(RTT_BUCKETS).fill(0);
+  for (const [us, n] of values) h[rttBucket(us)]! += n;
+  return h;
 }
 
 export function checkChromeTrace(json: unknown): TraceFacts {
@@ -158,11 +167,11 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
   };
   return {
     format: 'xgsim-run',
-    version: 1,
+    version: SAVED_RUN_VERSION,
     command: 'xgsim up examples/synthetic.yaml --report out/',
     replay: o.empty === true ? 'npx xgsim up examples/synthetic.yaml --seed 7 --duration 4000ms' : null,
     summary,
-    rtt_hist: o.empty === true ? new Array<number>(24).fill(0) : [0, 0, 0, 0, 0, 3, 9, 14, 6, 2, 1, 0, 1, ...new Array<number>(11).fill(0)],
+    rtt_hist: rttHist(o.empty === true ? [] : [[40, 3], [70, 9], [150, 14], [300, 6], [700, 2], [1500, 1], [5000, 1]]),
     series:
       o.empty === true
         ? null

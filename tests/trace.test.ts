@@ -154,7 +154,7 @@ describe('CLI', () => {
   });
 
   const dir = tmp();
-  writeFileSync(join(dir, 'garbage.json'), '{"format":"xgsim-run","version":1,"summary":{}}');
+  writeFileSync(join(dir, 'garbage.json'), '{"format":"xgsim-run","version":2,"summary":{}}');
   writeFileSync(join(dir, 'notjson.json'), 'verdict: pass');
   writeFileSync(join(dir, 'good.json'), JSON.stringify(syntheticRun()));
   const cases: Array<[string, string[], RegExp]> = [

@@ -14,7 +14,8 @@ import { GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import { DOM, DS } from '../layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
-import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { entryMfn, entryType, LEVEL_SPAN, PAGE_GEN } from '../layout/p2m.js';
+import { p2mForEach, p2mForEachLeaf, p2mGet, p2mTablePages } from '../xen/p2m.js';
 import { GLOBAL_LOCK, type Machine } from '../xen/machine.js';
 
 /** Invariant 3: Σ tot_pages + free + in flight = RAM, tot_pages ≤ max_pages; under every page_alloc lock and the heap lock. */
@@ -95,28 +96,75 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
     }
   }
   for (const d of m.dom.inUse()) {
-    const base = m.dom.at(d, DOM.P2M_BASE);
-    const size = m.dom.at(d, DOM.P2M_SIZE);
-    for (let g = 0; g < size; g++) {
-      const e = Atomics.load(m.p2m.entries, base + g);
-      if (e === P2M_HOLE) continue;
+    p2mForEach(m, d, (g, e, idx) => {
       const t = entryType(e);
-      if (t !== P2M.ram_rw && t !== P2M.ram_ro) continue;
-      const gen = Atomics.load(m.p2m.gen, base + g);
-      if ((gen & 1) !== 0) continue; // being removed right now
+      if (t !== P2M.ram_rw && t !== P2M.ram_ro) return;
+      const gen = Atomics.load(m.p2m.w, idx + PAGE_GEN);
+      if ((gen & 1) !== 0) return; // being removed right now
       m.log.checked('mapped_not_ram');
       const mfn = entryMfn(e);
       const owner = m.ft.owner(mfn);
       // Re-read: the entry may have been removed (and the frame freed) since.
       if (!m.ft.isRam(mfn)) {
         m.log.violated('mapped_not_ram', `d${d} gfn ${g} is RAM-typed on MMIO mfn ${mfn}`);
-        continue;
+        return;
       }
-      if (owner !== d && Atomics.load(m.p2m.entries, base + g) === e && Atomics.load(m.p2m.gen, base + g) === gen && m.ft.owner(mfn) !== d) {
+      if (owner !== d && p2mGet(m, d, g) === e && Atomics.load(m.p2m.w, idx + PAGE_GEN) === gen && m.ft.owner(mfn) !== d) {
         m.log.violated('mapped_not_ram', `d${d} gfn ${g} is ${t === P2M.ram_rw ? 'ram_rw' : 'ram_ro'} on mfn ${mfn} owned by d${owner}`);
       }
-    }
+    });
   }
+}
+
+/**
+ * Invariant 12 (p2m_tables), on a quiet machine (every vCPU offline, no
+ * hypercall running): every domain's linked tables are as many as it is
+ * charged for and within its share; no pool page is linked twice or both
+ * linked and free; every superpage is aligned, gfn and frame, and is RAM
+ * (ram_rw/ram_ro) or a BAR Map's 2 MiB (mmio_direct/mmio_dm) — what
+ * populate and Map make — and each Map superpage has its split's page
+ * reserved.
+ */
+export function checkP2mTables(m: Machine): void {
+  const seen = new Map<number, number>();
+  let used = 0;
+  for (let d = 0; d < m.nd; d++) {
+    const pages = p2mTablePages(m, d);
+    if (pages.length === 0) continue;
+    m.log.checked('p2m_tables');
+    used += pages.length;
+    const charged = m.dom.at(d, DOM.P2M_PAGES);
+    const reserved = m.dom.at(d, DOM.P2M_RESERVED);
+    if (pages.length !== charged - reserved || charged > m.dom.at(d, DOM.P2M_PAGES_MAX)) {
+      m.log.violated('p2m_tables', `d${d}: ${pages.length} tables linked, ${charged} charged (${reserved} reserved), ${m.dom.at(d, DOM.P2M_PAGES_MAX)} its share`);
+    }
+    let mapSupers = 0;
+    for (const p of pages) {
+      const other = seen.get(p);
+      if (other !== undefined) m.log.violated('p2m_tables', `pool page ${p} is a table of d${other} and of d${d}`);
+      seen.set(p, d);
+    }
+    p2mForEachLeaf(m, d, (l) => {
+      if (l.level === 1) return;
+      m.log.checked('p2m_tables');
+      const span = LEVEL_SPAN[l.level]!;
+      const t = entryType(l.e);
+      const mfn = entryMfn(l.e);
+      const map = t === P2M.mmio_direct || t === P2M.mmio_dm;
+      if (map) mapSupers++;
+      if (l.gfn % span !== 0 || mfn % span !== 0 || !(t === P2M.ram_rw || t === P2M.ram_ro || (map && l.level === 2))) {
+        m.log.violated('p2m_tables', `d${d} gfn ${l.gfn}: a level-${l.level} superpage of type ${t} on mfn ${mfn}, misaligned or of a type no superpage has`);
+      }
+    });
+    // Each BAR Map superpage holds the page its split will take.
+    if (mapSupers !== reserved) m.log.violated('p2m_tables', `d${d}: ${mapSupers} Map superpages but ${reserved} pages reserved for their splits`);
+  }
+  m.log.checked('p2m_tables');
+  for (let i = 0; i < m.p2m.freePages; i++) {
+    const p = m.p2m.free[i]!;
+    if (seen.has(p)) m.log.violated('p2m_tables', `pool page ${p} is free and a table of d${seen.get(p)}`);
+  }
+  if (used + m.p2m.freePages !== m.p2m.nr_pages) m.log.violated('p2m_tables', `pool: ${used} pages linked + ${m.p2m.freePages} free ≠ ${m.p2m.nr_pages}`);
 }
 
 export function checkRunning(m: Machine): void {
@@ -137,11 +185,7 @@ export function checkQuiescent(m: Machine): void {
   const expected = new Int32Array(nf);
   for (let mfn = 0; mfn < nf; mfn++) if ((m.ft.countInfo(mfn) & PGC_allocated) !== 0) expected[mfn] = 1;
   for (const d of m.dom.inUse()) {
-    const base = m.dom.at(d, DOM.P2M_BASE);
-    const size = m.dom.at(d, DOM.P2M_SIZE);
-    for (let g = 0; g < size; g++) {
-      const e = m.p2m.entries[base + g]!;
-      if (e === P2M_HOLE) continue;
+    p2mForEach(m, d, (_g, e) => {
       const t = entryType(e);
       // Foreign and grant maps hold a reference; so does every live page of
       // a Map (RAM frames only; a BAR has no page_info).
@@ -149,8 +193,9 @@ export function checkQuiescent(m: Machine): void {
         const mfn = entryMfn(e);
         if (mfn < nf) expected[mfn]! += 1;
       }
-    }
+    });
   }
+  checkP2mTables(m);
   // tot_pages is exactly the number of frames a domain owns.
   const owned = new Map<number, number>();
   for (let mfn = 0; mfn < nf; mfn++) {
@@ -201,8 +246,10 @@ export function checkNoLeaks(m: Machine): boolean {
   for (let i = 0; i < m.grants.active.length; i += ACT.WORDS) pinned += m.grants.active[i + ACT.RPIN]! + m.grants.active[i + ACT.WPIN]!;
   if (pinned !== 0) problems.push(`${pinned} grant pins left`);
   let mapped = 0;
-  for (let i = 0; i < m.p2m.entries.length; i++) if (m.p2m.entries[i] !== P2M_HOLE) mapped++;
+  for (let d = 0; d < m.nd; d++) p2mForEachLeaf(m, d, () => mapped++);
   if (mapped !== 0) problems.push(`${mapped} p2m entries left`);
+  const tables = m.p2m.nr_pages - m.p2m.freePages;
+  if (tables !== 0) problems.push(`${tables} p2m table pages not back in the pool`);
   const rights = m.reach.rightsLeft();
   if (rights !== 0) problems.push(`${rights} rights left in the isolation record`);
   const records = designOf(m).liveRecords(m);

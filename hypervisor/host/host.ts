@@ -4,9 +4,11 @@
  * long-lived piscina task on its own worker thread.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import { RTT_BUCKETS } from '../layout/rtt-hist.js';
 import '../designs/index.js';
 import { Piscina } from 'piscina';
-import { MAX_DOMAINS } from '../layout/constants.js';
+import { MAX_DOMAINS, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
+import { p2mPoolPagesFor } from '../layout/p2m.js';
 import { ioreqServerCreate } from '../xen/ioreq.js';
 import { DEFAULT_EVICTIONS_PER_S, MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import type { GpuEnv } from '../../domains/workload.js';
@@ -77,7 +79,7 @@ export interface HostReport {
 export const CHECKED_INVARIANTS: readonly Invariant[] = INVARIANTS;
 
 /** STAT words that are not counters to sum over vCPUs: histograms (their own report fields) and maxima. */
-const NOT_SUMMED = new Set(['WORDS', 'RTT_HIST', 'RTT_BUCKETS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
+const NOT_SUMMED = new Set(['WORDS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
 
 export class Host {
   readonly sabs: MachineSabs;
@@ -102,11 +104,10 @@ export class Host {
 
   constructor(readonly spec: HostSpec) {
     this.gpu = gpuLayout(spec);
-    const p2mSizes = spec.domains.map((d) => p2mSize(d));
     this.sabs = createMachineSabs({
       nr_frames: spec.nr_frames,
       page_size_bytes: spec.page_size_bytes,
-      p2m_entries: p2mSizes.reduce((a, b) => a + b, 0) + 4096,
+      p2m_pool_pages: spec.domains.reduce((a, d) => a + p2mPoolPages(d), 0),
       bars: spec.domains.flatMap((d) => d.devices.map((dev) => ({ name: dev.name, owner: d.domid, nr_pages: dev.bar_pages }))),
       checking: spec.checking,
       buggify: spec.buggify,
@@ -124,7 +125,7 @@ export class Host {
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
   boot(): void {
     for (const d of this.spec.domains) {
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, p2m_size: p2mSize(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id < 0 ? statusName(id) : `got domid ${id}`}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
@@ -373,18 +374,29 @@ export class Host {
   /** vCPUs of every domain, summed, as of now. */
   stats(): Record<string, number> {
     const out: Record<string, number> = {};
-    const names = Object.keys(STAT).filter((k) => !NOT_SUMMED.has(k)) as Array<Exclude<keyof typeof STAT, 'WORDS' | 'RTT_HIST' | 'RTT_BUCKETS'>>;
+    const names = Object.keys(STAT).filter((k) => !NOT_SUMMED.has(k)) as Array<Exclude<keyof typeof STAT, 'WORDS'>>;
     for (const n of names) out[n.toLowerCase()] = 0;
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) for (const n of names) out[n.toLowerCase()]! += this.m.vcpus.stat(base + v, STAT[n]);
     }
+    // Host-wide p2m work (xen/p2m.ts): superpages split, TLB shootdowns completed.
+    out['p2m_splits'] = Atomics.load(this.m.control.w, CTL.P2M_SPLITS);
+    out['tlb_shootdowns'] = Atomics.load(this.m.control.w, CTL.TLB_SHOOTDOWNS_DONE);
     return out;
   }
 
-  /** The merged IOREQ round-trip histogram (log2 µs buckets) of every vCPU. */
+  /** The merged IOREQ round-trip histogram of every vCPU (layout/rtt-hist.ts: log-linear, two significant digits). */
   rttHistogram(): number[] {
-    return this.histogram(STAT.RTT_HIST, STAT.RTT_BUCKETS);
+    const h = new Array<number>(RTT_BUCKETS).fill(0);
+    for (const d of this.spec.domains) {
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) {
+        const at = (base + v) * RTT_BUCKETS;
+        for (let k = 0; k < RTT_BUCKETS; k++) h[k]! += Atomics.load(this.m.vcpus.rtt, at + k);
+      }
+    }
+    return h;
   }
 
   /** The pCPU scheduler's part of the report (schedule.ts): waits for a pCPU merged over every vCPU. */
@@ -517,6 +529,20 @@ export const GPU_WINDOW_PAGES = RES_PER_FE * MAX_BLOB_PAGES + 8;
 export function p2mSize(d: Pick<HostDomainSpec, 'memory_pages' | 'max_pages' | 'vcpus'> & { workload?: { kind: string } }): number {
   const gpu = d.workload !== undefined && GPU_KINDS.has(d.workload.kind) ? GPU_WINDOW_PAGES : 0;
   return Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES + gpu;
+}
+
+/**
+ * A domain's share of the p2m pool (its HAP pool, as libxl sizes one from
+ * the guest's memory): tables for its RAM and windows at 4 KiB, plus slack
+ * for mappings elsewhere (layout/p2m.ts p2mPoolPagesFor).
+ */
+export function p2mPoolPages(d: Parameters<typeof p2mSize>[0] & { paddr_bits?: number }): number {
+  return p2mPoolPagesFor(d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS, [[0, p2mSize(d)]]);
+}
+
+/** The p2m fields of domainCreate's spec for a domain of a topology. */
+export function p2mSpec(d: Parameters<typeof p2mPoolPages>[0]): { paddr_bits: number; p2m_pages: number } {
+  return { paddr_bits: d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS, p2m_pages: p2mPoolPages(d) };
 }
 
 const GPU_KINDS = new Set(['render', 'compute-svm', 'adversary']);

@@ -19,6 +19,8 @@ export interface HostDomainSpec {
   peers: number[];
   /** Domid of the domain serving this one (its IOREQ server), if any. */
   backend?: number;
+  /** Guest physical address width in bits (default P2M_DEFAULT_PADDR_BITS, 36). */
+  paddr_bits?: number;
 }
 
 export interface HostSpec {

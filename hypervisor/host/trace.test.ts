@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from '../../tests/test-machine.js';
-import { EV, HC_NAMES, PRIM, TK, extraOf, kindOf, kindWord, ringEventsFor } from '../layout/trace.js';
+import { EV, HC_NAMES, P2M_EV, PRIM, TK, extraOf, kindOf, kindWord, ringEventsFor } from '../layout/trace.js';
 import { TRACE_REGION_MAX_BYTES, TRACE_RING_EVENTS } from '../layout/constants.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents, type TraceData } from './trace-collector.js';
 import { clearTracer, setVcpuTracer, TraceWriter, tracer } from '../xen/trace.js';
@@ -141,9 +141,12 @@ describe('timeline rings', () => {
     cpu.stop();
     const c = collector(m);
     const ev = events(c.finish());
-    const names = ev.map((e) => (e.kind === TK.HC ? `${HC_NAMES[e.x & 0xff]}${e.x & 0x100 ? '!' : ''}` : e.kind === TK.PRIM_B ? `B${e.x}:${e.b}` : e.kind === TK.PRIM_E ? `E${e.x}:${e.a}` : `?${e.kind}`));
-    // An HC event is written at the hypercall's exit, after the primitive it contains.
-    expect(names).toEqual([`B${PRIM.MAP}:2`, `E${PRIM.MAP}:0`, 'dm_map', `B${PRIM.REVOKE}:2`, `E${PRIM.REVOKE}:0`, 'dm_revoke', 'dm_revoke!']);
+    const names = ev.map((e) =>
+      e.kind === TK.HC ? `${HC_NAMES[e.x & 0xff]}${e.x & 0x100 ? '!' : ''}` : e.kind === TK.PRIM_B ? `B${e.x}:${e.b}` : e.kind === TK.PRIM_E ? `E${e.x}:${e.a}` : e.kind === TK.P2M ? `P${e.x}:d${e.a}` : `?${e.kind}`,
+    );
+    // An HC event is written at the hypercall's exit, after the primitive it
+    // contains; Revoke's shootdown of d1 (a P2M event) inside the Revoke.
+    expect(names).toEqual([`B${PRIM.MAP}:2`, `E${PRIM.MAP}:0`, 'dm_map', `B${PRIM.REVOKE}:2`, `P${P2M_EV.SHOOTDOWN}:d1`, `E${PRIM.REVOKE}:0`, 'dm_revoke', 'dm_revoke!']);
     expect(ev.every((e) => e.ring === slot)).toBe(true);
     const hc = ev.filter((e) => e.kind === TK.HC);
     const prims = ev.filter((e) => e.kind === TK.PRIM_B || e.kind === TK.PRIM_E);

@@ -87,6 +87,39 @@ export const MAX_IOMEM_RANGES = 8;
  */
 export const IOMEM_MFN_LIMIT = 2 ** 31;
 
+/**
+ * The p2m's shape (layout/p2m.ts), as EPT's (xen/arch/x86/mm/p2m-ept.c):
+ * 9 bits of gfn per table level (EPT_TABLE_ORDER), 512 entries a table.
+ */
+export const P2M_TABLE_ORDER = 9;
+export const P2M_TABLE_ENTRIES = 1 << P2M_TABLE_ORDER;
+/** The highest table level whose entries may be leaves: 2 → 2 MiB, 3 → 1 GiB (EPT with hap_has_1gb). */
+export const P2M_SUPERPAGE_MAX_LEVEL = 3;
+/**
+ * A domain's guest physical address width, in bits (topology field
+ * `paddr_bits`). The default is Xen's for an HVM guest on a host that does
+ * not report one: hap_paddr_bits = 36 (xen/arch/x86/cpu/common.c), which
+ * domain_max_paddr_bits (xen/arch/x86/domain.c) caps at 48 ("p2m-ept and
+ * p2m-pt only support 4-level page tables"); the guest's CPUID maxphysaddr
+ * is never below 32 (recalculate_cpuid_policy, xen/arch/x86/cpu-policy.c).
+ */
+export const P2M_DEFAULT_PADDR_BITS = 36;
+export const P2M_MIN_PADDR_BITS = 32;
+export const P2M_MAX_PADDR_BITS = 48;
+/**
+ * Table pages a domain's p2m pool holds beyond what its RAM and windows
+ * need mapped at 4 KiB (host.ts p2mPoolPages): room for mappings at gfns
+ * far from them (a BAR at 32 GiB needs a new path of tables). Xen sizes
+ * the HAP pool likewise from RAM plus a per-vCPU part
+ * (libxl_get_required_shadow_memory).
+ */
+export const P2M_POOL_SLACK_PAGES = 16;
+/**
+ * The soft TLB's tags are Int32 (mmu.ts): a gfn at or above this is
+ * translated on every access, never cached (a 48-bit space has gfns up to 2^36).
+ */
+export const TLB_GFN_LIMIT = 2 ** 31;
+
 /** Words of the guests' shared mailbox (a tiny xenstore). */
 export const XENSTORE_WORDS = 64 * 1024;
 
@@ -116,5 +149,8 @@ assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
 assert(XENSTORE_WORDS === XS_STORE_WORDS && MAX_DOMAINS === XS_MAX_DOMAINS, 'public/xenstore.ts knows the store and the domain limit');
 assert(MAX_IOMEM_RANGES >= 2, 'iomem_caps can hold a range split in two (rangeset_remove_range)');
 assert(MAX_PAGES_PER_OP % 32 === 0, 'a mapping record keeps one bit per page in whole words');
+assert(P2M_MIN_PADDR_BITS <= P2M_DEFAULT_PADDR_BITS && P2M_DEFAULT_PADDR_BITS <= P2M_MAX_PADDR_BITS, 'the default address width is a valid one');
+assert(P2M_MAX_PADDR_BITS - 12 <= 4 * P2M_TABLE_ORDER, 'four levels of tables reach every gfn (EPT\'s walk length)');
+assert((P2M_MAX_PADDR_BITS - 12) <= 52, 'every gfn is a safe integer');
 assert((TRACE_RING_EVENTS & (TRACE_RING_EVENTS - 1)) === 0, 'TRACE_RING_EVENTS is a power of two (ring indices wrap with a mask)');
 assert(TRACE_MAX_EVENTS >= TRACE_RING_EVENTS, 'the host keeps at least one full ring');

@@ -40,6 +40,9 @@ export const CTL = {
   RUNQ_HEAD: 24, // 2 words, a queue each (RUNQ.BOOST, RUNQ.NORMAL): slot + 1 of the first waiting vCPU, 0 empty
   RUNQ_TAIL: 26, // 2 words: slot + 1 of the last
   RUNQ_LEN: 28, // vCPUs waiting in both queues (a tick reads it to decide whether to preempt)
+  // p2m work (Atomics.add by whoever does it, xen/p2m.ts): superpages split (ept_split_super_page), TLB shootdowns completed.
+  P2M_SPLITS: 29,
+  TLB_SHOOTDOWNS_DONE: 30,
   WORDS: 32,
 } as const;
 

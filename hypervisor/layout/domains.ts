@@ -4,9 +4,11 @@
  * Writers: STATE by compareExchange (domain.ts transition function);
  * TOT_PAGES under the domain's page_alloc lock (read lock-free by
  * anyone); MAX_PAGES under page_alloc (domctl max_mem); FLUSH_EPOCH by
- * Atomics.add from any remover of a p2m entry; the lock ids and the p2m
- * slice are written once at creation before STATE publishes RUNNING;
- * the iomem_caps words (IOMEM_GEN, IOMEM) as below.
+ * Atomics.add from any remover of a p2m entry; the lock ids are written once
+ * at creation before STATE publishes RUNNING;
+ * the iomem_caps words (IOMEM_GEN, IOMEM) as below. P2M_ROOT,
+ * P2M_LEVELS, P2M_PADDR_BITS and P2M_PAGES_MAX are written at creation;
+ * P2M_PAGES by table allocation (xen/p2m.ts) under the p2m_pool lock.
  *
  * iomem_caps (Xen's d->iomem_caps, a struct rangeset: xen/common/rangeset.c)
  * is a sorted list of disjoint, non-adjacent inclusive ranges [s, e] of
@@ -63,8 +65,10 @@ export const DOM = {
   NR_VCPUS: 4,
   VCPU_BASE: 5, // first slot in the vCPU table
   FLUSH_EPOCH: 6,
-  P2M_BASE: 7,
-  P2M_SIZE: 8,
+  /** The pool page of the p2m's root table (layout/p2m.ts). */
+  P2M_ROOT: 7,
+  /** Table levels of the p2m (levelsFor(P2M_PADDR_BITS)). */
+  P2M_LEVELS: 8,
   PRIVILEGED: 9,
   GENERATION: 10, // bumped at each creation in this slot
   LOCK_P2M: 11,
@@ -83,7 +87,19 @@ export const DOM = {
   LOCK_IOREQ: 19 + 2 * IOMEM_BANK_WORDS,
   /** The lock of the domain's buffered ioreq rings (Xen: each server's bufioreq_lock). */
   LOCK_BUFIOREQ: 20 + 2 * IOMEM_BANK_WORDS,
-  WORDS: 21 + 2 * IOMEM_BANK_WORDS,
+  /** Guest physical address width in bits: gfns below 2^(bits − 12) exist. */
+  P2M_PADDR_BITS: 21 + 2 * IOMEM_BANK_WORDS,
+  /** Table pages the p2m holds now (root included), under the p2m lock and the p2m_pool lock. */
+  P2M_PAGES: 22 + 2 * IOMEM_BANK_WORDS,
+  /** Table pages it may hold: its share of the pool, promised at creation (Xen's HAP pool size, hap_set_allocation). */
+  P2M_PAGES_MAX: 23 + 2 * IOMEM_BANK_WORDS,
+  /**
+   * Of P2M_PAGES, those charged but not linked: one per 2 MiB superpage a
+   * BAR Map installed, for the table its split will need (so a Revoke of
+   * part of it never fails for want of a page). Under the p2m lock.
+   */
+  P2M_RESERVED: 24 + 2 * IOMEM_BANK_WORDS,
+  WORDS: 25 + 2 * IOMEM_BANK_WORDS,
 } as const;
 
 export class DomainTable {

@@ -50,9 +50,13 @@ export const EV = { TS: 0, KIND: 1, A: 2, B: 3, WORDS: 4 } as const;
  *              x = requester, A = seq, B = duration µs
  *   FAULT      an access to a revoked gfn became a FAULT ioreq: x = server, A = gfn
  *   IO_POST    vCPU posted a write into a server's buffered ring: x = server, A = position, B = gfn
+ *   P2M        p2m work (xen/p2m.ts): x = P2M_EV, A = domain; SPLIT: B = the
+ *              split superpage's level (2: 2 MiB, 3: 1 GiB); SHOOTDOWN: B = 0
  *   GAP        the ring was full: events after TS were dropped until it drained
  */
-export const TK = { HC: 1, PRIM_B: 2, PRIM_E: 3, IO_SEND: 4, IO_DONE: 5, IO_RECV: 6, IO_BATCH: 7, IO_ANSWER: 8, FAULT: 9, IO_POST: 10, GAP: 15 } as const;
+export const TK = { HC: 1, PRIM_B: 2, PRIM_E: 3, IO_SEND: 4, IO_DONE: 5, IO_RECV: 6, IO_BATCH: 7, IO_ANSWER: 8, FAULT: 9, IO_POST: 10, P2M: 11, GAP: 15 } as const;
+/** What a P2M event records: a superpage split (ept_split_super_page), a completed TLB shootdown (ept_sync_domain). */
+export const P2M_EV = { SPLIT: 0, SHOOTDOWN: 1 } as const;
 export const PRIM = { MAP: 0, REVOKE: 1, STEAL: 2, RETURN: 3 } as const;
 export const PRIM_NAMES = ['Map', 'Revoke', 'Steal', 'Return'] as const;
 /** How an ioreq's wait ended on the vCPU side. */

@@ -22,6 +22,7 @@
  */
 import { MAX_VCPUS } from './constants.js';
 import { expectBytes } from './region.js';
+import { RTT_BUCKETS, rttBucket } from './rtt-hist.js';
 
 export const VC = { STATE: 0, DOMID: 1, VCPU: 2, ACK_EPOCH: 3, HEARTBEAT: 4, IN_USE: 5, HANG_MS: 6, PCPU: 7, RUNQ_NEXT: 8, PCPU_GRANT: 9, WORDS: 10 } as const;
 
@@ -50,38 +51,42 @@ export const STAT = {
   IOREQS_SENT: 21, // ioreqs handed to a device model over the transport
   IOREQS_DONE: 22, // … and answered
   IOREQS_ABANDONED: 23, // … and given up unanswered: the vCPU stopped, its domain died, or the server broke the protocol
-  /** IOREQ round trips, a log2 histogram: bucket k counts RTTs in [2^k, 2^(k+1)) µs. */
-  RTT_HIST: 24,
-  RTT_BUCKETS: 24,
-  BUFIOREQS: 48, // posted writes put into a server's buffered ring (no wait)
-  BUFIOREQ_FULL: 49, // … that found it full and went the synchronous way
+  BUFIOREQS: 24, // posted writes put into a server's buffered ring (no wait)
+  BUFIOREQ_FULL: 25, // … that found it full and went the synchronous way
   // The pCPU scheduler (xen/schedule.ts), what Xen's runstate and sched perf counters say:
-  SCHED_RUNS: 50, // pCPUs taken: context switches to this vCPU
-  SCHED_WAITS: 51, // … of which after waiting in a run queue (runnable, no pCPU idle)
-  SCHED_BOOSTS: 52, // … of which queued ahead, woken with credit left (credit2 sorts its runqueue by credit)
-  SCHED_PREEMPTS: 53, // pCPUs given up at a tick: slice over, another vCPU waiting
-  SCHED_BLOCKS: 54, // … to block (sleep, ioreq, device model idle, waiting for a dying domain)
-  SCHED_YIELDS: 55, // … to yield (back to the run queue's tail)
-  SCHED_RUN_US: 56, // time on a pCPU (Xen's RUNSTATE_running)
-  SCHED_WAIT_US: 57, // time waiting for one (RUNSTATE_runnable: the guest's steal time)
-  SCHED_WAIT_MAX_US: 58, // longest such wait (a maximum: not summed over vCPUs)
+  SCHED_RUNS: 26, // pCPUs taken: context switches to this vCPU
+  SCHED_WAITS: 27, // … of which after waiting in a run queue (runnable, no pCPU idle)
+  SCHED_BOOSTS: 28, // … of which queued ahead, woken with credit left (credit2 sorts its runqueue by credit)
+  SCHED_PREEMPTS: 29, // pCPUs given up at a tick: slice over, another vCPU waiting
+  SCHED_BLOCKS: 30, // … to block (sleep, ioreq, device model idle, waiting for a dying domain)
+  SCHED_YIELDS: 31, // … to yield (back to the run queue's tail)
+  SCHED_RUN_US: 32, // time on a pCPU (Xen's RUNSTATE_running)
+  SCHED_WAIT_US: 33, // time waiting for one (RUNSTATE_runnable: the guest's steal time)
+  SCHED_WAIT_MAX_US: 34, // longest such wait (a maximum: not summed over vCPUs)
   /** Waits for a pCPU, a log2 histogram: bucket k counts waits in [2^k, 2^(k+1)) µs. */
-  SCHED_WAIT_HIST: 59,
+  SCHED_WAIT_HIST: 35,
   SCHED_WAIT_BUCKETS: 16,
-  WORDS: 75,
+  WORDS: 51,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 
 export class VcpuTable {
   readonly w: Int32Array;
   readonly stats: Float64Array;
+  /** IOREQ round trips per vCPU slot (layout/rtt-hist.ts), counted by the vCPU's own thread. */
+  readonly rtt: Int32Array;
   static bytes(): number {
-    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8);
+    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8 + RTT_BUCKETS * 4);
   }
   constructor(readonly sab: SharedArrayBuffer) {
     expectBytes('vcpus', sab, VcpuTable.bytes());
     this.stats = new Float64Array(sab, 0, MAX_VCPUS * STAT.WORDS);
     this.w = new Int32Array(sab, MAX_VCPUS * STAT.WORDS * 8, MAX_VCPUS * VC.WORDS);
+    this.rtt = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4), MAX_VCPUS * RTT_BUCKETS);
+  }
+  /** Count a round trip of `us` µs for the vCPU in `slot` (its own thread). */
+  countRtt(slot: number, us: number): void {
+    Atomics.add(this.rtt, slot * RTT_BUCKETS + rttBucket(us), 1);
   }
   at(slot: number, field: number): number {
     return Atomics.load(this.w, slot * VC.WORDS + field);

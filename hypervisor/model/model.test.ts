@@ -17,15 +17,18 @@ const BAR1 = NR + 4; // 2 pages, owned by d3
  * d0 dom0 (privileged backend), d1 a frontend served by d0, d2 a frontend
  * served by d1 (for nested Maps), d3 a peer with no backend.
  */
+/** The first gfn past a 32-bit guest physical space (2^20 frames of 4 KiB). */
+const OUT = 2 ** 20;
+
 function cfg(over: Partial<ModelConfig> = {}): ModelConfig {
   return {
     page_size_bytes: PS,
     nr_frames: NR,
     domains: [
-      { memory_pages: 16, max_pages: 32, privileged: true, p2m_size: 64 },
-      { memory_pages: 16, max_pages: 20, privileged: false, backend: 0, p2m_size: 64 },
-      { memory_pages: 8, max_pages: 8, privileged: false, backend: 1, p2m_size: 32 },
-      { memory_pages: 8, max_pages: 8, privileged: false, p2m_size: 32 },
+      { memory_pages: 16, max_pages: 32, privileged: true, paddr_bits: 32 },
+      { memory_pages: 16, max_pages: 20, privileged: false, backend: 0, paddr_bits: 32 },
+      { memory_pages: 8, max_pages: 8, privileged: false, backend: 1, paddr_bits: 32 },
+      { memory_pages: 8, max_pages: 8, privileged: false, paddr_bits: 32 },
     ],
     bars: [
       { owner: 0, nr_pages: 4, base_mfn: BAR0 },
@@ -69,7 +72,7 @@ describe('boot and memory_op', () => {
     expect(m.observe().domains[1]!.tot_pages).toBe(17); // ...and the old page is still counted
     expect(m.populate(1, 20, 2)).toBe(2);
     expect(m.populate(1, 30, 5)).toBe(1); // 20 max: one done, then the quota → a short count
-    expect(m.populate(1, 64, 1)).toBe(0); // outside the p2m
+    expect(m.populate(1, OUT, 1)).toBe(0); // outside the p2m
     expect(m.observe().domains[1]!.tot_pages).toBe(20);
     consistent(m);
     expect(m.destroy(0, 1)).toBe(0); // the unmapped page goes with the domain
@@ -178,7 +181,7 @@ describe('grant tables', () => {
     expect(m.mapGrant(3, 77, 256, 999, false).status).toBe(GNTST_bad_domain);
     expect(m.mapGrant(3, 1, 256, 999, false).status).toBe(GNTST_bad_gntref);
     // The host mapping comes last: outside the p2m or onto RAM, GNTST_general_error, the pin undone.
-    expect(m.mapGrant(3, 1, 8, 999, false).status).toBe(GNTST_general_error);
+    expect(m.mapGrant(3, 1, 8, OUT, false).status).toBe(GNTST_general_error);
     expect(m.mapGrant(3, 1, 8, 0, false).status).toBe(GNTST_general_error); // gfn 0 is RAM
     expect(status(1, 8)).toBe(0);
     expect(m.mapGrant(2, 1, 8, 20, false).status).toBe(GNTST_general_error); // granted to d3
@@ -216,7 +219,7 @@ describe('grant tables', () => {
   });
 
   it('maptrack handles are reused last-freed first and run out with GNTST_no_space; 128 pins of a kind per entry', () => {
-    const m = new Model({ ...cfg(), domains: [{ memory_pages: 1, max_pages: 1, privileged: true, p2m_size: 600 }, { memory_pages: 1, max_pages: 1, privileged: false, p2m_size: 4 }] , bars: [] });
+    const m = new Model({ ...cfg(), domains: [{ memory_pages: 1, max_pages: 1, privileged: true }, { memory_pages: 1, max_pages: 1, privileged: false }] , bars: [] });
     for (let ref = 0; ref < 5; ref++) m.grant(1, ref, 0, 0, false);
     for (let h = 0; h < 128; h++) expect(m.mapGrant(0, 1, 0, 1 + h, true)).toEqual({ status: GNTST_okay, handle: h });
     // Xen's 8-bit pin counters: the 129th read pin is refused, a write pin still fits.
@@ -284,17 +287,17 @@ describe('grant tables', () => {
 describe('foreign mapping', () => {
   it('checks in order (p2m_add_foreign): ESRCH, EPERM (self), EPERM (XSM_TARGET), EINVAL (source), EINVAL (at)', () => {
     const m = fresh();
-    expect(m.foreignMap(0, 9, 0, 64)).toBe(-ESRCH); // the source before the destination
+    expect(m.foreignMap(0, 9, 0, OUT)).toBe(-ESRCH); // the source before the destination
     expect(m.foreignMap(1, 1, 0, 40)).toBe(-EPERM); // a domain cannot map itself
     expect(m.foreignMap(1, 3, 0, 40)).toBe(-EPERM); // d1 is not d3's device model
-    expect(m.foreignMap(0, 3, 20, 64)).toBe(-EINVAL); // the source before the destination
-    expect(m.foreignMap(0, 3, 0, 64)).toBe(-EINVAL);
+    expect(m.foreignMap(0, 3, 20, OUT)).toBe(-EINVAL); // the source before the destination
+    expect(m.foreignMap(0, 3, 0, OUT)).toBe(-EINVAL);
     expect(m.foreignMap(0, 3, 0, 40)).toBe(0);
     expect(type(m, 0, 40)).toBe('map_foreign');
     expect(m.page(3, 0)!.count).toBe(2);
     expect(m.foreignUnmap(0, 40)).toBe(0);
     expect(m.foreignUnmap(0, 40)).toBe(-ENOENT);
-    expect(m.foreignUnmap(0, 64)).toBe(-ENOENT);
+    expect(m.foreignUnmap(0, OUT)).toBe(-ENOENT);
     consistent(m);
   });
 
@@ -387,7 +390,7 @@ describe('Map', () => {
     const before = m.observe();
     expect(m.map(0, 1, ram(14), 4, 40)).toEqual({ rc: -EINVAL, index: 2, id: 0 }); // gfn 16 is a hole
     expect(m.map(0, 1, ram(4), 2, 15)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
-    expect(m.map(0, 1, ram(4), 3, 62)).toEqual({ rc: -EINVAL, index: 2, id: 0 }); // 64 outside fe's p2m
+    expect(m.map(0, 1, ram(4), 3, OUT - 2)).toEqual({ rc: -EINVAL, index: 2, id: 0 }); // OUT is past fe's 32-bit space
     // source checked before destination within a page
     expect(m.map(0, 1, ram(15), 2, 15)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
     expect(m.map(0, 1, ram(16), 2, 15)).toEqual({ rc: -EINVAL, index: 0, id: 0 });
@@ -554,7 +557,7 @@ describe('Revoke', () => {
   it('is transitive: nested mappings of a revoked page go first, recursively', () => {
     const m = new Model({
       ...cfg(),
-      domains: [...cfg().domains, { memory_pages: 4, max_pages: 4, privileged: false, backend: 2, p2m_size: 32 }],
+      domains: [...cfg().domains, { memory_pages: 4, max_pages: 4, privileged: false, backend: 2 }],
     });
     m.write(0, 4, 0, 4, 0x1234n);
     const p = m.map(0, 1, ram(4), 2, 40);
@@ -629,7 +632,7 @@ describe('Steal', () => {
     expect(m.steal(0, 1, 11, 1, 32)).toEqual({ rc: -EBUSY, index: 0, id: 0 });
     expect(m.foreignUnmap(0, 50)).toBe(0);
     // Destination.
-    expect(m.steal(0, 1, 11, 2, 63)).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect(m.steal(0, 1, 11, 2, OUT - 1)).toEqual({ rc: -EINVAL, index: 1, id: 0 });
     expect(m.steal(0, 1, 11, 2, 15)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
     expect(m.steal(0, 1, 11, 2, 31)).toEqual({ rc: -EEXIST, index: 0, id: 0 }); // 31 holds a stolen page
     // Map'd pages are not stealable either.
@@ -669,7 +672,7 @@ describe('ids, order and dead parties', () => {
   it('Steal checks every source page before any destination page', () => {
     const m = fresh();
     expect(m.steal(0, 1, 15, 2, 0)).toEqual({ rc: -EINVAL, index: 1, id: 0 }); // gfn 16 is a hole; d0's gfn 0 is RAM
-    expect(m.steal(0, 1, 14, 2, 63)).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect(m.steal(0, 1, 14, 2, OUT - 1)).toEqual({ rc: -EINVAL, index: 1, id: 0 });
     expect(m.steal(0, 1, 14, 2, 0)).toEqual({ rc: -EEXIST, index: 0, id: 0 });
   });
 
@@ -722,7 +725,7 @@ describe('Return', () => {
     m.write(0, 30, 0, 4, 5n);
     expect(m.revoke(0, { id: s.id })).toBe(0);
     expect(m.ret(0, 1, 30, 1, 2)).toEqual({ rc: -EEXIST, index: 0 });
-    expect(m.ret(0, 1, 30, 1, 64)).toEqual({ rc: -EINVAL, index: 0 });
+    expect(m.ret(0, 1, 30, 1, OUT)).toEqual({ rc: -EINVAL, index: 0 });
     expect(m.ret(0, 1, 30, 1, 50)).toEqual(ok);
     expect(m.read(1, 50, 0, 4)).toEqual({ value: 5n, outcome: 'ok' });
     expect(type(m, 1, 6)).toBe('revoked');
@@ -1097,3 +1100,45 @@ describe('random sequences', () => {
     );
   });
 });
+
+describe('superpages', () => {
+  it('boot makes 2 MiB superpages of aligned RAM; a change inside one splits it; a 512-page aligned BAR Map is one, split by a Revoke of one page', () => {
+    const m = new Model({ page_size_bytes: PS, nr_frames: 2048, domains: [{ memory_pages: 1100, max_pages: 1200, privileged: true }, { memory_pages: 16, max_pages: 16, privileged: false, backend: 0 }], bars: [{ owner: 0, nr_pages: 512, base_mfn: 2048 }] });
+    expect(m.superpages(0)).toEqual([[0, 2], [512, 2]]);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.balloonOut(0, 600, 1)).toBe(1);
+    expect(m.superpages(0)).toEqual([[0, 2]]);
+    expect(m.splits).toBe(1);
+    expect(m.balloonOut(0, 601, 1)).toBe(1); // split already
+    expect(m.splits).toBe(1);
+    const r = m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0x800000);
+    expect(r.rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0x800000, 2]]);
+    expect(m.revoke(0, { fe: 1, gfn: 0x800003, count: 1 })).toBe(0);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.splits).toBe(2);
+    expect(m.revoke(0, { id: r.id })).toBe(0);
+    // Revoked gfns keep their 4 KiB table: a new Map there is 4 KiB pages; an untouched aligned range takes a superpage.
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0x800000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([]);
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2048 }, 512, 0xa00000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0xa00000, 2]]);
+    // Misaligned frame or gfn, or a RAM source: 4 KiB pages.
+    expect(m.map(0, 1, { kind: 'bar', mfn: 2049 }, 511, 0xc00000).rc).toBe(0);
+    expect(m.map(0, 1, { kind: 'ram', gfn: 0 }, 512, 0xe00000).rc).toBe(0);
+    expect(m.superpages(1)).toEqual([[0xa00000, 2]]);
+  });
+
+  it('1 GiB of aligned RAM is one level-3 superpage; a change inside it splits it into 2 MiB ones and the one holding the gfn: two splits', () => {
+    const n = 262144 + 512;
+    const m = new Model({ page_size_bytes: PS, nr_frames: n, domains: [{ memory_pages: n, max_pages: n, privileged: true }], bars: [] });
+    expect(m.superpages(0)).toEqual([[0, 3], [262144, 2]]);
+    expect(m.balloonOut(0, 1000, 1)).toBe(1);
+    expect(m.splits).toBe(2);
+    const sp = m.superpages(0);
+    expect(sp.filter(([, l]) => l === 3)).toEqual([]);
+    expect(sp).toHaveLength(511 + 1);
+    expect(sp.some(([g]) => g === 512)).toBe(false);
+  });
+});
+

@@ -19,7 +19,8 @@
  * harness (an access width that is not 1/2/4/8, an offset past the page)
  * throws a RangeError.
  */
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
+import { LEVEL_SPAN } from '../layout/p2m.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
   GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error, GNTST_no_space, GNTST_okay,
@@ -90,7 +91,8 @@ export interface ModelDomainConfig {
   privileged: boolean;
   /** The domain running this one's IOREQ server (authority for the primitives). */
   backend?: number;
-  p2m_size: number;
+  /** Guest physical address width (default 36): gfns below 2^(paddr_bits − 12) exist (hypervisor/layout/p2m.ts). */
+  paddr_bits?: number;
 }
 
 export interface ModelBarConfig {
@@ -200,8 +202,17 @@ interface Dom {
   max_pages: number;
   privileged: boolean;
   backend: number;
-  p2m_size: number;
+  /** One past the highest gfn: 2^(paddr_bits − 12). */
+  gfn_limit: number;
   p2m: Map<number, Entry>;
+  /**
+   * The superpage entries of its p2m: first gfn → gfns covered (512: 2 MiB,
+   * 512²: 1 GiB). Boot populates every aligned run of RAM as one, as
+   * domain.ts populateRange does on a new machine (meminit_hvm's order).
+   */
+  supers: Map<number, number>;
+  /** The 2 MiB ranges (gfn / 512) that have a 4 KiB table: any entry ever set there, or a split. Tables stay while the domain lives. */
+  tabled: Set<number>;
   /** iomem_caps: sorted, disjoint, non-adjacent inclusive MFN ranges (a rangeset). */
   iomem: IomemSpan[];
   grants: Map<number, GrantEntry>;
@@ -295,6 +306,21 @@ function allOnes(width: number): bigint {
 
 // ------------------------------------------------------------------ the model
 
+/** The superpages boot makes of RAM at gfns 0 … pages − 1: 1 GiB runs, then 2 MiB runs, where aligned (domain.ts populateRange). */
+function bootSuperpages(pages: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let g = 0;
+  while (g < pages) {
+    const span = [LEVEL_SPAN[3]!, LEVEL_SPAN[2]!].find((sp) => g % sp === 0 && g + sp <= pages);
+    if (span === undefined) g++;
+    else {
+      out.set(g, span);
+      g += span;
+    }
+  }
+  return out;
+}
+
 export class Model {
   readonly page_size: number;
   readonly nr_frames: number;
@@ -344,8 +370,10 @@ export class Model {
       max_pages: d.max_pages,
       privileged: d.privileged,
       backend: d.backend ?? -1,
-      p2m_size: d.p2m_size,
+      gfn_limit: 2 ** ((d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS) - 12),
       p2m: new Map(),
+      supers: new Map(),
+      tabled: new Set(),
       iomem: [],
       grants: new Map(),
       active: new Map(),
@@ -358,6 +386,9 @@ export class Model {
     cfg.domains.forEach((d, i) => {
       const rc = this.populate(i, 0, d.memory_pages);
       if (d.memory_pages > 0 && rc !== d.memory_pages) throw new RangeError(`model: populating d${i}: ${rc}`);
+      const x = this.doms[i]!;
+      x.supers = bootSuperpages(d.memory_pages);
+      x.tabled = new Set([...x.tabled].filter((r) => ![...x.supers].some(([g, span]) => r * LEVEL_SPAN[2]! >= g && r * LEVEL_SPAN[2]! < g + span)));
     });
     for (const b of this.bars) {
       const o = this.doms[b.owner];
@@ -387,6 +418,8 @@ export class Model {
     c.doms = this.doms.map((d) => ({
       ...d,
       p2m: new Map(d.p2m),
+      supers: new Map(d.supers),
+      tabled: new Set(d.tabled),
       iomem: d.iomem.map((r) => ({ ...r })),
       grants: new Map([...d.grants].map(([k, g]) => [k, { ...g }])),
       active: new Map([...d.active].map(([k, a]) => [k, { ...a }])),
@@ -398,6 +431,7 @@ export class Model {
     c.recs = new Map([...this.recs].map(([k, r]) => [k, { ...r, mfns: [...r.mfns], live: [...r.live] }]));
     c.retired = new Map(this.retired);
     c.nextId = this.nextId;
+    c.splits = this.splits;
     return c;
   }
 
@@ -414,7 +448,7 @@ export class Model {
   }
   private inP2m(d: number, gfn: number): boolean {
     const x = this.dom(d);
-    return x !== undefined && Number.isInteger(gfn) && gfn >= 0 && gfn < x.p2m_size;
+    return x !== undefined && Number.isInteger(gfn) && gfn >= 0 && gfn < x.gfn_limit;
   }
   private ent(d: number, gfn: number): Entry | undefined {
     return this.dom(d)?.p2m.get(gfn);
@@ -528,7 +562,7 @@ export class Model {
       const x = this.dom(d)!;
       const e = x.p2m.get(g);
       if (e === undefined || e.t === 'ram_rw' || e.t === 'ram_ro') {
-        x.p2m.set(g, entry('ram_rw', mfn));
+        this.pset(x, g, entry('ram_rw', mfn));
       } else if (e.t !== 'mmio_dm' && e.t !== 'revoked') {
         this.relinquish(mfn);
         this.crash(d);
@@ -546,7 +580,7 @@ export class Model {
       const g = gfn + i;
       const e = this.ent(d, g);
       if (e === undefined || (e.t !== 'ram_rw' && e.t !== 'ram_ro') || this.owner[e.mfn] !== d) return done;
-      this.dom(d)!.p2m.delete(g);
+      this.pdel(this.dom(d)!, g);
       this.relinquish(e.mfn);
       done++;
     }
@@ -684,7 +718,7 @@ export class Model {
       x.mtFreed.push(h);
       return fail(GNTST_general_error);
     }
-    x.p2m.set(at, entry(readonly ? 'grant_map_ro' : 'grant_map_rw', p.mfn));
+    this.pset(x, at, entry(readonly ? 'grant_map_ro' : 'grant_map_rw', p.mfn));
     x.maptrack.set(h, { granter: from, ref, gfn: at, ro: readonly });
     return { status: GNTST_okay, handle: h };
   }
@@ -701,7 +735,7 @@ export class Model {
 
   private unmapHandle(x: Dom, handle: number, h: Handle): void {
     x.maptrack.delete(handle);
-    x.p2m.delete(h.gfn);
+    this.pdel(x, h.gfn);
     this.unpin(h.granter, h.ref, h.ro);
     x.mtFreed.push(handle);
   }
@@ -732,7 +766,7 @@ export class Model {
     const x = this.dom(by)!;
     const prev = x.p2m.get(at);
     if (prev === undefined) {
-      x.p2m.set(at, entry('map_foreign', e.mfn));
+      this.pset(x, at, entry('map_foreign', e.mfn));
       return 0;
     }
     if (prev.t === 'mmio_direct' || prev.t === 'mmio_dm' || prev.t === 'revoked') {
@@ -744,7 +778,7 @@ export class Model {
       return 0;
     }
     if ((prev.t === 'ram_rw' || prev.t === 'ram_ro') && this.owner[prev.mfn] === by) {
-      x.p2m.set(at, entry('map_foreign', e.mfn));
+      this.pset(x, at, entry('map_foreign', e.mfn));
       this.relinquish(prev.mfn);
       return 0;
     }
@@ -761,12 +795,12 @@ export class Model {
     const e = x?.p2m.get(at);
     if (x === undefined || e === undefined) return -ENOENT;
     if (e.t === 'map_foreign') {
-      x.p2m.delete(at);
+      this.pdel(x, at);
       this.putPage(e.mfn);
       return 0;
     }
     if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === by) {
-      x.p2m.delete(at);
+      this.pdel(x, at);
       return 0;
     }
     return -ENOENT;
@@ -886,6 +920,7 @@ export class Model {
     // 5. Its p2m.
     const old = [...x.p2m.values()];
     x.p2m.clear();
+    x.supers.clear(); // p2mClearLocked: superpages go whole, no split (the tables stay until the slot is freed)
     for (const e of old) {
       if (e.t === 'ram_rw' || e.t === 'ram_ro') {
         if (this.owner[e.mfn] === d) this.relinquish(e.mfn);
@@ -985,7 +1020,16 @@ export class Model {
     const r: Rec = { id: this.nextId++, kind, be, fe, type, src, at, count: mfns.length, parent, mfns, live: mfns.map(() => true), liveCount: mfns.length };
     this.recs.set(r.id, r);
     const x = this.dom(fe)!;
-    mfns.forEach((mfn, i) => x.p2m.set(at + i, entry(type, mfn, r.id, i)));
+    const span = LEVEL_SPAN[2]!;
+    // A BAR Map's aligned 2 MiB chunk over a range with no table is one superpage (map.ts superChunks, Xen's mmio_order).
+    const superAt = (i: number): boolean => kind === 'bar' && (at + i) % span === 0 && (mfns[i]! % span) === 0 && i + span <= mfns.length && !x.tabled.has((at + i) / span) && x.supers.get(at + i - ((at + i) % LEVEL_SPAN[3]!)) !== LEVEL_SPAN[3] && [...Array(span).keys()].every((k) => !x.p2m.has(at + i + k));
+    for (let i = 0; i < mfns.length; i++) {
+      if (superAt(i)) {
+        for (let k = 0; k < span; k++) x.p2m.set(at + i + k, entry(type, mfns[i + k]!, r.id, i + k));
+        x.supers.set(at + i, span);
+        i += span - 1;
+      } else this.pset(x, at + i, entry(type, mfns[i]!, r.id, i));
+    }
     return r;
   }
 
@@ -1004,8 +1048,8 @@ export class Model {
     r.live[i] = false;
     r.liveCount--;
     const x = this.dom(r.fe)!;
-    if (x.state === 'dying') x.p2m.delete(g);
-    else x.p2m.set(g, revokedBy(r.be));
+    if (x.state === 'dying') this.pdel(x, g);
+    else this.pset(x, g, revokedBy(r.be));
     if (r.liveCount === 0) {
       this.recs.delete(r.id);
       this.retired.set(r.id, r.be);
@@ -1051,7 +1095,7 @@ export class Model {
     let top = -1;
     for (const [g, e] of x.p2m) if ((e.t === 'ram_rw' || e.t === 'ram_ro') && this.owner[e.mfn] === be && g > top) top = g;
     let run = 0;
-    for (let g = top + 1; g < x.p2m_size; g++) {
+    for (let g = top + 1; g < x.gfn_limit; g++) {
       run = x.p2m.has(g) ? 0 : run + 1;
       if (run === count) return g - count + 1;
     }
@@ -1091,7 +1135,7 @@ export class Model {
     b.max_pages += count;
     mfns.forEach((mfn, i) => {
       this.owner[mfn] = be;
-      b.p2m.set(dst + i, entry('ram_rw', mfn));
+      this.pset(b, dst + i, entry('ram_rw', mfn));
     });
     const r = this.addRecord('steal', be, fe, 'mmio_direct', dst, gfn, 0, mfns);
     // The Steal record takes the next id (primitives.ts hands out two).
@@ -1142,8 +1186,8 @@ export class Model {
     pages.forEach((p, i) => {
       this.owner[p.mfn] = fe;
       this.unsteal(p.mfn);
-      b.p2m.delete(gfn + i);
-      f.p2m.set(p.dst, entry('ram_rw', p.mfn));
+      this.pdel(b, gfn + i);
+      this.pset(f, p.dst, entry('ram_rw', p.mfn));
     });
     return { rc: 0, index: -1 };
   }
@@ -1211,6 +1255,40 @@ export class Model {
       v >>= 8n;
     }
     return { outcome: 'ok' };
+  }
+
+  // ================================================================ superpages
+
+  /** p2m_set_entry of one gfn: a superpage it lies in is split first (ept_split_super_page), then the entry changes. */
+  private pset(x: Dom, g: number, e: Entry): void {
+    this.splitAt(x, g);
+    x.tabled.add(Math.floor(g / LEVEL_SPAN[2]!));
+    x.p2m.set(g, e);
+  }
+  private pdel(x: Dom, g: number): void {
+    this.splitAt(x, g);
+    x.tabled.add(Math.floor(g / LEVEL_SPAN[2]!));
+    x.p2m.delete(g);
+  }
+  /** A 1 GiB superpage splits into 512 of 2 MiB, the one holding g into 4 KiB pages: a split per level, as splitSuper counts. */
+  private splitAt(x: Dom, g: number): void {
+    for (const span of [LEVEL_SPAN[3]!, LEVEL_SPAN[2]!]) {
+      const base = g - (g % span);
+      if (x.supers.get(base) !== span) continue;
+      x.supers.delete(base);
+      this.splits++;
+      if (span === LEVEL_SPAN[3]!) for (let b = base; b < base + span; b += LEVEL_SPAN[2]!) x.supers.set(b, LEVEL_SPAN[2]!);
+    }
+  }
+
+  /** Superpages split so far (the machine's CTL.P2M_SPLITS). */
+  splits = 0;
+
+  /** d's superpage entries: [first gfn, level] by gfn (level 2: 2 MiB, 3: 1 GiB), as p2mForEachLeaf sees them. */
+  superpages(d: number): Array<[number, number]> {
+    const x = this.dom(d);
+    if (x === undefined) return [];
+    return [...x.supers].sort((a, b) => a[0] - b[0]).map(([g, span]): [number, number] => [g, span === LEVEL_SPAN[3] ? 3 : 2]);
   }
 
   // ================================================================ observation

@@ -8,6 +8,7 @@ import { DOM, DS } from '../layout/domains.js';
 import { BUG_ON } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { setReapHook } from './mm.js';
+import { p2mFreeTables } from './p2m.js';
 
 /** get_domain: a reference that keeps d's slot from being freed. Fails unless d is running. */
 export function getDomain(m: Machine, d: number): boolean {
@@ -30,6 +31,8 @@ export function putDomain(m: Machine, d: number): void {
 export function reapDomain(m: Machine, d: number): void {
   if (m.dom.state(d) !== DS.ZOMBIE) return;
   if (m.dom.at(d, DOM.TOT_PAGES) !== 0 || m.dom.at(d, DOM.REFCNT) !== 0) return;
+  // Nothing can walk its p2m now: its tables go back to the pool first.
+  p2mFreeTables(m, d, () => m.dom.state(d) === DS.ZOMBIE && m.dom.at(d, DOM.TOT_PAGES) === 0 && m.dom.at(d, DOM.REFCNT) === 0);
   m.dom.cas(d, DOM.STATE, DS.ZOMBIE, DS.FREE);
 }
 setReapHook(reapDomain);

@@ -13,22 +13,23 @@ import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
-import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { DOM, DS, type DomainState } from '../layout/domains.js';
-import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { entryMfn, entryType } from '../layout/p2m.js';
 import { PGC_allocated } from '../layout/frametable.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { ioreqServersDomainDying } from './ioreq.js';
 import { MT, MT_INUSE } from '../layout/grants.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { allocDomFrame, putPage, relinquishFrame } from './mm.js';
+import { allocDomFrame, allocDomRun, putPage, relinquishFrame } from './mm.js';
 import { putDomain } from './domain-ref.js';
 import { iomemReset } from './iomem.js';
 export { getDomain, putDomain, reapDomain } from './domain-ref.js';
-import { p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
-import { p2mEntry } from '../layout/p2m.js';
+import { p2mClearLocked, p2mCreate, p2mInRange, p2mInsert, p2mInsertSuper, p2mLock, p2mUnlock } from './p2m.js';
+import { LEVEL_SPAN, levelsFor, p2mEntry, p2mPoolPagesFor } from '../layout/p2m.js';
+import { BUG_ON } from '../layout/region.js';
 import { sched } from './platform.js';
 import { pcpuCount, pcpuGive, pcpuTake } from './schedule.js';
 import { VS } from './vcpu.js';
@@ -39,8 +40,10 @@ export interface DomainCreateSpec {
   domid: number;
   max_pages: number;
   nr_vcpus: number;
-  /** Size of the guest physical address space, in frames. */
-  p2m_size: number;
+  /** Guest physical address width in bits (default P2M_DEFAULT_PADDR_BITS): gfns below 2^(bits − 12). */
+  paddr_bits?: number;
+  /** Table pages its p2m may hold (Xen's HAP pool size); default: enough for max_pages at 4 KiB (p2mPoolPagesFor). */
+  p2m_pages?: number;
   privileged: boolean;
   /** The domain running this one's IOREQ server (allowed to Map/Revoke/Steal/Return on it). */
   backend?: number;
@@ -52,21 +55,6 @@ export function domainState(m: Machine, d: number): DomainState {
 
 export function isAlive(m: Machine, d: number): boolean {
   return d >= 0 && d < m.nd && m.dom.state(d) === DS.RUNNING;
-}
-
-/** First-fit a p2m slice among live domains' slices (caller holds domctl). */
-function allocP2mSlice(m: Machine, size: number): number {
-  const used: Array<[number, number]> = [];
-  for (let d = 0; d < m.nd; d++) {
-    if (m.dom.state(d) !== DS.FREE) used.push([m.dom.at(d, DOM.P2M_BASE), m.dom.at(d, DOM.P2M_SIZE)]);
-  }
-  used.sort((a, b) => a[0] - b[0]);
-  let at = 0;
-  for (const [b, s] of used) {
-    if (b - at >= size) break;
-    at = Math.max(at, b + s);
-  }
-  return at + size <= m.p2m.nr_entries ? at : -1;
 }
 
 function allocVcpuSlots(m: Machine, n: number): number {
@@ -81,7 +69,10 @@ function allocVcpuSlots(m: Machine, n: number): number {
 /** domctl createdomain: an empty domain (no memory yet) in RUNNING. Returns the domid or -errno. */
 export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
   if (spec.nr_vcpus < 1 || spec.nr_vcpus > MAX_VCPUS_PER_DOMAIN) return -EINVAL;
-  if (spec.p2m_size < 1 || spec.max_pages < 0) return -EINVAL;
+  const bits = spec.paddr_bits ?? P2M_DEFAULT_PADDR_BITS;
+  if (!Number.isInteger(bits) || bits < P2M_MIN_PADDR_BITS || bits > P2M_MAX_PADDR_BITS || spec.max_pages < 0) return -EINVAL;
+  const pages = spec.p2m_pages ?? p2mPoolPagesFor(bits, [[0, spec.max_pages]]);
+  if (!Number.isInteger(pages) || pages < 1) return -EINVAL;
   m.lock(GLOBAL_LOCK.DOMCTL, 'domain.create');
   try {
     let d = spec.domid;
@@ -93,26 +84,24 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
       while (d < m.nd && m.dom.state(d) !== DS.FREE) d++;
       if (d === m.nd) return -ENOSPC;
     }
-    const p2mBase = allocP2mSlice(m, spec.p2m_size);
-    if (p2mBase < 0) return -ENOMEM;
     const vbase = allocVcpuSlots(m, spec.nr_vcpus);
     if (vbase < 0) return -ENOSPC;
+    // Its share of the p2m pool is promised and its root table allocated
+    // while the slot is still FREE to everyone else (hap_set_allocation).
+    if (p2mCreate(m, d, bits, pages, levelsFor(bits)) < 0) return -ENOMEM;
     m.dom.set(d, DOM.STATE, DS.CREATING);
     m.dom.set(d, DOM.TOT_PAGES, 0);
     m.dom.set(d, DOM.MAX_PAGES, spec.max_pages);
     m.dom.set(d, DOM.REFCNT, 0);
     m.dom.set(d, DOM.NR_VCPUS, spec.nr_vcpus);
     m.dom.set(d, DOM.VCPU_BASE, vbase);
-    m.dom.set(d, DOM.P2M_BASE, p2mBase);
-    m.dom.set(d, DOM.P2M_SIZE, spec.p2m_size);
     m.dom.set(d, DOM.PRIVILEGED, spec.privileged ? 1 : 0);
     iomemReset(m, d); // under domctl, as every write of iomem_caps (xen/iomem.ts)
     m.dom.set(d, DOM.RATCHET, 0);
     m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
     m.dom.add(d, DOM.GENERATION, 1);
-    m.p2m.entries.fill(0, p2mBase, p2mBase + spec.p2m_size);
-    // GEN keeps counting up across domains in the same slice, so a stale
-    // TLB entry of an earlier owner can never look current.
+    // GEN keeps counting up across domains using the same table page, so
+    // a stale TLB entry of an earlier owner can never look current.
     m.grants.reset(d);
     const store = new Int32Array(m.sabs.store);
     for (const k of Object.values(XS_KEY)) Atomics.store(store, xsKey(d, k), 0);
@@ -136,13 +125,53 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
   }
 }
 
-/** Populate `count` pages of fresh RAM at gfns first…first+count−1 (toolstack use). */
+/**
+ * Populate `count` pages of fresh RAM at gfns first…first+count−1, as the
+ * toolstack builds an HVM guest (meminit_hvm, tools/libs/guest/xg_dom_x86.c):
+ * 1 GiB extents where gfn and count allow, then 2 MiB, then 4 KiB pages —
+ * each superpage extent one populate_physmap of extent_order 18 or 9, and a
+ * superpage that cannot be had (no aligned free run, no room) falls back
+ * to the next size down, as meminit_hvm does.
+ */
 export function populateRange(m: Machine, d: number, first: number, count: number): number {
-  for (let g = first; g < first + count; g++) {
-    const rc = populateOne(m, d, g);
-    if (rc < 0) return rc;
+  const end = first + count;
+  let g = first;
+  while (g < end) {
+    const level = superLevelAt(g, end - g);
+    if (level > 1 && populateSuper(m, d, g, level) === 0) {
+      g += LEVEL_SPAN[level]!;
+      continue;
+    }
+    // 4 KiB pages up to the next 2 MiB boundary (or the end).
+    const stop = Math.min(end, (Math.floor(g / LEVEL_SPAN[2]!) + 1) * LEVEL_SPAN[2]!);
+    for (; g < stop; g++) {
+      const rc = populateOne(m, d, g);
+      if (rc < 0) return rc;
+    }
   }
   return 0;
+}
+
+/** The largest superpage level (3: 1 GiB, 2: 2 MiB) aligned at gfn that `left` pages fill, or 1. */
+function superLevelAt(gfn: number, left: number): number {
+  for (let k = P2M_SUPERPAGE_MAX_LEVEL; k >= 2; k--) if (gfn % LEVEL_SPAN[k]! === 0 && left >= LEVEL_SPAN[k]!) return k;
+  return 1;
+}
+
+/**
+ * One superpage extent: alloc_domheap_pages of its order (an aligned run
+ * of free frames), then p2m_set_entry with one superpage entry. 0, or a
+ * negative errno with nothing left allocated (the caller falls back).
+ */
+function populateSuper(m: Machine, d: number, gfn: number, level: number): number {
+  if (!p2mInRange(m, d, gfn) || !p2mInRange(m, d, gfn + LEVEL_SPAN[level]! - 1)) return -EINVAL;
+  const mfn = allocDomRun(m, d, level);
+  if (mfn < 0) return mfn;
+  p2mLock(m, d, 'memory.populate_physmap');
+  const rc = p2mInsertSuper(m, d, gfn, level, p2mEntry(mfn, P2M.ram_rw));
+  p2mUnlock(m, d);
+  if (rc < 0) for (let i = LEVEL_SPAN[level]! - 1; i >= 0; i--) relinquishFrame(m, mfn + i);
+  return rc;
 }
 
 /**
@@ -151,17 +180,14 @@ export function populateRange(m: Machine, d: number, first: number, count: numbe
  * is memory.ts populatePhysmap, which does what Xen does over occupied gfns.
  */
 export function populateOne(m: Machine, d: number, gfn: number): number {
-  if (p2mIndex(m, d, gfn) < 0) return -EINVAL;
+  if (!p2mInRange(m, d, gfn)) return -EINVAL;
   const mfn = allocDomFrame(m, d);
   if (mfn < 0) return mfn;
   p2mLock(m, d, 'memory.populate_physmap');
-  const ok = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
+  const rc = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
   p2mUnlock(m, d);
-  if (!ok) {
-    relinquishFrame(m, mfn);
-    return -EEXIST;
-  }
-  return 0;
+  if (rc < 0) relinquishFrame(m, mfn);
+  return rc;
 }
 
 export { domainCrash } from './domain-crash.js';
@@ -194,24 +220,23 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
     const i = m.grants.mtIdx(d, h);
     if ((Atomics.load(m.grants.maptrack, i + MT.FLAGS) & MT_INUSE) !== 0) unmapGrantHandle(m, d, h);
   }
-  // 2. Its p2m: foreign maps drop their reference, RAM its allocation reference.
-  const size = m.dom.at(d, DOM.P2M_SIZE);
+  // 2. Its p2m: foreign maps drop their reference, RAM its allocation
+  // reference (a superpage's every frame). The tables stay until the slot
+  // is freed (p2mFreeTables, reapDomain).
   p2mLock(m, d, 'domain.relinquish_resources');
-  const gfns: number[] = [];
-  for (let g = 0; g < size; g++) if (Atomics.load(m.p2m.entries, m.dom.at(d, DOM.P2M_BASE) + g) !== P2M_HOLE) gfns.push(g);
-  const old = p2mRemoveLocked(m, d, gfns);
+  const leaves = p2mClearLocked(m, d);
   p2mUnlock(m, d);
-  for (const e of old) {
-    const t = entryType(e);
-    const mfn = entryMfn(e);
+  for (const l of leaves) {
+    const t = entryType(l.e);
+    const mfn = entryMfn(l.e);
     if (t === P2M.ram_rw || t === P2M.ram_ro) {
-      if (m.ft.owner(mfn) === d) relinquishFrame(m, mfn);
-    } else if (t === P2M.map_foreign || t === P2M.grant_map_rw || t === P2M.grant_map_ro) {
+      // Highest frame first: the heap's stack then hands the run out again in order (mm.ts allocDomRun).
+      for (let i = LEVEL_SPAN[l.level]! - 1; i >= 0; i--) if (m.ft.owner(mfn + i) === d) relinquishFrame(m, mfn + i);
+    } else if (t === P2M.map_foreign) {
       // grant maps were removed with the maptrack above; a foreign map holds a page reference.
-      if (t === P2M.map_foreign) {
-        m.reach.release(mfn, d, REACH.FOREIGN);
-        putPage(m, mfn);
-      }
+      BUG_ON(l.level !== 1, `d${d}: a foreign map at gfn ${l.gfn} is a superpage`);
+      m.reach.release(mfn, d, REACH.FOREIGN);
+      putPage(m, mfn);
     }
   }
   // 2b. Pages it owns that no gfn holds any more: the page populate_physmap

@@ -10,7 +10,7 @@
  */
 import { checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
-import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { hookPoint } from './hooks.js';
 import {
@@ -403,7 +403,9 @@ export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantRe
     // The mapper's right to the frame, before the entry is published (layout/reach.ts).
     m.reach.grant(pin.mfn, ld, REACH.GRANT);
     p2mLock(m, ld, 'grant.map_grant_ref');
-    const ok = p2mInsert(m, ld, op.host_gfn, p2mEntry(pin.mfn, op.readonly ? P2M.grant_map_ro : P2M.grant_map_rw));
+    // Not a hole, or no table page for it (create_grant_p2m_mapping failing): GNTST_general_error.
+    // The maptrack keeps the gfn in an Int32 word: one past it is refused likewise (docs/fidelity.md).
+    const ok = op.host_gfn < TLB_GFN_LIMIT && p2mInsert(m, ld, op.host_gfn, p2mEntry(pin.mfn, op.readonly ? P2M.grant_map_ro : P2M.grant_map_rw)) === 0;
     p2mUnlock(m, ld);
     if (!ok) {
       m.reach.release(pin.mfn, ld, REACH.GRANT);

@@ -280,7 +280,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     how = IO_END.ANSWERED;
     mmu.stat(STAT.IOREQS_DONE);
     const rtt = sched().now_us() - t0_us;
-    mmu.stat(STAT.RTT_HIST + Math.min(STAT.RTT_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, rtt))))));
+    m.vcpus.countRtt(mmu.slot, rtt);
     return answer;
   } finally {
     if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_DONE, how), seq, 0);

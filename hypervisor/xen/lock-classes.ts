@@ -135,6 +135,14 @@ export const LOCK_CLASS = Object.freeze({
   page_alloc: defineLockClass({ name: 'page_alloc', rank: 80, scope: 'domain', nest: 'ordered' }),
   /** Xen's global heap_lock (common/page_alloc.c): innermost of the allocator, taken under page_alloc_lock by free_domheap_pages. */
   heap: defineLockClass({ name: 'heap', rank: 90, scope: 'global' }),
+  /**
+   * The p2m pool's free list (layout/p2m.ts): Xen's paging lock, which
+   * p2m_alloc_ptp/p2m_free_ptp take (paging_lock, mm-locks.h) under the p2m
+   * lock. One pool per host here, so the lock is global; it takes nothing,
+   * and ranks above heap because a domain's last page (freed under
+   * page_alloc or heap by some callers' callers) frees its tables (reapDomain).
+   */
+  p2m_pool: defineLockClass({ name: 'p2m_pool', rank: 92, scope: 'global' }),
   /** Xen's ioreq_server->bufioreq_lock (ioreq_send_buffered): a vCPU puts one posted write into a buffered ring under it; takes nothing but the log. */
   bufioreq: defineLockClass({ name: 'bufioreq', rank: 95, scope: 'domain' }),
   /** Leaf (console/trace buffers, Xen's console_lock): may be taken under anything, takes nothing. */

@@ -16,7 +16,7 @@ import { Frames } from '../layout/frames.js';
 import { FrameTable } from '../layout/frametable.js';
 import { GrantRegion } from '../layout/grants.js';
 import { HEAP, HeapRegion } from '../layout/heap.js';
-import { P2mArena } from '../layout/p2m.js';
+import { P2mPool } from '../layout/p2m.js';
 import { VcpuTable } from '../layout/vcpus.js';
 import { IoreqServers } from '../layout/ioreq.js';
 import { IoreqSlots } from '../layout/ioreq-slots.js';
@@ -34,8 +34,8 @@ export interface BarConfig {
 export interface MachineConfig {
   nr_frames: number;
   page_size_bytes: number;
-  /** Total p2m entries shared by all domains' p2m slices. */
-  p2m_entries: number;
+  /** Table pages of the p2m pool all domains' p2ms take theirs from (layout/p2m.ts). */
+  p2m_pool_pages: number;
   /** Domain slots (domids 0 … max_domains−1); shared regions are sized by it. Default MAX_DOMAINS. */
   max_domains?: number;
   /** The memory-sharing design this machine runs (xen/design.ts); default 'primitives'. */
@@ -86,9 +86,9 @@ export interface MachineSabs {
 }
 
 /** Lock ids of the global locks; per-domain ones live in the domain table. */
-export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2 } as const;
+export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2, P2M_POOL: 3 } as const;
 const PER_DOMAIN_LOCKS = 6;
-const nrLocks = (nd: number): number => 3 + nd * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
+const nrLocks = (nd: number): number => 4 + nd * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
 
 export class Machine {
   readonly control: ControlRegion;
@@ -96,7 +96,7 @@ export class Machine {
   readonly ft: FrameTable;
   readonly heap: HeapRegion;
   readonly dom: DomainTable;
-  readonly p2m: P2mArena;
+  readonly p2m: P2mPool;
   readonly grants: GrantRegion;
   readonly vcpus: VcpuTable;
   readonly locks: LockSpace;
@@ -121,7 +121,7 @@ export class Machine {
     this.heap = new HeapRegion(sabs.heap, c.nr_frames);
     this.nd = c.max_domains ?? MAX_DOMAINS;
     this.dom = new DomainTable(sabs.domains, this.nd);
-    this.p2m = new P2mArena(sabs.p2m, c.p2m_entries);
+    this.p2m = new P2mPool(sabs.p2m, c.p2m_pool_pages);
     this.grants = new GrantRegion(sabs.grants, this.nd);
     this.vcpus = new VcpuTable(sabs.vcpus);
     this.log = new InvariantLog(sabs.log);
@@ -213,7 +213,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     frametable: new SharedArrayBuffer(FrameTable.bytes(nr_frames)),
     heap: new SharedArrayBuffer(HeapRegion.bytes(nr_frames)),
     domains: new SharedArrayBuffer(DomainTable.bytes(nd)),
-    p2m: new SharedArrayBuffer(P2mArena.bytes(config.p2m_entries)),
+    p2m: new SharedArrayBuffer(P2mPool.bytes(config.p2m_pool_pages)),
     grants: new SharedArrayBuffer(GrantRegion.bytes(nd)),
     vcpus: new SharedArrayBuffer(VcpuTable.bytes()),
     locks: new SharedArrayBuffer(LockSpace.bytes(nrLocks(nd))),
@@ -240,11 +240,13 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
   heap[HEAP.TOP] = nr_frames;
   heap[HEAP.FREE] = nr_frames;
   heap[HEAP.FRESH] = nr_frames;
+  if (!Number.isInteger(config.p2m_pool_pages) || config.p2m_pool_pages < 1) throw new Error(`p2m_pool_pages must be a positive integer, got ${config.p2m_pool_pages}`);
+  P2mPool.init(sabs.p2m, config.p2m_pool_pages);
 
   // Locks: global ones first (ids fixed by GLOBAL_LOCK), then per domain.
   const locks = new LockSpace(sabs.locks, new InvariantLog(log), { checking: config.checking });
-  const ids = [locks.alloc(LOCK_CLASSES.domctl), locks.alloc(LOCK_CLASSES.registry), locks.alloc(LOCK_CLASSES.heap)];
-  if (ids[0] !== GLOBAL_LOCK.DOMCTL || ids[1] !== GLOBAL_LOCK.REGISTRY || ids[2] !== GLOBAL_LOCK.HEAP) {
+  const ids = [locks.alloc(LOCK_CLASSES.domctl), locks.alloc(LOCK_CLASSES.registry), locks.alloc(LOCK_CLASSES.heap), locks.alloc(LOCK_CLASSES.p2m_pool)];
+  if (ids[0] !== GLOBAL_LOCK.DOMCTL || ids[1] !== GLOBAL_LOCK.REGISTRY || ids[2] !== GLOBAL_LOCK.HEAP || ids[3] !== GLOBAL_LOCK.P2M_POOL) {
     throw new Error('lock ids of global locks are not as GLOBAL_LOCK says');
   }
   const dom = new DomainTable(sabs.domains, nd);

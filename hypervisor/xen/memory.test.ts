@@ -61,7 +61,7 @@ function machine(bugs?: string): Machine {
 describe('memory_op returns the extents done (do_memory_op: nr_done)', () => {
   it('a short count on the first failure, 0 if the first failed; never an errno', () => {
     const m = machine();
-    expect(populatePhysmap(m, 1, [110, 111, 5000, 112])).toBe(2); // 5000 is past the p2m
+    expect(populatePhysmap(m, 1, [110, 111, 2 ** 24, 112])).toBe(2); // 2^24 is past the 36-bit space
     expect(decreaseReservation(m, 1, [110, 111, 112])).toBe(2); // 112 is a hole
     expect(decreaseReservation(m, 1, [112])).toBe(0);
     expect(populatePhysmap(m, 2, [110])).toBe(0); // d2 is at max_pages
@@ -73,9 +73,9 @@ describe('memory_op returns the extents done (do_memory_op: nr_done)', () => {
   it('memop-errno-per-call: the failing extent\'s errno when none was done', () => {
     const m = machine('memop-errno-per-call');
     expect(populatePhysmap(m, 2, [110])).toBe(-E2BIG);
-    expect(populatePhysmap(m, 1, [110, 5000])).toBe(1);
+    expect(populatePhysmap(m, 1, [110, 2 ** 24])).toBe(1);
     expect(decreaseReservation(m, 1, [112])).toBe(-EINVAL);
-    expect(removeFromPhysmap(m, 1, 5000)).toBe(-EINVAL);
+    expect(removeFromPhysmap(m, 1, 2 ** 24)).toBe(-EINVAL);
   });
 });
 
@@ -180,8 +180,8 @@ describe('foreign maps (p2m_add_foreign)', () => {
     expect(foreignMap(m, 1, 1, 3, 151)).toBe(-EPERM); // rcu_lock_remote_domain_by_id: itself
     expect(foreignMap(m, 0, 0, 3, 151)).toBe(-EPERM);
     expect(foreignMap(m, 0, 7, 3, 151)).toBe(-ESRCH);
-    expect(foreignMap(m, 0, 7, 3, 5000)).toBe(-ESRCH); // the source before the destination
-    expect(foreignMap(m, 0, 2, 3, 5000)).toBe(-EINVAL);
+    expect(foreignMap(m, 0, 7, 3, 2 ** 24)).toBe(-ESRCH); // the source before the destination
+    expect(foreignMap(m, 0, 2, 3, 2 ** 24)).toBe(-EINVAL);
     expect(domainCrash(m, 2, 'test')).toBe(true);
     expect(foreignMap(m, 0, 2, 4, 151)).toBe(0); // a crashed domain: core dumps
     expect(domainDestroy(m, 2)).toBe(0);
@@ -226,7 +226,7 @@ describe('foreign maps (p2m_add_foreign)', () => {
     const m = machine('foreign-map-old-rules');
     expect(foreignMap(m, 1, 2, 3, 150)).toBe(-EPERM);
     expect(foreignMap(m, 0, 2, 3, 9)).toBe(-EEXIST);
-    expect(foreignMap(m, 0, 7, 3, 5000)).toBe(-EINVAL);
+    expect(foreignMap(m, 0, 7, 3, 2 ** 24)).toBe(-EINVAL);
     expect(foreignMap(m, 0, 0, 3, 150)).toBe(0);
     expect(domainCrash(m, 2, 'test')).toBe(true);
     expect(foreignMap(m, 0, 2, 4, 151)).toBe(-ESRCH);

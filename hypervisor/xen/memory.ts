@@ -23,8 +23,8 @@ import { BUG_ON } from '../layout/region.js';
 import { domainCrash } from './domain-crash.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { allocDomFrame, getPage, putPage, relinquishFrame } from './mm.js';
-import { p2mGet, p2mIndex, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock } from './p2m.js';
-import { EEXIST, EFAULT, EINVAL, ENOENT, ENXIO, EPERM, ESRCH } from '../public/errno.js';
+import { p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked, p2mRoomLocked, p2mUnlock } from './p2m.js';
+import { EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EPERM, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 
 /**
@@ -80,9 +80,9 @@ function isMappedOrRevoked(e: number): boolean {
  * Returns 0 or the negative errno that ends populate_physmap's loop.
  */
 function populateExtent(m: Machine, d: number, gfn: number): number {
-  // xgsim's p2m is flat: a gfn past it fails as p2m_set_entry does for a gfn
-  // the p2m cannot hold, and nothing is allocated for it.
-  if (p2mIndex(m, d, gfn) < 0) return -EINVAL;
+  // A gfn past the domain's address width fails as ept_set_entry does for
+  // a gfn its tables cannot hold, and nothing is allocated for it.
+  if (!p2mInRange(m, d, gfn)) return -EINVAL;
   const mfn = allocDomFrame(m, d);
   if (mfn < 0) return mfn;
   const distinguishable = m.control.buggy(BUGS['mapped-gfn-distinguishable']);
@@ -91,10 +91,12 @@ function populateExtent(m: Machine, d: number, gfn: number): number {
   const e = p2mGet(m, d, gfn);
   const t = entryType(e);
   if (e === P2M_HOLE) {
-    const placed = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
+    const rc = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
     p2mUnlock(m, d);
-    BUG_ON(!placed, `populate_physmap: d${d} gfn ${gfn} changed under the p2m lock`);
-    return 0;
+    BUG_ON(rc === -EEXIST, `populate_physmap: d${d} gfn ${gfn} changed under the p2m lock`);
+    // No table page left in d's share (p2m_set_entry's -ENOMEM): the page goes back.
+    if (rc < 0) relinquishFrame(m, mfn);
+    return rc;
   }
   if (t === P2M.mmio_dm) {
     // Map'd mmio_dm, or revoked (P2M_REVOKED is mmio_dm with no frame).
@@ -106,7 +108,13 @@ function populateExtent(m: Machine, d: number, gfn: number): number {
   if ((t === P2M.ram_rw || t === P2M.ram_ro) && !noReplace) {
     // The old translation goes (TLB shootdown) before the new page is seen;
     // the old page keeps its allocation reference (p2m_add_page only clears
-    // its m2p entry).
+    // its m2p entry). A superpage it is in is split first: -ENOMEM if d's
+    // share of the pool has no page for that.
+    if (p2mRoomLocked(m, d, [gfn]) < 0) {
+      p2mUnlock(m, d);
+      relinquishFrame(m, mfn);
+      return -ENOMEM;
+    }
     p2mRemoveLocked(m, d, [gfn], p2mEntry(mfn, P2M.ram_rw));
     p2mUnlock(m, d);
     return 0;
@@ -130,13 +138,19 @@ export function decreaseReservation(m: Machine, d: number, gfns: readonly number
 }
 
 function removeRam(m: Machine, d: number, gfn: number): number {
-  if (p2mIndex(m, d, gfn) < 0) return -EINVAL;
+  if (!p2mInRange(m, d, gfn)) return -EINVAL;
   p2mLock(m, d, 'memory.guest_remove_page');
   const e = p2mGet(m, d, gfn);
   const t = entryType(e);
   if (e === P2M_HOLE || (t !== P2M.ram_rw && t !== P2M.ram_ro) || m.ft.owner(entryMfn(e)) !== d) {
     p2mUnlock(m, d);
     return -EINVAL;
+  }
+  // Ballooning out one page of a superpage splits it (p2m_remove_page →
+  // p2m_set_entry of order 0 → ept_split_super_page): -ENOMEM without a table page.
+  if (p2mRoomLocked(m, d, [gfn]) < 0) {
+    p2mUnlock(m, d);
+    return -ENOMEM;
   }
   p2mRemoveLocked(m, d, [gfn]);
   p2mUnlock(m, d);
@@ -179,15 +193,15 @@ function lockRemoteDomain(m: Machine, ld: number, d: number): number {
  *     Map'd or revoked gfn answers as a hole (0) and keeps its mapping — but
  *     a BAR-backed mmio_direct one crashes the caller, as
  *     set_typed_p2m_entry does for a special entry.
- * A destination outside xgsim's flat p2m is -EINVAL (checked after 1-3, as
- * Xen's p2m_set_entry is reached last).
+ * A destination past the caller's address width is -EINVAL (checked after
+ * 1-3, as Xen's p2m_set_entry is reached last).
  */
 export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at: number): number {
   const old = m.control.buggy(BUGS['foreign-map-old-rules']);
   if (old) {
     // Before: dom0 only, running sources only, the destination first.
     if (m.dom.at(ld, DOM.PRIVILEGED) === 0) return -EPERM;
-    if (p2mIndex(m, ld, at) < 0) return -EINVAL;
+    if (!p2mInRange(m, ld, at)) return -EINVAL;
     if (!getDomain(m, from)) return -ESRCH;
   } else {
     const rc = lockRemoteDomain(m, ld, from);
@@ -212,7 +226,7 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
     const nested = ok && m.control.buggy(BUGS['foreign-map-p2m-lock-inversion']);
     if (!nested) p2mUnlock(m, from);
     if (!ok) return -EINVAL;
-    if (p2mIndex(m, ld, at) < 0) {
+    if (!p2mInRange(m, ld, at)) {
       if (nested) p2mUnlock(m, from);
       putPage(m, mfn);
       return -EINVAL;
@@ -253,8 +267,9 @@ function placeForeign(m: Machine, ld: number, at: number, mfn: number, old: bool
   const res = (rc: number, placed = false, freed = -1, crash = false): Placed => ({ rc, placed, freed, crash });
   const prev = p2mGet(m, ld, at);
   if (prev === P2M_HOLE) {
-    BUG_ON(!p2mInsert(m, ld, at, entry), `foreign map: d${ld} gfn ${at} changed under the p2m lock`);
-    return res(0, true);
+    const rc = p2mInsert(m, ld, at, entry);
+    BUG_ON(rc === -EEXIST, `foreign map: d${ld} gfn ${at} changed under the p2m lock`);
+    return rc < 0 ? res(rc) : res(0, true);
   }
   if (old) return res(-EEXIST);
   const t = entryType(prev);
@@ -266,6 +281,7 @@ function placeForeign(m: Machine, ld: number, at: number, mfn: number, old: bool
     return res(0); // a hole's answer; the mapping stays and the reference goes
   }
   if ((t === P2M.ram_rw || t === P2M.ram_ro) && m.ft.owner(entryMfn(prev)) === ld) {
+    if (p2mRoomLocked(m, ld, [at]) < 0) return res(-ENOMEM); // its superpage cannot be split
     p2mRemoveLocked(m, ld, [at], entry);
     return res(0, true, entryMfn(prev));
   }
@@ -282,7 +298,7 @@ function placeForeign(m: Machine, ld: number, at: number, mfn: number, old: bool
  */
 export function removeFromPhysmap(m: Machine, ld: number, at: number): number {
   const oldCodes = m.control.buggy(BUGS['memop-errno-per-call']);
-  if (p2mIndex(m, ld, at) < 0) return oldCodes ? -EINVAL : -ENOENT;
+  if (!p2mInRange(m, ld, at)) return oldCodes ? -EINVAL : -ENOENT;
   p2mLock(m, ld, 'memory.remove_from_physmap');
   const e = p2mGet(m, ld, at);
   const t = entryType(e);
@@ -293,6 +309,10 @@ export function removeFromPhysmap(m: Machine, ld: number, at: number): number {
     if (e === P2M_HOLE) return -ENOENT;
     if (isMappedOrRevoked(e)) return m.control.buggy(BUGS['mapped-gfn-distinguishable']) ? -EINVAL : -ENOENT;
     return oldCodes ? -EINVAL : -ENOENT;
+  }
+  if (p2mRoomLocked(m, ld, [at]) < 0) {
+    p2mUnlock(m, ld);
+    return -ENOMEM; // RAM in a superpage that cannot be split
   }
   p2mRemoveLocked(m, ld, [at]);
   p2mUnlock(m, ld);

@@ -33,19 +33,7 @@ export function allocHeapFrame(m: Machine): number {
   Atomics.store(h, HEAP.FREE, top - 1);
   Atomics.add(h, HEAP.INFLIGHT, 1);
   m.unlock(GLOBAL_LOCK.HEAP);
-  BUG_ON(m.ft.state(mfn) !== PS.FREE, `alloc: mfn ${mfn} on the heap is not free`);
-  BUG_ON(m.ft.countInfo(mfn) !== 0, `alloc: free mfn ${mfn} has count_info ${m.ft.countInfo(mfn)}`);
-  if (m.checking) {
-    // Invariant 9: a frame handed to a new owner holds no one's old data.
-    // A frame that has never left the heap was never owned, so it still
-    // holds the zeros the SharedArrayBuffer was created with: reading it
-    // would prove nothing and would cost populate a pass over all of RAM
-    // (a 1 GiB boot spent 0.4 s here). Every frame that was ever freed —
-    // scrubbed or, under the no-scrub bug, not — is read.
-    m.log.checked('scrubbed');
-    if (!fresh && !m.frames.isScrubbed(mfn)) m.log.violated('scrubbed', `mfn ${mfn} handed out unscrubbed`);
-  }
-  m.ft.setState(mfn, PS.INUSE);
+  takeFrame(m, mfn, fresh);
   return mfn;
 }
 
@@ -107,6 +95,115 @@ export function allocDomFrame(m: Machine, d: number): number {
     return rc;
   }
   return mfn;
+}
+
+/**
+ * Take an aligned run of `n` free frames off the heap (alloc_heap_pages of
+ * order log2 n), or −1. xgsim's heap is a stack, not Xen's buddy lists, so
+ * a run is found in two places only: the top n entries of the stack (a run
+ * freed whole, highest frame first, as domain teardown frees a superpage),
+ * or the frames a new machine started with (below FRESH, in order), taking
+ * the lowest aligned run there when fewer than 2n entries sit above it
+ * (those move down by n; the fresh frames among them count as used, and
+ * are checked as scrubbed when handed out — they are zeros). Anywhere else
+ * a run may exist but is not looked for: the caller falls back to 4 KiB.
+ * The frames are in flight, as allocHeapFrame leaves one.
+ */
+export function allocHeapRun(m: Machine, n: number): number {
+  const h = m.heap.w;
+  m.lock(GLOBAL_LOCK.HEAP, 'mm.alloc_heap_pages');
+  let base = -1;
+  let fresh = false;
+  try {
+    const top = h[HEAP.TOP]!;
+    const freshTop = h[HEAP.FRESH]!;
+    if (top < n) return -1;
+    base = topRun(h, top, n);
+    if (base >= 0) {
+      // All fresh when nothing freed sits above FRESH (a new machine's first run).
+      fresh = top === freshTop;
+      if (top - n < freshTop) h[HEAP.FRESH] = top - n;
+    } else {
+      // Fresh frames: stack[i] = nr − 1 − i for i < FRESH, so mfns nr − FRESH … nr − 1.
+      const nr = m.heap.nr_frames;
+      const a = Math.ceil((nr - freshTop) / n) * n;
+      const q = nr - a - n; // stack positions q … q + n − 1 hold a + n − 1 … a
+      if (a + n > nr || q < 0 || top - (q + n) > 2 * n) return -1;
+      h.copyWithin(HEAP.STACK + q, HEAP.STACK + q + n, HEAP.STACK + top);
+      h[HEAP.FRESH] = q;
+      base = a;
+      fresh = true;
+    }
+    h[HEAP.TOP] = top - n;
+    Atomics.store(h, HEAP.FREE, top - n);
+    Atomics.add(h, HEAP.INFLIGHT, n);
+  } finally {
+    m.unlock(GLOBAL_LOCK.HEAP);
+  }
+  if (base < 0) return -1;
+  for (let i = 0; i < n; i++) takeFrame(m, base + i, fresh);
+  return base;
+}
+
+/** The lowest frame of an aligned run of n filling stack positions top − n … top − 1, or −1. */
+function topRun(h: Int32Array, top: number, n: number): number {
+  let lo = Infinity;
+  let hi = -1;
+  for (let i = top - n; i < top; i++) {
+    const f = h[HEAP.STACK + i]!;
+    lo = Math.min(lo, f);
+    hi = Math.max(hi, f);
+  }
+  // Free frames are distinct, so n of them spanning n values are the run.
+  return lo % n === 0 && hi - lo === n - 1 ? lo : -1;
+}
+
+/**
+ * A frame just taken off the heap (the heap lock dropped): free, scrubbed,
+ * now in use. Invariant 9: a frame handed to a new owner holds no one's
+ * old data. A frame that has never left the heap (`fresh`) was never
+ * owned, so it still holds the zeros the SharedArrayBuffer was created
+ * with: reading it would prove nothing and would cost populate a pass
+ * over all of RAM (a 1 GiB boot spent 0.4 s here). Every frame that was
+ * ever freed — scrubbed or, under the no-scrub bug, not — is read.
+ */
+function takeFrame(m: Machine, mfn: number, fresh: boolean): void {
+  BUG_ON(m.ft.state(mfn) !== PS.FREE, `alloc: mfn ${mfn} on the heap is not free`);
+  BUG_ON(m.ft.countInfo(mfn) !== 0, `alloc: free mfn ${mfn} has count_info ${m.ft.countInfo(mfn)}`);
+  if (m.checking) {
+    m.log.checked('scrubbed');
+    if (!fresh && !m.frames.isScrubbed(mfn)) m.log.violated('scrubbed', `mfn ${mfn} handed out unscrubbed`);
+  }
+  m.ft.setState(mfn, PS.INUSE);
+}
+
+/**
+ * alloc_domheap_pages of a superpage's order for d: an aligned run of
+ * 512^(level−1) frames, all assigned to d at once (assign_pages checks the
+ * whole extent against max_pages). The run's first frame, or −ENOMEM (no
+ * run: the caller falls back to smaller pages), −E2BIG, −ESRCH.
+ */
+export function allocDomRun(m: Machine, d: number, level: number): number {
+  const n = 512 ** (level - 1);
+  const base = allocHeapRun(m, n);
+  if (base < 0) return -ENOMEM;
+  const lk = m.dom.at(d, DOM.LOCK_PAGE_ALLOC);
+  m.lock(lk, 'mm.assign_pages', d);
+  const st = m.dom.state(d);
+  const tot = m.dom.at(d, DOM.TOT_PAGES);
+  const rc = st !== DS.RUNNING && st !== DS.CREATING ? -ESRCH : tot + n > m.dom.at(d, DOM.MAX_PAGES) ? -E2BIG : 0;
+  if (rc === 0) {
+    for (let i = 0; i < n; i++) {
+      m.reach.grant(base + i, d, REACH.OWNER);
+      m.ft.setOwner(base + i, d);
+      m.ft.storeCount(base + i, PGC_allocated | 1);
+    }
+    m.dom.set(d, DOM.TOT_PAGES, tot + n);
+    Atomics.sub(m.heap.w, HEAP.INFLIGHT, n);
+  }
+  m.unlock(lk);
+  if (rc < 0) for (let i = n - 1; i >= 0; i--) freeHeapFrame(m, base + i);
+  return rc < 0 ? rc : base;
 }
 
 /**

@@ -30,11 +30,12 @@
  * access). A hit stores nothing but the budget: `last` is derived.
  */
 import { checkReach } from './isolation.js';
-import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES } from '../layout/constants.js';
+import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { HypervisorBug } from '../layout/region.js';
 import { DOM } from '../layout/domains.js';
-import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { entryMfn, entryType, isTableEntry, P2M_HOLE, PAGE_GEN } from '../layout/p2m.js';
+import { leafFor, p2mGfnLimit, p2mWalkFrom, type Walk } from './p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { CTL } from '../layout/control.js';
 import { sched } from './platform.js';
@@ -116,8 +117,12 @@ export class Mmu implements GuestMemory {
   private readonly vcpuW: Int32Array;
   private readonly controlW: Int32Array;
   private readonly heartbeatIdx: number;
-  private readonly p2mBase: number;
-  private readonly p2mSize: number;
+  /** The domain's p2m: its root table, levels and gfn limit, fixed while the domain lives (layout/p2m.ts). */
+  private readonly p2mRoot: number;
+  private readonly p2mLevels: number;
+  private readonly gfnLimit: number;
+  private readonly p2mW: Int32Array;
+  private readonly walk: Walk = { idx: 0, level: 0 };
   private readonly wordsShift: number;
   private readonly pageMask: number;
   /** Words per page − 1: `(offset >> 2) & wordMask` is `(offset & pageMask) >> 2`. */
@@ -152,8 +157,10 @@ export class Mmu implements GuestMemory {
     this.vcpuW = m.vcpus.w;
     this.controlW = m.control.w;
     this.heartbeatIdx = m.vcpus.idx(slot, VC.HEARTBEAT);
-    this.p2mBase = m.dom.at(domid, DOM.P2M_BASE);
-    this.p2mSize = m.dom.at(domid, DOM.P2M_SIZE);
+    this.p2mRoot = m.dom.at(domid, DOM.P2M_ROOT);
+    this.p2mLevels = m.dom.at(domid, DOM.P2M_LEVELS);
+    this.gfnLimit = p2mGfnLimit(m, domid);
+    this.p2mW = m.p2m.w;
     this.wordsShift = m.frames.shift - 2;
     this.pageMask = m.config.page_size_bytes - 1;
     this.wordMask = (m.config.page_size_bytes >> 2) - 1;
@@ -298,7 +305,7 @@ export class Mmu implements GuestMemory {
   }
 
   private checkStale(s: number, gfn: number, write: boolean): void {
-    const cur = Atomics.load(this.m.p2m.gen, this.tidx[s]!);
+    const cur = Atomics.load(this.p2mW, this.tidx[s]! + PAGE_GEN);
     if (cur - this.tgen[s]! >= 2) {
       this.m.log.violated(
         'no_use_after_revoke',
@@ -315,16 +322,33 @@ export class Mmu implements GuestMemory {
   }
 
 
+  /**
+   * A TLB miss: the walk (ept_next_level from the root, lock-free), then
+   * the leaf read as a seqlock — GEN, the entry, GEN. A superpage hit
+   * caches the 4 KiB translation (its frame + gfn's offset) with the
+   * superpage entry's GEN, which a removal splitting it bumps.
+   */
   private fill(s: number, gfn: number, write: boolean): number {
-    if (gfn < 0 || gfn >= this.p2mSize || !Number.isInteger(gfn)) {
+    if (!(gfn >= 0 && gfn < this.gfnLimit) || !Number.isInteger(gfn)) {
       this.outcome = ACCESS.NULL_IO;
       this.seenEntry = P2M_HOLE;
       return -1;
     }
-    const i = this.p2mBase + gfn;
-    const g1 = Atomics.load(this.m.p2m.gen, i);
-    const e = Atomics.load(this.m.p2m.entries, i);
-    const g2 = Atomics.load(this.m.p2m.gen, i);
+    const w = this.p2mW;
+    const wk = this.walk;
+    let g1: number;
+    let g2: number;
+    let leaf: number;
+    for (;;) {
+      p2mWalkFrom(w, this.p2mRoot, this.p2mLevels, gfn, wk);
+      g1 = Atomics.load(w, wk.idx + PAGE_GEN);
+      leaf = Atomics.load(w, wk.idx);
+      g2 = Atomics.load(w, wk.idx + PAGE_GEN);
+      // A split linked a table there since the walk read the superpage: walk again.
+      if (!isTableEntry(leaf)) break;
+    }
+    const i = wk.idx;
+    const e = leafFor(leaf, wk.level, gfn);
     this.seenEntry = e;
     if (e === P2M_HOLE) {
       this.outcome = ACCESS.NULL_IO;
@@ -350,10 +374,10 @@ export class Mmu implements GuestMemory {
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
     const view = this.m.regions[r]!;
     if (this.checking && r === 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
-    if ((g1 & 1) !== 0 || g1 !== g2) {
+    if ((g1 & 1) !== 0 || g1 !== g2 || gfn >= TLB_GFN_LIMIT) {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),
-      // but it must not be cached.
+      // but it must not be cached. A gfn past the Int32 tags is never cached.
       this.clearSlot(s);
       this.scratchView = view;
       this.scratchBase = base;

@@ -83,6 +83,11 @@ export class TraceWriter {
   primEnd(prim: number, rc: number): void {
     this.put(this.now(), kindWord(TK.PRIM_E, prim), rc, 0);
   }
+
+  /** A superpage split or a completed TLB shootdown of domain d (layout/trace.ts TK.P2M). */
+  p2m(ev: number, d: number, b: number): void {
+    this.put(this.now(), kindWord(TK.P2M, ev), d, b);
+  }
 }
 
 /** This thread's writer, or null when this thread does not trace (the common case). */

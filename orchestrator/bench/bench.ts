@@ -99,9 +99,9 @@ function rawAccessRate(n: number): number {
 }
 
 function machineFor(frontends = 1): Machine {
-  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_entries: 8192, bars: [], checking: false, buggify: 0, seed: 1, max_domains: 1 + frontends }));
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * (1 + frontends), bars: [], checking: false, buggify: 0, seed: 1, max_domains: 1 + frontends }));
   for (let d = 0; d <= frontends; d++) {
-    domainCreate(m, { domid: d, max_pages: 512, nr_vcpus: 2, p2m_size: 1024, privileged: d === 0, ...(d > 0 ? { backend: 0 } : {}) });
+    domainCreate(m, { domid: d, max_pages: 512, nr_vcpus: 2, p2m_pages: 64, privileged: d === 0, ...(d > 0 ? { backend: 0 } : {}) });
     populateRange(m, d, 0, 512);
   }
   return m;

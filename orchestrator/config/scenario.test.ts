@@ -51,12 +51,13 @@ describe('parseScenario', () => {
         host: { frames: 3 * 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
         transport: 'auto',
         domains: [
-          { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
+          { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true, paddr_bits: 36 },
           {
             name: 'fe', domid: 1, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [],
             workload: { kind: 'idle' }, privileged: false,
+            paddr_bits: 36,
           },
-          { name: 'peer', domid: 2, role: 'frontend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: false },
+          { name: 'peer', domid: 2, role: 'frontend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: false, paddr_bits: 36 },
         ],
       },
       steps: [

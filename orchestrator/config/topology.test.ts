@@ -54,14 +54,17 @@ describe('parseTopology', () => {
         {
           name: 'dom0', domid: 0, role: 'backend', memory_pages: 8192, max_pages: 8192, vcpus: 2,
           devices: [{ kind: 'virtio-gpu', name: 'gpu0', bar_pages: 4096, evictions_per_s: 20 }], workload: { kind: 'idle' }, privileged: true,
+          paddr_bits: 36,
         },
         {
           name: 'guest1', domid: 1, role: 'frontend', backend: 'dom0', memory_pages: 4096, max_pages: 4096, vcpus: 2,
           devices: [], workload: { kind: 'render', buffers: 16, buffer_pages: 8, fault_policy: 'remap' }, privileged: false,
+          paddr_bits: 36,
         },
         {
           name: 'evil', domid: 2, role: 'frontend', backend: 'dom0', memory_pages: 1024, max_pages: 1024, vcpus: 1,
           devices: [], workload: { kind: 'adversary', attacks: ['grant-then-steal', 'hypercall-on-mapped'], dormant: false, fault_policy: 'remap' }, privileged: false,
+          paddr_bits: 36,
         },
       ],
     };
@@ -90,10 +93,11 @@ describe('parseTopology', () => {
       host: { frames: 1024 + 1024 + 1024, page_size_bytes: 4096, pcpus: 'auto' },
       transport: 'auto',
       domains: [
-        { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true },
+        { name: 'dom0', domid: 0, role: 'backend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [], workload: { kind: 'idle' }, privileged: true, paddr_bits: 36 },
         {
           name: 'fe', domid: 1, role: 'frontend', memory_pages: 1024, max_pages: 1024, vcpus: 1, devices: [],
           workload: { kind: 'grant-ping', peer: 'dom0', pages: 1 }, privileged: false,
+          paddr_bits: 36,
         },
       ],
     } satisfies Topology);
@@ -178,6 +182,14 @@ transport: ring
     // A chain of frontends that never reaches a backend is allowed; a loop is not.
     expect(parseTopology('domains:\n  - { name: dom0 }\n  - { name: a }\n  - { name: b, backend: a }\n', 't.yaml').domains[2]?.backend).toBe('a');
     expect(errorOf('domains:\n  - { name: dom0 }\n  - { name: a, backend: c }\n  - { name: b, backend: a }\n  - { name: c, backend: b }\n')).toContain('backends loop: a → c → b → a');
+  });
+
+  it('paddr_bits: a domain\'s guest physical width, 32…48, default 36 (Xen\'s hap_paddr_bits); its RAM must fit', () => {
+    const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, paddr_bits: 40 }\n', 't.yaml');
+    expect(t.domains.map((d) => d.paddr_bits)).toEqual([36, 40]);
+    expect(errorOf('domains:\n  - { name: dom0, paddr_bits: 50 }\n')).toBe('t.yaml:2:31: domains[0].paddr_bits: must be at most 48, got 50');
+    expect(errorOf('domains:\n  - { name: dom0, paddr_bits: 31 }\n')).toContain('domains[0].paddr_bits: must be at least 32, got 31');
+    expect(errorOf('domains:\n  - { name: dom0, max_memory: 5GiB, paddr_bits: 32 }\n')).toContain('domains[0].paddr_bits: 1310720 pages of RAM do not fit in a 32-bit guest physical space (1048576 gfns)');
   });
 
   it('reports errors with file:line:col and key path', () => {

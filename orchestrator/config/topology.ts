@@ -48,7 +48,7 @@ import {
   DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
   DEFAULT_PAGE_SIZE_BYTES, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
   MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
-  NR_GRANT_ENTRIES,
+  NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS,
 } from './limits.js';
 
 // ---------------------------------------------------------------- public types
@@ -116,6 +116,8 @@ export interface DomainSpec {
   readonly workload: WorkloadSpec;
   /** True for domid 0 only. */
   readonly privileged: boolean;
+  /** Guest physical address width: gfns 0 … 2^(paddr_bits − 12) − 1 exist (hypervisor/layout/p2m.ts). */
+  readonly paddr_bits: number;
 }
 
 export interface HostSpec {
@@ -190,6 +192,7 @@ export const domainSchema = obj({
   max_memory: size().optional(),
   max_frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
   vcpus: int({ min: 1, max: MAX_VCPUS_PER_DOMAIN }).optional(),
+  paddr_bits: int({ min: P2M_MIN_PADDR_BITS, max: P2M_MAX_PADDR_BITS }).optional(),
   devices: list(deviceSchema).optional(),
   workload: workloadSchema.optional(),
 });
@@ -278,6 +281,8 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     if (maxPages < memoryPages) {
       fail(p(maxKey), `${maxKey} (${maxPages} pages) is below the domain's memory (${memoryPages} pages)`);
     }
+    const paddrBits = d.paddr_bits ?? P2M_DEFAULT_PADDR_BITS;
+    if (maxPages > 2 ** (paddrBits - 12)) fail(p(d.paddr_bits !== undefined ? 'paddr_bits' : maxKey), `${maxPages} pages of RAM do not fit in a ${paddrBits}-bit guest physical space (${2 ** (paddrBits - 12)} gfns)`);
     const vcpus = d.vcpus ?? DEFAULT_VCPUS;
     totalVcpus += vcpus;
     if (totalVcpus > MAX_VCPUS) fail(p('vcpus'), `the host runs at most ${MAX_VCPUS} vCPUs in all; this domain brings it to ${totalVcpus}`);
@@ -287,7 +292,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       deviceOwners.set(dev.name, d.name);
       return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s };
     });
-    return { memoryPages, maxPages, vcpus, devices };
+    return { memoryPages, maxPages, vcpus, devices, paddrBits };
   });
 
   // Backends.
@@ -434,6 +439,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       devices: s.devices,
       workload,
       privileged: i === 0,
+      paddr_bits: s.paddrBits,
     };
   });
 

@@ -4,6 +4,7 @@
  * plots, and summary.json beside it to render it again
  * (docs/trace-and-report.md).
  */
+import { rttBucketRange } from '../../hypervisor/layout/rtt-hist.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SavedRun } from './saved-run.js';
@@ -22,6 +23,8 @@ const RATE_OPS: ReadonlyArray<[string, string]> = [
   ['returns', 'Return'],
   ['ioreqs_sent', 'ioreqs'],
   ['ioreq_faults', 'FAULTs'],
+  ['tlb_shootdowns', 'TLB shootdowns'],
+  ['p2m_splits', 'superpage splits'],
 ];
 
 /** Per-interval rates (per second) of a cumulative counter sampled at t_ms. */
@@ -61,11 +64,15 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   const opLines: Line[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));
   const acc = rates(t, ops['accesses'] ?? []);
 
-  // IOREQ round trips: log2 buckets of the summary, first to last non-empty.
-  const rtt = run.rtt_hist;
-  const r0 = rtt.findIndex((c) => c > 0);
-  const r1 = rtt.length - 1 - [...rtt].reverse().findIndex((c) => c > 0);
-  const rttBars = r0 < 0 ? [] : rtt.slice(r0, r1 + 1).map((c, i) => ({ label: `${fmtUs(2 ** (r0 + i))}–${fmtUs(2 ** (r0 + i + 1))}`, value: c }));
+  // IOREQ round trips: the log-linear buckets (layout/rtt-hist.ts) summed per octave, first to last non-empty.
+  const octaves: number[] = [];
+  run.rtt_hist.forEach((c, i) => {
+    if (c === 0) return;
+    const k = Math.floor(Math.log2(Math.max(1, rttBucketRange(i)[0])));
+    octaves[k] = (octaves[k] ?? 0) + c;
+  });
+  const r0 = octaves.findIndex((c) => c !== undefined && c > 0);
+  const rttBars = r0 < 0 ? [] : Array.from({ length: octaves.length - r0 }, (_, i) => ({ label: `${fmtUs(2 ** (r0 + i))}–${fmtUs(2 ** (r0 + i + 1))}`, value: octaves[r0 + i] ?? 0 }));
 
   const frames: Line[] = [
     ...(s?.samples.domains ?? []).map((d) => ({ label: `${d.name} tot_pages`, xs: t, ys: d.tot_pages })),
@@ -159,7 +166,7 @@ ${row('BUGGIFY', s.buggify.length > 0 ? esc(s.buggify.join(', ')) : 'none')}
 ${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`, s.frames.conserved && s.frames.free === s.frames.total ? '' : 'bad')}
 ${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
 ${row('scheduler', s.sched !== undefined ? esc(formatSched(s.sched).replace(/^scheduler: /, '')) : 'not recorded (a run saved before the pCPU scheduler)')}
-${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ≤ ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ≤ ${fmtUs(s.ioreq.rtt_us.p99)}`)}
+${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`)}
 ${row('injections', s.faults_injected.length > 0 ? `${esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}`).join('; '))} <span class="note">(s from when every vCPU ran)</span>` : 'none')}
 ${row('timeline', esc(traceNote))}
 </table>

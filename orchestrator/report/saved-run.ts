@@ -4,6 +4,7 @@
  * plots, so `xgsim report dir/summary.json out/` renders the same report
  * again. Loading validates what the renderer reads and lets the rest pass.
  */
+import { RTT_BUCKETS } from '../../hypervisor/layout/rtt-hist.js';
 import { readInputFile } from '../config/load.js';
 import { z } from 'zod';
 import type { TraceData } from '../../hypervisor/host/trace-collector.js';
@@ -11,7 +12,8 @@ import { UsageError } from '../errors.js';
 import type { Summary } from '../up/summary.js';
 
 export const SAVED_RUN_FORMAT = 'xgsim-run';
-export const SAVED_RUN_VERSION = 1;
+/** 2 (2026-12-07): rtt_hist in log-linear buckets (layout/rtt-hist.ts); version 1 had 24 log2 buckets. */
+export const SAVED_RUN_VERSION = 2;
 
 /** Series over the run; times in ms from the moment the vCPUs started. */
 export interface RunSeries {
@@ -37,7 +39,7 @@ export interface SavedRun {
   command: string;
   replay: string | null;
   summary: Summary;
-  /** IOREQ round trips, log2 µs buckets (bucket k: [2^k, 2^(k+1)) µs). */
+  /** IOREQ round trips in hypervisor/layout/rtt-hist.ts's RTT_BUCKETS log-linear buckets (two significant digits). */
   rtt_hist: number[];
   series: RunSeries | null;
 }
@@ -109,7 +111,7 @@ const SavedRunSchema = z.looseObject({
   command: z.string(),
   replay: z.string().nullable(),
   summary: SummarySchema,
-  rtt_hist: nums,
+  rtt_hist: nums.length(RTT_BUCKETS),
   series: SeriesSchema.nullable(),
 });
 

@@ -19,7 +19,7 @@ import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../d
 import { describeOutcome } from '../../domains/scenario-ops.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/xen/domain.js';
-import { p2mSize } from '../../hypervisor/host/host.js';
+import { p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
 import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
@@ -127,7 +127,7 @@ class Runner {
     this.sabs = createMachineSabs({
       nr_frames: t.host.frames,
       page_size_bytes: t.host.page_size_bytes,
-      p2m_entries: specs.reduce((a, d) => a + p2mSize(d), 0) + 1024,
+      p2m_pool_pages: specs.reduce((a, d) => a + p2mPoolPages(d), 0),
       bars: t.domains.flatMap((d) => d.devices.map((dev) => ({ name: dev.name, owner: d.domid, nr_pages: dev.bar_pages }))),
       checking: true,
       buggify: o.buggify,
@@ -140,7 +140,7 @@ class Runner {
     for (const d of t.domains) this.domid.set(d.name, d.domid);
     for (const d of specs) {
       const backend = d.backend !== undefined ? this.domid.get(d.backend) : undefined;
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, p2m_size: p2mSize(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${rc}`);

@@ -12,7 +12,7 @@
  * `otherData`), and flow ends strictly inside the slice they bind to.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { EV, HC_NAMES, IO_END, PRIM_NAMES, TK, extraOf, kindOf } from '../../hypervisor/layout/trace.js';
+import { EV, HC_NAMES, IO_END, P2M_EV, PRIM_NAMES, TK, extraOf, kindOf } from '../../hypervisor/layout/trace.js';
 import { KEPT_WORDS, decodeEvents, type TraceData } from '../../hypervisor/host/trace-collector.js';
 import { IOREQ_TYPE } from '../../hypervisor/public/ioreq.js';
 
@@ -168,6 +168,9 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
           break;
         case TK.FAULT:
           out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: 'FAULT', cat: 'fault', args: { gfn: a, server: x } });
+          break;
+        case TK.P2M:
+          out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: x === P2M_EV.SPLIT ? 'superpage split' : 'TLB shootdown', cat: 'p2m', args: x === P2M_EV.SPLIT ? { domain: a, level: b } : { domain: a } });
           break;
         case TK.GAP:
           // The ring was full: what was open may have ended unseen.

@@ -29,6 +29,7 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     memory_pages: d.memory_pages,
     max_pages: d.max_pages,
     vcpus: d.vcpus,
+    paddr_bits: d.paddr_bits,
     privileged: d.privileged,
     devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s })),
     workload: { ...d.workload },

@@ -1,5 +1,6 @@
 /** The run summary of docs/formats.md §7. */
-import { plural } from '../text.js';
+import { rttQuantile } from '../../hypervisor/layout/rtt-hist.js';
+import { fmtUs, plural } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 
@@ -98,7 +99,7 @@ export function formatSched(s: SchedSummary): string {
   if (s.pcpus === 0) return 'scheduler: the OS (no pCPUs: every vCPU thread ran whenever the OS ran it)';
   const head = `scheduler: ${s.pcpus} pCPU${s.pcpus === 1 ? '' : 's'}: ${s.context_switches} context switches, ${s.preemptions} preemptions at slice end, ${s.blocks} blocks, ${s.yields} yields`;
   if (s.waits === 0) return `${head}; no vCPU waited for a pCPU`;
-  return `${head}; vCPUs waited for a pCPU ${s.waits} times (${s.boosted} woken ahead), ${s.runnable_ms} ms runnable in all (${s.runnable_pct}% of their time), wait p50 ≤ ${s.wait_us.p50} µs, p99 ≤ ${s.wait_us.p99} µs, max ${s.wait_us.max} µs`;
+  return `${head}; vCPUs waited for a pCPU ${s.waits} times (${s.boosted} woken ahead), ${s.runnable_ms} ms runnable in all (${s.runnable_pct}% of their time), wait p50 ≤ ${fmtUs(s.wait_us.p50)}, p99 ≤ ${fmtUs(s.wait_us.p99)}, max ${fmtUs(s.wait_us.max)}`;
 }
 
 export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
@@ -136,6 +137,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       balloon: n('balloons'),
       hypercall_copy: n('copies'),
       tlb_flush: n('tlb_flushes'),
+      tlb_shootdown: n('tlb_shootdowns'),
+      p2m_split: n('p2m_splits'),
       null_io: n('null_io'),
       revoke_faults: out('faults'),
       ioreq: n('ioreqs_sent'),
@@ -163,7 +166,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       duplicates_dropped: r.transport.duplicates_dropped + r.nemesis.duplicates_skipped,
       guests_crashed: r.transport.guests_crashed,
       // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
-      rtt_us: { p50: histQuantile(r.rtt_hist, 0.5), p99: histQuantile(r.rtt_hist, 0.99) },
+      rtt_us: { p50: rttQuantile(r.rtt_hist, 0.5), p99: rttQuantile(r.rtt_hist, 0.99) },
       posted: n('bufioreqs'),
       posted_ring_full: n('bufioreq_full'),
       nemesis: r.nemesis,
@@ -191,7 +194,7 @@ export function formatSummary(s: Summary): string {
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
   if (s.ioreq.sent > 0) {
-    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ≤ ${s.ioreq.rtt_us.p50} µs, p99 ≤ ${s.ioreq.rtt_us.p99} µs`);
+    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`);
   }
   if (s.ioreq.posted > 0) lines.push(`posted writes (buffered ioreqs): ${s.ioreq.posted}, ${s.ioreq.posted_ring_full} more found the ring full and went the synchronous way`);
   const nem = s.ioreq.nemesis;
@@ -203,7 +206,7 @@ export function formatSummary(s: Summary): string {
       lines.push(`  ${(f.at_ms / 1000).toFixed(2).padStart(7)} s  ${f.kind.padEnd(18)} ${(f.target || '-').padEnd(16)} ${f.detail ?? ''}${f.detail !== undefined ? '; ' : ''}${rec}`);
     }
   }
-  if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${s.revoke_us.p50} µs, p99 ${s.revoke_us.p99} µs, max ${s.revoke_us.max} µs`);
+  if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)}`);
   lines.push('invariants:');
   for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${plural(v.checks, 'check')}, ${plural(v.violations, 'violation')}`);
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);

@@ -4,12 +4,11 @@
  * frames (`records_match_frames`).
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
-import { DOM } from '../../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../../layout/p2m.js';
 import { P2M } from '../../public/types.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { isRamMfn, registryOf, stealOf } from './common.js';
-import { p2mGet } from '../../xen/p2m.js';
+import { p2mForEach, p2mGet } from '../../xen/p2m.js';
 import { KIND, REC, STOLEN } from './registry.js';
 
 /**
@@ -24,12 +23,11 @@ export function checkMappings(m: Machine): void {
   try {
     checkRecordsMatchFrames(m);
     const reg = registryOf(m);
-    const owner = new Map<number, number>(); // p2m arena index → record
+    const owner = new Map<string, number>(); // `${fe}:${gfn}` → record
     for (let r = 0; r < MAX_MAPPINGS; r++) {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;
       const fe = reg.at(r, REC.FRONTEND);
-      const base = m.dom.at(fe, DOM.P2M_BASE);
-      for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i)) owner.set(base + reg.at(r, REC.FE_GFN) + i, r);
+      for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i)) owner.set(`${fe}:${reg.at(r, REC.FE_GFN) + i}`, r);
       const parent = reg.at(r, REC.PARENT) - 1;
       if (reg.at(r, REC.KIND) === KIND.MAP_NESTED) {
         m.log.checked('mapped_not_ram');
@@ -44,15 +42,12 @@ export function checkMappings(m: Machine): void {
       }
     }
     for (const d of m.dom.inUse()) {
-      const base = m.dom.at(d, DOM.P2M_BASE);
-      const size = m.dom.at(d, DOM.P2M_SIZE);
-      for (let g = 0; g < size; g++) {
-        const e = Atomics.load(m.p2m.entries, base + g);
+      p2mForEach(m, d, (g, e) => {
         const t = entryType(e);
-        if (e === P2M_HOLE || (t !== P2M.mmio_direct && t !== P2M.mmio_dm) || entryMfn(e) < 0) continue;
+        if (e === P2M_HOLE || (t !== P2M.mmio_direct && t !== P2M.mmio_dm) || entryMfn(e) < 0) return;
         m.log.checked('mapped_not_ram');
-        if (!owner.has(base + g)) m.log.violated('mapped_not_ram', `d${d} gfn ${g}: ${t === P2M.mmio_direct ? 'mmio_direct' : 'mmio_dm'} on mfn ${entryMfn(e)} with no live mapping`);
-      }
+        if (!owner.has(`${d}:${g}`)) m.log.violated('mapped_not_ram', `d${d} gfn ${g}: ${t === P2M.mmio_direct ? 'mmio_direct' : 'mmio_dm'} on mfn ${entryMfn(e)} with no live mapping`);
+      });
     }
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);

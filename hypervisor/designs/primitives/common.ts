@@ -9,6 +9,7 @@
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { KIND, REC, Registry, STOLEN } from './registry.js';
+import { P2M_TABLE_ENTRIES } from '../../layout/constants.js';
 import { BUG_ON } from '../../layout/region.js';
 import type { DmOpResult } from '../../xen/design.js';
 import { type Machine } from '../../xen/machine.js';
@@ -26,7 +27,7 @@ const views = new WeakMap<Machine, Registry>();
 export function registryOf(m: Machine): Registry {
   let r = views.get(m);
   if (r === undefined) {
-    r = new Registry(m.sabs.design, m.config.nr_frames, m.config.p2m_entries);
+    r = new Registry(m.sabs.design, m.config.nr_frames, m.config.p2m_pool_pages * P2M_TABLE_ENTRIES);
     views.set(m, r);
   }
   return r;

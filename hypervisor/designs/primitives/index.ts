@@ -17,6 +17,7 @@ import { registryOf } from './common.js';
 import { checkMappings } from './check.js';
 import { dmMap } from './map.js';
 import { Registry } from './registry.js';
+import { P2M_TABLE_ENTRIES } from '../../layout/constants.js';
 import { dmReturn } from './return.js';
 import { dmRevoke, faultServer } from './revoke.js';
 import { dmSteal } from './steal.js';
@@ -24,7 +25,7 @@ import { registryDomainDying } from './teardown.js';
 
 export const primitives: MemoryDesign = {
   name: 'primitives',
-  regionBytes: (c) => Registry.bytes(c.nr_frames, c.p2m_entries),
+  regionBytes: (c) => Registry.bytes(c.nr_frames, c.p2m_pool_pages * P2M_TABLE_ENTRIES),
   map: dmMap,
   revoke: dmRevoke,
   steal: dmSteal,

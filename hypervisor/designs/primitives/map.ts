@@ -11,13 +11,13 @@ import { BUGS } from '../../xen/buggify.js';
 import { CTL } from '../../layout/control.js';
 import { sched } from '../../xen/platform.js';
 import { iomemPermitted } from '../../xen/iomem.js';
-import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
+import { entryMfn, entryType, LEVEL_SPAN, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { BUG_ON } from '../../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { getPage } from '../../xen/mm.js';
-import { p2mGet, p2mIndex, p2mIsEmpty, p2mSetLocked } from '../../xen/p2m.js';
-import { EEXIST, EINVAL, ENOSPC, EPERM } from '../../public/errno.js';
+import { p2mGet, p2mInRange, p2mIsEmpty, p2mMapRoomLocked, p2mMapSuperLocked, p2mSetLocked, p2mSuperFits } from '../../xen/p2m.js';
+import { EEXIST, EINVAL, ENOMEM, ENOSPC, EPERM } from '../../public/errno.js';
 import { P2M, type P2mType } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -103,9 +103,16 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
         mfns.push(mfn);
       }
       const at = a.at + i;
-      if (p2mIndex(m, a.fe, at) < 0) return fail(-EINVAL, i);
+      if (!p2mInRange(m, a.fe, at)) return fail(-EINVAL, i);
       if (!p2mIsEmpty(p2mGet(m, a.fe, at))) return fail(-EEXIST, i);
     }
+    // The frontend's tables for the new entries (a BAR at 32 GiB needs a new
+    // path), and a page for each superpage's split: p2m_set_entry's -ENOMEM,
+    // before anything changes.
+    const installed = m.control.buggy(BUGS['map-as-ram-rw']) ? P2M.ram_rw : type;
+    const supers = installed === type ? superChunks(m, a) : [];
+    const small = Array.from({ length: a.count }, (_, i) => i).filter((i) => !supers.some((c) => i >= c && i < c + LEVEL_SPAN[2]!));
+    if (p2mMapRoomLocked(m, a.fe, supers.map((c) => a.at + c), small.map((i) => a.at + i)) < 0) return fail(-ENOMEM);
     if (registryOf(m).freeCount(1) < 1) reapSteals(m); // Steals whose frames were freed give their records back
     const r = registryOf(m).alloc();
     if (r < 0) return fail(-ENOSPC);
@@ -117,8 +124,8 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
       // The frontend's right to the frame, before its entry is published (layout/reach.ts).
       m.reach.grant(mfn, a.fe, REACH.MAP);
     }
-    const installed = m.control.buggy(BUGS['map-as-ram-rw']) ? P2M.ram_rw : type;
-    for (let i = 0; i < mfns.length; i++) p2mSetLocked(m, a.fe, a.at + i, p2mEntry(mfns[i]!, installed));
+    for (const c of supers) BUG_ON(p2mMapSuperLocked(m, a.fe, a.at + c, p2mEntry(mfns[c]!, installed)) !== 0, `map: d${a.fe} gfn ${a.at + c} changed under the p2m lock`);
+    for (const i of small) p2mSetLocked(m, a.fe, a.at + i, p2mEntry(mfns[i]!, installed));
     const id = registryOf(m).nextId();
     const reg = registryOf(m);
     reg.set(r, REC.KIND, kind);
@@ -138,4 +145,26 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
   } finally {
     unlock();
   }
+}
+
+/**
+ * The offsets of a BAR Map's 2 MiB chunks that one superpage entry can map:
+ * Xen's map_mmio_regions → set_mmio_p2m_entry with mmio_order
+ * (xen/arch/x86/mm/p2m.c), which takes 2 MiB where gfn and frame are both
+ * aligned and the range covers it (never 1 GiB: mmio_order keeps that
+ * disabled), and where the 512 gfns are one hole (a range split before
+ * keeps its 4 KiB table: docs/decisions.md, "The p2m's levels"). A Map of
+ * RAM is 4 KiB pages, as p2m_add_foreign's are.
+ */
+function superChunks(m: Machine, a: MapArgs): number[] {
+  if (a.source.kind !== 'bar') return [];
+  const span = LEVEL_SPAN[2]!;
+  const out: number[] = [];
+  for (let c = 0; c + span <= a.count; c++) {
+    if ((a.at + c) % span === 0 && (a.source.mfn + c) % span === 0 && p2mSuperFits(m, a.fe, a.at + c)) {
+      out.push(c);
+      c += span - 1;
+    }
+  }
+  return out;
 }

@@ -70,7 +70,7 @@ export class Registry {
   readonly w: Int32Array;
   /** STOLEN.WORDS per RAM frame (above). */
   readonly stolen: Int32Array;
-  /** Per p2m arena entry: the backend + 1 whose revoked mapping left it (above). */
+  /** Per p2m entry of the pool (entryOrdinal of a revoked gfn's 4 KiB leaf, layout/p2m.ts): the backend + 1 whose revoked mapping left it (above). */
   readonly faultOwner: Int32Array;
   private readonly hdr: number;
   static bytes(nr_frames: number, p2m_entries: number): number {

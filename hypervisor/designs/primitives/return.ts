@@ -12,8 +12,8 @@ import { PGC_allocated } from '../../layout/frametable.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
-import { p2mGet, p2mIndex, p2mIsEmpty, p2mRemoveLocked, p2mSetLocked } from '../../xen/p2m.js';
-import { E2BIG, EBUSY, EEXIST, EINVAL } from '../../public/errno.js';
+import { p2mGet, p2mInRange, p2mIsEmpty, p2mRemoveLocked, p2mRoomLocked, p2mSetLocked } from '../../xen/p2m.js';
+import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM } from '../../public/errno.js';
 import { P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -113,7 +113,7 @@ function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | DmO
       i = held.i;
     }
     const at = a.at === undefined ? reg.at(s, REC.FE_GFN) + i : a.at + k;
-    if (p2mIndex(m, fe, at) < 0) return fail(-EINVAL, k);
+    if (!p2mInRange(m, fe, at)) return fail(-EINVAL, k);
     const fe_e = p2mGet(m, fe, at);
     const mapOfThis = old ? recordCovers(m, reg.at(s, REC.LINK) - 1, fe, at) && entryMfn(fe_e) === mfn : entryMfn(fe_e) === mfn && recordAt(m, fe, at) >= 0;
     if (!p2mIsEmpty(fe_e) && !mapOfThis) return fail(-EEXIST, k);
@@ -122,6 +122,8 @@ function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | DmO
     pages.push({ steal: s, i, mfn, at, maps: n });
   }
   if (m.control.buggy(BUGS['steal-keeps-quota']) && m.dom.at(fe, DOM.TOT_PAGES) + a.count > m.dom.at(fe, DOM.MAX_PAGES)) return fail(-E2BIG);
+  // Tables for the frontend's new entries (an `at` away from its RAM) and the backend's removals: -ENOMEM before anything changes.
+  if (p2mRoomLocked(m, fe, pages.map((p) => p.at)) < 0 || p2mRoomLocked(m, be, pages.map((_, k) => a.gfn + k)) < 0) return fail(-ENOMEM);
   return pages;
 }
 

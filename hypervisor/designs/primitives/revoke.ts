@@ -11,11 +11,11 @@ import { REACH } from '../../layout/reach.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { BUGS } from '../../xen/buggify.js';
 import { DOM, DS } from '../../layout/domains.js';
-import { entryMfn, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
+import { entryMfn, entryOrdinal, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { putPage } from '../../xen/mm.js';
-import { p2mGet, p2mIndex, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
+import { p2mGet, p2mLeafWord, p2mLock, p2mRemoveLocked, p2mUnlock } from '../../xen/p2m.js';
 import { EINVAL, ENOENT, EPERM, ESRCH } from '../../public/errno.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -125,8 +125,13 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
     // The revoked gfns join the FAULT set of this mapping's backend (its
     // IOREQ server gets their faults), before they become revoked.
     const owner = reg.at(r, REC.BACKEND) + 1;
-    for (const i of live) Atomics.store(reg.faultOwner, p2mIndex(m, fe, first + i), owner);
-    old = p2mRemoveLocked(m, fe, live.map((i) => first + i), P2M_REVOKED, { skipFlushBug: BUGS['skip-tlb-flush-on-revoke'] });
+    // A Map'd page is a 4 KiB leaf, or in a BAR Map's superpage, whose
+    // split has its table page reserved: Revoke never fails for want of one.
+    // Each gfn's fault owner goes into its 4 KiB leaf once any split is done.
+    const onLeaf = (_g: number, w: number): void => {
+      Atomics.store(reg.faultOwner, entryOrdinal(w), owner);
+    };
+    old = p2mRemoveLocked(m, fe, live.map((i) => first + i), P2M_REVOKED, { skipFlushBug: BUGS['skip-tlb-flush-on-revoke'], onLeaf });
   } finally {
     p2mUnlock(m, fe);
   }
@@ -179,7 +184,8 @@ function dropMapRefs(m: Machine, fe: number, old: readonly number[], absorbed: R
  */
 export function faultServer(m: Machine, d: number, gfn: number): number {
   if (m.control.buggy(BUGS['fault-to-first-server'])) return m.ioreq.first(d);
-  const idx = p2mIndex(m, d, gfn);
-  const owner = idx < 0 ? 0 : Atomics.load(registryOf(m).faultOwner, idx);
+  // A revoked gfn is a 4 KiB leaf; anything else has no fault owner to ask.
+  const idx = p2mLeafWord(m, d, gfn);
+  const owner = idx < 0 ? 0 : Atomics.load(registryOf(m).faultOwner, entryOrdinal(idx));
   return owner === 0 ? -1 : m.ioreq.ownedBy(d, owner - 1);
 }

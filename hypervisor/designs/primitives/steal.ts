@@ -14,11 +14,11 @@ import { BUGS } from '../../xen/buggify.js';
 import { hookPoint } from '../../xen/hooks.js';
 import { DOM } from '../../layout/domains.js';
 import { PGC_allocated } from '../../layout/frametable.js';
-import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
+import { entryMfn, entryType, LEVEL_SPAN, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
-import { p2mGet, p2mIndex, p2mSetLocked } from '../../xen/p2m.js';
-import { E2BIG, EBUSY, EEXIST, EINVAL, ENOSPC } from '../../public/errno.js';
+import { p2mForEachLeaf, p2mGet, p2mInRange, p2mRoomLocked, p2mSetLocked } from '../../xen/p2m.js';
+import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, ENOSPC } from '../../public/errno.js';
 import { GTF_permit_access, GTF_type_mask, P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
@@ -91,9 +91,13 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
   const into = a.into ?? findHoles(m, be, a.count);
   if (into < 0) return fail(-ENOSPC);
   for (let i = 0; i < a.count; i++) {
-    if (p2mIndex(m, be, into + i) < 0) return fail(-EINVAL, i);
+    if (!p2mInRange(m, be, into + i)) return fail(-EINVAL, i);
     if (p2mGet(m, be, into + i) !== P2M_HOLE) return fail(-EEXIST, i);
   }
+  // Tables for both sides' new entries; fe's pages in a superpage split it
+  // (ept_split_super_page): -ENOMEM before anything changes.
+  const range = (g: number): number[] => Array.from({ length: a.count }, (_, i) => g + i);
+  if (p2mRoomLocked(m, a.fe, range(a.gfn)) < 0 || p2mRoomLocked(m, be, range(into)) < 0) return fail(-ENOMEM);
   // The Steal record and its implicit Map; Steals whose frames were freed give theirs back first.
   if (registryOf(m).freeCount(2) < 2) reapSteals(m);
   if (registryOf(m).freeCount(2) < 2) return fail(-ENOSPC);
@@ -192,14 +196,14 @@ function fill(
  * guest may populate again).
  */
 function findHoles(m: Machine, d: number, count: number): number {
-  const size = m.dom.at(d, DOM.P2M_SIZE);
   let top = -1;
-  for (let g = size - 1; g >= 0 && top < 0; g--) {
-    const t = entryType(p2mGet(m, d, g));
-    if (p2mGet(m, d, g) !== P2M_HOLE && (t === P2M.ram_rw || t === P2M.ram_ro)) top = g;
-  }
+  p2mForEachLeaf(m, d, (l) => {
+    const t = entryType(l.e);
+    const last = l.gfn + LEVEL_SPAN[l.level]! - 1;
+    if ((t === P2M.ram_rw || t === P2M.ram_ro) && last > top) top = last;
+  });
   let run = 0;
-  for (let g = top + 1; g < size; g++) {
+  for (let g = top + 1; p2mInRange(m, d, g); g++) {
     run = p2mGet(m, d, g) === P2M_HOLE ? run + 1 : 0;
     if (run === count) return g - count + 1;
   }

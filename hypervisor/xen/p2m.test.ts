@@ -1,0 +1,226 @@
+/**
+ * The multi-level p2m (layout/p2m.ts, xen/p2m.ts): superpages where the
+ * toolstack populates aligned runs, splits on a change of one page inside
+ * one (with the split entry's GEN moved around the same shootdown), tables
+ * for far gfns from the domain's share of the pool, and the pool whole
+ * again after teardown.
+ */
+import { describe, expect, it } from 'vitest';
+import { testMachine } from '../../tests/test-machine.js';
+import { CTL } from '../layout/control.js';
+import { DOM } from '../layout/domains.js';
+import { entryMfn, entryType, P2M_HOLE, p2mEntry } from '../layout/p2m.js';
+import { ENOMEM } from '../public/errno.js';
+import { gfn, P2M } from '../public/types.js';
+import { BUGS } from './buggify.js';
+import { domainCreate, domainDestroy, populateRange } from './domain.js';
+import { VcpuContext } from './guest-cpu.js';
+import type { Machine } from './machine.js';
+import { decreaseReservation } from './memory.js';
+import { p2mForEachLeaf, p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked, p2mUnlock, type P2mLeaf } from './p2m.js';
+import { checkNoLeaks, checkQuiescent } from '../checker/checker.js';
+import { dmMap } from '../designs/primitives/map.js';
+import { dmRevoke } from '../designs/primitives/revoke.js';
+import { createMachineSabs, Machine as MachineClass } from './machine.js';
+import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
+import { clearTracer, hostRing, setHostTracer } from './trace.js';
+
+/** dom0 and one frontend, 4 MiB of RAM each: two 2 MiB superpages apiece. */
+function bigMachine(bugs = ''): Machine {
+  return testMachine({ nr_frames: 4096, bugs, domains: [{ memory_pages: 1024, max_pages: 1100, privileged: true }, { memory_pages: 1024, backend: 0 }] });
+}
+
+function leaves(m: Machine, d: number): P2mLeaf[] {
+  const out: P2mLeaf[] = [];
+  p2mForEachLeaf(m, d, (l) => out.push({ ...l }));
+  return out;
+}
+
+const ctl = (m: Machine, w: number): number => Atomics.load(m.control.w, w);
+
+describe('p2m levels', () => {
+  it('the toolstack populates aligned 2 MiB runs as superpages on aligned frames, in two tables for a 36-bit space', () => {
+    const m = bigMachine();
+    for (const d of [0, 1]) {
+      const ls = leaves(m, d);
+      expect(ls.map((l) => [l.gfn, l.level])).toEqual([
+        [0, 2],
+        [512, 2],
+      ]);
+      for (const l of ls) expect(entryMfn(l.e) % 512).toBe(0);
+      // The root (level 3) and one level-2 table; no level-1 table at all.
+      expect(m.dom.at(d, DOM.P2M_LEVELS)).toBe(3);
+      expect(m.dom.at(d, DOM.P2M_PAGES)).toBe(2);
+    }
+    // A 4 KiB view of a superpage's gfn is its frame + the offset.
+    const base = entryMfn(p2mGet(m, 1, 512));
+    expect(entryMfn(p2mGet(m, 1, 512 + 77))).toBe(base + 77);
+    expect(entryType(p2mGet(m, 1, 600))).toBe(P2M.ram_rw);
+    checkQuiescent(m);
+    expect(m.log.records()).toEqual([]);
+  });
+
+  it('ballooning out one page splits its superpage: one more table, one split, one shootdown; the neighbours keep their frames', () => {
+    const m = bigMachine();
+    const before = Array.from({ length: 512 }, (_, g) => p2mGet(m, 1, g));
+    const splits = ctl(m, CTL.P2M_SPLITS);
+    const shootdowns = ctl(m, CTL.TLB_SHOOTDOWNS_DONE);
+    expect(decreaseReservation(m, 1, [7])).toBe(1);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(splits + 1);
+    expect(ctl(m, CTL.TLB_SHOOTDOWNS_DONE)).toBe(shootdowns + 1);
+    expect(m.dom.at(1, DOM.P2M_PAGES)).toBe(3);
+    expect(p2mGet(m, 1, 7)).toBe(P2M_HOLE);
+    for (let g = 0; g < 512; g++) if (g !== 7) expect(p2mGet(m, 1, g)).toBe(before[g]);
+    const ls = leaves(m, 1);
+    expect(ls.filter((l) => l.level === 1)).toHaveLength(511);
+    expect(ls.filter((l) => l.level === 2).map((l) => l.gfn)).toEqual([512]);
+    // A second page of the same (now split) range splits nothing.
+    expect(decreaseReservation(m, 1, [8])).toBe(1);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(splits + 1);
+    checkQuiescent(m);
+    expect(m.log.records()).toEqual([]);
+  });
+
+  it('a TLB entry cached from a superpage is stale once a removal inside it completes, whichever of its gfns it translates', () => {
+    const m = bigMachine('skip-tlb-flush-on-unmap');
+    const cpu = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 1024, seed: 1 });
+    cpu.start();
+    cpu.write32(gfn(6), 0, 0x66);
+    expect(cpu.read32(gfn(6), 0)).toBe(0x66); // cached from the superpage entry
+    cpu.stop();
+    // The bug skips the shootdown: vCPU 0 keeps its TLB over the removal of gfn 5.
+    p2mLock(m, 1, 'test');
+    p2mRemoveLocked(m, 1, [5], P2M_HOLE, { skipFlushBug: BUGS['skip-tlb-flush-on-unmap'] });
+    p2mUnlock(m, 1);
+    cpu.start();
+    expect(m.log.records()).toEqual([]);
+    cpu.read32(gfn(6), 0);
+    const v = m.log.records();
+    expect(v.map((x) => x.invariant)).toEqual(['no_use_after_revoke']);
+    expect(v[0]!.text).toMatch(/gfn 6/);
+    cpu.stop();
+  });
+
+  it('a gfn far from RAM takes tables from the domain share; past the share it is -ENOMEM and nothing changes; past the width it is out of range', () => {
+    const m = testMachine({ nr_frames: 1024, domains: [{ memory_pages: 16, privileged: true }] });
+    const d = domainCreate(m, { domid: 1, max_pages: 16, nr_vcpus: 1, privileged: false, p2m_pages: 4 });
+    expect(d).toBe(1);
+    expect(populateRange(m, d, 0, 4)).toBe(0); // root, a level-2 table, a level-1 table
+    expect(m.dom.at(d, DOM.P2M_PAGES)).toBe(3);
+    p2mLock(m, d, 'test');
+    expect(p2mInsert(m, d, 0x800000, p2mEntry(5, P2M.mmio_dm))).toBe(-ENOMEM); // needs two: one left
+    expect(p2mGet(m, d, 0x800000)).toBe(P2M_HOLE);
+    expect(m.dom.at(d, DOM.P2M_PAGES)).toBe(3);
+    expect(p2mInsert(m, d, 0x1ff, p2mEntry(5, P2M.mmio_dm))).toBe(0); // an existing table: no page needed
+    p2mUnlock(m, d);
+    expect(p2mInRange(m, d, 0xffffff)).toBe(true);
+    expect(p2mInRange(m, d, 0x1000000)).toBe(false);
+    expect(p2mGet(m, d, 0x1000000)).toBe(P2M_HOLE);
+    p2mLock(m, d, 'test');
+    p2mRemoveLocked(m, d, [0x1ff]);
+    p2mUnlock(m, d);
+  });
+
+  it('teardown gives every frame and every table page back: superpages whole, the pool as new', () => {
+    const m = bigMachine();
+    const free = m.p2m.freePages;
+    expect(decreaseReservation(m, 1, [3])).toBe(1); // one split: a level-1 table
+    p2mLock(m, 0, 'test');
+    expect(p2mInsert(m, 0, 0x800000, p2mEntry(entryMfn(p2mGet(m, 0, 1)), P2M.ram_ro))).toBe(0); // two more tables
+    p2mRemoveLocked(m, 0, [0x800000]);
+    p2mUnlock(m, 0);
+    expect(m.p2m.freePages).toBe(free - 3);
+    expect(domainDestroy(m, 1)).toBe(0);
+    expect(domainDestroy(m, 0)).toBe(0);
+    expect(m.p2m.freePages).toBe(m.p2m.nr_pages);
+    expect(m.p2m.reserved).toBe(0);
+    expect(checkNoLeaks(m)).toBe(true);
+    // A new domain populates superpages again from the freed runs.
+    expect(domainCreate(m, { domid: 0, max_pages: 1024, nr_vcpus: 1, privileged: true })).toBe(0);
+    expect(populateRange(m, 0, 0, 1024)).toBe(0);
+    expect(leaves(m, 0).map((l) => l.level)).toEqual([2, 2]);
+  });
+
+  it('a split and its shootdown are trace events of the thread that made them (TK.P2M)', () => {
+    const m = testMachine({ nr_frames: 4096, trace: { rings: 2, ring_events: 64 }, domains: [{ memory_pages: 1024, privileged: true }] });
+    const t = m.trace!;
+    setHostTracer(t);
+    try {
+      expect(decreaseReservation(m, 0, [600])).toBe(1);
+    } finally {
+      clearTracer();
+    }
+    const ring = hostRing(t);
+    const head = Atomics.load(t.rings, t.ringIdx(ring, RING.HEAD));
+    const evs = Array.from({ length: head }, (_, i) => t.eventIdx(ring, i)).map((i) => [kindOf(t.ev[i + EV.KIND]!), extraOf(t.ev[i + EV.KIND]!), t.ev[i + EV.A]!, t.ev[i + EV.B]!]);
+    const p2m = evs.filter(([k]) => k === TK.P2M).map(([, x, a, b]) => [x, a, b]);
+    expect(p2m).toEqual([
+      [P2M_EV.SPLIT, 0, 2],
+      [P2M_EV.SHOOTDOWN, 0, 0],
+    ]);
+  });
+
+  it.each([false, true])('a 2 MiB BAR Map is one superpage with its split page reserved; a Revoke of one page splits it and cannot fail; skip-tlb-flush-on-revoke %s', (skipFlush) => {
+    const m = testMachine({ nr_frames: 4096, bugs: skipFlush ? 'skip-tlb-flush-on-revoke' : '', bars: [{ name: 'gpu', owner: 0, nr_pages: 512 }], domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }] });
+    const bar = m.sabs.bars[0]!.base_mfn;
+    const at = 0x800000;
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar }, count: 512, at });
+    expect(r.rc).toBe(0);
+    expect(leaves(m, 1).filter((l) => l.level === 2).map((l) => [l.gfn, entryType(l.e), entryMfn(l.e)])).toEqual([[at, P2M.mmio_direct, bar]]);
+    expect(m.dom.at(1, DOM.P2M_RESERVED)).toBe(1);
+    const pages = m.dom.at(1, DOM.P2M_PAGES);
+    const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+    fe.start();
+    fe.write32(gfn(at + 7), 0, 0x77);
+    expect(fe.read32(gfn(at + 7), 0)).toBe(0x77); // cached from the superpage
+    fe.stop();
+    const splits = ctl(m, CTL.P2M_SPLITS);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: at + 3, count: 1 })).toBe(0);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(splits + 1);
+    // The reserved page became the table: nothing more charged.
+    expect(m.dom.at(1, DOM.P2M_RESERVED)).toBe(0);
+    expect(m.dom.at(1, DOM.P2M_PAGES)).toBe(pages);
+    expect(entryMfn(p2mGet(m, 1, at + 7))).toBe(bar + 7);
+    fe.start();
+    expect(m.log.records()).toEqual([]);
+    fe.read32(gfn(at + 7), 0);
+    // Without the flush, vCPU 0 still uses the translation it cached from the split superpage.
+    expect(m.log.records().map((v) => v.invariant)).toEqual(skipFlush ? ['no_use_after_revoke'] : []);
+    expect(fe.read32(gfn(at + 3), 0)).toBe(0xffffffff); // revoked: no server, the null handler
+    fe.stop();
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+    if (!skipFlush) {
+      checkQuiescent(m);
+      expect(m.log.records()).toEqual([]);
+    }
+    expect(domainDestroy(m, 1)).toBe(0);
+    expect(domainDestroy(m, 0)).toBe(0);
+    expect(m.p2m.freePages).toBe(m.p2m.nr_pages);
+  });
+
+  it('1 GiB of aligned RAM is one level-3 superpage; a page ballooned out of it splits it twice (1 GiB → 2 MiB → 4 KiB)', () => {
+    // 256-byte pages keep the frames small; a gfn is a 4 KiB frame number of the address width whatever the page size.
+    const n = 262144 + 512;
+    const m = new MachineClass(createMachineSabs({ nr_frames: n, page_size_bytes: 256, p2m_pool_pages: 64, bars: [], checking: true, buggify: 0, seed: 1, max_domains: 1 }));
+    expect(domainCreate(m, { domid: 0, max_pages: n, nr_vcpus: 1, privileged: true, p2m_pages: 32 })).toBe(0);
+    expect(populateRange(m, 0, 0, n)).toBe(0);
+    expect(leaves(m, 0).map((l) => [l.gfn, l.level])).toEqual([
+      [0, 3],
+      [262144, 2],
+    ]);
+    expect(m.dom.at(0, DOM.P2M_PAGES)).toBe(2); // the root (level 3) and the level-2 table of gfns from 2^18
+    const frame = entryMfn(p2mGet(m, 0, 1000));
+    expect(decreaseReservation(m, 0, [1000])).toBe(1);
+    expect(ctl(m, CTL.P2M_SPLITS)).toBe(2);
+    const after = leaves(m, 0);
+    expect(after.filter((l) => l.level === 3)).toHaveLength(0);
+    expect(after.filter((l) => l.level === 2)).toHaveLength(511 + 1);
+    expect(after.filter((l) => l.level === 1)).toHaveLength(511);
+    expect(entryMfn(p2mGet(m, 0, 1001))).toBe(frame + 1);
+    expect(p2mGet(m, 0, 1000)).toBe(P2M_HOLE);
+    checkQuiescent(m);
+    expect(m.log.records()).toEqual([]);
+    expect(domainDestroy(m, 0)).toBe(0);
+    expect(checkNoLeaks(m)).toBe(true);
+  });
+});
