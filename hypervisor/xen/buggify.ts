@@ -77,7 +77,7 @@ export const BUGS = {
    * Design `pinned-userptr`: a foreign map drops the page reference it took (the backend's FOLL_LONGTERM pin) while its
    * entry stays: the frontend can free the frame under the backend's mapping (a use-after-free).
    */
-  'pinned-unpin-while-mapped': 1 << 30,
+  'pinned-userptr-unpin-while-mapped': 1 << 30,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
@@ -106,7 +106,7 @@ export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'memop-errno-per-call': BY_MODEL,
   'occupied-gfn-eexist': BY_MODEL,
   'grants-end-access-while-mapped': `no sim workload ends a grant its peer still maps; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
-  'pinned-unpin-while-mapped': `no sim workload foreign-maps a page and then frees it from the source; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
+  'pinned-userptr-unpin-while-mapped': `no sim workload foreign-maps a page and then frees it from the source; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
   'revoke-put-before-flush': 'its window is inside Revoke, where the simulator does not preempt (issue 19); the isolation oracle catches it on real threads (tests/stress.test.ts)',
 };
 

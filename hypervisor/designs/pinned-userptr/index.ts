@@ -16,7 +16,7 @@
  * records. Its safety is the core's: page references, the foreign maps'
  * rights in the isolation oracle (REACH.FOREIGN), invariant 2.
  *
- * Its unsafe variant, `pinned-unpin-while-mapped` (xen/buggify.ts), drops
+ * Its unsafe variant, `pinned-userptr-unpin-while-mapped` (xen/buggify.ts), drops
  * the pin while the backend's mapping stays.
  */
 import { EOPNOTSUPP } from '../../public/errno.js';
