@@ -128,6 +128,10 @@ transport: ring
     expect('design' in parseTopology(dom, 't.yaml')).toBe(false);
     expect(parseTopology(`design: primitives\n${dom}`, 't.yaml').design).toBe('primitives');
     expect(errorOf(`design: primitive\n${dom}`)).toMatch(/^t\.yaml:1:9: .*unknown design `primitive`.*did you mean `primitives`.*expected one of: primitives, grants, pinned-userptr/s);
+    const fe = (w: string): string => `design: grants\ndomains:\n  - { name: dom0 }\n  - { name: fe, backend: dom0, workload: ${w} }\n`;
+    expect(parseTopology(fe('{ kind: grant-ping }'), 't.yaml').design).toBe('grants');
+    expect(errorOf(fe('{ kind: render }'))).toMatch(/^t\.yaml:4:50: .*workload `render` shares through the primitives' Map\/Revoke\/Steal, and design `grants` has no adapter for it yet.*idle or grant-ping/s);
+    expect(parseTopology(fe('{ kind: render }').replace('grants', 'primitives'), 't.yaml').domains[1]?.workload.kind).toBe('render');
     expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants, pinned-userptr\)/s);
   });
 

@@ -32,12 +32,17 @@
  *   one of the designs registered in hypervisor/designs/index.ts; absent
  *   means the seed's primitives (xen/design.ts DEFAULT_DESIGN), and the
  *   normalized topology then has no `design` key, so a topology written
- *   before designs existed normalizes as it did.
+ *   before designs existed normalizes as it did. The GPU workloads (`render`,
+ *   `compute-svm`, `viewer`, `adversary`) share through the primitives'
+ *   Map/Revoke/Steal; under another design they are refused until that
+ *   design's sharing adapter exists (docs/designs.md), rather than run to
+ *   a stream of EOPNOTSUPP. `idle` and `grant-ping` need no design.
  * - `render` `share_with: <viewer>` names a frontend whose backend is the
  *   render domain; `viewer` runs on a frontend whose backend runs `render`
  *   with `share_with` naming it.
  */
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
+import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
@@ -77,6 +82,8 @@ export type AttackName = (typeof ATTACKS)[number];
 
 export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping', 'viewer'] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
+/** The workloads every design runs: they use the grant table and memory ops only, no dm_op. */
+export const DESIGN_NEUTRAL_WORKLOADS = ['idle', 'grant-ping'] as const satisfies readonly WorkloadKind[];
 
 export const DEVICE_KINDS = ['virtio-gpu'] as const;
 export type DeviceKind = (typeof DEVICE_KINDS)[number];
@@ -423,6 +430,14 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
   }
 
   if (!opts.forScenario && raw.duration === 0) fail(at('duration'), 'must be positive, got 0');
+
+  // Workloads a design other than the primitives can run (see the header).
+  if (raw.design !== undefined && raw.design !== DEFAULT_DESIGN) {
+    workloads.forEach((w, i) => {
+      if ((DESIGN_NEUTRAL_WORKLOADS as readonly string[]).includes(w.kind)) return;
+      fail(at('domains', i, 'workload', 'kind'), `workload \`${w.kind}\` shares through the primitives' Map/Revoke/Steal, and design \`${raw.design}\` has no adapter for it yet (docs/designs.md); under it, run ${DESIGN_NEUTRAL_WORKLOADS.join(' or ')}`);
+    });
+  }
 
   const domains: DomainSpec[] = raw.domains.map((d, i) => {
     const s = sized[i];
