@@ -3,7 +3,13 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, INTERRUPTED: 130, BROKEN_PIPE: 141 } as const;
+/**
+ * Exit codes. UNKNOWN (3): the run found nothing against the hypervisor but
+ * could not see everything it was asked to — its transport went down or
+ * refused its writes, or Redis lost its keys (verdict `unknown`); neither a
+ * pass nor a failure, and not bad input.
+ */
+export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, UNKNOWN: 3, INTERRUPTED: 130, BROKEN_PIPE: 141 } as const;
 
 /**
  * `xgsim scenario`'s exit codes are xtf-runner's (xen-test-framework's

@@ -113,7 +113,7 @@ describe('buffered ioreqs over Redis', () => {
     const bus = await RedisIoreqBus.connect({ url: REDIS_URL, namespace: r.ns });
     cleanup.push(() => bus.close());
     const server = serverId(1, r.server);
-    const again = Array.from({ length: 10 }, (_, j) => ({ server, msg: { host: 'test', domid: 1, vcpu: 0, seq: 10 + j, server, type: IOREQ_TYPE.COPY, dir: 0 as const, addr: MMIO * 4096, size: 4 as const, data: 10 + j, count: 1, df: 0 as const, data_is_ptr: 0 as const, state: IOREQ_STATE.READY, buf: 1 as const } }));
+    const again = Array.from({ length: 10 }, (_, j) => ({ server, msg: { host: 'test', domid: 1, vcpu: 0, seq: 10 + j, server, type: IOREQ_TYPE.COPY, dir: 0 as const, addr: MMIO * 4096, size: 4 as const, data: 10 + j, count: 1, df: 0 as const, data_is_ptr: 0 as const, state: IOREQ_STATE.READY, buf: 1 as const, after: 0 } }));
     await bus.publishRequests(again);
     const second = r.dm();
     // The successor meets only the duplicates first: it applies none, and the recorded position stays where it was.

@@ -11,6 +11,7 @@ import { loadTopology, parseTopology } from '../orchestrator/config/topology.js'
 import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { chooseTransport } from '../orchestrator/up/up.js';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
+import { serverId } from '../transport/redis-end.js';
 import { itIf, REDIS_URL, redisGate } from './redis-gate.js';
 import { ownRedisIt } from './own-redis.js';
 import { encode } from '../transport/messages.js';
@@ -110,34 +111,39 @@ describe('redis transport failures', () => {
     }
   });
 
-  redisIt('garbage and backward states on a response stream crash that guest only; the host goes on, nothing leaks', async () => {
+  redisIt('garbage and backward states from the device model (its MAC) crash that guest only; from a stranger (no MAC) they are rejected; the host goes on, nothing leaks', async () => {
     const seed = testSeed('garbage answers');
     const spec = await gpuSpec(seed, 'redis');
     const host = new Host(spec);
     const r = await runFor(host, 1500, async (h) => {
       if (spec.transport?.kind !== 'redis') return;
-      const bus = await RedisIoreqBus.connect({ url: REDIS_URL, namespace: spec.transport.namespace });
+      // The device model's keys (the host's, as a genuine one would have them), and a stranger without.
+      const dm = await RedisIoreqBus.connect({ url: REDIS_URL, namespace: spec.transport.namespace, keys: (s) => h.transportKey(s) });
+      const stranger = await RedisIoreqBus.connect({ url: REDIS_URL, namespace: spec.transport.namespace });
       try {
-        // desktop (d1): bytes that are not msgpack.
-        await bus.injectRawResponse(1, Buffer.from([0xc1, 0xff, 0x00, 0x13]));
-        // compute (d2): a well-formed answer that moves its ioreq back to READY.
         const slot = h.m.dom.at(2, DOM.VCPU_BASE);
         const seq = Atomics.load(h.m.ios.slots, h.m.ios.idx(slot) + IOS.SEQ);
-        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq: seq + 1, data: 0, state: 1, error: 0, buf: 0 }));
-        await bus.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq, data: 0, state: 1, error: 0, buf: 0 }));
+        // A stranger: garbage for the adversary (d3), a backward state and a future seq for compute (d2).
+        await stranger.injectRawResponse(3, Buffer.from([0xc1, 0xff, 0x00, 0x13]));
+        await stranger.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq, data: 0, state: 1, error: 0, buf: 0 }));
+        await stranger.injectRawResponse(2, encode({ host: 'evil', domid: 2, vcpu: 0, seq: seq + 1, data: 0, state: 3, error: 0, buf: 0 }));
+        // desktop (d1): bytes that are not msgpack, from its own server.
+        await dm.injectRawResponse(1, Buffer.from([0xc1, 0xff, 0x00, 0x13]), serverId(1, 0));
       } finally {
-        await bus.close();
+        await dm.close();
+        await stranger.close();
       }
       await new Promise((res) => setTimeout(res, 1000));
     });
     expect(r.errors).toEqual([]);
     expect(totalViolations(r), explain(r)).toBe(0);
     expect(r.transport.malformed).toBeGreaterThan(0);
-    expect(r.transport.guests_crashed).toBeGreaterThanOrEqual(1);
+    expect(r.transport.rejected).toBeGreaterThanOrEqual(3);
+    expect(r.transport.guests_crashed).toBe(1);
     expect(r.events.some((e) => e.includes('crashing d1'))).toBe(true);
     expect(r.domains.find((d) => d.name === 'desktop')!.state).not.toBe('running');
-    // dom0 and the adversary went on.
-    expect(r.domains.find((d) => d.name === 'dom0')!.state).toBe('running');
+    // dom0, compute and the adversary went on.
+    for (const name of ['dom0', 'compute', 'evil']) expect(r.domains.find((d) => d.name === name)!.state, name).toBe('running');
     expect(r.frames.free).toBe(r.frames.total);
   });
 });

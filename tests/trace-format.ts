@@ -150,6 +150,8 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
       faults: 5,
       duplicates_dropped: 0,
       guests_crashed: 0,
+      rejected: 0,
+      resent: 0,
       rtt_us: { p50: 64, p99: 1024 },
       posted: 12,
       posted_ring_full: 0,
@@ -163,6 +165,7 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
     errors: [],
     events: ['device model of d0 killed; restarted'],
     buggify: [],
+    unknown: [],
     verdict: o.empty === true ? 'fail' : 'pass',
   };
   return {

@@ -34,6 +34,7 @@ const reqArb: fc.Arbitrary<IoreqMsg> = fc.record({
   data_is_ptr: fc.constantFrom(0 as const, 1 as const),
   state,
   buf: fc.constantFrom(0 as const, 1 as const),
+  after: fc.maxSafeNat(),
 });
 
 const respArb: fc.Arbitrary<IoreqResp> = fc.record({
@@ -44,7 +45,7 @@ const respArb: fc.Arbitrary<IoreqResp> = fc.record({
   buf: fc.constantFrom(0 as const, 1 as const),
 });
 
-const REQ: IoreqMsg = { host: 'h1', domid: 1, vcpu: 0, seq: 7, server: 8, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
+const REQ: IoreqMsg = { host: 'h1', domid: 1, vcpu: 0, seq: 7, server: 8, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0, after: 0 };
 const RESP: IoreqResp = { host: 'h1', domid: 1, vcpu: 0, seq: 7, data: 0xffff_ffff, state: IOREQ_STATE.IORESP_READY, error: 0, buf: 0 };
 const raw = new Packr({ useRecords: false });
 

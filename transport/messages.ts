@@ -50,6 +50,14 @@ export interface IoreqMsg {
    * creation without wrapping, and `vcpu` the vCPU that made it.
    */
   buf: 0 | 1;
+  /**
+   * A synchronous ioreq (buf 0): the server's buffered ioreqs at positions
+   * below `after` were made before it, and are applied before it (a read
+   * flushes the posted writes before it, docs/ioreq.md §13), whatever the
+   * stream lost and the dispatcher sent again. 0 for a buffered ioreq, and
+   * for a server without a buffered ring.
+   */
+  after: number;
 }
 
 /** A server's answer, on its way back to the hypervisor. */
@@ -127,6 +135,7 @@ const REQ_FIELDS = {
   data_is_ptr: oneOf([0, 1]),
   state: oneOf(IOREQ_STATES),
   buf: oneOf([0, 1]),
+  after: intIn(0, Number.MAX_SAFE_INTEGER),
 } as const satisfies Record<keyof IoreqMsg, Check>;
 
 const RESP_FIELDS = {

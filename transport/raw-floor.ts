@@ -50,7 +50,7 @@ export async function rawStreamRoundTrip(url: string, n: number): Promise<number
     const out: number[] = [];
     let cursor = '0-0';
     for (let i = 0; i < WARMUP_ROUND_TRIPS + n; i++) {
-      const req: IoreqMsg = { host: 'rawfloor', domid: 1, vcpu: 0, seq: i, server: 8, type: 1, dir: 1, addr: 0x1000_0000 + 8 * i, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: 1, buf: 0 };
+      const req: IoreqMsg = { host: 'rawfloor', domid: 1, vcpu: 0, seq: i, server: 8, type: 1, dir: 1, addr: 0x1000_0000 + 8 * i, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: 1, buf: 0, after: 0 };
       const t0 = process.hrtime.bigint();
       await hv.callBuffer('XADD', reqKey, '*', ENTRY_FIELD, encode(req));
       for (;;) {
@@ -101,7 +101,7 @@ export async function rawPipelinedXadd(url: string, duration_ms: number, batch =
     const round = async (): Promise<void> => {
       const p = r.pipeline();
       for (let k = 0; k < batch; k++, seq++) {
-        const req: IoreqMsg = { host: 'rawfloor', domid: 1, vcpu: seq & 7, seq, server: 8, type: 1, dir: 1, addr: 0x1000_0000 + 8 * (seq & 0xffff), size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: 1, buf: 0 };
+        const req: IoreqMsg = { host: 'rawfloor', domid: 1, vcpu: seq & 7, seq, server: 8, type: 1, dir: 1, addr: 0x1000_0000 + 8 * (seq & 0xffff), size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: 1, buf: 0, after: 0 };
         p.xadd(key, '*', ENTRY_FIELD, encode(req));
       }
       const res = await p.exec();

@@ -12,7 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { encode, isWireError, type IoreqMsg, type IoreqResp } from './messages.js';
 import { rawStreamRoundTrip } from './raw-floor.js';
-import { ENTRY_FIELD, REQUEST_GROUP, RedisIoreqBus, START_ID, SeenSet } from './redis-bus.js';
+import { ENTRY_FIELD, MAC_FIELD, REQUEST_GROUP, RedisIoreqBus, START_ID, SeenSet } from './redis-bus.js';
+import { entryMac, newRunKey, serverKey } from './auth.js';
+import { isTransportFault } from './faults.js';
 import { REDIS_URL, redisGate } from '../tests/redis-gate.js';
 import { ownRedisIt } from '../tests/own-redis.js';
 
@@ -43,18 +45,19 @@ function sleep(ms: number): Promise<void> {
 }
 
 function req(seq: number, vcpu = 0, server = SERVER): IoreqMsg {
-  return { host: 'test', domid: DOMID, vcpu, seq, server, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000 + 4 * seq, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
+  return { host: 'test', domid: DOMID, vcpu, seq, server, type: IOREQ_TYPE.COPY, dir: 1, addr: 0xfe00_0000 + 4 * seq, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0, after: 0 };
 }
 function respFor(m: IoreqMsg): IoreqResp {
   return { host: m.host, domid: m.domid, vcpu: m.vcpu, seq: m.seq, data: (m.seq * 2654435761) >>> 0, state: IOREQ_STATE.IORESP_READY, error: 0, buf: 0 };
 }
 
-async function bus(name: string, opts: { clientName?: string; maxLen_entries?: number } = {}): Promise<RedisIoreqBus> {
+async function bus(name: string, opts: { clientName?: string; maxLen_entries?: number; keys?: (server: number) => Buffer | undefined } = {}): Promise<RedisIoreqBus> {
   return RedisIoreqBus.connect({
     url: REDIS_URL,
     namespace: `${RUN}:${name}`,
     clientName: `${RUN}:${name}:${opts.clientName ?? 'bus'}`,
     ...(opts.maxLen_entries !== undefined ? { maxLen_entries: opts.maxLen_entries } : {}),
+    ...(opts.keys !== undefined ? { keys: opts.keys } : {}),
   });
 }
 
@@ -417,7 +420,7 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
       const raws: Array<(string | Buffer)[]> = [
         [ENTRY_FIELD, Buffer.from([0xc1, 0xff, 0x00])], // not msgpack
         ['x', encode(req(1))], // wrong field name
-        [ENTRY_FIELD, encode(req(2)), 'extra', '1'], // two fields
+        [ENTRY_FIELD, encode(req(2)), 'extra', '1'], // a second field that is not the MAC
         [ENTRY_FIELD, Buffer.concat([encode(req(3)).subarray(0, 10)])], // truncated
         [ENTRY_FIELD, encode(req(4, 0, SERVER + 1))], // valid, but for another server
       ];
@@ -427,8 +430,8 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
       expect(items).toHaveLength(raws.length + 1);
       const errors = items.slice(0, raws.length).map((i) => (isWireError(i.msg) ? i.msg.error : 'ok'));
       expect(errors[0]).toMatch(/not msgpack/);
-      expect(errors[1]).toMatch(/exactly one field/);
-      expect(errors[2]).toMatch(/exactly one field/);
+      expect(errors[1]).toMatch(/the field "m" and at most "a"/);
+      expect(errors[2]).toMatch(/the field "m" and at most "a"/);
       expect(errors[3]).toMatch(/IoreqMsg/);
       expect(errors[4]).toMatch(/server/);
       expect(items[raws.length]!.msg).toStrictEqual(req(5));
@@ -461,6 +464,72 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
         { seed: SEED, numRuns: 25 },
       );
       expect(await pendingCount(b.namespace)).toBe(0);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('with keys: what the bus signs verifies, and an entry without the MAC, with a wrong one, or copied from another stream does not', async () => {
+    const run = newRunKey();
+    const other = SERVER + 1;
+    const hv = await bus('auth', { clientName: 'hv', keys: (s) => serverKey(run, s) });
+    // A device model that holds the key of SERVER only.
+    const dm = await bus('auth', { clientName: 'dm', keys: (s) => (s === SERVER ? serverKey(run, s) : undefined) });
+    try {
+      expect(await dm.readRequests(SERVER, 'dm0', 0, 10)).toEqual([]);
+      await hv.publishRequest(SERVER, req(1));
+      const reqKey = hv.keys.req(SERVER);
+      const forged = encode(req(2));
+      await admin.call('XADD', reqKey, '*', ENTRY_FIELD, forged); // no MAC
+      await admin.call('XADD', reqKey, '*', ENTRY_FIELD, forged, MAC_FIELD, Buffer.alloc(16)); // a wrong one
+      // A genuine entry of another stream (another server's), copied with its MAC.
+      const elsewhere = encode(req(3, 0, SERVER));
+      await admin.call('XADD', reqKey, '*', ENTRY_FIELD, elsewhere, MAC_FIELD, entryMac(serverKey(run, other), hv.keys.req(other), elsewhere));
+      const items = await dm.readRequests(SERVER, 'dm0', 1000, 10);
+      expect(items.map((i) => i.rejected)).toEqual([undefined, 'no MAC', 'a wrong MAC', 'a wrong MAC']);
+      expect(dm.stats().rejected).toBe(3);
+      // Answers: signed by the device model as SERVER's; a stranger's is not attributed to any server.
+      await dm.publishResponse(DOMID, respFor(req(1)), SERVER);
+      await admin.call('XADD', hv.keys.resp(DOMID), '*', ENTRY_FIELD, encode(respFor(req(2))));
+      const { items: answers } = await hv.readResponses(DOMID, START_ID, 1000, 10);
+      expect(answers.map((a) => a.from)).toEqual([SERVER, undefined]);
+      expect(await dm.answerOnce('1:0:9', 9, 0, respFor(req(9)), SERVER)).toBeUndefined();
+      expect((await hv.readResponses(DOMID, START_ID, 0, 10)).items.map((a) => a.from)).toEqual([SERVER, undefined, SERVER]);
+      await expect(dm.publishResponse(DOMID, respFor(req(4)))).rejects.toThrow(/which server/);
+    } finally {
+      await hv.close();
+      await dm.close();
+    }
+  });
+
+  it('a consumer group destroyed under the device model is created again on every path: read, re-read, reclaim', async () => {
+    const b = await bus('nogroup');
+    try {
+      await b.publishRequest(SERVER, req(1));
+      expect((await b.readRequests(SERVER, 'dm0', 1000, 10)).map((i) => (isWireError(i.msg) ? -1 : i.msg.seq))).toEqual([1]);
+      await admin.call('XGROUP', 'DESTROY', b.keys.req(SERVER), REQUEST_GROUP);
+      // The reclaim path (XAUTOCLAIM) used to throw NOGROUP here.
+      expect(await b.reclaim(SERVER, 'dm1', 0, 10)).toEqual([]);
+      await admin.call('XGROUP', 'DESTROY', b.keys.req(SERVER), REQUEST_GROUP);
+      await b.publishRequest(SERVER, req(2));
+      // Created again at 0: the whole stream is delivered again (duplicates, for the device model's record).
+      expect((await b.readRequests(SERVER, 'dm0', 1000, 10)).map((i) => (isWireError(i.msg) ? -1 : i.msg.seq))).toEqual([1, 2]);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('an answer record or buffered mark that does not parse is a TransportFault, not a garbage answer', async () => {
+    const b = await bus('records');
+    try {
+      await admin.hset(`${b.namespace}:applied`, '1:0:5', 'garbage');
+      await admin.hset(`${b.namespace}:bufmark`, '1:0', 'x');
+      const e1 = await b.applied('1:0:5').catch((e: unknown) => e);
+      const e2 = await b.answerOnce('1:0:5', 1, 0, respFor(req(5))).catch((e: unknown) => e);
+      const e3 = await b.bufMark('1:0').catch((e: unknown) => e);
+      for (const e of [e1, e2, e3]) expect(isTransportFault(e), String(e)).toBe(true);
+      await admin.hset(`${b.namespace}:applied`, '1:0:6', '4294967295:-2');
+      expect(await b.applied('1:0:6')).toStrictEqual({ data: 0xffff_ffff, fault: -2 });
     } finally {
       await b.close();
     }

@@ -19,8 +19,11 @@
  * shared memory as it would for the ring transport. A vCPU has at most one
  * ioreq in flight, so no vCPU waits behind another's burst for long.
  *
- * Each entry has exactly one field, `m`, holding a msgpackr map
- * (messages.ts). Every XADD trims with `MAXLEN ~ STREAM_MAXLEN_ENTRIES`.
+ * Each entry has the field `m`, holding a msgpackr map (messages.ts), and,
+ * when the bus has keys, the field `a`: the entry's MAC (transport/auth.ts).
+ * A bus with keys signs what it writes and marks what it reads that does
+ * not verify (RequestItem.rejected, ResponseItem.from). Every XADD trims
+ * with `MAXLEN ~ STREAM_MAXLEN_ENTRIES`.
  *
  * Connections. Blocking XREAD/XREADGROUP hold their connection for up to
  * `block_ms`, so they never share one with writers: the bus has one command
@@ -74,14 +77,19 @@ import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { MAX_BLOCK_MS, MAX_IOREQ_SERVER_IDS, MAX_READ_COUNT, STREAM_MAXLEN_ENTRIES } from './constants.js';
 import { MAX_DOMAINS } from '../hypervisor/layout/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN } from '../hypervisor/layout/constants.js';
 import { decodeReq, decodeResp, encode, isWireError, type IoreqMsg, type IoreqResp, type WireError } from './messages.js';
+import { entryMac, macOk } from './auth.js';
+import { isLostGroup, TransportFault } from './faults.js';
 
 export { SeenSet } from './seen-set.js';
 
 /** The request streams' consumer group (the device models). */
 export const REQUEST_GROUP = 'dm';
-/** The one field of every entry. */
+/** The message field of every entry. */
 export const ENTRY_FIELD = 'm';
+/** The MAC field of an entry written by a bus with keys. */
+export const MAC_FIELD = 'a';
 /** Where a dispatcher's response cursor starts: namespaces are per run, so from the beginning (never `$`, which races with responses published before the first read). */
 export const START_ID = '0-0';
 
@@ -98,6 +106,12 @@ export interface RedisIoreqBusOptions {
   connectTimeout_ms?: number;
   /** Called on each connection error (ioredis keeps retrying); errors are counted in stats() either way. */
   onConnectionError?: (err: Error, connection: string) => void;
+  /**
+   * The key of each IOREQ server this bus may sign for or verify
+   * (transport/auth.ts); undefined for a server it has no key of. Without
+   * `keys` nothing is signed or verified.
+   */
+  keys?: (server: number) => Buffer | undefined;
 }
 
 export interface BusStats {
@@ -113,6 +127,8 @@ export interface BusStats {
   malformed: number;
   /** Pending requests found trimmed away before they were acknowledged. */
   lost: number;
+  /** Entries whose MAC did not verify (bus with keys only). */
+  rejected: number;
   /** Reconnects of any of the bus's connections. */
   reconnects: number;
   connectionErrors: number;
@@ -122,9 +138,15 @@ export interface RequestItem {
   /** The stream entry id, for ack(). */
   id: string;
   msg: IoreqMsg | WireError;
+  /** Why the entry was not accepted as the dispatcher's (bus with keys): no MAC, or a wrong one. Ack it like the others. */
+  rejected?: string;
 }
 
-export type ResponseItem = IoreqResp | (WireError & { raw: Buffer });
+/**
+ * A response; `from` (bus with keys only) is the server whose key
+ * verified its MAC, absent when none did: a stranger's entry.
+ */
+export type ResponseItem = (IoreqResp | (WireError & { raw: Buffer })) & { from?: number };
 
 export interface ResponseBatch {
   /** Pass back as the next call's lastId (unchanged when nothing arrived). */
@@ -162,15 +184,28 @@ function need(cond: boolean, what: string): asserts cond {
 function needInt(v: number, min: number, max: number, name: string): void {
   need(Number.isInteger(v) && v >= min && v <= max, `${name} must be an integer in [${min}, ${max}], got ${v}`);
 }
-/** An answer as `markApplied` and `answerOnce` record it: `data:fault`. */
-function parseApplied(v: string): { data: number; fault: number } {
-  const [d, f] = v.split(':').map(Number);
-  return { data: (d ?? 0) >>> 0, fault: f ?? 0 };
+const APPLIED_RE = /^(\d{1,10}):(-?\d{1,4})$/;
+
+/**
+ * An answer as `markApplied` and `answerOnce` record it: `data:fault`. A
+ * record that does not parse was not written by a device model: the run
+ * can no longer tell what was answered (a TransportFault).
+ */
+function parseApplied(key: string, v: string): { data: number; fault: number } {
+  const m = APPLIED_RE.exec(v);
+  const data = Number(m?.[1]);
+  const fault = Number(m?.[2]);
+  if (m === null || data > 0xffff_ffff) throw new TransportFault(`the answer record of ioreq ${key} does not parse: ${JSON.stringify(v.slice(0, 40))}`);
+  return { data, fault };
 }
 
-/** KEYS: the applied hash, the response stream. ARGV: field, `data:fault`, MAXLEN, entry field, payload. */
+/** KEYS: the applied hash, the response stream. ARGV: field, `data:fault`, MAXLEN, entry field, payload[, MAC field, MAC]. */
 const ANSWER_ONCE_LUA = `if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', ARGV[4], ARGV[5])
+  if ARGV[7] then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', ARGV[4], ARGV[5])
+  end
   return false
 end
 return redis.call('HGET', KEYS[1], ARGV[1])`;
@@ -190,7 +225,8 @@ export class RedisIoreqBus {
   readonly #readers = new Map<string, Reader>();
   readonly #groups = new Set<number>();
   readonly #onError: ((err: Error, connection: string) => void) | undefined;
-  readonly #stats: BusStats = { published: 0, read: 0, acked: 0, reclaimed: 0, malformed: 0, lost: 0, reconnects: 0, connectionErrors: 0 };
+  readonly #keys: ((server: number) => Buffer | undefined) | undefined;
+  readonly #stats: BusStats = { published: 0, read: 0, acked: 0, reclaimed: 0, malformed: 0, lost: 0, rejected: 0, reconnects: 0, connectionErrors: 0 };
   #closed = false;
 
   private constructor(opts: RedisIoreqBusOptions) {
@@ -200,6 +236,7 @@ export class RedisIoreqBus {
     this.keys = streamKeys(opts.namespace);
     this.#url = opts.url;
     this.#onError = opts.onConnectionError;
+    this.#keys = opts.keys;
     this.#cmd = this.#open('cmd', () => undefined);
   }
 
@@ -251,7 +288,7 @@ export class RedisIoreqBus {
     this.#live();
     needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
     need(m.server === server, `publishRequest: message for server ${m.server} published to server ${server}`);
-    await this.#xadd(this.keys.req(server), encode(m));
+    await this.#xadd(this.keys.req(server), encode(m), server);
   }
 
   /**
@@ -274,7 +311,8 @@ export class RedisIoreqBus {
       need(msg.server === server, `publishRequests: message for server ${msg.server} published to server ${server}`);
       const key = this.keys.req(server);
       streams.add(key);
-      p.xaddBuffer(key, '*', ENTRY_FIELD, encode(msg));
+      const payload = encode(msg);
+      p.xaddBuffer(key, '*', ENTRY_FIELD, payload, ...this.#macFields(server, key, payload));
     }
     // The bound of every XADD (MAXLEN ~), once per stream at the end of the pipeline.
     for (const key of streams) p.xtrim(key, 'MAXLEN', '~', this.maxLen_entries);
@@ -297,21 +335,46 @@ export class RedisIoreqBus {
     const r = this.#reader(`resp:${domid}`);
     const args: (string | number)[] = ['COUNT', count];
     if (block_ms > 0) args.push('BLOCK', block_ms);
-    const entries = parseStreamReply(await r.conn.callBuffer('XREAD', ...args, 'STREAMS', this.keys.resp(domid), lastId));
+    const stream = this.keys.resp(domid);
+    const entries = parseStreamReply(await r.conn.callBuffer('XREAD', ...args, 'STREAMS', stream, lastId));
     const items: ResponseItem[] = [];
     let last = lastId;
     for (const e of entries) {
       last = e.id;
       this.#stats.read++;
-      const payload = entryPayload(e.fields ?? []);
-      let resp: IoreqResp | WireError = Buffer.isBuffer(payload) ? decodeResp(payload) : payload;
+      const entry = entryPayload(e.fields ?? []);
+      const payload = badShape(entry) ? undefined : entry.payload;
+      let resp: IoreqResp | WireError = badShape(entry) ? entry : decodeResp(entry.payload);
       if (!isWireError(resp) && resp.domid !== domid) resp = { error: `IoreqResp.domid ${resp.domid} arrived on the stream of domain ${domid}` };
-      if (isWireError(resp)) {
-        this.#stats.malformed++;
-        items.push({ error: resp.error, raw: Buffer.isBuffer(payload) ? payload : Buffer.concat(e.fields ?? []) });
-      } else items.push(resp);
+      const item: ResponseItem = isWireError(resp) ? { error: resp.error, raw: payload ?? Buffer.concat(e.fields ?? []) } : resp;
+      if (isWireError(resp)) this.#stats.malformed++;
+      if (this.#keys !== undefined) {
+        const from = payload !== undefined && !badShape(entry) ? this.#signer(domid, stream, payload, entry.mac) : undefined;
+        if (from !== undefined) item.from = from;
+        else this.#stats.rejected++;
+      }
+      items.push(item);
     }
     return { lastId: last, items };
+  }
+
+  /** The server of `domid` whose key verifies the MAC, if any (a response may come from any of its servers). */
+  #signer(domid: number, stream: string, payload: Buffer, mac: Buffer | undefined): number | undefined {
+    if (mac === undefined) return undefined;
+    for (let i = 0; i < MAX_IOREQ_SERVERS_PER_DOMAIN; i++) {
+      const s = domid * MAX_IOREQ_SERVERS_PER_DOMAIN + i;
+      const k = this.#keys?.(s);
+      if (k !== undefined && macOk(k, stream, payload, mac)) return s;
+    }
+    return undefined;
+  }
+
+  /** The MAC field and value of an entry for `server`'s stream `stream` (none without keys). */
+  #macFields(server: number, stream: string, payload: Buffer): Array<string | Buffer> {
+    if (this.#keys === undefined) return [];
+    const k = this.#keys(server);
+    need(k !== undefined, `no key for server ${server}`);
+    return [MAC_FIELD, entryMac(k, stream, payload)];
   }
 
   // ── server side (the device model) ────────────────────────────────────
@@ -357,12 +420,16 @@ export class RedisIoreqBus {
     return n;
   }
 
-  /** Appends a response to domid's stream. `r.domid` must equal `domid`; an invalid response throws. */
-  async publishResponse(domid: number, r: IoreqResp): Promise<void> {
+  /**
+   * Appends a response to domid's stream, signed as server `server`'s (a
+   * bus with keys). `r.domid` must equal `domid`; an invalid response throws.
+   */
+  async publishResponse(domid: number, r: IoreqResp, server?: number): Promise<void> {
     this.#live();
     needInt(domid, 0, MAX_DOMAINS - 1, 'domid');
     need(r.domid === domid, `publishResponse: response for domain ${r.domid} published to domain ${domid}`);
-    await this.#xadd(this.keys.resp(domid), encode(r));
+    need(this.#keys === undefined || server !== undefined, 'publishResponse: a bus with keys must say which server answers');
+    await this.#xadd(this.keys.resp(domid), encode(r), server);
   }
 
   /**
@@ -379,11 +446,10 @@ export class RedisIoreqBus {
     needInt(minIdle_ms, 0, Number.MAX_SAFE_INTEGER, 'minIdle_ms');
     needInt(count, 1, MAX_READ_COUNT, 'count');
     await this.#ensureGroup(server);
-    const key = this.keys.req(server);
     const out: RequestItem[] = [];
     let cursor = START_ID;
     do {
-      const reply = await this.#cmd.callBuffer('XAUTOCLAIM', key, REQUEST_GROUP, consumer, minIdle_ms, cursor, 'COUNT', count - out.length);
+      const reply = await this.#autoclaim(server, consumer, minIdle_ms, cursor, count - out.length);
       need(Array.isArray(reply) && reply.length >= 2 && Buffer.isBuffer(reply[0]), 'XAUTOCLAIM: unexpected reply');
       cursor = (reply[0] as Buffer).toString();
       // Redis ≥ 7 lists entries trimmed while pending (and drops them from the pending list).
@@ -428,10 +494,13 @@ export class RedisIoreqBus {
    * HSET → XADD, three round trips on the IOREQ's critical path, with the
    * same order: recorded, then published, then (the caller) acknowledged.
    */
-  async answerOnce(key: string, data: number, fault: number, r: IoreqResp): Promise<{ data: number; fault: number } | undefined> {
+  async answerOnce(key: string, data: number, fault: number, r: IoreqResp, server?: number): Promise<{ data: number; fault: number } | undefined> {
     this.#live();
     needInt(r.domid, 0, MAX_DOMAINS - 1, 'domid');
-    const args = [2, `${this.namespace}:applied`, this.keys.resp(r.domid), key, `${data >>> 0}:${fault | 0}`, this.maxLen_entries, ENTRY_FIELD, encode(r)];
+    need(this.#keys === undefined || server !== undefined, 'answerOnce: a bus with keys must say which server answers');
+    const stream = this.keys.resp(r.domid);
+    const payload = encode(r);
+    const args = [2, `${this.namespace}:applied`, stream, key, `${data >>> 0}:${fault | 0}`, this.maxLen_entries, ENTRY_FIELD, payload, ...this.#macFields(server ?? -1, stream, payload)];
     let v: unknown;
     try {
       v = await this.#cmd.callBuffer('EVALSHA', ANSWER_ONCE_SHA, ...args);
@@ -443,7 +512,7 @@ export class RedisIoreqBus {
       this.#stats.published++;
       return undefined;
     }
-    return parseApplied(Buffer.isBuffer(v) ? v.toString() : String(v));
+    return parseApplied(key, Buffer.isBuffer(v) ? v.toString() : String(v));
   }
 
   /**
@@ -460,8 +529,10 @@ export class RedisIoreqBus {
     need(r.buf === 1, 'bufApplied: the response must say buf: 1');
     for (const id of ids) need(ID_RE.test(id), `bufApplied: not a stream id: ${JSON.stringify(id)}`);
     const p = this.#cmd.pipeline();
+    const stream = this.keys.resp(r.domid);
+    const payload = encode(r);
     p.hset(`${this.namespace}:bufmark`, field, r.seq);
-    p.xaddBuffer(this.keys.resp(r.domid), 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, encode(r));
+    p.xaddBuffer(stream, 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, payload, ...this.#macFields(server, stream, payload));
     if (ids.length > 0) p.xack(this.keys.req(server), REQUEST_GROUP, ...ids);
     const res = await p.exec();
     need(res !== null, 'bufApplied: the pipeline was discarded');
@@ -474,13 +545,15 @@ export class RedisIoreqBus {
   async bufMark(field: string): Promise<number | undefined> {
     this.#live();
     const v = await this.#cmd.hget(`${this.namespace}:bufmark`, field);
-    return v === null ? undefined : Number(v);
+    if (v === null) return undefined;
+    if (!/^\d{1,15}$/.test(v)) throw new TransportFault(`the buffered-ioreq mark of ${field} does not parse: ${JSON.stringify(v.slice(0, 40))}`);
+    return Number(v);
   }
 
   async applied(key: string): Promise<{ data: number; fault: number } | undefined> {
     this.#live();
     const v = await this.#cmd.hget(`${this.namespace}:applied`, key);
-    return v === null ? undefined : parseApplied(v);
+    return v === null ? undefined : parseApplied(key, v);
   }
 
   /** Delete every key of this namespace (end of a run). */
@@ -494,14 +567,20 @@ export class RedisIoreqBus {
     } while (cursor !== '0');
   }
 
-  /** Raw XADD into a response stream (chaos and tests: malformed answers). */
-  async injectRawResponse(domid: number, raw: Buffer): Promise<void> {
+  /** Raw XADD into a response stream (chaos and tests: malformed answers), signed as server `server`'s if given (a bus with keys). */
+  async injectRawResponse(domid: number, raw: Buffer, server?: number): Promise<void> {
     this.#live();
-    await this.#cmd.xaddBuffer(this.keys.resp(domid), '*', ENTRY_FIELD, raw);
+    const stream = this.keys.resp(domid);
+    await this.#cmd.xaddBuffer(stream, '*', ENTRY_FIELD, raw, ...(server !== undefined ? this.#macFields(server, stream, raw) : []));
   }
 
   stats(): BusStats {
     return { ...this.#stats };
+  }
+
+  /** Whether the command connection is up now (not connecting, not waiting to reconnect). */
+  connected(): boolean {
+    return this.#cmd.status === 'ready';
   }
 
   /** Closes every connection. Reads in flight reject; the bus cannot be used again. */
@@ -511,7 +590,7 @@ export class RedisIoreqBus {
     for (const r of this.#readers.values()) r.conn.disconnect();
     this.#readers.clear();
     // QUIT flushes the writes already queued, but never waits on a Redis that is gone.
-    await Promise.race([this.#cmd.quit().catch(() => undefined), sleep(500)]);
+    if (this.connected()) await Promise.race([this.#cmd.quit().catch(() => undefined), sleep(500)]);
     this.#cmd.disconnect();
   }
 
@@ -570,8 +649,9 @@ export class RedisIoreqBus {
     return r;
   }
 
-  async #xadd(key: string, payload: Buffer): Promise<void> {
-    const id = await this.#cmd.callBuffer('XADD', key, 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, payload);
+  async #xadd(key: string, payload: Buffer, server: number | undefined): Promise<void> {
+    const mac = this.#keys === undefined ? [] : this.#macFields(server ?? -1, key, payload);
+    const id = await this.#cmd.callBuffer('XADD', key, 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, payload, ...mac);
     need(Buffer.isBuffer(id) && ID_RE.test(id.toString()), 'XADD: unexpected reply');
     this.#stats.published++;
   }
@@ -594,10 +674,24 @@ export class RedisIoreqBus {
     try {
       return parseStreamReply(await conn.callBuffer('XREADGROUP', ...args));
     } catch (e) {
-      // The stream and its group vanish when Redis restarts without persistence.
-      if (!(e instanceof Error && e.message.startsWith('NOGROUP'))) throw e;
+      // The stream and its group vanish when Redis restarts without
+      // persistence or is flushed, and a group may be destroyed (NOGROUP); a
+      // reader blocked on a stream that was deleted is told UNBLOCKED.
+      if (!isLostGroup(e)) throw e;
       await this.#ensureGroup(server, true);
       return parseStreamReply(await conn.callBuffer('XREADGROUP', ...args));
+    }
+  }
+
+  /** XAUTOCLAIM, creating the group again if Redis lost it (as #groupRead). */
+  async #autoclaim(server: number, consumer: string, minIdle_ms: number, cursor: string, count: number): Promise<unknown> {
+    const args = [this.keys.req(server), REQUEST_GROUP, consumer, minIdle_ms, cursor, 'COUNT', count] as const;
+    try {
+      return await this.#cmd.callBuffer('XAUTOCLAIM', ...args);
+    } catch (e) {
+      if (!isLostGroup(e)) throw e;
+      await this.#ensureGroup(server, true);
+      return this.#cmd.callBuffer('XAUTOCLAIM', ...args);
     }
   }
 
@@ -605,16 +699,26 @@ export class RedisIoreqBus {
   async #requestItems(server: number, entries: readonly Entry[]): Promise<RequestItem[]> {
     const items: RequestItem[] = [];
     const gone: string[] = [];
+    const stream = this.keys.req(server);
     for (const e of entries) {
       if (e.fields === null) {
         gone.push(e.id);
         continue;
       }
-      const payload = entryPayload(e.fields);
-      let msg: IoreqMsg | WireError = Buffer.isBuffer(payload) ? decodeReq(payload) : payload;
+      const entry = entryPayload(e.fields);
+      let msg: IoreqMsg | WireError = badShape(entry) ? entry : decodeReq(entry.payload);
       if (!isWireError(msg) && msg.server !== server) msg = { error: `IoreqMsg.server ${msg.server} arrived on the stream of server ${server}` };
       if (isWireError(msg)) this.#stats.malformed++;
-      items.push({ id: e.id, msg });
+      const item: RequestItem = { id: e.id, msg };
+      if (this.#keys !== undefined) {
+        const k = this.#keys(server);
+        const ok = k !== undefined && !badShape(entry) && macOk(k, stream, entry.payload, entry.mac);
+        if (!ok) {
+          item.rejected = badShape(entry) || entry.mac === undefined ? 'no MAC' : 'a wrong MAC';
+          this.#stats.rejected++;
+        }
+      }
+      items.push(item);
     }
     if (gone.length > 0) {
       this.#stats.lost += gone.length;
@@ -624,13 +728,18 @@ export class RedisIoreqBus {
   }
 }
 
-/** The `m` field's bytes, or why the entry has some other shape. */
-function entryPayload(fields: readonly Buffer[]): Buffer | WireError {
-  const [k, v] = fields;
-  if (fields.length !== 2 || k === undefined || v === undefined || k.toString() !== ENTRY_FIELD) {
-    return { error: `entry must have exactly one field "${ENTRY_FIELD}", got ${fields.length / 2} field(s)` };
-  }
-  return v;
+function badShape(e: { payload: Buffer; mac: Buffer | undefined } | WireError): e is WireError {
+  return 'error' in e;
+}
+
+/** The `m` field's bytes and the `a` field's (if any), or why the entry has some other shape. */
+function entryPayload(fields: readonly Buffer[]): { payload: Buffer; mac: Buffer | undefined } | WireError {
+  const [k, v, ak, av] = fields;
+  const shape = `entry must have the field "${ENTRY_FIELD}" and at most "${MAC_FIELD}", got ${fields.length / 2} field(s)`;
+  if (k === undefined || v === undefined || k.toString() !== ENTRY_FIELD) return { error: shape };
+  if (fields.length === 2) return { payload: v, mac: undefined };
+  if (fields.length !== 4 || ak === undefined || av === undefined || ak.toString() !== MAC_FIELD) return { error: shape };
+  return { payload: v, mac: av };
 }
 
 /** An XREAD/XREADGROUP reply for one key: null, or [[key, entries]]. */

@@ -11,6 +11,7 @@ import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 import { isWireError, type IoreqMsg } from './messages.js';
 import { RedisIoreqBus } from './redis-bus.js';
 import { RedisServerEnd, serverId } from './redis-end.js';
+import { newRunKey, serverKey } from './auth.js';
 import { REDIS_URL, redisGate } from '../tests/redis-gate.js';
 
 const UP = await redisGate('transport/redis-end.test.ts', 'the Redis device-model end tests', 2000);
@@ -22,7 +23,7 @@ const buses: RedisIoreqBus[] = [];
 const ends: RedisServerEnd[] = [];
 
 function req(seq: number, vcpu = 0): IoreqMsg {
-  return { host: 'test', domid: TARGET, vcpu, seq, server: SERVER, type: IOREQ_TYPE.COPY, dir: 1, addr: 0x1000 * 600 + 4, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0 };
+  return { host: 'test', domid: TARGET, vcpu, seq, server: SERVER, type: IOREQ_TYPE.COPY, dir: 1, addr: 0x1000 * 600 + 4, size: 4, data: 0, count: 1, df: 0, data_is_ptr: 0, state: IOREQ_STATE.READY, buf: 0, after: 0 };
 }
 
 async function setup(name: string): Promise<{ hv: RedisIoreqBus; end: (consumer: string) => RedisServerEnd }> {
@@ -111,5 +112,70 @@ describe.skipIf(!UP)('RedisServerEnd.answered', () => {
     }
     expect(applied).toEqual([8]);
     expect(next.duplicates).toBe(1);
+  });
+});
+
+describe.skipIf(!UP)('RedisServerEnd: order, trust and lost records', () => {
+  const bufReq = (seq: number): IoreqMsg => ({ ...req(seq), dir: 0, buf: 1 });
+
+  it('a buffered ioreq after a gap, and a synchronous one after buffered ones not yet applied, are refused; sent again in order they pass', async () => {
+    const { hv, end } = await setup('gap');
+    const dm = end('dm-gap');
+    for (const s of [0, 1, 3]) await hv.publishRequest(SERVER, bufReq(s)); // 2 lost
+    await hv.publishRequest(SERVER, { ...req(1), after: 4 }); // a read after posted writes 0…3
+    const got: string[] = [];
+    for (let i = 0; i < 20 && (got.length < 2 || dm.gaps < 2); i++) for (const r of await dm.recv(16, 20)) {
+      got.push(`${r.buffered === true ? 'b' : 's'}${r.seq}`);
+      await dm.respond(r, { data: 0, fault: 0 });
+    }
+    expect(got).toEqual(['b0', 'b1']);
+    expect(dm.gaps).toBe(2);
+    // The dispatcher sends the server's unanswered requests again, in order.
+    for (const s of [2, 3]) await hv.publishRequest(SERVER, bufReq(s));
+    await hv.publishRequest(SERVER, { ...req(1), after: 4 });
+    for (let i = 0; i < 20 && got.length < 5; i++) for (const r of await dm.recv(16, 20)) {
+      got.push(`${r.buffered === true ? 'b' : 's'}${r.seq}`);
+      await dm.respond(r, { data: 0, fault: 0 });
+    }
+    expect(got).toEqual(['b0', 'b1', 'b2', 'b3', 's1']);
+  });
+
+  it('a request sent again after Redis lost the answer record is answered from the end\'s own last answer, not applied again', async () => {
+    const { hv, end } = await setup('lost-record');
+    const dm = end('dm-rec');
+    await hv.publishRequest(SERVER, req(1));
+    for (const r of await recvOne(dm)) expect(await serve(dm, r, 41)).toBe(true);
+    // Redis loses the record (a flush): only the end's memory knows the answer.
+    await hv.reader('admin').del(`${hv.namespace}:applied`);
+    await hv.publishRequest(SERVER, req(1));
+    for (const r of await recvOne(dm)) {
+      expect(await dm.answered(r)).toStrictEqual({ data: 41, fault: 0 });
+      expect(await serve(dm, r, 99)).toBe(false);
+    }
+  });
+
+  it('with keys, a request without the dispatcher\'s MAC, or that the check refuses, is acknowledged away and never delivered', async () => {
+    const run = newRunKey();
+    const namespace = `${RUN}:trust`;
+    const hv = await RedisIoreqBus.connect({ url: REDIS_URL, namespace, keys: (s) => serverKey(run, s) });
+    buses.push(hv);
+    const refused: string[] = [];
+    const dm = new RedisServerEnd({ url: REDIS_URL, namespace, servers: [{ target: TARGET, index: 0 }], page_size_bytes: 4096, consumer: 'dm-trust', keys: new Map([[SERVER, serverKey(run, SERVER)]]), check: (r) => (r.seq > 10 ? 'seq from the future' : undefined), onReject: (w) => refused.push(w) });
+    ends.push(dm);
+    const plain = await RedisIoreqBus.connect({ url: REDIS_URL, namespace });
+    buses.push(plain);
+    await dm.recv(16, 1); // creates the group
+    await plain.publishRequest(SERVER, req(1)); // a stranger's
+    await hv.publishRequest(SERVER, { ...req(2), domid: 2 }); // another domain on this server's stream
+    await hv.publishRequest(SERVER, req(11)); // the check refuses
+    await hv.publishRequest(SERVER, req(3)); // fine
+    const got: number[] = [];
+    for (let i = 0; i < 20 && got.length < 1; i++) for (const r of await dm.recv(16, 20)) got.push(r.seq);
+    expect(got).toEqual([3]);
+    expect(refused).toHaveLength(3);
+    expect(refused.join('\n')).toMatch(/no MAC/);
+    expect(refused.join('\n')).toMatch(/domid 2/);
+    expect(refused.join('\n')).toMatch(/future/);
+    expect(dm.rejected).toBe(3);
   });
 });

@@ -25,6 +25,10 @@ import { distModule } from './worker-path.js';
 import type { VcpuResult, VcpuTask } from './vcpu-worker.js';
 import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
+import { keysToWire, newRunKey, serverKey } from '../../transport/auth.js';
+import { DEFAULT_TRANSPORT_TIMEOUT_MS } from '../../transport/constants.js';
+import { isTransportFault, TRANSPORT_FAULT } from '../../transport/faults.js';
+import { serverId } from '../../transport/redis-end.js';
 import { VS } from '../xen/vcpu.js';
 import { pcpuInit } from '../xen/schedule.js';
 import { statusName } from '../public/errno.js';
@@ -45,6 +49,15 @@ export const HUNG_VCPU_MS = 5000;
 /** Gfns per vCPU above RAM for grant and foreign mappings. */
 export const MAP_WINDOW_PAGES = 64;
 
+/**
+ * How long shutdown waits for the vCPU threads to leave their run loops
+ * before it terminates them (and the run is `unknown`). Nothing a vCPU
+ * waits on outlasts CTL.STOP by much — an ioreq is given up, a device
+ * model's wait on Redis abandoned — so this only bounds a thread that is
+ * stuck for another reason, generously for a loaded machine.
+ */
+export const VCPU_STOP_BOUND_MS = 10_000;
+
 export interface HostReport {
   duration_ms: number;
   domains: Array<{ name: string; domid: number; state: string; tot_pages: number; max_pages: number }>;
@@ -57,7 +70,28 @@ export interface HostReport {
   errors: string[];
   /** IOREQ round trips, log2 µs buckets. */
   rtt_hist: number[];
-  transport: { kind: string; published: number; completed: number; duplicates_dropped: number; malformed: number; guests_crashed: number; dm_restarts: number };
+  transport: {
+    kind: string;
+    published: number;
+    completed: number;
+    duplicates_dropped: number;
+    malformed: number;
+    guests_crashed: number;
+    dm_restarts: number;
+    /** Messages dropped for what their sender may not say (docs/security.md): by the dispatcher and the device models. */
+    rejected: number;
+    /** Requests sent again, unanswered after a timeout or lost with the run's keys. */
+    resent: number;
+    /** Times Redis was found to have lost the run's keys. */
+    resets: number;
+  };
+  /**
+   * Why the run could not see everything it was asked to (its verdict is
+   * then `unknown` unless it found a real violation): the transport down or
+   * refusing the run's writes, Redis losing the run's keys, vCPU threads
+   * that had to be terminated.
+   */
+  unknown: string[];
   events: string[];
   /** The timeline, when the spec asked for it. */
   trace?: TraceData;
@@ -98,11 +132,43 @@ export class Host {
     this.started_us = performance.now() * 1000;
   }
   readonly errors: string[] = [];
+  /** HostReport.unknown. */
+  readonly unknown: string[] = [];
   private results: VcpuResult[] = [];
+  /** The run key of the `redis` transport (transport/auth.ts): drawn here, never sent anywhere but to this host's threads. */
+  private readonly runKey = newRunKey();
+
+  /** Resolves when something other than the clock or a signal must end the run (runError); host-main then shuts down. */
+  readonly ended: Promise<void>;
+  private endNow: () => void = () => undefined;
+  private endedAlready = false;
+
+  /**
+   * The owner of every failure of a task the host runs (a vCPU, the
+   * transport's loops, the chaos executor): a transport fault (a Redis that
+   * is down or refuses the run's writes, transport/faults.ts) makes the run
+   * `unknown`; anything else is a run error (`fail`). Either way the run
+   * ends: the vCPUs stop, the checks run, the summary is printed, the run's
+   * keys are deleted. Never a crash of the host process.
+   */
+  runError(e: unknown, who = 'transport'): void {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (isTransportFault(e)) this.unknown.push(msg.slice(msg.indexOf(TRANSPORT_FAULT) + TRANSPORT_FAULT.length + 2));
+    else this.errors.push(`${who}: ${e instanceof Error ? (e.stack ?? msg) : msg}`);
+    if (this.endedAlready) return;
+    this.endedAlready = true;
+    this.endNow();
+  }
+
+  /** The key of IOREQ server `server` (host-wide id) of this run (tests: forge what a genuine device model would send). */
+  transportKey(server: number): Buffer {
+    return serverKey(this.runKey, server);
+  }
 
   private readonly gpu: Map<number, GpuEnv>;
 
   constructor(readonly spec: HostSpec) {
+    this.ended = new Promise((r) => (this.endNow = r));
     this.gpu = gpuLayout(spec);
     this.sabs = createMachineSabs({
       nr_frames: spec.nr_frames,
@@ -151,7 +217,13 @@ export class Host {
   /** Start the transport's hypervisor side, then every vCPU thread. */
   async startAsync(): Promise<void> {
     const tr = this.spec.transport;
-    if (tr?.kind === 'redis') this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid));
+    if (tr?.kind === 'redis') {
+      this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid), {
+        runKey: this.runKey,
+        timeout_ms: tr.timeout_ms ?? DEFAULT_TRANSPORT_TIMEOUT_MS,
+        onFault: (e) => this.runError(e),
+      });
+    }
     this.start();
     if (this.spec.chaos !== undefined) {
       this.chaos = new Chaos(this);
@@ -193,12 +265,22 @@ export class Host {
           seed: (this.spec.seed * 1000003 + d.domid * 131 + v) | 0,
           workload: this.gpu.has(d.domid) ? { kind: 'gpu-backend' } : d.workload,
           env,
-          transport: this.spec.transport ?? { kind: 'ring' },
+          transport: this.taskTransport(d),
         };
         out.push({ domain: d, task });
       }
     }
     return out;
+  }
+
+  /** A vCPU task's transport: under Redis, a backend's vCPUs get the keys of the servers its device model serves, and no other. */
+  private taskTransport(d: HostDomainSpec): VcpuTask['transport'] {
+    const tr = this.spec.transport ?? { kind: 'ring' };
+    const g = this.gpu.get(d.domid);
+    if (tr.kind !== 'redis' || g === undefined) return tr;
+    const keys = new Map<number, Buffer>();
+    for (const f of g.frontends) keys.set(serverId(f.domid, f.server), this.transportKey(serverId(f.domid, f.server)));
+    return { ...tr, keys: keysToWire(keys) };
   }
 
   /** Start every vCPU thread (ring transport). */
@@ -215,7 +297,12 @@ export class Host {
       this.pools.push(pool);
       pools.set(d.domid, pool);
     }
-    for (const { domain, task } of this.vcpuTasks()) this.tasks.push(this.runTask(pools.get(domain.domid)!, task));
+    for (const { domain, task } of this.vcpuTasks()) {
+      const t = this.runTask(pools.get(domain.domid)!, task);
+      // Owned: runTask reported the failure; shutdown collects the outcome.
+      t.catch(() => undefined);
+      this.tasks.push(t);
+    }
     this.releaseWhenReady(this.tasks.length);
     this.startTrace();
   }
@@ -299,7 +386,9 @@ export class Host {
   private async runTask(pool: Piscina, task: VcpuTask): Promise<VcpuResult> {
     for (;;) {
       try {
-        return (await pool.run(task)) as VcpuResult;
+        const r = (await pool.run(task)) as VcpuResult;
+        if (r.transport_fault !== undefined) this.runError(r.transport_fault);
+        return r;
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         // A device model killed by chaos is never an error, whenever it dies.
@@ -311,14 +400,17 @@ export class Host {
           this.m.log.event(`device model of d${task.domid} killed; restarted`);
           continue;
         }
-        this.errors.push(`d${task.domid}v${task.vcpu}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         // A thread that died before the gate will never be ready: the others need not wait for the bound.
         this.release();
+        // Terminated by shutdown after VCPU_STOP_BOUND_MS: shutdown says so.
+        if (this.terminated) throw e;
+        this.runError(e, `d${task.domid}v${task.vcpu}`);
         throw e;
       }
     }
   }
   dmRestarts = 0;
+  private terminated = false;
 
   /** Chaos: kill the device model after it claims its next requests; `hold` keeps it down until released. */
   killDeviceModel(hold = false): void {
@@ -443,16 +535,47 @@ export class Host {
     return out;
   }
 
+  /**
+   * Wait for every vCPU task, up to VCPU_STOP_BOUND_MS; threads still
+   * running then are terminated (their pools destroyed) and the run is
+   * `unknown`: what they were doing was cut short.
+   */
+  private async stopVcpus(): Promise<Array<PromiseSettledResult<VcpuResult>>> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), VCPU_STOP_BOUND_MS)));
+    const all = Promise.allSettled(this.tasks);
+    const settled = await Promise.race([all, late]);
+    clearTimeout(timer);
+    if (settled !== undefined) return settled;
+    this.terminated = true;
+    this.unknown.push(`vCPU threads did not stop within ${VCPU_STOP_BOUND_MS} ms of the end of the run, and were terminated`);
+    await Promise.all(this.pools.map((p) => p.destroy().catch(() => undefined)));
+    return all;
+  }
+
+  /** Stop the Redis dispatcher (bounded); a run whose keys could not be deleted says so. */
+  private async stopTransport(): Promise<void> {
+    const d = this.dispatcher;
+    if (d === undefined) return;
+    await d.stop();
+    this.transportStats = { ...d.stats };
+    if (d.stats.resets > 0) this.unknown.push(`Redis lost the run's keys ${d.stats.resets} time(s) (a flush, or a restart without persistence): what it held then — requests, answers, the device model's exactly-once record — is not all known; the run went on with what was sent again (${d.completedSinceReset} ioreqs answered after the last loss)`);
+    if (d.cleanup !== 'deleted') this.m.log.event(`redis transport: the run's keys under ${this.spec.transport?.kind === 'redis' ? this.spec.transport.namespace : '?'} could not be deleted: ${d.cleanup}`);
+  }
+
+  private transportReport(): HostReport['transport'] {
+    const base = { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, resent: 0, resets: 0, ...this.transportStats };
+    return { ...base, dm_restarts: this.dmRestarts, rejected: (this.transportStats.rejected ?? 0) + Atomics.load(this.m.control.w, CTL.TRANSPORT_REJECTED) };
+  }
+
   /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
   async shutdown(): Promise<HostReport> {
     const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
     Atomics.store(this.m.control.w, CTL.STOP, 1);
+    Atomics.notify(this.m.control.w, CTL.STOP);
     this.release();
-    const settled = await Promise.allSettled(this.tasks);
-    if (this.dispatcher !== undefined) {
-      this.transportStats = { ...this.dispatcher.stats };
-      await this.dispatcher.stop();
-    }
+    const settled = await this.stopVcpus();
+    await this.stopTransport();
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     const duration_ms = (performance.now() * 1000 - this.started_us) / 1000;
@@ -490,7 +613,7 @@ export class Host {
       this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
     }
     checkNoLeaks(this.m);
-    await Promise.all(this.pools.map((p) => p.destroy()));
+    if (!this.terminated) await Promise.all(this.pools.map((p) => p.destroy()));
     const counts = this.m.log.counts();
     const invariants: Record<string, { checks: number; violations: number }> = {};
     for (const i of CHECKED_INVARIANTS) if (i !== 'ioreq_forward' || counts[i].checks > 0) invariants[i] = counts[i];
@@ -505,7 +628,8 @@ export class Host {
       threads: this.results.map((r) => r.threadId),
       vcpu_results: this.results,
       errors: this.errors,
-      transport: { kind: this.spec.transport?.kind ?? 'ring', published: 0, completed: 0, duplicates_dropped: 0, malformed: 0, guests_crashed: 0, ...this.transportStats, dm_restarts: this.dmRestarts },
+      unknown: this.unknown,
+      transport: this.transportReport(),
       events: this.m.log.events(),
       rtt_hist,
       sched,

@@ -30,6 +30,30 @@ setServerEndMaker(makeServerEnd);
 
 export const DM_KILLED = 'device model killed (chaos)';
 
+const stops = new WeakMap<Int32Array, Promise<void>>();
+
+/**
+ * Resolves once the host stops the vCPUs (CTL.STOP): what a device model
+ * waits on over Redis is abandoned then, so a Redis that does not answer
+ * never holds a stopping run (transport/redis-end.ts). One promise per
+ * machine and thread.
+ */
+export function untilStop(m: Machine): Promise<void> {
+  const w = m.control.w;
+  let p = stops.get(w);
+  if (p === undefined) {
+    p = (async () => {
+      // The host notifies CTL.STOP; the timeout only bounds a missed wake-up.
+      while (Atomics.load(w, CTL.STOP) === 0) {
+        const r = Atomics.waitAsync(w, CTL.STOP, 0, 100);
+        if (r.async) await r.value;
+      }
+    })();
+    stops.set(w, p);
+  }
+  return p;
+}
+
 /** Chance that an ioreq meets the transport nemesis while its window is open. */
 const NEMESIS_P = 0.5;
 

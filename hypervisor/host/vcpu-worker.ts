@@ -16,8 +16,16 @@ import { VcpuContext } from '../xen/guest-cpu.js';
 import { VS } from '../xen/vcpu.js';
 import { setServerEndFactory } from './transport-ends.js';
 import { setVcpuTracer } from '../xen/trace.js';
+import type { WireKeys } from '../../transport/auth.js';
+import { isTransportFault } from '../../transport/faults.js';
 
-export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string };
+/**
+ * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
+ * are the keys of the IOREQ servers the task's device model serves
+ * (transport/auth.ts), given to a vCPU task by the host, never set by the
+ * orchestrator.
+ */
+export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string; timeout_ms?: number; keys?: WireKeys };
 
 export interface VcpuTask {
   kind: 'run-vcpu';
@@ -43,6 +51,8 @@ export interface VcpuResult {
   check_fails: number;
   out: Record<string, number>;
   samples: Record<string, number[]>;
+  /** The TransportFault (transport/faults.ts) that ended this vCPU's run loop, if one did: the host ends the run as unknown. */
+  transport_fault?: string;
 }
 
 export function decodeTask(x: unknown): VcpuTask {
@@ -76,9 +86,9 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   if (tr.kind === 'redis') {
     // Loaded only for the redis transport: ioredis and msgpackr cost every
     // vCPU thread megabytes and start-up time it would not use otherwise.
-    const { RedisServerEnd } = await import('../../transport/redis-end.js');
+    const { redisEndFactory } = await import('./redis-end-factory.js');
     const servers = (task.env.gpu?.frontends ?? []).map((f) => ({ target: f.domid, index: f.server }));
-    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers, page_size_bytes: m.config.page_size_bytes, consumer: `dm-${owner}-${threadId}` }));
+    setServerEndFactory(redisEndFactory(m, tr, servers, threadId));
   }
   const cpu = new VcpuContext(m, { domid: task.domid, vcpu: task.vcpu, slot: task.slot, memory_pages: task.memory_pages, seed: task.seed });
   const report: WorkloadReport = { fails: 0, ops: 0, out: {}, samples: {} };
@@ -86,6 +96,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   awaitRelease(m);
   cpu.start();
   let steps = 0;
+  let fault: string | undefined;
   const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
   try {
     while (!cpu.stopping) {
@@ -96,6 +107,10 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
       if ((steps & 63) === 0) cpu.flushStats();
     }
     if (m.dom.state(task.domid) === DS.RUNNING) wl.finish?.(); // an orderly stop
+  } catch (e) {
+    // Redis refused what the device model needs: not this vCPU's bug. Its counters still count.
+    if (!isTransportFault(e)) throw e;
+    fault = e instanceof Error ? e.message : String(e);
   } finally {
     await wl.close?.();
     cpu.stat(STAT.WORKLOAD_OPS, report.ops);
@@ -113,5 +128,6 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     check_fails: report.fails,
     out: report.out,
     samples: report.samples,
+    ...(fault !== undefined ? { transport_fault: fault } : {}),
   };
 }

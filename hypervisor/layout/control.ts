@@ -43,6 +43,8 @@ export const CTL = {
   // p2m work (Atomics.add by whoever does it, xen/p2m.ts): superpages split (ept_split_super_page), TLB shootdowns completed.
   P2M_SPLITS: 29,
   TLB_SHOOTDOWNS_DONE: 30,
+  // Requests a device model's Redis end refused (no or a wrong MAC, what the shared ioreq page does not back; docs/security.md).
+  TRANSPORT_REJECTED: 31,
   WORDS: 32,
 } as const;
 

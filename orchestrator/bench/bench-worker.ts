@@ -127,7 +127,9 @@ async function echo(t: Echo): Promise<number[]> {
   const tr = t.transport;
   if (tr.kind === 'redis') {
     const { RedisServerEnd } = await import('../../transport/redis-end.js');
-    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}` }));
+    const { keysFromWire } = await import('../../transport/auth.js');
+    const keys = tr.keys !== undefined ? keysFromWire(tr.keys) : undefined;
+    setServerEndFactory((_m, owner) => new RedisServerEnd({ url: tr.url, namespace: tr.namespace, servers: t.servers, page_size_bytes: m.config.page_size_bytes, consumer: `bench-dm-${owner}-${threadId}`, ...(keys !== undefined ? { keys } : {}) }));
   }
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });
   cpu.start();

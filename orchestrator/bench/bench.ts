@@ -20,6 +20,7 @@ import { DOM } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, GLOBAL_LOCK, Machine } from '../../hypervisor/xen/machine.js';
 import { gfn } from '../../hypervisor/public/types.js';
 import { RedisDispatcher } from '../../hypervisor/host/redis-dispatcher.js';
+import { signedTransport } from './ioreq.js';
 import { distModule, PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
 import { rawPipelinedXadd, rawStreamRoundTrip } from '../../transport/raw-floor.js';
 import { percentiles } from '../stats.js';
@@ -216,9 +217,10 @@ async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, i
   const m = machineFor(1);
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
   const tr = await chooseTransport(transport, redisUrl, 1);
-  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, [1]) : undefined;
+  const signed = signedTransport(tr.choice, [{ target: 1, index: s }]);
+  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, [1], { runKey: signed.runKey }) : undefined;
   const stop = new SharedArrayBuffer(4);
-  const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: 1, index: s }], stop };
+  const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: signed.choice, servers: [{ target: 1, index: s }], stop };
   const dmDone = pool.run(dm);
   // Wait for the device model to enable the server.
   while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));

@@ -12,6 +12,21 @@ import { DOM } from '../../hypervisor/layout/domains.js';
 import { STAT } from '../../hypervisor/layout/vcpus.js';
 import { createMachineSabs, Machine } from '../../hypervisor/xen/machine.js';
 import { RedisDispatcher } from '../../hypervisor/host/redis-dispatcher.js';
+import { keysToWire, newRunKey, serverKey } from '../../transport/auth.js';
+import { serverId } from '../../transport/redis-end.js';
+import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
+
+/**
+ * The transport a bench device model gets, with the keys of its servers
+ * (transport/auth.ts), and the run key for the dispatcher: the figures
+ * include the MACs, as a run's ioreqs do.
+ */
+export function signedTransport(choice: TransportChoice, servers: ReadonlyArray<{ target: number; index: number }>): { choice: TransportChoice; runKey: Buffer } {
+  const runKey = newRunKey();
+  if (choice.kind !== 'redis') return { choice, runKey };
+  const keys = new Map(servers.map((s) => [serverId(s.target, s.index), serverKey(runKey, serverId(s.target, s.index))]));
+  return { choice: { ...choice, keys: keysToWire(keys) }, runKey };
+}
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { chooseTransport } from '../up/up.js';
 
@@ -44,10 +59,11 @@ export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: num
   const servers = fes.map((fe, i) => ({ dm: i, target: fe, index: ioreqServerCreate(m, i, fe, [{ start: 600, count: 1, posted }], 'none', { bufioreq: posted }) }));
   const tr = await chooseTransport(o.transport, o.redisUrl, 1);
   const pool = new Piscina({ filename: distModule('orchestrator/bench/bench-worker'), minThreads: o.dms * (1 + o.fe_vcpus), maxThreads: o.dms * (1 + o.fe_vcpus), idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
-  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes) : undefined;
+  const signed = signedTransport(tr.choice, servers);
+  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, fes, { runKey: signed.runKey }) : undefined;
   const stop = new SharedArrayBuffer(4);
   try {
-    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: tr.choice, servers: [{ target: s.target, index: s.index }], stop, ...(o.check !== undefined ? { lastWrite: true } : {}) } satisfies BenchTask));
+    const dmDone = servers.map((s) => pool.run({ role: 'echo-dm', sabs: m.sabs, domid: s.dm, slot: m.dom.at(s.dm, DOM.VCPU_BASE), transport: signed.choice, servers: [{ target: s.target, index: s.index }], stop, ...(o.check !== undefined ? { lastWrite: true } : {}) } satisfies BenchTask));
     for (const s of servers) while (m.ioreq.state(s.target, s.index) !== 2) await new Promise((r) => setTimeout(r, 5));
     const gate = new SharedArrayBuffer(8);
     const g = new Int32Array(gate);

@@ -71,7 +71,7 @@ export function parsePool(s: string | undefined): string {
 export function resultSummary(s: Summary): ResultSummary {
   const failed = Object.entries(s.invariants).filter(([, v]) => v.violations > 0).map(([k]) => k);
   return {
-    // An interrupted run is the job's error (host.ts), not a finding: its trimmed verdict is not a pass.
+    // An interrupted or unknown run is the job's error (host.ts), not a finding: its trimmed verdict is not a pass.
     verdict: s.verdict === 'pass' ? 'pass' : 'fail',
     transport: s.transport,
     duration_ms: s.duration_ms,
@@ -261,8 +261,9 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         error = timedOut ? `timed out after ${job.timeout_ms} ms (stopped at step ${r.sim.steps})` : r.sim.verdict === 'stuck' ? `stuck (a limit of the simulator, not a finding): ${r.sim.reason}` : r.sim.reason;
       } else {
         outcome = r;
-        status = r.summary.verdict === 'interrupted' ? 'error' : r.summary.verdict;
+        status = r.summary.verdict === 'interrupted' || r.summary.verdict === 'unknown' ? 'error' : r.summary.verdict;
         if (r.summary.verdict === 'interrupted') error = 'interrupted: the run was stopped early (not a finding)';
+        if (r.summary.verdict === 'unknown') error = `unknown: ${r.summary.unknown[0] ?? 'the run could not see everything'} (not a finding)`;
       }
     } catch (e) {
       status = timedOut ? 'timeout' : 'error';

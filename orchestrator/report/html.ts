@@ -102,7 +102,7 @@ export const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}.verdict.interrupted{background:#b26b00}
+.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}.verdict.interrupted,.verdict.unknown{background:#b26b00}
 .pass{background:#2a8a3a}.fail{background:#c62828}
 table{border-collapse:collapse;background:#fff;margin:4px 0}
 td,th{border:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top} th{background:#f0f0f0;font-weight:600}

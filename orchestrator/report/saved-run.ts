@@ -103,7 +103,7 @@ const SummarySchema = z.looseObject({
   errors: z.array(z.string()),
   events: z.array(z.string()),
   buggify: z.array(z.string()),
-  verdict: z.enum(['pass', 'fail', 'interrupted']),
+  verdict: z.enum(['pass', 'fail', 'interrupted', 'unknown']),
 });
 const SavedRunSchema = z.looseObject({
   format: z.literal(SAVED_RUN_FORMAT),

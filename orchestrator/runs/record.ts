@@ -145,7 +145,7 @@ const version = field((v) => {
 });
 const summary = field((v) => {
   if (!isRecord(v)) return { ok: false, error: `expected the run's summary (a mapping), got ${describe(v)}` };
-  if (v['verdict'] !== 'pass' && v['verdict'] !== 'fail' && v['verdict'] !== 'interrupted') return { ok: false, error: 'the summary has no verdict (pass, fail or interrupted)' };
+  if (v['verdict'] !== 'pass' && v['verdict'] !== 'fail' && v['verdict'] !== 'interrupted' && v['verdict'] !== 'unknown') return { ok: false, error: 'the summary has no verdict (pass, fail, interrupted or unknown)' };
   return { ok: true, value: v };
 });
 /** A string, possibly empty. */
@@ -155,7 +155,7 @@ const base = {
   seed: int({ max: MAX_SEED }),
   buggify: list(oneOf(BUG_NAMES, 'bug')),
   transport: str(),
-  verdict: oneOf(['pass', 'fail', 'interrupted'] as const, 'verdict'),
+  verdict: oneOf(['pass', 'fail', 'interrupted', 'unknown'] as const, 'verdict'),
   summary,
   replay: str(),
   created_at: str(),

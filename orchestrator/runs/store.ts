@@ -46,9 +46,9 @@ export const MAX_SIM_STEPS = 100_000_000;
 const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
-  up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus'],
+  up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus', 'transport-timeout'],
   'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus'],
-  chaos: ['duration', 'transport', 'pcpus'],
+  chaos: ['duration', 'transport', 'pcpus', 'transport-timeout'],
   sim: ['steps', 'strategy', 'chaos'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
@@ -80,6 +80,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('transport', flag('transport')),
         ...opt('checkInterval', flag('check-interval')),
         ...opt('pcpus', flag('pcpus')),
+        ...opt('transportTimeout', flag('transport-timeout')),
         ...opt('redisUrl', o.redisUrl),
         ...(s.flags['checks'] === false ? { checks: false } : {}),
       });
@@ -98,7 +99,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
       // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (chaos.ts), never on the campaign's Redis.
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('pcpus', flag('pcpus')) });
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('pcpus', flag('pcpus')), ...opt('transportTimeout', flag('transport-timeout')) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

@@ -14,7 +14,7 @@ import { hostSpecOf } from './host-spec.js';
 import { formatSummary, summarize, type Summary } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
-import { describePcpus, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
+import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
 import { startOwnRedis, type OwnRedis } from '../own-redis.js';
 import { redactUrl } from '../redis-url.js';
 
@@ -67,12 +67,13 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   const plan = loadChaosPlan(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: plan.duration_ms ?? 30_000, seed: plan.seed ?? plan.topology.seed });
   const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? plan.topology.host.pcpus);
+  const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
   const want = o.transport ?? plan.transport ?? plan.topology.transport;
   const target = await redisTarget(plan, want, o);
   let report;
   let tr;
   try {
-    tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed);
+    tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed, timeout_ms);
     const actions = expandPlan(plan, seed, duration_ms);
     const on = target.own !== undefined ? `, Redis nemeses on ${target.own.url} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
     const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
@@ -113,6 +114,6 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
     }
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}`;
-  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus) };
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
   return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report }), summary };
 }

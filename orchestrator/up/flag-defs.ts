@@ -6,6 +6,7 @@
 import { Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { MAX_PCPUS } from '../config/limits.js';
+import { DEFAULT_TRANSPORT_TIMEOUT_MS } from '../../transport/constants.js';
 
 /** `--transport`: auto takes Redis if it answers, else the embedded ring (up.ts chooseTransport). */
 export const TRANSPORTS = ['auto', 'redis', 'ring'] as const;
@@ -25,6 +26,7 @@ const FLAGS = {
   json: { flags: '--json', help: 'print the summary as JSON' },
   transport: { flags: '--transport <kind>', help: 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring', choices: TRANSPORTS },
   redisUrl: { flags: '--redis-url <url>', help: 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)' },
+  transportTimeout: { flags: '--transport-timeout <time>', help: `how long Redis may answer nothing before the run ends as unknown: transport down (default ${DEFAULT_TRANSPORT_TIMEOUT_MS / 1000}s)` },
   checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker', default: `${DEFAULT_CHECK_INTERVAL_MS}ms` },
   trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },
   report: { flags: '--report <dir>', help: 'write <dir>/index.html (plots, summary; self-contained) and <dir>/summary.json' },

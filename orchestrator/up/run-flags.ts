@@ -35,6 +35,8 @@ export interface TopologyRunFlags extends RunFlags {
   transport?: string;
   redisUrl?: string;
   checkInterval?: string;
+  /** `--transport-timeout`: how long Redis may answer nothing before the run ends as `unknown: transport down`. */
+  transportTimeout?: string;
 }
 
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */

@@ -21,6 +21,10 @@ export interface Summary {
     faults: number;
     duplicates_dropped: number;
     guests_crashed: number;
+    /** Messages dropped for what their sender may not say (docs/security.md); never violations. */
+    rejected: number;
+    /** Requests sent again by the hypervisor's end of the Redis transport (unanswered after a timeout, or lost by Redis). */
+    resent: number;
     rtt_us: { p50: number; p99: number };
     /** Posted writes put into a buffered ring (buffered ioreqs: not in `sent`, no round trip), and those that found it full and went the synchronous way. */
     posted: number;
@@ -39,15 +43,19 @@ export interface Summary {
   /** Things worth knowing that are not violations: guests crashed for protocol errors, device-model restarts, hung vCPUs. */
   events: string[];
   buggify: string[];
+  /** Why the run could not see everything it was asked to (HostReport.unknown); empty for most runs. */
+  unknown: string[];
   /**
    * `interrupted`: stopped early (a signal) with nothing found so far — not
    * a pass, since the run did not see what it was asked to; a violation
-   * found before the stop is still `fail`.
+   * found before the stop is still `fail`. `unknown`: nothing found, but
+   * the run could not see everything (`unknown` says why: the transport
+   * down or refusing its writes, Redis losing its keys) — not a pass either.
    */
   verdict: Verdict;
 }
 
-export type Verdict = 'pass' | 'fail' | 'interrupted';
+export type Verdict = 'pass' | 'fail' | 'interrupted' | 'unknown';
 
 /**
  * How the vCPUs were scheduled (hypervisor/xen/schedule.ts): what a Xen
@@ -112,7 +120,11 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
   if (invariants['no_use_after_revoke'] !== undefined && poison > 0) {
     invariants['no_use_after_revoke'] = { ...invariants['no_use_after_revoke'], violations: invariants['no_use_after_revoke'].violations + poison };
   }
-  const violations = Object.values(invariants).reduce((a, v) => a + v.violations, 0);
+  // After Redis lost the run's keys (the device models' exactly-once record
+  // with them), an ioreq applied twice may be the transport's doing: not a
+  // finding against the hypervisor, but not a pass either (unknown).
+  const doubtful = r.transport.resets > 0 ? (invariants['ioreq_forward']?.violations ?? 0) : 0;
+  const violations = Object.values(invariants).reduce((a, v) => a + v.violations, 0) - doubtful;
   const revoke = percentiles(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
   const out = (k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
   const unaccounted = n('ioreqs_sent') - n('ioreqs_done') - n('ioreqs_abandoned');
@@ -165,6 +177,8 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       // counted in shared memory so a killed device model's count survives it.
       duplicates_dropped: r.transport.duplicates_dropped + r.nemesis.duplicates_skipped,
       guests_crashed: r.transport.guests_crashed,
+      rejected: r.transport.rejected,
+      resent: r.transport.resent,
       // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
       rtt_us: { p50: rttQuantile(r.rtt_hist, 0.5), p99: rttQuantile(r.rtt_hist, 0.99) },
       posted: n('bufioreqs'),
@@ -180,13 +194,16 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     errors: r.errors,
     events: r.events,
     buggify: o.buggify,
-    verdict: !ok ? 'fail' : r.stopped_early === true ? 'interrupted' : 'pass',
+    unknown: r.unknown,
+    verdict: !ok ? 'fail' : r.unknown.length > 0 || doubtful > 0 ? 'unknown' : r.stopped_early === true ? 'interrupted' : 'pass',
   };
 }
 
 export function formatSummary(s: Summary): string {
   const lines: string[] = [];
   if (s.verdict === 'interrupted') lines.push('interrupted: the run was stopped early, so it checked less than it was asked to; not a pass');
+  if (s.verdict === 'unknown') lines.push(`unknown: the run could not see everything it was asked to; not a pass, and nothing found against the hypervisor:`);
+  for (const u of s.unknown.slice(0, 5)) lines.push(`  unknown: ${u.split('\n')[0]}`);
   lines.push(`verdict: ${s.verdict.toUpperCase()}   seed ${s.seed}   transport ${s.transport}   ${(s.duration_ms / 1000).toFixed(1)} s${s.buggify.length > 0 ? `   BUGGIFY ${s.buggify.join(',')}` : ''}`);
   lines.push(`domains: ${s.domains.map((d) => `${d.name}(d${d.domid}, ${d.state}, ${d.tot_pages}/${d.max_pages} pages)`).join('  ')}`);
   lines.push(`vCPU threads: ${s.threads.vcpus} (${s.threads.distinct} distinct)`);
@@ -194,7 +211,7 @@ export function formatSummary(s: Summary): string {
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
   if (s.ioreq.sent > 0) {
-    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`);
+    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed${s.ioreq.rejected > 0 ? `, ${s.ioreq.rejected} rejected` : ''}${s.ioreq.resent > 0 ? `, ${s.ioreq.resent} re-sent` : ''}; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`);
   }
   if (s.ioreq.posted > 0) lines.push(`posted writes (buffered ioreqs): ${s.ioreq.posted}, ${s.ioreq.posted_ring_full} more found the ring full and went the synchronous way`);
   const nem = s.ioreq.nemesis;

@@ -21,7 +21,7 @@ import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { savedRunOf, writeOutputs, type Outputs } from './outputs.js';
 import { storeRun } from '../runs/run-store.js';
 import { join } from 'node:path';
-import { describePcpus, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
+import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 import { redactUrl, redisUrlOf } from '../redis-url.js';
 
 export { DEFAULT_REDIS_URL, redactUrl } from '../redis-url.js';
@@ -35,6 +35,7 @@ export async function chooseTransport(
   want: string,
   url: string | undefined,
   seed: number,
+  timeout_ms?: number,
 ): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
   if (!(TRANSPORTS as readonly string[]).includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
@@ -45,7 +46,7 @@ export async function chooseTransport(
     return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redactUrl(redisUrl)})` };
   }
   const namespace = `xgsim:${hostname()}:${process.pid}:${seed}:${Date.now().toString(36)}`;
-  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace }, describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
+  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace, ...(timeout_ms !== undefined ? { timeout_ms } : {}) }, describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
 }
 
 /** A Redis URL fit to print: the password (redis://:secret@host) replaced by `***`. */
@@ -76,7 +77,8 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const topo = loadTopology(file);
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
   const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? topo.host.pcpus);
-  const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed);
+  const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
+  const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed, timeout_ms);
   const transport = tr.kind;
   const startLine = `xgsim up ${file}: seed ${seed}, ${topo.design !== undefined ? `design ${topo.design}, ` : ''}transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, ...outputs.spec };
@@ -85,7 +87,7 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
   const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms --pcpus ${pcpusFlag(pcpus)}`;
-  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}), pcpus: pcpusFlag(pcpus) };
+  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}), pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
   return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report });
 }
 
@@ -121,7 +123,7 @@ export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
   }
   const written = writeOutputs(o.outputs, shown);
   if (o.print) for (const line of written) process.stderr.write(`${line}\n`);
-  const exitCode = failed ? EXIT.FAIL : r.summary.verdict === 'interrupted' ? EXIT.INTERRUPTED : EXIT.PASS;
+  const exitCode = failed ? EXIT.FAIL : r.summary.verdict === 'unknown' ? EXIT.UNKNOWN : r.summary.verdict === 'interrupted' ? EXIT.INTERRUPTED : EXIT.PASS;
   return { summary: r.summary, exitCode, record, revoke_hist: revokeHistogram(o.report) };
 }
 
