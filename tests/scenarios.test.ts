@@ -3,9 +3,10 @@
  * bug of the primitives makes at least one of them fail (the checker and the
  * scenarios are proven, not assumed).
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DESIGN_NAMES } from '../hypervisor/designs/index.js';
 import { NOT_FOUND_BY_SIM, parseBuggify } from '../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
@@ -46,7 +47,20 @@ describe('scenarios', () => {
     ['grant-map-status-before-checks', ['fidelity-grant-refused-map-no-status']],
     ['revoke-put-before-flush', ['fidelity-revoke-rights-until-flushed']],
     ['grant-map-refuse-crashed-granter', ['fidelity-grant-crashed-granter', 'fidelity-grant-dying-granter']],
+    // Issue 15: each design's unsafe variant fails its refusal scenario (docs/designs.md).
+    ['grants-end-access-while-mapped', ['design-grants-refusals', 'foundation-grant-end-while-mapped']],
+    ['pinned-userptr-unpin-while-mapped', ['design-pinned-userptr-refusals', 'foundation-foreign-map']],
   ];
+  // Issue 15: a design that breaks a rule shows it (docs/designs.md). The seed's primitives predate the
+  // design-* scenarios: their refusals and unsafe variants are the map/revoke/steal/return scenarios above.
+  it.each(DESIGN_NAMES.filter((d) => d !== 'primitives').map((d) => [d]))('design %s has refusal scenarios naming it and an unsafe variant one of them catches', (design) => {
+    const own = files.filter((f) => f.includes(`design-${design}-`));
+    expect(own.length).toBeGreaterThan(0);
+    for (const f of own) expect(readFileSync(join(PROJECT_ROOT, f), 'utf8'), f).toMatch(new RegExp(`^  design: ${design}$`, 'm'));
+    const variants = catches.filter(([bug, names]) => bug.startsWith(`${design}-`) && names.some((n) => n.startsWith(`design-${design}-`)));
+    expect(variants.map(([bug]) => bug), `an XGSIM_BUGGIFY switch named ${design}-… in catches`).not.toEqual([]);
+  });
+
   it('every bug the simulator cannot find is caught by a scenario here, or named with the test that catches it', () => {
     const byScenario = new Set(catches.map(([b]) => b));
     const missing = Object.entries(NOT_FOUND_BY_SIM).filter(([b, why]) => !byScenario.has(b) && !/tests\/[\w-]+\.test\.ts/.test(why ?? ''));

@@ -7,8 +7,13 @@
  * the Xen core (xen/, layout/) and the ABI (public/).
  */
 import { registerDesign } from '../xen/design.js';
+import { grants } from './grants/index.js';
+import { pinnedUserptr } from './pinned-userptr/index.js';
 import { primitives } from './primitives/index.js';
 
-export const DESIGNS = [primitives] as const;
+export const DESIGNS = [primitives, grants, pinnedUserptr] as const;
+
+/** The names a topology's `design:` may take (orchestrator/config/topology.ts). */
+export const DESIGN_NAMES: readonly string[] = DESIGNS.map((d) => d.name);
 
 for (const d of DESIGNS) registerDesign(d);

@@ -181,6 +181,7 @@ export class Host {
       seed: spec.seed,
       ...(spec.transitive_revoke === false ? { transitive_revoke: false } : {}),
       max_domains: Math.max(1, ...spec.domains.map((d) => d.domid + 1)),
+      ...(spec.design !== undefined ? { design: spec.design } : {}),
       // A ring per vCPU slot (boot allocates them from 0, first fit) and one for this thread.
       ...(spec.trace === true ? { trace_rings: spec.domains.reduce((a, d) => a + d.vcpus, 0) + 1 } : {}),
     });

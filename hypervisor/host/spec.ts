@@ -31,6 +31,8 @@ export interface HostSpec {
   checking: boolean;
   buggify: number;
   check_interval_ms: number;
+  /** The memory-sharing design the machine runs (xen/design.ts); absent: DEFAULT_DESIGN. */
+  design?: string;
   /** IOREQ transport (default ring). */
   transport?: TransportChoice;
   /** Nested Map allowed and revoked transitively (default); false: re-Mapping a received range is -EPERM. */

@@ -66,6 +66,18 @@ export const BUGS = {
   'grant-map-status-before-checks': 1 << 20,
   /** A grant map or copy of a granter that is not running (crashed, dying, a zombie) is GNTST_bad_domain; Xen only refuses a domain no longer in its domain list. */
   'grant-map-refuse-crashed-granter': 1 << 21,
+  // Issue 15, the designs compared (docs/designs.md): each design's unsafe variant.
+  /**
+   * Design `grants`: the frontend kernel's end-access clears the entry while the backend still maps it
+   * (GTF_reading/GTF_writing ignored): the frontend takes its revocation as done and reuses the page while the
+   * backend reaches it (XSA-396 class: Linux frontends that took a failed end-access as done).
+   */
+  'grants-end-access-while-mapped': 1 << 26,
+  /**
+   * Design `pinned-userptr`: a foreign map drops the page reference it took (the backend's FOLL_LONGTERM pin) while its
+   * entry stays: the frontend can free the frame under the backend's mapping (a use-after-free).
+   */
+  'pinned-userptr-unpin-while-mapped': 1 << 30,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
@@ -80,7 +92,10 @@ export const BUG_NAMES = Object.keys(BUGS) as BugName[];
  * steal-reuse, the viewer) and revoke-put-before-flush through the racer
  * at revoke.before_remove.
  */
-export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {};
+export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
+  'grants-end-access-while-mapped': `no sim workload ends a grant its peer still maps (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
+  'pinned-userptr-unpin-while-mapped': `no sim workload foreign-maps a page and then frees it from the source (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
+};
 
 export class BuggifyError extends Error {}
 

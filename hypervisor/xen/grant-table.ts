@@ -74,12 +74,17 @@ export function guestGrantAccess(m: Machine, d: number, ref: number, to: number,
   guestStoreEnd(m, d, ref);
 }
 
-/** Linux's gnttab_end_foreign_access_ref: clear flags unless reading/writing. */
+/**
+ * Linux's gnttab_end_foreign_access_ref: clear flags unless reading/writing.
+ * The refusal is the `grants` design's revocation rule (docs/designs.md §3):
+ * a frontend cannot take back a page its backend maps.
+ */
 export function guestEndAccess(m: Machine, d: number, ref: number): boolean {
   const i = m.grants.sharedIdx(d, ref);
+  const ignoreMaps = m.control.buggy(BUGS['grants-end-access-while-mapped']);
   for (;;) {
     const w0 = Atomics.load(m.grants.shared, i);
-    if ((w0 & (GTF_reading | GTF_writing)) !== 0) return false;
+    if ((w0 & (GTF_reading | GTF_writing)) !== 0 && !ignoreMaps) return false;
     if (Atomics.compareExchange(m.grants.shared, i, w0, w0 & ~0xffff) === w0) return true;
   }
 }

@@ -241,6 +241,9 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
     if (r.rc !== 0 || !r.placed) {
       m.reach.release(mfn, ld, REACH.FOREIGN);
       putPage(m, mfn);
+    } else if (m.control.buggy(BUGS['pinned-userptr-unpin-while-mapped'])) {
+      // The bug: the pin is dropped while the entry that needs it stays.
+      putPage(m, mfn);
     }
     if (r.crash) domainCrash(m, ld, `set_typed_p2m_entry: foreign map onto gfn ${at}, a special entry`);
     return r.rc;

@@ -125,6 +125,18 @@ transport: ring
     expect(t.domains.map((d) => [d.memory_pages, d.max_pages])).toEqual([[64, 128], [64, 128]]);
   });
 
+  it('design: absent means the primitives (no key), a registered design is kept, an unknown one is an error at its place', () => {
+    const dom = 'domains:\n  - { name: dom0 }\n';
+    expect('design' in parseTopology(dom, 't.yaml')).toBe(false);
+    expect(parseTopology(`design: primitives\n${dom}`, 't.yaml').design).toBe('primitives');
+    expect(errorOf(`design: primitive\n${dom}`)).toMatch(/^t\.yaml:1:9: .*unknown design `primitive`.*did you mean `primitives`.*expected one of: primitives, grants, pinned-userptr/s);
+    const fe = (w: string): string => `design: grants\ndomains:\n  - { name: dom0 }\n  - { name: fe, backend: dom0, workload: ${w} }\n`;
+    expect(parseTopology(fe('{ kind: grant-ping }'), 't.yaml').design).toBe('grants');
+    expect(errorOf(fe('{ kind: render }'))).toMatch(/^t\.yaml:4:50: .*workload `render` shares through the primitives' Map\/Revoke\/Steal, and design `grants` has no adapter for it yet.*idle or grant-ping/s);
+    expect(parseTopology(fe('{ kind: render }').replace('grants', 'primitives'), 't.yaml').domains[1]?.workload.kind).toBe('render');
+    expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants, pinned-userptr\)/s);
+  });
+
   it('host.pcpus: auto (the default), os (no pCPU scheduler) or 1…64; 0 is not a spelling of os', () => {
     const host = (v: string): unknown => parseTopology(`host: { pcpus: ${v} }\ndomains:\n  - { name: dom0 }\n`, 't.yaml').host.pcpus;
     expect([host('auto'), host('os'), host('1'), host('64')]).toEqual(['auto', 'os', 1, 64]);

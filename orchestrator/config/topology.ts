@@ -28,10 +28,21 @@
  *   (a compositor chain, docs/gpu.md §12): that frontend may re-Map what it
  *   received into it (nested Map). Not itself, no loops. The GPU workloads
  *   need a backend-role domain (the device model runs there).
+ * - `design`: the memory-sharing design the machine runs (docs/designs.md),
+ *   one of the designs registered in hypervisor/designs/index.ts; absent
+ *   means the seed's primitives (xen/design.ts DEFAULT_DESIGN), and the
+ *   normalized topology then has no `design` key, so a topology written
+ *   before designs existed normalizes as it did. The GPU workloads (`render`,
+ *   `compute-svm`, `viewer`, `adversary`) share through the primitives'
+ *   Map/Revoke/Steal; under another design they are refused until that
+ *   design's sharing adapter exists (docs/designs.md), rather than run to
+ *   a stream of EOPNOTSUPP. `idle` and `grant-ping` need no design.
  * - `render` `share_with: <viewer>` names a frontend whose backend is the
  *   render domain; `viewer` runs on a frontend whose backend runs `render`
  *   with `share_with` naming it.
  */
+import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
+import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
@@ -73,6 +84,8 @@ export type AttackName = (typeof ATTACKS)[number];
 
 export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping', 'viewer'] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
+/** The workloads every design runs: they use the grant table and memory ops only, no dm_op. */
+export const DESIGN_NEUTRAL_WORKLOADS = ['idle', 'grant-ping'] as const satisfies readonly WorkloadKind[];
 
 export const DEVICE_KINDS = ['virtio-gpu'] as const;
 export type DeviceKind = (typeof DEVICE_KINDS)[number];
@@ -131,6 +144,8 @@ export interface Topology {
   readonly transport: TransportChoice;
   /** Nested Map (a frontend re-Mapping what it received) allowed, and revoked transitively; off: it is -EPERM. */
   readonly transitive_revoke: boolean;
+  /** The memory-sharing design (docs/designs.md); absent: the primitives. */
+  readonly design?: string;
   readonly domains: readonly DomainSpec[];
 }
 
@@ -207,6 +222,7 @@ export const topologySchema = obj({
   host: hostSchema.optional(),
   transport: oneOf(TRANSPORTS, 'transport').optional(),
   transitive_revoke: bool().optional(),
+  design: oneOf(DESIGN_NAMES, 'design').optional(),
   domains: list(domainSchema, { min: 1, max: MAX_DOMAINS }),
 });
 
@@ -420,6 +436,14 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
 
   if (!opts.forScenario && raw.duration === 0) fail(at('duration'), 'must be positive, got 0');
 
+  // Workloads a design other than the primitives can run (see the header).
+  if (raw.design !== undefined && raw.design !== DEFAULT_DESIGN) {
+    workloads.forEach((w, i) => {
+      if ((DESIGN_NEUTRAL_WORKLOADS as readonly string[]).includes(w.kind)) return;
+      fail(at('domains', i, 'workload', 'kind'), `workload \`${w.kind}\` shares through the primitives' Map/Revoke/Steal, and design \`${raw.design}\` has no adapter for it yet (docs/designs.md); under it, run ${DESIGN_NEUTRAL_WORKLOADS.join(' or ')}`);
+    });
+  }
+
   const domains: DomainSpec[] = raw.domains.map((d, i) => {
     const s = sized[i];
     const workload = workloads[i];
@@ -446,6 +470,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     host: { frames, page_size_bytes: pageSize, pcpus: host?.pcpus ?? 'auto' },
     transport: raw.transport ?? 'auto',
     transitive_revoke: raw.transitive_revoke ?? true,
+    ...(raw.design !== undefined ? { design: raw.design } : {}),
     domains,
   };
 }

@@ -143,6 +143,7 @@ class Runner {
       transitive_revoke: t.transitive_revoke,
       // Only the slots the scenario uses: `concurrently` copies the machine per replayed order.
       max_domains: t.domains.length,
+      ...(t.design !== undefined ? { design: t.design } : {}),
     });
     this.m = new Machine(this.sabs);
     for (const d of t.domains) this.domid.set(d.name, d.domid);

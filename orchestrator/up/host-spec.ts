@@ -46,5 +46,6 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     check_interval_ms: o.check_interval_ms,
     pcpus: o.pcpus ?? pcpusOf(t.host.pcpus),
     ...(t.transitive_revoke ? {} : { transitive_revoke: false }),
+    ...(t.design !== undefined ? { design: t.design } : {}),
   };
 }

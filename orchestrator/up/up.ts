@@ -80,7 +80,7 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed, timeout_ms);
   const transport = tr.kind;
-  const startLine = `xgsim up ${file}: seed ${seed}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const startLine = `xgsim up ${file}: seed ${seed}, ${topo.design !== undefined ? `design ${topo.design}, ` : ''}transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, ...outputs.spec };
   const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport, buggify: bugs });
