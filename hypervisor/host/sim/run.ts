@@ -28,6 +28,9 @@ import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
 import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
 import { gfn as gfnOf } from '../../public/types.js';
 
+/** Steps between two progress calls (the caller's clock checks: timeouts, claim renewals). */
+const SIM_PROGRESS_STEPS = 1_000;
+
 /** The nemeses a simulation can inject (the chaos kinds that need no Redis and no second thread). */
 export const SIM_NEMESES = ['ioreq-delay', 'ioreq-duplicate', 'ioreq-drop', 'ioreq-reorder', 'memory-pressure', 'hang-vcpu', 'crash-domain', 'adversary-on', 'dm-retry-storm'] as const;
 export type SimNemesis = (typeof SIM_NEMESES)[number];
@@ -157,7 +160,8 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     const checkEvery = o.check_every_steps ?? 2000;
     const stopOnFailure = o.stop_on_failure !== false;
     let nextCheck = checkEvery;
-    let nextProgress = 10_000;
+    // Often enough that a campaign host renews its claim in time even at a few thousand steps/s on a loaded machine (RECLAIM_IDLE_MS is 5 s).
+    let nextProgress = SIM_PROGRESS_STEPS;
     const failed = (): boolean => m.log.totalViolations() > 0 || errors.length > 0 || actors.some((a) => a.fails() > 0);
     if (stopOnFailure) sim.failedHook = failed;
 
@@ -186,7 +190,7 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
         }
       }
       if (o.progress !== undefined && sim.steps >= nextProgress) {
-        nextProgress = sim.steps + 10_000;
+        nextProgress = sim.steps + SIM_PROGRESS_STEPS;
         o.progress(sim.steps);
       }
     };
