@@ -19,6 +19,8 @@ export interface TestMachineOptions {
   domains?: Array<{ memory_pages: number; max_pages?: number; privileged?: boolean; p2m_size?: number; vcpus?: number; backend?: number }>;
   transitive_revoke?: boolean;
   bugs?: string;
+  /** The memory-sharing design the machine runs (MachineConfig.design; default primitives). */
+  design?: string;
   bars?: Array<{ name: string; owner: number; nr_pages: number }>;
   /** The invariant checks (on by default); off, the MMU's hit path is the one the benchmarks time. */
   checking?: boolean;
@@ -45,6 +47,7 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
       checking: o.checking ?? true,
       buggify: parseBuggify(o.bugs),
       seed: 1,
+      ...(o.design !== undefined ? { design: o.design } : {}),
       ...(o.trace !== undefined ? { trace_rings: o.trace.rings, trace_ring_events: o.trace.ring_events } : {}),
     }),
   );

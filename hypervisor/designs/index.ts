@@ -8,10 +8,11 @@
  */
 import { registerDesign } from '../xen/design.js';
 import { grants } from './grants/index.js';
+import { lending } from './lending/index.js';
 import { pinnedUserptr } from './pinned-userptr/index.js';
 import { primitives } from './primitives/index.js';
 
-export const DESIGNS = [primitives, grants, pinnedUserptr] as const;
+export const DESIGNS = [primitives, grants, pinnedUserptr, lending] as const;
 
 /** The names a topology's `design:` may take (orchestrator/config/topology.ts). */
 export const DESIGN_NAMES: readonly string[] = DESIGNS.map((d) => d.name);

@@ -69,6 +69,8 @@ export const VIOLATION_TEXT_BYTES = 240;
 export const MAX_MAPPINGS = 2048;
 /** Pages one Map/Steal/Return/Revoke may cover. */
 export const MAX_PAGES_PER_OP = 512;
+/** Live lend records of the `lending` design, host-wide (hypervisor/designs/lending/store.ts; xgsim's bound, as MAX_MAPPINGS). */
+export const MAX_LENDS = 2048;
 /** I/O ranges per IOREQ server. */
 export const MAX_IOREQ_RANGES = 8;
 /**

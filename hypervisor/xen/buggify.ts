@@ -78,6 +78,12 @@ export const BUGS = {
    * entry stays: the frontend can free the frame under the backend's mapping (a use-after-free).
    */
   'pinned-userptr-unpin-while-mapped': 1 << 30,
+  /**
+   * Design `lending`: reclaim removes the borrower's entries but skips the TLB shootdown, then drops the borrower's
+   * right and the page reference: a borrower vCPU keeps reaching a frame the lender got back. The last bit of the
+   * word: `1 << 31` is negative as an int32, which `&`, `|` and the control word's Int32Array all take as is.
+   */
+  'lending-revoke-skip-flush': 1 << 31,
 } as const;
 export type BugName = keyof typeof BUGS;
 export const BUG_NAMES = Object.keys(BUGS) as BugName[];
@@ -94,6 +100,7 @@ export const BUG_NAMES = Object.keys(BUGS) as BugName[];
  */
 export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'grants-end-access-while-mapped': `no sim workload ends a grant its peer still maps (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
+  'lending-revoke-skip-flush': `the sim runs the primitives design, which never reclaims a lend; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
   'pinned-userptr-unpin-while-mapped': `no sim workload foreign-maps a page and then frees it from the source (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
 };
 

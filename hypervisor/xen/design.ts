@@ -10,6 +10,8 @@
  *    -EOPNOTSUPP, as dm_op answers an unknown op;
  *  - the fault path (xen/common/ioreq.c ioreq_server_select): `faultServer`,
  *    which IOREQ server an access to a revoked gfn goes to;
+ *  - the foreign-map path (p2m_add_foreign, after get_page_from_gfn):
+ *    `foreignMapRefused`, a frame no foreign map may take (lent memory);
  *  - domain teardown (domain_relinquish_resources): `domainDying`;
  *  - the checker (docs/semantics.md §6): `check` (invariant 4 against the
  *    design's own records) and `liveRecords` (invariant 8: none left).
@@ -70,6 +72,11 @@ export interface MemoryDesign {
   domainDying(m: Machine, d: number): void;
   /** The IOREQ server (index among d's) a FAULT on d's revoked `gfn` goes to, or −1 for none. */
   faultServer(m: Machine, d: number, gfn: number): number;
+  /**
+   * Whether a foreign map (privcmd, XENMAPSPACE_gmfn_foreign) of RAM frame `mfn` is refused whoever asks, dom0
+   * included (lending's rule 3). Called under the source domain's p2m lock, with the frame referenced.
+   */
+  foreignMapRefused(m: Machine, mfn: number): boolean;
   /** Invariant 4 against the design's records; records checks and violations in m.log. */
   check(m: Machine): void;
   /** Records still live (0 after every domain was destroyed: invariant 8). */

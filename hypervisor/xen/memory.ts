@@ -15,6 +15,7 @@
  */
 import { checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
+import { designOf } from './design.js';
 import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
@@ -219,6 +220,13 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
     const t = entryType(e);
     const mfn = entryMfn(e);
     const ok = e !== P2M_HOLE && (t === P2M.ram_rw || t === P2M.ram_ro) && getPage(m, mfn, from);
+    // A frame the design says no foreign map may take (lent memory, docs/designs.md §2 rule 3): refused
+    // whoever asks, dom0 included, decided under the source's p2m lock so a lend cannot slip in between.
+    if (ok && designOf(m).foreignMapRefused(m, mfn)) {
+      p2mUnlock(m, from);
+      putPage(m, mfn);
+      return -EPERM;
+    }
     // The bug (XSA-411 class): the caller's p2m is locked while the source's
     // is still held — two domains' locks in the order the operation names
     // them, not by domid (docs/locks.md rule 2), so two such operations in

@@ -134,7 +134,7 @@ transport: ring
     expect(parseTopology(fe('{ kind: grant-ping }'), 't.yaml').design).toBe('grants');
     expect(errorOf(fe('{ kind: render }'))).toMatch(/^t\.yaml:4:50: .*workload `render` shares through the primitives' Map\/Revoke\/Steal, and design `grants` has no adapter for it yet.*idle or grant-ping/s);
     expect(parseTopology(fe('{ kind: render }').replace('grants', 'primitives'), 't.yaml').domains[1]?.workload.kind).toBe('render');
-    expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants, pinned-userptr\)/s);
+    expect(errorOf(`design: 3\n${dom}`)).toMatch(/^t\.yaml:1:9: .*expected a design \(primitives, grants, pinned-userptr, lending\)/s);
   });
 
   it('host.pcpus: auto (the default), os (no pCPU scheduler) or 1…64; 0 is not a spelling of os', () => {

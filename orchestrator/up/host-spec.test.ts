@@ -40,6 +40,6 @@ describe('hostSpecOf: design', () => {
 
   it('a spec naming a design no thread registered is refused when the machine is built', () => {
     const spec = { ...hostSpecOf(parseTopology(TOPO, 't.yaml'), run), design: 'no-such-design' };
-    expect(() => new Host(spec)).toThrow(/no design 'no-such-design' \(known: primitives, grants, pinned-userptr\)/);
+    expect(() => new Host(spec)).toThrow(/no design 'no-such-design' \(known: primitives, grants, pinned-userptr, lending\)/);
   });
 });

@@ -34,6 +34,7 @@ export const pinnedUserptr: MemoryDesign = {
   return: () => NOT_AN_OP,
   domainDying: () => {},
   faultServer: () => -1,
+  foreignMapRefused: () => false,
   check: () => {},
   liveRecords: () => 0,
 };

@@ -32,6 +32,8 @@ export const primitives: MemoryDesign = {
   return: dmReturn,
   domainDying: registryDomainDying,
   faultServer,
+  // The seed's Map of RAM leaves the frame foreign-mappable by dom0 (docs/semantics.md §4).
+  foreignMapRefused: () => false,
   check: checkMappings,
   liveRecords: (m) => registryOf(m).activeCount(),
 };
