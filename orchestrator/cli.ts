@@ -312,6 +312,27 @@ Examples:
   });
 
 program
+  .command('compare')
+  .description('compare memory-sharing designs: every design × workload of a plan with the same seeds on real threads (refusals: the design\'s refusal scenarios); one table of safety, Revoke latency, throughput and costs')
+  .argument('<plan>', 'comparison plan YAML (format: orchestrator/config/compare.ts, docs/designs.md)')
+  .option('--json', 'print the report as JSON instead of the table')
+  .option('--report <dir>', 'also write <dir>/compare.json and <dir>/compare.txt')
+  .addHelpText(
+    'after',
+    `
+XGSIM_BUGGIFY bugs apply to every cell; a plan's design variant adds its own (an unsafe variant the table must show
+UNSAFE). Exit codes: 0 every design as shipped came out safe, 1 one did not, 2 bad input.
+
+Examples:
+  $ xgsim compare examples/compare/designs-smoke.yaml
+  $ xgsim compare examples/compare/designs-smoke.yaml --json --report compare-report/`,
+  )
+  .action(async (file: string, opts: { json?: boolean; report?: string }) => {
+    const { compare } = await import('./compare/compare.js');
+    return exitWith(compare(file, { ...opts, buggify: envBuggify() }));
+  });
+
+program
   .command('host')
   .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process (sim jobs on its own thread), publish the result; reclaims the jobs of dead hosts')
   .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { loadComparePlan, parseComparePlan } from './compare.js';
+import { isInputError } from './errors.js';
+import { parseYaml } from './load.js';
+
+const parse = (text: string): ReturnType<typeof parseComparePlan> => parseComparePlan(parseYaml(text, 'p.yaml'));
+const errorOf = (text: string): string => {
+  try {
+    parse(text);
+  } catch (e) {
+    if (isInputError(e)) return e.toString();
+    throw e;
+  }
+  throw new Error('the plan was accepted');
+};
+const base = ['name: p', 'duration: 1s', 'seeds: [1, 2]'];
+
+describe('comparison plans', () => {
+  it('loads examples/compare/designs-smoke.yaml: every design, its unsafe variant, the refusals', () => {
+    const p = loadComparePlan('examples/compare/designs-smoke.yaml');
+    expect(p.designs.map((d) => d.design)).toEqual(expect.arrayContaining(['primitives', 'grants', 'pinned-userptr', 'lending']));
+    for (const d of ['primitives', 'grants', 'pinned-userptr', 'lending']) expect(p.designs.some((x) => x.design === d && x.buggify.length > 0), d).toBe(true);
+    expect(p.workloads.map((w) => w.kind)).toContain('refusals');
+  });
+
+  it('names designs by their design, variants by their own name, workloads by their kind', () => {
+    const p = parse([...base, 'designs: [lending, { design: lending, name: bad, buggify: [lending-revoke-skip-flush] }]', 'workloads: [{ kind: grant-ping }, { kind: refusals, name: r }]'].join('\n'));
+    expect(p.designs).toEqual([{ name: 'lending', design: 'lending', buggify: [] }, { name: 'bad', design: 'lending', buggify: ['lending-revoke-skip-flush'] }]);
+    expect(p.workloads).toEqual([{ name: 'grant-ping', kind: 'grant-ping', guests: 2 }, { name: 'r', kind: 'refusals', guests: 2 }]);
+    expect(p.duration_ms).toBe(1000);
+  });
+
+  it('points at the bad value: file:line:col', () => {
+    expect(errorOf([...base, 'designs: [lendin]', 'workloads: [{ kind: idle }]'].join('\n'))).toMatch(/^p\.yaml:4:\d+: .*unknown design `lendin`.*lending/);
+    expect(errorOf([...base, 'designs: [lending, lending]', 'workloads: [{ kind: idle }]'].join('\n'))).toMatch(/^p\.yaml:4:\d+: .*two designs are called `lending`/);
+    expect(errorOf([...base, 'designs: [{ design: grants, buggify: [no-such-bug] }]', 'workloads: [{ kind: idle }]'].join('\n'))).toMatch(/^p\.yaml:4:\d+: .*unknown bug `no-such-bug`/);
+    expect(errorOf([...base, 'designs: [grants]', 'workloads: [{ kind: render, guests: 0 }]'].join('\n'))).toMatch(/^p\.yaml:5:\d+: .*at least 1/);
+    expect(errorOf(['name: p', 'duration: 1h', 'seeds: [1]', 'designs: [grants]', 'workloads: [{ kind: idle }]'].join('\n'))).toMatch(/^p\.yaml:2:\d+: .*between/);
+    expect(errorOf(['name: p', 'duration: 1s', 'seeds: [3, 3]', 'designs: [grants]', 'workloads: [{ kind: idle }]'].join('\n'))).toMatch(/^p\.yaml:3:\d+: .*seed 3 is listed twice/);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * Comparison plans (`xgsim compare <plan.yaml>`, docs/designs.md, issue 15):
+ * designs × workloads × seeds, each cell run on real threads.
+ *
+ *   name: designs-smoke
+ *   duration: 1500ms            # each run of a threaded workload
+ *   seeds: [11, 12]             # the same seeds for every design
+ *   pcpus: 2                    # optional (default: the host's `auto`)
+ *   designs:
+ *     - primitives
+ *     - { design: lending, name: lending-unsafe, buggify: [lending-revoke-skip-flush] }
+ *   workloads:
+ *     - { kind: grant-ping, guests: 2 }
+ *     - { kind: render, guests: 1, name: render }
+ *     - { kind: refusals }       # the design's refusal scenarios (design-<name>-*.yaml)
+ *
+ * Decisions:
+ * - A design entry is a registered design's name, or a variant of one: a
+ *   name of its own and the XGSIM_BUGGIFY bugs it runs with (an "unsafe
+ *   variant", which the table must show unsafe). The plan's variants add to
+ *   the bugs of XGSIM_BUGGIFY, which apply to every cell.
+ * - A workload is a kind the topology knows (idle, grant-ping, render,
+ *   compute-svm, adversary) run by `guests` frontends of dom0, or
+ *   `refusals`: the design's refusal scenarios, run as `xgsim scenario`
+ *   runs them. A design that cannot run a kind (docs/designs.md: only the
+ *   primitives have GPU adapters yet) gets "n/a" in that cell, not a run.
+ * - Names (a design's `name`, a workload's `name`, default its kind) are
+ *   unique: they are the table's rows and columns.
+ */
+import { z } from 'zod';
+import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
+import { BUG_NAMES } from '../../hypervisor/xen/buggify.js';
+import { duration, ident, int, list, obj, oneOf, pcpus, type PcpuChoice } from './fields.js';
+import { errorAt, readYamlFile, validate, type YamlSource } from './load.js';
+
+export const COMPARE_WORKLOAD_KINDS = ['idle', 'grant-ping', 'render', 'compute-svm', 'adversary', 'refusals'] as const;
+export type CompareWorkloadKind = (typeof COMPARE_WORKLOAD_KINDS)[number];
+/** A cell runs at most this long: a comparison is many short runs (the plan's total is printed before it starts). */
+export const MAX_COMPARE_DURATION_MS = 5 * 60_000;
+export const MAX_COMPARE_SEEDS = 64;
+export const MAX_COMPARE_GUESTS = 8;
+export const MAX_COMPARE_ENTRIES = 32;
+const MAX_PCPUS = 64;
+
+export interface CompareDesign {
+  readonly name: string;
+  readonly design: string;
+  readonly buggify: readonly string[];
+}
+export interface CompareWorkload {
+  readonly name: string;
+  readonly kind: CompareWorkloadKind;
+  readonly guests: number;
+}
+export interface ComparePlan {
+  readonly name: string;
+  readonly duration_ms: number;
+  readonly seeds: readonly number[];
+  readonly pcpus?: PcpuChoice;
+  readonly designs: readonly CompareDesign[];
+  readonly workloads: readonly CompareWorkload[];
+}
+
+// A bare name is `{ design: <name> }`, so one schema checks both spellings and reports a bad name at the name.
+const designEntry = z.preprocess(
+  (v) => (typeof v === 'string' ? { design: v } : v),
+  obj({ design: oneOf(DESIGN_NAMES, 'design'), name: ident().optional(), buggify: list(oneOf(BUG_NAMES, 'bug')).optional() }),
+);
+
+const schema = obj({
+  name: ident(),
+  duration: duration(),
+  seeds: list(int({ min: 0, max: 2 ** 31 - 1 }), { min: 1, max: MAX_COMPARE_SEEDS }),
+  pcpus: pcpus(MAX_PCPUS).optional(),
+  designs: list(designEntry, { min: 1, max: MAX_COMPARE_ENTRIES }),
+  workloads: list(obj({ kind: oneOf(COMPARE_WORKLOAD_KINDS, 'workload kind'), name: ident().optional(), guests: int({ min: 1, max: MAX_COMPARE_GUESTS }).optional() }), { min: 1, max: MAX_COMPARE_ENTRIES }),
+});
+
+export function parseComparePlan(src: YamlSource): ComparePlan {
+  const raw = validate(src, schema);
+  if (raw.duration < 1 || raw.duration > MAX_COMPARE_DURATION_MS) throw errorAt(src, ['duration'], `must be between 1ms and ${MAX_COMPARE_DURATION_MS / 60_000}m, got ${raw.duration}ms`);
+  const designs = raw.designs.map((d): CompareDesign => ({ name: d.name ?? d.design, design: d.design, buggify: d.buggify ?? [] }));
+  const workloads = raw.workloads.map((w): CompareWorkload => ({ name: w.name ?? w.kind, kind: w.kind, guests: w.guests ?? 2 }));
+  unique(src, 'designs', designs.map((d) => d.name));
+  unique(src, 'workloads', workloads.map((w) => w.name));
+  const seen = new Set<number>();
+  raw.seeds.forEach((s, i) => {
+    if (seen.has(s)) throw errorAt(src, ['seeds', i], `seed ${s} is listed twice`);
+    seen.add(s);
+  });
+  return { name: raw.name, duration_ms: raw.duration, seeds: raw.seeds, ...(raw.pcpus !== undefined ? { pcpus: raw.pcpus } : {}), designs, workloads };
+}
+
+function unique(src: YamlSource, key: string, names: readonly string[]): void {
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i) throw errorAt(src, [key, i], `two ${key} are called \`${n}\` (give one a \`name:\`)`);
+  });
+}
+
+export function loadComparePlan(file: string): ComparePlan {
+  return parseComparePlan(readYamlFile(file));
+}
