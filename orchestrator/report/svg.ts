@@ -269,7 +269,7 @@ function timeDomain(o: TimeAxis, xs: readonly number[], from0: boolean): Axis {
 }
 
 /** Lines over a shared x axis (time in ms → shown in s); `logY` for series of very different sizes. */
-export function linePlot(s: Shell, lines: readonly Line[], o: TimeAxis & { logY?: boolean; yTick?: (v: number) => string; xTick?: (v: number) => string } = {}): string {
+export function linePlot(s: Shell, lines: readonly Line[], o: TimeAxis & { logY?: boolean; yTick?: (v: number) => string; xTick?: (v: number) => string; xTicks?: number[] } = {}): string {
   return guarded(s, () => {
     const pts = lines.flatMap((l) => l.xs.map((x, i) => [x, l.ys[i] ?? Number.NaN] as const)).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
     if (pts.length === 0 || lines.every((l) => l.ys.every((y) => y === 0))) return noData(s);
@@ -279,7 +279,7 @@ export function linePlot(s: Shell, lines: readonly Line[], o: TimeAxis & { logY?
     const y: Axis = o.logY ? { lo: Math.max(1e-3, Math.min(...ys)) / 1.5, hi: Math.max(...ys) * 1.5, log: true } : { lo: 0, hi: Math.max(1, ...ys) * 1.08, log: false };
     const sx = scale(x, M.left, M.left + PLOT_W);
     const sy = scale(y, M.top + PLOT_H, M.top);
-    const parts = [open(s), bandsSvg(o.bands ?? [], sx), axes(x, y, o.xTick ?? ((v) => `${+(v / 1000).toFixed(2)}`), o.yTick ?? fmt)];
+    const parts = [open(s), bandsSvg(o.bands ?? [], sx), axes(x, y, o.xTick ?? ((v) => `${+(v / 1000).toFixed(2)}`), o.yTick ?? fmt, o.xTicks)];
     const shown: Array<{ label: string; color: string }> = [];
     lines.forEach((l, k) => {
       const color = PALETTE[k % PALETTE.length]!;
