@@ -178,6 +178,16 @@ describe('xgsim campaign / host', () => {
     await expectCleanedUp(rep.campaign, p);
   });
 
+  redisIt('on a terminal (through `script`), every frame of the progress bar adds up: done + running + queued = runs', () => {
+    const seed = testSeed('campaign pty bar');
+    const cmd = [process.execPath, BIN, 'campaign', TINY, '--runs', '3', '--spawn-hosts', '1', '--seed', String(seed), '--pool', pool('pty'), '--dir', join(work, 'pty')].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: 120_000 });
+    expect(r.status, r.stdout).toBe(0);
+    const frames = [...r.stdout.matchAll(/(\d+)\/3 \| failed (\d+) \| running (\d+) \| queued (\d+) \| hosts \d+/g)].map((m) => m.slice(1, 5).map(Number));
+    expect(frames.length).toBeGreaterThan(0);
+    for (const [done, , running, queued] of frames) expect(done! + running! + queued!, JSON.stringify(frames)).toBe(3);
+  });
+
   redisIt('--timeout with no host: the page shows the campaign running, then the campaign says it timed out, not interrupted', async () => {
     const seed = testSeed('campaign timeout');
     const dir = join(work, 'timeout');

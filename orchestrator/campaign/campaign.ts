@@ -379,7 +379,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     writeFileSync(join(dir, 'campaign.json'), `${JSON.stringify(report, null, 2)}\n`);
     finalPage?.();
   } catch (e) {
-    say(`xgsim campaign: could not write ${join(dir, 'campaign.json')}: ${e instanceof Error ? e.message : String(e)}`);
+    say(`xgsim: campaign: could not write ${join(dir, 'campaign.json')}: ${e instanceof Error ? e.message : String(e)}`);
   }
   process.stdout.write(o.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${formatCampaign(report)}\n`);
   return { report, exitCode: ok ? 0 : 1 };
