@@ -45,7 +45,7 @@ describe('bench tables', () => {
     expect(floorUnit('raw_access_per_s')).toEqual({ label: 'raw_access', unit: '/s' });
     expect(floorUnit('bare_workers_rss_mib')).toEqual({ label: 'bare_workers_rss', unit: 'MiB' });
     const floors = out.slice(out.indexOf('floors:') + 1, out.indexOf('floors:') + 6);
-    expect(floors[1]).toMatch(/^ {2}raw_access +123456789\.12 \/s$/);
+    expect(floors[1]).toMatch(/^ {2}raw_access +123 M\/s$/);
     expect(floors[2]).toMatch(/ 21\.5 ns$/);
     expect(floors[3]).toMatch(/ 0\.8 µs$/);
     expect(floors[4]).toMatch(/ 64\.25 MiB$/);

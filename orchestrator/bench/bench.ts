@@ -496,6 +496,9 @@ export function formatBench(r: BenchReport): string {
   const lines = [`xgsim bench — ${r.date}, ${r.machine.cores} cores, Node ${r.machine.node}, load ${r.load.join(' ')}${r.quick ? ' (quick)' : ''}`];
   const floors = Object.entries(r.floors).map(([k, v]) => {
     const f = floorUnit(k);
+    // Rates in the millions read better as M/s, three significant digits (the floors vary far more than that run to run).
+    if (f.unit === '/s' && v >= 1e6) return [f.label, `${+(v / 1e6).toPrecision(3)} M/s`];
+    if (f.unit === '/s' && v >= 1e4) return [f.label, `${+(v / 1e3).toPrecision(3)} k/s`];
     return [f.label, withUnit(v, f.unit)];
   });
   if (floors.length > 0) lines.push('floors:', ...table([{ head: 'floor' }, { head: 'value', right: true }], floors, '  '));
