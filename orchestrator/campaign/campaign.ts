@@ -35,8 +35,9 @@ import { UsageError } from '../errors.js';
 import { parsePool, redisUrlOf } from './host.js';
 import { parseRecord, recordDir, saveRecord } from '../runs/record.js';
 import { directCommand } from '../runs/store.js';
-import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram, type Percentiles } from '../stats.js';
+import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram } from '../stats.js';
 import { writeCampaignPage } from '../report/campaign-page.js';
+import type { CampaignReport, FailingJob } from './report-types.js';
 import { parseDurationFlag, parseIntFlag, parseSeed } from '../up/run-flags.js';
 
 export const MAX_RUNS = 100_000;
@@ -59,59 +60,7 @@ export interface CampaignOptions {
   dir?: string;
 }
 
-export interface FailingJob {
-  index: number;
-  seed: number;
-  template: string;
-  kind: string;
-  status: 'fail' | 'error' | 'timeout' | 'missing';
-  host: string;
-  violations: number;
-  failed: string[];
-  error: string;
-  /** Saved run record (failing runs only). */
-  record?: string;
-  /** `npx xgsim replay <record>`, when there is a record. */
-  replay?: string;
-  /** The direct command line. */
-  direct: string;
-}
-
-export interface CampaignReport {
-  campaign: string;
-  name: string;
-  file: string;
-  seed: number;
-  buggify: string[];
-  pool: string;
-  runs: number;
-  /** Jobs with a result (each counted once). */
-  accounted: number;
-  /** Indexes of jobs without a result (interrupted or timed out campaigns). */
-  missing: number[];
-  duplicates_dropped: number;
-  malformed_results: number;
-  /** Results of jobs taken over from a host that died or gave them up. */
-  reclaimed: number;
-  pass: number;
-  fail: number;
-  error: number;
-  timeout: number;
-  wall_ms: number;
-  hosts: Record<string, number>;
-  templates: Record<string, { kind: string; runs: number; failed: number }>;
-  /** Percentiles of every Revoke of every run, from the merged histograms (sim jobs' simulated time left out). */
-  revoke_us: Percentiles;
-  violations: number;
-  failed_invariants: Record<string, number>;
-  failing: FailingJob[];
-  dir: string;
-  /** Stopped before every job had a result: Ctrl-C, or --timeout (then timed_out too). */
-  interrupted: boolean;
-  /** --timeout fired. */
-  timed_out: boolean;
-  verdict: 'pass' | 'fail';
-}
+export type { CampaignReport, FailingJob } from './report-types.js';
 
 /** What the campaign has seen so far: buildReport turns it into a report, while it runs and at the end. */
 interface Tally {

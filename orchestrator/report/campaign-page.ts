@@ -15,7 +15,7 @@
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CampaignReport } from '../campaign/campaign.js';
+import type { CampaignReport } from '../campaign/report-types.js';
 import { histogramTable, percentileCurve, type LatencyHistogram } from '../stats.js';
 import { plural } from '../text.js';
 import { CSS, JS } from './html.js';
