@@ -51,7 +51,8 @@ program
   .option('--verbose', 'show stack traces of errors')
   .showHelpAfterError(false)
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Commander's own messages ("error: unknown option …") take the prefix of every other error: one prefix, `xgsim:`.
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(s.replace(/^error: /, 'xgsim: ')) });
 
 program
   .command('up')

@@ -79,3 +79,41 @@ export function histogramPercentiles(h: LatencyHistogram): Percentiles {
   const r = (v: number): number => Math.round(v * 10) / 10;
   return { n: h.n, p50: r(at(50)), p99: r(at(99)), max: r(h.max_us) };
 }
+
+/** HdrHistogram's percentile plot: the latency at each of `nines` steps of 1/(1−p), from p50 up to the max. */
+export interface PercentileCurve {
+  /** −log10(1 − p): 0.3 = p50, 1 = p90, 2 = p99, 3 = p99.9 … */
+  nines: number[];
+  us: number[];
+}
+
+/** The percentile curve of a histogram, a point every 0.1 nine up to the rank of the last value. */
+export function percentileCurve(h: LatencyHistogram): PercentileCurve {
+  if (h.n === 0) return { nines: [], us: [] };
+  const x = decode(h);
+  const top = Math.log10(h.n);
+  const nines: number[] = [];
+  const us: number[] = [];
+  for (let k = 3; k / 10 <= top + 1e-9; k++) {
+    const p = 100 * (1 - 10 ** (-k / 10));
+    nines.push(k / 10);
+    us.push(Math.round(Math.min(h.max_us, x.getValueAtPercentile(p) * HDR_UNIT_US) * 10) / 10);
+  }
+  nines.push(Math.max(top, 0.3));
+  us.push(Math.round(h.max_us * 10) / 10);
+  return { nines, us };
+}
+
+/** p50, p90, p99, p99.9 and max of a histogram (µs). */
+export function histogramTable(h: LatencyHistogram): Array<[string, number]> {
+  if (h.n === 0) return [];
+  const x = decode(h);
+  const at = (q: number): number => Math.round(Math.min(h.max_us, x.getValueAtPercentile(q) * HDR_UNIT_US) * 10) / 10;
+  return [
+    ['p50', at(50)],
+    ['p90', at(90)],
+    ['p99', at(99)],
+    ['p99.9', at(99.9)],
+    ['max', Math.round(h.max_us * 10) / 10],
+  ];
+}

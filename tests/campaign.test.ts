@@ -12,7 +12,7 @@
  * replay one with `SEED=<n> npx vitest run tests/campaign.test.ts -t "<name>"`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -165,11 +165,51 @@ describe('xgsim campaign / host', () => {
     expect(first?.replay).toBe(`npx xgsim replay ${first?.record}`);
     expect(first?.direct).toContain('XGSIM_BUGGIFY=skip-tlb-flush-on-revoke npx xgsim stress revoke');
     expect(readdirSync(dir).filter((f) => /^job-\d+-seed-\d+\.json$/.test(f))).toHaveLength(seeds.length);
+    // The campaign's page beside campaign.json: over, failing, with the replay command of the first failing seed.
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    expect(html).toMatch(/<body data-state="done">/);
+    expect(html).toContain('class="verdict fail"');
+    expect(html).toContain(`<code>npx xgsim replay ${first!.record!}</code>`);
+    expect(html.match(/class="job job-[pf]" title="job/g)).toHaveLength(4);
     // The record carries the bug: no XGSIM_BUGGIFY needed to replay it.
     const rr = xgsimSync(['replay', first!.record!, '--attempts', '3'], { XGSIM_BUGGIFY: '' });
     expect(rr.code, rr.stderr).toBe(1);
     expect(rr.stdout).toMatch(/replay: FAIL — reproduced the failure after [123] attempts?/);
     await expectCleanedUp(rep.campaign, p);
+  });
+
+  redisIt('on a terminal (through `script`), every frame of the progress bar adds up: done + running + queued = runs', () => {
+    const seed = testSeed('campaign pty bar');
+    const cmd = [process.execPath, BIN, 'campaign', TINY, '--runs', '3', '--spawn-hosts', '1', '--seed', String(seed), '--pool', pool('pty'), '--dir', join(work, 'pty')].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: 120_000 });
+    expect(r.status, r.stdout).toBe(0);
+    const frames = [...r.stdout.matchAll(/(\d+)\/3 \| failed (\d+) \| running (\d+) \| queued (\d+) \| hosts \d+/g)].map((m) => m.slice(1, 5).map(Number));
+    expect(frames.length).toBeGreaterThan(0);
+    for (const [done, , running, queued] of frames) expect(done! + running! + queued!, JSON.stringify(frames)).toBe(3);
+  });
+
+  redisIt('--timeout with no host: the page shows the campaign running, then the campaign says it timed out, not interrupted', async () => {
+    const seed = testSeed('campaign timeout');
+    const dir = join(work, 'timeout');
+    const c = xgsim(['campaign', TINY, '--runs', '3', '--seed', String(seed), '--pool', pool('timeout'), '--timeout', '4s', '--dir', dir]);
+    const page = join(dir, 'index.html');
+    await until('the campaign page', () => existsSync(page), 30_000);
+    const running = readFileSync(page, 'utf8');
+    expect(running).toMatch(/<body data-state="running">/);
+    expect(running).toMatch(/http-equiv="refresh"/);
+    expect(running).toMatch(/0<\/span>\/3 done \(<span class="">0 failed<\/span>\), 0 running, 3 queued/);
+    const r = await c.done;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/xgsim campaign: timed out \(--timeout 4\.0 s\) with 3 jobs not accounted/);
+    expect(r.stderr).not.toMatch(/interrupted/i);
+    expect(r.stdout).toMatch(/, TIMED OUT\n/);
+    expect(r.stdout).toMatch(/verdict: FAIL \(0 of 3 runs failed, 3 not accounted: timed out\)/);
+    const over = readFileSync(page, 'utf8');
+    expect(over).toMatch(/<body data-state="done">/);
+    expect(over).toContain('TIMED OUT');
+    expect(over).toContain('3 never accounted');
+    const rep = JSON.parse(readFileSync(join(dir, 'campaign.json'), 'utf8')) as CampaignReport;
+    expect(rep).toMatchObject({ timed_out: true, interrupted: true, accounted: 0, missing: [0, 1, 2] });
   });
 
   redisIt('a host answers bad jobs with an error result, kills a job that outlives its timeout, and keeps serving', async () => {

@@ -174,6 +174,8 @@ describe('bad input exits 2 with one line', () => {
     ['bad seed flag', ['up', 'examples/two-guests.yaml', '--seed', '-3'], {}, /--seed/],
     ['unknown bug', ['up', 'examples/two-guests.yaml'], { XGSIM_BUGGIFY: 'skip-everything' }, /unknown bug `skip-everything`/],
     ['unknown command', ['frobnicate'], {}, /unknown command/],
+    ['unknown option (commander)', ['up', 'examples/two-guests.yaml', '--bogus'], {}, /unknown option '--bogus'/],
+    ['missing argument (commander)', ['up'], {}, /missing required argument 'topology'/],
     ['bad transport', ['up', 'examples/two-guests.yaml', '--transport', 'carrier-pigeon'], {}, /transport/],
     ['a --redis-url that is no URL', ['up', 'examples/two-guests.yaml', '--redis-url', 'notaurl'], {}, /--redis-url: `notaurl` is not a Redis URL/],
     ['a REDIS_URL of another scheme, password kept out', ['up', 'examples/two-guests.yaml', '--transport', 'redis'], { REDIS_URL: 'http://u:hunter2@x' }, /^xgsim: REDIS_URL: `http:\/\/u:\*\*\*@x` is not a Redis URL/],
@@ -184,6 +186,8 @@ describe('bad input exits 2 with one line', () => {
       const r = xgsim(args, env);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(re);
+      // One prefix for every error, commander's own included.
+      expect(r.stderr).toMatch(/^xgsim: /);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     });

@@ -6,7 +6,7 @@
  * are skipped loudly, except under CI, where a missing browser fails them.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -42,7 +42,11 @@ function dumpDom(html: string, screenshot?: string): string {
 }
 
 interface PlotDom {
+  /** Data marks (class "mark"): not the nemesis bands behind them. */
   marks: number;
+  bands: number;
+  /** The `d` of each line. */
+  paths: string[];
   /** What the page's script counted (proves it ran). */
   dataMarks: string | undefined;
   noData: boolean;
@@ -56,7 +60,9 @@ function plotsOf(dom: string): Map<string, PlotDom> {
     const attrs = `${m[1] ?? ''} ${m[3] ?? ''}`;
     const body = m[4] ?? '';
     out.set(m[2]!, {
-      marks: (body.match(/<(path|rect|circle)\b/g) ?? []).length,
+      marks: (body.match(/<(path|rect|circle)\b[^>]*\bclass="mark\b/g) ?? []).length,
+      bands: (body.match(/<rect\b[^>]*\bclass="band"/g) ?? []).length,
+      paths: [...body.matchAll(/<path\b[^>]*\bclass="mark line"[^>]*\bd="([^"]*)"/g)].map((p) => p[1] ?? ''),
       dataMarks: /data-marks="(\d+)"/.exec(attrs)?.[1],
       noData: body.includes('>no data<'),
       renderError: /render-error/.test(attrs) || body.includes('render error'),
@@ -85,12 +91,36 @@ describe('the report in headless Chromium', () => {
       expect(p.marks, name).toBeGreaterThanOrEqual(least[name] ?? 1);
       expect(p.dataMarks, name).toBe(String(p.marks));
     }
-    // The injection is on the fault timeline; the summary table is there.
+    // The injections are on the fault timeline; the summary table is there.
     expect(dom).toContain('kill-device-model → dom0');
+    // Every time plot shades the three nemesis windows; the histograms have no time axis.
+    for (const name of ['revoke-latency-time', 'ops-rate', 'accesses-rate', 'faults-timeline', 'frames']) expect(plots.get(name)!.bands, name).toBe(3);
+    for (const name of ['revoke-latency-hist', 'ioreq-rtt-hist']) expect(plots.get(name)!.bands, name).toBe(0);
+    // One time base: the summary's 1.00 s (from when every vCPU ran, at 0.50 s) is listed at 1.50 s, where the band is drawn.
+    expect(dom).toMatch(/1\.50 s kill-device-model → dom0/);
+    expect(dom).toMatch(/<rect class="band"[^>]*><title>1\.50 s–1\.70 s: kill-device-model → dom0<\/title>/);
+    // The 0.7 s hole in the sampling is a gap: each sampled line is two pieces.
+    for (const d of plots.get('frames')!.paths) expect(d.match(/M/g)?.length, d).toBe(2);
+    expect(plots.get('accesses-rate')!.paths[0]!.match(/M/g)?.length).toBe(2);
+    // Titles give the counts, and say why they differ from the summary's (200 timed vs 10 Revoke + 0 Return calls).
+    expect(dom).toContain('Revoke latency: 200 Revokes timed in the hypervisor');
+    expect(dom).toContain('summary: 10 Revoke + 0 Return = 10 calls');
     expect(dom).toMatch(/<table class="summary">[\s\S]*seed[\s\S]*>7</);
     // Self-contained: no external references, and Chromium drew it.
     expect(readFileSync(index, 'utf8')).not.toMatch(/\b(src|href)="(https?:)?\/\//);
     if (existsSync(shot)) expect(statSync(shot).size).toBeGreaterThan(20_000);
+  }, 120_000);
+
+  chromiumIt('the labels of close injections do not overlap, measured by the browser', () => {
+    const dir = tmp();
+    const { index } = writeReport(dir, syntheticRun());
+    // The report's own page, with a script that measures each label's box (getBBox) after layout and writes what overlaps.
+    const measure = `<script>document.addEventListener('DOMContentLoaded',function(){var out=[];document.querySelectorAll('svg[data-plot]').forEach(function(svg){var ls=[].slice.call(svg.querySelectorAll('text.marker-label,text.legend'));var bs=ls.map(function(t){return t.getBBox();});for(var i=0;i<bs.length;i++)for(var j=i+1;j<bs.length;j++){var a=bs[i],b=bs[j];if(a.x<b.x+b.width&&b.x<a.x+a.width&&a.y<b.y+b.height&&b.y<a.y+a.height)out.push(svg.getAttribute('data-plot')+': '+ls[i].textContent+' / '+ls[j].textContent);}});document.body.setAttribute('data-overlaps',JSON.stringify(out));document.body.setAttribute('data-labels',String(document.querySelectorAll('text.marker-label').length));});</script>`;
+    const page = join(dir, 'measure.html');
+    writeFileSync(page, readFileSync(index, 'utf8').replace('</head>', `${measure}</head>`));
+    const dom = dumpDom(page);
+    expect(dom).toMatch(/data-labels="3"/);
+    expect(/data-overlaps="([^"]*)"/.exec(dom)?.[1]).toBe('[]');
   }, 120_000);
 
   chromiumIt('a failed run with no series: every plot says "no data", the replay command and the escaped violation are shown', () => {

@@ -130,7 +130,8 @@ export function checkChromeTrace(json: unknown): TraceFacts {
 /** A saved run with data for every plot (and an injection), as `--report` would write it. */
 export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
   const n = o.empty === true ? 0 : 40;
-  const t_ms = Array.from({ length: n }, (_, i) => i * 100);
+  // A hole in the sampling from 2.4 s to 3.1 s (a stalled sampler): the lines must break there.
+  const t_ms = Array.from({ length: n }, (_, i) => (i < 25 ? i : i + 6) * 100);
   const cum = (rate: number): number[] => t_ms.map((t) => Math.round((t / 1000) * rate));
   const summary: Summary = {
     seed: 7,
@@ -157,7 +158,15 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
       posted_ring_full: 0,
       nemesis: { delayed: 0, duplicated: 0, dropped: 0, reordered: 0, duplicates_skipped: 0 },
     },
-    faults_injected: o.empty === true ? [] : [{ at_ms: 1500, kind: 'kill-device-model', target: 'dom0' }],
+    // Counted from when every vCPU ran (series.vcpus_running_ms = 500 on the plots' axis); three close together test label placement.
+    faults_injected:
+      o.empty === true
+        ? []
+        : [
+            { at_ms: 1000, kind: 'kill-device-model', target: 'dom0', end_ms: 1200 },
+            { at_ms: 1050, kind: 'ioreq-delay', target: 'transport', end_ms: 1650 },
+            { at_ms: 1100, kind: 'memory-pressure', target: 'dom0', end_ms: 1600 },
+          ],
     invariants: { no_use_after_revoke: { checks: 1000, violations: o.empty === true ? 1 : 0 }, frames_conserved: { checks: 10, violations: 0 } },
     frames: { total: 1000, free: 1000, conserved: true },
     threads: { vcpus: 4, distinct: 4 },
@@ -196,7 +205,12 @@ export function syntheticRun(o: { empty?: boolean } = {}): SavedRun {
               max_per_bin: t_ms.map((_, i) => 400 + ((i * 53) % 500)),
             },
             faults: { bin_ms: 100, counts: t_ms.map((_, i) => (i % 5 === 0 ? i : 0)) },
-            injections: [{ t_ms: 1500, label: 'kill-device-model → dom0' }],
+            injections: [
+              { t_ms: 1500, end_t_ms: 1700, label: 'kill-device-model → dom0' },
+              { t_ms: 1550, end_t_ms: 2150, label: 'ioreq-delay → transport' },
+              { t_ms: 1600, end_t_ms: 2100, label: 'memory-pressure → dom0' },
+            ],
+            vcpus_running_ms: 500,
             trace: { events_kept: 12345, cap: 300000, dropped_over_cap: 0, dropped_ring_full: 0, truncated_at_ms: null },
           },
   };

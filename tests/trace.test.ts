@@ -89,7 +89,12 @@ describe('timeline of a gpu-desktop run', () => {
     // The report and its saved run: the same page again from summary.json.
     const run = loadSavedRun(join(dir, 'report', 'summary.json'));
     expect(run.series).not.toBeNull();
-    expect(run.series!.injections).toEqual([{ t_ms: expect.any(Number) as unknown, label: 'kill-device-model → dom0' }]);
+    expect(run.series!.injections).toEqual([{ t_ms: expect.any(Number) as unknown, end_t_ms: expect.any(Number) as unknown, label: 'kill-device-model → dom0' }]);
+    // One time base: the summary's at_ms counts from when every vCPU ran; shifted by that moment it is where the plots draw it.
+    const band = run.series!.injections![0]!;
+    const off = run.series!.vcpus_running_ms!;
+    expect(Math.abs(off + run.summary.faults_injected[0]!.at_ms - band.t_ms)).toBeLessThan(2);
+    expect(band.end_t_ms!).toBeGreaterThanOrEqual(band.t_ms);
     const html = readFileSync(join(dir, 'report', 'index.html'), 'utf8');
     for (const p of PLOTS) expect(html).toContain(`data-plot="${p}"`);
     expect(renderReport(run)).toBe(html);

@@ -392,6 +392,7 @@ export class Host {
     // Injections count from chaos's t0 (every vCPU running): put them on the timeline's clock.
     const t0 = this.chaos?.t0_ms;
     if (t0 !== undefined && injections.length > 0) {
+      data.vcpus_running_us = c.clock(t0);
       data.injections = injections.map((i) => ({
         at_us: c.clock(t0 + i.at_ms),
         ...(i.end_ms !== undefined ? { end_us: c.clock(t0 + i.end_ms) } : {}),

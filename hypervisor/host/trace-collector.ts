@@ -81,6 +81,8 @@ export interface TraceData {
   faults: { bin_us: number; counts: number[] };
   /** The run's injections (chaos) on this clock; absent when the host injected nothing. */
   injections?: Array<{ at_us: number; end_us?: number; kind: string; target: string; detail?: string }>;
+  /** When every vCPU had run (chaos's t0, from which the summary's injection times count), on this clock. */
+  vcpus_running_us?: number;
 }
 
 export interface CollectorOptions {

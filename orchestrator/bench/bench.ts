@@ -5,6 +5,7 @@
  * Redis stream round trip. Medians of repetitions; p50/p99 for latencies.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
+import { table, withUnit } from '../text.js';
 import { UsageError } from '../errors.js';
 import '../../hypervisor/designs/index.js';
 import { spawn } from 'node:child_process';
@@ -478,15 +479,38 @@ function round(x: number, digits = 2): number {
   return Math.round(x * f) / f;
 }
 
+/** The unit of a floor, from its name's suffix (raw_access_per_s → /s). */
+export function floorUnit(name: string): { label: string; unit: string } {
+  const units: Array<[RegExp, string]> = [
+    [/_per_s$/, '/s'],
+    [/_ns$/, 'ns'],
+    [/_us$/, 'µs'],
+    [/_ms$/, 'ms'],
+    [/_mib$/, 'MiB'],
+  ];
+  for (const [re, unit] of units) if (re.test(name)) return { label: name.replace(re, ''), unit };
+  return { label: name, unit: '' };
+}
+
 export function formatBench(r: BenchReport): string {
   const lines = [`xgsim bench — ${r.date}, ${r.machine.cores} cores, Node ${r.machine.node}, load ${r.load.join(' ')}${r.quick ? ' (quick)' : ''}`];
-  if (Object.keys(r.floors).length > 0) lines.push('floors:');
-  for (const [k, v] of Object.entries(r.floors)) lines.push(`  ${k.padEnd(28)} ${round(v)}`);
-  if (r.rows.length > 0) lines.push('', `${'figure'.padEnd(46)} ${'value'.padStart(14)}  ${'floor'.padEnd(36)} ${'ratio'.padStart(8)}  ${'goal'.padEnd(18)} result`);
-  for (const x of r.rows) {
-    const result = x.pass === null ? '' : x.pass ? 'pass' : 'MISS';
-    lines.push(`${x.figure.padEnd(46)} ${`${x.value} ${x.unit}`.padStart(14)}  ${`${x.floor} ${x.floor_value}`.padEnd(36)} ${String(x.ratio).padStart(8)}  ${x.goal.padEnd(18)} ${result}${x.note !== undefined ? ` (${x.note})` : ''}`);
-    if (x.detail !== undefined) lines.push(`  ${x.detail}`);
+  const floors = Object.entries(r.floors).map(([k, v]) => {
+    const f = floorUnit(k);
+    // Rates in the millions read better as M/s, three significant digits (the floors vary far more than that run to run).
+    if (f.unit === '/s' && v >= 1e6) return [f.label, `${+(v / 1e6).toPrecision(3)} M/s`];
+    if (f.unit === '/s' && v >= 1e4) return [f.label, `${+(v / 1e3).toPrecision(3)} k/s`];
+    return [f.label, withUnit(v, f.unit)];
+  });
+  if (floors.length > 0) lines.push('floors:', ...table([{ head: 'floor' }, { head: 'value', right: true }], floors, '  '));
+  if (r.rows.length > 0) {
+    // Every figure with its unit: the floor's value is in the figure's unit, the ratio is figure ÷ floor.
+    const rows = r.rows.map((x) => [x.figure, `${x.value} ${x.unit}`, x.floor, `${x.floor_value} ${x.unit}`, `${x.ratio}×`, x.goal, `${x.pass === null ? '' : x.pass ? 'pass' : 'MISS'}${x.note !== undefined ? ` (${x.note})` : ''}`]);
+    const t = table([{ head: 'figure' }, { head: 'value', right: true }, { head: 'floor' }, { head: 'floor value', right: true }, { head: 'ratio', right: true }, { head: 'goal' }, { head: 'result' }], rows);
+    lines.push('', t[0]!);
+    r.rows.forEach((x, i) => {
+      lines.push(t[i + 1]!);
+      if (x.detail !== undefined) lines.push(`  ${x.detail}`);
+    });
   }
   for (const c of r.curves ?? []) lines.push('', formatCurve(c));
   return lines.join('\n');

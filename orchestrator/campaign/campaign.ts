@@ -35,7 +35,9 @@ import { UsageError } from '../errors.js';
 import { parsePool, redisUrlOf } from './host.js';
 import { parseRecord, recordDir, saveRecord } from '../runs/record.js';
 import { directCommand } from '../runs/store.js';
-import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram, type Percentiles } from '../stats.js';
+import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram } from '../stats.js';
+import { writeCampaignPage } from '../report/campaign-page.js';
+import type { CampaignReport, FailingJob } from './report-types.js';
 import { parseDurationFlag, parseIntFlag, parseSeed } from '../up/run-flags.js';
 
 export const MAX_RUNS = 100_000;
@@ -44,6 +46,8 @@ export const MAX_SPAWN_HOSTS = 32;
 const STATUS_EVERY_MS = 5000;
 /** Warn when no host has shown up for this long. */
 const NO_HOST_WARNING_MS = 10_000;
+/** The campaign page is written at most this often while results arrive. */
+const PAGE_EVERY_MS = 1000;
 
 export interface CampaignOptions {
   runs?: string;
@@ -56,55 +60,102 @@ export interface CampaignOptions {
   dir?: string;
 }
 
-export interface FailingJob {
-  index: number;
-  seed: number;
-  template: string;
-  kind: string;
-  status: 'fail' | 'error' | 'timeout' | 'missing';
-  host: string;
-  violations: number;
-  failed: string[];
-  error: string;
-  /** Saved run record (failing runs only). */
-  record?: string;
-  /** `npx xgsim replay <record>`, when there is a record. */
-  replay?: string;
-  /** The direct command line. */
-  direct: string;
-}
+export type { CampaignReport, FailingJob } from './report-types.js';
 
-export interface CampaignReport {
-  campaign: string;
+/** What the campaign has seen so far: buildReport turns it into a report, while it runs and at the end. */
+interface Tally {
+  id: string;
   name: string;
   file: string;
   seed: number;
-  buggify: string[];
+  bugs: string[];
   pool: string;
-  runs: number;
-  /** Jobs with a result (each counted once). */
-  accounted: number;
-  /** Indexes of jobs without a result (interrupted or timed out campaigns). */
-  missing: number[];
-  duplicates_dropped: number;
-  malformed_results: number;
-  /** Results of jobs taken over from a host that died or gave them up. */
-  reclaimed: number;
-  pass: number;
-  fail: number;
-  error: number;
-  timeout: number;
+  jobs: readonly CampaignJob[];
+  seen: ReadonlyMap<number, ResultMsg>;
+  counts: { pass: number; fail: number; error: number; timeout: number };
+  failing: readonly FailingJob[];
+  hist: LatencyHistogram;
+  duplicates: number;
+  malformed: number;
   wall_ms: number;
-  hosts: Record<string, number>;
-  templates: Record<string, { kind: string; runs: number; failed: number }>;
-  /** Percentiles of every Revoke of every run, from the merged histograms (sim jobs' simulated time left out). */
-  revoke_us: Percentiles;
-  violations: number;
-  failed_invariants: Record<string, number>;
-  failing: FailingJob[];
   dir: string;
   interrupted: boolean;
-  verdict: 'pass' | 'fail';
+  timedOut: boolean;
+}
+
+/** The report of what is in; jobs with no result are listed as missing (as failing, once the campaign is over). */
+function buildReport(t: Tally, over: boolean): CampaignReport {
+  const byIndex = new Map(t.jobs.map((j) => [j.index, j]));
+  const missing = t.jobs.filter((j) => !t.seen.has(j.index)).map((j) => j.index);
+  const failing = [...t.failing];
+  if (over) {
+    for (const i of missing.slice(0, 1000)) {
+      const j = byIndex.get(i)!;
+      failing.push({ index: i, seed: j.seed, template: j.template, kind: j.kind, status: 'missing', host: '', violations: 0, failed: [], error: 'no result', direct: directCommand(j, j.buggify) });
+    }
+  }
+  failing.sort((a, b) => a.index - b.index);
+  const hosts: Record<string, number> = {};
+  const templates: CampaignReport['templates'] = {};
+  const failedInvariants: Record<string, number> = {};
+  let violations = 0;
+  let reclaimed = 0;
+  for (const j of t.jobs) templates[j.template] ??= { kind: j.kind, runs: 0, failed: 0 };
+  for (const r of t.seen.values()) {
+    hosts[r.host] = (hosts[r.host] ?? 0) + 1;
+    const tp = templates[byIndex.get(r.index)!.template]!;
+    tp.runs++;
+    if (r.status !== 'pass') tp.failed++;
+    if (r.deliveries > 1) reclaimed++;
+    if (r.summary !== null) {
+      violations += r.summary.violations;
+      for (const inv of r.summary.failed) failedInvariants[inv] = (failedInvariants[inv] ?? 0) + 1;
+    }
+  }
+  const c = t.counts;
+  const ok = c.fail + c.error + c.timeout === 0 && missing.length === 0;
+  return {
+    campaign: t.id,
+    name: t.name,
+    file: t.file,
+    seed: t.seed,
+    buggify: t.bugs,
+    pool: t.pool,
+    runs: t.jobs.length,
+    accounted: t.seen.size,
+    missing: over ? missing : [],
+    duplicates_dropped: t.duplicates,
+    malformed_results: t.malformed,
+    reclaimed,
+    ...c,
+    wall_ms: t.wall_ms,
+    hosts,
+    templates,
+    revoke_us: histogramPercentiles(t.hist),
+    violations,
+    failed_invariants: failedInvariants,
+    failing,
+    dir: t.dir,
+    interrupted: t.interrupted,
+    timed_out: t.timedOut,
+    verdict: ok ? 'pass' : 'fail',
+  };
+}
+
+/** One character per job index for the page's grid: '.' no result yet, else the status's first letter. */
+function statusesOf(jobs: readonly CampaignJob[], seen: ReadonlyMap<number, ResultMsg>): string {
+  return jobs.map((j) => seen.get(j.index)?.status[0] ?? '.').join('');
+}
+
+/**
+ * The bar's counts, made to add up: done + running + queued = runs. The
+ * queue's counts are read at most once a second and lag the results read
+ * since (that gave `3/3 … queued 1`): queued is capped by what is not done,
+ * and running is the rest — handed out, no result yet.
+ */
+export function progressCounts(runs: number, done: number, q: { queued: number; hosts: number }): { done: number; running: number; queued: number; hosts: number } {
+  const queued = Math.max(0, Math.min(q.queued, runs - done));
+  return { done, running: runs - done - queued, queued, hosts: q.hosts };
 }
 
 function fmtMs(ms: number): string {
@@ -143,6 +194,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   const t0 = performance.now();
   const children: ChildProcess[] = [];
   let interrupted = false;
+  let timedOut = false;
   let wake: (() => void) | undefined;
   const onSigint = (): void => {
     if (interrupted) return;
@@ -152,6 +204,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   };
   process.on('SIGINT', onSigint);
   let alive: NodeJS.Timeout | undefined;
+  let finalPage: (() => void) | undefined;
 
   // What the results say, each job counted once.
   const seen = new Map<number, ResultMsg>();
@@ -172,6 +225,20 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     const tty = process.stderr.isTTY === true;
     const multi = tty ? new cliProgress.MultiBar({ format: 'campaign [{bar}] {value}/{total} | failed {failed} | running {running} | queued {queued} | hosts {hosts}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
     const bar = multi?.create(runs, 0, { failed: 0, running: 0, queued: runs, hosts: 0 });
+    const tally = (): Tally => ({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), dir, interrupted, timedOut });
+    let lastPage = 0;
+    const page = (running: boolean, force: boolean): void => {
+      const now = performance.now();
+      if (!force && now - lastPage < PAGE_EVERY_MS) return;
+      lastPage = now;
+      const st = { report: buildReport(tally(), !running), running, progress: progressCounts(runs, seen.size, progress), statuses: statusesOf(jobs, seen), hist };
+      try {
+        writeCampaignPage(dir, st);
+      } catch (e) {
+        log(`xgsim: campaign page not written: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    };
+    say(`  page: ${join(dir, 'index.html')} (refreshed as results arrive)`);
     const log = (s: string): void => (multi !== undefined ? multi.log(`${s}\n`) : say(s));
     let lastStatus = performance.now();
     let lastProgress = 0;
@@ -179,11 +246,13 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     let warned = false;
     let cursor = '0-0';
     let progress = { pending: 0, queued: runs, hosts: 0 };
+    page(true, true);
 
     while (seen.size < runs && !interrupted) {
       if (deadline_ms !== undefined && performance.now() - t0 > deadline_ms) {
-        log(`xgsim campaign: --timeout ${fmtMs(deadline_ms)} reached with ${plural(runs - seen.size, 'job')} not accounted`);
+        log(`xgsim campaign: timed out (--timeout ${fmtMs(deadline_ms)}) with ${plural(runs - seen.size, 'job')} not accounted`);
         interrupted = true;
+        timedOut = true;
         break;
       }
       const batch = await Promise.race([queue.readResults(id, cursor, 1000, 256), new Promise<undefined>((r) => (wake = () => r(undefined)))]);
@@ -234,13 +303,16 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
         }
       }
       const failed = counts.fail + counts.error + counts.timeout;
-      bar?.update(seen.size, { failed, running: progress.pending, queued: progress.queued, hosts: progress.hosts });
+      const shown = progressCounts(runs, seen.size, progress);
+      bar?.update(seen.size, { failed, running: shown.running, queued: shown.queued, hosts: shown.hosts });
       if (bar === undefined && now - lastStatus >= STATUS_EVERY_MS) {
         lastStatus = now;
-        log(`  ${fmtMs(now - t0)}: ${seen.size}/${runs} done (${failed} failed), ${progress.pending} running, ${progress.queued} queued, ${progress.hosts} hosts`);
+        log(`  ${fmtMs(now - t0)}: ${seen.size}/${runs} done (${failed} failed), ${shown.running} running, ${shown.queued} queued, ${plural(shown.hosts, 'host')}`);
       }
+      if (batch.items.length > 0) page(true, false);
     }
     multi?.stop();
+    finalPage = () => page(false, true);
   } finally {
     process.off('SIGINT', onSigint);
     clearInterval(alive);
@@ -249,61 +321,14 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     await queue.close();
   }
 
-  const missing = jobs.filter((j) => !seen.has(j.index)).map((j) => j.index);
-  for (const i of missing.slice(0, 1000)) {
-    const j = byIndex.get(i)!;
-    failing.push({ index: i, seed: j.seed, template: j.template, kind: j.kind, status: 'missing', host: '', violations: 0, failed: [], error: 'no result', direct: directCommand(j, j.buggify) });
-  }
-  failing.sort((a, b) => a.index - b.index);
-  const hosts: Record<string, number> = {};
-  const templates: CampaignReport['templates'] = {};
-  const failedInvariants: Record<string, number> = {};
-  let violations = 0;
-  let reclaimed = 0;
-  for (const j of jobs) templates[j.template] ??= { kind: j.kind, runs: 0, failed: 0 };
-  for (const r of seen.values()) {
-    hosts[r.host] = (hosts[r.host] ?? 0) + 1;
-    const j = byIndex.get(r.index)!;
-    const t = templates[j.template]!;
-    t.runs++;
-    if (r.status !== 'pass') t.failed++;
-    if (r.deliveries > 1) reclaimed++;
-    if (r.summary !== null) {
-      violations += r.summary.violations;
-      for (const inv of r.summary.failed) failedInvariants[inv] = (failedInvariants[inv] ?? 0) + 1;
-    }
-  }
-  const ok = counts.fail + counts.error + counts.timeout === 0 && missing.length === 0;
-  const report: CampaignReport = {
-    campaign: id,
-    name: plan.name,
-    file,
-    seed,
-    buggify: bugs,
-    pool,
-    runs,
-    accounted: seen.size,
-    missing,
-    duplicates_dropped: duplicates,
-    malformed_results: malformed,
-    reclaimed,
-    ...counts,
-    wall_ms: Math.round(performance.now() - t0),
-    hosts,
-    templates,
-    revoke_us: histogramPercentiles(hist),
-    violations,
-    failed_invariants: failedInvariants,
-    failing,
-    dir,
-    interrupted,
-    verdict: ok ? 'pass' : 'fail',
-  };
+  const report = buildReport({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), dir, interrupted, timedOut }, true);
+  const ok = report.verdict === 'pass';
   try {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'campaign.json'), `${JSON.stringify(report, null, 2)}\n`);
+    finalPage?.();
   } catch (e) {
-    say(`xgsim campaign: could not write ${join(dir, 'campaign.json')}: ${e instanceof Error ? e.message : String(e)}`);
+    say(`xgsim: campaign: could not write ${join(dir, 'campaign.json')}: ${e instanceof Error ? e.message : String(e)}`);
   }
   process.stdout.write(o.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${formatCampaign(report)}\n`);
   return { report, exitCode: ok ? 0 : 1 };
@@ -371,7 +396,7 @@ async function stopHosts(children: readonly ChildProcess[]): Promise<void> {
 export function formatCampaign(r: CampaignReport): string {
   const lines: string[] = [];
   const failed = r.fail + r.error + r.timeout;
-  lines.push(`campaign ${r.name} (${r.campaign}): ${plural(r.runs, 'run')}, seed ${r.seed}${r.buggify.length > 0 ? `, BUGGIFY ${r.buggify.join(',')}` : ''}, ${fmtMs(r.wall_ms)}${r.interrupted ? ', INTERRUPTED' : ''}`);
+  lines.push(`campaign ${r.name} (${r.campaign}): ${plural(r.runs, 'run')}, seed ${r.seed}${r.buggify.length > 0 ? `, BUGGIFY ${r.buggify.join(',')}` : ''}, ${fmtMs(r.wall_ms)}${r.timed_out ? ', TIMED OUT' : r.interrupted ? ', INTERRUPTED' : ''}`);
   lines.push(`  accounted: ${r.accounted}/${r.runs} (each once; ${r.duplicates_dropped} duplicate results dropped, ${r.reclaimed} reclaimed from hosts that died or gave up${r.malformed_results > 0 ? `, ${r.malformed_results} malformed results ignored` : ''})`);
   lines.push(`  pass ${r.pass}   fail ${r.fail}   error ${r.error}   timeout ${r.timeout}${r.missing.length > 0 ? `   missing ${r.missing.length}` : ''}`);
   lines.push(`  jobs: ${Object.entries(r.templates).map(([t, v]) => `${t} (${v.kind}) ${v.runs}${v.failed > 0 ? `, ${v.failed} failed` : ''}`).join('; ')}`);
@@ -388,6 +413,6 @@ export function formatCampaign(r: CampaignReport): string {
     }
     if (r.failing.length > 50) lines.push(`  … and ${r.failing.length - 50} more (see ${join(r.dir, 'campaign.json')})`);
   }
-  lines.push(`verdict: ${r.verdict.toUpperCase()}${failed + r.missing.length > 0 ? ` (${failed} of ${plural(r.runs, 'run')} failed${r.missing.length > 0 ? `, ${r.missing.length} not accounted` : ''})` : ''}   report: ${join(r.dir, 'campaign.json')}`);
+  lines.push(`verdict: ${r.verdict.toUpperCase()}${failed + r.missing.length > 0 ? ` (${failed} of ${plural(r.runs, 'run')} failed${r.missing.length > 0 ? `, ${r.missing.length} not accounted${r.timed_out ? ': timed out' : ''}` : ''})` : ''}   report: ${join(r.dir, 'index.html')}, ${join(r.dir, 'campaign.json')}`);
   return lines.join('\n');
 }

@@ -8,7 +8,7 @@ import { rttBucketRange } from '../../hypervisor/layout/rtt-hist.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SavedRun } from './saved-run.js';
-import { esc, fmt, fmtUs, histogram, linePlot, scatterPlot, timeline, type Line } from './svg.js';
+import { BAND_COLOR, esc, fmt, fmtUs, histogram, linePlot, scatterPlot, timeline, type Band, type Line } from './svg.js';
 import { formatSched } from '../up/summary.js';
 
 /** The plots every report has, by their `data-plot` name. */
@@ -79,23 +79,64 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
     { label: 'free frames', xs: t, ys: s?.samples.free_frames ?? [] },
   ];
   const end_ms = Math.max(run.summary.duration_ms, t[t.length - 1] ?? 0);
-  // Injections on the series' time axis when the timeline has them; else as the summary counts them (from when every vCPU ran).
-  const markers = s?.injections?.map((i) => ({ t_ms: i.t_ms, label: i.label })) ?? run.summary.faults_injected.map((f) => ({ t_ms: f.at_ms, label: `${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}` }));
-
+  const time = { domain: [0, end_ms] as const, bands: bandsOf(run) };
+  const c = counted(run);
   return {
     'revoke-latency-hist': histogram(
-      { name: 'revoke-latency-hist', title: `Revoke latency (${rev?.count ?? 0} Revokes, hypervisor side)`, xLabel: 'latency (log scale)', yLabel: 'Revokes' },
+      { name: 'revoke-latency-hist', title: `Revoke latency: ${rev?.count ?? 0} Revokes timed in the hypervisor`, ...noteOf(c.revokeNote), xLabel: 'latency (log scale)', yLabel: 'Revokes' },
       revokeBars,
       (i) => fmtUs(edgeUs(lo + i)),
       per,
     ),
-    'revoke-latency-time': scatterPlot({ name: 'revoke-latency-time', title: 'Revoke latency over time', xLabel: 'time (s)', yLabel: 'latency (µs, log)' }, pts, { line: worstLine, pointsLabel: 'each Revoke', yTick: (v) => fmtUs(v) }),
-    'ops-rate': linePlot({ name: 'ops-rate', title: 'Operations per second', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { logY: true }),
-    'accesses-rate': linePlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }]),
-    'ioreq-rtt-hist': histogram({ name: 'ioreq-rtt-hist', title: 'IOREQ round trip (log2 buckets)', xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBars, (i) => fmtUs(2 ** (r0 + i)), 1),
-    'faults-timeline': timeline({ name: 'faults-timeline', title: 'FAULT ioreqs and injected faults', xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, s?.faults.bin_ms ?? 100, s?.faults.counts ?? [], markers, end_ms),
-    frames: linePlot({ name: 'frames', title: 'Frames per domain, and free', xLabel: 'time (s)', yLabel: 'frames' }, frames),
+    'revoke-latency-time': scatterPlot({ name: 'revoke-latency-time', title: `Revoke latency over time (${pts.length} of ${rev?.count ?? 0} Revokes shown as points)`, xLabel: 'time (s)', yLabel: 'latency (µs, log)' }, pts, { ...time, line: worstLine, pointsLabel: 'each Revoke', yTick: (v) => fmtUs(v) }),
+    'ops-rate': linePlot({ name: 'ops-rate', title: 'Operations per second', note: 'a rate of 0 is a gap (log scale)', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { ...time, logY: true }),
+    'accesses-rate': linePlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }], time),
+    'ioreq-rtt-hist': histogram({ name: 'ioreq-rtt-hist', title: `IOREQ round trip: ${c.rtt} ioreqs (log2 buckets)`, ...noteOf(c.rttNote), xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBars, (i) => fmtUs(2 ** (r0 + i)), 1),
+    'faults-timeline': timeline({ name: 'faults-timeline', title: `FAULT ioreqs raised: ${c.faults}; injections: ${time.bands.length}`, ...noteOf(c.faultsNote), xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, s?.faults.bin_ms ?? 100, s?.faults.counts ?? [], { ...time, end_ms }),
+    frames: linePlot({ name: 'frames', title: 'Frames per domain, and free', xLabel: 'time (s)', yLabel: 'frames' }, frames, time),
   };
+}
+
+const noteOf = (note: string | undefined): { note?: string } => (note !== undefined ? { note } : {});
+
+/** The counts the plots' titles give, and why each differs from the summary's where it does. */
+function counted(run: SavedRun): { faults: number; faultsNote?: string; rtt: number; rttNote?: string; revokeNote?: string } {
+  const s = run.summary;
+  const faults = (run.series?.faults.counts ?? []).reduce((a, b) => a + b, 0);
+  const rtt = run.rtt_hist.reduce((a, b) => a + b, 0);
+  const revokes = run.series?.revoke.count ?? 0;
+  const calls = (s.ops['revoke'] ?? 0) + (s.ops['return'] ?? 0);
+  const out: ReturnType<typeof counted> = { faults, rtt };
+  // The timeline counts every FAULT the hypervisor raised (ioreq.ts emulateAccess); the summary counts those a vCPU got an answer
+  // to — one raised while its vCPU was going away has none. The timeline's count is short only when full rings dropped events.
+  if (run.series !== null && faults > s.ioreq.faults) out.faultsNote = `the summary's ${s.ioreq.faults} are those answered; ${faults - s.ioreq.faults} found their vCPU going away`;
+  if (run.series !== null && faults < s.ioreq.faults) out.faultsNote = `the summary counts ${s.ioreq.faults}: full trace rings dropped ${s.ioreq.faults - faults}`;
+  if (rtt !== s.ioreq.completed) out.rttNote = `the summary's ${s.ioreq.completed} completed ioreqs include ${s.ioreq.completed - rtt} not timed`;
+  // Return revokes before it gives the frames back, and a domain's teardown revokes what it still maps.
+  if (run.series !== null && revokes !== (s.ops['revoke'] ?? 0)) out.revokeNote = `summary: ${s.ops['revoke'] ?? 0} Revoke + ${s.ops['return'] ?? 0} Return = ${calls} calls; teardowns revoke too, shutdown cuts some`;
+  return out;
+}
+
+/**
+ * The nemesis windows on the plots' time base (ms from the host's start):
+ * the host's own mapping when the run has one, else the summary's times
+ * shifted by when every vCPU ran (unknown in old saved runs: unshifted).
+ */
+export function bandsOf(run: SavedRun): Band[] {
+  const s = run.series;
+  if (s?.injections !== undefined) return s.injections.map((i) => ({ t0_ms: i.t_ms, ...(i.end_t_ms !== undefined ? { t1_ms: i.end_t_ms } : {}), label: i.label }));
+  const off = s?.vcpus_running_ms ?? 0;
+  return run.summary.faults_injected.map((f) => ({ t0_ms: f.at_ms + off, ...(f.end_ms !== undefined ? { t1_ms: f.end_ms + off } : {}), label: `${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}` }));
+}
+
+/** The injections row: on the plots' time base when the run recorded where that is. */
+function injectionsRow(run: SavedRun): string {
+  const f = run.summary.faults_injected;
+  if (f.length === 0) return 'none';
+  const off = run.series?.vcpus_running_ms;
+  const list = f.map((i) => `${((i.at_ms + (off ?? 0)) / 1000).toFixed(2)} s ${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}`).join('; ');
+  const why = off !== undefined ? `s from the host's start, as on the plots; every vCPU had run at ${(off / 1000).toFixed(2)} s, where the text summary's times start` : 's from when every vCPU ran (this saved run does not say where that is on the plots)';
+  return `${esc(list)} <span class="note">(${esc(why)})</span>`;
 }
 
 export const CSS = `
@@ -112,7 +153,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 svg.plot{background:#fff;border:1px solid #ddd;border-radius:4px;max-width:100%;height:auto}
 svg .title{font-size:13px;font-weight:600;fill:#222} svg .axis-label,svg .tick-label,svg .legend,svg .marker-label{font-size:11px;fill:#555}
 svg .axis{stroke:#888} svg .tick{stroke:#888} svg .grid{stroke:#eee}
-svg .bar{fill:#1f77b4} svg .fault-bar{fill:#d62728} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
+svg .band{fill:${BAND_COLOR};fill-opacity:0.45} svg .note{font-size:11px;fill:#777} svg .bar{fill:#1f77b4} svg .fault-bar{fill:#d62728} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
 .replay{background:#fff3f3;border:1px solid #f0c0c0;padding:8px;border-radius:4px}
 ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
 `;
@@ -121,7 +162,7 @@ ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
 // then each plot is tagged with how many marks it drew.
 export const JS = `
 window.addEventListener('error',function(e){var d=document.createElement('div');d.className='render-error';d.textContent='render error: '+(e.message||'script error');document.body.appendChild(d);});
-document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll('svg[data-plot]').forEach(function(s){s.setAttribute('data-marks',String(s.querySelectorAll('path,rect,circle').length));});document.body.setAttribute('data-ready','1');});
+document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll('svg[data-plot]').forEach(function(s){s.setAttribute('data-marks',String(s.querySelectorAll('.mark').length));});document.body.setAttribute('data-ready','1');});
 `;
 
 function row(k: string, v: string, cls = ''): string {
@@ -167,7 +208,7 @@ ${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserv
 ${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
 ${row('scheduler', s.sched !== undefined ? esc(formatSched(s.sched).replace(/^scheduler: /, '')) : 'not recorded (a run saved before the pCPU scheduler)')}
 ${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`)}
-${row('injections', s.faults_injected.length > 0 ? `${esc(s.faults_injected.map((f) => `${(f.at_ms / 1000).toFixed(2)} s ${f.kind}${f.target !== '' ? ` → ${f.target}` : ''}`).join('; '))} <span class="note">(s from when every vCPU ran)</span>` : 'none')}
+${row('injections', injectionsRow(run))}
 ${row('timeline', esc(traceNote))}
 </table>
 <h2>Invariants</h2>

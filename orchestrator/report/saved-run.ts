@@ -27,8 +27,14 @@ export interface RunSeries {
   /** max_per_bin: the worst Revoke (µs) per bin of faults.bin_ms. */
   revoke: { hist: number[]; per_octave: number; points: Array<[number, number]>; count: number; max_per_bin?: number[] };
   faults: { bin_ms: number; counts: number[] };
-  /** The run's injections on this time axis. */
-  injections?: Array<{ t_ms: number; label: string }>;
+  /** The run's injections on this time axis; end_t_ms closes a windowed one (its band on the plots). */
+  injections?: Array<{ t_ms: number; end_t_ms?: number; label: string }>;
+  /**
+   * When every vCPU had run, on this axis: the summary's injection times
+   * (`at_ms`) count from here, so the report adds it to list them on the
+   * plots' time base. Absent in runs saved before it was recorded.
+   */
+  vcpus_running_ms?: number;
   trace: { events_kept: number; cap: number; dropped_over_cap: number; dropped_ring_full: number; truncated_at_ms: number | null };
 }
 
@@ -62,7 +68,8 @@ export function seriesOf(d: TraceData): RunSeries {
       max_per_bin: d.revoke.max_per_bin.map((us) => Math.round(us * 10) / 10),
     },
     faults: { bin_ms: d.faults.bin_us / 1000, counts: d.faults.counts },
-    ...(d.injections !== undefined ? { injections: d.injections.map((i) => ({ t_ms: ms(i.at_us), label: `${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}` })) } : {}),
+    ...(d.injections !== undefined ? { injections: d.injections.map((i) => ({ t_ms: ms(i.at_us), ...(i.end_us !== undefined ? { end_t_ms: ms(i.end_us) } : {}), label: `${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}` })) } : {}),
+    ...(d.vcpus_running_us !== undefined ? { vcpus_running_ms: ms(d.vcpus_running_us) } : {}),
     trace: {
       events_kept: d.events,
       cap: d.dropped.cap,
@@ -85,7 +92,8 @@ const SeriesSchema = z.looseObject({
   }),
   revoke: z.looseObject({ hist: nums, per_octave: num.positive(), points: z.array(z.tuple([num, num])), count: num, max_per_bin: nums.optional() }),
   faults: z.looseObject({ bin_ms: num.positive(), counts: nums }),
-  injections: z.array(z.looseObject({ t_ms: num, label: z.string() })).optional(),
+  injections: z.array(z.looseObject({ t_ms: num, end_t_ms: num.optional(), label: z.string() })).optional(),
+  vcpus_running_ms: num.optional(),
   trace: z.looseObject({ events_kept: num, cap: num, dropped_over_cap: num, dropped_ring_full: num, truncated_at_ms: num.nullable() }),
 });
 const SummarySchema = z.looseObject({

@@ -8,7 +8,10 @@
 
 export const W = 640;
 export const H = 260;
-const M = { left: 62, right: 30, top: 30, bottom: 42 };
+const M = { left: 62, right: 30, top: 40, bottom: 42 };
+/** Width of a character of the 11px labels, for placing labels that must not overlap (generous: a wide glyph). */
+const CHAR_W = 6.4;
+const ROW_H = 13;
 const PLOT_W = W - M.left - M.right;
 const PLOT_H = H - M.top - M.bottom;
 export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
@@ -71,11 +74,13 @@ export interface Shell {
   title: string;
   xLabel: string;
   yLabel: string;
+  /** A second line under the title: why its count differs from the summary's, say. */
+  note?: string;
 }
 
 function open(s: Shell, extraClass = ''): string {
   return `<svg data-plot="${esc(s.name)}" class="plot${extraClass}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(s.title)}" xmlns="http://www.w3.org/2000/svg">
-<text class="title" x="${M.left}" y="18">${esc(s.title)}</text>
+<text class="title" x="${M.left}" y="16">${esc(s.title)}</text>${s.note !== undefined ? `<text class="note" x="${M.left}" y="30">${esc(s.note)}</text>` : ''}
 <text class="axis-label" x="${M.left + PLOT_W / 2}" y="${H - 6}" text-anchor="middle">${esc(s.xLabel)}</text>
 <text class="axis-label" transform="translate(14 ${M.top + PLOT_H / 2}) rotate(-90)" text-anchor="middle">${esc(s.yLabel)}</text>
 `;
@@ -119,21 +124,93 @@ function axes(x: Axis, y: Axis, xTick: (v: number) => string, yTick: (v: number)
   return parts.join('\n');
 }
 
+interface Placed {
+  svg: string;
+  /** The y below the last row drawn (where the next row of labels may start). */
+  bottom: number;
+}
+
 /** Swatches and labels across the top of the plot area, wrapping onto more rows when they do not fit. */
-function legend(labels: ReadonlyArray<{ label: string; color: string }>): string {
+function legend(labels: ReadonlyArray<{ label: string; color: string }>): Placed {
   let x = M.left + 8;
   let y = M.top + 6;
   const out: string[] = [];
   for (const l of labels) {
-    const w = 26 + l.label.length * 6.2;
+    const w = 26 + l.label.length * CHAR_W;
     if (x > M.left + 8 && x + w > M.left + PLOT_W) {
       x = M.left + 8;
-      y += 13;
+      y += ROW_H;
     }
     out.push(`<line class="legend-swatch" x1="${x}" y1="${y}" x2="${x + 14}" y2="${y}" stroke="${l.color}" stroke-width="3"/><text class="legend" x="${x + 18}" y="${y}" dy="0.32em">${esc(l.label)}</text>`);
     x += w;
   }
-  return out.join('');
+  return { svg: out.join(''), bottom: labels.length === 0 ? M.top : y + ROW_H / 2 };
+}
+
+/**
+ * Labels at x positions, each on the first row where it overlaps no label
+ * already placed (greedy interval placement), anchored left of x near the
+ * right edge. Rows start at `top`; the rows used are as many as needed.
+ */
+export function placeLabels(items: ReadonlyArray<{ x: number; text: string }>, top: number): Array<{ x: number; y: number; anchorEnd: boolean }> {
+  const rows: Array<Array<[number, number]>> = [];
+  return items.map(({ x, text }) => {
+    const w = text.length * CHAR_W + 4;
+    const anchorEnd = x + w > M.left + PLOT_W;
+    const span: [number, number] = anchorEnd ? [x - w, x] : [x, x + w];
+    let r = rows.findIndex((row) => row.every(([a, b]) => span[1] <= a || span[0] >= b));
+    if (r < 0) r = rows.push([]) - 1;
+    rows[r]!.push(span);
+    return { x, y: top + 8 + r * ROW_H, anchorEnd };
+  });
+}
+
+/** A nemesis window (Jepsen's shaded band): from t0 to t1 in ms on the plot's time axis; t1 absent for an instant. */
+export interface Band {
+  t0_ms: number;
+  t1_ms?: number;
+  label: string;
+}
+
+/** The bands behind a time plot's data: a shaded rect per window, at least 2 px wide (an instant is a thin band). */
+function bandsSvg(bands: readonly Band[], sx: (v: number) => number): string {
+  return bands
+    .map((b) => {
+      const x0 = sx(b.t0_ms);
+      const w = Math.max(2, sx(b.t1_ms ?? b.t0_ms) - x0);
+      const when = `${(b.t0_ms / 1000).toFixed(2)} s${b.t1_ms !== undefined ? `–${(b.t1_ms / 1000).toFixed(2)} s` : ''}`;
+      return `<rect class="band" x="${px(x0)}" y="${M.top}" width="${px(w)}" height="${PLOT_H}"><title>${esc(`${when}: ${b.label}`)}</title></rect>`;
+    })
+    .join('');
+}
+
+/** The legend entry of the bands, when there are any. */
+const bandLegend = (bands: readonly Band[] | undefined): Array<{ label: string; color: string }> => (bands !== undefined && bands.length > 0 ? [{ label: 'nemesis windows', color: BAND_COLOR }] : []);
+export const BAND_COLOR = '#d9c8f0';
+
+/**
+ * The path of a series: pen up at a missing value (NaN, or ≤ 0 on a log
+ * axis) and across a hole in the sampling — a step over `gapFactor` times
+ * the median step — so a gap is drawn as a gap, not a straight line.
+ */
+export function seriesPath(xs: readonly number[], ys: readonly number[], sx: (v: number) => number, sy: (v: number) => number, positive: boolean, gapFactor = 2.5): string {
+  const steps = xs.slice(1).map((x, i) => x - xs[i]!).filter((d) => d > 0).sort((a, b) => a - b);
+  const median = steps[Math.floor(steps.length / 2)];
+  let d = '';
+  let pen = false;
+  let last = Number.NaN;
+  xs.forEach((xv, i) => {
+    const yv = ys[i];
+    if (yv === undefined || !Number.isFinite(yv) || !Number.isFinite(xv) || (positive && yv <= 0)) {
+      pen = false;
+      return;
+    }
+    if (median !== undefined && xv - last > gapFactor * median) pen = false;
+    d += `${pen ? 'L' : 'M'}${px(sx(xv))},${px(sy(yv))}`;
+    pen = true;
+    last = xv;
+  });
+  return d;
 }
 
 export interface Bar {
@@ -178,98 +255,95 @@ export interface Line {
   ys: readonly number[];
 }
 
+/** What the time plots share: one time axis (ms from the host's start) and the nemesis windows over it. */
+export interface TimeAxis {
+  /** The x domain in ms: every time plot of a report spans the same one. */
+  domain?: readonly [number, number];
+  bands?: readonly Band[];
+}
+
+function timeDomain(o: TimeAxis, xs: readonly number[], from0: boolean): Axis {
+  const x: Axis = o.domain !== undefined ? { lo: o.domain[0], hi: o.domain[1], log: false } : { lo: from0 ? Math.min(0, ...xs) : Math.min(...xs), hi: Math.max(...xs), log: false };
+  if (!(x.hi > x.lo)) x.hi = x.lo + 1;
+  return x;
+}
+
 /** Lines over a shared x axis (time in ms → shown in s); `logY` for series of very different sizes. */
-export function linePlot(s: Shell, lines: readonly Line[], o: { logY?: boolean; yTick?: (v: number) => string; xTick?: (v: number) => string } = {}): string {
+export function linePlot(s: Shell, lines: readonly Line[], o: TimeAxis & { logY?: boolean; yTick?: (v: number) => string; xTick?: (v: number) => string; xTicks?: number[] } = {}): string {
   return guarded(s, () => {
     const pts = lines.flatMap((l) => l.xs.map((x, i) => [x, l.ys[i] ?? Number.NaN] as const)).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
     if (pts.length === 0 || lines.every((l) => l.ys.every((y) => y === 0))) return noData(s);
     // The x axis spans every sample, also those a log axis cannot show (zeros).
-    const xs = lines.flatMap((l) => l.xs.filter((v) => Number.isFinite(v)));
+    const x = timeDomain(o, lines.flatMap((l) => l.xs.filter((v) => Number.isFinite(v))), false);
     const ys = pts.map(([, y]) => y);
-    const x: Axis = { lo: Math.min(...xs), hi: Math.max(...xs), log: false };
-    if (x.hi === x.lo) x.hi = x.lo + 1;
     const y: Axis = o.logY ? { lo: Math.max(1e-3, Math.min(...ys)) / 1.5, hi: Math.max(...ys) * 1.5, log: true } : { lo: 0, hi: Math.max(1, ...ys) * 1.08, log: false };
     const sx = scale(x, M.left, M.left + PLOT_W);
     const sy = scale(y, M.top + PLOT_H, M.top);
-    const parts = [open(s), axes(x, y, o.xTick ?? ((v) => `${+(v / 1000).toFixed(2)}`), o.yTick ?? fmt)];
+    const parts = [open(s), bandsSvg(o.bands ?? [], sx), axes(x, y, o.xTick ?? ((v) => `${+(v / 1000).toFixed(2)}`), o.yTick ?? fmt, o.xTicks)];
     const shown: Array<{ label: string; color: string }> = [];
     lines.forEach((l, k) => {
       const color = PALETTE[k % PALETTE.length]!;
-      let d = '';
-      let pen = false;
-      l.xs.forEach((xv, i) => {
-        const yv = l.ys[i];
-        if (yv === undefined || !Number.isFinite(yv) || (o.logY === true && yv <= 0)) {
-          pen = false;
-          return;
-        }
-        d += `${pen ? 'L' : 'M'}${px(sx(xv))},${px(sy(yv))}`;
-        pen = true;
-      });
+      const d = seriesPath(l.xs, l.ys, sx, sy, o.logY === true);
       if (d === '') return;
       shown.push({ label: l.label, color });
       parts.push(`<path class="mark line" d="${d}" fill="none" stroke="${color}" stroke-width="1.6"><title>${esc(l.label)}</title></path>`);
     });
-    parts.push(legend(shown), close);
+    parts.push(legend([...shown, ...bandLegend(o.bands)]).svg, close);
     return parts.join('\n');
   });
 }
 
 /** Points (t in ms, value) on a log y axis, with an optional line over them. */
-export function scatterPlot(s: Shell, points: ReadonlyArray<readonly [number, number]>, o: { line?: Line; pointsLabel?: string; yTick?: (v: number) => string } = {}): string {
+export function scatterPlot(s: Shell, points: ReadonlyArray<readonly [number, number]>, o: TimeAxis & { line?: Line; pointsLabel?: string; yTick?: (v: number) => string } = {}): string {
   return guarded(s, () => {
     const pts = points.filter(([t, v]) => Number.isFinite(t) && Number.isFinite(v) && v > 0);
     if (pts.length === 0) return noData(s);
-    const ts = pts.map(([t]) => t);
     const vs = pts.map(([, v]) => v);
-    const x: Axis = { lo: Math.min(0, ...ts), hi: Math.max(...ts), log: false };
-    if (x.hi === x.lo) x.hi = x.lo + 1;
+    const x = timeDomain(o, pts.map(([t]) => t), true);
     const y: Axis = { lo: Math.min(...vs) / 1.5, hi: Math.max(...vs) * 1.5, log: true };
     const sx = scale(x, M.left, M.left + PLOT_W);
     const sy = scale(y, M.top + PLOT_H, M.top);
-    const parts = [open(s), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, o.yTick ?? fmt)];
+    const parts = [open(s), bandsSvg(o.bands ?? [], sx), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, o.yTick ?? fmt)];
     for (const [t, v] of pts) {
       parts.push(`<circle class="mark point" cx="${px(sx(t))}" cy="${px(sy(v))}" r="2.2" fill="${PALETTE[0]}" fill-opacity="0.55"><title>${esc(`${(t / 1000).toFixed(3)} s: ${o.yTick ? o.yTick(v) : fmt(v)}`)}</title></circle>`);
     }
-    if (o.line !== undefined) {
-      let d = '';
-      o.line.xs.forEach((xv, i) => {
-        const yv = o.line!.ys[i];
-        if (yv !== undefined && yv > 0) d += `${d === '' ? 'M' : 'L'}${px(sx(xv))},${px(sy(yv))}`;
-      });
-      if (d !== '') parts.push(`<path class="mark line" d="${d}" fill="none" stroke="${PALETTE[1]}" stroke-width="1.4"><title>${esc(o.line.label)}</title></path>`, legend([{ label: o.pointsLabel ?? 'samples', color: PALETTE[0]! }, { label: o.line.label, color: PALETTE[1]! }]));
+    const shown = [{ label: o.pointsLabel ?? 'samples', color: PALETTE[0]! }];
+    const d = o.line !== undefined ? seriesPath(o.line.xs, o.line.ys, sx, sy, true) : '';
+    if (o.line !== undefined && d !== '') {
+      parts.push(`<path class="mark line" d="${d}" fill="none" stroke="${PALETTE[1]}" stroke-width="1.4"><title>${esc(o.line.label)}</title></path>`);
+      shown.push({ label: o.line.label, color: PALETTE[1]! });
     }
-    parts.push(close);
+    parts.push(legend([...shown, ...bandLegend(o.bands)]).svg, close);
     return parts.join('\n');
   });
 }
 
-export interface Marker {
-  t_ms: number;
-  label: string;
-}
-
-/** Counts per time bin as bars, with labelled vertical markers (injections) over them. */
-export function timeline(s: Shell, bin_ms: number, counts: readonly number[], markers: readonly Marker[], end_ms: number): string {
+/** Counts per time bin as bars, with the injections as labelled bands over them (labels on rows, never overlapping). */
+export function timeline(s: Shell, bin_ms: number, counts: readonly number[], o: TimeAxis & { end_ms: number }): string {
   return guarded(s, () => {
+    const bands = o.bands ?? [];
     const total = counts.reduce((a, b) => a + b, 0);
-    if (total === 0 && markers.length === 0) return noData(s);
-    const x: Axis = { lo: 0, hi: Math.max(end_ms, counts.length * bin_ms, ...markers.map((m) => m.t_ms), 1), log: false };
-    const y: Axis = { lo: 0, hi: Math.max(1, ...counts) * 1.08, log: false };
+    if (total === 0 && bands.length === 0) return noData(s);
+    const x = timeDomain(o, [o.end_ms, counts.length * bin_ms, ...bands.map((b) => b.t1_ms ?? b.t0_ms), 1], true);
     const sx = scale(x, M.left, M.left + PLOT_W);
+    const top = legend([{ label: 'FAULT ioreqs per bin', color: PALETTE[1]! }, ...bandLegend(bands)]);
+    const placed = placeLabels(bands.map((b) => ({ x: sx(b.t0_ms), text: b.label })), top.bottom);
+    // Room above the bars for every row of labels: the y axis reaches past the tallest bar by the labels' height.
+    const labelsBottom = Math.max(top.bottom, ...placed.map((p) => p.y + ROW_H / 2));
+    const headroom = Math.min(0.8, (labelsBottom - M.top) / PLOT_H);
+    const y: Axis = { lo: 0, hi: (Math.max(1, ...counts) * 1.05) / (1 - headroom), log: false };
     const sy = scale(y, M.top + PLOT_H, M.top);
-    const parts = [open(s), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, fmt)];
+    const parts = [open(s), bandsSvg(bands, sx), axes(x, y, (v) => `${+(v / 1000).toFixed(2)}`, fmt)];
     const bw = Math.max(1, sx(bin_ms) - sx(0) - 0.5);
     counts.forEach((c, i) => {
       if (c <= 0) return;
-      const top = sy(c);
-      parts.push(`<rect class="mark bar fault-bar" x="${px(sx(i * bin_ms))}" y="${px(top)}" width="${px(bw)}" height="${px(M.top + PLOT_H - top)}"><title>${esc(`${((i * bin_ms) / 1000).toFixed(1)} s: ${c} FAULT ioreqs`)}</title></rect>`);
+      const yTop = sy(c);
+      parts.push(`<rect class="mark bar fault-bar" x="${px(sx(i * bin_ms))}" y="${px(yTop)}" width="${px(bw)}" height="${px(M.top + PLOT_H - yTop)}"><title>${esc(`${((i * bin_ms) / 1000).toFixed(1)} s: ${c} FAULT ioreqs`)}</title></rect>`);
     });
-    markers.forEach((mk, i) => {
-      const p = px(sx(mk.t_ms));
-      parts.push(`<path class="mark marker" d="M${p},${M.top}L${p},${M.top + PLOT_H}" stroke="${PALETTE[4]}" stroke-width="1.5" stroke-dasharray="4 3"><title>${esc(`${(mk.t_ms / 1000).toFixed(3)} s: ${mk.label}`)}</title></path><text class="marker-label" x="${p}" y="${M.top + 26 + (i % 4) * 11}" ${sx(mk.t_ms) > M.left + PLOT_W * 0.7 ? 'dx="-3" text-anchor="end"' : 'dx="3"'}>${esc(mk.label)}</text>`);
+    placed.forEach((p, i) => {
+      parts.push(`<text class="marker-label" x="${px(p.x)}" y="${px(p.y)}" dy="0.32em" ${p.anchorEnd ? 'dx="-2" text-anchor="end"' : 'dx="2"'}>${esc(bands[i]!.label)}</text>`);
     });
-    parts.push(legend([{ label: 'FAULT ioreqs per bin', color: PALETTE[1]! }, ...(markers.length > 0 ? [{ label: 'injections', color: PALETTE[4]! }] : [])]), close);
+    parts.push(top.svg, close);
     return parts.join('\n');
   });
 }

@@ -61,7 +61,7 @@ process.on('disconnect', requestStop);
 // The last owner: a failure no task caught ends the run (with its report), not the process.
 const orphan = (e: unknown): void => {
   if (current !== undefined) current.runError(e, 'host');
-  else process.stderr.write(`xgsim host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  else process.stderr.write(`xgsim: host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
 };
 process.on('unhandledRejection', orphan);
 process.on('uncaughtException', orphan);

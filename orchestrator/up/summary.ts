@@ -1,6 +1,6 @@
 /** The run summary of docs/formats.md §7. */
 import { rttQuantile } from '../../hypervisor/layout/rtt-hist.js';
-import { fmtUs, plural } from '../text.js';
+import { fmtUs, table } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 
@@ -217,15 +217,17 @@ export function formatSummary(s: Summary): string {
   const nem = s.ioreq.nemesis;
   if (nem.delayed + nem.duplicated + nem.dropped + nem.reordered > 0) lines.push(`transport nemesis: ${nem.delayed} delayed, ${nem.duplicated} duplicated, ${nem.dropped} dropped, ${nem.reordered} reordered`);
   if (s.faults_injected.length > 0) {
-    lines.push(`injections: ${s.faults_injected.length}`);
-    for (const f of s.faults_injected) {
+    lines.push(`injections: ${s.faults_injected.length} (times from when every vCPU had run)`);
+    const rows = s.faults_injected.map((f) => {
       const rec = f.recovery_ms !== undefined ? `recovered in ${f.recovery_ms} ms` : f.skipped !== undefined ? `skipped: ${f.skipped}` : 'not recovered by the end';
-      lines.push(`  ${(f.at_ms / 1000).toFixed(2).padStart(7)} s  ${f.kind.padEnd(18)} ${(f.target || '-').padEnd(16)} ${f.detail ?? ''}${f.detail !== undefined ? '; ' : ''}${rec}`);
-    }
+      return [`${(f.at_ms / 1000).toFixed(2)} s`, f.kind, f.target || '-', `${f.detail ?? ''}${f.detail !== undefined ? '; ' : ''}${rec}`];
+    });
+    lines.push(...table([{ head: 'at', right: true }, { head: 'nemesis' }, { head: 'target' }, { head: 'what, and recovery' }], rows, '  '));
   }
   if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)}`);
   lines.push('invariants:');
-  for (const [k, v] of Object.entries(s.invariants)) lines.push(`  ${v.violations === 0 ? 'ok  ' : 'FAIL'} ${k.padEnd(20)} ${plural(v.checks, 'check')}, ${plural(v.violations, 'violation')}`);
+  const inv = Object.entries(s.invariants).map(([k, v]) => [v.violations === 0 ? 'ok' : 'FAIL', k, String(v.checks), String(v.violations)]);
+  lines.push(...table([{ head: '' }, { head: 'invariant' }, { head: 'checks', right: true }, { head: 'violations', right: true }], inv, '  '));
   lines.push(`frames: ${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`);
   const cut = <T>(xs: readonly T[], max: number, line: (x: T) => string, what: string): void => {
     for (const x of xs.slice(0, max)) lines.push(line(x));
