@@ -152,7 +152,7 @@ export function firstReason(r: SimRun): string {
 function line(r: SimRun): string {
   const secs = (r.real_ms / 1000).toFixed(2);
   const verdict = r.verdict.toUpperCase();
-  return `sim: ${verdict}   seed ${r.seed}   hash ${r.hash}   ${r.steps} steps in ${secs} s (${r.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(r.sim_us / 1e6).toFixed(3)} s (${r.sim_ratio.toFixed(2)}× real time)   ${r.strategy}, max depth ${r.max_depth}`;
+  return `sim: ${verdict}   seed ${r.seed}   hash ${r.hash}   ${r.steps} steps${r.tail_steps > 0 ? ' (the quiet tail among them)' : ''} in ${secs} s (${r.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(r.sim_us / 1e6).toFixed(3)} s (${r.sim_ratio.toFixed(2)}× real time)   ${r.strategy}, max depth ${r.max_depth}`;
 }
 
 export async function simCommand(file: string | undefined, o: SimCliOptions): Promise<{ exitCode: number }> {

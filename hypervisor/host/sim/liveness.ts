@@ -106,6 +106,8 @@ export class Liveness {
     const snap = this.snap;
     if (snap === undefined) return [];
     const out: string[] = [];
+    // The unanswered ioreqs first: a vCPU that made no progress is often only waiting behind one.
+    const stalled: string[] = [];
     const half = this.half;
     this.actors.forEach((a, k) => {
       if (a.retired || this.excluded.has(k) || this.m.dom.state(a.domid) !== DS.RUNNING) return;
@@ -118,12 +120,12 @@ export class Liveness {
         const gfn = this.m.ios.slots[i + IOS.GFN]!;
         out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${half} decisions of the quiet tail (state ${state})`);
       } else if (a.completed() === was.completed) {
-        out.push(`liveness: ${a.name} made no progress in the last ${half} decisions of the quiet tail (${whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)))})`);
+        stalled.push(`liveness: ${a.name} made no progress in the last ${half} decisions of the quiet tail (${whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)))})`);
       }
       const late = a.revokes().slice(this.revokesAtQuiet[k] ?? 0).find((us) => us > TLB_SHOOTDOWN_BOUND_MS * 1000);
       if (late !== undefined) out.push(`liveness: a Revoke by ${a.name} took ${Math.round(late)} µs, above its bound of ${TLB_SHOOTDOWN_BOUND_MS} ms`);
     });
-    return out;
+    return [...out, ...stalled];
   }
 }
 
