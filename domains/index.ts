@@ -37,7 +37,7 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       if (env.gpu === undefined) return idleWorkload(cpu);
       const v = cpu.vcpu as number;
       if (v === 0) return deviceModel(cpu, env.gpu, report);
-      if (v === 1) return gpuKernel(cpu, env.gpu, report, env.map_window_gfn);
+      if (v === 1) return gpuKernel(cpu, env.gpu, report, env.map_window_gfn, Array.isArray(spec['swarm_off']) ? (spec['swarm_off'] as string[]) : []);
       return idleWorkload(cpu);
     }
     case 'render':

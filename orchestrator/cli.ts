@@ -367,6 +367,8 @@ program
   .option('--horizon <n>', 'steps the nemeses and PCT change points are spread over (default: --steps; replay commands set it)')
   .option('--strategy <s>', 'random (a random walk), pct (priorities with change points) or mixed (each seed picks)', 'mixed')
   .option('--no-chaos', 'no nemeses (default: each nemesis on or off per seed, BUGGIFY-style)')
+  .option('--full-mix', 'every behaviour and attack the topology lists, every seed (default: swarm testing, each seed draws a subset per domain; docs/verification.md)')
+  .option('--no-liveness', 'no quiet tail and no liveness checks (default: 2000 decisions after --steps with every nemesis stopped; every vCPU must progress, every ioreq be answered)')
   .option('--check-determinism', 'run twice and compare the hashes (exit 1 if they differ)')
   .option('--shrink', 'shrink the (first) failing run — fewer steps, nemeses, vCPUs — and write it as a replay file')
   .option('--write <file>', 'where --shrink writes the replay file (default xgsim-runs/sim-seed-<n>.yaml)')
@@ -385,7 +387,7 @@ Examples:
   $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
   $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; liveness?: boolean; fullMix?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
     const buggify = envBuggify();
     if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
     const { topology, ...rest } = opts;

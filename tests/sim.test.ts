@@ -31,9 +31,12 @@ describe('xgsim sim', () => {
     const r = xgsim(['sim', '--seed', seed, '--steps', '30000', '--check-determinism', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`seed ${seed}`);
-    const j = JSON.parse(r.stdout) as { verdict: string; hash: string; steps: number; steps_per_s: number; sim_ratio: number; determinism: { identical: boolean; runs: Array<{ hash: string }> } };
+    const j = JSON.parse(r.stdout) as { verdict: string; hash: string; steps: number; tail_steps: number; swarm: Record<string, string[]> | null; steps_per_s: number; sim_ratio: number; determinism: { identical: boolean; runs: Array<{ hash: string }> } };
     expect(j.verdict).toBe('pass');
-    expect(j.steps).toBe(30000);
+    // Liveness mode and swarm testing are the command's defaults: a quiet tail after the 30000 steps, a drawn subset.
+    expect(j.tail_steps).toBeGreaterThan(0);
+    expect(j.steps).toBeGreaterThanOrEqual(30000 + j.tail_steps);
+    expect(j.swarm).not.toBeNull();
     expect(j.determinism.identical).toBe(true);
     expect(j.determinism.runs.map((x) => x.hash)).toEqual([j.hash, j.hash]);
     expect(j.steps_per_s).toBeGreaterThan(0);
@@ -70,6 +73,8 @@ describe('xgsim sim', () => {
     const text = readFileSync(file, 'utf8');
     expect(text).toContain('kind: sim-replay');
     expect(text).toContain(`buggify: [${bug}]`);
+    // The subset of behaviours the seed drew (swarm testing, the default) is written down: a replay runs that one.
+    expect(text).toMatch(/^swarm: \{"/m);
     const rep = xgsim(['sim', '--replay', file]);
     expect(rep.code, rep.stderr).toBe(1);
     expect(rep.stdout).toContain('expected fail: reproduced');

@@ -34,7 +34,7 @@ const HOT_GAP_MS = 0.2;
 /** Device models run on vCPU worker threads, which may block; a main thread may not. */
 const SYNC_PARK = !isMainThread;
 /** How soon a device model's periodic poll of its ioreq page finds a request whose event it missed. */
-const LOST_POLL_MS = 20;
+export const LOST_POLL_MS = 20;
 
 /** The scheduler's clock (simulated time under the deterministic simulator), in ms. */
 const nowMs = (): number => sched().now_us() / 1000;

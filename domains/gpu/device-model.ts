@@ -499,9 +499,12 @@ function gpuWrite(cpu: GuestCpu, into: number, pages: number, value: number): vo
  * notifier evicts mapped RAM blobs under memory pressure with a direct
  * Revoke — it never waits for the device model.
  */
-export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = -1): Workload {
+export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = -1, off: readonly string[] = []): Workload {
   const shared = new Shared(cpu);
-  const dma = dmaPeek(cpu, gpu, report, dma_gfn);
+  // Behaviours a swarm seed left out (hypervisor/host/sim/swarm.ts): the GPU engine always runs (the device model waits for it).
+  const dma = dmaPeek(cpu, gpu, report, off.includes('dma-peek') ? -1 : dma_gfn);
+  const evicts = !off.includes('evictions');
+  const tooling = !off.includes('toolstack');
   // The next gfn of the same mapping window: the toolstack's foreign map of dom0's own page would land there.
   const tools = toolstack(cpu, gpu, report, TOOLSTACK_OWN_GFN, dma_gfn < 0 ? -1 : dma_gfn + 1);
   const lat: number[] = [];
@@ -517,12 +520,12 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
         bump(report, 'gpu_jobs');
         return;
       }
-      if (tools.step()) return;
+      if (tooling && tools.step()) return;
       const now = cpu.now_us();
       // Memory pressure the toolstack announces (chaos: an MMU-notifier storm) adds evictions.
       const pressure = xsRead(cpu.store, cpu.domid as number, XS_KEY.MEMORY_PRESSURE);
       const period = pressure > 0 ? 1e6 / (gpu.evictions_per_s + pressure) : period_us;
-      if (now < next_us && now < last_us + period) {
+      if (!evicts || (now < next_us && now < last_us + period)) {
         if (!dma.step()) cpu.sleep(0.2);
         return;
       }

@@ -284,7 +284,8 @@ export class Host {
           slot: vbase + v,
           memory_pages: d.memory_pages,
           seed: (this.spec.seed * 1000003 + d.domid * 131 + v) | 0,
-          workload: this.gpu.has(d.domid) ? { kind: 'gpu-backend' } : d.workload,
+          // A GPU backend runs the device model and the kernel, with the kernel behaviours a swarm seed left out (sim/swarm.ts).
+          workload: this.gpu.has(d.domid) ? { kind: 'gpu-backend', ...swarmOff(d.workload) } : d.workload,
           env,
           transport: this.taskTransport(d),
         };
@@ -717,6 +718,12 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
     });
   }
   return out;
+}
+
+/** The kernel behaviours a swarm seed left out of a GPU backend (sim/swarm.ts), if any. */
+function swarmOff(w: HostDomainSpec['workload']): { swarm_off?: unknown[] } {
+  const off = (w as Record<string, unknown>)['swarm_off'];
+  return Array.isArray(off) ? { swarm_off: off } : {};
 }
 
 function gpuEnvOf(gpu: Map<number, GpuEnv>, d: HostDomainSpec): { gpu?: GpuEnv } {

@@ -3,7 +3,7 @@
  * (`--transport`); the device model only sees IoreqServerEnd.
  */
 import type { Machine } from '../xen/machine.js';
-import type { IoreqAnswer, IoreqRequest, IoreqServerEnd } from '../public/ioreq.js';
+import { IOREQ_TYPE, type IoreqAnswer, type IoreqRequest, type IoreqServerEnd } from '../public/ioreq.js';
 import { RingServerEnd } from '../../transport/ring.js';
 import { BUGS } from '../xen/buggify.js';
 import { CTL, NEMESIS_IOREQ } from '../layout/control.js';
@@ -140,6 +140,7 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
       return reqs;
     },
     respond(req, a) {
+      if (losesAnswer(m, req)) return Promise.resolve();
       const tw = tracer;
       return tw === null || req.buffered === true ? inner.respond(req, a) : respondTraced(tw, inner, req, a);
     },
@@ -156,6 +157,7 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
   const { recvNow, recvHot, respondNow, answeredNow } = inner;
   if (respondNow !== undefined && answeredNow !== undefined) {
     killable.respondNow = (req, a) => {
+      if (losesAnswer(m, req)) return;
       const tw = tracer;
       if (tw === null || req.buffered === true) respondNow.call(inner, req, a);
       else respondNowTraced(tw, () => respondNow.call(inner, req, a), req);
@@ -239,4 +241,9 @@ async function respondTraced(tw: TraceWriter, inner: IoreqServerEnd, req: IoreqR
   const t0_us = tw.now();
   await inner.respond(req, a);
   tw.put(t0_us, kindWord(TK.IO_ANSWER, requester(req.domid, req.vcpu)), req.seq, tw.now() - t0_us);
+}
+
+/** The injected stall NEMESIS_IOREQ.LOSE_FAULT: the answer to a claimed FAULT never reaches its slot (only liveness mode sees it). */
+function losesAnswer(m: Machine, req: IoreqRequest): boolean {
+  return req.type === IOREQ_TYPE.FAULT && req.buffered !== true && (Atomics.load(m.control.w, CTL.IOREQ_NEMESIS) & NEMESIS_IOREQ.LOSE_FAULT) !== 0;
 }

@@ -49,7 +49,12 @@ export const CTL = {
 } as const;
 
 /** Bits of CTL.IOREQ_NEMESIS. */
-export const NEMESIS_IOREQ = { DELAY: 1, DUPLICATE: 2, DROP: 4, REORDER: 8 } as const;
+/**
+ * LOSE_FAULT: an injected stall no nemesis plan draws (the simulator's test
+ * option `stall`, docs/verification.md §1): the device model's end loses its
+ * answers to FAULT ioreqs, and the faulting vCPU waits for ever.
+ */
+export const NEMESIS_IOREQ = { DELAY: 1, DUPLICATE: 2, DROP: 4, REORDER: 8, LOSE_FAULT: 16 } as const;
 
 export class ControlRegion {
   readonly w: Int32Array;

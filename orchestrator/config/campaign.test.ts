@@ -40,24 +40,24 @@ describe('campaign plans', () => {
     expect(j).toMatchObject({ kind: 'up', file: 'examples/two-guests.yaml', flags: { transport: 'ring' } });
   });
 
-  it('sim templates: steps drawn per job, mixed resolved to a named strategy per job, chaos off as a flag, timeout 60 s + 1 ms a step', () => {
+  it('sim templates: steps drawn per job, mixed resolved to a named strategy per job, chaos and liveness off and the full mix as flags, timeout 60 s + 1 ms a step', () => {
     const p = parseCampaignPlan(
-      ['jobs:', '  - { name: m, kind: sim, steps: { min: 1000, max: 5000 } }', '  - { name: d, kind: sim, topology: ../sim/default.yaml, strategy: pct, chaos: false, timeout: 9s }'].join('\n'),
+      ['jobs:', '  - { name: m, kind: sim, steps: { min: 1000, max: 5000 } }', '  - { name: d, kind: sim, topology: ../sim/default.yaml, strategy: pct, chaos: false, liveness: false, full_mix: true, timeout: 9s }'].join('\n'),
       'examples/campaigns/s.yaml',
     );
-    expect(p.templates[0]).toMatchObject({ kind: 'sim', steps: { min: 1000, max: 5000 }, strategy: 'mixed', chaos: true });
+    expect(p.templates[0]).toMatchObject({ kind: 'sim', steps: { min: 1000, max: 5000 }, strategy: 'mixed', chaos: true, liveness: true, full_mix: false });
     expect(p.templates[0]).not.toHaveProperty('topology');
     const jobs = materializeJobs(p, { seed: 7, runs: 400, buggify: [] });
     expect(materializeJobs(p, { seed: 7, runs: 400, buggify: [] })).toEqual(jobs);
     const m = jobs.filter((j) => j.template === 'm');
-    expect(m.every((j) => j.file === undefined && j.flags['chaos'] === undefined)).toBe(true);
+    expect(m.every((j) => j.file === undefined && j.flags['chaos'] === undefined && j.flags['liveness'] === undefined && j.flags['full-mix'] === undefined)).toBe(true);
     const steps = m.map((j) => Number(j.flags['steps']));
     expect(Math.min(...steps)).toBeGreaterThanOrEqual(1000);
     expect(Math.max(...steps)).toBeLessThanOrEqual(5000);
     expect(new Set(m.map((j) => j.flags['strategy']))).toEqual(new Set(['random', 'pct']));
     expect(m[0]!.timeout_ms).toBe(60_000 + steps[0]!);
     const d = jobs.find((j) => j.template === 'd')!;
-    expect(d).toMatchObject({ kind: 'sim', file: 'examples/sim/default.yaml', timeout_ms: 9000, flags: { steps: '20000', strategy: 'pct', chaos: false } });
+    expect(d).toMatchObject({ kind: 'sim', file: 'examples/sim/default.yaml', timeout_ms: 9000, flags: { steps: '20000', strategy: 'pct', chaos: false, liveness: false, 'full-mix': true } });
   });
 
   it('loads examples/campaigns/sim-explore.yaml: sim templates only', () => {

@@ -91,6 +91,10 @@ export type JobTemplate =
       readonly steps: CountRange;
       readonly strategy: (typeof SIM_STRATEGIES)[number];
       readonly chaos: boolean;
+      /** The quiet tail and its liveness checks (docs/verification.md §1); default true. */
+      readonly liveness: boolean;
+      /** Every behaviour every seed instead of a swarm subset (docs/verification.md §2); default false. */
+      readonly full_mix: boolean;
     });
 
 export interface CampaignPlan {
@@ -217,7 +221,7 @@ export const templateSchema = tagged(
     }),
     up: obj({ ...common, kind: kindOf('up'), topology: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
     chaos: obj({ ...common, kind: kindOf('chaos'), plan: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
-    sim: obj({ ...common, kind: kindOf('sim'), topology: str().optional(), steps: stepsRange().optional(), strategy: oneOf(SIM_STRATEGIES, 'strategy').default('mixed'), chaos: bool().default(true) }),
+    sim: obj({ ...common, kind: kindOf('sim'), topology: str().optional(), steps: stepsRange().optional(), strategy: oneOf(SIM_STRATEGIES, 'strategy').default('mixed'), chaos: bool().default(true), liveness: bool().default(true), full_mix: bool().default(false) }),
   },
   'job kind',
 );
@@ -262,7 +266,7 @@ function fromSource(src: YamlSource): CampaignPlan {
       case 'sim': {
         const topology = t.topology === undefined ? undefined : pathAt(i, 'topology', t.topology);
         if (topology !== undefined) loadTopology(topology);
-        return { ...base, kind: t.kind, ...(topology !== undefined ? { topology } : {}), steps: t.steps ?? { min: DEFAULT_SIM_STEPS, max: DEFAULT_SIM_STEPS }, strategy: t.strategy, chaos: t.chaos };
+        return { ...base, kind: t.kind, ...(topology !== undefined ? { topology } : {}), steps: t.steps ?? { min: DEFAULT_SIM_STEPS, max: DEFAULT_SIM_STEPS }, strategy: t.strategy, chaos: t.chaos, liveness: t.liveness, full_mix: t.full_mix };
       }
     }
   });
@@ -338,7 +342,7 @@ export function materializeJobs(plan: CampaignPlan, o: MaterializeOptions): Camp
       case 'sim': {
         // mixed: the job draws and names its strategy (see the top of this file).
         const strategy = t.strategy === 'mixed' ? (u(3) < 0.5 ? 'random' : 'pct') : t.strategy;
-        return { ...common, kind: t.kind, ...(t.topology !== undefined ? { file: t.topology } : {}), flags: { steps: String(steps), strategy, ...(t.chaos ? {} : { chaos: false }) } };
+        return { ...common, kind: t.kind, ...(t.topology !== undefined ? { file: t.topology } : {}), flags: { steps: String(steps), strategy, ...(t.chaos ? {} : { chaos: false }), ...(t.liveness ? {} : { liveness: false }), ...(t.full_mix ? { 'full-mix': true } : {}) } };
       }
     }
   });

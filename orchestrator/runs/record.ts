@@ -50,7 +50,7 @@ export interface RunFlags {
   'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string };
   chaos: { duration: string; transport?: string; pcpus?: string };
   /** As given: random, pct, or mixed (the seed picks, as `xgsim sim` does; campaign jobs always name one). */
-  sim: { steps: string; strategy: string; chaos?: boolean };
+  sim: { steps: string; strategy: string; chaos?: boolean; liveness?: boolean; 'full-mix'?: boolean };
 }
 
 /** What a sim run adds to its record: the deterministic simulator's own facts, so a replay can say it was the same run. */

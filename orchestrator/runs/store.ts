@@ -49,10 +49,10 @@ const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
   up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus', 'transport-timeout'],
   'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus'],
   chaos: ['duration', 'transport', 'pcpus', 'transport-timeout'],
-  sim: ['steps', 'strategy', 'chaos'],
+  sim: ['steps', 'strategy', 'chaos', 'liveness', 'full-mix'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
-const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos'];
+const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos', 'liveness', 'full-mix'];
 
 export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOutcome> {
   for (const [k, v] of Object.entries(s.flags)) {
@@ -112,7 +112,11 @@ async function sim(s: RunSpec, stepsFlag: string | undefined, strategyFlag: stri
   const strategy = strategyFlag ?? 'mixed';
   if (!(SIM_STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy: expected random, pct or mixed, got \`${strategy}\``);
   const chaosOn = s.flags['chaos'] !== false;
+  const liveness = s.flags['liveness'] !== false;
+  const fullMix = s.flags['full-mix'] === true;
   const run = await simOnce({
+    liveness,
+    swarm: !fullMix,
     ...(s.file !== undefined ? { topology: s.file } : {}),
     seed: s.seed,
     steps: Number(stepsFlag),
@@ -121,7 +125,7 @@ async function sim(s: RunSpec, stepsFlag: string | undefined, strategyFlag: stri
     buggify: s.buggify,
     ...(o.simProgress !== undefined ? { progress: o.simProgress } : {}),
   });
-  return simOutcome(s, run, { steps: stepsFlag, strategy, ...(chaosOn ? {} : { chaos: false }) }, o);
+  return simOutcome(s, run, { steps: stepsFlag, strategy, ...(chaosOn ? {} : { chaos: false }), ...(liveness ? {} : { liveness: false }), ...(fullMix ? { 'full-mix': true } : {}) }, o);
 }
 
 /** A sim run as every other kind ends: a Summary, a record, an exit code — and the simulator's own facts beside them. */

@@ -10,6 +10,7 @@ import { bugNames, parseBuggify } from '../../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
 import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../../hypervisor/host/sim/run.js';
 import type { Strategy } from '../../hypervisor/host/sim/sim-sched.js';
+import type { SwarmDraw } from '../../hypervisor/host/sim/swarm.js';
 import { loadTopology } from '../config/topology.js';
 import { readYamlFile } from '../config/load.js';
 import { hostSpecOf } from '../up/host-spec.js';
@@ -26,6 +27,10 @@ export interface SimCliOptions {
   horizon?: string;
   strategy?: string;
   chaos?: boolean;
+  /** false: no quiet tail, no liveness checks (hypervisor/host/sim/liveness.ts). */
+  liveness?: boolean;
+  /** Every behaviour and attack the topology lists, every seed (default: swarm, hypervisor/host/sim/swarm.ts). */
+  fullMix?: boolean;
   checkDeterminism?: boolean;
   json?: boolean;
   shrink?: boolean;
@@ -46,6 +51,9 @@ interface Plan {
   horizon: number | undefined;
   strategy: SimOptions['strategy'];
   chaos: boolean;
+  liveness: boolean;
+  /** true: the seed draws the subset; a draw: that one (a replay file's); false: the full mix. */
+  swarm: boolean | SwarmDraw;
   nemeses_off: SimNemesis[];
   exclude: string[];
   buggify: number;
@@ -91,6 +99,8 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
     ...(p.horizon !== undefined ? { horizon: p.horizon } : {}),
     ...(p.strategy !== undefined ? { strategy: p.strategy } : {}),
     chaos: p.chaos,
+    liveness: p.liveness,
+    swarm: p.swarm,
     nemeses_off: p.nemeses_off,
     exclude,
     ...o,
@@ -112,8 +122,8 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
 }
 
 /** One simulation of one seed, as the command runs it (campaign jobs, replays of run records). */
-export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; buggify: number; progress?: SimOptions['progress'] }): Promise<SimRun> {
-  const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, nemeses_off: [], exclude: [], buggify: o.buggify };
+export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; liveness?: boolean; swarm?: boolean; buggify: number; progress?: SimOptions['progress'] }): Promise<SimRun> {
+  const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, liveness: o.liveness !== false, swarm: o.swarm !== false, nemeses_off: [], exclude: [], buggify: o.buggify };
   loadTopology(p.topology);
   return runOne(p, o.seed, o.steps, o.progress !== undefined ? { progress: o.progress } : {});
 }
@@ -127,6 +137,8 @@ function replayCommand(p: Plan, seed: number, steps: number, horizon: number, st
   if (p.strategy === 'mixed' || p.strategy === undefined) parts.push(`--strategy ${strategy}`);
   else parts.push(`--strategy ${p.strategy}`);
   if (!p.chaos) parts.push('--no-chaos');
+  if (!p.liveness) parts.push('--no-liveness');
+  if (p.swarm === false) parts.push('--full-mix');
   return parts.join(' ');
 }
 
@@ -140,7 +152,7 @@ export function firstReason(r: SimRun): string {
 function line(r: SimRun): string {
   const secs = (r.real_ms / 1000).toFixed(2);
   const verdict = r.verdict.toUpperCase();
-  return `sim: ${verdict}   seed ${r.seed}   hash ${r.hash}   ${r.steps} steps in ${secs} s (${r.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(r.sim_us / 1e6).toFixed(3)} s (${r.sim_ratio.toFixed(2)}× real time)   ${r.strategy}, max depth ${r.max_depth}`;
+  return `sim: ${verdict}   seed ${r.seed}   hash ${r.hash}   ${r.steps} steps${r.tail_steps > 0 ? ' (the quiet tail among them)' : ''} in ${secs} s (${r.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(r.sim_us / 1e6).toFixed(3)} s (${r.sim_ratio.toFixed(2)}× real time)   ${r.strategy}, max depth ${r.max_depth}`;
 }
 
 export async function simCommand(file: string | undefined, o: SimCliOptions): Promise<{ exitCode: number }> {
@@ -153,6 +165,8 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
     horizon: o.horizon !== undefined ? posInt('--horizon', o.horizon, 0) : undefined,
     strategy: strategyOf(o.strategy),
     chaos: o.chaos !== false,
+    liveness: o.liveness !== false,
+    swarm: o.fullMix !== true,
     nemeses_off: [],
     exclude: [],
     buggify: o.buggify,
@@ -180,6 +194,7 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
   } else {
     for (const r of runs) process.stdout.write(`${line(r)}\n`);
     if (deterministic !== undefined) process.stdout.write(`determinism: ${deterministic ? 'identical' : 'DIFFERENT'} hashes (${runs.map((r) => r.hash).join(' ')})\n`);
+    if (a.swarm !== null) process.stdout.write(`swarm: ${Object.entries(a.swarm).map(([d, b]) => `${d} ${b.join(',')}`).join('; ')}\n`);
     if (a.nemeses.length > 0) process.stdout.write(`nemeses on: ${a.nemeses.join(', ')} (${a.injections.length} injections)\n`);
     if (a.verdict !== 'pass') process.stdout.write(`${a.verdict === 'fail' ? `failed at step ${a.failed_at_step}` : 'stuck'}: ${firstReason(a)}\n`);
   }
@@ -299,6 +314,9 @@ async function shrinkAndWrite(p: Plan, failed: SimRun, file: string | undefined)
     `horizon: ${cur.horizon}`,
     `strategy: ${failed.strategy}`,
     `chaos: ${cur.chaos}`,
+    `liveness: ${cur.liveness}`,
+    // The subset of behaviours and attacks the seed drew: the replay runs this one, whatever the draw says by then.
+    `swarm: ${best.swarm === null ? 'false' : JSON.stringify(best.swarm)}`,
     `buggify: [${bugs.join(', ')}]`,
     `nemeses_off: [${cur.nemeses_off.join(', ')}]`,
     `exclude: [${cur.exclude.map((x) => JSON.stringify(x)).join(', ')}]`,
@@ -316,6 +334,8 @@ interface ReplayFile {
   horizon: number;
   strategy: Strategy;
   chaos: boolean;
+  liveness: boolean;
+  swarm: boolean | SwarmDraw;
   buggify: string[];
   nemeses_off: SimNemesis[];
   exclude: string[];
@@ -349,6 +369,8 @@ export function loadReplayFile(file: string): ReplayFile {
     horizon: int('horizon'),
     strategy: strategy as Strategy,
     chaos: raw['chaos'] !== false,
+    liveness: raw['liveness'] !== false,
+    swarm: swarmOf(raw['swarm'], bad),
     buggify: strs('buggify'),
     nemeses_off: nemeses_off as SimNemesis[],
     exclude: strs('exclude'),
@@ -356,9 +378,22 @@ export function loadReplayFile(file: string): ReplayFile {
   };
 }
 
+/** A replay file's `swarm:`: false (the full mix), true (the seed's draw), or the draw, domain → behaviours. */
+function swarmOf(v: unknown, bad: (what: string) => never): boolean | SwarmDraw {
+  if (v === undefined || v === null || v === true) return true;
+  if (v === false) return false;
+  if (typeof v !== 'object' || Array.isArray(v)) return bad('`swarm`: expected false, true or a mapping of domain names to lists of behaviours');
+  const out: SwarmDraw = {};
+  for (const [k, list] of Object.entries(v as Record<string, unknown>)) {
+    if (!Array.isArray(list) || !list.every((x) => typeof x === 'string')) return bad(`\`swarm\`: \`${k}\`: expected a list of behaviours`);
+    out[k] = list as string[];
+  }
+  return out;
+}
+
 /** What a replay file runs: its topology, steps, nemeses off, vCPUs left out, and its bugs plus `buggify`. */
 function planOfReplay(f: ReplayFile, buggify: number): Plan {
-  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, liveness: f.liveness, swarm: f.swarm, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
   loadTopology(p.topology);
   return p;
 }

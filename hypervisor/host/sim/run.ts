@@ -27,6 +27,8 @@ import { setThreadTag, threadTag } from '../../xen/locks.js';
 import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
 import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
 import { gfn as gfnOf } from '../../public/types.js';
+import { Liveness, LIVENESS_TAIL_STEPS } from './liveness.js';
+import { drawSwarm, type SwarmDraw } from './swarm.js';
 
 /** Steps between two progress calls (the caller's clock checks: timeouts, claim renewals). */
 const SIM_PROGRESS_STEPS = 1_000;
@@ -67,6 +69,26 @@ export interface SimOptions {
   stop_on_failure?: boolean;
   /** Called now and then with the decisions taken so far. */
   progress?: (steps: number) => void;
+  /**
+   * Liveness mode (default on): after `steps`, a quiet tail of `tail_steps`
+   * decisions with every nemesis stopped, then the liveness checks
+   * (hypervisor/host/sim/liveness.ts).
+   */
+  liveness?: boolean;
+  tail_steps?: number;
+  /**
+   * Swarm testing (hypervisor/host/sim/swarm.ts): true, the seed draws a
+   * subset of behaviours and attacks per domain; a draw, that subset (a
+   * replay file's); absent or false, the full mix the topology lists.
+   */
+  swarm?: boolean | SwarmDraw;
+  /**
+   * An injected stall, for the liveness test (no nemesis plan draws it):
+   * from the start, the device model's end loses its answers to FAULTs
+   * (NEMESIS_IOREQ.LOSE_FAULT). The tail stops it, but a vCPU whose FAULT
+   * was lost waits for ever.
+   */
+  stall?: 'lose-fault-answers';
 }
 
 export interface SimInjection {
@@ -95,8 +117,16 @@ export interface SimResult {
   /** stuck: the simulator could not go on (a limit of one thread, docs/sim.md), which says nothing either way. */
   verdict: 'pass' | 'fail' | 'stuck';
   stuck?: string;
-  /** The decision after which the first failure was seen (replay with --steps this). */
+  /**
+   * The decision after which the first failure was seen (replay with --steps
+   * this); a failure in the quiet tail gives the run's steps (the tail comes
+   * after them).
+   */
   failed_at_step: number | null;
+  /** The quiet tail's decisions (0: liveness mode off); `steps` counts them. */
+  tail_steps: number;
+  /** The behaviours and attacks this seed ran, per domain (swarm mode), or null: the full mix. */
+  swarm: SwarmDraw | null;
   violations: ViolationRecord[];
   errors: string[];
   report: HostReport;
@@ -115,10 +145,15 @@ interface Actor extends SimActor {
   failures(): string;
   /** The vCPU's result, as hypervisor/host/vcpu-worker.ts returns it. */
   result(): VcpuResult;
+  readonly slot: number;
+  completed(): number;
+  revokes(): readonly number[];
 }
 
-export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> {
+export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResult> {
   const t0 = performance.now();
+  const swarm = o.swarm === undefined || o.swarm === false ? null : drawSwarm(o.seed, fullSpec, o.swarm === true ? undefined : o.swarm);
+  const spec = swarm?.spec ?? fullSpec;
   const planRng = new SimRng(o.seed ^ 0x51f15eed);
   // Its own generator: naming the strategy a mixed run picked (the replay
   // command does) must not change anything else about the run.
@@ -126,7 +161,8 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
   const host = new Host({ ...spec, pcpus: 0, transport: { kind: 'ring' }, check_interval_ms: 0, trace: false });
   const m = host.m;
   const horizon = o.horizon ?? o.steps;
-  const sim = new SimSched({ seed: o.seed, max_steps: o.steps, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks });
+  const tail = o.liveness === false ? 0 : (o.tail_steps ?? LIVENESS_TAIL_STEPS);
+  const sim = new SimSched({ seed: o.seed, max_steps: o.steps + tail, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks });
   setSched(sim);
   setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
   const errors: string[] = [];
@@ -141,8 +177,14 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     for (const { task } of tasks) if (task.workload.kind === 'gpu-backend') Atomics.store(m.ios.parked, task.domid, 1);
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
+    if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
-    sim.onExhausted = () => Atomics.store(m.control.w, CTL.STOP, 1);
+    const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;
+    sim.onExhausted = () => {
+      // Before the stop: a stop makes every wait give up, which would hide what hangs.
+      if (live !== undefined && live.due && !failed()) errors.push(...live.check());
+      Atomics.store(m.control.w, CTL.STOP, 1);
+    };
     // The racer's DMA mapping goes to the last gfn of dom0's spare window
     // (the one above its vCPUs' mapping windows, p2mSize in host.ts).
     const dom0 = tasks.filter((t) => t.task.domid === 0);
@@ -165,9 +207,17 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
     const failed = (): boolean => m.log.totalViolations() > 0 || errors.length > 0 || actors.some((a) => a.fails() > 0);
     if (stopOnFailure) sim.failedHook = failed;
 
+    const stopNemeses = (): void => {
+      plan.length = 0;
+      for (const c of closing.splice(0)) c.undo();
+      quiesce(m, actors);
+      // A fair scheduler: PCT's change points are over, its top vCPU would run the whole tail.
+      sim.o.strategy = 'random';
+    };
     sim.beforePick = () => {
       racer.unflip();
       racer.settle();
+      live?.tick(stopNemeses);
       // Injections due, and windows to close.
       while (plan.length > 0 && plan[0]!.step <= sim.steps) {
         const p = plan.shift()!;
@@ -209,9 +259,12 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
         sim.run(i);
       } catch (e) {
         if (e instanceof SimStuck) {
-          // The stack unwound through half-done hypercalls: what the end-of-run
-          // checks find now says nothing about the design.
-          stuck = e.message;
+          // In the quiet tail nothing interferes any more: a machine that
+          // cannot go on there fails liveness.
+          if (live !== undefined && sim.steps > live.start) errors.push(`liveness: stuck in the quiet tail: ${e.message}`);
+          // Before it, the stack unwound through half-done hypercalls: what
+          // the end-of-run checks find now says nothing about the design.
+          else stuck = e.message;
           break;
         }
         errors.push(`${actors[i]!.name}: ${e instanceof Error ? e.message : String(e)}`);
@@ -256,7 +309,9 @@ export async function runSim(spec: HostSpec, o: SimOptions): Promise<SimResult> 
       injections,
       verdict: failedAt !== null ? 'fail' : stuck !== null ? 'stuck' : 'pass',
       ...(stuck !== null ? { stuck } : {}),
-      failed_at_step: failedAt,
+      failed_at_step: failedAt === null ? null : Math.min(failedAt, o.steps),
+      tail_steps: tail,
+      swarm: swarm?.draw ?? null,
       violations: report.violations,
       errors,
       report,
@@ -282,9 +337,13 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
   cpu.pause();
   let steps = 0;
   let lastStep = 0;
+  const noRevokes: readonly number[] = [];
   const actor: Actor = {
     name: `${domainName}/v${task.vcpu}`,
     cpu,
+    slot: task.slot,
+    completed: () => steps,
+    revokes: () => report.samples['revoke_us'] ?? noRevokes,
     domid: task.domid,
     retired: false,
     hungUntil_us: 0,
@@ -334,6 +393,18 @@ function makeActor(m: Host['m'], domainName: string, task: ReturnType<Host['vcpu
     },
   };
   return actor;
+}
+
+/**
+ * The nemeses stop for liveness mode's quiet tail: no vCPU stays
+ * descheduled, and a device model that answered RETRY for ever
+ * (dm-retry-storm) is a sane one again (the toolstack restarted it).
+ */
+function quiesce(m: Host['m'], actors: Actor[]): void {
+  const store = new Int32Array(m.sabs.store);
+  for (const a of actors) a.hungUntil_us = 0;
+  for (let d = 0; d < m.nd; d++) Atomics.store(store, xsKey(d, XS_KEY.DM_RETRY_STORM), 0);
+  Atomics.store(m.control.w, CTL.IOREQ_NEMESIS, 0);
 }
 
 /** on_crash=destroy: the toolstack reaps crashed guests once their vCPUs are off. */
