@@ -5,8 +5,8 @@
  * fault meets the whole product: the orchestrator, the host process, its
  * threads, its summary and its exit code.
  */
+import { freePort } from '../../orchestrator/own-redis.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
@@ -17,18 +17,6 @@ const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 export const TOPOLOGY = 'tests/faults/gpu-small.yaml';
 
 export const HAVE_REDIS_SERVER = spawnSync('redis-server', ['--version']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
