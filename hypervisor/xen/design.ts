@@ -23,6 +23,7 @@
  * once (hypervisor/designs/index.ts) before it builds a Machine; the one a
  * machine runs is named in its config (`MachineConfig.design`).
  */
+import { EOPNOTSUPP } from '../public/errno.js';
 import type { P2mType } from '../public/types.js';
 import { type Machine, type MachineConfig, setDesignRegionSizer } from './machine.js';
 
@@ -84,6 +85,30 @@ export interface MemoryDesign {
 }
 
 export const DEFAULT_DESIGN = 'primitives';
+
+const NOT_AN_OP: DmOpResult = { rc: -EOPNOTSUPP, index: -1, id: 0 };
+
+/**
+ * A design that adds nothing to Xen as it ships (grants, pinned userptr):
+ * no dm_op of its own (-EOPNOTSUPP, as dm_op answers an op it does not
+ * know), no records, no FAULT routing; the core's own checks are all there is.
+ */
+export function shippedXenDesign(name: string): MemoryDesign {
+  return {
+    name,
+    // No shared records; a SharedArrayBuffer of 0 bytes is a valid, empty region.
+    regionBytes: () => 0,
+    map: () => NOT_AN_OP,
+    revoke: () => -EOPNOTSUPP,
+    steal: () => NOT_AN_OP,
+    return: () => NOT_AN_OP,
+    domainDying: () => {},
+    faultServer: () => -1,
+    foreignMapRefused: () => false,
+    check: () => {},
+    liveRecords: () => 0,
+  };
+}
 
 const designs = new Map<string, MemoryDesign>();
 

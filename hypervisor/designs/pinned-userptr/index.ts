@@ -19,22 +19,6 @@
  * Its unsafe variant, `pinned-userptr-unpin-while-mapped` (xen/buggify.ts), drops
  * the pin while the backend's mapping stays.
  */
-import { EOPNOTSUPP } from '../../public/errno.js';
-import type { DmOpResult, MemoryDesign } from '../../xen/design.js';
+import { shippedXenDesign, type MemoryDesign } from '../../xen/design.js';
 
-const NOT_AN_OP: DmOpResult = { rc: -EOPNOTSUPP, index: -1, id: 0 };
-
-export const pinnedUserptr: MemoryDesign = {
-  name: 'pinned-userptr',
-  // No shared records; a SharedArrayBuffer of 0 bytes is a valid, empty region.
-  regionBytes: () => 0,
-  map: () => NOT_AN_OP,
-  revoke: () => -EOPNOTSUPP,
-  steal: () => NOT_AN_OP,
-  return: () => NOT_AN_OP,
-  domainDying: () => {},
-  faultServer: () => -1,
-  foreignMapRefused: () => false,
-  check: () => {},
-  liveRecords: () => 0,
-};
+export const pinnedUserptr: MemoryDesign = shippedXenDesign('pinned-userptr');
