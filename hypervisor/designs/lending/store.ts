@@ -21,6 +21,7 @@
  * lock-free by the fault path (as the primitives' registry does).
  */
 import { MAX_LENDS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { RecordTable } from '../../xen/record-table.js';
 import { expectBytes } from '../../layout/region.js';
 
 export const LEND = {
@@ -35,45 +36,21 @@ export const LEND = {
   LIVEMAP: 8,
   WORDS: 8 + MAX_PAGES_PER_OP / 32,
 } as const;
-const HDR_NEXT_ID = 0;
-const HDR_WORDS = 4;
 
-export class LendStore {
-  readonly w: Int32Array;
+export class LendStore extends RecordTable {
   /** Per RAM frame: live lend pages holding it (above). */
   readonly lent: Int32Array;
   /** Per p2m arena entry: the lender + 1 a reclaimed gfn's FAULT goes to (above). */
   readonly faultOwner: Int32Array;
-  private readonly hdr = MAX_LENDS * LEND.WORDS;
   static bytes(nr_frames: number, p2m_entries: number): number {
-    return (MAX_LENDS * LEND.WORDS + HDR_WORDS + nr_frames + p2m_entries) * 4;
+    return (RecordTable.words(MAX_LENDS, LEND.WORDS) + nr_frames + p2m_entries) * 4;
   }
   constructor(sab: SharedArrayBuffer, nr_frames: number, p2m_entries: number) {
     expectBytes('lending', sab, LendStore.bytes(nr_frames, p2m_entries));
-    const recWords = MAX_LENDS * LEND.WORDS + HDR_WORDS;
-    this.w = new Int32Array(sab, 0, recWords);
+    super(sab, MAX_LENDS, LEND.WORDS, LEND.LIVEMAP);
+    const recWords = RecordTable.words(MAX_LENDS, LEND.WORDS);
     this.lent = new Int32Array(sab, recWords * 4, nr_frames);
     this.faultOwner = new Int32Array(sab, (recWords + nr_frames) * 4, p2m_entries);
-  }
-  at(r: number, f: number): number {
-    return this.w[r * LEND.WORDS + f]!;
-  }
-  set(r: number, f: number, v: number): void {
-    this.w[r * LEND.WORDS + f] = v;
-  }
-  live(r: number, i: number): boolean {
-    return ((this.w[r * LEND.WORDS + LEND.LIVEMAP + (i >> 5)]! >>> (i & 31)) & 1) !== 0;
-  }
-  setLive(r: number, i: number, on: boolean): void {
-    const k = r * LEND.WORDS + LEND.LIVEMAP + (i >> 5);
-    const bit = 1 << (i & 31);
-    this.w[k] = on ? this.w[k]! | bit : this.w[k]! & ~bit;
-  }
-  nextId(): number {
-    return ++this.w[this.hdr + HDR_NEXT_ID]!;
-  }
-  issued(id: number): boolean {
-    return Number.isInteger(id) && id >= 1 && id <= this.w[this.hdr + HDR_NEXT_ID]!;
   }
   /** The live record of `id`, or -1. */
   find(id: number): number {

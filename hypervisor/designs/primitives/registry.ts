@@ -40,6 +40,7 @@
  * entry, so it reads the owner the entry was revoked with or a later one.
  */
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { RecordTable } from '../../xen/record-table.js';
 import { expectBytes } from '../../layout/region.js';
 
 export const REC = {
@@ -61,20 +62,15 @@ export const REC = {
 } as const;
 export const KIND = { MAP_RAM: 1, MAP_BAR: 2, MAP_NESTED: 3, STEAL: 4 } as const;
 export const KIND_NAMES = ['', 'map-ram', 'map-bar', 'map-nested', 'steal'] as const;
-/** Words after the records: a counter handing out ids. */
-const HDR_NEXT_ID = 0;
-const HDR_WORDS = 4;
 export const STOLEN = { FROM: 0, FREES: 1, REC: 2, IDX: 3, WORDS: 4 } as const;
 
-export class Registry {
-  readonly w: Int32Array;
+export class Registry extends RecordTable {
   /** STOLEN.WORDS per RAM frame (above). */
   readonly stolen: Int32Array;
   /** Per p2m entry of the pool (entryOrdinal of a revoked gfn's 4 KiB leaf, layout/p2m.ts): the backend + 1 whose revoked mapping left it (above). */
   readonly faultOwner: Int32Array;
-  private readonly hdr: number;
   static bytes(nr_frames: number, p2m_entries: number): number {
-    return (MAX_MAPPINGS * REC.WORDS + HDR_WORDS + nr_frames * STOLEN.WORDS + p2m_entries) * 4;
+    return (RecordTable.words(MAX_MAPPINGS, REC.WORDS) + nr_frames * STOLEN.WORDS + p2m_entries) * 4;
   }
   constructor(
     readonly sab: SharedArrayBuffer,
@@ -82,32 +78,10 @@ export class Registry {
     p2m_entries: number,
   ) {
     expectBytes('registry', sab, Registry.bytes(nr_frames, p2m_entries));
-    const recWords = MAX_MAPPINGS * REC.WORDS + HDR_WORDS;
-    this.w = new Int32Array(sab, 0, recWords);
+    super(sab, MAX_MAPPINGS, REC.WORDS, REC.LIVEMAP);
+    const recWords = RecordTable.words(MAX_MAPPINGS, REC.WORDS);
     this.stolen = new Int32Array(sab, recWords * 4, nr_frames * STOLEN.WORDS);
     this.faultOwner = new Int32Array(sab, (recWords + nr_frames * STOLEN.WORDS) * 4, p2m_entries);
-    this.hdr = MAX_MAPPINGS * REC.WORDS;
-  }
-  at(r: number, f: number): number {
-    return this.w[r * REC.WORDS + f]!;
-  }
-  set(r: number, f: number, v: number): void {
-    this.w[r * REC.WORDS + f] = v;
-  }
-  live(r: number, i: number): boolean {
-    return ((this.w[r * REC.WORDS + REC.LIVEMAP + (i >> 5)]! >>> (i & 31)) & 1) !== 0;
-  }
-  setLive(r: number, i: number, on: boolean): void {
-    const k = r * REC.WORDS + REC.LIVEMAP + (i >> 5);
-    const bit = 1 << (i & 31);
-    this.w[k] = on ? this.w[k]! | bit : this.w[k]! & ~bit;
-  }
-  nextId(): number {
-    return ++this.w[this.hdr + HDR_NEXT_ID]!;
-  }
-  /** Whether `id` was ever handed out (ids count up from 1 and are never reused). */
-  issued(id: number): boolean {
-    return Number.isInteger(id) && id >= 1 && id <= this.w[this.hdr + HDR_NEXT_ID]!;
   }
   /** Record index of an id, live or revoked, or -1. */
   find(id: number): number {
