@@ -311,7 +311,9 @@ export class Host {
     // The vCPU worker as one CommonJS file (`npm run bundle:vcpu`): a thread
     // that loads 54 ES modules spends more on the loader than on everything
     // else it does before its first boundary (docs/architecture.md §1).
-    const filename = distModule('bundle/vcpu-worker', '.cjs');
+    // It is loaded through vcpu-loader with the V8 code cache the build
+    // wrote (code-cache.ts); XGSIM_CODE_CACHE=0 compiles it in every thread.
+    const filename = distModule('bundle/vcpu-loader', '.cjs');
     const pools = new Map<number, Piscina>();
     for (const d of this.spec.domains) {
       // recordTiming off: two HDR histograms per pool that nobody reads.
