@@ -288,6 +288,7 @@ program
   .option('--runs <n>', 'how many runs (jobs) to enqueue')
   .option('--redis-url <url>', 'the Redis of the job and result streams (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--spawn-hosts <k>', 'also start k local `xgsim host` processes (stopped at the end; logs in the campaign directory)', '0')
+  .option('--host-jobs <n>', 'cores each spawned host gives its jobs (default: this machine\'s cores shared among the spawned hosts)')
   .option('--json', 'print the campaign report as JSON')
   .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
   .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')
@@ -335,11 +336,12 @@ Examples:
 
 program
   .command('host')
-  .description('a campaign worker: take jobs one at a time from the campaigns of a pool, run each in a forked host process (sim jobs on its own thread), publish the result; reclaims the jobs of dead hosts')
+  .description('a campaign worker: take jobs from the campaigns of a pool while it has cores for them, run each (real-thread jobs in forked host processes, sim jobs on threads), publish the results; reclaims the jobs of dead hosts')
   .option('--redis-url <url>', 'the Redis of the campaigns (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--name <name>', 'consumer name in the group (default: <hostname>-<pid>)')
   .option('--max-jobs <m>', 'leave after m jobs (default: serve until Ctrl-C)')
   .option('--pool <name>', 'serve the campaigns of this pool', DEFAULT_POOL)
+  .option('--jobs <n>', 'cores to give jobs: a sim job takes 1, a real-thread job its --pcpus (default: all) (default: this machine\'s cores)')
   .addHelpText(
     'after',
     `

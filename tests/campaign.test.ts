@@ -304,10 +304,9 @@ describe('sim jobs', () => {
     const p = pool('simlong');
     const dir = join(work, 'simlong');
     const plan = join(work, 'sim-long.yaml');
-    // Far more steps than any machine runs in 8 s: each job holds its host's
-    // thread until its timeout stops it from inside the run — 8 s, past
-    // RECLAIM_IDLE_MS (5 s) whatever the machine's speed. Its claim is
-    // renewed from inside the run meanwhile.
+    // Far more steps than any machine runs in 8 s: each job holds its
+    // thread until its timeout ends it — 8 s, past RECLAIM_IDLE_MS (5 s)
+    // whatever the machine's speed. Its host renews its claim meanwhile.
     writeFileSync(plan, ['name: simlong', 'jobs:', '  - { kind: sim, steps: 10000000, strategy: random, timeout: 8s }', ''].join('\n'));
     const r = await xgsim(['campaign', plan, '--runs', '2', '--spawn-hosts', '3', '--seed', String(seed), '--pool', p, '--json', '--dir', dir], { XGSIM_BUGGIFY: '' }).done;
     expect(r.code, r.stderr + r.stdout).toBe(1); // two timeouts
@@ -332,7 +331,7 @@ describe('sim jobs', () => {
         { ...job, index: 1, flags: { steps: '1000', strategy: 'fifo' } },
         { ...job, index: 2, file: 'examples/no-such-topology.yaml', flags: { steps: '1000' } },
         { ...job, index: 3, flags: { steps: '1000', duration: '1s' } },
-        // Holds the host's thread far past its timeout unless stopped from inside the run.
+        // Runs far past its timeout unless its host ends its thread.
         { ...job, index: 4, flags: { steps: '50000000', strategy: 'random' }, timeout_ms: 2000 },
         { ...job, index: 5, flags: { steps: '2000', strategy: 'pct' } },
       ]);
@@ -355,6 +354,35 @@ describe('sim jobs', () => {
       await q.close();
     }
   });
+
+  // Two sim jobs that each run until their timeout stops them: with two
+  // cores for jobs both start before either ends; with one, the second
+  // starts only after the first ended. The order of the host's log lines
+  // shows it, whatever the machine's speed.
+  for (const jobs of [2, 1]) {
+    redisIt(`a host with --jobs ${jobs} runs ${jobs === 2 ? 'two sim jobs at once, each on a thread' : 'one sim job at a time'}`, async () => {
+      const seed = testSeed(`campaign sim jobs ${jobs}`);
+      const p = pool(`simjobs${jobs}`);
+      const id = `simjobs${jobs}-${seed}-${Date.now().toString(36)}`;
+      const q = await CampaignQueue.connect({ url: REDIS_URL, clientName: `test:${id}` });
+      try {
+        await q.create(id, p, {});
+        const job: Omit<JobMsg, 'index'> = { v: CAMPAIGN_WIRE_VERSION, campaign: id, template: 't', kind: 'sim', file: '', seed, buggify: [], timeout_ms: 3000, flags: { steps: '50000000', strategy: 'random' } };
+        await q.enqueue(id, [{ ...job, index: 0 }, { ...job, index: 1, seed: seed + 1 }]);
+        const h = await xgsim(['host', '--pool', p, '--name', `jobs${jobs}`, '--max-jobs', '2', '--jobs', String(jobs)], { XGSIM_BUGGIFY: '' }).done;
+        expect(h.code, h.stderr).toBe(0);
+        const events = h.stderr.split('\n').flatMap((l) => (/: started/.test(l) ? ['start'] : /: TIMEOUT in/.test(l) ? ['end'] : []));
+        expect(events).toEqual(jobs === 2 ? ['start', 'start', 'end', 'end'] : ['start', 'end', 'start', 'end']);
+        const { items } = await q.readResults(id, '0-0', 0, 100);
+        const results = items.filter((x): x is ResultMsg => 'v' in x);
+        expect(results.map((x) => x.status)).toEqual(['timeout', 'timeout']);
+        for (const r of results) expect(r.error).toMatch(/timed out after 3000 ms \(stopped at step \d+\)/);
+      } finally {
+        await q.finish(id, p);
+        await q.close();
+      }
+    });
+  }
 });
 
 describe('bad input exits 2 with one line', () => {

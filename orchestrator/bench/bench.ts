@@ -30,6 +30,9 @@ import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './primitives.
 import { formatCurve, runCurve, type Curve } from './curves.js';
 import { chooseTransport } from '../up/up.js';
 import { ioreqThroughput } from './ioreq.js';
+import { campaignThroughput } from './campaign.js';
+import { RedisIoreqBus } from '../../transport/redis-bus.js';
+import { redisUrlOf } from '../redis-url.js';
 
 export interface BenchRow {
   figure: string;
@@ -263,7 +266,7 @@ interface Ctx {
 }
 
 /** The sections `--filter` picks from (a section runs when its name contains the filter). */
-export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'topology'] as const;
+export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'campaign', 'topology'] as const;
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
@@ -286,6 +289,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (want('access') || want('hypercall') || want('ioreq')) await threadRows(c, want);
   if (want('revoke')) await revokeRows(c);
   if (want('steal')) stealRows(c);
+  if (want('campaign')) await campaignRows(c);
   if (want('topology')) {
     // After other sections, in a process of its own: their heap would count in the RSS figure.
     if (rows.length > 0) await topologyInChild(c, rows);
@@ -435,6 +439,33 @@ async function revokeRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
   const many = await revokeLoad({ fe_vcpus: 2, mode: 'hammer', pages: 512, duration_ms, seed, pcpus: hostPcpus() });
   floors['revoke_1_page_busy_p50_us'] = one.lat.p50;
   add({ figure: 'Revoke of 512 pages (p50)', value: many.lat.p50, unit: 'µs', floor: '512 × Revoke of 1 page', floor_value: 512 * one.lat.p50, ratio: many.lat.p50 / (512 * one.lat.p50), goal: '≤ 0.5×', ok: (r) => r <= 0.5, problems: [...one.problems, ...many.problems] });
+}
+
+/**
+ * Campaign throughput: the same sim jobs on one host with one core for
+ * jobs (the floor), on one host with every core, and on two hosts sharing
+ * the cores (scale-out on one machine: what a second host costs).
+ */
+async function campaignRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
+  const url = redisUrlOf(o.redisUrl);
+  const cores = cpus().length;
+  if (!(await RedisIoreqBus.reachable(url, 1000))) {
+    o.progress('campaign: no Redis, rows skipped');
+    return;
+  }
+  const runs = q ? 4 : 16;
+  const steps = q ? 2000 : 20_000;
+  const run = (hosts: number, hostJobs: number): ReturnType<typeof campaignThroughput> => {
+    o.progress(`campaign: ${runs} sim jobs, ${hosts} host${hosts === 1 ? '' : 's'} × ${hostJobs} core${hostJobs === 1 ? '' : 's'}`);
+    return campaignThroughput({ runs, steps, hosts, hostJobs, seed, redisUrl: url });
+  };
+  const one = await run(1, 1);
+  floors['campaign_1_host_1_core_jobs_per_min'] = one.jobs_per_min;
+  const all = await run(1, cores);
+  const two = await run(2, Math.max(1, Math.floor(cores / 2)));
+  const detail = `${runs} sim jobs of ${steps} decisions, hosts' start-up included`;
+  add({ figure: `campaign throughput, 1 host × ${cores} cores`, value: all.jobs_per_min, unit: 'jobs/min', floor: '1 host × 1 core', floor_value: one.jobs_per_min, ratio: all.jobs_per_min / Math.max(one.jobs_per_min, 1e-9), goal: `≥ ${Math.min(cores, 2) * 0.9}×`, ok: (r) => r >= Math.min(cores, 2) * 0.9, problems: [...one.problems, ...all.problems], detail });
+  add({ figure: `campaign throughput, 2 hosts × ${Math.max(1, Math.floor(cores / 2))} core${cores >= 4 ? 's' : ''}`, value: two.jobs_per_min, unit: 'jobs/min', floor: '1 host × 1 core', floor_value: one.jobs_per_min, ratio: two.jobs_per_min / Math.max(one.jobs_per_min, 1e-9), goal: `≥ ${Math.min(cores, 2) * 0.9}×`, ok: (r) => r >= Math.min(cores, 2) * 0.9, problems: [...one.problems, ...two.problems], detail });
 }
 
 function stealRows({ o, q, floors, add }: Ctx): void {

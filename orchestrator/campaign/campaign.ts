@@ -19,6 +19,7 @@
  *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
  *    for bad input or no Redis.
  */
+import { availableParallelism } from 'node:os';
 import { plural } from '../text.js';
 import { redactUrl } from '../up/up.js';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -53,6 +54,8 @@ export interface CampaignOptions {
   runs?: string;
   redisUrl?: string;
   spawnHosts?: string;
+  /** `--host-jobs`: cores each spawned host gives its jobs (default: this machine's, shared among them). */
+  hostJobs?: string;
   json?: boolean;
   timeout?: string;
   seed?: string;
@@ -167,6 +170,8 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   const runs = parseIntFlag('--runs', o.runs, 1, MAX_RUNS);
   if (runs === undefined) throw new UsageError('--runs: how many runs? e.g. --runs 200');
   const spawnHosts = parseIntFlag('--spawn-hosts', o.spawnHosts, 0, MAX_SPAWN_HOSTS) ?? 0;
+  // Local hosts share this machine's cores rather than each taking all of them.
+  const hostJobs = parseIntFlag('--host-jobs', o.hostJobs, 1, 1024) ?? Math.max(1, Math.floor(availableParallelism() / Math.max(spawnHosts, 1)));
   const deadline_ms = parseDurationFlag('--timeout', o.timeout);
   const pool = parsePool(o.pool);
   const url = redisUrlOf(o.redisUrl);
@@ -368,7 +373,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     const logFile = join(dir, `host-${i + 1}.log`);
     const fd = openSync(logFile, 'a');
     // The URL (and its password) through the environment, not the command line `ps` shows.
-    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--pool', pool, '--name', name], { stdio: ['ignore', fd, fd], env: { ...process.env, REDIS_URL: url } });
+    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--pool', pool, '--name', name, '--jobs', String(hostJobs)], { stdio: ['ignore', fd, fd], env: { ...process.env, REDIS_URL: url } });
     closeSync(fd);
     c.on('exit', (code, signal) => {
       if (code !== 0 && signal === null) say(`  host ${name} exited with code ${code}; see ${logFile}`);

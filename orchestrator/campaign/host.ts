@@ -1,48 +1,53 @@
 /**
- * `xgsim host [--redis-url URL] [--name N] [--max-jobs M] [--pool P]`: a
- * campaign worker (docs/semantics.md §1). It joins the consumer group of every live
- * campaign in its pool, takes one job at a time, runs it quietly in a forked
- * host process (the same up / stress revoke / chaos functions as the command
- * line, runs/store.ts), publishes the result and acknowledges the job
- * (transport/campaign-queue.ts has the stream protocol).
+ * `xgsim host [--redis-url URL] [--name N] [--max-jobs M] [--pool P] [--jobs J]`:
+ * a campaign worker (docs/semantics.md §1). It joins the consumer group of
+ * every live campaign in its pool, takes jobs while it has cores for them,
+ * runs each quietly (the same up / stress revoke / chaos functions as the
+ * command line, runs/store.ts), publishes the result and acknowledges the
+ * job (transport/campaign-queue.ts has the stream protocol).
  *
+ * - Cores: `--jobs` (default: this machine's) is a budget. A sim job takes
+ *   one core and runs on a thread of the host's sim pool (sim-job.ts); a
+ *   real-thread job (up, stress revoke, chaos) runs in forked host
+ *   processes and takes the pCPUs it asks for: `--pcpus n` takes n, any
+ *   other run all of them (its vCPUs are scheduled on one pCPU per core).
+ *   A job taken when the cores it needs are busy waits for them, its claim
+ *   renewed; no other job is taken meanwhile, so a real-thread job is not
+ *   starved by sim jobs.
  * - Jobs of dead hosts first: each round it tries XAUTOCLAIM on every live
  *   campaign before it asks for new jobs.
  * - While a job runs, its claim is refreshed every CLAIM_REFRESH_MS, so a
  *   live job is never taken over however long it runs.
  * - A bad job (a flag out of range, a missing file, an entry that does not
  *   decode) is answered with status 'error'; it never stops the host.
- * - A job that outlives its timeout: its host processes are killed and it is
- *   answered 'timeout'.
- * - Ctrl-C or SIGTERM: the job in hand is stopped and given back (any host
- *   reclaims it at once), then the host leaves. A second Ctrl-C kills the
- *   job's processes and exits at once.
- * - A `sim` job runs the deterministic simulator here, on this thread: no
- *   process to fork, and it holds the thread until it ends (a 20 000-step
- *   seed takes about a second), so timers do not fire meanwhile. Every
- *   10 000 steps the run calls back: the claim is renewed there (the script
- *   goes out on the socket at once; its reply is read after the run), and a
- *   run past its timeout is stopped there by throwing SimStuck, which the
- *   simulator unwinds like any run that cannot go on. Signals are seen
- *   when the run ends; a sim run that ended is answered, not given back.
- *   Its result: pass, fail (error = the first violation or error), or
- *   error for a run the simulator could not finish (stuck), with no Revoke
- *   histogram (simulated time).
+ * - A job that outlives its timeout is answered 'timeout': a real-thread
+ *   job's host processes are killed (that job's, not the others'), a sim
+ *   job's thread is ended (the result says at which step).
+ * - Ctrl-C or SIGTERM: the jobs in hand are stopped and given back (any host
+ *   reclaims them at once), then the host leaves; a sim job that had ended
+ *   is answered. A second Ctrl-C kills the jobs' processes and exits at once.
+ * - A sim job's result: pass, fail (error = the first violation or error),
+ *   or error for a run the simulator could not finish (stuck), with no
+ *   Revoke histogram (simulated time).
  */
-import { hostname } from 'node:os';
-import { BuggifyError, parseBuggify } from '../../hypervisor/xen/buggify.js';
-import { SimStuck } from '../../hypervisor/host/sim/sim-sched.js';
+import type { ChildProcess } from 'node:child_process';
+import { availableParallelism, hostname } from 'node:os';
+import { Piscina } from 'piscina';
+import { parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { distModule } from '../../hypervisor/host/worker-path.js';
 import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../../transport/campaign-queue.js';
 import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../../transport/campaign-messages.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
-import { isInputError } from '../config/errors.js';
 import { UsageError } from '../errors.js';
 import { processLog, type LogFields } from '../log.js';
 import { redisUrlOf } from '../redis-url.js';
 export { redisUrlOf };
-import { runSpec } from '../runs/store.js';
+import { runSpec, type RunSpec } from '../runs/store.js';
+import { plural } from '../text.js';
+import { errorText } from './job-error.js';
+import type { SimJobResult, SimJobTask } from './sim-job.js';
 import type { Summary } from '../up/summary.js';
-import { HostDied, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
+import { jobChildren, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
 
 import { DEFAULT_POOL } from '../cli-words.js';
 export { DEFAULT_POOL };
@@ -58,6 +63,7 @@ export interface HostCommandOptions {
   name?: string;
   maxJobs?: string;
   pool?: string;
+  jobs?: string;
 }
 
 
@@ -83,12 +89,6 @@ export function resultSummary(s: Summary): ResultSummary {
   };
 }
 
-function errorText(e: unknown): string {
-  if (isInputError(e)) return e.toString();
-  if (e instanceof UsageError || e instanceof BuggifyError || e instanceof HostDied) return e.message;
-  return `internal error: ${e instanceof Error ? e.message : String(e)}`;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -103,34 +103,62 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     if (!/^\d+$/.test(o.maxJobs) || Number(o.maxJobs) < 1) throw new UsageError(`--max-jobs: expected a positive integer, got \`${o.maxJobs}\``);
     maxJobs = Number(o.maxJobs);
   }
+  const slots = parseJobsFlag(o.jobs);
   if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${redactUrl(url)} (set --redis-url or REDIS_URL)`);
   const queue = await CampaignQueue.connect({ url, clientName: `xgsim-host:${name}` });
   const log = processLog(`xgsim host ${name}`, name);
   const say = (s: string, fields?: LogFields): void => log.info(s, fields);
 
+  // The host's cores as a budget: a sim job takes one, a real-thread job
+  // the pCPUs it asks for (all of them unless it says --pcpus n).
+  let free = slots;
+  let waiters: (() => void)[] = [];
+  const acquire = async (n: number): Promise<void> => {
+    while (free < n) await new Promise<void>((r) => waiters.push(r));
+    free -= n;
+  };
+  const release = (n: number): void => {
+    free += n;
+    const w = waiters;
+    waiters = [];
+    for (const wake of w) wake();
+  };
+  const inFlight = new Set<Promise<void>>();
+  // Sim jobs run on threads of their own (sim-job.ts); made on the first one.
+  let simPool: Piscina | undefined;
+  const stopSims = new AbortController();
+
   let stopping = false;
-  let busy = false;
   let interrupts = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     interrupts++;
     if (interrupts > 1) {
-      say(`${sig} again: killing the job's processes and leaving now`);
+      say(`${sig} again: killing the jobs' processes and leaving now`);
       for (const c of liveHostChildren) c.kill('SIGKILL');
       process.exit(130);
     }
     stopping = true;
-    say(busy ? `${sig}: stopping the job in hand and giving it back (again to kill it now)` : `${sig}: leaving`);
-    // runHost forwards Ctrl-C and SIGTERM to its child itself.
+    stopSims.abort();
+    release(0);
+    say(inFlight.size > 0 ? `${sig}: stopping the ${plural(inFlight.size, 'job')} in hand and giving them back (again to kill them now)` : `${sig}: leaving`);
+    // runHost forwards Ctrl-C and SIGTERM to its children itself.
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  say(`serving pool \`${pool}\` at ${redactUrl(url)}${Number.isFinite(maxJobs) ? `, at most ${maxJobs} jobs` : ''}`);
+  say(`serving pool \`${pool}\` at ${redactUrl(url)}, ${plural(slots, 'core')} for jobs${Number.isFinite(maxJobs) ? `, at most ${maxJobs} jobs` : ''}`);
   let done = 0;
+  let taken = 0;
   try {
-    while (!stopping && done < maxJobs) {
+    while (!stopping && taken < maxJobs) {
+      await acquire(1);
+      if (stopping) {
+        release(1);
+        break;
+      }
       const ids = await queue.campaigns(pool);
       if (ids.length === 0) {
+        release(1);
         await sleep(IDLE_POLL_MS);
         continue;
       }
@@ -139,28 +167,65 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       for (const id of ids) if (t === undefined) t = await queue.take(id, name, 0);
       // Nothing anywhere: wait on the oldest campaign (the others are polled again next round).
       if (t === undefined && ids[0] !== undefined) t = await queue.take(ids[0], name, TAKE_BLOCK_MS);
-      if (t === undefined) continue;
+      if (t === undefined) {
+        release(1);
+        continue;
+      }
       if (stopping) {
         await queue.giveBack(t, name);
+        release(1);
         break;
       }
-      busy = true;
-      try {
-        if (await runJob(t)) done++;
-      } finally {
-        busy = false;
-      }
+      taken++;
+      const job = t;
+      const cost = jobCost(job, slots);
+      const claim = keepClaim(job);
+      // Hold the claim while the job waits for the cores it needs.
+      await acquire(cost - 1);
+      const p: Promise<void> = runJob(job, claim)
+        .then(
+          (answered) => {
+            if (answered) done++;
+          },
+          (e: unknown) => say(`job ${job.campaign} ${job.id}: ${errorText(e)}`, { campaign: job.campaign, event: 'job-failed' }),
+        )
+        .finally(() => {
+          claim.stop();
+          release(cost);
+          inFlight.delete(p);
+        });
+      inFlight.add(p);
     }
+    await Promise.all([...inFlight]);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await simPool?.destroy();
     await queue.close();
   }
   say(`done: ${done} job${done === 1 ? '' : 's'} answered`);
   return { exitCode: 0 };
 
+  /** Renews a taken job's claim every CLAIM_REFRESH_MS until stopped. */
+  function keepClaim(t: TakenJob): { lost: () => boolean; stop: () => void; tag: (s: string) => void } {
+    let lost = false;
+    let tag = `job ${t.campaign} ${t.id}`;
+    const refresher = setInterval(() => {
+      queue.refresh(t, name).then(
+        (mine) => {
+          if (!mine && !lost) {
+            lost = true;
+            say(`${tag}: claim lost (another host took it over, or the campaign ended); finishing anyway`, { campaign: t.campaign });
+          }
+        },
+        (e: unknown) => say(`${tag}: claim refresh failed: ${e instanceof Error ? e.message : String(e)}`, { campaign: t.campaign }),
+      );
+    }, CLAIM_REFRESH_MS);
+    return { lost: () => lost, stop: () => clearInterval(refresher), tag: (s) => (tag = s) };
+  }
+
   /** Runs and answers one job; false when it was given back instead. */
-  async function runJob(t: TakenJob): Promise<boolean> {
+  async function runJob(t: TakenJob, claim: ReturnType<typeof keepClaim>): Promise<boolean> {
     const t0 = performance.now();
     const base = { v: CAMPAIGN_WIRE_VERSION, campaign: t.campaign, host: name, deliveries: t.deliveries } as const;
     const finish = async (index: number, status: ResultStatus, error: string, outcome?: RunOutcome): Promise<void> => {
@@ -192,6 +257,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       return true;
     }
     const tag = `job ${t.campaign}#${job.index} (${job.template}, seed ${job.seed})`;
+    claim.tag(tag);
     const jf: LogFields = { campaign: t.campaign, job: job.index, template: job.template, seed: job.seed };
     if (job.campaign !== t.campaign) {
       await finish(job.index, 'error', `job of campaign ${job.campaign} found on the stream of ${t.campaign}`);
@@ -202,78 +268,74 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       await finish(job.index, 'error', `handed out ${t.deliveries} times: every host that had it died or gave it up`);
       return true;
     }
+    // Stopped while it waited for cores: it never started.
+    if (stopping) {
+      const back = await queue.giveBack(t, name);
+      say(`${tag}: ${back ? 'given back' : 'dropped (no longer ours)'} before it started`, jf);
+      return false;
+    }
     say(`${tag}: started${t.reclaimed ? ` (reclaimed, delivery ${t.deliveries})` : ''}`, jf);
 
-    let lost = false;
-    const refresher = setInterval(() => {
-      queue.refresh(t, name).then(
-        (mine) => {
-          if (!mine && !lost) {
-            lost = true;
-            say(`${tag}: claim lost (another host took it over, or the campaign ended); finishing anyway`, jf);
-          }
-        },
-        (e: unknown) => say(`${tag}: claim refresh failed: ${e instanceof Error ? e.message : String(e)}`, jf),
-      );
-    }, CLAIM_REFRESH_MS);
-    let timedOut = false;
-    const killer = setTimeout(() => {
-      timedOut = true;
-      say(`${tag}: timed out after ${job.timeout_ms} ms; killing its host processes`, jf);
-      for (const c of liveHostChildren) c.kill('SIGKILL');
-    }, job.timeout_ms);
-    let giveUp: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => {
-      giveUp = setTimeout(() => resolve('deadline'), job.timeout_ms + TIMEOUT_GRACE_MS);
-    });
-
-    // Sim runs hold this thread: the claim is renewed, and the timeout kept, from inside the run.
-    let lastRefresh = performance.now();
-    const simProgress = (): void => {
-      const now = performance.now();
-      if (now - t0 > job.timeout_ms) {
-        timedOut = true;
-        throw new SimStuck(`stopped by its host: timed out after ${job.timeout_ms} ms`);
-      }
-      if (now - lastRefresh >= CLAIM_REFRESH_MS) {
-        lastRefresh = now;
-        queue.refresh(t, name).catch(() => undefined);
-      }
-    };
-
+    const spec: RunSpec = { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: 0 };
     let status: ResultStatus;
     let error = '';
     let outcome: RunOutcome | undefined;
+    let timedOut = false;
     try {
-      const r = await Promise.race([
-        runSpec(
-          { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: parseBuggify(job.buggify.join(',')) },
-          { redisUrl: url, ...(job.kind === 'sim' ? { simProgress } : {}) },
-        ),
-        deadline,
-      ]);
-      if (r === 'deadline') {
-        status = 'timeout';
-        error = `still running ${TIMEOUT_GRACE_MS} ms after its timeout of ${job.timeout_ms} ms`;
-      } else if (r.sim !== undefined) {
-        outcome = r;
-        status = timedOut ? 'timeout' : r.sim.verdict === 'stuck' ? 'error' : r.sim.verdict;
-        error = timedOut ? `timed out after ${job.timeout_ms} ms (stopped at step ${r.sim.steps})` : r.sim.verdict === 'stuck' ? `stuck (a limit of the simulator, not a finding): ${r.sim.reason}` : r.sim.reason;
+      spec.buggify = parseBuggify(job.buggify.join(','));
+      if (job.kind === 'sim') {
+        const r = await runSimJob(spec, job.timeout_ms);
+        if (r === 'stopped') {
+          const back = await queue.giveBack(t, name);
+          say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`, jf);
+          return false;
+        }
+        if ('timeout_at_step' in r) {
+          timedOut = true;
+          status = 'timeout';
+          error = `timed out after ${job.timeout_ms} ms (stopped at step ${r.timeout_at_step})`;
+        } else if (!r.ok) {
+          status = 'error';
+          error = r.error;
+        } else {
+          outcome = r.outcome;
+          const sim = r.outcome.sim!;
+          status = sim.verdict === 'stuck' ? 'error' : sim.verdict;
+          error = sim.verdict === 'stuck' ? `stuck (a limit of the simulator, not a finding): ${sim.reason}` : sim.reason;
+        }
       } else {
-        outcome = r;
-        status = r.summary.verdict === 'interrupted' || r.summary.verdict === 'unknown' ? 'error' : r.summary.verdict;
-        if (r.summary.verdict === 'interrupted') error = 'interrupted: the run was stopped early (not a finding)';
-        if (r.summary.verdict === 'unknown') error = `unknown: ${r.summary.unknown[0] ?? 'the run could not see everything'} (not a finding)`;
+        // This job's host processes, and no other job's, are the ones its timeout kills.
+        const children = new Set<ChildProcess>();
+        const killer = setTimeout(() => {
+          timedOut = true;
+          say(`${tag}: timed out after ${job.timeout_ms} ms; killing its host processes`, jf);
+          for (const c of children) c.kill('SIGKILL');
+        }, job.timeout_ms);
+        let giveUp: NodeJS.Timeout | undefined;
+        const deadline = new Promise<'deadline'>((resolve) => {
+          giveUp = setTimeout(() => resolve('deadline'), job.timeout_ms + TIMEOUT_GRACE_MS);
+        });
+        try {
+          const r = await Promise.race([jobChildren.run(children, () => runSpec(spec, { redisUrl: url })), deadline]);
+          if (r === 'deadline') {
+            status = 'timeout';
+            error = `still running ${TIMEOUT_GRACE_MS} ms after its timeout of ${job.timeout_ms} ms`;
+          } else {
+            outcome = r;
+            status = r.summary.verdict === 'interrupted' || r.summary.verdict === 'unknown' ? 'error' : r.summary.verdict;
+            if (r.summary.verdict === 'interrupted') error = 'interrupted: the run was stopped early (not a finding)';
+            if (r.summary.verdict === 'unknown') error = `unknown: ${r.summary.unknown[0] ?? 'the run could not see everything'} (not a finding)`;
+          }
+        } finally {
+          clearTimeout(killer);
+          clearTimeout(giveUp);
+        }
       }
     } catch (e) {
       status = timedOut ? 'timeout' : 'error';
       error = timedOut ? `timed out after ${job.timeout_ms} ms` : errorText(e);
-    } finally {
-      clearInterval(refresher);
-      clearTimeout(killer);
-      clearTimeout(giveUp);
     }
-    // A sim run that ended is worth its result: it held the thread, so the stop request came too late to cut it short.
+    // A sim run that ended is worth its result, stop or not.
     if (stopping && !(job.kind === 'sim' && outcome !== undefined)) {
       const back = await queue.giveBack(t, name);
       say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`, jf);
@@ -285,4 +347,45 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     say(`${tag}: ${status.toUpperCase()} in ${secs} s${why}`, jf);
     return true;
   }
+
+  /** A sim job on a thread of the sim pool: its result, its step at a timeout, or 'stopped' (the host is leaving). */
+  async function runSimJob(spec: RunSpec, timeout_ms: number): Promise<SimJobResult | { timeout_at_step: number } | 'stopped'> {
+    simPool ??= new Piscina({ filename: distModule('orchestrator/campaign/sim-job'), minThreads: 0, maxThreads: slots, idleTimeout: 60_000, recordTiming: false });
+    const steps = new Int32Array(new SharedArrayBuffer(4));
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, timeout_ms);
+    const onStop = (): void => ac.abort();
+    stopSims.signal.addEventListener('abort', onStop);
+    if (stopSims.signal.aborted) ac.abort();
+    try {
+      const task: SimJobTask = { spec, steps };
+      return (await simPool.run(task, { signal: ac.signal })) as SimJobResult;
+    } catch (e) {
+      if (timedOut) return { timeout_at_step: Atomics.load(steps, 0) };
+      if (ac.signal.aborted) return 'stopped';
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      stopSims.signal.removeEventListener('abort', onStop);
+    }
+  }
+}
+
+/** `--jobs`: how many cores the host gives its jobs (default: all of this machine's). */
+export function parseJobsFlag(s: string | undefined): number {
+  if (s === undefined) return availableParallelism();
+  if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 1024) throw new UsageError(`--jobs: expected an integer 1…1024, got \`${s}\``);
+  return Number(s);
+}
+
+/** The cores a job takes: one for a sim job (one thread), the pCPUs of a real-thread run (all unless it says --pcpus n). */
+export function jobCost(t: TakenJob, slots: number): number {
+  const job = t.job;
+  if (!('v' in job) || job.kind === 'sim') return 1;
+  const p = job.flags['pcpus'];
+  return typeof p === 'string' && /^\d+$/.test(p) ? Math.max(1, Math.min(Number(p), slots)) : slots;
 }

@@ -34,9 +34,9 @@ export interface RunSpecOptions {
   /** Redis for runs whose transport is redis (default REDIS_URL). */
   redisUrl?: string | undefined;
   /**
-   * Sim runs: called every 10 000 decisions, on the simulator's thread, in
-   * the middle of the run (a campaign host renews its claim here, and
-   * throws to stop a job past its timeout: the run holds the thread).
+   * Sim runs: called every 1 000 decisions, on the simulator's thread, in
+   * the middle of the run (a campaign host's sim thread publishes its step
+   * count here; a throw stops the run as a stuck one).
    */
   simProgress?: ((steps: number) => void) | undefined;
 }

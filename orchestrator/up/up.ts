@@ -3,6 +3,7 @@
  * its workloads for the duration, shut down, print the summary.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import cliProgress from 'cli-progress';
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { loadTopology } from '../config/topology.js';
@@ -134,6 +135,12 @@ export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
  */
 export const liveHostChildren = new Set<ChildProcess>();
 
+/**
+ * The host processes of one campaign job (campaign/host.ts runs several
+ * jobs at once): runHost adds its child to the set of the job it runs in.
+ */
+export const jobChildren = new AsyncLocalStorage<Set<ChildProcess>>();
+
 export interface RunHostOptions {
   /** No progress bar or lines, no Ctrl-C message (campaign hosts, replay). */
   quiet?: boolean;
@@ -146,6 +153,8 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
   const hostMain = fileURLToPath(distModule('orchestrator/up/host-main'));
   const child = fork(hostMain, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   liveHostChildren.add(child);
+  const mine = jobChildren.getStore();
+  mine?.add(child);
   const tty = process.stderr.isTTY === true && ro.quiet !== true;
   // Cleared when the run ends or a signal comes, before any other line: no bar left at 75 %, none drawn over a message.
   const bar = tty ? new cliProgress.SingleBar({ format: 'running [{bar}] {percentage}% | {accesses} accesses | {hypercalls} hypercalls | {violations} violations', stream: process.stderr, clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
@@ -194,6 +203,7 @@ export function runHost(spec: import('../../hypervisor/host/host.js').HostSpec, 
     });
     child.on('exit', (code, signal) => {
       liveHostChildren.delete(child);
+      mine?.delete(child);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       stopBar();
