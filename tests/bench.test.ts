@@ -66,6 +66,9 @@ describe('xgsim bench --quick', () => {
       expect(tp.detail).toMatch(/^posted writes \(buffered ioreqs\)/);
       expect(Number(/: (\d+)% posted/.exec(tp.detail!)?.[1])).toBeGreaterThan(50);
       expect(figures).toContain('Redis IOREQ throughput, synchronous reads');
+      // The same sim jobs on 1 host × 1 core (the floor), 1 host × every core, 2 hosts.
+      expect(rep.floors['campaign_1_host_1_core_jobs_per_min']).toBeGreaterThan(0);
+      expect(figures.filter((f) => /^campaign throughput, (1 host × \d+ cores?|2 hosts × \d+ cores?)$/.test(f))).toHaveLength(2);
     }
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);
