@@ -48,7 +48,10 @@ describe('xgsim bench --quick', () => {
       'Revoke of 1 page, 1M frames of RAM (p50)',
       'Revoke of 512 pages (p50)',
       'Steal + Return, 512 pages per call',
+      'sim decisions/s, default topology',
+      'sim simulated time / real time',
     ]) expect(figures).toContain(f);
+    expect(rep.floors['bare_decisions_per_s']).toBeGreaterThan(0);
     expect(figures.some((f) => /^Revoke p99, 8 vCPUs hammering \(1 page\), \d+ pCPUs$/.test(f))).toBe(true);
     // The hostile Revoke is measured on pCPUs by default (the floor above), and OS-scheduled beside it.
     expect(rep.floors['revoke_idle_os_p50_us']).toBeGreaterThan(0);

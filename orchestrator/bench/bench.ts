@@ -31,6 +31,7 @@ import { formatCurve, runCurve, type Curve } from './curves.js';
 import { chooseTransport } from '../up/up.js';
 import { ioreqThroughput } from './ioreq.js';
 import { campaignThroughput } from './campaign.js';
+import { bareDecisionRate, simThroughput } from './sim.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { redisUrlOf } from '../redis-url.js';
 
@@ -266,7 +267,7 @@ interface Ctx {
 }
 
 /** The sections `--filter` picks from (a section runs when its name contains the filter). */
-export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'campaign', 'topology'] as const;
+export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'sim', 'campaign', 'topology'] as const;
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
@@ -289,6 +290,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (want('access') || want('hypercall') || want('ioreq')) await threadRows(c, want);
   if (want('revoke')) await revokeRows(c);
   if (want('steal')) stealRows(c);
+  if (want('sim')) await simRows(c);
   if (want('campaign')) await campaignRows(c);
   if (want('topology')) {
     // After other sections, in a process of its own: their heap would count in the RSS figure.
@@ -439,6 +441,22 @@ async function revokeRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
   const many = await revokeLoad({ fe_vcpus: 2, mode: 'hammer', pages: 512, duration_ms, seed, pcpus: hostPcpus() });
   floors['revoke_1_page_busy_p50_us'] = one.lat.p50;
   add({ figure: 'Revoke of 512 pages (p50)', value: many.lat.p50, unit: 'µs', floor: '512 × Revoke of 1 page', floor_value: 512 * one.lat.p50, ratio: many.lat.p50 / (512 * one.lat.p50), goal: '≤ 0.5×', ok: (r) => r <= 0.5, problems: [...one.problems, ...many.problems] });
+}
+
+/** `xgsim sim` on the default topology: decisions per second, seeds per hour, simulated over real time. */
+async function simRows({ o, q, floors, add }: Ctx): Promise<void> {
+  o.progress('floor: bare scheduling decisions');
+  bareDecisionRate(200_000); // warm-up (JIT)
+  const floor = median(timeIt(q ? 3 : 7, () => bareDecisionRate(q ? 200_000 : 2_000_000)));
+  floors['bare_decisions_per_s'] = floor;
+  const seeds = q ? 2 : 8;
+  const steps = q ? 2000 : 20_000;
+  o.progress(`sim: ${seeds} seeds of ${steps} decisions, default topology`);
+  const r = await simThroughput(seeds, steps);
+  const detail = `${seeds} seeds of ${steps} decisions (and the quiet tail), mixed strategy, nemeses and swarm drawn per seed`;
+  add({ figure: 'sim decisions/s, default topology', value: r.decisions_per_s / 1000, unit: 'k/s', floor: 'bare scheduling decision', floor_value: floor / 1000, ratio: r.decisions_per_s / floor, goal: '≥ 150 k/s', ok: (_r, x) => x >= 150, problems: r.problems, detail });
+  add({ figure: `sim seeds/hour (${steps} decisions), one core`, value: r.seeds_per_hour, unit: 'seeds/h', floor: 'bare scheduling decision', floor_value: (floor * 3600) / steps, ratio: r.seeds_per_hour / ((floor * 3600) / steps), goal: '—', problems: r.problems });
+  add({ figure: 'sim simulated time / real time', value: r.sim_ratio, unit: '×', floor: 'real time', floor_value: 1, ratio: r.sim_ratio, goal: '≥ 100×', ok: (_r, x) => x >= 100, problems: r.problems });
 }
 
 /**
