@@ -30,12 +30,15 @@ const LEGAL: ReadonlyArray<readonly VcpuState[]> = [
   /* PAUSED     */ [VS.GUEST, VS.OFFLINE],
 ];
 
+/** LEGAL as one bit per target state, indexed by the state left: the check on every hypercall entry and exit. */
+const LEGAL_MASK: readonly number[] = LEGAL.map((to) => to.reduce((a, s) => a | (1 << s), 0));
+
 export class VcpuStateError extends Error {
   override readonly name = 'VcpuStateError';
 }
 
 export function vcpuTransition(m: Machine, slot: number, from: VcpuState, to: VcpuState): void {
-  if (!(LEGAL[from] ?? []).includes(to)) {
+  if (((LEGAL_MASK[from] ?? 0) & (1 << to)) === 0) {
     throw new VcpuStateError(`vCPU slot ${slot}: illegal transition ${VS_NAMES[from]} → ${VS_NAMES[to]}`);
   }
   const got = Atomics.compareExchange(m.vcpus.w, m.vcpus.idx(slot, VC.STATE), from, to);
