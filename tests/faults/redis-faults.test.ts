@@ -174,18 +174,20 @@ describe.skipIf(!HAVE_REDIS_SERVER && !CI)('the host under Redis faults (its own
   it('answer records that do not parse: the run ends cleanly as unknown, with the reason', async () => {
     const { run, ns } = await running('corrupt record', LONG);
     // The next ioreqs of every vCPU that has sent one: their records, written before the device model's.
-    const latest = new Map<string, number>();
+    // Per server (each has its own record, `${ns}:applied:<server>`), per vCPU.
+    const latest = new Map<string, { server: number; vcpu: string; seq: number }>();
     for (const key of await streams(ns, 'req')) {
       for (const [, fields] of (await admin.xrevrangeBuffer(key, '+', '-', 'COUNT', 50)) as Array<[Buffer, Buffer[]]>) {
         const m = fields[1] !== undefined ? decodeReq(fields[1]) : undefined;
         if (m === undefined || isWireError(m) || m.buf === 1) continue;
-        latest.set(`${m.domid}:${m.vcpu}`, Math.max(m.seq, latest.get(`${m.domid}:${m.vcpu}`) ?? 0));
+        const k = `${m.server}|${m.domid}:${m.vcpu}`;
+        latest.set(k, { server: m.server, vcpu: `${m.domid}:${m.vcpu}`, seq: Math.max(m.seq, latest.get(k)?.seq ?? 0) });
       }
     }
     expect(latest.size).toBeGreaterThan(0);
-    for (const [vcpu, seq] of latest) {
+    for (const { server, vcpu, seq } of latest.values()) {
       const fields = Array.from({ length: 2000 }, (_, k) => [`${vcpu}:${seq + k}`, 'not an answer']).flat();
-      await admin.hset(`${ns}:applied`, ...fields);
+      await admin.hset(`${ns}:applied:${server}`, ...fields);
     }
     await expectHonest(await run.done, run.hung(), { verdict: 'unknown', unknown: /does not parse/ });
   });
