@@ -125,7 +125,8 @@ export class RunAcl {
 
   static async create(o: RunAclOptions): Promise<RunAcl> {
     const timeout_ms = o.timeout_ms ?? 5000;
-    const conn = new Redis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: timeout_ms, connectionName: `xgsim-acl:${o.namespace}` });
+    // A configuring user that is itself an ACL user may lack INFO, the ready check.
+    const conn = new Redis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: timeout_ms, connectionName: `xgsim-acl:${o.namespace}`, enableReadyCheck: new URL(o.url).username === '' });
     conn.on('error', () => undefined);
     const acl = new RunAcl(conn, randomBytes(6).toString('hex'));
     try {

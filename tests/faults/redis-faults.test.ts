@@ -6,7 +6,9 @@
  * flushed, out of memory, a key of the wrong type, entries deleted, a
  * stream at its last possible ID, a corrupt answer record, forged requests
  * and answers, the server down for longer than the transport timeout, and
- * SIGTERM (with Redis up, and with it down).
+ * SIGTERM (with Redis up, and with it down); and, with an ACL user per
+ * role (--redis-acl), a run that passes, a role whose user is refused
+ * mid-run (NOPERM) and a restart that loses the users.
  *
  * Each asserts the outcome, never the speed: the summary is printed; the
  * verdict is honest (`pass` when the run recovered everything, `unknown`
@@ -82,6 +84,11 @@ async function expectHonest(out: Outcome, hung: boolean, want: { verdict: 'pass'
   if (want.unknown !== undefined) expect(s.unknown.join('\n'), tail).toMatch(want.unknown);
   // No key of the run is left (the server may have been down: the test's own, brought back empty above).
   expect(await runKeys(admin)).toEqual([]);
+}
+
+/** The ACL users the runs made on our server (`xgsim-<tag>-<role>`). */
+async function aclUsers(): Promise<string[]> {
+  return ((await admin.call('ACL', 'USERS')) as string[]).filter((u) => u.startsWith('xgsim-'));
 }
 
 /** Start a run and wait until it answers ioreqs; returns the run and its namespace. */
@@ -248,6 +255,41 @@ describe.skipIf(!HAVE_REDIS_SERVER && !CI)('the host under Redis faults (its own
     await redis.down();
     const out = await run.done;
     await expectHonest(out, run.hung(), { verdict: 'unknown', unknown: /transport down/ });
+  });
+
+  // ── Redis ACL users per role (--redis-acl; docs/security.md) ──
+
+  it('a run with an ACL user per role (--redis-acl): passes; no key and no user left', async () => {
+    const { run } = await running('acl', SHORT, ['--redis-acl']);
+    expect((await aclUsers()).length, 'the run made no ACL users').toBeGreaterThanOrEqual(3);
+    const out = await run.done;
+    await expectHonest(out, run.hung(), { verdict: 'pass' });
+    expect(out.stdout + out.stderr).not.toMatch(/ready check/);
+    expect(await aclUsers()).toEqual([]);
+  });
+
+  for (const role of ['dm-d0', 'dispatcher'] as const) {
+    it(`NOPERM mid-run (the ${role} user loses its keys): a transport fault, unknown, never a violation; no key and no user left`, async () => {
+      const { run } = await running(`acl noperm ${role}`, LONG, ['--redis-acl']);
+      const user = (await aclUsers()).find((u) => u.endsWith(`-${role}`));
+      expect(user, `no ${role} user among ${(await aclUsers()).join(', ')}`).toBeDefined();
+      // Its connections stay authenticated; each next command it sends is refused.
+      await admin.call('ACL', 'SETUSER', user!, 'resetkeys');
+      const out = await run.done;
+      await expectHonest(out, run.hung(), { verdict: 'unknown', unknown: /NOPERM|can't access/ });
+      expect(out.summary!.ioreq.guests_crashed).toBe(0);
+      expect(await aclUsers()).toEqual([]);
+    });
+  }
+
+  it('the server restarted under --redis-acl (its ACL users lost with it): the run ends as unknown, with its summary; no key, no user left', async () => {
+    const { run } = await running('acl restart', LONG, ['--redis-acl', '--transport-timeout', '2s']);
+    await redis.down();
+    await sleep(300);
+    await redis.up();
+    const out = await run.done;
+    await expectHonest(out, run.hung(), { verdict: 'unknown' });
+    expect(await aclUsers()).toEqual([]);
   });
 
   it('SIGTERM mid-run: stops, prints the summary (interrupted), deletes the keys', async () => {
