@@ -19,6 +19,7 @@ if (!haveRedis) {
 }
 
 const XGSIM = join(PROJECT_ROOT, 'bin', 'xgsim.js');
+const haveRedisServer = spawnSync('redis-server', ['--version']).status === 0;
 
 interface Row {
   figure: string;
@@ -66,6 +67,12 @@ describe('xgsim bench --quick', () => {
       expect(tp.detail).toMatch(/^posted writes \(buffered ioreqs\)/);
       expect(Number(/: (\d+)% posted/.exec(tp.detail!)?.[1])).toBeGreaterThan(50);
       expect(figures).toContain('Redis IOREQ throughput, synchronous reads');
+    }
+    if (haveRedisServer || inCI) {
+      // The cost of the run's ACL users, on a redis-server of the bench's own: against the same without them.
+      const acl = rep.rows.find((x) => x.figure === 'Redis IOREQ round trip, ACL user per role (p50)');
+      expect(acl, 'no ACL row').toBeDefined();
+      expect(acl!.floor).toBe('the same without ACL users, p50');
     }
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);
