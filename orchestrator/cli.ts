@@ -290,6 +290,7 @@ program
   .option('--runs <n>', 'how many runs (jobs) to enqueue')
   .option('--redis-url <url>', 'the Redis of the job and result streams (default: REDIS_URL or redis://127.0.0.1:6379)')
   .option('--spawn-hosts <k>', 'also start k local `xgsim host` processes (stopped at the end; logs in the campaign directory)', '0')
+  .option('--redis-acl', 'the spawned hosts talk to Redis as an ACL user of their own that reaches only the campaign keys (made on the Redis of --redis-url or REDIS_URL, deleted at the end); their runs go over the ring transport')
   .option('--json', 'print the campaign report as JSON')
   .option('--timeout <time>', 'give up waiting after this long (jobs without a result count as failed)')
   .option('--seed <n>', 'campaign seed: job i\'s seed and template derive from it (default: the plan\'s, else random; always printed)')

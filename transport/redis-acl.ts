@@ -36,7 +36,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TRANSPORT_STOP_BOUND_MS } from './constants.js';
-import { streamKeys } from './redis-bus.js';
+import { hasUser, streamKeys } from './redis-bus.js';
 
 export type AclRole =
   | { kind: 'dispatcher' }
@@ -77,8 +77,8 @@ export function aclRules(namespace: string, role: AclRole): string[] {
       return [`~${namespace}:*`, '+scan', '+del', ...COMMON];
     case 'campaign':
       need(role.pool !== '' && !GLOB_RE.test(role.pool), `campaign pool must be a name without glob characters, got ${JSON.stringify(role.pool)}`);
-      // A host lists the pool's campaigns, withdraws dead ones (ZREM, DEL), takes, keeps and completes jobs (the scripts run XPENDING, XCLAIM, EXISTS, XADD, XACK).
-      return [`~xgsim:pool:${role.pool}:campaigns`, '~xgsim:campaign:*', '+zrange', '+mget', '+zrem', '+del', '+xreadgroup', '+xautoclaim', '+xack', '+xpending', '+xclaim', '+xadd', '+exists', '+eval', ...COMMON];
+      // A host checks Redis answers (PING), lists the pool's campaigns, withdraws dead ones (ZREM, DEL), takes, keeps and completes jobs (the scripts run XPENDING, XCLAIM, EXISTS, XADD, XACK).
+      return [`~xgsim:pool:${role.pool}:campaigns`, '~xgsim:campaign:*', '+ping', '+zrange', '+mget', '+zrem', '+del', '+xreadgroup', '+xautoclaim', '+xack', '+xpending', '+xclaim', '+xadd', '+exists', '+eval', ...COMMON];
   }
 }
 
@@ -126,7 +126,7 @@ export class RunAcl {
   static async create(o: RunAclOptions): Promise<RunAcl> {
     const timeout_ms = o.timeout_ms ?? 5000;
     // A configuring user that is itself an ACL user may lack INFO, the ready check.
-    const conn = new Redis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: timeout_ms, connectionName: `xgsim-acl:${o.namespace}`, enableReadyCheck: new URL(o.url).username === '' });
+    const conn = new Redis(o.url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: timeout_ms, connectionName: `xgsim-acl:${o.namespace}`, enableReadyCheck: !hasUser(o.url) });
     conn.on('error', () => undefined);
     const acl = new RunAcl(conn, randomBytes(6).toString('hex'));
     try {

@@ -272,7 +272,7 @@ export class RedisIoreqBus {
   static async reachable(url: string, timeout_ms: number): Promise<boolean> {
     let r: Redis | undefined;
     try {
-      r = new Redis(url, { lazyConnect: true, connectTimeout: timeout_ms, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false, connectionName: 'xgsim-probe' });
+      r = new Redis(url, { lazyConnect: true, connectTimeout: timeout_ms, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false, connectionName: 'xgsim-probe', enableReadyCheck: false });
       r.on('error', () => undefined);
       const conn = r;
       const pong = await withTimeout(
@@ -788,8 +788,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-/** Whether the URL names a Redis user (`redis://user:password@…`), as a run's ACL users' URLs do. */
-function hasUser(url: string): boolean {
+/** Whether the URL names a Redis user (`redis://user:password@…`), as the ACL users' URLs do (transport/redis-acl.ts): such a user may not send INFO, the ready check. */
+export function hasUser(url: string): boolean {
   try {
     return new URL(url).username !== '';
   } catch {

@@ -93,8 +93,16 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Set by `xgsim campaign --redis-acl` for the hosts it spawns: their Redis
+ * user holds only the campaign keys (transport/redis-acl.ts), so their runs
+ * go over the ring transport.
+ */
+export const HOST_RUNS_ENV = 'XGSIM_HOST_RUNS';
+
 export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: number }> {
   const url = redisUrlOf(o.redisUrl);
+  const ringOnly = process.env[HOST_RUNS_ENV] === 'ring';
   const pool = parsePool(o.pool);
   const name = o.name ?? `${hostname()}-${process.pid}`;
   if (!validName(name)) throw new UsageError(`--name: expected 1–128 letters, digits or _.:@-, got \`${name}\``);
@@ -248,7 +256,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       const r = await Promise.race([
         runSpec(
           { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: parseBuggify(job.buggify.join(',')) },
-          { redisUrl: url, ...(job.kind === 'sim' ? { simProgress } : {}) },
+          { redisUrl: url, ...(ringOnly ? { ringOnly } : {}), ...(job.kind === 'sim' ? { simProgress } : {}) },
         ),
         deadline,
       ]);
