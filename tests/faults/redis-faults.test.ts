@@ -265,6 +265,8 @@ describe.skipIf(!HAVE_REDIS_SERVER && !CI)('the host under Redis faults (its own
     const out = await run.done;
     await expectHonest(out, run.hung(), { verdict: 'pass' });
     expect(out.stdout + out.stderr).not.toMatch(/ready check/);
+    // No password of a role (64 hex digits) in anything the run printed.
+    expect(out.stdout + out.stderr).not.toMatch(/[0-9a-f]{64}/);
     expect(await aclUsers()).toEqual([]);
   });
 
