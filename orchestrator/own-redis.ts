@@ -4,7 +4,13 @@
  * (`redis-pause` pauses every client of the server, not only the run's). A
  * Redis someone else runs is never paused: chaos.ts starts one of these, or
  * refuses those nemeses. Stopped by pid when the run ends.
+ *
+ * Its default user has a random password, so that the run's ACL users
+ * (transport/redis-acl.ts) are a boundary and not a formality: the config
+ * is written to the server's stdin (`redis-server -`), never on its command
+ * line, and the URL that carries it is printed only through redactUrl.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { RedisIoreqBus } from '../transport/redis-bus.js';
@@ -13,6 +19,7 @@ import { RedisIoreqBus } from '../transport/redis-bus.js';
 const OWN_REDIS_START_MS = 10_000;
 
 export interface OwnRedis {
+  /** With the default user's password: show it only through redactUrl. */
   readonly url: string;
   readonly pid: number;
   stop(): Promise<void>;
@@ -49,12 +56,15 @@ function stopper(child: ChildProcess): () => Promise<void> {
 export async function startOwnRedis(): Promise<OwnRedis | undefined> {
   if (!haveRedisServer()) return undefined;
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' });
+  const password = randomBytes(24).toString('hex');
+  const child = spawn('redis-server', ['-'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  child.stdin!.on('error', () => undefined);
+  child.stdin!.end(`port ${port}\nbind 127.0.0.1\nsave ""\nappendonly no\nprotected-mode yes\nrequirepass ${password}\n`);
   const stop = stopper(child);
   // Not left behind by a process that ends without reaching our `finally` (an uncaught error's exit).
   const onExit = (): void => void child.kill('SIGKILL');
   process.once('exit', onExit);
-  const url = `redis://127.0.0.1:${port}`;
+  const url = `redis://:${password}@127.0.0.1:${port}`;
   const t0 = Date.now();
   while (!(await RedisIoreqBus.reachable(url, 200))) {
     if (child.exitCode !== null || Date.now() - t0 > OWN_REDIS_START_MS) {

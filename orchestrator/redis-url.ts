@@ -29,3 +29,19 @@ export function redisUrlOf(flag: string | undefined): string {
   }
   return url;
 }
+
+/**
+ * `--redis-acl` (or XGSIM_REDIS_ACL=1): the run makes a Redis ACL user per
+ * role on the Redis it uses (transport/redis-acl.ts), which changes that
+ * server's configuration (ACL SETUSER, ACL DELUSER). So it is done only to a
+ * Redis the user named (`--redis-url` or REDIS_URL), never to the default
+ * one nobody named: that is refused (exit 2).
+ */
+export function redisAclOf(o: { redisAcl?: boolean; redisUrl?: string }): boolean {
+  const env = process.env['XGSIM_REDIS_ACL'];
+  const want = o.redisAcl === true || (env !== undefined && !['', '0', 'false'].includes(env));
+  if (want && o.redisUrl === undefined && process.env['REDIS_URL'] === undefined) {
+    throw new UsageError(`${o.redisAcl === true ? '--redis-acl' : 'XGSIM_REDIS_ACL'}: it creates and deletes ACL users on the Redis the run uses; name that Redis with --redis-url or REDIS_URL (never done to the default ${DEFAULT_REDIS_URL} unasked)`);
+  }
+  return want;
+}

@@ -19,6 +19,7 @@ if (!haveRedis) {
 }
 
 const XGSIM = join(PROJECT_ROOT, 'bin', 'xgsim.js');
+const haveRedisServer = spawnSync('redis-server', ['--version']).status === 0;
 
 interface Row {
   figure: string;
@@ -72,6 +73,12 @@ describe('xgsim bench --quick', () => {
       // The same sim jobs on 1 host × 1 core (the floor), 1 host × every core, 2 hosts.
       expect(rep.floors['campaign_1_host_1_core_jobs_per_min']).toBeGreaterThan(0);
       expect(figures.filter((f) => /^campaign throughput, (1 host × \d+ cores?|2 hosts × \d+ cores?)$/.test(f))).toHaveLength(2);
+    }
+    if (haveRedisServer || inCI) {
+      // The cost of the run's ACL users, on a redis-server of the bench's own: against the same without them.
+      const acl = rep.rows.find((x) => x.figure === 'Redis IOREQ round trip, ACL user per role (p50)');
+      expect(acl, 'no ACL row').toBeDefined();
+      expect(acl!.floor).toBe('the same without ACL users, p50');
     }
     for (const x of rep.rows) {
       expect(Number.isFinite(x.ratio), x.figure).toBe(true);

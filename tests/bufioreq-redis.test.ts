@@ -119,7 +119,7 @@ describe('buffered ioreqs over Redis', () => {
     // The successor meets only the duplicates first: it applies none, and the recorded position stays where it was.
     for (let k = 0; k < 5; k++) await second.step();
     await second.end.close();
-    expect(await bus.bufMark(`1:${r.server}`)).toBe(50);
+    expect(await bus.bufMark(serverId(1, r.server), `1:${r.server}`)).toBe(50);
     const third = r.dm();
     for (let j = 50; j < 60; j++) r.fe.write32(gfn(MMIO), 0, j);
     await until(r, third.step, 60);

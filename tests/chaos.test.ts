@@ -51,7 +51,8 @@ describe('chaos', () => {
       if (transport === 'redis') {
         // …on a Redis started for the run, not the one REDIS_URL names (the tests' shared server is never paused).
         expect(s.chaos.redis_nemeses.own).toBe(true);
-        expect(s.chaos.redis_nemeses.on).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+        // Its default user has a password, shown as ***.
+        expect(s.chaos.redis_nemeses.on).toMatch(/^redis:\/\/:\*\*\*@127\.0\.0\.1:\d+$/);
         expect(s.chaos.redis_nemeses.on).not.toBe(REDIS_URL);
       }
       // What the nemeses did is visible in the counts.

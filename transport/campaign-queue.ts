@@ -51,6 +51,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { decodeJob, decodeResult, encodeJob, encodeResult, jobIdentity, type JobMsg, type ResultMsg, type WireError } from './campaign-messages.js';
+import { hasUser } from './redis-bus.js';
 
 export const CAMPAIGN_GROUP = 'hosts';
 export const ENTRY_FIELD = 'm';
@@ -156,6 +157,8 @@ export class CampaignQueue {
         autoResendUnfulfilledCommands: true,
         enableOfflineQueue: true,
         retryStrategy: (times) => Math.min(50 * times, 1000),
+        // A campaign host's ACL user (transport/redis-acl.ts) may not send INFO, the ready check.
+        enableReadyCheck: !hasUser(opts.url),
       };
       const c = new Redis(opts.url, o);
       c.on('error', (e: Error) => opts.onConnectionError?.(e));

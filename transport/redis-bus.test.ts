@@ -235,14 +235,14 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
     try {
       const m = req(7, 1);
       const first = respFor(m);
-      expect(await b.answerOnce('1:1:7', first.data, 0, first)).toBeUndefined();
-      expect(await b.applied('1:1:7')).toStrictEqual({ data: first.data, fault: 0 });
+      expect(await b.answerOnce(SERVER, '1:1:7', first.data, 0, first)).toBeUndefined();
+      expect(await b.applied(SERVER, '1:1:7')).toStrictEqual({ data: first.data, fault: 0 });
       // A duplicate (a re-sent command, a successor re-applying): the first answer wins, no second entry.
-      expect(await b.answerOnce('1:1:7', 5, 2, { ...first, data: 5, error: 2 })).toStrictEqual({ data: first.data, fault: 0 });
+      expect(await b.answerOnce(SERVER, '1:1:7', 5, 2, { ...first, data: 5, error: 2 })).toStrictEqual({ data: first.data, fault: 0 });
       const batch = await b.readResponses(DOMID, START_ID, 1000, 10);
       expect(batch.items).toStrictEqual([first]);
       expect(b.stats().published).toBe(1);
-      expect(await b.answerOnce('1:1:8', 1, 0, { ...first, seq: 8, data: 1 })).toBeUndefined();
+      expect(await b.answerOnce(SERVER, '1:1:8', 1, 0, { ...first, seq: 8, data: 1 })).toBeUndefined();
       expect((await b.readResponses(DOMID, batch.lastId, 1000, 10)).items.map((r) => (isWireError(r as never) ? -1 : (r as IoreqResp).seq))).toStrictEqual([8]);
     } finally {
       await b.close();
@@ -493,7 +493,7 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
       await admin.call('XADD', hv.keys.resp(DOMID), '*', ENTRY_FIELD, encode(respFor(req(2))));
       const { items: answers } = await hv.readResponses(DOMID, START_ID, 1000, 10);
       expect(answers.map((a) => a.from)).toEqual([SERVER, undefined]);
-      expect(await dm.answerOnce('1:0:9', 9, 0, respFor(req(9)), SERVER)).toBeUndefined();
+      expect(await dm.answerOnce(SERVER, '1:0:9', 9, 0, respFor(req(9)))).toBeUndefined();
       expect((await hv.readResponses(DOMID, START_ID, 0, 10)).items.map((a) => a.from)).toEqual([SERVER, undefined, SERVER]);
       await expect(dm.publishResponse(DOMID, respFor(req(4)))).rejects.toThrow(/which server/);
     } finally {
@@ -522,14 +522,14 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
   it('an answer record or buffered mark that does not parse is a TransportFault, not a garbage answer', async () => {
     const b = await bus('records');
     try {
-      await admin.hset(`${b.namespace}:applied`, '1:0:5', 'garbage');
-      await admin.hset(`${b.namespace}:bufmark`, '1:0', 'x');
-      const e1 = await b.applied('1:0:5').catch((e: unknown) => e);
-      const e2 = await b.answerOnce('1:0:5', 1, 0, respFor(req(5))).catch((e: unknown) => e);
-      const e3 = await b.bufMark('1:0').catch((e: unknown) => e);
+      await admin.hset(b.keys.applied(SERVER), '1:0:5', 'garbage');
+      await admin.hset(b.keys.bufmark(SERVER), '1:0', 'x');
+      const e1 = await b.applied(SERVER, '1:0:5').catch((e: unknown) => e);
+      const e2 = await b.answerOnce(SERVER, '1:0:5', 1, 0, respFor(req(5))).catch((e: unknown) => e);
+      const e3 = await b.bufMark(SERVER, '1:0').catch((e: unknown) => e);
       for (const e of [e1, e2, e3]) expect(isTransportFault(e), String(e)).toBe(true);
-      await admin.hset(`${b.namespace}:applied`, '1:0:6', '4294967295:-2');
-      expect(await b.applied('1:0:6')).toStrictEqual({ data: 0xffff_ffff, fault: -2 });
+      await admin.hset(b.keys.applied(SERVER), '1:0:6', '4294967295:-2');
+      expect(await b.applied(SERVER, '1:0:6')).toStrictEqual({ data: 0xffff_ffff, fault: -2 });
     } finally {
       await b.close();
     }

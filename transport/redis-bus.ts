@@ -12,6 +12,11 @@
  *                         `target * MAX_IOREQ_SERVERS_PER_DOMAIN + index`.
  *   `${ns}:resp:<domid>`  one response stream per frontend domain, read with
  *                         plain XREAD from a cursor the dispatcher owns.
+ *   `${ns}:applied:<server>`, `${ns}:bufmark:<server>`  the device model's
+ *                         exactly-once records (answers given, buffered
+ *                         ioreqs applied), one hash per IOREQ server, so a
+ *                         device model's Redis ACL user (transport/redis-acl.ts)
+ *                         reaches its own servers' records and no other's.
  *
  * Per domain rather than per vCPU: the dispatcher then needs one blocking
  * reader connection per domain instead of one per vCPU (up to MAX_VCPUS),
@@ -155,8 +160,13 @@ export interface ResponseBatch {
 }
 
 /** The stream keys of a namespace. */
-export function streamKeys(namespace: string): { req(server: number): string; resp(domid: number): string } {
-  return { req: (server) => `${namespace}:req:${server}`, resp: (domid) => `${namespace}:resp:${domid}` };
+export function streamKeys(namespace: string): { req(server: number): string; resp(domid: number): string; applied(server: number): string; bufmark(server: number): string } {
+  return {
+    req: (server) => `${namespace}:req:${server}`,
+    resp: (domid) => `${namespace}:resp:${domid}`,
+    applied: (server) => `${namespace}:applied:${server}`,
+    bufmark: (server) => `${namespace}:bufmark:${server}`,
+  };
 }
 
 interface Reader {
@@ -262,7 +272,7 @@ export class RedisIoreqBus {
   static async reachable(url: string, timeout_ms: number): Promise<boolean> {
     let r: Redis | undefined;
     try {
-      r = new Redis(url, { lazyConnect: true, connectTimeout: timeout_ms, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false, connectionName: 'xgsim-probe' });
+      r = new Redis(url, { lazyConnect: true, connectTimeout: timeout_ms, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false, connectionName: 'xgsim-probe', enableReadyCheck: false });
       r.on('error', () => undefined);
       const conn = r;
       const pong = await withTimeout(
@@ -480,9 +490,10 @@ export class RedisIoreqBus {
    * the request, so a device model that restarts and reclaims it answers
    * the same again instead of applying it twice.
    */
-  async markApplied(key: string, data: number, fault: number): Promise<void> {
+  async markApplied(server: number, key: string, data: number, fault: number): Promise<void> {
     this.#live();
-    await this.#cmd.hset(`${this.namespace}:applied`, key, `${data >>> 0}:${fault | 0}`);
+    needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
+    await this.#cmd.hset(this.keys.applied(server), key, `${data >>> 0}:${fault | 0}`);
   }
 
   /**
@@ -493,14 +504,16 @@ export class RedisIoreqBus {
    * (a duplicate: the caller publishes that one instead). Replaces HGET →
    * HSET → XADD, three round trips on the IOREQ's critical path, with the
    * same order: recorded, then published, then (the caller) acknowledged.
+   * `server` is the server that answers: its record, and (a bus with keys)
+   * its MAC.
    */
-  async answerOnce(key: string, data: number, fault: number, r: IoreqResp, server?: number): Promise<{ data: number; fault: number } | undefined> {
+  async answerOnce(server: number, key: string, data: number, fault: number, r: IoreqResp): Promise<{ data: number; fault: number } | undefined> {
     this.#live();
+    needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
     needInt(r.domid, 0, MAX_DOMAINS - 1, 'domid');
-    need(this.#keys === undefined || server !== undefined, 'answerOnce: a bus with keys must say which server answers');
     const stream = this.keys.resp(r.domid);
     const payload = encode(r);
-    const args = [2, `${this.namespace}:applied`, stream, key, `${data >>> 0}:${fault | 0}`, this.maxLen_entries, ENTRY_FIELD, payload, ...this.#macFields(server ?? -1, stream, payload)];
+    const args = [2, this.keys.applied(server), stream, key, `${data >>> 0}:${fault | 0}`, this.maxLen_entries, ENTRY_FIELD, payload, ...this.#macFields(server, stream, payload)];
     let v: unknown;
     try {
       v = await this.#cmd.callBuffer('EVALSHA', ANSWER_ONCE_SHA, ...args);
@@ -517,8 +530,8 @@ export class RedisIoreqBus {
 
   /**
    * A device model applied buffered ioreqs of a server below position
-   * `r.seq` (r.buf = 1): record that mark (the `bufmark` hash, field
-   * `field`), tell the hypervisor (r on the frontend's response stream),
+   * `r.seq` (r.buf = 1): record that mark (the server's `bufmark` hash,
+   * field `field`), tell the hypervisor (r on the frontend's response stream),
    * then acknowledge the entries — one pipeline, in that order, as
    * answerOnce records before it publishes and the caller acks after.
    */
@@ -531,7 +544,7 @@ export class RedisIoreqBus {
     const p = this.#cmd.pipeline();
     const stream = this.keys.resp(r.domid);
     const payload = encode(r);
-    p.hset(`${this.namespace}:bufmark`, field, r.seq);
+    p.hset(this.keys.bufmark(server), field, r.seq);
     p.xaddBuffer(stream, 'MAXLEN', '~', this.maxLen_entries, '*', ENTRY_FIELD, payload, ...this.#macFields(server, stream, payload));
     if (ids.length > 0) p.xack(this.keys.req(server), REQUEST_GROUP, ...ids);
     const res = await p.exec();
@@ -541,18 +554,21 @@ export class RedisIoreqBus {
     this.#stats.acked += ids.length;
   }
 
-  /** The recorded mark of `bufApplied` for `field` (every position below it applied), or undefined. */
-  async bufMark(field: string): Promise<number | undefined> {
+  /** The recorded mark of `bufApplied` for server `server`'s `field` (every position below it applied), or undefined. */
+  async bufMark(server: number, field: string): Promise<number | undefined> {
     this.#live();
-    const v = await this.#cmd.hget(`${this.namespace}:bufmark`, field);
+    needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
+    const v = await this.#cmd.hget(this.keys.bufmark(server), field);
     if (v === null) return undefined;
     if (!/^\d{1,15}$/.test(v)) throw new TransportFault(`the buffered-ioreq mark of ${field} does not parse: ${JSON.stringify(v.slice(0, 40))}`);
     return Number(v);
   }
 
-  async applied(key: string): Promise<{ data: number; fault: number } | undefined> {
+  /** The answer server `server` recorded for `key` (`domid:vcpu:seq`), or undefined. */
+  async applied(server: number, key: string): Promise<{ data: number; fault: number } | undefined> {
     this.#live();
-    const v = await this.#cmd.hget(`${this.namespace}:applied`, key);
+    needInt(server, 0, MAX_IOREQ_SERVER_IDS - 1, 'server');
+    const v = await this.#cmd.hget(this.keys.applied(server), key);
     return v === null ? undefined : parseApplied(key, v);
   }
 
@@ -614,6 +630,8 @@ export class RedisIoreqBus {
       autoResendUnfulfilledCommands: true,
       enableOfflineQueue: true,
       retryStrategy: (times) => Math.min(50 * times, 1000),
+      // A run's ACL user (transport/redis-acl.ts) may not send INFO, which the ready check is.
+      enableReadyCheck: !hasUser(this.#url),
     };
     const conn = new Redis(this.#url, options);
     let readies = 0;
@@ -768,6 +786,15 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new Error(what)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** Whether the URL names a Redis user (`redis://user:password@…`), as the ACL users' URLs do (transport/redis-acl.ts): such a user may not send INFO, the ready check. */
+export function hasUser(url: string): boolean {
+  try {
+    return new URL(url).username !== '';
+  } catch {
+    return false;
+  }
 }
 
 function redactUrl(url: string): string {

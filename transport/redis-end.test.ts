@@ -146,7 +146,7 @@ describe.skipIf(!UP)('RedisServerEnd: order, trust and lost records', () => {
     await hv.publishRequest(SERVER, req(1));
     for (const r of await recvOne(dm)) expect(await serve(dm, r, 41)).toBe(true);
     // Redis loses the record (a flush): only the end's memory knows the answer.
-    await hv.reader('admin').del(`${hv.namespace}:applied`);
+    await hv.reader('admin').del(hv.keys.applied(SERVER));
     await hv.publishRequest(SERVER, req(1));
     for (const r of await recvOne(dm)) {
       expect(await dm.answered(r)).toStrictEqual({ data: 41, fault: 0 });

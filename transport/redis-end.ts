@@ -274,7 +274,7 @@ export class RedisServerEnd implements IoreqServerEnd {
     let mark = this.bufMarks.get(k);
     if (mark === undefined) {
       const bus = this.bus;
-      const stored = bus === undefined ? undefined : await bus.bufMark(k);
+      const stored = bus === undefined ? undefined : await bus.bufMark(serverId(req.domid, req.server), k);
       // A mark this end moved meanwhile (never backwards).
       const now = this.bufMarks.get(k);
       if (stored === undefined && now === undefined) return undefined;
@@ -365,7 +365,7 @@ export class RedisServerEnd implements IoreqServerEnd {
     const server = serverId(req.domid, req.server);
     const resp = (a: IoreqAnswer): IoreqResp => ({ host: HOST, domid: req.domid, vcpu: req.vcpu, seq: req.seq, data: a.data >>> 0, state: IOREQ_STATE.IORESP_READY, error: a.fault, buf: 0 });
     // Recorded and published in one step, or — a duplicate — the recorded answer published again.
-    const before = await bus.answerOnce(k, answer.data, answer.fault, resp(answer), server);
+    const before = await bus.answerOnce(server, k, answer.data, answer.fault, resp(answer));
     const k2 = vcpuKey(req);
     if (before !== undefined) {
       this.duplicates++;
@@ -416,7 +416,7 @@ export class RedisServerEnd implements IoreqServerEnd {
     if (mark !== undefined && req.seq > mark) return undefined;
     const last = this.last.get(k);
     if (last !== undefined && last.seq === req.seq) return last.answer;
-    return this.bus?.applied(key(req));
+    return this.bus?.applied(serverId(req.domid, req.server), key(req));
   }
 
   /** Flush what was applied, wait for the last XACK — bounded: a Redis that is gone does not hold the device model's exit. */

@@ -27,8 +27,9 @@ import { RedisDispatcher, type DispatcherStats } from './redis-dispatcher.js';
 import { DM_KILLED } from './transport-ends.js';
 import { keysToWire, newRunKey, serverKey } from '../../transport/auth.js';
 import { DEFAULT_TRANSPORT_TIMEOUT_MS } from '../../transport/constants.js';
-import { isTransportFault, TRANSPORT_FAULT } from '../../transport/faults.js';
+import { isTransportFault, TRANSPORT_FAULT, TransportFault } from '../../transport/faults.js';
 import { serverId } from '../../transport/redis-end.js';
+import { RunAcl, withoutUser, type AclRole } from '../../transport/redis-acl.js';
 import { VS } from '../xen/vcpu.js';
 import { pcpuInit } from '../xen/schedule.js';
 import { statusName } from '../public/errno.js';
@@ -234,15 +235,25 @@ export class Host {
 
   private dispatcher: RedisDispatcher | undefined;
   private transportStats: Partial<DispatcherStats> = {};
+  /** The run's Redis ACL users (`acl` transports): their URLs live only here and in the threads they are handed to. */
+  private acl: RunAcl | undefined;
 
   /** Start the transport's hypervisor side, then every vCPU thread. */
   async startAsync(): Promise<void> {
     const tr = this.spec.transport;
     if (tr?.kind === 'redis') {
-      this.dispatcher = await RedisDispatcher.start(this.m, tr.url, tr.namespace, this.spec.domains.map((d) => d.domid), {
+      if (tr.acl === true) {
+        try {
+          this.acl = await RunAcl.create({ url: tr.url, namespace: tr.namespace, roles: this.aclRoles() });
+        } catch (e) {
+          throw new TransportFault(e instanceof Error ? e.message : String(e), { cause: e });
+        }
+      }
+      this.dispatcher = await RedisDispatcher.start(this.m, this.acl?.url('dispatcher') ?? tr.url, tr.namespace, this.spec.domains.map((d) => d.domid), {
         runKey: this.runKey,
         timeout_ms: tr.timeout_ms ?? DEFAULT_TRANSPORT_TIMEOUT_MS,
         onFault: (e) => this.runError(e),
+        ...(this.acl !== undefined ? { adminUrl: this.acl.url('admin') } : {}),
       });
     }
     this.start();
@@ -295,14 +306,35 @@ export class Host {
     return out;
   }
 
-  /** A vCPU task's transport: under Redis, a backend's vCPUs get the keys of the servers its device model serves, and no other. */
+  /**
+   * A vCPU task's transport: under Redis, a backend's vCPUs get the keys of
+   * the servers its device model serves, and no other; with ACL users, the
+   * URL of its device model's user, and a vCPU that runs no device model
+   * gets no credentials at all.
+   */
   private taskTransport(d: HostDomainSpec): VcpuTask['transport'] {
     const tr = this.spec.transport ?? { kind: 'ring' };
+    if (tr.kind !== 'redis') return tr;
     const g = this.gpu.get(d.domid);
-    if (tr.kind !== 'redis' || g === undefined) return tr;
+    const acl = this.acl;
+    if (g === undefined || (acl !== undefined && g.frontends.length === 0)) return acl !== undefined ? { ...tr, url: withoutUser(tr.url) } : tr;
     const keys = new Map<number, Buffer>();
     for (const f of g.frontends) keys.set(serverId(f.domid, f.server), this.transportKey(serverId(f.domid, f.server)));
-    return { ...tr, keys: keysToWire(keys) };
+    return { ...tr, keys: keysToWire(keys), ...(acl !== undefined ? { url: acl.url(dmRole(d.domid)) } : {}) };
+  }
+
+  /**
+   * The run's ACL roles (transport/redis-acl.ts): the dispatcher, the admin
+   * that deletes the keys, and one device model per GPU backend, with its
+   * frontends' servers only.
+   */
+  private aclRoles(): Record<string, AclRole> {
+    const roles: Record<string, AclRole> = { dispatcher: { kind: 'dispatcher' }, admin: { kind: 'admin' } };
+    for (const [be, g] of this.gpu) {
+      if (g.frontends.length === 0) continue;
+      roles[dmRole(be)] = { kind: 'device-model', servers: g.frontends.map((f) => serverId(f.domid, f.server)), frontends: g.frontends.map((f) => f.domid) };
+    }
+    return roles;
   }
 
   /** Start every vCPU thread (ring transport). */
@@ -581,11 +613,24 @@ export class Host {
   /** Stop the Redis dispatcher (bounded); a run whose keys could not be deleted says so. */
   private async stopTransport(): Promise<void> {
     const d = this.dispatcher;
-    if (d === undefined) return;
-    await d.stop();
+    // The users go last: the admin deletes the keys first. ACL DELUSER also closes their connections.
+    if (d === undefined) return this.removeAcl();
+    try {
+      await d.stop();
+    } finally {
+      await this.removeAcl();
+    }
     this.transportStats = { ...d.stats };
     if (d.stats.resets > 0) this.unknown.push(`Redis lost the run's keys ${d.stats.resets} time(s) (a flush, or a restart without persistence): what it held then — requests, answers, the device model's exactly-once record — is not all known; the run went on with what was sent again (${d.completedSinceReset} ioreqs answered after the last loss)`);
     if (d.cleanup !== 'deleted') this.m.log.event(`redis transport: the run's keys under ${this.spec.transport?.kind === 'redis' ? this.spec.transport.namespace : '?'} could not be deleted: ${d.cleanup}`);
+  }
+
+  /** Delete the run's ACL users (bounded); a run whose users could not be deleted says so. */
+  private async removeAcl(): Promise<void> {
+    const acl = this.acl;
+    if (acl === undefined) return;
+    this.acl = undefined;
+    if (!(await acl.remove())) this.m.log.event(`redis transport: the run's Redis ACL users xgsim-${acl.tag}-* could not be deleted (Redis did not answer)`);
   }
 
   private transportReport(): HostReport['transport'] {
@@ -748,4 +793,9 @@ function shareEnvOf(spec: HostSpec, d: HostDomainSpec): Pick<GuestEnv, 'share' |
   const v = spec.domains.find((x) => x.name === w['share_with'] && x.backend === d.domid);
   if (v === undefined) return {};
   return { share: { viewer: v.domid, window_gfn: Math.max(v.memory_pages, v.max_pages) + v.vcpus * MAP_WINDOW_PAGES, window_pages: MAP_WINDOW_PAGES } };
+}
+
+/** The ACL role of the device model of backend `domid`. */
+function dmRole(domid: number): string {
+  return `dm-d${domid}`;
 }

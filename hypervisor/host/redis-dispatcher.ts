@@ -62,6 +62,12 @@ export interface DispatcherOptions {
   timeout_ms?: number;
   /** A fault the run cannot recover from (a TransportFault, or the dispatcher's own error): the host ends the run. */
   onFault?: (e: unknown) => void;
+  /**
+   * The URL of the run's `admin` ACL user (transport/redis-acl.ts), which
+   * alone may delete the run's keys; without it, the dispatcher's own
+   * connection deletes them.
+   */
+  adminUrl?: string;
 }
 
 /**
@@ -140,6 +146,8 @@ export class RedisDispatcher {
     readonly bus: RedisIoreqBus,
     readonly domids: number[],
     private readonly o: DispatcherOptions,
+    /** The connection that deletes the run's keys at the end: the admin user's, or `bus`. */
+    private readonly admin: RedisIoreqBus,
   ) {}
 
   static async start(m: Machine, url: string, namespace: string, domids: number[], o: DispatcherOptions = {}): Promise<RedisDispatcher> {
@@ -152,12 +160,22 @@ export class RedisDispatcher {
     } catch (e) {
       throw new TransportFault(`transport down: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    const d = new RedisDispatcher(m, bus, domids, o);
+    let admin = bus;
+    if (o.adminUrl !== undefined) {
+      try {
+        admin = await RedisIoreqBus.connect({ url: o.adminUrl, namespace, clientName: `xgsim-admin:${namespace}` });
+      } catch (e) {
+        await bus.close();
+        throw new TransportFault(`transport down: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+    }
+    const d = new RedisDispatcher(m, bus, domids, o, admin);
     try {
       const ok = await withBound(bus.reader('liveness').set(d.aliveKey, '1'), MARK_BOUND_MS);
       if (ok !== 'OK') throw new TransportFault(`transport down: Redis did not answer within ${MARK_BOUND_MS} ms`);
     } catch (e) {
       await bus.close();
+      if (admin !== bus) await admin.close();
       throw classify(e, 'mark the run in Redis');
     }
     Atomics.store(m.control.w, CTL.TRANSPORT, 1);
@@ -577,14 +595,15 @@ export class RedisDispatcher {
       this.cleanup = await this.deleteKeys();
     } finally {
       await this.bus.close();
+      if (this.admin !== this.bus) await this.admin.close();
     }
   }
 
   /** Delete the run's keys, bounded; a connection that is down now is not waited for (the keys stay, and the report says so). */
   private async deleteKeys(): Promise<string> {
-    if (!this.bus.connected()) return 'Redis was not connected';
+    if (!this.admin.connected()) return 'Redis was not connected';
     try {
-      const done = await withBound(this.bus.destroyNamespace().then(() => true), TRANSPORT_STOP_BOUND_MS);
+      const done = await withBound(this.admin.destroyNamespace().then(() => true), TRANSPORT_STOP_BOUND_MS);
       return done === true ? 'deleted' : `Redis did not answer within ${TRANSPORT_STOP_BOUND_MS} ms`;
     } catch (e) {
       return `Redis answered ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;

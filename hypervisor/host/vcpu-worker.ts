@@ -23,9 +23,12 @@ import { isTransportFault } from '../../transport/faults.js';
  * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
  * are the keys of the IOREQ servers the task's device model serves
  * (transport/auth.ts), given to a vCPU task by the host, never set by the
- * orchestrator.
+ * orchestrator. `acl`: the run makes a Redis ACL user per role
+ * (transport/redis-acl.ts) — the host then hands each vCPU task the URL of
+ * its device model's user instead of `url` (and no credentials at all to
+ * a vCPU that runs none).
  */
-export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string; timeout_ms?: number; keys?: WireKeys };
+export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string; timeout_ms?: number; keys?: WireKeys; acl?: boolean };
 
 export interface VcpuTask {
   kind: 'run-vcpu';

@@ -31,7 +31,7 @@ const LEGAL: ReadonlyArray<readonly VcpuState[]> = [
 ];
 
 /** LEGAL as one bit per target state, indexed by the state left: the check on every hypercall entry and exit. */
-const LEGAL_MASK: readonly number[] = LEGAL.map((to) => to.reduce((a, s) => a | (1 << s), 0));
+const LEGAL_MASK: readonly number[] = LEGAL.map((to) => to.reduce<number>((a, s) => a | (1 << s), 0));
 
 export class VcpuStateError extends Error {
   override readonly name = 'VcpuStateError';

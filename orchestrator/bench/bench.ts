@@ -29,6 +29,9 @@ import { bareWorkers, revokeLoad, topologyBoot } from './host.js';
 import { rawPageMoveRate, revokeOnePageUs, stealReturnRate } from './primitives.js';
 import { formatCurve, runCurve, type Curve } from './curves.js';
 import { chooseTransport } from '../up/up.js';
+import { haveRedisServer, startOwnRedis } from '../own-redis.js';
+import { RunAcl } from '../../transport/redis-acl.js';
+import { serverId } from '../../transport/redis-end.js';
 import { ioreqThroughput } from './ioreq.js';
 import { campaignThroughput } from './campaign.js';
 import { bareDecisionRate, simThroughput } from './sim.js';
@@ -217,24 +220,66 @@ async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: numbe
   return out;
 }
 
-/** IOREQ round trips: a guest vCPU thread reads an emulated register; a device-model thread answers. */
-async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string): Promise<number[]> {
+/**
+ * IOREQ round trips: a guest vCPU thread reads an emulated register; a
+ * device-model thread answers. With `acl` (Redis only, on a Redis the bench
+ * may configure: its own), the dispatcher and the device model talk to
+ * Redis as their ACL users (transport/redis-acl.ts), as a run's do.
+ */
+async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string, acl = false): Promise<number[]> {
   const m = machineFor(1);
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
   const tr = await chooseTransport(transport, redisUrl, 1);
   const signed = signedTransport(tr.choice, [{ target: 1, index: s }]);
-  const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, tr.choice.url, tr.choice.namespace, [1], { runKey: signed.runKey }) : undefined;
-  const stop = new SharedArrayBuffer(4);
-  const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: signed.choice, servers: [{ target: 1, index: s }], stop };
-  const dmDone = pool.run(dm);
-  // Wait for the device model to enable the server.
-  while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
-  const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(1000, n), idle_ms, server_owner: 0 };
-  const out = (await pool.run(client)) as number[];
-  Atomics.store(new Int32Array(stop), 0, 1);
-  await dmDone;
-  await dispatcher?.stop();
-  return out;
+  const users =
+    acl && tr.choice.kind === 'redis'
+      ? await RunAcl.create({ url: tr.choice.url, namespace: tr.choice.namespace, roles: { dispatcher: { kind: 'dispatcher' }, admin: { kind: 'admin' }, dm: { kind: 'device-model', servers: [serverId(1, s)], frontends: [1] } } })
+      : undefined;
+  try {
+    const dispatcher = tr.choice.kind === 'redis' ? await RedisDispatcher.start(m, users?.url('dispatcher') ?? tr.choice.url, tr.choice.namespace, [1], { runKey: signed.runKey, ...(users !== undefined ? { adminUrl: users.url('admin') } : {}) }) : undefined;
+    const stop = new SharedArrayBuffer(4);
+    const transportOf = users !== undefined && signed.choice.kind === 'redis' ? { ...signed.choice, url: users.url('dm') } : signed.choice;
+    const dm: BenchTask = { role: 'echo-dm', sabs: m.sabs, domid: 0, slot: m.dom.at(0, DOM.VCPU_BASE), transport: transportOf, servers: [{ target: 1, index: s }], stop };
+    const dmDone = pool.run(dm);
+    // Wait for the device model to enable the server.
+    while (m.ioreq.state(1, s) !== 2) await new Promise((r) => setTimeout(r, 5));
+    const client: BenchTask = { role: 'ioreq-client', sabs: m.sabs, domid: 1, slot: m.dom.at(1, DOM.VCPU_BASE), gfn: 600, n, warmup: Math.min(1000, n), idle_ms, server_owner: 0 };
+    const out = (await pool.run(client)) as number[];
+    Atomics.store(new Int32Array(stop), 0, 1);
+    await dmDone;
+    await dispatcher?.stop();
+    return out;
+  } finally {
+    await users?.remove();
+  }
+}
+
+/**
+ * The cost of the run's Redis ACL users (docs/security.md): the Redis IOREQ
+ * round trip with an ACL user per role, against the same without, on one
+ * redis-server the bench starts for it (ACL SETUSER is never sent to a
+ * Redis nobody named), the two interleaved in rounds so that load on the
+ * machine falls on both alike. Skipped without redis-server.
+ */
+async function aclRow(pool: Piscina, q: boolean, o: { progress: (what: string) => void }, add: (r: RowInput) => void): Promise<void> {
+  if (!haveRedisServer()) return;
+  o.progress('Redis IOREQ round trip, ACL users and none (a redis-server of its own)');
+  const own = await startOwnRedis();
+  if (own === undefined) return;
+  try {
+    const plain: number[] = [];
+    const acl: number[] = [];
+    for (let round = 0; round < (q ? 1 : 4); round++) {
+      plain.push(...(await ioreqRtt(pool, 'redis', q ? 100 : 500, 0, own.url)));
+      acl.push(...(await ioreqRtt(pool, 'redis', q ? 100 : 500, 0, own.url, true)));
+    }
+    const a = percentiles(acl);
+    const p = percentiles(plain);
+    add({ figure: 'Redis IOREQ round trip, ACL user per role (p50)', value: a.p50, unit: 'µs', floor: 'the same without ACL users, p50', floor_value: p.p50, ratio: a.p50 / p.p50, goal: '≤ 1.1× p50', ok: (r) => r <= 1.1 });
+    add({ figure: 'Redis IOREQ round trip, ACL user per role (p99)', value: a.p99, unit: 'µs', floor: 'the same without ACL users, p99', floor_value: p.p99, ratio: a.p99 / p.p99, goal: '—' });
+  } finally {
+    await own.stop();
+  }
 }
 
 /** Frontend vCPU threads of the Redis throughput figure (--quick: 2). */
@@ -398,6 +443,7 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
         const tp = await ioreqThroughput({ transport: 'redis', dms: 1, fe_vcpus: k, duration_ms, warmup: q ? 5 : 50, redisUrl: o.redisUrl });
         add({ detail: `${k} vCPU threads reading, one ioreq in flight each; ${Math.round(tp.per_pipeline * 10) / 10} requests per dispatcher pipeline`, figure: 'Redis IOREQ throughput, synchronous reads', value: tp.ioreqs_per_s / 1000, unit: 'k/s', floor: `raw pipelined XADD (${RAW_XADD_BATCH}/pipeline)`, floor_value: raw.entries_per_s / 1000, ratio: tp.ioreqs_per_s / raw.entries_per_s, goal: '—' });
       }
+      await aclRow(pool, q, o, add);
     }
   } finally {
     await pool.destroy();

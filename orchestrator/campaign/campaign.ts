@@ -33,7 +33,12 @@ import { CAMPAIGN_WIRE_VERSION, type JobMsg, type ResultMsg } from '../../transp
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { loadCampaignPlan, materializeJobs, type CampaignJob } from '../config/campaign.js';
 import { UsageError } from '../errors.js';
-import { parsePool, redisUrlOf } from './host.js';
+import { HOST_RUNS_ENV, parsePool, redisUrlOf } from './host.js';
+import { redisAclOf } from '../redis-url.js';
+import { RunAcl } from '../../transport/redis-acl.js';
+
+/** The ACL role of the hosts a `--redis-acl` campaign spawns. */
+const HOST_ROLE = 'campaign-host';
 import { parseRecord, recordDir, saveRecord } from '../runs/record.js';
 import { directCommand } from '../runs/store.js';
 import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram } from '../stats.js';
@@ -61,6 +66,8 @@ export interface CampaignOptions {
   seed?: string;
   pool?: string;
   dir?: string;
+  /** `--redis-acl`: the spawned hosts talk to Redis as a user of their own that reaches only the campaign keys. */
+  redisAcl?: boolean;
 }
 
 export type { CampaignReport, FailingJob } from './report-types.js';
@@ -178,11 +185,15 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
   const plan = loadCampaignPlan(file);
   const seed = parseSeed(o.seed) ?? plan.seed ?? Math.floor(Math.random() * 2 ** 31);
   const bugs = bugNames(parseBuggify(process.env['XGSIM_BUGGIFY']));
+  const acl = redisAclOf(o);
+  if (acl && spawnHosts === 0) throw new UsageError('--redis-acl: it makes the Redis user of the hosts this campaign spawns, and --spawn-hosts is 0');
+  const jobs = materializeJobs(plan, { seed, runs, buggify: bugs });
+  const overRedis = jobs.find((j) => j.flags['transport'] === 'redis');
+  if (acl && overRedis !== undefined) throw new UsageError(`--redis-acl: job template \`${overRedis.template}\` asks for the redis transport, and the hosts of a campaign with --redis-acl hold only the campaign keys (their runs go over the ring)`);
   if (!(await RedisIoreqBus.reachable(url, 1000))) throw new UsageError(`no Redis answers at ${redactUrl(url)} (set --redis-url or REDIS_URL)`);
 
   const id = `${plan.name}-${seed}-${Date.now().toString(36)}`;
   const dir = o.dir ?? join(recordDir(), `campaign-${id}`);
-  const jobs = materializeJobs(plan, { seed, runs, buggify: bugs });
   const byIndex = new Map(jobs.map((j) => [j.index, j]));
   const kinds = new Map<string, number>();
   for (const j of jobs) kinds.set(j.template, (kinds.get(j.template) ?? 0) + 1);
@@ -195,6 +206,17 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     return plan.templates.find((x) => x.name === t)?.kind ?? '?';
   }
 
+  // The spawned hosts' user: the pool's list and the campaigns' keys, nothing of any run (held in memory, handed over through the environment).
+  let users: RunAcl | undefined;
+  if (acl) {
+    try {
+      users = await RunAcl.create({ url, namespace: `xgsim:campaign:${id}`, roles: { [HOST_ROLE]: { kind: 'campaign', pool } } });
+    } catch (e) {
+      throw new UsageError(`--redis-acl: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    say(`  spawned hosts as Redis user ${users.user(HOST_ROLE)}: the campaign keys only; their runs go over the ring transport`);
+  }
+  const hostUrl = users?.url(HOST_ROLE) ?? url;
   const queue = await CampaignQueue.connect({ url, clientName: `xgsim-campaign:${id}` });
   const t0 = performance.now();
   const children: ChildProcess[] = [];
@@ -324,6 +346,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     await stopHosts(children);
     await queue.finish(id, pool).catch(() => undefined);
     await queue.close();
+    if (users !== undefined && !(await users.remove())) say(`  the Redis user ${users.user(HOST_ROLE)} could not be deleted (Redis did not answer)`);
   }
 
   const report = buildReport({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), dir, interrupted, timedOut }, true);
@@ -373,7 +396,8 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     const logFile = join(dir, `host-${i + 1}.log`);
     const fd = openSync(logFile, 'a');
     // The URL (and its password) through the environment, not the command line `ps` shows.
-    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--pool', pool, '--name', name, '--jobs', String(hostJobs)], { stdio: ['ignore', fd, fd], env: { ...process.env, REDIS_URL: url } });
+    const env = { ...process.env, REDIS_URL: hostUrl, ...(users !== undefined ? { [HOST_RUNS_ENV]: 'ring' } : {}) };
+    const c = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'xgsim.js'), 'host', '--pool', pool, '--name', name, '--jobs', String(hostJobs)], { stdio: ['ignore', fd, fd], env });
     closeSync(fd);
     c.on('exit', (code, signal) => {
       if (code !== 0 && signal === null) say(`  host ${name} exited with code ${code}; see ${logFile}`);

@@ -93,8 +93,16 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Set by `xgsim campaign --redis-acl` for the hosts it spawns: their Redis
+ * user holds only the campaign keys (transport/redis-acl.ts), so their runs
+ * go over the ring transport.
+ */
+export const HOST_RUNS_ENV = 'XGSIM_HOST_RUNS';
+
 export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: number }> {
   const url = redisUrlOf(o.redisUrl);
+  const ringOnly = process.env[HOST_RUNS_ENV] === 'ring';
   const pool = parsePool(o.pool);
   const name = o.name ?? `${hostname()}-${process.pid}`;
   if (!validName(name)) throw new UsageError(`--name: expected 1–128 letters, digits or _.:@-, got \`${name}\``);
@@ -316,7 +324,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
           giveUp = setTimeout(() => resolve('deadline'), job.timeout_ms + TIMEOUT_GRACE_MS);
         });
         try {
-          const r = await Promise.race([jobChildren.run(children, () => runSpec(spec, { redisUrl: url })), deadline]);
+          const r = await Promise.race([jobChildren.run(children, () => runSpec(spec, { redisUrl: url, ...(ringOnly ? { ringOnly } : {}) })), deadline]);
           if (r === 'deadline') {
             status = 'timeout';
             error = `still running ${TIMEOUT_GRACE_MS} ms after its timeout of ${job.timeout_ms} ms`;

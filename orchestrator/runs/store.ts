@@ -34,6 +34,12 @@ export interface RunSpecOptions {
   /** Redis for runs whose transport is redis (default REDIS_URL). */
   redisUrl?: string | undefined;
   /**
+   * No Redis for the run (a campaign host of a `--redis-acl` campaign holds
+   * only the campaign keys): `up` and `chaos` go over the ring transport,
+   * and a job that asks for `redis` is refused.
+   */
+  ringOnly?: boolean;
+  /**
    * Sim runs: called every 1 000 decisions, on the simulator's thread, in
    * the middle of the run (a campaign host's sim thread publishes its step
    * count here; a throw stops the run as a stuck one).
@@ -71,13 +77,15 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
     ...(o.json !== undefined ? { json: o.json } : {}),
   };
   const opt = <K extends string>(name: K, v: string | undefined): Partial<Record<K, string>> => (v === undefined ? {} : ({ [name]: v } as Record<K, string>));
+  if (o.ringOnly === true && flag('transport') === 'redis') throw new UsageError(`${s.kind}: the job asks for the redis transport, and this host holds only the campaign keys (a campaign with --redis-acl runs its jobs over the ring)`);
+  const transport = o.ringOnly === true ? 'ring' : flag('transport');
   switch (s.kind) {
     case 'up': {
       if (s.file === undefined) throw new UsageError('up: the run names no topology file');
       return up(s.file, {
         ...common,
         ...opt('duration', flag('duration')),
-        ...opt('transport', flag('transport')),
+        ...opt('transport', transport),
         ...opt('checkInterval', flag('check-interval')),
         ...opt('pcpus', flag('pcpus')),
         ...opt('transportTimeout', flag('transport-timeout')),
@@ -99,7 +107,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
       // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (chaos.ts), never on the campaign's Redis.
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', flag('transport')), ...opt('pcpus', flag('pcpus')), ...opt('transportTimeout', flag('transport-timeout')) });
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', transport), ...opt('pcpus', flag('pcpus')), ...opt('transportTimeout', flag('transport-timeout')) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

@@ -16,7 +16,7 @@ import { buggifyPrefix } from '../runs/record.js';
 import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
 import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
 import { startOwnRedis, type OwnRedis } from '../own-redis.js';
-import { redactUrl } from '../redis-url.js';
+import { redactUrl, redisAclOf } from '../redis-url.js';
 
 export interface ChaosOptions extends TopologyRunFlags {
   /** `--allow-server-nemeses`: let redis-pause / redis-kill act on the Redis of --redis-url (default: a Redis of xgsim's own). */
@@ -73,9 +73,10 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   let report;
   let tr;
   try {
-    tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed, timeout_ms);
+    // On a Redis of its own, xgsim always makes the run's ACL users; on one the user named, when asked (--redis-acl).
+    tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed, timeout_ms, target.own !== undefined || redisAclOf(o));
     const actions = expandPlan(plan, seed, duration_ms);
-    const on = target.own !== undefined ? `, Redis nemeses on ${target.own.url} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
+    const on = target.own !== undefined ? `, Redis nemeses on ${redactUrl(target.own.url)} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
     const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
     const spec = {
       ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms, pcpus }),
@@ -102,7 +103,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       kinds,
       kinds_missing: NEMESIS_KINDS.filter((k) => planned.has(k) && kinds[k] === undefined),
       recovery_ms: { p50: rec[Math.floor(rec.length / 2)] ?? 0, max: rec[rec.length - 1] ?? 0, unrecovered: acted.length - rec.length },
-      redis_nemeses: target.own !== undefined ? { on: target.own.url, own: true, refused: null } : { on: tr.kind === 'redis' && tr.choice.kind === 'redis' ? redactUrl(tr.choice.url) : null, own: false, refused: target.refused ?? null },
+      redis_nemeses: target.own !== undefined ? { on: redactUrl(target.own.url), own: true, refused: null } : { on: tr.kind === 'redis' && tr.choice.kind === 'redis' ? redactUrl(tr.choice.url) : null, own: false, refused: target.refused ?? null },
     },
   };
   if (print) {

@@ -26,6 +26,7 @@ const FLAGS = {
   json: { flags: '--json', help: 'print the summary as JSON' },
   transport: { flags: '--transport <kind>', help: 'IOREQ transport: auto (Redis if it answers, else ring), redis, ring', choices: TRANSPORTS },
   redisUrl: { flags: '--redis-url <url>', help: 'Redis for the redis transport (default: REDIS_URL or redis://127.0.0.1:6379)' },
+  redisAcl: { flags: '--redis-acl', help: 'create a Redis ACL user per role (dispatcher, each device model, admin) on the Redis named by --redis-url or REDIS_URL, deleted at the end (docs/security.md)' },
   transportTimeout: { flags: '--transport-timeout <time>', help: `how long Redis may answer nothing before the run ends as unknown: transport down (default ${DEFAULT_TRANSPORT_TIMEOUT_MS / 1000}s)` },
   checkInterval: { flags: '--check-interval <time>', help: 'period of the running invariant checker', default: `${DEFAULT_CHECK_INTERVAL_MS}ms` },
   trace: { flags: '--trace <file>', help: 'write the timeline as Chrome trace JSON (open it in ui.perfetto.dev)' },

@@ -37,6 +37,8 @@ export interface TopologyRunFlags extends RunFlags {
   checkInterval?: string;
   /** `--transport-timeout`: how long Redis may answer nothing before the run ends as `unknown: transport down`. */
   transportTimeout?: string;
+  /** `--redis-acl`: an ACL user per role on the Redis named (orchestrator/redis-url.ts redisAclOf). */
+  redisAcl?: boolean;
 }
 
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */

@@ -23,7 +23,7 @@ import { savedRunOf, writeOutputs, type Outputs } from './outputs.js';
 import { storeRun } from '../runs/run-store.js';
 import { join } from 'node:path';
 import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
-import { redactUrl, redisUrlOf } from '../redis-url.js';
+import { redactUrl, redisAclOf, redisUrlOf } from '../redis-url.js';
 
 export { DEFAULT_REDIS_URL, redactUrl } from '../redis-url.js';
 
@@ -37,6 +37,8 @@ export async function chooseTransport(
   url: string | undefined,
   seed: number,
   timeout_ms?: number,
+  /** Make the run's Redis ACL users (transport/redis-acl.ts) on that Redis: its own, or one the user named with --redis-acl (redisAclOf). */
+  acl = false,
 ): Promise<{ kind: 'ring' | 'redis'; choice: TransportChoice; describe: string }> {
   if (!(TRANSPORTS as readonly string[]).includes(want)) throw new UsageError(`--transport: expected auto, redis or ring, got \`${want}\``);
   if (want === 'ring') return { kind: 'ring', choice: { kind: 'ring' }, describe: 'ring (embedded shared-memory ring)' };
@@ -47,7 +49,11 @@ export async function chooseTransport(
     return { kind: 'ring', choice: { kind: 'ring' }, describe: `ring (auto: no Redis at ${redactUrl(redisUrl)})` };
   }
   const namespace = `xgsim:${hostname()}:${process.pid}:${seed}:${Date.now().toString(36)}`;
-  return { kind: 'redis', choice: { kind: 'redis', url: redisUrl, namespace, ...(timeout_ms !== undefined ? { timeout_ms } : {}) }, describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}` };
+  return {
+    kind: 'redis',
+    choice: { kind: 'redis', url: redisUrl, namespace, ...(timeout_ms !== undefined ? { timeout_ms } : {}), ...(acl ? { acl: true } : {}) },
+    describe: `redis ${redactUrl(redisUrl)}${want === 'auto' ? ' (auto: Redis answered)' : ''}${acl ? ', an ACL user per role' : ''}`,
+  };
 }
 
 /** A Redis URL fit to print: the password (redis://:secret@host) replaced by `***`. */
@@ -79,7 +85,7 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const { print, duration_ms, check_interval_ms, seed, outputs, bugs } = parseRunFlags(o, { duration_ms: topo.duration_ms ?? 10_000, seed: topo.seed });
   const pcpus = pcpusOf(parsePcpusFlag(o.pcpus) ?? topo.host.pcpus);
   const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
-  const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed, timeout_ms);
+  const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed, timeout_ms, redisAclOf(o));
   const transport = tr.kind;
   const startLine = `xgsim up ${file}: seed ${seed}, ${topo.design !== undefined ? `design ${topo.design}, ` : ''}transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
   const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, ...outputs.spec };

@@ -6,7 +6,9 @@
  * flushed, out of memory, a key of the wrong type, entries deleted, a
  * stream at its last possible ID, a corrupt answer record, forged requests
  * and answers, the server down for longer than the transport timeout, and
- * SIGTERM (with Redis up, and with it down).
+ * SIGTERM (with Redis up, and with it down); and, with an ACL user per
+ * role (--redis-acl), a run that passes, a role whose user is refused
+ * mid-run (NOPERM) and a restart that loses the users.
  *
  * Each asserts the outcome, never the speed: the summary is printed; the
  * verdict is honest (`pass` when the run recovered everything, `unknown`
@@ -82,6 +84,11 @@ async function expectHonest(out: Outcome, hung: boolean, want: { verdict: 'pass'
   if (want.unknown !== undefined) expect(s.unknown.join('\n'), tail).toMatch(want.unknown);
   // No key of the run is left (the server may have been down: the test's own, brought back empty above).
   expect(await runKeys(admin)).toEqual([]);
+}
+
+/** The ACL users the runs made on our server (`xgsim-<tag>-<role>`). */
+async function aclUsers(): Promise<string[]> {
+  return ((await admin.call('ACL', 'USERS')) as string[]).filter((u) => u.startsWith('xgsim-'));
 }
 
 /** Start a run and wait until it answers ioreqs; returns the run and its namespace. */
@@ -174,18 +181,20 @@ describe.skipIf(!HAVE_REDIS_SERVER && !CI)('the host under Redis faults (its own
   it('answer records that do not parse: the run ends cleanly as unknown, with the reason', async () => {
     const { run, ns } = await running('corrupt record', LONG);
     // The next ioreqs of every vCPU that has sent one: their records, written before the device model's.
-    const latest = new Map<string, number>();
+    // Per server (each has its own record, `${ns}:applied:<server>`), per vCPU.
+    const latest = new Map<string, { server: number; vcpu: string; seq: number }>();
     for (const key of await streams(ns, 'req')) {
       for (const [, fields] of (await admin.xrevrangeBuffer(key, '+', '-', 'COUNT', 50)) as Array<[Buffer, Buffer[]]>) {
         const m = fields[1] !== undefined ? decodeReq(fields[1]) : undefined;
         if (m === undefined || isWireError(m) || m.buf === 1) continue;
-        latest.set(`${m.domid}:${m.vcpu}`, Math.max(m.seq, latest.get(`${m.domid}:${m.vcpu}`) ?? 0));
+        const k = `${m.server}|${m.domid}:${m.vcpu}`;
+        latest.set(k, { server: m.server, vcpu: `${m.domid}:${m.vcpu}`, seq: Math.max(m.seq, latest.get(k)?.seq ?? 0) });
       }
     }
     expect(latest.size).toBeGreaterThan(0);
-    for (const [vcpu, seq] of latest) {
+    for (const { server, vcpu, seq } of latest.values()) {
       const fields = Array.from({ length: 2000 }, (_, k) => [`${vcpu}:${seq + k}`, 'not an answer']).flat();
-      await admin.hset(`${ns}:applied`, ...fields);
+      await admin.hset(`${ns}:applied:${server}`, ...fields);
     }
     await expectHonest(await run.done, run.hung(), { verdict: 'unknown', unknown: /does not parse/ });
   });
@@ -246,6 +255,43 @@ describe.skipIf(!HAVE_REDIS_SERVER && !CI)('the host under Redis faults (its own
     await redis.down();
     const out = await run.done;
     await expectHonest(out, run.hung(), { verdict: 'unknown', unknown: /transport down/ });
+  });
+
+  // ── Redis ACL users per role (--redis-acl; docs/security.md) ──
+
+  it('a run with an ACL user per role (--redis-acl): passes; no key and no user left', async () => {
+    const { run } = await running('acl', SHORT, ['--redis-acl']);
+    expect((await aclUsers()).length, 'the run made no ACL users').toBeGreaterThanOrEqual(3);
+    const out = await run.done;
+    await expectHonest(out, run.hung(), { verdict: 'pass' });
+    expect(out.stdout + out.stderr).not.toMatch(/ready check/);
+    // No password of a role (64 hex digits) in anything the run printed.
+    expect(out.stdout + out.stderr).not.toMatch(/[0-9a-f]{64}/);
+    expect(await aclUsers()).toEqual([]);
+  });
+
+  for (const role of ['dm-d0', 'dispatcher'] as const) {
+    it(`NOPERM mid-run (the ${role} user loses its keys): a transport fault, unknown, never a violation; no key and no user left`, async () => {
+      const { run } = await running(`acl noperm ${role}`, LONG, ['--redis-acl']);
+      const user = (await aclUsers()).find((u) => u.endsWith(`-${role}`));
+      expect(user, `no ${role} user among ${(await aclUsers()).join(', ')}`).toBeDefined();
+      // Its connections stay authenticated; each next command it sends is refused.
+      await admin.call('ACL', 'SETUSER', user!, 'resetkeys');
+      const out = await run.done;
+      await expectHonest(out, run.hung(), { verdict: 'unknown', unknown: /NOPERM|can't access/ });
+      expect(out.summary!.ioreq.guests_crashed).toBe(0);
+      expect(await aclUsers()).toEqual([]);
+    });
+  }
+
+  it('the server restarted under --redis-acl (its ACL users lost with it): the run ends as unknown, with its summary; no key, no user left', async () => {
+    const { run } = await running('acl restart', LONG, ['--redis-acl', '--transport-timeout', '2s']);
+    await redis.down();
+    await sleep(300);
+    await redis.up();
+    const out = await run.done;
+    await expectHonest(out, run.hung(), { verdict: 'unknown' });
+    expect(await aclUsers()).toEqual([]);
   });
 
   it('SIGTERM mid-run: stops, prints the summary (interrupted), deletes the keys', async () => {
