@@ -378,6 +378,7 @@ program
   .option('--shrink', 'shrink the (first) failing run — fewer steps, nemeses, vCPUs — and write it as a replay file')
   .option('--write <file>', 'where --shrink writes the replay file (default xgsim-runs/sim-seed-<n>.yaml)')
   .option('--replay <file>', 'run a replay file written by --shrink')
+  .option('--cost-model <file>', 'simulated time from a cost model `xgsim bench --cost-model <file>` wrote (default: flat, 2 µs per decision); replay commands name it')
   .option('--json', 'print the result as JSON')
   .addHelpText(
     'after',
@@ -392,7 +393,7 @@ Examples:
   $ xgsim sim examples/two-guests.yaml --seed 3 --strategy pct
   $ xgsim sim --topology examples/gpu-desktop.yaml --seeds 1..100 --json`,
   )
-  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; liveness?: boolean; fullMix?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean }) => {
+  .action(async (file: string | undefined, opts: { topology?: string; seed?: string; seeds?: string; steps?: string; horizon?: string; strategy?: string; chaos?: boolean; liveness?: boolean; fullMix?: boolean; checkDeterminism?: boolean; shrink?: boolean; write?: string; replay?: string; json?: boolean; costModel?: string }) => {
     const buggify = envBuggify();
     if (file !== undefined && opts.topology !== undefined && file !== opts.topology) throw new UsageError(`sim: two topologies (\`${file}\` and --topology \`${opts.topology}\`): give one`);
     const { topology, ...rest } = opts;
@@ -411,6 +412,7 @@ program
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')
   .option('--pcpus <n|auto|os>', 'the curves\' machines schedule their vCPUs on n pCPUs; auto: one per core (the default); os: the OS schedules the vCPU threads')
   .option('--redis-url <url>', 'Redis for the Redis figures (default: REDIS_URL or redis://127.0.0.1:6379; skipped if none answers)')
+  .option('--cost-model <file>', 'also write the simulator\'s cost model measured by this run (access, hypercall, IOREQ, shootdown) for `xgsim sim --cost-model <file>`')
   .addHelpText('after', `
 Examples:
   $ xgsim bench
@@ -418,12 +420,16 @@ Examples:
   $ xgsim bench --filter ioreq
   $ xgsim bench --curves hostile,pages --out curves.json
   $ xgsim bench --curves --report curves-report/`)
-  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; report?: string; pcpus?: string; redisUrl?: string }) => {
+  .action(async (opts: { json?: boolean; quick?: boolean; filter?: string; curves?: string | boolean; out?: string; report?: string; pcpus?: string; redisUrl?: string; costModel?: string }) => {
     const tty = process.stderr.isTTY === true;
     const [{ writeFileSync }, { formatBench, runBench }, { curveNames }, { writeCurvesReport }, { commandLine, prepareOutputs }, { parsePcpusFlag, pcpusOf }] = await Promise.all([
       import('node:fs'), import('./bench/bench.js'), import('./bench/curves.js'), import('./report/curves.js'), import('./up/outputs.js'), import('./up/run-flags.js'),
     ]);
     if (opts.report !== undefined && opts.curves === undefined) throw new UsageError('--report: only with --curves (the figures are a table: --json, --out)');
+    const { COST_MODEL_SECTIONS, costModelFromBench } = await import('./bench/cost-model.js');
+    if (opts.costModel !== undefined && (opts.curves !== undefined || (opts.filter !== undefined && !COST_MODEL_SECTIONS.every((x) => x.includes(opts.filter!))))) {
+      throw new UsageError(`--cost-model: needs the ${COST_MODEL_SECTIONS.join(', ')} sections (no --curves, no --filter that leaves one out)`);
+    }
     if (opts.report !== undefined) prepareOutputs({ report: opts.report });
     let curves: string[] | undefined;
     if (opts.curves !== undefined) {
@@ -442,6 +448,10 @@ Examples:
       progress: (s) => (tty || opts.json !== true) && process.stderr.write(`  bench: ${s}\n`),
     });
     if (opts.out !== undefined) writeFileSync(opts.out, `${JSON.stringify(r, null, 2)}\n`);
+    if (opts.costModel !== undefined) {
+      writeFileSync(opts.costModel, `${JSON.stringify(costModelFromBench(r), null, 2)}\n`);
+      process.stderr.write(`cost model: ${opts.costModel} (xgsim sim --cost-model ${opts.costModel})\n`);
+    }
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });

@@ -196,6 +196,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     const r = rd(CMD.RES);
     const a0 = rd(CMD.A0);
     const a1 = rd(CMD.A1);
+    cpu.work('gpu_command');
     const rc = r < RES_PER_FE ? command(fe, op, r, a0, a1) : -22;
     wr(CMD.RESULT, rc);
     wr(CMD.STATUS, rc >= 0 ? CMD_STATUS.DONE : CMD_STATUS.ERROR);

@@ -186,6 +186,12 @@ export interface GuestCpu extends GuestMemory {
   sleep(ms: number): void;
   /** Monotonic time in microseconds (simulated under a deterministic scheduler). */
   now_us(): number;
+  /**
+   * Guest work whose time the simulator's cost model knows (a GPU command
+   * a device model executes): under the deterministic scheduler the clock
+   * moves by its cost; on real threads the work takes its own time.
+   */
+  work(kind: 'gpu_command', n?: number): void;
   /** Await something outside the guest (an event channel, a socket) descheduled: no TLB is held meanwhile. */
   idle<T>(p: Promise<T>): Promise<T>;
   /**

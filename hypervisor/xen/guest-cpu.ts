@@ -25,7 +25,7 @@ import { NR_GRANT_ENTRIES } from '../layout/constants.js';
 import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
 import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from '../public/types.js';
 import { ESRCH, GNTST_okay } from '../public/errno.js';
-import { sched } from './platform.js';
+import { COST, sched } from './platform.js';
 import { exitHook } from './hooks.js';
 import { CTL } from '../layout/control.js';
 import { HC } from '../layout/trace.js';
@@ -206,6 +206,10 @@ export class VcpuContext implements GuestCpu {
     return sched().now_us();
   }
 
+  work(_kind: 'gpu_command', n = 1): void {
+    sched().charge(COST.GPU_COMMAND, n);
+  }
+
   cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number {
     return this.mmu.cmpxchg32(gfn, offset, expected, value);
   }
@@ -249,6 +253,7 @@ export class VcpuContext implements GuestCpu {
     if (tw !== null) return this.hypercallTraced(fn, isError, op, tw);
     const slot = this.id.slot;
     this.stat(STAT.HYPERCALLS);
+    sched().charge(COST.HYPERCALL, 1);
     vcpuTransition(this.m, slot, VS.GUEST, VS.HYPERVISOR);
     let r: T;
     try {
@@ -266,6 +271,7 @@ export class VcpuContext implements GuestCpu {
   private hypercallTraced<T>(fn: () => T, isError: (r: T) => boolean, op: number, tw: TraceWriter): T {
     const slot = this.id.slot;
     this.stat(STAT.HYPERCALLS);
+    sched().charge(COST.HYPERCALL, 1);
     const t0_us = tw.now();
     vcpuTransition(this.m, slot, VS.GUEST, VS.HYPERVISOR);
     let r: T;

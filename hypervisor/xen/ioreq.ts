@@ -16,7 +16,7 @@ import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE, type IoreqAnswer, typ
 import { IOS } from '../layout/ioreq-slots.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { CTL } from '../layout/control.js';
-import { sched } from './platform.js';
+import { COST, sched } from './platform.js';
 import { VS } from './vcpu.js';
 import { domainCrash } from './domain-crash.js';
 import { ACCESS, type AccessOutcome } from '../public/guest.js';
@@ -205,6 +205,8 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
   const slots = m.ios.slots;
   const i = m.ios.idx(mmu.slot);
   const seq = ++mmu.ioreqSeq;
+  // The transport's part of the round trip (the device model's own steps are charged as they run).
+  sched().charge(COST.IOREQ, 1);
   slots[i + IOS.TYPE] = type;
   slots[i + IOS.DIR] = write ? IOREQ_DIR.WRITE : IOREQ_DIR.READ;
   slots[i + IOS.SIZE] = size;

@@ -38,7 +38,7 @@ import { entryMfn, entryType, isTableEntry, P2M_HOLE, PAGE_GEN } from '../layout
 import { leafFor, p2mGfnLimit, p2mWalkFrom, type Walk } from './p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { CTL } from '../layout/control.js';
-import { sched } from './platform.js';
+import { COST, sched } from './platform.js';
 import { GIVE, type GiveReason, pcpuCount, pcpuGive, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
 import { VS } from './vcpu.js';
 import type { Machine } from './machine.js';
@@ -208,7 +208,9 @@ export class Mmu implements GuestMemory {
    * nothing.
    */
   boundary(): void {
-    this.accessesBefore += TLB_BATCH_ACCESSES - this.budget;
+    const done = TLB_BATCH_ACCESSES - this.budget;
+    if (done > 0) sched().charge(COST.ACCESS, done);
+    this.accessesBefore += done;
     this.budget = TLB_BATCH_ACCESSES;
     this.ack();
     const vw = this.vcpuW;

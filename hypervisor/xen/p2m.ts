@@ -33,7 +33,7 @@ import { VC } from '../layout/vcpus.js';
 import { EEXIST, EINVAL, ENOMEM } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { sched } from './platform.js';
+import { COST, sched } from './platform.js';
 import { tracer } from './trace.js';
 import { P2M_EV } from '../layout/trace.js';
 import { VS } from './vcpu.js';
@@ -485,6 +485,7 @@ export function tlbShootdown(m: Machine, d: number): void {
     Atomics.sub(m.control.w, CTL.SHOOTDOWNS, 1);
   }
   Atomics.add(m.control.w, CTL.TLB_SHOOTDOWNS_DONE, 1);
+  sched().charge(COST.SHOOTDOWN, 1);
   const tw = tracer;
   if (tw !== null) tw.p2m(P2M_EV.SHOOTDOWN, d, 0);
 }

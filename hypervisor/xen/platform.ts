@@ -19,7 +19,18 @@ export interface Sched {
   yield(): void;
   /** Monotonic time in microseconds (simulated under the deterministic scheduler). */
   now_us(): number;
+  /**
+   * `n` operations of a kind took place on this thread: the simulator
+   * moves its clock by what its cost model says they take
+   * (hypervisor/host/sim/cost-model.ts); real threads spend the time
+   * doing them, and ignore this.
+   */
+  charge(kind: CostKind, n: number): void;
 }
+
+/** What the simulator's cost model charges simulated time for (Sched.charge). */
+export const COST = { ACCESS: 0, HYPERCALL: 1, SHOOTDOWN: 2, IOREQ: 3, GPU_COMMAND: 4 } as const;
+export type CostKind = (typeof COST)[keyof typeof COST];
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
@@ -42,6 +53,9 @@ export const realSched: Sched = {
   },
   now_us() {
     return performance.now() * 1000;
+  },
+  charge() {
+    // Real time passes by itself.
   },
 };
 

@@ -36,6 +36,7 @@ function scripted(steps: Array<() => void>): Sched & { advance(us: number): void
     wake: () => undefined,
     yield: () => undefined,
     now_us: () => now,
+    charge: () => undefined,
     advance: (us: number) => {
       now += us;
     },

@@ -50,7 +50,7 @@ export interface RunFlags {
   'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string };
   chaos: { duration: string; transport?: string; pcpus?: string };
   /** As given: random, pct, or mixed (the seed picks, as `xgsim sim` does; campaign jobs always name one). */
-  sim: { steps: string; strategy: string; chaos?: boolean; liveness?: boolean; 'full-mix'?: boolean };
+  sim: { steps: string; strategy: string; chaos?: boolean; liveness?: boolean; 'full-mix'?: boolean; 'cost-model'?: string };
 }
 
 /** What a sim run adds to its record: the deterministic simulator's own facts, so a replay can say it was the same run. */
@@ -175,7 +175,7 @@ const recordSchema = tagged(
       ...base,
       kind: kindOf('sim'),
       file: str().optional(),
-      flags: obj({ steps: str(), strategy: str(), chaos: bool().optional() }),
+      flags: obj({ steps: str(), strategy: str(), chaos: bool().optional(), 'cost-model': str().optional() }),
       sim: obj({ hash: str(), steps: int(), failed_at_step: int().optional(), reason: anyText }),
     }),
   },

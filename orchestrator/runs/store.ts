@@ -55,7 +55,7 @@ const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
   up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus', 'transport-timeout'],
   'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus'],
   chaos: ['duration', 'transport', 'pcpus', 'transport-timeout'],
-  sim: ['steps', 'strategy', 'chaos', 'liveness', 'full-mix'],
+  sim: ['steps', 'strategy', 'chaos', 'liveness', 'full-mix', 'cost-model'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
 const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos', 'liveness', 'full-mix'];
@@ -131,9 +131,10 @@ async function sim(s: RunSpec, stepsFlag: string | undefined, strategyFlag: stri
     strategy: strategy as (typeof SIM_STRATEGIES)[number],
     chaos: chaosOn,
     buggify: s.buggify,
+    ...(typeof s.flags['cost-model'] === 'string' ? { costModel: s.flags['cost-model'] } : {}),
     ...(o.simProgress !== undefined ? { progress: o.simProgress } : {}),
   });
-  return simOutcome(s, run, { steps: stepsFlag, strategy, ...(chaosOn ? {} : { chaos: false }), ...(liveness ? {} : { liveness: false }), ...(fullMix ? { 'full-mix': true } : {}) }, o);
+  return simOutcome(s, run, { steps: stepsFlag, strategy, ...(chaosOn ? {} : { chaos: false }), ...(liveness ? {} : { liveness: false }), ...(fullMix ? { 'full-mix': true } : {}), ...(typeof s.flags['cost-model'] === 'string' ? { 'cost-model': s.flags['cost-model'] } : {}) }, o);
 }
 
 /** A sim run as every other kind ends: a Summary, a record, an exit code — and the simulator's own facts beside them. */

@@ -3,6 +3,7 @@
  * line — one seed, a range of seeds (exploration), the determinism check,
  * shrinking a failure and writing it down as a replay file.
  */
+import { CostModelError, describeCostModel, FLAT_COST_MODEL, loadCostModel, parseCostModel, type CostModel } from '../../hypervisor/host/sim/cost-model.js';
 import { listCut, plural } from '../text.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -36,6 +37,8 @@ export interface SimCliOptions {
   shrink?: boolean;
   write?: string;
   replay?: string;
+  /** `--cost-model <file>`: a cost model `xgsim bench --cost-model` wrote (default: the flat one). */
+  costModel?: string;
   buggify: number;
 }
 
@@ -57,6 +60,8 @@ interface Plan {
   nemeses_off: SimNemesis[];
   exclude: string[];
   buggify: number;
+  /** The cost model and the file it came from (absent: the flat model). */
+  cost?: { model: CostModel; file?: string };
 }
 
 function posInt(flag: string, s: string | undefined, dflt: number, max = 100_000_000): number {
@@ -98,6 +103,7 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
     steps,
     ...(p.horizon !== undefined ? { horizon: p.horizon } : {}),
     ...(p.strategy !== undefined ? { strategy: p.strategy } : {}),
+    ...(p.cost !== undefined ? { cost: p.cost.model } : {}),
     chaos: p.chaos,
     liveness: p.liveness,
     swarm: p.swarm,
@@ -122,8 +128,8 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
 }
 
 /** One simulation of one seed, as the command runs it (campaign jobs, replays of run records). */
-export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; liveness?: boolean; swarm?: boolean; buggify: number; progress?: SimOptions['progress'] }): Promise<SimRun> {
-  const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, liveness: o.liveness !== false, swarm: o.swarm !== false, nemeses_off: [], exclude: [], buggify: o.buggify };
+export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; liveness?: boolean; swarm?: boolean; buggify: number; costModel?: string; progress?: SimOptions['progress'] }): Promise<SimRun> {
+  const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, liveness: o.liveness !== false, swarm: o.swarm !== false, nemeses_off: [], exclude: [], buggify: o.buggify, ...costOf(o.costModel) };
   loadTopology(p.topology);
   return runOne(p, o.seed, o.steps, o.progress !== undefined ? { progress: o.progress } : {});
 }
@@ -139,6 +145,7 @@ function replayCommand(p: Plan, seed: number, steps: number, horizon: number, st
   if (!p.chaos) parts.push('--no-chaos');
   if (!p.liveness) parts.push('--no-liveness');
   if (p.swarm === false) parts.push('--full-mix');
+  if (p.cost?.file !== undefined) parts.push(`--cost-model ${p.cost.file}`);
   return parts.join(' ');
 }
 
@@ -170,6 +177,7 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
     nemeses_off: [],
     exclude: [],
     buggify: o.buggify,
+    ...costOf(o.costModel),
   };
   if (o.seeds !== undefined && o.seed !== undefined) throw new UsageError('--seed and --seeds: give one of them');
   if (o.seeds !== undefined) return explore(p, parseSeedRange(o.seeds), o);
@@ -177,6 +185,7 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
   const bugs = bugNames(p.buggify);
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   say(`xgsim sim ${relative(process.cwd(), topology) || topology}: seed ${seed}, ${p.steps} steps${p.horizon !== undefined ? ` (horizon ${p.horizon})` : ''}, strategy ${p.strategy}, chaos ${p.chaos ? 'on' : 'off'}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`);
+  say(`cost model: ${describeCostModel(p.cost?.model ?? FLAT_COST_MODEL)}`);
   const a = await runOne(p, seed, p.steps, progressOption(o));
   if (process.stderr.isTTY === true && o.json !== true) process.stderr.write('\r\x1b[K');
   const runs = [a];
@@ -189,7 +198,7 @@ export async function simCommand(file: string | undefined, o: SimCliOptions): Pr
   let written: string | undefined;
   if (a.verdict === 'fail' && o.shrink === true) written = await shrinkAndWrite(p, a, o.write);
   if (o.json === true) {
-    const out = { ...a, ...(deterministic !== undefined ? { determinism: { runs: runs.map((r) => ({ hash: r.hash, steps: r.steps, real_ms: r.real_ms, steps_per_s: r.steps_per_s })), identical: deterministic } } : {}), ...(written !== undefined ? { written } : {}) };
+    const out = { ...a, cost_model: p.cost?.model ?? FLAT_COST_MODEL, ...(deterministic !== undefined ? { determinism: { runs: runs.map((r) => ({ hash: r.hash, steps: r.steps, real_ms: r.real_ms, steps_per_s: r.steps_per_s })), identical: deterministic } } : {}), ...(written !== undefined ? { written } : {}) };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
     for (const r of runs) process.stdout.write(`${line(r)}\n`);
@@ -320,6 +329,8 @@ async function shrinkAndWrite(p: Plan, failed: SimRun, file: string | undefined)
     `buggify: [${bugs.join(', ')}]`,
     `nemeses_off: [${cur.nemeses_off.join(', ')}]`,
     `exclude: [${cur.exclude.map((x) => JSON.stringify(x)).join(', ')}]`,
+    // The clock decides timeouts: the replay runs with the same cost model, written out whole.
+    ...(cur.cost !== undefined ? [`cost_model: ${JSON.stringify(cur.cost.model)}`] : []),
     'expect: fail',
     '',
   ];
@@ -339,6 +350,7 @@ interface ReplayFile {
   buggify: string[];
   nemeses_off: SimNemesis[];
   exclude: string[];
+  cost_model?: CostModel;
   expect: 'fail' | 'pass';
 }
 
@@ -374,8 +386,29 @@ export function loadReplayFile(file: string): ReplayFile {
     buggify: strs('buggify'),
     nemeses_off: nemeses_off as SimNemesis[],
     exclude: strs('exclude'),
+    ...(raw['cost_model'] !== undefined ? { cost_model: costModelOf(raw['cost_model'], bad) } : {}),
     expect: raw['expect'] === 'pass' ? 'pass' : 'fail',
   };
+}
+
+/** `--cost-model <file>` as a plan's part: the model and its file, or nothing (the flat model). */
+function costOf(file: string | undefined): Pick<Plan, 'cost'> {
+  if (file === undefined) return {};
+  try {
+    return { cost: { model: loadCostModel(file), file } };
+  } catch (e) {
+    if (e instanceof CostModelError) throw new UsageError(`--cost-model: ${e.message}`);
+    throw e;
+  }
+}
+
+/** A replay file's `cost_model:` (numbers, as the shrinker wrote them). */
+function costModelOf(v: unknown, bad: (what: string) => never): CostModel {
+  try {
+    return parseCostModel(v, '`cost_model`');
+  } catch (e) {
+    return bad(e instanceof Error ? e.message : String(e));
+  }
 }
 
 /** A replay file's `swarm:`: false (the full mix), true (the seed's draw), or the draw, domain → behaviours. */
@@ -393,7 +426,7 @@ function swarmOf(v: unknown, bad: (what: string) => never): boolean | SwarmDraw 
 
 /** What a replay file runs: its topology, steps, nemeses off, vCPUs left out, and its bugs plus `buggify`. */
 function planOfReplay(f: ReplayFile, buggify: number): Plan {
-  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, liveness: f.liveness, swarm: f.swarm, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify };
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, liveness: f.liveness, swarm: f.swarm, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify, ...(f.cost_model !== undefined ? { cost: { model: f.cost_model } } : {}) };
   loadTopology(p.topology);
   return p;
 }

@@ -21,6 +21,7 @@ import { VS } from '../../xen/vcpu.js';
 import type { VcpuResult } from '../vcpu-worker.js';
 import { PolledRingServerEnd, RingServerEnd } from '../../../transport/ring.js';
 import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
+import type { CostModel } from './cost-model.js';
 import type { ViolationRecord } from '../../layout/invariants.js';
 import { setPreempter } from '../../xen/hooks.js';
 import { setThreadTag, threadTag } from '../../xen/locks.js';
@@ -89,6 +90,8 @@ export interface SimOptions {
    * was lost waits for ever.
    */
   stall?: 'lose-fault-answers';
+  /** The cost model (cost-model.ts; default the flat one). */
+  cost?: CostModel;
 }
 
 export interface SimInjection {
@@ -162,7 +165,7 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
   const m = host.m;
   const horizon = o.horizon ?? o.steps;
   const tail = o.liveness === false ? 0 : (o.tail_steps ?? LIVENESS_TAIL_STEPS);
-  const sim = new SimSched({ seed: o.seed, max_steps: o.steps + tail, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks });
+  const sim = new SimSched({ seed: o.seed, max_steps: o.steps + tail, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks, ...(o.cost !== undefined ? { cost: o.cost } : {}) });
   setSched(sim);
   setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
   const errors: string[] = [];

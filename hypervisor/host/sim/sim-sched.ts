@@ -18,7 +18,8 @@
  */
 import type { LockSpace } from '../../xen/locks.js';
 import { setThreadTag } from '../../xen/locks.js';
-import type { Sched } from '../../xen/platform.js';
+import type { CostKind, Sched } from '../../xen/platform.js';
+import { costTable, FLAT_COST_MODEL, type CostModel } from './cost-model.js';
 
 /** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
 export interface SimActor {
@@ -55,10 +56,11 @@ export interface SimSchedOptions {
   /** Steps the PCT change points are drawn from (independent of max_steps, so a shorter replay takes the same decisions). */
   horizon_steps: number;
   locks: LockSpace;
+  /** What decisions and operations cost in simulated time (default: the flat model). */
+  cost?: CostModel;
 }
 
-/** Simulated time one decision costs (a step of guest code, a slice of a wait). */
-export const STEP_US = 2;
+export { STEP_US } from './cost-model.js';
 /** Simulated time a clock read or one spin iteration costs. */
 export const TICK_US = 0.05;
 /** A spin that outlasts this many iterations with nobody able to end it is stuck. */
@@ -115,6 +117,9 @@ export const FNV_OFFSET = 0x811c9dc5;
 
 export class SimSched implements Sched {
   clock_us = 0;
+  /** Simulated time of one decision, and of each kind of operation (cost-model.ts). */
+  private readonly step_us: number;
+  private readonly costs: Float64Array;
   /** Decisions taken (top-level steps and nested ones). */
   steps = 0;
   /** Rolling hash of every decision: (step, actor, kind). */
@@ -149,6 +154,9 @@ export class SimSched implements Sched {
 
   constructor(readonly o: SimSchedOptions) {
     this.rng = new SimRng(o.seed);
+    const cost = o.cost ?? FLAT_COST_MODEL;
+    this.step_us = cost.step_us;
+    this.costs = costTable(cost);
   }
 
   setActors(actors: SimActor[]): void {
@@ -217,7 +225,7 @@ export class SimSched implements Sched {
     }
     if (this.o.strategy === 'pct' && this.changeAt.has(this.steps)) this.prio[chosen] = --this.lowest;
     this.hash = fnv(fnv(fnv(this.hash, this.steps), chosen), KIND[kind]);
-    this.clock_us += STEP_US;
+    this.clock_us += this.step_us;
     return chosen;
   }
 
@@ -302,7 +310,11 @@ export class SimSched implements Sched {
 
   yield(): void {
     // A yield only gives the CPU away: the top-level loop hands it on anyway.
-    this.clock_us += STEP_US;
+    this.clock_us += this.step_us;
+  }
+
+  charge(kind: CostKind, n: number): void {
+    this.clock_us += this.costs[kind]! * n;
   }
 
   now_us(): number {
