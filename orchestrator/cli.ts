@@ -317,7 +317,7 @@ program
   .description('compare memory-sharing designs: every design × workload of a plan with the same seeds on real threads (refusals: the design\'s refusal scenarios); one table of safety, Revoke latency, throughput and costs')
   .argument('<plan>', 'comparison plan YAML (format: orchestrator/config/compare.ts, docs/designs.md)')
   .option('--json', 'print the report as JSON instead of the table')
-  .option('--report <dir>', 'also write <dir>/compare.json and <dir>/compare.txt')
+  .option('--report <dir>', 'also write <dir>/index.html (the table, then the run report\'s plots side by side per design), compare.json and compare.txt')
   .addHelpText(
     'after',
     `
@@ -325,8 +325,8 @@ XGSIM_BUGGIFY bugs apply to every cell; a plan's design variant adds its own (an
 UNSAFE). Exit codes: 0 every design as shipped came out safe, 1 one did not, 2 bad input.
 
 Examples:
-  $ xgsim compare examples/compare/designs-smoke.yaml
-  $ xgsim compare examples/compare/designs-smoke.yaml --json --report compare-report/`,
+  $ xgsim compare examples/compare/gpu.yaml --report compare-report/
+  $ xgsim compare examples/compare/designs-smoke.yaml --json`,
   )
   .action(async (file: string, opts: { json?: boolean; report?: string }) => {
     const { compare } = await import('./compare/compare.js');

@@ -318,8 +318,8 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
         return primitives ? createUserptr(fe.domid, i, a0, a1) : shareUserptr(fe.domid, i, r, a0, a1);
       case OP.GPU_RUN:
         if (cur === undefined || cur.userptr_gfn < 0) return -22;
-        runGpu(i, cur.pages, a0);
-        return 0;
+        // Not run (the engine stops with the host): EIO, so the guest does not check what was never written.
+        return runGpu(i, cur.pages, a0) ? 0 : -5;
       case OP.RELEASE_USERPTR:
         if (cur === undefined || cur.userptr_gfn < 0) return -22;
         if (!primitives) return unshareUserptr(i);
@@ -477,22 +477,23 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
   }
 
   /** A GPU job on resource i's pages; the engine looks up where they are when it runs (an eviction may have moved them). */
-  function runGpu(i: number, pages: number, value: number): void {
+  function runGpu(i: number, pages: number, value: number): boolean {
     if (inlineEngine) {
       const cur = table.get(i);
       if (cur !== undefined) gpuWrite(cpu, sharing.dataGfn(bufferOf(shared, i, cur)), pages, value);
-      return;
+      return true;
     }
     cpu.write32(gfn(JOB_GFN), JOB.INTO * 4, i);
     cpu.write32(gfn(JOB_GFN), JOB.PAGES * 4, pages);
     cpu.write32(gfn(JOB_GFN), JOB.VALUE * 4, value);
     cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 0, 1);
     while (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) !== 2) {
-      if (cpu.stopping) return; // the engine stops with the host
+      if (cpu.stopping) return false; // the engine stops with the host
       cpu.sleep(0.05);
     }
     cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 2, 0);
     bump(report, 'gpu_runs');
+    return true;
   }
 
   function fault(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {

@@ -90,8 +90,6 @@ const DESIGN_ONLY_ATTACKS: ReadonlySet<string> = new Set(['grant-mapped', 'end-w
 
 export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping', 'viewer'] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
-/** The workloads every design runs: they use the grant table and memory ops only, no dm_op. */
-export const DESIGN_NEUTRAL_WORKLOADS = ['idle', 'grant-ping'] as const satisfies readonly WorkloadKind[];
 /**
  * The GPU workloads share through each design's adapter (domains/gpu/sharing.ts); only the compositor chain
  * (`viewer`, a `render` with `share_with`) needs the primitives' nested Map.

@@ -37,6 +37,8 @@ export interface Costs {
   fault_us: { p50: number; p99: number };
   evictions_refused: number;
   end_access_refused: number;
+  /** grants: how long a frontend waited from its first end-access to its pages back (dom0 had to unmap first). */
+  reclaim_us: { p50: number; p99: number; max: number };
 }
 
 export interface Summary {
@@ -250,6 +252,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       fault_us: { p50: n('fault_us_p50'), p99: n('fault_us_p99') },
       evictions_refused: out('evictions_refused'),
       end_access_refused: out('end_access_refused'),
+      reclaim_us: (({ p50, p99, max }) => ({ p50, p99, max }))(percentiles(r.vcpu_results.flatMap((v) => v.samples['reclaim_us'] ?? []))),
     },
     unknown: r.unknown,
     verdict: !ok ? 'fail' : r.unknown.length > 0 || doubtful > 0 ? 'unknown' : r.stopped_early === true ? 'interrupted' : 'pass',
