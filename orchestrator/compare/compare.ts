@@ -23,6 +23,7 @@ import { pcpusOf } from '../up/run-flags.js';
 import { summarize, type Summary } from '../up/summary.js';
 import { runHost } from '../up/up.js';
 import { scenarioCommand } from '../scenario/command.js';
+import { DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
 import { formatCompareTable } from './table.js';
 import { cellKey, writeComparePage } from './report.js';
 import { commandLine, savedRunOf } from '../up/outputs.js';
@@ -109,7 +110,9 @@ function emptyCell(d: CompareDesign, w: CompareWorkload, bits: number): CompareC
 export function cellTopology(design: string, w: CompareWorkload): string {
   const gpu = w.kind !== 'idle' && w.kind !== 'grant-ping';
   const kindOf = (i: number): string => (w.kind === 'pressure' ? (i % 2 === 0 ? 'render' : 'compute-svm') : w.kind);
-  const work = (k: string): string => (k === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : k === 'adversary' ? '{ kind: adversary }' : `{ kind: ${k}${gpu ? ', buffers: 4, buffer_pages: 4' : ''} }`);
+  // The adversary plays the design's attacks (domains/gpu/protocol.ts), never die-while-mapped: a dead guest loads nothing.
+  const attacks = `[${(DESIGN_ATTACKS[design] ?? []).join(', ')}]`;
+  const work = (k: string): string => (k === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : k === 'adversary' ? `{ kind: adversary, attacks: ${attacks} }` : `{ kind: ${k}${gpu ? ', buffers: 4, buffer_pages: 4' : ''} }`);
   const dom0 = gpu ? `  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: ${w.evictions_per_s} }] }` : '  - { name: dom0, vcpus: 1 }';
   const guests = Array.from({ length: w.guests }, (_, i) => `  - { name: g${i + 1}, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: ${work(kindOf(i))} }`);
   return [`name: compare-${design}-${w.name}`, `design: ${design}`, 'host: { frames: 8192 }', 'domains:', dom0, ...guests, ''].join('\n');
