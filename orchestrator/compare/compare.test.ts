@@ -71,4 +71,24 @@ describe('xgsim compare', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 240_000);
+
+  it('--sim: the same plan in the deterministic simulator gives the same table twice; the unsafe variant is UNSAFE there too', async () => {
+    const seed = testSeed('xgsim compare --sim');
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-compare-sim-'));
+    try {
+      const plan = join(dir, 'sim.yaml');
+      writeFileSync(plan, ['name: sim', 'duration: 1s', `seeds: [${seed}]`, 'designs:', '  - lending', '  - { design: grants, name: grants-unsafe, buggify: [grants-end-access-while-mapped] }', 'workloads:', '  - { kind: render, guests: 2 }', ''].join('\n'));
+      const a = await compare(plan, { buggify: 0, quiet: true, json: true, sim_steps: 8000 });
+      const b = await compare(plan, { buggify: 0, quiet: true, json: true, sim_steps: 8000 });
+      expect(b.report).toEqual(a.report);
+      expect(a.report.sim_steps).toBe(8000);
+      const cell = (d: string) => a.report.cells.find((c) => c.design === d)!;
+      expect(cell('lending')).toMatchObject({ safety: 'safe', runs: 1 });
+      expect(cell('lending').costs['revocations']).toBeGreaterThan(0);
+      expect(cell('grants-unsafe').safety).toBe('UNSAFE');
+      expect(formatCompareTable(a.report).split('\n')[0]).toContain('8000 steps per run in the deterministic simulator');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

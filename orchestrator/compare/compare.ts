@@ -22,6 +22,7 @@ import { hostSpecOf } from '../up/host-spec.js';
 import { pcpusOf } from '../up/run-flags.js';
 import { summarize, type Summary } from '../up/summary.js';
 import { runHost } from '../up/up.js';
+import { runSim } from '../../hypervisor/host/sim/run.js';
 import { scenarioCommand } from '../scenario/command.js';
 import { DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
 import { formatCompareTable } from './table.js';
@@ -39,6 +40,12 @@ export interface CompareOptions {
   report?: string;
   /** XGSIM_BUGGIFY's bits, applied to every cell on top of a variant's own. */
   buggify: number;
+  /**
+   * Run each threaded cell in the deterministic simulator instead (`--sim`):
+   * this many scheduling decisions per seed, no chaos, no liveness tail, the
+   * topology's full mix. The same plan and seed give the same table.
+   */
+  sim_steps?: number;
   quiet?: boolean;
 }
 
@@ -72,16 +79,17 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
   const say = (s: string): void => {
     if (o.quiet !== true && o.json !== true) process.stderr.write(`${s}\n`);
   };
-  say(`xgsim compare ${file}: ${plan.designs.length} designs × ${plan.workloads.length} workloads, seeds ${plan.seeds.join(', ')}, ${plan.duration_ms} ms per threaded run`);
+  const how = o.sim_steps !== undefined ? `${o.sim_steps} simulated steps per run (deterministic simulator)` : `${plan.duration_ms} ms per threaded run`;
+  say(`xgsim compare ${file}: ${plan.designs.length} designs × ${plan.workloads.length} workloads, seeds ${plan.seeds.join(', ')}, ${how}`);
   for (const d of plan.designs) {
     for (const w of plan.workloads) {
       const bits = o.buggify | parseBuggify(d.buggify.join(','));
-      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : await threadedCell(plan, d, w, bits, keep);
+      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : o.sim_steps !== undefined ? await simCell(plan, d, w, bits, o.sim_steps) : await threadedCell(plan, d, w, bits, keep);
       say(`  ${d.name} × ${w.name}: ${cell.safety}${cell.note !== '' ? ` (${cell.note})` : ''}`);
       cells.push(cell);
     }
   }
-  const report: CompareReport = { plan: plan.name, seeds: plan.seeds, duration_ms: plan.duration_ms, cells };
+  const report: CompareReport = { plan: plan.name, seeds: plan.seeds, duration_ms: plan.duration_ms, ...(o.sim_steps !== undefined ? { sim_steps: o.sim_steps } : {}), cells };
   const table = formatCompareTable(report);
   if (o.json === true) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${table}\n`);
@@ -138,6 +146,42 @@ async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkl
     sums.push(summary);
   }
   return foldRuns(cell, sums);
+}
+
+/**
+ * A cell in the deterministic simulator (hypervisor/host/sim/run.ts): the
+ * same topology, every vCPU an actor on one thread, `steps` decisions per
+ * seed, with chaos, the liveness tail and swarm testing off so that each
+ * design runs the same mix. Its figures are simulated time; a run the
+ * simulator could not go on with (`stuck`, docs/sim.md) is `unknown`.
+ */
+/** The running checker's period in a simulated cell, in decisions: often, since a cell is short and states like a cleared grant flag last only a few steps. */
+const SIM_CHECK_EVERY_STEPS = 50;
+
+async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, steps: number): Promise<CompareCell> {
+  const cell = emptyCell(d, w, bits);
+  if (w.kind === 'grant-ping' && w.guests < 2) {
+    cell.note = 'grant-ping needs 2 guests';
+    return cell;
+  }
+  const topo = parseTopology(cellTopology(d.design, w), `compare:${d.name}×${w.name}`);
+  const sums: Summary[] = [];
+  let stuck = false;
+  for (const seed of plan.seeds) {
+    const spec = hostSpecOf(topo, { seed, checking: true, buggify: bits, check_interval_ms: 0 });
+    const r = await runSim(spec, { seed, steps, chaos: false, liveness: false, swarm: false, check_every_steps: SIM_CHECK_EVERY_STEPS });
+    const summary = summarize(r.report, { seed, transport: 'sim', buggify: cell.buggify });
+    summary.duration_ms = Math.round(r.sim_us / 1000);
+    if (r.verdict === 'fail' && summary.verdict === 'pass') summary.verdict = 'fail';
+    if (r.verdict === 'stuck') stuck = true;
+    sums.push(summary);
+  }
+  foldRuns(cell, sums);
+  if (stuck && cell.safety === 'safe') {
+    cell.safety = 'unknown';
+    cell.note = 'the simulator could not go on (stuck)';
+  }
+  return cell;
 }
 
 function foldRuns(cell: CompareCell, sums: readonly Summary[]): CompareCell {

@@ -43,7 +43,8 @@ export function compareRows(r: CompareReport): { head: string[]; rows: string[][
 
 /** The title line and the unsafe variants' legend. */
 export function compareTitle(r: CompareReport): string {
-  return `compare ${r.plan}: seeds ${r.seeds.join(', ')}, ${r.duration_ms} ms per threaded run; counts summed over seeds, latencies and peaks the worst seed's; refusals: the design's refusal scenarios; jobs: workload operations + GPU commands; rev: revocation (Revoke, reclaim, grant unmap, unpin); held: pages reached by a domain that does not own them`;
+  const how = r.sim_steps !== undefined ? `${r.sim_steps} steps per run in the deterministic simulator (times simulated)` : `${r.duration_ms} ms per threaded run`;
+  return `compare ${r.plan}: seeds ${r.seeds.join(', ')}, ${how}; counts summed over seeds, latencies and peaks the worst seed's; refusals: the design's refusal scenarios; jobs: workload operations + GPU commands; rev: revocation (Revoke, reclaim, grant unmap, unpin); held: pages reached by a domain that does not own them`;
 }
 
 export function compareLegend(r: CompareReport): string[] {

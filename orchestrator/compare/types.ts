@@ -30,5 +30,7 @@ export interface CompareReport {
   plan: string;
   seeds: readonly number[];
   duration_ms: number;
+  /** `--sim`: the cells ran in the deterministic simulator, this many decisions per seed (durations are simulated time). */
+  sim_steps?: number;
   cells: CompareCell[];
 }
