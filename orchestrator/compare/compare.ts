@@ -84,7 +84,7 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
   for (const d of plan.designs) {
     for (const w of plan.workloads) {
       const bits = o.buggify | parseBuggify(d.buggify.join(','));
-      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : o.sim_steps !== undefined ? await simCell(plan, d, w, bits, o.sim_steps) : await threadedCell(plan, d, w, bits, keep);
+      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : o.sim_steps !== undefined ? await simCell(plan, d, w, bits, o.sim_steps, keep) : await threadedCell(plan, d, w, bits, keep);
       say(`  ${d.name} × ${w.name}: ${cell.safety}${cell.note !== '' ? ` (${cell.note})` : ''}`);
       cells.push(cell);
     }
@@ -158,7 +158,7 @@ async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkl
 /** The running checker's period in a simulated cell, in decisions: often, since a cell is short and states like a cleared grant flag last only a few steps. */
 const SIM_CHECK_EVERY_STEPS = 50;
 
-async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, steps: number): Promise<CompareCell> {
+async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, steps: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
   const cell = emptyCell(d, w, bits);
   if (w.kind === 'grant-ping' && w.guests < 2) {
     cell.note = 'grant-ping needs 2 guests';
@@ -174,6 +174,8 @@ async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, 
     summary.duration_ms = Math.round(r.sim_us / 1000);
     if (r.verdict === 'fail' && summary.verdict === 'pass') summary.verdict = 'fail';
     if (r.verdict === 'stuck') stuck = true;
+    // The report's plots of a simulated cell: its summary and IOREQ histogram (no timeline is recorded in the simulator).
+    if (keep !== undefined && sums.length === 0) keep(d, w, savedRunOf({ report: r.report, summary, replay: null, command: `xgsim compare --sim ${steps}: ${d.name} × ${w.name}, seed ${seed}` }));
     sums.push(summary);
   }
   foldRuns(cell, sums);
