@@ -46,10 +46,11 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       const fe = env.gpu?.frontends.find((f) => f.domid === (cpu.domid as number));
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
       const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
-      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, env.share);
-      if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes);
+      const design = env.gpu.design;
+      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, env.share, design);
+      if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes, design);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
-      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true);
+      return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true, design);
     }
     case 'viewer':
       return env.viewing === undefined ? idleWorkload(cpu) : viewerWorkload(cpu, env.viewing.compositor, report);

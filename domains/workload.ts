@@ -47,6 +47,8 @@ export interface GpuFrontendEnv {
 }
 
 export interface GpuEnv {
+  /** The memory-sharing design the machine runs (docs/designs.md): how buffers are shared (gpu/sharing.ts). */
+  design: string;
   backend: number;
   frontends: GpuFrontendEnv[];
   /** The backend's RAM and max pages: blob backing lives in its RAM, stolen pages above it. */

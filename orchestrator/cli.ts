@@ -321,7 +321,8 @@ program
   .description('compare memory-sharing designs: every design × workload of a plan with the same seeds on real threads (refusals: the design\'s refusal scenarios); one table of safety, Revoke latency, throughput and costs')
   .argument('<plan>', 'comparison plan YAML (format: orchestrator/config/compare.ts, docs/designs.md)')
   .option('--json', 'print the report as JSON instead of the table')
-  .option('--report <dir>', 'also write <dir>/compare.json and <dir>/compare.txt')
+  .option('--report <dir>', 'also write <dir>/index.html (the table, then the run report\'s plots side by side per design), compare.json and compare.txt')
+  .option('--sim <steps>', 'run each threaded cell in the deterministic simulator instead, <steps> decisions per seed (no chaos, no liveness tail): the same plan gives the same table')
   .addHelpText(
     'after',
     `
@@ -329,12 +330,14 @@ XGSIM_BUGGIFY bugs apply to every cell; a plan's design variant adds its own (an
 UNSAFE). Exit codes: 0 every design as shipped came out safe, 1 one did not, 2 bad input.
 
 Examples:
-  $ xgsim compare examples/compare/designs-smoke.yaml
-  $ xgsim compare examples/compare/designs-smoke.yaml --json --report compare-report/`,
+  $ xgsim compare examples/compare/gpu.yaml --report compare-report/
+  $ xgsim compare examples/compare/designs-smoke.yaml --json`,
   )
-  .action(async (file: string, opts: { json?: boolean; report?: string }) => {
+  .action(async (file: string, opts: { json?: boolean; report?: string; sim?: string }) => {
     const { compare } = await import('./compare/compare.js');
-    return exitWith(compare(file, { ...opts, buggify: envBuggify() }));
+    const { sim, ...rest } = opts;
+    if (sim !== undefined && !(/^\d+$/.test(sim) && Number(sim) >= 1 && Number(sim) <= 100_000_000)) throw new UsageError(`--sim: expected a number of steps 1…100000000, got \`${sim}\``);
+    return exitWith(compare(file, { ...rest, ...(sim !== undefined ? { sim_steps: Number(sim) } : {}), buggify: envBuggify() }));
   });
 
 program

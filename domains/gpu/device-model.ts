@@ -17,6 +17,7 @@ import { ioreqLoop } from '../ioreq-loop.js';
 import { toolstack } from './toolstack.js';
 import { ENOSPC, ESRCH } from '../../hypervisor/public/errno.js';
 import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
+import { backendSharing, type BackendBuffer, type BackendSharing } from './sharing.js';
 
 /** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
 const STATE_GFN = 1;
@@ -26,9 +27,11 @@ const JOB_GFN = 3;
 const QUEUE_TBL_GFN = 4;
 /** Per resource, RES_WORDS words: its description, so a restarted device model knows every resource. */
 const RES_TBL_GFN = 8;
-const RES_WORDS = 8;
-const RESF = { PAGES: 0, BAR: 1, BACKING: 2, AT: 3, INTO: 4, UPTR: 5 } as const;
+const RES_WORDS = 16;
+/** H0…: a grant map's handle per page (the grants design), + 1 (0: none). */
+const RESF = { PAGES: 0, BAR: 1, BACKING: 2, AT: 3, INTO: 4, UPTR: 5, H0: 8 } as const;
 const POOL_GFN = 64;
+if (RES_TBL_GFN + Math.ceil((112 * RES_PER_FE * RES_WORDS) / 1024) > POOL_GFN) throw new Error('resource table overlaps the blob pool');
 /** A dom0 RAM page the toolstack tries to foreign-map (it must be refused). */
 const TOOLSTACK_OWN_GFN = 5;
 const RS = { FREE: 0, CREATED: 1, MAPPED: 2, EVICTING: 3, EVICTED: 4, UNMAPPED: 5, STOLEN: 6 } as const;
@@ -70,13 +73,15 @@ class Shared {
   }
 }
 
+/** A resource: a blob or a userptr buffer (userptr_gfn ≥ 0), as sharing.ts's BackendBuffer describes its fields. */
 interface Resource {
   pages: number;
   bar: boolean;
-  backing: number; // dom0 gfn (RAM) or BAR mfn
+  backing: number; // dom0 gfn (RAM) or BAR mfn, −1 for none (the frontend's own pages)
   at: number; // frontend gfn while mapped
-  into: number; // dom0 gfn of stolen pages
+  into: number; // dom0 gfn where dom0 reaches the frontend's pages (stolen, grant-mapped, pinned)
   userptr_gfn: number;
+  handles: number[];
 }
 
 /**
@@ -99,7 +104,13 @@ class ResourceTable {
       const [g, o] = this.at(i, f);
       return this.cpu.read32(gfn(g), o) | 0;
     };
-    return { pages: rd(RESF.PAGES), bar: rd(RESF.BAR) === 1, backing: rd(RESF.BACKING), at: rd(RESF.AT), into: rd(RESF.INTO), userptr_gfn: rd(RESF.UPTR) };
+    const pages = rd(RESF.PAGES);
+    const handles: number[] = [];
+    for (let p = 0; p < MAX_BLOB_PAGES; p++) {
+      const h = rd(RESF.H0 + p);
+      if (h !== 0) handles.push(h - 1);
+    }
+    return { pages, bar: rd(RESF.BAR) === 1, backing: rd(RESF.BACKING), at: rd(RESF.AT), into: rd(RESF.INTO), userptr_gfn: rd(RESF.UPTR), handles };
   }
   put(i: number, r: Resource): void {
     const wr = (f: number, v: number): void => {
@@ -112,6 +123,7 @@ class ResourceTable {
     wr(RESF.AT, r.at);
     wr(RESF.INTO, r.into);
     wr(RESF.UPTR, r.userptr_gfn);
+    for (let p = 0; p < MAX_BLOB_PAGES; p++) wr(RESF.H0 + p, p < r.handles.length ? r.handles[p]! + 1 : 0);
   }
   /** Resources of a frontend, with their indices. */
   *of(fe: number): Generator<[number, Resource]> {
@@ -134,11 +146,72 @@ class QueueTable {
   }
 }
 
+/** A resource's fields as the design's adapter sees them (the map id lives in its own table). */
+function bufferOf(shared: Shared, i: number, r: Resource): BackendBuffer {
+  return { pages: r.pages, bar: r.bar, backing: r.backing, at: r.at, into: r.into, handles: r.handles, map_id: shared.mapId(i) };
+}
+
+/** Store back what the adapter changed. */
+function keep(table: ResourceTable, shared: Shared, i: number, r: Resource, b: BackendBuffer): void {
+  r.backing = b.backing;
+  r.into = b.into;
+  r.handles = b.handles;
+  table.put(i, r);
+  shared.setMapId(i, b.map_id);
+}
+
+/**
+ * Where the frontends' pages are mapped into dom0 (stolen, grant-mapped,
+ * pinned): a free chunk of MAX_BLOB_PAGES gfns between dom0's RAM and its
+ * max_pages (the room its quota leaves), found from the resource table
+ * itself so a restarted device model sees the same. A fixed place per
+ * resource slot ran past dom0's p2m (into its vCPUs' mapping windows) once
+ * a frontend's domid was 4 or more — found by `xgsim sim` on a topology
+ * with seven domains.
+ */
+function freeChunkOf(gpu: GpuEnv, table: ResourceTable): number {
+  const used = new Set<number>();
+  for (const f of gpu.frontends) for (const [, r] of table.of(f.domid)) if (r.into >= 0) used.add(r.into);
+  const chunks = Math.floor((gpu.backend_max_pages - gpu.backend_memory_pages) / MAX_BLOB_PAGES);
+  for (let c = 0; c < chunks; c++) {
+    const g = gpu.backend_memory_pages + c * MAX_BLOB_PAGES;
+    if (!used.has(g)) return g;
+  }
+  return -1;
+}
+
+/**
+ * The lender's pool (lending): a buffer's backing at POOL_GFN + slot × MAX_BLOB_PAGES,
+ * and its other page half the pool further on, where an eviction migrates it; −1 where dom0's RAM ends first.
+ */
+function altBackingOf(gpu: GpuEnv, backing: number): number {
+  const half = Math.floor((gpu.backend_memory_pages - POOL_GFN) / 2 / MAX_BLOB_PAGES) * MAX_BLOB_PAGES;
+  if (backing < POOL_GFN || half <= 0) return -1;
+  const alt = backing < POOL_GFN + half ? backing + half : backing - half;
+  return alt >= POOL_GFN && alt + MAX_BLOB_PAGES <= gpu.backend_memory_pages ? alt : -1;
+}
+
+function sharingFor(cpu: GuestCpu, gpu: GpuEnv, report: Report, table: ResourceTable): BackendSharing {
+  return backendSharing(gpu.design, {
+    cpu,
+    report,
+    failed(what) {
+      bump(report, `failed_${what}`);
+      report.fails++;
+    },
+    freeChunk: () => freeChunkOf(gpu, table),
+    altBacking: (backing) => altBackingOf(gpu, backing),
+  });
+}
+
 export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
   const end: IoreqServerEnd = cpu.ioreqServerEnd();
   const shared = new Shared(cpu);
   const table = new ResourceTable(cpu, shared);
   const queues = new QueueTable(cpu);
+  const sharing = sharingFor(cpu, gpu, report, table);
+  const primitives = sharing.design === 'primitives';
+  const lat: number[] = (report.samples['revoke_us'] ??= []);
   const fes = new Map<number, GpuFrontendEnv>(gpu.frontends.map((f) => [f.domid, f]));
   // One vCPU, or the deterministic simulator's polled end (one thread: a
   // device model waiting for the kernel's engine would wait on an actor the
@@ -203,40 +276,22 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     bump(report, 'commands');
   }
 
-  /**
-   * Where stolen pages go: a free chunk of MAX_BLOB_PAGES gfns between
-   * dom0's RAM and its max_pages (the room its quota leaves), found from the
-   * resource table itself so a restarted device model sees the same. A
-   * fixed place per resource slot ran past dom0's p2m (into its vCPUs'
-   * mapping windows) once a frontend's domid was 4 or more — found by
-   * `xgsim sim` on a topology with seven domains.
-   */
-  function freeStealChunk(): number {
-    const used = new Set<number>();
-    for (const f of gpu.frontends) for (const [, r] of table.of(f.domid)) if (r.into >= 0) used.add(r.into);
-    const chunks = Math.floor((gpu.backend_max_pages - gpu.backend_memory_pages) / MAX_BLOB_PAGES);
-    for (let c = 0; c < chunks; c++) {
-      const g = gpu.backend_memory_pages + c * MAX_BLOB_PAGES;
-      if (!used.has(g)) return g;
-    }
-    return -1;
-  }
-
   function command(fe: GpuFrontendEnv, op: number, r: number, a0: number, a1: number): number {
     const i = slotOf(fe.domid, r);
     const cur = table.get(i);
     switch (op) {
       case OP.CREATE_BLOB: {
         if (cur !== undefined || a0 < 1 || a0 > MAX_BLOB_PAGES) return -16;
-        const bar = a1 === 1 && gpu.bar !== undefined && gpu.bar.nr_pages >= MAX_BLOB_PAGES;
-        const backing = bar ? gpu.bar!.base_mfn + ((i * MAX_BLOB_PAGES) % (gpu.bar!.nr_pages - MAX_BLOB_PAGES + 1)) : POOL_GFN + i * MAX_BLOB_PAGES;
-        table.put(i, { pages: a0, bar, backing, at: -1, into: -1, userptr_gfn: -1 });
+        // Only a Map puts a BAR in a guest's p2m; grants and pins share the frontend's own pages.
+        const bar = primitives && a1 === 1 && gpu.bar !== undefined && gpu.bar.nr_pages >= MAX_BLOB_PAGES;
+        const backing = bar ? gpu.bar!.base_mfn + ((i * MAX_BLOB_PAGES) % (gpu.bar!.nr_pages - MAX_BLOB_PAGES + 1)) : ownBacking(i);
+        table.put(i, { pages: a0, bar, backing, at: -1, into: -1, userptr_gfn: -1, handles: [] });
         shared.set(i, RS.CREATED);
         bump(report, bar ? 'blobs_bar' : 'blobs_ram');
         return 0;
       }
       case OP.MAP_BLOB: {
-        if (cur === undefined || cur.into >= 0 || shared.state(i) !== RS.CREATED) return -22;
+        if (cur === undefined || cur.userptr_gfn >= 0 || shared.state(i) !== RS.CREATED) return -22;
         const rc = mapBlob(fe, i, cur, a0);
         return rc;
       }
@@ -246,29 +301,33 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
         shared.set(i, RS.CREATED);
         return 0;
       case OP.CHECK_BLOB: {
-        if (cur === undefined || cur.bar) return -22;
+        if (cur === undefined || cur.bar || shared.state(i) === RS.CREATED) return -22;
+        const data = sharing.dataGfn(bufferOf(shared, i, cur));
+        if (data < 0) return -22;
         let bad = 0;
-        for (let p = 0; p < cur.pages; p++) for (let w = 0; w < CHECK_WORDS; w++) if ((cpu.read32(gfn(cur.backing + p), w * 4) | 0) !== pattern(a0, p, w)) bad++;
+        for (let p = 0; p < cur.pages; p++) for (let w = 0; w < CHECK_WORDS; w++) if ((cpu.read32(gfn(data + p), w * 4) | 0) !== pattern(a0, p, w)) bad++;
         if (bad > 0) bump(report, 'blob_check_mismatch');
         return bad;
       }
       case OP.DESTROY_BLOB:
-        if (cur === undefined || cur.into >= 0) return -22;
+        if (cur === undefined || cur.userptr_gfn >= 0) return -22;
         unmapBlob(i);
         shared.set(i, RS.FREE);
         return 0;
       case OP.CREATE_USERPTR:
         if (cur !== undefined || a1 < 1 || a1 > MAX_BLOB_PAGES) return -16;
-        return createUserptr(fe.domid, i, a0, a1);
+        return primitives ? createUserptr(fe.domid, i, a0, a1) : shareUserptr(fe.domid, i, r, a0, a1);
       case OP.GPU_RUN:
-        if (cur === undefined || cur.into < 0) return -22;
-        runGpu(cur.into, cur.pages, a0);
-        return 0;
+        if (cur === undefined || cur.userptr_gfn < 0) return -22;
+        // Not run (the engine stops with the host): EIO, so the guest does not check what was never written.
+        return runGpu(i, cur.pages, a0) ? 0 : -5;
       case OP.RELEASE_USERPTR:
-        if (cur === undefined || cur.into < 0) return -22;
+        if (cur === undefined || cur.userptr_gfn < 0) return -22;
+        if (!primitives) return unshareUserptr(i);
         return releaseUserptr(fe.domid, i, cur);
       case OP.DISCARD_USERPTR:
-        if (cur === undefined || cur.into < 0) return -22;
+        if (cur === undefined || cur.userptr_gfn < 0) return -22;
+        if (!primitives) return unshareUserptr(i);
         discardUserptr(fe.domid, i, cur);
         return 0;
       default:
@@ -295,7 +354,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
   }
 
   function createUserptr(fe: number, i: number, at: number, pages: number): number {
-    const into = freeStealChunk();
+    const into = freeChunkOf(gpu, table);
     if (into < 0) return -ENOSPC; // dom0 has no room for more stolen pages
     const before = cpu.hc.maximum_reservation(domid(fe));
     const st = cpu.hc.dm_steal(domid(fe), gfn(at), pages, gfn(into));
@@ -304,8 +363,38 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       return st.rc;
     }
     checkQuota(fe, before, -pages);
-    table.put(i, { pages, bar: false, backing: -1, at: -1, into, userptr_gfn: at });
+    table.put(i, { pages, bar: false, backing: -1, at: -1, into, userptr_gfn: at, handles: [] });
     shared.set(i, RS.STOLEN);
+    return 0;
+  }
+
+  /** dom0's own memory behind resource i: its blob pool slot (the lender's pool under lending); none under grants and pins. */
+  function ownBacking(i: number): number {
+    return sharing.design === 'grants' || sharing.design === 'pinned-userptr' ? -1 : POOL_GFN + i * MAX_BLOB_PAGES;
+  }
+
+  /**
+   * A userptr buffer under a design without Steal: dom0 lends memory at
+   * the frontend's gfn (lending), or maps the frontend's own pages (grants,
+   * pins). It is MAPPED like a blob, so dom0's memory pressure may evict it
+   * where the design lets it.
+   */
+  function shareUserptr(fe: number, i: number, res: number, at: number, pages: number): number {
+    const cur: Resource = { pages, bar: false, backing: ownBacking(i), at, into: -1, userptr_gfn: at, handles: [] };
+    const b = bufferOf(shared, i, cur);
+    const rc = sharing.share(fe, res, b);
+    if (rc !== 0) {
+      bump(report, `userptr_share_refused_${-rc}`);
+      return rc;
+    }
+    keep(table, shared, i, cur, b);
+    shared.set(i, RS.MAPPED);
+    return 0;
+  }
+
+  function unshareUserptr(i: number): number {
+    unmapBlob(i);
+    shared.set(i, RS.FREE);
     return 0;
   }
 
@@ -356,26 +445,31 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     if (done !== cur.pages) failed(`free_stolen_done_${done}_of_${cur.pages}`);
   }
 
+  /** Share resource i with the frontend at `at` (the design's share: Map, lend, grant map, pin). */
   function mapBlob(fe: GpuFrontendEnv, i: number, cur: Resource, at: number): number {
-    const src = cur.bar ? ({ kind: 'bar', mfn: cur.backing } as const) : ({ kind: 'ram', gfn: gfn(cur.backing) } as const);
-    const r = cpu.hc.dm_map(domid(fe.domid), src, cur.pages, gfn(at), 'mmio_direct');
-    if (r.rc !== 0) return r.rc;
     cur.at = at;
-    table.put(i, cur);
-    shared.setMapId(i, r.id);
+    const b = bufferOf(shared, i, cur);
+    const rc = sharing.share(fe.domid, i - fe.domid * RES_PER_FE, b);
+    if (rc !== 0) return rc;
+    keep(table, shared, i, cur, b);
     shared.set(i, RS.MAPPED);
     return 0;
   }
 
-  /** Revoke a blob's mapping unless the MMU notifier already did (waits for an eviction in progress). */
+  /** Let go of a resource's sharing unless the MMU notifier already did (waits for an eviction in progress). */
   function unmapBlob(i: number): void {
     for (;;) {
       const st = shared.state(i);
       if (st === RS.MAPPED) {
         if (!shared.cas(i, RS.MAPPED, RS.UNMAPPED)) continue;
-        // Revoke of a mapping it made "never fails for valid arguments" (the seed), whatever became of the frontend.
-        const rc = cpu.hc.dm_revoke({ id: shared.mapId(i) });
-        if (rc !== 0) failed(`unmap_revoke_got_${rc}`);
+        const cur = table.get(i);
+        if (cur === undefined) return;
+        const b = bufferOf(shared, i, cur);
+        const t0 = cpu.now_us();
+        // The adapter checks the answer: Revoke of a mapping dom0 made "never fails for valid arguments" (the seed).
+        sharing.unshare(Math.floor(i / RES_PER_FE), b);
+        lat.push(cpu.now_us() - t0);
+        keep(table, shared, i, cur, b);
         return;
       }
       if (st === RS.EVICTING) continue; // the kernel is revoking it: short, bounded
@@ -383,21 +477,24 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
     }
   }
 
-  function runGpu(into: number, pages: number, value: number): void {
+  /** A GPU job on resource i's pages; the engine looks up where they are when it runs (an eviction may have moved them). */
+  function runGpu(i: number, pages: number, value: number): boolean {
     if (inlineEngine) {
-      gpuWrite(cpu, into, pages, value);
-      return;
+      const cur = table.get(i);
+      if (cur !== undefined) gpuWrite(cpu, sharing.dataGfn(bufferOf(shared, i, cur)), pages, value);
+      return true;
     }
-    cpu.write32(gfn(JOB_GFN), JOB.INTO * 4, into);
+    cpu.write32(gfn(JOB_GFN), JOB.INTO * 4, i);
     cpu.write32(gfn(JOB_GFN), JOB.PAGES * 4, pages);
     cpu.write32(gfn(JOB_GFN), JOB.VALUE * 4, value);
     cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 0, 1);
     while (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) !== 2) {
-      if (cpu.stopping) return; // the engine stops with the host
+      if (cpu.stopping) return false; // the engine stops with the host
       cpu.sleep(0.05);
     }
     cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 2, 0);
     bump(report, 'gpu_runs');
+    return true;
   }
 
   function fault(req: IoreqRequest, fe: GpuFrontendEnv): IoreqAnswer {
@@ -462,7 +559,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       }
       revokeWindow(f, 'released');
       for (const [i, r] of table.of(f.domid)) {
-        if (r.into >= 0) freeStolen(r);
+        if (primitives && r.userptr_gfn >= 0) freeStolen(r);
         else unmapBlob(i);
         shared.set(i, RS.FREE);
       }
@@ -502,21 +599,25 @@ function gpuWrite(cpu: GuestCpu, into: number, pages: number, value: number): vo
  */
 export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = -1, off: readonly string[] = []): Workload {
   const shared = new Shared(cpu);
+  const table = new ResourceTable(cpu, shared);
+  const sharing = sharingFor(cpu, gpu, report, table);
   // Behaviours a swarm seed left out (hypervisor/host/sim/swarm.ts): the GPU engine always runs (the device model waits for it).
   const dma = dmaPeek(cpu, gpu, report, off.includes('dma-peek') ? -1 : dma_gfn);
   const evicts = !off.includes('evictions');
   const tooling = !off.includes('toolstack');
   // The next gfn of the same mapping window: the toolstack's foreign map of dom0's own page would land there.
   const tools = toolstack(cpu, gpu, report, TOOLSTACK_OWN_GFN, dma_gfn < 0 ? -1 : dma_gfn + 1);
-  const lat: number[] = [];
-  report.samples['revoke_us'] = lat;
+  const lat: number[] = (report.samples['revoke_us'] ??= []);
   const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
   let next_us = cpu.now_us() + period_us;
   let last_us = cpu.now_us();
   return {
     step() {
       if (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) === 1) {
-        gpuWrite(cpu, cpu.read32(gfn(JOB_GFN), JOB.INTO * 4), cpu.read32(gfn(JOB_GFN), JOB.PAGES * 4), cpu.read32(gfn(JOB_GFN), JOB.VALUE * 4) | 0);
+        // Where the pages are now: this vCPU's evictions may have migrated them since the job was posted.
+        const i = cpu.read32(gfn(JOB_GFN), JOB.INTO * 4);
+        const cur = table.get(i);
+        if (cur !== undefined) gpuWrite(cpu, sharing.dataGfn(bufferOf(shared, i, cur)), cpu.read32(gfn(JOB_GFN), JOB.PAGES * 4), cpu.read32(gfn(JOB_GFN), JOB.VALUE * 4) | 0);
         cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 1, 2);
         bump(report, 'gpu_jobs');
         return;
@@ -533,23 +634,31 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
       last_us = now;
       next_us = now + period_us;
       if (pressure > 0) bump(report, 'pressure_scans');
-      // Memory pressure: evict one mapped RAM-backed blob of a random frontend.
+      // Memory pressure: evict one shared buffer of a random frontend, if the design lets dom0 (sharing.ts).
       const fe = gpu.frontends[Math.floor(cpu.random() * gpu.frontends.length)];
       if (fe === undefined) return;
       const r0 = Math.floor(cpu.random() * RES_PER_FE);
       for (let k = 0; k < RES_PER_FE; k++) {
         const i = slotOf(fe.domid, (r0 + k) % RES_PER_FE);
         if (shared.state(i) !== RS.MAPPED || !shared.cas(i, RS.MAPPED, RS.EVICTING)) continue;
-        const t0 = cpu.now_us();
-        const rc = cpu.hc.dm_revoke({ id: shared.mapId(i) });
-        lat.push(cpu.now_us() - t0);
-        shared.set(i, RS.EVICTED);
-        bump(report, rc === 0 ? 'evictions' : 'eviction_fail');
-        // Revoke of a mapping this backend made "never fails for valid arguments" (the seed), whatever became of the frontend.
-        if (rc !== 0) {
-          bump(report, `failed_eviction_revoke_got_${rc}`);
-          report.fails++;
+        const cur = table.get(i);
+        if (cur === undefined) {
+          shared.set(i, RS.MAPPED);
+          continue;
         }
+        const b = bufferOf(shared, i, cur);
+        const t0 = cpu.now_us();
+        // The adapter checks the answer: Revoke of a mapping this backend made "never fails for valid arguments" (the seed).
+        const how = sharing.evict(fe.domid, b);
+        if (how === 'refused') {
+          shared.set(i, RS.MAPPED);
+          bump(report, 'evictions_refused');
+          return;
+        }
+        lat.push(cpu.now_us() - t0);
+        keep(table, shared, i, cur, b);
+        shared.set(i, RS.EVICTED);
+        bump(report, 'evictions');
         return;
       }
     },

@@ -12,7 +12,8 @@ import { ENOENT } from '../../hypervisor/public/errno.js';
 import type { GpuFrontendEnv, Workload } from '../workload.js';
 import { bump as count } from '../counters.js';
 import { Sharer, type ShareEnv, type Shared } from './share.js';
-import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, QUEUE_GFN, QUEUE_REF, REG_DOORBELL, REG_QUEUE, REG_STATUS } from './protocol.js';
+import { bufferRef, FrontendSharing } from './sharing.js';
+import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, DESIGN_ATTACKS, MAX_BLOB_PAGES, OP, pattern, QUEUE_GFN, QUEUE_REF, REG_DOORBELL, REG_QUEUE, REG_STATUS } from './protocol.js';
 
 interface Report {
   out: Record<string, number>;
@@ -87,9 +88,11 @@ function share(cpu: GuestCpu, buffers: number): number {
   return Math.max(1, Math.min(RES_PER_VCPU, mine));
 }
 
-export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes, shareEnv?: ShareEnv): Workload {
+export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes, shareEnv?: ShareEnv, design?: string): Workload {
   const drv = new GpuDriver(cpu, env, backend);
-  const sharer = shareEnv !== undefined ? new Sharer(cpu, shareEnv, report) : undefined;
+  const sh = new FrontendSharing(cpu, env, backend, report, design);
+  // The compositor chain re-Maps what it received: a nested Map, the primitives' only.
+  const sharer = shareEnv !== undefined && sh.design === 'primitives' ? new Sharer(cpu, shareEnv, report) : undefined;
   const v = cpu.vcpu as number;
   const nres = share(cpu, sizes.buffers);
   const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
@@ -100,14 +103,16 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
       if (v === 0) sharer?.releaseIfGone();
       const res = v * RES_PER_VCPU + (i++ % nres);
       const pages = 1 + Math.floor(cpu.random() * maxPages);
-      const bar = hasBar && cpu.random() < 0.3;
+      const bar = hasBar && sh.bar && cpu.random() < 0.3;
       if (drv.cmd(OP.CREATE_BLOB, res, pages, bar ? 1 : 0) !== 0) {
         bump(report, 'create_fail');
         return;
       }
-      const at = env.window_gfn + res * MAX_BLOB_PAGES;
+      const at = sh.bufferGfn(res);
+      sh.offer(res, at, pages);
       if (drv.cmd(OP.MAP_BLOB, res, at) !== 0) {
         bump(report, 'map_fail');
+        sh.cancel(res, pages);
         drv.cmd(OP.DESTROY_BLOB, res);
         return;
       }
@@ -151,25 +156,34 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
           }
         }
       }
-      const unmapped = shared !== undefined && sharer !== undefined ? sharer.leave(shared, () => drv.cmd(OP.UNMAP_BLOB, res)) : drv.cmd(OP.UNMAP_BLOB, res);
+      const unmap = (): number => sh.withdraw(res, pages, () => drv.cmd(OP.UNMAP_BLOB, res));
+      const unmapped = shared !== undefined && sharer !== undefined ? sharer.leave(shared, unmap) : unmap();
       if (unmapped !== 0) {
         // Not executed (the device model is going away with the host): nothing to check.
         bump(report, 'unmap_fail');
         drv.cmd(OP.DESTROY_BLOB, res);
         return;
       }
-      // …and nothing after Revoke.
-      cpu.read32(gfn(at), 0);
-      if (cpu.last_access === ACCESS.OK) report.fails++;
-      else bump(report, 'after_revoke_faults');
+      if (sh.ownRam) {
+        // The pages were the guest's all along: it reaches them, with what it drew (dom0 checked it can no longer).
+        const got = cpu.read32(gfn(at), 0) | 0;
+        if (cpu.last_access !== ACCESS.OK || got !== pattern(value, 0, 0)) report.fails++;
+        else bump(report, 'own_pages_kept');
+      } else {
+        // …and nothing after Revoke.
+        cpu.read32(gfn(at), 0);
+        if (cpu.last_access === ACCESS.OK) report.fails++;
+        else bump(report, 'after_revoke_faults');
+      }
       drv.cmd(OP.DESTROY_BLOB, res);
       bump(report, 'frames_rendered');
     },
   };
 }
 
-export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, report: Report, sizes: BufferSizes): Workload {
+export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, report: Report, sizes: BufferSizes, design?: string): Workload {
   const drv = new GpuDriver(cpu, env, backend);
+  const sh = new FrontendSharing(cpu, env, backend, report, design);
   const v = cpu.vcpu as number;
   const nres = share(cpu, sizes.buffers);
   const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
@@ -179,48 +193,75 @@ export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: 
       if (!drv.ready && !drv.init()) return;
       const k = i++ % nres;
       const res = 16 + v * RES_PER_VCPU + k;
-      const buf = 16 + (v * RES_PER_VCPU + k) * MAX_BLOB_PAGES;
-      if (buf + MAX_BLOB_PAGES > cpu.memory_pages) return;
+      // Userptr pages: the guest's RAM (Stolen, granted or pinned), or memory dom0 lends at the gfns (lending).
+      const buf = sh.userptrGfn(res);
+      if (sh.userptrComesBack && buf + MAX_BLOB_PAGES > cpu.memory_pages) return;
       const pages = 1 + Math.floor(cpu.random() * maxPages);
-      for (let p = 0; p < pages; p++) cpu.write32(gfn(buf + p), 0, 0x1badcafe);
+      if (sh.userptrComesBack) for (let p = 0; p < pages; p++) cpu.write32(gfn(buf + p), 0, 0x1badcafe);
+      sh.offer(res, buf, pages);
       const rc = drv.cmd(OP.CREATE_USERPTR, res, buf, pages);
       if (rc !== 0) {
         bump(report, 'userptr_refused');
+        sh.cancel(res, pages);
         return;
       }
       const value = (cpu.random() * 0x7fffffff) | 0;
-      if (drv.cmd(OP.GPU_RUN, res, value) !== 0) bump(report, 'gpu_run_fail');
-      if (drv.cmd(OP.RELEASE_USERPTR, res) !== 0) {
+      const ran = drv.cmd(OP.GPU_RUN, res, value) === 0;
+      if (!ran) bump(report, 'gpu_run_fail');
+      // Lent memory goes back to the lender: the guest checks it while it has it (an eviction
+      // meanwhile faults to dom0, which lends the migrated page again and the read retries).
+      // A job the device never ran (it is going away with the host) wrote nothing to check.
+      const checked = sh.userptrComesBack || (ran && checkSvm(cpu, report, buf, pages, value));
+      if (sh.withdraw(res, pages, () => drv.cmd(OP.RELEASE_USERPTR, res)) !== 0) {
         bump(report, 'release_fail');
         return;
       }
-      // Every word the GPU wrote is what the guest reads after Return.
-      for (let p = 0; p < pages; p++) {
-        for (let w = 0; w < CHECK_WORDS; w++) {
-          if ((cpu.read32(gfn(buf + p), w * 4) | 0) !== pattern(value, p, w)) {
-            report.fails++;
-            return;
-          }
-        }
+      if (!sh.userptrComesBack) {
+        cpu.read32(gfn(buf), 0);
+        if (cpu.last_access === ACCESS.OK) report.fails++; // reclaimed: nothing reaches it any more
+        else bump(report, 'after_revoke_faults');
       }
-      bump(report, 'svm_jobs_checked');
+      // Every word the GPU wrote is what the guest reads after Return (its own pages: granted, pinned, returned).
+      if (checked && (!sh.userptrComesBack || checkSvm(cpu, report, buf, pages, value))) bump(report, 'svm_jobs_checked');
     },
   };
 }
 
+/** Every word the GPU wrote, as the guest reads it; false (and a failure) at the first that differs. */
+function checkSvm(cpu: GuestCpu, report: Report, buf: number, pages: number, value: number): boolean {
+  for (let p = 0; p < pages; p++) {
+    for (let w = 0; w < CHECK_WORDS; w++) {
+      const got = cpu.read32(gfn(buf + p), w * 4) | 0;
+      // An access that became a dropped FAULT (evicted again after every retry) reached nothing: not checked, not failed.
+      if (cpu.last_access !== ACCESS.OK) {
+        bump(report, 'svm_reads_faulted');
+        return false;
+      }
+      if (got !== pattern(value, p, w)) {
+        report.fails++;
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 export const ADVERSARY_ATTACKS = [
   'hypercall-on-mapped', 'balloon-mapped', 'grant-then-steal', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq',
-  'race-revoke', 'die-while-mapped', 'memop-probe', 'steal-reuse',
+  'race-revoke', 'die-while-mapped', 'memop-probe', 'steal-reuse', 'grant-mapped', 'end-while-mapped', 'balloon-pinned',
 ] as const;
+export { DESIGN_ATTACKS } from './protocol.js';
+
 
 /**
  * A hostile frontend: each attack must be refused or harmless. An attack
  * that works counts as a failure (and the invariant checker watches too).
  */
-export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report, dormant = false): Workload {
+export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, attacks: readonly string[], report: Report, dormant = false, design?: string): Workload {
   const drv = new GpuDriver(cpu, env, backend);
+  const sh = new FrontendSharing(cpu, env, backend, report, design);
   const v = cpu.vcpu as number;
-  const list = attacks.length > 0 ? attacks : ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped');
+  const list = attacks.length > 0 ? attacks : (DESIGN_ATTACKS[sh.design] ?? ADVERSARY_ATTACKS.filter((a) => a !== 'die-while-mapped'));
   let i = 0;
   /** Attack runs that use up a gfn for good (memop-probe, steal-reuse), per attack. */
   const probes: Record<string, number> = {};
@@ -229,11 +270,13 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
     bump(report, `succeeded_${name}`);
     report.fails++;
   };
-  /** Create and map a 2-page blob; returns its gfn, or -1. */
+  /** Create and share a 2-page blob as the design does; returns its gfn, or -1. */
   const blob = (res: number): number => {
     if (drv.cmd(OP.CREATE_BLOB, res, 2, 0) !== 0) return -1;
-    const at = env.window_gfn + res * MAX_BLOB_PAGES;
+    const at = sh.bufferGfn(res);
+    sh.offer(res, at, 2);
     if (drv.cmd(OP.MAP_BLOB, res, at) !== 0) {
+      sh.cancel(res, 2);
       drv.cmd(OP.DESTROY_BLOB, res);
       return -1;
     }
@@ -246,10 +289,11 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
    * proves nothing.
    */
   const drop = (res: number): boolean => {
-    let rc = drv.cmd(OP.UNMAP_BLOB, res);
+    const unmap = (): number => sh.withdraw(res, 2, () => drv.cmd(OP.UNMAP_BLOB, res));
+    let rc = unmap();
     for (let k = 0; rc === -5 && k < 100 && !cpu.stopping; k++) {
       cpu.sleep(2);
-      rc = drv.cmd(OP.UNMAP_BLOB, res);
+      rc = unmap();
     }
     drv.cmd(OP.DESTROY_BLOB, res);
     return rc === 0;
@@ -373,6 +417,44 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
           refused(name);
           return;
         }
+        case 'grant-mapped': {
+          // Grant a page dom0 shares into the guest (Map'd or lent) and map the grant itself: refused
+          // (GNTST_bad_page: the design's pages are not the guest's to grant).
+          const at = blob(res);
+          if (at < 0) return;
+          cpu.grants.grant_access(grantRef(198), domid(cpu.domid as number), gfn(at), true);
+          const r = cpu.hc.gnttab_map_grant_ref({ dom: domid(cpu.domid as number), ref: grantRef(198), host_gfn: gfn(env.window_gfn + (RES_PER_FE_SPARE + v) * MAX_BLOB_PAGES), readonly: true });
+          if (r.status === 0) {
+            worked(name);
+            cpu.hc.gnttab_unmap_grant_ref(r.handle);
+          } else refused(name);
+          cpu.grants.end_access(grantRef(198));
+          drop(res);
+          return;
+        }
+        case 'end-while-mapped': {
+          // grants: take a page back while dom0 maps it — refused (GTF_reading/GTF_writing);
+          // a frontend that could would reuse a page its backend still writes (XSA-396's class).
+          const at = blob(res);
+          if (at < 0) return;
+          (cpu.grants.end_access(grantRef(bufferRef(res, 0))) ? worked : refused)(name);
+          // Grant it again for the withdraw below, whichever way it went.
+          cpu.grants.grant_access(grantRef(bufferRef(res, 0)), domid(backend), gfn(at), false);
+          drop(res);
+          return;
+        }
+        case 'balloon-pinned': {
+          // pins: give up a page dom0 pins. Xen takes the gfn (the extent is done) but the frame
+          // stays allocated under dom0's reference until dom0 unpins it; then the guest repopulates.
+          const at = blob(res);
+          if (at < 0) return;
+          const done = cpu.hc.decrease_reservation([gfn(at)]);
+          if (done < 0) failed(report, `memop_errno_${done}`);
+          refused(name); // what it could do wrong (free a frame dom0 maps) is the invariants' to see
+          drop(res);
+          if (done === 1 && cpu.hc.populate_physmap([gfn(at)]) !== 1 && !cpu.stopping) failed(report, 'repopulate_pinned');
+          return;
+        }
         case 'die-while-mapped': {
           if (blob(res) >= 0) {
             bump(report, 'died_while_mapped');
@@ -386,6 +468,9 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
     },
   };
 }
+
+/** The spare blob slot of the window past the adversary's resources (24…27), one per vCPU: grant-mapped's destination. */
+const RES_PER_FE_SPARE = 28;
 
 /** A check of the workload that failed: counted as `failed_<what>` (docs/gpu.md §8) and as a check failure. */
 function failed(report: Report, what: string): void {

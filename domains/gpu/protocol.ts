@@ -48,3 +48,19 @@ export const CHECK_WORDS = 16;
 export function pattern(value: number, page: number, word: number): number {
   return (Math.imul(value ^ 0x9e3779b9, 0x85ebca6b) + page * 977 + word * 31) | 0;
 }
+
+/**
+ * The attacks a hostile frontend plays under each design by default (an
+ * attack list in the topology overrides it): those against what the design
+ * shares (the primitives: every attack of docs/semantics.md §7 but
+ * die-while-mapped, which ends the guest). Under grants and pins the buffer is the guest's own RAM, so
+ * hypercalls on it, ballooning it or faulting on it attack nothing; what a
+ * guest can do there is end access under dom0's map (grants), balloon a
+ * page dom0 pins (pins), and exhaust and flip its grant table.
+ */
+export const DESIGN_ATTACKS: Record<string, readonly string[]> = {
+  primitives: ['grant-then-steal', 'hypercall-on-mapped', 'balloon-mapped', 'flip-grant', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke', 'nested-map-evasion', 'fault-storm', 'memop-probe', 'steal-reuse'],
+  lending: ['hypercall-on-mapped', 'balloon-mapped', 'grant-mapped', 'fault-storm', 'flip-grant', 'nested-map-evasion', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke', 'memop-probe'],
+  grants: ['end-while-mapped', 'flip-grant', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke'],
+  'pinned-userptr': ['balloon-pinned', 'flip-grant', 'exhaust-grants', 'exhaust-maptrack', 'exhaust-ioreq', 'race-revoke'],
+};

@@ -4,8 +4,9 @@
  * long-lived piscina task on its own worker thread.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
-import { RTT_BUCKETS } from '../layout/rtt-hist.js';
+import { RTT_BUCKETS, rttQuantile } from '../layout/rtt-hist.js';
 import '../designs/index.js';
+import { DEFAULT_DESIGN } from '../xen/design.js';
 import { Piscina } from 'piscina';
 import { MAX_DOMAINS, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
 import { p2mPoolPagesFor } from '../layout/p2m.js';
@@ -532,6 +533,18 @@ export class Host {
     // Host-wide p2m work (xen/p2m.ts): superpages split, TLB shootdowns completed.
     out['p2m_splits'] = Atomics.load(this.m.control.w, CTL.P2M_SPLITS);
     out['tlb_shootdowns'] = Atomics.load(this.m.control.w, CTL.TLB_SHOOTDOWNS_DONE);
+    // The costs a design comparison shows (layout/control.ts, counted where the work is done).
+    const costs = {
+      revocations: CTL.REVOCATIONS, revoke_p2m_removed: CTL.REVOKE_P2M_REMOVED, revoke_shootdowns: CTL.REVOKE_SHOOTDOWNS,
+      revoke_vcpus_paused: CTL.REVOKE_VCPUS_PAUSED, revoke_pause_us: CTL.REVOKE_PAUSE_US, revoke_pause_max_us: CTL.REVOKE_PAUSE_MAX_US,
+      revoke_splits: CTL.REVOKE_SPLITS, p2m_removed: CTL.P2M_REMOVED, pinned_peak: CTL.PINNED_PEAK, shared_peak: CTL.SHARED_PEAK,
+      grant_ref_peak: CTL.GRANT_REF_PEAK, maptrack_peak: CTL.MAPTRACK_PEAK,
+    } as const;
+    for (const [k, w] of Object.entries(costs)) out[k] = Atomics.load(this.m.control.w, w);
+    const faults = Array.from(this.m.vcpus.faultRtt, (_, k) => Atomics.load(this.m.vcpus.faultRtt, k));
+    out['fault_rtts'] = faults.reduce((a, c) => a + c, 0);
+    out['fault_us_p50'] = rttQuantile(faults, 0.5);
+    out['fault_us_p99'] = rttQuantile(faults, 0.99);
     return out;
   }
 
@@ -753,6 +766,7 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
     const fes = spec.domains.filter((d) => d.backend === be.domid && GPU_KINDS.has(d.workload.kind));
     if (fes.length === 0) continue;
     out.set(be.domid, {
+      design: spec.design ?? DEFAULT_DESIGN,
       backend: be.domid,
       frontends: fes.map((d) => {
         const window_gfn = Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;

@@ -45,8 +45,33 @@ export const CTL = {
   TLB_SHOOTDOWNS_DONE: 30,
   // Requests a device model's Redis end refused (no or a wrong MAC, what the shared ioreq page does not back; docs/security.md).
   TRANSPORT_REJECTED: 31,
-  WORDS: 32,
+  // The costs a design comparison counts (docs/designs.md "costs"), Atomics.add by whoever does the work:
+  // revocations — a shared page taken from the domain that reaches it: a design's Revoke, a grant unmap,
+  // the removal of a foreign map — and what they cost on the revoking thread (xen/p2m.ts revocationEnd).
+  REVOCATIONS: 32,
+  REVOKE_P2M_REMOVED: 33, // p2m entries removed by revocations
+  REVOKE_SHOOTDOWNS: 34, // TLB shootdowns they did
+  REVOKE_VCPUS_PAUSED: 35, // vCPUs in guest mode a shootdown had to interrupt and wait for (Xen: the IPI'd dirty mask)
+  REVOKE_PAUSE_US: 36, // time waited for them, summed
+  REVOKE_PAUSE_MAX_US: 37, // the longest such wait (a maximum)
+  REVOKE_SPLITS: 38, // superpages split by revocations
+  P2M_REMOVED: 39, // p2m entries removed by anything (p2mRemoveLocked)
+  // Rights to other domains' frames (layout/reach.ts), live and at peak, in pages:
+  PINNED_LIVE: 40, // grant maps and foreign maps: references the frame's owner cannot take back on its own
+  PINNED_PEAK: 41,
+  SHARED_LIVE: 42, // every way a domain reaches a frame it does not own (grant, foreign, Map/lend)
+  SHARED_PEAK: 43,
+  GRANT_REF_PEAK: 44, // highest grant ref + 1 any granter had mapped (its table needs ⌈/512⌉ v1 frames)
+  MAPTRACK_PEAK: 45, // most maptrack handles any domain held at once (⌈/256⌉ maptrack frames)
+  WORDS: 48,
 } as const;
+
+/** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */
+export function atomicMax(w: Int32Array, i: number, v: number): void {
+  for (let cur = Atomics.load(w, i); v > cur; cur = Atomics.load(w, i)) {
+    if (Atomics.compareExchange(w, i, cur, v) === cur) return;
+  }
+}
 
 /** Bits of CTL.IOREQ_NEMESIS. */
 /**

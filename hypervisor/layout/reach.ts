@@ -28,6 +28,7 @@
  * the same (domain, reason) at once may take two slots — `may` and
  * `release` look at every slot. Readers use Atomics.load.
  */
+import { atomicMax, CTL } from './control.js';
 import { expectBytes } from './region.js';
 
 export const REACH = { OWNER: 1, GRANT: 2, FOREIGN: 3, MAP: 4 } as const;
@@ -46,12 +47,26 @@ export class ReachTable {
   static bytes(nr_frames: number): number {
     return nr_frames * WORDS * 4;
   }
+  /**
+   * The machine's control words, where a right other than OWNER is counted
+   * live and at peak (CTL.PINNED_*, CTL.SHARED_*: the costs a design
+   * comparison shows); absent in a table on its own (tests).
+   */
   constructor(
     readonly sab: SharedArrayBuffer,
     readonly nr_frames: number,
+    private readonly ctl?: Int32Array,
   ) {
     expectBytes('reach', sab, ReachTable.bytes(nr_frames));
     this.w = new Int32Array(sab);
+  }
+
+  /** A right of `why` opened (+1) or closed (−1): the gauges of the rights to frames one does not own. */
+  private gauge(why: ReachReason, delta: 1 | -1): void {
+    const c = this.ctl;
+    if (c === undefined || why === REACH.OWNER) return;
+    atomicMax(c, CTL.SHARED_PEAK, Atomics.add(c, CTL.SHARED_LIVE, delta) + delta);
+    if (why === REACH.GRANT || why === REACH.FOREIGN) atomicMax(c, CTL.PINNED_PEAK, Atomics.add(c, CTL.PINNED_LIVE, delta) + delta);
   }
 
   /** d may now reach `mfn`, because of `why`. RAM frames only (a BAR has no frame to watch). */
@@ -71,12 +86,12 @@ export class ReachTable {
           if (!done) s--; // raced: look at this slot again
         }
       }
-      if (done) return;
+      if (done) return this.gauge(why, 1);
       if (empty < 0) {
         Atomics.add(this.w, base + OVER, 1);
-        return;
+        return this.gauge(why, 1);
       }
-      if (Atomics.compareExchange(this.w, base + empty, 0, k | 1) === 0) return;
+      if (Atomics.compareExchange(this.w, base + empty, 0, k | 1) === 0) return this.gauge(why, 1);
     }
   }
 
@@ -90,12 +105,13 @@ export class ReachTable {
         const v = Atomics.load(this.w, base + s);
         if ((v & ~COUNT_MASK) !== k || (v & COUNT_MASK) === 0) break;
         const next = (v & COUNT_MASK) === 1 ? 0 : v - 1;
-        if (Atomics.compareExchange(this.w, base + s, v, next) === v) return;
+        if (Atomics.compareExchange(this.w, base + s, v, next) === v) return this.gauge(why, -1);
       }
     }
     // Not in a slot: it went to OVER when it was granted (or was never
     // granted: OVER going negative shows that as a bug of the oracle's callers).
     Atomics.sub(this.w, base + OVER, 1);
+    this.gauge(why, -1);
   }
 
   /** true: some right lets d reach mfn; false: none does; undefined: rights overflowed, not judged. */

@@ -75,14 +75,26 @@ export class VcpuTable {
   readonly stats: Float64Array;
   /** IOREQ round trips per vCPU slot (layout/rtt-hist.ts), counted by the vCPU's own thread. */
   readonly rtt: Int32Array;
+  /**
+   * FAULT ioreq round trips of every vCPU in one histogram (the fault
+   * service latency a design comparison shows): the vCPU paused on an access
+   * to a revoked or reclaimed gfn until its backend answered. Any vCPU
+   * thread, Atomics.add (faults are rare; no per-vCPU copy).
+   */
+  readonly faultRtt: Int32Array;
   static bytes(): number {
-    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8 + RTT_BUCKETS * 4);
+    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8 + RTT_BUCKETS * 4) + RTT_BUCKETS * 4;
   }
   constructor(readonly sab: SharedArrayBuffer) {
     expectBytes('vcpus', sab, VcpuTable.bytes());
     this.stats = new Float64Array(sab, 0, MAX_VCPUS * STAT.WORDS);
     this.w = new Int32Array(sab, MAX_VCPUS * STAT.WORDS * 8, MAX_VCPUS * VC.WORDS);
     this.rtt = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4), MAX_VCPUS * RTT_BUCKETS);
+    this.faultRtt = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4 + RTT_BUCKETS * 4), RTT_BUCKETS);
+  }
+  /** Count a FAULT ioreq's round trip of `us` µs. */
+  countFaultRtt(us: number): void {
+    Atomics.add(this.faultRtt, rttBucket(us), 1);
   }
   /** Count a round trip of `us` µs for the vCPU in `slot` (its own thread). */
   countRtt(slot: number, us: number): void {

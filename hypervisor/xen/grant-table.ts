@@ -24,6 +24,7 @@ import {
 } from '../public/types.js';
 import { DOM, DS } from '../layout/domains.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
+import { atomicMax, CTL } from '../layout/control.js';
 import { entryMfn, entryType, p2mEntry } from '../layout/p2m.js';
 import { BUG_ON } from '../layout/region.js';
 import type { Machine } from './machine.js';
@@ -339,6 +340,8 @@ function maptrackAlloc(m: Machine, ld: number): number {
   if (h >= 0) {
     mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
     mt[h0 + MT_HDR.INUSE]! += 1;
+    // Xen's maptrack grows a frame at a time as handles are taken and never shrinks: its size is the peak.
+    atomicMax(m.control.w, CTL.MAPTRACK_PEAK, mt[h0 + MT_HDR.INUSE]!);
   }
   m.unlock(lk);
   return h;
@@ -419,6 +422,8 @@ export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantRe
     mt[i + MT.REF] = ref;
     mt[i + MT.HOST_GFN] = op.host_gfn;
     Atomics.store(mt, i + MT.FLAGS, MT_INUSE | GNTMAP_host_map | (op.readonly ? GNTMAP_readonly : 0));
+    // The granter's table must reach this ref (gnttab_grow_table): the frames it needs.
+    atomicMax(m.control.w, CTL.GRANT_REF_PEAK, ref + 1);
     return { status: GNTST_okay, handle: grantHandle(h) };
   } finally {
     putDomain(m, rd);

@@ -31,6 +31,25 @@ import { CTL } from '../layout/control.js';
 import { HC } from '../layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
 import { GIVE } from './schedule.js';
+import { p2mGet, p2mInRange, revocationBegin, revocationEnd } from './p2m.js';
+import { entryType, P2M_HOLE } from '../layout/p2m.js';
+
+/** Run one revocation and count what it cost (xen/p2m.ts revocationEnd: the comparison's costs). */
+function revocation<T>(m: Machine, fn: () => T): T {
+  const before = revocationBegin();
+  try {
+    return fn();
+  } finally {
+    revocationEnd(m, before);
+  }
+}
+
+/** Whether d's gfn holds a foreign map just now (a lock-free look; removeFromPhysmap decides under the lock). */
+function isForeignMap(m: Machine, d: number, gfn: number): boolean {
+  if (!p2mInRange(m, d, gfn)) return false;
+  const e = p2mGet(m, d, gfn);
+  return e !== P2M_HOLE && entryType(e) === P2M.map_foreign;
+}
 
 /** xorshift128+ seeded per vCPU: guests' randomness is replayable. */
 export class Rng {
@@ -313,7 +332,7 @@ export class VcpuContext implements GuestCpu {
       },
       gnttab_unmap_grant_ref: (h: GrantHandle) => {
         this.stat(STAT.GRANT_UNMAPS);
-        return this.hypercall(() => unmapGrantRef(m, d, h), gnt, HC.gnttab_unmap_grant_ref);
+        return this.hypercall(() => revocation(m, () => unmapGrantRef(m, d, h)), gnt, HC.gnttab_unmap_grant_ref);
       },
       gnttab_copy: (op: GrantCopy) => {
         this.stat(STAT.GRANT_COPIES);
@@ -325,7 +344,8 @@ export class VcpuContext implements GuestCpu {
         this.stat(STAT.FOREIGN_MAPS);
         return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg, HC.foreign_map);
       },
-      remove_from_physmap: (at: Gfn) => this.hypercall(() => removeFromPhysmap(m, d, at), neg, HC.remove_from_physmap),
+      // A foreign map's removal is a revocation too (the pinned-userptr design's unpin); RAM's is not, and removes no entry counted as one.
+      remove_from_physmap: (at: Gfn) => this.hypercall(() => (isForeignMap(m, d, at) ? revocation(m, () => removeFromPhysmap(m, d, at)) : removeFromPhysmap(m, d, at)), neg, HC.remove_from_physmap),
       buffer_copy: (dir, gfn, offset, bytes) => {
         this.stat(STAT.COPIES);
         return this.hypercall(() => bufferCopy(m, d, dir, gfn, offset, bytes, this.scratch), neg, HC.buffer_copy);
@@ -342,7 +362,7 @@ export class VcpuContext implements GuestCpu {
       },
       dm_revoke: (target) => {
         this.stat(STAT.REVOKES);
-        return this.hypercall(() => designOf(m).revoke(m, d, target), neg, HC.dm_revoke);
+        return this.hypercall(() => revocation(m, () => designOf(m).revoke(m, d, target)), neg, HC.dm_revoke);
       },
       dm_steal: (fe, gfn, count, into) => {
         this.stat(STAT.STEALS);

@@ -302,6 +302,7 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
     mmu.stat(STAT.IOREQS_DONE);
     const rtt = sched().now_us() - t0_us;
     m.vcpus.countRtt(mmu.slot, rtt);
+    if (type === IOREQ_TYPE.FAULT) m.vcpus.countFaultRtt(rtt);
     return answer;
   } finally {
     if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_DONE, how), seq, 0);

@@ -127,7 +127,7 @@ export class Machine {
     this.log = new InvariantLog(sabs.log);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
     this.ios = new IoreqSlots(sabs.ioreqSlots, this.nd);
-    this.reach = new ReachTable(sabs.reach, c.nr_frames);
+    this.reach = new ReachTable(sabs.reach, c.nr_frames, this.control.w);
     this.trace = sabs.trace !== undefined ? new TraceRegion(sabs.trace) : undefined;
     this.locks = new LockSpace(sabs.locks, this.log, { checking: c.checking });
     this.regions = [this.frames.i32, ...sabs.bars.map((b) => new Int32Array(b.sab))];

@@ -25,7 +25,7 @@
  */
 import { P2M_SUPERPAGE_MAX_LEVEL, P2M_TABLE_ENTRIES, TLB_SHOOTDOWN_BOUND_MS } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
-import { CTL } from '../layout/control.js';
+import { atomicMax, CTL } from '../layout/control.js';
 import { DOM } from '../layout/domains.js';
 import { entryMfn, entryPage, entryType, isTableEntry, LEVEL_SPAN, levelIndex, P2M_HOLE, P2M_REVOKED, PAGE_GEN, POOL, p2mEntry, slotWord, tableEntry } from '../layout/p2m.js';
 import { BUG_ON, HypervisorBug } from '../layout/region.js';
@@ -37,6 +37,22 @@ import { COST, sched } from './platform.js';
 import { tracer } from './trace.js';
 import { P2M_EV } from '../layout/trace.js';
 import { VS } from './vcpu.js';
+
+/**
+ * What this thread's p2m work cost so far (each thread runs its own copy of
+ * this module): hypercalls run on the calling vCPU's thread, so the
+ * difference across one call is that call's own cost, whatever other
+ * threads did meanwhile.
+ */
+interface LocalCosts {
+  removed: number;
+  shootdowns: number;
+  paused: number;
+  pause_us: number;
+  pause_max_us: number;
+  splits: number;
+}
+const local: LocalCosts = { removed: 0, shootdowns: 0, paused: 0, pause_us: 0, pause_max_us: 0, splits: 0 };
 
 /** Where the last walk ended (one per thread): the entry's word and its table's level. */
 export interface Walk {
@@ -186,6 +202,7 @@ function splitSuper(m: Machine, d: number, idx: number, level: number, split: nu
   Atomics.store(m.p2m.w, idx, tableEntry(page));
   split.push(idx);
   Atomics.add(m.control.w, CTL.P2M_SPLITS, 1);
+  local.splits++;
   const tw = tracer;
   if (tw !== null) tw.p2m(P2M_EV.SPLIT, d, level);
   return page;
@@ -320,6 +337,8 @@ export interface RemoveOptions {
 export function p2mRemoveLocked(m: Machine, d: number, gfns: readonly number[], replacement = P2M_HOLE, opts: RemoveOptions = {}): number[] {
   const split: number[] = [];
   const idx = gfns.map((g) => ensureLocked(m, d, g, 1, split));
+  Atomics.add(m.control.w, CTL.P2M_REMOVED, gfns.length);
+  local.removed += gfns.length;
   if (opts.onLeaf !== undefined) gfns.forEach((g, k) => opts.onLeaf!(g, idx[k]!));
   for (const i of idx) Atomics.add(m.p2m.w, i + PAGE_GEN, 1);
   const old = idx.map((i) => Atomics.exchange(m.p2m.w, i, replacement));
@@ -485,6 +504,7 @@ export function tlbShootdown(m: Machine, d: number): void {
     Atomics.sub(m.control.w, CTL.SHOOTDOWNS, 1);
   }
   Atomics.add(m.control.w, CTL.TLB_SHOOTDOWNS_DONE, 1);
+  local.shootdowns++;
   sched().charge(COST.SHOOTDOWN, 1);
   const tw = tracer;
   if (tw !== null) tw.p2m(P2M_EV.SHOOTDOWN, d, 0);
@@ -496,11 +516,17 @@ function waitForAcks(m: Machine, d: number): void {
   const n = m.dom.at(d, DOM.NR_VCPUS);
   const s = sched();
   let deadline_us = 0;
+  let t0_us = -1;
   for (let v = 0; v < n; v++) {
     const slot = base + v;
     for (let i = 0; ; i++) {
       if (m.vcpus.at(slot, VC.STATE) !== VS.GUEST) break;
       if (m.vcpus.at(slot, VC.ACK_EPOCH) - e >= 0) break;
+      // A vCPU in guest mode that has not seen the new epoch: Xen IPIs its pCPU and it exits to ack (paused).
+      if (i === 0) {
+        local.paused++;
+        if (t0_us < 0) t0_us = s.now_us();
+      }
       if ((i & 255) === 255) {
         const now = s.now_us();
         if (deadline_us === 0) deadline_us = now + TLB_SHOOTDOWN_BOUND_MS * 1000;
@@ -511,6 +537,35 @@ function waitForAcks(m: Machine, d: number): void {
       s.relax(i);
     }
   }
+  if (t0_us >= 0) {
+    const waited_us = s.now_us() - t0_us;
+    local.pause_us += waited_us;
+    local.pause_max_us = Math.max(local.pause_max_us, waited_us);
+  }
+}
+
+
+/** Start counting a revocation on this thread (a design's Revoke, a grant unmap, a foreign map's removal). */
+export function revocationBegin(): LocalCosts {
+  local.pause_max_us = 0;
+  return { ...local };
+}
+
+/**
+ * End it: one revocation and what it cost, added to the machine's counters
+ * (CTL.REVOCATIONS …) — if it took anything away (a Revoke of what an
+ * eviction or a teardown already revoked removes no entry and is not counted).
+ */
+export function revocationEnd(m: Machine, before: LocalCosts): void {
+  if (local.removed === before.removed) return;
+  const w = m.control.w;
+  Atomics.add(w, CTL.REVOCATIONS, 1);
+  Atomics.add(w, CTL.REVOKE_P2M_REMOVED, local.removed - before.removed);
+  Atomics.add(w, CTL.REVOKE_SHOOTDOWNS, local.shootdowns - before.shootdowns);
+  Atomics.add(w, CTL.REVOKE_VCPUS_PAUSED, local.paused - before.paused);
+  Atomics.add(w, CTL.REVOKE_PAUSE_US, Math.round(local.pause_us - before.pause_us));
+  Atomics.add(w, CTL.REVOKE_SPLITS, local.splits - before.splits);
+  atomicMax(w, CTL.REVOKE_PAUSE_MAX_US, Math.round(local.pause_max_us));
 }
 
 export { BUGS };

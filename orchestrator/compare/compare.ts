@@ -11,9 +11,9 @@
  * (largest) of the seeds' own percentiles, so a cell never looks better
  * than its worst seed.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DESIGN_NEUTRAL_WORKLOADS, parseTopology } from '../config/topology.js';
+import { parseTopology } from '../config/topology.js';
 import { loadComparePlan, type CompareDesign, type ComparePlan, type CompareWorkload } from '../config/compare.js';
 import { bugNames, parseBuggify } from '../../hypervisor/xen/buggify.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
@@ -22,47 +22,39 @@ import { hostSpecOf } from '../up/host-spec.js';
 import { pcpusOf } from '../up/run-flags.js';
 import { summarize, type Summary } from '../up/summary.js';
 import { runHost } from '../up/up.js';
+import { runSim } from '../../hypervisor/host/sim/run.js';
 import { scenarioCommand } from '../scenario/command.js';
+import { DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
+import { formatCompareTable } from './table.js';
+import { cellKey, writeComparePage } from './report.js';
+import { commandLine, savedRunOf } from '../up/outputs.js';
+import type { SavedRun } from '../report/saved-run.js';
+import { UsageError } from '../errors.js';
+import type { CompareCell, CompareReport } from './types.js';
+
+export type { CompareCell, CompareReport, Safety } from './types.js';
+export { COMPARE_COLUMNS, compareLegend, compareRows, compareTitle, formatCompareTable } from './table.js';
 
 export interface CompareOptions {
   json?: boolean;
   report?: string;
   /** XGSIM_BUGGIFY's bits, applied to every cell on top of a variant's own. */
   buggify: number;
+  /**
+   * Run each threaded cell in the deterministic simulator instead (`--sim`):
+   * this many scheduling decisions per seed, no chaos, no liveness tail, the
+   * topology's full mix. The same plan and seed give the same table.
+   */
+  sim_steps?: number;
   quiet?: boolean;
 }
 
-export type Safety = 'safe' | 'UNSAFE' | 'unknown' | 'n/a';
-
-export interface CompareCell {
-  /** The plan's name for the design (a variant's own name). */
-  design: string;
-  /** The registered design it runs (docs/designs.md). */
-  base_design: string;
-  workload: string;
-  buggify: string[];
-  safety: Safety;
-  /** Threaded runs (one per seed), or refusal scenarios run. */
-  runs: number;
-  /** Invariants (or scenarios) that failed, with their violation counts. */
-  failed: Record<string, number>;
-  violations: number;
-  revoke_us: { p50: number; p99: number; max: number };
-  duration_ms: number;
-  costs: Record<string, number>;
-  /** Why a cell was not run (n/a), or what went wrong. */
-  note: string;
-}
-
-export interface CompareReport {
-  plan: string;
-  seeds: readonly number[];
-  duration_ms: number;
-  cells: CompareCell[];
-}
-
-/** The costs a cell sums from its runs' summaries (orchestrator/up/summary.ts `ops`). */
-export const COST_KEYS = ['workload_ops', 'gpu_commands', 'svm_jobs_checked', 'map', 'revoke', 'tlb_shootdown', 'p2m_split', 'grant_map', 'foreign_map', 'evictions', 'fault', 'guest_faults', 'hypercall_errors'] as const;
+/** The counts a cell sums from its runs' summaries (orchestrator/up/summary.ts `ops`). */
+export const COST_KEYS = ['workload_ops', 'gpu_commands', 'blobs_checked', 'svm_jobs_checked', 'attacks_refused', 'map', 'revoke', 'tlb_shootdown', 'p2m_split', 'grant_map', 'foreign_map', 'evictions', 'fault', 'guest_faults', 'hypercall_errors'] as const;
+/** …and from their `costs` (counted by the hypervisor, summary.ts Costs): sums. */
+export const SUMMED_COSTS = ['revocations', 'revoke_p2m_removed', 'revoke_shootdowns', 'revoke_vcpus_paused', 'revoke_pause_us', 'revoke_splits', 'p2m_removed', 'faults_served', 'evictions_refused', 'end_access_refused'] as const;
+/** …maxima over seeds. */
+export const PEAK_KEYS = ['revoke_pause_max_us', 'pinned_peak_pages', 'shared_peak_pages', 'grant_ref_peak', 'grant_frames', 'maptrack_peak', 'maptrack_frames'] as const;
 
 /**
  * The primitives' refusal scenarios: they predate the design-* names
@@ -73,27 +65,37 @@ const PRIMITIVES_REFUSALS = ['map-ram-roundtrip', 'lifecycle-destroy-backend-wit
 
 export async function compare(file: string, o: CompareOptions): Promise<{ exitCode: number; report: CompareReport }> {
   const plan = loadComparePlan(file);
+  if (o.report !== undefined) {
+    try {
+      mkdirSync(o.report, { recursive: true });
+    } catch (e) {
+      throw new UsageError(`--report ${o.report}: cannot create the directory (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
   const cells: CompareCell[] = [];
+  // With --report: each threaded cell's first seed, kept with its timeline's aggregates for the plots.
+  const runs = new Map<string, SavedRun>();
+  const keep = o.report !== undefined ? (d: CompareDesign, w: CompareWorkload, run: SavedRun): void => void runs.set(cellKey(d.name, w.name), run) : undefined;
   const say = (s: string): void => {
     if (o.quiet !== true && o.json !== true) process.stderr.write(`${s}\n`);
   };
-  say(`xgsim compare ${file}: ${plan.designs.length} designs × ${plan.workloads.length} workloads, seeds ${plan.seeds.join(', ')}, ${plan.duration_ms} ms per threaded run`);
+  const how = o.sim_steps !== undefined ? `${o.sim_steps} simulated steps per run (deterministic simulator)` : `${plan.duration_ms} ms per threaded run`;
+  say(`xgsim compare ${file}: ${plan.designs.length} designs × ${plan.workloads.length} workloads, seeds ${plan.seeds.join(', ')}, ${how}`);
   for (const d of plan.designs) {
     for (const w of plan.workloads) {
       const bits = o.buggify | parseBuggify(d.buggify.join(','));
-      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : await threadedCell(plan, d, w, bits);
+      const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : o.sim_steps !== undefined ? await simCell(plan, d, w, bits, o.sim_steps, keep) : await threadedCell(plan, d, w, bits, keep);
       say(`  ${d.name} × ${w.name}: ${cell.safety}${cell.note !== '' ? ` (${cell.note})` : ''}`);
       cells.push(cell);
     }
   }
-  const report: CompareReport = { plan: plan.name, seeds: plan.seeds, duration_ms: plan.duration_ms, cells };
+  const report: CompareReport = { plan: plan.name, seeds: plan.seeds, duration_ms: plan.duration_ms, ...(o.sim_steps !== undefined ? { sim_steps: o.sim_steps } : {}), cells };
   const table = formatCompareTable(report);
   if (o.json === true) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${table}\n`);
   if (o.report !== undefined) {
-    mkdirSync(o.report, { recursive: true });
-    writeFileSync(join(o.report, 'compare.json'), `${JSON.stringify(report, null, 2)}\n`);
-    writeFileSync(join(o.report, 'compare.txt'), `${table}\n`);
+    const index = writeComparePage(o.report, report, runs, commandLine());
+    say(`report: ${index}`);
   }
   // A design as shipped (no bug switched on) that comes out unsafe is a finding; an unsafe variant being unsafe is the point.
   const bad = cells.some((c) => c.buggify.length === 0 && (c.safety === 'UNSAFE' || c.safety === 'unknown'));
@@ -101,24 +103,31 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
 }
 
 function emptyCell(d: CompareDesign, w: CompareWorkload, bits: number): CompareCell {
-  return { design: d.name, base_design: d.design, workload: w.name, buggify: bugNames(bits), safety: 'n/a', runs: 0, failed: {}, violations: 0, revoke_us: { p50: 0, p99: 0, max: 0 }, duration_ms: 0, costs: {}, note: '' };
+  return {
+    design: d.name, base_design: d.design, workload: w.name, buggify: bugNames(bits), safety: 'n/a', runs: 0, failed: {}, violations: 0,
+    revoke_us: { p50: 0, p99: 0, max: 0 }, fault_us: { p50: 0, p99: 0 }, reclaim_us: { p50: 0, p99: 0, max: 0 }, duration_ms: 0, costs: {}, note: '',
+  };
 }
 
-/** The topology a threaded cell runs: dom0 (with a virtio-gpu for the GPU kinds) and `guests` frontends running the workload. */
+/**
+ * The topology a threaded cell runs: dom0 (with a virtio-gpu for the GPU
+ * kinds, its MMU notifier evicting at the workload's rate) and `guests`
+ * frontends running the workload — under `pressure`, alternately render
+ * and compute-svm.
+ */
 export function cellTopology(design: string, w: CompareWorkload): string {
   const gpu = w.kind !== 'idle' && w.kind !== 'grant-ping';
-  const work = w.kind === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : w.kind === 'adversary' ? '{ kind: adversary }' : `{ kind: ${w.kind}${gpu ? ', buffers: 4, buffer_pages: 4' : ''} }`;
-  const dom0 = gpu ? '  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB }] }' : '  - { name: dom0, vcpus: 1 }';
-  const guests = Array.from({ length: w.guests }, (_, i) => `  - { name: g${i + 1}, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: ${work} }`);
+  const kindOf = (i: number): string => (w.kind === 'pressure' ? (i % 2 === 0 ? 'render' : 'compute-svm') : w.kind);
+  // The adversary plays the design's attacks (domains/gpu/protocol.ts), never die-while-mapped: a dead guest loads nothing.
+  const attacks = `[${(DESIGN_ATTACKS[design] ?? []).join(', ')}]`;
+  const work = (k: string): string => (k === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : k === 'adversary' ? `{ kind: adversary, attacks: ${attacks} }` : `{ kind: ${k}${gpu ? ', buffers: 4, buffer_pages: 4' : ''} }`);
+  const dom0 = gpu ? `  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: ${w.evictions_per_s} }] }` : '  - { name: dom0, vcpus: 1 }';
+  const guests = Array.from({ length: w.guests }, (_, i) => `  - { name: g${i + 1}, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: ${work(kindOf(i))} }`);
   return [`name: compare-${design}-${w.name}`, `design: ${design}`, 'host: { frames: 8192 }', 'domains:', dom0, ...guests, ''].join('\n');
 }
 
-async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number): Promise<CompareCell> {
+async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
   const cell = emptyCell(d, w, bits);
-  if (d.design !== DEFAULT_DESIGN && !(DESIGN_NEUTRAL_WORKLOADS as readonly string[]).includes(w.kind)) {
-    cell.note = `no ${d.design} adapter for ${w.kind} yet`;
-    return cell;
-  }
   if (w.kind === 'grant-ping' && w.guests < 2) {
     cell.note = 'grant-ping needs 2 guests';
     return cell;
@@ -127,10 +136,54 @@ async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkl
   const pcpus = pcpusOf(plan.pcpus ?? topo.host.pcpus);
   const sums: Summary[] = [];
   for (const seed of plan.seeds) {
-    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: bits, check_interval_ms: 100, pcpus }), transport: { kind: 'ring' as const } };
-    sums.push(summarize(await runHost(spec, plan.duration_ms, { quiet: true }), { seed, transport: 'ring', buggify: cell.buggify }));
+    const first = keep !== undefined && sums.length === 0;
+    // The first seed's timeline, aggregates only (no events kept), for the report's plots.
+    const timeline = first ? { trace: true, trace_max_events: 0 } : {};
+    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: bits, check_interval_ms: 100, pcpus }), transport: { kind: 'ring' as const }, ...timeline };
+    const hr = await runHost(spec, plan.duration_ms, { quiet: true });
+    const summary = summarize(hr, { seed, transport: 'ring', buggify: cell.buggify });
+    if (first) keep(d, w, savedRunOf({ report: hr, summary, replay: null, command: `xgsim compare: ${d.name} × ${w.name}, seed ${seed}` }));
+    sums.push(summary);
   }
   return foldRuns(cell, sums);
+}
+
+/**
+ * A cell in the deterministic simulator (hypervisor/host/sim/run.ts): the
+ * same topology, every vCPU an actor on one thread, `steps` decisions per
+ * seed, with chaos, the liveness tail and swarm testing off so that each
+ * design runs the same mix. Its figures are simulated time; a run the
+ * simulator could not go on with (`stuck`, docs/sim.md) is `unknown`.
+ */
+/** The running checker's period in a simulated cell, in decisions: often, since a cell is short and states like a cleared grant flag last only a few steps. */
+const SIM_CHECK_EVERY_STEPS = 50;
+
+async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, steps: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
+  const cell = emptyCell(d, w, bits);
+  if (w.kind === 'grant-ping' && w.guests < 2) {
+    cell.note = 'grant-ping needs 2 guests';
+    return cell;
+  }
+  const topo = parseTopology(cellTopology(d.design, w), `compare:${d.name}×${w.name}`);
+  const sums: Summary[] = [];
+  let stuck = false;
+  for (const seed of plan.seeds) {
+    const spec = hostSpecOf(topo, { seed, checking: true, buggify: bits, check_interval_ms: 0 });
+    const r = await runSim(spec, { seed, steps, chaos: false, liveness: false, swarm: false, check_every_steps: SIM_CHECK_EVERY_STEPS });
+    const summary = summarize(r.report, { seed, transport: 'sim', buggify: cell.buggify });
+    summary.duration_ms = Math.round(r.sim_us / 1000);
+    if (r.verdict === 'fail' && summary.verdict === 'pass') summary.verdict = 'fail';
+    if (r.verdict === 'stuck') stuck = true;
+    // The report's plots of a simulated cell: its summary and IOREQ histogram (no timeline is recorded in the simulator).
+    if (keep !== undefined && sums.length === 0) keep(d, w, savedRunOf({ report: r.report, summary, replay: null, command: `xgsim compare --sim ${steps}: ${d.name} × ${w.name}, seed ${seed}` }));
+    sums.push(summary);
+  }
+  foldRuns(cell, sums);
+  if (stuck && cell.safety === 'safe') {
+    cell.safety = 'unknown';
+    cell.note = 'the simulator could not go on (stuck)';
+  }
+  return cell;
 }
 
 function foldRuns(cell: CompareCell, sums: readonly Summary[]): CompareCell {
@@ -143,6 +196,12 @@ function foldRuns(cell: CompareCell, sums: readonly Summary[]): CompareCell {
     cell.revoke_us = { p50: Math.max(cell.revoke_us.p50, s.revoke_us.p50), p99: Math.max(cell.revoke_us.p99, s.revoke_us.p99), max: Math.max(cell.revoke_us.max, s.revoke_us.max) };
     cell.duration_ms += s.duration_ms;
     for (const k of COST_KEYS) cell.costs[k] = (cell.costs[k] ?? 0) + (s.ops[k] ?? 0);
+    const c = s.costs;
+    if (c === undefined) continue;
+    for (const k of SUMMED_COSTS) cell.costs[k] = (cell.costs[k] ?? 0) + c[k];
+    for (const k of PEAK_KEYS) cell.costs[k] = Math.max(cell.costs[k] ?? 0, c[k]);
+    cell.fault_us = { p50: Math.max(cell.fault_us.p50, c.fault_us.p50), p99: Math.max(cell.fault_us.p99, c.fault_us.p99) };
+    cell.reclaim_us = { p50: Math.max(cell.reclaim_us.p50, c.reclaim_us.p50), p99: Math.max(cell.reclaim_us.p99, c.reclaim_us.p99), max: Math.max(cell.reclaim_us.max, c.reclaim_us.max) };
   }
   const verdicts = sums.map((s) => s.verdict);
   cell.safety = verdicts.includes('fail') ? 'UNSAFE' : verdicts.every((v) => v === 'pass') ? 'safe' : 'unknown';
@@ -174,23 +233,3 @@ async function refusalsCell(d: CompareDesign, w: CompareWorkload, bits: number):
   return cell;
 }
 
-const fmtLat = (c: CompareCell): string => (c.revoke_us.max === 0 ? '-' : `${c.revoke_us.p50}/${c.revoke_us.p99}/${c.revoke_us.max}`);
-const perRevoke = (c: CompareCell, k: string): string => ((c.costs['revoke'] ?? 0) === 0 ? '-' : ((c.costs[k] ?? 0) / c.costs['revoke']!).toFixed(1));
-
-/** One aligned table, a row per design × workload. */
-export function formatCompareTable(r: CompareReport): string {
-  const head = ['design', 'workload', 'runs', 'safety', 'failed (violations)', 'revoke µs p50/p99/max', 'jobs/s', 'revokes', 'shootdowns/revoke', 'p2m splits', 'maps', 'grant maps', 'foreign maps', 'evictions', 'faults'];
-  const rows = r.cells.map((c) => {
-    const failed = Object.entries(c.failed).map(([k, v]) => `${k}(${v})`).join(' ') || '-';
-    const threaded = c.safety !== 'n/a' && c.workload !== 'refusals' && Object.keys(c.costs).length > 0;
-    const n = (k: string): string => (threaded ? String(c.costs[k] ?? 0) : '-');
-    const jobs = (c.costs['workload_ops'] ?? 0) + (c.costs['gpu_commands'] ?? 0);
-    const rate = threaded && c.duration_ms > 0 ? Math.round((jobs * 1000) / c.duration_ms).toString() : '-';
-    return [c.buggify.length > 0 ? `${c.design}*` : c.design, c.workload, String(c.runs), c.safety === 'n/a' ? `n/a: ${c.note}` : c.safety, failed, threaded ? fmtLat(c) : '-', rate, n('revoke'), threaded ? perRevoke(c, 'tlb_shootdown') : '-', n('p2m_split'), n('map'), n('grant_map'), n('foreign_map'), n('evictions'), n('fault')];
-  });
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cols: readonly string[]): string => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  const title = `compare ${r.plan}: seeds ${r.seeds.join(', ')}, ${r.duration_ms} ms per threaded run; counts summed over seeds, latencies the worst seed's; refusals: the design's refusal scenarios; jobs: workload operations + GPU commands`;
-  const variants = [...new Map(r.cells.filter((c) => c.buggify.length > 0).map((c) => [c.design, c.buggify.join(',')])).entries()].map(([d, b]) => `  ${d}*: XGSIM_BUGGIFY=${b}`);
-  return [title, line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ...(variants.length > 0 ? ['unsafe variants (* above):', ...variants] : [])].join('\n');
-}

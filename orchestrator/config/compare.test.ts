@@ -16,17 +16,27 @@ const errorOf = (text: string): string => {
 const base = ['name: p', 'duration: 1s', 'seeds: [1, 2]'];
 
 describe('comparison plans', () => {
-  it('loads examples/compare/designs-smoke.yaml: every design, its unsafe variant, the refusals', () => {
-    const p = loadComparePlan('examples/compare/designs-smoke.yaml');
+  it.each([['designs-smoke'], ['gpu']])('loads examples/compare/%s.yaml: every design, its unsafe variant, the refusals', (name) => {
+    const p = loadComparePlan(`examples/compare/${name}.yaml`);
     expect(p.designs.map((d) => d.design)).toEqual(expect.arrayContaining(['primitives', 'grants', 'pinned-userptr', 'lending']));
     for (const d of ['primitives', 'grants', 'pinned-userptr', 'lending']) expect(p.designs.some((x) => x.design === d && x.buggify.length > 0), d).toBe(true);
     expect(p.workloads.map((w) => w.kind)).toContain('refusals');
   });
 
+  it('examples/compare/gpu.yaml: ≥ 4 designs × ≥ 3 GPU workloads, the pressure storm among them', () => {
+    const p = loadComparePlan('examples/compare/gpu.yaml');
+    expect(new Set(p.designs.map((d) => d.design)).size).toBeGreaterThanOrEqual(4);
+    const gpu = p.workloads.filter((w) => ['render', 'compute-svm', 'adversary', 'pressure'].includes(w.kind));
+    expect(gpu.length).toBeGreaterThanOrEqual(3);
+    expect(p.workloads.find((w) => w.kind === 'pressure')?.evictions_per_s).toBe(2000);
+  });
+
   it('names designs by their design, variants by their own name, workloads by their kind', () => {
     const p = parse([...base, 'designs: [lending, { design: lending, name: bad, buggify: [lending-revoke-skip-flush] }]', 'workloads: [{ kind: grant-ping }, { kind: refusals, name: r }]'].join('\n'));
     expect(p.designs).toEqual([{ name: 'lending', design: 'lending', buggify: [] }, { name: 'bad', design: 'lending', buggify: ['lending-revoke-skip-flush'] }]);
-    expect(p.workloads).toEqual([{ name: 'grant-ping', kind: 'grant-ping', guests: 2 }, { name: 'r', kind: 'refusals', guests: 2 }]);
+    expect(p.workloads).toEqual([{ name: 'grant-ping', kind: 'grant-ping', guests: 2, evictions_per_s: 0 }, { name: 'r', kind: 'refusals', guests: 2, evictions_per_s: 0 }]);
+    const r = parse([...base, 'designs: [grants]', 'workloads: [{ kind: render }, { kind: pressure, name: storm, evictions_per_s: 500 }]'].join('\n'));
+    expect(r.workloads.map((w) => [w.name, w.evictions_per_s])).toEqual([['render', 100], ['storm', 500]]);
     expect(p.duration_ms).toBe(1000);
   });
 

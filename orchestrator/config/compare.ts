@@ -20,10 +20,14 @@
  *   variant", which the table must show unsafe). The plan's variants add to
  *   the bugs of XGSIM_BUGGIFY, which apply to every cell.
  * - A workload is a kind the topology knows (idle, grant-ping, render,
- *   compute-svm, adversary) run by `guests` frontends of dom0, or
- *   `refusals`: the design's refusal scenarios, run as `xgsim scenario`
- *   runs them. A design that cannot run a kind (docs/designs.md: only the
- *   primitives have GPU adapters yet) gets "n/a" in that cell, not a run.
+ *   compute-svm, adversary) run by `guests` frontends of dom0; `pressure`:
+ *   a memory-pressure storm in dom0 (its MMU notifier evicting at
+ *   `evictions_per_s`, default 2000/s) under guests that alternate render
+ *   and compute-svm; or `refusals`: the design's refusal scenarios, run as
+ *   `xgsim scenario` runs them. Every design runs every kind, each sharing
+ *   buffers through its own adapter (domains/gpu/sharing.ts).
+ * - `evictions_per_s` (GPU kinds): dom0's memory pressure; default 100/s
+ *   for render and compute-svm (blob eviction), 20/s for the adversary.
  * - Names (a design's `name`, a workload's `name`, default its kind) are
  *   unique: they are the table's rows and columns.
  */
@@ -33,7 +37,9 @@ import { BUG_NAMES } from '../../hypervisor/xen/buggify.js';
 import { duration, ident, int, list, obj, oneOf, pcpus, type PcpuChoice } from './fields.js';
 import { errorAt, readYamlFile, validate, type YamlSource } from './load.js';
 
-export const COMPARE_WORKLOAD_KINDS = ['idle', 'grant-ping', 'render', 'compute-svm', 'adversary', 'refusals'] as const;
+export const COMPARE_WORKLOAD_KINDS = ['idle', 'grant-ping', 'render', 'compute-svm', 'adversary', 'pressure', 'refusals'] as const;
+/** dom0's MMU-notifier evictions per second in a cell, by kind, unless the plan says (`evictions_per_s`): a `pressure` cell is a storm. */
+export const DEFAULT_CELL_EVICTIONS_PER_S: Record<string, number> = { render: 100, 'compute-svm': 100, adversary: 20, pressure: 2000 };
 export type CompareWorkloadKind = (typeof COMPARE_WORKLOAD_KINDS)[number];
 /** A cell runs at most this long: a comparison is many short runs (the plan's total is printed before it starts). */
 export const MAX_COMPARE_DURATION_MS = 5 * 60_000;
@@ -51,6 +57,8 @@ export interface CompareWorkload {
   readonly name: string;
   readonly kind: CompareWorkloadKind;
   readonly guests: number;
+  /** dom0's memory pressure: MMU-notifier evictions per second (GPU kinds; default DEFAULT_CELL_EVICTIONS_PER_S). */
+  readonly evictions_per_s: number;
 }
 export interface ComparePlan {
   readonly name: string;
@@ -73,14 +81,17 @@ const schema = obj({
   seeds: list(int({ min: 0, max: 2 ** 31 - 1 }), { min: 1, max: MAX_COMPARE_SEEDS }),
   pcpus: pcpus(MAX_PCPUS).optional(),
   designs: list(designEntry, { min: 1, max: MAX_COMPARE_ENTRIES }),
-  workloads: list(obj({ kind: oneOf(COMPARE_WORKLOAD_KINDS, 'workload kind'), name: ident().optional(), guests: int({ min: 1, max: MAX_COMPARE_GUESTS }).optional() }), { min: 1, max: MAX_COMPARE_ENTRIES }),
+  workloads: list(
+    obj({ kind: oneOf(COMPARE_WORKLOAD_KINDS, 'workload kind'), name: ident().optional(), guests: int({ min: 1, max: MAX_COMPARE_GUESTS }).optional(), evictions_per_s: int({ min: 0, max: 100_000 }).optional() }),
+    { min: 1, max: MAX_COMPARE_ENTRIES },
+  ),
 });
 
 export function parseComparePlan(src: YamlSource): ComparePlan {
   const raw = validate(src, schema);
   if (raw.duration < 1 || raw.duration > MAX_COMPARE_DURATION_MS) throw errorAt(src, ['duration'], `must be between 1ms and ${MAX_COMPARE_DURATION_MS / 60_000}m, got ${raw.duration}ms`);
   const designs = raw.designs.map((d): CompareDesign => ({ name: d.name ?? d.design, design: d.design, buggify: d.buggify ?? [] }));
-  const workloads = raw.workloads.map((w): CompareWorkload => ({ name: w.name ?? w.kind, kind: w.kind, guests: w.guests ?? 2 }));
+  const workloads = raw.workloads.map((w): CompareWorkload => ({ name: w.name ?? w.kind, kind: w.kind, guests: w.guests ?? 2, evictions_per_s: w.evictions_per_s ?? DEFAULT_CELL_EVICTIONS_PER_S[w.kind] ?? 0 }));
   unique(src, 'designs', designs.map((d) => d.name));
   unique(src, 'workloads', workloads.map((w) => w.name));
   const seen = new Set<number>();

@@ -33,10 +33,11 @@
  *   means the seed's primitives (xen/design.ts DEFAULT_DESIGN), and the
  *   normalized topology then has no `design` key, so a topology written
  *   before designs existed normalizes as it did. The GPU workloads (`render`,
- *   `compute-svm`, `viewer`, `adversary`) share through the primitives'
- *   Map/Revoke/Steal; under another design they are refused until that
- *   design's sharing adapter exists (docs/designs.md), rather than run to
- *   a stream of EOPNOTSUPP. `idle` and `grant-ping` need no design.
+ *   `compute-svm`, `adversary`) share buffers through the design's adapter
+ *   (domains/gpu/sharing.ts); the compositor chain (`viewer`, `render`
+ *   with `share_with`) re-Maps what it received, a nested Map only the
+ *   primitives have, so under another design it is refused here rather
+ *   than run to a stream of EOPNOTSUPP. `idle` and `grant-ping` need no design.
  * - `render` `share_with: <viewer>` names a frontend whose backend is the
  *   render domain; `viewer` runs on a frontend whose backend runs `render`
  *   with `share_with` naming it.
@@ -44,7 +45,7 @@
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
-import { DEFAULT_EVICTIONS_PER_S } from '../../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
 import { bool, duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
@@ -79,13 +80,21 @@ export const ATTACKS = [
   'fault-storm',
   'memop-probe',
   'steal-reuse',
+  // Against the other designs' sharing (domains/gpu/protocol.ts DESIGN_ATTACKS):
+  'grant-mapped',
+  'end-while-mapped',
+  'balloon-pinned',
 ] as const;
 export type AttackName = (typeof ATTACKS)[number];
+const DESIGN_ONLY_ATTACKS: ReadonlySet<string> = new Set(['grant-mapped', 'end-while-mapped', 'balloon-pinned']);
 
 export const WORKLOAD_KINDS = ['idle', 'render', 'compute-svm', 'adversary', 'grant-ping', 'viewer'] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
-/** The workloads every design runs: they use the grant table and memory ops only, no dm_op. */
-export const DESIGN_NEUTRAL_WORKLOADS = ['idle', 'grant-ping'] as const satisfies readonly WorkloadKind[];
+/**
+ * The GPU workloads share through each design's adapter (domains/gpu/sharing.ts); only the compositor chain
+ * (`viewer`, a `render` with `share_with`) needs the primitives' nested Map.
+ */
+export const PRIMITIVES_ONLY_WORKLOADS = ['viewer'] as const satisfies readonly WorkloadKind[];
 
 export const DEVICE_KINDS = ['virtio-gpu'] as const;
 export type DeviceKind = (typeof DEVICE_KINDS)[number];
@@ -388,7 +397,8 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
         gpuBuffers(i, w);
         return { kind: 'compute-svm', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy };
       case 'adversary': {
-        const attacks = w.attacks ?? [...ATTACKS];
+        // Absent: every attack against the primitives (§7's), the design's own against another design.
+        const attacks = w.attacks ?? (raw.design === undefined || raw.design === DEFAULT_DESIGN ? ATTACKS.filter((a) => !DESIGN_ONLY_ATTACKS.has(a)) : (DESIGN_ATTACKS[raw.design] as readonly AttackName[]));
         const seen = new Set<string>();
         attacks.forEach((a, j) => {
           if (seen.has(a)) fail(p('attacks', j), `attack \`${a}\` is listed twice`);
@@ -439,8 +449,8 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
   // Workloads a design other than the primitives can run (see the header).
   if (raw.design !== undefined && raw.design !== DEFAULT_DESIGN) {
     workloads.forEach((w, i) => {
-      if ((DESIGN_NEUTRAL_WORKLOADS as readonly string[]).includes(w.kind)) return;
-      fail(at('domains', i, 'workload', 'kind'), `workload \`${w.kind}\` shares through the primitives' Map/Revoke/Steal, and design \`${raw.design}\` has no adapter for it yet (docs/designs.md); under it, run ${DESIGN_NEUTRAL_WORKLOADS.join(' or ')}`);
+      if (!(PRIMITIVES_ONLY_WORKLOADS as readonly string[]).includes(w.kind) && (w.kind !== 'render' || w['share_with'] === undefined)) return;
+      fail(at('domains', i, 'workload', w.kind === 'render' ? 'share_with' : 'kind'), `the compositor chain (\`viewer\`, \`share_with\`) re-Maps what it received — a nested Map, which design \`${raw.design}\` does not have (docs/designs.md)`);
     });
   }
 

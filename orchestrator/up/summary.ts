@@ -4,6 +4,43 @@ import { fmtUs, table } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 
+/** Grant entries per v1 grant frame, and maptrack handles per maptrack frame (Xen: PAGE_SIZE / 8 and PAGE_SIZE / sizeof(struct grant_mapping)). */
+export const GRANTS_PER_FRAME = 512;
+export const MAPTRACK_PER_FRAME = 256;
+
+/**
+ * The costs of sharing, counted by the hypervisor where the work is done
+ * (layout/control.ts) — a revocation is a shared page taken from the domain
+ * that reached it: a design's Revoke, a grant unmap, a foreign map's
+ * removal — except the two the backend's and frontend's kernels count
+ * (evictions refused, end-access refused).
+ */
+export interface Costs {
+  revocations: number;
+  revoke_p2m_removed: number;
+  revoke_shootdowns: number;
+  revoke_vcpus_paused: number;
+  revoke_pause_us: number;
+  revoke_pause_max_us: number;
+  revoke_splits: number;
+  p2m_removed: number;
+  /** Pages held by grant and foreign maps at once, at most (their owner cannot take them back). */
+  pinned_peak_pages: number;
+  /** Pages any domain reached without owning them at once, at most (grant, foreign, Map, lend): the memory sharing held. */
+  shared_peak_pages: number;
+  grant_ref_peak: number;
+  grant_frames: number;
+  maptrack_peak: number;
+  maptrack_frames: number;
+  /** FAULT ioreqs answered, and their round trips: how long a vCPU stayed paused on a revoked gfn. */
+  faults_served: number;
+  fault_us: { p50: number; p99: number };
+  evictions_refused: number;
+  end_access_refused: number;
+  /** grants: how long a frontend waited from its first end-access to its pages back (dom0 had to unmap first). */
+  reclaim_us: { p50: number; p99: number; max: number };
+}
+
 export interface Summary {
   seed: number;
   transport: string;
@@ -43,6 +80,8 @@ export interface Summary {
   /** Things worth knowing that are not violations: guests crashed for protocol errors, device-model restarts, hung vCPUs. */
   events: string[];
   buggify: string[];
+  /** What sharing cost (docs/designs.md "The costs"); absent in summaries saved before it was counted. */
+  costs?: Costs;
   /** Why the run could not see everything it was asked to (HostReport.unknown); empty for most runs. */
   unknown: string[];
   /**
@@ -194,6 +233,27 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     errors: r.errors,
     events: r.events,
     buggify: o.buggify,
+    costs: {
+      revocations: n('revocations'),
+      revoke_p2m_removed: n('revoke_p2m_removed'),
+      revoke_shootdowns: n('revoke_shootdowns'),
+      revoke_vcpus_paused: n('revoke_vcpus_paused'),
+      revoke_pause_us: n('revoke_pause_us'),
+      revoke_pause_max_us: n('revoke_pause_max_us'),
+      revoke_splits: n('revoke_splits'),
+      p2m_removed: n('p2m_removed'),
+      pinned_peak_pages: n('pinned_peak'),
+      shared_peak_pages: n('shared_peak'),
+      grant_ref_peak: n('grant_ref_peak'),
+      grant_frames: Math.ceil(n('grant_ref_peak') / GRANTS_PER_FRAME),
+      maptrack_peak: n('maptrack_peak'),
+      maptrack_frames: Math.ceil(n('maptrack_peak') / MAPTRACK_PER_FRAME),
+      faults_served: n('fault_rtts'),
+      fault_us: { p50: n('fault_us_p50'), p99: n('fault_us_p99') },
+      evictions_refused: out('evictions_refused'),
+      end_access_refused: out('end_access_refused'),
+      reclaim_us: (({ p50, p99, max }) => ({ p50, p99, max }))(percentiles(r.vcpu_results.flatMap((v) => v.samples['reclaim_us'] ?? []))),
+    },
     unknown: r.unknown,
     verdict: !ok ? 'fail' : r.unknown.length > 0 || doubtful > 0 ? 'unknown' : r.stopped_early === true ? 'interrupted' : 'pass',
   };
