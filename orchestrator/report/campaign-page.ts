@@ -19,7 +19,8 @@ import type { CampaignReport } from '../campaign/report-types.js';
 import { histogramTable, percentileCurve, type LatencyHistogram } from '../stats.js';
 import { plural } from '../text.js';
 import { CSS, JS } from './html.js';
-import { esc, fmt, fmtUs, linePlot } from './svg.js';
+import { esc, fmt, fmtUs } from './format.js';
+import { xyPlot } from './plot.js';
 
 /** Above this many jobs the page shows counts per template, not a cell per job. */
 export const JOB_GRID_MAX = 5000;
@@ -88,7 +89,7 @@ function latencyHtml(st: CampaignPageState): string {
   const cells = table.map(([k, us]) => `<tr><th>${k}</th><td class="num">${esc(fmtUs(us))}</td></tr>`).join('');
   const c = percentileCurve(st.hist);
   const nine = (v: number): string => (v < 0.5 ? '50%' : `${+(100 * (1 - 10 ** -v)).toPrecision(Math.max(2, Math.ceil(v) + 1))}%`);
-  const plot = linePlot({ name: 'campaign-revoke-percentiles', title: `Revoke latency by percentile: ${st.hist.n} Revokes of every real run`, xLabel: 'percentile', yLabel: 'latency (log)' }, [{ label: 'merged HdrHistogram', xs: c.nines, ys: c.us }], {
+  const plot = xyPlot({ name: 'campaign-revoke-percentiles', title: `Revoke latency by percentile: ${st.hist.n} Revokes of every real run`, xLabel: 'percentile', yLabel: 'latency (log)' }, [{ label: 'merged HdrHistogram', xs: c.nines, ys: c.us }], {
     logY: true,
     yTick: fmtUs,
     xTick: nine,
