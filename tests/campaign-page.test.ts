@@ -12,7 +12,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPlots } from '../orchestrator/report/plot.js';
 import { progressCounts, type CampaignReport } from '../orchestrator/campaign/campaign.js';
 import { writeCampaignPage, type CampaignPageState } from '../orchestrator/report/campaign-page.js';
 import { histogramOf } from '../orchestrator/stats.js';
@@ -72,6 +73,8 @@ function state(running: boolean): CampaignPageState {
   return { report, running, progress: progressCounts(10, 9, { queued: 3, hosts: 2 }), statuses: 'pppppfptp.'.slice(0, 10), hist: histogramOf(latencies) };
 }
 
+
+beforeAll(loadPlots);
 describe('campaign progress counts', () => {
   it('add up to the runs even when the queue counts lag the results (the `3/3 … queued 1` bug)', () => {
     expect(progressCounts(3, 3, { queued: 1, hosts: 1 })).toEqual({ done: 3, running: 0, queued: 0, hosts: 1 });

@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPlots } from '../orchestrator/report/plot.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { PLOTS, writeReport } from '../orchestrator/report/html.js';
 import { checkChromeTrace, syntheticRun } from './trace-format.js';
@@ -74,6 +75,8 @@ function plotsOf(dom: string): Map<string, PlotDom> {
 /** The page's text and markup without its own script and style (which name the error marker). */
 const withoutCode = (dom: string): string => dom.replace(/<script\b[\s\S]*?<\/script>/g, '').replace(/<style\b[\s\S]*?<\/style>/g, '');
 
+
+beforeAll(loadPlots);
 describe('the report in headless Chromium', () => {
   chromiumIt('a run with data: every plot drawn with marks, the page script ran, nothing fetched', () => {
     const dir = tmp();

@@ -37,6 +37,7 @@ import { parseRecord, recordDir, saveRecord } from '../runs/record.js';
 import { directCommand } from '../runs/store.js';
 import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram } from '../stats.js';
 import { writeCampaignPage } from '../report/campaign-page.js';
+import { loadPlots } from '../report/plot.js';
 import type { CampaignReport, FailingJob } from './report-types.js';
 import { parseDurationFlag, parseIntFlag, parseSeed } from '../up/run-flags.js';
 
@@ -218,6 +219,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     await queue.create(id, pool, { name: plan.name, file, runs: String(runs), seed: String(seed), pool, created: new Date().toISOString() });
     alive = setInterval(() => void queue.keepAlive(id).catch(() => undefined), ALIVE_TTL_MS / 3);
     await queue.enqueue(id, jobs.map((j) => toWire(id, j)));
+    await loadPlots();
     mkdirSync(dir, { recursive: true });
     for (let i = 0; i < spawnHosts; i++) children.push(spawnHost(i));
     if (spawnHosts > 0) say(`  started ${spawnHosts} local host${spawnHosts === 1 ? '' : 's'}; their logs: ${join(dir, 'host-*.log')}`);

@@ -20,9 +20,13 @@
  * overlap (widths are over-estimated: a wide glyph per character). A plot
  * with nothing to show says "no data"; one that fails to draw says
  * "render error: …" where it would have been.
+ *
+ * The library (d3, Plot, linkedom) takes 0.1–0.5 s to import, so it is
+ * loaded only when a page is drawn: `await loadPlots()` first (every
+ * command that writes a page does); until then each plot is a render error
+ * saying so.
  */
-import * as Plot from '@observablehq/plot';
-import { parseHTML } from 'linkedom';
+import type * as PlotLib from '@observablehq/plot';
 import { esc, fmt, fmtS } from './format.js';
 
 /** The part of linkedom's DOM this module touches (the project's TypeScript has no DOM lib). */
@@ -38,8 +42,24 @@ interface El {
   scale(name: string): { apply(v: number): number } | undefined;
 }
 
-// One document for every plot: Plot creates its elements in it, detached (never appended), so they are freed with the string.
-const { document } = parseHTML('<!doctype html><html><head></head><body></body></html>');
+// The library once loaded, and one document for every plot: Plot creates its elements in it, detached (never appended), so
+// they are freed with the string.
+let Plot: typeof PlotLib | undefined;
+let document: unknown;
+
+/** Load the plotting library (once; later calls return at once). */
+export async function loadPlots(): Promise<void> {
+  if (Plot !== undefined) return;
+  const [lib, { parseHTML }] = await Promise.all([import('@observablehq/plot'), import('linkedom')]);
+  document = parseHTML('<!doctype html><html><head></head><body></body></html>').document;
+  Plot = lib;
+}
+
+/** The library, or the reason there is none (a render error in place of the plot). */
+function lib(): typeof PlotLib {
+  if (Plot === undefined) throw new Error('the plotting library is not loaded (await loadPlots() before drawing)');
+  return Plot;
+}
 
 export const W = 640;
 /** Height of the plot area; the header above it grows with its rows of legend and labels. */
@@ -143,7 +163,7 @@ interface LegendItem {
 }
 
 interface Header {
-  marks: Plot.Markish[];
+  marks: PlotLib.Markish[];
   /** The y of the plot area's top edge. */
   top: number;
 }
@@ -167,8 +187,8 @@ export function placeLabels(items: ReadonlyArray<{ x: number; text: string }>): 
 }
 
 /** Text at an absolute (x, y) of the svg, as a Plot mark anchored at the plot area's top left. */
-function textAt(text: string, x: number, y: number, top: number, o: { className: string; fontSize?: number; fontWeight?: number; fill?: string; textAnchor?: 'start' | 'end' | 'middle'; facet?: 'super' }): Plot.Markish {
-  return Plot.text([text], { text: (d: string) => d, frameAnchor: 'top-left', dx: x - M.left, dy: y - top, lineAnchor: 'middle', textAnchor: o.textAnchor ?? 'start', fill: o.fill ?? TEXT_COLOR, fontSize: o.fontSize ?? 11, ...(o.fontWeight !== undefined ? { fontWeight: o.fontWeight } : {}), ...(o.facet !== undefined ? { facet: o.facet } : {}), className: o.className });
+function textAt(text: string, x: number, y: number, top: number, o: { className: string; fontSize?: number; fontWeight?: number; fill?: string; textAnchor?: 'start' | 'end' | 'middle'; facet?: 'super' }): PlotLib.Markish {
+  return lib().text([text], { text: (d: string) => d, frameAnchor: 'top-left', dx: x - M.left, dy: y - top, lineAnchor: 'middle', textAnchor: o.textAnchor ?? 'start', fill: o.fill ?? TEXT_COLOR, fontSize: o.fontSize ?? 11, ...(o.fontWeight !== undefined ? { fontWeight: o.fontWeight } : {}), ...(o.facet !== undefined ? { facet: o.facet } : {}), className: o.className });
 }
 
 /**
@@ -178,7 +198,7 @@ function textAt(text: string, x: number, y: number, top: number, o: { className:
  */
 function header(s: Shell, legend: readonly LegendItem[], labels: ReadonlyArray<{ x: number; text: string }> = [], facet?: 'super'): Header {
   const f = facet !== undefined ? { facet } : {};
-  const rows: Array<(top: number) => Plot.Markish[]> = [];
+  const rows: Array<(top: number) => PlotLib.Markish[]> = [];
   let y = 14;
   const titleY = y;
   rows.push((top) => [textAt(s.title, M.left, titleY, top, { className: 'title', fontSize: 13, fontWeight: 600, fill: '#222', ...f })]);
@@ -198,7 +218,7 @@ function header(s: Shell, legend: readonly LegendItem[], labels: ReadonlyArray<{
       }
       const at = { x, y };
       rows.push((top) => [
-        Plot.dot([0], { frameAnchor: 'top-left', dx: at.x + 5 - M.left, dy: at.y - top, r: 4.5, symbol: 'square', fill: l.color, fillOpacity: l.opacity ?? 1, className: 'legend-swatch', ...f }),
+        lib().dot([0], { frameAnchor: 'top-left', dx: at.x + 5 - M.left, dy: at.y - top, r: 4.5, symbol: 'square', fill: l.color, fillOpacity: l.opacity ?? 1, className: 'legend-swatch', ...f }),
         textAt(l.label, at.x + 14, at.y, top, { className: 'legend', ...f }),
       ]);
       x += w;
@@ -237,24 +257,17 @@ function finish(svg: El, s: Shell, extraClass = ''): string {
   for (const g of groups) {
     const c = g.getAttribute('class')!;
     g.removeAttribute('class');
-    for (const el of Array.from(g.children)) classFirst(el, c);
+    // linkedom writes the attribute last set first: class leads, easy to read and to grep.
+    for (const el of Array.from(g.children)) el.setAttribute('class', c);
   }
   return svg.outerHTML;
 }
 
-/** Set class as the element's first attribute (easier to read, and to grep). linkedom writes attributes last set first. */
-function classFirst(el: El, c: string): void {
-  const attrs = el.getAttributeNames().map((n) => [n, el.getAttribute(n) ?? ''] as const);
-  for (const [n] of attrs) el.removeAttribute(n);
-  for (const [n, v] of [...attrs].reverse()) if (n !== 'class') el.setAttribute(n, v);
-  el.setAttribute('class', c);
+function plot(o: PlotLib.PlotOptions): El {
+  return lib().plot({ document: document as unknown as PlotLib.PlotOptions['document'], width: W, marginLeft: M.left, marginRight: M.right, marginBottom: M.bottom, className: 'xgsim-plot', style: { fontSize: '11px', color: TEXT_COLOR, background: '#fff' }, ...o }) as unknown as El;
 }
 
-function plot(o: Plot.PlotOptions): El {
-  return Plot.plot({ document: document as unknown as Plot.PlotOptions['document'], width: W, marginLeft: M.left, marginRight: M.right, marginBottom: M.bottom, className: 'xgsim-plot', style: { fontSize: '11px', color: TEXT_COLOR, background: '#fff' }, ...o }) as unknown as El;
-}
-
-const axisLabels = (s: Shell): { x: Plot.ScaleOptions; y: Plot.ScaleOptions } => ({
+const axisLabels = (s: Shell): { x: PlotLib.ScaleOptions; y: PlotLib.ScaleOptions } => ({
   x: { label: s.xLabel, labelAnchor: 'center', labelArrow: 'none' },
   // The rotated y label at the svg's left edge, clear of tick labels up to 8 characters ("512 µs", "1.02 ms").
   y: { label: s.yLabel, labelAnchor: 'center', labelArrow: 'none', labelOffset: M.left - 4 },
@@ -263,7 +276,7 @@ const axisLabels = (s: Shell): { x: Plot.ScaleOptions; y: Plot.ScaleOptions } =>
 /** The frame of an empty plot: the title and the words "no data" (or why). */
 export function noData(s: Shell, why = 'no data'): string {
   const h = header(s, []);
-  const svg = plot({ height: h.top + PLOT_H + M.bottom, marginTop: h.top, x: { domain: [0, 1], axis: null }, y: { domain: [0, 1], axis: null }, marks: [Plot.frame({ stroke: '#ccc' }), Plot.text([why], { text: (d: string) => d, frameAnchor: 'middle', fontSize: 15, fill: '#999', className: 'no-data' }), ...h.marks] });
+  const svg = plot({ height: h.top + PLOT_H + M.bottom, marginTop: h.top, x: { domain: [0, 1], axis: null }, y: { domain: [0, 1], axis: null }, marks: [lib().frame({ stroke: '#ccc' }), lib().text([why], { text: (d: string) => d, frameAnchor: 'middle', fontSize: 15, fill: '#999', className: 'no-data' }), ...h.marks] });
   return finish(svg, s, ' empty');
 }
 
@@ -309,11 +322,11 @@ export function withGaps(xs: readonly number[], ys: readonly number[], positive:
 }
 
 /** The shaded windows, full height, at least 2 px wide; each with a tooltip saying when. */
-function bandMarks(bands: readonly Band[], x: readonly [number, number]): Plot.Markish[] {
+function bandMarks(bands: readonly Band[], x: readonly [number, number]): PlotLib.Markish[] {
   if (bands.length === 0) return [];
   const minW = (2 * (x[1] - x[0])) / PLOT_W;
   const data = bands.map((b) => ({ x1: b.t0_ms, x2: Math.max(b.t1_ms ?? b.t0_ms, b.t0_ms + minW), title: `${(b.t0_ms / 1000).toFixed(2)} s${b.t1_ms !== undefined ? `–${(b.t1_ms / 1000).toFixed(2)} s` : ''}: ${b.label}` }));
-  return [Plot.rect(data, { x1: 'x1', x2: 'x2', fill: BAND_COLOR, fillOpacity: 0.45, title: 'title', clip: true, className: 'band' })];
+  return [lib().rect(data, { x1: 'x1', x2: 'x2', fill: BAND_COLOR, fillOpacity: 0.45, title: 'title', clip: true, className: 'band' })];
 }
 
 const bandLegend = (bands: readonly Band[] | undefined): LegendItem[] => (bands !== undefined && bands.length > 0 ? [{ label: 'nemesis windows', color: BAND_COLOR, opacity: 0.8 }] : []);
@@ -352,20 +365,20 @@ export function timeSeriesPlot(s: Shell, series: readonly Series[], o: TimeSerie
 
     const legend: LegendItem[] = [];
     const ySc = yScale(s, y, logY, o.yTick ?? fmt);
-    const marks: Plot.Markish[] = [...bandMarks(bands, x), grid(ySc)];
+    const marks: PlotLib.Markish[] = [...bandMarks(bands, x), grid(ySc)];
     if (binned.length > 0) {
       legend.push({ label: bins!.label, color: PALETTE[1]! });
-      marks.push(Plot.rectY(binned, { x1: 'x1', x2: 'x2', y: 'c', fill: PALETTE[1]!, insetRight: 0.5, title: 'title', className: 'mark bar fault-bar' }));
+      marks.push(lib().rectY(binned, { x1: 'x1', x2: 'x2', y: 'c', fill: PALETTE[1]!, insetRight: 0.5, title: 'title', className: 'mark bar fault-bar' }));
     }
     if (points.length > 0) {
       const tick = o.yTick ?? fmt;
       legend.push({ label: o.points!.label, color: PALETTE[0]!, opacity: 0.55 });
-      marks.push(Plot.dot(points, { x: 't', y: 'y', r: 2.2, fill: PALETTE[0], fillOpacity: 0.55, stroke: null, title: (p: { t: number; y: number }) => `${(p.t / 1000).toFixed(3)} s: ${tick(p.y)}`, clip: true, className: 'mark point' }));
+      marks.push(lib().dot(points, { x: 't', y: 'y', r: 2.2, fill: PALETTE[0], fillOpacity: 0.55, stroke: null, title: (p: { t: number; y: number }) => `${(p.t / 1000).toFixed(3)} s: ${tick(p.y)}`, clip: true, className: 'mark point' }));
     }
     drawn.forEach((l) => {
       const color = PALETTE[(series.findIndex((sr) => sr.label === l.label) + (points.length > 0 ? 1 : 0)) % PALETTE.length]!;
       legend.push({ label: l.label, color });
-      marks.push(Plot.line(l.pts, { x: 'x', y: 'y', stroke: color, strokeWidth: 1.6, title: () => l.label, clip: true, className: 'mark line' }));
+      marks.push(lib().line(l.pts, { x: 'x', y: 'y', stroke: color, strokeWidth: 1.6, title: () => l.label, clip: true, className: 'mark line' }));
     });
     legend.push(...bandLegend(bands));
     const px = pxOf(x);
@@ -376,7 +389,7 @@ export function timeSeriesPlot(s: Shell, series: readonly Series[], o: TimeSerie
       marginTop: h.top,
       x: { ...ax.x, domain: x, nice: false, tickFormat: fmtS },
       y: ySc,
-      marks: [...marks, Plot.ruleY([y[0]], { stroke: '#888' }), ...h.marks],
+      marks: [...marks, lib().ruleY([y[0]], { stroke: '#888' }), ...h.marks],
     });
     assertScale(svg, x);
     return finish(svg, s);
@@ -398,13 +411,13 @@ export function xyPlot(s: Shell, series: readonly Series[], o: XYOptions = {}): 
     if (!(x[1] > x[0])) x[1] = x[0] + 1;
     const legend: LegendItem[] = [];
     const ySc = yScale(s, y, logY, o.yTick ?? fmt);
-    const marks: Plot.Markish[] = [grid(ySc)];
+    const marks: PlotLib.Markish[] = [grid(ySc)];
     drawn.forEach((l) => {
       const color = PALETTE[series.findIndex((sr) => sr.label === l.label) % PALETTE.length]!;
       legend.push({ label: l.label, color });
-      marks.push(Plot.line(l.pts, { x: 'x', y: 'y', stroke: color, strokeWidth: 1.6, title: () => l.label, className: 'mark line' }));
+      marks.push(lib().line(l.pts, { x: 'x', y: 'y', stroke: color, strokeWidth: 1.6, title: () => l.label, className: 'mark line' }));
       // Each measured point as a dot too: a curve of 3 points should not look like a continuum.
-      marks.push(Plot.dot(l.pts.filter((p) => Number.isFinite(p.y) && l.pts.length <= 40), { x: 'x', y: 'y', r: 2.5, fill: color, stroke: null }));
+      marks.push(lib().dot(l.pts.filter((p) => Number.isFinite(p.y) && l.pts.length <= 40), { x: 'x', y: 'y', r: 2.5, fill: color, stroke: null }));
     });
     const h = header(s, legend);
     const ax = axisLabels(s);
@@ -413,7 +426,7 @@ export function xyPlot(s: Shell, series: readonly Series[], o: XYOptions = {}): 
       marginTop: h.top,
       x: { ...ax.x, ...(logX ? logScale(x) : { type: 'linear', domain: x }), nice: false, tickFormat: o.xTick ?? fmt, ...(o.xTicks !== undefined ? { ticks: [...o.xTicks] } : {}) },
       y: ySc,
-      marks: [...marks, Plot.ruleY([y[0]], { stroke: '#888' }), ...h.marks],
+      marks: [...marks, lib().ruleY([y[0]], { stroke: '#888' }), ...h.marks],
     });
     return finish(svg, s);
   });
@@ -438,8 +451,8 @@ export function histogramPlot(s: Shell, bins: readonly Bin[], o: HistogramOption
       y: ySc,
       marks: [
         grid(ySc),
-        Plot.rectY(shown, { x1: 'x0', x2: 'x1', y: 'value', fill: o.color ?? PALETTE[0], insetLeft: 1, insetRight: 1, title: (b: Bin) => `${b.label ?? `${tick(b.x0)}–${tick(b.x1)}`}: ${b.value}`, className: 'mark bar' }),
-        Plot.ruleY([0], { stroke: '#888' }),
+        lib().rectY(shown, { x1: 'x0', x2: 'x1', y: 'value', fill: o.color ?? PALETTE[0], insetLeft: 1, insetRight: 1, title: (b: Bin) => `${b.label ?? `${tick(b.x0)}–${tick(b.x1)}`}: ${b.value}`, className: 'mark bar' }),
+        lib().ruleY([0], { stroke: '#888' }),
         ...h.marks,
       ],
     });
@@ -470,7 +483,7 @@ export function barPlot(s: Shell, rows: readonly BarRow[], o: BarOptions = {}): 
       color: { domain: seriesNames, range: seriesNames.map(color) },
       marks: [
         grid(ySc),
-        Plot.barY(shown, { fx: 'category', x: 'series', y1: y[0], y2: 'value', fill: 'series', title: (r: BarRow) => `${r.category}, ${r.series}: ${tick(r.value)}`, className: 'mark bar' }),
+        lib().barY(shown, { fx: 'category', x: 'series', y1: y[0], y2: 'value', fill: 'series', title: (r: BarRow) => `${r.category}, ${r.series}: ${tick(r.value)}`, className: 'mark bar' }),
         ...h.marks,
       ],
     });
@@ -499,7 +512,7 @@ export function logAxis(d: readonly [number, number], prefer2 = false): { ticks:
 }
 
 /** A log scale's options: domain, base and ticks from logAxis. */
-function logScale(d: readonly [number, number], prefer2 = false): Plot.ScaleOptions {
+function logScale(d: readonly [number, number], prefer2 = false): PlotLib.ScaleOptions {
   const a = logAxis(d, prefer2);
   return { type: 'log', domain: [...d], base: a.base, ticks: a.ticks };
 }
@@ -511,11 +524,11 @@ export function niceLog(d: readonly [number, number]): [number, number] {
 }
 
 /** The y scale: log (logAxis, whole decades when it spans one) or linear from 0 with about 5 ticks. */
-function yScale(s: Shell, y: readonly [number, number], logY: boolean, tick: (v: number) => string): Plot.ScaleOptions {
+function yScale(s: Shell, y: readonly [number, number], logY: boolean, tick: (v: number) => string): PlotLib.ScaleOptions {
   return { ...axisLabels(s).y, ...(logY ? logScale(niceLog(y)) : { type: 'linear', domain: [...y], ticks: 5 }), tickFormat: tick };
 }
 
 /** Grid lines at the y ticks. */
-function grid(y: Plot.ScaleOptions): Plot.Markish {
-  return Plot.gridY({ stroke: '#eee', strokeOpacity: 1, ...(Array.isArray(y.ticks) ? { ticks: y.ticks } : {}) });
+function grid(y: PlotLib.ScaleOptions): PlotLib.Markish {
+  return lib().gridY({ stroke: '#eee', strokeOpacity: 1, ...(Array.isArray(y.ticks) ? { ticks: y.ticks } : {}) });
 }
