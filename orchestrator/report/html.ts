@@ -15,6 +15,9 @@ import { formatSched } from '../up/summary.js';
 /** The plots every report has, by their `data-plot` name. */
 export const PLOTS = ['revoke-latency-hist', 'revoke-latency-time', 'ops-rate', 'accesses-rate', 'ioreq-rtt-hist', 'faults-timeline', 'frames'] as const;
 
+/** Bins per octave of the IOREQ round-trip plot. */
+const RTT_PER_OCTAVE = 4;
+
 /** Op counters plotted as rates, with their labels. */
 const RATE_OPS: ReadonlyArray<[string, string]> = [
   ['hypercalls', 'hypercalls'],
@@ -65,15 +68,17 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   const opLines: Series[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));
   const acc = rates(t, ops['accesses'] ?? []);
 
-  // IOREQ round trips: the log-linear buckets (layout/rtt-hist.ts) summed per octave, first to last non-empty.
-  const octaves: number[] = [];
+  // IOREQ round trips: the log-linear buckets (layout/rtt-hist.ts, 128 per octave) summed per quarter octave, as the Revoke
+  // histogram's, first to last non-empty. A bucket goes to the quarter its lower bound is in (it is under 1 % wide).
+  const quarters: number[] = [];
   run.rtt_hist.forEach((c, i) => {
     if (c === 0) return;
-    const k = Math.floor(Math.log2(Math.max(1, rttBucketRange(i)[0])));
-    octaves[k] = (octaves[k] ?? 0) + c;
+    const k = Math.floor(Math.log2(Math.max(1, rttBucketRange(i)[0])) * RTT_PER_OCTAVE + 1e-9);
+    quarters[k] = (quarters[k] ?? 0) + c;
   });
-  const r0 = octaves.findIndex((c) => c !== undefined && c > 0);
-  const rttBins: Bin[] = r0 < 0 ? [] : Array.from({ length: octaves.length - r0 }, (_, i) => ({ x0: 2 ** (r0 + i), x1: 2 ** (r0 + i + 1), value: octaves[r0 + i] ?? 0 }));
+  const r0 = quarters.findIndex((c) => c !== undefined && c > 0);
+  const qUs = (k: number): number => 2 ** (k / RTT_PER_OCTAVE);
+  const rttBins: Bin[] = r0 < 0 ? [] : Array.from({ length: quarters.length - r0 }, (_, i) => ({ x0: qUs(r0 + i), x1: qUs(r0 + i + 1), value: quarters[r0 + i] ?? 0, label: `${fmtUs(qUs(r0 + i))}–${fmtUs(qUs(r0 + i + 1))}` }));
 
   const frames: Series[] = [
     ...(s?.samples.domains ?? []).map((d) => ({ label: `${d.name} tot_pages`, xs: t, ys: d.tot_pages })),
@@ -96,7 +101,7 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
     }),
     'ops-rate': timeSeriesPlot({ name: 'ops-rate', title: 'Operations per second', note: 'a rate of 0 is a gap (log scale)', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { ...time, logY: true }),
     'accesses-rate': timeSeriesPlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }], time),
-    'ioreq-rtt-hist': histogramPlot({ name: 'ioreq-rtt-hist', title: `IOREQ round trip: ${c.rtt} ioreqs (log2 buckets)`, ...noteOf(c.rttNote), xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBins, { logX: true, xTick: fmtUs }),
+    'ioreq-rtt-hist': histogramPlot({ name: 'ioreq-rtt-hist', title: `IOREQ round trip: ${c.rtt} ioreqs (quarter-octave bins)`, ...noteOf(c.rttNote), xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBins, { logX: true, xTick: fmtUs }),
     'faults-timeline': timeSeriesPlot({ name: 'faults-timeline', title: `FAULT ioreqs raised: ${c.faults}; injections: ${time.bands.length}`, ...noteOf(c.faultsNote), xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, [], {
       ...time,
       bins: { label: 'FAULT ioreqs per bin', bin_ms: s?.faults.bin_ms ?? 100, counts: s?.faults.counts ?? [] },
