@@ -29,7 +29,8 @@ describe('plots', () => {
       domain: [0, 1000],
       bands: [{ t0_ms: 500, t1_ms: 700, label: 'kill → dom0' }, { t0_ms: 800, label: 'instant' }],
     });
-    expect(svg).toMatch(/^<svg [^>]*data-plot="t"/);
+    // data-plot first: pages and tests look for `<svg data-plot="…"`.
+    expect(svg).toMatch(/^<svg data-plot="t"/);
     expect(count(svg, /<path class="mark line"/g)).toBe(2);
     expect(count(svg, /<rect class="band"/g)).toBe(2);
     expect(svg).toContain('<title>0.50 s–0.70 s: kill → dom0</title>');
@@ -37,6 +38,12 @@ describe('plots', () => {
     // The last tick is the domain's end (1 s), not the data's (0.3 s).
     expect(svg).toMatch(/>1<\/text><\/g>/);
     expect(svg).toContain('nemesis windows');
+  });
+
+  it('a series of zeros beside others is drawn (a domain at 0 pages is data); only all of them at zero is no data', () => {
+    const svg = timeSeriesPlot(shell('z'), [{ label: 'a', xs: [0, 1, 2], ys: [1, 2, 3] }, { label: 'zero', xs: [0, 1, 2], ys: [0, 0, 0] }]);
+    expect(count(svg, /<path class="mark line"/g)).toBe(2);
+    expect(svg).toContain('>zero<');
   });
 
   it('a hole in the sampling is a gap: the path starts again (M) after it', () => {

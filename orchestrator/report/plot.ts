@@ -242,14 +242,15 @@ function header(s: Shell, legend: readonly LegendItem[], labels: ReadonlyArray<{
 function finish(svg: El, s: Shell, extraClass = ''): string {
   const cls = svg.getAttribute('class') ?? '';
   svg.setAttribute('class', `plot ${cls}${extraClass}`);
-  svg.setAttribute('data-plot', s.name);
-  svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', s.title);
+  // linkedom writes the attribute last set first: data-plot leads, as pages and tests look for `<svg data-plot="…"`.
   svg.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  svg.setAttribute('aria-label', s.title);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('data-plot', s.name);
   // Plot numbers its clip paths from a counter of the process: named after the plot instead, a report renders the same twice.
   Array.from(svg.querySelectorAll('clipPath')).forEach((cp, k) => {
     const old = cp.getAttribute('id');
-    const id = `${s.name}-clip-${k}`;
+    const id = `${s.name.replace(/[^A-Za-z0-9_-]/g, '-')}-clip-${k}`;
     cp.setAttribute('id', id);
     for (const el of Array.from(svg.querySelectorAll(`[clip-path="url(#${old})"]`))) el.setAttribute('clip-path', `url(#${id})`);
   });
@@ -351,11 +352,13 @@ export function timeSeriesPlot(s: Shell, series: readonly Series[], o: TimeSerie
     const logY = o.logY === true;
     const bands = o.bands ?? [];
     const lines = series.map((l) => ({ label: l.label, pts: withGaps(l.xs, l.ys, logY, o.gapFactor) }));
-    const drawn = lines.filter((l) => l.pts.some((p) => Number.isFinite(p.y)) && !l.pts.every((p) => !Number.isFinite(p.y) || p.y === 0));
+    // A series with no value to draw is left out (and off the legend); all of them zero is no data, as nothing happened.
+    const drawn = lines.filter((l) => l.pts.some((p) => Number.isFinite(p.y)));
+    const allZero = drawn.every((l) => l.pts.every((p) => !Number.isFinite(p.y) || p.y === 0));
     const points = (o.points?.t_ms ?? []).map((t, i) => ({ t, y: o.points!.ys[i] ?? Number.NaN })).filter((p) => Number.isFinite(p.t) && Number.isFinite(p.y) && (!logY || p.y > 0));
     const bins = o.bins;
     const binned = (bins?.counts ?? []).map((c, i) => ({ x1: i * bins!.bin_ms, x2: (i + 1) * bins!.bin_ms, c, title: `${((i * bins!.bin_ms) / 1000).toFixed(1)} s: ${c} ${bins!.label}` })).filter((b) => b.c > 0);
-    if (drawn.length === 0 && points.length === 0 && binned.length === 0 && !(o.labelBands === true && bands.length > 0)) return noData(s);
+    if ((drawn.length === 0 || allZero) && points.length === 0 && binned.length === 0 && !(o.labelBands === true && bands.length > 0)) return noData(s);
 
     const xsAll = [...series.flatMap((l) => l.xs), ...points.map((p) => p.t), ...binned.map((b) => b.x2), ...bands.map((b) => b.t1_ms ?? b.t0_ms)].filter((v) => Number.isFinite(v));
     const x: [number, number] = o.domain !== undefined ? [o.domain[0], o.domain[1]] : [Math.min(0, ...xsAll), Math.max(1, ...xsAll)];
@@ -402,8 +405,8 @@ export function xyPlot(s: Shell, series: readonly Series[], o: XYOptions = {}): 
     const logY = o.logY === true;
     const logX = o.logX === true;
     const lines = series.map((l) => ({ label: l.label, pts: l.xs.map((x, i) => ({ x, y: l.ys[i] ?? Number.NaN })).map((p) => ({ x: p.x, y: Number.isFinite(p.y) && (!logY || p.y > 0) ? p.y : Number.NaN })).filter((p) => Number.isFinite(p.x) && (!logX || p.x > 0)) }));
-    const drawn = lines.filter((l) => l.pts.some((p) => Number.isFinite(p.y)) && !l.pts.every((p) => !Number.isFinite(p.y) || p.y === 0));
-    if (drawn.length === 0) return noData(s);
+    const drawn = lines.filter((l) => l.pts.some((p) => Number.isFinite(p.y)));
+    if (drawn.length === 0 || drawn.every((l) => l.pts.every((p) => !Number.isFinite(p.y) || p.y === 0))) return noData(s);
     const ys = drawn.flatMap((l) => l.pts.map((p) => p.y)).filter((v) => Number.isFinite(v));
     const xs = drawn.flatMap((l) => l.pts.map((p) => p.x));
     const y: [number, number] = logY ? [Math.max(1e-3, Math.min(...ys)) / 1.5, Math.max(...ys) * 1.5] : [0, Math.max(1, ...ys) * 1.08];
