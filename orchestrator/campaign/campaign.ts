@@ -19,7 +19,7 @@
  *    job failed, errored, timed out or was never accounted; 0 otherwise; 2
  *    for bad input or no Redis.
  */
-import { plural } from '../text.js';
+import { fmtUs, plural } from '../text.js';
 import { redactUrl } from '../up/up.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
@@ -420,7 +420,7 @@ export function formatCampaign(r: CampaignReport): string {
   lines.push(`  pass ${r.pass}   fail ${r.fail}   error ${r.error}   timeout ${r.timeout}${r.missing.length > 0 ? `   missing ${r.missing.length}` : ''}`);
   lines.push(`  jobs: ${Object.entries(r.templates).map(([t, v]) => `${t} (${v.kind}) ${v.runs}${v.failed > 0 ? `, ${v.failed} failed` : ''}`).join('; ')}`);
   lines.push(`  hosts: ${Object.entries(r.hosts).map(([h, n]) => `${h} ${n} (${fmt(hostRate(r, h).per_min)} runs/min)`).join(', ') || 'none'}`);
-  if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged HdrHistograms, 3 significant digits): p50 ${r.revoke_us.p50} µs, p99 ${r.revoke_us.p99} µs, max ${r.revoke_us.max} µs`);
+  if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged HdrHistograms, 3 significant digits): p50 ${fmtUs(r.revoke_us.p50)}, p99 ${fmtUs(r.revoke_us.p99)}, max ${fmtUs(r.revoke_us.max)}`);
   lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${plural(n, 'run')}`).join(', ')})` : ''}`);
   if (r.failing.length > 0) {
     const missing = r.failing.filter((f) => f.status === 'missing').length;
