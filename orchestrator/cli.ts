@@ -190,6 +190,7 @@ Examples:
   .action(async (file: string, dir: string) => {
     const { loadSavedRun } = await import('./report/saved-run.js');
     const { writeReportDir } = await import('./up/outputs.js');
+    await (await import('./report/plot.js')).loadPlots();
     const run = loadSavedRun(file);
     const index = writeReportDir(dir, run);
     process.stderr.write(`report: ${index}\n`);
@@ -456,6 +457,7 @@ Examples:
       process.stderr.write(`cost model: ${opts.costModel} (xgsim sim --cost-model ${opts.costModel})\n`);
     }
     process.stdout.write(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${formatBench(r)}\n`);
+    if (opts.report !== undefined && r.curves !== undefined) await (await import('./report/plot.js')).loadPlots();
     if (opts.report !== undefined && r.curves !== undefined) process.stderr.write(`report: ${writeCurvesReport(opts.report, r.curves, commandLine())}\n`);
   });
 

@@ -12,8 +12,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { progressCounts, type CampaignReport } from '../orchestrator/campaign/campaign.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPlots } from '../orchestrator/report/plot.js';
+import { noteActivity, progressCounts, type CampaignReport } from '../orchestrator/campaign/campaign.js';
+import type { HostActivity } from '../orchestrator/campaign/report-types.js';
 import { writeCampaignPage, type CampaignPageState } from '../orchestrator/report/campaign-page.js';
 import { histogramOf } from '../orchestrator/stats.js';
 
@@ -55,6 +57,8 @@ function state(running: boolean): CampaignPageState {
     timeout: 1,
     wall_ms: 30_000,
     hosts: { 'box-a': 6, 'box-b': 3 },
+    // box-b joined 20 s in: over its own 10 s it ran faster than box-a, though over the campaign's 30 s it would look slower.
+    host_activity: { 'box-a': { first_ms: 0, last_ms: 30_000, active_ms: 30_000, busy_ms: 29_000 }, 'box-b': { first_ms: 20_000, last_ms: 30_000, active_ms: 10_000, busy_ms: 9_000 } },
     templates: { tiny: { kind: 'stress-revoke', runs: 9, failed: 2 } },
     revoke_us: { n: 0, p50: 0, p99: 0, max: 0 },
     violations: 3,
@@ -72,6 +76,8 @@ function state(running: boolean): CampaignPageState {
   return { report, running, progress: progressCounts(10, 9, { queued: 3, hosts: 2 }), statuses: 'pppppfptp.'.slice(0, 10), hist: histogramOf(latencies) };
 }
 
+
+beforeAll(loadPlots);
 describe('campaign progress counts', () => {
   it('add up to the runs even when the queue counts lag the results (the `3/3 … queued 1` bug)', () => {
     expect(progressCounts(3, 3, { queued: 1, hosts: 1 })).toEqual({ done: 3, running: 0, queued: 0, hosts: 1 });
@@ -83,6 +89,19 @@ describe('campaign progress counts', () => {
         expect(c.done + c.running + c.queued, `${done} ${queued}`).toBe(20);
         expect(Math.min(c.running, c.queued)).toBeGreaterThanOrEqual(0);
       }
+  });
+});
+
+describe("a host's active time", () => {
+  it('spans the start of its first job to its last result, on the campaign clock; busy sums its jobs', () => {
+    const a = new Map<string, HostActivity>();
+    noteActivity(a, 'late', 20_000, 4_000);
+    noteActivity(a, 'late', 25_000, 5_000);
+    noteActivity(a, 'early', 3_000, 3_000);
+    // A result read before its elapsed time could have passed (clock rounding) starts at 0, not before.
+    noteActivity(a, 'early', 500, 900);
+    expect(a.get('late')).toEqual({ first_ms: 16_000, last_ms: 25_000, active_ms: 9_000, busy_ms: 9_000 });
+    expect(a.get('early')).toEqual({ first_ms: 0, last_ms: 3_000, active_ms: 3_000, busy_ms: 3_900 });
   });
 });
 
@@ -114,8 +133,9 @@ describe('the campaign page in headless Chromium', () => {
     expect(dom).toMatch(/<th>max<\/th><td class="num">4\.3[0-9]? ms<\/td>/);
     const plot = /<svg[^>]*data-plot="campaign-revoke-percentiles"[^>]*data-marks="(\d+)"/.exec(dom);
     expect(Number(plot?.[1])).toBeGreaterThan(0);
-    // 6 runs in 30 s: 12 runs/min.
-    expect(dom).toMatch(/box-a<\/td><td class="num">6<\/td><td class="num">12 runs\/min/);
+    // Each host over its own active time: box-a 6 runs in 30 s, 12 runs/min; box-b 3 runs in its 10 s, 18 runs/min (not 6 over the campaign's 30 s).
+    expect(dom).toMatch(/box-a<\/td><td class="num">6<\/td><td class="num">0\.0 s – 30\.0 s<\/td><td class="num">30\.0 s<\/td><td class="num">97 %<\/td><td class="num">12 runs\/min/);
+    expect(dom).toMatch(/box-b<\/td><td class="num">3<\/td><td class="num">20\.0 s – 30\.0 s<\/td><td class="num">10\.0 s<\/td><td class="num">90 %<\/td><td class="num">18 runs\/min/);
     expect(dom).not.toMatch(/class="render-error/);
   }, 120_000);
 });

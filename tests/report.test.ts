@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPlots } from '../orchestrator/report/plot.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { PLOTS, writeReport } from '../orchestrator/report/html.js';
 import { checkChromeTrace, syntheticRun } from './trace-format.js';
@@ -74,6 +75,8 @@ function plotsOf(dom: string): Map<string, PlotDom> {
 /** The page's text and markup without its own script and style (which name the error marker). */
 const withoutCode = (dom: string): string => dom.replace(/<script\b[\s\S]*?<\/script>/g, '').replace(/<style\b[\s\S]*?<\/style>/g, '');
 
+
+beforeAll(loadPlots);
 describe('the report in headless Chromium', () => {
   chromiumIt('a run with data: every plot drawn with marks, the page script ran, nothing fetched', () => {
     const dir = tmp();
@@ -114,13 +117,20 @@ describe('the report in headless Chromium', () => {
   chromiumIt('the labels of close injections do not overlap, measured by the browser', () => {
     const dir = tmp();
     const { index } = writeReport(dir, syntheticRun());
-    // The report's own page, with a script that measures each label's box (getBBox) after layout and writes what overlaps.
-    const measure = `<script>document.addEventListener('DOMContentLoaded',function(){var out=[];document.querySelectorAll('svg[data-plot]').forEach(function(svg){var ls=[].slice.call(svg.querySelectorAll('text.marker-label,text.legend'));var bs=ls.map(function(t){return t.getBBox();});for(var i=0;i<bs.length;i++)for(var j=i+1;j<bs.length;j++){var a=bs[i],b=bs[j];if(a.x<b.x+b.width&&b.x<a.x+a.width&&a.y<b.y+b.height&&b.y<a.y+a.height)out.push(svg.getAttribute('data-plot')+': '+ls[i].textContent+' / '+ls[j].textContent);}});document.body.setAttribute('data-overlaps',JSON.stringify(out));document.body.setAttribute('data-labels',String(document.querySelectorAll('text.marker-label').length));});</script>`;
+    // The report's own page, with a script that measures each label's box after layout and writes what overlaps. The boxes are
+    // the browser's on-screen ones (getBoundingClientRect): the plotting library places text by transforms, which getBBox leaves out.
+    // A copy of one label moved onto another (data-control) must be seen overlapping: the measurement can fail.
+    const measure = `<script>document.addEventListener('DOMContentLoaded',function(){
+      var c=document.querySelector('text.marker-label');var copy=c.cloneNode(true);copy.setAttribute('data-control','1');c.parentNode.appendChild(copy);
+      var out=[];document.querySelectorAll('svg[data-plot]').forEach(function(svg){var ls=[].slice.call(svg.querySelectorAll('text.marker-label,text.legend,text.title,text.note'));var bs=ls.map(function(t){return t.getBoundingClientRect();});
+      for(var i=0;i<bs.length;i++)for(var j=i+1;j<bs.length;j++){var a=bs[i],b=bs[j];if(a.width>0&&b.width>0&&a.x<b.x+b.width&&b.x<a.x+a.width&&a.y<b.y+b.height&&b.y<a.y+a.height)out.push(svg.getAttribute('data-plot')+': '+ls[i].textContent+' / '+ls[j].textContent+(ls[j].hasAttribute('data-control')?' (control)':''));}});
+      document.body.setAttribute('data-overlaps',JSON.stringify(out));document.body.setAttribute('data-labels',String(document.querySelectorAll('text.marker-label:not([data-control])').length));});</script>`;
     const page = join(dir, 'measure.html');
     writeFileSync(page, readFileSync(index, 'utf8').replace('</head>', `${measure}</head>`));
     const dom = dumpDom(page);
     expect(dom).toMatch(/data-labels="3"/);
-    expect(/data-overlaps="([^"]*)"/.exec(dom)?.[1]).toBe('[]');
+    const overlaps = JSON.parse((/data-overlaps="([^"]*)"/.exec(dom)?.[1] ?? '').replace(/&quot;/g, '"')) as string[];
+    expect(overlaps).toEqual(['faults-timeline: kill-device-model → dom0 / kill-device-model → dom0 (control)']);
   }, 120_000);
 
   chromiumIt('a failed run with no series: every plot says "no data", the replay command and the escaped violation are shown', () => {

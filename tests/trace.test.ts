@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPlots } from '../orchestrator/report/plot.js';
 import { Host } from '../hypervisor/host/host.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { loadTopology } from '../orchestrator/config/topology.js';
@@ -29,6 +30,8 @@ function xgsim(args: string[]): { code: number; stdout: string; stderr: string }
 }
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'xgsim-trace-'));
 
+
+beforeAll(loadPlots);
 describe('timeline of a gpu-desktop run', () => {
   it('becomes a Chrome trace: per-domain processes, a thread per vCPU, balanced slices, IOREQ flows; and a report that renders again', async () => {
     const seed = testSeed('trace gpu-desktop');

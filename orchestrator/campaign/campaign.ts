@@ -20,7 +20,7 @@
  *    for bad input or no Redis.
  */
 import { availableParallelism } from 'node:os';
-import { plural } from '../text.js';
+import { fmtUs, plural } from '../text.js';
 import { redactUrl } from '../up/up.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
@@ -42,8 +42,10 @@ const HOST_ROLE = 'campaign-host';
 import { parseRecord, recordDir, saveRecord } from '../runs/record.js';
 import { directCommand } from '../runs/store.js';
 import { histogramOf, histogramPercentiles, mergeHistograms, type LatencyHistogram } from '../stats.js';
-import { writeCampaignPage } from '../report/campaign-page.js';
-import type { CampaignReport, FailingJob } from './report-types.js';
+import { hostRate, writeCampaignPage } from '../report/campaign-page.js';
+import { fmt } from '../report/format.js';
+import { loadPlots } from '../report/plot.js';
+import type { CampaignReport, FailingJob, HostActivity } from './report-types.js';
 import { parseDurationFlag, parseIntFlag, parseSeed } from '../up/run-flags.js';
 
 export const MAX_RUNS = 100_000;
@@ -88,6 +90,8 @@ interface Tally {
   duplicates: number;
   malformed: number;
   wall_ms: number;
+  /** Per host: when its results came (campaign clock) and how long its jobs ran. */
+  activity: ReadonlyMap<string, HostActivity>;
   dir: string;
   interrupted: boolean;
   timedOut: boolean;
@@ -140,6 +144,7 @@ function buildReport(t: Tally, over: boolean): CampaignReport {
     ...c,
     wall_ms: t.wall_ms,
     hosts,
+    host_activity: Object.fromEntries(t.activity),
     templates,
     revoke_us: histogramPercentiles(t.hist),
     violations,
@@ -150,6 +155,17 @@ function buildReport(t: Tally, over: boolean): CampaignReport {
     timed_out: t.timedOut,
     verdict: ok ? 'pass' : 'fail',
   };
+}
+
+/** A result of `host` arrived at `at_ms` (campaign clock) after `elapsed_ms` of work: widen the host's active span, add to its busy time. */
+export function noteActivity(activity: Map<string, HostActivity>, host: string, at_ms: number, elapsed_ms: number): void {
+  const start = Math.max(0, at_ms - Math.max(0, elapsed_ms));
+  const a = activity.get(host) ?? { first_ms: start, last_ms: at_ms, active_ms: 0, busy_ms: 0 };
+  a.first_ms = Math.round(Math.min(a.first_ms, start));
+  a.last_ms = Math.round(Math.max(a.last_ms, at_ms));
+  a.active_ms = a.last_ms - a.first_ms;
+  a.busy_ms += Math.max(0, Math.round(elapsed_ms));
+  activity.set(host, a);
 }
 
 /** One character per job index for the page's grid: '.' no result yet, else the status's first letter. */
@@ -235,6 +251,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
 
   // What the results say, each job counted once.
   const seen = new Map<number, ResultMsg>();
+  const activity = new Map<string, HostActivity>();
   let duplicates = 0;
   let malformed = 0;
   let hist: LatencyHistogram = histogramOf([]);
@@ -245,6 +262,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     await queue.create(id, pool, { name: plan.name, file, runs: String(runs), seed: String(seed), pool, created: new Date().toISOString() });
     alive = setInterval(() => void queue.keepAlive(id).catch(() => undefined), ALIVE_TTL_MS / 3);
     await queue.enqueue(id, jobs.map((j) => toWire(id, j)));
+    await loadPlots();
     mkdirSync(dir, { recursive: true });
     for (let i = 0; i < spawnHosts; i++) children.push(spawnHost(i));
     if (spawnHosts > 0) say(`  started ${spawnHosts} local host${spawnHosts === 1 ? '' : 's'}; their logs: ${join(dir, 'host-*.log')}`);
@@ -252,7 +270,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     const tty = process.stderr.isTTY === true;
     const multi = tty ? new cliProgress.MultiBar({ format: 'campaign [{bar}] {value}/{total} | failed {failed} | running {running} | queued {queued} | hosts {hosts}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
     const bar = multi?.create(runs, 0, { failed: 0, running: 0, queued: runs, hosts: 0 });
-    const tally = (): Tally => ({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), dir, interrupted, timedOut });
+    const tally = (): Tally => ({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), activity, dir, interrupted, timedOut });
     let lastPage = 0;
     const page = (running: boolean, force: boolean): void => {
       const now = performance.now();
@@ -302,6 +320,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
           continue;
         }
         seen.set(r.index, r);
+        noteActivity(activity, r.host, performance.now() - t0, r.elapsed_ms);
         counts[r.status]++;
         if (r.revoke_hist !== null) {
           try {
@@ -349,7 +368,7 @@ export async function campaign(file: string, o: CampaignOptions): Promise<{ repo
     if (users !== undefined && !(await users.remove())) say(`  the Redis user ${users.user(HOST_ROLE)} could not be deleted (Redis did not answer)`);
   }
 
-  const report = buildReport({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), dir, interrupted, timedOut }, true);
+  const report = buildReport({ id, name: plan.name, file, seed, bugs, pool, jobs, seen, counts, failing, hist, duplicates, malformed, wall_ms: Math.round(performance.now() - t0), activity, dir, interrupted, timedOut }, true);
   const ok = report.verdict === 'pass';
   try {
     mkdirSync(dir, { recursive: true });
@@ -429,8 +448,8 @@ export function formatCampaign(r: CampaignReport): string {
   lines.push(`  accounted: ${r.accounted}/${r.runs} (each once; ${r.duplicates_dropped} duplicate results dropped, ${r.reclaimed} reclaimed from hosts that died or gave up${r.malformed_results > 0 ? `, ${r.malformed_results} malformed results ignored` : ''})`);
   lines.push(`  pass ${r.pass}   fail ${r.fail}   error ${r.error}   timeout ${r.timeout}${r.missing.length > 0 ? `   missing ${r.missing.length}` : ''}`);
   lines.push(`  jobs: ${Object.entries(r.templates).map(([t, v]) => `${t} (${v.kind}) ${v.runs}${v.failed > 0 ? `, ${v.failed} failed` : ''}`).join('; ')}`);
-  lines.push(`  hosts: ${Object.entries(r.hosts).map(([h, n]) => `${h} ${n}`).join(', ') || 'none'}`);
-  if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged HdrHistograms, 3 significant digits): p50 ${r.revoke_us.p50} µs, p99 ${r.revoke_us.p99} µs, max ${r.revoke_us.max} µs`);
+  lines.push(`  hosts: ${Object.entries(r.hosts).map(([h, n]) => `${h} ${n} (${fmt(hostRate(r, h).per_min)} runs/min)`).join(', ') || 'none'}`);
+  if (r.revoke_us.n > 0) lines.push(`  revoke latency over all runs (${r.revoke_us.n} revokes, merged HdrHistograms, 3 significant digits): p50 ${fmtUs(r.revoke_us.p50)}, p99 ${fmtUs(r.revoke_us.p99)}, max ${fmtUs(r.revoke_us.max)}`);
   lines.push(`  violations: ${r.violations}${Object.keys(r.failed_invariants).length > 0 ? ` (${Object.entries(r.failed_invariants).map(([k, n]) => `${k} in ${plural(n, 'run')}`).join(', ')})` : ''}`);
   if (r.failing.length > 0) {
     const missing = r.failing.filter((f) => f.status === 'missing').length;

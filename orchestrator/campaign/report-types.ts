@@ -19,6 +19,15 @@ export interface FailingJob {
   direct: string;
 }
 
+export interface HostActivity {
+  first_ms: number;
+  last_ms: number;
+  /** last_ms − first_ms. */
+  active_ms: number;
+  /** The sum of its jobs' elapsed_ms (a host runs one job at a time: busy_ms ≤ active_ms, up to clock rounding). */
+  busy_ms: number;
+}
+
 export interface CampaignReport {
   campaign: string;
   name: string;
@@ -41,6 +50,12 @@ export interface CampaignReport {
   timeout: number;
   wall_ms: number;
   hosts: Record<string, number>;
+  /**
+   * Each host's own time at work, on the campaign's clock (ms from its start): from the start of its first job (the result's
+   * arrival less the job's elapsed time) to its last result, and the sum of its jobs' elapsed times. Its throughput is over
+   * active_ms, not the campaign's wall time: a host that joined late or left early is not made to look slow.
+   */
+  host_activity: Record<string, HostActivity>;
   templates: Record<string, { kind: string; runs: number; failed: number }>;
   /** Percentiles of every Revoke of every run, from the merged histograms (sim jobs' simulated time left out). */
   revoke_us: Percentiles;

@@ -19,7 +19,8 @@ import type { CampaignReport } from '../campaign/report-types.js';
 import { histogramTable, percentileCurve, type LatencyHistogram } from '../stats.js';
 import { plural } from '../text.js';
 import { CSS, JS } from './html.js';
-import { esc, fmt, fmtUs, linePlot } from './svg.js';
+import { esc, fmt, fmtUs } from './format.js';
+import { xyPlot } from './plot.js';
 
 /** Above this many jobs the page shows counts per template, not a cell per job. */
 export const JOB_GRID_MAX = 5000;
@@ -88,7 +89,7 @@ function latencyHtml(st: CampaignPageState): string {
   const cells = table.map(([k, us]) => `<tr><th>${k}</th><td class="num">${esc(fmtUs(us))}</td></tr>`).join('');
   const c = percentileCurve(st.hist);
   const nine = (v: number): string => (v < 0.5 ? '50%' : `${+(100 * (1 - 10 ** -v)).toPrecision(Math.max(2, Math.ceil(v) + 1))}%`);
-  const plot = linePlot({ name: 'campaign-revoke-percentiles', title: `Revoke latency by percentile: ${st.hist.n} Revokes of every real run`, xLabel: 'percentile', yLabel: 'latency (log)' }, [{ label: 'merged HdrHistogram', xs: c.nines, ys: c.us }], {
+  const plot = xyPlot({ name: 'campaign-revoke-percentiles', title: `Revoke latency by percentile: ${st.hist.n} Revokes of every real run`, xLabel: 'percentile', yLabel: 'latency (log)' }, [{ label: 'merged HdrHistogram', xs: c.nines, ys: c.us }], {
     logY: true,
     yTick: fmtUs,
     xTick: nine,
@@ -98,13 +99,30 @@ function latencyHtml(st: CampaignPageState): string {
   return `<table class="latency"><tr><th colspan="2">${st.hist.n} Revokes, merged HdrHistograms (3 significant digits)</th></tr>${cells}</table><div class="plots">${plot}</div>`;
 }
 
+/** A host's runs per minute over its own active time (hostThroughput), and the span it is over. */
+export function hostRate(r: CampaignReport, host: string): { per_min: number; over_ms: number } {
+  const n = r.hosts[host] ?? 0;
+  const a = r.host_activity[host];
+  // One result is a span of one job: its elapsed time. A host with no activity recorded falls back to the campaign's wall time.
+  const over_ms = Math.max(1, a !== undefined ? Math.max(a.active_ms, a.busy_ms) : r.wall_ms);
+  return { per_min: (n / over_ms) * 60_000, over_ms };
+}
+
 function hostsTable(r: CampaignReport): string {
-  const wall_s = Math.max(r.wall_ms, 1) / 1000;
+  const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
   const rows = Object.entries(r.hosts)
     .sort((a, b) => b[1] - a[1])
-    .map(([h, n]) => `<tr><td class="mono">${esc(h)}</td><td class="num">${n}</td><td class="num">${fmt((n / wall_s) * 60)} runs/min</td></tr>`)
+    .map(([h, n]) => {
+      const a = r.host_activity[h];
+      const rate = hostRate(r, h);
+      const span = a !== undefined ? `${s(a.first_ms)} – ${s(a.last_ms)}` : 'not recorded';
+      const busy = a !== undefined ? `${Math.min(100, Math.round((100 * a.busy_ms) / rate.over_ms))} %` : '';
+      return `<tr><td class="mono">${esc(h)}</td><td class="num">${n}</td><td class="num">${esc(span)}</td><td class="num">${s(rate.over_ms)}</td><td class="num">${busy}</td><td class="num">${fmt(rate.per_min)} runs/min</td></tr>`;
+    })
     .join('');
-  return rows === '' ? '<p class="note">no host has returned a result yet</p>' : `<table class="hosts"><tr><th>host</th><th>runs</th><th>throughput over ${(wall_s).toFixed(1)} s</th></tr>${rows}</table>`;
+  return rows === ''
+    ? '<p class="note">no host has returned a result yet</p>'
+    : `<table class="hosts"><tr><th>host</th><th>runs</th><th>active (campaign time)</th><th>active for</th><th>busy</th><th>throughput over its active time</th></tr>${rows}</table><p class="note">A host is active from the start of its first job to its last result; busy is the share of that time its jobs ran. The campaign ran ${s(r.wall_ms)}.</p>`;
 }
 
 const PAGE_CSS = `.jobs{display:flex;flex-wrap:wrap;gap:2px;max-width:1000px}.job{display:inline-block;width:10px;height:10px;border-radius:2px;background:#ddd}

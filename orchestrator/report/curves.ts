@@ -8,9 +8,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Curve, CurvePoint } from '../bench/curves.js';
 import { CSS, JS } from './html.js';
-import { esc, fmt, fmtUs, linePlot, type Line } from './svg.js';
+import { esc, fmt, fmtUs } from './format.js';
+import { xyPlot, type Series } from './plot.js';
 
-function line(label: string, c: Curve, y: (p: CurvePoint) => number | undefined): Line {
+function line(label: string, c: Curve, y: (p: CurvePoint) => number | undefined): Series {
   return { label, xs: c.points.map((p) => p.x), ys: c.points.map((p) => y(p) ?? Number.NaN) };
 }
 
@@ -21,11 +22,11 @@ export function curvePlot(c: Curve): string {
   const xTick = (v: number): string => fmt(v);
   switch (c.kind) {
     case 'revoke':
-      return linePlot({ ...shell, yLabel: 'Revoke latency' }, [line('p50', c, (p) => p.p50_us), line('p99', c, (p) => p.p99_us), line('max', c, (p) => p.max_us)], { logY: true, yTick: fmtUs, xTick });
+      return xyPlot({ ...shell, yLabel: 'Revoke latency' }, [line('p50', c, (p) => p.p50_us), line('p99', c, (p) => p.p99_us), line('max', c, (p) => p.max_us)], { logY: true, yTick: fmtUs, xTick });
     case 'boot':
-      return linePlot({ ...shell, yLabel: 'seconds' }, [line('boot, wall', c, (p) => (p.boot_ms === undefined ? undefined : p.boot_ms / 1000)), line('boot, CPU of all threads', c, (p) => (p.boot_cpu_ms === undefined ? undefined : p.boot_cpu_ms / 1000))], { xTick });
+      return xyPlot({ ...shell, yLabel: 'seconds' }, [line('boot, wall', c, (p) => (p.boot_ms === undefined ? undefined : p.boot_ms / 1000)), line('boot, CPU of all threads', c, (p) => (p.boot_cpu_ms === undefined ? undefined : p.boot_cpu_ms / 1000))], { xTick });
     case 'ioreq':
-      return linePlot({ ...shell, yLabel: 'ioreqs/s' }, [line('ioreqs/s', c, (p) => p.ioreqs_per_s)], { xTick });
+      return xyPlot({ ...shell, yLabel: 'ioreqs/s' }, [line('ioreqs/s', c, (p) => p.ioreqs_per_s)], { xTick });
   }
 }
 

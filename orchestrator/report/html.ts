@@ -8,11 +8,15 @@ import { rttBucketRange } from '../../hypervisor/layout/rtt-hist.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SavedRun } from './saved-run.js';
-import { BAND_COLOR, esc, fmt, fmtUs, histogram, linePlot, scatterPlot, timeline, type Band, type Line } from './svg.js';
+import { esc, fmt, fmtUs } from './format.js';
+import { histogramPlot, timeSeriesPlot, type Band, type Bin, type Series } from './plot.js';
 import { formatSched } from '../up/summary.js';
 
 /** The plots every report has, by their `data-plot` name. */
 export const PLOTS = ['revoke-latency-hist', 'revoke-latency-time', 'ops-rate', 'accesses-rate', 'ioreq-rtt-hist', 'faults-timeline', 'frames'] as const;
+
+/** Bins per octave of the IOREQ round-trip plot. */
+const RTT_PER_OCTAVE = 4;
 
 /** Op counters plotted as rates, with their labels. */
 const RATE_OPS: ReadonlyArray<[string, string]> = [
@@ -52,29 +56,31 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   const lo = first < 0 ? 0 : Math.floor(first / per) * per;
   const hi = first < 0 ? 0 : Math.ceil((last + 1) / per) * per;
   const edgeUs = (k: number): number => 2 ** (k / per);
-  const revokeBars = hist.slice(lo, hi).map((c, i) => ({ label: `${fmtUs(edgeUs(lo + i))}–${fmtUs(edgeUs(lo + i + 1))}`, value: c }));
+  const revokeBins: Bin[] = hist.slice(lo, hi).map((c, i) => ({ x0: edgeUs(lo + i), x1: edgeUs(lo + i + 1), value: c, label: `${fmtUs(edgeUs(lo + i))}–${fmtUs(edgeUs(lo + i + 1))}` }));
 
   // Revoke latency over time: the samples kept, and the worst of every Revoke per bin (exact).
   const pts = rev?.points ?? [];
   const bin = s?.faults.bin_ms ?? 100;
   const maxes = rev?.max_per_bin ?? [];
-  const worstLine: Line = { label: `worst per ${bin} ms`, xs: maxes.map((_, k) => (k + 0.5) * bin), ys: maxes.map((us) => (us > 0 ? us : Number.NaN)) };
+  const worstLine: Series = { label: `worst per ${bin} ms`, xs: maxes.map((_, k) => (k + 0.5) * bin), ys: maxes.map((us) => (us > 0 ? us : Number.NaN)) };
 
   const ops = s?.samples.ops ?? {};
-  const opLines: Line[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));
+  const opLines: Series[] = RATE_OPS.filter(([k]) => (ops[k] ?? []).some((v) => v > 0)).map(([k, label]) => ({ label, ...rates(t, ops[k] ?? []) }));
   const acc = rates(t, ops['accesses'] ?? []);
 
-  // IOREQ round trips: the log-linear buckets (layout/rtt-hist.ts) summed per octave, first to last non-empty.
-  const octaves: number[] = [];
+  // IOREQ round trips: the log-linear buckets (layout/rtt-hist.ts, 128 per octave) summed per quarter octave, as the Revoke
+  // histogram's, first to last non-empty. A bucket goes to the quarter its lower bound is in (it is under 1 % wide).
+  const quarters: number[] = [];
   run.rtt_hist.forEach((c, i) => {
     if (c === 0) return;
-    const k = Math.floor(Math.log2(Math.max(1, rttBucketRange(i)[0])));
-    octaves[k] = (octaves[k] ?? 0) + c;
+    const k = Math.floor(Math.log2(Math.max(1, rttBucketRange(i)[0])) * RTT_PER_OCTAVE + 1e-9);
+    quarters[k] = (quarters[k] ?? 0) + c;
   });
-  const r0 = octaves.findIndex((c) => c !== undefined && c > 0);
-  const rttBars = r0 < 0 ? [] : Array.from({ length: octaves.length - r0 }, (_, i) => ({ label: `${fmtUs(2 ** (r0 + i))}–${fmtUs(2 ** (r0 + i + 1))}`, value: octaves[r0 + i] ?? 0 }));
+  const r0 = quarters.findIndex((c) => c !== undefined && c > 0);
+  const qUs = (k: number): number => 2 ** (k / RTT_PER_OCTAVE);
+  const rttBins: Bin[] = r0 < 0 ? [] : Array.from({ length: quarters.length - r0 }, (_, i) => ({ x0: qUs(r0 + i), x1: qUs(r0 + i + 1), value: quarters[r0 + i] ?? 0, label: `${fmtUs(qUs(r0 + i))}–${fmtUs(qUs(r0 + i + 1))}` }));
 
-  const frames: Line[] = [
+  const frames: Series[] = [
     ...(s?.samples.domains ?? []).map((d) => ({ label: `${d.name} tot_pages`, xs: t, ys: d.tot_pages })),
     { label: 'free frames', xs: t, ys: s?.samples.free_frames ?? [] },
   ];
@@ -82,18 +88,26 @@ export function plots(run: SavedRun): Record<(typeof PLOTS)[number], string> {
   const time = { domain: [0, end_ms] as const, bands: bandsOf(run) };
   const c = counted(run);
   return {
-    'revoke-latency-hist': histogram(
+    'revoke-latency-hist': histogramPlot(
       { name: 'revoke-latency-hist', title: `Revoke latency: ${rev?.count ?? 0} Revokes timed in the hypervisor`, ...noteOf(c.revokeNote), xLabel: 'latency (log scale)', yLabel: 'Revokes' },
-      revokeBars,
-      (i) => fmtUs(edgeUs(lo + i)),
-      per,
+      revokeBins,
+      { logX: true, xTick: fmtUs },
     ),
-    'revoke-latency-time': scatterPlot({ name: 'revoke-latency-time', title: `Revoke latency over time (${pts.length} of ${rev?.count ?? 0} Revokes shown as points)`, xLabel: 'time (s)', yLabel: 'latency (µs, log)' }, pts, { ...time, line: worstLine, pointsLabel: 'each Revoke', yTick: (v) => fmtUs(v) }),
-    'ops-rate': linePlot({ name: 'ops-rate', title: 'Operations per second', note: 'a rate of 0 is a gap (log scale)', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { ...time, logY: true }),
-    'accesses-rate': linePlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }], time),
-    'ioreq-rtt-hist': histogram({ name: 'ioreq-rtt-hist', title: `IOREQ round trip: ${c.rtt} ioreqs (log2 buckets)`, ...noteOf(c.rttNote), xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBars, (i) => fmtUs(2 ** (r0 + i)), 1),
-    'faults-timeline': timeline({ name: 'faults-timeline', title: `FAULT ioreqs raised: ${c.faults}; injections: ${time.bands.length}`, ...noteOf(c.faultsNote), xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, s?.faults.bin_ms ?? 100, s?.faults.counts ?? [], { ...time, end_ms }),
-    frames: linePlot({ name: 'frames', title: 'Frames per domain, and free', xLabel: 'time (s)', yLabel: 'frames' }, frames, time),
+    'revoke-latency-time': timeSeriesPlot({ name: 'revoke-latency-time', title: `Revoke latency over time (${pts.length} of ${rev?.count ?? 0} Revokes shown as points)`, xLabel: 'time (s)', yLabel: 'latency (log)' }, [worstLine], {
+      ...time,
+      logY: true,
+      yTick: fmtUs,
+      points: { label: 'each Revoke', t_ms: pts.map(([t_ms]) => t_ms), ys: pts.map(([, us]) => us) },
+    }),
+    'ops-rate': timeSeriesPlot({ name: 'ops-rate', title: 'Operations per second', note: 'a rate of 0 is a gap (log scale)', xLabel: 'time (s)', yLabel: 'per second (log)' }, opLines, { ...time, logY: true }),
+    'accesses-rate': timeSeriesPlot({ name: 'accesses-rate', title: 'Guest memory accesses per second', xLabel: 'time (s)', yLabel: 'accesses/s' }, [{ label: 'accesses', ...acc }], time),
+    'ioreq-rtt-hist': histogramPlot({ name: 'ioreq-rtt-hist', title: `IOREQ round trip: ${c.rtt} ioreqs (quarter-octave bins)`, ...noteOf(c.rttNote), xLabel: 'round trip (log scale)', yLabel: 'ioreqs' }, rttBins, { logX: true, xTick: fmtUs }),
+    'faults-timeline': timeSeriesPlot({ name: 'faults-timeline', title: `FAULT ioreqs raised: ${c.faults}; injections: ${time.bands.length}`, ...noteOf(c.faultsNote), xLabel: 'time (s)', yLabel: 'FAULTs per bin' }, [], {
+      ...time,
+      bins: { label: 'FAULT ioreqs per bin', bin_ms: s?.faults.bin_ms ?? 100, counts: s?.faults.counts ?? [] },
+      labelBands: true,
+    }),
+    frames: timeSeriesPlot({ name: 'frames', title: 'Frames per domain, and free', xLabel: 'time (s)', yLabel: 'frames' }, frames, time),
   };
 }
 
@@ -151,9 +165,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .bad{color:#c62828;font-weight:600}.ok{color:#2a8a3a}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(640px,1fr));gap:16px}
 svg.plot{background:#fff;border:1px solid #ddd;border-radius:4px;max-width:100%;height:auto}
-svg .title{font-size:13px;font-weight:600;fill:#222} svg .axis-label,svg .tick-label,svg .legend,svg .marker-label{font-size:11px;fill:#555}
-svg .axis{stroke:#888} svg .tick{stroke:#888} svg .grid{stroke:#eee}
-svg .band{fill:${BAND_COLOR};fill-opacity:0.45} svg .note{font-size:11px;fill:#777} svg .bar{fill:#1f77b4} svg .fault-bar{fill:#d62728} svg .no-data{font-size:15px;fill:#999} svg .render-error-text{fill:#c62828;font-size:13px}
+svg.render-error .title{font-size:13px;font-weight:600;fill:#222} svg .render-error-text{fill:#c62828;font-size:13px}
 .replay{background:#fff3f3;border:1px solid #f0c0c0;padding:8px;border-radius:4px}
 ul.log{margin:4px 0;padding-left:20px} .note{color:#666}
 `;

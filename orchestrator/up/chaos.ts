@@ -116,5 +116,5 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}`;
   const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
-  return { ...finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report }), summary };
+  return { ...(await finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report })), summary };
 }

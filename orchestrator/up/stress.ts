@@ -3,6 +3,7 @@
  * of dom0 + N frontends (see domains/stress.ts), in a forked host process.
  */
 import { MAP_WINDOW_PAGES, type HostSpec } from '../../hypervisor/host/host.js';
+import { fmtUs } from '../text.js';
 import { UsageError } from '../errors.js';
 import { formatSummary, summarize } from './summary.js';
 import { buggifyPrefix } from '../runs/record.js';
@@ -52,7 +53,7 @@ export async function stressRevoke(o: StressOptions): Promise<RunOutcome> {
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(extended, null, 2)}\n`);
   else if (print) {
     process.stdout.write(`${formatSummary(summary)}\n`);
-    process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${summary.revoke_us.p50} µs, p99 ${summary.revoke_us.p99} µs, max ${summary.revoke_us.max} µs\n`);
+    process.stdout.write(`revoke: ${cycles} cycles (${extended.stress.cycles_per_s}/s), latency p50 ${fmtUs(summary.revoke_us.p50)}, p99 ${fmtUs(summary.revoke_us.p99)}, max ${fmtUs(summary.revoke_us.max)}\n`);
   }
   const replay = `${buggifyPrefix(bugs)}npx xgsim stress revoke --guests ${guests} --vcpus ${vcpus} --backend-vcpus ${backendVcpus} --pages ${pages} --adversary ${adversary} --pcpus ${pcpusFlag(pcpus)} --seed ${seed} --duration ${duration_ms}ms`;
   const flags = { guests: String(guests), vcpus: String(vcpus), 'backend-vcpus': String(backendVcpus), pages: String(pages), adversary, duration: `${duration_ms}ms`, pcpus: pcpusFlag(pcpus) };

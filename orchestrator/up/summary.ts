@@ -218,7 +218,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       guests_crashed: r.transport.guests_crashed,
       rejected: r.transport.rejected,
       resent: r.transport.resent,
-      // From log2 buckets: each figure is its bucket's upper bound (at most 2× the truth).
+      // From the log-linear buckets of layout/rtt-hist.ts: each figure is its bucket's upper bound (within 1 % of the truth).
       rtt_us: { p50: rttQuantile(r.rtt_hist, 0.5), p99: rttQuantile(r.rtt_hist, 0.99) },
       posted: n('bufioreqs'),
       posted_ring_full: n('bufioreq_full'),

@@ -21,6 +21,7 @@ import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { savedRunOf, writeOutputs, type Outputs } from './outputs.js';
 import { storeRun } from '../runs/run-store.js';
+import { loadPlots } from '../report/plot.js';
 import { join } from 'node:path';
 import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 import { redactUrl, redisAclOf, redisUrlOf } from '../redis-url.js';
@@ -114,7 +115,9 @@ export interface FinishOptions {
  * printed: the direct replay line of a failure, the run record kept, the
  * --trace and --report files written, the outcome handed back.
  */
-export function finishRun(r: RecordInput, o: FinishOptions): RunOutcome {
+export async function finishRun(r: RecordInput, o: FinishOptions): Promise<RunOutcome> {
+  // A run with a timeline writes a report (the run store's, --report): the plotting library is loaded for it only then.
+  if (o.report.trace !== undefined) await loadPlots();
   const failed = r.summary.verdict === 'fail';
   if (o.print && failed) process.stderr.write(`replay: ${r.replay}\n`);
   const record = makeRecord(r);
