@@ -27,6 +27,7 @@ import { scenarioCommand } from '../scenario/command.js';
 import { DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
 import { formatCompareTable } from './table.js';
 import { cellKey, writeComparePage } from './report.js';
+import { loadPlots } from '../report/plot.js';
 import { commandLine, savedRunOf } from '../up/outputs.js';
 import type { SavedRun } from '../report/saved-run.js';
 import { UsageError } from '../errors.js';
@@ -94,6 +95,8 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
   if (o.json === true) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${table}\n`);
   if (o.report !== undefined) {
+    // The plotting library is loaded only when a page is drawn (orchestrator/report/plot.ts).
+    await loadPlots();
     const index = writeComparePage(o.report, report, runs, commandLine());
     say(`report: ${index}`);
   }

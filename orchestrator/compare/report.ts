@@ -4,13 +4,14 @@
  * threaded workload the same plots side by side, one column per design.
  * The plots are the run report's (orchestrator/report/html.ts `plots`),
  * drawn from each cell's first seed, so a design's column reads like its
- * own run report.
+ * own run report. The caller loads the plotting library first
+ * (`loadPlots`, orchestrator/report/plot.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CSS, JS, plots, PLOTS } from '../report/html.js';
 import type { SavedRun } from '../report/saved-run.js';
-import { esc } from '../report/svg.js';
+import { esc } from '../report/format.js';
 import { compareLegend, compareRows, compareTitle, formatCompareTable } from './table.js';
 import type { CompareReport } from './types.js';
 
