@@ -30,6 +30,14 @@ import type { SimSched } from './sim-sched.js';
 /** Decisions of the quiet tail after the steps of a run (a tenth of the default 20 000). */
 export const LIVENESS_TAIL_STEPS = 2000;
 
+/**
+ * How far the tail's second half may stretch, in halves, for a vCPU that the
+ * simulator held beneath other vCPUs' frames (SimSched.heldBeneath) to have
+ * had a half's worth of decisions of its own. A vCPU held for longer than
+ * that is not judged: the run is `stuck` (a limit of one thread), not failed.
+ */
+export const LIVENESS_STRETCH_HALVES = 8;
+
 /** What liveness needs of a simulated vCPU. */
 export interface LiveActor {
   readonly name: string;
@@ -55,6 +63,14 @@ export class Liveness {
   private revokesAtQuiet: number[] = [];
   /** The last decision of the tail, once its half is reached. */
   private endStep = Infinity;
+  /** The decision of the snapshot (the half), and the last one the tail may stretch to. */
+  private snapStep = 0;
+  private capStep = Infinity;
+  /** Per actor: decisions since the snapshot during which the simulator held it beneath another frame. */
+  private held: number[] = [];
+  private countedAt = 0;
+  /** Set by check(): the vCPUs the tail could not judge (held by the simulator past the stretch). */
+  inconclusive: string | null = null;
 
   constructor(
     private readonly sim: SimSched,
@@ -86,7 +102,11 @@ export class Liveness {
       this.revokesAtQuiet = this.actors.map((a) => a.revokes().length);
     }
     // A run that failed stops where it failed (SimSched.failedHook): no tail to stretch.
-    if (!this.quiet || this.snap !== undefined || sim.failed_at !== null) return;
+    if (!this.quiet || sim.failed_at !== null) return;
+    if (this.snap !== undefined) {
+      this.countHeld();
+      return;
+    }
     if (steps < this.start + Math.floor(this.tail / 2) || sim.clock_us < this.quietAt_us + LOST_POLL_MS * 1000) {
       // Not at the half yet: the run must not end before it.
       sim.o.max_steps = Math.max(sim.o.max_steps, steps + this.half + 1);
@@ -98,7 +118,44 @@ export class Liveness {
       return { completed: a.completed(), seq: Atomics.load(s, i + IOS.SEQ), state: Atomics.load(s, i + IOS.STATE) };
     });
     this.endStep = steps + this.half;
+    this.snapStep = this.countedAt = steps;
+    this.capStep = steps + LIVENESS_STRETCH_HALVES * this.half;
+    this.held = this.actors.map(() => 0);
     sim.o.max_steps = this.endStep;
+  }
+
+  /**
+   * Before each decision of the second half: which vCPUs the simulator holds
+   * beneath other frames (LIFO nesting: a vCPU whose ioreq was answered, or
+   * whose sleep is over, resumes only once every frame above it returned).
+   * Those decisions are not the vCPU's to make progress in: at the end of
+   * the half, the tail goes on until every vCPU without progress has had a
+   * half of its own, up to LIVENESS_STRETCH_HALVES halves.
+   */
+  private countHeld(): void {
+    const sim = this.sim;
+    const steps = sim.steps;
+    if (steps === this.countedAt) return; // no decision since the last look (an idle pick)
+    const n = steps - this.countedAt;
+    this.countedAt = steps;
+    for (let k = 0; k < this.actors.length; k++) if (sim.heldBeneath(k)) this.held[k]! += n;
+    if (steps < this.endStep || steps >= this.capStep) return;
+    let need = 0;
+    this.actors.forEach((a, k) => {
+      if (this.judged(a, k) && a.completed() === this.snap![k]!.completed) need = Math.max(need, this.half - this.own(k));
+    });
+    if (need <= 0) return;
+    this.endStep = Math.min(this.capStep, steps + need);
+    sim.o.max_steps = this.endStep;
+  }
+
+  /** Decisions since the snapshot in which vCPU k was not held by the simulator. */
+  private own(k: number): number {
+    return this.countedAt - this.snapStep - this.held[k]!;
+  }
+
+  private judged(a: LiveActor, k: number): boolean {
+    return !a.retired && !this.excluded.has(k) && this.m.dom.state(a.domid) === DS.RUNNING;
   }
 
   /** At the last decision of the tail, before the machine is stopped (a stop abandons the waits): what did not move. */
@@ -109,23 +166,51 @@ export class Liveness {
     // The unanswered ioreqs first: a vCPU that made no progress is often only waiting behind one.
     const stalled: string[] = [];
     const half = this.half;
+    const unjudged: string[] = [];
+    const decisions = this.countedAt - this.snapStep;
     this.actors.forEach((a, k) => {
-      if (a.retired || this.excluded.has(k) || this.m.dom.state(a.domid) !== DS.RUNNING) return;
+      if (!this.judged(a, k)) return;
       const was = snap[k]!;
       const i = this.m.ios.idx(a.slot);
       const state = Atomics.load(this.m.ios.slots, i + IOS.STATE);
       const seq = Atomics.load(this.m.ios.slots, i + IOS.SEQ);
-      if (was.state !== IOREQ_STATE.NONE && state !== IOREQ_STATE.NONE && seq === was.seq) {
+      // IORESP_READY is answered: whether the vCPU took the answer is the progress check's question.
+      if (was.state !== IOREQ_STATE.NONE && (state === IOREQ_STATE.READY || state === IOREQ_STATE.INPROCESS) && seq === was.seq) {
         const type = this.m.ios.slots[i + IOS.TYPE] === IOREQ_TYPE.FAULT ? 'FAULT' : 'ioreq';
         const gfn = this.m.ios.slots[i + IOS.GFN]!;
-        out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${half} decisions of the quiet tail (state ${state})`);
+        out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${decisions} decisions of the quiet tail (state ${state})`);
       } else if (a.completed() === was.completed) {
-        stalled.push(`liveness: ${a.name} made no progress in the last ${half} decisions of the quiet tail (${whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)))})`);
+        const held = this.held[k]!;
+        const doing = whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)));
+        // A vCPU that had less than a half of its own is not judged: the simulator held it (its waits were over).
+        if (this.own(k) < half) unjudged.push(`${a.name} (${doing}) held beneath other vCPUs' frames for ${held} of the last ${decisions} decisions of the quiet tail`);
+        else stalled.push(`liveness: ${a.name} made no progress in the last ${decisions} decisions of the quiet tail (${doing}${held > 0 ? `; held beneath other vCPUs' frames for ${held} of them` : ''})`);
       }
       const late = a.revokes().slice(this.revokesAtQuiet[k] ?? 0).find((us) => us > TLB_SHOOTDOWN_BOUND_MS * 1000);
       if (late !== undefined) out.push(`liveness: a Revoke by ${a.name} took ${Math.round(late)} µs, above its bound of ${TLB_SHOOTDOWN_BOUND_MS} ms`);
     });
-    return [...out, ...stalled];
+    const failures = [...out, ...stalled];
+    if (failures.length === 0 && unjudged.length > 0) this.inconclusive = `liveness could not judge ${unjudged.join(', ')} (one thread: a frame resumes only after those above it)`;
+    if (process.env['XGSIM_LIVENESS_DUMP'] === '1' && (failures.length > 0 || unjudged.length > 0)) this.dump();
+    return failures;
+  }
+
+  /** XGSIM_LIVENESS_DUMP=1: the simulator's stack and every vCPU's state at a liveness failure, on stderr. */
+  private dump(): void {
+    const { sim, m } = this;
+    const lines = [`liveness dump at decision ${sim.steps} (snapshot at ${this.snapStep}), simulated ${Math.round(sim.clock_us)} µs`, `stack (bottom first): ${sim.stackOrder().map((k) => this.actors[k]!.name).join(' > ') || '(empty)'}`];
+    this.actors.forEach((a, k) => {
+      const i = m.ios.idx(a.slot);
+      const io = (f: number): number => Atomics.load(m.ios.slots, i + f);
+      const was = this.snap![k]!;
+      lines.push(`${a.name}: domain state ${m.dom.state(a.domid)}, vCPU ${whatDoing(Atomics.load(m.vcpus.w, m.vcpus.idx(a.slot, VC.STATE)))}${a.retired ? ', retired' : ''}; steps ${was.completed} → ${a.completed()}; ioreq seq ${was.seq} → ${io(IOS.SEQ)}, state ${was.state} → ${io(IOS.STATE)}, type ${io(IOS.TYPE)}, gfn 0x${(io(IOS.GFN) >>> 0).toString(16)}; held ${this.held[k] ?? 0}${sim.heldBeneath(k) ? ' (held now)' : ''}`);
+      const w = sim.waitingIn(k);
+      if (w !== undefined) {
+        lines.push(`  in a wait: word[${w.index}] ${Atomics.load(w.word, w.index)} (waits while ${w.expected}), deadline ${w.deadline_us === Infinity ? 'none' : `${Math.round(w.deadline_us)} µs`}`);
+        if (w.site !== undefined) lines.push(...w.site.split('\n').slice(1, 12).map((l) => `  ${l.trim()}`));
+      }
+    });
+    process.stderr.write(`${lines.join('\n')}\n`);
   }
 }
 
