@@ -12,7 +12,7 @@ import { loadTopology } from '../../../orchestrator/config/topology.js';
 import { hostSpecOf } from '../../../orchestrator/up/host-spec.js';
 import { runSim } from './run.js';
 import { LIVENESS_TAIL_STEPS } from './liveness.js';
-import { SimSched, type SimActor } from './sim-sched.js';
+import { MAX_NEST_DEPTH, SimSched, type SimActor } from './sim-sched.js';
 
 const noLocks = { heldCount: () => 0 } as unknown as LockSpace;
 
@@ -31,7 +31,7 @@ function actor(name: string, body: () => void): SimActor & { waiting: boolean } 
 }
 
 describe('liveness: what the simulator holds is not the vCPU\'s', () => {
-  it('heldBeneath: a vCPU beneath another frame is held once its wait is over (the word moved, or its time passed), not before', () => {
+  it('held: a vCPU beneath another frame is held once its wait is over (the word moved, or its time passed), not before', () => {
     const sim = new SimSched({ seed: 1, max_steps: 1000, strategy: 'random', pct_depth: 3, horizon_steps: 1000, locks: noLocks });
     const word = new Int32Array(new SharedArrayBuffer(8));
     const seen: Record<string, boolean> = {};
@@ -46,23 +46,48 @@ describe('liveness: what the simulator holds is not the vCPU\'s', () => {
     const b = actor('b', () => {
       b.waiting = true;
       if (round++ === 0) {
-        seen['before the answer'] = sim.heldBeneath(0);
+        seen['before the answer'] = sim.held(0);
         Atomics.store(word, 0, 1); // the device model's answer
-        seen['after the answer'] = sim.heldBeneath(0);
+        seen['after the answer'] = sim.held(0);
       } else {
-        seen['timed wait running'] = sim.heldBeneath(0);
+        seen['timed wait running'] = sim.held(0);
       }
       sim.wait(word, 1, 0, 1); // a sleep of 1 ms on top of a
-      if (round === 2) seen['timed wait over'] = sim.heldBeneath(0);
-      seen['the top'] = sim.heldBeneath(1);
+      if (round === 2) seen['timed wait over'] = sim.held(0);
+      seen['the top'] = sim.held(1);
       b.waiting = false;
     });
     sim.setActors([a, b]);
     sim.run(0);
     expect(round).toBe(2);
     expect(seen).toEqual({ 'before the answer': false, 'after the answer': true, 'timed wait running': false, 'timed wait over': true, 'the top': false });
-    expect(sim.heldBeneath(0)).toBe(false); // off the stack
+    expect(sim.held(0)).toBe(false); // off the stack
     expect(sim.waitingIn(0)).toBeUndefined();
+  });
+
+  it('held: off the stack, a vCPU is held while the stack is MAX_NEST_DEPTH deep (only a device model may run then), not before', () => {
+    const sim = new SimSched({ seed: 2, max_steps: 1000, strategy: 'random', pct_depth: 3, horizon_steps: 1000, locks: noLocks });
+    const sleep = new Int32Array(new SharedArrayBuffer(4));
+    const heldOffStack: boolean[] = [];
+    const actors: Array<SimActor & { waiting: boolean }> = [];
+    let ran = 0;
+    for (let k = 0; k < MAX_NEST_DEPTH + 1; k++) {
+      const a = actor(`v${k}`, () => {
+        ran++;
+        // Whoever is off the stack now, with this actor on top at depth d.
+        const off = actors.findIndex((_, j) => !sim.stackOrder().includes(j));
+        if (off >= 0) heldOffStack[sim.depth] = sim.held(off);
+        a.waiting = true;
+        sim.wait(sleep, 0, 0, 1); // a sleep: the others nest inside it while the depth allows
+        a.waiting = false;
+      });
+      actors.push(a);
+    }
+    sim.setActors(actors);
+    sim.run(0);
+    // Depths 1..MAX_NEST_DEPTH: the last actor off the stack is held only once the stack is full.
+    expect(ran).toBe(MAX_NEST_DEPTH);
+    expect(heldOffStack.slice(1)).toEqual([...Array.from({ length: MAX_NEST_DEPTH - 1 }, () => false), true]);
   });
 
   it('seed 1880795512 (random walk, swarm, 20 000 steps, no bug): desktop/v0 held beneath desktop/v1\'s sleeps is live, not failed', async () => {

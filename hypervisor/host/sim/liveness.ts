@@ -32,7 +32,7 @@ export const LIVENESS_TAIL_STEPS = 2000;
 
 /**
  * How far the tail's second half may stretch, in halves, for a vCPU that the
- * simulator held beneath other vCPUs' frames (SimSched.heldBeneath) to have
+ * simulator held (SimSched.held: beneath other vCPUs' frames) to have
  * had a half's worth of decisions of its own. A vCPU held for longer than
  * that is not judged: the run is `stuck` (a limit of one thread), not failed.
  */
@@ -66,8 +66,8 @@ export class Liveness {
   /** The decision of the snapshot (the half), and the last one the tail may stretch to. */
   private snapStep = 0;
   private capStep = Infinity;
-  /** Per actor: decisions since the snapshot during which the simulator held it beneath another frame. */
-  private held: number[] = [];
+  /** Per actor: decisions since the snapshot during which the simulator held it (SimSched.held). */
+  private heldFor: number[] = [];
   private countedAt = 0;
   /** Set by check(): the vCPUs the tail could not judge (held by the simulator past the stretch). */
   inconclusive: string | null = null;
@@ -120,7 +120,7 @@ export class Liveness {
     this.endStep = steps + this.half;
     this.snapStep = this.countedAt = steps;
     this.capStep = steps + LIVENESS_STRETCH_HALVES * this.half;
-    this.held = this.actors.map(() => 0);
+    this.heldFor = this.actors.map(() => 0);
     sim.o.max_steps = this.endStep;
   }
 
@@ -138,7 +138,7 @@ export class Liveness {
     if (steps === this.countedAt) return; // no decision since the last look (an idle pick)
     const n = steps - this.countedAt;
     this.countedAt = steps;
-    for (let k = 0; k < this.actors.length; k++) if (sim.heldBeneath(k)) this.held[k]! += n;
+    for (let k = 0; k < this.actors.length; k++) if (sim.held(k)) this.heldFor[k]! += n;
     if (steps < this.endStep || steps >= this.capStep) return;
     let need = 0;
     this.actors.forEach((a, k) => {
@@ -151,7 +151,7 @@ export class Liveness {
 
   /** Decisions since the snapshot in which vCPU k was not held by the simulator. */
   private own(k: number): number {
-    return this.countedAt - this.snapStep - this.held[k]!;
+    return this.countedAt - this.snapStep - this.heldFor[k]!;
   }
 
   private judged(a: LiveActor, k: number): boolean {
@@ -180,11 +180,11 @@ export class Liveness {
         const gfn = this.m.ios.slots[i + IOS.GFN]!;
         out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${decisions} decisions of the quiet tail (state ${state})`);
       } else if (a.completed() === was.completed) {
-        const held = this.held[k]!;
+        const held = this.heldFor[k]!;
         const doing = whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)));
         // A vCPU that had less than a half of its own is not judged: the simulator held it (its waits were over).
-        if (this.own(k) < half) unjudged.push(`${a.name} (${doing}) held beneath other vCPUs' frames for ${held} of the last ${decisions} decisions of the quiet tail`);
-        else stalled.push(`liveness: ${a.name} made no progress in the last ${decisions} decisions of the quiet tail (${doing}${held > 0 ? `; held beneath other vCPUs' frames for ${held} of them` : ''})`);
+        if (this.own(k) < half) unjudged.push(`${a.name} (${doing}) held by the simulator (beneath other vCPUs' frames, or off a full stack) for ${held} of the last ${decisions} decisions of the quiet tail`);
+        else stalled.push(`liveness: ${a.name} made no progress in the last ${decisions} decisions of the quiet tail (${doing}${held > 0 ? `; held by the simulator for ${held} of them` : ''})`);
       }
       const late = a.revokes().slice(this.revokesAtQuiet[k] ?? 0).find((us) => us > TLB_SHOOTDOWN_BOUND_MS * 1000);
       if (late !== undefined) out.push(`liveness: a Revoke by ${a.name} took ${Math.round(late)} µs, above its bound of ${TLB_SHOOTDOWN_BOUND_MS} ms`);
@@ -203,7 +203,7 @@ export class Liveness {
       const i = m.ios.idx(a.slot);
       const io = (f: number): number => Atomics.load(m.ios.slots, i + f);
       const was = this.snap![k]!;
-      lines.push(`${a.name}: domain state ${m.dom.state(a.domid)}, vCPU ${whatDoing(Atomics.load(m.vcpus.w, m.vcpus.idx(a.slot, VC.STATE)))}${a.retired ? ', retired' : ''}; steps ${was.completed} → ${a.completed()}; ioreq seq ${was.seq} → ${io(IOS.SEQ)}, state ${was.state} → ${io(IOS.STATE)}, type ${io(IOS.TYPE)}, gfn 0x${(io(IOS.GFN) >>> 0).toString(16)}; held ${this.held[k] ?? 0}${sim.heldBeneath(k) ? ' (held now)' : ''}`);
+      lines.push(`${a.name}: domain state ${m.dom.state(a.domid)}, vCPU ${whatDoing(Atomics.load(m.vcpus.w, m.vcpus.idx(a.slot, VC.STATE)))}${a.retired ? ', retired' : ''}; steps ${was.completed} → ${a.completed()}; ioreq seq ${was.seq} → ${io(IOS.SEQ)}, state ${was.state} → ${io(IOS.STATE)}, type ${io(IOS.TYPE)}, gfn 0x${(io(IOS.GFN) >>> 0).toString(16)}; held ${this.heldFor[k] ?? 0}${sim.held(k) ? ' (held now)' : ''}`);
       const w = sim.waitingIn(k);
       if (w !== undefined) {
         lines.push(`  in a wait: word[${w.index}] ${Atomics.load(w.word, w.index)} (waits while ${w.expected}), deadline ${w.deadline_us === Infinity ? 'none' : `${Math.round(w.deadline_us)} µs`}`);

@@ -264,15 +264,17 @@ export class SimSched implements Sched {
 
   /**
    * Whether actor i is held by the simulator rather than by anything it
-   * waits for: its frame is beneath another actor's (LIFO nesting) and it
-   * could go on — it is in no wait (preempted at a hook point), or its wait
-   * is over (the word moved, or the time passed). A real vCPU would be
-   * running (Xen wakes a vCPU blocked in hvm_wait_for_io as soon as its
-   * ioreq reaches IORESP_READY); here it resumes only once every frame above
-   * it returned.
+   * waits for — a real vCPU would be running: its frame is beneath another
+   * actor's (LIFO nesting) and it could go on (it is in no wait: preempted
+   * at a hook point; or its wait is over: the word moved, or the time
+   * passed), or it is off the stack but the stack is MAX_NEST_DEPTH deep, so
+   * only a device model may run. Xen wakes a vCPU blocked in wait_for_io as
+   * soon as its ioreq reaches IORESP_READY (xen/common/ioreq.c); here it
+   * resumes only once every frame above it returned.
    */
-  heldBeneath(i: number): boolean {
-    if (!this.onStack[i] || this.current === i) return false;
+  held(i: number): boolean {
+    if (!this.onStack[i]) return this.stack.length >= MAX_NEST_DEPTH && !this.actors[i]!.serves;
+    if (this.current === i) return false;
     const w = this.waitOf[i];
     return w === undefined || Atomics.load(w.word, w.index) !== w.expected || this.clock_us >= w.deadline_us;
   }
