@@ -138,13 +138,19 @@ export class Liveness {
     if (steps === this.countedAt) return; // no decision since the last look (an idle pick)
     const n = steps - this.countedAt;
     this.countedAt = steps;
-    for (let k = 0; k < this.actors.length; k++) if (sim.held(k)) this.heldFor[k]! += n;
+    // A vCPU whose ioreq is not answered yet waits for the device model, not for the simulator, however
+    // long ago its wait's 50 ms ran out (sendIoreq waits again).
+    for (let k = 0; k < this.actors.length; k++) if (sim.held(k) && !this.awaitsAnswer(k)) this.heldFor[k]! += n;
     if (steps < this.endStep || steps >= this.capStep) return;
     let need = 0;
+    let unanswered = false;
     this.actors.forEach((a, k) => {
-      if (this.judged(a, k) && a.completed() === this.snap![k]!.completed) need = Math.max(need, this.half - this.own(k));
+      if (!this.judged(a, k)) return;
+      unanswered ||= this.unanswered(k);
+      if (a.completed() === this.snap![k]!.completed) need = Math.max(need, this.half - this.own(k));
     });
-    if (need <= 0) return;
+    // An ioreq unanswered for the whole half fails the run whatever the stretch shows (the device model is never held).
+    if (need <= 0 || unanswered) return;
     this.endStep = Math.min(this.capStep, steps + need);
     sim.o.max_steps = this.endStep;
   }
@@ -152,6 +158,18 @@ export class Liveness {
   /** Decisions since the snapshot in which vCPU k was not held by the simulator. */
   private own(k: number): number {
     return this.countedAt - this.snapStep - this.heldFor[k]!;
+  }
+
+  /** Whether vCPU k's ioreq is sent and not answered (READY or INPROCESS). */
+  private awaitsAnswer(k: number): boolean {
+    const state = Atomics.load(this.m.ios.slots, this.m.ios.idx(this.actors[k]!.slot) + IOS.STATE);
+    return state === IOREQ_STATE.READY || state === IOREQ_STATE.INPROCESS;
+  }
+
+  /** Whether the ioreq vCPU k had in flight at the half is still not answered (IORESP_READY is answered). */
+  private unanswered(k: number): boolean {
+    const was = this.snap![k]!;
+    return was.state !== IOREQ_STATE.NONE && this.awaitsAnswer(k) && Atomics.load(this.m.ios.slots, this.m.ios.idx(this.actors[k]!.slot) + IOS.SEQ) === was.seq;
   }
 
   private judged(a: LiveActor, k: number): boolean {
@@ -175,7 +193,7 @@ export class Liveness {
       const state = Atomics.load(this.m.ios.slots, i + IOS.STATE);
       const seq = Atomics.load(this.m.ios.slots, i + IOS.SEQ);
       // IORESP_READY is answered: whether the vCPU took the answer is the progress check's question.
-      if (was.state !== IOREQ_STATE.NONE && (state === IOREQ_STATE.READY || state === IOREQ_STATE.INPROCESS) && seq === was.seq) {
+      if (this.unanswered(k)) {
         const type = this.m.ios.slots[i + IOS.TYPE] === IOREQ_TYPE.FAULT ? 'FAULT' : 'ioreq';
         const gfn = this.m.ios.slots[i + IOS.GFN]!;
         out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${decisions} decisions of the quiet tail (state ${state})`);
