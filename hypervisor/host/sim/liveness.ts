@@ -16,6 +16,12 @@
  *  - every Revoke of the tail returned within its bound
  *    (TLB_SHOOTDOWN_BOUND_MS: a shootdown waits at most that long).
  * A run that fails one of these fails with `liveness: …`, not `stuck`.
+ * A vCPU is judged over the decisions that were its own: those in which
+ * the one-thread simulator held it (SimSched.held: beneath other frames
+ * with its wait over, or off a full stack) are not, since Xen would have
+ * run it; the half stretches until each vCPU without progress had a half
+ * of its own, and one that did not by LIVENESS_STRETCH_HALVES makes the
+ * run `stuck` (docs/verification.md §1).
  */
 import { TLB_SHOOTDOWN_BOUND_MS } from '../../layout/constants.js';
 import { IOS } from '../../layout/ioreq-slots.js';
