@@ -16,6 +16,12 @@
  *  - every Revoke of the tail returned within its bound
  *    (TLB_SHOOTDOWN_BOUND_MS: a shootdown waits at most that long).
  * A run that fails one of these fails with `liveness: …`, not `stuck`.
+ * A vCPU is judged over the decisions that were its own: those in which
+ * the one-thread simulator held it (SimSched.held: beneath other frames
+ * with its wait over, or off a full stack) are not, since Xen would have
+ * run it; the half stretches until each vCPU without progress had a half
+ * of its own, and one that did not by LIVENESS_STRETCH_HALVES makes the
+ * run `stuck` (docs/verification.md §1).
  */
 import { TLB_SHOOTDOWN_BOUND_MS } from '../../layout/constants.js';
 import { IOS } from '../../layout/ioreq-slots.js';
@@ -29,6 +35,14 @@ import type { SimSched } from './sim-sched.js';
 
 /** Decisions of the quiet tail after the steps of a run (a tenth of the default 20 000). */
 export const LIVENESS_TAIL_STEPS = 2000;
+
+/**
+ * How far the tail's second half may stretch, in halves, for a vCPU that the
+ * simulator held (SimSched.held: beneath other vCPUs' frames) to have
+ * had a half's worth of decisions of its own. A vCPU held for longer than
+ * that is not judged: the run is `stuck` (a limit of one thread), not failed.
+ */
+export const LIVENESS_STRETCH_HALVES = 8;
 
 /** What liveness needs of a simulated vCPU. */
 export interface LiveActor {
@@ -55,6 +69,14 @@ export class Liveness {
   private revokesAtQuiet: number[] = [];
   /** The last decision of the tail, once its half is reached. */
   private endStep = Infinity;
+  /** The decision of the snapshot (the half), and the last one the tail may stretch to. */
+  private snapStep = 0;
+  private capStep = Infinity;
+  /** Per actor: decisions since the snapshot during which the simulator held it (SimSched.held). */
+  private heldFor: number[] = [];
+  private countedAt = 0;
+  /** Set by check(): the vCPUs the tail could not judge (held by the simulator past the stretch). */
+  inconclusive: string | null = null;
 
   constructor(
     private readonly sim: SimSched,
@@ -86,7 +108,11 @@ export class Liveness {
       this.revokesAtQuiet = this.actors.map((a) => a.revokes().length);
     }
     // A run that failed stops where it failed (SimSched.failedHook): no tail to stretch.
-    if (!this.quiet || this.snap !== undefined || sim.failed_at !== null) return;
+    if (!this.quiet || sim.failed_at !== null) return;
+    if (this.snap !== undefined) {
+      this.countHeld();
+      return;
+    }
     if (steps < this.start + Math.floor(this.tail / 2) || sim.clock_us < this.quietAt_us + LOST_POLL_MS * 1000) {
       // Not at the half yet: the run must not end before it.
       sim.o.max_steps = Math.max(sim.o.max_steps, steps + this.half + 1);
@@ -98,7 +124,62 @@ export class Liveness {
       return { completed: a.completed(), seq: Atomics.load(s, i + IOS.SEQ), state: Atomics.load(s, i + IOS.STATE) };
     });
     this.endStep = steps + this.half;
+    this.snapStep = this.countedAt = steps;
+    this.capStep = steps + LIVENESS_STRETCH_HALVES * this.half;
+    this.heldFor = this.actors.map(() => 0);
     sim.o.max_steps = this.endStep;
+  }
+
+  /**
+   * Before each decision of the second half: which vCPUs the simulator holds
+   * beneath other frames (LIFO nesting: a vCPU whose ioreq was answered, or
+   * whose sleep is over, resumes only once every frame above it returned).
+   * Those decisions are not the vCPU's to make progress in: at the end of
+   * the half, the tail goes on until every vCPU without progress has had a
+   * half of its own, up to LIVENESS_STRETCH_HALVES halves.
+   */
+  private countHeld(): void {
+    const sim = this.sim;
+    const steps = sim.steps;
+    if (steps === this.countedAt) return; // no decision since the last look (an idle pick)
+    const n = steps - this.countedAt;
+    this.countedAt = steps;
+    // A vCPU whose ioreq is not answered yet waits for the device model, not for the simulator, however
+    // long ago its wait's 50 ms ran out (sendIoreq waits again).
+    for (let k = 0; k < this.actors.length; k++) if (sim.held(k) && !this.awaitsAnswer(k)) this.heldFor[k]! += n;
+    if (steps < this.endStep || steps >= this.capStep) return;
+    let need = 0;
+    let unanswered = false;
+    this.actors.forEach((a, k) => {
+      if (!this.judged(a, k)) return;
+      unanswered ||= this.unanswered(k);
+      if (a.completed() === this.snap![k]!.completed) need = Math.max(need, this.half - this.own(k));
+    });
+    // An ioreq unanswered for the whole half fails the run whatever the stretch shows (the device model is never held).
+    if (need <= 0 || unanswered) return;
+    this.endStep = Math.min(this.capStep, steps + need);
+    sim.o.max_steps = this.endStep;
+  }
+
+  /** Decisions since the snapshot in which vCPU k was not held by the simulator. */
+  private own(k: number): number {
+    return this.countedAt - this.snapStep - this.heldFor[k]!;
+  }
+
+  /** Whether vCPU k's ioreq is sent and not answered (READY or INPROCESS). */
+  private awaitsAnswer(k: number): boolean {
+    const state = Atomics.load(this.m.ios.slots, this.m.ios.idx(this.actors[k]!.slot) + IOS.STATE);
+    return state === IOREQ_STATE.READY || state === IOREQ_STATE.INPROCESS;
+  }
+
+  /** Whether the ioreq vCPU k had in flight at the half is still not answered (IORESP_READY is answered). */
+  private unanswered(k: number): boolean {
+    const was = this.snap![k]!;
+    return was.state !== IOREQ_STATE.NONE && this.awaitsAnswer(k) && Atomics.load(this.m.ios.slots, this.m.ios.idx(this.actors[k]!.slot) + IOS.SEQ) === was.seq;
+  }
+
+  private judged(a: LiveActor, k: number): boolean {
+    return !a.retired && !this.excluded.has(k) && this.m.dom.state(a.domid) === DS.RUNNING;
   }
 
   /** At the last decision of the tail, before the machine is stopped (a stop abandons the waits): what did not move. */
@@ -109,23 +190,51 @@ export class Liveness {
     // The unanswered ioreqs first: a vCPU that made no progress is often only waiting behind one.
     const stalled: string[] = [];
     const half = this.half;
+    const unjudged: string[] = [];
+    const decisions = this.countedAt - this.snapStep;
     this.actors.forEach((a, k) => {
-      if (a.retired || this.excluded.has(k) || this.m.dom.state(a.domid) !== DS.RUNNING) return;
+      if (!this.judged(a, k)) return;
       const was = snap[k]!;
       const i = this.m.ios.idx(a.slot);
       const state = Atomics.load(this.m.ios.slots, i + IOS.STATE);
       const seq = Atomics.load(this.m.ios.slots, i + IOS.SEQ);
-      if (was.state !== IOREQ_STATE.NONE && state !== IOREQ_STATE.NONE && seq === was.seq) {
+      // IORESP_READY is answered: whether the vCPU took the answer is the progress check's question.
+      if (this.unanswered(k)) {
         const type = this.m.ios.slots[i + IOS.TYPE] === IOREQ_TYPE.FAULT ? 'FAULT' : 'ioreq';
         const gfn = this.m.ios.slots[i + IOS.GFN]!;
-        out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${half} decisions of the quiet tail (state ${state})`);
+        out.push(`liveness: ${a.name}'s ${type} ${seq} (gfn 0x${gfn.toString(16)}) not answered in the last ${decisions} decisions of the quiet tail (state ${state})`);
       } else if (a.completed() === was.completed) {
-        stalled.push(`liveness: ${a.name} made no progress in the last ${half} decisions of the quiet tail (${whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)))})`);
+        const held = this.heldFor[k]!;
+        const doing = whatDoing(Atomics.load(this.m.vcpus.w, this.m.vcpus.idx(a.slot, VC.STATE)));
+        // A vCPU that had less than a half of its own is not judged: the simulator held it (its waits were over).
+        if (this.own(k) < half) unjudged.push(`${a.name} (${doing}) held by the simulator (beneath other vCPUs' frames, or off a full stack) for ${held} of the last ${decisions} decisions of the quiet tail`);
+        else stalled.push(`liveness: ${a.name} made no progress in the last ${decisions} decisions of the quiet tail (${doing}${held > 0 ? `; held by the simulator for ${held} of them` : ''})`);
       }
       const late = a.revokes().slice(this.revokesAtQuiet[k] ?? 0).find((us) => us > TLB_SHOOTDOWN_BOUND_MS * 1000);
       if (late !== undefined) out.push(`liveness: a Revoke by ${a.name} took ${Math.round(late)} µs, above its bound of ${TLB_SHOOTDOWN_BOUND_MS} ms`);
     });
-    return [...out, ...stalled];
+    const failures = [...out, ...stalled];
+    if (failures.length === 0 && unjudged.length > 0) this.inconclusive = `liveness could not judge ${unjudged.join(', ')} (one thread: a frame resumes only after those above it)`;
+    if (process.env['XGSIM_LIVENESS_DUMP'] === '1' && (failures.length > 0 || unjudged.length > 0)) this.dump();
+    return failures;
+  }
+
+  /** XGSIM_LIVENESS_DUMP=1: the simulator's stack and every vCPU's state at a liveness failure, on stderr. */
+  private dump(): void {
+    const { sim, m } = this;
+    const lines = [`liveness dump at decision ${sim.steps} (snapshot at ${this.snapStep}), simulated ${Math.round(sim.clock_us)} µs`, `stack (bottom first): ${sim.stackOrder().map((k) => this.actors[k]!.name).join(' > ') || '(empty)'}`];
+    this.actors.forEach((a, k) => {
+      const i = m.ios.idx(a.slot);
+      const io = (f: number): number => Atomics.load(m.ios.slots, i + f);
+      const was = this.snap![k]!;
+      lines.push(`${a.name}: domain state ${m.dom.state(a.domid)}, vCPU ${whatDoing(Atomics.load(m.vcpus.w, m.vcpus.idx(a.slot, VC.STATE)))}${a.retired ? ', retired' : ''}; steps ${was.completed} → ${a.completed()}; ioreq seq ${was.seq} → ${io(IOS.SEQ)}, state ${was.state} → ${io(IOS.STATE)}, type ${io(IOS.TYPE)}, gfn 0x${(io(IOS.GFN) >>> 0).toString(16)}; held ${this.heldFor[k] ?? 0}${sim.held(k) ? ' (held now)' : ''}`);
+      const w = sim.waitingIn(k);
+      if (w !== undefined) {
+        lines.push(`  in a wait: word[${w.index}] ${Atomics.load(w.word, w.index)} (waits while ${w.expected}), deadline ${w.deadline_us === Infinity ? 'none' : `${Math.round(w.deadline_us)} µs`}`);
+        if (w.site !== undefined) lines.push(...w.site.split('\n').slice(1, 12).map((l) => `  ${l.trim()}`));
+      }
+    });
+    process.stderr.write(`${lines.join('\n')}\n`);
   }
 }
 

@@ -167,6 +167,8 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
   const tail = o.liveness === false ? 0 : (o.tail_steps ?? LIVENESS_TAIL_STEPS);
   const sim = new SimSched({ seed: o.seed, max_steps: o.steps + tail, strategy, pct_depth: Math.max(3, Math.round(horizon / PCT_STEPS_PER_CHANGE)), horizon_steps: horizon, locks: m.locks, ...(o.cost !== undefined ? { cost: o.cost } : {}) });
   setSched(sim);
+  // XGSIM_LIVENESS_DUMP=1: a liveness failure prints the stack and every vCPU's state, with where each wait was called from.
+  sim.traceWaits = process.env['XGSIM_LIVENESS_DUMP'] === '1';
   setServerEndFactory((mm, owner) => new PolledRingServerEnd(mm, owner));
   const errors: string[] = [];
   let failedAt: number | null = null;
@@ -185,7 +187,11 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;
     sim.onExhausted = () => {
       // Before the stop: a stop makes every wait give up, which would hide what hangs.
-      if (live !== undefined && live.due && !failed()) errors.push(...live.check());
+      if (live !== undefined && live.due && !failed()) {
+        errors.push(...live.check());
+        // A vCPU the simulator held beneath others past the stretch: a limit of one thread, neither pass nor fail.
+        if (live.inconclusive !== null) stuck = live.inconclusive;
+      }
       Atomics.store(m.control.w, CTL.STOP, 1);
     };
     // The racer's DMA mapping goes to the last gfn of dom0's spare window

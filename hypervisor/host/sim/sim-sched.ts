@@ -40,6 +40,16 @@ export interface SimActor {
   readonly serves: boolean;
 }
 
+/** A wait an actor is in: until `word[index]` differs from `expected`, or until `deadline_us` of simulated time. */
+export interface SimWait {
+  readonly word: Int32Array;
+  readonly index: number;
+  readonly expected: number;
+  readonly deadline_us: number;
+  /** Where it was called from (only with SimSched.traceWaits). */
+  readonly site?: string;
+}
+
 export class SimStuck extends Error {
   override readonly name = 'SimStuck';
 }
@@ -151,6 +161,10 @@ export class SimSched implements Sched {
   failed_at: number | null = null;
   /** Called when a spin runs long (the simulator retires vCPUs of dead domains there). */
   onSpin: (() => void) | undefined;
+  /** The wait each actor is in, while it is in one (by actor index; liveness asks whether it is over). */
+  private readonly waitOf: Array<SimWait | undefined> = [];
+  /** Record where each wait was called from (XGSIM_LIVENESS_DUMP: liveness prints it); off, nothing is captured. */
+  traceWaits = false;
 
   constructor(readonly o: SimSchedOptions) {
     this.rng = new SimRng(o.seed);
@@ -246,6 +260,33 @@ export class SimSched implements Sched {
     }
   }
 
+  /** The actors on the stack, bottom first. */
+  stackOrder(): readonly number[] {
+    return [...this.stack];
+  }
+
+  /** The wait actor i is in, if it is in one. */
+  waitingIn(i: number): SimWait | undefined {
+    return this.waitOf[i];
+  }
+
+  /**
+   * Whether actor i is held by the simulator rather than by anything it
+   * waits for — a real vCPU would be running: its frame is beneath another
+   * actor's (LIFO nesting) and it could go on (it is in no wait: preempted
+   * at a hook point; or its wait is over: the word moved, or the time
+   * passed), or it is off the stack but the stack is MAX_NEST_DEPTH deep, so
+   * only a device model may run. Xen wakes a vCPU blocked in wait_for_io as
+   * soon as its ioreq reaches IORESP_READY (xen/common/ioreq.c); here it
+   * resumes only once every frame above it returned.
+   */
+  held(i: number): boolean {
+    if (!this.onStack[i]) return this.stack.length >= MAX_NEST_DEPTH && !this.actors[i]!.serves;
+    if (this.current === i) return false;
+    const w = this.waitOf[i];
+    return w === undefined || Atomics.load(w.word, w.index) !== w.expected || this.clock_us >= w.deadline_us;
+  }
+
   /** Whether the actor on top may be descheduled for a nested step now. */
   private mayNest(): boolean {
     const top = this.current;
@@ -284,6 +325,17 @@ export class SimSched implements Sched {
   wait(word: Int32Array, index: number, expected: number, timeout_ms: number): boolean {
     const deadline_us = timeout_ms === Infinity ? Infinity : this.clock_us + timeout_ms * 1000;
     if (deadline_us === this.clock_us) return Atomics.load(word, index) !== expected;
+    const me = this.current;
+    const outer = me < 0 ? undefined : this.waitOf[me];
+    if (me >= 0) this.waitOf[me] = { word, index, expected, deadline_us, ...(this.traceWaits ? { site: new Error().stack ?? '' } : {}) };
+    try {
+      return this.waitNested(word, index, expected, deadline_us);
+    } finally {
+      if (me >= 0) this.waitOf[me] = outer;
+    }
+  }
+
+  private waitNested(word: Int32Array, index: number, expected: number, deadline_us: number): boolean {
     for (;;) {
       if (Atomics.load(word, index) !== expected) return true;
       if (this.clock_us >= deadline_us) return false;
