@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
+import { BuggifyError, parseBuggify, type BugSet } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, HostDied, RunInterrupted, UsageError, printable } from './errors.js';
 import { parseSeed, runFlag } from './up/flag-defs.js';
@@ -446,8 +446,8 @@ function allowOutsidePaths(on: boolean | undefined): void {
   if (on === true) process.env['XGSIM_ALLOW_OUTSIDE_PATHS'] = '1';
 }
 
-/** The bugs XGSIM_BUGGIFY names, as bits (a name it does not know: BuggifyError, exit 2). */
-function envBuggify(): number {
+/** The bugs XGSIM_BUGGIFY names, as a bug set (a name it does not know: BuggifyError, exit 2). */
+function envBuggify(): BugSet {
   return parseBuggify(process.env['XGSIM_BUGGIFY']);
 }
 

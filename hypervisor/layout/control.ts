@@ -7,7 +7,7 @@
 import { expectBytes } from './region.js';
 
 export const CTL = {
-  BUGGIFY: 0, // bit set of enabled deliberate bugs (buggify.ts)
+  BUGGIFY: 0, // bit set of enabled deliberate bugs, ids 0…31 (buggify.ts); ids 32…63 in BUGGIFY_HI
   CHECKING: 1, // 1: invariant checks in the hot paths (use-after-unmap detection, scrub check)
   STOP: 2, // 1: vCPUs leave their run loops
   SEQ: 3, // global sequence (mapping ids)
@@ -45,7 +45,8 @@ export const CTL = {
   TLB_SHOOTDOWNS_DONE: 30,
   // Requests a device model's Redis end refused (no or a wrong MAC, what the shared ioreq page does not back; docs/security.md).
   TRANSPORT_REJECTED: 31,
-  WORDS: 32,
+  BUGGIFY_HI: 32, // the second word of the BUGGIFY bit set: ids 32…63
+  WORDS: 33,
 } as const;
 
 /** Bits of CTL.IOREQ_NEMESIS. */
@@ -71,8 +72,9 @@ export class ControlRegion {
   get stopping(): boolean {
     return Atomics.load(this.w, CTL.STOP) !== 0;
   }
-  buggy(bit: number): boolean {
-    return (Atomics.load(this.w, CTL.BUGGIFY) & bit) !== 0;
+  /** Whether deliberate bug `id` (buggify.ts BUGS) is on: bit id mod 32 of word BUGGIFY (id < 32) or BUGGIFY_HI. */
+  buggy(id: number): boolean {
+    return (Atomics.load(this.w, id < 32 ? CTL.BUGGIFY : CTL.BUGGIFY_HI) & (1 << (id & 31))) !== 0;
   }
   nextSeq(): number {
     return Atomics.add(this.w, CTL.SEQ, 1) + 1;

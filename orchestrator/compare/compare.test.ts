@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testSeed } from '../../tests/harness.js';
 import { compare, formatCompareTable } from './compare.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 describe('xgsim compare', () => {
   it('tiny plan: one row per design × workload; the unsafe variant shows UNSAFE, the design as shipped safe', async () => {
@@ -19,7 +20,7 @@ describe('xgsim compare', () => {
     try {
       const plan = join(dir, 'tiny.yaml');
       writeFileSync(plan, ['name: tiny', 'duration: 400ms', `seeds: [${seed}]`, 'pcpus: 2', 'designs:', '  - lending', '  - { design: lending, name: lending-unsafe, buggify: [lending-revoke-skip-flush] }', 'workloads:', '  - { kind: grant-ping, guests: 2 }', '  - { kind: render, guests: 1 }', '  - { kind: refusals }', ''].join('\n'));
-      const { exitCode, report } = await compare(plan, { buggify: 0, quiet: true, json: true, report: join(dir, 'out') });
+      const { exitCode, report } = await compare(plan, { buggify: NO_BUGS, quiet: true, json: true, report: join(dir, 'out') });
       const cell = (d: string, w: string) => report.cells.find((c) => c.design === d && c.workload === w)!;
       expect(report.cells.map((c) => `${c.design}×${c.workload}`)).toEqual(['lending×grant-ping', 'lending×render', 'lending×refusals', 'lending-unsafe×grant-ping', 'lending-unsafe×render', 'lending-unsafe×refusals']);
       expect(cell('lending', 'grant-ping')).toMatchObject({ safety: 'safe', runs: 1, violations: 0 });

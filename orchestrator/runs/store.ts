@@ -6,7 +6,7 @@
  * the commands' own parsing, so a bad value is the same UsageError (exit 2,
  * or a job result 'error') as on the command line.
  */
-import { bugNames } from '../../hypervisor/xen/buggify.js';
+import { bugNames, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { chaos } from '../up/chaos.js';
 import { EXIT, UsageError } from '../errors.js';
 import { buggifyPrefix, keepRecord, makeRecord, type RunFlags, type RunKind, type SimFacts } from './record.js';
@@ -22,7 +22,7 @@ export interface RunSpec {
   flags: Readonly<Record<string, string | boolean>>;
   seed: number;
   /** XGSIM_BUGGIFY bits. */
-  buggify: number;
+  buggify: BugSet;
 }
 
 export interface RunSpecOptions {

@@ -11,6 +11,7 @@ import { DEFAULT_CHECK_INTERVAL_MS, describePcpus, parseIntFlag, parsePcpusFlag,
 import { STRESS_FE_PAGES, stressMachineSpec, type FrontendMode } from './stress-spec.js';
 
 import { ADVERSARIES, type Adversary } from '../cli-words.js';
+import { type BugSet } from '../../hypervisor/xen/buggify.js';
 export { ADVERSARIES, type Adversary };
 const MIX = ['hammer', 'spin', 'fault-flood', 'descheduled'] as const;
 
@@ -22,7 +23,7 @@ export interface StressOptions extends RunFlags {
   adversary?: string;
 }
 
-export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: number; pcpus?: number | undefined }): HostSpec {
+export function stressSpec(o: { guests: number; vcpus: number; backendVcpus: number; pages: number; adversary: Adversary; seed: number; buggify: BugSet; pcpus?: number | undefined }): HostSpec {
   const mode = (i: number): FrontendMode => (o.adversary === 'none' ? 'hammer' : o.adversary === 'mix' ? MIX[i % MIX.length]! : o.adversary);
   return stressMachineSpec({
     frontends: Array.from({ length: o.guests }, (_, i) => ({ vcpus: o.vcpus, mode: mode(i), max_pages: STRESS_FE_PAGES })),
