@@ -146,6 +146,15 @@ export class Mmu implements GuestMemory {
   private outcome: AccessOutcome = ACCESS.OK;
   private outcomeAt = -1;
   emulate: EmulateHook = defaultHook;
+  /**
+   * The deterministic simulator's point between two accesses (docs/sim.md §2, "the TLB protocol"): when this count
+   * reaches 0 on a slow-path access, `accessPoint` runs before the access, with this vCPU in GUEST and its TLB and
+   * budget as they are — another vCPU may run a step there, as on another pCPU, and a shootdown it makes must flush
+   * this vCPU remotely (`flushIpi`). −1 and null on real threads: a decrement that never reaches 0 again. With
+   * checking on (the simulator's case) every access is a slow-path one.
+   */
+  preemptIn = -1;
+  accessPoint: (() => void) | null = null;
 
   constructor(
     readonly m: Machine,
@@ -242,6 +251,15 @@ export class Mmu implements GuestMemory {
     this.ack();
   }
 
+  /**
+   * A flush IPI taken between two accesses (the simulator, for a vCPU it suspended at an access point while a
+   * shootdown waits for it): the TLB dropped and the epoch acknowledged as at a boundary, the budget left as it is.
+   * Only where this vCPU makes no access: a real vCPU takes the IPI between instructions, never inside one.
+   */
+  flushIpi(): void {
+    this.ack();
+  }
+
   private ack(): void {
     const e = Atomics.load(this.domW, this.epochIdx);
     if (e !== this.epoch) {
@@ -295,6 +313,7 @@ export class Mmu implements GuestMemory {
     // The boundary comes before the access that would exceed the batch, so
     // a batch is exactly TLB_BATCH_ACCESSES accesses (Revoke's bound).
     if (this.budget <= 0) this.tick();
+    if (--this.preemptIn === 0) this.accessPoint!();
     this.budget--;
     const s = gfn & TLB_MASK;
     if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.slowWtag[s] : this.slowRtag[s]) === gfn) {

@@ -19,6 +19,12 @@ export interface Sched {
   yield(): void;
   /** Monotonic time in microseconds (simulated under the deterministic scheduler). */
   now_us(): number;
+  /**
+   * A TLB shootdown waits for the vCPU in `slot` (GUEST, its acknowledgement not in): the deterministic simulator
+   * delivers the flush IPI there when it suspended that vCPU between two accesses (docs/sim.md §2); on real threads
+   * absent — the vCPU acknowledges at its next boundary on its own thread.
+   */
+  awaitAck?(slot: number): void;
 }
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));

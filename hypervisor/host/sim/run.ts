@@ -89,6 +89,11 @@ export interface SimOptions {
    * was lost waits for ever.
    */
   stall?: 'lose-fault-answers';
+  /**
+   * Access points (default on, docs/sim.md §2): a vCPU in guest mode may be suspended between any two of its
+   * accesses, its TLB live, while others run; false: only between steps (the model before issue 19).
+   */
+  access_points?: boolean;
 }
 
 export interface SimInjection {
@@ -177,6 +182,8 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const { task } of tasks) if (task.workload.kind === 'gpu-backend') Atomics.store(m.ios.parked, task.domid, 1);
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
+    if (o.access_points === false) sim.accessPoints = false;
+    for (const a of actors) if (!a.serves) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;
@@ -302,7 +309,8 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
       steps_per_s: Math.round(sim.steps / Math.max(real_ms / 1000, 1e-6)),
       sim_ratio: sim.clock_us / 1000 / Math.max(real_ms, 1e-6),
       max_depth: sim.max_depth,
-      races: racer.counts,
+      // Steps run while a vCPU was suspended between two accesses, and flush IPIs a shootdown delivered to one.
+      races: { ...racer.counts, ...(sim.access_preemptions > 0 ? { access_point: sim.access_preemptions } : {}), ...(sim.flush_ipis > 0 ? { flush_ipi: sim.flush_ipis } : {}) },
       nested_steps: sim.nested_steps,
       actors: actors.map((a) => a.name),
       nemeses,

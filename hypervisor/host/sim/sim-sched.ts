@@ -23,6 +23,8 @@ import type { Sched } from '../../xen/platform.js';
 /** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
 export interface SimActor {
   readonly name: string;
+  /** Its vCPU slot (layout/vcpus.ts). */
+  readonly slot: number;
   /** Run one step (resume, a workload step, the end-of-step tick, pause). */
   step(): void;
   /** Whether it may be given a step now (alive; excluded ones are not). */
@@ -75,7 +77,22 @@ export const JUMP_QUANTUM_US = 1000;
 /** Waits in a row that only time ended, with nobody else able to run, before the run is declared stuck. */
 export const MAX_IDLE_JUMPS = 100_000;
 
-const KIND = { step: 1, wait: 2, yield: 3, preempt: 4 } as const;
+/**
+ * Mean distance, in a vCPU's guest accesses, between two of its access points (docs/sim.md §2): each gap is drawn
+ * uniform in 1…2×this. Every TLB batch (TLB_BATCH_ACCESSES = 64) has even odds or so of holding one, and a
+ * preemption is one more decision, so the run's length in decisions changes little.
+ */
+export const ACCESS_POINT_MEAN = 128;
+
+/** A vCPU's MMU as the simulator sees it at an access point (hypervisor/xen/mmu.ts). */
+export interface AccessPointMmu {
+  readonly slot: number;
+  preemptIn: number;
+  accessPoint: (() => void) | null;
+  flushIpi(): void;
+}
+
+const KIND = { step: 1, wait: 2, yield: 3, preempt: 4, access: 5 } as const;
 export type DecisionKind = keyof typeof KIND;
 
 /** xorshift32: small, fast, and the same on every machine. */
@@ -146,6 +163,13 @@ export class SimSched implements Sched {
   failed_at: number | null = null;
   /** Called when a spin runs long (the simulator retires vCPUs of dead domains there). */
   onSpin: (() => void) | undefined;
+  /** vCPUs suspended between two accesses, by slot: in GUEST, their TLB live, beneath the top of the stack. */
+  private readonly midBatch = new Map<number, AccessPointMmu>();
+  /** Steps run at access points, and flush IPIs delivered to vCPUs suspended there. */
+  access_preemptions = 0;
+  flush_ipis = 0;
+  /** Whether a vCPU in GUEST mode may be suspended between two accesses (docs/sim.md §2); off: the old model. */
+  accessPoints = true;
 
   constructor(readonly o: SimSchedOptions) {
     this.rng = new SimRng(o.seed);
@@ -263,6 +287,46 @@ export class SimSched implements Sched {
     if (j < 0) return false;
     this.run(j);
     return true;
+  }
+
+  /** Give a vCPU's MMU access points (never a device model's: others wait for it, and it would sit beneath them). */
+  armAccessPoints(mmu: AccessPointMmu): void {
+    if (!this.accessPoints) return;
+    mmu.accessPoint = () => this.atAccess(mmu);
+    mmu.preemptIn = 1 + this.rng.below(2 * ACCESS_POINT_MEAN);
+  }
+
+  /**
+   * Between two guest accesses of the vCPU on top (GUEST, holding no lock):
+   * another vCPU may run a step here, as it would on another pCPU, while this
+   * one keeps its TLB and budget — the window of an acknowledgement batch. A
+   * shootdown made meanwhile reaches it through awaitAck.
+   */
+  private atAccess(mmu: AccessPointMmu): void {
+    mmu.preemptIn = 1 + this.rng.below(2 * ACCESS_POINT_MEAN);
+    const top = this.current;
+    if (top < 0 || this.o.locks.heldCount() !== 0) return;
+    const a = this.actors[top]!;
+    // The vCPU on top in guest mode, not another's MMU used on its behalf (the racer's touch) nor one inside a hypercall.
+    if (a.slot !== mmu.slot || a.serves || a.blocked() || a.inHypervisor()) return;
+    const j = this.pick('access');
+    if (j < 0) return;
+    this.access_preemptions++;
+    this.midBatch.set(mmu.slot, mmu);
+    try {
+      this.run(j);
+    } finally {
+      this.midBatch.delete(mmu.slot);
+    }
+  }
+
+  /** A shootdown waits for `slot`: a vCPU suspended between two accesses takes the flush IPI now. */
+  awaitAck(slot: number): void {
+    const mmu = this.midBatch.get(slot);
+    if (mmu === undefined) return;
+    mmu.flushIpi();
+    this.flush_ipis++;
+    this.hash = fnv(this.hash, 0x1f1 + slot);
   }
 
   // ---- Sched -----------------------------------------------------------------
