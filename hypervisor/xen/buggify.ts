@@ -96,9 +96,9 @@ export const BUGS = {
    */
   'shootdown-skip-one-ack': 32,
   /**
-   * Return checks the backend's other references by the page's count minus one per Map it knows, but forgets to
-   * count its own foreign maps: a page the backend still foreign-maps elsewhere goes back to the frontend with that
-   * mapping live (the backend writes into the frontend's RAM after Return).
+   * Return revokes only the Maps at the return gfns (the Steal's implicit Map, or a re-Map there), not the backend's
+   * other Maps of the stolen frames: they stay live on a frame that is the frontend's RAM again, their page
+   * references lost in the count Return resets (DESIGN §4: "Outstanding Maps of them are revoked first").
    */
   'return-leaves-other-mapping': 33,
   /** Map of a BAR range skips the backend's iomem_caps check (Xen's iomem_access_permitted): any backend maps any BAR. */
