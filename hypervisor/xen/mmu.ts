@@ -29,7 +29,7 @@
  * which only the slow path looks at (and checks GEN there, on every
  * access). A hit stores nothing but the budget: `last` is derived.
  */
-import { checkReach } from './isolation.js';
+import { checkAllocated, checkReach } from './isolation.js';
 import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { HypervisorBug } from '../layout/region.js';
@@ -392,7 +392,10 @@ export class Mmu implements GuestMemory {
     }
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
     const view = this.m.regions[r]!;
-    if (this.checking && r === 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+    if (this.checking && r === 0) {
+      checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+      checkAllocated(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn} (TLB fill), reaching`);
+    }
     if ((g1 & 1) !== 0 || g1 !== g2 || gfn >= TLB_GFN_LIMIT) {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),
