@@ -37,6 +37,8 @@ export interface TopologyRunFlags extends RunFlags {
   checkInterval?: string;
   /** `--transport-timeout`: how long Redis may answer nothing before the run ends as `unknown: transport down`. */
   transportTimeout?: string;
+  /** `--swarm`: each domain runs a subset of its behaviours and attacks drawn from the seed (campaign jobs' default). */
+  swarm?: boolean;
 }
 
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */
