@@ -183,7 +183,7 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
     if (o.access_points === false) sim.accessPoints = false;
-    for (const a of actors) if (!a.serves) sim.armAccessPoints(a.cpu.mmu);
+    for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;

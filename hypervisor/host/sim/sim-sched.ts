@@ -23,8 +23,9 @@ import type { Sched } from '../../xen/platform.js';
 /** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
 export interface SimActor {
   readonly name: string;
-  /** Its vCPU slot (layout/vcpus.ts). */
+  /** Its vCPU slot (layout/vcpus.ts), and its domain's id. */
   readonly slot: number;
+  readonly domid: number;
   /** Run one step (resume, a workload step, the end-of-step tick, pause). */
   step(): void;
   /** Whether it may be given a step now (alive; excluded ones are not). */
@@ -165,6 +166,13 @@ export class SimSched implements Sched {
   onSpin: (() => void) | undefined;
   /** vCPUs suspended between two accesses, by slot: in GUEST, their TLB live, beneath the top of the stack. */
   private readonly midBatch = new Map<number, AccessPointMmu>();
+  /**
+   * Per domain, its vCPUs suspended at an access point: no vCPU of such a
+   * domain runs until they resume — a guest's vCPUs may wait for each other
+   * in guest code (a spin on shared memory, as dom0's device model on an
+   * eviction in progress), which a vCPU suspended beneath could never end.
+   */
+  private readonly midBatchDomains = new Map<number, number>();
   /** Steps run at access points, and flush IPIs delivered to vCPUs suspended there. */
   access_preemptions = 0;
   flush_ipis = 0;
@@ -213,7 +221,7 @@ export class SimSched implements Sched {
     const serversOnly = this.stack.length >= MAX_NEST_DEPTH;
     for (let i = 0; i < this.actors.length; i++) {
       const a = this.actors[i]!;
-      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && a.ready()) cand.push(i);
+      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && a.ready()) cand.push(i);
     }
     if (cand.length === 0) return -1;
     if (this.exhausted) {
@@ -289,7 +297,11 @@ export class SimSched implements Sched {
     return true;
   }
 
-  /** Give a vCPU's MMU access points (never a device model's: others wait for it, and it would sit beneath them). */
+  /**
+   * Give a vCPU's MMU access points. Never a device model's domain's (dom0's
+   * kernel too): others wait for the device model, which could not run
+   * while a vCPU of its domain is suspended (see midBatchDomains).
+   */
   armAccessPoints(mmu: AccessPointMmu): void {
     if (!this.accessPoints) return;
     mmu.accessPoint = () => this.atAccess(mmu);
@@ -309,14 +321,23 @@ export class SimSched implements Sched {
     const a = this.actors[top]!;
     // The vCPU on top in guest mode, not another's MMU used on its behalf (the racer's touch) nor one inside a hypercall.
     if (a.slot !== mmu.slot || a.serves || a.blocked() || a.inHypervisor()) return;
+    // pick() leaves out this vCPU's own domain once it is marked; mark it first so the choice is another domain's.
+    this.midBatchDomains.set(a.domid, (this.midBatchDomains.get(a.domid) ?? 0) + 1);
     const j = this.pick('access');
+    const left = this.midBatchDomains.get(a.domid)! - 1;
+    if (left === 0) this.midBatchDomains.delete(a.domid);
+    else this.midBatchDomains.set(a.domid, left);
     if (j < 0) return;
     this.access_preemptions++;
     this.midBatch.set(mmu.slot, mmu);
+    this.midBatchDomains.set(a.domid, (this.midBatchDomains.get(a.domid) ?? 0) + 1);
     try {
       this.run(j);
     } finally {
       this.midBatch.delete(mmu.slot);
+      const n = this.midBatchDomains.get(a.domid)! - 1;
+      if (n === 0) this.midBatchDomains.delete(a.domid);
+      else this.midBatchDomains.set(a.domid, n);
     }
   }
 
