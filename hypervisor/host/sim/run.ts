@@ -220,6 +220,9 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
       quiesce(m, actors);
       // A fair scheduler: PCT's change points are over, its top vCPU would run the whole tail.
       sim.o.strategy = 'random';
+      // No more access points: a vCPU suspended between two accesses holds whoever waits beneath its nested
+      // step (LIFO), which the tail would take for a design that does not progress (seed 2064 of the swarm).
+      sim.accessPoints = false;
     };
     sim.beforePick = () => {
       racer.unflip();

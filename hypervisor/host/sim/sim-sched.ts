@@ -317,7 +317,11 @@ export class SimSched implements Sched {
   private atAccess(mmu: AccessPointMmu): void {
     mmu.preemptIn = 1 + this.rng.below(2 * ACCESS_POINT_MEAN);
     const top = this.current;
-    if (top < 0 || this.o.locks.heldCount() !== 0) return;
+    // Only a vCPU running at the top level: one suspended above another's
+    // wait would keep that one beneath it for its whole nested step, and a
+    // stack that deep starves who waits at its bottom (LIFO, docs/sim.md §7)
+    // — a false liveness failure, not the design's.
+    if (!this.accessPoints || top < 0 || this.stack.length !== 1 || this.o.locks.heldCount() !== 0) return;
     const a = this.actors[top]!;
     // The vCPU on top in guest mode, not another's MMU used on its behalf (the racer's touch) nor one inside a hypercall.
     if (a.slot !== mmu.slot || a.serves || a.blocked() || a.inHypervisor()) return;
