@@ -183,6 +183,7 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
     if (o.access_points === false) sim.accessPoints = false;
+    if (tail > 0) sim.accessPointsUntil = Math.max(0, o.steps - ACCESS_POINTS_MARGIN_STEPS);
     for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
@@ -333,6 +334,9 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     setServerEndFactory((mm, owner) => new RingServerEnd(mm, owner));
   }
 }
+
+/** With liveness mode, access points end this many decisions before the quiet tail (sim-sched.ts accessPointsUntil). */
+const ACCESS_POINTS_MARGIN_STEPS = 4000;
 
 /** A device model with nothing pending still gets a turn this often, in simulated µs (its periodic poll finds dropped and delayed requests). */
 const DM_POLL_US = 1000;

@@ -173,11 +173,24 @@ export class SimSched implements Sched {
    * eviction in progress), which a vCPU suspended beneath could never end.
    */
   private readonly midBatchDomains = new Map<number, number>();
+  /**
+   * Domains with a device model: at an access point only their vCPUs run
+   * (the backend's kernel and device model, which Revoke and shoot down):
+   * a frontend's step there could block for long beneath nothing that ends
+   * it, and the suspended vCPU with it.
+   */
+  private backendDomains = new Set<number>();
   /** Steps run at access points, and flush IPIs delivered to vCPUs suspended there. */
   access_preemptions = 0;
   flush_ipis = 0;
   /** Whether a vCPU in GUEST mode may be suspended between two accesses (docs/sim.md §2); off: the old model. */
   accessPoints = true;
+  /**
+   * No access point from this decision on: with liveness mode, a margin
+   * before the quiet tail, so that a nested step begun at one has ended
+   * when the tail judges progress (a vCPU beneath it cannot progress).
+   */
+  accessPointsUntil = Infinity;
 
   constructor(readonly o: SimSchedOptions) {
     this.rng = new SimRng(o.seed);
@@ -185,6 +198,7 @@ export class SimSched implements Sched {
 
   setActors(actors: SimActor[]): void {
     this.actors = actors;
+    this.backendDomains = new Set(actors.filter((a) => a.serves).map((a) => a.domid));
     this.onStack = actors.map(() => false);
     // PCT (Burckhardt et al.): random distinct priorities, d-1 change points
     // spread over the run; at a change point the running actor drops below all.
@@ -221,7 +235,7 @@ export class SimSched implements Sched {
     const serversOnly = this.stack.length >= MAX_NEST_DEPTH;
     for (let i = 0; i < this.actors.length; i++) {
       const a = this.actors[i]!;
-      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && a.ready()) cand.push(i);
+      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && (kind !== 'access' || this.backendDomains.has(a.domid)) && a.ready()) cand.push(i);
     }
     if (cand.length === 0) return -1;
     if (this.exhausted) {
@@ -321,7 +335,7 @@ export class SimSched implements Sched {
     // wait would keep that one beneath it for its whole nested step, and a
     // stack that deep starves who waits at its bottom (LIFO, docs/sim.md §7)
     // — a false liveness failure, not the design's.
-    if (!this.accessPoints || top < 0 || this.stack.length !== 1 || this.o.locks.heldCount() !== 0) return;
+    if (!this.accessPoints || this.steps >= this.accessPointsUntil || top < 0 || this.stack.length !== 1 || this.o.locks.heldCount() !== 0) return;
     const a = this.actors[top]!;
     // The vCPU on top in guest mode, not another's MMU used on its behalf (the racer's touch) nor one inside a hypercall.
     if (a.slot !== mmu.slot || a.serves || a.blocked() || a.inHypervisor()) return;
