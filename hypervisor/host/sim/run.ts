@@ -183,7 +183,8 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
     if (o.access_points === false) sim.accessPoints = false;
-    if (tail > 0) sim.accessPointsUntil = Math.max(0, o.steps - ACCESS_POINTS_MARGIN_STEPS);
+    // From the horizon, not --steps: a replay cut at its failing step (same --horizon) is the longer run up to there.
+    if (tail > 0) sim.accessPointsUntil = Math.max(0, horizon - ACCESS_POINTS_MARGIN_STEPS);
     for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
