@@ -76,7 +76,7 @@ describe('the simulator sees the TLB protocol', () => {
     const spec = (seed: number) => hostSpecOf(loadTopology(TOPOLOGY), { seed, checking: true, buggify: parseBuggify('shootdown-skip-one-ack'), check_interval_ms: 0 });
     let found = 0;
     let foundWithout = 0;
-    // Seeds 1..6 measured (the full mix): 3 found with access points (2, 3, 5), none without.
+    // Seeds 1..6 measured (the full mix): 3 found with access points (2, 4, 5), none without.
     for (let seed = 1; seed <= 4; seed++) {
       const on = await runSim(spec(seed), { seed, steps: 20_000 });
       const off = await runSim(spec(seed), { seed, steps: 20_000, access_points: false });
