@@ -36,8 +36,9 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       // dom0: vCPU 0 is the device model (userspace), vCPU 1 the kernel (GPU engine, MMU notifier).
       if (env.gpu === undefined) return idleWorkload(cpu);
       const v = cpu.vcpu as number;
-      if (v === 0) return deviceModel(cpu, env.gpu, report);
-      if (v === 1) return gpuKernel(cpu, env.gpu, report, env.map_window_gfn, Array.isArray(spec['swarm_off']) ? (spec['swarm_off'] as string[]) : []);
+      const off = Array.isArray(spec['swarm_off']) ? (spec['swarm_off'] as string[]) : [];
+      if (v === 0) return deviceModel(cpu, env.gpu, report, off);
+      if (v === 1) return gpuKernel(cpu, env.gpu, report, env.map_window_gfn, off);
       return idleWorkload(cpu);
     }
     case 'render':
@@ -47,7 +48,9 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
       const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
       const design = env.gpu.design;
-      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, env.share, design);
+      // A compositor knows its backend's BAR (it probes a Map of it: share.ts probeBar).
+      const share = env.share !== undefined && env.gpu.bar !== undefined ? { ...env.share, bar_mfn: env.gpu.bar.base_mfn } : env.share;
+      if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, share, design);
       if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes, design);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];
       return adversaryWorkload(cpu, fe, env.gpu.backend, attacks, report, spec['dormant'] === true, design);

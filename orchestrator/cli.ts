@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { BuggifyError, parseBuggify } from '../hypervisor/xen/buggify.js';
+import { BuggifyError, parseBuggify, type BugSet } from '../hypervisor/xen/buggify.js';
 import { isInputError } from './config/errors.js';
 import { EXIT, HostDied, RunInterrupted, UsageError, printable } from './errors.js';
 import { parseSeed, runFlag } from './up/flag-defs.js';
@@ -67,6 +67,7 @@ program
   .addOption(runFlag('transportTimeout'))
   .addOption(runFlag('checkInterval'))
   .option('--no-checks', 'turn off the hot-path checks (use-after-unmap detection, lockdep, scrub check)')
+  .option('--swarm', "each domain runs a subset of its behaviours and attacks drawn from the seed (swarm testing, campaign jobs' default; docs/verification.md)")
   .addOption(runFlag('pcpus'))
   .addOption(runFlag('trace'))
   .addOption(runFlag('report'))
@@ -152,6 +153,7 @@ stress
   .addOption(runFlag('duration').default('10s'))
   .addOption(runFlag('seed'))
   .option('--adversary <kind>', `frontend behaviour: ${ADVERSARIES.join(' | ')}`, 'none')
+  .option('--full-mix', 'with --adversary mix: the frontends take every mode in turn (default: swarm testing, a subset drawn from the seed; docs/verification.md)')
   .addOption(runFlag('pcpus', 'schedule the vCPUs on n pCPUs, Xen-style; auto: one per core (the default); os: no pCPU scheduler, the OS schedules every vCPU thread'))
   .addOption(runFlag('json'))
   .addOption(runFlag('trace'))
@@ -208,6 +210,7 @@ program
   .addOption(runFlag('redisAcl', 'create a Redis ACL user per role on the Redis of --redis-url or REDIS_URL, deleted at the end (always done on a redis-server xgsim starts for the run)'))
   .addOption(runFlag('transportTimeout'))
   .option('--allow-server-nemeses', 'let redis-pause and redis-kill act on the Redis of --redis-url (a pause stops every client of that server)')
+  .option('--swarm', "each domain runs a subset of its behaviours and attacks drawn from the seed (swarm testing, campaign jobs' default; docs/verification.md)")
   .addOption(runFlag('checkInterval'))
   .addOption(runFlag('pcpus', "schedule the vCPUs on n pCPUs, Xen-style; auto: one per core; os: no pCPU scheduler, the OS schedules every vCPU thread (default: the topology's, else auto)"))
   .addOption(runFlag('save'))
@@ -466,8 +469,8 @@ function allowOutsidePaths(on: boolean | undefined): void {
   if (on === true) process.env['XGSIM_ALLOW_OUTSIDE_PATHS'] = '1';
 }
 
-/** The bugs XGSIM_BUGGIFY names, as bits (a name it does not know: BuggifyError, exit 2). */
-function envBuggify(): number {
+/** The bugs XGSIM_BUGGIFY names, as a bug set (a name it does not know: BuggifyError, exit 2). */
+function envBuggify(): BugSet {
   return parseBuggify(process.env['XGSIM_BUGGIFY']);
 }
 

@@ -6,7 +6,7 @@
  * catches a device model that applies a duplicate.
  */
 import { describe, expect, it } from 'vitest';
-import { parseBuggify } from '../hypervisor/xen/buggify.js';
+import { parseBuggify, NO_BUGS } from '../hypervisor/xen/buggify.js';
 import { NEMESIS_KINDS } from '../hypervisor/host/chaos.js';
 import { chaos } from '../orchestrator/up/chaos.js';
 import { expandPlan, loadChaosPlan } from '../orchestrator/config/chaos-plan.js';
@@ -68,7 +68,7 @@ describe('chaos', () => {
 
   redisIt('with a Redis the user names, the Redis nemeses are refused (a pause would stop everyone\'s clients)', async () => {
     const seed = testSeed('chaos named redis');
-    const { summary: s } = await chaos(SMOKE, { transport: 'redis', seed: String(seed), duration: '4500ms', print: false, buggify: 0, redisUrl: REDIS_URL });
+    const { summary: s } = await chaos(SMOKE, { transport: 'redis', seed: String(seed), duration: '4500ms', print: false, buggify: NO_BUGS, redisUrl: REDIS_URL });
     expect(s.verdict, explain(s)).toBe('pass');
     expect(s.chaos.redis_nemeses).toMatchObject({ own: false, refused: expect.stringMatching(/which xgsim did not start \(--allow-server-nemeses lets it\)/) as unknown });
     const redis = s.faults_injected.filter((f) => REDIS_KINDS.has(f.kind));

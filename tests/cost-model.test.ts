@@ -5,6 +5,7 @@
  * in the replay command, and travels whole in a shrunk replay file; a bad
  * file is one line and exit 2.
  */
+import { NO_BUGS } from '../hypervisor/xen/buggify.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,8 +27,8 @@ const dear: CostModel = { source: 'test: every operation dear', step_us: 2, acce
 describe('the cost model', () => {
   it('flat (a file with the flat figures) is the simulator as without one: the same decisions, the same clock', async () => {
     const flat = write('flat.json', JSON.stringify(FLAT_COST_MODEL));
-    const a = await simOnce({ seed: 11, steps: 3000, strategy: 'random', buggify: 0 });
-    const b = await simOnce({ seed: 11, steps: 3000, strategy: 'random', buggify: 0, costModel: flat });
+    const a = await simOnce({ seed: 11, steps: 3000, strategy: 'random', buggify: NO_BUGS });
+    const b = await simOnce({ seed: 11, steps: 3000, strategy: 'random', buggify: NO_BUGS, costModel: flat });
     expect(b.hash).toBe(a.hash);
     expect(b.sim_us).toBe(a.sim_us);
     expect(a.replay).not.toContain('--cost-model');
@@ -36,9 +37,9 @@ describe('the cost model', () => {
 
   it('a dearer model moves the clock further for the same seed, and the run is as deterministic as ever', async () => {
     const f = write('dear.json', JSON.stringify(dear));
-    const a = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: 0 });
-    const b = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: 0, costModel: f });
-    const c = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: 0, costModel: f });
+    const a = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: NO_BUGS });
+    const b = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: NO_BUGS, costModel: f });
+    const c = await simOnce({ seed: 12, steps: 3000, strategy: 'random', buggify: NO_BUGS, costModel: f });
     expect(b.sim_us).toBeGreaterThan(a.sim_us);
     expect(c.hash).toBe(b.hash);
     expect(c.sim_us).toBe(b.sim_us);

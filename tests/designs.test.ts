@@ -21,6 +21,7 @@ import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { summarize } from '../orchestrator/up/summary.js';
 import { runHost } from '../orchestrator/up/up.js';
 import { testSeed } from './harness.js';
+import { NO_BUGS } from '../hypervisor/xen/buggify.js';
 
 const topology = (design: string): string => `name: t-${design}
 design: ${design}
@@ -44,7 +45,7 @@ describe('designs on real threads', () => {
   it.each(DESIGN_NAMES.map((d) => [d]))('design %s: the GPU workloads share through its adapter, check their data and pass', async (design) => {
     const seed = testSeed(`design ${design}: the GPU workloads share through its adapter, check their data and pass`);
     const topo = parseTopology(gpuTopology(design), 't.yaml');
-    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 100, pcpus: 2 }), transport: { kind: 'ring' as const } };
+    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 100, pcpus: 2 }), transport: { kind: 'ring' as const } };
     const s = summarize(await runHost(spec, 1500, { quiet: true }), { seed, transport: 'ring', buggify: [] });
     expect(s.verdict, JSON.stringify({ inv: s.invariants, fails: s.ops.workload_check_fails, v: s.violations.slice(0, 3) })).toBe('pass');
     expect(s.ops.blobs_checked).toBeGreaterThan(0);
@@ -71,7 +72,7 @@ describe('designs on real threads', () => {
   it.each(DESIGN_NAMES.map((d) => [d]))('design %s: grant-ping guests pass every check', async (design) => {
     const seed = testSeed(`design ${design}: grant-ping guests pass every check`);
     const topo = parseTopology(topology(design), 't.yaml');
-    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 100, pcpus: 2 }), transport: { kind: 'ring' as const } };
+    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 100, pcpus: 2 }), transport: { kind: 'ring' as const } };
     expect(spec.design).toBe(design);
     const s = summarize(await runHost(spec, 800, { quiet: true }), { seed, transport: 'ring', buggify: [] });
     expect(s.verdict, JSON.stringify(s.invariants)).toBe('pass');

@@ -23,13 +23,14 @@ import { entryType } from '../hypervisor/layout/p2m.js';
 import { P2M } from '../hypervisor/public/types.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../domains/gpu/protocol.js';
 import { explain, outOf, runFor, testSeed, totalViolations } from './harness.js';
+import { NO_BUGS } from '../hypervisor/xen/buggify.js';
 
 const redisIt = itIf(await redisGate('tests/gpu.test.ts', 'the redis-transport tests'));
 
 async function gpuSpec(seed: number, transport: 'ring' | 'redis', url = REDIS_URL): Promise<HostSpec> {
   const t = loadTopology('examples/gpu-desktop.yaml');
   const tr = await chooseTransport(transport, url, seed);
-  return { ...hostSpecOf(t, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: tr.choice };
+  return { ...hostSpecOf(t, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 200 }), transport: tr.choice };
 }
 
 function expectHealthy(r: Awaited<ReturnType<typeof runFor>>): void {
@@ -213,7 +214,7 @@ domains:
     it(`fault_policy ${policy} under an eviction storm (evictions_per_s 3000): ${policy === 'remap' ? 'evicted blobs are mapped back' : 'the guest sees its accesses fail, nothing is remapped'}`, async () => {
       const seed = testSeed(`gpu fault_policy ${policy}`);
       const t = parseTopology(topo(policy), 'knobs.yaml');
-      const spec = { ...hostSpecOf(t, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: { kind: 'ring' as const } };
+      const spec = { ...hostSpecOf(t, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 200 }), transport: { kind: 'ring' as const } };
       const r = await runFor(new Host(spec), 1500, async (h) => {
         for (let i = 0; i < 200 && (h.stats()['ioreq_faults'] ?? 0) < 20; i++) await new Promise((res) => setTimeout(res, 50));
       });

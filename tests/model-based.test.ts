@@ -10,7 +10,7 @@
  * Seeds: fast-check's seed is printed; replay with SEED=<n>.
  */
 // Registers the memory-sharing designs with the Xen core before any Machine is built (xen/design.ts).
-import { parseBuggify, type BugName } from '../hypervisor/xen/buggify.js';
+import { NO_BUGS, parseBuggify, type BugName, type BugSet } from '../hypervisor/xen/buggify.js';
 import '../hypervisor/designs/index.js';
 import fc from 'fast-check';
 import { Piscina } from 'piscina';
@@ -95,7 +95,7 @@ class Real {
   readonly cpus: VcpuContext[];
   readonly names = new Map<string, number>();
   readonly ids: number[] = [];
-  constructor(vcpus = 1, buggify = 0, doms: typeof DOMS = DOMS, nr_frames = NR_FRAMES) {
+  constructor(vcpus = 1, buggify: BugSet = NO_BUGS, doms: typeof DOMS = DOMS, nr_frames = NR_FRAMES) {
     this.m = new Machine(createMachineSabs({ nr_frames, page_size_bytes: 4096, p2m_pool_pages: doms.length * 32, bars: [], checking: true, buggify, seed: 1, max_domains: doms.length }));
     doms.forEach((d, i) => {
       domainCreate(this.m, { domid: i, max_pages: d.max_pages, nr_vcpus: vcpus, privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
@@ -224,7 +224,7 @@ function modelView(md: Model, d: number, size = P2M_SIZE): string[] {
 // ---------------------------------------------------------------- 1. sequential, op by op
 
 /** Random op sequences on the real machine (with `buggify`) and the model agree op by op, view by view. */
-function agreesWithModel(buggify: number): fc.IPropertyWithHooks<[Op[]]> {
+function agreesWithModel(buggify: BugSet): fc.IPropertyWithHooks<[Op[]]> {
   return fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => {
     const real = new Real(1, buggify);
     const md = newModel();
@@ -271,7 +271,7 @@ describe('model-based: superpages', () => {
     const seed = seedOf('superpage model agreement');
     fc.assert(
       fc.property(fc.array(bigOpArb, { minLength: 1, maxLength: 25 }), (ops) => {
-        const real = new Real(1, 0, BIG_DOMS, 4096);
+        const real = new Real(1, NO_BUGS, BIG_DOMS, 4096);
         const md = new Model({ page_size_bytes: 4096, nr_frames: 4096, domains: BIG_DOMS, bars: [] });
         const ids: number[] = [];
         const handles = new Map<string, number>();
@@ -296,7 +296,7 @@ describe('model-based: superpages', () => {
 describe('model-based: sequential', () => {
   it('random op sequences agree with the reference model op by op', () => {
     const seed = seedOf('sequential model agreement');
-    fc.assert(agreesWithModel(0), { seed, numRuns: Number(process.env['MODEL_RUNS'] ?? 1000) });
+    fc.assert(agreesWithModel(NO_BUGS), { seed, numRuns: Number(process.env['MODEL_RUNS'] ?? 1000) });
   });
 
   // The fidelity switches (hypervisor/xen/buggify.ts) bring back answers

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DESIGN_NAMES } from '../hypervisor/designs/index.js';
-import { NOT_FOUND_BY_SIM, parseBuggify } from '../hypervisor/xen/buggify.js';
+import { NOT_FOUND_BY_SIM, parseBuggify, NO_BUGS } from '../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
 
@@ -19,7 +19,7 @@ const files = readdirSync(dir)
 describe('scenarios', () => {
   it(`all ${files.length} scenarios under examples/scenarios/ are SUCCESS`, async () => {
     expect(files.length).toBeGreaterThanOrEqual(60);
-    const { results, exitCode } = await scenarioCommand(files, { buggify: 0, quiet: true });
+    const { results, exitCode } = await scenarioCommand(files, { buggify: NO_BUGS, quiet: true });
     const bad = results.filter((r) => r.verdict !== 'SUCCESS').map((r) => `${r.name}: ${r.verdict} — ${r.reason}`);
     expect(bad).toEqual([]);
     expect(exitCode).toBe(0);
@@ -71,7 +71,7 @@ describe('scenarios', () => {
   for (const [bug, names] of catches) {
     it(`with XGSIM_BUGGIFY=${bug} a scenario fails`, async () => {
       const picked = names.map((n) => join('examples', 'scenarios', `${n}.yaml`));
-      const clean = await scenarioCommand(picked, { buggify: 0, quiet: true });
+      const clean = await scenarioCommand(picked, { buggify: NO_BUGS, quiet: true });
       expect(clean.results.map((r) => r.verdict)).toEqual(picked.map(() => 'SUCCESS'));
       const buggy = await scenarioCommand(picked, { buggify: parseBuggify(bug), quiet: true });
       expect(buggy.results.filter((r) => r.verdict === 'FAILURE').length, JSON.stringify(buggy.results)).toBeGreaterThan(0);

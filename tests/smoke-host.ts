@@ -1,6 +1,7 @@
 import { Host } from '../hypervisor/host/host.js';
+import { parseBuggify } from '../hypervisor/xen/buggify.js';
 const spec = {
-  nr_frames: 16384, page_size_bytes: 4096, seed: 1, checking: true, buggify: Number(process.env.BUGS ?? 0), check_interval_ms: Number(process.env.CI_MS ?? 200),
+  nr_frames: 16384, page_size_bytes: 4096, seed: 1, checking: true, buggify: parseBuggify(process.env.BUGS), check_interval_ms: Number(process.env.CI_MS ?? 200),
   domains: [
     { name: 'dom0', domid: 0, role: 'backend' as const, memory_pages: 2048, max_pages: 2048, vcpus: 2, privileged: true, devices: [{ name: 'gpu0', bar_pages: 64 }], workload: { kind: 'grant-ping' }, peers: [] },
     { name: 'g1', domid: 1, role: 'frontend' as const, memory_pages: 2048, max_pages: 2048, vcpus: 2, privileged: false, devices: [], workload: { kind: 'grant-ping' }, peers: [2] },

@@ -22,6 +22,7 @@ import { summarize } from '../orchestrator/up/summary.js';
 import { chromeTrace } from '../orchestrator/trace/chrome.js';
 import { explain, runFor, testSeed, totalViolations } from './harness.js';
 import { checkChromeTrace, syntheticRun } from './trace-format.js';
+import { NO_BUGS } from '../hypervisor/xen/buggify.js';
 
 const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 function xgsim(args: string[]): { code: number; stdout: string; stderr: string } {
@@ -38,7 +39,7 @@ describe('timeline of a gpu-desktop run', () => {
     const topo = loadTopology('examples/gpu-desktop.yaml');
     // A device-model kill early on: the injection must land on the timeline.
     const spec = {
-      ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 200 }),
+      ...hostSpecOf(topo, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 200 }),
       transport: { kind: 'ring' as const },
       trace: true,
       chaos: [{ at_ms: 300, kind: 'kill-device-model' as const, target: 'dom0' }],
@@ -110,7 +111,7 @@ describe('timeline of a gpu-desktop run', () => {
   it('is not captured unless asked for', async () => {
     const topo = loadTopology('examples/two-guests.yaml');
     const seed = testSeed('trace not captured');
-    const host = new Host({ ...hostSpecOf(topo, { seed, checking: true, buggify: 0, check_interval_ms: 200 }), transport: { kind: 'ring' } });
+    const host = new Host({ ...hostSpecOf(topo, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 200 }), transport: { kind: 'ring' } });
     expect(host.m.trace).toBeUndefined();
     const r = await runFor(host, 200);
     expect(r.trace).toBeUndefined();

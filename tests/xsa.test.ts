@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BUG_NAMES, parseBuggify } from '../hypervisor/xen/buggify.js';
+import { BUG_NAMES, parseBuggify, NO_BUGS } from '../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { loadScenario } from '../orchestrator/config/scenario.js';
 import { scenarioCommand } from '../orchestrator/scenario/command.js';
@@ -45,7 +45,7 @@ describe('XSA-class suite (examples/xsa/)', () => {
   });
 
   it('every scenario is SUCCESS with the bugs off', async () => {
-    const { results, exitCode } = await scenarioCommand(files.map((f) => join(DIR, f)), { buggify: 0, quiet: true });
+    const { results, exitCode } = await scenarioCommand(files.map((f) => join(DIR, f)), { buggify: NO_BUGS, quiet: true });
     expect(results.map((r) => `${r.name}: ${r.verdict} — ${r.reason}`).filter((l) => !l.includes(': SUCCESS —'))).toEqual([]);
     expect(exitCode).toBe(0);
   });
@@ -56,7 +56,7 @@ describe('XSA-class suite (examples/xsa/)', () => {
       // As `XGSIM_BUGGIFY=<bug> xgsim scenario <file>` does it…
       const env = await scenarioCommand([file], { buggify: parseBuggify(bug), quiet: true });
       // …and as `xgsim scenario <file> --own-bug` does.
-      const own = await scenarioCommand([file], { buggify: 0, quiet: true, ownBug: true });
+      const own = await scenarioCommand([file], { buggify: NO_BUGS, quiet: true, ownBug: true });
       for (const { results, exitCode } of [env, own]) {
         const r = results[0]!;
         expect(r.verdict, r.reason).toBe('FAILURE');

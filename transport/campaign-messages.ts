@@ -16,7 +16,8 @@ export const MAX_JOB_BYTES = 16 * 1024;
 export const MAX_RESULT_BYTES = 1024 * 1024;
 const MAX_NAME = 200;
 const MAX_FLAGS = 16;
-const MAX_BUGS = 32;
+/** Every BUGGIFY switch at once: two words of 32 (hypervisor/xen/buggify.ts BUG_WORDS). */
+const MAX_BUGS = 64;
 const MAX_TEXT = 4096;
 /** An encoded histogram of 3 significant digits over 0.1 µs…1 h is a few KB; this is far above. */
 const MAX_HDR_CHARS = 1 << 20;

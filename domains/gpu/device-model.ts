@@ -204,7 +204,9 @@ function sharingFor(cpu: GuestCpu, gpu: GpuEnv, report: Report, table: ResourceT
   });
 }
 
-export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workload {
+export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report, off: readonly string[] = []): Workload {
+  // Behaviours a swarm seed left out (hypervisor/host/sim/swarm.ts).
+  const returnWithMaps = !off.includes('return-with-maps');
   const end: IoreqServerEnd = cpu.ioreqServerEnd();
   const shared = new Shared(cpu);
   const table = new ResourceTable(cpu, shared);
@@ -324,7 +326,7 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
       case OP.RELEASE_USERPTR:
         if (cur === undefined || cur.userptr_gfn < 0) return -22;
         if (!primitives) return unshareUserptr(i);
-        return releaseUserptr(fe.domid, i, cur);
+        return releaseUserptr(fe.domid, i, cur, fe.window_gfn + r * MAX_BLOB_PAGES);
       case OP.DISCARD_USERPTR:
         if (cur === undefined || cur.userptr_gfn < 0) return -22;
         if (!primitives) return unshareUserptr(i);
@@ -407,7 +409,17 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report): Workloa
    * frontend that is no longer running (ESRCH): no reference but the Maps'
    * is ever taken on these frames here.
    */
-  function releaseUserptr(fe: number, i: number, cur: Resource): number {
+  function releaseUserptr(fe: number, i: number, cur: Resource, spare_gfn: number): number {
+    // Catalogue `return-with-maps` (docs/verification.md): half the time a
+    // second outstanding Map of the stolen frames, into the frontend's blob
+    // window at this resource's slot (nothing else maps there while the
+    // resource is a userptr). Return must revoke it too (the seed:
+    // "Outstanding Maps of them are revoked first"); one left live is on a
+    // frame that is the frontend's RAM again (records_match_frames).
+    if (returnWithMaps && cpu.random() < 0.5) {
+      const mp = cpu.hc.dm_map(domid(fe), { kind: 'ram', gfn: gfn(cur.into) }, cur.pages, gfn(spare_gfn), 'mmio_direct');
+      bump(report, mp.rc === 0 ? 'userptr_extra_maps' : `userptr_extra_map_refused_${mp.rc}`);
+    }
     if (cpu.random() < 0.5) {
       const rv = cpu.hc.dm_revoke({ fe: domid(fe), gfn: gfn(cur.userptr_gfn), count: cur.pages });
       if (rv !== 0) failed(`revoke_implicit_map_got_${rv}`);

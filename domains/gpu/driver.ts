@@ -146,6 +146,8 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
       // (nested Map), give it a moment to look, then take them back itself
       // or leave that to the transitive Revoke of UNMAP_BLOB.
       let shared: Shared | undefined;
+      // Now and then, before sharing, a Map of MMIO it does not hold (refused -EPERM).
+      if (sharer !== undefined && cpu.random() < 0.25) sharer.probeBar(res);
       if (sharer !== undefined && lost === 0) {
         shared = sharer.share(res, at, pages, value);
         if (shared !== undefined) {

@@ -26,7 +26,7 @@
  */
 import type { GuestCpu } from '../../hypervisor/public/guest.js';
 import { domid, gfn } from '../../hypervisor/public/types.js';
-import { ESRCH } from '../../hypervisor/public/errno.js';
+import { EEXIST, EPERM, ESRCH } from '../../hypervisor/public/errno.js';
 import { XS_KEY, xsRead } from '../../hypervisor/public/xenstore.js';
 import { bump } from '../counters.js';
 
@@ -77,6 +77,8 @@ export interface ShareEnv {
   /** SHARE_SLOTS × SHARE_MAX_PAGES gfns of the viewer, empty at boot. */
   window_gfn: number;
   window_pages: number;
+  /** The first page of its backend's BAR, if it has one: MMIO the compositor holds no iomem permission for (probeBar). */
+  bar_mfn?: number;
 }
 
 interface Report {
@@ -109,6 +111,29 @@ export class Sharer {
     Atomics.store(s, b + SH.WHERE, state === SHARE_STATE.NONE ? 0 : state | (where.count << 2) | (where.page << 5) | (where.gfn << 8));
     Atomics.store(s, b + SH.VALUE, value);
     Atomics.store(s, b + SH.SEQ, Atomics.load(s, b + SH.SEQ) + 1);
+  }
+
+  /**
+   * Catalogue `bar-map-unheld` (docs/verification.md): a Map of a page of
+   * the backend's BAR — MMIO this compositor holds no iomem permission for
+   * — into the viewer, at its share slot for `res` (empty: not shared
+   * now). Map checks the *mapping backend's* iomem_caps (DESIGN §4; Xen's
+   * iomem_access_permitted in XEN_DOMCTL_memory_mapping): -EPERM. One that
+   * succeeds is an attack that worked (it is revoked again at once).
+   */
+  probeBar(res: number): void {
+    const mfn = this.env.bar_mfn;
+    if (mfn === undefined) return;
+    const r = this.cpu.hc.dm_map(domid(this.env.viewer), { kind: 'bar', mfn }, 1, gfn(this.env.window_gfn + res * SHARE_MAX_PAGES), 'mmio_direct');
+    if (r.rc === -EPERM) bump(this.report.out, 'bar_map_unheld_refused');
+    else if (r.rc === 0) {
+      bump(this.report.out, 'succeeded_bar-map-unheld');
+      this.report.fails++;
+      this.cpu.hc.dm_revoke({ id: r.id });
+    } else if (r.rc !== -ESRCH && r.rc !== -EEXIST) {
+      bump(this.report.out, `failed_bar_map_unheld_got_${r.rc}`);
+      this.report.fails++;
+    }
   }
 
   /**

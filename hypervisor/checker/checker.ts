@@ -98,6 +98,7 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
   for (const d of m.dom.inUse()) {
     p2mForEach(m, d, (g, e, idx) => {
       const t = entryType(e);
+      checkEntryAllocated(m, d, g, e, idx);
       if (t !== P2M.ram_rw && t !== P2M.ram_ro) return;
       const gen = Atomics.load(m.p2m.w, idx + PAGE_GEN);
       if ((gen & 1) !== 0) return; // being removed right now
@@ -113,6 +114,27 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
         m.log.violated('mapped_not_ram', `d${d} gfn ${g} is ${t === P2M.ram_rw ? 'ram_rw' : 'ram_ro'} on mfn ${mfn} owned by d${owner}`);
       }
     });
+  }
+}
+
+/**
+ * Invariant 13 (reachable_not_free) for one p2m entry, while vCPUs race: an
+ * entry naming a RAM frame (RAM, a foreign or grant map, a Map of backend
+ * RAM) names an allocated one. The frame's state is read after the entry;
+ * a frame not in use counts only if the entry and its GEN are the same
+ * when read again (a removal bumps GEN before it unmaps and after its
+ * flush, and only then may the frame go).
+ */
+function checkEntryAllocated(m: Machine, d: number, g: number, e: number, idx: number): void {
+  const mfn = entryMfn(e);
+  if (!m.ft.isRam(mfn)) return;
+  const gen = Atomics.load(m.p2m.w, idx + PAGE_GEN);
+  if ((gen & 1) !== 0) return; // being removed right now
+  m.log.checked('reachable_not_free');
+  const st = m.ft.state(mfn);
+  if (st === PS.INUSE) return;
+  if (p2mGet(m, d, g) === e && Atomics.load(m.p2m.w, idx + PAGE_GEN) === gen && m.ft.state(mfn) !== PS.INUSE) {
+    m.log.violated('reachable_not_free', `d${d} gfn ${g} (type ${entryType(e)}) names mfn ${mfn}, which is ${st === PS.FREE ? 'free (on the heap)' : 'being freed (its count reached 0)'}`);
   }
 }
 

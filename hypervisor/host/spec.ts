@@ -4,6 +4,7 @@ import { MAX_PCPUS } from '../layout/constants.js';
 import type { WorkloadSpec } from '../../domains/index.js';
 import type { NemesisAction } from './nemesis.js';
 import type { TransportChoice } from './vcpu-worker.js';
+import { type BugSet } from '../xen/buggify.js';
 
 export interface HostDomainSpec {
   name: string;
@@ -29,7 +30,7 @@ export interface HostSpec {
   domains: HostDomainSpec[];
   seed: number;
   checking: boolean;
-  buggify: number;
+  buggify: BugSet;
   check_interval_ms: number;
   /** The memory-sharing design the machine runs (xen/design.ts); absent: DEFAULT_DESIGN. */
   design?: string;

@@ -7,7 +7,7 @@
 import { expectBytes } from './region.js';
 
 export const CTL = {
-  BUGGIFY: 0, // bit set of enabled deliberate bugs (buggify.ts)
+  BUGGIFY: 0, // bit set of enabled deliberate bugs, ids 0…31 (buggify.ts); ids 32…63 in BUGGIFY_HI
   CHECKING: 1, // 1: invariant checks in the hot paths (use-after-unmap detection, scrub check)
   STOP: 2, // 1: vCPUs leave their run loops
   SEQ: 3, // global sequence (mapping ids)
@@ -63,6 +63,7 @@ export const CTL = {
   SHARED_PEAK: 43,
   GRANT_REF_PEAK: 44, // highest grant ref + 1 any granter had mapped (its table needs ⌈/512⌉ v1 frames)
   MAPTRACK_PEAK: 45, // most maptrack handles any domain held at once (⌈/256⌉ maptrack frames)
+  BUGGIFY_HI: 46, // the second word of the BUGGIFY bit set: ids 32…63
   WORDS: 48,
 } as const;
 
@@ -96,8 +97,9 @@ export class ControlRegion {
   get stopping(): boolean {
     return Atomics.load(this.w, CTL.STOP) !== 0;
   }
-  buggy(bit: number): boolean {
-    return (Atomics.load(this.w, CTL.BUGGIFY) & bit) !== 0;
+  /** Whether deliberate bug `id` (buggify.ts BUGS) is on: bit id mod 32 of word BUGGIFY (id < 32) or BUGGIFY_HI. */
+  buggy(id: number): boolean {
+    return (Atomics.load(this.w, id < 32 ? CTL.BUGGIFY : CTL.BUGGIFY_HI) & (1 << (id & 31))) !== 0;
   }
   nextSeq(): number {
     return Atomics.add(this.w, CTL.SEQ, 1) + 1;

@@ -25,6 +25,7 @@ export const INVARIANTS = [
   'isolation', // 10: every reach of a frame explained by a right (layout/reach.ts)
   'records_match_frames', // 11: every live record of a design names frames owned by whom it says
   'p2m_tables', // 12: each p2m's tables are its own and counted; superpages aligned, on frames of one kind (layout/p2m.ts)
+  'reachable_not_free', // 13: a frame reached (TLB fill, hypercall or grant copy) or named by a p2m entry is allocated: not on the heap, not being freed
 ] as const;
 export type Invariant = (typeof INVARIANTS)[number];
 const N = INVARIANTS.length;

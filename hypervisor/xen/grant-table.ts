@@ -8,7 +8,7 @@
  * two domains' grant locks at once (XSA-380) — a copy between two grant
  * refs pins one side, releases its locks, then pins the other.
  */
-import { checkReach } from './isolation.js';
+import { checkAllocated, checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
 import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
@@ -504,6 +504,8 @@ export function gnttabCopy(m: Machine, ld: number, op: GrantCopy): number {
     }
     checkReach(m, ld, src.mfn, 'copied from (grant copy)');
     checkReach(m, ld, dst.mfn, 'copied to (grant copy)');
+    checkAllocated(m, ld, src.mfn, 'copied from (grant copy)');
+    checkAllocated(m, ld, dst.mfn, 'copied to (grant copy)');
     const u8 = m.frames.u8;
     u8.copyWithin(dst.mfn * ps + op.dst.offset, src.mfn * ps + op.src.offset, src.mfn * ps + op.src.offset + op.len);
     releaseForCopy(m, ld, op.dst, false, dst.mfn);

@@ -165,3 +165,58 @@ describe('iomem_caps publish protocol (layout/domains.ts)', () => {
     expect(reader.kind === 'done' && reader.reads).toBeGreaterThan(0);
   });
 });
+
+// Survivors of the first mutation run (docs/verification.md §7), killed here.
+describe('rangeset and iomem edges', () => {
+  it('rangesetCanonical: sorted, disjoint, not adjacent, each range s ≤ e', () => {
+    expect(rangesetCanonical([])).toBe(true);
+    expect(rangesetCanonical([{ s: 0, e: 3 }, { s: 5, e: 9 }])).toBe(true);
+    expect(rangesetCanonical([{ s: 3, e: 2 }])).toBe(false);
+    expect(rangesetCanonical([{ s: 0, e: 3 }, { s: 4, e: 9 }])).toBe(false); // adjacent: one range
+    expect(rangesetCanonical([{ s: 0, e: 5 }, { s: 4, e: 9 }])).toBe(false); // overlapping
+    expect(rangesetCanonical([{ s: 5, e: 9 }, { s: 0, e: 3 }])).toBe(false); // unsorted
+  });
+
+  it('a range with s > e is a hypervisor bug (ASSERT(s <= e)), named in the message', () => {
+    expect(() => rangesetAddRange([], 3, 2)).toThrow(/rangeset_add_range: \[3, 2\]/);
+    expect(() => rangesetRemoveRange([], 3, 2)).toThrow(/rangeset_remove_range: \[3, 2\]/);
+    expect(() => rangesetContainsRange([], 3, 2)).toThrow(/rangeset_contains_range: \[3, 2\]/);
+    expect(rangesetContainsRange([{ s: 2, e: 2 }], 2, 2)).toBe(true);
+  });
+
+  it('iomemPermitted refuses what names no range: a fraction, a negative first, no pages', () => {
+    const m = testMachine({ bars: [{ name: 'gpu0', owner: 0, nr_pages: 8 }] });
+    const b = m.sabs.bars[0]!.base_mfn;
+    expect(iomemPermitted(m, 0, b, 8)).toBe(true);
+    expect(iomemPermitted(m, 0, b + 7, 1)).toBe(true);
+    expect(iomemPermitted(m, 0, b + 0.5, 1)).toBe(false);
+    expect(iomemPermitted(m, 0, b, 1.5)).toBe(false);
+    expect(iomemPermitted(m, 0, -1, 1)).toBe(false);
+    expect(iomemPermitted(m, 0, b, 0)).toBe(false);
+    expect(iomemPermitted(m, 0, b, 9)).toBe(false);
+  });
+
+  it('with iomem-exact-ranges a deny removes exactly the range named, from the middle of the list too', () => {
+    const m = testMachine({ bars: [{ name: 'gpu0', owner: 0, nr_pages: 32 }], bugs: 'iomem-exact-ranges' });
+    const b = m.sabs.bars[0]!.base_mfn;
+    for (const k of [0, 8, 16]) expect(domctlIomemPermission(m, 0, 1, b + k, 4, true)).toBe(0);
+    expect(domctlIomemPermission(m, 0, 1, b + 8, 3, false)).toBe(-ENOENT); // not a range it holds exactly
+    expect(domctlIomemPermission(m, 0, 1, b + 9, 4, false)).toBe(-ENOENT);
+    expect(domctlIomemPermission(m, 0, 1, b + 8, 4, false)).toBe(0);
+    expect(iomemPermitted(m, 1, b + 8, 1)).toBe(false);
+    expect(iomemPermitted(m, 1, b, 4)).toBe(true);
+    expect(iomemPermitted(m, 1, b + 16, 4)).toBe(true);
+    expect(iomemPermitted(m, 1, b + 16, 3)).toBe(true);
+    expect(iomemPermitted(m, 1, b + 17, 4)).toBe(false);
+    expect(domctlIomemPermission(m, 0, 1, b, 4, false)).toBe(0);
+    expect(iomemPermitted(m, 1, b, 1)).toBe(false);
+    expect(iomemPermitted(m, 1, b + 16, 4)).toBe(true);
+    // The last range of the list, and then none.
+    expect(domctlIomemPermission(m, 0, 1, b + 24, 4, true)).toBe(0);
+    expect(domctlIomemPermission(m, 0, 1, b + 24, 4, false)).toBe(0);
+    expect(iomemPermitted(m, 1, b + 24, 1)).toBe(false);
+    expect(iomemPermitted(m, 1, b + 16, 4)).toBe(true);
+    expect(domctlIomemPermission(m, 0, 1, b + 16, 4, false)).toBe(0);
+    expect(iomemPermitted(m, 1, b + 16, 1)).toBe(false);
+  });
+});

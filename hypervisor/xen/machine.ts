@@ -24,6 +24,7 @@ import { ReachTable } from '../layout/reach.js';
 import { TraceRegion, ringEventsFor } from '../layout/trace.js';
 import { type LockId, LockSpace } from './locks.js';
 import { LOCK_CLASS as LOCK_CLASSES } from './lock-classes.js';
+import type { BugSet } from './buggify.js';
 
 export interface BarConfig {
   name: string;
@@ -44,7 +45,7 @@ export interface MachineConfig {
   transitive_revoke?: boolean;
   bars: readonly BarConfig[];
   checking: boolean;
-  buggify: number;
+  buggify: BugSet;
   seed: number;
   /** Timeline rings (layout/trace.ts): one per vCPU slot plus the host's; absent or 0: no tracing. */
   trace_rings?: number;
@@ -229,7 +230,8 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     sabs.trace = TraceRegion.create({ nr_rings: config.trace_rings, ring_events: config.trace_ring_events ?? ringEventsFor(config.trace_rings) }, performance.timeOrigin + performance.now());
   }
   const ctl = new Int32Array(sabs.control);
-  ctl[CTL.BUGGIFY] = config.buggify;
+  ctl[CTL.BUGGIFY] = config.buggify[0];
+  ctl[CTL.BUGGIFY_HI] = config.buggify[1];
   ctl[CTL.CHECKING] = config.checking ? 1 : 0;
   ctl[CTL.SEED_LO] = config.seed | 0;
   ctl[CTL.SEED_HI] = Math.floor(config.seed / 2 ** 32) | 0;

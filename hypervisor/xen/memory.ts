@@ -13,7 +13,7 @@
  * op of the frontend's takes the backend's mapping away
  * (docs/decisions.md, "Hypercall semantics").
  */
-import { checkReach } from './isolation.js';
+import { checkAllocated, checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { BUGS } from './buggify.js';
@@ -352,6 +352,7 @@ export function bufferCopy(m: Machine, d: number, dir: 'from_guest' | 'to_guest'
     if (e === P2M_HOLE || !(writable || (dir === 'from_guest' && t === P2M.ram_ro))) return -EFAULT;
     if (!getPage(m, mfn, d)) return -EFAULT;
     checkReach(m, d, mfn, dir === 'from_guest' ? `copied from gfn ${g} (hypercall buffer)` : `copied to gfn ${g} (hypercall buffer)`);
+    checkAllocated(m, d, mfn, `copied ${dir === 'from_guest' ? 'from' : 'to'} gfn ${g} (hypercall buffer), reaching`);
     const n = Math.min(ps - off, bytes - done);
     const at = mfn * ps + off;
     if (dir === 'from_guest') scratch.set(m.frames.u8.subarray(at, at + n), done);

@@ -29,7 +29,7 @@
  * which only the slow path looks at (and checks GEN there, on every
  * access). A hit stores nothing but the budget: `last` is derived.
  */
-import { checkReach } from './isolation.js';
+import { checkAllocated, checkReach } from './isolation.js';
 import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { HypervisorBug } from '../layout/region.js';
@@ -146,6 +146,15 @@ export class Mmu implements GuestMemory {
   private outcome: AccessOutcome = ACCESS.OK;
   private outcomeAt = -1;
   emulate: EmulateHook = defaultHook;
+  /**
+   * The deterministic simulator's point between two accesses (docs/sim.md §2, "the TLB protocol"): when this count
+   * reaches 0 on a slow-path access, `accessPoint` runs before the access, with this vCPU in GUEST and its TLB and
+   * budget as they are — another vCPU may run a step there, as on another pCPU, and a shootdown it makes must flush
+   * this vCPU remotely (`flushIpi`). −1 and null on real threads: a decrement that never reaches 0 again. With
+   * checking on (the simulator's case) every access is a slow-path one.
+   */
+  preemptIn = -1;
+  accessPoint: (() => void) | null = null;
 
   constructor(
     readonly m: Machine,
@@ -244,6 +253,15 @@ export class Mmu implements GuestMemory {
     this.ack();
   }
 
+  /**
+   * A flush IPI taken between two accesses (the simulator, for a vCPU it suspended at an access point while a
+   * shootdown waits for it): the TLB dropped and the epoch acknowledged as at a boundary, the budget left as it is.
+   * Only where this vCPU makes no access: a real vCPU takes the IPI between instructions, never inside one.
+   */
+  flushIpi(): void {
+    this.ack();
+  }
+
   private ack(): void {
     const e = Atomics.load(this.domW, this.epochIdx);
     if (e !== this.epoch) {
@@ -297,6 +315,7 @@ export class Mmu implements GuestMemory {
     // The boundary comes before the access that would exceed the batch, so
     // a batch is exactly TLB_BATCH_ACCESSES accesses (Revoke's bound).
     if (this.budget <= 0) this.tick();
+    if (--this.preemptIn === 0) this.accessPoint!();
     this.budget--;
     const s = gfn & TLB_MASK;
     if ((write ? this.wtag[s] : this.rtag[s]) === gfn || (write ? this.slowWtag[s] : this.slowRtag[s]) === gfn) {
@@ -375,7 +394,10 @@ export class Mmu implements GuestMemory {
     }
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
     const view = this.m.regions[r]!;
-    if (this.checking && r === 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+    if (this.checking && r === 0) {
+      checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+      checkAllocated(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn} (TLB fill), reaching`);
+    }
     if ((g1 & 1) !== 0 || g1 !== g2 || gfn >= TLB_GFN_LIMIT) {
       // A removal is in flight: this one access may still use the old
       // translation (the remover cannot finish before our next boundary),

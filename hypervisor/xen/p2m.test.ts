@@ -24,6 +24,7 @@ import { dmRevoke } from '../designs/primitives/revoke.js';
 import { createMachineSabs, Machine as MachineClass } from './machine.js';
 import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
+import { NO_BUGS } from './buggify.js';
 
 /** dom0 and one frontend, 4 MiB of RAM each: two 2 MiB superpages apiece. */
 function bigMachine(bugs = ''): Machine {
@@ -201,7 +202,7 @@ describe('p2m levels', () => {
   it('1 GiB of aligned RAM is one level-3 superpage; a page ballooned out of it splits it twice (1 GiB → 2 MiB → 4 KiB)', () => {
     // 256-byte pages keep the frames small; a gfn is a 4 KiB frame number of the address width whatever the page size.
     const n = 262144 + 512;
-    const m = new MachineClass(createMachineSabs({ nr_frames: n, page_size_bytes: 256, p2m_pool_pages: 64, bars: [], checking: true, buggify: 0, seed: 1, max_domains: 1 }));
+    const m = new MachineClass(createMachineSabs({ nr_frames: n, page_size_bytes: 256, p2m_pool_pages: 64, bars: [], checking: true, buggify: NO_BUGS, seed: 1, max_domains: 1 }));
     expect(domainCreate(m, { domid: 0, max_pages: n, nr_vcpus: 1, privileged: true, p2m_pages: 32 })).toBe(0);
     expect(populateRange(m, 0, 0, n)).toBe(0);
     expect(leaves(m, 0).map((l) => [l.gfn, l.level])).toEqual([

@@ -26,6 +26,12 @@ export interface Sched {
    * doing them, and ignore this.
    */
   charge(kind: CostKind, n: number): void;
+  /**
+   * A TLB shootdown waits for the vCPU in `slot` (GUEST, its acknowledgement not in): the deterministic simulator
+   * delivers the flush IPI there when it suspended that vCPU between two accesses (docs/sim.md §2); on real threads
+   * absent — the vCPU acknowledges at its next boundary on its own thread.
+   */
+  awaitAck?(slot: number): void;
 }
 
 /** What the simulator's cost model charges simulated time for (Sched.charge). */

@@ -37,6 +37,7 @@ import { campaignThroughput } from './campaign.js';
 import { bareDecisionRate, simThroughput } from './sim.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { redisUrlOf } from '../redis-url.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 export interface BenchRow {
   figure: string;
@@ -108,7 +109,7 @@ function rawAccessRate(n: number): number {
 }
 
 function machineFor(frontends = 1): Machine {
-  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * (1 + frontends), bars: [], checking: false, buggify: 0, seed: 1, max_domains: 1 + frontends }));
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * (1 + frontends), bars: [], checking: false, buggify: NO_BUGS, seed: 1, max_domains: 1 + frontends }));
   for (let d = 0; d <= frontends; d++) {
     domainCreate(m, { domid: d, max_pages: 512, nr_vcpus: 2, p2m_pages: 64, privileged: d === 0, ...(d > 0 ? { backend: 0 } : {}) });
     populateRange(m, d, 0, 512);

@@ -12,6 +12,7 @@ import { DOM } from '../../hypervisor/layout/domains.js';
 import { STAT } from '../../hypervisor/layout/vcpus.js';
 import { percentiles, type Percentiles } from '../stats.js';
 import { STRESS_FE_PAGES, STRESS_WINDOW_GFN, stressMachineSpec, type FrontendMode, type StressFrontend } from '../up/stress-spec.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 export interface RevokeLoad {
   /** Frontend vCPU threads, all playing `mode`. */
@@ -41,7 +42,7 @@ export function revokeLoadSpec(o: RevokeLoad): HostSpec {
     // Room in the guest physical space for a window of up to 512 pages above RAM.
     max_pages: Math.max(STRESS_FE_PAGES, STRESS_WINDOW_GFN + o.pages),
   };
-  return stressMachineSpec({ frontends: [frontend], backend_vcpus: 1, pages: o.pages, hold_steps: 8, seed: o.seed, buggify: 0, check_interval_ms: 0, pcpus: o.pcpus });
+  return stressMachineSpec({ frontends: [frontend], backend_vcpus: 1, pages: o.pages, hold_steps: 8, seed: o.seed, buggify: NO_BUGS, check_interval_ms: 0, pcpus: o.pcpus });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -118,7 +119,7 @@ export async function topologyBoot(o: { domains: number; vcpus: number; ram_mib:
   const rss_before_bytes = process.memoryUsage().rss;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const host = new Host({ nr_frames, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: 0, check_interval_ms: 0 });
+  const host = new Host({ nr_frames, page_size_bytes: 4096, domains, seed: o.seed, checking: true, buggify: NO_BUGS, check_interval_ms: 0 });
   host.boot();
   host.start();
   const up = await host.allVcpusRunning(120_000);

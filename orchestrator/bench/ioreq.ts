@@ -29,6 +29,7 @@ export function signedTransport(choice: TransportChoice, servers: ReadonlyArray<
 }
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { chooseTransport } from '../up/up.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 /**
  * IOREQ throughput: `dms` device-model domains (an echo-dm thread each),
@@ -49,7 +50,7 @@ import { chooseTransport } from '../up/up.js';
 export async function ioreqThroughput(o: { transport: 'ring' | 'redis'; dms: number; fe_vcpus: number; duration_ms: number; warmup: number; redisUrl?: string | undefined; posted?: boolean; check?: number }): Promise<{ ioreqs_per_s: number; ioreqs: number; posted: number; per_pipeline: number; mismatches: number }> {
   const nd = 2 * o.dms;
   const posted = o.posted === true;
-  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * nd, bars: [], checking: false, buggify: 0, seed: 1, max_domains: nd }));
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * nd, bars: [], checking: false, buggify: NO_BUGS, seed: 1, max_domains: nd }));
   for (let d = 0; d < nd; d++) {
     const dm = d < o.dms;
     domainCreate(m, { domid: d, max_pages: 64, nr_vcpus: dm ? 1 : o.fe_vcpus, p2m_pages: 64, privileged: d === 0, ...(d > 0 ? { backend: dm ? 0 : d - o.dms } : {}) });

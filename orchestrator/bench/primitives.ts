@@ -15,10 +15,11 @@ import { p2mPoolPagesFor } from '../../hypervisor/layout/p2m.js';
 import { createMachineSabs, Machine } from '../../hypervisor/xen/machine.js';
 import { domid, gfn } from '../../hypervisor/public/types.js';
 import { percentiles } from '../stats.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 /** dom0 (privileged backend) and d1 (its frontend), `be_pages` and `fe_pages` of RAM; `window` gfns above the frontend's RAM. */
 function pairMachine(o: { nr_frames: number; be_pages: number; be_room: number; fe_pages: number; window: number }): { m: Machine; cpu: VcpuContext } {
-  const m = new Machine(createMachineSabs({ nr_frames: o.nr_frames, page_size_bytes: 4096, p2m_pool_pages: p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.be_pages + o.be_room]]) + p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.fe_pages + o.window]]), bars: [], checking: false, buggify: 0, seed: 1, max_domains: 2 }));
+  const m = new Machine(createMachineSabs({ nr_frames: o.nr_frames, page_size_bytes: 4096, p2m_pool_pages: p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.be_pages + o.be_room]]) + p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.fe_pages + o.window]]), bars: [], checking: false, buggify: NO_BUGS, seed: 1, max_domains: 2 }));
   const be = domainCreate(m, { domid: 0, max_pages: o.be_pages + o.be_room, nr_vcpus: 1, p2m_pages: p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.be_pages + o.be_room]]), privileged: true });
   const fe = domainCreate(m, { domid: 1, max_pages: o.fe_pages, nr_vcpus: 2, p2m_pages: p2mPoolPagesFor(P2M_DEFAULT_PADDR_BITS, [[0, o.fe_pages + o.window]]), privileged: false, backend: 0 });
   if (be !== 0 || fe !== 1) throw new Error(`bench: domain create ${be}, ${fe}`);

@@ -4,6 +4,7 @@
  * liveness tail), over fixed seeds, against the floor of a bare scheduling
  * decision measured in the same run.
  */
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 import { fnv, FNV_OFFSET, SimRng } from '../../hypervisor/host/sim/sim-sched.js';
 import { simOnce } from '../sim/sim.js';
 
@@ -26,7 +27,7 @@ export async function simThroughput(seeds: number, steps: number): Promise<SimTh
   const problems: string[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
     const t0 = performance.now();
-    const r = await simOnce({ seed, steps, buggify: 0 });
+    const r = await simOnce({ seed, steps, buggify: NO_BUGS });
     real_ms += performance.now() - t0;
     decisions += r.steps;
     sim_us += r.sim_us;

@@ -30,6 +30,7 @@
  *   or error for a run the simulator could not finish (stuck), with no
  *   Revoke histogram (simulated time).
  */
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism, hostname } from 'node:os';
 import { Piscina } from 'piscina';
@@ -284,7 +285,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     }
     say(`${tag}: started${t.reclaimed ? ` (reclaimed, delivery ${t.deliveries})` : ''}`, jf);
 
-    const spec: RunSpec = { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: 0 };
+    const spec: RunSpec = { kind: job.kind, file: job.file === '' ? undefined : job.file, flags: job.flags, seed: job.seed, buggify: NO_BUGS };
     let status: ResultStatus;
     let error = '';
     let outcome: RunOutcome | undefined;

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testSeed } from '../../tests/harness.js';
 import { compare, formatCompareTable } from './compare.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 const DESIGNS = ['primitives', 'lending', 'grants', 'pinned-userptr'];
 const UNSAFE: Record<string, string> = {
@@ -31,7 +32,7 @@ describe('xgsim compare', () => {
       const designs = [...DESIGNS.map((d) => `  - ${d}`), ...DESIGNS.map((d) => `  - { design: ${d}, name: ${d}-unsafe, buggify: [${UNSAFE[d]}] }`)];
       writeFileSync(plan, ['name: gpu-short', 'duration: 800ms', `seeds: [${seed}]`, 'pcpus: 2', 'designs:', ...designs, 'workloads:', '  - { kind: render, guests: 2 }', '  - { kind: compute-svm, guests: 2 }', '  - { kind: refusals }', ''].join('\n'));
       const out = join(dir, 'out');
-      const { exitCode, report } = await compare(plan, { buggify: 0, quiet: true, json: true, report: out });
+      const { exitCode, report } = await compare(plan, { buggify: NO_BUGS, quiet: true, json: true, report: out });
       const cells = report.cells;
       expect(cells).toHaveLength(8 * 3);
       const why = (d: string): string => JSON.stringify(cells.filter((c) => c.design === d).map((c) => [c.workload, c.safety, c.failed, c.note]));
@@ -78,8 +79,8 @@ describe('xgsim compare', () => {
     try {
       const plan = join(dir, 'sim.yaml');
       writeFileSync(plan, ['name: sim', 'duration: 1s', `seeds: [${seed}]`, 'designs:', '  - lending', '  - { design: grants, name: grants-unsafe, buggify: [grants-end-access-while-mapped] }', 'workloads:', '  - { kind: render, guests: 2 }', ''].join('\n'));
-      const a = await compare(plan, { buggify: 0, quiet: true, json: true, sim_steps: 8000 });
-      const b = await compare(plan, { buggify: 0, quiet: true, json: true, sim_steps: 8000 });
+      const a = await compare(plan, { buggify: NO_BUGS, quiet: true, json: true, sim_steps: 8000 });
+      const b = await compare(plan, { buggify: NO_BUGS, quiet: true, json: true, sim_steps: 8000 });
       expect(b.report).toEqual(a.report);
       expect(a.report.sim_steps).toBe(8000);
       const cell = (d: string) => a.report.cells.find((c) => c.design === d)!;

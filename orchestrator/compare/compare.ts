@@ -15,7 +15,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTopology } from '../config/topology.js';
 import { loadComparePlan, type CompareDesign, type ComparePlan, type CompareWorkload } from '../config/compare.js';
-import { bugNames, parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { bugNames, parseBuggify, unionBugs, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
 import { hostSpecOf } from '../up/host-spec.js';
@@ -40,7 +40,7 @@ export interface CompareOptions {
   json?: boolean;
   report?: string;
   /** XGSIM_BUGGIFY's bits, applied to every cell on top of a variant's own. */
-  buggify: number;
+  buggify: BugSet;
   /**
    * Run each threaded cell in the deterministic simulator instead (`--sim`):
    * this many scheduling decisions per seed, no chaos, no liveness tail, the
@@ -84,7 +84,7 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
   say(`xgsim compare ${file}: ${plan.designs.length} designs × ${plan.workloads.length} workloads, seeds ${plan.seeds.join(', ')}, ${how}`);
   for (const d of plan.designs) {
     for (const w of plan.workloads) {
-      const bits = o.buggify | parseBuggify(d.buggify.join(','));
+      const bits = unionBugs(o.buggify, parseBuggify(d.buggify.join(',')));
       const cell = w.kind === 'refusals' ? await refusalsCell(d, w, bits) : o.sim_steps !== undefined ? await simCell(plan, d, w, bits, o.sim_steps, keep) : await threadedCell(plan, d, w, bits, keep);
       say(`  ${d.name} × ${w.name}: ${cell.safety}${cell.note !== '' ? ` (${cell.note})` : ''}`);
       cells.push(cell);
@@ -105,7 +105,7 @@ export async function compare(file: string, o: CompareOptions): Promise<{ exitCo
   return { exitCode: bad ? 1 : 0, report };
 }
 
-function emptyCell(d: CompareDesign, w: CompareWorkload, bits: number): CompareCell {
+function emptyCell(d: CompareDesign, w: CompareWorkload, bits: BugSet): CompareCell {
   return {
     design: d.name, base_design: d.design, workload: w.name, buggify: bugNames(bits), safety: 'n/a', runs: 0, failed: {}, violations: 0,
     revoke_us: { p50: 0, p99: 0, max: 0 }, fault_us: { p50: 0, p99: 0 }, reclaim_us: { p50: 0, p99: 0, max: 0 }, duration_ms: 0, costs: {}, note: '',
@@ -129,7 +129,7 @@ export function cellTopology(design: string, w: CompareWorkload): string {
   return [`name: compare-${design}-${w.name}`, `design: ${design}`, 'host: { frames: 8192 }', 'domains:', dom0, ...guests, ''].join('\n');
 }
 
-async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
+async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: BugSet, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
   const cell = emptyCell(d, w, bits);
   if (w.kind === 'grant-ping' && w.guests < 2) {
     cell.note = 'grant-ping needs 2 guests';
@@ -161,7 +161,7 @@ async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkl
 /** The running checker's period in a simulated cell, in decisions: often, since a cell is short and states like a cleared grant flag last only a few steps. */
 const SIM_CHECK_EVERY_STEPS = 50;
 
-async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: number, steps: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
+async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, bits: BugSet, steps: number, keep?: (d: CompareDesign, w: CompareWorkload, run: SavedRun) => void): Promise<CompareCell> {
   const cell = emptyCell(d, w, bits);
   if (w.kind === 'grant-ping' && w.guests < 2) {
     cell.note = 'grant-ping needs 2 guests';
@@ -219,7 +219,7 @@ export function refusalFiles(design: string): string[] {
   return names.sort().map((f) => join(dir, f));
 }
 
-async function refusalsCell(d: CompareDesign, w: CompareWorkload, bits: number): Promise<CompareCell> {
+async function refusalsCell(d: CompareDesign, w: CompareWorkload, bits: BugSet): Promise<CompareCell> {
   const cell = emptyCell(d, w, bits);
   const files = refusalFiles(d.design);
   if (files.length === 0) {

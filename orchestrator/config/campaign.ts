@@ -81,9 +81,11 @@ export type JobTemplate =
       readonly pages: number;
       readonly adversary: string;
       readonly duration: DurationRange;
+      /** With adversary mix: every mode every seed instead of a swarm subset (docs/verification.md §2); default false. */
+      readonly full_mix: boolean;
     })
-  | (TemplateBase & { readonly kind: 'up'; readonly topology: string; readonly transport?: string })
-  | (TemplateBase & { readonly kind: 'chaos'; readonly plan: string; readonly transport?: string })
+  | (TemplateBase & { readonly kind: 'up'; readonly topology: string; readonly transport?: string; readonly full_mix: boolean })
+  | (TemplateBase & { readonly kind: 'chaos'; readonly plan: string; readonly transport?: string; readonly full_mix: boolean })
   | (TemplateBase & {
       readonly kind: 'sim';
       /** Relative to the working directory; absent: the simulator's default topology. */
@@ -218,9 +220,10 @@ export const templateSchema = tagged(
       pages: int({ min: 1, max: MAP_WINDOW_PAGES - 8 }).default(8),
       adversary: oneOf(ADVERSARIES, 'adversary').default('none'),
       duration: durationRange(),
+      full_mix: bool().default(false),
     }),
-    up: obj({ ...common, kind: kindOf('up'), topology: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
-    chaos: obj({ ...common, kind: kindOf('chaos'), plan: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional() }),
+    up: obj({ ...common, kind: kindOf('up'), topology: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional(), full_mix: bool().default(false) }),
+    chaos: obj({ ...common, kind: kindOf('chaos'), plan: str(), duration: durationRange().optional(), transport: oneOf(TRANSPORTS, 'transport').optional(), full_mix: bool().default(false) }),
     sim: obj({ ...common, kind: kindOf('sim'), topology: str().optional(), steps: stepsRange().optional(), strategy: oneOf(SIM_STRATEGIES, 'strategy').default('mixed'), chaos: bool().default(true), liveness: bool().default(true), full_mix: bool().default(false) }),
   },
   'job kind',
@@ -254,15 +257,15 @@ function fromSource(src: YamlSource): CampaignPlan {
     const base = { name, weight: t.weight, ...(t.timeout !== undefined ? { timeout_ms: t.timeout } : {}) };
     switch (t.kind) {
       case 'stress-revoke':
-        return { ...base, kind: t.kind, guests: t.guests, vcpus: t.vcpus, backend_vcpus: t.backend_vcpus, pages: t.pages, adversary: t.adversary, duration: t.duration };
+        return { ...base, kind: t.kind, guests: t.guests, vcpus: t.vcpus, backend_vcpus: t.backend_vcpus, pages: t.pages, adversary: t.adversary, duration: t.duration, full_mix: t.full_mix };
       case 'up': {
         const topology = pathAt(i, 'topology', t.topology);
         // Validated now, so a bad topology stops the campaign before any job is enqueued.
         loadTopology(topology);
-        return { ...base, kind: t.kind, topology, ...(t.duration !== undefined ? { duration: t.duration } : {}), ...(t.transport !== undefined ? { transport: t.transport } : {}) };
+        return { ...base, kind: t.kind, topology, ...(t.duration !== undefined ? { duration: t.duration } : {}), ...(t.transport !== undefined ? { transport: t.transport } : {}), full_mix: t.full_mix };
       }
       case 'chaos':
-        return { ...base, kind: t.kind, plan: pathAt(i, 'plan', t.plan), ...(t.duration !== undefined ? { duration: t.duration } : {}), ...(t.transport !== undefined ? { transport: t.transport } : {}) };
+        return { ...base, kind: t.kind, plan: pathAt(i, 'plan', t.plan), ...(t.duration !== undefined ? { duration: t.duration } : {}), ...(t.transport !== undefined ? { transport: t.transport } : {}), full_mix: t.full_mix };
       case 'sim': {
         const topology = t.topology === undefined ? undefined : pathAt(i, 'topology', t.topology);
         if (topology !== undefined) loadTopology(topology);
@@ -333,12 +336,13 @@ export function materializeJobs(plan: CampaignPlan, o: MaterializeOptions): Camp
         return {
           ...common,
           kind: t.kind,
-          flags: { guests: String(t.guests), vcpus: String(t.vcpus), 'backend-vcpus': String(t.backend_vcpus), pages: String(t.pages), adversary: t.adversary, ...dur },
+          flags: { guests: String(t.guests), vcpus: String(t.vcpus), 'backend-vcpus': String(t.backend_vcpus), pages: String(t.pages), adversary: t.adversary, ...dur, ...(t.full_mix ? { 'full-mix': true } : {}) },
         };
+      // Real-thread jobs of a topology run a swarm subset unless the template asks for the full mix (docs/verification.md §2).
       case 'up':
-        return { ...common, kind: t.kind, file: t.topology, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}) } };
+        return { ...common, kind: t.kind, file: t.topology, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}), ...(t.full_mix ? {} : { swarm: true }) } };
       case 'chaos':
-        return { ...common, kind: t.kind, file: t.plan, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}) } };
+        return { ...common, kind: t.kind, file: t.plan, flags: { ...dur, ...(t.transport !== undefined ? { transport: t.transport } : {}), ...(t.full_mix ? {} : { swarm: true }) } };
       case 'sim': {
         // mixed: the job draws and names its strategy (see the top of this file).
         const strategy = t.strategy === 'mixed' ? (u(3) < 0.5 ? 'random' : 'pct') : t.strategy;

@@ -46,9 +46,11 @@ export interface RunFlags {
    * OS-scheduled): the command's default, one per core — so such an old
    * record replays on pCPUs, not as it ran.
    */
-  up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean; pcpus?: string };
-  'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string };
-  chaos: { duration: string; transport?: string; pcpus?: string };
+  /** `swarm`: each domain ran a subset of its behaviours and attacks drawn from the seed (orchestrator/up/swarm.ts). */
+  up: { duration: string; transport: string; 'check-interval'?: string; checks?: boolean; pcpus?: string; swarm?: boolean };
+  /** `full-mix`: with adversary mix, every mode (absent: the seed's swarm subset). */
+  'stress-revoke': { guests: string; vcpus: string; 'backend-vcpus': string; pages: string; adversary: string; duration: string; pcpus?: string; 'full-mix'?: boolean };
+  chaos: { duration: string; transport?: string; pcpus?: string; swarm?: boolean };
   /** As given: random, pct, or mixed (the seed picks, as `xgsim sim` does; campaign jobs always name one). */
   sim: { steps: string; strategy: string; chaos?: boolean; liveness?: boolean; 'full-mix'?: boolean; 'cost-model'?: string };
 }
@@ -164,13 +166,13 @@ const kindOf = <const K extends string>(k: K) => oneOf([k] as const, 'kind');
 const recordSchema = tagged(
   'kind',
   {
-    up: obj({ ...base, kind: kindOf('up'), file: str(), flags: obj({ duration: str(), transport: str(), 'check-interval': str().optional(), checks: bool().optional(), pcpus: str().optional() }) }),
+    up: obj({ ...base, kind: kindOf('up'), file: str(), flags: obj({ duration: str(), transport: str(), 'check-interval': str().optional(), checks: bool().optional(), pcpus: str().optional(), swarm: bool().optional() }) }),
     'stress-revoke': obj({
       ...base,
       kind: kindOf('stress-revoke'),
-      flags: obj({ guests: str(), vcpus: str(), 'backend-vcpus': str(), pages: str(), adversary: str(), duration: str(), pcpus: str().optional() }),
+      flags: obj({ guests: str(), vcpus: str(), 'backend-vcpus': str(), pages: str(), adversary: str(), duration: str(), pcpus: str().optional(), 'full-mix': bool().optional() }),
     }),
-    chaos: obj({ ...base, kind: kindOf('chaos'), file: str(), flags: obj({ duration: str(), transport: str().optional(), pcpus: str().optional() }) }),
+    chaos: obj({ ...base, kind: kindOf('chaos'), file: str(), flags: obj({ duration: str(), transport: str().optional(), pcpus: str().optional(), swarm: bool().optional() }) }),
     sim: obj({
       ...base,
       kind: kindOf('sim'),

@@ -6,7 +6,7 @@
  * the commands' own parsing, so a bad value is the same UsageError (exit 2,
  * or a job result 'error') as on the command line.
  */
-import { bugNames } from '../../hypervisor/xen/buggify.js';
+import { bugNames, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { chaos } from '../up/chaos.js';
 import { EXIT, UsageError } from '../errors.js';
 import { buggifyPrefix, keepRecord, makeRecord, type RunFlags, type RunKind, type SimFacts } from './record.js';
@@ -22,7 +22,7 @@ export interface RunSpec {
   flags: Readonly<Record<string, string | boolean>>;
   seed: number;
   /** XGSIM_BUGGIFY bits. */
-  buggify: number;
+  buggify: BugSet;
 }
 
 export interface RunSpecOptions {
@@ -52,13 +52,13 @@ export const MAX_SIM_STEPS = 100_000_000;
 const SIM_STRATEGIES = ['random', 'pct', 'mixed'] as const;
 
 const KNOWN_FLAGS: Record<RunKind, readonly string[]> = {
-  up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus', 'transport-timeout'],
-  'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus'],
-  chaos: ['duration', 'transport', 'pcpus', 'transport-timeout'],
+  up: ['duration', 'transport', 'check-interval', 'checks', 'pcpus', 'transport-timeout', 'swarm'],
+  'stress-revoke': ['guests', 'vcpus', 'backend-vcpus', 'pages', 'adversary', 'duration', 'pcpus', 'full-mix'],
+  chaos: ['duration', 'transport', 'pcpus', 'transport-timeout', 'swarm'],
   sim: ['steps', 'strategy', 'chaos', 'liveness', 'full-mix', 'cost-model'],
 };
 /** Flags that may be booleans (`--no-checks`, `--no-chaos`); every other flag is a string. */
-const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos', 'liveness', 'full-mix'];
+const BOOLEAN_FLAGS: readonly string[] = ['checks', 'chaos', 'liveness', 'full-mix', 'swarm'];
 
 export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOutcome> {
   for (const [k, v] of Object.entries(s.flags)) {
@@ -91,6 +91,7 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('transportTimeout', flag('transport-timeout')),
         ...opt('redisUrl', o.redisUrl),
         ...(s.flags['checks'] === false ? { checks: false } : {}),
+        ...(s.flags['swarm'] === true ? { swarm: true } : {}),
       });
     }
     case 'stress-revoke':
@@ -103,11 +104,12 @@ export async function runSpec(s: RunSpec, o: RunSpecOptions = {}): Promise<RunOu
         ...opt('adversary', flag('adversary')),
         ...opt('duration', flag('duration')),
         ...opt('pcpus', flag('pcpus')),
+        ...(s.flags['full-mix'] === true ? { fullMix: true } : {}),
       });
     case 'chaos': {
       if (s.file === undefined) throw new UsageError('chaos: the run names no chaos plan');
       // No redisUrl: a plan with Redis nemeses runs on a redis-server of its own (chaos.ts), never on the campaign's Redis.
-      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', transport), ...opt('pcpus', flag('pcpus')), ...opt('transportTimeout', flag('transport-timeout')) });
+      return chaos(s.file, { ...common, ...opt('duration', flag('duration')), ...opt('transport', transport), ...opt('pcpus', flag('pcpus')), ...opt('transportTimeout', flag('transport-timeout')), ...(s.flags['swarm'] === true ? { swarm: true } : {}) });
     }
     case 'sim':
       return sim(s, flag('steps'), flag('strategy'), o);

@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Piscina } from 'piscina';
-import { BUGS } from '../../hypervisor/xen/buggify.js';
+import { NO_BUGS, bugSetOf, unionBugs, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { loadScenario, type Scenario } from '../config/scenario.js';
 import { maxThreads, newScenarioPool, runScenario, type ScenarioResult, type Verdict } from './run.js';
 import { readYamlFile } from '../config/load.js';
@@ -24,7 +24,7 @@ function isSimReplay(file: string): boolean {
 export interface ScenarioCmdOptions {
   json?: boolean;
   seed?: number;
-  buggify: number;
+  buggify: BugSet;
   /** xtf-runner's `-q` count: 1 — result lines only, no reasons or totals; 2 — not even SUCCESS lines. Programmatic callers pass `true` for silence. */
   quiet?: boolean | number;
   /** Also switch on, per file, the bug its `buggify:` field names (docs/xsa.md). */
@@ -76,9 +76,9 @@ async function runAll(loaded: Array<[string, Scenario]>, replays: string[], o: S
   const results: ScenarioResult[] = [];
   try {
     for (const [file, sc] of loaded) {
-      const own = o.ownBug === true && sc.buggify !== undefined ? BUGS[sc.buggify] : 0;
+      const own = o.ownBug === true && sc.buggify !== undefined ? bugSetOf([sc.buggify]) : NO_BUGS;
       const t0 = performance.now();
-      const r = await runScenario(file, sc, { buggify: o.buggify | own, seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
+      const r = await runScenario(file, sc, { buggify: unionBugs(o.buggify, own), seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
       results.push({ ...r, time_ms: performance.now() - t0 });
       show(r);
     }

@@ -39,6 +39,7 @@ import { interleavings } from '../../hypervisor/model/interleave.js';
 import { armHook, disarmHooks } from '../../hypervisor/xen/hooks.js';
 import { HypervisorBug } from '../../hypervisor/layout/region.js';
 import { LockFault } from '../../hypervisor/xen/locks.js';
+import { type BugSet } from '../../hypervisor/xen/buggify.js';
 
 /** Orders enumerated to check the `expect`s of a `concurrently` step; beyond it they are not checked. */
 const EXPECT_CHECK_ORDERS = 400;
@@ -57,7 +58,7 @@ export interface ScenarioResult {
 }
 
 export interface RunOptions {
-  buggify: number;
+  buggify: BugSet;
   seed: number;
   pool?: Piscina;
 }

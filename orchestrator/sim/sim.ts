@@ -7,7 +7,7 @@ import { CostModelError, describeCostModel, FLAT_COST_MODEL, loadCostModel, pars
 import { listCut, plural } from '../text.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { bugNames, parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { bugNames, parseBuggify, unionBugs, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { PROJECT_ROOT } from '../../hypervisor/host/worker-path.js';
 import { runSim, SIM_NEMESES, type SimNemesis, type SimOptions, type SimResult } from '../../hypervisor/host/sim/run.js';
 import type { Strategy } from '../../hypervisor/host/sim/sim-sched.js';
@@ -39,7 +39,7 @@ export interface SimCliOptions {
   replay?: string;
   /** `--cost-model <file>`: a cost model `xgsim bench --cost-model` wrote (default: the flat one). */
   costModel?: string;
-  buggify: number;
+  buggify: BugSet;
 }
 
 /** One run as the command reports it: the simulator's result, the summary of the same end-of-run report, the replay command. */
@@ -59,7 +59,7 @@ interface Plan {
   swarm: boolean | SwarmDraw;
   nemeses_off: SimNemesis[];
   exclude: string[];
-  buggify: number;
+  buggify: BugSet;
   /** The cost model and the file it came from (absent: the flat model). */
   cost?: { model: CostModel; file?: string };
 }
@@ -128,7 +128,7 @@ async function runOne(p: Plan, seed: number, steps: number, o: Partial<SimOption
 }
 
 /** One simulation of one seed, as the command runs it (campaign jobs, replays of run records). */
-export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; liveness?: boolean; swarm?: boolean; buggify: number; costModel?: string; progress?: SimOptions['progress'] }): Promise<SimRun> {
+export function simOnce(o: { topology?: string; seed: number; steps: number; horizon?: number; strategy?: SimOptions['strategy']; chaos?: boolean; liveness?: boolean; swarm?: boolean; buggify: BugSet; costModel?: string; progress?: SimOptions['progress'] }): Promise<SimRun> {
   const p: Plan = { topology: o.topology ?? DEFAULT_SIM_TOPOLOGY, steps: o.steps, horizon: o.horizon, strategy: o.strategy ?? 'mixed', chaos: o.chaos !== false, liveness: o.liveness !== false, swarm: o.swarm !== false, nemeses_off: [], exclude: [], buggify: o.buggify, ...costOf(o.costModel) };
   loadTopology(p.topology);
   return runOne(p, o.seed, o.steps, o.progress !== undefined ? { progress: o.progress } : {});
@@ -425,8 +425,8 @@ function swarmOf(v: unknown, bad: (what: string) => never): boolean | SwarmDraw 
 }
 
 /** What a replay file runs: its topology, steps, nemeses off, vCPUs left out, and its bugs plus `buggify`. */
-function planOfReplay(f: ReplayFile, buggify: number): Plan {
-  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, liveness: f.liveness, swarm: f.swarm, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: parseBuggify(f.buggify.join(',')) | buggify, ...(f.cost_model !== undefined ? { cost: { model: f.cost_model } } : {}) };
+function planOfReplay(f: ReplayFile, buggify: BugSet): Plan {
+  const p: Plan = { topology: f.topology, steps: f.steps, horizon: f.horizon, strategy: f.strategy, chaos: f.chaos, liveness: f.liveness, swarm: f.swarm, nemeses_off: f.nemeses_off, exclude: f.exclude, buggify: unionBugs(parseBuggify(f.buggify.join(',')), buggify), ...(f.cost_model !== undefined ? { cost: { model: f.cost_model } } : {}) };
   loadTopology(p.topology);
   return p;
 }
@@ -436,7 +436,7 @@ function planOfReplay(f: ReplayFile, buggify: number): Plan {
  * run ends as the file expects (`expect: fail` while the bug is there; set
  * `expect: pass` once it is fixed and keep the file as a regression test).
  */
-export async function replayAsScenario(file: string, buggify: number): Promise<{ name: string; ok: boolean; expected: string; got: string; reason: string }> {
+export async function replayAsScenario(file: string, buggify: BugSet): Promise<{ name: string; ok: boolean; expected: string; got: string; reason: string }> {
   const f = loadReplayFile(file);
   const r = await runOne(planOfReplay(f, buggify), f.seed, f.steps);
   const got = r.verdict;

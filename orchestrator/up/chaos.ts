@@ -17,6 +17,7 @@ import { chooseTransport, finishRun, runHost, type RunOutcome } from './up.js';
 import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, type TopologyRunFlags } from './run-flags.js';
 import { startOwnRedis, type OwnRedis } from '../own-redis.js';
 import { redactUrl, redisAclOf } from '../redis-url.js';
+import { describeDraw, swarmSpec } from './swarm.js';
 
 export interface ChaosOptions extends TopologyRunFlags {
   /** `--allow-server-nemeses`: let redis-pause / redis-kill act on the Redis of --redis-url (default: a Redis of xgsim's own). */
@@ -77,9 +78,10 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
     tr = await chooseTransport(want, target.own?.url ?? o.redisUrl, seed, timeout_ms, target.own !== undefined || redisAclOf(o));
     const actions = expandPlan(plan, seed, duration_ms);
     const on = target.own !== undefined ? `, Redis nemeses on ${redactUrl(target.own.url)} (a redis-server started for this run, pid ${target.own.pid})` : target.refused !== undefined ? `, Redis nemeses refused: ${target.refused}` : '';
-    const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${on}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+    const swarm = swarmSpec(hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms, pcpus }), seed, o.swarm === true);
+    const startLine = `xgsim chaos ${file}: seed ${seed}, topology ${plan.topology.name}, transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms, ${actions.length} injections planned${on}${swarm.draw !== null ? `, ${describeDraw(swarm.draw)}` : ''}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
     const spec = {
-      ...hostSpecOf(plan.topology, { seed, checking: true, buggify: o.buggify, check_interval_ms, pcpus }),
+      ...swarm.spec,
       transport: tr.choice,
       chaos: actions,
       ...(target.refused !== undefined ? { redis_nemeses_refused: target.refused } : {}),
@@ -114,7 +116,7 @@ export async function chaos(file: string, o: ChaosOptions): Promise<RunOutcome &
       process.stdout.write(`chaos: ${acted.length} injections acted (${Object.entries(c.kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); recovery p50 ${c.recovery_ms.p50} ms, max ${c.recovery_ms.max} ms, ${c.recovery_ms.unrecovered} not recovered by the end${c.kinds_missing.length > 0 ? `; never acted: ${c.kinds_missing.join(', ')}` : ''}\n`);
     }
   }
-  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}`;
-  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim chaos ${file} --seed ${seed} --duration ${duration_ms}ms --transport ${tr.kind} --pcpus ${pcpusFlag(pcpus)}${o.swarm === true ? ' --swarm' : ''}`;
+  const flags = { duration: `${duration_ms}ms`, transport: tr.kind, pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}), ...(o.swarm === true ? { swarm: true } : {}) };
   return { ...(await finishRun({ kind: 'chaos', file, flags, seed, buggify: bugs, transport: tr.kind, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report })), summary };
 }

@@ -9,9 +9,10 @@ import { Host } from '../../hypervisor/host/host.js';
 import { designOf } from '../../hypervisor/xen/design.js';
 import { parseTopology } from '../config/topology.js';
 import { hostSpecOf } from './host-spec.js';
+import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 
 const TOPO = 'domains:\n  - { name: dom0, frames: 64 }\n  - { name: fe, frames: 64, backend: dom0, workload: { kind: idle } }\n';
-const run = { seed: 1, checking: true, buggify: 0, check_interval_ms: 0, pcpus: 0 };
+const run = { seed: 1, checking: true, buggify: NO_BUGS, check_interval_ms: 0, pcpus: 0 };
 
 describe('hostSpecOf: design', () => {
   it('absent: the spec names none and the machine runs the primitives', () => {

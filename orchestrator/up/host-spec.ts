@@ -2,11 +2,12 @@
 import type { HostDomainSpec, HostSpec } from '../../hypervisor/host/host.js';
 import type { Topology } from '../config/topology.js';
 import { pcpusOf } from './run-flags.js';
+import { type BugSet } from '../../hypervisor/xen/buggify.js';
 
 export interface RunOptions {
   seed: number;
   checking: boolean;
-  buggify: number;
+  buggify: BugSet;
   check_interval_ms: number;
   /** pCPUs the vCPUs are scheduled on (0: none, the OS schedules them); absent: the topology's `host.pcpus`. */
   pcpus?: number;

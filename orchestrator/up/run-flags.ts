@@ -5,7 +5,7 @@
  * campaign job go through the same parsers (runs/store.ts), so a bad value fails
  * alike everywhere: one line, exit 2.
  */
-import { bugNames, type BugName } from '../../hypervisor/xen/buggify.js';
+import { bugNames, type BugName, type BugSet } from '../../hypervisor/xen/buggify.js';
 import { parseDuration } from '../config/units.js';
 import { checkPcpus, type PcpuChoice } from '../config/fields.js';
 import { MAX_PCPUS } from '../config/limits.js';
@@ -19,7 +19,7 @@ export interface RunFlags extends OutputFlags {
   seed?: string;
   json?: boolean;
   /** XGSIM_BUGGIFY bits. */
-  buggify: number;
+  buggify: BugSet;
   /** Print the start line, progress, summary and replay lines (default true); campaign hosts and replay run quietly. */
   print?: boolean;
   /** `--save <file>`: save the run record there too, pass or fail. */
@@ -39,6 +39,8 @@ export interface TopologyRunFlags extends RunFlags {
   transportTimeout?: string;
   /** `--redis-acl`: an ACL user per role on the Redis named (orchestrator/redis-url.ts redisAclOf). */
   redisAcl?: boolean;
+  /** `--swarm`: each domain runs a subset of its behaviours and attacks drawn from the seed (campaign jobs' default). */
+  swarm?: boolean;
 }
 
 /** The flags as commander hands them to a command's action: the rest comes from the environment or the caller. */

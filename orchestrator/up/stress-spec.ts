@@ -7,6 +7,7 @@
  * the knobs of StressMachine.
  */
 import type { HostDomainSpec, HostSpec } from '../../hypervisor/host/host.js';
+import { type BugSet } from '../../hypervisor/xen/buggify.js';
 
 /** RAM of each frontend. */
 export const STRESS_FE_PAGES = 64;
@@ -31,7 +32,7 @@ export interface StressMachine {
   /** Steps dom0 holds a mapping before it Revokes it (default: the workload's). */
   hold_steps?: number;
   seed: number;
-  buggify: number;
+  buggify: BugSet;
   check_interval_ms: number;
   /** pCPUs the vCPUs are scheduled on; absent: one per core (the host's default); 0: none, the OS schedules them. */
   pcpus?: number | undefined;

@@ -25,6 +25,7 @@ import { loadPlots } from '../report/plot.js';
 import { join } from 'node:path';
 import { describePcpus, parseDurationFlag, parsePcpusFlag, parseRunFlags, pcpusFlag, pcpusOf, TRANSPORTS, type TopologyRunFlags } from './run-flags.js';
 import { redactUrl, redisAclOf, redisUrlOf } from '../redis-url.js';
+import { describeDraw, swarmSpec } from './swarm.js';
 
 export { DEFAULT_REDIS_URL, redactUrl } from '../redis-url.js';
 
@@ -88,14 +89,15 @@ export async function up(file: string, o: UpOptions): Promise<RunOutcome> {
   const timeout_ms = parseDurationFlag('--transport-timeout', o.transportTimeout);
   const tr = await chooseTransport(o.transport ?? topo.transport, o.redisUrl, seed, timeout_ms, redisAclOf(o));
   const transport = tr.kind;
-  const startLine = `xgsim up ${file}: seed ${seed}, ${topo.design !== undefined ? `design ${topo.design}, ` : ''}transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
-  const spec = { ...hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), transport: tr.choice, ...outputs.spec };
+  const swarm = swarmSpec(hostSpecOf(topo, { seed, checking: o.checks !== false, buggify: o.buggify, check_interval_ms, pcpus }), seed, o.swarm === true);
+  const startLine = `xgsim up ${file}: seed ${seed}, ${topo.design !== undefined ? `design ${topo.design}, ` : ''}transport ${tr.describe}, ${describePcpus(pcpus)}, ${duration_ms} ms${swarm.draw !== null ? `, ${describeDraw(swarm.draw)}` : ''}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}`;
+  const spec = { ...swarm.spec, transport: tr.choice, ...outputs.spec };
   const report = await runHost(spec, duration_ms, { quiet: !print, startLine });
   const summary = summarize(report, { seed, transport, buggify: bugs });
   if (print && o.json === true) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (print) process.stdout.write(`${formatSummary(summary)}\n`);
-  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms --pcpus ${pcpusFlag(pcpus)}`;
-  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}), pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}) };
+  const replay = `${buggifyPrefix(bugs)}npx xgsim up ${file} --seed ${seed} --duration ${duration_ms}ms --pcpus ${pcpusFlag(pcpus)}${o.swarm === true ? ' --swarm' : ''}`;
+  const flags = { duration: `${duration_ms}ms`, transport, 'check-interval': `${check_interval_ms}ms`, ...(o.checks === false ? { checks: false } : {}), pcpus: pcpusFlag(pcpus), ...(timeout_ms !== undefined ? { 'transport-timeout': `${timeout_ms}ms` } : {}), ...(o.swarm === true ? { swarm: true } : {}) };
   return finishRun({ kind: 'up', file, flags, seed, buggify: bugs, transport, summary, replay }, { print, save: o.save, store: o.store !== false, outputs, report });
 }
 

@@ -144,8 +144,14 @@ function returnLocked(m: Machine, be: number, a: ReturnArgs): DmOpResult {
   }
   // Every outstanding Map of these pages goes — the implicit one, others
   // the backend made of its gfns, and their nested children — their
-  // references already taken by the frozen counts.
-  revokeMapsOfBackendGfns(m, be, a.gfn, a.count, new Set(pages.map((p) => p.mfn)));
+  // references already taken by the frozen counts. The bug
+  // return-leaves-other-mapping revokes only the Maps at the return gfns
+  // (the implicit one and a re-Map there): the others stay live, on a frame
+  // that becomes the frontend's RAM with their references lost in the count.
+  const onlyAtReturn = m.control.buggy(BUGS['return-leaves-other-mapping'])
+    ? (r: number): boolean => pages.some((p) => recordCovers(m, r, a.fe, p.at))
+    : undefined;
+  revokeMapsOfBackendGfns(m, be, a.gfn, a.count, new Set(pages.map((p) => p.mfn)), onlyAtReturn);
   transfer(m, be, a, pages);
   return ok();
 }
@@ -217,8 +223,8 @@ function mapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): 
 }
 
 /** Revoke every live Map whose source is backend RAM at be's gfns [gfn, gfn+count) (nested children first). Registry lock held. */
-function revokeMapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number, absorbed?: ReadonlySet<number>): void {
-  for (const [r, pages] of mapsOfBackendGfns(m, be, gfn, count)) revokeRecord(m, r, pages, absorbed);
+function revokeMapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number, absorbed?: ReadonlySet<number>, only?: (r: number) => boolean): void {
+  for (const [r, pages] of mapsOfBackendGfns(m, be, gfn, count)) if (only === undefined || only(r)) revokeRecord(m, r, pages, absorbed);
 }
 
 /**

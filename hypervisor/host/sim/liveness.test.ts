@@ -4,6 +4,7 @@
  * over, but a frame resumes only after those above it returned) would be
  * running on a real machine. Deterministic: fixed seeds, no clock.
  */
+import { NO_BUGS } from '../../xen/buggify.js';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { LockSpace } from '../../xen/locks.js';
@@ -17,9 +18,13 @@ import { MAX_NEST_DEPTH, SimSched, type SimActor } from './sim-sched.js';
 const noLocks = { heldCount: () => 0 } as unknown as LockSpace;
 
 /** An actor whose one step is `body`; blocked while `waiting` says so (as a vCPU in an ioreq wait or a sleep is). */
+let nextSlot = 0;
 function actor(name: string, body: () => void): SimActor & { waiting: boolean } {
+  const slot = nextSlot++;
   const a = {
     name,
+    slot,
+    domid: slot,
     waiting: false,
     serves: false,
     step: body,
@@ -98,7 +103,7 @@ describe('liveness: what the simulator holds is not the vCPU\'s', () => {
     // running for only ~230 of them. Before the fix: `liveness: desktop/v0
     // made no progress in the last 1000 decisions of the quiet tail (blocked)`.
     const seed = 1880795512;
-    const spec = hostSpecOf(loadTopology(join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml')), { seed, checking: true, buggify: 0, check_interval_ms: 0 });
+    const spec = hostSpecOf(loadTopology(join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml')), { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 0 });
     // The draw the campaign saw, given as a replay file gives it (the catalogue may change).
     const swarm = { dom0: ['dma-peek', 'toolstack'], evil: ['fault-storm', 'steal-reuse'] };
     const r = await runSim(spec, { seed, steps: 20_000, strategy: 'random', swarm });

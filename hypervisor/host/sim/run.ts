@@ -92,6 +92,11 @@ export interface SimOptions {
   stall?: 'lose-fault-answers';
   /** The cost model (cost-model.ts; default the flat one). */
   cost?: CostModel;
+  /**
+   * Access points (default on, docs/sim.md §2): a vCPU in guest mode may be suspended between any two of its
+   * accesses, its TLB live, while others run; false: only between steps (the model before issue 19).
+   */
+  access_points?: boolean;
 }
 
 export interface SimInjection {
@@ -182,6 +187,10 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const { task } of tasks) if (task.workload.kind === 'gpu-backend') Atomics.store(m.ios.parked, task.domid, 1);
     for (const { domain, task } of tasks) actors.push(makeActor(m, domain.name, task, () => sim.clock_us));
     sim.setActors(actors);
+    if (o.access_points === false) sim.accessPoints = false;
+    // From the horizon, not --steps: a replay cut at its failing step (same --horizon) is the longer run up to there.
+    if (tail > 0) sim.accessPointsUntil = Math.max(0, horizon - ACCESS_POINTS_MARGIN_STEPS);
+    for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;
@@ -222,6 +231,9 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
       quiesce(m, actors);
       // A fair scheduler: PCT's change points are over, its top vCPU would run the whole tail.
       sim.o.strategy = 'random';
+      // No more access points: a vCPU suspended between two accesses holds whoever waits beneath its nested
+      // step (LIFO), which the tail would take for a design that does not progress (seed 2064 of the swarm).
+      sim.accessPoints = false;
     };
     sim.beforePick = () => {
       racer.unflip();
@@ -311,7 +323,8 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
       steps_per_s: Math.round(sim.steps / Math.max(real_ms / 1000, 1e-6)),
       sim_ratio: sim.clock_us / 1000 / Math.max(real_ms, 1e-6),
       max_depth: sim.max_depth,
-      races: racer.counts,
+      // Steps run while a vCPU was suspended between two accesses, and flush IPIs a shootdown delivered to one.
+      races: { ...racer.counts, ...(sim.access_preemptions > 0 ? { access_point: sim.access_preemptions } : {}), ...(sim.flush_ipis > 0 ? { flush_ipi: sim.flush_ipis } : {}) },
       nested_steps: sim.nested_steps,
       actors: actors.map((a) => a.name),
       nemeses,
@@ -331,6 +344,9 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     setServerEndFactory((mm, owner) => new RingServerEnd(mm, owner));
   }
 }
+
+/** With liveness mode, access points end this many decisions before the quiet tail (sim-sched.ts accessPointsUntil). */
+const ACCESS_POINTS_MARGIN_STEPS = 4000;
 
 /** A device model with nothing pending still gets a turn this often, in simulated µs (its periodic poll finds dropped and delayed requests). */
 const DM_POLL_US = 1000;

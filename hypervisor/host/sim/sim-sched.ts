@@ -24,6 +24,9 @@ import { costTable, FLAT_COST_MODEL, type CostModel } from './cost-model.js';
 /** One schedulable thing: a vCPU (its workload's steps), in the simulator's order. */
 export interface SimActor {
   readonly name: string;
+  /** Its vCPU slot (layout/vcpus.ts), and its domain's id. */
+  readonly slot: number;
+  readonly domid: number;
   /** Run one step (resume, a workload step, the end-of-step tick, pause). */
   step(): void;
   /** Whether it may be given a step now (alive; excluded ones are not). */
@@ -87,7 +90,22 @@ export const JUMP_QUANTUM_US = 1000;
 /** Waits in a row that only time ended, with nobody else able to run, before the run is declared stuck. */
 export const MAX_IDLE_JUMPS = 100_000;
 
-const KIND = { step: 1, wait: 2, yield: 3, preempt: 4 } as const;
+/**
+ * Mean distance, in a vCPU's guest accesses, between two of its access points (docs/sim.md §2): each gap is drawn
+ * uniform in 1…2×this. Every TLB batch (TLB_BATCH_ACCESSES = 64) has even odds or so of holding one, and a
+ * preemption is one more decision, so the run's length in decisions changes little.
+ */
+export const ACCESS_POINT_MEAN = 128;
+
+/** A vCPU's MMU as the simulator sees it at an access point (hypervisor/xen/mmu.ts). */
+export interface AccessPointMmu {
+  readonly slot: number;
+  preemptIn: number;
+  accessPoint: (() => void) | null;
+  flushIpi(): void;
+}
+
+const KIND = { step: 1, wait: 2, yield: 3, preempt: 4, access: 5 } as const;
 export type DecisionKind = keyof typeof KIND;
 
 /** xorshift32: small, fast, and the same on every machine. */
@@ -165,6 +183,33 @@ export class SimSched implements Sched {
   private readonly waitOf: Array<SimWait | undefined> = [];
   /** Record where each wait was called from (XGSIM_LIVENESS_DUMP: liveness prints it); off, nothing is captured. */
   traceWaits = false;
+  /** vCPUs suspended between two accesses, by slot: in GUEST, their TLB live, beneath the top of the stack. */
+  private readonly midBatch = new Map<number, AccessPointMmu>();
+  /**
+   * Per domain, its vCPUs suspended at an access point: no vCPU of such a
+   * domain runs until they resume — a guest's vCPUs may wait for each other
+   * in guest code (a spin on shared memory, as dom0's device model on an
+   * eviction in progress), which a vCPU suspended beneath could never end.
+   */
+  private readonly midBatchDomains = new Map<number, number>();
+  /**
+   * Domains with a device model: at an access point only their vCPUs run
+   * (the backend's kernel and device model, which Revoke and shoot down):
+   * a frontend's step there could block for long beneath nothing that ends
+   * it, and the suspended vCPU with it.
+   */
+  private backendDomains = new Set<number>();
+  /** Steps run at access points, and flush IPIs delivered to vCPUs suspended there. */
+  access_preemptions = 0;
+  flush_ipis = 0;
+  /** Whether a vCPU in GUEST mode may be suspended between two accesses (docs/sim.md §2); off: the old model. */
+  accessPoints = true;
+  /**
+   * No access point from this decision on: with liveness mode, a margin
+   * before the quiet tail, so that a nested step begun at one has ended
+   * when the tail judges progress (a vCPU beneath it cannot progress).
+   */
+  accessPointsUntil = Infinity;
 
   constructor(readonly o: SimSchedOptions) {
     this.rng = new SimRng(o.seed);
@@ -175,6 +220,7 @@ export class SimSched implements Sched {
 
   setActors(actors: SimActor[]): void {
     this.actors = actors;
+    this.backendDomains = new Set(actors.filter((a) => a.serves).map((a) => a.domid));
     this.onStack = actors.map(() => false);
     // PCT (Burckhardt et al.): random distinct priorities, d-1 change points
     // spread over the run; at a change point the running actor drops below all.
@@ -211,7 +257,7 @@ export class SimSched implements Sched {
     const serversOnly = this.stack.length >= MAX_NEST_DEPTH;
     for (let i = 0; i < this.actors.length; i++) {
       const a = this.actors[i]!;
-      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && a.ready()) cand.push(i);
+      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && (kind !== 'access' || this.backendDomains.has(a.domid)) && a.ready()) cand.push(i);
     }
     if (cand.length === 0) return -1;
     if (this.exhausted) {
@@ -312,6 +358,63 @@ export class SimSched implements Sched {
     if (j < 0) return false;
     this.run(j);
     return true;
+  }
+
+  /**
+   * Give a vCPU's MMU access points. Never a device model's domain's (dom0's
+   * kernel too): others wait for the device model, which could not run
+   * while a vCPU of its domain is suspended (see midBatchDomains).
+   */
+  armAccessPoints(mmu: AccessPointMmu): void {
+    if (!this.accessPoints) return;
+    mmu.accessPoint = () => this.atAccess(mmu);
+    mmu.preemptIn = 1 + this.rng.below(2 * ACCESS_POINT_MEAN);
+  }
+
+  /**
+   * Between two guest accesses of the vCPU on top (GUEST, holding no lock):
+   * another vCPU may run a step here, as it would on another pCPU, while this
+   * one keeps its TLB and budget — the window of an acknowledgement batch. A
+   * shootdown made meanwhile reaches it through awaitAck.
+   */
+  private atAccess(mmu: AccessPointMmu): void {
+    mmu.preemptIn = 1 + this.rng.below(2 * ACCESS_POINT_MEAN);
+    const top = this.current;
+    // Only a vCPU running at the top level: one suspended above another's
+    // wait would keep that one beneath it for its whole nested step, and a
+    // stack that deep starves who waits at its bottom (LIFO, docs/sim.md §7)
+    // — a false liveness failure, not the design's.
+    if (!this.accessPoints || this.steps >= this.accessPointsUntil || top < 0 || this.stack.length !== 1 || this.o.locks.heldCount() !== 0) return;
+    const a = this.actors[top]!;
+    // The vCPU on top in guest mode, not another's MMU used on its behalf (the racer's touch) nor one inside a hypercall.
+    if (a.slot !== mmu.slot || a.serves || a.blocked() || a.inHypervisor()) return;
+    // pick() leaves out this vCPU's own domain once it is marked; mark it first so the choice is another domain's.
+    this.midBatchDomains.set(a.domid, (this.midBatchDomains.get(a.domid) ?? 0) + 1);
+    const j = this.pick('access');
+    const left = this.midBatchDomains.get(a.domid)! - 1;
+    if (left === 0) this.midBatchDomains.delete(a.domid);
+    else this.midBatchDomains.set(a.domid, left);
+    if (j < 0) return;
+    this.access_preemptions++;
+    this.midBatch.set(mmu.slot, mmu);
+    this.midBatchDomains.set(a.domid, (this.midBatchDomains.get(a.domid) ?? 0) + 1);
+    try {
+      this.run(j);
+    } finally {
+      this.midBatch.delete(mmu.slot);
+      const n = this.midBatchDomains.get(a.domid)! - 1;
+      if (n === 0) this.midBatchDomains.delete(a.domid);
+      else this.midBatchDomains.set(a.domid, n);
+    }
+  }
+
+  /** A shootdown waits for `slot`: a vCPU suspended between two accesses takes the flush IPI now. */
+  awaitAck(slot: number): void {
+    const mmu = this.midBatch.get(slot);
+    if (mmu === undefined) return;
+    mmu.flushIpi();
+    this.flush_ipis++;
+    this.hash = fnv(this.hash, 0x1f1 + slot);
   }
 
   // ---- Sched -----------------------------------------------------------------

@@ -15,11 +15,11 @@ import { SimRng } from './sim-sched.js';
 import type { HostSpec } from '../host.js';
 
 /**
- * dom0's kernel behaviours (domains/gpu/device-model.ts gpuKernel): each
- * can be left out for a seed. The device model itself (vCPU 0) always
- * runs: every ioreq needs it.
+ * dom0's behaviours (domains/gpu/device-model.ts: gpuKernel's, and the
+ * device model's return-with-maps): each can be left out for a seed. The
+ * device model itself (vCPU 0) always runs: every ioreq needs it.
  */
-export const DOM0_BEHAVIOURS = ['evictions', 'dma-peek', 'toolstack'] as const;
+export const DOM0_BEHAVIOURS = ['evictions', 'dma-peek', 'toolstack', 'return-with-maps'] as const;
 export type Dom0Behaviour = (typeof DOM0_BEHAVIOURS)[number];
 
 /** Odds that a catalogue entry is in a seed's subset. */
