@@ -195,7 +195,7 @@ export class Host {
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
   boot(): void {
     for (const d of this.spec.domains) {
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...gnttabSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id < 0 ? statusName(id) : `got domid ${id}`}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
@@ -812,4 +812,9 @@ function shareEnvOf(spec: HostSpec, d: HostDomainSpec): Pick<GuestEnv, 'share' |
 /** The ACL role of the device model of backend `domid`. */
 function dmRole(domid: number): string {
   return `dm-d${domid}`;
+}
+
+/** A domain's grant limits for domainCreate, when its topology sets them (else Xen's defaults apply). */
+export function gnttabSpec(d: { max_grant_frames?: number; max_maptrack_frames?: number }): { max_grant_frames?: number; max_maptrack_frames?: number } {
+  return { ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}), ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}) };
 }

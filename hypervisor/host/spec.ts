@@ -22,6 +22,9 @@ export interface HostDomainSpec {
   backend?: number;
   /** Guest physical address width in bits (default P2M_DEFAULT_PADDR_BITS, 36). */
   paddr_bits?: number;
+  /** Grant and maptrack frame limits (default Xen's, 64 and 1024). */
+  max_grant_frames?: number;
+  max_maptrack_frames?: number;
 }
 
 export interface HostSpec {

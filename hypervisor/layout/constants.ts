@@ -21,6 +21,19 @@ export const MAX_PCPUS = 64;
 export const NR_GRANT_ENTRIES = 256;
 /** Maptrack handles per domain (Xen: max_maptrack_frames × 256). */
 export const NR_MAPTRACK_ENTRIES = 512;
+/** Grant table v1 entries per frame (4 KiB / sizeof(grant_entry_v1_t)). */
+export const GRANT_ENTRIES_PER_FRAME = 512;
+/** Maptrack handles per frame (grant_table.c MAPTRACK_PER_PAGE: 4 KiB / sizeof(struct grant_mapping)). */
+export const MAPTRACK_PER_FRAME = 256;
+/**
+ * Xen's defaults for a domain's grant limits (xen/common/grant_table.c
+ * opt_max_grant_frames, opt_max_maptrack_frames; grant_table_init takes a
+ * toolstack value per domain, at least INITIAL_NR_GRANT_FRAMES = 1 grant
+ * frame, any number of maptrack frames from 0). A domain's limit in entries
+ * is the smaller of its frames' worth and the storage above.
+ */
+export const XEN_MAX_GRANT_FRAMES = 64;
+export const XEN_MAX_MAPTRACK_FRAMES = 1024;
 
 /** Software TLB entries per vCPU (direct mapped, power of two). */
 export const TLB_ENTRIES = 64;

@@ -99,7 +99,11 @@ export const DOM = {
    * part of it never fails for want of a page). Under the p2m lock.
    */
   P2M_RESERVED: 24 + 2 * IOMEM_BANK_WORDS,
-  WORDS: 25 + 2 * IOMEM_BANK_WORDS,
+  /** Grant frames the domain's table may have (grant_table_init's max_grant_frames). */
+  MAX_GRANT_FRAMES: 25 + 2 * IOMEM_BANK_WORDS,
+  /** Maptrack frames it may grow (max_maptrack_frames): its grant maps held at once ≤ × MAPTRACK_PER_FRAME. */
+  MAX_MAPTRACK_FRAMES: 26 + 2 * IOMEM_BANK_WORDS,
+  WORDS: 27 + 2 * IOMEM_BANK_WORDS,
 } as const;
 
 export class DomainTable {

@@ -19,7 +19,7 @@
  * harness (an access width that is not 1/2/4/8, an offset past the page)
  * throws a RangeError.
  */
-import { MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS } from '../layout/constants.js';
+import { MAPTRACK_PER_FRAME, MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS, XEN_MAX_MAPTRACK_FRAMES } from '../layout/constants.js';
 import { LEVEL_SPAN } from '../layout/p2m.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
@@ -93,6 +93,8 @@ export interface ModelDomainConfig {
   backend?: number;
   /** Guest physical address width (default 36): gfns below 2^(paddr_bits − 12) exist (hypervisor/layout/p2m.ts). */
   paddr_bits?: number;
+  /** Maptrack frames it may grow (default XEN_MAX_MAPTRACK_FRAMES): grant maps held at once ≤ × MAPTRACK_PER_FRAME. */
+  max_maptrack_frames?: number;
 }
 
 export interface ModelBarConfig {
@@ -221,6 +223,8 @@ interface Dom {
   /** Maptrack free list = mtFreed (top first) followed by mtFresh, mtFresh + 1, … (grants.ts reset). */
   mtFreed: number[];
   mtFresh: number;
+  /** Grant maps it may hold at once (get_maptrack_handle's limit). */
+  mtLimit: number;
   /** Server slots (index = the id ioreqServer returns); undefined = free. */
   ioreq: Array<IoreqServer | undefined>;
   scratch: Uint8Array | undefined;
@@ -380,6 +384,7 @@ export class Model {
       maptrack: new Map(),
       mtFreed: [],
       mtFresh: 0,
+      mtLimit: Math.min(NR_MAPTRACK_ENTRIES, (d.max_maptrack_frames ?? XEN_MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME),
       ioreq: [],
       scratch: undefined,
     }));
@@ -690,6 +695,7 @@ export class Model {
   }
 
   private maptrackAlloc(x: Dom): number {
+    if (x.maptrack.size >= x.mtLimit) return -1;
     const h = x.mtFreed.pop();
     if (h !== undefined) return h;
     if (x.mtFresh >= NR_MAPTRACK_ENTRIES) return -1;

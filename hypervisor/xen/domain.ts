@@ -13,7 +13,7 @@ import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
-import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
+import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { DOM, DS, type DomainState } from '../layout/domains.js';
@@ -47,6 +47,10 @@ export interface DomainCreateSpec {
   privileged: boolean;
   /** The domain running this one's IOREQ server (allowed to Map/Revoke/Steal/Return on it). */
   backend?: number;
+  /** Grant frames its table may have (default XEN_MAX_GRANT_FRAMES, at least 1). */
+  max_grant_frames?: number;
+  /** Maptrack frames it may grow (default XEN_MAX_MAPTRACK_FRAMES, 0 allowed: it maps no grant). */
+  max_maptrack_frames?: number;
 }
 
 export function domainState(m: Machine, d: number): DomainState {
@@ -73,6 +77,10 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
   if (!Number.isInteger(bits) || bits < P2M_MIN_PADDR_BITS || bits > P2M_MAX_PADDR_BITS || spec.max_pages < 0) return -EINVAL;
   const pages = spec.p2m_pages ?? p2mPoolPagesFor(bits, [[0, spec.max_pages]]);
   if (!Number.isInteger(pages) || pages < 1) return -EINVAL;
+  // grant_table_init: at least one grant frame, no more than the host's limits.
+  const gf = spec.max_grant_frames ?? XEN_MAX_GRANT_FRAMES;
+  const mf = spec.max_maptrack_frames ?? XEN_MAX_MAPTRACK_FRAMES;
+  if (!Number.isInteger(gf) || gf < 1 || gf > XEN_MAX_GRANT_FRAMES || !Number.isInteger(mf) || mf < 0 || mf > XEN_MAX_MAPTRACK_FRAMES) return -EINVAL;
   m.lock(GLOBAL_LOCK.DOMCTL, 'domain.create');
   try {
     let d = spec.domid;
@@ -99,6 +107,8 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     iomemReset(m, d); // under domctl, as every write of iomem_caps (xen/iomem.ts)
     m.dom.set(d, DOM.RATCHET, 0);
     m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
+    m.dom.set(d, DOM.MAX_GRANT_FRAMES, gf);
+    m.dom.set(d, DOM.MAX_MAPTRACK_FRAMES, mf);
     m.dom.add(d, DOM.GENERATION, 1);
     // GEN keeps counting up across domains using the same table page, so
     // a stale TLB entry of an earlier owner can never look current.

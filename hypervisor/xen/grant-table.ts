@@ -10,7 +10,7 @@
  */
 import { checkAllocated, checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
-import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
+import { MAPTRACK_PER_FRAME, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { hookPoint } from './hooks.js';
 import {
@@ -336,7 +336,9 @@ function maptrackAlloc(m: Machine, ld: number): number {
   // head is read under the lock that every change of the list holds.
   hookPoint('maptrack.pop', ld);
   m.lock(lk, 'grant.get_maptrack_handle', ld);
-  const h = mt[h0 + MT_HDR.HEAD]!;
+  // get_maptrack_handle: with no free handle it grows the maptrack a frame
+  // at a time up to the domain's max_maptrack_frames, then fails (GNTST_no_space).
+  const h = mt[h0 + MT_HDR.INUSE]! < maptrackLimit(m, ld) ? mt[h0 + MT_HDR.HEAD]! : -1;
   if (h >= 0) {
     mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
     mt[h0 + MT_HDR.INUSE]! += 1;
@@ -353,12 +355,17 @@ function maptrackAlloc(m: Machine, ld: number): number {
  * it is still the head. A racing get_maptrack_handle in between pops it too,
  * and both callers get the same handle.
  */
+/** Grant maps domain d may hold at once: its max_maptrack_frames' worth, at most the storage. */
+export function maptrackLimit(m: Machine, d: number): number {
+  return Math.min(NR_MAPTRACK_ENTRIES, m.dom.at(d, DOM.MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME);
+}
+
 function maptrackAllocRacy(m: Machine, ld: number, lk: number): number {
   const mt = m.grants.maptrack;
   const h0 = m.grants.mtHdr(ld);
   const h = Atomics.load(mt, h0 + MT_HDR.HEAD);
   hookPoint('maptrack.pop', ld);
-  if (h < 0) return h;
+  if (h < 0 || Atomics.load(mt, h0 + MT_HDR.INUSE) >= maptrackLimit(m, ld)) return -1;
   m.lock(lk, 'grant.get_maptrack_handle', ld);
   mt[h0 + MT_HDR.HEAD] = mt[m.grants.mtIdx(ld, h) + MT.NEXT]!;
   mt[h0 + MT_HDR.INUSE]! += 1;

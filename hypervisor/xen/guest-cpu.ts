@@ -21,7 +21,7 @@ import { designOf, type DmOpResult } from './design.js';
 import { ioreqServerCreate, ioreqServerSetState, openServerEnd } from './ioreq.js';
 import type { IoreqServerEnd } from '../public/ioreq.js';
 import { domainCrash } from './domain.js';
-import { NR_GRANT_ENTRIES } from '../layout/constants.js';
+import { GRANT_ENTRIES_PER_FRAME, NR_GRANT_ENTRIES } from '../layout/constants.js';
 import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
 import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from '../public/types.js';
 import { ESRCH, GNTST_okay } from '../public/errno.js';
@@ -339,7 +339,7 @@ export class VcpuContext implements GuestCpu {
         return this.hypercall(() => gnttabCopy(m, d, op), gnt, HC.gnttab_copy);
       },
       gnttab_query_size: () =>
-        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), max_nr_frames: Math.ceil(NR_GRANT_ENTRIES / 512), status: GNTST_okay }), () => false, HC.gnttab_query_size),
+        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / GRANT_ENTRIES_PER_FRAME), max_nr_frames: m.dom.at(d, DOM.MAX_GRANT_FRAMES), status: GNTST_okay }), () => false, HC.gnttab_query_size),
       foreign_map: (from: DomId, gfn: Gfn, at: Gfn) => {
         this.stat(STAT.FOREIGN_MAPS);
         return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg, HC.foreign_map);

@@ -196,6 +196,13 @@ transport: ring
     expect(errorOf('domains:\n  - { name: dom0 }\n  - { name: a, backend: c }\n  - { name: b, backend: a }\n  - { name: c, backend: b }\n')).toContain('backends loop: a → c → b → a');
   });
 
+  it('max_grant_frames, max_maptrack_frames: a domain\'s grant limits (Xen\'s grant_table_init: 1…64 and 0…1024; absent: Xen\'s defaults)', () => {
+    const t = parseTopology('domains:\n  - { name: dom0, max_maptrack_frames: 0 }\n  - { name: g, backend: dom0, max_grant_frames: 1 }\n', 't.yaml');
+    expect(t.domains.map((d) => [d.max_grant_frames, d.max_maptrack_frames])).toEqual([[undefined, 0], [1, undefined]]);
+    expect(errorOf('domains:\n  - { name: dom0, max_grant_frames: 0 }\n')).toContain('domains[0].max_grant_frames: must be at least 1, got 0');
+    expect(errorOf('domains:\n  - { name: dom0, max_maptrack_frames: 1025 }\n')).toContain('domains[0].max_maptrack_frames: must be at most 1024, got 1025');
+  });
+
   it('paddr_bits: a domain\'s guest physical width, 32…48, default 36 (Xen\'s hap_paddr_bits); its RAM must fit', () => {
     const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, paddr_bits: 40 }\n', 't.yaml');
     expect(t.domains.map((d) => d.paddr_bits)).toEqual([36, 40]);

@@ -54,7 +54,7 @@ import {
   DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
   DEFAULT_PAGE_SIZE_BYTES, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
   MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
-  NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS,
+  NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES,
 } from './limits.js';
 
 // ---------------------------------------------------------------- public types
@@ -136,6 +136,10 @@ export interface DomainSpec {
   readonly privileged: boolean;
   /** Guest physical address width: gfns 0 … 2^(paddr_bits − 12) − 1 exist (hypervisor/layout/p2m.ts). */
   readonly paddr_bits: number;
+  /** Grant frames its table may have (Xen's max_grant_frames; absent: 64, opt_max_grant_frames). */
+  readonly max_grant_frames?: number;
+  /** Maptrack frames it may grow (max_maptrack_frames; absent: 1024): grant maps held at once ≤ × 256. */
+  readonly max_maptrack_frames?: number;
 }
 
 export interface HostSpec {
@@ -213,6 +217,8 @@ export const domainSchema = obj({
   max_frames: int({ min: 1, max: MAX_HOST_FRAMES }).optional(),
   vcpus: int({ min: 1, max: MAX_VCPUS_PER_DOMAIN }).optional(),
   paddr_bits: int({ min: P2M_MIN_PADDR_BITS, max: P2M_MAX_PADDR_BITS }).optional(),
+  max_grant_frames: int({ min: 1, max: XEN_MAX_GRANT_FRAMES }).optional(),
+  max_maptrack_frames: int({ min: 0, max: XEN_MAX_MAPTRACK_FRAMES }).optional(),
   devices: list(deviceSchema).optional(),
   workload: workloadSchema.optional(),
 });
@@ -470,6 +476,8 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       workload,
       privileged: i === 0,
       paddr_bits: s.paddrBits,
+      ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}),
+      ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}),
     };
   });
 

@@ -19,7 +19,7 @@ import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../d
 import { describeOutcome } from '../../domains/scenario-ops.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/xen/domain.js';
-import { p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
+import { gnttabSpec, p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
 import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
@@ -150,7 +150,7 @@ class Runner {
     for (const d of t.domains) this.domid.set(d.name, d.domid);
     for (const d of specs) {
       const backend = d.backend !== undefined ? this.domid.get(d.backend) : undefined;
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...gnttabSpec(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${rc}`);
