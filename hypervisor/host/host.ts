@@ -116,7 +116,7 @@ export interface HostReport {
 export const CHECKED_INVARIANTS: readonly Invariant[] = INVARIANTS;
 
 /** STAT words that are not counters to sum over vCPUs: histograms (their own report fields) and maxima. */
-const NOT_SUMMED = new Set(['WORDS', 'SCHED_WAIT_HIST', 'SCHED_WAIT_BUCKETS', 'SCHED_WAIT_MAX_US']);
+const NOT_SUMMED = new Set(['WORDS', 'SCHED_WAIT_MAX_US']);
 
 export class Host {
   readonly sabs: MachineSabs;
@@ -550,15 +550,7 @@ export class Host {
 
   /** The merged IOREQ round-trip histogram of every vCPU (layout/rtt-hist.ts: log-linear, two significant digits). */
   rttHistogram(): number[] {
-    const h = new Array<number>(RTT_BUCKETS).fill(0);
-    for (const d of this.spec.domains) {
-      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
-      for (let v = 0; v < d.vcpus; v++) {
-        const at = (base + v) * RTT_BUCKETS;
-        for (let k = 0; k < RTT_BUCKETS; k++) h[k]! += Atomics.load(this.m.vcpus.rtt, at + k);
-      }
-    }
-    return h;
+    return this.slotHistogram(this.m.vcpus.rtt);
   }
 
   /** The pCPU scheduler's part of the report (schedule.ts): waits for a pCPU merged over every vCPU. */
@@ -568,14 +560,18 @@ export class Host {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) wait_max_us = Math.max(wait_max_us, this.m.vcpus.stat(base + v, STAT.SCHED_WAIT_MAX_US));
     }
-    return { pcpus: Atomics.load(this.m.control.w, CTL.PCPUS), wait_hist: this.histogram(STAT.SCHED_WAIT_HIST, STAT.SCHED_WAIT_BUCKETS), wait_max_us: Math.round(wait_max_us) };
+    return { pcpus: Atomics.load(this.m.control.w, CTL.PCPUS), wait_hist: this.slotHistogram(this.m.vcpus.schedWait), wait_max_us: Math.round(wait_max_us) };
   }
 
-  private histogram(first: number, buckets: number): number[] {
-    const h = new Array<number>(buckets).fill(0);
+  /** A per-vCPU log-linear histogram (layout/rtt-hist.ts buckets) merged over every vCPU. */
+  private slotHistogram(a: Int32Array): number[] {
+    const h = new Array<number>(RTT_BUCKETS).fill(0);
     for (const d of this.spec.domains) {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
-      for (let v = 0; v < d.vcpus; v++) for (let k = 0; k < buckets; k++) h[k]! += this.m.vcpus.stat(base + v, first + k);
+      for (let v = 0; v < d.vcpus; v++) {
+        const at = (base + v) * RTT_BUCKETS;
+        for (let k = 0; k < RTT_BUCKETS; k++) h[k]! += Atomics.load(a, at + k);
+      }
     }
     return h;
   }

@@ -62,11 +62,8 @@ export const STAT = {
   SCHED_YIELDS: 31, // … to yield (back to the run queue's tail)
   SCHED_RUN_US: 32, // time on a pCPU (Xen's RUNSTATE_running)
   SCHED_WAIT_US: 33, // time waiting for one (RUNSTATE_runnable: the guest's steal time)
-  SCHED_WAIT_MAX_US: 34, // longest such wait (a maximum: not summed over vCPUs)
-  /** Waits for a pCPU, a log2 histogram: bucket k counts waits in [2^k, 2^(k+1)) µs. */
-  SCHED_WAIT_HIST: 35,
-  SCHED_WAIT_BUCKETS: 16,
-  WORDS: 51,
+  SCHED_WAIT_MAX_US: 34, // longest such wait (a maximum: not summed over vCPUs); the waits' histogram is VcpuTable.schedWait
+  WORDS: 35,
 } as const;
 export type StatName = Exclude<keyof typeof STAT, 'WORDS'>;
 
@@ -75,6 +72,8 @@ export class VcpuTable {
   readonly stats: Float64Array;
   /** IOREQ round trips per vCPU slot (layout/rtt-hist.ts), counted by the vCPU's own thread. */
   readonly rtt: Int32Array;
+  /** Waits for a pCPU per vCPU slot, in the same log-linear buckets (two significant digits; the pCPU scheduler, schedule.ts). */
+  readonly schedWait: Int32Array;
   /**
    * FAULT ioreq round trips of every vCPU in one histogram (the fault
    * service latency a design comparison shows): the vCPU paused on an access
@@ -83,7 +82,7 @@ export class VcpuTable {
    */
   readonly faultRtt: Int32Array;
   static bytes(): number {
-    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8 + RTT_BUCKETS * 4) + RTT_BUCKETS * 4;
+    return MAX_VCPUS * (VC.WORDS * 4 + STAT.WORDS * 8 + 2 * RTT_BUCKETS * 4) + RTT_BUCKETS * 4;
   }
   constructor(readonly sab: SharedArrayBuffer) {
     expectBytes('vcpus', sab, VcpuTable.bytes());
@@ -91,6 +90,11 @@ export class VcpuTable {
     this.w = new Int32Array(sab, MAX_VCPUS * STAT.WORDS * 8, MAX_VCPUS * VC.WORDS);
     this.rtt = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4), MAX_VCPUS * RTT_BUCKETS);
     this.faultRtt = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4 + RTT_BUCKETS * 4), RTT_BUCKETS);
+    this.schedWait = new Int32Array(sab, MAX_VCPUS * (STAT.WORDS * 8 + VC.WORDS * 4 + RTT_BUCKETS * 4) + RTT_BUCKETS * 4, MAX_VCPUS * RTT_BUCKETS);
+  }
+  /** Count a wait of `us` µs for a pCPU by the vCPU in `slot` (the pCPU scheduler, on the vCPU's thread). */
+  countSchedWait(slot: number, us: number): void {
+    Atomics.add(this.schedWait, slot * RTT_BUCKETS + rttBucket(us), 1);
   }
   /** Count a FAULT ioreq's round trip of `us` µs. */
   countFaultRtt(us: number): void {

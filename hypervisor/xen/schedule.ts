@@ -190,8 +190,7 @@ function countWait(m: Machine, slot: number, us: number, q: number): void {
   if (q === RUNQ.BOOST) m.vcpus.addStat(slot, STAT.SCHED_BOOSTS, 1);
   m.vcpus.addStat(slot, STAT.SCHED_WAIT_US, us);
   m.vcpus.maxStat(slot, STAT.SCHED_WAIT_MAX_US, us);
-  const k = Math.min(STAT.SCHED_WAIT_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, us)))));
-  m.vcpus.addStat(slot, STAT.SCHED_WAIT_HIST + k, 1);
+  m.vcpus.countSchedWait(slot, us);
 }
 
 /** Whether a vCPU waits for a pCPU. */

@@ -1,5 +1,5 @@
 /** The run summary of docs/formats.md §7. */
-import { rttQuantile } from '../../hypervisor/layout/rtt-hist.js';
+import { RTT_BUCKETS, rttQuantile } from '../../hypervisor/layout/rtt-hist.js';
 import { fmtUs, table } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
@@ -118,7 +118,7 @@ export interface SchedSummary {
   runnable_ms: number;
   /** runnable / (running + runnable), %: the vCPUs' steal time. */
   runnable_pct: number;
-  /** One wait for a pCPU, µs: p50 and p99 from log2 buckets (each its bucket's upper bound), max exact. */
+  /** One wait for a pCPU, µs: p50 and p99 from log-linear buckets (two significant digits, layout/rtt-hist.ts), max exact. */
   wait_us: { p50: number; p99: number; max: number };
 }
 
@@ -137,7 +137,8 @@ function schedSummary(r: HostReport, n: (k: string) => number): SchedSummary {
     running_ms: Math.round(running),
     runnable_ms: Math.round(runnable),
     runnable_pct: running + runnable > 0 ? Math.round((1000 * runnable) / (running + runnable)) / 10 : 0,
-    wait_us: { p50: histQuantile(h, 0.5), p99: histQuantile(h, 0.99), max: r.sched.wait_max_us ?? 0 },
+    // Reports made before the waits had log-linear buckets carry 16 log2 ones.
+    wait_us: h.length === RTT_BUCKETS ? { p50: rttQuantile(h, 0.5), p99: rttQuantile(h, 0.99), max: r.sched.wait_max_us ?? 0 } : { p50: histQuantile(h, 0.5), p99: histQuantile(h, 0.99), max: r.sched.wait_max_us ?? 0 },
   };
 }
 
@@ -146,7 +147,7 @@ export function formatSched(s: SchedSummary): string {
   if (s.pcpus === 0) return 'scheduler: the OS (no pCPUs: every vCPU thread ran whenever the OS ran it)';
   const head = `scheduler: ${s.pcpus} pCPU${s.pcpus === 1 ? '' : 's'}: ${s.context_switches} context switches, ${s.preemptions} preemptions at slice end, ${s.blocks} blocks, ${s.yields} yields`;
   if (s.waits === 0) return `${head}; no vCPU waited for a pCPU`;
-  return `${head}; vCPUs waited for a pCPU ${s.waits} times (${s.boosted} woken ahead), ${s.runnable_ms} ms runnable in all (${s.runnable_pct}% of their time), wait p50 ≤ ${fmtUs(s.wait_us.p50)}, p99 ≤ ${fmtUs(s.wait_us.p99)}, max ${fmtUs(s.wait_us.max)}`;
+  return `${head}; vCPUs waited for a pCPU ${s.waits} times (${s.boosted} woken ahead), ${s.runnable_ms} ms runnable in all (${s.runnable_pct}% of their time), wait p50 ${fmtUs(s.wait_us.p50)}, p99 ${fmtUs(s.wait_us.p99)}, max ${fmtUs(s.wait_us.max)}`;
 }
 
 export function summarize(r: HostReport, o: { seed: number; transport: string; buggify: string[] }): Summary {
