@@ -30,11 +30,10 @@
  *   or error for a run the simulator could not finish (stuck), with no
  *   Revoke histogram (simulated time).
  */
-import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism, hostname } from 'node:os';
 import { Piscina } from 'piscina';
-import { parseBuggify } from '../../hypervisor/xen/buggify.js';
+import { NO_BUGS, parseBuggify } from '../../hypervisor/xen/buggify.js';
 import { distModule } from '../../hypervisor/host/worker-path.js';
 import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../../transport/campaign-queue.js';
 import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../../transport/campaign-messages.js';
