@@ -193,7 +193,9 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
-    const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, o.steps, tail) : undefined;
+    // The tail starts at the horizon: a replay cut at its failing step (--steps k --horizon n) is the longer
+    // run up to k, and a tail begun at k would stop its nemeses there, which the longer run did not.
+    const live = tail > 0 ? new Liveness(sim, m, actors, sim.excluded, Math.max(o.steps, horizon), tail) : undefined;
     sim.onExhausted = () => {
       // Before the stop: a stop makes every wait give up, which would hide what hangs.
       if (live !== undefined && live.due && !failed()) {
