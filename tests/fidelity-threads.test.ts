@@ -10,12 +10,12 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Host, type HostReport } from '../hypervisor/host/host.js';
+import { Host } from '../hypervisor/host/host.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { parseBuggify } from '../hypervisor/xen/buggify.js';
 import { loadTopology } from '../orchestrator/config/topology.js';
 import { hostSpecOf } from '../orchestrator/up/host-spec.js';
-import { explain, runFor, testSeed } from './harness.js';
+import { explain, runFor, signatures, testSeed, untilCaught } from './harness.js';
 
 const TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 /** How long the clean run goes on once every vCPU runs. */
@@ -55,19 +55,6 @@ function spec(seed: number, bug: string, crash_ms?: number): ConstructorParamete
   return { ...s, domains, transport: { kind: 'ring' }, ...(crash_ms !== undefined ? { chaos: [{ at_ms: crash_ms, kind: 'crash-domain', target: 'evil' }] } : {}) };
 }
 
-/** Until a workload check failed (they are published as they come) or an invariant was violated. */
-async function untilCaught(h: Host): Promise<void> {
-  for (let t = 0; t < CATCH_MS; t += 50) {
-    if ((h.stats()['check_fails'] ?? 0) > 0 || h.m.log.totalViolations() > 0) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Every failed check and every violated invariant of a run, by name. */
-function signatures(r: HostReport): string[] {
-  const out = r.vcpu_results.flatMap((v) => Object.keys(v.out).filter((k) => k.startsWith('failed_') || k.startsWith('succeeded_')));
-  return [...new Set([...out, ...r.violations.map((v) => v.invariant)])];
-}
 
 describe('fidelity switches on real threads', () => {
   it('the run with no switch on has no failed check and no violation', async () => {
@@ -80,7 +67,7 @@ describe('fidelity switches on real threads', () => {
 
   it.each(SIGNATURES.map(([bug, sig]) => [bug, sig]))('XGSIM_BUGGIFY=%s leaves its failed check %s', async (bug, sig) => {
     const seed = testSeed(`fidelity threads ${bug}`);
-    const r = await runFor(new Host(spec(seed, bug, ADVERSARY_CAUGHT.has(bug) ? undefined : RUN_MS / 4)), 0, untilCaught);
+    const r = await runFor(new Host(spec(seed, bug, ADVERSARY_CAUGHT.has(bug) ? undefined : RUN_MS / 4)), 0, (h) => untilCaught(h, CATCH_MS));
     const got = signatures(r);
     expect(got.some((k) => sig.test(k)), `${bug}: ${got.join(', ')}; ${explain(r).slice(0, 2000)}`).toBe(true);
   });

@@ -71,3 +71,17 @@ export function totalViolations(r: HostReport): number {
 export function explain(r: HostReport): string {
   return JSON.stringify({ invariants: r.invariants, violations: r.violations.slice(0, 5), errors: r.errors, out: r.vcpu_results.map((v) => [v.domid, v.vcpu, v.out]) });
 }
+
+/** Until a workload check failed (they are published as they come) or an invariant was violated, at most `ms`. */
+export async function untilCaught(h: Host, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 50) {
+    if ((h.stats()['check_fails'] ?? 0) > 0 || h.m.log.totalViolations() > 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Every failed check, attack that worked and violated invariant of a run, by name. */
+export function signatures(r: HostReport): string[] {
+  const out = r.vcpu_results.flatMap((v) => Object.keys(v.out).filter((k) => k.startsWith('failed_') || k.startsWith('succeeded_')));
+  return [...new Set([...out, ...r.violations.map((v) => v.invariant)])];
+}

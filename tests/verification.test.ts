@@ -10,14 +10,14 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Host, type HostReport } from '../hypervisor/host/host.js';
+import { Host } from '../hypervisor/host/host.js';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
 import { runSim } from '../hypervisor/host/sim/run.js';
 import { parseBuggify } from '../hypervisor/xen/buggify.js';
 import { loadTopology } from '../orchestrator/config/topology.js';
 import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { stressSpec } from '../orchestrator/up/stress.js';
-import { explain, runFor, testSeed } from './harness.js';
+import { explain, runFor, signatures, testSeed, untilCaught } from './harness.js';
 
 const TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 /** A run with a switch on goes on until a check fails or an invariant is violated, at most this long. */
@@ -28,18 +28,6 @@ function defaultHost(seed: number, bug: string): Host {
   return new Host({ ...s, transport: { kind: 'ring' } });
 }
 
-async function untilCaught(h: Host): Promise<void> {
-  for (let t = 0; t < CATCH_MS; t += 50) {
-    if ((h.stats()['check_fails'] ?? 0) > 0 || h.m.log.totalViolations() > 0) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Every failed check, attack that worked and violated invariant of a run, by name. */
-function signatures(r: HostReport): string[] {
-  const out = r.vcpu_results.flatMap((v) => Object.keys(v.out).filter((k) => k.startsWith('failed_') || k.startsWith('succeeded_')));
-  return [...new Set([...out, ...r.violations.map((v) => v.invariant)])];
-}
 
 describe('issue 19 bug classes on real threads', () => {
   it('shootdown-skip-one-ack: stress revoke sees a vCPU use a translation whose removal completed', async () => {
@@ -50,14 +38,14 @@ describe('issue 19 bug classes on real threads', () => {
 
   it('return-leaves-other-mapping: a Map left live on a returned frame breaks records_match_frames or refcounts', async () => {
     const seed = testSeed('verification return-leaves-other-mapping');
-    const r = await runFor(defaultHost(seed, 'return-leaves-other-mapping'), 0, untilCaught);
+    const r = await runFor(defaultHost(seed, 'return-leaves-other-mapping'), 0, (h) => untilCaught(h, CATCH_MS));
     const got = signatures(r);
     expect(got.some((k) => k === 'records_match_frames' || k === 'refcounts'), `${got.join(', ')}; ${explain(r).slice(0, 2000)}`).toBe(true);
   });
 
   it('map-bar-skip-iomem-check: the compositor maps a BAR page it holds no permission for, and says so', async () => {
     const seed = testSeed('verification map-bar-skip-iomem-check');
-    const r = await runFor(defaultHost(seed, 'map-bar-skip-iomem-check'), 0, untilCaught);
+    const r = await runFor(defaultHost(seed, 'map-bar-skip-iomem-check'), 0, (h) => untilCaught(h, CATCH_MS));
     expect(signatures(r), explain(r).slice(0, 2000)).toContain('succeeded_bar-map-unheld');
   });
 
