@@ -6,6 +6,9 @@
  * hold the registry lock (GLOBAL_LOCK.REGISTRY); the words are plain.
  * The primitives' registry and the lending design's store both build on it.
  */
+import { P2M_TABLE_ENTRIES } from '../layout/constants.js';
+import type { Machine } from './machine.js';
+
 const HDR_NEXT_ID = 0;
 const HDR_WORDS = 4;
 
@@ -46,4 +49,20 @@ export class RecordTable {
   issued(id: number): boolean {
     return Number.isInteger(id) && id >= 1 && id <= this.w[this.hdr + HDR_NEXT_ID]!;
   }
+}
+
+/**
+ * This thread's view of a design's records in a machine's design region
+ * (Machine.sabs.design), made on first use and kept per machine.
+ */
+export function designRegionView<T>(Table: new (sab: SharedArrayBuffer, nr_frames: number, p2m_entries: number) => T): (m: Machine) => T {
+  const views = new WeakMap<Machine, T>();
+  return (m) => {
+    let v = views.get(m);
+    if (v === undefined) {
+      v = new Table(m.sabs.design, m.config.nr_frames, m.config.p2m_pool_pages * P2M_TABLE_ENTRIES);
+      views.set(m, v);
+    }
+    return v;
+  };
 }

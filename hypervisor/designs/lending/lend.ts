@@ -7,7 +7,8 @@
  */
 import { EINVAL, EEXIST, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { P2M, type P2mType } from '../../public/types.js';
-import { MAX_LENDS, MAX_PAGES_PER_OP, P2M_TABLE_ENTRIES } from '../../layout/constants.js';
+import { MAX_LENDS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { designRegionView } from '../../xen/record-table.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { entryMfn, entryOrdinal, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { PRIM } from '../../layout/trace.js';
@@ -21,17 +22,8 @@ import { p2mGet, p2mInRange, p2mIsEmpty, p2mLock, p2mMapRoomLocked, p2mRemoveLoc
 import { tracePrim, tracer } from '../../xen/trace.js';
 import { LEND, LendStore } from './store.js';
 
-const views = new WeakMap<Machine, LendStore>();
-
 /** This thread's view of the machine's lend records (Machine.sabs.design). */
-export function storeOf(m: Machine): LendStore {
-  let s = views.get(m);
-  if (s === undefined) {
-    s = new LendStore(m.sabs.design, m.config.nr_frames, m.config.p2m_pool_pages * P2M_TABLE_ENTRIES);
-    views.set(m, s);
-  }
-  return s;
-}
+export const storeOf: (m: Machine) => LendStore = designRegionView(LendStore);
 
 const fail = (rc: number, index = -1): DmOpResult => ({ rc, index, id: 0 });
 

@@ -9,10 +9,10 @@
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { KIND, REC, Registry, STOLEN } from './registry.js';
-import { P2M_TABLE_ENTRIES } from '../../layout/constants.js';
 import { BUG_ON } from '../../layout/region.js';
 import type { DmOpResult } from '../../xen/design.js';
 import { type Machine } from '../../xen/machine.js';
+import { designRegionView } from '../../xen/record-table.js';
 import { p2mLock, p2mUnlock } from '../../xen/p2m.js';
 import { EINVAL, EPERM, ESRCH } from '../../public/errno.js';
 
@@ -21,17 +21,8 @@ export const ok = (id = 0): DmOpResult => ({ rc: 0, index: -1, id });
 export const rcOf = (r: DmOpResult): number => r.rc;
 export const fail = (rc: number, index = -1): DmOpResult => ({ rc, index, id: 0 });
 
-const views = new WeakMap<Machine, Registry>();
-
 /** This thread's view of the machine's mapping registry (the design's region, Machine.sabs.design). */
-export function registryOf(m: Machine): Registry {
-  let r = views.get(m);
-  if (r === undefined) {
-    r = new Registry(m.sabs.design, m.config.nr_frames, m.config.p2m_pool_pages * P2M_TABLE_ENTRIES);
-    views.set(m, r);
-  }
-  return r;
-}
+export const registryOf: (m: Machine) => Registry = designRegionView(Registry);
 
 // ---------------------------------------------------------------- helpers
 
