@@ -7,6 +7,7 @@ import { makeStressWorkload } from './stress.js';
 import { deviceModel, gpuKernel } from './gpu/device-model.js';
 import { adversaryWorkload, computeSvmWorkload, renderWorkload } from './gpu/driver.js';
 import { viewerWorkload } from './gpu/viewer.js';
+import { PASS_PAGES } from './gpu/toolstack.js';
 import type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
 
 export type { GuestEnv, Workload, WorkloadSpec } from './workload.js';
@@ -48,8 +49,11 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
       const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
       const design = env.gpu.design;
-      // A compositor knows its backend's BAR (it probes a Map of it: share.ts probeBar).
-      const share = env.share !== undefined && env.gpu.bar !== undefined ? { ...env.share, bar_mfn: env.gpu.bar.base_mfn } : env.share;
+      // A compositor knows its backend's BAR (it probes a Map of it: share.ts probeBar) — its last page,
+      // which dom0's toolstack never passes through to a frontend (the first PASS_PAGES, toolstack.ts):
+      // the base page may be this compositor's own for a round, and a Map of it then rightly succeeds.
+      const bar = env.gpu.bar;
+      const share = env.share !== undefined && bar !== undefined && bar.nr_pages > PASS_PAGES ? { ...env.share, bar_mfn: bar.base_mfn + bar.nr_pages - 1 } : env.share;
       if (spec.kind === 'render') return renderWorkload(cpu, fe, env.gpu.backend, env.gpu.bar !== undefined, report, sizes, share, design);
       if (spec.kind === 'compute-svm') return computeSvmWorkload(cpu, fe, env.gpu.backend, report, sizes, design);
       const attacks = Array.isArray(spec['attacks']) ? (spec['attacks'] as string[]) : [];

@@ -23,8 +23,8 @@ interface Report {
 
 /** Simulated or real µs between two rounds. */
 const ROUND_EVERY_US = 20_000;
-/** BAR pages a round passes through. */
-const PASS_PAGES = 4;
+/** BAR pages a round passes through (the first ones: a probe of MMIO nobody holds takes a page past them). */
+export const PASS_PAGES = 4;
 
 export interface Toolstack {
   /** Run a round if one is due; true if it did (the step is spent). */

@@ -217,11 +217,13 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
   /** Renews a taken job's claim every CLAIM_REFRESH_MS until stopped. */
   function keepClaim(t: TakenJob): { lost: () => boolean; stop: () => void; tag: (s: string) => void } {
     let lost = false;
+    let stopped = false;
     let tag = `job ${t.campaign} ${t.id}`;
     const refresher = setInterval(() => {
       queue.refresh(t, name).then(
         (mine) => {
-          if (!mine && !lost) {
+          // A refresh that raced the job's own answer (or give-back) finds it acknowledged: not lost.
+          if (!mine && !lost && !stopped) {
             lost = true;
             say(`${tag}: claim lost (another host took it over, or the campaign ended); finishing anyway`, { campaign: t.campaign });
           }
@@ -229,7 +231,14 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         (e: unknown) => say(`${tag}: claim refresh failed: ${e instanceof Error ? e.message : String(e)}`, { campaign: t.campaign }),
       );
     }, CLAIM_REFRESH_MS);
-    return { lost: () => lost, stop: () => clearInterval(refresher), tag: (s) => (tag = s) };
+    return {
+      lost: () => lost,
+      stop: () => {
+        stopped = true;
+        clearInterval(refresher);
+      },
+      tag: (s) => (tag = s),
+    };
   }
 
   /** Runs and answers one job; false when it was given back instead. */
@@ -237,6 +246,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     const t0 = performance.now();
     const base = { v: CAMPAIGN_WIRE_VERSION, campaign: t.campaign, host: name, deliveries: t.deliveries } as const;
     const finish = async (index: number, status: ResultStatus, error: string, outcome?: RunOutcome): Promise<void> => {
+      claim.stop(); // the answer ends the claim: a refresh after it would find the job acknowledged
       // A stuck sim run's end-of-run checks saw half-done hypercalls: its summary says nothing either way.
       const judged = outcome !== undefined && outcome.sim?.verdict !== 'stuck';
       const result: ResultMsg = {
@@ -278,6 +288,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     }
     // Stopped while it waited for cores: it never started.
     if (stopping) {
+      claim.stop();
       const back = await queue.giveBack(t, name);
       say(`${tag}: ${back ? 'given back' : 'dropped (no longer ours)'} before it started`, jf);
       return false;
@@ -294,6 +305,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       if (job.kind === 'sim') {
         const r = await runSimJob(spec, job.timeout_ms);
         if (r === 'stopped') {
+          claim.stop();
           const back = await queue.giveBack(t, name);
           say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`, jf);
           return false;
@@ -345,6 +357,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     }
     // A sim run that ended is worth its result, stop or not.
     if (stopping && !(job.kind === 'sim' && outcome !== undefined)) {
+      claim.stop();
       const back = await queue.giveBack(t, name);
       say(`${tag}: stopped and ${back ? 'given back' : 'dropped (no longer ours)'}`, jf);
       return false;
