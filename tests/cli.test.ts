@@ -193,32 +193,41 @@ describe('bad input exits 2 with one line', () => {
     });
   }
 
-  // Every malformed topology under examples/bad/ through the real CLI.
-  const topologies = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith('topology-'));
-  it(`${topologies.length} malformed topologies: file:line:col, exit 2, no stack trace`, () => {
-    expect(topologies.length).toBeGreaterThanOrEqual(30);
-    for (const f of topologies) {
-      const first = readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!;
-      const m = /line (\d+), col (\d+)/.exec(first);
-      const r = xgsim(['up', `examples/bad/${f}`, '--duration', '1ms']);
-      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
-      if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
-      expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
-    }
-  });
-
-  // …and every malformed chaos plan through `xgsim chaos`.
-  const plans = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith('chaos-'));
-  it(`${plans.length} malformed chaos plans: file:line:col, exit 2, no stack trace`, () => {
-    expect(plans.length).toBeGreaterThanOrEqual(10);
-    for (const f of plans) {
-      const first = readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!;
-      const m = /line (\d+), col (\d+)/.exec(first);
-      const r = xgsim(['chaos', `examples/bad/${f}`, '--duration', '1ms', '--transport', 'ring']);
-      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
-      if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
-      expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
-      expect(r.stderr, f).not.toMatch(/\n\s+at /);
-    }
-  });
+  /**
+   * Every malformed file under examples/bad/ with `prefix`, through the real
+   * CLI: all of them in one `xgsim check` (one error line each, with its
+   * file:line:col), and a spread sample through the command itself (`up`,
+   * `chaos`), which loads them with the same loader — one process per file
+   * for all of them cost half a minute of the suite's time.
+   */
+  function malformed(prefix: string, as: string, run: (f: string) => string[]): void {
+    const files = readdirSync(join(PROJECT_ROOT, 'examples', 'bad')).filter((f) => f.startsWith(prefix));
+    const where = (f: string): RegExpExecArray | null => /line (\d+), col (\d+)/.exec(readFileSync(join(PROJECT_ROOT, 'examples', 'bad', f), 'utf8').split('\n')[0]!);
+    it(`${files.length} malformed ${prefix}*.yaml: file:line:col, exit 2, no stack trace`, () => {
+      expect(files.length).toBeGreaterThanOrEqual(10);
+      const c = xgsim(['check', '--as', as, ...files.map((f) => `examples/bad/${f}`)]);
+      expect(c.code, c.stderr).toBe(2);
+      expect(c.stderr).not.toMatch(/\n\s+at /);
+      const lines = c.stderr.trim().split('\n');
+      for (const f of files) {
+        const mine = lines.filter((l) => l.startsWith(`xgsim: examples/bad/${f}:`));
+        expect(mine, `${f}: ${c.stderr}`).toHaveLength(1);
+        const m = where(f);
+        if (m !== null) expect(mine[0], f).toContain(`${f}:${m[1]}:${m[2]}`);
+      }
+      expect(c.stdout).toContain(`${files.length} files: 0 ok, ${files.length} bad`);
+      // The command itself, on five files spread over the list (the same ones every run: a random pick would hide which one broke).
+      const every = Math.ceil(files.length / 5);
+      for (const f of files.filter((_, k) => k % every === 0)) {
+        const r = xgsim(run(`examples/bad/${f}`));
+        expect(r.code, `${f}: ${r.stderr}`).toBe(2);
+        const m = where(f);
+        if (m !== null) expect(r.stderr, f).toContain(`${f}:${m[1]}:${m[2]}`);
+        expect(r.stderr.trim().split('\n'), f).toHaveLength(1);
+        expect(r.stderr, f).not.toMatch(/\n\s+at /);
+      }
+    });
+  }
+  malformed('topology-', 'topology', (f) => ['up', f, '--duration', '1ms']);
+  malformed('chaos-', 'chaos', (f) => ['chaos', f, '--duration', '1ms', '--transport', 'ring']);
 });
