@@ -76,6 +76,23 @@ export const VCPU_STOP_BOUND_MS = 10_000;
  */
 export const DRAIN_GRACE_MS = 2000;
 
+/**
+ * The longest gap between two periodic checks that is still checking the
+ * whole run: ten check intervals, and at least 2 s. The checks are a timer
+ * on the host's main thread, which also reaps crashed domains (a destroy
+ * waits for their vCPUs), drains the timeline and runs the Redis dispatcher,
+ * on two cores shared with every vCPU thread: timers firing late by tens of
+ * ms, and checks of a large machine taking longer, are the normal case (the
+ * longest gap measured with the default 250 ms: 285 ms for gpu-desktop,
+ * 449 ms for many-domains' 1 GiB and 128 vCPUs, under loads of 3 to 19). A
+ * gap of ten intervals is not that: the event loop was held up, and the
+ * machine ran unchecked meanwhile (the run is `unknown`). The 2 s floor keeps
+ * a short `--check-interval` from turning jitter into a blind spot.
+ */
+export function checkGapBound(interval_ms: number): number {
+  return Math.max(10 * interval_ms, 2000);
+}
+
 export interface HostReport {
   duration_ms: number;
   domains: Array<{ name: string; domid: number; state: string; tot_pages: number; max_pages: number }>;
@@ -108,7 +125,7 @@ export interface HostReport {
    * then `unknown` unless it found a real violation): the transport down or
    * refusing the run's writes, Redis losing the run's keys, vCPU threads
    * that had to be terminated, ioreqs still unanswered when the drain at the
-   * end gave up (Host.drain).
+   * end gave up (Host.drain), the periodic checks held up (checkGapBound).
    */
   unknown: string[];
   events: string[];
@@ -124,6 +141,8 @@ export interface HostReport {
   sched: { pcpus: number; wait_hist: number[]; wait_max_us: number };
   /** How long the end of the run waited for the vCPUs to finish their steps (Host.drain); 0 when it did not drain (a run error, or no vCPU threads). */
   drain_ms?: number;
+  /** The longest time between two periodic checks (from the first to the end of the run); 0 without periodic checks. */
+  check_gap_ms?: number;
 }
 
 
@@ -142,6 +161,9 @@ export class Host {
   private pools: Piscina[] = [];
   private tasks: Array<Promise<VcpuResult>> = [];
   private checkTimer: NodeJS.Timeout | undefined;
+  /** When the periodic checks last ran (performance.now(), ms; 0: never started) and the longest gap between two. */
+  private lastCheck_ms = 0;
+  private checkGap_ms = 0;
   private drain_ms = 0;
   private started_us = 0;
 
@@ -413,6 +435,7 @@ export class Host {
     Atomics.store(this.m.control.w, CTL.RELEASED, 1);
     Atomics.notify(this.m.control.w, CTL.RELEASED);
     if (this.spec.check_interval_ms > 0 && !this.m.control.stopping) {
+      this.lastCheck_ms = performance.now();
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
   }
@@ -530,6 +553,7 @@ export class Host {
   }
 
   private periodicCheck(): void {
+    this.checkTick();
     try {
       this.watchdog();
       // on_crash=destroy: the toolstack reaps crashed guests.
@@ -538,6 +562,13 @@ export class Host {
     } catch (e) {
       this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  /** A periodic check runs now (or the checks end): the gap since the last one. */
+  private checkTick(): void {
+    const now = performance.now();
+    this.checkGap_ms = Math.max(this.checkGap_ms, now - this.lastCheck_ms);
+    this.lastCheck_ms = now;
   }
 
   /** vCPUs of every domain, summed, as of now. */
@@ -733,7 +764,14 @@ export class Host {
     await this.stopTransport();
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     if (late !== undefined) this.endOfDrain(late);
-    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
+    if (this.checkTimer !== undefined) {
+      clearInterval(this.checkTimer);
+      this.checkTick();
+      const bound_ms = checkGapBound(this.spec.check_interval_ms);
+      if (this.checkGap_ms > bound_ms) {
+        this.unknown.push(`the periodic checks stopped for ${Math.round(this.checkGap_ms)} ms (every ${this.spec.check_interval_ms} ms asked, ${bound_ms} ms tolerated): the host's main thread was held up, and the machine ran unchecked meanwhile`);
+      }
+    }
     const duration_ms = (performance.now() * 1000 - this.started_us) / 1000;
     const domains = this.spec.domains.map((d) => ({
       name: d.name,
@@ -795,6 +833,7 @@ export class Host {
       rtt_hist,
       sched,
       drain_ms: Math.round(this.drain_ms),
+      check_gap_ms: Math.round(this.checkGap_ms),
       ...(trace !== undefined ? { trace } : {}),
       injections,
       nemesis: {

@@ -50,6 +50,8 @@ export interface Summary {
   revoke_us: { p50: number; p99: number; max: number };
   /** How long the end of the run waited for every vCPU to finish its step (at most 2000: DRAIN_GRACE_MS); absent in summaries saved before the drain. */
   drain_ms?: number;
+  /** The longest time between two periodic checks, ms (0: none ran); beyond checkGapBound the run is `unknown`. Absent in summaries saved before it was counted. */
+  check_gap_ms?: number;
   ioreq: {
     sent: number;
     completed: number;
@@ -98,8 +100,8 @@ export interface Summary {
    * found before the stop is still `fail`. `unknown`: nothing found, but
    * the run could not see everything (`unknown` says why: the transport
    * down or refusing its writes, Redis losing its keys, vCPU threads
-   * terminated, ioreqs still unanswered when the drain at the end gave up)
-   * — not a pass either.
+   * terminated, ioreqs still unanswered when the drain at the end gave up,
+   * the periodic checks held up) — not a pass either.
    */
   verdict: Verdict;
 }
@@ -219,6 +221,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     },
     revoke_us: { p50: revoke.p50, p99: revoke.p99, max: revoke.max },
     drain_ms: r.drain_ms ?? 0,
+    check_gap_ms: r.check_gap_ms ?? 0,
     ioreq: {
       sent: n('ioreqs_sent'),
       completed: n('ioreqs_done'),
