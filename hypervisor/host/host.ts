@@ -751,12 +751,16 @@ export class Host {
     else if (late.length > 0) this.m.log.event(`end of run: ${still} ${after}; stopped there, no ioreq left unanswered`);
   }
 
-  /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
-  async shutdown(): Promise<HostReport> {
+  /**
+   * Stop the vCPUs, check at quiescence, destroy every domain, check for
+   * leaks. `drain: false` stops at once (a signal: the run is `interrupted`
+   * whatever it would have seen, and Ctrl-C must not wait for a device model).
+   */
+  async shutdown(o: { drain?: boolean } = {}): Promise<HostReport> {
     const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
-    // The end of the duration (or a signal) drains first; a run ended by an error stops as it is.
+    // The end of the duration drains first; a run ended by an error or a signal stops as it is.
     const ctl = this.m.control.w;
-    const late = this.tasks.length > 0 && !this.endedAlready && Atomics.load(ctl, CTL.RELEASED) === 1 ? await this.drain() : undefined;
+    const late = o.drain !== false && this.tasks.length > 0 && !this.endedAlready && Atomics.load(ctl, CTL.RELEASED) === 1 ? await this.drain() : undefined;
     Atomics.store(ctl, CTL.STOP, 1);
     Atomics.notify(ctl, CTL.STOP);
     this.release();
