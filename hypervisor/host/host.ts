@@ -64,17 +64,23 @@ export const MAP_WINDOW_PAGES = 64;
 export const VCPU_STOP_BOUND_MS = 10_000;
 
 /**
- * How long the end of the run waits for every vCPU to finish the step it is
- * in (Host.drain) before it stops them anyway. Steps are bounded and short
- * (docs/architecture.md §4): on the shared two-core machine, under loads of
- * 3 to 19, the whole drain took 2–6 ms for gpu-desktop over the ring, 26–224
- * ms over Redis, 368 ms for many-domains' 128 vCPUs. 2 s is far beyond that,
- * so a vCPU still in its step then waits on a device model that stopped
- * answering (the run is `unknown`), and the run does not wait long for it;
- * and it is well under HUNG_VCPU_MS, so the drain alone never makes the
+ * How long the end of the run waits for a vCPU still in its step that
+ * makes no progress — its heartbeat, bumped at every boundary, the end of
+ * every ioreq included, unchanged — before it stops the vCPUs anyway
+ * (Host.drain). Steps are bounded (docs/architecture.md §4) but not all
+ * short: over Redis on the shared two-core machine at load 7, the
+ * adversary's fault storm (32 FAULT ioreqs in one step, p99 round trip 72
+ * ms) held the whole drain up to 1.3 s, while it progressed with every
+ * answer; the drain took 2–6 ms over the ring, 368 ms for many-domains' 128
+ * vCPUs. 2 s without a single answer or boundary is far beyond a round trip:
+ * the vCPU waits on a device model that stopped answering (the run is
+ * `unknown`). Under HUNG_VCPU_MS, so the drain alone never makes the
  * watchdog speak.
  */
 export const DRAIN_GRACE_MS = 2000;
+
+/** The drain ends this long after it began, progress or not: a step that progresses without ever ending (a livelock) is stopped too. */
+export const DRAIN_BOUND_MS = 10_000;
 
 /**
  * The longest gap between two periodic checks that is still checking the
@@ -674,15 +680,23 @@ export class Host {
    * The orderly end of the run: every vCPU is asked to issue no new work
    * (CTL.DRAIN) while device models keep serving, and the host waits until
    * every vCPU of a running domain has finished the step it was in — then no
-   * ioreq is in flight and CTL.STOP abandons none — or DRAIN_GRACE_MS.
-   * Returns the vCPUs still in their step then, each with the ioreq it waits
-   * on, if any.
+   * ioreq is in flight and CTL.STOP abandons none — or until none of those
+   * still in their step has made progress for DRAIN_GRACE_MS (DRAIN_BOUND_MS
+   * at most). Returns the vCPUs still in their step then, each with the
+   * ioreq it waits on, if any.
    */
   private async drain(): Promise<string[]> {
     const t0 = performance.now();
     Atomics.store(this.m.control.w, CTL.DRAIN, 1);
+    const beats = new Map<number, number>();
+    let moved_ms = t0;
     let late = this.undrained();
-    while (late.length > 0 && performance.now() - t0 < DRAIN_GRACE_MS) {
+    for (let now = t0; late.length > 0 && now - moved_ms < DRAIN_GRACE_MS && now - t0 < DRAIN_BOUND_MS; now = performance.now()) {
+      for (const { slot } of late) {
+        const beat = this.m.vcpus.at(slot, VC.HEARTBEAT);
+        if (beats.get(slot) !== beat) moved_ms = now;
+        beats.set(slot, beat);
+      }
       await new Promise((r) => setTimeout(r, 2));
       late = this.undrained();
     }

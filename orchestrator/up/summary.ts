@@ -48,7 +48,7 @@ export interface Summary {
   domains: HostReport['domains'];
   ops: Record<string, number>;
   revoke_us: { p50: number; p99: number; max: number };
-  /** How long the end of the run waited for every vCPU to finish its step (at most 2000: DRAIN_GRACE_MS); absent in summaries saved before the drain. */
+  /** How long the end of the run waited for every vCPU to finish its step (at most DRAIN_BOUND_MS, 10 000); absent in summaries saved before the drain. */
   drain_ms?: number;
   /** The longest time between two periodic checks, ms (0: none ran); beyond checkGapBound the run is `unknown`. Absent in summaries saved before it was counted. */
   check_gap_ms?: number;
