@@ -9,6 +9,14 @@ import type { ShareEnv } from './gpu/share.js';
 export interface Workload {
   /** One bounded slice of guest work (a device model's may await its transport, idle). */
   step(): void | Promise<void>;
+  /**
+   * The end of the run (the host's drain, before it stops the vCPUs): one
+   * step of serving others only, and no new work of its own — a device
+   * model answers the ioreqs of frontends still finishing their step, a
+   * GPU engine runs the jobs its device model waits for. A workload
+   * without it idles then.
+   */
+  serve?(): void | Promise<void>;
   /** Called once when the vCPU is asked to stop (release what can be released). */
   finish?(): void;
   /** Release outside resources (transport connections); also after a crash. */

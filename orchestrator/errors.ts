@@ -6,8 +6,9 @@ export class UsageError extends Error {
 /**
  * Exit codes. UNKNOWN (3): the run found nothing against the hypervisor but
  * could not see everything it was asked to — its transport went down or
- * refused its writes, or Redis lost its keys (verdict `unknown`); neither a
- * pass nor a failure, and not bad input.
+ * refused its writes, Redis lost its keys, ioreqs were still unanswered when
+ * the drain at the end gave up, the periodic checks were held up (verdict
+ * `unknown`); neither a pass nor a failure, and not bad input.
  */
 export const EXIT = { PASS: 0, FAIL: 1, BAD_INPUT: 2, UNKNOWN: 3, INTERRUPTED: 130, BROKEN_PIPE: 141 } as const;
 

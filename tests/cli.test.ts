@@ -153,6 +153,48 @@ describe('xgsim up', () => {
     expect(r.stderr).toMatch(/stopping at once/);
   });
 
+  it('an orderly end leaves nothing in flight: gpu-desktop ends PASS with every ioreq answered, none given up at the stop', () => {
+    const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
+    console.log(`[xgsim up gpu-desktop] seed ${seed}`);
+    const r = xgsim(['up', 'examples/gpu-desktop.yaml', '--duration', '2s', '--transport', 'ring', '--json', '--seed', seed], { XGSIM_RUNS_DIR: mkdtempSync(join(tmpdir(), 'xgsim-cli-test-')) });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as { verdict: string; unknown: string[]; ioreq: { sent: number; completed: number; abandoned: number; abandoned_at_stop: number; unaccounted: number } };
+    expect(s.verdict, JSON.stringify(s.unknown)).toBe('pass');
+    expect(s.ioreq.sent).toBeGreaterThan(0);
+    // Before the drain, the stop cut 10–40 ioreqs short in such a run (they were counted `abandoned`, and it still passed).
+    expect(s.ioreq.abandoned_at_stop, JSON.stringify(s.ioreq)).toBe(0);
+    expect(s.ioreq.unaccounted).toBe(0);
+  });
+
+  it('a device model that stops answering near the end: `unknown` with the unanswered ioreqs, exit 3, not a pass', () => {
+    const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
+    console.log(`[xgsim chaos dm hung at the end] seed ${seed}`);
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-cli-test-'));
+    const plan = join(dir, 'hung-at-end.yaml');
+    // dom0's device model descheduled from 1.5 s to 5 s: each frontend's next command waits on it (a status read is
+    // synchronous), through the end of the run at 2 s and the drain's 2 s of grace.
+    writeFileSync(plan, `name: hung-at-end
+topology:
+  name: hung
+  host: { frames: 16384 }
+  domains:
+    - { name: dom0, role: backend, memory: 16MiB, max_memory: 24MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 4MiB }] }
+    - { name: desktop, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: render, buffers: 4, buffer_pages: 4 } }
+    - { name: compute, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: compute-svm, buffers: 4, buffer_pages: 4 } }
+schedule:
+  - { at: 1500ms, kind: hang-vcpu, target: dom0, vcpu: 0, for: 3500ms }
+`);
+    const r = xgsim(['chaos', plan, '--duration', '2s', '--transport', 'ring', '--json', '--seed', seed], { XGSIM_RUNS_DIR: dir });
+    expect(r.code, r.stderr).toBe(3);
+    const s = JSON.parse(r.stdout) as { verdict: string; unknown: string[]; violations: unknown[]; errors: string[]; ioreq: { abandoned_at_stop: number; unaccounted: number } };
+    expect(s.verdict).toBe('unknown');
+    expect(s.violations).toEqual([]);
+    expect(s.errors).toEqual([]);
+    expect(s.ioreq.abandoned_at_stop, JSON.stringify(s)).toBeGreaterThan(0);
+    expect(s.ioreq.unaccounted).toBe(0);
+    expect(s.unknown, JSON.stringify(s.unknown)).toEqual([expect.stringMatching(new RegExp(`^${s.ioreq.abandoned_at_stop} ioreqs? still unanswered \\d+ ms after the end of the run: .*vCPU 0 \\(waiting on an ioreq to dom0's device model`)) as unknown]);
+  });
+
   it('with XGSIM_BUGGIFY=no-scrub fails with exit 1 and prints a replay line', () => {
     const r = xgsim(['up', 'examples/two-guests.yaml', '--duration', '2s', '--seed', '5'], { XGSIM_BUGGIFY: 'no-scrub', XGSIM_RUNS_DIR: mkdtempSync(join(tmpdir(), 'xgsim-cli-test-')) });
     expect(r.code, r.stderr).toBe(1);

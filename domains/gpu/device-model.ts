@@ -579,12 +579,15 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report, off: rea
     }
   }
 
+  // All of it is serving: what the frontends ask, and what the toolstack's release of one needs.
+  const step = (): void | Promise<void> => {
+    if (!started) start();
+    releaseGone();
+    return serveStep();
+  };
   return {
-    step() {
-      if (!started) start();
-      releaseGone();
-      return serveStep();
-    },
+    step,
+    serve: step,
     finish() {
       for (let fe = 0; fe < 512; fe++) {
         const q = queues.get(fe);
@@ -623,17 +626,20 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
   const period_us = gpu.evictions_per_s > 0 ? 1e6 / gpu.evictions_per_s : Infinity;
   let next_us = cpu.now_us() + period_us;
   let last_us = cpu.now_us();
+  /** Run the job the device model posted, if one waits; whether one did. */
+  const runJob = (): boolean => {
+    if (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) !== 1) return false;
+    // Where the pages are now: this vCPU's evictions may have migrated them since the job was posted.
+    const i = cpu.read32(gfn(JOB_GFN), JOB.INTO * 4);
+    const cur = table.get(i);
+    if (cur !== undefined) gpuWrite(cpu, sharing.dataGfn(bufferOf(shared, i, cur)), cpu.read32(gfn(JOB_GFN), JOB.PAGES * 4), cpu.read32(gfn(JOB_GFN), JOB.VALUE * 4) | 0);
+    cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 1, 2);
+    bump(report, 'gpu_jobs');
+    return true;
+  };
   return {
     step() {
-      if (cpu.read32(gfn(JOB_GFN), JOB.STATE * 4) === 1) {
-        // Where the pages are now: this vCPU's evictions may have migrated them since the job was posted.
-        const i = cpu.read32(gfn(JOB_GFN), JOB.INTO * 4);
-        const cur = table.get(i);
-        if (cur !== undefined) gpuWrite(cpu, sharing.dataGfn(bufferOf(shared, i, cur)), cpu.read32(gfn(JOB_GFN), JOB.PAGES * 4), cpu.read32(gfn(JOB_GFN), JOB.VALUE * 4) | 0);
-        cpu.cmpxchg32(gfn(JOB_GFN), JOB.STATE * 4, 1, 2);
-        bump(report, 'gpu_jobs');
-        return;
-      }
+      if (runJob()) return;
       if (tooling && tools.step()) return;
       const now = cpu.now_us();
       // Memory pressure the toolstack announces (chaos: an MMU-notifier storm) adds evictions.
@@ -673,6 +679,10 @@ export function gpuKernel(cpu: GuestCpu, gpu: GpuEnv, report: Report, dma_gfn = 
         bump(report, 'evictions');
         return;
       }
+    },
+    // The end of the run: the engine still runs the jobs of commands a frontend is finishing; no evictions, no tools.
+    serve() {
+      if (!runJob()) cpu.sleep(0.2);
     },
     finish() {
       dma.release();

@@ -21,6 +21,8 @@ import { INVARIANTS, type Invariant } from '../layout/invariants.js';
 import { CTL } from '../layout/control.js';
 import { DOM, DS, DS_NAMES } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
+import { IOS } from '../layout/ioreq-slots.js';
+import { IOREQ_STATE } from '../public/ioreq.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../xen/machine.js';
 import { distModule } from './worker-path.js';
 import type { VcpuResult, VcpuTask } from './vcpu-worker.js';
@@ -61,6 +63,42 @@ export const MAP_WINDOW_PAGES = 64;
  */
 export const VCPU_STOP_BOUND_MS = 10_000;
 
+/**
+ * How long the end of the run waits for a vCPU still in its step that
+ * makes no progress — its heartbeat, bumped at every boundary, the end of
+ * every ioreq included, unchanged — before it stops the vCPUs anyway
+ * (Host.drain). Steps are bounded (docs/architecture.md §4) but not all
+ * short: over Redis on the shared two-core machine at load 7, the
+ * adversary's fault storm (32 FAULT ioreqs in one step, p99 round trip 72
+ * ms) held the whole drain up to 1.3 s, while it progressed with every
+ * answer; the drain took 2–6 ms over the ring, 368 ms for many-domains' 128
+ * vCPUs. 2 s without a single answer or boundary is far beyond a round trip:
+ * the vCPU waits on a device model that stopped answering (the run is
+ * `unknown`). Under HUNG_VCPU_MS, so the drain alone never makes the
+ * watchdog speak.
+ */
+export const DRAIN_GRACE_MS = 2000;
+
+/** The drain ends this long after it began, progress or not: a step that progresses without ever ending (a livelock) is stopped too. */
+export const DRAIN_BOUND_MS = 10_000;
+
+/**
+ * The longest gap between two periodic checks that is still checking the
+ * whole run: ten check intervals, and at least 2 s. The checks are a timer
+ * on the host's main thread, which also reaps crashed domains (a destroy
+ * waits for their vCPUs), drains the timeline and runs the Redis dispatcher,
+ * on two cores shared with every vCPU thread: timers firing late by tens of
+ * ms, and checks of a large machine taking longer, are the normal case (the
+ * longest gap measured with the default 250 ms: 285 ms for gpu-desktop,
+ * 449 ms for many-domains' 1 GiB and 128 vCPUs, under loads of 3 to 19). A
+ * gap of ten intervals is not that: the event loop was held up, and the
+ * machine ran unchecked meanwhile (the run is `unknown`). The 2 s floor keeps
+ * a short `--check-interval` from turning jitter into a blind spot.
+ */
+export function checkGapBound(interval_ms: number): number {
+  return Math.max(10 * interval_ms, 2000);
+}
+
 export interface HostReport {
   duration_ms: number;
   domains: Array<{ name: string; domid: number; state: string; tot_pages: number; max_pages: number }>;
@@ -92,7 +130,8 @@ export interface HostReport {
    * Why the run could not see everything it was asked to (its verdict is
    * then `unknown` unless it found a real violation): the transport down or
    * refusing the run's writes, Redis losing the run's keys, vCPU threads
-   * that had to be terminated.
+   * that had to be terminated, ioreqs still unanswered when the drain at the
+   * end gave up (Host.drain), the periodic checks held up (checkGapBound).
    */
   unknown: string[];
   events: string[];
@@ -106,6 +145,10 @@ export interface HostReport {
   stopped_early?: boolean;
   /** The pCPU scheduler: its pCPUs (0: none), how long vCPUs waited for one (log2 µs buckets) and the longest wait; the counters are in `stats` (sched_*). */
   sched: { pcpus: number; wait_hist: number[]; wait_max_us: number };
+  /** How long the end of the run waited for the vCPUs to finish their steps (Host.drain); 0 when it did not drain (a run error, or no vCPU threads). */
+  drain_ms?: number;
+  /** The longest time between two periodic checks (from the first to the end of the run); 0 without periodic checks. */
+  check_gap_ms?: number;
 }
 
 
@@ -124,6 +167,10 @@ export class Host {
   private pools: Piscina[] = [];
   private tasks: Array<Promise<VcpuResult>> = [];
   private checkTimer: NodeJS.Timeout | undefined;
+  /** When the periodic checks last ran (performance.now(), ms; 0: never started) and the longest gap between two. */
+  private lastCheck_ms = 0;
+  private checkGap_ms = 0;
+  private drain_ms = 0;
   private started_us = 0;
 
   /**
@@ -394,6 +441,7 @@ export class Host {
     Atomics.store(this.m.control.w, CTL.RELEASED, 1);
     Atomics.notify(this.m.control.w, CTL.RELEASED);
     if (this.spec.check_interval_ms > 0 && !this.m.control.stopping) {
+      this.lastCheck_ms = performance.now();
       this.checkTimer = setInterval(() => this.periodicCheck(), this.spec.check_interval_ms);
     }
   }
@@ -511,6 +559,7 @@ export class Host {
   }
 
   private periodicCheck(): void {
+    this.checkTick();
     try {
       this.watchdog();
       // on_crash=destroy: the toolstack reaps crashed guests.
@@ -519,6 +568,13 @@ export class Host {
     } catch (e) {
       this.errors.push(`checker: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  /** A periodic check runs now (or the checks end): the gap since the last one. */
+  private checkTick(): void {
+    const now = performance.now();
+    this.checkGap_ms = Math.max(this.checkGap_ms, now - this.lastCheck_ms);
+    this.lastCheck_ms = now;
   }
 
   /** vCPUs of every domain, summed, as of now. */
@@ -530,6 +586,7 @@ export class Host {
       const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
       for (let v = 0; v < d.vcpus; v++) for (const n of names) out[n.toLowerCase()]! += this.m.vcpus.stat(base + v, STAT[n]);
     }
+    out['ioreqs_abandoned_at_stop'] = Atomics.load(this.m.control.w, CTL.IOREQS_ABANDONED_AT_STOP);
     // Host-wide p2m work (xen/p2m.ts): superpages split, TLB shootdowns completed.
     out['p2m_splits'] = Atomics.load(this.m.control.w, CTL.P2M_SPLITS);
     out['tlb_shootdowns'] = Atomics.load(this.m.control.w, CTL.TLB_SHOOTDOWNS_DONE);
@@ -619,6 +676,53 @@ export class Host {
     return all;
   }
 
+  /**
+   * The orderly end of the run: every vCPU is asked to issue no new work
+   * (CTL.DRAIN) while device models keep serving, and the host waits until
+   * every vCPU of a running domain has finished the step it was in — then no
+   * ioreq is in flight and CTL.STOP abandons none — or until none of those
+   * still in their step has made progress for DRAIN_GRACE_MS (DRAIN_BOUND_MS
+   * at most). Returns the vCPUs still in their step then, each with the
+   * ioreq it waits on, if any.
+   */
+  private async drain(): Promise<string[]> {
+    const t0 = performance.now();
+    Atomics.store(this.m.control.w, CTL.DRAIN, 1);
+    const beats = new Map<number, number>();
+    let moved_ms = t0;
+    let late = this.undrained();
+    for (let now = t0; late.length > 0 && now - moved_ms < DRAIN_GRACE_MS && now - t0 < DRAIN_BOUND_MS; now = performance.now()) {
+      for (const { slot } of late) {
+        const beat = this.m.vcpus.at(slot, VC.HEARTBEAT);
+        if (beats.get(slot) !== beat) moved_ms = now;
+        beats.set(slot, beat);
+      }
+      await new Promise((r) => setTimeout(r, 2));
+      late = this.undrained();
+    }
+    this.drain_ms = performance.now() - t0;
+    const ios = this.m.ios;
+    return late.map(({ d, v, slot }) => {
+      const i = ios.idx(slot);
+      const st = Atomics.load(ios.slots, i + IOS.STATE);
+      if (st !== IOREQ_STATE.READY && st !== IOREQ_STATE.INPROCESS) return `${d.name} vCPU ${v}`;
+      const owner = this.m.ioreq.owner(ios.slots[i + IOS.TARGET]!, ios.slots[i + IOS.SERVER]!);
+      const by = this.spec.domains.find((x) => x.domid === owner)?.name ?? `d${owner}`;
+      return `${d.name} vCPU ${v} (waiting on an ioreq to ${by}'s device model, ${st === IOREQ_STATE.READY ? 'not taken' : 'taken, unanswered'})`;
+    });
+  }
+
+  /** vCPUs of running domains that have not finished their step since CTL.DRAIN. */
+  private undrained(): Array<{ d: HostDomainSpec; v: number; slot: number }> {
+    const out: Array<{ d: HostDomainSpec; v: number; slot: number }> = [];
+    for (const d of this.spec.domains) {
+      if (this.m.dom.state(d.domid) !== DS.RUNNING) continue;
+      const base = this.m.dom.at(d.domid, DOM.VCPU_BASE);
+      for (let v = 0; v < d.vcpus; v++) if (!this.m.control.hasDrained(base + v)) out.push({ d, v, slot: base + v });
+    }
+    return out;
+  }
+
   /** Stop the Redis dispatcher (bounded); a run whose keys could not be deleted says so. */
   private async stopTransport(): Promise<void> {
     const d = this.dispatcher;
@@ -647,16 +751,45 @@ export class Host {
     return { ...base, dm_restarts: this.dmRestarts, rejected: (this.transportStats.rejected ?? 0) + Atomics.load(this.m.control.w, CTL.TRANSPORT_REJECTED) };
   }
 
-  /** Stop the vCPUs, check at quiescence, destroy every domain, check for leaks. */
-  async shutdown(): Promise<HostReport> {
+  /**
+   * After the drain and the stop: an ioreq the stop abandoned under a live
+   * domain was never seen answered — the run could not see everything
+   * (`unknown`); vCPUs slow to finish a step that left nothing unanswered
+   * are worth an event only.
+   */
+  private endOfDrain(late: string[]): void {
+    const n = Atomics.load(this.m.control.w, CTL.IOREQS_ABANDONED_AT_STOP);
+    const after = `${Math.round(this.drain_ms)} ms after the end of the run`;
+    const still = `${late.join(', ')} still in ${late.length === 1 ? 'its step' : 'their steps'}`;
+    if (n > 0) this.unknown.push(`${n} ioreq${n === 1 ? '' : 's'} still unanswered ${after}: ${late.length > 0 ? still : 'though every vCPU had finished its step'}; the stop gave ${n === 1 ? 'it' : 'them'} up`);
+    else if (late.length > 0) this.m.log.event(`end of run: ${still} ${after}; stopped there, no ioreq left unanswered`);
+  }
+
+  /**
+   * Stop the vCPUs, check at quiescence, destroy every domain, check for
+   * leaks. `drain: false` stops at once (a signal: the run is `interrupted`
+   * whatever it would have seen, and Ctrl-C must not wait for a device model).
+   */
+  async shutdown(o: { drain?: boolean } = {}): Promise<HostReport> {
     const injections = this.chaos !== undefined ? [...(await this.chaos.stop())] : [];
-    Atomics.store(this.m.control.w, CTL.STOP, 1);
-    Atomics.notify(this.m.control.w, CTL.STOP);
+    // The end of the duration drains first; a run ended by an error or a signal stops as it is.
+    const ctl = this.m.control.w;
+    const late = o.drain !== false && this.tasks.length > 0 && !this.endedAlready && Atomics.load(ctl, CTL.RELEASED) === 1 ? await this.drain() : undefined;
+    Atomics.store(ctl, CTL.STOP, 1);
+    Atomics.notify(ctl, CTL.STOP);
     this.release();
     const settled = await this.stopVcpus();
     await this.stopTransport();
     this.results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
+    if (late !== undefined) this.endOfDrain(late);
+    if (this.checkTimer !== undefined) {
+      clearInterval(this.checkTimer);
+      this.checkTick();
+      const bound_ms = checkGapBound(this.spec.check_interval_ms);
+      if (this.checkGap_ms > bound_ms) {
+        this.unknown.push(`the periodic checks stopped for ${Math.round(this.checkGap_ms)} ms (every ${this.spec.check_interval_ms} ms asked, ${bound_ms} ms tolerated): the host's main thread was held up, and the machine ran unchecked meanwhile`);
+      }
+    }
     const duration_ms = (performance.now() * 1000 - this.started_us) / 1000;
     const domains = this.spec.domains.map((d) => ({
       name: d.name,
@@ -717,6 +850,8 @@ export class Host {
       events: this.m.log.events(),
       rtt_hist,
       sched,
+      drain_ms: Math.round(this.drain_ms),
+      check_gap_ms: Math.round(this.checkGap_ms),
       ...(trace !== undefined ? { trace } : {}),
       injections,
       nemesis: {

@@ -30,6 +30,9 @@ import { isTransportFault } from '../../transport/faults.js';
  */
 export type TransportChoice = { kind: 'ring' } | { kind: 'redis'; url: string; namespace: string; timeout_ms?: number; keys?: WireKeys; acl?: boolean };
 
+/** A drained vCPU with nothing to serve sleeps this long at a time: CTL.STOP comes soon, and finds it within a ms. */
+const DRAIN_IDLE_MS = 1;
+
 export interface VcpuTask {
   kind: 'run-vcpu';
   sabs: MachineSabs;
@@ -107,9 +110,17 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     published = report.fails;
   };
   const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
+  // The end of the run (Host.shutdown's drain): the step in progress when the
+  // host asked is finished — its ioreqs answered — then the vCPU says so and
+  // only serves (a device model) or idles until CTL.STOP.
+  let draining = false;
   try {
     while (!cpu.stopping) {
-      const r = wl.step();
+      if (!draining && m.control.draining) {
+        draining = true;
+        m.control.drained(task.slot);
+      }
+      const r = !draining ? wl.step() : wl.serve !== undefined ? wl.serve() : cpu.sleep(DRAIN_IDLE_MS);
       if (r !== undefined) await r;
       cpu.endOfStep(hangIdx);
       steps++;

@@ -161,6 +161,7 @@ function assert(cond: boolean, what: string): void {
 }
 assert((TLB_ENTRIES & (TLB_ENTRIES - 1)) === 0, 'TLB_ENTRIES is a power of two');
 assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
+assert(MAX_VCPUS % 32 === 0, 'the drain keeps one bit per vCPU slot in whole control words (layout/control.ts CTL.DRAINED)');
 assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
 assert(XENSTORE_WORDS === XS_STORE_WORDS && MAX_DOMAINS === XS_MAX_DOMAINS, 'public/xenstore.ts knows the store and the domain limit');

@@ -1,9 +1,10 @@
 /**
  * Host control words: one small Int32 region every thread attaches.
  *
- * Writers: the host main thread sets BUGGIFY, CHECKING, STOP; anyone may
- * Atomics.add SEQ. Everything is read with Atomics.load.
+ * Writers: the host main thread sets BUGGIFY, CHECKING, DRAIN, STOP; anyone
+ * may Atomics.add SEQ. Everything is read with Atomics.load.
  */
+import { MAX_VCPUS } from './constants.js';
 import { expectBytes } from './region.js';
 
 export const CTL = {
@@ -64,7 +65,15 @@ export const CTL = {
   GRANT_REF_PEAK: 44, // highest grant ref + 1 any granter had mapped (its table needs ⌈/512⌉ v1 frames)
   MAPTRACK_PEAK: 45, // most maptrack handles any domain held at once (⌈/256⌉ maptrack frames)
   BUGGIFY_HI: 46, // the second word of the BUGGIFY bit set: ids 32…63
-  WORDS: 48,
+  // The end of the run (Host.shutdown's drain), before STOP: 1 once the host asks every vCPU to finish the step it
+  // is in and issue no new work (a device model keeps serving: Workload.serve). A vCPU that has finished its step
+  // then sets its bit in DRAINED (Atomics.or; MAX_VCPUS / 32 words, bit slot % 32 of word slot / 32).
+  DRAIN: 47,
+  // Ioreqs a vCPU of a running domain gave up because CTL.STOP came (Atomics.add, xen/ioreq.ts): the run never saw
+  // them answered. Those given up because the domain died or the server broke the protocol are Xen's doing, not counted here.
+  IOREQS_ABANDONED_AT_STOP: 48,
+  DRAINED: 49,
+  WORDS: 49 + MAX_VCPUS / 32,
 } as const;
 
 /** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */
@@ -96,6 +105,17 @@ export class ControlRegion {
   }
   get stopping(): boolean {
     return Atomics.load(this.w, CTL.STOP) !== 0;
+  }
+  get draining(): boolean {
+    return Atomics.load(this.w, CTL.DRAIN) !== 0;
+  }
+  /** The vCPU in `slot` finished its step after CTL.DRAIN (its own thread, once). */
+  drained(slot: number): void {
+    Atomics.or(this.w, CTL.DRAINED + (slot >>> 5), 1 << (slot & 31));
+  }
+  /** Whether the vCPU in `slot` did (the host's drain). */
+  hasDrained(slot: number): boolean {
+    return (Atomics.load(this.w, CTL.DRAINED + (slot >>> 5)) & (1 << (slot & 31))) !== 0;
   }
   /** Whether deliberate bug `id` (buggify.ts BUGS) is on: bit id mod 32 of word BUGGIFY (id < 32) or BUGGIFY_HI. */
   buggy(id: number): boolean {

@@ -50,7 +50,7 @@ export const STAT = {
   RETURNS: 20,
   IOREQS_SENT: 21, // ioreqs handed to a device model over the transport
   IOREQS_DONE: 22, // … and answered
-  IOREQS_ABANDONED: 23, // … and given up unanswered: the vCPU stopped, its domain died, or the server broke the protocol
+  IOREQS_ABANDONED: 23, // … and given up unanswered: the vCPU stopped (of those, CTL.IOREQS_ABANDONED_AT_STOP), its domain died, or the server broke the protocol
   BUFIOREQS: 24, // posted writes put into a server's buffered ring (no wait)
   BUFIOREQ_FULL: 25, // … that found it full and went the synchronous way
   // The pCPU scheduler (xen/schedule.ts), what Xen's runstate and sched perf counters say:

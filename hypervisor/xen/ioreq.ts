@@ -281,6 +281,8 @@ export function sendIoreq(mmu: Mmu, server: number, type: number, write: boolean
       if ((waits++ & 15) === 0 && (Atomics.load(m.control.w, CTL.STOP) !== 0 || m.dom.state(d) !== DS.RUNNING)) {
         Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.NONE);
         mmu.stat(STAT.IOREQS_ABANDONED);
+        // A dying domain's ioreqs go with it, as in Xen; one the run stopped under a live domain was never seen answered.
+        if (m.dom.state(d) === DS.RUNNING) Atomics.add(m.control.w, CTL.IOREQS_ABANDONED_AT_STOP, 1);
         return undefined;
       }
       // Say we sleep before sleeping, so the server knows to wake us (layout/ioreq-slots.ts).

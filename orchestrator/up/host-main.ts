@@ -93,6 +93,8 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
   host.markRunning();
   const t1 = performance.now();
   await send({ kind: 'started', threads: spec.domains.reduce((a, d) => a + d.vcpus, 0), boot_ms: t1 - t0 });
+  // Stopped by a signal (the run is `interrupted`): no drain, Ctrl-C ends at once.
+  let signalled = false;
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const st = host.stats();
@@ -107,10 +109,13 @@ async function run(spec: HostSpec, duration_ms: number, progress_ms: number): Pr
       resolve();
     };
     const end = setTimeout(finish, duration_ms);
-    stopRequested = finish;
+    stopRequested = () => {
+      signalled = true;
+      finish();
+    };
     void host.ended.then(finish);
-    if (stopPending) finish();
+    if (stopPending) stopRequested();
   });
-  const report = await host.shutdown();
+  const report = await host.shutdown({ drain: !signalled });
   await send({ kind: 'report', report });
 }

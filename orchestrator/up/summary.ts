@@ -48,12 +48,22 @@ export interface Summary {
   domains: HostReport['domains'];
   ops: Record<string, number>;
   revoke_us: { p50: number; p99: number; max: number };
+  /** How long the end of the run waited for every vCPU to finish its step (at most DRAIN_BOUND_MS, 10 000); absent in summaries saved before the drain. */
+  drain_ms?: number;
+  /** The longest time between two periodic checks, ms (0: none ran); beyond checkGapBound the run is `unknown`. Absent in summaries saved before it was counted. */
+  check_gap_ms?: number;
   ioreq: {
     sent: number;
     completed: number;
-    /** Given up unanswered because the vCPU stopped, its domain died or its server broke the protocol. */
+    /** Given up unanswered because the domain died or its server broke the protocol (as Xen does); before abandoned_at_stop was counted, those the stop gave up too. */
     abandoned: number;
-    /** sent − completed − abandoned: an ioreq lost without trace (must be 0). */
+    /**
+     * Given up unanswered because the run stopped under a live domain: still
+     * in flight when the drain at the end gave up (Host.drain). Any makes the
+     * run `unknown`. Absent in summaries saved before it was counted.
+     */
+    abandoned_at_stop?: number;
+    /** sent − completed − abandoned − abandoned_at_stop: an ioreq lost without trace (must be 0). */
     unaccounted: number;
     faults: number;
     duplicates_dropped: number;
@@ -89,7 +99,9 @@ export interface Summary {
    * a pass, since the run did not see what it was asked to; a violation
    * found before the stop is still `fail`. `unknown`: nothing found, but
    * the run could not see everything (`unknown` says why: the transport
-   * down or refusing its writes, Redis losing its keys) — not a pass either.
+   * down or refusing its writes, Redis losing its keys, vCPU threads
+   * terminated, ioreqs still unanswered when the drain at the end gave up,
+   * the periodic checks held up) — not a pass either.
    */
   verdict: Verdict;
 }
@@ -167,6 +179,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
   const violations = Object.values(invariants).reduce((a, v) => a + v.violations, 0) - doubtful;
   const revoke = percentiles(r.vcpu_results.flatMap((v) => v.samples['revoke_us'] ?? []));
   const out = (k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
+  // ioreqs_abandoned counts every ioreq given up; ioreqs_abandoned_at_stop those the stop gave up under a live domain.
   const unaccounted = n('ioreqs_sent') - n('ioreqs_done') - n('ioreqs_abandoned');
   const ok = violations === 0 && r.errors.length === 0 && r.frames.conserved && r.frames.free === r.frames.total && n('check_fails') === 0 && unaccounted === 0;
   return {
@@ -207,10 +220,13 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       workload_check_fails: n('check_fails'),
     },
     revoke_us: { p50: revoke.p50, p99: revoke.p99, max: revoke.max },
+    drain_ms: r.drain_ms ?? 0,
+    check_gap_ms: r.check_gap_ms ?? 0,
     ioreq: {
       sent: n('ioreqs_sent'),
       completed: n('ioreqs_done'),
-      abandoned: n('ioreqs_abandoned'),
+      abandoned: n('ioreqs_abandoned') - n('ioreqs_abandoned_at_stop'),
+      abandoned_at_stop: n('ioreqs_abandoned_at_stop'),
       unaccounted,
       faults: n('ioreq_faults'),
       // Hypervisor side (Redis responses seen twice) + device-model side (deliveries answered already),
@@ -272,7 +288,8 @@ export function formatSummary(s: Summary): string {
   const ops = Object.entries(s.ops).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   lines.push(`ops: ${ops.join(', ')}`);
   if (s.ioreq.sent > 0) {
-    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed${s.ioreq.rejected > 0 ? `, ${s.ioreq.rejected} rejected` : ''}${s.ioreq.resent > 0 ? `, ${s.ioreq.resent} re-sent` : ''}; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`);
+    const atStop = s.ioreq.abandoned_at_stop !== undefined ? `, ${s.ioreq.abandoned_at_stop} unanswered at the stop` : '';
+    lines.push(`ioreq: ${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.abandoned} abandoned${atStop}${s.ioreq.unaccounted !== 0 ? `, ${s.ioreq.unaccounted} UNACCOUNTED` : ''}, ${s.ioreq.faults} faults, ${s.ioreq.duplicates_dropped} duplicates dropped, ${s.ioreq.guests_crashed} guests crashed${s.ioreq.rejected > 0 ? `, ${s.ioreq.rejected} rejected` : ''}${s.ioreq.resent > 0 ? `, ${s.ioreq.resent} re-sent` : ''}; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`);
   }
   if (s.ioreq.posted > 0) lines.push(`posted writes (buffered ioreqs): ${s.ioreq.posted}, ${s.ioreq.posted_ring_full} more found the ring full and went the synchronous way`);
   const nem = s.ioreq.nemesis;
