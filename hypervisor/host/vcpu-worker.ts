@@ -18,6 +18,8 @@ import { setServerEndFactory } from './transport-ends.js';
 import { setVcpuTracer } from '../xen/trace.js';
 import type { WireKeys } from '../../transport/auth.js';
 import { isTransportFault } from '../../transport/faults.js';
+import { setPreempter } from '../xen/hooks.js';
+import { deathArmed, deathAt } from './death.js';
 
 /**
  * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
@@ -107,6 +109,8 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     published = report.fails;
   };
   const hangIdx = m.vcpus.idx(task.slot, VC.HANG_MS);
+  // A swarm seed's death stage: this thread's hook points are where it may strike (death.ts).
+  if (deathArmed(m)) setPreempter((name, a) => void deathAt(m, name, a, task.domid));
   try {
     while (!cpu.stopping) {
       const r = wl.step();
@@ -124,6 +128,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     if (!isTransportFault(e)) throw e;
     fault = e instanceof Error ? e.message : String(e);
   } finally {
+    setPreempter(null);
     await wl.close?.();
     cpu.stat(STAT.WORKLOAD_OPS, report.ops);
     publishFails();

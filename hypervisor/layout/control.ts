@@ -64,7 +64,12 @@ export const CTL = {
   GRANT_REF_PEAK: 44, // highest grant ref + 1 any granter had mapped (its table needs ⌈/512⌉ v1 frames)
   MAPTRACK_PEAK: 45, // most maptrack handles any domain held at once (⌈/256⌉ maptrack frames)
   BUGGIFY_HI: 46, // the second word of the BUGGIFY bit set: ids 32…63
-  WORDS: 48,
+  // A swarm seed's death stage (hypervisor/host/death.ts), host-set before any vCPU starts: the stage's
+  // index + 1 (0: none; negated once it struck), and how many of its occurrences go by before it strikes
+  // (Atomics.sub by whoever reaches its hook point).
+  DEATH_STAGE: 47,
+  DEATH_AFTER: 48,
+  WORDS: 50,
 } as const;
 
 /** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */

@@ -14,6 +14,8 @@ import { hostSpecOf } from '../../../orchestrator/up/host-spec.js';
 import type { SimOptions, SimResult } from './run.js';
 import { testSeed } from '../../../tests/harness.js';
 import { closeSimPool, simOnThread } from '../../../tests/sim-pool.js';
+import { DEATH_STAGES, DEATH_STAGE_NAMES } from '../death.js';
+import { DOM0_BEHAVIOURS } from './swarm.js';
 
 const TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 const STEPS = 20_000;
@@ -124,6 +126,27 @@ describe('deterministic simulation', () => {
     const replayed = await sim(other, bug, { swarm: given, steps: 6000 });
     expect(replayed.swarm).toEqual(given);
     expect(replayed.verdict).toBe('fail');
+  });
+
+  it('swarm death stages: each strikes, the toolstack destroys the domain and the run stays clean; revoke-dead-frontend-esrch is found by a death, not without it', async () => {
+    // Seed 7 draws no death itself and lets none of a stage's occurrences by (its `after` is 0): given each
+    // stage as a replay file gives it, the first occurrence strikes. No chaos: no crash-domain, the death is the only one.
+    const seed = 7;
+    const o = { chaos: false, steps: 1500 } as const;
+    const runs = await Promise.all(DEATH_STAGE_NAMES.map((stage) => sim(seed, '', { ...o, swarm: { dom0: [...DOM0_BEHAVIOURS, stage] } })));
+    runs.forEach((r, k) => {
+      const stage = DEATH_STAGE_NAMES[k]!;
+      const died = r.report.events.filter((e) => e.startsWith('death '));
+      console.log(`[sim death] ${stage}: ${r.verdict} (${r.real_ms} ms), ${died.join('; ') || 'no death'}`);
+      expect(died, stage).toEqual([expect.stringMatching(new RegExp(`^death ${stage}: d[1-9]\\d* crashed at ${DEATH_STAGES[stage].at}$`))]);
+      expect(r.verdict, `${stage}: ${r.errors[0] ?? r.violations[0]?.text ?? r.stuck ?? ''}`).toBe('pass');
+    });
+    // The device model's Revoke of a frontend the toolstack destroyed must succeed; with the bug it is -ESRCH.
+    const bug = 'revoke-dead-frontend-esrch';
+    const [dies, lives] = await Promise.all([sim(seed, bug, { ...o, swarm: { dom0: [...DOM0_BEHAVIOURS, 'die-mid-map'] } }), sim(seed, bug, { ...o, swarm: { dom0: [...DOM0_BEHAVIOURS] } })]);
+    expect(dies.verdict).toBe('fail');
+    expect(dies.errors.join('\n')).toMatch(/revoke_(released|gone)_frontend_got_-3/);
+    expect(lives.verdict, lives.errors[0] ?? '').toBe('pass');
   });
 
   // Seeds-to-detection (BENCHMARKS.md): every bug is found at its first or
