@@ -18,14 +18,15 @@ import { loadTopology } from '../orchestrator/config/topology.js';
 import { hostSpecOf } from '../orchestrator/up/host-spec.js';
 import { stressSpec } from '../orchestrator/up/stress.js';
 import { explain, runFor, signatures, testSeed, untilCaught } from './harness.js';
+import type { Death } from '../hypervisor/host/death.js';
 
 const TOPOLOGY = join(PROJECT_ROOT, 'examples', 'sim', 'default.yaml');
 /** A run with a switch on goes on until a check fails or an invariant is violated, at most this long. */
 const CATCH_MS = 15_000;
 
-function defaultHost(seed: number, bug: string): Host {
+function defaultHost(seed: number, bug: string, death?: Death): Host {
   const s = hostSpecOf(loadTopology(TOPOLOGY), { seed, checking: true, buggify: parseBuggify(bug), check_interval_ms: 100 });
-  return new Host({ ...s, transport: { kind: 'ring' } });
+  return new Host({ ...s, transport: { kind: 'ring' }, ...(death !== undefined ? { death } : {}) });
 }
 
 
@@ -56,6 +57,17 @@ describe('issue 19 bug classes on real threads', () => {
     const sum = (k: string): number => r.vcpu_results.reduce((a, v) => a + (v.out[k] ?? 0), 0);
     expect(sum('bar_map_unheld_refused')).toBeGreaterThan(0);
     expect(sum('userptr_extra_maps')).toBeGreaterThan(0);
+  });
+});
+
+describe('domain death at every stage, on real threads', () => {
+  it('die-mid-steal: a frontend crashed inside a Steal is destroyed by the toolstack, and revoke-dead-frontend-esrch breaks the device model\'s teardown of it', async () => {
+    // The first Steal strikes (after: 0); Steals are the device model's, from compute or evil, both its GPU frontends.
+    const death: Death = { stage: 'die-mid-steal', after: 0 };
+    const seed = testSeed('die-mid-steal: a frontend crashed inside a Steal');
+    const r = await runFor(defaultHost(seed, 'revoke-dead-frontend-esrch', death), 0, (h) => untilCaught(h, CATCH_MS));
+    expect(r.events.filter((e) => e.startsWith('death die-mid-steal: ')), explain(r).slice(0, 2000)).toHaveLength(1);
+    expect(signatures(r).some((k) => /^failed_revoke_(released|gone)_frontend_got_-3$/.test(k)), `${signatures(r).join(', ')}; ${explain(r).slice(0, 2000)}`).toBe(true);
   });
 });
 

@@ -37,6 +37,7 @@ import { VS } from '../xen/vcpu.js';
 import { pcpuInit } from '../xen/schedule.js';
 import { statusName } from '../public/errno.js';
 import { toolstackDestroy } from './toolstack.js';
+import { armDeath } from './death.js';
 import { TraceCollector, type TraceData } from './trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from '../xen/trace.js';
 import { Chaos } from './chaos.js';
@@ -237,6 +238,7 @@ export class Host {
     this.m = new Machine(this.sabs);
     if (spec.domains.length > MAX_DOMAINS) throw new Error(`at most ${MAX_DOMAINS} domains`);
     pcpuInit(this.m, spec.pcpus ?? hostPcpus());
+    if (spec.death !== undefined) armDeath(this.m, spec.death);
   }
 
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */

@@ -5,6 +5,7 @@ import type { WorkloadSpec } from '../../domains/index.js';
 import type { NemesisAction } from './nemesis.js';
 import type { TransportChoice } from './vcpu-worker.js';
 import { type BugSet } from '../xen/buggify.js';
+import type { Death } from './death.js';
 
 export interface HostDomainSpec {
   name: string;
@@ -60,6 +61,8 @@ export interface HostSpec {
    * the OS runs it (OS scheduling).
    */
   pcpus?: number;
+  /** A swarm seed's death stage (hypervisor/host/death.ts): where a domain dies in the middle of what it does. */
+  death?: Death;
 }
 
 /** pCPUs of a host whose spec does not say: one per core of this machine, as Xen brings up every CPU it finds. */

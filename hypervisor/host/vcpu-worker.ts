@@ -18,6 +18,8 @@ import { setServerEndFactory } from './transport-ends.js';
 import { setVcpuTracer } from '../xen/trace.js';
 import type { WireKeys } from '../../transport/auth.js';
 import { isTransportFault } from '../../transport/faults.js';
+import { setPreempter } from '../xen/hooks.js';
+import { deathArmed, deathAt } from './death.js';
 
 /**
  * Where the ioreqs go. Redis: `timeout_ms` is `--transport-timeout`; `keys`
@@ -114,6 +116,8 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
   // host asked is finished — its ioreqs answered — then the vCPU says so and
   // only serves (a device model) or idles until CTL.STOP.
   let draining = false;
+  // A swarm seed's death stage: this thread's hook points are where it may strike (death.ts).
+  if (deathArmed(m)) setPreempter((name, a) => void deathAt(m, name, a, task.domid));
   try {
     while (!cpu.stopping) {
       if (!draining && m.control.draining) {
@@ -135,6 +139,7 @@ export default async function runVcpu(raw: unknown): Promise<VcpuResult> {
     if (!isTransportFault(e)) throw e;
     fault = e instanceof Error ? e.message : String(e);
   } finally {
+    setPreempter(null);
     await wl.close?.();
     cpu.stat(STAT.WORKLOAD_OPS, report.ops);
     publishFails();

@@ -72,8 +72,13 @@ export const CTL = {
   // Ioreqs a vCPU of a running domain gave up because CTL.STOP came (Atomics.add, xen/ioreq.ts): the run never saw
   // them answered. Those given up because the domain died or the server broke the protocol are Xen's doing, not counted here.
   IOREQS_ABANDONED_AT_STOP: 48,
-  DRAINED: 49,
-  WORDS: 49 + MAX_VCPUS / 32,
+  // A swarm seed's death stage (hypervisor/host/death.ts), host-set before any vCPU starts: the stage's
+  // index + 1 (0: none; negated once it struck), and how many of its occurrences go by before it strikes
+  // (Atomics.sub by whoever reaches its hook point).
+  DEATH_STAGE: 49,
+  DEATH_AFTER: 50,
+  DRAINED: 51,
+  WORDS: 51 + MAX_VCPUS / 32,
 } as const;
 
 /** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */

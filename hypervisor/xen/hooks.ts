@@ -37,6 +37,21 @@ export const HOOKS = {
    */
   'revoke.before_remove': 'Revoke, before the entries are removed and flushed',
   /**
+   * Map, Steal and Return, their authority checks passed, before they take
+   * any lock: where a teardown of either side (the toolstack destroying it
+   * on another pCPU) may run whole, and the rest of the primitive must see
+   * it (primitives/common.ts notDying). No lock held.
+   */
+  'map.after_checks': 'Map, after the authority checks, before any lock',
+  'steal.after_checks': 'Steal, after the authority checks, before any lock',
+  'return.after_checks': 'Return, after the authority checks, before any lock',
+  /**
+   * A foreign map (p2m_add_foreign) is in the caller's p2m with its page
+   * reference; the p2m locks are released, the source's domain reference
+   * still held.
+   */
+  'foreign_map.placed': 'a foreign map placed, before the hypercall returns',
+  /**
    * sendIoreq (Xen's wait_for_io), each time the vCPU is about to wait for
    * its ioreq's answer: where its device model stores into the ioreq page.
    * The vCPU is blocked and holds no lock.
@@ -50,10 +65,14 @@ let armed: Map<HookName, () => void> | null = null;
 
 /**
  * The deterministic simulator's view of the same points: where another vCPU
- * may act in the middle of this hypercall (hypervisor/sim). `a`, `b` say on
- * what (maptrack.pop: the domain; grant.after_validate: granter and ref;
- * steal.window: frontend and first gfn; revoke.before_remove: frontend and
- * the first gfn revoked; ioreq.wait: domain and vCPU slot).
+ * may act in the middle of this hypercall (hypervisor/sim); on real
+ * threads, where a swarm seed's death stage strikes
+ * (hypervisor/host/death.ts). `a`, `b` say on what (maptrack.pop: the
+ * domain; grant.after_validate: granter and ref; steal.window: frontend and
+ * first gfn; revoke.before_remove: frontend and the first gfn revoked;
+ * ioreq.wait: domain and vCPU slot; map.after_checks, steal.after_checks:
+ * frontend and its first gfn; return.after_checks: frontend and the
+ * backend's first gfn; foreign_map.placed: the source domain and its gfn).
  */
 export type Preempter = (name: HookName, a: number, b: number) => void;
 let preempter: Preempter | null = null;

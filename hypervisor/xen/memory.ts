@@ -23,6 +23,7 @@ import type { Machine } from './machine.js';
 import { BUG_ON } from '../layout/region.js';
 import { domainCrash } from './domain-crash.js';
 import { getDomain, putDomain } from './domain-ref.js';
+import { hookPoint } from './hooks.js';
 import { allocDomFrame, getPage, putPage, relinquishFrame } from './mm.js';
 import { p2mGet, p2mInRange, p2mInsert, p2mLock, p2mRemoveLocked, p2mRoomLocked, p2mUnlock } from './p2m.js';
 import { EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EPERM, ESRCH } from '../public/errno.js';
@@ -254,6 +255,7 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
       putPage(m, mfn);
     }
     if (r.crash) domainCrash(m, ld, `set_typed_p2m_entry: foreign map onto gfn ${at}, a special entry`);
+    if (r.rc === 0 && r.placed) hookPoint('foreign_map.placed', from, gfn);
     return r.rc;
   } finally {
     putDomain(m, from);

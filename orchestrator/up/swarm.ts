@@ -16,7 +16,7 @@ export function swarmSpec<S extends HostSpec>(spec: S, seed: number, on: boolean
   if (!on) return { spec, draw: null };
   const { spec: drawn, draw } = drawSwarm(seed, spec);
   if (Object.keys(draw).length === 0) return { spec, draw: null };
-  return { spec: { ...spec, domains: drawn.domains }, draw };
+  return { spec: { ...spec, domains: drawn.domains, ...(drawn.death !== undefined ? { death: drawn.death } : {}) }, draw };
 }
 
 /** `evil: a,b; dom0: x` — for a start line. */

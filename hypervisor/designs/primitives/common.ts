@@ -35,6 +35,21 @@ export function authority(m: Machine, be: number, fe: number): number {
   return -EPERM;
 }
 
+/**
+ * Whether d has not begun dying (Xen's !d->is_dying), asked again under the
+ * registry lock: a teardown takes it to revoke what d is either side of and
+ * to end its Steals (teardown.ts), so what a primitive records after this
+ * answer is what that teardown finds. The authority check before the lock
+ * is not enough: a destroy may run whole between the two (a Map went on
+ * into a zombie's p2m, and the record it left named a domain later freed).
+ * A crash since the check is no death yet: the destroy that follows it
+ * revokes what was made.
+ */
+export function notDying(m: Machine, d: number): boolean {
+  const st = m.dom.state(d);
+  return st === DS.RUNNING || st === DS.CRASHED;
+}
+
 export function countOk(count: number): boolean {
   return Number.isInteger(count) && count >= 1 && count <= MAX_PAGES_PER_OP;
 }

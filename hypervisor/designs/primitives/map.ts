@@ -17,11 +17,12 @@ import { BUG_ON } from '../../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { getPage } from '../../xen/mm.js';
 import { p2mGet, p2mInRange, p2mIsEmpty, p2mMapRoomLocked, p2mMapSuperLocked, p2mSetLocked, p2mSuperFits } from '../../xen/p2m.js';
-import { EEXIST, EINVAL, ENOMEM, ENOSPC, EPERM } from '../../public/errno.js';
+import { EEXIST, EINVAL, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { P2M, type P2mType } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, barOf, countOk, fail, isRamMfn, lockPair, ok, rcOf, reapSteals, recordAt, registryOf } from './common.js';
+import { hookPoint } from '../../xen/hooks.js';
+import { authority, barOf, countOk, fail, isRamMfn, lockPair, notDying, ok, rcOf, reapSteals, recordAt, registryOf } from './common.js';
 import type { DmOpResult, MapArgs } from '../../xen/design.js';
 
 
@@ -37,6 +38,7 @@ function dmMapUntraced(m: Machine, be: number, a: MapArgs): DmOpResult {
   if (Atomics.load(m.control.w, CTL.MIDMAP_FE) === a.fe + 1) midMapRendezvous(m, a.fe);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
+  hookPoint('map.after_checks', a.fe, a.at);
   const type = a.type ?? P2M.mmio_direct;
   if (type !== P2M.mmio_direct && type !== P2M.mmio_dm) return fail(-EINVAL);
   const src = a.source;
@@ -53,6 +55,7 @@ function dmMapUntraced(m: Machine, be: number, a: MapArgs): DmOpResult {
     if (src.kind === 'bar' && !m.control.buggy(BUGS['map-bar-skip-iomem-check']) && !iomemPermitted(m, be, src.mfn, a.count)) return fail(-EPERM);
     m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.map');
     try {
+      if (!notDying(m, be) || !notDying(m, a.fe)) return fail(-ESRCH);
       return mapLocked(m, be, a, type);
     } finally {
       m.unlock(GLOBAL_LOCK.REGISTRY);

@@ -13,13 +13,14 @@ import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { p2mGet, p2mInRange, p2mIsEmpty, p2mRemoveLocked, p2mRoomLocked, p2mSetLocked } from '../../xen/p2m.js';
-import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM } from '../../public/errno.js';
+import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, ESRCH } from '../../public/errno.js';
 import { P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, countOk, fail, isRamMfn, lockPair, ok, pageAllocPair, rcOf, recordAt, recordCovers, registryOf, returnStolen, stealAt, stealOf } from './common.js';
+import { authority, countOk, fail, isRamMfn, lockPair, notDying, ok, pageAllocPair, rcOf, recordAt, recordCovers, registryOf, returnStolen, stealAt, stealOf } from './common.js';
 import { BUGS } from '../../xen/buggify.js';
 import { nestedMapsOf, revokeRecord } from './revoke.js';
+import { hookPoint } from '../../xen/hooks.js';
 import type { DmOpResult, ReturnArgs } from '../../xen/design.js';
 
 
@@ -34,8 +35,11 @@ function dmReturnUntraced(m: Machine, be: number, a: ReturnArgs): DmOpResult {
   if (!countOk(a.count)) return fail(-EINVAL);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
+  hookPoint('return.after_checks', a.fe, a.gfn);
   m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.return');
   try {
+    // A frontend whose teardown ended its Steals since the check above has nothing to take back (not -EINVAL).
+    if (!notDying(m, be) || !notDying(m, a.fe)) return fail(-ESRCH);
     return m.control.buggy(BUGS['return-revoke-before-checks']) ? returnRevokingFirst(m, be, a) : returnLocked(m, be, a);
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);

@@ -18,11 +18,11 @@ import { entryMfn, entryType, LEVEL_SPAN, p2mEntry, P2M_HOLE } from '../../layou
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { p2mForEachLeaf, p2mGet, p2mInRange, p2mRoomLocked, p2mSetLocked } from '../../xen/p2m.js';
-import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, ENOSPC } from '../../public/errno.js';
+import { E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../../public/errno.js';
 import { GTF_permit_access, GTF_type_mask, P2M } from '../../public/types.js';
 import { PRIM } from '../../layout/trace.js';
 import { tracePrim, tracer } from '../../xen/trace.js';
-import { authority, countOk, fail, holdStolen, isRamMfn, lockPair, ok, pageAllocPair, rcOf, reapSteals, registryOf } from './common.js';
+import { authority, countOk, fail, holdStolen, isRamMfn, lockPair, notDying, ok, pageAllocPair, rcOf, reapSteals, registryOf } from './common.js';
 import type { DmOpResult, StealArgs } from '../../xen/design.js';
 
 
@@ -37,7 +37,14 @@ function dmStealUntraced(m: Machine, be: number, a: StealArgs): DmOpResult {
   if (!countOk(a.count)) return fail(-EINVAL);
   const auth = authority(m, be, a.fe);
   if (auth !== 0) return fail(auth);
+  hookPoint('steal.after_checks', a.fe, a.gfn);
   m.lock(GLOBAL_LOCK.REGISTRY, 'primitives.steal');
+  // Under the registry lock, which fe's teardown takes to end its Steals: an implicit Map made into a frontend
+  // whose teardown ran since the check above would outlive it.
+  if (!notDying(m, be) || !notDying(m, a.fe)) {
+    m.unlock(GLOBAL_LOCK.REGISTRY);
+    return fail(-ESRCH);
+  }
   // fe's grant lock keeps pins and map_grant_ref's page resolution out
   // while we look at the grant table and move ownership (XSA-287 class).
   const gl = m.dom.at(a.fe, DOM.LOCK_GRANT);

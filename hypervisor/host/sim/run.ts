@@ -23,7 +23,8 @@ import { PolledRingServerEnd, RingServerEnd } from '../../../transport/ring.js';
 import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
 import type { CostModel } from './cost-model.js';
 import type { ViolationRecord } from '../../layout/invariants.js';
-import { setPreempter } from '../../xen/hooks.js';
+import { setPreempter, type HookName } from '../../xen/hooks.js';
+import { deathAt } from '../death.js';
 import { setThreadTag, threadTag } from '../../xen/locks.js';
 import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
 import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
@@ -569,10 +570,14 @@ class Racer {
     private readonly actors: readonly Actor[],
   ) {}
 
-  at(name: string, a: number, b: number): void {
+  at(name: HookName, a: number, b: number): void {
     const sim = this.sim;
-    // A vCPU waiting for its ioreq already lets the others run (the simulator's nested wait).
-    if (name === 'ioreq.wait') return;
+    // A swarm seed's death stage strikes here if this is its occurrence (death.ts).
+    const died = deathAt(this.m, name, a, sim.current >= 0 ? this.actors[sim.current]!.domid : -1);
+    if (died >= 0) this.count(`death:d${died}`);
+    // A vCPU waiting for its ioreq already lets the others run (the simulator's nested wait). The points
+    // death stages added are none of another vCPU's yet: a step there would change every seed's run.
+    if (name === 'ioreq.wait' || name === 'map.after_checks' || name === 'steal.after_checks' || name === 'return.after_checks' || name === 'foreign_map.placed') return;
     if (sim.preempt()) this.count(`${name}:step`);
     switch (name) {
       case 'steal.window':

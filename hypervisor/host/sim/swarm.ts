@@ -13,6 +13,7 @@
  */
 import { SimRng } from './sim-sched.js';
 import type { HostSpec } from '../host.js';
+import { DEATH_AFTER_MAX, DEATH_STAGE_NAMES, isDeathStage, type Death } from '../death.js';
 
 /**
  * dom0's behaviours (domains/gpu/device-model.ts: gpuKernel's, and the
@@ -24,6 +25,13 @@ export type Dom0Behaviour = (typeof DOM0_BEHAVIOURS)[number];
 
 /** Odds that a catalogue entry is in a seed's subset. */
 const SWARM_P = 0.5;
+
+/**
+ * Odds that a seed draws a death stage (hypervisor/host/death.ts), listed
+ * with dom0's behaviours — the toolstack's. One at most: a domain dies
+ * once, and a run with several gone has little left to run.
+ */
+const DEATH_P = 0.5;
 
 /** What one seed runs: per domain name, the behaviours and attacks drawn. */
 export type SwarmDraw = Record<string, string[]>;
@@ -42,6 +50,12 @@ function subset(rng: SimRng, all: readonly string[]): string[] {
  */
 export function drawSwarm(seed: number, spec: HostSpec, given?: SwarmDraw): { spec: HostSpec; draw: SwarmDraw } {
   const rng = new SimRng(seed ^ 0x5a3a4d);
+  // Its own generator: the subsets drawn before death stages joined the catalogue stay what they were.
+  const deathRng = new SimRng(seed ^ 0xdea7);
+  const drawnDeath = deathRng.chance(DEATH_P) ? DEATH_STAGE_NAMES[deathRng.below(DEATH_STAGE_NAMES.length)] : undefined;
+  const after = deathRng.below(DEATH_AFTER_MAX);
+  let death: Death | undefined;
+  let deathListed = false;
   const draw: SwarmDraw = {};
   // A replay file's draw wins over the seed's (the catalogue may have changed since it was written).
   const pick = (name: string, all: readonly string[]): string[] => {
@@ -57,10 +71,14 @@ export function drawSwarm(seed: number, spec: HostSpec, given?: SwarmDraw): { sp
     }
     if (d.role === 'backend' && d.devices.length > 0) {
       const on = pick(d.name, DOM0_BEHAVIOURS);
-      draw[d.name] = on;
+      // The death stage is listed with the first such domain's behaviours (dom0's: the toolstack's); a replay file's list wins.
+      const stage = deathListed ? undefined : given?.[d.name] !== undefined ? given[d.name]!.find(isDeathStage) : drawnDeath;
+      deathListed = true;
+      if (stage !== undefined) death = { stage, after };
+      draw[d.name] = stage === undefined ? on : [...on, stage];
       return { ...d, workload: { ...w, swarm_off: DOM0_BEHAVIOURS.filter((b) => !on.includes(b)) } };
     }
     return d;
   });
-  return { spec: { ...spec, domains } as HostSpec, draw };
+  return { spec: { ...spec, domains, ...(death !== undefined ? { death } : {}) } as HostSpec, draw };
 }
