@@ -16,7 +16,7 @@ import type { GpuEnv } from '../../domains/workload.js';
 import type { GuestEnv } from '../../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from '../checker/checker.js';
 import { iomemAdd } from '../xen/domctl.js';
-import { domainCreate, domainDestroy, populateRange } from '../xen/domain.js';
+import { domainCreate, domainDestroy, populateRange, type DomainCreateSpec } from '../xen/domain.js';
 import { INVARIANTS, type Invariant } from '../layout/invariants.js';
 import { CTL } from '../layout/control.js';
 import { DOM, DS, DS_NAMES } from '../layout/domains.js';
@@ -195,7 +195,7 @@ export class Host {
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
   boot(): void {
     for (const d of this.spec.domains) {
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...gnttabSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...toolstackSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id < 0 ? statusName(id) : `got domid ${id}`}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
@@ -810,7 +810,13 @@ function dmRole(domid: number): string {
   return `dm-d${domid}`;
 }
 
-/** A domain's grant limits for domainCreate, when its topology sets them (else Xen's defaults apply). */
-export function gnttabSpec(d: { max_grant_frames?: number; max_maptrack_frames?: number }): { max_grant_frames?: number; max_maptrack_frames?: number } {
-  return { ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}), ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}) };
+type ToolstackFields = Pick<DomainCreateSpec, 'max_grant_frames' | 'max_maptrack_frames' | 'passthrough'>;
+
+/** A domain's grant limits and passthrough for domainCreate, where its topology sets them (else Xen's defaults apply). */
+export function toolstackSpec(d: ToolstackFields): ToolstackFields {
+  return {
+    ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}),
+    ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}),
+    ...(d.passthrough !== undefined ? { passthrough: d.passthrough } : {}),
+  };
 }

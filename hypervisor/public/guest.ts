@@ -164,6 +164,14 @@ export interface GuestMemory {
   readonly last_access: AccessOutcome;
 }
 
+/** What a DMA of the domain's passthrough device came to (GuestCpu.dma_read32, dma_write32). */
+export interface DmaResult {
+  /** The IOMMU let it through; false: an IOMMU fault (no mapping there, or no writable one), the access reached nothing. */
+  ok: boolean;
+  /** A read's word; all ones after a fault (and after a write). */
+  value: number;
+}
+
 /** A vCPU: its memory accesses (GuestMemory, also reachable as `mem`), hypercalls, grants and the rest. */
 export interface GuestCpu extends GuestMemory {
   readonly domid: DomId;
@@ -203,4 +211,11 @@ export interface GuestCpu extends GuestMemory {
   ioreqServerEnd(): IoreqServerEnd;
   /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */
   readonly store: Int32Array;
+  /**
+   * DMA by the domain's passthrough device (topology `passthrough:`), which this vCPU's driver programmed: one
+   * 32-bit word at (gfn, offset), translated by the domain's IOMMU, not by the vCPU's MMU (hypervisor/xen/iommu.ts).
+   * A domain without a device faults every DMA.
+   */
+  dma_read32(gfn: Gfn, offset: number): DmaResult;
+  dma_write32(gfn: Gfn, offset: number, value: number): DmaResult;
 }

@@ -16,7 +16,7 @@ import { XS_KEY, xsKey } from '../public/xenstore.js';
 import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
-import { DOM, DS, type DomainState } from '../layout/domains.js';
+import { DOM, DS, PASSTHROUGH, type DomainState, type PassthroughMode } from '../layout/domains.js';
 import { entryMfn, entryType } from '../layout/p2m.js';
 import { PGC_allocated } from '../layout/frametable.js';
 import { STAT, VC } from '../layout/vcpus.js';
@@ -51,6 +51,8 @@ export interface DomainCreateSpec {
   max_grant_frames?: number;
   /** Maptrack frames it may grow (default XEN_MAX_MAPTRACK_FRAMES, 0 allowed: it maps no grant). */
   max_maptrack_frames?: number;
+  /** A device passed through to it, and how its IOMMU context translates (xen/iommu.ts); default none. */
+  passthrough?: PassthroughMode;
 }
 
 export function domainState(m: Machine, d: number): DomainState {
@@ -109,6 +111,7 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
     m.dom.set(d, DOM.MAX_GRANT_FRAMES, gf);
     m.dom.set(d, DOM.MAX_MAPTRACK_FRAMES, mf);
+    m.dom.set(d, DOM.PASSTHROUGH, PASSTHROUGH[spec.passthrough ?? 'disabled']);
     m.dom.add(d, DOM.GENERATION, 1);
     // GEN keeps counting up across domains using the same table page, so
     // a stale TLB entry of an earlier owner can never look current.

@@ -203,6 +203,12 @@ transport: ring
     expect(errorOf('domains:\n  - { name: dom0, max_maptrack_frames: 1025 }\n')).toContain('domains[0].max_maptrack_frames: must be at most 1024, got 1025');
   });
 
+  it('passthrough: a device passed through to a domain, its IOMMU on tables of its own or on the EPT (xl.cfg passthrough=)', () => {
+    const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, passthrough: share_pt }\n', 't.yaml');
+    expect(t.domains.map((d) => d.passthrough)).toEqual([undefined, 'share_pt']);
+    expect(errorOf('domains:\n  - { name: dom0, passthrough: enabled }\n')).toContain('domains[0].passthrough');
+  });
+
   it('paddr_bits: a domain\'s guest physical width, 32…48, default 36 (Xen\'s hap_paddr_bits); its RAM must fit', () => {
     const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, paddr_bits: 40 }\n', 't.yaml');
     expect(t.domains.map((d) => d.paddr_bits)).toEqual([36, 40]);

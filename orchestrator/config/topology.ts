@@ -44,6 +44,7 @@
  */
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
+import { PASSTHROUGH_MODES, type PassthroughMode } from '../../hypervisor/layout/domains.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
@@ -140,6 +141,8 @@ export interface DomainSpec {
   readonly max_grant_frames?: number;
   /** Maptrack frames it may grow (max_maptrack_frames; absent: 1024): grant maps held at once ≤ × 256. */
   readonly max_maptrack_frames?: number;
+  /** A device passed through to it (xl.cfg passthrough=): how its IOMMU translates (hypervisor/xen/iommu.ts). */
+  readonly passthrough?: PassthroughMode;
 }
 
 export interface HostSpec {
@@ -219,6 +222,7 @@ export const domainSchema = obj({
   paddr_bits: int({ min: P2M_MIN_PADDR_BITS, max: P2M_MAX_PADDR_BITS }).optional(),
   max_grant_frames: int({ min: 1, max: XEN_MAX_GRANT_FRAMES }).optional(),
   max_maptrack_frames: int({ min: 0, max: XEN_MAX_MAPTRACK_FRAMES }).optional(),
+  passthrough: oneOf(PASSTHROUGH_MODES, 'passthrough').optional(),
   devices: list(deviceSchema).optional(),
   workload: workloadSchema.optional(),
 });
@@ -478,6 +482,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       paddr_bits: s.paddrBits,
       ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}),
       ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}),
+      ...(d.passthrough !== undefined ? { passthrough: d.passthrough } : {}),
     };
   });
 
