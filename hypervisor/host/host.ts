@@ -767,7 +767,8 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
       frontends: fes.map((d) => {
         const window_gfn = Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;
         const policy = (d.workload as Record<string, unknown>)['fault_policy'];
-        return { domid: d.domid, window_gfn, mmio_gfn: window_gfn + RES_PER_FE * MAX_BLOB_PAGES, server: 0, fault_policy: policy === 'fail' || policy === 'none' ? policy : 'remap' };
+        const missing_page = be.devices[0]?.missing_page ?? 'fault';
+        return { domid: d.domid, window_gfn, mmio_gfn: window_gfn + RES_PER_FE * MAX_BLOB_PAGES, server: 0, fault_policy: policy === 'fail' || policy === 'none' ? policy : 'remap', missing_page };
       }),
       backend_memory_pages: be.memory_pages,
       backend_max_pages: be.max_pages,

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { MAX_PCPUS } from '../layout/constants.js';
 import type { PassthroughMode } from '../layout/domains.js';
 import type { WorkloadSpec } from '../../domains/index.js';
+import type { MissingPage } from '../../domains/gpu/protocol.js';
 import type { NemesisAction } from './nemesis.js';
 import type { TransportChoice } from './vcpu-worker.js';
 import { type BugSet } from '../xen/buggify.js';
@@ -15,7 +16,7 @@ export interface HostDomainSpec {
   max_pages: number;
   vcpus: number;
   privileged: boolean;
-  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number }>;
+  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number; missing_page?: MissingPage }>;
   workload: WorkloadSpec;
   /** Domids this domain exchanges grants with (symmetric). */
   peers: number[];

@@ -26,6 +26,9 @@
  *   and compute-svm; or `refusals`: the design's refusal scenarios, run as
  *   `xgsim scenario` runs them. Every design runs every kind, each sharing
  *   buffers through its own adapter (domains/gpu/sharing.ts).
+ * - `missing_page: zero` (a lending design entry): the GPU device model
+ *   answers a FAULT it has no page for with a zeroed page of its own lent
+ *   there (docs/designs.md §2 rule 6), not an injected fault.
  * - `evictions_per_s` (GPU kinds): dom0's memory pressure; default 100/s
  *   for render and compute-svm (blob eviction), 20/s for the adversary.
  * - Names (a design's `name`, a workload's `name`, default its kind) are
@@ -34,6 +37,7 @@
 import { z } from 'zod';
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { BUG_NAMES } from '../../hypervisor/xen/buggify.js';
+import { MISSING_PAGE, type MissingPage } from '../../domains/gpu/protocol.js';
 import { duration, ident, int, list, obj, oneOf, pcpus, type PcpuChoice } from './fields.js';
 import { errorAt, readYamlFile, validate, type YamlSource } from './load.js';
 
@@ -52,6 +56,8 @@ export interface CompareDesign {
   readonly name: string;
   readonly design: string;
   readonly buggify: readonly string[];
+  /** Lending: the GPU device model's answer to a FAULT it has no page for (a zero page, or absent: an injected fault). */
+  readonly missing_page?: MissingPage;
 }
 export interface CompareWorkload {
   readonly name: string;
@@ -72,7 +78,7 @@ export interface ComparePlan {
 // A bare name is `{ design: <name> }`, so one schema checks both spellings and reports a bad name at the name.
 const designEntry = z.preprocess(
   (v) => (typeof v === 'string' ? { design: v } : v),
-  obj({ design: oneOf(DESIGN_NAMES, 'design'), name: ident().optional(), buggify: list(oneOf(BUG_NAMES, 'bug')).optional() }),
+  obj({ design: oneOf(DESIGN_NAMES, 'design'), name: ident().optional(), buggify: list(oneOf(BUG_NAMES, 'bug')).optional(), missing_page: oneOf(MISSING_PAGE, 'missing_page').optional() }),
 );
 
 const schema = obj({
@@ -90,7 +96,10 @@ const schema = obj({
 export function parseComparePlan(src: YamlSource): ComparePlan {
   const raw = validate(src, schema);
   if (raw.duration < 1 || raw.duration > MAX_COMPARE_DURATION_MS) throw errorAt(src, ['duration'], `must be between 1ms and ${MAX_COMPARE_DURATION_MS / 60_000}m, got ${raw.duration}ms`);
-  const designs = raw.designs.map((d): CompareDesign => ({ name: d.name ?? d.design, design: d.design, buggify: d.buggify ?? [] }));
+  const designs = raw.designs.map((d, i): CompareDesign => {
+    if (d.missing_page === 'zero' && d.design !== 'lending') throw errorAt(src, ['designs', i, 'missing_page'], `a zero page for a missing page is the lender's answer (design \`lending\`), not \`${d.design}\`'s`);
+    return { name: d.name ?? d.design, design: d.design, buggify: d.buggify ?? [], ...(d.missing_page !== undefined ? { missing_page: d.missing_page } : {}) };
+  });
   const workloads = raw.workloads.map((w): CompareWorkload => ({ name: w.name ?? w.kind, kind: w.kind, guests: w.guests ?? 2, evictions_per_s: w.evictions_per_s ?? DEFAULT_CELL_EVICTIONS_PER_S[w.kind] ?? 0 }));
   unique(src, 'designs', designs.map((d) => d.name));
   unique(src, 'workloads', workloads.map((w) => w.name));

@@ -46,7 +46,7 @@ import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { PASSTHROUGH_MODES, type PassthroughMode } from '../../hypervisor/layout/domains.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
-import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS, MISSING_PAGE, type MissingPage } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
 import { bool, duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
@@ -118,6 +118,8 @@ export interface DeviceSpec {
   readonly bar_pages: number;
   /** dom0's MMU notifier: RAM-backed blobs evicted per second (memory pressure at rest). */
   readonly evictions_per_s: number;
+  /** Lending: the device model's answer to a FAULT it has no page for — an injected fault (absent), or a zero page. */
+  readonly missing_page?: MissingPage;
 }
 
 export interface DomainSpec {
@@ -206,6 +208,7 @@ export const deviceSchema = obj({
   name: ident(),
   bar: size(),
   evictions_per_s: int({ min: 0, max: 100_000 }).default(DEFAULT_EVICTIONS_PER_S),
+  missing_page: oneOf(MISSING_PAGE, 'missing_page').optional(),
 });
 
 export const domainSchema = obj({
@@ -321,7 +324,9 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       const owner = deviceOwners.get(dev.name);
       if (owner !== undefined) fail(p('devices', j, 'name'), `duplicate device name \`${dev.name}\` (also on \`${owner}\`)`);
       deviceOwners.set(dev.name, d.name);
-      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s };
+      // The RFC's lender userspace answers a fault it has no page for with a zero page: lent memory's, so lending's alone.
+      if (dev.missing_page === 'zero' && raw.design !== 'lending') fail(p('devices', j, 'missing_page'), `a zero page for a missing page is the lender's answer (design \`lending\`, docs/designs.md §2 rule 6); this topology runs \`${raw.design ?? DEFAULT_DESIGN}\``);
+      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s, ...(dev.missing_page !== undefined ? { missing_page: dev.missing_page } : {}) };
     });
     return { memoryPages, maxPages, vcpus, devices, paddrBits };
   });

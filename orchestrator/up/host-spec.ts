@@ -33,7 +33,7 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     paddr_bits: d.paddr_bits,
     ...toolstackSpec(d),
     privileged: d.privileged,
-    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s })),
+    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s, ...(x.missing_page !== undefined ? { missing_page: x.missing_page } : {}) })),
     workload: { ...d.workload },
     peers: [...(peers.get(d.domid) ?? [])],
     ...(d.backend !== undefined && byName.has(d.backend) ? { backend: byName.get(d.backend)! } : {}),

@@ -198,6 +198,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       gpu_commands: out('commands'),
       evictions: out('evictions'),
       remaps: out('remaps'),
+      zero_pages: out('zero_pages'),
       blobs_checked: out('blobs_checked'),
       svm_jobs_checked: out('svm_jobs_checked'),
       attacks_refused: r.vcpu_results.reduce((a, v) => a + Object.entries(v.out).filter(([k]) => k.startsWith('refused_')).reduce((x, [, c]) => x + c, 0), 0),
