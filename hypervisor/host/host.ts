@@ -17,6 +17,7 @@ import type { GuestEnv } from '../../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from '../checker/checker.js';
 import { iomemAdd } from '../xen/domctl.js';
 import { domainCreate, domainDestroy, populateRange, type DomainCreateSpec } from '../xen/domain.js';
+import type { GrantLimits } from '../layout/grants.js';
 import { INVARIANTS, type Invariant } from '../layout/invariants.js';
 import { CTL } from '../layout/control.js';
 import { DOM, DS, DS_NAMES } from '../layout/domains.js';
@@ -183,6 +184,7 @@ export class Host {
       seed: spec.seed,
       ...(spec.transitive_revoke === false ? { transitive_revoke: false } : {}),
       max_domains: Math.max(1, ...spec.domains.map((d) => d.domid + 1)),
+      grant_limits: grantLimitsOf(spec.domains),
       ...(spec.design !== undefined ? { design: spec.design } : {}),
       // A ring per vCPU slot (boot allocates them from 0, first fit) and one for this thread.
       ...(spec.trace === true ? { trace_rings: spec.domains.reduce((a, d) => a + d.vcpus, 0) + 1 } : {}),
@@ -538,7 +540,7 @@ export class Host {
       revocations: CTL.REVOCATIONS, revoke_p2m_removed: CTL.REVOKE_P2M_REMOVED, revoke_shootdowns: CTL.REVOKE_SHOOTDOWNS,
       revoke_vcpus_paused: CTL.REVOKE_VCPUS_PAUSED, revoke_pause_us: CTL.REVOKE_PAUSE_US, revoke_pause_max_us: CTL.REVOKE_PAUSE_MAX_US,
       revoke_splits: CTL.REVOKE_SPLITS, p2m_removed: CTL.P2M_REMOVED, pinned_peak: CTL.PINNED_PEAK, shared_peak: CTL.SHARED_PEAK,
-      grant_ref_peak: CTL.GRANT_REF_PEAK, maptrack_peak: CTL.MAPTRACK_PEAK,
+      grant_ref_peak: CTL.GRANT_REF_PEAK, grant_frames_peak: CTL.GRANT_FRAMES_PEAK, maptrack_peak: CTL.MAPTRACK_PEAK, grant_no_space: CTL.GRANT_NO_SPACE,
     } as const;
     for (const [k, w] of Object.entries(costs)) out[k] = Atomics.load(this.m.control.w, w);
     const faults = Array.from(this.m.vcpus.faultRtt, (_, k) => Atomics.load(this.m.vcpus.faultRtt, k));
@@ -809,6 +811,15 @@ function shareEnvOf(spec: HostSpec, d: HostDomainSpec): Pick<GuestEnv, 'share' |
 /** The ACL role of the device model of backend `domid`. */
 function dmRole(domid: number): string {
   return `dm-d${domid}`;
+}
+
+/** Each domain's grant limits by domid, which size its grant storage (MachineConfig.grant_limits). */
+export function grantLimitsOf(domains: ReadonlyArray<{ domid: number; max_grant_frames?: number; max_maptrack_frames?: number }>): GrantLimits[] {
+  const out: GrantLimits[] = [];
+  for (const d of domains) {
+    out[d.domid] = { ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}), ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}) };
+  }
+  return out;
 }
 
 type ToolstackFields = Pick<DomainCreateSpec, 'max_grant_frames' | 'max_maptrack_frames' | 'passthrough'>;

@@ -64,7 +64,9 @@ export const CTL = {
   GRANT_REF_PEAK: 44, // highest grant ref + 1 any granter had mapped (its table needs ⌈/512⌉ v1 frames)
   MAPTRACK_PEAK: 45, // most maptrack handles any domain held at once (⌈/256⌉ maptrack frames)
   BUGGIFY_HI: 46, // the second word of the BUGGIFY bit set: ids 32…63
-  WORDS: 48,
+  GRANT_NO_SPACE: 47, // grant maps refused GNTST_no_space: the mapper's maptrack at its max_maptrack_frames
+  GRANT_FRAMES_PEAK: 48, // the most frames any grant table grew to (gnttab_grow_table; from INITIAL_NR_GRANT_FRAMES)
+  WORDS: 50,
 } as const;
 
 /** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */

@@ -105,7 +105,9 @@ export const DOM = {
   MAX_MAPTRACK_FRAMES: 26 + 2 * IOMEM_BANK_WORDS,
   /** Its IOMMU context, for a device passed through to it (PASSTHROUGH; written at creation). */
   PASSTHROUGH: 27 + 2 * IOMEM_BANK_WORDS,
-  WORDS: 28 + 2 * IOMEM_BANK_WORDS,
+  /** Frames its grant table has grown to (gnttab_grow_table; never shrinks): refs below × 512 are valid. Under its grant lock. */
+  NR_GRANT_FRAMES: 28 + 2 * IOMEM_BANK_WORDS,
+  WORDS: 29 + 2 * IOMEM_BANK_WORDS,
 } as const;
 
 /**

@@ -127,8 +127,12 @@ export interface Hypercalls {
 
 /** The guest's own grant table (shared, guest-writable entries). */
 export interface GrantTable {
+  /** Entries the table may grow to: max_grant_frames × 512 (within xgsim's storage). */
   readonly nr_entries: number;
-  /** gnttab_grant_foreign_access_ref: frame and domid first, then flags (Linux order). */
+  /**
+   * gnttab_grant_foreign_access_ref: frame and domid first, then flags (Linux order). A ref past the frames the table
+   * has grows it first (Linux's gnttab_expand: a hypercall); one past nr_entries is not the guest's, and is ignored.
+   */
   grant_access(ref: GrantRef, to: DomId, gfn: Gfn, readonly: boolean): void;
   /** gnttab_end_foreign_access_ref: succeeds only if no one is reading or writing. */
   end_access(ref: GrantRef): boolean;

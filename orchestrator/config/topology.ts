@@ -55,7 +55,7 @@ import {
   DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
   DEFAULT_PAGE_SIZE_BYTES, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
   MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
-  NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES,
+  MAX_GRANT_PING_PAGES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES,
 } from './limits.js';
 
 // ---------------------------------------------------------------- public types
@@ -102,8 +102,11 @@ export type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export type WorkloadSpec =
   | { readonly kind: 'idle' }
-  /** `share_with`: a frontend this one serves; blobs' pages are re-Mapped into it (nested Map, docs/gpu.md §12). */
-  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName; readonly share_with?: string }
+  /**
+   * `share_with`: a frontend this one serves; blobs' pages are re-Mapped into it (nested Map, docs/gpu.md §12).
+   * `resident`: its buffers stay shared between rounds, `buffer_pages` each (a compositor's window surfaces).
+   */
+  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName; readonly share_with?: string; readonly resident?: true }
   | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
   /** `dormant`: attacks only once chaos `adversary-on` switches it on (xenstore key ADVERSARY_ON). */
   | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[]; readonly dormant: boolean; readonly fault_policy: FaultPolicyName }
@@ -185,7 +188,7 @@ export const workloadSchema = tagged(
   'kind',
   {
     idle: obj({ kind: kindOf('idle') }),
-    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy(), share_with: ident().optional() }),
+    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy(), share_with: ident().optional(), resident: bool().optional() }),
     'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
     adversary: obj({
       kind: kindOf('adversary'),
@@ -196,7 +199,7 @@ export const workloadSchema = tagged(
     'grant-ping': obj({
       kind: kindOf('grant-ping'),
       peer: ident().optional(),
-      pages: int({ min: 1, max: NR_GRANT_ENTRIES }).default(DEFAULT_GRANT_PING_PAGES),
+      pages: int({ min: 1, max: MAX_GRANT_PING_PAGES }).default(DEFAULT_GRANT_PING_PAGES),
     }),
     viewer: obj({ kind: kindOf('viewer') }),
   },
@@ -385,8 +388,9 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
         return { kind: 'idle' };
       case 'render': {
         gpuBuffers(i, w);
-        const base = { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy } as const;
+        const base = { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy, ...(w.resident === true ? { resident: true as const } : {}) } as const;
         if (w.share_with === undefined) return base;
+        if (w.resident === true) fail(p('resident'), 'a compositor (`share_with`) passes each buffer on and takes it back in its round: its buffers are not resident');
         const v = byName.get(w.share_with);
         if (v === undefined) {
           fail(p('share_with'), `unknown domain \`${w.share_with}\`; domains are: ${names.join(', ')}${didYouMean(w.share_with, names.filter((n) => n !== d.name))}`);

@@ -19,7 +19,7 @@ import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../d
 import { describeOutcome } from '../../domains/scenario-ops.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/xen/domain.js';
-import { toolstackSpec, p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
+import { grantLimitsOf, toolstackSpec, p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
 import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
@@ -144,6 +144,7 @@ class Runner {
       transitive_revoke: t.transitive_revoke,
       // Only the slots the scenario uses: `concurrently` copies the machine per replayed order.
       max_domains: t.domains.length,
+      grant_limits: grantLimitsOf(t.domains),
       ...(t.design !== undefined ? { design: t.design } : {}),
     });
     this.m = new Machine(this.sabs);
