@@ -47,7 +47,7 @@ export function makeWorkload(cpu: GuestCpu, spec: WorkloadSpec, env: GuestEnv, r
     case 'adversary': {
       const fe = env.gpu?.frontends.find((f) => f.domid === (cpu.domid as number));
       if (env.gpu === undefined || fe === undefined) return idleWorkload(cpu);
-      const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8) };
+      const sizes = { buffers: num(spec['buffers'], 16), buffer_pages: num(spec['buffer_pages'], 8), resident: spec['resident'] === true };
       const design = env.gpu.design;
       // A compositor knows its backend's BAR (it probes a Map of it: share.ts probeBar) — its last page,
       // which dom0's toolstack never passes through to a frontend (the first PASS_PAGES, toolstack.ts):

@@ -29,6 +29,8 @@ export type GuestOp =
   | { op: 'read'; gfn: number; offset: number; width: AccessWidth }
   | { op: 'write'; gfn: number; offset: number; width: AccessWidth; value: bigint }
   | { op: 'hypercall_copy'; gfn: number; dir: 'from_guest' | 'to_guest'; bytes: number }
+  | { op: 'dma_read'; gfn: number; offset: number }
+  | { op: 'dma_write'; gfn: number; offset: number; value: number }
   | { op: 'iomem_permit'; dom: number; start: number; count: number; allow: boolean }
   | { op: 'current_reservation' | 'maximum_reservation'; of?: number }
   | { op: 'set_mem_type'; fe: number; gfn: number; count: number; type: MemType }
@@ -37,7 +39,8 @@ export type GuestOp =
   | { op: 'destroy'; dom: number }
   | { op: 'crash' };
 
-export type Access = 'ok' | 'null_io' | 'fault' | 'ioreq' | 'gp';
+/** iommu_fault: a DMA of the domain's passthrough device that its IOMMU refused. */
+export type Access = 'ok' | 'null_io' | 'fault' | 'ioreq' | 'gp' | 'iommu_fault';
 export type OpOutcome =
   | { kind: 'rc'; rc: number }
   | { kind: 'gntst'; status: number }
@@ -141,6 +144,12 @@ export function execGuestOp(cpu: GuestCpu, op: GuestOp, names: Names): OpOutcome
       return { kind: 'write', access: access(cpu) };
     case 'hypercall_copy':
       return rc(cpu.hc.buffer_copy(op.dir, gfn(op.gfn), 0, op.bytes));
+    case 'dma_read': {
+      const r = cpu.dma_read32(gfn(op.gfn), op.offset);
+      return { kind: 'read', value: BigInt(r.value), access: r.ok ? 'ok' : 'iommu_fault' };
+    }
+    case 'dma_write':
+      return { kind: 'write', access: cpu.dma_write32(gfn(op.gfn), op.offset, op.value).ok ? 'ok' : 'iommu_fault' };
     case 'iomem_permit':
       return rc(cpu.hc.domctl_iomem_permission(domid(op.dom), op.start, op.count, op.allow));
     case 'current_reservation':

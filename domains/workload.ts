@@ -5,6 +5,7 @@
  */
 import type { GuestCpu } from '../hypervisor/public/guest.js';
 import type { ShareEnv } from './gpu/share.js';
+import type { MissingPage } from './gpu/protocol.js';
 
 export interface Workload {
   /** One bounded slice of guest work (a device model's may await its transport, idle). */
@@ -52,6 +53,8 @@ export interface GpuFrontendEnv {
   /** Index of the IOREQ server serving it. */
   server: number;
   fault_policy: 'remap' | 'fail' | 'none';
+  /** The device model's answer to a FAULT it has no page for (gpu/protocol.ts MISSING_PAGE). */
+  missing_page: MissingPage;
 }
 
 export interface GpuEnv {

@@ -31,11 +31,11 @@ domains:
   - { name: g2, backend: dom0, vcpus: 1, workload: { kind: grant-ping, pages: 2 } }
 `;
 
-const gpuTopology = (design: string): string => `name: gpu-${design}
+const gpuTopology = (design: string, device = ''): string => `name: gpu-${design}
 design: ${design}
 host: { frames: 8192 }
 domains:
-  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: 300 }] }
+  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: 300${device} }] }
   - { name: r, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: { kind: render, buffers: 4, buffer_pages: 4 } }
   - { name: c, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: { kind: compute-svm, buffers: 4, buffer_pages: 4 } }
   - { name: e, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: { kind: adversary } }
@@ -67,6 +67,18 @@ describe('designs on real threads', () => {
     }
     // Revocation under grants is the frontend's end-access, refused while dom0 maps the page.
     expect(c.end_access_refused > 0).toBe(design === 'grants');
+  }, 60_000);
+
+  it('design lending, missing_page: zero: a fault the lender has no page for gets a zero page, which the guests accept and nothing else', async () => {
+    const seed = testSeed('design lending, missing_page: zero');
+    const topo = parseTopology(gpuTopology('lending', ', missing_page: zero'), 't.yaml');
+    const spec = { ...hostSpecOf(topo, { seed, checking: true, buggify: NO_BUGS, check_interval_ms: 100, pcpus: 2 }), transport: { kind: 'ring' as const } };
+    const s = summarize(await runHost(spec, 1500, { quiet: true }), { seed, transport: 'ring', buggify: [] });
+    expect(s.verdict, JSON.stringify({ inv: s.invariants, fails: s.ops.workload_check_fails, v: s.violations.slice(0, 3) })).toBe('pass');
+    expect(s.ops.zero_pages).toBeGreaterThan(0);
+    expect(s.ops.blobs_checked).toBeGreaterThan(0);
+    expect(s.ops.svm_jobs_checked).toBeGreaterThan(0);
+    expect(s.ops.remaps).toBeGreaterThan(0); // an evicted buffer still comes back as itself, not as zeros
   }, 60_000);
 
   it.each(DESIGN_NAMES.map((d) => [d]))('design %s: grant-ping guests pass every check', async (design) => {

@@ -51,6 +51,7 @@ describe('scenarios', () => {
     ['grants-end-access-while-mapped', ['design-grants-refusals', 'foundation-grant-end-while-mapped']],
     ['pinned-userptr-unpin-while-mapped', ['design-pinned-userptr-refusals', 'foundation-foreign-map']],
     ['lending-revoke-skip-flush', ['design-lending-refusals']],
+    ['lending-lent-in-iommu', ['design-lending-iommu']],
   ];
   // Issue 15: a design that breaks a rule shows it (docs/designs.md). The seed's primitives predate the
   // design-* scenarios: their refusals and unsafe variants are the map/revoke/steal/return scenarios above.

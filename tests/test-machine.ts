@@ -8,7 +8,7 @@ import { createMachineSabs, Machine } from '../hypervisor/xen/machine.js';
 import { parseBuggify } from '../hypervisor/xen/buggify.js';
 import { iomemAdd } from '../hypervisor/xen/iomem.js';
 import { VcpuContext } from '../hypervisor/xen/guest-cpu.js';
-import { DOM } from '../hypervisor/layout/domains.js';
+import { DOM, type PassthroughMode } from '../hypervisor/layout/domains.js';
 import { P2M_DEFAULT_PADDR_BITS } from '../hypervisor/layout/constants.js';
 import { p2mPoolPagesFor } from '../hypervisor/layout/p2m.js';
 import { IOS } from '../hypervisor/layout/ioreq-slots.js';
@@ -16,7 +16,7 @@ import { IOREQ_STATE, IOREQ_TYPE } from '../hypervisor/public/ioreq.js';
 
 export interface TestMachineOptions {
   nr_frames?: number;
-  domains?: Array<{ memory_pages: number; max_pages?: number; privileged?: boolean; p2m_size?: number; vcpus?: number; backend?: number }>;
+  domains?: Array<{ memory_pages: number; max_pages?: number; privileged?: boolean; p2m_size?: number; vcpus?: number; backend?: number; passthrough?: PassthroughMode }>;
   transitive_revoke?: boolean;
   bugs?: string;
   /** The memory-sharing design the machine runs (MachineConfig.design; default primitives). */
@@ -52,7 +52,7 @@ export function testMachine(o: TestMachineOptions = {}): Machine {
     }),
   );
   domains.forEach((d, i) => {
-    const id = domainCreate(m, { domid: i, max_pages: d.max_pages ?? d.memory_pages, nr_vcpus: d.vcpus ?? 1, p2m_pages: p2mShare(d), privileged: d.privileged ?? i === 0, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+    const id = domainCreate(m, { domid: i, max_pages: d.max_pages ?? d.memory_pages, nr_vcpus: d.vcpus ?? 1, p2m_pages: p2mShare(d), privileged: d.privileged ?? i === 0, ...(d.backend !== undefined ? { backend: d.backend } : {}), ...(d.passthrough !== undefined ? { passthrough: d.passthrough } : {}) });
     if (id !== i) throw new Error(`testMachine: create d${i} → ${id}`);
     if (populateRange(m, i, 0, d.memory_pages) !== 0) throw new Error(`testMachine: populate d${i}`);
   });

@@ -201,6 +201,7 @@ function sharingFor(cpu: GuestCpu, gpu: GpuEnv, report: Report, table: ResourceT
     },
     freeChunk: () => freeChunkOf(gpu, table),
     altBacking: (backing) => altBackingOf(gpu, backing),
+    zeroPages: gpu.design === 'lending' && gpu.frontends.some((f) => f.missing_page === 'zero'),
   });
 }
 
@@ -220,6 +221,8 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report, off: rea
   // simulator cannot run beneath it): the device model runs GPU jobs itself.
   const inlineEngine = cpu.nr_vcpus < 2 || end.recvNow !== undefined;
   let started = false;
+  /** A page of zeros, to clear a zero page with (missing_page: zero). */
+  let zeros: Uint32Array | undefined;
 
   function start(): void {
     // Hand our servers' ioreqs to this device model (set_ioreq_server_state(enabled)).
@@ -527,7 +530,32 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report, off: rea
         }
       }
     }
-    return { data: 0, fault: FAULT_ANSWER.FAIL };
+    return fe.missing_page === 'zero' && sharing.design === 'lending' ? zeroPage(fe, req.gfn) : { data: 0, fault: FAULT_ANSWER.FAIL };
+  }
+
+  /**
+   * Lending's other answer when there is no page to give (the RFC's rule 6):
+   * a zeroed page of dom0's lent at the faulting gfn, and the access retried.
+   * The page is the one the buffer slot of that gfn would have there in
+   * dom0's pool (POOL_GFN + slot × MAX_BLOB_PAGES + offset): no buffer holds
+   * it while the slot's buffer is not lent there (an eviction migrates a
+   * buffer's pages, never beyond its size). It is reclaimed like any lend:
+   * before the slot's buffer is lent again (sharing.ts), or with the
+   * frontend's window when it goes. A gfn outside the buffer window: FAIL.
+   */
+  function zeroPage(fe: GpuFrontendEnv, g: number): IoreqAnswer {
+    const k = g - fe.window_gfn;
+    if (k < 0 || k >= RES_PER_FE * MAX_BLOB_PAGES) return { data: 0, fault: FAULT_ANSWER.FAIL };
+    const page = gfn(POOL_GFN + slotOf(fe.domid, Math.floor(k / MAX_BLOB_PAGES)) * MAX_BLOB_PAGES + (k % MAX_BLOB_PAGES));
+    if (page + 1 > gpu.backend_memory_pages) return { data: 0, fault: FAULT_ANSWER.FAIL };
+    cpu.mem.writeWords(page, 0, (zeros ??= new Uint32Array(cpu.page_size_bytes >> 2)));
+    const r = cpu.hc.dm_map(domid(fe.domid), { kind: 'ram', gfn: page }, 1, gfn(g), 'mmio_direct');
+    if (r.rc !== 0) {
+      bump(report, `zero_page_refused_${-r.rc}`);
+      return { data: 0, fault: FAULT_ANSWER.FAIL };
+    }
+    bump(report, 'zero_pages');
+    return { data: 0, fault: FAULT_ANSWER.RETRY };
   }
 
   /** The answer to one request the device model has not applied yet. */

@@ -71,21 +71,24 @@ export class GpuDriver {
   }
 }
 
-/** The topology's `buffers` / `buffer_pages`: how many buffers a guest cycles through, and their largest size. */
+/** The topology's `buffers` / `buffer_pages`: how many buffers a guest cycles through, and their largest size; `resident`: they stay shared. */
 export interface BufferSizes {
   buffers: number;
   buffer_pages: number;
+  resident?: boolean;
 }
 
 /** Resources per vCPU of each kind (the device has 16 render and 16 userptr resources per guest). */
 const RES_PER_VCPU = 4;
+/** Render resources per guest (0…15). */
+const RENDER_RESOURCES = 16;
 
-/** This vCPU's share of the domain's buffers: at least one, at most RES_PER_VCPU. */
-function share(cpu: GuestCpu, buffers: number): number {
+/** This vCPU's share of the domain's buffers: at least one, at most `per`. */
+function share(cpu: GuestCpu, buffers: number, per = RES_PER_VCPU): number {
   const v = cpu.vcpu as number;
   const n = Math.max(1, cpu.nr_vcpus);
   const mine = Math.floor(buffers / n) + (v < buffers % n ? 1 : 0);
-  return Math.max(1, Math.min(RES_PER_VCPU, mine));
+  return Math.max(1, Math.min(per, mine));
 }
 
 export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: number, hasBar: boolean, report: Report, sizes: BufferSizes, shareEnv?: ShareEnv, design?: string): Workload {
@@ -94,15 +97,53 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
   // The compositor chain re-Maps what it received: a nested Map, the primitives' only.
   const sharer = shareEnv !== undefined && sh.design === 'primitives' ? new Sharer(cpu, shareEnv, report) : undefined;
   const v = cpu.vcpu as number;
-  const nres = share(cpu, sizes.buffers);
+  // Resident buffers (a compositor's window surfaces, `resident`) stay shared between rounds, each of the full
+  // size: the guest's render resources are split among its vCPUs, and each round redraws one of this vCPU's.
+  const resident = sizes.resident === true;
+  const per = resident ? Math.floor(RENDER_RESOURCES / Math.max(1, cpu.nr_vcpus)) : RES_PER_VCPU;
+  const nres = share(cpu, sizes.buffers, per);
   const maxPages = Math.min(MAX_BLOB_PAGES, sizes.buffer_pages);
+  /** Resident buffers still shared from an earlier round: resource → its pages and what was drawn. */
+  const held = new Map<number, { pages: number; value: number }>();
   let i = 0;
+
+  /**
+   * Take a drawn buffer back (UNMAP_BLOB, through the design's withdraw) and
+   * check what is left: the guest's own pages with its drawing (grants,
+   * pins), or nothing (Revoke, reclaim; a zero page where the lender lends
+   * those); then DESTROY_BLOB. False if the device never executed the unmap.
+   */
+  const release = (res: number, pages: number, value: number, shared: Shared | undefined): boolean => {
+    const at = sh.bufferGfn(res);
+    const unmap = (): number => sh.withdraw(res, pages, () => drv.cmd(OP.UNMAP_BLOB, res));
+    const unmapped = shared !== undefined && sharer !== undefined ? sharer.leave(shared, unmap) : unmap();
+    if (unmapped !== 0) {
+      // Not executed (the device model is going away with the host): nothing to check.
+      bump(report, 'unmap_fail');
+      drv.cmd(OP.DESTROY_BLOB, res);
+      return false;
+    }
+    if (sh.ownRam) {
+      // The pages were the guest's all along: it reaches them, with what it drew (dom0 checked it can no longer).
+      const got = cpu.read32(gfn(at), 0) | 0;
+      if (cpu.last_access !== ACCESS.OK || got !== pattern(value, 0, 0)) report.fails++;
+      else bump(report, 'own_pages_kept');
+    } else sh.checkGone(at); // …and nothing after Revoke.
+    drv.cmd(OP.DESTROY_BLOB, res);
+    return true;
+  };
+
   return {
     step() {
       if (!drv.ready && !drv.init()) return;
       if (v === 0) sharer?.releaseIfGone();
-      const res = v * RES_PER_VCPU + (i++ % nres);
-      const pages = 1 + Math.floor(cpu.random() * maxPages);
+      const res = v * per + (i++ % nres);
+      const kept = held.get(res);
+      if (kept !== undefined) {
+        held.delete(res);
+        if (!release(res, kept.pages, kept.value, undefined)) return;
+      }
+      const pages = resident ? maxPages : 1 + Math.floor(cpu.random() * maxPages);
       const bar = hasBar && sh.bar && cpu.random() < 0.3;
       if (drv.cmd(OP.CREATE_BLOB, res, pages, bar ? 1 : 0) !== 0) {
         bump(report, 'create_fail');
@@ -158,26 +199,8 @@ export function renderWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: numb
           }
         }
       }
-      const unmap = (): number => sh.withdraw(res, pages, () => drv.cmd(OP.UNMAP_BLOB, res));
-      const unmapped = shared !== undefined && sharer !== undefined ? sharer.leave(shared, unmap) : unmap();
-      if (unmapped !== 0) {
-        // Not executed (the device model is going away with the host): nothing to check.
-        bump(report, 'unmap_fail');
-        drv.cmd(OP.DESTROY_BLOB, res);
-        return;
-      }
-      if (sh.ownRam) {
-        // The pages were the guest's all along: it reaches them, with what it drew (dom0 checked it can no longer).
-        const got = cpu.read32(gfn(at), 0) | 0;
-        if (cpu.last_access !== ACCESS.OK || got !== pattern(value, 0, 0)) report.fails++;
-        else bump(report, 'own_pages_kept');
-      } else {
-        // …and nothing after Revoke.
-        cpu.read32(gfn(at), 0);
-        if (cpu.last_access === ACCESS.OK) report.fails++;
-        else bump(report, 'after_revoke_faults');
-      }
-      drv.cmd(OP.DESTROY_BLOB, res);
+      if (resident) held.set(res, { pages, value });
+      else if (!release(res, pages, value, shared)) return;
       bump(report, 'frames_rendered');
     },
   };
@@ -218,11 +241,7 @@ export function computeSvmWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: 
         bump(report, 'release_fail');
         return;
       }
-      if (!sh.userptrComesBack) {
-        cpu.read32(gfn(buf), 0);
-        if (cpu.last_access === ACCESS.OK) report.fails++; // reclaimed: nothing reaches it any more
-        else bump(report, 'after_revoke_faults');
-      }
+      if (!sh.userptrComesBack) sh.checkGone(buf); // reclaimed: nothing reaches it any more
       // Every word the GPU wrote is what the guest reads after Return (its own pages: granted, pinned, returned).
       if (checked && (!sh.userptrComesBack || checkSvm(cpu, report, buf, pages, value))) bump(report, 'svm_jobs_checked');
     },
@@ -356,12 +375,10 @@ export function adversaryWorkload(cpu: GuestCpu, env: GpuFrontendEnv, backend: n
             bump(report, `inconclusive_${name}`);
             return;
           }
-          let ok = 0;
-          for (let k = 0; k < 32; k++) {
-            cpu.read32(gfn(at), 0);
-            if (cpu.last_access === ACCESS.OK) ok++;
-          }
-          (ok === 0 ? refused : worked)(name);
+          // Each access faults, or reads a zero page where dom0 lends those: never the blob.
+          let reached = 0;
+          for (let k = 0; k < 32; k++) if (sh.afterRevoke(at) === 'reached') reached++;
+          (reached === 0 ? refused : worked)(name);
           return;
         }
         case 'flip-grant': {

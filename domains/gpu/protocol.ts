@@ -39,6 +39,14 @@ export const MAX_BLOB_PAGES = 8;
 /** dom0's MMU notifier evicts this many mapped RAM blobs per second at rest (a device's `evictions_per_s`). */
 export const DEFAULT_EVICTIONS_PER_S = 20;
 export const QUEUE_REF = 1;
+/**
+ * What the device model answers a FAULT on a gfn it has no page for (a
+ * buffer released, or never there): `fault`, an injected guest fault; or,
+ * under lending, `zero`, a zeroed page of its own lent at the gfn and the
+ * access retried (the RFC's rule 6: the lender's userspace chooses).
+ */
+export const MISSING_PAGE = ['fault', 'zero'] as const;
+export type MissingPage = (typeof MISSING_PAGE)[number];
 /** The guest's gfn 0 is its command queue page. */
 export const QUEUE_GFN = 0;
 /** Words of each page a blob check and a GPU run cover. */

@@ -70,6 +70,8 @@ export class FrontendSharing {
   readonly userptrComesBack: boolean;
   /** Blobs may be backed by the device's BAR (only a Map can put a BAR in a guest's p2m; a BAR is not lent). */
   readonly bar: boolean;
+  /** Lending with zero pages: an access where dom0 has nothing to lend reads a zeroed page instead of faulting. */
+  readonly zeroPages: boolean;
 
   constructor(
     private readonly cpu: GuestCpu,
@@ -82,6 +84,26 @@ export class FrontendSharing {
     this.ownRam = OWN_RAM.has(this.design);
     this.userptrComesBack = this.design !== 'lending';
     this.bar = this.design === 'primitives';
+    this.zeroPages = this.design === 'lending' && env.missing_page === 'zero';
+  }
+
+  /**
+   * After dom0 took a buffer of its own memory back (Revoke, reclaim), what
+   * an access at `g` comes to: a fault, or — where the lender answers with
+   * zero pages — a zeroed page; `reached` is anything else (the buffer, or
+   * a page that is not zero).
+   */
+  afterRevoke(g: number): 'fault' | 'zero' | 'reached' {
+    const got = this.cpu.read32(gfn(g), 0);
+    if (this.cpu.last_access !== ACCESS.OK) return 'fault';
+    return this.zeroPages && got === 0 ? 'zero' : 'reached';
+  }
+
+  /** The same, counted: `after_revoke_faults`, `after_revoke_zero_pages`, or a failure. */
+  checkGone(g: number): void {
+    const how = this.afterRevoke(g);
+    if (how === 'reached') this.report.fails++;
+    else bump(this.report.out, how === 'fault' ? 'after_revoke_faults' : 'after_revoke_zero_pages');
   }
 
   /** Where the frontend reaches buffer `res`: its own RAM, or the device window where dom0 maps or lends it. */
@@ -164,6 +186,8 @@ export interface BackendContext {
   freeChunk(): number;
   /** The other page of the lender's pool for a buffer's backing (where an eviction migrates it), or −1 for none. */
   altBacking(backing: number): number;
+  /** Lending: the device model lends zero pages at gfns it has nothing for (protocol.ts MISSING_PAGE). */
+  zeroPages: boolean;
 }
 
 /** The device model's part of sharing a buffer. */
@@ -214,6 +238,9 @@ function mapping(design: 'primitives' | 'lending', ctx: BackendContext): Backend
   return {
     design,
     share(fe, _res, b) {
+      // Zero pages the device model lent in the buffer's window meanwhile go first (a lend needs empty gfns):
+      // the buffer is not lent now, so they are all this lender has there.
+      if (ctx.zeroPages && cpu.hc.dm_revoke({ fe: domid(fe), gfn: gfn(b.at), count: MAX_BLOB_PAGES }) !== 0) ctx.failed('zero_page_reclaim');
       const src = b.bar ? ({ kind: 'bar', mfn: b.backing } as const) : ({ kind: 'ram', gfn: gfn(b.backing) } as const);
       const r = cpu.hc.dm_map(domid(fe), src, b.pages, gfn(b.at), 'mmio_direct');
       if (r.rc === 0) b.map_id = r.id;

@@ -9,7 +9,7 @@
  * and liveRecords (xen/design.ts).
  */
 import { designOf } from '../xen/design.js';
-import { NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { nrGrantEntries } from '../xen/grant-table.js';
 import { GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import { DOM, DS } from '../layout/domains.js';
 import { PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
@@ -49,7 +49,7 @@ export function checkGrantFlags(m: Machine): void {
   for (const d of m.dom.inUse()) {
     const gl = m.dom.at(d, DOM.LOCK_GRANT);
     m.lock(gl, 'checker.grant_flags', d);
-    for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
+    for (let ref = 0; ref < nrGrantEntries(m, d); ref++) {
       const al = m.dom.at(d, DOM.ACTIVE_LOCK_BASE) + ref;
       m.lock(al, 'checker.grant_flags', ref);
       const a = m.grants.actIdx(d, ref);
@@ -236,7 +236,7 @@ export function checkQuiescent(m: Machine): void {
   }
   const handles = new Map<string, number>();
   for (const d of m.dom.inUse()) {
-    for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
+    for (let h = 0; h < m.grants.handles(d); h++) {
       const i = m.grants.mtIdx(d, h);
       if ((m.grants.maptrack[i + MT.FLAGS]! & MT_INUSE) === 0) continue;
       const key = `${m.grants.maptrack[i + MT.GRANTER]! - 1}:${m.grants.maptrack[i + MT.REF]}`;
@@ -244,7 +244,7 @@ export function checkQuiescent(m: Machine): void {
     }
   }
   for (const d of m.dom.inUse()) {
-    for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
+    for (let ref = 0; ref < nrGrantEntries(m, d); ref++) {
       const a = m.grants.actIdx(d, ref);
       const pins = m.grants.active[a + ACT.RPIN]! + m.grants.active[a + ACT.WPIN]!;
       const maps = handles.get(`${d}:${ref}`) ?? 0;

@@ -16,7 +16,8 @@ import type { GpuEnv } from '../../domains/workload.js';
 import type { GuestEnv } from '../../domains/index.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent, checkRunning } from '../checker/checker.js';
 import { iomemAdd } from '../xen/domctl.js';
-import { domainCreate, domainDestroy, populateRange } from '../xen/domain.js';
+import { domainCreate, domainDestroy, populateRange, type DomainCreateSpec } from '../xen/domain.js';
+import type { GrantLimits } from '../layout/grants.js';
 import { INVARIANTS, type Invariant } from '../layout/invariants.js';
 import { CTL } from '../layout/control.js';
 import { DOM, DS, DS_NAMES } from '../layout/domains.js';
@@ -231,6 +232,7 @@ export class Host {
       seed: spec.seed,
       ...(spec.transitive_revoke === false ? { transitive_revoke: false } : {}),
       max_domains: Math.max(1, ...spec.domains.map((d) => d.domid + 1)),
+      grant_limits: grantLimitsOf(spec.domains),
       ...(spec.design !== undefined ? { design: spec.design } : {}),
       // A ring per vCPU slot (boot allocates them from 0, first fit) and one for this thread.
       ...(spec.trace === true ? { trace_rings: spec.domains.reduce((a, d) => a + d.vcpus, 0) + 1 } : {}),
@@ -244,7 +246,7 @@ export class Host {
   /** The toolstack's part: create every domain, populate its RAM, give BARs to their owners. */
   boot(): void {
     for (const d of this.spec.domains) {
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...gnttabSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...toolstackSpec(d), privileged: d.privileged, ...(d.backend !== undefined ? { backend: d.backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id < 0 ? statusName(id) : `got domid ${id}`}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${statusName(rc)}`);
@@ -597,7 +599,7 @@ export class Host {
       revocations: CTL.REVOCATIONS, revoke_p2m_removed: CTL.REVOKE_P2M_REMOVED, revoke_shootdowns: CTL.REVOKE_SHOOTDOWNS,
       revoke_vcpus_paused: CTL.REVOKE_VCPUS_PAUSED, revoke_pause_us: CTL.REVOKE_PAUSE_US, revoke_pause_max_us: CTL.REVOKE_PAUSE_MAX_US,
       revoke_splits: CTL.REVOKE_SPLITS, p2m_removed: CTL.P2M_REMOVED, pinned_peak: CTL.PINNED_PEAK, shared_peak: CTL.SHARED_PEAK,
-      grant_ref_peak: CTL.GRANT_REF_PEAK, maptrack_peak: CTL.MAPTRACK_PEAK,
+      grant_ref_peak: CTL.GRANT_REF_PEAK, grant_frames_peak: CTL.GRANT_FRAMES_PEAK, maptrack_peak: CTL.MAPTRACK_PEAK, grant_no_space: CTL.GRANT_NO_SPACE,
     } as const;
     for (const [k, w] of Object.entries(costs)) out[k] = Atomics.load(this.m.control.w, w);
     const faults = Array.from(this.m.vcpus.faultRtt, (_, k) => Atomics.load(this.m.vcpus.faultRtt, k));
@@ -904,7 +906,8 @@ function gpuLayout(spec: HostSpec): Map<number, GpuEnv> {
       frontends: fes.map((d) => {
         const window_gfn = Math.max(d.memory_pages, d.max_pages) + (d.vcpus + 1) * MAP_WINDOW_PAGES;
         const policy = (d.workload as Record<string, unknown>)['fault_policy'];
-        return { domid: d.domid, window_gfn, mmio_gfn: window_gfn + RES_PER_FE * MAX_BLOB_PAGES, server: 0, fault_policy: policy === 'fail' || policy === 'none' ? policy : 'remap' };
+        const missing_page = be.devices[0]?.missing_page ?? 'fault';
+        return { domid: d.domid, window_gfn, mmio_gfn: window_gfn + RES_PER_FE * MAX_BLOB_PAGES, server: 0, fault_policy: policy === 'fail' || policy === 'none' ? policy : 'remap', missing_page };
       }),
       backend_memory_pages: be.memory_pages,
       backend_max_pages: be.max_pages,
@@ -947,7 +950,22 @@ function dmRole(domid: number): string {
   return `dm-d${domid}`;
 }
 
-/** A domain's grant limits for domainCreate, when its topology sets them (else Xen's defaults apply). */
-export function gnttabSpec(d: { max_grant_frames?: number; max_maptrack_frames?: number }): { max_grant_frames?: number; max_maptrack_frames?: number } {
-  return { ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}), ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}) };
+/** Each domain's grant limits by domid, which size its grant storage (MachineConfig.grant_limits). */
+export function grantLimitsOf(domains: ReadonlyArray<{ domid: number; max_grant_frames?: number; max_maptrack_frames?: number }>): GrantLimits[] {
+  const out: GrantLimits[] = [];
+  for (const d of domains) {
+    out[d.domid] = { ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}), ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}) };
+  }
+  return out;
+}
+
+type ToolstackFields = Pick<DomainCreateSpec, 'max_grant_frames' | 'max_maptrack_frames' | 'passthrough'>;
+
+/** A domain's grant limits and passthrough for domainCreate, where its topology sets them (else Xen's defaults apply). */
+export function toolstackSpec(d: ToolstackFields): ToolstackFields {
+  return {
+    ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}),
+    ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}),
+    ...(d.passthrough !== undefined ? { passthrough: d.passthrough } : {}),
+  };
 }

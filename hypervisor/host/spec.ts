@@ -1,7 +1,9 @@
 /** What a host process boots: the machine, its domains, and what to inject (the orchestrator builds it from a topology). */
 import { availableParallelism } from 'node:os';
 import { MAX_PCPUS } from '../layout/constants.js';
+import type { PassthroughMode } from '../layout/domains.js';
 import type { WorkloadSpec } from '../../domains/index.js';
+import type { MissingPage } from '../../domains/gpu/protocol.js';
 import type { NemesisAction } from './nemesis.js';
 import type { TransportChoice } from './vcpu-worker.js';
 import { type BugSet } from '../xen/buggify.js';
@@ -15,7 +17,7 @@ export interface HostDomainSpec {
   max_pages: number;
   vcpus: number;
   privileged: boolean;
-  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number }>;
+  devices: Array<{ name: string; bar_pages: number; evictions_per_s?: number; missing_page?: MissingPage }>;
   workload: WorkloadSpec;
   /** Domids this domain exchanges grants with (symmetric). */
   peers: number[];
@@ -26,6 +28,8 @@ export interface HostDomainSpec {
   /** Grant and maptrack frame limits (default Xen's, 64 and 1024). */
   max_grant_frames?: number;
   max_maptrack_frames?: number;
+  /** A device passed through to it, and how its IOMMU translates (xen/iommu.ts); absent: none. */
+  passthrough?: PassthroughMode;
 }
 
 export interface HostSpec {

@@ -17,10 +17,6 @@ export const MAX_VCPUS = MAX_DOMAINS * 2;
 /** pCPUs a host may have (hypervisor/xen/schedule.ts); by default it has one per core. */
 export const MAX_PCPUS = 64;
 
-/** Grant table v1 entries per domain (Xen: max_grant_frames × 512). */
-export const NR_GRANT_ENTRIES = 256;
-/** Maptrack handles per domain (Xen: max_maptrack_frames × 256). */
-export const NR_MAPTRACK_ENTRIES = 512;
 /** Grant table v1 entries per frame (4 KiB / sizeof(grant_entry_v1_t)). */
 export const GRANT_ENTRIES_PER_FRAME = 512;
 /** Maptrack handles per frame (grant_table.c MAPTRACK_PER_PAGE: 4 KiB / sizeof(struct grant_mapping)). */
@@ -34,6 +30,18 @@ export const MAPTRACK_PER_FRAME = 256;
  */
 export const XEN_MAX_GRANT_FRAMES = 64;
 export const XEN_MAX_MAPTRACK_FRAMES = 1024;
+/** Xen's INITIAL_NR_GRANT_FRAMES: the frames a grant table has from creation (gnttab_grow_table's least). */
+export const INITIAL_NR_GRANT_FRAMES = 1;
+/**
+ * The shared-memory budget for a domain's grants (layout/grants.ts): its
+ * grant table is stored for at most this many frames, its maptrack for at
+ * most this many. A domain's own limits bind below them; above them —
+ * Xen's defaults, 64 and 1024 frames, or Qubes' 2048 and 4096 — xgsim's
+ * storage does (a ref past it is GNTST_bad_gntref, a map past it
+ * GNTST_no_space, as past the limits).
+ */
+export const GNTTAB_STORAGE_FRAMES = 2;
+export const MAPTRACK_STORAGE_FRAMES = 2;
 
 /** Software TLB entries per vCPU (direct mapped, power of two). */
 export const TLB_ENTRIES = 64;
@@ -162,7 +170,7 @@ function assert(cond: boolean, what: string): void {
 assert((TLB_ENTRIES & (TLB_ENTRIES - 1)) === 0, 'TLB_ENTRIES is a power of two');
 assert(MAX_VCPUS >= MAX_DOMAINS, 'at least one vCPU per domain');
 assert(MAX_VCPUS % 32 === 0, 'the drain keeps one bit per vCPU slot in whole control words (layout/control.ts CTL.DRAINED)');
-assert(NR_MAPTRACK_ENTRIES >= NR_GRANT_ENTRIES, 'a domain can map as many grants as it can give');
+assert(INITIAL_NR_GRANT_FRAMES <= GNTTAB_STORAGE_FRAMES && GNTTAB_STORAGE_FRAMES <= XEN_MAX_GRANT_FRAMES && MAPTRACK_STORAGE_FRAMES <= XEN_MAX_MAPTRACK_FRAMES, 'the grant storage budget lies between Xen\'s least and its defaults');
 assert(MAX_DOMAINS < 0x7ff0, 'domids below DOMID_FIRST_RESERVED');
 assert(XENSTORE_WORDS === XS_STORE_WORDS && MAX_DOMAINS === XS_MAX_DOMAINS, 'public/xenstore.ts knows the store and the domain limit');
 assert(MAX_IOMEM_RANGES >= 2, 'iomem_caps can hold a range split in two (rangeset_remove_range)');

@@ -77,8 +77,10 @@ export const CTL = {
   // (Atomics.sub by whoever reaches its hook point).
   DEATH_STAGE: 49,
   DEATH_AFTER: 50,
-  DRAINED: 51,
-  WORDS: 51 + MAX_VCPUS / 32,
+  GRANT_NO_SPACE: 51, // grant maps refused GNTST_no_space: the mapper's maptrack at its max_maptrack_frames
+  GRANT_FRAMES_PEAK: 52, // the most frames any grant table grew to (gnttab_grow_table; from INITIAL_NR_GRANT_FRAMES)
+  DRAINED: 53,
+  WORDS: 53 + MAX_VCPUS / 32,
 } as const;
 
 /** Raise word i of a counter array to at least v (a peak; lock-free, any thread). */

@@ -103,8 +103,22 @@ export const DOM = {
   MAX_GRANT_FRAMES: 25 + 2 * IOMEM_BANK_WORDS,
   /** Maptrack frames it may grow (max_maptrack_frames): its grant maps held at once ≤ × MAPTRACK_PER_FRAME. */
   MAX_MAPTRACK_FRAMES: 26 + 2 * IOMEM_BANK_WORDS,
-  WORDS: 27 + 2 * IOMEM_BANK_WORDS,
+  /** Its IOMMU context, for a device passed through to it (PASSTHROUGH; written at creation). */
+  PASSTHROUGH: 27 + 2 * IOMEM_BANK_WORDS,
+  /** Frames its grant table has grown to (gnttab_grow_table; never shrinks): refs below × 512 are valid. Under its grant lock. */
+  NR_GRANT_FRAMES: 28 + 2 * IOMEM_BANK_WORDS,
+  WORDS: 29 + 2 * IOMEM_BANK_WORDS,
 } as const;
+
+/**
+ * A domain's IOMMU context, named as xl.cfg's `passthrough=`: none (no
+ * device passed through), tables of its own kept in step with the p2m
+ * (sync_pt: need_iommu_pt_sync), or the p2m's own EPT tables walked by the
+ * IOMMU (share_pt: iommu_use_hap_pt). xen/iommu.ts.
+ */
+export const PASSTHROUGH = { disabled: 0, sync_pt: 1, share_pt: 2 } as const;
+export type PassthroughMode = Exclude<keyof typeof PASSTHROUGH, 'disabled'>;
+export const PASSTHROUGH_MODES: readonly PassthroughMode[] = ['sync_pt', 'share_pt'];
 
 export class DomainTable {
   readonly w: Int32Array;

@@ -178,8 +178,8 @@ describe('grant tables', () => {
     m.grant(1, 8, 3, 5, false);
     m.grant(1, 9, 3, 6, true);
     m.grant(1, 10, 3, 40, false); // not RAM of the granter
-    expect(m.mapGrant(3, 77, 256, 999, false).status).toBe(GNTST_bad_domain);
-    expect(m.mapGrant(3, 1, 256, 999, false).status).toBe(GNTST_bad_gntref);
+    expect(m.mapGrant(3, 77, 512, 999, false).status).toBe(GNTST_bad_domain);
+    expect(m.mapGrant(3, 1, 512, 999, false).status).toBe(GNTST_bad_gntref); // past the one frame its table has
     // The host mapping comes last: outside the p2m or onto RAM, GNTST_general_error, the pin undone.
     expect(m.mapGrant(3, 1, 8, OUT, false).status).toBe(GNTST_general_error);
     expect(m.mapGrant(3, 1, 8, 0, false).status).toBe(GNTST_general_error); // gfn 0 is RAM

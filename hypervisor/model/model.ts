@@ -19,7 +19,8 @@
  * harness (an access width that is not 1/2/4/8, an offset past the page)
  * throws a RangeError.
  */
-import { MAPTRACK_PER_FRAME, MAX_IOREQ_SERVERS_PER_DOMAIN, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, P2M_DEFAULT_PADDR_BITS, XEN_MAX_MAPTRACK_FRAMES } from '../layout/constants.js';
+import { GRANT_ENTRIES_PER_FRAME, INITIAL_NR_GRANT_FRAMES, MAPTRACK_PER_FRAME, MAX_IOREQ_SERVERS_PER_DOMAIN, P2M_DEFAULT_PADDR_BITS, XEN_MAX_MAPTRACK_FRAMES } from '../layout/constants.js';
+import { grantStorage } from '../layout/grants.js';
 import { LEVEL_SPAN } from '../layout/p2m.js';
 import {
   E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, ENXIO, EPERM, ESRCH,
@@ -93,6 +94,8 @@ export interface ModelDomainConfig {
   backend?: number;
   /** Guest physical address width (default 36): gfns below 2^(paddr_bits − 12) exist (hypervisor/layout/p2m.ts). */
   paddr_bits?: number;
+  /** Grant frames its table may grow to (default XEN_MAX_GRANT_FRAMES), within the storage (layout/grants.ts). */
+  max_grant_frames?: number;
   /** Maptrack frames it may grow (default XEN_MAX_MAPTRACK_FRAMES): grant maps held at once ≤ × MAPTRACK_PER_FRAME. */
   max_maptrack_frames?: number;
 }
@@ -223,8 +226,12 @@ interface Dom {
   /** Maptrack free list = mtFreed (top first) followed by mtFresh, mtFresh + 1, … (grants.ts reset). */
   mtFreed: number[];
   mtFresh: number;
-  /** Grant maps it may hold at once (get_maptrack_handle's limit). */
+  /** Grant maps it may hold at once (get_maptrack_handle's limit), and the handles stored. */
   mtLimit: number;
+  mtStored: number;
+  /** Entries its grant table has grown to (nr_grant_entries), and may grow to. */
+  grantEntries: number;
+  grantLimit: number;
   /** Server slots (index = the id ioreqServer returns); undefined = free. */
   ioreq: Array<IoreqServer | undefined>;
   scratch: Uint8Array | undefined;
@@ -384,7 +391,10 @@ export class Model {
       maptrack: new Map(),
       mtFreed: [],
       mtFresh: 0,
-      mtLimit: Math.min(NR_MAPTRACK_ENTRIES, (d.max_maptrack_frames ?? XEN_MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME),
+      mtLimit: Math.min(grantStorage(d).handles, (d.max_maptrack_frames ?? XEN_MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME),
+      mtStored: grantStorage(d).handles,
+      grantEntries: INITIAL_NR_GRANT_FRAMES * GRANT_ENTRIES_PER_FRAME,
+      grantLimit: grantStorage(d).entries,
       ioreq: [],
       scratch: undefined,
     }));
@@ -602,21 +612,27 @@ export class Model {
     }
     return g;
   }
-  private static refOk(ref: number): boolean {
-    return Number.isInteger(ref) && ref >= 0 && ref < NR_GRANT_ENTRIES;
+  /** A ref of x's table as it has grown (nr_grant_entries). */
+  private static refOk(x: Dom, ref: number): boolean {
+    return Number.isInteger(ref) && ref >= 0 && ref < x.grantEntries;
   }
 
-  /** gnttab_grant_foreign_access_ref: the whole entry is rewritten (status bits included). */
+  /**
+   * gnttab_grant_foreign_access_ref: the whole entry is rewritten (status
+   * bits included); a ref past the table grows it first, to the frames it
+   * needs (gnttab_grow_table), up to its limit — past that, ignored.
+   */
   grant(d: number, ref: number, to: number, gfn: number, readonly: boolean): void {
     const x = this.dom(d);
-    if (x === undefined || !Model.refOk(ref)) return;
+    if (x === undefined || !Number.isInteger(ref) || ref < 0 || ref >= x.grantLimit) return;
+    x.grantEntries = Math.max(x.grantEntries, (Math.floor(ref / GRANT_ENTRIES_PER_FRAME) + 1) * GRANT_ENTRIES_PER_FRAME);
     x.grants.set(ref, { flags: GTF_permit_access | (readonly ? GTF_readonly : 0), domid: to & 0xffff, frame: gfn | 0 });
   }
 
   /** gnttab_end_foreign_access_ref: clears the flags unless reading/writing is set. */
   endGrant(d: number, ref: number): boolean {
     const x = this.dom(d);
-    if (x === undefined || !Model.refOk(ref)) return false;
+    if (x === undefined || !Model.refOk(x, ref)) return false;
     const g = this.grantEntry(x, ref);
     if ((g.flags & (GTF_reading | GTF_writing)) !== 0) return false;
     g.flags = 0;
@@ -698,7 +714,7 @@ export class Model {
     if (x.maptrack.size >= x.mtLimit) return -1;
     const h = x.mtFreed.pop();
     if (h !== undefined) return h;
-    if (x.mtFresh >= NR_MAPTRACK_ENTRIES) return -1;
+    if (x.mtFresh >= x.mtStored) return -1;
     return x.mtFresh++;
   }
 
@@ -714,7 +730,8 @@ export class Model {
     if (x === undefined) return fail(GNTST_general_error); // no such caller (the model's own guard)
     const h = this.maptrackAlloc(x);
     if (h < 0) return fail(GNTST_no_space);
-    const p = Model.refOk(ref) ? this.pin(from, ref, d, readonly) : { status: GNTST_bad_gntref, mfn: -1 };
+    const g = this.dom(from);
+    const p = g !== undefined && Model.refOk(g, ref) ? this.pin(from, ref, d, readonly) : { status: GNTST_bad_gntref, mfn: -1 };
     if (p.status !== GNTST_okay) {
       x.mtFreed.push(h);
       return fail(p.status);
@@ -731,8 +748,8 @@ export class Model {
 
   /** GNTTABOP_unmap_grant_ref. */
   unmapGrant(d: number, handle: number): number {
-    if (!Number.isInteger(handle) || handle < 0 || handle >= NR_MAPTRACK_ENTRIES) return GNTST_bad_handle;
     const x = this.dom(d);
+    if (!Number.isInteger(handle) || handle < 0 || handle >= (x?.mtStored ?? 0)) return GNTST_bad_handle;
     const h = x?.maptrack.get(handle);
     if (x === undefined || h === undefined) return GNTST_bad_handle;
     this.unmapHandle(x, handle, h);

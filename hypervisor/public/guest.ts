@@ -127,8 +127,12 @@ export interface Hypercalls {
 
 /** The guest's own grant table (shared, guest-writable entries). */
 export interface GrantTable {
+  /** Entries the table may grow to: max_grant_frames × 512 (within xgsim's storage). */
   readonly nr_entries: number;
-  /** gnttab_grant_foreign_access_ref: frame and domid first, then flags (Linux order). */
+  /**
+   * gnttab_grant_foreign_access_ref: frame and domid first, then flags (Linux order). A ref past the frames the table
+   * has grows it first (Linux's gnttab_expand: a hypercall); one past nr_entries is not the guest's, and is ignored.
+   */
   grant_access(ref: GrantRef, to: DomId, gfn: Gfn, readonly: boolean): void;
   /** gnttab_end_foreign_access_ref: succeeds only if no one is reading or writing. */
   end_access(ref: GrantRef): boolean;
@@ -162,6 +166,14 @@ export interface GuestMemory {
   cmpxchg32(gfn: Gfn, offset: number, expected: number, value: number): number;
   /** Outcome of the last access (ACCESS.*), whichever door it went through. */
   readonly last_access: AccessOutcome;
+}
+
+/** What a DMA of the domain's passthrough device came to (GuestCpu.dma_read32, dma_write32). */
+export interface DmaResult {
+  /** The IOMMU let it through; false: an IOMMU fault (no mapping there, or no writable one), the access reached nothing. */
+  ok: boolean;
+  /** A read's word; all ones after a fault (and after a write). */
+  value: number;
 }
 
 /** A vCPU: its memory accesses (GuestMemory, also reachable as `mem`), hypercalls, grants and the rest. */
@@ -203,4 +215,11 @@ export interface GuestCpu extends GuestMemory {
   ioreqServerEnd(): IoreqServerEnd;
   /** A mailbox shared by all guests (a tiny xenstore): 32-bit words. */
   readonly store: Int32Array;
+  /**
+   * DMA by the domain's passthrough device (topology `passthrough:`), which this vCPU's driver programmed: one
+   * 32-bit word at (gfn, offset), translated by the domain's IOMMU, not by the vCPU's MMU (hypervisor/xen/iommu.ts).
+   * A domain without a device faults every DMA.
+   */
+  dma_read32(gfn: Gfn, offset: number): DmaResult;
+  dma_write32(gfn: Gfn, offset: number, value: number): DmaResult;
 }

@@ -103,6 +103,11 @@ export const BUGS = {
   'return-leaves-other-mapping': 33,
   /** Map of a BAR range skips the backend's iomem_caps check (Xen's iomem_access_permitted): any backend maps any BAR. */
   'map-bar-skip-iomem-check': 34,
+  /**
+   * Design `lending`: the borrower's IOMMU tables map lent pages as Xen maps any mmio_direct entry
+   * (p2m_get_iommu_flags): the borrower's passthrough device reaches memory the lender may reclaim (rule 4 broken).
+   */
+  'lending-lent-in-iommu': 35,
 } as const;
 export type BugName = keyof typeof BUGS;
 export type BugId = (typeof BUGS)[BugName];
@@ -161,6 +166,7 @@ export function noBugs(s: BugSet): boolean {
 export const NOT_FOUND_BY_SIM: Readonly<Partial<Record<BugName, string>>> = {
   'grants-end-access-while-mapped': `no sim workload ends a grant its peer still maps (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
   'lending-revoke-skip-flush': `the sim runs the primitives design, which never reclaims a lend; the design's refusal scenario catches it (tests/scenarios.test.ts)`,
+  'lending-lent-in-iommu': `the sim runs the primitives design, and no sim workload does DMA; the design's IOMMU scenario catches it (tests/scenarios.test.ts)`,
   'pinned-userptr-unpin-while-mapped': `no sim workload foreign-maps a page and then frees it from the source (the sim runs the primitives design); the design's refusal scenario catches it (tests/scenarios.test.ts)`,
 };
 

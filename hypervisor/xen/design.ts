@@ -12,6 +12,9 @@
  *    which IOREQ server an access to a revoked gfn goes to;
  *  - the foreign-map path (p2m_add_foreign, after get_page_from_gfn):
  *    `foreignMapRefused`, a frame no foreign map may take (lent memory);
+ *  - the IOMMU's own tables (ept_set_entry's iommu_legacy_map with
+ *    p2m_get_iommu_flags): `iommuExcludes`, an entry they leave out (lent
+ *    memory stays out of the borrower's IOMMU);
  *  - domain teardown (domain_relinquish_resources): `domainDying`;
  *  - the checker (docs/semantics.md §6): `check` (invariant 4 against the
  *    design's own records) and `liveRecords` (invariant 8: none left).
@@ -78,6 +81,12 @@ export interface MemoryDesign {
    * included (lending's rule 3). Called under the source domain's p2m lock, with the frame referenced.
    */
   foreignMapRefused(m: Machine, mfn: number): boolean;
+  /**
+   * Whether d's IOMMU tables leave out its p2m entry `e`, which p2m_get_iommu_flags would map (lending's rule 4).
+   * Asked only of an IOMMU with tables of its own (sync_pt, xen/iommu.ts): one walking the p2m itself sees what the
+   * vCPUs see. Lock-free, at each DMA.
+   */
+  iommuExcludes(m: Machine, d: number, e: number): boolean;
   /** Invariant 4 against the design's records; records checks and violations in m.log. */
   check(m: Machine): void;
   /** Records still live (0 after every domain was destroyed: invariant 8). */
@@ -105,6 +114,7 @@ export function shippedXenDesign(name: string): MemoryDesign {
     domainDying: () => {},
     faultServer: () => -1,
     foreignMapRefused: () => false,
+    iommuExcludes: () => false,
     check: () => {},
     liveRecords: () => 0,
   };

@@ -13,10 +13,11 @@ import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { IOS } from '../layout/ioreq-slots.js';
 import { XS_KEY, xsKey } from '../public/xenstore.js';
-import { MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, NR_MAPTRACK_ENTRIES, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
+import { INITIAL_NR_GRANT_FRAMES, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, P2M_SUPERPAGE_MAX_LEVEL } from '../layout/constants.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
-import { DOM, DS, type DomainState } from '../layout/domains.js';
+import { DOM, DS, PASSTHROUGH, type DomainState, type PassthroughMode } from '../layout/domains.js';
+import { atomicMax, CTL } from '../layout/control.js';
 import { entryMfn, entryType } from '../layout/p2m.js';
 import { PGC_allocated } from '../layout/frametable.js';
 import { STAT, VC } from '../layout/vcpus.js';
@@ -51,6 +52,8 @@ export interface DomainCreateSpec {
   max_grant_frames?: number;
   /** Maptrack frames it may grow (default XEN_MAX_MAPTRACK_FRAMES, 0 allowed: it maps no grant). */
   max_maptrack_frames?: number;
+  /** A device passed through to it, and how its IOMMU context translates (xen/iommu.ts); default none. */
+  passthrough?: PassthroughMode;
 }
 
 export function domainState(m: Machine, d: number): DomainState {
@@ -109,6 +112,9 @@ export function domainCreate(m: Machine, spec: DomainCreateSpec): number {
     m.dom.set(d, DOM.BACKEND, spec.backend === undefined ? 0 : spec.backend + 1);
     m.dom.set(d, DOM.MAX_GRANT_FRAMES, gf);
     m.dom.set(d, DOM.MAX_MAPTRACK_FRAMES, mf);
+    m.dom.set(d, DOM.NR_GRANT_FRAMES, INITIAL_NR_GRANT_FRAMES); // grant_table_init → gnttab_grow_table(d, 0)
+    atomicMax(m.control.w, CTL.GRANT_FRAMES_PEAK, INITIAL_NR_GRANT_FRAMES);
+    m.dom.set(d, DOM.PASSTHROUGH, PASSTHROUGH[spec.passthrough ?? 'disabled']);
     m.dom.add(d, DOM.GENERATION, 1);
     // GEN keeps counting up across domains using the same table page, so
     // a stale TLB entry of an earlier owner can never look current.
@@ -226,7 +232,7 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
   ioreqServersDomainDying(m, d);
 
   // 1. Grant maps this domain holds of others (its maptrack).
-  for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
+  for (let h = 0; h < m.grants.handles(d); h++) {
     const i = m.grants.mtIdx(d, h);
     if ((Atomics.load(m.grants.maptrack, i + MT.FLAGS) & MT_INUSE) !== 0) unmapGrantHandle(m, d, h);
   }

@@ -4,15 +4,21 @@ import {
 } from '../public/errno.js';
 import { domid, gfn, grantRef, GTF_reading, GTF_writing, P2M } from '../public/types.js';
 import type { CopyPtr } from '../public/guest.js';
-import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
+import { gnttabCopy, gnttabGrowFor, grantEntriesLimit, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { p2mGet } from './p2m.js';
 import { entryMfn, entryType } from '../layout/p2m.js';
 import { checkQuiescent } from '../checker/checker.js';
-import { domainDestroy } from './domain.js';
 import { domainCrash } from './domain-crash.js';
-import { DS } from '../layout/domains.js';
-import { NR_MAPTRACK_ENTRIES } from '../layout/constants.js';
+import { DOM, DS } from '../layout/domains.js';
+import { GrantRegion, grantSlots } from '../layout/grants.js';
+import { createMachineSabs, Machine } from './machine.js';
+import { domainCreate, domainDestroy } from './domain.js';
+import { NO_BUGS } from './buggify.js';
+import { MAPTRACK_PER_FRAME, MAPTRACK_STORAGE_FRAMES } from '../layout/constants.js';
+
+/** The handles a domain of Xen's default limits stores (layout/grants.ts). */
+const NR_MAPTRACK_ENTRIES = MAPTRACK_STORAGE_FRAMES * MAPTRACK_PER_FRAME;
 
 const map = (m: ReturnType<typeof testMachine>, ld: number, rd: number, ref: number, at: number, ro = false) =>
   mapGrantRef(m, ld, { dom: domid(rd), ref: grantRef(ref), host_gfn: gfn(at), readonly: ro });
@@ -25,6 +31,24 @@ const clean = (m: ReturnType<typeof testMachine>) => {
   checkQuiescent(m);
   expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
 };
+
+describe('grant storage follows each domain\'s limits (layout/grants.ts)', () => {
+  it('a slot stores its limits\' worth within the budget; a table grows a frame at a time to its max_grant_frames', () => {
+    const limits = [undefined, { max_grant_frames: 1, max_maptrack_frames: 1 }, { max_maptrack_frames: 0 }];
+    expect(grantSlots(3, limits)).toEqual([{ entries: 1024, handles: 512 }, { entries: 512, handles: 256 }, { entries: 1024, handles: 0 }]);
+    expect(GrantRegion.bytes(grantSlots(3, limits))).toBeLessThan(GrantRegion.bytes(grantSlots(3)));
+    const m = new Machine(createMachineSabs({ nr_frames: 256, page_size_bytes: 4096, p2m_pool_pages: 64, bars: [], checking: true, buggify: NO_BUGS, seed: 1, max_domains: 3, grant_limits: limits }));
+    limits.forEach((l, d) => expect(domainCreate(m, { domid: d, max_pages: 16, nr_vcpus: 1, p2m_pages: 16, privileged: d === 0, ...l })).toBe(d));
+    expect([0, 1, 2].map((d) => m.dom.at(d, DOM.NR_GRANT_FRAMES))).toEqual([1, 1, 1]); // INITIAL_NR_GRANT_FRAMES
+    expect([0, 1].map((d) => grantEntriesLimit(m, d))).toEqual([1024, 512]);
+    expect(gnttabGrowFor(m, 1, 511)).toBe(true);
+    expect(gnttabGrowFor(m, 1, 512)).toBe(false); // past max_grant_frames: the table stays one frame
+    expect(gnttabGrowFor(m, 0, 700)).toBe(true); // grows to two frames
+    expect(m.dom.at(0, DOM.NR_GRANT_FRAMES)).toBe(2);
+    expect(gnttabGrowFor(m, 0, 1024)).toBe(false); // past the storage
+    expect(m.grants.handles(2)).toBe(0);
+  });
+});
 
 describe('grant table v1', () => {
   it('map shares the granter\'s frame, sets the status bits, and unmap clears them', () => {

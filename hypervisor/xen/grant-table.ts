@@ -10,7 +10,7 @@
  */
 import { checkAllocated, checkReach } from './isolation.js';
 import { REACH } from '../layout/reach.js';
-import { MAPTRACK_PER_FRAME, NR_GRANT_ENTRIES, NR_MAPTRACK_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
+import { GRANT_ENTRIES_PER_FRAME, MAPTRACK_PER_FRAME, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { hookPoint } from './hooks.js';
 import {
@@ -60,6 +60,34 @@ export function guestStoreBegin(m: Machine, d: number, ref: number): void {
 }
 export function guestStoreEnd(m: Machine, d: number, ref: number): void {
   Atomics.add(m.grants.active, m.grants.actIdx(d, ref) + ACT.TSEQ, 1);
+}
+
+/** nr_grant_entries: the entries d's grant table has grown to (its frames × 512). Lock-free: it only grows. */
+export function nrGrantEntries(m: Machine, d: number): number {
+  return m.dom.at(d, DOM.NR_GRANT_FRAMES) * GRANT_ENTRIES_PER_FRAME;
+}
+
+/** The entries d's table may grow to: its max_grant_frames' worth, within the storage (layout/grants.ts). */
+export function grantEntriesLimit(m: Machine, d: number): number {
+  return Math.min(m.dom.at(d, DOM.MAX_GRANT_FRAMES) * GRANT_ENTRIES_PER_FRAME, m.grants.entries(d));
+}
+
+/**
+ * gnttab_grow_table as a guest gets it (Linux's gnttab_expand maps the next
+ * frame with XENMEM_add_to_physmap, XENMAPSPACE_grant_table, before it
+ * hands out a ref past its table; Xen grows the table under its write lock
+ * to the frames asked for, up to max_grant_frames): the frames `ref` needs.
+ * False when the table cannot grow that far (the guest has no such ref).
+ */
+export function gnttabGrowFor(m: Machine, d: number, ref: number): boolean {
+  if (!Number.isInteger(ref) || ref < 0 || ref >= grantEntriesLimit(m, d)) return false;
+  if (ref < nrGrantEntries(m, d)) return true;
+  grantLock(m, d, 'grant.gnttab_grow_table');
+  const want = Math.floor(ref / GRANT_ENTRIES_PER_FRAME) + 1;
+  if (m.dom.at(d, DOM.NR_GRANT_FRAMES) < want) m.dom.set(d, DOM.NR_GRANT_FRAMES, want);
+  grantUnlock(m, d);
+  atomicMax(m.control.w, CTL.GRANT_FRAMES_PEAK, want);
+  return true;
 }
 
 /**
@@ -165,7 +193,7 @@ const PIN_LIMIT = 128;
  * shared entry, the pins and the page counts as they were.
  */
 function pinGrant(m: Machine, rd: number, ref: number, ld: number, ro: boolean, op: 'map' | 'copy', site: string): Pin {
-  if (!Number.isInteger(ref) || ref < 0 || ref >= NR_GRANT_ENTRIES) return { status: GNTST_bad_gntref, mfn: -1 };
+  if (!Number.isInteger(ref) || ref < 0 || ref >= nrGrantEntries(m, rd)) return { status: GNTST_bad_gntref, mfn: -1 };
   // The bug: the status bits go on before the active entry is checked, and no refusal takes them off.
   const statusFirst = m.control.buggy(BUGS['grant-map-status-before-checks']);
   grantLock(m, rd, site);
@@ -355,9 +383,9 @@ function maptrackAlloc(m: Machine, ld: number): number {
  * it is still the head. A racing get_maptrack_handle in between pops it too,
  * and both callers get the same handle.
  */
-/** Grant maps domain d may hold at once: its max_maptrack_frames' worth, at most the storage. */
+/** Grant maps domain d may hold at once: its max_maptrack_frames' worth, within the storage (layout/grants.ts). */
 export function maptrackLimit(m: Machine, d: number): number {
-  return Math.min(NR_MAPTRACK_ENTRIES, m.dom.at(d, DOM.MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME);
+  return Math.min(m.grants.handles(d), m.dom.at(d, DOM.MAX_MAPTRACK_FRAMES) * MAPTRACK_PER_FRAME);
 }
 
 function maptrackAllocRacy(m: Machine, ld: number, lk: number): number {
@@ -404,7 +432,11 @@ export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantRe
   if (!lockGranter(m, rd)) return fail(GNTST_bad_domain);
   try {
     const h = maptrackAlloc(m, ld);
-    if (h < 0) return fail(GNTST_no_space);
+    if (h < 0) {
+      // Counted where refused: the cost of a design that needs a handle per shared page (docs/designs.md).
+      Atomics.add(m.control.w, CTL.GRANT_NO_SPACE, 1);
+      return fail(GNTST_no_space);
+    }
     const pin = pinGrant(m, rd, ref, ld, op.readonly, 'map', 'grant.map_grant_ref');
     if (pin.status !== GNTST_okay) {
       maptrackFree(m, ld, h);
@@ -438,7 +470,7 @@ export function mapGrantRef(m: Machine, ld: number, op: MapGrantRef): MapGrantRe
 }
 
 export function unmapGrantRef(m: Machine, ld: number, handle: number): number {
-  if (!Number.isInteger(handle) || handle < 0 || handle >= NR_MAPTRACK_ENTRIES) return GNTST_bad_handle;
+  if (!Number.isInteger(handle) || handle < 0 || handle >= m.grants.handles(ld)) return GNTST_bad_handle;
   return unmapGrantHandle(m, ld, handle);
 }
 
@@ -539,7 +571,7 @@ function lookAtBothLocked(m: Machine, src: Extract<CopyPtr, { kind: 'ref' }>, ds
   grantLock(m, hi, 'grant.copy.double_gt_lock');
   try {
     for (const p of [src, dst]) {
-      if (Number.isInteger(p.ref) && p.ref >= 0 && p.ref < NR_GRANT_ENTRIES) Atomics.load(m.grants.shared, m.grants.sharedIdx(p.domid as number, p.ref));
+      if (Number.isInteger(p.ref) && p.ref >= 0 && p.ref < nrGrantEntries(m, p.domid as number)) Atomics.load(m.grants.shared, m.grants.sharedIdx(p.domid as number, p.ref));
     }
   } finally {
     grantUnlock(m, hi);

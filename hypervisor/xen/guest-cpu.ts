@@ -13,16 +13,16 @@ import { STAT } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
 import { VS, vcpuTransition } from './vcpu.js';
-import { gnttabCopy, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, unmapGrantRef } from './grant-table.js';
+import { gnttabCopy, gnttabGrowFor, grantEntriesLimit, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, nrGrantEntries, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, memoryStatReservation, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { dmSetMemType } from './dm.js';
+import { dmaAccess } from './iommu.js';
 import { domctlDestroy, domctlIomemPermission, domctlMaxMem } from './domctl.js';
 import { designOf, type DmOpResult } from './design.js';
 import { ioreqServerCreate, ioreqServerSetState, openServerEnd } from './ioreq.js';
 import type { IoreqServerEnd } from '../public/ioreq.js';
 import { domainCrash } from './domain.js';
-import { GRANT_ENTRIES_PER_FRAME, NR_GRANT_ENTRIES } from '../layout/constants.js';
-import type { AccessOutcome, AccessWidth, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
+import type { AccessOutcome, AccessWidth, DmaResult, GrantCopy, GrantTable, GuestCpu, GuestMemory, Hypercalls, MapGrantRef, MapGrantResult } from '../public/guest.js';
 import { type DomId, type Gfn, type GrantHandle, type GrantRef, type VcpuId, domid, P2M, vcpuid } from '../public/types.js';
 import { ESRCH, GNTST_okay } from '../public/errno.js';
 import { COST, sched } from './platform.js';
@@ -233,6 +233,14 @@ export class VcpuContext implements GuestCpu {
     return this.mmu.cmpxchg32(gfn, offset, expected, value);
   }
 
+  // The device's DMA runs here, between two boundaries of the vCPU that programmed it (xen/iommu.ts: why).
+  dma_read32(gfn: Gfn, offset: number): DmaResult {
+    return dmaAccess(this.m, this.id.domid, gfn, offset, false, 0);
+  }
+  dma_write32(gfn: Gfn, offset: number, value: number): DmaResult {
+    return dmaAccess(this.m, this.id.domid, gfn, offset, true, value);
+  }
+
   async idle<T>(p: Promise<T>): Promise<T> {
     vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.BLOCKED);
     this.mmu.givePcpu();
@@ -339,7 +347,7 @@ export class VcpuContext implements GuestCpu {
         return this.hypercall(() => gnttabCopy(m, d, op), gnt, HC.gnttab_copy);
       },
       gnttab_query_size: () =>
-        this.hypercall(() => ({ nr_frames: Math.ceil(NR_GRANT_ENTRIES / GRANT_ENTRIES_PER_FRAME), max_nr_frames: m.dom.at(d, DOM.MAX_GRANT_FRAMES), status: GNTST_okay }), () => false, HC.gnttab_query_size),
+        this.hypercall(() => ({ nr_frames: m.dom.at(d, DOM.NR_GRANT_FRAMES), max_nr_frames: m.dom.at(d, DOM.MAX_GRANT_FRAMES), status: GNTST_okay }), () => false, HC.gnttab_query_size),
       foreign_map: (from: DomId, gfn: Gfn, at: Gfn) => {
         this.stat(STAT.FOREIGN_MAPS);
         return this.hypercall(() => foreignMap(m, d, from, gfn, at), neg, HC.foreign_map);
@@ -382,11 +390,16 @@ export class VcpuContext implements GuestCpu {
   private makeGrantTable(): GrantTable {
     const m = this.m;
     const d = this.id.domid;
-    const inRange = (ref: number): boolean => Number.isInteger(ref) && ref >= 0 && ref < NR_GRANT_ENTRIES;
+    // The entries the guest has: those of the frames its table has grown to.
+    const inRange = (ref: number): boolean => Number.isInteger(ref) && ref >= 0 && ref < nrGrantEntries(m, d);
+    // Linux's gnttab_expand: a ref past the table grows it first (XENMEM_add_to_physmap, XENMAPSPACE_grant_table).
+    const grow = (ref: number): boolean => inRange(ref) || this.hypercall(() => gnttabGrowFor(m, d, ref), (ok) => !ok);
     return {
-      nr_entries: NR_GRANT_ENTRIES,
+      get nr_entries() {
+        return grantEntriesLimit(m, d);
+      },
       grant_access: (ref: GrantRef, to: DomId, gfn: Gfn, readonly: boolean) => {
-        if (inRange(ref)) guestGrantAccess(m, d, ref, to, gfn, readonly);
+        if (grow(ref)) guestGrantAccess(m, d, ref, to, gfn, readonly);
       },
       end_access: (ref: GrantRef) => inRange(ref) && guestEndAccess(m, d, ref),
       write_raw: (ref: GrantRef, w0: number, frame: number) => {

@@ -14,7 +14,8 @@ export function checkReach(m: Machine, d: number, mfn: number, what: string): vo
 
 /**
  * Invariant 13 (reachable_not_free), asked where an access begins — a TLB
- * fill (guest access, device DMA through dom0's mappings), a hypercall copy,
+ * fill (guest access, device DMA through dom0's mappings), a passthrough
+ * device's DMA through its domain's IOMMU (xen/iommu.ts), a hypercall copy,
  * a grant copy — never per word: the frame is allocated (PS.INUSE), not on
  * the heap and not being freed (its count reached 0: free_domheap_page has
  * begun). A count frozen at 0 by Steal or Return (steal_page's cmpxchg)

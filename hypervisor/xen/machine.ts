@@ -8,13 +8,13 @@
  * struct vcpu, the grant tables, the ioreq servers), each laid out by one
  * module of hypervisor/layout/.
  */
-import { MAX_DOMAINS, NR_GRANT_ENTRIES, XENSTORE_WORDS } from '../layout/constants.js';
+import { MAX_DOMAINS, XENSTORE_WORDS } from '../layout/constants.js';
 import { InvariantLog } from '../layout/invariants.js';
 import { CTL, ControlRegion } from '../layout/control.js';
 import { DOM, DomainTable } from '../layout/domains.js';
 import { Frames } from '../layout/frames.js';
 import { FrameTable } from '../layout/frametable.js';
-import { GrantRegion } from '../layout/grants.js';
+import { GrantRegion, grantSlots, type GrantLimits, type GrantSlot } from '../layout/grants.js';
 import { HEAP, HeapRegion } from '../layout/heap.js';
 import { P2mPool } from '../layout/p2m.js';
 import { VcpuTable } from '../layout/vcpus.js';
@@ -41,6 +41,8 @@ export interface MachineConfig {
   max_domains?: number;
   /** The memory-sharing design this machine runs (xen/design.ts); default 'primitives'. */
   design?: string;
+  /** Each slot's grant limits, by domid, which size its grant storage (layout/grants.ts); a slot not listed: Xen's defaults. */
+  grant_limits?: ReadonlyArray<GrantLimits | undefined>;
   /** Nested Map allowed (and revoked transitively); off: re-Mapping a received range is -EPERM. */
   transitive_revoke?: boolean;
   bars: readonly BarConfig[];
@@ -89,7 +91,8 @@ export interface MachineSabs {
 /** Lock ids of the global locks; per-domain ones live in the domain table. */
 export const GLOBAL_LOCK = { DOMCTL: 0, REGISTRY: 1, HEAP: 2, P2M_POOL: 3 } as const;
 const PER_DOMAIN_LOCKS = 6;
-const nrLocks = (nd: number): number => 4 + nd * (PER_DOMAIN_LOCKS + NR_GRANT_ENTRIES);
+/** The global locks, then per slot its own and one per grant entry it stores (Xen's active entry locks). */
+const nrLocks = (slots: readonly GrantSlot[]): number => 4 + slots.reduce((a, s) => a + PER_DOMAIN_LOCKS + s.entries, 0);
 
 export class Machine {
   readonly control: ControlRegion;
@@ -123,7 +126,7 @@ export class Machine {
     this.nd = c.max_domains ?? MAX_DOMAINS;
     this.dom = new DomainTable(sabs.domains, this.nd);
     this.p2m = new P2mPool(sabs.p2m, c.p2m_pool_pages);
-    this.grants = new GrantRegion(sabs.grants, this.nd);
+    this.grants = new GrantRegion(sabs.grants, grantSlots(this.nd, c.grant_limits));
     this.vcpus = new VcpuTable(sabs.vcpus);
     this.log = new InvariantLog(sabs.log);
     this.ioreq = new IoreqServers(sabs.ioreq, this.nd);
@@ -206,6 +209,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     return bar;
   });
   if (designRegionBytes === null) throw new Error('no design registered in this thread (import hypervisor/designs/index.js first)');
+  const slots = grantSlots(nd, config.grant_limits);
   const log = new SharedArrayBuffer(InvariantLog.bytes());
   const sabs: MachineSabs = {
     config,
@@ -215,9 +219,9 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     heap: new SharedArrayBuffer(HeapRegion.bytes(nr_frames)),
     domains: new SharedArrayBuffer(DomainTable.bytes(nd)),
     p2m: new SharedArrayBuffer(P2mPool.bytes(config.p2m_pool_pages)),
-    grants: new SharedArrayBuffer(GrantRegion.bytes(nd)),
+    grants: new SharedArrayBuffer(GrantRegion.bytes(slots)),
     vcpus: new SharedArrayBuffer(VcpuTable.bytes()),
-    locks: new SharedArrayBuffer(LockSpace.bytes(nrLocks(nd))),
+    locks: new SharedArrayBuffer(LockSpace.bytes(nrLocks(slots))),
     log,
     store: new SharedArrayBuffer(XENSTORE_WORDS * 4),
     design: new SharedArrayBuffer(designRegionBytes(config)),
@@ -259,7 +263,7 @@ export function createMachineSabs(config: MachineConfig): MachineSabs {
     dom.set(d, DOM.LOCK_MAPTRACK, locks.alloc(LOCK_CLASSES.maptrack));
     const ioreqLock = locks.alloc(LOCK_CLASSES.ioreq_server);
     const first = locks.alloc(LOCK_CLASSES.active);
-    for (let r = 1; r < NR_GRANT_ENTRIES; r++) locks.alloc(LOCK_CLASSES.active);
+    for (let r = 1; r < slots[d]!.entries; r++) locks.alloc(LOCK_CLASSES.active);
     dom.set(d, DOM.ACTIVE_LOCK_BASE, first);
     dom.set(d, DOM.LOCK_IOREQ, ioreqLock);
     dom.set(d, DOM.LOCK_BUFIOREQ, locks.alloc(LOCK_CLASSES.bufioreq));

@@ -57,7 +57,7 @@ describe('xgsim compare', () => {
       expect(exitCode).toBe(0); // the designs as shipped are safe; the variants' UNSAFE is the point
 
       const table = formatCompareTable(report).split('\n');
-      expect(table[1]).toMatch(/^design\s+workload\s+runs\s+safety\s+failed \(violations\)\s+revoke µs p50\/p99\/max\s+jobs\/s\s+revocations\s+p2m removed\/rev\s+shootdowns\/rev\s+vCPUs paused\/rev\s+pause µs\/rev \(max\)\s+splits\/rev\s+faults\s+fault µs p50\/p99\s+evictions\s+evictions refused\s+end-access refused\s+reclaim µs p99\s+pinned peak pg\s+held peak pg\s+grant frames\s+maptrack frames$/);
+      expect(table[1]).toMatch(/^design\s+workload\s+runs\s+safety\s+failed \(violations\)\s+revoke µs p50\/p99\/max\s+jobs\/s\s+revocations\s+p2m removed\/rev\s+shootdowns\/rev\s+vCPUs paused\/rev\s+pause µs\/rev \(max\)\s+splits\/rev\s+faults\s+fault µs p50\/p99\s+evictions\s+evictions refused\s+end-access refused\s+reclaim µs p99\s+pinned peak pg\s+held peak pg\s+grant frames\s+maptrack frames\s+grant maps no_space$/);
       expect(table).toContain('  lending-unsafe*: XGSIM_BUGGIFY=lending-revoke-skip-flush');
       expect(JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(report)));
       // The page: the table first, then per workload the run report's plots, one column per design.

@@ -51,9 +51,9 @@ export interface CompareOptions {
 }
 
 /** The counts a cell sums from its runs' summaries (orchestrator/up/summary.ts `ops`). */
-export const COST_KEYS = ['workload_ops', 'gpu_commands', 'blobs_checked', 'svm_jobs_checked', 'attacks_refused', 'map', 'revoke', 'tlb_shootdown', 'p2m_split', 'grant_map', 'foreign_map', 'evictions', 'fault', 'guest_faults', 'hypercall_errors'] as const;
+export const COST_KEYS = ['workload_ops', 'gpu_commands', 'blobs_checked', 'svm_jobs_checked', 'attacks_refused', 'map', 'revoke', 'tlb_shootdown', 'p2m_split', 'grant_map', 'foreign_map', 'evictions', 'fault', 'zero_pages', 'guest_faults', 'hypercall_errors'] as const;
 /** …and from their `costs` (counted by the hypervisor, summary.ts Costs): sums. */
-export const SUMMED_COSTS = ['revocations', 'revoke_p2m_removed', 'revoke_shootdowns', 'revoke_vcpus_paused', 'revoke_pause_us', 'revoke_splits', 'p2m_removed', 'faults_served', 'evictions_refused', 'end_access_refused'] as const;
+export const SUMMED_COSTS = ['revocations', 'revoke_p2m_removed', 'revoke_shootdowns', 'revoke_vcpus_paused', 'revoke_pause_us', 'revoke_splits', 'p2m_removed', 'faults_served', 'evictions_refused', 'end_access_refused', 'grant_no_space'] as const;
 /** …maxima over seeds. */
 export const PEAK_KEYS = ['revoke_pause_max_us', 'pinned_peak_pages', 'shared_peak_pages', 'grant_ref_peak', 'grant_frames', 'maptrack_peak', 'maptrack_frames'] as const;
 
@@ -118,13 +118,16 @@ function emptyCell(d: CompareDesign, w: CompareWorkload, bits: BugSet): CompareC
  * frontends running the workload — under `pressure`, alternately render
  * and compute-svm.
  */
-export function cellTopology(design: string, w: CompareWorkload): string {
+export function cellTopology(d: Pick<CompareDesign, 'design' | 'missing_page'>, w: CompareWorkload): string {
+  const design = d.design;
   const gpu = w.kind !== 'idle' && w.kind !== 'grant-ping';
   const kindOf = (i: number): string => (w.kind === 'pressure' ? (i % 2 === 0 ? 'render' : 'compute-svm') : w.kind);
   // The adversary plays the design's attacks (domains/gpu/protocol.ts), never die-while-mapped: a dead guest loads nothing.
   const attacks = `[${(DESIGN_ATTACKS[design] ?? []).join(', ')}]`;
-  const work = (k: string): string => (k === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : k === 'adversary' ? `{ kind: adversary, attacks: ${attacks} }` : `{ kind: ${k}${gpu ? ', buffers: 4, buffer_pages: 4' : ''} }`);
-  const dom0 = gpu ? `  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: ${w.evictions_per_s} }] }` : '  - { name: dom0, vcpus: 1 }';
+  const sizes = `, buffers: ${w.buffers}, buffer_pages: ${w.buffer_pages}${w.resident ? ', resident: true' : ''}`;
+  const work = (k: string): string => (k === 'grant-ping' ? '{ kind: grant-ping, pages: 2 }' : k === 'adversary' ? `{ kind: adversary, attacks: ${attacks} }` : `{ kind: ${k}${gpu ? sizes : ''} }`);
+  const maptrack = w.dom0_max_maptrack_frames !== undefined ? `, max_maptrack_frames: ${w.dom0_max_maptrack_frames}` : '';
+  const dom0 = gpu ? `  - { name: dom0, role: backend, memory: 8MiB, max_memory: 12MiB, vcpus: 2${maptrack}, devices: [{ kind: virtio-gpu, name: gpu0, bar: 2MiB, evictions_per_s: ${w.evictions_per_s}${d.missing_page !== undefined ? `, missing_page: ${d.missing_page}` : ''} }] }` : `  - { name: dom0, vcpus: 1${maptrack} }`;
   const guests = Array.from({ length: w.guests }, (_, i) => `  - { name: g${i + 1}, role: frontend, backend: dom0, memory: 2MiB, vcpus: 1, workload: ${work(kindOf(i))} }`);
   return [`name: compare-${design}-${w.name}`, `design: ${design}`, 'host: { frames: 8192 }', 'domains:', dom0, ...guests, ''].join('\n');
 }
@@ -135,7 +138,7 @@ async function threadedCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkl
     cell.note = 'grant-ping needs 2 guests';
     return cell;
   }
-  const topo = parseTopology(cellTopology(d.design, w), `compare:${d.name}×${w.name}`);
+  const topo = parseTopology(cellTopology(d, w), `compare:${d.name}×${w.name}`);
   const pcpus = pcpusOf(plan.pcpus ?? topo.host.pcpus);
   const sums: Summary[] = [];
   for (const seed of plan.seeds) {
@@ -167,7 +170,7 @@ async function simCell(plan: ComparePlan, d: CompareDesign, w: CompareWorkload, 
     cell.note = 'grant-ping needs 2 guests';
     return cell;
   }
-  const topo = parseTopology(cellTopology(d.design, w), `compare:${d.name}×${w.name}`);
+  const topo = parseTopology(cellTopology(d, w), `compare:${d.name}×${w.name}`);
   const sums: Summary[] = [];
   let stuck = false;
   for (const seed of plan.seeds) {

@@ -26,6 +26,7 @@ export const COMPARE_COLUMNS: ReadonlyArray<readonly [string, (c: CompareCell) =
   ['held peak pg', (c) => String(c.costs['shared_peak_pages'] ?? 0)],
   ['grant frames', (c) => String(c.costs['grant_frames'] ?? 0)],
   ['maptrack frames', (c) => String(c.costs['maptrack_frames'] ?? 0)],
+  ['grant maps no_space', (c) => String(c.costs['grant_no_space'] ?? 0)],
 ];
 
 const threadedCellShown = (c: CompareCell): boolean => c.safety !== 'n/a' && c.workload !== 'refusals' && Object.keys(c.costs).length > 0;

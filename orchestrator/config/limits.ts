@@ -10,7 +10,6 @@ import {
   MAX_VCPUS,
   MAX_VCPUS_PER_DOMAIN,
   MIN_PAGE_SIZE_BYTES,
-  NR_GRANT_ENTRIES,
   P2M_DEFAULT_PADDR_BITS,
   P2M_MAX_PADDR_BITS,
   P2M_MIN_PADDR_BITS,
@@ -18,7 +17,10 @@ import {
   XEN_MAX_MAPTRACK_FRAMES,
 } from '../../hypervisor/layout/constants.js';
 
-export { DEFAULT_PAGE_SIZE_BYTES, MAX_DOMAINS, MAX_PCPUS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES, NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES };
+export { DEFAULT_PAGE_SIZE_BYTES, MAX_DOMAINS, MAX_PCPUS, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES };
+
+/** Pages a grant-ping guest offers at most (refs of the first grant frame, which every table has). */
+export const MAX_GRANT_PING_PAGES = 256;
 
 /** Largest page size a topology may ask for (a power of two). */
 export const MAX_PAGE_SIZE_BYTES = 65536;
@@ -66,4 +68,4 @@ assert(DEFAULT_DOMAIN_MEMORY_BYTES % MAX_PAGE_SIZE_BYTES === 0, 'default memory 
 assert(MIN_PAGE_SIZE_BYTES <= DEFAULT_PAGE_SIZE_BYTES && DEFAULT_PAGE_SIZE_BYTES <= MAX_PAGE_SIZE_BYTES, 'default page size in range');
 assert(DEFAULT_VCPUS <= MAX_VCPUS_PER_DOMAIN, 'default vCPUs within the per-domain limit');
 assert(1 + MAX_THREADS + 1 <= MAX_VCPUS_PER_DOMAIN, 'a scenario thread per vCPU, with vCPU 0 and a hook vCPU, within the per-domain limit');
-assert(DEFAULT_GRANT_PING_PAGES <= NR_GRANT_ENTRIES, 'grant-ping fits the grant table');
+assert(DEFAULT_GRANT_PING_PAGES <= MAX_GRANT_PING_PAGES, 'grant-ping fits the grant table');

@@ -23,7 +23,7 @@ const TOPO = `topology:
   host: { page_size: 4096 }
   domains:
     - { name: dom0, role: backend, memory: 4MiB, devices: [{ kind: virtio-gpu, name: gpu0, bar: 1MiB }] }
-    - { name: fe, role: frontend, backend: dom0, memory: 4MiB, workload: { kind: render }, vcpus: 2 }
+    - { name: fe, role: frontend, backend: dom0, memory: 4MiB, workload: { kind: render }, vcpus: 2, passthrough: sync_pt }
     - { name: peer, role: frontend, memory: 4MiB }
 `;
 
@@ -113,6 +113,8 @@ describe('parseScenario', () => {
   - write: { domain: fe, gfn: "0x10", offset: 4088, width: 8, value: 0xffffffffffffffff }
   - hypercall_copy: { domain: fe, gfn: 0x10, dir: from_guest }
   - hypercall_copy: { domain: fe, gfn: 0x10, dir: to_guest, bytes: 100, expect: EFAULT }
+  - dma_read: { domain: fe, gfn: 0x10, offset: 4, expect: IOMMU_FAULT }
+  - dma_write: { domain: fe, gfn: 0x10, value: 0xfe }
   - iomem_permit: { domain: fe, start: 0x80000, count: 16, allow: false }
   - ioreq_server: { by: dom0, for: fe, ranges: [{ start: 0x1000, count: 16 }, { start: 0x2000 }], fault_policy: remap, id: s }
   - iomem_permit: { by: peer, domain: fe, start: 0xffffffffffffffff, count: 2 }
@@ -155,6 +157,8 @@ describe('parseScenario', () => {
       { op: 'write', domain: 'fe', gfn: 0x10, offset: 4088, width: 8, value: 0xffffffffffffffffn, expect: ok },
       { op: 'hypercall_copy', domain: 'fe', gfn: 0x10, dir: 'from_guest', bytes: 4096, expect: ok },
       { op: 'hypercall_copy', domain: 'fe', gfn: 0x10, dir: 'to_guest', bytes: 100, expect: { kind: 'errno', name: 'EFAULT', errno: 14 } },
+      { op: 'dma_read', domain: 'fe', gfn: 0x10, offset: 4, expect: { kind: 'iommu_fault' } },
+      { op: 'dma_write', domain: 'fe', gfn: 0x10, offset: 0, value: 0xfe, expect: ok },
       { op: 'iomem_permit', by: 'dom0', domain: 'fe', start: 0x80000, count: 16, allow: false, expect: ok },
       {
         op: 'ioreq_server', by: 'dom0', for: 'fe', ranges: [{ start: 0x1000, count: 16 }, { start: 0x2000, count: 1 }],
@@ -166,7 +170,7 @@ describe('parseScenario', () => {
       { op: 'maximum_reservation', domain: 'dom0', of: 'fe', expect: { kind: 'errno', name: 'EPERM', errno: 1 } },
       { op: 'set_mem_type', by: 'dom0', domain: 'fe', gfn: 0x10, count: 2, type: 'ram_ro', expect: ok },
       { op: 'set_ioreq_server_state', by: 'dom0', for: 'fe', id: { kind: 'name', name: 's' }, enabled: true, expect: ok },
-      { op: 'on_hook', hook: 'ioreq.wait', steps: [{ op: 'ioreq_answer', by: 'dom0', domain: 'fe', state: 3, data: 7, expect: ok, line: 38 }] },
+      { op: 'on_hook', hook: 'ioreq.wait', steps: [{ op: 'ioreq_answer', by: 'dom0', domain: 'fe', state: 3, data: 7, expect: ok, line: 40 }] },
       { op: 'read', domain: 'fe', gfn: 0x1000, offset: 0, width: 4, expect: ok },
       { op: 'revoke', by: 'dom0', target: { kind: 'range', domid: 9, gfn: 0x1100, count: 1 }, expect: ok },
       { op: 'crash', domain: 'peer', expect: { kind: 'ioreq' } },
@@ -222,6 +226,8 @@ describe('parseScenario', () => {
     expect(errorOf('  - revoke: { by: dom0 }\n')).toContain('revoke needs `id`');
     expect(errorOf('  - revoke: { by: dom0, id: 3, domain: fe, gfn: 1 }\n')).toContain('give either `id` or');
     expect(errorOf('  - map: { by: dom0, to: fe, gfn: 1, offset: 2, at: 9 }\n')).toContain('`offset` goes with `bar`');
+    expect(errorOf('  - dma_read: { domain: peer, gfn: 0 }\n')).toContain('steps[0].dma_read.domain: `peer` has no passthrough device to do DMA');
+    expect(errorOf('  - dma_write: { domain: fe, gfn: 0, offset: 2, value: 1 }\n')).toContain('offset 2 is not a multiple of the access width 4');
     expect(errorOf('  - {}\n')).toContain('empty step');
     expect(errorOf('  - check: []\n')).toContain('empty check list');
   });
@@ -232,6 +238,7 @@ describe('parseExpect', () => {
     ['OK', { kind: 'ok' }],
     ['FAULT', { kind: 'fault' }],
     ['IOREQ', { kind: 'ioreq' }],
+    ['IOMMU_FAULT', { kind: 'iommu_fault' }],
     ['EPERM', { kind: 'errno', name: 'EPERM', errno: 1 }],
     ['EOPNOTSUPP', { kind: 'errno', name: 'EOPNOTSUPP', errno: 95 }],
     ['GNTST_okay', { kind: 'gntst', name: 'GNTST_okay', status: 0 }],

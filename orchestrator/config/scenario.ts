@@ -48,14 +48,16 @@ export type Expect =
   | { readonly kind: 'fault' }
   /** The access became another ioreq (e.g. to an emulated range). */
   | { readonly kind: 'ioreq' }
+  /** A DMA (dma_read, dma_write) the domain's IOMMU refused. */
+  | { readonly kind: 'iommu_fault' }
   /** A read returned this value. */
   | { readonly kind: 'value'; readonly value: bigint };
 
 const ERRNO_BY_NAME = new Map(Object.entries(ERRNO_NAMES).map(([code, name]) => [name, Number(code)]));
 const GNTST_BY_NAME = new Map(Object.entries(GNTST_NAMES).map(([code, name]) => [name, Number(code)]));
-const EXPECT_WORDS = ['OK', 'FAULT', 'IOREQ', ...ERRNO_LIST, ...GNTST_LIST];
+const EXPECT_WORDS = ['OK', 'FAULT', 'IOREQ', 'IOMMU_FAULT', ...ERRNO_LIST, ...GNTST_LIST];
 
-/** Parse an `expect:` value: OK, EBUSY, GNTST_bad_gntref, FAULT, IOREQ, or a number. */
+/** Parse an `expect:` value: OK, EBUSY, GNTST_bad_gntref, FAULT, IOREQ, IOMMU_FAULT, or a number. */
 export function parseExpect(v: unknown): Parsed<Expect> {
   const okv = (value: Expect): Parsed<Expect> => ({ ok: true, value });
   if (typeof v === 'string') {
@@ -63,6 +65,7 @@ export function parseExpect(v: unknown): Parsed<Expect> {
     if (w === 'OK') return okv({ kind: 'ok' });
     if (w === 'FAULT') return okv({ kind: 'fault' });
     if (w === 'IOREQ') return okv({ kind: 'ioreq' });
+    if (w === 'IOMMU_FAULT') return okv({ kind: 'iommu_fault' });
     const errno = ERRNO_BY_NAME.get(w);
     if (errno !== undefined) return okv({ kind: 'errno', name: w, errno });
     const status = GNTST_BY_NAME.get(w);
@@ -75,7 +78,7 @@ export function parseExpect(v: unknown): Parsed<Expect> {
   const hint = typeof v === 'string' ? didYouMean(v, EXPECT_WORDS) : '';
   return {
     ok: false,
-    error: `unknown expect ${describe(v)}${hint} (expected OK, an errno name such as EBUSY, a GNTST_* name, FAULT, IOREQ, or a number: a read's value, the extents a populate or balloon_out did)`,
+    error: `unknown expect ${describe(v)}${hint} (expected OK, an errno name such as EBUSY, a GNTST_* name, FAULT, IOREQ, IOMMU_FAULT, or a number: a read's value, the extents a populate or balloon_out did)`,
   };
 }
 
@@ -141,6 +144,9 @@ export type Step =
       readonly op: 'write'; readonly domain: string; readonly gfn: number; readonly offset: number; readonly width: Width; readonly value: bigint;
     })
   | (Expecting & { readonly op: 'hypercall_copy'; readonly domain: string; readonly gfn: number; readonly dir: CopyDir; readonly bytes: number })
+  /** A 32-bit DMA of `domain`'s passthrough device, through its IOMMU (hypervisor/xen/iommu.ts). */
+  | (Expecting & { readonly op: 'dma_read'; readonly domain: string; readonly gfn: number; readonly offset: number })
+  | (Expecting & { readonly op: 'dma_write'; readonly domain: string; readonly gfn: number; readonly offset: number; readonly value: number })
   | (Expecting & {
       readonly op: 'iomem_permit'; readonly by: string; readonly domain: string; readonly start: number; readonly count: number; readonly allow: boolean;
     })
@@ -265,6 +271,8 @@ const ARGS = {
     domain: name(), gfn: num(), dir: oneOf(COPY_DIRS, 'copy direction'), bytes: int({ min: 1, max: MAX_COPY_BYTES }).optional(),
     expect: expectSchema(),
   }),
+  dma_read: obj({ domain: name(), gfn: num(), offset: num().default(0), value: u64().optional(), expect: expectSchema() }),
+  dma_write: obj({ domain: name(), gfn: num(), offset: num().default(0), value: u64(), expect: expectSchema() }),
   // `start` is a u64 MFN, as XEN_DOMCTL_iomem_permission's first_mfn: a range may wrap.
   iomem_permit: obj({ by: name().optional(), domain: name(), start: u64(), count: count(), allow: bool().default(true), expect: expectSchema() }),
   current_reservation: obj({ domain: name(), of: name().optional(), expect: expectSchema() }),
@@ -379,7 +387,7 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
   const exp = (a: { expect?: Expect | undefined }, numeric?: number | 'pages'): Expect => {
     if (a.expect?.kind === 'value') {
       if (numeric === undefined) {
-        fail('expect', `a value is expected only of a read, of populate and balloon_out (the extents done), or of a reservation (pages); use OK, an errno name, a GNTST_* name, FAULT or IOREQ`);
+        fail('expect', `a value is expected only of a read, of populate and balloon_out (the extents done), or of a reservation (pages); use OK, an errno name, a GNTST_* name, FAULT, IOREQ or IOMMU_FAULT`);
       } else if (numeric !== 'pages' && a.expect.value > BigInt(numeric)) fail('expect', `${a.expect.value} extents done, but the step asks for ${numeric}`);
     }
     return a.expect ?? { kind: 'ok' };
@@ -507,6 +515,21 @@ function parseStep(ctx: StepContext, item: unknown, path: Path, defined: Set<str
     case 'hypercall_copy': {
       const a = argsOf('hypercall_copy');
       return { op: 'hypercall_copy', domain: a.domain, gfn: a.gfn, dir: a.dir, bytes: a.bytes ?? pageSize, expect: exp(a), line };
+    }
+    case 'dma_read':
+    case 'dma_write': {
+      const a = argsOf(key);
+      const dom = ctx.topology.domains.find((d) => d.name === a.domain);
+      if (dom?.passthrough === undefined) fail('domain', `\`${a.domain}\` has no passthrough device to do DMA (give it \`passthrough: sync_pt\` or \`share_pt\` in the topology)`);
+      checkAccess(a.offset, 4);
+      if (key === 'dma_write') {
+        checkFits(a.value!, 4, 'value');
+        return { op: 'dma_write', domain: a.domain, gfn: a.gfn, offset: a.offset, value: Number(a.value), expect: exp(a), line };
+      }
+      if (a.value !== undefined && a.expect !== undefined) fail('value', 'give the expected value as `value` or `expect`, not both');
+      const expect: Expect = a.value !== undefined ? { kind: 'value', value: a.value } : (a.expect ?? { kind: 'ok' });
+      if (expect.kind === 'value') checkFits(expect.value, 4, a.value !== undefined ? 'value' : 'expect');
+      return { op: 'dma_read', domain: a.domain, gfn: a.gfn, offset: a.offset, expect, line };
     }
     case 'iomem_permit': {
       const a = argsOf('iomem_permit');

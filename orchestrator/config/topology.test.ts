@@ -203,6 +203,18 @@ transport: ring
     expect(errorOf('domains:\n  - { name: dom0, max_maptrack_frames: 1025 }\n')).toContain('domains[0].max_maptrack_frames: must be at most 1024, got 1025');
   });
 
+  it('missing_page: zero, the lender\'s other answer to a fault it has no page for, under design lending only', () => {
+    const dev = (d: string): string => `design: ${d}\ndomains:\n  - { name: dom0, devices: [{ kind: virtio-gpu, name: gpu0, bar: 1MiB, missing_page: zero }] }\n`;
+    expect(parseTopology(dev('lending'), 't.yaml').domains[0]?.devices[0]?.missing_page).toBe('zero');
+    expect(errorOf(dev('primitives'))).toContain('domains[0].devices[0].missing_page: a zero page for a missing page is the lender\'s answer');
+  });
+
+  it('passthrough: a device passed through to a domain, its IOMMU on tables of its own or on the EPT (xl.cfg passthrough=)', () => {
+    const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, passthrough: share_pt }\n', 't.yaml');
+    expect(t.domains.map((d) => d.passthrough)).toEqual([undefined, 'share_pt']);
+    expect(errorOf('domains:\n  - { name: dom0, passthrough: enabled }\n')).toContain('domains[0].passthrough');
+  });
+
   it('paddr_bits: a domain\'s guest physical width, 32…48, default 36 (Xen\'s hap_paddr_bits); its RAM must fit', () => {
     const t = parseTopology('domains:\n  - { name: dom0 }\n  - { name: g, backend: dom0, paddr_bits: 40 }\n', 't.yaml');
     expect(t.domains.map((d) => d.paddr_bits)).toEqual([36, 40]);

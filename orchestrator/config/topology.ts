@@ -44,8 +44,9 @@
  */
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
+import { PASSTHROUGH_MODES, type PassthroughMode } from '../../hypervisor/layout/domains.js';
 import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
-import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS } from '../../domains/gpu/protocol.js';
+import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS, MISSING_PAGE, type MissingPage } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
 import { bool, duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
 import { didYouMean, errorAt, readYamlFile, parseYaml, validate, type Path, type YamlSource } from './load.js';
@@ -54,7 +55,7 @@ import {
   DEFAULT_BUFFER_PAGES, DEFAULT_BUFFERS, DEFAULT_DOMAIN_MEMORY_BYTES, DEFAULT_FREE_FRAMES, DEFAULT_GRANT_PING_PAGES,
   DEFAULT_PAGE_SIZE_BYTES, DEFAULT_VCPUS, MAX_BUFFER_PAGES, MAX_BUFFERS, MAX_DOMAINS, MAX_HOST_FRAMES,
   MAX_HOST_RAM_BYTES, MAX_PAGE_SIZE_BYTES, MAX_PCPUS, MAX_SEED, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, MIN_PAGE_SIZE_BYTES,
-  NR_GRANT_ENTRIES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES,
+  MAX_GRANT_PING_PAGES, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES,
 } from './limits.js';
 
 // ---------------------------------------------------------------- public types
@@ -101,8 +102,11 @@ export type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export type WorkloadSpec =
   | { readonly kind: 'idle' }
-  /** `share_with`: a frontend this one serves; blobs' pages are re-Mapped into it (nested Map, docs/gpu.md §12). */
-  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName; readonly share_with?: string }
+  /**
+   * `share_with`: a frontend this one serves; blobs' pages are re-Mapped into it (nested Map, docs/gpu.md §12).
+   * `resident`: its buffers stay shared between rounds, `buffer_pages` each (a compositor's window surfaces).
+   */
+  | { readonly kind: 'render'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName; readonly share_with?: string; readonly resident?: true }
   | { readonly kind: 'compute-svm'; readonly buffers: number; readonly buffer_pages: number; readonly fault_policy: FaultPolicyName }
   /** `dormant`: attacks only once chaos `adversary-on` switches it on (xenstore key ADVERSARY_ON). */
   | { readonly kind: 'adversary'; readonly attacks: readonly AttackName[]; readonly dormant: boolean; readonly fault_policy: FaultPolicyName }
@@ -117,6 +121,8 @@ export interface DeviceSpec {
   readonly bar_pages: number;
   /** dom0's MMU notifier: RAM-backed blobs evicted per second (memory pressure at rest). */
   readonly evictions_per_s: number;
+  /** Lending: the device model's answer to a FAULT it has no page for — an injected fault (absent), or a zero page. */
+  readonly missing_page?: MissingPage;
 }
 
 export interface DomainSpec {
@@ -140,6 +146,8 @@ export interface DomainSpec {
   readonly max_grant_frames?: number;
   /** Maptrack frames it may grow (max_maptrack_frames; absent: 1024): grant maps held at once ≤ × 256. */
   readonly max_maptrack_frames?: number;
+  /** A device passed through to it (xl.cfg passthrough=): how its IOMMU translates (hypervisor/xen/iommu.ts). */
+  readonly passthrough?: PassthroughMode;
 }
 
 export interface HostSpec {
@@ -180,7 +188,7 @@ export const workloadSchema = tagged(
   'kind',
   {
     idle: obj({ kind: kindOf('idle') }),
-    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy(), share_with: ident().optional() }),
+    render: obj({ kind: kindOf('render'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy(), share_with: ident().optional(), resident: bool().optional() }),
     'compute-svm': obj({ kind: kindOf('compute-svm'), buffers: buffers(), buffer_pages: bufferPages(), fault_policy: faultPolicy() }),
     adversary: obj({
       kind: kindOf('adversary'),
@@ -191,7 +199,7 @@ export const workloadSchema = tagged(
     'grant-ping': obj({
       kind: kindOf('grant-ping'),
       peer: ident().optional(),
-      pages: int({ min: 1, max: NR_GRANT_ENTRIES }).default(DEFAULT_GRANT_PING_PAGES),
+      pages: int({ min: 1, max: MAX_GRANT_PING_PAGES }).default(DEFAULT_GRANT_PING_PAGES),
     }),
     viewer: obj({ kind: kindOf('viewer') }),
   },
@@ -203,6 +211,7 @@ export const deviceSchema = obj({
   name: ident(),
   bar: size(),
   evictions_per_s: int({ min: 0, max: 100_000 }).default(DEFAULT_EVICTIONS_PER_S),
+  missing_page: oneOf(MISSING_PAGE, 'missing_page').optional(),
 });
 
 export const domainSchema = obj({
@@ -219,6 +228,7 @@ export const domainSchema = obj({
   paddr_bits: int({ min: P2M_MIN_PADDR_BITS, max: P2M_MAX_PADDR_BITS }).optional(),
   max_grant_frames: int({ min: 1, max: XEN_MAX_GRANT_FRAMES }).optional(),
   max_maptrack_frames: int({ min: 0, max: XEN_MAX_MAPTRACK_FRAMES }).optional(),
+  passthrough: oneOf(PASSTHROUGH_MODES, 'passthrough').optional(),
   devices: list(deviceSchema).optional(),
   workload: workloadSchema.optional(),
 });
@@ -317,7 +327,9 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       const owner = deviceOwners.get(dev.name);
       if (owner !== undefined) fail(p('devices', j, 'name'), `duplicate device name \`${dev.name}\` (also on \`${owner}\`)`);
       deviceOwners.set(dev.name, d.name);
-      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s };
+      // The RFC's lender userspace answers a fault it has no page for with a zero page: lent memory's, so lending's alone.
+      if (dev.missing_page === 'zero' && raw.design !== 'lending') fail(p('devices', j, 'missing_page'), `a zero page for a missing page is the lender's answer (design \`lending\`, docs/designs.md §2 rule 6); this topology runs \`${raw.design ?? DEFAULT_DESIGN}\``);
+      return { kind: dev.kind, name: dev.name, bar_pages: toPages(dev.bar, p('devices', j, 'bar')), evictions_per_s: dev.evictions_per_s, ...(dev.missing_page !== undefined ? { missing_page: dev.missing_page } : {}) };
     });
     return { memoryPages, maxPages, vcpus, devices, paddrBits };
   });
@@ -376,8 +388,9 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
         return { kind: 'idle' };
       case 'render': {
         gpuBuffers(i, w);
-        const base = { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy } as const;
+        const base = { kind: 'render', buffers: w.buffers, buffer_pages: w.buffer_pages, fault_policy: w.fault_policy, ...(w.resident === true ? { resident: true as const } : {}) } as const;
         if (w.share_with === undefined) return base;
+        if (w.resident === true) fail(p('resident'), 'a compositor (`share_with`) passes each buffer on and takes it back in its round: its buffers are not resident');
         const v = byName.get(w.share_with);
         if (v === undefined) {
           fail(p('share_with'), `unknown domain \`${w.share_with}\`; domains are: ${names.join(', ')}${didYouMean(w.share_with, names.filter((n) => n !== d.name))}`);
@@ -478,6 +491,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       paddr_bits: s.paddrBits,
       ...(d.max_grant_frames !== undefined ? { max_grant_frames: d.max_grant_frames } : {}),
       ...(d.max_maptrack_frames !== undefined ? { max_maptrack_frames: d.max_maptrack_frames } : {}),
+      ...(d.passthrough !== undefined ? { passthrough: d.passthrough } : {}),
     };
   });
 

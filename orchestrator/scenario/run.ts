@@ -19,7 +19,7 @@ import type { CopySide as GuestCopySide, GuestOp, OpOutcome, Ref } from '../../d
 import { describeOutcome } from '../../domains/scenario-ops.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../../hypervisor/checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../hypervisor/xen/domain.js';
-import { gnttabSpec, p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
+import { grantLimitsOf, toolstackSpec, p2mPoolPages, p2mSpec } from '../../hypervisor/host/host.js';
 import { iomemAdd } from '../../hypervisor/xen/iomem.js';
 import { DOM, DS } from '../../hypervisor/layout/domains.js';
 import { createMachineSabs, Machine, type MachineSabs } from '../../hypervisor/xen/machine.js';
@@ -144,13 +144,14 @@ class Runner {
       transitive_revoke: t.transitive_revoke,
       // Only the slots the scenario uses: `concurrently` copies the machine per replayed order.
       max_domains: t.domains.length,
+      grant_limits: grantLimitsOf(t.domains),
       ...(t.design !== undefined ? { design: t.design } : {}),
     });
     this.m = new Machine(this.sabs);
     for (const d of t.domains) this.domid.set(d.name, d.domid);
     for (const d of specs) {
       const backend = d.backend !== undefined ? this.domid.get(d.backend) : undefined;
-      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...gnttabSpec(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
+      const id = domainCreate(this.m, { domid: d.domid, max_pages: d.max_pages, nr_vcpus: d.vcpus, ...p2mSpec(d), ...toolstackSpec(d), privileged: d.privileged, ...(backend !== undefined ? { backend } : {}) });
       if (id !== d.domid) throw new Error(`creating ${d.name}: ${id}`);
       const rc = populateRange(this.m, d.domid, 0, d.memory_pages);
       if (rc < 0) throw new Error(`populating ${d.name}: ${rc}`);
@@ -315,6 +316,10 @@ class Runner {
         return g(dom(s.domain), { op: 'write', gfn: s.gfn, offset: s.offset, width: s.width, value: s.value });
       case 'hypercall_copy':
         return g(dom(s.domain), { op: 'hypercall_copy', gfn: s.gfn, dir: s.dir, bytes: s.bytes });
+      case 'dma_read':
+        return g(dom(s.domain), { op: 'dma_read', gfn: s.gfn, offset: s.offset });
+      case 'dma_write':
+        return g(dom(s.domain), { op: 'dma_write', gfn: s.gfn, offset: s.offset, value: s.value });
       case 'iomem_permit':
         return g(dom(s.by), { op: 'iomem_permit', dom: dom(s.domain), start: s.start, count: s.count, allow: s.allow });
       case 'current_reservation':
@@ -600,10 +605,12 @@ export function matches(e: Expect, o: OpOutcome): boolean {
       return (o.kind === 'read' || o.kind === 'write') && (o.access === 'fault' || o.access === 'gp');
     case 'ioreq':
       return (o.kind === 'read' || o.kind === 'write') && o.access === 'ioreq';
+    case 'iommu_fault':
+      return (o.kind === 'read' || o.kind === 'write') && o.access === 'iommu_fault';
     case 'value':
       // A read's value — one the guest got: a faulting access gives it none — or the extents a memory_op did.
       return (
-        (o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.value === e.value) ||
+        (o.kind === 'read' && o.access !== 'fault' && o.access !== 'gp' && o.access !== 'iommu_fault' && o.value === e.value) ||
         (o.kind === 'extents' && BigInt(o.done) === e.value) ||
         (o.kind === 'pages' && BigInt(o.value) === e.value)
       );
@@ -623,8 +630,10 @@ function matchesDescribed(e: Expect, d: string): boolean {
       return /^(fault|gp)\b/.test(d);
     case 'ioreq':
       return /^ioreq\b/.test(d);
+    case 'iommu_fault':
+      return /^iommu_fault\b/.test(d);
     case 'value':
-      return (!/^(fault|gp)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d)) || d.startsWith(`${e.value} of `) || d === `${e.value} pages`;
+      return (!/^(fault|gp|iommu_fault)\b/.test(d) && new RegExp(`^\\w+ 0x${e.value.toString(16)}$`).test(d)) || d.startsWith(`${e.value} of `) || d === `${e.value} pages`;
   }
 }
 
@@ -639,6 +648,8 @@ export function expectName(e: Expect): string {
       return 'FAULT';
     case 'ioreq':
       return 'IOREQ';
+    case 'iommu_fault':
+      return 'IOMMU_FAULT';
     case 'value':
       return `0x${e.value.toString(16)}`;
   }

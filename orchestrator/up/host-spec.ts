@@ -1,5 +1,5 @@
 /** From a validated topology to what the host process boots. */
-import { gnttabSpec, type HostDomainSpec, type HostSpec } from '../../hypervisor/host/host.js';
+import { toolstackSpec, type HostDomainSpec, type HostSpec } from '../../hypervisor/host/host.js';
 import type { Topology } from '../config/topology.js';
 import { pcpusOf } from './run-flags.js';
 import { type BugSet } from '../../hypervisor/xen/buggify.js';
@@ -31,9 +31,9 @@ export function hostSpecOf(t: Topology, o: RunOptions): HostSpec {
     max_pages: d.max_pages,
     vcpus: d.vcpus,
     paddr_bits: d.paddr_bits,
-    ...gnttabSpec(d),
+    ...toolstackSpec(d),
     privileged: d.privileged,
-    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s })),
+    devices: d.devices.map((x) => ({ name: x.name, bar_pages: x.bar_pages, evictions_per_s: x.evictions_per_s, ...(x.missing_page !== undefined ? { missing_page: x.missing_page } : {}) })),
     workload: { ...d.workload },
     peers: [...(peers.get(d.domid) ?? [])],
     ...(d.backend !== undefined && byName.has(d.backend) ? { backend: byName.get(d.backend)! } : {}),

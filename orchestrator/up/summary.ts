@@ -4,8 +4,7 @@ import { fmtUs, table } from '../text.js';
 import type { HostReport } from '../../hypervisor/host/host.js';
 import { percentiles } from '../stats.js';
 
-/** Grant entries per v1 grant frame, and maptrack handles per maptrack frame (Xen: PAGE_SIZE / 8 and PAGE_SIZE / sizeof(struct grant_mapping)). */
-export const GRANTS_PER_FRAME = 512;
+/** Maptrack handles per maptrack frame (Xen: PAGE_SIZE / sizeof(struct grant_mapping)). */
 export const MAPTRACK_PER_FRAME = 256;
 
 /**
@@ -29,9 +28,12 @@ export interface Costs {
   /** Pages any domain reached without owning them at once, at most (grant, foreign, Map, lend): the memory sharing held. */
   shared_peak_pages: number;
   grant_ref_peak: number;
+  /** The most frames any grant table grew to (from 1, Xen's INITIAL_NR_GRANT_FRAMES). */
   grant_frames: number;
   maptrack_peak: number;
   maptrack_frames: number;
+  /** Grant maps refused GNTST_no_space: the mapper's maptrack was at its max_maptrack_frames. */
+  grant_no_space: number;
   /** FAULT ioreqs answered, and their round trips: how long a vCPU stayed paused on a revoked gfn. */
   faults_served: number;
   fault_us: { p50: number; p99: number };
@@ -211,6 +213,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       gpu_commands: out('commands'),
       evictions: out('evictions'),
       remaps: out('remaps'),
+      zero_pages: out('zero_pages'),
       blobs_checked: out('blobs_checked'),
       svm_jobs_checked: out('svm_jobs_checked'),
       attacks_refused: r.vcpu_results.reduce((a, v) => a + Object.entries(v.out).filter(([k]) => k.startsWith('refused_')).reduce((x, [, c]) => x + c, 0), 0),
@@ -262,9 +265,10 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
       pinned_peak_pages: n('pinned_peak'),
       shared_peak_pages: n('shared_peak'),
       grant_ref_peak: n('grant_ref_peak'),
-      grant_frames: Math.ceil(n('grant_ref_peak') / GRANTS_PER_FRAME),
+      grant_frames: n('grant_frames_peak'),
       maptrack_peak: n('maptrack_peak'),
       maptrack_frames: Math.ceil(n('maptrack_peak') / MAPTRACK_PER_FRAME),
+      grant_no_space: n('grant_no_space'),
       faults_served: n('fault_rtts'),
       fault_us: { p50: n('fault_us_p50'), p99: n('fault_us_p99') },
       evictions_refused: out('evictions_refused'),

@@ -8,7 +8,8 @@
  *
  *   store.ts  the lend records, lent counts per frame, fault owners
  *   lend.ts   lend (dm_op `map`) and reclaim (dm_op `revoke`)
- *   here      teardown, the fault path, the foreign-map refusal, the check
+ *   here      teardown, the fault path, the foreign-map refusal, the IOMMU's
+ *             exclusion, the check
  *
  * Steal and Return are not in the RFC (shared virtual memory uses lent
  * memory too): -EOPNOTSUPP, dm_op's answer to an op it does not know.
@@ -19,6 +20,9 @@ import { MAX_LENDS, P2M_TABLE_ENTRIES } from '../../layout/constants.js';
 import { entryMfn, entryOrdinal, entryType, P2M_HOLE } from '../../layout/p2m.js';
 import type { DmOpResult, MemoryDesign } from '../../xen/design.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
+import { BUGS } from '../../xen/buggify.js';
+import { iommuFlags } from '../../xen/iommu.js';
+import { DOM, PASSTHROUGH } from '../../layout/domains.js';
 import { p2mForEach, p2mGet, p2mLeafWord } from '../../xen/p2m.js';
 import { lend, livePages, reclaim, reclaimPages, storeOf } from './lend.js';
 import { LEND, LendStore } from './store.js';
@@ -57,6 +61,17 @@ function faultServer(m: Machine, d: number, gfn: number): number {
 /** Rule 3: a foreign map of a lent frame fails, whoever asks (caller holds the source's p2m lock). */
 function foreignMapRefused(m: Machine, mfn: number): boolean {
   return m.ft.isRam(mfn) && Atomics.load(storeOf(m).lent, mfn) > 0;
+}
+
+/**
+ * Rule 4: lent memory stays out of the borrower's IOMMU. An mmio_direct
+ * entry on a RAM frame is a lent page here (check() holds every one to a
+ * live lend), which the IOMMU's own tables leave out; a BAR's stays in, as
+ * Xen maps it for peer-to-peer DMA. A borrower whose IOMMU walks the p2m
+ * itself is never lent such an entry (lend refuses it).
+ */
+function iommuExcludes(m: Machine, _d: number, e: number): boolean {
+  return entryType(e) === P2M.mmio_direct && m.ft.isRam(entryMfn(e)) && !m.control.buggy(BUGS['lending-lent-in-iommu']);
 }
 
 /**
@@ -104,6 +119,10 @@ function checkRecord(m: Machine, s: LendStore, r: number, owner: Set<string>, co
     m.log.checked('records_match_frames');
     if (!m.ft.isRam(mfn) || m.ft.owner(mfn) !== lender) m.log.violated('records_match_frames', `lend ${s.at(r, LEND.ID)} (d${lender}→d${borrower}) gfn ${g}: mfn ${mfn} is not the lender's RAM`);
     else counts.set(mfn, (counts.get(mfn) ?? 0) + 1);
+    // Rule 4, through the core's IOMMU: the borrower's device reaches no lent page.
+    if (m.dom.at(borrower, DOM.PASSTHROUGH) === PASSTHROUGH.disabled) continue;
+    m.log.checked('isolation');
+    if (iommuFlags(m, borrower, g) !== 0) m.log.violated('isolation', `lend ${s.at(r, LEND.ID)} (d${lender}→d${borrower}) gfn ${g}: the lent page is in the borrower's IOMMU`);
   }
 }
 
@@ -117,6 +136,7 @@ export const lending: MemoryDesign = {
   domainDying,
   faultServer,
   foreignMapRefused,
+  iommuExcludes,
   check,
   liveRecords: (m) => storeOf(m).liveCount(),
 };

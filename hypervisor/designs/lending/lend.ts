@@ -9,7 +9,7 @@ import { EINVAL, EEXIST, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno
 import { P2M, type P2mType } from '../../public/types.js';
 import { MAX_LENDS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { designRegionView } from '../../xen/record-table.js';
-import { DOM, DS } from '../../layout/domains.js';
+import { DOM, DS, PASSTHROUGH } from '../../layout/domains.js';
 import { entryMfn, entryOrdinal, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { PRIM } from '../../layout/trace.js';
 import { REACH } from '../../layout/reach.js';
@@ -65,6 +65,9 @@ function lendUntraced(m: Machine, lender: number, a: MapArgs): DmOpResult {
   const type = a.type ?? P2M.mmio_direct;
   // Lent memory is the lender's RAM: a BAR is not lent (its device is the lender's own).
   if ((type !== P2M.mmio_direct && type !== P2M.mmio_dm) || a.source.kind !== 'ram') return fail(-EINVAL);
+  // Rule 4: an IOMMU that walks the borrower's EPT (share_pt) reaches every entry its vCPUs reach directly, so such a
+  // borrower is lent memory only as an emulated BAR (mmio_dm: no EPT permission, reached through the lender's server).
+  if (type === P2M.mmio_direct && m.dom.at(a.fe, DOM.PASSTHROUGH) === PASSTHROUGH.share_pt) return fail(-EINVAL);
   m.lock(GLOBAL_LOCK.REGISTRY, 'lending.lend');
   const unlock = lockPair(m, lender, a.fe, 'lending.lend');
   try {

@@ -10,6 +10,7 @@ import { domainDestroy } from '../../xen/domain.js';
 import { bufferCopy, foreignMap } from '../../xen/memory.js';
 import { p2mGet } from '../../xen/p2m.js';
 import type { Machine } from '../../xen/machine.js';
+import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
 import { storeOf } from './lend.js';
 
 // d0 dom0 (privileged); d1 the lender, d2's device model; d2 the borrower.
@@ -74,6 +75,17 @@ describe('design lending', () => {
     for (let d = m.nd - 1; d >= 0; d--) if (m.dom.state(d) !== DS.FREE) expect(domainDestroy(m, d)).toBe(0);
     expect(checkNoLeaks(m)).toBe(true);
     expect(m.log.records()).toEqual([]);
+  });
+
+  it('keeps lent pages out of the borrower IOMMU (rule 4); the check catches an IOMMU that maps them', () => {
+    for (const bugs of [undefined, 'lending-lent-in-iommu']) {
+      const m = testMachine({ design: 'lending', domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64 }, { memory_pages: 64, backend: 1, passthrough: 'sync_pt' }], ...(bugs !== undefined ? { bugs } : {}) });
+      expect(designOf(m).map(m, 1, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+      expect(iommuFlags(m, 2, 100)).toBe(bugs === undefined ? 0 : IOMMUF.readable | IOMMUF.writable);
+      expect(iommuFlags(m, 2, 4)).toBe(IOMMUF.readable | IOMMUF.writable); // its own RAM stays in
+      checkQuiescent(m);
+      expect(m.log.records().map((v) => v.invariant)).toEqual(bugs === undefined ? [] : ['isolation']);
+    }
   });
 
   it('the check catches a lent count that lies (the foreign-map refusal depends on it)', () => {

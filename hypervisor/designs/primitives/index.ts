@@ -34,6 +34,8 @@ export const primitives: MemoryDesign = {
   faultServer,
   // The seed's Map of RAM leaves the frame foreign-mappable by dom0 (docs/semantics.md §4).
   foreignMapRefused: () => false,
+  // The seed says nothing of IOMMUs: a Map'd page is mmio_direct, which Xen's IOMMU maps (p2m_get_iommu_flags).
+  iommuExcludes: () => false,
   check: checkMappings,
   liveRecords: (m) => registryOf(m).activeCount(),
 };

@@ -9,7 +9,7 @@
  * then it unlinks the page from the owner under page_alloc_lock.
  */
 import { REACH } from '../../layout/reach.js';
-import { NR_GRANT_ENTRIES } from '../../layout/constants.js';
+import { nrGrantEntries } from '../../xen/grant-table.js';
 import { BUGS } from '../../xen/buggify.js';
 import { hookPoint } from '../../xen/hooks.js';
 import { DOM } from '../../layout/domains.js';
@@ -70,7 +70,7 @@ function dmStealUntraced(m: Machine, be: number, a: StealArgs): DmOpResult {
 
 function grantedFrames(m: Machine, fe: number): Set<number> {
   const out = new Set<number>();
-  for (let ref = 0; ref < NR_GRANT_ENTRIES; ref++) {
+  for (let ref = 0, n = nrGrantEntries(m, fe); ref < n; ref++) {
     const i = m.grants.sharedIdx(fe, ref);
     // Read once; a grant the guest writes after this is "after" the Steal
     // and fails at map time because the gfn is no longer RAM.
