@@ -14,6 +14,9 @@ export default defineConfig({
     // own: one file at a time keeps the runs meaningful (and the suite ~4 min).
     maxWorkers: 1,
     fileParallelism: false,
+    // The scenario command collects between scenarios when it may (orchestrator/scenario/command.ts GC_EVERY):
+    // 165 scenarios' machines, shared memory V8 is slow to free, otherwise grew the worker past 8 GiB.
+    execArgv: ['--expose-gc'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     env: { XGSIM_RUNS_DIR: runsDir },
