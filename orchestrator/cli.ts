@@ -380,7 +380,7 @@ program
   .option('--strategy <s>', 'random (a random walk), pct (priorities with change points) or mixed (each seed picks)', 'mixed')
   .option('--no-chaos', 'no nemeses (default: each nemesis on or off per seed, BUGGIFY-style)')
   .option('--full-mix', 'every behaviour and attack the topology lists, every seed (default: swarm testing, each seed draws a subset per domain; docs/verification.md)')
-  .option('--no-liveness', 'no quiet tail and no liveness checks (default: 2000 decisions after --steps with every nemesis stopped; every vCPU must progress, every ioreq be answered)')
+  .option('--no-liveness', 'no quiet tail and no liveness checks (default: 2000 decisions after --steps with every nemesis stopped; every vCPU must progress, every ioreq be answered, every posted write be consumed)')
   .option('--check-determinism', 'run twice and compare the hashes (exit 1 if they differ)')
   .option('--shrink', 'shrink the (first) failing run — fewer steps, nemeses, vCPUs — and write it as a replay file')
   .option('--write <file>', 'where --shrink writes the replay file (default xgsim-runs/sim-seed-<n>.yaml)')

@@ -94,6 +94,8 @@ export function makeServerEnd(m: Machine, owner: number): IoreqServerEnd {
     const posted: IoreqRequest[] = [];
     for (const req of fresh) {
       if (req.buffered === true) {
+        // The injected stall: taken from the ring, never applied, its place never freed.
+        if ((nem & NEMESIS_IOREQ.SKIP_BUFFERED) !== 0) continue;
         posted.push(req);
         if ((nem & NEMESIS_IOREQ.DUPLICATE) !== 0 && random() < NEMESIS_P) {
           later.push({ ...req });

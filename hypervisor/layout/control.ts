@@ -92,11 +92,15 @@ export function atomicMax(w: Int32Array, i: number, v: number): void {
 
 /** Bits of CTL.IOREQ_NEMESIS. */
 /**
- * LOSE_FAULT: an injected stall no nemesis plan draws (the simulator's test
- * option `stall`, docs/verification.md §1): the device model's end loses its
- * answers to FAULT ioreqs, and the faulting vCPU waits for ever.
+ * LOSE_FAULT and SKIP_BUFFERED: injected stalls no nemesis plan draws (the
+ * simulator's test option `stall`, docs/verification.md §1). LOSE_FAULT:
+ * the device model's end loses its answers to FAULT ioreqs, and the
+ * faulting vCPU waits for ever. SKIP_BUFFERED: the end hands the device
+ * model no buffered ioreq (one that stopped consuming its buffered rings):
+ * their places are never freed, and once a ring is full the writes go the
+ * synchronous way, so nothing but liveness sees it.
  */
-export const NEMESIS_IOREQ = { DELAY: 1, DUPLICATE: 2, DROP: 4, REORDER: 8, LOSE_FAULT: 16 } as const;
+export const NEMESIS_IOREQ = { DELAY: 1, DUPLICATE: 2, DROP: 4, REORDER: 8, LOSE_FAULT: 16, SKIP_BUFFERED: 32 } as const;
 
 export class ControlRegion {
   readonly w: Int32Array;

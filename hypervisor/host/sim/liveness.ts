@@ -13,6 +13,10 @@
  *  - every ioreq it had in flight at the half (a FAULT among them) was
  *    answered and reached NONE (Xen's wait in hvm_wait_for_io has no
  *    timeout: an ioreq never answered is a vCPU hung for ever);
+ *  - every buffered ioreq posted before the half was consumed by its
+ *    server (the ring's READ reached the half's WRITE): a posted write is
+ *    answered by nobody, and a device model that stops taking them hangs
+ *    nobody either — the ring fills and the writes go the synchronous way;
  *  - every Revoke of the tail returned within its bound
  *    (TLB_SHOOTDOWN_BOUND_MS: a shootdown waits at most that long).
  * A run that fails one of these fails with `liveness: …`, not `stuck`.
@@ -23,8 +27,9 @@
  * of its own, and one that did not by LIVENESS_STRETCH_HALVES makes the
  * run `stuck` (docs/verification.md §1).
  */
-import { TLB_SHOOTDOWN_BOUND_MS } from '../../layout/constants.js';
+import { MAX_IOREQ_SERVERS_PER_DOMAIN, TLB_SHOOTDOWN_BOUND_MS } from '../../layout/constants.js';
 import { IOS } from '../../layout/ioreq-slots.js';
+import { BUF } from '../../layout/ioreq.js';
 import { VC } from '../../layout/vcpus.js';
 import { DS } from '../../layout/domains.js';
 import { IOREQ_STATE, IOREQ_TYPE } from '../../public/ioreq.js';
@@ -62,10 +67,18 @@ interface Snapshot {
   state: number;
 }
 
+/** A buffered ring at the half: its domain, server, and the position its vCPUs had posted up to. */
+interface RingSnapshot {
+  d: number;
+  s: number;
+  write: number;
+}
+
 export class Liveness {
   private quiet = false;
   private quietAt_us = 0;
   private snap: Snapshot[] | undefined;
+  private rings: RingSnapshot[] = [];
   private revokesAtQuiet: number[] = [];
   /** The last decision of the tail, once its half is reached. */
   private endStep = Infinity;
@@ -123,6 +136,11 @@ export class Liveness {
       const i = this.m.ios.idx(a.slot);
       return { completed: a.completed(), seq: Atomics.load(s, i + IOS.SEQ), state: Atomics.load(s, i + IOS.STATE) };
     });
+    const io = this.m.ioreq;
+    this.rings = [];
+    for (let d = 0; d < this.m.nd; d++) {
+      for (let k = 0; k < MAX_IOREQ_SERVERS_PER_DOMAIN; k++) if (io.active(d, k) && io.bufioreq(d, k)) this.rings.push({ d, s: k, write: Atomics.load(io.buf, io.bufIdx(d, k) + BUF.WRITE) });
+    }
     this.endStep = steps + this.half;
     this.snapStep = this.countedAt = steps;
     this.capStep = steps + LIVENESS_STRETCH_HALVES * this.half;
@@ -155,8 +173,8 @@ export class Liveness {
       unanswered ||= this.unanswered(k);
       if (a.completed() === this.snap![k]!.completed) need = Math.max(need, this.half - this.own(k));
     });
-    // An ioreq unanswered for the whole half fails the run whatever the stretch shows (the device model is never held).
-    if (need <= 0 || unanswered) return;
+    // An ioreq unanswered, or a ring not drained, for the whole half fails the run whatever the stretch shows (the device model is never held).
+    if (need <= 0 || unanswered || this.undrained().length > 0) return;
     this.endStep = Math.min(this.capStep, steps + need);
     sim.o.max_steps = this.endStep;
   }
@@ -176,6 +194,19 @@ export class Liveness {
   private unanswered(k: number): boolean {
     const was = this.snap![k]!;
     return was.state !== IOREQ_STATE.NONE && this.awaitsAnswer(k) && Atomics.load(this.m.ios.slots, this.m.ios.idx(this.actors[k]!.slot) + IOS.SEQ) === was.seq;
+  }
+
+  /**
+   * The buffered rings whose server has not consumed what was posted before
+   * the half (READ short of the half's WRITE), of domains still running
+   * and servers still there (a server made again starts empty).
+   */
+  private undrained(): Array<RingSnapshot & { read: number }> {
+    const io = this.m.ioreq;
+    return this.rings
+      .filter((r) => this.m.dom.state(r.d) === DS.RUNNING && io.active(r.d, r.s) && io.bufioreq(r.d, r.s))
+      .map((r) => ({ ...r, read: Atomics.load(io.buf, io.bufIdx(r.d, r.s) + BUF.READ) }))
+      .filter((r) => ((r.read - r.write) | 0) < 0);
   }
 
   private judged(a: LiveActor, k: number): boolean {
@@ -213,6 +244,11 @@ export class Liveness {
       const late = a.revokes().slice(this.revokesAtQuiet[k] ?? 0).find((us) => us > TLB_SHOOTDOWN_BOUND_MS * 1000);
       if (late !== undefined) out.push(`liveness: a Revoke by ${a.name} took ${Math.round(late)} µs, above its bound of ${TLB_SHOOTDOWN_BOUND_MS} ms`);
     });
+    // Posted writes are answered by nobody: the ring's READ reaching what was posted before the half is their answer.
+    for (const r of this.undrained()) {
+      const who = this.actors.find((a) => a.domid === r.d)?.name.split('/')[0] ?? `d${r.d}`;
+      out.push(`liveness: ${who}'s buffered ioreqs before position ${r.write} not consumed by its server ${r.s} in the last ${decisions} decisions of the quiet tail (read at ${r.read})`);
+    }
     const failures = [...out, ...stalled];
     if (failures.length === 0 && unjudged.length > 0) this.inconclusive = `liveness could not judge ${unjudged.join(', ')} (one thread: a frame resumes only after those above it)`;
     if (process.env['XGSIM_LIVENESS_DUMP'] === '1' && (failures.length > 0 || unjudged.length > 0)) this.dump();
@@ -234,6 +270,7 @@ export class Liveness {
         if (w.site !== undefined) lines.push(...w.site.split('\n').slice(1, 12).map((l) => `  ${l.trim()}`));
       }
     });
+    for (const r of this.rings) lines.push(`d${r.d} server ${r.s}'s buffered ring: write ${r.write} at the snapshot, read ${Atomics.load(m.ioreq.buf, m.ioreq.bufIdx(r.d, r.s) + BUF.READ)} now`);
     process.stderr.write(`${lines.join('\n')}\n`);
   }
 }

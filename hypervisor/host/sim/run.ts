@@ -85,12 +85,14 @@ export interface SimOptions {
    */
   swarm?: boolean | SwarmDraw;
   /**
-   * An injected stall, for the liveness test (no nemesis plan draws it):
-   * from the start, the device model's end loses its answers to FAULTs
-   * (NEMESIS_IOREQ.LOSE_FAULT). The tail stops it, but a vCPU whose FAULT
-   * was lost waits for ever.
+   * An injected stall, for the liveness tests (no nemesis plan draws it),
+   * from the start: 'lose-fault-answers', the device model's end loses its
+   * answers to FAULTs (NEMESIS_IOREQ.LOSE_FAULT; the tail stops it, but a
+   * vCPU whose FAULT was lost waits for ever); 'skip-buffered', it hands
+   * the device model no buffered ioreq (NEMESIS_IOREQ.SKIP_BUFFERED; the
+   * tail keeps it: a broken device model, not a nemesis).
    */
-  stall?: 'lose-fault-answers';
+  stall?: 'lose-fault-answers' | 'skip-buffered';
   /** The cost model (cost-model.ts; default the flat one). */
   cost?: CostModel;
   /**
@@ -193,6 +195,7 @@ export async function runSim(fullSpec: HostSpec, o: SimOptions): Promise<SimResu
     if (tail > 0) sim.accessPointsUntil = Math.max(0, horizon - ACCESS_POINTS_MARGIN_STEPS);
     for (const a of actors) if (!actors.some((b) => b.serves && b.domid === a.domid)) sim.armAccessPoints(a.cpu.mmu);
     if (o.stall === 'lose-fault-answers') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.LOSE_FAULT);
+    if (o.stall === 'skip-buffered') Atomics.or(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.SKIP_BUFFERED);
     if (o.exclude !== undefined) for (const i of o.exclude) sim.excluded.add(i);
     // The tail starts at the horizon: a replay cut at its failing step (--steps k --horizon n) is the longer
     // run up to k, and a tail begun at k would stop its nemeses there, which the longer run did not.
@@ -432,7 +435,8 @@ function quiesce(m: Host['m'], actors: Actor[]): void {
   const store = new Int32Array(m.sabs.store);
   for (const a of actors) a.hungUntil_us = 0;
   for (let d = 0; d < m.nd; d++) Atomics.store(store, xsKey(d, XS_KEY.DM_RETRY_STORM), 0);
-  Atomics.store(m.control.w, CTL.IOREQ_NEMESIS, 0);
+  // A device model that stopped consuming its buffered rings is broken, not struck: it stays so.
+  Atomics.and(m.control.w, CTL.IOREQ_NEMESIS, NEMESIS_IOREQ.SKIP_BUFFERED);
 }
 
 /** on_crash=destroy: the toolstack reaps crashed guests once their vCPUs are off. */

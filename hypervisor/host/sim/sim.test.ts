@@ -99,6 +99,20 @@ describe('deterministic simulation', () => {
     expect(clean.tail_steps).toBeGreaterThan(0);
   });
 
+  it('liveness mode: a device model that stops consuming its buffered rings passes every safety check and fails liveness', async () => {
+    const seed = testSeed('liveness mode: a device model that stops consuming its buffered rings');
+    const stall = { stall: 'skip-buffered', chaos: false, steps: 2000, strategy: 'random' } as const;
+    // Without the quiet tail nothing is wrong: once a ring is full the doorbells go the synchronous way, and every command runs.
+    const blind = await sim(seed, '', { ...stall, liveness: false });
+    expect(blind.verdict, `seed ${seed}: ${blind.errors[0] ?? blind.violations[0]?.text ?? ''}`).toBe('pass');
+    expect(blind.report.stats['bufioreqs'] ?? 0).toBeGreaterThan(0);
+    const r = await sim(seed, '', stall);
+    expect(r.verdict).toBe('fail');
+    expect(r.violations).toEqual([]);
+    expect(r.errors.length).toBeGreaterThan(0);
+    expect(r.errors.every((e) => /^liveness: \S+'s buffered ioreqs before position \d+ not consumed by its server \d+ /.test(e)), r.errors.join('\n')).toBe(true);
+  });
+
   it('swarm: a bug only the adversary\'s steal-reuse reaches is found in the seeds that draw it, and a recorded draw replays', async () => {
     // steal-record-by-gfn is reachable only through steal-reuse (docs/fidelity.md): each seed draws it with even odds.
     const bug = 'steal-record-by-gfn';
