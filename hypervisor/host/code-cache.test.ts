@@ -10,7 +10,7 @@ const bundle = fileURLToPath(distModule('bundle/vcpu-worker', '.cjs'));
 describe('the vCPU bundle’s code cache', () => {
   it('is accepted by this Node: the build made it from the bundle as it is', () => {
     // In a plain node, as xgsim runs: V8 checks its flags against the cache's,
-    // and the test workers run with --expose-gc (vitest.config.ts).
+    // and a test worker's flags need not be xgsim's.
     const probe = `const { loadCjs } = await import(${JSON.stringify(distModule('hypervisor/host/code-cache', '.js'))}); const fs = await import('node:fs');
 const r = loadCjs(${JSON.stringify(bundle)}, fs.readFileSync(${JSON.stringify(`${bundle}.cache`)}));
 console.log(JSON.stringify({ rejected: r.rejected, exports: typeof r.exports.default }));`;

@@ -7,7 +7,7 @@
 import '../designs/index.js';
 import { execGuestOp, type GuestOp, type OpOutcome } from '../../domains/scenario-ops.js';
 import { DS } from '../layout/domains.js';
-import { attachMachine, type MachineSabs } from '../xen/machine.js';
+import { attachMachine, type Machine, type MachineSabs } from '../xen/machine.js';
 import { VcpuContext } from '../xen/guest-cpu.js';
 import { ESRCH } from '../public/errno.js';
 
@@ -42,7 +42,10 @@ export function runOnVcpu(cpu: VcpuContext, op: GuestOp, names: Map<string, numb
   }
 }
 
-const contexts = new Map<string, VcpuContext>();
+// The contexts of the machine this thread last served (a scenario's
+// `concurrently` steps reuse them). Only that machine's: a map of every slot's
+// last context kept earlier scenarios' machines alive in this thread.
+let current: { m: Machine; contexts: Map<string, VcpuContext> } | undefined;
 
 export default function runScenarioThread(raw: unknown): ScenarioThreadResult {
   const t = raw as ScenarioThreadTask;
@@ -55,10 +58,12 @@ export default function runScenarioThread(raw: unknown): ScenarioThreadResult {
     /* spin: the threads start together */
   }
   const outcomes: OpOutcome[] = [];
+  if (current?.m !== m) current = { m, contexts: new Map() };
+  const { contexts } = current;
   for (const x of t.ops) {
     const key = `${x.slot}:${x.domid}`;
     let cpu = contexts.get(key);
-    if (cpu === undefined || cpu.m !== m) {
+    if (cpu === undefined) {
       cpu = new VcpuContext(m, { domid: x.domid, vcpu: 0, slot: x.slot, memory_pages: 0, seed: t.seed + x.slot });
       contexts.set(key, cpu);
     }

@@ -69,25 +69,18 @@ export async function scenarioCommand(files: string[], o: ScenarioCmdOptions): P
   return { results, exitCode: scenarioExitCode(results) };
 }
 
-/** Scenarios between two collections, where the process exposes gc (runAll). */
-const GC_EVERY = 10;
-
 async function runAll(loaded: Array<[string, Scenario]>, replays: string[], o: ScenarioCmdOptions, show: (r: ScenarioResult) => void): Promise<ScenarioResult[]> {
   const threads = loaded.reduce((n, [, s]) => Math.max(n, maxThreads(s.steps)), 0);
   const pool: Piscina | undefined = threads > 0 ? newScenarioPool(threads) : undefined;
   const seed = o.seed ?? 1;
   const results: ScenarioResult[] = [];
   try {
-    for (const [k, [file, sc]] of loaded.entries()) {
+    for (const [file, sc] of loaded) {
       const own = o.ownBug === true && sc.buggify !== undefined ? bugSetOf([sc.buggify]) : NO_BUGS;
       const t0 = performance.now();
       const r = await runScenario(file, sc, { buggify: unionBugs(o.buggify, own), seed: sc.seed ?? seed, ...(pool !== undefined ? { pool } : {}) });
       results.push({ ...r, time_ms: performance.now() - t0 });
       show(r);
-      // Each scenario's machine is tens of MiB of shared memory that V8 counts
-      // little towards collecting: a long list grew one process past 8 GiB.
-      // Where the process allows it (--expose-gc: the tests), collect now.
-      if (k % GC_EVERY === GC_EVERY - 1) (globalThis as { gc?: () => void }).gc?.();
     }
     for (const file of replays) {
       const t0 = performance.now();

@@ -121,6 +121,8 @@ class Runner {
   /** The vCPU offset `on_hook` steps run on: one past the `concurrently` threads' (0 when the scenario has none). */
   private readonly hookOffset: number;
   private pool: Piscina | undefined;
+  /** Machine copies for `concurrently`'s snapshots and the explainer, recycled (Copies). */
+  private readonly copies = new Copies();
   private readonly ownPool: boolean;
 
   constructor(
@@ -349,7 +351,7 @@ class Runner {
     this.pool ??= newScenarioPool(this.threads);
     for (let rep = 0; rep < step.repeat; rep++) {
       const plans = step.threads.map((list) => list.map((s) => this.leaf(s)));
-      const snapshot = cloneSabs(this.sabs);
+      const snapshot = this.copies.copy(this.sabs);
       const namesBefore = new Map(this.names);
       const gate = new SharedArrayBuffer(8);
       const tasks = plans.map((list, t) => {
@@ -366,13 +368,13 @@ class Runner {
       const results = await Promise.all(tasks);
       const observed = results.map((r) => r.outcomes.map(describeOutcome));
       for (const r of results) for (const [k, v] of r.names) if (!namesBefore.has(k) || namesBefore.get(k) !== v) this.names.set(k, v);
-      if (!explainable(snapshot, plans, observed, namesBefore, this.o.seed)) {
+      if (!explainable(this.copies, snapshot, plans, observed, namesBefore, this.o.seed)) {
         const seen = observed.map((o) => `[${o.join(', ')}]`).join(' ');
         throw new StepFailure(step.line, 'an outcome some sequential order allows', seen, `line ${step.line}: concurrently (repetition ${rep + 1}): outcomes ${seen} are not those of any sequential order`);
       }
       // An `expect` inside `concurrently` must be what some order gives
       // (checked on the first repetition, where the orders are few enough).
-      const possible = rep === 0 ? possibleOutcomes(snapshot, plans, namesBefore, this.o.seed, EXPECT_CHECK_ORDERS) : undefined;
+      const possible = rep === 0 ? possibleOutcomes(this.copies, snapshot, plans, namesBefore, this.o.seed, EXPECT_CHECK_ORDERS) : undefined;
       if (possible !== undefined) {
         step.threads.forEach((list, t) =>
           list.forEach((s, k) => {
@@ -384,6 +386,7 @@ class Runner {
           }),
         );
       }
+      this.copies.give(snapshot);
     }
   }
 
@@ -442,31 +445,57 @@ function ioreqStore(m: Machine, p: Extract<Plan, { kind: 'ioreq-store' }>): numb
   return -ENOENT;
 }
 
-export function cloneSabs(s: MachineSabs): MachineSabs {
-  const copy = (b: SharedArrayBuffer): SharedArrayBuffer => {
-    const n = new SharedArrayBuffer(b.byteLength);
+/** `s` copied byte for byte into `into`'s buffers (a machine of the same config), or into new ones. */
+function copySabs(s: MachineSabs, into: MachineSabs | undefined): MachineSabs {
+  const copy = (b: SharedArrayBuffer, to: SharedArrayBuffer | undefined): SharedArrayBuffer => {
+    const n = to ?? new SharedArrayBuffer(b.byteLength);
+    if (n.byteLength !== b.byteLength) throw new Error('copySabs: machines of different sizes');
     new Uint8Array(n).set(new Uint8Array(b));
     return n;
   };
   return {
     config: s.config,
-    control: copy(s.control),
-    frames: copy(s.frames),
-    frametable: copy(s.frametable),
-    heap: copy(s.heap),
-    domains: copy(s.domains),
-    p2m: copy(s.p2m),
-    grants: copy(s.grants),
-    vcpus: copy(s.vcpus),
-    locks: copy(s.locks),
-    log: copy(s.log),
-    store: copy(s.store),
-    design: copy(s.design),
-    ioreq: copy(s.ioreq),
-    ioreqSlots: copy(s.ioreqSlots),
-    reach: copy(s.reach),
-    bars: s.bars.map((b) => ({ ...b, sab: copy(b.sab) })),
+    control: copy(s.control, into?.control),
+    frames: copy(s.frames, into?.frames),
+    frametable: copy(s.frametable, into?.frametable),
+    heap: copy(s.heap, into?.heap),
+    domains: copy(s.domains, into?.domains),
+    p2m: copy(s.p2m, into?.p2m),
+    grants: copy(s.grants, into?.grants),
+    vcpus: copy(s.vcpus, into?.vcpus),
+    locks: copy(s.locks, into?.locks),
+    log: copy(s.log, into?.log),
+    store: copy(s.store, into?.store),
+    design: copy(s.design, into?.design),
+    ioreq: copy(s.ioreq, into?.ioreq),
+    ioreqSlots: copy(s.ioreqSlots, into?.ioreqSlots),
+    reach: copy(s.reach, into?.reach),
+    bars: s.bars.map((b, k) => ({ ...b, sab: copy(b.sab, into?.bars[k]?.sab) })),
   };
+}
+
+/**
+ * A scenario's machine copies (the snapshots and the explainer's branches),
+ * recycled: the explainer tries many orders, each on a copy of an 11 MB
+ * machine, and V8 collects shared memory late — adversary-fault-storm (3
+ * threads × 20 repetitions) allocated 260 copies, and with them the scenario
+ * list grew its process past 8 GB (2026-12-07). A copy no longer looked at
+ * is given back and overwritten by the next.
+ */
+class Copies {
+  private readonly free: MachineSabs[] = [];
+  /** Buffers holding `s`'s memory, byte for byte. */
+  copy(s: MachineSabs): MachineSabs {
+    return copySabs(s, this.free.pop());
+  }
+  /** A machine whose memory is `s`'s. */
+  take(s: MachineSabs): Machine {
+    return new Machine(this.copy(s));
+  }
+  /** `s` will not be looked at again: its buffers go to the next copy. */
+  give(s: MachineSabs): void {
+    this.free.push(s);
+  }
 }
 
 /**
@@ -499,8 +528,8 @@ class Branch {
   ) {
     this.ctxs = Array.from({ length: threads }, (_, t) => new Contexts(m, 1 + t, seed));
   }
-  fork(seed: number): Branch {
-    return new Branch(new Machine(cloneSabs(this.m.sabs)), this.ctxs.length, seed, new Map(this.names), new Map([...this.held].map(([k, v]) => [k, [...v]])));
+  fork(copies: Copies, seed: number): Branch {
+    return new Branch(copies.take(this.m.sabs), this.ctxs.length, seed, new Map(this.names), new Map([...this.held].map(([k, v]) => [k, [...v]])));
   }
 }
 
@@ -550,7 +579,7 @@ function holdBufferPages(m: Machine, d: number, gfn: number, bytes: number, dir:
  * the snapshot, cloning only where the search branches and abandoning an
  * order at its first mismatch.
  */
-function explainable(snapshot: MachineSabs, plans: Plan[][], observed: string[][], names: Map<string, number>, seed: number): boolean {
+function explainable(copies: Copies, snapshot: MachineSabs, plans: Plan[][], observed: string[][], names: Map<string, number>, seed: number): boolean {
   const evs = plans.map(events);
   const pos = evs.map(() => 0);
   const go = (b: Branch): boolean => {
@@ -558,35 +587,43 @@ function explainable(snapshot: MachineSabs, plans: Plan[][], observed: string[][
     if (ready.length === 0) return true;
     for (let k = 0; k < ready.length; k++) {
       const t = ready[k]!;
-      const next = k === ready.length - 1 ? b : b.fork(seed);
+      const next = k === ready.length - 1 ? b : b.fork(copies, seed);
       const e = evs[t]![pos[t]!]!;
       const o = applyEvent(next, t, e);
-      if (o !== undefined && o !== observed[t]![e.step]) continue;
-      pos[t]!++;
-      const ok = go(next);
-      pos[t]!--;
+      let ok = false;
+      if (o === undefined || o === observed[t]![e.step]) {
+        pos[t]!++;
+        ok = go(next);
+        pos[t]!--;
+      }
+      // Found or not, the copy made for this order is never looked at again (`b` is the caller's to give).
+      if (next !== b) copies.give(next.m.sabs);
       if (ok) return true;
     }
     return false;
   };
-  return go(new Branch(new Machine(cloneSabs(snapshot)), plans.length, seed, new Map(names), new Map()));
+  const root = new Branch(copies.take(snapshot), plans.length, seed, new Map(names), new Map());
+  const ok = go(root);
+  copies.give(root.m.sabs);
+  return ok;
 }
 
 /** Every outcome each step can have over all interleavings (bounded; for checking `expect`s). */
-function possibleOutcomes(snapshot: MachineSabs, plans: Plan[][], names: Map<string, number>, seed: number, limit: number): Array<Array<Set<string>>> | undefined {
+function possibleOutcomes(copies: Copies, snapshot: MachineSabs, plans: Plan[][], names: Map<string, number>, seed: number, limit: number): Array<Array<Set<string>>> | undefined {
   const evs = plans.map(events);
   const possible = plans.map((l) => l.map(() => new Set<string>()));
   let n = 0;
   // Each list's events named by its thread index: a merge of them is an order of threads.
   for (const order of interleavings(evs.map((l, t) => l.map(() => t)))) {
     if (++n > limit) return undefined;
-    const b = new Branch(new Machine(cloneSabs(snapshot)), plans.length, seed, new Map(names), new Map());
+    const b = new Branch(copies.take(snapshot), plans.length, seed, new Map(names), new Map());
     const pos = evs.map(() => 0);
     for (const t of order) {
       const e = evs[t]![pos[t]!++]!;
       const o = applyEvent(b, t, e);
       if (o !== undefined) possible[t]![e.step]!.add(o);
     }
+    copies.give(b.m.sabs);
   }
   return possible;
 }
