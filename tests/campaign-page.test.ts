@@ -29,6 +29,7 @@ function dumpDom(html: string): string {
   const profile = tmp();
   try {
     const r = spawnSync(CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', `--user-data-dir=${profile}`, '--virtual-time-budget=1000', '--dump-dom', pathToFileURL(html).href], { encoding: 'utf8', timeout: 90_000, maxBuffer: 64 * 1024 * 1024 });
+    if (r.error !== undefined) throw new Error(`${CHROMIUM} could not run (${r.error.message}): the campaign page must be checked in a real browser`);
     if (r.status !== 0 || r.stdout.trim() === '') throw new Error(`chromium exited ${r.status ?? r.signal}: ${r.stderr.slice(-2000)}`);
     return r.stdout;
   } finally {
