@@ -9,7 +9,7 @@
 import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { KIND, REC, Registry, STOLEN } from './registry.js';
-import { BUG_ON } from '../../layout/region.js';
+import { BUG } from '../../layout/region.js';
 import type { DmOpResult } from '../../xen/design.js';
 import { type Machine } from '../../xen/machine.js';
 import { designRegionView } from '../../xen/record-table.js';
@@ -142,7 +142,7 @@ export function stealOf(m: Machine, mfn: number): { r: number; i: number; fe: nu
   if (from === 0 || reg.stolen[k + STOLEN.FREES] !== m.ft.frees(mfn)) return undefined;
   const r = reg.stolen[k + STOLEN.REC]! - 1;
   const i = reg.stolen[k + STOLEN.IDX]!;
-  BUG_ON(reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.FRONTEND) !== from - 1 || !reg.live(r, i), `stolen mfn ${mfn}: its Steal record ${r} page ${i} is not live`);
+  if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.FRONTEND) !== from - 1 || !reg.live(r, i)) BUG(`stolen mfn ${mfn}: its Steal record ${r} page ${i} is not live`);
   return { r, i, fe: from - 1 };
 }
 
@@ -154,7 +154,7 @@ export function holdStolen(m: Machine, mfn: number, fe: number, r: number, i: nu
     // An earlier Steal of this frame: it was freed since (a held frame is
     // the backend's, not a frontend's RAM that Steal could take), so that
     // Steal is over; its page ends before this one takes the entry.
-    BUG_ON(reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn), `mfn ${mfn} stolen twice without a free`);
+    if (reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn)) BUG(`mfn ${mfn} stolen twice without a free`);
     endStealPage(m, reg.stolen[k + STOLEN.REC]! - 1, reg.stolen[k + STOLEN.IDX]!);
   }
   reg.stolen[k + STOLEN.FROM] = fe + 1;
@@ -171,7 +171,7 @@ export function releaseStolen(m: Machine, mfn: number): void {
 /** Ends page i of Steal record r (the record too, with its last page). Registry lock held. */
 function endStealPage(m: Machine, r: number, i: number): void {
   const reg = registryOf(m);
-  BUG_ON(!reg.live(r, i), `Steal record ${r} page ${i} ended twice`);
+  if (!reg.live(r, i)) BUG(`Steal record ${r} page ${i} ended twice`);
   reg.setLive(r, i, false);
   reg.set(r, REC.LIVE, reg.at(r, REC.LIVE) - 1);
   if (reg.at(r, REC.LIVE) === 0) {

@@ -7,7 +7,7 @@ import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { KIND, REC } from './registry.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { reapSteals, registryOf } from './common.js';
-import { BUG_ON } from '../../layout/region.js';
+import { BUG } from '../../layout/region.js';
 import { allLive, revokeRecord } from './revoke.js';
 
 
@@ -31,7 +31,7 @@ export function registryDomainDying(m: Machine, d: number): void {
     reapSteals(m, (r) => reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d);
     for (let r = 0; r < MAX_MAPPINGS; r++) {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL) continue;
-      BUG_ON(reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d, `d${d} dying: Steal record ${r} outlived its pages`);
+      if (reg.at(r, REC.FRONTEND) === d || reg.at(r, REC.BACKEND) === d) BUG(`d${d} dying: Steal record ${r} outlived its pages`);
     }
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);
