@@ -23,6 +23,9 @@ export function checkMappings(m: Machine): void {
   try {
     checkRecordsMatchFrames(m);
     const reg = registryOf(m);
+    // The look-ups' index against the records it is derived from (registry.ts).
+    m.log.checked('records_match_frames');
+    for (const p of reg.checkIndex()) m.log.violated('records_match_frames', `registry index: ${p}`);
     const owner = new Map<string, number>(); // `${fe}:${gfn}` → record
     for (let r = 0; r < MAX_MAPPINGS; r++) {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;

@@ -6,7 +6,7 @@
  * only, for iomem_caps) → registry → grant(fe) (Steal only) → p2m of the
  * lower domid → p2m of the higher → page_alloc (lower, higher) → heap.
  */
-import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { KIND, REC, Registry, STOLEN } from './registry.js';
 import { BUG } from '../../layout/region.js';
@@ -77,15 +77,17 @@ export function pageAllocPair(m: Machine, a: number, b: number, site: string): (
   };
 }
 
-/** The live mapping record that put frontend gfn (fe, gfn) there, or -1. Registry lock held. */
+/**
+ * The live mapping record that put frontend gfn (fe, gfn) there, or -1 —
+ * the lowest such record, as a scan in record order finds it (there is at
+ * most one, recordCovers). fe's live records only (the registry's index).
+ * Registry lock held.
+ */
 export function recordAt(m: Machine, fe: number, gfn: number): number {
   const reg = registryOf(m);
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
-    if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL || reg.at(r, REC.FRONTEND) !== fe) continue;
-    const i = gfn - reg.at(r, REC.FE_GFN);
-    if (i >= 0 && i < reg.at(r, REC.COUNT) && reg.live(r, i)) return r;
-  }
-  return -1;
+  let found = -1;
+  for (let r = reg.firstOfFrontend(fe); r >= 0; r = reg.nextOfFrontend(r)) if ((found < 0 || r < found) && recordCovers(m, r, fe, gfn)) found = r;
+  return found;
 }
 
 /**
@@ -122,7 +124,8 @@ export function stealAt(m: Machine, be: number, gfn: number, hint = -1): [number
     const i = stealIndex(m, hint, be, gfn);
     if (i >= 0) return [hint, i];
   }
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
+  // be's live records only (the registry's index), in record order.
+  for (const r of registryOf(m).byBackend(be)) {
     const i = stealIndex(m, r, be, gfn);
     if (i >= 0) return [r, i];
   }

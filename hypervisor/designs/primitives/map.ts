@@ -145,7 +145,7 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
     reg.set(r, REC.PARENT_ID, parent >= 0 ? reg.at(parent, REC.ID) : 0);
     reg.set(r, REC.ID, id);
     for (let i = 0; i < a.count; i++) reg.setLive(r, i, true);
-    reg.set(r, REC.STATE, 1);
+    reg.activate(r);
     return ok(id);
   } finally {
     unlock();

@@ -6,7 +6,6 @@
  * assign_pages (xen/common/page_alloc.c) of a stolen page to its new owner.
  */
 import { REACH } from '../../layout/reach.js';
-import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { DOM } from '../../layout/domains.js';
 import { PGC_allocated } from '../../layout/frametable.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
@@ -216,7 +215,8 @@ function transfer(m: Machine, be: number, a: ReturnArgs, pages: readonly ReturnP
 function mapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): Array<[number, number[]]> {
   const reg = registryOf(m);
   const out: Array<[number, number[]]> = [];
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
+  // be's live records (the registry's index), in record order.
+  for (const r of reg.byBackend(be)) {
     if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.MAP_RAM || reg.at(r, REC.BACKEND) !== be) continue;
     const src = reg.at(r, REC.SRC);
     const pages: number[] = [];

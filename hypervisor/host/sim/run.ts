@@ -8,6 +8,7 @@
 import { makeWorkload, type WorkloadReport } from '../../../domains/index.js';
 import { checkRunning } from '../../checker/checker.js';
 import { domainCrash } from '../../xen/domain-crash.js';
+import { designOf } from '../../xen/design.js';
 import { toolstackDestroy } from '../toolstack.js';
 import { VcpuContext } from '../../xen/guest-cpu.js';
 import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
@@ -541,7 +542,9 @@ function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing:
 function stateDigest(host: Host): number {
   const s = host.m.sabs;
   let h = FNV_OFFSET;
-  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store, s.reach]) h = digestWords(h, sab, 1);
+  // The design's region up to what is derived from its state (an index: MemoryDesign.stateBytes).
+  const design = designOf(host.m).stateBytes?.(host.m.config) ?? s.design.byteLength;
+  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store, s.reach]) h = digestWords(h, sab, 1, sab === s.design ? design : sab.byteLength);
   return digestWords(h, s.frames, 61);
 }
 
@@ -556,10 +559,10 @@ const ZERO_CHUNK = Buffer.alloc(DIGEST_CHUNK_BYTES);
  * never used or scrubbed since — are skipped by a native compare (memcmp)
  * instead of read word by word: the same digest, a tenth of the time.
  */
-export function digestWords(h0: number, sab: SharedArrayBuffer, stride: number): number {
+export function digestWords(h0: number, sab: SharedArrayBuffer, stride: number, byteLength = sab.byteLength): number {
   let h = h0;
-  const bytes = Buffer.from(sab);
-  const w = new Int32Array(sab);
+  const bytes = Buffer.from(sab, 0, byteLength);
+  const w = new Int32Array(sab, 0, byteLength >> 2);
   for (let off = 0; off < bytes.length; off += DIGEST_CHUNK_BYTES) {
     const end = Math.min(off + DIGEST_CHUNK_BYTES, bytes.length);
     if (bytes.compare(ZERO_CHUNK, 0, end - off, off, end) === 0) continue;
