@@ -63,7 +63,10 @@ const walked: Walk = { idx: -1, level: 0 };
 
 /** One past d's highest gfn: 2^(paddr_bits − 12); 0 once d's p2m is gone. */
 export function p2mGfnLimit(m: Machine, d: number): number {
-  return m.dom.at(d, DOM.P2M_LEVELS) === 0 ? 0 : 2 ** (m.dom.at(d, DOM.P2M_PADDR_BITS) - 12);
+  if (m.dom.at(d, DOM.P2M_LEVELS) === 0) return 0;
+  const bits = m.dom.at(d, DOM.P2M_PADDR_BITS) - 12;
+  // A shift where it fits in an int (every p2m below 2^43 bytes): `**` is a call to pow, on every p2mGet.
+  return bits >= 0 && bits <= 30 ? 1 << bits : 2 ** bits;
 }
 
 /** Whether gfn names a frame of d's guest physical space (ept_set_entry's "gfn not exceeding guest physical address width"). */

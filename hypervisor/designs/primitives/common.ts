@@ -80,10 +80,12 @@ export function pageAllocPair(m: Machine, a: number, b: number, site: string): (
 /**
  * The live mapping record that put frontend gfn (fe, gfn) there, or -1 —
  * the lowest such record, as a scan in record order finds it (there is at
- * most one, recordCovers). fe's live records only (the registry's index).
- * Registry lock held.
+ * most one, recordCovers). `hint` is a record to try first (the one that
+ * covered the previous gfn of a range): a hit is that one record. Else
+ * fe's live records only (the registry's index). Registry lock held.
  */
-export function recordAt(m: Machine, fe: number, gfn: number): number {
+export function recordAt(m: Machine, fe: number, gfn: number, hint = -1): number {
+  if (hint >= 0 && recordCovers(m, hint, fe, gfn)) return hint;
   const reg = registryOf(m);
   let found = -1;
   for (let r = reg.firstOfFrontend(fe); r >= 0; r = reg.nextOfFrontend(r)) if ((found < 0 || r < found) && recordCovers(m, r, fe, gfn)) found = r;

@@ -96,7 +96,8 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
         let pageParent = -1;
         if (e !== P2M_HOLE && t === P2M.ram_rw && isRamMfn(m, mfn) && m.ft.owner(mfn) === be) pageKind = KIND.MAP_RAM;
         else if (e !== P2M_HOLE && mfn >= 0 && (t === P2M.mmio_direct || t === P2M.mmio_dm)) {
-          pageParent = recordAt(m, be, g);
+          // The previous page's parent first: a range re-Mapped is most often one mapping's.
+          pageParent = recordAt(m, be, g, parent);
           if (pageParent >= 0) pageKind = KIND.MAP_NESTED;
         }
         if (pageKind === 0) return fail(-EINVAL, i);

@@ -257,6 +257,13 @@ export class Registry extends RecordTable {
   nextOfFrontend(r: number): number {
     return this.ix[IDX.FE_NEXT + r]! - 1;
   }
+  /** The same walk of the live records whose backend is be. */
+  firstOfBackend(be: number): number {
+    return be >= 0 && be < MAX_DOMAINS ? this.ix[IDX.BE_HEAD + be]! - 1 : -1;
+  }
+  nextOfBackend(r: number): number {
+    return this.ix[IDX.BE_NEXT + r]! - 1;
+  }
 
   /**
    * The index against the records, from scratch: what differs, or []. The
@@ -314,18 +321,14 @@ export class Registry extends RecordTable {
   }
 
   private listed(l: ListOf, key: number): number[] {
-    const out: number[] = [];
-    if (!(key >= 0)) return out;
-    for (let r = this.ix[l.head + key]! - 1; r >= 0; r = this.ix[l.next + r]! - 1) out.push(r);
-    // In record order, as the scan they replace (a few records: insertion sort).
-    for (let i = 1; i < out.length; i++) {
-      const v = out[i]!;
-      let j = i - 1;
-      for (; j >= 0 && out[j]! > v; j--) out[j + 1] = out[j]!;
-      out[j + 1] = v;
-    }
-    return out;
+    if (!(key >= 0)) return [];
+    const buf = this.scratch;
+    let n = 0;
+    for (let r = this.ix[l.head + key]! - 1; r >= 0 && n < MAX_MAPPINGS; r = this.ix[l.next + r]! - 1) buf[n++] = r;
+    // In record order, as the scan they replace (a list is newest first: a numeric sort, not an insertion sort).
+    return Array.from(buf.subarray(0, n).sort());
   }
+  private readonly scratch = new Int32Array(MAX_MAPPINGS);
   private listAdd(l: ListOf, key: number, r: number): void {
     const ix = this.ix;
     const first = ix[l.head + key]!;

@@ -74,9 +74,16 @@ export function allLive(m: Machine, r: number): number[] {
 /** Revoke the live pages of fe in [gfn, gfn+count) whose mapping passes `which`. Registry lock held. */
 function revokeRange(m: Machine, which: (r: number) => boolean, fe: number, gfn: number, count: number): void {
   const reg = registryOf(m);
-  // fe's live records when the Revoke began, in record order (the index); each asked again when its turn
-  // comes, as the scan did: an earlier one's Revoke may have revoked it already (a nested child).
-  for (const r of reg.byFrontend(fe)) {
+  // fe's live records with a page in the range when the Revoke began (the index), in record order; each
+  // asked again when its turn comes, as the scan did: an earlier one's Revoke may have revoked it already (a
+  // nested child). No record gains a live page meanwhile, so none outside these could match.
+  const candidates: number[] = [];
+  for (let r = reg.firstOfFrontend(fe); r >= 0; r = reg.nextOfFrontend(r)) {
+    const first = reg.at(r, REC.FE_GFN);
+    if (first < gfn + count && first + reg.at(r, REC.COUNT) > gfn) candidates.push(r);
+  }
+  candidates.sort((a, b) => a - b);
+  for (const r of candidates) {
     if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL || reg.at(r, REC.FRONTEND) !== fe || !which(r)) continue;
     const first = reg.at(r, REC.FE_GFN);
     const pages: number[] = [];
