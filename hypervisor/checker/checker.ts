@@ -82,11 +82,15 @@ export function checkGrantFlags(m: Machine): void {
  */
 export function checkRefFloorsAndOwnership(m: Machine): void {
   const nf = m.config.nr_frames;
+  // The checks are counted here and added to the shared counters once per pass (an Atomics.add per frame and per entry was most of a pass).
+  let refcounts = 0;
+  let mappedNotRam = 0;
+  let notFree = 0;
   for (let mfn = 0; mfn < nf; mfn++) {
     const st = m.ft.state(mfn);
     if (st !== PS.INUSE) continue;
     const ci = m.ft.countInfo(mfn);
-    m.log.checked('refcounts');
+    refcounts++;
     if ((ci & PGC_count_mask) < ((ci & PGC_allocated) !== 0 ? 1 : 0) || (ci & PGC_count_mask) === 0) {
       // A racing free may have just dropped it to zero; only a negative or
       // inconsistent count is a violation while running.
@@ -98,11 +102,11 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
   for (const d of m.dom.inUse()) {
     p2mForEach(m, d, (g, e, idx) => {
       const t = entryType(e);
-      checkEntryAllocated(m, d, g, e, idx);
+      notFree += checkEntryAllocated(m, d, g, e, idx);
       if (t !== P2M.ram_rw && t !== P2M.ram_ro) return;
       const gen = Atomics.load(m.p2m.w, idx + PAGE_GEN);
       if ((gen & 1) !== 0) return; // being removed right now
-      m.log.checked('mapped_not_ram');
+      mappedNotRam++;
       const mfn = entryMfn(e);
       const owner = m.ft.owner(mfn);
       // Re-read: the entry may have been removed (and the frame freed) since.
@@ -115,6 +119,9 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
       }
     });
   }
+  m.log.checked('refcounts', refcounts);
+  m.log.checked('mapped_not_ram', mappedNotRam);
+  m.log.checked('reachable_not_free', notFree);
 }
 
 /**
@@ -123,19 +130,19 @@ export function checkRefFloorsAndOwnership(m: Machine): void {
  * RAM) names an allocated one. The frame's state is read after the entry;
  * a frame not in use counts only if the entry and its GEN are the same
  * when read again (a removal bumps GEN before it unmaps and after its
- * flush, and only then may the frame go).
+ * flush, and only then may the frame go). Returns the checks it made (0 or 1).
  */
-function checkEntryAllocated(m: Machine, d: number, g: number, e: number, idx: number): void {
+function checkEntryAllocated(m: Machine, d: number, g: number, e: number, idx: number): number {
   const mfn = entryMfn(e);
-  if (!m.ft.isRam(mfn)) return;
+  if (!m.ft.isRam(mfn)) return 0;
   const gen = Atomics.load(m.p2m.w, idx + PAGE_GEN);
-  if ((gen & 1) !== 0) return; // being removed right now
-  m.log.checked('reachable_not_free');
+  if ((gen & 1) !== 0) return 0; // being removed right now
   const st = m.ft.state(mfn);
-  if (st === PS.INUSE) return;
+  if (st === PS.INUSE) return 1;
   if (p2mGet(m, d, g) === e && Atomics.load(m.p2m.w, idx + PAGE_GEN) === gen && m.ft.state(mfn) !== PS.INUSE) {
     m.log.violated('reachable_not_free', `d${d} gfn ${g} (type ${entryType(e)}) names mfn ${mfn}, which is ${st === PS.FREE ? 'free (on the heap)' : 'being freed (its count reached 0)'}`);
   }
+  return 1;
 }
 
 /**
@@ -229,8 +236,8 @@ export function checkQuiescent(m: Machine): void {
     const tot = m.dom.at(d, DOM.TOT_PAGES);
     if (tot !== (owned.get(d) ?? 0)) m.log.violated('frames_conserved', `d${d}: tot_pages ${tot} but owns ${owned.get(d) ?? 0} frames`);
   }
+  m.log.checked('refcounts', nf);
   for (let mfn = 0; mfn < nf; mfn++) {
-    m.log.checked('refcounts');
     const got = m.ft.count(mfn);
     if (got !== expected[mfn]) m.log.violated('refcounts', `mfn ${mfn}: count ${got}, references that exist ${expected[mfn]}`);
   }

@@ -42,7 +42,7 @@
  * 2³² publishes, which keeps its parity.
  */
 import { IOMEM_MFN_LIMIT, MAX_DOMAINS, MAX_IOMEM_RANGES } from './constants.js';
-import { BUG_ON, expectBytes } from './region.js';
+import { BUG, expectBytes } from './region.js';
 
 export const DS = { FREE: 0, CREATING: 1, RUNNING: 2, CRASHED: 3, DYING: 4, ZOMBIE: 5 } as const;
 export type DomainState = (typeof DS)[keyof typeof DS];
@@ -165,7 +165,7 @@ export class DomainTable {
       const out: IomemRange[] = [];
       for (let i = 0; i < n && i < MAX_IOMEM_RANGES; i++) out.push({ s: this.at(d, bank + 1 + 2 * i), e: this.at(d, bank + 2 + 2 * i) });
       if (this.at(d, DOM.IOMEM_GEN) !== g) continue; // R2 failed → R3
-      BUG_ON(n < 0 || n > MAX_IOMEM_RANGES, `d${d} iomem_caps: ${n} ranges published`);
+      if (n < 0 || n > MAX_IOMEM_RANGES) BUG(`d${d} iomem_caps: ${n} ranges published`);
       return out;
     }
   }
@@ -174,12 +174,12 @@ export class DomainTable {
    * global domctl lock: one writer at a time.
    */
   iomemPublish(d: number, ranges: readonly IomemRange[]): void {
-    BUG_ON(ranges.length > MAX_IOMEM_RANGES, `d${d} iomem_caps: ${ranges.length} ranges do not fit`);
+    if (ranges.length > MAX_IOMEM_RANGES) BUG(`d${d} iomem_caps: ${ranges.length} ranges do not fit`);
     const g = this.at(d, DOM.IOMEM_GEN); // W1
     const bank = DOM.IOMEM + ((g + 1) & 1) * IOMEM_BANK_WORDS;
     this.set(d, bank, ranges.length); // W2
     ranges.forEach((r, i) => {
-      BUG_ON(!(Number.isInteger(r.s) && Number.isInteger(r.e) && r.s >= 0 && r.s <= r.e && r.e < IOMEM_MFN_LIMIT), `d${d} iomem_caps: range [${r.s}, ${r.e}]`);
+      if (!(Number.isInteger(r.s) && Number.isInteger(r.e) && r.s >= 0 && r.s <= r.e && r.e < IOMEM_MFN_LIMIT)) BUG(`d${d} iomem_caps: range [${r.s}, ${r.e}]`);
       this.set(d, bank + 1 + 2 * i, r.s);
       this.set(d, bank + 2 + 2 * i, r.e);
     });

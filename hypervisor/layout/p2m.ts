@@ -50,7 +50,7 @@
  */
 import { P2M_POOL_SLACK_PAGES, P2M_TABLE_ENTRIES, P2M_TABLE_ORDER } from './constants.js';
 import { P2M, type P2mType } from '../public/types.js';
-import { BUG_ON, expectBytes } from './region.js';
+import { BUG, BUG_ON, expectBytes } from './region.js';
 
 export const P2M_HOLE = 0;
 /**
@@ -193,7 +193,7 @@ export class P2mPool {
   /** Push a page no table entry points to any more. Caller holds the p2m_pool lock. */
   pushLocked(page: number): void {
     const top = this.hdr[POOL.FREE_TOP]!;
-    BUG_ON(top >= this.nr_pages || page < 0 || page >= this.nr_pages, `p2m pool: freeing page ${page} at depth ${top} (double free?)`);
+    if (top >= this.nr_pages || page < 0 || page >= this.nr_pages) BUG(`p2m pool: freeing page ${page} at depth ${top} (double free?)`);
     this.free[top] = page;
     Atomics.store(this.hdr, POOL.FREE_TOP, top + 1);
   }

@@ -16,3 +16,12 @@ export class HypervisorBug extends Error {
 export function BUG_ON(cond: boolean, what: string): void {
   if (cond) throw new HypervisorBug(what);
 }
+
+/**
+ * The same assertion where its text is built from values: `if (cond)
+ * BUG(`…`)` builds the text only when it fails (BUG_ON's argument would be
+ * built on every call, on paths that run per page or per access).
+ */
+export function BUG(what: string): never {
+  throw new HypervisorBug(what);
+}

@@ -67,6 +67,12 @@ export interface MemoryDesign {
   readonly name: string;
   /** Bytes of the design's shared region for a machine of this config. */
   regionBytes(config: MachineConfig): number;
+  /**
+   * The first bytes of the region that are its state; the rest is derived
+   * from them (an index), which the simulator's state digest leaves out.
+   * Default: all of it.
+   */
+  stateBytes?(config: MachineConfig): number;
   map(m: Machine, be: number, a: MapArgs): DmOpResult;
   /** Never fails for valid arguments (docs/semantics.md §4). */
   revoke(m: Machine, be: number, t: RevokeTarget): number;

@@ -6,7 +6,7 @@
  */
 import { DOM } from '../layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { putDomain } from './domain-ref.js';
 import { lockRemoteDomain } from './memory.js';
@@ -71,7 +71,7 @@ function changeTypeOne(m: Machine, d: number, g: number, nt: P2mType): number {
     const ne = p2mEntry(entryMfn(e), nt);
     if (nt === P2M.ram_ro) p2mRemoveLocked(m, d, [g], ne);
     else p2mSetLocked(m, d, g, ne);
-    BUG_ON(p2mGet(m, d, g) !== ne, `set_mem_type: d${d} gfn ${g} changed under the p2m lock`);
+    if (p2mGet(m, d, g) !== ne) BUG(`set_mem_type: d${d} gfn ${g} changed under the p2m lock`);
     return 0;
   } finally {
     p2mUnlock(m, d);

@@ -5,7 +5,7 @@
  * it. A zombie's slot is freed when its last page and last reference go.
  */
 import { DOM, DS } from '../layout/domains.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { setReapHook } from './mm.js';
 import { p2mFreeTables } from './p2m.js';
@@ -23,7 +23,7 @@ export function getDomain(m: Machine, d: number): boolean {
 
 export function putDomain(m: Machine, d: number): void {
   const n = m.dom.add(d, DOM.REFCNT, -1);
-  BUG_ON(n < 0, `domain d${d} refcount below zero`);
+  if (n < 0) BUG(`domain d${d} refcount below zero`);
   if (n === 0) reapDomain(m, d);
 }
 

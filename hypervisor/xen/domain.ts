@@ -30,7 +30,7 @@ import { iomemReset } from './iomem.js';
 export { getDomain, putDomain, reapDomain } from './domain-ref.js';
 import { p2mClearLocked, p2mCreate, p2mInRange, p2mInsert, p2mInsertSuper, p2mLock, p2mUnlock } from './p2m.js';
 import { LEVEL_SPAN, levelsFor, p2mEntry, p2mPoolPagesFor } from '../layout/p2m.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import { sched } from './platform.js';
 import { pcpuCount, pcpuGive, pcpuTake } from './schedule.js';
 import { VS } from './vcpu.js';
@@ -250,7 +250,7 @@ export function domainDestroy(m: Machine, d: number, selfSlot = -1): number {
       for (let i = LEVEL_SPAN[l.level]! - 1; i >= 0; i--) if (m.ft.owner(mfn + i) === d) relinquishFrame(m, mfn + i);
     } else if (t === P2M.map_foreign) {
       // grant maps were removed with the maptrack above; a foreign map holds a page reference.
-      BUG_ON(l.level !== 1, `d${d}: a foreign map at gfn ${l.gfn} is a superpage`);
+      if (l.level !== 1) BUG(`d${d}: a foreign map at gfn ${l.gfn} is a superpage`);
       m.reach.release(mfn, d, REACH.FOREIGN);
       putPage(m, mfn);
     }

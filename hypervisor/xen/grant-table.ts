@@ -26,7 +26,7 @@ import { DOM, DS } from '../layout/domains.js';
 import { ACT, MT, MT_HDR, MT_INUSE } from '../layout/grants.js';
 import { atomicMax, CTL } from '../layout/control.js';
 import { entryMfn, entryType, p2mEntry } from '../layout/p2m.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import type { Machine } from './machine.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { getPage, putPage } from './mm.js';
@@ -341,7 +341,7 @@ function unpinGrant(m: Machine, rd: number, ref: number, ro: boolean, site: stri
     mfn = act[a + ACT.MFN]!;
     const field = ro ? ACT.RPIN : ACT.WPIN;
     const n = act[a + field]!;
-    BUG_ON(n <= 0, `unpin of d${rd} ref ${ref}: no ${ro ? 'read' : 'write'} pin`);
+    if (n <= 0) BUG(`unpin of d${rd} ref ${ref}: no ${ro ? 'read' : 'write'} pin`);
     act[a + field] = n - 1;
     if (reduce) reduceStatus(m, m.grants.sharedIdx(rd, ref), a, ro);
     if (act[a + ACT.RPIN]! + act[a + ACT.WPIN]! === 0) act[a + ACT.DOMID] = 0;
@@ -493,7 +493,7 @@ export function unmapGrantHandle(m: Machine, ld: number, h: number): number {
   p2mLock(m, ld, 'grant.unmap_grant_ref');
   const e = p2mGet(m, ld, gfn);
   const t = entryType(e);
-  BUG_ON(t !== (ro ? P2M.grant_map_ro : P2M.grant_map_rw), `unmap: d${ld} gfn ${gfn} is not the grant mapping of handle ${h}`);
+  if (t !== (ro ? P2M.grant_map_ro : P2M.grant_map_rw)) BUG(`unmap: d${ld} gfn ${gfn} is not the grant mapping of handle ${h}`);
   p2mRemoveLocked(m, ld, [gfn], undefined, { skipFlushBug: BUGS['skip-tlb-flush-on-unmap'] });
   p2mUnlock(m, ld);
   // Out of ld's p2m and every TLB of ld: its right to the frame goes.

@@ -16,7 +16,7 @@
 import { BUGS } from './buggify.js';
 import { MAX_IOMEM_RANGES } from '../layout/constants.js';
 import type { IomemRange } from '../layout/domains.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { rangesetAddRange, rangesetCanonical, rangesetContainsRange, rangesetRemoveRange } from './rangeset.js';
 import { ENOENT, ENOMEM, ENOSPC } from '../public/errno.js';
@@ -63,7 +63,7 @@ export function iomemDenyAccess(m: Machine, d: number, s: number, e: number): nu
 }
 
 function publishIfFits(m: Machine, d: number, next: IomemRange[]): number {
-  BUG_ON(!rangesetCanonical(next), `d${d} iomem_caps not merged: ${JSON.stringify(next)}`);
+  if (!rangesetCanonical(next)) BUG(`d${d} iomem_caps not merged: ${JSON.stringify(next)}`);
   if (next.length > MAX_IOMEM_RANGES) return -ENOMEM; // nothing was published: the set is as it was
   m.dom.iomemPublish(d, next);
   return 0;
@@ -73,7 +73,7 @@ function publishIfFits(m: Machine, d: number, next: IomemRange[]): number {
 export function iomemAccessPermitted(m: Machine, d: number, s: number, e: number): boolean {
   const caps = m.dom.iomemRanges(d);
   if (exactRanges(m)) return caps.some((r) => s >= r.s && e <= r.e);
-  BUG_ON(!rangesetCanonical(caps), `d${d} iomem_caps read not merged: ${JSON.stringify(caps)}`);
+  if (!rangesetCanonical(caps)) BUG(`d${d} iomem_caps read not merged: ${JSON.stringify(caps)}`);
   return rangesetContainsRange(caps, s, e);
 }
 

@@ -28,8 +28,9 @@ import type { DmaResult } from '../public/guest.js';
 import { P2M } from '../public/types.js';
 import { DOM, PASSTHROUGH } from '../layout/domains.js';
 import { entryMfn, entryType, P2M_HOLE } from '../layout/p2m.js';
+import { PS } from '../layout/frametable.js';
 import { designOf } from './design.js';
-import { checkAllocated, checkReach } from './isolation.js';
+import { notAllocated, reachViolated } from './isolation.js';
 import type { Machine } from './machine.js';
 import { p2mGet, p2mInRange } from './p2m.js';
 
@@ -106,8 +107,10 @@ export function dmaAccess(m: Machine, d: number, gfn: number, offset: number, wr
   const r = m.regionOf(mfn);
   if (r < 0) return FAULT;
   if (m.checking && r === 0) {
-    checkReach(m, d, mfn, `DMA ${write ? 'wrote' : 'read'} gfn ${gfn} (passthrough device), reaching`);
-    checkAllocated(m, d, mfn, `DMA ${write ? 'wrote' : 'read'} gfn ${gfn} (passthrough device), reaching`);
+    // The texts only on a failure (every checked DMA comes here).
+    if (m.reach.may(mfn, d) === false) reachViolated(m, d, mfn, `DMA ${write ? 'wrote' : 'read'} gfn ${gfn} (passthrough device), reaching`);
+    const st = m.ft.state(mfn);
+    if (st !== PS.INUSE) notAllocated(m, d, mfn, st, `DMA ${write ? 'wrote' : 'read'} gfn ${gfn} (passthrough device), reaching`);
   }
   const w = (mfn - m.regionBase[r]!) * (ps >> 2) + (offset >> 2);
   const view = m.regions[r]!;

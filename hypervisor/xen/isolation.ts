@@ -8,8 +8,15 @@ import { PS } from '../layout/frametable.js';
 import type { Machine } from './machine.js';
 
 export function checkReach(m: Machine, d: number, mfn: number, what: string): void {
-  const ok = m.reach.may(mfn, d);
-  if (ok === false) m.log.violated('isolation', `d${d} ${what} mfn ${mfn}, which no right of d's explains (rights: ${m.reach.describe(mfn)})`);
+  if (m.reach.may(mfn, d) === false) reachViolated(m, d, mfn, what);
+}
+
+/**
+ * The violation checkReach records, for a hot path that asked `m.reach.may`
+ * itself and builds its text only when the answer was false.
+ */
+export function reachViolated(m: Machine, d: number, mfn: number, what: string): void {
+  m.log.violated('isolation', `d${d} ${what} mfn ${mfn}, which no right of d's explains (rights: ${m.reach.describe(mfn)})`);
 }
 
 /**
@@ -24,5 +31,10 @@ export function checkReach(m: Machine, d: number, mfn: number, what: string): vo
  */
 export function checkAllocated(m: Machine, d: number, mfn: number, what: string): void {
   const st = m.ft.state(mfn);
-  if (st !== PS.INUSE) m.log.violated('reachable_not_free', `d${d} ${what} mfn ${mfn}, which is ${st === PS.FREE ? 'free (on the heap)' : 'being freed (its count reached 0)'}`);
+  if (st !== PS.INUSE) notAllocated(m, d, mfn, st, what);
+}
+
+/** The violation checkAllocated records, for a hot path that read the frame's state (not PS.INUSE) itself. */
+export function notAllocated(m: Machine, d: number, mfn: number, st: number, what: string): void {
+  m.log.violated('reachable_not_free', `d${d} ${what} mfn ${mfn}, which is ${st === PS.FREE ? 'free (on the heap)' : 'being freed (its count reached 0)'}`);
 }

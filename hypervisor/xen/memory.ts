@@ -13,14 +13,15 @@
  * op of the frontend's takes the backend's mapping away
  * (docs/decisions.md, "Hypercall semantics").
  */
-import { checkAllocated, checkReach } from './isolation.js';
+import { notAllocated, reachViolated } from './isolation.js';
 import { REACH } from '../layout/reach.js';
 import { designOf } from './design.js';
 import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../layout/p2m.js';
+import { PS } from '../layout/frametable.js';
 import type { Machine } from './machine.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 import { domainCrash } from './domain-crash.js';
 import { getDomain, putDomain } from './domain-ref.js';
 import { hookPoint } from './hooks.js';
@@ -95,7 +96,7 @@ function populateExtent(m: Machine, d: number, gfn: number): number {
   if (e === P2M_HOLE) {
     const rc = p2mInsert(m, d, gfn, p2mEntry(mfn, P2M.ram_rw));
     p2mUnlock(m, d);
-    BUG_ON(rc === -EEXIST, `populate_physmap: d${d} gfn ${gfn} changed under the p2m lock`);
+    if (rc === -EEXIST) BUG(`populate_physmap: d${d} gfn ${gfn} changed under the p2m lock`);
     // No table page left in d's share (p2m_set_entry's -ENOMEM): the page goes back.
     if (rc < 0) relinquishFrame(m, mfn);
     return rc;
@@ -278,7 +279,7 @@ function placeForeign(m: Machine, ld: number, at: number, mfn: number, old: bool
   const prev = p2mGet(m, ld, at);
   if (prev === P2M_HOLE) {
     const rc = p2mInsert(m, ld, at, entry);
-    BUG_ON(rc === -EEXIST, `foreign map: d${ld} gfn ${at} changed under the p2m lock`);
+    if (rc === -EEXIST) BUG(`foreign map: d${ld} gfn ${at} changed under the p2m lock`);
     return rc < 0 ? res(rc) : res(0, true);
   }
   if (old) return res(-EEXIST);
@@ -353,8 +354,10 @@ export function bufferCopy(m: Machine, d: number, dir: 'from_guest' | 'to_guest'
     const writable = t === P2M.ram_rw;
     if (e === P2M_HOLE || !(writable || (dir === 'from_guest' && t === P2M.ram_ro))) return -EFAULT;
     if (!getPage(m, mfn, d)) return -EFAULT;
-    checkReach(m, d, mfn, dir === 'from_guest' ? `copied from gfn ${g} (hypercall buffer)` : `copied to gfn ${g} (hypercall buffer)`);
-    checkAllocated(m, d, mfn, `copied ${dir === 'from_guest' ? 'from' : 'to'} gfn ${g} (hypercall buffer), reaching`);
+    // The texts only on a failure (every page of every hypercall copy comes here).
+    if (m.reach.may(mfn, d) === false) reachViolated(m, d, mfn, dir === 'from_guest' ? `copied from gfn ${g} (hypercall buffer)` : `copied to gfn ${g} (hypercall buffer)`);
+    const st = m.ft.state(mfn);
+    if (st !== PS.INUSE) notAllocated(m, d, mfn, st, `copied ${dir === 'from_guest' ? 'from' : 'to'} gfn ${g} (hypercall buffer), reaching`);
     const n = Math.min(ps - off, bytes - done);
     const at = mfn * ps + off;
     if (dir === 'from_guest') scratch.set(m.frames.u8.subarray(at, at + n), done);

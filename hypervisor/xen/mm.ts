@@ -13,7 +13,7 @@ import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { FT, PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
 import { HEAP } from '../layout/heap.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG, BUG_ON } from '../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
 
 /** Pop a scrubbed frame off the heap, or -1. The frame is counted in flight until assigned. */
@@ -39,7 +39,7 @@ export function allocHeapFrame(m: Machine): number {
 
 /** Push an anonymous in-flight frame back on the heap, scrubbing it first. */
 export function freeHeapFrame(m: Machine, mfn: number): void {
-  BUG_ON(m.ft.owner(mfn) !== -1, `free: mfn ${mfn} still has an owner`);
+  if (m.ft.owner(mfn) !== -1) BUG(`free: mfn ${mfn} still has an owner`);
   if (!m.control.buggy(BUGS['no-scrub'])) m.frames.scrub(mfn);
   m.ft.storeCount(mfn, 0);
   m.ft.w[mfn * FT.WORDS + FT.TYPE] = 0;
@@ -168,8 +168,8 @@ function topRun(h: Int32Array, top: number, n: number): number {
  * ever freed — scrubbed or, under the no-scrub bug, not — is read.
  */
 function takeFrame(m: Machine, mfn: number, fresh: boolean): void {
-  BUG_ON(m.ft.state(mfn) !== PS.FREE, `alloc: mfn ${mfn} on the heap is not free`);
-  BUG_ON(m.ft.countInfo(mfn) !== 0, `alloc: free mfn ${mfn} has count_info ${m.ft.countInfo(mfn)}`);
+  if (m.ft.state(mfn) !== PS.FREE) BUG(`alloc: mfn ${mfn} on the heap is not free`);
+  if (m.ft.countInfo(mfn) !== 0) BUG(`alloc: free mfn ${mfn} has count_info ${m.ft.countInfo(mfn)}`);
   if (m.checking) {
     m.log.checked('scrubbed');
     if (!fresh && !m.frames.isScrubbed(mfn)) m.log.violated('scrubbed', `mfn ${mfn} handed out unscrubbed`);
@@ -260,7 +260,7 @@ export function relinquishFrame(m: Machine, mfn: number): boolean {
 function freeDomFrame(m: Machine, mfn: number): void {
   m.ft.setState(mfn, PS.FREEING);
   const d = m.ft.owner(mfn);
-  BUG_ON(d < 0, `free_domheap_page: mfn ${mfn} has no owner`);
+  if (d < 0) BUG(`free_domheap_page: mfn ${mfn} has no owner`);
   const lk = m.dom.at(d, DOM.LOCK_PAGE_ALLOC);
   m.lock(lk, 'mm.free_domheap_pages', d);
   const tot = m.dom.add(d, DOM.TOT_PAGES, -1);
@@ -268,7 +268,7 @@ function freeDomFrame(m: Machine, mfn: number): void {
   m.ft.setOwner(mfn, -1);
   m.reach.release(mfn, d, REACH.OWNER);
   m.unlock(lk);
-  BUG_ON(tot < 0, `tot_pages of d${d} below zero`);
+  if (tot < 0) BUG(`tot_pages of d${d} below zero`);
   freeHeapFrame(m, mfn);
   // The last page of a dying domain lets its slot go (Xen: drop_dom_ref).
   if (tot === 0) maybeReapDomain(m, d);

@@ -29,10 +29,11 @@
  * which only the slow path looks at (and checks GEN there, on every
  * access). A hit stores nothing but the budget: `last` is derived.
  */
-import { checkAllocated, checkReach } from './isolation.js';
+import { notAllocated, reachViolated } from './isolation.js';
 import { EMULATION_WATCHDOG_RETRIES, TLB_BATCH_ACCESSES, TLB_ENTRIES, TLB_GFN_LIMIT } from '../layout/constants.js';
 import { BUGS } from './buggify.js';
 import { HypervisorBug } from '../layout/region.js';
+import { PS } from '../layout/frametable.js';
 import { DOM } from '../layout/domains.js';
 import { entryMfn, entryType, isTableEntry, P2M_HOLE, PAGE_GEN } from '../layout/p2m.js';
 import { leafFor, p2mGfnLimit, p2mWalkFrom, type Walk } from './p2m.js';
@@ -339,7 +340,8 @@ export class Mmu implements GuestMemory {
     // isolation oracle is asked about each (layout/reach.ts), after the
     // more specific stale-entry check above.
     const mfn = this.tmfn[s]!;
-    if (mfn >= 0) checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+    // The text only on a failure: this runs on every checked access.
+    if (mfn >= 0 && this.m.reach.may(mfn, this.domid) === false) reachViolated(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
   }
 
 
@@ -395,8 +397,9 @@ export class Mmu implements GuestMemory {
     const base = (mfn - this.m.regionBase[r]!) << this.wordsShift;
     const view = this.m.regions[r]!;
     if (this.checking && r === 0) {
-      checkReach(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
-      checkAllocated(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn} (TLB fill), reaching`);
+      if (this.m.reach.may(mfn, this.domid) === false) reachViolated(this.m, this.domid, mfn, `${write ? 'wrote' : 'read'} gfn ${gfn}, reaching`);
+      const st = this.m.ft.state(mfn);
+      if (st !== PS.INUSE) notAllocated(this.m, this.domid, mfn, st, `${write ? 'wrote' : 'read'} gfn ${gfn} (TLB fill), reaching`);
     }
     if ((g1 & 1) !== 0 || g1 !== g2 || gfn >= TLB_GFN_LIMIT) {
       // A removal is in flight: this one access may still use the old

@@ -28,7 +28,7 @@ import { BUGS } from './buggify.js';
 import { atomicMax, CTL } from '../layout/control.js';
 import { DOM } from '../layout/domains.js';
 import { entryMfn, entryPage, entryType, isTableEntry, LEVEL_SPAN, levelIndex, P2M_HOLE, P2M_REVOKED, PAGE_GEN, POOL, p2mEntry, slotWord, tableEntry } from '../layout/p2m.js';
-import { BUG_ON, HypervisorBug } from '../layout/region.js';
+import { BUG, HypervisorBug } from '../layout/region.js';
 import { VC } from '../layout/vcpus.js';
 import { EEXIST, EINVAL, ENOMEM } from '../public/errno.js';
 import { P2M } from '../public/types.js';
@@ -63,7 +63,10 @@ const walked: Walk = { idx: -1, level: 0 };
 
 /** One past d's highest gfn: 2^(paddr_bits − 12); 0 once d's p2m is gone. */
 export function p2mGfnLimit(m: Machine, d: number): number {
-  return m.dom.at(d, DOM.P2M_LEVELS) === 0 ? 0 : 2 ** (m.dom.at(d, DOM.P2M_PADDR_BITS) - 12);
+  if (m.dom.at(d, DOM.P2M_LEVELS) === 0) return 0;
+  const bits = m.dom.at(d, DOM.P2M_PADDR_BITS) - 12;
+  // A shift where it fits in an int (every p2m below 2^43 bytes): `**` is a call to pow, on every p2mGet.
+  return bits >= 0 && bits <= 30 ? 1 << bits : 2 ** bits;
 }
 
 /** Whether gfn names a frame of d's guest physical space (ept_set_entry's "gfn not exceeding guest physical address width"). */
@@ -133,7 +136,7 @@ export function p2mUnlock(m: Machine, d: number): void {
  * promised (P2M_RESERVED), charged already.
  */
 function tableAlloc(m: Machine, d: number, reserved = false): number {
-  if (reserved) BUG_ON(m.dom.at(d, DOM.P2M_RESERVED) <= 0, `p2m: d${d} splits a Map superpage with no page reserved for it`);
+  if (reserved && m.dom.at(d, DOM.P2M_RESERVED) <= 0) BUG(`p2m: d${d} splits a Map superpage with no page reserved for it`);
   else if (m.dom.at(d, DOM.P2M_PAGES) >= m.dom.at(d, DOM.P2M_PAGES_MAX)) return -1;
   m.lock(GLOBAL_LOCK.P2M_POOL, 'p2m.alloc_ptp');
   try {
@@ -164,7 +167,7 @@ export function p2mPagesNeeded(m: Machine, d: number, gfns: readonly number[], t
   let missing: Set<string> | null = null;
   const w: Walk = { idx: 0, level: 0 };
   for (const g of gfns) {
-    BUG_ON(!p2mInRange(m, d, g), `p2m: gfn ${g} out of range for d${d}`);
+    if (!p2mInRange(m, d, g)) BUG(`p2m: gfn ${g} out of range for d${d}`);
     p2mWalkFrom(m.p2m.w, root, levels, g, w);
     // Levels w.level − 1 … target have no table of their own on g's path
     // (the common case, a path that is there, costs no set). A Map
@@ -191,9 +194,9 @@ export function p2mRoomLocked(m: Machine, d: number, gfns: readonly number[], ta
  */
 function splitSuper(m: Machine, d: number, idx: number, level: number, split: number[]): number {
   const e = Atomics.load(m.p2m.w, idx);
-  BUG_ON(level < 2 || level > P2M_SUPERPAGE_MAX_LEVEL || isTableEntry(e) || e === P2M_HOLE, `p2m split: d${d} word ${idx} level ${level} holds ${e}, not a superpage`);
+  if (level < 2 || level > P2M_SUPERPAGE_MAX_LEVEL || isTableEntry(e) || e === P2M_HOLE) BUG(`p2m split: d${d} word ${idx} level ${level} holds ${e}, not a superpage`);
   const page = tableAlloc(m, d, isMapSuper(e, level));
-  BUG_ON(page < 0, `p2m split: d${d} has no room (p2mRoomLocked not asked)`);
+  if (page < 0) BUG(`p2m split: d${d} has no room (p2mRoomLocked not asked)`);
   const span = LEVEL_SPAN[level - 1]!;
   const mfn = entryMfn(e);
   const type = entryType(e);
@@ -214,7 +217,7 @@ function splitSuper(m: Machine, d: number, idx: number, level: number, split: nu
  * caller holds d's p2m lock and asked p2mRoomLocked first.
  */
 function ensureLocked(m: Machine, d: number, gfn: number, target: number, split: number[]): number {
-  BUG_ON(!p2mInRange(m, d, gfn), `p2m: gfn ${gfn} out of range for d${d}`);
+  if (!p2mInRange(m, d, gfn)) BUG(`p2m: gfn ${gfn} out of range for d${d}`);
   let page = m.dom.at(d, DOM.P2M_ROOT);
   for (let k = m.dom.at(d, DOM.P2M_LEVELS); ; k--) {
     const idx = slotWord(page, levelIndex(gfn, k));
@@ -223,7 +226,7 @@ function ensureLocked(m: Machine, d: number, gfn: number, target: number, split:
     if (isTableEntry(e)) page = entryPage(e);
     else if (e === P2M_HOLE) {
       page = tableAlloc(m, d);
-      BUG_ON(page < 0, `p2m: d${d} has no room for a table (p2mRoomLocked not asked)`);
+      if (page < 0) BUG(`p2m: d${d} has no room for a table (p2mRoomLocked not asked)`);
       Atomics.store(m.p2m.w, idx, tableEntry(page)); // a cleared table: the same holes
     } else page = splitSuper(m, d, idx, k, split);
   }
@@ -245,8 +248,8 @@ export function p2mInsert(m: Machine, d: number, gfn: number, entry: number): nu
   if (p2mRoomLocked(m, d, [gfn]) < 0) return -ENOMEM;
   const split: number[] = [];
   const idx = ensureLocked(m, d, gfn, 1, split);
-  BUG_ON(split.length !== 0, `p2m insert: d${d} gfn ${gfn} was a hole inside a superpage`);
-  BUG_ON(Atomics.compareExchange(m.p2m.w, idx, P2M_HOLE, entry) !== P2M_HOLE, `p2m insert: d${d} gfn ${gfn} changed under the p2m lock`);
+  if (split.length !== 0) BUG(`p2m insert: d${d} gfn ${gfn} was a hole inside a superpage`);
+  if (Atomics.compareExchange(m.p2m.w, idx, P2M_HOLE, entry) !== P2M_HOLE) BUG(`p2m insert: d${d} gfn ${gfn} changed under the p2m lock`);
   return 0;
 }
 
@@ -260,14 +263,14 @@ export function p2mInsert(m: Machine, d: number, gfn: number, entry: number): nu
  */
 export function p2mInsertSuper(m: Machine, d: number, gfn: number, level: number, entry: number): number {
   const span = LEVEL_SPAN[level]!;
-  BUG_ON(level < 2 || level > P2M_SUPERPAGE_MAX_LEVEL || gfn % span !== 0 || entryMfn(entry) % span !== 0, `p2m superpage: d${d} gfn ${gfn} level ${level} mfn ${entryMfn(entry)} misaligned`);
+  if (level < 2 || level > P2M_SUPERPAGE_MAX_LEVEL || gfn % span !== 0 || entryMfn(entry) % span !== 0) BUG(`p2m superpage: d${d} gfn ${gfn} level ${level} mfn ${entryMfn(entry)} misaligned`);
   if (!p2mInRange(m, d, gfn) || !p2mInRange(m, d, gfn + span - 1)) return -EEXIST;
   const w: Walk = { idx: 0, level: 0 };
   p2mWalkFrom(m.p2m.w, m.dom.at(d, DOM.P2M_ROOT), m.dom.at(d, DOM.P2M_LEVELS), gfn, w);
   if (w.level < level || Atomics.load(m.p2m.w, w.idx) !== P2M_HOLE) return -EEXIST;
   if (p2mRoomLocked(m, d, [gfn], level) < 0) return -ENOMEM;
   const idx = ensureLocked(m, d, gfn, level, []);
-  BUG_ON(Atomics.compareExchange(m.p2m.w, idx, P2M_HOLE, entry) !== P2M_HOLE, `p2m superpage: d${d} gfn ${gfn} changed under the p2m lock`);
+  if (Atomics.compareExchange(m.p2m.w, idx, P2M_HOLE, entry) !== P2M_HOLE) BUG(`p2m superpage: d${d} gfn ${gfn} changed under the p2m lock`);
   return 0;
 }
 
@@ -279,7 +282,7 @@ export function p2mInsertSuper(m: Machine, d: number, gfn: number, level: number
  * the range, a table included).
  */
 export function p2mMapSuperLocked(m: Machine, d: number, gfn: number, entry: number): number {
-  BUG_ON(m.dom.at(d, DOM.P2M_PAGES) + p2mPagesNeeded(m, d, [gfn], 2) + 1 > m.dom.at(d, DOM.P2M_PAGES_MAX), `p2m: d${d} has no room for a Map superpage (p2mMapSuperRoom not asked)`);
+  if (m.dom.at(d, DOM.P2M_PAGES) + p2mPagesNeeded(m, d, [gfn], 2) + 1 > m.dom.at(d, DOM.P2M_PAGES_MAX)) BUG(`p2m: d${d} has no room for a Map superpage (p2mMapSuperRoom not asked)`);
   const rc = p2mInsertSuper(m, d, gfn, 2, entry);
   if (rc === 0) {
     m.dom.add(d, DOM.P2M_PAGES, 1);
@@ -474,7 +477,7 @@ export function p2mFreeTables(m: Machine, d: number, reapable: () => boolean): v
     if (!reapable() || m.dom.at(d, DOM.P2M_LEVELS) === 0) return;
     const pages = p2mTablePages(m, d);
     const linked = m.dom.at(d, DOM.P2M_PAGES) - m.dom.at(d, DOM.P2M_RESERVED);
-    BUG_ON(pages.length !== linked, `p2m teardown: d${d} has ${pages.length} tables linked, ${linked} counted`);
+    if (pages.length !== linked) BUG(`p2m teardown: d${d} has ${pages.length} tables linked, ${linked} counted`);
     m.dom.set(d, DOM.P2M_LEVELS, 0);
     for (const p of pages.reverse()) m.p2m.pushLocked(p);
     Atomics.sub(m.p2m.hdr, POOL.RESERVED, m.dom.at(d, DOM.P2M_PAGES_MAX));

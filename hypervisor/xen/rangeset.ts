@@ -6,7 +6,7 @@
  * (xen/iomem.ts; layout/domains.ts, iomem_caps).
  */
 import type { IomemRange } from '../layout/domains.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG } from '../layout/region.js';
 
 export type Range = IomemRange;
 
@@ -15,7 +15,7 @@ export type Range = IomemRange;
  * touches (x->e + 1 == s, e + 1 == y->s) merges with it into one.
  */
 export function rangesetAddRange(r: readonly Range[], s: number, e: number): Range[] {
-  BUG_ON(!(s <= e), `rangeset_add_range: [${s}, ${e}]`); // ASSERT(s <= e)
+  if (!(s <= e)) BUG(`rangeset_add_range: [${s}, ${e}]`); // ASSERT(s <= e)
   const out: Range[] = [];
   let ns = s;
   let ne = e;
@@ -43,7 +43,7 @@ export function rangesetAddRange(r: readonly Range[], s: number, e: number): Ran
  * error).
  */
 export function rangesetRemoveRange(r: readonly Range[], s: number, e: number): Range[] {
-  BUG_ON(!(s <= e), `rangeset_remove_range: [${s}, ${e}]`); // ASSERT(s <= e)
+  if (!(s <= e)) BUG(`rangeset_remove_range: [${s}, ${e}]`); // ASSERT(s <= e)
   const out: Range[] = [];
   for (const x of r) {
     if (x.e < s || x.s > e) {
@@ -63,7 +63,7 @@ export function rangesetRemoveRange(r: readonly Range[], s: number, e: number): 
  * touch are one range, so a range across their seam is contained.
  */
 export function rangesetContainsRange(r: readonly Range[], s: number, e: number): boolean {
-  BUG_ON(!(s <= e), `rangeset_contains_range: [${s}, ${e}]`); // ASSERT(s <= e)
+  if (!(s <= e)) BUG(`rangeset_contains_range: [${s}, ${e}]`); // ASSERT(s <= e)
   let x: Range | undefined; // find_range(r, s)
   for (const y of r) {
     if (y.s > s) break;

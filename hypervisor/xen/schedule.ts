@@ -55,7 +55,7 @@
  */
 import { MAX_PCPUS, MAX_VCPUS, PCPU_SLICE_US } from '../layout/constants.js';
 import { CTL } from '../layout/control.js';
-import { BUG_ON } from '../layout/region.js';
+import { BUG, BUG_ON } from '../layout/region.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { sched } from './platform.js';
@@ -82,7 +82,7 @@ export function pcpuCount(m: Machine): number {
 
 /** Host, before any vCPU starts: `n` pCPUs (0: none, the OS schedules the vCPU threads). */
 export function pcpuInit(m: Machine, n: number): void {
-  BUG_ON(!Number.isInteger(n) || n < 0 || n > MAX_PCPUS, `pcpus must be an integer 0…${MAX_PCPUS}, got ${n}`);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_PCPUS) BUG(`pcpus must be an integer 0…${MAX_PCPUS}, got ${n}`);
   const w = m.control.w;
   for (const k of [CTL.RUNQ_LOCK, CTL.RUNQ_LEN, CTL.RUNQ_HEAD, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL, CTL.RUNQ_TAIL + 1]) Atomics.store(w, k, 0);
   Atomics.store(w, CTL.PCPU_IDLE, n);
@@ -105,13 +105,13 @@ function runqUnlock(w: Int32Array): void {
  */
 export function pcpuTake(m: Machine, slot: number, woken = true): number {
   if (pcpuCount(m) === 0) return 0;
-  BUG_ON(m.vcpus.at(slot, VC.PCPU) !== 0, `vCPU slot ${slot} takes a pCPU while holding one`);
-  BUG_ON(m.locks.heldCount() !== 0, `vCPU slot ${slot} waits for a pCPU holding ${m.locks.heldCount()} lock(s): the vCPUs on the pCPUs could spin on them for ever`);
+  if (m.vcpus.at(slot, VC.PCPU) !== 0) BUG(`vCPU slot ${slot} takes a pCPU while holding one`);
+  if (m.locks.heldCount() !== 0) BUG(`vCPU slot ${slot} waits for a pCPU holding ${m.locks.heldCount()} lock(s): the vCPUs on the pCPUs could spin on them for ever`);
   const w = m.control.w;
   const q = woken && burnt_us[slot]! < PCPU_SLICE_US ? RUNQ.BOOST : RUNQ.NORMAL;
   runqLock(w);
   const idle = Atomics.load(w, CTL.PCPU_IDLE);
-  BUG_ON(idle > 0 && Atomics.load(w, CTL.RUNQ_LEN) !== 0, `${idle} pCPU(s) idle while vCPUs wait`);
+  if (idle > 0 && Atomics.load(w, CTL.RUNQ_LEN) !== 0) BUG(`${idle} pCPU(s) idle while vCPUs wait`);
   if (idle > 0) Atomics.store(w, CTL.PCPU_IDLE, idle - 1);
   else runqAppend(m, q, slot);
   runqUnlock(w);
@@ -136,7 +136,7 @@ export function pcpuTake(m: Machine, slot: number, woken = true): number {
 export function pcpuGive(m: Machine, slot: number, why: GiveReason = GIVE.BLOCK): void {
   if (pcpuCount(m) === 0) return;
   const pw = m.vcpus.idx(slot, VC.PCPU);
-  BUG_ON(Atomics.load(m.vcpus.w, pw) !== 1, `vCPU slot ${slot} gives back a pCPU it does not hold`);
+  if (Atomics.load(m.vcpus.w, pw) !== 1) BUG(`vCPU slot ${slot} gives back a pCPU it does not hold`);
   const ran = sched().now_us() - since_us[slot]!;
   burnt_us[slot]! += ran;
   m.vcpus.addStat(slot, STAT.SCHED_RUN_US, ran);
@@ -149,7 +149,7 @@ export function pcpuGive(m: Machine, slot: number, why: GiveReason = GIVE.BLOCK)
   const next = runqPop(m);
   if (next < 0) Atomics.add(w, CTL.PCPU_IDLE, 1);
   runqUnlock(w);
-  BUG_ON(Atomics.load(w, CTL.PCPU_IDLE) > pcpuCount(m), `more pCPUs idle than the host has (${pcpuCount(m)})`);
+  if (Atomics.load(w, CTL.PCPU_IDLE) > pcpuCount(m)) BUG(`more pCPUs idle than the host has (${pcpuCount(m)})`);
   if (next >= 0) {
     // Straight to the head of the queue: it runs on the pCPU we leave, as schedule() switches to the unit it picked.
     const gi = m.vcpus.idx(next, VC.PCPU_GRANT);

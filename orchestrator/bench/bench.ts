@@ -410,7 +410,8 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
     if (want('hypercall')) {
       o.progress('null hypercall');
       const v = median(timeIt(reps, () => nullHypercallNs(q ? 2e5 : 2e6)));
-      add({ figure: 'null hypercall on a vCPU thread', value: v, unit: 'ns', floor: 'uncontended lock pair', floor_value: floors['lock_pair_ns'], ratio: v / floors['lock_pair_ns'], goal: '≤ 3×', ok: (r) => r <= 3 });
+      // Issue 18's goal: a null hypercall at most twice an uncontended lock pair.
+      add({ figure: 'null hypercall on a vCPU thread', value: v, unit: 'ns', floor: 'uncontended lock pair', floor_value: floors['lock_pair_ns'], ratio: v / floors['lock_pair_ns'], goal: '≤ 2×', ok: (r) => r <= 2 });
     }
     if (want('ioreq')) {
       o.progress('ring IOREQ round trip (server hot)');

@@ -10,7 +10,7 @@ import { revokeLoad, topologyBoot } from './host.js';
 import type { FrontendMode } from '../up/stress-spec.js';
 import { ioreqThroughput } from './ioreq.js';
 import { CURVE_NAMES } from '../cli-words.js';
-import { BUG_ON } from '../../hypervisor/layout/region.js';
+import { BUG } from '../../hypervisor/layout/region.js';
 
 /** What a curve measures at each x: Revoke latency, boot time, or IOREQ throughput. */
 export type CurveKind = 'revoke' | 'boot' | 'ioreq';
@@ -122,7 +122,7 @@ export const CURVES: Record<string, CurveDef> = {
 };
 
 // The help lists cli-words.ts's CURVE_NAMES: the same names, checked at load.
-BUG_ON(Object.keys(CURVES).join() !== CURVE_NAMES.join(), `bench curves: CURVES (${Object.keys(CURVES).join()}) and CURVE_NAMES (${CURVE_NAMES.join()}) differ`);
+if (Object.keys(CURVES).join() !== CURVE_NAMES.join()) BUG(`bench curves: CURVES (${Object.keys(CURVES).join()}) and CURVE_NAMES (${CURVE_NAMES.join()}) differ`);
 
 export function curveNames(list: string): string[] {
   const names = list === 'all' || list === '' ? Object.keys(CURVES) : list.split(',').map((s) => s.trim());

@@ -13,7 +13,7 @@ import { DOM, DS, PASSTHROUGH } from '../../layout/domains.js';
 import { entryMfn, entryOrdinal, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { PRIM } from '../../layout/trace.js';
 import { REACH } from '../../layout/reach.js';
-import { BUG_ON } from '../../layout/region.js';
+import { BUG } from '../../layout/region.js';
 import { BUGS } from '../../xen/buggify.js';
 import type { DmOpResult, MapArgs, RevokeTarget } from '../../xen/design.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
@@ -94,7 +94,7 @@ function lendLocked(m: Machine, lender: number, a: MapArgs, src: number, type: P
   const r = s.alloc();
   if (r < 0) return fail(-ENOSPC);
   for (const mfn of mfns) {
-    BUG_ON(!getPage(m, mfn, lender), `lend: get_page of mfn ${mfn} failed under the p2m lock`);
+    if (!getPage(m, mfn, lender)) BUG(`lend: get_page of mfn ${mfn} failed under the p2m lock`);
     Atomics.add(s.lent, mfn, 1);
     // The borrower's right to the frame, before its entry is published (layout/reach.ts).
     m.reach.grant(mfn, a.fe, REACH.MAP);
@@ -181,7 +181,7 @@ function reclaimUntraced(m: Machine, s: LendStore, r: number, pages: readonly nu
   // Every TLB of the borrower is flushed: its right and the reference may go.
   for (const e of old) {
     const mfn = entryMfn(e);
-    BUG_ON(e === P2M_HOLE || !m.ft.isRam(mfn), `reclaim: d${borrower} lost a lent entry to something else`);
+    if (e === P2M_HOLE || !m.ft.isRam(mfn)) BUG(`reclaim: d${borrower} lost a lent entry to something else`);
     m.reach.release(mfn, borrower, REACH.MAP);
     putPage(m, mfn);
   }

@@ -23,6 +23,9 @@ export function checkMappings(m: Machine): void {
   try {
     checkRecordsMatchFrames(m);
     const reg = registryOf(m);
+    // The look-ups' index against the records it is derived from (registry.ts).
+    m.log.checked('records_match_frames');
+    for (const p of reg.checkIndex()) m.log.violated('records_match_frames', `registry index: ${p}`);
     const owner = new Map<string, number>(); // `${fe}:${gfn}` → record
     for (let r = 0; r < MAX_MAPPINGS; r++) {
       if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL) continue;
@@ -41,14 +44,17 @@ export function checkMappings(m: Machine): void {
         if (orphan) m.log.violated('no_use_after_revoke', `nested mapping ${reg.at(r, REC.ID)} (d${reg.at(r, REC.BACKEND)}→d${fe}) still maps pages its parent's Revoke took`);
       }
     }
+    let mapped = 0;
     for (const d of m.dom.inUse()) {
       p2mForEach(m, d, (g, e) => {
         const t = entryType(e);
         if (e === P2M_HOLE || (t !== P2M.mmio_direct && t !== P2M.mmio_dm) || entryMfn(e) < 0) return;
-        m.log.checked('mapped_not_ram');
+        mapped++;
         if (!owner.has(`${d}:${g}`)) m.log.violated('mapped_not_ram', `d${d} gfn ${g}: ${t === P2M.mmio_direct ? 'mmio_direct' : 'mmio_dm'} on mfn ${entryMfn(e)} with no live mapping`);
       });
     }
+    // Counted once per pass, not per entry.
+    m.log.checked('mapped_not_ram', mapped);
   } finally {
     m.unlock(GLOBAL_LOCK.REGISTRY);
   }
@@ -69,6 +75,8 @@ function checkRecordsMatchFrames(m: Machine): void {
   // One for the pass over the whole registry and stolen-frame table (a
   // machine with no record has been checked too), one per page below.
   m.log.checked('records_match_frames');
+  // The per-page checks, added to the shared counter once at the end.
+  let pages = 0;
   const root = (r: number): number => {
     let x = r;
     for (let hops = 0; reg.at(x, REC.KIND) === KIND.MAP_NESTED && hops < MAX_MAPPINGS; hops++) x = reg.at(x, REC.PARENT) - 1;
@@ -84,7 +92,7 @@ function checkRecordsMatchFrames(m: Machine): void {
     const be = reg.at(top, REC.BACKEND);
     for (let i = 0; i < reg.at(r, REC.COUNT); i++) {
       if (!reg.live(r, i)) continue;
-      m.log.checked('records_match_frames');
+      pages++;
       const mfn = entryMfn(p2mGet(m, fe, first + i));
       if (!isRamMfn(m, mfn) || m.ft.owner(mfn) !== be) {
         m.log.violated('records_match_frames', `mapping ${reg.at(r, REC.ID)} page ${i} (d${reg.at(r, REC.BACKEND)}→d${fe} gfn ${first + i}): frame ${mfn} owned by d${m.ft.owner(mfn)}, not its backend d${be}`);
@@ -100,7 +108,7 @@ function checkRecordsMatchFrames(m: Machine): void {
     if (reg.stolen[k + STOLEN.FROM] !== 0) entries.add((reg.stolen[k + STOLEN.REC]! - 1) * MAX_PAGES_PER_OP + reg.stolen[k + STOLEN.IDX]!);
     const held = stealOf(m, mfn);
     if (held === undefined) continue;
-    m.log.checked('records_match_frames');
+    pages++;
     const be = reg.at(held.r, REC.BACKEND);
     if (m.ft.owner(mfn) !== be) m.log.violated('records_match_frames', `stolen frame ${mfn} (from d${held.fe}) owned by d${m.ft.owner(mfn)}, not its Steal's backend d${be}`);
   }
@@ -108,8 +116,9 @@ function checkRecordsMatchFrames(m: Machine): void {
     if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL) continue;
     for (let i = 0; i < reg.at(r, REC.COUNT); i++) {
       if (!reg.live(r, i)) continue;
-      m.log.checked('records_match_frames');
+      pages++;
       if (!entries.has(r * MAX_PAGES_PER_OP + i)) m.log.violated('records_match_frames', `Steal ${reg.at(r, REC.ID)} page ${i} (d${reg.at(r, REC.FRONTEND)}→d${reg.at(r, REC.BACKEND)}) is live but no frame is recorded as taken by it`);
     }
   }
+  m.log.checked('records_match_frames', pages);
 }

@@ -6,10 +6,10 @@
  * only, for iomem_caps) → registry → grant(fe) (Steal only) → p2m of the
  * lower domid → p2m of the higher → page_alloc (lower, higher) → heap.
  */
-import { MAX_MAPPINGS, MAX_PAGES_PER_OP } from '../../layout/constants.js';
+import { MAX_PAGES_PER_OP } from '../../layout/constants.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { KIND, REC, Registry, STOLEN } from './registry.js';
-import { BUG_ON } from '../../layout/region.js';
+import { BUG } from '../../layout/region.js';
 import type { DmOpResult } from '../../xen/design.js';
 import { type Machine } from '../../xen/machine.js';
 import { designRegionView } from '../../xen/record-table.js';
@@ -77,15 +77,19 @@ export function pageAllocPair(m: Machine, a: number, b: number, site: string): (
   };
 }
 
-/** The live mapping record that put frontend gfn (fe, gfn) there, or -1. Registry lock held. */
-export function recordAt(m: Machine, fe: number, gfn: number): number {
+/**
+ * The live mapping record that put frontend gfn (fe, gfn) there, or -1 —
+ * the lowest such record, as a scan in record order finds it (there is at
+ * most one, recordCovers). `hint` is a record to try first (the one that
+ * covered the previous gfn of a range): a hit is that one record. Else
+ * fe's live records only (the registry's index). Registry lock held.
+ */
+export function recordAt(m: Machine, fe: number, gfn: number, hint = -1): number {
+  if (hint >= 0 && recordCovers(m, hint, fe, gfn)) return hint;
   const reg = registryOf(m);
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
-    if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL || reg.at(r, REC.FRONTEND) !== fe) continue;
-    const i = gfn - reg.at(r, REC.FE_GFN);
-    if (i >= 0 && i < reg.at(r, REC.COUNT) && reg.live(r, i)) return r;
-  }
-  return -1;
+  let found = -1;
+  for (let r = reg.firstOfFrontend(fe); r >= 0; r = reg.nextOfFrontend(r)) if ((found < 0 || r < found) && recordCovers(m, r, fe, gfn)) found = r;
+  return found;
 }
 
 /**
@@ -122,7 +126,8 @@ export function stealAt(m: Machine, be: number, gfn: number, hint = -1): [number
     const i = stealIndex(m, hint, be, gfn);
     if (i >= 0) return [hint, i];
   }
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
+  // be's live records only (the registry's index), in record order.
+  for (const r of registryOf(m).byBackend(be)) {
     const i = stealIndex(m, r, be, gfn);
     if (i >= 0) return [r, i];
   }
@@ -142,7 +147,7 @@ export function stealOf(m: Machine, mfn: number): { r: number; i: number; fe: nu
   if (from === 0 || reg.stolen[k + STOLEN.FREES] !== m.ft.frees(mfn)) return undefined;
   const r = reg.stolen[k + STOLEN.REC]! - 1;
   const i = reg.stolen[k + STOLEN.IDX]!;
-  BUG_ON(reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.FRONTEND) !== from - 1 || !reg.live(r, i), `stolen mfn ${mfn}: its Steal record ${r} page ${i} is not live`);
+  if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.STEAL || reg.at(r, REC.FRONTEND) !== from - 1 || !reg.live(r, i)) BUG(`stolen mfn ${mfn}: its Steal record ${r} page ${i} is not live`);
   return { r, i, fe: from - 1 };
 }
 
@@ -154,7 +159,7 @@ export function holdStolen(m: Machine, mfn: number, fe: number, r: number, i: nu
     // An earlier Steal of this frame: it was freed since (a held frame is
     // the backend's, not a frontend's RAM that Steal could take), so that
     // Steal is over; its page ends before this one takes the entry.
-    BUG_ON(reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn), `mfn ${mfn} stolen twice without a free`);
+    if (reg.stolen[k + STOLEN.FREES] === m.ft.frees(mfn)) BUG(`mfn ${mfn} stolen twice without a free`);
     endStealPage(m, reg.stolen[k + STOLEN.REC]! - 1, reg.stolen[k + STOLEN.IDX]!);
   }
   reg.stolen[k + STOLEN.FROM] = fe + 1;
@@ -171,7 +176,7 @@ export function releaseStolen(m: Machine, mfn: number): void {
 /** Ends page i of Steal record r (the record too, with its last page). Registry lock held. */
 function endStealPage(m: Machine, r: number, i: number): void {
   const reg = registryOf(m);
-  BUG_ON(!reg.live(r, i), `Steal record ${r} page ${i} ended twice`);
+  if (!reg.live(r, i)) BUG(`Steal record ${r} page ${i} ended twice`);
   reg.setLive(r, i, false);
   reg.set(r, REC.LIVE, reg.at(r, REC.LIVE) - 1);
   if (reg.at(r, REC.LIVE) === 0) {

@@ -26,6 +26,8 @@ import { registryDomainDying } from './teardown.js';
 export const primitives: MemoryDesign = {
   name: 'primitives',
   regionBytes: (c) => Registry.bytes(c.nr_frames, c.p2m_pool_pages * P2M_TABLE_ENTRIES),
+  // The records' index after them is derived from them (registry.ts).
+  stateBytes: (c) => Registry.stateBytes(c.nr_frames, c.p2m_pool_pages * P2M_TABLE_ENTRIES),
   map: dmMap,
   revoke: dmRevoke,
   steal: dmSteal,

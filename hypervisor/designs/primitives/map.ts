@@ -13,7 +13,7 @@ import { sched } from '../../xen/platform.js';
 import { iomemPermitted } from '../../xen/iomem.js';
 import { entryMfn, entryType, LEVEL_SPAN, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
 import { KIND, REC } from './registry.js';
-import { BUG_ON } from '../../layout/region.js';
+import { BUG } from '../../layout/region.js';
 import { GLOBAL_LOCK, type Machine } from '../../xen/machine.js';
 import { getPage } from '../../xen/mm.js';
 import { p2mGet, p2mInRange, p2mIsEmpty, p2mMapRoomLocked, p2mMapSuperLocked, p2mSetLocked, p2mSuperFits } from '../../xen/p2m.js';
@@ -96,7 +96,8 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
         let pageParent = -1;
         if (e !== P2M_HOLE && t === P2M.ram_rw && isRamMfn(m, mfn) && m.ft.owner(mfn) === be) pageKind = KIND.MAP_RAM;
         else if (e !== P2M_HOLE && mfn >= 0 && (t === P2M.mmio_direct || t === P2M.mmio_dm)) {
-          pageParent = recordAt(m, be, g);
+          // The previous page's parent first: a range re-Mapped is most often one mapping's.
+          pageParent = recordAt(m, be, g, parent);
           if (pageParent >= 0) pageKind = KIND.MAP_NESTED;
         }
         if (pageKind === 0) return fail(-EINVAL, i);
@@ -125,11 +126,11 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
     // Map holds its own, so each record can drop exactly what it took).
     for (let i = 0; i < mfns.length; i++) {
       const mfn = mfns[i]!;
-      if (isRamMfn(m, mfn)) BUG_ON(!getPage(m, mfn, m.ft.owner(mfn)), `map: get_page of mfn ${mfn} failed under the p2m lock`);
+      if (isRamMfn(m, mfn) && !getPage(m, mfn, m.ft.owner(mfn))) BUG(`map: get_page of mfn ${mfn} failed under the p2m lock`);
       // The frontend's right to the frame, before its entry is published (layout/reach.ts).
       m.reach.grant(mfn, a.fe, REACH.MAP);
     }
-    for (const c of supers) BUG_ON(p2mMapSuperLocked(m, a.fe, a.at + c, p2mEntry(mfns[c]!, installed)) !== 0, `map: d${a.fe} gfn ${a.at + c} changed under the p2m lock`);
+    for (const c of supers) if (p2mMapSuperLocked(m, a.fe, a.at + c, p2mEntry(mfns[c]!, installed)) !== 0) BUG(`map: d${a.fe} gfn ${a.at + c} changed under the p2m lock`);
     for (const i of small) p2mSetLocked(m, a.fe, a.at + i, p2mEntry(mfns[i]!, installed));
     const id = registryOf(m).nextId();
     const reg = registryOf(m);
@@ -145,7 +146,7 @@ function mapLocked(m: Machine, be: number, a: MapArgs, type: P2mType): DmOpResul
     reg.set(r, REC.PARENT_ID, parent >= 0 ? reg.at(parent, REC.ID) : 0);
     reg.set(r, REC.ID, id);
     for (let i = 0; i < a.count; i++) reg.setLive(r, i, true);
-    reg.set(r, REC.STATE, 1);
+    reg.activate(r);
     return ok(id);
   } finally {
     unlock();

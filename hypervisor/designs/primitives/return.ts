@@ -6,7 +6,6 @@
  * assign_pages (xen/common/page_alloc.c) of a stolen page to its new owner.
  */
 import { REACH } from '../../layout/reach.js';
-import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { DOM } from '../../layout/domains.js';
 import { PGC_allocated } from '../../layout/frametable.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
@@ -98,6 +97,8 @@ function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | DmO
   const maps = mapRefsOfBackendGfns(m, be, a.gfn, a.count);
   const pages: ReturnPage[] = [];
   let hint = -1;
+  // The Map that covered the previous return gfn, tried first at the next (most often the Steal's implicit one).
+  let mapHint = -1;
   for (let k = 0; k < a.count; k++) {
     const g = a.gfn + k;
     const e = p2mGet(m, be, g);
@@ -119,7 +120,14 @@ function returnChecks(m: Machine, be: number, a: ReturnArgs): ReturnPage[] | DmO
     const at = a.at === undefined ? reg.at(s, REC.FE_GFN) + i : a.at + k;
     if (!p2mInRange(m, fe, at)) return fail(-EINVAL, k);
     const fe_e = p2mGet(m, fe, at);
-    const mapOfThis = old ? recordCovers(m, reg.at(s, REC.LINK) - 1, fe, at) && entryMfn(fe_e) === mfn : entryMfn(fe_e) === mfn && recordAt(m, fe, at) >= 0;
+    let mapOfThis: boolean;
+    if (old) mapOfThis = recordCovers(m, reg.at(s, REC.LINK) - 1, fe, at) && entryMfn(fe_e) === mfn;
+    else if (entryMfn(fe_e) !== mfn) mapOfThis = false;
+    else {
+      const r = recordAt(m, fe, at, mapHint);
+      if (r >= 0) mapHint = r;
+      mapOfThis = r >= 0;
+    }
     if (!p2mIsEmpty(fe_e) && !mapOfThis) return fail(-EEXIST, k);
     const n = maps.get(mfn) ?? 0;
     if (!old && (m.ft.countInfo(mfn) !== (PGC_allocated | (1 + n)) || m.ft.typeCount(mfn) !== 0)) return fail(-EBUSY, k);
@@ -216,14 +224,17 @@ function transfer(m: Machine, be: number, a: ReturnArgs, pages: readonly ReturnP
 function mapsOfBackendGfns(m: Machine, be: number, gfn: number, count: number): Array<[number, number[]]> {
   const reg = registryOf(m);
   const out: Array<[number, number[]]> = [];
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
-    if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) !== KIND.MAP_RAM || reg.at(r, REC.BACKEND) !== be) continue;
+  // be's live records (the registry's index); those found in record order, as the scan found them.
+  for (let r = reg.firstOfBackend(be); r >= 0; r = reg.nextOfBackend(r)) {
+    if (reg.at(r, REC.KIND) !== KIND.MAP_RAM) continue;
     const src = reg.at(r, REC.SRC);
+    // No page of it in the range: not looked at page by page.
+    if (src >= gfn + count || src + reg.at(r, REC.COUNT) <= gfn) continue;
     const pages: number[] = [];
     for (let i = 0; i < reg.at(r, REC.COUNT); i++) if (reg.live(r, i) && src + i >= gfn && src + i < gfn + count) pages.push(i);
     if (pages.length > 0) out.push([r, pages]);
   }
-  return out;
+  return out.sort((a, b) => a[0] - b[0]);
 }
 
 /** Revoke every live Map whose source is backend RAM at be's gfns [gfn, gfn+count) (nested children first). Registry lock held. */

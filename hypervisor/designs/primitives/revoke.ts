@@ -8,7 +8,6 @@
  * go first (transitive Revoke).
  */
 import { REACH } from '../../layout/reach.js';
-import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { BUGS } from '../../xen/buggify.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { entryMfn, entryOrdinal, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
@@ -75,7 +74,16 @@ export function allLive(m: Machine, r: number): number[] {
 /** Revoke the live pages of fe in [gfn, gfn+count) whose mapping passes `which`. Registry lock held. */
 function revokeRange(m: Machine, which: (r: number) => boolean, fe: number, gfn: number, count: number): void {
   const reg = registryOf(m);
-  for (let r = 0; r < MAX_MAPPINGS; r++) {
+  // fe's live records with a page in the range when the Revoke began (the index), in record order; each
+  // asked again when its turn comes, as the scan did: an earlier one's Revoke may have revoked it already (a
+  // nested child). No record gains a live page meanwhile, so none outside these could match.
+  const candidates: number[] = [];
+  for (let r = reg.firstOfFrontend(fe); r >= 0; r = reg.nextOfFrontend(r)) {
+    const first = reg.at(r, REC.FE_GFN);
+    if (first < gfn + count && first + reg.at(r, REC.COUNT) > gfn) candidates.push(r);
+  }
+  candidates.sort((a, b) => a - b);
+  for (const r of candidates) {
     if (reg.at(r, REC.STATE) !== 1 || reg.at(r, REC.KIND) === KIND.STEAL || reg.at(r, REC.FRONTEND) !== fe || !which(r)) continue;
     const first = reg.at(r, REC.FE_GFN);
     const pages: number[] = [];
@@ -154,9 +162,12 @@ function revokeRecordUntraced(m: Machine, r: number, pages: readonly number[], a
 export function nestedMapsOf(m: Machine, r: number, pages: readonly number[]): Array<[number, number[]]> {
   const reg = registryOf(m);
   const first = reg.at(r, REC.FE_GFN);
-  const gfns = new Set(pages.map((i) => first + i));
   const out: Array<[number, number[]]> = [];
-  for (let c = 0; c < MAX_MAPPINGS; c++) {
+  // Live nested Maps naming slot r as their parent (the registry's index), in record order.
+  const children = reg.childrenOf(r);
+  if (children.length === 0) return out;
+  const gfns = new Set(pages.map((i) => first + i));
+  for (const c of children) {
     if (reg.at(c, REC.STATE) !== 1 || reg.at(c, REC.KIND) !== KIND.MAP_NESTED || reg.at(c, REC.PARENT) !== r + 1) continue;
     const src = reg.at(c, REC.SRC);
     const sub: number[] = [];

@@ -164,9 +164,9 @@ function stealLocked(m: Machine, be: number, a: StealArgs, release: () => void):
   // 3. only now the backend gets its RAM entries.
   for (let i = 0; i < a.count; i++) p2mSetLocked(m, be, into + i, p2mEntry(mfns[i]!, P2M.ram_rw));
   const reg = registryOf(m);
-  const steal = registryOf(m).alloc();
-  reg.set(steal, REC.STATE, 1);
-  const map = registryOf(m).alloc();
+  // Neither is handed out again before it is live (Registry.alloc).
+  const steal = reg.alloc();
+  const map = reg.alloc();
   const mapId = reg.nextId();
   const stealId = reg.nextId();
   fill(m, steal, { kind: KIND.STEAL, be, fe, src: into, fe_gfn: a.gfn, count: a.count, type: P2M.ram_rw, parent: 0, link: map + 1, id: stealId });
@@ -194,7 +194,7 @@ function fill(
   reg.set(r, REC.LINK, f.link);
   reg.set(r, REC.ID, f.id);
   for (let i = 0; i < f.count; i++) reg.setLive(r, i, true);
-  reg.set(r, REC.STATE, 1);
+  reg.activate(r);
 }
 
 /**

@@ -8,6 +8,7 @@
 import { makeWorkload, type WorkloadReport } from '../../../domains/index.js';
 import { checkRunning } from '../../checker/checker.js';
 import { domainCrash } from '../../xen/domain-crash.js';
+import { designOf } from '../../xen/design.js';
 import { toolstackDestroy } from '../toolstack.js';
 import { VcpuContext } from '../../xen/guest-cpu.js';
 import { Host, MAP_WINDOW_PAGES, type HostReport, type HostSpec } from '../host.js';
@@ -534,16 +535,40 @@ function inject(m: Host['m'], p: Planned, actors: Actor[], rng: SimRng, closing:
   }
 }
 
-/** A digest of the machine's state at the end (what the hash adds to the decisions). */
+/**
+ * A digest of the machine's state at the end (what the hash adds to the
+ * decisions): every non-zero word of the regions, and every 61st of RAM.
+ */
 function stateDigest(host: Host): number {
   const s = host.m.sabs;
   let h = FNV_OFFSET;
-  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store, s.reach]) {
-    const w = new Int32Array(sab);
-    for (let i = 0; i < w.length; i++) if (w[i] !== 0) h = fnv(fnv(h, i), w[i]!);
+  // The design's region up to what is derived from its state (an index: MemoryDesign.stateBytes).
+  const design = designOf(host.m).stateBytes?.(host.m.config) ?? s.design.byteLength;
+  for (const sab of [s.frametable, s.heap, s.domains, s.p2m, s.grants, s.design, s.ioreqSlots, s.vcpus, s.store, s.reach]) h = digestWords(h, sab, 1, sab === s.design ? design : sab.byteLength);
+  return digestWords(h, s.frames, 61);
+}
+
+/** Bytes compared at once against zeros by stateDigest. */
+const DIGEST_CHUNK_BYTES = 4096;
+const ZERO_CHUNK = Buffer.alloc(DIGEST_CHUNK_BYTES);
+
+/**
+ * Fold word i of `sab` (each i a multiple of `stride`) into h, as (i, word),
+ * for every non-zero one. A zero word adds nothing, so chunks that are all
+ * zeros — most of RAM and of the regions at the end of a run, every frame
+ * never used or scrubbed since — are skipped by a native compare (memcmp)
+ * instead of read word by word: the same digest, a tenth of the time.
+ */
+export function digestWords(h0: number, sab: SharedArrayBuffer, stride: number, byteLength = sab.byteLength): number {
+  let h = h0;
+  const bytes = Buffer.from(sab, 0, byteLength);
+  const w = new Int32Array(sab, 0, byteLength >> 2);
+  for (let off = 0; off < bytes.length; off += DIGEST_CHUNK_BYTES) {
+    const end = Math.min(off + DIGEST_CHUNK_BYTES, bytes.length);
+    if (bytes.compare(ZERO_CHUNK, 0, end - off, off, end) === 0) continue;
+    const first = Math.ceil(off / 4 / stride) * stride;
+    for (let i = first; i < end >> 2; i += stride) if (w[i] !== 0) h = fnv(fnv(h, i), w[i]!);
   }
-  const f = new Int32Array(s.frames);
-  for (let i = 0; i < f.length; i += 61) if (f[i] !== 0) h = fnv(fnv(h, i), f[i]!);
   return h;
 }
 

@@ -161,6 +161,8 @@ export class SimSched implements Sched {
   private actors: SimActor[] = [];
   private onStack: boolean[] = [];
   private readonly stack: number[] = [];
+  /** pick's candidates (the first n of them), one slot per actor. */
+  private cand = new Int32Array(0);
   private prio: number[] = [];
   private readonly changeAt = new Set<number>();
   private lowest = 0;
@@ -222,6 +224,7 @@ export class SimSched implements Sched {
     this.actors = actors;
     this.backendDomains = new Set(actors.filter((a) => a.serves).map((a) => a.domid));
     this.onStack = actors.map(() => false);
+    this.cand = new Int32Array(actors.length);
     // PCT (Burckhardt et al.): random distinct priorities, d-1 change points
     // spread over the run; at a change point the running actor drops below all.
     const perm = actors.map((_, i) => i);
@@ -253,13 +256,15 @@ export class SimSched implements Sched {
   /** Choose who runs next among those not on the stack; -1 when nobody can. */
   pick(kind: DecisionKind): number {
     this.beforePick?.();
-    const cand: number[] = [];
+    // The candidates in a buffer kept across decisions: no allocation per decision.
+    const cand = this.cand;
+    let n = 0;
     const serversOnly = this.stack.length >= MAX_NEST_DEPTH;
     for (let i = 0; i < this.actors.length; i++) {
       const a = this.actors[i]!;
-      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && (kind !== 'access' || this.backendDomains.has(a.domid)) && a.ready()) cand.push(i);
+      if (!this.onStack[i] && !this.excluded.has(i) && (!serversOnly || a.serves) && (this.midBatchDomains.size === 0 || !this.midBatchDomains.has(a.domid)) && (kind !== 'access' || this.backendDomains.has(a.domid)) && a.ready()) cand[n++] = i;
     }
-    if (cand.length === 0) return -1;
+    if (n === 0) return -1;
     if (this.exhausted) {
       // The decision after the last: none is taken. Exhaustion changes
       // nothing else (no coin is skipped), so a run cut at step k is the
@@ -272,10 +277,10 @@ export class SimSched implements Sched {
       return -1;
     }
     let chosen: number;
-    if (this.o.strategy === 'random') chosen = cand[this.rng.below(cand.length)]!;
+    if (this.o.strategy === 'random') chosen = cand[this.rng.below(n)]!;
     else {
       chosen = cand[0]!;
-      for (const i of cand) if (this.prio[i]! > this.prio[chosen]!) chosen = i;
+      for (let k = 1; k < n; k++) if (this.prio[cand[k]!]! > this.prio[chosen]!) chosen = cand[k]!;
     }
     this.steps++;
     if ((this.steps & 15) === 0 && this.failed_at === null && this.failedHook?.() === true) {
