@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../hypervisor/host/worker-path.js';
+import { formatSummary, type Summary } from '../orchestrator/up/summary.js';
 
 const BIN = join(PROJECT_ROOT, 'bin', 'xgsim.js');
 
@@ -193,6 +194,38 @@ schedule:
     expect(s.ioreq.abandoned_at_stop, JSON.stringify(s)).toBeGreaterThan(0);
     expect(s.ioreq.unaccounted).toBe(0);
     expect(s.unknown, JSON.stringify(s.unknown)).toEqual([expect.stringMatching(new RegExp(`^${s.ioreq.abandoned_at_stop} ioreqs? still unanswered \\d+ ms after the end of the run: .*vCPU 0 \\(waiting on an ioreq to dom0's device model`)) as unknown]);
+  });
+
+  it('a device model descheduled for 5.5 s mid-run: the watchdog reports the vCPUs waiting on it, in the summary and its events; the run still passes', () => {
+    const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
+    console.log(`[xgsim chaos dm hung mid-run] seed ${seed}`);
+    const dir = mkdtempSync(join(tmpdir(), 'xgsim-cli-test-'));
+    const plan = join(dir, 'hung-mid-run.yaml');
+    // The frontends' next commands wait on dom0's device model from 0.5 s to 6 s: past HUNG_VCPU_MS (5 s) for
+    // some, and every ioreq is answered before the end of the run at 7 s.
+    writeFileSync(plan, `name: hung-mid-run
+topology:
+  name: hung
+  host: { frames: 16384 }
+  domains:
+    - { name: dom0, role: backend, memory: 16MiB, max_memory: 24MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 4MiB }] }
+    - { name: desktop, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: render, buffers: 4, buffer_pages: 4 } }
+schedule:
+  - { at: 500ms, kind: hang-vcpu, target: dom0, vcpu: 0, for: 5500ms }
+`);
+    const r = xgsim(['chaos', plan, '--duration', '7s', '--transport', 'ring', '--json', '--seed', seed], { XGSIM_RUNS_DIR: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as { verdict: string; hung_vcpus: number; events: string[]; ioreq: { abandoned_at_stop: number } };
+    expect(s.verdict).toBe('pass');
+    expect(s.hung_vcpus, JSON.stringify(s.events)).toBeGreaterThan(0);
+    const hangs = s.events.filter((e) => e.startsWith('watchdog: '));
+    expect(hangs).toHaveLength(s.hung_vcpus);
+    // dom0's vCPU 0 itself (the nemesis blocks it), and the frontend's vCPU waiting on it when it got there in time.
+    for (const h of hangs) expect(h).toMatch(/^watchdog: (dom0|desktop) vCPU 0 blocked without progress for \d+ ms$/);
+    expect(s.ioreq.abandoned_at_stop).toBe(0);
+    // The text summary says it too (the JSON is the summary the text is made from).
+    const text = formatSummary(JSON.parse(r.stdout) as Summary);
+    expect(text).toMatch(new RegExp(`^watchdog: ${s.hung_vcpus} vCPU hangs? of 5 s or more without progress`, 'm'));
   });
 
   it('with XGSIM_BUGGIFY=no-scrub fails with exit 1 and prints a replay line', () => {

@@ -151,6 +151,8 @@ export interface HostReport {
   drain_ms?: number;
   /** The longest time between two periodic checks (from the first to the end of the run); 0 without periodic checks. */
   check_gap_ms?: number;
+  /** Hangs the watchdog reported: a vCPU of a running domain blocked without progress for HUNG_VCPU_MS (each hang once; the events name them). */
+  hung_vcpus?: number;
 }
 
 
@@ -856,6 +858,7 @@ export class Host {
       sched,
       drain_ms: Math.round(this.drain_ms),
       check_gap_ms: Math.round(this.checkGap_ms),
+      hung_vcpus: this.hungReports,
       ...(trace !== undefined ? { trace } : {}),
       injections,
       nemesis: {

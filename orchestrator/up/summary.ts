@@ -54,6 +54,12 @@ export interface Summary {
   drain_ms?: number;
   /** The longest time between two periodic checks, ms (0: none ran); beyond checkGapBound the run is `unknown`. Absent in summaries saved before it was counted. */
   check_gap_ms?: number;
+  /**
+   * Hangs the watchdog saw: a vCPU blocked without progress for 5 s (HUNG_VCPU_MS), each hang once; the events
+   * name them. Xen waits on an ioreq with no timeout, so a hang is reported, not a violation; one still hung at the
+   * end leaves its ioreq unanswered at the stop, which makes the run `unknown`. Absent in summaries saved before it was counted.
+   */
+  hung_vcpus?: number;
   ioreq: {
     sent: number;
     completed: number;
@@ -225,6 +231,7 @@ export function summarize(r: HostReport, o: { seed: number; transport: string; b
     revoke_us: { p50: revoke.p50, p99: revoke.p99, max: revoke.max },
     drain_ms: r.drain_ms ?? 0,
     check_gap_ms: r.check_gap_ms ?? 0,
+    hung_vcpus: r.hung_vcpus ?? 0,
     ioreq: {
       sent: n('ioreqs_sent'),
       completed: n('ioreqs_done'),
@@ -306,6 +313,7 @@ export function formatSummary(s: Summary): string {
     });
     lines.push(...table([{ head: 'at', right: true }, { head: 'nemesis' }, { head: 'target' }, { head: 'what, and recovery' }], rows, '  '));
   }
+  if ((s.hung_vcpus ?? 0) > 0) lines.push(`watchdog: ${s.hung_vcpus} vCPU hang${s.hung_vcpus === 1 ? '' : 's'} of 5 s or more without progress (Xen waits on an ioreq with no timeout: reported, not a violation; the events say which)`);
   if (s.revoke_us.max > 0) lines.push(`revoke latency: p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)}`);
   lines.push('invariants:');
   const inv = Object.entries(s.invariants).map(([k, v]) => [v.violations === 0 ? 'ok' : 'FAIL', k, String(v.checks), String(v.violations)]);
