@@ -74,9 +74,12 @@
  *   }
  *
  * Losses: none from reconnects or pauses. A request trimmed away before it
- * was acknowledged is lost (counted in stats().lost; the vCPU's watchdog
- * reports it); STREAM_MAXLEN_ENTRIES is far above what can be in flight. A
- * dispatcher whose cursor falls more than the bound behind misses responses.
+ * was acknowledged is lost here (counted in stats().lost); the dispatcher
+ * sends it again once it stays unanswered (hypervisor/host/redis-dispatcher.ts,
+ * RESEND_AFTER_MS), and the device model's dedup makes that exactly once.
+ * STREAM_MAXLEN_ENTRIES is far above what can be in flight. A dispatcher
+ * whose cursor falls more than the bound behind misses responses, which
+ * the same re-sending recovers.
  */
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
