@@ -83,7 +83,8 @@ export interface VcpuIdentity {
 }
 
 export class VcpuContext implements GuestCpu {
-  readonly mmu: Mmu;
+  /** Assigned in the constructor only (`declare`: why at Mmu.ram). */
+  declare readonly mmu: Mmu;
   /** GuestCpu.mem: the MMU, seen through the ABI's GuestMemory. */
   readonly mem: GuestMemory;
   readonly hc: Hypercalls;
