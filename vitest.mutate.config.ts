@@ -1,13 +1,16 @@
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
 
-// `npm run mutate` (stryker.config.json): the fast unit tests that exercise
+// `npm run mutate` (stryker.config.mjs): the fast unit tests that exercise
 // the mutated files, not the whole-system suite (docs/verification.md §8).
 export default defineConfig({
   test: {
     ...base.test,
     // Stryker's vitest runner runs the tests in worker threads, which refuse base's --expose-gc.
     execArgv: [],
+    // One module graph for every file and run: the dry run 14 s → 6 s, a mutant ~20 % faster.
+    // Stryker switches mutants at run time (__stryker__.activeMutant), no re-import needed.
+    isolate: false,
     include: [
       'hypervisor/xen/iomem.test.ts',
       'hypervisor/xen/p2m.test.ts',
