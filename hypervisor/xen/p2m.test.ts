@@ -5,7 +5,7 @@
  * for far gfns from the domain's share of the pool, and the pool whole
  * again after teardown.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from '../../tests/test-machine.js';
 import { CTL } from '../layout/control.js';
 import { DOM } from '../layout/domains.js';
@@ -25,6 +25,10 @@ import { createMachineSabs, Machine as MachineClass } from './machine.js';
 import { EV, extraOf, kindOf, P2M_EV, RING, TK } from '../layout/trace.js';
 import { clearTracer, hostRing, setHostTracer } from './trace.js';
 import { NO_BUGS } from './buggify.js';
+import { realSched, setSched, type Sched } from './platform.js';
+import { VC } from '../layout/vcpus.js';
+import { TLB_SHOOTDOWN_BOUND_MS } from '../layout/constants.js';
+import { HypervisorBug } from '../layout/region.js';
 
 /** dom0 and one frontend, 4 MiB of RAM each: two 2 MiB superpages apiece. */
 function bigMachine(bugs = ''): Machine {
@@ -223,5 +227,138 @@ describe('p2m levels', () => {
     expect(m.log.records()).toEqual([]);
     expect(domainDestroy(m, 0)).toBe(0);
     expect(checkNoLeaks(m)).toBe(true);
+  });
+});
+
+/**
+ * The shootdown's wait (flush_tlb_mask / ept_sync_domain): on one thread,
+ * with a scheduler that stands for the other pCPUs — its awaitAck is the
+ * IPI the vCPU in `slot` answers, its clock the one the bound is read on.
+ */
+describe('TLB shootdown', () => {
+  afterEach(() => setSched(realSched));
+
+  /** d1 with `n` vCPUs, all in guest mode; d0 Maps its gfn 10 at d1's gfn 100. */
+  function guests(n: number, bugs = ''): { m: Machine; cpus: VcpuContext[]; be: VcpuContext; id: number } {
+    const m = testMachine({ bugs, domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0, vcpus: n }] });
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 10 }, count: 1, at: 100 });
+    expect(r.rc).toBe(0);
+    const be = new VcpuContext(m, { domid: 0, vcpu: 0, slot: m.dom.at(0, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+    be.start();
+    const cpus = Array.from({ length: n }, (_, v) => new VcpuContext(m, { domid: 1, vcpu: v, slot: m.dom.at(1, DOM.VCPU_BASE) + v, memory_pages: 64, seed: 1 }));
+    for (const c of cpus) c.start();
+    return { m, cpus, be, id: r.id };
+  }
+
+  /** A scheduler whose clock moves `step_us` per spin, and whose IPI to a slot in `acks` makes it acknowledge d1's epoch after `delay_us`. */
+  function ipis(m: Machine, acks: ReadonlySet<number>, step_us = 10, delay_us = 0): { s: Sched; asked: number[]; spins: () => number } {
+    let now = 0;
+    let spins = 0;
+    const asked: number[] = [];
+    const pending: Array<{ slot: number; at: number }> = [];
+    const ack = (): void => {
+      for (const p of pending.splice(0)) {
+        if (p.at <= now) m.vcpus.set(p.slot, VC.ACK_EPOCH, m.dom.at(1, DOM.FLUSH_EPOCH));
+        else pending.push(p);
+      }
+    };
+    const s: Sched = {
+      ...realSched,
+      relax: () => {
+        spins++;
+        now += step_us;
+        ack();
+      },
+      now_us: () => now,
+      awaitAck: (slot) => {
+        asked.push(slot);
+        if (acks.has(slot)) pending.push({ slot, at: now + delay_us });
+        ack();
+      },
+    };
+    return { s, asked, spins: () => spins };
+  }
+
+  it('waits for each vCPU of the domain in guest mode that has not acknowledged the new epoch, and for no other (flush_tlb_mask over its dirty mask)', () => {
+    const { m, cpus, be, id } = guests(3);
+    const base = m.dom.at(1, DOM.VCPU_BASE);
+    cpus[1]!.stop(); // offline: nothing cached to flush, nothing to wait for
+    m.vcpus.set(base + 2, VC.ACK_EPOCH, m.dom.at(1, DOM.FLUSH_EPOCH) + 1); // already past the coming epoch
+    const { s, asked } = ipis(m, new Set([base, base + 2]));
+    setSched(s);
+    const done = ctl(m, CTL.TLB_SHOOTDOWNS_DONE);
+    const epoch = m.dom.at(1, DOM.FLUSH_EPOCH);
+    expect(be.hc.dm_revoke({ id })).toBe(0);
+    expect(asked).toEqual([base]);
+    expect(m.dom.at(1, DOM.FLUSH_EPOCH)).toBe(epoch + 1);
+    expect(m.vcpus.at(base, VC.ACK_EPOCH)).toBe(epoch + 1);
+    expect(ctl(m, CTL.TLB_SHOOTDOWNS_DONE)).toBe(done + 1);
+    expect(ctl(m, CTL.SHOOTDOWNS)).toBe(0); // none in flight once it returned
+    // The revocation's costs (CTL.REVOKE_*): one entry, one shootdown, one vCPU paused.
+    expect([CTL.REVOCATIONS, CTL.REVOKE_P2M_REMOVED, CTL.REVOKE_SHOOTDOWNS, CTL.REVOKE_VCPUS_PAUSED, CTL.REVOKE_SPLITS].map((w) => ctl(m, w))).toEqual([1, 1, 1, 1, 0]);
+    // A Revoke of what is revoked already removes nothing and is not counted.
+    expect(be.hc.dm_revoke({ id })).toBe(0);
+    expect(ctl(m, CTL.REVOCATIONS)).toBe(1);
+    setSched(realSched);
+    for (const [v, c] of cpus.entries()) if (v !== 1) c.stop();
+    be.stop();
+    checkQuiescent(m);
+    expect(m.log.records()).toEqual([]);
+  });
+
+  it('every vCPU that owes an acknowledgement is waited for, in order, and the time they took is the revocation\'s pause', () => {
+    const { m, cpus, be, id } = guests(3);
+    const base = m.dom.at(1, DOM.VCPU_BASE);
+    const { s, asked } = ipis(m, new Set([base, base + 1, base + 2]), 10, 1000);
+    setSched(s);
+    expect(be.hc.dm_revoke({ id })).toBe(0);
+    expect(asked).toEqual([base, base + 1, base + 2]);
+    for (let v = 0; v < 3; v++) expect(m.vcpus.at(base + v, VC.ACK_EPOCH)).toBe(m.dom.at(1, DOM.FLUSH_EPOCH));
+    expect(ctl(m, CTL.REVOKE_VCPUS_PAUSED)).toBe(3);
+    // Each IPI is answered 1 ms after it was sent; the three run one after the other.
+    expect(ctl(m, CTL.REVOKE_PAUSE_US)).toBe(3000);
+    expect(ctl(m, CTL.REVOKE_PAUSE_MAX_US)).toBe(3000);
+    setSched(realSched);
+    for (const c of cpus) c.stop();
+    be.stop();
+  });
+
+  it('with shootdown-skip-one-ack the last vCPU that owes an acknowledgement is not waited for', () => {
+    const { m, be, id } = guests(3, 'shootdown-skip-one-ack');
+    const base = m.dom.at(1, DOM.VCPU_BASE);
+    m.vcpus.set(base + 2, VC.ACK_EPOCH, m.dom.at(1, DOM.FLUSH_EPOCH) + 1); // owes nothing: vCPU 1 is the last that owes
+    const { s, asked } = ipis(m, new Set([base, base + 1]));
+    setSched(s);
+    expect(be.hc.dm_revoke({ id })).toBe(0);
+    expect(asked).toEqual([base]);
+    expect(m.vcpus.at(base + 1, VC.ACK_EPOCH)).toBe(m.dom.at(1, DOM.FLUSH_EPOCH) - 1);
+  });
+
+  it('a vCPU that never acknowledges is a hypervisor bug once the bound has passed, not before', () => {
+    const bound_us = TLB_SHOOTDOWN_BOUND_MS * 1000;
+    // Acknowledged just inside the bound: the wait ends normally.
+    const late = guests(1);
+    const base = late.m.dom.at(1, DOM.VCPU_BASE);
+    const a = ipis(late.m, new Set([base]), 100, bound_us - 100_000);
+    setSched(a.s);
+    expect(late.be.hc.dm_revoke({ id: late.id })).toBe(0);
+    expect(a.spins()).toBeGreaterThan(40_000);
+    setSched(realSched);
+    // Never acknowledged: HypervisorBug naming the vCPU and the epoch, the clock past the bound.
+    const never = guests(1);
+    const b = ipis(never.m, new Set(), 100);
+    setSched(b.s);
+    const epoch = never.m.dom.at(1, DOM.FLUSH_EPOCH) + 1;
+    let caught: unknown;
+    try {
+      dmRevoke(never.m, 0, { id: never.id });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(HypervisorBug);
+    expect(String(caught)).toContain(`TLB shootdown of d1: vCPU slot ${never.m.dom.at(1, DOM.VCPU_BASE)} did not acknowledge epoch ${epoch} within ${TLB_SHOOTDOWN_BOUND_MS} ms`);
+    expect(b.s.now_us()).toBeGreaterThan(bound_us);
+    expect(b.s.now_us()).toBeLessThan(bound_us + 100 * 1024);
+    expect(ctl(never.m, CTL.SHOOTDOWNS)).toBe(0); // the counter of shootdowns in flight is given back on the way out
   });
 });
