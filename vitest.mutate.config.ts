@@ -6,6 +6,7 @@ import base from './vitest.config.js';
 const TESTS = [
   'hypervisor/xen/iomem.test.ts',
   'hypervisor/xen/p2m.test.ts',
+  'hypervisor/xen/p2m-bounds.test.ts',
   'hypervisor/xen/mmu.test.ts',
   'hypervisor/xen/grant-table.test.ts',
   'hypervisor/xen/memory.test.ts',
