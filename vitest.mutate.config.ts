@@ -9,6 +9,7 @@ const TESTS = [
   'hypervisor/xen/p2m-bounds.test.ts',
   'hypervisor/xen/mmu.test.ts',
   'hypervisor/xen/grant-table.test.ts',
+  'hypervisor/xen/grant-bounds.test.ts',
   'hypervisor/xen/memory.test.ts',
   'hypervisor/xen/mm.test.ts',
   'hypervisor/designs/primitives/primitives.test.ts',
