@@ -1,0 +1,169 @@
+/**
+ * The primitives' paths the first mutation runs found untested
+ * (docs/verification.md §8): Map traced, the chaos rendezvous of a Map with
+ * a destroy, a teardown between the checks and the registry lock, what a
+ * record holds, sources of every kind, BAR superpages at a misaligned gfn,
+ * and a full registry.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { testMachine } from '../../../tests/test-machine.js';
+import type { Machine } from '../../xen/machine.js';
+import { dmMap } from './map.js';
+import { dmRevoke } from './revoke.js';
+import { dmSteal } from './steal.js';
+import { registryOf } from './common.js';
+import { KIND, REC } from './registry.js';
+import { EINVAL, ENOSPC, ESRCH } from '../../public/errno.js';
+import { P2M } from '../../public/types.js';
+import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
+import { CTL } from '../../layout/control.js';
+import { DOM, DS } from '../../layout/domains.js';
+import { MAX_MAPPINGS } from '../../layout/constants.js';
+import { checkQuiescent } from '../../checker/checker.js';
+import { domainDestroy } from '../../xen/domain.js';
+import { decreaseReservation } from '../../xen/memory.js';
+import { armHook, disarmHooks } from '../../xen/hooks.js';
+import { realSched, setSched } from '../../xen/platform.js';
+import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
+import { EV, kindOf, RING, TK } from '../../layout/trace.js';
+
+const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
+const clean = (m: Machine): void => {
+  checkQuiescent(m);
+  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
+};
+const fields = [REC.KIND, REC.BACKEND, REC.FRONTEND, REC.SRC, REC.FE_GFN, REC.COUNT, REC.LIVE, REC.TYPE, REC.PARENT, REC.PARENT_ID, REC.STATE];
+const record = (m: Machine, id: number): number[] => fields.map((f) => registryOf(m).at(registryOf(m).find(id), f));
+
+afterEach(() => {
+  disarmHooks();
+  setSched(realSched);
+  clearTracer();
+});
+
+describe('Map', () => {
+  it('traced, it answers as untraced and leaves a begin and an end event', () => {
+    const m = testMachine({ trace: { rings: 2, ring_events: 64 } });
+    const t = m.trace!;
+    setHostTracer(t);
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    const bad = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 0, at: 100 });
+    clearTracer();
+    expect(r.rc).toBe(0);
+    expect(record(m, r.id)[0]).toBe(KIND.MAP_RAM);
+    expect(bad.rc).toBe(-EINVAL);
+    const ring = hostRing(t);
+    const head = Atomics.load(t.rings, t.ringIdx(ring, RING.HEAD));
+    const kinds = Array.from({ length: head }, (_, i) => kindOf(t.ev[t.eventIdx(ring, i) + EV.KIND]!));
+    expect(kinds.filter((k) => k === TK.PRIM_B)).toHaveLength(2);
+    expect(kinds.filter((k) => k === TK.PRIM_E)).toHaveLength(2);
+  });
+
+  it('chaos destroy-mid-map: a Map into the armed frontend says it began and waits, holding no lock, until the host moves on or 50 ms pass', () => {
+    const m = testMachine();
+    let now = 5_000_000;
+    let spins = 0;
+    let answerAt = Infinity;
+    setSched({
+      ...realSched,
+      now_us: () => now,
+      relax: () => {
+        spins++;
+        now += 100;
+        if (spins >= answerAt) Atomics.store(m.control.w, CTL.MIDMAP_FE, 0); // the host started the destroy
+      },
+    });
+    // Armed for d2: a Map into d1 does not wait.
+    Atomics.store(m.control.w, CTL.MIDMAP_FE, 3);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    expect([spins, Atomics.load(m.control.w, CTL.MIDMAP_FE)]).toEqual([0, 3]);
+    // Into d2: it waits the whole 50 ms when the host never answers.
+    expect(dmMap(m, 0, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    expect(Atomics.load(m.control.w, CTL.MIDMAP_FE)).toBe(-3);
+    expect(spins).toBe(500);
+    // Armed again, answered after 7 spins: the Map goes on at once.
+    spins = 0;
+    answerAt = 7;
+    Atomics.store(m.control.w, CTL.MIDMAP_FE, 3);
+    expect(dmMap(m, 0, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 }).rc).toBe(0);
+    expect([spins, Atomics.load(m.control.w, CTL.MIDMAP_FE)]).toEqual([7, 0]);
+  });
+
+  it('a frontend or backend destroyed between the checks and the registry lock: -ESRCH, nothing mapped (notDying under the lock)', () => {
+    for (const dying of [1, 2]) {
+      // d1 is d2's backend; d0 destroys one of them at the hook.
+      const m = testMachine({ domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+      armHook('map.after_checks', () => expect(domainDestroy(m, dying)).toBe(0));
+      expect(dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(-ESRCH);
+      expect(m.dom.state(dying)).not.toBe(DS.RUNNING);
+      expect(registryOf(m).activeCount()).toBe(0);
+      const other = 3 - dying;
+      expect(p2mGet(m, other, 100)).toBe(P2M_HOLE);
+    }
+  });
+
+  it('what a record holds: a BAR Map\'s kind, first frame and no parent; a nested Map\'s parent and its id', () => {
+    const m = testMachine({ bars: [{ name: 'gpu', owner: 0, nr_pages: 8 }], domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const bar = m.sabs.bars[0]!.base_mfn;
+    const b = dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar + 2 }, count: 3, at: 100 });
+    expect(record(m, b.id)).toEqual([KIND.MAP_BAR, 0, 1, bar + 2, 100, 3, 3, P2M.mmio_direct, 0, 0, 1]);
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 2, at: 200, type: P2M.mmio_dm });
+    // d1 passes on what it received as mmio_dm: a nested Map of it.
+    const n = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 201 }, count: 1, at: 300 });
+    expect(record(m, n.id)).toEqual([KIND.MAP_NESTED, 1, 2, 201, 300, 1, 1, P2M.mmio_direct, registryOf(m).find(r.id) + 1, r.id, 1]);
+    expect(mfnOf(m, 2, 300)).toBe(mfnOf(m, 0, 5));
+    // Frames of a BAR Map passed on are nested too.
+    const nb = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 100 }, count: 3, at: 310 });
+    expect(nb.rc).toBe(0);
+    expect(record(m, nb.id)[0]).toBe(KIND.MAP_NESTED);
+    // RAM followed by a Map'd page: one kind per Map, -EINVAL at the first page of the other.
+    const edge = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 6 }, count: 1, at: 64 });
+    expect(edge.rc).toBe(0);
+    expect(dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 63 }, count: 2, at: 320 })).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect(dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 64 }, count: 1, at: 320 }).rc).toBe(0);
+    clean(m);
+  });
+
+  it('a source page of be that is read-only RAM is no Map source (-EINVAL)', () => {
+    const m = testMachine();
+    p2mLock(m, 0, 'test');
+    p2mSetLocked(m, 0, 7, p2mEntry(mfnOf(m, 0, 7), P2M.ram_ro));
+    p2mUnlock(m, 0);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 6 }, count: 2, at: 100 })).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect(p2mGet(m, 1, 100)).toBe(P2M_HOLE);
+  });
+
+  it('a BAR range aligned on the frame but not on the gfn is 4 KiB pages (mmio_order needs both)', () => {
+    const m = testMachine({ nr_frames: 4096, bars: [{ name: 'gpu', owner: 0, nr_pages: 512 }], domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }] });
+    const bar = m.sabs.bars[0]!.base_mfn;
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar }, count: 512, at: 0x800001 });
+    expect(r.rc).toBe(0);
+    expect(m.dom.at(1, DOM.P2M_RESERVED)).toBe(0);
+    expect(mfnOf(m, 1, 0x800001 + 511)).toBe(bar + 511);
+    expect(entryType(p2mGet(m, 1, 0x800001))).toBe(P2M.mmio_direct);
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+  });
+
+  it('a full registry: Steals whose frames were freed give their records back first; with none, -ENOSPC and nothing done', () => {
+    const m = testMachine({ nr_frames: 2048, domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0, p2m_size: 4096 }, { memory_pages: 64, backend: 0 }] });
+    // A Steal from d2 whose frame d0 then frees: its Steal is over, its record still there.
+    const s = dmSteal(m, 0, { fe: 2, gfn: 10, count: 1, into: 200 });
+    expect(s.rc).toBe(0);
+    expect(dmRevoke(m, 0, { id: s.id })).toBe(0);
+    expect(decreaseReservation(m, 0, [200])).toBe(1);
+    const reg = registryOf(m);
+    expect(reg.activeCount()).toBe(1); // the Steal record; its implicit Map is a tombstone
+    // Fill the registry with live Maps (the tombstone is reused by the first).
+    let n = 0;
+    while (reg.activeCount() < MAX_MAPPINGS) expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n++ }).rc).toBe(0);
+    const refs = m.ft.count(mfnOf(m, 0, 4));
+    // Full: the over Steal's record is reaped for the next Map.
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n }).rc).toBe(0);
+    expect(reg.activeCount()).toBe(MAX_MAPPINGS);
+    // Now nothing to reap: -ENOSPC, no entry, no reference.
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 + n })).toEqual({ rc: -ENOSPC, index: -1, id: 0 });
+    expect(p2mGet(m, 1, 101 + n)).toBe(P2M_HOLE);
+    expect(m.ft.count(mfnOf(m, 0, 4))).toBe(refs + 1);
+  });
+});
