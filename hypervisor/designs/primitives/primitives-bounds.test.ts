@@ -9,14 +9,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from '../../../tests/test-machine.js';
 import type { Machine } from '../../xen/machine.js';
 import { dmMap } from './map.js';
-import { dmRevoke } from './revoke.js';
+import { dmRevoke, faultServer } from './revoke.js';
+import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
 import { registryOf } from './common.js';
 import { KIND, REC } from './registry.js';
-import { EINVAL, ENOSPC, ESRCH } from '../../public/errno.js';
-import { P2M } from '../../public/types.js';
+import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { gfn, P2M } from '../../public/types.js';
 import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
-import { entryMfn, entryType, p2mEntry, P2M_HOLE } from '../../layout/p2m.js';
+import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { CTL } from '../../layout/control.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
@@ -27,6 +28,8 @@ import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { realSched, setSched } from '../../xen/platform.js';
 import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
 import { EV, kindOf, RING, TK } from '../../layout/trace.js';
+import { ioreqServerCreate } from '../../xen/ioreq.js';
+import { VcpuContext } from '../../xen/guest-cpu.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
 const clean = (m: Machine): void => {
@@ -165,5 +168,134 @@ describe('Map', () => {
     expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 + n })).toEqual({ rc: -ENOSPC, index: -1, id: 0 });
     expect(p2mGet(m, 1, 101 + n)).toBe(P2M_HOLE);
     expect(m.ft.count(mfnOf(m, 0, 4))).toBe(refs + 1);
+  });
+});
+
+describe('Revoke', () => {
+  it('a revoked gfn faults to the server of the backend whose mapping was revoked there, not the first server (the seed\'s per-server FAULT set)', () => {
+    for (const bugs of ['', 'fault-to-first-server']) {
+      const m = testMachine({ bugs, domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+      const s0 = ioreqServerCreate(m, 0, 2, [], 'none');
+      const s1 = ioreqServerCreate(m, 1, 2, [], 'none');
+      expect([s0, s1].every((s) => s >= 0) && s0 !== s1).toBe(true);
+      const a = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 });
+      const b = dmMap(m, 0, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 });
+      expect(dmRevoke(m, 1, { id: a.id })).toBe(0);
+      expect(dmRevoke(m, 0, { id: b.id })).toBe(0);
+      expect([faultServer(m, 2, 100), faultServer(m, 2, 101)], bugs).toEqual(bugs === '' ? [s1, s0] : [s0, s0]);
+      if (bugs === '') {
+        // Not revoked: RAM, a hole, a gfn out of range, a superpage gfn: no fault owner.
+        for (const g of [5, 200, -1]) expect(faultServer(m, 2, g)).toBe(-1);
+        // d1's server gone: its revoked gfn has no server (Xen's null handler answers).
+        expect(domainDestroy(m, 1)).toBe(0);
+        expect(faultServer(m, 2, 100)).toBe(-1);
+        expect(faultServer(m, 2, 101)).toBe(s0);
+      }
+    }
+  });
+
+  it('transitive Revoke takes the nested pages made from the revoked pages, and only those', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const p = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 3, at: 100 });
+    const q = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 8 }, count: 1, at: 110 });
+    const c1 = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 2, at: 200 }); // pages 1, 2 of p
+    const c2 = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 110 }, count: 1, at: 210 }); // of q
+    expect([p, q, c1, c2].map((r) => r.rc)).toEqual([0, 0, 0, 0]);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 100, count: 1 })).toBe(0); // page 0 of p: nothing made from it
+    expect([200, 201, 210].map((g) => entryType(p2mGet(m, 2, g)))).toEqual([P2M.mmio_direct, P2M.mmio_direct, P2M.mmio_direct]);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 102, count: 1 })).toBe(0); // page 2 of p: c1's page 1 goes
+    expect([p2mGet(m, 2, 200) === P2M_REVOKED, p2mGet(m, 2, 201) === P2M_REVOKED, p2mGet(m, 2, 210) === P2M_REVOKED]).toEqual([false, true, false]);
+    // By id, the rest of p: c1's last page, and c1 is a tombstone; q's child stays.
+    expect(dmRevoke(m, 0, { id: p.id })).toBe(0);
+    expect(p2mGet(m, 2, 200)).toBe(P2M_REVOKED);
+    expect(registryOf(m).at(registryOf(m).find(c1.id), REC.STATE)).toBe(2);
+    expect(registryOf(m).at(registryOf(m).find(p.id), REC.LIVE)).toBe(0);
+    expect(entryType(p2mGet(m, 2, 210))).toBe(P2M.mmio_direct);
+    expect(m.ft.count(mfnOf(m, 0, 5))).toBe(1);
+    clean(m);
+  });
+
+  it('a range Revoke of one frontend leaves the same gfns of another frontend alone; a backend that is not privileged revokes its own', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }, { memory_pages: 64, backend: 1 }] });
+    const a = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    const b = dmMap(m, 1, { fe: 3, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    expect(a.rc + b.rc).toBe(0);
+    expect(dmRevoke(m, 1, { fe: 2, gfn: 100, count: 2 })).toBe(0);
+    expect([p2mGet(m, 2, 100), p2mGet(m, 3, 100)].map((e) => e === P2M_REVOKED)).toEqual([true, false]);
+    expect(dmRevoke(m, 1, { fe: 0, gfn: 100, count: 1 })).toBe(-EPERM); // dom0 is nobody's frontend here
+    // d3 destroyed and freed: d1, its backend, gets 0 from a range Revoke (nothing is left).
+    expect(domainDestroy(m, 3)).toBe(0);
+    expect(m.dom.state(3)).toBe(DS.FREE);
+    expect(dmRevoke(m, 1, { fe: 3, gfn: 100, count: 1 })).toBe(0);
+    expect(registryOf(m).at(registryOf(m).find(b.id), REC.STATE)).toBe(2);
+  });
+
+  it('revoking a Steal\'s implicit Map unlinks it from the Steal record, which lives on until Return', () => {
+    const m = testMachine();
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 });
+    const reg = registryOf(m);
+    const steal = reg.find(s.id + 1);
+    expect(reg.at(steal, REC.LINK)).toBe(reg.find(s.id) + 1);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 10, count: 1 })).toBe(0);
+    expect(reg.at(steal, REC.LINK)).toBe(reg.find(s.id) + 1); // one page left
+    expect(dmRevoke(m, 0, { id: s.id })).toBe(0);
+    expect(reg.at(steal, REC.LINK)).toBe(0);
+    expect(reg.at(steal, REC.STATE)).toBe(1);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 2 }).rc).toBe(0);
+    clean(m);
+  });
+
+  it('an id whose tombstone was reused answers 0; with revoke-dead-frontend-esrch, -ENOENT (and a freed frontend -ESRCH)', () => {
+    for (const bugs of ['', 'revoke-dead-frontend-esrch']) {
+      const m = testMachine({ bugs });
+      const old = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 });
+      expect(dmRevoke(m, 0, { id: old.id })).toBe(0);
+      const reg = registryOf(m);
+      const slot = reg.find(old.id);
+      // Fill every other record, then one more Map: the tombstone is reused.
+      let n = 1;
+      while (reg.activeCount() < MAX_MAPPINGS - 1) expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n++ }).rc).toBe(0);
+      expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n }).rc).toBe(0);
+      expect(reg.find(old.id)).toBe(-1);
+      expect(reg.at(slot, REC.STATE)).toBe(1);
+      expect(dmRevoke(m, 0, { id: old.id }), bugs).toBe(bugs === '' ? 0 : -ENOENT);
+      expect(dmRevoke(m, 0, { id: 10 ** 6 })).toBe(-ENOENT);
+      expect(domainDestroy(m, 2)).toBe(0);
+      expect(dmRevoke(m, 0, { fe: 2, gfn: 100, count: 1 }), bugs).toBe(bugs === '' ? 0 : -ESRCH);
+    }
+  });
+
+  it('traced, a Revoke leaves its begin and end events and revokes as untraced', () => {
+    const m = testMachine({ trace: { rings: 2, ring_events: 64 } });
+    const r = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    const t = m.trace!;
+    setHostTracer(t);
+    expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+    clearTracer();
+    expect(p2mGet(m, 1, 101)).toBe(P2M_REVOKED);
+    const ring = hostRing(t);
+    const head = Atomics.load(t.rings, t.ringIdx(ring, RING.HEAD));
+    const evs = Array.from({ length: head }, (_, i) => t.eventIdx(ring, i)).map((i) => [kindOf(t.ev[i + EV.KIND]!), t.ev[i + EV.A]!, t.ev[i + EV.B]!]);
+    expect(evs.filter(([k]) => k === TK.PRIM_B)).toEqual([[TK.PRIM_B, 1, 2]]);
+    expect(evs.filter(([k]) => k === TK.PRIM_E)).toHaveLength(1);
+  });
+
+  it('revoke-put-before-flush: a vCPU of the frontend still reaching the page before the entry goes has lost its right to it already', () => {
+    for (const bugs of ['', 'revoke-put-before-flush']) {
+      const m = testMachine({ bugs });
+      const r = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 });
+      const fe = new VcpuContext(m, { domid: 1, vcpu: 0, slot: m.dom.at(1, DOM.VCPU_BASE), memory_pages: 64, seed: 1 });
+      fe.start();
+      expect(fe.read32(gfn(100), 0)).toBe(0);
+      fe.stop();
+      armHook('revoke.before_remove', () => {
+        fe.start();
+        fe.read32(gfn(100), 0); // the entry is still there: a racing access on another pCPU
+        fe.stop();
+      });
+      expect(dmRevoke(m, 0, { id: r.id })).toBe(0);
+      expect(m.log.records().map((x) => x.invariant), bugs).toEqual(bugs === '' ? [] : ['isolation']);
+      expect(m.ft.count(mfnOf(m, 0, 4))).toBe(1);
+    }
   });
 });
