@@ -14,7 +14,7 @@ import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
 import { registryOf } from './common.js';
 import { KIND, REC } from './registry.js';
-import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { gfn, P2M } from '../../public/types.js';
 import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
@@ -22,7 +22,7 @@ import { CTL } from '../../layout/control.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { checkQuiescent } from '../../checker/checker.js';
-import { domainDestroy } from '../../xen/domain.js';
+import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
 import { decreaseReservation } from '../../xen/memory.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { realSched, setSched } from '../../xen/platform.js';
@@ -297,5 +297,90 @@ describe('Revoke', () => {
       expect(m.log.records().map((x) => x.invariant), bugs).toEqual(bugs === '' ? [] : ['isolation']);
       expect(m.ft.count(mfnOf(m, 0, 4))).toBe(1);
     }
+  });
+});
+
+describe('Steal', () => {
+  it('traced, it answers as untraced and leaves a begin and an end event', () => {
+    const m = testMachine({ trace: { rings: 2, ring_events: 64 } });
+    const t = m.trace!;
+    setHostTracer(t);
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 });
+    clearTracer();
+    expect(s.rc).toBe(0);
+    expect(m.ft.owner(mfnOf(m, 0, 201))).toBe(0);
+    const ring = hostRing(t);
+    const head = Atomics.load(t.rings, t.ringIdx(ring, RING.HEAD));
+    const evs = Array.from({ length: head }, (_, i) => t.eventIdx(ring, i)).map((i) => [kindOf(t.ev[i + EV.KIND]!), t.ev[i + EV.A]!, t.ev[i + EV.B]!]);
+    expect(evs.filter(([k]) => k === TK.PRIM_B)).toEqual([[TK.PRIM_B, 1, 2]]);
+  });
+
+  it('a frontend destroyed between the checks and the registry lock: -ESRCH, nothing taken', () => {
+    const m = testMachine();
+    const mfn = mfnOf(m, 1, 10);
+    armHook('steal.after_checks', () => expect(domainDestroy(m, 1)).toBe(0));
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 })).toEqual({ rc: -ESRCH, index: -1, id: 0 });
+    expect(p2mGet(m, 0, 200)).toBe(P2M_HOLE);
+    expect(m.ft.owner(mfn)).not.toBe(0);
+    expect(registryOf(m).activeCount()).toBe(0);
+  });
+
+  it('with no `into`: the lowest run of holes above be\'s highest RAM gfn, ram_ro and superpages included, a run cut by anything else', () => {
+    const m = testMachine();
+    p2mLock(m, 0, 'test');
+    p2mSetLocked(m, 0, 80, p2mEntry(mfnOf(m, 0, 5), P2M.ram_ro)); // RAM up to 80 (read-only)
+    p2mSetLocked(m, 0, 82, p2mEntry(mfnOf(m, 0, 6), P2M.mmio_dm)); // not RAM: cuts the run 81–
+    p2mUnlock(m, 0);
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2 });
+    expect(s.rc).toBe(0);
+    expect([mfnOf(m, 0, 83), mfnOf(m, 0, 84)]).toEqual([mfnOf(m, 1, 10), mfnOf(m, 1, 11)]);
+    expect(p2mGet(m, 0, 81)).toBe(P2M_HOLE);
+    // The next goes above those: they are be's RAM now (the hole at 81 is below it).
+    expect(dmSteal(m, 0, { fe: 1, gfn: 12, count: 1 }).rc).toBe(0);
+    expect(mfnOf(m, 0, 85)).toBe(mfnOf(m, 1, 12));
+    expect(p2mGet(m, 0, 81)).toBe(P2M_HOLE);
+    // A backend whose RAM is superpages: above the last superpage's last gfn.
+    const big = testMachine({ nr_frames: 4096, domains: [{ memory_pages: 1024, max_pages: 1100, privileged: true }, { memory_pages: 64, backend: 0 }] });
+    expect(dmSteal(big, 0, { fe: 1, gfn: 10, count: 1 }).rc).toBe(0);
+    expect(mfnOf(big, 0, 1024)).toBe(mfnOf(big, 1, 10));
+  });
+
+  it('no table page left for be\'s new entries: -ENOMEM, nothing taken (p2m_set_entry failing)', () => {
+    // d1 (d2's backend) has a share of three table pages, all in use: a far gfn needs two more.
+    const m = testMachine({ domains: [{ memory_pages: 16, privileged: true }] });
+    expect(domainCreate(m, { domid: 1, max_pages: 64, nr_vcpus: 1, privileged: false, p2m_pages: 3 })).toBe(1);
+    expect(domainCreate(m, { domid: 2, max_pages: 16, nr_vcpus: 1, privileged: false, p2m_pages: 3, backend: 1 })).toBe(2);
+    expect(populateRange(m, 1, 0, 4)).toBe(0);
+    expect(populateRange(m, 2, 0, 16)).toBe(0);
+    const before = [m.dom.at(1, DOM.TOT_PAGES), m.dom.at(2, DOM.TOT_PAGES), mfnOf(m, 2, 10)];
+    expect(dmSteal(m, 1, { fe: 2, gfn: 10, count: 1, into: 0x800000 })).toEqual({ rc: -ENOMEM, index: -1, id: 0 });
+    expect([m.dom.at(1, DOM.TOT_PAGES), m.dom.at(2, DOM.TOT_PAGES), mfnOf(m, 2, 10)]).toEqual(before);
+    expect(entryType(p2mGet(m, 2, 10))).toBe(P2M.ram_rw);
+    expect(dmSteal(m, 1, { fe: 2, gfn: 10, count: 1, into: 100 }).rc).toBe(0); // in its table: fits
+  });
+
+  it('fewer than two free records: Steals whose frames were freed are reaped first; then -ENOSPC and nothing taken', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0, p2m_size: 4096 }, { memory_pages: 64, backend: 0 }] });
+    const s = dmSteal(m, 0, { fe: 2, gfn: 10, count: 1, into: 200 });
+    expect(dmRevoke(m, 0, { id: s.id })).toBe(0);
+    expect(decreaseReservation(m, 0, [200])).toBe(1); // the Steal is over; its record stays until reaped
+    const reg = registryOf(m);
+    let n = 0;
+    while (reg.activeCount() < MAX_MAPPINGS - 1) expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n++ }).rc).toBe(0);
+    // One free record and the over Steal's: reaped, the new Steal takes two.
+    expect(dmSteal(m, 0, { fe: 2, gfn: 11, count: 1, into: 201 }).rc).toBe(0);
+    expect(reg.activeCount()).toBe(MAX_MAPPINGS);
+    const mfn = mfnOf(m, 2, 12);
+    expect(dmSteal(m, 0, { fe: 2, gfn: 12, count: 1, into: 202 })).toEqual({ rc: -ENOSPC, index: -1, id: 0 });
+    expect([m.ft.owner(mfn), entryType(p2mGet(m, 2, 12)), p2mGet(m, 0, 202)]).toEqual([2, P2M.ram_rw, P2M_HOLE]);
+  });
+
+  it('steal-keeps-quota: a backend with room below its max_pages steals (up to it exactly), the max_pages unmoved', () => {
+    const m = testMachine({ bugs: 'steal-keeps-quota', domains: [{ memory_pages: 64, max_pages: 66, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 0 }] });
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 }).rc).toBe(0);
+    expect([0, 1].map((d) => [m.dom.at(d, DOM.TOT_PAGES), m.dom.at(d, DOM.MAX_PAGES)])).toEqual([
+      [66, 66],
+      [62, 64],
+    ]);
   });
 });
