@@ -384,3 +384,16 @@ describe('Steal', () => {
     ]);
   });
 });
+
+describe('Steal into no named gfn', () => {
+  it('never into a balloon hole below be\'s RAM, nor next to a non-RAM entry above it (the guest may populate the hole again)', () => {
+    const m = testMachine();
+    expect(decreaseReservation(m, 0, [30, 31])).toBe(2);
+    p2mLock(m, 0, 'test');
+    p2mSetLocked(m, 0, 90, p2mEntry(mfnOf(m, 0, 6), P2M.mmio_dm)); // above the RAM, not RAM: no floor
+    p2mUnlock(m, 0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2 }).rc).toBe(0);
+    expect([mfnOf(m, 0, 64), mfnOf(m, 0, 65)]).toEqual([mfnOf(m, 1, 10), mfnOf(m, 1, 11)]);
+    expect([p2mGet(m, 0, 30), p2mGet(m, 0, 31), p2mGet(m, 0, 91)]).toEqual([P2M_HOLE, P2M_HOLE, P2M_HOLE]);
+  });
+});
