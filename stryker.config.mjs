@@ -1,0 +1,54 @@
+// @ts-check
+/**
+ * `npm run mutate`: StrykerJS over the Xen core and the four primitives
+ * (docs/verification.md §8), with the fast unit tests of vitest.mutate.config.ts;
+ * incremental, not in CI.
+ *
+ * Some files only: `MUTATE=p2m npm run mutate` (names below, comma-separated)
+ * mutates those and keeps its own incremental and JSON reports
+ * (.stryker/<names>.incremental.json, .stryker/<names>.mutation.json), so
+ * per-file runs overwrite neither each other's nor the whole run's.
+ */
+const FILES = {
+  rangeset: 'hypervisor/xen/rangeset.ts',
+  iomem: 'hypervisor/xen/iomem.ts',
+  p2m: 'hypervisor/xen/p2m.ts',
+  mmu: 'hypervisor/xen/mmu.ts',
+  'grant-table': 'hypervisor/xen/grant-table.ts',
+  memory: 'hypervisor/xen/memory.ts',
+  mm: 'hypervisor/xen/mm.ts',
+  check: 'hypervisor/designs/primitives/check.ts',
+  common: 'hypervisor/designs/primitives/common.ts',
+  index: 'hypervisor/designs/primitives/index.ts',
+  map: 'hypervisor/designs/primitives/map.ts',
+  registry: 'hypervisor/designs/primitives/registry.ts',
+  return: 'hypervisor/designs/primitives/return.ts',
+  revoke: 'hypervisor/designs/primitives/revoke.ts',
+  steal: 'hypervisor/designs/primitives/steal.ts',
+  teardown: 'hypervisor/designs/primitives/teardown.ts',
+};
+
+const pick = process.env['MUTATE'];
+const names = pick === undefined || pick === '' ? null : pick.split(',').map((s) => s.trim());
+for (const n of names ?? []) if (!(n in FILES)) throw new Error(`MUTATE: no file named ${n} (one of ${Object.keys(FILES).join(', ')})`);
+const tag = names === null ? '' : `${names.join('+')}.`;
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  testRunner: 'vitest',
+  vitest: { configFile: 'vitest.mutate.config.ts' },
+  mutate: names === null ? Object.values(FILES) : names.map((n) => FILES[/** @type {keyof typeof FILES} */ (n)]),
+  coverageAnalysis: 'perTest',
+  incremental: true,
+  incrementalFile: `.stryker/${tag}incremental.json`,
+  tempDirName: '.stryker/tmp',
+  reporters: ['clear-text', 'progress', 'json'],
+  jsonReporter: { fileName: `.stryker/${tag}mutation.json` },
+  concurrency: 1,
+  // A fresh test runner every 25 mutants: one runner's test machines (SharedArrayBuffers)
+  // were not given back, and it grew past 10 GB within 200 mutants.
+  maxTestRunnerReuse: 25,
+  // Added to 1.5 × a test's normal time: the tests are in-process and deterministic, so
+  // 10 s over it is a mutant that loops (a walk that never ends, a shootdown never acked).
+  timeoutMS: 10000,
+};
