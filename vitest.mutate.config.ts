@@ -23,8 +23,11 @@ const NEEDS_MMU_TESTS = new Set(['rangeset', 'iomem', 'p2m', 'mmu', 'memory', 'm
 export default defineConfig({
   test: {
     ...base.test,
-    // Stryker's vitest runner runs the tests in worker threads, which refuse base's --expose-gc.
+    // Stryker's vitest runner runs the tests in worker threads, which refuse node flags (--expose-gc was one).
     execArgv: [],
+    // As the mutation runs were measured: one file at a time (the suite's config runs two).
+    maxWorkers: 1,
+    fileParallelism: false,
     // One module graph for every file and run: the dry run 14 s → 6 s, a mutant ~20 % faster.
     // Stryker switches mutants at run time (__stryker__.activeMutant), no re-import needed.
     isolate: false,

@@ -136,8 +136,9 @@ export function p2mUnlock(m: Machine, d: number): void {
  * promised (P2M_RESERVED), charged already.
  */
 function tableAlloc(m: Machine, d: number, reserved = false): number {
-  if (reserved && m.dom.at(d, DOM.P2M_RESERVED) <= 0) BUG(`p2m: d${d} splits a Map superpage with no page reserved for it`);
-  else if (m.dom.at(d, DOM.P2M_PAGES) >= m.dom.at(d, DOM.P2M_PAGES_MAX)) return -1;
+  if (reserved) {
+    if (m.dom.at(d, DOM.P2M_RESERVED) <= 0) BUG(`p2m: d${d} splits a Map superpage with no page reserved for it`);
+  } else if (m.dom.at(d, DOM.P2M_PAGES) >= m.dom.at(d, DOM.P2M_PAGES_MAX)) return -1;
   m.lock(GLOBAL_LOCK.P2M_POOL, 'p2m.alloc_ptp');
   try {
     const page = m.p2m.popLocked();
