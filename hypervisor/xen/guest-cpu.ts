@@ -12,7 +12,7 @@ import { DOM, DS } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
-import { VS, vcpuTransition } from './vcpu.js';
+import { GATE_ENTRY, GATE_EXIT, VS, vcpuGateTransition, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, gnttabGrowFor, grantEntriesLimit, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, nrGrantEntries, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, memoryStatReservation, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { dmSetMemType } from './dm.js';
@@ -320,22 +320,19 @@ export class VcpuContext implements GuestCpu {
   }
 
   /**
-   * The gate's entry (hvm_hypercall): counted, charged, GUEST → HYPERVISOR.
-   * The transition is vcpuTransition's compare-exchange inline, on the
-   * state word looked up once: GUEST → HYPERVISOR is always a legal pair,
-   * so only the exchange's expected value can fail, and vcpuTransition
-   * then says how (it fails the same way: only this thread writes it).
+   * The gate's entry (hvm_hypercall): counted, charged, GUEST → HYPERVISOR
+   * (vcpu.ts's gate transition, on the state word looked up once).
    */
   private enter(): void {
     this.stats[this.statBase + STAT.HYPERCALLS]! += 1;
     sched().charge(COST.HYPERCALL, 1);
-    if (Atomics.compareExchange(this.vcpuW, this.stateIdx, VS.GUEST, VS.HYPERVISOR) !== VS.GUEST) vcpuTransition(this.m, this.id.slot, VS.GUEST, VS.HYPERVISOR);
+    vcpuGateTransition(this.vcpuW, this.stateIdx, this.id.slot, GATE_ENTRY);
   }
 
-  /** The gate's exit: the exit hook, HYPERVISOR → GUEST (as `enter`'s), then the entry-to-guest boundary. */
+  /** The gate's exit: the exit hook, HYPERVISOR → GUEST, then the entry-to-guest boundary. */
   private leave(): void {
     if (exitHook !== null) exitHook();
-    if (Atomics.compareExchange(this.vcpuW, this.stateIdx, VS.HYPERVISOR, VS.GUEST) !== VS.HYPERVISOR) vcpuTransition(this.m, this.id.slot, VS.HYPERVISOR, VS.GUEST);
+    vcpuGateTransition(this.vcpuW, this.stateIdx, this.id.slot, GATE_EXIT);
     this.mmu.boundary();
   }
 

@@ -38,11 +38,30 @@ export class VcpuStateError extends Error {
 }
 
 export function vcpuTransition(m: Machine, slot: number, from: VcpuState, to: VcpuState): void {
-  if (((LEGAL_MASK[from] ?? 0) & (1 << to)) === 0) {
-    throw new VcpuStateError(`vCPU slot ${slot}: illegal transition ${VS_NAMES[from]} → ${VS_NAMES[to]}`);
-  }
+  if (((LEGAL_MASK[from] ?? 0) & (1 << to)) === 0) illegal(slot, from, to);
   const got = Atomics.compareExchange(m.vcpus.w, m.vcpus.idx(slot, VC.STATE), from, to);
-  if (got !== from) {
-    throw new VcpuStateError(`vCPU slot ${slot}: expected ${VS_NAMES[from]}, found ${VS_NAMES[got] ?? got} (→ ${VS_NAMES[to]})`);
-  }
+  if (got !== from) unexpected(slot, from, to, got);
+}
+
+/** The gate's transitions (hypercall entry and exit), legal by the table: checked once here, not per call. */
+export const GATE_ENTRY = [VS.GUEST, VS.HYPERVISOR] as const;
+export const GATE_EXIT = [VS.HYPERVISOR, VS.GUEST] as const;
+for (const [from, to] of [GATE_ENTRY, GATE_EXIT]) if (((LEGAL_MASK[from] ?? 0) & (1 << to)) === 0) illegal(-1, from, to);
+
+/**
+ * vcpuTransition for the hypercall gate's two transitions, on the state
+ * word's index looked up once (the gate runs on every hypercall): the same
+ * one compare-and-swap and the same named error.
+ */
+export function vcpuGateTransition(w: Int32Array, idx: number, slot: number, [from, to]: typeof GATE_ENTRY | typeof GATE_EXIT): void {
+  const got = Atomics.compareExchange(w, idx, from, to);
+  if (got !== from) unexpected(slot, from, to, got);
+}
+
+function illegal(slot: number, from: VcpuState, to: VcpuState): never {
+  throw new VcpuStateError(`vCPU slot ${slot}: illegal transition ${VS_NAMES[from]} → ${VS_NAMES[to]}`);
+}
+
+function unexpected(slot: number, from: VcpuState, to: VcpuState, got: number): never {
+  throw new VcpuStateError(`vCPU slot ${slot}: expected ${VS_NAMES[from]}, found ${VS_NAMES[got] ?? got} (→ ${VS_NAMES[to]})`);
 }
