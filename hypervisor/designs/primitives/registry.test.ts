@@ -178,6 +178,7 @@ describe('the registry index', () => {
       (reg) => reg.set(4, REC.ID, 999), // an id changed
       (reg) => void (reg.ix[IDX.LIVE_N] = 3),
       (reg) => reg.set(3, REC.STATE, 1), // a tombstone live again without activate
+      (reg) => void reg.alloc(), // allocated and never made live: lost to alloc for good
     ];
     for (const [k, b] of breaks.entries()) {
       const reg = make();

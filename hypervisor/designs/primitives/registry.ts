@@ -279,6 +279,8 @@ export class Registry extends RecordTable {
       const st = this.at(r, REC.STATE);
       const bit = (ix[IDX.USED_BITS + (r >> 5)]! >>> (r & 31)) & 1;
       if (st !== 0 && bit === 0) out.push(`record ${r} (state ${st}) marked free`);
+      // Under the registry lock no alloc is half done: a free record marked used was allocated and never made live (lost to alloc for good).
+      if (st === 0 && bit === 1) out.push(`record ${r} free but marked used`);
       used += bit;
       if (st === 1) live++;
       if (st === 2) tombs++;
