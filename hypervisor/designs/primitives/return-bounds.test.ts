@@ -109,6 +109,29 @@ describe('Return', () => {
     expect(snapshot(m)).toEqual(before);
   });
 
+  it('checks 1–4 go page by page: a busy first page is -EBUSY at 0 even when the second page\'s gfn is occupied', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 }).rc).toBe(0);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 }).rc).toBe(0); // occupies the second `at`
+    guestGrantAccess(m, 0, 5, 2, 200, true);
+    expect(mapGrantRef(m, 2, { dom: domid(0), ref: grantRef(5), host_gfn: gfn(150), readonly: true }).status).toBe(GNTST_okay);
+    const before = snapshot(m);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 2, at: 100 })).toEqual({ rc: -EBUSY, index: 0, id: 0 });
+    expect(dmReturn(m, 0, { fe: 1, gfn: 201, count: 1, at: 101 })).toEqual({ rc: -EEXIST, index: 0, id: 0 });
+    expect(snapshot(m)).toEqual(before);
+  });
+
+  it('fe\'s own grant mapping of the stolen frame at the return gfn is no Map of it: -EEXIST, not -EBUSY', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+    guestGrantAccess(m, 0, 5, 1, 200, true);
+    expect(mapGrantRef(m, 1, { dom: domid(0), ref: grantRef(5), host_gfn: gfn(150), readonly: true }).status).toBe(GNTST_okay);
+    expect(mfnOf(m, 1, 150)).toBe(mfnOf(m, 0, 200));
+    const before = snapshot(m);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 1, at: 150 })).toEqual({ rc: -EEXIST, index: 0, id: 0 });
+    expect(snapshot(m)).toEqual(before);
+  });
+
   it('a Map be made of a stolen page at its return gfn since the implicit one went is "a Map of this very frame": revoked, and the page returned', () => {
     const m = testMachine();
     const mfn = mfnOf(m, 1, 10);
@@ -261,6 +284,17 @@ describe('Return\'s BUGGIFY switches, on one thread', () => {
     expect(mapGrantRef(m, 2, { dom: domid(0), ref: grantRef(5), host_gfn: gfn(150), readonly: true }).status).toBe(GNTST_okay);
     expect(dmReturn(m, 0, { fe: 1, gfn: 220, count: 2 })).toEqual({ rc: -EBUSY, index: 1, id: 0 });
     expect([typeAt(m, 1, 14), typeAt(m, 1, 15)]).toEqual([P2M.mmio_direct, P2M.mmio_direct]);
+  });
+
+  it('without steal-record-by-gfn, a page be put where a Steal once put one is no stolen page: -EINVAL (stealOf: the frame, not the gfn)', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 0 }] });
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 });
+    expect(dmRevoke(m, 0, { id: s.id })).toBe(0);
+    expect(decreaseReservation(m, 0, [200])).toBe(1);
+    expect(populateRange(m, 0, 201, 1)).toBe(0);
+    expect(populateRange(m, 0, 200, 1)).toBe(0);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 1 })).toEqual({ rc: -EINVAL, index: 0, id: 0 });
+    expect(m.ft.owner(mfnOf(m, 0, 200))).toBe(0);
   });
 
   it('steal-record-by-gfn: a page be put where a Steal once put one is taken for the stolen page; another frontend or a never-stolen gfn is still -EINVAL', () => {
