@@ -14,9 +14,10 @@ import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
 import { registryOf } from './common.js';
 import { KIND, REC } from './registry.js';
-import { EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { gfn, P2M } from '../../public/types.js';
-import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { p2mGet, p2mGfnLimit, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { PGC_allocated } from '../../layout/frametable.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { CTL } from '../../layout/control.js';
 import { DOM, DS } from '../../layout/domains.js';
@@ -395,5 +396,55 @@ describe('Steal into no named gfn', () => {
     expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2 }).rc).toBe(0);
     expect([mfnOf(m, 0, 64), mfnOf(m, 0, 65)]).toEqual([mfnOf(m, 1, 10), mfnOf(m, 1, 11)]);
     expect([p2mGet(m, 0, 30), p2mGet(m, 0, 31), p2mGet(m, 0, 91)]).toEqual([P2M_HOLE, P2M_HOLE, P2M_HOLE]);
+  });
+});
+
+describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () => {
+  it('a reference taken between the checks and the freeze (a racer\'s get_page): steal_page\'s cmpxchg fails, -EBUSY at that page, the counts frozen before it restored, nothing taken', () => {
+    const m = testMachine();
+    const mfns = [10, 11, 12].map((g) => mfnOf(m, 1, g));
+    const cas = m.ft.casCount.bind(m.ft);
+    m.ft.casCount = (mfn, expected, value): boolean => {
+      if (mfn === mfns[2]) m.ft.storeCount(mfn, m.ft.countInfo(mfn) + 1); // the racer, just before the third cmpxchg
+      return cas(mfn, expected, value);
+    };
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 })).toEqual({ rc: -EBUSY, index: 2, id: 0 });
+    m.ft.casCount = cas;
+    expect(mfns.map((f) => [m.ft.owner(f), m.ft.countInfo(f)])).toEqual([
+      [1, PGC_allocated | 1],
+      [1, PGC_allocated | 1],
+      [1, PGC_allocated | 2],
+    ]);
+    expect([10, 11, 12].map((g) => entryType(p2mGet(m, 1, g)))).toEqual([P2M.ram_rw, P2M.ram_rw, P2M.ram_rw]);
+    expect([200, 201, 202].map((g) => p2mGet(m, 0, g))).toEqual([P2M_HOLE, P2M_HOLE, P2M_HOLE]);
+    expect([m.dom.at(0, DOM.TOT_PAGES), m.dom.at(1, DOM.TOT_PAGES), registryOf(m).activeCount()]).toEqual([64, 64, 0]);
+    m.ft.storeCount(mfns[2]!, PGC_allocated | 1); // the racer's put_page
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 }).rc).toBe(0);
+    clean(m);
+  });
+
+  it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
+    for (const bugs of ['steal-unlocked-transfer', '']) {
+      const m = testMachine({ bugs });
+      const mfn = mfnOf(m, 1, 10);
+      let seen = -1;
+      armHook('steal.window', () => {
+        seen = entryType(p2mGet(m, 1, 10));
+        m.ft.storeCount(mfn, m.ft.countInfo(mfn) + 1); // a racing get_page (grant map, foreign map, copy)
+      });
+      expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+      // The bug: the window is before fe's entry changes, and the racer's reference is gone from the count.
+      expect([seen, m.ft.countInfo(mfn)]).toEqual(bugs === '' ? [P2M.mmio_direct, PGC_allocated | 3] : [P2M.ram_rw, PGC_allocated | 2]);
+    }
+  });
+
+  it('with no `into` and be\'s RAM up to the top of its p2m: no run of holes above it, -ENOSPC, nothing taken', () => {
+    const m = testMachine();
+    const top = p2mGfnLimit(m, 0) - 1;
+    expect(populateRange(m, 0, top, 1)).toBe(0);
+    const mfn = mfnOf(m, 1, 10);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1 })).toEqual({ rc: -ENOSPC, index: -1, id: 0 });
+    expect([m.ft.owner(mfn), entryType(p2mGet(m, 1, 10)), p2mGet(m, 0, 64), registryOf(m).activeCount()]).toEqual([1, P2M.ram_rw, P2M_HOLE, 0]);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 64 }).rc).toBe(0); // a named gfn below it is fine
   });
 });
