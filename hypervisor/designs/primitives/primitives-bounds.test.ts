@@ -24,7 +24,7 @@ import { DOM, DS } from '../../layout/domains.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { checkQuiescent } from '../../checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
-import { decreaseReservation } from '../../xen/memory.js';
+import { decreaseReservation, foreignMap } from '../../xen/memory.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { realSched, setSched } from '../../xen/platform.js';
 import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
@@ -405,8 +405,9 @@ describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () =
     const mfns = [10, 11, 12].map((g) => mfnOf(m, 1, g));
     const cas = m.ft.casCount.bind(m.ft);
     m.ft.casCount = (mfn, expected, value): boolean => {
-      if (mfn === mfns[2]) m.ft.storeCount(mfn, m.ft.countInfo(mfn) + 1); // the racer, just before the third cmpxchg
-      return cas(mfn, expected, value);
+      const r = cas(mfn, expected, value);
+      if (mfn === mfns[1]) m.ft.storeCount(mfns[2]!, m.ft.countInfo(mfns[2]!) + 1); // the racer, after the checks, before the third page's freeze
+      return r;
     };
     expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 })).toEqual({ rc: -EBUSY, index: 2, id: 0 });
     m.ft.casCount = cas;
@@ -421,6 +422,16 @@ describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () =
     m.ft.storeCount(mfns[2]!, PGC_allocated | 1); // the racer's put_page
     expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 }).rc).toBe(0);
     clean(m);
+  });
+
+  it('the checks go page by page: a referenced first page is -EBUSY at 0 even when the second is no RAM (steal_page: count_info == PGC_allocated | 1)', () => {
+    const m = testMachine();
+    expect(foreignMap(m, 0, 1, 63, 90)).toBe(0); // d0 maps fe's gfn 63: a reference, no grant
+    const mfn = mfnOf(m, 1, 63);
+    expect(m.ft.countInfo(mfn)).toBe(PGC_allocated | 2);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 63, count: 2, into: 200 })).toEqual({ rc: -EBUSY, index: 0, id: 0 }); // gfn 64: a hole
+    expect(dmSteal(m, 0, { fe: 1, gfn: 64, count: 1, into: 200 })).toEqual({ rc: -EINVAL, index: 0, id: 0 });
+    expect([m.ft.owner(mfn), entryType(p2mGet(m, 1, 63)), p2mGet(m, 0, 200)]).toEqual([1, P2M.ram_rw, P2M_HOLE]);
   });
 
   it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
