@@ -434,6 +434,16 @@ describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () =
     expect([m.ft.owner(mfn), entryType(p2mGet(m, 1, 63)), p2mGet(m, 0, 200)]).toEqual([1, P2M.ram_rw, P2M_HOLE]);
   });
 
+  it('fe\'s own RAM mapped read-only is not its plain RAM: -EINVAL, nothing taken (docs/primitives.md, Steal)', () => {
+    const m = testMachine();
+    const mfn = mfnOf(m, 1, 11);
+    p2mLock(m, 1, 'test');
+    p2mSetLocked(m, 1, 11, p2mEntry(mfn, P2M.ram_ro));
+    p2mUnlock(m, 1);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 })).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect([m.ft.owner(mfn), m.ft.owner(mfnOf(m, 1, 10)), p2mGet(m, 0, 200), p2mGet(m, 0, 201)]).toEqual([1, 1, P2M_HOLE, P2M_HOLE]);
+  });
+
   it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
     for (const bugs of ['steal-unlocked-transfer', '']) {
       const m = testMachine({ bugs });
