@@ -14,7 +14,7 @@ import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
 import { registryOf } from './common.js';
 import { KIND, REC } from './registry.js';
-import { EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { gfn, P2M } from '../../public/types.js';
 import { p2mGet, p2mGfnLimit, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { PGC_allocated } from '../../layout/frametable.js';
@@ -442,6 +442,15 @@ describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () =
     p2mUnlock(m, 1);
     expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 })).toEqual({ rc: -EINVAL, index: 1, id: 0 });
     expect([m.ft.owner(mfn), m.ft.owner(mfnOf(m, 1, 10)), p2mGet(m, 0, 200), p2mGet(m, 0, 201)]).toEqual([1, 1, P2M_HOLE, P2M_HOLE]);
+  });
+
+  it('fe\'s gfn 0 is stealable: an unused grant entry (frame 0, no GTF_permit_access) grants nothing; be\'s gfn 0 as `into` is occupied, -EEXIST', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 0, count: 1, into: 0 })).toEqual({ rc: -EEXIST, index: 0, id: 0 });
+    const mfn = mfnOf(m, 1, 0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 0, count: 1, into: 200 }).rc).toBe(0);
+    expect([m.ft.owner(mfn), mfnOf(m, 0, 200), entryType(p2mGet(m, 1, 0))]).toEqual([0, mfn, P2M.mmio_direct]);
+    clean(m);
   });
 
   it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
