@@ -453,6 +453,14 @@ describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () =
     clean(m);
   });
 
+  it('the destination is exactly `count` gfns: one page into the hole just below a stolen page, or into be\'s last gfn, is fine', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 11, count: 1, into: 199 }).rc).toBe(0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 12, count: 2, into: p2mGfnLimit(m, 0) - 2 })).toEqual({ rc: 0, index: -1, id: expect.any(Number) as number });
+    expect([mfnOf(m, 0, 199), mfnOf(m, 0, p2mGfnLimit(m, 0) - 1)]).toEqual([mfnOf(m, 1, 11), mfnOf(m, 1, 13)]);
+  });
+
   it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
     for (const bugs of ['steal-unlocked-transfer', '']) {
       const m = testMachine({ bugs });
