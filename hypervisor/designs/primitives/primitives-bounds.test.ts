@@ -14,16 +14,17 @@ import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
 import { registryOf } from './common.js';
 import { KIND, REC } from './registry.js';
-import { EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
+import { EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH } from '../../public/errno.js';
 import { gfn, P2M } from '../../public/types.js';
-import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { p2mGet, p2mGfnLimit, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { PGC_allocated } from '../../layout/frametable.js';
 import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { CTL } from '../../layout/control.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { checkQuiescent } from '../../checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
-import { decreaseReservation } from '../../xen/memory.js';
+import { decreaseReservation, foreignMap } from '../../xen/memory.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { realSched, setSched } from '../../xen/platform.js';
 import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
@@ -395,5 +396,93 @@ describe('Steal into no named gfn', () => {
     expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2 }).rc).toBe(0);
     expect([mfnOf(m, 0, 64), mfnOf(m, 0, 65)]).toEqual([mfnOf(m, 1, 10), mfnOf(m, 1, 11)]);
     expect([p2mGet(m, 0, 30), p2mGet(m, 0, 31), p2mGet(m, 0, 91)]).toEqual([P2M_HOLE, P2M_HOLE, P2M_HOLE]);
+  });
+});
+
+describe('Steal: the freeze, the unlocked transfer, no room above the RAM', () => {
+  it('a reference taken between the checks and the freeze (a racer\'s get_page): steal_page\'s cmpxchg fails, -EBUSY at that page, the counts frozen before it restored, nothing taken', () => {
+    const m = testMachine();
+    const mfns = [10, 11, 12].map((g) => mfnOf(m, 1, g));
+    const cas = m.ft.casCount.bind(m.ft);
+    m.ft.casCount = (mfn, expected, value): boolean => {
+      const r = cas(mfn, expected, value);
+      if (mfn === mfns[1]) m.ft.storeCount(mfns[2]!, m.ft.countInfo(mfns[2]!) + 1); // the racer, after the checks, before the third page's freeze
+      return r;
+    };
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 })).toEqual({ rc: -EBUSY, index: 2, id: 0 });
+    m.ft.casCount = cas;
+    expect(mfns.map((f) => [m.ft.owner(f), m.ft.countInfo(f)])).toEqual([
+      [1, PGC_allocated | 1],
+      [1, PGC_allocated | 1],
+      [1, PGC_allocated | 2],
+    ]);
+    expect([10, 11, 12].map((g) => entryType(p2mGet(m, 1, g)))).toEqual([P2M.ram_rw, P2M.ram_rw, P2M.ram_rw]);
+    expect([200, 201, 202].map((g) => p2mGet(m, 0, g))).toEqual([P2M_HOLE, P2M_HOLE, P2M_HOLE]);
+    expect([m.dom.at(0, DOM.TOT_PAGES), m.dom.at(1, DOM.TOT_PAGES), registryOf(m).activeCount()]).toEqual([64, 64, 0]);
+    m.ft.storeCount(mfns[2]!, PGC_allocated | 1); // the racer's put_page
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 3, into: 200 }).rc).toBe(0);
+    clean(m);
+  });
+
+  it('the checks go page by page: a referenced first page is -EBUSY at 0 even when the second is no RAM (steal_page: count_info == PGC_allocated | 1)', () => {
+    const m = testMachine();
+    expect(foreignMap(m, 0, 1, 63, 90)).toBe(0); // d0 maps fe's gfn 63: a reference, no grant
+    const mfn = mfnOf(m, 1, 63);
+    expect(m.ft.countInfo(mfn)).toBe(PGC_allocated | 2);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 63, count: 2, into: 200 })).toEqual({ rc: -EBUSY, index: 0, id: 0 }); // gfn 64: a hole
+    expect(dmSteal(m, 0, { fe: 1, gfn: 64, count: 1, into: 200 })).toEqual({ rc: -EINVAL, index: 0, id: 0 });
+    expect([m.ft.owner(mfn), entryType(p2mGet(m, 1, 63)), p2mGet(m, 0, 200)]).toEqual([1, P2M.ram_rw, P2M_HOLE]);
+  });
+
+  it('fe\'s own RAM mapped read-only is not its plain RAM: -EINVAL, nothing taken (docs/primitives.md, Steal)', () => {
+    const m = testMachine();
+    const mfn = mfnOf(m, 1, 11);
+    p2mLock(m, 1, 'test');
+    p2mSetLocked(m, 1, 11, p2mEntry(mfn, P2M.ram_ro));
+    p2mUnlock(m, 1);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 })).toEqual({ rc: -EINVAL, index: 1, id: 0 });
+    expect([m.ft.owner(mfn), m.ft.owner(mfnOf(m, 1, 10)), p2mGet(m, 0, 200), p2mGet(m, 0, 201)]).toEqual([1, 1, P2M_HOLE, P2M_HOLE]);
+  });
+
+  it('fe\'s gfn 0 is stealable: an unused grant entry (frame 0, no GTF_permit_access) grants nothing; be\'s gfn 0 as `into` is occupied, -EEXIST', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 0, count: 1, into: 0 })).toEqual({ rc: -EEXIST, index: 0, id: 0 });
+    const mfn = mfnOf(m, 1, 0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 0, count: 1, into: 200 }).rc).toBe(0);
+    expect([m.ft.owner(mfn), mfnOf(m, 0, 200), entryType(p2mGet(m, 1, 0))]).toEqual([0, mfn, P2M.mmio_direct]);
+    clean(m);
+  });
+
+  it('the destination is exactly `count` gfns: one page into the hole just below a stolen page, or into be\'s last gfn, is fine', () => {
+    const m = testMachine();
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 11, count: 1, into: 199 }).rc).toBe(0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 12, count: 2, into: p2mGfnLimit(m, 0) - 2 })).toEqual({ rc: 0, index: -1, id: expect.any(Number) as number });
+    expect([mfnOf(m, 0, 199), mfnOf(m, 0, p2mGfnLimit(m, 0) - 1)]).toEqual([mfnOf(m, 1, 11), mfnOf(m, 1, 13)]);
+  });
+
+  it('steal-unlocked-transfer: the locks drop before the transfer, a reference taken in that window is frozen into the count and lost; without it the window is after the Steal', () => {
+    for (const bugs of ['steal-unlocked-transfer', '']) {
+      const m = testMachine({ bugs });
+      const mfn = mfnOf(m, 1, 10);
+      let seen = -1;
+      armHook('steal.window', () => {
+        seen = entryType(p2mGet(m, 1, 10));
+        m.ft.storeCount(mfn, m.ft.countInfo(mfn) + 1); // a racing get_page (grant map, foreign map, copy)
+      });
+      expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+      // The bug: the window is before fe's entry changes, and the racer's reference is gone from the count.
+      expect([seen, m.ft.countInfo(mfn)]).toEqual(bugs === '' ? [P2M.mmio_direct, PGC_allocated | 3] : [P2M.ram_rw, PGC_allocated | 2]);
+    }
+  });
+
+  it('with no `into` and be\'s RAM up to the top of its p2m: no run of holes above it, -ENOSPC, nothing taken', () => {
+    const m = testMachine();
+    const top = p2mGfnLimit(m, 0) - 1;
+    expect(populateRange(m, 0, top, 1)).toBe(0);
+    const mfn = mfnOf(m, 1, 10);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1 })).toEqual({ rc: -ENOSPC, index: -1, id: 0 });
+    expect([m.ft.owner(mfn), entryType(p2mGet(m, 1, 10)), p2mGet(m, 0, 64), registryOf(m).activeCount()]).toEqual([1, P2M.ram_rw, P2M_HOLE, 0]);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 64 }).rc).toBe(0); // a named gfn below it is fine
   });
 });
