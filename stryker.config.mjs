@@ -38,6 +38,9 @@ export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutate.config.ts' },
   mutate: names === null ? Object.values(FILES) : names.map((n) => FILES[/** @type {keyof typeof FILES} */ (n)]),
+  // Not copied into the sandbox: run records (`npm start` leaves xgsim-runs/, whose `latest` is a
+  // symlink to a directory Stryker's copy fails on) and other output the unit tests never read.
+  ignorePatterns: ['xgsim-runs', '.xgsim', 'out'],
   coverageAnalysis: 'perTest',
   incremental: true,
   incrementalFile: `.stryker/${tag}incremental.json`,
