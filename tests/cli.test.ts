@@ -167,24 +167,33 @@ describe('xgsim up', () => {
     expect(s.ioreq.unaccounted).toBe(0);
   });
 
-  it('a device model that stops answering near the end: `unknown` with the unanswered ioreqs, exit 3, not a pass', () => {
+  /**
+   * A chaos plan (in a directory of its own, also the run store) whose one injection deschedules dom0's
+   * device model (vCPU 0) at `at` for `for_`, over dom0 and GPU frontends; its seed printed (SEED=n to replay).
+   */
+  function dmHungPlan(name: string, at: string, for_: string, frontends: string[]): { plan: string; dir: string; seed: string } {
     const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
-    console.log(`[xgsim chaos dm hung at the end] seed ${seed}`);
+    console.log(`[xgsim chaos ${name}] seed ${seed}`);
     const dir = mkdtempSync(join(tmpdir(), 'xgsim-cli-test-'));
-    const plan = join(dir, 'hung-at-end.yaml');
-    // dom0's device model descheduled from 1.5 s to 5 s: each frontend's next command waits on it (a status read is
-    // synchronous), through the end of the run at 2 s and the drain's 2 s of grace.
-    writeFileSync(plan, `name: hung-at-end
+    const plan = join(dir, `${name}.yaml`);
+    const workloads: Record<string, string> = { desktop: '{ kind: render, buffers: 4, buffer_pages: 4 }', compute: '{ kind: compute-svm, buffers: 4, buffer_pages: 4 }' };
+    writeFileSync(plan, `name: ${name}
 topology:
   name: hung
   host: { frames: 16384 }
   domains:
     - { name: dom0, role: backend, memory: 16MiB, max_memory: 24MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 4MiB }] }
-    - { name: desktop, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: render, buffers: 4, buffer_pages: 4 } }
-    - { name: compute, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: compute-svm, buffers: 4, buffer_pages: 4 } }
+${frontends.map((f) => `    - { name: ${f}, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: ${workloads[f]} }`).join('\n')}
 schedule:
-  - { at: 1500ms, kind: hang-vcpu, target: dom0, vcpu: 0, for: 3500ms }
+  - { at: ${at}, kind: hang-vcpu, target: dom0, vcpu: 0, for: ${for_} }
 `);
+    return { plan, dir, seed };
+  }
+
+  it('a device model that stops answering near the end: `unknown` with the unanswered ioreqs, exit 3, not a pass', () => {
+    // dom0's device model descheduled from 1.5 s to 5 s: each frontend's next command waits on it (a status read is
+    // synchronous), through the end of the run at 2 s and the drain's 2 s of grace.
+    const { plan, dir, seed } = dmHungPlan('hung-at-end', '1500ms', '3500ms', ['desktop', 'compute']);
     const r = xgsim(['chaos', plan, '--duration', '2s', '--transport', 'ring', '--json', '--seed', seed], { XGSIM_RUNS_DIR: dir });
     expect(r.code, r.stderr).toBe(3);
     const s = JSON.parse(r.stdout) as { verdict: string; unknown: string[]; violations: unknown[]; errors: string[]; ioreq: { abandoned_at_stop: number; unaccounted: number } };
@@ -197,22 +206,9 @@ schedule:
   });
 
   it('a device model descheduled for 5.5 s mid-run: the watchdog reports the vCPUs waiting on it, in the summary and its events; the run still passes', () => {
-    const seed = process.env['SEED'] ?? String(Math.floor(Math.random() * 2 ** 31));
-    console.log(`[xgsim chaos dm hung mid-run] seed ${seed}`);
-    const dir = mkdtempSync(join(tmpdir(), 'xgsim-cli-test-'));
-    const plan = join(dir, 'hung-mid-run.yaml');
-    // The frontends' next commands wait on dom0's device model from 0.5 s to 6 s: past HUNG_VCPU_MS (5 s) for
-    // some, and every ioreq is answered before the end of the run at 7 s.
-    writeFileSync(plan, `name: hung-mid-run
-topology:
-  name: hung
-  host: { frames: 16384 }
-  domains:
-    - { name: dom0, role: backend, memory: 16MiB, max_memory: 24MiB, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 4MiB }] }
-    - { name: desktop, role: frontend, backend: dom0, memory: 4MiB, vcpus: 1, workload: { kind: render, buffers: 4, buffer_pages: 4 } }
-schedule:
-  - { at: 500ms, kind: hang-vcpu, target: dom0, vcpu: 0, for: 5500ms }
-`);
+    // The frontend's next commands wait on dom0's device model from 0.5 s to 6 s: past HUNG_VCPU_MS (5 s), and
+    // every ioreq is answered before the end of the run at 7 s.
+    const { plan, dir, seed } = dmHungPlan('hung-mid-run', '500ms', '5500ms', ['desktop']);
     const r = xgsim(['chaos', plan, '--duration', '7s', '--transport', 'ring', '--json', '--seed', seed], { XGSIM_RUNS_DIR: dir });
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as { verdict: string; hung_vcpus: number; events: string[]; ioreq: { abandoned_at_stop: number } };
