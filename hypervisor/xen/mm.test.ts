@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EFAULT, EPERM } from '../public/errno.js';
+import { E2BIG, EFAULT, EPERM, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
@@ -8,7 +8,8 @@ import { entryMfn, entryType, p2mEntry, MAX_MFN } from '../layout/p2m.js';
 import { DOM } from '../layout/domains.js';
 import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../checker/checker.js';
 import { domainDestroy } from './domain.js';
-import { getPage, putPage } from './mm.js';
+import { allocDomRun, allocHeapRun, getPage, putPage } from './mm.js';
+import { PGC_allocated, PS } from '../layout/frametable.js';
 
 describe('p2m entry encoding', () => {
   it('round-trips mfn and type in one word, with 0 as the hole', () => {
@@ -113,5 +114,45 @@ describe('memory_op', () => {
     for (const d of [1, 2, 0]) expect(domainDestroy(m, d)).toBe(0);
     expect(checkNoLeaks(m)).toBe(true);
     expect(m.log.totalViolations()).toBe(0);
+  });
+});
+
+describe('alloc_heap_pages of an aligned run (the toolstack\'s superpages)', () => {
+  // alloc_domheap_pages(d, order, 0) then assign_pages: a naturally aligned run of 2^order frames off the
+  // heap, owned by d with PGC_allocated and one reference each, or refused with every frame back on the heap.
+  it('hands out aligned, owned, counted runs; -E2BIG and -ESRCH give every frame back; a run larger than the heap is -1', () => {
+    const m = testMachine({ nr_frames: 4096, domains: [{ memory_pages: 8, max_pages: 1100, privileged: true }, { memory_pages: 8, max_pages: 300 }] });
+    const free0 = m.heap.free;
+    const a = allocDomRun(m, 0, 2);
+    const b = allocDomRun(m, 0, 2);
+    for (const base of [a, b]) {
+      expect(base).toBeGreaterThanOrEqual(0);
+      expect(base % 512).toBe(0);
+      for (const mfn of [base, base + 1, base + 511]) {
+        expect(m.ft.owner(mfn)).toBe(0);
+        expect(m.ft.state(mfn)).toBe(PS.INUSE);
+        expect(m.ft.countInfo(mfn)).toBe(PGC_allocated | 1);
+      }
+    }
+    expect(Math.abs(a - b)).toBeGreaterThanOrEqual(512); // two runs, not overlapping
+    expect(m.dom.at(0, DOM.TOT_PAGES)).toBe(8 + 1024);
+    expect(m.heap.free).toBe(free0 - 1024);
+    expect(m.heap.inflight).toBe(0);
+    expect(checkFramesConserved(m)).toBe(true);
+    // d1's max_pages (300) has no room for 512 more: refused, the run back on the heap, d1 unchanged.
+    expect(allocDomRun(m, 1, 2)).toBe(-E2BIG);
+    expect(m.dom.at(1, DOM.TOT_PAGES)).toBe(8);
+    expect(m.heap.free).toBe(free0 - 1024);
+    expect(m.heap.inflight).toBe(0);
+    expect(checkFramesConserved(m)).toBe(true);
+    // A domain being destroyed gets nothing (assign_pages refuses a dying domain).
+    expect(domainDestroy(m, 1)).toBe(0);
+    const freeBefore = m.heap.free;
+    expect(allocDomRun(m, 1, 2)).toBe(-ESRCH);
+    expect(m.heap.free).toBe(freeBefore);
+    // More than the heap holds: nothing taken.
+    expect(allocHeapRun(m, 8192)).toBe(-1);
+    expect(m.heap.free).toBe(freeBefore);
+    expect(checkFramesConserved(m)).toBe(true);
   });
 });
