@@ -362,7 +362,7 @@ describe('sim jobs', () => {
   // starts only after the first ended. The order of the host's log lines
   // shows it, whatever the machine's speed.
   for (const jobs of [2, 1]) {
-    redisIt(`a host with --jobs ${jobs} runs ${jobs === 2 ? 'two sim jobs at once, each on a thread' : 'one sim job at a time'}`, async () => {
+    redisIt(`a host with --jobs ${jobs} runs ${jobs === 2 ? 'two sim jobs at once, each in a process of its own' : 'one sim job at a time'}`, async () => {
       const seed = testSeed(`campaign sim jobs ${jobs}`);
       const p = pool(`simjobs${jobs}`);
       const id = `simjobs${jobs}-${seed}-${Date.now().toString(36)}`;

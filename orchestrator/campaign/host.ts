@@ -7,7 +7,7 @@
  * job (transport/campaign-queue.ts has the stream protocol).
  *
  * - Cores: `--jobs` (default: this machine's) is a budget. A sim job takes
- *   one core and runs on a thread of the host's sim pool (sim-job.ts); a
+ *   one core and runs in a process of the host's sim pool (sim-procs.ts); a
  *   real-thread job (up, stress revoke, chaos) runs in forked host
  *   processes and takes the pCPUs it asks for: `--pcpus n` takes n, any
  *   other run all of them (its vCPUs are scheduled on one pCPU per core).
@@ -22,7 +22,7 @@
  *   decode) is answered with status 'error'; it never stops the host.
  * - A job that outlives its timeout is answered 'timeout': a real-thread
  *   job's host processes are killed (that job's, not the others'), a sim
- *   job's thread is ended (the result says at which step).
+ *   job's process is ended (the result says at which step).
  * - Ctrl-C or SIGTERM: the jobs in hand are stopped and given back (any host
  *   reclaims them at once), then the host leaves; a sim job that had ended
  *   is answered. A second Ctrl-C kills the jobs' processes and exits at once.
@@ -32,9 +32,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism, hostname } from 'node:os';
-import { Piscina } from 'piscina';
 import { NO_BUGS, parseBuggify } from '../../hypervisor/xen/buggify.js';
-import { distModule } from '../../hypervisor/host/worker-path.js';
 import { CampaignQueue, CLAIM_REFRESH_MS, MAX_DELIVERIES, validName, type TakenJob } from '../../transport/campaign-queue.js';
 import { CAMPAIGN_WIRE_VERSION, type ResultMsg, type ResultStatus, type ResultSummary } from '../../transport/campaign-messages.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
@@ -45,7 +43,7 @@ export { redisUrlOf };
 import { runSpec, type RunSpec } from '../runs/store.js';
 import { plural } from '../text.js';
 import { errorText } from './job-error.js';
-import type { SimJobResult, SimJobTask } from './sim-job.js';
+import { SimProcessPool, type SimRunEnd } from './sim-procs.js';
 import type { Summary } from '../up/summary.js';
 import { jobChildren, liveHostChildren, redactUrl, type RunOutcome } from '../up/up.js';
 
@@ -132,8 +130,8 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     for (const wake of w) wake();
   };
   const inFlight = new Set<Promise<void>>();
-  // Sim jobs run on threads of their own (sim-job.ts); made on the first one.
-  let simPool: Piscina | undefined;
+  // Sim jobs run in processes of their own (sim-procs.ts), one per core; made on the first one.
+  let simPool: SimProcessPool | undefined;
   const stopSims = new AbortController();
 
   let stopping = false;
@@ -143,6 +141,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     if (interrupts > 1) {
       say(`${sig} again: killing the jobs' processes and leaving now`);
       for (const c of liveHostChildren) c.kill('SIGKILL');
+      for (const c of simPool?.children ?? []) c.kill('SIGKILL');
       process.exit(130);
     }
     stopping = true;
@@ -369,30 +368,10 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
     return true;
   }
 
-  /** A sim job on a thread of the sim pool: its result, its step at a timeout, or 'stopped' (the host is leaving). */
-  async function runSimJob(spec: RunSpec, timeout_ms: number): Promise<SimJobResult | { timeout_at_step: number } | 'stopped'> {
-    simPool ??= new Piscina({ filename: distModule('orchestrator/campaign/sim-job'), minThreads: 0, maxThreads: slots, idleTimeout: 60_000, recordTiming: false });
-    const steps = new Int32Array(new SharedArrayBuffer(4));
-    const ac = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort();
-    }, timeout_ms);
-    const onStop = (): void => ac.abort();
-    stopSims.signal.addEventListener('abort', onStop);
-    if (stopSims.signal.aborted) ac.abort();
-    try {
-      const task: SimJobTask = { spec, steps };
-      return (await simPool.run(task, { signal: ac.signal })) as SimJobResult;
-    } catch (e) {
-      if (timedOut) return { timeout_at_step: Atomics.load(steps, 0) };
-      if (ac.signal.aborted) return 'stopped';
-      throw e;
-    } finally {
-      clearTimeout(timer);
-      stopSims.signal.removeEventListener('abort', onStop);
-    }
+  /** A sim job in a process of the sim pool: its result, its step at a timeout, or 'stopped' (the host is leaving). */
+  async function runSimJob(spec: RunSpec, timeout_ms: number): Promise<SimRunEnd> {
+    simPool ??= new SimProcessPool(slots);
+    return simPool.run(spec, timeout_ms, stopSims.signal);
   }
 }
 

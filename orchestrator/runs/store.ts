@@ -41,8 +41,8 @@ export interface RunSpecOptions {
   ringOnly?: boolean;
   /**
    * Sim runs: called every 1 000 decisions, on the simulator's thread, in
-   * the middle of the run (a campaign host's sim thread publishes its step
-   * count here; a throw stops the run as a stuck one).
+   * the middle of the run (a campaign host's sim-job process reports its
+   * step count here; a throw stops the run as a stuck one).
    */
   simProgress?: ((steps: number) => void) | undefined;
 }
