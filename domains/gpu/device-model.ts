@@ -125,6 +125,15 @@ class ResourceTable {
     wr(RESF.UPTR, r.userptr_gfn);
     for (let p = 0; p < MAX_BLOB_PAGES; p++) wr(RESF.H0 + p, p < r.handles.length ? r.handles[p]! + 1 : 0);
   }
+  /**
+   * One field of resource i, read without building a Resource: the FAULT
+   * path and the search for a free chunk look at every slot of a frontend,
+   * and a Resource per slot was a fifth of what the simulator allocated.
+   */
+  field(i: number, f: number): number {
+    const [g, o] = this.at(i, f);
+    return this.cpu.read32(gfn(g), o) | 0;
+  }
   /** Resources of a frontend, with their indices. */
   *of(fe: number): Generator<[number, Resource]> {
     for (let i = fe * RES_PER_FE; i < (fe + 1) * RES_PER_FE; i++) {
@@ -171,7 +180,13 @@ function keep(table: ResourceTable, shared: Shared, i: number, r: Resource, b: B
  */
 function freeChunkOf(gpu: GpuEnv, table: ResourceTable): number {
   const used = new Set<number>();
-  for (const f of gpu.frontends) for (const [, r] of table.of(f.domid)) if (r.into >= 0) used.add(r.into);
+  for (const f of gpu.frontends) {
+    for (let i = f.domid * RES_PER_FE; i < (f.domid + 1) * RES_PER_FE; i++) {
+      if (table.shared.state(i) === RS.FREE) continue;
+      const into = table.field(i, RESF.INTO);
+      if (into >= 0) used.add(into);
+    }
+  }
   const chunks = Math.floor((gpu.backend_max_pages - gpu.backend_memory_pages) / MAX_BLOB_PAGES);
   for (let c = 0; c < chunks; c++) {
     const g = gpu.backend_memory_pages + c * MAX_BLOB_PAGES;
@@ -519,12 +534,15 @@ export function deviceModel(cpu: GuestCpu, gpu: GpuEnv, report: Report, off: rea
     if (fe.fault_policy === 'fail') return { data: 0, fault: FAULT_ANSWER.FAIL };
     if (fe.fault_policy === 'none') return { data: 0, fault: FAULT_ANSWER.NONE };
     // remap: if the gfn belongs to a blob the kernel evicted, map it back and let the access retry.
-    for (const [i, cur] of table.of(fe.domid)) {
-      if (cur.at < 0 || req.gfn < cur.at || req.gfn >= cur.at + cur.pages) continue;
+    for (let i = fe.domid * RES_PER_FE; i < (fe.domid + 1) * RES_PER_FE; i++) {
       const st = shared.state(i);
+      if (st === RS.FREE) continue;
+      const at = table.field(i, RESF.AT);
+      if (at < 0 || req.gfn < at || req.gfn >= at + table.field(i, RESF.PAGES)) continue;
       if (st === RS.EVICTING) return { data: 0, fault: FAULT_ANSWER.RETRY };
       if (st === RS.EVICTED && shared.cas(i, RS.EVICTED, RS.CREATED)) {
-        if (mapBlob(fe, i, cur, cur.at) === 0) {
+        const cur = table.get(i);
+        if (cur !== undefined && mapBlob(fe, i, cur, cur.at) === 0) {
           bump(report, 'remaps');
           return { data: 0, fault: FAULT_ANSWER.RETRY };
         }
