@@ -70,6 +70,12 @@ describe('xgsim bench --quick', () => {
       expect(tp.detail).toMatch(/^posted writes \(buffered ioreqs\)/);
       expect(Number(/: (\d+)% posted/.exec(tp.detail!)?.[1])).toBeGreaterThan(50);
       expect(figures).toContain('Redis IOREQ throughput, synchronous reads');
+      // Where the round trip goes: a row per stage, each from the timeline of a traced run (orchestrator/trace/stages.ts).
+      for (const s of ['handover', 'request leg', 'device model', 'answer leg', 'wake-up']) {
+        const row = rep.rows.find((x) => x.figure === `Redis IOREQ round trip, stage: ${s} (p50)`);
+        expect(row, s).toBeDefined();
+        expect(row!.value, s).toBeGreaterThan(0);
+      }
       // The same sim jobs on 1 host × 1 core (the floor), 1 host × every core, 2 hosts.
       expect(rep.floors['campaign_1_host_1_core_jobs_per_min']).toBeGreaterThan(0);
       expect(figures.filter((f) => /^campaign throughput, (1 host × \d+ cores?|2 hosts × \d+ cores?)$/.test(f))).toHaveLength(2);

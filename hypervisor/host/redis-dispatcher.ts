@@ -31,6 +31,8 @@ import { IOS } from '../layout/ioreq-slots.js';
 import { BUF, SRV_STATE } from '../layout/ioreq.js';
 import type { Machine } from '../xen/machine.js';
 import { IOREQ_STATE } from '../public/ioreq.js';
+import { TK, kindWord, requester } from '../layout/trace.js';
+import { tracer } from '../xen/trace.js';
 import { isWireError, type IoreqMsg, type IoreqResp } from '../../transport/messages.js';
 import { RedisIoreqBus, START_ID, type ResponseItem } from '../../transport/redis-bus.js';
 import { serverId } from '../../transport/redis-end.js';
@@ -321,7 +323,10 @@ export class RedisDispatcher {
       const after = buffered ? this.ring(target, index).pub : 0;
       const server = serverId(target, index);
       this.inflight.set(v, { seq, server, after, at_ms: performance.now(), tries: 0 });
-      batch.push({ server, msg: this.slotMsg(v, seq, after) });
+      const msg = this.slotMsg(v, seq, after);
+      batch.push({ server, msg });
+      const tw = tracer;
+      if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_PICK, requester(msg.domid, msg.vcpu)), seq, 0);
     }
     return rings;
   }
@@ -561,6 +566,9 @@ export class RedisDispatcher {
     }
     slots[i + IOS.DATA] = r.data | 0;
     slots[i + IOS.FAULT] = r.error;
+    // Stamped before the slot is published: a spinning vCPU may stamp its IO_DONE right after.
+    const tw = tracer;
+    if (tw !== null) tw.put(tw.now(), kindWord(TK.IO_BACK, requester(slots[i + IOS.DOMID]!, slots[i + IOS.VCPU]!)), r.seq, 0);
     Atomics.store(slots, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
     this.m.ios.wakeVcpu(slot);
     this.inflight.delete(slot);

@@ -52,9 +52,20 @@ export const EV = { TS: 0, KIND: 1, A: 2, B: 3, WORDS: 4 } as const;
  *   IO_POST    vCPU posted a write into a server's buffered ring: x = server, A = position, B = gfn
  *   P2M        p2m work (xen/p2m.ts): x = P2M_EV, A = domain; SPLIT: B = the
  *              split superpage's level (2: 2 MiB, 3: 1 GiB); SHOOTDOWN: B = 0
+ *   IO_PICK    the Redis dispatcher (host main thread) took a vCPU's request off its slot
+ *              and put it in the pipeline it sends now: x = requester, A = seq
+ *   IO_BACK    … and completed the slot with the device model's answer (the vCPU is woken
+ *              next): x = requester, A = seq
  *   GAP        the ring was full: events after TS were dropped until it drained
+ *
+ * Over Redis an ioreq's round trip is then split in five stages, each
+ * between two events of the same (requester, seq) (orchestrator/trace/stages.ts):
+ * IO_SEND → IO_PICK (vCPU to dispatcher), IO_PICK → IO_RECV (the request
+ * through Redis), IO_RECV → IO_ANSWER's TS (the device model),
+ * IO_ANSWER's TS → IO_BACK (the answer through Redis), IO_BACK → IO_DONE
+ * (dispatcher to vCPU).
  */
-export const TK = { HC: 1, PRIM_B: 2, PRIM_E: 3, IO_SEND: 4, IO_DONE: 5, IO_RECV: 6, IO_BATCH: 7, IO_ANSWER: 8, FAULT: 9, IO_POST: 10, P2M: 11, GAP: 15 } as const;
+export const TK = { HC: 1, PRIM_B: 2, PRIM_E: 3, IO_SEND: 4, IO_DONE: 5, IO_RECV: 6, IO_BATCH: 7, IO_ANSWER: 8, FAULT: 9, IO_POST: 10, P2M: 11, IO_PICK: 12, IO_BACK: 13, GAP: 15 } as const;
 /** What a P2M event records: a superpage split (ept_split_super_page), a completed TLB shootdown (ept_sync_domain). */
 export const P2M_EV = { SPLIT: 0, SHOOTDOWN: 1 } as const;
 export const PRIM = { MAP: 0, REVOKE: 1, STEAL: 2, RETURN: 3 } as const;

@@ -15,6 +15,7 @@ import { IOREQ_DIR, type IoreqAnswer, type IoreqRequest } from '../../hypervisor
 import type { TransportChoice } from '../../hypervisor/host/vcpu-worker.js';
 import { VC } from '../../hypervisor/layout/vcpus.js';
 import { ioreqLoop } from '../../domains/ioreq-loop.js';
+import { setVcpuTracer } from '../../hypervisor/xen/trace.js';
 
 export type BenchTask =
   | { role: 'pong-spin' | 'pong-wait'; cell: SharedArrayBuffer; n: number }
@@ -59,6 +60,8 @@ function pong(t: Pong): number[] {
 
 function client(t: Client): number[] {
   const m = attachMachine(t.sabs);
+  // A traced bench machine (the Redis round trip by stage): this thread stamps its ioreqs; else no tracer.
+  setVcpuTracer(m.trace, t.slot);
   {
     const cpu = new VcpuContext(m, { domid: t.domid, vcpu: 0, slot: t.slot, memory_pages: 0, seed: 1 });
     cpu.start();
@@ -87,6 +90,7 @@ function client(t: Client): number[] {
  */
 function burst(t: Burst): number[] {
   const m = attachMachine(t.sabs);
+  setVcpuTracer(m.trace, t.slot);
   const cpu = new VcpuContext(m, { domid: t.domid, vcpu: t.vcpu, slot: t.slot, memory_pages: 0, seed: 1 });
   cpu.start();
   const g = new Int32Array(t.gate);
@@ -124,6 +128,7 @@ function burst(t: Burst): number[] {
 
 async function echo(t: Echo): Promise<number[]> {
   const m = attachMachine(t.sabs);
+  setVcpuTracer(m.trace, t.slot);
   const tr = t.transport;
   if (tr.kind === 'redis') {
     const { RedisServerEnd } = await import('../../transport/redis-end.js');

@@ -38,6 +38,9 @@ import { bareDecisionRate, simThroughput } from './sim.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { redisUrlOf } from '../redis-url.js';
 import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
+import { TraceCollector } from '../../hypervisor/host/trace-collector.js';
+import { clearTracer, hostRing, setHostTracer } from '../../hypervisor/xen/trace.js';
+import { ioreqStages, STAGES, STAGE_WHAT, type IoreqStages } from '../trace/stages.js';
 
 export interface BenchRow {
   figure: string;
@@ -108,8 +111,8 @@ function rawAccessRate(n: number): number {
   return (2 * n) / (dt / 1000);
 }
 
-function machineFor(frontends = 1): Machine {
-  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * (1 + frontends), bars: [], checking: false, buggify: NO_BUGS, seed: 1, max_domains: 1 + frontends }));
+function machineFor(frontends = 1, trace_rings = 0): Machine {
+  const m = new Machine(createMachineSabs({ nr_frames: 4096, page_size_bytes: 4096, p2m_pool_pages: 64 * (1 + frontends), bars: [], checking: false, buggify: NO_BUGS, seed: 1, max_domains: 1 + frontends, ...(trace_rings > 0 ? { trace_rings } : {}) }));
   for (let d = 0; d <= frontends; d++) {
     domainCreate(m, { domid: d, max_pages: 512, nr_vcpus: 2, p2m_pages: 64, privileged: d === 0, ...(d > 0 ? { backend: 0 } : {}) });
     populateRange(m, d, 0, 512);
@@ -228,7 +231,52 @@ async function pingPong(pool: Piscina, role: 'pong-spin' | 'pong-wait', n: numbe
  * Redis as their ACL users (transport/redis-acl.ts), as a run's do.
  */
 async function ioreqRtt(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl?: string, acl = false): Promise<number[]> {
-  const m = machineFor(1);
+  return (await ioreqRttRun(pool, transport, n, idle_ms, redisUrl, acl, false)).rtts;
+}
+
+/**
+ * Where the Redis round trip goes: the same round trips with the timeline
+ * on (the vCPU, the device model and the dispatcher stamp each ioreq,
+ * layout/trace.ts), split in stages (orchestrator/trace/stages.ts). A run
+ * of its own, so the tracing costs nothing to the figures beside it.
+ */
+async function ioreqStagesOf(pool: Piscina, transport: 'ring' | 'redis', n: number, redisUrl?: string): Promise<IoreqStages | null> {
+  return (await ioreqRttRun(pool, transport, n, 0, redisUrl, false, true)).stages;
+}
+
+/** Rings of a traced bench machine: its vCPU slots (two domains of two vCPUs) and the host's. */
+const BENCH_TRACE_RINGS = 5;
+
+async function ioreqRttRun(pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl: string | undefined, acl: boolean, trace: boolean): Promise<{ rtts: number[]; stages: IoreqStages | null }> {
+  const m = machineFor(1, trace ? BENCH_TRACE_RINGS : 0);
+  let collector: TraceCollector | undefined;
+  if (m.trace !== undefined) {
+    const slot = (d: number): number => m.dom.at(d, DOM.VCPU_BASE);
+    if (slot(1) >= hostRing(m.trace)) throw new Error(`bench: vCPU slot ${slot(1)} has no ring of its own among ${m.trace.nr_rings}`);
+    collector = new TraceCollector(m, {
+      domains: [
+        { domid: 0, name: 'dom0' },
+        { domid: 1, name: 'frontend' },
+      ],
+      threads: [
+        { ring: slot(0), domid: 0, vcpu: 0 },
+        { ring: slot(1), domid: 1, vcpu: 0 },
+        { ring: hostRing(m.trace), domid: -1, vcpu: 0 },
+      ],
+      stats: () => ({}),
+    });
+    setHostTracer(m.trace);
+    collector.start();
+  }
+  try {
+    const rtts = await ioreqRttOn(m, pool, transport, n, idle_ms, redisUrl, acl);
+    return { rtts, stages: collector !== undefined ? ioreqStages(collector.finish()) : null };
+  } finally {
+    if (collector !== undefined) clearTracer();
+  }
+}
+
+async function ioreqRttOn(m: Machine, pool: Piscina, transport: 'ring' | 'redis', n: number, idle_ms: number, redisUrl: string | undefined, acl: boolean): Promise<number[]> {
   const s = ioreqServerCreate(m, 0, 1, [{ start: 600, count: 1 }], 'none');
   const tr = await chooseTransport(transport, redisUrl, 1);
   const signed = signedTransport(tr.choice, [{ target: 1, index: s }]);
@@ -428,6 +476,15 @@ async function threadRows({ o, q, floors, add }: Ctx, want: (name: string) => bo
         const rd = percentiles(await ioreqRtt(pool, 'redis', q ? 100 : 1000, 0, o.redisUrl));
         add({ figure: 'Redis IOREQ round trip (p50)', value: rd.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p50 / floor, goal: '≤ 1.3× p50', ok: (r) => r <= 1.3 });
         add({ figure: 'Redis IOREQ round trip (p99)', value: rd.p99, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: rd.p99 / floor, goal: '—' });
+        // Where it goes: each stage's p50 as a row of its own (the stages' p50s need not add up to the total's).
+        o.progress('Redis IOREQ round trip by stage (traced)');
+        const st = await ioreqStagesOf(pool, 'redis', q ? 100 : 1000, o.redisUrl);
+        if (st !== null) {
+          for (const name of STAGES) {
+            const f = st.stages[name];
+            if (f !== undefined) add({ figure: `Redis IOREQ round trip, stage: ${name} (p50)`, value: f.p50, unit: 'µs', floor: 'raw stream round trip p50', floor_value: floor, ratio: f.p50 / floor, goal: '—', detail: STAGE_WHAT[name] });
+          }
+        }
         // Throughput, the same time as the floor, one device model: posted
         // writes (buffered ioreqs: many in flight, the dispatcher pipelines
         // them) from one frontend vCPU thread — the pipelined figure — and

@@ -4,6 +4,7 @@
  * plots, and summary.json beside it to render it again
  * (docs/trace-and-report.md).
  */
+import { stagesLine } from '../trace/stages.js';
 import { rttBucketRange } from '../../hypervisor/layout/rtt-hist.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -219,7 +220,7 @@ ${row('BUGGIFY', s.buggify.length > 0 ? esc(s.buggify.join(', ')) : 'none')}
 ${row('frames', `${s.frames.free}/${s.frames.total} free after shutdown, conserved: ${s.frames.conserved}`, s.frames.conserved && s.frames.free === s.frames.total ? '' : 'bad')}
 ${row('Revoke latency', s.revoke_us.max > 0 ? `p50 ${fmtUs(s.revoke_us.p50)}, p99 ${fmtUs(s.revoke_us.p99)}, max ${fmtUs(s.revoke_us.max)} (guest-measured)` : 'no guest-measured samples')}
 ${row('scheduler', s.sched !== undefined ? esc(formatSched(s.sched).replace(/^scheduler: /, '')) : 'not recorded (a run saved before the pCPU scheduler)')}
-${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`)}
+${row('IOREQ', `${s.ioreq.sent} sent, ${s.ioreq.completed} completed, ${s.ioreq.faults} FAULTs, ${s.ioreq.duplicates_dropped} duplicates dropped; RTT p50 ${fmtUs(s.ioreq.rtt_us.p50)}, p99 ${fmtUs(s.ioreq.rtt_us.p99)}`)}${run.series?.ioreq_stages !== undefined ? row('IOREQ by stage', stagesLine(run.series.ioreq_stages)) : ''}
 ${row('injections', injectionsRow(run))}
 ${row('timeline', esc(traceNote))}
 </table>

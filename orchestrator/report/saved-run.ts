@@ -5,6 +5,7 @@
  * again. Loading validates what the renderer reads and lets the rest pass.
  */
 import { RTT_BUCKETS } from '../../hypervisor/layout/rtt-hist.js';
+import { ioreqStages, STAGES, type IoreqStages } from '../trace/stages.js';
 import { readInputFile } from '../config/load.js';
 import { z } from 'zod';
 import type { TraceData } from '../../hypervisor/host/trace-collector.js';
@@ -36,6 +37,8 @@ export interface RunSeries {
    */
   vcpus_running_ms?: number;
   trace: { events_kept: number; cap: number; dropped_over_cap: number; dropped_ring_full: number; truncated_at_ms: number | null };
+  /** The IOREQ round trip by stage (orchestrator/trace/stages.ts), from the kept events: only a run with `--trace` keeps them. */
+  ioreq_stages?: IoreqStages;
 }
 
 export interface SavedRun {
@@ -48,6 +51,11 @@ export interface SavedRun {
   /** IOREQ round trips in hypervisor/layout/rtt-hist.ts's RTT_BUCKETS log-linear buckets (two significant digits). */
   rtt_hist: number[];
   series: RunSeries | null;
+}
+
+function stagesOf(d: TraceData): { ioreq_stages?: IoreqStages } {
+  const st = d.events > 0 ? ioreqStages(d) : null;
+  return st !== null ? { ioreq_stages: st } : {};
 }
 
 /** The report's series from the host's timeline aggregates. */
@@ -70,6 +78,7 @@ export function seriesOf(d: TraceData): RunSeries {
     faults: { bin_ms: d.faults.bin_us / 1000, counts: d.faults.counts },
     ...(d.injections !== undefined ? { injections: d.injections.map((i) => ({ t_ms: ms(i.at_us), ...(i.end_us !== undefined ? { end_t_ms: ms(i.end_us) } : {}), label: `${i.kind}${i.target !== '' ? ` → ${i.target}` : ''}` })) } : {}),
     ...(d.vcpus_running_us !== undefined ? { vcpus_running_ms: ms(d.vcpus_running_us) } : {}),
+    ...stagesOf(d),
     trace: {
       events_kept: d.events,
       cap: d.dropped.cap,
@@ -83,6 +92,7 @@ export function seriesOf(d: TraceData): RunSeries {
 const num = z.number().finite();
 const nums = z.array(num);
 const counts = z.record(z.string(), num);
+const StageFiguresSchema = z.looseObject({ p50: num, p99: num, mean: num });
 const SeriesSchema = z.looseObject({
   samples: z.looseObject({
     t_ms: nums,
@@ -95,6 +105,13 @@ const SeriesSchema = z.looseObject({
   injections: z.array(z.looseObject({ t_ms: num, end_t_ms: num.optional(), label: z.string() })).optional(),
   vcpus_running_ms: num.optional(),
   trace: z.looseObject({ events_kept: num, cap: num, dropped_over_cap: num, dropped_ring_full: num, truncated_at_ms: num.nullable() }),
+  ioreq_stages: z
+    .looseObject({
+      count: num,
+      stages: z.partialRecord(z.enum(STAGES), StageFiguresSchema),
+      total: StageFiguresSchema,
+    })
+    .optional(),
 });
 const SummarySchema = z.looseObject({
   seed: num,

@@ -163,6 +163,10 @@ export function chromeTrace(d: TraceData, ctx: TraceContext): ChromeTrace {
           if (!ansStart.has(key)) ansStart.set(key, { pid, tid, ts: inside(ts, dur, ts) });
           break;
         }
+        case TK.IO_PICK:
+        case TK.IO_BACK:
+          out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: kindOf(word) === TK.IO_PICK ? 'dispatch ioreq' : 'complete ioreq', cat: 'ioreq', args: { frontend: `d${x >>> 8} vCPU ${x & 0xff}`, seq: a } });
+          break;
         case TK.IO_POST:
           out.push({ ph: 'i', ts: round(ts), pid, tid, s: 't', name: 'posted write', cat: 'ioreq', args: { server: x, position: a, gfn: b } });
           break;
