@@ -24,7 +24,7 @@ import { PolledRingServerEnd, RingServerEnd } from '../../../transport/ring.js';
 import { FNV_OFFSET, fnv, SimRng, SimSched, SimStuck, type SimActor, type Strategy } from './sim-sched.js';
 import type { CostModel } from './cost-model.js';
 import type { ViolationRecord } from '../../layout/invariants.js';
-import { setPreempter, type HookName } from '../../xen/hooks.js';
+import { HOOK_NAMES, setPreempter, type HookName } from '../../xen/hooks.js';
 import { deathAt } from '../death.js';
 import { setThreadTag, threadTag } from '../../xen/locks.js';
 import { foreignMap, removeFromPhysmap } from '../../xen/memory.js';
@@ -32,6 +32,9 @@ import { guestStoreBegin, guestStoreEnd } from '../../xen/grant-table.js';
 import { gfn as gfnOf } from '../../public/types.js';
 import { Liveness, LIVENESS_TAIL_STEPS } from './liveness.js';
 import { drawSwarm, type SwarmDraw } from './swarm.js';
+
+/** The count of a preemption at each hook (made once: a string built per preemption was garbage on the per-decision path). */
+const STEP_KEY = Object.fromEntries(HOOK_NAMES.map((n) => [n, `${n}:step`])) as Readonly<Record<HookName, string>>;
 
 /** Steps between two progress calls (the caller's clock checks: timeouts, claim renewals). */
 const SIM_PROGRESS_STEPS = 1_000;
@@ -607,7 +610,7 @@ class Racer {
     // A vCPU waiting for its ioreq already lets the others run (the simulator's nested wait). The points
     // death stages added are none of another vCPU's yet: a step there would change every seed's run.
     if (name === 'ioreq.wait' || name === 'map.after_checks' || name === 'steal.after_checks' || name === 'return.after_checks' || name === 'foreign_map.placed') return;
-    if (sim.preempt()) this.count(`${name}:step`);
+    if (sim.preempt()) this.count(STEP_KEY[name]);
     switch (name) {
       case 'steal.window':
         if (this.at_gfn >= 0 && !this.mapped && sim.rng.chance(0.5)) this.asAnother(() => {

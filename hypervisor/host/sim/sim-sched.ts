@@ -435,7 +435,7 @@ export class SimSched implements Sched {
     if (deadline_us === this.clock_us) return Atomics.load(word, index) !== expected;
     const me = this.current;
     const outer = me < 0 ? undefined : this.waitOf[me];
-    if (me >= 0) this.waitOf[me] = { word, index, expected, deadline_us, ...(this.traceWaits ? { site: new Error().stack ?? '' } : {}) };
+    if (me >= 0) this.waitOf[me] = this.traceWaits ? { word, index, expected, deadline_us, site: new Error().stack ?? '' } : { word, index, expected, deadline_us };
     try {
       return this.waitNested(word, index, expected, deadline_us);
     } finally {
