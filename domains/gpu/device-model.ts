@@ -16,7 +16,7 @@ import { bump as count } from '../counters.js';
 import { ioreqLoop } from '../ioreq-loop.js';
 import { toolstack } from './toolstack.js';
 import { ENOSPC, ESRCH } from '../../hypervisor/public/errno.js';
-import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
+import { CHECK_WORDS, CMD, CMD_STATUS, CMD_WORDS, MAX_BLOB_PAGES, OP, pattern, POOL_GFN, REG_DOORBELL, REG_QUEUE, REG_STATUS, RES_PER_FE } from './protocol.js';
 import { backendSharing, type BackendBuffer, type BackendSharing } from './sharing.js';
 
 /** dom0 pages of the GPU backend: resource states, map ids, the engine's job slot; blob backing from POOL_GFN. */
@@ -30,7 +30,6 @@ const RES_TBL_GFN = 8;
 const RES_WORDS = 16;
 /** H0…: a grant map's handle per page (the grants design), + 1 (0: none). */
 const RESF = { PAGES: 0, BAR: 1, BACKING: 2, AT: 3, INTO: 4, UPTR: 5, H0: 8 } as const;
-const POOL_GFN = 64;
 if (RES_TBL_GFN + Math.ceil((112 * RES_PER_FE * RES_WORDS) / 1024) > POOL_GFN) throw new Error('resource table overlaps the blob pool');
 /** A dom0 RAM page the toolstack tries to foreign-map (it must be refused). */
 const TOOLSTACK_OWN_GFN = 5;

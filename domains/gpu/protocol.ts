@@ -36,6 +36,15 @@ export const OP = {
 /** Resources per frontend, pages per blob, and the grant ref of the queue. */
 export const RES_PER_FE = 32;
 export const MAX_BLOB_PAGES = 8;
+/**
+ * The device model's blob pool in its backend's RAM (device-model.ts): the
+ * backing of frontend f's resource r is at POOL_GFN + (f × RES_PER_FE + r)
+ * × MAX_BLOB_PAGES, under the designs whose blobs are the backend's memory
+ * (the primitives, lending).
+ */
+export const POOL_GFN = 64;
+/** Pages of RAM the backend needs for frontend `fe`'s pool slots below resource `top` (render blobs: 0…15; the rest: all). */
+export const gpuPoolPagesFor = (fe: number, top = RES_PER_FE): number => POOL_GFN + (fe * RES_PER_FE + top) * MAX_BLOB_PAGES;
 /** dom0's MMU notifier evicts this many mapped RAM blobs per second at rest (a device's `evictions_per_s`). */
 export const DEFAULT_EVICTIONS_PER_S = 20;
 export const QUEUE_REF = 1;

@@ -223,6 +223,21 @@ transport: ring
     expect(errorOf('domains:\n  - { name: dom0, max_memory: 5GiB, paddr_bits: 32 }\n')).toContain('domains[0].paddr_bits: 1310720 pages of RAM do not fit in a 32-bit guest physical space (1048576 gfns)');
   });
 
+  it('a GPU backend\'s RAM holds its device model\'s blob pool for every GPU frontend, or the topology is refused at the backend\'s memory', () => {
+    const topo = (mem: string, design = 'primitives', kind = 'render'): string =>
+      `design: ${design}\ndomains:\n  - { name: dom0, role: backend, memory: ${mem}, vcpus: 2, devices: [{ kind: virtio-gpu, name: gpu0, bar: 1MiB }] }\n  - { name: a, backend: dom0 }\n  - { name: b, backend: dom0, workload: { kind: ${kind} } }\n`;
+    // Frontend b (domid 2): render blobs are its resources 0…15, pages 64 + (2 × 32 + 16) × 8 = 704.
+    expect(errorOf(topo('2MiB'))).toMatch(/^t\.yaml:3:\d+: .*domains\[0\]\.memory.*`dom0` has 512 pages of RAM, but its device model keeps the blob pool of GPU frontend `b` \(domid 2\) in pages 64…703: give it at least 704 pages/s);
+    expect(parseTopology(topo('2816KiB'), 't.yaml').domains[2]?.workload.kind).toBe('render');
+    // The adversary uses every resource of its slot: 64 + 3 × 32 × 8 = 832.
+    expect(errorOf(topo('2816KiB', 'primitives', 'adversary'))).toMatch(/give it at least 832 pages/);
+    // A compute-svm guest Steals its own RAM under the primitives (no pool); lending lends it from the pool.
+    expect(parseTopology(topo('1MiB', 'primitives', 'compute-svm'), 't.yaml').domains[2]?.workload.kind).toBe('compute-svm');
+    expect(errorOf(topo('1MiB', 'lending', 'compute-svm'))).toMatch(/give it at least 832 pages/);
+    // Grants and pins share the frontend's own pages: no pool.
+    expect(parseTopology(topo('1MiB', 'grants'), 't.yaml').domains[2]?.workload.kind).toBe('render');
+  });
+
   it('reports errors with file:line:col and key path', () => {
     expect(errorOf('domains:\n  - name: dom0\n  - name: guest1\n    backend: dom1\n')).toBe(
       't.yaml:4:14: domains[1].backend: unknown backend `dom1`; domains are: dom0, guest1; did you mean `dom0`?',

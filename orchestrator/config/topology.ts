@@ -45,7 +45,7 @@
 import { DESIGN_NAMES } from '../../hypervisor/designs/index.js';
 import { DEFAULT_DESIGN } from '../../hypervisor/xen/design.js';
 import { PASSTHROUGH_MODES, type PassthroughMode } from '../../hypervisor/layout/domains.js';
-import { MAX_BLOB_PAGES, RES_PER_FE } from '../../domains/gpu/protocol.js';
+import { gpuPoolPagesFor, MAX_BLOB_PAGES, POOL_GFN, RES_PER_FE } from '../../domains/gpu/protocol.js';
 import { DEFAULT_EVICTIONS_PER_S, DESIGN_ATTACKS, MISSING_PAGE, type MissingPage } from '../../domains/gpu/protocol.js';
 import { z } from 'zod';
 import { bool, duration, ident, int, list, obj, oneOf, pcpus, size, str, tagged, type PcpuChoice } from './fields.js';
@@ -364,6 +364,27 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
     if (w.buffers > GPU_BUFFERS_PER_GUEST) fail(p('buffers'), `the virtio-gpu device has ${GPU_BUFFERS_PER_GUEST} buffers of each kind per guest, got ${w.buffers}`);
   }
 
+  /**
+   * The backend's RAM holds the device model's blob pool for frontend i
+   * (domains/gpu/protocol.ts POOL_GFN) under the designs whose blobs are
+   * its memory: an undersized backend made Maps fail quietly (the guests
+   * only counted them) and the run checked less.
+   */
+  function gpuPool(i: number, backend: string, kind: 'render' | 'compute-svm' | 'adversary'): void {
+    const design = raw.design ?? DEFAULT_DESIGN;
+    if (design !== 'primitives' && design !== 'lending') return;
+    // Under the primitives a userptr buffer is the frontend's RAM, Stolen (no pool); lending lends it from the pool.
+    if (kind === 'compute-svm' && design === 'primitives') return;
+    const b = byName.get(backend);
+    if (b === undefined || b.role !== 'backend') return; // refused elsewhere
+    const have = sized[b.index]?.memoryPages ?? 0;
+    // Render blobs are the resources below GPU_BUFFERS_PER_GUEST; userptr buffers and the adversary's blobs above.
+    const need = gpuPoolPagesFor(i, kind === 'render' ? GPU_BUFFERS_PER_GUEST : RES_PER_FE);
+    if (have >= need) return;
+    const key = b.raw.frames !== undefined ? 'frames' : 'memory';
+    fail(at('domains', b.index, key), `\`${backend}\` has ${have} pages of RAM, but its device model keeps the blob pool of GPU frontend \`${raw.domains[i]!.name}\` (domid ${i}) in pages ${POOL_GFN}…${need - 1}: give it at least ${need} pages (${formatBytes(need * pageSize)})`);
+  }
+
   function normalizeWorkload(d: RawDomain, i: number, w: RawWorkload | undefined): WorkloadSpec {
     const p = (...k: (string | number)[]) => at('domains', i, 'workload', ...k);
     const kind = explicitKind(d, i);
@@ -376,6 +397,7 @@ export function normalizeTopology(src: YamlSource, raw: RawTopology, opts: Norma
       fail(at('domains', i, 'backend'), `workload \`${kind}\` needs a GPU backend (its device model), and \`${d.backend}\` is a frontend`);
     }
     if (kind === 'adversary' && i === 0) fail(p('kind'), 'dom0 is trusted and cannot run the `adversary` workload');
+    if ((kind === 'render' || kind === 'compute-svm' || kind === 'adversary') && d.backend !== undefined) gpuPool(i, d.backend, kind);
     const vcpus = sized[i]?.vcpus ?? 1;
     if ((kind === 'render' || kind === 'compute-svm' || kind === 'adversary') && vcpus > GPU_MAX_VCPUS) {
       fail(at('domains', i, 'vcpus'), `a virtio-gpu guest (\`${kind}\`) has at most ${GPU_MAX_VCPUS} vCPUs (one command slot each), got ${vcpus}`);
