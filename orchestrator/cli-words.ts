@@ -11,6 +11,8 @@ export type Adversary = (typeof ADVERSARIES)[number];
 
 /** `bench --curves` (bench/curves.ts CURVES has exactly these keys). */
 export const CURVE_NAMES = ['hostile', 'pages', 'domains', 'ioreq-servers'] as const;
+/** The sections of `xgsim bench` that `--filter` picks from (a section runs when its name contains the filter). */
+export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'sim', 'campaign', 'topology'] as const;
 export type CurveName = (typeof CURVE_NAMES)[number];
 
 /** The pool `campaign` and `host` use when none is named. */

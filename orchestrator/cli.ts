@@ -10,7 +10,7 @@ import { isInputError } from './config/errors.js';
 import { EXIT, HostDied, RunInterrupted, UsageError, printable } from './errors.js';
 import { parseSeed, runFlag } from './up/flag-defs.js';
 import type { CliFlags } from './up/run-flags.js';
-import { ADVERSARIES, CURVE_NAMES, DEFAULT_POOL } from './cli-words.js';
+import { ADVERSARIES, BENCH_SECTIONS, CURVE_NAMES, DEFAULT_POOL } from './cli-words.js';
 import { NEMESIS_KINDS } from '../hypervisor/host/nemesis.js';
 // Only types and light modules above: each command imports what runs it
 // when it runs, so `xgsim --help` and a bad flag answer at once.
@@ -413,7 +413,7 @@ program
   .description('measure the hot paths as ratios to floors measured in the same run (Atomics ping-pong, typed-array access, lock pair, raw Redis stream round trip)')
   .option('--json', 'print the report as JSON')
   .option('--quick', 'few repetitions: a smoke test (CI)')
-  .option('--filter <word>', 'only the sections whose name contains it (access, hypercall, ioreq, revoke, steal, topology); none matching is bad input')
+  .option('--filter <word>', `only the sections whose name contains it (${BENCH_SECTIONS.join(', ')}); none matching is bad input`)
   .option('--curves [names]', `sweep one parameter per curve instead of the figures: ${CURVE_NAMES.join(', ')} or all (default all)`)
   .option('--out <file>', 'also write the report (figures or curves) as JSON to this file')
   .option('--report <dir>', 'with --curves: write <dir>/index.html (a plot per curve, self-contained) and <dir>/curves.json')

@@ -38,6 +38,7 @@ import { bareDecisionRate, simThroughput } from './sim.js';
 import { RedisIoreqBus } from '../../transport/redis-bus.js';
 import { redisUrlOf } from '../redis-url.js';
 import { NO_BUGS } from '../../hypervisor/xen/buggify.js';
+import { BENCH_SECTIONS } from '../cli-words.js';
 import { TraceCollector } from '../../hypervisor/host/trace-collector.js';
 import { clearTracer, hostRing, setHostTracer } from '../../hypervisor/xen/trace.js';
 import { ioreqStages, STAGES, STAGE_WHAT, type IoreqStages } from '../trace/stages.js';
@@ -360,8 +361,7 @@ interface Ctx {
   seed: number;
 }
 
-/** The sections `--filter` picks from (a section runs when its name contains the filter). */
-export const BENCH_SECTIONS = ['access', 'hypercall', 'ioreq', 'revoke', 'steal', 'sim', 'campaign', 'topology'] as const;
+export { BENCH_SECTIONS };
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const want = (name: string): boolean => o.filter === undefined || name.includes(o.filter);
