@@ -96,7 +96,7 @@ export class SimProcessPool {
       child.off('exit', onExit);
       slot.busy = false;
       // A process killed (timeout, stop) or gone leaves its slot; the next job starts a new one there.
-      if (child.exitCode !== null || child.signalCode !== null || child.killed) this.drop(slot);
+      if (!alive(child) || child.killed) this.drop(slot);
     }
   }
 
@@ -116,6 +116,8 @@ export class SimProcessPool {
   }
 
   private idle(): Slot {
+    // A process that died while idle (killed from outside) leaves its slot: a job sent there would wait for ever.
+    for (const s of [...this.slots]) if (!s.busy && !alive(s.child)) this.drop(s);
     const free = this.slots.find((s) => !s.busy);
     if (free !== undefined) return free;
     if (this.slots.length >= this.max) throw new Error(`SimProcessPool: ${this.max} jobs already running (the host's core budget should have kept this one waiting)`);
@@ -138,3 +140,5 @@ export class SimProcessPool {
     if (k >= 0) this.slots.splice(k, 1);
   }
 }
+
+const alive = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null && c.connected;
