@@ -398,6 +398,40 @@ describe('p2m_add_foreign (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign
     }
     expect(p2mGet(m, 1, 102)).toBe(P2M_REVOKED);
     expect(m.dom.state(1)).toBe(DS.RUNNING);
+    // A BAR's mmio_direct: set_typed_p2m_entry crashes the caller; the source page's reference goes back.
+    const bar = p2mGet(m, 1, 103);
+    expect(foreignMap(m, 1, 2, 3, 103)).toBe(-EPERM);
+    expect(m.dom.state(1)).toBe(DS.CRASHED);
+    gaveBack(m, 1, 2, 3, 103, bar);
+    clean(m);
+    destroyAll(m);
+  });
+
+  it('mapped-gfn-distinguishable: onto a Map\'d, revoked or BAR gfn -EEXIST, nothing taken, nobody crashed', () => {
+    const m = machine('mapped-gfn-distinguishable');
+    for (const at of [100, 101, 102, 103]) {
+      const before = p2mGet(m, 1, at);
+      expect(foreignMap(m, 1, 2, 3, at), `${at}`).toBe(-EEXIST);
+      gaveBack(m, 1, 2, 3, at, before);
+    }
+    expect(m.dom.state(1)).toBe(DS.RUNNING);
+    clean(m);
+  });
+
+  it('frame 0 is a frame like any other: freed when a foreign map replaces it, handed out again by populate_physmap', () => {
+    const m = machine();
+    expect(mfnAt(m, 0, 0)).toBe(0);
+    const t0 = tot(m, 0);
+    expect(foreignMap(m, 0, 3, 2, 0)).toBe(0);
+    expect(m.ft.state(0)).toBe(PS.FREE);
+    expect(tot(m, 0)).toBe(t0 - 1);
+    // The heap hands the frame freed last out first.
+    expect(populatePhysmap(m, 1, [170])).toBe(1);
+    expect(p2mGet(m, 1, 170)).not.toBe(P2M_HOLE);
+    expect(mfnAt(m, 1, 170)).toBe(0);
+    expect(m.ft.owner(0)).toBe(1);
+    expect(decreaseReservation(m, 1, [170])).toBe(1);
+    expect(m.ft.state(0)).toBe(PS.FREE);
     clean(m);
     destroyAll(m);
   });
@@ -460,6 +494,7 @@ describe('p2m_add_foreign (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign
     expect(foreignMap(m, 0, 3, 2, 150)).toBe(0);
     expect(p2mHeld(m, 3) || p2mHeld(m, 0)).toBe(false);
     expect(m.log.records().map((r) => r.invariant)).toEqual(['lock_order']);
+    expect(m.log.records()[0]!.text).toMatch(/key 0 at 'memory\.add_to_physmap_foreign' while holding key 3 from 'memory\.get_page_from_gfn'/);
     expect(foreignMap(m, 0, 3, 3, 150)).toBe(-ENXIO);
     expect(p2mHeld(m, 3) || p2mHeld(m, 0)).toBe(false);
     expect(m.ft.count(mfnAt(m, 3, 3))).toBe(1);
