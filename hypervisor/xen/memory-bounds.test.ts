@@ -249,6 +249,33 @@ describe('copy_from_guest / copy_to_guest on the caller\'s gfns (hypercall buffe
     destroyAll(m);
   });
 
+  it('a page that is not RAM of the caller\'s p2m, though its own frame (a grant map of its own grant), or whose count is frozen at 0: -EFAULT, untouched', () => {
+    const m = machine();
+    // hvm_translate_get_page: a grant type is HVMTRANS_unhandleable, both ways.
+    guestGrantAccess(m, 3, 2, 3, 6, false);
+    expect(mapGrantRef(m, 3, { dom: domid(3), ref: grantRef(2), host_gfn: gfn(150), readonly: false }).status).toBe(GNTST_okay);
+    expect(entryType(p2mGet(m, 3, 150))).toBe(P2M.grant_map_rw);
+    expect(mfnAt(m, 3, 150)).toBe(mfnAt(m, 3, 6));
+    fill(m, 3, 6);
+    const s = new Uint8Array(8).fill(0xcc);
+    expect(bufferCopy(m, 3, 'from_guest', 150, 0, 8, s)).toBe(-EFAULT);
+    expect(s.every((b) => b === 0xcc)).toBe(true);
+    expect(bufferCopy(m, 3, 'to_guest', 150, 0, 8, s)).toBe(-EFAULT);
+    expect(byteAt(m, 3, 6, 0)).toBe((6 * 7) & 0xff);
+    expect(m.ft.count(mfnAt(m, 3, 6))).toBe(2); // the grant map's reference, no other
+    // get_page fails on a count frozen at 0 (steal_page's cmpxchg, another CPU mid-Steal).
+    const mfn = mfnAt(m, 3, 7);
+    const x = m.ft.countInfo(mfn);
+    expect(m.ft.casCount(mfn, x, 0)).toBe(true);
+    expect(bufferCopy(m, 3, 'from_guest', 7, 0, 8, s)).toBe(-EFAULT);
+    expect(bufferCopy(m, 3, 'to_guest', 6, ps - 4, 8, s)).toBe(-EFAULT);
+    expect(m.ft.countInfo(mfn)).toBe(0);
+    expect(s.every((b) => b === 0xcc)).toBe(true);
+    expect(byteAt(m, 3, 7, 0)).toBe(0);
+    m.ft.storeCount(mfn, x);
+    clean(m);
+  });
+
   it('the reach oracle and reachable_not_free are asked for every page copied, naming the gfn and the direction', () => {
     for (const dir of ['from_guest', 'to_guest'] as const) {
       const m = machine();
@@ -354,6 +381,16 @@ describe('p2m_add_foreign (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign
     expect(removeFromPhysmap(m, 0, 150)).toBe(0);
     clean(m);
     destroyAll(m);
+  });
+
+  it('a source gfn that maps the source\'s own frame but is not RAM (a grant map of its own grant): -EINVAL (p2m_add_foreign: !p2m_is_ram)', () => {
+    const m = machine();
+    guestGrantAccess(m, 3, 2, 3, 6, false);
+    expect(mapGrantRef(m, 3, { dom: domid(3), ref: grantRef(2), host_gfn: gfn(150), readonly: false }).status).toBe(GNTST_okay);
+    expect(m.ft.owner(mfnAt(m, 3, 150))).toBe(3);
+    expect(foreignMap(m, 0, 3, 150, 160)).toBe(-EINVAL);
+    gaveBack(m, 0, 3, 150, 160, P2M_HOLE, 2);
+    clean(m);
   });
 
   it('the destination: the caller\'s own RAM (rw or ro) is freed and replaced; another\'s page (a foreign or grant map) -ENXIO with the reference given back', () => {
