@@ -707,6 +707,19 @@ describe('populate_physmap, decrease_reservation and remove_from_physmap at thei
     destroyAll(m);
   });
 
+  it('remove_from_physmap of a grant map of the caller\'s own grant: -ENOENT, the entry stays (get_page_from_mfn_and_type takes RAM and foreign types only)', () => {
+    const m = machine();
+    guestGrantAccess(m, 1, 2, 1, 6, false);
+    expect(mapGrantRef(m, 1, { dom: domid(1), ref: grantRef(2), host_gfn: gfn(150), readonly: false }).status).toBe(GNTST_okay);
+    const e = p2mGet(m, 1, 150);
+    expect(m.ft.owner(entryMfn(e))).toBe(1);
+    expect(removeFromPhysmap(m, 1, 150)).toBe(-ENOENT);
+    expect(p2mGet(m, 1, 150)).toBe(e);
+    expect(m.ft.count(entryMfn(e))).toBe(2);
+    expect(tot(m, 1)).toBe(64);
+    clean(m);
+  });
+
   it('remove_from_physmap with the old answers: -EINVAL for a grant map, MMIO and past the p2m; Map\'d or revoked -EINVAL when distinguishable; a foreign map only drops its reference', () => {
     const m = machine('memop-errno-per-call');
     guestGrantAccess(m, 2, 4, 1, 4, false);
