@@ -162,7 +162,7 @@ describe('copy_from_guest / copy_to_guest on the caller\'s gfns (hypercall buffe
   };
   const byteAt = (m: Machine, d: number, g: number, i: number): number => m.frames.u8[mfnAt(m, d, g) * ps + i]!;
 
-  it('the bytes at gfn + offset, across a page boundary and from an offset past the first page; the pages\' counts as before', () => {
+  it('__hvm_copy: the bytes at gfn + offset, across a page boundary and from an offset past the first page; the pages\' counts as before', () => {
     const m = machine();
     for (const g of [2, 3, 4]) fill(m, 3, g);
     const counts = [2, 3, 4].map((g) => m.ft.count(mfnAt(m, 3, g)));
@@ -194,7 +194,7 @@ describe('copy_from_guest / copy_to_guest on the caller\'s gfns (hypercall buffe
     destroyAll(m);
   });
 
-  it('the buffer\'s last byte at the end of the last RAM page: the next gfn (a hole) is not touched', () => {
+  it('__hvm_copy: the buffer\'s last byte at the end of the last RAM page: the next gfn (a hole) is not touched', () => {
     const m = machine();
     const last = 15; // d3 has gfns 0 … 15
     expect(p2mGet(m, 3, last + 1)).toBe(P2M_HOLE);
@@ -212,6 +212,7 @@ describe('copy_from_guest / copy_to_guest on the caller\'s gfns (hypercall buffe
   });
 
   it('-EINVAL for a negative or fractional offset or length, or a length past the hypervisor\'s buffer; the buffer\'s whole length is allowed', () => {
+    // xgsim's own gate, not Xen's: the bytes go through one scratch buffer of the calling vCPU (guest-cpu.ts).
     const m = machine();
     const s = new Uint8Array(100).fill(0x11);
     for (const [off, n] of [[-1, 8], [0, -1], [0.5, 8], [0, 1.5], [0, 101], [0, Number.NaN]] as const) {
@@ -313,7 +314,7 @@ describe('p2m_add_foreign (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign
     expect(p2mGet(m, ld, at)).toBe(before);
   };
 
-  it('a map holds a page reference and the right to reach it until remove_from_physmap; the source domain\'s reference only for the call', () => {
+  it('p2m_add_foreign / XENMEM_remove_from_physmap: a map holds a page reference and the right to reach it until remove_from_physmap; the source domain\'s reference only for the call', () => {
     const m = machine();
     const mfn = mfnAt(m, 3, 2);
     const t0 = tot(m, 0);
@@ -455,7 +456,7 @@ describe('p2m_add_foreign (XENMEM_add_to_physmap_batch, XENMAPSPACE_gmfn_foreign
     clean(m);
   });
 
-  it('frame 0 is a frame like any other: freed when a foreign map replaces it, handed out again by populate_physmap', () => {
+  it('frame 0 is a frame like any other: freed when a foreign map replaces it (guest_remove_page), handed out again (alloc_domheap_pages)', () => {
     const m = machine();
     expect(mfnAt(m, 0, 0)).toBe(0);
     const t0 = tot(m, 0);
@@ -648,7 +649,7 @@ describe('populate_physmap, decrease_reservation and remove_from_physmap at thei
     destroyAll(m);
   });
 
-  it('populate_physmap over ram_ro replaces it as over ram_rw; over a hole past the p2m share the page goes back', () => {
+  it('populate_physmap over ram_ro replaces it as over ram_rw (p2m_add_page)', () => {
     const m = machine();
     expect(dmSetMemType(m, 0, 1, 12, 1, P2M.ram_ro)).toBe(0);
     const old = mfnAt(m, 1, 12);
