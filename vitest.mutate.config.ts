@@ -11,6 +11,7 @@ const TESTS = [
   'hypervisor/xen/grant-table.test.ts',
   'hypervisor/xen/grant-bounds.test.ts',
   'hypervisor/xen/memory.test.ts',
+  'hypervisor/xen/memory-bounds.test.ts',
   'hypervisor/xen/mm.test.ts',
   'hypervisor/designs/primitives/primitives.test.ts',
   'hypervisor/designs/primitives/refusals.test.ts',

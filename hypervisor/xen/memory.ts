@@ -32,13 +32,13 @@ import { P2M } from '../public/types.js';
 
 /**
  * What do_memory_op returns for XENMEM_populate_physmap and
- * XENMEM_decrease_reservation: `rc = args.nr_done`, the extents done before
- * the first failure (0 if the first failed), never an errno. The bug
- * memop-errno-per-call puts back the old answer: the failing extent's errno
- * when none was done.
+ * XENMEM_decrease_reservation once extent `done` failed with `rc` (< 0):
+ * `rc = args.nr_done`, the extents done before the first failure (0 if the
+ * first failed), never an errno. The bug memop-errno-per-call puts back the
+ * old answer: the failing extent's errno when none was done.
  */
 function nrDone(m: Machine, done: number, rc: number): number {
-  if (rc < 0 && done === 0 && m.control.buggy(BUGS['memop-errno-per-call'])) return rc;
+  if (done === 0 && m.control.buggy(BUGS['memop-errno-per-call'])) return rc;
   return done;
 }
 
@@ -140,8 +140,8 @@ export function decreaseReservation(m: Machine, d: number, gfns: readonly number
   return eachExtent(m, gfns, (g) => removeRam(m, d, g));
 }
 
+/** guest_remove_page. A gfn past the p2m reads as a hole (p2mGet), so it is -EINVAL as a hole is. */
 function removeRam(m: Machine, d: number, gfn: number): number {
-  if (!p2mInRange(m, d, gfn)) return -EINVAL;
   p2mLock(m, d, 'memory.guest_remove_page');
   const e = p2mGet(m, d, gfn);
   const t = entryType(e);
@@ -248,7 +248,7 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
     p2mUnlock(m, ld);
     if (nested) p2mUnlock(m, from);
     if (r.freed >= 0) relinquishFrame(m, r.freed);
-    if (r.rc !== 0 || !r.placed) {
+    if (!r.placed) {
       m.reach.release(mfn, ld, REACH.FOREIGN);
       putPage(m, mfn);
     } else if (m.control.buggy(BUGS['pinned-userptr-unpin-while-mapped'])) {
@@ -256,7 +256,7 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
       putPage(m, mfn);
     }
     if (r.crash) domainCrash(m, ld, `set_typed_p2m_entry: foreign map onto gfn ${at}, a special entry`);
-    if (r.rc === 0 && r.placed) hookPoint('foreign_map.placed', from, gfn);
+    if (r.placed) hookPoint('foreign_map.placed', from, gfn);
     return r.rc;
   } finally {
     putDomain(m, from);
@@ -265,7 +265,7 @@ export function foreignMap(m: Machine, ld: number, from: number, gfn: number, at
 
 interface Placed {
   rc: number;
-  /** The entry now holds the foreign page (and so its reference). */
+  /** The entry now holds the foreign page (and so its reference); only ever with rc 0. */
   placed: boolean;
   /** The caller's own page that was at `at`, to free once the lock is dropped (guest_remove_page), or −1. */
   freed: number;
