@@ -13,6 +13,8 @@ const TESTS = [
   'hypervisor/xen/memory.test.ts',
   'hypervisor/xen/memory-bounds.test.ts',
   'hypervisor/xen/mm.test.ts',
+  'hypervisor/xen/locks.test.ts',
+  'hypervisor/xen/bufioreq.test.ts',
   'hypervisor/designs/primitives/primitives.test.ts',
   'hypervisor/designs/primitives/refusals.test.ts',
   'hypervisor/designs/primitives/primitives-bounds.test.ts',
