@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { E2BIG, EFAULT, EPERM, ESRCH } from '../public/errno.js';
+import { E2BIG, EFAULT, ENOMEM, EPERM, ESRCH } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
@@ -209,6 +209,41 @@ describe('alloc_heap_pages / free_heap_pages of a run on a 64-frame heap (n = 8:
     expect(take(m, 5)).toEqual([4, 5, 6, 7, 16]);
     expect(m.log.counts().scrubbed.checks - checks).toBe(5);
     expect(m.log.counts().scrubbed.violations).toBe(1);
+    expect(m.log.records().find((r) => r.invariant === 'scrubbed')!.text).toBe('mfn 4 handed out unscrubbed');
+  });
+
+  it('alloc_heap_pages of one frame: an empty heap is -1 (alloc_domheap_page: -ENOMEM); a fresh frame taken once is read when it comes back', () => {
+    const m = testMachine({ nr_frames: 64, domains: [{ memory_pages: 4, max_pages: 64, privileged: true }], bugs: 'no-scrub' });
+    // 4 is fresh: FRESH goes down to its position, so that once freed (dirty, no-scrub) it is read when handed out.
+    expect(allocHeapFrame(m)).toBe(4);
+    expect(m.heap.w[HEAP.FRESH]).toBe(59);
+    dirty(m, 4);
+    freeHeapFrame(m, 4);
+    expect(allocHeapFrame(m)).toBe(4);
+    expect(m.log.counts().scrubbed.violations).toBe(1);
+    take(m, 59);
+    expect(m.heap.free).toBe(0);
+    const inflight = m.heap.inflight;
+    expect(allocHeapFrame(m)).toBe(-1);
+    expect(allocDomFrame(m, 0)).toBe(-ENOMEM);
+    expect(allocDomRun(m, 0, 2)).toBe(-ENOMEM);
+    expect(m.heap.inflight).toBe(inflight);
+    expect(m.heap.w[HEAP.TOP]).toBe(0);
+  });
+
+  it('with checking off nothing is read (the benchmarks\' machine); a frame on the heap that is not free, or counted, is a hypervisor bug', () => {
+    const off = testMachine({ nr_frames: 64, domains: [{ memory_pages: 4, max_pages: 64, privileged: true }], checking: false });
+    const x = allocHeapFrame(off);
+    freeHeapFrame(off, x);
+    expect(allocHeapFrame(off)).toBe(x);
+    expect(off.log.counts().scrubbed.checks).toBe(0);
+    // check_one_page / the buddy's PGC_state_free check: a frame handed out from the heap must be free, count 0.
+    const m = testMachine({ nr_frames: 64, domains: [{ memory_pages: 4, max_pages: 64, privileged: true }] });
+    m.ft.setState(4, PS.INUSE);
+    expect(() => allocHeapFrame(m)).toThrow(/alloc: mfn 4 on the heap is not free/);
+    m.ft.setState(5, PS.FREE);
+    m.ft.storeCount(5, 1);
+    expect(() => allocHeapFrame(m)).toThrow(/alloc: free mfn 5 has count_info 1/);
   });
 
   it('a run freed whole, highest frame first, is the next run handed out, each of its frames checked as scrubbed; frames freed beneath it stay checked too', () => {
@@ -411,6 +446,26 @@ describe('assign_pages, get_page / put_page and the allocation reference', () =>
     expect(stackOf(m).at(-1)).toBe(mfn);
     expect(m.reach.may(mfn, 0)).not.toBe(true);
     expect(checkFramesConserved(m)).toBe(true);
+  });
+
+  it('assign_pages refuses a dying domain: the frame goes back to the heap', () => {
+    const m = testMachine({ nr_frames: 256, domains: [{ memory_pages: 4, max_pages: 8, privileged: true }, { memory_pages: 4, max_pages: 8 }] });
+    expect(domainDestroy(m, 1)).toBe(0);
+    const free = m.heap.free;
+    expect(allocDomFrame(m, 1)).toBe(-ESRCH);
+    expect(m.heap.free).toBe(free);
+    expect(m.heap.inflight).toBe(0);
+    expect(stackOf(m).at(-1)).toBe(allocHeapFrame(m));
+  });
+
+  it('free_domheap_page of a page with no owner, or that takes tot_pages below zero, is a hypervisor bug', () => {
+    const m = testMachine({ nr_frames: 256, domains: [{ memory_pages: 4, max_pages: 8, privileged: true }] });
+    const anon = allocHeapFrame(m);
+    m.ft.storeCount(anon, 1);
+    expect(() => putPage(m, anon)).toThrow(`free_domheap_page: mfn ${anon} has no owner`);
+    const mfn = entryMfn(p2mGet(m, 0, 0));
+    m.dom.set(0, DOM.TOT_PAGES, 0);
+    expect(() => relinquishFrame(m, mfn)).toThrow('tot_pages of d0 below zero');
   });
 
   it('free_heap_pages: the frame\'s type count is cleared, an owned frame or a full heap is a hypervisor bug', () => {

@@ -112,8 +112,8 @@ export function allocDomFrame(m: Machine, d: number): number {
 export function allocHeapRun(m: Machine, n: number): number {
   const h = m.heap.w;
   m.lock(GLOBAL_LOCK.HEAP, 'mm.alloc_heap_pages');
-  let base = -1;
-  let fresh = false;
+  let base: number;
+  let fresh: boolean;
   try {
     const top = h[HEAP.TOP]!;
     const freshTop = h[HEAP.FRESH]!;
@@ -128,7 +128,8 @@ export function allocHeapRun(m: Machine, n: number): number {
       const nr = m.heap.nr_frames;
       const a = Math.ceil((nr - freshTop) / n) * n;
       const q = nr - a - n; // stack positions q … q + n − 1 hold a + n − 1 … a
-      if (a + n > nr || q < 0 || top - (q + n) > 2 * n) return -1;
+      // q < 0: the run would end past the last frame (a + n > nr).
+      if (q < 0 || top - (q + n) > 2 * n) return -1;
       h.copyWithin(HEAP.STACK + q, HEAP.STACK + q + n, HEAP.STACK + top);
       h[HEAP.FRESH] = q;
       base = a;
@@ -140,7 +141,6 @@ export function allocHeapRun(m: Machine, n: number): number {
   } finally {
     m.unlock(GLOBAL_LOCK.HEAP);
   }
-  if (base < 0) return -1;
   for (let i = 0; i < n; i++) takeFrame(m, base + i, fresh);
   return base;
 }
