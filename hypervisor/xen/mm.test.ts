@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { E2BIG, EFAULT, ENOMEM, EPERM, ESRCH } from '../public/errno.js';
+import { E2BIG, EFAULT, EINVAL, ENOMEM, EPERM } from '../public/errno.js';
 import { P2M } from '../public/types.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { bufferCopy, decreaseReservation, foreignMap, populatePhysmap, removeFromPhysmap } from './memory.js';
@@ -122,7 +122,7 @@ describe('memory_op', () => {
 describe('alloc_heap_pages of an aligned run (the toolstack\'s superpages)', () => {
   // alloc_domheap_pages(d, order, 0) then assign_pages: a naturally aligned run of 2^order frames off the
   // heap, owned by d with PGC_allocated and one reference each, or refused with every frame back on the heap.
-  it('hands out aligned, owned, counted runs; -E2BIG and -ESRCH give every frame back; a run larger than the heap is -1', () => {
+  it('hands out aligned, owned, counted runs; -E2BIG and -EINVAL (dying) give every frame back; a run larger than the heap is -1', () => {
     const m = testMachine({ nr_frames: 4096, domains: [{ memory_pages: 8, max_pages: 1100, privileged: true }, { memory_pages: 8, max_pages: 300 }] });
     const free0 = m.heap.free;
     const a = allocDomRun(m, 0, 2);
@@ -150,7 +150,7 @@ describe('alloc_heap_pages of an aligned run (the toolstack\'s superpages)', () 
     // A domain being destroyed gets nothing (assign_pages refuses a dying domain).
     expect(domainDestroy(m, 1)).toBe(0);
     const freeBefore = m.heap.free;
-    expect(allocDomRun(m, 1, 2)).toBe(-ESRCH);
+    expect(allocDomRun(m, 1, 2)).toBe(-EINVAL);
     expect(m.heap.free).toBe(freeBefore);
     // More than the heap holds: nothing taken.
     expect(allocHeapRun(m, 8192)).toBe(-1);
@@ -343,7 +343,7 @@ describe('alloc_heap_pages / free_heap_pages of a run on a 64-frame heap (n = 8:
 
 describe('assign_pages, get_page / put_page and the allocation reference', () => {
   it('assign_pages takes a run that fills max_pages exactly, and gives a domain still being created its pages (it refuses only a dying one)', () => {
-    // assign_pages (page_alloc.c): -E2BIG only when tot_pages + nr > max_pages; -ESRCH only when d->is_dying.
+    // assign_pages (page_alloc.c): -E2BIG only when tot_pages + nr > max_pages; -EINVAL only when d->is_dying.
     const m = testMachine({ nr_frames: 2048, domains: [{ memory_pages: 8, max_pages: 520, privileged: true }, { memory_pages: 8, max_pages: 530 }] });
     const base = allocDomRun(m, 0, 2);
     expect(base % 512).toBe(0);
@@ -448,11 +448,11 @@ describe('assign_pages, get_page / put_page and the allocation reference', () =>
     expect(checkFramesConserved(m)).toBe(true);
   });
 
-  it('assign_pages refuses a dying domain: the frame goes back to the heap', () => {
+  it('assign_pages refuses a dying domain with -EINVAL: the frame goes back to the heap', () => {
     const m = testMachine({ nr_frames: 256, domains: [{ memory_pages: 4, max_pages: 8, privileged: true }, { memory_pages: 4, max_pages: 8 }] });
     expect(domainDestroy(m, 1)).toBe(0);
     const free = m.heap.free;
-    expect(allocDomFrame(m, 1)).toBe(-ESRCH);
+    expect(allocDomFrame(m, 1)).toBe(-EINVAL);
     expect(m.heap.free).toBe(free);
     expect(m.heap.inflight).toBe(0);
     expect(stackOf(m).at(-1)).toBe(allocHeapFrame(m));
