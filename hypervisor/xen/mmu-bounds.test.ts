@@ -95,6 +95,18 @@ describe('Mmu: how each p2m type is reached (hvm_hap_nested_page_fault)', () => 
     }
   });
 
+  it('a read-only gfn below 64 (gfn = its slot) is cached for reads only: a write through it is still discarded', () => {
+    // p2m_ram_ro (p2m_is_discard_write): the write tag of a read-only slot must match no gfn of that slot, its own included.
+    const m = testMachine({ checking: false });
+    const c = cpuOf(m, 1);
+    c.write32(gfn(5), 0, 0xabc);
+    setEntry(m, 1, 5, p2mEntry(entryMfn(p2mGet(m, 1, 5)), P2M.ram_ro));
+    c.mmu.flushAll();
+    expect(c.read32(gfn(5), 0)).toBe(0xabc);
+    c.write32(gfn(5), 0, 0xdef);
+    expect(c.read32(gfn(5), 0)).toBe(0xabc);
+  });
+
   it('an entry whose frame is neither RAM nor a BAR is not reached: the access is emulated (the null handler)', () => {
     const m = testMachine({ checking: false });
     const c = cpuOf(m, 1);
