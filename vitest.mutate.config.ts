@@ -8,6 +8,7 @@ const TESTS = [
   'hypervisor/xen/p2m.test.ts',
   'hypervisor/xen/p2m-bounds.test.ts',
   'hypervisor/xen/mmu.test.ts',
+  'hypervisor/xen/mmu-bounds.test.ts',
   'hypervisor/xen/grant-table.test.ts',
   'hypervisor/xen/grant-bounds.test.ts',
   'hypervisor/xen/memory.test.ts',

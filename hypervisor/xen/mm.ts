@@ -8,7 +8,7 @@
  * to be freed cannot be resurrected by a racing get_page.
  */
 import { REACH } from '../layout/reach.js';
-import { E2BIG, ENOMEM, ESRCH } from '../public/errno.js';
+import { E2BIG, EINVAL, ENOMEM } from '../public/errno.js';
 import { BUGS } from './buggify.js';
 import { DOM, DS } from '../layout/domains.js';
 import { FT, PGC_allocated, PGC_count_mask, PS } from '../layout/frametable.js';
@@ -58,7 +58,7 @@ export function freeHeapFrame(m: Machine, mfn: number): void {
 
 /**
  * Give an in-flight frame to domain d (assign_pages): owner, PGC_allocated
- * with its reference, tot_pages + 1. Fails -E2BIG over max_pages, -ESRCH if
+ * with its reference, tot_pages + 1. Fails -E2BIG over max_pages, -EINVAL if
  * d is not alive. On failure the frame stays in flight with the caller.
  */
 export function assignFrame(m: Machine, d: number, mfn: number): number {
@@ -67,7 +67,8 @@ export function assignFrame(m: Machine, d: number, mfn: number): number {
   const st = m.dom.state(d);
   if (st !== DS.RUNNING && st !== DS.CREATING) {
     m.unlock(lk);
-    return -ESRCH;
+    // assign_pages: a dying domain gets no page, -EINVAL.
+    return -EINVAL;
   }
   const tot = m.dom.at(d, DOM.TOT_PAGES);
   if (tot >= m.dom.at(d, DOM.MAX_PAGES)) {
@@ -112,8 +113,8 @@ export function allocDomFrame(m: Machine, d: number): number {
 export function allocHeapRun(m: Machine, n: number): number {
   const h = m.heap.w;
   m.lock(GLOBAL_LOCK.HEAP, 'mm.alloc_heap_pages');
-  let base = -1;
-  let fresh = false;
+  let base: number;
+  let fresh: boolean;
   try {
     const top = h[HEAP.TOP]!;
     const freshTop = h[HEAP.FRESH]!;
@@ -128,7 +129,8 @@ export function allocHeapRun(m: Machine, n: number): number {
       const nr = m.heap.nr_frames;
       const a = Math.ceil((nr - freshTop) / n) * n;
       const q = nr - a - n; // stack positions q … q + n − 1 hold a + n − 1 … a
-      if (a + n > nr || q < 0 || top - (q + n) > 2 * n) return -1;
+      // q < 0: the run would end past the last frame (a + n > nr).
+      if (q < 0 || top - (q + n) > 2 * n) return -1;
       h.copyWithin(HEAP.STACK + q, HEAP.STACK + q + n, HEAP.STACK + top);
       h[HEAP.FRESH] = q;
       base = a;
@@ -140,7 +142,6 @@ export function allocHeapRun(m: Machine, n: number): number {
   } finally {
     m.unlock(GLOBAL_LOCK.HEAP);
   }
-  if (base < 0) return -1;
   for (let i = 0; i < n; i++) takeFrame(m, base + i, fresh);
   return base;
 }
@@ -181,7 +182,7 @@ function takeFrame(m: Machine, mfn: number, fresh: boolean): void {
  * alloc_domheap_pages of a superpage's order for d: an aligned run of
  * 512^(level−1) frames, all assigned to d at once (assign_pages checks the
  * whole extent against max_pages). The run's first frame, or −ENOMEM (no
- * run: the caller falls back to smaller pages), −E2BIG, −ESRCH.
+ * run: the caller falls back to smaller pages), −E2BIG, −EINVAL (not alive).
  */
 export function allocDomRun(m: Machine, d: number, level: number): number {
   const n = 512 ** (level - 1);
@@ -191,7 +192,7 @@ export function allocDomRun(m: Machine, d: number, level: number): number {
   m.lock(lk, 'mm.assign_pages', d);
   const st = m.dom.state(d);
   const tot = m.dom.at(d, DOM.TOT_PAGES);
-  const rc = st !== DS.RUNNING && st !== DS.CREATING ? -ESRCH : tot + n > m.dom.at(d, DOM.MAX_PAGES) ? -E2BIG : 0;
+  const rc = st !== DS.RUNNING && st !== DS.CREATING ? -EINVAL : tot + n > m.dom.at(d, DOM.MAX_PAGES) ? -E2BIG : 0;
   if (rc === 0) {
     for (let i = 0; i < n; i++) {
       m.reach.grant(base + i, d, REACH.OWNER);
