@@ -16,6 +16,7 @@ const TESTS = [
   'hypervisor/designs/primitives/refusals.test.ts',
   'hypervisor/designs/primitives/primitives-bounds.test.ts',
   'hypervisor/designs/primitives/return-bounds.test.ts',
+  'hypervisor/designs/primitives/design-bounds.test.ts',
 ];
 // mmu.test.ts's property tests (160 machines, ~3.5 s of the subset's ~6 s) run for every mutant that
 // survives: a `MUTATE=` run of the grant table or the primitives only (stryker.config.mjs) leaves them out.
