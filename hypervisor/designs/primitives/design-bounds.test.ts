@@ -9,12 +9,16 @@ import { testMachine } from '../../../tests/test-machine.js';
 import type { Machine } from '../../xen/machine.js';
 import { primitives } from './index.js';
 import { dmMap } from './map.js';
+import { dmRevoke } from './revoke.js';
 import { dmReturn } from './return.js';
 import { dmSteal } from './steal.js';
-import { registryOf, stealOf } from './common.js';
+import { registryOf, releaseStolen, stealOf } from './common.js';
+import { checkMappings } from './check.js';
+import type { Invariant } from '../../layout/invariants.js';
 import { IDX, KIND, REC } from './registry.js';
-import { p2mGet } from '../../xen/p2m.js';
-import { entryMfn, P2M_REVOKED } from '../../layout/p2m.js';
+import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
+import { P2M } from '../../public/types.js';
+import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
 import { domainDestroy } from '../../xen/domain.js';
 import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
@@ -98,3 +102,132 @@ describe('a dying domain (teardown.ts, where domain_relinquish_resources would c
   });
 });
 
+
+// ---- the checker's pass (check.ts). Xen has no such checker: these are xgsim's invariants 1, 4 and 11
+// (docs/architecture.md's table) over what Xen's own rules keep — a frame is mapped only while a reference
+// and a right to it last (get_page / put_page), and owned by the domain steal_page gave it to.
+
+/** The texts checkMappings reports for `inv`, and the checks it counted, over one pass. */
+function pass(m: Machine, inv: Invariant): { texts: string[]; checks: number } {
+  const before = m.log.counts()[inv].checks;
+  const seen = m.log.records().length;
+  checkMappings(m);
+  return { texts: m.log.records().slice(seen).filter((r) => r.invariant === inv).map((r) => r.text), checks: m.log.counts()[inv].checks - before };
+}
+const twoLevels = (): Machine =>
+  testMachine({ bars: [{ name: 'gpu', owner: 0, nr_pages: 8 }], domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+
+describe('the checker\'s pass over the registry (check.ts)', () => {
+  it('counts one check per pass, per live page and per mapped entry, and finds nothing wrong in what the primitives built', () => {
+    const m = twoLevels();
+    const bar = m.sabs.bars[0]!.base_mfn;
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 }).rc).toBe(0);
+    expect(dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 1, at: 120 }).rc).toBe(0);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: bar }, count: 2, at: 130, type: P2M.mmio_dm }).rc).toBe(0);
+    expect(dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 130 }, count: 2, at: 140 }).rc).toBe(0);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+    // records_match_frames: the pass, the index, then RAM pages traced to their root backend (2 Map'd, 1 nested,
+    // 1 implicit Map; the BAR Map and the nested Map of it have no frame-table entry), 1 stolen frame held, 1 live Steal page.
+    expect(pass(m, 'records_match_frames')).toEqual({ texts: [], checks: 2 + 4 + 1 + 1 });
+    // mapped_not_ram: one per nested Map (2), one per frame-carrying mmio entry (d1: 2 + 2 BAR + 1 stolen; d2: 1 + 2).
+    expect(pass(m, 'mapped_not_ram')).toEqual({ texts: [], checks: 2 + 8 });
+    expect(pass(m, 'no_use_after_revoke')).toEqual({ texts: [], checks: 0 });
+    // A revoked page's entry carries no frame: not counted; the Revoke takes its nested page with it (one nested Map left).
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 101, count: 1 })).toBe(0);
+    expect(pass(m, 'mapped_not_ram')).toEqual({ texts: [], checks: 1 + 6 });
+    expect(pass(m, 'records_match_frames')).toEqual({ texts: [], checks: 2 + 2 + 1 + 1 });
+    clean(m);
+  });
+
+  it('an mmio_direct or mmio_dm entry on a frame with no live page of a mapping into that domain at that gfn is mapped_not_ram', () => {
+    const m = testMachine();
+    const mfn = mfnOf(m, 0, 20);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    // As a Map that skipped its record would leave them: the same gfn in another frontend, and two more gfns.
+    for (const [d, g, t] of [[2, 100, P2M.mmio_direct], [1, 150, P2M.mmio_direct], [1, 151, P2M.mmio_dm]] as const) {
+      p2mLock(m, d, 'test');
+      p2mSetLocked(m, d, g, p2mEntry(mfn, t));
+      p2mUnlock(m, d);
+    }
+    expect(pass(m, 'mapped_not_ram').texts).toEqual([
+      `d1 gfn 150: mmio_direct on mfn ${mfn} with no live mapping`,
+      `d1 gfn 151: mmio_dm on mfn ${mfn} with no live mapping`,
+      `d2 gfn 100: mmio_direct on mfn ${mfn} with no live mapping`,
+    ]);
+  });
+
+  it('a nested Map whose parent no longer maps a page it was made from is a use-after-revoke path; the parent\'s other pages do not matter', () => {
+    const m = testMachine({ bugs: 'revoke-skip-nested', domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const parent = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 3, at: 100 });
+    const child = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 1, at: 120 });
+    const whole = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 8 }, count: 1, at: 110 });
+    const orphan = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 110 }, count: 1, at: 121 });
+    expect([parent.rc, child.rc, whole.rc, orphan.rc]).toEqual([0, 0, 0, 0]);
+    // The parent's first and last pages go, the one the child was made from stays.
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 100, count: 1 })).toBe(0);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 102, count: 1 })).toBe(0);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([]);
+    // A whole parent revoked (a tombstone), then one page of a live parent.
+    expect(dmRevoke(m, 0, { id: whole.id })).toBe(0);
+    const say = (id: number): string => `nested mapping ${id} (d1→d2) still maps pages its parent's Revoke took`;
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(orphan.id)]);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 101, count: 1 })).toBe(0);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(child.id), say(orphan.id)]);
+    // The child's own page revoked: it maps nothing its parent lost.
+    expect(dmRevoke(m, 1, { id: child.id })).toBe(0);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(orphan.id)]);
+  });
+
+  it('a nested Map whose parent slot holds another mapping now, or names no slot, is a use-after-revoke path', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const reg = registryOf(m);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    const child = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 100 }, count: 1, at: 120 });
+    const c = reg.find(child.id);
+    const say = `nested mapping ${child.id} (d1→d2) still maps pages its parent's Revoke took`;
+    reg.set(c, REC.PARENT_ID, reg.at(c, REC.PARENT_ID) + 7); // the slot reused by a later mapping
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say]);
+    reg.set(c, REC.PARENT_ID, reg.at(c, REC.PARENT_ID) - 7);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([]);
+    const p = reg.at(c, REC.PARENT);
+    reg.set(c, REC.PARENT, 0);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say]);
+    reg.set(c, REC.PARENT, p);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([]);
+  });
+
+  it('records_match_frames: a Map\'d frame (nested ones traced to the root) or a stolen frame owned by another domain, a live Steal page with no frame recorded', () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const a = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    const n = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 1, at: 120 });
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 });
+    expect([a.rc, n.rc, s.rc]).toEqual([0, 0, 0]);
+    expect(pass(m, 'records_match_frames').texts).toEqual([]);
+    const f5 = mfnOf(m, 0, 5);
+    m.ft.setOwner(f5, 2); // as if the frame had changed hands under the live Map
+    expect(pass(m, 'records_match_frames').texts).toEqual([
+      `mapping ${a.id} page 1 (d0→d1 gfn 101): frame ${f5} owned by d2, not its backend d0`,
+      `mapping ${n.id} page 0 (d1→d2 gfn 120): frame ${f5} owned by d2, not its backend d0`,
+    ]);
+    m.ft.setOwner(f5, 0);
+    const stolen = mfnOf(m, 0, 201);
+    m.ft.setOwner(stolen, 1);
+    const implicit = s.id; // the Steal's implicit Map (its page 1 is stolen on the same frame)
+    expect(pass(m, 'records_match_frames').texts).toEqual([
+      `mapping ${implicit} page 1 (d0→d1 gfn 11): frame ${stolen} owned by d1, not its backend d0`,
+      `stolen frame ${stolen} (from d1) owned by d1, not its Steal's backend d0`,
+    ]);
+    m.ft.setOwner(stolen, 0);
+    releaseStolen(m, stolen); // the stolen-frame table lost the entry of the Steal's page 1
+    expect(pass(m, 'records_match_frames').texts).toEqual([`Steal ${s.id + 1} page 1 (d1→d0) is live but no frame is recorded as taken by it`]);
+  });
+
+  it('the registry index against its records is checked too (records_match_frames)', () => {
+    const m = testMachine();
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    const reg = registryOf(m);
+    reg.ix[IDX.LIVE_N] = 2;
+    expect(pass(m, 'records_match_frames').texts).toEqual(['registry index: live: index says 2, records 1']);
+    reg.ix[IDX.LIVE_N] = 1;
+  });
+});
