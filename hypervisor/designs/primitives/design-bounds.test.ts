@@ -22,7 +22,9 @@ import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
 import { domainDestroy } from '../../xen/domain.js';
 import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
-import { disarmHooks } from '../../xen/hooks.js';
+import { armHook, disarmHooks } from '../../xen/hooks.js';
+import { domainCrash } from '../../xen/domain-crash.js';
+import { DS } from '../../layout/domains.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
 const clean = (m: Machine): void => {
@@ -229,5 +231,25 @@ describe('the checker\'s pass over the registry (check.ts)', () => {
     reg.ix[IDX.LIVE_N] = 2;
     expect(pass(m, 'records_match_frames').texts).toEqual(['registry index: live: index says 2, records 1']);
     reg.ix[IDX.LIVE_N] = 1;
+  });
+});
+
+describe('what the primitives share (common.ts)', () => {
+  it('a frontend or backend that crashed between the checks and the registry lock is not dying yet: the primitive goes on, and the destroy that follows revokes it', () => {
+    // Xen: domain_crash only shuts the domain down; d->is_dying is set by domain_kill (the toolstack's destroy),
+    // which then relinquishes what the domain holds (domain_relinquish_resources).
+    for (const [op, crashed] of [['map', 1], ['map', 0], ['steal', 1], ['return', 1]] as const) {
+      const m = testMachine();
+      if (op === 'return') expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }).rc).toBe(0);
+      armHook(`${op}.after_checks`, () => expect(domainCrash(m, crashed, 'test')).toBe(true));
+      const r = op === 'map' ? dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }) : op === 'steal' ? dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 }) : dmReturn(m, 0, { fe: 1, gfn: 200, count: 1 });
+      disarmHooks();
+      expect([op, r.rc]).toEqual([op, 0]);
+      expect(m.dom.state(crashed)).toBe(DS.CRASHED);
+      expect(registryOf(m).activeCount()).toBe(op === 'return' ? 0 : op === 'steal' ? 2 : 1);
+      expect(domainDestroy(m, crashed)).toBe(0);
+      expect(registryOf(m).activeCount()).toBe(0);
+      clean(m);
+    }
   });
 });
