@@ -20,7 +20,8 @@ import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { P2M } from '../../public/types.js';
 import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
-import { domainDestroy } from '../../xen/domain.js';
+import { domainDestroy, populateRange } from '../../xen/domain.js';
+import { decreaseReservation } from '../../xen/memory.js';
 import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { domainCrash } from '../../xen/domain-crash.js';
@@ -251,5 +252,33 @@ describe('what the primitives share (common.ts)', () => {
       expect(registryOf(m).activeCount()).toBe(0);
       clean(m);
     }
+  });
+});
+
+describe('the stolen-frame table (common.ts)', () => {
+  it('a stolen frame the backend freed, handed to another frontend and stolen again: the first Steal\'s page ends, the table names the second', () => {
+    // steal_page ties a Steal to the frame: once the backend frees it (decrease_reservation → free_domheap_pages)
+    // that Steal is over, whatever the heap does with the frame next.
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, max_pages: 66, backend: 0 }] });
+    const reg = registryOf(m);
+    const mfn = mfnOf(m, 1, 10);
+    const first = dmSteal(m, 0, { fe: 1, gfn: 10, count: 1, into: 200 });
+    expect(first.rc).toBe(0);
+    expect(dmRevoke(m, 0, { id: first.id })).toBe(0); // the implicit Map's reference goes
+    expect(decreaseReservation(m, 0, [200])).toBe(1);
+    expect(m.ft.owner(mfn)).not.toBe(0);
+    // The Steal is over (stealOf), its record not given back yet (reapSteals does that when records run short).
+    expect(stealOf(m, mfn)).toBeUndefined();
+    expect(reg.at(reg.find(first.id + 1), REC.STATE)).toBe(1);
+    expect(populateRange(m, 2, 100, 1)).toBe(0);
+    expect(mfnOf(m, 2, 100)).toBe(mfn); // the heap hands the frame just freed out first
+    const second = dmSteal(m, 0, { fe: 2, gfn: 100, count: 1, into: 210 });
+    expect(second.rc).toBe(0);
+    expect(reg.find(first.id + 1)).toBe(-1);
+    expect(stealOf(m, mfn)).toEqual({ r: reg.find(second.id + 1), i: 0, fe: 2 });
+    clean(m);
+    expect(dmReturn(m, 0, { fe: 2, gfn: 210, count: 1 }).rc).toBe(0);
+    expect([m.ft.owner(mfn), stealOf(m, mfn), reg.activeCount()]).toEqual([2, undefined, 0]);
+    clean(m);
   });
 });
