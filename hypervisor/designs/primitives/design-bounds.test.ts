@@ -18,6 +18,7 @@ import type { Invariant } from '../../layout/invariants.js';
 import { IDX, KIND, REC } from './registry.js';
 import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { P2M } from '../../public/types.js';
+import { EINVAL } from '../../public/errno.js';
 import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
 import { domainDestroy, populateRange } from '../../xen/domain.js';
@@ -279,6 +280,20 @@ describe('the stolen-frame table (common.ts)', () => {
     clean(m);
     expect(dmReturn(m, 0, { fe: 2, gfn: 210, count: 1 }).rc).toBe(0);
     expect([m.ft.owner(mfn), stealOf(m, mfn), reg.activeCount()]).toEqual([2, undefined, 0]);
+    clean(m);
+  });
+});
+
+describe('a BAR source (common.ts barOf)', () => {
+  it('the range must lie within one BAR: up to its last page is fine, one page past it or below its base is -EINVAL', () => {
+    // Xen's XEN_DOMCTL_memory_mapping asks iomem_access_permitted(d, mfn, mfn + nr - 1): the whole range.
+    const m = testMachine({ bars: [{ name: 'gpu0', owner: 0, nr_pages: 8 }, { name: 'gpu1', owner: 0, nr_pages: 8 }] });
+    const [b0, b1] = m.sabs.bars.map((b) => b.base_mfn) as [number, number];
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: b0 + 6 }, count: 2, at: 100 }).rc).toBe(0);
+    expect(b1).toBe(b0 + 8); // the BARs lie end to end: a range over both is in neither
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: b0 + 7 }, count: 2, at: 110 }).rc).toBe(-EINVAL);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: b1 }, count: 8, at: 120 }).rc).toBe(0);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'bar', mfn: b0 - 1 }, count: 2, at: 130 }).rc).toBe(-EINVAL);
     clean(m);
   });
 });
