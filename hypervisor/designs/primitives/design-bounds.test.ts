@@ -342,3 +342,37 @@ describe('the registry index (registry.ts checkIndex)', () => {
     }
   });
 });
+
+describe('the registry look-ups (common.ts recordAt, stealAt)', () => {
+  it('a frontend passing on a stolen page re-Maps the Steal\'s implicit Map: that Map is the nested Map\'s parent, not the Steal record', () => {
+    // The implicit Map is what put the page at fe's gfn (docs/primitives.md, Steal); the Steal record only
+    // remembers where the frame came from, and is no mapping (Revoke of its id is -EINVAL).
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
+    const reg = registryOf(m);
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 });
+    expect(s.rc).toBe(0);
+    const n = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 11 }, count: 1, at: 120 });
+    expect(n.rc).toBe(0);
+    const r = reg.find(n.id);
+    expect([reg.at(r, REC.KIND), reg.at(r, REC.PARENT), reg.at(r, REC.PARENT_ID)]).toEqual([KIND.MAP_NESTED, reg.find(s.id) + 1, s.id]);
+    expect(mfnOf(m, 2, 120)).toBe(mfnOf(m, 0, 201));
+    clean(m);
+    // Return revokes the implicit Map and so the nested one.
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 2 }).rc).toBe(0);
+    expect(p2mGet(m, 2, 120)).toBe(P2M_REVOKED);
+    clean(m);
+  });
+
+  it('steal-record-by-gfn: a Return of two stolen pages finds both; a gfn be only Map\'d out is no Steal of it (-EINVAL)', () => {
+    // The bug looks a Steal up by be's gfn (stealAt) instead of by the frame; a Map record of be, whose SRC is
+    // also a gfn of be, is still no Steal.
+    const m = testMachine({ bugs: 'steal-record-by-gfn' });
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
+    const mfn = mfnOf(m, 1, 10);
+    expect(dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 }).rc).toBe(0);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 4, count: 1 })).toEqual({ rc: -EINVAL, index: 0, id: 0 });
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 2 }).rc).toBe(0);
+    expect([mfnOf(m, 1, 10), m.ft.owner(mfn), registryOf(m).activeCount()]).toEqual([mfn, 1, 1]);
+    clean(m);
+  });
+});
