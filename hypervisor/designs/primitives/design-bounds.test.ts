@@ -18,7 +18,8 @@ import type { Invariant } from '../../layout/invariants.js';
 import { IDX, KIND, REC, Registry } from './registry.js';
 import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { P2M } from '../../public/types.js';
-import { EINVAL } from '../../public/errno.js';
+import { EINVAL, ENOSPC } from '../../public/errno.js';
+import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
 import { domainDestroy, populateRange } from '../../xen/domain.js';
@@ -391,5 +392,37 @@ describe('the registry look-ups (common.ts recordAt, stealAt)', () => {
     expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 2 }).rc).toBe(0);
     expect([mfnOf(m, 1, 10), m.ft.owner(mfn), registryOf(m).activeCount()]).toEqual([mfn, 1, 1]);
     clean(m);
+  });
+});
+
+describe('ending Steals (common.ts endStealPage, reapSteals)', () => {
+  it('a Return of one page of two ends that page only: the Steal record lives on with its other page, and the checker agrees', () => {
+    // The Steal is tied to each frame it took (steal_page per page): giving one back ends that page's Steal.
+    const m = testMachine();
+    const reg = registryOf(m);
+    const s = dmSteal(m, 0, { fe: 1, gfn: 10, count: 2, into: 200 });
+    expect(dmReturn(m, 0, { fe: 1, gfn: 200, count: 1 }).rc).toBe(0);
+    const r = reg.find(s.id + 1);
+    expect([reg.at(r, REC.STATE), reg.at(r, REC.LIVE), reg.live(r, 0), reg.live(r, 1)]).toEqual([1, 1, false, true]);
+    clean(m);
+    expect(dmReturn(m, 0, { fe: 1, gfn: 201, count: 1 }).rc).toBe(0);
+    expect(reg.find(s.id + 1)).toBe(-1);
+    clean(m);
+  });
+
+  it('a full registry reaps only the Steals whose frames were freed: a live Steal keeps its record, and the next Map is -ENOSPC', () => {
+    const m = testMachine({ nr_frames: 2048, domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0, p2m_size: 4096 }, { memory_pages: 64, backend: 0 }] });
+    const reg = registryOf(m);
+    const over = dmSteal(m, 0, { fe: 2, gfn: 10, count: 1, into: 200 });
+    expect(dmRevoke(m, 0, { id: over.id })).toBe(0);
+    expect(decreaseReservation(m, 0, [200])).toBe(1); // that Steal is over
+    const live = dmSteal(m, 0, { fe: 2, gfn: 11, count: 1, into: 201 }); // this one is not
+    expect(live.rc).toBe(0);
+    let n = 0;
+    while (reg.activeCount() < MAX_MAPPINGS) expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n++ }).rc).toBe(0);
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 + n }).rc).toBe(0); // the over one reaped
+    expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 101 + n }).rc).toBe(-ENOSPC);
+    expect(reg.at(reg.find(live.id + 1), REC.STATE)).toBe(1);
+    expect(stealOf(m, mfnOf(m, 0, 201))).toEqual({ r: reg.find(live.id + 1), i: 0, fe: 2 });
   });
 });
