@@ -178,26 +178,30 @@ describe('the checker\'s pass over the registry (check.ts)', () => {
     ]);
   });
 
-  it('a nested Map whose parent no longer maps a page it was made from is a use-after-revoke path; the parent\'s other pages do not matter', () => {
+  it('a nested Map whose parent no longer maps a page it was made from is a use-after-revoke path; the parent\'s other pages, and the child\'s revoked ones, do not matter', () => {
     const m = testMachine({ bugs: 'revoke-skip-nested', domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0 }, { memory_pages: 64, backend: 1 }] });
-    const parent = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 3, at: 100 });
-    const child = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 1, at: 120 });
-    const whole = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 8 }, count: 1, at: 110 });
-    const orphan = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 110 }, count: 1, at: 121 });
+    // The parent maps d0's gfns 4–8 at d1's 100–104; the child re-Maps d1's 101–102 at d2's 120–121.
+    const parent = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 5, at: 100 });
+    const child = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 101 }, count: 2, at: 120 });
+    const whole = dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 12 }, count: 1, at: 110 });
+    const orphan = dmMap(m, 1, { fe: 2, source: { kind: 'ram', gfn: 110 }, count: 1, at: 122 });
     expect([parent.rc, child.rc, whole.rc, orphan.rc]).toEqual([0, 0, 0, 0]);
-    // The parent's first and last pages go, the one the child was made from stays.
+    // The parent's pages around the child's go; those the child was made from stay.
     expect(dmRevoke(m, 0, { fe: 1, gfn: 100, count: 1 })).toBe(0);
-    expect(dmRevoke(m, 0, { fe: 1, gfn: 102, count: 1 })).toBe(0);
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 103, count: 1 })).toBe(0);
     expect(pass(m, 'no_use_after_revoke').texts).toEqual([]);
-    // A whole parent revoked (a tombstone), then one page of a live parent.
+    // A whole parent revoked: a tombstone.
     expect(dmRevoke(m, 0, { id: whole.id })).toBe(0);
     const say = (id: number): string => `nested mapping ${id} (d1→d2) still maps pages its parent's Revoke took`;
     expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(orphan.id)]);
+    // The child's first page revoked by its own backend, then the parent's page under it: nothing lost.
+    expect(dmRevoke(m, 1, { fe: 2, gfn: 120, count: 1 })).toBe(0);
     expect(dmRevoke(m, 0, { fe: 1, gfn: 101, count: 1 })).toBe(0);
-    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(child.id), say(orphan.id)]);
-    // The child's own page revoked: it maps nothing its parent lost.
-    expect(dmRevoke(m, 1, { id: child.id })).toBe(0);
     expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(orphan.id)]);
+    // The parent's page under the child's live page, the parent still live (gfn 104): orphaned by that page.
+    expect(dmRevoke(m, 0, { fe: 1, gfn: 102, count: 1 })).toBe(0);
+    expect(registryOf(m).at(registryOf(m).find(parent.id), REC.STATE)).toBe(1);
+    expect(pass(m, 'no_use_after_revoke').texts).toEqual([say(child.id), say(orphan.id)]);
   });
 
   it('a nested Map whose parent slot holds another mapping now, or names no slot, is a use-after-revoke path', () => {
