@@ -576,9 +576,11 @@ async function campaignRows({ o, q, floors, add, seed }: Ctx): Promise<void> {
     o.progress('campaign: no Redis, rows skipped');
     return;
   }
-  // Quick: a smoke test of the section (its figure is mostly the hosts' start-up then).
-  const runs = q ? 2 : 16;
-  const steps = q ? 1000 : 20_000;
+  // Jobs long enough (~2–4 s each) that the figure is the jobs, not the hosts' and job processes'
+  // start-up: with 16 jobs of 20 000 decisions (0.5 s each) it was mostly start-up (BENCHMARKS.md).
+  // Quick: a smoke test of the section (its figure is mostly the start-up then).
+  const runs = q ? 2 : 8;
+  const steps = q ? 1000 : 100_000;
   const run = (hosts: number, hostJobs: number): ReturnType<typeof campaignThroughput> => {
     o.progress(`campaign: ${runs} sim jobs, ${hosts} host${hosts === 1 ? '' : 's'} × ${hostJobs} core${hostJobs === 1 ? '' : 's'}`);
     return campaignThroughput({ runs, steps, hosts, hostJobs, seed, redisUrl: url });
