@@ -126,7 +126,8 @@ export class SimProcessPool {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
-    // An idle job process must not keep the host alive, nor a stray error event crash it.
+    // A stray error event (a send to a process that just died) must not crash the host; the
+    // processes end with the host (destroy), or by themselves when its IPC channel closes.
     child.on('error', () => {});
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
