@@ -59,6 +59,13 @@ interface Marks {
 }
 
 const keyOf = (domid: number, vcpu: number, seq: number): string => `${domid}:${vcpu}:${seq}`;
+/** The events whose x names the requester (domid << 8 | vCPU), and the mark each sets. */
+const BY_REQUESTER: ReadonlyMap<number, keyof Marks> = new Map<number, keyof Marks>([
+  [TK.IO_RECV, 'recv'],
+  [TK.IO_ANSWER, 'answered'],
+  [TK.IO_PICK, 'pick'],
+  [TK.IO_BACK, 'back'],
+]);
 
 /** The stages of every complete round trip in `d`'s kept events; null when there is none. */
 export function ioreqStages(d: Pick<TraceData, 'events_b64' | 'events' | 'threads'>): IoreqStages | null {
@@ -95,28 +102,14 @@ export function ioreqStages(d: Pick<TraceData, 'events_b64' | 'events' | 'thread
         else twice.add(k);
         break;
       }
-      case TK.IO_RECV: {
+      default: {
+        // Written by the device model or the dispatcher, naming the requester in x.
+        const f = BY_REQUESTER.get(kindOf(word));
+        if (f === undefined) break;
         const k = keyOf(x >>> 8, x & 0xff, a);
-        once(k, at(k), 'recv', ts);
+        once(k, at(k), f, ts);
         break;
       }
-      case TK.IO_ANSWER: {
-        const k = keyOf(x >>> 8, x & 0xff, a);
-        once(k, at(k), 'answered', ts);
-        break;
-      }
-      case TK.IO_PICK: {
-        const k = keyOf(x >>> 8, x & 0xff, a);
-        once(k, at(k), 'pick', ts);
-        break;
-      }
-      case TK.IO_BACK: {
-        const k = keyOf(x >>> 8, x & 0xff, a);
-        once(k, at(k), 'back', ts);
-        break;
-      }
-      default:
-        break;
     }
   }
   const per: Record<StageName, number[]> = { handover: [], 'request leg': [], 'device model': [], 'answer leg': [], 'wake-up': [] };
