@@ -23,24 +23,16 @@ import { entryMfn, entryType, P2M_HOLE, P2M_REVOKED } from '../layout/p2m.js';
 import { DOM, DS } from '../layout/domains.js';
 import { PS } from '../layout/frametable.js';
 import { REACH } from '../layout/reach.js';
-import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../checker/checker.js';
 import type { Machine } from './machine.js';
+import { expectAllDestroyed, expectClean } from '../../tests/expect-clean.js';
 
 const tot = (m: Machine, d: number): number => m.dom.at(d, DOM.TOT_PAGES);
 const refs = (m: Machine, d: number): number => m.dom.at(d, DOM.REFCNT);
 const mfnAt = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
 const p2mHeld = (m: Machine, d: number): boolean => m.locks.isHeld(m.dom.at(d, DOM.LOCK_P2M) as never);
 const p2mHeld1 = (m: Machine): boolean => p2mHeld(m, 1);
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(checkFramesConserved(m)).toBe(true);
-  expect(m.log.records()).toEqual([]);
-};
-const destroyAll = (m: Machine): void => {
-  for (let d = m.nd - 1; d >= 0; d--) if (m.dom.state(d) !== DS.FREE) expect(domainDestroy(m, d)).toBe(0);
-  expect(checkNoLeaks(m)).toBe(true);
-  expect(m.log.records()).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m, { conserved: true });
+const destroyAll = expectAllDestroyed;
 
 /**
  * d0 dom0 (max 128); d1 a frontend of d0 (64 pages, max 80); d2 a frontend

@@ -17,20 +17,12 @@ import { guestGrantAccess, mapGrantRef } from './grant-table.js';
 import { p2mGet } from './p2m.js';
 import { entryMfn, entryType, P2M_HOLE, P2M_REVOKED } from '../layout/p2m.js';
 import { DOM, DS } from '../layout/domains.js';
-import { checkFramesConserved, checkNoLeaks, checkQuiescent } from '../checker/checker.js';
 import type { Machine } from './machine.js';
+import { expectAllDestroyed, expectClean } from '../../tests/expect-clean.js';
 
 const tot = (m: Machine, d: number): number => m.dom.at(d, DOM.TOT_PAGES);
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(checkFramesConserved(m)).toBe(true);
-  expect(m.log.records()).toEqual([]);
-};
-const destroyAll = (m: Machine): void => {
-  for (let d = m.nd - 1; d >= 0; d--) if (m.dom.state(d) !== DS.FREE) expect(domainDestroy(m, d)).toBe(0);
-  expect(checkNoLeaks(m)).toBe(true);
-  expect(m.log.records()).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m, { conserved: true });
+const destroyAll = expectAllDestroyed;
 const scratch = new Uint8Array(4 * 4096);
 
 /**

@@ -12,14 +12,12 @@ import { p2mGet } from '../../xen/p2m.js';
 import type { Machine } from '../../xen/machine.js';
 import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
 import { storeOf } from './lend.js';
+import { expectClean } from '../../../tests/expect-clean.js';
 
 // d0 dom0 (privileged); d1 the lender, d2's device model; d2 the borrower.
 const machine = (bugs?: string): Machine =>
   testMachine({ design: 'lending', domains: [{ memory_pages: 64, privileged: true }, { memory_pages: 64 }, { memory_pages: 64, backend: 1 }], ...(bugs !== undefined ? { bugs } : {}) });
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(m.log.records()).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m);
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
 
 describe('design lending', () => {

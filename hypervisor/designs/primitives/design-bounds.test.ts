@@ -21,19 +21,17 @@ import { P2M } from '../../public/types.js';
 import { EINVAL, ENOSPC } from '../../public/errno.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
 import { entryMfn, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
-import { checkNoLeaks, checkQuiescent } from '../../checker/checker.js';
+import { checkNoLeaks } from '../../checker/checker.js';
 import { domainDestroy, populateRange } from '../../xen/domain.js';
 import { decreaseReservation } from '../../xen/memory.js';
 import { IOMMUF, iommuFlags } from '../../xen/iommu.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { domainCrash } from '../../xen/domain-crash.js';
 import { DS } from '../../layout/domains.js';
+import { expectClean } from '../../../tests/expect-clean.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m);
 
 afterEach(() => {
   disarmHooks();

@@ -22,7 +22,6 @@ import { entryMfn, entryType, p2mEntry, P2M_HOLE, P2M_REVOKED } from '../../layo
 import { CTL } from '../../layout/control.js';
 import { DOM, DS } from '../../layout/domains.js';
 import { MAX_MAPPINGS } from '../../layout/constants.js';
-import { checkQuiescent } from '../../checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
 import { decreaseReservation, foreignMap } from '../../xen/memory.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
@@ -31,12 +30,10 @@ import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
 import { EV, kindOf, RING, TK } from '../../layout/trace.js';
 import { ioreqServerCreate } from '../../xen/ioreq.js';
 import { VcpuContext } from '../../xen/guest-cpu.js';
+import { expectClean } from '../../../tests/expect-clean.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m);
 const fields = [REC.KIND, REC.BACKEND, REC.FRONTEND, REC.SRC, REC.FE_GFN, REC.COUNT, REC.LIVE, REC.TYPE, REC.PARENT, REC.PARENT_ID, REC.STATE];
 const record = (m: Machine, id: number): number[] => fields.map((f) => registryOf(m).at(registryOf(m).find(id), f));
 

@@ -20,17 +20,14 @@ import { p2mGet } from '../../xen/p2m.js';
 import { entryMfn, entryType, P2M_HOLE, P2M_REVOKED } from '../../layout/p2m.js';
 import { DOM } from '../../layout/domains.js';
 import { MAX_PAGES_PER_OP } from '../../layout/constants.js';
-import { checkQuiescent } from '../../checker/checker.js';
 import { domainCrash } from '../../xen/domain-crash.js';
 import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
 import { foreignMap } from '../../xen/memory.js';
 import { guestGrantAccess, mapGrantRef } from '../../xen/grant-table.js';
+import { expectClean } from '../../../tests/expect-clean.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m);
 /** What a refusal must leave as it was: the p2ms of d0–d2 around the gfns used, the counts of their RAM, the quotas, the registry. */
 function snapshot(m: Machine): unknown {
   const p2m = [0, 1, 2].map((d) => Array.from({ length: 320 }, (_, g) => p2mGet(m, d, g)));

@@ -22,20 +22,17 @@ import { p2mGet, p2mLock, p2mSetLocked, p2mUnlock } from '../../xen/p2m.js';
 import { entryMfn, entryType, p2mEntry, P2M_REVOKED } from '../../layout/p2m.js';
 import { PGC_allocated } from '../../layout/frametable.js';
 import { DOM } from '../../layout/domains.js';
-import { checkQuiescent } from '../../checker/checker.js';
 import { domainCreate, domainDestroy, populateRange } from '../../xen/domain.js';
 import { decreaseReservation } from '../../xen/memory.js';
 import { guestGrantAccess, mapGrantRef } from '../../xen/grant-table.js';
 import { armHook, disarmHooks } from '../../xen/hooks.js';
 import { clearTracer, hostRing, setHostTracer } from '../../xen/trace.js';
 import { EV, extraOf, kindOf, PRIM, RING, TK } from '../../layout/trace.js';
+import { expectClean } from '../../../tests/expect-clean.js';
 
 const mfnOf = (m: Machine, d: number, g: number): number => entryMfn(p2mGet(m, d, g));
 const typeAt = (m: Machine, d: number, g: number): number => entryType(p2mGet(m, d, g));
-const clean = (m: Machine): void => {
-  checkQuiescent(m);
-  expect(m.log.records().map((r) => `${r.invariant}: ${r.text}`)).toEqual([]);
-};
+const clean = (m: Machine): void => expectClean(m);
 /** What a refusal must leave as it was: d0–d2's p2ms around the gfns used, the counts of the frames there, quotas, live records. */
 function snapshot(m: Machine): unknown {
   const p2m = [0, 1, 2].map((d) => Array.from({ length: 320 }, (_, g) => p2mGet(m, d, g)));
