@@ -580,4 +580,19 @@ describe.skipIf(!UP)('RedisIoreqBus against Redis', () => {
     const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(0);
     console.log(`raw Redis stream round trip: p50 ${q(0.5)} µs, p90 ${q(0.9)} µs, p99 ${q(0.99)} µs (n = ${us.length})`);
   });
+
+  it('raw stream round trip floor, the server on a thread of its own', async () => {
+    const us = await rawStreamRoundTrip(REDIS_URL, 200, true);
+    expect(us).toHaveLength(200);
+    expect(us.every((x) => Number.isFinite(x) && x > 0)).toBe(true);
+    const sorted = [...us].sort((x, y) => x - y);
+    console.log(`raw Redis stream round trip, server thread: p50 ${sorted[100]!.toFixed(0)} µs (n = ${us.length})`);
+    // Its keys are gone: nothing of the floor is left on the shared Redis.
+    const r = new Redis(REDIS_URL);
+    try {
+      expect(await r.keys(`xgsim:rawfloor:${process.pid}:*`)).toEqual([]);
+    } finally {
+      r.disconnect();
+    }
+  });
 });
