@@ -212,6 +212,28 @@ describe('xgsim campaign / host', () => {
     expect(rep).toMatchObject({ timed_out: true, interrupted: true, accounted: 0, missing: [0, 1, 2] });
   });
 
+  redisIt('a host late renewing its own claim does not reclaim the job it runs (it would run it twice and count it twice)', async () => {
+    const seed = testSeed('campaign own reclaim');
+    const p = pool('ownreclaim');
+    const id = `ownreclaim-${seed}-${Date.now().toString(36)}`;
+    const q = await CampaignQueue.connect({ url: REDIS_URL, clientName: `test:${id}` });
+    try {
+      await q.create(id, p, {});
+      await q.enqueue(id, [{ v: CAMPAIGN_WIRE_VERSION, campaign: id, template: 't', kind: 'sim', file: '', seed, buggify: [], timeout_ms: 60_000, index: 0, flags: {} }]);
+      const t = await q.take(id, 'h1', 0);
+      expect(t?.reclaimed).toBe(false);
+      // Idle ≥ 0 ms: as if h1's refreshes had stalled past the reclaim time.
+      expect(await q.reclaim(id, 'h1', 0, new Set([t!.id]))).toBeUndefined();
+      // Without the held set, the same host would take its own job again; another host takes it over.
+      expect((await q.reclaim(id, 'h1', 0))?.id).toBe(t!.id);
+      const other = await q.reclaim(id, 'h2', 0, new Set());
+      expect(other).toMatchObject({ id: t!.id, reclaimed: true });
+    } finally {
+      await q.finish(id, p);
+      await q.close();
+    }
+  });
+
   redisIt('a host answers bad jobs with an error result, kills a job that outlives its timeout, and keeps serving', async () => {
     const seed = testSeed('campaign bad jobs');
     const p = pool('badjob');
@@ -232,7 +254,7 @@ describe('xgsim campaign / host', () => {
       expect(h.code, h.stderr).toBe(0);
       const { items } = await q.readResults(id, '0-0', 0, 100);
       const results = items.filter((x): x is ResultMsg => 'v' in x).sort((x, y) => x.index - y.index);
-      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'timeout']]);
+      expect(results.map((x) => [x.index, x.status]), h.stderr).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'timeout']]);
       expect(results[0]!.error).toContain('--guests');
       expect(results[1]!.error).toContain('no-such-topology.yaml');
       expect(results[2]!.error).toContain('unknown flag `warp`');
@@ -341,7 +363,7 @@ describe('sim jobs', () => {
       expect(h.code, h.stderr).toBe(0);
       const { items } = await q.readResults(id, '0-0', 0, 100);
       const results = items.filter((x): x is ResultMsg => 'v' in x).sort((x, y) => x.index - y.index);
-      expect(results.map((x) => [x.index, x.status])).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'error'], [4, 'timeout'], [5, 'pass']]);
+      expect(results.map((x) => [x.index, x.status]), h.stderr).toEqual([[0, 'error'], [1, 'error'], [2, 'error'], [3, 'error'], [4, 'timeout'], [5, 'pass']]);
       expect(results[0]!.error).toContain('--steps');
       expect(results[1]!.error).toContain('--strategy');
       expect(results[2]!.error).toContain('no-such-topology.yaml');

@@ -293,8 +293,13 @@ export class CampaignQueue {
     return { campaign: id, id: e.id, job: decodeTaken(e.fields), deliveries: 1, reclaimed: false };
   }
 
-  /** A job of a campaign whose host went silent for minIdle_ms, taken over by `consumer`; undefined when none. */
-  async reclaim(id: string, consumer: string, minIdle_ms: number = RECLAIM_IDLE_MS): Promise<TakenJob | undefined> {
+  /**
+   * A job of a campaign whose host went silent for minIdle_ms, taken over by `consumer`; undefined when none.
+   * Entries `held` names (ids of jobs `consumer` itself is running) are passed over: a host whose own
+   * refreshes were late (its event loop stalled past minIdle_ms) claims them back to itself — a refresh —
+   * and must not run them a second time.
+   */
+  async reclaim(id: string, consumer: string, minIdle_ms: number = RECLAIM_IDLE_MS, held?: ReadonlySet<string>): Promise<TakenJob | undefined> {
     const key = campaignKeys(id).jobs;
     let cursor = '0-0';
     try {
@@ -309,6 +314,7 @@ export class CampaignQueue {
             await this.#cmd.call('XACK', key, CAMPAIGN_GROUP, e.id);
             continue;
           }
+          if (held?.has(e.id) === true) continue;
           const p = (await this.#cmd.call('XPENDING', key, CAMPAIGN_GROUP, e.id, e.id, 1)) as unknown[];
           const row = p[0];
           const deliveries = Array.isArray(row) ? Number(row[3]) : 1;

@@ -156,6 +156,13 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
   say(`serving pool \`${pool}\` at ${redactUrl(url)}, ${plural(slots, 'core')} for jobs${Number.isFinite(maxJobs) ? `, at most ${maxJobs} jobs` : ''}`);
   let done = 0;
   let taken = 0;
+  // The entry ids of the jobs this host runs, by campaign: never reclaimed from itself (queue.reclaim).
+  const held = new Map<string, Set<string>>();
+  const heldOf = (campaign: string): Set<string> => {
+    let h = held.get(campaign);
+    if (h === undefined) held.set(campaign, (h = new Set()));
+    return h;
+  };
   try {
     while (!stopping && taken < maxJobs) {
       await acquire(1);
@@ -170,7 +177,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         continue;
       }
       let t: TakenJob | undefined;
-      for (const id of ids) if (t === undefined) t = await queue.reclaim(id, name);
+      for (const id of ids) if (t === undefined) t = await queue.reclaim(id, name, undefined, heldOf(id));
       for (const id of ids) if (t === undefined) t = await queue.take(id, name, 0);
       // Nothing anywhere: wait on the oldest campaign (the others are polled again next round).
       if (t === undefined && ids[0] !== undefined) t = await queue.take(ids[0], name, TAKE_BLOCK_MS);
@@ -185,6 +192,7 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
       }
       taken++;
       const job = t;
+      heldOf(job.campaign).add(job.id);
       const cost = jobCost(job, slots);
       const claim = keepClaim(job);
       // Hold the claim while the job waits for the cores it needs.
@@ -199,6 +207,9 @@ export async function hostCommand(o: HostCommandOptions): Promise<{ exitCode: nu
         .finally(() => {
           claim.stop();
           release(cost);
+          const h = heldOf(job.campaign);
+          h.delete(job.id);
+          if (h.size === 0) held.delete(job.campaign);
           inFlight.delete(p);
         });
       inFlight.add(p);
