@@ -34,7 +34,7 @@ interface Row {
 }
 
 describe('xgsim bench --quick', () => {
-  it('measures the floors and reports every figure as a ratio to one', () => {
+  it('measures the floors and reports every figure as a ratio to one', { timeout: 300_000 }, () => {
     const r = spawnSync(process.execPath, [XGSIM, 'bench', '--quick', '--json'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 });
     expect(r.status, r.stderr).toBe(0);
     const rep = JSON.parse(r.stdout) as { floors: Record<string, number>; rows: Row[]; machine: { cores: number }; load: number[] };
