@@ -12,7 +12,7 @@ import { DOM, DS } from '../layout/domains.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import type { Machine } from './machine.js';
 import { Mmu } from './mmu.js';
-import { GATE_ENTRY, GATE_EXIT, VS, vcpuGateTransition, vcpuTransition } from './vcpu.js';
+import { VS, vcpuGateEnter, vcpuGateExit, vcpuTransition } from './vcpu.js';
 import { gnttabCopy, gnttabGrowFor, grantEntriesLimit, guestEndAccess, guestGrantAccess, guestStoreBegin, guestStoreEnd, mapGrantRef, nrGrantEntries, unmapGrantRef } from './grant-table.js';
 import { bufferCopy, decreaseReservation, foreignMap, memoryStatReservation, populatePhysmap, removeFromPhysmap } from './memory.js';
 import { dmSetMemType } from './dm.js';
@@ -326,13 +326,13 @@ export class VcpuContext implements GuestCpu {
   private enter(): void {
     this.stats[this.statBase + STAT.HYPERCALLS]! += 1;
     sched().charge(COST.HYPERCALL, 1);
-    vcpuGateTransition(this.vcpuW, this.stateIdx, this.id.slot, GATE_ENTRY);
+    vcpuGateEnter(this.vcpuW, this.stateIdx, this.id.slot);
   }
 
   /** The gate's exit: the exit hook, HYPERVISOR → GUEST, then the entry-to-guest boundary. */
   private leave(): void {
     if (exitHook !== null) exitHook();
-    vcpuGateTransition(this.vcpuW, this.stateIdx, this.id.slot, GATE_EXIT);
+    vcpuGateExit(this.vcpuW, this.stateIdx, this.id.slot);
     this.mmu.boundary();
   }
 
