@@ -68,8 +68,8 @@ describe('the authority check (common.ts authority)', () => {
 });
 
 describe('the two-domain lock helpers (common.ts lockPair, pageAllocPair)', () => {
-  // Xen takes two domains' locks lower domid first (get_two_gfns, p2m_lock of both; page_alloc_lock likewise in
-  // steal_page's callers); a domain paired with itself is locked once — its spinlocks are not recursive.
+  // Xen's get_two_gfns takes two domains' p2m locks lower domid first ("Sort by domain"); the page_alloc pair keeps
+  // the same order (docs/locks.md). A domain paired with itself is locked once: Xen's spinlocks are not recursive.
   const helpers = [
     ['lockPair', lockPair, DOM.LOCK_P2M],
     ['pageAllocPair', pageAllocPair, DOM.LOCK_PAGE_ALLOC],
