@@ -21,6 +21,7 @@ const TESTS = [
   'hypervisor/designs/primitives/primitives-bounds.test.ts',
   'hypervisor/designs/primitives/return-bounds.test.ts',
   'hypervisor/designs/primitives/design-bounds.test.ts',
+  'hypervisor/designs/primitives/common-bounds.test.ts',
   // The registry index against the scans it replaced (8 000 random steps, 8–18 s): it imports registry.ts
   // alone, so per-test coverage runs it for registry.ts's mutants only.
   'hypervisor/designs/primitives/registry.test.ts',

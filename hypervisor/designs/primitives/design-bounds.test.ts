@@ -52,6 +52,8 @@ describe('the design object (index.ts)', () => {
     const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 64, backend: 0, passthrough: 'sync_pt' }] });
     expect(dmMap(m, 0, { fe: 1, source: { kind: 'ram', gfn: 4 }, count: 1, at: 100 }).rc).toBe(0);
     expect(iommuFlags(m, 1, 100)).toBe(IOMMUF.readable | IOMMUF.writable);
+    // Both answers are the MemoryDesign interface's booleans (xen/design.ts): false, not just falsy.
+    expect([primitives.iommuExcludes(m, 1, p2mGet(m, 1, 100)), primitives.foreignMapRefused(m, mfnOf(m, 1, 100))]).toEqual([false, false]);
     clean(m);
   });
 });
