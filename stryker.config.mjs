@@ -30,6 +30,14 @@ const FILES = {
   revoke: 'hypervisor/designs/primitives/revoke.ts',
   steal: 'hypervisor/designs/primitives/steal.ts',
   teardown: 'hypervisor/designs/primitives/teardown.ts',
+  // The rest of the Xen core, smallest first (docs/verification.md §8).
+  vcpu: 'hypervisor/xen/vcpu.ts',
+  'domain-ref': 'hypervisor/xen/domain-ref.ts',
+  isolation: 'hypervisor/xen/isolation.ts',
+  'record-table': 'hypervisor/xen/record-table.ts',
+  dm: 'hypervisor/xen/dm.ts',
+  domctl: 'hypervisor/xen/domctl.ts',
+  iommu: 'hypervisor/xen/iommu.ts',
 };
 
 const pick = process.env['MUTATE'];

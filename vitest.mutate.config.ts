@@ -25,6 +25,17 @@ const TESTS = [
   // The registry index against the scans it replaced (8 000 random steps, 8–18 s): it imports registry.ts
   // alone, so per-test coverage runs it for registry.ts's mutants only.
   'hypervisor/designs/primitives/registry.test.ts',
+  // The rest of the Xen core (vcpu, domain-ref, isolation, record-table, dm, domctl, iommu): their own tests.
+  'hypervisor/xen/schedule.test.ts',
+  'hypervisor/xen/isolation.test.ts',
+  'hypervisor/xen/iommu.test.ts',
+  'hypervisor/xen/vcpu-bounds.test.ts',
+  'hypervisor/xen/domain-ref-bounds.test.ts',
+  'hypervisor/xen/isolation-bounds.test.ts',
+  'hypervisor/xen/record-table-bounds.test.ts',
+  'hypervisor/xen/dm-bounds.test.ts',
+  'hypervisor/xen/domctl-bounds.test.ts',
+  'hypervisor/xen/iommu-bounds.test.ts',
 ];
 // mmu.test.ts's property tests (160 machines, ~3.5 s of the subset's ~6 s) run for every mutant that
 // survives: a `MUTATE=` run of the grant table or the primitives only (stryker.config.mjs) leaves them out.
