@@ -15,6 +15,7 @@ import { P2M } from '../public/types.js';
 import { dmSetMemType } from './dm.js';
 import { domainCreate, populateRange } from './domain.js';
 import { decreaseReservation, populatePhysmap } from './memory.js';
+import { designOf } from './design.js';
 import type { Machine } from './machine.js';
 import { p2mGet, p2mGfnLimit } from './p2m.js';
 
@@ -81,6 +82,24 @@ describe('dm_op set_mem_type', () => {
     expect(dmSetMemType(m, 0, 3, 4, 6, RW)).toBe(0); // back, ram_ro and ram_rw mixed
     expect(types(m, 3, [4, 5, 6, 7, 8, 9])).toEqual([RW, RW, RW, RW, RW, RW]);
     expect(refs(m, 3)).toBe(0);
+  });
+
+  it('allow_p2m_type_change: a page a design mapped (mmio_direct), and its revoked gfn (mmio_dm, no frame) are -EINVAL, unchanged', () => {
+    const m = machine();
+    const r = designOf(m).map(m, 0, { fe: 3, source: { kind: 'ram', gfn: 4 }, count: 2, at: 100 });
+    expect(r.rc).toBe(0);
+    const before = [p2mGet(m, 3, 100), p2mGet(m, 3, 101)];
+    expect(types(m, 3, [100, 101])).toEqual([P2M.mmio_direct, P2M.mmio_direct]);
+    for (const t of [RO, RW]) {
+      expect(dmSetMemType(m, 0, 3, 100, 1, t)).toBe(-EINVAL);
+      expect(dmSetMemType(m, 0, 3, 100, 2, t)).toBe(-EINVAL);
+    }
+    expect([p2mGet(m, 3, 100), p2mGet(m, 3, 101)]).toEqual(before);
+    expect(designOf(m).revoke(m, 0, { id: r.id })).toBe(0);
+    const revoked = p2mGet(m, 3, 101);
+    expect([entryType(revoked), entryMfn(revoked)]).toEqual([P2M.mmio_dm, -1]);
+    expect(dmSetMemType(m, 0, 3, 101, 1, RO)).toBe(-EINVAL);
+    expect(p2mGet(m, 3, 101)).toBe(revoked);
   });
 
   it('the frame stays; rw → ro flushes (the epoch moves), ro → rw and no change do not', () => {

@@ -78,6 +78,10 @@ describe('domctl iomem_permission', () => {
     expect(domctlIomemPermission(m, 0, m.nd, base, 2, true)).toBe(-ESRCH);
     expect(domctlIomemPermission(m, 2, 1, base, 2, false)).toBe(-EPERM);
     expect(iomemPermitted(m, 1, base, 2)).toBe(true);
+    // The lookup comes first (do_domctl's rcu_lock_domain_by_id): an absent domain with a bad range too.
+    expect(domctlIomemPermission(m, 0, 9, -1, 2, true)).toBe(-ESRCH);
+    expect(domctlIomemPermission(m, 0, 9, base, 0, true)).toBe(-ESRCH);
+    expect(domctlIomemPermission(m, 2, 9, base, 0, true)).toBe(-EPERM);
   });
 
   it('iomem-permission-unchecked-caller: the caller\'s own caps are not asked', () => {
@@ -88,6 +92,10 @@ describe('domctl iomem_permission', () => {
     expect(domctlIomemPermission(bad, 0, 1, 5, 1, true)).toBe(0);
     expect(iomemPermitted(bad, 1, 5, 1)).toBe(true);
     expect(domctlIomemPermission(bad, 1, 2, 5, 1, true)).toBe(-EPERM); // privilege is still asked
+    // Frame 0 is a frame like any other: in range, refused only for the caps.
+    expect(domctlIomemPermission(good, 0, 1, 0, 1, true)).toBe(-EPERM);
+    expect(domctlIomemPermission(bad, 0, 1, 0, 1, true)).toBe(0);
+    expect(iomemPermitted(bad, 1, 0, 1)).toBe(true);
   });
 });
 

@@ -123,16 +123,20 @@ describe('DMA bounds', () => {
       const other = entryMfn(p2mGet(m, 2, 5));
       put(m, 1, 30, p2mEntry(other, P2M.ram_rw));
       expect(dmaAccess(m, 1, 30, 0, false, 0).ok).toBe(true);
+      expect(dmaAccess(m, 1, 30, 0, true, 2).ok).toBe(true);
       const mine = entryMfn(p2mGet(m, 1, 6));
       m.ft.setState(mine, PS.FREE);
       expect(dmaAccess(m, 1, 6, 0, true, 1).ok).toBe(true);
+      expect(dmaAccess(m, 1, 6, 0, false, 0).ok).toBe(true);
       m.ft.setState(mine, PS.INUSE);
       const got = m.log.records().map((r) => `${r.invariant}: ${r.text}`);
       expect(got, `checking ${checking}`).toEqual(
         checking
           ? [
               `isolation: d1 DMA read gfn 30 (passthrough device), reaching mfn ${other}, which no right of d's explains (rights: d2 owner×1)`,
+              `isolation: d1 DMA wrote gfn 30 (passthrough device), reaching mfn ${other}, which no right of d's explains (rights: d2 owner×1)`,
               `reachable_not_free: d1 DMA wrote gfn 6 (passthrough device), reaching mfn ${mine}, which is free (on the heap)`,
+              `reachable_not_free: d1 DMA read gfn 6 (passthrough device), reaching mfn ${mine}, which is free (on the heap)`,
             ]
           : [],
       );
