@@ -11,11 +11,13 @@
  * layout below mirrors the comment at the top of locks.ts, and the first
  * test checks it against LockSpace.bytes.
  */
+import { threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCKDEP_SITE_SLAB_BYTES, MAX_HELD_LOCKS, MAX_LOCK_CLASSES, SPIN_BEFORE_WAIT } from '../layout/constants.js';
 import { InvariantLog } from '../layout/invariants.js';
-import { freezeLockClasses, lockClassCount } from './lock-classes.js';
+import { freezeLockClasses, lockClassCount, lockClassInfo } from './lock-classes.js';
 import { realSched, setSched, type Sched } from './platform.js';
+import * as locksModule from './locks.js';
 import {
   LOCK_CLASS,
   LockFault,
@@ -126,6 +128,16 @@ describe('the region: size, header, bounds', () => {
     expect(LockSpace.bytes(1)).toBe((LOCKS_AT + 4) * 4);
     expect(LockSpace.bytes(3) - LockSpace.bytes(2)).toBe(16);
     for (const n of [0, -1, 1.5, Number.NaN]) expect(() => LockSpace.bytes(n)).toThrow(`LockSpace.bytes: nlocks ${n} must be a positive integer`);
+  });
+
+  it('a fresh copy of the module loads: its layout assertions hold, and a thread is tagged threadId + 1', async () => {
+    // locks.ts checks its layout when it loads (assertLayout); this file's copy loaded before any test ran,
+    // so a copy of its own (the query makes it another module) is what loads under the test.
+    const spec = './locks.js?fresh';
+    const fresh = (await import(/* @vite-ignore */ spec)) as typeof locksModule;
+    expect(fresh.LockSpace).not.toBe(locksModule.LockSpace);
+    expect(fresh.LockSpace.bytes(1)).toBe((LOCKS_AT + 4) * 4);
+    expect(fresh.threadTag()).toBe(threadId + 1);
   });
 
   it('the constructor writes the header once, and every later one compares it', () => {
@@ -264,12 +276,32 @@ describe('the lock word and the owner word', () => {
   });
 
   it('the owner word says this thread but the held stack does not: corrupt', () => {
-    const s = makeSpace(1, false);
+    const s = makeSpace(2, false);
     const a = s.space.alloc(TEST_A);
     s.space.lock(a, 'unchecked');
     const checker = otherThread(s, true);
     expectFault(() => checker.unlock(a), 'corrupt', 'unlock(TEST_A#0): owner word says this thread, held stack disagrees');
     s.space.unlock(a);
+    // The same with another lock on the checker's stack: that one is not taken off instead.
+    const b = s.space.alloc(TEST_B);
+    checker.lock(b, 'checked');
+    s.space.lock(a, 'unchecked');
+    expectFault(() => checker.unlock(a), 'corrupt', 'unlock(TEST_A#0): owner word says this thread, held stack disagrees');
+    expect(checker.heldCount()).toBe(1);
+    expect([...checker.stashHeld().lock]).toEqual([b]);
+  });
+
+  it('a lock with no class is named by its id alone in a fault', () => {
+    const s = makeSpace(3);
+    s.space.alloc(TEST_A);
+    setThreadTag(4);
+    // Lock 1 not allocated (class word 0); lock 2's class word one past the table, then the last class.
+    expectFault(() => s.space.assertHeld(1 as LockId), 'not_held', 'assertHeld(#1): not held by thread 4');
+    s.words[lockWord(2, L_CLASS)] = lockClassCount() + 1;
+    expectFault(() => s.space.assertHeld(2 as LockId), 'not_held', 'assertHeld(#2): not held by thread 4');
+    s.words[lockWord(2, L_CLASS)] = lockClassCount();
+    const last = lockClassInfo((lockClassCount() - 1) as LockClass).name;
+    expectFault(() => s.space.assertHeld(2 as LockId), 'not_held', `assertHeld(${last}#2): not held by thread 4`);
   });
 
   it('setThreadTag takes 1..2^31-1 only', () => {
@@ -340,7 +372,9 @@ describe('the slow path (futex steps 2–4 of docs/locks.md), driven by a schedu
   });
 
   it('a lock still held after SPIN_BEFORE_WAIT spins: CONTENDED, a wait on the word, and a wake at unlock', () => {
-    const s = makeSpace(1, false);
+    // Lock 1 of two, so that its words are not the first of the table.
+    const s = makeSpace(2, false);
+    const other = s.space.alloc(TEST_B);
     const a = s.space.alloc(TEST_A);
     setThreadTag(2);
     s.space.lock(a, 'other thread');
@@ -348,7 +382,7 @@ describe('the slow path (futex steps 2–4 of docs/locks.md), driven by a schedu
     let before = -1;
     const f = fakeSched({
       onWait: () => {
-        before = s.words[lockWord(0, L_STATE)] as number;
+        before = s.words[lockWord(1, L_STATE)] as number;
         // The holder's unlock: its exchange sees CONTENDED and wakes one waiter.
         setThreadTag(2);
         s.space.unlock(a);
@@ -359,14 +393,18 @@ describe('the slow path (futex steps 2–4 of docs/locks.md), driven by a schedu
     s.space.lock(a, 'me');
     expect(f.relaxed).toEqual(Array.from({ length: SPIN_BEFORE_WAIT }, (_, i) => i));
     expect(before).toBe(2);
-    expect(f.waits).toEqual([[lockWord(0, L_STATE), 2, Infinity]]);
-    expect(f.wakes).toEqual([[lockWord(0, L_STATE), 1]]);
+    expect(f.waits).toEqual([[lockWord(1, L_STATE), 2, Infinity]]);
+    expect(f.wakes).toEqual([[lockWord(1, L_STATE), 1]]);
     // Taken by the exchange that saw FREE: CONTENDED, conservatively.
-    expect([s.words[lockWord(0, L_STATE)], s.words[lockWord(0, L_OWNER)]]).toEqual([2, 1]);
+    expect([s.words[lockWord(1, L_STATE)], s.words[lockWord(1, L_OWNER)]]).toEqual([2, 1]);
+    expect(s.space.isHeld(a)).toBe(true);
+    expect(s.space.isHeld(other)).toBe(false);
     expect(s.space.contended(a)).toBe(1);
+    expect(s.space.contended(other)).toBe(0);
     s.space.unlock(a);
-    expect(f.wakes).toEqual([[lockWord(0, L_STATE), 1], [lockWord(0, L_STATE), 1]]);
-    expect(s.words[lockWord(0, L_STATE)]).toBe(0);
+    expect(f.wakes).toEqual([[lockWord(1, L_STATE), 1], [lockWord(1, L_STATE), 1]]);
+    expect(s.words[lockWord(1, L_STATE)]).toBe(0);
+    expect(s.space.isHeld(a)).toBe(false);
   });
 
   it('tryLock of a held lock does not enter the slow path', () => {
@@ -665,5 +703,39 @@ describe('lockdep: edges, reports, sites', () => {
     expect(s.log.totalViolations()).toBe(0);
     expect(checks(s.log)).toBe(0);
     expect(s.words[H_SLAB_NEXT]).toBe(0);
+  });
+
+  it('each report claims its documented bit and cell, so a pair is reported once even when a second edge closes the cycle', () => {
+    const s = makeSpace(5);
+    const [reg, ioreq, grant, p1, p2] = [LOCK_CLASS.registry, LOCK_CLASS.ioreq_server, LOCK_CLASS.grant, LOCK_CLASS.p2m, LOCK_CLASS.p2m].map((c) => s.space.alloc(c)) as [LockId, LockId, LockId, LockId, LockId];
+    const pair = (x: LockId, y: LockId, site: string): void => {
+      s.space.lock(x, `${site}:held`);
+      s.space.lock(y, `${site}:taken`);
+      s.space.unlock(y);
+      s.space.unlock(x);
+    };
+    const bits = (): number[] => Array.from(s.words.subarray(REPORTED_AT, REPORTED_AT + C * C)).flatMap((v, cell) => (v === 0 ? [] : [cell, v]));
+    pair(reg, ioreq, 'r-i');
+    pair(ioreq, grant, 'i-g');
+    // grant->registry: a rank report (R_RANK, 2, on grant·C+registry) and the inversion of the pair through
+    // ioreq_server (R_INVERSION, 1, on registry·C+grant).
+    pair(grant, reg, 'g-r');
+    const R = LOCK_CLASS.registry;
+    const G = LOCK_CLASS.grant;
+    expect(bits()).toEqual([R * C + G, 1, G * C + R, 2]);
+    // registry->grant is new too, and finds grant->registry: the same pair, not reported again.
+    pair(reg, grant, 'r-g');
+    expect(texts(s.log)).toEqual([
+      "rank grant>registry: registry (rank 20) at 'g-r:taken' while holding grant (rank 40) from 'g-r:held'",
+      "inversion grant<->registry: grant->registry at 'g-r:taken' vs registry->ioreq_server at 'r-i:taken', ioreq_server->grant at 'i-g:taken' [held from 'g-r:held', 'r-i:held']",
+    ]);
+    expect(s.words[H_EDGES]).toBe(4);
+    // Same-class nesting: R_NEST, 4, on c·C+c.
+    s.space.lock(p2, 'p2', 2);
+    s.space.lock(p1, 'p1', 1);
+    s.space.unlock(p1);
+    s.space.unlock(p2);
+    const P = LOCK_CLASS.p2m;
+    expect(bits()).toEqual([R * C + G, 1, G * C + R, 2, P * C + P, 4]);
   });
 });
