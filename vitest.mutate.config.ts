@@ -16,6 +16,7 @@ const TESTS = [
   'hypervisor/xen/mm.test.ts',
   'hypervisor/xen/locks.test.ts',
   'hypervisor/xen/locks-bounds.test.ts',
+  'hypervisor/xen/locks-load.test.ts',
   'hypervisor/xen/bufioreq.test.ts',
   'hypervisor/designs/primitives/primitives.test.ts',
   'hypervisor/designs/primitives/refusals.test.ts',
@@ -39,7 +40,7 @@ const PRIMITIVES_SHARED = new Set(['check', 'common', 'registry', 'index', 'tear
 // tests only: as with PRIMITIVES_SHARED, the score is then a lower bound of the whole subset's. Their worker
 // tests load locks.ts compiled from dist/, never the mutated source: they kill only through the calls made
 // on the test's own thread.
-const LOCK_TESTS = ['hypervisor/xen/locks.test.ts', 'hypervisor/xen/locks-bounds.test.ts'];
+const LOCK_TESTS = ['hypervisor/xen/locks.test.ts', 'hypervisor/xen/locks-bounds.test.ts', 'hypervisor/xen/locks-load.test.ts'];
 const picked = process.env['MUTATE']?.split(',').map((n) => n.trim()) ?? [];
 function include(): string[] {
   if (picked.length === 1 && picked[0] === 'locks') return LOCK_TESTS;

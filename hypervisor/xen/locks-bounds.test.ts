@@ -11,13 +11,11 @@
  * layout below mirrors the comment at the top of locks.ts, and the first
  * test checks it against LockSpace.bytes.
  */
-import { threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCKDEP_SITE_SLAB_BYTES, MAX_HELD_LOCKS, MAX_LOCK_CLASSES, SPIN_BEFORE_WAIT } from '../layout/constants.js';
 import { InvariantLog } from '../layout/invariants.js';
 import { freezeLockClasses, lockClassCount, lockClassInfo } from './lock-classes.js';
 import { realSched, setSched, type Sched } from './platform.js';
-import * as locksModule from './locks.js';
 import {
   LOCK_CLASS,
   LockFault,
@@ -128,16 +126,6 @@ describe('the region: size, header, bounds', () => {
     expect(LockSpace.bytes(1)).toBe((LOCKS_AT + 4) * 4);
     expect(LockSpace.bytes(3) - LockSpace.bytes(2)).toBe(16);
     for (const n of [0, -1, 1.5, Number.NaN]) expect(() => LockSpace.bytes(n)).toThrow(`LockSpace.bytes: nlocks ${n} must be a positive integer`);
-  });
-
-  it('a fresh copy of the module loads: its layout assertions hold, and a thread is tagged threadId + 1', async () => {
-    // locks.ts checks its layout when it loads (assertLayout); this file's copy loaded before any test ran,
-    // so a copy of its own (the query makes it another module) is what loads under the test.
-    const spec = './locks.js?fresh';
-    const fresh = (await import(/* @vite-ignore */ spec)) as typeof locksModule;
-    expect(fresh.LockSpace).not.toBe(locksModule.LockSpace);
-    expect(fresh.LockSpace.bytes(1)).toBe((LOCKS_AT + 4) * 4);
-    expect(fresh.threadTag()).toBe(threadId + 1);
   });
 
   it('the constructor writes the header once, and every later one compares it', () => {
@@ -706,7 +694,7 @@ describe('lockdep: edges, reports, sites', () => {
   });
 
   it('each report claims its documented bit and cell, so a pair is reported once even when a second edge closes the cycle', () => {
-    const s = makeSpace(5);
+    const s = makeSpace(6);
     const [reg, ioreq, grant, p1, p2] = [LOCK_CLASS.registry, LOCK_CLASS.ioreq_server, LOCK_CLASS.grant, LOCK_CLASS.p2m, LOCK_CLASS.p2m].map((c) => s.space.alloc(c)) as [LockId, LockId, LockId, LockId, LockId];
     const pair = (x: LockId, y: LockId, site: string): void => {
       s.space.lock(x, `${site}:held`);
@@ -737,5 +725,13 @@ describe('lockdep: edges, reports, sites', () => {
     s.space.unlock(p2);
     const P = LOCK_CLASS.p2m;
     expect(bits()).toEqual([R * C + G, 1, G * C + R, 2, P * C + P, 4]);
+    // A class that never nests: its bit on its own cell as well.
+    const g2 = s.space.alloc(LOCK_CLASS.grant);
+    s.space.lock(grant, 'g1', 1);
+    s.space.lock(g2, 'g2', 2);
+    s.space.unlock(g2);
+    s.space.unlock(grant);
+    expect(bits()).toEqual([R * C + G, 1, G * C + R, 2, G * C + G, 4, P * C + P, 4]);
+    expect(texts(s.log)).toHaveLength(4);
   });
 });
