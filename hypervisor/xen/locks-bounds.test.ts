@@ -549,7 +549,7 @@ describe('lockdep: edges, reports, sites', () => {
     ]);
   });
 
-  it('rank reports: once per pair, each pair on its own; none for the documented order', () => {
+  it('rank reports: one per new edge, each pair on its own, none for the documented order', () => {
     const s = makeSpace(3);
     const [p2m, heap, log] = [LOCK_CLASS.p2m, LOCK_CLASS.heap, LOCK_CLASS.log].map((c) => s.space.alloc(c)) as [LockId, LockId, LockId];
     for (let round = 0; round < 2; round++) {
