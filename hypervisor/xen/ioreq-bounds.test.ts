@@ -14,7 +14,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { testMachine } from '../../tests/test-machine.js';
 import { VcpuContext } from './guest-cpu.js';
-import { emulateAccess, ioreqServerCreate, ioreqServerSetState, ioreqServersDomainDying } from './ioreq.js';
+import { emulateAccess, ioreqServerCreate, ioreqServerSetState, ioreqServersDomainDying, openServerEnd, setServerEndMaker, type ServerEndMaker } from './ioreq.js';
+import { makeServerEnd } from '../host/transport-ends.js';
 import { domainCrash } from './domain-crash.js';
 import { armHook, disarmHooks } from './hooks.js';
 import { clearTracer, setVcpuTracer } from './trace.js';
@@ -32,8 +33,10 @@ import { EINVAL, ENOENT, ENOSPC, EPERM, ESRCH } from '../public/errno.js';
 import { ACCESS } from '../public/guest.js';
 import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE } from '../public/ioreq.js';
 import { VS } from './vcpu.js';
+import { realSched, setSched } from './platform.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents } from '../host/trace-collector.js';
 import type { Machine } from './machine.js';
+import type { IoreqServerEnd } from '../public/ioreq.js';
 
 const MMIO = 600;
 
@@ -96,6 +99,24 @@ const store = (state: number) => (s: Int32Array, i: number): void => {
 afterEach(() => {
   disarmHooks();
   clearTracer();
+  setSched(realSched);
+});
+
+describe('a device model\'s end of the transport (openServerEnd)', () => {
+  it('is made by the maker the host installed in this thread, and refused loudly when none is', () => {
+    const m = rig();
+    const fake = { kind: 'ring' } as unknown as IoreqServerEnd;
+    const asked: number[] = [];
+    try {
+      setServerEndMaker(null as unknown as ServerEndMaker);
+      expect(() => openServerEnd(m, 0)).toThrow('no ioreq transport installed in this thread (import hypervisor/host/transport-ends.js)');
+      setServerEndMaker((mm, owner) => (asked.push(owner), mm === m ? fake : (undefined as never)));
+      expect(openServerEnd(m, 3)).toBe(fake);
+      expect(asked).toEqual([3]);
+    } finally {
+      setServerEndMaker(makeServerEnd);
+    }
+  });
 });
 
 describe('ioreq_server_create', () => {
@@ -398,6 +419,93 @@ describe('hvm_send_ioreq and wait_for_io: an enabled server answers over the tra
       expect(dm.waits).toBe(16);
       expect(Atomics.load(m.control.w, CTL.IOREQS_ABANDONED_AT_STOP)).toBe(0);
     }
+  });
+});
+
+describe('how long the vCPU spins before it sleeps (the adaptive spin, as KVM\'s halt polling)', () => {
+  /**
+   * A clock that moves 1 µs each time it is read: a spin of 10 µs is then 10
+   * reads (one per 16 polls), one that does not spin is one; the ioreq's
+   * start and its round trip are one read each. `during(n)` runs at the
+   * n-th read of an ioreq (1: its start): the device model storing while
+   * the vCPU spins. The device model answers at the first wait otherwise.
+   */
+  function clocked(o: { parked?: boolean } = {}): { ioreq: (during?: (n: number, s: Int32Array, i: number) => void) => number } {
+    const m = rig();
+    const s = ioreqServerCreate(m, 0, 1, [{ start: MMIO, count: 1 }], 'none');
+    expect(ioreqServerSetState(m, 0, 1, s, true)).toBe(0);
+    const fe = frontend(m);
+    if (o.parked === true) Atomics.store(m.ios.parked, 0, 1);
+    let now = 0;
+    let reads = 0;
+    let during: ((n: number, s: Int32Array, i: number) => void) | undefined;
+    const sl = m.ios.slots;
+    const i = m.ios.idx(fe.id.slot);
+    setSched({
+      ...realSched,
+      now_us: () => {
+        reads++;
+        during?.(reads, sl, i);
+        return ++now;
+      },
+    });
+    return {
+      ioreq: (f) => {
+        reads = 0;
+        during = f;
+        deviceModel(m, fe.id.slot, [answer(1)]);
+        expect(emulateAccess(fe.mmu, MMIO, 0, 4, false, 0)).toEqual({ outcome: ACCESS.IOREQ, value: 1 });
+        disarmHooks();
+        return reads;
+      },
+    };
+  }
+  const SPUN = 12;
+  const DIRECT = 3;
+
+  it('a spin that runs out with the ioreq unclaimed stops the spinning; every 32nd ioreq spins once more (a probe)', () => {
+    const { ioreq } = clocked();
+    const got = Array.from({ length: 66 }, () => ioreq());
+    expect(got).toEqual([SPUN, ...new Array<number>(31).fill(DIRECT), SPUN, ...new Array<number>(31).fill(DIRECT), SPUN, DIRECT]);
+  });
+
+  it('a spin that pays (the answer came during it) spins again next time; one that ran out with the ioreq claimed changes nothing', () => {
+    const { ioreq } = clocked();
+    // Claimed at the 2nd read, answered at the wait: the window stays.
+    expect(ioreq((n, s, i) => n === 2 && Atomics.store(s, i + IOS.STATE, IOREQ_STATE.INPROCESS))).toBe(SPUN);
+    expect(ioreq()).toBe(SPUN);
+    // Ran out unclaimed: no spin until the probe, which pays.
+    for (let k = 0; k < 31; k++) expect(ioreq()).toBe(DIRECT);
+    const paid = ioreq((n, s, i) => {
+      if (n !== 3) return;
+      s[i + IOS.DATA] = 1;
+      Atomics.store(s, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
+    });
+    // The start, two spin reads (the answer seen after the second), the round trip.
+    expect(paid).toBe(4);
+    expect(ioreq()).toBe(SPUN);
+  });
+
+  it('a parked device model (woken by a futex) is never spun for, not even by a probe', () => {
+    const { ioreq } = clocked({ parked: true });
+    expect(Array.from({ length: 40 }, () => ioreq())).toEqual(new Array<number>(40).fill(DIRECT));
+  });
+
+  it('a vCPU not in guest mode (an access emulated inside a hypercall) is not made BLOCKED, and stays as it was', () => {
+    const m = rig();
+    const s = ioreqServerCreate(m, 0, 1, [{ start: MMIO, count: 1 }], 'none');
+    expect(ioreqServerSetState(m, 0, 1, s, true)).toBe(0);
+    const fe = frontend(m);
+    m.vcpus.set(fe.id.slot, VC.STATE, VS.HYPERVISOR);
+    let during = -1;
+    deviceModel(m, fe.id.slot, [
+      (w, k) => {
+        during = m.vcpus.at(fe.id.slot, VC.STATE);
+        answer(2)(w, k);
+      },
+    ]);
+    expect(emulateAccess(fe.mmu, MMIO, 0, 4, false, 0)).toEqual({ outcome: ACCESS.IOREQ, value: 2 });
+    expect([during, m.vcpus.at(fe.id.slot, VC.STATE)]).toEqual([VS.HYPERVISOR, VS.HYPERVISOR]);
   });
 });
 
