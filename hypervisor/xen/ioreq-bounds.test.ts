@@ -34,6 +34,8 @@ import { ACCESS } from '../public/guest.js';
 import { FAULT_ANSWER, IOREQ_DIR, IOREQ_STATE, IOREQ_TYPE } from '../public/ioreq.js';
 import { VS } from './vcpu.js';
 import { realSched, setSched } from './platform.js';
+import { pcpuInit } from './schedule.js';
+import { RTT_BUCKETS, rttBucket } from '../layout/rtt-hist.js';
 import { KEPT_WORDS, TraceCollector, decodeEvents } from '../host/trace-collector.js';
 import type { Machine } from './machine.js';
 import type { IoreqServerEnd } from '../public/ioreq.js';
@@ -204,8 +206,9 @@ describe('XEN_DMOP_set_ioreq_server_state', () => {
     const refs = [1, 2].map((d) => m.dom.at(d, DOM.REFCNT));
     for (const t of [-1, 1.5, m.nd, 5]) expect(ioreqServerSetState(m, 0, t, s0, true), `target ${t}`).toBe(-ESRCH);
     expect(ioreqServerSetState(m, 1, 1, s0, true)).toBe(-EPERM);
-    // d2: not d1's backend, not privileged.
+    // d2: not d1's backend, not privileged — refused by xsm_dm_op before any server is looked up.
     expect(ioreqServerSetState(m, 2, 1, s0, true)).toBe(-EPERM);
+    expect(ioreqServerSetState(m, 2, 1, 5, true)).toBe(-EPERM);
     for (const s of [1.5, -1, MAX_IOREQ_SERVERS_PER_DOMAIN, 5]) expect(ioreqServerSetState(m, 0, 1, s, true), `server ${s}`).toBe(-ENOENT);
     // d0 may act on d1, but s3 is d3's.
     expect(ioreqServerSetState(m, 0, 1, s3, true)).toBe(-EPERM);
@@ -218,6 +221,20 @@ describe('XEN_DMOP_set_ioreq_server_state', () => {
     expect(ioreqServerSetState(m, 0, 1, s0, false)).toBe(0);
     expect(m.ioreq.state(1, s0)).toBe(SRV_STATE.INLINE);
     expect([1, 2].map((d) => m.dom.at(d, DOM.REFCNT))).toEqual(refs);
+  });
+});
+
+describe('XEN_DMOP_set_ioreq_server_state: an index that names no server of the target', () => {
+  it('is -ENOENT even where the words it would read (past either end of the target\'s servers, or between two) belong to a server of the caller', () => {
+    const m = rig();
+    // d3's servers: all eight of d0's (server −1 of d1 would read d0's 8th), d2's first (server 8 of d1 would read it),
+    // and d1's first, whose third range is (700, 3) — the two words server 0.5 of d1 would read as its state and owner.
+    for (let k = 0; k < MAX_IOREQ_SERVERS_PER_DOMAIN; k++) expect(ioreqServerCreate(m, 3, 0, [], 'none')).toBe(k);
+    expect(ioreqServerCreate(m, 3, 2, [], 'none')).toBe(0);
+    expect(ioreqServerCreate(m, 3, 1, [{ start: 600, count: 1 }, { start: 650, count: 1 }, { start: 700, count: 3 }], 'none')).toBe(0);
+    const before = Array.from(m.ioreq.w);
+    for (const s of [-1, MAX_IOREQ_SERVERS_PER_DOMAIN, 0.5]) expect(ioreqServerSetState(m, 3, 1, s, true), `server ${s}`).toBe(-ENOENT);
+    expect(Array.from(m.ioreq.w)).toEqual(before);
   });
 });
 
@@ -275,6 +292,7 @@ describe('hvm_send_ioreq and wait_for_io: an enabled server answers over the tra
     // Garbage a correct publish overwrites.
     sl[i + IOS.DATA] = 77;
     sl[i + IOS.FAULT] = 9;
+    sl[i + IOS.SERVER] = 5;
     const checks = m.log.counts().ioreq_forward.checks;
     const events = m.ios.events[0]!;
     let seen: number[] = [];
@@ -430,13 +448,19 @@ describe('how long the vCPU spins before it sleeps (the adaptive spin, as KVM\'s
    * n-th read of an ioreq (1: its start): the device model storing while
    * the vCPU spins. The device model answers at the first wait otherwise.
    */
-  function clocked(o: { parked?: boolean } = {}): { ioreq: (during?: (n: number, s: Int32Array, i: number) => void) => number } {
+  function clocked(o: { parked?: boolean; pcpus?: boolean } = {}): {
+    m: Machine;
+    fe: VcpuContext;
+    ioreq: (during?: (n: number, s: Int32Array, i: number) => void, steps?: Array<(s: Int32Array, i: number) => void>) => number;
+  } {
     const m = rig();
     const s = ioreqServerCreate(m, 0, 1, [{ start: MMIO, count: 1 }], 'none');
     expect(ioreqServerSetState(m, 0, 1, s, true)).toBe(0);
+    if (o.pcpus === true) pcpuInit(m, 2);
     const fe = frontend(m);
     if (o.parked === true) Atomics.store(m.ios.parked, 0, 1);
-    let now = 0;
+    // Far from 0: a round trip of 2 µs and one of 2 000 002 fall in different buckets.
+    let now = 1_000_000;
     let reads = 0;
     let during: ((n: number, s: Int32Array, i: number) => void) | undefined;
     const sl = m.ios.slots;
@@ -450,10 +474,12 @@ describe('how long the vCPU spins before it sleeps (the adaptive spin, as KVM\'s
       },
     });
     return {
-      ioreq: (f) => {
+      m,
+      fe,
+      ioreq: (f, steps = [answer(1)]) => {
         reads = 0;
         during = f;
-        deviceModel(m, fe.id.slot, [answer(1)]);
+        deviceModel(m, fe.id.slot, steps);
         expect(emulateAccess(fe.mmu, MMIO, 0, 4, false, 0)).toEqual({ outcome: ACCESS.IOREQ, value: 1 });
         disarmHooks();
         return reads;
@@ -464,17 +490,21 @@ describe('how long the vCPU spins before it sleeps (the adaptive spin, as KVM\'s
   const DIRECT = 3;
 
   it('a spin that runs out with the ioreq unclaimed stops the spinning; every 32nd ioreq spins once more (a probe)', () => {
-    const { ioreq } = clocked();
+    const { m, fe, ioreq } = clocked();
     const got = Array.from({ length: 66 }, () => ioreq());
     expect(got).toEqual([SPUN, ...new Array<number>(31).fill(DIRECT), SPUN, ...new Array<number>(31).fill(DIRECT), SPUN, DIRECT]);
+    // Each round trip on the clock: 2 µs (start, poll, end) or 11 (start, 10 spin reads, end).
+    const hist = m.vcpus.rtt.subarray(fe.id.slot * RTT_BUCKETS, (fe.id.slot + 1) * RTT_BUCKETS);
+    expect([hist[rttBucket(2)], hist[rttBucket(11)]]).toEqual([63, 3]);
   });
 
   it('a spin that pays (the answer came during it) spins again next time; one that ran out with the ioreq claimed changes nothing', () => {
     const { ioreq } = clocked();
     // Claimed at the 2nd read, answered at the wait: the window stays.
     expect(ioreq((n, s, i) => n === 2 && Atomics.store(s, i + IOS.STATE, IOREQ_STATE.INPROCESS))).toBe(SPUN);
-    expect(ioreq()).toBe(SPUN);
-    // Ran out unclaimed: no spin until the probe, which pays.
+    // Claimed at the first wait, answered at the second: no clock read between the two waits. The spin ran out unclaimed:
+    // no spin until the probe, which pays.
+    expect(ioreq(undefined, [store(IOREQ_STATE.INPROCESS), answer(1)])).toBe(SPUN);
     for (let k = 0; k < 31; k++) expect(ioreq()).toBe(DIRECT);
     const paid = ioreq((n, s, i) => {
       if (n !== 3) return;
@@ -486,9 +516,40 @@ describe('how long the vCPU spins before it sleeps (the adaptive spin, as KVM\'s
     expect(ioreq()).toBe(SPUN);
   });
 
-  it('a parked device model (woken by a futex) is never spun for, not even by a probe', () => {
-    const { ioreq } = clocked({ parked: true });
+  it('a parked device model (woken by a futex) is never spun for, not even by a probe; that says nothing of the next, awake one', () => {
+    const { m, ioreq } = clocked({ parked: true });
     expect(Array.from({ length: 40 }, () => ioreq())).toEqual(new Array<number>(40).fill(DIRECT));
+    Atomics.store(m.ios.parked, 0, 0);
+    expect(ioreq()).toBe(SPUN);
+  });
+
+  it('on a host with pCPUs the vCPU gives its pCPU up while it waits and takes it back; an answer already there when it first looks, with no spin, is no spin that paid', () => {
+    const { m, fe, ioreq } = clocked({ pcpus: true });
+    const pcpu = (): number[] => [m.vcpus.at(fe.id.slot, VC.PCPU), Atomics.load(m.control.w, CTL.PCPU_IDLE)];
+    expect(pcpu()).toEqual([1, 1]);
+    let during: number[] = [];
+    const atWait = (w: Int32Array, k: number): void => {
+      during = pcpu();
+      answer(1)(w, k);
+    };
+    const spun = ioreq(undefined, [atWait]);
+    expect(during).toEqual([0, 2]);
+    expect(pcpu()).toEqual([1, 1]);
+    // Not spinning now. Answered at the first clock read after the publish (giving the pCPU up): seen at the first poll.
+    const early = (_n: number, s: Int32Array, i: number): void => {
+      if (Atomics.load(s, i + IOS.STATE) !== IOREQ_STATE.READY) return;
+      s[i + IOS.DATA] = 1;
+      Atomics.store(s, i + IOS.STATE, IOREQ_STATE.IORESP_READY);
+    };
+    ioreq(early);
+    const direct = ioreq();
+    expect(direct).toBeLessThan(spun);
+    expect(ioreq()).toBe(direct);
+    // In a hypercall (not GUEST): the pCPU is kept.
+    m.vcpus.set(fe.id.slot, VC.STATE, VS.HYPERVISOR);
+    ioreq(undefined, [atWait]);
+    expect(during).toEqual([1, 1]);
+    expect(pcpu()).toEqual([1, 1]);
   });
 
   it('a vCPU not in guest mode (an access emulated inside a hypercall) is not made BLOCKED, and stays as it was', () => {
