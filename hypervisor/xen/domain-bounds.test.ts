@@ -23,11 +23,11 @@ import { p2mForEachLeaf, p2mGet, p2mInsert } from './p2m.js';
 import { pcpuInit } from './schedule.js';
 import { realSched, setSched } from './platform.js';
 import { VS } from './vcpu.js';
-import { INITIAL_NR_GRANT_FRAMES, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES } from '../layout/constants.js';
+import { INITIAL_NR_GRANT_FRAMES, MAX_VCPUS, MAX_VCPUS_PER_DOMAIN, P2M_DEFAULT_PADDR_BITS, P2M_MAX_PADDR_BITS, P2M_MIN_PADDR_BITS, XEN_MAX_GRANT_FRAMES, XEN_MAX_MAPTRACK_FRAMES } from '../layout/constants.js';
 import { CTL } from '../layout/control.js';
 import { DOM, DS, PASSTHROUGH } from '../layout/domains.js';
 import { IOS } from '../layout/ioreq-slots.js';
-import { entryMfn, entryType, P2M_HOLE, p2mEntry } from '../layout/p2m.js';
+import { entryMfn, entryType, P2M_HOLE, p2mEntry, p2mPoolPagesFor } from '../layout/p2m.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { EEXIST, EINVAL, ENOMEM, ENOSPC, ESRCH } from '../public/errno.js';
 import { domid, gfn, grantRef, P2M } from '../public/types.js';
@@ -176,6 +176,15 @@ describe('createdomain', () => {
     expectAllDestroyed(m);
   });
 
+  it('without p2m_pages, its p2m share is what max_pages at 4 KiB needs at its width (hap_set_allocation)', () => {
+    const m = lone();
+    for (const [bits, max] of [[undefined, 5000], [40, 70_000]] as const) {
+      const d = domainCreate(m, { domid: -1, max_pages: max, nr_vcpus: 1, privileged: false, ...(bits !== undefined ? { paddr_bits: bits } : {}) });
+      expect(m.dom.at(d, DOM.P2M_PAGES_MAX)).toBe(p2mPoolPagesFor(bits ?? P2M_DEFAULT_PADDR_BITS, [[0, max]]));
+    }
+    expectAllDestroyed(m);
+  });
+
   it('isAlive: only a running domain in the table', () => {
     const m = lone();
     expect([-1, 0, 1, m.nd].map((d) => isAlive(m, d))).toEqual([false, true, false, false]);
@@ -238,6 +247,33 @@ describe('the toolstack\'s populate (meminit_hvm)', () => {
     expectAllDestroyed(w);
   });
 
+  it('a superpage whose run starts at frame 0 is mapped like any other', () => {
+    const m = testMachine({ nr_frames: 1024, domains: [{ memory_pages: 0, privileged: true }] });
+    const d = domainCreate(m, spec({ max_pages: 512, p2m_pages: 16 }));
+    expect(populateRange(m, d, 0, 512)).toBe(0);
+    expect(leaves(m, d)).toEqual([`0:2:${P2M.ram_rw}`]);
+    expect(entryMfn(p2mGet(m, d, 0))).toBe(0);
+    expectAllDestroyed(m);
+  });
+
+  it('a superpage the p2m has no table page for gives back exactly its own run: the frames above it stay their owner\'s', () => {
+    const m = lone(4096);
+    const a1 = domainCreate(m, spec({ max_pages: 512, p2m_pages: 16 }));
+    const a2 = domainCreate(m, spec({ max_pages: 512, p2m_pages: 16 }));
+    expect([populateRange(m, a1, 0, 512), populateRange(m, a2, 0, 512)]).toEqual([0, 0]);
+    const r1 = entryMfn(p2mGet(m, a1, 0));
+    // a2's run lies right above a1's; a1's goes back to the heap, where b's superpage finds it.
+    expect(entryMfn(p2mGet(m, a2, 0))).toBe(r1 + 512);
+    expect(domainDestroy(m, a1)).toBe(0);
+    // One table page, the root: no room for the table a 2 MiB entry sits in, nor a 4 KiB one's.
+    const b = domainCreate(m, spec({ max_pages: 512, p2m_pages: 1 }));
+    expect(populateRange(m, b, 0, 512)).toBe(-ENOMEM);
+    expect([m.dom.at(b, DOM.TOT_PAGES), m.dom.at(a2, DOM.TOT_PAGES)]).toEqual([0, 512]);
+    expect(m.ft.owner(r1 + 512)).toBe(a2);
+    expectClean(m, { conserved: true });
+    expectAllDestroyed(m);
+  });
+
   it('populateOne: -EINVAL past the width, the allocator\'s error past max_pages, -EEXIST over a mapping (the frame given back)', () => {
     const m = lone();
     const d = domainCreate(m, spec({ max_pages: 2 }));
@@ -248,6 +284,8 @@ describe('the toolstack\'s populate (meminit_hvm)', () => {
     expect(populateOne(m, d, 6)).toBe(0);
     expect(populateOne(m, d, 7)).toBeLessThan(0);
     expect(p2mGet(m, d, 7)).toBe(P2M_HOLE);
+    // The width is checked before any frame is asked for: -EINVAL, not the allocator's refusal.
+    expect(populateOne(m, d, -1)).toBe(-EINVAL);
     expect(m.dom.at(d, DOM.TOT_PAGES)).toBe(2);
     expectClean(m, { conserved: true });
     expectAllDestroyed(m);
@@ -313,6 +351,21 @@ describe('domain_kill and domain_relinquish_resources', () => {
     expectAllDestroyed(m);
   });
 
+  it('hands its RAM back in p2m order, a superpage highest frame first, ram_ro pages as ram_rw ones: the heap gives them out again lowest first', () => {
+    const m = lone(4096);
+    const d = domainCreate(m, spec({ max_pages: 1024, p2m_pages: 16 }));
+    expect(populateRange(m, d, 0, 512)).toBe(0);
+    const run = entryMfn(p2mGet(m, d, 0));
+    const ro = allocDomFrame(m, d);
+    expect(p2mInsert(m, d, 600, p2mEntry(ro, P2M.ram_ro))).toBe(0);
+    expect(populateOne(m, d, 601)).toBe(0);
+    const rw = entryMfn(p2mGet(m, d, 601));
+    expect(domainDestroy(m, d)).toBe(0);
+    const e = domainCreate(m, spec({ max_pages: 1024 }));
+    expect(Array.from({ length: 4 }, () => allocDomFrame(m, e))).toEqual([rw, ro, run, run + 1]);
+    expectAllDestroyed(m);
+  });
+
   it('waits for each of its vCPUs to go offline except the caller\'s own; a caller on a pCPU gives it up while it waits', () => {
     const m = testMachine({ domains: [{ memory_pages: 16, privileged: true }, { memory_pages: 16, backend: 0, vcpus: 3 }] });
     pcpuInit(m, 3);
@@ -355,5 +408,38 @@ describe('domain_kill and domain_relinquish_resources', () => {
     });
     expect(domainDestroy(n, 1, self.id.slot)).toBe(0);
     expect(domainState(n, 1)).toBe(DS.FREE);
+
+    // On a host with pCPUs: the toolstack (no vCPU slot) waits for every vCPU, slot 1 included; a caller holding no pCPU gives none up nor takes one.
+    const h = testMachine({ domains: [{ memory_pages: 16, privileged: true }, { memory_pages: 16, backend: 0 }, { memory_pages: 16, backend: 0 }] });
+    pcpuInit(h, 2);
+    expect(h.dom.at(1, DOM.VCPU_BASE)).toBe(1);
+    const one = new VcpuContext(h, { domid: 1, vcpu: 0, slot: 1, memory_pages: 16, seed: 1 });
+    const two = new VcpuContext(h, { domid: 2, vcpu: 0, slot: h.dom.at(2, DOM.VCPU_BASE), memory_pages: 16, seed: 1 });
+    one.start();
+    two.start();
+    let waited = 0;
+    const spun: number[] = [];
+    setSched({
+      ...realSched,
+      relax(i: number) {
+        spun.push(i);
+        if (++waited === 2) one.stop();
+      },
+    });
+    expect(domainDestroy(h, 1)).toBe(0);
+    // domain_kill's own wait (its spins counted from 1000), not the shootdown's after it.
+    expect(spun).toEqual([1000, 1001]);
+    const idle = (): number => Atomics.load(h.control.w, CTL.PCPU_IDLE);
+    const idleBefore = idle();
+    const toolSlot = h.dom.at(0, DOM.VCPU_BASE);
+    waited = 0;
+    setSched({
+      ...realSched,
+      relax() {
+        if (++waited === 1) two.stop();
+      },
+    });
+    expect(domainDestroy(h, 2, toolSlot)).toBe(0);
+    expect([waited, h.vcpus.at(toolSlot, VC.PCPU), idle()]).toEqual([1, 0, idleBefore + 1]);
   });
 });
