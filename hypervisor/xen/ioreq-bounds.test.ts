@@ -127,7 +127,8 @@ describe('ioreq_server_create', () => {
     for (const t of [1.5, -1, m.nd, 5]) expect(ioreqServerCreate(m, 0, t, [], 'none'), `target ${t}`).toBe(-ESRCH);
     expect(domainCrash(m, 2, 'test')).toBe(true);
     expect(ioreqServerCreate(m, 0, 2, [], 'none')).toBe(-ESRCH);
-    // Itself: -EINVAL before the permission test (d1 is not its own backend, not privileged).
+    // Itself: -EINVAL before the permission test (d1 is not its own backend, not privileged). Xen's dm_op says -EPERM
+    // (rcu_lock_remote_domain_by_id): a known difference, docs/fidelity.md D17, pinned by fidelity-ioreq-server-self.yaml.
     expect(ioreqServerCreate(m, 0, 0, [], 'none')).toBe(-EINVAL);
     expect(ioreqServerCreate(m, 1, 1, [], 'none')).toBe(-EINVAL);
     // d2 is neither d1's backend nor privileged.
