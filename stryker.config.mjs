@@ -17,9 +17,9 @@ const FILES = {
   'grant-table': 'hypervisor/xen/grant-table.ts',
   memory: 'hypervisor/xen/memory.ts',
   mm: 'hypervisor/xen/mm.ts',
-  // The rest of the Xen core: not measured yet (docs/verification.md §8).
   domain: 'hypervisor/xen/domain.ts',
   ioreq: 'hypervisor/xen/ioreq.ts',
+  // The rest of the Xen core: not measured whole yet (docs/verification.md §8).
   locks: 'hypervisor/xen/locks.ts',
   check: 'hypervisor/designs/primitives/check.ts',
   common: 'hypervisor/designs/primitives/common.ts',
