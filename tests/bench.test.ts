@@ -79,6 +79,11 @@ describe('xgsim bench --quick', () => {
       // The same sim jobs on 1 host × 1 core (the floor), 1 host × every core, 2 hosts.
       expect(rep.floors['campaign_1_host_1_core_jobs_per_min']).toBeGreaterThan(0);
       expect(figures.filter((f) => /^campaign throughput, (1 host × \d+ cores?|2 hosts × \d+ cores?)$/.test(f))).toHaveLength(2);
+      // Against the machine's own parallel speed-up, and the Redis round trip against the floor of its shape.
+      expect(rep.floors['parallel_speedup']).toBeGreaterThan(0);
+      expect(figures.some((f) => /^campaign speed-up, 1 host × \d+ cores?, vs the machine's own$/.test(f))).toBe(true);
+      expect(rep.floors['redis_stream_rtt_across_p50_us']).toBeGreaterThan(0);
+      expect(figures).toContain('Redis IOREQ round trip (p50), vs the server on another thread');
     }
     if (haveRedisServer || inCI) {
       // The cost of the run's ACL users, on a redis-server of the bench's own: against the same without them.

@@ -1,9 +1,11 @@
 /**
  * Simulations on two worker threads for the test files that run many seeds:
  * the simulator is single-threaded and deterministic (the same seed gives the
- * same run on any thread), and a test file runs alone on the suite's two
- * cores, so the second core would idle otherwise. The threads load the
- * TypeScript sources through tsx, as vitest does here.
+ * same run on any thread). The suite runs two files at a time
+ * (vitest.config.ts), and most files mostly wait (a run's duration, a
+ * host's claim), so a sim-heavy file beside one of them would leave a core
+ * idle with one thread. The threads load the TypeScript sources through
+ * tsx, as vitest does here.
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';

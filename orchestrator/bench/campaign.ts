@@ -50,3 +50,34 @@ export async function campaignThroughput(o: { runs: number; steps: number; hosts
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The machine's own parallel speed-up, the floor under a campaign's: the
+ * wall time of one single-threaded process running a fixed CPU-bound loop
+ * (integer hashing in registers, no allocation) against `n` such processes
+ * at once, each the same loop. n on n cores that are cores gives ~n; a VM
+ * whose cores share physical ones, or a machine others load, gives less,
+ * and no campaign can beat it.
+ */
+export async function parallelSpeedup(n: number, iterations: number): Promise<{ speedup: number; one_ms: number; n_ms: number }> {
+  const code = `let h = 0x811c9dc5; for (let i = 0; i < ${iterations}; i++) { h = Math.imul(h ^ i, 0x01000193) >>> 0; } if (h === 42) console.log('');`;
+  const batch = async (k: number): Promise<number> => {
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from(
+        { length: k },
+        () =>
+          new Promise<void>((res, rej) => {
+            const c = spawn(process.execPath, ['--single-threaded', '-e', code], { stdio: 'ignore' });
+            c.once('error', rej);
+            c.once('exit', (code) => (code === 0 ? res() : rej(new Error(`parallelSpeedup: a loop process exited ${code}`))));
+          }),
+      ),
+    );
+    return performance.now() - t0;
+  };
+  await batch(1); // warm-up (the executable's pages)
+  const one_ms = await batch(1);
+  const n_ms = await batch(n);
+  return { speedup: (n * one_ms) / n_ms, one_ms, n_ms };
+}
