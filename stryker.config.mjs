@@ -21,6 +21,9 @@ const FILES = {
   ioreq: 'hypervisor/xen/ioreq.ts',
   // The rest of the Xen core: not measured whole yet (docs/verification.md §8).
   locks: 'hypervisor/xen/locks.ts',
+  schedule: 'hypervisor/xen/schedule.ts',
+  machine: 'hypervisor/xen/machine.ts',
+  'guest-cpu': 'hypervisor/xen/guest-cpu.ts',
   check: 'hypervisor/designs/primitives/check.ts',
   common: 'hypervisor/designs/primitives/common.ts',
   index: 'hypervisor/designs/primitives/index.ts',

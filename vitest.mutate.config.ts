@@ -20,6 +20,10 @@ const TESTS = [
   'hypervisor/xen/bufioreq.test.ts',
   'hypervisor/xen/ioreq-bounds.test.ts',
   'hypervisor/xen/domain-bounds.test.ts',
+  'hypervisor/xen/schedule.test.ts',
+  'hypervisor/xen/schedule-bounds.test.ts',
+  'hypervisor/xen/machine-bounds.test.ts',
+  'hypervisor/xen/guest-cpu-bounds.test.ts',
   'hypervisor/designs/primitives/primitives.test.ts',
   'hypervisor/designs/primitives/refusals.test.ts',
   'hypervisor/designs/primitives/primitives-bounds.test.ts',
@@ -62,10 +66,14 @@ const LOCK_TESTS = ['hypervisor/xen/locks.test.ts', 'hypervisor/xen/locks-bounds
 // that drive it on purpose: its own bounds tests, the IOREQ ones (servers a death takes), and the two that destroy
 // domains with foreign maps, grants, Steals and Maps still held. A lower bound, as PRIMITIVES_SHARED's.
 const DOMAIN_TESTS = ['hypervisor/xen/domain-bounds.test.ts', 'hypervisor/xen/ioreq-bounds.test.ts', 'hypervisor/xen/memory-bounds.test.ts', 'hypervisor/designs/primitives/design-bounds.test.ts'];
+// machine.ts builds every test's machine, so every test covers its constructor: `MUTATE=machine` alone runs
+// machine-bounds.test.ts and the scheduler's tests only, a lower bound as above.
+const MACHINE_TESTS = ['hypervisor/xen/machine-bounds.test.ts', 'hypervisor/xen/schedule.test.ts'];
 const picked = process.env['MUTATE']?.split(',').map((n) => n.trim()) ?? [];
 function include(): string[] {
   if (picked.length === 1 && picked[0] === 'locks') return LOCK_TESTS;
   if (picked.length === 1 && picked[0] === 'domain') return DOMAIN_TESTS;
+  if (picked.length === 1 && picked[0] === 'machine') return MACHINE_TESTS;
   if (picked.length > 0 && picked.every((n) => PRIMITIVES_SHARED.has(n))) return TESTS.filter((f) => f.includes('/designs/primitives/'));
   return picked.length > 0 && picked.every((n) => !NEEDS_MMU_TESTS.has(n)) ? TESTS.filter((f) => !f.endsWith('/mmu.test.ts')) : TESTS;
 }

@@ -1,0 +1,268 @@
+/**
+ * The pCPU scheduler's edges on one thread (schedule.ts): pcpuInit's
+ * bounds and its fresh run queues, the run-queue lock contended, a queue of
+ * three and slot 0 in it (slot + 1 is the link: 0 is "none"), a queue
+ * emptied and filled again, credit at exactly one slice (credit2's
+ * runq_candidate keeps a unit for less than its rate limit, not for it),
+ * the wait and run times, the slice test, and each BUG the scheduler's
+ * own invariants raise when a word is corrupted.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { testMachine } from '../../tests/test-machine.js';
+import { MAX_PCPUS, MAX_VCPUS, PCPU_SLICE_US } from '../layout/constants.js';
+import { CTL } from '../layout/control.js';
+import { STAT, VC } from '../layout/vcpus.js';
+import type { Machine } from './machine.js';
+import { realSched, setSched, type Sched } from './platform.js';
+import { GIVE, pcpuCount, pcpuGive, pcpuInit, pcpuRunqueues, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
+
+afterEach(() => setSched(realSched));
+
+/** A scheduler on a clock that moves when told; each `wait` runs the next step (what the other vCPUs do meanwhile). */
+function scripted(steps: Array<() => void> = []): Sched & { now: number; relaxed: number[]; onRelax: (i: number) => void } {
+  const s = {
+    now: 1000,
+    relaxed: [] as number[],
+    onRelax: (_i: number) => undefined as void,
+    relax: (i: number) => {
+      s.relaxed.push(i);
+      s.onRelax(i);
+    },
+    wait: () => {
+      const step = steps.shift();
+      if (step === undefined) throw new Error('a vCPU waits for a pCPU nobody will give back');
+      step();
+      return true;
+    },
+    wake: () => undefined,
+    yield: () => undefined,
+    now_us: () => s.now,
+    charge: () => undefined,
+  };
+  return s;
+}
+
+/**
+ * A machine with `n` pCPUs whose `slots` start with no credit burnt: each takes an idle pCPU (which resets
+ * it) and gives it back at once (the scheduler's per-slot times are this thread's, shared by every test).
+ */
+function fresh(n: number, slots: number[]): Machine {
+  const m = testMachine();
+  pcpuInit(m, n);
+  setSched(scripted());
+  for (const v of slots) {
+    pcpuTake(m, v);
+    pcpuGive(m, v, GIVE.OFFLINE);
+  }
+  return m;
+}
+
+const RUNQ_WORDS = [CTL.RUNQ_LOCK, CTL.RUNQ_LEN, CTL.RUNQ_HEAD, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL, CTL.RUNQ_TAIL + 1];
+
+describe('the pCPU scheduler, edges', () => {
+  it('pcpuInit: 0…MAX_PCPUS pCPUs, integers only; it empties the run queues', () => {
+    const m = testMachine();
+    for (const n of [-1, 1.5, MAX_PCPUS + 1]) expect(() => pcpuInit(m, n)).toThrow(/pcpus must be an integer 0…64/);
+    pcpuInit(m, MAX_PCPUS);
+    expect(pcpuCount(m)).toBe(MAX_PCPUS);
+    for (const k of RUNQ_WORDS) Atomics.store(m.control.w, k, 5);
+    pcpuInit(m, 0);
+    expect([...RUNQ_WORDS, CTL.PCPU_IDLE, CTL.PCPUS].map((k) => Atomics.load(m.control.w, k))).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('the run-queue lock: spins (relax 0, 1, …) while another holds it, not at all when free', () => {
+    const m = fresh(1, []);
+    const s = scripted();
+    setSched(s);
+    Atomics.store(m.control.w, CTL.RUNQ_LOCK, 1);
+    s.onRelax = (i) => {
+      if (i === 1) Atomics.store(m.control.w, CTL.RUNQ_LOCK, 0);
+    };
+    pcpuTake(m, 3);
+    expect(s.relaxed).toEqual([0, 1]);
+    expect([m.vcpus.at(3, VC.PCPU), Atomics.load(m.control.w, CTL.RUNQ_LOCK)]).toEqual([1, 0]);
+    pcpuGive(m, 3);
+    expect(s.relaxed).toEqual([0, 1]);
+  });
+
+  it('three in the normal queue, slot 0 first: FIFO, each handed a pCPU in turn; waits and runs timed; the queue emptied and filled again', () => {
+    const m = fresh(3, [0, 2, 5, 7, 10, 11, 12]);
+    const w = m.control.w;
+    for (const v of [10, 11, 12]) pcpuTake(m, v);
+    const grant = (v: number): number => m.vcpus.at(v, VC.PCPU_GRANT);
+    let seen: ReturnType<typeof pcpuRunqueues> | undefined;
+    let wanted = false;
+    const s = scripted([
+      () => pcpuTake(m, 5, false),
+      () => pcpuTake(m, 7, false),
+      () => {
+        seen = pcpuRunqueues(m);
+        wanted = pcpuWanted(m);
+        s.now += 700;
+        pcpuGive(m, 10, GIVE.PREEMPT);
+        expect([grant(0), grant(5), grant(7), Atomics.load(w, CTL.PCPU_IDLE)]).toEqual([1, 0, 0, 0]);
+      },
+      () => {
+        pcpuGive(m, 11, GIVE.PREEMPT);
+        expect([grant(5), grant(7)]).toEqual([1, 0]);
+      },
+      () => pcpuGive(m, 12, GIVE.PREEMPT),
+    ]);
+    setSched(s);
+    expect(pcpuTake(m, 0, false)).toBe(700);
+    expect(seen).toEqual({ boost: [], normal: [0, 5, 7] });
+    expect(wanted).toBe(true);
+    expect([0, 5, 7].map((v) => m.vcpus.at(v, VC.PCPU))).toEqual([1, 1, 1]);
+    expect([CTL.PCPU_IDLE, CTL.RUNQ_LEN, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL + 1].map((k) => Atomics.load(w, k))).toEqual([0, 0, 0, 0]);
+    expect(pcpuWanted(m)).toBe(false);
+    expect([m.vcpus.stat(0, STAT.SCHED_WAIT_US), m.vcpus.stat(0, STAT.SCHED_WAIT_MAX_US)]).toEqual([700, 700]);
+    // Slot 0 runs from the end of its wait: 300 µs, not counting the 700 it waited.
+    const ran = m.vcpus.stat(0, STAT.SCHED_RUN_US);
+    s.now += 300;
+    // The emptied normal queue takes a new waiter (its tail was reset), who gets slot 0's pCPU.
+    const t = scripted([() => pcpuGive(m, 0, GIVE.BLOCK)]);
+    t.now = s.now;
+    setSched(t);
+    pcpuTake(m, 2, false);
+    expect(m.vcpus.stat(0, STAT.SCHED_RUN_US) - ran).toBe(300);
+    expect(m.vcpus.at(2, VC.PCPU)).toBe(1);
+  });
+
+  it('woken by default; credit of exactly one slice burnt is none left: the normal queue', () => {
+    const m = fresh(1, [3, 4, 9]);
+    const c = scripted();
+    setSched(c);
+    const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
+    // Slot 9 holds the pCPU; `take` queues, and 9 hands it over.
+    const queued = (take: () => void): void => {
+      pcpuTake(m, 9);
+      const s = scripted([
+        () => {
+          seen.push(pcpuRunqueues(m));
+          pcpuGive(m, 9, GIVE.PREEMPT);
+        },
+      ]);
+      s.now = c.now;
+      setSched(s);
+      take();
+      setSched(c);
+    };
+    // Slot 4: a slice less 1 µs burnt, woken (the default): boosted.
+    pcpuTake(m, 4);
+    c.now += PCPU_SLICE_US - 1;
+    pcpuGive(m, 4, GIVE.BLOCK);
+    queued(() => pcpuTake(m, 4));
+    pcpuGive(m, 4, GIVE.BLOCK);
+    // Slot 3: exactly a slice.
+    pcpuTake(m, 3);
+    c.now += PCPU_SLICE_US;
+    pcpuGive(m, 3, GIVE.BLOCK);
+    queued(() => pcpuTake(m, 3, true));
+    pcpuGive(m, 3, GIVE.BLOCK);
+    expect(seen).toEqual([
+      { boost: [4], normal: [] },
+      { boost: [], normal: [3] },
+    ]);
+  });
+
+  it('credit burnt across a boosted wait adds up: two half slices, boosted once, then the normal queue', () => {
+    const m = fresh(1, [3, 9]);
+    const c = scripted();
+    setSched(c);
+    const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
+    const through = (v: number): void => {
+      pcpuTake(m, 9);
+      const s = scripted([
+        () => {
+          seen.push(pcpuRunqueues(m));
+          pcpuGive(m, 9, GIVE.PREEMPT);
+        },
+      ]);
+      s.now = c.now;
+      setSched(s);
+      pcpuTake(m, v, true);
+      setSched(c);
+    };
+    pcpuTake(m, 3);
+    c.now += PCPU_SLICE_US / 2 + 1;
+    pcpuGive(m, 3, GIVE.BLOCK);
+    through(3);
+    c.now += PCPU_SLICE_US / 2;
+    pcpuGive(m, 3, GIVE.BLOCK);
+    through(3);
+    expect(seen).toEqual([
+      { boost: [3], normal: [] },
+      { boost: [], normal: [3] },
+    ]);
+    // A pCPU taken idle resets the credit: boosted again next time.
+    pcpuGive(m, 3, GIVE.BLOCK);
+    pcpuTake(m, 3);
+    pcpuGive(m, 3, GIVE.BLOCK);
+    through(3);
+    expect(seen[2]).toEqual({ boost: [3], normal: [] });
+    pcpuGive(m, 3, GIVE.OFFLINE);
+  });
+
+  it('a pCPU given up to go offline is none of a block, a yield or a preemption', () => {
+    const m = fresh(1, [3]);
+    pcpuTake(m, 3);
+    const before = [STAT.SCHED_BLOCKS, STAT.SCHED_YIELDS, STAT.SCHED_PREEMPTS].map((k) => m.vcpus.stat(3, k));
+    pcpuGive(m, 3, GIVE.OFFLINE);
+    expect([STAT.SCHED_BLOCKS, STAT.SCHED_YIELDS, STAT.SCHED_PREEMPTS].map((k) => m.vcpus.stat(3, k))).toEqual(before);
+  });
+
+  it('pcpuSliceOver: a slice or more since', () => {
+    const s = scripted();
+    setSched(s);
+    expect(pcpuSliceOver(s.now - PCPU_SLICE_US + 1)).toBe(false);
+    expect(pcpuSliceOver(s.now - PCPU_SLICE_US)).toBe(true);
+    expect(pcpuSliceOver(s.now - PCPU_SLICE_US - 1)).toBe(true);
+    expect(pcpuSliceOver(s.now + PCPU_SLICE_US)).toBe(false);
+  });
+
+  it('pcpuRunqueues stops after MAX_VCPUS on a corrupted (cyclic) queue', () => {
+    const m = fresh(1, []);
+    Atomics.store(m.control.w, CTL.RUNQ_HEAD, 4);
+    m.vcpus.set(3, VC.RUNQ_NEXT, 4);
+    expect(pcpuRunqueues(m).boost).toEqual(Array(MAX_VCPUS).fill(3));
+  });
+
+  it("the scheduler's own invariants: each corrupted word is a hypervisor bug with its message", () => {
+    let m = fresh(2, [3]);
+    pcpuTake(m, 3);
+    expect(() => pcpuTake(m, 3)).toThrow(/slot 3 takes a pCPU while holding one/);
+    pcpuGive(m, 3);
+    expect(() => pcpuGive(m, 3)).toThrow(/slot 3 gives back a pCPU it does not hold/);
+    Atomics.store(m.control.w, CTL.RUNQ_LEN, 1);
+    expect(() => pcpuTake(m, 3)).toThrow(/2 pCPU\(s\) idle while vCPUs wait/);
+
+    m = fresh(1, [3]);
+    pcpuTake(m, 3);
+    Atomics.store(m.control.w, CTL.PCPU_IDLE, 1);
+    expect(() => pcpuGive(m, 3)).toThrow(/more pCPUs idle than the host has \(1\)/);
+
+    m = fresh(1, [3]);
+    pcpuTake(m, 3);
+    Atomics.store(m.control.w, CTL.RUNQ_LEN, 1);
+    expect(() => pcpuGive(m, 3)).toThrow(/run queues empty, length not zero/);
+
+    m = fresh(1, [0, 3]);
+    pcpuTake(m, 0);
+    let thrown: unknown;
+    setSched(
+      scripted([
+        () => {
+          Atomics.store(m.control.w, CTL.RUNQ_LEN, 0);
+          try {
+            pcpuGive(m, 0);
+          } catch (e) {
+            thrown = e;
+          }
+          m.vcpus.set(3, VC.PCPU_GRANT, 1);
+        },
+      ]),
+    );
+    pcpuTake(m, 3, false);
+    expect(String(thrown)).toMatch(/run queue length below zero/);
+  });
+});
