@@ -67,8 +67,13 @@ describe('createMachineSabs and a thread view of it', () => {
   it('makes trace rings only when asked for, sized as asked or by ringEventsFor', () => {
     expect(make().trace).toBeUndefined();
     expect(make({ trace_rings: 0 }).sabs.trace).toBeUndefined();
+    const from_ms = performance.timeOrigin + performance.now();
     const t = make({ trace_rings: 2, trace_ring_events: 8 }).trace!;
+    const to_ms = performance.timeOrigin + performance.now();
     expect([t.nr_rings, t.ring_events]).toEqual([2, 8]);
+    // The rings' epoch: wall-clock time of their creation, in ms (what the timeline's times count from).
+    expect(t.epoch_ms).toBeGreaterThanOrEqual(from_ms);
+    expect(t.epoch_ms).toBeLessThanOrEqual(to_ms);
     const u = make({ trace_rings: 3 }).trace!;
     expect([u.nr_rings, u.ring_events]).toEqual([3, ringEventsFor(3)]);
   });

@@ -85,34 +85,44 @@ describe('the pCPU scheduler, edges', () => {
     expect(s.relaxed).toEqual([0, 1]);
   });
 
-  it('three in the normal queue, slot 0 first: FIFO, each handed a pCPU in turn; waits and runs timed; the queue emptied and filled again', () => {
-    const m = fresh(3, [0, 2, 5, 7, 10, 11, 12]);
+  it('three in the normal queue, slot 0 first: FIFO, each handed a pCPU in turn, one joining behind after a pop; waits and runs timed; the queue emptied and filled again', () => {
+    const m = fresh(4, [0, 1, 2, 5, 7, 10, 11, 12, 13]);
     const w = m.control.w;
-    for (const v of [10, 11, 12]) pcpuTake(m, v);
+    for (const v of [10, 11, 12, 13]) pcpuTake(m, v);
     const grant = (v: number): number => m.vcpus.at(v, VC.PCPU_GRANT);
-    let seen: ReturnType<typeof pcpuRunqueues> | undefined;
+    const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
     let wanted = false;
     const s = scripted([
       () => pcpuTake(m, 5, false),
       () => pcpuTake(m, 7, false),
       () => {
-        seen = pcpuRunqueues(m);
+        seen.push(pcpuRunqueues(m));
         wanted = pcpuWanted(m);
         s.now += 700;
         pcpuGive(m, 10, GIVE.PREEMPT);
         expect([grant(0), grant(5), grant(7), Atomics.load(w, CTL.PCPU_IDLE)]).toEqual([1, 0, 0, 0]);
+        // Slot 2 joins the queue that 0 has just left: behind 5 and 7.
+        pcpuTake(m, 2, false);
       },
       () => {
+        seen.push(pcpuRunqueues(m));
         pcpuGive(m, 11, GIVE.PREEMPT);
-        expect([grant(5), grant(7)]).toEqual([1, 0]);
+        expect([grant(5), grant(7), grant(2)]).toEqual([1, 0, 0]);
       },
       () => pcpuGive(m, 12, GIVE.PREEMPT),
+      () => {
+        expect([grant(7), grant(2)]).toEqual([1, 0]);
+        pcpuGive(m, 13, GIVE.PREEMPT);
+      },
     ]);
     setSched(s);
     expect(pcpuTake(m, 0, false)).toBe(700);
-    expect(seen).toEqual({ boost: [], normal: [0, 5, 7] });
+    expect(seen).toEqual([
+      { boost: [], normal: [0, 5, 7] },
+      { boost: [], normal: [5, 7, 2] },
+    ]);
     expect(wanted).toBe(true);
-    expect([0, 5, 7].map((v) => m.vcpus.at(v, VC.PCPU))).toEqual([1, 1, 1]);
+    expect([0, 5, 7, 2].map((v) => m.vcpus.at(v, VC.PCPU))).toEqual([1, 1, 1, 1]);
     expect([CTL.PCPU_IDLE, CTL.RUNQ_LEN, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL + 1].map((k) => Atomics.load(w, k))).toEqual([0, 0, 0, 0]);
     expect(pcpuWanted(m)).toBe(false);
     expect([m.vcpus.stat(0, STAT.SCHED_WAIT_US), m.vcpus.stat(0, STAT.SCHED_WAIT_MAX_US)]).toEqual([700, 700]);
@@ -123,9 +133,9 @@ describe('the pCPU scheduler, edges', () => {
     const t = scripted([() => pcpuGive(m, 0, GIVE.BLOCK)]);
     t.now = s.now;
     setSched(t);
-    pcpuTake(m, 2, false);
+    pcpuTake(m, 1, false);
     expect(m.vcpus.stat(0, STAT.SCHED_RUN_US) - ran).toBe(300);
-    expect(m.vcpus.at(2, VC.PCPU)).toBe(1);
+    expect(m.vcpus.at(1, VC.PCPU)).toBe(1);
   });
 
   it('woken by default; credit of exactly one slice burnt is none left: the normal queue', () => {
@@ -201,6 +211,37 @@ describe('the pCPU scheduler, edges', () => {
     through(3);
     expect(seen[2]).toEqual({ boost: [3], normal: [] });
     pcpuGive(m, 3, GIVE.OFFLINE);
+  });
+
+  it('a vCPU that ran for ages queues behind everyone, and that gives it its credit back whatever it had burnt', () => {
+    const m = fresh(1, [3, 9]);
+    const c = scripted();
+    setSched(c);
+    const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
+    const through = (): void => {
+      pcpuTake(m, 9);
+      const s = scripted([
+        () => {
+          seen.push(pcpuRunqueues(m));
+          pcpuGive(m, 9, GIVE.PREEMPT);
+        },
+      ]);
+      s.now = c.now;
+      setSched(s);
+      pcpuTake(m, 3, true);
+      setSched(c);
+      pcpuGive(m, 3, GIVE.BLOCK);
+    };
+    // Far more than any clock of another test: the queue it joins does not depend on what they left.
+    pcpuTake(m, 3);
+    c.now += 1e15;
+    pcpuGive(m, 3, GIVE.BLOCK);
+    through();
+    through();
+    expect(seen).toEqual([
+      { boost: [], normal: [3] },
+      { boost: [3], normal: [] },
+    ]);
   });
 
   it('a pCPU given up to go offline is none of a block, a yield or a preemption', () => {
