@@ -24,7 +24,7 @@ import { setPreempter } from './hooks.js';
 import { nrGrantEntries, grantEntriesLimit } from './grant-table.js';
 import { p2mGet } from './p2m.js';
 import { COST, realSched, setSched, type Sched } from './platform.js';
-import { pcpuInit } from './schedule.js';
+import { GIVE, pcpuGive, pcpuInit, pcpuTake } from './schedule.js';
 import { clearTracer, setVcpuTracer } from './trace.js';
 import { VS } from './vcpu.js';
 
@@ -84,6 +84,9 @@ describe('the hypercall gate', () => {
     expect(r).toBe(0);
     expect(counted(c, () => (r = c.hc.buffer_copy('to_guest', gfn(1_000_000), 0, 16)))).toEqual({ HYPERCALLS: 1, COPIES: 1, ERRORS: 1 });
     expect(r).toBeLessThan(0);
+    // A copy of up to four pages at once (the vCPU's bounce buffer, as Xen copies through its own mapping).
+    expect(c.hc.buffer_copy('from_guest', gfn(1), 0, 4 * 4096)).toBe(0);
+    expect(c.hc.buffer_copy('from_guest', gfn(1), 0, 4 * 4096 + 1)).toBeLessThan(0);
     c.stop();
   });
 
@@ -146,8 +149,13 @@ describe('the hypercall gate', () => {
     expect(d.rc).toBe(0);
     expect(p2mGet(m, 0, 300)).not.toBe(p2mGet(m, 0, 299));
     expect(counted(c, () => (d = c.hc.dm_steal(domid(1), gfn(1_000_000), 1)))).toEqual({ HYPERCALLS: 1, STEALS: 1, ERRORS: 1 });
-    expect(counted(c, () => (d = c.hc.dm_return(domid(1), gfn(300), 1, gfn(8))))).toEqual({ HYPERCALLS: 1, RETURNS: 1 });
+    const stolen = entryMfn(p2mGet(m, 0, 300));
+    expect(p2mGet(m, 1, 40)).toBe(0);
+    expect(counted(c, () => (d = c.hc.dm_return(domid(1), gfn(300), 1, gfn(40))))).toEqual({ HYPERCALLS: 1, RETURNS: 1 });
     expect(d.rc).toBe(0);
+    // Returned where asked, not where it was stolen from.
+    expect([entryMfn(p2mGet(m, 1, 40)), entryType(p2mGet(m, 1, 40))]).toEqual([stolen, P2M.ram_rw]);
+    expect(entryMfn(p2mGet(m, 1, 8))).not.toBe(stolen);
     expect(counted(c, () => (d = c.hc.dm_return(domid(1), gfn(300), 1)))).toEqual({ HYPERCALLS: 1, RETURNS: 1, ERRORS: 1 });
     let s = -1;
     expect(counted(c, () => (s = c.hc.dm_create_ioreq_server(domid(1), [{ start: 500, count: 1 }], 'none')))).toEqual({ HYPERCALLS: 1 });
@@ -208,6 +216,8 @@ describe('the gate on the timeline, a throwing operation, the exit hook', () => 
     expect(slot).toBeLessThan(3);
     setVcpuTracer(m.trace, slot);
     c.start();
+    // No exit hook set: none is called.
+    expect(c.hc.domctl_max_mem(domid(1), 64)).toBe(0);
     const states: number[] = [];
     setPreempter(null, () => states.push(m.vcpus.at(slot, VC.STATE)));
     const before = counted(c, () => {
@@ -231,7 +241,7 @@ describe('the gate on the timeline, a throwing operation, the exit hook', () => 
       const w = f[o + 1 + EV.KIND]!;
       if (kindOf(w) === TK.HC) hc.push(`${HC_NAMES[extraOf(w) & 0xff]}${extraOf(w) & 0x100 ? '!' : ''}`);
     }
-    expect(hc).toEqual(['current_reservation', 'current_reservation!', 'populate_physmap', 'dm_revoke!', 'gnttab_query_size', 'other!']);
+    expect(hc).toEqual(['domctl_max_mem', 'current_reservation', 'current_reservation!', 'populate_physmap', 'dm_revoke!', 'gnttab_query_size', 'other!']);
   });
 
   it('untraced, a throwing operation still leaves HYPERVISOR for GUEST, counted as a call and not as an error', () => {
@@ -343,6 +353,38 @@ describe('a vCPU context', () => {
     c.stop();
   });
 
+  it("a yield queues behind the others, not ahead (credit2's __CSFLAG_unit_yield): no boost, whatever credit it has", () => {
+    const m = testMachine();
+    pcpuInit(m, 1);
+    const a = cpu(m, 0);
+    const b = m.dom.at(1, DOM.VCPU_BASE);
+    const s = recording();
+    // While a yields, b takes the pCPU a gave back; a queues, and b hands the pCPU back to it.
+    s.yield = () => {
+      pcpuTake(m, b);
+    };
+    s.wait = () => {
+      pcpuGive(m, b, GIVE.BLOCK);
+      return true;
+    };
+    setSched(s);
+    a.start();
+    expect(counted(a, () => a.yield())).toEqual({ SCHED_RUNS: 1, SCHED_YIELDS: 1, SCHED_WAITS: 1 });
+    expect(m.vcpus.at(a.id.slot, VC.PCPU)).toBe(1);
+    a.stop();
+  });
+
+  it("DMA by its domain's device goes through the IOMMU (xen/iommu.ts)", () => {
+    const m = testMachine({ domains: [{ memory_pages: 64, max_pages: 128, privileged: true }, { memory_pages: 16, passthrough: 'share_pt' }] });
+    const c = cpu(m, 1);
+    c.start();
+    expect(c.dma_write32(gfn(3), 8, 0xabcd)).toEqual({ ok: true, value: 0xffffffff });
+    expect(c.read32(gfn(3), 8)).toBe(0xabcd);
+    expect(c.dma_read32(gfn(3), 8)).toEqual({ ok: true, value: 0xabcd });
+    expect(c.dma_read32(gfn(500), 0).ok).toBe(false);
+    c.stop();
+  });
+
   it('idle: BLOCKED while the promise is pending, back in GUEST after it settles either way', async () => {
     const m = testMachine();
     const c = cpu(m, 0);
@@ -390,6 +432,9 @@ describe('a vCPU context', () => {
     expect(c.grants.read_raw(grantRef(n))).toEqual([0, 0]);
     c.grants.write_raw(grantRef(n), 5, 6);
     expect(nrGrantEntries(m, 1)).toBe(n);
+    // Not even in the storage set aside for the entries the table may grow to.
+    const i = m.grants.sharedIdx(1, n);
+    expect([m.grants.shared[i], m.grants.shared[i + 1]]).toEqual([0, 0]);
     expect(c.grants.end_access(grantRef(n))).toBe(false);
     expect(counted(c, () => c.grants.grant_access(grantRef(n), domid(0), gfn(4), true))).toEqual({ HYPERCALLS: 1 });
     expect(nrGrantEntries(m, 1)).toBeGreaterThan(n);

@@ -31,7 +31,7 @@ import { CTL } from '../layout/control.js';
 import { HC } from '../layout/trace.js';
 import { tracer, type TraceWriter } from './trace.js';
 import { GIVE } from './schedule.js';
-import { p2mGet, p2mInRange, revocationBegin, revocationEnd } from './p2m.js';
+import { p2mGet, revocationBegin, revocationEnd } from './p2m.js';
 import { entryType, P2M_HOLE } from '../layout/p2m.js';
 
 /** Run one revocation and count what it cost (xen/p2m.ts revocationEnd: the comparison's costs). */
@@ -44,9 +44,8 @@ function revocation<T>(m: Machine, fn: () => T): T {
   }
 }
 
-/** Whether d's gfn holds a foreign map just now (a lock-free look; removeFromPhysmap decides under the lock). */
+/** Whether d's gfn holds a foreign map just now (a lock-free look; removeFromPhysmap decides under the lock). A gfn past d's p2m reads as a hole. */
 function isForeignMap(m: Machine, d: number, gfn: number): boolean {
-  if (!p2mInRange(m, d, gfn)) return false;
   const e = p2mGet(m, d, gfn);
   return e !== P2M_HOLE && entryType(e) === P2M.map_foreign;
 }
