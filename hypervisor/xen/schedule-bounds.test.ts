@@ -213,7 +213,7 @@ describe('the pCPU scheduler, edges', () => {
     pcpuGive(m, 3, GIVE.OFFLINE);
   });
 
-  it('a vCPU that ran for ages queues behind everyone, and that gives it its credit back whatever it had burnt', () => {
+  it('a vCPU that ran for ages queues behind everyone; queueing there, or taking an idle pCPU, gives it its credit back', () => {
     const m = fresh(1, [3, 9]);
     const c = scripted();
     setSched(c);
@@ -232,14 +232,24 @@ describe('the pCPU scheduler, edges', () => {
       setSched(c);
       pcpuGive(m, 3, GIVE.BLOCK);
     };
-    // Far more than any clock of another test: the queue it joins does not depend on what they left.
-    pcpuTake(m, 3);
-    c.now += 1e15;
-    pcpuGive(m, 3, GIVE.BLOCK);
+    // Far more than the credit any other test (or mutant) may have left in slot 3 on this thread, whatever
+    // the clocks they switched between: the queue it joins depends on none of it.
+    const run = (us: number): void => {
+      pcpuTake(m, 3);
+      c.now += us;
+      pcpuGive(m, 3, GIVE.BLOCK);
+    };
+    const runForAges = (): void => run(1e18);
+    runForAges();
     through();
+    through();
+    // Six tenths of a slice, then an idle pCPU taken (credit whole again) and six tenths more: boosted still.
+    run(0.6 * PCPU_SLICE_US);
+    run(0.6 * PCPU_SLICE_US);
     through();
     expect(seen).toEqual([
       { boost: [], normal: [3] },
+      { boost: [3], normal: [] },
       { boost: [3], normal: [] },
     ]);
   });
