@@ -20,7 +20,6 @@ const TESTS = [
   'hypervisor/xen/bufioreq.test.ts',
   'hypervisor/xen/ioreq-bounds.test.ts',
   'hypervisor/xen/domain-bounds.test.ts',
-  'hypervisor/xen/schedule.test.ts',
   'hypervisor/xen/schedule-bounds.test.ts',
   'hypervisor/xen/machine-bounds.test.ts',
   'hypervisor/xen/guest-cpu-bounds.test.ts',
@@ -67,8 +66,8 @@ const LOCK_TESTS = ['hypervisor/xen/locks.test.ts', 'hypervisor/xen/locks-bounds
 // domains with foreign maps, grants, Steals and Maps still held. A lower bound, as PRIMITIVES_SHARED's.
 const DOMAIN_TESTS = ['hypervisor/xen/domain-bounds.test.ts', 'hypervisor/xen/ioreq-bounds.test.ts', 'hypervisor/xen/memory-bounds.test.ts', 'hypervisor/designs/primitives/design-bounds.test.ts'];
 // machine.ts builds every test's machine, so every test covers its constructor: `MUTATE=machine` alone runs
-// machine-bounds.test.ts and the scheduler's tests only, a lower bound as above.
-const MACHINE_TESTS = ['hypervisor/xen/machine-bounds.test.ts', 'hypervisor/xen/schedule.test.ts'];
+// machine-bounds.test.ts and schedule-bounds.test.ts only, a lower bound as above.
+const MACHINE_TESTS = ['hypervisor/xen/machine-bounds.test.ts', 'hypervisor/xen/schedule-bounds.test.ts'];
 const picked = process.env['MUTATE']?.split(',').map((n) => n.trim()) ?? [];
 function include(): string[] {
   if (picked.length === 1 && picked[0] === 'locks') return LOCK_TESTS;
