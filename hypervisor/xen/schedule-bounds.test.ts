@@ -12,7 +12,7 @@ import { testMachine } from '../../tests/test-machine.js';
 import { MAX_PCPUS, MAX_VCPUS, PCPU_SLICE_US } from '../layout/constants.js';
 import { CTL } from '../layout/control.js';
 import { STAT, VC } from '../layout/vcpus.js';
-import type { Machine } from './machine.js';
+import { GLOBAL_LOCK, type Machine } from './machine.js';
 import { realSched, setSched, type Sched } from './platform.js';
 import { GIVE, pcpuCount, pcpuGive, pcpuInit, pcpuRunqueues, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
 
@@ -68,6 +68,24 @@ describe('the pCPU scheduler, edges', () => {
     for (const k of RUNQ_WORDS) Atomics.store(m.control.w, k, 5);
     pcpuInit(m, 0);
     expect([...RUNQ_WORDS, CTL.PCPU_IDLE, CTL.PCPUS].map((k) => Atomics.load(m.control.w, k))).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('no pCPUs (the OS schedules the vCPU threads): taking and giving do nothing', () => {
+    const m = testMachine();
+    pcpuInit(m, 0);
+    expect(pcpuTake(m, 3)).toBe(0);
+    pcpuGive(m, 3);
+    pcpuGive(m, 3);
+    expect([m.vcpus.at(3, VC.PCPU), m.vcpus.stat(3, STAT.SCHED_RUNS), m.vcpus.stat(3, STAT.SCHED_BLOCKS), Atomics.load(m.control.w, CTL.PCPU_IDLE)]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('a vCPU waiting for a pCPU while it holds a lock is a hypervisor bug: those on the pCPUs could spin on it for ever', () => {
+    const m = fresh(1, [3]);
+    m.lock(GLOBAL_LOCK.DOMCTL, 'test');
+    expect(() => pcpuTake(m, 3)).toThrow(/slot 3 waits for a pCPU holding 1 lock\(s\)/);
+    m.unlock(GLOBAL_LOCK.DOMCTL);
+    pcpuTake(m, 3);
+    expect(m.vcpus.at(3, VC.PCPU)).toBe(1);
   });
 
   it('the run-queue lock: spins (relax 0, 1, …) while another holds it, not at all when free', () => {
@@ -126,6 +144,14 @@ describe('the pCPU scheduler, edges', () => {
     expect([CTL.PCPU_IDLE, CTL.RUNQ_LEN, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL + 1].map((k) => Atomics.load(w, k))).toEqual([0, 0, 0, 0]);
     expect(pcpuWanted(m)).toBe(false);
     expect([m.vcpus.stat(0, STAT.SCHED_WAIT_US), m.vcpus.stat(0, STAT.SCHED_WAIT_MAX_US)]).toEqual([700, 700]);
+    // Four waits in the normal queue (none boosted), four preemptions given.
+    expect([0, 5, 7, 2].map((v) => [m.vcpus.stat(v, STAT.SCHED_WAITS), m.vcpus.stat(v, STAT.SCHED_BOOSTS)])).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 0],
+      [1, 0],
+    ]);
+    expect([10, 11, 12, 13].map((v) => m.vcpus.stat(v, STAT.SCHED_PREEMPTS))).toEqual([1, 1, 1, 1]);
     // Slot 0 runs from the end of its wait: 300 µs, not counting the 700 it waited.
     const ran = m.vcpus.stat(0, STAT.SCHED_RUN_US);
     s.now += 300;
@@ -173,6 +199,7 @@ describe('the pCPU scheduler, edges', () => {
       { boost: [4], normal: [] },
       { boost: [], normal: [3] },
     ]);
+    expect([m.vcpus.stat(4, STAT.SCHED_BOOSTS), m.vcpus.stat(3, STAT.SCHED_BOOSTS)]).toEqual([1, 0]);
   });
 
   it('credit burnt across a boosted wait adds up: two half slices, boosted once, then the normal queue', () => {
