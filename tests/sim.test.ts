@@ -46,8 +46,12 @@ describe('xgsim sim', () => {
   it('--seeds explores a range: no failure without a bug', () => {
     const r = xgsim(['sim', '--topology', 'examples/sim/default.yaml', '--seeds', '1..4', '--json']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    const j = JSON.parse(r.stdout) as { runs: number; failed: number; stuck: number };
+    const j = JSON.parse(r.stdout) as { runs: number; failed: number; stuck: number; real_ms: number; sim_ms: number; sim_ratio: number; cost_model: { source: string } };
     expect(j).toMatchObject({ runs: 4, failed: 0, stuck: 0 });
+    // Simulated time of the four runs, its ratio to their real time, and the cost model that charged it.
+    expect(j.sim_ms).toBeGreaterThan(0);
+    expect(j.sim_ratio).toBeCloseTo(j.sim_ms / j.real_ms, 1);
+    expect(j.cost_model.source).toBe('flat');
   });
 
   it('with a BUGGIFY bug: finds it, prints a replay command that reproduces it, shrinks it to a replay file that does too', () => {

@@ -233,6 +233,11 @@ export interface ExploreReport {
   steps_total: number;
   real_ms: number;
   steps_per_s: number;
+  /** Simulated time of all the seeds' runs, and its ratio to their real time. */
+  sim_ms: number;
+  sim_ratio: number;
+  /** The cost model the simulated time is charged by (`--cost-model`, else the flat one), as a single run's JSON has it. */
+  cost_model: CostModel;
   written?: string;
 }
 
@@ -241,13 +246,15 @@ async function explore(p: Plan, [a, b]: [number, number], o: SimCliOptions): Pro
   const tty = process.stderr.isTTY === true;
   process.stderr.write(`xgsim sim ${relative(process.cwd(), p.topology) || p.topology}: seeds ${a}..${b}, ${p.steps} steps each, strategy ${p.strategy}, chaos ${p.chaos ? 'on' : 'off'}${bugs.length > 0 ? `, BUGGIFY ${bugs.join(',')}` : ''}\n`);
   const t0 = performance.now();
-  const rep: ExploreReport = { topology: p.topology, seeds: [a, b], steps: p.steps, buggify: bugs, runs: 0, failed: 0, stuck: 0, first_failing_seed: null, failures: [], stuck_seeds: [], steps_total: 0, real_ms: 0, steps_per_s: 0 };
+  const rep: ExploreReport = { topology: p.topology, seeds: [a, b], steps: p.steps, buggify: bugs, runs: 0, failed: 0, stuck: 0, first_failing_seed: null, failures: [], stuck_seeds: [], steps_total: 0, real_ms: 0, steps_per_s: 0, sim_ms: 0, sim_ratio: 0, cost_model: p.cost?.model ?? FLAT_COST_MODEL };
+  let sim_us = 0;
   let firstFail: SimRun | undefined;
   let lastLine = t0;
   for (let seed = a; seed <= b; seed++) {
     const r = await runOne(p, seed, p.steps);
     rep.runs++;
     rep.steps_total += r.steps;
+    sim_us += r.sim_us;
     if (r.verdict === 'fail') {
       rep.failed++;
       rep.first_failing_seed ??= seed;
@@ -268,10 +275,12 @@ async function explore(p: Plan, [a, b]: [number, number], o: SimCliOptions): Pro
   if (tty && o.json !== true) process.stderr.write('\n');
   rep.real_ms = Math.round(performance.now() - t0);
   rep.steps_per_s = Math.round(rep.steps_total / Math.max(rep.real_ms / 1000, 1e-6));
+  rep.sim_ms = Math.round(sim_us / 1000);
+  rep.sim_ratio = Math.round((100 * sim_us) / 1000 / Math.max(rep.real_ms, 1e-6)) / 100;
   if (firstFail !== undefined && o.shrink === true) rep.written = await shrinkAndWrite(p, firstFail, o.write);
   if (o.json === true) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
   else {
-    process.stdout.write(`sim: ${plural(rep.runs, 'seed')}, ${rep.failed} failed, ${rep.stuck} stuck   ${rep.steps_total.toLocaleString('en-US')} steps in ${(rep.real_ms / 1000).toFixed(1)} s (${rep.steps_per_s.toLocaleString('en-US')} steps/s)${rep.first_failing_seed !== null ? `   first failing seed ${rep.first_failing_seed}` : ''}\n`);
+    process.stdout.write(`sim: ${plural(rep.runs, 'seed')}, ${rep.failed} failed, ${rep.stuck} stuck   ${rep.steps_total.toLocaleString('en-US')} steps in ${(rep.real_ms / 1000).toFixed(1)} s (${rep.steps_per_s.toLocaleString('en-US')} steps/s)   simulated ${(rep.sim_ms / 1000).toFixed(2)} s (${rep.sim_ratio.toFixed(2)}× real time; cost model ${describeCostModel(rep.cost_model)})${rep.first_failing_seed !== null ? `   first failing seed ${rep.first_failing_seed}` : ''}\n`);
     for (const f of rep.failures.slice(0, 10)) process.stdout.write(`  seed ${f.seed} at step ${f.step}: ${f.reason}\n    replay: ${f.replay}\n`);
     if (rep.failures.length > 10) process.stdout.write(`  … and ${rep.failures.length - 10} more failing seed${rep.failures.length - 10 === 1 ? '' : 's'} (--json has them all)\n`);
     if (rep.failures.length > 10) process.stdout.write(`  … ${rep.failed - 10} more (--json lists up to 100)\n`);
