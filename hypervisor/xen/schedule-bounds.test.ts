@@ -59,6 +59,24 @@ function fresh(n: number, slots: number[]): Machine {
   return m;
 }
 
+/**
+ * Slot 9 takes the one pCPU; then `take` queues behind it under a scheduler whose first wait records the
+ * run queues in `seen` and has 9 hand the pCPU over (preempted); then the clock `c` is back.
+ */
+function behind9(m: Machine, c: ReturnType<typeof scripted>, seen: Array<ReturnType<typeof pcpuRunqueues>>, take: () => void): void {
+  pcpuTake(m, 9);
+  const s = scripted([
+    () => {
+      seen.push(pcpuRunqueues(m));
+      pcpuGive(m, 9, GIVE.PREEMPT);
+    },
+  ]);
+  s.now = c.now;
+  setSched(s);
+  take();
+  setSched(c);
+}
+
 const RUNQ_WORDS = [CTL.RUNQ_LOCK, CTL.RUNQ_LEN, CTL.RUNQ_HEAD, CTL.RUNQ_HEAD + 1, CTL.RUNQ_TAIL, CTL.RUNQ_TAIL + 1];
 
 describe('the pCPU scheduler, edges', () => {
@@ -171,20 +189,7 @@ describe('the pCPU scheduler, edges', () => {
     const c = scripted();
     setSched(c);
     const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
-    // Slot 9 holds the pCPU; `take` queues, and 9 hands it over.
-    const queued = (take: () => void): void => {
-      pcpuTake(m, 9);
-      const s = scripted([
-        () => {
-          seen.push(pcpuRunqueues(m));
-          pcpuGive(m, 9, GIVE.PREEMPT);
-        },
-      ]);
-      s.now = c.now;
-      setSched(s);
-      take();
-      setSched(c);
-    };
+    const queued = (take: () => void): void => behind9(m, c, seen, take);
     // Slot 4: a slice less 1 µs burnt, woken (the default): boosted.
     pcpuTake(m, 4);
     c.now += PCPU_SLICE_US - 1;
@@ -209,19 +214,7 @@ describe('the pCPU scheduler, edges', () => {
     const c = scripted();
     setSched(c);
     const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
-    const through = (v: number): void => {
-      pcpuTake(m, 9);
-      const s = scripted([
-        () => {
-          seen.push(pcpuRunqueues(m));
-          pcpuGive(m, 9, GIVE.PREEMPT);
-        },
-      ]);
-      s.now = c.now;
-      setSched(s);
-      pcpuTake(m, v, true);
-      setSched(c);
-    };
+    const through = (v: number): void => behind9(m, c, seen, () => pcpuTake(m, v, true));
     pcpuTake(m, 3);
     c.now += PCPU_SLICE_US / 2 + 1;
     pcpuGive(m, 3, GIVE.BLOCK);
@@ -248,17 +241,7 @@ describe('the pCPU scheduler, edges', () => {
     setSched(c);
     const seen: Array<ReturnType<typeof pcpuRunqueues>> = [];
     const through = (): void => {
-      pcpuTake(m, 9);
-      const s = scripted([
-        () => {
-          seen.push(pcpuRunqueues(m));
-          pcpuGive(m, 9, GIVE.PREEMPT);
-        },
-      ]);
-      s.now = c.now;
-      setSched(s);
-      pcpuTake(m, 3, true);
-      setSched(c);
+      behind9(m, c, seen, () => pcpuTake(m, 3, true));
       pcpuGive(m, 3, GIVE.BLOCK);
     };
     // Far more than the credit any other test (or mutant) may have left in slot 3 on this thread, whatever
