@@ -13,36 +13,11 @@ import { MAX_PCPUS, MAX_VCPUS, PCPU_SLICE_US } from '../layout/constants.js';
 import { CTL } from '../layout/control.js';
 import { STAT, VC } from '../layout/vcpus.js';
 import { GLOBAL_LOCK, type Machine } from './machine.js';
-import { realSched, setSched, type Sched } from './platform.js';
+import { realSched, setSched } from './platform.js';
+import { scripted } from '../../tests/scripted-sched.js';
 import { GIVE, pcpuCount, pcpuGive, pcpuInit, pcpuRunqueues, pcpuSliceOver, pcpuTake, pcpuWanted } from './schedule.js';
 
 afterEach(() => setSched(realSched));
-
-/** A scheduler on a clock that moves when told; each `wait` runs the next step (what the other vCPUs do meanwhile). */
-function scripted(steps: Array<() => void> = []): Sched & { now: number; relaxed: number[]; onRelax: (i: number) => void } {
-  const s = {
-    now: 1000,
-    relaxed: [] as number[],
-    onRelax: (_i: number) => undefined as void,
-    relax: (i: number) => {
-      // A lock nobody gives back fails the test here, not by a log that grows until the runner dies.
-      if (i > 1000) throw new Error('the run-queue lock is never released');
-      s.relaxed.push(i);
-      s.onRelax(i);
-    },
-    wait: () => {
-      const step = steps.shift();
-      if (step === undefined) throw new Error('a vCPU waits for a pCPU nobody will give back');
-      step();
-      return true;
-    },
-    wake: () => undefined,
-    yield: () => undefined,
-    now_us: () => s.now,
-    charge: () => undefined,
-  };
-  return s;
-}
 
 /**
  * A machine with `n` pCPUs whose `slots` start with no credit burnt: each takes an idle pCPU (which resets

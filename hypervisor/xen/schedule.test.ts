@@ -16,32 +16,8 @@ import { VcpuContext } from './guest-cpu.js';
 import { testMachine } from '../../tests/test-machine.js';
 import { VS } from './vcpu.js';
 import { GLOBAL_LOCK } from './machine.js';
-import { realSched, setSched, type Sched } from './platform.js';
-
-/**
- * A scheduler whose clock moves only when told, and whose `wait` runs the
- * next scripted step — what another vCPU does meanwhile — instead of
- * blocking (a wait with no step left is a test bug: it would never end).
- */
-function scripted(steps: Array<() => void>): Sched & { advance(us: number): void } {
-  let now = 1000;
-  return {
-    relax: () => undefined,
-    wait: () => {
-      const step = steps.shift();
-      if (step === undefined) throw new Error('a vCPU waits for a pCPU nobody will give back');
-      step();
-      return true;
-    },
-    wake: () => undefined,
-    yield: () => undefined,
-    now_us: () => now,
-    charge: () => undefined,
-    advance: (us: number) => {
-      now += us;
-    },
-  };
-}
+import { realSched, setSched } from './platform.js';
+import { scripted } from '../../tests/scripted-sched.js';
 
 afterEach(() => setSched(realSched));
 
@@ -130,14 +106,14 @@ describe('pCPUs', () => {
     const s = scripted([]);
     setSched(s);
     pcpuTake(m, 3); // an idle pCPU: its credit is whole
-    s.advance(2 * PCPU_SLICE_US);
+    s.now += 2 * PCPU_SLICE_US;
     pcpuGive(m, 3, GIVE.BLOCK);
     expect(m.vcpus.stat(3, STAT.SCHED_RUN_US)).toBe(2 * PCPU_SLICE_US);
     pcpuTake(m, 0);
     const queues: Array<ReturnType<typeof pcpuRunqueues>> = [];
     const handOver = (): void => {
       queues.push(pcpuRunqueues(m));
-      s.advance(700);
+      s.now += 700;
       pcpuGive(m, 0, GIVE.PREEMPT);
     };
     setSched(scripted([handOver]));
